@@ -1,0 +1,291 @@
+//! Errors and warnings with exact source positions, rendered rustc-style.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::lexer::Token;
+use crate::model::Span;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        })
+    }
+}
+
+/// One finding about the configuration.
+///
+/// `span.line == 0` means the finding concerns a whole file (e.g. it cannot be read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    pub message: String,
+    pub span: Span,
+    /// Length in chars of the offending token, for the caret underline.
+    pub len: u32,
+    pub help: Option<String>,
+    /// Innermost first: the `include` directive that pulled in `span.file`, then the one
+    /// that pulled in that file, and so on.
+    pub include_chain: Vec<Span>,
+    /// The source line `span.line`, filled in by the loader so `Display` needs no file access.
+    pub snippet: Option<String>,
+}
+
+impl Diagnostic {
+    pub fn new(severity: Severity, message: impl Into<String>, span: Span, len: u32) -> Self {
+        Diagnostic {
+            severity,
+            message: message.into(),
+            span,
+            len,
+            help: None,
+            include_chain: Vec::new(),
+            snippet: None,
+        }
+    }
+
+    /// Diagnostic pointing at `tok`, carrying its include chain.
+    pub fn at(severity: Severity, message: impl Into<String>, tok: &Token) -> Self {
+        let mut d = Diagnostic::new(severity, message, tok.span.clone(), tok.len);
+        d.include_chain = tok.include_chain.to_vec();
+        d
+    }
+
+    pub fn error_at(message: impl Into<String>, tok: &Token) -> Self {
+        Self::at(Severity::Error, message, tok)
+    }
+
+    pub fn warning_at(message: impl Into<String>, tok: &Token) -> Self {
+        Self::at(Severity::Warning, message, tok)
+    }
+
+    /// A finding about a whole file rather than a position in it.
+    pub fn file_error(message: impl Into<String>, file: PathBuf) -> Self {
+        Diagnostic::new(
+            Severity::Error,
+            message,
+            Span {
+                file,
+                line: 0,
+                col: 0,
+            },
+            0,
+        )
+    }
+
+    pub fn with_help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    pub fn with_chain(mut self, chain: Vec<Span>) -> Self {
+        self.include_chain = chain;
+        self
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        let chain: Vec<_> = self
+            .include_chain
+            .iter()
+            .map(|s| serde_json::json!({"file": s.file, "line": s.line, "col": s.col}))
+            .collect();
+        serde_json::json!({
+            "severity": self.severity,
+            "message": self.message,
+            "file": self.span.file,
+            "line": self.span.line,
+            "col": self.span.col,
+            "len": self.len,
+            "help": self.help,
+            "include_chain": chain,
+        })
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let file = self.span.file.display();
+        if self.span.line == 0 {
+            write!(f, "{file}: {}: {}", self.severity, self.message)?;
+        } else {
+            write!(
+                f,
+                "{file}:{}:{}: {}: {}",
+                self.span.line, self.span.col, self.severity, self.message
+            )?;
+        }
+        let lineno = self.span.line.to_string();
+        let pad = " ".repeat(lineno.len() + 1);
+        if let (Some(src), true) = (&self.snippet, self.span.line > 0) {
+            write!(f, "\n{pad}|\n{lineno} | {src}\n{pad}| ")?;
+            // Keep tabs so the caret lines up with the source as a terminal shows it.
+            let indent: String = src
+                .chars()
+                .take(self.span.col.saturating_sub(1) as usize)
+                .map(|c| if c == '\t' { '\t' } else { ' ' })
+                .collect();
+            write!(f, "{indent}{}", "^".repeat(self.len.max(1) as usize))?;
+        }
+        if let Some(help) = &self.help {
+            write!(f, "\n{pad}= help: {help}")?;
+        }
+        for inc in &self.include_chain {
+            write!(
+                f,
+                "\n{pad}= note: included from {}:{}:{}",
+                inc.file.display(),
+                inc.line,
+                inc.col
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Source text of every file read, so diagnostics can quote their line.
+#[derive(Debug, Default)]
+pub(crate) struct SourceMap {
+    files: HashMap<PathBuf, Vec<String>>,
+}
+
+impl SourceMap {
+    pub fn add(&mut self, path: PathBuf, text: &str) {
+        self.files
+            .entry(path)
+            .or_insert_with(|| text.lines().map(str::to_owned).collect());
+    }
+
+    pub fn attach_snippets(&self, diags: &mut [Diagnostic]) {
+        for d in diags {
+            if d.snippet.is_some() || d.span.line == 0 {
+                continue;
+            }
+            d.snippet = self
+                .files
+                .get(&d.span.file)
+                .and_then(|lines| lines.get(d.span.line as usize - 1))
+                .cloned();
+        }
+    }
+}
+
+/// Collects findings in discovery order.
+#[derive(Debug, Default)]
+pub(crate) struct Diags {
+    pub list: Vec<Diagnostic>,
+}
+
+impl Diags {
+    pub fn push(&mut self, d: Diagnostic) {
+        self.list.push(d);
+    }
+
+    pub fn error(&mut self, tok: &Token, msg: impl Into<String>) {
+        self.list.push(Diagnostic::error_at(msg, tok));
+    }
+
+    pub fn error_help(&mut self, tok: &Token, msg: impl Into<String>, help: impl Into<String>) {
+        self.list.push(Diagnostic::error_at(msg, tok).with_help(help));
+    }
+
+    pub fn warning(&mut self, tok: &Token, msg: impl Into<String>) {
+        self.list.push(Diagnostic::warning_at(msg, tok));
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.list.iter().any(Diagnostic::is_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Diagnostic {
+        let mut d = Diagnostic::new(
+            Severity::Error,
+            "unknown keyword `priorty`",
+            Span {
+                file: "path/to/keepalived.conf".into(),
+                line: 12,
+                col: 5,
+            },
+            7,
+        )
+        .with_help("did you mean `priority`?")
+        .with_chain(vec![Span {
+            file: "/etc/keepalived/keepalived.conf".into(),
+            line: 3,
+            col: 1,
+        }]);
+        d.snippet = Some("    priorty 100".into());
+        d
+    }
+
+    #[test]
+    fn renders_rustc_style() {
+        let expected = "\
+path/to/keepalived.conf:12:5: error: unknown keyword `priorty`
+   |
+12 |     priorty 100
+   |     ^^^^^^^
+   = help: did you mean `priority`?
+   = note: included from /etc/keepalived/keepalived.conf:3:1";
+        assert_eq!(sample().to_string(), expected);
+    }
+
+    #[test]
+    fn renders_without_snippet_and_for_whole_file() {
+        let mut d = sample();
+        d.snippet = None;
+        d.help = None;
+        d.include_chain.clear();
+        assert_eq!(
+            d.to_string(),
+            "path/to/keepalived.conf:12:5: error: unknown keyword `priorty`"
+        );
+        let f = Diagnostic::file_error("cannot read file: gone", "/x.conf".into());
+        assert_eq!(f.to_string(), "/x.conf: error: cannot read file: gone");
+    }
+
+    #[test]
+    fn caret_keeps_tabs() {
+        let mut d = sample();
+        d.snippet = Some("\tpriorty 100".into());
+        d.span.col = 2;
+        d.help = None;
+        d.include_chain.clear();
+        assert!(d.to_string().ends_with("12 | \tpriorty 100\n   | \t^^^^^^^"));
+    }
+
+    #[test]
+    fn json_has_all_fields() {
+        let j = sample().to_json();
+        assert_eq!(j["severity"], "error");
+        assert_eq!(j["message"], "unknown keyword `priorty`");
+        assert_eq!(j["file"], "path/to/keepalived.conf");
+        assert_eq!(j["line"], 12);
+        assert_eq!(j["col"], 5);
+        assert_eq!(j["len"], 7);
+        assert_eq!(j["help"], "did you mean `priority`?");
+        assert_eq!(j["include_chain"][0]["line"], 3);
+        assert_eq!(
+            j["include_chain"][0]["file"],
+            "/etc/keepalived/keepalived.conf"
+        );
+    }
+}

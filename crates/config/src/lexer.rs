@@ -1,0 +1,338 @@
+//! Splits one physical line of keepalived.conf into tokens with exact positions.
+//!
+//! keepalived's grammar is line based (a keyword takes the rest of its line), so the
+//! lexer works a line at a time and the preprocessor keeps the line grouping.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::model::Span;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    Word,
+    /// An unquoted `{`.
+    Open,
+    /// An unquoted `}`.
+    Close,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    pub kind: TokenKind,
+    /// Text with quotes removed and escapes resolved.
+    pub text: String,
+    /// Some part of the word was written in quotes.
+    pub quoted: bool,
+    /// 1-based line and column (in chars) of the token's first char.
+    pub span: Span,
+    /// Length in chars as written in the source (quotes included).
+    pub len: u32,
+    /// `include` directives that led to this token's file, innermost first.
+    pub include_chain: Arc<[Span]>,
+}
+
+impl Token {
+    pub fn is_word(&self) -> bool {
+        self.kind == TokenKind::Word
+    }
+}
+
+/// A token before it is tied to a file: positions are char offsets in the line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RawToken {
+    pub kind: TokenKind,
+    pub text: String,
+    pub quoted: bool,
+    pub start: usize,
+    pub len: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LexError {
+    /// 0-based char offset.
+    pub at: usize,
+    pub len: usize,
+    pub message: String,
+}
+
+/// The tokens of one line and where its trailing comment (if any) starts.
+#[derive(Debug, Clone)]
+pub(crate) struct Scanned {
+    pub tokens: Vec<RawToken>,
+    pub chars: Vec<char>,
+    /// Char offset of the comment start, or the line length.
+    pub code_end: usize,
+}
+
+impl Scanned {
+    /// Source text between two char offsets.
+    pub fn text(&self, from: usize, to: usize) -> String {
+        self.chars[from.min(to)..to].iter().collect()
+    }
+}
+
+/// Scans a line. With `comments`, an unquoted `#` or `!` ends the line; that is off when
+/// re-scanning substituted text, so `${_HASH}` can yield a literal `#`.
+pub(crate) fn scan(line: &str, comments: bool) -> Result<Scanned, LexError> {
+    let chars: Vec<char> = line.chars().collect();
+    let n = chars.len();
+    let mut tokens = Vec::new();
+    let mut i = 0;
+    let is_comment = |c: char| comments && (c == '#' || c == '!');
+    while i < n {
+        let c = chars[i];
+        if c.is_whitespace() {
+            i += 1;
+            continue;
+        }
+        if is_comment(c) {
+            break;
+        }
+        if c == '{' || c == '}' {
+            tokens.push(RawToken {
+                kind: if c == '{' {
+                    TokenKind::Open
+                } else {
+                    TokenKind::Close
+                },
+                text: c.to_string(),
+                quoted: false,
+                start: i,
+                len: 1,
+            });
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let mut text = String::new();
+        let mut quoted = false;
+        while i < n {
+            let c = chars[i];
+            if c.is_whitespace() || c == '{' || c == '}' || is_comment(c) {
+                break;
+            }
+            if c == '"' || c == '\'' {
+                quoted = true;
+                let open = i;
+                i += 1;
+                loop {
+                    if i >= n {
+                        return Err(LexError {
+                            at: open,
+                            len: n - open,
+                            message: format!("unterminated quoted string (missing closing {c})"),
+                        });
+                    }
+                    let q = chars[i];
+                    if q == c {
+                        i += 1;
+                        break;
+                    }
+                    if q == '\\' && i + 1 < n {
+                        i = unescape(&chars, i + 1, &mut text);
+                    } else {
+                        text.push(q);
+                        i += 1;
+                    }
+                }
+                continue;
+            }
+            // `${NAME}` belongs to the word: its braces are not block delimiters.
+            if c == '$' && chars.get(i + 1) == Some(&'{') {
+                if let Some(close) = matching_brace(&chars, i + 1) {
+                    text.extend(&chars[i..=close]);
+                    i = close + 1;
+                    continue;
+                }
+            }
+            text.push(c);
+            i += 1;
+        }
+        tokens.push(RawToken {
+            kind: TokenKind::Word,
+            text,
+            quoted,
+            start,
+            len: i - start,
+        });
+    }
+    Ok(Scanned {
+        tokens,
+        chars,
+        code_end: i.min(n),
+    })
+}
+
+fn matching_brace(chars: &[char], open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for (j, &c) in chars.iter().enumerate().skip(open) {
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(j);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Resolves the escape whose first char (after the backslash) is at `i`; returns the
+/// index after it. Follows the man page: \a \b \E \f \n \r \t \v \nnn \xXX \cC, \C = C.
+fn unescape(chars: &[char], i: usize, out: &mut String) -> usize {
+    let c = chars[i];
+    let simple = match c {
+        'a' => Some('\x07'),
+        'b' => Some('\x08'),
+        'E' => Some('\x1b'),
+        'f' => Some('\x0c'),
+        'n' => Some('\n'),
+        'r' => Some('\r'),
+        't' => Some('\t'),
+        'v' => Some('\x0b'),
+        _ => None,
+    };
+    if let Some(s) = simple {
+        out.push(s);
+        return i + 1;
+    }
+    let digits = |from: usize, max: usize, radix: u32| {
+        chars[from..]
+            .iter()
+            .take(max)
+            .take_while(|c| c.is_digit(radix))
+            .count()
+    };
+    match c {
+        '0'..='7' => {
+            let k = digits(i, 3, 8);
+            let s: String = chars[i..i + k].iter().collect();
+            let v = u32::from_str_radix(&s, 8).unwrap_or(0);
+            out.push(char::from_u32(v).unwrap_or('\u{fffd}'));
+            i + k
+        }
+        'x' if digits(i + 1, 2, 16) > 0 => {
+            let k = digits(i + 1, 2, 16);
+            let s: String = chars[i + 1..i + 1 + k].iter().collect();
+            let v = u32::from_str_radix(&s, 16).unwrap_or(0);
+            out.push(char::from_u32(v).unwrap_or('\u{fffd}'));
+            i + 1 + k
+        }
+        'c' if i + 1 < chars.len() => {
+            let ctl = (chars[i + 1].to_ascii_uppercase() as u32) ^ 0x40;
+            out.push(char::from_u32(ctl).unwrap_or('\u{fffd}'));
+            i + 2
+        }
+        other => {
+            out.push(other);
+            i + 1
+        }
+    }
+}
+
+/// Turns a raw token of `file:line` into a positioned [`Token`].
+pub(crate) fn place(raw: RawToken, file: &Path, line: u32, chain: &Arc<[Span]>) -> Token {
+    Token {
+        kind: raw.kind,
+        text: raw.text,
+        quoted: raw.quoted,
+        span: Span {
+            file: file.to_path_buf(),
+            line,
+            col: raw.start as u32 + 1,
+        },
+        len: raw.len as u32,
+        include_chain: chain.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(line: &str) -> Vec<(TokenKind, String, usize, bool)> {
+        scan(line, true)
+            .unwrap()
+            .tokens
+            .into_iter()
+            .map(|t| (t.kind, t.text, t.start, t.quoted))
+            .collect()
+    }
+
+    #[test]
+    fn splits_words_and_glued_braces() {
+        use TokenKind::*;
+        assert_eq!(
+            words("vrrp_instance VI_1{"),
+            vec![
+                (Word, "vrrp_instance".into(), 0, false),
+                (Word, "VI_1".into(), 14, false),
+                (Open, "{".into(), 18, false),
+            ]
+        );
+        assert_eq!(
+            words("  }}a"),
+            vec![
+                (Close, "}".into(), 2, false),
+                (Close, "}".into(), 3, false),
+                (Word, "a".into(), 4, false),
+            ]
+        );
+    }
+
+    #[test]
+    fn comments_end_the_line() {
+        let s = scan("priority 100 # the # rest", true).unwrap();
+        assert_eq!(s.tokens.len(), 2);
+        assert_eq!(s.code_end, 13);
+        let s = scan("state MASTER!comment", true).unwrap();
+        assert_eq!(s.tokens[1].text, "MASTER");
+        assert_eq!(scan("   ! only a comment", true).unwrap().tokens.len(), 0);
+        // Without comment handling `#` is an ordinary char.
+        assert_eq!(scan("a#b", false).unwrap().tokens[0].text, "a#b");
+    }
+
+    #[test]
+    fn quoted_strings_keep_spaces_braces_and_comment_chars() {
+        let t = words(r#"notify "/bin/x {y} # !z" 'a b'"#);
+        assert_eq!(t[1].1, "/bin/x {y} # !z");
+        assert!(t[1].3);
+        assert_eq!(t[2].1, "a b");
+        // A quote in the middle of a word joins it, as the man page describes.
+        let t = words(r#"abcd" efg h jkl "mnop"#);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].1, "abcd efg h jkl mnop");
+        let s = scan(r#"x "ab""#, true).unwrap();
+        assert_eq!(s.tokens[1].len, 4);
+    }
+
+    #[test]
+    fn escapes_in_quotes() {
+        let t = words(r#""a\tb\"c\\d\x41\101\cA""#);
+        assert_eq!(t[0].1, "a\tb\"c\\dAA\x01");
+    }
+
+    #[test]
+    fn unterminated_quote_is_an_error() {
+        let e = scan(r#"auth_pass "secret"#, true).unwrap_err();
+        assert_eq!(e.at, 10);
+        assert!(e.message.contains("unterminated"));
+    }
+
+    #[test]
+    fn parameter_braces_stay_in_the_word() {
+        let t = words("${BASE}.100/32 {");
+        assert_eq!(t[0].1, "${BASE}.100/32");
+        assert_eq!(t[1].0, TokenKind::Open);
+    }
+
+    #[test]
+    fn columns_count_chars_not_bytes() {
+        let t = words("é priority");
+        assert_eq!(t[1].2, 2);
+    }
+}

@@ -1,0 +1,206 @@
+//! Generic keyword tree: each node is `keyword args...` with an optional `{ ... }` block.
+
+use crate::diagnostic::Diags;
+use crate::lexer::{Token, TokenKind};
+use crate::model::Span;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub keyword: Token,
+    pub args: Vec<Token>,
+    /// `Some` when the node is followed by a `{ ... }` block (possibly empty).
+    pub children: Option<Vec<Node>>,
+    pub span: Span,
+    /// The `{` that opened `children`, for diagnostics about the block itself.
+    pub open_brace: Option<Token>,
+}
+
+impl Node {
+    fn new(keyword: Token) -> Self {
+        Node {
+            span: keyword.span.clone(),
+            keyword,
+            args: Vec::new(),
+            children: None,
+            open_brace: None,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.keyword.text
+    }
+}
+
+struct Frame {
+    /// Node owning this block; `None` for the root and for stray `{`.
+    owner: Option<Node>,
+    open: Option<Token>,
+    nodes: Vec<Node>,
+    /// The last node ended its line without a block, so a `{` starting the next line
+    /// belongs to it.
+    may_take_block: bool,
+}
+
+impl Frame {
+    fn new(owner: Option<Node>, open: Option<Token>) -> Self {
+        Frame {
+            owner,
+            open,
+            nodes: Vec::new(),
+            may_take_block: false,
+        }
+    }
+}
+
+/// Builds the tree from logical lines. Brace errors are reported and recovered from so
+/// that later findings still show up.
+pub(crate) fn build(lines: Vec<Vec<Token>>, diags: &mut Diags) -> Vec<Node> {
+    let mut stack = vec![Frame::new(None, None)];
+    for line in lines {
+        let mut current: Option<Node> = None;
+        let mut at_line_start = true;
+        for tok in line {
+            match tok.kind {
+                TokenKind::Word => match &mut current {
+                    Some(n) => n.args.push(tok),
+                    None => current = Some(Node::new(tok)),
+                },
+                TokenKind::Open => {
+                    let top = stack.last_mut().expect("root frame");
+                    let owner = match current.take() {
+                        Some(n) => Some(n),
+                        None if at_line_start && top.may_take_block => top.nodes.pop(),
+                        None => {
+                            diags.error_help(
+                                &tok,
+                                "unexpected `{`",
+                                "a block must follow a keyword, e.g. `vrrp_instance NAME {`",
+                            );
+                            None
+                        }
+                    };
+                    top.may_take_block = false;
+                    stack.push(Frame::new(owner, Some(tok)));
+                }
+                TokenKind::Close => {
+                    if let Some(n) = current.take() {
+                        stack.last_mut().expect("root frame").nodes.push(n);
+                    }
+                    if stack.len() == 1 {
+                        diags.error(&tok, "unmatched `}`");
+                    } else {
+                        close_frame(&mut stack);
+                    }
+                }
+            }
+            at_line_start = false;
+        }
+        let top = stack.last_mut().expect("root frame");
+        top.may_take_block = current.is_some();
+        if let Some(n) = current {
+            top.nodes.push(n);
+        }
+    }
+    while stack.len() > 1 {
+        let frame = stack.last().expect("non-root frame");
+        if let Some(open) = &frame.open {
+            diags.error_help(open, "unclosed `{`", "add the matching `}`");
+        }
+        close_frame(&mut stack);
+    }
+    stack.pop().map(|f| f.nodes).unwrap_or_default()
+}
+
+fn close_frame(stack: &mut Vec<Frame>) {
+    let frame = stack.pop().expect("non-root frame");
+    let parent = stack.last_mut().expect("root frame");
+    parent.may_take_block = false;
+    match frame.owner {
+        Some(mut owner) => {
+            owner.children = Some(frame.nodes);
+            owner.open_brace = frame.open;
+            parent.nodes.push(owner);
+        }
+        // Contents of a stray block are dropped; the `{` was already reported.
+        None => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnostic::SourceMap;
+    use crate::preprocess::Preprocessor;
+    use std::path::Path;
+
+    fn parse(text: &str) -> (Vec<Node>, Vec<crate::Diagnostic>) {
+        let mut diags = Diags::default();
+        let mut sources = SourceMap::default();
+        let lines =
+            Preprocessor::new("x".into(), &mut diags, &mut sources).run(Path::new("t.conf"), text);
+        let nodes = build(lines, &mut diags);
+        (nodes, diags.list)
+    }
+
+    /// Compact S-expression-ish rendering for assertions.
+    fn show(nodes: &[Node]) -> String {
+        nodes
+            .iter()
+            .map(|n| {
+                let mut s = n.keyword.text.clone();
+                for a in &n.args {
+                    s.push(' ');
+                    s.push_str(&a.text);
+                }
+                if let Some(c) = &n.children {
+                    s.push_str(&format!(" {{{}}}", show(c)));
+                }
+                s
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    #[test]
+    fn braces_on_same_or_next_line() {
+        let (n, d) = parse("a X {\n  b 1\n}\nc Y\n{\n  d\n}\n");
+        assert!(d.is_empty());
+        assert_eq!(show(&n), "a X {b 1}; c Y {d}");
+        assert_eq!(n[1].span.line, 4);
+        assert_eq!(n[1].open_brace.as_ref().unwrap().span.line, 5);
+    }
+
+    #[test]
+    fn one_line_blocks_and_trailing_close() {
+        let (n, d) = parse("v { 1.2.3.4/24 5.6.7.8 }\nw{\n x\n y }\nz {}\n");
+        assert!(d.is_empty());
+        assert_eq!(show(&n), "v {1.2.3.4/24 5.6.7.8}; w {x; y}; z {}");
+    }
+
+    #[test]
+    fn glued_braces_and_nesting() {
+        let (n, d) = parse("top{inner{leaf 1}}\nnext\n");
+        assert!(d.is_empty());
+        assert_eq!(show(&n), "top {inner {leaf 1}}; next");
+    }
+
+    #[test]
+    fn next_line_brace_needs_a_plain_preceding_line() {
+        let (_, d) = parse("a {\n}\n{\n}\n");
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].message, "unexpected `{`");
+        assert_eq!((d[0].span.line, d[0].span.col), (3, 1));
+    }
+
+    #[test]
+    fn unmatched_and_unclosed_braces() {
+        let (n, d) = parse("a 1\n}\nb {\n c\n");
+        let found: Vec<_> = d
+            .iter()
+            .map(|d| (d.message.as_str(), d.span.line, d.span.col))
+            .collect();
+        assert_eq!(found, vec![("unmatched `}`", 2, 1), ("unclosed `{`", 3, 3)]);
+        // Recovery keeps the block content.
+        assert_eq!(show(&n), "a 1; b {c}");
+    }
+}

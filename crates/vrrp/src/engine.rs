@@ -1,0 +1,724 @@
+//! The VRRP state machine of one virtual router (RFC 3768 §6.4, RFC 5798 §6.4 with the
+//! RFC 9568 updates), written sans-IO in the style of `quinn-proto`: the runtime feeds
+//! events with the current time and drains [`Action`]s; [`Instance::poll_timeout`] says
+//! when it wants [`Instance::handle_timeout`] next.
+
+use crate::timing;
+use crate::wire::{
+    self, Advert, Auth, ChecksumVariant, DropCounters, DropReason, Family, RxMeta, Version,
+};
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+/// Priority of the address owner: master at once, never preempted.
+pub const PRIORITY_OWNER: u8 = 255;
+/// Priority advertised by a master that is leaving.
+pub const PRIORITY_LEAVING: u8 = 0;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    Initialize,
+    Backup,
+    Master,
+    /// Not taking part (interface down, tracked resource failed).
+    Fault,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Initialize => "INIT",
+            State::Backup => "BACKUP",
+            State::Master => "MASTER",
+            State::Fault => "FAULT",
+        }
+    }
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a transition happened; carried to logs, notify scripts and status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransitionReason {
+    /// Started up, waiting for Master_Down_Interval.
+    Startup,
+    /// Priority 255: the address owner becomes master at once.
+    AddressOwner,
+    /// No advert within Master_Down_Interval (or Skew_Time after a priority-0 advert).
+    MasterDown {
+        /// The last master heard, if any.
+        last_master: Option<IpAddr>,
+        /// The last master said it was leaving (priority 0).
+        released: bool,
+    },
+    /// Heard a master with higher priority (or equal priority and higher address).
+    Preempted {
+        by: IpAddr,
+        priority: u8,
+    },
+    Shutdown,
+    FaultRaised,
+    FaultCleared,
+}
+
+impl std::fmt::Display for TransitionReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TransitionReason::Startup => write!(f, "startup"),
+            TransitionReason::AddressOwner => write!(f, "address owner (priority 255)"),
+            TransitionReason::MasterDown {
+                last_master: Some(m),
+                released: true,
+            } => write!(f, "master {m} released the address (priority 0)"),
+            TransitionReason::MasterDown {
+                last_master: Some(m),
+                released: false,
+            } => write!(f, "no advert from master {m} within master-down interval"),
+            TransitionReason::MasterDown {
+                last_master: None, ..
+            } => {
+                write!(f, "no master heard within master-down interval")
+            }
+            TransitionReason::Preempted { by, priority } => {
+                write!(f, "higher-priority master {by} (priority {priority})")
+            }
+            TransitionReason::Shutdown => write!(f, "shutdown"),
+            TransitionReason::FaultRaised => write!(f, "fault"),
+            TransitionReason::FaultCleared => write!(f, "fault cleared"),
+        }
+    }
+}
+
+/// What the runtime must do. Drained in order with [`Instance::poll_action`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Send this VRRP message (IP payload; the socket adds the header with TTL 255).
+    Send { dst: IpAddr, payload: Vec<u8> },
+    /// Install the virtual addresses.
+    AddAddresses,
+    /// Remove the virtual addresses.
+    RemoveAddresses,
+    /// Announce every virtual address `repeat` times (gratuitous ARP / unsolicited NA),
+    /// paced by the interface's `garp_interval` / `gna_interval`.
+    Announce { repeat: u32 },
+    /// State changed; for logs, notify scripts and status.
+    Transition {
+        from: State,
+        to: State,
+        reason: TransitionReason,
+    },
+}
+
+/// A `unicast_peer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    pub addr: IpAddr,
+    pub min_ttl: u8,
+    pub max_ttl: u8,
+}
+
+impl Peer {
+    pub fn new(addr: IpAddr) -> Peer {
+        Peer {
+            addr,
+            min_ttl: 0,
+            max_ttl: 255,
+        }
+    }
+}
+
+/// Gratuitous ARP / NA schedule, keepalived's `garp_*` knobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GarpTiming {
+    /// Delay of the second burst after becoming master (zero: no second burst).
+    pub master_delay: Duration,
+    /// Announcements per burst after becoming master.
+    pub master_repeat: u32,
+    /// Delay of the second burst after a lower-priority advert (zero: none).
+    pub lower_prio_delay: Duration,
+    /// Announcements per burst after a lower-priority advert (zero: none).
+    pub lower_prio_repeat: u32,
+    /// Periodic refresh while master (zero: never).
+    pub refresh: Duration,
+    pub refresh_repeat: u32,
+}
+
+impl Default for GarpTiming {
+    /// keepalived's defaults.
+    fn default() -> Self {
+        GarpTiming {
+            master_delay: Duration::from_secs(5),
+            master_repeat: 5,
+            lower_prio_delay: Duration::from_secs(5),
+            lower_prio_repeat: 5,
+            refresh: Duration::ZERO,
+            refresh_repeat: 1,
+        }
+    }
+}
+
+/// Everything the engine needs to know about one virtual router.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceConfig {
+    pub vrid: u8,
+    pub version: Version,
+    pub priority: u8,
+    /// Our Advertisement_Interval (v2: whole seconds; v3: centisecond resolution).
+    pub advert_interval: Duration,
+    pub preempt: bool,
+    pub preempt_delay: Duration,
+    /// The virtual addresses, as advertised. All of one family.
+    pub addresses: Vec<IpAddr>,
+    /// Our source address: primary IPv4 or IPv6 link-local (or `unicast_src_ip`).
+    pub primary: IpAddr,
+    /// Unicast peers; empty means multicast.
+    pub peers: Vec<Peer>,
+    /// v2 authentication.
+    pub auth: Auth,
+    /// v3/IPv4 checksum variant we send (both are accepted).
+    pub checksum: ChecksumVariant,
+    pub garp: GarpTiming,
+    /// Do not answer a lower-priority advert with an immediate advert (RFC 3768/5798
+    /// behaviour; the default follows RFC 9568 §6.4.3 and keepalived).
+    pub lower_prio_no_advert: bool,
+    /// Send one advert before yielding to a higher-priority master.
+    pub higher_prio_send_advert: bool,
+    /// Advert intervals in Master_Down_Interval (3 per the RFCs).
+    pub down_timer_adverts: u8,
+    /// Drop adverts whose address list differs from ours (unless from the owner).
+    pub check_addresses: bool,
+}
+
+impl InstanceConfig {
+    /// A config with the RFC/keepalived defaults for everything but the essentials.
+    pub fn new(
+        vrid: u8,
+        version: Version,
+        priority: u8,
+        primary: IpAddr,
+        addresses: Vec<IpAddr>,
+    ) -> Self {
+        InstanceConfig {
+            vrid,
+            version,
+            priority,
+            advert_interval: Duration::from_secs(1),
+            preempt: true,
+            preempt_delay: Duration::ZERO,
+            addresses,
+            primary,
+            peers: Vec::new(),
+            auth: Auth::None,
+            checksum: ChecksumVariant::PseudoHeader,
+            garp: GarpTiming::default(),
+            lower_prio_no_advert: false,
+            higher_prio_send_advert: false,
+            down_timer_adverts: 3,
+            check_addresses: true,
+        }
+    }
+
+    pub fn family(&self) -> Family {
+        Family::of(&self.primary)
+    }
+
+    pub fn is_unicast(&self) -> bool {
+        !self.peers.is_empty()
+    }
+
+    /// The advertised addresses in wire order: for IPv6 the link-local VIP goes first
+    /// (RFC 5798 §5.2.9).
+    fn wire_addresses(&self) -> Vec<IpAddr> {
+        let mut v = self.addresses.clone();
+        v.sort_by_key(|a| match a {
+            IpAddr::V6(a) => !a.is_unicast_link_local(),
+            IpAddr::V4(_) => true,
+        });
+        v
+    }
+}
+
+/// Counters kept by the engine.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub adverts_sent: u64,
+    pub adverts_received: u64,
+    pub priority_zero_sent: u64,
+    pub priority_zero_received: u64,
+    pub became_master: u64,
+    pub released_master: u64,
+    pub announce_bursts: u64,
+    /// Adverts checksummed without the IPv4 pseudo-header (v3), i.e. an RFC 9568-style peer.
+    pub vrrp_only_checksums: u64,
+    pub drops: DropCounters,
+}
+
+/// Input events, for callers (the simulator, conformance tests) that prefer one entry point.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Startup,
+    Shutdown,
+    Fault(bool),
+    Packet { meta: RxMeta, payload: Vec<u8> },
+    Timeout,
+}
+
+/// One virtual router.
+#[derive(Debug)]
+pub struct Instance {
+    cfg: InstanceConfig,
+    wire_addresses: Vec<IpAddr>,
+    state: State,
+    /// Master_Adver_Interval: learnt from the master in v3, our own in v2.
+    master_adver_interval: Duration,
+    /// The master we last accepted an advert from, and its priority.
+    master: Option<(IpAddr, u8)>,
+    master_released: bool,
+    adver_at: Option<Instant>,
+    down_at: Option<Instant>,
+    garp_second_at: Option<Instant>,
+    garp_refresh_at: Option<Instant>,
+    /// Earliest time another lower-priority-triggered GARP burst is allowed.
+    lower_prio_garp_after: Option<Instant>,
+    /// preempt_delay is running against a lower-priority master.
+    preempt_pending: bool,
+    last_transition: Option<(Instant, TransitionReason)>,
+    actions: VecDeque<Action>,
+    stats: Stats,
+}
+
+impl Instance {
+    pub fn new(cfg: InstanceConfig) -> Instance {
+        Instance {
+            wire_addresses: cfg.wire_addresses(),
+            master_adver_interval: cfg.advert_interval,
+            cfg,
+            state: State::Initialize,
+            master: None,
+            master_released: false,
+            adver_at: None,
+            down_at: None,
+            garp_second_at: None,
+            garp_refresh_at: None,
+            lower_prio_garp_after: None,
+            preempt_pending: false,
+            last_transition: None,
+            actions: VecDeque::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn config(&self) -> &InstanceConfig {
+        &self.cfg
+    }
+    pub fn state(&self) -> State {
+        self.state
+    }
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+    pub fn master_adver_interval(&self) -> Duration {
+        self.master_adver_interval
+    }
+    /// The current master as far as we know: ourselves, or the last accepted sender.
+    pub fn master(&self) -> Option<IpAddr> {
+        match self.state {
+            State::Master => Some(self.cfg.primary),
+            State::Backup => self.master.map(|(a, _)| a),
+            _ => None,
+        }
+    }
+    pub fn last_transition(&self) -> Option<(Instant, TransitionReason)> {
+        self.last_transition
+    }
+
+    /// Skew_Time for our priority and the current Master_Adver_Interval.
+    pub fn skew_time(&self) -> Duration {
+        timing::skew(
+            self.cfg.version,
+            self.cfg.priority,
+            self.master_adver_interval,
+        )
+    }
+
+    /// Master_Down_Interval for our priority and the current Master_Adver_Interval.
+    pub fn master_down_interval(&self) -> Duration {
+        timing::master_down_interval(
+            self.cfg.version,
+            self.cfg.priority,
+            self.master_adver_interval,
+            self.cfg.down_timer_adverts,
+        )
+    }
+
+    /// Count a drop the runtime detected before the packet reached the engine.
+    pub fn count_drop(&mut self, reason: DropReason) {
+        self.stats.drops.count(reason);
+    }
+
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The next instant at which [`Instance::handle_timeout`] must be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [
+            self.adver_at,
+            self.down_at,
+            self.garp_second_at,
+            self.garp_refresh_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    pub fn handle(&mut self, now: Instant, event: Event) {
+        match event {
+            Event::Startup => self.startup(now),
+            Event::Shutdown => self.shutdown(now),
+            Event::Fault(on) => self.set_fault(now, on),
+            Event::Packet { meta, payload } => self.handle_packet(now, &meta, &payload),
+            Event::Timeout => self.handle_timeout(now),
+        }
+    }
+
+    /// RFC 5798 §6.4.1: leave Initialize.
+    pub fn startup(&mut self, now: Instant) {
+        if self.state != State::Initialize {
+            return;
+        }
+        self.enter_from_init(now, TransitionReason::Startup);
+    }
+
+    fn enter_from_init(&mut self, now: Instant, reason: TransitionReason) {
+        if self.cfg.priority == PRIORITY_OWNER {
+            self.become_master(now, TransitionReason::AddressOwner);
+        } else {
+            self.master_adver_interval = self.cfg.advert_interval;
+            self.master = None;
+            let mut down = now + self.master_down_interval();
+            if self.cfg.preempt {
+                // keepalived: preempt_delay also applies to the first take-over after start-up.
+                down += self.cfg.preempt_delay;
+            }
+            self.down_at = Some(down);
+            self.transition(now, State::Backup, reason);
+        }
+    }
+
+    /// Leave the protocol: a master sends priority 0 so backups take over after Skew_Time.
+    pub fn shutdown(&mut self, now: Instant) {
+        if self.state == State::Master {
+            self.release_master();
+        }
+        if self.state != State::Initialize {
+            self.clear_timers();
+            self.transition(now, State::Initialize, TransitionReason::Shutdown);
+        }
+    }
+
+    /// Raise or clear a fault (interface down, tracked resource failed).
+    pub fn set_fault(&mut self, now: Instant, fault: bool) {
+        match (fault, self.state) {
+            (true, State::Fault) | (false, State::Backup | State::Master | State::Initialize) => {}
+            (true, _) => {
+                if self.state == State::Master {
+                    self.release_master();
+                }
+                self.clear_timers();
+                self.transition(now, State::Fault, TransitionReason::FaultRaised);
+            }
+            (false, State::Fault) => {
+                self.enter_from_init(now, TransitionReason::FaultCleared);
+            }
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match self.state {
+            State::Master => {
+                if self.adver_at.is_some_and(|t| t <= now) {
+                    self.send_advert(self.cfg.priority);
+                    // Keep a steady cadence; if we were late by a whole interval, restart it.
+                    let next = self.adver_at.unwrap() + self.cfg.advert_interval;
+                    self.adver_at = Some(if next <= now {
+                        now + self.cfg.advert_interval
+                    } else {
+                        next
+                    });
+                }
+                if self.garp_second_at.is_some_and(|t| t <= now) {
+                    self.garp_second_at = None;
+                    self.announce(self.cfg.garp.master_repeat);
+                }
+                if let Some(t) = self.garp_refresh_at.filter(|t| *t <= now) {
+                    let next = t + self.cfg.garp.refresh;
+                    self.garp_refresh_at = Some(if next <= now {
+                        now + self.cfg.garp.refresh
+                    } else {
+                        next
+                    });
+                    self.announce(self.cfg.garp.refresh_repeat);
+                }
+            }
+            State::Backup => {
+                if self.down_at.is_some_and(|t| t <= now) {
+                    let reason = TransitionReason::MasterDown {
+                        last_master: self.master.map(|(a, _)| a),
+                        released: self.master_released,
+                    };
+                    self.become_master(now, reason);
+                }
+            }
+            State::Initialize | State::Fault => {}
+        }
+    }
+
+    /// A VRRP message (IP payload) received on our interface, with its IP metadata.
+    pub fn handle_packet(&mut self, now: Instant, meta: &RxMeta, payload: &[u8]) {
+        match self.validate(meta, payload) {
+            Ok(adv) => {
+                self.stats.adverts_received += 1;
+                self.on_advert(now, meta.src, &adv);
+            }
+            Err(reason) => self.stats.drops.count(reason),
+        }
+    }
+
+    /// RFC 5798 §7.1 receive checks, in the RFC's order where it gives one.
+    fn validate(&mut self, meta: &RxMeta, payload: &[u8]) -> Result<Advert, DropReason> {
+        if meta.src == self.cfg.primary {
+            return Err(DropReason::OwnAdvert);
+        }
+        if self.cfg.is_unicast() {
+            // TTL is meaningless across routed unicast paths; the peer list is the check.
+            let peer = self.cfg.peers.iter().find(|p| p.addr == meta.src);
+            let peer = peer.ok_or(DropReason::UnknownPeer)?;
+            if meta.ttl < peer.min_ttl || meta.ttl > peer.max_ttl {
+                return Err(DropReason::PeerTtl);
+            }
+        } else if meta.ttl != wire::VRRP_TTL {
+            return Err(DropReason::BadTtl);
+        }
+        let (adv, variant) = Advert::decode(payload, self.cfg.family(), meta)?;
+        if adv.version != self.cfg.version {
+            return Err(DropReason::VersionMismatch);
+        }
+        if adv.vrid != self.cfg.vrid {
+            return Err(DropReason::UnknownVrid);
+        }
+        if variant == ChecksumVariant::VrrpOnly {
+            self.stats.vrrp_only_checksums += 1;
+        }
+        if self.cfg.version == Version::V2 {
+            let (ours, theirs) = (&self.cfg.auth, &adv.auth);
+            if std::mem::discriminant(ours) != std::mem::discriminant(theirs) {
+                return Err(DropReason::AuthTypeMismatch);
+            }
+            if ours != theirs {
+                return Err(DropReason::AuthMismatch);
+            }
+            if adv.interval_cs != timing::to_centis(self.cfg.advert_interval) {
+                return Err(DropReason::IntervalMismatch);
+            }
+        }
+        if self.cfg.check_addresses
+            && adv.priority != PRIORITY_OWNER
+            && !self.same_addresses(&adv.addresses)
+        {
+            return Err(DropReason::AddressMismatch);
+        }
+        Ok(adv)
+    }
+
+    fn same_addresses(&self, theirs: &[IpAddr]) -> bool {
+        theirs.len() == self.wire_addresses.len()
+            && theirs.iter().all(|a| self.wire_addresses.contains(a))
+    }
+
+    fn on_advert(&mut self, now: Instant, src: IpAddr, adv: &Advert) {
+        match self.state {
+            State::Backup => self.backup_on_advert(now, src, adv),
+            State::Master => self.master_on_advert(now, src, adv),
+            State::Initialize | State::Fault => {}
+        }
+    }
+
+    /// RFC 5798 §6.4.2.
+    fn backup_on_advert(&mut self, now: Instant, src: IpAddr, adv: &Advert) {
+        if adv.priority == PRIORITY_LEAVING {
+            self.stats.priority_zero_received += 1;
+            self.master_released = true;
+            self.down_at = Some(now + self.skew_time());
+            return;
+        }
+        if !self.cfg.preempt || adv.priority >= self.cfg.priority {
+            if self.cfg.version == Version::V3 {
+                self.master_adver_interval = timing::from_centis(adv.interval_cs.max(1));
+            }
+            self.master = Some((src, adv.priority));
+            self.master_released = false;
+            self.preempt_pending = false;
+            self.down_at = Some(now + self.master_down_interval());
+        } else if !self.cfg.preempt_delay.is_zero() && !self.preempt_pending {
+            // A lower-priority master: we will preempt it, but only preempt_delay after
+            // the usual master-down interval (keepalived semantics).
+            self.preempt_pending = true;
+            self.master = Some((src, adv.priority));
+            self.down_at = Some(now + self.master_down_interval() + self.cfg.preempt_delay);
+        }
+        // Otherwise: lower priority and preempting: discard, let the down timer run out.
+    }
+
+    /// RFC 5798 §6.4.3, with RFC 9568's immediate answer to a lower-priority master.
+    fn master_on_advert(&mut self, now: Instant, src: IpAddr, adv: &Advert) {
+        let ours = self.cfg.priority;
+        if adv.priority == PRIORITY_LEAVING {
+            self.stats.priority_zero_received += 1;
+            self.send_advert(ours);
+            self.adver_at = Some(now + self.cfg.advert_interval);
+            return;
+        }
+        let higher =
+            adv.priority > ours || (adv.priority == ours && addr_gt(src, self.cfg.primary));
+        if higher {
+            if self.cfg.higher_prio_send_advert {
+                self.send_advert(ours);
+            }
+            if self.cfg.version == Version::V3 {
+                self.master_adver_interval = timing::from_centis(adv.interval_cs.max(1));
+            }
+            self.master = Some((src, adv.priority));
+            self.master_released = false;
+            self.leave_master_timers();
+            self.down_at = Some(now + self.master_down_interval());
+            self.actions.push_back(Action::RemoveAddresses);
+            self.stats.released_master += 1;
+            self.transition(
+                now,
+                State::Backup,
+                TransitionReason::Preempted {
+                    by: src,
+                    priority: adv.priority,
+                },
+            );
+        } else {
+            // Another router thinks it is master with a lower priority: make ourselves
+            // heard now rather than after up to one interval, and refresh neighbours'
+            // caches in case they followed the other router's GARPs.
+            if !self.cfg.lower_prio_no_advert {
+                self.send_advert(ours);
+                self.adver_at = Some(now + self.cfg.advert_interval);
+            }
+            let g = self.cfg.garp;
+            if g.lower_prio_repeat > 0 && self.lower_prio_garp_after.is_none_or(|t| t <= now) {
+                self.announce(g.lower_prio_repeat);
+                // At most one burst per lower_prio_delay (or per second), never a storm.
+                let hold = g.lower_prio_delay.max(Duration::from_secs(1));
+                self.lower_prio_garp_after = Some(now + hold);
+            }
+        }
+    }
+
+    fn become_master(&mut self, now: Instant, reason: TransitionReason) {
+        // Order matters for take-over speed: addresses and announcements first, so the
+        // runtime can put the first GARP/NA on the wire before anything else.
+        self.actions.push_back(Action::AddAddresses);
+        self.announce(self.cfg.garp.master_repeat);
+        self.send_advert(self.cfg.priority);
+        self.down_at = None;
+        self.preempt_pending = false;
+        self.master_released = false;
+        self.adver_at = Some(now + self.cfg.advert_interval);
+        let g = self.cfg.garp;
+        self.garp_second_at =
+            (!g.master_delay.is_zero() && g.master_repeat > 0).then(|| now + g.master_delay);
+        self.garp_refresh_at =
+            (!g.refresh.is_zero() && g.refresh_repeat > 0).then(|| now + g.refresh);
+        self.lower_prio_garp_after = None;
+        self.stats.became_master += 1;
+        self.transition(now, State::Master, reason);
+    }
+
+    /// Master leaving (shutdown or fault): priority 0, then drop the addresses.
+    fn release_master(&mut self) {
+        self.send_advert(PRIORITY_LEAVING);
+        self.actions.push_back(Action::RemoveAddresses);
+        self.stats.released_master += 1;
+    }
+
+    fn leave_master_timers(&mut self) {
+        self.adver_at = None;
+        self.garp_second_at = None;
+        self.garp_refresh_at = None;
+        self.lower_prio_garp_after = None;
+    }
+
+    fn clear_timers(&mut self) {
+        self.leave_master_timers();
+        self.down_at = None;
+        self.preempt_pending = false;
+    }
+
+    fn announce(&mut self, repeat: u32) {
+        if repeat > 0 {
+            self.stats.announce_bursts += 1;
+            self.actions.push_back(Action::Announce { repeat });
+        }
+    }
+
+    fn send_advert(&mut self, priority: u8) {
+        let adv = Advert {
+            version: self.cfg.version,
+            vrid: self.cfg.vrid,
+            priority,
+            interval_cs: timing::to_centis(self.cfg.advert_interval),
+            addresses: self.wire_addresses.clone(),
+            auth: self.cfg.auth,
+        };
+        let src = self.cfg.primary;
+        if self.cfg.peers.is_empty() {
+            let dst = self.cfg.family().multicast_group();
+            let payload = adv.encode(src, dst, self.cfg.checksum);
+            self.actions.push_back(Action::Send { dst, payload });
+        } else {
+            for peer in &self.cfg.peers {
+                let payload = adv.encode(src, peer.addr, self.cfg.checksum);
+                self.actions.push_back(Action::Send {
+                    dst: peer.addr,
+                    payload,
+                });
+            }
+        }
+        self.stats.adverts_sent += 1;
+        if priority == PRIORITY_LEAVING {
+            self.stats.priority_zero_sent += 1;
+        }
+    }
+
+    fn transition(&mut self, now: Instant, to: State, reason: TransitionReason) {
+        let from = self.state;
+        self.state = to;
+        self.last_transition = Some((now, reason));
+        self.actions
+            .push_back(Action::Transition { from, to, reason });
+    }
+}
+
+/// RFC 5798 §6.4.3: addresses compare as unsigned integers in network byte order.
+fn addr_gt(a: IpAddr, b: IpAddr) -> bool {
+    match (a, b) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => a.octets() > b.octets(),
+        (IpAddr::V6(a), IpAddr::V6(b)) => a.octets() > b.octets(),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,516 @@
+//! Engine unit tests in virtual time: every instant is `t0 + offset`.
+
+use super::*;
+use crate::wire::MCAST_V4;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+struct Rig {
+    t0: Instant,
+    inst: Instance,
+}
+
+impl Rig {
+    fn new(cfg: InstanceConfig) -> Rig {
+        Rig {
+            t0: Instant::now(),
+            inst: Instance::new(cfg),
+        }
+    }
+    fn at(&self, d: Duration) -> Instant {
+        self.t0 + d
+    }
+    fn drain(&mut self) -> Vec<Action> {
+        std::iter::from_fn(|| self.inst.poll_action()).collect()
+    }
+    fn start(&mut self) -> Vec<Action> {
+        self.inst.startup(self.t0);
+        self.drain()
+    }
+    /// Deliver an advert from `src` as if it came over multicast with TTL 255.
+    fn hear(&mut self, at: Duration, src: &str, priority: u8) -> Vec<Action> {
+        let adv = advert_like(self.inst.config(), priority);
+        self.hear_advert(at, src, &adv, 255)
+    }
+    fn hear_advert(&mut self, at: Duration, src: &str, adv: &Advert, ttl: u8) -> Vec<Action> {
+        let dst = self.inst.config().family().multicast_group();
+        let payload = adv.encode(ip(src), dst, ChecksumVariant::PseudoHeader);
+        let meta = RxMeta {
+            src: ip(src),
+            dst,
+            ttl,
+        };
+        self.inst.handle_packet(self.at(at), &meta, &payload);
+        self.drain()
+    }
+    /// Run timers up to `until`, returning each action with its time.
+    fn run_until(&mut self, until: Duration) -> Vec<(Duration, Action)> {
+        let mut out = Vec::new();
+        while let Some(t) = self.inst.poll_timeout() {
+            if t > self.at(until) {
+                break;
+            }
+            self.inst.handle_timeout(t);
+            for a in self.drain() {
+                out.push((t - self.t0, a));
+            }
+        }
+        out
+    }
+}
+
+fn advert_like(cfg: &InstanceConfig, priority: u8) -> Advert {
+    Advert {
+        version: cfg.version,
+        vrid: cfg.vrid,
+        priority,
+        interval_cs: timing::to_centis(cfg.advert_interval),
+        addresses: cfg.addresses.clone(),
+        auth: cfg.auth,
+    }
+}
+
+fn v3(priority: u8) -> InstanceConfig {
+    let mut c = InstanceConfig::new(
+        51,
+        Version::V3,
+        priority,
+        ip("192.0.2.11"),
+        vec![ip("192.0.2.100")],
+    );
+    c.advert_interval = ms(10);
+    c
+}
+
+fn v2(priority: u8) -> InstanceConfig {
+    InstanceConfig::new(
+        51,
+        Version::V2,
+        priority,
+        ip("192.0.2.11"),
+        vec![ip("192.0.2.100")],
+    )
+}
+
+fn transitions(actions: &[(Duration, Action)]) -> Vec<(Duration, State)> {
+    actions
+        .iter()
+        .filter_map(|(t, a)| match a {
+            Action::Transition { to, .. } => Some((*t, *to)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn backup_takes_over_after_exactly_master_down_interval() {
+    let mut r = Rig::new(v3(100));
+    let a = r.start();
+    assert!(matches!(
+        a.as_slice(),
+        [Action::Transition {
+            from: State::Initialize,
+            to: State::Backup,
+            ..
+        }]
+    ));
+    assert_eq!(
+        r.inst.poll_timeout(),
+        Some(r.at(Duration::from_micros(36_093)))
+    );
+    let acts = r.run_until(ms(100));
+    assert_eq!(
+        transitions(&acts)[0],
+        (Duration::from_micros(36_093), State::Master)
+    );
+}
+
+#[test]
+fn takeover_announces_before_anything_else() {
+    let mut r = Rig::new(v3(255));
+    let a = r.start();
+    assert_eq!(a[0], Action::AddAddresses);
+    assert_eq!(a[1], Action::Announce { repeat: 5 });
+    assert!(matches!(&a[2], Action::Send { dst, .. } if *dst == IpAddr::V4(MCAST_V4)));
+    assert!(matches!(
+        a[3],
+        Action::Transition {
+            to: State::Master,
+            reason: TransitionReason::AddressOwner,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn master_adverts_keep_a_steady_cadence() {
+    let mut r = Rig::new(v3(255));
+    r.start();
+    let sends: Vec<Duration> = r
+        .run_until(ms(55))
+        .into_iter()
+        .filter(|(_, a)| matches!(a, Action::Send { .. }))
+        .map(|(t, _)| t)
+        .collect();
+    assert_eq!(sends, vec![ms(10), ms(20), ms(30), ms(40), ms(50)]);
+    assert_eq!(r.inst.stats().adverts_sent, 6);
+}
+
+#[test]
+fn backup_resets_down_timer_on_higher_priority_advert() {
+    let mut r = Rig::new(v3(100));
+    r.start();
+    r.hear(ms(20), "192.0.2.12", 200);
+    assert_eq!(
+        r.inst.poll_timeout(),
+        Some(r.at(ms(20) + Duration::from_micros(36_093)))
+    );
+    assert_eq!(r.inst.master(), Some(ip("192.0.2.12")));
+    assert_eq!(r.inst.stats().adverts_received, 1);
+}
+
+#[test]
+fn v3_backup_learns_master_adver_interval() {
+    let mut r = Rig::new(v3(100));
+    r.start();
+    let mut adv = advert_like(r.inst.config(), 200);
+    adv.interval_cs = 100; // master advertises every second
+    r.hear_advert(ms(5), "192.0.2.12", &adv, 255);
+    assert_eq!(r.inst.master_adver_interval(), ms(1000));
+    assert_eq!(
+        r.inst.master_down_interval(),
+        Duration::from_micros(3_609_375)
+    );
+}
+
+#[test]
+fn priority_zero_hands_over_after_skew_time() {
+    let mut r = Rig::new(v3(100));
+    r.start();
+    r.hear(ms(5), "192.0.2.12", 200);
+    r.hear(ms(8), "192.0.2.12", 0);
+    let skew = r.inst.skew_time();
+    assert_eq!(skew, Duration::from_micros(6_093));
+    let acts = r.run_until(ms(100));
+    assert_eq!(transitions(&acts)[0], (ms(8) + skew, State::Master));
+    assert!(acts.iter().any(|(_, a)| matches!(
+        a,
+        Action::Transition {
+            reason: TransitionReason::MasterDown { released: true, .. },
+            ..
+        }
+    )));
+}
+
+#[test]
+fn master_yields_to_higher_priority_and_removes_addresses() {
+    let mut r = Rig::new(v3(255));
+    r.start();
+    // Even an owner yields to... nobody higher exists; use a 150 master instead.
+    let mut r2 = Rig::new(v3(150));
+    r2.start();
+    r2.run_until(ms(50));
+    assert_eq!(r2.inst.state(), State::Master);
+    let a = r2.hear(ms(60), "192.0.2.12", 200);
+    assert_eq!(a[0], Action::RemoveAddresses);
+    assert!(matches!(
+        a[1],
+        Action::Transition {
+            to: State::Backup,
+            reason: TransitionReason::Preempted { priority: 200, .. },
+            ..
+        }
+    ));
+    assert_eq!(r.inst.state(), State::Master);
+}
+
+#[test]
+fn equal_priority_tie_breaks_on_higher_address() {
+    let mut r = Rig::new(v3(100));
+    r.start();
+    r.run_until(ms(40));
+    assert_eq!(r.inst.state(), State::Master);
+    // Lower address with equal priority: we stay master and answer at once.
+    let a = r.hear(ms(41), "192.0.2.5", 100);
+    assert_eq!(r.inst.state(), State::Master);
+    assert!(matches!(a[0], Action::Send { .. }));
+    // Higher address with equal priority wins.
+    r.hear(ms(42), "192.0.2.200", 100);
+    assert_eq!(r.inst.state(), State::Backup);
+}
+
+#[test]
+fn master_answers_lower_priority_at_once_and_reannounces_once() {
+    let mut r = Rig::new(v3(200));
+    r.start();
+    r.run_until(ms(40));
+    let a = r.hear(ms(41), "192.0.2.12", 100);
+    assert!(matches!(a[0], Action::Send { .. }), "{a:?}");
+    assert_eq!(a[1], Action::Announce { repeat: 5 });
+    assert_eq!(
+        r.inst.poll_timeout(),
+        Some(r.at(ms(51))),
+        "advert timer restarted"
+    );
+    let b = r.hear(ms(45), "192.0.2.12", 100);
+    assert_eq!(
+        b.len(),
+        1,
+        "no second GARP burst within the hold time: {b:?}"
+    );
+    let mut quiet = v3(200);
+    quiet.lower_prio_no_advert = true;
+    quiet.garp.lower_prio_repeat = 0;
+    let mut q = Rig::new(quiet);
+    q.start();
+    q.run_until(ms(40));
+    assert!(q.hear(ms(41), "192.0.2.12", 100).is_empty());
+}
+
+#[test]
+fn backup_with_preempt_ignores_lower_priority_master() {
+    let mut r = Rig::new(v3(200));
+    r.start();
+    r.hear(ms(1), "192.0.2.12", 100);
+    r.hear(ms(11), "192.0.2.12", 100);
+    let acts = r.run_until(ms(100));
+    // Down timer was never reset by the lower-priority adverts.
+    let d = r.inst.master_down_interval();
+    assert_eq!(transitions(&acts)[0], (d, State::Master));
+}
+
+#[test]
+fn nopreempt_backup_stays_behind_lower_priority_master() {
+    let mut c = v3(200);
+    c.preempt = false;
+    let mut r = Rig::new(c);
+    r.start();
+    for i in 0..20 {
+        r.hear(ms(1 + 10 * i), "192.0.2.12", 100);
+        r.run_until(ms(1 + 10 * i));
+    }
+    assert_eq!(r.inst.state(), State::Backup);
+    // ...but takes over when that master goes silent.
+    let acts = r.run_until(ms(400));
+    assert_eq!(transitions(&acts).last().unwrap().1, State::Master);
+}
+
+#[test]
+fn preempt_delay_postpones_preemption() {
+    let mut c = v3(200);
+    c.preempt_delay = ms(500);
+    let mut r = Rig::new(c);
+    r.start();
+    assert_eq!(
+        r.inst.poll_timeout(),
+        Some(r.at(r.inst.master_down_interval() + ms(500)))
+    );
+    for i in 0..50 {
+        r.hear(ms(1 + 10 * i), "192.0.2.12", 100);
+        r.run_until(ms(1 + 10 * i));
+    }
+    // First lower-priority advert at 1 ms: preempt at 1 ms + MDI + 500 ms, not before.
+    let due = ms(1) + r.inst.master_down_interval() + ms(500);
+    assert_eq!(r.inst.state(), State::Backup);
+    let acts = r.run_until(ms(700));
+    assert_eq!(transitions(&acts)[0], (due, State::Master));
+}
+
+#[test]
+fn shutdown_sends_priority_zero_then_removes_addresses() {
+    let mut r = Rig::new(v3(255));
+    r.start();
+    r.inst.shutdown(r.at(ms(3)));
+    let a = r.drain();
+    let Action::Send { payload, .. } = &a[0] else {
+        panic!("{a:?}")
+    };
+    assert_eq!(payload[2], 0, "priority 0 on the wire");
+    assert_eq!(a[1], Action::RemoveAddresses);
+    assert!(matches!(
+        a[2],
+        Action::Transition {
+            to: State::Initialize,
+            ..
+        }
+    ));
+    assert_eq!(r.inst.poll_timeout(), None);
+    assert_eq!(r.inst.stats().priority_zero_sent, 1);
+}
+
+#[test]
+fn master_hearing_priority_zero_readvertises() {
+    let mut r = Rig::new(v3(255));
+    r.start();
+    let a = r.hear(ms(3), "192.0.2.12", 0);
+    assert!(matches!(&a[0], Action::Send { payload, .. } if payload[2] == 255));
+    assert_eq!(r.inst.state(), State::Master);
+}
+
+#[test]
+fn fault_releases_and_recovery_restarts_as_backup() {
+    let mut r = Rig::new(v3(150));
+    r.start();
+    r.run_until(ms(50));
+    r.inst.set_fault(r.at(ms(51)), true);
+    let a = r.drain();
+    assert!(matches!(&a[0], Action::Send { payload, .. } if payload[2] == 0));
+    assert_eq!(a[1], Action::RemoveAddresses);
+    assert_eq!(r.inst.state(), State::Fault);
+    assert_eq!(r.inst.poll_timeout(), None);
+    // Adverts are ignored while in fault.
+    r.hear(ms(52), "192.0.2.12", 200);
+    assert_eq!(r.inst.state(), State::Fault);
+    r.inst.set_fault(r.at(ms(60)), false);
+    let a = r.drain();
+    assert!(matches!(
+        a[0],
+        Action::Transition {
+            from: State::Fault,
+            to: State::Backup,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn garp_second_burst_and_refresh() {
+    let mut c = v3(255);
+    c.garp.master_delay = ms(5000);
+    c.garp.refresh = ms(60_000);
+    c.garp.refresh_repeat = 2;
+    let mut r = Rig::new(c);
+    r.start();
+    let acts = r.run_until(ms(130_000));
+    let ann: Vec<(Duration, u32)> = acts
+        .iter()
+        .filter_map(|(t, a)| match a {
+            Action::Announce { repeat } => Some((*t, *repeat)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ann, vec![(ms(5000), 5), (ms(60_000), 2), (ms(120_000), 2)]);
+}
+
+#[test]
+fn receive_validation_counts_every_drop() {
+    let mut r = Rig::new(v3(100));
+    r.start();
+    r.hear_advert(ms(1), "192.0.2.12", &advert_like(r.inst.config(), 200), 254);
+    assert_eq!(r.inst.stats().drops.get(DropReason::BadTtl), 1);
+    r.hear(ms(1), "192.0.2.11", 200);
+    assert_eq!(r.inst.stats().drops.get(DropReason::OwnAdvert), 1);
+    let mut adv = advert_like(r.inst.config(), 200);
+    adv.addresses = vec![ip("192.0.2.99")];
+    r.hear_advert(ms(1), "192.0.2.12", &adv, 255);
+    assert_eq!(r.inst.stats().drops.get(DropReason::AddressMismatch), 1);
+    adv.priority = 255; // the owner may advertise what it owns
+    r.hear_advert(ms(1), "192.0.2.12", &adv, 255);
+    assert_eq!(r.inst.stats().drops.get(DropReason::AddressMismatch), 1);
+    let mut adv = advert_like(r.inst.config(), 200);
+    adv.vrid = 52;
+    r.hear_advert(ms(1), "192.0.2.12", &adv, 255);
+    assert_eq!(r.inst.stats().drops.get(DropReason::UnknownVrid), 1);
+    let mut adv = advert_like(r.inst.config(), 200);
+    adv.version = Version::V2;
+    adv.interval_cs = 100;
+    r.hear_advert(ms(1), "192.0.2.12", &adv, 255);
+    assert_eq!(r.inst.stats().drops.get(DropReason::VersionMismatch), 1);
+    r.inst.handle_packet(
+        r.at(ms(1)),
+        &RxMeta {
+            src: ip("192.0.2.12"),
+            dst: ip("224.0.0.18"),
+            ttl: 255,
+        },
+        &[0x31, 51, 200],
+    );
+    assert_eq!(r.inst.stats().drops.get(DropReason::Truncated), 1);
+    assert_eq!(r.inst.stats().adverts_received, 1);
+    assert_eq!(r.inst.stats().drops.total(), 6);
+}
+
+#[test]
+fn v2_interval_and_auth_checks() {
+    let mut c = v2(100);
+    c.auth = Auth::pass("secret12345");
+    let mut r = Rig::new(c);
+    r.start();
+    let good = advert_like(r.inst.config(), 200);
+    r.hear_advert(ms(1), "192.0.2.12", &good, 255);
+    assert_eq!(r.inst.stats().adverts_received, 1);
+    let mut bad = good.clone();
+    bad.interval_cs = 200;
+    r.hear_advert(ms(2), "192.0.2.12", &bad, 255);
+    assert_eq!(r.inst.stats().drops.get(DropReason::IntervalMismatch), 1);
+    let mut bad = good.clone();
+    bad.auth = Auth::pass("secret");
+    r.hear_advert(ms(3), "192.0.2.12", &bad, 255);
+    assert_eq!(r.inst.stats().drops.get(DropReason::AuthMismatch), 1);
+    let mut bad = good.clone();
+    bad.auth = Auth::None;
+    r.hear_advert(ms(4), "192.0.2.12", &bad, 255);
+    assert_eq!(r.inst.stats().drops.get(DropReason::AuthTypeMismatch), 1);
+    // v2 skew is in seconds: 3 s + 0.609375 s after the last accepted advert.
+    assert_eq!(
+        r.inst.poll_timeout(),
+        Some(r.at(ms(1) + Duration::from_micros(3_609_375)))
+    );
+}
+
+#[test]
+fn unicast_accepts_only_listed_peers_and_sends_to_each() {
+    let mut c = v3(255);
+    c.peers = vec![
+        Peer::new(ip("192.0.2.12")),
+        Peer {
+            addr: ip("192.0.2.13"),
+            min_ttl: 250,
+            max_ttl: 255,
+        },
+    ];
+    let mut r = Rig::new(c);
+    let a = r.start();
+    let dsts: Vec<IpAddr> = a
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send { dst, .. } => Some(*dst),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(dsts, vec![ip("192.0.2.12"), ip("192.0.2.13")]);
+    r.hear(ms(1), "192.0.2.99", 0);
+    assert_eq!(r.inst.stats().drops.get(DropReason::UnknownPeer), 1);
+    let adv = advert_like(r.inst.config(), 0);
+    r.hear_advert(ms(1), "192.0.2.13", &adv, 64);
+    assert_eq!(r.inst.stats().drops.get(DropReason::PeerTtl), 1);
+    r.hear_advert(ms(1), "192.0.2.12", &adv, 64); // any TTL from an unrestricted peer
+    assert_eq!(r.inst.stats().priority_zero_received, 1);
+}
+
+#[test]
+fn ipv6_link_local_vip_goes_first_on_the_wire() {
+    let c = InstanceConfig::new(
+        1,
+        Version::V3,
+        255,
+        ip("fe80::11"),
+        vec![ip("2001:db8::100"), ip("fe80::100")],
+    );
+    let mut r = Rig::new(c);
+    let a = r.start();
+    let Action::Send { dst, payload } = &a[2] else {
+        panic!("{a:?}")
+    };
+    assert_eq!(*dst, ip("ff02::12"));
+    assert_eq!(
+        &payload[8..24],
+        &"fe80::100".parse::<std::net::Ipv6Addr>().unwrap().octets()
+    );
+}
