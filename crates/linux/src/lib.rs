@@ -1,1 +1,16 @@
-//! placeholder
+//! vipd's Linux runtime: the I/O around the sans-IO engine of `vipd-vrrp`.
+//!
+//! * [`plan`]: keepalived.conf model + host facts → what to run.
+//! * [`runtime`]: the protocol thread (engine, VRRP sockets, GARP/NA).
+//! * [`addresses`]: the thread that owns VIPs in the kernel (rtnetlink).
+//! * [`control`]: the control socket that serves status to `vipd status`.
+
+pub mod addresses;
+pub mod control;
+pub mod iface;
+pub mod netlink;
+pub mod packet;
+pub mod plan;
+pub mod runtime;
+pub mod socket;
+pub mod status;

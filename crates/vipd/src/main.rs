@@ -1,1 +1,69 @@
-fn main() {}
+//! The `vipd` command: daemon, config checker, status client and the netns lab.
+
+mod check;
+mod daemon;
+mod lab;
+mod pidfile;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+pub const DEFAULT_CONFIG: &str = "/etc/keepalived/keepalived.conf";
+pub const DEFAULT_SOCKET: &str = "/run/vipd/vipd.sock";
+pub const DEFAULT_PID_FILE: &str = "/run/vipd/vipd.pid";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "vipd",
+    version,
+    about = "A keepalived-compatible VRRP high-availability daemon"
+)]
+struct Cli {
+    /// keepalived spelling of `vipd check-config`: `vipd -t -f FILE`.
+    #[arg(short = 't', long = "config-test")]
+    config_test: bool,
+    /// Config file for `-t` (keepalived's `-f` / `--use-file`).
+    #[arg(short = 'f', long = "use-file", value_name = "FILE")]
+    file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the daemon in the foreground.
+    Run(daemon::RunArgs),
+    /// Check a configuration file; exit 0 if valid (warnings allowed), 1 otherwise.
+    CheckConfig(check::CheckArgs),
+    /// Show the state of a running daemon.
+    Status(daemon::StatusArgs),
+    /// Build a throw-away VRRP lab in network namespaces and show a failover (needs root).
+    Lab(lab::LabArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Run(args)) => daemon::run(args),
+        Some(Command::CheckConfig(args)) => check::run(args),
+        Some(Command::Status(args)) => daemon::status(args),
+        Some(Command::Lab(args)) => lab::run(args),
+        None if cli.config_test => check::run(check::CheckArgs {
+            file: cli.file.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG)),
+            json: false,
+            config_id: None,
+        }),
+        None => {
+            eprintln!("vipd: no command given; try `vipd --help`");
+            Ok(ExitCode::from(2))
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("vipd: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

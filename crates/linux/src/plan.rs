@@ -1,0 +1,267 @@
+//! Turns a parsed keepalived.conf into what the runtime runs: engine configs with every
+//! default resolved, kernel address specs and pre-built announcement frames. This is
+//! where the host is consulted (interfaces, their addresses and MACs), once, at start.
+
+use crate::iface::Interface;
+use crate::netlink::AddressSpec;
+use anyhow::{anyhow, bail, Context, Result};
+use std::net::{IpAddr, Ipv6Addr};
+use std::time::Duration;
+use vipd_config::model::{self, Config, GarpSettings, VrrpInstance};
+use vipd_vrrp::engine::{GarpTiming, InstanceConfig, Peer};
+use vipd_vrrp::wire::{arp, ndisc, Auth, ChecksumVariant, Family, Version};
+
+/// One instance, ready to run.
+#[derive(Debug, Clone)]
+pub struct InstancePlan {
+    pub name: String,
+    pub iface: Interface,
+    pub engine: InstanceConfig,
+    /// The VIPs as the kernel gets them.
+    pub addresses: Vec<AddressSpec>,
+    /// One announcement round: (ifindex, Ethernet frame), one per VIP.
+    pub announce_frames: Vec<(u32, Vec<u8>)>,
+    pub garp_interval: Duration,
+    pub gna_interval: Duration,
+}
+
+impl InstancePlan {
+    pub fn family(&self) -> Family {
+        self.engine.family()
+    }
+    pub fn multicast(&self) -> bool {
+        !self.engine.is_unicast()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub router_id: Option<String>,
+    pub rt_priority: Option<u8>,
+    pub instances: Vec<InstancePlan>,
+}
+
+pub fn build(cfg: &Config) -> Result<Plan> {
+    let instances = cfg
+        .instances
+        .iter()
+        .map(|i| build_instance(cfg, i).with_context(|| format!("vrrp_instance {}", i.name)))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Plan {
+        router_id: cfg.global.router_id.clone(),
+        rt_priority: cfg.global.vrrp_rt_priority,
+        instances,
+    })
+}
+
+fn build_instance(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
+    let first = inst
+        .virtual_ipaddress
+        .first()
+        .ok_or_else(|| anyhow!("no virtual_ipaddress"))?;
+    let family = Family::of(&first.addr);
+    let version = match (family, inst.version.or(cfg.global.vrrp_version)) {
+        (Family::V6, _) => Version::V3, // keepalived: IPv6 always uses VRRPv3
+        (Family::V4, Some(3)) => Version::V3,
+        (Family::V4, _) => Version::V2,
+    };
+    if inst.unicast_ttl.is_some() {
+        bail!("`unicast_ttl` is not supported yet (vipd sends every advert with TTL 255)");
+    }
+    let iface = Interface::lookup(&inst.interface)?;
+    let vip_addrs: Vec<IpAddr> = inst.virtual_ipaddress.iter().map(|v| v.addr).collect();
+    let primary = match family {
+        Family::V4 => match inst.unicast_src_ip.or(inst.mcast_src_ip) {
+            Some(a) => a,
+            None => IpAddr::V4(iface.primary_v4(&vip_addrs)?),
+        },
+        Family::V6 => match inst.unicast_src_ip.or(inst.mcast_src_ip) {
+            Some(a) => a,
+            None => IpAddr::V6(iface.link_local_v6()?),
+        },
+    };
+
+    let mut engine = InstanceConfig::new(
+        inst.virtual_router_id,
+        version,
+        inst.priority,
+        primary,
+        vip_addrs,
+    );
+    engine.advert_interval = inst.advert_int;
+    engine.preempt = !inst.nopreempt;
+    engine.preempt_delay = inst.preempt_delay;
+    engine.peers = inst
+        .unicast_peers
+        .iter()
+        .map(|p| Peer {
+            addr: p.addr,
+            min_ttl: p.min_ttl.unwrap_or(0),
+            max_ttl: p.max_ttl.unwrap_or(255),
+        })
+        .collect();
+    engine.auth = match &inst.auth {
+        None => Auth::None,
+        Some(model::Auth::Pass(p)) => Auth::pass(p),
+        Some(model::Auth::Ah(_)) => bail!("`auth_type AH` is not supported"),
+    };
+    engine.checksum = if inst.v3_checksum_as_v2 {
+        ChecksumVariant::VrrpOnly
+    } else {
+        ChecksumVariant::PseudoHeader
+    };
+    engine.garp = garp_timing(&inst.garp, &cfg.global.garp, cfg.global.vrrp_min_garp);
+    engine.lower_prio_no_advert = inst
+        .lower_prio_no_advert
+        .unwrap_or(cfg.global.lower_prio_no_advert);
+    engine.higher_prio_send_advert = inst
+        .higher_prio_send_advert
+        .unwrap_or(cfg.global.higher_prio_send_advert);
+    engine.down_timer_adverts = inst.down_timer_adverts.unwrap_or(3);
+
+    let mut addresses = Vec::new();
+    let mut announce_frames = Vec::new();
+    for v in &inst.virtual_ipaddress {
+        let dev = match &v.dev {
+            Some(d) if *d != iface.name => Interface::lookup(d)?,
+            _ => iface.clone(),
+        };
+        let brd = match v.brd {
+            None => None,
+            Some(IpAddr::V4(b)) => Some(b),
+            Some(IpAddr::V6(_)) => bail!("{}: `brd` must be an IPv4 address", v.addr),
+        };
+        addresses.push(AddressSpec {
+            ifindex: dev.index,
+            addr: v.addr,
+            prefix_len: v.prefix_len,
+            brd,
+            scope: scope_value(v.scope.as_deref())?,
+            label: v.label.clone(),
+        });
+        announce_frames.push((dev.index, announce_frame(&dev, v.addr)?));
+    }
+    Ok(InstancePlan {
+        name: inst.name.clone(),
+        iface,
+        engine,
+        addresses,
+        announce_frames,
+        garp_interval: inst
+            .garp
+            .garp_interval
+            .or(cfg.global.garp.garp_interval)
+            .unwrap_or(Duration::ZERO),
+        gna_interval: inst
+            .garp
+            .gna_interval
+            .or(cfg.global.garp.gna_interval)
+            .unwrap_or(Duration::ZERO),
+    })
+}
+
+fn announce_frame(dev: &Interface, addr: IpAddr) -> Result<Vec<u8>> {
+    Ok(match addr {
+        IpAddr::V4(a) => arp::gratuitous_request(dev.mac, a),
+        IpAddr::V6(a) => ndisc::unsolicited_na(
+            dev.mac,
+            dev.link_local_v6().unwrap_or(link_local_fallback(a)),
+            a,
+        ),
+    })
+}
+
+/// If the interface has no link-local address yet, announce from the VIP itself.
+fn link_local_fallback(a: Ipv6Addr) -> Ipv6Addr {
+    a
+}
+
+/// keepalived's precedence: instance setting, then global, then keepalived's default;
+/// `vrrp_min_garp` changes the defaults to one announcement and no second burst.
+fn garp_timing(inst: &GarpSettings, global: &GarpSettings, min_garp: bool) -> GarpTiming {
+    let d = GarpTiming::default();
+    let (def_repeat, def_delay) = if min_garp {
+        (1, Duration::ZERO)
+    } else {
+        (d.master_repeat, d.master_delay)
+    };
+    let master_delay = inst
+        .master_delay
+        .or(global.master_delay)
+        .unwrap_or(def_delay);
+    let master_repeat = inst
+        .master_repeat
+        .or(global.master_repeat)
+        .unwrap_or(def_repeat);
+    GarpTiming {
+        master_delay,
+        master_repeat,
+        lower_prio_delay: inst
+            .lower_prio_delay
+            .or(global.lower_prio_delay)
+            .unwrap_or(master_delay),
+        lower_prio_repeat: inst
+            .lower_prio_repeat
+            .or(global.lower_prio_repeat)
+            .unwrap_or(master_repeat),
+        refresh: inst
+            .master_refresh
+            .or(global.master_refresh)
+            .unwrap_or(Duration::ZERO),
+        refresh_repeat: inst
+            .master_refresh_repeat
+            .or(global.master_refresh_repeat)
+            .unwrap_or(1),
+    }
+}
+
+/// `scope` as iproute2 names it.
+fn scope_value(s: Option<&str>) -> Result<u8> {
+    Ok(match s {
+        None | Some("global") | Some("universe") => 0,
+        Some("site") => 200,
+        Some("link") => 253,
+        Some("host") => 254,
+        Some("nowhere") => 255,
+        Some(n) => n
+            .parse()
+            .map_err(|_| anyhow!("unknown address scope `{n}`"))?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garp_precedence() {
+        let mut inst = GarpSettings::default();
+        let mut global = GarpSettings::default();
+        assert_eq!(garp_timing(&inst, &global, false), GarpTiming::default());
+        let min = garp_timing(&inst, &global, true);
+        assert_eq!(
+            (min.master_repeat, min.master_delay, min.lower_prio_repeat),
+            (1, Duration::ZERO, 1)
+        );
+        global.master_repeat = Some(3);
+        global.master_refresh = Some(Duration::from_secs(60));
+        inst.master_repeat = Some(2);
+        let t = garp_timing(&inst, &global, false);
+        assert_eq!(t.master_repeat, 2);
+        assert_eq!(
+            t.lower_prio_repeat, 2,
+            "lower-prio repeat defaults to master repeat"
+        );
+        assert_eq!(t.refresh, Duration::from_secs(60));
+        assert_eq!(t.refresh_repeat, 1);
+    }
+
+    #[test]
+    fn scopes() {
+        assert_eq!(scope_value(None).unwrap(), 0);
+        assert_eq!(scope_value(Some("link")).unwrap(), 253);
+        assert_eq!(scope_value(Some("host")).unwrap(), 254);
+        assert_eq!(scope_value(Some("42")).unwrap(), 42);
+        assert!(scope_value(Some("galaxy")).is_err());
+    }
+}

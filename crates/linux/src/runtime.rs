@@ -1,0 +1,471 @@
+//! The protocol thread: owns every engine instance, the VRRP sockets and the AF_PACKET
+//! socket, and nothing else. It waits in `ppoll` with microsecond timeouts (tokio's
+//! timer wheel has millisecond granularity, too coarse for 10 ms adverts), optionally
+//! at real-time priority, and hands everything slow — netlink, logging, status readers —
+//! to other threads through channels it never blocks on.
+
+use crate::addresses::{AddrCommand, AddrNotice, AddressWorker};
+use crate::packet::PacketSocket;
+use crate::plan::{InstancePlan, Plan};
+use crate::socket::VrrpSocket;
+use crate::status::{InstanceStatus, Snapshot};
+use anyhow::{Context, Result};
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+use vipd_vrrp::engine::{Action, Instance, State, TransitionReason};
+use vipd_vrrp::wire::{self, DropCounters, DropReason, Family};
+
+/// Requests to the protocol thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// Leave gracefully: masters send priority 0 and release their VIPs.
+    Shutdown,
+    /// Raise or clear a fault on one instance (by index in the plan).
+    Fault { instance: usize, on: bool },
+}
+
+/// What the protocol thread reports, for logging and notification.
+#[derive(Debug, Clone)]
+pub enum Notice {
+    Transition {
+        instance: String,
+        from: State,
+        to: State,
+        reason: TransitionReason,
+        at: SystemTime,
+        vips: Vec<String>,
+    },
+    /// First announcement of a take-over left the host this long after the decision.
+    TakeoverLatency {
+        instance: String,
+        first_announce: Duration,
+    },
+    SendFailed {
+        instance: String,
+        error: String,
+    },
+    Address(AddrNotice),
+}
+
+pub struct Runtime {
+    cmd_tx: Sender<Command>,
+    wake: Arc<OwnedFd>,
+    thread: Option<JoinHandle<()>>,
+    pub status: Arc<Mutex<Snapshot>>,
+    addresses: Option<AddressWorker>,
+}
+
+impl Runtime {
+    /// Open every socket and start the protocol thread. Errors (missing interface,
+    /// no permission) surface here, before anything runs.
+    pub fn start(plan: Plan, notices: Sender<Notice>) -> Result<Runtime> {
+        let all_specs: Vec<_> = plan
+            .instances
+            .iter()
+            .flat_map(|i| i.addresses.clone())
+            .collect();
+        let (addr_tx, addr_rx) = mpsc::channel::<AddrNotice>();
+        let addresses = AddressWorker::start(&all_specs, addr_tx)?;
+        // Forward address notices into the main notice stream.
+        {
+            let notices = notices.clone();
+            std::thread::Builder::new()
+                .name("vipd-addr-notes".into())
+                .spawn(move || {
+                    for n in addr_rx {
+                        if notices.send(Notice::Address(n)).is_err() {
+                            break;
+                        }
+                    }
+                })?;
+        }
+
+        let mut sockets: Vec<RxSocket> = Vec::new();
+        let mut slots = Vec::new();
+        for (idx, p) in plan.instances.iter().enumerate() {
+            let family = p.family();
+            let pos = sockets
+                .iter()
+                .position(|s| s.ifindex == p.iface.index && s.sock.family() == family);
+            let sock_idx = match pos {
+                Some(i) => i,
+                None => {
+                    let join = plan.instances.iter().any(|q| {
+                        q.iface.index == p.iface.index && q.family() == family && q.multicast()
+                    });
+                    let sock = VrrpSocket::open(family, &p.iface.name, p.iface.index, join)
+                        .with_context(|| format!("opening VRRP socket on {}", p.iface.name))?;
+                    sockets.push(RxSocket {
+                        ifindex: p.iface.index,
+                        sock,
+                        instances: Vec::new(),
+                        drops: DropCounters::default(),
+                    });
+                    sockets.len() - 1
+                }
+            };
+            sockets[sock_idx].instances.push(idx);
+            slots.push(Slot {
+                plan: p.clone(),
+                inst: Instance::new(p.engine.clone()),
+                socket: sock_idx,
+                pending_takeover: None,
+            });
+        }
+        let packet = PacketSocket::open().context("opening AF_PACKET socket for GARP/NA")?;
+        // SAFETY: eventfd(2) returns a new fd we own.
+        let efd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if efd < 0 {
+            return Err(std::io::Error::last_os_error()).context("eventfd");
+        }
+        let wake = Arc::new(unsafe { OwnedFd::from_raw_fd(efd) });
+        let (cmd_tx, cmd_rx) = mpsc::channel();
+        let status = Arc::new(Mutex::new(Snapshot::default()));
+        let mut engine = EngineLoop {
+            slots,
+            sockets,
+            packet,
+            announce_queues: HashMap::new(),
+            addr_tx: addresses.tx.clone(),
+            notices,
+            cmd_rx,
+            wake: wake.clone(),
+            status: status.clone(),
+            started: Instant::now(),
+        };
+        let rt_priority = plan.rt_priority;
+        let thread = std::thread::Builder::new()
+            .name("vipd-vrrp".into())
+            .spawn(move || {
+                engine.tune_thread(rt_priority);
+                engine.run();
+            })?;
+        Ok(Runtime {
+            cmd_tx,
+            wake,
+            thread: Some(thread),
+            status,
+            addresses: Some(addresses),
+        })
+    }
+
+    pub fn command(&self, cmd: Command) {
+        if self.cmd_tx.send(cmd).is_ok() {
+            let one: u64 = 1;
+            // SAFETY: writing 8 bytes to our eventfd.
+            unsafe { libc::write(self.wake.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        }
+    }
+
+    /// Graceful stop: priority 0 from masters, VIPs removed, threads joined.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            self.command(Command::Shutdown);
+            let _ = t.join();
+        }
+        if let Some(a) = self.addresses.take() {
+            a.sync();
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+struct RxSocket {
+    ifindex: u32,
+    sock: VrrpSocket,
+    instances: Vec<usize>,
+    /// Drops before a packet could be given to an instance.
+    drops: DropCounters,
+}
+
+struct Slot {
+    plan: InstancePlan,
+    inst: Instance,
+    socket: usize,
+    /// When the engine decided to take over, until the first announcement is out.
+    pending_takeover: Option<Instant>,
+}
+
+/// Announcements waiting for their turn on one interface (garp_interval pacing).
+#[derive(Default)]
+struct AnnounceQueue {
+    next_free: Option<Instant>,
+    frames: VecDeque<(Instant, Vec<u8>)>,
+}
+
+struct EngineLoop {
+    slots: Vec<Slot>,
+    sockets: Vec<RxSocket>,
+    packet: PacketSocket,
+    announce_queues: HashMap<u32, AnnounceQueue>,
+    addr_tx: Sender<AddrCommand>,
+    notices: Sender<Notice>,
+    cmd_rx: Receiver<Command>,
+    wake: Arc<OwnedFd>,
+    status: Arc<Mutex<Snapshot>>,
+    started: Instant,
+}
+
+impl EngineLoop {
+    fn tune_thread(&self, rt_priority: Option<u8>) {
+        // SAFETY: prctl/sched_setscheduler on the calling thread with valid arguments.
+        unsafe {
+            // Wake up when asked, not up to 50 µs later.
+            libc::prctl(libc::PR_SET_TIMERSLACK, 1, 0, 0, 0);
+            if let Some(p) = rt_priority {
+                let param = libc::sched_param {
+                    sched_priority: i32::from(p),
+                };
+                if libc::sched_setscheduler(0, libc::SCHED_RR, &param) != 0 {
+                    let _ = self.notices.send(Notice::SendFailed {
+                        instance: "*".into(),
+                        error: format!("vrrp_rt_priority {p}: {}", std::io::Error::last_os_error()),
+                    });
+                }
+            }
+        }
+    }
+
+    fn run(&mut self) {
+        let now = Instant::now();
+        for i in 0..self.slots.len() {
+            self.slots[i].inst.startup(now);
+            self.drain_actions(i, now);
+        }
+        self.publish_status();
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let now = Instant::now();
+            for i in 0..self.slots.len() {
+                if self.slots[i].inst.poll_timeout().is_some_and(|t| t <= now) {
+                    self.slots[i].inst.handle_timeout(now);
+                    self.drain_actions(i, now);
+                }
+            }
+            self.flush_announcements(now);
+            self.publish_status();
+
+            let deadline = self
+                .slots
+                .iter()
+                .filter_map(|s| s.inst.poll_timeout())
+                .chain(
+                    self.announce_queues
+                        .values()
+                        .filter_map(|q| q.frames.front().map(|f| f.0)),
+                )
+                .min();
+            self.wait(deadline);
+
+            for s in 0..self.sockets.len() {
+                self.receive_all(s, &mut buf);
+            }
+            let mut drain_buf = [0u8; 8];
+            // SAFETY: reading the eventfd counter into an 8-byte buffer.
+            unsafe { libc::read(self.wake.as_raw_fd(), drain_buf.as_mut_ptr().cast(), 8) };
+            while let Ok(cmd) = self.cmd_rx.try_recv() {
+                match cmd {
+                    Command::Shutdown => {
+                        let now = Instant::now();
+                        for i in 0..self.slots.len() {
+                            self.slots[i].inst.shutdown(now);
+                            self.drain_actions(i, now);
+                        }
+                        self.publish_status();
+                        return;
+                    }
+                    Command::Fault { instance, on } => {
+                        if instance < self.slots.len() {
+                            let now = Instant::now();
+                            self.slots[instance].inst.set_fault(now, on);
+                            self.drain_actions(instance, now);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn wait(&self, deadline: Option<Instant>) {
+        let mut fds: Vec<libc::pollfd> = self
+            .sockets
+            .iter()
+            .map(|s| libc::pollfd {
+                fd: s.sock.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        fds.push(libc::pollfd {
+            fd: self.wake.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        });
+        let ts = deadline.map(|d| {
+            let left = d.saturating_duration_since(Instant::now());
+            libc::timespec {
+                tv_sec: left.as_secs() as libc::time_t,
+                tv_nsec: left.subsec_nanos() as libc::c_long,
+            }
+        });
+        let tsp = ts
+            .as_ref()
+            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+        // SAFETY: fds and ts live across the call.
+        unsafe {
+            libc::ppoll(
+                fds.as_mut_ptr(),
+                fds.len() as libc::nfds_t,
+                tsp,
+                std::ptr::null(),
+            )
+        };
+    }
+
+    fn receive_all(&mut self, s: usize, buf: &mut [u8]) {
+        loop {
+            let got = match self.sockets[s].sock.recv(buf) {
+                Ok(Some(r)) => r,
+                Ok(None) => return,
+                Err(_) => return,
+            };
+            let now = Instant::now();
+            let rx = match got {
+                Ok(rx) => rx,
+                Err(reason) => {
+                    self.sockets[s].drops.count(reason);
+                    continue;
+                }
+            };
+            let Some((_, vrid)) = wire::vrrp::peek(rx.payload) else {
+                self.sockets[s].drops.count(DropReason::Truncated);
+                continue;
+            };
+            let target = self.sockets[s]
+                .instances
+                .iter()
+                .copied()
+                .find(|&i| self.slots[i].plan.engine.vrid == vrid);
+            match target {
+                Some(i) => {
+                    self.slots[i].inst.handle_packet(now, &rx.meta, rx.payload);
+                    self.drain_actions(i, now);
+                }
+                None => self.sockets[s].drops.count(DropReason::UnknownVrid),
+            }
+        }
+    }
+
+    fn drain_actions(&mut self, i: usize, now: Instant) {
+        while let Some(action) = self.slots[i].inst.poll_action() {
+            match action {
+                Action::Send { dst, payload } => {
+                    let slot = &self.slots[i];
+                    let src = slot.plan.engine.primary;
+                    if let Err(e) = self.sockets[slot.socket].sock.send(src, dst, &payload) {
+                        let _ = self.notices.send(Notice::SendFailed {
+                            instance: slot.plan.name.clone(),
+                            error: format!("advert to {dst}: {e}"),
+                        });
+                    }
+                }
+                Action::AddAddresses => {
+                    self.slots[i].pending_takeover = Some(now);
+                    let _ = self
+                        .addr_tx
+                        .send(AddrCommand::Add(self.slots[i].plan.addresses.clone()));
+                }
+                Action::RemoveAddresses => {
+                    self.slots[i].pending_takeover = None;
+                    let _ = self
+                        .addr_tx
+                        .send(AddrCommand::Remove(self.slots[i].plan.addresses.clone()));
+                }
+                Action::Announce { repeat } => self.announce(i, repeat, now),
+                Action::Transition { from, to, reason } => {
+                    let slot = &self.slots[i];
+                    let _ = self.notices.send(Notice::Transition {
+                        instance: slot.plan.name.clone(),
+                        from,
+                        to,
+                        reason,
+                        at: SystemTime::now(),
+                        vips: slot
+                            .plan
+                            .addresses
+                            .iter()
+                            .map(|a| format!("{}/{}", a.addr, a.prefix_len))
+                            .collect(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Queue `repeat` rounds of announcements; with no pacing interval the first round
+    /// leaves right now, before the engine does anything else.
+    fn announce(&mut self, i: usize, repeat: u32, now: Instant) {
+        let slot = &self.slots[i];
+        let interval = match slot.plan.family() {
+            Family::V4 => slot.plan.garp_interval,
+            Family::V6 => slot.plan.gna_interval,
+        };
+        for _ in 0..repeat {
+            for (ifindex, frame) in &slot.plan.announce_frames {
+                let q = self.announce_queues.entry(*ifindex).or_default();
+                let at = q.next_free.map_or(now, |t| t.max(now));
+                q.next_free = Some(at + interval);
+                q.frames.push_back((at, frame.clone()));
+            }
+        }
+        self.flush_announcements(now);
+        if let Some(decided) = self.slots[i].pending_takeover.take() {
+            let _ = self.notices.send(Notice::TakeoverLatency {
+                instance: self.slots[i].plan.name.clone(),
+                first_announce: Instant::now().duration_since(decided),
+            });
+        }
+    }
+
+    fn flush_announcements(&mut self, now: Instant) {
+        for (ifindex, q) in self.announce_queues.iter_mut() {
+            while q.frames.front().is_some_and(|f| f.0 <= now) {
+                let (_, frame) = q.frames.pop_front().unwrap();
+                let _ = self.packet.send(*ifindex, &frame);
+            }
+        }
+    }
+
+    fn publish_status(&self) {
+        // Never wait for a reader: if the lock is busy, the next loop turn publishes.
+        let Ok(mut snap) = self.status.try_lock() else {
+            return;
+        };
+        snap.instances = self
+            .slots
+            .iter()
+            .map(|s| InstanceStatus::from_engine(&s.plan, &s.inst, self.started))
+            .collect();
+        let mut socket_drops: HashMap<String, u64> = HashMap::new();
+        for s in &self.sockets {
+            for (r, n) in s.drops.iter() {
+                *socket_drops.entry(r.as_str().to_string()).or_default() += n;
+            }
+        }
+        snap.socket_drops = socket_drops.into_iter().collect();
+        snap.socket_drops.sort();
+    }
+}

@@ -1,0 +1,267 @@
+//! Raw IP protocol-112 sockets: one per (interface, address family), shared by every
+//! instance on that interface. Sends choose their source address per packet with
+//! IP_PKTINFO / IPV6_PKTINFO, so `unicast_src_ip` and several instances need no extra
+//! sockets; receives report TTL / hop limit so the engine can enforce 255.
+
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, SockaddrIn, SockaddrIn6};
+use socket2::{Domain, Protocol, Socket, Type};
+use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::{AsRawFd, RawFd};
+use vipd_vrrp::wire::{self, ipv4, DropReason, Family, RxMeta};
+
+pub struct VrrpSocket {
+    sock: Socket,
+    family: Family,
+    ifindex: u32,
+}
+
+/// A received VRRP message with its IP metadata.
+pub struct Received<'a> {
+    pub meta: RxMeta,
+    pub payload: &'a [u8],
+}
+
+impl VrrpSocket {
+    /// Open, bind to `ifname`, join the VRRP group (also needed in unicast mode? no:
+    /// only when `join_group`), and set TTL/hop limit 255 for everything we send.
+    pub fn open(
+        family: Family,
+        ifname: &str,
+        ifindex: u32,
+        join_group: bool,
+    ) -> io::Result<VrrpSocket> {
+        let domain = match family {
+            Family::V4 => Domain::IPV4,
+            Family::V6 => Domain::IPV6,
+        };
+        let sock = Socket::new(
+            domain,
+            Type::RAW,
+            Some(Protocol::from(i32::from(wire::IPPROTO_VRRP))),
+        )?;
+        sock.bind_device(Some(ifname.as_bytes()))?;
+        sock.set_nonblocking(true)?;
+        sock.set_recv_buffer_size(1 << 20)?;
+        match family {
+            Family::V4 => {
+                sock.set_ttl(u32::from(wire::VRRP_TTL))?;
+                sock.set_multicast_ttl_v4(u32::from(wire::VRRP_TTL))?;
+                sock.set_multicast_loop_v4(false)?;
+                let mreqn_if = socket2::InterfaceIndexOrAddress::Index(ifindex);
+                set_multicast_if_index_v4(&sock, ifindex)?;
+                if join_group {
+                    sock.join_multicast_v4_n(&wire::MCAST_V4, &mreqn_if)?;
+                }
+                // We want the IP header on receive (TTL) but build none on send.
+                sock.set_header_included_v4(false)?;
+            }
+            Family::V6 => {
+                sock.set_unicast_hops_v6(u32::from(wire::VRRP_TTL))?;
+                sock.set_multicast_hops_v6(u32::from(wire::VRRP_TTL))?;
+                sock.set_multicast_loop_v6(false)?;
+                sock.set_multicast_if_v6(ifindex)?;
+                if join_group {
+                    sock.join_multicast_v6(&wire::MCAST_V6, ifindex)?;
+                }
+                setsockopt_int(&sock, libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT, 1)?;
+                setsockopt_int(&sock, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)?;
+            }
+        }
+        Ok(VrrpSocket {
+            sock,
+            family,
+            ifindex,
+        })
+    }
+
+    pub fn family(&self) -> Family {
+        self.family
+    }
+
+    /// Send one VRRP message from `src` to `dst`.
+    pub fn send(&self, src: IpAddr, dst: IpAddr, payload: &[u8]) -> io::Result<()> {
+        let iov = [IoSlice::new(payload)];
+        let fd = self.sock.as_raw_fd();
+        let res = match (src, dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                let info = libc::in_pktinfo {
+                    ipi_ifindex: self.ifindex as i32,
+                    ipi_spec_dst: libc::in_addr {
+                        s_addr: u32::from_ne_bytes(s.octets()),
+                    },
+                    ipi_addr: libc::in_addr { s_addr: 0 },
+                };
+                let cmsg = [ControlMessage::Ipv4PacketInfo(&info)];
+                let addr = SockaddrIn::from(SocketAddrV4::new(d, 0));
+                sendmsg(fd, &iov, &cmsg, MsgFlags::empty(), Some(&addr))
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                let info = libc::in6_pktinfo {
+                    ipi6_addr: libc::in6_addr {
+                        s6_addr: s.octets(),
+                    },
+                    ipi6_ifindex: self.ifindex,
+                };
+                let cmsg = [ControlMessage::Ipv6PacketInfo(&info)];
+                let addr = SockaddrIn6::from(SocketAddrV6::new(d, 0, 0, self.ifindex));
+                sendmsg(fd, &iov, &cmsg, MsgFlags::empty(), Some(&addr))
+            }
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "address family mismatch",
+                ))
+            }
+        };
+        res.map(|_| ()).map_err(io::Error::from)
+    }
+
+    /// Receive one packet if any is queued. `Ok(None)`: nothing to read.
+    /// `Ok(Some(Err(reason)))`: a packet arrived that is not a VRRP message we can use.
+    pub fn recv<'a>(
+        &self,
+        buf: &'a mut [u8],
+    ) -> io::Result<Option<Result<Received<'a>, DropReason>>> {
+        match self.family {
+            Family::V4 => {
+                // SAFETY: recv_from only writes initialised bytes into the slice.
+                let uninit = unsafe { &mut *(buf as *mut [u8] as *mut [MaybeUninit<u8>]) };
+                let n = match self.sock.recv_from(uninit) {
+                    Ok((n, _)) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                    Err(e) => return Err(e),
+                };
+                let buf = &buf[..n];
+                Ok(Some(ipv4::parse(buf).and_then(|(h, payload)| {
+                    if h.protocol != wire::IPPROTO_VRRP {
+                        return Err(DropReason::NotVrrp);
+                    }
+                    Ok(Received {
+                        meta: RxMeta {
+                            src: IpAddr::V4(h.src),
+                            dst: IpAddr::V4(h.dst),
+                            ttl: h.ttl,
+                        },
+                        payload,
+                    })
+                })))
+            }
+            Family::V6 => recv_v6(self.sock.as_raw_fd(), buf),
+        }
+    }
+}
+
+impl AsRawFd for VrrpSocket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.sock.as_raw_fd()
+    }
+}
+
+/// recvmsg with IPV6_HOPLIMIT and IPV6_PKTINFO ancillary data (the kernel strips the
+/// IPv6 header from raw sockets, so this is the only way to learn hop limit and dst).
+fn recv_v6<'a>(
+    fd: RawFd,
+    buf: &'a mut [u8],
+) -> io::Result<Option<Result<Received<'a>, DropReason>>> {
+    let mut src: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut control = [0u64; 32];
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = (&mut src as *mut libc::sockaddr_in6).cast();
+    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in6>() as u32;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control);
+    // SAFETY: msg points at live buffers of the sizes given.
+    let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::WouldBlock {
+            Ok(None)
+        } else {
+            Err(e)
+        };
+    }
+    let n = n as usize;
+    let mut hop_limit = None;
+    let mut dst = None;
+    // SAFETY: walking the control buffer the kernel filled, with the libc macros.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            let data = libc::CMSG_DATA(c);
+            if (*c).cmsg_level == libc::IPPROTO_IPV6 {
+                if (*c).cmsg_type == libc::IPV6_HOPLIMIT {
+                    hop_limit = Some(std::ptr::read_unaligned(data as *const libc::c_int));
+                } else if (*c).cmsg_type == libc::IPV6_PKTINFO {
+                    let info = std::ptr::read_unaligned(data as *const libc::in6_pktinfo);
+                    dst = Some(Ipv6Addr::from(info.ipi6_addr.s6_addr));
+                }
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    let (Some(ttl), Some(dst)) = (hop_limit, dst) else {
+        return Ok(Some(Err(DropReason::Truncated)));
+    };
+    let src = Ipv6Addr::from(src.sin6_addr.s6_addr);
+    Ok(Some(Ok(Received {
+        meta: RxMeta {
+            src: IpAddr::V6(src),
+            dst: IpAddr::V6(dst),
+            ttl: ttl.clamp(0, 255) as u8,
+        },
+        payload: &buf[..n],
+    })))
+}
+
+fn setsockopt_int(sock: &Socket, level: i32, name: i32, value: i32) -> io::Result<()> {
+    // SAFETY: plain int option on a live socket.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            level,
+            name,
+            (&value as *const i32).cast(),
+            std::mem::size_of::<i32>() as u32,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// IP_MULTICAST_IF by interface index (ip_mreqn), so the choice does not depend on
+/// which IPv4 address the interface happens to have.
+fn set_multicast_if_index_v4(sock: &Socket, ifindex: u32) -> io::Result<()> {
+    let mreqn = libc::ip_mreqn {
+        imr_multiaddr: libc::in_addr { s_addr: 0 },
+        imr_address: libc::in_addr {
+            s_addr: u32::from_ne_bytes(Ipv4Addr::UNSPECIFIED.octets()),
+        },
+        imr_ifindex: ifindex as i32,
+    };
+    // SAFETY: ip_mreqn is the documented argument of IP_MULTICAST_IF.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_MULTICAST_IF,
+            (&mreqn as *const libc::ip_mreqn).cast(),
+            std::mem::size_of::<libc::ip_mreqn>() as u32,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}

@@ -1,0 +1,73 @@
+//! A read-only picture of the running instances, published by the protocol thread
+//! and read by the control socket.
+
+use crate::plan::InstancePlan;
+use serde::Serialize;
+use std::time::Instant;
+use vipd_vrrp::engine::Instance;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Snapshot {
+    pub instances: Vec<InstanceStatus>,
+    /// Packets dropped before reaching an instance, by reason.
+    pub socket_drops: Vec<(String, u64)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InstanceStatus {
+    pub name: String,
+    pub interface: String,
+    pub vrid: u8,
+    pub version: u8,
+    pub state: String,
+    pub priority: u8,
+    pub advert_interval_ms: f64,
+    pub master: Option<String>,
+    pub vips: Vec<String>,
+    /// Seconds since the daemon started, and why.
+    pub last_transition: Option<(f64, String)>,
+    pub adverts_sent: u64,
+    pub adverts_received: u64,
+    pub priority_zero_sent: u64,
+    pub priority_zero_received: u64,
+    pub became_master: u64,
+    pub drops: Vec<(String, u64)>,
+}
+
+impl InstanceStatus {
+    pub fn from_engine(plan: &InstancePlan, inst: &Instance, started: Instant) -> InstanceStatus {
+        let cfg = inst.config();
+        let st = inst.stats();
+        InstanceStatus {
+            name: plan.name.clone(),
+            interface: plan.iface.name.clone(),
+            vrid: cfg.vrid,
+            version: cfg.version.number(),
+            state: inst.state().as_str().to_string(),
+            priority: cfg.priority,
+            advert_interval_ms: cfg.advert_interval.as_secs_f64() * 1000.0,
+            master: inst.master().map(|m| m.to_string()),
+            vips: plan
+                .addresses
+                .iter()
+                .map(|a| format!("{}/{}", a.addr, a.prefix_len))
+                .collect(),
+            last_transition: inst.last_transition().map(|(t, r)| {
+                (
+                    t.saturating_duration_since(started).as_secs_f64(),
+                    r.to_string(),
+                )
+            }),
+            adverts_sent: st.adverts_sent,
+            adverts_received: st.adverts_received,
+            priority_zero_sent: st.priority_zero_sent,
+            priority_zero_received: st.priority_zero_received,
+            became_master: st.became_master,
+            drops: st
+                .drops
+                .iter()
+                .map(|(r, n)| (r.as_str().to_string(), n))
+                .collect(),
+        }
+    }
+}
