@@ -160,13 +160,27 @@ impl fmt::Display for Diagnostic {
 #[derive(Debug, Default)]
 pub(crate) struct SourceMap {
     files: HashMap<PathBuf, Vec<String>>,
+    /// Files in the order they were first read, to sort findings in reading order.
+    order: Vec<PathBuf>,
 }
 
 impl SourceMap {
     pub fn add(&mut self, path: PathBuf, text: &str) {
-        self.files
-            .entry(path)
-            .or_insert_with(|| text.lines().map(str::to_owned).collect());
+        if !self.files.contains_key(&path) {
+            self.order.push(path.clone());
+            self.files
+                .insert(path, text.lines().map(str::to_owned).collect());
+        }
+    }
+
+    /// Sorts findings by file (in reading order), line and column; stable, so findings
+    /// at one position keep their discovery order.
+    pub fn sort(&self, diags: &mut [Diagnostic]) {
+        let rank = |d: &Diagnostic| {
+            let file = self.order.iter().position(|p| *p == d.span.file);
+            (file.unwrap_or(usize::MAX), d.span.line, d.span.col)
+        };
+        diags.sort_by_key(rank);
     }
 
     pub fn attach_snippets(&self, diags: &mut [Diagnostic]) {
@@ -199,7 +213,8 @@ impl Diags {
     }
 
     pub fn error_help(&mut self, tok: &Token, msg: impl Into<String>, help: impl Into<String>) {
-        self.list.push(Diagnostic::error_at(msg, tok).with_help(help));
+        self.list
+            .push(Diagnostic::error_at(msg, tok).with_help(help));
     }
 
     pub fn warning(&mut self, tok: &Token, msg: impl Into<String>) {
@@ -269,7 +284,9 @@ path/to/keepalived.conf:12:5: error: unknown keyword `priorty`
         d.span.col = 2;
         d.help = None;
         d.include_chain.clear();
-        assert!(d.to_string().ends_with("12 | \tpriorty 100\n   | \t^^^^^^^"));
+        assert!(d
+            .to_string()
+            .ends_with("12 | \tpriorty 100\n   | \t^^^^^^^"));
     }
 
     #[test]

@@ -1,1 +1,121 @@
-//! placeholder
+//! keepalived.conf parser for vipd.
+//!
+//! Pipeline: [`lexer`] (tokens with exact positions) → `preprocess` (`include`, `@id`
+//! conditionals, `$NAME` parameters) → [`tree`] (generic keyword/argument/block nodes) →
+//! `typed` (the [`model`]) → `validate` (cross-field rules).
+//!
+//! Deviation from keepalived: keywords it knows but vipd does not implement, and unknown
+//! keywords, are errors rather than warnings, so a config never half-applies silently.
+
+mod diagnostic;
+mod keywords;
+pub mod lexer;
+pub mod model;
+mod preprocess;
+pub mod tree;
+mod typed;
+mod validate;
+mod value;
+
+use std::fs;
+use std::path::Path;
+
+pub use diagnostic::{Diagnostic, Severity};
+use diagnostic::{Diags, SourceMap};
+pub use lexer::{Token, TokenKind};
+pub use model::*;
+pub use tree::Node;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Selects `@ID` conditional lines; `None` = short host name (like keepalived's `-i`).
+    pub config_id: Option<String>,
+    /// Warn about interfaces missing from /sys/class/net (off for tests on other hosts).
+    pub check_interfaces: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            config_id: None,
+            check_interfaces: true,
+        }
+    }
+}
+
+/// A successfully loaded configuration and its warnings.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    /// Warnings only; errors make loading fail.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// keepalived's default config id: the host name up to its first `.`.
+pub fn default_config_id() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .and_then(|h| h.trim().split('.').next().map(str::to_owned))
+        .filter(|h| !h.is_empty())
+        .unwrap_or_default()
+}
+
+/// Loads and validates a config file (with its includes).
+///
+/// `Err` holds every error found plus the warnings, sorted by file (in reading order),
+/// line and column.
+pub fn load_file(path: &Path, opts: &LoadOptions) -> Result<Loaded, Vec<Diagnostic>> {
+    match fs::read_to_string(path) {
+        Ok(text) => load(&text, path, opts),
+        Err(e) => Err(vec![Diagnostic::file_error(
+            format!("cannot read configuration file: {e}"),
+            path.to_path_buf(),
+        )]),
+    }
+}
+
+/// Like [`load_file`] for text already in memory; `virtual_path` names it in diagnostics
+/// and anchors relative `include`s.
+pub fn load_str(
+    text: &str,
+    virtual_path: &Path,
+    opts: &LoadOptions,
+) -> Result<Loaded, Vec<Diagnostic>> {
+    load(text, virtual_path, opts)
+}
+
+/// Parses into the generic tree only (after preprocessing), for tools and later stages.
+pub fn parse_tree(
+    text: &str,
+    virtual_path: &Path,
+    opts: &LoadOptions,
+) -> (Vec<Node>, Vec<Diagnostic>) {
+    let mut diags = Diags::default();
+    let mut sources = SourceMap::default();
+    let id = opts.config_id.clone().unwrap_or_else(default_config_id);
+    let lines = preprocess::Preprocessor::new(id, &mut diags, &mut sources).run(virtual_path, text);
+    let nodes = tree::build(lines, &mut diags);
+    sources.sort(&mut diags.list);
+    sources.attach_snippets(&mut diags.list);
+    (nodes, diags.list)
+}
+
+fn load(text: &str, path: &Path, opts: &LoadOptions) -> Result<Loaded, Vec<Diagnostic>> {
+    let mut diags = Diags::default();
+    let mut sources = SourceMap::default();
+    let id = opts.config_id.clone().unwrap_or_else(default_config_id);
+    let lines = preprocess::Preprocessor::new(id, &mut diags, &mut sources).run(path, text);
+    let nodes = tree::build(lines, &mut diags);
+    let (config, metas) = typed::map(&nodes, &mut diags);
+    validate::validate(&config, &metas, opts, &mut diags);
+    sources.sort(&mut diags.list);
+    sources.attach_snippets(&mut diags.list);
+    if diags.has_errors() {
+        Err(diags.list)
+    } else {
+        Ok(Loaded {
+            config,
+            diagnostics: diags.list,
+        })
+    }
+}

@@ -52,7 +52,14 @@ impl<'a> Preprocessor<'a> {
         }
     }
 
-    fn process_line(&mut self, path: &Path, dir: &Path, line_no: u32, line: &str, chain: &Arc<[Span]>) {
+    fn process_line(
+        &mut self,
+        path: &Path,
+        dir: &Path,
+        line_no: u32,
+        line: &str,
+        chain: &Arc<[Span]>,
+    ) {
         let scanned = match scan(line, true) {
             Ok(s) => s,
             Err(e) => {
@@ -129,7 +136,10 @@ impl<'a> Preprocessor<'a> {
         }
         if head.is_word()
             && !head.quoted
-            && matches!(head.text.as_str(), "includer" | "includem" | "includew" | "includeb" | "includea")
+            && matches!(
+                head.text.as_str(),
+                "includer" | "includem" | "includew" | "includeb" | "includea"
+            )
         {
             self.diags.error_help(
                 &head,
@@ -225,10 +235,12 @@ impl<'a> Preprocessor<'a> {
                 continue;
             }
             let found = if chars.get(i + 1) == Some(&'{') {
-                chars[i + 2..]
-                    .iter()
-                    .position(|&c| c == '}')
-                    .map(|p| (chars[i + 2..i + 2 + p].iter().collect::<String>(), i + 3 + p))
+                chars[i + 2..].iter().position(|&c| c == '}').map(|p| {
+                    (
+                        chars[i + 2..i + 2 + p].iter().collect::<String>(),
+                        i + 3 + p,
+                    )
+                })
             } else {
                 let len = chars[i + 1..]
                     .iter()
@@ -291,7 +303,11 @@ impl<'a> Preprocessor<'a> {
             let words: Vec<&str> = rest.split_whitespace().collect();
             match words.as_slice() {
                 [one] => one.to_string(),
-                [] => return self.diags.error(tok, "`include` needs a file name or pattern"),
+                [] => {
+                    return self
+                        .diags
+                        .error(tok, "`include` needs a file name or pattern")
+                }
                 _ => {
                     return self.diags.error_help(
                         tok,
@@ -326,10 +342,8 @@ impl<'a> Preprocessor<'a> {
             }
         }
         if matches.is_empty() {
-            self.diags.warning(
-                tok,
-                format!("include pattern `{pattern}` matched no files"),
-            );
+            self.diags
+                .warning(tok, format!("include pattern `{pattern}` matched no files"));
             return;
         }
 
@@ -340,7 +354,10 @@ impl<'a> Preprocessor<'a> {
             if file.is_dir() {
                 self.diags.warning(
                     tok,
-                    format!("include pattern `{pattern}` matched directory `{}`; skipped", file.display()),
+                    format!(
+                        "include pattern `{pattern}` matched directory `{}`; skipped",
+                        file.display()
+                    ),
                 );
                 continue;
             }
@@ -480,7 +497,8 @@ mod tests {
 
     #[test]
     fn conditionals_select_by_config_id() {
-        let text = "@main router_id main_router\n@backup router_id backup_router\n@^main x\n@^backup y\n";
+        let text =
+            "@main router_id main_router\n@backup router_id backup_router\n@^main x\n@^backup y\n";
         let (lines, d) = run(text, "main");
         assert!(d.is_empty());
         assert_eq!(lines, vec![w(&["router_id", "main_router"]), w(&["y"])]);
@@ -507,14 +525,21 @@ mod tests {
     #[test]
     fn bare_parameter_needs_whitespace_after_it() {
         let (lines, _) = run("$P=240\npriority $P\nx $P.1 ${P}.1\n", "x");
-        assert_eq!(lines, vec![w(&["priority", "240"]), w(&["x", "$P.1", "240.1"])]);
+        assert_eq!(
+            lines,
+            vec![w(&["priority", "240"]), w(&["x", "$P.1", "240.1"])]
+        );
     }
 
     #[test]
     fn parameter_values_may_hold_several_words_and_conditions() {
-        let text = "$VIP=192.0.2.1/24 dev eth0 # comment\n$VIP\n$IF_MAIN=@main\n$IF_MAIN priority 240\n";
+        let text =
+            "$VIP=192.0.2.1/24 dev eth0 # comment\n$VIP\n$IF_MAIN=@main\n$IF_MAIN priority 240\n";
         let (lines, _) = run(text, "main");
-        assert_eq!(lines, vec![w(&["192.0.2.1/24", "dev", "eth0"]), w(&["priority", "240"])]);
+        assert_eq!(
+            lines,
+            vec![w(&["192.0.2.1/24", "dev", "eth0"]), w(&["priority", "240"])]
+        );
         let (lines, _) = run(text, "backup");
         assert_eq!(lines.len(), 1);
     }
@@ -550,7 +575,11 @@ mod tests {
     #[test]
     fn self_reference_is_reported() {
         let (_, d) = run("$A=x ${A}\nkey ${A}\n", "x");
-        assert!(d[0].message.contains("does not terminate"), "{}", d[0].message);
+        assert!(
+            d[0].message.contains("does not terminate"),
+            "{}",
+            d[0].message
+        );
         assert_eq!(d[0].span.line, 2);
     }
 
@@ -578,7 +607,10 @@ mod tests {
     fn include_without_match_warns() {
         let (_, d) = run("include /nonexistent/*.conf\n", "x");
         assert_eq!(d[0].severity, Severity::Warning);
-        assert_eq!(d[0].message, "include pattern `/nonexistent/*.conf` matched no files");
+        assert_eq!(
+            d[0].message,
+            "include pattern `/nonexistent/*.conf` matched no files"
+        );
         let (_, d) = run("include\n", "x");
         assert_eq!(d[0].message, "`include` needs a file name or pattern");
         let (_, d) = run("include a b\n", "x");

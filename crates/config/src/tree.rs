@@ -115,14 +115,11 @@ fn close_frame(stack: &mut Vec<Frame>) {
     let frame = stack.pop().expect("non-root frame");
     let parent = stack.last_mut().expect("root frame");
     parent.may_take_block = false;
-    match frame.owner {
-        Some(mut owner) => {
-            owner.children = Some(frame.nodes);
-            owner.open_brace = frame.open;
-            parent.nodes.push(owner);
-        }
-        // Contents of a stray block are dropped; the `{` was already reported.
-        None => {}
+    // Without an owner (a stray `{`, already reported) the block's contents are dropped.
+    if let Some(mut owner) = frame.owner {
+        owner.children = Some(frame.nodes);
+        owner.open_brace = frame.open;
+        parent.nodes.push(owner);
     }
 }
 

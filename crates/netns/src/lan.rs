@@ -97,7 +97,8 @@ impl Lan {
             switch,
             prefix,
         };
-        lan.build(&opts).with_context(|| format!("building Lan {}", lan.prefix))?;
+        lan.build(&opts)
+            .with_context(|| format!("building Lan {}", lan.prefix))?;
         Ok(lan)
     }
 
@@ -141,7 +142,13 @@ impl Lan {
         // 3. Hosts: per-interface accept_dad=0 (before addresses), addresses,
         //    link up.
         let hosts: Vec<(&Netns, Ipv4Addr, Ipv6Addr)> = (1..=self.routers.len())
-            .map(|i| (self.router(i), self.router_addr_v4(i), self.router_addr_v6(i)))
+            .map(|i| {
+                (
+                    self.router(i),
+                    self.router_addr_v4(i),
+                    self.router_addr_v6(i),
+                )
+            })
             .chain(std::iter::once((&self.client, CLIENT_V4, CLIENT_V6)))
             .collect();
         for (ns, v4, v6) in &hosts {

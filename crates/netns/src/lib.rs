@@ -54,7 +54,9 @@ mod util;
 
 pub use capture::{Capture, Frame, FrameKind, Frames, MacAddr, VrrpHeader};
 pub use keepalived::{simple_vrrp_config, start_keepalived, Keepalived};
-pub use lan::{Lan, LanOptions, CLIENT_V4, CLIENT_V6, PREFIX_LEN_V4, PREFIX_LEN_V6, VIP_V4, VIP_V6};
+pub use lan::{
+    Lan, LanOptions, CLIENT_V4, CLIENT_V6, PREFIX_LEN_V4, PREFIX_LEN_V6, VIP_V4, VIP_V6,
+};
 pub use ns::{cleanup_stale, unique_prefix, Netns};
 pub use probe::{ProbeOptions, ProbeReport, Prober, Reply};
 pub use process::Proc;

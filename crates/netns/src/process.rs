@@ -28,7 +28,8 @@ impl Proc {
     pub fn spawn(mut cmd: Command, log: &Path) -> Result<Proc> {
         if let Some(dir) = log.parent() {
             if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
             }
         }
         let out: File = OpenOptions::new()
@@ -164,13 +165,17 @@ mod tests {
         cmd.args(["-c", "echo hello; echo oops >&2; exec sleep 30"]);
         let mut p = Proc::spawn(cmd, &dir.join("p.log")).unwrap();
         assert!(p.is_running());
-        assert!(crate::wait_for(Duration::from_secs(5), Duration::from_millis(5), || p
-            .log()
-            .contains("oops")));
+        assert!(crate::wait_for(
+            Duration::from_secs(5),
+            Duration::from_millis(5),
+            || p.log().contains("oops")
+        ));
         assert!(p.log_tail(5).contains("hello"));
         assert!(p.wait_timeout(Duration::from_millis(20)).is_none());
         p.signal(Signal::SIGTERM).unwrap();
-        let st = p.wait_timeout(Duration::from_secs(5)).expect("exits on SIGTERM");
+        let st = p
+            .wait_timeout(Duration::from_secs(5))
+            .expect("exits on SIGTERM");
         assert!(!st.success());
         assert!(!p.is_running());
         // Signalling an exited process is fine.
@@ -181,20 +186,35 @@ mod tests {
     fn kill9_takes_the_group() {
         let dir = crate::WorkDir::new("proc9").unwrap();
         let mut cmd = Command::new("sh");
-        cmd.args(["-c", "sleep 30 & echo $! > child.pid; wait"]).current_dir(dir.path());
+        cmd.args(["-c", "sleep 30 & echo $! > child.pid; wait"])
+            .current_dir(dir.path());
         let mut p = Proc::spawn(cmd, &dir.join("p.log")).unwrap();
         let pidfile = dir.join("child.pid");
-        assert!(crate::wait_for(Duration::from_secs(5), Duration::from_millis(5), || {
-            std::fs::read_to_string(&pidfile).map(|s| s.ends_with('\n')).unwrap_or(false)
-        }));
-        let child: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+        assert!(crate::wait_for(
+            Duration::from_secs(5),
+            Duration::from_millis(5),
+            || {
+                std::fs::read_to_string(&pidfile)
+                    .map(|s| s.ends_with('\n'))
+                    .unwrap_or(false)
+            }
+        ));
+        let child: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
         assert!(p.kill9().is_some());
         // The grandchild got SIGKILL as well (it is reaped by init, so poll).
-        assert!(crate::wait_for(Duration::from_secs(5), Duration::from_millis(5), || {
-            match std::fs::read_to_string(format!("/proc/{child}/stat")) {
-                Err(_) => true,
-                Ok(s) => s.contains(") Z "),
+        assert!(crate::wait_for(
+            Duration::from_secs(5),
+            Duration::from_millis(5),
+            || {
+                match std::fs::read_to_string(format!("/proc/{child}/stat")) {
+                    Err(_) => true,
+                    Ok(s) => s.contains(") Z "),
+                }
             }
-        }));
+        ));
     }
 }

@@ -27,7 +27,11 @@ where
 pub(crate) fn run_command(mut cmd: Command, stdin: Option<&str>) -> Result<String> {
     use std::io::Write;
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
     let shown = format!("{cmd:?}");
     let mut child = cmd.spawn().with_context(|| format!("cannot run {shown}"))?;
     if let Some(input) = stdin {
@@ -43,7 +47,9 @@ pub(crate) fn run_command(mut cmd: Command, stdin: Option<&str>) -> Result<Strin
             "{shown} failed ({}): {}{}",
             out.status,
             String::from_utf8_lossy(&out.stderr).trim(),
-            stdin.map(|s| format!("\n--- stdin ---\n{s}")).unwrap_or_default()
+            stdin
+                .map(|s| format!("\n--- stdin ---\n{s}"))
+                .unwrap_or_default()
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
@@ -191,13 +197,21 @@ mod tests {
     #[test]
     fn wait_for_times_out() {
         let t = Instant::now();
-        assert!(!wait_for(Duration::from_millis(30), Duration::from_millis(5), || false));
+        assert!(!wait_for(
+            Duration::from_millis(30),
+            Duration::from_millis(5),
+            || false
+        ));
         assert!(t.elapsed() >= Duration::from_millis(30));
         let mut n = 0;
-        assert!(wait_for(Duration::from_secs(1), Duration::from_millis(1), || {
-            n += 1;
-            n == 3
-        }));
+        assert!(wait_for(
+            Duration::from_secs(1),
+            Duration::from_millis(1),
+            || {
+                n += 1;
+                n == 3
+            }
+        ));
     }
 
     #[test]

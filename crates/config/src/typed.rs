@@ -1,0 +1,1381 @@
+//! Maps the generic tree onto [`crate::model`], reporting every malformed or unsupported
+//! keyword with its position.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::diagnostic::Diags;
+use crate::keywords::{
+    suggest, GLOBAL_UNSUPPORTED, INSTANCE_UNSUPPORTED, TOP_UNSUPPORTED, VIP_OPTION_UNSUPPORTED,
+};
+use crate::lexer::Token;
+use crate::model::{
+    Auth, Config, GarpSettings, GlobalDefs, InitialState, UnicastPeer, VirtualAddress, VrrpInstance,
+};
+use crate::tree::Node;
+use crate::value::{parse_bool, parse_prefix, parse_seconds, parse_uint};
+
+const TOP_SUPPORTED: &[&str] = &["global_defs", "vrrp_instance"];
+
+const GARP_KEYWORDS: &[&str] = &[
+    "garp_master_delay",
+    "garp_master_repeat",
+    "garp_lower_prio_delay",
+    "garp_lower_prio_repeat",
+    "garp_master_refresh",
+    "garp_master_refresh_repeat",
+    "garp_interval",
+    "gna_interval",
+];
+
+const GLOBAL_SUPPORTED: &[&str] = &[
+    "router_id",
+    "vrrp_version",
+    "vrrp_garp_master_delay",
+    "vrrp_garp_master_repeat",
+    "vrrp_garp_lower_prio_delay",
+    "vrrp_garp_lower_prio_repeat",
+    "vrrp_garp_master_refresh",
+    "vrrp_garp_master_refresh_repeat",
+    "vrrp_garp_interval",
+    "vrrp_gna_interval",
+    "vrrp_min_garp",
+    "vrrp_rt_priority",
+    "vrrp_lower_prio_no_advert",
+    "vrrp_higher_prio_send_advert",
+    "vrrp_check_unicast_src",
+];
+
+const INSTANCE_SUPPORTED: &[&str] = &[
+    "state",
+    "interface",
+    "virtual_router_id",
+    "priority",
+    "advert_int",
+    "version",
+    "virtual_ipaddress",
+    "nopreempt",
+    "no_preempt",
+    "preempt",
+    "preempt_delay",
+    "accept",
+    "no_accept",
+    "authentication",
+    "mcast_src_ip",
+    "unicast_src_ip",
+    "unicast_peer",
+    "unicast_ttl",
+    "check_unicast_src",
+    "v3_checksum_as_v2",
+    "garp_master_delay",
+    "garp_master_repeat",
+    "garp_lower_prio_delay",
+    "garp_lower_prio_repeat",
+    "garp_master_refresh",
+    "garp_master_refresh_repeat",
+    "garp_interval",
+    "gna_interval",
+    "lower_prio_no_advert",
+    "higher_prio_send_advert",
+    "down_timer_adverts",
+];
+
+const AUTH_SUPPORTED: &[&str] = &["auth_type", "auth_pass"];
+const VIP_OPTIONS: &[&str] = &["brd", "dev", "scope", "label"];
+const PEER_OPTIONS: &[&str] = &["min_ttl", "max_ttl"];
+
+/// Where each part of an instance was written, for the cross-field checks in `validate`.
+#[derive(Debug, Clone)]
+pub(crate) struct InstanceMeta {
+    pub name: Token,
+    /// Last node seen for each keyword (canonical spelling, e.g. `nopreempt`).
+    pub fields: HashMap<&'static str, Node>,
+    /// Address token of each `virtual_ipaddress` entry, parallel to the model's list.
+    pub vip_tokens: Vec<Token>,
+    /// Address token of each unicast peer, parallel to the model's list.
+    pub peer_tokens: Vec<Token>,
+}
+
+impl InstanceMeta {
+    /// The value of `key` if written, else its keyword token.
+    pub fn value_tok(&self, key: &str) -> Option<&Token> {
+        self.fields
+            .get(key)
+            .map(|n| n.args.first().unwrap_or(&n.keyword))
+    }
+
+    pub fn keyword_tok(&self, key: &str) -> Option<&Token> {
+        self.fields.get(key).map(|n| &n.keyword)
+    }
+}
+
+pub(crate) fn map(nodes: &[Node], diags: &mut Diags) -> (Config, Vec<InstanceMeta>) {
+    let mut m = Mapper { diags };
+    let mut config = Config::default();
+    let mut metas = Vec::new();
+    for n in nodes {
+        match n.name() {
+            "global_defs" => {
+                m.no_args(n);
+                if let Some(children) = m.block(n) {
+                    m.global_defs(children, &mut config.global);
+                }
+            }
+            "vrrp_instance" => {
+                if let Some((inst, meta)) = m.instance(n) {
+                    config.instances.push(inst);
+                    metas.push(meta);
+                }
+            }
+            _ => m.unknown(n, "at top level", TOP_SUPPORTED, TOP_UNSUPPORTED),
+        }
+    }
+    (config, metas)
+}
+
+struct Mapper<'d> {
+    diags: &'d mut Diags,
+}
+
+impl Mapper<'_> {
+    fn unknown(&mut self, n: &Node, place: &str, supported: &[&str], unsupported: &[&str]) {
+        let kw = &n.keyword;
+        let name = n.name();
+        if unsupported.contains(&name) {
+            return self
+                .diags
+                .error(kw, format!("keyword `{name}` is not supported yet"));
+        }
+        // Right keyword, wrong block?
+        let homes: [(&str, &[&str], &[&str]); 4] = [
+            ("vrrp_instance", INSTANCE_SUPPORTED, INSTANCE_UNSUPPORTED),
+            ("global_defs", GLOBAL_SUPPORTED, GLOBAL_UNSUPPORTED),
+            ("authentication", AUTH_SUPPORTED, &[]),
+            ("top level", TOP_SUPPORTED, TOP_UNSUPPORTED),
+        ];
+        if let Some((home, _, _)) = homes
+            .into_iter()
+            .find(|(_, s, u)| s.contains(&name) || u.contains(&name))
+        {
+            let help = if home == "top level" {
+                "it belongs at top level; is a `}` missing above?".to_string()
+            } else {
+                format!("it belongs inside {} `{home}` block", article(home))
+            };
+            return self.diags.error_help(
+                kw,
+                format!("keyword `{name}` is not valid {place}"),
+                help,
+            );
+        }
+        let msg = format!("unknown keyword `{name}`");
+        let candidates = supported.iter().chain(unsupported).copied();
+        if let Some(s) = suggest(name, candidates) {
+            return self
+                .diags
+                .error_help(kw, msg, format!("did you mean `{s}`?"));
+        }
+        // A typo of a keyword from another block.
+        let elsewhere = homes.iter().find_map(|(home, s, u)| {
+            suggest(name, s.iter().chain(u.iter()).copied()).map(|k| (*home, k))
+        });
+        match elsewhere {
+            Some(("top level", k)) => self.diags.error_help(
+                kw,
+                msg,
+                format!("did you mean `{k}`? (it belongs at top level)"),
+            ),
+            Some((home, k)) => self.diags.error_help(
+                kw,
+                msg,
+                format!(
+                    "did you mean `{k}`? (it belongs inside {} `{home}` block)",
+                    article(home)
+                ),
+            ),
+            None => self.diags.error(kw, msg),
+        }
+    }
+
+    fn block<'n>(&mut self, n: &'n Node) -> Option<&'n [Node]> {
+        if n.children.is_none() {
+            self.diags.error_help(
+                &n.keyword,
+                format!("`{}` needs a `{{ ... }}` block", n.name()),
+                format!("write `{} {{` and close the block with `}}`", n.name()),
+            );
+        }
+        n.children.as_deref()
+    }
+
+    /// Reports a block on a keyword that does not take one; true if there is none.
+    fn no_block(&mut self, n: &Node) -> bool {
+        match &n.open_brace {
+            Some(brace) if n.children.is_some() => {
+                self.diags
+                    .error(brace, format!("`{}` does not take a block", n.name()));
+                false
+            }
+            _ => true,
+        }
+    }
+
+    fn no_args(&mut self, n: &Node) -> bool {
+        match n.args.first() {
+            Some(a) => {
+                self.diags.error(
+                    a,
+                    format!("`{}` takes no arguments, found `{}`", n.name(), a.text),
+                );
+                false
+            }
+            None => true,
+        }
+    }
+
+    /// The single argument of `n`.
+    fn arg<'n>(&mut self, n: &'n Node) -> Option<&'n Token> {
+        self.no_block(n);
+        match n.args.as_slice() {
+            [a] => Some(a),
+            [] => {
+                self.diags
+                    .error(&n.keyword, format!("`{}` needs a value", n.name()));
+                None
+            }
+            [_, extra, ..] => {
+                self.diags.error(
+                    extra,
+                    format!(
+                        "unexpected extra argument `{}` for `{}`",
+                        extra.text,
+                        n.name()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn int(&mut self, n: &Node, lo: u64, hi: u64) -> Option<u64> {
+        let a = self.arg(n)?;
+        self.int_tok(a, n.name(), lo, hi)
+    }
+
+    fn int_tok(&mut self, a: &Token, what: &str, lo: u64, hi: u64) -> Option<u64> {
+        match parse_uint(&a.text) {
+            Some(v) if (lo..=hi).contains(&v) => Some(v),
+            _ => {
+                self.diags.error(
+                    a,
+                    format!(
+                        "`{what}` must be an integer in {lo}..={hi}, found `{}`",
+                        a.text
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// Decimal seconds (microsecond resolution) no greater than `max_secs`.
+    fn seconds(&mut self, n: &Node, max_secs: u64) -> Option<Duration> {
+        let a = self.arg(n)?;
+        match parse_seconds(&a.text) {
+            Some(d) if d <= Duration::from_secs(max_secs) => Some(d),
+            _ => {
+                self.diags.error_help(
+                    a,
+                    format!(
+                        "`{}` must be a number of seconds in 0..={max_secs}, found `{}`",
+                        n.name(),
+                        a.text
+                    ),
+                    "fractions are allowed, e.g. `0.5`",
+                );
+                None
+            }
+        }
+    }
+
+    fn whole_seconds(&mut self, n: &Node) -> Option<Duration> {
+        self.int(n, 0, u64::from(u32::MAX)).map(Duration::from_secs)
+    }
+
+    /// `[<BOOL>]`: no argument means true.
+    fn boolean(&mut self, n: &Node) -> Option<bool> {
+        self.no_block(n);
+        match n.args.as_slice() {
+            [] => Some(true),
+            [a] => parse_bool(&a.text).or_else(|| {
+                self.diags.error_help(
+                    a,
+                    format!("`{}` expects a boolean, found `{}`", n.name(), a.text),
+                    "use one of on|off|true|false|yes|no, or nothing for on",
+                );
+                None
+            }),
+            [_, extra, ..] => {
+                self.diags.error(
+                    extra,
+                    format!(
+                        "unexpected extra argument `{}` for `{}`",
+                        extra.text,
+                        n.name()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn ip_tok(&mut self, a: &Token, what: &str) -> Option<IpAddr> {
+        match a.text.parse() {
+            Ok(ip) => Some(ip),
+            Err(_) => {
+                self.diags.error(
+                    a,
+                    format!("`{what}` expects an IP address, found `{}`", a.text),
+                );
+                None
+            }
+        }
+    }
+
+    fn ip(&mut self, n: &Node) -> Option<IpAddr> {
+        let a = self.arg(n)?;
+        self.ip_tok(a, n.name())
+    }
+
+    /// Shared by global (`vrrp_` prefixed) and per-instance GARP keywords.
+    fn garp(&mut self, key: &str, n: &Node, g: &mut GarpSettings) {
+        let repeat = |m: &mut Self| m.int(n, 0, u64::from(u32::MAX)).map(|v| v as u32);
+        match key {
+            "garp_master_delay" => set(&mut g.master_delay, self.whole_seconds(n)),
+            "garp_master_repeat" => set(&mut g.master_repeat, repeat(self)),
+            "garp_lower_prio_delay" => set(&mut g.lower_prio_delay, self.whole_seconds(n)),
+            "garp_lower_prio_repeat" => set(&mut g.lower_prio_repeat, repeat(self)),
+            "garp_master_refresh" => set(&mut g.master_refresh, self.whole_seconds(n)),
+            "garp_master_refresh_repeat" => set(&mut g.master_refresh_repeat, repeat(self)),
+            "garp_interval" => set(&mut g.garp_interval, self.seconds(n, 255)),
+            "gna_interval" => set(&mut g.gna_interval, self.seconds(n, 255)),
+            _ => unreachable!("caller checks GARP_KEYWORDS"),
+        }
+    }
+
+    fn global_defs(&mut self, nodes: &[Node], g: &mut GlobalDefs) {
+        for n in nodes {
+            let name = n.name();
+            match name {
+                "router_id" => {
+                    if let Some(a) = self.arg(n) {
+                        g.router_id = Some(a.text.clone());
+                    }
+                }
+                "vrrp_version" => set(&mut g.vrrp_version, self.int(n, 2, 3).map(|v| v as u8)),
+                "vrrp_min_garp" => set_plain(&mut g.vrrp_min_garp, self.boolean(n)),
+                "vrrp_rt_priority" => {
+                    set(&mut g.vrrp_rt_priority, self.int(n, 1, 99).map(|v| v as u8))
+                }
+                "vrrp_lower_prio_no_advert" => {
+                    set_plain(&mut g.lower_prio_no_advert, self.boolean(n))
+                }
+                "vrrp_higher_prio_send_advert" => {
+                    set_plain(&mut g.higher_prio_send_advert, self.boolean(n))
+                }
+                "vrrp_check_unicast_src" => set_plain(&mut g.check_unicast_src, self.boolean(n)),
+                _ => match name.strip_prefix("vrrp_") {
+                    Some(key) if GARP_KEYWORDS.contains(&key) => self.garp(key, n, &mut g.garp),
+                    _ => self.unknown(n, "in `global_defs`", GLOBAL_SUPPORTED, GLOBAL_UNSUPPORTED),
+                },
+            }
+        }
+    }
+
+    fn instance(&mut self, n: &Node) -> Option<(VrrpInstance, InstanceMeta)> {
+        let name_tok = match n.args.as_slice() {
+            [name] => name.clone(),
+            [] => {
+                self.diags.error_help(
+                    &n.keyword,
+                    "`vrrp_instance` needs a name",
+                    "write `vrrp_instance NAME {`",
+                );
+                n.keyword.clone()
+            }
+            [name, extra, ..] => {
+                self.diags.error(
+                    extra,
+                    format!(
+                        "unexpected extra argument `{}` for `vrrp_instance`",
+                        extra.text
+                    ),
+                );
+                name.clone()
+            }
+        };
+        let children = self.block(n)?;
+        let mut inst = VrrpInstance {
+            name: if n.args.is_empty() {
+                String::new()
+            } else {
+                name_tok.text.clone()
+            },
+            span: n.span.clone(),
+            state: InitialState::Backup,
+            interface: String::new(),
+            virtual_router_id: 0,
+            priority: 100,
+            advert_int: Duration::from_secs(1),
+            version: None,
+            virtual_ipaddress: Vec::new(),
+            nopreempt: false,
+            preempt_delay: Duration::ZERO,
+            accept: None,
+            auth: None,
+            mcast_src_ip: None,
+            unicast_src_ip: None,
+            unicast_peers: Vec::new(),
+            unicast_ttl: None,
+            check_unicast_src: false,
+            v3_checksum_as_v2: false,
+            garp: GarpSettings::default(),
+            lower_prio_no_advert: None,
+            higher_prio_send_advert: None,
+            down_timer_adverts: None,
+        };
+        let mut meta = InstanceMeta {
+            name: name_tok,
+            fields: HashMap::new(),
+            vip_tokens: Vec::new(),
+            peer_tokens: Vec::new(),
+        };
+        let mut vip_entries = 0;
+        for c in children {
+            let key = match INSTANCE_SUPPORTED.iter().find(|k| **k == c.name()) {
+                Some(&"no_preempt") => "nopreempt",
+                Some(k) => k,
+                None => {
+                    self.unknown(
+                        c,
+                        "in `vrrp_instance`",
+                        INSTANCE_SUPPORTED,
+                        INSTANCE_UNSUPPORTED,
+                    );
+                    continue;
+                }
+            };
+            meta.fields.insert(key, c.clone());
+            match key {
+                "state" => {
+                    if let Some(a) = self.arg(c) {
+                        match a.text.as_str() {
+                            "MASTER" => inst.state = InitialState::Master,
+                            "BACKUP" => inst.state = InitialState::Backup,
+                            other => self.diags.error_help(
+                                a,
+                                format!("invalid state `{other}`"),
+                                "use `MASTER` or `BACKUP` (upper case)",
+                            ),
+                        }
+                    }
+                }
+                "interface" => {
+                    if let Some(a) = self.arg(c) {
+                        inst.interface = a.text.clone();
+                    }
+                }
+                "virtual_router_id" => set_plain(
+                    &mut inst.virtual_router_id,
+                    self.int(c, 1, 255).map(|v| v as u8),
+                ),
+                "priority" => set_plain(&mut inst.priority, self.int(c, 1, 255).map(|v| v as u8)),
+                "advert_int" => {
+                    if let Some(d) = self.seconds(c, 255) {
+                        if d.is_zero() {
+                            let a = &c.args[0];
+                            self.diags.error(a, "`advert_int` must be greater than 0");
+                        } else {
+                            inst.advert_int = d;
+                        }
+                    }
+                }
+                "version" => set(&mut inst.version, self.int(c, 2, 3).map(|v| v as u8)),
+                "virtual_ipaddress" => {
+                    self.no_args(c);
+                    if let Some(entries) = self.block(c) {
+                        vip_entries += entries.len();
+                        for e in entries {
+                            self.vip_entry(e, &mut inst, &mut meta);
+                        }
+                    } else {
+                        vip_entries += 1; // already reported; don't also say "no VIPs"
+                    }
+                }
+                "nopreempt" => {
+                    if self.no_args(c) && self.no_block(c) {
+                        inst.nopreempt = true;
+                    }
+                }
+                "preempt" => {
+                    self.no_args(c);
+                    self.no_block(c);
+                }
+                "preempt_delay" => set_plain(&mut inst.preempt_delay, self.seconds(c, 1000)),
+                "accept" => {
+                    if self.no_args(c) && self.no_block(c) {
+                        inst.accept = Some(true);
+                    }
+                }
+                "no_accept" => {
+                    self.diags.error_help(
+                        &c.keyword,
+                        "keyword `no_accept` is not supported yet",
+                        "vipd always runs in accept mode",
+                    );
+                    inst.accept = Some(false);
+                }
+                "authentication" => {
+                    self.no_args(c);
+                    if let Some(children) = self.block(c) {
+                        inst.auth = self.authentication(c, children);
+                    }
+                }
+                "mcast_src_ip" => set(&mut inst.mcast_src_ip, self.ip(c)),
+                "unicast_src_ip" => set(&mut inst.unicast_src_ip, self.ip(c)),
+                "unicast_peer" => {
+                    self.no_args(c);
+                    if let Some(entries) = self.block(c) {
+                        for e in entries {
+                            self.peer_entry(e, &mut inst, &mut meta);
+                        }
+                    }
+                }
+                "unicast_ttl" => set(&mut inst.unicast_ttl, self.int(c, 0, 255).map(|v| v as u8)),
+                "check_unicast_src" => set_plain(&mut inst.check_unicast_src, self.boolean(c)),
+                "v3_checksum_as_v2" => set_plain(&mut inst.v3_checksum_as_v2, self.boolean(c)),
+                "lower_prio_no_advert" => set(&mut inst.lower_prio_no_advert, self.boolean(c)),
+                "higher_prio_send_advert" => {
+                    set(&mut inst.higher_prio_send_advert, self.boolean(c))
+                }
+                "down_timer_adverts" => set(
+                    &mut inst.down_timer_adverts,
+                    self.int(c, 1, 100).map(|v| v as u8),
+                ),
+                k if GARP_KEYWORDS.contains(&k) => self.garp(k, c, &mut inst.garp),
+                _ => unreachable!("every supported keyword is handled"),
+            }
+        }
+
+        let label = if inst.name.is_empty() {
+            "`vrrp_instance`".to_string()
+        } else {
+            format!("vrrp_instance `{}`", inst.name)
+        };
+        let at = meta.name.clone();
+        for (key, example) in [
+            ("interface", "interface eth0"),
+            ("virtual_router_id", "virtual_router_id 51"),
+        ] {
+            if !meta.fields.contains_key(key) {
+                self.diags.error_help(
+                    &at,
+                    format!("{label} has no `{key}`"),
+                    format!("add e.g. `{example}`"),
+                );
+            }
+        }
+        if vip_entries == 0 {
+            self.diags.error_help(
+                &at,
+                format!("{label} has no virtual_ipaddress"),
+                "add `virtual_ipaddress { 192.0.2.1/24 }`",
+            );
+        }
+        Some((inst, meta))
+    }
+
+    /// One line of `virtual_ipaddress`; it may hold several addresses, as in
+    /// `virtual_ipaddress { 192.0.2.1/24 192.0.2.2 }`.
+    fn vip_entry(&mut self, n: &Node, inst: &mut VrrpInstance, meta: &mut InstanceMeta) {
+        self.no_block(n);
+        let words: Vec<&Token> = std::iter::once(&n.keyword).chain(&n.args).collect();
+        let mut i = 0;
+        let mut current: Option<usize> = None; // index into inst.virtual_ipaddress
+        while i < words.len() {
+            let w = words[i];
+            let opt = w.text.as_str();
+            if let Some(idx) = current {
+                if VIP_OPTIONS.contains(&opt) {
+                    let Some(v) = words.get(i + 1) else {
+                        self.diags.error(w, format!("`{opt}` needs a value"));
+                        return;
+                    };
+                    self.vip_option(opt, v, &mut inst.virtual_ipaddress[idx]);
+                    i += 2;
+                    continue;
+                }
+                if VIP_OPTION_UNSUPPORTED.contains(&opt) {
+                    self.diags.error(
+                        w,
+                        format!("virtual_ipaddress option `{opt}` is not supported yet"),
+                    );
+                    // These take a value; skip it so it is not read as an address.
+                    let takes_value = matches!(opt, "peer" | "preferred_lft" | "track_group");
+                    i += if takes_value { 2 } else { 1 };
+                    continue;
+                }
+            }
+            match parse_prefix(opt) {
+                Ok((addr, prefix_len)) => {
+                    inst.virtual_ipaddress.push(VirtualAddress {
+                        addr,
+                        prefix_len,
+                        brd: None,
+                        dev: None,
+                        scope: None,
+                        label: None,
+                        span: w.span.clone(),
+                    });
+                    meta.vip_tokens.push(w.clone());
+                    current = Some(inst.virtual_ipaddress.len() - 1);
+                }
+                Err(e) if current.is_some() && !looks_like_address(opt) => {
+                    let msg = format!("unknown virtual_ipaddress option `{opt}`");
+                    let all = VIP_OPTIONS.iter().chain(VIP_OPTION_UNSUPPORTED).copied();
+                    match suggest(opt, all) {
+                        Some(s) => self
+                            .diags
+                            .error_help(w, msg, format!("did you mean `{s}`?")),
+                        None => self.diags.error_help(
+                            w,
+                            msg,
+                            format!(
+                                "expected an address or one of: {} ({e})",
+                                VIP_OPTIONS.join(", ")
+                            ),
+                        ),
+                    }
+                    // The rest of the line cannot be interpreted reliably.
+                    return;
+                }
+                Err(e) => {
+                    self.diags
+                        .error(w, format!("invalid virtual_ipaddress entry: {e}"));
+                    return;
+                }
+            }
+            i += 1;
+        }
+    }
+
+    fn vip_option(&mut self, opt: &str, v: &Token, vip: &mut VirtualAddress) {
+        match opt {
+            "brd" => {
+                if v.text == "+" || v.text == "-" {
+                    self.diags
+                        .error(v, format!("`brd {}` is not supported yet", v.text));
+                } else {
+                    vip.brd = self.ip_tok(v, "brd");
+                }
+            }
+            "dev" => vip.dev = Some(v.text.clone()),
+            "label" => vip.label = Some(v.text.clone()),
+            "scope" => {
+                let named =
+                    ["host", "link", "site", "global", "nowhere"].contains(&v.text.as_str());
+                if named || parse_uint(&v.text).is_some_and(|n| n <= 255) {
+                    vip.scope = Some(v.text.clone());
+                } else {
+                    self.diags.error_help(
+                        v,
+                        format!("invalid scope `{}`", v.text),
+                        "use host, link, site, global, nowhere or a number 0..=255",
+                    );
+                }
+            }
+            _ => unreachable!("VIP_OPTIONS"),
+        }
+    }
+
+    fn peer_entry(&mut self, n: &Node, inst: &mut VrrpInstance, meta: &mut InstanceMeta) {
+        self.no_block(n);
+        let words: Vec<&Token> = std::iter::once(&n.keyword).chain(&n.args).collect();
+        let mut i = 0;
+        while i < words.len() {
+            let w = words[i];
+            let opt = w.text.as_str();
+            if PEER_OPTIONS.contains(&opt) && !inst.unicast_peers.is_empty() {
+                let Some(v) = words.get(i + 1) else {
+                    self.diags.error(w, format!("`{opt}` needs a value"));
+                    return;
+                };
+                let ttl = self.int_tok(v, opt, 0, 255).map(|t| t as u8);
+                let peer = inst.unicast_peers.last_mut().expect("checked non-empty");
+                if opt == "min_ttl" {
+                    set(&mut peer.min_ttl, ttl);
+                } else {
+                    set(&mut peer.max_ttl, ttl);
+                }
+                i += 2;
+                continue;
+            }
+            match opt.parse::<IpAddr>() {
+                Ok(addr) => {
+                    inst.unicast_peers.push(UnicastPeer {
+                        addr,
+                        min_ttl: None,
+                        max_ttl: None,
+                    });
+                    meta.peer_tokens.push(w.clone());
+                }
+                Err(_) => {
+                    let help = match suggest(opt, PEER_OPTIONS.iter().copied()) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => "expected `ADDRESS [min_ttl N] [max_ttl N]`".into(),
+                    };
+                    self.diags
+                        .error_help(w, format!("invalid unicast_peer entry `{opt}`"), help);
+                    return;
+                }
+            }
+            i += 1;
+        }
+    }
+
+    fn authentication(&mut self, block: &Node, children: &[Node]) -> Option<Auth> {
+        let mut ah: Option<bool> = None;
+        let mut pass: Option<String> = None;
+        for c in children {
+            match c.name() {
+                "auth_type" => {
+                    if let Some(a) = self.arg(c) {
+                        match a.text.as_str() {
+                            "PASS" => ah = Some(false),
+                            "AH" => {
+                                ah = Some(true);
+                                self.diags.error(a, "`auth_type AH` is not supported");
+                            }
+                            other => self.diags.error_help(
+                                a,
+                                format!("invalid auth_type `{other}`"),
+                                "use `PASS`",
+                            ),
+                        }
+                    }
+                }
+                "auth_pass" => {
+                    if let Some(a) = self.arg(c) {
+                        if a.text.chars().count() > 8 {
+                            self.diags.warning(
+                                a,
+                                "`auth_pass` is longer than 8 characters; only the first 8 are used",
+                            );
+                        }
+                        pass = Some(a.text.clone());
+                    }
+                }
+                _ => self.unknown(c, "in `authentication`", AUTH_SUPPORTED, &[]),
+            }
+        }
+        let kw = &block.keyword;
+        match (ah, pass) {
+            (Some(false), Some(p)) => Some(Auth::Pass(p)),
+            (Some(true), Some(p)) => Some(Auth::Ah(p)),
+            (None, _) if !children.iter().any(|c| c.name() == "auth_type") => {
+                self.diags.error(kw, "`authentication` has no `auth_type`");
+                None
+            }
+            (Some(_), None) if !children.iter().any(|c| c.name() == "auth_pass") => {
+                self.diags.error(kw, "`authentication` has no `auth_pass`");
+                None
+            }
+            _ => None, // a malformed value was already reported
+        }
+    }
+}
+
+fn article(word: &str) -> &'static str {
+    if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    }
+}
+
+/// Whether a word was meant as an address (so a parse failure is a bad address, not an
+/// unknown option).
+fn looks_like_address(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_ascii_digit()) || s.contains(':')
+}
+
+fn set<T>(slot: &mut Option<T>, v: Option<T>) {
+    if v.is_some() {
+        *slot = v;
+    }
+}
+
+fn set_plain<T>(slot: &mut T, v: Option<T>) {
+    if let Some(v) = v {
+        *slot = v;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+    use std::path::Path;
+    use std::time::Duration;
+
+    use crate::model::*;
+    use crate::{load_str, Diagnostic, LoadOptions, Severity};
+
+    fn opts() -> LoadOptions {
+        LoadOptions {
+            config_id: Some("node1".into()),
+            check_interfaces: false,
+        }
+    }
+
+    fn load(text: &str) -> Result<crate::Loaded, Vec<Diagnostic>> {
+        load_str(text, Path::new("/etc/keepalived/keepalived.conf"), &opts())
+    }
+
+    fn config(text: &str) -> Config {
+        match load(text) {
+            Ok(l) => l.config,
+            Err(d) => panic!("unexpected errors: {d:#?}"),
+        }
+    }
+
+    /// (message, line, col) of every error.
+    fn errors(text: &str) -> Vec<(String, u32, u32)> {
+        load(text)
+            .expect_err("expected errors")
+            .into_iter()
+            .filter(|d| d.severity == Severity::Error)
+            .map(|d| (d.message, d.span.line, d.span.col))
+            .collect()
+    }
+
+    fn one_error(text: &str) -> Diagnostic {
+        let all = load(text).expect_err("expected an error");
+        let errs: Vec<_> = all.into_iter().filter(|d| d.is_error()).collect();
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        errs.into_iter().next().unwrap()
+    }
+
+    fn instance_with(body: &str) -> String {
+        format!(
+            "vrrp_instance VI_1 {{\n    interface eth0\n    virtual_router_id 51\n    virtual_ipaddress {{\n        192.0.2.1/24\n    }}\n    # body follows\n{body}\n}}\n"
+        )
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn full_instance_maps_every_supported_keyword() {
+        let c = config(
+            r#"
+vrrp_instance VI_1 {
+    state MASTER
+    interface eth0
+    virtual_router_id 51
+    priority 150
+    advert_int 2
+    version 2
+    virtual_ipaddress {
+        192.168.200.16/24 brd 192.168.200.255 dev eth1 scope link label eth1:1
+        192.168.200.17
+    }
+    preempt
+    accept
+    authentication {
+        auth_type PASS
+        auth_pass "s3cr et"
+    }
+    mcast_src_ip 192.168.200.1
+    unicast_src_ip 192.168.200.1
+    unicast_peer {
+        192.168.200.2 min_ttl 10 max_ttl 64
+        192.168.200.3
+    }
+    unicast_ttl 32
+    check_unicast_src
+    v3_checksum_as_v2 off
+    garp_master_delay 10
+    garp_master_repeat 3
+    garp_lower_prio_delay 7
+    garp_lower_prio_repeat 2
+    garp_master_refresh 60
+    garp_master_refresh_repeat 4
+    garp_interval 0.001
+    gna_interval 0.000001
+    lower_prio_no_advert yes
+    higher_prio_send_advert false
+    down_timer_adverts 5
+}
+"#,
+        );
+        let i = &c.instances[0];
+        assert_eq!(i.name, "VI_1");
+        assert_eq!((i.span.line, i.span.col), (2, 1));
+        assert_eq!(i.state, InitialState::Master);
+        assert_eq!(i.interface, "eth0");
+        assert_eq!(i.virtual_router_id, 51);
+        assert_eq!(i.priority, 150);
+        assert_eq!(i.advert_int, Duration::from_secs(2));
+        assert_eq!(i.version, Some(2));
+        assert_eq!(
+            i.virtual_ipaddress[0],
+            VirtualAddress {
+                addr: ip("192.168.200.16"),
+                prefix_len: 24,
+                brd: Some(ip("192.168.200.255")),
+                dev: Some("eth1".into()),
+                scope: Some("link".into()),
+                label: Some("eth1:1".into()),
+                span: Span {
+                    file: "/etc/keepalived/keepalived.conf".into(),
+                    line: 10,
+                    col: 9
+                },
+            }
+        );
+        assert_eq!(i.virtual_ipaddress[1].prefix_len, 32);
+        assert!(!i.nopreempt);
+        assert_eq!(i.accept, Some(true));
+        assert_eq!(i.auth, Some(Auth::Pass("s3cr et".into())));
+        assert_eq!(i.mcast_src_ip, Some(ip("192.168.200.1")));
+        assert_eq!(i.unicast_src_ip, Some(ip("192.168.200.1")));
+        assert_eq!(
+            i.unicast_peers,
+            vec![
+                UnicastPeer {
+                    addr: ip("192.168.200.2"),
+                    min_ttl: Some(10),
+                    max_ttl: Some(64)
+                },
+                UnicastPeer {
+                    addr: ip("192.168.200.3"),
+                    min_ttl: None,
+                    max_ttl: None
+                },
+            ]
+        );
+        assert_eq!(i.unicast_ttl, Some(32));
+        assert!(i.check_unicast_src);
+        assert!(!i.v3_checksum_as_v2);
+        let g = &i.garp;
+        assert_eq!(g.master_delay, Some(Duration::from_secs(10)));
+        assert_eq!(g.master_repeat, Some(3));
+        assert_eq!(g.lower_prio_delay, Some(Duration::from_secs(7)));
+        assert_eq!(g.lower_prio_repeat, Some(2));
+        assert_eq!(g.master_refresh, Some(Duration::from_secs(60)));
+        assert_eq!(g.master_refresh_repeat, Some(4));
+        assert_eq!(g.garp_interval, Some(Duration::from_millis(1)));
+        assert_eq!(g.gna_interval, Some(Duration::from_micros(1)));
+        assert_eq!(i.lower_prio_no_advert, Some(true));
+        assert_eq!(i.higher_prio_send_advert, Some(false));
+        assert_eq!(i.down_timer_adverts, Some(5));
+    }
+
+    #[test]
+    fn defaults_follow_keepalived() {
+        let c = config(&instance_with(""));
+        let i = &c.instances[0];
+        assert_eq!(i.state, InitialState::Backup);
+        assert_eq!(i.priority, 100);
+        assert_eq!(i.advert_int, Duration::from_secs(1));
+        assert_eq!(i.version, None);
+        assert!(!i.nopreempt);
+        assert_eq!(i.preempt_delay, Duration::ZERO);
+        assert_eq!(i.accept, None);
+        assert_eq!(i.auth, None);
+        assert_eq!(i.garp, GarpSettings::default());
+        assert_eq!(i.down_timer_adverts, None);
+        assert_eq!(c.global, GlobalDefs::default());
+    }
+
+    #[test]
+    fn global_defs_map_every_supported_keyword() {
+        let c = config(
+            r#"
+global_defs {
+    router_id LVS_DEVEL
+    vrrp_version 3
+    vrrp_garp_master_delay 1
+    vrrp_garp_master_repeat 2
+    vrrp_garp_lower_prio_delay 3
+    vrrp_garp_lower_prio_repeat 4
+    vrrp_garp_master_refresh 5
+    vrrp_garp_master_refresh_repeat 6
+    vrrp_garp_interval 0.5
+    vrrp_gna_interval 0.25
+    vrrp_min_garp true
+    vrrp_rt_priority 50
+    vrrp_lower_prio_no_advert
+    vrrp_higher_prio_send_advert on
+    vrrp_check_unicast_src
+}
+"#,
+        );
+        let g = &c.global;
+        assert_eq!(g.router_id.as_deref(), Some("LVS_DEVEL"));
+        assert_eq!(g.vrrp_version, Some(3));
+        assert_eq!(g.garp.master_delay, Some(Duration::from_secs(1)));
+        assert_eq!(g.garp.master_repeat, Some(2));
+        assert_eq!(g.garp.lower_prio_delay, Some(Duration::from_secs(3)));
+        assert_eq!(g.garp.lower_prio_repeat, Some(4));
+        assert_eq!(g.garp.master_refresh, Some(Duration::from_secs(5)));
+        assert_eq!(g.garp.master_refresh_repeat, Some(6));
+        assert_eq!(g.garp.garp_interval, Some(Duration::from_millis(500)));
+        assert_eq!(g.garp.gna_interval, Some(Duration::from_millis(250)));
+        assert!(g.vrrp_min_garp);
+        assert_eq!(g.vrrp_rt_priority, Some(50));
+        assert!(g.lower_prio_no_advert);
+        assert!(g.higher_prio_send_advert);
+        assert!(g.check_unicast_src);
+        assert!(c.instances.is_empty());
+    }
+
+    #[test]
+    fn nopreempt_spellings_and_preempt_delay() {
+        for kw in ["nopreempt", "no_preempt"] {
+            let c = config(&instance_with(&format!("    {kw}\n    preempt_delay 4.12")));
+            assert!(c.instances[0].nopreempt, "{kw}");
+            assert_eq!(c.instances[0].preempt_delay, Duration::from_millis(4120));
+        }
+    }
+
+    #[test]
+    fn unknown_keyword_suggests_a_fix() {
+        let d = one_error(&instance_with("    priorty 100"));
+        assert_eq!(d.message, "unknown keyword `priorty`");
+        assert_eq!(d.help.as_deref(), Some("did you mean `priority`?"));
+        assert_eq!((d.span.line, d.span.col, d.len), (8, 5, 7));
+        let d = one_error("global_defs {\n  router_di x\n}\n");
+        assert_eq!(d.help.as_deref(), Some("did you mean `router_id`?"));
+        let d = one_error("vrrp_instanse VI {\n}\n");
+        assert_eq!(d.message, "unknown keyword `vrrp_instanse`");
+        assert_eq!(d.help.as_deref(), Some("did you mean `vrrp_instance`?"));
+        let d = one_error(&instance_with("    frobnicate"));
+        assert_eq!(d.message, "unknown keyword `frobnicate`");
+        assert_eq!(d.help, None);
+    }
+
+    #[test]
+    fn known_but_unsupported_keywords_are_errors() {
+        let text = format!(
+            "global_defs {{\n  vrrp_strict\n  notification_email {{\n    a@b.c\n  }}\n}}\nvrrp_script chk {{\n  script \"/bin/true\"\n}}\nvirtual_server 10.0.0.1 80 {{\n}}\n{}",
+            instance_with("    track_script {\n        chk\n    }\n    notify_master /bin/x\n    use_vmac\n    strict_mode on")
+        );
+        let e = errors(&text);
+        let expected = [
+            ("keyword `vrrp_strict` is not supported yet", 2, 3),
+            ("keyword `notification_email` is not supported yet", 3, 3),
+            ("keyword `vrrp_script` is not supported yet", 7, 1),
+            ("keyword `virtual_server` is not supported yet", 10, 1),
+            ("keyword `track_script` is not supported yet", 19, 5),
+            ("keyword `notify_master` is not supported yet", 22, 5),
+            ("keyword `use_vmac` is not supported yet", 23, 5),
+            ("keyword `strict_mode` is not supported yet", 24, 5),
+        ];
+        let expected: Vec<_> = expected
+            .iter()
+            .map(|(m, l, c)| (m.to_string(), *l, *c))
+            .collect();
+        assert_eq!(e, expected);
+    }
+
+    #[test]
+    fn keyword_in_the_wrong_block_says_where_it_belongs() {
+        let d = one_error("priority 100\n");
+        assert_eq!(d.message, "keyword `priority` is not valid at top level");
+        assert_eq!(
+            d.help.as_deref(),
+            Some("it belongs inside a `vrrp_instance` block")
+        );
+        let d = one_error(&instance_with("    router_id x"));
+        assert_eq!(
+            d.help.as_deref(),
+            Some("it belongs inside a `global_defs` block")
+        );
+        let d = one_error(&instance_with("    auth_pass x"));
+        assert_eq!(
+            d.help.as_deref(),
+            Some("it belongs inside an `authentication` block")
+        );
+    }
+
+    #[test]
+    fn argument_count_and_block_shape_errors() {
+        let e = errors(&instance_with(
+            "    priority\n    state MASTER BACKUP\n    accept yes\n    preempt_delay 1 {\n    }\n    authentication\n",
+        ));
+        assert_eq!(
+            e,
+            vec![
+                ("`priority` needs a value".to_string(), 8, 5),
+                (
+                    "unexpected extra argument `BACKUP` for `state`".to_string(),
+                    9,
+                    18
+                ),
+                (
+                    "`accept` takes no arguments, found `yes`".to_string(),
+                    10,
+                    12
+                ),
+                ("`preempt_delay` does not take a block".to_string(), 11, 21),
+                (
+                    "`authentication` needs a `{ ... }` block".to_string(),
+                    13,
+                    5
+                ),
+            ]
+        );
+        let d = one_error("vrrp_instance {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n  10.0.0.1\n }\n}\n");
+        assert_eq!(d.message, "`vrrp_instance` needs a name");
+        let d = one_error("vrrp_instance VI_1\n");
+        assert_eq!(d.message, "`vrrp_instance` needs a `{ ... }` block");
+    }
+
+    #[test]
+    fn value_range_errors_point_at_the_value() {
+        let e = errors(&instance_with(
+            "    priority 0\n    priority 256\n    state master\n    advert_int 0\n    advert_int fast\n    version 4\n    preempt_delay 1001\n    unicast_ttl -1\n    down_timer_adverts 101\n    lower_prio_no_advert maybe\n    mcast_src_ip eth0",
+        ));
+        let got: Vec<_> = e.iter().map(|(m, l, c)| (m.as_str(), *l, *c)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("`priority` must be an integer in 1..=255, found `0`", 8, 14),
+                (
+                    "`priority` must be an integer in 1..=255, found `256`",
+                    9,
+                    14
+                ),
+                ("invalid state `master`", 10, 11),
+                ("`advert_int` must be greater than 0", 11, 16),
+                (
+                    "`advert_int` must be a number of seconds in 0..=255, found `fast`",
+                    12,
+                    16
+                ),
+                ("`version` must be an integer in 2..=3, found `4`", 13, 13),
+                (
+                    "`preempt_delay` must be a number of seconds in 0..=1000, found `1001`",
+                    14,
+                    19
+                ),
+                (
+                    "`unicast_ttl` must be an integer in 0..=255, found `-1`",
+                    15,
+                    17
+                ),
+                (
+                    "`down_timer_adverts` must be an integer in 1..=100, found `101`",
+                    16,
+                    24
+                ),
+                (
+                    "`lower_prio_no_advert` expects a boolean, found `maybe`",
+                    17,
+                    26
+                ),
+                ("`mcast_src_ip` expects an IP address, found `eth0`", 18, 18),
+            ]
+        );
+    }
+
+    #[test]
+    fn global_value_errors() {
+        let e = errors("global_defs {\n vrrp_version 1\n vrrp_rt_priority 100\n vrrp_garp_interval x\n vrrp_min_garp 2\n}\n");
+        let got: Vec<_> = e.iter().map(|(m, l, c)| (m.as_str(), *l, *c)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "`vrrp_version` must be an integer in 2..=3, found `1`",
+                    2,
+                    15
+                ),
+                (
+                    "`vrrp_rt_priority` must be an integer in 1..=99, found `100`",
+                    3,
+                    19
+                ),
+                (
+                    "`vrrp_garp_interval` must be a number of seconds in 0..=255, found `x`",
+                    4,
+                    21
+                ),
+                ("`vrrp_min_garp` expects a boolean, found `2`", 5, 16),
+            ]
+        );
+    }
+
+    #[test]
+    fn virtual_ipaddress_one_line_list_and_options() {
+        let c = config(
+            "vrrp_instance V {\n interface eth0\n virtual_router_id 9\n virtual_ipaddress { 192.0.2.1/24 192.0.2.2 dev eth1 192.0.2.3 }\n}\n",
+        );
+        let v = &c.instances[0].virtual_ipaddress;
+        assert_eq!(v.len(), 3);
+        assert_eq!(v[0].prefix_len, 24);
+        assert_eq!(v[1].dev.as_deref(), Some("eth1"));
+        assert_eq!(v[2].dev, None);
+        assert_eq!((v[2].span.line, v[2].span.col), (4, 54));
+        let c = config(
+            "vrrp_instance V {\n interface eth0\n virtual_router_id 9\n virtual_ipaddress {\n  2001:db8::1/64 scope 253\n  fe80::1\n }\n}\n",
+        );
+        let v = &c.instances[0].virtual_ipaddress;
+        assert_eq!(v[0].scope.as_deref(), Some("253"));
+        assert_eq!(v[1].prefix_len, 128);
+    }
+
+    #[test]
+    fn virtual_ipaddress_errors() {
+        let e = errors(&instance_with(
+            "    virtual_ipaddress {\n        192.0.2.9/33\n        192.0.2.10 dev\n        192.0.2.11 lable x\n        192.0.2.12 scope galaxy\n        192.0.2.13 no_track\n        192.0.2.14 peer 192.0.2.99 home\n        host.example\n        192.0.2.15 brd +\n    }",
+        ));
+        let got: Vec<_> = e.iter().map(|(m, l, c)| (m.as_str(), *l, *c)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "invalid virtual_ipaddress entry: invalid prefix length `/33` (must be 0..=32)",
+                    9,
+                    9
+                ),
+                ("`dev` needs a value", 10, 20),
+                ("unknown virtual_ipaddress option `lable`", 11, 20),
+                ("invalid scope `galaxy`", 12, 26),
+                (
+                    "virtual_ipaddress option `no_track` is not supported yet",
+                    13,
+                    20
+                ),
+                (
+                    "virtual_ipaddress option `peer` is not supported yet",
+                    14,
+                    20
+                ),
+                (
+                    "virtual_ipaddress option `home` is not supported yet",
+                    14,
+                    36
+                ),
+                (
+                    "invalid virtual_ipaddress entry: `host.example` is not an IP address",
+                    15,
+                    9
+                ),
+                ("`brd +` is not supported yet", 16, 24),
+            ]
+        );
+        let d = one_error(&instance_with(
+            "    virtual_ipaddress {\n        192.0.2.11 lable x\n    }",
+        ));
+        assert_eq!(d.help.as_deref(), Some("did you mean `label`?"));
+    }
+
+    #[test]
+    fn unicast_peer_errors() {
+        let e = errors(&instance_with(
+            "    unicast_peer {\n        192.0.2.7 min_ttl 300\n        192.0.2.8 maxttl 3\n        peer.example\n    }",
+        ));
+        let got: Vec<_> = e.iter().map(|(m, l, c)| (m.as_str(), *l, *c)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "`min_ttl` must be an integer in 0..=255, found `300`",
+                    9,
+                    27
+                ),
+                ("invalid unicast_peer entry `maxttl`", 10, 19),
+                ("invalid unicast_peer entry `peer.example`", 11, 9),
+            ]
+        );
+    }
+
+    #[test]
+    fn authentication_rules() {
+        let d = one_error(&instance_with(
+            "    authentication {\n        auth_type AH\n        auth_pass x\n    }",
+        ));
+        assert_eq!(
+            (d.message.as_str(), d.span.line, d.span.col),
+            ("`auth_type AH` is not supported", 9, 19)
+        );
+        let e = errors(&instance_with(
+            "    authentication {\n        auth_pass x\n    }\n    authentication {\n        auth_type PASS\n        auth_tpye PASS\n    }\n    authentication {\n        auth_type MD5\n        auth_pass x\n    }",
+        ));
+        let got: Vec<_> = e.iter().map(|(m, l, c)| (m.as_str(), *l, *c)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("`authentication` has no `auth_type`", 8, 5),
+                ("`authentication` has no `auth_pass`", 11, 5),
+                ("unknown keyword `auth_tpye`", 13, 9),
+                ("invalid auth_type `MD5`", 16, 19),
+            ]
+        );
+        let l = load(&instance_with(
+            "    authentication {\n        auth_type PASS\n        auth_pass 123456789\n    }",
+        ))
+        .unwrap();
+        assert_eq!(
+            l.config.instances[0].auth,
+            Some(Auth::Pass("123456789".into()))
+        );
+        assert_eq!(l.diagnostics.len(), 1);
+        assert_eq!(l.diagnostics[0].severity, Severity::Warning);
+        assert_eq!(
+            (l.diagnostics[0].span.line, l.diagnostics[0].span.col),
+            (10, 19)
+        );
+    }
+
+    #[test]
+    fn no_accept_is_not_supported_yet() {
+        let d = one_error(&instance_with("    no_accept"));
+        assert_eq!(d.message, "keyword `no_accept` is not supported yet");
+        assert_eq!((d.span.line, d.span.col), (8, 5));
+    }
+
+    #[test]
+    fn missing_required_fields() {
+        let e = errors("vrrp_instance VI_9 {\n    priority 10\n}\n");
+        let got: Vec<_> = e.iter().map(|(m, l, c)| (m.as_str(), *l, *c)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("vrrp_instance `VI_9` has no `interface`", 1, 15),
+                ("vrrp_instance `VI_9` has no `virtual_router_id`", 1, 15),
+                ("vrrp_instance `VI_9` has no virtual_ipaddress", 1, 15),
+            ]
+        );
+        let e = errors("vrrp_instance X {\n interface eth0\n virtual_router_id 0\n virtual_ipaddress {\n }\n}\n");
+        assert_eq!(
+            e,
+            vec![
+                (
+                    "vrrp_instance `X` has no virtual_ipaddress".to_string(),
+                    1,
+                    15
+                ),
+                (
+                    "`virtual_router_id` must be an integer in 1..=255, found `0`".to_string(),
+                    3,
+                    20
+                ),
+            ]
+        );
+    }
+}

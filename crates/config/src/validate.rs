@@ -1,0 +1,454 @@
+//! Cross-field and cross-instance checks on the typed model.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::diagnostic::Diags;
+use crate::model::{Config, InitialState, VrrpInstance};
+use crate::typed::InstanceMeta;
+use crate::value::family;
+use crate::LoadOptions;
+
+pub(crate) fn validate(
+    config: &Config,
+    metas: &[InstanceMeta],
+    opts: &LoadOptions,
+    diags: &mut Diags,
+) {
+    let mut names: HashMap<&str, &InstanceMeta> = HashMap::new();
+    // (interface, is_ipv6, vrid) -> first multicast instance using it.
+    let mut vrids: HashMap<(&str, bool, u8), &VrrpInstance> = HashMap::new();
+
+    for (inst, meta) in config.instances.iter().zip(metas) {
+        if !inst.name.is_empty() {
+            if let Some(first) = names.get(inst.name.as_str()) {
+                let s = &first.name.span;
+                diags.error_help(
+                    &meta.name,
+                    format!("duplicate vrrp_instance name `{}`", inst.name),
+                    format!("first defined at {}:{}:{}", s.file.display(), s.line, s.col),
+                );
+            } else {
+                names.insert(&inst.name, meta);
+            }
+        }
+
+        let is_v6 = check_families(inst, meta, diags);
+        check_version(config, inst, meta, is_v6, diags);
+
+        if inst.state == InitialState::Master {
+            for key in ["nopreempt", "preempt_delay"] {
+                if let Some(tok) = meta.keyword_tok(key) {
+                    diags.warning(
+                        tok,
+                        format!(
+                            "`{}` has no effect with state MASTER; use state BACKUP",
+                            tok.text
+                        ),
+                    );
+                }
+            }
+        }
+
+        let multicast = inst.unicast_peers.is_empty();
+        if multicast && !inst.interface.is_empty() && inst.virtual_router_id != 0 {
+            if let Some(is_v6) = is_v6 {
+                let key = (inst.interface.as_str(), is_v6, inst.virtual_router_id);
+                match vrids.get(&key) {
+                    Some(first) => {
+                        if let Some(tok) = meta.value_tok("virtual_router_id") {
+                            diags.error_help(
+                                tok,
+                                format!(
+                                    "virtual_router_id {} is already used for {} on `{}` by vrrp_instance `{}`",
+                                    inst.virtual_router_id,
+                                    if is_v6 { "IPv6" } else { "IPv4" },
+                                    inst.interface,
+                                    first.name
+                                ),
+                                "multicast instances on one interface and address family need distinct virtual_router_ids",
+                            );
+                        }
+                    }
+                    None => {
+                        vrids.insert(key, inst);
+                    }
+                }
+            }
+        }
+
+        if opts.check_interfaces {
+            check_interfaces(inst, meta, diags);
+        }
+    }
+}
+
+/// Checks that VIPs, peers and source addresses share one family; returns whether the
+/// instance is IPv6 (`None` without VIPs).
+fn check_families(inst: &VrrpInstance, meta: &InstanceMeta, diags: &mut Diags) -> Option<bool> {
+    let first = inst.virtual_ipaddress.first()?;
+    let fam = family(&first.addr);
+    let is_v6 = first.addr.is_ipv6();
+    for (vip, tok) in inst.virtual_ipaddress.iter().zip(&meta.vip_tokens).skip(1) {
+        if vip.addr.is_ipv6() != is_v6 {
+            diags.error_help(
+                tok,
+                format!(
+                    "virtual_ipaddress mixes address families: `{}` is {} but the first address is {fam}",
+                    vip.addr,
+                    family(&vip.addr)
+                ),
+                "use a separate vrrp_instance for each address family",
+            );
+        }
+    }
+    for (peer, tok) in inst.unicast_peers.iter().zip(&meta.peer_tokens) {
+        if peer.addr.is_ipv6() != is_v6 {
+            diags.error(
+                tok,
+                format!(
+                    "unicast_peer `{}` is {} but the virtual addresses are {fam}",
+                    peer.addr,
+                    family(&peer.addr)
+                ),
+            );
+        }
+    }
+    for (key, addr) in [
+        ("mcast_src_ip", inst.mcast_src_ip),
+        ("unicast_src_ip", inst.unicast_src_ip),
+    ] {
+        if let (Some(addr), Some(tok)) = (addr, meta.value_tok(key)) {
+            if addr.is_ipv6() != is_v6 {
+                diags.error(
+                    tok,
+                    format!(
+                        "`{key}` {addr} is {} but the virtual addresses are {fam}",
+                        family(&addr)
+                    ),
+                );
+            }
+        }
+    }
+    Some(is_v6)
+}
+
+fn check_version(
+    config: &Config,
+    inst: &VrrpInstance,
+    meta: &InstanceMeta,
+    is_v6: Option<bool>,
+    diags: &mut Diags,
+) {
+    let is_v6 = is_v6.unwrap_or(false);
+    if is_v6 && inst.version == Some(2) {
+        if let Some(tok) = meta.value_tok("version") {
+            diags.error_help(
+                tok,
+                "VRRP version 2 does not support IPv6",
+                "use `version 3` (the default for IPv6 instances)",
+            );
+        }
+        return;
+    }
+    // IPv6 instances always run version 3, whatever global vrrp_version says.
+    let version = match inst.version {
+        Some(v) => v,
+        None if is_v6 => 3,
+        None => config.global.vrrp_version.unwrap_or(2),
+    };
+    let adv = inst.advert_int;
+    let at = meta.value_tok("advert_int").unwrap_or(&meta.name);
+    let source = match (inst.version, config.global.vrrp_version) {
+        (Some(_), _) => "version 2",
+        (None, Some(_)) => "global `vrrp_version 2`",
+        (None, None) => "VRRP version 2 (the default)",
+    };
+    if version == 2 {
+        let whole = adv.subsec_nanos() == 0;
+        if !whole || adv < Duration::from_secs(1) || adv > Duration::from_secs(255) {
+            diags.error_help(
+                at,
+                format!(
+                    "with {source}, `advert_int` must be a whole number of seconds in 1..=255, found {}",
+                    fmt_secs(adv)
+                ),
+                "use `version 3` for sub-second advertisement intervals",
+            );
+        }
+    } else {
+        // Whole centiseconds (written without is_multiple_of to keep the 1.80 MSRV).
+        let centis = adv.as_micros() / 10_000 * 10_000 == adv.as_micros();
+        if !centis || adv < Duration::from_millis(10) || adv > Duration::from_millis(40_950) {
+            diags.error_help(
+                at,
+                format!(
+                    "with VRRP version 3, `advert_int` must be 0.01..=40.95 seconds in steps of 0.01, found {}",
+                    fmt_secs(adv)
+                ),
+                "VRRPv3 carries the interval in centiseconds",
+            );
+        }
+        if inst.auth.is_some() {
+            if let Some(tok) = meta.keyword_tok("authentication") {
+                diags.error_help(
+                    tok,
+                    "`authentication` is not allowed with VRRP version 3",
+                    "RFC 5798 removed authentication; delete the block (or use version 2)",
+                );
+            }
+        }
+    }
+}
+
+fn check_interfaces(inst: &VrrpInstance, meta: &InstanceMeta, diags: &mut Diags) {
+    if !inst.interface.is_empty() && !interface_exists(&inst.interface) {
+        if let Some(tok) = meta.value_tok("interface") {
+            diags.warning(
+                tok,
+                format!("interface `{}` does not exist on this host", inst.interface),
+            );
+        }
+    }
+    for (vip, tok) in inst.virtual_ipaddress.iter().zip(&meta.vip_tokens) {
+        if let Some(dev) = &vip.dev {
+            if !interface_exists(dev) {
+                diags.warning(
+                    tok,
+                    format!(
+                        "interface `{dev}` (dev of {}) does not exist on this host",
+                        vip.addr
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn interface_exists(name: &str) -> bool {
+    !name.contains('/') && Path::new("/sys/class/net").join(name).exists()
+}
+
+fn fmt_secs(d: Duration) -> String {
+    let micros = d.subsec_micros();
+    if micros == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        let frac = format!("{micros:06}");
+        format!("{}.{}s", d.as_secs(), frac.trim_end_matches('0'))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_format() {
+        assert_eq!(fmt_secs(Duration::from_secs(3)), "3s");
+        assert_eq!(fmt_secs(Duration::from_millis(10)), "0.01s");
+        assert_eq!(fmt_secs(Duration::from_micros(1_500_001)), "1.500001s");
+    }
+
+    use crate::{load_str, Diagnostic, LoadOptions, Severity};
+
+    fn load(text: &str, check_interfaces: bool) -> Result<crate::Loaded, Vec<Diagnostic>> {
+        let opts = LoadOptions {
+            config_id: Some("node1".into()),
+            check_interfaces,
+        };
+        load_str(text, std::path::Path::new("v.conf"), &opts)
+    }
+
+    /// (severity, message, line, col) of every diagnostic.
+    fn diags(text: &str) -> Vec<(Severity, String, u32, u32)> {
+        let list = match load(text, false) {
+            Ok(l) => l.diagnostics,
+            Err(d) => d,
+        };
+        list.into_iter()
+            .map(|d| (d.severity, d.message, d.span.line, d.span.col))
+            .collect()
+    }
+
+    fn inst(name: &str, body: &str) -> String {
+        format!("vrrp_instance {name} {{\n interface eth0\n{body}\n}}\n")
+    }
+
+    const E: Severity = Severity::Error;
+    const W: Severity = Severity::Warning;
+
+    fn d(s: Severity, m: &str, l: u32, c: u32) -> (Severity, String, u32, u32) {
+        (s, m.to_string(), l, c)
+    }
+
+    #[test]
+    fn mixed_families_are_errors() {
+        let text = inst(
+            "V",
+            " virtual_router_id 1\n virtual_ipaddress {\n  192.0.2.1\n  2001:db8::1\n }\n unicast_peer {\n  2001:db8::2\n }\n unicast_src_ip 2001:db8::3\n mcast_src_ip 192.0.2.9",
+        );
+        assert_eq!(
+            diags(&text),
+            vec![
+                d(E, "virtual_ipaddress mixes address families: `2001:db8::1` is IPv6 but the first address is IPv4", 6, 3),
+                d(E, "unicast_peer `2001:db8::2` is IPv6 but the virtual addresses are IPv4", 9, 3),
+                d(E, "`unicast_src_ip` 2001:db8::3 is IPv6 but the virtual addresses are IPv4", 11, 17),
+            ]
+        );
+    }
+
+    #[test]
+    fn duplicate_names_and_vrids() {
+        let vip = " virtual_ipaddress {\n  192.0.2.1\n }";
+        let vip6 = " virtual_ipaddress {\n  2001:db8::1\n }";
+        let text = [
+            inst("A", &format!(" virtual_router_id 7\n{vip}")),
+            inst("A", &format!(" virtual_router_id 8\n{vip}")),
+            inst("C", &format!(" virtual_router_id 7\n{vip}")),
+            // Other family, unicast, or other interface: no clash.
+            inst("D", &format!(" virtual_router_id 7\n{vip6}")),
+            inst("E", &format!(" virtual_router_id 7\n{vip}\n unicast_peer {{\n  192.0.2.5\n }}")),
+            "vrrp_instance F {\n interface eth1\n virtual_router_id 7\n virtual_ipaddress {\n  192.0.2.1\n }\n}\n".to_string(),
+        ]
+        .concat();
+        let got = diags(&text);
+        assert_eq!(
+            got,
+            vec![
+                d(E, "duplicate vrrp_instance name `A`", 8, 15),
+                d(
+                    E,
+                    "virtual_router_id 7 is already used for IPv4 on `eth0` by vrrp_instance `A`",
+                    17,
+                    20
+                ),
+            ]
+        );
+        let errs = load(&text, false).unwrap_err();
+        assert_eq!(
+            errs[0].help.as_deref(),
+            Some("first defined at v.conf:1:15")
+        );
+    }
+
+    #[test]
+    fn versions_and_advert_intervals() {
+        let v4 = " virtual_router_id 1\n virtual_ipaddress {\n  192.0.2.1\n }";
+        let v6 = " virtual_router_id 1\n virtual_ipaddress {\n  2001:db8::1\n }";
+        // IPv6 defaults to v3, so centiseconds are fine; IPv4 defaults to v2.
+        assert!(diags(&inst("A", &format!("{v6}\n advert_int 0.01"))).is_empty());
+        assert_eq!(
+            diags(&inst("A", &format!("{v4}\n advert_int 0.5"))),
+            vec![d(E, "with VRRP version 2 (the default), `advert_int` must be a whole number of seconds in 1..=255, found 0.5s", 7, 13)]
+        );
+        assert_eq!(
+            diags(&format!("global_defs {{\n vrrp_version 2\n}}\n{}", inst("A", &format!("{v4}\n advert_int 1.5")))),
+            vec![d(E, "with global `vrrp_version 2`, `advert_int` must be a whole number of seconds in 1..=255, found 1.5s", 10, 13)]
+        );
+        assert!(diags(&format!(
+            "global_defs {{\n vrrp_version 3\n}}\n{}",
+            inst("A", &format!("{v4}\n advert_int 0.05"))
+        ))
+        .is_empty());
+        assert_eq!(
+            diags(&inst("A", &format!("{v4}\n version 3\n advert_int 0.015"))),
+            vec![d(E, "with VRRP version 3, `advert_int` must be 0.01..=40.95 seconds in steps of 0.01, found 0.015s", 8, 13)]
+        );
+        assert_eq!(
+            diags(&inst("A", &format!("{v4}\n version 3\n advert_int 41"))),
+            vec![d(E, "with VRRP version 3, `advert_int` must be 0.01..=40.95 seconds in steps of 0.01, found 41s", 8, 13)]
+        );
+        assert_eq!(
+            diags(&inst("A", &format!("{v6}\n version 2"))),
+            vec![d(E, "VRRP version 2 does not support IPv6", 7, 10)]
+        );
+        assert!(diags(&inst("A", &format!("{v4}\n version 2\n advert_int 255"))).is_empty());
+    }
+
+    #[test]
+    fn authentication_needs_version_2() {
+        let text = inst(
+            "A",
+            " virtual_router_id 1\n version 3\n virtual_ipaddress {\n  192.0.2.1\n }\n authentication {\n  auth_type PASS\n  auth_pass x\n }",
+        );
+        assert_eq!(
+            diags(&text),
+            vec![d(
+                E,
+                "`authentication` is not allowed with VRRP version 3",
+                8,
+                2
+            )]
+        );
+    }
+
+    #[test]
+    fn preemption_settings_warn_with_state_master() {
+        let text = inst(
+            "A",
+            " state MASTER\n virtual_router_id 1\n virtual_ipaddress {\n  192.0.2.1\n }\n nopreempt\n preempt_delay 3",
+        );
+        let l = load(&text, false).expect("warnings only");
+        let got: Vec<_> = l
+            .diagnostics
+            .iter()
+            .map(|x| (x.severity, x.message.clone(), x.span.line, x.span.col))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                d(
+                    W,
+                    "`nopreempt` has no effect with state MASTER; use state BACKUP",
+                    8,
+                    2
+                ),
+                d(
+                    W,
+                    "`preempt_delay` has no effect with state MASTER; use state BACKUP",
+                    9,
+                    2
+                ),
+            ]
+        );
+        assert!(l.config.instances[0].nopreempt);
+    }
+
+    #[test]
+    fn missing_interfaces_warn_only_when_asked() {
+        let text = "vrrp_instance A {\n interface vipd-nope0\n virtual_router_id 1\n virtual_ipaddress {\n  192.0.2.1 dev vipd-nope1\n  192.0.2.2 dev lo\n }\n}\n";
+        let l = load(text, true).unwrap();
+        let got: Vec<_> = l
+            .diagnostics
+            .iter()
+            .map(|x| (x.severity, x.message.clone(), x.span.line, x.span.col))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                d(
+                    W,
+                    "interface `vipd-nope0` does not exist on this host",
+                    2,
+                    12
+                ),
+                d(
+                    W,
+                    "interface `vipd-nope1` (dev of 192.0.2.1) does not exist on this host",
+                    5,
+                    3
+                ),
+            ]
+        );
+        assert!(load(text, false).unwrap().diagnostics.is_empty());
+    }
+
+    #[test]
+    fn loopback_exists() {
+        assert!(interface_exists("lo"));
+        assert!(!interface_exists("vipd-nope0"));
+        assert!(!interface_exists("../lo"));
+    }
+}

@@ -1,0 +1,122 @@
+//! Parsers for keepalived's scalar argument syntaxes.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// `<BOOL>`: on|off|true|false|yes|no (case-insensitive, as keepalived).
+pub fn parse_bool(s: &str) -> Option<bool> {
+    match s.to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" => Some(true),
+        "off" | "false" | "no" => Some(false),
+        _ => None,
+    }
+}
+
+/// `<TIMER>`: decimal seconds such as `3`, `0.01` or `2.71828`, exact to the microsecond
+/// (further digits are dropped; no float rounding surprises like 0.1 s → 99999 µs).
+pub fn parse_seconds(s: &str) -> Option<Duration> {
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    if (int.is_empty() && frac.is_empty())
+        || !int.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let secs: u64 = if int.is_empty() { 0 } else { int.parse().ok()? };
+    let mut micros = 0u32;
+    for (i, b) in frac.bytes().take(6).enumerate() {
+        micros += u32::from(b - b'0') * 10u32.pow(5 - i as u32);
+    }
+    Some(Duration::from_secs(secs) + Duration::from_micros(u64::from(micros)))
+}
+
+/// Plain non-negative integer (no sign, no hex): what keepalived's numeric keywords take.
+pub fn parse_uint(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// `ADDR[/MASK]`; the prefix defaults to the full address length.
+pub fn parse_prefix(s: &str) -> Result<(IpAddr, u8), String> {
+    let (addr, mask) = match s.split_once('/') {
+        Some((a, m)) => (a, Some(m)),
+        None => (s, None),
+    };
+    let addr: IpAddr = addr
+        .parse()
+        .map_err(|_| format!("`{addr}` is not an IP address"))?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let prefix = match mask {
+        None => max,
+        Some(m) => match parse_uint(m) {
+            Some(p) if p <= u64::from(max) => p as u8,
+            _ => return Err(format!("invalid prefix length `/{m}` (must be 0..={max})")),
+        },
+    };
+    Ok((addr, prefix))
+}
+
+pub fn family(addr: &IpAddr) -> &'static str {
+    if addr.is_ipv4() {
+        "IPv4"
+    } else {
+        "IPv6"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bools() {
+        for t in ["on", "true", "yes", "YES"] {
+            assert_eq!(parse_bool(t), Some(true));
+        }
+        for f in ["off", "false", "no"] {
+            assert_eq!(parse_bool(f), Some(false));
+        }
+        assert_eq!(parse_bool("1"), None);
+    }
+
+    #[test]
+    fn seconds_are_exact() {
+        assert_eq!(parse_seconds("1"), Some(Duration::from_secs(1)));
+        assert_eq!(parse_seconds("0.01"), Some(Duration::from_millis(10)));
+        assert_eq!(parse_seconds("0.1"), Some(Duration::from_millis(100)));
+        assert_eq!(parse_seconds(".5"), Some(Duration::from_millis(500)));
+        assert_eq!(
+            parse_seconds("2.71828"),
+            Some(Duration::from_micros(2_718_280))
+        );
+        assert_eq!(parse_seconds("0.0000019"), Some(Duration::from_micros(1)));
+        for bad in ["", ".", "-1", "1e3", "1.2.3", "abc", "1s"] {
+            assert_eq!(parse_seconds(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn uints() {
+        assert_eq!(parse_uint("255"), Some(255));
+        assert_eq!(parse_uint("+1"), None);
+        assert_eq!(parse_uint("-1"), None);
+        assert_eq!(parse_uint("0x10"), None);
+    }
+
+    #[test]
+    fn prefixes() {
+        assert_eq!(
+            parse_prefix("192.0.2.1/24").unwrap(),
+            ("192.0.2.1".parse().unwrap(), 24)
+        );
+        assert_eq!(parse_prefix("192.0.2.1").unwrap().1, 32);
+        assert_eq!(parse_prefix("2001:db8::1").unwrap().1, 128);
+        assert_eq!(parse_prefix("2001:db8::1/64").unwrap().1, 64);
+        assert!(parse_prefix("192.0.2.1/33").unwrap_err().contains("0..=32"));
+        assert!(parse_prefix("eth0")
+            .unwrap_err()
+            .contains("not an IP address"));
+    }
+}

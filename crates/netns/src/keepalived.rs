@@ -1,0 +1,178 @@
+//! Starting keepalived as a peer/reference implementation.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result};
+
+use crate::{Netns, Proc};
+
+/// Launcher for keepalived (tested with 2.2.7) inside a namespace.
+///
+/// Runs `keepalived --dont-fork --log-console --log-detail --no-syslog
+/// --vrrp --dont-respawn -f DIR/keepalived.conf -p DIR/keepalived.pid
+/// -r DIR/vrrp.pid -c DIR/checkers.pid -b DIR/bfd.pid`, so any number of
+/// instances can run side by side, each with its own files, logging to
+/// `DIR/keepalived.log`.
+///
+/// keepalived forks a VRRP child even with `--dont-fork`; that child stays in
+/// the parent's process group, so [`Proc::kill9`] kills both (a real crash:
+/// no priority-0 advert), while `proc.signal(Signal::SIGTERM)` is a graceful
+/// shutdown (the master sends a priority-0 advert). Beware: SIGKILL to the
+/// parent *alone* is not a crash either — the orphaned VRRP child notices,
+/// sends a priority-0 advert, removes its VIPs and lingers.
+///
+/// Timing (keepalived 2.2.7): every instance starts in BACKUP — even with
+/// `state MASTER`, unless its priority is 255 — and becomes master after
+/// `3 × advert_int + (256 − priority)/256 × advert_int` without hearing an
+/// advert (≈ 3.4 s for priority 150 and `advert_int 1`).
+#[derive(Debug, Clone)]
+pub struct Keepalived {
+    binary: PathBuf,
+    respawn: bool,
+    extra: Vec<OsString>,
+}
+
+impl Default for Keepalived {
+    fn default() -> Self {
+        Keepalived {
+            binary: "keepalived".into(),
+            respawn: false,
+            extra: vec![],
+        }
+    }
+}
+
+impl Keepalived {
+    /// The default launcher (`keepalived` from `PATH`).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Use another keepalived binary.
+    pub fn binary(mut self, path: impl Into<PathBuf>) -> Self {
+        self.binary = path.into();
+        self
+    }
+
+    /// Let the parent respawn a dead VRRP child (keepalived's default).
+    /// Off by default here, so killing the child is a crash.
+    pub fn respawn(mut self, yes: bool) -> Self {
+        self.respawn = yes;
+        self
+    }
+
+    /// Append an extra command-line argument.
+    pub fn arg(mut self, a: impl Into<OsString>) -> Self {
+        self.extra.push(a.into());
+        self
+    }
+
+    /// `true` if the binary can be run.
+    pub fn is_installed(&self) -> bool {
+        Command::new(&self.binary)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok()
+    }
+
+    /// Checks `config` with `keepalived --config-test`.
+    pub fn check_config(&self, config: &str, work_dir: &Path) -> Result<()> {
+        let conf = write_conf(config, work_dir)?;
+        let out = Command::new(&self.binary)
+            .arg("-f")
+            .arg(&conf)
+            .arg("--config-test")
+            .output()
+            .with_context(|| format!("running {}", self.binary.display()))?;
+        anyhow::ensure!(
+            out.status.success(),
+            "keepalived --config-test failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    }
+
+    /// Writes `work_dir/keepalived.conf` and starts keepalived in `ns`
+    /// (log: `work_dir/keepalived.log`).
+    pub fn start(&self, ns: &Netns, config: &str, work_dir: &Path) -> Result<Proc> {
+        let conf = write_conf(config, work_dir)?;
+        // Absolute paths: keepalived resolves pid files after chdir("/").
+        let work_dir = &work_dir
+            .canonicalize()
+            .with_context(|| format!("resolving {}", work_dir.display()))?;
+        let conf = work_dir.join(conf.file_name().expect("file name"));
+        let mut args: Vec<OsString> = vec![
+            self.binary.clone().into(),
+            "--dont-fork".into(),
+            "--log-console".into(),
+            "--log-detail".into(),
+            "--no-syslog".into(),
+            "--vrrp".into(),
+        ];
+        if !self.respawn {
+            args.push("--dont-respawn".into());
+        }
+        for (flag, file) in [
+            ("-f", conf),
+            ("-p", work_dir.join("keepalived.pid")),
+            ("-r", work_dir.join("vrrp.pid")),
+            ("-c", work_dir.join("checkers.pid")),
+            ("-b", work_dir.join("bfd.pid")),
+        ] {
+            args.push(flag.into());
+            args.push(file.into());
+        }
+        args.extend(self.extra.iter().cloned());
+        ns.spawn(args, work_dir.join("keepalived.log"))
+    }
+}
+
+fn write_conf(config: &str, work_dir: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(work_dir)
+        .with_context(|| format!("creating {}", work_dir.display()))?;
+    let conf = work_dir.join("keepalived.conf");
+    std::fs::write(&conf, config).with_context(|| format!("writing {}", conf.display()))?;
+    Ok(conf)
+}
+
+/// Shorthand for `Keepalived::new().start(ns, config, work_dir)`.
+pub fn start_keepalived(ns: &Netns, config: &str, work_dir: &Path) -> Result<Proc> {
+    Keepalived::new().start(ns, config, work_dir)
+}
+
+/// A minimal keepalived config: one `vrrp_instance VI_<vrid>` on `iface`
+/// with the given priority, 1 s adverts and `vips` (e.g. `"192.0.2.100/24"`),
+/// starting in state BACKUP, with script security on and no scripts.
+pub fn simple_vrrp_config(iface: &str, vrid: u8, priority: u8, vips: &[&str]) -> String {
+    let mut addrs = String::new();
+    for v in vips {
+        addrs.push_str(&format!("        {v}\n"));
+    }
+    format!(
+        "global_defs {{\n    router_id vpd_{vrid}_{priority}\n    enable_script_security\n}}\n\
+         vrrp_instance VI_{vrid} {{\n    state BACKUP\n    interface {iface}\n    \
+         virtual_router_id {vrid}\n    priority {priority}\n    advert_int 1\n    \
+         virtual_ipaddress {{\n{addrs}    }}\n}}\n"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn simple_config_mentions_everything() {
+        let c = simple_vrrp_config("eth0", 51, 150, &["192.0.2.100/24"]);
+        assert!(c.contains("interface eth0"));
+        assert!(c.contains("virtual_router_id 51"));
+        assert!(c.contains("priority 150"));
+        assert!(c.contains("192.0.2.100/24"));
+        assert_eq!(c.matches('{').count(), c.matches('}').count());
+    }
+}

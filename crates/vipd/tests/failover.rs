@@ -1,0 +1,157 @@
+//! vipd against vipd in network namespaces: election, crash failover, preempt-back,
+//! graceful handover, nopreempt, stale VIPs after kill -9.
+
+mod common;
+
+use common::{Cluster, Spec};
+use std::time::{Duration, Instant};
+
+/// r1 (priority 200) wins; its cable is pulled and r2 takes over; the cable comes back
+/// and r1 preempts, r2 releases.
+fn failover_and_preempt_back(spec: Spec, tag: &str) {
+    let Some(mut c) = Cluster::new(2, tag) else {
+        return;
+    };
+    let vip = spec.vip();
+    c.start_vipd(2, &spec.config(100));
+    c.start_vipd(1, &spec.config(200));
+    c.wait_holders(vip, &[1], spec.takeover_timeout());
+    c.assert_stable(vip, &[1], spec.takeover_timeout() / 2);
+    assert_eq!(c.instance(1)["state"], "MASTER");
+    assert_eq!(c.instance(2)["state"], "BACKUP");
+    assert_eq!(
+        c.instance(2)["master"],
+        c.instance(1)["master"],
+        "r2 knows who the master is"
+    );
+
+    c.lan.set_port(1, false).unwrap();
+    c.wait_holders(vip, &[1, 2], spec.takeover_timeout()); // r1 is isolated and still thinks it is master
+    assert_eq!(c.instance(2)["state"], "MASTER");
+
+    c.lan.set_port(1, true).unwrap();
+    c.wait_holders(vip, &[1], spec.takeover_timeout());
+    assert_eq!(c.instance(2)["state"], "BACKUP");
+    assert!(c.instance(2)["became_master"].as_u64().unwrap() >= 1);
+    assert_eq!(c.stop(1).and_then(|s| s.code()), Some(0));
+    assert_eq!(c.stop(2).and_then(|s| s.code()), Some(0));
+    assert!(
+        c.holders(vip).is_empty(),
+        "SIGTERM removes every VIP vipd added"
+    );
+}
+
+#[test]
+fn v2_ipv4_failover_and_preempt_back() {
+    failover_and_preempt_back(Spec::v2(), "fo-v2");
+}
+
+#[test]
+fn v3_ipv4_failover_and_preempt_back() {
+    failover_and_preempt_back(Spec::v3(), "fo-v3");
+}
+
+#[test]
+fn v3_ipv6_failover_and_preempt_back() {
+    failover_and_preempt_back(Spec::v3_ipv6(), "fo-v6");
+}
+
+#[test]
+fn sigterm_hands_over_after_skew_time_only() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(2, "term") else {
+        return;
+    };
+    let vip = spec.vip();
+    c.start_vipd(1, &spec.config(200));
+    c.start_vipd(2, &spec.config(100));
+    c.wait_holders(vip, &[1], spec.takeover_timeout());
+    let t = Instant::now();
+    assert_eq!(
+        c.stop(1).and_then(|s| s.code()),
+        Some(0),
+        "vipd exits 0 on SIGTERM"
+    );
+    c.wait_holders(vip, &[2], Duration::from_secs(2));
+    let took = t.elapsed();
+    // Skew_Time at priority 100 and 100 ms adverts is 60.9 ms; the master-down interval
+    // would be 360 ms. Only a priority-0 advert explains a take-over well before that.
+    assert!(
+        took < Duration::from_millis(300),
+        "handover took {took:?}\n{}",
+        c.logs()
+    );
+    let st = c.instance(2);
+    assert_eq!(st["priority_zero_received"], 1);
+    assert!(
+        st["last_transition"][1]
+            .as_str()
+            .unwrap()
+            .contains("priority 0"),
+        "{st}"
+    );
+}
+
+#[test]
+fn nopreempt_keeps_the_current_master() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(2, "nopre") else {
+        return;
+    };
+    let vip = spec.vip();
+    c.start_vipd(2, &spec.config(100));
+    c.wait_holders(vip, &[2], spec.takeover_timeout());
+    c.start_vipd(1, &spec.clone().with("nopreempt").config(200));
+    c.assert_stable(vip, &[2], Duration::from_secs(2));
+    assert_eq!(c.instance(1)["state"], "BACKUP");
+    c.crash(2);
+    c.lan
+        .router(2)
+        .ip(["addr", "del", "192.0.2.100/24", "dev", "eth0"])
+        .unwrap();
+    c.wait_holders(vip, &[1], spec.takeover_timeout());
+}
+
+#[test]
+fn restart_after_kill_9_removes_stale_vip() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(2, "stale") else {
+        return;
+    };
+    let vip = spec.vip();
+    c.start_vipd(1, &spec.config(100));
+    c.wait_holders(vip, &[1], spec.takeover_timeout());
+    c.crash(1);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(c.holders(vip), vec![1], "kill -9 leaves the VIP behind");
+    c.start_vipd(2, &spec.config(200));
+    c.wait_holders(vip, &[1, 2], spec.takeover_timeout());
+    // The restarted r1 finds r2 (higher priority) as master and must drop its stale copy.
+    c.start_vipd(1, &spec.config(100));
+    c.wait_holders(vip, &[2], Duration::from_secs(2));
+    c.assert_stable(vip, &[2], Duration::from_secs(1));
+    assert!(c.log(1).contains("stale"), "{}", c.log(1));
+}
+
+#[test]
+fn address_owner_takes_over_at_once_and_keeps_foreign_addresses() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(1, "owner") else {
+        return;
+    };
+    // An address the administrator configured is never removed by vipd.
+    c.lan
+        .router(1)
+        .ip(["addr", "add", "192.0.2.100/24", "dev", "eth0"])
+        .unwrap();
+    let t = Instant::now();
+    c.start_vipd(1, &spec.config(255));
+    assert_eq!(c.instance(1)["state"], "MASTER");
+    assert!(t.elapsed() < Duration::from_secs(2));
+    assert_eq!(c.stop(1).and_then(|s| s.code()), Some(0));
+    assert_eq!(
+        c.holders(spec.vip()),
+        vec![1],
+        "vipd removed an address it did not add"
+    );
+}

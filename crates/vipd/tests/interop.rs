@@ -1,0 +1,84 @@
+//! Mixed pairs with the real keepalived from Debian, in both roles, for VRRPv2/IPv4,
+//! VRRPv3/IPv4 and VRRPv3/IPv6: one master is elected, the master fails, the backup
+//! takes over, the master comes back and takes its place again.
+
+mod common;
+
+use common::{Cluster, Spec};
+use std::time::Duration;
+use vipd_netns::Keepalived;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Impl {
+    Vipd,
+    Keepalived,
+}
+
+fn start(c: &mut Cluster, i: usize, which: Impl, config: &str) {
+    match which {
+        Impl::Vipd => c.start_vipd(i, config),
+        Impl::Keepalived => c.start_keepalived(i, config),
+    }
+}
+
+fn mixed_pair(spec: Spec, master: Impl, backup: Impl, tag: &str) {
+    if !Keepalived::new().is_installed() {
+        panic!(
+            "keepalived is not installed: the interop tests need it (apt-get install keepalived)"
+        );
+    }
+    let Some(mut c) = Cluster::new(2, tag) else {
+        return;
+    };
+    let vip = spec.vip();
+    start(&mut c, 2, backup, &spec.config(100));
+    start(&mut c, 1, master, &spec.config(200));
+    c.wait_holders(vip, &[1], spec.takeover_timeout() * 2);
+    c.assert_stable(vip, &[1], spec.takeover_timeout() / 2);
+    // The vipd side must have heard the keepalived side (and accepted its packets).
+    let vipd_router = if master == Impl::Vipd { 1 } else { 2 };
+    let st = c.instance(vipd_router);
+    if vipd_router == 2 {
+        assert_eq!(st["state"], "BACKUP", "{st}");
+        assert!(st["adverts_received"].as_u64().unwrap() >= 1, "{st}");
+    }
+    let drops = st["drops"].as_array().unwrap();
+    assert!(
+        drops.is_empty(),
+        "vipd dropped keepalived's adverts: {st}\n{}",
+        c.logs()
+    );
+
+    // Fail the master: graceful stop (priority 0) for keepalived and vipd alike.
+    c.stop(1);
+    c.wait_holders(vip, &[2], spec.takeover_timeout());
+    // And back: the higher priority preempts.
+    start(&mut c, 1, master, &spec.config(200));
+    c.wait_holders(vip, &[1], spec.takeover_timeout() * 2);
+    c.assert_stable(vip, &[1], Duration::from_millis(500));
+}
+
+#[test]
+fn keepalived_master_vipd_backup_v2_ipv4() {
+    mixed_pair(Spec::v2(), Impl::Keepalived, Impl::Vipd, "ka-v2");
+}
+#[test]
+fn vipd_master_keepalived_backup_v2_ipv4() {
+    mixed_pair(Spec::v2(), Impl::Vipd, Impl::Keepalived, "vk-v2");
+}
+#[test]
+fn keepalived_master_vipd_backup_v3_ipv4() {
+    mixed_pair(Spec::v3(), Impl::Keepalived, Impl::Vipd, "ka-v3");
+}
+#[test]
+fn vipd_master_keepalived_backup_v3_ipv4() {
+    mixed_pair(Spec::v3(), Impl::Vipd, Impl::Keepalived, "vk-v3");
+}
+#[test]
+fn keepalived_master_vipd_backup_v3_ipv6() {
+    mixed_pair(Spec::v3_ipv6(), Impl::Keepalived, Impl::Vipd, "ka-v6");
+}
+#[test]
+fn vipd_master_keepalived_backup_v3_ipv6() {
+    mixed_pair(Spec::v3_ipv6(), Impl::Vipd, Impl::Keepalived, "vk-v6");
+}

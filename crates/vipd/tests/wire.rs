@@ -1,0 +1,111 @@
+//! Receive-path checks on a real wire: TTL, authentication, unicast peers with
+//! multicast filtered by nftables.
+
+mod common;
+
+use common::{Cluster, Spec};
+use socket2::{Domain, Protocol, Socket, Type};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+use vipd_vrrp::wire::{Advert, Auth, ChecksumVariant, Version};
+
+#[test]
+fn adverts_with_ttl_below_255_are_dropped_and_counted() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(1, "ttl") else {
+        return;
+    };
+    c.start_vipd(1, &spec.config(100));
+    c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
+    // A higher-priority advert that has crossed a router (TTL 64): must be ignored.
+    let client = IpAddr::V4(vipd_netns::CLIENT_V4);
+    let dst = IpAddr::V4(Ipv4Addr::new(224, 0, 0, 18));
+    let adv = Advert {
+        version: Version::V3,
+        vrid: 51,
+        priority: 254,
+        interval_cs: 10,
+        addresses: vec![spec.vip()],
+        auth: Auth::None,
+    };
+    let payload = adv.encode(client, dst, ChecksumVariant::PseudoHeader);
+    c.lan
+        .client()
+        .run(|| {
+            let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(112))).unwrap();
+            s.set_multicast_ttl_v4(64).unwrap();
+            s.set_multicast_if_v4(&vipd_netns::CLIENT_V4).unwrap();
+            for _ in 0..5 {
+                s.send_to(
+                    &payload,
+                    &SocketAddrV4::new(Ipv4Addr::new(224, 0, 0, 18), 0).into(),
+                )
+                .unwrap();
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+        .unwrap();
+    let ok = vipd_netns::wait_for(Duration::from_secs(2), Duration::from_millis(20), || {
+        c.drops(1, "bad_ttl") >= 5
+    });
+    assert!(ok, "bad_ttl drops: {}", c.drops(1, "bad_ttl"));
+    assert_eq!(c.instance(1)["state"], "MASTER");
+    assert_eq!(c.instance(1)["adverts_received"], 0);
+}
+
+#[test]
+fn auth_pass_mismatch_never_forms_an_adjacency() {
+    let base = Spec::v2();
+    let Some(mut c) = Cluster::new(2, "auth") else {
+        return;
+    };
+    let vip = base.vip();
+    let auth = |p: &str| {
+        format!("authentication {{\n        auth_type PASS\n        auth_pass {p}\n    }}")
+    };
+    c.start_vipd(1, &base.clone().with(&auth("secret1")).config(200));
+    c.start_vipd(2, &base.clone().with(&auth("secret2")).config(100));
+    // Neither accepts the other's adverts, so both end up master.
+    c.wait_holders(vip, &[1, 2], base.takeover_timeout());
+    let ok = vipd_netns::wait_for(Duration::from_secs(3), Duration::from_millis(50), || {
+        c.drops(1, "auth_mismatch") >= 1 && c.drops(2, "auth_mismatch") >= 1
+    });
+    assert!(ok, "{}\n{}", c.instance(1), c.instance(2));
+    assert_eq!(c.instance(2)["adverts_received"], 0);
+}
+
+#[test]
+fn unicast_peers_work_with_multicast_dropped() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(2, "ucast") else {
+        return;
+    };
+    let vip = spec.vip();
+    for i in 1..=2 {
+        let nft = "add table inet vipdtest\n\
+                   add chain inet vipdtest in { type filter hook input priority 0; }\n\
+                   add chain inet vipdtest out { type filter hook output priority 0; }\n\
+                   add rule inet vipdtest in ip daddr 224.0.0.0/4 drop\n\
+                   add rule inet vipdtest out ip daddr 224.0.0.0/4 drop\n";
+        let f = c.dir.join(format!("nft{i}"));
+        std::fs::write(&f, nft).unwrap();
+        c.lan
+            .router(i)
+            .exec(&["nft", "-f", f.to_str().unwrap()])
+            .unwrap();
+    }
+    let peers = |own: u8, peer: u8| {
+        spec.clone()
+            .with(&format!("unicast_src_ip 192.0.2.{own}"))
+            .with(&format!("unicast_peer {{\n        192.0.2.{peer}\n    }}"))
+    };
+    c.start_vipd(1, &peers(11, 12).config(200));
+    c.start_vipd(2, &peers(12, 11).config(100));
+    c.wait_holders(vip, &[1], spec.takeover_timeout());
+    c.assert_stable(vip, &[1], Duration::from_secs(1));
+    assert!(c.instance(2)["adverts_received"].as_u64().unwrap() > 5);
+    c.lan.set_port(1, false).unwrap();
+    c.wait_holders(vip, &[1, 2], spec.takeover_timeout());
+    c.lan.set_port(1, true).unwrap();
+    c.wait_holders(vip, &[1], spec.takeover_timeout());
+}
