@@ -1,5 +1,6 @@
 //! The `vipd` command: daemon, config checker, status client and the netns lab.
 
+mod bench;
 mod check;
 mod daemon;
 mod lab;
@@ -40,6 +41,8 @@ enum Command {
     Status(daemon::StatusArgs),
     /// Build a throw-away VRRP lab in network namespaces and show a failover (needs root).
     Lab(lab::LabArgs),
+    /// Measure failover gaps and advert jitter side by side with keepalived (needs root).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
         Some(Command::CheckConfig(args)) => check::run(args),
         Some(Command::Status(args)) => daemon::status(args),
         Some(Command::Lab(args)) => lab::run(args),
+        Some(Command::Bench(args)) => bench::run(args),
         None if cli.config_test => check::run(check::CheckArgs {
             file: cli.file.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG)),
             json: false,
