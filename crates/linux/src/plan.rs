@@ -114,9 +114,8 @@ fn build_instance(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
     engine.lower_prio_no_advert = inst
         .lower_prio_no_advert
         .unwrap_or(cfg.global.lower_prio_no_advert);
-    engine.higher_prio_send_advert = inst
-        .higher_prio_send_advert
-        .unwrap_or(cfg.global.higher_prio_send_advert);
+    // vipd default on (see the engine's doc); `higher_prio_send_advert off` turns it off.
+    engine.higher_prio_send_advert = inst.higher_prio_send_advert.unwrap_or(true);
     engine.down_timer_adverts = inst.down_timer_adverts.unwrap_or(3);
 
     let mut addresses = Vec::new();
@@ -212,6 +211,8 @@ fn garp_timing(inst: &GarpSettings, global: &GarpSettings, min_garp: bool) -> Ga
             .master_refresh_repeat
             .or(global.master_refresh_repeat)
             .unwrap_or(1),
+        // vrrp_min_garp asks for exactly one announcement: no follow-up either.
+        followup: if min_garp { Duration::ZERO } else { d.followup },
     }
 }
 

@@ -146,6 +146,11 @@ pub struct GarpTiming {
     /// Periodic refresh while master (zero: never).
     pub refresh: Duration,
     pub refresh_repeat: u32,
+    /// One more round this long after each take-over or lower-priority burst (zero: none).
+    /// Linux neighbours ignore an ARP/NA update within `locktime` (1 s) of the previous
+    /// one, so after a quick ping-pong of masters the first burst can be ignored; keepalived
+    /// leaves such clients stale until its second burst 5 s later. vipd extension.
+    pub followup: Duration,
 }
 
 impl Default for GarpTiming {
@@ -158,6 +163,7 @@ impl Default for GarpTiming {
             lower_prio_repeat: 5,
             refresh: Duration::ZERO,
             refresh_repeat: 1,
+            followup: Duration::from_millis(1100),
         }
     }
 }
@@ -186,7 +192,11 @@ pub struct InstanceConfig {
     /// Do not answer a lower-priority advert with an immediate advert (RFC 3768/5798
     /// behaviour; the default follows RFC 9568 §6.4.3 and keepalived).
     pub lower_prio_no_advert: bool,
-    /// Send one advert before yielding to a higher-priority master.
+    /// Send one advert before yielding to a higher-priority master. When two masters
+    /// meet (a healed partition, a cable back in), this lets the winner hear a
+    /// lower-priority advert and re-announce its addresses at once; without it the
+    /// neighbours keep the loser's MAC until the winner's next scheduled GARP.
+    /// On by default in vipd (keepalived: `higher_prio_send_advert`, default off).
     pub higher_prio_send_advert: bool,
     /// Advert intervals in Master_Down_Interval (3 per the RFCs).
     pub down_timer_adverts: u8,
@@ -217,7 +227,8 @@ impl InstanceConfig {
             checksum: ChecksumVariant::PseudoHeader,
             garp: GarpTiming::default(),
             lower_prio_no_advert: false,
-            higher_prio_send_advert: false,
+            // keepalived's default is off; see InstanceConfig::higher_prio_send_advert.
+            higher_prio_send_advert: true,
             down_timer_adverts: 3,
             check_addresses: true,
         }
@@ -283,6 +294,7 @@ pub struct Instance {
     down_at: Option<Instant>,
     garp_second_at: Option<Instant>,
     garp_refresh_at: Option<Instant>,
+    garp_followup_at: Option<Instant>,
     /// Earliest time another lower-priority-triggered GARP burst is allowed.
     lower_prio_garp_after: Option<Instant>,
     /// preempt_delay is running against a lower-priority master.
@@ -305,6 +317,7 @@ impl Instance {
             down_at: None,
             garp_second_at: None,
             garp_refresh_at: None,
+            garp_followup_at: None,
             lower_prio_garp_after: None,
             preempt_pending: false,
             last_transition: None,
@@ -372,6 +385,7 @@ impl Instance {
             self.down_at,
             self.garp_second_at,
             self.garp_refresh_at,
+            self.garp_followup_at,
         ]
         .into_iter()
         .flatten()
@@ -456,6 +470,10 @@ impl Instance {
                 if self.garp_second_at.is_some_and(|t| t <= now) {
                     self.garp_second_at = None;
                     self.announce(self.cfg.garp.master_repeat);
+                }
+                if self.garp_followup_at.is_some_and(|t| t <= now) {
+                    self.garp_followup_at = None;
+                    self.announce(1);
                 }
                 if let Some(t) = self.garp_refresh_at.filter(|t| *t <= now) {
                     let next = t + self.cfg.garp.refresh;
@@ -619,6 +637,7 @@ impl Instance {
             let g = self.cfg.garp;
             if g.lower_prio_repeat > 0 && self.lower_prio_garp_after.is_none_or(|t| t <= now) {
                 self.announce(g.lower_prio_repeat);
+                self.garp_followup_at = (!g.followup.is_zero()).then(|| now + g.followup);
                 // At most one burst per lower_prio_delay (or per second), never a storm.
                 let hold = g.lower_prio_delay.max(Duration::from_secs(1));
                 self.lower_prio_garp_after = Some(now + hold);
@@ -641,6 +660,8 @@ impl Instance {
             (!g.master_delay.is_zero() && g.master_repeat > 0).then(|| now + g.master_delay);
         self.garp_refresh_at =
             (!g.refresh.is_zero() && g.refresh_repeat > 0).then(|| now + g.refresh);
+        self.garp_followup_at =
+            (!g.followup.is_zero() && g.master_repeat > 0).then(|| now + g.followup);
         self.lower_prio_garp_after = None;
         self.stats.became_master += 1;
         self.transition(now, State::Master, reason);
@@ -657,6 +678,7 @@ impl Instance {
         self.adver_at = None;
         self.garp_second_at = None;
         self.garp_refresh_at = None;
+        self.garp_followup_at = None;
         self.lower_prio_garp_after = None;
     }
 

@@ -218,9 +218,23 @@ fn master_yields_to_higher_priority_and_removes_addresses() {
     r2.run_until(ms(50));
     assert_eq!(r2.inst.state(), State::Master);
     let a = r2.hear(ms(60), "192.0.2.12", 200);
-    assert_eq!(a[0], Action::RemoveAddresses);
+    // vipd default: one last advert first, so the winner learns there were two masters.
+    assert!(
+        matches!(&a[0], Action::Send { payload, .. } if payload[2] == 150),
+        "{a:?}"
+    );
+    assert_eq!(a[1], Action::RemoveAddresses);
+    let mut quiet = v3(150);
+    quiet.higher_prio_send_advert = false;
+    let mut q = Rig::new(quiet);
+    q.start();
+    q.run_until(ms(50));
+    assert_eq!(
+        q.hear(ms(60), "192.0.2.12", 200)[0],
+        Action::RemoveAddresses
+    );
     assert!(matches!(
-        a[1],
+        a[2],
         Action::Transition {
             to: State::Backup,
             reason: TransitionReason::Preempted { priority: 200, .. },
@@ -395,7 +409,15 @@ fn garp_second_burst_and_refresh() {
             _ => None,
         })
         .collect();
-    assert_eq!(ann, vec![(ms(5000), 5), (ms(60_000), 2), (ms(120_000), 2)]);
+    assert_eq!(
+        ann,
+        vec![
+            (ms(1100), 1),
+            (ms(5000), 5),
+            (ms(60_000), 2),
+            (ms(120_000), 2)
+        ]
+    );
 }
 
 #[test]
