@@ -75,6 +75,13 @@ impl Rtnetlink {
         ) {
             Ok(()) => Ok(AddOutcome::Added),
             Err(code) if code == libc::EEXIST => Ok(AddOutcome::AlreadyPresent),
+            Err(code) if code == libc::EINVAL && spec.scope != 0 && spec.addr.is_ipv4() => bail!(
+                "adding {}/{} with scope {}: the kernel refuses a secondary address whose scope \
+                 differs from the primary address of the same subnet (use the same scope, or a /32)",
+                spec.addr,
+                spec.prefix_len,
+                spec.scope
+            ),
             Err(code) => bail!(
                 "adding {}/{}: {}",
                 spec.addr,
@@ -251,4 +258,91 @@ fn kernel_address(a: &AddressMessage) -> Option<KernelAddress> {
         prefix_len: a.header.prefix_len,
         proto,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `f` on a thread in a fresh, private network namespace (root only).
+    fn in_private_netns<T: Send>(f: impl FnOnce() -> T + Send) -> Option<T> {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root");
+            return None;
+        }
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare");
+                Some(f())
+            })
+            .join()
+            .unwrap()
+        })
+    }
+
+    #[test]
+    fn add_dump_delete_with_every_attribute() {
+        in_private_netns(|| {
+            let mut nl = Rtnetlink::open().unwrap();
+            let spec = AddressSpec {
+                ifindex: 1, // lo
+                addr: "192.0.2.100".parse().unwrap(),
+                prefix_len: 24,
+                brd: Some("192.0.2.255".parse().unwrap()),
+                scope: 253,
+                label: Some("lo:vip".into()),
+            };
+            assert_eq!(nl.add_address(&spec).unwrap(), AddOutcome::Added);
+            assert_eq!(nl.add_address(&spec).unwrap(), AddOutcome::AlreadyPresent);
+            let found = nl.dump_addresses().unwrap();
+            let ours = found
+                .iter()
+                .find(|k| k.addr == spec.addr)
+                .expect("address is there");
+            assert_eq!(ours.prefix_len, 24);
+            assert_eq!(ours.proto, Some(VIPD_ADDR_PROTO), "marked as vipd's");
+            nl.delete_address(&spec).unwrap();
+            nl.delete_address(&spec).unwrap(); // gone already: not an error
+            assert!(!nl
+                .dump_addresses()
+                .unwrap()
+                .iter()
+                .any(|k| k.addr == spec.addr));
+            let v6 = AddressSpec {
+                ifindex: 1,
+                addr: "2001:db8::100".parse().unwrap(),
+                prefix_len: 64,
+                brd: None,
+                scope: 0,
+                label: None,
+            };
+            assert_eq!(nl.add_address(&v6).unwrap(), AddOutcome::Added);
+            nl.delete_address(&v6).unwrap();
+            // The same on an Ethernet-like device that has an address of its own.
+            let ok = std::process::Command::new("ip")
+                .args(["link", "add", "d0", "type", "veth", "peer", "d1"])
+                .status();
+            assert!(ok.unwrap().success());
+            std::process::Command::new("ip")
+                .args(["addr", "add", "192.0.2.1/24", "dev", "d0"])
+                .status()
+                .unwrap();
+            let d0 = nix::net::if_::if_nametoindex("d0").unwrap();
+            let spec = AddressSpec {
+                ifindex: d0,
+                label: Some("d0:vip".into()),
+                ..spec
+            };
+            // A secondary in 192.0.2.1/24's subnet must share its scope: the kernel says
+            // EINVAL, and we say why.
+            let err = nl.add_address(&spec).unwrap_err().to_string();
+            assert!(err.contains("same subnet"), "{err}");
+            let host = AddressSpec {
+                prefix_len: 32,
+                brd: None,
+                ..spec
+            };
+            assert_eq!(nl.add_address(&host).unwrap(), AddOutcome::Added);
+        });
+    }
 }

@@ -1,0 +1,77 @@
+//! `vipd check-config` / `vipd -t`: exit codes and diagnostics (no root needed).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn write(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("vipd-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+const GOOD: &str = "vrrp_instance VI_1 {\n    state BACKUP\n    interface lo\n    virtual_router_id 51\n    priority 100\n    advert_int 1\n    virtual_ipaddress {\n        192.0.2.100/24\n    }\n}\n";
+
+fn vipd(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_vipd")).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn valid_config_exits_zero_both_spellings() {
+    let f = write("good.conf", GOOD);
+    let (code, _, err) = vipd(&["check-config", "-f", f.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("configuration is valid"), "{err}");
+    let (code, _, err) = vipd(&["-t", "-f", f.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn typo_is_an_error_with_position_and_suggestion() {
+    let f = write("typo.conf", &GOOD.replace("    priority 100", "    priorty 100"));
+    let (code, _, err) = vipd(&["check-config", "-f", f.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    let want = format!("{}:5:5: error: unknown keyword `priorty`", f.display());
+    assert!(err.contains(&want), "expected `{want}` in:\n{err}");
+    assert!(err.contains("did you mean `priority`?"), "{err}");
+    assert!(err.contains("^^^^^^^"), "caret under the token:\n{err}");
+}
+
+#[test]
+fn json_output_has_diagnostics_and_summary() {
+    let f = write("json.conf", GOOD);
+    let (code, out, _) = vipd(&["check-config", "--json", "-f", f.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["summary"]["instances"][0]["name"], "VI_1");
+    assert_eq!(v["summary"]["instances"][0]["vips"][0], "192.0.2.100/24");
+    let bad = write("bad.conf", &GOOD.replace("virtual_router_id 51", "virtual_router_id 300"));
+    let (code, out, _) = vipd(&["check-config", "--json", "-f", bad.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["diagnostics"][0]["line"], 4);
+}
+
+#[test]
+fn unsupported_keyword_is_named_not_ignored() {
+    let f = write("unsup.conf", &GOOD.replace("    advert_int 1\n", "    advert_int 1\n    notify_master /bin/true\n"));
+    let (code, _, err) = vipd(&["check-config", "-f", f.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains(":7:5: error:") && err.contains("notify_master") && err.contains("not supported yet"), "{err}");
+}
+
+#[test]
+fn run_refuses_an_invalid_config_without_touching_anything() {
+    let f = write("run-bad.conf", &GOOD.replace("priority 100", "priority 0"));
+    let (code, _, err) = vipd(&["run", "-f", f.to_str().unwrap(), "--control-socket", "/nonexistent/x.sock", "--pid-file", "/nonexistent/x.pid"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("not starting"), "{err}");
+}
