@@ -1,0 +1,204 @@
+//! A master/backup pair (r1 priority 200, r2 priority 100) of one implementation in
+//! its own [`Lan`], started from the same keepalived.conf text.
+
+use super::{sleep, wait_for, Impl};
+use anyhow::{bail, Context, Result};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use vipd_netns::{has_address, Capture, Keepalived, Lan, LanOptions, Proc, WorkDir, VIP_V4};
+
+pub const MASTER_PRIORITY: u8 = 200;
+pub const BACKUP_PRIORITY: u8 = 100;
+pub const VRID: u8 = 51;
+
+/// The config both implementations read. GARP settings are left at their
+/// defaults on purpose (both send the first round at once on taking over).
+pub fn config(router: usize, priority: u8, advert_ms: u32) -> String {
+    let advert = format!("{:.2}", f64::from(advert_ms) / 1000.0);
+    format!(
+        "global_defs {{\n    router_id bench_r{router}\n}}\n\
+         vrrp_instance VI_1 {{\n    state BACKUP\n    interface eth0\n    virtual_router_id {VRID}\n    \
+         priority {priority}\n    advert_int {advert}\n    version 3\n    \
+         virtual_ipaddress {{\n        {VIP_V4}/24\n    }}\n}}\n"
+    )
+}
+
+pub struct Daemon {
+    pub proc: Proc,
+    socket: Option<PathBuf>,
+}
+
+impl Daemon {
+    /// vipd's status of its (only) instance.
+    pub fn instance(&self) -> Option<serde_json::Value> {
+        let socket = self.socket.as_ref()?;
+        let v = vipd_linux::control::query_status(socket).ok()?;
+        Some(v["instances"][0].clone())
+    }
+
+    pub fn state(&self) -> Option<String> {
+        self.instance()
+            .and_then(|i| i["state"].as_str().map(str::to_string))
+    }
+}
+
+pub struct Pair {
+    pub imp: Impl,
+    pub advert_ms: u32,
+    // Daemons before the LAN: dropped (SIGKILLed) first.
+    pub daemons: [Option<Daemon>; 2],
+    pub lan: Lan,
+    pub dir: WorkDir,
+}
+
+impl Pair {
+    /// Builds a fresh LAN, starts r1 (master) and then r2 (backup), and waits until
+    /// r1 has held the VIP and r2 has been a quiet backup for `stable`.
+    pub fn start(imp: Impl, advert_ms: u32, stable: Duration, tag: &str) -> Result<Pair> {
+        let lan = Lan::new(2, LanOptions::default()).context("building the LAN")?;
+        let mut dir = WorkDir::new(tag)?;
+        if std::env::var_os("VIPD_BENCH_KEEP").is_some() {
+            dir.keep();
+        }
+        let mut pair = Pair {
+            imp,
+            advert_ms,
+            daemons: [None, None],
+            lan,
+            dir,
+        };
+        pair.start_daemon(1, MASTER_PRIORITY)?;
+        if !wait_for(Duration::from_secs(10), Duration::from_millis(10), || {
+            pair.holds(1)
+        }) {
+            super::check_interrupt()?;
+            bail!("r1 did not take the VIP\n{}", pair.logs());
+        }
+        pair.start_daemon(2, BACKUP_PRIORITY)?;
+        let ok = wait_for(Duration::from_secs(10), Duration::from_millis(10), || {
+            pair.is_backup(2)
+        });
+        if !ok {
+            super::check_interrupt()?;
+            bail!("r2 did not settle as backup\n{}", pair.logs());
+        }
+        // Stable: r1 alone holds the VIP for `stable`.
+        let end = Instant::now() + stable;
+        while Instant::now() < end {
+            super::check_interrupt()?;
+            if pair.holders() != [1] {
+                bail!(
+                    "setup not stable: VIP held by {:?}\n{}",
+                    pair.holders(),
+                    pair.logs()
+                );
+            }
+            sleep(Duration::from_millis(50))?;
+        }
+        if imp == Impl::Vipd {
+            let (s1, s2) = (pair.state(1), pair.state(2));
+            if s1.as_deref() != Some("MASTER") || s2.as_deref() != Some("BACKUP") {
+                bail!("setup: r1 {s1:?}, r2 {s2:?}\n{}", pair.logs());
+            }
+        }
+        Ok(pair)
+    }
+
+    fn start_daemon(&mut self, i: usize, priority: u8) -> Result<()> {
+        let text = config(i, priority, self.advert_ms);
+        let ns = self.lan.router(i);
+        let d = match self.imp {
+            Impl::Vipd => {
+                let conf = self.dir.join(format!("r{i}.conf"));
+                std::fs::write(&conf, &text)?;
+                let socket = self.dir.join(format!("r{i}.sock"));
+                let args: Vec<std::ffi::OsString> = vec![
+                    std::env::current_exe()?.into(),
+                    "run".into(),
+                    "-f".into(),
+                    conf.into(),
+                    "--control-socket".into(),
+                    socket.clone().into(),
+                    "--pid-file".into(),
+                    self.dir.join(format!("r{i}.pid")).into(),
+                ];
+                let proc = ns.spawn(&args, self.dir.join(format!("r{i}.log")))?;
+                let d = Daemon {
+                    proc,
+                    socket: Some(socket),
+                };
+                if !wait_for(Duration::from_secs(10), Duration::from_millis(10), || {
+                    d.instance().is_some()
+                }) {
+                    super::check_interrupt()?;
+                    bail!("vipd on r{i} did not start\n{}", d.proc.log_tail(20));
+                }
+                d
+            }
+            Impl::Keepalived => {
+                let proc = Keepalived::new().start(ns, &text, &self.dir.join(format!("ka{i}")))?;
+                Daemon { proc, socket: None }
+            }
+        };
+        self.daemons[i - 1] = Some(d);
+        Ok(())
+    }
+
+    pub fn daemon_mut(&mut self, i: usize) -> &mut Daemon {
+        self.daemons[i - 1].as_mut().expect("daemon running")
+    }
+
+    pub fn state(&self, i: usize) -> Option<String> {
+        self.daemons[i - 1].as_ref().and_then(Daemon::state)
+    }
+
+    fn is_backup(&self, i: usize) -> bool {
+        match self.imp {
+            Impl::Vipd => self.state(i).as_deref() == Some("BACKUP"),
+            Impl::Keepalived => self.daemons[i - 1]
+                .as_ref()
+                .is_some_and(|d| d.proc.log().contains("Entering BACKUP STATE")),
+        }
+    }
+
+    pub fn holds(&self, i: usize) -> bool {
+        has_address(self.lan.router(i), "eth0", IpAddr::V4(VIP_V4))
+    }
+
+    pub fn holders(&self) -> Vec<usize> {
+        (1..=2).filter(|&i| self.holds(i)).collect()
+    }
+
+    pub fn logs(&self) -> String {
+        self.daemons
+            .iter()
+            .enumerate()
+            .map(|(n, d)| match d {
+                Some(d) => format!("--- r{}:\n{}\n", n + 1, d.proc.log_tail(15)),
+                None => format!("--- r{}: not running\n", n + 1),
+            })
+            .collect()
+    }
+
+    /// Router `i`'s IPv4 address as an `IpAddr`.
+    pub fn addr(&self, i: usize) -> IpAddr {
+        IpAddr::V4(self.lan.router_addr_v4(i))
+    }
+}
+
+/// Starts a capture on `iface` in `ns` whose receive thread runs SCHED_FIFO, so
+/// its timestamps stay honest while the CPUs are saturated. The thread that
+/// starts it is a throw-away one: nothing else inherits the policy.
+pub fn rt_capture(ns: &vipd_netns::Netns, iface: &str) -> Result<(Capture, bool)> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let param = libc::sched_param { sched_priority: 10 };
+            // SAFETY: sets the policy of the calling thread only.
+            let rt = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } == 0;
+            Capture::start(ns, iface).map(|c| (c, rt))
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("capture starter panicked"))?
+    })
+}
