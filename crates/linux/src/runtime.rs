@@ -285,6 +285,7 @@ impl EngineLoop {
                             self.drain_actions(i, now);
                         }
                         self.publish_status();
+                        self.finish_shutdown();
                         return;
                     }
                     Command::Fault { instance, on } => {
@@ -297,6 +298,35 @@ impl EngineLoop {
                 }
             }
         }
+    }
+
+    /// Run the engines' remaining timers (the make-before-break address hold, at most
+    /// one advert interval) so masters release their addresses after the backups had
+    /// time to take over.
+    fn finish_shutdown(&mut self) {
+        let give_up = Instant::now() + Duration::from_secs(5);
+        while let Some(next) = self
+            .slots
+            .iter()
+            .filter_map(|s| s.inst.poll_timeout())
+            .min()
+        {
+            let now = Instant::now();
+            if now >= give_up {
+                break;
+            }
+            if next > now {
+                std::thread::sleep(next.min(give_up) - now);
+                continue;
+            }
+            for i in 0..self.slots.len() {
+                if self.slots[i].inst.poll_timeout().is_some_and(|t| t <= now) {
+                    self.slots[i].inst.handle_timeout(now);
+                    self.drain_actions(i, now);
+                }
+            }
+        }
+        self.flush_announcements(Instant::now());
     }
 
     fn wait(&self, deadline: Option<Instant>) {

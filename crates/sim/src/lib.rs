@@ -682,10 +682,9 @@ impl Sim {
         let now = self.instant(self.now);
         self.routers[id].inst.shutdown(now);
         self.after_input(id);
-        let r = &mut self.routers[id];
-        r.status = Status::Stopped;
-        r.generation += 1;
-        r.armed = None;
+        // The daemon lives on while its engine still has timers (the make-before-break
+        // address hold); it just takes no more packets.
+        self.routers[id].status = Status::Stopped;
         self.record(id, EntryKind::Stopped);
     }
 
@@ -817,7 +816,9 @@ impl Sim {
             Ev::Timer { router, generation } => {
                 let now = self.instant(self.now);
                 let r = &mut self.routers[router];
-                if r.generation == generation && r.status == Status::Running {
+                if r.generation == generation
+                    && matches!(r.status, Status::Running | Status::Stopped)
+                {
                     r.armed = None;
                     if r.spins.0 == self.now {
                         r.spins.1 += 1;

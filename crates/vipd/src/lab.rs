@@ -268,27 +268,41 @@ impl Lab {
             report.sent, report.received
         );
         let outages = report.outages(Duration::from_millis(3));
-        let phase = |t: Duration| {
-            if t >= term_at {
-                ("graceful handover", skew, "Skew_Time")
-            } else if t >= back_at {
-                ("preempt back", skew, "none expected")
-            } else if t >= crash_at {
-                ("crash failover", mdi, "3×advert+skew")
-            } else {
-                ("before failures", Duration::ZERO, "-")
+        let phases = [
+            (
+                "crash failover",
+                crash_at,
+                back_at,
+                format!("RFC limit 3×advert+skew = {:.1} ms", ms(mdi)),
+            ),
+            (
+                "preempt back",
+                back_at,
+                term_at,
+                "vipd re-announces at once: none expected".to_string(),
+            ),
+            (
+                "graceful handover",
+                term_at,
+                Duration::MAX,
+                format!(
+                    "RFC: Skew_Time = {:.1} ms; vipd holds the VIP until the backup has it",
+                    ms(skew)
+                ),
+            ),
+        ];
+        for (what, from, to, note) in phases {
+            let worst = outages
+                .iter()
+                .filter(|(s, _)| *s >= from && *s < to)
+                .map(|(_, l)| *l)
+                .max();
+            match worst {
+                Some(l) => println!("  {what:<18} client outage {:>7.1} ms   ({note})", ms(l)),
+                None => println!(
+                    "  {what:<18} client outage    none   (no probe unanswered > 3 ms; {note})"
+                ),
             }
-        };
-        if outages.is_empty() {
-            println!("  no probe went unanswered for more than 3 ms");
-        }
-        for (start, len) in &outages {
-            let (what, limit, name) = phase(*start);
-            println!(
-                "  {what:<18} outage {:>7.1} ms   (RFC limit {name} = {:.1} ms)",
-                ms(*len),
-                ms(limit)
-            );
         }
         let r1_log = self.dir.join("r1.log");
         println!(

@@ -67,6 +67,28 @@ fn sigterm_hands_over_after_skew_time_only() {
     c.start_vipd(2, &spec.config(100));
     c.wait_holders(vip, &[1], spec.takeover_timeout());
     let t = Instant::now();
+    // Watch the VIP while r1 leaves: make-before-break means it is never unheld.
+    let watcher = {
+        let r1 = c.lan.router(1).name().to_string();
+        let r2 = c.lan.router(2).name().to_string();
+        std::thread::spawn(move || {
+            let held = |ns: &str| {
+                let out = std::process::Command::new("ip")
+                    .args(["-n", ns, "-o", "addr", "show", "dev", "eth0"])
+                    .output()
+                    .unwrap();
+                String::from_utf8_lossy(&out.stdout).contains("192.0.2.100/")
+            };
+            let end = Instant::now() + Duration::from_millis(600);
+            let mut unheld = 0;
+            while Instant::now() < end {
+                if !held(&r1) && !held(&r2) {
+                    unheld += 1;
+                }
+            }
+            unheld
+        })
+    };
     assert_eq!(
         c.stop(1).and_then(|s| s.code()),
         Some(0),
@@ -74,6 +96,12 @@ fn sigterm_hands_over_after_skew_time_only() {
     );
     c.wait_holders(vip, &[2], Duration::from_secs(2));
     let took = t.elapsed();
+    assert_eq!(
+        watcher.join().unwrap(),
+        0,
+        "the VIP was on neither router at some point\n{}",
+        c.logs()
+    );
     // Skew_Time at priority 100 and 100 ms adverts is 60.9 ms; the master-down interval
     // would be 360 ms. Only a priority-0 advert explains a take-over well before that.
     assert!(

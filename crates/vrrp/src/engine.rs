@@ -202,6 +202,13 @@ pub struct InstanceConfig {
     pub down_timer_adverts: u8,
     /// Drop adverts whose address list differs from ours (unless from the owner).
     pub check_addresses: bool,
+    /// Make-before-break on graceful shutdown: after the priority-0 advert, keep the
+    /// addresses for one advert interval (plus a margin, see `shutdown_hold`), by which time the best backup has
+    /// waited its Skew_Time, taken over and announced itself. Clients then move from
+    /// one live master to the next instead of into a Skew_Time-long hole. RFC 5798
+    /// only says to send priority 0 and go to Initialize; keepalived drops the
+    /// addresses at once. vipd extension, on by default.
+    pub hold_addresses_on_shutdown: bool,
 }
 
 impl InstanceConfig {
@@ -231,11 +238,19 @@ impl InstanceConfig {
             higher_prio_send_advert: true,
             down_timer_adverts: 3,
             check_addresses: true,
+            hold_addresses_on_shutdown: true,
         }
     }
 
     pub fn family(&self) -> Family {
         Family::of(&self.primary)
+    }
+
+    /// How long a master keeps its addresses after its priority-0 advert: one advert
+    /// interval (the longest Skew_Time any backup can have) plus a margin of 2 ms or
+    /// 2 % of the interval for the backup's processing and the wire.
+    pub fn shutdown_hold(&self) -> Duration {
+        self.advert_interval + (self.advert_interval / 50).max(Duration::from_millis(2))
     }
 
     pub fn is_unicast(&self) -> bool {
@@ -295,6 +310,8 @@ pub struct Instance {
     garp_second_at: Option<Instant>,
     garp_refresh_at: Option<Instant>,
     garp_followup_at: Option<Instant>,
+    /// After a graceful shutdown: when to drop the addresses still held.
+    release_at: Option<Instant>,
     /// Earliest time another lower-priority-triggered GARP burst is allowed.
     lower_prio_garp_after: Option<Instant>,
     /// preempt_delay is running against a lower-priority master.
@@ -318,6 +335,7 @@ impl Instance {
             garp_second_at: None,
             garp_refresh_at: None,
             garp_followup_at: None,
+            release_at: None,
             lower_prio_garp_after: None,
             preempt_pending: false,
             last_transition: None,
@@ -386,6 +404,7 @@ impl Instance {
             self.garp_second_at,
             self.garp_refresh_at,
             self.garp_followup_at,
+            self.release_at,
         ]
         .into_iter()
         .flatten()
@@ -406,6 +425,10 @@ impl Instance {
     pub fn startup(&mut self, now: Instant) {
         if self.state != State::Initialize {
             return;
+        }
+        if self.release_at.take().is_some() {
+            // Restarted within the shutdown hold: start from a clean slate.
+            self.actions.push_back(Action::RemoveAddresses);
         }
         self.enter_from_init(now, TransitionReason::Startup);
     }
@@ -429,7 +452,13 @@ impl Instance {
     /// Leave the protocol: a master sends priority 0 so backups take over after Skew_Time.
     pub fn shutdown(&mut self, now: Instant) {
         if self.state == State::Master {
-            self.release_master();
+            if self.cfg.hold_addresses_on_shutdown {
+                self.send_advert(PRIORITY_LEAVING);
+                self.stats.released_master += 1;
+                self.release_at = Some(now + self.cfg.shutdown_hold());
+            } else {
+                self.release_master();
+            }
         }
         if self.state != State::Initialize {
             self.clear_timers();
@@ -494,7 +523,13 @@ impl Instance {
                     self.become_master(now, reason);
                 }
             }
-            State::Initialize | State::Fault => {}
+            State::Initialize => {
+                if self.release_at.is_some_and(|t| t <= now) {
+                    self.release_at = None;
+                    self.actions.push_back(Action::RemoveAddresses);
+                }
+            }
+            State::Fault => {}
         }
     }
 

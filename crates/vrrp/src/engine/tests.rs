@@ -338,7 +338,9 @@ fn preempt_delay_postpones_preemption() {
 
 #[test]
 fn shutdown_sends_priority_zero_then_removes_addresses() {
-    let mut r = Rig::new(v3(255));
+    let mut c = v3(255);
+    c.hold_addresses_on_shutdown = false;
+    let mut r = Rig::new(c);
     r.start();
     r.inst.shutdown(r.at(ms(3)));
     let a = r.drain();
@@ -356,6 +358,35 @@ fn shutdown_sends_priority_zero_then_removes_addresses() {
     ));
     assert_eq!(r.inst.poll_timeout(), None);
     assert_eq!(r.inst.stats().priority_zero_sent, 1);
+}
+
+#[test]
+fn shutdown_holds_addresses_for_one_interval_by_default() {
+    let mut r = Rig::new(v3(255));
+    r.start();
+    r.inst.shutdown(r.at(ms(3)));
+    let a = r.drain();
+    assert!(matches!(&a[0], Action::Send { payload, .. } if payload[2] == 0));
+    assert!(
+        matches!(
+            a[1],
+            Action::Transition {
+                to: State::Initialize,
+                ..
+            }
+        ),
+        "{a:?}"
+    );
+    assert_eq!(a.len(), 2, "addresses kept for now: {a:?}");
+    // Released one advert interval (10 ms) + 2 ms later, and nothing else happens.
+    let acts = r.run_until(ms(1000));
+    assert_eq!(acts, vec![(ms(15), Action::RemoveAddresses)]);
+    assert_eq!(r.inst.poll_timeout(), None);
+    assert_eq!(
+        r.inst.stats().adverts_sent,
+        2,
+        "startup advert + priority 0 only"
+    );
 }
 
 #[test]
