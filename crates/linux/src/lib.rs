@@ -8,6 +8,7 @@
 pub mod addresses;
 pub mod control;
 pub mod iface;
+pub mod linkwatch;
 pub mod netlink;
 pub mod packet;
 pub mod plan;

@@ -144,20 +144,34 @@ impl Runtime {
                 engine.tune_thread(rt_priority);
                 engine.run();
             })?;
-        Ok(Runtime {
+        let rt = Runtime {
             cmd_tx,
             wake,
             thread: Some(thread),
             status,
             addresses: Some(addresses),
-        })
+        };
+        let mut watched: HashMap<u32, (String, Vec<usize>)> = HashMap::new();
+        for (i, p) in plan.instances.iter().enumerate() {
+            watched
+                .entry(p.iface.index)
+                .or_insert_with(|| (p.iface.name.clone(), Vec::new()))
+                .1
+                .push(i);
+        }
+        crate::linkwatch::start(watched, rt.commander())?;
+        Ok(rt)
     }
 
     pub fn command(&self, cmd: Command) {
-        if self.cmd_tx.send(cmd).is_ok() {
-            let one: u64 = 1;
-            // SAFETY: writing 8 bytes to our eventfd.
-            unsafe { libc::write(self.wake.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        self.commander().send(cmd);
+    }
+
+    /// A handle other threads use to send commands to the protocol thread.
+    pub fn commander(&self) -> Commander {
+        Commander {
+            tx: self.cmd_tx.clone(),
+            wake: self.wake.clone(),
         }
     }
 
@@ -180,6 +194,23 @@ impl Runtime {
 impl Drop for Runtime {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Sends [`Command`]s to the protocol thread and wakes it up.
+#[derive(Clone)]
+pub struct Commander {
+    tx: Sender<Command>,
+    wake: Arc<OwnedFd>,
+}
+
+impl Commander {
+    pub fn send(&self, cmd: Command) {
+        if self.tx.send(cmd).is_ok() {
+            let one: u64 = 1;
+            // SAFETY: writing 8 bytes to our eventfd.
+            unsafe { libc::write(self.wake.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        }
     }
 }
 

@@ -14,7 +14,10 @@ fn write(name: &str, text: &str) -> PathBuf {
 const GOOD: &str = "vrrp_instance VI_1 {\n    state BACKUP\n    interface lo\n    virtual_router_id 51\n    priority 100\n    advert_int 1\n    virtual_ipaddress {\n        192.0.2.100/24\n    }\n}\n";
 
 fn vipd(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_vipd")).args(args).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vipd"))
+        .args(args)
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -34,7 +37,10 @@ fn valid_config_exits_zero_both_spellings() {
 
 #[test]
 fn typo_is_an_error_with_position_and_suggestion() {
-    let f = write("typo.conf", &GOOD.replace("    priority 100", "    priorty 100"));
+    let f = write(
+        "typo.conf",
+        &GOOD.replace("    priority 100", "    priorty 100"),
+    );
     let (code, _, err) = vipd(&["check-config", "-f", f.to_str().unwrap()]);
     assert_eq!(code, 1, "{err}");
     let want = format!("{}:5:5: error: unknown keyword `priorty`", f.display());
@@ -52,7 +58,10 @@ fn json_output_has_diagnostics_and_summary() {
     assert_eq!(v["valid"], true);
     assert_eq!(v["summary"]["instances"][0]["name"], "VI_1");
     assert_eq!(v["summary"]["instances"][0]["vips"][0], "192.0.2.100/24");
-    let bad = write("bad.conf", &GOOD.replace("virtual_router_id 51", "virtual_router_id 300"));
+    let bad = write(
+        "bad.conf",
+        &GOOD.replace("virtual_router_id 51", "virtual_router_id 300"),
+    );
     let (code, out, _) = vipd(&["check-config", "--json", "-f", bad.to_str().unwrap()]);
     assert_eq!(code, 1);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -62,16 +71,35 @@ fn json_output_has_diagnostics_and_summary() {
 
 #[test]
 fn unsupported_keyword_is_named_not_ignored() {
-    let f = write("unsup.conf", &GOOD.replace("    advert_int 1\n", "    advert_int 1\n    notify_master /bin/true\n"));
+    let f = write(
+        "unsup.conf",
+        &GOOD.replace(
+            "    advert_int 1\n",
+            "    advert_int 1\n    notify_master /bin/true\n",
+        ),
+    );
     let (code, _, err) = vipd(&["check-config", "-f", f.to_str().unwrap()]);
     assert_eq!(code, 1);
-    assert!(err.contains(":7:5: error:") && err.contains("notify_master") && err.contains("not supported yet"), "{err}");
+    assert!(
+        err.contains(":7:5: error:")
+            && err.contains("notify_master")
+            && err.contains("not supported yet"),
+        "{err}"
+    );
 }
 
 #[test]
 fn run_refuses_an_invalid_config_without_touching_anything() {
     let f = write("run-bad.conf", &GOOD.replace("priority 100", "priority 0"));
-    let (code, _, err) = vipd(&["run", "-f", f.to_str().unwrap(), "--control-socket", "/nonexistent/x.sock", "--pid-file", "/nonexistent/x.pid"]);
+    let (code, _, err) = vipd(&[
+        "run",
+        "-f",
+        f.to_str().unwrap(),
+        "--control-socket",
+        "/nonexistent/x.sock",
+        "--pid-file",
+        "/nonexistent/x.pid",
+    ]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("not starting"), "{err}");
 }

@@ -566,8 +566,16 @@ impl Instance {
         if adv.vrid != self.cfg.vrid {
             return Err(DropReason::UnknownVrid);
         }
+        if self.cfg.version == Version::V3 && adv.interval_cs == 0 {
+            // A zero interval would make backups time out in 3 × 0 + skew.
+            return Err(DropReason::ZeroInterval);
+        }
         if variant == ChecksumVariant::VrrpOnly {
             self.stats.vrrp_only_checksums += 1;
+        }
+        if self.cfg.version == Version::V2 && self.cfg.priority == PRIORITY_OWNER {
+            // RFC 3768 §7.1; RFC 9568 (erratum 8298) lets a v3 owner process them.
+            return Err(DropReason::AddressOwner);
         }
         if self.cfg.version == Version::V2 {
             let (ours, theirs) = (&self.cfg.auth, &adv.auth);
@@ -613,7 +621,7 @@ impl Instance {
         }
         if !self.cfg.preempt || adv.priority >= self.cfg.priority {
             if self.cfg.version == Version::V3 {
-                self.master_adver_interval = timing::from_centis(adv.interval_cs.max(1));
+                self.master_adver_interval = timing::from_centis(adv.interval_cs);
             }
             self.master = Some((src, adv.priority));
             self.master_released = false;
@@ -645,7 +653,7 @@ impl Instance {
                 self.send_advert(ours);
             }
             if self.cfg.version == Version::V3 {
-                self.master_adver_interval = timing::from_centis(adv.interval_cs.max(1));
+                self.master_adver_interval = timing::from_centis(adv.interval_cs);
             }
             self.master = Some((src, adv.priority));
             self.master_released = false;

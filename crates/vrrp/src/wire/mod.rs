@@ -89,6 +89,10 @@ pub enum DropReason {
     AddressMismatch,
     /// v2: the advert interval differs from ours (RFC 3768 §7.1).
     IntervalMismatch,
+    /// v3: Max Advertise Interval is zero (RFC 9568 §7.1, erratum 8301).
+    ZeroInterval,
+    /// v2: we are the address owner (priority 255), who ignores adverts (RFC 3768 §7.1).
+    AddressOwner,
     /// v2: authentication type differs from ours.
     AuthTypeMismatch,
     /// v2: PASS authentication data differs from ours.
@@ -104,7 +108,7 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 16] = [
+    pub const ALL: [DropReason; 18] = [
         DropReason::Truncated,
         DropReason::NotVrrp,
         DropReason::VersionMismatch,
@@ -115,6 +119,8 @@ impl DropReason {
         DropReason::BadAddressCount,
         DropReason::AddressMismatch,
         DropReason::IntervalMismatch,
+        DropReason::ZeroInterval,
+        DropReason::AddressOwner,
         DropReason::AuthTypeMismatch,
         DropReason::AuthMismatch,
         DropReason::FamilyMismatch,
@@ -136,6 +142,8 @@ impl DropReason {
             DropReason::BadAddressCount => "bad_address_count",
             DropReason::AddressMismatch => "address_mismatch",
             DropReason::IntervalMismatch => "interval_mismatch",
+            DropReason::ZeroInterval => "zero_interval",
+            DropReason::AddressOwner => "address_owner",
             DropReason::AuthTypeMismatch => "auth_type_mismatch",
             DropReason::AuthMismatch => "auth_mismatch",
             DropReason::FamilyMismatch => "family_mismatch",
