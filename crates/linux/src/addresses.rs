@@ -7,8 +7,11 @@ use std::collections::HashSet;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
 
+/// Called by the worker once an `Add` is done (added, found present, or failed).
+pub type Done = Box<dyn FnOnce() + Send>;
+
 pub enum AddrCommand {
-    Add(Vec<AddressSpec>),
+    Add(Vec<AddressSpec>, Option<Done>),
     Remove(Vec<AddressSpec>),
     /// Reply when every earlier command is done.
     Sync(Sender<()>),
@@ -83,7 +86,7 @@ fn run(mut nl: Rtnetlink, rx: Receiver<AddrCommand>, notices: Sender<AddrNotice>
     let mut owned: HashSet<AddressSpec> = HashSet::new();
     for cmd in rx {
         match cmd {
-            AddrCommand::Add(specs) => {
+            AddrCommand::Add(specs, done) => {
                 for s in specs {
                     if owned.contains(&s) {
                         continue;
@@ -100,6 +103,9 @@ fn run(mut nl: Rtnetlink, rx: Receiver<AddrCommand>, notices: Sender<AddrNotice>
                             let _ = notices.send(AddrNotice::Failed(format!("{e:#}")));
                         }
                     }
+                }
+                if let Some(done) = done {
+                    done();
                 }
             }
             AddrCommand::Remove(specs) => {

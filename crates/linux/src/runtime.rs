@@ -26,7 +26,14 @@ pub enum Command {
     Shutdown,
     /// Raise or clear a fault on one instance (by index in the plan).
     Fault { instance: usize, on: bool },
+    /// The address worker has installed the instance's VIPs (for take-over `epoch`).
+    AddressesReady { instance: usize, epoch: u64 },
 }
+
+/// How long a take-over's announcements wait for the VIPs to be installed before
+/// going out anyway: announcing an address the host does not have yet would send the
+/// neighbours' traffic into a hole, waiting longer would delay the take-over.
+const ADDRESS_WAIT_MAX: Duration = Duration::from_millis(1);
 
 /// What the protocol thread reports, for logging and notification.
 #[derive(Debug, Clone)]
@@ -114,6 +121,9 @@ impl Runtime {
                 inst: Instance::new(p.engine.clone()),
                 socket: sock_idx,
                 pending_takeover: None,
+                addr_epoch: 0,
+                awaiting_addresses: None,
+                pending_announce: 0,
             });
         }
         let packet = PacketSocket::open().context("opening AF_PACKET socket for GARP/NA")?;
@@ -134,6 +144,10 @@ impl Runtime {
             notices,
             cmd_rx,
             wake: wake.clone(),
+            commander: Commander {
+                tx: cmd_tx.clone(),
+                wake: wake.clone(),
+            },
             status: status.clone(),
             started: Instant::now(),
         };
@@ -228,6 +242,12 @@ struct Slot {
     socket: usize,
     /// When the engine decided to take over, until the first announcement is out.
     pending_takeover: Option<Instant>,
+    /// Counts `AddAddresses`, so a late confirmation of an earlier one is ignored.
+    addr_epoch: u64,
+    /// Announcements wait for the VIPs (epoch, deadline): see ADDRESS_WAIT_MAX.
+    awaiting_addresses: Option<(u64, Instant)>,
+    /// Announcement rounds held back meanwhile.
+    pending_announce: u32,
 }
 
 /// Announcements waiting for their turn on one interface (garp_interval pacing).
@@ -246,6 +266,7 @@ struct EngineLoop {
     notices: Sender<Notice>,
     cmd_rx: Receiver<Command>,
     wake: Arc<OwnedFd>,
+    commander: Commander,
     status: Arc<Mutex<Snapshot>>,
     started: Instant,
 }
@@ -286,6 +307,13 @@ impl EngineLoop {
                     self.drain_actions(i, now);
                 }
             }
+            for i in 0..self.slots.len() {
+                if let Some((epoch, t)) = self.slots[i].awaiting_addresses {
+                    if t <= now {
+                        self.addresses_ready(i, epoch, now);
+                    }
+                }
+            }
             self.flush_announcements(now);
             self.publish_status();
 
@@ -297,6 +325,11 @@ impl EngineLoop {
                     self.announce_queues
                         .values()
                         .filter_map(|q| q.frames.front().map(|f| f.0)),
+                )
+                .chain(
+                    self.slots
+                        .iter()
+                        .filter_map(|s| s.awaiting_addresses.map(|a| a.1)),
                 )
                 .min();
             self.wait(deadline);
@@ -318,6 +351,11 @@ impl EngineLoop {
                         self.publish_status();
                         self.finish_shutdown();
                         return;
+                    }
+                    Command::AddressesReady { instance, epoch } => {
+                        if instance < self.slots.len() {
+                            self.addresses_ready(instance, epoch, Instant::now());
+                        }
                     }
                     Command::Fault { instance, on } => {
                         if instance < self.slots.len() {
@@ -444,18 +482,35 @@ impl EngineLoop {
                     }
                 }
                 Action::AddAddresses => {
-                    self.slots[i].pending_takeover = Some(now);
+                    let slot = &mut self.slots[i];
+                    slot.pending_takeover = Some(now);
+                    slot.addr_epoch += 1;
+                    let epoch = slot.addr_epoch;
+                    slot.awaiting_addresses = Some((epoch, now + ADDRESS_WAIT_MAX));
+                    let commander = self.commander.clone();
+                    let done: crate::addresses::Done = Box::new(move || {
+                        commander.send(Command::AddressesReady { instance: i, epoch })
+                    });
                     let _ = self
                         .addr_tx
-                        .send(AddrCommand::Add(self.slots[i].plan.addresses.clone()));
+                        .send(AddrCommand::Add(slot.plan.addresses.clone(), Some(done)));
                 }
                 Action::RemoveAddresses => {
-                    self.slots[i].pending_takeover = None;
+                    let slot = &mut self.slots[i];
+                    slot.pending_takeover = None;
+                    slot.awaiting_addresses = None;
+                    slot.pending_announce = 0;
                     let _ = self
                         .addr_tx
                         .send(AddrCommand::Remove(self.slots[i].plan.addresses.clone()));
                 }
-                Action::Announce { repeat } => self.announce(i, repeat, now),
+                Action::Announce { repeat } => {
+                    if self.slots[i].awaiting_addresses.is_some() {
+                        self.slots[i].pending_announce += repeat;
+                    } else {
+                        self.announce(i, repeat, now);
+                    }
+                }
                 Action::Transition { from, to, reason } => {
                     let slot = &self.slots[i];
                     let _ = self.notices.send(Notice::Transition {
@@ -473,6 +528,20 @@ impl EngineLoop {
                     });
                 }
             }
+        }
+    }
+
+    /// The VIPs of take-over `epoch` are installed (or the wait is over): let the
+    /// held-back announcements go.
+    fn addresses_ready(&mut self, i: usize, epoch: u64, now: Instant) {
+        let slot = &mut self.slots[i];
+        if slot.awaiting_addresses.map(|a| a.0) != Some(epoch) {
+            return;
+        }
+        slot.awaiting_addresses = None;
+        let repeat = std::mem::take(&mut slot.pending_announce);
+        if repeat > 0 {
+            self.announce(i, repeat, now);
         }
     }
 
