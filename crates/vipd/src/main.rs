@@ -3,6 +3,7 @@
 mod bench;
 mod check;
 mod daemon;
+mod gen;
 mod lab;
 mod pidfile;
 
@@ -20,7 +21,7 @@ pub const DEFAULT_PID_FILE: &str = "/run/vipd/vipd.pid";
     version,
     about = "A keepalived-compatible VRRP high-availability daemon"
 )]
-struct Cli {
+pub struct Cli {
     /// keepalived spelling of `vipd check-config`: `vipd -t -f FILE`.
     #[arg(short = 't', long = "config-test")]
     config_test: bool,
@@ -43,6 +44,9 @@ enum Command {
     Lab(lab::LabArgs),
     /// Measure failover gaps and advert jitter side by side with keepalived (needs root).
     Bench(bench::BenchArgs),
+    /// Write the man page or shell completions (for packaging).
+    #[command(hide = true)]
+    Gen(gen::GenArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +57,7 @@ fn main() -> ExitCode {
         Some(Command::Status(args)) => daemon::status(args),
         Some(Command::Lab(args)) => lab::run(args),
         Some(Command::Bench(args)) => bench::run(args),
+        Some(Command::Gen(args)) => gen::run(args),
         None if cli.config_test => check::run(check::CheckArgs {
             file: cli.file.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG)),
             json: false,
