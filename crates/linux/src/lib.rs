@@ -9,9 +9,13 @@ pub mod addresses;
 pub mod control;
 pub mod iface;
 pub mod linkwatch;
+pub mod metrics;
 pub mod netlink;
 pub mod packet;
 pub mod plan;
 pub mod runtime;
 pub mod socket;
 pub mod status;
+
+/// Re-exported for the daemon's READY/RELOADING/STOPPING/WATCHDOG notifications.
+pub use sd_notify;

@@ -15,6 +15,10 @@ use std::collections::HashMap;
 
 const RTMGRP_LINK: u32 = 1;
 
+/// ifindex → (interface name, indices of the live instances on it); the protocol
+/// thread rewrites it on reload.
+pub type Watched = std::sync::Arc<std::sync::Mutex<HashMap<u32, (String, Vec<usize>)>>>;
+
 /// Whether an interface can carry VRRP right now: administratively up and with an
 /// operational state of `up` (or `unknown`, which drivers without carrier reporting
 /// show), read from sysfs. (`flags` in sysfs lacks IFF_RUNNING; operstate has it.)
@@ -27,25 +31,17 @@ pub fn is_running(ifname: &str) -> bool {
     flags & (libc::IFF_UP as u32) != 0 && matches!(oper.trim(), "up" | "unknown")
 }
 
-/// `watched`: ifindex → (interface name, instance indices on it). Instances on a down
-/// interface get their FAULT at once; then the thread follows link events.
-pub fn start(watched: HashMap<u32, (String, Vec<usize>)>, commander: Commander) -> Result<()> {
+/// Follow link events for the interfaces in `watched`. (Instances on an interface that
+/// is down when they start begin in FAULT: the protocol thread checks that itself.)
+pub fn start(watched: Watched, commander: Commander) -> Result<()> {
     let mut sock = Socket::new(NETLINK_ROUTE).context("opening link-event socket")?;
     sock.bind(&SocketAddr::new(0, RTMGRP_LINK))
         .context("subscribing to link events")?;
-    let mut up: HashMap<u32, bool> = HashMap::new();
-    for (index, (name, instances)) in &watched {
-        let running = is_running(name);
-        up.insert(*index, running);
-        if !running {
-            for &i in instances {
-                commander.send(Command::Fault {
-                    instance: i,
-                    on: true,
-                });
-            }
-        }
-    }
+    let snapshot = |w: &Watched| w.lock().map(|w| w.clone()).unwrap_or_default();
+    let mut up: HashMap<u32, bool> = snapshot(&watched)
+        .into_iter()
+        .map(|(index, (name, _))| (index, is_running(&name)))
+        .collect();
     std::thread::Builder::new()
         .name("vipd-link".into())
         .spawn(move || {
@@ -55,8 +51,8 @@ pub fn start(watched: HashMap<u32, (String, Vec<usize>)>, commander: Commander) 
                     Ok(n) => n,
                     Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
                         // Events were lost: re-read the truth from sysfs.
-                        for (index, (name, instances)) in &watched {
-                            update(&mut up, *index, is_running(name), instances, &commander);
+                        for (index, (name, instances)) in snapshot(&watched) {
+                            update(&mut up, index, is_running(&name), &instances, &commander);
                         }
                         continue;
                     }
@@ -81,8 +77,12 @@ pub fn start(watched: HashMap<u32, (String, Vec<usize>)>, commander: Commander) 
                         _ => None,
                     };
                     if let Some((index, running)) = change {
-                        if let Some((_, instances)) = watched.get(&index) {
-                            update(&mut up, index, running, instances, &commander);
+                        let instances = watched
+                            .lock()
+                            .ok()
+                            .and_then(|w| w.get(&index).map(|e| e.1.clone()));
+                        if let Some(instances) = instances {
+                            update(&mut up, index, running, &instances, &commander);
                         }
                     }
                     if len == 0 {

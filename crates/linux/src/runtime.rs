@@ -20,8 +20,14 @@ use vipd_vrrp::engine::{Action, Instance, State, TransitionReason};
 use vipd_vrrp::wire::{self, DropCounters, DropReason, Family};
 
 /// Requests to the protocol thread.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Command {
+    /// Apply a new plan: keep unchanged instances as they are, update changed ones in
+    /// place where the protocol allows, restart the others, add and remove.
+    Reload {
+        plan: Box<Plan>,
+        reply: Sender<Result<ReloadReport, String>>,
+    },
     /// Leave gracefully: masters send priority 0 and release their VIPs.
     Shutdown,
     /// Raise or clear a fault on one instance (by index in the plan).
@@ -58,12 +64,24 @@ pub enum Notice {
     Address(AddrNotice),
 }
 
+/// What a reload did, by instance name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ReloadReport {
+    pub unchanged: Vec<String>,
+    pub updated: Vec<String>,
+    pub restarted: Vec<String>,
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+}
+
 pub struct Runtime {
     cmd_tx: Sender<Command>,
     wake: Arc<OwnedFd>,
-    thread: Option<JoinHandle<()>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
     pub status: Arc<Mutex<Snapshot>>,
-    addresses: Option<AddressWorker>,
+    addresses: Mutex<Option<AddressWorker>>,
+    /// Milliseconds since `started` at the protocol thread's last loop turn.
+    heartbeat: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Runtime {
@@ -91,41 +109,6 @@ impl Runtime {
                 })?;
         }
 
-        let mut sockets: Vec<RxSocket> = Vec::new();
-        let mut slots = Vec::new();
-        for (idx, p) in plan.instances.iter().enumerate() {
-            let family = p.family();
-            let pos = sockets
-                .iter()
-                .position(|s| s.ifindex == p.iface.index && s.sock.family() == family);
-            let sock_idx = match pos {
-                Some(i) => i,
-                None => {
-                    let join = plan.instances.iter().any(|q| {
-                        q.iface.index == p.iface.index && q.family() == family && q.multicast()
-                    });
-                    let sock = VrrpSocket::open(family, &p.iface.name, p.iface.index, join)
-                        .with_context(|| format!("opening VRRP socket on {}", p.iface.name))?;
-                    sockets.push(RxSocket {
-                        ifindex: p.iface.index,
-                        sock,
-                        instances: Vec::new(),
-                        drops: DropCounters::default(),
-                    });
-                    sockets.len() - 1
-                }
-            };
-            sockets[sock_idx].instances.push(idx);
-            slots.push(Slot {
-                plan: p.clone(),
-                inst: Instance::new(p.engine.clone()),
-                socket: sock_idx,
-                pending_takeover: None,
-                addr_epoch: 0,
-                awaiting_addresses: None,
-                pending_announce: 0,
-            });
-        }
         let packet = PacketSocket::open().context("opening AF_PACKET socket for GARP/NA")?;
         // SAFETY: eventfd(2) returns a new fd we own.
         let efd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
@@ -135,9 +118,10 @@ impl Runtime {
         let wake = Arc::new(unsafe { OwnedFd::from_raw_fd(efd) });
         let (cmd_tx, cmd_rx) = mpsc::channel();
         let status = Arc::new(Mutex::new(Snapshot::default()));
+        let heartbeat = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let mut engine = EngineLoop {
-            slots,
-            sockets,
+            slots: Vec::new(),
+            sockets: Vec::new(),
             packet,
             announce_queues: HashMap::new(),
             addr_tx: addresses.tx.clone(),
@@ -150,7 +134,17 @@ impl Runtime {
             },
             status: status.clone(),
             started: Instant::now(),
+            watched: Arc::new(Mutex::new(HashMap::new())),
+            heartbeat: heartbeat.clone(),
         };
+        for p in &plan.instances {
+            engine.ensure_socket(p)?;
+        }
+        for p in &plan.instances {
+            engine.add_instance(p.clone())?;
+        }
+        engine.update_watched();
+        let watched = engine.watched.clone();
         let rt_priority = plan.rt_priority;
         let thread = std::thread::Builder::new()
             .name("vipd-vrrp".into())
@@ -161,18 +155,11 @@ impl Runtime {
         let rt = Runtime {
             cmd_tx,
             wake,
-            thread: Some(thread),
+            thread: Mutex::new(Some(thread)),
             status,
-            addresses: Some(addresses),
+            addresses: Mutex::new(Some(addresses)),
+            heartbeat,
         };
-        let mut watched: HashMap<u32, (String, Vec<usize>)> = HashMap::new();
-        for (i, p) in plan.instances.iter().enumerate() {
-            watched
-                .entry(p.iface.index)
-                .or_insert_with(|| (p.iface.name.clone(), Vec::new()))
-                .1
-                .push(i);
-        }
         crate::linkwatch::start(watched, rt.commander())?;
         Ok(rt)
     }
@@ -190,24 +177,43 @@ impl Runtime {
     }
 
     /// Graceful stop: priority 0 from masters, VIPs removed, threads joined.
-    pub fn shutdown(mut self) {
-        self.stop();
-    }
-
-    fn stop(&mut self) {
-        if let Some(t) = self.thread.take() {
+    pub fn shutdown(&self) {
+        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(t) = thread {
             self.command(Command::Shutdown);
             let _ = t.join();
         }
-        if let Some(a) = self.addresses.take() {
+        let addresses = self.addresses.lock().ok().and_then(|mut a| a.take());
+        if let Some(a) = addresses {
             a.sync();
         }
+    }
+
+    /// Apply a new plan (see [`Command::Reload`]); waits for the protocol thread's answer.
+    pub fn reload(&self, plan: Plan) -> Result<ReloadReport, String> {
+        let (reply, answer) = mpsc::channel();
+        self.command(Command::Reload {
+            plan: Box::new(plan),
+            reply,
+        });
+        answer
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .map_err(|_| "the protocol thread did not answer".to_string())?
+    }
+
+    /// How long ago the protocol thread last went round its loop (it does so at least
+    /// once a second), for the systemd watchdog.
+    pub fn protocol_thread_age(&self, started: Instant) -> Duration {
+        let beat = self.heartbeat.load(std::sync::atomic::Ordering::Relaxed);
+        started
+            .elapsed()
+            .saturating_sub(Duration::from_millis(beat))
     }
 }
 
 impl Drop for Runtime {
     fn drop(&mut self) {
-        self.stop();
+        self.shutdown();
     }
 }
 
@@ -240,6 +246,10 @@ struct Slot {
     plan: InstancePlan,
     inst: Instance,
     socket: usize,
+    /// Removed or replaced by a reload: still running its shutdown timers (the address
+    /// hold), no longer receiving packets or shown in status.
+    retired: bool,
+    announcements_sent: u64,
     /// When the engine decided to take over, until the first announcement is out.
     pending_takeover: Option<Instant>,
     /// Counts `AddAddresses`, so a late confirmation of an earlier one is ignored.
@@ -269,9 +279,145 @@ struct EngineLoop {
     commander: Commander,
     status: Arc<Mutex<Snapshot>>,
     started: Instant,
+    /// ifindex → (name, live instances on it), shared with the link watcher.
+    watched: crate::linkwatch::Watched,
+    heartbeat: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl EngineLoop {
+    /// Open the VRRP socket an instance needs (and join the group), if not open yet.
+    fn ensure_socket(&mut self, p: &InstancePlan) -> Result<usize> {
+        let family = p.family();
+        if let Some(i) = self
+            .sockets
+            .iter()
+            .position(|s| s.ifindex == p.iface.index && s.sock.family() == family)
+        {
+            if p.multicast() {
+                self.sockets[i]
+                    .sock
+                    .join_group()
+                    .with_context(|| format!("joining the VRRP group on {}", p.iface.name))?;
+            }
+            return Ok(i);
+        }
+        let sock = VrrpSocket::open(family, &p.iface.name, p.iface.index, p.multicast())
+            .with_context(|| format!("opening VRRP socket on {}", p.iface.name))?;
+        self.sockets.push(RxSocket {
+            ifindex: p.iface.index,
+            sock,
+            instances: Vec::new(),
+            drops: DropCounters::default(),
+        });
+        Ok(self.sockets.len() - 1)
+    }
+
+    /// Add an instance (not started yet: `run` or `reload` starts it).
+    fn add_instance(&mut self, plan: InstancePlan) -> Result<usize> {
+        let socket = self.ensure_socket(&plan)?;
+        let i = self.slots.len();
+        self.sockets[socket].instances.push(i);
+        self.slots.push(Slot {
+            inst: Instance::new(plan.engine.clone()),
+            plan,
+            socket,
+            retired: false,
+            announcements_sent: 0,
+            pending_takeover: None,
+            addr_epoch: 0,
+            awaiting_addresses: None,
+            pending_announce: 0,
+        });
+        Ok(i)
+    }
+
+    /// Start an instance; one whose interface is down starts in FAULT.
+    fn start_instance(&mut self, i: usize, now: Instant) {
+        self.slots[i].inst.startup(now);
+        if !crate::linkwatch::is_running(&self.slots[i].plan.iface.name) {
+            self.slots[i].inst.set_fault(now, true);
+        }
+        self.drain_actions(i, now);
+    }
+
+    fn update_watched(&mut self) {
+        let mut w: HashMap<u32, (String, Vec<usize>)> = HashMap::new();
+        for (i, s) in self.slots.iter().enumerate().filter(|(_, s)| !s.retired) {
+            w.entry(s.plan.iface.index)
+                .or_insert_with(|| (s.plan.iface.name.clone(), Vec::new()))
+                .1
+                .push(i);
+        }
+        if let Ok(mut watched) = self.watched.lock() {
+            *watched = w;
+        }
+    }
+
+    /// Retire instance `i`: leave the protocol (priority 0 if master) and stop
+    /// receiving. `hold`: keep the make-before-break address hold (not when the
+    /// same addresses are about to be taken over by its replacement).
+    fn retire(&mut self, i: usize, hold: bool, now: Instant) {
+        if !hold {
+            let mut cfg = self.slots[i].inst.config().clone();
+            cfg.hold_addresses_on_shutdown = false;
+            let _ = self.slots[i].inst.reconfigure(cfg);
+        }
+        self.slots[i].inst.shutdown(now);
+        self.drain_actions(i, now);
+        self.slots[i].retired = true;
+        let sock = self.slots[i].socket;
+        self.sockets[sock].instances.retain(|&x| x != i);
+    }
+
+    fn reload(&mut self, plan: Plan, now: Instant) -> Result<ReloadReport, String> {
+        // Everything that can fail comes first, so a failed reload changes nothing.
+        for p in &plan.instances {
+            self.ensure_socket(p).map_err(|e| format!("{e:#}"))?;
+        }
+        let mut report = ReloadReport::default();
+        let live: HashMap<String, usize> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !s.retired)
+            .map(|(i, s)| (s.plan.name.clone(), i))
+            .collect();
+        for (name, &i) in &live {
+            if !plan.instances.iter().any(|p| &p.name == name) {
+                self.retire(i, true, now);
+                report.removed.push(name.clone());
+            }
+        }
+        for p in plan.instances {
+            let name = p.name.clone();
+            match live.get(&name).copied() {
+                Some(i) if self.slots[i].plan == p => report.unchanged.push(name),
+                Some(i)
+                    if self.slots[i].plan.iface == p.iface
+                        && self.slots[i].plan.addresses == p.addresses
+                        && self.slots[i].inst.reconfigure(p.engine.clone()).is_ok() =>
+                {
+                    self.slots[i].plan = p;
+                    report.updated.push(name);
+                }
+                Some(i) => {
+                    self.retire(i, false, now);
+                    let n = self.add_instance(p).map_err(|e| format!("{e:#}"))?;
+                    self.start_instance(n, now);
+                    report.restarted.push(name);
+                }
+                None => {
+                    let n = self.add_instance(p).map_err(|e| format!("{e:#}"))?;
+                    self.start_instance(n, now);
+                    report.added.push(name);
+                }
+            }
+        }
+        self.update_watched();
+        self.publish_status();
+        Ok(report)
+    }
+
     fn tune_thread(&self, rt_priority: Option<u8>) {
         // SAFETY: prctl/sched_setscheduler on the calling thread with valid arguments.
         unsafe {
@@ -294,13 +440,16 @@ impl EngineLoop {
     fn run(&mut self) {
         let now = Instant::now();
         for i in 0..self.slots.len() {
-            self.slots[i].inst.startup(now);
-            self.drain_actions(i, now);
+            self.start_instance(i, now);
         }
         self.publish_status();
         let mut buf = vec![0u8; 65536];
         loop {
             let now = Instant::now();
+            self.heartbeat.store(
+                now.duration_since(self.started).as_millis() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
             for i in 0..self.slots.len() {
                 if self.slots[i].inst.poll_timeout().is_some_and(|t| t <= now) {
                     self.slots[i].inst.handle_timeout(now);
@@ -331,8 +480,12 @@ impl EngineLoop {
                         .iter()
                         .filter_map(|s| s.awaiting_addresses.map(|a| a.1)),
                 )
-                .min();
-            self.wait(deadline);
+                .min()
+                // Go round at least once a second: the watchdog watches the heartbeat.
+                .map_or(now + Duration::from_secs(1), |d| {
+                    d.min(now + Duration::from_secs(1))
+                });
+            self.wait(Some(deadline));
 
             for s in 0..self.sockets.len() {
                 self.receive_all(s, &mut buf);
@@ -352,13 +505,16 @@ impl EngineLoop {
                         self.finish_shutdown();
                         return;
                     }
+                    Command::Reload { plan, reply } => {
+                        let _ = reply.send(self.reload(*plan, Instant::now()));
+                    }
                     Command::AddressesReady { instance, epoch } => {
                         if instance < self.slots.len() {
                             self.addresses_ready(instance, epoch, Instant::now());
                         }
                     }
                     Command::Fault { instance, on } => {
-                        if instance < self.slots.len() {
+                        if instance < self.slots.len() && !self.slots[instance].retired {
                             let now = Instant::now();
                             self.slots[instance].inst.set_fault(now, on);
                             self.drain_actions(instance, now);
@@ -561,6 +717,8 @@ impl EngineLoop {
                 q.frames.push_back((at, frame.clone()));
             }
         }
+        self.slots[i].announcements_sent +=
+            u64::from(repeat) * self.slots[i].plan.announce_frames.len() as u64;
         self.flush_announcements(now);
         if let Some(decided) = self.slots[i].pending_takeover.take() {
             let _ = self.notices.send(Notice::TakeoverLatency {
@@ -587,7 +745,10 @@ impl EngineLoop {
         snap.instances = self
             .slots
             .iter()
-            .map(|s| InstanceStatus::from_engine(&s.plan, &s.inst, self.started))
+            .filter(|s| !s.retired)
+            .map(|s| {
+                InstanceStatus::from_engine(&s.plan, &s.inst, self.started, s.announcements_sent)
+            })
             .collect();
         let mut socket_drops: HashMap<String, u64> = HashMap::new();
         for s in &self.sockets {

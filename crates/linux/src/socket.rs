@@ -24,8 +24,8 @@ pub struct Received<'a> {
 }
 
 impl VrrpSocket {
-    /// Open, bind to `ifname`, join the VRRP group (also needed in unicast mode? no:
-    /// only when `join_group`), and set TTL/hop limit 255 for everything we send.
+    /// Open, bind to `ifname`, join the VRRP group when `join_group` (multicast
+    /// instances), and set TTL/hop limit 255 for everything we send.
     pub fn open(
         family: Family,
         ifname: &str,
@@ -78,6 +78,22 @@ impl VrrpSocket {
 
     pub fn family(&self) -> Family {
         self.family
+    }
+
+    /// Join the VRRP multicast group (for an instance added by a reload); joining
+    /// twice is harmless.
+    pub fn join_group(&self) -> io::Result<()> {
+        let res = match self.family {
+            Family::V4 => self.sock.join_multicast_v4_n(
+                &wire::MCAST_V4,
+                &socket2::InterfaceIndexOrAddress::Index(self.ifindex),
+            ),
+            Family::V6 => self.sock.join_multicast_v6(&wire::MCAST_V6, self.ifindex),
+        };
+        match res {
+            Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) => Ok(()),
+            r => r,
+        }
     }
 
     /// Send one VRRP message from `src` to `dst`.

@@ -21,6 +21,8 @@ pub struct InstanceStatus {
     pub version: u8,
     pub state: String,
     pub priority: u8,
+    /// The priority advertised now (tracking may move it away from `priority`).
+    pub effective_priority: u8,
     pub advert_interval_ms: f64,
     pub master: Option<String>,
     pub vips: Vec<String>,
@@ -31,11 +33,19 @@ pub struct InstanceStatus {
     pub priority_zero_sent: u64,
     pub priority_zero_received: u64,
     pub became_master: u64,
+    pub transitions: u64,
+    /// Gratuitous ARP / unsolicited NA frames sent.
+    pub announcements_sent: u64,
     pub drops: Vec<(String, u64)>,
 }
 
 impl InstanceStatus {
-    pub fn from_engine(plan: &InstancePlan, inst: &Instance, started: Instant) -> InstanceStatus {
+    pub fn from_engine(
+        plan: &InstancePlan,
+        inst: &Instance,
+        started: Instant,
+        announcements_sent: u64,
+    ) -> InstanceStatus {
         let cfg = inst.config();
         let st = inst.stats();
         InstanceStatus {
@@ -45,6 +55,7 @@ impl InstanceStatus {
             version: cfg.version.number(),
             state: inst.state().as_str().to_string(),
             priority: cfg.priority,
+            effective_priority: cfg.priority,
             advert_interval_ms: cfg.advert_interval.as_secs_f64() * 1000.0,
             master: inst.master().map(|m| m.to_string()),
             vips: plan
@@ -63,6 +74,8 @@ impl InstanceStatus {
             priority_zero_sent: st.priority_zero_sent,
             priority_zero_received: st.priority_zero_received,
             became_master: st.became_master,
+            transitions: st.transitions,
+            announcements_sent,
             drops: st
                 .drops
                 .iter()

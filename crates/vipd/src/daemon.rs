@@ -3,14 +3,17 @@
 use crate::pidfile::PidFile;
 use anyhow::{Context, Result};
 use clap::Args;
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 use vipd_config::{LoadOptions, Severity};
 use vipd_linux::addresses::AddrNotice;
-use vipd_linux::control::{query_status, ControlServer};
+use vipd_linux::control::{query_status, ControlServer, EventHub, Handlers, ReloadHook};
 use vipd_linux::runtime::{Notice, Runtime};
+use vipd_linux::sd_notify::{self, NotifyState};
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -24,6 +27,24 @@ pub struct RunArgs {
     /// Selects `@ID` conditional lines (default: short host name).
     #[arg(long = "config-id")]
     pub config_id: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9650).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
+}
+
+#[derive(Args, Debug)]
+pub struct ControlArgs {
+    #[arg(long = "control-socket", default_value = crate::DEFAULT_SOCKET)]
+    pub control_socket: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct EventsArgs {
+    #[arg(long = "control-socket", default_value = crate::DEFAULT_SOCKET)]
+    pub control_socket: PathBuf,
+    /// Keep streaming (the only mode: events are printed as they happen).
+    #[arg(long)]
+    pub follow: bool,
 }
 
 #[derive(Args, Debug)]
@@ -48,12 +69,63 @@ fn init_logging() {
 
 pub fn run(args: RunArgs) -> Result<ExitCode> {
     init_logging();
+    let Some(loaded) = load(&args.file, args.config_id.as_deref()) else {
+        error!("{}: not starting", args.file.display());
+        return Ok(ExitCode::FAILURE);
+    };
+    let plan = vipd_linux::plan::build(&loaded.config)?;
+    let _pid = PidFile::create(&args.pid_file)?;
+    let events = EventHub::default();
+    let (tx, rx) = mpsc::channel();
+    let logger = {
+        let events = events.clone();
+        std::thread::Builder::new()
+            .name("vipd-log".into())
+            .spawn(move || log_notices(rx, &events))?
+    };
+    let runtime = Arc::new(Runtime::start(plan, tx).context("starting the VRRP runtime")?);
+    let reload = reload_hook(&args, runtime.clone());
+    let handlers = Handlers {
+        status: runtime.status.clone(),
+        events,
+        reload: reload.clone(),
+    };
+    let _control = ControlServer::start(&args.control_socket, handlers)?;
+    if let Some(addr) = args.metrics {
+        let local = vipd_linux::metrics::serve(addr, runtime.status.clone())?;
+        info!("metrics on http://{local}/metrics");
+    }
+    info!(config = %args.file.display(), socket = %args.control_socket.display(), "vipd started");
+    let started = Instant::now();
+    let _ = sd_notify::notify(false, &[NotifyState::Ready]);
+    start_watchdog(runtime.clone(), started);
+
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let signal = tokio.block_on(wait_for_signal(&*reload))?;
+    let _ = sd_notify::notify(false, &[NotifyState::Stopping]);
+    info!("{signal}: leaving (masters send priority 0 and release their addresses)");
+    runtime.shutdown();
+    drop(runtime);
+    let _ = logger.join();
+    info!("vipd stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Load and validate a config, printing every diagnostic; `None` if it has errors.
+fn load(file: &Path, config_id: Option<&str>) -> Option<vipd_config::Loaded> {
     let opts = LoadOptions {
-        config_id: args.config_id.clone(),
+        config_id: config_id.map(str::to_string),
         check_interfaces: true,
     };
-    let loaded = match vipd_config::load_file(&args.file, &opts) {
-        Ok(l) => l,
+    match vipd_config::load_file(file, &opts) {
+        Ok(l) => {
+            for d in &l.diagnostics {
+                eprintln!("{d}");
+            }
+            Some(l)
+        }
         Err(diags) => {
             for d in &diags {
                 eprintln!("{d}");
@@ -62,35 +134,94 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
                 .iter()
                 .filter(|d| d.severity == Severity::Error)
                 .count();
-            error!("{}: {n} error(s); not starting", args.file.display());
-            return Ok(ExitCode::FAILURE);
+            error!("{}: {n} error(s)", file.display());
+            None
         }
-    };
-    for d in &loaded.diagnostics {
-        eprintln!("{d}");
     }
-    let plan = vipd_linux::plan::build(&loaded.config)?;
-    let _pid = PidFile::create(&args.pid_file)?;
-    let (tx, rx) = mpsc::channel();
-    let logger = std::thread::Builder::new()
-        .name("vipd-log".into())
-        .spawn(move || log_notices(rx))?;
-    let runtime = Runtime::start(plan, tx).context("starting the VRRP runtime")?;
-    let _control = ControlServer::start(&args.control_socket, runtime.status.clone())?;
-    info!(config = %args.file.display(), socket = %args.control_socket.display(), "vipd started");
-
-    let signal = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?
-        .block_on(wait_for_signal())?;
-    info!("{signal}: leaving (masters send priority 0 and release their addresses)");
-    runtime.shutdown();
-    let _ = logger.join();
-    info!("vipd stopped");
-    Ok(ExitCode::SUCCESS)
 }
 
-async fn wait_for_signal() -> Result<&'static str> {
+/// SIGHUP and `vipd reload`: re-read and validate the whole config first (an invalid
+/// one changes nothing), then hand the new plan to the protocol thread, which keeps
+/// unchanged instances untouched.
+fn reload_hook(args: &RunArgs, runtime: Arc<Runtime>) -> ReloadHook {
+    let file = args.file.clone();
+    let config_id = args.config_id.clone();
+    let lock = Arc::new(Mutex::new(()));
+    Arc::new(move || {
+        let _one_at_a_time = lock
+            .lock()
+            .map_err(|_| "reload lock poisoned".to_string())?;
+        let _ = sd_notify::notify(
+            false,
+            &[
+                NotifyState::Reloading,
+                NotifyState::MonotonicUsec(monotonic_usec()),
+            ],
+        );
+        let result = (|| {
+            let loaded = load(&file, config_id.as_deref()).ok_or_else(|| {
+                format!("{}: invalid configuration; nothing changed", file.display())
+            })?;
+            let plan = vipd_linux::plan::build(&loaded.config)
+                .map_err(|e| format!("{e:#}; nothing changed"))?;
+            runtime.reload(plan)
+        })();
+        let _ = sd_notify::notify(false, &[NotifyState::Ready]);
+        match result {
+            Ok(report) => {
+                info!(
+                    "reloaded {}: unchanged {:?}, updated {:?}, restarted {:?}, added {:?}, removed {:?}",
+                    file.display(),
+                    report.unchanged,
+                    report.updated,
+                    report.restarted,
+                    report.added,
+                    report.removed
+                );
+                Ok(serde_json::to_value(&report).unwrap_or_default())
+            }
+            Err(e) => {
+                error!("reload failed: {e}");
+                Err(e)
+            }
+        }
+    })
+}
+
+fn monotonic_usec() -> i128 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    i128::from(ts.tv_sec) * 1_000_000 + i128::from(ts.tv_nsec) / 1000
+}
+
+/// systemd watchdog: ping at half the interval, but only while the protocol thread
+/// is going round its loop — a hung protocol thread must get us restarted.
+fn start_watchdog(runtime: Arc<Runtime>, started: Instant) {
+    let mut usec = 0;
+    if !sd_notify::watchdog_enabled(false, &mut usec) || usec == 0 {
+        return;
+    }
+    let every = Duration::from_micros(usec) / 2;
+    let _ = std::thread::Builder::new()
+        .name("vipd-watchdog".into())
+        .spawn(move || loop {
+            std::thread::sleep(every);
+            let age = runtime.protocol_thread_age(started);
+            if age < Duration::from_secs(3) {
+                let _ = sd_notify::notify(false, &[NotifyState::Watchdog]);
+            } else {
+                warn!("protocol thread silent for {age:?}: not feeding the systemd watchdog");
+            }
+        });
+}
+
+async fn wait_for_signal(
+    reload: &(dyn Fn() -> Result<serde_json::Value, String> + Send + Sync),
+) -> Result<&'static str> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -99,13 +230,16 @@ async fn wait_for_signal() -> Result<&'static str> {
         tokio::select! {
             _ = term.recv() => return Ok("SIGTERM"),
             _ = int.recv() => return Ok("SIGINT"),
-            _ = hup.recv() => warn!("SIGHUP: configuration reload is not supported yet; ignoring"),
+            _ = hup.recv() => {
+                info!("SIGHUP: reloading the configuration");
+                let _ = reload();
+            }
         }
     }
 }
 
 /// Runs on its own thread so a slow stderr never reaches the protocol thread.
-fn log_notices(rx: mpsc::Receiver<Notice>) {
+fn log_notices(rx: mpsc::Receiver<Notice>, events: &EventHub) {
     for n in rx {
         match n {
             Notice::Transition {
@@ -114,8 +248,19 @@ fn log_notices(rx: mpsc::Receiver<Notice>) {
                 to,
                 reason,
                 vips,
-                ..
+                at,
             } => {
+                let unix = at
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs_f64();
+                events.publish(
+                    serde_json::json!({
+                        "time": unix, "instance": instance, "from": from.as_str(), "to": to.as_str(),
+                        "reason": reason.to_string(), "vips": vips,
+                    })
+                    .to_string(),
+                );
                 info!(instance = %instance, vips = %vips.join(","), "{instance}: {from} -> {to} ({reason})")
             }
             Notice::TakeoverLatency {
@@ -194,5 +339,27 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
             },
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `vipd reload`: what SIGHUP does, with the answer on stdout.
+pub fn reload(args: ControlArgs) -> Result<ExitCode> {
+    let v = vipd_linux::control::request(&args.control_socket, "reload", Duration::from_secs(15))?;
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(if v.get("error").is_some() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `vipd events --follow`: one JSON line per transition, as it happens.
+pub fn events(args: EventsArgs) -> Result<ExitCode> {
+    use std::io::Write;
+    let _ = args.follow;
+    let mut out = std::io::stdout().lock();
+    vipd_linux::control::follow_events(&args.control_socket, |line| {
+        writeln!(out, "{line}").and_then(|_| out.flush()).is_ok()
+    })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -40,6 +40,10 @@ enum Command {
     CheckConfig(check::CheckArgs),
     /// Show the state of a running daemon.
     Status(daemon::StatusArgs),
+    /// Re-read the running daemon's configuration (like SIGHUP) and show what changed.
+    Reload(daemon::ControlArgs),
+    /// Stream the running daemon's state transitions as JSON lines.
+    Events(daemon::EventsArgs),
     /// Build a throw-away VRRP lab in network namespaces and show a failover (needs root).
     Lab(lab::LabArgs),
     /// Measure failover gaps and advert jitter side by side with keepalived (needs root).
@@ -55,6 +59,8 @@ fn main() -> ExitCode {
         Some(Command::Run(args)) => daemon::run(args),
         Some(Command::CheckConfig(args)) => check::run(args),
         Some(Command::Status(args)) => daemon::status(args),
+        Some(Command::Reload(args)) => daemon::reload(args),
+        Some(Command::Events(args)) => daemon::events(args),
         Some(Command::Lab(args)) => lab::run(args),
         Some(Command::Bench(args)) => bench::run(args),
         Some(Command::Gen(args)) => gen::run(args),

@@ -278,6 +278,8 @@ pub struct Stats {
     pub priority_zero_received: u64,
     pub became_master: u64,
     pub released_master: u64,
+    /// Every state change.
+    pub transitions: u64,
     pub announce_bursts: u64,
     /// Adverts checksummed without the IPv4 pseudo-header (v3), i.e. an RFC 9568-style peer.
     pub vrrp_only_checksums: u64,
@@ -385,6 +387,31 @@ impl Instance {
             self.master_adver_interval,
             self.cfg.down_timer_adverts,
         )
+    }
+
+    /// Apply a changed configuration without leaving the current state, where the
+    /// protocol allows it: priority (short of owner), advert interval, preemption,
+    /// authentication, checksum variant, GARP timing and the other knobs. A change of
+    /// identity (VRID, version, source address, addresses, peers) or to/from address
+    /// owner needs a restart: `Err(())`, and nothing is changed.
+    pub fn reconfigure(&mut self, cfg: InstanceConfig) -> Result<(), ()> {
+        let old = &self.cfg;
+        let owner = |p: u8| p == PRIORITY_OWNER;
+        if cfg.vrid != old.vrid
+            || cfg.version != old.version
+            || cfg.primary != old.primary
+            || cfg.addresses != old.addresses
+            || cfg.peers != old.peers
+            || owner(cfg.priority) != owner(old.priority)
+        {
+            return Err(());
+        }
+        if self.cfg.version == Version::V2 || self.state != State::Backup {
+            // Our own interval is what we use (v2) or send (master).
+            self.master_adver_interval = cfg.advert_interval;
+        }
+        self.cfg = cfg;
+        Ok(())
     }
 
     /// Count a drop the runtime detected before the packet reached the engine.
@@ -770,6 +797,7 @@ impl Instance {
     fn transition(&mut self, now: Instant, to: State, reason: TransitionReason) {
         let from = self.state;
         self.state = to;
+        self.stats.transitions += 1;
         self.last_transition = Some((now, reason));
         self.actions
             .push_back(Action::Transition { from, to, reason });

@@ -106,6 +106,27 @@ impl Cluster {
     }
 
     pub fn start_vipd(&mut self, i: usize, config: &str) {
+        self.start_vipd_with(i, config, &[]);
+    }
+
+    /// The config file router `i` runs (rewrite it, then reload).
+    pub fn config_path(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("r{i}.conf"))
+    }
+
+    pub fn socket_path(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("r{i}.sock"))
+    }
+
+    pub fn pid(&mut self, i: usize) -> i32 {
+        self.proc_mut(i).pid()
+    }
+
+    pub fn signal(&mut self, i: usize, sig: Signal) {
+        self.proc_mut(i).signal(sig).unwrap();
+    }
+
+    pub fn start_vipd_with(&mut self, i: usize, config: &str, extra: &[&str]) {
         let conf = self.dir.join(format!("r{i}.conf"));
         std::fs::write(&conf, config).unwrap();
         let socket = self.dir.join(format!("r{i}.sock"));
@@ -121,6 +142,7 @@ impl Cluster {
             "--pid-file".into(),
             pid.display().to_string(),
         ];
+        let args: Vec<String> = args.into_iter().chain(extra.iter().map(|a| a.to_string())).collect();
         let proc = self
             .lan
             .router(i)

@@ -567,3 +567,48 @@ fn ipv6_link_local_vip_goes_first_on_the_wire() {
         &"fe80::100".parse::<std::net::Ipv6Addr>().unwrap().octets()
     );
 }
+
+#[test]
+fn reconfigure_in_place_keeps_state_and_refuses_identity_changes() {
+    let mut r = Rig::new(v3(150));
+    r.start();
+    r.run_until(ms(50));
+    assert_eq!(r.inst.state(), State::Master);
+    let mut c = r.inst.config().clone();
+    c.priority = 120;
+    c.advert_interval = ms(20);
+    assert_eq!(r.inst.reconfigure(c.clone()), Ok(()));
+    assert_eq!(
+        r.inst.state(),
+        State::Master,
+        "no transition on an in-place change"
+    );
+    let sends: Vec<u8> = r
+        .run_until(ms(120))
+        .into_iter()
+        .filter_map(|(_, a)| match a {
+            Action::Send { payload, .. } => Some(payload[2]),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        !sends.is_empty() && sends.iter().all(|p| *p == 120),
+        "{sends:?}"
+    );
+    for change in [
+        |c: &mut InstanceConfig| c.vrid = 52,
+        |c: &mut InstanceConfig| c.addresses.push("192.0.2.101".parse().unwrap()),
+        |c: &mut InstanceConfig| c.priority = 255,
+        |c: &mut InstanceConfig| c.version = Version::V2,
+    ] {
+        let mut bad = c.clone();
+        change(&mut bad);
+        assert_eq!(r.inst.reconfigure(bad), Err(()));
+    }
+    assert_eq!(r.inst.config().priority, 120);
+    assert_eq!(
+        r.inst.stats().transitions,
+        2,
+        "INIT->BACKUP, BACKUP->MASTER"
+    );
+}

@@ -1,0 +1,254 @@
+//! Prometheus metrics (opt-in, `vipd run --metrics ADDR`): rendered from the status
+//! snapshot on every scrape with `prometheus-client`, served by a tiny HTTP/1.1
+//! responder on its own thread (one GET, one answer; nothing else is needed to be
+//! scraped, so no web framework).
+
+use crate::status::Snapshot;
+use anyhow::{Context, Result};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+type Labels = Vec<(String, String)>;
+
+const STATES: [&str; 4] = ["INIT", "BACKUP", "MASTER", "FAULT"];
+
+/// The exposition text for one snapshot.
+pub fn render(snap: &Snapshot) -> String {
+    let mut reg = Registry::default();
+    let gauge = |reg: &mut Registry, name: &str, help: &str| {
+        let f = Family::<Labels, Gauge>::default();
+        reg.register(name, help, f.clone());
+        f
+    };
+    let counter = |reg: &mut Registry, name: &str, help: &str| {
+        let f = Family::<Labels, Counter>::default();
+        reg.register(name, help, f.clone());
+        f
+    };
+    let state = gauge(
+        &mut reg,
+        "vipd_instance_state",
+        "1 for the state the instance is in, 0 for the others",
+    );
+    let priority = gauge(
+        &mut reg,
+        "vipd_instance_priority",
+        "Configured VRRP priority",
+    );
+    let effective = gauge(
+        &mut reg,
+        "vipd_instance_effective_priority",
+        "Priority currently advertised",
+    );
+    let interval = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+    reg.register(
+        "vipd_instance_advert_interval_seconds",
+        "Advertisement interval",
+        interval.clone(),
+    );
+    let sent = counter(&mut reg, "vipd_adverts_sent", "VRRP adverts sent");
+    let received = counter(&mut reg, "vipd_adverts_received", "VRRP adverts accepted");
+    let transitions = counter(&mut reg, "vipd_transitions", "State transitions");
+    let became = counter(&mut reg, "vipd_became_master", "Transitions to MASTER");
+    let zero_sent = counter(
+        &mut reg,
+        "vipd_priority_zero_sent",
+        "Priority-0 adverts sent (leaving)",
+    );
+    let zero_recv = counter(
+        &mut reg,
+        "vipd_priority_zero_received",
+        "Priority-0 adverts received",
+    );
+    let announced = counter(
+        &mut reg,
+        "vipd_announcements_sent",
+        "Gratuitous ARP / unsolicited NA frames sent",
+    );
+    let drops = counter(
+        &mut reg,
+        "vipd_adverts_dropped",
+        "Received VRRP packets dropped, by reason",
+    );
+    let socket_drops = counter(
+        &mut reg,
+        "vipd_socket_dropped",
+        "VRRP packets dropped before reaching an instance, by reason",
+    );
+    for i in &snap.instances {
+        let l = |extra: &[(&str, &str)]| -> Labels {
+            let mut v = vec![
+                ("instance".to_string(), i.name.clone()),
+                ("interface".to_string(), i.interface.clone()),
+                ("vrid".to_string(), i.vrid.to_string()),
+            ];
+            v.extend(
+                extra
+                    .iter()
+                    .map(|(k, val)| (k.to_string(), val.to_string())),
+            );
+            v
+        };
+        for s in STATES {
+            state
+                .get_or_create(&l(&[("state", s)]))
+                .set(i64::from(i.state == s));
+        }
+        priority.get_or_create(&l(&[])).set(i64::from(i.priority));
+        effective
+            .get_or_create(&l(&[]))
+            .set(i64::from(i.effective_priority));
+        interval
+            .get_or_create(&l(&[]))
+            .set(i.advert_interval_ms / 1000.0);
+        sent.get_or_create(&l(&[])).inc_by(i.adverts_sent);
+        received.get_or_create(&l(&[])).inc_by(i.adverts_received);
+        transitions.get_or_create(&l(&[])).inc_by(i.transitions);
+        became.get_or_create(&l(&[])).inc_by(i.became_master);
+        zero_sent
+            .get_or_create(&l(&[]))
+            .inc_by(i.priority_zero_sent);
+        zero_recv
+            .get_or_create(&l(&[]))
+            .inc_by(i.priority_zero_received);
+        announced
+            .get_or_create(&l(&[]))
+            .inc_by(i.announcements_sent);
+        for (reason, n) in &i.drops {
+            drops.get_or_create(&l(&[("reason", reason)])).inc_by(*n);
+        }
+    }
+    for (reason, n) in &snap.socket_drops {
+        socket_drops
+            .get_or_create(&vec![("reason".to_string(), reason.clone())])
+            .inc_by(*n);
+    }
+    let mut out = String::new();
+    encode(&mut out, &reg).expect("writing to a String cannot fail");
+    out
+}
+
+/// Serve `GET /metrics` on `addr` from a background thread.
+pub fn serve(addr: SocketAddr, status: Arc<Mutex<Snapshot>>) -> Result<SocketAddr> {
+    let listener =
+        TcpListener::bind(addr).with_context(|| format!("binding metrics listener {addr}"))?;
+    let local = listener.local_addr()?;
+    std::thread::Builder::new()
+        .name("vipd-metrics".into())
+        .spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let _ = answer(conn, &status);
+            }
+        })?;
+    Ok(local)
+}
+
+fn answer(mut conn: TcpStream, status: &Mutex<Snapshot>) -> std::io::Result<()> {
+    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut req = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 8192 {
+        let n = conn.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        req.extend_from_slice(&buf[..n]);
+    }
+    let line = String::from_utf8_lossy(&req);
+    let first = line.lines().next().unwrap_or("");
+    let (code, ctype, body) = if first.starts_with("GET /metrics ") || first.starts_with("GET / ") {
+        let snap = status.lock().map(|s| s.clone()).unwrap_or_default();
+        (
+            "200 OK",
+            "text/plain; version=0.0.4; charset=utf-8",
+            render(&snap),
+        )
+    } else {
+        (
+            "404 Not Found",
+            "text/plain",
+            "only GET /metrics here\n".to_string(),
+        )
+    };
+    write!(
+        conn,
+        "HTTP/1.1 {code}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::InstanceStatus;
+
+    fn snap() -> Snapshot {
+        Snapshot {
+            instances: vec![InstanceStatus {
+                name: "VI_1".into(),
+                interface: "eth0".into(),
+                vrid: 51,
+                version: 3,
+                state: "MASTER".into(),
+                priority: 150,
+                effective_priority: 150,
+                advert_interval_ms: 10.0,
+                master: Some("192.0.2.11".into()),
+                vips: vec!["192.0.2.100/24".into()],
+                last_transition: None,
+                adverts_sent: 42,
+                adverts_received: 7,
+                priority_zero_sent: 0,
+                priority_zero_received: 1,
+                became_master: 2,
+                transitions: 3,
+                announcements_sent: 10,
+                drops: vec![("bad_ttl".into(), 5)],
+            }],
+            socket_drops: vec![("unknown_vrid".into(), 9)],
+        }
+    }
+
+    #[test]
+    fn renders_prometheus_text() {
+        let text = render(&snap());
+        for line in [
+            "vipd_instance_state{instance=\"VI_1\",interface=\"eth0\",vrid=\"51\",state=\"MASTER\"} 1",
+            "vipd_instance_state{instance=\"VI_1\",interface=\"eth0\",vrid=\"51\",state=\"BACKUP\"} 0",
+            "vipd_adverts_sent_total{instance=\"VI_1\",interface=\"eth0\",vrid=\"51\"} 42",
+            "vipd_adverts_dropped_total{instance=\"VI_1\",interface=\"eth0\",vrid=\"51\",reason=\"bad_ttl\"} 5",
+            "vipd_socket_dropped_total{reason=\"unknown_vrid\"} 9",
+            "vipd_instance_advert_interval_seconds{instance=\"VI_1\",interface=\"eth0\",vrid=\"51\"} 0.01",
+            "# TYPE vipd_transitions counter",
+        ] {
+            assert!(text.contains(line), "missing `{line}` in:\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn serves_over_http() {
+        let status = Arc::new(Mutex::new(snap()));
+        let addr = serve("127.0.0.1:0".parse().unwrap(), status).unwrap();
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut resp = String::new();
+        c.read_to_string(&mut resp).unwrap();
+        assert!(resp.starts_with("HTTP/1.1 200 OK\r\n"), "{resp}");
+        assert!(resp.contains("vipd_became_master_total"));
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.write_all(b"GET /nope HTTP/1.1\r\n\r\n").unwrap();
+        let mut resp = String::new();
+        c.read_to_string(&mut resp).unwrap();
+        assert!(resp.starts_with("HTTP/1.1 404"), "{resp}");
+    }
+}
