@@ -55,7 +55,7 @@ impl InstanceStatus {
             version: cfg.version.number(),
             state: inst.state().as_str().to_string(),
             priority: cfg.priority,
-            effective_priority: cfg.priority,
+            effective_priority: inst.priority(),
             advert_interval_ms: cfg.advert_interval.as_secs_f64() * 1000.0,
             master: inst.master().map(|m| m.to_string()),
             vips: plan

@@ -302,6 +302,10 @@ pub struct Instance {
     cfg: InstanceConfig,
     wire_addresses: Vec<IpAddr>,
     state: State,
+    /// Effective priority: the configured one moved by tracking (`adjustment`),
+    /// clamped to 1..=254; an owner's 255 is never moved.
+    priority: u8,
+    adjustment: i32,
     /// Master_Adver_Interval: learnt from the master in v3, our own in v2.
     master_adver_interval: Duration,
     /// The master we last accepted an advert from, and its priority.
@@ -328,6 +332,8 @@ impl Instance {
         Instance {
             wire_addresses: cfg.wire_addresses(),
             master_adver_interval: cfg.advert_interval,
+            priority: cfg.priority,
+            adjustment: 0,
             cfg,
             state: State::Initialize,
             master: None,
@@ -372,18 +378,14 @@ impl Instance {
 
     /// Skew_Time for our priority and the current Master_Adver_Interval.
     pub fn skew_time(&self) -> Duration {
-        timing::skew(
-            self.cfg.version,
-            self.cfg.priority,
-            self.master_adver_interval,
-        )
+        timing::skew(self.cfg.version, self.priority, self.master_adver_interval)
     }
 
     /// Master_Down_Interval for our priority and the current Master_Adver_Interval.
     pub fn master_down_interval(&self) -> Duration {
         timing::master_down_interval(
             self.cfg.version,
-            self.cfg.priority,
+            self.priority,
             self.master_adver_interval,
             self.cfg.down_timer_adverts,
         )
@@ -411,7 +413,30 @@ impl Instance {
             self.master_adver_interval = cfg.advert_interval;
         }
         self.cfg = cfg;
+        self.priority = effective_priority(self.cfg.priority, self.adjustment);
         Ok(())
+    }
+
+    /// The priority advertised now.
+    pub fn priority(&self) -> u8 {
+        self.priority
+    }
+
+    /// Tracking moved the priority by `adjustment` (the sum of the weights in force).
+    /// The result is clamped to 1..=254; an address owner keeps 255. A master
+    /// advertises a change at once, so backups compare against the new value without
+    /// waiting an interval; preemption itself still follows the RFC timers.
+    pub fn set_priority_adjustment(&mut self, now: Instant, adjustment: i32) {
+        self.adjustment = adjustment;
+        let new = effective_priority(self.cfg.priority, adjustment);
+        if new == self.priority {
+            return;
+        }
+        self.priority = new;
+        if self.state == State::Master {
+            self.send_advert(new);
+            self.adver_at = Some(now + self.cfg.advert_interval);
+        }
     }
 
     /// Count a drop the runtime detected before the packet reached the engine.
@@ -514,7 +539,7 @@ impl Instance {
         match self.state {
             State::Master => {
                 if self.adver_at.is_some_and(|t| t <= now) {
-                    self.send_advert(self.cfg.priority);
+                    self.send_advert(self.priority);
                     // Keep a steady cadence; if we were late by a whole interval, restart it.
                     let next = self.adver_at.unwrap() + self.cfg.advert_interval;
                     self.adver_at = Some(if next <= now {
@@ -646,7 +671,7 @@ impl Instance {
             self.down_at = Some(now + self.skew_time());
             return;
         }
-        if !self.cfg.preempt || adv.priority >= self.cfg.priority {
+        if !self.cfg.preempt || adv.priority >= self.priority {
             if self.cfg.version == Version::V3 {
                 self.master_adver_interval = timing::from_centis(adv.interval_cs);
             }
@@ -666,7 +691,7 @@ impl Instance {
 
     /// RFC 5798 §6.4.3, with RFC 9568's immediate answer to a lower-priority master.
     fn master_on_advert(&mut self, now: Instant, src: IpAddr, adv: &Advert) {
-        let ours = self.cfg.priority;
+        let ours = self.priority;
         if adv.priority == PRIORITY_LEAVING {
             self.stats.priority_zero_received += 1;
             self.send_advert(ours);
@@ -720,7 +745,7 @@ impl Instance {
         // runtime can put the first GARP/NA on the wire before anything else.
         self.actions.push_back(Action::AddAddresses);
         self.announce(self.cfg.garp.master_repeat);
-        self.send_advert(self.cfg.priority);
+        self.send_advert(self.priority);
         self.down_at = None;
         self.preempt_pending = false;
         self.master_released = false;
@@ -802,6 +827,13 @@ impl Instance {
         self.actions
             .push_back(Action::Transition { from, to, reason });
     }
+}
+
+fn effective_priority(base: u8, adjustment: i32) -> u8 {
+    if base == PRIORITY_OWNER {
+        return base;
+    }
+    (i32::from(base) + adjustment).clamp(1, 254) as u8
 }
 
 /// RFC 5798 §6.4.3: addresses compare as unsigned integers in network byte order.

@@ -612,3 +612,51 @@ fn reconfigure_in_place_keeps_state_and_refuses_identity_changes() {
         "INIT->BACKUP, BACKUP->MASTER"
     );
 }
+
+#[test]
+fn tracking_moves_the_effective_priority_and_the_vip() {
+    // Master at 100 drops to 98 (down-file check, weight -2): a backup at 99 takes over
+    // after its master-down interval because it now discards the master's adverts.
+    let mut r = Rig::new(v3(100));
+    r.start();
+    r.run_until(ms(40));
+    assert_eq!(r.inst.state(), State::Master);
+    r.inst.set_priority_adjustment(r.at(ms(41)), -2);
+    let a = r.drain();
+    assert!(
+        matches!(&a[0], Action::Send { payload, .. } if payload[2] == 98),
+        "advertised at once: {a:?}"
+    );
+    assert_eq!(r.inst.priority(), 98);
+    assert_eq!(
+        r.inst.config().priority,
+        100,
+        "configured priority unchanged"
+    );
+    // The same adjustment again changes nothing and sends nothing.
+    r.inst.set_priority_adjustment(r.at(ms(42)), -2);
+    assert!(r.drain().is_empty());
+    // Clamping: never below 1 or above 254; the owner is never adjusted.
+    r.inst.set_priority_adjustment(r.at(ms(43)), -500);
+    assert_eq!(r.inst.priority(), 1);
+    r.inst.set_priority_adjustment(r.at(ms(44)), 500);
+    assert_eq!(r.inst.priority(), 254);
+    let mut owner = Rig::new(v3(255));
+    owner.start();
+    owner.inst.set_priority_adjustment(owner.at(ms(1)), -50);
+    assert_eq!(owner.inst.priority(), 255);
+
+    // The backup side: 99 with a higher-than-master effective priority preempts.
+    let mut b = Rig::new(v3(99));
+    b.start();
+    b.hear(ms(5), "192.0.2.12", 100);
+    b.inst.set_priority_adjustment(b.at(ms(6)), 2); // 101 > 100
+    b.hear(ms(15), "192.0.2.12", 100); // discarded now: lower than ours
+    let acts = b.run_until(ms(200));
+    // The down timer still runs from the last accepted advert (5 ms), with the
+    // master-down interval of priority 99: 30 ms + 157/256 × 10 ms = 36.132 ms.
+    assert_eq!(
+        transitions(&acts)[0],
+        (ms(5) + Duration::from_micros(36_132), State::Master)
+    );
+}
