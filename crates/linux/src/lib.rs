@@ -16,6 +16,7 @@ pub mod plan;
 pub mod runtime;
 pub mod socket;
 pub mod status;
+pub mod track;
 
 /// Re-exported for the daemon's READY/RELOADING/STOPPING/WATCHDOG notifications.
 pub use sd_notify;

@@ -1,0 +1,234 @@
+//! Tracking: what `track_interface`, `track_script`, `track_file` and
+//! `track_process` do to an instance, computed from the tracked objects' states.
+//! Pure code; `tracker.rs` feeds it and hands the results to the protocol thread.
+//!
+//! keepalived's rules, which vipd follows:
+//! * weight 0: the object failing puts the instance in FAULT;
+//! * weight > 0: the object being good adds the weight to the priority;
+//! * weight < 0: the object failing subtracts |weight|;
+//! * `reverse` swaps what counts as good (an interface that is *down*, a script that
+//!   *fails*), so the adjustment goes the other way;
+//! * a tracked file holds an integer that is multiplied by the weight (weight 0: a
+//!   non-zero value means FAULT); a product of -254 or less also means FAULT.
+//!
+//! The resulting priority is clamped to 1..=254 by the engine; owners are never moved.
+
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Interface,
+    Script,
+    File,
+    Process,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Interface => "interface",
+            Kind::Script => "script",
+            Kind::File => "file",
+            Kind::Process => "process",
+        }
+    }
+}
+
+/// A tracked object, by kind and name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectId {
+    pub kind: Kind,
+    pub name: String,
+}
+
+/// What an object reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectState {
+    /// Interface up / script succeeding / process running.
+    Good,
+    Bad,
+    /// A tracked file's value.
+    Value(i64),
+}
+
+/// One `track_*` line of an instance, with the weight resolved (the line's own, else
+/// the object's default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackRef {
+    pub object: ObjectId,
+    pub weight: i64,
+    pub reverse: bool,
+}
+
+/// What tracking asks of an instance.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Verdict {
+    /// Sum of the weights in force, to add to the configured priority.
+    pub adjustment: i32,
+    /// Objects that put the instance in FAULT (empty: no fault).
+    pub faults: Vec<ObjectId>,
+}
+
+impl Verdict {
+    pub fn fault(&self) -> bool {
+        !self.faults.is_empty()
+    }
+}
+
+/// Evaluate an instance's tracking. Objects with no state yet count as good (a
+/// script's `init_fail` is applied by whoever reports its first state).
+pub fn evaluate(refs: &[TrackRef], states: &HashMap<ObjectId, ObjectState>) -> Verdict {
+    let mut v = Verdict::default();
+    for r in refs {
+        let state = states.get(&r.object).copied().unwrap_or(ObjectState::Good);
+        match state {
+            ObjectState::Value(n) => {
+                let n = if r.reverse { -n } else { n };
+                if r.weight == 0 {
+                    if n != 0 {
+                        v.faults.push(r.object.clone());
+                    }
+                } else {
+                    let product = n.saturating_mul(r.weight);
+                    if product <= -254 {
+                        v.faults.push(r.object.clone());
+                    } else {
+                        v.adjustment = v.adjustment.saturating_add(product.clamp(-254, 254) as i32);
+                    }
+                }
+            }
+            ObjectState::Good | ObjectState::Bad => {
+                let good = (state == ObjectState::Good) != r.reverse;
+                match r.weight {
+                    0 if !good => v.faults.push(r.object.clone()),
+                    w if w > 0 && good => v.adjustment = v.adjustment.saturating_add(w as i32),
+                    w if w < 0 && !good => v.adjustment = v.adjustment.saturating_add(w as i32),
+                    _ => {}
+                }
+            }
+        }
+    }
+    v
+}
+
+/// Consecutive-result filter of a `vrrp_script`: `rise` successes to become good,
+/// `fall` failures to become bad. The first result decides at once (no history yet),
+/// unless `init_fail` made the script start bad.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RiseFall {
+    rise: u32,
+    fall: u32,
+    state: Option<bool>,
+    streak: u32,
+}
+
+impl RiseFall {
+    pub fn new(rise: u32, fall: u32, init_fail: bool) -> RiseFall {
+        RiseFall { rise: rise.max(1), fall: fall.max(1), state: init_fail.then_some(false), streak: 0 }
+    }
+
+    /// Record one result; returns the new state when it changed (or was first set).
+    pub fn record(&mut self, ok: bool) -> Option<bool> {
+        match self.state {
+            None => {
+                self.state = Some(ok);
+                Some(ok)
+            }
+            Some(s) if s == ok => {
+                self.streak = 0;
+                None
+            }
+            Some(_) => {
+                self.streak += 1;
+                let need = if ok { self.rise } else { self.fall };
+                if self.streak >= need {
+                    self.state = Some(ok);
+                    self.streak = 0;
+                    Some(ok)
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    pub fn state(&self) -> Option<bool> {
+        self.state
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(kind: Kind, name: &str) -> ObjectId {
+        ObjectId { kind, name: name.into() }
+    }
+
+    fn r(kind: Kind, name: &str, weight: i64, reverse: bool) -> TrackRef {
+        TrackRef { object: obj(kind, name), weight, reverse }
+    }
+
+    #[test]
+    fn weights_follow_keepalived() {
+        let refs = vec![
+            r(Kind::Script, "chk_down", -2, false),
+            r(Kind::Script, "chk_nginx", 10, false),
+            r(Kind::Interface, "eth1", 0, false),
+        ];
+        let mut st = HashMap::new();
+        // Nothing known yet: all good → only the positive weight counts.
+        assert_eq!(evaluate(&refs, &st), Verdict { adjustment: 10, faults: vec![] });
+        st.insert(obj(Kind::Script, "chk_down"), ObjectState::Bad);
+        assert_eq!(evaluate(&refs, &st).adjustment, 8);
+        st.insert(obj(Kind::Script, "chk_nginx"), ObjectState::Bad);
+        assert_eq!(evaluate(&refs, &st).adjustment, -2);
+        st.insert(obj(Kind::Interface, "eth1"), ObjectState::Bad);
+        let v = evaluate(&refs, &st);
+        assert!(v.fault());
+        assert_eq!(v.faults, vec![obj(Kind::Interface, "eth1")]);
+    }
+
+    #[test]
+    fn reverse_swaps_good_and_bad() {
+        let refs = vec![r(Kind::Interface, "backup-link", 20, true)];
+        let mut st = HashMap::new();
+        st.insert(obj(Kind::Interface, "backup-link"), ObjectState::Good);
+        assert_eq!(evaluate(&refs, &st).adjustment, 0);
+        st.insert(obj(Kind::Interface, "backup-link"), ObjectState::Bad);
+        assert_eq!(evaluate(&refs, &st).adjustment, 20);
+        let refs = vec![r(Kind::Script, "s", 0, true)];
+        st.insert(obj(Kind::Script, "s"), ObjectState::Good);
+        assert!(evaluate(&refs, &st).fault(), "reverse + weight 0: success means fault");
+    }
+
+    #[test]
+    fn files_multiply_and_fault() {
+        let f = obj(Kind::File, "prio");
+        let mut st = HashMap::new();
+        st.insert(f.clone(), ObjectState::Value(3));
+        assert_eq!(evaluate(&[r(Kind::File, "prio", 5, false)], &st).adjustment, 15);
+        assert_eq!(evaluate(&[r(Kind::File, "prio", 5, true)], &st).adjustment, -15);
+        assert!(evaluate(&[r(Kind::File, "prio", 0, false)], &st).fault());
+        st.insert(f.clone(), ObjectState::Value(0));
+        assert!(!evaluate(&[r(Kind::File, "prio", 0, false)], &st).fault());
+        st.insert(f, ObjectState::Value(-300));
+        assert!(evaluate(&[r(Kind::File, "prio", 1, false)], &st).fault(), "≤ -254 is a fault");
+    }
+
+    #[test]
+    fn rise_and_fall() {
+        let mut rf = RiseFall::new(2, 3, false);
+        assert_eq!(rf.record(true), Some(true), "first result decides");
+        assert_eq!(rf.record(false), None);
+        assert_eq!(rf.record(false), None);
+        assert_eq!(rf.record(false), Some(false), "three failures in a row");
+        assert_eq!(rf.record(true), None);
+        assert_eq!(rf.record(false), None, "a failure resets the rising streak");
+        assert_eq!(rf.record(true), None);
+        assert_eq!(rf.record(true), Some(true));
+        let mut init_fail = RiseFall::new(1, 1, true);
+        assert_eq!(init_fail.state(), Some(false));
+        assert_eq!(init_fail.record(true), Some(true));
+    }
+}
