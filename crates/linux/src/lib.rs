@@ -14,6 +14,7 @@ pub mod netlink;
 pub mod packet;
 pub mod plan;
 pub mod runtime;
+pub mod scripts;
 pub mod socket;
 pub mod status;
 pub mod track;

@@ -1,0 +1,260 @@
+//! Running external programs — `vrrp_script` checks and `notify*` scripts — so that
+//! none of them can hurt the daemon: each runs in its own process group (a timeout
+//! kills the whole group, grandchildren included), with stdin closed, output
+//! discarded, and its waiting done on a thread of its own.
+//!
+//! Like keepalived, a script line is split into words (double or single quotes group
+//! words, a backslash escapes the next character) and executed directly, not through a
+//! shell: write `script "/bin/sh -c '...'"` for shell syntax.
+
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Exit status (0 = success).
+    Exited(i32),
+    /// Killed by a signal it did not ask for.
+    Signalled(i32),
+    /// Ran past its timeout; its process group was killed.
+    TimedOut,
+    /// Could not be started at all.
+    SpawnFailed(String),
+}
+
+impl Outcome {
+    pub fn success(&self) -> bool {
+        *self == Outcome::Exited(0)
+    }
+}
+
+/// Whom a script runs as (`script_user` / `user` in a vrrp_script).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunAs {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Split a script line into words.
+pub fn split_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut quote: Option<char> = None;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), '\\') => {
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                }
+            }
+            (Some(_), c) => cur.push(c),
+            (None, '"') | (None, '\'') => {
+                quote = Some(c);
+                in_word = true;
+            }
+            (None, '\\') => {
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                    in_word = true;
+                }
+            }
+            (None, c) if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            (None, c) => {
+                cur.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        words.push(cur);
+    }
+    words
+}
+
+/// Run `argv` (plus `extra` arguments) and wait at most `timeout`.
+pub fn run(argv: &[String], extra: &[String], timeout: Duration, run_as: Option<RunAs>) -> Outcome {
+    let Some((prog, args)) = argv.split_first() else {
+        return Outcome::SpawnFailed("empty command".into());
+    };
+    let mut cmd = Command::new(prog);
+    cmd.args(args)
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // Its own process group, so a timeout can kill everything it started.
+    cmd.process_group(0);
+    if let Some(u) = run_as {
+        cmd.uid(u.uid).gid(u.gid);
+    }
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return Outcome::SpawnFailed(format!("{prog}: {e}")),
+    };
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                use std::os::unix::process::ExitStatusExt;
+                return match (status.code(), status.signal()) {
+                    (Some(c), _) => Outcome::Exited(c),
+                    (None, Some(s)) => Outcome::Signalled(s),
+                    _ => Outcome::Exited(-1),
+                };
+            }
+            Ok(None) if Instant::now() >= deadline => {
+                // SAFETY: kill(2) on the child's process group.
+                unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+                let _ = child.wait();
+                return Outcome::TimedOut;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => return Outcome::SpawnFailed(format!("{prog}: {e}")),
+        }
+    }
+}
+
+/// keepalived's `enable_script_security`: a script is refused if a non-root user
+/// could change what runs — the file itself or any directory on its path being owned
+/// by someone other than root or writable by group (not root's) or others.
+pub fn check_security(program: &str) -> Result<PathBuf, String> {
+    let path =
+        resolve(program).ok_or_else(|| format!("`{program}` not found (give a full path)"))?;
+    let mut p: Option<&Path> = Some(&path);
+    while let Some(cur) = p {
+        let md = std::fs::metadata(cur).map_err(|e| format!("{}: {e}", cur.display()))?;
+        let mode = md.mode();
+        let what = if cur == path {
+            "the script"
+        } else {
+            "a directory on its path"
+        };
+        if md.uid() != 0 {
+            return Err(format!(
+                "{what} {} is owned by uid {}: a non-root user could change it (chown root {})",
+                cur.display(),
+                md.uid(),
+                cur.display()
+            ));
+        }
+        if mode & 0o020 != 0 && md.gid() != 0 {
+            return Err(format!(
+                "{what} {} is writable by group {} (chmod g-w {})",
+                cur.display(),
+                md.gid(),
+                cur.display()
+            ));
+        }
+        // A sticky world-writable directory (/tmp) still lets others add files, but not
+        // replace root's; keepalived refuses it all the same, and so do we.
+        if mode & 0o002 != 0 {
+            return Err(format!(
+                "{what} {} is writable by everyone (chmod o-w {})",
+                cur.display(),
+                cur.display()
+            ));
+        }
+        p = cur.parent();
+    }
+    Ok(path)
+}
+
+/// A program name as execvp would find it.
+fn resolve(program: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        let p = PathBuf::from(program);
+        return p.exists().then(|| p.canonicalize().unwrap_or(p));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+        .map(|p| p.canonicalize().unwrap_or(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(s: &str) -> Vec<String> {
+        split_words(s)
+    }
+
+    #[test]
+    fn splitting_like_keepalived() {
+        assert_eq!(w("[ ! -f /etc/down ]"), ["[", "!", "-f", "/etc/down", "]"]);
+        assert_eq!(
+            w(r#"/bin/sh -c 'pidof nginx || exit 1'"#),
+            ["/bin/sh", "-c", "pidof nginx || exit 1"]
+        );
+        assert_eq!(w(r#"a "b c" d\ e"#), ["a", "b c", "d e"]);
+        assert_eq!(w("  "), Vec::<String>::new());
+        assert_eq!(w(r#""""#), [""]);
+    }
+
+    #[test]
+    fn outcomes() {
+        let t = Duration::from_secs(5);
+        assert_eq!(run(&w("true"), &[], t, None), Outcome::Exited(0));
+        assert_eq!(run(&w("false"), &[], t, None), Outcome::Exited(1));
+        assert!(matches!(
+            run(&w("/nonexistent/x"), &[], t, None),
+            Outcome::SpawnFailed(_)
+        ));
+        // Extra arguments are appended (notify's "INSTANCE name STATE prio").
+        assert_eq!(
+            run(
+                &w("/bin/sh -c 'test \"$0 $1\" = \"a b\"'"),
+                &["a".into(), "b".into()],
+                t,
+                None
+            ),
+            Outcome::Exited(0)
+        );
+    }
+
+    #[test]
+    fn timeout_kills_the_whole_process_group() {
+        let marker = std::env::temp_dir().join(format!("vipd-scripts-{}", std::process::id()));
+        let _ = std::fs::remove_file(&marker);
+        // The backgrounded subshell would survive a kill of the outer shell alone.
+        let script = format!(
+            "/bin/sh -c \"(sleep 0.3; touch {}) & wait\"",
+            marker.display()
+        );
+        let start = Instant::now();
+        let out = run(&w(&script), &[], Duration::from_millis(100), None);
+        assert_eq!(out, Outcome::TimedOut);
+        assert!(start.elapsed() < Duration::from_millis(300));
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(!marker.exists(), "a grandchild outlived the timeout");
+    }
+
+    #[test]
+    fn security_check() {
+        assert!(check_security("/bin/true").is_ok() || check_security("/usr/bin/true").is_ok());
+        let dir = std::env::temp_dir().join(format!("vipd-sec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("check.sh");
+        std::fs::write(&f, "#!/bin/sh\n").unwrap();
+        // Under /tmp (world-writable): refused, and the message says which part and why.
+        let err = check_security(f.to_str().unwrap()).unwrap_err();
+        assert!(err.contains("writable by everyone"), "{err}");
+        assert!(check_security("no-such-program-xyz")
+            .unwrap_err()
+            .contains("not found"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
