@@ -39,7 +39,13 @@ pub struct Diagnostic {
     pub include_chain: Vec<Span>,
     /// The source line `span.line`, filled in by the loader so `Display` needs no file access.
     pub snippet: Option<String>,
+    /// Machine-readable class of the finding. `Some("inactive")`: the keyword is parsed
+    /// and checked, but the runtime does not act on it yet (see [`crate::Loaded::inactive`]).
+    pub code: Option<&'static str>,
 }
+
+/// [`Diagnostic::code`] of "parsed but not active yet" warnings.
+pub const INACTIVE: &str = "inactive";
 
 impl Diagnostic {
     pub fn new(severity: Severity, message: impl Into<String>, span: Span, len: u32) -> Self {
@@ -51,7 +57,18 @@ impl Diagnostic {
             help: None,
             include_chain: Vec::new(),
             snippet: None,
+            code: None,
         }
+    }
+
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.code = Some(code);
+        self
+    }
+
+    /// A "parsed but not active yet" warning.
+    pub fn is_inactive(&self) -> bool {
+        self.code == Some(INACTIVE)
     }
 
     /// Diagnostic pointing at `tok`, carrying its include chain.
@@ -112,6 +129,7 @@ impl Diagnostic {
             "len": self.len,
             "help": self.help,
             "include_chain": chain,
+            "code": self.code,
         })
     }
 }
@@ -162,6 +180,8 @@ pub(crate) struct SourceMap {
     files: HashMap<PathBuf, Vec<String>>,
     /// Files in the order they were first read, to sort findings in reading order.
     order: Vec<PathBuf>,
+    /// The include chain each file was (first) read through.
+    chains: HashMap<PathBuf, Vec<Span>>,
 }
 
 impl SourceMap {
@@ -181,6 +201,26 @@ impl SourceMap {
             (file.unwrap_or(usize::MAX), d.span.line, d.span.col)
         };
         diags.sort_by_key(rank);
+    }
+
+    pub fn set_chain(&mut self, path: &std::path::Path, chain: &[Span]) {
+        if !chain.is_empty() {
+            self.chains
+                .entry(path.to_path_buf())
+                .or_insert_with(|| chain.to_vec());
+        }
+    }
+
+    /// Gives findings raised after parsing (which only know a position) the include
+    /// chain of their file.
+    pub fn attach_chains(&self, diags: &mut [Diagnostic]) {
+        for d in diags {
+            if d.include_chain.is_empty() {
+                if let Some(c) = self.chains.get(&d.span.file) {
+                    d.include_chain = c.clone();
+                }
+            }
+        }
     }
 
     pub fn attach_snippets(&self, diags: &mut [Diagnostic]) {
@@ -219,6 +259,15 @@ impl Diags {
 
     pub fn warning(&mut self, tok: &Token, msg: impl Into<String>) {
         self.list.push(Diagnostic::warning_at(msg, tok));
+    }
+
+    /// Warns that `tok` (a keyword or option) is parsed but its runtime is not built yet.
+    pub fn inactive(&mut self, tok: &Token, what: &str) {
+        self.list.push(
+            Diagnostic::warning_at(format!("{what} is parsed but not active yet"), tok)
+                .with_code(INACTIVE)
+                .with_help("vipd checks it but does not act on it yet; `vipd run` refuses to start with inactive features unless given `--ignore-inactive`"),
+        );
     }
 
     pub fn has_errors(&self) -> bool {

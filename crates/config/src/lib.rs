@@ -7,11 +7,15 @@
 //! Deviation from keepalived: keywords it knows but vipd does not implement, and unknown
 //! keywords, are errors rather than warnings, so a config never half-applies silently.
 
+mod blocks;
 mod diagnostic;
+pub mod dump;
 mod keywords;
 pub mod lexer;
+mod lints;
 pub mod model;
 mod preprocess;
+mod schema;
 pub mod tree;
 mod typed;
 mod validate;
@@ -20,7 +24,7 @@ mod value;
 use std::fs;
 use std::path::Path;
 
-pub use diagnostic::{Diagnostic, Severity};
+pub use diagnostic::{Diagnostic, Severity, INACTIVE};
 use diagnostic::{Diags, SourceMap};
 pub use lexer::{Token, TokenKind};
 pub use model::*;
@@ -49,6 +53,20 @@ pub struct Loaded {
     pub config: Config,
     /// Warnings only; errors make loading fail.
     pub diagnostics: Vec<Diagnostic>,
+    /// The preprocessed tree (includes, conditionals and parameters resolved).
+    pub tree: Vec<Node>,
+}
+
+impl Loaded {
+    /// Warnings about keywords that are parsed but not acted on by the runtime yet.
+    pub fn inactive(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics.iter().filter(|d| d.is_inactive())
+    }
+
+    /// The fully expanded, normalised configuration text (see [`dump`]).
+    pub fn dump(&self) -> String {
+        dump::dump(&self.tree)
+    }
 }
 
 /// keepalived's default config id: the host name up to its first `.`.
@@ -108,14 +126,17 @@ fn load(text: &str, path: &Path, opts: &LoadOptions) -> Result<Loaded, Vec<Diagn
     let nodes = tree::build(lines, &mut diags);
     let (config, metas) = typed::map(&nodes, &mut diags);
     validate::validate(&config, &metas, opts, &mut diags);
+    lints::lint(&config, &metas, &nodes, opts, &mut diags);
     sources.sort(&mut diags.list);
     sources.attach_snippets(&mut diags.list);
+    sources.attach_chains(&mut diags.list);
     if diags.has_errors() {
         Err(diags.list)
     } else {
         Ok(Loaded {
             config,
             diagnostics: diags.list,
+            tree: nodes,
         })
     }
 }

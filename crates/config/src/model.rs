@@ -19,6 +19,263 @@ pub struct Span {
 pub struct Config {
     pub global: GlobalDefs,
     pub instances: Vec<VrrpInstance>,
+    /// `vrrp_script NAME { ... }`.
+    pub scripts: Vec<VrrpScript>,
+    /// `track_file` / `vrrp_track_file NAME { ... }`.
+    pub track_files: Vec<TrackFile>,
+    /// `track_process` / `vrrp_track_process NAME { ... }`.
+    pub track_processes: Vec<TrackProcess>,
+    pub bfd_instances: Vec<BfdInstance>,
+    pub sync_groups: Vec<SyncGroup>,
+    /// `linkbeat_interfaces { IF [MII|ETHTOOL|IOCTL] }`: the interface names.
+    pub linkbeat_interfaces: Vec<String>,
+    pub static_ipaddress: Vec<VirtualAddress>,
+    /// `static_routes`: each route as its words (normalised: quotes removed).
+    pub static_routes: Vec<Vec<String>>,
+    pub static_rules: Vec<Vec<String>>,
+    pub virtual_server_groups: Vec<VirtualServerGroup>,
+    pub virtual_servers: Vec<VirtualServer>,
+}
+
+/// One line of `track_interface`, `track_script`, `track_file`, `track_process` or
+/// `track_bfd`: `NAME [weight N [reverse|noreverse]]`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Tracked {
+    pub name: String,
+    /// `None`: the tracked object's own (default) weight applies.
+    pub weight: Option<i64>,
+    pub reverse: bool,
+    pub span: Span,
+}
+
+/// Notification scripts (`notify_*`), as written (script and optional user/group).
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Notify {
+    pub master: Option<String>,
+    pub backup: Option<String>,
+    pub fault: Option<String>,
+    pub stop: Option<String>,
+    pub deleted: Option<String>,
+    pub notify: Option<String>,
+    pub master_rx_lower_pri: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct VrrpScript {
+    pub name: String,
+    pub span: Span,
+    /// The command line (first word: the program).
+    pub script: String,
+    /// Default 1 s.
+    pub interval: Duration,
+    pub timeout: Option<Duration>,
+    /// Default 0: a failing script puts the instance in FAULT.
+    pub weight: i64,
+    pub reverse: bool,
+    pub rise: Option<u32>,
+    pub fall: Option<u32>,
+    pub user: Option<String>,
+    pub init_fail: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TrackFile {
+    pub name: String,
+    pub span: Span,
+    pub file: String,
+    /// Default 1.
+    pub weight: i64,
+    pub reverse: bool,
+    /// `init_file [VALUE] [overwrite]` as written.
+    pub init_file: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TrackProcess {
+    pub name: String,
+    pub span: Span,
+    pub process: Vec<String>,
+    pub param_match: Option<String>,
+    /// Default 1.
+    pub weight: i64,
+    pub reverse: bool,
+    /// Default 1.
+    pub quorum: u32,
+    pub quorum_max: Option<u32>,
+    pub fork_delay: Option<Duration>,
+    pub terminate_delay: Option<Duration>,
+    pub full_command: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BfdInstance {
+    pub name: String,
+    pub span: Span,
+    pub neighbor_ip: Option<IpAddr>,
+    pub source_ip: Option<IpAddr>,
+    pub min_rx: Option<u32>,
+    pub min_tx: Option<u32>,
+    pub idle_tx: Option<u32>,
+    pub multiplier: Option<u32>,
+    pub passive: bool,
+    pub ttl: Option<u32>,
+    pub max_hops: Option<u32>,
+    pub weight: i64,
+    pub reverse: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Tracking {
+    pub interfaces: Vec<Tracked>,
+    pub scripts: Vec<Tracked>,
+    pub files: Vec<Tracked>,
+    pub processes: Vec<Tracked>,
+    pub bfds: Vec<Tracked>,
+}
+
+impl Tracking {
+    /// Every tracked object with its kind (`track_script`, ...).
+    pub fn all(&self) -> impl Iterator<Item = (&'static str, &Tracked)> {
+        let kinds: [(&'static str, &Vec<Tracked>); 5] = [
+            ("track_interface", &self.interfaces),
+            ("track_script", &self.scripts),
+            ("track_file", &self.files),
+            ("track_process", &self.processes),
+            ("track_bfd", &self.bfds),
+        ];
+        kinds
+            .into_iter()
+            .flat_map(|(k, v)| v.iter().map(move |t| (k, t)))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SyncGroup {
+    pub name: String,
+    pub span: Span,
+    pub group: Vec<String>,
+    pub track: Tracking,
+    pub notify: Notify,
+    pub smtp_alert: Option<bool>,
+    pub global_tracking: bool,
+    pub sync_group_tracking_weight: bool,
+}
+
+/// One `virtual_server_group` line.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub enum VsgEntry {
+    /// `ADDR[-LAST] [PORT]`: `last` is the last value of the final octet (IPv4) or
+    /// hextet (IPv6) of the range.
+    Range {
+        first: IpAddr,
+        last: Option<u16>,
+        port: Option<u16>,
+    },
+    Fwmark {
+        mark: u32,
+        family: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct VirtualServerGroup {
+    pub name: String,
+    pub span: Span,
+    pub entries: Vec<VsgEntry>,
+}
+
+/// What a `virtual_server` line names.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum VsKey {
+    Addr { addr: IpAddr, port: Option<u16> },
+    Fwmark { mark: u32, family: Option<String> },
+    Group(String),
+}
+
+/// Health-check timing shared by virtual servers, real servers and checkers (each
+/// level inherits from the one above when silent).
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct CheckTiming {
+    pub connect_timeout: Option<Duration>,
+    /// `retry` (old spelling `nb_get_retry`).
+    pub retry: Option<u32>,
+    pub delay_before_retry: Option<Duration>,
+    pub warmup: Option<Duration>,
+    pub delay_loop: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Url {
+    pub path: Option<String>,
+    pub digest: Option<String>,
+    /// As written, e.g. `200-299 301`.
+    pub status_code: Option<String>,
+    pub virtualhost: Option<String>,
+    pub regex: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Checker {
+    /// `HTTP_GET`, `SSL_GET`, `TCP_CHECK`, `UDP_CHECK`, `DNS_CHECK`, `SMTP_CHECK`,
+    /// `MISC_CHECK`, `PING_CHECK` (`ICMP_CHECK`), `FILE_CHECK` or `BFD_CHECK`.
+    pub kind: String,
+    pub span: Span,
+    pub connect_ip: Option<IpAddr>,
+    pub connect_port: Option<u16>,
+    pub bindto: Option<IpAddr>,
+    pub bind_port: Option<u16>,
+    pub timing: CheckTiming,
+    /// HTTP_GET / SSL_GET.
+    pub urls: Vec<Url>,
+    /// Kind-specific settings (`misc_path`, `helo_name`, `type`, `name`, `payload`,
+    /// `track_file`, `http_protocol`, ...), values as written.
+    pub options: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RealServer {
+    pub addr: IpAddr,
+    pub port: Option<u16>,
+    pub span: Span,
+    /// Default 1.
+    pub weight: i64,
+    /// `lvs_method` (old spelling `lb_kind`).
+    pub lb_kind: Option<String>,
+    pub inhibit_on_failure: Option<bool>,
+    pub notify_up: Option<String>,
+    pub notify_down: Option<String>,
+    pub uthreshold: Option<u32>,
+    pub lthreshold: Option<u32>,
+    pub timing: CheckTiming,
+    pub checkers: Vec<Checker>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct VirtualServer {
+    pub key: VsKey,
+    pub span: Span,
+    /// `lvs_sched` (old spelling `lb_algo`).
+    pub lb_algo: Option<String>,
+    /// `lvs_method` (old spelling `lb_kind`).
+    pub lb_kind: Option<String>,
+    pub protocol: Option<String>,
+    pub persistence_timeout: Option<u32>,
+    pub persistence_granularity: Option<String>,
+    pub persistence_engine: Option<String>,
+    pub quorum: Option<u32>,
+    pub hysteresis: Option<u32>,
+    pub quorum_up: Option<String>,
+    pub quorum_down: Option<String>,
+    pub sorry_server: Option<(IpAddr, Option<u16>)>,
+    pub sorry_server_inhibit: Option<bool>,
+    pub ip_family: Option<String>,
+    pub ha_suspend: bool,
+    pub alpha: bool,
+    pub omega: bool,
+    pub inhibit_on_failure: Option<bool>,
+    pub virtualhost: Option<String>,
+    pub timing: CheckTiming,
+    pub real_servers: Vec<RealServer>,
 }
 
 /// GARP/NA timing knobs; every field is `None` when the file does not set it.
@@ -58,6 +315,15 @@ pub struct GlobalDefs {
     pub higher_prio_send_advert: bool,
     /// `vrrp_check_unicast_src`.
     pub check_unicast_src: bool,
+    /// `vrrp_strict` (parsed, not active yet).
+    pub vrrp_strict: bool,
+    pub script_user: Option<String>,
+    pub enable_script_security: bool,
+    pub notification_email: Vec<String>,
+    pub notification_email_from: Option<String>,
+    pub smtp_server: Option<String>,
+    pub vrrp_mcast_group4: Option<IpAddr>,
+    pub vrrp_mcast_group6: Option<IpAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -125,4 +391,17 @@ pub struct VrrpInstance {
     pub higher_prio_send_advert: Option<bool>,
     /// `down_timer_adverts 1..100`, default 3.
     pub down_timer_adverts: Option<u8>,
+    /// `track_interface`, `track_script`, `track_file`, `track_process`, `track_bfd`.
+    pub track: Tracking,
+    pub notify: Notify,
+    /// `use_vmac [NAME]`: `Some("")` without a name.
+    pub use_vmac: Option<String>,
+    pub virtual_ipaddress_excluded: Vec<VirtualAddress>,
+    pub virtual_routes: Vec<Vec<String>>,
+    pub virtual_rules: Vec<Vec<String>>,
+    pub smtp_alert: Option<bool>,
+    pub strict_mode: Option<bool>,
+    pub dont_track_primary: bool,
+    pub promote_secondaries: bool,
+    pub mcast_dst_ip: Option<IpAddr>,
 }

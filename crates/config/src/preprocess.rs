@@ -1,4 +1,5 @@
-//! Line-level preprocessing: `include`, `@id` conditionals and `$NAME` parameters.
+//! Line-level preprocessing: `include`, `@id` conditionals, `$NAME` parameters
+//! (single-line, multi-line and parameterised) and `~SEQ`/`~SEQx`/`~LST` blocks.
 //!
 //! Produces the logical lines (non-empty token lists) that the tree builder consumes.
 //! Every token keeps the position it was written at, even after substitution.
@@ -14,10 +15,35 @@ use crate::model::Span;
 
 /// Substitutions allowed on one token before assuming a self-referencing definition.
 const MAX_SUBSTITUTIONS: usize = 1000;
+/// Nesting of multi-line parameters and sequence blocks before assuming a loop.
+const MAX_DEPTH: usize = 16;
+/// Lines one `~SEQ`/`~LST` line may produce (keepalived's own example makes 65,024).
+const MAX_GENERATED: usize = 1_000_000;
+
+/// A `$NAME(P1,P2)=...` definition.
+#[derive(Debug, Clone)]
+struct Macro {
+    params: Vec<String>,
+    body: String,
+}
+
+/// A multi-line definition being collected.
+struct Pending {
+    name: String,
+    params: Option<Vec<String>>,
+    lines: Vec<String>,
+}
 
 pub(crate) struct Preprocessor<'a> {
     config_id: String,
     defs: HashMap<String, String>,
+    macros: HashMap<String, Macro>,
+    pending: Option<Pending>,
+    depth: usize,
+    generated: usize,
+    /// Set once a generation limit was reported; further expansion is skipped.
+    over_limit: bool,
+    random: std::cell::Cell<u64>,
     diags: &'a mut Diags,
     sources: &'a mut SourceMap,
     /// Canonical paths of the files being read, outermost first, for cycle detection.
@@ -30,6 +56,17 @@ impl<'a> Preprocessor<'a> {
         Preprocessor {
             config_id,
             defs: HashMap::new(),
+            macros: HashMap::new(),
+            pending: None,
+            depth: 0,
+            generated: 0,
+            over_limit: false,
+            random: std::cell::Cell::new(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0x9e37_79b9, |d| d.as_nanos() as u64)
+                    | 1,
+            ),
             diags,
             sources,
             stack: Vec::new(),
@@ -46,12 +83,42 @@ impl<'a> Preprocessor<'a> {
 
     fn process_text(&mut self, path: &Path, text: &str, chain: Arc<[Span]>) {
         self.sources.add(path.to_path_buf(), text);
+        self.sources.set_chain(path, &chain);
         let dir = parent_dir(path);
         for (idx, line) in text.lines().enumerate() {
-            self.process_line(path, &dir, idx as u32 + 1, line, &chain);
+            self.process_line(path, &dir, idx as u32 + 1, line, &chain, None);
+        }
+        self.finish_pending();
+    }
+
+    /// Stores a multi-line definition whose last line ended with `\` at end of file.
+    fn finish_pending(&mut self) {
+        if let Some(p) = self.pending.take() {
+            self.store_definition(p.name, p.params, p.lines.join("\n"));
         }
     }
 
+    fn store_definition(&mut self, name: String, params: Option<Vec<String>>, value: String) {
+        match params {
+            Some(params) => {
+                self.defs.remove(&name);
+                self.macros.insert(
+                    name,
+                    Macro {
+                        params,
+                        body: value,
+                    },
+                );
+            }
+            None => {
+                self.macros.remove(&name);
+                self.defs.insert(name, value);
+            }
+        }
+    }
+
+    /// Processes one line. `at`: the line was produced by a multi-line parameter or a
+    /// sequence block, and its tokens are placed at that token (where it was used).
     fn process_line(
         &mut self,
         path: &Path,
@@ -59,19 +126,37 @@ impl<'a> Preprocessor<'a> {
         line_no: u32,
         line: &str,
         chain: &Arc<[Span]>,
+        at: Option<&Token>,
     ) {
+        // Continuation of a multi-line definition: taken verbatim.
+        if let Some(p) = &mut self.pending {
+            let t = line.trim();
+            match t.strip_suffix('\\') {
+                Some(part) => p.lines.push(part.trim_end().to_string()),
+                None => {
+                    p.lines.push(t.to_string());
+                    self.finish_pending();
+                }
+            }
+            return;
+        }
         let scanned = match scan(line, true) {
             Ok(s) => s,
             Err(e) => {
-                let span = Span {
-                    file: path.to_path_buf(),
-                    line: line_no,
-                    col: e.at as u32 + 1,
+                let (span, len, chain) = match at {
+                    Some(t) => (t.span.clone(), t.len, t.include_chain.to_vec()),
+                    None => (
+                        Span {
+                            file: path.to_path_buf(),
+                            line: line_no,
+                            col: e.at as u32 + 1,
+                        },
+                        e.len as u32,
+                        chain.to_vec(),
+                    ),
                 };
-                self.diags.push(
-                    Diagnostic::new(Severity::Error, e.message, span, e.len as u32)
-                        .with_chain(chain.to_vec()),
-                );
+                self.diags
+                    .push(Diagnostic::new(Severity::Error, e.message, span, len).with_chain(chain));
                 return;
             }
         };
@@ -80,7 +165,15 @@ impl<'a> Preprocessor<'a> {
             .tokens
             .iter()
             .cloned()
-            .map(|t| place(t, path, line_no, chain))
+            .map(|t| match at {
+                Some(a) => Token {
+                    kind: t.kind,
+                    text: t.text,
+                    quoted: t.quoted,
+                    ..a.clone()
+                },
+                None => place(t, path, line_no, chain),
+            })
             .collect();
 
         // `@id` / `@^id` prefix: keep or drop the rest of the line.
@@ -97,36 +190,86 @@ impl<'a> Preprocessor<'a> {
             return;
         };
 
+        let head_start = scanned.tokens[first].start;
+
         if is_unquoted_prefix(&head, '$') {
-            if let Some(name) = definition_name(&head.text) {
-                let eq = head.span.col as usize - 1 + 1 + name.len();
-                let value = scanned.text(eq + 1, scanned.code_end).trim().to_string();
-                if value.ends_with('\\') {
-                    self.diags.error(
-                        &head,
-                        format!("multi-line parameter definition `${name}` is not supported yet"),
-                    );
-                } else {
-                    self.defs.insert(name.to_string(), value);
+            if let Some((name, params, value_start)) = definition(&scanned.chars, head_start) {
+                let value = scanned
+                    .text(value_start, scanned.code_end)
+                    .trim()
+                    .to_string();
+                match value.strip_suffix('\\') {
+                    Some(part) => {
+                        let part = part.trim_end();
+                        self.pending = Some(Pending {
+                            name,
+                            params,
+                            lines: if part.is_empty() {
+                                Vec::new()
+                            } else {
+                                vec![part.to_string()]
+                            },
+                        });
+                    }
+                    None => self.store_definition(name, params, value),
                 }
-                return;
-            }
-            if is_parameterised_definition(&head.text) {
-                self.diags.error(
-                    &head,
-                    "parameterised (macro) definitions are not supported yet",
-                );
                 return;
             }
         }
-        if head.is_word() && !head.quoted {
-            for seq in ["~SEQx", "~SEQ", "~LST"] {
-                if head.text.starts_with(seq) {
-                    self.diags
-                        .error(&head, format!("`{seq}` blocks are not supported yet"));
+        if head.is_word() && !head.quoted && head.text.starts_with('~') {
+            for kind in ["~SEQx", "~SEQ", "~LST"] {
+                if head.text.starts_with(kind) {
+                    self.sequence(
+                        kind,
+                        &head,
+                        &scanned.chars,
+                        head_start,
+                        path,
+                        dir,
+                        line_no,
+                        chain,
+                        at,
+                    );
                     return;
                 }
             }
+        }
+
+        // A multi-line parameter expands to several lines, each processed in turn.
+        let code = scanned.text(head_start, scanned.code_end);
+        if code.contains('$') && self.needs_line_expansion(&code, dir) {
+            match self.expand_once(&code, dir) {
+                Ok(expanded) => {
+                    if self.depth >= MAX_DEPTH {
+                        return self.diags.error(
+                            &head,
+                            "multi-line parameters nest too deeply (is one defined in terms of itself?)",
+                        );
+                    }
+                    let anchor = at.cloned().unwrap_or_else(|| head.clone());
+                    self.generated += expanded.matches('\n').count() + 1;
+                    if self.generated > MAX_GENERATED {
+                        if !self.over_limit {
+                            self.over_limit = true;
+                            self.diags.error(
+                                &head,
+                                format!(
+                                    "parameter expansion generates more than {MAX_GENERATED} lines"
+                                ),
+                            );
+                        }
+                        return;
+                    }
+                    self.depth += 1;
+                    for l in expanded.split('\n') {
+                        self.process_line(path, dir, line_no, l, chain, Some(&anchor));
+                    }
+                    self.depth -= 1;
+                    self.finish_pending();
+                }
+                Err(msg) => self.diags.error(&head, msg),
+            }
+            return;
         }
 
         if head.is_word() && !head.quoted && head.text == "include" {
@@ -161,6 +304,164 @@ impl<'a> Preprocessor<'a> {
         }
         if !tokens.is_empty() {
             self.out.push(tokens);
+        }
+    }
+
+    /// Whether `code` uses a parameterised definition or one spanning several lines;
+    /// such lines are expanded as text and re-read line by line.
+    fn needs_line_expansion(&self, code: &str, dir: &Path) -> bool {
+        let uses_macro = self
+            .macros
+            .keys()
+            .any(|k| code.contains(&format!("${k}(")) || code.contains(&format!("${{{k}(")));
+        let multi = self.defs.values().any(|v| v.contains('\n'));
+        uses_macro || (multi && self.expand_str(code, dir).is_ok_and(|e| e.contains('\n')))
+    }
+
+    /// Substitutes macro uses and multi-line parameters one level deep (their own
+    /// `$` references are left for when each resulting line is read, so definitions
+    /// inside a multi-line value take effect in order).
+    fn expand_once(&self, code: &str, dir: &Path) -> Result<String, String> {
+        let chars: Vec<char> = code.chars().collect();
+        let mut out = String::new();
+        let mut i = 0;
+        while i < chars.len() {
+            if chars[i] != '$' {
+                out.push(chars[i]);
+                i += 1;
+                continue;
+            }
+            if let Some((value, end)) = self.macro_use(&chars, i, dir)? {
+                out.push_str(&value);
+                i = end;
+                continue;
+            }
+            let braced = chars.get(i + 1) == Some(&'{');
+            let from = i + 1 + usize::from(braced);
+            let len = chars[from..]
+                .iter()
+                .take_while(|c| c.is_ascii_alphanumeric() || **c == '_')
+                .count();
+            let name: String = chars[from..from + len].iter().collect();
+            let end = from + len + usize::from(braced);
+            let well_formed = if braced {
+                chars.get(from + len) == Some(&'}')
+            } else {
+                chars.get(end).is_none_or(|c| c.is_whitespace())
+            };
+            match self.defs.get(&name) {
+                Some(v) if len > 0 && well_formed && v.contains('\n') => {
+                    out.push_str(v);
+                    i = end;
+                }
+                _ => {
+                    out.push('$');
+                    i += 1;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// `~SEQ(VAR, [START,] [STEP,] END) rest`, `~SEQx(...)` (hexadecimal values) and
+    /// `~LST(VAR, V1, V2, ...)` / `~LST({A, B}, {1, 2}, {3, 4})`: the rest of the line is
+    /// processed once per value with `$VAR` defined.
+    #[allow(clippy::too_many_arguments)]
+    fn sequence(
+        &mut self,
+        kind: &str,
+        head: &Token,
+        chars: &[char],
+        start: usize,
+        path: &Path,
+        dir: &Path,
+        line_no: u32,
+        chain: &Arc<[Span]>,
+        at: Option<&Token>,
+    ) {
+        let open = start + kind.chars().count();
+        if chars.get(open) != Some(&'(') {
+            return self.diags.error_help(
+                head,
+                format!("`{kind}` needs its arguments in parentheses"),
+                format!("write e.g. `{kind}(N, 1, 4) ...`"),
+            );
+        }
+        let mut depth = 0i32;
+        let mut close = None;
+        for (j, &c) in chars.iter().enumerate().skip(open) {
+            match c {
+                '(' | '{' => depth += 1,
+                ')' | '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        close = Some(j);
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let Some(close) = close else {
+            return self
+                .diags
+                .error(head, format!("unclosed `(` after `{kind}`"));
+        };
+        let inner: String = chars[open + 1..close].iter().collect();
+        let inner = match self.expand_str(&inner, dir) {
+            Ok(i) => i,
+            Err(msg) => return self.diags.error(head, msg),
+        };
+        // The rest of the line keeps its columns: the `~SEQ(...)` part becomes blanks.
+        let rest: String = std::iter::repeat_n(' ', close + 1)
+            .chain(chars[close + 1..].iter().copied())
+            .collect();
+        let assignments = match kind {
+            "~LST" => list_values(&inner),
+            _ => seq_values(&inner, kind == "~SEQx"),
+        };
+        let assignments = match assignments {
+            Ok(a) => a,
+            Err(msg) => {
+                let help = if kind == "~LST" {
+                    "write `~LST(VAR, V1, V2, ...)` or `~LST({A, B}, {1, 2}, {3, 4})`"
+                } else {
+                    "write `~SEQ(VAR, END)`, `~SEQ(VAR, START, END)` or `~SEQ(VAR, START, STEP, END)`"
+                };
+                return self
+                    .diags
+                    .error_help(head, format!("invalid `{kind}`: {msg}"), help);
+            }
+        };
+        self.generated += assignments.len();
+        if self.generated > MAX_GENERATED || self.depth >= MAX_DEPTH {
+            if !self.over_limit {
+                self.over_limit = true;
+                self.diags.error(
+                    head,
+                    format!("`{kind}` blocks generate more than {MAX_GENERATED} lines"),
+                );
+            }
+            return;
+        }
+        let names: Vec<String> = assignments
+            .first()
+            .map(|a| a.iter().map(|(n, _)| n.clone()).collect())
+            .unwrap_or_default();
+        let saved: Vec<Option<String>> = names.iter().map(|n| self.defs.get(n).cloned()).collect();
+        self.depth += 1;
+        for values in assignments {
+            for (name, value) in values {
+                self.defs.insert(name, value);
+            }
+            self.process_line(path, dir, line_no, &rest, chain, at);
+        }
+        self.depth -= 1;
+        for (name, old) in names.into_iter().zip(saved) {
+            match old {
+                Some(v) => self.defs.insert(name, v),
+                None => self.defs.remove(&name),
+            };
         }
     }
 
@@ -234,6 +535,17 @@ impl<'a> Preprocessor<'a> {
                 i += 1;
                 continue;
             }
+            // `$NAME(args)` / `${NAME(args)}`: a parameterised definition.
+            if let Some((value, end)) = self.macro_use(&chars, i, dir)? {
+                count += 1;
+                if count > MAX_SUBSTITUTIONS {
+                    return Err(
+                        "parameter substitution does not terminate (is a definition written in terms of itself?)".into(),
+                    );
+                }
+                chars.splice(i..end, value.chars());
+                continue;
+            }
             let found = if chars.get(i + 1) == Some(&'{') {
                 chars[i + 2..].iter().position(|&c| c == '}').map(|p| {
                     (
@@ -278,8 +590,29 @@ impl<'a> Preprocessor<'a> {
             "_INSTANCE" => Some(self.config_id.clone()),
             "_HASH" => Some("#".into()),
             "_BANG" => Some("!".into()),
-            _ if name.starts_with("_RANDOM") => {
-                return Err("`${_RANDOM}` is not supported yet".into());
+            _ if name == "_RANDOM" || name.starts_with("_RANDOM ") => {
+                let bounds: Vec<&str> = name.split_whitespace().skip(1).collect();
+                let num = |s: &str| {
+                    s.parse::<u64>().map_err(|_| {
+                        format!("`${{_RANDOM}}` bounds must be non-negative integers, found `{s}`")
+                    })
+                };
+                let (lo, hi) = match bounds.as_slice() {
+                    [] => (0, 32767),
+                    [lo] => (num(lo)?, 32767),
+                    [lo, hi] => (num(lo)?, num(hi)?),
+                    _ => return Err("`${_RANDOM}` takes at most MIN and MAX".into()),
+                };
+                if hi < lo {
+                    return Err(format!("`${{_RANDOM {lo} {hi}}}`: MAX is below MIN"));
+                }
+                // xorshift64: no cryptographic needs here.
+                let mut x = self.random.get();
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                self.random.set(x);
+                Some((lo + x % (hi - lo + 1)).to_string())
             }
             _ => self.defs.get(name).cloned(),
         })
@@ -404,21 +737,258 @@ fn parent_dir(path: &Path) -> PathBuf {
     }
 }
 
+impl Preprocessor<'_> {
+    /// A use of a parameterised definition at `chars[i]` (a `$`): its expansion and the
+    /// index after the use. Unknown names and other `$` forms give `Ok(None)`.
+    fn macro_use(
+        &self,
+        chars: &[char],
+        i: usize,
+        dir: &Path,
+    ) -> Result<Option<(String, usize)>, String> {
+        if self.macros.is_empty() {
+            return Ok(None);
+        }
+        let braced = chars.get(i + 1) == Some(&'{');
+        let name_start = i + 1 + usize::from(braced);
+        let name_len = chars[name_start..]
+            .iter()
+            .take_while(|c| c.is_ascii_alphanumeric() || **c == '_')
+            .count();
+        let name: String = chars[name_start..name_start + name_len].iter().collect();
+        let Some(m) = self.macros.get(&name) else {
+            return Ok(None);
+        };
+        let open = name_start + name_len;
+        if chars.get(open) != Some(&'(') {
+            return Ok(None);
+        }
+        let mut depth = 0;
+        let mut close = None;
+        for (j, &c) in chars.iter().enumerate().skip(open) {
+            match c {
+                '(' => depth += 1,
+                ')' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        close = Some(j);
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let Some(close) = close else {
+            return Err(format!("unclosed `(` in use of `${name}`"));
+        };
+        let end = if braced {
+            if chars.get(close + 1) != Some(&'}') {
+                return Err(format!("expected `}}` after `${{{name}(...)`"));
+            }
+            close + 2
+        } else {
+            close + 1
+        };
+        let inner: String = chars[open + 1..close].iter().collect();
+        let args: Vec<String> = if inner.trim().is_empty() {
+            Vec::new()
+        } else {
+            split_top(&inner)
+                .into_iter()
+                .map(|a| self.expand_str(a.trim(), dir))
+                .collect::<Result<_, _>>()?
+        };
+        if args.len() != m.params.len() {
+            return Err(format!(
+                "`${name}` takes {} argument(s) ({}), found {}",
+                m.params.len(),
+                m.params.join(", "),
+                args.len()
+            ));
+        }
+        let mut body = m.body.clone();
+        for (p, a) in m.params.iter().zip(&args) {
+            body = substitute_param(&body, p, a);
+        }
+        Ok(Some((body, end)))
+    }
+}
+
+/// Replaces `${P}` and `$P` (followed by whitespace or the end) in `body`.
+fn substitute_param(body: &str, p: &str, value: &str) -> String {
+    let braced = format!("${{{p}}}");
+    let body = body.replace(&braced, value);
+    let bare = format!("${p}");
+    let mut out = String::with_capacity(body.len());
+    let mut rest = body.as_str();
+    while let Some(pos) = rest.find(&bare) {
+        let after = &rest[pos + bare.len()..];
+        let ends = after.chars().next().is_none_or(|c| c.is_whitespace());
+        out.push_str(&rest[..pos]);
+        out.push_str(if ends { value } else { &bare });
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Splits at commas outside `{...}` and `(...)`.
+fn split_top(s: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut depth = 0i32;
+    let mut from = 0;
+    for (i, c) in s.char_indices() {
+        match c {
+            '{' | '(' => depth += 1,
+            '}' | ')' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(&s[from..i]);
+                from = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&s[from..]);
+    parts
+}
+
+fn parse_seq_number(s: &str) -> Result<i64, String> {
+    let t = s.trim();
+    let (neg, digits) = match t.strip_prefix('-') {
+        Some(d) => (true, d),
+        None => (false, t.strip_prefix('+').unwrap_or(t)),
+    };
+    let v = match digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
+        Some(hex) => i64::from_str_radix(hex, 16),
+        None => digits.parse::<i64>(),
+    }
+    .map_err(|_| format!("`{t}` is not a number"))?;
+    Ok(if neg { -v } else { v })
+}
+
+type Assignments = Vec<Vec<(String, String)>>;
+
+fn seq_values(inner: &str, hex: bool) -> Result<Assignments, String> {
+    let parts: Vec<&str> = inner.split(',').map(str::trim).collect();
+    let var = parts[0];
+    if !valid_name(var) {
+        return Err(format!("`{var}` is not a valid variable name"));
+    }
+    let nums = parts[1..]
+        .iter()
+        .map(|p| parse_seq_number(p))
+        .collect::<Result<Vec<i64>, String>>()?;
+    let (start, step, end) = match nums.as_slice() {
+        [end] => (
+            match end.signum() {
+                1 => 1,
+                -1 => -1,
+                _ => 0,
+            },
+            None,
+            *end,
+        ),
+        [start, end] => (*start, None, *end),
+        [start, step, end] => (*start, Some(*step), *end),
+        _ => return Err("expected 2 to 4 arguments".into()),
+    };
+    let step = step.unwrap_or(if end >= start { 1 } else { -1 });
+    if step == 0 {
+        return Err("the step must not be 0".into());
+    }
+    let mut out = Vec::new();
+    let mut v = start;
+    while (step > 0 && v <= end) || (step < 0 && v >= end) {
+        let text = match (hex, v < 0) {
+            (true, false) => format!("{v:x}"),
+            (true, true) => format!("-{:x}", v.unsigned_abs()),
+            (false, _) => v.to_string(),
+        };
+        out.push(vec![(var.to_string(), text)]);
+        if out.len() > MAX_GENERATED {
+            return Err(format!("more than {MAX_GENERATED} values"));
+        }
+        v = match v.checked_add(step) {
+            Some(n) => n,
+            None => break,
+        };
+    }
+    Ok(out)
+}
+
+fn list_values(inner: &str) -> Result<Assignments, String> {
+    let parts = split_top(inner);
+    let unbrace = |s: &str| -> Vec<String> {
+        let t = s.trim();
+        match t.strip_prefix('{').and_then(|t| t.strip_suffix('}')) {
+            Some(body) => body.split(',').map(|v| v.trim().to_string()).collect(),
+            None => vec![t.to_string()],
+        }
+    };
+    let vars = unbrace(parts[0]);
+    if let Some(bad) = vars.iter().find(|v| !valid_name(v)) {
+        return Err(format!("`{bad}` is not a valid variable name"));
+    }
+    if parts.len() < 2 {
+        return Err("no values given".into());
+    }
+    parts[1..]
+        .iter()
+        .map(|p| {
+            let vals = unbrace(p);
+            if vals.len() != vars.len() {
+                return Err(format!(
+                    "`{}` has {} value(s) for {} variable(s)",
+                    p.trim(),
+                    vals.len(),
+                    vars.len()
+                ));
+            }
+            Ok(vars.iter().cloned().zip(vals).collect())
+        })
+        .collect()
+}
+
 fn is_unquoted_prefix(t: &Token, c: char) -> bool {
     t.kind == TokenKind::Word && !t.quoted && t.text.starts_with(c)
 }
 
-/// `$NAME=...` → `NAME` (names: `[A-Za-z_][A-Za-z0-9_]*`, no space before `=`).
-fn definition_name(word: &str) -> Option<&str> {
-    let rest = word.strip_prefix('$')?;
-    let (name, _) = rest.split_once('=')?;
-    valid_name(name).then_some(name)
-}
-
-fn is_parameterised_definition(word: &str) -> bool {
-    word.strip_prefix('$')
-        .and_then(|r| r.split_once('('))
-        .is_some_and(|(name, rest)| valid_name(name) && rest.contains('='))
+/// `$NAME=...` or `$NAME(P1, P2)=...` starting at `chars[start]` (the `$`): the name,
+/// the parameter names and the index of the value's first char. Names are
+/// `[A-Za-z_][A-Za-z0-9_]*`; no space before `=`.
+fn definition(chars: &[char], start: usize) -> Option<(String, Option<Vec<String>>, usize)> {
+    let name_len = chars[start + 1..]
+        .iter()
+        .take_while(|c| c.is_ascii_alphanumeric() || **c == '_')
+        .count();
+    let name: String = chars[start + 1..start + 1 + name_len].iter().collect();
+    if !valid_name(&name) {
+        return None;
+    }
+    let after = start + 1 + name_len;
+    match chars.get(after) {
+        Some('=') => Some((name, None, after + 1)),
+        Some('(') => {
+            let close = after + chars[after..].iter().position(|&c| c == ')')?;
+            if chars.get(close + 1) != Some(&'=') {
+                return None;
+            }
+            let inner: String = chars[after + 1..close].iter().collect();
+            let params: Vec<String> = if inner.trim().is_empty() {
+                Vec::new()
+            } else {
+                inner.split(',').map(|p| p.trim().to_string()).collect()
+            };
+            params
+                .iter()
+                .all(|p| valid_name(p))
+                .then_some((name, Some(params), close + 2))
+        }
+        _ => None,
+    }
 }
 
 fn valid_name(name: &str) -> bool {
@@ -561,8 +1131,6 @@ mod tests {
         assert_eq!(lines[0][1], "#!");
         assert_eq!(lines[0][2], "node1");
         assert!(lines[0][3].ends_with("dir") || lines[0][3].contains("nonexistent"));
-        let (_, d) = run("x ${_RANDOM 1 5}\n", "n");
-        assert_eq!(d[0].message, "`${_RANDOM}` is not supported yet");
     }
 
     #[test]
@@ -584,23 +1152,136 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_preprocessor_features_are_errors() {
-        let (lines, d) = run(
-            "$M= \\\n~SEQ(A,1,3) ip ${A}\n$F(a)=x\nincludea /x\n~LST(I,1,2) x\n",
-            "x",
+    fn includea_is_reported() {
+        let (lines, d) = run("includea /x\n", "x");
+        assert_eq!(d[0].message, "keyword `includea` is not supported yet");
+        assert!(lines.is_empty());
+    }
+
+    fn joined(lines: &[Vec<String>]) -> Vec<String> {
+        lines.iter().map(|l| l.join(" ")).collect()
+    }
+
+    #[test]
+    fn multi_line_definitions_expand_line_by_line() {
+        let text = "$INST= \\\nvrrp_instance VI_${NUM} { \\\n  @high priority 130 \\\n  @low priority 120 \\\n  virtual_router_id ${NUM} # comment \\\n}\n$NUM=1\n$INST\n$NUM=2\n  $INST\n";
+        let (lines, d) = run(text, "high");
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(
+            joined(&lines),
+            [
+                "vrrp_instance VI_1 {",
+                "priority 130",
+                "virtual_router_id 1",
+                "}",
+                "vrrp_instance VI_2 {",
+                "priority 130",
+                "virtual_router_id 2",
+                "}",
+            ]
         );
+        // Tokens from the expansion sit where the parameter was used.
+        let mut diags = Diags::default();
+        let mut sources = SourceMap::default();
+        let l =
+            Preprocessor::new("x".into(), &mut diags, &mut sources).run(Path::new("k.conf"), text);
+        assert_eq!((l[4][0].span.line, l[4][0].span.col), (10, 3));
+    }
+
+    #[test]
+    fn nested_multi_line_definitions_see_definitions_in_order() {
+        let text = "$RS= \\\nreal_server 10.0.${VS}.${RS_NUM} 80\n$VS_BODY= \\\nvirtual_server 10.0.${VS}.4 80 { \\\n $RS_NUM=1 \\\n $RS \\\n $RS_NUM=2 \\\n $RS \\\n}\n$VS=7\n$VS_BODY\n";
+        let (lines, d) = run(text, "x");
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(
+            joined(&lines),
+            [
+                "virtual_server 10.0.7.4 80 {",
+                "real_server 10.0.7.1 80",
+                "real_server 10.0.7.2 80",
+                "}"
+            ]
+        );
+    }
+
+    #[test]
+    fn parameterised_definitions() {
+        let text = "$VIP(N, MASK)=192.0.2.${N}/${MASK}\n$VIP(1, 24)\nx ${VIP(2,25)} y\n$BLK(A)= \\\nk ${A} \\\nl $A\n$BLK(z)\n";
+        let (lines, d) = run(text, "x");
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(
+            joined(&lines),
+            ["192.0.2.1/24", "x 192.0.2.2/25 y", "k z", "l z"]
+        );
+        let (_, d) = run("$F(a)=x\n$F(1,2)\n", "x");
+        assert_eq!(d[0].message, "`$F` takes 1 argument(s) (a), found 2");
+    }
+
+    #[test]
+    fn sequence_blocks() {
+        let (lines, d) = run("~SEQ(S, 0, 3) ip 10.0.${S}.1\n", "x");
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(
+            joined(&lines),
+            ["ip 10.0.0.1", "ip 10.0.1.1", "ip 10.0.2.1", "ip 10.0.3.1"]
+        );
+        let (lines, _) = run("~SEQx(S, 0x90, 0x10, 0xc0) fe80::${S}:1\n", "x");
+        assert_eq!(
+            joined(&lines),
+            ["fe80::90:1", "fe80::a0:1", "fe80::b0:1", "fe80::c0:1"]
+        );
+        let (lines, _) = run("~SEQ(A,3) ~SEQ(B, 2, 1) ${A}.${B}\n", "x");
+        assert_eq!(joined(&lines), ["1.2", "1.1", "2.2", "2.1", "3.2", "3.1"]);
+        let (lines, _) = run("~SEQ(A,-2) a$A\n", "x");
+        assert_eq!(joined(&lines), ["a-1", "a-2"]);
+        let (lines, _) = run("~SEQ(A,-2) ${A}\n", "x");
+        assert_eq!(joined(&lines), ["-1", "-2"]);
+        // Columns of the rest of the line are kept.
+        let mut diags = Diags::default();
+        let mut sources = SourceMap::default();
+        let l = Preprocessor::new("x".into(), &mut diags, &mut sources)
+            .run(Path::new("k.conf"), "~SEQ(A,2) key ${A}\n");
+        assert_eq!(l[1][1].span.col, 15);
+        let (_, d) = run("~SEQ(A, 1, 0, 5) x\n~SEQ A\n~SEQ(1A, 2) x\n", "x");
         let msgs: Vec<&str> = d.iter().map(|d| d.message.as_str()).collect();
         assert_eq!(
             msgs,
-            vec![
-                "multi-line parameter definition `$M` is not supported yet",
-                "`~SEQ` blocks are not supported yet",
-                "parameterised (macro) definitions are not supported yet",
-                "keyword `includea` is not supported yet",
-                "`~LST` blocks are not supported yet",
+            [
+                "invalid `~SEQ`: the step must not be 0",
+                "`~SEQ` needs its arguments in parentheses",
+                "invalid `~SEQ`: `1A` is not a valid variable name",
             ]
         );
-        assert!(lines.is_empty());
+    }
+
+    #[test]
+    fn list_blocks() {
+        let (lines, d) = run(
+            "~LST({IP, IP1}, {10,1},{20,4}) ~SEQ(X,168,2,170) ${X}.${IP}.${IP1}\n",
+            "x",
+        );
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(
+            joined(&lines),
+            ["168.10.1", "170.10.1", "168.20.4", "170.20.4"]
+        );
+        let (_, d) = run("~LST({A,B}, {1}) x\n", "x");
+        assert_eq!(
+            d[0].message,
+            "invalid `~LST`: `{1}` has 1 value(s) for 2 variable(s)"
+        );
+    }
+
+    #[test]
+    fn random_is_in_range() {
+        let (lines, d) = run("~SEQ(I,20) ${_RANDOM 5 7}\n", "x");
+        assert!(d.is_empty());
+        for l in lines {
+            let v: u32 = l[0].parse().unwrap();
+            assert!((5..=7).contains(&v));
+        }
+        let (_, d) = run("x ${_RANDOM 9 1}\n", "x");
+        assert_eq!(d[0].message, "`${_RANDOM 9 1}`: MAX is below MIN");
     }
 
     #[test]
@@ -626,5 +1307,22 @@ mod tests {
         );
         assert_eq!(brace_expand("x{y}z{1,2}"), vec!["x{y}z1", "x{y}z2"]);
         assert_eq!(brace_expand("plain"), vec!["plain"]);
+    }
+}
+
+#[cfg(test)]
+mod limits {
+    use super::*;
+
+    #[test]
+    fn self_multiplying_definitions_stop() {
+        let mut diags = Diags::default();
+        let mut sources = SourceMap::default();
+        let text = "$X= \\\n${X} ${X} \\\n${X}\n$X\n~SEQ(A,1000) ~SEQ(B,1000) ~SEQ(C,1000) x\n";
+        let t = std::time::Instant::now();
+        let _ =
+            Preprocessor::new("x".into(), &mut diags, &mut sources).run(Path::new("k.conf"), text);
+        assert!(t.elapsed() < std::time::Duration::from_secs(20));
+        assert!(diags.list.iter().any(|d| d.is_error()));
     }
 }

@@ -5,14 +5,14 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use crate::blocks;
 use crate::diagnostic::Diags;
-use crate::keywords::{
-    suggest, GLOBAL_UNSUPPORTED, INSTANCE_UNSUPPORTED, TOP_UNSUPPORTED, VIP_OPTION_UNSUPPORTED,
-};
+use crate::keywords::{suggest, VIP_OPTION_UNSUPPORTED};
 use crate::lexer::Token;
 use crate::model::{
     Auth, Config, GarpSettings, GlobalDefs, InitialState, UnicastPeer, VirtualAddress, VrrpInstance,
 };
+use crate::schema::{self, Kw, GLOBAL_INACTIVE, INSTANCE_INACTIVE, TOP};
 use crate::tree::Node;
 use crate::value::{parse_bool, parse_prefix, parse_seconds, parse_uint};
 
@@ -60,7 +60,6 @@ const INSTANCE_SUPPORTED: &[&str] = &[
     "preempt",
     "preempt_delay",
     "accept",
-    "no_accept",
     "authentication",
     "mcast_src_ip",
     "unicast_src_ip",
@@ -128,7 +127,18 @@ pub(crate) fn map(nodes: &[Node], diags: &mut Diags) -> (Config, Vec<InstanceMet
                     metas.push(meta);
                 }
             }
-            _ => m.unknown(n, "at top level", TOP_SUPPORTED, TOP_UNSUPPORTED),
+            name => match schema::find(TOP, name) {
+                Some(kw) => {
+                    blocks::check_kw(n, kw, "at top level", m.diags);
+                    if !schema::RUNTIME_ACTIVE.contains(&name) {
+                        m.diags.inactive(&n.keyword, &format!("`{name}`"));
+                    }
+                    blocks::fill_top(n, &mut config, m.diags);
+                }
+                None => {
+                    m.unknown(n, "at top level", TOP_SUPPORTED, TOP);
+                }
+            },
         }
     }
     (config, metas)
@@ -139,24 +149,47 @@ struct Mapper<'d> {
 }
 
 impl Mapper<'_> {
-    fn unknown(&mut self, n: &Node, place: &str, supported: &[&str], unsupported: &[&str]) {
+    /// Reports a keyword not mapped by hand. Returns true when it is a keyword of this
+    /// block that is parsed (and checked) but not active yet; the caller maps it.
+    fn unknown(
+        &mut self,
+        n: &Node,
+        place: &str,
+        supported: &[&'static str],
+        inactive: &'static [Kw],
+    ) -> bool {
         let kw = &n.keyword;
         let name = n.name();
-        if unsupported.contains(&name) {
-            return self
-                .diags
-                .error(kw, format!("keyword `{name}` is not supported yet"));
+        if let Some(k) = schema::find(inactive, name) {
+            blocks::check_kw(n, k, place, self.diags);
+            if !schema::RUNTIME_ACTIVE.contains(&name) {
+                self.diags.inactive(kw, &format!("keyword `{name}`"));
+            }
+            return true;
         }
+        self.report_unknown(n, place, supported, inactive);
+        false
+    }
+
+    fn report_unknown(
+        &mut self,
+        n: &Node,
+        place: &str,
+        supported: &[&'static str],
+        unsupported: &'static [Kw],
+    ) {
+        let kw = &n.keyword;
+        let name = n.name();
         // Right keyword, wrong block?
-        let homes: [(&str, &[&str], &[&str]); 4] = [
-            ("vrrp_instance", INSTANCE_SUPPORTED, INSTANCE_UNSUPPORTED),
-            ("global_defs", GLOBAL_SUPPORTED, GLOBAL_UNSUPPORTED),
+        let homes: [(&str, &[&str], &'static [Kw]); 4] = [
+            ("vrrp_instance", INSTANCE_SUPPORTED, INSTANCE_INACTIVE),
+            ("global_defs", GLOBAL_SUPPORTED, GLOBAL_INACTIVE),
             ("authentication", AUTH_SUPPORTED, &[]),
-            ("top level", TOP_SUPPORTED, TOP_UNSUPPORTED),
+            ("top level", TOP_SUPPORTED, TOP),
         ];
         if let Some((home, _, _)) = homes
             .into_iter()
-            .find(|(_, s, u)| s.contains(&name) || u.contains(&name))
+            .find(|(_, s, u)| s.contains(&name) || schema::find(u, name).is_some())
         {
             let help = if home == "top level" {
                 "it belongs at top level; is a `}` missing above?".to_string()
@@ -170,7 +203,7 @@ impl Mapper<'_> {
             );
         }
         let msg = format!("unknown keyword `{name}`");
-        let candidates = supported.iter().chain(unsupported).copied();
+        let candidates = supported.iter().copied().chain(schema::names(unsupported));
         if let Some(s) = suggest(name, candidates) {
             return self
                 .diags
@@ -178,7 +211,7 @@ impl Mapper<'_> {
         }
         // A typo of a keyword from another block.
         let elsewhere = homes.iter().find_map(|(home, s, u)| {
-            suggest(name, s.iter().chain(u.iter()).copied()).map(|k| (*home, k))
+            suggest(name, s.iter().copied().chain(schema::names(u))).map(|k| (*home, k))
         });
         match elsewhere {
             Some(("top level", k)) => self.diags.error_help(
@@ -387,7 +420,11 @@ impl Mapper<'_> {
                 "vrrp_check_unicast_src" => set_plain(&mut g.check_unicast_src, self.boolean(n)),
                 _ => match name.strip_prefix("vrrp_") {
                     Some(key) if GARP_KEYWORDS.contains(&key) => self.garp(key, n, &mut g.garp),
-                    _ => self.unknown(n, "in `global_defs`", GLOBAL_SUPPORTED, GLOBAL_UNSUPPORTED),
+                    _ => {
+                        if self.unknown(n, "in `global_defs`", GLOBAL_SUPPORTED, GLOBAL_INACTIVE) {
+                            blocks::fill_global(n, g);
+                        }
+                    }
                 },
             }
         }
@@ -444,6 +481,17 @@ impl Mapper<'_> {
             lower_prio_no_advert: None,
             higher_prio_send_advert: None,
             down_timer_adverts: None,
+            track: Default::default(),
+            notify: Default::default(),
+            use_vmac: None,
+            virtual_ipaddress_excluded: Vec::new(),
+            virtual_routes: Vec::new(),
+            virtual_rules: Vec::new(),
+            smtp_alert: None,
+            strict_mode: None,
+            dont_track_primary: false,
+            promote_secondaries: false,
+            mcast_dst_ip: None,
         };
         let mut meta = InstanceMeta {
             name: name_tok,
@@ -457,12 +505,17 @@ impl Mapper<'_> {
                 Some(&"no_preempt") => "nopreempt",
                 Some(k) => k,
                 None => {
-                    self.unknown(
+                    if self.unknown(
                         c,
                         "in `vrrp_instance`",
                         INSTANCE_SUPPORTED,
-                        INSTANCE_UNSUPPORTED,
-                    );
+                        INSTANCE_INACTIVE,
+                    ) {
+                        blocks::fill_instance(c, &mut inst);
+                        if let Some(k) = schema::find(INSTANCE_INACTIVE, c.name()) {
+                            meta.fields.insert(k.name, c.clone());
+                        }
+                    }
                     continue;
                 }
             };
@@ -528,14 +581,6 @@ impl Mapper<'_> {
                         inst.accept = Some(true);
                     }
                 }
-                "no_accept" => {
-                    self.diags.error_help(
-                        &c.keyword,
-                        "keyword `no_accept` is not supported yet",
-                        "vipd always runs in accept mode",
-                    );
-                    inst.accept = Some(false);
-                }
                 "authentication" => {
                     self.no_args(c);
                     if let Some(children) = self.block(c) {
@@ -566,6 +611,15 @@ impl Mapper<'_> {
                 k if GARP_KEYWORDS.contains(&k) => self.garp(k, c, &mut inst.garp),
                 _ => unreachable!("every supported keyword is handled"),
             }
+        }
+
+        // keepalived: `state MASTER` without a priority means the address owner (255),
+        // and clears `nopreempt` (it cannot work from MASTER).
+        if inst.state == InitialState::Master {
+            if !meta.fields.contains_key("priority") {
+                inst.priority = 255;
+            }
+            inst.nopreempt = false;
         }
 
         let label = if inst.name.is_empty() {
@@ -617,10 +671,8 @@ impl Mapper<'_> {
                     continue;
                 }
                 if VIP_OPTION_UNSUPPORTED.contains(&opt) {
-                    self.diags.error(
-                        w,
-                        format!("virtual_ipaddress option `{opt}` is not supported yet"),
-                    );
+                    self.diags
+                        .inactive(w, &format!("virtual_ipaddress option `{opt}`"));
                     // These take a value; skip it so it is not read as an address.
                     let takes_value = matches!(opt, "peer" | "preferred_lft" | "track_group");
                     i += if takes_value { 2 } else { 1 };
@@ -674,8 +726,7 @@ impl Mapper<'_> {
         match opt {
             "brd" => {
                 if v.text == "+" || v.text == "-" {
-                    self.diags
-                        .error(v, format!("`brd {}` is not supported yet", v.text));
+                    self.diags.inactive(v, &format!("`brd {}`", v.text));
                 } else {
                     vip.brd = self.ip_tok(v, "brd");
                 }
@@ -755,7 +806,7 @@ impl Mapper<'_> {
                             "PASS" => ah = Some(false),
                             "AH" => {
                                 ah = Some(true);
-                                self.diags.error(a, "`auth_type AH` is not supported");
+                                self.diags.inactive(a, "`auth_type AH`");
                             }
                             other => self.diags.error_help(
                                 a,
@@ -776,7 +827,9 @@ impl Mapper<'_> {
                         pass = Some(a.text.clone());
                     }
                 }
-                _ => self.unknown(c, "in `authentication`", AUTH_SUPPORTED, &[]),
+                _ => {
+                    self.unknown(c, "in `authentication`", AUTH_SUPPORTED, &[]);
+                }
             }
         }
         let kw = &block.keyword;
@@ -1067,28 +1120,79 @@ global_defs {
         assert_eq!(d.help, None);
     }
 
+    /// (message, line, col) of every "parsed but not active yet" warning.
+    fn inactive(text: &str) -> Vec<(String, u32, u32)> {
+        let l = load(text).expect("warnings only");
+        assert!(l
+            .diagnostics
+            .iter()
+            .all(|d| d.severity == Severity::Warning));
+        l.inactive()
+            .map(|d| (d.message.clone(), d.span.line, d.span.col))
+            .collect()
+    }
+
     #[test]
-    fn known_but_unsupported_keywords_are_errors() {
+    fn known_but_inactive_keywords_are_marked_warnings() {
         let text = format!(
             "global_defs {{\n  vrrp_strict\n  notification_email {{\n    a@b.c\n  }}\n}}\nvrrp_script chk {{\n  script \"/bin/true\"\n}}\nvirtual_server 10.0.0.1 80 {{\n}}\n{}",
-            instance_with("    track_script {\n        chk\n    }\n    notify_master /bin/x\n    use_vmac\n    strict_mode on")
+            instance_with("    track_script {\n        chk\n    }\n    notify_master /bin/x\n    use_vmac\n    strict_mode on\n    accept")
         );
-        let e = errors(&text);
+        let got = inactive(&text);
         let expected = [
-            ("keyword `vrrp_strict` is not supported yet", 2, 3),
-            ("keyword `notification_email` is not supported yet", 3, 3),
-            ("keyword `vrrp_script` is not supported yet", 7, 1),
-            ("keyword `virtual_server` is not supported yet", 10, 1),
-            ("keyword `track_script` is not supported yet", 19, 5),
-            ("keyword `notify_master` is not supported yet", 22, 5),
-            ("keyword `use_vmac` is not supported yet", 23, 5),
-            ("keyword `strict_mode` is not supported yet", 24, 5),
+            ("keyword `vrrp_strict` is parsed but not active yet", 2, 3),
+            (
+                "keyword `notification_email` is parsed but not active yet",
+                3,
+                3,
+            ),
+            // vrrp_script, track_script and notify_master are active in the runtime.
+            ("`virtual_server` is parsed but not active yet", 10, 1),
+            ("keyword `use_vmac` is parsed but not active yet", 23, 5),
+            ("keyword `strict_mode` is parsed but not active yet", 24, 5),
         ];
         let expected: Vec<_> = expected
             .iter()
             .map(|(m, l, c)| (m.to_string(), *l, *c))
             .collect();
-        assert_eq!(e, expected);
+        assert_eq!(got, expected);
+        let l = load(&text).unwrap();
+        let i = &l.config.instances[0];
+        assert_eq!(i.track.scripts[0].name, "chk");
+        assert_eq!(i.notify.master.as_deref(), Some("/bin/x"));
+        assert_eq!(i.use_vmac.as_deref(), Some(""));
+        assert_eq!(i.strict_mode, Some(true));
+        assert!(l.config.global.vrrp_strict);
+        assert_eq!(l.config.global.notification_email, ["a@b.c"]);
+        assert_eq!(l.config.scripts[0].script, "/bin/true");
+        assert!(l.inactive().all(|d| d.code == Some(crate::INACTIVE)));
+    }
+
+    #[test]
+    fn inactive_keywords_still_get_their_arguments_checked() {
+        let e = errors(&instance_with(
+            "    track_script {\n        chk weight 300\n        chk2 wieght 3\n    }\n    notify_master\n    smtp_alert maybe\n    debug 9\n    dont_track_primary yes",
+        ));
+        let got: Vec<_> = e.iter().map(|(m, l, c)| (m.as_str(), *l, *c)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "`weight` must be an integer in -253..=253, found `300`",
+                    9,
+                    20
+                ),
+                ("unexpected `wieght` after `chk2`", 10, 14),
+                ("`notify_master` needs a value", 12, 5),
+                ("`smtp_alert` expects a boolean, found `maybe`", 13, 16),
+                ("`debug` must be an integer in 0..=4, found `9`", 14, 11),
+                (
+                    "`dont_track_primary` takes no arguments, found `yes`",
+                    15,
+                    24
+                ),
+            ]
+        );
     }
 
     #[test]
@@ -1256,32 +1360,41 @@ global_defs {
                 ("unknown virtual_ipaddress option `lable`", 11, 20),
                 ("invalid scope `galaxy`", 12, 26),
                 (
-                    "virtual_ipaddress option `no_track` is not supported yet",
-                    13,
-                    20
-                ),
-                (
-                    "virtual_ipaddress option `peer` is not supported yet",
-                    14,
-                    20
-                ),
-                (
-                    "virtual_ipaddress option `home` is not supported yet",
-                    14,
-                    36
-                ),
-                (
                     "invalid virtual_ipaddress entry: `host.example` is not an IP address",
                     15,
                     9
                 ),
-                ("`brd +` is not supported yet", 16, 24),
             ]
         );
         let d = one_error(&instance_with(
             "    virtual_ipaddress {\n        192.0.2.11 lable x\n    }",
         ));
         assert_eq!(d.help.as_deref(), Some("did you mean `label`?"));
+        let got = inactive(&instance_with(
+            "    virtual_ipaddress {\n        192.0.2.13 no_track\n        192.0.2.14 peer 192.0.2.99 home\n        192.0.2.15 brd +\n    }",
+        ));
+        let got: Vec<_> = got.iter().map(|(m, l, c)| (m.as_str(), *l, *c)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "virtual_ipaddress option `no_track` is parsed but not active yet",
+                    9,
+                    20
+                ),
+                (
+                    "virtual_ipaddress option `peer` is parsed but not active yet",
+                    10,
+                    20
+                ),
+                (
+                    "virtual_ipaddress option `home` is parsed but not active yet",
+                    10,
+                    36
+                ),
+                ("`brd +` is parsed but not active yet", 11, 24),
+            ]
+        );
     }
 
     #[test]
@@ -1306,12 +1419,15 @@ global_defs {
 
     #[test]
     fn authentication_rules() {
-        let d = one_error(&instance_with(
-            "    authentication {\n        auth_type AH\n        auth_pass x\n    }",
-        ));
         assert_eq!(
-            (d.message.as_str(), d.span.line, d.span.col),
-            ("`auth_type AH` is not supported", 9, 19)
+            inactive(&instance_with(
+                "    authentication {\n        auth_type AH\n        auth_pass x\n    }",
+            )),
+            vec![(
+                "`auth_type AH` is parsed but not active yet".to_string(),
+                9,
+                19
+            )]
         );
         let e = errors(&instance_with(
             "    authentication {\n        auth_pass x\n    }\n    authentication {\n        auth_type PASS\n        auth_tpye PASS\n    }\n    authentication {\n        auth_type MD5\n        auth_pass x\n    }",
@@ -1343,10 +1459,15 @@ global_defs {
     }
 
     #[test]
-    fn no_accept_is_not_supported_yet() {
-        let d = one_error(&instance_with("    no_accept"));
-        assert_eq!(d.message, "keyword `no_accept` is not supported yet");
-        assert_eq!((d.span.line, d.span.col), (8, 5));
+    fn no_accept_is_parsed_but_inactive() {
+        let l = load(&instance_with("    no_accept")).unwrap();
+        let d: Vec<_> = l.inactive().collect();
+        assert_eq!(
+            d[0].message,
+            "keyword `no_accept` is parsed but not active yet"
+        );
+        assert_eq!((d[0].span.line, d[0].span.col), (8, 5));
+        assert_eq!(l.config.instances[0].accept, Some(false));
     }
 
     #[test]

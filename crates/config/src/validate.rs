@@ -43,7 +43,7 @@ pub(crate) fn validate(
                     diags.warning(
                         tok,
                         format!(
-                            "`{}` has no effect with state MASTER; use state BACKUP",
+                            "`{}` has no effect with state MASTER (keepalived clears it); use state BACKUP",
                             tok.text
                         ),
                     );
@@ -401,19 +401,20 @@ mod tests {
             vec![
                 d(
                     W,
-                    "`nopreempt` has no effect with state MASTER; use state BACKUP",
+                    "`nopreempt` has no effect with state MASTER (keepalived clears it); use state BACKUP",
                     8,
                     2
                 ),
                 d(
                     W,
-                    "`preempt_delay` has no effect with state MASTER; use state BACKUP",
+                    "`preempt_delay` has no effect with state MASTER (keepalived clears it); use state BACKUP",
                     9,
                     2
                 ),
             ]
         );
-        assert!(l.config.instances[0].nopreempt);
+        // keepalived clears nopreempt with state MASTER; vipd means the same.
+        assert!(!l.config.instances[0].nopreempt);
     }
 
     #[test]

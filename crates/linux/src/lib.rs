@@ -11,6 +11,7 @@ pub mod iface;
 pub mod linkwatch;
 pub mod metrics;
 pub mod netlink;
+pub mod notifier;
 pub mod packet;
 pub mod plan;
 pub mod runtime;
@@ -18,6 +19,7 @@ pub mod scripts;
 pub mod socket;
 pub mod status;
 pub mod track;
+pub mod tracker;
 
 /// Re-exported for the daemon's READY/RELOADING/STOPPING/WATCHDOG notifications.
 pub use sd_notify;

@@ -3,21 +3,16 @@
 //! lost its carrier puts its instances in FAULT (a master releases its VIPs), and its
 //! return sends them back through BACKUP. It runs on its own thread with its own
 //! netlink socket subscribed to link events, so a flood of them never reaches the
-//! protocol thread: only real changes of a watched interface do, as commands.
+//! protocol thread: the tracker turns the changes that matter into verdicts.
 
-use crate::runtime::{Command, Commander};
+use crate::tracker::{Msg, TrackerHandle};
 use anyhow::{Context, Result};
 use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::link::LinkFlags;
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
-use std::collections::HashMap;
 
 const RTMGRP_LINK: u32 = 1;
-
-/// ifindex → (interface name, indices of the live instances on it); the protocol
-/// thread rewrites it on reload.
-pub type Watched = std::sync::Arc<std::sync::Mutex<HashMap<u32, (String, Vec<usize>)>>>;
 
 /// Whether an interface can carry VRRP right now: administratively up and with an
 /// operational state of `up` (or `unknown`, which drivers without carrier reporting
@@ -31,17 +26,12 @@ pub fn is_running(ifname: &str) -> bool {
     flags & (libc::IFF_UP as u32) != 0 && matches!(oper.trim(), "up" | "unknown")
 }
 
-/// Follow link events for the interfaces in `watched`. (Instances on an interface that
-/// is down when they start begin in FAULT: the protocol thread checks that itself.)
-pub fn start(watched: Watched, commander: Commander) -> Result<()> {
+/// Follow link events and report every interface's usability to the tracker, which
+/// knows which interfaces matter.
+pub fn start(tracker: TrackerHandle) -> Result<()> {
     let mut sock = Socket::new(NETLINK_ROUTE).context("opening link-event socket")?;
     sock.bind(&SocketAddr::new(0, RTMGRP_LINK))
         .context("subscribing to link events")?;
-    let snapshot = |w: &Watched| w.lock().map(|w| w.clone()).unwrap_or_default();
-    let mut up: HashMap<u32, bool> = snapshot(&watched)
-        .into_iter()
-        .map(|(index, (name, _))| (index, is_running(&name)))
-        .collect();
     std::thread::Builder::new()
         .name("vipd-link".into())
         .spawn(move || {
@@ -50,10 +40,8 @@ pub fn start(watched: Watched, commander: Commander) -> Result<()> {
                 let n = match sock.recv(&mut &mut buf[..], 0) {
                     Ok(n) => n,
                     Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                        // Events were lost: re-read the truth from sysfs.
-                        for (index, (name, instances)) in snapshot(&watched) {
-                            update(&mut up, index, is_running(&name), &instances, &commander);
-                        }
+                        // Events were lost: have the tracker re-read the truth.
+                        tracker.send(Msg::Resync);
                         continue;
                     }
                     Err(_) => return,
@@ -65,25 +53,23 @@ pub fn start(watched: Watched, commander: Commander) -> Result<()> {
                         break;
                     };
                     let len = m.header.length as usize;
-                    let change = match m.payload {
-                        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) => Some((
-                            l.header.index,
-                            l.header.flags.contains(LinkFlags::Up)
-                                && l.header.flags.contains(LinkFlags::Running),
-                        )),
+                    match m.payload {
+                        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) => {
+                            let f = l.header.flags;
+                            let running =
+                                f.contains(LinkFlags::Up) && f.contains(LinkFlags::Running);
+                            tracker.send(Msg::Link {
+                                ifindex: l.header.index,
+                                running,
+                            });
+                        }
                         NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)) => {
-                            Some((l.header.index, false))
+                            tracker.send(Msg::Link {
+                                ifindex: l.header.index,
+                                running: false,
+                            });
                         }
-                        _ => None,
-                    };
-                    if let Some((index, running)) = change {
-                        let instances = watched
-                            .lock()
-                            .ok()
-                            .and_then(|w| w.get(&index).map(|e| e.1.clone()));
-                        if let Some(instances) = instances {
-                            update(&mut up, index, running, &instances, &commander);
-                        }
+                        _ => {}
                     }
                     if len == 0 {
                         break;
@@ -93,24 +79,6 @@ pub fn start(watched: Watched, commander: Commander) -> Result<()> {
             }
         })?;
     Ok(())
-}
-
-fn update(
-    up: &mut HashMap<u32, bool>,
-    index: u32,
-    running: bool,
-    instances: &[usize],
-    commander: &Commander,
-) {
-    if up.insert(index, running) == Some(running) {
-        return;
-    }
-    for &i in instances {
-        commander.send(Command::Fault {
-            instance: i,
-            on: !running,
-        });
-    }
 }
 
 #[cfg(test)]

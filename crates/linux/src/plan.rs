@@ -4,6 +4,10 @@
 
 use crate::iface::Interface;
 use crate::netlink::AddressSpec;
+use crate::notifier::NotifyPlan;
+use crate::scripts::{check_security, split_words, RunAs};
+use crate::track::{Kind, ObjectId, TrackRef};
+use crate::tracker::{ScriptPlan, TrackPlan};
 use anyhow::{anyhow, bail, Context, Result};
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
@@ -23,6 +27,9 @@ pub struct InstancePlan {
     pub announce_frames: Vec<(u32, Vec<u8>)>,
     pub garp_interval: Duration,
     pub gna_interval: Duration,
+    /// What this instance tracks, weights resolved.
+    pub tracking: Vec<TrackRef>,
+    pub notify: NotifyPlan,
 }
 
 impl InstancePlan {
@@ -39,6 +46,22 @@ pub struct Plan {
     pub router_id: Option<String>,
     pub rt_priority: Option<u8>,
     pub instances: Vec<InstancePlan>,
+    /// The `vrrp_script`s some instance tracks.
+    pub scripts: Vec<ScriptPlan>,
+}
+
+impl Plan {
+    /// What the tracker must watch for this plan.
+    pub fn track_plan(&self) -> TrackPlan {
+        TrackPlan {
+            instances: self
+                .instances
+                .iter()
+                .map(|i| (i.name.clone(), i.tracking.clone()))
+                .collect(),
+            scripts: self.scripts.clone(),
+        }
+    }
 }
 
 pub fn build(cfg: &Config) -> Result<Plan> {
@@ -47,10 +70,147 @@ pub fn build(cfg: &Config) -> Result<Plan> {
         .iter()
         .map(|i| build_instance(cfg, i).with_context(|| format!("vrrp_instance {}", i.name)))
         .collect::<Result<Vec<_>>>()?;
+    let scripts = script_plans(cfg, &instances)?;
     Ok(Plan {
         router_id: cfg.global.router_id.clone(),
         rt_priority: cfg.global.vrrp_rt_priority,
         instances,
+        scripts,
+    })
+}
+
+/// Each instance's tracked objects, with weights resolved: a `track_*` line's weight,
+/// else the object's own (`vrrp_script`'s `weight`), else 0; plus the instance's own
+/// interface (weight 0: down means FAULT) unless `dont_track_primary`.
+fn tracking(cfg: &Config, inst: &VrrpInstance) -> Result<Vec<TrackRef>> {
+    let mut refs = Vec::new();
+    if !inst.dont_track_primary {
+        refs.push(TrackRef {
+            object: ObjectId {
+                kind: Kind::Interface,
+                name: inst.interface.clone(),
+            },
+            weight: 0,
+            reverse: false,
+        });
+    }
+    for t in &inst.track.interfaces {
+        refs.push(TrackRef {
+            object: ObjectId {
+                kind: Kind::Interface,
+                name: t.name.clone(),
+            },
+            weight: t.weight.unwrap_or(0),
+            reverse: t.reverse,
+        });
+    }
+    for t in &inst.track.scripts {
+        let script = cfg
+            .scripts
+            .iter()
+            .find(|s| s.name == t.name)
+            .ok_or_else(|| anyhow!("track_script `{}`: no vrrp_script of that name", t.name))?;
+        refs.push(TrackRef {
+            object: ObjectId {
+                kind: Kind::Script,
+                name: t.name.clone(),
+            },
+            weight: t.weight.unwrap_or(script.weight),
+            reverse: t.reverse != script.reverse,
+        });
+    }
+    Ok(refs)
+}
+
+/// The `vrrp_script`s that some instance tracks, ready to run. With
+/// `enable_script_security`, a script a non-root user could change is refused here,
+/// before anything starts.
+fn script_plans(cfg: &Config, instances: &[InstancePlan]) -> Result<Vec<ScriptPlan>> {
+    let mut out: Vec<ScriptPlan> = Vec::new();
+    for s in &cfg.scripts {
+        let used = instances.iter().any(|i| {
+            i.tracking
+                .iter()
+                .any(|r| r.object.kind == Kind::Script && r.object.name == s.name)
+        });
+        if !used {
+            continue;
+        }
+        let argv = split_words(&s.script);
+        let program = argv
+            .first()
+            .ok_or_else(|| anyhow!("vrrp_script {}: empty `script`", s.name))?;
+        if cfg.global.enable_script_security {
+            check_security(program).map_err(|e| {
+                anyhow!(
+                    "vrrp_script {}: refused by enable_script_security: {e}",
+                    s.name
+                )
+            })?;
+        }
+        let user = s.user.as_deref().or(cfg.global.script_user.as_deref());
+        out.push(ScriptPlan {
+            name: s.name.clone(),
+            argv,
+            interval: s.interval,
+            timeout: s
+                .timeout
+                .unwrap_or(s.interval)
+                .max(Duration::from_millis(100)),
+            rise: s.rise.unwrap_or(1),
+            fall: s.fall.unwrap_or(1),
+            init_fail: s.init_fail,
+            run_as: user
+                .map(run_as)
+                .transpose()
+                .with_context(|| format!("vrrp_script {}", s.name))?,
+        });
+    }
+    Ok(out)
+}
+
+/// How long a notify script may run before it is killed.
+const NOTIFY_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn notify_plan(cfg: &Config, n: &model::Notify) -> Result<NotifyPlan> {
+    let prepare = |kw: &str, line: &Option<String>| -> Result<Option<Vec<String>>> {
+        let Some(line) = line else { return Ok(None) };
+        let argv = split_words(line);
+        let program = argv.first().ok_or_else(|| anyhow!("{kw}: empty command"))?;
+        if cfg.global.enable_script_security {
+            check_security(program)
+                .map_err(|e| anyhow!("{kw}: refused by enable_script_security: {e}"))?;
+        }
+        Ok(Some(argv))
+    };
+    Ok(NotifyPlan {
+        master: prepare("notify_master", &n.master)?,
+        backup: prepare("notify_backup", &n.backup)?,
+        fault: prepare("notify_fault", &n.fault)?,
+        stop: prepare("notify_stop", &n.stop)?,
+        generic: prepare("notify", &n.notify)?,
+        run_as: cfg.global.script_user.as_deref().map(run_as).transpose()?,
+        timeout: NOTIFY_TIMEOUT,
+    })
+}
+
+/// `USER [GROUP]` → uid/gid (the user's primary group when no group is named).
+pub fn run_as(spec: &str) -> Result<RunAs> {
+    let mut words = spec.split_whitespace();
+    let name = words.next().ok_or_else(|| anyhow!("empty user"))?;
+    let user = nix::unistd::User::from_name(name)?
+        .ok_or_else(|| anyhow!("no user `{name}` on this host"))?;
+    let gid = match words.next() {
+        Some(g) => {
+            nix::unistd::Group::from_name(g)?
+                .ok_or_else(|| anyhow!("no group `{g}` on this host"))?
+                .gid
+        }
+        None => user.gid,
+    };
+    Ok(RunAs {
+        uid: user.uid.as_raw(),
+        gid: gid.as_raw(),
     })
 }
 
@@ -141,6 +301,8 @@ fn build_instance(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
         announce_frames.push((dev.index, announce_frame(&dev, v.addr)?));
     }
     Ok(InstancePlan {
+        tracking: tracking(cfg, inst)?,
+        notify: notify_plan(cfg, &inst.notify)?,
         name: inst.name.clone(),
         iface,
         engine,

@@ -30,8 +30,12 @@ pub enum Command {
     },
     /// Leave gracefully: masters send priority 0 and release their VIPs.
     Shutdown,
-    /// Raise or clear a fault on one instance (by index in the plan).
-    Fault { instance: usize, on: bool },
+    /// Tracking's verdict for the instance of that name: priority adjustment and fault.
+    Track {
+        instance: String,
+        adjustment: i32,
+        fault: bool,
+    },
     /// The address worker has installed the instance's VIPs (for take-over `epoch`).
     AddressesReady { instance: usize, epoch: u64 },
 }
@@ -51,6 +55,9 @@ pub enum Notice {
         reason: TransitionReason,
         at: SystemTime,
         vips: Vec<String>,
+        /// The priority in force (for `notify`'s fourth argument).
+        priority: u8,
+        notify: crate::notifier::NotifyPlan,
     },
     /// First announcement of a take-over left the host this long after the decision.
     TakeoverLatency {
@@ -62,6 +69,9 @@ pub enum Notice {
         error: String,
     },
     Address(AddrNotice),
+    Track(crate::tracker::TrackNotice),
+    /// The runtime has shut down: nothing more will come that matters.
+    Stopped,
 }
 
 /// What a reload did, by instance name.
@@ -82,12 +92,28 @@ pub struct Runtime {
     addresses: Mutex<Option<AddressWorker>>,
     /// Milliseconds since `started` at the protocol thread's last loop turn.
     heartbeat: Arc<std::sync::atomic::AtomicU64>,
+    tracker: crate::tracker::TrackerHandle,
+    notices: Sender<Notice>,
+}
+
+/// Forward one notice stream into another on a small thread of its own.
+fn forward<T: Send + 'static>(rx: mpsc::Receiver<T>, to: Sender<Notice>, wrap: fn(T) -> Notice) {
+    let _ = std::thread::Builder::new()
+        .name("vipd-notes".into())
+        .spawn(move || {
+            for n in rx {
+                if to.send(wrap(n)).is_err() {
+                    break;
+                }
+            }
+        });
 }
 
 impl Runtime {
     /// Open every socket and start the protocol thread. Errors (missing interface,
     /// no permission) surface here, before anything runs.
     pub fn start(plan: Plan, notices: Sender<Notice>) -> Result<Runtime> {
+        let notices_for_stop = notices.clone();
         let all_specs: Vec<_> = plan
             .instances
             .iter()
@@ -134,7 +160,6 @@ impl Runtime {
             },
             status: status.clone(),
             started: Instant::now(),
-            watched: Arc::new(Mutex::new(HashMap::new())),
             heartbeat: heartbeat.clone(),
         };
         for p in &plan.instances {
@@ -143,8 +168,13 @@ impl Runtime {
         for p in &plan.instances {
             engine.add_instance(p.clone())?;
         }
-        engine.update_watched();
-        let watched = engine.watched.clone();
+        // Tracking verdicts (a tracked interface already down, a script with init_fail)
+        // are queued before the protocol thread starts, so instances start right.
+        let (track_tx, track_rx) = mpsc::channel();
+        let tracker = crate::tracker::start(engine.commander.clone(), track_tx)?;
+        forward(track_rx, engine.notices.clone(), Notice::Track);
+        tracker.configure(plan.track_plan());
+        crate::linkwatch::start(tracker.clone())?;
         let rt_priority = plan.rt_priority;
         let thread = std::thread::Builder::new()
             .name("vipd-vrrp".into())
@@ -159,8 +189,9 @@ impl Runtime {
             status,
             addresses: Mutex::new(Some(addresses)),
             heartbeat,
+            tracker,
+            notices: notices_for_stop,
         };
-        crate::linkwatch::start(watched, rt.commander())?;
         Ok(rt)
     }
 
@@ -186,19 +217,23 @@ impl Runtime {
         let addresses = self.addresses.lock().ok().and_then(|mut a| a.take());
         if let Some(a) = addresses {
             a.sync();
+            let _ = self.notices.send(Notice::Stopped);
         }
     }
 
     /// Apply a new plan (see [`Command::Reload`]); waits for the protocol thread's answer.
     pub fn reload(&self, plan: Plan) -> Result<ReloadReport, String> {
+        let track = plan.track_plan();
         let (reply, answer) = mpsc::channel();
         self.command(Command::Reload {
             plan: Box::new(plan),
             reply,
         });
-        answer
+        let report = answer
             .recv_timeout(std::time::Duration::from_secs(10))
-            .map_err(|_| "the protocol thread did not answer".to_string())?
+            .map_err(|_| "the protocol thread did not answer".to_string())??;
+        self.tracker.configure(track);
+        Ok(report)
     }
 
     /// How long ago the protocol thread last went round its loop (it does so at least
@@ -280,7 +315,6 @@ struct EngineLoop {
     status: Arc<Mutex<Snapshot>>,
     started: Instant,
     /// ifindex → (name, live instances on it), shared with the link watcher.
-    watched: crate::linkwatch::Watched,
     heartbeat: Arc<std::sync::atomic::AtomicU64>,
 }
 
@@ -331,26 +365,10 @@ impl EngineLoop {
         Ok(i)
     }
 
-    /// Start an instance; one whose interface is down starts in FAULT.
+    /// Start an instance (tracking may already have put it in FAULT).
     fn start_instance(&mut self, i: usize, now: Instant) {
         self.slots[i].inst.startup(now);
-        if !crate::linkwatch::is_running(&self.slots[i].plan.iface.name) {
-            self.slots[i].inst.set_fault(now, true);
-        }
         self.drain_actions(i, now);
-    }
-
-    fn update_watched(&mut self) {
-        let mut w: HashMap<u32, (String, Vec<usize>)> = HashMap::new();
-        for (i, s) in self.slots.iter().enumerate().filter(|(_, s)| !s.retired) {
-            w.entry(s.plan.iface.index)
-                .or_insert_with(|| (s.plan.iface.name.clone(), Vec::new()))
-                .1
-                .push(i);
-        }
-        if let Ok(mut watched) = self.watched.lock() {
-            *watched = w;
-        }
     }
 
     /// Retire instance `i`: leave the protocol (priority 0 if master) and stop
@@ -413,7 +431,6 @@ impl EngineLoop {
                 }
             }
         }
-        self.update_watched();
         self.publish_status();
         Ok(report)
     }
@@ -438,6 +455,11 @@ impl EngineLoop {
     }
 
     fn run(&mut self) {
+        // Tracking verdicts queued before start (a tracked interface already down, a
+        // script with init_fail) apply first, so such an instance starts in FAULT.
+        if !self.handle_commands() {
+            return;
+        }
         let now = Instant::now();
         for i in 0..self.slots.len() {
             self.start_instance(i, now);
@@ -493,36 +515,53 @@ impl EngineLoop {
             let mut drain_buf = [0u8; 8];
             // SAFETY: reading the eventfd counter into an 8-byte buffer.
             unsafe { libc::read(self.wake.as_raw_fd(), drain_buf.as_mut_ptr().cast(), 8) };
-            while let Ok(cmd) = self.cmd_rx.try_recv() {
-                match cmd {
-                    Command::Shutdown => {
-                        let now = Instant::now();
-                        for i in 0..self.slots.len() {
-                            self.slots[i].inst.shutdown(now);
-                            self.drain_actions(i, now);
-                        }
-                        self.publish_status();
-                        self.finish_shutdown();
-                        return;
+            if !self.handle_commands() {
+                return;
+            }
+        }
+    }
+
+    /// Apply queued commands; `false` once a shutdown is done.
+    fn handle_commands(&mut self) -> bool {
+        while let Ok(cmd) = self.cmd_rx.try_recv() {
+            match cmd {
+                Command::Shutdown => {
+                    let now = Instant::now();
+                    for i in 0..self.slots.len() {
+                        self.slots[i].inst.shutdown(now);
+                        self.drain_actions(i, now);
                     }
-                    Command::Reload { plan, reply } => {
-                        let _ = reply.send(self.reload(*plan, Instant::now()));
+                    self.publish_status();
+                    self.finish_shutdown();
+                    return false;
+                }
+                Command::Track {
+                    instance,
+                    adjustment,
+                    fault,
+                } => {
+                    let now = Instant::now();
+                    let live = self
+                        .slots
+                        .iter()
+                        .position(|s| !s.retired && s.plan.name == instance);
+                    if let Some(i) = live {
+                        self.slots[i].inst.set_priority_adjustment(now, adjustment);
+                        self.slots[i].inst.set_fault(now, fault);
+                        self.drain_actions(i, now);
                     }
-                    Command::AddressesReady { instance, epoch } => {
-                        if instance < self.slots.len() {
-                            self.addresses_ready(instance, epoch, Instant::now());
-                        }
-                    }
-                    Command::Fault { instance, on } => {
-                        if instance < self.slots.len() && !self.slots[instance].retired {
-                            let now = Instant::now();
-                            self.slots[instance].inst.set_fault(now, on);
-                            self.drain_actions(instance, now);
-                        }
+                }
+                Command::Reload { plan, reply } => {
+                    let _ = reply.send(self.reload(*plan, Instant::now()));
+                }
+                Command::AddressesReady { instance, epoch } => {
+                    if instance < self.slots.len() {
+                        self.addresses_ready(instance, epoch, Instant::now());
                     }
                 }
             }
         }
+        true
     }
 
     /// Run the engines' remaining timers (the make-before-break address hold, at most
@@ -675,6 +714,8 @@ impl EngineLoop {
                         to,
                         reason,
                         at: SystemTime::now(),
+                        priority: slot.inst.priority(),
+                        notify: slot.plan.notify.clone(),
                         vips: slot
                             .plan
                             .addresses

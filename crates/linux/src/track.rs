@@ -124,7 +124,12 @@ pub struct RiseFall {
 
 impl RiseFall {
     pub fn new(rise: u32, fall: u32, init_fail: bool) -> RiseFall {
-        RiseFall { rise: rise.max(1), fall: fall.max(1), state: init_fail.then_some(false), streak: 0 }
+        RiseFall {
+            rise: rise.max(1),
+            fall: fall.max(1),
+            state: init_fail.then_some(false),
+            streak: 0,
+        }
     }
 
     /// Record one result; returns the new state when it changed (or was first set).
@@ -162,11 +167,18 @@ mod tests {
     use super::*;
 
     fn obj(kind: Kind, name: &str) -> ObjectId {
-        ObjectId { kind, name: name.into() }
+        ObjectId {
+            kind,
+            name: name.into(),
+        }
     }
 
     fn r(kind: Kind, name: &str, weight: i64, reverse: bool) -> TrackRef {
-        TrackRef { object: obj(kind, name), weight, reverse }
+        TrackRef {
+            object: obj(kind, name),
+            weight,
+            reverse,
+        }
     }
 
     #[test]
@@ -178,7 +190,13 @@ mod tests {
         ];
         let mut st = HashMap::new();
         // Nothing known yet: all good → only the positive weight counts.
-        assert_eq!(evaluate(&refs, &st), Verdict { adjustment: 10, faults: vec![] });
+        assert_eq!(
+            evaluate(&refs, &st),
+            Verdict {
+                adjustment: 10,
+                faults: vec![]
+            }
+        );
         st.insert(obj(Kind::Script, "chk_down"), ObjectState::Bad);
         assert_eq!(evaluate(&refs, &st).adjustment, 8);
         st.insert(obj(Kind::Script, "chk_nginx"), ObjectState::Bad);
@@ -199,7 +217,10 @@ mod tests {
         assert_eq!(evaluate(&refs, &st).adjustment, 20);
         let refs = vec![r(Kind::Script, "s", 0, true)];
         st.insert(obj(Kind::Script, "s"), ObjectState::Good);
-        assert!(evaluate(&refs, &st).fault(), "reverse + weight 0: success means fault");
+        assert!(
+            evaluate(&refs, &st).fault(),
+            "reverse + weight 0: success means fault"
+        );
     }
 
     #[test]
@@ -207,13 +228,22 @@ mod tests {
         let f = obj(Kind::File, "prio");
         let mut st = HashMap::new();
         st.insert(f.clone(), ObjectState::Value(3));
-        assert_eq!(evaluate(&[r(Kind::File, "prio", 5, false)], &st).adjustment, 15);
-        assert_eq!(evaluate(&[r(Kind::File, "prio", 5, true)], &st).adjustment, -15);
+        assert_eq!(
+            evaluate(&[r(Kind::File, "prio", 5, false)], &st).adjustment,
+            15
+        );
+        assert_eq!(
+            evaluate(&[r(Kind::File, "prio", 5, true)], &st).adjustment,
+            -15
+        );
         assert!(evaluate(&[r(Kind::File, "prio", 0, false)], &st).fault());
         st.insert(f.clone(), ObjectState::Value(0));
         assert!(!evaluate(&[r(Kind::File, "prio", 0, false)], &st).fault());
         st.insert(f, ObjectState::Value(-300));
-        assert!(evaluate(&[r(Kind::File, "prio", 1, false)], &st).fault(), "≤ -254 is a fault");
+        assert!(
+            evaluate(&[r(Kind::File, "prio", 1, false)], &st).fault(),
+            "≤ -254 is a fault"
+        );
     }
 
     #[test]

@@ -7,6 +7,10 @@
 //!   medians, ratios to the RFC limit and vipd/keepalived ratios.
 //! * `vipd bench jitter` — advert interval jitter on the wire with both cores
 //!   saturated by busy loops, and spurious transitions, vipd and keepalived at once.
+//! * `vipd bench tracking` — time from a track condition changing (down file created,
+//!   tracked link down, weight-0 check script failing) on the master to the peer
+//!   answering on the VIP, against the bound set by the script interval plus the
+//!   protocol's timers.
 //!
 //! Every namespace, daemon and load process lives in a guard (`vipd-netns`), so an
 //! error or Ctrl-C (checked between steps) tears everything down.
@@ -15,6 +19,7 @@ mod failover;
 mod jitter;
 mod pair;
 mod stats;
+mod tracking;
 
 use clap::{Args, Subcommand, ValueEnum};
 use std::process::ExitCode;
@@ -33,6 +38,8 @@ pub enum BenchCommand {
     Failover(FailoverArgs),
     /// Advert interval jitter and spurious transitions under full CPU load.
     Jitter(JitterArgs),
+    /// Track condition (down file, link down, failing script) → the peer answering on the VIP.
+    Tracking(TrackingArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -71,6 +78,54 @@ pub struct JitterArgs {
     /// Print JSON instead of a markdown table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TrackingArgs {
+    /// Runs per implementation × advert interval × scenario.
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// VRRPv3 advert intervals in milliseconds (multiples of 10).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![100u32])]
+    pub adverts: Vec<u32>,
+    /// The check scripts' `interval`, in whole seconds (keepalived's unit).
+    #[arg(long, default_value_t = 1)]
+    pub interval: u32,
+    /// Implementations to measure.
+    #[arg(long = "impl", value_delimiter = ',', default_values_t = vec![Impl::Vipd, Impl::Keepalived])]
+    pub impls: Vec<Impl>,
+    /// Scenarios to run.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![TrackScenario::DownFile, TrackScenario::LinkDown, TrackScenario::ScriptFail])]
+    pub scenarios: Vec<TrackScenario>,
+    /// Print JSON (every run plus the summary) instead of markdown tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TrackScenario {
+    /// A `vrrp_script` (weight -2) finds a down file created on the master.
+    DownFile,
+    /// The master's tracked extra interface (weight -50) goes down.
+    LinkDown,
+    /// A weight-0 `vrrp_script` starts failing on the master (→ FAULT).
+    ScriptFail,
+}
+
+impl TrackScenario {
+    pub fn name(self) -> &'static str {
+        match self {
+            TrackScenario::DownFile => "down-file",
+            TrackScenario::LinkDown => "link-down",
+            TrackScenario::ScriptFail => "script-fail",
+        }
+    }
+}
+
+impl std::fmt::Display for TrackScenario {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -126,6 +181,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     match args.what {
         BenchCommand::Failover(a) => failover::run(a),
         BenchCommand::Jitter(a) => jitter::run(a),
+        BenchCommand::Tracking(a) => tracking::run(a),
     }
 }
 

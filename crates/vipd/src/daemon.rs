@@ -12,8 +12,11 @@ use tracing::{error, info, warn};
 use vipd_config::{LoadOptions, Severity};
 use vipd_linux::addresses::AddrNotice;
 use vipd_linux::control::{query_status, ControlServer, EventHub, Handlers, ReloadHook};
+use vipd_linux::notifier::{Event as NotifyEvent, Notifier, NotifyResult};
 use vipd_linux::runtime::{Notice, Runtime};
 use vipd_linux::sd_notify::{self, NotifyState};
+use vipd_linux::tracker::TrackNotice;
+use vipd_vrrp::engine::{State, TransitionReason};
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -27,6 +30,10 @@ pub struct RunArgs {
     /// Selects `@ID` conditional lines (default: short host name).
     #[arg(long = "config-id")]
     pub config_id: Option<String>,
+    /// Run even though the configuration uses features vipd parses but does not act on
+    /// yet (`vipd check-config` lists them); they are then ignored, with a warning each.
+    #[arg(long)]
+    pub ignore_inactive: bool,
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9650).
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
@@ -69,7 +76,7 @@ fn init_logging() {
 
 pub fn run(args: RunArgs) -> Result<ExitCode> {
     init_logging();
-    let Some(loaded) = load(&args.file, args.config_id.as_deref()) else {
+    let Some(loaded) = load(&args.file, args.config_id.as_deref(), args.ignore_inactive) else {
         error!("{}: not starting", args.file.display());
         return Ok(ExitCode::FAILURE);
     };
@@ -114,7 +121,11 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
 }
 
 /// Load and validate a config, printing every diagnostic; `None` if it has errors.
-fn load(file: &Path, config_id: Option<&str>) -> Option<vipd_config::Loaded> {
+fn load(
+    file: &Path,
+    config_id: Option<&str>,
+    ignore_inactive: bool,
+) -> Option<vipd_config::Loaded> {
     let opts = LoadOptions {
         config_id: config_id.map(str::to_string),
         check_interfaces: true,
@@ -123,6 +134,15 @@ fn load(file: &Path, config_id: Option<&str>) -> Option<vipd_config::Loaded> {
         Ok(l) => {
             for d in &l.diagnostics {
                 eprintln!("{d}");
+            }
+            let inactive = l.inactive().count();
+            if inactive > 0 && !ignore_inactive {
+                error!(
+                    "{}: {inactive} feature(s) above are parsed but not active yet; refusing to run without them \
+                     (pass --ignore-inactive to run anyway)",
+                    file.display()
+                );
+                return None;
             }
             Some(l)
         }
@@ -146,6 +166,7 @@ fn load(file: &Path, config_id: Option<&str>) -> Option<vipd_config::Loaded> {
 fn reload_hook(args: &RunArgs, runtime: Arc<Runtime>) -> ReloadHook {
     let file = args.file.clone();
     let config_id = args.config_id.clone();
+    let ignore_inactive = args.ignore_inactive;
     let lock = Arc::new(Mutex::new(()));
     Arc::new(move || {
         let _one_at_a_time = lock
@@ -159,7 +180,7 @@ fn reload_hook(args: &RunArgs, runtime: Arc<Runtime>) -> ReloadHook {
             ],
         );
         let result = (|| {
-            let loaded = load(&file, config_id.as_deref()).ok_or_else(|| {
+            let loaded = load(&file, config_id.as_deref(), ignore_inactive).ok_or_else(|| {
                 format!("{}: invalid configuration; nothing changed", file.display())
             })?;
             let plan = vipd_linux::plan::build(&loaded.config)
@@ -240,7 +261,21 @@ async fn wait_for_signal(
 
 /// Runs on its own thread so a slow stderr never reaches the protocol thread.
 fn log_notices(rx: mpsc::Receiver<Notice>, events: &EventHub) {
+    let (results_tx, results_rx) = mpsc::channel::<NotifyResult>();
+    let _ = std::thread::Builder::new().name("vipd-notify-log".into()).spawn(move || {
+        for r in results_rx {
+            if r.outcome.success() {
+                info!(instance = %r.instance, "{}: notify {} `{}` done", r.instance, r.state, r.script);
+            } else {
+                warn!(instance = %r.instance, "{}: notify {} `{}` failed: {:?}", r.instance, r.state, r.script, r.outcome);
+            }
+        }
+    });
+    let mut notifier = Notifier::new(None, results_tx);
     for n in rx {
+        if matches!(n, Notice::Stopped) {
+            break;
+        }
         match n {
             Notice::Transition {
                 instance,
@@ -249,7 +284,24 @@ fn log_notices(rx: mpsc::Receiver<Notice>, events: &EventHub) {
                 reason,
                 vips,
                 at,
+                priority,
+                notify,
             } => {
+                let word = match (to, reason) {
+                    (State::Master, _) => Some("MASTER"),
+                    (State::Backup, _) => Some("BACKUP"),
+                    (State::Fault, _) => Some("FAULT"),
+                    (State::Initialize, TransitionReason::Shutdown) => Some("STOP"),
+                    (State::Initialize, _) => None,
+                };
+                if let Some(state) = word {
+                    notifier.notify(NotifyEvent {
+                        instance: instance.clone(),
+                        state,
+                        priority,
+                        plan: notify,
+                    });
+                }
                 let unix = at
                     .duration_since(std::time::UNIX_EPOCH)
                     .unwrap_or_default()
@@ -292,8 +344,39 @@ fn log_notices(rx: mpsc::Receiver<Notice>, events: &EventHub) {
                 ),
                 AddrNotice::Failed(e) => error!("address change failed: {e}"),
             },
+            Notice::Stopped => {}
+            Notice::Track(t) => match t {
+                TrackNotice::ObjectChanged {
+                    object,
+                    state,
+                    detail,
+                } => {
+                    info!(
+                        "track {} `{}`: {state:?} ({detail})",
+                        object.kind.as_str(),
+                        object.name
+                    )
+                }
+                TrackNotice::Verdict {
+                    instance,
+                    priority_adjustment,
+                    faults,
+                } => {
+                    let faults: Vec<String> = faults
+                        .iter()
+                        .map(|o| format!("{} `{}`", o.kind.as_str(), o.name))
+                        .collect();
+                    if faults.is_empty() {
+                        info!(instance = %instance, "{instance}: tracking adjusts priority by {priority_adjustment:+}")
+                    } else {
+                        warn!(instance = %instance, "{instance}: FAULT because of {}", faults.join(", "))
+                    }
+                }
+            },
         }
     }
+    // notify_stop scripts get a moment to finish before the process exits.
+    notifier.finish(Duration::from_secs(10));
 }
 
 pub fn status(args: StatusArgs) -> Result<ExitCode> {

@@ -68,6 +68,7 @@ fn main() -> ExitCode {
             file: cli.file.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG)),
             json: false,
             config_id: None,
+            dump: false,
         }),
         None => {
             eprintln!("vipd: no command given; try `vipd --help`");

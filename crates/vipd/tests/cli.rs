@@ -70,22 +70,24 @@ fn json_output_has_diagnostics_and_summary() {
 }
 
 #[test]
-fn unsupported_keyword_is_named_not_ignored() {
+fn inactive_keyword_is_a_named_warning_not_ignored() {
     let f = write(
         "unsup.conf",
-        &GOOD.replace(
-            "    advert_int 1\n",
-            "    advert_int 1\n    notify_master /bin/true\n",
-        ),
+        &GOOD.replace("    advert_int 1\n", "    advert_int 1\n    use_vmac\n"),
     );
     let (code, _, err) = vipd(&["check-config", "-f", f.to_str().unwrap()]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 0, "{err}");
     assert!(
-        err.contains(":7:5: error:")
-            && err.contains("notify_master")
-            && err.contains("not supported yet"),
+        err.contains(":7:5: warning:")
+            && err.contains("use_vmac")
+            && err.contains("is parsed but not active yet"),
         "{err}"
     );
+    let (code, out, _) = vipd(&["check-config", "--json", "-f", f.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["diagnostics"][0]["code"], "inactive");
+    assert_eq!(v["summary"]["inactive"], 1);
 }
 
 #[test]
@@ -102,4 +104,26 @@ fn run_refuses_an_invalid_config_without_touching_anything() {
     ]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("not starting"), "{err}");
+}
+
+#[test]
+fn run_refuses_inactive_features_unless_told() {
+    let f = write(
+        "inactive-run.conf",
+        &GOOD.replace("    advert_int 1\n", "    advert_int 1\n    use_vmac\n"),
+    );
+    let (code, _, err) = vipd(&[
+        "run",
+        "-f",
+        f.to_str().unwrap(),
+        "--control-socket",
+        "/nonexistent/x.sock",
+        "--pid-file",
+        "/nonexistent/x.pid",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("parsed but not active yet") && err.contains("--ignore-inactive"),
+        "{err}"
+    );
 }

@@ -11,13 +11,18 @@ use std::time::Duration;
 use vipd_netns::{ProbeOptions, Prober, Signal};
 
 fn fast() -> Spec {
-    Spec { advert_int: "0.01", ..Spec::v3() }
+    Spec {
+        advert_int: "0.01",
+        ..Spec::v3()
+    }
 }
 
 #[test]
 fn status_and_metrics_describe_the_cluster() {
     let spec = Spec::v3();
-    let Some(mut c) = Cluster::new(2, "metrics") else { return };
+    let Some(mut c) = Cluster::new(2, "metrics") else {
+        return;
+    };
     c.start_vipd_with(1, &spec.config(200), &["--metrics", "127.0.0.1:9650"]);
     c.start_vipd(2, &spec.config(100));
     c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
@@ -31,7 +36,13 @@ fn status_and_metrics_describe_the_cluster() {
     assert_eq!(st["vips"][0], "192.0.2.100/24");
     assert_eq!(st["master"], "192.0.2.11");
     assert!(st["announcements_sent"].as_u64().unwrap() >= 5, "{st}");
-    assert!(st["last_transition"][1].as_str().unwrap().contains("master-down"), "{st}");
+    assert!(
+        st["last_transition"][1]
+            .as_str()
+            .unwrap()
+            .contains("master-down"),
+        "{st}"
+    );
     let b = c.instance(2);
     assert_eq!(b["state"], "BACKUP");
     assert_eq!(b["master"], "192.0.2.11");
@@ -42,7 +53,8 @@ fn status_and_metrics_describe_the_cluster() {
         .router(1)
         .run(|| {
             let mut s = std::net::TcpStream::connect("127.0.0.1:9650").unwrap();
-            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
             let mut out = String::new();
             s.read_to_string(&mut out).unwrap();
             out
@@ -69,14 +81,24 @@ fn status_and_metrics_describe_the_cluster() {
 #[test]
 fn a_hundred_sighups_under_10ms_adverts_cost_nothing() {
     let spec = fast();
-    let Some(mut c) = Cluster::new(2, "hup") else { return };
+    let Some(mut c) = Cluster::new(2, "hup") else {
+        return;
+    };
     let vip = spec.vip();
     c.start_vipd(1, &spec.config(200));
     c.start_vipd(2, &spec.config(100));
     c.wait_holders(vip, &[1], spec.takeover_timeout());
     std::thread::sleep(Duration::from_millis(300));
-    let before = (c.instance(1)["transitions"].clone(), c.instance(2)["transitions"].clone());
-    let prober = Prober::start(c.lan.client(), vip, ProbeOptions::every(Duration::from_millis(1))).unwrap();
+    let before = (
+        c.instance(1)["transitions"].clone(),
+        c.instance(2)["transitions"].clone(),
+    );
+    let prober = Prober::start(
+        c.lan.client(),
+        vip,
+        ProbeOptions::every(Duration::from_millis(1)),
+    )
+    .unwrap();
     std::thread::sleep(Duration::from_millis(200));
     for _ in 0..100 {
         c.signal(1, Signal::SIGHUP);
@@ -86,16 +108,33 @@ fn a_hundred_sighups_under_10ms_adverts_cost_nothing() {
     std::thread::sleep(Duration::from_millis(300));
     let report = prober.stop();
     let outages = report.outages(Duration::from_millis(10));
-    assert!(outages.is_empty(), "client outages during reloads: {outages:?}\n{}", c.logs());
-    assert_eq!((c.instance(1)["transitions"].clone(), c.instance(2)["transitions"].clone()), before);
-    assert_eq!(c.instance(2)["drops"].as_array().unwrap().len(), 0, "{}", c.instance(2));
+    assert!(
+        outages.is_empty(),
+        "client outages during reloads: {outages:?}\n{}",
+        c.logs()
+    );
+    assert_eq!(
+        (
+            c.instance(1)["transitions"].clone(),
+            c.instance(2)["transitions"].clone()
+        ),
+        before
+    );
+    assert_eq!(
+        c.instance(2)["drops"].as_array().unwrap().len(),
+        0,
+        "{}",
+        c.instance(2)
+    );
     assert!(c.log(1).contains("reloaded"), "{}", c.log(1));
 }
 
 #[test]
 fn reload_applies_changes_and_refuses_broken_configs() {
     let spec = Spec::v3();
-    let Some(mut c) = Cluster::new(2, "reload") else { return };
+    let Some(mut c) = Cluster::new(2, "reload") else {
+        return;
+    };
     let vip = spec.vip();
     c.start_vipd(1, &spec.config(200));
     c.start_vipd(2, &spec.config(100));
@@ -106,10 +145,17 @@ fn reload_applies_changes_and_refuses_broken_configs() {
             .arg(c.socket_path(i))
             .output()
             .unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
     };
     // A broken file changes nothing and says so.
-    std::fs::write(c.config_path(2), spec.config(100).replace("priority 100", "priorty 250")).unwrap();
+    std::fs::write(
+        c.config_path(2),
+        spec.config(100).replace("priority 100", "priorty 250"),
+    )
+    .unwrap();
     let (ok, out) = reload(&c, 2);
     assert!(!ok && out.contains("nothing changed"), "{out}");
     assert_eq!(c.instance(2)["priority"], 100);
@@ -122,21 +168,41 @@ fn reload_applies_changes_and_refuses_broken_configs() {
     c.wait_holders(vip, &[2], spec.takeover_timeout());
     assert_eq!(c.instance(2)["priority"], 250);
     // A new VRID restarts the instance; removing it releases the VIP.
-    std::fs::write(c.config_path(2), spec.config(250).replace("virtual_router_id 51", "virtual_router_id 52")).unwrap();
+    std::fs::write(
+        c.config_path(2),
+        spec.config(250)
+            .replace("virtual_router_id 51", "virtual_router_id 52"),
+    )
+    .unwrap();
     let (ok, out) = reload(&c, 2);
     assert!(ok && out.contains("restarted"), "{out}");
-    std::fs::write(c.config_path(2), spec.config(250).replace("VI_1", "VI_9").replace("virtual_router_id 51", "virtual_router_id 53")).unwrap();
+    std::fs::write(
+        c.config_path(2),
+        spec.config(250)
+            .replace("VI_1", "VI_9")
+            .replace("virtual_router_id 51", "virtual_router_id 53"),
+    )
+    .unwrap();
     let (ok, out) = reload(&c, 2);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(ok, "{out}");
-    assert_eq!((v["removed"][0].clone(), v["added"][0].clone()), ("VI_1".into(), "VI_9".into()), "{v}");
-    assert_eq!(c.status(2).unwrap()["instances"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        (v["removed"][0].clone(), v["added"][0].clone()),
+        ("VI_1".into(), "VI_9".into()),
+        "{v}"
+    );
+    assert_eq!(
+        c.status(2).unwrap()["instances"].as_array().unwrap().len(),
+        1
+    );
 }
 
 #[test]
 fn events_stream_transitions() {
     let spec = Spec::v3();
-    let Some(mut c) = Cluster::new(2, "events") else { return };
+    let Some(mut c) = Cluster::new(2, "events") else {
+        return;
+    };
     c.start_vipd(2, &spec.config(100));
     let mut follower = Command::new(VIPD)
         .args(["events", "--follow", "--control-socket"])
@@ -164,20 +230,35 @@ fn events_stream_transitions() {
     c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
     let out = reader.join().unwrap();
     let _ = follower.kill();
-    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines[0]["to"], "MASTER", "{out}");
     assert_eq!(lines[1]["to"], "BACKUP", "{out}");
     assert_eq!(lines[1]["instance"], "VI_1");
-    assert!(lines[1]["reason"].as_str().unwrap().contains("192.0.2.11"), "{out}");
+    assert!(
+        lines[1]["reason"].as_str().unwrap().contains("192.0.2.11"),
+        "{out}"
+    );
 }
 
 #[test]
 fn control_socket_refuses_non_root_clients() {
     let spec = Spec::v3();
-    let Some(mut c) = Cluster::new(1, "ctlperm") else { return };
+    let Some(mut c) = Cluster::new(1, "ctlperm") else {
+        return;
+    };
     c.start_vipd(1, &spec.config(100));
     let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", VIPD, "status", "--control-socket"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            VIPD,
+            "status",
+            "--control-socket",
+        ])
         .arg(c.socket_path(1))
         .output()
         .expect("setpriv (util-linux)");

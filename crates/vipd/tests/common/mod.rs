@@ -142,7 +142,10 @@ impl Cluster {
             "--pid-file".into(),
             pid.display().to_string(),
         ];
-        let args: Vec<String> = args.into_iter().chain(extra.iter().map(|a| a.to_string())).collect();
+        let args: Vec<String> = args
+            .into_iter()
+            .chain(extra.iter().map(|a| a.to_string()))
+            .collect();
         let proc = self
             .lan
             .router(i)

@@ -1,0 +1,1007 @@
+//! Schema-driven checking of every keyword vipd does not map by hand, and the typed
+//! mapping of the blocks whose runtime is not built yet (`vrrp_script`,
+//! `virtual_server`, ...).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::diagnostic::Diags;
+use crate::keywords::suggest;
+use crate::lexer::Token;
+use crate::model::*;
+use crate::schema::{self, Body, Entry, Kw, A};
+use crate::tree::Node;
+use crate::value::{parse_bool, parse_prefix, parse_seconds};
+
+/// Signed decimal integer (keepalived also takes no `+`).
+pub(crate) fn parse_int(s: &str) -> Option<i64> {
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+fn extra(d: &mut Diags, tok: &Token, kw: &str) {
+    d.error(
+        tok,
+        format!("unexpected extra argument `{}` for `{kw}`", tok.text),
+    );
+}
+
+fn int_in(d: &mut Diags, a: &Token, what: &str, lo: i64, hi: i64) -> Option<i64> {
+    match parse_int(&a.text) {
+        Some(v) if (lo..=hi).contains(&v) => Some(v),
+        _ => {
+            d.error(
+                a,
+                format!(
+                    "`{what}` must be an integer in {lo}..={hi}, found `{}`",
+                    a.text
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// Checks the words after a keyword against its schema; true if they are fine.
+pub(crate) fn check_args(n: &Node, spec: A, d: &mut Diags) -> bool {
+    let name = n.name();
+    let args = n.args.as_slice();
+    let need_one = |d: &mut Diags| -> Option<&Token> {
+        match args {
+            [] => {
+                d.error(&n.keyword, format!("`{name}` needs a value"));
+                None
+            }
+            [a] => Some(a),
+            [_, x, ..] => {
+                extra(d, x, name);
+                None
+            }
+        }
+    };
+    match spec {
+        A::Flag => match args.first() {
+            Some(a) => {
+                d.error(
+                    a,
+                    format!("`{name}` takes no arguments, found `{}`", a.text),
+                );
+                false
+            }
+            None => true,
+        },
+        A::Bool => match args {
+            [] => true,
+            [a] => {
+                let ok = parse_bool(&a.text).is_some();
+                if !ok {
+                    d.error_help(
+                        a,
+                        format!("`{name}` expects a boolean, found `{}`", a.text),
+                        "use one of on|off|true|false|yes|no, or nothing for on",
+                    );
+                }
+                ok
+            }
+            [_, x, ..] => {
+                extra(d, x, name);
+                false
+            }
+        },
+        A::Int(lo, hi) => need_one(d).is_some_and(|a| int_in(d, a, name, lo, hi).is_some()),
+        A::Port => need_one(d).is_some_and(|a| int_in(d, a, name, 0, 65535).is_some()),
+        A::OptInt(lo, hi) => match args {
+            [] => true,
+            [a] => int_in(d, a, name, lo, hi).is_some(),
+            [_, x, ..] => {
+                extra(d, x, name);
+                false
+            }
+        },
+        A::Secs(max) => need_one(d).is_some_and(|a| match parse_seconds(&a.text) {
+            Some(v) if v <= Duration::from_secs(max) => true,
+            _ => {
+                d.error_help(
+                    a,
+                    format!(
+                        "`{name}` must be a number of seconds in 0..={max}, found `{}`",
+                        a.text
+                    ),
+                    "fractions are allowed, e.g. `0.5`",
+                );
+                false
+            }
+        }),
+        A::Str => need_one(d).is_some(),
+        A::Words => {
+            if args.is_empty() {
+                d.error(&n.keyword, format!("`{name}` needs a value"));
+                false
+            } else {
+                true
+            }
+        }
+        A::Any => true,
+        A::Ip => need_one(d).is_some_and(|a| {
+            let ok = a.text.parse::<IpAddr>().is_ok();
+            if !ok {
+                d.error(
+                    a,
+                    format!("`{name}` expects an IP address, found `{}`", a.text),
+                );
+            }
+            ok
+        }),
+        A::OneOf(choices) => match args.first() {
+            None => {
+                d.error_help(
+                    &n.keyword,
+                    format!("`{name}` needs a value"),
+                    format!("one of {}", choices.join("|")),
+                );
+                false
+            }
+            Some(a) if choices.contains(&a.text.as_str()) => true,
+            Some(a) => {
+                let msg = format!("invalid `{name}` value `{}`", a.text);
+                let help = match choices.iter().find(|c| c.eq_ignore_ascii_case(&a.text)) {
+                    Some(c) => format!("did you mean `{c}`?"),
+                    None => match suggest(&a.text, choices.iter().copied()) {
+                        Some(c) => format!("did you mean `{c}`?"),
+                        None => format!("expected one of {}", choices.join("|")),
+                    },
+                };
+                d.error_help(a, msg, help);
+                false
+            }
+        },
+        A::Weight(lo, hi) => match args {
+            [] => {
+                d.error(&n.keyword, format!("`{name}` needs a value"));
+                false
+            }
+            [w, rest @ ..] => {
+                let ok = int_in(d, w, name, lo, hi).is_some();
+                match rest {
+                    [] => ok,
+                    [r] if r.text == "reverse" || r.text == "noreverse" => ok,
+                    [r, ..] => {
+                        d.error_help(
+                            r,
+                            format!("unexpected `{}` after the weight", r.text),
+                            "only `reverse` or `noreverse` may follow the weight",
+                        );
+                        false
+                    }
+                }
+            }
+        },
+    }
+}
+
+/// Checks one keyword node: its arguments and its block or list.
+pub(crate) fn check_kw(n: &Node, kw: &Kw, place: &str, d: &mut Diags) {
+    check_args(n, kw.args, d);
+    match (kw.body, &n.children) {
+        (Body::None, Some(_)) => {
+            if let Some(brace) = &n.open_brace {
+                d.error(brace, format!("`{}` does not take a block", n.name()));
+            }
+        }
+        (Body::None, None) | (Body::OptList(_), None) => {}
+        (Body::Block(_) | Body::List(_), None) => d.error_help(
+            &n.keyword,
+            format!("`{}` needs a `{{ ... }}` block", n.name()),
+            format!("write `{} {{` and close the block with `}}`", n.name()),
+        ),
+        (Body::Block(kws), Some(children)) => {
+            let inner = format!("in `{}`", n.name());
+            let _ = place;
+            check_children(children, kws, &inner, d);
+        }
+        (Body::List(e) | Body::OptList(e), Some(children)) => {
+            for c in children {
+                check_entry(c, e, d);
+            }
+        }
+    }
+}
+
+/// Checks every child of a schema block.
+pub(crate) fn check_children(nodes: &[Node], kws: &'static [Kw], place: &str, d: &mut Diags) {
+    for c in nodes {
+        match schema::find(kws, c.name()) {
+            Some(kw) => {
+                if c.name() == "nb_get_retry" {
+                    d.push(
+                        crate::Diagnostic::warning_at("`nb_get_retry` is deprecated", &c.keyword)
+                            .with_help("use `retry` (same meaning)"),
+                    );
+                }
+                check_kw(c, kw, place, d)
+            }
+            None => unknown(c, kws, place, d),
+        }
+    }
+}
+
+pub(crate) fn unknown(n: &Node, kws: &'static [Kw], place: &str, d: &mut Diags) {
+    let name = n.name();
+    let msg = format!("unknown keyword `{name}` {place}");
+    match suggest(name, schema::names(kws)) {
+        Some(s) => d.error_help(&n.keyword, msg, format!("did you mean `{s}`?")),
+        None => {
+            if schema::CHECKERS.contains(&name) || name == "real_server" {
+                d.error_help(
+                    &n.keyword,
+                    msg,
+                    if name == "real_server" {
+                        "it belongs inside a `virtual_server` block"
+                    } else {
+                        "checkers belong inside a `real_server` block"
+                    },
+                )
+            } else {
+                d.error(&n.keyword, msg)
+            }
+        }
+    }
+}
+
+/// All words of a list entry: the keyword slot and its arguments.
+fn words(n: &Node) -> Vec<&Token> {
+    std::iter::once(&n.keyword).chain(&n.args).collect()
+}
+
+fn no_block(n: &Node, d: &mut Diags) {
+    if let (Some(brace), Some(_)) = (&n.open_brace, &n.children) {
+        d.error(brace, "this entry does not take a block");
+    }
+}
+
+pub(crate) fn check_entry(n: &Node, e: Entry, d: &mut Diags) {
+    no_block(n, d);
+    let w = words(n);
+    match e {
+        Entry::Names => {}
+        Entry::Address => {
+            address_entry(&w, "address", d);
+        }
+        Entry::Route => options_entry(&w, schema::ROUTE_OPTIONS, "route", d),
+        Entry::Rule => options_entry(&w, schema::RULE_OPTIONS, "rule", d),
+        Entry::Tracked(lo, hi) => {
+            tracked_entry(&w, lo, hi, d);
+        }
+        Entry::VsgEntry => {
+            vsg_entry(&w, d);
+        }
+        Entry::Delays => {
+            for t in w.iter().skip(1).take(2) {
+                if parse_seconds(&t.text).is_none() {
+                    d.error(t, format!("invalid delay `{}` (seconds expected)", t.text));
+                }
+            }
+            if w.len() < 2 {
+                d.error(w[0], "expected `IFNAME DOWN_DELAY [UP_DELAY]`");
+            } else if w.len() > 3 {
+                extra(d, w[3], "interface_up_down_delays");
+            }
+        }
+    }
+}
+
+/// `ADDR[/MASK] [options] [ADDR ...]`; returns the addresses.
+pub(crate) fn address_entry(w: &[&Token], what: &str, d: &mut Diags) -> Vec<VirtualAddress> {
+    let mut out: Vec<VirtualAddress> = Vec::new();
+    let mut i = 0;
+    while i < w.len() {
+        let t = w[i];
+        let opt = t.text.as_str();
+        if !out.is_empty() {
+            if let Some((_, takes)) = schema::ADDRESS_OPTIONS.iter().find(|(o, _)| *o == opt) {
+                let value = w.get(i + 1);
+                if *takes && value.is_none() {
+                    d.error(t, format!("`{opt}` needs a value"));
+                    return out;
+                }
+                if let (true, Some(v)) = (*takes, value) {
+                    let last = out.last_mut().expect("checked non-empty");
+                    match opt {
+                        "dev" => last.dev = Some(v.text.clone()),
+                        "label" => last.label = Some(v.text.clone()),
+                        "scope" => last.scope = Some(v.text.clone()),
+                        "brd" => last.brd = v.text.parse().ok(),
+                        _ => {}
+                    }
+                }
+                i += if *takes { 2 } else { 1 };
+                continue;
+            }
+        }
+        match parse_prefix(opt) {
+            Ok((addr, prefix_len)) => out.push(VirtualAddress {
+                addr,
+                prefix_len,
+                brd: None,
+                dev: None,
+                scope: None,
+                label: None,
+                span: t.span.clone(),
+            }),
+            Err(e) => {
+                let names = schema::ADDRESS_OPTIONS.iter().map(|(o, _)| *o);
+                match (out.is_empty(), suggest(opt, names)) {
+                    (false, Some(s)) => d.error_help(
+                        t,
+                        format!("unknown {what} option `{opt}`"),
+                        format!("did you mean `{s}`?"),
+                    ),
+                    (false, None) if !opt.contains(['.', ':']) => {
+                        d.error(t, format!("unknown {what} option `{opt}`"))
+                    }
+                    _ => d.error(t, format!("invalid {what} entry: {e}")),
+                }
+                return out;
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+fn options_entry(w: &[&Token], opts: &[(&str, usize)], what: &str, d: &mut Diags) {
+    let mut i = 0;
+    let mut dest = false;
+    while i < w.len() {
+        let t = w[i];
+        if let Some((o, n)) = opts.iter().find(|(o, _)| *o == t.text) {
+            if i + n >= w.len() + usize::from(*n == 0) {
+                d.error(t, format!("`{o}` needs a value"));
+                return;
+            }
+            if matches!(*o, "to" | "from" | "all") {
+                dest = true;
+            }
+            i += 1 + n;
+            continue;
+        }
+        if t.text == "default" || parse_prefix(&t.text).is_ok() {
+            dest = true;
+            i += 1;
+            continue;
+        }
+        let names = opts.iter().map(|(o, _)| *o);
+        match suggest(&t.text, names) {
+            Some(s) => d.error_help(
+                t,
+                format!("unknown {what} option `{}`", t.text),
+                format!("did you mean `{s}`?"),
+            ),
+            None => d.error(t, format!("unknown {what} option `{}`", t.text)),
+        }
+        return;
+    }
+    if !dest {
+        d.error(w[0], format!("{what} has no destination"));
+    }
+}
+
+fn tracked_entry(w: &[&Token], lo: i64, hi: i64, d: &mut Diags) -> Option<Tracked> {
+    let name = w[0];
+    let mut t = Tracked {
+        name: name.text.clone(),
+        weight: None,
+        reverse: false,
+        span: name.span.clone(),
+    };
+    match &w[1..] {
+        [] => {}
+        [kw, rest @ ..] if kw.text == "weight" => {
+            let Some(v) = rest.first() else {
+                d.error(kw, "`weight` needs a value");
+                return None;
+            };
+            t.weight = Some(int_in(d, v, "weight", lo, hi)?);
+            match &rest[1..] {
+                [] => {}
+                [r] if r.text == "reverse" => t.reverse = true,
+                [r] if r.text == "noreverse" => {}
+                [r, ..] => {
+                    d.error_help(
+                        r,
+                        format!("unexpected `{}` after the weight", r.text),
+                        "only `reverse` or `noreverse` may follow the weight",
+                    );
+                    return None;
+                }
+            }
+        }
+        [x, ..] => {
+            let help = if suggest(&x.text, ["weight"]).is_some() {
+                "did you mean `weight`?".to_string()
+            } else {
+                "expected `NAME [weight N [reverse|noreverse]]`".to_string()
+            };
+            d.error_help(
+                x,
+                format!("unexpected `{}` after `{}`", x.text, name.text),
+                help,
+            );
+            return None;
+        }
+    }
+    Some(t)
+}
+
+fn port(d: &mut Diags, t: &Token) -> Option<u16> {
+    int_in(d, t, "port", 0, 65535).map(|v| v as u16)
+}
+
+fn vsg_entry(w: &[&Token], d: &mut Diags) -> Option<VsgEntry> {
+    if w[0].text == "fwmark" {
+        let Some(m) = w.get(1) else {
+            d.error(w[0], "`fwmark` needs a value");
+            return None;
+        };
+        let mark = int_in(d, m, "fwmark", 1, u32::MAX as i64)? as u32;
+        let family = match w.get(2) {
+            Some(f) if f.text == "inet" || f.text == "inet6" => Some(f.text.clone()),
+            Some(f) => {
+                d.error_help(
+                    f,
+                    format!("invalid address family `{}`", f.text),
+                    "use `inet` or `inet6`",
+                );
+                return None;
+            }
+            None => None,
+        };
+        if let Some(x) = w.get(3) {
+            extra(d, x, "fwmark");
+        }
+        return Some(VsgEntry::Fwmark { mark, family });
+    }
+    let text = &w[0].text;
+    // `ADDR-LAST`: for IPv6 the range separator is the last `-`.
+    let (addr_s, last_s) = match text.rsplit_once('-') {
+        Some((a, l)) if a.parse::<IpAddr>().is_ok() => (a, Some(l)),
+        _ => (text.as_str(), None),
+    };
+    let Ok(first) = addr_s.parse::<IpAddr>() else {
+        d.error(w[0], format!("invalid virtual_server_group entry `{text}`"));
+        return None;
+    };
+    let last = match last_s {
+        None => None,
+        Some(l) => {
+            let parsed = if first.is_ipv4() {
+                l.parse::<u8>().ok().map(u16::from)
+            } else {
+                u16::from_str_radix(l, 16).ok()
+            };
+            let start = match first {
+                IpAddr::V4(a) => u16::from(a.octets()[3]),
+                IpAddr::V6(a) => a.segments()[7],
+            };
+            match parsed {
+                Some(v) if v >= start => Some(v),
+                _ => {
+                    d.error(
+                        w[0],
+                        format!("invalid address range end `{l}` (must not be below the start)"),
+                    );
+                    return None;
+                }
+            }
+        }
+    };
+    let port = match w.get(1) {
+        Some(p) => Some(port(d, p)?),
+        None => None,
+    };
+    if let Some(x) = w.get(2) {
+        extra(d, x, "virtual_server_group entry");
+    }
+    Some(VsgEntry::Range { first, last, port })
+}
+
+// ---------------------------------------------------------------------------------
+// Typed mapping (after checking; malformed values were reported and are skipped here).
+
+/// Last node named `key` among `nodes` (keepalived: the last setting wins).
+fn last<'n>(nodes: &'n [Node], key: &str) -> Option<&'n Node> {
+    nodes.iter().rev().find(|n| n.name() == key)
+}
+
+fn has(nodes: &[Node], key: &str) -> bool {
+    nodes.iter().any(|n| n.name() == key)
+}
+
+fn words_of(n: &Node) -> String {
+    n.args
+        .iter()
+        .map(|a| a.text.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn text(nodes: &[Node], key: &str) -> Option<String> {
+    last(nodes, key).map(words_of)
+}
+
+fn text_any(nodes: &[Node], keys: &[&str]) -> Option<String> {
+    nodes
+        .iter()
+        .rev()
+        .find(|n| keys.contains(&n.name()))
+        .map(words_of)
+}
+
+fn first_arg<'n>(nodes: &'n [Node], keys: &[&str]) -> Option<&'n str> {
+    nodes
+        .iter()
+        .rev()
+        .find(|n| keys.contains(&n.name()))
+        .and_then(|n| n.args.first())
+        .map(|a| a.text.as_str())
+}
+
+fn int(nodes: &[Node], keys: &[&str]) -> Option<i64> {
+    first_arg(nodes, keys).and_then(parse_int)
+}
+
+fn uint32(nodes: &[Node], keys: &[&str]) -> Option<u32> {
+    int(nodes, keys).and_then(|v| u32::try_from(v).ok())
+}
+
+fn secs(nodes: &[Node], keys: &[&str]) -> Option<Duration> {
+    first_arg(nodes, keys).and_then(parse_seconds)
+}
+
+fn ip(nodes: &[Node], key: &str) -> Option<IpAddr> {
+    first_arg(nodes, &[key]).and_then(|a| a.parse().ok())
+}
+
+fn boolean(nodes: &[Node], key: &str) -> Option<bool> {
+    last(nodes, key).map(|n| match n.args.first() {
+        None => true,
+        Some(a) => parse_bool(&a.text).unwrap_or(true),
+    })
+}
+
+/// `weight N [reverse]` → (weight, reverse).
+fn weight(nodes: &[Node], default: i64) -> (i64, bool) {
+    match last(nodes, "weight") {
+        Some(n) => (
+            n.args
+                .first()
+                .and_then(|a| parse_int(&a.text))
+                .unwrap_or(default),
+            n.args.get(1).is_some_and(|a| a.text == "reverse"),
+        ),
+        None => (default, false),
+    }
+}
+
+fn block_name(n: &Node) -> String {
+    n.args.first().map(|a| a.text.clone()).unwrap_or_default()
+}
+
+fn name_span(n: &Node) -> Span {
+    n.args.first().unwrap_or(&n.keyword).span.clone()
+}
+
+pub(crate) fn tracked_list(n: &Node, lo: i64, hi: i64) -> Vec<Tracked> {
+    let mut quiet = Diags::default();
+    n.children
+        .iter()
+        .flatten()
+        .filter_map(|c| tracked_entry(&words(c), lo, hi, &mut quiet))
+        .collect()
+}
+
+pub(crate) fn fill_tracking(n: &Node, t: &mut Tracking) {
+    let (list, lo, hi) = match n.name() {
+        "track_interface" => (&mut t.interfaces, -253, 253),
+        "track_script" => (&mut t.scripts, -253, 253),
+        "track_file" => (&mut t.files, -254, 254),
+        "track_process" => (&mut t.processes, -254, 254),
+        "track_bfd" => (&mut t.bfds, -253, 253),
+        _ => return,
+    };
+    list.extend(tracked_list(n, lo, hi));
+}
+
+pub(crate) fn fill_notify(n: &Node, notify: &mut Notify) {
+    let v = Some(words_of(n));
+    match n.name() {
+        "notify_master" => notify.master = v,
+        "notify_backup" => notify.backup = v,
+        "notify_fault" => notify.fault = v,
+        "notify_stop" => notify.stop = v,
+        "notify_deleted" => notify.deleted = v,
+        "notify" => notify.notify = v,
+        "notify_master_rx_lower_pri" => notify.master_rx_lower_pri = v,
+        _ => {}
+    }
+}
+
+pub(crate) fn list_words(n: &Node) -> Vec<Vec<String>> {
+    n.children
+        .iter()
+        .flatten()
+        .map(|c| words(c).iter().map(|t| t.text.clone()).collect())
+        .collect()
+}
+
+pub(crate) fn list_addresses(n: &Node) -> Vec<VirtualAddress> {
+    let mut quiet = Diags::default();
+    n.children
+        .iter()
+        .flatten()
+        .flat_map(|c| address_entry(&words(c), "address", &mut quiet))
+        .collect()
+}
+
+/// Fills the parts of a `vrrp_instance` whose keywords are parsed but not active.
+pub(crate) fn fill_instance(n: &Node, inst: &mut VrrpInstance) {
+    let one = std::slice::from_ref(n);
+    match n.name() {
+        "track_interface" | "track_script" | "track_file" | "track_process" | "track_bfd" => {
+            fill_tracking(n, &mut inst.track)
+        }
+        name if name.starts_with("notify") => fill_notify(n, &mut inst.notify),
+        "use_vmac" => inst.use_vmac = Some(words_of(n)),
+        "virtual_ipaddress_excluded" => inst.virtual_ipaddress_excluded.extend(list_addresses(n)),
+        "virtual_routes" => inst.virtual_routes.extend(list_words(n)),
+        "virtual_rules" => inst.virtual_rules.extend(list_words(n)),
+        "smtp_alert" => inst.smtp_alert = boolean(one, "smtp_alert"),
+        "strict_mode" => inst.strict_mode = boolean(one, "strict_mode"),
+        "dont_track_primary" => inst.dont_track_primary = true,
+        "promote_secondaries" => inst.promote_secondaries = true,
+        "mcast_dst_ip" => inst.mcast_dst_ip = ip(one, "mcast_dst_ip"),
+        "no_accept" => inst.accept = Some(false),
+        _ => {}
+    }
+}
+
+pub(crate) fn fill_global(n: &Node, g: &mut GlobalDefs) {
+    let one = std::slice::from_ref(n);
+    match n.name() {
+        "vrrp_strict" => g.vrrp_strict = true,
+        "script_user" => g.script_user = Some(words_of(n)),
+        "enable_script_security" => g.enable_script_security = true,
+        "notification_email" => {
+            g.notification_email
+                .extend(n.args.iter().map(|a| a.text.clone()));
+            g.notification_email
+                .extend(list_words(n).into_iter().flatten());
+        }
+        "notification_email_from" => g.notification_email_from = Some(words_of(n)),
+        "smtp_server" => g.smtp_server = Some(words_of(n)),
+        "vrrp_mcast_group4" => g.vrrp_mcast_group4 = ip(one, "vrrp_mcast_group4"),
+        "vrrp_mcast_group6" => g.vrrp_mcast_group6 = ip(one, "vrrp_mcast_group6"),
+        _ => {}
+    }
+}
+
+/// Maps a top-level schema block (already checked) into `config`.
+pub(crate) fn fill_top(n: &Node, config: &mut Config, d: &mut Diags) {
+    let kids: &[Node] = n.children.as_deref().unwrap_or(&[]);
+    match n.name() {
+        "vrrp_script" => {
+            let (weight, reverse) = weight(kids, 0);
+            config.scripts.push(VrrpScript {
+                name: block_name(n),
+                span: name_span(n),
+                script: text(kids, "script").unwrap_or_default(),
+                interval: secs(kids, &["interval"]).unwrap_or(Duration::from_secs(1)),
+                timeout: secs(kids, &["timeout"]),
+                weight,
+                reverse,
+                rise: uint32(kids, &["rise"]),
+                fall: uint32(kids, &["fall"]),
+                user: text(kids, "user"),
+                init_fail: has(kids, "init_fail"),
+            });
+            if !has(kids, "script") {
+                d.error_help(
+                    &n.keyword,
+                    format!("vrrp_script `{}` has no `script`", block_name(n)),
+                    "add e.g. `script \"/usr/local/bin/check.sh\"`",
+                );
+            }
+        }
+        "track_file" | "vrrp_track_file" => {
+            let (weight, reverse) = weight(kids, 1);
+            config.track_files.push(TrackFile {
+                name: block_name(n),
+                span: name_span(n),
+                file: text(kids, "file").unwrap_or_default(),
+                weight,
+                reverse,
+                init_file: text(kids, "init_file"),
+            });
+            if !has(kids, "file") {
+                d.error(
+                    &n.keyword,
+                    format!("{} `{}` has no `file`", n.name(), block_name(n)),
+                );
+            }
+        }
+        "track_process" | "vrrp_track_process" => {
+            let (weight, reverse) = weight(kids, 1);
+            let delay = secs(kids, &["delay"]);
+            config.track_processes.push(TrackProcess {
+                name: block_name(n),
+                span: name_span(n),
+                process: last(kids, "process")
+                    .map(|p| p.args.iter().map(|a| a.text.clone()).collect())
+                    .unwrap_or_default(),
+                param_match: text(kids, "param_match"),
+                weight,
+                reverse,
+                quorum: uint32(kids, &["quorum"]).unwrap_or(1),
+                quorum_max: uint32(kids, &["quorum_max"]),
+                fork_delay: secs(kids, &["fork_delay"]).or(delay),
+                terminate_delay: secs(kids, &["terminate_delay"]).or(delay),
+                full_command: has(kids, "full_command"),
+            });
+            if !has(kids, "process") {
+                d.error(
+                    &n.keyword,
+                    format!("{} `{}` has no `process`", n.name(), block_name(n)),
+                );
+            }
+        }
+        "bfd_instance" => {
+            let (weight, reverse) = weight(kids, 0);
+            config.bfd_instances.push(BfdInstance {
+                name: block_name(n),
+                span: name_span(n),
+                neighbor_ip: ip(kids, "neighbor_ip"),
+                source_ip: ip(kids, "source_ip"),
+                min_rx: uint32(kids, &["min_rx"]),
+                min_tx: uint32(kids, &["min_tx"]),
+                idle_tx: uint32(kids, &["idle_tx"]),
+                multiplier: uint32(kids, &["multiplier"]),
+                passive: has(kids, "passive"),
+                ttl: uint32(kids, &["ttl", "hoplimit"]),
+                max_hops: uint32(kids, &["max_hops"]),
+                weight,
+                reverse,
+            });
+            if !has(kids, "neighbor_ip") {
+                d.error(
+                    &n.keyword,
+                    format!("bfd_instance `{}` has no `neighbor_ip`", block_name(n)),
+                );
+            }
+        }
+        "vrrp_sync_group" => {
+            let mut g = SyncGroup {
+                name: block_name(n),
+                span: name_span(n),
+                group: Vec::new(),
+                track: Tracking::default(),
+                notify: Notify::default(),
+                smtp_alert: boolean(kids, "smtp_alert"),
+                global_tracking: has(kids, "global_tracking"),
+                sync_group_tracking_weight: has(kids, "sync_group_tracking_weight"),
+            };
+            for c in kids {
+                match c.name() {
+                    "group" => g.group.extend(list_words(c).into_iter().flatten()),
+                    name if name.starts_with("track_") => fill_tracking(c, &mut g.track),
+                    name if name.starts_with("notify") => fill_notify(c, &mut g.notify),
+                    _ => {}
+                }
+            }
+            config.sync_groups.push(g);
+        }
+        "linkbeat_interfaces" => config.linkbeat_interfaces.extend(
+            list_words(n)
+                .into_iter()
+                .filter_map(|w| w.into_iter().next()),
+        ),
+        "static_ipaddress" => config.static_ipaddress.extend(list_addresses(n)),
+        "static_routes" => config.static_routes.extend(list_words(n)),
+        "static_rules" => config.static_rules.extend(list_words(n)),
+        "virtual_server_group" => {
+            let mut quiet = Diags::default();
+            config.virtual_server_groups.push(VirtualServerGroup {
+                name: block_name(n),
+                span: name_span(n),
+                entries: kids
+                    .iter()
+                    .filter_map(|c| vsg_entry(&words(c), &mut quiet))
+                    .collect(),
+            });
+        }
+        "virtual_server" => {
+            if let Some(vs) = virtual_server(n, kids, d) {
+                config.virtual_servers.push(vs);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn timing(nodes: &[Node]) -> CheckTiming {
+    CheckTiming {
+        connect_timeout: secs(nodes, &["connect_timeout"]),
+        retry: uint32(nodes, &["retry", "nb_get_retry"]),
+        delay_before_retry: secs(nodes, &["delay_before_retry"]),
+        warmup: secs(nodes, &["warmup"]),
+        delay_loop: secs(nodes, &["delay_loop"]),
+    }
+}
+
+/// `ADDR [PORT]` of `virtual_server`, `real_server` and `sorry_server`.
+fn addr_port(n: &Node, what: &str, d: &mut Diags) -> Option<(IpAddr, Option<u16>)> {
+    let a = n.args.first()?;
+    let Ok(addr) = a.text.parse::<IpAddr>() else {
+        d.error(
+            a,
+            format!("`{what}` expects an IP address, found `{}`", a.text),
+        );
+        return None;
+    };
+    let port = match n.args.get(1) {
+        Some(p) => Some(port(d, p)?),
+        None => None,
+    };
+    if let Some(x) = n.args.get(2) {
+        extra(d, x, what);
+    }
+    Some((addr, port))
+}
+
+fn virtual_server(n: &Node, kids: &[Node], d: &mut Diags) -> Option<VirtualServer> {
+    let key = match n.args.as_slice() {
+        [] => return None, // reported by the schema check
+        [g, name, rest @ ..] if g.text == "group" => {
+            if let Some(x) = rest.first() {
+                extra(d, x, "virtual_server group");
+            }
+            VsKey::Group(name.text.clone())
+        }
+        [f, mark, rest @ ..] if f.text == "fwmark" => {
+            let mark = int_in(d, mark, "fwmark", 1, u32::MAX as i64)? as u32;
+            let family = match rest {
+                [] => None,
+                [fam] if fam.text == "inet" || fam.text == "inet6" => Some(fam.text.clone()),
+                [x, ..] => {
+                    d.error_help(
+                        x,
+                        format!("invalid address family `{}`", x.text),
+                        "use `inet` or `inet6`",
+                    );
+                    return None;
+                }
+            };
+            VsKey::Fwmark { mark, family }
+        }
+        [g] if g.text == "group" || g.text == "fwmark" => {
+            d.error(g, format!("`virtual_server {}` needs a value", g.text));
+            return None;
+        }
+        _ => {
+            let (addr, port) = addr_port(n, "virtual_server", d)?;
+            VsKey::Addr { addr, port }
+        }
+    };
+    let sorry = last(kids, "sorry_server").and_then(|s| addr_port(s, "sorry_server", d));
+    let mut vs = VirtualServer {
+        key,
+        span: n.keyword.span.clone(),
+        lb_algo: text_any(kids, &["lvs_sched", "lb_algo"]),
+        lb_kind: first_arg(kids, &["lvs_method", "lb_kind"]).map(str::to_owned),
+        protocol: first_arg(kids, &["protocol"]).map(|p| p.to_ascii_uppercase()),
+        persistence_timeout: last(kids, "persistence_timeout").map(|p| {
+            p.args
+                .first()
+                .and_then(|a| parse_int(&a.text))
+                .map_or(360, |v| v as u32)
+        }),
+        persistence_granularity: text(kids, "persistence_granularity"),
+        persistence_engine: text(kids, "persistence_engine"),
+        quorum: uint32(kids, &["quorum"]),
+        hysteresis: uint32(kids, &["hysteresis"]),
+        quorum_up: text(kids, "quorum_up"),
+        quorum_down: text(kids, "quorum_down"),
+        sorry_server: sorry,
+        sorry_server_inhibit: boolean(kids, "sorry_server_inhibit"),
+        ip_family: text(kids, "ip_family"),
+        ha_suspend: has(kids, "ha_suspend"),
+        alpha: has(kids, "alpha"),
+        omega: has(kids, "omega"),
+        inhibit_on_failure: boolean(kids, "inhibit_on_failure"),
+        virtualhost: text(kids, "virtualhost"),
+        timing: timing(kids),
+        real_servers: Vec::new(),
+    };
+    for rs in kids.iter().filter(|c| c.name() == "real_server") {
+        let Some((addr, port)) = addr_port(rs, "real_server", d) else {
+            continue;
+        };
+        let rk: &[Node] = rs.children.as_deref().unwrap_or(&[]);
+        let checkers = rk
+            .iter()
+            .filter(|c| schema::CHECKERS.contains(&c.name()))
+            .map(checker)
+            .collect();
+        vs.real_servers.push(RealServer {
+            addr,
+            port,
+            span: rs.keyword.span.clone(),
+            weight: int(rk, &["weight"]).unwrap_or(1),
+            lb_kind: first_arg(rk, &["lvs_method", "lb_kind"]).map(str::to_owned),
+            inhibit_on_failure: boolean(rk, "inhibit_on_failure"),
+            notify_up: text(rk, "notify_up"),
+            notify_down: text(rk, "notify_down"),
+            uthreshold: uint32(rk, &["uthreshold"]),
+            lthreshold: uint32(rk, &["lthreshold"]),
+            timing: timing(rk),
+            checkers,
+        });
+    }
+    Some(vs)
+}
+
+fn checker(c: &Node) -> Checker {
+    let kids: &[Node] = c.children.as_deref().unwrap_or(&[]);
+    let mut options = BTreeMap::new();
+    const COMMON: &[&str] = &[
+        "connect_ip",
+        "connect_port",
+        "bindto",
+        "bind_port",
+        "connect_timeout",
+        "retry",
+        "nb_get_retry",
+        "delay_before_retry",
+        "warmup",
+        "delay_loop",
+        "url",
+    ];
+    for k in kids {
+        if !COMMON.contains(&k.name()) && k.children.is_none() {
+            options.insert(k.name().to_string(), words_of(k));
+        }
+    }
+    let urls = kids
+        .iter()
+        .filter(|k| k.name() == "url")
+        .map(|u| {
+            let uk: &[Node] = u.children.as_deref().unwrap_or(&[]);
+            Url {
+                path: text(uk, "path"),
+                digest: text(uk, "digest"),
+                status_code: text(uk, "status_code"),
+                virtualhost: text(uk, "virtualhost"),
+                regex: text(uk, "regex"),
+            }
+        })
+        .collect();
+    let port = |k: &str| int(kids, &[k]).and_then(|v| u16::try_from(v).ok());
+    Checker {
+        kind: if c.name() == "ICMP_CHECK" {
+            "PING_CHECK".into()
+        } else {
+            c.name().to_string()
+        },
+        span: c.keyword.span.clone(),
+        connect_ip: ip(kids, "connect_ip"),
+        connect_port: port("connect_port"),
+        bindto: ip(kids, "bindto"),
+        bind_port: port("bind_port"),
+        timing: timing(kids),
+        urls,
+        options,
+    }
+}

@@ -1,0 +1,709 @@
+//! The whole keepalived.conf 2.2.7 grammar as data: for every block, the keywords it
+//! accepts, the shape of their arguments and whether they open a block or a list.
+//!
+//! `typed` maps the parts vipd runs; everything else is checked against this schema
+//! (unknown keywords, argument counts, numbers and ranges, addresses, booleans) and,
+//! where the runtime is missing, reported as "parsed but not active yet".
+
+/// What may follow a keyword on its line.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum A {
+    /// Nothing.
+    Flag,
+    /// `[<BOOL>]`.
+    Bool,
+    /// One integer in the range.
+    Int(i64, i64),
+    /// Optional integer in the range.
+    OptInt(i64, i64),
+    /// Decimal seconds, at most the value.
+    Secs(u64),
+    /// Exactly one word.
+    Str,
+    /// One word, optionally more (a script with arguments, `[user [group]]`).
+    Words,
+    /// Anything, including nothing.
+    Any,
+    /// One IP address.
+    Ip,
+    /// First word one of the list, more words allowed after it.
+    OneOf(&'static [&'static str]),
+    /// `<INT> [reverse|noreverse]` in the range.
+    Weight(i64, i64),
+    /// Port 0..=65535.
+    Port,
+}
+
+/// What follows `{`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Body {
+    /// The keyword takes no block.
+    None,
+    /// A block of keywords.
+    Block(&'static [Kw]),
+    /// A block whose lines are entries of the given kind.
+    List(Entry),
+    /// A block is optional (e.g. `notification_email`); entries of the given kind.
+    OptList(Entry),
+}
+
+/// Kinds of list entries.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[allow(clippy::enum_variant_names)]
+pub(crate) enum Entry {
+    /// Any words (names, e-mail addresses, interface names).
+    Names,
+    /// `ADDR[/MASK] [options]` as in `virtual_ipaddress`.
+    Address,
+    /// A route line (`virtual_routes`, `static_routes`).
+    Route,
+    /// A rule line (`virtual_rules`, `static_rules`).
+    Rule,
+    /// `NAME [weight N [reverse|noreverse]]` with the weight range.
+    Tracked(i64, i64),
+    /// `virtual_server_group` entries: `ADDR[-N] [PORT]` or `fwmark N [inet|inet6]`.
+    VsgEntry,
+    /// `interface_up_down_delays`: `IFNAME DOWN [UP]`.
+    Delays,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Kw {
+    pub name: &'static str,
+    pub args: A,
+    pub body: Body,
+}
+
+const fn k(name: &'static str, args: A) -> Kw {
+    Kw {
+        name,
+        args,
+        body: Body::None,
+    }
+}
+
+const fn b(name: &'static str, args: A, block: &'static [Kw]) -> Kw {
+    Kw {
+        name,
+        args,
+        body: Body::Block(block),
+    }
+}
+
+const fn l(name: &'static str, args: A, entry: Entry) -> Kw {
+    Kw {
+        name,
+        args,
+        body: Body::List(entry),
+    }
+}
+
+pub(crate) fn find(kws: &'static [Kw], name: &str) -> Option<&'static Kw> {
+    kws.iter().find(|k| k.name == name)
+}
+
+const SCHED: &[&str] = &[
+    "rr", "wrr", "lc", "wlc", "lblc", "sh", "mh", "dh", "fo", "ovf", "lblcr", "sed", "nq", "twos",
+];
+const METHOD: &[&str] = &["NAT", "DR", "TUN", "PMTUD"];
+const FAMILY: &[&str] = &["inet", "inet6"];
+
+/// Daemon options keepalived accepts both at top level and in `global_defs`.
+macro_rules! daemon_opts {
+    () => {
+        [
+            k("net_namespace", A::Str),
+            k("net_namespace_ipvs", A::Any),
+            k("namespace_with_ipsets", A::Flag),
+            k("instance", A::Str),
+            k("use_pid_dir", A::Flag),
+            k("linkbeat_use_polling", A::Flag),
+            k("child_wait_time", A::Int(0, 1_000_000)),
+        ]
+    };
+}
+
+const DAEMON_OPTS: [Kw; 7] = daemon_opts!();
+
+pub(crate) const GLOBAL_INACTIVE: &[Kw] = &[
+    DAEMON_OPTS[0],
+    DAEMON_OPTS[1],
+    DAEMON_OPTS[2],
+    DAEMON_OPTS[3],
+    DAEMON_OPTS[4],
+    DAEMON_OPTS[5],
+    DAEMON_OPTS[6],
+    k("bfd_cpu_affinity", A::Words),
+    k("bfd_no_swap", A::Flag),
+    k("bfd_priority", A::Int(-20, 19)),
+    k("bfd_process_name", A::Str),
+    k("bfd_rlimit_rttime", A::Int(1, 100_000_000)),
+    k("bfd_rt_priority", A::Int(1, 99)),
+    k("checker_cpu_affinity", A::Words),
+    k("checker_log_all_failures", A::Bool),
+    k("checker_no_swap", A::Flag),
+    k("checker_priority", A::Int(-20, 19)),
+    k("checker_process_name", A::Str),
+    k("checker_rlimit_rttime", A::Int(1, 100_000_000)),
+    k("checker_rt_priority", A::Int(1, 99)),
+    k("config_save_dir", A::Str),
+    k("data_use_instance", A::Bool),
+    k("dbus_service_name", A::Str),
+    k("default_interface", A::Str),
+    k("disable_local_igmp", A::Flag),
+    k("dynamic_interfaces", A::Any),
+    k("enable_dbus", A::Flag),
+    k("enable_script_security", A::Flag),
+    k("enable_snmp_checker", A::Flag),
+    k("enable_snmp_rfc", A::Flag),
+    k("enable_snmp_rfcv2", A::Flag),
+    k("enable_snmp_rfcv3", A::Flag),
+    k("enable_snmp_vrrp", A::Flag),
+    k("enable_snmp_keepalived", A::Flag),
+    k("enable_traps", A::Flag),
+    k("fifo_write_vrrp_states_on_reload", A::Flag),
+    k("include_check", A::Any),
+    k("log_unknown_vrids", A::Flag),
+    k("lvs_flush", A::Flag),
+    k("lvs_flush_on_stop", A::Any),
+    k("lvs_netlink_cmd_rcv_bufs", A::Int(0, u32::MAX as i64)),
+    k("lvs_netlink_cmd_rcv_bufs_force", A::Bool),
+    k("lvs_netlink_monitor_rcv_bufs", A::Int(0, u32::MAX as i64)),
+    k("lvs_netlink_monitor_rcv_bufs_force", A::Bool),
+    k("lvs_notify_fifo", A::Words),
+    k("lvs_notify_fifo_script", A::Words),
+    k("lvs_sync_daemon", A::Words),
+    k("lvs_timeouts", A::Words),
+    k("max_auto_priority", A::Any),
+    k("min_auto_priority_delay", A::Int(0, u32::MAX as i64)),
+    k("nftables", A::Any),
+    k("nftables_counters", A::Flag),
+    k("nftables_ifindex", A::Flag),
+    k("nftables_ipvs", A::Any),
+    k("nftables_ipvs_priority", A::Int(-2147483648, 2147483647)),
+    k("nftables_ipvs_start_fwmark", A::Int(1, u32::MAX as i64)),
+    k("nftables_priority", A::Int(-2147483648, 2147483647)),
+    k("no_checker_emails", A::Flag),
+    k("no_email_faults", A::Flag),
+    Kw {
+        name: "notification_email",
+        args: A::Any,
+        body: Body::OptList(Entry::Names),
+    },
+    k("notification_email_from", A::Str),
+    k("notify_fifo", A::Words),
+    k("notify_fifo_script", A::Words),
+    k("process_monitor_rcv_bufs", A::Int(0, u32::MAX as i64)),
+    k("process_monitor_rcv_bufs_force", A::Bool),
+    k("process_name", A::Str),
+    k("process_names", A::Flag),
+    k("random_seed", A::Int(0, u32::MAX as i64)),
+    k("reload_check_config", A::Any),
+    k("reload_file", A::Any),
+    k("reload_repeat", A::Flag),
+    k("reload_time_file", A::Str),
+    k("rs_init_notifies", A::Flag),
+    k("script_user", A::Words),
+    k("shutdown_script", A::Words),
+    k("shutdown_script_timeout", A::Int(0, 1000)),
+    k("smtp_alert", A::Bool),
+    k("smtp_alert_checker", A::Bool),
+    k("smtp_alert_vrrp", A::Bool),
+    k("smtp_connect_timeout", A::Int(1, 86400)),
+    k("smtp_helo_name", A::Str),
+    k("smtp_server", A::Words),
+    k("snmp_socket", A::Str),
+    k("startup_script", A::Words),
+    k("startup_script_timeout", A::Int(0, 1000)),
+    k("tmp_config_directory", A::Str),
+    k("umask", A::Words),
+    k("vmac_addr_prefix", A::Str),
+    k("vmac_prefix", A::Str),
+    k("vrrp_cpu_affinity", A::Words),
+    k("vrrp_down_timer_adverts", A::Int(1, 100)),
+    k("vrrp_garp_extra_if", A::Any),
+    k("vrrp_garp_extra_if_vmac", A::Any),
+    k("vrrp_ipsets", A::Any),
+    k("vrrp_iptables", A::Any),
+    k("vrrp_mcast_group4", A::Ip),
+    k("vrrp_mcast_group6", A::Ip),
+    k("vrrp_netlink_cmd_rcv_bufs", A::Int(0, u32::MAX as i64)),
+    k("vrrp_netlink_cmd_rcv_bufs_force", A::Bool),
+    k("vrrp_netlink_monitor_rcv_bufs", A::Int(0, u32::MAX as i64)),
+    k("vrrp_netlink_monitor_rcv_bufs_force", A::Bool),
+    k("vrrp_no_swap", A::Flag),
+    k("vrrp_notify_fifo", A::Words),
+    k("vrrp_notify_fifo_script", A::Words),
+    k("vrrp_notify_priority_changes", A::Bool),
+    k("vrrp_priority", A::Int(-20, 19)),
+    k("vrrp_process_name", A::Str),
+    k("vrrp_rlimit_rttime", A::Int(1, 100_000_000)),
+    k("vrrp_rx_bufs_multiplier", A::Int(1, 1_000_000)),
+    k("vrrp_rx_bufs_policy", A::Any),
+    k("vrrp_skip_check_adv_addr", A::Bool),
+    k("vrrp_startup_delay", A::Secs(3600)),
+    k("vrrp_strict", A::Flag),
+];
+
+pub(crate) const TRACKERS: &[Kw] = &[
+    l("track_interface", A::Flag, Entry::Tracked(-253, 253)),
+    l("track_script", A::Flag, Entry::Tracked(-253, 253)),
+    l("track_file", A::Flag, Entry::Tracked(-254, 254)),
+    l("track_process", A::Flag, Entry::Tracked(-254, 254)),
+    l("track_bfd", A::Flag, Entry::Tracked(-253, 253)),
+];
+
+/// Keywords listed as inactive above whose runtime exists now: no "parsed but not
+/// active yet" warning for them (the typed model already carries them).
+pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
+    "vrrp_script",
+    "track_interface",
+    "track_script",
+    "dont_track_primary",
+    "notify_master",
+    "notify_backup",
+    "notify_fault",
+    "notify_stop",
+    "notify",
+    "enable_script_security",
+    "script_user",
+];
+
+pub(crate) const INSTANCE_INACTIVE: &[Kw] = &[
+    k("vrf", A::Str),
+    k("use_vmac", A::Any),
+    k("use_vmac_addr", A::Flag),
+    k("vmac_xmit_base", A::Flag),
+    k("use_ipvlan", A::Any),
+    k("native_ipv6", A::Flag),
+    k("dont_track_primary", A::Flag),
+    TRACKERS[0],
+    TRACKERS[1],
+    TRACKERS[2],
+    TRACKERS[3],
+    TRACKERS[4],
+    k("mcast_dst_ip", A::Ip),
+    k("track_src_ip", A::Flag),
+    k("unicast_fault_no_peer", A::Flag),
+    k("old_unicast_checksum", A::Any),
+    k("garp_extra_if", A::Any),
+    k("garp_extra_if_vmac", A::Any),
+    l("virtual_ipaddress_excluded", A::Flag, Entry::Address),
+    k("promote_secondaries", A::Flag),
+    l("virtual_routes", A::Flag, Entry::Route),
+    l("virtual_rules", A::Flag, Entry::Rule),
+    k("skip_check_adv_addr", A::Bool),
+    k("strict_mode", A::Bool),
+    k("debug", A::OptInt(0, 4)),
+    k("notify_master", A::Words),
+    k("notify_backup", A::Words),
+    k("notify_fault", A::Words),
+    k("notify_stop", A::Words),
+    k("notify_deleted", A::Any),
+    k("notify", A::Words),
+    k("notify_master_rx_lower_pri", A::Words),
+    k("notify_priority_changes", A::Bool),
+    k("smtp_alert", A::Bool),
+    k("kernel_rx_buf_size", A::Int(0, u32::MAX as i64)),
+    k("linkbeat_use_polling", A::Flag),
+    k("lvs_sync_daemon_interface", A::Str),
+    k("no_accept", A::Flag),
+];
+
+const SYNC_GROUP: &[Kw] = &[
+    l("group", A::Flag, Entry::Names),
+    TRACKERS[0],
+    TRACKERS[1],
+    TRACKERS[2],
+    TRACKERS[3],
+    TRACKERS[4],
+    k("notify_master", A::Words),
+    k("notify_backup", A::Words),
+    k("notify_fault", A::Words),
+    k("notify_stop", A::Words),
+    k("notify_deleted", A::Any),
+    k("notify", A::Words),
+    k("notify_priority_changes", A::Bool),
+    k("smtp_alert", A::Bool),
+    k("global_tracking", A::Flag),
+    k("sync_group_tracking_weight", A::Flag),
+];
+
+pub(crate) const VRRP_SCRIPT: &[Kw] = &[
+    k("script", A::Words),
+    k("interval", A::Secs(u32::MAX as u64)),
+    k("timeout", A::Secs(u32::MAX as u64)),
+    k("weight", A::Weight(-253, 253)),
+    k("rise", A::Int(1, u32::MAX as i64)),
+    k("fall", A::Int(1, u32::MAX as i64)),
+    k("user", A::Words),
+    k("init_fail", A::Flag),
+];
+
+pub(crate) const TRACK_FILE: &[Kw] = &[
+    k("file", A::Str),
+    k("weight", A::Weight(-2147483647, 2147483647)),
+    k("init_file", A::Any),
+];
+
+pub(crate) const TRACK_PROCESS: &[Kw] = &[
+    k("process", A::Words),
+    k("param_match", A::OneOf(&["initial", "partial"])),
+    k("weight", A::Weight(-254, 254)),
+    k("quorum", A::Int(0, 65535)),
+    k("quorum_max", A::Int(0, 65535)),
+    k("fork_delay", A::Secs(3600)),
+    k("terminate_delay", A::Secs(3600)),
+    k("delay", A::Secs(3600)),
+    k("full_command", A::Flag),
+];
+
+pub(crate) const BFD_INSTANCE: &[Kw] = &[
+    k("neighbor_ip", A::Ip),
+    k("source_ip", A::Ip),
+    k("min_rx", A::Int(1, 1000)),
+    k("min_tx", A::Int(1, 1000)),
+    k("idle_tx", A::Int(1, 1000)),
+    k("multiplier", A::Int(1, 10)),
+    k("passive", A::Flag),
+    k("ttl", A::Int(1, 255)),
+    k("hoplimit", A::Int(1, 255)),
+    k("max_hops", A::Int(0, 255)),
+    k("weight", A::Weight(-253, 253)),
+    k("vrrp", A::Flag),
+    k("checker", A::Flag),
+];
+
+const TRACK_GROUP: &[Kw] = &[l("group", A::Flag, Entry::Names)];
+
+const GARP_GROUP: &[Kw] = &[
+    k("garp_interval", A::Secs(255)),
+    k("gna_interval", A::Secs(255)),
+    k("interface", A::Str),
+    l("interfaces", A::Flag, Entry::Names),
+];
+
+const SSL: &[Kw] = &[
+    k("password", A::Str),
+    k("ca", A::Str),
+    k("certificate", A::Str),
+    k("key", A::Str),
+];
+
+const URL: &[Kw] = &[
+    k("path", A::Str),
+    k("digest", A::Str),
+    k("status_code", A::Words),
+    k("virtualhost", A::Str),
+    k("regex", A::Words),
+    k("regex_no_match", A::Flag),
+    k("regex_options", A::Words),
+    k("regex_stack", A::Words),
+    k("regex_min_offset", A::Int(0, u32::MAX as i64)),
+    k("regex_max_offset", A::Int(0, u32::MAX as i64)),
+];
+
+/// Options every checker accepts.
+macro_rules! checker_common {
+    ($($extra:expr),* $(,)?) => {
+        &[
+            k("connect_ip", A::Ip),
+            k("connect_port", A::Port),
+            k("bindto", A::Ip),
+            k("bind_if", A::Str),
+            k("bind_port", A::Port),
+            k("fwmark", A::Int(0, u32::MAX as i64)),
+            k("alpha", A::Bool),
+            k("connect_timeout", A::Secs(u32::MAX as u64)),
+            k("retry", A::Int(0, u32::MAX as i64)),
+            k("nb_get_retry", A::Int(0, u32::MAX as i64)),
+            k("delay_before_retry", A::Secs(u32::MAX as u64)),
+            k("warmup", A::Secs(u32::MAX as u64)),
+            k("delay_loop", A::Secs(u32::MAX as u64)),
+            k("log_all_failures", A::Bool),
+            $($extra),*
+        ]
+    };
+}
+
+const HTTP_GET: &[Kw] = checker_common!(
+    k("http_protocol", A::OneOf(&["1.0", "1.0C", "1.1"])),
+    k("fast_recovery", A::Bool),
+    k("virtualhost", A::Str),
+    b("url", A::Flag, URL),
+);
+const SSL_GET: &[Kw] = checker_common!(
+    k("http_protocol", A::OneOf(&["1.0", "1.0C", "1.1"])),
+    k("fast_recovery", A::Bool),
+    k("virtualhost", A::Str),
+    k("enable_sni", A::Flag),
+    b("url", A::Flag, URL),
+);
+const TCP_CHECK: &[Kw] = checker_common!();
+const PING_CHECK: &[Kw] = checker_common!();
+const SMTP_CHECK: &[Kw] = checker_common!(
+    k("helo_name", A::Str),
+    // Old syntax: one `host { ... }` block per server to try.
+    b("host", A::Flag, checker_common!()),
+);
+const DNS_CHECK: &[Kw] = checker_common!(
+    k(
+        "type",
+        A::OneOf(&["A", "NS", "CNAME", "SOA", "MX", "TXT", "AAAA"])
+    ),
+    k("name", A::Str),
+);
+const MISC_CHECK: &[Kw] = checker_common!(
+    k("misc_path", A::Words),
+    k("misc_timeout", A::Int(0, u32::MAX as i64)),
+    k("misc_dynamic", A::Flag),
+    k("user", A::Words),
+);
+const UDP_CHECK: &[Kw] = checker_common!(
+    k("payload", A::Str),
+    k("require_reply", A::Any),
+    k("min_reply_length", A::Int(0, 65535)),
+    k("max_reply_length", A::Int(0, 65535)),
+);
+const FILE_CHECK: &[Kw] = &[
+    k("track_file", A::Str),
+    k("dynamic", A::Flag),
+    k("weight", A::Weight(-2147483647, 2147483647)),
+];
+const BFD_CHECK: &[Kw] = &[k("name", A::Str), k("weight", A::Weight(-253, 253))];
+
+pub(crate) const CHECKERS: &[&str] = &[
+    "HTTP_GET",
+    "SSL_GET",
+    "TCP_CHECK",
+    "UDP_CHECK",
+    "DNS_CHECK",
+    "SMTP_CHECK",
+    "MISC_CHECK",
+    "PING_CHECK",
+    "ICMP_CHECK",
+    "FILE_CHECK",
+    "BFD_CHECK",
+];
+
+macro_rules! server_common {
+    ($($extra:expr),* $(,)?) => {
+        &[
+            k("lvs_method", A::OneOf(METHOD)),
+            k("lb_kind", A::OneOf(METHOD)),
+            k("connect_timeout", A::Secs(u32::MAX as u64)),
+            k("retry", A::Int(0, u32::MAX as i64)),
+            k("nb_get_retry", A::Int(0, u32::MAX as i64)),
+            k("delay_before_retry", A::Secs(u32::MAX as u64)),
+            k("warmup", A::Secs(u32::MAX as u64)),
+            k("delay_loop", A::Secs(u32::MAX as u64)),
+            k("inhibit_on_failure", A::Bool),
+            k("smtp_alert", A::Bool),
+            k("virtualhost", A::Str),
+            k("snmp_name", A::Str),
+            $($extra),*
+        ]
+    };
+}
+
+pub(crate) const REAL_SERVER: &[Kw] = server_common!(
+    k("weight", A::Int(-2147483647, 2147483647)),
+    k("notify_up", A::Words),
+    k("notify_down", A::Words),
+    k("uthreshold", A::Int(0, u32::MAX as i64)),
+    k("lthreshold", A::Int(0, u32::MAX as i64)),
+    k("alpha", A::Bool),
+    k("omega", A::Bool),
+    b("HTTP_GET", A::Flag, HTTP_GET),
+    b("SSL_GET", A::Flag, SSL_GET),
+    b("TCP_CHECK", A::Flag, TCP_CHECK),
+    b("UDP_CHECK", A::Flag, UDP_CHECK),
+    b("DNS_CHECK", A::Flag, DNS_CHECK),
+    b("SMTP_CHECK", A::Flag, SMTP_CHECK),
+    b("MISC_CHECK", A::Flag, MISC_CHECK),
+    b("PING_CHECK", A::Flag, PING_CHECK),
+    b("ICMP_CHECK", A::Flag, PING_CHECK),
+    b("FILE_CHECK", A::Flag, FILE_CHECK),
+    b("BFD_CHECK", A::Flag, BFD_CHECK),
+);
+
+pub(crate) const VIRTUAL_SERVER: &[Kw] = server_common!(
+    k("lvs_sched", A::OneOf(SCHED)),
+    k("lb_algo", A::OneOf(SCHED)),
+    k("flag-1", A::Flag),
+    k("flag-2", A::Flag),
+    k("flag-3", A::Flag),
+    k("sh-port", A::Flag),
+    k("sh-fallback", A::Flag),
+    k("mh-port", A::Flag),
+    k("mh-fallback", A::Flag),
+    k("ops", A::Flag),
+    k("persistence_engine", A::Str),
+    k("persistence_timeout", A::OptInt(1, u32::MAX as i64)),
+    k("persistence_granularity", A::Str),
+    k(
+        "protocol",
+        A::OneOf(&["TCP", "UDP", "SCTP", "tcp", "udp", "sctp"])
+    ),
+    k("ha_suspend", A::Flag),
+    k("alpha", A::Flag),
+    k("omega", A::Flag),
+    k("quorum", A::Int(1, u32::MAX as i64)),
+    k("hysteresis", A::Int(0, u32::MAX as i64)),
+    k("quorum_up", A::Words),
+    k("quorum_down", A::Words),
+    k("ip_family", A::OneOf(FAMILY)),
+    k("sorry_server", A::Words),
+    k("sorry_server_inhibit", A::Bool),
+    k("sorry_server_lvs_method", A::OneOf(METHOD)),
+    k("sorry_server_lb_kind", A::OneOf(METHOD)),
+    b("real_server", A::Words, REAL_SERVER),
+);
+
+/// Top-level blocks and options.
+pub(crate) const TOP: &[Kw] = &[
+    DAEMON_OPTS[0],
+    DAEMON_OPTS[1],
+    DAEMON_OPTS[2],
+    DAEMON_OPTS[3],
+    DAEMON_OPTS[4],
+    DAEMON_OPTS[5],
+    DAEMON_OPTS[6],
+    l("linkbeat_interfaces", A::Flag, Entry::Names),
+    b("track_group", A::Str, TRACK_GROUP),
+    l("static_ipaddress", A::Flag, Entry::Address),
+    l("static_routes", A::Flag, Entry::Route),
+    l("static_rules", A::Flag, Entry::Rule),
+    b("vrrp_script", A::Str, VRRP_SCRIPT),
+    b("track_file", A::Str, TRACK_FILE),
+    b("vrrp_track_file", A::Str, TRACK_FILE),
+    b("track_process", A::Str, TRACK_PROCESS),
+    b("vrrp_track_process", A::Str, TRACK_PROCESS),
+    b("bfd_instance", A::Str, BFD_INSTANCE),
+    b("vrrp_sync_group", A::Str, SYNC_GROUP),
+    b("garp_group", A::Flag, GARP_GROUP),
+    l("interface_up_down_delays", A::Flag, Entry::Delays),
+    l("virtual_server_group", A::Str, Entry::VsgEntry),
+    b("virtual_server", A::Words, VIRTUAL_SERVER),
+    b("SSL", A::Flag, SSL),
+];
+
+/// Names of the keywords of a block, for "did you mean".
+pub(crate) fn names(kws: &'static [Kw]) -> impl Iterator<Item = &'static str> + Clone {
+    kws.iter().map(|k| k.name)
+}
+
+/// Options after the address in a `virtual_ipaddress`/`static_ipaddress` entry.
+pub(crate) const ADDRESS_OPTIONS: &[(&str, bool)] = &[
+    // (option, takes a value)
+    ("brd", true),
+    ("dev", true),
+    ("scope", true),
+    ("label", true),
+    ("peer", true),
+    ("home", false),
+    ("-nodad", false),
+    ("nodad", false),
+    ("mngtmpaddr", false),
+    ("noprefixroute", false),
+    ("autojoin", false),
+    ("no_track", false),
+    ("preferred_lft", true),
+    ("track_group", true),
+    ("use_vmac", false),
+];
+
+/// Route options: (option, number of values).
+pub(crate) const ROUTE_OPTIONS: &[(&str, usize)] = &[
+    ("src", 1),
+    ("via", 1),
+    ("gw", 1),
+    ("or", 1),
+    ("dev", 1),
+    ("table", 1),
+    ("tos", 1),
+    ("dsfield", 1),
+    ("protocol", 1),
+    ("scope", 1),
+    ("metric", 1),
+    ("priority", 1),
+    ("preference", 1),
+    ("mtu", 1),
+    ("hoplimit", 1),
+    ("advmss", 1),
+    ("rtt", 1),
+    ("rttvar", 1),
+    ("reordering", 1),
+    ("window", 1),
+    ("cwnd", 1),
+    ("ssthresh", 1),
+    ("lock", 0),
+    ("realms", 1),
+    ("rto_min", 1),
+    ("initcwnd", 1),
+    ("initrwnd", 1),
+    ("features", 1),
+    ("quickack", 1),
+    ("congctl", 1),
+    ("pref", 1),
+    ("fastopen_no_cookie", 1),
+    ("ttl-propagate", 1),
+    ("vrf", 1),
+    ("nexthop", 0),
+    ("weight", 1),
+    ("onlink", 0),
+    ("pervasive", 0),
+    ("encap", 0),
+    ("append", 0),
+    ("no_track", 0),
+    ("track_group", 1),
+    ("type", 1),
+    ("blackhole", 0),
+    ("unreachable", 0),
+    ("prohibit", 0),
+    ("throw", 0),
+    ("local", 0),
+    ("broadcast", 0),
+    ("unicast", 0),
+    ("multicast", 0),
+    ("nat", 0),
+    ("anycast", 0),
+    ("to", 1),
+];
+
+pub(crate) const RULE_OPTIONS: &[(&str, usize)] = &[
+    ("from", 1),
+    ("to", 1),
+    ("table", 1),
+    ("lookup", 1),
+    ("iif", 1),
+    ("oif", 1),
+    ("tos", 1),
+    ("dsfield", 1),
+    ("fwmark", 1),
+    ("preference", 1),
+    ("priority", 1),
+    ("pref", 1),
+    ("realms", 1),
+    ("goto", 1),
+    ("uidrange", 1),
+    ("l3mdev", 0),
+    ("protocol", 1),
+    ("ip_proto", 1),
+    ("ipproto", 1),
+    ("sport", 1),
+    ("dport", 1),
+    ("suppress_prefixlength", 1),
+    ("suppress_ifgroup", 1),
+    ("no_track", 0),
+    ("track_group", 1),
+    ("not", 0),
+    ("nop", 0),
+    ("blackhole", 0),
+    ("prohibit", 0),
+    ("unreachable", 0),
+    ("type", 1),
+    ("all", 0),
+    ("inet", 0),
+    ("inet6", 0),
+];

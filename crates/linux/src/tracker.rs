@@ -1,0 +1,345 @@
+//! The tracking thread ("vipd-track"): keeps the state of every tracked object
+//! (interfaces from link events, `vrrp_script` results), evaluates each instance's
+//! tracking with [`crate::track::evaluate`] and tells the protocol thread only when
+//! an instance's verdict changes. Scripts are scheduled here and each run waits on a
+//! thread of its own, so a hung script delays nothing but itself.
+
+use crate::runtime::{Command, Commander};
+use crate::scripts::{self, Outcome, RunAs};
+use crate::track::{evaluate, Kind, ObjectId, ObjectState, RiseFall, TrackRef, Verdict};
+use std::collections::HashMap;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+/// A `vrrp_script`, ready to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptPlan {
+    pub name: String,
+    pub argv: Vec<String>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub rise: u32,
+    pub fall: u32,
+    pub init_fail: bool,
+    pub run_as: Option<RunAs>,
+}
+
+/// What the tracker watches, for one configuration generation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrackPlan {
+    /// Instance name → its tracked objects.
+    pub instances: Vec<(String, Vec<TrackRef>)>,
+    pub scripts: Vec<ScriptPlan>,
+}
+
+pub enum Msg {
+    /// New configuration; the ack is sent once the resulting verdicts are queued for
+    /// the protocol thread.
+    Configure(TrackPlan, Option<Sender<()>>),
+    /// Link events were lost: re-read every tracked interface.
+    Resync,
+    /// A link event: interface index, usable or not.
+    Link { ifindex: u32, running: bool },
+    ScriptDone {
+        name: String,
+        generation: u64,
+        outcome: Outcome,
+    },
+}
+
+/// What the daemon logs about tracking.
+#[derive(Debug, Clone)]
+pub enum TrackNotice {
+    ObjectChanged {
+        object: ObjectId,
+        state: ObjectState,
+        detail: String,
+    },
+    Verdict {
+        instance: String,
+        priority_adjustment: i32,
+        faults: Vec<ObjectId>,
+    },
+}
+
+#[derive(Clone)]
+pub struct TrackerHandle {
+    tx: Sender<Msg>,
+}
+
+impl TrackerHandle {
+    pub fn send(&self, msg: Msg) {
+        let _ = self.tx.send(msg);
+    }
+
+    /// Configure and wait until the verdicts are on their way to the protocol thread.
+    pub fn configure(&self, plan: TrackPlan) {
+        let (ack, done) = mpsc::channel();
+        if self.tx.send(Msg::Configure(plan, Some(ack))).is_ok() {
+            let _ = done.recv_timeout(Duration::from_secs(5));
+        }
+    }
+}
+
+pub fn start(commander: Commander, notices: Sender<TrackNotice>) -> std::io::Result<TrackerHandle> {
+    let (tx, rx) = mpsc::channel();
+    let handle = TrackerHandle { tx: tx.clone() };
+    std::thread::Builder::new()
+        .name("vipd-track".into())
+        .spawn(move || {
+            Tracker {
+                plan: TrackPlan::default(),
+                states: HashMap::new(),
+                verdicts: HashMap::new(),
+                scripts: HashMap::new(),
+                ifindex: HashMap::new(),
+                generation: 0,
+                commander,
+                notices,
+                tx,
+            }
+            .run(rx)
+        })?;
+    Ok(handle)
+}
+
+struct ScriptState {
+    plan: ScriptPlan,
+    filter: RiseFall,
+    next_run: Instant,
+    running: bool,
+}
+
+struct Tracker {
+    plan: TrackPlan,
+    states: HashMap<ObjectId, ObjectState>,
+    verdicts: HashMap<String, Verdict>,
+    scripts: HashMap<String, ScriptState>,
+    /// Interface index → name, for the tracked interfaces.
+    ifindex: HashMap<u32, String>,
+    generation: u64,
+    commander: Commander,
+    notices: Sender<TrackNotice>,
+    tx: Sender<Msg>,
+}
+
+impl Tracker {
+    fn run(mut self, rx: Receiver<Msg>) {
+        loop {
+            let now = Instant::now();
+            self.launch_due_scripts(now);
+            let next = self
+                .scripts
+                .values()
+                .filter(|s| !s.running)
+                .map(|s| s.next_run)
+                .min();
+            let msg = match next {
+                Some(t) => match rx.recv_timeout(t.saturating_duration_since(Instant::now())) {
+                    Ok(m) => m,
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                },
+                None => match rx.recv() {
+                    Ok(m) => m,
+                    Err(_) => return,
+                },
+            };
+            match msg {
+                Msg::Configure(plan, ack) => {
+                    self.configure(plan);
+                    if let Some(ack) = ack {
+                        let _ = ack.send(());
+                    }
+                }
+                Msg::Resync => {
+                    for (_, name) in self.ifindex.clone() {
+                        let up = crate::linkwatch::is_running(&name);
+                        let state = if up {
+                            ObjectState::Good
+                        } else {
+                            ObjectState::Bad
+                        };
+                        self.set(
+                            ObjectId {
+                                kind: Kind::Interface,
+                                name,
+                            },
+                            state,
+                            "resync".into(),
+                        );
+                    }
+                }
+                Msg::Link { ifindex, running } => {
+                    if let Some(name) = self.ifindex.get(&ifindex).cloned() {
+                        let state = if running {
+                            ObjectState::Good
+                        } else {
+                            ObjectState::Bad
+                        };
+                        let detail = if running { "up" } else { "down or no carrier" };
+                        self.set(
+                            ObjectId {
+                                kind: Kind::Interface,
+                                name,
+                            },
+                            state,
+                            detail.into(),
+                        );
+                    }
+                }
+                Msg::ScriptDone {
+                    name,
+                    generation,
+                    outcome,
+                } => {
+                    if generation != self.generation {
+                        continue;
+                    }
+                    let Some(s) = self.scripts.get_mut(&name) else {
+                        continue;
+                    };
+                    s.running = false;
+                    s.next_run = Instant::now() + s.plan.interval;
+                    if let Some(good) = s.filter.record(outcome.success()) {
+                        let state = if good {
+                            ObjectState::Good
+                        } else {
+                            ObjectState::Bad
+                        };
+                        self.set(
+                            ObjectId {
+                                kind: Kind::Script,
+                                name,
+                            },
+                            state,
+                            format!("{outcome:?}"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn configure(&mut self, plan: TrackPlan) {
+        self.generation += 1;
+        // Keep what we know about objects that are still tracked (a reload must not
+        // forget that a script is failing), start the rest afresh.
+        let mut scripts = HashMap::new();
+        for sp in &plan.scripts {
+            let kept = self.scripts.remove(&sp.name).filter(|s| s.plan == *sp);
+            let state = kept.unwrap_or_else(|| ScriptState {
+                filter: RiseFall::new(sp.rise, sp.fall, sp.init_fail),
+                plan: sp.clone(),
+                next_run: Instant::now(),
+                running: false,
+            });
+            scripts.insert(
+                sp.name.clone(),
+                ScriptState {
+                    running: false,
+                    ..state
+                },
+            );
+            if sp.init_fail
+                && !self.states.contains_key(&ObjectId {
+                    kind: Kind::Script,
+                    name: sp.name.clone(),
+                })
+            {
+                self.states.insert(
+                    ObjectId {
+                        kind: Kind::Script,
+                        name: sp.name.clone(),
+                    },
+                    ObjectState::Bad,
+                );
+            }
+        }
+        self.scripts = scripts;
+        self.ifindex.clear();
+        for (_, refs) in &plan.instances {
+            for r in refs.iter().filter(|r| r.object.kind == Kind::Interface) {
+                let name = &r.object.name;
+                let state = match nix::net::if_::if_nametoindex(name.as_str()) {
+                    Ok(i) => {
+                        self.ifindex.insert(i, name.clone());
+                        if crate::linkwatch::is_running(name) {
+                            ObjectState::Good
+                        } else {
+                            ObjectState::Bad
+                        }
+                    }
+                    Err(_) => ObjectState::Bad,
+                };
+                self.states.insert(r.object.clone(), state);
+            }
+        }
+        self.verdicts
+            .retain(|name, _| plan.instances.iter().any(|(n, _)| n == name));
+        self.plan = plan;
+        self.reevaluate(true);
+    }
+
+    fn set(&mut self, object: ObjectId, state: ObjectState, detail: String) {
+        if self.states.get(&object) == Some(&state) {
+            return;
+        }
+        self.states.insert(object.clone(), state);
+        let _ = self.notices.send(TrackNotice::ObjectChanged {
+            object,
+            state,
+            detail,
+        });
+        self.reevaluate(false);
+    }
+
+    /// Tell the protocol thread about every instance whose verdict changed (all of
+    /// them when `all`, after a reconfiguration).
+    fn reevaluate(&mut self, all: bool) {
+        for (name, refs) in &self.plan.instances {
+            let v = evaluate(refs, &self.states);
+            if !all && self.verdicts.get(name) == Some(&v) {
+                continue;
+            }
+            if self.verdicts.get(name) != Some(&v) {
+                let _ = self.notices.send(TrackNotice::Verdict {
+                    instance: name.clone(),
+                    priority_adjustment: v.adjustment,
+                    faults: v.faults.clone(),
+                });
+            }
+            self.commander.send(Command::Track {
+                instance: name.clone(),
+                adjustment: v.adjustment,
+                fault: v.fault(),
+            });
+            self.verdicts.insert(name.clone(), v);
+        }
+    }
+
+    fn launch_due_scripts(&mut self, now: Instant) {
+        for s in self
+            .scripts
+            .values_mut()
+            .filter(|s| !s.running && s.next_run <= now)
+        {
+            s.running = true;
+            let (plan, tx, generation) = (s.plan.clone(), self.tx.clone(), self.generation);
+            let spawned = std::thread::Builder::new()
+                .name("vipd-script".into())
+                .spawn(move || {
+                    let outcome = scripts::run(&plan.argv, &[], plan.timeout, plan.run_as);
+                    let _ = tx.send(Msg::ScriptDone {
+                        name: plan.name,
+                        generation,
+                        outcome,
+                    });
+                });
+            if spawned.is_err() {
+                s.running = false;
+                s.next_run = now + s.plan.interval;
+            }
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! vrrp_script / track_script weights, track_interface, notify scripts — for real, in
+//! network namespaces.
+
+mod common;
+
+use common::{Cluster, Spec};
+use std::path::Path;
+use std::time::Duration;
+
+/// keepalived.conf of the classic "down file" check: weight -2 with priorities 100/99.
+fn down_file_config(spec: &Spec, priority: u8, down: &Path, notify_log: &Path) -> String {
+    let script = format!(
+        "vrrp_script chk_down {{\n    script \"/bin/sh -c '[ ! -f {} ]'\"\n    interval 0.2\n    weight -2\n}}\n",
+        down.display()
+    );
+    let notify = |state: &str| {
+        format!(
+            "notify_{} \"/bin/sh -c 'echo {} $0 >> {}' r{}\"",
+            state.to_lowercase(),
+            state,
+            notify_log.display(),
+            if priority == 100 { 1 } else { 2 }
+        )
+    };
+    let instance = spec
+        .clone()
+        .with("track_script {\n        chk_down\n    }")
+        .with(&notify("MASTER"))
+        .with(&notify("BACKUP"))
+        .with(&format!(
+            "notify \"/bin/sh -c 'echo $0 $* >> {}.generic'\"",
+            notify_log.display()
+        ))
+        .config(priority);
+    format!("{script}{instance}")
+}
+
+#[test]
+fn down_file_moves_the_vip_and_back_and_notifies() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(2, "downfile") else {
+        return;
+    };
+    let vip = spec.vip();
+    let down = c.dir.join("down");
+    let log = c.dir.join("notify.log");
+    c.start_vipd(1, &down_file_config(&spec, 100, &down, &log));
+    c.start_vipd(
+        2,
+        &down_file_config(&spec, 99, &down.with_extension("r2"), &log),
+    );
+    c.wait_holders(vip, &[1], spec.takeover_timeout());
+    assert_eq!(c.instance(1)["effective_priority"], 100);
+
+    // Maintenance on r1: its priority drops to 98 < 99, the VIP moves to r2.
+    std::fs::write(&down, "").unwrap();
+    c.wait_holders(vip, &[2], Duration::from_secs(3));
+    assert_eq!(c.instance(1)["effective_priority"], 98);
+    assert_eq!(c.instance(1)["priority"], 100);
+    assert_eq!(c.instance(1)["state"], "BACKUP");
+
+    // Maintenance over: r1 is back at 100 and preempts.
+    std::fs::remove_file(&down).unwrap();
+    c.wait_holders(vip, &[1], Duration::from_secs(3));
+    assert_eq!(c.instance(1)["effective_priority"], 100);
+
+    // Notify scripts ran, in order, with keepalived's arguments for `notify`.
+    let ok = vipd_netns::wait_for(Duration::from_secs(3), Duration::from_millis(20), || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .count()
+            >= 4
+    });
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(ok, "{text}");
+    let r1: Vec<&str> = text.lines().filter(|l| l.ends_with(" r1")).collect();
+    // BACKUP at start-up, as keepalived also notifies.
+    assert_eq!(
+        r1,
+        ["BACKUP r1", "MASTER r1", "BACKUP r1", "MASTER r1"],
+        "{text}"
+    );
+    let generic = std::fs::read_to_string(format!("{}.generic", log.display())).unwrap_or_default();
+    assert!(generic.contains("INSTANCE VI_1 MASTER 100"), "{generic}");
+    assert!(generic.contains("INSTANCE VI_1 BACKUP 98"), "{generic}");
+}
+
+#[test]
+fn track_interface_with_weight_zero_means_fault() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(2, "trackif") else {
+        return;
+    };
+    let vip = spec.vip();
+    // A second, "uplink" interface on r1.
+    c.lan
+        .router(1)
+        .ip(["link", "add", "up0", "type", "veth", "peer", "up1"])
+        .unwrap();
+    c.lan.router(1).ip(["link", "set", "up0", "up"]).unwrap();
+    c.lan.router(1).ip(["link", "set", "up1", "up"]).unwrap();
+    c.start_vipd(
+        1,
+        &spec
+            .clone()
+            .with("track_interface {\n        up0\n    }")
+            .config(200),
+    );
+    c.start_vipd(2, &spec.config(100));
+    c.wait_holders(vip, &[1], spec.takeover_timeout());
+    c.lan.router(1).ip(["link", "set", "up0", "down"]).unwrap();
+    c.wait_holders(vip, &[2], spec.takeover_timeout());
+    assert_eq!(c.instance(1)["state"], "FAULT");
+    assert!(
+        c.log(1).contains("FAULT because of interface `up0`"),
+        "{}",
+        c.log(1)
+    );
+    c.lan.router(1).ip(["link", "set", "up0", "up"]).unwrap();
+    c.wait_holders(vip, &[1], spec.takeover_timeout());
+}
+
+#[test]
+fn a_hanging_check_script_is_a_failure_and_harms_nothing() {
+    let spec = Spec {
+        advert_int: "0.01",
+        ..Spec::v3()
+    };
+    let Some(mut c) = Cluster::new(2, "hang") else {
+        return;
+    };
+    let vip = spec.vip();
+    let script = "vrrp_script chk_hang {\n    script \"sleep 30\"\n    interval 0.3\n    timeout 0.2\n    weight -2\n}\n";
+    let track = "track_script {\n        chk_hang\n    }";
+    c.start_vipd(
+        1,
+        &format!("{script}{}", spec.clone().with(track).config(200)),
+    );
+    c.start_vipd(2, &spec.config(100));
+    c.wait_holders(vip, &[1], spec.takeover_timeout());
+    // Every run hangs until killed at 0.2 s: a failure each time (200 - 2 = 198, still
+    // the highest), while the 10 ms adverts go on undisturbed: no take-over by r2.
+    c.assert_stable(vip, &[1], Duration::from_secs(2));
+    let st = c.instance(1);
+    assert_eq!(st["effective_priority"], 198, "{st}");
+    assert_eq!(c.instance(2)["became_master"], 0, "{}", c.instance(2));
+    assert!(c.log(1).contains("TimedOut"), "{}", c.log(1));
+}
