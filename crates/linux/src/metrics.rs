@@ -214,6 +214,7 @@ mod tests {
                 drops: vec![("bad_ttl".into(), 5)],
             }],
             socket_drops: vec![("unknown_vrid".into(), 9)],
+            tracking: Default::default(),
         }
     }
 

@@ -171,7 +171,7 @@ impl Runtime {
         // Tracking verdicts (a tracked interface already down, a script with init_fail)
         // are queued before the protocol thread starts, so instances start right.
         let (track_tx, track_rx) = mpsc::channel();
-        let tracker = crate::tracker::start(engine.commander.clone(), track_tx)?;
+        let tracker = crate::tracker::start(engine.commander.clone(), track_tx, status.clone())?;
         forward(track_rx, engine.notices.clone(), Notice::Track);
         tracker.configure(plan.track_plan());
         crate::linkwatch::start(tracker.clone())?;

@@ -11,6 +11,22 @@ pub struct Snapshot {
     pub instances: Vec<InstanceStatus>,
     /// Packets dropped before reaching an instance, by reason.
     pub socket_drops: Vec<(String, u64)>,
+    /// Instance name → its tracked objects, as the tracker last saw them.
+    pub tracking: std::collections::BTreeMap<String, Vec<TrackLine>>,
+}
+
+/// One tracked object of an instance and what it does to it now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TrackLine {
+    /// interface, script, file, process
+    pub kind: String,
+    pub name: String,
+    /// good, bad, unknown, or a tracked file's value
+    pub state: String,
+    pub weight: i64,
+    pub reverse: bool,
+    /// What it does now: `+10`, `-2`, `0`, or `FAULT`.
+    pub effect: String,
 }
 
 #[derive(Debug, Clone, Serialize)]

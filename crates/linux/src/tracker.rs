@@ -6,9 +6,11 @@
 
 use crate::runtime::{Command, Commander};
 use crate::scripts::{self, Outcome, RunAs};
+use crate::status::{Snapshot, TrackLine};
 use crate::track::{evaluate, Kind, ObjectId, ObjectState, RiseFall, TrackRef, Verdict};
 use std::collections::HashMap;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A `vrrp_script`, ready to run.
@@ -81,7 +83,11 @@ impl TrackerHandle {
     }
 }
 
-pub fn start(commander: Commander, notices: Sender<TrackNotice>) -> std::io::Result<TrackerHandle> {
+pub fn start(
+    commander: Commander,
+    notices: Sender<TrackNotice>,
+    status: Arc<Mutex<Snapshot>>,
+) -> std::io::Result<TrackerHandle> {
     let (tx, rx) = mpsc::channel();
     let handle = TrackerHandle { tx: tx.clone() };
     std::thread::Builder::new()
@@ -94,6 +100,7 @@ pub fn start(commander: Commander, notices: Sender<TrackNotice>) -> std::io::Res
                 scripts: HashMap::new(),
                 ifindex: HashMap::new(),
                 generation: 0,
+                status,
                 commander,
                 notices,
                 tx,
@@ -111,6 +118,7 @@ struct ScriptState {
 }
 
 struct Tracker {
+    status: Arc<Mutex<Snapshot>>,
     plan: TrackPlan,
     states: HashMap<ObjectId, ObjectState>,
     verdicts: HashMap<String, Verdict>,
@@ -315,6 +323,42 @@ impl Tracker {
                 fault: v.fault(),
             });
             self.verdicts.insert(name.clone(), v);
+        }
+        self.publish();
+    }
+
+    /// Put every instance's tracked objects into the status snapshot.
+    fn publish(&self) {
+        let mut map = std::collections::BTreeMap::new();
+        for (name, refs) in &self.plan.instances {
+            let lines = refs
+                .iter()
+                .map(|r| {
+                    let state = self.states.get(&r.object).copied();
+                    let alone = evaluate(std::slice::from_ref(r), &self.states);
+                    TrackLine {
+                        kind: r.object.kind.as_str().to_string(),
+                        name: r.object.name.clone(),
+                        state: match state {
+                            None => "unknown".into(),
+                            Some(ObjectState::Good) => "good".into(),
+                            Some(ObjectState::Bad) => "bad".into(),
+                            Some(ObjectState::Value(v)) => v.to_string(),
+                        },
+                        weight: r.weight,
+                        reverse: r.reverse,
+                        effect: if alone.fault() {
+                            "FAULT".into()
+                        } else {
+                            format!("{:+}", alone.adjustment)
+                        },
+                    }
+                })
+                .collect();
+            map.insert(name.clone(), lines);
+        }
+        if let Ok(mut snap) = self.status.lock() {
+            snap.tracking = map;
         }
     }
 

@@ -422,6 +422,34 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
             },
         );
     }
+    // What each instance tracks and what that does to it now.
+    if let Some(tracking) = v["tracking"].as_object() {
+        for (instance, lines) in tracking {
+            let items: Vec<String> = lines
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|t| {
+                    format!(
+                        "{} `{}` {} (weight {}{}) → {}",
+                        t["kind"].as_str().unwrap_or("?"),
+                        t["name"].as_str().unwrap_or("?"),
+                        t["state"].as_str().unwrap_or("?"),
+                        t["weight"],
+                        if t["reverse"] == true {
+                            ", reverse"
+                        } else {
+                            ""
+                        },
+                        t["effect"].as_str().unwrap_or("?"),
+                    )
+                })
+                .collect();
+            if !items.is_empty() {
+                println!("{instance} tracks: {}", items.join("; "));
+            }
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

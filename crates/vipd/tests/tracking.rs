@@ -57,6 +57,36 @@ fn down_file_moves_the_vip_and_back_and_notifies() {
     c.wait_holders(vip, &[2], Duration::from_secs(3));
     assert_eq!(c.instance(1)["effective_priority"], 98);
     assert_eq!(c.instance(1)["priority"], 100);
+    // Status says why: the script is failing and costs 2.
+    let st = c.status(1).unwrap();
+    let lines = st["tracking"]["VI_1"].as_array().unwrap().clone();
+    let chk = lines
+        .iter()
+        .find(|t| t["name"] == "chk_down")
+        .expect("chk_down tracked");
+    assert_eq!(
+        (
+            chk["kind"].as_str(),
+            chk["state"].as_str(),
+            chk["effect"].as_str()
+        ),
+        (Some("script"), Some("bad"), Some("-2"))
+    );
+    let eth0 = lines
+        .iter()
+        .find(|t| t["name"] == "eth0")
+        .expect("own interface tracked");
+    assert_eq!(
+        (eth0["state"].as_str(), eth0["effect"].as_str()),
+        (Some("good"), Some("+0"))
+    );
+    let table = std::process::Command::new(common::VIPD)
+        .args(["status", "--control-socket"])
+        .arg(c.socket_path(1))
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.contains("VI_1 tracks: interface `eth0` good (weight 0) → +0; script `chk_down` bad (weight -2) → -2"), "{table}");
     assert_eq!(c.instance(1)["state"], "BACKUP");
 
     // Maintenance over: r1 is back at 100 and preempts.
