@@ -675,6 +675,9 @@ pub(crate) fn fill_global(n: &Node, g: &mut GlobalDefs) {
         "vrrp_strict" => g.vrrp_strict = true,
         "script_user" => g.script_user = Some(words_of(n)),
         "enable_script_security" => g.enable_script_security = true,
+        "notify_fifo" | "vrrp_notify_fifo" => {
+            g.notify_fifo = n.args.first().map(|a| a.text.clone())
+        }
         "notification_email" => {
             g.notification_email
                 .extend(n.args.iter().map(|a| a.text.clone()));

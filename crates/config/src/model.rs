@@ -319,6 +319,8 @@ pub struct GlobalDefs {
     pub vrrp_strict: bool,
     pub script_user: Option<String>,
     pub enable_script_security: bool,
+    /// `notify_fifo` / `vrrp_notify_fifo PATH`: state lines are written there.
+    pub notify_fifo: Option<String>,
     pub notification_email: Vec<String>,
     pub notification_email_from: Option<String>,
     pub smtp_server: Option<String>,

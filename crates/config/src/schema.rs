@@ -267,6 +267,12 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "notify",
     "enable_script_security",
     "script_user",
+    "notify_fifo",
+    "vrrp_notify_fifo",
+    "track_file",
+    "vrrp_track_file",
+    "track_process",
+    "vrrp_track_process",
 ];
 
 pub(crate) const INSTANCE_INACTIVE: &[Kw] = &[

@@ -7,7 +7,7 @@ use crate::netlink::AddressSpec;
 use crate::notifier::NotifyPlan;
 use crate::scripts::{check_security, split_words, RunAs};
 use crate::track::{Kind, ObjectId, TrackRef};
-use crate::tracker::{ScriptPlan, TrackPlan};
+use crate::tracker::{FilePlan, ParamMatch, ProcessPlan, ScriptPlan, TrackPlan};
 use anyhow::{anyhow, bail, Context, Result};
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
@@ -48,6 +48,10 @@ pub struct Plan {
     pub instances: Vec<InstancePlan>,
     /// The `vrrp_script`s some instance tracks.
     pub scripts: Vec<ScriptPlan>,
+    pub files: Vec<FilePlan>,
+    pub processes: Vec<ProcessPlan>,
+    /// `notify_fifo`.
+    pub notify_fifo: Option<std::path::PathBuf>,
 }
 
 impl Plan {
@@ -60,6 +64,8 @@ impl Plan {
                 .map(|i| (i.name.clone(), i.tracking.clone()))
                 .collect(),
             scripts: self.scripts.clone(),
+            files: self.files.clone(),
+            processes: self.processes.clone(),
         }
     }
 }
@@ -71,11 +77,58 @@ pub fn build(cfg: &Config) -> Result<Plan> {
         .map(|i| build_instance(cfg, i).with_context(|| format!("vrrp_instance {}", i.name)))
         .collect::<Result<Vec<_>>>()?;
     let scripts = script_plans(cfg, &instances)?;
+    let tracked = |kind: Kind, name: &str| {
+        instances.iter().any(|i| {
+            i.tracking
+                .iter()
+                .any(|r| r.object.kind == kind && r.object.name == name)
+        })
+    };
+    let files = cfg
+        .track_files
+        .iter()
+        .filter(|f| tracked(Kind::File, &f.name))
+        .map(|f| FilePlan {
+            name: f.name.clone(),
+            path: f.file.clone().into(),
+            init: f.init_file.as_deref().map(|spec| {
+                let mut w = spec.split_whitespace();
+                let value = w.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+                (value, spec.split_whitespace().any(|x| x == "overwrite"))
+            }),
+        })
+        .collect();
+    let processes = cfg
+        .track_processes
+        .iter()
+        .filter(|p| tracked(Kind::Process, &p.name))
+        .map(|p| {
+            let mut process = p.process.clone();
+            if process.is_empty() {
+                process.push(p.name.clone());
+            }
+            ProcessPlan {
+                name: p.name.clone(),
+                process,
+                full_command: p.full_command,
+                quorum: p.quorum.max(1),
+                quorum_max: p.quorum_max,
+                param_match: match p.param_match.as_deref() {
+                    Some("initial") => ParamMatch::Initial,
+                    Some("partial") => ParamMatch::Partial,
+                    _ => ParamMatch::Exact,
+                },
+            }
+        })
+        .collect();
     Ok(Plan {
         router_id: cfg.global.router_id.clone(),
         rt_priority: cfg.global.vrrp_rt_priority,
         instances,
         scripts,
+        files,
+        processes,
+        notify_fifo: cfg.global.notify_fifo.clone().map(Into::into),
     })
 }
 
@@ -102,6 +155,41 @@ fn tracking(cfg: &Config, inst: &VrrpInstance) -> Result<Vec<TrackRef>> {
             },
             weight: t.weight.unwrap_or(0),
             reverse: t.reverse,
+        });
+    }
+    for t in &inst.track.files {
+        let f = cfg
+            .track_files
+            .iter()
+            .find(|f| f.name == t.name)
+            .ok_or_else(|| anyhow!("track_file `{}`: no track_file block of that name", t.name))?;
+        refs.push(TrackRef {
+            object: ObjectId {
+                kind: Kind::File,
+                name: t.name.clone(),
+            },
+            weight: t.weight.unwrap_or(f.weight),
+            reverse: t.reverse != f.reverse,
+        });
+    }
+    for t in &inst.track.processes {
+        let p = cfg
+            .track_processes
+            .iter()
+            .find(|p| p.name == t.name)
+            .ok_or_else(|| {
+                anyhow!(
+                    "track_process `{}`: no track_process block of that name",
+                    t.name
+                )
+            })?;
+        refs.push(TrackRef {
+            object: ObjectId {
+                kind: Kind::Process,
+                name: t.name.clone(),
+            },
+            weight: t.weight.unwrap_or(p.weight),
+            reverse: t.reverse != p.reverse,
         });
     }
     for t in &inst.track.scripts {

@@ -26,12 +26,54 @@ pub struct ScriptPlan {
     pub run_as: Option<RunAs>,
 }
 
+/// A `track_file`: an integer in a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilePlan {
+    pub name: String,
+    pub path: std::path::PathBuf,
+    /// `init_file [VALUE] [overwrite]`: (value, overwrite).
+    pub init: Option<(i64, bool)>,
+}
+
+/// A `track_process`: how many processes match, against a quorum.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessPlan {
+    pub name: String,
+    /// The process name (`comm`), or with `full_command` the full command line's
+    /// first word; `param_match` / extra words: the arguments must match too.
+    pub process: Vec<String>,
+    pub full_command: bool,
+    pub quorum: u32,
+    pub quorum_max: Option<u32>,
+    pub param_match: ParamMatch,
+}
+
+/// `param_match`: how the extra words of `process` compare with the arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ParamMatch {
+    /// The arguments are exactly those words (keepalived's default).
+    #[default]
+    Exact,
+    /// The arguments start with those words.
+    Initial,
+    /// Those words appear, in order and together, somewhere in the arguments.
+    Partial,
+}
+
+/// How often files and processes are looked at. keepalived uses inotify and the
+/// process connector; polling is simpler, bounded and container-proof — a documented
+/// difference.
+pub const FILE_POLL: Duration = Duration::from_millis(200);
+pub const PROCESS_POLL: Duration = Duration::from_millis(500);
+
 /// What the tracker watches, for one configuration generation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TrackPlan {
     /// Instance name → its tracked objects.
     pub instances: Vec<(String, Vec<TrackRef>)>,
     pub scripts: Vec<ScriptPlan>,
+    pub files: Vec<FilePlan>,
+    pub processes: Vec<ProcessPlan>,
 }
 
 pub enum Msg {
@@ -133,14 +175,29 @@ struct Tracker {
 
 impl Tracker {
     fn run(mut self, rx: Receiver<Msg>) {
+        let mut next_file_poll = Instant::now();
+        let mut next_process_poll = Instant::now();
         loop {
             let now = Instant::now();
             self.launch_due_scripts(now);
+            if now >= next_file_poll {
+                self.poll_files();
+                next_file_poll = now + FILE_POLL;
+            }
+            if now >= next_process_poll {
+                self.poll_processes();
+                next_process_poll = now + PROCESS_POLL;
+            }
+            let polls = (!self.plan.files.is_empty())
+                .then_some(next_file_poll)
+                .into_iter()
+                .chain((!self.plan.processes.is_empty()).then_some(next_process_poll));
             let next = self
                 .scripts
                 .values()
                 .filter(|s| !s.running)
                 .map(|s| s.next_run)
+                .chain(polls)
                 .min();
             let msg = match next {
                 Some(t) => match rx.recv_timeout(t.saturating_duration_since(Instant::now())) {
@@ -285,6 +342,20 @@ impl Tracker {
         }
         self.verdicts
             .retain(|name, _| plan.instances.iter().any(|(n, _)| n == name));
+        for f in &plan.files {
+            if let Some((value, overwrite)) = f.init {
+                if overwrite || !f.path.exists() {
+                    let _ = std::fs::write(&f.path, format!("{value}\n"));
+                }
+            }
+            self.states.insert(
+                ObjectId {
+                    kind: Kind::File,
+                    name: f.name.clone(),
+                },
+                ObjectState::Value(read_value(&f.path)),
+            );
+        }
         self.plan = plan;
         self.reevaluate(true);
     }
@@ -362,6 +433,47 @@ impl Tracker {
         }
     }
 
+    fn poll_files(&mut self) {
+        for f in self.plan.files.clone() {
+            let value = read_value(&f.path);
+            self.set(
+                ObjectId {
+                    kind: Kind::File,
+                    name: f.name.clone(),
+                },
+                ObjectState::Value(value),
+                format!("{} = {value}", f.path.display()),
+            );
+        }
+    }
+
+    fn poll_processes(&mut self) {
+        if self.plan.processes.is_empty() {
+            return;
+        }
+        let table = process_table();
+        for p in self.plan.processes.clone() {
+            let n = table
+                .iter()
+                .filter(|(comm, args)| matches(&p, comm, args))
+                .count() as u32;
+            let good = n >= p.quorum && p.quorum_max.is_none_or(|m| n <= m);
+            let state = if good {
+                ObjectState::Good
+            } else {
+                ObjectState::Bad
+            };
+            self.set(
+                ObjectId {
+                    kind: Kind::Process,
+                    name: p.name.clone(),
+                },
+                state,
+                format!("{n} running (quorum {})", p.quorum),
+            );
+        }
+    }
+
     fn launch_due_scripts(&mut self, now: Instant) {
         for s in self
             .scripts
@@ -385,5 +497,139 @@ impl Tracker {
                 s.next_run = now + s.plan.interval;
             }
         }
+    }
+}
+
+/// A tracked file's integer; a missing or unreadable file, or text that is not a
+/// number, counts as 0 (no effect), as keepalived does.
+fn read_value(path: &std::path::Path) -> i64 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| t.split_whitespace().next().and_then(|w| w.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// (comm, argv) of every process, from /proc.
+fn process_table() -> Vec<(String, Vec<String>)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter_map(|e| {
+            let comm = std::fs::read_to_string(e.path().join("comm"))
+                .ok()?
+                .trim_end()
+                .to_string();
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let args = cmdline
+                .split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            Some((comm, args))
+        })
+        .collect()
+}
+
+fn matches(p: &ProcessPlan, comm: &str, argv: &[String]) -> bool {
+    let Some(name) = p.process.first() else {
+        return false;
+    };
+    let name_ok = if p.full_command {
+        argv.first().is_some_and(|a| a == name)
+    } else {
+        comm == name.as_str()
+            || argv
+                .first()
+                .and_then(|a| a.rsplit('/').next())
+                .is_some_and(|b| b == name)
+    };
+    let want = &p.process[1..];
+    let args = argv.get(1..).unwrap_or(&[]);
+    name_ok
+        && (want.is_empty()
+            || match p.param_match {
+                ParamMatch::Exact => args == want,
+                ParamMatch::Initial => args.starts_with(want),
+                ParamMatch::Partial => args.windows(want.len()).any(|w| w == want),
+            })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn process_matching() {
+        let p = ProcessPlan {
+            name: "n".into(),
+            process: vec!["nginx".into()],
+            full_command: false,
+            quorum: 1,
+            quorum_max: None,
+            param_match: ParamMatch::Exact,
+        };
+        assert!(matches(&p, "nginx", &["nginx: master process".into()]));
+        assert!(matches(
+            &p,
+            "other",
+            &["/usr/sbin/nginx".into(), "-g".into()]
+        ));
+        assert!(!matches(&p, "sshd", &["sshd".into()]));
+        let full = ProcessPlan {
+            process: vec!["/usr/bin/python3".into(), "app.py".into()],
+            full_command: true,
+            ..p.clone()
+        };
+        assert!(matches(
+            &full,
+            "python3",
+            &["/usr/bin/python3".into(), "app.py".into()]
+        ));
+        assert!(!matches(
+            &full,
+            "python3",
+            &["/usr/bin/python3".into(), "other.py".into()]
+        ));
+        let argv: Vec<String> = ["/usr/bin/python3", "app.py", "--port", "8080"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert!(
+            !matches(&full, "python3", &argv),
+            "exact: extra arguments do not match"
+        );
+        let initial = ProcessPlan {
+            param_match: ParamMatch::Initial,
+            ..full.clone()
+        };
+        assert!(matches(&initial, "python3", &argv));
+        let partial = ProcessPlan {
+            process: vec!["/usr/bin/python3".into(), "--port".into(), "8080".into()],
+            param_match: ParamMatch::Partial,
+            ..full
+        };
+        assert!(matches(&partial, "python3", &argv));
+    }
+
+    #[test]
+    fn this_process_is_in_the_table_and_files_read_as_integers() {
+        let me = std::process::id();
+        let table = process_table();
+        assert!(!table.is_empty());
+        let _ = me;
+        let f = std::env::temp_dir().join(format!("vipd-trackfile-{}", std::process::id()));
+        std::fs::write(&f, "  -7\n").unwrap();
+        assert_eq!(read_value(&f), -7);
+        std::fs::write(&f, "junk").unwrap();
+        assert_eq!(read_value(&f), 0);
+        std::fs::remove_file(&f).unwrap();
+        assert_eq!(read_value(&f), 0, "missing file");
     }
 }

@@ -82,13 +82,14 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     };
     let plan = vipd_linux::plan::build(&loaded.config)?;
     let _pid = PidFile::create(&args.pid_file)?;
+    let fifo = plan.notify_fifo.clone();
     let events = EventHub::default();
     let (tx, rx) = mpsc::channel();
     let logger = {
         let events = events.clone();
         std::thread::Builder::new()
             .name("vipd-log".into())
-            .spawn(move || log_notices(rx, &events))?
+            .spawn(move || log_notices(rx, &events, fifo))?
     };
     let runtime = Arc::new(Runtime::start(plan, tx).context("starting the VRRP runtime")?);
     let reload = reload_hook(&args, runtime.clone());
@@ -260,7 +261,7 @@ async fn wait_for_signal(
 }
 
 /// Runs on its own thread so a slow stderr never reaches the protocol thread.
-fn log_notices(rx: mpsc::Receiver<Notice>, events: &EventHub) {
+fn log_notices(rx: mpsc::Receiver<Notice>, events: &EventHub, fifo: Option<PathBuf>) {
     let (results_tx, results_rx) = mpsc::channel::<NotifyResult>();
     let _ = std::thread::Builder::new().name("vipd-notify-log".into()).spawn(move || {
         for r in results_rx {
@@ -271,7 +272,7 @@ fn log_notices(rx: mpsc::Receiver<Notice>, events: &EventHub) {
             }
         }
     });
-    let mut notifier = Notifier::new(None, results_tx);
+    let mut notifier = Notifier::new(fifo, results_tx);
     for n in rx {
         if matches!(n, Notice::Stopped) {
             break;

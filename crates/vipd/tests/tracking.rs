@@ -177,3 +177,122 @@ fn a_hanging_check_script_is_a_failure_and_harms_nothing() {
     assert_eq!(c.instance(2)["became_master"], 0, "{}", c.instance(2));
     assert!(c.log(1).contains("TimedOut"), "{}", c.log(1));
 }
+
+#[test]
+fn track_file_value_times_weight_moves_the_vip() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(2, "trackfile") else {
+        return;
+    };
+    let vip = spec.vip();
+    let file = c.dir.join("prio");
+    let block = format!(
+        "vrrp_track_file tf {{\n    file \"{}\"\n    init_file 0\n}}\n",
+        file.display()
+    );
+    c.start_vipd(
+        1,
+        &format!(
+            "{block}{}",
+            spec.clone()
+                .with("track_file {\n        tf weight -60\n    }")
+                .config(200)
+        ),
+    );
+    c.start_vipd(2, &spec.config(100));
+    c.wait_holders(vip, &[1], spec.takeover_timeout());
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap().trim(),
+        "0",
+        "init_file created it"
+    );
+    std::fs::write(&file, "2\n").unwrap(); // 200 - 2 × 60 = 80 < 100
+    c.wait_holders(vip, &[2], spec.takeover_timeout() * 2);
+    assert_eq!(c.instance(1)["effective_priority"], 80);
+    let line = c.status(1).unwrap()["tracking"]["VI_1"][1].clone();
+    assert_eq!(
+        (line["state"].as_str(), line["effect"].as_str()),
+        (Some("2"), Some("-120")),
+        "{line}"
+    );
+    std::fs::write(&file, "0\n").unwrap();
+    c.wait_holders(vip, &[1], spec.takeover_timeout() * 2);
+}
+
+#[test]
+fn track_process_quorum_moves_the_vip() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(2, "trackproc") else {
+        return;
+    };
+    let vip = spec.vip();
+    // A process nobody else runs: `sleep <unique number>`.
+    let arg = format!(
+        "{}.{}",
+        90000 + std::process::id() % 1000,
+        std::process::id()
+    );
+    let block =
+        format!("vrrp_track_process app {{\n    process sleep {arg}\n    weight -150\n}}\n");
+    c.start_vipd(
+        1,
+        &format!(
+            "{block}{}",
+            spec.clone()
+                .with("track_process {\n        app\n    }")
+                .config(200)
+        ),
+    );
+    c.start_vipd(2, &spec.config(100));
+    // Not running: 200 - 150 = 50, r2 is master.
+    c.wait_holders(vip, &[2], spec.takeover_timeout() * 2);
+    assert_eq!(c.instance(1)["effective_priority"], 50);
+    let mut app = std::process::Command::new("sleep")
+        .arg(&arg)
+        .spawn()
+        .unwrap();
+    c.wait_holders(vip, &[1], spec.takeover_timeout() * 2);
+    assert_eq!(c.instance(1)["effective_priority"], 200);
+    app.kill().unwrap();
+    let _ = app.wait();
+    c.wait_holders(vip, &[2], spec.takeover_timeout() * 2);
+}
+
+#[test]
+fn notify_fifo_gets_keepalived_lines() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(1, "fifo") else {
+        return;
+    };
+    let fifo = c.dir.join("state.fifo");
+    let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo on a path in our work dir.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let f = std::fs::OpenOptions::new().read(true).open(&fifo).unwrap();
+            std::io::BufReader::new(f)
+                .lines()
+                .take(2)
+                .map(|l| l.unwrap())
+                .collect::<Vec<_>>()
+        })
+    };
+    // Keep a writer open ourselves so the reader's open returns and EOF never comes early.
+    let _keep = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    let conf = spec.config(150).replace(
+        "global_defs {\n",
+        &format!("global_defs {{\n    notify_fifo {}\n", fifo.display()),
+    );
+    c.start_vipd(1, &conf);
+    let lines = reader.join().unwrap();
+    assert_eq!(
+        lines,
+        [
+            "INSTANCE \"VI_1\" BACKUP 150",
+            "INSTANCE \"VI_1\" MASTER 150"
+        ]
+    );
+}
