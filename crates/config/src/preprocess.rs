@@ -17,8 +17,12 @@ use crate::model::Span;
 const MAX_SUBSTITUTIONS: usize = 1000;
 /// Nesting of multi-line parameters and sequence blocks before assuming a loop.
 const MAX_DEPTH: usize = 16;
-/// Lines one `~SEQ`/`~LST` line may produce (keepalived's own example makes 65,024).
-const MAX_GENERATED: usize = 1_000_000;
+/// Lines `~SEQ`/`~LST` and multi-line parameters may produce in all (keepalived's own
+/// example makes 65,024).
+const MAX_GENERATED: usize = 200_000;
+/// Tokens a whole configuration may expand to: a runaway definition must end in an
+/// error, not in the out-of-memory killer (5,000 instances are about 300,000 tokens).
+const MAX_TOKENS: usize = 4_000_000;
 
 /// A `$NAME(P1,P2)=...` definition.
 #[derive(Debug, Clone)]
@@ -41,6 +45,7 @@ pub(crate) struct Preprocessor<'a> {
     pending: Option<Pending>,
     depth: usize,
     generated: usize,
+    tokens_out: usize,
     /// Set once a generation limit was reported; further expansion is skipped.
     over_limit: bool,
     random: std::cell::Cell<u64>,
@@ -60,6 +65,7 @@ impl<'a> Preprocessor<'a> {
             pending: None,
             depth: 0,
             generated: 0,
+            tokens_out: 0,
             over_limit: false,
             random: std::cell::Cell::new(
                 std::time::SystemTime::now()
@@ -303,6 +309,17 @@ impl<'a> Preprocessor<'a> {
             }
         }
         if !tokens.is_empty() {
+            self.tokens_out += tokens.len();
+            if self.tokens_out > MAX_TOKENS {
+                if !self.over_limit {
+                    self.over_limit = true;
+                    self.diags.error(
+                        &tokens[0],
+                        format!("the configuration expands to more than {MAX_TOKENS} words; is a definition runaway?"),
+                    );
+                }
+                return;
+            }
             self.out.push(tokens);
         }
     }

@@ -273,6 +273,7 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "vrrp_track_file",
     "track_process",
     "vrrp_track_process",
+    "vrrp_sync_group",
 ];
 
 pub(crate) const INSTANCE_INACTIVE: &[Kw] = &[

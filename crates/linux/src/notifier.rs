@@ -40,6 +40,8 @@ impl NotifyPlan {
 /// or STOP.
 #[derive(Debug, Clone)]
 pub struct Event {
+    /// `INSTANCE` or `GROUP` (a `vrrp_sync_group`), as keepalived passes it.
+    pub kind: &'static str,
     pub instance: String,
     pub state: &'static str,
     pub priority: u8,
@@ -75,8 +77,8 @@ impl Notifier {
             write_fifo(
                 fifo,
                 &format!(
-                    "INSTANCE \"{}\" {} {}\n",
-                    ev.instance, ev.state, ev.priority
+                    "{} \"{}\" {} {}\n",
+                    ev.kind, ev.instance, ev.state, ev.priority
                 ),
             );
         }
@@ -131,7 +133,7 @@ fn run_event(ev: &Event, results: &Sender<NotifyResult>) {
         _ => &None,
     };
     let generic_args = vec![
-        "INSTANCE".to_string(),
+        ev.kind.to_string(),
         ev.instance.clone(),
         ev.state.to_string(),
         ev.priority.to_string(),
@@ -189,6 +191,7 @@ mod tests {
         let mut n = Notifier::new(None, tx);
         for state in ["MASTER", "BACKUP", "MASTER"] {
             n.notify(Event {
+                kind: "INSTANCE",
                 instance: "VI_1".into(),
                 state,
                 priority: 100,
@@ -225,6 +228,7 @@ mod tests {
         let mut n = Notifier::new(None, tx);
         let t = Instant::now();
         n.notify(Event {
+            kind: "INSTANCE",
             instance: "VI_2".into(),
             state: "FAULT",
             priority: 50,
@@ -250,6 +254,7 @@ mod tests {
         let (tx, _rx) = mpsc::channel();
         let mut n = Notifier::new(Some(path.clone()), tx);
         n.notify(Event {
+            kind: "INSTANCE",
             instance: "VI_1".into(),
             state: "MASTER",
             priority: 100,

@@ -52,6 +52,15 @@ pub struct Plan {
     pub processes: Vec<ProcessPlan>,
     /// `notify_fifo`.
     pub notify_fifo: Option<std::path::PathBuf>,
+    pub sync_groups: Vec<SyncGroupPlan>,
+}
+
+/// A `vrrp_sync_group`: its members (instance names) and its notify scripts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncGroupPlan {
+    pub name: String,
+    pub members: Vec<String>,
+    pub notify: NotifyPlan,
 }
 
 impl Plan {
@@ -129,12 +138,26 @@ pub fn build(cfg: &Config) -> Result<Plan> {
         files,
         processes,
         notify_fifo: cfg.global.notify_fifo.clone().map(Into::into),
+        sync_groups: cfg
+            .sync_groups
+            .iter()
+            .map(|g| {
+                Ok(SyncGroupPlan {
+                    name: g.name.clone(),
+                    members: g.group.clone(),
+                    notify: notify_plan(cfg, &g.notify)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?,
     })
 }
 
 /// Each instance's tracked objects, with weights resolved: a `track_*` line's weight,
 /// else the object's own (`vrrp_script`'s `weight`), else 0; plus the instance's own
-/// interface (weight 0: down means FAULT) unless `dont_track_primary`.
+/// interface (weight 0: down means FAULT) unless `dont_track_primary`. In a
+/// `vrrp_sync_group` the group's tracking applies to every member, and — as in
+/// keepalived, unless `sync_group_tracking_weight` — the members' own weights become 0
+/// (a failure means FAULT), so members never end up with diverging priorities.
 fn tracking(cfg: &Config, inst: &VrrpInstance) -> Result<Vec<TrackRef>> {
     let mut refs = Vec::new();
     if !inst.dont_track_primary {
@@ -147,7 +170,27 @@ fn tracking(cfg: &Config, inst: &VrrpInstance) -> Result<Vec<TrackRef>> {
             reverse: false,
         });
     }
-    for t in &inst.track.interfaces {
+    let mut own = resolve(cfg, &inst.track)?;
+    if let Some(group) = cfg
+        .sync_groups
+        .iter()
+        .find(|g| g.group.contains(&inst.name))
+    {
+        if !group.sync_group_tracking_weight {
+            for r in &mut own {
+                r.weight = 0;
+            }
+        }
+        own.extend(resolve(cfg, &group.track)?);
+    }
+    refs.extend(own);
+    Ok(refs)
+}
+
+/// The `track_*` lists of an instance or sync group, weights resolved.
+fn resolve(cfg: &Config, track: &model::Tracking) -> Result<Vec<TrackRef>> {
+    let mut refs = Vec::new();
+    for t in &track.interfaces {
         refs.push(TrackRef {
             object: ObjectId {
                 kind: Kind::Interface,
@@ -157,7 +200,7 @@ fn tracking(cfg: &Config, inst: &VrrpInstance) -> Result<Vec<TrackRef>> {
             reverse: t.reverse,
         });
     }
-    for t in &inst.track.files {
+    for t in &track.files {
         let f = cfg
             .track_files
             .iter()
@@ -172,7 +215,7 @@ fn tracking(cfg: &Config, inst: &VrrpInstance) -> Result<Vec<TrackRef>> {
             reverse: t.reverse != f.reverse,
         });
     }
-    for t in &inst.track.processes {
+    for t in &track.processes {
         let p = cfg
             .track_processes
             .iter()
@@ -192,7 +235,7 @@ fn tracking(cfg: &Config, inst: &VrrpInstance) -> Result<Vec<TrackRef>> {
             reverse: t.reverse != p.reverse,
         });
     }
-    for t in &inst.track.scripts {
+    for t in &track.scripts {
         let script = cfg
             .scripts
             .iter()

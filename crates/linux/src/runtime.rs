@@ -70,6 +70,12 @@ pub enum Notice {
     },
     Address(AddrNotice),
     Track(crate::tracker::TrackNotice),
+    /// A sync group changed state (for its notify scripts).
+    GroupTransition {
+        group: String,
+        to: State,
+        notify: crate::notifier::NotifyPlan,
+    },
     /// The runtime has shut down: nothing more will come that matters.
     Stopped,
 }
@@ -161,6 +167,8 @@ impl Runtime {
             status: status.clone(),
             started: Instant::now(),
             heartbeat: heartbeat.clone(),
+            groups: Vec::new(),
+            syncing: false,
         };
         for p in &plan.instances {
             engine.ensure_socket(p)?;
@@ -168,6 +176,7 @@ impl Runtime {
         for p in &plan.instances {
             engine.add_instance(p.clone())?;
         }
+        engine.set_groups(&plan.sync_groups);
         // Tracking verdicts (a tracked interface already down, a script with init_fail)
         // are queued before the protocol thread starts, so instances start right.
         let (track_tx, track_rx) = mpsc::channel();
@@ -269,6 +278,15 @@ impl Commander {
     }
 }
 
+/// A `vrrp_sync_group` over live instance indices.
+struct GroupState {
+    name: String,
+    members: Vec<usize>,
+    notify: crate::notifier::NotifyPlan,
+    /// Last state announced for the group.
+    state: State,
+}
+
 struct RxSocket {
     ifindex: u32,
     sock: VrrpSocket,
@@ -285,6 +303,8 @@ struct Slot {
     /// hold), no longer receiving packets or shown in status.
     retired: bool,
     announcements_sent: u64,
+    /// Tracking's fault for this instance alone (a sync group may add others').
+    own_fault: bool,
     /// When the engine decided to take over, until the first announcement is out.
     pending_takeover: Option<Instant>,
     /// Counts `AddAddresses`, so a late confirmation of an earlier one is ignored.
@@ -316,6 +336,9 @@ struct EngineLoop {
     started: Instant,
     /// ifindex → (name, live instances on it), shared with the link watcher.
     heartbeat: Arc<std::sync::atomic::AtomicU64>,
+    groups: Vec<GroupState>,
+    /// Inside `sync_group_follow`: the transitions it causes do not propagate again.
+    syncing: bool,
 }
 
 impl EngineLoop {
@@ -357,6 +380,7 @@ impl EngineLoop {
             socket,
             retired: false,
             announcements_sent: 0,
+            own_fault: false,
             pending_takeover: None,
             addr_epoch: 0,
             awaiting_addresses: None,
@@ -393,6 +417,7 @@ impl EngineLoop {
             self.ensure_socket(p).map_err(|e| format!("{e:#}"))?;
         }
         let mut report = ReloadReport::default();
+        let plan_groups = plan.sync_groups.clone();
         let live: HashMap<String, usize> = self
             .slots
             .iter()
@@ -431,6 +456,7 @@ impl EngineLoop {
                 }
             }
         }
+        self.set_groups(&plan_groups);
         self.publish_status();
         Ok(report)
     }
@@ -547,8 +573,8 @@ impl EngineLoop {
                         .position(|s| !s.retired && s.plan.name == instance);
                     if let Some(i) = live {
                         self.slots[i].inst.set_priority_adjustment(now, adjustment);
-                        self.slots[i].inst.set_fault(now, fault);
-                        self.drain_actions(i, now);
+                        self.slots[i].own_fault = fault;
+                        self.apply_faults(i, now);
                     }
                 }
                 Command::Reload { plan, reply } => {
@@ -707,6 +733,7 @@ impl EngineLoop {
                     }
                 }
                 Action::Transition { from, to, reason } => {
+                    self.sync_group_follow(i, from, to, now);
                     let slot = &self.slots[i];
                     let _ = self.notices.send(Notice::Transition {
                         instance: slot.plan.name.clone(),
@@ -726,6 +753,80 @@ impl EngineLoop {
                 }
             }
         }
+    }
+
+    /// A fault of one member of a sync group is the whole group's fault; otherwise an
+    /// instance's fault is its own.
+    fn apply_faults(&mut self, i: usize, now: Instant) {
+        let members: Vec<usize> = match self.group_of(i) {
+            Some(g) => self.groups[g].members.clone(),
+            None => vec![i],
+        };
+        let fault = members.iter().any(|&m| self.slots[m].own_fault);
+        for m in members {
+            self.slots[m].inst.set_fault(now, fault);
+            self.drain_actions(m, now);
+        }
+    }
+
+    fn group_of(&self, i: usize) -> Option<usize> {
+        self.groups.iter().position(|g| g.members.contains(&i))
+    }
+
+    /// keepalived's `vrrp_sync_group`: when a member becomes MASTER the others follow
+    /// at once; when a master member yields, the others yield too. (Faults are shared
+    /// by `apply_faults`.)
+    fn sync_group_follow(&mut self, i: usize, from: State, to: State, now: Instant) {
+        if self.syncing || self.slots[i].retired {
+            return;
+        }
+        let Some(g) = self.group_of(i) else { return };
+        self.syncing = true;
+        let others: Vec<usize> = self.groups[g]
+            .members
+            .iter()
+            .copied()
+            .filter(|&m| m != i)
+            .collect();
+        for m in others {
+            match (from, to) {
+                (_, State::Master) => self.slots[m].inst.sync_to_master(now),
+                (State::Master, State::Backup) => self.slots[m].inst.sync_to_backup(now),
+                _ => {}
+            }
+            self.drain_actions(m, now);
+        }
+        self.syncing = false;
+        let group = &self.groups[g];
+        if group.state != to && matches!(to, State::Master | State::Backup | State::Fault) {
+            self.groups[g].state = to;
+            let group = &self.groups[g];
+            let _ = self.notices.send(Notice::GroupTransition {
+                group: group.name.clone(),
+                to,
+                notify: group.notify.clone(),
+            });
+        }
+    }
+
+    /// Rebuild the sync groups from the plan, over the live instances.
+    fn set_groups(&mut self, plan_groups: &[crate::plan::SyncGroupPlan]) {
+        let live = |slots: &[Slot], name: &str| {
+            slots.iter().position(|s| !s.retired && s.plan.name == name)
+        };
+        self.groups = plan_groups
+            .iter()
+            .map(|g| GroupState {
+                name: g.name.clone(),
+                members: g
+                    .members
+                    .iter()
+                    .filter_map(|m| live(&self.slots, m))
+                    .collect(),
+                notify: g.notify.clone(),
+                state: State::Initialize,
+            })
+            .collect();
     }
 
     /// The VIPs of take-over `epoch` are installed (or the wait is over): let the

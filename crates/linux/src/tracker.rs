@@ -265,7 +265,6 @@ impl Tracker {
                         continue;
                     };
                     s.running = false;
-                    s.next_run = Instant::now() + s.plan.interval;
                     if let Some(good) = s.filter.record(outcome.success()) {
                         let state = if good {
                             ObjectState::Good
@@ -481,6 +480,9 @@ impl Tracker {
             .filter(|s| !s.running && s.next_run <= now)
         {
             s.running = true;
+            // A fixed rate, as keepalived: the next run is due one interval after this
+            // one started (a run still going when it is due is not doubled).
+            s.next_run = now + s.plan.interval;
             let (plan, tx, generation) = (s.plan.clone(), self.tx.clone(), self.generation);
             let spawned = std::thread::Builder::new()
                 .name("vipd-script".into())

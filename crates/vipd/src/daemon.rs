@@ -297,6 +297,7 @@ fn log_notices(rx: mpsc::Receiver<Notice>, events: &EventHub, fifo: Option<PathB
                 };
                 if let Some(state) = word {
                     notifier.notify(NotifyEvent {
+                        kind: "INSTANCE",
                         instance: instance.clone(),
                         state,
                         priority,
@@ -346,6 +347,21 @@ fn log_notices(rx: mpsc::Receiver<Notice>, events: &EventHub, fifo: Option<PathB
                 AddrNotice::Failed(e) => error!("address change failed: {e}"),
             },
             Notice::Stopped => {}
+            Notice::GroupTransition { group, to, notify } => {
+                info!("sync group {group}: {to}");
+                let state = match to {
+                    State::Master => "MASTER",
+                    State::Backup => "BACKUP",
+                    _ => "FAULT",
+                };
+                notifier.notify(NotifyEvent {
+                    kind: "GROUP",
+                    instance: group,
+                    state,
+                    priority: 0,
+                    plan: notify,
+                });
+            }
             Notice::Track(t) => match t {
                 TrackNotice::ObjectChanged {
                     object,

@@ -296,3 +296,71 @@ fn notify_fifo_gets_keepalived_lines() {
         ]
     );
 }
+
+#[test]
+fn sync_group_members_move_together() {
+    // Two instances (IPv4 VRID 51, IPv4 VRID 52) in one sync group on each router: a
+    // failing check on r1's VI_2 alone must move both VIPs to r2.
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(2, "sync") else {
+        return;
+    };
+    let down = c.dir.join("down");
+    let second = |cfg: String, prio: u8| {
+        let vi2 = cfg
+            .split("vrrp_instance VI_1")
+            .nth(1)
+            .unwrap()
+            .replace("virtual_router_id 51", "virtual_router_id 52")
+            .replace("192.0.2.100/24", "192.0.2.101/24")
+            .replace(&format!("priority {prio}"), &format!("priority {prio}"));
+        format!("{cfg}vrrp_instance VI_2{vi2}")
+    };
+    let group = |notify_log: &std::path::Path| {
+        format!(
+            "vrrp_sync_group G1 {{\n    group {{\n        VI_1\n        VI_2\n    }}\n    notify \"/bin/sh -c 'echo $0 $* >> {}'\"\n}}\n",
+            notify_log.display()
+        )
+    };
+    let script = format!(
+        "vrrp_script chk {{\n    script \"[ ! -f {} ]\"\n    interval 0.2\n}}\n",
+        down.display()
+    );
+    let log = c.dir.join("group.log");
+    let r1 = second(spec.config(200), 200).replace(
+        "vrrp_instance VI_2 {\n",
+        "vrrp_instance VI_2 {\n    track_script {\n        chk\n    }\n",
+    );
+    c.start_vipd(1, &format!("{script}{}{r1}", group(&log)));
+    c.start_vipd(
+        2,
+        &format!(
+            "{}{}",
+            group(&c.dir.join("group2.log")),
+            second(spec.config(100), 100)
+        ),
+    );
+    let vip2: std::net::IpAddr = "192.0.2.101".parse().unwrap();
+    c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
+    c.wait_holders(vip2, &[1], spec.takeover_timeout());
+    std::fs::write(&down, "").unwrap();
+    // VI_2's check fails with weight 0 → FAULT → the whole group goes FAULT on r1.
+    c.wait_holders(spec.vip(), &[2], spec.takeover_timeout() * 2);
+    c.wait_holders(vip2, &[2], spec.takeover_timeout() * 2);
+    let st = c.status(1).unwrap();
+    for i in 0..2 {
+        assert_eq!(st["instances"][i]["state"], "FAULT", "{st}");
+    }
+    std::fs::remove_file(&down).unwrap();
+    c.wait_holders(spec.vip(), &[1], spec.takeover_timeout() * 2);
+    c.wait_holders(vip2, &[1], spec.takeover_timeout() * 2);
+    let ok = vipd_netns::wait_for(Duration::from_secs(3), Duration::from_millis(20), || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("GROUP G1 FAULT 0")
+    });
+    assert!(ok, "{}", std::fs::read_to_string(&log).unwrap_or_default());
+    assert!(std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("GROUP G1 MASTER 0"));
+}

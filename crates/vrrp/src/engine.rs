@@ -64,6 +64,8 @@ pub enum TransitionReason {
     Shutdown,
     FaultRaised,
     FaultCleared,
+    /// Another member of the instance's `vrrp_sync_group` changed state.
+    SyncGroup,
 }
 
 impl std::fmt::Display for TransitionReason {
@@ -90,6 +92,7 @@ impl std::fmt::Display for TransitionReason {
             TransitionReason::Shutdown => write!(f, "shutdown"),
             TransitionReason::FaultRaised => write!(f, "fault"),
             TransitionReason::FaultCleared => write!(f, "fault cleared"),
+            TransitionReason::SyncGroup => write!(f, "sync group"),
         }
     }
 }
@@ -515,6 +518,26 @@ impl Instance {
         if self.state != State::Initialize {
             self.clear_timers();
             self.transition(now, State::Initialize, TransitionReason::Shutdown);
+        }
+    }
+
+    /// Sync group: another member became master, so this one follows at once (as if
+    /// its master-down timer had fired). Only from BACKUP.
+    pub fn sync_to_master(&mut self, now: Instant) {
+        if self.state == State::Backup {
+            self.become_master(now, TransitionReason::SyncGroup);
+        }
+    }
+
+    /// Sync group: another member yielded to a higher-priority master, so this one
+    /// yields too: addresses released, back to BACKUP waiting a master-down interval.
+    pub fn sync_to_backup(&mut self, now: Instant) {
+        if self.state == State::Master {
+            self.leave_master_timers();
+            self.actions.push_back(Action::RemoveAddresses);
+            self.stats.released_master += 1;
+            self.down_at = Some(now + self.master_down_interval());
+            self.transition(now, State::Backup, TransitionReason::SyncGroup);
         }
     }
 

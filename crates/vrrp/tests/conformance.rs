@@ -448,6 +448,7 @@ fn fmt_reason(r: &TransitionReason) -> String {
         TransitionReason::Shutdown => "shutdown".into(),
         TransitionReason::FaultRaised => "fault".into(),
         TransitionReason::FaultCleared => "fault-cleared".into(),
+        TransitionReason::SyncGroup => "sync-group".into(),
     }
 }
 

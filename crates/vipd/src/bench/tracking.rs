@@ -539,7 +539,9 @@ fn one_run(imp: Impl, scenario: TrackScenario, advert_ms: u32, interval_s: u32) 
     )?;
     let (r1_mac, r2_mac) = (s.lan.router_mac(1), s.lan.router_mac(2));
     let t_start = Instant::now();
-    sleep(Duration::from_millis(300))?;
+    // At least one whole advert interval on the capture before the trigger, so the
+    // advert r2's timer runs from (r1's last priority-100 one) is on it.
+    sleep(Duration::from_millis(300).max(advert(advert_ms) + Duration::from_millis(200)))?;
     if prober.received() < 150 || sniff.first_from(r1_mac, t_start).is_none() {
         bail!(
             "before the trigger r1 answered only {} of {} probes",

@@ -660,3 +660,41 @@ fn tracking_moves_the_effective_priority_and_the_vip() {
         (ms(5) + Duration::from_micros(36_132), State::Master)
     );
 }
+
+#[test]
+fn sync_group_moves_follow_the_other_member() {
+    let mut r = Rig::new(v3(100));
+    r.start();
+    r.hear(ms(5), "192.0.2.12", 200);
+    r.inst.sync_to_master(r.at(ms(6)));
+    let a = r.drain();
+    assert_eq!(a[0], Action::AddAddresses);
+    assert!(matches!(
+        a.last(),
+        Some(Action::Transition {
+            to: State::Master,
+            reason: TransitionReason::SyncGroup,
+            ..
+        })
+    ));
+    // Forcing master again is a no-op; forcing backup releases and waits a full MDI.
+    r.inst.sync_to_master(r.at(ms(7)));
+    assert!(r.drain().is_empty());
+    r.inst.sync_to_backup(r.at(ms(8)));
+    let a = r.drain();
+    assert_eq!(a[0], Action::RemoveAddresses);
+    assert!(matches!(
+        a[1],
+        Action::Transition {
+            to: State::Backup,
+            reason: TransitionReason::SyncGroup,
+            ..
+        }
+    ));
+    assert_eq!(
+        r.inst.poll_timeout(),
+        Some(r.at(ms(8)) + r.inst.master_down_interval())
+    );
+    r.inst.sync_to_backup(r.at(ms(9)));
+    assert!(r.drain().is_empty(), "already backup");
+}
