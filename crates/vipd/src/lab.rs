@@ -34,7 +34,7 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
     if !nix::unistd::geteuid().is_root() {
         bail!("`vipd lab` builds network namespaces and needs root (try: sudo vipd lab)");
     }
-    if args.version == 2 && (args.ipv6 || args.advert_ms % 1000 != 0) {
+    if args.version == 2 && (args.ipv6 || !args.advert_ms.is_multiple_of(1000)) {
         bail!("VRRPv2 is IPv4 only and advertises whole seconds: use --advert-ms 1000 (or more) with --version 2");
     }
     let abort = Arc::new(AtomicBool::new(false));

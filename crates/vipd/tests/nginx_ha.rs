@@ -14,9 +14,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vipd_netns::Netns;
 
+/// When the client asked and who answered (`None`: nobody).
+type AnswerLog = Arc<Mutex<Vec<(Instant, Option<String>)>>>;
+
 /// Which router answered the client, over time.
 struct Fetcher {
-    log: Arc<Mutex<Vec<(Instant, Option<String>)>>>,
+    log: AnswerLog,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }

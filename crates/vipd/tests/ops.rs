@@ -230,6 +230,7 @@ fn events_stream_transitions() {
     c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
     let out = reader.join().unwrap();
     let _ = follower.kill();
+    let _ = follower.wait();
     let lines: Vec<serde_json::Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())

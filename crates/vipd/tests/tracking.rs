@@ -306,14 +306,14 @@ fn sync_group_members_move_together() {
         return;
     };
     let down = c.dir.join("down");
-    let second = |cfg: String, prio: u8| {
+    // The same instance again as VI_2, with VRID 52 and VIP .101.
+    let second = |cfg: String| {
         let vi2 = cfg
             .split("vrrp_instance VI_1")
             .nth(1)
             .unwrap()
             .replace("virtual_router_id 51", "virtual_router_id 52")
-            .replace("192.0.2.100/24", "192.0.2.101/24")
-            .replace(&format!("priority {prio}"), &format!("priority {prio}"));
+            .replace("192.0.2.100/24", "192.0.2.101/24");
         format!("{cfg}vrrp_instance VI_2{vi2}")
     };
     let group = |notify_log: &std::path::Path| {
@@ -327,7 +327,7 @@ fn sync_group_members_move_together() {
         down.display()
     );
     let log = c.dir.join("group.log");
-    let r1 = second(spec.config(200), 200).replace(
+    let r1 = second(spec.config(200)).replace(
         "vrrp_instance VI_2 {\n",
         "vrrp_instance VI_2 {\n    track_script {\n        chk\n    }\n",
     );
@@ -337,7 +337,7 @@ fn sync_group_members_move_together() {
         &format!(
             "{}{}",
             group(&c.dir.join("group2.log")),
-            second(spec.config(100), 100)
+            second(spec.config(100))
         ),
     );
     let vip2: std::net::IpAddr = "192.0.2.101".parse().unwrap();

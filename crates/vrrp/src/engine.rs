@@ -289,6 +289,10 @@ pub struct Stats {
     pub drops: DropCounters,
 }
 
+/// [`Instance::reconfigure`] refused: the change needs a fresh instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NeedsRestart;
+
 /// Input events, for callers (the simulator, conformance tests) that prefer one entry point.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -398,8 +402,8 @@ impl Instance {
     /// protocol allows it: priority (short of owner), advert interval, preemption,
     /// authentication, checksum variant, GARP timing and the other knobs. A change of
     /// identity (VRID, version, source address, addresses, peers) or to/from address
-    /// owner needs a restart: `Err(())`, and nothing is changed.
-    pub fn reconfigure(&mut self, cfg: InstanceConfig) -> Result<(), ()> {
+    /// owner needs a restart: `Err(NeedsRestart)`, and nothing is changed.
+    pub fn reconfigure(&mut self, cfg: InstanceConfig) -> Result<(), NeedsRestart> {
         let old = &self.cfg;
         let owner = |p: u8| p == PRIORITY_OWNER;
         if cfg.vrid != old.vrid
@@ -409,7 +413,7 @@ impl Instance {
             || cfg.peers != old.peers
             || owner(cfg.priority) != owner(old.priority)
         {
-            return Err(());
+            return Err(NeedsRestart);
         }
         if self.cfg.version == Version::V2 || self.state != State::Backup {
             // Our own interval is what we use (v2) or send (master).

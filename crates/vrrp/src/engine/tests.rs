@@ -603,7 +603,7 @@ fn reconfigure_in_place_keeps_state_and_refuses_identity_changes() {
     ] {
         let mut bad = c.clone();
         change(&mut bad);
-        assert_eq!(r.inst.reconfigure(bad), Err(()));
+        assert_eq!(r.inst.reconfigure(bad), Err(NeedsRestart));
     }
     assert_eq!(r.inst.config().priority, 120);
     assert_eq!(
