@@ -274,6 +274,8 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "track_process",
     "vrrp_track_process",
     "vrrp_sync_group",
+    "virtual_ipaddress_excluded",
+    "static_ipaddress",
 ];
 
 pub(crate) const INSTANCE_INACTIVE: &[Kw] = &[

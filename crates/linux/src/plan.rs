@@ -53,6 +53,8 @@ pub struct Plan {
     /// `notify_fifo`.
     pub notify_fifo: Option<std::path::PathBuf>,
     pub sync_groups: Vec<SyncGroupPlan>,
+    /// `static_ipaddress`: added at start whatever the VRRP state, removed at stop.
+    pub static_addresses: Vec<AddressSpec>,
 }
 
 /// A `vrrp_sync_group`: its members (instance names) and its notify scripts.
@@ -138,6 +140,28 @@ pub fn build(cfg: &Config) -> Result<Plan> {
         files,
         processes,
         notify_fifo: cfg.global.notify_fifo.clone().map(Into::into),
+        static_addresses: cfg
+            .static_ipaddress
+            .iter()
+            .map(|v| {
+                let dev = v
+                    .dev
+                    .as_deref()
+                    .ok_or_else(|| anyhow!("static_ipaddress {}: needs `dev`", v.addr))?;
+                let dev = Interface::lookup(dev)?;
+                Ok(AddressSpec {
+                    ifindex: dev.index,
+                    addr: v.addr,
+                    prefix_len: v.prefix_len,
+                    brd: match v.brd {
+                        Some(IpAddr::V4(b)) => Some(b),
+                        _ => None,
+                    },
+                    scope: scope_value(v.scope.as_deref())?,
+                    label: v.label.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?,
         sync_groups: cfg
             .sync_groups
             .iter()
@@ -411,7 +435,12 @@ fn build_instance(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
 
     let mut addresses = Vec::new();
     let mut announce_frames = Vec::new();
-    for v in &inst.virtual_ipaddress {
+    // Excluded VIPs (eVIPs) come and go with the instance but are not advertised.
+    for v in inst
+        .virtual_ipaddress
+        .iter()
+        .chain(&inst.virtual_ipaddress_excluded)
+    {
         let dev = match &v.dev {
             Some(d) if *d != iface.name => Interface::lookup(d)?,
             _ => iface.clone(),

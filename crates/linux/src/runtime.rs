@@ -100,6 +100,8 @@ pub struct Runtime {
     heartbeat: Arc<std::sync::atomic::AtomicU64>,
     tracker: crate::tracker::TrackerHandle,
     notices: Sender<Notice>,
+    /// `static_ipaddress` in force (added at start, removed at stop).
+    static_addresses: Mutex<Vec<crate::netlink::AddressSpec>>,
 }
 
 /// Forward one notice stream into another on a small thread of its own.
@@ -124,9 +126,15 @@ impl Runtime {
             .instances
             .iter()
             .flat_map(|i| i.addresses.clone())
+            .chain(plan.static_addresses.iter().cloned())
             .collect();
         let (addr_tx, addr_rx) = mpsc::channel::<AddrNotice>();
         let addresses = AddressWorker::start(&all_specs, addr_tx)?;
+        if !plan.static_addresses.is_empty() {
+            let _ = addresses
+                .tx
+                .send(AddrCommand::Add(plan.static_addresses.clone(), None));
+        }
         // Forward address notices into the main notice stream.
         {
             let notices = notices.clone();
@@ -200,6 +208,7 @@ impl Runtime {
             heartbeat,
             tracker,
             notices: notices_for_stop,
+            static_addresses: Mutex::new(plan.static_addresses.clone()),
         };
         Ok(rt)
     }
@@ -225,6 +234,14 @@ impl Runtime {
         }
         let addresses = self.addresses.lock().ok().and_then(|mut a| a.take());
         if let Some(a) = addresses {
+            let statics = self
+                .static_addresses
+                .lock()
+                .map(|s| s.clone())
+                .unwrap_or_default();
+            if !statics.is_empty() {
+                let _ = a.tx.send(AddrCommand::Remove(statics));
+            }
             a.sync();
             let _ = self.notices.send(Notice::Stopped);
         }
@@ -233,6 +250,7 @@ impl Runtime {
     /// Apply a new plan (see [`Command::Reload`]); waits for the protocol thread's answer.
     pub fn reload(&self, plan: Plan) -> Result<ReloadReport, String> {
         let track = plan.track_plan();
+        let statics = plan.static_addresses.clone();
         let (reply, answer) = mpsc::channel();
         self.command(Command::Reload {
             plan: Box::new(plan),
@@ -242,7 +260,29 @@ impl Runtime {
             .recv_timeout(std::time::Duration::from_secs(10))
             .map_err(|_| "the protocol thread did not answer".to_string())??;
         self.tracker.configure(track);
+        self.reload_static_addresses(statics);
         Ok(report)
+    }
+
+    /// Add the `static_ipaddress`es that are new, remove those no longer configured.
+    fn reload_static_addresses(&self, new: Vec<crate::netlink::AddressSpec>) {
+        let Ok(mut cur) = self.static_addresses.lock() else {
+            return;
+        };
+        let Ok(addresses) = self.addresses.lock() else {
+            return;
+        };
+        if let Some(a) = addresses.as_ref() {
+            let gone: Vec<_> = cur.iter().filter(|s| !new.contains(s)).cloned().collect();
+            let added: Vec<_> = new.iter().filter(|s| !cur.contains(s)).cloned().collect();
+            if !gone.is_empty() {
+                let _ = a.tx.send(AddrCommand::Remove(gone));
+            }
+            if !added.is_empty() {
+                let _ = a.tx.send(AddrCommand::Add(added, None));
+            }
+        }
+        *cur = new;
     }
 
     /// How long ago the protocol thread last went round its loop (it does so at least

@@ -186,3 +186,56 @@ fn address_owner_takes_over_at_once_and_keeps_foreign_addresses() {
         "vipd removed an address it did not add"
     );
 }
+
+#[test]
+fn excluded_and_static_addresses() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(1, "evip") else {
+        return;
+    };
+    let evip: std::net::IpAddr = "198.51.100.7".parse().unwrap();
+    let static_ip: std::net::IpAddr = "203.0.113.9".parse().unwrap();
+    let conf = format!(
+        "static_ipaddress {{\n    {static_ip}/32 dev eth0\n}}\n{}",
+        spec.clone()
+            .with(&format!(
+                "virtual_ipaddress_excluded {{\n        {evip}/32\n    }}"
+            ))
+            .config(150)
+    );
+    let capture = vipd_netns::Capture::start(c.lan.client(), "eth0").unwrap();
+    c.start_vipd(1, &conf);
+    assert!(
+        vipd_netns::has_address(c.lan.router(1), "eth0", static_ip),
+        "static address added at start"
+    );
+    c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
+    assert!(
+        vipd_netns::has_address(c.lan.router(1), "eth0", evip),
+        "eVIP added with the VIPs"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let frames = capture.stop();
+    let adverts: Vec<_> = frames.iter().filter(|f| f.is_vrrp()).collect();
+    assert!(!adverts.is_empty());
+    for a in &adverts {
+        assert_eq!(
+            a.vrrp_addresses(),
+            vec![spec.vip()],
+            "eVIPs are not advertised"
+        );
+    }
+    assert!(
+        frames
+            .iter()
+            .any(|f| f.is_gratuitous_arp() && f.announced_addr() == Some(evip)),
+        "eVIPs are announced"
+    );
+    assert_eq!(c.stop(1).and_then(|s| s.code()), Some(0));
+    for a in [spec.vip(), evip, static_ip] {
+        assert!(
+            !vipd_netns::has_address(c.lan.router(1), "eth0", a),
+            "{a} left behind"
+        );
+    }
+}
