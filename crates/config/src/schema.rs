@@ -276,6 +276,10 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "vrrp_sync_group",
     "virtual_ipaddress_excluded",
     "static_ipaddress",
+    "virtual_routes",
+    "virtual_rules",
+    "static_routes",
+    "static_rules",
 ];
 
 pub(crate) const INSTANCE_INACTIVE: &[Kw] = &[

@@ -2,6 +2,7 @@
 //! thread, so a slow netlink round trip never delays an advert or an announcement.
 
 use crate::netlink::{AddOutcome, AddressSpec, Rtnetlink, VIPD_ADDR_PROTO};
+use crate::routes::{RouteSpec, RuleSpec};
 use anyhow::Result;
 use std::collections::HashSet;
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -12,6 +13,10 @@ pub type Done = Box<dyn FnOnce() + Send>;
 
 pub enum AddrCommand {
     Add(Vec<AddressSpec>, Option<Done>),
+    /// Install routes and rules (after the addresses they may use as source).
+    AddRoutes(Vec<RouteSpec>, Vec<RuleSpec>),
+    /// Remove routes and rules vipd added (before the addresses go).
+    RemoveRoutes(Vec<RouteSpec>, Vec<RuleSpec>),
     Remove(Vec<AddressSpec>),
     /// Reply when every earlier command is done.
     Sync(Sender<()>),
@@ -25,6 +30,8 @@ pub enum AddrNotice {
     /// Present before we added it: left alone, and never removed by us.
     Foreign(AddressSpec),
     StaleRemoved(AddressSpec),
+    /// A route or rule added or removed (a description for the log).
+    Routing(String),
     Failed(String),
 }
 
@@ -82,8 +89,10 @@ impl Drop for AddressWorker {
 }
 
 fn run(mut nl: Rtnetlink, rx: Receiver<AddrCommand>, notices: Sender<AddrNotice>) {
-    // Addresses we added and may therefore remove.
+    // Addresses, routes and rules we added and may therefore remove.
     let mut owned: HashSet<AddressSpec> = HashSet::new();
+    let mut owned_routes: HashSet<RouteSpec> = HashSet::new();
+    let mut owned_rules: HashSet<RuleSpec> = HashSet::new();
     for cmd in rx {
         match cmd {
             AddrCommand::Add(specs, done) => {
@@ -121,6 +130,59 @@ fn run(mut nl: Rtnetlink, rx: Receiver<AddrCommand>, notices: Sender<AddrNotice>
                             let _ = notices.send(AddrNotice::Failed(format!("{e:#}")));
                         }
                     }
+                }
+            }
+            AddrCommand::AddRoutes(routes, rules) => {
+                for r in routes {
+                    if owned_routes.contains(&r) {
+                        continue;
+                    }
+                    let note = match nl.add_route(&r) {
+                        Ok(AddOutcome::Added) => {
+                            let n =
+                                AddrNotice::Routing(format!("added route {}/{}", r.dst, r.dst_len));
+                            owned_routes.insert(r);
+                            n
+                        }
+                        Ok(AddOutcome::AlreadyPresent) => AddrNotice::Routing(format!(
+                            "route {}/{} was already there; vipd will not remove it",
+                            r.dst, r.dst_len
+                        )),
+                        Err(e) => AddrNotice::Failed(format!("{e:#}")),
+                    };
+                    let _ = notices.send(note);
+                }
+                for r in rules {
+                    if owned_rules.contains(&r) {
+                        continue;
+                    }
+                    let note = match nl.add_rule(&r) {
+                        Ok(AddOutcome::Added) => {
+                            owned_rules.insert(r);
+                            AddrNotice::Routing("added rule".into())
+                        }
+                        Ok(AddOutcome::AlreadyPresent) => AddrNotice::Routing(
+                            "rule was already there; vipd will not remove it".into(),
+                        ),
+                        Err(e) => AddrNotice::Failed(format!("{e:#}")),
+                    };
+                    let _ = notices.send(note);
+                }
+            }
+            AddrCommand::RemoveRoutes(routes, rules) => {
+                for r in rules.into_iter().filter(|r| owned_rules.remove(r)) {
+                    if let Err(e) = nl.delete_rule(&r) {
+                        let _ = notices.send(AddrNotice::Failed(format!("{e:#}")));
+                    }
+                }
+                for r in routes.into_iter().filter(|r| owned_routes.remove(r)) {
+                    let note = match nl.delete_route(&r) {
+                        Ok(()) => {
+                            AddrNotice::Routing(format!("removed route {}/{}", r.dst, r.dst_len))
+                        }
+                        Err(e) => AddrNotice::Failed(format!("{e:#}")),
+                    };
+                    let _ = notices.send(note);
                 }
             }
             AddrCommand::Sync(done) => {

@@ -5,12 +5,17 @@
 //! shown by `ip address` as `proto 118`). That is how a restarted vipd tells its own
 //! stale VIPs from addresses an administrator put there, which it never touches.
 
+use crate::routes::{RouteKind, RouteSpec, RuleSpec, VIPD_ROUTE_PROTO};
 use anyhow::{anyhow, bail, Context, Result};
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
     NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_packet_utils::nla::{DefaultNla, Nla};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
@@ -203,6 +208,161 @@ impl Rtnetlink {
     }
 }
 
+impl Rtnetlink {
+    /// Add a route; one that is already there is reported, not an error.
+    pub fn add_route(&mut self, r: &RouteSpec) -> Result<AddOutcome> {
+        match self.request(
+            RouteNetlinkMessage::NewRoute(route_message(r)),
+            NLM_F_CREATE | NLM_F_EXCL,
+        ) {
+            Ok(()) => Ok(AddOutcome::Added),
+            Err(code) if code == libc::EEXIST => Ok(AddOutcome::AlreadyPresent),
+            Err(code) => bail!(
+                "adding route to {}/{}: {}",
+                r.dst,
+                r.dst_len,
+                std::io::Error::from_raw_os_error(code)
+            ),
+        }
+    }
+
+    pub fn delete_route(&mut self, r: &RouteSpec) -> Result<()> {
+        match self.request(RouteNetlinkMessage::DelRoute(route_message(r)), 0) {
+            Ok(()) => Ok(()),
+            Err(code) if code == libc::ESRCH || code == libc::ENOENT || code == libc::ENODEV => {
+                Ok(())
+            }
+            Err(code) => bail!(
+                "removing route to {}/{}: {}",
+                r.dst,
+                r.dst_len,
+                std::io::Error::from_raw_os_error(code)
+            ),
+        }
+    }
+
+    pub fn add_rule(&mut self, r: &RuleSpec) -> Result<AddOutcome> {
+        match self.request(
+            RouteNetlinkMessage::NewRule(rule_message(r)),
+            NLM_F_CREATE | NLM_F_EXCL,
+        ) {
+            Ok(()) => Ok(AddOutcome::Added),
+            Err(code) if code == libc::EEXIST => Ok(AddOutcome::AlreadyPresent),
+            Err(code) => bail!(
+                "adding rule {r:?}: {}",
+                std::io::Error::from_raw_os_error(code)
+            ),
+        }
+    }
+
+    pub fn delete_rule(&mut self, r: &RuleSpec) -> Result<()> {
+        match self.request(RouteNetlinkMessage::DelRule(rule_message(r)), 0) {
+            Ok(()) => Ok(()),
+            Err(code) if code == libc::ENOENT || code == libc::ESRCH => Ok(()),
+            Err(code) => bail!(
+                "removing rule {r:?}: {}",
+                std::io::Error::from_raw_os_error(code)
+            ),
+        }
+    }
+}
+
+fn route_message(r: &RouteSpec) -> RouteMessage {
+    let mut m = RouteMessage::default();
+    m.header.address_family = if r.dst.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    m.header.destination_prefix_length = r.dst_len;
+    m.header.table = if r.table < 256 { r.table as u8 } else { 0 };
+    m.header.protocol = RouteProtocol::from(VIPD_ROUTE_PROTO);
+    m.header.kind = match r.kind {
+        RouteKind::Unicast => RouteType::Unicast,
+        RouteKind::Blackhole => RouteType::BlackHole,
+        RouteKind::Unreachable => RouteType::Unreachable,
+        RouteKind::Prohibit => RouteType::Prohibit,
+        RouteKind::Throw => RouteType::Throw,
+    };
+    // Like `ip route`: a direct unicast route is link-scoped, everything else global.
+    let default_scope = if r.kind == RouteKind::Unicast && r.gateway.is_none() {
+        253
+    } else {
+        0
+    };
+    m.header.scope = RouteScope::from(r.scope.unwrap_or(default_scope));
+    if r.onlink {
+        m.header.flags = RouteFlags::Onlink;
+    }
+    if r.dst_len > 0 {
+        m.attributes
+            .push(RouteAttribute::Destination(RouteAddress::from(r.dst)));
+    }
+    if let Some(g) = r.gateway {
+        m.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::from(g)));
+    }
+    if let Some(d) = r.dev {
+        m.attributes.push(RouteAttribute::Oif(d));
+    }
+    if let Some(s) = r.pref_src {
+        m.attributes
+            .push(RouteAttribute::PrefSource(RouteAddress::from(s)));
+    }
+    if let Some(p) = r.metric {
+        m.attributes.push(RouteAttribute::Priority(p));
+    }
+    m.attributes.push(RouteAttribute::Table(r.table));
+    m
+}
+
+fn rule_message(r: &RuleSpec) -> RuleMessage {
+    let mut m = RuleMessage::default();
+    m.header.family = if r.v6 {
+        AddressFamily::Inet6
+    } else {
+        AddressFamily::Inet
+    };
+    m.header.action = match r.action {
+        None => RuleAction::ToTable,
+        Some(RouteKind::Blackhole) => RuleAction::Blackhole,
+        Some(RouteKind::Unreachable) => RuleAction::Unreachable,
+        Some(_) => RuleAction::Prohibit,
+    };
+    if let Some((a, l)) = r.from {
+        m.header.src_len = l;
+        m.attributes.push(RuleAttribute::Source(a));
+    }
+    if let Some((a, l)) = r.to {
+        m.header.dst_len = l;
+        m.attributes.push(RuleAttribute::Destination(a));
+    }
+    if let Some(i) = &r.iif {
+        m.attributes.push(RuleAttribute::Iifname(i.clone()));
+    }
+    if let Some(o) = &r.oif {
+        m.attributes.push(RuleAttribute::Oifname(o.clone()));
+    }
+    if let Some((mark, mask)) = r.fwmark {
+        m.attributes.push(RuleAttribute::FwMark(mark));
+        if let Some(mask) = mask {
+            m.attributes.push(RuleAttribute::FwMask(mask));
+        }
+    }
+    if let Some(p) = r.priority {
+        m.attributes.push(RuleAttribute::Priority(p));
+    }
+    if let Some(t) = r.table {
+        m.header.table = if t < 256 { t as u8 } else { 0 };
+        m.attributes.push(RuleAttribute::Table(t));
+    }
+    m.attributes
+        .push(RuleAttribute::Protocol(RouteProtocol::from(
+            VIPD_ROUTE_PROTO,
+        )));
+    m
+}
+
 fn address_message(spec: &AddressSpec, with_details: bool) -> AddressMessage {
     let mut msg = AddressMessage::default();
     msg.header.family = match spec.addr {
@@ -278,6 +438,71 @@ mod tests {
             .join()
             .unwrap()
         })
+    }
+
+    #[test]
+    fn routes_and_rules() {
+        in_private_netns(|| {
+            let sh = |args: &[&str]| {
+                let out = std::process::Command::new("ip")
+                    .args(args)
+                    .output()
+                    .unwrap();
+                String::from_utf8_lossy(&out.stdout).into_owned()
+            };
+            sh(&["link", "add", "r0", "type", "veth", "peer", "r1"]);
+            sh(&["link", "set", "r0", "up"]);
+            sh(&["link", "set", "r1", "up"]);
+            sh(&["addr", "add", "192.0.2.1/24", "dev", "r0"]);
+            let r0 = nix::net::if_::if_nametoindex("r0").unwrap();
+            let words = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
+            let idx = |n: &str| -> anyhow::Result<u32> { Ok(nix::net::if_::if_nametoindex(n)?) };
+            let mut nl = Rtnetlink::open().unwrap();
+            let via = crate::routes::parse_route(
+                &words("198.51.100.0/24 via 192.0.2.254 dev r0 table 100"),
+                &idx,
+            )
+            .unwrap();
+            let direct =
+                crate::routes::parse_route(&words("203.0.113.0/24 dev r0 metric 7"), &idx).unwrap();
+            let hole =
+                crate::routes::parse_route(&words("blackhole 203.0.113.128/25"), &idx).unwrap();
+            for r in [&via, &direct, &hole] {
+                assert_eq!(nl.add_route(r).unwrap(), AddOutcome::Added);
+            }
+            assert_eq!(nl.add_route(&via).unwrap(), AddOutcome::AlreadyPresent);
+            let t100 = sh(&["route", "show", "table", "100"]);
+            assert!(
+                t100.contains("198.51.100.0/24 via 192.0.2.254 dev r0 proto 118"),
+                "{t100}"
+            );
+            let main = sh(&["route", "show"]);
+            assert!(
+                main.contains("203.0.113.0/24 dev r0 proto 118 scope link metric 7"),
+                "{main}"
+            );
+            assert!(
+                main.contains("blackhole 203.0.113.128/25 proto 118"),
+                "{main}"
+            );
+            let rule =
+                crate::routes::parse_rule(&words("from 192.0.2.0/24 table 100 priority 1000"))
+                    .unwrap();
+            assert_eq!(nl.add_rule(&rule).unwrap(), AddOutcome::Added);
+            let rules = sh(&["rule", "show"]);
+            assert!(
+                rules.contains("1000:\tfrom 192.0.2.0/24 lookup 100 proto 118"),
+                "{rules}"
+            );
+            for r in [&via, &direct, &hole] {
+                nl.delete_route(r).unwrap();
+                nl.delete_route(r).unwrap(); // already gone: fine
+            }
+            nl.delete_rule(&rule).unwrap();
+            assert!(!sh(&["route", "show"]).contains("proto 118"));
+            assert!(!sh(&["rule", "show"]).contains("proto 118"));
+            let _ = r0;
+        });
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use crate::iface::Interface;
 use crate::netlink::AddressSpec;
 use crate::notifier::NotifyPlan;
+use crate::routes::{parse_route, parse_rule, RouteSpec, RuleSpec};
 use crate::scripts::{check_security, split_words, RunAs};
 use crate::track::{Kind, ObjectId, TrackRef};
 use crate::tracker::{FilePlan, ParamMatch, ProcessPlan, ScriptPlan, TrackPlan};
@@ -30,6 +31,9 @@ pub struct InstancePlan {
     /// What this instance tracks, weights resolved.
     pub tracking: Vec<TrackRef>,
     pub notify: NotifyPlan,
+    /// `virtual_routes` / `virtual_rules`: installed while MASTER.
+    pub routes: Vec<RouteSpec>,
+    pub rules: Vec<RuleSpec>,
 }
 
 impl InstancePlan {
@@ -55,6 +59,9 @@ pub struct Plan {
     pub sync_groups: Vec<SyncGroupPlan>,
     /// `static_ipaddress`: added at start whatever the VRRP state, removed at stop.
     pub static_addresses: Vec<AddressSpec>,
+    /// `static_routes` / `static_rules`: likewise.
+    pub static_routes: Vec<RouteSpec>,
+    pub static_rules: Vec<RuleSpec>,
 }
 
 /// A `vrrp_sync_group`: its members (instance names) and its notify scripts.
@@ -140,6 +147,16 @@ pub fn build(cfg: &Config) -> Result<Plan> {
         files,
         processes,
         notify_fifo: cfg.global.notify_fifo.clone().map(Into::into),
+        static_routes: cfg
+            .static_routes
+            .iter()
+            .map(|w| parse_route(w, &ifindex))
+            .collect::<Result<_>>()?,
+        static_rules: cfg
+            .static_rules
+            .iter()
+            .map(|w| parse_rule(w))
+            .collect::<Result<_>>()?,
         static_addresses: cfg
             .static_ipaddress
             .iter()
@@ -324,6 +341,12 @@ fn script_plans(cfg: &Config, instances: &[InstancePlan]) -> Result<Vec<ScriptPl
     Ok(out)
 }
 
+/// `dev NAME` in a route line.
+fn ifindex(name: &str) -> Result<u32> {
+    nix::net::if_::if_nametoindex(name)
+        .map_err(|_| anyhow!("route: no interface `{name}` on this host"))
+}
+
 /// How long a notify script may run before it is killed.
 const NOTIFY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -461,6 +484,16 @@ fn build_instance(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
         announce_frames.push((dev.index, announce_frame(&dev, v.addr)?));
     }
     Ok(InstancePlan {
+        routes: inst
+            .virtual_routes
+            .iter()
+            .map(|w| parse_route(w, &ifindex))
+            .collect::<Result<_>>()?,
+        rules: inst
+            .virtual_rules
+            .iter()
+            .map(|w| parse_rule(w))
+            .collect::<Result<_>>()?,
         tracking: tracking(cfg, inst)?,
         notify: notify_plan(cfg, &inst.notify)?,
         name: inst.name.clone(),

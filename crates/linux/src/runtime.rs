@@ -102,6 +102,8 @@ pub struct Runtime {
     notices: Sender<Notice>,
     /// `static_ipaddress` in force (added at start, removed at stop).
     static_addresses: Mutex<Vec<crate::netlink::AddressSpec>>,
+    /// `static_routes` / `static_rules` in force.
+    static_routing: Mutex<(Vec<crate::routes::RouteSpec>, Vec<crate::routes::RuleSpec>)>,
 }
 
 /// Forward one notice stream into another on a small thread of its own.
@@ -134,6 +136,12 @@ impl Runtime {
             let _ = addresses
                 .tx
                 .send(AddrCommand::Add(plan.static_addresses.clone(), None));
+        }
+        if !plan.static_routes.is_empty() || !plan.static_rules.is_empty() {
+            let _ = addresses.tx.send(AddrCommand::AddRoutes(
+                plan.static_routes.clone(),
+                plan.static_rules.clone(),
+            ));
         }
         // Forward address notices into the main notice stream.
         {
@@ -209,6 +217,7 @@ impl Runtime {
             tracker,
             notices: notices_for_stop,
             static_addresses: Mutex::new(plan.static_addresses.clone()),
+            static_routing: Mutex::new((plan.static_routes.clone(), plan.static_rules.clone())),
         };
         Ok(rt)
     }
@@ -234,6 +243,14 @@ impl Runtime {
         }
         let addresses = self.addresses.lock().ok().and_then(|mut a| a.take());
         if let Some(a) = addresses {
+            let (routes, rules) = self
+                .static_routing
+                .lock()
+                .map(|s| s.clone())
+                .unwrap_or_default();
+            if !routes.is_empty() || !rules.is_empty() {
+                let _ = a.tx.send(AddrCommand::RemoveRoutes(routes, rules));
+            }
             let statics = self
                 .static_addresses
                 .lock()
@@ -251,6 +268,7 @@ impl Runtime {
     pub fn reload(&self, plan: Plan) -> Result<ReloadReport, String> {
         let track = plan.track_plan();
         let statics = plan.static_addresses.clone();
+        let static_routing = (plan.static_routes.clone(), plan.static_rules.clone());
         let (reply, answer) = mpsc::channel();
         self.command(Command::Reload {
             plan: Box::new(plan),
@@ -261,6 +279,7 @@ impl Runtime {
             .map_err(|_| "the protocol thread did not answer".to_string())??;
         self.tracker.configure(track);
         self.reload_static_addresses(statics);
+        self.reload_static_routing(static_routing);
         Ok(report)
     }
 
@@ -281,6 +300,49 @@ impl Runtime {
             if !added.is_empty() {
                 let _ = a.tx.send(AddrCommand::Add(added, None));
             }
+        }
+        *cur = new;
+    }
+
+    /// Like `reload_static_addresses`, for `static_routes` / `static_rules`.
+    fn reload_static_routing(
+        &self,
+        new: (Vec<crate::routes::RouteSpec>, Vec<crate::routes::RuleSpec>),
+    ) {
+        let Ok(mut cur) = self.static_routing.lock() else {
+            return;
+        };
+        let Ok(addresses) = self.addresses.lock() else {
+            return;
+        };
+        if let Some(a) = addresses.as_ref() {
+            let gone_routes: Vec<_> = cur
+                .0
+                .iter()
+                .filter(|r| !new.0.contains(r))
+                .cloned()
+                .collect();
+            let gone_rules: Vec<_> = cur
+                .1
+                .iter()
+                .filter(|r| !new.1.contains(r))
+                .cloned()
+                .collect();
+            let _ =
+                a.tx.send(AddrCommand::RemoveRoutes(gone_routes, gone_rules));
+            let new_routes: Vec<_> = new
+                .0
+                .iter()
+                .filter(|r| !cur.0.contains(r))
+                .cloned()
+                .collect();
+            let new_rules: Vec<_> = new
+                .1
+                .iter()
+                .filter(|r| !cur.1.contains(r))
+                .cloned()
+                .collect();
+            let _ = a.tx.send(AddrCommand::AddRoutes(new_routes, new_rules));
         }
         *cur = new;
     }
@@ -755,15 +817,29 @@ impl EngineLoop {
                     let _ = self
                         .addr_tx
                         .send(AddrCommand::Add(slot.plan.addresses.clone(), Some(done)));
+                    let slot = &self.slots[i];
+                    if !slot.plan.routes.is_empty() || !slot.plan.rules.is_empty() {
+                        let _ = self.addr_tx.send(AddrCommand::AddRoutes(
+                            slot.plan.routes.clone(),
+                            slot.plan.rules.clone(),
+                        ));
+                    }
                 }
                 Action::RemoveAddresses => {
                     let slot = &mut self.slots[i];
                     slot.pending_takeover = None;
                     slot.awaiting_addresses = None;
                     slot.pending_announce = 0;
+                    let plan = &self.slots[i].plan;
+                    if !plan.routes.is_empty() || !plan.rules.is_empty() {
+                        let _ = self.addr_tx.send(AddrCommand::RemoveRoutes(
+                            plan.routes.clone(),
+                            plan.rules.clone(),
+                        ));
+                    }
                     let _ = self
                         .addr_tx
-                        .send(AddrCommand::Remove(self.slots[i].plan.addresses.clone()));
+                        .send(AddrCommand::Remove(plan.addresses.clone()));
                 }
                 Action::Announce { repeat } => {
                     if self.slots[i].awaiting_addresses.is_some() {

@@ -344,6 +344,7 @@ fn log_notices(rx: mpsc::Receiver<Notice>, events: &EventHub, fifo: Option<PathB
                     "{}/{} was already configured by someone else; vipd will not remove it",
                     s.addr, s.prefix_len
                 ),
+                AddrNotice::Routing(what) => info!("{what}"),
                 AddrNotice::Failed(e) => error!("address change failed: {e}"),
             },
             Notice::Stopped => {}

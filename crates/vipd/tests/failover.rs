@@ -239,3 +239,69 @@ fn excluded_and_static_addresses() {
         );
     }
 }
+
+#[test]
+fn virtual_routes_follow_the_master_and_static_routes_stay() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(2, "routes") else {
+        return;
+    };
+    let vip = spec.vip();
+    let routing = "virtual_routes {\n        198.51.100.0/24 dev eth0\n    }\n    virtual_rules {\n        from 192.0.2.100/32 table 100 priority 1000\n    }";
+    let statics = "static_routes {\n    203.0.113.0/24 dev eth0 table 200\n}\n";
+    c.start_vipd(
+        1,
+        &format!("{statics}{}", spec.clone().with(routing).config(200)),
+    );
+    c.start_vipd(2, &spec.clone().with(routing).config(100));
+    c.wait_holders(vip, &[1], spec.takeover_timeout());
+    let routes = |lan: &vipd_netns::Lan, i: usize| lan.router(i).ip(["route", "show"]).unwrap();
+    let rules = |lan: &vipd_netns::Lan, i: usize| lan.router(i).ip(["rule", "show"]).unwrap();
+    let has_vroute = |lan: &vipd_netns::Lan, i: usize| {
+        routes(lan, i).contains("198.51.100.0/24 dev eth0 proto 118")
+    };
+    let has_vrule =
+        |lan: &vipd_netns::Lan, i: usize| rules(lan, i).contains("from 192.0.2.100 lookup 100");
+    assert!(
+        vipd_netns::wait_for(
+            Duration::from_secs(2),
+            Duration::from_millis(20),
+            || has_vroute(&c.lan, 1) && has_vrule(&c.lan, 1)
+        ),
+        "{}\n{}",
+        routes(&c.lan, 1),
+        rules(&c.lan, 1)
+    );
+    assert!(
+        !has_vroute(&c.lan, 2) && !has_vrule(&c.lan, 2),
+        "a backup has no virtual routes"
+    );
+    let static_route = |lan: &vipd_netns::Lan, i: usize| {
+        lan.router(i)
+            .ip(["route", "show", "table", "200"])
+            .unwrap()
+            .contains("203.0.113.0/24 dev eth0 proto 118")
+    };
+    assert!(static_route(&c.lan, 1));
+
+    c.lan.set_port(1, false).unwrap(); // r1 FAULT: its virtual routes go, r2's come
+    c.wait_holders(vip, &[2], spec.takeover_timeout());
+    assert!(vipd_netns::wait_for(
+        Duration::from_secs(2),
+        Duration::from_millis(20),
+        || has_vroute(&c.lan, 2) && !has_vroute(&c.lan, 1)
+    ));
+    assert!(!has_vrule(&c.lan, 1) && has_vrule(&c.lan, 2));
+    assert!(
+        static_route(&c.lan, 1),
+        "static routes stay whatever the state"
+    );
+    c.lan.set_port(1, true).unwrap();
+    c.wait_holders(vip, &[1], spec.takeover_timeout());
+    assert_eq!(c.stop(1).and_then(|s| s.code()), Some(0));
+    assert!(
+        !has_vroute(&c.lan, 1) && !has_vrule(&c.lan, 1) && !static_route(&c.lan, 1),
+        "everything removed at stop:\n{}",
+        routes(&c.lan, 1)
+    );
+}
