@@ -679,3 +679,607 @@ fn virtual_servers(config: &Config, d: &mut Diags) {
         }
     }
 }
+
+/// [`Diagnostic::code`] of the findings of [`cross_node`].
+pub const CROSS_NODE: &str = "cross-node";
+
+/// One tracked object of an instance as it acts on the priority, resolved as the
+/// runtime does (`crates/linux/src/plan.rs`): the line's weight else the object's,
+/// `reverse` = the line's XOR the object's; in a sync group without
+/// `sync_group_tracking_weight` the members' own weights count as 0 (FAULT) and the
+/// group's tracking applies to every member.
+struct Effect<'c> {
+    kind: &'static str,
+    tracked: &'c Tracked,
+    weight: i64,
+    reverse: bool,
+    /// What it adds to the priority while the object is healthy (interface up, script
+    /// succeeding, process running, tracked file holding 0).
+    healthy: i64,
+    /// What it adds while the object has failed (down, failing, not running, file
+    /// holding 1).
+    failed: i64,
+}
+
+impl Effect<'_> {
+    fn decrease(&self) -> i64 {
+        (self.healthy - self.failed).max(0)
+    }
+    fn increase(&self) -> i64 {
+        (self.failed - self.healthy).max(0)
+    }
+    /// Whether the line can put the priority above the configured one.
+    fn lifts(&self) -> bool {
+        self.healthy > 0 || self.increase() > 0
+    }
+    fn describe(&self) -> String {
+        format!(
+            "`{} {}` (weight {}{})",
+            self.kind,
+            self.tracked.name,
+            self.weight,
+            if self.reverse { ", reverse" } else { "" }
+        )
+    }
+}
+
+fn effects<'c>(config: &'c Config, inst: &'c VrrpInstance) -> Vec<Effect<'c>> {
+    let group = config
+        .sync_groups
+        .iter()
+        .find(|g| g.group.contains(&inst.name));
+    let own_weights = group.is_none_or(|g| g.sync_group_tracking_weight);
+    let mut out = Vec::new();
+    let mut add = |track: &'c Tracking| {
+        for (kind, t) in track.all() {
+            let obj_reverse = match kind {
+                "track_script" => config
+                    .scripts
+                    .iter()
+                    .find(|s| s.name == t.name)
+                    .map(|s| s.reverse),
+                "track_file" => config
+                    .track_files
+                    .iter()
+                    .find(|f| f.name == t.name)
+                    .map(|f| f.reverse),
+                "track_process" => config
+                    .track_processes
+                    .iter()
+                    .find(|p| p.name == t.name)
+                    .map(|p| p.reverse),
+                "track_interface" => Some(false),
+                // track_bfd does not act on the priority in vipd (yet).
+                _ => None,
+            };
+            let Some(obj_reverse) = obj_reverse else {
+                continue;
+            };
+            let weight = effective_weight(kind, t, config);
+            if weight == 0 {
+                // A failure means FAULT: the VIPs always move.
+                continue;
+            }
+            let reverse = t.reverse != obj_reverse;
+            let (healthy, failed) = if kind == "track_file" {
+                // value × weight, the value negated by `reverse`; modelled as 0 or 1.
+                (0, if reverse { -weight } else { weight })
+            } else {
+                // weight > 0 counts while the object is good, weight < 0 while it is
+                // bad; `reverse` swaps good and bad.
+                let good = if weight > 0 { weight } else { 0 };
+                let bad = if weight < 0 { weight } else { 0 };
+                if reverse {
+                    (bad, good)
+                } else {
+                    (good, bad)
+                }
+            };
+            out.push(Effect {
+                kind,
+                tracked: t,
+                weight,
+                reverse,
+                healthy,
+                failed,
+            });
+        }
+    };
+    if own_weights {
+        add(&inst.track);
+    }
+    if let Some(g) = group {
+        add(&g.track);
+    }
+    out
+}
+
+/// One node's instance of a VRRP group, with its priority range.
+struct Member<'c> {
+    label: &'c str,
+    inst: &'c VrrpInstance,
+    effects: Vec<Effect<'c>>,
+    owner: bool,
+    /// Priority with every tracked object healthy.
+    nominal: i64,
+    /// Lowest priority its tracking can give it.
+    floor: i64,
+    /// Highest priority its tracking can give it.
+    ceiling: i64,
+}
+
+impl<'c> Member<'c> {
+    fn new(label: &'c str, config: &'c Config, inst: &'c VrrpInstance) -> Self {
+        let p = i64::from(inst.priority);
+        let owner = inst.priority == 255;
+        let effects = if owner {
+            Vec::new()
+        } else {
+            effects(config, inst)
+        };
+        let nominal = p + effects.iter().map(|e| e.healthy).sum::<i64>();
+        let floor = nominal - effects.iter().map(Effect::decrease).sum::<i64>();
+        let ceiling = nominal + effects.iter().map(Effect::increase).sum::<i64>();
+        let clamp = |v: i64| if owner { 255 } else { v.clamp(1, 254) };
+        Member {
+            label,
+            inst,
+            effects,
+            owner,
+            nominal: clamp(nominal),
+            floor: clamp(floor),
+            ceiling: clamp(ceiling),
+        }
+    }
+}
+
+#[derive(PartialEq, Eq)]
+enum GroupKey<'c> {
+    Vips(u8, bool, Vec<IpAddr>),
+    Name(&'c str),
+}
+
+/// Groups the nodes' instances into VRRP groups: same VRID, address family and set of
+/// VIPs; instances left without a partner on another node (or without VIPs) are then
+/// matched by name. At most one instance per node in a group.
+fn vrrp_groups<'c>(configs: &[(&'c str, &'c Config)]) -> Vec<Vec<(usize, &'c VrrpInstance)>> {
+    fn insert<'c>(
+        groups: &mut Vec<(GroupKey<'c>, Vec<(usize, &'c VrrpInstance)>)>,
+        key: GroupKey<'c>,
+        node: usize,
+        inst: &'c VrrpInstance,
+    ) {
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, members)) => {
+                if !members.iter().any(|(n, _)| *n == node) {
+                    members.push((node, inst));
+                }
+            }
+            None => groups.push((key, vec![(node, inst)])),
+        }
+    }
+    let mut by_vips = Vec::new();
+    let mut rest = Vec::new();
+    for (node, (_, config)) in configs.iter().enumerate() {
+        for inst in &config.instances {
+            match inst.virtual_ipaddress.first() {
+                Some(first) => {
+                    let mut addrs: Vec<IpAddr> =
+                        inst.virtual_ipaddress.iter().map(|v| v.addr).collect();
+                    addrs.sort();
+                    addrs.dedup();
+                    let key = GroupKey::Vips(inst.virtual_router_id, first.addr.is_ipv6(), addrs);
+                    insert(&mut by_vips, key, node, inst);
+                }
+                None => rest.push((node, inst)),
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (_, members) in by_vips {
+        if members.len() > 1 {
+            out.push(members);
+        } else {
+            rest.extend(members);
+        }
+    }
+    let mut by_name = Vec::new();
+    rest.sort_by_key(|(node, _)| *node);
+    for (node, inst) in rest {
+        insert(&mut by_name, GroupKey::Name(&inst.name), node, inst);
+    }
+    out.extend(by_name.into_iter().map(|(_, m)| m).filter(|m| m.len() > 1));
+    out
+}
+
+fn weight_help(sign_of: i64, magnitude: i64) -> String {
+    if magnitude > 253 {
+        "no weight can do it (the range is -253..=253); use `weight 0`, so that a failure puts the instance in FAULT and the VIPs move".into()
+    } else {
+        let sign = if sign_of < 0 { "-" } else { "" };
+        format!(
+            "use a weight of at least {sign}{magnitude} (or `weight 0`: a failure then means FAULT and the VIPs move)"
+        )
+    }
+}
+
+/// Tracking weights that can never move the VIPs, given the priorities of every node of
+/// a cluster. `configs` holds one `(label, config)` per node (one file per node, or one
+/// file loaded once per config id); the label names the node in the messages.
+///
+/// For each VRRP group present on two or more nodes (see [`vrrp_groups`]), with every
+/// tracked object's effect resolved as the runtime applies it:
+///
+/// * *nominal* priority: the configured one plus the weights in force while every
+///   tracked object is healthy (interface up, script succeeding, process running,
+///   tracked file holding 0);
+/// * worst-case drop: the sum over tracked objects of the largest decrease each can
+///   cause on failure (a tracked file is taken to hold 0 or 1);
+/// * the intended master is the node with the highest nominal priority. If its nominal
+///   priority minus its worst-case drop is still above the best other node's nominal
+///   priority, or equal to it (the tie is broken by the primary addresses, which a
+///   config does not tell), each of its priority-lowering lines gets a warning;
+/// * otherwise, a backup whose weights lifting it above its configured priority can
+///   never take it above the master's lowest priority gets a warning at those lines.
+///
+/// Weight 0 (a failure means FAULT: the VIPs always move) is never warned about; owners
+/// (priority 255) are never adjusted (the single-file lint warns about their weights);
+/// groups with `nopreempt` are left to the single-file lint, since there a backup never
+/// takes over from a live master whatever the priorities.
+pub fn cross_node(configs: &[(&str, &Config)]) -> Vec<Diagnostic> {
+    let mut out: Vec<Diagnostic> = Vec::new();
+    let mut push = |d: Diagnostic| {
+        if !out.contains(&d) {
+            out.push(d);
+        }
+    };
+    for group in vrrp_groups(configs) {
+        if group.iter().any(|(_, i)| i.nopreempt) {
+            continue;
+        }
+        let members: Vec<Member> = group
+            .iter()
+            .map(|&(node, inst)| Member::new(configs[node].0, configs[node].1, inst))
+            .collect();
+        let top = members.iter().map(|m| m.nominal).max().unwrap_or(0);
+        let mut master_warned = false;
+        // With equal nominal priorities every one of them may be the master.
+        for (mi, m) in members.iter().enumerate() {
+            if m.nominal != top || m.owner {
+                continue;
+            }
+            let Some(best) = members
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != mi)
+                .map(|(_, o)| o)
+                .max_by_key(|o| o.nominal)
+            else {
+                continue;
+            };
+            let lowering: Vec<&Effect> = m.effects.iter().filter(|e| e.decrease() > 0).collect();
+            if lowering.is_empty() || m.floor < best.nominal {
+                continue;
+            }
+            master_warned = true;
+            let needed = m.nominal - best.nominal + 1;
+            let all = if lowering.len() > 1 {
+                format!(
+                    " (with all {} of its lowering tracked objects failing)",
+                    lowering.len()
+                )
+            } else {
+                String::new()
+            };
+            let (rel, outcome) = if m.floor > best.nominal {
+                ("still above", "the VIP never moves when it fails")
+            } else {
+                (
+                    "only equal to",
+                    "on equal priorities the higher primary address wins, so the VIP may never move when it fails",
+                )
+            };
+            for e in lowering {
+                let magnitude = if best.nominal <= 1 { 254 } else { needed };
+                push(
+                    at(
+                        Severity::Warning,
+                        format!(
+                            "{} can lower {} on {} to at most {}{all}, {rel} {}'s {}: {outcome}",
+                            e.describe(),
+                            m.inst.name,
+                            m.label,
+                            m.floor,
+                            best.label,
+                            best.nominal
+                        ),
+                        &e.tracked.span,
+                        e.tracked.name.chars().count(),
+                    )
+                    .with_help(weight_help(e.weight, magnitude))
+                    .with_code(CROSS_NODE),
+                );
+            }
+        }
+        if master_warned {
+            continue;
+        }
+        let Some(master) = members.iter().find(|m| m.nominal == top) else {
+            continue;
+        };
+        for b in members.iter().filter(|b| b.nominal != top) {
+            let lifts: Vec<&Effect> = b.effects.iter().filter(|e| e.lifts()).collect();
+            if lifts.is_empty() || b.ceiling > master.floor {
+                continue;
+            }
+            let extra = master.floor - b.ceiling + 1;
+            let whose = if master.owner {
+                format!("{}'s 255 (address owner, never adjusted)", master.label)
+            } else if master.floor < master.nominal {
+                format!("{}'s lowest, {}", master.label, master.floor)
+            } else {
+                format!("{}'s {}", master.label, master.floor)
+            };
+            let all = if lifts.len() > 1 {
+                format!(" (with all {} of its lifting tracked objects)", lifts.len())
+            } else {
+                String::new()
+            };
+            for e in lifts {
+                let magnitude = if master.floor >= 254 {
+                    254
+                } else {
+                    e.weight.abs() + extra
+                };
+                let help = if magnitude > 253 {
+                    format!(
+                        "no weight can lift {} above {}; lower {}'s priority instead",
+                        b.label, master.label, master.label
+                    )
+                } else {
+                    format!(
+                        "use a weight of at least {}{magnitude}, or lower {}'s priority",
+                        if e.weight < 0 { "-" } else { "" },
+                        master.label
+                    )
+                };
+                push(
+                    at(
+                        Severity::Warning,
+                        format!(
+                            "{} can raise {} on {} to at most {}{all}, never above {whose}: {} never takes the VIP over from a live {} this way",
+                            e.describe(),
+                            b.inst.name,
+                            b.label,
+                            b.ceiling,
+                            b.label,
+                            master.label
+                        ),
+                        &e.tracked.span,
+                        e.tracked.name.chars().count(),
+                    )
+                    .with_help(help)
+                    .with_code(CROSS_NODE),
+                );
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{load_str, LoadOptions};
+
+    fn load(text: &str, file: &str, id: &str) -> Config {
+        let opts = LoadOptions {
+            config_id: Some(id.into()),
+            check_interfaces: false,
+        };
+        match load_str(text, Path::new(file), &opts) {
+            Ok(l) => l.config,
+            Err(d) => panic!("{file}: {d:#?}"),
+        }
+    }
+
+    fn node(priority: u32, track: &str) -> String {
+        format!(
+            "vrrp_script chk_down {{\n    script \"/bin/true\"\n}}\n\
+             vrrp_script chk_up {{\n    script \"/bin/true\"\n    weight 2\n}}\n\
+             vrrp_instance VI_1 {{\n    state BACKUP\n    interface eth0\n    virtual_router_id 51\n    priority {priority}\n    virtual_ipaddress {{\n        192.0.2.10/24\n    }}\n{track}}}\n"
+        )
+    }
+
+    fn lint(a: &str, b: &str) -> Vec<Diagnostic> {
+        let c1 = load(a, "node1.conf", "x");
+        let c2 = load(b, "node2.conf", "x");
+        cross_node(&[("node1", &c1), ("node2", &c2)])
+    }
+
+    const DOWN2: &str = "    track_script {\n        chk_down weight -2\n    }\n";
+
+    #[test]
+    fn weight_too_small_to_move_the_vip() {
+        let d = lint(&node(100, DOWN2), &node(97, DOWN2));
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert_eq!(
+            d[0].message,
+            "`track_script chk_down` (weight -2) can lower VI_1 on node1 to at most 98, still above node2's 97: the VIP never moves when it fails"
+        );
+        assert_eq!(d[0].span.file, Path::new("node1.conf"));
+        assert_eq!((d[0].span.line, d[0].span.col), (17, 9));
+        assert_eq!(d[0].len, "chk_down".len() as u32);
+        assert!(d[0]
+            .help
+            .as_deref()
+            .unwrap()
+            .starts_with("use a weight of at least -4"));
+        assert_eq!(d[0].code, Some(CROSS_NODE));
+        assert_eq!(d[0].severity, Severity::Warning);
+    }
+
+    #[test]
+    fn enough_weight_or_fault_is_quiet() {
+        assert!(lint(&node(100, DOWN2), &node(99, DOWN2)).is_empty());
+        let fault = "    track_script {\n        chk_down\n    }\n";
+        assert!(lint(&node(200, fault), &node(50, fault)).is_empty());
+        let down60 = "    track_script {\n        chk_down weight -60\n    }\n";
+        assert!(lint(&node(150, down60), &node(100, down60)).is_empty());
+    }
+
+    #[test]
+    fn equal_after_the_drop_may_not_move() {
+        let d = lint(&node(100, DOWN2), &node(98, ""));
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert!(
+            d[0].message.contains("only equal to node2's 98"),
+            "{}",
+            d[0].message
+        );
+        assert!(d[0].message.contains("may never move"), "{}", d[0].message);
+        assert!(d[0].help.as_deref().unwrap().contains("-3"));
+    }
+
+    #[test]
+    fn positive_weights_count_while_healthy() {
+        let up = "    track_script {\n        chk_up\n    }\n";
+        // 101+2 vs 100+2: a failure on node1 gives 101 < 102, fine.
+        assert!(lint(&node(101, up), &node(100, up)).is_empty());
+        // 150+2 vs 100+2: the failure leaves 150.
+        let d = lint(&node(150, up), &node(100, up));
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert_eq!(
+            d[0].message,
+            "`track_script chk_up` (weight 2) can lower VI_1 on node1 to at most 150, still above node2's 102: the VIP never moves when it fails"
+        );
+        assert!(d[0]
+            .help
+            .as_deref()
+            .unwrap()
+            .starts_with("use a weight of at least 51"));
+        // Only the master tracks, +5 lifts it over the backup: 100+5 vs 103; on failure 100 < 103.
+        let up5 = "    track_script {\n        chk_up weight 5\n    }\n";
+        assert!(lint(&node(100, up5), &node(103, "")).is_empty());
+    }
+
+    #[test]
+    fn several_objects_add_up() {
+        let two =
+            "    track_script {\n        chk_down weight -30\n        chk_up weight -30\n    }\n";
+        assert!(lint(&node(150, two), &node(100, "")).is_empty());
+        let two =
+            "    track_script {\n        chk_down weight -20\n        chk_up weight -20\n    }\n";
+        let d = lint(&node(150, two), &node(100, ""));
+        assert_eq!(d.len(), 2, "{d:#?}");
+        assert!(d.iter().all(|d| d.message.contains(
+            "to at most 110 (with all 2 of its lowering tracked objects failing), still above node2's 100"
+        )));
+    }
+
+    #[test]
+    fn reverse_failure_raises_so_never_lowers() {
+        // reverse: the object failing *raises* the priority; nothing to lower node1.
+        let rev = "    track_script {\n        chk_down weight -2 reverse\n    }\n";
+        // node1 nominal 100-2 = 98 (healthy object counts as bad), node2 97.
+        assert!(lint(&node(100, rev), &node(97, "")).is_empty());
+    }
+
+    #[test]
+    fn backup_that_can_never_be_lifted_above_the_master() {
+        let up = "    track_script {\n        chk_up weight 5\n    }\n";
+        let d = lint(&node(100, ""), &node(90, up));
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert_eq!(d[0].span.file, Path::new("node2.conf"));
+        assert_eq!(
+            d[0].message,
+            "`track_script chk_up` (weight 5) can raise VI_1 on node2 to at most 95, never above node1's 100: node2 never takes the VIP over from a live node1 this way"
+        );
+        assert!(d[0]
+            .help
+            .as_deref()
+            .unwrap()
+            .starts_with("use a weight of at least 11"));
+        // Lifted above: fine.
+        let up15 = "    track_script {\n        chk_up weight 15\n    }\n";
+        assert!(lint(&node(100, ""), &node(90, up15)).is_empty());
+    }
+
+    #[test]
+    fn owner_is_never_adjusted() {
+        let up = "    track_script {\n        chk_up weight 5\n    }\n";
+        // The owner's own weight is the single-file lint's business; the backup's lift
+        // can never reach 255.
+        let d = lint(&node(255, DOWN2), &node(100, up));
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert!(
+            d[0].message.contains("node1's 255 (address owner"),
+            "{}",
+            d[0].message
+        );
+        assert_eq!(d[0].span.file, Path::new("node2.conf"));
+    }
+
+    #[test]
+    fn nopreempt_and_sync_groups_without_weights_are_skipped() {
+        let np = format!("{DOWN2}    nopreempt\n");
+        assert!(lint(&node(150, &np), &node(100, &np)).is_empty());
+        let sg = "vrrp_sync_group G {\n    group {\n        VI_1\n        VI_2\n    }\n}\n";
+        let second = "vrrp_instance VI_2 {\n    state BACKUP\n    interface eth0\n    virtual_router_id 52\n    priority 100\n    virtual_ipaddress {\n        192.0.2.11/24\n    }\n}\n";
+        let a = format!("{}{second}{sg}", node(150, DOWN2));
+        let b = format!("{}{second}{sg}", node(100, DOWN2));
+        assert!(lint(&a, &b).is_empty());
+        // With sync_group_tracking_weight the weights apply again.
+        let sgw = sg.replace("}\n}\n", "}\n    sync_group_tracking_weight\n}\n");
+        let a = format!("{}{second}{sgw}", node(150, DOWN2));
+        let b = format!("{}{second}{sgw}", node(100, DOWN2));
+        assert_eq!(lint(&a, &b).len(), 1);
+    }
+
+    #[test]
+    fn groups_match_by_vrid_family_and_vips_not_by_interface_or_name() {
+        // Different interface and instance name on node2: still the same group.
+        let b = node(97, DOWN2)
+            .replace("interface eth0", "interface ens3")
+            .replace("VI_1", "web");
+        assert_eq!(lint(&node(100, DOWN2), &b).len(), 1);
+        // Different VRID and name: another group, nothing to compare.
+        let other = node(97, DOWN2)
+            .replace("virtual_router_id 51", "virtual_router_id 52")
+            .replace("VI_1", "web");
+        assert!(lint(&node(100, DOWN2), &other).is_empty());
+        // Different VIPs but the same name: matched by name.
+        let renamed = node(97, DOWN2).replace("192.0.2.10/24", "192.0.2.99/24");
+        assert_eq!(lint(&node(100, DOWN2), &renamed).len(), 1);
+    }
+
+    #[test]
+    fn one_file_evaluated_per_config_id() {
+        let text =
+            node(0, DOWN2).replace("    priority 0\n", "@lb1 priority 100\n@lb2 priority 97\n");
+        let c1 = load(&text, "k.conf", "lb1");
+        let c2 = load(&text, "k.conf", "lb2");
+        let d = cross_node(&[("@lb1", &c1), ("@lb2", &c2)]);
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert!(d[0]
+            .message
+            .contains("VI_1 on @lb1 to at most 98, still above @lb2's 97"));
+        assert_eq!(d[0].span.file, Path::new("k.conf"));
+    }
+
+    #[test]
+    fn track_file_counts_one_unit_and_interfaces_have_no_default_weight() {
+        let tf = "track_file f {\n    file /tmp/x\n    weight -2\n}\n";
+        let t = "    track_file {\n        f\n    }\n";
+        let d = lint(
+            &format!("{tf}{}", node(100, t)),
+            &format!("{tf}{}", node(97, t)),
+        );
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert!(d[0].message.starts_with("`track_file f` (weight -2)"));
+        let ti = "    track_interface {\n        eth1\n    }\n";
+        assert!(lint(&node(150, ti), &node(100, ti)).is_empty());
+        let ti = "    track_interface {\n        eth1 weight -10\n    }\n";
+        assert_eq!(lint(&node(150, ti), &node(100, ti)).len(), 1);
+    }
+}

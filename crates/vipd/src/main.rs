@@ -65,9 +65,9 @@ fn main() -> ExitCode {
         Some(Command::Bench(args)) => bench::run(args),
         Some(Command::Gen(args)) => gen::run(args),
         None if cli.config_test => check::run(check::CheckArgs {
-            file: cli.file.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG)),
+            file: vec![cli.file.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG))],
             json: false,
-            config_id: None,
+            config_id: Vec::new(),
             dump: false,
         }),
         None => {

@@ -127,3 +127,136 @@ fn run_refuses_inactive_features_unless_told() {
         "{err}"
     );
 }
+
+/// A node of a two-node cluster: `chk_down` lowers the priority by 2 when it fails.
+fn cluster_node(priority_lines: &str) -> String {
+    format!(
+        "vrrp_script chk_down {{\n    script \"/bin/true\"\n}}\n\
+         vrrp_instance VI_1 {{\n    state BACKUP\n    interface eth0\n    virtual_router_id 51\n{priority_lines}    virtual_ipaddress {{\n        192.0.2.10/24\n    }}\n    track_script {{\n        chk_down weight -2\n    }}\n}}\n"
+    )
+}
+
+#[test]
+fn cross_node_lint_over_one_file_per_node() {
+    let n1 = write("xn-node1.conf", &cluster_node("    priority 100\n"));
+    // Another interface name on node2: the group is matched by VRID, family and VIPs.
+    let n2 = write(
+        "xn-node2.conf",
+        &cluster_node("    priority 97\n").replace("eth0", "ens3"),
+    );
+    let (code, _, err) = vipd(&[
+        "check-config",
+        "-f",
+        n1.to_str().unwrap(),
+        "-f",
+        n2.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let want = format!(
+        "{}:13:9: warning: `track_script chk_down` (weight -2) can lower VI_1 on xn-node1 to at most 98, still above xn-node2's 97: the VIP never moves when it fails",
+        n1.display()
+    );
+    assert!(err.contains(&want), "expected `{want}` in:\n{err}");
+    assert!(err.contains("use a weight of at least -4"), "{err}");
+    assert!(err.contains("^^^^^^^^"), "{err}");
+    assert!(
+        err.contains("cross-node check of 2 nodes (xn-node1, xn-node2): 1 warning(s)"),
+        "{err}"
+    );
+
+    // A weight that moves the VIP: no finding.
+    let n2 = write("xn-node2b.conf", &cluster_node("    priority 99\n"));
+    let (code, _, err) = vipd(&[
+        "check-config",
+        "-f",
+        n1.to_str().unwrap(),
+        "-f",
+        n2.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("can lower"), "{err}");
+    assert!(err.contains(": 0 warning(s)"), "{err}");
+
+    // JSON: every node's summary plus the finding, with its code.
+    let (code, out, _) = vipd(&[
+        "check-config",
+        "--json",
+        "-f",
+        n1.to_str().unwrap(),
+        "-f",
+        write("xn-node2.conf", &cluster_node("    priority 97\n"))
+            .to_str()
+            .unwrap(),
+    ]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["cross_node"], 1);
+    assert_eq!(v["nodes"][1]["summary"]["instances"][0]["priority"], 97);
+    assert_eq!(v["diagnostics"][0]["code"], "cross-node");
+    assert_eq!(v["diagnostics"][0]["line"], 13);
+}
+
+#[test]
+fn cross_node_lint_over_config_ids_of_one_file() {
+    let f = write(
+        "xn-ids.conf",
+        &cluster_node("@lb1    priority 100\n@lb2    priority 97\n"),
+    );
+    let (code, _, err) = vipd(&[
+        "check-config",
+        "-f",
+        f.to_str().unwrap(),
+        "--config-id",
+        "lb1",
+        "--config-id",
+        "lb2",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let want = format!(
+        "{}:14:9: warning: `track_script chk_down` (weight -2) can lower VI_1 on @lb1 to at most 98, still above @lb2's 97",
+        f.display()
+    );
+    assert!(err.contains(&want), "expected `{want}` in:\n{err}");
+    assert_eq!(err.matches("warning:").count(), 1, "{err}");
+    assert!(
+        err.contains("(config id lb1): configuration is valid"),
+        "{err}"
+    );
+    assert!(
+        err.contains("(config id lb2): configuration is valid"),
+        "{err}"
+    );
+
+    // One id only: the plain single-node check, no cross-node lint.
+    let (code, _, err) = vipd(&[
+        "check-config",
+        "-f",
+        f.to_str().unwrap(),
+        "--config-id",
+        "lb1",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        !err.contains("cross-node") && !err.contains("can lower"),
+        "{err}"
+    );
+    let (code, _, err) = vipd(&["-t", "-f", f.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn cross_node_check_fails_when_a_node_is_invalid() {
+    let n1 = write("xn-ok.conf", &cluster_node("    priority 100\n"));
+    let n2 = write("xn-bad.conf", &cluster_node("    priorty 97\n"));
+    let (code, _, err) = vipd(&[
+        "check-config",
+        "-f",
+        n1.to_str().unwrap(),
+        "-f",
+        n2.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("unknown keyword `priorty`"), "{err}");
+    assert!(err.contains("cross-node check skipped"), "{err}");
+}
