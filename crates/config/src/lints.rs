@@ -766,11 +766,11 @@ fn effects<'c>(config: &'c Config, inst: &'c VrrpInstance) -> Vec<Effect<'c>> {
                 (0, if reverse { -weight } else { weight })
             } else {
                 // weight > 0 counts while the object is good, weight < 0 while it is
-                // bad; `reverse` swaps good and bad.
+                // bad; `reverse` reverses the direction of the adjustment (keepalived).
                 let good = if weight > 0 { weight } else { 0 };
                 let bad = if weight < 0 { weight } else { 0 };
                 if reverse {
-                    (bad, good)
+                    (-good, -bad)
                 } else {
                     (good, bad)
                 }

@@ -6,8 +6,9 @@
 //! * weight 0: the object failing puts the instance in FAULT;
 //! * weight > 0: the object being good adds the weight to the priority;
 //! * weight < 0: the object failing subtracts |weight|;
-//! * `reverse` swaps what counts as good (an interface that is *down*, a script that
-//!   *fails*), so the adjustment goes the other way;
+//! * `reverse` reverses the direction of the adjustment (a positive weight is then
+//!   subtracted while the object is good, a negative one added while it fails); with
+//!   weight 0 it makes the instance FAULT while the object is *good*;
 //! * a tracked file holds an integer that is multiplied by the weight (weight 0: a
 //!   non-zero value means FAULT); a product of -254 or less also means FAULT.
 //!
@@ -98,12 +99,21 @@ pub fn evaluate(refs: &[TrackRef], states: &HashMap<ObjectId, ObjectState>) -> V
                 }
             }
             ObjectState::Good | ObjectState::Bad => {
-                let good = (state == ObjectState::Good) != r.reverse;
-                match r.weight {
-                    0 if !good => v.faults.push(r.object.clone()),
-                    w if w > 0 && good => v.adjustment = v.adjustment.saturating_add(w as i32),
-                    w if w < 0 && !good => v.adjustment = v.adjustment.saturating_add(w as i32),
-                    _ => {}
+                let good = state == ObjectState::Good;
+                if r.weight == 0 {
+                    // `weight 0 reverse`: down when the object is good, and vice versa.
+                    if good == r.reverse {
+                        v.faults.push(r.object.clone());
+                    }
+                } else {
+                    let adj = match r.weight {
+                        w if w > 0 && good => w,
+                        w if w < 0 && !good => w,
+                        _ => 0,
+                    };
+                    // `reverse` reverses the direction of the adjustment.
+                    let adj = if r.reverse { -adj } else { adj };
+                    v.adjustment = v.adjustment.saturating_add(adj.clamp(-254, 254) as i32);
                 }
             }
         }
@@ -208,12 +218,16 @@ mod tests {
     }
 
     #[test]
-    fn reverse_swaps_good_and_bad() {
+    fn reverse_reverses_the_direction() {
+        // keepalived: "the direction of adjustment of the priority is reversed".
         let refs = vec![r(Kind::Interface, "backup-link", 20, true)];
         let mut st = HashMap::new();
         st.insert(obj(Kind::Interface, "backup-link"), ObjectState::Good);
-        assert_eq!(evaluate(&refs, &st).adjustment, 0);
+        assert_eq!(evaluate(&refs, &st).adjustment, -20);
         st.insert(obj(Kind::Interface, "backup-link"), ObjectState::Bad);
+        assert_eq!(evaluate(&refs, &st).adjustment, 0);
+        // "Use reverse to increase priority if an interface is down."
+        let refs = vec![r(Kind::Interface, "backup-link", -20, true)];
         assert_eq!(evaluate(&refs, &st).adjustment, 20);
         let refs = vec![r(Kind::Script, "s", 0, true)];
         st.insert(obj(Kind::Script, "s"), ObjectState::Good);
