@@ -398,6 +398,8 @@ pub struct VrrpInstance {
     pub notify: Notify,
     /// `use_vmac [NAME]`: `Some("")` without a name.
     pub use_vmac: Option<String>,
+    /// `vmac_xmit_base`: send adverts from the base interface, not the VMAC.
+    pub vmac_xmit_base: bool,
     pub virtual_ipaddress_excluded: Vec<VirtualAddress>,
     pub virtual_routes: Vec<Vec<String>>,
     pub virtual_rules: Vec<Vec<String>>,

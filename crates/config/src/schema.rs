@@ -280,6 +280,8 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "virtual_rules",
     "static_routes",
     "static_rules",
+    "use_vmac",
+    "vmac_xmit_base",
 ];
 
 pub(crate) const INSTANCE_INACTIVE: &[Kw] = &[

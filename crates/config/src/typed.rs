@@ -484,6 +484,7 @@ impl Mapper<'_> {
             track: Default::default(),
             notify: Default::default(),
             use_vmac: None,
+            vmac_xmit_base: false,
             virtual_ipaddress_excluded: Vec::new(),
             virtual_routes: Vec::new(),
             virtual_rules: Vec::new(),
@@ -1146,9 +1147,8 @@ global_defs {
                 3,
                 3,
             ),
-            // vrrp_script, track_script and notify_master are active in the runtime.
+            // vrrp_script, track_script, notify_master and use_vmac are active in the runtime.
             ("`virtual_server` is parsed but not active yet", 10, 1),
-            ("keyword `use_vmac` is parsed but not active yet", 23, 5),
             ("keyword `strict_mode` is parsed but not active yet", 24, 5),
         ];
         let expected: Vec<_> = expected

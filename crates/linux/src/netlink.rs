@@ -12,6 +12,9 @@ use netlink_packet_core::{
     NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoMacVlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
+};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
@@ -265,6 +268,81 @@ impl Rtnetlink {
             ),
         }
     }
+}
+
+impl Rtnetlink {
+    /// Create (or find) the macvlan of a `use_vmac` instance — private mode on top of
+    /// `base`, with the virtual router MAC — and bring it up. Returns its index and
+    /// whether vipd created it (only then does vipd delete it at stop).
+    pub fn ensure_vmac(&mut self, name: &str, base: u32, mac: [u8; 6]) -> Result<(u32, bool)> {
+        if let Ok(index) = nix::net::if_::if_nametoindex(name) {
+            let current = std::fs::read_to_string(format!("/sys/class/net/{name}/address"))
+                .unwrap_or_default();
+            if crate::iface::parse_mac(current.trim()) != Some(mac) {
+                bail!(
+                    "interface `{name}` exists but does not have the virtual router MAC {}",
+                    fmt_mac(mac)
+                );
+            }
+            self.set_up(index)?;
+            return Ok((index, false));
+        }
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::IfName(name.to_string()));
+        m.attributes.push(LinkAttribute::Link(base));
+        m.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        m.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::MacVlan),
+            LinkInfo::Data(InfoData::MacVlan(vec![InfoMacVlan::Mode(
+                MacVlanMode::Private,
+            )])),
+        ]));
+        self.request(RouteNetlinkMessage::NewLink(m), NLM_F_CREATE | NLM_F_EXCL)
+            .map_err(|c| {
+                anyhow!(
+                    "creating VMAC interface `{name}`: {}",
+                    std::io::Error::from_raw_os_error(c)
+                )
+            })?;
+        let index = nix::net::if_::if_nametoindex(name)
+            .with_context(|| format!("finding new VMAC `{name}`"))?;
+        self.set_up(index)?;
+        Ok((index, true))
+    }
+
+    fn set_up(&mut self, index: u32) -> Result<()> {
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        m.header.flags = LinkFlags::Up;
+        m.header.change_mask = LinkFlags::Up;
+        self.request(RouteNetlinkMessage::SetLink(m), 0)
+            .map_err(|c| {
+                anyhow!(
+                    "setting interface {index} up: {}",
+                    std::io::Error::from_raw_os_error(c)
+                )
+            })
+    }
+
+    pub fn delete_link(&mut self, index: u32) -> Result<()> {
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        match self.request(RouteNetlinkMessage::DelLink(m), 0) {
+            Ok(()) => Ok(()),
+            Err(c) if c == libc::ENODEV => Ok(()),
+            Err(c) => bail!(
+                "deleting interface {index}: {}",
+                std::io::Error::from_raw_os_error(c)
+            ),
+        }
+    }
+}
+
+fn fmt_mac(m: [u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 fn route_message(r: &RouteSpec) -> RouteMessage {

@@ -31,6 +31,8 @@ pub struct InstancePlan {
     /// What this instance tracks, weights resolved.
     pub tracking: Vec<TrackRef>,
     pub notify: NotifyPlan,
+    /// `use_vmac`: the macvlan the VIPs live on (and adverts leave from).
+    pub vmac: Option<Vmac>,
     /// `virtual_routes` / `virtual_rules`: installed while MASTER.
     pub routes: Vec<RouteSpec>,
     pub rules: Vec<RuleSpec>,
@@ -40,6 +42,15 @@ impl InstancePlan {
     pub fn family(&self) -> Family {
         self.engine.family()
     }
+    /// The interface VRRP packets use: the VMAC (unless `vmac_xmit_base`), else the
+    /// instance's interface.
+    pub fn vrrp_interface(&self) -> (&str, u32) {
+        match &self.vmac {
+            Some(v) if !v.xmit_base => (&v.name, v.index),
+            _ => (&self.iface.name, self.iface.index),
+        }
+    }
+
     pub fn multicast(&self) -> bool {
         !self.engine.is_unicast()
     }
@@ -62,6 +73,51 @@ pub struct Plan {
     /// `static_routes` / `static_rules`: likewise.
     pub static_routes: Vec<RouteSpec>,
     pub static_rules: Vec<RuleSpec>,
+}
+
+/// The VMAC interface of a `use_vmac` instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vmac {
+    pub name: String,
+    pub index: u32,
+    /// vipd created it (and deletes it at stop); `false`: it already existed.
+    pub created: bool,
+    /// `vmac_xmit_base`: adverts leave from the base interface.
+    pub xmit_base: bool,
+}
+
+/// Create or find the VMAC (00:00:5e:00:01:VRID) of an IPv4 instance and set the
+/// sysctls that make ARP for the VIPs use it: the base interface answers only for its
+/// own addresses (`arp_ignore=1`). They stay set after vipd stops.
+fn vmac(inst: &VrrpInstance, base: &Interface, name: &str, family: Family) -> Result<Vmac> {
+    if family == Family::V6 {
+        bail!("`use_vmac` with IPv6 is not supported yet");
+    }
+    let name = if name.is_empty() {
+        format!("vrrp.{}", inst.virtual_router_id)
+    } else {
+        name.to_string()
+    };
+    let mac = [0x00, 0x00, 0x5e, 0x00, 0x01, inst.virtual_router_id];
+    let (index, created) =
+        crate::netlink::Rtnetlink::open()?.ensure_vmac(&name, base.index, mac)?;
+    for (dev, key, value) in [
+        (base.name.as_str(), "arp_ignore", "1"),
+        // ...nor announce them as the sender of its own ARP requests, which would
+        // point neighbours back at the real MAC.
+        (base.name.as_str(), "arp_announce", "2"),
+        (name.as_str(), "arp_ignore", "0"),
+    ] {
+        let path = format!("/proc/sys/net/ipv4/conf/{dev}/{key}");
+        std::fs::write(&path, value)
+            .with_context(|| format!("setting {path} to {value} for use_vmac"))?;
+    }
+    Ok(Vmac {
+        name,
+        index,
+        created,
+        xmit_base: inst.vmac_xmit_base,
+    })
 }
 
 /// A `vrrp_sync_group`: its members (instance names) and its notify scripts.
@@ -456,6 +512,15 @@ fn build_instance(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
     engine.higher_prio_send_advert = inst.higher_prio_send_advert.unwrap_or(true);
     engine.down_timer_adverts = inst.down_timer_adverts.unwrap_or(3);
 
+    let vmac = match &inst.use_vmac {
+        None => None,
+        Some(name) => Some(vmac(inst, &iface, name, family)?),
+    };
+    // VIPs live on the VMAC, when there is one, so ARP answers carry the virtual MAC.
+    let home = match &vmac {
+        Some(v) => Interface::lookup(&v.name)?,
+        None => iface.clone(),
+    };
     let mut addresses = Vec::new();
     let mut announce_frames = Vec::new();
     // Excluded VIPs (eVIPs) come and go with the instance but are not advertised.
@@ -465,8 +530,8 @@ fn build_instance(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
         .chain(&inst.virtual_ipaddress_excluded)
     {
         let dev = match &v.dev {
-            Some(d) if *d != iface.name => Interface::lookup(d)?,
-            _ => iface.clone(),
+            Some(d) if *d != iface.name && *d != home.name => Interface::lookup(d)?,
+            _ => home.clone(),
         };
         let brd = match v.brd {
             None => None,
@@ -484,6 +549,7 @@ fn build_instance(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
         announce_frames.push((dev.index, announce_frame(&dev, v.addr)?));
     }
     Ok(InstancePlan {
+        vmac,
         routes: inst
             .virtual_routes
             .iter()

@@ -104,6 +104,18 @@ pub struct Runtime {
     static_addresses: Mutex<Vec<crate::netlink::AddressSpec>>,
     /// `static_routes` / `static_rules` in force.
     static_routing: Mutex<(Vec<crate::routes::RouteSpec>, Vec<crate::routes::RuleSpec>)>,
+    /// VMAC interfaces vipd created, deleted at stop.
+    vmacs: Mutex<Vec<u32>>,
+}
+
+/// Indices of the VMAC interfaces this plan's instances created.
+fn created_vmacs(plan: &Plan) -> Vec<u32> {
+    plan.instances
+        .iter()
+        .filter_map(|i| i.vmac.as_ref())
+        .filter(|v| v.created)
+        .map(|v| v.index)
+        .collect()
 }
 
 /// Forward one notice stream into another on a small thread of its own.
@@ -218,6 +230,7 @@ impl Runtime {
             notices: notices_for_stop,
             static_addresses: Mutex::new(plan.static_addresses.clone()),
             static_routing: Mutex::new((plan.static_routes.clone(), plan.static_rules.clone())),
+            vmacs: Mutex::new(created_vmacs(&plan)),
         };
         Ok(rt)
     }
@@ -260,6 +273,14 @@ impl Runtime {
                 let _ = a.tx.send(AddrCommand::Remove(statics));
             }
             a.sync();
+            let vmacs = self.vmacs.lock().map(|v| v.clone()).unwrap_or_default();
+            if !vmacs.is_empty() {
+                if let Ok(mut nl) = crate::netlink::Rtnetlink::open() {
+                    for index in vmacs {
+                        let _ = nl.delete_link(index);
+                    }
+                }
+            }
             let _ = self.notices.send(Notice::Stopped);
         }
     }
@@ -268,6 +289,7 @@ impl Runtime {
     pub fn reload(&self, plan: Plan) -> Result<ReloadReport, String> {
         let track = plan.track_plan();
         let statics = plan.static_addresses.clone();
+        let new_vmacs = created_vmacs(&plan);
         let static_routing = (plan.static_routes.clone(), plan.static_rules.clone());
         let (reply, answer) = mpsc::channel();
         self.command(Command::Reload {
@@ -279,6 +301,13 @@ impl Runtime {
             .map_err(|_| "the protocol thread did not answer".to_string())??;
         self.tracker.configure(track);
         self.reload_static_addresses(statics);
+        if let Ok(mut v) = self.vmacs.lock() {
+            for index in new_vmacs {
+                if !v.contains(&index) {
+                    v.push(index);
+                }
+            }
+        }
         self.reload_static_routing(static_routing);
         Ok(report)
     }
@@ -404,6 +433,7 @@ struct Slot {
     /// Removed or replaced by a reload: still running its shutdown timers (the address
     /// hold), no longer receiving packets or shown in status.
     retired: bool,
+
     announcements_sent: u64,
     /// Tracking's fault for this instance alone (a sync group may add others').
     own_fault: bool,
@@ -445,25 +475,28 @@ struct EngineLoop {
 
 impl EngineLoop {
     /// Open the VRRP socket an instance needs (and join the group), if not open yet.
+    /// A `use_vmac` instance sends and receives on its VMAC: the macvlan driver hands
+    /// frames whose source is a local VMAC (the peers' adverts) to that VMAC only.
     fn ensure_socket(&mut self, p: &InstancePlan) -> Result<usize> {
         let family = p.family();
+        let (name, index) = p.vrrp_interface();
         if let Some(i) = self
             .sockets
             .iter()
-            .position(|s| s.ifindex == p.iface.index && s.sock.family() == family)
+            .position(|s| s.ifindex == index && s.sock.family() == family)
         {
             if p.multicast() {
                 self.sockets[i]
                     .sock
                     .join_group()
-                    .with_context(|| format!("joining the VRRP group on {}", p.iface.name))?;
+                    .with_context(|| format!("joining the VRRP group on {name}"))?;
             }
             return Ok(i);
         }
-        let sock = VrrpSocket::open(family, &p.iface.name, p.iface.index, p.multicast())
-            .with_context(|| format!("opening VRRP socket on {}", p.iface.name))?;
+        let sock = VrrpSocket::open(family, name, index, p.multicast())
+            .with_context(|| format!("opening VRRP socket on {name}"))?;
         self.sockets.push(RxSocket {
-            ifindex: p.iface.index,
+            ifindex: index,
             sock,
             instances: Vec::new(),
             drops: DropCounters::default(),
@@ -474,6 +507,7 @@ impl EngineLoop {
     /// Add an instance (not started yet: `run` or `reload` starts it).
     fn add_instance(&mut self, plan: InstancePlan) -> Result<usize> {
         let socket = self.ensure_socket(&plan)?;
+
         let i = self.slots.len();
         self.sockets[socket].instances.push(i);
         self.slots.push(Slot {

@@ -305,3 +305,60 @@ fn virtual_routes_follow_the_master_and_static_routes_stay() {
         routes(&c.lan, 1)
     );
 }
+
+#[test]
+fn use_vmac_moves_the_virtual_mac_with_the_vip() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(2, "vmac") else {
+        return;
+    };
+    let vip = spec.vip();
+    let vmac = "00:00:5e:00:01:33"; // VRID 51
+    let capture = vipd_netns::Capture::start(c.lan.client(), "eth0").unwrap();
+    c.start_vipd(1, &spec.clone().with("use_vmac").config(200));
+    c.start_vipd(2, &spec.clone().with("use_vmac").config(100));
+    let on_vmac =
+        |lan: &vipd_netns::Lan, i: usize| vipd_netns::has_address(lan.router(i), "vrrp.51", vip);
+    assert!(vipd_netns::wait_for(
+        spec.takeover_timeout(),
+        Duration::from_millis(20),
+        || on_vmac(&c.lan, 1)
+    ));
+    assert!(!on_vmac(&c.lan, 2));
+    // The client resolves the VIP to the virtual MAC.
+    c.lan
+        .client()
+        .exec(&["ping", "-c", "1", "-W", "1", "192.0.2.100"])
+        .unwrap();
+    let neigh = c.lan.client().ip(["neigh", "show", "192.0.2.100"]).unwrap();
+    assert!(neigh.contains(vmac), "{neigh}");
+    let frames = capture.stop();
+    let adverts: Vec<_> = frames.iter().filter(|f| f.is_vrrp()).collect();
+    assert!(
+        !adverts.is_empty() && adverts.iter().all(|f| f.src_mac.to_string() == vmac),
+        "adverts leave from the VMAC"
+    );
+    // Failover: the same MAC now lives on r2; the client's cache needs no change.
+    c.lan.set_port(1, false).unwrap();
+    assert!(vipd_netns::wait_for(
+        spec.takeover_timeout(),
+        Duration::from_millis(20),
+        || on_vmac(&c.lan, 2)
+    ));
+    c.lan
+        .client()
+        .exec(&["ping", "-c", "1", "-W", "1", "192.0.2.100"])
+        .unwrap();
+    c.lan.set_port(1, true).unwrap();
+    assert!(vipd_netns::wait_for(
+        spec.takeover_timeout(),
+        Duration::from_millis(20),
+        || on_vmac(&c.lan, 1) && !on_vmac(&c.lan, 2)
+    ));
+    assert_eq!(c.stop(1).and_then(|s| s.code()), Some(0));
+    let links = c.lan.router(1).ip(["-o", "link", "show"]).unwrap();
+    assert!(
+        !links.contains("vrrp.51"),
+        "the VMAC vipd created is gone at stop:\n{links}"
+    );
+}
