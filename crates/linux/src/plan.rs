@@ -86,31 +86,47 @@ pub struct Vmac {
     pub xmit_base: bool,
 }
 
-/// Create or find the VMAC (00:00:5e:00:01:VRID) of an IPv4 instance and set the
-/// sysctls that make ARP for the VIPs use it: the base interface answers only for its
-/// own addresses (`arp_ignore=1`). They stay set after vipd stops.
+/// Create or find the VMAC of an instance (00:00:5e:00:01:VRID for IPv4,
+/// 00:00:5e:00:02:VRID for IPv6) and prepare it. IPv4: the base interface neither
+/// answers ARP for the VIPs (`arp_ignore=1`) nor names them as the sender of its own
+/// ARP requests (`arp_announce=2`), so neighbours only ever learn the virtual MAC; these
+/// sysctls stay set after vipd stops. IPv6: the base interface's link-local address is
+/// added to the VMAC, so adverts leave from it with the router's own source address
+/// (the VMAC's own link-local is the same on every router).
 fn vmac(inst: &VrrpInstance, base: &Interface, name: &str, family: Family) -> Result<Vmac> {
-    if family == Family::V6 {
-        bail!("`use_vmac` with IPv6 is not supported yet");
-    }
     let name = if name.is_empty() {
         format!("vrrp.{}", inst.virtual_router_id)
     } else {
         name.to_string()
     };
-    let mac = [0x00, 0x00, 0x5e, 0x00, 0x01, inst.virtual_router_id];
-    let (index, created) =
-        crate::netlink::Rtnetlink::open()?.ensure_vmac(&name, base.index, mac)?;
-    for (dev, key, value) in [
-        (base.name.as_str(), "arp_ignore", "1"),
-        // ...nor announce them as the sender of its own ARP requests, which would
-        // point neighbours back at the real MAC.
-        (base.name.as_str(), "arp_announce", "2"),
-        (name.as_str(), "arp_ignore", "0"),
-    ] {
-        let path = format!("/proc/sys/net/ipv4/conf/{dev}/{key}");
-        std::fs::write(&path, value)
-            .with_context(|| format!("setting {path} to {value} for use_vmac"))?;
+    let kind = if family == Family::V6 { 0x02 } else { 0x01 };
+    let mac = [0x00, 0x00, 0x5e, 0x00, kind, inst.virtual_router_id];
+    let mut nl = crate::netlink::Rtnetlink::open()?;
+    let (index, created) = nl.ensure_vmac(&name, base.index, mac)?;
+    match family {
+        Family::V4 => {
+            for (dev, key, value) in [
+                (base.name.as_str(), "arp_ignore", "1"),
+                (base.name.as_str(), "arp_announce", "2"),
+                (name.as_str(), "arp_ignore", "0"),
+            ] {
+                let path = format!("/proc/sys/net/ipv4/conf/{dev}/{key}");
+                std::fs::write(&path, value)
+                    .with_context(|| format!("setting {path} to {value} for use_vmac"))?;
+            }
+        }
+        Family::V6 => {
+            let ll = base.link_local_v6()?;
+            let spec = AddressSpec {
+                ifindex: index,
+                addr: IpAddr::V6(ll),
+                prefix_len: 64,
+                brd: None,
+                scope: 253,
+                label: None,
+            };
+            nl.add_address(&spec)?;
+        }
     }
     Ok(Vmac {
         name,

@@ -362,3 +362,47 @@ fn use_vmac_moves_the_virtual_mac_with_the_vip() {
         "the VMAC vipd created is gone at stop:\n{links}"
     );
 }
+
+#[test]
+fn use_vmac_ipv6() {
+    let spec = Spec::v3_ipv6();
+    let Some(mut c) = Cluster::new(2, "vmac6") else {
+        return;
+    };
+    let vip = spec.vip();
+    c.start_vipd(1, &spec.clone().with("use_vmac").config(200));
+    c.start_vipd(2, &spec.clone().with("use_vmac").config(100));
+    let on_vmac =
+        |lan: &vipd_netns::Lan, i: usize| vipd_netns::has_address(lan.router(i), "vrrp.51", vip);
+    assert!(vipd_netns::wait_for(
+        spec.takeover_timeout(),
+        Duration::from_millis(20),
+        || on_vmac(&c.lan, 1)
+    ));
+    // Both routers keep hearing each other: r2 stays backup.
+    c.assert_stable(vip, &[], Duration::from_millis(500)); // never on the base interfaces
+    assert!(on_vmac(&c.lan, 1) && !on_vmac(&c.lan, 2));
+    assert_eq!(c.instance(2)["state"], "BACKUP");
+    c.lan
+        .client()
+        .exec(&["ping", "-6", "-c", "1", "-W", "1", "2001:db8::100"])
+        .unwrap();
+    let neigh = c
+        .lan
+        .client()
+        .ip(["-6", "neigh", "show", "2001:db8::100"])
+        .unwrap();
+    assert!(neigh.contains("00:00:5e:00:02:33"), "{neigh}");
+    c.lan.set_port(1, false).unwrap();
+    assert!(vipd_netns::wait_for(
+        spec.takeover_timeout(),
+        Duration::from_millis(20),
+        || on_vmac(&c.lan, 2)
+    ));
+    c.lan.set_port(1, true).unwrap();
+    assert!(vipd_netns::wait_for(
+        spec.takeover_timeout(),
+        Duration::from_millis(20),
+        || on_vmac(&c.lan, 1) && !on_vmac(&c.lan, 2)
+    ));
+}
