@@ -208,6 +208,8 @@ pub fn build(cfg: &Config) -> Result<Plan> {
                     Some("partial") => ParamMatch::Partial,
                     _ => ParamMatch::Exact,
                 },
+                fork_delay: p.fork_delay.unwrap_or_default(),
+                terminate_delay: p.terminate_delay.unwrap_or_default(),
             }
         })
         .collect();

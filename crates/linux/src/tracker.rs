@@ -46,6 +46,10 @@ pub struct ProcessPlan {
     pub quorum: u32,
     pub quorum_max: Option<u32>,
     pub param_match: ParamMatch,
+    /// `fork_delay` / `terminate_delay` (`delay` sets both): how long the quorum must
+    /// be met / lost before it counts, so a restart does not move the VIP.
+    pub fork_delay: Duration,
+    pub terminate_delay: Duration,
 }
 
 /// `param_match`: how the extra words of `process` compare with the arguments.
@@ -143,6 +147,7 @@ pub fn start(
                 ifindex: HashMap::new(),
                 generation: 0,
                 status,
+                process_since: HashMap::new(),
                 commander,
                 notices,
                 tx,
@@ -161,6 +166,8 @@ struct ScriptState {
 
 struct Tracker {
     status: Arc<Mutex<Snapshot>>,
+    /// A process quorum change waiting out its delay: (new state, since).
+    process_since: HashMap<String, (ObjectState, Instant)>,
     plan: TrackPlan,
     states: HashMap<ObjectId, ObjectState>,
     verdicts: HashMap<String, Verdict>,
@@ -462,6 +469,33 @@ impl Tracker {
             } else {
                 ObjectState::Bad
             };
+            let id = ObjectId {
+                kind: Kind::Process,
+                name: p.name.clone(),
+            };
+            // Hold a change back until it has lasted the configured delay.
+            let delay = if good {
+                p.fork_delay
+            } else {
+                p.terminate_delay
+            };
+            if self.states.contains_key(&id) && self.states.get(&id) != Some(&state) {
+                let since = *self
+                    .process_since
+                    .entry(p.name.clone())
+                    .or_insert((state, Instant::now()));
+                let since = if since.0 == state {
+                    since.1
+                } else {
+                    self.process_since
+                        .insert(p.name.clone(), (state, Instant::now()));
+                    Instant::now()
+                };
+                if since.elapsed() < delay {
+                    continue;
+                }
+            }
+            self.process_since.remove(&p.name);
             self.set(
                 ObjectId {
                     kind: Kind::Process,
@@ -576,6 +610,8 @@ mod tests {
             quorum: 1,
             quorum_max: None,
             param_match: ParamMatch::Exact,
+            fork_delay: Duration::ZERO,
+            terminate_delay: Duration::ZERO,
         };
         assert!(matches(&p, "nginx", &["nginx: master process".into()]));
         assert!(matches(

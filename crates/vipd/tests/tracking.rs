@@ -364,3 +364,52 @@ fn sync_group_members_move_together() {
         .unwrap()
         .contains("GROUP G1 MASTER 0"));
 }
+
+#[test]
+fn track_process_delay_holds_changes_back() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(1, "procdelay") else {
+        return;
+    };
+    let arg = format!(
+        "{}.{}",
+        80000 + std::process::id() % 1000,
+        std::process::id()
+    );
+    let block = format!(
+        "vrrp_track_process app {{\n    process sleep {arg}\n    weight -50\n    delay 1.5\n}}\n"
+    );
+    c.start_vipd(
+        1,
+        &format!(
+            "{block}{}",
+            spec.clone()
+                .with("track_process {\n        app\n    }")
+                .config(200)
+        ),
+    );
+    assert!(vipd_netns::wait_for(
+        Duration::from_secs(2),
+        Duration::from_millis(20),
+        || c.instance(1)["effective_priority"] == 150
+    ));
+    let started = std::time::Instant::now();
+    let mut app = std::process::Command::new("sleep")
+        .arg(&arg)
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(
+        c.instance(1)["effective_priority"],
+        150,
+        "the quorum must hold for 1.5 s first"
+    );
+    assert!(vipd_netns::wait_for(
+        Duration::from_secs(3),
+        Duration::from_millis(20),
+        || c.instance(1)["effective_priority"] == 200
+    ));
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+    app.kill().unwrap();
+    let _ = app.wait();
+}
