@@ -197,6 +197,8 @@ impl Runtime {
             heartbeat: heartbeat.clone(),
             groups: Vec::new(),
             syncing: false,
+            status_dirty: true,
+            next_publish: Instant::now(),
         };
         for p in &plan.instances {
             engine.ensure_socket(p)?;
@@ -471,6 +473,9 @@ struct EngineLoop {
     groups: Vec<GroupState>,
     /// Inside `sync_group_follow`: the transitions it causes do not propagate again.
     syncing: bool,
+    /// Status to publish now (a transition happened), else at `next_publish`.
+    status_dirty: bool,
+    next_publish: Instant,
 }
 
 impl EngineLoop {
@@ -648,7 +653,7 @@ impl EngineLoop {
                 }
             }
             self.flush_announcements(now);
-            self.publish_status();
+            self.maybe_publish_status(now);
 
             let deadline = self
                 .slots
@@ -883,6 +888,7 @@ impl EngineLoop {
                     }
                 }
                 Action::Transition { from, to, reason } => {
+                    self.status_dirty = true;
                     self.sync_group_follow(i, from, to, now);
                     let slot = &self.slots[i];
                     let _ = self.notices.send(Notice::Transition {
@@ -1029,10 +1035,22 @@ impl EngineLoop {
         }
     }
 
-    fn publish_status(&self) {
-        // Never wait for a reader: if the lock is busy, the next loop turn publishes.
+    /// Publish after a transition at once, otherwise at most every 100 ms: building
+    /// the snapshot is not work for every packet on the protocol thread.
+    fn maybe_publish_status(&mut self, now: Instant) {
+        if self.status_dirty || now >= self.next_publish {
+            if self.publish_status() {
+                self.status_dirty = false;
+                self.next_publish = now + Duration::from_millis(100);
+            }
+        }
+    }
+
+    /// `false` if a reader held the lock (the next loop turn tries again).
+    fn publish_status(&self) -> bool {
+        // Never wait for a reader.
         let Ok(mut snap) = self.status.try_lock() else {
-            return;
+            return false;
         };
         snap.instances = self
             .slots
@@ -1050,5 +1068,6 @@ impl EngineLoop {
         }
         snap.socket_drops = socket_drops.into_iter().collect();
         snap.socket_drops.sort();
+        true
     }
 }
