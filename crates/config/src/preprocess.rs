@@ -20,6 +20,8 @@ const MAX_DEPTH: usize = 16;
 /// Lines `~SEQ`/`~LST` and multi-line parameters may produce in all (keepalived's own
 /// example makes 65,024).
 const MAX_GENERATED: usize = 200_000;
+/// Characters one line may grow to through parameter substitution.
+const MAX_EXPANDED_CHARS: usize = 1 << 20;
 /// Tokens a whole configuration may expand to: a runaway definition must end in an
 /// error, not in the out-of-memory killer (5,000 instances are about 300,000 tokens).
 const MAX_TOKENS: usize = 4_000_000;
@@ -561,6 +563,9 @@ impl<'a> Preprocessor<'a> {
                     );
                 }
                 chars.splice(i..end, value.chars());
+                if chars.len() > MAX_EXPANDED_CHARS {
+                    return Err(format!("parameter expansion makes a line longer than {MAX_EXPANDED_CHARS} characters"));
+                }
                 continue;
             }
             let found = if chars.get(i + 1) == Some(&'{') {
@@ -593,6 +598,11 @@ impl<'a> Preprocessor<'a> {
                         ));
                     }
                     chars.splice(i..end, value.chars());
+                    if chars.len() > MAX_EXPANDED_CHARS {
+                        return Err(format!(
+                            "parameter expansion makes a line longer than {MAX_EXPANDED_CHARS} characters"
+                        ));
+                    }
                 }
                 // Undefined parameters stay as written, like keepalived.
                 None => i += 1,

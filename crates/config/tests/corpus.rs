@@ -253,7 +253,13 @@ fn line() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+    // A fixed seed keeps CI deterministic; soak with PROPTEST_CASES=N (and change the
+    // seed here) to explore further.
+    #![proptest_config(ProptestConfig {
+        cases: 300,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x7669_7064),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn parser_never_panics(lines in prop::collection::vec(line(), 0..30)) {
