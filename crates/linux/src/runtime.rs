@@ -1038,11 +1038,9 @@ impl EngineLoop {
     /// Publish after a transition at once, otherwise at most every 100 ms: building
     /// the snapshot is not work for every packet on the protocol thread.
     fn maybe_publish_status(&mut self, now: Instant) {
-        if self.status_dirty || now >= self.next_publish {
-            if self.publish_status() {
-                self.status_dirty = false;
-                self.next_publish = now + Duration::from_millis(100);
-            }
+        if (self.status_dirty || now >= self.next_publish) && self.publish_status() {
+            self.status_dirty = false;
+            self.next_publish = now + Duration::from_millis(100);
         }
     }
 
