@@ -83,6 +83,9 @@ pub enum FrameKind {
         /// O flag.
         override_: bool,
     },
+    /// IPv4 ICMP echo reply (only with [`Capture::start_with_echo_replies`]);
+    /// the payload is the ICMP message.
+    EchoReply,
 }
 
 /// A captured frame.
@@ -196,7 +199,7 @@ impl Frame {
         match self.kind {
             FrameKind::Arp { .. } => Some(self.src),
             FrameKind::NeighborAdvert { target, .. } => Some(IpAddr::V6(target)),
-            FrameKind::Vrrp => None,
+            FrameKind::Vrrp | FrameKind::EchoReply => None,
         }
     }
 }
@@ -249,6 +252,16 @@ const PACKET_OUTGOING: u8 = 4;
 impl Capture {
     /// Starts capturing on `iface` in `ns`.
     pub fn start(ns: &Netns, iface: &str) -> Result<Capture> {
+        Self::start_opts(ns, iface, false)
+    }
+
+    /// Like [`start`](Self::start), but also records IPv4 ICMP echo replies
+    /// ([`FrameKind::EchoReply`]), e.g. to see which MAC answers a prober.
+    pub fn start_with_echo_replies(ns: &Netns, iface: &str) -> Result<Capture> {
+        Self::start_opts(ns, iface, true)
+    }
+
+    fn start_opts(ns: &Netns, iface: &str, echo_replies: bool) -> Result<Capture> {
         let name = iface.to_string();
         let fd = ns
             .run(move || open_packet_socket(&name))?
@@ -258,7 +271,7 @@ impl Capture {
         let (f2, s2) = (frames.clone(), stop.clone());
         let thread = std::thread::Builder::new()
             .name(format!("capture:{iface}"))
-            .spawn(move || capture_loop(fd, &f2, &s2))?;
+            .spawn(move || capture_loop(fd, echo_replies, &f2, &s2))?;
         Ok(Capture {
             frames,
             stop,
@@ -295,6 +308,13 @@ impl Capture {
     /// Unsolicited neighbour advertisements captured so far.
     pub fn unsolicited_nas(&self) -> Vec<Frame> {
         self.filtered(Frame::is_unsolicited_na)
+    }
+
+    /// The first frame captured so far that satisfies `pred` (without
+    /// copying the others).
+    pub fn first(&self, pred: impl Fn(&Frame) -> bool) -> Option<Frame> {
+        let g = self.frames.lock().expect("capture lock");
+        g.iter().find(|x| pred(x)).cloned()
     }
 
     fn filtered(&self, f: impl Fn(&Frame) -> bool) -> Vec<Frame> {
@@ -379,7 +399,12 @@ fn open_packet_socket(iface: &str) -> Result<std::os::fd::OwnedFd> {
     Ok(fd)
 }
 
-fn capture_loop(fd: std::os::fd::OwnedFd, frames: &Mutex<Vec<Frame>>, stop: &AtomicBool) {
+fn capture_loop(
+    fd: std::os::fd::OwnedFd,
+    echo_replies: bool,
+    frames: &Mutex<Vec<Frame>>,
+    stop: &AtomicBool,
+) {
     use std::os::fd::AsRawFd;
     let mut buf = vec![0u8; 65536];
     while !stop.load(Ordering::Relaxed) {
@@ -400,14 +425,21 @@ fn capture_loop(fd: std::os::fd::OwnedFd, frames: &Mutex<Vec<Frame>>, stop: &Ato
         if n <= 0 {
             continue;
         }
-        if let Some(f) = parse_frame(&buf[..n as usize], at, sll.sll_pkttype == PACKET_OUTGOING) {
+        let outgoing = sll.sll_pkttype == PACKET_OUTGOING;
+        if let Some(f) = parse(&buf[..n as usize], at, outgoing, echo_replies) {
             frames.lock().expect("capture lock").push(f);
         }
     }
 }
 
 /// Parses an Ethernet frame; `None` unless it is VRRP, ARP or an NA.
+#[cfg(test)]
 pub(crate) fn parse_frame(b: &[u8], at: Instant, outgoing: bool) -> Option<Frame> {
+    parse(b, at, outgoing, false)
+}
+
+/// [`parse_frame`], plus IPv4 ICMP echo replies if `echo_replies`.
+fn parse(b: &[u8], at: Instant, outgoing: bool, echo_replies: bool) -> Option<Frame> {
     if b.len() < 14 {
         return None;
     }
@@ -439,18 +471,17 @@ pub(crate) fn parse_frame(b: &[u8], at: Instant, outgoing: bool) -> Option<Frame
             }
             let ihl = (p[0] & 0x0f) as usize * 4;
             let total = u16::from_be_bytes([p[2], p[3]]) as usize;
-            if p[9] != 112 || ihl < 20 || total < ihl || total > p.len() {
+            if ihl < 20 || total < ihl || total > p.len() {
                 return None;
             }
+            let kind = match p[9] {
+                112 => FrameKind::Vrrp,
+                1 if echo_replies && p.get(ihl) == Some(&0) => FrameKind::EchoReply,
+                _ => return None,
+            };
             let src = Ipv4Addr::new(p[12], p[13], p[14], p[15]);
             let dst = Ipv4Addr::new(p[16], p[17], p[18], p[19]);
-            Some(frame(
-                FrameKind::Vrrp,
-                src.into(),
-                dst.into(),
-                p[8],
-                &p[ihl..total],
-            ))
+            Some(frame(kind, src.into(), dst.into(), p[8], &p[ihl..total]))
         }
         0x86dd => {
             if p.len() < 40 || p[0] >> 4 != 6 {
@@ -589,6 +620,24 @@ mod tests {
         let frames = [f];
         assert_eq!(frames.unsolicited_nas().len(), 1);
         assert!(frames.vrrp_adverts().is_empty());
+    }
+
+    #[test]
+    fn echo_replies_only_when_asked() {
+        let mut ip = vec![
+            0x45, 0, 0, 28, 0, 0, 0, 0, 64, 1, 0, 0, 192, 0, 2, 100, 192, 0, 2, 1,
+        ];
+        ip.extend_from_slice(&[0, 0, 0, 0, 0, 1, 0, 1]); // echo reply
+        let b = eth(0x0800, &ip);
+        assert!(parse_frame(&b, Instant::now(), false).is_none());
+        let f = parse(&b, Instant::now(), false, true).unwrap();
+        assert_eq!(f.kind, FrameKind::EchoReply);
+        assert_eq!(f.src, "192.0.2.100".parse::<IpAddr>().unwrap());
+        assert_eq!(f.src_mac.to_string(), "02:00:00:00:01:01");
+        assert_eq!(f.payload.len(), 8);
+        let mut req = b.clone();
+        req[14 + 20] = 8; // echo request
+        assert!(parse(&req, Instant::now(), false, true).is_none());
     }
 
     #[test]

@@ -18,6 +18,7 @@
 mod failover;
 mod jitter;
 mod pair;
+mod report;
 mod stats;
 mod tracking;
 

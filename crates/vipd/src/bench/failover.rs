@@ -1,7 +1,8 @@
 //! `vipd bench failover`: crash and graceful-handover gaps seen by a 1 ms prober.
 
 use super::pair::{Pair, BACKUP_PRIORITY};
-use super::stats::median;
+use super::report::{self, f, opt_ms, rel_ms, times, Head, RunRecord};
+use super::stats::{max_ms, median};
 use super::{ms, sleep, wait_for, FailoverArgs, Impl, Scenario};
 use anyhow::{bail, Result};
 use serde_json::json;
@@ -35,13 +36,7 @@ struct Measure {
     received: u64,
 }
 
-struct RunRecord {
-    imp: Impl,
-    advert_ms: u32,
-    scenario: Scenario,
-    run: usize,
-    outcome: std::result::Result<Measure, String>,
-}
+type Record = RunRecord<Scenario, Measure>;
 
 /// The RFC 5798/9568 bound for the backup (priority 100): Skew_Time for a handover
 /// (priority 0 received), Master_Down_Interval = 3 × advert + skew for a crash.
@@ -55,84 +50,37 @@ pub fn limit(advert_ms: u32, scenario: Scenario) -> Duration {
 }
 
 pub fn run(a: FailoverArgs) -> Result<ExitCode> {
-    anyhow::ensure!(a.runs > 0, "--runs must be at least 1");
-    for &adv in &a.adverts {
-        anyhow::ensure!(
-            adv >= 10 && adv % 10 == 0 && adv <= 40950,
-            "--adverts: {adv} ms is not a VRRPv3 interval (a multiple of 10 ms)"
-        );
-    }
-    if a.impls.contains(&Impl::Keepalived) && !vipd_netns::Keepalived::new().is_installed() {
-        bail!("keepalived is not installed (apt-get install keepalived), or pass --impl vipd");
-    }
-    let mut impls = a.impls.clone();
-    impls.dedup();
-    let total = a.adverts.len() * a.scenarios.len() * a.runs * impls.len();
-    let mut records = Vec::with_capacity(total);
-    let started = Instant::now();
-    // Implementations interleaved run by run, so background noise hits both alike.
-    for &adv in &a.adverts {
-        for &scenario in &a.scenarios {
-            for run in 1..=a.runs {
-                for &imp in &impls {
-                    super::check_interrupt()?;
-                    let label = format!(
-                        "[{}/{total}] {imp} {adv} ms {scenario} run {run}/{}",
-                        records.len() + 1,
-                        a.runs
-                    );
-                    let outcome = one_run(imp, adv, scenario).map_err(|e| format!("{e:#}"));
-                    super::check_interrupt()?;
-                    match &outcome {
-                        Ok(m) => eprintln!(
-                            "{label}: gap {:.1} ms ({:.2}× limit {:.1} ms) at {:+.1}..{:+.1} ms; \
-                             r2 advert {}, GARP {} ({} after the reference advert){}",
-                            ms(m.gap),
-                            ms(m.gap) / ms(limit(adv, scenario)),
-                            ms(limit(adv, scenario)),
-                            m.gap_from_ms,
-                            m.gap_to_ms,
-                            opt_ms(m.advert_ms),
-                            opt_ms(m.garp_ms),
-                            opt_ms(m.garp_after_ref_ms),
-                            m.prio0_ms
-                                .map(|p| format!(", r1 priority 0 {p:+.1} ms"))
-                                .unwrap_or_default(),
-                        ),
-                        Err(e) => eprintln!("{label}: FAILED: {e}"),
-                    }
-                    records.push(RunRecord {
-                        imp,
-                        advert_ms: adv,
-                        scenario,
-                        run,
-                        outcome,
-                    });
-                }
-            }
-        }
-    }
-    eprintln!("done in {:.0} s", started.elapsed().as_secs_f64());
-
-    let failed = records.iter().filter(|r| r.outcome.is_err()).count();
-    if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&to_json(&a, &impls, &records))?
-        );
-    } else {
-        print!("{}", markdown(&a, &impls, &records));
-    }
-    Ok(if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
-}
-
-fn opt_ms(v: Option<f64>) -> String {
-    v.map(|x| format!("{x:+.1} ms"))
-        .unwrap_or_else(|| "-".into())
+    let impls = report::check_args(a.runs, &a.adverts, &a.impls)?;
+    let records = report::run_all(
+        &a.adverts,
+        &a.scenarios,
+        a.runs,
+        &impls,
+        one_run,
+        |adv, scenario, m| {
+            format!(
+                "gap {:.1} ms ({:.2}× limit {:.1} ms) at {:+.1}..{:+.1} ms; \
+                 r2 advert {}, GARP {} ({} after the reference advert){}",
+                ms(m.gap),
+                ms(m.gap) / ms(limit(adv, scenario)),
+                ms(limit(adv, scenario)),
+                m.gap_from_ms,
+                m.gap_to_ms,
+                opt_ms(m.advert_ms),
+                opt_ms(m.garp_ms),
+                opt_ms(m.garp_after_ref_ms),
+                m.prio0_ms
+                    .map(|p| format!(", r1 priority 0 {p:+.1} ms"))
+                    .unwrap_or_default(),
+            )
+        },
+    )?;
+    report::finish(
+        a.json,
+        &records,
+        || to_json(&a, &impls, &records),
+        || markdown(&a, &impls, &records),
+    )
 }
 
 fn one_run(imp: Impl, advert_ms: u32, scenario: Scenario) -> Result<Measure> {
@@ -220,13 +168,7 @@ fn one_run(imp: Impl, advert_ms: u32, scenario: Scenario) -> Result<Measure> {
 
     let (gap, gap_from, gap_to) = largest_gap(&report);
     debug_assert_eq!(gap, report.largest_gap());
-    let rel = |t: Instant| -> f64 {
-        if t >= t0 {
-            ms(t - t0)
-        } else {
-            -ms(t0 - t)
-        }
-    };
+    let rel = |t: Instant| rel_ms(t0, t);
     let first = |pred: &dyn Fn(&Frame) -> bool| frames.iter().find(|f| f.at >= t0 && pred(f));
     let vip = IpAddr::V4(VIP_V4);
     let r2_mac = pair.lan.router_mac(2);
@@ -279,14 +221,7 @@ fn largest_gap(r: &ProbeReport) -> (Duration, Instant, Instant) {
 }
 
 struct Summary {
-    imp: Impl,
-    advert_ms: u32,
-    scenario: Scenario,
-    ok: usize,
-    total: usize,
-    median: Option<Duration>,
-    min: Option<Duration>,
-    max: Option<Duration>,
+    head: Head<Scenario>,
     limit: Duration,
     advert_med: Option<f64>,
     garp_med: Option<f64>,
@@ -296,16 +231,12 @@ struct Summary {
 }
 
 impl Summary {
-    fn ratio(&self) -> Option<f64> {
-        self.median.map(|m| ms(m) / ms(self.limit))
-    }
-
     /// The issue's targets for vipd, as (text, met).
     fn target(&self) -> Option<(String, bool)> {
-        let m = self.median?;
-        match self.scenario {
+        let m = self.head.median?;
+        match self.head.scenario {
             Scenario::Crash => Some(("≤ 1.03× limit".into(), ms(m) <= 1.03 * ms(self.limit))),
-            Scenario::Sigterm if self.advert_ms == 10 => {
+            Scenario::Sigterm if self.head.advert_ms == 10 => {
                 Some(("≤ 8 ms".into(), m <= Duration::from_millis(8)))
             }
             Scenario::Sigterm => None,
@@ -321,55 +252,25 @@ fn fmed(v: Vec<f64>) -> Option<f64> {
     median(&d).map(ms)
 }
 
-fn summarize(a: &FailoverArgs, impls: &[Impl], records: &[RunRecord]) -> Vec<Summary> {
-    let mut out = vec![];
-    for &adv in &a.adverts {
-        for &scenario in &a.scenarios {
-            for &imp in impls {
-                let rs: Vec<&RunRecord> = records
-                    .iter()
-                    .filter(|r| r.imp == imp && r.advert_ms == adv && r.scenario == scenario)
-                    .collect();
-                if rs.is_empty() {
-                    continue;
-                }
-                let ok: Vec<&Measure> = rs.iter().filter_map(|r| r.outcome.as_ref().ok()).collect();
-                let gaps: Vec<Duration> = ok.iter().map(|m| m.gap).collect();
-                out.push(Summary {
-                    imp,
-                    advert_ms: adv,
-                    scenario,
-                    ok: ok.len(),
-                    total: rs.len(),
-                    median: median(&gaps),
-                    min: gaps.iter().min().copied(),
-                    max: gaps.iter().max().copied(),
-                    limit: limit(adv, scenario),
-                    advert_med: fmed(ok.iter().filter_map(|m| m.advert_ms).collect()),
-                    garp_med: fmed(ok.iter().filter_map(|m| m.garp_ms).collect()),
-                    prio0_med: fmed(ok.iter().filter_map(|m| m.prio0_ms).collect()),
-                    after_ref_med: fmed(ok.iter().filter_map(|m| m.garp_after_ref_ms).collect()),
-                    after_ref_max: ok
-                        .iter()
-                        .filter_map(|m| m.garp_after_ref_ms)
-                        .fold(None, |a: Option<f64>, x| Some(a.map_or(x, |a| a.max(x)))),
-                });
+fn summarize(a: &FailoverArgs, impls: &[Impl], records: &[Record]) -> Vec<Summary> {
+    report::cells(&a.adverts, &a.scenarios, impls, records)
+        .into_iter()
+        .map(|c| {
+            let ok = &c.ok;
+            Summary {
+                head: Head::new(&c, |m| m.gap),
+                limit: limit(c.advert_ms, c.scenario),
+                advert_med: fmed(ok.iter().filter_map(|m| m.advert_ms).collect()),
+                garp_med: fmed(ok.iter().filter_map(|m| m.garp_ms).collect()),
+                prio0_med: fmed(ok.iter().filter_map(|m| m.prio0_ms).collect()),
+                after_ref_med: fmed(ok.iter().filter_map(|m| m.garp_after_ref_ms).collect()),
+                after_ref_max: max_ms(ok.iter().filter_map(|m| m.garp_after_ref_ms)),
             }
-        }
-    }
-    out
+        })
+        .collect()
 }
 
-fn d(v: Option<Duration>) -> String {
-    v.map(|x| format!("{:.1}", ms(x)))
-        .unwrap_or_else(|| "–".into())
-}
-
-fn f(v: Option<f64>) -> String {
-    v.map(|x| format!("{x:.1}")).unwrap_or_else(|| "–".into())
-}
-
-fn markdown(a: &FailoverArgs, impls: &[Impl], records: &[RunRecord]) -> String {
+fn markdown(a: &FailoverArgs, impls: &[Impl], records: &[Record]) -> String {
     let sums = summarize(a, impls, records);
     let mut s = String::new();
     let _ = writeln!(
@@ -378,13 +279,9 @@ fn markdown(a: &FailoverArgs, impls: &[Impl], records: &[RunRecord]) -> String {
          RFC limit for the backup (priority 100): crash = 3 × advert + skew, \
          sigterm = skew, skew = (256 − 100)/256 × advert.\n"
     );
-    let _ = writeln!(
-        s,
-        "| impl | advert | scenario | runs ok | median | min | max | RFC limit | median / limit | target |"
-    );
-    let _ = writeln!(s, "|---|---:|---|---:|---:|---:|---:|---:|---:|---|");
+    report::table_head(&mut s, "| impl | advert | scenario | runs ok | median | min | max | RFC limit | median / limit | target |", "|---|---:|---|---:|---:|---:|---:|---:|---:|---|");
     for x in &sums {
-        let target = if x.imp == Impl::Vipd {
+        let target = if x.head.imp == Impl::Vipd {
             x.target()
                 .map(|(t, ok)| format!("{t}: {}", if ok { "met" } else { "**missed**" }))
                 .unwrap_or_else(|| "–".into())
@@ -393,51 +290,16 @@ fn markdown(a: &FailoverArgs, impls: &[Impl], records: &[RunRecord]) -> String {
         };
         let _ = writeln!(
             s,
-            "| {} | {} ms | {} | {}/{} | {} | {} | {} | {:.1} | {} | {} |",
-            x.imp,
-            x.advert_ms,
-            x.scenario,
-            x.ok,
-            x.total,
-            d(x.median),
-            d(x.min),
-            d(x.max),
+            "{} {:.1} | {} | {} |",
+            x.head.row(),
             ms(x.limit),
-            x.ratio()
-                .map(|r| format!("{r:.2}×"))
-                .unwrap_or_else(|| "–".into()),
+            times(x.head.median_over(x.limit)),
             target
         );
     }
 
-    if impls.contains(&Impl::Vipd) && impls.contains(&Impl::Keepalived) {
-        let _ = writeln!(s, "\n### vipd vs keepalived (medians)\n");
-        let _ = writeln!(
-            s,
-            "| advert | scenario | vipd | keepalived | vipd / keepalived |"
-        );
-        let _ = writeln!(s, "|---:|---|---:|---:|---:|");
-        for &adv in &a.adverts {
-            for &scenario in &a.scenarios {
-                let get = |imp| {
-                    sums.iter()
-                        .find(|x| x.imp == imp && x.advert_ms == adv && x.scenario == scenario)
-                        .and_then(|x| x.median)
-                };
-                let (v, k) = (get(Impl::Vipd), get(Impl::Keepalived));
-                let ratio = match (v, k) {
-                    (Some(v), Some(k)) if !k.is_zero() => format!("{:.2}", ms(v) / ms(k)),
-                    _ => "–".into(),
-                };
-                let _ = writeln!(
-                    s,
-                    "| {adv} ms | {scenario} | {} | {} | {ratio} |",
-                    d(v),
-                    d(k)
-                );
-            }
-        }
-    }
+    let heads: Vec<_> = sums.iter().map(|x| &x.head).collect();
+    report::vs_table(&mut s, &a.adverts, &a.scenarios, impls, &heads);
 
     let _ = writeln!(
         s,
@@ -449,19 +311,13 @@ fn markdown(a: &FailoverArgs, impls: &[Impl], records: &[RunRecord]) -> String {
          the RFC timer starts at (crash: r1's last advert that reached the wire, RFC: 3 × advert + \
          skew later; sigterm: r1's priority-0 advert, RFC: skew later).\n"
     );
-    let _ = writeln!(
-        s,
-        "| impl | advert | scenario | r1 priority-0 advert | r2 first advert | r2 first GARP | GARP after reference advert: median (max) | RFC |"
-    );
-    let _ = writeln!(s, "|---|---:|---|---:|---:|---:|---:|---:|");
+    report::table_head(&mut s, "| impl | advert | scenario | r1 priority-0 advert | r2 first advert | r2 first GARP | GARP after reference advert: median (max) | RFC |", "|---|---:|---|---:|---:|---:|---:|---:|");
     for x in &sums {
         let _ = writeln!(
             s,
-            "| {} | {} ms | {} | {} | {} | {} | {} ({}) | {:.1} |",
-            x.imp,
-            x.advert_ms,
-            x.scenario,
-            if x.scenario == Scenario::Sigterm {
+            "{} {} | {} | {} | {} ({}) | {:.1} |",
+            x.head.key(),
+            if x.head.scenario == Scenario::Sigterm {
                 f(x.prio0_med)
             } else {
                 "–".into()
@@ -474,96 +330,39 @@ fn markdown(a: &FailoverArgs, impls: &[Impl], records: &[RunRecord]) -> String {
         );
     }
 
-    let _ = writeln!(s, "\n### Every run (gap ms)\n");
-    let _ = writeln!(s, "| impl | advert | scenario | gaps |");
-    let _ = writeln!(s, "|---|---:|---|---|");
-    for x in &sums {
-        let gaps: Vec<String> = records
-            .iter()
-            .filter(|r| r.imp == x.imp && r.advert_ms == x.advert_ms && r.scenario == x.scenario)
-            .map(|r| match &r.outcome {
-                Ok(m) => format!("{:.1}", ms(m.gap)),
-                Err(_) => "FAILED".into(),
-            })
-            .collect();
-        let _ = writeln!(
-            s,
-            "| {} | {} ms | {} | {} |",
-            x.imp,
-            x.advert_ms,
-            x.scenario,
-            gaps.join(", ")
-        );
-    }
-    let failures: Vec<&RunRecord> = records.iter().filter(|r| r.outcome.is_err()).collect();
-    if !failures.is_empty() {
-        let _ = writeln!(s, "\n### Failed runs\n");
-        for r in failures {
-            let Err(e) = &r.outcome else { continue };
-            let first = e.lines().next().unwrap_or("");
-            let _ = writeln!(
-                s,
-                "* {} {} ms {} run {}: {first}",
-                r.imp, r.advert_ms, r.scenario, r.run
-            );
-        }
-    }
+    report::every_run(&mut s, "Every run (gap ms)", "gaps", &heads, records, |m| {
+        m.gap
+    });
     s
 }
 
-fn to_json(a: &FailoverArgs, impls: &[Impl], records: &[RunRecord]) -> serde_json::Value {
-    let runs: Vec<serde_json::Value> = records
-        .iter()
-        .map(|r| {
-            let mut v = json!({
-                "impl": r.imp.name(),
-                "advert_ms": r.advert_ms,
-                "scenario": r.scenario.name(),
-                "run": r.run,
-            });
-            match &r.outcome {
-                Ok(m) => {
-                    v["gap_ms"] = json!(ms(m.gap));
-                    v["gap_from_ms"] = json!(m.gap_from_ms);
-                    v["gap_to_ms"] = json!(m.gap_to_ms);
-                    v["prio0_ms"] = json!(m.prio0_ms);
-                    v["r2_advert_ms"] = json!(m.advert_ms);
-                    v["r2_garp_ms"] = json!(m.garp_ms);
-                    v["r2_garp_after_reference_ms"] = json!(m.garp_after_ref_ms);
-                    v["probes_sent"] = json!(m.sent);
-                    v["probes_received"] = json!(m.received);
-                }
-                Err(e) => v["error"] = json!(e),
-            }
-            v
-        })
-        .collect();
+fn to_json(a: &FailoverArgs, impls: &[Impl], records: &[Record]) -> serde_json::Value {
     let summary: Vec<serde_json::Value> = summarize(a, impls, records)
         .iter()
         .map(|x| {
-            json!({
-                "impl": x.imp.name(),
-                "advert_ms": x.advert_ms,
-                "scenario": x.scenario.name(),
-                "runs_ok": x.ok,
-                "runs": x.total,
-                "median_ms": x.median.map(ms),
-                "min_ms": x.min.map(ms),
-                "max_ms": x.max.map(ms),
+            x.head.json(json!({
                 "limit_ms": ms(x.limit),
-                "median_over_limit": x.ratio(),
+                "median_over_limit": x.head.median_over(x.limit),
                 "garp_after_reference_median_ms": x.after_ref_med,
                 "garp_after_reference_max_ms": x.after_ref_max,
                 "target": x.target().map(|(t, ok)| json!({"target": t, "met": ok})),
-            })
+            }))
         })
         .collect();
-    json!({
-        "machine": super::machine(),
-        "runs_per_cell": a.runs,
-        "summary": summary,
-        "runs": runs,
-    })
+    let measured = |m: &Measure| {
+        json!({
+            "gap_ms": ms(m.gap),
+            "gap_from_ms": m.gap_from_ms,
+            "gap_to_ms": m.gap_to_ms,
+            "prio0_ms": m.prio0_ms,
+            "r2_advert_ms": m.advert_ms,
+            "r2_garp_ms": m.garp_ms,
+            "r2_garp_after_reference_ms": m.garp_after_ref_ms,
+            "probes_sent": m.sent,
+            "probes_received": m.received,
+        })
+    };
+    report::json_report(a.runs, json!({}), summary, records, measured)
 }
 
 #[cfg(test)]

@@ -45,7 +45,6 @@ impl Daemon {
 
 pub struct Pair {
     pub imp: Impl,
-    pub advert_ms: u32,
     // Daemons before the LAN: dropped (SIGKILLed) first.
     pub daemons: [Option<Daemon>; 2],
     pub lan: Lan,
@@ -56,64 +55,81 @@ impl Pair {
     /// Builds a fresh LAN, starts r1 (master) and then r2 (backup), and waits until
     /// r1 has held the VIP and r2 has been a quiet backup for `stable`.
     pub fn start(imp: Impl, advert_ms: u32, stable: Duration, tag: &str) -> Result<Pair> {
+        let mut pair = Pair::new(imp, tag)?;
+        let texts = [
+            config(1, MASTER_PRIORITY, advert_ms),
+            config(2, BACKUP_PRIORITY, advert_ms),
+        ];
+        pair.start_daemons(texts, &[], Duration::from_secs(10), stable)?;
+        Ok(pair)
+    }
+
+    /// A fresh LAN and work directory, no daemons yet.
+    pub fn new(imp: Impl, tag: &str) -> Result<Pair> {
         let lan = Lan::new(2, LanOptions::default()).context("building the LAN")?;
         let mut dir = WorkDir::new(tag)?;
         if std::env::var_os("VIPD_BENCH_KEEP").is_some() {
             dir.keep();
         }
-        let mut pair = Pair {
+        Ok(Pair {
             imp,
-            advert_ms,
             daemons: [None, None],
             lan,
             dir,
-        };
-        pair.start_daemon(1, MASTER_PRIORITY)?;
-        if !wait_for(Duration::from_secs(10), Duration::from_millis(10), || {
-            pair.holds(1)
-        }) {
+        })
+    }
+
+    /// Starts r1 (the master-to-be) and then r2 from the config `texts` (vipd
+    /// with `vipd_args` added), each waited for up to `settle`, and checks that
+    /// r1 alone holds the VIP for `stable`.
+    pub fn start_daemons(
+        &mut self,
+        texts: [String; 2],
+        vipd_args: &[&str],
+        settle: Duration,
+        stable: Duration,
+    ) -> Result<()> {
+        let [t1, t2] = texts;
+        self.start_daemon(1, &t1, vipd_args)?;
+        if !wait_for(settle, Duration::from_millis(10), || self.holds(1)) {
             super::check_interrupt()?;
-            bail!("r1 did not take the VIP\n{}", pair.logs());
+            bail!("r1 did not take the VIP\n{}", self.logs());
         }
-        pair.start_daemon(2, BACKUP_PRIORITY)?;
-        let ok = wait_for(Duration::from_secs(10), Duration::from_millis(10), || {
-            pair.is_backup(2)
-        });
-        if !ok {
+        self.start_daemon(2, &t2, vipd_args)?;
+        if !wait_for(settle, Duration::from_millis(10), || self.is_backup(2)) {
             super::check_interrupt()?;
-            bail!("r2 did not settle as backup\n{}", pair.logs());
+            bail!("r2 did not settle as backup\n{}", self.logs());
         }
         // Stable: r1 alone holds the VIP for `stable`.
         let end = Instant::now() + stable;
         while Instant::now() < end {
             super::check_interrupt()?;
-            if pair.holders() != [1] {
+            if self.holders() != [1] {
                 bail!(
                     "setup not stable: VIP held by {:?}\n{}",
-                    pair.holders(),
-                    pair.logs()
+                    self.holders(),
+                    self.logs()
                 );
             }
             sleep(Duration::from_millis(50))?;
         }
-        if imp == Impl::Vipd {
-            let (s1, s2) = (pair.state(1), pair.state(2));
+        if self.imp == Impl::Vipd {
+            let (s1, s2) = (self.state(1), self.state(2));
             if s1.as_deref() != Some("MASTER") || s2.as_deref() != Some("BACKUP") {
-                bail!("setup: r1 {s1:?}, r2 {s2:?}\n{}", pair.logs());
+                bail!("setup: r1 {s1:?}, r2 {s2:?}\n{}", self.logs());
             }
         }
-        Ok(pair)
+        Ok(())
     }
 
-    fn start_daemon(&mut self, i: usize, priority: u8) -> Result<()> {
-        let text = config(i, priority, self.advert_ms);
+    fn start_daemon(&mut self, i: usize, text: &str, vipd_args: &[&str]) -> Result<()> {
         let ns = self.lan.router(i);
         let d = match self.imp {
             Impl::Vipd => {
                 let conf = self.dir.join(format!("r{i}.conf"));
-                std::fs::write(&conf, &text)?;
+                std::fs::write(&conf, text)?;
                 let socket = self.dir.join(format!("r{i}.sock"));
-                let args: Vec<std::ffi::OsString> = vec![
+                let mut args: Vec<std::ffi::OsString> = vec![
                     std::env::current_exe()?.into(),
                     "run".into(),
                     "-f".into(),
@@ -123,6 +139,7 @@ impl Pair {
                     "--pid-file".into(),
                     self.dir.join(format!("r{i}.pid")).into(),
                 ];
+                args.extend(vipd_args.iter().map(Into::into));
                 let proc = ns.spawn(&args, self.dir.join(format!("r{i}.log")))?;
                 let d = Daemon {
                     proc,
@@ -137,7 +154,7 @@ impl Pair {
                 d
             }
             Impl::Keepalived => {
-                let proc = Keepalived::new().start(ns, &text, &self.dir.join(format!("ka{i}")))?;
+                let proc = Keepalived::new().start(ns, text, &self.dir.join(format!("ka{i}")))?;
                 Daemon { proc, socket: None }
             }
         };
@@ -151,6 +168,11 @@ impl Pair {
 
     pub fn state(&self, i: usize) -> Option<String> {
         self.daemons[i - 1].as_ref().and_then(Daemon::state)
+    }
+
+    /// vipd's status of router `i`'s instance.
+    pub fn instance(&self, i: usize) -> Option<serde_json::Value> {
+        self.daemons[i - 1].as_ref().and_then(Daemon::instance)
     }
 
     fn is_backup(&self, i: usize) -> bool {

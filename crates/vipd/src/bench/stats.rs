@@ -4,16 +4,33 @@ use std::time::Duration;
 
 /// Median (mean of the two middle values for an even count).
 pub fn median(v: &[Duration]) -> Option<Duration> {
-    if v.is_empty() {
+    median_by(v.to_vec(), Ord::cmp, |a, b| (a + b) / 2)
+}
+
+/// Median of (signed) milliseconds.
+pub fn median_ms(v: Vec<f64>) -> Option<f64> {
+    median_by(v, f64::total_cmp, |a, b| (a + b) / 2.0)
+}
+
+/// Largest of (signed) milliseconds.
+pub fn max_ms(v: impl Iterator<Item = f64>) -> Option<f64> {
+    v.fold(None, |a: Option<f64>, x| Some(a.map_or(x, |a| a.max(x))))
+}
+
+fn median_by<T: Copy>(
+    mut s: Vec<T>,
+    cmp: impl FnMut(&T, &T) -> std::cmp::Ordering,
+    mean: impl Fn(T, T) -> T,
+) -> Option<T> {
+    if s.is_empty() {
         return None;
     }
-    let mut s = v.to_vec();
-    s.sort();
+    s.sort_by(cmp);
     let n = s.len();
     Some(if n % 2 == 1 {
         s[n / 2]
     } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2
+        mean(s[n / 2 - 1], s[n / 2])
     })
 }
 
@@ -42,6 +59,9 @@ mod tests {
             Some(Duration::from_micros(2500))
         );
         assert_eq!(median(&[]), None);
+        assert_eq!(median_ms(vec![-1.0, 4.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median_ms(vec![]), None);
+        assert_eq!(max_ms([-1.0, 4.0, 2.0].into_iter()), Some(4.0));
         let s = ms(&(1..=100).collect::<Vec<_>>());
         assert_eq!(percentile(&s, 50.0), Some(Duration::from_millis(50)));
         assert_eq!(percentile(&s, 99.0), Some(Duration::from_millis(99)));

@@ -28,26 +28,21 @@
 //! the script interval (link-down: of the advert interval), so the check's phase
 //! relative to the change is uniform rather than an artefact of start-up timing.
 
-use super::stats::median;
-use super::{ms, sleep, wait_for, Impl, TrackScenario, TrackingArgs};
-use anyhow::{bail, Context, Result};
+use super::pair::{Pair, VRID};
+use super::report::{self, d, f, opt_ms, rel_ms, times, Head, RunRecord};
+use super::stats::{max_ms, median, median_ms};
+use super::{ms, sleep, Impl, TrackScenario, TrackingArgs};
+use anyhow::{bail, Result};
 use serde_json::json;
 use std::fmt::Write as _;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use vipd_netns::{
-    has_address, Capture, Frame, Keepalived, Lan, LanOptions, MacAddr, Netns, ProbeOptions, Prober,
-    Proc, WorkDir, VIP_V4,
-};
+use vipd_netns::{Capture, Frame, FrameKind, MacAddr, ProbeOptions, Prober, VIP_V4};
 
 pub const MASTER_PRIORITY: u8 = 100;
 pub const PEER_PRIORITY: u8 = 99;
-const VRID: u8 = 51;
 
 fn advert(advert_ms: u32) -> Duration {
     Duration::from_millis(u64::from(advert_ms))
@@ -131,358 +126,71 @@ pub fn config(
 
 // ---- the two routers ----
 
-struct Router {
-    proc: Proc,
-    socket: Option<PathBuf>,
+/// The file whose existence router `i`'s check scripts test.
+fn trigger_file(pair: &Pair, i: usize) -> PathBuf {
+    pair.dir.join(format!("trigger-r{i}"))
 }
 
-impl Router {
-    fn instance(&self) -> Option<serde_json::Value> {
-        let socket = self.socket.as_ref()?;
-        let v = vipd_linux::control::query_status(socket).ok()?;
-        Some(v["instances"][0].clone())
-    }
-}
-
-struct Setup {
-    imp: Impl,
-    scenario: TrackScenario,
-    advert_ms: u32,
-    interval_s: u32,
-    // Daemons before the LAN: dropped (SIGKILLed) first.
-    routers: [Option<Router>; 2],
-    lan: Lan,
-    dir: WorkDir,
-}
-
-impl Setup {
-    fn start(imp: Impl, scenario: TrackScenario, advert_ms: u32, interval_s: u32) -> Result<Setup> {
-        let lan = Lan::new(2, LanOptions::default()).context("building the LAN")?;
-        let mut dir = WorkDir::new("bench-trk")?;
-        if std::env::var_os("VIPD_BENCH_KEEP").is_some() {
-            dir.keep();
+/// r1 (priority 100) master, r2 (99) backup, tracking what `scenario` needs.
+fn setup(imp: Impl, scenario: TrackScenario, advert_ms: u32, interval_s: u32) -> Result<Pair> {
+    let mut s = Pair::new(imp, "bench-trk")?;
+    if scenario == TrackScenario::LinkDown {
+        for i in 1..=2 {
+            let ns = s.lan.router(i);
+            ns.ip_batch(
+                "link add up0 type veth peer name up1\nlink set up0 up\nlink set up1 up\n",
+            )?;
+            let up = super::wait_for(Duration::from_secs(5), Duration::from_millis(5), || {
+                ns.ip(["-o", "link", "show", "up0"])
+                    .is_ok_and(|o| o.contains("LOWER_UP"))
+            });
+            super::check_interrupt()?;
+            if !up {
+                bail!("r{i}: up0 did not come up");
+            }
         }
-        let mut s = Setup {
-            imp,
+    }
+    let text = |i: usize, priority: u8| {
+        config(
             scenario,
-            advert_ms,
-            interval_s,
-            routers: [None, None],
-            lan,
-            dir,
-        };
-        if scenario == TrackScenario::LinkDown {
-            for i in 1..=2 {
-                let ns = s.lan.router(i);
-                ns.ip_batch(
-                    "link add up0 type veth peer name up1\nlink set up0 up\nlink set up1 up\n",
-                )?;
-                let up = wait_for(Duration::from_secs(5), Duration::from_millis(5), || {
-                    ns.ip(["-o", "link", "show", "up0"])
-                        .is_ok_and(|o| o.contains("LOWER_UP"))
-                });
-                super::check_interrupt()?;
-                if !up {
-                    bail!("r{i}: up0 did not come up");
-                }
-            }
-        }
-        let settle = Duration::from_secs(10) + master_down(advert_ms);
-        s.start_router(1, MASTER_PRIORITY)?;
-        if !wait_for(settle, Duration::from_millis(10), || s.holds(1)) {
-            super::check_interrupt()?;
-            bail!("r1 did not take the VIP\n{}", s.logs());
-        }
-        s.start_router(2, PEER_PRIORITY)?;
-        if !wait_for(settle, Duration::from_millis(10), || s.is_backup(2)) {
-            super::check_interrupt()?;
-            bail!("r2 did not settle as backup\n{}", s.logs());
-        }
-        // Stable: r1 alone holds the VIP for a while (and the checks have run).
-        let stable = Duration::from_secs(1).max(3 * advert(advert_ms));
-        let end = Instant::now() + stable;
-        while Instant::now() < end {
-            if s.holders() != [1] {
-                bail!(
-                    "setup not stable: VIP held by {:?}\n{}",
-                    s.holders(),
-                    s.logs()
-                );
-            }
-            sleep(Duration::from_millis(50))?;
-        }
-        if imp == Impl::Vipd {
-            let (i1, i2) = (s.instance(1), s.instance(2));
-            let st = |i: &Option<serde_json::Value>| {
-                i.as_ref()
-                    .map(|v| (v["state"].clone(), v["effective_priority"].clone()))
-            };
-            let ok = st(&i1) == Some((json!("MASTER"), json!(MASTER_PRIORITY)))
-                && st(&i2) == Some((json!("BACKUP"), json!(PEER_PRIORITY)));
-            if !ok {
-                bail!("setup: r1 {:?}, r2 {:?}\n{}", st(&i1), st(&i2), s.logs());
-            }
-        }
-        Ok(s)
-    }
-
-    fn trigger_file(&self, i: usize) -> PathBuf {
-        self.dir.join(format!("trigger-r{i}"))
-    }
-
-    fn start_router(&mut self, i: usize, priority: u8) -> Result<()> {
-        let text = config(
-            self.scenario,
             i,
             priority,
-            self.advert_ms,
-            self.interval_s,
-            &self.trigger_file(i),
-        );
-        let ns = self.lan.router(i);
-        let r = match self.imp {
-            Impl::Vipd => {
-                let conf = self.dir.join(format!("r{i}.conf"));
-                std::fs::write(&conf, &text)?;
-                let socket = self.dir.join(format!("r{i}.sock"));
-                let args: Vec<std::ffi::OsString> = vec![
-                    std::env::current_exe()?.into(),
-                    "run".into(),
-                    "-f".into(),
-                    conf.into(),
-                    "--control-socket".into(),
-                    socket.clone().into(),
-                    "--pid-file".into(),
-                    self.dir.join(format!("r{i}.pid")).into(),
-                    // vipd-config still labels vrrp_script/track_* "parsed but not
-                    // active yet"; the runtime does act on them.
-                    "--ignore-inactive".into(),
-                ];
-                let proc = ns.spawn(&args, self.dir.join(format!("r{i}.log")))?;
-                let r = Router {
-                    proc,
-                    socket: Some(socket),
-                };
-                if !wait_for(Duration::from_secs(10), Duration::from_millis(10), || {
-                    r.instance().is_some()
-                }) {
-                    super::check_interrupt()?;
-                    bail!("vipd on r{i} did not start\n{}", r.proc.log_tail(20));
-                }
-                r
-            }
-            Impl::Keepalived => {
-                let proc = Keepalived::new().start(ns, &text, &self.dir.join(format!("ka{i}")))?;
-                Router { proc, socket: None }
-            }
-        };
-        self.routers[i - 1] = Some(r);
-        Ok(())
-    }
-
-    fn instance(&self, i: usize) -> Option<serde_json::Value> {
-        self.routers[i - 1].as_ref().and_then(Router::instance)
-    }
-
-    fn is_backup(&self, i: usize) -> bool {
-        match self.imp {
-            Impl::Vipd => self
-                .instance(i)
-                .is_some_and(|v| v["state"].as_str() == Some("BACKUP")),
-            Impl::Keepalived => self.routers[i - 1]
-                .as_ref()
-                .is_some_and(|r| r.proc.log().contains("Entering BACKUP STATE")),
-        }
-    }
-
-    fn holds(&self, i: usize) -> bool {
-        has_address(self.lan.router(i), "eth0", IpAddr::V4(VIP_V4))
-    }
-
-    fn holders(&self) -> Vec<usize> {
-        (1..=2).filter(|&i| self.holds(i)).collect()
-    }
-
-    fn logs(&self) -> String {
-        self.routers
-            .iter()
-            .enumerate()
-            .map(|(n, r)| match r {
-                Some(r) => format!("--- r{}:\n{}\n", n + 1, r.proc.log_tail(15)),
-                None => format!("--- r{}: not running\n", n + 1),
-            })
-            .collect()
-    }
-}
-
-// ---- who answered: echo replies with their Ethernet source ----
-
-#[derive(Debug, Clone, Copy)]
-struct EchoReply {
-    at: Instant,
-    src_mac: MacAddr,
-}
-
-/// AF_PACKET sniffer of ICMP echo replies from `from` arriving on an interface.
-struct ReplySniffer {
-    replies: Arc<Mutex<Vec<EchoReply>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-const ETH_P_IP: u16 = 0x0800;
-const PACKET_OUTGOING: u8 = 4;
-
-impl ReplySniffer {
-    fn start(ns: &Netns, iface: &str, from: Ipv4Addr) -> Result<ReplySniffer> {
-        let name = iface.to_string();
-        let fd = ns
-            .run(move || open_ip_packet_socket(&name))?
-            .with_context(|| format!("echo-reply sniffer on {iface} in {}", ns.name()))?;
-        let replies = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (r2, s2) = (replies.clone(), stop.clone());
-        let thread = std::thread::Builder::new()
-            .name("sniff-echo".into())
-            .spawn(move || sniff_loop(fd, from, &r2, &s2))?;
-        Ok(ReplySniffer {
-            replies,
-            stop,
-            thread: Some(thread),
-        })
-    }
-
-    /// The first reply from `mac` received at or after `t`.
-    fn first_from(&self, mac: MacAddr, t: Instant) -> Option<Instant> {
-        let g = self.replies.lock().expect("sniffer lock");
-        g.iter()
-            .find(|r| r.at >= t && r.src_mac == mac)
-            .map(|r| r.at)
-    }
-
-    fn stop(mut self) -> Vec<EchoReply> {
-        self.halt();
-        std::mem::take(&mut *self.replies.lock().expect("sniffer lock"))
-    }
-
-    fn halt(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for ReplySniffer {
-    fn drop(&mut self) {
-        self.halt();
-    }
-}
-
-fn open_ip_packet_socket(iface: &str) -> Result<std::os::fd::OwnedFd> {
-    use std::os::fd::FromRawFd;
-    let c = std::ffi::CString::new(iface)?;
-    // SAFETY: plain libc calls with valid arguments.
-    let ifindex = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    if ifindex == 0 {
-        bail!("no interface {iface}");
-    }
-    // Protocol 0 until bound: nothing from other interfaces sneaks in.
-    let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-    if raw < 0 {
-        return Err(std::io::Error::last_os_error()).context("socket(AF_PACKET)");
-    }
-    // SAFETY: a fresh fd we own.
-    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
-    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    sll.sll_family = libc::AF_PACKET as u16;
-    sll.sll_protocol = ETH_P_IP.to_be();
-    sll.sll_ifindex = ifindex as i32;
-    // SAFETY: valid sockaddr_ll.
-    let r = unsafe {
-        libc::bind(
-            raw,
-            &sll as *const _ as *const libc::sockaddr,
-            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            advert_ms,
+            interval_s,
+            &trigger_file(&s, i),
         )
     };
-    if r < 0 {
-        return Err(std::io::Error::last_os_error()).context("bind(AF_PACKET)");
-    }
-    let tv = libc::timeval {
-        tv_sec: 0,
-        tv_usec: 10_000,
-    };
-    let rcvbuf: libc::c_int = 4 << 20;
-    // SAFETY: valid option values.
-    unsafe {
-        libc::setsockopt(
-            raw,
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            &tv as *const _ as *const libc::c_void,
-            std::mem::size_of::<libc::timeval>() as u32,
-        );
-        libc::setsockopt(
-            raw,
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            &rcvbuf as *const _ as *const libc::c_void,
-            4,
-        );
-    }
-    Ok(fd)
-}
-
-fn sniff_loop(
-    fd: std::os::fd::OwnedFd,
-    from: Ipv4Addr,
-    out: &Mutex<Vec<EchoReply>>,
-    stop: &AtomicBool,
-) {
-    use std::os::fd::AsRawFd;
-    let mut buf = vec![0u8; 2048];
-    while !stop.load(Ordering::Relaxed) {
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-        // SAFETY: valid buffer and address storage.
-        let n = unsafe {
-            libc::recvfrom(
-                fd.as_raw_fd(),
-                buf.as_mut_ptr() as *mut libc::c_void,
-                buf.len(),
-                0,
-                &mut sll as *mut _ as *mut libc::sockaddr,
-                &mut len,
-            )
+    let texts = [text(1, MASTER_PRIORITY), text(2, PEER_PRIORITY)];
+    // vipd-config still labels vrrp_script/track_* "parsed but not active yet";
+    // the runtime does act on them.
+    let settle = Duration::from_secs(10) + master_down(advert_ms);
+    // Stable: r1 alone holds the VIP for a while (and the checks have run).
+    let stable = Duration::from_secs(1).max(3 * advert(advert_ms));
+    s.start_daemons(texts, &["--ignore-inactive"], settle, stable)?;
+    if imp == Impl::Vipd {
+        let st = |i| {
+            s.instance(i)
+                .map(|v| (v["state"].clone(), v["effective_priority"].clone()))
         };
-        let at = Instant::now();
-        if n <= 0 || sll.sll_pkttype == PACKET_OUTGOING {
-            continue;
-        }
-        if let Some(src_mac) = parse_echo_reply(&buf[..n as usize], from) {
-            out.lock()
-                .expect("sniffer lock")
-                .push(EchoReply { at, src_mac });
+        let ok = st(1) == Some((json!("MASTER"), json!(MASTER_PRIORITY)))
+            && st(2) == Some((json!("BACKUP"), json!(PEER_PRIORITY)));
+        if !ok {
+            bail!("setup: r1 {:?}, r2 {:?}\n{}", st(1), st(2), s.logs());
         }
     }
+    Ok(s)
 }
 
-/// The Ethernet source of an IPv4 ICMP echo reply from `from`, else `None`.
-fn parse_echo_reply(b: &[u8], from: Ipv4Addr) -> Option<MacAddr> {
-    if b.len() < 14 + 20 || b[12..14] != [0x08, 0x00] {
-        return None;
-    }
-    let ip = &b[14..];
-    let ihl = usize::from(ip[0] & 0x0f) * 4;
-    if ip[0] >> 4 != 4 || ihl < 20 || ip[9] != 1 || ip[12..16] != from.octets() {
-        return None;
-    }
-    let icmp = ip.get(ihl..)?;
-    if icmp.first() != Some(&0) {
-        return None;
-    }
-    Some(MacAddr(b[6..12].try_into().ok()?))
+// ---- who answered: echo replies from the VIP with their Ethernet source ----
+
+fn is_reply_from(f: &Frame, mac: MacAddr) -> bool {
+    f.kind == FrameKind::EchoReply && !f.outgoing && f.src == IpAddr::V4(VIP_V4) && f.src_mac == mac
+}
+
+/// When the first echo reply from `mac` at or after `t` arrived.
+fn first_reply(cap: &Capture, mac: MacAddr, t: Instant) -> Option<Instant> {
+    cap.first(|f| f.at >= t && is_reply_from(f, mac))
+        .map(|f| f.at)
 }
 
 /// A number in [0, 1) (std's randomly keyed hasher; no extra dependency).
@@ -528,10 +236,9 @@ struct Measure {
 }
 
 fn one_run(imp: Impl, scenario: TrackScenario, advert_ms: u32, interval_s: u32) -> Result<Measure> {
-    let s = Setup::start(imp, scenario, advert_ms, interval_s)?;
+    let s = setup(imp, scenario, advert_ms, interval_s)?;
     let client = s.lan.client();
-    let cap = Capture::start(client, "eth0")?;
-    let sniff = ReplySniffer::start(client, "eth0", VIP_V4)?;
+    let cap = Capture::start_with_echo_replies(client, "eth0")?;
     let prober = Prober::start(
         client,
         IpAddr::V4(VIP_V4),
@@ -542,7 +249,7 @@ fn one_run(imp: Impl, scenario: TrackScenario, advert_ms: u32, interval_s: u32) 
     // At least one whole advert interval on the capture before the trigger, so the
     // advert r2's timer runs from (r1's last priority-100 one) is on it.
     sleep(Duration::from_millis(300).max(advert(advert_ms) + Duration::from_millis(200)))?;
-    if prober.received() < 150 || sniff.first_from(r1_mac, t_start).is_none() {
+    if prober.received() < 150 || first_reply(&cap, r1_mac, t_start).is_none() {
         bail!(
             "before the trigger r1 answered only {} of {} probes",
             prober.received(),
@@ -560,7 +267,7 @@ fn one_run(imp: Impl, scenario: TrackScenario, advert_ms: u32, interval_s: u32) 
     let t0 = Instant::now();
     match scenario {
         TrackScenario::DownFile | TrackScenario::ScriptFail => {
-            std::fs::write(s.trigger_file(1), "")?
+            std::fs::write(trigger_file(&s, 1), "")?
         }
         TrackScenario::LinkDown => {
             s.lan.router(1).ip(["link", "set", "up0", "down"])?;
@@ -569,8 +276,8 @@ fn one_run(imp: Impl, scenario: TrackScenario, advert_ms: u32, interval_s: u32) 
 
     let lim = bound(scenario, advert_ms, interval_s);
     let timeout = lim * 2 + Duration::from_secs(3);
-    let answered = wait_for(timeout, Duration::from_millis(2), || {
-        sniff.first_from(r2_mac, t0).is_some()
+    let answered = super::wait_for(timeout, Duration::from_millis(2), || {
+        first_reply(&cap, r2_mac, t0).is_some()
     });
     super::check_interrupt()?;
     if !answered {
@@ -580,7 +287,7 @@ fn one_run(imp: Impl, scenario: TrackScenario, advert_ms: u32, interval_s: u32) 
             s.logs()
         );
     }
-    if !wait_for(Duration::from_secs(2), Duration::from_millis(5), || {
+    if !super::wait_for(Duration::from_secs(2), Duration::from_millis(5), || {
         s.holders() == [2]
     }) {
         super::check_interrupt()?;
@@ -593,7 +300,6 @@ fn one_run(imp: Impl, scenario: TrackScenario, advert_ms: u32, interval_s: u32) 
     sleep(Duration::from_millis(300))?;
     let report = prober.stop();
     let frames = cap.stop();
-    let replies = sniff.stop();
 
     // Correctness afterwards.
     if s.holders() != [2] {
@@ -622,22 +328,16 @@ fn one_run(imp: Impl, scenario: TrackScenario, advert_ms: u32, interval_s: u32) 
         }
     }
 
-    let rel = |t: Instant| -> f64 {
-        if t >= t0 {
-            ms(t - t0)
-        } else {
-            -ms(t0 - t)
-        }
-    };
-    let answer_at = replies
+    let rel = |t: Instant| rel_ms(t0, t);
+    let answer_at = frames
         .iter()
-        .find(|r| r.at >= t0 && r.src_mac == r2_mac)
+        .find(|r| r.at >= t0 && is_reply_from(r, r2_mac))
         .map(|r| r.at)
         .expect("seen above");
-    let last_r1_reply_ms = replies
+    let last_r1_reply_ms = frames
         .iter()
         .rev()
-        .find(|r| r.src_mac == r1_mac)
+        .find(|r| is_reply_from(r, r1_mac))
         .map(|r| rel(r.at));
     let outage = report
         .replies
@@ -690,111 +390,51 @@ fn one_run(imp: Impl, scenario: TrackScenario, advert_ms: u32, interval_s: u32) 
 
 // ---- the driver and the report ----
 
-struct RunRecord {
-    imp: Impl,
-    advert_ms: u32,
-    scenario: TrackScenario,
-    run: usize,
-    outcome: std::result::Result<Measure, String>,
-}
+type Record = RunRecord<TrackScenario, Measure>;
 
 pub fn run(a: TrackingArgs) -> Result<ExitCode> {
-    anyhow::ensure!(a.runs > 0, "--runs must be at least 1");
     anyhow::ensure!(
         (1..=3600).contains(&a.interval),
         "--interval must be 1..=3600 s"
     );
-    for &adv in &a.adverts {
-        anyhow::ensure!(
-            adv >= 10 && adv % 10 == 0 && adv <= 40950,
-            "--adverts: {adv} ms is not a VRRPv3 interval (a multiple of 10 ms)"
-        );
-    }
-    if a.impls.contains(&Impl::Keepalived) && !Keepalived::new().is_installed() {
-        bail!("keepalived is not installed (apt-get install keepalived), or pass --impl vipd");
-    }
-    let mut impls = a.impls.clone();
-    impls.dedup();
-    let total = a.adverts.len() * a.scenarios.len() * a.runs * impls.len();
-    let mut records = Vec::with_capacity(total);
-    let started = Instant::now();
-    for &adv in &a.adverts {
-        for &scenario in &a.scenarios {
-            for run in 1..=a.runs {
-                // Interleaved run by run, so background noise hits both alike.
-                for &imp in &impls {
-                    super::check_interrupt()?;
-                    let label = format!(
-                        "[{}/{total}] {imp} {adv} ms {scenario} run {run}/{}",
-                        records.len() + 1,
-                        a.runs
-                    );
-                    let outcome =
-                        one_run(imp, scenario, adv, a.interval).map_err(|e| format!("{e:#}"));
-                    super::check_interrupt()?;
-                    let lim = bound(scenario, adv, a.interval);
-                    match &outcome {
-                        Ok(m) => eprintln!(
-                            "{label}: peer answers {:.1} ms ({:.2}× bound {:.1} ms); phase {:.0} ms; \
-                             r1 changed advert {}, r2 advert {}, GARP {}, protocol {} (RFC {:.1}); \
-                             r1 last reply {}; outage {:.1} ms; GARP-method {}",
-                            ms(m.answer),
-                            ms(m.answer) / ms(lim),
-                            ms(lim),
-                            m.phase_ms,
-                            opt_ms(m.detect_ms),
-                            opt_ms(m.r2_advert_ms),
-                            opt_ms(m.r2_garp_ms),
-                            opt_ms(m.protocol_ms),
-                            ms(protocol_limit(scenario, adv)),
-                            opt_ms(m.last_r1_reply_ms),
-                            ms(m.outage),
-                            opt_ms(m.garp_method_ms),
-                        ),
-                        Err(e) => eprintln!("{label}: FAILED: {e}"),
-                    }
-                    records.push(RunRecord {
-                        imp,
-                        advert_ms: adv,
-                        scenario,
-                        run,
-                        outcome,
-                    });
-                }
-            }
-        }
-    }
-    eprintln!("done in {:.0} s", started.elapsed().as_secs_f64());
-    let failed = records.iter().filter(|r| r.outcome.is_err()).count();
-    if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&to_json(&a, &impls, &records))?
-        );
-    } else {
-        print!("{}", markdown(&a, &impls, &records));
-    }
-    Ok(if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
-}
-
-fn opt_ms(v: Option<f64>) -> String {
-    v.map(|x| format!("{x:+.1} ms"))
-        .unwrap_or_else(|| "-".into())
+    let impls = report::check_args(a.runs, &a.adverts, &a.impls)?;
+    let records = report::run_all(
+        &a.adverts,
+        &a.scenarios,
+        a.runs,
+        &impls,
+        |imp, adv, scenario| one_run(imp, scenario, adv, a.interval),
+        |adv, scenario, m| {
+            let lim = bound(scenario, adv, a.interval);
+            format!(
+                "peer answers {:.1} ms ({:.2}× bound {:.1} ms); phase {:.0} ms; \
+                 r1 changed advert {}, r2 advert {}, GARP {}, protocol {} (RFC {:.1}); \
+                 r1 last reply {}; outage {:.1} ms; GARP-method {}",
+                ms(m.answer),
+                ms(m.answer) / ms(lim),
+                ms(lim),
+                m.phase_ms,
+                opt_ms(m.detect_ms),
+                opt_ms(m.r2_advert_ms),
+                opt_ms(m.r2_garp_ms),
+                opt_ms(m.protocol_ms),
+                ms(protocol_limit(scenario, adv)),
+                opt_ms(m.last_r1_reply_ms),
+                ms(m.outage),
+                opt_ms(m.garp_method_ms),
+            )
+        },
+    )?;
+    report::finish(
+        a.json,
+        &records,
+        || to_json(&a, &impls, &records),
+        || markdown(&a, &impls, &records),
+    )
 }
 
 struct Summary {
-    imp: Impl,
-    advert_ms: u32,
-    scenario: TrackScenario,
-    ok: usize,
-    total: usize,
-    median: Option<Duration>,
-    min: Option<Duration>,
-    max: Option<Duration>,
+    head: Head<TrackScenario>,
     bound: Duration,
     detect_med: Option<f64>,
     r2_advert_med: Option<f64>,
@@ -805,79 +445,25 @@ struct Summary {
     outage_max: Option<Duration>,
 }
 
-impl Summary {
-    fn ratio(&self) -> Option<f64> {
-        self.median.map(|m| ms(m) / ms(self.bound))
-    }
-    fn max_ratio(&self) -> Option<f64> {
-        self.max.map(|m| ms(m) / ms(self.bound))
-    }
-}
-
-/// Median of signed milliseconds.
-fn fmed(mut v: Vec<f64>) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    })
-}
-
-fn fmax(v: impl Iterator<Item = f64>) -> Option<f64> {
-    v.fold(None, |a: Option<f64>, x| Some(a.map_or(x, |a| a.max(x))))
-}
-
-fn summarize(a: &TrackingArgs, impls: &[Impl], records: &[RunRecord]) -> Vec<Summary> {
-    let mut out = vec![];
-    for &adv in &a.adverts {
-        for &scenario in &a.scenarios {
-            for &imp in impls {
-                let rs: Vec<&RunRecord> = records
-                    .iter()
-                    .filter(|r| r.imp == imp && r.advert_ms == adv && r.scenario == scenario)
-                    .collect();
-                if rs.is_empty() {
-                    continue;
-                }
-                let ok: Vec<&Measure> = rs.iter().filter_map(|r| r.outcome.as_ref().ok()).collect();
-                let answers: Vec<Duration> = ok.iter().map(|m| m.answer).collect();
-                let outages: Vec<Duration> = ok.iter().map(|m| m.outage).collect();
-                out.push(Summary {
-                    imp,
-                    advert_ms: adv,
-                    scenario,
-                    ok: ok.len(),
-                    total: rs.len(),
-                    median: median(&answers),
-                    min: answers.iter().min().copied(),
-                    max: answers.iter().max().copied(),
-                    bound: bound(scenario, adv, a.interval),
-                    detect_med: fmed(ok.iter().filter_map(|m| m.detect_ms).collect()),
-                    r2_advert_med: fmed(ok.iter().filter_map(|m| m.r2_advert_ms).collect()),
-                    garp_med: fmed(ok.iter().filter_map(|m| m.r2_garp_ms).collect()),
-                    protocol_med: fmed(ok.iter().filter_map(|m| m.protocol_ms).collect()),
-                    protocol_max: fmax(ok.iter().filter_map(|m| m.protocol_ms)),
-                    outage_med: median(&outages),
-                    outage_max: outages.iter().max().copied(),
-                });
+fn summarize(a: &TrackingArgs, impls: &[Impl], records: &[Record]) -> Vec<Summary> {
+    report::cells(&a.adverts, &a.scenarios, impls, records)
+        .into_iter()
+        .map(|c| {
+            let ok = &c.ok;
+            let outages: Vec<Duration> = ok.iter().map(|m| m.outage).collect();
+            Summary {
+                head: Head::new(&c, |m| m.answer),
+                bound: bound(c.scenario, c.advert_ms, a.interval),
+                detect_med: median_ms(ok.iter().filter_map(|m| m.detect_ms).collect()),
+                r2_advert_med: median_ms(ok.iter().filter_map(|m| m.r2_advert_ms).collect()),
+                garp_med: median_ms(ok.iter().filter_map(|m| m.r2_garp_ms).collect()),
+                protocol_med: median_ms(ok.iter().filter_map(|m| m.protocol_ms).collect()),
+                protocol_max: max_ms(ok.iter().filter_map(|m| m.protocol_ms)),
+                outage_med: median(&outages),
+                outage_max: outages.iter().max().copied(),
             }
-        }
-    }
-    out
-}
-
-fn d(v: Option<Duration>) -> String {
-    v.map(|x| format!("{:.1}", ms(x)))
-        .unwrap_or_else(|| "–".into())
-}
-
-fn f(v: Option<f64>) -> String {
-    v.map(|x| format!("{x:.1}")).unwrap_or_else(|| "–".into())
+        })
+        .collect()
 }
 
 fn bound_text(scenario: TrackScenario) -> &'static str {
@@ -888,7 +474,7 @@ fn bound_text(scenario: TrackScenario) -> &'static str {
     }
 }
 
-fn markdown(a: &TrackingArgs, impls: &[Impl], records: &[RunRecord]) -> String {
+fn markdown(a: &TrackingArgs, impls: &[Impl], records: &[Record]) -> String {
     let sums = summarize(a, impls, records);
     let mut s = String::new();
     let _ = writeln!(
@@ -899,62 +485,21 @@ fn markdown(a: &TrackingArgs, impls: &[Impl], records: &[RunRecord]) -> String {
          link-down = MDI, script-fail = interval + skew.\n",
         a.interval
     );
-    let _ = writeln!(
-        s,
-        "| impl | advert | scenario | runs ok | median | min | max | bound | median / bound | max / bound |"
-    );
-    let _ = writeln!(s, "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    report::table_head(&mut s, "| impl | advert | scenario | runs ok | median | min | max | bound | median / bound | max / bound |", "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|");
     for x in &sums {
         let _ = writeln!(
             s,
-            "| {} | {} ms | {} | {}/{} | {} | {} | {} | {:.1} ({}) | {} | {} |",
-            x.imp,
-            x.advert_ms,
-            x.scenario,
-            x.ok,
-            x.total,
-            d(x.median),
-            d(x.min),
-            d(x.max),
+            "{} {:.1} ({}) | {} | {} |",
+            x.head.row(),
             ms(x.bound),
-            bound_text(x.scenario),
-            x.ratio()
-                .map(|r| format!("{r:.2}×"))
-                .unwrap_or_else(|| "–".into()),
-            x.max_ratio()
-                .map(|r| format!("{r:.2}×"))
-                .unwrap_or_else(|| "–".into()),
+            bound_text(x.head.scenario),
+            times(x.head.median_over(x.bound)),
+            times(x.head.max_over(x.bound)),
         );
     }
 
-    if impls.contains(&Impl::Vipd) && impls.contains(&Impl::Keepalived) {
-        let _ = writeln!(s, "\n### vipd vs keepalived (medians)\n");
-        let _ = writeln!(
-            s,
-            "| advert | scenario | vipd | keepalived | vipd / keepalived |"
-        );
-        let _ = writeln!(s, "|---:|---|---:|---:|---:|");
-        for &adv in &a.adverts {
-            for &scenario in &a.scenarios {
-                let get = |imp| {
-                    sums.iter()
-                        .find(|x| x.imp == imp && x.advert_ms == adv && x.scenario == scenario)
-                        .and_then(|x| x.median)
-                };
-                let (v, k) = (get(Impl::Vipd), get(Impl::Keepalived));
-                let ratio = match (v, k) {
-                    (Some(v), Some(k)) if !k.is_zero() => format!("{:.2}", ms(v) / ms(k)),
-                    _ => "–".into(),
-                };
-                let _ = writeln!(
-                    s,
-                    "| {adv} ms | {scenario} | {} | {} | {ratio} |",
-                    d(v),
-                    d(k)
-                );
-            }
-        }
-    }
+    let heads: Vec<_> = sums.iter().map(|x| &x.head).collect();
+    report::vs_table(&mut s, &a.adverts, &a.scenarios, impls, &heads);
 
     let _ = writeln!(
         s,
@@ -968,131 +513,78 @@ fn markdown(a: &TrackingArgs, impls: &[Impl], records: &[RunRecord]) -> String {
          phase-independent, against the RFC figure (MDI; script-fail: skew). \"Outage\" = \
          largest gap in the client's reply stream, whoever answered.\n"
     );
-    let _ = writeln!(
-        s,
-        "| impl | advert | scenario | r1 changed advert | r2 first advert | r2 first GARP | peer answers | protocol part: median (max) | RFC | outage: median (max) |"
-    );
-    let _ = writeln!(s, "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    report::table_head(&mut s, "| impl | advert | scenario | r1 changed advert | r2 first advert | r2 first GARP | peer answers | protocol part: median (max) | RFC | outage: median (max) |", "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|");
     for x in &sums {
         let _ = writeln!(
             s,
-            "| {} | {} ms | {} | {} | {} | {} | {} | {} ({}) | {:.1} | {} ({}) |",
-            x.imp,
-            x.advert_ms,
-            x.scenario,
+            "{} {} | {} | {} | {} | {} ({}) | {:.1} | {} ({}) |",
+            x.head.key(),
             f(x.detect_med),
             f(x.r2_advert_med),
             f(x.garp_med),
-            d(x.median),
+            d(x.head.median),
             f(x.protocol_med),
             f(x.protocol_max),
-            ms(protocol_limit(x.scenario, x.advert_ms)),
+            ms(protocol_limit(x.head.scenario, x.head.advert_ms)),
             d(x.outage_med),
             d(x.outage_max),
         );
     }
 
-    let _ = writeln!(s, "\n### Every run (peer answers, ms after the trigger)\n");
-    let _ = writeln!(s, "| impl | advert | scenario | runs |");
-    let _ = writeln!(s, "|---|---:|---|---|");
-    for x in &sums {
-        let v: Vec<String> = records
-            .iter()
-            .filter(|r| r.imp == x.imp && r.advert_ms == x.advert_ms && r.scenario == x.scenario)
-            .map(|r| match &r.outcome {
-                Ok(m) => format!("{:.1}", ms(m.answer)),
-                Err(_) => "FAILED".into(),
-            })
-            .collect();
-        let _ = writeln!(
-            s,
-            "| {} | {} ms | {} | {} |",
-            x.imp,
-            x.advert_ms,
-            x.scenario,
-            v.join(", ")
-        );
-    }
-    let failures: Vec<&RunRecord> = records.iter().filter(|r| r.outcome.is_err()).collect();
-    if !failures.is_empty() {
-        let _ = writeln!(s, "\n### Failed runs\n");
-        for r in failures {
-            let Err(e) = &r.outcome else { continue };
-            let first = e.lines().next().unwrap_or("");
-            let _ = writeln!(
-                s,
-                "* {} {} ms {} run {}: {first}",
-                r.imp, r.advert_ms, r.scenario, r.run
-            );
-        }
-    }
+    report::every_run(
+        &mut s,
+        "Every run (peer answers, ms after the trigger)",
+        "runs",
+        &heads,
+        records,
+        |m| m.answer,
+    );
     s
 }
 
-fn to_json(a: &TrackingArgs, impls: &[Impl], records: &[RunRecord]) -> serde_json::Value {
-    let runs: Vec<serde_json::Value> = records
-        .iter()
-        .map(|r| {
-            let mut v = json!({
-                "impl": r.imp.name(),
-                "advert_ms": r.advert_ms,
-                "scenario": r.scenario.name(),
-                "run": r.run,
-            });
-            match &r.outcome {
-                Ok(m) => {
-                    v["peer_answers_ms"] = json!(ms(m.answer));
-                    v["outage_ms"] = json!(ms(m.outage));
-                    v["phase_ms"] = json!(m.phase_ms);
-                    v["r1_changed_advert_ms"] = json!(m.detect_ms);
-                    v["reference_advert_ms"] = json!(m.ref_ms);
-                    v["r2_advert_ms"] = json!(m.r2_advert_ms);
-                    v["r2_garp_ms"] = json!(m.r2_garp_ms);
-                    v["protocol_ms"] = json!(m.protocol_ms);
-                    v["r1_last_reply_ms"] = json!(m.last_r1_reply_ms);
-                    v["garp_method_answer_ms"] = json!(m.garp_method_ms);
-                    v["probes_sent"] = json!(m.sent);
-                    v["probes_received"] = json!(m.received);
-                }
-                Err(e) => v["error"] = json!(e),
-            }
-            v
-        })
-        .collect();
+fn to_json(a: &TrackingArgs, impls: &[Impl], records: &[Record]) -> serde_json::Value {
     let summary: Vec<serde_json::Value> = summarize(a, impls, records)
         .iter()
         .map(|x| {
-            json!({
-                "impl": x.imp.name(),
-                "advert_ms": x.advert_ms,
-                "scenario": x.scenario.name(),
-                "runs_ok": x.ok,
-                "runs": x.total,
-                "median_ms": x.median.map(ms),
-                "min_ms": x.min.map(ms),
-                "max_ms": x.max.map(ms),
+            x.head.json(json!({
                 "bound_ms": ms(x.bound),
-                "bound": bound_text(x.scenario),
-                "median_over_bound": x.ratio(),
-                "max_over_bound": x.max_ratio(),
+                "bound": bound_text(x.head.scenario),
+                "median_over_bound": x.head.median_over(x.bound),
+                "max_over_bound": x.head.max_over(x.bound),
                 "r1_changed_advert_median_ms": x.detect_med,
                 "r2_advert_median_ms": x.r2_advert_med,
                 "r2_garp_median_ms": x.garp_med,
                 "protocol_median_ms": x.protocol_med,
                 "protocol_max_ms": x.protocol_max,
-                "protocol_rfc_ms": ms(protocol_limit(x.scenario, x.advert_ms)),
+                "protocol_rfc_ms": ms(protocol_limit(x.head.scenario, x.head.advert_ms)),
                 "outage_median_ms": x.outage_med.map(ms),
                 "outage_max_ms": x.outage_max.map(ms),
-            })
+            }))
         })
         .collect();
-    json!({
-        "machine": super::machine(),
-        "runs_per_cell": a.runs,
-        "script_interval_s": a.interval,
-        "summary": summary,
-        "runs": runs,
-    })
+    let measured = |m: &Measure| {
+        json!({
+            "peer_answers_ms": ms(m.answer),
+            "outage_ms": ms(m.outage),
+            "phase_ms": m.phase_ms,
+            "r1_changed_advert_ms": m.detect_ms,
+            "reference_advert_ms": m.ref_ms,
+            "r2_advert_ms": m.r2_advert_ms,
+            "r2_garp_ms": m.r2_garp_ms,
+            "protocol_ms": m.protocol_ms,
+            "r1_last_reply_ms": m.last_r1_reply_ms,
+            "garp_method_answer_ms": m.garp_method_ms,
+            "probes_sent": m.sent,
+            "probes_received": m.received,
+        })
+    };
+    report::json_report(
+        a.runs,
+        json!({"script_interval_s": a.interval}),
+        summary,
+        records,
+        measured,
+    )
 }
 
 #[cfg(test)]
@@ -1134,21 +626,5 @@ mod tests {
             .contains("script \"[ ! -f /tmp/x/trigger-r1 ]\"\n    interval 1\n    weight -2"));
         assert!(config(TrackScenario::ScriptFail, 1, 100, 100, 1, p).contains("weight 0"));
         assert!(config(TrackScenario::LinkDown, 1, 100, 100, 1, p).contains("up0 weight -50"));
-    }
-
-    #[test]
-    fn echo_replies_are_recognised() {
-        let mut b = vec![0u8; 14 + 20 + 8];
-        b[6..12].copy_from_slice(&[2, 0, 0, 0, 1, 2]);
-        b[12] = 0x08;
-        b[14] = 0x45;
-        b[14 + 9] = 1;
-        b[14 + 12..14 + 16].copy_from_slice(&VIP_V4.octets());
-        assert_eq!(
-            parse_echo_reply(&b, VIP_V4),
-            Some(MacAddr([2, 0, 0, 0, 1, 2]))
-        );
-        b[34] = 8; // echo request
-        assert_eq!(parse_echo_reply(&b, VIP_V4), None);
     }
 }
