@@ -406,22 +406,7 @@ impl<'a> Preprocessor<'a> {
                 format!("write e.g. `{kind}(N, 1, 4) ...`"),
             );
         }
-        let mut depth = 0i32;
-        let mut close = None;
-        for (j, &c) in chars.iter().enumerate().skip(open) {
-            match c {
-                '(' | '{' => depth += 1,
-                ')' | '}' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        close = Some(j);
-                        break;
-                    }
-                }
-                _ => {}
-            }
-        }
-        let Some(close) = close else {
+        let Some(close) = matching_close(chars, open, "({", ")}") else {
             return self
                 .diags
                 .error(head, format!("unclosed `(` after `{kind}`"));
@@ -790,22 +775,7 @@ impl Preprocessor<'_> {
         if chars.get(open) != Some(&'(') {
             return Ok(None);
         }
-        let mut depth = 0;
-        let mut close = None;
-        for (j, &c) in chars.iter().enumerate().skip(open) {
-            match c {
-                '(' => depth += 1,
-                ')' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        close = Some(j);
-                        break;
-                    }
-                }
-                _ => {}
-            }
-        }
-        let Some(close) = close else {
+        let Some(close) = matching_close(chars, open, "(", ")") else {
             return Err(format!("unclosed `(` in use of `${name}`"));
         };
         let end = if braced {
@@ -1070,6 +1040,22 @@ pub(crate) fn brace_expand(s: &str) -> Vec<String> {
             brace_expand(&format!("{prefix}{alt}{suffix}"))
         })
         .collect()
+}
+
+/// Index of the bracket closing the one at `open`, counting any of `opens` / `closes`.
+fn matching_close(chars: &[char], open: usize, opens: &str, closes: &str) -> Option<usize> {
+    let mut depth = 0i32;
+    for (j, &c) in chars.iter().enumerate().skip(open) {
+        if opens.contains(c) {
+            depth += 1;
+        } else if closes.contains(c) {
+            depth -= 1;
+            if depth == 0 {
+                return Some(j);
+            }
+        }
+    }
+    None
 }
 
 #[cfg(test)]
