@@ -1,0 +1,1 @@
+//! Health checkers (being written).

@@ -1,0 +1,1 @@
+//! Desired forwarding table (being written).

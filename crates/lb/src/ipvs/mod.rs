@@ -1,0 +1,1 @@
+//! IPVS backend (being written).

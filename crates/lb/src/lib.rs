@@ -1,0 +1,43 @@
+//! Load-balancer data plane for vipd.
+//!
+//! Layers, top to bottom:
+//! - [`desired`]: pure code that turns virtual-server configuration, real-server health and
+//!   the VRRP state of the instance owning each VIP into the forwarding [`model::Table`]
+//!   the kernel should have (quorum, sorry server, inhibit_on_failure, ha_suspend).
+//! - [`model`]: the backend-neutral table: services and their destinations.
+//! - [`slots`]: weighted, change-stable slot tables for hash/numgen based backends.
+//! - [`nft`] and [`ipvs`]: the two kernel backends, each a message encoder (pure, tested
+//!   against byte layouts) plus a thin netlink sender.
+//! - [`netlink`]: the attribute builder and socket both backends share.
+
+pub mod desired;
+pub mod ipvs;
+pub mod model;
+pub mod netlink;
+pub mod nft;
+pub mod slots;
+
+pub use model::{Dest, Family, Forward, Proto, Sched, Service, ServiceKey, Table};
+
+/// A kernel forwarding backend. One owner thread holds it; `apply` makes the kernel equal
+/// to `desired` (atomically where the backend allows), `clear` removes everything this
+/// backend installed.
+pub trait DataPlane: Send {
+    /// Short name for logs and status: `nftables` or `ipvs`.
+    fn name(&self) -> &'static str;
+    /// Why `table` cannot be expressed on this backend, naming the service and the limit.
+    fn check(&self, table: &Table) -> Result<(), Unsupported>;
+    /// Make the kernel's table equal to `desired`.
+    fn apply(&mut self, desired: &Table) -> anyhow::Result<()>;
+    /// Remove everything this backend installed (shutdown).
+    fn clear(&mut self) -> anyhow::Result<()>;
+}
+
+/// A configuration the chosen backend cannot express.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{service}: {reason}")]
+pub struct Unsupported {
+    /// The service as the user wrote it, e.g. `virtual_server 192.0.2.100 80`.
+    pub service: String,
+    pub reason: String,
+}
