@@ -920,6 +920,26 @@ fn virtual_server(n: &Node, kids: &[Node], d: &mut Diags) -> Option<VirtualServe
         quorum_down: text(kids, "quorum_down"),
         sorry_server: sorry,
         sorry_server_inhibit: boolean(kids, "sorry_server_inhibit"),
+        sorry_server_lb_kind: first_arg(kids, &["sorry_server_lvs_method", "sorry_server_lb_kind"])
+            .map(str::to_owned),
+        sched_flags: kids
+            .iter()
+            .map(|k| k.name())
+            .filter(|n| {
+                matches!(
+                    *n,
+                    "flag-1"
+                        | "flag-2"
+                        | "flag-3"
+                        | "sh-port"
+                        | "sh-fallback"
+                        | "mh-port"
+                        | "mh-fallback"
+                )
+            })
+            .map(str::to_owned)
+            .collect(),
+        ops: has(kids, "ops"),
         ip_family: text(kids, "ip_family"),
         ha_suspend: has(kids, "ha_suspend"),
         alpha: has(kids, "alpha"),

@@ -268,6 +268,13 @@ pub struct VirtualServer {
     pub quorum_down: Option<String>,
     pub sorry_server: Option<(IpAddr, Option<u16>)>,
     pub sorry_server_inhibit: Option<bool>,
+    /// `sorry_server_lvs_method` (old spelling `sorry_server_lb_kind`).
+    pub sorry_server_lb_kind: Option<String>,
+    /// Scheduler flags as written: `flag-1`, `flag-2`, `flag-3`, `sh-port`,
+    /// `sh-fallback`, `mh-port`, `mh-fallback`.
+    pub sched_flags: Vec<String>,
+    /// `ops`: one-packet scheduling.
+    pub ops: bool,
     pub ip_family: Option<String>,
     pub ha_suspend: bool,
     pub alpha: bool,
