@@ -282,6 +282,20 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "static_rules",
     "use_vmac",
     "vmac_xmit_base",
+    "virtual_server",
+    "virtual_server_group",
+];
+
+/// Keywords inside `virtual_server` (and its real servers and checkers) that vipd parses
+/// but whose runtime does not exist: reported as inactive even though the block is
+/// active. Checker options the checkers cannot honour are refused by the checkers
+/// themselves with their line.
+pub(crate) const LB_INACTIVE: &[&str] = &[
+    "smtp_alert",
+    "snmp_name",
+    "persistence_engine",
+    "flag-3",
+    "BFD_CHECK",
 ];
 
 pub(crate) const INSTANCE_INACTIVE: &[Kw] = &[

@@ -132,6 +132,8 @@ pub(crate) fn map(nodes: &[Node], diags: &mut Diags) -> (Config, Vec<InstanceMet
                     blocks::check_kw(n, kw, "at top level", m.diags);
                     if !schema::RUNTIME_ACTIVE.contains(&name) {
                         m.diags.inactive(&n.keyword, &format!("`{name}`"));
+                    } else if name == "virtual_server" {
+                        inactive_inside(n, m.diags);
                     }
                     blocks::fill_top(n, &mut config, m.diags);
                 }
@@ -142,6 +144,17 @@ pub(crate) fn map(nodes: &[Node], diags: &mut Diags) -> (Config, Vec<InstanceMet
         }
     }
     (config, metas)
+}
+
+/// Reports [`schema::LB_INACTIVE`] keywords anywhere inside a block.
+fn inactive_inside(n: &Node, diags: &mut Diags) {
+    for c in n.children.iter().flatten() {
+        if schema::LB_INACTIVE.contains(&c.name()) {
+            diags.inactive(&c.keyword, &format!("keyword `{}`", c.name()));
+        } else {
+            inactive_inside(c, diags);
+        }
+    }
 }
 
 struct Mapper<'d> {
@@ -1136,7 +1149,7 @@ global_defs {
     #[test]
     fn known_but_inactive_keywords_are_marked_warnings() {
         let text = format!(
-            "global_defs {{\n  vrrp_strict\n  notification_email {{\n    a@b.c\n  }}\n}}\nvrrp_script chk {{\n  script \"/bin/true\"\n}}\nvirtual_server 10.0.0.1 80 {{\n}}\n{}",
+            "global_defs {{\n  vrrp_strict\n  notification_email {{\n    a@b.c\n  }}\n}}\nvrrp_script chk {{\n  script \"/bin/true\"\n}}\nvirtual_server 10.0.0.1 80 {{\n  smtp_alert\n}}\n{}",
             instance_with("    track_script {\n        chk\n    }\n    notify_master /bin/x\n    use_vmac\n    strict_mode on\n    accept")
         );
         let got = inactive(&text);
@@ -1147,9 +1160,10 @@ global_defs {
                 3,
                 3,
             ),
-            // vrrp_script, track_script, notify_master and use_vmac are active in the runtime.
-            ("`virtual_server` is parsed but not active yet", 10, 1),
-            ("keyword `strict_mode` is parsed but not active yet", 24, 5),
+            // vrrp_script, track_script, notify_master, use_vmac and virtual_server are
+            // active in the runtime; inside virtual_server, smtp_alert is not.
+            ("keyword `smtp_alert` is parsed but not active yet", 11, 3),
+            ("keyword `strict_mode` is parsed but not active yet", 25, 5),
         ];
         let expected: Vec<_> = expected
             .iter()

@@ -14,6 +14,7 @@ pub mod netlink;
 pub mod notifier;
 pub mod packet;
 pub mod plan;
+pub mod realserver;
 pub mod routes;
 pub mod runtime;
 pub mod scripts;

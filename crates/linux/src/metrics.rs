@@ -215,6 +215,7 @@ mod tests {
             }],
             socket_drops: vec![("unknown_vrid".into(), 9)],
             tracking: Default::default(),
+            virtual_servers: Vec::new(),
         }
     }
 

@@ -40,6 +40,14 @@ pub struct AddressSpec {
     pub label: Option<String>,
 }
 
+/// One neighbour-table entry with a link-layer address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Neighbour {
+    pub addr: IpAddr,
+    pub mac: [u8; 6],
+    pub ifindex: u32,
+}
+
 /// An address found in the kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KernelAddress {
@@ -121,48 +129,48 @@ impl Rtnetlink {
     /// All IPv4 and IPv6 addresses in this network namespace.
     pub fn dump_addresses(&mut self) -> Result<Vec<KernelAddress>> {
         let mut out = Vec::new();
-        let mut hdr = NetlinkHeader::default();
-        hdr.flags = NLM_F_REQUEST | NLM_F_DUMP;
-        self.seq += 1;
-        hdr.sequence_number = self.seq;
-        let mut msg = NetlinkMessage::new(
-            hdr,
-            NetlinkPayload::from(RouteNetlinkMessage::GetAddress(AddressMessage::default())),
-        );
-        msg.finalize();
-        let mut tx = vec![0; msg.buffer_len()];
-        msg.serialize(&mut tx);
-        self.sock
-            .send(&tx, 0)
-            .context("sending address dump request")?;
-        loop {
-            let n = self
-                .sock
-                .recv(&mut &mut self.buf[..], 0)
-                .context("reading address dump")?;
-            let mut off = 0;
-            while off < n {
-                let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..n])
-                    .map_err(|e| anyhow!("bad netlink message in address dump: {e}"))?;
-                let len = m.header.length as usize;
-                match m.payload {
-                    NetlinkPayload::Done(_) => return Ok(out),
-                    NetlinkPayload::Error(e) if e.code.is_some() => {
-                        bail!("address dump: {}", e.to_io())
-                    }
-                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewAddress(a)) => {
-                        if let Some(k) = kernel_address(&a) {
-                            out.push(k);
-                        }
+        let req = RouteNetlinkMessage::GetAddress(AddressMessage::default());
+        self.dump("address", req, |m| {
+            if let RouteNetlinkMessage::NewAddress(a) = m {
+                out.extend(kernel_address(&a));
+            }
+        })?;
+        Ok(out)
+    }
+
+    /// The kernel's neighbour (ARP / NDP) table: entries that hold a link-layer address
+    /// (reachable, stale, delay, probe, permanent, noarp).
+    pub fn dump_neighbours(&mut self) -> Result<Vec<Neighbour>> {
+        use netlink_packet_route::neighbour::{
+            NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
+        };
+        let mut out = Vec::new();
+        let req = RouteNetlinkMessage::GetNeighbour(NeighbourMessage::default());
+        self.dump("neighbour", req, |m| {
+            let RouteNetlinkMessage::NewNeighbour(n) = m else { return };
+            if matches!(
+                n.header.state,
+                NeighbourState::Incomplete | NeighbourState::Failed | NeighbourState::None
+            ) {
+                return;
+            }
+            let mut addr = None;
+            let mut mac = None;
+            for a in &n.attributes {
+                match a {
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => addr = Some(IpAddr::V4(*v4)),
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => addr = Some(IpAddr::V6(*v6)),
+                    NeighbourAttribute::LinkLocalAddress(l) if l.len() == 6 => {
+                        mac = Some([l[0], l[1], l[2], l[3], l[4], l[5]])
                     }
                     _ => {}
                 }
-                if len == 0 {
-                    break;
-                }
-                off += (len + 3) & !3;
             }
-        }
+            if let (Some(addr), Some(mac)) = (addr, mac) {
+                out.push(Neighbour { addr, mac, ifindex: n.header.ifindex });
+            }
+        })?;
+        Ok(out)
     }
 
     /// Send one request and wait for its ack. `Err(errno)` on a NACK.
@@ -201,6 +209,50 @@ impl Rtnetlink {
                             Some(c) => Err(-c.get()),
                         };
                     }
+                }
+                if len == 0 {
+                    break;
+                }
+                off += (len + 3) & !3;
+            }
+        }
+    }
+
+    /// Sends one dump request and hands every reply message to `each`.
+    fn dump(
+        &mut self,
+        what: &str,
+        req: RouteNetlinkMessage,
+        mut each: impl FnMut(RouteNetlinkMessage),
+    ) -> Result<()> {
+        let mut hdr = NetlinkHeader::default();
+        hdr.flags = NLM_F_REQUEST | NLM_F_DUMP;
+        self.seq += 1;
+        hdr.sequence_number = self.seq;
+        let mut msg = NetlinkMessage::new(hdr, NetlinkPayload::from(req));
+        msg.finalize();
+        let mut tx = vec![0; msg.buffer_len()];
+        msg.serialize(&mut tx);
+        self.sock
+            .send(&tx, 0)
+            .with_context(|| format!("sending {what} dump request"))?;
+        loop {
+            let n = self
+                .sock
+                .recv(&mut &mut self.buf[..], 0)
+                .with_context(|| format!("reading {what} dump"))?;
+            let mut off = 0;
+            while off < n {
+                let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..n])
+                    .map_err(|e| anyhow!("bad netlink message in {what} dump: {e}"))?;
+                let len = m.header.length as usize;
+                match m.payload {
+                    NetlinkPayload::Done(_) => return Ok(()),
+                    NetlinkPayload::Error(e) if e.code.is_some() => {
+                        bail!("{what} dump: {}", e.to_io())
+                    }
+                    NetlinkPayload::InnerMessage(inner) => each(inner),
+                    _ => {}
                 }
                 if len == 0 {
                     break;

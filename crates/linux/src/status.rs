@@ -13,6 +13,8 @@ pub struct Snapshot {
     pub socket_drops: Vec<(String, u64)>,
     /// Instance name → its tracked objects, as the tracker last saw them.
     pub tracking: std::collections::BTreeMap<String, Vec<TrackLine>>,
+    /// Virtual servers and their real servers, as the load-balancer thread last saw them.
+    pub virtual_servers: Vec<VirtualServerStatus>,
 }
 
 /// One tracked object of an instance and what it does to it now.
@@ -100,3 +102,24 @@ impl InstanceStatus {
         }
     }
 }
+
+/// One real server in `vipd status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RealServerStatus {
+    pub addr: String,
+    pub port: u16,
+    pub up: bool,
+    pub reason: String,
+}
+
+/// One virtual server in `vipd status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VirtualServerStatus {
+    pub name: String,
+    /// Forwarding now (its VIP is here).
+    pub active: bool,
+    pub quorum_up: bool,
+    pub backend: String,
+    pub real_servers: Vec<RealServerStatus>,
+}
+

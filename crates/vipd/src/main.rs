@@ -6,6 +6,7 @@ mod daemon;
 mod gen;
 mod lab;
 mod pidfile;
+mod realserver;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -48,6 +49,9 @@ enum Command {
     Lab(lab::LabArgs),
     /// Measure failover gaps and advert jitter side by side with keepalived (needs root).
     Bench(bench::BenchArgs),
+    /// Prepare this host as an LVS-DR real server: VIPs on lo, no ARP for them (or --undo).
+    #[command(long_about = realserver::LONG_ABOUT)]
+    Realserver(realserver::RealserverArgs),
     /// Write the man page or shell completions (for packaging).
     #[command(hide = true)]
     Gen(gen::GenArgs),
@@ -63,6 +67,7 @@ fn main() -> ExitCode {
         Some(Command::Events(args)) => daemon::events(args),
         Some(Command::Lab(args)) => lab::run(args),
         Some(Command::Bench(args)) => bench::run(args),
+        Some(Command::Realserver(args)) => realserver::run(args),
         Some(Command::Gen(args)) => gen::run(args),
         None if cli.config_test => check::run(check::CheckArgs {
             file: vec![cli.file.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG))],
