@@ -970,6 +970,8 @@ fn virtual_server(n: &Node, kids: &[Node], d: &mut Diags) -> Option<VirtualServe
             notify_down: text(rk, "notify_down"),
             uthreshold: uint32(rk, &["uthreshold"]),
             lthreshold: uint32(rk, &["lthreshold"]),
+            virtualhost: text(rk, "virtualhost"),
+            alpha: boolean(rk, "alpha"),
             timing: timing(rk),
             checkers,
         });
@@ -1009,6 +1011,7 @@ fn checker(c: &Node) -> Checker {
                 status_code: text(uk, "status_code"),
                 virtualhost: text(uk, "virtualhost"),
                 regex: text(uk, "regex"),
+                regex_no_match: has(uk, "regex_no_match"),
             }
         })
         .collect();

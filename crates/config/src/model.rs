@@ -212,6 +212,8 @@ pub struct Url {
     pub status_code: Option<String>,
     pub virtualhost: Option<String>,
     pub regex: Option<String>,
+    /// `regex_no_match`: a match fails the check.
+    pub regex_no_match: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -246,6 +248,10 @@ pub struct RealServer {
     pub notify_down: Option<String>,
     pub uthreshold: Option<u32>,
     pub lthreshold: Option<u32>,
+    /// Default Host header of this server's HTTP_GET/SSL_GET checkers.
+    pub virtualhost: Option<String>,
+    /// `alpha` for this server's checkers (over the virtual server's).
+    pub alpha: Option<bool>,
     pub timing: CheckTiming,
     pub checkers: Vec<Checker>,
 }

@@ -290,12 +290,18 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
 /// but whose runtime does not exist: reported as inactive even though the block is
 /// active. Checker options the checkers cannot honour are refused by the checkers
 /// themselves with their line.
-pub(crate) const LB_INACTIVE: &[&str] = &[
-    "smtp_alert",
-    "snmp_name",
-    "persistence_engine",
-    "flag-3",
-    "BFD_CHECK",
+pub(crate) const LB_INACTIVE: &[(&str, &str)] = &[
+    // (parent block or "*" for anywhere, keyword)
+    ("*", "smtp_alert"),
+    ("*", "snmp_name"),
+    ("*", "persistence_engine"),
+    ("*", "flag-3"),
+    ("*", "BFD_CHECK"),
+    ("url", "regex_options"),
+    ("url", "regex_stack"),
+    ("url", "regex_min_offset"),
+    ("url", "regex_max_offset"),
+    ("SMTP_CHECK", "host"),
 ];
 
 pub(crate) const INSTANCE_INACTIVE: &[Kw] = &[

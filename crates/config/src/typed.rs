@@ -149,7 +149,10 @@ pub(crate) fn map(nodes: &[Node], diags: &mut Diags) -> (Config, Vec<InstanceMet
 /// Reports [`schema::LB_INACTIVE`] keywords anywhere inside a block.
 fn inactive_inside(n: &Node, diags: &mut Diags) {
     for c in n.children.iter().flatten() {
-        if schema::LB_INACTIVE.contains(&c.name()) {
+        let hit = schema::LB_INACTIVE
+            .iter()
+            .any(|(parent, kw)| *kw == c.name() && (*parent == "*" || *parent == n.name()));
+        if hit {
             diags.inactive(&c.keyword, &format!("keyword `{}`", c.name()));
         } else {
             inactive_inside(c, diags);
@@ -1144,6 +1147,21 @@ global_defs {
         l.inactive()
             .map(|d| (d.message.clone(), d.span.line, d.span.col))
             .collect()
+    }
+
+    #[test]
+    fn inactive_inside_virtual_server_depends_on_the_block() {
+        let text = "virtual_server 192.0.2.100 80 {\n  alpha\n  real_server 192.0.2.11 80 {\n    alpha\n    virtualhost www\n    HTTP_GET {\n      url {\n        path /\n        regex ok\n        regex_no_match\n        regex_options caseless\n      }\n    }\n    SMTP_CHECK {\n      host {\n        connect_ip 192.0.2.11\n      }\n    }\n  }\n}\n";
+        let got = inactive(text);
+        let expected: Vec<(String, u32, u32)> = vec![
+            ("keyword `regex_options` is parsed but not active yet".into(), 11, 9),
+            ("keyword `host` is parsed but not active yet".into(), 15, 7),
+        ];
+        assert_eq!(got, expected);
+        let l = load(text).unwrap();
+        let rs = &l.config.virtual_servers[0].real_servers[0];
+        assert_eq!((rs.alpha, rs.virtualhost.as_deref()), (Some(true), Some("www")));
+        assert!(rs.checkers[0].urls[0].regex_no_match);
     }
 
     #[test]

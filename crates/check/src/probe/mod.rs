@@ -1,0 +1,223 @@
+//! Asynchronous probes (tokio). Each takes a [`Probe`] and returns an [`Outcome`]
+//! with a short reason; each enforces its own timeout (`connect_timeout`, or
+//! `misc_timeout` for MISC_CHECK), so a probe never outlives [`Probe::budget`].
+
+use std::io;
+use std::net::{IpAddr, SocketAddr, SocketAddrV6};
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use tokio::time::Instant;
+
+use crate::sched::Outcome;
+
+pub mod dns;
+pub mod file;
+pub mod http;
+pub mod misc;
+pub mod ping;
+pub mod smtp;
+pub mod udp;
+
+/// What to probe and how.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub kind: ProbeKind,
+    /// `connect_ip` / `connect_port`, else the real server's address and port (port 0
+    /// for probes that need none).
+    pub target: SocketAddr,
+    /// `bindto`: source address.
+    pub bind_addr: Option<IpAddr>,
+    /// `bind_port`: source port.
+    pub bind_port: Option<u16>,
+    /// `bind_if`: SO_BINDTODEVICE (and the scope of an IPv6 link-local target).
+    pub bind_if: Option<String>,
+    /// `fwmark`: SO_MARK on the probe's packets.
+    pub fwmark: Option<u32>,
+    /// `connect_timeout` (MISC_CHECK: `misc_timeout`).
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum ProbeKind {
+    Http(http::Http),
+    Tcp,
+    Udp(udp::Udp),
+    Dns(dns::Dns),
+    Smtp(smtp::Smtp),
+    Ping,
+    Misc(misc::Misc),
+    File(file::FileCheck),
+}
+
+impl Probe {
+    /// The longest a run of this probe can take (the runner's backstop timeout adds a
+    /// grace period on top).
+    pub fn budget(&self) -> Duration {
+        match &self.kind {
+            ProbeKind::Http(h) => self.timeout * (h.urls.len().max(1) as u32),
+            _ => self.timeout,
+        }
+    }
+
+    /// Runs the probe once.
+    pub async fn run(&self) -> Outcome {
+        match &self.kind {
+            ProbeKind::Http(h) => h.run(self).await,
+            ProbeKind::Tcp => tcp_check(self).await,
+            ProbeKind::Udp(u) => u.run(self).await,
+            ProbeKind::Dns(d) => d.run(self).await,
+            ProbeKind::Smtp(s) => s.run(self).await,
+            ProbeKind::Ping => ping::run(self).await,
+            ProbeKind::Misc(m) => m.run().await,
+            ProbeKind::File(f) => f.evaluate(file::read_value(&f.path)),
+        }
+    }
+
+    /// The address to connect to, with the scope of `bind_if` for an IPv6
+    /// link-local target.
+    pub(crate) fn target_addr(&self) -> SocketAddr {
+        match self.target {
+            SocketAddr::V6(a) if a.scope_id() == 0 && is_link_local(a.ip()) => {
+                let scope = self
+                    .bind_if
+                    .as_deref()
+                    .and_then(|i| nix::net::if_::if_nametoindex(i).ok())
+                    .unwrap_or(0);
+                SocketAddr::V6(SocketAddrV6::new(*a.ip(), a.port(), 0, scope))
+            }
+            a => a,
+        }
+    }
+
+    /// A non-blocking socket of the target's family with the source options applied.
+    pub(crate) fn socket(&self, ty: Type, proto: Option<Protocol>) -> io::Result<Socket> {
+        let domain = Domain::for_address(self.target);
+        let s = Socket::new(domain, ty.nonblocking().cloexec(), proto)?;
+        self.configure(&s)?;
+        Ok(s)
+    }
+
+    /// Applies fwmark, bind_if, bindto and bind_port to a socket.
+    pub(crate) fn configure(&self, s: &Socket) -> io::Result<()> {
+        if let Some(mark) = self.fwmark {
+            s.set_mark(mark)?;
+        }
+        if let Some(dev) = &self.bind_if {
+            s.bind_device(Some(dev.as_bytes()))?;
+        }
+        if self.bind_addr.is_some() || self.bind_port.is_some() {
+            let ip = self.bind_addr.unwrap_or(match self.target {
+                SocketAddr::V4(_) => IpAddr::from([0u8; 4]),
+                SocketAddr::V6(_) => IpAddr::from([0u16; 8]),
+            });
+            if self.bind_port.is_some() {
+                s.set_reuse_address(true)?;
+            }
+            let mut local = SocketAddr::new(ip, self.bind_port.unwrap_or(0));
+            if let (SocketAddr::V6(l), Some(dev)) = (&mut local, &self.bind_if) {
+                if is_link_local(l.ip()) {
+                    l.set_scope_id(nix::net::if_::if_nametoindex(dev.as_str()).unwrap_or(0));
+                }
+            }
+            s.bind(&SockAddr::from(local))?;
+        }
+        Ok(())
+    }
+}
+
+fn is_link_local(ip: &std::net::Ipv6Addr) -> bool {
+    ip.segments()[0] & 0xffc0 == 0xfe80
+}
+
+/// An io::Error as a short lowercase reason: "connection refused".
+pub(crate) fn short(e: &io::Error) -> String {
+    let s = e.to_string();
+    let s = match s.find(" (os error") {
+        Some(i) => &s[..i],
+        None => &s,
+    };
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => s.to_string(),
+    }
+}
+
+/// `1.5s`, `5s`, `250ms`.
+pub(crate) fn secs(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else if d < Duration::from_secs(1) {
+        format!("{}ms", d.as_millis())
+    } else {
+        let n = format!("{:.3}", d.as_secs_f64());
+        format!("{}s", n.trim_end_matches('0'))
+    }
+}
+
+/// Runs `fut` until `deadline`; on expiry fails with "`stage`: timed out".
+pub(crate) async fn until<T>(
+    deadline: Instant,
+    stage: &str,
+    fut: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    match tokio::time::timeout_at(deadline, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("{stage}: timed out")),
+    }
+}
+
+/// Connects a TCP stream to the probe's target, honouring the source options.
+pub(crate) async fn tcp_connect(p: &Probe) -> Result<tokio::net::TcpStream, String> {
+    let s = p
+        .socket(Type::STREAM, Some(Protocol::TCP))
+        .map_err(|e| format!("socket: {}", short(&e)))?;
+    let sock = tokio::net::TcpSocket::from_std_stream(std::net::TcpStream::from(s));
+    let stream = sock
+        .connect(p.target_addr())
+        .await
+        .map_err(|e| format!("connect: {}", short(&e)))?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+async fn tcp_check(p: &Probe) -> Outcome {
+    let deadline = Instant::now() + p.timeout;
+    match until(deadline, "connect", tcp_connect(p)).await {
+        Ok(stream) => {
+            drop(stream);
+            Outcome::ok()
+        }
+        Err(e) => Outcome::fail(e),
+    }
+}
+
+/// A small non-cryptographic random number (DNS ids, UDP payloads, ping cookies).
+pub(crate) fn random_u64() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static STATE: AtomicU64 = AtomicU64::new(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let n = STATE.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
+    let mut x = t ^ n ^ ((std::process::id() as u64) << 32);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_reasons() {
+        let e = io::Error::from_raw_os_error(libc::ECONNREFUSED);
+        assert_eq!(short(&e), "connection refused");
+        assert_eq!(secs(Duration::from_secs(5)), "5s");
+        assert_eq!(secs(Duration::from_millis(250)), "250ms");
+        assert_eq!(secs(Duration::from_millis(1500)), "1.5s");
+    }
+}

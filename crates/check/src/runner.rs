@@ -1,0 +1,448 @@
+//! [`Checkers`]: the scheduler on an OS thread of its own ("vipd-check") with a
+//! current-thread tokio runtime; probes run as tasks with a backstop timeout, health
+//! changes go out on a `std::sync::mpsc::Sender` (the consumer is a data-plane thread;
+//! nothing here ever waits for it, and nothing here can delay the VRRP thread).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use vipd_config::model::VirtualServer;
+
+use crate::probe::{file, secs, Probe, ProbeKind};
+use crate::sched::{Action, CheckId, HealthChange, Outcome, Scheduler};
+use crate::spec::{self, Globals, PlannedCheck};
+
+/// Added to a probe's own time limit before the runner gives up on it.
+pub const BACKSTOP_GRACE: Duration = Duration::from_secs(1);
+/// How long a FILE_CHECK's value is reused for other checkers of the same file.
+const FILE_CACHE: Duration = Duration::from_millis(500);
+/// How long `stop` waits for running probes (MISC scripts being killed and reaped).
+const STOP_WAIT: Duration = Duration::from_secs(3);
+
+/// Start-up settings.
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// Seeds the spread of first probes within each warmup window.
+    pub seed: u64,
+    /// Virtual servers whose checkers start suspended (`ha_suspend` with the VIP not
+    /// on this host).
+    pub suspended: Vec<usize>,
+}
+
+/// One checker's state for `vipd status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckerStatus {
+    pub vs: usize,
+    pub rs: usize,
+    /// `HTTP_GET`, ...
+    pub kind: String,
+    /// `HTTP_GET 192.0.2.1:80`.
+    pub label: String,
+    pub up: bool,
+    pub suspended: bool,
+    pub in_flight: bool,
+    pub consecutive_failures: u32,
+    pub last: Option<LastProbe>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastProbe {
+    pub ok: bool,
+    pub reason: String,
+    /// When the result arrived.
+    pub at: SystemTime,
+    /// How long the probe ran.
+    pub took: Duration,
+}
+
+enum Ctl {
+    Suspend(usize, bool),
+    Stop,
+}
+
+/// The running health checkers. Dropping it stops them like [`Checkers::stop`].
+pub struct Checkers {
+    ctl: mpsc::UnboundedSender<Ctl>,
+    thread: Option<JoinHandle<()>>,
+    initial: Vec<HealthChange>,
+    status: Arc<Mutex<Vec<CheckerStatus>>>,
+}
+
+struct Meta {
+    kind: String,
+    label: String,
+    log_all_failures: bool,
+}
+
+impl Checkers {
+    /// Builds the checkers of `vss` (the config's `virtual_servers`: `vs`/`rs` ids in
+    /// health changes are indices into it and its `real_servers`) and starts them.
+    /// Fails, naming keyword and line, on anything that cannot be honoured.
+    pub fn start(
+        vss: &[VirtualServer],
+        globals: &Globals,
+        opts: StartOptions,
+        tx: Sender<HealthChange>,
+    ) -> Result<Checkers> {
+        let plan = spec::build(vss, globals)?;
+        for f in &plan.init_files {
+            if f.overwrite || !f.path.exists() {
+                std::fs::write(&f.path, format!("{}\n", f.value))
+                    .with_context(|| format!("track_file init_file {}", f.path.display()))?;
+            }
+        }
+        let now = Instant::now();
+        let mut specs = Vec::with_capacity(plan.checks.len());
+        let mut probes = Vec::with_capacity(plan.checks.len());
+        let mut meta = Vec::with_capacity(plan.checks.len());
+        for PlannedCheck {
+            mut sched,
+            probe,
+            kind,
+            log_all_failures,
+        } in plan.checks
+        {
+            if let ProbeKind::File(f) = &probe.kind {
+                sched.initial = Some(f.evaluate(file::read_value(&f.path)));
+            }
+            meta.push(Meta {
+                kind,
+                label: sched.label.clone(),
+                log_all_failures,
+            });
+            specs.push(sched);
+            probes.push(Arc::new(probe));
+        }
+        raise_fd_limit(specs.len());
+        let mut sched = Scheduler::new(specs, now, opts.seed);
+        for &vs in &opts.suspended {
+            sched.suspend(vs, true, now);
+        }
+        let health: HashMap<(usize, usize), _> =
+            sched.servers().map(|h| ((h.vs, h.rs), h)).collect();
+        // Why a server starts down: its first checker that does.
+        let mut down_reason: HashMap<(usize, usize), String> = HashMap::new();
+        for k in (0..sched.len()).map(CheckId) {
+            let s = sched.status(k);
+            if !s.up {
+                down_reason
+                    .entry((s.vs, s.rs))
+                    .or_insert_with(|| match s.last {
+                        Some(l) => format!("{}: {}", meta[k.0].label, l.reason),
+                        None => format!("{}: alpha, no success yet", meta[k.0].label),
+                    });
+            }
+        }
+        let initial = plan
+            .servers
+            .iter()
+            .map(|s| match health.get(&(s.vs, s.rs)) {
+                None => HealthChange {
+                    vs: s.vs,
+                    rs: s.rs,
+                    up: true,
+                    weight: None,
+                    reason: "no checkers".into(),
+                },
+                Some(h) => HealthChange {
+                    vs: s.vs,
+                    rs: s.rs,
+                    up: h.up,
+                    weight: h.weight,
+                    reason: match down_reason.remove(&(s.vs, s.rs)) {
+                        Some(r) if !h.up => r,
+                        _ => "initially up".into(),
+                    },
+                },
+            })
+            .collect();
+        let status = Arc::new(Mutex::new(
+            (0..sched.len())
+                .map(|k| status_of(&sched, &meta, CheckId(k), None))
+                .collect(),
+        ));
+        let (ctl, ctl_rx) = mpsc::unbounded_channel();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("checker runtime")?;
+        let st = status.clone();
+        let thread = std::thread::Builder::new()
+            .name("vipd-check".into())
+            .spawn(move || {
+                let mut r = Runner {
+                    sched,
+                    probes,
+                    meta,
+                    tx,
+                    status: st,
+                    file_cache: HashMap::new(),
+                };
+                runtime.block_on(r.run(ctl_rx));
+                // Dropping the runtime drops whatever is left (killing MISC groups).
+                drop(runtime);
+            })
+            .context("spawning the checker thread")?;
+        Ok(Checkers {
+            ctl,
+            thread: Some(thread),
+            initial,
+            status,
+        })
+    }
+
+    /// Every real server's health at start: up unless a checker starts down
+    /// (`alpha`, or a FILE_CHECK whose file says so); servers without checkers are up.
+    pub fn initial_health(&self) -> &[HealthChange] {
+        &self.initial
+    }
+
+    /// `ha_suspend`: stop (`true`) or resume (`false`) virtual server `vs`'s checkers.
+    pub fn suspend(&self, vs: usize, suspended: bool) {
+        let _ = self.ctl.send(Ctl::Suspend(vs, suspended));
+    }
+
+    /// Every checker's state, in config order.
+    pub fn status(&self) -> Vec<CheckerStatus> {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Stops probing, kills running MISC_CHECK scripts (their process groups) and
+    /// joins the thread.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = self.ctl.send(Ctl::Stop);
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Checkers {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Each checker may hold a socket (or a pipe-less child) at once: make sure the
+/// process may open that many descriptors, raising the soft RLIMIT_NOFILE towards the
+/// hard limit if needed (10,000 checkers do not fit the usual soft limit of 1024).
+fn raise_fd_limit(checkers: usize) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return;
+    }
+    let soft = lim.rlim_cur;
+    let want = (checkers as libc::rlim_t * 2 + 1024).min(lim.rlim_max);
+    if want > soft {
+        lim.rlim_cur = want;
+        // SAFETY: setrlimit reads the struct we pass.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } == 0 {
+            tracing::info!("checkers: open-files limit raised from {soft} to {want}");
+        } else {
+            let e = std::io::Error::last_os_error();
+            tracing::warn!("checkers: cannot raise the open-files limit from {soft}: {e}");
+        }
+    }
+}
+
+fn status_of(
+    sched: &Scheduler,
+    meta: &[Meta],
+    k: CheckId,
+    last: Option<LastProbe>,
+) -> CheckerStatus {
+    let s = sched.status(k);
+    CheckerStatus {
+        vs: s.vs,
+        rs: s.rs,
+        kind: meta[k.0].kind.clone(),
+        label: meta[k.0].label.clone(),
+        up: s.up,
+        suspended: s.suspended,
+        in_flight: s.in_flight,
+        consecutive_failures: s.consecutive_failures,
+        last: last.or_else(|| {
+            s.last.map(|l| LastProbe {
+                ok: l.ok,
+                reason: l.reason,
+                at: SystemTime::now(),
+                took: Duration::ZERO,
+            })
+        }),
+    }
+}
+
+struct Runner {
+    sched: Scheduler,
+    probes: Vec<Arc<Probe>>,
+    meta: Vec<Meta>,
+    tx: Sender<HealthChange>,
+    status: Arc<Mutex<Vec<CheckerStatus>>>,
+    file_cache: HashMap<PathBuf, (Instant, i64)>,
+}
+
+/// A finished probe: which, what, when it started.
+type Done = (CheckId, Outcome, Instant);
+
+impl Runner {
+    async fn run(&mut self, mut ctl: mpsc::UnboundedReceiver<Ctl>) {
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        loop {
+            self.act(&mut tasks, &done_tx, &stop_rx);
+            let deadline = self.sched.poll_timeout();
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                c = ctl.recv() => match c {
+                    Some(Ctl::Suspend(vs, on)) => {
+                        self.sched.suspend(vs, on, Instant::now());
+                        self.refresh_vs(vs);
+                    }
+                    Some(Ctl::Stop) | None => break,
+                },
+                Some(done) = done_rx.recv() => {
+                    self.finish(done);
+                    while let Ok(more) = done_rx.try_recv() {
+                        self.finish(more);
+                    }
+                }
+                _ = sleep => self.sched.handle_timeout(Instant::now()),
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            }
+        }
+        let _ = stop_tx.send(true);
+        let _ = tokio::time::timeout(STOP_WAIT, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        tasks.abort_all();
+    }
+
+    /// Starts due probes and delivers health changes.
+    fn act(
+        &mut self,
+        tasks: &mut JoinSet<()>,
+        done_tx: &mpsc::UnboundedSender<Done>,
+        stop: &watch::Receiver<bool>,
+    ) {
+        while let Some(a) = self.sched.poll_action() {
+            match a {
+                Action::Probe { check } => {
+                    let probe = self.probes[check.0].clone();
+                    if let ProbeKind::File(f) = &probe.kind {
+                        let now = Instant::now();
+                        let value = match self.file_cache.get(&f.path) {
+                            Some((at, v)) if now.duration_since(*at) < FILE_CACHE => *v,
+                            _ => {
+                                let v = file::read_value(&f.path);
+                                self.file_cache.insert(f.path.clone(), (now, v));
+                                v
+                            }
+                        };
+                        self.finish((check, f.evaluate(value), now));
+                        continue;
+                    }
+                    let (tx, stop) = (done_tx.clone(), stop.clone());
+                    self.refresh(check, None);
+                    tasks.spawn(async move {
+                        let started = Instant::now();
+                        if let Some(out) = run_probe(&probe, stop).await {
+                            let _ = tx.send((check, out, started));
+                        }
+                    });
+                }
+                Action::Health(h) => {
+                    if h.up {
+                        tracing::info!(vs = h.vs, rs = h.rs, weight = ?h.weight, "real server up: {}", h.reason);
+                    } else {
+                        tracing::warn!(vs = h.vs, rs = h.rs, "real server down: {}", h.reason);
+                    }
+                    let _ = self.tx.send(h);
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self, (check, out, started): Done) {
+        let now = Instant::now();
+        let m = &self.meta[check.0];
+        if !out.ok {
+            if m.log_all_failures {
+                tracing::warn!("{}: {}", m.label, out.reason);
+            } else {
+                tracing::debug!("{}: {}", m.label, out.reason);
+            }
+        }
+        let last = LastProbe {
+            ok: out.ok,
+            reason: out.reason.clone(),
+            at: SystemTime::now(),
+            took: now.duration_since(started),
+        };
+        self.sched.handle_result(check, now, out);
+        self.refresh(check, Some(last));
+    }
+
+    /// Copies the scheduler's view of `check` (and its last result) into the status.
+    fn refresh(&self, check: CheckId, last: Option<LastProbe>) {
+        let s = self.sched.status(check);
+        if let Ok(mut st) = self.status.lock() {
+            let e = &mut st[check.0];
+            e.up = s.up;
+            e.suspended = s.suspended;
+            e.in_flight = s.in_flight;
+            e.consecutive_failures = s.consecutive_failures;
+            if last.is_some() {
+                e.last = last;
+            }
+        }
+    }
+
+    fn refresh_vs(&self, vs: usize) {
+        for k in 0..self.sched.len() {
+            if self.sched.spec(CheckId(k)).vs == vs {
+                self.refresh(CheckId(k), None);
+            }
+        }
+    }
+}
+
+/// Runs a probe with the backstop timeout; `None` if the checkers stopped first.
+async fn run_probe(p: &Probe, mut stop: watch::Receiver<bool>) -> Option<Outcome> {
+    let budget = p.budget() + BACKSTOP_GRACE;
+    let timed_out = || Outcome::fail(format!("no result within {}", secs(budget)));
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    match &p.kind {
+        ProbeKind::Misc(m) => tokio::time::timeout(budget, m.run_until(stopped))
+            .await
+            .unwrap_or_else(|_| Some(timed_out())),
+        _ => tokio::select! {
+            r = tokio::time::timeout(budget, p.run()) => Some(r.unwrap_or_else(|_| timed_out())),
+            _ = stopped => None,
+        },
+    }
+}
