@@ -182,6 +182,10 @@ impl Lb {
         (r.addr, r.port)
     }
 
+    pub fn real_server_count(&self, vs: usize) -> usize {
+        self.vss[vs].real.len()
+    }
+
     pub fn is_up(&self, vs: usize, rs: usize) -> bool {
         self.vss[vs].real[rs].up
     }
@@ -279,8 +283,18 @@ impl Lb {
     /// The forwarding table for the current state: one service per key of every active
     /// virtual server.
     pub fn table(&self) -> Table {
+        self.build(true)
+    }
+
+    /// The table as if every virtual server were active: what a backend must be able to
+    /// express (checked once at start, before any VIP arrives).
+    pub fn table_unfiltered(&self) -> Table {
+        self.build(false)
+    }
+
+    fn build(&self, only_active: bool) -> Table {
         let mut services = Vec::new();
-        for v in self.vss.iter().filter(|v| v.active) {
+        for v in self.vss.iter().filter(|v| v.active || !only_active) {
             let mut dests = Vec::new();
             let sorry_only = !v.quorum_up && v.sorry.is_some();
             if !sorry_only {

@@ -63,7 +63,7 @@ impl MsgBuf {
 
     fn pad(&mut self) {
         let n = align4(self.buf.len()) - self.buf.len();
-        self.buf.extend(std::iter::repeat(0u8).take(n));
+        self.buf.resize(self.buf.len() + n, 0);
     }
 
     pub fn attr(&mut self, ty: u16, data: &[u8]) {

@@ -1,1 +1,693 @@
-//! IPVS backend (being written).
+//! IPVS backend: the kernel's IP Virtual Server, programmed over generic netlink
+//! (family "IPVS"), the way `ipvsadm` and keepalived do it.
+//!
+//! - [`consts`]: the uapi constants (`linux/ip_vs.h`, `linux/genetlink.h`).
+//! - [`encode`]: pure message encoders and dump decoders, over the kernel's view of a
+//!   service ([`SvcAttrs`]) and destination ([`DestAttrs`]).
+//! - [`diff`](mod@diff): [`lower`] (table → kernel view) and [`diff()`] (old, new →
+//!   ordered operations).
+//! - [`check`]: what IPVS cannot express.
+//! - [`Ipvs`]: the [`DataPlane`]: holds what vipd programmed and sends the differences.
+//!
+//! IPVS is not transactional: `apply` sends one request per change, ordered so that no
+//! service loses its last destination before the replacements are in (see
+//! [`diff::diff`]). vipd touches only the services its table names; it never flushes.
+//! A service that already exists when vipd first wants it (left by a previous run, or
+//! by ipvsadm) is adopted: `apply` reads it back from a dump taken then (not at `open`,
+//! so the copy is fresh) and corrects it to the desired state. Services vipd's table
+//! does not name are never touched, which also means a service a previous vipd run
+//! created and the configuration has since dropped stays in the kernel.
+//! When a request fails, the rest are still sent; afterwards vipd re-reads the services
+//! it manages from the kernel so the next `apply` diffs against the truth.
+
+pub mod check;
+pub mod consts;
+pub mod diff;
+pub mod encode;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::ops::Range;
+
+use anyhow::{anyhow, Context};
+use tracing::{debug, info, warn};
+
+pub use check::check_table;
+pub use diff::{diff, lower, KernelService, Op};
+pub use encode::{DestAttrs, SvcAttrs};
+
+use crate::model::{ServiceKey, Table};
+use crate::netlink::{KernelErrno, NlError, NlSocket};
+use crate::{DataPlane, Unsupported};
+
+/// `Ipvs::open` on a kernel without IPVS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("this kernel has no IPVS (generic netlink family IPVS not found); load ip_vs or use the nftables backend")]
+pub struct NoIpvs;
+
+/// Largest batch of requests written in one `sendmsg` (the kernel refuses a netlink
+/// message buffer above the socket's send buffer, ~200 KiB by default; the acks of a
+/// batch must also fit the receive buffer).
+const BATCH_BYTES: usize = 32 * 1024;
+
+/// The IPVS data plane.
+pub struct Ipvs {
+    sock: NlSocket,
+    family: u16,
+    /// What the kernel has for the services vipd manages, as far as vipd knows: what it
+    /// programmed, or adopted from a dump.
+    programmed: Vec<KernelService>,
+    /// A failed request left `programmed` unsure and re-reading the kernel failed too:
+    /// re-read before the next diff.
+    stale: bool,
+}
+
+fn open_socket() -> anyhow::Result<NlSocket> {
+    NlSocket::open(libc::NETLINK_GENERIC as isize).context("opening a generic netlink socket")
+}
+
+/// The id of generic netlink family `name`, `None` if the kernel has no such family.
+fn resolve_family(sock: &mut NlSocket, name: &str) -> anyhow::Result<Option<u16>> {
+    let seq = sock.next_seq();
+    let replies = sock
+        .dump(encode::get_family_named(name, seq).as_bytes())
+        .context("listing generic netlink families")?;
+    Ok(encode::family_id(&replies, name))
+}
+
+/// Every IPVS service in the kernel that vipd's model can name (see
+/// [`encode::decode_service`]).
+fn dump_services(sock: &mut NlSocket, family: u16) -> anyhow::Result<Vec<SvcAttrs>> {
+    let seq = sock.next_seq();
+    let replies = sock
+        .dump(encode::get_services(family, seq).as_bytes())
+        .context("reading the IPVS services")?;
+    let mut out = Vec::with_capacity(replies.len());
+    for m in &replies {
+        if let Some(s) = encode::decode_service(m).context("decoding an IPVS service")? {
+            out.push(s);
+        }
+    }
+    Ok(out)
+}
+
+fn dump_dests(
+    sock: &mut NlSocket,
+    family: u16,
+    key: &ServiceKey,
+) -> anyhow::Result<Vec<DestAttrs>> {
+    let seq = sock.next_seq();
+    let replies = sock
+        .dump(encode::get_dests(family, key, seq).as_bytes())
+        .with_context(|| format!("reading the destinations of IPVS service {key}"))?;
+    replies
+        .iter()
+        .map(|m| encode::decode_dest(m, key.family()))
+        .collect::<anyhow::Result<_>>()
+        .with_context(|| format!("decoding a destination of IPVS service {key}"))
+}
+
+/// Requests cut into `sendmsg`-sized batches.
+#[derive(Debug)]
+struct Batch {
+    bytes: Vec<u8>,
+    /// Sequence number of each request, in order.
+    seqs: Vec<u32>,
+    /// The operations it carries (indices into the op list).
+    ops: Range<usize>,
+}
+
+/// Encodes `ops` with sequence numbers from `next_seq` into batches of at most
+/// `limit` bytes (a single larger request gets a batch of its own).
+fn batches(ops: &[Op], family: u16, mut next_seq: impl FnMut() -> u32, limit: usize) -> Vec<Batch> {
+    let mut out: Vec<Batch> = Vec::new();
+    for (i, op) in ops.iter().enumerate() {
+        let seq = next_seq();
+        let msg = op.encode(family, seq);
+        let fits = out
+            .last()
+            .is_some_and(|b| b.bytes.len() + msg.len() <= limit);
+        if !fits {
+            out.push(Batch {
+                bytes: Vec::with_capacity(limit.min(64 * 1024)),
+                seqs: Vec::new(),
+                ops: i..i,
+            });
+        }
+        let b = out.last_mut().expect("a batch was just pushed");
+        b.bytes.extend_from_slice(msg.as_bytes());
+        b.seqs.push(seq);
+        b.ops.end = i + 1;
+    }
+    out
+}
+
+/// A hint for the errors whose cause is not obvious from the errno.
+fn hint(op: &Op, err: KernelErrno) -> String {
+    match (op, err.0) {
+        (Op::NewService(s) | Op::SetService(s), libc::ENOENT) => format!(
+            " (is the scheduler module ip_vs_{}{} available in this kernel?)",
+            s.sched,
+            s.pe_name
+                .as_ref()
+                .map(|p| format!(" or persistence engine ip_vs_pe_{p}"))
+                .unwrap_or_default()
+        ),
+        (Op::NewService(_), libc::EEXIST) => " (the service exists already)".into(),
+        (Op::NewDest(..) | Op::SetDest(..) | Op::DelDest { .. }, libc::ESRCH) => {
+            " (the service is missing)".into()
+        }
+        (Op::SetService(_) | Op::DelService(_), libc::ESRCH) => " (the service is missing)".into(),
+        _ => String::new(),
+    }
+}
+
+impl Ipvs {
+    /// Finds the IPVS family and checks that vipd may read the IPVS table (needs
+    /// CAP_NET_ADMIN). Errors with [`NoIpvs`] when the kernel has no IPVS (the ip_vs
+    /// module is not loaded: `open` does not load it).
+    pub fn open() -> anyhow::Result<Ipvs> {
+        let mut sock = open_socket()?;
+        let family = resolve_family(&mut sock, consts::IPVS_GENL_NAME)?.ok_or(NoIpvs)?;
+        let existing = dump_services(&mut sock, family)
+            .context("IPVS is there but reading its table failed (vipd needs CAP_NET_ADMIN)")?;
+        info!(
+            family,
+            services = existing.len(),
+            "IPVS backend ready (services already in the kernel are adopted when the configuration names them)"
+        );
+        Ok(Ipvs {
+            sock,
+            family,
+            programmed: Vec::new(),
+            stale: false,
+        })
+    }
+
+    /// Whether this kernel has IPVS (the generic netlink family is registered), for the
+    /// automatic backend choice. Any error counts as "no".
+    pub fn available() -> bool {
+        open_socket()
+            .and_then(|mut s| resolve_family(&mut s, consts::IPVS_GENL_NAME))
+            .is_ok_and(|id| id.is_some())
+    }
+
+    /// The generic netlink family id the kernel gave IPVS.
+    pub fn family_id(&self) -> u16 {
+        self.family
+    }
+
+    /// What vipd believes the kernel has for the services it manages.
+    pub fn programmed(&self) -> &[KernelService] {
+        &self.programmed
+    }
+
+    /// Reads service `key` (with destinations) from the kernel if it is in `present`.
+    fn read_service(
+        &mut self,
+        present: &HashMap<ServiceKey, SvcAttrs>,
+        key: &ServiceKey,
+    ) -> anyhow::Result<Option<KernelService>> {
+        let Some(svc) = present.get(key) else {
+            return Ok(None);
+        };
+        let dests = dump_dests(&mut self.sock, self.family, key)?;
+        Ok(Some(KernelService {
+            svc: svc.clone(),
+            dests,
+        }))
+    }
+
+    /// Adopts the services `want` names that vipd does not manage yet but the kernel
+    /// already has, so the diff corrects them instead of failing to add them.
+    fn adopt(&mut self, want: &[KernelService]) -> anyhow::Result<()> {
+        let managed: HashSet<ServiceKey> = self.programmed.iter().map(|s| s.svc.key).collect();
+        let unknown: Vec<ServiceKey> = want
+            .iter()
+            .map(|s| s.svc.key)
+            .filter(|k| !managed.contains(k))
+            .collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        let present: HashMap<ServiceKey, SvcAttrs> = dump_services(&mut self.sock, self.family)?
+            .into_iter()
+            .map(|s| (s.key, s))
+            .collect();
+        for key in unknown {
+            if let Some(k) = self.read_service(&present, &key)? {
+                info!(service = %key, dests = k.dests.len(), "adopting an IPVS service that was already in the kernel");
+                self.programmed.push(k);
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces `programmed` with what the kernel has for every service vipd manages or
+    /// wants.
+    fn resync(&mut self, want: &[KernelService]) -> anyhow::Result<()> {
+        let mut keys: Vec<ServiceKey> = Vec::new();
+        let mut seen = BTreeSet::new();
+        for k in self
+            .programmed
+            .iter()
+            .map(|s| s.svc.key)
+            .chain(want.iter().map(|s| s.svc.key))
+        {
+            if seen.insert(k) {
+                keys.push(k);
+            }
+        }
+        let present: HashMap<ServiceKey, SvcAttrs> = dump_services(&mut self.sock, self.family)?
+            .into_iter()
+            .map(|s| (s.key, s))
+            .collect();
+        let mut fresh = Vec::new();
+        for key in keys {
+            if let Some(k) = self.read_service(&present, &key)? {
+                fresh.push(k);
+            }
+        }
+        self.programmed = fresh;
+        self.stale = false;
+        Ok(())
+    }
+
+    /// Sends `ops` in batches. A failed request does not stop the rest (IPVS applies
+    /// every request on its own); returns how many failed and the first failure.
+    fn send(&mut self, ops: &[Op]) -> Result<(), (usize, anyhow::Error)> {
+        let sock = &mut self.sock;
+        let batches = batches(ops, self.family, || sock.next_seq(), BATCH_BYTES);
+        let mut failed = 0usize;
+        let mut first: Option<anyhow::Error> = None;
+        for b in batches {
+            let Err(e) = self.sock.transact(&b.bytes, &b.seqs) else {
+                continue;
+            };
+            failed += 1;
+            let err = match e.downcast_ref::<NlError>() {
+                Some(nl) => match b.seqs.iter().position(|s| *s == nl.seq) {
+                    Some(i) => {
+                        let op = &ops[b.ops.start + i];
+                        anyhow!("IPVS: {op}: {}{}", nl.err, hint(op, nl.err))
+                    }
+                    None => e.context("IPVS request"),
+                },
+                None => e.context(format!(
+                    "IPVS: sending requests {}..{} of {}",
+                    b.ops.start + 1,
+                    b.ops.end,
+                    ops.len()
+                )),
+            };
+            warn!("{err:#}");
+            first.get_or_insert(err);
+            // After an error `transact` stops reading, but the kernel goes on with the
+            // rest of the batch and acks it: start over on a fresh socket so those late
+            // acks cannot be mistaken for answers to the next batch.
+            match open_socket() {
+                Ok(s) => self.sock = s,
+                Err(e) => {
+                    return Err((
+                        failed,
+                        e.context("reopening the netlink socket after a failed IPVS request"),
+                    ));
+                }
+            }
+        }
+        match first {
+            None => Ok(()),
+            Some(e) => Err((failed, e)),
+        }
+    }
+}
+
+impl DataPlane for Ipvs {
+    fn name(&self) -> &'static str {
+        "ipvs"
+    }
+
+    fn check(&self, table: &Table) -> Result<(), Unsupported> {
+        check_table(table)
+    }
+
+    fn apply(&mut self, desired: &Table) -> anyhow::Result<()> {
+        check_table(desired)?;
+        let want = lower(desired);
+        if self.stale {
+            self.resync(&want)
+                .context("re-reading IPVS after an earlier failure")?;
+        } else {
+            self.adopt(&want)
+                .context("reading existing IPVS services")?;
+        }
+        let ops = diff(&self.programmed, &want);
+        if ops.is_empty() {
+            return Ok(());
+        }
+        debug!(requests = ops.len(), "applying IPVS changes");
+        for op in &ops {
+            debug!("IPVS: {op}");
+        }
+        match self.send(&ops) {
+            Ok(()) => {
+                self.programmed = want;
+                Ok(())
+            }
+            Err((failed, first)) => {
+                self.stale = true;
+                if let Err(e) = self.resync(&want) {
+                    warn!("re-reading IPVS after a failed change: {e:#}");
+                }
+                Err(first.context(format!(
+                    "applying {} IPVS changes: requests failed in {failed} batch(es); the first failure",
+                    ops.len()
+                )))
+            }
+        }
+    }
+
+    fn clear(&mut self) -> anyhow::Result<()> {
+        self.apply(&Table::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Proto;
+    use crate::netlink::parse_msgs;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    #[test]
+    fn availability_and_open_error_on_this_kernel() {
+        let available = Ipvs::available();
+        // The ip_vs module creates /proc/net/ip_vs in every namespace once loaded: an
+        // independent witness for the generic netlink lookup.
+        let proc_entry = std::path::Path::new("/proc/net/ip_vs").exists();
+        assert_eq!(
+            available, proc_entry,
+            "genl lookup and /proc/net/ip_vs disagree"
+        );
+        if !available {
+            let err = Ipvs::open().err().expect("open must fail without IPVS");
+            assert!(err.downcast_ref::<NoIpvs>().is_some(), "{err:#}");
+            assert_eq!(
+                err.to_string(),
+                "this kernel has no IPVS (generic netlink family IPVS not found); load ip_vs or use the nftables backend"
+            );
+        }
+    }
+
+    #[test]
+    fn family_lookup_finds_the_controller_itself() {
+        // The same code path `available` uses, against a family every kernel has: shows
+        // that "IPVS not found" above is the kernel's answer, not a broken lookup.
+        let mut sock = open_socket().unwrap();
+        assert_eq!(resolve_family(&mut sock, "nlctrl").unwrap(), Some(0x10));
+        assert_eq!(resolve_family(&mut sock, "no-such-family").unwrap(), None);
+    }
+
+    fn ops(n: u8) -> Vec<Op> {
+        let key = ServiceKey::Addr {
+            addr: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 100)),
+            port: 80,
+            proto: Proto::Tcp,
+        };
+        (0..n)
+            .map(|i| {
+                Op::NewDest(
+                    key,
+                    DestAttrs {
+                        addr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, i)),
+                        port: 80,
+                        fwd: consts::IP_VS_CONN_F_DROUTE,
+                        weight: 1,
+                        u_thresh: 0,
+                        l_thresh: 0,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn batches_respect_the_size_limit_and_keep_every_request_in_order() {
+        let ops = ops(100);
+        let mut seq = 1000;
+        // A NEW_DEST for an IPv4 TCP service is 140 bytes: 7 fit in 1000.
+        let bs = batches(
+            &ops,
+            0x20,
+            || {
+                seq += 1;
+                seq
+            },
+            1000,
+        );
+        assert_eq!(bs.len(), 15);
+        let mut next_op = 0;
+        let mut next_seq = 1001;
+        for b in &bs {
+            assert!(b.bytes.len() <= 1000);
+            assert_eq!(b.ops.start, next_op);
+            let msgs = parse_msgs(&b.bytes);
+            assert_eq!(msgs.len(), b.ops.len());
+            assert_eq!(msgs.len(), b.seqs.len());
+            for (m, s) in msgs.iter().zip(&b.seqs) {
+                assert_eq!(m.seq, *s);
+                assert_eq!(*s, next_seq);
+                assert_eq!(
+                    encode::decode_dest(m, crate::Family::V4).unwrap(),
+                    match &ops[next_op] {
+                        Op::NewDest(_, d) => *d,
+                        _ => unreachable!(),
+                    }
+                );
+                next_seq += 1;
+                next_op += 1;
+            }
+        }
+        assert_eq!(next_op, 100);
+        // A limit below one message still sends every message, one per batch.
+        assert_eq!(batches(&ops[..3], 0x20, || 1, 10).len(), 3);
+        assert!(batches(&[], 0x20, || 1, 10).is_empty());
+    }
+
+    /// Runs `f` on a thread of its own that has moved to a fresh network namespace (the
+    /// namespace, and every IPVS service in it, goes away with the thread's sockets).
+    fn in_new_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::spawn(move || {
+            // SAFETY: plain syscall; CLONE_NEWNET moves only the calling thread.
+            let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "unshare: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .unwrap()
+    }
+
+    /// Everything in the kernel's IPVS table, sorted.
+    fn kernel_state(sock: &mut NlSocket, family: u16) -> Vec<KernelService> {
+        let mut out: Vec<KernelService> = dump_services(sock, family)
+            .unwrap()
+            .into_iter()
+            .map(|svc| {
+                let mut dests = dump_dests(sock, family, &svc.key).unwrap();
+                dests.sort_by_key(|d| (d.addr, d.port));
+                KernelService { svc, dests }
+            })
+            .collect();
+        out.sort_by_key(|k| k.svc.key);
+        out
+    }
+
+    fn sorted(mut v: Vec<KernelService>) -> Vec<KernelService> {
+        for k in &mut v {
+            k.dests.sort_by_key(|d| (d.addr, d.port));
+        }
+        v.sort_by_key(|k| k.svc.key);
+        v
+    }
+
+    /// The kernel path end to end. Needs root and a kernel with IPVS; the machine this
+    /// was written on has no IPVS, so there it only prints that it was skipped.
+    #[test]
+    fn kernel_apply_adopt_change_clear_in_a_namespace() {
+        use crate::model::{Dest, Family, Forward, Persistence, Sched, SchedFlags, Service};
+        use std::time::Duration;
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 || !Ipvs::available() {
+            eprintln!("skipped: needs root and a kernel with IPVS");
+            return;
+        }
+        in_new_netns(|| {
+            let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+            let dest = |a: &str, port, weight, forward| Dest {
+                addr: ip(a),
+                port,
+                weight,
+                forward,
+                upper_threshold: 0,
+                lower_threshold: 0,
+                mac: None,
+            };
+            let web = ServiceKey::Addr {
+                addr: ip("192.0.2.100"),
+                port: 80,
+                proto: Proto::Tcp,
+            };
+            let svc = |key, sched, dests| Service {
+                key,
+                sched,
+                flags: SchedFlags::default(),
+                forward: Forward::Dr,
+                persistence: None,
+                device: None,
+                dests,
+            };
+            let mut persistent_web = svc(
+                web,
+                Sched::Wrr,
+                vec![
+                    dest("192.0.2.11", 80, 3, Forward::Dr),
+                    Dest {
+                        upper_threshold: 100,
+                        lower_threshold: 10,
+                        ..dest("192.0.2.12", 80, 1, Forward::Dr)
+                    },
+                ],
+            );
+            persistent_web.persistence = Some(Persistence {
+                timeout: Duration::from_secs(300),
+                prefix_len: 24,
+            });
+            let mut mark6 = svc(
+                ServiceKey::Fwmark {
+                    mark: 7,
+                    family: Family::V6,
+                },
+                Sched::Sh,
+                vec![dest("2001:db8::11", 0, 1, Forward::Dr)],
+            );
+            mark6.flags.fallback = true;
+            mark6.flags.port = true;
+            let mut dns = svc(
+                ServiceKey::Addr {
+                    addr: ip("192.0.2.100"),
+                    port: 53,
+                    proto: Proto::Udp,
+                },
+                Sched::Rr,
+                vec![dest("192.0.2.21", 5353, 1, Forward::Nat)],
+            );
+            dns.flags.one_packet = true;
+            let mut v6_persist = svc(
+                ServiceKey::Addr {
+                    addr: ip("2001:db8::100"),
+                    port: 443,
+                    proto: Proto::Tcp,
+                },
+                Sched::Wlc,
+                vec![dest("2001:db8::21", 443, 2, Forward::Nat)],
+            );
+            v6_persist.persistence = Some(Persistence {
+                timeout: Duration::from_secs(60),
+                prefix_len: 64,
+            });
+            let a = Table {
+                services: vec![persistent_web.clone(), mark6.clone(), dns, v6_persist],
+            };
+            assert_eq!(check_table(&a), Ok(()));
+
+            let mut ipvs = Ipvs::open().expect("open");
+            let family = ipvs.family_id();
+            // Already in the kernel before vipd's first apply: the web service with
+            // another scheduler and a stray destination (adopted and corrected), and a
+            // service vipd's table does not name (left alone throughout).
+            let mut stray = lower(&Table {
+                services: vec![svc(
+                    web,
+                    Sched::Rr,
+                    vec![dest("192.0.2.99", 80, 1, Forward::Nat)],
+                )],
+            });
+            let other = lower(&Table {
+                services: vec![svc(
+                    ServiceKey::Addr {
+                        addr: ip("198.51.100.1"),
+                        port: 80,
+                        proto: Proto::Tcp,
+                    },
+                    Sched::Lc,
+                    vec![dest("198.51.100.11", 80, 1, Forward::Nat)],
+                )],
+            });
+            stray.extend(other.clone());
+            let pre = diff(&[], &stray);
+            ipvs.send(&pre)
+                .map_err(|(_, e)| e)
+                .expect("pre-existing services");
+
+            ipvs.apply(&a).expect("first apply");
+            let mut expect = lower(&a);
+            expect.extend(other.clone());
+            assert_eq!(kernel_state(&mut ipvs.sock, family), sorted(expect));
+
+            // Weights, thresholds, scheduler, a replaced destination, a removed service.
+            let mut b = a.clone();
+            b.services[0].dests[0].weight = 5;
+            b.services[0].dests[1] = dest("192.0.2.13", 80, 1, Forward::Tun);
+            // An IPv6 real server behind the IPv4 service: tunnelled, ADDR_FAMILY says so.
+            b.services[0]
+                .dests
+                .push(dest("2001:db8::13", 80, 1, Forward::Tun));
+            b.services[1].sched = Sched::Mh;
+            b.services[1].persistence = Some(Persistence {
+                timeout: Duration::from_secs(30),
+                prefix_len: 128,
+            });
+            b.services.remove(2);
+            ipvs.apply(&b).expect("second apply");
+            let mut expect = lower(&b);
+            expect.extend(other.clone());
+            assert_eq!(kernel_state(&mut ipvs.sock, family), sorted(expect));
+            assert_eq!(ipvs.programmed(), &lower(&b)[..]);
+
+            // A change behind vipd's back makes the next apply fail, re-read, and the
+            // one after that converge.
+            let gone = diff(&lower(&b)[..1], &[]);
+            ipvs.send(&gone)
+                .map_err(|(_, e)| e)
+                .expect("delete behind vipd's back");
+            b.services[0].dests[0].weight = 6;
+            assert!(ipvs.apply(&b).is_err());
+            ipvs.apply(&b).expect("apply after re-reading");
+            let mut expect = lower(&b);
+            expect.extend(other.clone());
+            assert_eq!(kernel_state(&mut ipvs.sock, family), sorted(expect));
+
+            ipvs.clear().expect("clear");
+            assert_eq!(kernel_state(&mut ipvs.sock, family), sorted(other));
+        });
+    }
+
+    #[test]
+    fn error_hints() {
+        let svc = SvcAttrs {
+            key: ServiceKey::Fwmark {
+                mark: 1,
+                family: crate::Family::V4,
+            },
+            sched: "twos".into(),
+            flags: 0,
+            timeout: 0,
+            netmask: u32::MAX,
+            pe_name: None,
+        };
+        assert_eq!(
+            hint(&Op::NewService(svc.clone()), KernelErrno(libc::ENOENT)),
+            " (is the scheduler module ip_vs_twos available in this kernel?)"
+        );
+        assert_eq!(hint(&Op::NewService(svc), KernelErrno(libc::EINVAL)), "");
+    }
+}
