@@ -480,6 +480,14 @@ mod tests {
             // SAFETY: plain syscall; CLONE_NEWNET moves only the calling thread.
             let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
             assert_eq!(rc, 0, "unshare: {}", std::io::Error::last_os_error());
+            // IPVS refuses (EINVAL) a NAT/DR destination whose address type the kernel
+            // cannot classify, which it cannot in a namespace whose local routing table
+            // was never created: lo up creates it (a real director always has one).
+            let lo = std::process::Command::new("ip")
+                .args(["link", "set", "lo", "up"])
+                .status()
+                .expect("running ip");
+            assert!(lo.success(), "ip link set lo up failed");
             f()
         })
         .join()

@@ -1,0 +1,196 @@
+//! Turns (installed plan, desired plan) into one batch that changes only what differs.
+//!
+//! Per table, in this order (every step inside the same transaction):
+//! 1. flush the base chains if their rules change or anything they reference goes away,
+//! 2. delete base chains no longer wanted,
+//! 3. update kept services: flush their chain when its rules change (or one of its sets
+//!    is replaced), replace sets whose definition changed, otherwise add/delete only the
+//!    elements that differ — so counters and persistence entries survive,
+//! 4. delete removed services (chain, then sets), 5. create new services,
+//! 6. create new base chains, 7. (re)fill base chains.
+//!
+//! With no installed plan (unknown kernel state) every vipd table is first created if
+//! missing and deleted, then built from scratch.
+
+use super::encode::Batch;
+use super::plan::{Fam, Plan, SetPlan, SvcPlan, TablePlan, TABLE};
+
+/// Appends to `b` what turns `old` (None: unknown) into `new`.
+pub fn diff(old: Option<&Plan>, new: &Plan, b: &mut Batch) {
+    let empty = Plan::default();
+    let old = match old {
+        Some(o) => o,
+        None => {
+            for fam in Fam::ALL {
+                b.new_table(fam.nfproto(), TABLE);
+                b.del_table(fam.nfproto(), TABLE);
+            }
+            &empty
+        }
+    };
+    for fam in Fam::ALL {
+        let f = fam.nfproto();
+        match (old.tables.get(&fam), new.tables.get(&fam)) {
+            (None, None) => {}
+            (Some(_), None) => b.del_table(f, TABLE),
+            (None, Some(n)) => {
+                b.new_table(f, TABLE);
+                update_table(f, &TablePlan::default(), n, b);
+            }
+            (Some(o), Some(n)) => {
+                if o != n {
+                    update_table(f, o, n, b);
+                }
+            }
+        }
+    }
+}
+
+fn update_table(f: u8, o: &TablePlan, n: &TablePlan, b: &mut Batch) {
+    // Does any base chain rule reference something that is deleted or replaced?
+    let mut refs_gone = false;
+    for (name, os) in &o.services {
+        match n.services.get(name) {
+            None => refs_gone = true,
+            Some(ns) => {
+                if os
+                    .sets
+                    .iter()
+                    .any(|(sn, s)| ns.sets.get(sn).map(|x| x.def != s.def).unwrap_or(true))
+                {
+                    refs_gone = true;
+                }
+            }
+        }
+    }
+    let kept_base: Vec<&String> = n
+        .base
+        .keys()
+        .filter(|k| {
+            o.base
+                .get(*k)
+                .map(|c| c.hook == n.base[*k].hook)
+                .unwrap_or(false)
+        })
+        .collect();
+    let rewrite: Vec<&String> = kept_base
+        .iter()
+        .copied()
+        .filter(|k| refs_gone || o.base[*k].rules != n.base[*k].rules)
+        .collect();
+
+    // 1.
+    for name in &rewrite {
+        if !o.base[*name].rules.is_empty() {
+            b.flush_chain(f, TABLE, name);
+        }
+    }
+    // 2.
+    for (name, c) in &o.base {
+        if n.base.get(name).map(|x| x.hook != c.hook).unwrap_or(true) {
+            b.del_chain(f, TABLE, name);
+        }
+    }
+    // 3.
+    for (name, ns) in &n.services {
+        if let Some(os) = o.services.get(name) {
+            if os != ns {
+                update_service(f, name, os, ns, b);
+            }
+        }
+    }
+    // 4.
+    for (name, os) in &o.services {
+        if !n.services.contains_key(name) {
+            b.del_chain(f, TABLE, name);
+            for set in os.sets.keys() {
+                b.del_set(f, TABLE, set);
+            }
+        }
+    }
+    // 5.
+    for (name, ns) in &n.services {
+        if !o.services.contains_key(name) {
+            for s in ns.sets.values() {
+                create_set(f, s, b);
+            }
+            b.new_chain(f, TABLE, name, None);
+            for r in &ns.rules {
+                b.new_rule(f, TABLE, name, r);
+            }
+        }
+    }
+    // 6.
+    for (name, c) in &n.base {
+        if !kept_base.contains(&name) {
+            b.new_chain(f, TABLE, name, Some(&c.hook));
+            for r in &c.rules {
+                b.new_rule(f, TABLE, name, r);
+            }
+        }
+    }
+    // 7.
+    for name in &rewrite {
+        for r in &n.base[*name].rules {
+            b.new_rule(f, TABLE, name, r);
+        }
+    }
+}
+
+fn create_set(f: u8, s: &SetPlan, b: &mut Batch) {
+    b.new_set(f, TABLE, &s.def);
+    if !s.elems.is_empty() {
+        b.new_elems(
+            f,
+            TABLE,
+            &s.def.name,
+            s.elems.iter().map(|(k, v)| (k.as_slice(), v.as_slice())),
+        );
+    }
+}
+
+fn update_service(f: u8, chain: &str, o: &SvcPlan, n: &SvcPlan, b: &mut Batch) {
+    let replaced: Vec<&String> = o
+        .sets
+        .iter()
+        .filter(|(name, s)| n.sets.get(*name).map(|x| x.def != s.def).unwrap_or(true))
+        .map(|(name, _)| name)
+        .collect();
+    let flush = o.rules != n.rules || !replaced.is_empty();
+    if flush && !o.rules.is_empty() {
+        b.flush_chain(f, TABLE, chain);
+    }
+    for name in &replaced {
+        b.del_set(f, TABLE, name);
+    }
+    for (name, s) in &n.sets {
+        match o.sets.get(name) {
+            Some(os) if os.def == s.def => {
+                let del: Vec<&[u8]> = os
+                    .elems
+                    .iter()
+                    .filter(|(k, v)| s.elems.get(*k) != Some(*v))
+                    .map(|(k, _)| k.as_slice())
+                    .collect();
+                if !del.is_empty() {
+                    b.del_elems(f, TABLE, name, del);
+                }
+                let add: Vec<(&[u8], &[u8])> = s
+                    .elems
+                    .iter()
+                    .filter(|(k, v)| os.elems.get(*k) != Some(*v))
+                    .map(|(k, v)| (k.as_slice(), v.as_slice()))
+                    .collect();
+                if !add.is_empty() {
+                    b.new_elems(f, TABLE, name, add);
+                }
+            }
+            _ => create_set(f, s, b),
+        }
+    }
+    if flush {
+        for r in &n.rules {
+            b.new_rule(f, TABLE, chain, r);
+        }
+    }
+}
