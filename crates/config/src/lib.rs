@@ -70,6 +70,24 @@ impl Loaded {
     }
 }
 
+/// Any part of the model as JSON with every `span` removed: equal values mean the same
+/// configuration wherever it was written (reload comparisons, dump round trips).
+pub fn without_spans<T: serde::Serialize>(v: &T) -> serde_json::Value {
+    fn strip(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                m.remove("span");
+                m.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut v = serde_json::to_value(v).unwrap_or_default();
+    strip(&mut v);
+    v
+}
+
 /// keepalived's default config id: the host name up to its first `.`.
 pub fn default_config_id() -> String {
     fs::read_to_string("/proc/sys/kernel/hostname")

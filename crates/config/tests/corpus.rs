@@ -34,19 +34,7 @@ fn opts() -> LoadOptions {
 
 /// The model without positions, for comparing a config with its dump.
 fn model_json(c: &vipd_config::Config) -> serde_json::Value {
-    fn strip(v: &mut serde_json::Value) {
-        match v {
-            serde_json::Value::Object(m) => {
-                m.remove("span");
-                m.values_mut().for_each(strip);
-            }
-            serde_json::Value::Array(a) => a.iter_mut().for_each(strip),
-            _ => {}
-        }
-    }
-    let mut v = serde_json::to_value(c).unwrap();
-    strip(&mut v);
-    v
+    vipd_config::without_spans(c)
 }
 
 fn render(diags: &[Diagnostic]) -> String {

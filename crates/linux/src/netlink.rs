@@ -147,7 +147,9 @@ impl Rtnetlink {
         let mut out = Vec::new();
         let req = RouteNetlinkMessage::GetNeighbour(NeighbourMessage::default());
         self.dump("neighbour", req, |m| {
-            let RouteNetlinkMessage::NewNeighbour(n) = m else { return };
+            let RouteNetlinkMessage::NewNeighbour(n) = m else {
+                return;
+            };
             if matches!(
                 n.header.state,
                 NeighbourState::Incomplete | NeighbourState::Failed | NeighbourState::None
@@ -158,8 +160,12 @@ impl Rtnetlink {
             let mut mac = None;
             for a in &n.attributes {
                 match a {
-                    NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => addr = Some(IpAddr::V4(*v4)),
-                    NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => addr = Some(IpAddr::V6(*v6)),
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => {
+                        addr = Some(IpAddr::V4(*v4))
+                    }
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => {
+                        addr = Some(IpAddr::V6(*v6))
+                    }
                     NeighbourAttribute::LinkLocalAddress(l) if l.len() == 6 => {
                         mac = Some([l[0], l[1], l[2], l[3], l[4], l[5]])
                     }
@@ -167,7 +173,11 @@ impl Rtnetlink {
                 }
             }
             if let (Some(addr), Some(mac)) = (addr, mac) {
-                out.push(Neighbour { addr, mac, ifindex: n.header.ifindex });
+                out.push(Neighbour {
+                    addr,
+                    mac,
+                    ifindex: n.header.ifindex,
+                });
             }
         })?;
         Ok(out)

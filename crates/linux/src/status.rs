@@ -122,4 +122,3 @@ pub struct VirtualServerStatus {
     pub backend: String,
     pub real_servers: Vec<RealServerStatus>,
 }
-

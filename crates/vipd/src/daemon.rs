@@ -1,5 +1,6 @@
 //! `vipd run` and `vipd status`.
 
+use crate::balancer::{Balancer, Input as LbInput};
 use crate::pidfile::PidFile;
 use anyhow::{Context, Result};
 use clap::Args;
@@ -37,6 +38,10 @@ pub struct RunArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9650).
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
+    /// Kernel data plane for `virtual_server`s: `auto` (IPVS when the kernel has it,
+    /// nftables otherwise), `nftables` or `ipvs`.
+    #[arg(long = "lb-backend", default_value = "auto", value_name = "BACKEND")]
+    pub lb_backend: crate::balancer::Backend,
 }
 
 #[derive(Args, Debug)]
@@ -85,14 +90,28 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let fifo = plan.notify_fifo.clone();
     let events = EventHub::default();
     let (tx, rx) = mpsc::channel();
+    let lb_link = LbLink::default();
     let logger = {
         let events = events.clone();
+        let lb_link = lb_link.clone();
         std::thread::Builder::new()
             .name("vipd-log".into())
-            .spawn(move || log_notices(rx, &events, fifo))?
+            .spawn(move || log_notices(rx, &events, fifo, &lb_link))?
     };
     let runtime = Arc::new(Runtime::start(plan, tx).context("starting the VRRP runtime")?);
-    let reload = reload_hook(&args, runtime.clone());
+    let balancer = match Balancer::start(&loaded.config, args.lb_backend, runtime.status.clone()) {
+        Ok(b) => b,
+        Err(e) => {
+            error!("load balancer: {e:#}");
+            error!("{}: not starting", args.file.display());
+            runtime.shutdown();
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    if let Some(b) = &balancer {
+        lb_link.connect(b.sender());
+    }
+    let reload = reload_hook(&args, runtime.clone(), &loaded.config);
     let handlers = Handlers {
         status: runtime.status.clone(),
         events,
@@ -115,6 +134,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let _ = sd_notify::notify(false, &[NotifyState::Stopping]);
     info!("{signal}: leaving (masters send priority 0 and release their addresses)");
     runtime.shutdown();
+    if let Some(b) = balancer {
+        b.stop();
+    }
     drop(runtime);
     let _ = logger.join();
     info!("vipd stopped");
@@ -164,7 +186,8 @@ fn load(
 /// SIGHUP and `vipd reload`: re-read and validate the whole config first (an invalid
 /// one changes nothing), then hand the new plan to the protocol thread, which keeps
 /// unchanged instances untouched.
-fn reload_hook(args: &RunArgs, runtime: Arc<Runtime>) -> ReloadHook {
+fn reload_hook(args: &RunArgs, runtime: Arc<Runtime>, config: &vipd_config::Config) -> ReloadHook {
+    let running_lb = lb_fingerprint(config);
     let file = args.file.clone();
     let config_id = args.config_id.clone();
     let ignore_inactive = args.ignore_inactive;
@@ -184,6 +207,13 @@ fn reload_hook(args: &RunArgs, runtime: Arc<Runtime>) -> ReloadHook {
             let loaded = load(&file, config_id.as_deref(), ignore_inactive).ok_or_else(|| {
                 format!("{}: invalid configuration; nothing changed", file.display())
             })?;
+            if lb_fingerprint(&loaded.config) != running_lb {
+                return Err(format!(
+                    "{}: virtual_server / virtual_server_group blocks changed; vipd cannot reload \
+                     the load balancer in place yet, restart it to apply them; nothing changed",
+                    file.display()
+                ));
+            }
             let plan = vipd_linux::plan::build(&loaded.config)
                 .map_err(|e| format!("{e:#}; nothing changed"))?;
             runtime.reload(plan)
@@ -260,8 +290,50 @@ async fn wait_for_signal(
     }
 }
 
+/// The load-balancer configuration without source positions: what a reload compares.
+fn lb_fingerprint(config: &vipd_config::Config) -> serde_json::Value {
+    vipd_config::without_spans(&(&config.virtual_servers, &config.virtual_server_groups))
+}
+
+/// The balancer's input, once it runs, and the last VRRP state of every instance.
+type LbLinkState = (
+    Option<mpsc::Sender<LbInput>>,
+    std::collections::HashMap<String, bool>,
+);
+
+/// VRRP states on their way to the load balancer, which starts after the protocol
+/// thread: states seen before it connects are replayed to it.
+#[derive(Clone, Default)]
+struct LbLink(Arc<Mutex<LbLinkState>>);
+
+impl LbLink {
+    fn connect(&self, tx: mpsc::Sender<LbInput>) {
+        if let Ok(mut g) = self.0.lock() {
+            for (instance, master) in &g.1 {
+                let _ = tx.send(LbInput::Vrrp {
+                    instance: instance.clone(),
+                    master: *master,
+                });
+            }
+            g.0 = Some(tx);
+        }
+    }
+
+    fn vrrp(&self, instance: &str, master: bool) {
+        if let Ok(mut g) = self.0.lock() {
+            g.1.insert(instance.to_string(), master);
+            if let Some(tx) = &g.0 {
+                let _ = tx.send(LbInput::Vrrp {
+                    instance: instance.to_string(),
+                    master,
+                });
+            }
+        }
+    }
+}
+
 /// Runs on its own thread so a slow stderr never reaches the protocol thread.
-fn log_notices(rx: mpsc::Receiver<Notice>, events: &EventHub, fifo: Option<PathBuf>) {
+fn log_notices(rx: mpsc::Receiver<Notice>, events: &EventHub, fifo: Option<PathBuf>, lb: &LbLink) {
     let (results_tx, results_rx) = mpsc::channel::<NotifyResult>();
     let _ = std::thread::Builder::new().name("vipd-notify-log".into()).spawn(move || {
         for r in results_rx {
@@ -288,6 +360,7 @@ fn log_notices(rx: mpsc::Receiver<Notice>, events: &EventHub, fifo: Option<PathB
                 priority,
                 notify,
             } => {
+                lb.vrrp(&instance, to == State::Master);
                 let word = match (to, reason) {
                     (State::Master, _) => Some("MASTER"),
                     (State::Backup, _) => Some("BACKUP"),

@@ -1,0 +1,518 @@
+//! The load-balancer thread: the one owner of the kernel forwarding table.
+//!
+//! It joins three inputs — real-server health from the checkers (their own thread and
+//! tokio runtime), the VRRP state of the instance owning each virtual server's address
+//! (from the protocol thread's notices), and link-layer addresses for direct routing
+//! (the neighbour table) — into [`vipd_lb::desired::Lb`], and whenever the resulting
+//! table changes it hands it to the data-plane backend (nftables or IPVS) in one apply.
+//! Nothing here ever blocks the protocol thread: it only ever receives.
+
+use anyhow::{Context, Result};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tracing::{error, info, warn};
+use vipd_config::model::{Config, VsKey};
+use vipd_lb::desired::{Lb, LbEvent};
+use vipd_lb::{DataPlane, Sched, Table};
+use vipd_linux::netlink::Rtnetlink;
+use vipd_linux::status::{RealServerStatus, Snapshot, VirtualServerStatus};
+
+/// Which kernel backend programs the forwarding table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// IPVS when the kernel has it, nftables otherwise.
+    #[default]
+    Auto,
+    Nftables,
+    Ipvs,
+}
+
+impl std::str::FromStr for Backend {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Backend, String> {
+        match s {
+            "auto" => Ok(Backend::Auto),
+            "nftables" | "nft" => Ok(Backend::Nftables),
+            "ipvs" => Ok(Backend::Ipvs),
+            _ => Err(format!(
+                "unknown load-balancer backend `{s}` (auto, nftables, ipvs)"
+            )),
+        }
+    }
+}
+
+/// Inputs of the balancer thread.
+#[derive(Debug)]
+pub enum Input {
+    Health(vipd_check::HealthChange),
+    /// A VRRP instance changed state (`master` = it holds its VIPs now).
+    Vrrp {
+        instance: String,
+        master: bool,
+    },
+    Stop,
+}
+
+/// Handle of the running balancer.
+pub struct Balancer {
+    tx: Sender<Input>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// How often direct-routing destinations' MACs are re-read from the neighbour table.
+const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(1);
+
+struct Owner {
+    lb: Lb,
+    plane: Box<dyn DataPlane>,
+    checkers: Option<vipd_check::Checkers>,
+    /// instance name → virtual servers whose address it owns.
+    owned_by: HashMap<String, Vec<usize>>,
+    /// virtual servers with `ha_suspend`.
+    ha_suspend: Vec<bool>,
+    applied: Option<Table>,
+    reasons: HashMap<(usize, usize), String>,
+    scripts: Vec<ScriptSet>,
+    status: Arc<Mutex<Snapshot>>,
+    rtnl: Option<Rtnetlink>,
+    poked: HashMap<IpAddr, Instant>,
+}
+
+/// notify_up / notify_down per real server, quorum_up / quorum_down per virtual server.
+#[derive(Default, Clone)]
+struct ScriptSet {
+    quorum_up: Option<String>,
+    quorum_down: Option<String>,
+    notify_up: Vec<Option<String>>,
+    notify_down: Vec<Option<String>>,
+}
+
+impl Balancer {
+    /// Starts checkers and the balancer thread for the configuration's virtual servers;
+    /// `None` when it has none. Refuses (with every reason, `file:line:col` first) a
+    /// configuration the chosen backend cannot express.
+    pub fn start(
+        config: &Config,
+        backend: Backend,
+        status: Arc<Mutex<Snapshot>>,
+    ) -> Result<Option<Balancer>> {
+        if config.virtual_servers.is_empty() {
+            return Ok(None);
+        }
+        let plane: Box<dyn DataPlane> = match backend {
+            Backend::Ipvs => Box::new(vipd_lb::ipvs::Ipvs::open()?),
+            Backend::Nftables => Box::new(vipd_lb::nft::Nftables::open()?),
+            Backend::Auto if vipd_lb::ipvs::Ipvs::available() => {
+                Box::new(vipd_lb::ipvs::Ipvs::open()?)
+            }
+            Backend::Auto => Box::new(vipd_lb::nft::Nftables::open()?),
+        };
+        // IPVS' default scheduler is wlc; nftables cannot count connections, so where the
+        // configuration is silent it schedules round robin (documented difference).
+        let default_sched = if plane.name() == "ipvs" {
+            Sched::Wlc
+        } else {
+            Sched::Rr
+        };
+        // Health is filled in from the checkers' initial verdicts once they exist.
+        let mut lb = Lb::new(
+            &config.virtual_servers,
+            &config.virtual_server_groups,
+            default_sched,
+            |_, _| true,
+        )
+        .map_err(|errs| {
+            anyhow::anyhow!(
+                "{}",
+                errs.iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        })?;
+
+        // Which VRRP instance owns each virtual server's address: it gates forwarding.
+        let mut owned_by: HashMap<String, Vec<usize>> = HashMap::new();
+        for (vi, vs) in config.virtual_servers.iter().enumerate() {
+            let addrs: Vec<IpAddr> = lb
+                .keys(vi)
+                .iter()
+                .filter_map(|k| match k {
+                    vipd_lb::ServiceKey::Addr { addr, .. } => Some(*addr),
+                    _ => None,
+                })
+                .collect();
+            let owner = config.instances.iter().find(|inst| {
+                inst.virtual_ipaddress
+                    .iter()
+                    .chain(inst.virtual_ipaddress_excluded.iter())
+                    .any(|a| addrs.contains(&a.addr))
+            });
+            match owner {
+                Some(inst) => {
+                    owned_by.entry(inst.name.clone()).or_default().push(vi);
+                    lb.set_active(vi, false);
+                    if lb.uses_dr(vi) {
+                        let dev = inst
+                            .virtual_ipaddress
+                            .iter()
+                            .find(|a| addrs.contains(&a.addr))
+                            .and_then(|a| a.dev.clone())
+                            .unwrap_or_else(|| inst.interface.clone());
+                        lb.set_device(vi, Some(dev));
+                    }
+                }
+                None => {
+                    if matches!(vs.key, VsKey::Fwmark { .. }) {
+                        info!(
+                            "{}: no VRRP instance owns it; forwarding whenever vipd runs",
+                            lb.name(vi)
+                        );
+                    } else {
+                        info!(
+                            "{}: no vrrp_instance has this address; forwarding whenever vipd runs",
+                            lb.name(vi)
+                        );
+                    }
+                    if lb.uses_dr(vi) {
+                        anyhow::bail!(
+                            "{}:{}: {}: direct routing needs the address to be a virtual_ipaddress of a vrrp_instance (its interface carries the traffic)",
+                            vs.span.file.display(),
+                            vs.span.line,
+                            lb.name(vi)
+                        );
+                    }
+                }
+            }
+        }
+        plane
+            .check(&lb.table_unfiltered())
+            .map_err(|e| anyhow::anyhow!("{e} (data-plane backend {})", plane.name()))?;
+
+        let scripts = config
+            .virtual_servers
+            .iter()
+            .map(|vs| ScriptSet {
+                quorum_up: vs.quorum_up.clone(),
+                quorum_down: vs.quorum_down.clone(),
+                notify_up: vs
+                    .real_servers
+                    .iter()
+                    .map(|r| r.notify_up.clone())
+                    .collect(),
+                notify_down: vs
+                    .real_servers
+                    .iter()
+                    .map(|r| r.notify_down.clone())
+                    .collect(),
+            })
+            .collect();
+        let (tx, rx) = mpsc::channel::<Input>();
+        let (health_tx, health_rx) = mpsc::channel::<vipd_check::HealthChange>();
+        {
+            let tx = tx.clone();
+            std::thread::Builder::new()
+                .name("vipd-lb-health".into())
+                .spawn(move || {
+                    for h in health_rx {
+                        if tx.send(Input::Health(h)).is_err() {
+                            break;
+                        }
+                    }
+                })?;
+        }
+        let ha_suspend: Vec<bool> = config
+            .virtual_servers
+            .iter()
+            .map(|v| v.ha_suspend)
+            .collect();
+        let suspended: Vec<usize> = (0..lb.len())
+            .filter(|&vi| ha_suspend[vi] && !lb.is_active(vi))
+            .collect();
+        let checkers = vipd_check::Checkers::start(
+            &config.virtual_servers,
+            &vipd_check::Globals::from_config(config),
+            vipd_check::StartOptions {
+                seed: std::process::id() as u64,
+                suspended,
+            },
+            health_tx,
+        )
+        .context("starting the health checkers")?;
+        for h in checkers.initial_health() {
+            lb.set_health(h.vs, h.rs, h.up, h.weight);
+        }
+        let reasons = checkers
+            .initial_health()
+            .iter()
+            .map(|h| ((h.vs, h.rs), h.reason.clone()))
+            .collect();
+        info!(
+            "load balancer: {} virtual server(s) on {}",
+            config.virtual_servers.len(),
+            plane.name()
+        );
+        let owner = Owner {
+            lb,
+            plane,
+            checkers: Some(checkers),
+            owned_by,
+            ha_suspend,
+            applied: None,
+            reasons,
+            scripts,
+            status,
+            rtnl: Rtnetlink::open().ok(),
+            poked: HashMap::new(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("vipd-lb".into())
+            .spawn(move || owner.run(rx))?;
+        Ok(Some(Balancer {
+            tx,
+            thread: Some(thread),
+        }))
+    }
+
+    /// Where VRRP notices go.
+    pub fn sender(&self) -> Sender<Input> {
+        self.tx.clone()
+    }
+
+    /// Stops the checkers and removes everything vipd installed.
+    pub fn stop(mut self) {
+        let _ = self.tx.send(Input::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Owner {
+    fn run(mut self, rx: Receiver<Input>) {
+        self.refresh_macs();
+        self.sync();
+        let mut next_refresh = Instant::now() + NEIGHBOUR_REFRESH;
+        loop {
+            let wait = next_refresh.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(wait) {
+                Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+                Ok(input) => {
+                    if !self.handle(input) {
+                        break;
+                    }
+                    // Take everything already queued before touching the kernel once.
+                    while let Ok(more) = rx.try_recv() {
+                        if !self.handle(more) {
+                            return self.stop();
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            if Instant::now() >= next_refresh {
+                self.refresh_macs();
+                next_refresh = Instant::now() + NEIGHBOUR_REFRESH;
+            }
+            self.sync();
+        }
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if let Some(c) = self.checkers.take() {
+            c.stop();
+        }
+        match self.plane.clear() {
+            Ok(()) => info!(
+                "load balancer: forwarding table removed ({})",
+                self.plane.name()
+            ),
+            Err(e) => error!("load balancer: removing the forwarding table: {e:#}"),
+        }
+    }
+
+    /// Returns false on Stop.
+    fn handle(&mut self, input: Input) -> bool {
+        match input {
+            Input::Stop => return false,
+            Input::Health(h) => {
+                let (addr, port) = self.lb.real_server(h.vs, h.rs);
+                let events = self.lb.set_health(h.vs, h.rs, h.up, h.weight);
+                if events.is_empty() && h.weight.is_none() {
+                    // no state change
+                } else if !events.is_empty() {
+                    let word = if h.up { "up" } else { "DOWN" };
+                    info!(
+                        "{}: real server {addr}:{port} {word} ({})",
+                        self.lb.name(h.vs),
+                        h.reason
+                    );
+                }
+                self.reasons.insert((h.vs, h.rs), h.reason);
+                self.run_scripts(&events);
+            }
+            Input::Vrrp { instance, master } => {
+                let Some(vss) = self.owned_by.get(&instance) else {
+                    return true;
+                };
+                for &vi in vss {
+                    if self.lb.is_active(vi) != master {
+                        info!(
+                            "{}: {} (VRRP instance {instance} is {})",
+                            self.lb.name(vi),
+                            if master {
+                                "forwarding"
+                            } else {
+                                "not forwarding"
+                            },
+                            if master { "MASTER" } else { "not MASTER" }
+                        );
+                    }
+                    self.lb.set_active(vi, master);
+                    if self.ha_suspend[vi] {
+                        if let Some(c) = &self.checkers {
+                            c.suspend(vi, !master);
+                        }
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    fn run_scripts(&self, events: &[LbEvent]) {
+        for e in events {
+            let script = match *e {
+                LbEvent::RealServerUp { vs, rs } => {
+                    self.scripts[vs].notify_up.get(rs).cloned().flatten()
+                }
+                LbEvent::RealServerDown { vs, rs } => {
+                    self.scripts[vs].notify_down.get(rs).cloned().flatten()
+                }
+                LbEvent::QuorumUp { vs } => {
+                    info!("{}: quorum gained", self.lb.name(vs));
+                    self.scripts[vs].quorum_up.clone()
+                }
+                LbEvent::QuorumDown { vs } => {
+                    warn!("{}: quorum lost", self.lb.name(vs));
+                    self.scripts[vs].quorum_down.clone()
+                }
+            };
+            if let Some(line) = script {
+                // Scripts run on their own thread: a hung one never holds the table.
+                let _ = std::thread::Builder::new()
+                    .name("vipd-lb-script".into())
+                    .spawn(move || {
+                        let argv = vipd_linux::scripts::split_words(&line);
+                        let outcome =
+                            vipd_linux::scripts::run(&argv, &[], Duration::from_secs(30), None);
+                        if !outcome.success() {
+                            warn!("load-balancer script `{line}` failed: {outcome:?}");
+                        }
+                    });
+            }
+        }
+    }
+
+    /// Reads direct-routing destinations' MACs from the neighbour table; a destination
+    /// with none gets a datagram to the discard port so the kernel resolves it.
+    fn refresh_macs(&mut self) {
+        let wanted = self.lb.dr_addresses();
+        if wanted.is_empty() {
+            return;
+        }
+        let Some(rtnl) = self.rtnl.as_mut() else {
+            return;
+        };
+        let table = match rtnl.dump_neighbours() {
+            Ok(t) => t,
+            Err(e) => {
+                warn!("reading the neighbour table: {e:#}");
+                return;
+            }
+        };
+        for addr in wanted {
+            let mac = table.iter().find(|n| n.addr == addr).map(|n| n.mac);
+            if mac.is_none() {
+                let due = self
+                    .poked
+                    .get(&addr)
+                    .is_none_or(|t| t.elapsed() >= NEIGHBOUR_REFRESH);
+                if due {
+                    poke(addr);
+                    self.poked.insert(addr, Instant::now());
+                }
+            }
+            // A neighbour that disappears from the table keeps its last MAC: forwarding to
+            // a stale MAC beats dropping, and health checks decide whether it is alive.
+            if let Some(m) = mac {
+                self.lb.set_mac(addr, Some(m));
+            }
+        }
+    }
+
+    fn sync(&mut self) {
+        let table = self.lb.table();
+        if self.applied.as_ref() != Some(&table) {
+            let t0 = Instant::now();
+            match self.plane.apply(&table) {
+                Ok(()) => {
+                    let took = t0.elapsed();
+                    let dests: usize = table.services.iter().map(|s| s.dests.len()).sum();
+                    info!(
+                        "load balancer: {} service(s), {dests} destination(s) programmed in {:.2} ms",
+                        table.services.len(),
+                        took.as_secs_f64() * 1000.0
+                    );
+                    self.applied = Some(table);
+                }
+                Err(e) => error!("load balancer: programming {}: {e:#}", self.plane.name()),
+            }
+        }
+        self.publish();
+    }
+
+    fn publish(&self) {
+        let list: Vec<VirtualServerStatus> = (0..self.lb.len())
+            .map(|vi| VirtualServerStatus {
+                name: self.lb.name(vi).to_string(),
+                active: self.lb.is_active(vi),
+                quorum_up: self.lb.quorum_up(vi),
+                backend: self.plane.name().to_string(),
+                real_servers: (0..self.lb.real_server_count(vi))
+                    .map(|ri| {
+                        let (addr, port) = self.lb.real_server(vi, ri);
+                        RealServerStatus {
+                            addr: addr.to_string(),
+                            port,
+                            up: self.lb.is_up(vi, ri),
+                            reason: self.reasons.get(&(vi, ri)).cloned().unwrap_or_default(),
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        if let Ok(mut s) = self.status.lock() {
+            s.virtual_servers = list;
+        }
+    }
+}
+
+/// One empty UDP datagram to the discard port makes the kernel resolve `addr`'s MAC.
+fn poke(addr: IpAddr) {
+    let bind: SocketAddr = if addr.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    }
+    .parse()
+    .unwrap();
+    if let Ok(s) = UdpSocket::bind(bind) {
+        let _ = s.send_to(&[], SocketAddr::new(addr, 9));
+    }
+}

@@ -1,0 +1,384 @@
+//! The load balancer end to end, in network namespaces: two directors (r1, r2) run vipd
+//! with a VRRP instance holding the VIP and a `virtual_server` on it; real servers
+//! (r3, r4, and r5 as sorry server) run a small HTTP server that answers with its own
+//! name; the client fetches http://VIP/ and counts who answered.
+
+mod common;
+
+use common::{Cluster, Spec, VIPD};
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use vipd_netns::{Netns, VIP_V4};
+
+/// An HTTP/1.0 server on port 80 of a namespace answering `200 <name>`; dropping or
+/// `stop`ping it closes the listener (connections are then refused).
+struct HttpServer {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HttpServer {
+    fn start(ns: &Netns, name: &str) -> HttpServer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, name) = (stop.clone(), name.to_string());
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = ns
+            .enter_thread(move || {
+                let l = TcpListener::bind("0.0.0.0:80").expect("bind :80");
+                l.set_nonblocking(true).unwrap();
+                ready_tx.send(()).unwrap();
+                while !s.load(Ordering::Relaxed) {
+                    match l.accept() {
+                        Ok((c, _)) => {
+                            let name = name.clone();
+                            std::thread::spawn(move || serve(c, &name));
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                    }
+                }
+            })
+            .unwrap();
+        ready_rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("server up");
+        HttpServer {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn serve(mut c: TcpStream, name: &str) {
+    let _ = c.set_nonblocking(false);
+    let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut req = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+        match c.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => req.extend_from_slice(&buf[..n]),
+        }
+    }
+    let body = format!("{name}\n");
+    let _ = c.write_all(
+        format!(
+            "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+}
+
+/// One GET from the current thread; the answering server's name.
+fn get(addr: SocketAddr) -> Result<String, String> {
+    let mut s =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(1)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s.write_all(b"GET / HTTP/1.0\r\nHost: vip\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+    out.split("\r\n\r\n")
+        .nth(1)
+        .map(|b| b.trim().to_string())
+        .filter(|b| !b.is_empty())
+        .ok_or_else(|| format!("bad answer {out:?}"))
+}
+
+/// `n` GETs from the client: answers by server name, failures under "ERR: ...".
+fn fetch(client: &Netns, n: usize) -> BTreeMap<String, usize> {
+    let addr = SocketAddr::new(VIP_V4.into(), 80);
+    client
+        .enter_thread(move || {
+            let mut m = BTreeMap::new();
+            for _ in 0..n {
+                let k = get(addr).unwrap_or_else(|e| format!("ERR: {e}"));
+                *m.entry(k).or_insert(0) += 1;
+            }
+            m
+        })
+        .unwrap()
+        .join()
+        .unwrap()
+}
+
+fn errors(m: &BTreeMap<String, usize>) -> usize {
+    m.iter()
+        .filter(|(k, _)| k.starts_with("ERR"))
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// Wait until `n` GETs in a row succeed.
+fn wait_serving(c: &Cluster, n: usize, timeout: Duration) {
+    let ok = vipd_netns::wait_for(timeout, Duration::from_millis(100), || {
+        errors(&fetch(c.lan.client(), n)) == 0
+    });
+    assert!(
+        ok,
+        "the VIP never served {n} requests in a row\n{}",
+        c.logs()
+    );
+}
+
+/// A real server's `up` in director `i`'s status.
+fn rs_up(c: &Cluster, i: usize, addr: &str) -> Option<bool> {
+    let st = c.status(i)?;
+    st["virtual_servers"][0]["real_servers"]
+        .as_array()?
+        .iter()
+        .find(|r| r["addr"] == addr)
+        .and_then(|r| r["up"].as_bool())
+}
+
+fn wait_rs(c: &Cluster, i: usize, addr: &str, up: bool, timeout: Duration) -> Duration {
+    let t0 = Instant::now();
+    let ok = vipd_netns::wait_for(timeout, Duration::from_millis(20), || {
+        rs_up(c, i, addr) == Some(up)
+    });
+    assert!(
+        ok,
+        "real server {addr} not {} on r{i} after {timeout:?}\n{}",
+        if up { "up" } else { "down" },
+        c.logs()
+    );
+    t0.elapsed()
+}
+
+fn realserver(ns: &Netns, vip: &str) {
+    let out = ns.exec(&[
+        VIPD,
+        "realserver",
+        "--vip",
+        vip,
+        "--state-file",
+        &format!("/tmp/{}-rs.json", ns.name()),
+    ]);
+    assert!(out.is_ok(), "vipd realserver failed: {out:?}");
+}
+
+fn nft_ruleset(ns: &Netns) -> String {
+    ns.exec(&["nft", "list", "ruleset"]).unwrap_or_default()
+}
+
+/// The seed's LVS block, unchanged but for the real servers' addresses.
+const SEED_VS: &str = "
+virtual_server 192.0.2.100 80 {
+    delay_loop 6
+    lb_algo rr
+    lb_kind DR
+    protocol TCP
+    real_server 192.0.2.13 80 {
+        weight 1
+        HTTP_GET {
+            url {
+                path /
+                status_code 200
+            }
+            connect_timeout 3
+            retry 3
+            delay_before_retry 3
+        }
+    }
+    real_server 192.0.2.14 80 {
+        weight 1
+        HTTP_GET {
+            url {
+                path /
+                status_code 200
+            }
+            connect_timeout 3
+            retry 3
+            delay_before_retry 3
+        }
+    }
+}
+";
+
+#[test]
+fn seed_dr_config_balances_removes_restores_and_fails_over() {
+    let Some(mut c) = Cluster::new(4, "lb-dr") else {
+        return;
+    };
+    let mut servers: Vec<Option<HttpServer>> = vec![
+        Some(HttpServer::start(c.lan.router(3), "r3")),
+        Some(HttpServer::start(c.lan.router(4), "r4")),
+    ];
+    realserver(c.lan.router(3), "192.0.2.100");
+    realserver(c.lan.router(4), "192.0.2.100");
+    let spec = Spec::v3();
+    c.start_vipd_with(
+        1,
+        &format!("{}{SEED_VS}", spec.config(150)),
+        &["--lb-backend", "nftables"],
+    );
+    c.start_vipd_with(
+        2,
+        &format!("{}{SEED_VS}", spec.config(100)),
+        &["--lb-backend", "nftables"],
+    );
+    c.wait_holders(spec.vip(), &[1], Duration::from_secs(5));
+    wait_serving(&c, 10, Duration::from_secs(15));
+
+    // Only the MASTER forwards: the backup has no rule for the VIP.
+    assert!(
+        nft_ruleset(c.lan.router(1)).contains("192.0.2.100"),
+        "{}",
+        nft_ruleset(c.lan.router(1))
+    );
+    assert!(
+        !nft_ruleset(c.lan.router(2)).contains("192.0.2.100"),
+        "{}",
+        nft_ruleset(c.lan.router(2))
+    );
+
+    // rr over two servers of weight 1: both get a fair share of 200 connections (DR on
+    // nftables hashes flows, so the split is statistical, not strictly alternating).
+    let m = fetch(c.lan.client(), 200);
+    assert_eq!(errors(&m), 0, "{m:?}");
+    for s in ["r3", "r4"] {
+        let n = m.get(s).copied().unwrap_or(0);
+        assert!((60..=140).contains(&n), "{s} got {n} of 200: {m:?}");
+    }
+
+    // r3's HTTP service stops: it must leave within delay_loop + retry × delay_before_retry
+    // + connect_timeout = 6 + 3×3 + 3 = 18 s (plus scheduling slack).
+    servers[0].take().unwrap().stop();
+    let took = wait_rs(&c, 1, "192.0.2.13", false, Duration::from_secs(25));
+    assert!(
+        took <= Duration::from_millis(19_500),
+        "removal took {took:?}"
+    );
+    let m = fetch(c.lan.client(), 100);
+    assert_eq!(
+        m.get("r4"),
+        Some(&100),
+        "after removal every request must reach r4: {m:?}"
+    );
+
+    // It comes back at its first successful check (≤ one delay_loop).
+    servers[0] = Some(HttpServer::start(c.lan.router(3), "r3"));
+    wait_rs(&c, 1, "192.0.2.13", true, Duration::from_secs(8));
+    let m = fetch(c.lan.client(), 100);
+    assert_eq!(errors(&m), 0, "{m:?}");
+    assert!(
+        m.get("r3").copied().unwrap_or(0) > 20,
+        "r3 is back but gets no traffic: {m:?}"
+    );
+
+    // The director leaves: the backup takes the VIP and the virtual server with it, and
+    // the old director removes everything it installed.
+    c.stop(1);
+    c.wait_holders(spec.vip(), &[2], Duration::from_secs(5));
+    wait_serving(&c, 10, Duration::from_secs(10));
+    let m = fetch(c.lan.client(), 100);
+    assert_eq!(errors(&m), 0, "{m:?}");
+    assert!(m.contains_key("r3") && m.contains_key("r4"), "{m:?}");
+    let left = c
+        .lan
+        .router(1)
+        .exec(&["nft", "list", "tables"])
+        .unwrap_or_default();
+    assert!(!left.contains("vipd"), "r1 left its tables behind: {left}");
+    assert!(nft_ruleset(c.lan.router(2)).contains("192.0.2.100"));
+}
+
+/// NAT with weights 3:1, a sorry server when everything is down, and quick timers.
+#[test]
+fn nat_weights_and_sorry_server() {
+    let Some(mut c) = Cluster::new(5, "lb-nat") else {
+        return;
+    };
+    let _s3 = HttpServer::start(c.lan.router(3), "r3");
+    let s4 = HttpServer::start(c.lan.router(4), "r4");
+    let _s5 = HttpServer::start(c.lan.router(5), "sorry");
+    // LVS-NAT: replies must go back through the director (here: via whoever holds the
+    // VIP), and the director forwards.
+    for i in 3..=5 {
+        let ns = c.lan.router(i);
+        ns.ip(["route", "add", "192.0.2.50/32", "via", "192.0.2.100"])
+            .unwrap();
+        ns.sysctl("net.ipv4.conf.all.accept_redirects", "0")
+            .unwrap();
+    }
+    for i in 1..=2 {
+        let ns = c.lan.router(i);
+        ns.sysctl("net.ipv4.ip_forward", "1").unwrap();
+        ns.sysctl("net.ipv4.conf.all.send_redirects", "0").unwrap();
+        ns.sysctl("net.ipv4.conf.eth0.send_redirects", "0").unwrap();
+    }
+    let vs = "
+virtual_server 192.0.2.100 80 {
+    delay_loop 1
+    lb_algo wrr
+    lb_kind NAT
+    protocol TCP
+    sorry_server 192.0.2.15 80
+    real_server 192.0.2.13 80 {
+        weight 3
+        TCP_CHECK {
+            connect_timeout 1
+            retry 1
+            delay_before_retry 0.5
+        }
+    }
+    real_server 192.0.2.14 80 {
+        weight 1
+        HTTP_GET {
+            url {
+                path /
+                status_code 200-299
+            }
+            connect_timeout 1
+            retry 1
+            delay_before_retry 0.5
+        }
+    }
+}
+";
+    let spec = Spec::v3();
+    c.start_vipd_with(
+        1,
+        &format!("{}{vs}", spec.config(150)),
+        &["--lb-backend", "nftables"],
+    );
+    c.wait_holders(spec.vip(), &[1], Duration::from_secs(5));
+    wait_serving(&c, 10, Duration::from_secs(10));
+    let m = fetch(c.lan.client(), 400);
+    assert_eq!(errors(&m), 0, "{m:?}");
+    let (r3, r4) = (
+        m.get("r3").copied().unwrap_or(0),
+        m.get("r4").copied().unwrap_or(0),
+    );
+    assert!(!m.contains_key("sorry"), "{m:?}");
+    // wrr hands out connections in exact 3:1 turns.
+    assert!(
+        (290..=310).contains(&r3) && (90..=110).contains(&r4),
+        "{m:?}"
+    );
+
+    // Everything down: the sorry server takes all traffic.
+    drop(_s3);
+    s4.stop();
+    wait_rs(&c, 1, "192.0.2.13", false, Duration::from_secs(6));
+    wait_rs(&c, 1, "192.0.2.14", false, Duration::from_secs(6));
+    let m = fetch(c.lan.client(), 50);
+    assert_eq!(m.get("sorry"), Some(&50), "{m:?}");
+}
