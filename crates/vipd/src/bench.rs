@@ -11,10 +11,13 @@
 //!   tracked link down, weight-0 check script failing) on the master to the peer
 //!   answering on the VIP, against the bound set by the script interval plus the
 //!   protocol's timers.
+//! * `vipd bench checkers` — CPU and memory while health-checking many real servers,
+//!   and the time from a real server failing to its removal from the kernel table.
 //!
 //! Every namespace, daemon and load process lives in a guard (`vipd-netns`), so an
 //! error or Ctrl-C (checked between steps) tears everything down.
 
+mod checkers;
 mod failover;
 mod jitter;
 mod pair;
@@ -41,6 +44,8 @@ pub enum BenchCommand {
     Jitter(JitterArgs),
     /// Track condition (down file, link down, failing script) → the peer answering on the VIP.
     Tracking(TrackingArgs),
+    /// Health-checking cost (CPU, RSS) for many real servers and failed-server removal latency.
+    Checkers(checkers::CheckersArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -183,6 +188,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         BenchCommand::Failover(a) => failover::run(a),
         BenchCommand::Jitter(a) => jitter::run(a),
         BenchCommand::Tracking(a) => tracking::run(a),
+        BenchCommand::Checkers(a) => checkers::run(a),
     }
 }
 
