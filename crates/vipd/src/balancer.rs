@@ -77,18 +77,43 @@ struct Owner {
     applied: Option<Table>,
     reasons: HashMap<(usize, usize), String>,
     scripts: Vec<ScriptSet>,
+    run_as: Option<vipd_linux::scripts::RunAs>,
     status: Arc<Mutex<Snapshot>>,
     rtnl: Option<Rtnetlink>,
     poked: HashMap<IpAddr, Instant>,
 }
 
 /// notify_up / notify_down per real server, quorum_up / quorum_down per virtual server.
+/// Each script as its words, checked like the VRRP notify scripts (enable_script_security)
+/// and run as `script_user` when set.
 #[derive(Default, Clone)]
 struct ScriptSet {
-    quorum_up: Option<String>,
-    quorum_down: Option<String>,
-    notify_up: Vec<Option<String>>,
-    notify_down: Vec<Option<String>>,
+    quorum_up: Option<Vec<String>>,
+    quorum_down: Option<Vec<String>>,
+    notify_up: Vec<Option<Vec<String>>>,
+    notify_down: Vec<Option<Vec<String>>>,
+    /// `omega`: run the down scripts when vipd stops.
+    omega: bool,
+}
+
+/// How long a load-balancer script may run before its process group is killed.
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn prepare_script(
+    config: &Config,
+    what: &str,
+    line: &Option<String>,
+) -> Result<Option<Vec<String>>> {
+    let Some(line) = line else { return Ok(None) };
+    let argv = vipd_linux::scripts::split_words(line);
+    let program = argv
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("{what}: empty command"))?;
+    if config.global.enable_script_security {
+        vipd_linux::scripts::check_security(program)
+            .map_err(|e| anyhow::anyhow!("{what}: refused by enable_script_security: {e}"))?;
+    }
+    Ok(Some(argv))
 }
 
 impl Balancer {
@@ -193,24 +218,40 @@ impl Balancer {
             .check(&lb.table_unfiltered())
             .map_err(|e| anyhow::anyhow!("{e} (data-plane backend {})", plane.name()))?;
 
-        let scripts = config
-            .virtual_servers
-            .iter()
-            .map(|vs| ScriptSet {
-                quorum_up: vs.quorum_up.clone(),
-                quorum_down: vs.quorum_down.clone(),
-                notify_up: vs
-                    .real_servers
+        let mut scripts = Vec::new();
+        for (vi, vs) in config.virtual_servers.iter().enumerate() {
+            let name = lb.name(vi).to_string();
+            let rs_scripts = |kw: &str, pick: fn(&vipd_config::RealServer) -> &Option<String>| {
+                vs.real_servers
                     .iter()
-                    .map(|r| r.notify_up.clone())
-                    .collect(),
-                notify_down: vs
-                    .real_servers
-                    .iter()
-                    .map(|r| r.notify_down.clone())
-                    .collect(),
-            })
-            .collect();
+                    .map(|r| {
+                        prepare_script(
+                            config,
+                            &format!("{name}: real_server {}: {kw}", r.addr),
+                            pick(r),
+                        )
+                    })
+                    .collect::<Result<Vec<_>>>()
+            };
+            scripts.push(ScriptSet {
+                quorum_up: prepare_script(config, &format!("{name}: quorum_up"), &vs.quorum_up)?,
+                quorum_down: prepare_script(
+                    config,
+                    &format!("{name}: quorum_down"),
+                    &vs.quorum_down,
+                )?,
+                notify_up: rs_scripts("notify_up", |r| &r.notify_up)?,
+                notify_down: rs_scripts("notify_down", |r| &r.notify_down)?,
+                omega: vs.omega,
+            });
+        }
+        let run_as = config
+            .global
+            .script_user
+            .as_deref()
+            .map(vipd_linux::plan::run_as)
+            .transpose()
+            .context("script_user")?;
         let (tx, rx) = mpsc::channel::<Input>();
         let (health_tx, health_rx) = mpsc::channel::<vipd_check::HealthChange>();
         {
@@ -265,6 +306,7 @@ impl Balancer {
             applied: None,
             reasons,
             scripts,
+            run_as,
             status,
             rtnl: Rtnetlink::open().ok(),
             poked: HashMap::new(),
@@ -327,6 +369,7 @@ impl Owner {
         if let Some(c) = self.checkers.take() {
             c.stop();
         }
+        self.omega();
         match self.plane.clear() {
             Ok(()) => info!(
                 "load balancer: forwarding table removed ({})",
@@ -403,19 +446,49 @@ impl Owner {
                     self.scripts[vs].quorum_down.clone()
                 }
             };
-            if let Some(line) = script {
+            if let Some(argv) = script {
+                let run_as = self.run_as;
                 // Scripts run on their own thread: a hung one never holds the table.
                 let _ = std::thread::Builder::new()
                     .name("vipd-lb-script".into())
                     .spawn(move || {
-                        let argv = vipd_linux::scripts::split_words(&line);
-                        let outcome =
-                            vipd_linux::scripts::run(&argv, &[], Duration::from_secs(30), None);
+                        let outcome = vipd_linux::scripts::run(&argv, &[], SCRIPT_TIMEOUT, run_as);
                         if !outcome.success() {
-                            warn!("load-balancer script `{line}` failed: {outcome:?}");
+                            warn!(
+                                "load-balancer script `{}` failed: {outcome:?}",
+                                argv.join(" ")
+                            );
                         }
                     });
             }
+        }
+    }
+
+    /// `omega`: on the way out, the real servers still up go down and the quorum is lost,
+    /// as far as the scripts are concerned (waited for, up to their timeout).
+    fn omega(&self) {
+        let mut threads = Vec::new();
+        for vi in 0..self.lb.len() {
+            let set = &self.scripts[vi];
+            if !set.omega {
+                continue;
+            }
+            let mut lines: Vec<Vec<String>> = (0..self.lb.real_server_count(vi))
+                .filter(|&ri| self.lb.is_up(vi, ri))
+                .filter_map(|ri| set.notify_down.get(ri).cloned().flatten())
+                .collect();
+            if self.lb.quorum_up(vi) {
+                lines.extend(set.quorum_down.clone());
+            }
+            for argv in lines {
+                let run_as = self.run_as;
+                threads.push(std::thread::spawn(move || {
+                    vipd_linux::scripts::run(&argv, &[], SCRIPT_TIMEOUT, run_as)
+                }));
+            }
+        }
+        for t in threads {
+            let _ = t.join();
         }
     }
 

@@ -324,35 +324,53 @@ fn nat_weights_and_sorry_server() {
         ns.sysctl("net.ipv4.conf.all.send_redirects", "0").unwrap();
         ns.sysctl("net.ipv4.conf.eth0.send_redirects", "0").unwrap();
     }
-    let vs = "
-virtual_server 192.0.2.100 80 {
+    // Every notify script appends its arguments to one log.
+    let events = c.dir.join("lb-events.log");
+    let script = c.dir.join("lb-event.sh");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\necho \"$*\" >> {}\n", events.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let sh = script.display();
+    let vs = format!(
+        "
+virtual_server 192.0.2.100 80 {{
     delay_loop 1
     lb_algo wrr
     lb_kind NAT
     protocol TCP
+    omega
+    quorum_up \"{sh} quorum-up\"
+    quorum_down \"{sh} quorum-down\"
     sorry_server 192.0.2.15 80
-    real_server 192.0.2.13 80 {
+    real_server 192.0.2.13 80 {{
         weight 3
-        TCP_CHECK {
+        notify_down \"{sh} down 13\"
+        TCP_CHECK {{
             connect_timeout 1
             retry 1
             delay_before_retry 0.5
-        }
-    }
-    real_server 192.0.2.14 80 {
+        }}
+    }}
+    real_server 192.0.2.14 80 {{
         weight 1
-        HTTP_GET {
-            url {
+        notify_up \"{sh} up 14\"
+        notify_down \"{sh} down 14\"
+        HTTP_GET {{
+            url {{
                 path /
                 status_code 200-299
-            }
+            }}
             connect_timeout 1
             retry 1
             delay_before_retry 0.5
-        }
-    }
-}
-";
+        }}
+    }}
+}}
+"
+    );
     let spec = Spec::v3();
     c.start_vipd_with(
         1,
@@ -381,4 +399,25 @@ virtual_server 192.0.2.100 80 {
     wait_rs(&c, 1, "192.0.2.14", false, Duration::from_secs(6));
     let m = fetch(c.lan.client(), 50);
     assert_eq!(m.get("sorry"), Some(&50), "{m:?}");
+
+    // r4 comes back: quorum regained, the sorry server leaves.
+    let _s4 = HttpServer::start(c.lan.router(4), "r4");
+    wait_rs(&c, 1, "192.0.2.14", true, Duration::from_secs(4));
+    let m = fetch(c.lan.client(), 20);
+    assert_eq!(m.get("r4"), Some(&20), "{m:?}");
+
+    // omega: stopping runs the down scripts of what is still up.
+    c.stop(1);
+    let log = std::fs::read_to_string(&events).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    for want in ["down 13", "down 14", "quorum-down", "up 14", "quorum-up"] {
+        assert!(
+            lines.contains(&want),
+            "no `{want}` in the script log:\n{log}"
+        );
+    }
+    // The last two: omega's down 14 and quorum-down (their order is not fixed).
+    let mut tail = lines[lines.len() - 2..].to_vec();
+    tail.sort();
+    assert_eq!(tail, vec!["down 14", "quorum-down"], "{log}");
 }
