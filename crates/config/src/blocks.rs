@@ -125,6 +125,24 @@ pub(crate) fn check_args(n: &Node, spec: A, d: &mut Diags) -> bool {
                 true
             }
         }
+        A::Script => match args {
+            [] => {
+                d.error(&n.keyword, format!("`{name}` needs a value"));
+                false
+            }
+            [_] => true,
+            [_, user, ..] => {
+                d.error_help(
+                    user,
+                    format!(
+                        "`{name}` runs one command; keepalived reads `{}` as the user to run it as, which vipd does not support per script",
+                        user.text
+                    ),
+                    "quote the command if these are its arguments (`\"/path/script arg\"`), or set `script_user` in global_defs",
+                );
+                false
+            }
+        },
         A::Any => true,
         A::Ip => need_one(d).is_some_and(|a| {
             let ok = a.text.parse::<IpAddr>().is_ok();

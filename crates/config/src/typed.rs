@@ -1150,17 +1150,39 @@ global_defs {
     }
 
     #[test]
+    fn script_keywords_refuse_a_per_script_user() {
+        let d = one_error(&instance_with("    notify_master /bin/x root"));
+        assert_eq!(
+            d.message,
+            "`notify_master` runs one command; keepalived reads `root` as the user to run it as, which vipd does not support per script"
+        );
+        // Quoted: one command with its arguments.
+        let l = load(&instance_with("    notify_master \"/bin/x root\"")).unwrap();
+        assert_eq!(
+            l.config.instances[0].notify.master.as_deref(),
+            Some("/bin/x root")
+        );
+    }
+
+    #[test]
     fn inactive_inside_virtual_server_depends_on_the_block() {
         let text = "virtual_server 192.0.2.100 80 {\n  alpha\n  real_server 192.0.2.11 80 {\n    alpha\n    virtualhost www\n    HTTP_GET {\n      url {\n        path /\n        regex ok\n        regex_no_match\n        regex_options caseless\n      }\n    }\n    SMTP_CHECK {\n      host {\n        connect_ip 192.0.2.11\n      }\n    }\n  }\n}\n";
         let got = inactive(text);
         let expected: Vec<(String, u32, u32)> = vec![
-            ("keyword `regex_options` is parsed but not active yet".into(), 11, 9),
+            (
+                "keyword `regex_options` is parsed but not active yet".into(),
+                11,
+                9,
+            ),
             ("keyword `host` is parsed but not active yet".into(), 15, 7),
         ];
         assert_eq!(got, expected);
         let l = load(text).unwrap();
         let rs = &l.config.virtual_servers[0].real_servers[0];
-        assert_eq!((rs.alpha, rs.virtualhost.as_deref()), (Some(true), Some("www")));
+        assert_eq!(
+            (rs.alpha, rs.virtualhost.as_deref()),
+            (Some(true), Some("www"))
+        );
         assert!(rs.checkers[0].urls[0].regex_no_match);
     }
 
