@@ -541,6 +541,32 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
             }
         }
     }
+    // Virtual servers: whether they forward here, and each real server's health.
+    for vs in v["virtual_servers"].as_array().into_iter().flatten() {
+        println!(
+            "\n{} ({}, {}, quorum {})",
+            vs["name"].as_str().unwrap_or("?"),
+            vs["backend"].as_str().unwrap_or("?"),
+            if vs["active"] == true {
+                "forwarding"
+            } else {
+                "not forwarding: VIP elsewhere"
+            },
+            if vs["quorum_up"] == true {
+                "up"
+            } else {
+                "DOWN"
+            },
+        );
+        for rs in vs["real_servers"].as_array().into_iter().flatten() {
+            println!(
+                "  {:<40} {:<5} {}",
+                format!("{}:{}", rs["addr"].as_str().unwrap_or("?"), rs["port"]),
+                if rs["up"] == true { "up" } else { "DOWN" },
+                rs["reason"].as_str().unwrap_or(""),
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

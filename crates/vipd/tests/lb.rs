@@ -266,6 +266,23 @@ fn seed_dr_config_balances_removes_restores_and_fails_over() {
         took <= Duration::from_millis(19_500),
         "removal took {took:?}"
     );
+    eprintln!("r3 removed {took:?} after its HTTP service stopped");
+    let table = std::process::Command::new(VIPD)
+        .args(["status", "--control-socket"])
+        .arg(c.socket_path(1))
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains("virtual_server 192.0.2.100 80 (nftables, forwarding, quorum up)")
+            && table
+                .lines()
+                .any(|l| l.contains("192.0.2.13:80") && l.contains("DOWN"))
+            && table
+                .lines()
+                .any(|l| l.contains("192.0.2.14:80") && l.contains(" up ")),
+        "{table}"
+    );
     let m = fetch(c.lan.client(), 100);
     assert_eq!(
         m.get("r4"),
