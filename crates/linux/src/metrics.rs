@@ -126,6 +126,34 @@ pub fn render(snap: &Snapshot) -> String {
             drops.get_or_create(&l(&[("reason", reason)])).inc_by(*n);
         }
     }
+    let vs_active = gauge(
+        &mut reg,
+        "vipd_virtual_server_active",
+        "1 while the virtual server is programmed here (its VIP's instance is MASTER)",
+    );
+    let vs_quorum = gauge(
+        &mut reg,
+        "vipd_virtual_server_quorum_up",
+        "1 while the live real servers' weights reach the virtual server's quorum",
+    );
+    let rs_up = gauge(
+        &mut reg,
+        "vipd_real_server_up",
+        "1 while the real server passes its health checks",
+    );
+    for vs in &snap.virtual_servers {
+        let l = vec![("virtual_server".to_string(), vs.name.clone())];
+        vs_active.get_or_create(&l).set(i64::from(vs.active));
+        vs_quorum.get_or_create(&l).set(i64::from(vs.quorum_up));
+        for rs in &vs.real_servers {
+            let mut l = l.clone();
+            l.push((
+                "real_server".to_string(),
+                format!("{}:{}", rs.addr, rs.port),
+            ));
+            rs_up.get_or_create(&l).set(i64::from(rs.up));
+        }
+    }
     for (reason, n) in &snap.socket_drops {
         socket_drops
             .get_or_create(&vec![("reason".to_string(), reason.clone())])
@@ -215,7 +243,18 @@ mod tests {
             }],
             socket_drops: vec![("unknown_vrid".into(), 9)],
             tracking: Default::default(),
-            virtual_servers: Vec::new(),
+            virtual_servers: vec![crate::status::VirtualServerStatus {
+                name: "virtual_server 192.0.2.100 80".into(),
+                active: true,
+                quorum_up: false,
+                backend: "nftables".into(),
+                real_servers: vec![crate::status::RealServerStatus {
+                    addr: "192.0.2.11".into(),
+                    port: 80,
+                    up: false,
+                    reason: "connect: connection refused".into(),
+                }],
+            }],
         }
     }
 
@@ -230,6 +269,9 @@ mod tests {
             "vipd_socket_dropped_total{reason=\"unknown_vrid\"} 9",
             "vipd_instance_advert_interval_seconds{instance=\"VI_1\",interface=\"eth0\",vrid=\"51\"} 0.01",
             "# TYPE vipd_transitions counter",
+            "vipd_virtual_server_active{virtual_server=\"virtual_server 192.0.2.100 80\"} 1",
+            "vipd_virtual_server_quorum_up{virtual_server=\"virtual_server 192.0.2.100 80\"} 0",
+            "vipd_real_server_up{virtual_server=\"virtual_server 192.0.2.100 80\",real_server=\"192.0.2.11:80\"} 0",
         ] {
             assert!(text.contains(line), "missing `{line}` in:\n{text}");
         }

@@ -78,6 +78,8 @@ struct Owner {
     reasons: HashMap<(usize, usize), String>,
     scripts: Vec<ScriptSet>,
     run_as: Option<vipd_linux::scripts::RunAs>,
+    /// `vipd events --follow` subscribers.
+    events: vipd_linux::control::EventHub,
     status: Arc<Mutex<Snapshot>>,
     rtnl: Option<Rtnetlink>,
     poked: HashMap<IpAddr, Instant>,
@@ -124,6 +126,7 @@ impl Balancer {
         config: &Config,
         backend: Backend,
         status: Arc<Mutex<Snapshot>>,
+        events: vipd_linux::control::EventHub,
     ) -> Result<Option<Balancer>> {
         if config.virtual_servers.is_empty() {
             return Ok(None);
@@ -308,6 +311,7 @@ impl Balancer {
             scripts,
             run_as,
             status,
+            events,
             rtnl: Rtnetlink::open().ok(),
             poked: HashMap::new(),
         };
@@ -429,6 +433,28 @@ impl Owner {
     }
 
     fn run_scripts(&self, events: &[LbEvent]) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        for e in events {
+            let line = match *e {
+                LbEvent::RealServerUp { vs, rs } | LbEvent::RealServerDown { vs, rs } => {
+                    let (addr, port) = self.lb.real_server(vs, rs);
+                    serde_json::json!({
+                        "time": now, "virtual_server": self.lb.name(vs),
+                        "real_server": format!("{addr}:{port}"),
+                        "to": if matches!(e, LbEvent::RealServerUp { .. }) { "up" } else { "down" },
+                        "reason": self.reasons.get(&(vs, rs)).cloned().unwrap_or_default(),
+                    })
+                }
+                LbEvent::QuorumUp { vs } | LbEvent::QuorumDown { vs } => serde_json::json!({
+                    "time": now, "virtual_server": self.lb.name(vs),
+                    "quorum": if matches!(e, LbEvent::QuorumUp { .. }) { "up" } else { "down" },
+                }),
+            };
+            self.events.publish(line.to_string());
+        }
         for e in events {
             let script = match *e {
                 LbEvent::RealServerUp { vs, rs } => {

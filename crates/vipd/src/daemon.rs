@@ -99,7 +99,12 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             .spawn(move || log_notices(rx, &events, fifo, &lb_link))?
     };
     let runtime = Arc::new(Runtime::start(plan, tx).context("starting the VRRP runtime")?);
-    let balancer = match Balancer::start(&loaded.config, args.lb_backend, runtime.status.clone()) {
+    let balancer = match Balancer::start(
+        &loaded.config,
+        args.lb_backend,
+        runtime.status.clone(),
+        events.clone(),
+    ) {
         Ok(b) => b,
         Err(e) => {
             error!("load balancer: {e:#}");

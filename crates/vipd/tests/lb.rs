@@ -409,6 +409,26 @@ virtual_server 192.0.2.100 80 {{
         "{m:?}"
     );
 
+    // `vipd events --follow` reports real servers and quorum from here on.
+    let mut follower = std::process::Command::new(VIPD)
+        .args(["events", "--follow", "--control-socket"])
+        .arg(c.socket_path(1))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = follower.stdout.take().unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let sink = seen.clone();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str(&line) {
+                sink.lock().unwrap().push(v);
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(200));
+
     // Everything down: the sorry server takes all traffic.
     drop(_s3);
     s4.stop();
@@ -422,6 +442,15 @@ virtual_server 192.0.2.100 80 {{
     wait_rs(&c, 1, "192.0.2.14", true, Duration::from_secs(4));
     let m = fetch(c.lan.client(), 20);
     assert_eq!(m.get("r4"), Some(&20), "{m:?}");
+    let has = |f: &dyn Fn(&serde_json::Value) -> bool| seen.lock().unwrap().iter().any(f);
+    let ok = vipd_netns::wait_for(Duration::from_secs(2), Duration::from_millis(20), || {
+        has(&|e| e["real_server"] == "192.0.2.13:80" && e["to"] == "down")
+            && has(&|e| e["real_server"] == "192.0.2.14:80" && e["to"] == "up")
+            && has(&|e| e["quorum"] == "down")
+            && has(&|e| e["quorum"] == "up")
+    });
+    let _ = follower.kill();
+    assert!(ok, "events seen: {:?}", seen.lock().unwrap());
 
     // omega: stopping runs the down scripts of what is still up.
     c.stop(1);
