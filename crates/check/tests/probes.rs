@@ -117,7 +117,12 @@ fn http_get() {
         let mut u = url("/ok", host);
         u.regex = Some(regex::bytes::Regex::new("^world").unwrap());
         u.regex_no_match = true;
-        assert!(probe(ProbeKind::Http(http(vec![u])), t, 1000).run().await.ok);
+        assert!(
+            probe(ProbeKind::Http(http(vec![u])), t, 1000)
+                .run()
+                .await
+                .ok
+        );
         let mut u = url("/ok", host);
         u.regex = Some(regex::bytes::Regex::new("wor.d").unwrap());
         u.regex_no_match = true;

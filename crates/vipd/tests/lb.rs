@@ -450,6 +450,7 @@ virtual_server 192.0.2.100 80 {{
             && has(&|e| e["quorum"] == "up")
     });
     let _ = follower.kill();
+    let _ = follower.wait();
     assert!(ok, "events seen: {:?}", seen.lock().unwrap());
 
     // omega: stopping runs the down scripts of what is still up.
