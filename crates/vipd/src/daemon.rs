@@ -214,8 +214,9 @@ fn reload_hook(args: &RunArgs, runtime: Arc<Runtime>, config: &vipd_config::Conf
             })?;
             if lb_fingerprint(&loaded.config) != running_lb {
                 return Err(format!(
-                    "{}: virtual_server / virtual_server_group blocks changed; vipd cannot reload \
-                     the load balancer in place yet, restart it to apply them; nothing changed",
+                    "{}: virtual_server / virtual_server_group blocks (or the vrrp_instance holding \
+                     their address) changed; vipd cannot reload the load balancer in place yet, \
+                     restart it to apply them; nothing changed",
                     file.display()
                 ));
             }
@@ -296,8 +297,31 @@ async fn wait_for_signal(
 }
 
 /// The load-balancer configuration without source positions: what a reload compares.
+/// It includes which vrrp_instance holds each virtual server's address (and on which
+/// interface), since the balancer follows that instance.
 fn lb_fingerprint(config: &vipd_config::Config) -> serde_json::Value {
-    vipd_config::without_spans(&(&config.virtual_servers, &config.virtual_server_groups))
+    let owners: Vec<(String, String)> = config
+        .virtual_servers
+        .iter()
+        .filter_map(|vs| match &vs.key {
+            vipd_config::VsKey::Addr { addr, .. } => Some(*addr),
+            _ => None,
+        })
+        .flat_map(|addr| {
+            config.instances.iter().filter_map(move |i| {
+                i.virtual_ipaddress
+                    .iter()
+                    .chain(&i.virtual_ipaddress_excluded)
+                    .find(|a| a.addr == addr)
+                    .map(|a| (i.name.clone(), a.dev.clone().unwrap_or_else(|| i.interface.clone())))
+            })
+        })
+        .collect();
+    vipd_config::without_spans(&(
+        &config.virtual_servers,
+        &config.virtual_server_groups,
+        owners,
+    ))
 }
 
 /// The balancer's input, once it runs, and the last VRRP state of every instance.

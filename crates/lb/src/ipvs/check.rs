@@ -108,6 +108,13 @@ fn check_service(s: &Service) -> Result<(), String> {
         if !unicast(&d.addr) {
             return Err(format!("{what}: not a unicast address"));
         }
+        if let IpAddr::V6(a) = d.addr {
+            if a.segments()[0] & 0xffc0 == 0xfe80 {
+                return Err(format!(
+                    "{what}: IPVS refuses link-local real servers (EINVAL); use a global or unique-local address"
+                ));
+            }
+        }
         if Family::of(&d.addr) != family && d.forward != Forward::Tun {
             return Err(format!(
                 "{what}: IPVS reaches a real server of the other address family only by tunnelling (lb_kind TUN), not {}",
@@ -296,6 +303,9 @@ mod tests {
                 "{bad}"
             );
         }
+        // The kernel refuses link-local real servers (seen on 6.1).
+        let ll: IpAddr = "fe80::1".parse().unwrap();
+        assert!(reason(svc(v6(1), vec![dest(ll, Forward::Dr)])).contains("link-local"));
     }
 
     #[test]

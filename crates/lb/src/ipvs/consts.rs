@@ -114,7 +114,7 @@ pub const SVC_FLAGS_USER_MASK: u32 = IP_VS_SVC_F_PERSISTENT
 
 pub const IP_VS_CONN_F_FWD_MASK: u32 = 0x0007;
 pub const IP_VS_CONN_F_MASQ: u32 = 0x0000;
-/// The kernel switches a destination that is a local address to this method itself.
+/// Local delivery (`ipvsadm` can set it; vipd never does, and adopts it away).
 pub const IP_VS_CONN_F_LOCALNODE: u32 = 0x0001;
 pub const IP_VS_CONN_F_TUNNEL: u32 = 0x0002;
 pub const IP_VS_CONN_F_DROUTE: u32 = 0x0003;

@@ -592,8 +592,8 @@ mod tests {
 
     #[test]
     fn adopted_kernel_state_converges_in_one_step() {
-        // What a dump could show: a local destination (the kernel switched it to
-        // LOCALNODE), scheduler "none", a persistence engine vipd does not configure.
+        // What a dump could show: a destination someone set to LOCALNODE, scheduler
+        // "none", a persistence engine vipd does not configure.
         let want = lower(&table(vec![service(key(100), vec![dest(11, 1)])]));
         let mut have = want.clone();
         have[0].svc.sched = "none".into();

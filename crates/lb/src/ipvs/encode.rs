@@ -52,8 +52,9 @@ pub struct SvcAttrs {
 pub struct DestAttrs {
     pub addr: IpAddr,
     pub port: u16,
-    /// `IP_VS_CONN_F_MASQ` / `_TUNNEL` / `_DROUTE` (`_LOCALNODE` can appear in dumps: the
-    /// kernel picks it for a destination that is a local address).
+    /// `IP_VS_CONN_F_MASQ` / `_TUNNEL` / `_DROUTE` (`_LOCALNODE` can appear in dumps of
+    /// services someone else configured; the 6.1 kernel keeps a local destination's
+    /// Masq/Route method as given).
     pub fwd: u32,
     pub weight: u32,
     pub u_thresh: u32,
