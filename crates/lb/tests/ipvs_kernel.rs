@@ -147,70 +147,7 @@ fn lo_up() {
 // ---------------------------------------------------------------------------------------
 // The VM: one boot for every test of this file
 
-fn run_sh() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/vm/run.sh")
-}
-
-/// Why the VM cannot be used here, `None` if it can. Checks what `run.sh` would
-/// otherwise build or install itself (which a test must not do).
-fn vm_unavailable() -> Option<String> {
-    let run = run_sh();
-    if !run.is_file() {
-        return Some(format!("{} is missing", run.display()));
-    }
-    let dir = std::env::var("VIPD_VM_DIR").unwrap_or_else(|_| "/var/tmp/vipd-vm".into());
-    let env = Path::new(&dir).join("current.env");
-    let Ok(text) = std::fs::read_to_string(&env) else {
-        return Some(format!("no VM image ({} is missing)", env.display()));
-    };
-    for var in ["KERNEL", "INITRD"] {
-        let value = text
-            .lines()
-            .find_map(|l| l.strip_prefix(var)?.strip_prefix('='));
-        match value {
-            Some(p) if Path::new(p).is_file() => {}
-            _ => {
-                return Some(format!(
-                    "{}: {var} is missing or names no file",
-                    env.display()
-                ))
-            }
-        }
-    }
-    if find_program("qemu-system-x86_64").is_none() {
-        return Some("qemu-system-x86_64 is not installed".into());
-    }
-    None
-}
-
-fn find_program(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/bin"].map(PathBuf::from))
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
-struct VmRun {
-    /// run.sh's exit status (the guest script's: 0 when every test passed; 124 timeout,
-    /// 125 the VM failed).
-    status: Option<i32>,
-    stdout: String,
-    stderr: String,
-    wall: Duration,
-}
-
-impl VmRun {
-    fn report(&self) -> String {
-        format!(
-            "run.sh exit status {:?} after {:.1} s\n----- guest stdout -----\n{}\n----- guest stderr / run.sh -----\n{}",
-            self.status,
-            self.wall.as_secs_f64(),
-            self.stdout,
-            self.stderr
-        )
-    }
-}
+use vipd_netns::vm::{find_program, unavailable as vm_unavailable, VmRun};
 
 /// Boots the VM once (the first caller; the others wait) and runs every test of this
 /// file in it, one process each, between markers the host splits the output by.
@@ -218,11 +155,6 @@ fn vm_run() -> &'static Result<VmRun, String> {
     static RUN: OnceLock<Result<VmRun, String>> = OnceLock::new();
     RUN.get_or_init(|| {
         let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-        // The guest sees the host root read-only, but fresh tmpfs on these: a test binary
-        // built below one of them must be shared into the guest explicitly.
-        let hidden = ["/tmp", "/var/tmp", "/run", "/dev/shm"]
-            .iter()
-            .any(|d| exe.starts_with(d));
         let script = r#"
 exe=$1; shift
 st=0
@@ -235,32 +167,23 @@ for t in "$@"; do
 done
 exit $st
 "#;
-        let mut cmd = Command::new("bash");
-        cmd.arg(run_sh())
-            .args(["--timeout", &VM_TIMEOUT_SECS.to_string()])
-            .args(["--env", &format!("{IN_VM}=1")]);
-        for var in ["RUST_BACKTRACE", "VIPD_TEST_NO_IPVSADM"] {
-            if let Ok(v) = std::env::var(var) {
-                cmd.args(["--env", &format!("{var}={v}")]);
-            }
-        }
-        if hidden {
-            let dir = exe.parent().ok_or("test binary without a directory")?;
-            cmd.arg("--share").arg(dir);
-        }
-        cmd.args(["--", "bash", "-c", script, "vipd-ipvs-kernel"])
-            .arg(&exe)
-            .args(ALL_TESTS);
-        let t = Instant::now();
-        let out = cmd
-            .output()
-            .map_err(|e| format!("running {}: {e}", run_sh().display()))?;
-        let run = VmRun {
-            status: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            wall: t.elapsed(),
-        };
+        let args: Vec<&str> = ["-c", script, "vipd-ipvs-kernel"]
+            .into_iter()
+            .chain(exe.to_str())
+            .chain(ALL_TESTS.iter().copied())
+            .collect();
+        let env: Vec<(&str, String)> = ["VIPD_TEST_NO_IPVSADM"]
+            .into_iter()
+            .filter_map(|k| std::env::var(k).ok().map(|v| (k, v)))
+            .collect();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let run = vipd_netns::vm::run(
+            Path::new("/bin/bash"),
+            &args,
+            &env,
+            &[exe.as_path()],
+            Duration::from_secs(VM_TIMEOUT_SECS.into()),
+        )?;
         eprintln!(
             "VM run of {} tests: exit status {:?}, {:.1} s",
             ALL_TESTS.len(),

@@ -51,6 +51,7 @@ mod ns;
 mod probe;
 mod process;
 mod util;
+pub mod vm;
 
 pub use capture::{Capture, Frame, FrameKind, Frames, MacAddr, VrrpHeader};
 pub use keepalived::{simple_vrrp_config, start_keepalived, Keepalived};

@@ -9,6 +9,7 @@ use common::{Cluster, Spec, VIPD};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -174,8 +175,26 @@ fn realserver(ns: &Netns, vip: &str) {
     assert!(out.is_ok(), "vipd realserver failed: {out:?}");
 }
 
+/// The data plane under test: nftables, or `VIPD_TEST_LB_BACKEND=ipvs` (a kernel with
+/// IPVS, e.g. inside bench/vm).
+fn backend() -> String {
+    std::env::var("VIPD_TEST_LB_BACKEND").unwrap_or_else(|_| "nftables".into())
+}
+
+/// What vipd installed on a director, as text: nftables' ruleset or IPVS' table.
 fn nft_ruleset(ns: &Netns) -> String {
+    if backend() == "ipvs" {
+        return ns.exec(&["ipvsadm", "-Ln"]).unwrap_or_default();
+    }
     ns.exec(&["nft", "list", "ruleset"]).unwrap_or_default()
+}
+
+/// The tests of this file run one at a time: the IPVS run boots an emulated VM that
+/// takes both cores, which would skew the others' timing bounds.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The seed's LVS block, unchanged but for the real servers' addresses.
@@ -214,6 +233,7 @@ virtual_server 192.0.2.100 80 {
 
 #[test]
 fn seed_dr_config_balances_removes_restores_and_fails_over() {
+    let _serial = serial();
     let Some(mut c) = Cluster::new(4, "lb-dr") else {
         return;
     };
@@ -227,12 +247,12 @@ fn seed_dr_config_balances_removes_restores_and_fails_over() {
     c.start_vipd_with(
         1,
         &format!("{}{SEED_VS}", spec.config(150)),
-        &["--lb-backend", "nftables"],
+        &["--lb-backend", &backend()],
     );
     c.start_vipd_with(
         2,
         &format!("{}{SEED_VS}", spec.config(100)),
-        &["--lb-backend", "nftables"],
+        &["--lb-backend", &backend()],
     );
     c.wait_holders(spec.vip(), &[1], Duration::from_secs(5));
     wait_serving(&c, 10, Duration::from_secs(15));
@@ -274,10 +294,12 @@ fn seed_dr_config_balances_removes_restores_and_fails_over() {
         .unwrap();
     let table = String::from_utf8_lossy(&table.stdout);
     assert!(
-        table.contains("virtual_server 192.0.2.100 80 (nftables, forwarding, quorum up)")
-            && table
-                .lines()
-                .any(|l| l.contains("192.0.2.13:80") && l.contains("DOWN"))
+        table.contains(&format!(
+            "virtual_server 192.0.2.100 80 ({}, forwarding, quorum up)",
+            backend()
+        )) && table
+            .lines()
+            .any(|l| l.contains("192.0.2.13:80") && l.contains("DOWN"))
             && table
                 .lines()
                 .any(|l| l.contains("192.0.2.14:80") && l.contains(" up ")),
@@ -308,18 +330,18 @@ fn seed_dr_config_balances_removes_restores_and_fails_over() {
     let m = fetch(c.lan.client(), 100);
     assert_eq!(errors(&m), 0, "{m:?}");
     assert!(m.contains_key("r3") && m.contains_key("r4"), "{m:?}");
-    let left = c
-        .lan
-        .router(1)
-        .exec(&["nft", "list", "tables"])
-        .unwrap_or_default();
-    assert!(!left.contains("vipd"), "r1 left its tables behind: {left}");
+    let left = nft_ruleset(c.lan.router(1));
+    assert!(
+        !left.contains("vipd") && !left.contains("192.0.2.100"),
+        "r1 left its table behind: {left}"
+    );
     assert!(nft_ruleset(c.lan.router(2)).contains("192.0.2.100"));
 }
 
 /// NAT with weights 3:1, a sorry server when everything is down, and quick timers.
 #[test]
 fn nat_weights_and_sorry_server() {
+    let _serial = serial();
     let Some(mut c) = Cluster::new(5, "lb-nat") else {
         return;
     };
@@ -392,7 +414,7 @@ virtual_server 192.0.2.100 80 {{
     c.start_vipd_with(
         1,
         &format!("{}{vs}", spec.config(150)),
-        &["--lb-backend", "nftables"],
+        &["--lb-backend", &backend()],
     );
     c.wait_holders(spec.vip(), &[1], Duration::from_secs(5));
     wait_serving(&c, 10, Duration::from_secs(10));
@@ -467,4 +489,60 @@ virtual_server 192.0.2.100 80 {{
     let mut tail = lines[lines.len() - 2..].to_vec();
     tail.sort();
     assert_eq!(tail, vec!["down 14", "quorum-down"], "{log}");
+}
+
+/// The two scenarios above again on the IPVS backend: directly when this kernel has
+/// IPVS, otherwise inside the bench/vm guest (Debian's kernel under QEMU; slow but real).
+#[test]
+fn same_scenarios_on_ipvs() {
+    use vipd_netns::vm;
+    if std::env::var_os("VIPD_TEST_LB_BACKEND").is_some() || vm::in_vm() {
+        return; // the inner run itself
+    }
+    if vipd_netns::skip_unless_root() {
+        return;
+    }
+    let _serial = serial();
+    let exe = std::env::current_exe().unwrap();
+    let tests = [
+        "nat_weights_and_sorry_server",
+        "seed_dr_config_balances_removes_restores_and_fails_over",
+    ];
+    let mut args = vec!["--exact", "--test-threads", "1", "--nocapture"];
+    args.extend(tests);
+    let (status, out) = if vm::host_has_ipvs() {
+        let o = std::process::Command::new(&exe)
+            .args(&args)
+            .env("VIPD_TEST_LB_BACKEND", "ipvs")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        (o.status.code(), text)
+    } else if let Some(why) = vm::unavailable() {
+        eprintln!("skipped: this kernel has no IPVS and the VM cannot run: {why}");
+        return;
+    } else {
+        let run = vm::run(
+            &exe,
+            &args,
+            &[("VIPD_TEST_LB_BACKEND", "ipvs")],
+            &[Path::new(VIPD)],
+            Duration::from_secs(900),
+        )
+        .unwrap();
+        eprintln!("VM run: {:.1} s", run.wall.as_secs_f64());
+        (run.status, run.report())
+    };
+    assert_eq!(status, Some(0), "{out}");
+    for t in tests {
+        assert!(
+            out.contains(&format!("test {t} ... ")),
+            "{t} did not run:\n{out}"
+        );
+    }
+    assert!(out.contains("test result: ok. 2 passed"), "{out}");
 }
