@@ -313,7 +313,12 @@ fn lb_fingerprint(config: &vipd_config::Config) -> serde_json::Value {
                     .iter()
                     .chain(&i.virtual_ipaddress_excluded)
                     .find(|a| a.addr == addr)
-                    .map(|a| (i.name.clone(), a.dev.clone().unwrap_or_else(|| i.interface.clone())))
+                    .map(|a| {
+                        (
+                            i.name.clone(),
+                            a.dev.clone().unwrap_or_else(|| i.interface.clone()),
+                        )
+                    })
             })
         })
         .collect();
