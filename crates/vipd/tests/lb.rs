@@ -431,6 +431,28 @@ virtual_server 192.0.2.100 80 {{
         "{m:?}"
     );
 
+    // A reload that changes the virtual server is refused (vipd must be restarted for
+    // that) and changes nothing; one that leaves it alone goes through.
+    let reload = |conf: &str| {
+        std::fs::write(c.config_path(1), conf).unwrap();
+        let o = std::process::Command::new(VIPD)
+            .args(["reload", "--control-socket"])
+            .arg(c.socket_path(1))
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+        )
+    };
+    let conf = format!("{}{vs}", spec.config(150));
+    let (ok, out) = reload(&conf.replace("weight 3", "weight 2"));
+    assert!(!ok && out.contains("virtual_server"), "{out}");
+    let (ok, out) = reload(&conf.replace("priority 150", "priority 140"));
+    assert!(ok, "{out}");
+    let m = fetch(c.lan.client(), 40);
+    assert_eq!((m.get("r3"), m.get("r4")), (Some(&30), Some(&10)), "{m:?}");
+
     // `vipd events --follow` reports real servers and quorum from here on.
     let mut follower = std::process::Command::new(VIPD)
         .args(["events", "--follow", "--control-socket"])
