@@ -20,7 +20,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::FromRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -221,9 +221,10 @@ impl Drop for Server {
 // ---------------------------------------------------------------------------------------
 // Clients.
 
-/// A TCP connection from `src` (any if None) to `dst`, connect bounded by `timeout`.
+/// A TCP connection from `src` (any if None; port 0: any) to `dst`, connect bounded by
+/// `timeout`.
 fn connect_from(
-    src: Option<IpAddr>,
+    src: Option<SocketAddr>,
     dst: SocketAddr,
     timeout: Duration,
 ) -> std::io::Result<TcpStream> {
@@ -276,7 +277,15 @@ fn connect_from(
         let stream = TcpStream::from_raw_fd(fd);
         stream.set_write_timeout(Some(timeout))?; // bounds connect() too (SO_SNDTIMEO)
         if let Some(src) = src {
-            let (ss, len) = sockaddr(SocketAddr::new(src, 0));
+            let one: libc::c_int = 1;
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_REUSEADDR,
+                &one as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+            let (ss, len) = sockaddr(src);
             if libc::bind(fd, &ss as *const _ as *const libc::sockaddr, len) < 0 {
                 return Err(std::io::Error::last_os_error());
             }
@@ -292,6 +301,7 @@ fn connect_from(
 
 /// Connects and reads the greeting line (the server's name).
 fn fetch_one(src: Option<IpAddr>, dst: SocketAddr) -> Result<String, String> {
+    let src = src.map(|a| SocketAddr::new(a, 0));
     let c = connect_from(src, dst, Duration::from_secs(3)).map_err(|e| e.to_string())?;
     c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
     let mut line = String::new();
@@ -826,51 +836,472 @@ fn nat_ipv6_round_robin() {
     assert!(c.iter().all(|x| x.packets >= 12), "{c:?}");
 }
 
+// ---------------------------------------------------------------------------------------
+// The DR lab.
+
+/// `Lan` router 1 is the director (VIP on eth0), routers 2..=n+1 are real servers (VIP on
+/// lo, arp_ignore=1, arp_announce=2; IPv6 answers neighbour solicitations only for
+/// addresses of the interface) serving port 80 on both families as `r<i>`.
+struct DrLab {
+    _servers: Vec<Server>,
+    lan: Lan,
+}
+
+impl DrLab {
+    fn new(n_servers: usize) -> DrLab {
+        let lan = Lan::new(n_servers + 1, LanOptions::default()).unwrap();
+        let (v4, v6) = (vipd_netns::VIP_V4, vipd_netns::VIP_V6);
+        lan.router(1)
+            .ip_batch(&format!(
+                "addr add {v4}/32 dev eth0\naddr add {v6}/128 dev eth0 nodad\n"
+            ))
+            .unwrap();
+        let mut servers = Vec::new();
+        for i in 2..=n_servers + 1 {
+            let r = lan.router(i);
+            r.sysctls(&[
+                ("net.ipv4.conf.all.arp_ignore", "1"),
+                ("net.ipv4.conf.all.arp_announce", "2"),
+                ("net.ipv4.conf.eth0.arp_ignore", "1"),
+                ("net.ipv4.conf.eth0.arp_announce", "2"),
+            ])
+            .unwrap();
+            r.ip_batch(&format!(
+                "addr add {v4}/32 dev lo\naddr add {v6}/128 dev lo nodad\n"
+            ))
+            .unwrap();
+            servers.push(Server::start(
+                r,
+                SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 80),
+                &format!("r{i}"),
+            ));
+        }
+        DrLab {
+            _servers: servers,
+            lan,
+        }
+    }
+
+    fn director(&self) -> &Netns {
+        self.lan.router(1)
+    }
+
+    fn vip(v6: bool) -> SocketAddr {
+        if v6 {
+            SocketAddr::new(IpAddr::V6(vipd_netns::VIP_V6), 80)
+        } else {
+            SocketAddr::new(IpAddr::V4(vipd_netns::VIP_V4), 80)
+        }
+    }
+
+    /// Router `i` as a DR destination.
+    fn dest(&self, i: usize, v6: bool, weight: u32) -> Dest {
+        Dest {
+            addr: if v6 {
+                IpAddr::V6(self.lan.router_addr_v6(i))
+            } else {
+                IpAddr::V4(self.lan.router_addr_v4(i))
+            },
+            port: 80,
+            weight,
+            forward: Forward::Dr,
+            upper_threshold: 0,
+            lower_threshold: 0,
+            mac: Some(self.lan.router_mac(i).0),
+        }
+    }
+
+    /// The wrr DR service on the VIP's port 80 (on eth0).
+    fn service(&self, v6: bool, dests: Vec<Dest>) -> Service {
+        let mut s = service(DrLab::vip(v6).ip(), 80, Sched::Wrr, dests);
+        s.device = Some("eth0".into());
+        s
+    }
+
+    /// Router `i`'s MAC as nft prints it.
+    fn mac(&self, i: usize) -> String {
+        let m = self.lan.router_mac(i).0;
+        m.iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    }
+
+    /// `n` new connections from the client; the servers that answered, in order.
+    fn fetch(&self, v6: bool, n: usize) -> Vec<String> {
+        self.lan
+            .client()
+            .run(|| {
+                (0..n)
+                    .map(|_| fetch_one(None, DrLab::vip(v6)).expect("connect"))
+                    .collect()
+            })
+            .unwrap()
+    }
+
+    /// `n` long-lived connections from the client.
+    fn open(&self, v6: bool, n: usize) -> Vec<Conn> {
+        self.lan
+            .client()
+            .run(|| (0..n).map(|_| Conn::open(None, DrLab::vip(v6))).collect())
+            .unwrap()
+    }
+}
+
+/// A long-lived client connection to an echo `Server`.
+struct Conn {
+    w: TcpStream,
+    r: BufReader<TcpStream>,
+    /// The server that greeted.
+    server: String,
+    v6: bool,
+    sent: usize,
+}
+
+impl Conn {
+    fn open(src: Option<SocketAddr>, dst: SocketAddr) -> Conn {
+        let c = connect_from(src, dst, Duration::from_secs(3)).expect("connect");
+        c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        c.set_nodelay(true).unwrap();
+        let mut r = BufReader::new(c.try_clone().unwrap());
+        let mut server = String::new();
+        r.read_line(&mut server).expect("greeting");
+        Conn {
+            w: c,
+            r,
+            server: server.trim().to_string(),
+            v6: dst.is_ipv6(),
+            sent: 0,
+        }
+    }
+
+    fn local_port(&self) -> u16 {
+        self.w.local_addr().unwrap().port()
+    }
+
+    /// Sends a line and returns the answer.
+    fn ping(&mut self) -> std::io::Result<String> {
+        self.sent += 1;
+        self.w
+            .write_all(format!("ping {}\n", self.sent).as_bytes())?;
+        let mut line = String::new();
+        if self.r.read_line(&mut line)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        Ok(line.trim().to_string())
+    }
+
+    /// Asserts that the connection still talks to its server.
+    fn assert_alive(&mut self, when: &str) {
+        let what = format!(
+            "{} connection (port {}) to {}",
+            if self.v6 { "IPv6" } else { "IPv4" },
+            self.local_port(),
+            self.server
+        );
+        match self.ping() {
+            Ok(l) => assert_eq!(
+                l,
+                format!("{} ping {}", self.server, self.sent),
+                "{when}: {what}"
+            ),
+            Err(e) => panic!("{when}: {what} broke: {e}"),
+        }
+    }
+
+    /// Closes with a reset (SO_LINGER 0), so the port is free at once.
+    fn abort(self) {
+        let l = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: valid socket, option value of the declared size.
+        let r = unsafe {
+            libc::setsockopt(
+                self.w.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                &l as *const libc::linger as *const libc::c_void,
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(r, 0);
+    }
+}
+
+/// One pinned flow of a DR flow table, as `nft list map` shows it.
+#[derive(Debug)]
+struct Pinned {
+    sport: u16,
+    /// Time left before the entry expires.
+    expires: Duration,
+    mac: String,
+}
+
+/// The entries of `netdev vipd <map>` (needs the nft binary).
+fn pinned_flows(ns: &Netns, map: &str) -> Vec<Pinned> {
+    let out = ns
+        .exec(&["nft", "list", "map", "netdev", "vipd", map])
+        .expect("nft list map");
+    let Some(start) = out.find("elements = {") else {
+        return Vec::new();
+    };
+    let body = &out[start + "elements = {".len()..];
+    let body = &body[..body.find('}').expect("closing brace")];
+    body.split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|e| {
+            // saddr . daddr . sport . dport [timeout T] expires E : mac
+            let (lhs, mac) = e.rsplit_once(" : ").unwrap_or_else(|| panic!("{e}"));
+            let w: Vec<&str> = lhs.split_whitespace().collect();
+            let exp = w[w.iter().position(|x| *x == "expires").expect(e) + 1];
+            Pinned {
+                sport: w[4].parse().unwrap_or_else(|_| panic!("{e}")),
+                expires: nft_duration(exp),
+                mac: mac.trim().to_string(),
+            }
+        })
+        .collect()
+}
+
+/// The MACs of every flow pinned in `netdev vipd <map>`, read over netlink in `ns`.
+fn flow_macs(ns: &Netns, map: &str) -> Vec<[u8; 6]> {
+    use vipd_lb::nft::{consts, decode, encode, sock::NftSocket};
+    ns.run(|| {
+        let mut sock = NftSocket::open().unwrap();
+        let req = encode::get_elems(sock.next_seq(), consts::NFPROTO_NETDEV, "vipd", map);
+        sock.use_seqs(1);
+        let msgs = sock.dump(&req).unwrap();
+        msgs.iter()
+            .filter(|m| m.ty == encode::nft_type(consts::NFT_MSG_NEWSETELEM))
+            .flat_map(|m| decode::set_elems(&m.payload[4..]))
+            .map(|e| e.data.try_into().expect("a MAC"))
+            .collect()
+    })
+    .unwrap()
+}
+
+/// nft's `14m59s548ms`.
+fn nft_duration(s: &str) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let n: u64 = rest[..digits].parse().unwrap_or_else(|_| panic!("{s}"));
+        rest = &rest[digits..];
+        let unit = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        total += match &rest[..unit] {
+            "d" => Duration::from_secs(n * 86_400),
+            "h" => Duration::from_secs(n * 3_600),
+            "m" => Duration::from_secs(n * 60),
+            "s" => Duration::from_secs(n),
+            "ms" => Duration::from_millis(n),
+            u => panic!("unit {u} in {s}"),
+        };
+        rest = &rest[unit..];
+    }
+    total
+}
+
+#[test]
+fn dr_flow_table_keeps_established_connections() {
+    if skip() {
+        return;
+    }
+    let nft = has_nft();
+    if !nft {
+        eprintln!("the nft binary is missing: flow table contents not checked");
+    }
+    // Real servers r2, r3, r4; r4 starts out of the table (failed, about to recover).
+    let lab = DrLab::new(3);
+    let d = Director::start(lab.director());
+    let table_of = |w: &[(usize, u32)]| {
+        table(
+            [false, true]
+                .into_iter()
+                .map(|v6| lab.service(v6, w.iter().map(|&(i, wt)| lab.dest(i, v6, wt)).collect()))
+                .collect(),
+        )
+    };
+    let names = |v: &[String]| {
+        v.iter()
+            .cloned()
+            .collect::<std::collections::BTreeSet<String>>()
+    };
+    let set = |v: &[&str]| {
+        v.iter()
+            .map(|s| s.to_string())
+            .collect::<std::collections::BTreeSet<String>>()
+    };
+    d.apply(&table_of(&[(2, 1), (3, 1)]));
+
+    // Long-lived connections, both families.
+    let mut conns = lab.open(false, 24);
+    conns.extend(lab.open(true, 8));
+    let on = |conns: &[Conn]| names(&conns.iter().map(|c| c.server.clone()).collect::<Vec<_>>());
+    assert_eq!(on(&conns), set(&["r2", "r3"]));
+    for c in &mut conns {
+        c.assert_alive("before any change");
+    }
+    if nft {
+        // Established flows are pinned for 15 minutes (IPv4 service: svc1).
+        let pinned = pinned_flows(lab.director(), "svc1_flows");
+        for c in conns.iter().filter(|c| !c.v6) {
+            let p = pinned
+                .iter()
+                .find(|p| p.sport == c.local_port())
+                .unwrap_or_else(|| panic!("port {} not pinned: {pinned:?}", c.local_port()));
+            assert!(p.expires > Duration::from_secs(800), "{p:?}");
+        }
+    }
+
+    // 1. r4 recovers: new connections reach it, established ones stay where they are
+    // (without the flow table about a third of them would hash to r4 and be reset).
+    d.apply(&table_of(&[(2, 1), (3, 1), (4, 1)]));
+    for c in &mut conns {
+        c.assert_alive("after adding r4");
+    }
+    for v6 in [false, true] {
+        let got = lab.fetch(v6, 30);
+        assert!(got.iter().any(|n| n == "r4"), "{got:?}");
+        assert!(names(&got).is_subset(&set(&["r2", "r3", "r4"])), "{got:?}");
+    }
+    let mut more = lab.open(false, 12);
+    more.extend(lab.open(true, 12));
+    assert!(
+        more.iter().any(|c| c.server == "r4" && !c.v6),
+        "{:?}",
+        on(&more)
+    );
+    conns.extend(more);
+
+    // 2. A weight changes: every established connection stays.
+    d.apply(&table_of(&[(2, 3), (3, 1), (4, 1)]));
+    for c in &mut conns {
+        c.assert_alive("after a weight change");
+    }
+
+    // 3. r3 fails and is removed: its flows are forgotten at once, its connections are
+    // cut (their next segment is scheduled to another server, which resets it), the
+    // others keep working, and new connections avoid r3.
+    d.apply(&table_of(&[(2, 3), (4, 1)]));
+    if nft {
+        for map in ["svc1_flows", "svc2_flows"] {
+            let pinned = pinned_flows(lab.director(), map);
+            assert!(
+                pinned.iter().all(|p| p.mac != lab.mac(3)),
+                "{map}: {pinned:?}"
+            );
+            assert!(
+                pinned.iter().any(|p| p.mac == lab.mac(2)),
+                "{map}: {pinned:?}"
+            );
+            assert!(
+                pinned.iter().any(|p| p.mac == lab.mac(4)),
+                "{map}: {pinned:?}"
+            );
+        }
+    }
+    let (cut, mut conns): (Vec<Conn>, Vec<Conn>) =
+        conns.into_iter().partition(|c| c.server == "r3");
+    assert!(!cut.is_empty());
+    for mut c in cut {
+        let port = c.local_port();
+        let res = c.ping();
+        assert!(
+            matches!(&res, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+            "connection (port {port}) to the removed r3: {res:?}"
+        );
+    }
+    for c in &mut conns {
+        c.assert_alive("after removing r3");
+    }
+    for v6 in [false, true] {
+        let got = lab.fetch(v6, 40);
+        assert_eq!(names(&got), set(&["r2", "r4"]), "{got:?}");
+    }
+
+    // 4. r4 is drained (weight 0, inhibit_on_failure): its connections continue, new
+    // ones go to r2 only; its flows are kept.
+    d.apply(&table_of(&[(2, 3), (4, 0)]));
+    if nft {
+        let pinned = pinned_flows(lab.director(), "svc1_flows");
+        assert!(pinned.iter().any(|p| p.mac == lab.mac(4)), "{pinned:?}");
+    }
+    for c in &mut conns {
+        c.assert_alive("after draining r4");
+    }
+    for v6 in [false, true] {
+        assert_eq!(names(&lab.fetch(v6, 10)), set(&["r2"]));
+    }
+    // A new connection reusing the 4-tuple of a pinned flow of r4 is scheduled afresh
+    // (a SYN never follows the flow table), so it does not reach the drained r4.
+    let i = conns
+        .iter()
+        .position(|c| c.server == "r4" && !c.v6)
+        .expect("an IPv4 connection to r4");
+    let old = conns.swap_remove(i);
+    let port = old.local_port();
+    old.abort();
+    if nft {
+        // The client's reset shortened the entry to 10 s.
+        let start = Instant::now();
+        loop {
+            let pinned = pinned_flows(lab.director(), "svc1_flows");
+            let p = pinned
+                .iter()
+                .find(|p| p.sport == port)
+                .expect("still pinned");
+            assert_eq!(p.mac, lab.mac(4));
+            if p.expires <= Duration::from_secs(10) {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(2), "{p:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    let src = SocketAddr::new(IpAddr::V4(vipd_netns::CLIENT_V4), port);
+    let again = lab
+        .lan
+        .client()
+        .run(|| Conn::open(Some(src), DrLab::vip(false)))
+        .unwrap();
+    assert_eq!(again.server, "r2");
+    conns.push(again);
+
+    // 5. Every server drained: established connections still continue; new ones are
+    // refused at once.
+    d.apply(&table_of(&[(2, 0), (4, 0)]));
+    for c in &mut conns {
+        c.assert_alive("with every server drained");
+    }
+    let refused = lab
+        .lan
+        .client()
+        .run(|| fetch_one(None, DrLab::vip(false)))
+        .unwrap();
+    assert!(
+        refused.as_ref().is_err_and(|e| e.contains("refused")),
+        "{refused:?}"
+    );
+}
+
 #[test]
 fn dr_on_a_bridged_lan() {
     if skip() {
         return;
     }
-    let lan = Lan::new(3, LanOptions::default()).unwrap();
+    let lab = DrLab::new(2);
+    let lan = &lab.lan;
     let vip = vipd_netns::VIP_V4;
-    let director = lan.router(1);
-    director
-        .ip(["addr", "add", &format!("{vip}/32"), "dev", "eth0"])
-        .unwrap();
-    let mut servers = Vec::new();
-    for i in [2, 3] {
-        let r = lan.router(i);
-        r.sysctls(&[
-            ("net.ipv4.conf.all.arp_ignore", "1"),
-            ("net.ipv4.conf.all.arp_announce", "2"),
-            ("net.ipv4.conf.eth0.arp_ignore", "1"),
-            ("net.ipv4.conf.eth0.arp_announce", "2"),
-        ])
-        .unwrap();
-        r.ip(["addr", "add", &format!("{vip}/32"), "dev", "lo"])
-            .unwrap();
-        servers.push(Server::start(
-            r,
-            SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 80),
-            &format!("r{i}"),
-        ));
-    }
-    let dest = |i: usize, weight: u32| Dest {
-        addr: IpAddr::V4(lan.router_addr_v4(i)),
-        port: 80,
-        weight,
-        forward: Forward::Dr,
-        upper_threshold: 0,
-        lower_threshold: 0,
-        mac: Some(lan.router_mac(i).0),
-    };
-    let mut svc = service(
-        IpAddr::V4(vip),
-        80,
-        Sched::Wrr,
-        vec![dest(2, 3), dest(3, 1)],
-    );
-    svc.device = Some("eth0".into());
+    let director = lab.director();
+    let dest = |i: usize, weight: u32| lab.dest(i, false, weight);
+    let mut svc = lab.service(false, vec![dest(2, 3), dest(3, 1)]);
     let d = Director::start(director);
     d.apply(&table(vec![svc.clone()]));
 
@@ -1019,7 +1450,25 @@ fn clear_and_open_remove_the_tables() {
         }],
     );
     dr6.device = Some("d0".into());
-    let t = table(vec![persistent, fwmark, v6, empty, dr, dr6]);
+    // DR variants: UDP (no TCP flag classes), and every server drained (pinned flows,
+    // drop, reject).
+    let mut dr_udp = dr.clone();
+    dr_udp.key = ServiceKey::Addr {
+        addr: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 100)),
+        port: 53,
+        proto: Proto::Udp,
+    };
+    dr_udp.persistence = None;
+    let mut dr_drained = dr.clone();
+    dr_drained.key = ServiceKey::Addr {
+        addr: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 100)),
+        port: 443,
+        proto: Proto::Tcp,
+    };
+    dr_drained.dests[0].weight = 0;
+    let t = table(vec![
+        persistent, fwmark, v6, empty, dr, dr6, dr_udp, dr_drained,
+    ]);
     let d = Director::start(&ns);
     d.apply(&t);
     // nft (which older versions abort on rule shapes they cannot print) reads it all.
@@ -1028,6 +1477,7 @@ fn clear_and_open_remove_the_tables() {
         for fam in ["ip", "ip6", "netdev"] {
             for c in [
                 "pre", "out", "post", "in_d0", "svc1", "svc2", "svc3", "svc4", "svc5", "svc6",
+                "svc7", "svc8",
             ] {
                 if let Err(e) = ns.exec(&["nft", "list", "chain", fam, "vipd", c]) {
                     eprintln!("{fam} {c}: {e}");
@@ -1035,6 +1485,21 @@ fn clear_and_open_remove_the_tables() {
             }
         }
         panic!("{e}");
+    }
+    // ... including the DR flow tables and the rules using them.
+    let netdev = ns
+        .exec(&["nft", "list", "table", "netdev", "vipd"])
+        .unwrap();
+    for want in [
+        "map svc5_flows",
+        "type ipv4_addr . ipv4_addr . inet_service . inet_service : ether_addr",
+        "map svc6_flows",
+        "type ipv6_addr . ipv6_addr . inet_service . inet_service : ether_addr",
+        "update @svc7_flows",
+        "delete @svc5_flows",
+        "@svc8_flows drop",
+    ] {
+        assert!(netdev.contains(want), "{want}: {netdev}");
     }
     let listed = nft_tables(&ns);
     for fam in ["\"ip\"", "\"ip6\"", "\"netdev\""] {
@@ -1158,6 +1623,120 @@ fn apply_timings() {
         &big(Sched::Sh, 2, 9_999),
     );
     time("back to 3 services", &three(1));
+
+    // One DR service, 750 destinations (on a veth).
+    ns.ip(["link", "add", "d0", "type", "veth", "peer", "name", "d1"])
+        .unwrap();
+    ns.ip(["link", "set", "d0", "up"]).unwrap();
+    let nets = [[192u8, 0, 2], [198, 51, 100], [203, 0, 113]];
+    let mac = |k: usize| [2, 0, 0, 0, (k >> 8) as u8, k as u8];
+    let dr_table = |w0: u32, n: usize| {
+        let mut s = service(
+            IpAddr::V4(Ipv4Addr::new(192, 0, 2, 100)),
+            80,
+            Sched::Wrr,
+            (0..n)
+                .map(|k| {
+                    let net = nets[k % 3];
+                    Dest {
+                        forward: Forward::Dr,
+                        mac: Some(mac(k)),
+                        ..nat_dest(
+                            IpAddr::V4(Ipv4Addr::new(net[0], net[1], net[2], 1 + (k / 3) as u8)),
+                            80,
+                            if k == 0 { w0 } else { 1 },
+                        )
+                    }
+                })
+                .collect(),
+        );
+        s.device = Some("d0".into());
+        table(vec![s])
+    };
+    time("1 DR service x 750 dests: create", &dr_table(1, 750));
+    time(
+        "1 DR service x 750 dests: one weight changed",
+        &dr_table(2, 750),
+    );
+    time(
+        "1 DR service x 750 dests: one dest removed",
+        &dr_table(2, 749),
+    );
+    // Pinned flows (spread over the destinations), then changes that remove one.
+    let listed = if has_nft() {
+        ns.exec(&["nft", "list", "table", "netdev", "vipd"])
+            .unwrap()
+    } else {
+        String::new()
+    };
+    if let Some(flows) = listed.split_whitespace().find(|w| w.ends_with("_flows")) {
+        let dir = vipd_netns::WorkDir::new("tim").unwrap();
+        // Flows `range`, flow i pinned to destination i % 749.
+        let pin = |range: std::ops::Range<usize>| {
+            let mut script = String::new();
+            for chunk in range.collect::<Vec<_>>().chunks(10_000) {
+                let elems: Vec<String> = chunk
+                    .iter()
+                    .map(|&i| {
+                        let m = mac(i % 749);
+                        format!(
+                            "203.0.113.{} . 192.0.2.100 . {} . 80 : \
+                             {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+                            i % 256,
+                            1024 + i / 256,
+                            m[0],
+                            m[1],
+                            m[2],
+                            m[3],
+                            m[4],
+                            m[5]
+                        )
+                    })
+                    .collect();
+                script += &format!(
+                    "add element netdev vipd {flows} {{ {} }}\n",
+                    elems.join(", ")
+                );
+            }
+            let path = dir.join("flows.nft");
+            std::fs::write(&path, script).unwrap();
+            ns.exec(&["nft", "-f", path.to_str().unwrap()]).unwrap();
+        };
+        // How many flows are pinned to each destination k (read over netlink: nft takes
+        // seconds to list such a map).
+        let per_dest = || {
+            let mut n = vec![0usize; 750];
+            for mac in flow_macs(&ns, flows) {
+                n[u16::from_be_bytes([mac[4], mac[5]]) as usize] += 1;
+            }
+            n
+        };
+        let n = vipd_lb::nft::plan::FLOWS_PURGE_MAX - 5_536;
+        pin(0..n);
+        let before = per_dest();
+        assert_eq!(before.iter().sum::<usize>(), n);
+        time(
+            &format!("1 DR service x 749 dests, {n} flows: weight changed"),
+            &dr_table(3, 749),
+        );
+        time(
+            &format!("1 DR service x 749 dests, {n} flows: dest removed (purge)"),
+            &dr_table(3, 748),
+        );
+        // The removed destination's flows are gone, the others stay.
+        let after = per_dest();
+        assert!(before[748] > 0);
+        assert_eq!(after[748], 0);
+        assert_eq!(after[..748], before[..748]);
+        let big = vipd_lb::nft::plan::FLOWS_PURGE_MAX + 4_464;
+        pin(n..big);
+        time(
+            &format!("1 DR service x 747 dests, {big} flows: dest removed (no purge)"),
+            &dr_table(3, 747),
+        );
+        // Too many to list them: left to expire.
+        assert_eq!(per_dest().iter().sum::<usize>(), big - before[748]);
+    }
     eprintln!(
         "nftables apply timings ({} build; total includes planning, encoding and the kernel):",
         if cfg!(debug_assertions) {

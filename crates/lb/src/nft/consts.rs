@@ -84,6 +84,8 @@ pub const NFT_MSG_DELSET: u16 = 11;
 pub const NFT_MSG_NEWSETELEM: u16 = 12;
 pub const NFT_MSG_GETSETELEM: u16 = 13;
 pub const NFT_MSG_DELSETELEM: u16 = 14;
+/// Like DELSETELEM, but an element that does not exist is no error (Linux 6.3).
+pub const NFT_MSG_DESTROYSETELEM: u16 = 30;
 
 // enum nft_list_attributes
 pub const NFTA_LIST_ELEM: u16 = 1;

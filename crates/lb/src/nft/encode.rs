@@ -313,6 +313,24 @@ impl Batch {
         );
     }
 
+    /// `destroy element` by key: like [`del_elems`](Self::del_elems), but keys that are
+    /// not (or no longer) in the set are no error. Linux ≥ 6.3.
+    pub fn destroy_elems<'a>(
+        &mut self,
+        family: u8,
+        table: &str,
+        set: &str,
+        keys: impl IntoIterator<Item = &'a [u8]>,
+    ) {
+        self.elems(
+            NFT_MSG_DESTROYSETELEM,
+            family,
+            table,
+            set,
+            keys.into_iter().map(|k| (k, &[][..])),
+        );
+    }
+
     fn elems<'a>(
         &mut self,
         msg: u16,
@@ -322,10 +340,10 @@ impl Batch {
         elems: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
     ) {
         let mut it = elems.into_iter().peekable();
-        let verb = if msg == NFT_MSG_NEWSETELEM {
-            "add"
-        } else {
-            "delete"
+        let verb = match msg {
+            NFT_MSG_NEWSETELEM => "add",
+            NFT_MSG_DESTROYSETELEM => "destroy",
+            _ => "delete",
         };
         while it.peek().is_some() {
             let mut n = 0usize;

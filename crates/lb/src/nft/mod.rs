@@ -17,13 +17,16 @@
 //! - `netdev vipd` (DR services): one ingress chain `in_DEV` (filter, priority 0) per
 //!   device; its rules make the director the frame's source MAC and send the frame to
 //!   the service chain, which sets the real server's MAC as destination and forwards
-//!   the frame out of the device it came in on.
+//!   the frame out of the device it came in on: the server its flow is pinned to, else
+//!   the one persistence or the hash picks, pinning the flow to it.
 //!
 //! Per service `svcN`: map `svcN_slots` (slot → real server: address[.port] for NAT,
 //! MAC for DR), set `svcN_ctr` (the same keys, each with a counter), and with
 //! persistence the dynamic map `svcN_pers` (masked client address → real server, with
-//! timeout) plus, for NAT, set `svcN_live` (servers that take new clients). Fixed
-//! register layout: see [`plan`].
+//! timeout) plus set `svcN_live` (servers that take new clients; DR services always
+//! have it). DR services also have the flow table `svcN_flows`, a dynamic map
+//! (source address . destination address . source port . destination port → MAC, with
+//! timeout). Register layout and the DR packet path: see [`plan`].
 //!
 //! Each [`DataPlane::apply`] is one nfnetlink batch (one transaction). Only what differs
 //! from the previous apply is sent (changed elements; a changed service's rules), so
@@ -34,9 +37,10 @@
 //!
 //! `nft list ruleset` can print everything vipd installs (checked with nft 1.0.6, which
 //! aborts on a map result used as a lookup key or dynset data): that is why persistence
-//! is recorded from the conntrack reply tuple (NAT) or from the rewritten frame (DR),
-//! and why entries of departed servers are removed by vipd after an update rather than
-//! in the packet path.
+//! is recorded from the conntrack reply tuple (NAT) or from the rewritten frame (DR
+//! persistence and flows), and why entries of departed servers are removed by vipd
+//! after an update (in the packet path, a DR flow of a departed server is only replaced
+//! when its next packet comes).
 //!
 //! # Differences from IPVS / keepalived
 //!
@@ -70,7 +74,7 @@
 //! - **No server with weight > 0**: the service rejects new connections with a TCP
 //!   reset, other protocols with ICMP port unreachable, so clients fail fast instead of
 //!   reaching a local socket on the VIP (IPVS answers ICMP port unreachable for all
-//!   protocols).
+//!   protocols). Established connections to drained servers continue (DR: pinned flows).
 //! - **NAT** is classic LVS-NAT: destination NAT only, no source NAT, so real servers
 //!   must route replies back through the director (e.g. default route via it).
 //!   Conntrack keeps established connections on their server whatever later applies
@@ -93,24 +97,46 @@
 //!   remembered per service; further ones are scheduled without being remembered.
 //!   Changing the timeout or granularity forgets the service's clients. No persistence
 //!   engines (SIP).
-//! - **DR** runs at the netdev ingress hook of `Service.device` and is stateless: a
-//!   flow goes to the server its hash of (source address, destination address, source
-//!   port, destination port) selects in a weighted consistent table, so `rr`/`wrr`
-//!   become *weighted flow hashing* (per-packet round robin would scatter one TCP
-//!   connection over servers); `sh`/`dh`/`mh` hash like for NAT. Without a connection
-//!   table, a change of the server set or of weights moves the flows of the slots that
-//!   change owner: removing or draining a server cuts its established connections at
-//!   once, and adding one moves the flows that hash to its new slots (IPVS keeps
-//!   established connections where they are; use persistence to pin clients). The
-//!   frame's destination MAC becomes the real server's (`Dest.mac`; servers without a
-//!   known MAC are left out, reported by [`Nftables::unreachable`] and a warning), its
-//!   source MAC the director's (the frame's original destination: the MAC the client
-//!   resolved the VIP to), and it leaves by the device it came in on. IP fragments after
-//!   the first carry no ports and are not forwarded (IPVS reassembles). The director's
-//!   own connections to a DR VIP are not balanced. TTL is not decremented. Persistence
-//!   works as for NAT (refreshed by every forwarded packet). Servers sharing one MAC
-//!   share one counter. This kernel (6.18) accepts the chain of a device that does not
-//!   exist (yet); older kernels fail the apply with ENOENT.
+//! - **DR** runs at the netdev ingress hook of `Service.device`. A new flow goes to the
+//!   server persistence remembers for the client or, else, to the one its hash of
+//!   (source address, destination address, source port, destination port) selects in a
+//!   weighted consistent table, so `rr`/`wrr` become *weighted flow hashing* (per-packet
+//!   round robin would scatter one TCP connection over servers); `sh`/`dh`/`mh` hash
+//!   like for NAT. The flow is then pinned to that server in the service's flow table
+//!   (`svcN_flows`, the counterpart of IPVS' connection table; keyed by addresses and
+//!   ports, the protocol being the service's): later changes of the server set or of
+//!   weights do not move established connections, and a drained server (weight 0,
+//!   `inhibit_on_failure`) keeps its connections while new ones go elsewhere, as with
+//!   IPVS. Every forwarded packet sets its flow's timeout again ([`plan::flow_timeouts`],
+//!   IPVS' defaults for a director that sees only the client's half): TCP 900 s, 60 s
+//!   for a flow seen only by its first packet (a SYN nobody answered, a spoofed one), 120
+//!   s after the client's FIN, 10 s after its RST; UDP 300 s; SCTP 900 s (60 s after the
+//!   first packet). When the client closes first its last ACK, after the server's FIN,
+//!   looks like any other ACK: such entries linger for 900 s. A SYN never follows the
+//!   table: a new connection reusing a pinned 4-tuple is scheduled afresh. When a server
+//!   leaves the service (removed, or left out for lack of a MAC) nothing is forwarded to
+//!   it any more from the commit on: the next packet of each of its flows is scheduled
+//!   anew, and the server that gets it resets the connection, so the client reconnects
+//!   instead of waiting on a dead server (IPVS with `expire_nodest_conn=1`). Its entries
+//!   are deleted right after the apply when the flow table holds at most
+//!   [`plan::FLOWS_PURGE_MAX`] (65,536) entries (listing a set costs the kernel time
+//!   quadratic in its size); bigger tables leave them to expire, and a server that comes
+//!   back with the same MAC meanwhile gets its idle connections back. At most
+//!   [`plan::FLOWS_MAX`] (1,048,576) flows are pinned per service (some 130-170 bytes of
+//!   kernel memory each); beyond that new flows are forwarded without being pinned, and a
+//!   later change of the table can move them. Pinned flows are lost when vipd restarts
+//!   (it rebuilds its tables): flows then follow the hash again (its seed is fixed), which
+//!   moves those pinned against it by an earlier change of the table. The frame's
+//!   destination MAC becomes the real server's (`Dest.mac`; servers without a known MAC
+//!   are left out, reported by [`Nftables::unreachable`] and a warning), its source MAC
+//!   the director's (the frame's original destination: the MAC the client resolved the
+//!   VIP to), and it leaves by the device it came in on. IP fragments after the first
+//!   carry no ports and are not forwarded (IPVS reassembles). The director's own
+//!   connections to a DR VIP are not balanced. TTL is not decremented. Persistence
+//!   works as for NAT, refreshed by every packet forwarded to a live server. Servers
+//!   sharing one MAC share one counter and their pinned flows. This kernel (6.18)
+//!   accepts the chain of a device that does not exist (yet); older kernels fail the
+//!   apply with ENOENT.
 //! - **Counters** ([`Nftables::counters`]): NAT counts client→server packets and bytes
 //!   per real server after DNAT (IPVS' in-packets/in-bytes; replies and connections are
 //!   not counted); DR counts forwarded packets and bytes. Counters survive applies that
@@ -157,6 +183,10 @@ pub struct Nftables {
     /// What the kernel holds (None: unknown, rebuild on the next apply).
     installed: Option<Plan>,
     unreachable: Vec<UnreachableDest>,
+    /// The kernel knows NFT_MSG_DESTROYSETELEM (until it says otherwise).
+    destroy_elems: bool,
+    /// For dumps that may be abandoned half-way (see `purge`).
+    dump_sock: Option<NftSocket>,
 }
 
 impl Nftables {
@@ -169,6 +199,8 @@ impl Nftables {
             ids: Ids::default(),
             installed: None,
             unreachable: Vec::new(),
+            destroy_elems: true,
+            dump_sock: None,
         };
         me.remove_tables()
             .context("removing stale vipd nftables tables")?;
@@ -215,62 +247,128 @@ impl Nftables {
     }
 
     /// After an apply: deletes the persistence entries that point at destinations which
-    /// no longer take new clients. (Once the apply has committed no new entry can point
-    /// at them, so one pass finds them all; an entry expiring meanwhile makes the delete
-    /// fail with ENOENT, hence the retries.)
+    /// no longer take new clients, and the DR flows pinned to destinations that left their
+    /// service (drained ones keep their flows). Once the apply has committed no new entry
+    /// can point at them, so one pass finds them all; meanwhile the packet path already
+    /// ignores entries of destinations that are gone (their counter lookup fails).
     fn forget_departed(&mut self, old: &Plan, new: &Plan) {
         for (fam, t) in &new.tables {
             for (name, ns) in &t.services {
-                let Some(pers) = &ns.pers_set else { continue };
                 let Some(os) = old.tables.get(fam).and_then(|t| t.services.get(name)) else {
                     continue;
                 };
-                if os.pers_set.as_ref() != Some(pers)
-                    || os.sets.get(pers).map(|s| &s.def) != ns.sets.get(pers).map(|s| &s.def)
-                {
-                    continue; // the map was (re)created empty
+                if std::sync::Arc::ptr_eq(os, ns) {
+                    continue; // unchanged
                 }
-                let now = ns.live();
-                let gone: BTreeSet<Vec<u8>> = os
-                    .live()
-                    .into_iter()
-                    .filter(|d| !now.contains(d))
-                    .map(|d| d.to_vec())
-                    .collect();
-                if gone.is_empty() {
-                    continue;
+                // A map that was (re)created is empty.
+                let kept = |set: &Option<String>, old_set: &Option<String>| -> Option<String> {
+                    let set = set.as_ref().filter(|s| old_set.as_ref() == Some(*s))?;
+                    let same = os.sets.get(set).map(|s| &s.def) == ns.sets.get(set).map(|s| &s.def);
+                    same.then(|| set.clone())
+                };
+                let gone = |before: BTreeSet<&[u8]>, now: BTreeSet<&[u8]>| -> BTreeSet<Vec<u8>> {
+                    before
+                        .into_iter()
+                        .filter(|d| !now.contains(d))
+                        .map(|d| d.to_vec())
+                        .collect()
+                };
+                let mut work = Vec::new();
+                if let Some(set) = kept(&ns.pers_set, &os.pers_set) {
+                    work.push((set, gone(os.live(), ns.live()), "clients", None));
                 }
-                if let Err(e) = self.purge(*fam, pers, &gone) {
-                    tracing::warn!(
-                        "{}: could not forget clients of departed real servers: {e:#}",
-                        virtual_server_name(&ns.key)
-                    );
+                if let Some(set) = kept(&ns.flows_set, &os.flows_set) {
+                    let limit = Some(plan::FLOWS_PURGE_MAX);
+                    work.push((set, gone(os.reach(), ns.reach()), "connections", limit));
+                }
+                for (set, gone, what, limit) in work {
+                    if gone.is_empty() {
+                        continue;
+                    }
+                    match self.purge(*fam, &set, &gone, limit) {
+                        Ok(Some(n)) => tracing::debug!(
+                            "{}: forgot {n} {what} of departed real servers",
+                            virtual_server_name(&ns.key)
+                        ),
+                        Ok(None) => tracing::info!(
+                            "{}: more than {} pinned connections; those of departed real \
+                             servers are left to expire (their next packet is scheduled \
+                             anew)",
+                            virtual_server_name(&ns.key),
+                            limit.unwrap_or_default()
+                        ),
+                        Err(e) => tracing::warn!(
+                            "{}: could not forget the {what} of departed real servers: {e:#}",
+                            virtual_server_name(&ns.key)
+                        ),
+                    }
                 }
             }
         }
     }
 
-    fn purge(&mut self, fam: Fam, set: &str, gone: &BTreeSet<Vec<u8>>) -> anyhow::Result<()> {
+    /// Deletes the elements of map `set` whose data is in `gone`; returns how many, or
+    /// None when the map holds more than `limit` elements (then nothing is deleted).
+    fn purge(
+        &mut self,
+        fam: Fam,
+        set: &str,
+        gone: &BTreeSet<Vec<u8>>,
+        limit: Option<usize>,
+    ) -> anyhow::Result<Option<usize>> {
         for _ in 0..5 {
-            let keys: Vec<Vec<u8>> = dump_elems(&mut self.sock, fam, set)?
-                .into_iter()
-                .filter(|e| gone.contains(&e.data))
-                .map(|e| e.key)
-                .collect();
-            if keys.is_empty() {
-                return Ok(());
-            }
-            match self
-                .send(|b| b.del_elems(fam.nfproto(), TABLE, set, keys.iter().map(|k| k.as_slice())))
-            {
-                Ok(_) => return Ok(()),
-                Err(e)
-                    if e.downcast_ref::<sock::BatchError>()
-                        .is_some_and(|b| b.err.0 == libc::ENOENT) =>
-                {
-                    continue
+            let mut keys: Vec<Vec<u8>> = Vec::new();
+            let mut seen = 0usize;
+            let mut keep = |e: DumpedElem| {
+                seen += 1;
+                if gone.contains(&e.data) {
+                    keys.push(e.key);
                 }
-                Err(e) => return Err(e),
+                limit.is_none_or(|max| seen <= max)
+            };
+            let complete = if limit.is_some() {
+                // An abandoned dump leaves the rest queued on its socket: use a second one,
+                // closed (which ends the dump) when that happens.
+                let sock = match &mut self.dump_sock {
+                    Some(s) => s,
+                    None => self
+                        .dump_sock
+                        .insert(NftSocket::open().context("opening a NETLINK_NETFILTER socket")?),
+                };
+                let complete = each_elem(sock, fam, set, &mut keep);
+                if !matches!(complete, Ok(true)) {
+                    self.dump_sock = None;
+                }
+                complete?
+            } else {
+                each_elem(&mut self.sock, fam, set, &mut keep)?
+            };
+            if !complete {
+                return Ok(None);
+            }
+            if keys.is_empty() {
+                return Ok(Some(0));
+            }
+            let destroy = self.destroy_elems;
+            let res = self.send(|b| {
+                let keys = keys.iter().map(|k| k.as_slice());
+                if destroy {
+                    b.destroy_elems(fam.nfproto(), TABLE, set, keys)
+                } else {
+                    b.del_elems(fam.nfproto(), TABLE, set, keys)
+                }
+            });
+            let errno = match &res {
+                Ok(_) => return Ok(Some(keys.len())),
+                Err(e) => e.downcast_ref::<sock::BatchError>().map(|b| b.err.0),
+            };
+            match errno {
+                // A kernel older than 6.3 does not know "destroy": delete, and when an
+                // entry expires between the dump and the delete (ENOENT, the batch is
+                // rolled back), dump again.
+                Some(libc::EINVAL | libc::EOPNOTSUPP) if destroy => self.destroy_elems = false,
+                Some(libc::ENOENT) if !destroy => {}
+                _ => return res.map(|_| Some(keys.len())),
             }
         }
         anyhow::bail!("entries kept expiring under us")
@@ -319,18 +417,32 @@ impl Nftables {
 }
 
 fn dump_elems(sock: &mut NftSocket, fam: Fam, set: &str) -> anyhow::Result<Vec<DumpedElem>> {
+    let mut out = Vec::new();
+    each_elem(sock, fam, set, |e| {
+        out.push(e);
+        true
+    })?;
+    Ok(out)
+}
+
+/// Hands every element of `set` to `f`, message by message, until `f` returns false;
+/// returns whether the whole set was seen.
+fn each_elem(
+    sock: &mut NftSocket,
+    fam: Fam,
+    set: &str,
+    mut f: impl FnMut(DumpedElem) -> bool,
+) -> anyhow::Result<bool> {
     let seq = sock.next_seq();
     sock.use_seqs(1);
-    let msgs = sock
-        .dump(&get_elems(seq, fam.nfproto(), TABLE, set))
-        .with_context(|| format!("listing set {set}"))?;
-    let mut out = Vec::new();
-    for m in msgs {
+    sock.dump_each(&get_elems(seq, fam.nfproto(), TABLE, set), |m| {
         if m.ty == nft_type(consts::NFT_MSG_NEWSETELEM) && m.payload.len() >= 4 {
-            out.extend(decode::set_elems(&m.payload[4..]));
+            decode::set_elems(&m.payload[4..]).into_iter().all(&mut f)
+        } else {
+            true
         }
-    }
-    Ok(out)
+    })
+    .with_context(|| format!("listing set {set}"))
 }
 
 /// How the user wrote the service: `virtual_server 192.0.2.100 80`,

@@ -4,13 +4,41 @@
 //!
 //! Register plan (32-bit registers, `expr::reg(n)`):
 //!
-//! | regs   | use                                                              |
-//! |--------|------------------------------------------------------------------|
-//! | 0..=8  | match scratch, hash input (IPv6 saddr.daddr.ports = 36 B), persistence key (0..=3) |
-//! | 5..=6  | DR: the destination MAC read back from the rewritten frame       |
-//! | 9      | slot (numgen / jhash result)                                     |
-//! | 11..=15| NAT: destination address (+ port); DR: destination MAC (11..=12) |
-//! | 15     | DR: input interface index                                        |
+//! | regs    | use                                                                  |
+//! |---------|----------------------------------------------------------------------|
+//! | 0..=8   | match scratch, hash input (IPv6 saddr.daddr.ports = 36 B), persistence key (0..=3) |
+//! | 0..=9   | DR: flow key (IPv6 saddr.daddr.sport.dport = 40 B)                   |
+//! | 9       | slot (numgen / jhash result)                                         |
+//! | 11..=15 | NAT: destination address (+ port)                                    |
+//! | 11..=12 | DR: destination MAC (map result, then read back from the frame)      |
+//! | 13..=14 | DR: the frame's original destination MAC (no live server)            |
+//! | 15      | DR: input interface index                                            |
+//!
+//! # DR packet path (chain `svcN` of the `netdev` table)
+//!
+//! The dispatch rule in `in_DEV` has made the director the frame's source MAC (when the
+//! service has a live server), then, in order (first rule that forwards wins; a rule that
+//! fails half-way may have rewritten the destination MAC, which a later rule rewrites
+//! again):
+//!
+//! 1. *pinned flows* (`svcN_flows`: saddr . daddr . sport . dport → MAC): the frame goes
+//!    to the flow's MAC if that MAC is still a destination (`svcN_ctr`, which counts it),
+//!    and the entry's timeout is refreshed. TCP: one rule per class of the client's
+//!    flags (no SYN/FIN/RST: established, FIN, RST), each with its timeout
+//!    ([`flow_timeouts`]); SYNs skip the flow table (a new connection reusing a pinned
+//!    4-tuple is scheduled afresh). With persistence, a first variant also refreshes the
+//!    client's entry when the flow's server is live (`svcN_live`).
+//! 2. *remembered client* (persistence), 3. *scheduled* (slot table): the frame goes to
+//!    the chosen MAC, the client is remembered (persistence) and the flow pinned: its old
+//!    entry, if any (a stale one, or a reused 4-tuple), is deleted and a new one added
+//!    with the chosen MAC, read back from the frame.
+//! 4. *fallbacks*, reached when a map is full: forward the rewritten frame (recording
+//!    the flow if only the persistence map was full).
+//!
+//! Without a live server: pinned flows (rule 1, which then also sets the source MAC),
+//! then frames of a pinned flow whose server left are dropped (they may be half
+//! rewritten; such entries are deleted right after the apply, or expire), then everything
+//! else is rejected.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -33,11 +61,72 @@ pub const PERSIST_MAX: u32 = 131_072;
 pub const HASH_SEED: u32 = 0x7669_7064;
 /// Priority of the DR ingress chains.
 pub const NETDEV_PRIORITY: i32 = 0;
+/// Most flows one DR service pins at a time (`svcN_flows`). When the map is full, new
+/// flows are still forwarded (by persistence or hash) but not pinned, so a later change
+/// of the table can move them. An entry takes about 130 bytes of kernel memory (IPv4;
+/// about 170 for IPv6; measured on 6.18), so a full map holds some 130-170 MB.
+pub const FLOWS_MAX: u32 = 1 << 20;
+/// Largest flow table whose entries of departed destinations vipd deletes right after an
+/// apply. Listing a set costs the kernel time quadratic in its size (each dump message
+/// walks the hash table from the start): about 150 ms for 65,536 entries, 35 s for a
+/// million. Beyond this the entries are left to expire: nothing is forwarded to a
+/// destination that left anyway (a flow's next packet is scheduled anew), unless it comes
+/// back with the same MAC.
+pub const FLOWS_PURGE_MAX: usize = 65_536;
+
+/// How long a DR flow stays pinned after its last packet, in milliseconds (the timeout
+/// every forwarded packet sets again). Modelled on IPVS' defaults for a director that
+/// only sees the client's half of the connection (`ipvsadm --set 900 120 300`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowTimeouts {
+    /// The first packet of a flow (normally a SYN; or the first one seen of a flow that
+    /// was not pinned, e.g. after a restart): a connection attempt nobody answers, or a
+    /// spoofed SYN, is not remembered for long (IPVS: SYN_RECV, 60 s).
+    pub new: u64,
+    /// Any later packet (IPVS: TCP ESTABLISHED 900 s, UDP 300 s).
+    pub established: u64,
+    /// TCP: a FIN from the client (IPVS: FIN_WAIT, 120 s). When the client closes first,
+    /// its last ACK (after the server's FIN) looks like any other ACK and sets
+    /// `established` again: such entries linger for 15 minutes.
+    pub fin: u64,
+    /// TCP: a RST from the client (IPVS: CLOSE, 10 s).
+    pub rst: u64,
+}
+
+/// The flow timeouts of a protocol.
+pub const fn flow_timeouts(proto: Proto) -> FlowTimeouts {
+    match proto {
+        Proto::Tcp => FlowTimeouts {
+            new: 60_000,
+            established: 900_000,
+            fin: 120_000,
+            rst: 10_000,
+        },
+        Proto::Udp => FlowTimeouts {
+            new: 300_000,
+            established: 300_000,
+            fin: 300_000,
+            rst: 300_000,
+        },
+        Proto::Sctp => FlowTimeouts {
+            new: 60_000,
+            established: 900_000,
+            fin: 900_000,
+            rst: 900_000,
+        },
+    }
+}
+
+/// TCP flag bits (the byte at offset 13 of the TCP header).
+const TCP_FIN: u8 = 0x01;
+const TCP_SYN: u8 = 0x02;
+const TCP_RST: u8 = 0x04;
 
 const K: u32 = reg(0);
 const SLOT: u32 = reg(9);
 const DATA: u32 = reg(11);
-const NEWMAC: u32 = reg(5);
+/// DR: the frame's original destination MAC (2 registers).
+const ORIG: u32 = reg(13);
 const IIF: u32 = reg(15);
 
 /// The nf_tables family of one vipd table.
@@ -97,6 +186,8 @@ pub struct SvcPlan {
     pub slots_set: String,
     /// The persistence map (masked client address → destination data), if any.
     pub pers_set: Option<String>,
+    /// DR: the flow table (flow → destination MAC).
+    pub flows_set: Option<String>,
 }
 
 impl SvcPlan {
@@ -105,6 +196,15 @@ impl SvcPlan {
         self.sets
             .get(&self.slots_set)
             .map(|s| s.elems.values().map(|v| v.as_slice()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Data (address[.port] / MAC) of every destination in the kernel, drained ones
+    /// included.
+    pub fn reach(&self) -> std::collections::BTreeSet<&[u8]> {
+        self.sets
+            .get(&self.packets_set)
+            .map(|s| s.elems.keys().map(|v| v.as_slice()).collect())
             .unwrap_or_default()
     }
 }
@@ -363,6 +463,8 @@ struct SvcCtx<'a> {
     /// NAT: destinations carry ports (DNAT rewrites the port).
     port_mode: bool,
     pers: Option<Persistence>,
+    /// DR: how long flows stay pinned.
+    timeouts: FlowTimeouts,
 }
 
 impl SvcCtx<'_> {
@@ -489,6 +591,11 @@ fn plan_service(svc: &Service, sid: u32, prev_hash_size: Option<usize>) -> SvcOu
         dr,
         port_mode,
         pers: persistence_of(svc),
+        timeouts: match svc.key {
+            ServiceKey::Addr { proto, .. } => flow_timeouts(proto),
+            // (`check` refuses DR for fwmark services)
+            ServiceKey::Fwmark { .. } => flow_timeouts(Proto::Udp),
+        },
     };
     let fam = if dr {
         Fam::Netdev
@@ -751,7 +858,9 @@ fn service(
             },
         );
     }
-    if cx.pers.is_some() && !cx.dr {
+    // Live destinations: NAT records persistence only for them; DR refreshes persistence
+    // from pinned flows only for them, and its fallback rules forward only to them.
+    if cx.pers.is_some() || cx.dr {
         let live_set = cx.set("live");
         sets.insert(
             live_set.clone(),
@@ -761,6 +870,24 @@ fn service(
                     .iter()
                     .map(|(_, data)| (data.clone(), Vec::new()))
                     .collect(),
+            },
+        );
+    }
+    let flows_set = cx.set("flows");
+    if cx.dr {
+        let mut d = def(
+            &flows_set,
+            NFT_SET_MAP | NFT_SET_TIMEOUT | NFT_SET_EVAL,
+            (flow_key_type(l), flow_key_len(l)),
+            Some((data_type, data_len)),
+        );
+        d.timeout_ms = Some(cx.timeouts.established);
+        d.size = Some(FLOWS_MAX);
+        sets.insert(
+            flows_set.clone(),
+            SetPlan {
+                def: d,
+                elems: BTreeMap::new(),
             },
         );
     }
@@ -788,90 +915,31 @@ fn service(
         })
         .collect();
 
-    // Rules.
-    let mut rules = Vec::new();
-    if n_slots == 0 {
-        rules.push(vec![
-            meta(NFT_META_L4PROTO, K),
-            eq(K, [Proto::Tcp.number()]),
-            Expr::Reject {
-                kind: NFT_REJECT_TCP_RST,
-                code: 0,
-            },
-        ]);
-        rules.push(vec![if cx.dr {
-            Expr::Reject {
-                kind: NFT_REJECT_ICMPX_UNREACH,
-                code: NFT_REJECT_ICMPX_PORT_UNREACH,
-            }
-        } else {
-            Expr::Reject {
-                kind: NFT_REJECT_ICMP_UNREACH,
-                code: if l.alen == 4 {
-                    ICMP_PORT_UNREACH
-                } else {
-                    ICMPV6_PORT_UNREACH
-                },
-            }
-        }]);
+    let rules = if cx.dr {
+        dr_rules(cx, n_slots)
+    } else if n_slots == 0 {
+        reject_rules(cx)
     } else {
-        // DR: the dispatch rule already made the director the frame's source (see
-        // `plan_service`), so a rule that fails half-way leaves a frame the next rule can
-        // still rewrite: only the destination MAC is written here.
-        let action: Vec<Expr> = if cx.dr {
-            let mut v = vec![
-                Expr::PayloadWrite {
-                    base: NFT_PAYLOAD_LL_HEADER,
-                    offset: 0,
-                    len: 6,
-                    sreg: DATA,
-                },
-                // Count by the new destination MAC (read back: nft cannot print a map
-                // result used as a lookup key) ...
-                load(NFT_PAYLOAD_LL_HEADER, 0, 6, NEWMAC),
-                lookup(&ctr, NEWMAC, None),
-            ];
-            if let Some(p) = &cx.pers {
-                // ... and remember it for the client (or refresh the entry).
-                v.extend(persist_key(l, p));
-                v.push(Expr::Dynset {
-                    set: pers_set.clone(),
-                    op: NFT_DYNSET_OP_UPDATE,
-                    sreg_key: K,
-                    sreg_data: Some(NEWMAC),
-                    timeout_ms: Some(p.timeout.as_millis() as u64),
-                });
-            }
-            v.push(meta(NFT_META_IIF, IIF));
-            v.push(Expr::Fwd { sreg_dev: IIF });
-            v
-        } else {
-            // (NAT records persistence in postrouting, see `plan_service`.)
-            vec![Expr::Dnat {
-                family: l.nfproto,
-                reg_addr: DATA,
-                reg_proto: cx.port_mode.then(|| after(DATA, l.alen)),
-            }]
+        // A remembered client goes where it went before (NAT records persistence in
+        // postrouting, see `plan_service`); everybody else is scheduled.
+        let dnat = Expr::Dnat {
+            family: l.nfproto,
+            reg_addr: DATA,
+            reg_proto: cx.port_mode.then(|| after(DATA, l.alen)),
         };
+        let mut rules = Vec::new();
         if let Some(p) = &cx.pers {
-            // A remembered client goes where it went before. (A DR entry whose server
-            // has left fails the counter lookup: the next rule reschedules.)
             let mut b = persist_key(l, p);
             b.push(lookup(&pers_set, K, Some(DATA)));
-            b.extend(action.iter().cloned());
+            b.push(dnat.clone());
             rules.push(b);
         }
-        // Everybody else is scheduled.
         let mut c = select(cx, n_slots);
         c.push(lookup(&slots_set, SLOT, Some(DATA)));
-        c.extend(action);
+        c.push(dnat);
         rules.push(c);
-        if cx.dr && cx.pers.is_some() {
-            // Only reached when the persistence map is full: the frame is rewritten,
-            // send it without remembering the client.
-            rules.push(vec![meta(NFT_META_IIF, IIF), Expr::Fwd { sreg_dev: IIF }]);
-        }
-    }
+        rules
+    };
 
     let plan = SvcPlan {
         key: svc.key,
@@ -881,8 +949,250 @@ fn service(
         packets_set: ctr,
         slots_set,
         pers_set: cx.pers.is_some().then_some(pers_set),
+        flows_set: cx.dr.then_some(flows_set),
     };
     (plan, hash_size)
+}
+
+/// A service without live servers refuses new connections: TCP with a reset, anything
+/// else with ICMP port unreachable.
+fn reject_rules(cx: &SvcCtx) -> Rules {
+    let tcp_rst = vec![
+        meta(NFT_META_L4PROTO, K),
+        eq(K, [Proto::Tcp.number()]),
+        Expr::Reject {
+            kind: NFT_REJECT_TCP_RST,
+            code: 0,
+        },
+    ];
+    let other = if cx.dr {
+        Expr::Reject {
+            kind: NFT_REJECT_ICMPX_UNREACH,
+            code: NFT_REJECT_ICMPX_PORT_UNREACH,
+        }
+    } else {
+        Expr::Reject {
+            kind: NFT_REJECT_ICMP_UNREACH,
+            code: if cx.l.alen == 4 {
+                ICMP_PORT_UNREACH
+            } else {
+                ICMPV6_PORT_UNREACH
+            },
+        }
+    };
+    vec![tcp_rst, vec![other]]
+}
+
+/// nf_tables type of the DR flow key: `addr . addr . inet_service . inet_service`.
+fn flow_key_type(l: &L3) -> u32 {
+    let mut t = l.addr_type;
+    for next in [l.addr_type, TYPE_INET_SERVICE, TYPE_INET_SERVICE] {
+        t = (t << TYPE_BITS) | next;
+    }
+    t
+}
+
+/// Length of the DR flow key: two addresses and two ports, each port padded to 4 bytes.
+fn flow_key_len(l: &L3) -> u32 {
+    2 * l.alen + 8
+}
+
+/// Loads the DR flow key into K: source address, destination address, source port,
+/// destination port (the layout of nft's `ip saddr . ip daddr . th sport . th dport`).
+fn flow_key(l: &L3) -> Vec<Expr> {
+    vec![
+        load(NFT_PAYLOAD_NETWORK_HEADER, l.saddr, l.alen, K),
+        load(
+            NFT_PAYLOAD_NETWORK_HEADER,
+            l.daddr,
+            l.alen,
+            after(K, l.alen),
+        ),
+        load(NFT_PAYLOAD_TRANSPORT_HEADER, 0, 2, after(K, 2 * l.alen)),
+        load(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, after(K, 2 * l.alen + 4)),
+    ]
+}
+
+/// Matches TCP segments whose flags under `mask` equal `value`.
+fn tcp_flags(mask: u8, value: u8) -> Vec<Expr> {
+    vec![
+        load(NFT_PAYLOAD_TRANSPORT_HEADER, 13, 1, K),
+        Expr::Mask {
+            sreg: K,
+            dreg: K,
+            mask: vec![mask],
+        },
+        eq(K, [value]),
+    ]
+}
+
+/// The rules of a DR service's chain (see the module doc for the packet path).
+fn dr_rules(cx: &SvcCtx, n_slots: u32) -> Rules {
+    let l = &cx.l;
+    let t = cx.timeouts;
+    let flows = cx.set("flows");
+    let ctr = cx.set("ctr");
+    let live = cx.set("live");
+    let pers = cx.set("pers");
+    let tcp = matches!(
+        cx.svc.key,
+        ServiceKey::Addr {
+            proto: Proto::Tcp,
+            ..
+        }
+    );
+
+    let fwd = [meta(NFT_META_IIF, IIF), Expr::Fwd { sreg_dev: IIF }];
+    // The chosen MAC (in DATA) becomes the destination, and is read back from the frame:
+    // nft (1.0.6) cannot print a map result used as a lookup key or as dynset data.
+    let rewrite = [
+        Expr::PayloadWrite {
+            base: NFT_PAYLOAD_LL_HEADER,
+            offset: 0,
+            len: 6,
+            sreg: DATA,
+        },
+        load(NFT_PAYLOAD_LL_HEADER, 0, 6, DATA),
+    ];
+    let flows_update = |timeout: u64| Expr::Dynset {
+        set: flows.clone(),
+        op: NFT_DYNSET_OP_UPDATE,
+        sreg_key: K,
+        sreg_data: Some(DATA),
+        timeout_ms: Some(timeout),
+    };
+    let remember = |p: &Persistence| {
+        let mut v = persist_key(l, p);
+        v.push(Expr::Dynset {
+            set: pers.clone(),
+            op: NFT_DYNSET_OP_UPDATE,
+            sreg_key: K,
+            sreg_data: Some(DATA),
+            timeout_ms: Some(p.timeout.as_millis() as u64),
+        });
+        v
+    };
+    // Pins a new flow to the MAC in DATA, replacing a stale entry (a server that has
+    // left, or a new connection reusing a pinned 4-tuple: SYNs do not follow entries).
+    let pin = || {
+        let mut v = flow_key(l);
+        v.push(Expr::Dynset {
+            set: flows.clone(),
+            op: NFT_DYNSET_OP_DELETE,
+            sreg_key: K,
+            sreg_data: Some(DATA),
+            timeout_ms: None,
+        });
+        v.push(flows_update(t.new));
+        v
+    };
+    let live_now = n_slots > 0;
+
+    // 1. Pinned flows, by class of TCP flags.
+    let classes: Vec<(Vec<Expr>, u64)> = if tcp {
+        vec![
+            (tcp_flags(TCP_FIN | TCP_SYN | TCP_RST, 0), t.established),
+            (tcp_flags(TCP_FIN | TCP_SYN | TCP_RST, TCP_FIN), t.fin),
+            (tcp_flags(TCP_SYN | TCP_RST, TCP_RST), t.rst),
+        ]
+    } else {
+        vec![(Vec::new(), t.established)]
+    };
+    let pinned = |class: &[Expr], timeout: u64, refresh_client: Option<&Persistence>| {
+        let mut r = class.to_vec();
+        r.extend(flow_key(l));
+        r.push(lookup(&flows, K, Some(DATA)));
+        if !live_now {
+            // The dispatch rule left the source alone (for the reject): the director
+            // becomes the source here, before anything can fail.
+            r.push(load(NFT_PAYLOAD_LL_HEADER, 0, 6, ORIG));
+            r.push(Expr::PayloadWrite {
+                base: NFT_PAYLOAD_LL_HEADER,
+                offset: 6,
+                len: 6,
+                sreg: ORIG,
+            });
+        }
+        r.extend(rewrite.iter().cloned());
+        if let Some(p) = refresh_client {
+            // Only for a live server (a drained one must not get the client back); fails
+            // before the counter when not, and then the next rule forwards.
+            r.push(lookup(&live, DATA, None));
+            r.extend(remember(p));
+            r.extend(flow_key(l));
+        }
+        r.push(lookup(&ctr, DATA, None));
+        r.push(flows_update(timeout));
+        r.extend(fwd.iter().cloned());
+        r
+    };
+    let mut rules = Vec::new();
+    if live_now {
+        if let Some(p) = &cx.pers {
+            rules.push(pinned(&classes[0].0, classes[0].1, Some(p)));
+        }
+    }
+    for (class, timeout) in &classes {
+        rules.push(pinned(class, *timeout, None));
+    }
+
+    if !live_now {
+        // A pinned flow that could not be forwarded (its server left; the entry is deleted
+        // right after the apply, or expires): the frame may be half rewritten, so drop it
+        // rather than reject it.
+        let mut x = if tcp {
+            tcp_flags(TCP_SYN, 0)
+        } else {
+            Vec::new()
+        };
+        x.extend(flow_key(l));
+        x.push(lookup(&flows, K, None));
+        x.push(Expr::Verdict {
+            code: NF_DROP as i32,
+            chain: None,
+        });
+        rules.push(x);
+        rules.extend(reject_rules(cx));
+        return rules;
+    }
+
+    // 2. A remembered client goes where it went before. (An entry whose server has left
+    // fails the counter lookup: the next rule reschedules.)
+    let chosen = |mut v: Vec<Expr>| {
+        v.extend(rewrite.iter().cloned());
+        v.push(lookup(&ctr, DATA, None));
+        if let Some(p) = &cx.pers {
+            v.extend(remember(p));
+        }
+        v.extend(pin());
+        v.extend(fwd.iter().cloned());
+        v
+    };
+    if let Some(p) = &cx.pers {
+        let mut b = persist_key(l, p);
+        b.push(lookup(&pers, K, Some(DATA)));
+        rules.push(chosen(b));
+    }
+    // 3. Everybody else is scheduled.
+    let mut c = select(cx, n_slots);
+    c.push(lookup(&cx.set("slots"), SLOT, Some(DATA)));
+    rules.push(chosen(c));
+    // 4. Only reached when a map is full: the frame is rewritten (to a live server),
+    // send it, pinning the flow if only the persistence map was full.
+    let to_live = vec![
+        load(NFT_PAYLOAD_LL_HEADER, 0, 6, DATA),
+        lookup(&live, DATA, None),
+    ];
+    if cx.pers.is_some() {
+        let mut f = to_live.clone();
+        f.extend(pin());
+        f.extend(fwd.iter().cloned());
+        rules.push(f);
+    }
+    let mut f = to_live;
+    f.extend(fwd.iter().cloned());
+    rules.push(f);
+    rules
 }
 
 /// Expressions that leave the slot index in SLOT.

@@ -166,13 +166,29 @@ impl NftSocket {
 
     /// Sends a dump request and returns every reply up to NLMSG_DONE.
     pub fn dump(&mut self, req: &[u8]) -> anyhow::Result<Vec<Msg>> {
-        self.sock.send(req, 0)?;
         let mut out = Vec::new();
+        self.dump_each(req, |m| {
+            out.push(m);
+            true
+        })?;
+        Ok(out)
+    }
+
+    /// Sends a dump request and hands every reply up to NLMSG_DONE to `f` as it arrives
+    /// (a big dump is never held in memory at once). When `f` returns false the dump is
+    /// abandoned and `false` returned: the rest of it is still queued, so the socket must
+    /// then be dropped (which ends the dump in the kernel).
+    pub fn dump_each(
+        &mut self,
+        req: &[u8],
+        mut f: impl FnMut(Msg) -> bool,
+    ) -> anyhow::Result<bool> {
+        self.sock.send(req, 0)?;
         loop {
             let n = self.recv(0).context("reading an nftables dump")?;
             for m in parse_msgs(&self.buf[..n]) {
                 match m.ty {
-                    NLMSG_DONE => return Ok(out),
+                    NLMSG_DONE => return Ok(true),
                     NLMSG_ERROR => {
                         if let Some((errno, _)) = error_of(&m.payload) {
                             if errno != 0 {
@@ -183,7 +199,11 @@ impl NftSocket {
                             }
                         }
                     }
-                    _ => out.push(m),
+                    _ => {
+                        if !f(m) {
+                            return Ok(false);
+                        }
+                    }
                 }
             }
         }

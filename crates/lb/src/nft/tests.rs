@@ -623,8 +623,10 @@ fn direct_routing_layout_and_unreachable_servers() {
     let n12 = slots.elems.values().filter(|m| m[5] == 0x12).count();
     assert_eq!(n11 + n12, 1021);
     assert!((n11 as f64 / 1021.0 - 0.75).abs() < 0.01, "{n11} {n12}");
+    // Pinned flows (3 TCP flag classes), the scheduler, the fallback.
+    assert_eq!(sp.rules.len(), 5, "{:#?}", sp.rules);
     // Weighted flow hash: saddr . daddr . ports → jhash over 12 bytes.
-    let r = &sp.rules[0];
+    let r = &sp.rules[3];
     assert!(r.contains(&Expr::Jhash {
         sreg: reg(0),
         len: 12,
@@ -632,18 +634,53 @@ fn direct_routing_layout_and_unreachable_servers() {
         modulus: 1021,
         seed: super::plan::HASH_SEED
     }));
-    // The chosen MAC becomes the destination, the frame is counted and leaves by the
-    // device it came in on.
-    let tail: Vec<&str> = r[r.len() - 5..].iter().map(|e| e.name()).collect();
-    assert_eq!(tail, vec!["payload", "payload", "lookup", "meta", "fwd"]);
+    // The chosen MAC becomes the destination, is read back and counted, the flow is
+    // pinned (a stale entry replaced) and the frame leaves by the device it came in on.
+    let names: Vec<&str> = r.iter().map(|e| e.name()).collect();
     assert_eq!(
-        r[r.len() - 5],
+        names[names.len() - 11..],
+        [
+            "payload", "payload", "lookup", "payload", "payload", "payload", "payload", "dynset",
+            "dynset", "meta", "fwd"
+        ]
+    );
+    let at = names.len() - 11;
+    assert_eq!(
+        r[at],
         Expr::PayloadWrite {
             base: NFT_PAYLOAD_LL_HEADER,
             offset: 0,
             len: 6,
             sreg: reg(11)
         }
+    );
+    assert_eq!(
+        r[at + 2],
+        Expr::Lookup {
+            set: "svc1_ctr".into(),
+            sreg: reg(11),
+            dreg: None,
+            invert: false
+        }
+    );
+    assert_eq!(
+        r[at + 7..at + 9],
+        [
+            Expr::Dynset {
+                set: "svc1_flows".into(),
+                op: NFT_DYNSET_OP_DELETE,
+                sreg_key: reg(0),
+                sreg_data: Some(reg(11)),
+                timeout_ms: None
+            },
+            Expr::Dynset {
+                set: "svc1_flows".into(),
+                op: NFT_DYNSET_OP_UPDATE,
+                sreg_key: reg(0),
+                sreg_data: Some(reg(11)),
+                timeout_ms: Some(60_000)
+            }
+        ]
     );
     // The dispatch rule has made the director the source: ether saddr set ether daddr.
     let d = &base.rules[0];
@@ -664,18 +701,19 @@ fn direct_routing_layout_and_unreachable_servers() {
             },
         ]
     );
+    check_dr_registers(sp);
 }
 
 #[test]
-fn direct_routing_with_persistence_has_a_fallback_and_ipv6_fits_the_registers() {
+fn direct_routing_with_persistence_has_fallbacks_and_ipv6_fits_the_registers() {
     let mut s = dr(
         svc(
             "2001:db8::100",
             80,
             Sched::Rr,
-            vec![dest("2001:db8::11", 80, 1)],
+            vec![dest("2001:db8::11", 80, 1), dest("2001:db8::12", 80, 0)],
         ),
-        &[Some([2, 0, 0, 0, 0, 0x11])],
+        &[Some([2, 0, 0, 0, 0, 0x11]), Some([2, 0, 0, 0, 0, 0x12])],
     );
     s.persistence = Some(Persistence {
         timeout: Duration::from_secs(60),
@@ -683,18 +721,61 @@ fn direct_routing_with_persistence_has_a_fallback_and_ipv6_fits_the_registers() 
     });
     let (plan, _) = build(&table(vec![s]), &mut Ids::default());
     let sp = &plan.tables[&Fam::Netdev].services["svc1"];
-    assert_eq!(sp.rules.len(), 3);
+    // pinned + client refresh, pinned x 3 classes, remembered client, scheduler, two
+    // fallbacks
+    assert_eq!(sp.rules.len(), 8, "{:#?}", sp.rules);
+    // The flow key of IPv6: 40 bytes from register 0 (regs 0..=9).
+    assert_eq!(sp.sets["svc1_flows"].def.key_len, 40);
     // saddr . daddr . ports of IPv6: 36 bytes from register 0 (regs 0..=8)
-    assert!(sp.rules[1].contains(&Expr::Jhash {
+    assert!(sp.rules[5].contains(&Expr::Jhash {
         sreg: reg(0),
         len: 36,
         dreg: reg(9),
         modulus: 1021,
         seed: super::plan::HASH_SEED
     }));
+    // Pinned flows refresh the client only for a live server, checked before counting.
+    let r0 = &sp.rules[0];
+    let pos = |e: &Expr| r0.iter().position(|x| x == e).unwrap();
+    let live = Expr::Lookup {
+        set: "svc1_live".into(),
+        sreg: reg(11),
+        dreg: None,
+        invert: false,
+    };
+    let ctr = Expr::Lookup {
+        set: "svc1_ctr".into(),
+        sreg: reg(11),
+        dreg: None,
+        invert: false,
+    };
+    let pers = |e: &Expr| matches!(e, Expr::Dynset { set, .. } if set == "svc1_pers");
+    assert!(pos(&live) < r0.iter().position(pers).unwrap());
+    assert!(r0.iter().position(pers).unwrap() < pos(&ctr));
+    assert!(!sp.rules[1].iter().any(pers));
+    // The live set holds only the live server, the counters both.
+    assert_eq!(sp.sets["svc1_live"].elems.len(), 1);
+    assert_eq!(sp.reach().len(), 2);
+    assert_eq!(sp.live().len(), 1);
+    // Fallbacks: forward a rewritten frame to a live server, pinning it (persistence map
+    // full), or just forwarding it (flow table full).
+    let to_live = [
+        Expr::Payload {
+            base: NFT_PAYLOAD_LL_HEADER,
+            offset: 0,
+            len: 6,
+            dreg: reg(11),
+        },
+        live.clone(),
+    ];
+    assert_eq!(sp.rules[6][..2], to_live);
+    assert!(sp.rules[6]
+        .iter()
+        .any(|e| matches!(e, Expr::Dynset { set, .. } if set == "svc1_flows")));
+    assert_eq!(sp.rules[7][..2], to_live);
     assert_eq!(
-        sp.rules[2],
-        vec![
+        sp.rules[7][2..],
+        [
             Expr::Meta {
                 key: NFT_META_IIF,
                 dreg: reg(15)
@@ -702,7 +783,8 @@ fn direct_routing_with_persistence_has_a_fallback_and_ipv6_fits_the_registers() 
             Expr::Fwd { sreg_dev: reg(15) }
         ]
     );
-    // A service that rejects does not touch the frame's source.
+    check_dr_registers(sp);
+    // A service that rejects does not touch the frame's source in its dispatch rule.
     let e = dr(
         svc(
             "192.0.2.100",
@@ -715,6 +797,368 @@ fn direct_routing_with_persistence_has_a_fallback_and_ipv6_fits_the_registers() 
     let (plan, _) = build(&table(vec![e]), &mut Ids::default());
     let d = &plan.tables[&Fam::Netdev].base["in_eth0"].rules[0];
     assert!(!d.iter().any(|x| matches!(x, Expr::PayloadWrite { .. })));
+}
+
+/// A DR service of `proto` on `vip` with two servers (weights `w`).
+fn dr2(vip: &str, proto: Proto, w: [u32; 2]) -> Service {
+    let v6 = vip.contains(':');
+    let a = |i: u8| {
+        if v6 {
+            format!("2001:db8::{i}")
+        } else {
+            format!("192.0.2.{i}")
+        }
+    };
+    let mut s = dr(
+        svc(
+            vip,
+            80,
+            Sched::Wrr,
+            vec![dest(&a(11), 80, w[0]), dest(&a(12), 80, w[1])],
+        ),
+        &[Some([2, 0, 0, 0, 0, 0x11]), Some([2, 0, 0, 0, 0, 0x12])],
+    );
+    s.key = ServiceKey::Addr {
+        addr: ip(vip),
+        port: 80,
+        proto,
+    };
+    s
+}
+
+/// (mask, value) of a rule that starts by matching TCP flags.
+fn flag_class(r: &[Expr]) -> Option<(u8, u8)> {
+    match r {
+        [Expr::Payload {
+            base: NFT_PAYLOAD_TRANSPORT_HEADER,
+            offset: 13,
+            len: 1,
+            ..
+        }, Expr::Mask { mask, .. }, Expr::Cmp { data, op, .. }, ..]
+            if *op == NFT_CMP_EQ =>
+        {
+            Some((mask[0], data[0]))
+        }
+        _ => None,
+    }
+}
+
+/// The timeout a pinned-flow rule sets.
+fn flow_refresh(r: &[Expr]) -> Option<u64> {
+    r.iter().find_map(|e| match e {
+        Expr::Dynset {
+            set,
+            op,
+            timeout_ms,
+            ..
+        } if set.ends_with("_flows") && *op == NFT_DYNSET_OP_UPDATE => *timeout_ms,
+        _ => None,
+    })
+}
+
+#[test]
+fn dr_flow_table_pins_tcp_flows_by_flag_class() {
+    for vip in ["192.0.2.100", "2001:db8::100"] {
+        let (plan, _) = build(
+            &table(vec![dr2(vip, Proto::Tcp, [1, 1])]),
+            &mut Ids::default(),
+        );
+        let sp = &plan.tables[&Fam::Netdev].services["svc1"];
+        let alen = if vip.contains(':') { 16 } else { 4 };
+        let addr = if alen == 4 { TYPE_IPADDR } else { TYPE_IP6ADDR };
+        let flows = &sp.sets["svc1_flows"].def;
+        assert_eq!(flows.flags, NFT_SET_MAP | NFT_SET_TIMEOUT | NFT_SET_EVAL);
+        assert_eq!(
+            flows.key_type,
+            (((addr << TYPE_BITS | addr) << TYPE_BITS | TYPE_INET_SERVICE) << TYPE_BITS)
+                | TYPE_INET_SERVICE
+        );
+        assert_eq!(flows.key_len, 2 * alen + 8);
+        assert_eq!(flows.data, Some((TYPE_ETHERADDR, 6)));
+        assert_eq!(flows.timeout_ms, Some(900_000));
+        assert_eq!(flows.size, Some(super::plan::FLOWS_MAX));
+        assert!(sp.sets["svc1_flows"].elems.is_empty());
+        assert_eq!(sp.flows_set.as_deref(), Some("svc1_flows"));
+
+        // Three pinned-flow rules, one per flag class, with IPVS-like timeouts.
+        let pinned: Vec<(u8, u8, u64)> = sp.rules[..3]
+            .iter()
+            .map(|r| {
+                let (m, v) = flag_class(r).expect("a flag match");
+                assert!(r.contains(&Expr::Lookup {
+                    set: "svc1_flows".into(),
+                    sreg: reg(0),
+                    dreg: Some(reg(11)),
+                    invert: false
+                }));
+                (m, v, flow_refresh(r).unwrap())
+            })
+            .collect();
+        assert_eq!(
+            pinned,
+            [
+                (0x07, 0, 900_000),
+                (0x07, 0x01, 120_000),
+                (0x06, 0x04, 10_000)
+            ]
+        );
+        // Every segment without SYN is in exactly one class; a SYN in none (a new
+        // connection is scheduled, never sent along a pinned 4-tuple).
+        for flags in 0..=255u8 {
+            let n = pinned.iter().filter(|(m, v, _)| flags & m == *v).count();
+            assert_eq!(n, usize::from(flags & 0x02 == 0), "flags {flags:#04x}");
+        }
+        // New flows are pinned for 60 s (until their next packet).
+        assert_eq!(flow_refresh(&sp.rules[3]), Some(60_000));
+        check_dr_registers(sp);
+    }
+}
+
+#[test]
+fn dr_flow_table_of_udp_and_sctp_has_one_class() {
+    for (proto, new, est) in [
+        (Proto::Udp, 300_000, 300_000),
+        (Proto::Sctp, 60_000, 900_000),
+    ] {
+        let (plan, _) = build(
+            &table(vec![dr2("192.0.2.100", proto, [1, 1])]),
+            &mut Ids::default(),
+        );
+        let sp = &plan.tables[&Fam::Netdev].services["svc1"];
+        // pinned, scheduler, fallback
+        assert_eq!(sp.rules.len(), 3, "{:#?}", sp.rules);
+        assert_eq!(flag_class(&sp.rules[0]), None);
+        assert_eq!(flow_refresh(&sp.rules[0]), Some(est));
+        assert_eq!(flow_refresh(&sp.rules[1]), Some(new));
+        assert_eq!(sp.sets["svc1_flows"].def.timeout_ms, Some(est));
+        check_dr_registers(sp);
+    }
+}
+
+#[test]
+fn dr_without_live_servers_keeps_pinned_flows_and_refuses_the_rest() {
+    for (vip, proto) in [("192.0.2.100", Proto::Tcp), ("2001:db8::100", Proto::Udp)] {
+        let (plan, _) = build(&table(vec![dr2(vip, proto, [0, 0])]), &mut Ids::default());
+        let t = &plan.tables[&Fam::Netdev];
+        let sp = &t.services["svc1"];
+        let classes = if proto == Proto::Tcp { 3 } else { 1 };
+        // pinned flows, drop of half-rewritten frames, reject TCP, reject others
+        assert_eq!(sp.rules.len(), classes + 3, "{:#?}", sp.rules);
+        // The dispatch rule leaves the source alone (for the reject) ...
+        assert!(!t.base["in_eth0"].rules[0]
+            .iter()
+            .any(|x| matches!(x, Expr::PayloadWrite { .. })));
+        // ... so pinned flows set it, right after the flow lookup and before the
+        // destination.
+        for r in &sp.rules[..classes] {
+            let lookup = r
+                .iter()
+                .position(|e| matches!(e, Expr::Lookup { set, .. } if set == "svc1_flows"))
+                .unwrap();
+            assert_eq!(
+                r[lookup + 1..lookup + 4],
+                [
+                    Expr::Payload {
+                        base: NFT_PAYLOAD_LL_HEADER,
+                        offset: 0,
+                        len: 6,
+                        dreg: reg(13)
+                    },
+                    Expr::PayloadWrite {
+                        base: NFT_PAYLOAD_LL_HEADER,
+                        offset: 6,
+                        len: 6,
+                        sreg: reg(13)
+                    },
+                    Expr::PayloadWrite {
+                        base: NFT_PAYLOAD_LL_HEADER,
+                        offset: 0,
+                        len: 6,
+                        sreg: reg(11)
+                    },
+                ]
+            );
+        }
+        let drop = &sp.rules[classes];
+        if proto == Proto::Tcp {
+            assert_eq!(flag_class(drop), Some((0x02, 0)));
+        }
+        assert!(drop.contains(&Expr::Lookup {
+            set: "svc1_flows".into(),
+            sreg: reg(0),
+            dreg: None,
+            invert: false
+        }));
+        assert_eq!(
+            drop.last(),
+            Some(&Expr::Verdict {
+                code: NF_DROP as i32,
+                chain: None
+            })
+        );
+        assert!(matches!(
+            sp.rules[classes + 1].last(),
+            Some(Expr::Reject {
+                kind: NFT_REJECT_TCP_RST,
+                ..
+            })
+        ));
+        assert_eq!(sp.live().len(), 0);
+        assert_eq!(sp.reach().len(), 2);
+        check_dr_registers(sp);
+    }
+}
+
+/// Checks the register use of every rule of a DR service: each expression reads only
+/// bytes an earlier expression of the rule wrote, within the 64 bytes of registers; the
+/// flow map's key is exactly the four flow-key loads; and every MAC used as a lookup key
+/// or as dynset data was read back from the frame (nft 1.0.6 cannot print a map result
+/// there).
+fn check_dr_registers(sp: &super::plan::SvcPlan) {
+    let lens = |set: &str| {
+        let d = &sp.sets[set].def;
+        (d.key_len, d.data.map(|x| x.1).unwrap_or(0))
+    };
+    let bytes = |r: u32, len: u32| {
+        let start = ((r - reg(0)) * 4) as usize;
+        start..start + len as usize
+    };
+    let padded = |len: u32| len.div_ceil(4) * 4;
+    let mac_read_back = Expr::Payload {
+        base: NFT_PAYLOAD_LL_HEADER,
+        offset: 0,
+        len: 6,
+        dreg: reg(11),
+    };
+    for rule in &sp.rules {
+        let mut writer: [Option<usize>; 64] = [None; 64];
+        let ctx = |i: usize| format!("expression {i} of {rule:#?}");
+        let read = |writer: &[Option<usize>; 64], r: u32, len: u32, i: usize| {
+            for b in bytes(r, len) {
+                assert!(b < 64 && writer[b].is_some(), "{}: reads byte {b}", ctx(i));
+            }
+        };
+        let from_frame = |writer: &[Option<usize>; 64], r: u32, i: usize| {
+            assert_eq!(r, reg(11), "{}", ctx(i));
+            assert_eq!(
+                rule[writer[bytes(r, 1).start].unwrap()],
+                mac_read_back,
+                "{}",
+                ctx(i)
+            );
+        };
+        let flow_key = |writer: &[Option<usize>; 64], r: u32, i: usize| {
+            assert_eq!(r, reg(0), "{}", ctx(i));
+            let (klen, _) = lens(sp.flows_set.as_deref().unwrap());
+            let alen = (klen - 8) / 2;
+            let (sa, da) = if alen == 4 { (12, 16) } else { (8, 24) };
+            let want = [
+                (NFT_PAYLOAD_NETWORK_HEADER, sa, alen, 0),
+                (NFT_PAYLOAD_NETWORK_HEADER, da, alen, alen),
+                (NFT_PAYLOAD_TRANSPORT_HEADER, 0, 2, 2 * alen),
+                (NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, 2 * alen + 4),
+            ];
+            for (base, offset, len, at) in want {
+                let w = writer[at as usize].unwrap();
+                assert_eq!(
+                    rule[w],
+                    Expr::Payload {
+                        base,
+                        offset,
+                        len,
+                        dreg: reg(at / 4)
+                    },
+                    "{}",
+                    ctx(i)
+                );
+                for b in at..at + padded(len) {
+                    assert_eq!(writer[b as usize], Some(w), "{}", ctx(i));
+                }
+            }
+        };
+        for (i, e) in rule.iter().enumerate() {
+            let write = |writer: &mut [Option<usize>; 64], r: u32, len: u32| {
+                for b in bytes(r, padded(len)) {
+                    assert!(b < 64, "{}: writes byte {b}", ctx(i));
+                    writer[b] = Some(i);
+                }
+            };
+            match e {
+                Expr::Payload { len, dreg, .. } => write(&mut writer, *dreg, *len),
+                Expr::Meta { dreg, .. } => write(&mut writer, *dreg, 4),
+                Expr::Immediate { dreg, data } => write(&mut writer, *dreg, data.len() as u32),
+                Expr::Cmp { sreg, data, .. } => read(&writer, *sreg, data.len() as u32, i),
+                Expr::Mask { sreg, dreg, mask } => {
+                    read(&writer, *sreg, mask.len() as u32, i);
+                    write(&mut writer, *dreg, mask.len() as u32);
+                }
+                Expr::PayloadWrite { sreg, len, .. } => read(&writer, *sreg, *len, i),
+                Expr::Lookup {
+                    set, sreg, dreg, ..
+                } => {
+                    let (k, d) = lens(set);
+                    read(&writer, *sreg, k, i);
+                    if set.ends_with("_flows") {
+                        flow_key(&writer, *sreg, i);
+                    }
+                    if set.ends_with("_ctr") || set.ends_with("_live") {
+                        from_frame(&writer, *sreg, i);
+                    }
+                    if let Some(dreg) = dreg {
+                        write(&mut writer, *dreg, d);
+                    }
+                }
+                Expr::Dynset {
+                    set,
+                    sreg_key,
+                    sreg_data,
+                    ..
+                } => {
+                    let (k, d) = lens(set);
+                    read(&writer, *sreg_key, k, i);
+                    if set.ends_with("_flows") {
+                        flow_key(&writer, *sreg_key, i);
+                    }
+                    let data = sreg_data.expect("maps take data");
+                    read(&writer, data, d, i);
+                    from_frame(&writer, data, i);
+                }
+                Expr::Jhash {
+                    sreg, len, dreg, ..
+                } => {
+                    read(&writer, *sreg, *len, i);
+                    write(&mut writer, *dreg, 4);
+                }
+                Expr::Numgen { dreg, .. } => write(&mut writer, *dreg, 4),
+                Expr::Fwd { sreg_dev } => read(&writer, *sreg_dev, 4, i),
+                Expr::Verdict { .. } | Expr::Reject { .. } | Expr::Counter => {}
+                e => panic!("unexpected in a DR rule: {e:?}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn dr_registers_are_consistent_in_every_variant() {
+    for vip in ["192.0.2.100", "2001:db8::100"] {
+        for proto in [Proto::Tcp, Proto::Udp] {
+            for w in [[1, 2], [0, 1], [0, 0]] {
+                for pers in [None, Some(24u8)] {
+                    for sched in [Sched::Wrr, Sched::Sh, Sched::Dh, Sched::Mh] {
+                        let mut s = dr2(vip, proto, w);
+                        s.sched = sched;
+                        s.flags.port = sched == Sched::Mh;
+                        s.persistence = pers.map(|p| Persistence {
+                            timeout: Duration::from_secs(60),
+                            prefix_len: if vip.contains(':') { p + 40 } else { p },
+                        });
+                        let (plan, _) = build(&table(vec![s]), &mut Ids::default());
+                        check_dr_registers(&plan.tables[&Fam::Netdev].services["svc1"]);
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[test]
@@ -880,6 +1324,70 @@ fn nat_to_dr_moves_the_service_between_tables() {
         d.contains(&"add chain netdev vipd in_eth0".to_string()),
         "{d:?}"
     );
+}
+
+#[test]
+fn dr_table_changes_keep_the_flow_table() {
+    let mut ids = Ids::default();
+    let s = dr2("192.0.2.100", Proto::Tcp, [1, 1]);
+    let (a, _) = build(&table(vec![s.clone()]), &mut ids);
+    let mut changes = Vec::new();
+    let mut w = s.clone();
+    w.dests[0].weight = 3;
+    changes.push(w);
+    let mut drained = s.clone();
+    drained.dests[0].weight = 0;
+    changes.push(drained);
+    let mut none_live = s.clone();
+    none_live.dests.iter_mut().for_each(|d| d.weight = 0);
+    changes.push(none_live);
+    let mut removed = s.clone();
+    removed.dests.pop();
+    changes.push(removed);
+    let mut pers = s.clone();
+    pers.persistence = Some(Persistence {
+        timeout: Duration::from_secs(60),
+        prefix_len: 32,
+    });
+    changes.push(pers);
+    let mut sh = s.clone();
+    sh.sched = Sched::Sh;
+    changes.push(sh);
+    for c in changes {
+        let (b, _) = build(&table(vec![c.clone()]), &mut ids);
+        let (_, d) = content(batch(Some(&a), &b));
+        assert!(!d.is_empty());
+        assert!(
+            !d.iter()
+                .any(|x| x.contains(" set ") && x.contains("svc1_flows")),
+            "{c:?}: {d:?}"
+        );
+        // and back
+        let (_, d) = content(batch(Some(&b), &a));
+        assert!(
+            !d.iter()
+                .any(|x| x.contains(" set ") && x.contains("svc1_flows")),
+            "{c:?}: {d:?}"
+        );
+    }
+}
+
+#[test]
+fn destroy_elements_message() {
+    let mut b = Batch::new(1);
+    let keys = [[192u8, 0, 2, 50], [192, 0, 2, 51]];
+    b.destroy_elems(
+        NFPROTO_NETDEV,
+        "vipd",
+        "svc1_flows",
+        keys.iter().map(|k| &k[..]),
+    );
+    let (msgs, d) = content(b);
+    assert_eq!(d, vec!["destroy 2 elements netdev vipd svc1_flows"]);
+    assert_eq!(msgs[0].ty, nft_type(NFT_MSG_DESTROYSETELEM));
+    assert_eq!(msgs[0].flags, NLM_F_REQUEST | NLM_F_ACK);
+    let e = decode::set_elems(attrs_of(&msgs[0]));
+    assert_eq!(e.iter().map(|e| e.key.clone()).collect::<Vec<_>>(), keys);
 }
 
 #[test]
