@@ -4,7 +4,8 @@
 //! - [`round_robin`] for `rr`/`wrr` behind conntrack (NAT): a smooth weighted sequence,
 //!   indexed by `numgen inc mod len`, so consecutive connections alternate exactly as
 //!   IPVS' wrr would hand them out.
-//! - [`consistent`] for hash schedulers and for stateless forwarding (DR): a Maglev-style
+//! - [`consistent`] for hash schedulers and for a new flow's server under DR (a flow
+//!   table keeps established flows where they are): a Maglev-style
 //!   table, indexed by `jhash(...) mod len`, where each destination owns slots in
 //!   proportion to its weight and removing one destination only moves the flows that were
 //!   on it.
