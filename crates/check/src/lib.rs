@@ -32,9 +32,17 @@
 //!   Without `fast_recovery` a down checker needs one fully successful probe per URL,
 //!   `delay_loop` apart, to come up (keepalived checks one URL per step; the time to
 //!   recover is the same). `regex` is Rust `regex` syntax, not PCRE2 (look-around and
-//!   back-references are refused at start). Bodies are read up to 4 MiB, only when
-//!   `digest` or `regex` needs them. Default Host: the address, with `:port` unless
-//!   it is 80 (443 for SSL_GET); User-Agent `KeepAliveClient`.
+//!   back-references are refused at start). Without `digest` or `regex` only the
+//!   response head is read (the connection is closed after it, so a server that keeps
+//!   it open is not waited for); bodies are read up to 4 MiB (Content-Length, chunked
+//!   or up to the close). A response head over 64 KiB fails. Default Host: the
+//!   address, with `:port` unless it is 80 (443 for SSL_GET); User-Agent
+//!   `KeepAliveClient`.
+//! * On the wire (HTTP_GET, TCP_CHECK): the handshake's last ACK is sent with the
+//!   request (TCP_CHECK: with the FIN), one packet fewer; an HTTP_GET connection whose
+//!   server has closed its side already is closed with RST instead of FIN, so servers
+//!   keep no TIME_WAIT socket per check (HAProxy's checks do the same). A server that
+//!   has not closed gets a FIN as with keepalived.
 //! * SSL_GET never verifies the server certificate ([`probe::http::AcceptAnyCert`]).
 //! * FILE_CHECK reads its file every second instead of watching it with inotify.
 //! * PING_CHECK falls back to a raw socket when ping sockets are not allowed; it

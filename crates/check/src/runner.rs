@@ -1,12 +1,20 @@
 //! [`Checkers`]: the scheduler on an OS thread of its own ("vipd-check") with a
-//! current-thread tokio runtime; probes run as tasks with a backstop timeout, health
-//! changes go out on a `std::sync::mpsc::Sender` (the consumer is a data-plane thread;
-//! nothing here ever waits for it, and nothing here can delay the VRRP thread).
+//! current-thread tokio runtime; probes run as tasks, health changes go out on a
+//! `std::sync::mpsc::Sender` (the consumer is a data-plane thread; nothing here ever
+//! waits for it, and nothing here can delay the VRRP thread).
+//!
+//! Per probe the runner does as little as it can, as it runs thousands a second: a
+//! task, one result message; the probe's own deadline bounds it (a backstop timeout
+//! is added only for the probes whose every step is not under their deadline, and for
+//! MISC_CHECK). The state shown by [`Checkers::status`] stays with the runner and is
+//! put together when asked for. On stop, probe tasks are simply dropped with the
+//! runtime (closing their sockets); MISC_CHECK scripts are killed (their process
+//! groups) and reaped first.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{Sender, SyncSender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -64,6 +72,7 @@ pub struct LastProbe {
 
 enum Ctl {
     Suspend(usize, bool),
+    Status(SyncSender<Vec<CheckerStatus>>),
     Stop,
 }
 
@@ -72,12 +81,12 @@ pub struct Checkers {
     ctl: mpsc::UnboundedSender<Ctl>,
     thread: Option<JoinHandle<()>>,
     initial: Vec<HealthChange>,
-    status: Arc<Mutex<Vec<CheckerStatus>>>,
 }
 
+/// What the runner knows of a checker besides its scheduler state (the label is the
+/// scheduler's).
 struct Meta {
     kind: String,
-    label: String,
     log_all_failures: bool,
 }
 
@@ -114,7 +123,6 @@ impl Checkers {
             }
             meta.push(Meta {
                 kind,
-                label: sched.label.clone(),
                 log_all_failures,
             });
             specs.push(sched);
@@ -132,12 +140,13 @@ impl Checkers {
         for k in (0..sched.len()).map(CheckId) {
             let s = sched.status(k);
             if !s.up {
-                down_reason
-                    .entry((s.vs, s.rs))
-                    .or_insert_with(|| match s.last {
-                        Some(l) => format!("{}: {}", meta[k.0].label, l.reason),
-                        None => format!("{}: alpha, no success yet", meta[k.0].label),
-                    });
+                down_reason.entry((s.vs, s.rs)).or_insert_with(|| {
+                    let label = &sched.spec(k).label;
+                    match s.last {
+                        Some(l) => format!("{label}: {}", l.reason),
+                        None => format!("{label}: alpha, no success yet"),
+                    }
+                });
             }
         }
         let initial = plan
@@ -163,26 +172,20 @@ impl Checkers {
                 },
             })
             .collect();
-        let status = Arc::new(Mutex::new(
-            (0..sched.len())
-                .map(|k| status_of(&sched, &meta, CheckId(k), None))
-                .collect(),
-        ));
         let (ctl, ctl_rx) = mpsc::unbounded_channel();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .context("checker runtime")?;
-        let st = status.clone();
         let thread = std::thread::Builder::new()
             .name("vipd-check".into())
             .spawn(move || {
                 let mut r = Runner {
+                    took: vec![Duration::ZERO; sched.len()],
                     sched,
                     probes,
                     meta,
                     tx,
-                    status: st,
                     file_cache: HashMap::new(),
                 };
                 runtime.block_on(r.run(ctl_rx));
@@ -194,7 +197,6 @@ impl Checkers {
             ctl,
             thread: Some(thread),
             initial,
-            status,
         })
     }
 
@@ -209,9 +211,14 @@ impl Checkers {
         let _ = self.ctl.send(Ctl::Suspend(vs, suspended));
     }
 
-    /// Every checker's state, in config order.
+    /// Every checker's state, in config order, as the checker thread sees it now (it
+    /// answers between two events; empty if that thread is gone).
     pub fn status(&self) -> Vec<CheckerStatus> {
-        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        if self.ctl.send(Ctl::Status(tx)).is_err() {
+            return Vec::new();
+        }
+        rx.recv().unwrap_or_default()
     }
 
     /// Stops probing, kills running MISC_CHECK scripts (their process groups) and
@@ -260,39 +267,13 @@ fn raise_fd_limit(checkers: usize) {
     }
 }
 
-fn status_of(
-    sched: &Scheduler,
-    meta: &[Meta],
-    k: CheckId,
-    last: Option<LastProbe>,
-) -> CheckerStatus {
-    let s = sched.status(k);
-    CheckerStatus {
-        vs: s.vs,
-        rs: s.rs,
-        kind: meta[k.0].kind.clone(),
-        label: meta[k.0].label.clone(),
-        up: s.up,
-        suspended: s.suspended,
-        in_flight: s.in_flight,
-        consecutive_failures: s.consecutive_failures,
-        last: last.or_else(|| {
-            s.last.map(|l| LastProbe {
-                ok: l.ok,
-                reason: l.reason,
-                at: SystemTime::now(),
-                took: Duration::ZERO,
-            })
-        }),
-    }
-}
-
 struct Runner {
     sched: Scheduler,
     probes: Vec<Arc<Probe>>,
     meta: Vec<Meta>,
     tx: Sender<HealthChange>,
-    status: Arc<Mutex<Vec<CheckerStatus>>>,
+    /// How long the probe of each checker's last result ran.
+    took: Vec<Duration>,
     file_cache: HashMap<PathBuf, (Instant, i64)>,
 }
 
@@ -302,23 +283,29 @@ type Done = (CheckId, Outcome, Instant);
 impl Runner {
     async fn run(&mut self, mut ctl: mpsc::UnboundedReceiver<Ctl>) {
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+        // Only MISC_CHECK scripts watch for the stop, and only they are in a JoinSet.
         let (stop_tx, stop_rx) = watch::channel(false);
-        let mut tasks = JoinSet::new();
+        let mut scripts = JoinSet::new();
+        // One timer, moved when the scheduler's next deadline moves.
+        let idle = || tokio::time::Instant::now() + Duration::from_secs(86_400);
+        let sleep = tokio::time::sleep_until(idle());
+        tokio::pin!(sleep);
+        let mut armed = None;
         loop {
-            self.act(&mut tasks, &done_tx, &stop_rx);
+            self.act(&mut scripts, &done_tx, &stop_rx);
             let deadline = self.sched.poll_timeout();
-            let sleep = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
-                    None => std::future::pending().await,
-                }
-            };
+            if deadline != armed {
+                armed = deadline;
+                sleep
+                    .as_mut()
+                    .reset(deadline.map_or_else(idle, tokio::time::Instant::from_std));
+            }
             tokio::select! {
                 biased;
                 c = ctl.recv() => match c {
-                    Some(Ctl::Suspend(vs, on)) => {
-                        self.sched.suspend(vs, on, Instant::now());
-                        self.refresh_vs(vs);
+                    Some(Ctl::Suspend(vs, on)) => self.sched.suspend(vs, on, Instant::now()),
+                    Some(Ctl::Status(reply)) => {
+                        let _ = reply.send(self.status());
                     }
                     Some(Ctl::Stop) | None => break,
                 },
@@ -328,50 +315,65 @@ impl Runner {
                         self.finish(more);
                     }
                 }
-                _ = sleep => self.sched.handle_timeout(Instant::now()),
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                _ = &mut sleep, if armed.is_some() => {
+                    armed = None;
+                    self.sched.handle_timeout(Instant::now());
+                }
+                Some(_) = scripts.join_next(), if !scripts.is_empty() => {}
             }
         }
+        // Other probes end with the runtime, right after this returns.
         let _ = stop_tx.send(true);
         let _ = tokio::time::timeout(STOP_WAIT, async {
-            while tasks.join_next().await.is_some() {}
+            while scripts.join_next().await.is_some() {}
         })
         .await;
-        tasks.abort_all();
+        scripts.abort_all();
     }
 
     /// Starts due probes and delivers health changes.
     fn act(
         &mut self,
-        tasks: &mut JoinSet<()>,
+        scripts: &mut JoinSet<()>,
         done_tx: &mpsc::UnboundedSender<Done>,
         stop: &watch::Receiver<bool>,
     ) {
         while let Some(a) = self.sched.poll_action() {
             match a {
                 Action::Probe { check } => {
-                    let probe = self.probes[check.0].clone();
-                    if let ProbeKind::File(f) = &probe.kind {
-                        let now = Instant::now();
-                        let value = match self.file_cache.get(&f.path) {
-                            Some((at, v)) if now.duration_since(*at) < FILE_CACHE => *v,
-                            _ => {
-                                let v = file::read_value(&f.path);
-                                self.file_cache.insert(f.path.clone(), (now, v));
-                                v
-                            }
-                        };
-                        self.finish((check, f.evaluate(value), now));
-                        continue;
-                    }
-                    let (tx, stop) = (done_tx.clone(), stop.clone());
-                    self.refresh(check, None);
-                    tasks.spawn(async move {
-                        let started = Instant::now();
-                        if let Some(out) = run_probe(&probe, stop).await {
-                            let _ = tx.send((check, out, started));
+                    let probe = &self.probes[check.0];
+                    match &probe.kind {
+                        ProbeKind::File(f) => {
+                            let now = Instant::now();
+                            let value = match self.file_cache.get(&f.path) {
+                                Some((at, v)) if now.duration_since(*at) < FILE_CACHE => *v,
+                                _ => {
+                                    let v = file::read_value(&f.path);
+                                    self.file_cache.insert(f.path.clone(), (now, v));
+                                    v
+                                }
+                            };
+                            let out = f.evaluate(value);
+                            self.finish((check, out, now));
                         }
-                    });
+                        ProbeKind::Misc(_) => {
+                            let (probe, tx, stop) = (probe.clone(), done_tx.clone(), stop.clone());
+                            scripts.spawn(async move {
+                                let started = Instant::now();
+                                if let Some(out) = run_script(&probe, stop).await {
+                                    let _ = tx.send((check, out, started));
+                                }
+                            });
+                        }
+                        _ => {
+                            let (probe, tx) = (probe.clone(), done_tx.clone());
+                            tokio::spawn(async move {
+                                let started = Instant::now();
+                                let out = run_probe(&probe).await;
+                                let _ = tx.send((check, out, started));
+                            });
+                        }
+                    }
                 }
                 Action::Health(h) => {
                     if h.up {
@@ -387,62 +389,73 @@ impl Runner {
 
     fn finish(&mut self, (check, out, started): Done) {
         let now = Instant::now();
-        let m = &self.meta[check.0];
         if !out.ok {
-            if m.log_all_failures {
-                tracing::warn!("{}: {}", m.label, out.reason);
+            let label = &self.sched.spec(check).label;
+            if self.meta[check.0].log_all_failures {
+                tracing::warn!("{label}: {}", out.reason);
             } else {
-                tracing::debug!("{}: {}", m.label, out.reason);
+                tracing::debug!("{label}: {}", out.reason);
             }
         }
-        let last = LastProbe {
-            ok: out.ok,
-            reason: out.reason.clone(),
-            at: SystemTime::now(),
-            took: now.duration_since(started),
-        };
         self.sched.handle_result(check, now, out);
-        self.refresh(check, Some(last));
-    }
-
-    /// Copies the scheduler's view of `check` (and its last result) into the status.
-    fn refresh(&self, check: CheckId, last: Option<LastProbe>) {
-        let s = self.sched.status(check);
-        if let Ok(mut st) = self.status.lock() {
-            let e = &mut st[check.0];
-            e.up = s.up;
-            e.suspended = s.suspended;
-            e.in_flight = s.in_flight;
-            e.consecutive_failures = s.consecutive_failures;
-            if last.is_some() {
-                e.last = last;
-            }
+        // Unless the scheduler discarded it (started before a suspension).
+        if self.sched.last(check).is_some_and(|l| l.at == now) {
+            self.took[check.0] = now.duration_since(started);
         }
     }
 
-    fn refresh_vs(&self, vs: usize) {
-        for k in 0..self.sched.len() {
-            if self.sched.spec(CheckId(k)).vs == vs {
-                self.refresh(CheckId(k), None);
-            }
+    /// Every checker's state for [`Checkers::status`].
+    fn status(&self) -> Vec<CheckerStatus> {
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        (0..self.sched.len())
+            .map(|k| {
+                let s = self.sched.status(CheckId(k));
+                CheckerStatus {
+                    vs: s.vs,
+                    rs: s.rs,
+                    kind: self.meta[k].kind.clone(),
+                    label: self.sched.spec(CheckId(k)).label.clone(),
+                    up: s.up,
+                    suspended: s.suspended,
+                    in_flight: s.in_flight,
+                    consecutive_failures: s.consecutive_failures,
+                    last: s.last.map(|l| LastProbe {
+                        ok: l.ok,
+                        reason: l.reason.into_owned(),
+                        at: wall.checked_sub(now.duration_since(l.at)).unwrap_or(wall),
+                        took: self.took[k],
+                    }),
+                }
+            })
+            .collect()
+    }
+}
+
+/// Runs a network probe. Those whose every step is under their own deadline
+/// (`connect_timeout`) run as they are; the others get the backstop timeout.
+async fn run_probe(p: &Probe) -> Outcome {
+    match &p.kind {
+        ProbeKind::Http(_) | ProbeKind::Tcp | ProbeKind::Smtp(_) | ProbeKind::Ping => p.run().await,
+        _ => {
+            let budget = p.budget() + BACKSTOP_GRACE;
+            tokio::time::timeout(budget, p.run())
+                .await
+                .unwrap_or_else(|_| Outcome::fail(format!("no result within {}", secs(budget))))
         }
     }
 }
 
-/// Runs a probe with the backstop timeout; `None` if the checkers stopped first.
-async fn run_probe(p: &Probe, mut stop: watch::Receiver<bool>) -> Option<Outcome> {
+/// Runs a MISC_CHECK script with the backstop timeout; `None` if the checkers stopped
+/// first (the script's process group was killed and the script reaped).
+async fn run_script(p: &Probe, mut stop: watch::Receiver<bool>) -> Option<Outcome> {
+    let ProbeKind::Misc(m) = &p.kind else {
+        return Some(p.run().await);
+    };
     let budget = p.budget() + BACKSTOP_GRACE;
-    let timed_out = || Outcome::fail(format!("no result within {}", secs(budget)));
     let stopped = async move {
         let _ = stop.wait_for(|s| *s).await;
     };
-    match &p.kind {
-        ProbeKind::Misc(m) => tokio::time::timeout(budget, m.run_until(stopped))
-            .await
-            .unwrap_or_else(|_| Some(timed_out())),
-        _ => tokio::select! {
-            r = tokio::time::timeout(budget, p.run()) => Some(r.unwrap_or_else(|_| timed_out())),
-            _ = stopped => None,
-        },
-    }
+    tokio::time::timeout(budget, m.run_until(stopped))
+        .await
+        .unwrap_or_else(|_| Some(Outcome::fail(format!("no result within {}", secs(budget)))))
 }

@@ -30,6 +30,7 @@
 //!   checkers; results of probes started before are discarded; on resume they start
 //!   again with the spread. Health is kept as it was.
 
+use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::time::{Duration, Instant};
@@ -76,8 +77,9 @@ pub struct CheckSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     pub ok: bool,
-    /// Short reason: why it failed, or what succeeded.
-    pub reason: String,
+    /// Short reason: why it failed, or what succeeded (static for the common cases,
+    /// so that a plain success allocates nothing).
+    pub reason: Cow<'static, str>,
     /// Dynamic checkers: the delta this checker adds to the server's configured weight.
     pub weight: Option<i64>,
 }
@@ -86,12 +88,12 @@ impl Outcome {
     pub fn ok() -> Outcome {
         Outcome {
             ok: true,
-            reason: "ok".into(),
+            reason: Cow::Borrowed("ok"),
             weight: None,
         }
     }
 
-    pub fn fail(reason: impl Into<String>) -> Outcome {
+    pub fn fail(reason: impl Into<Cow<'static, str>>) -> Outcome {
         Outcome {
             ok: false,
             reason: reason.into(),
@@ -100,7 +102,7 @@ impl Outcome {
     }
 
     /// A success that sets this checker's weight delta.
-    pub fn weighted(delta: i64, reason: impl Into<String>) -> Outcome {
+    pub fn weighted(delta: i64, reason: impl Into<Cow<'static, str>>) -> Outcome {
         Outcome {
             ok: true,
             reason: reason.into(),
@@ -135,7 +137,7 @@ pub enum Action {
 pub struct LastResult {
     pub at: Instant,
     pub ok: bool,
-    pub reason: String,
+    pub reason: Cow<'static, str>,
 }
 
 /// A checker's state, for status displays.
@@ -497,6 +499,11 @@ impl Scheduler {
 
     pub fn spec(&self, check: CheckId) -> &CheckSpec {
         &self.checks[check.0].spec
+    }
+
+    /// The last result `check` got (as [`status`](Self::status), without a copy).
+    pub fn last(&self, check: CheckId) -> Option<&LastResult> {
+        self.checks[check.0].last.as_ref()
     }
 
     pub fn status(&self, check: CheckId) -> CheckStatus {

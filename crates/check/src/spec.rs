@@ -446,10 +446,10 @@ impl Builder<'_> {
                         format!("{kind} needs at least one `url` block"),
                     );
                 }
-                let mut urls = Vec::new();
+                let mut urls = Vec::with_capacity(c.urls.len());
                 for u in &c.urls {
                     let path = u.path.clone().unwrap_or_else(|| "/".into());
-                    if !path.starts_with('/') || path.parse::<hyper::Uri>().is_err() {
+                    if http::wire::request_target(&path).is_err() {
                         self.err("path", &span, format!("`{path}` is not an absolute path"));
                     }
                     let status = match &u.status_code {
@@ -492,15 +492,11 @@ impl Builder<'_> {
                     // keepalived brings a recovering server up one URL per delay_loop.
                     timing.rise = urls.len().max(1) as u32;
                 }
-                (
-                    ProbeKind::Http(Http {
-                        urls,
-                        version,
-                        tls: tls.then(http::insecure_client_config),
-                        sni,
-                    }),
-                    label,
-                )
+                let mut h = Http::new(urls, version);
+                if tls {
+                    h = h.with_tls(http::insecure_client_config(), sni);
+                }
+                (ProbeKind::Http(h), label)
             }
             "TCP_CHECK" => (ProbeKind::Tcp, label),
             "PING_CHECK" => (ProbeKind::Ping, label),

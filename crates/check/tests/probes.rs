@@ -28,12 +28,7 @@ fn url(path: &str, host: &str) -> UrlCheck {
 }
 
 fn http(urls: Vec<UrlCheck>) -> Http {
-    Http {
-        urls,
-        version: HttpVersion::V10,
-        tls: None,
-        sni: false,
-    }
+    Http::new(urls, HttpVersion::V10)
 }
 
 #[test]
@@ -143,8 +138,10 @@ fn http_get() {
 
         // virtualhost → Host header; HTTP/1.1 with Connection: close; several URLs.
         while seen.try_recv().is_ok() {}
-        let mut h = http(vec![url("/ok", "www.example"), url("/503", "www.example")]);
-        h.version = HttpVersion::V11;
+        let h = Http::new(
+            vec![url("/ok", "www.example"), url("/503", "www.example")],
+            HttpVersion::V11,
+        );
         let out = probe(ProbeKind::Http(h), t, 1000).run().await;
         assert_eq!(out.reason, "GET /503: HTTP status 503 not in 200-299");
         let s = seen.recv().await.unwrap();
@@ -154,8 +151,7 @@ fn http_get() {
         assert!(head.contains("\r\nconnection: close\r\n"), "{head}");
         let s = seen.recv().await.unwrap();
         assert!(s.head.starts_with("GET /503 HTTP/1.1\r\n"));
-        let mut h = http(vec![url("/ok", host)]);
-        h.version = HttpVersion::V10Close;
+        let h = Http::new(vec![url("/ok", host)], HttpVersion::V10Close);
         assert!(probe(ProbeKind::Http(h), t, 1000).run().await.ok);
         let s = seen.recv().await.unwrap();
         assert!(s.head.starts_with("GET /ok HTTP/1.0\r\n"));
@@ -209,6 +205,293 @@ fn http_get() {
     });
 }
 
+/// What a raw test server saw after writing its response to one connection (when it
+/// kept the connection open): the end of the stream (a FIN) or an error (a reset).
+#[derive(Debug, PartialEq)]
+enum After {
+    Eof,
+    Reset,
+}
+
+/// A server on `port` that reads the request head and writes `pieces` (5 ms apart);
+/// then closes, or (`close` false) waits for the client and reports how it went.
+async fn raw_server(
+    port: u16,
+    pieces: Vec<Vec<u8>>,
+    close: bool,
+) -> mpsc::UnboundedReceiver<After> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let (pieces, tx) = (pieces.clone(), tx.clone());
+            tokio::spawn(async move {
+                if read_head(&mut s).await.is_none() {
+                    return;
+                }
+                for (i, p) in pieces.iter().enumerate() {
+                    if i > 0 {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    if s.write_all(p).await.is_err() {
+                        return;
+                    }
+                }
+                if !close {
+                    let mut b = [0u8; 64];
+                    let _ = tx.send(match s.read(&mut b).await {
+                        Ok(0) => After::Eof,
+                        _ => After::Reset,
+                    });
+                }
+            });
+        }
+    });
+    rx
+}
+
+/// TCP sockets of this thread's network namespace in TIME_WAIT on `port` (either end).
+fn time_waits(port: u16) -> usize {
+    let port = format!(":{port:04X} ");
+    std::fs::read_to_string("/proc/thread-self/net/tcp")
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter(|l| l.contains(&port))
+        .filter(|l| l.split_whitespace().nth(3) == Some("06"))
+        .count()
+}
+
+/// The HTTP/1.x codec against servers that frame their responses in every way, and
+/// ones that misbehave.
+#[test]
+fn http_wire() {
+    in_netns("http_wire", || async {
+        const HELLO_MD5: &str = "5eb63bbbe01eeed093cb22bb8f5acdc3";
+        let get = |port: u16, digest: bool, timeout_ms: u64| {
+            let mut u = url("/x", "h");
+            if digest {
+                u.digest = Some(HELLO_MD5.into());
+            }
+            probe(
+                ProbeKind::Http(http(vec![u])),
+                &format!("127.0.0.1:{port}"),
+                timeout_ms,
+            )
+        };
+        let b = |s: &str| s.as_bytes().to_vec();
+
+        // A server that closes after its response: the probe aborts the connection
+        // (RST), so the server keeps no TIME_WAIT socket per check.
+        raw_server(
+            8100,
+            vec![b(
+                "HTTP/1.0 200 OK\r\nContent-Length: 11\r\n\r\nhello world",
+            )],
+            true,
+        )
+        .await;
+        for _ in 0..3 {
+            let out = get(8100, false, 1000).run().await;
+            assert!(out.ok, "{out:?}");
+            let out = get(8100, true, 1000).run().await;
+            assert!(out.ok, "{out:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(time_waits(8100), 0);
+
+        // A server that keeps the connection open after its response: the probe does
+        // not wait for it (no digest: only the head is read), and closes with a FIN.
+        let mut after = raw_server(
+            8101,
+            vec![b("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")],
+            false,
+        )
+        .await;
+        let t0 = Instant::now();
+        let out = get(8101, false, 2000).run().await;
+        assert!(
+            out.ok && t0.elapsed() < Duration::from_millis(500),
+            "{out:?}"
+        );
+        assert_eq!(after.recv().await, Some(After::Eof));
+
+        // Chunked (HTTP/1.1), in pieces that split sizes, data and line ends.
+        raw_server(
+            8102,
+            vec![
+                b("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"),
+                b("5\r\nhel"),
+                b("lo\r"),
+                b("\n6;x=y\r\n world\r\n0"),
+                b("\r\n\r\n"),
+            ],
+            false,
+        )
+        .await;
+        let out = get(8102, true, 1000).run().await;
+        assert!(out.ok, "{out:?}");
+
+        // Bogus chunk sizes.
+        raw_server(
+            8103,
+            vec![b(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            )],
+            false,
+        )
+        .await;
+        let out = get(8103, true, 1000).run().await;
+        assert_eq!(out.reason, "body: bad chunk size");
+        // ... that do not matter when the body is not needed.
+        assert!(get(8103, false, 1000).run().await.ok);
+
+        // Delimited by the end of the connection (no Content-Length), in pieces.
+        raw_server(
+            8104,
+            vec![b("HTTP/1.0 200 OK\r\n\r\nhello"), b(" world")],
+            true,
+        )
+        .await;
+        let out = get(8104, true, 1000).run().await;
+        assert!(out.ok, "{out:?}");
+
+        // Interim responses are skipped.
+        raw_server(
+            8105,
+            vec![
+                b("HTTP/1.1 100 Continue\r\n\r\n"),
+                b("HTTP/1.1 204 No Content\r\n\r\n"),
+            ],
+            true,
+        )
+        .await;
+        let out = get(8105, false, 1000).run().await;
+        assert!(out.ok, "{out:?}");
+
+        // Not HTTP: fails as soon as the first bytes say so, not at the timeout.
+        raw_server(8106, vec![b("SSH-2.0-OpenSSH_9.6\r\n")], false).await;
+        let t0 = Instant::now();
+        let out = get(8106, false, 2000).run().await;
+        assert_eq!(
+            out.reason,
+            "response: malformed status line `SSH-2.0-OpenSSH_9.6`"
+        );
+        assert!(t0.elapsed() < Duration::from_millis(500));
+
+        // A truncated status line, then the connection closes.
+        raw_server(8107, vec![b("HTTP/1.1 2")], true).await;
+        let out = get(8107, false, 1000).run().await;
+        assert_eq!(
+            out.reason,
+            "response: connection closed in the response head after 10 bytes"
+        );
+
+        // No response at all.
+        raw_server(8108, vec![], true).await;
+        let out = get(8108, false, 1000).run().await;
+        assert_eq!(out.reason, "response: connection closed without a response");
+
+        // A head that never ends.
+        let mut huge = b("HTTP/1.1 200 OK\r\nX-Big: ");
+        huge.extend(std::iter::repeat_n(b'a', 70_000));
+        raw_server(8109, vec![huge], false).await;
+        let out = get(8109, false, 2000).run().await;
+        assert_eq!(out.reason, "response: head larger than 64 KiB");
+
+        // Bad framing headers fail even without a body to read (as with hyper).
+        raw_server(
+            8110,
+            vec![b("HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\n")],
+            true,
+        )
+        .await;
+        let out = get(8110, false, 1000).run().await;
+        assert_eq!(out.reason, "response: invalid Content-Length");
+
+        // A body shorter than its Content-Length: closed, or never completed.
+        raw_server(
+            8111,
+            vec![b("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort")],
+            true,
+        )
+        .await;
+        let out = get(8111, true, 1000).run().await;
+        assert_eq!(out.reason, "body: connection closed after 5 of 100 bytes");
+        raw_server(
+            8112,
+            vec![b("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort")],
+            false,
+        )
+        .await;
+        let t0 = Instant::now();
+        let out = get(8112, true, 300).run().await;
+        assert_eq!(out.reason, "body: timed out");
+        assert!(t0.elapsed() >= Duration::from_millis(290));
+        // A Content-Length over the limit is refused without reading.
+        raw_server(
+            8113,
+            vec![b("HTTP/1.1 200 OK\r\nContent-Length: 5000000\r\n\r\n")],
+            false,
+        )
+        .await;
+        let out = get(8113, true, 1000).run().await;
+        assert_eq!(out.reason, "body: larger than 4 MiB");
+
+        // The handshake not done within connect() (its first SYN dropped, so it takes
+        // a retransmission): the request waits for the connection. Needs nft.
+        let dropped = std::process::Command::new("nft")
+            .arg("add table ip t; add chain ip t o { type filter hook output priority 0; }; add rule ip t o tcp dport 8114 tcp flags syn quota until 100 bytes drop; add rule ip t o tcp dport 8115 tcp flags syn quota until 100 bytes drop; add rule ip t o tcp dport 8116 tcp flags syn quota until 100 bytes drop")
+            .status()
+            .is_ok_and(|s| s.success());
+        if dropped {
+            raw_server(
+                8114,
+                vec![b(
+                    "HTTP/1.0 200 OK\r\nContent-Length: 11\r\n\r\nhello world",
+                )],
+                true,
+            )
+            .await;
+            let t0 = Instant::now();
+            let out = get(8114, true, 3000).run().await;
+            assert!(out.ok, "{out:?}");
+            assert!(
+                t0.elapsed() >= Duration::from_millis(900),
+                "{:?}",
+                t0.elapsed()
+            );
+            let t0 = Instant::now();
+            let out = get(8115, false, 3000).run().await;
+            assert_eq!(out.reason, "connect: connection refused");
+            assert!(
+                t0.elapsed() >= Duration::from_millis(900),
+                "{:?}",
+                t0.elapsed()
+            );
+            // TCP_CHECK the same way.
+            let l = TcpListener::bind("127.0.0.1:8116").await.unwrap();
+            let t0 = Instant::now();
+            let out = probe(ProbeKind::Tcp, "127.0.0.1:8116", 3000).run().await;
+            assert!(out.ok, "{out:?}");
+            assert!(
+                t0.elapsed() >= Duration::from_millis(900),
+                "{:?}",
+                t0.elapsed()
+            );
+            // The server got the connection, and then its end (the FIN carried the
+            // handshake's last ACK).
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut b = [0u8; 8];
+            use tokio::io::AsyncReadExt;
+            assert_eq!(s.read(&mut b).await.unwrap(), 0);
+        } else {
+            eprintln!("http_wire: nft unavailable, slow-handshake case skipped");
+        }
+    });
+}
+
 #[test]
 fn ssl_get() {
     in_netns("ssl_get", || async {
@@ -249,9 +532,7 @@ fn ssl_get() {
             }
         });
         let ssl = |u: UrlCheck, sni: bool| {
-            let mut h = http(vec![u]);
-            h.tls = Some(insecure_client_config());
-            h.sni = sni;
+            let h = http(vec![u]).with_tls(insecure_client_config(), sni);
             probe(ProbeKind::Http(h), "127.0.0.1:8443", 2000)
         };
         // The self-signed certificate is accepted; no SNI for an address.
@@ -274,8 +555,7 @@ fn ssl_get() {
         let plain = TcpListener::bind("127.0.0.1:8080").await.unwrap();
         let (tx, _rx) = mpsc::unbounded_channel();
         tokio::spawn(serve_http(plain, routes(), tx));
-        let mut h = http(vec![url("/ok", "x")]);
-        h.tls = Some(insecure_client_config());
+        let h = http(vec![url("/ok", "x")]).with_tls(insecure_client_config(), false);
         let out = probe(ProbeKind::Http(h), "127.0.0.1:8080", 2000)
             .run()
             .await;
@@ -288,6 +568,11 @@ fn tcp_check() {
     in_netns("tcp_check", || async {
         let l = TcpListener::bind("127.0.0.1:9000").await.unwrap();
         assert!(probe(ProbeKind::Tcp, "127.0.0.1:9000", 500).run().await.ok);
+        // The server got a whole connection, then its end (a FIN, not a reset).
+        let (mut s, _) = l.accept().await.unwrap();
+        let mut b = [0u8; 8];
+        use tokio::io::AsyncReadExt;
+        assert_eq!(s.read(&mut b).await.unwrap(), 0);
         assert!(probe(ProbeKind::Tcp, "[::1]:9000", 500)
             .run()
             .await

@@ -140,6 +140,14 @@ fn servers_going_away_and_coming_back() {
         assert!(st[0].consecutive_failures >= 3);
         let last = st[0].last.as_ref().unwrap();
         assert!(!last.ok && last.reason.contains("refused"));
+        // When it came and how long it took (a refusal: at once).
+        let age = std::time::SystemTime::now()
+            .duration_since(last.at)
+            .unwrap();
+        assert!(age < dl + margin, "{age:?}");
+        assert!(last.took < ct, "{:?}", last.took);
+        let ok = st[1].last.as_ref().unwrap();
+        assert!(ok.ok && ok.reason == "ok", "{ok:?}");
         assert!(st[1].up && st[1].consecutive_failures == 0);
 
         // Back: up on the first success.

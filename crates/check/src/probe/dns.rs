@@ -183,7 +183,7 @@ impl Dns {
         match self.check(p).await {
             Ok(n) => Outcome {
                 ok: true,
-                reason: format!("{n} answer(s)"),
+                reason: format!("{n} answer(s)").into(),
                 weight: None,
             },
             Err(e) => Outcome::fail(e),

@@ -59,7 +59,7 @@ impl FileCheck {
         } else {
             Outcome {
                 ok: true,
-                reason,
+                reason: reason.into(),
                 weight: None,
             }
         }

@@ -1,6 +1,11 @@
 //! HTTP_GET and SSL_GET: one connection per `url`, `GET path`, then the status code,
 //! the MD5 `digest` of the body and the `regex` are checked.
 //!
+//! The HTTP/1.x exchange is our own codec ([`wire`]: request bytes computed once per
+//! URL, the head parsed in place, the body framed by Content-Length, chunked or the
+//! close), for CPU: a probe is one `connect`, one `send`, usually one `recv` and a
+//! close, under one timer for the whole exchange.
+//!
 //! SSL_GET, like keepalived without an `SSL { ca ... }` block, does **not** verify the
 //! server's certificate: [`AcceptAnyCert`] accepts any chain and any name (the
 //! handshake's signatures are still checked, so the peer must own the key of the
@@ -9,31 +14,31 @@
 //! certificates for the service's public name.
 
 use std::fmt;
+use std::io;
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper::header::{CONNECTION, HOST, USER_AGENT};
-use hyper::{Request, Version};
-use hyper_util::rt::TokioIo;
 use md5::{Digest, Md5};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use super::{tcp_connect, until, Probe};
+use super::{close_after_peer, short, tcp_connect_first, Probe};
 use crate::sched::Outcome;
+use wire::{ChunkError, Chunked, Framing, MAX_HEAD};
+
+pub mod wire;
+
+pub use wire::USER_AGENT_VALUE;
 
 /// The largest body read for `digest` / `regex`.
 pub const MAX_BODY: usize = 4 << 20;
 
-/// keepalived's User-Agent, kept so server-side filters and logs written for
-/// keepalived's checks keep working.
-pub const USER_AGENT_VALUE: &str = "KeepAliveClient";
+/// The first read buffer of an exchange (most response heads fit).
+const READ_BUF: usize = 2048;
 
 /// `http_protocol`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,14 +51,17 @@ pub enum HttpVersion {
     V11,
 }
 
+/// An HTTP_GET / SSL_GET probe: built with [`Http::new`], which computes each URL's
+/// request bytes once.
 #[derive(Debug, Clone)]
 pub struct Http {
-    pub urls: Vec<UrlCheck>,
-    pub version: HttpVersion,
-    /// SSL_GET: the TLS client configuration.
-    pub tls: Option<Arc<rustls::ClientConfig>>,
-    /// SSL_GET `enable_sni`: send the virtual host as SNI.
-    pub sni: bool,
+    urls: Vec<UrlCheck>,
+    version: HttpVersion,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    sni: bool,
+    /// Each URL's request, or why it cannot be sent (a path or Host header that is not
+    /// valid on the wire; the config refuses such paths before).
+    requests: Box<[Result<Box<[u8]>, String>]>,
 }
 
 #[derive(Debug, Clone)]
@@ -209,19 +217,87 @@ pub fn insecure_client_config() -> Arc<rustls::ClientConfig> {
         .clone()
 }
 
-/// Aborts a spawned task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+/// Where an exchange is, for the reason of a timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Connect,
+    Tls,
+    Request,
+    Response,
+    Body,
+}
 
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
+impl Stage {
+    fn name(self) -> &'static str {
+        match self {
+            Stage::Connect => "connect",
+            Stage::Tls => "TLS handshake",
+            Stage::Request => "request",
+            Stage::Response => "response",
+            Stage::Body => "body",
+        }
     }
 }
 
 impl Http {
+    /// A plain HTTP_GET probe of `urls`.
+    pub fn new(mut urls: Vec<UrlCheck>, version: HttpVersion) -> Http {
+        // Kept for the probe's life, by every checker: no spare capacity.
+        urls.shrink_to_fit();
+        let (http11, close) = match version {
+            HttpVersion::V10 => (false, false),
+            HttpVersion::V10Close => (false, true),
+            HttpVersion::V11 => (true, true),
+        };
+        let requests = urls
+            .iter()
+            .map(|u| wire::request(&u.path, &u.host, http11, close))
+            .collect();
+        Http {
+            urls,
+            version,
+            tls: None,
+            sni: false,
+            requests,
+        }
+    }
+
+    /// SSL_GET: TLS with `config`; `sni` sends the Host as SNI when it is a name.
+    pub fn with_tls(mut self, config: Arc<rustls::ClientConfig>, sni: bool) -> Http {
+        self.tls = Some(config);
+        self.sni = sni;
+        self
+    }
+
+    pub fn urls(&self) -> &[UrlCheck] {
+        &self.urls
+    }
+
+    pub fn version(&self) -> HttpVersion {
+        self.version
+    }
+
+    /// SSL_GET's TLS configuration.
+    pub fn tls(&self) -> Option<&Arc<rustls::ClientConfig>> {
+        self.tls.as_ref()
+    }
+
+    /// SSL_GET `enable_sni`.
+    pub fn sni(&self) -> bool {
+        self.sni
+    }
+
+    /// The bytes sent for URL `i`, or why they cannot be sent.
+    pub fn request(&self, i: usize) -> Result<&[u8], &str> {
+        match &self.requests[i] {
+            Ok(r) => Ok(r),
+            Err(e) => Err(e),
+        }
+    }
+
     pub async fn run(&self, p: &Probe) -> Outcome {
-        for u in &self.urls {
-            if let Err(e) = self.check_url(p, u).await {
+        for (u, req) in self.urls.iter().zip(self.requests.iter()) {
+            if let Err(e) = self.check_url(p, u, req).await {
                 return Outcome::fail(if self.urls.len() > 1 {
                     format!("GET {}: {e}", u.path)
                 } else {
@@ -232,99 +308,211 @@ impl Http {
         Outcome::ok()
     }
 
-    async fn check_url(&self, p: &Probe, u: &UrlCheck) -> Result<(), String> {
+    /// One URL: a connection, the request, the response; `connect_timeout` bounds the
+    /// whole exchange (one timer), and a timeout names the stage it interrupted.
+    async fn check_url(
+        &self,
+        p: &Probe,
+        u: &UrlCheck,
+        req: &Result<Box<[u8]>, String>,
+    ) -> Result<(), String> {
+        let req = req.as_deref().map_err(|e| format!("request: {e}"))?;
         let deadline = Instant::now() + p.timeout;
-        let tcp = until(deadline, "connect", tcp_connect(p)).await?;
-        match &self.tls {
-            None => self.exchange(tcp, u, deadline).await,
-            Some(config) => {
-                let name = match (self.sni, ServerName::try_from(u.host.as_str())) {
-                    (true, Ok(ServerName::DnsName(d))) => ServerName::DnsName(d.to_owned()),
-                    // No SNI: rustls sends none for an IP address.
-                    _ => ServerName::IpAddress(p.target.ip().into()),
-                };
-                let connector = tokio_rustls::TlsConnector::from(config.clone());
-                let tls = until(deadline, "TLS handshake", async {
-                    connector
-                        .connect(name, tcp)
-                        .await
-                        .map_err(|e| format!("TLS handshake: {}", super::short(&e)))
-                })
-                .await?;
-                self.exchange(tls, u, deadline).await
-            }
+        let mut stage = Stage::Connect;
+        match tokio::time::timeout_at(deadline, self.exchange(p, u, req, &mut stage)).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("{}: timed out", stage.name())),
         }
     }
 
-    async fn exchange<S>(&self, stream: S, u: &UrlCheck, deadline: Instant) -> Result<(), String>
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        let (mut sender, conn) = until(deadline, "HTTP handshake", async {
-            hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
-                .await
-                .map_err(|e| format!("HTTP: {e}"))
-        })
-        .await?;
-        let _conn = AbortOnDrop(tokio::spawn(async move {
-            let _ = conn.await;
-        }));
-        let mut req = Request::builder()
-            .uri(u.path.as_str())
-            .header(HOST, u.host.as_str())
-            .header(USER_AGENT, USER_AGENT_VALUE);
-        req = match self.version {
-            HttpVersion::V10 => req.version(Version::HTTP_10),
-            HttpVersion::V10Close => req.version(Version::HTTP_10).header(CONNECTION, "close"),
-            HttpVersion::V11 => req.version(Version::HTTP_11).header(CONNECTION, "close"),
+    async fn exchange(
+        &self,
+        p: &Probe,
+        u: &UrlCheck,
+        req: &[u8],
+        stage: &mut Stage,
+    ) -> Result<(), String> {
+        let Some(config) = &self.tls else {
+            let (mut tcp, sent) = tcp_connect_first(p, req).await?;
+            let r = talk(&mut tcp, u, &req[sent..], stage).await;
+            close_after_peer(&tcp).await;
+            return r;
         };
-        let req = req
-            .body(Empty::new())
-            .map_err(|e| format!("request: {e}"))?;
-        let resp = until(deadline, "response", async {
-            sender
-                .send_request(req)
-                .await
-                .map_err(|e| format!("response: {e}"))
-        })
-        .await?;
-        let code = resp.status().as_u16();
-        if !u.status.contains(code) {
-            return Err(format!("HTTP status {code} not in {}", u.status));
-        }
-        if u.digest.is_none() && u.regex.is_none() {
-            return Ok(());
-        }
-        let body = until(deadline, "body", async {
-            Limited::new(resp.into_body(), MAX_BODY)
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .map_err(|e| {
-                    if e.is::<http_body_util::LengthLimitError>() {
-                        format!("body: larger than {} MiB", MAX_BODY >> 20)
-                    } else {
-                        format!("body: {e}")
-                    }
-                })
-        })
-        .await?;
-        if let Some(want) = &u.digest {
-            let got = hex(&Md5::digest(&body));
-            if &got != want {
-                return Err(format!("digest mismatch: got {got}, want {want}"));
+        // The ClientHello carries the handshake's last ACK.
+        let (tcp, _) = tcp_connect_first(p, &[]).await?;
+        *stage = Stage::Tls;
+        let name = match (self.sni, ServerName::try_from(u.host.as_str())) {
+            (true, Ok(ServerName::DnsName(d))) => ServerName::DnsName(d.to_owned()),
+            // No SNI: rustls sends none for an IP address.
+            _ => ServerName::IpAddress(p.target.ip().into()),
+        };
+        let mut tls = tokio_rustls::TlsConnector::from(config.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS handshake: {}", short(&e)))?;
+        let r = talk(&mut tls, u, req, stage).await;
+        // close_notify, as a polite TLS client does (the result is already known).
+        let _ = tls.shutdown().await;
+        r
+    }
+}
+
+/// Sends `req` (what of the request is still to send) and checks the response against
+/// `u`. The head is read up to its end only; the body only when `digest` or `regex`
+/// needs it.
+async fn talk<S>(s: &mut S, u: &UrlCheck, req: &[u8], stage: &mut Stage) -> Result<(), String>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    *stage = Stage::Request;
+    if !req.is_empty() {
+        s.write_all(req)
+            .await
+            .map_err(|e| format!("request: {}", short(&e)))?;
+    }
+    s.flush()
+        .await
+        .map_err(|e| format!("request: {}", short(&e)))?;
+
+    *stage = Stage::Response;
+    let mut buf = Vec::with_capacity(READ_BUF);
+    let mut scanned = 0;
+    let mut status_line_seen = false;
+    let (head, end) = loop {
+        if let Some(end) = wire::head_end(&buf, &mut scanned) {
+            let head = wire::parse_head(&buf[..end]).map_err(|e| format!("response: {e}"))?;
+            if head.is_interim() {
+                // 100 Continue and friends: the real response follows.
+                buf.drain(..end);
+                (scanned, status_line_seen) = (0, false);
+                continue;
             }
+            break (head, end);
         }
-        if let Some(re) = &u.regex {
-            match (re.is_match(&body), u.regex_no_match) {
-                (false, false) => return Err(format!("regex `{}` did not match", re.as_str())),
-                (true, true) => {
-                    return Err(format!("regex `{}` matched (regex_no_match)", re.as_str()))
+        if !status_line_seen && !buf.is_empty() {
+            wire::check_start(&buf).map_err(|e| format!("response: {e}"))?;
+            status_line_seen = buf.contains(&b'\n');
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(format!("response: head larger than {} KiB", MAX_HEAD >> 10));
+        }
+        let n = read_more(s, &mut buf, MAX_HEAD + 1)
+            .await
+            .map_err(|e| format!("response: {}", short(&e)))?;
+        if n == 0 {
+            return Err(if buf.is_empty() {
+                "response: connection closed without a response".into()
+            } else {
+                format!(
+                    "response: connection closed in the response head after {} bytes",
+                    buf.len()
+                )
+            });
+        }
+    };
+    if !u.status.contains(head.code) {
+        return Err(format!("HTTP status {} not in {}", head.code, u.status));
+    }
+    if u.digest.is_none() && u.regex.is_none() {
+        return Ok(());
+    }
+
+    *stage = Stage::Body;
+    buf.drain(..end);
+    let body = read_body(s, head.framing, buf).await?;
+    if let Some(want) = &u.digest {
+        let got = hex(&Md5::digest(&body));
+        if &got != want {
+            return Err(format!("digest mismatch: got {got}, want {want}"));
+        }
+    }
+    if let Some(re) = &u.regex {
+        match (re.is_match(&body), u.regex_no_match) {
+            (false, false) => return Err(format!("regex `{}` did not match", re.as_str())),
+            (true, true) => {
+                return Err(format!("regex `{}` matched (regex_no_match)", re.as_str()))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn too_large() -> String {
+    format!("body: larger than {} MiB", MAX_BODY >> 20)
+}
+
+/// The body as framed by the head; `buf` holds what was read after the head.
+async fn read_body<S>(s: &mut S, framing: Framing, mut buf: Vec<u8>) -> Result<Vec<u8>, String>
+where
+    S: AsyncRead + Unpin,
+{
+    let failed = |e: io::Error| format!("body: {}", short(&e));
+    match framing {
+        Framing::Empty => Ok(Vec::new()),
+        Framing::Length(n) => {
+            if n > MAX_BODY as u64 {
+                return Err(too_large());
+            }
+            let n = n as usize;
+            while buf.len() < n {
+                if read_more(s, &mut buf, n).await.map_err(failed)? == 0 {
+                    return Err(format!(
+                        "body: connection closed after {} of {n} bytes",
+                        buf.len()
+                    ));
                 }
-                _ => {}
+            }
+            buf.truncate(n);
+            Ok(buf)
+        }
+        Framing::Eof => loop {
+            if buf.len() > MAX_BODY {
+                return Err(too_large());
+            }
+            if read_more(s, &mut buf, MAX_BODY + 1).await.map_err(failed)? == 0 {
+                return Ok(buf);
+            }
+        },
+        Framing::Chunked => {
+            let mut chunked = Chunked::default();
+            let mut body = Vec::new();
+            let mut raw = buf;
+            loop {
+                chunked
+                    .decode(&raw, &mut body, MAX_BODY)
+                    .map_err(|e| match e {
+                        ChunkError::TooLarge => too_large(),
+                        ChunkError::Bad(why) => format!("body: {why}"),
+                    })?;
+                if chunked.is_done() {
+                    return Ok(body);
+                }
+                raw.clear();
+                let max = READ_BUF.max(raw.capacity());
+                if read_more(s, &mut raw, max).await.map_err(failed)? == 0 {
+                    return Err("body: connection closed before the last chunk".into());
+                }
             }
         }
-        Ok(())
+    }
+}
+
+/// Reads what is available into `buf`, which is kept within `max` bytes (growing it
+/// as needed); 0 at the end of the stream. A TLS peer closing without close_notify
+/// counts as the end of the stream (the framing decides whether that is complete).
+async fn read_more<S>(s: &mut S, buf: &mut Vec<u8>, max: usize) -> io::Result<usize>
+where
+    S: AsyncRead + Unpin,
+{
+    let room = max.saturating_sub(buf.len());
+    debug_assert!(room > 0);
+    if buf.capacity() == buf.len() {
+        buf.reserve(buf.len().max(READ_BUF).min(room));
+    }
+    match s.take(room as u64).read_buf(buf).await {
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
+        r => r,
     }
 }
 

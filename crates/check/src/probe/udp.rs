@@ -72,7 +72,7 @@ impl Udp {
         match self.check(p).await {
             Ok(why) => Outcome {
                 ok: true,
-                reason: why,
+                reason: why.into(),
                 weight: None,
             },
             Err(e) => Outcome::fail(e),

@@ -81,14 +81,14 @@ fn defaults_per_kind() {
     let ProbeKind::Http(h) = &p.checks[0].probe.kind else {
         panic!()
     };
-    assert_eq!(h.version, HttpVersion::V10);
-    assert!(h.tls.is_none());
-    assert_eq!(h.urls[0].status, StatusCodes(vec![(200, 299)]));
-    assert_eq!(h.urls[0].host, "192.0.2.1:8080");
+    assert_eq!(h.version(), HttpVersion::V10);
+    assert!(h.tls().is_none());
+    assert_eq!(h.urls()[0].status, StatusCodes(vec![(200, 299)]));
+    assert_eq!(h.urls()[0].host, "192.0.2.1:8080");
     let ProbeKind::Http(h) = &p.checks[5].probe.kind else {
         panic!()
     };
-    assert!(h.tls.is_some() && !h.sni);
+    assert!(h.tls().is_some() && !h.sni());
 }
 
 #[test]
@@ -177,28 +177,36 @@ fn http_urls_hosts_and_versions() {
     let ProbeKind::Http(h) = &p.checks[0].probe.kind else {
         panic!()
     };
-    assert_eq!(h.version, HttpVersion::V11);
-    assert_eq!(h.urls.len(), 2);
-    assert_eq!(h.urls[0].status.to_string(), "200-299 301");
+    assert_eq!(h.version(), HttpVersion::V11);
+    assert_eq!(h.urls().len(), 2);
+    assert_eq!(h.urls()[0].status.to_string(), "200-299 301");
     assert_eq!(
-        h.urls[0].digest.as_deref(),
+        h.urls()[0].digest.as_deref(),
         Some("9b3a0c85a887a256d6939da88aabd8cd")
     );
-    assert_eq!(h.urls[0].regex.as_ref().unwrap().as_str(), "^ok");
-    assert_eq!(h.urls[0].host, "vs.example");
-    assert_eq!(h.urls[1].host, "url.example");
+    assert_eq!(h.urls()[0].regex.as_ref().unwrap().as_str(), "^ok");
+    assert_eq!(h.urls()[0].host, "vs.example");
+    assert_eq!(h.urls()[1].host, "url.example");
     // Without fast_recovery a recovering server needs each URL once.
     assert_eq!(p.checks[0].sched.timing.rise, 2);
     let ProbeKind::Http(h) = &p.checks[1].probe.kind else {
         panic!()
     };
-    assert_eq!(h.urls[0].host, "chk.example");
+    assert_eq!(h.urls()[0].host, "chk.example");
     assert_eq!(p.checks[1].sched.timing.rise, 1);
     let ProbeKind::Http(h) = &p.checks[2].probe.kind else {
         panic!()
     };
-    assert!(h.sni && h.tls.is_some());
-    assert_eq!(h.version, HttpVersion::V10Close);
+    assert!(h.sni() && h.tls().is_some());
+    assert_eq!(h.version(), HttpVersion::V10Close);
+    // The request bytes are built once, with the Host and the version's close.
+    let ProbeKind::Http(h) = &p.checks[0].probe.kind else {
+        panic!()
+    };
+    assert_eq!(
+        h.request(1).unwrap(),
+        b"GET /b HTTP/1.1\r\nHost: url.example\r\nUser-Agent: KeepAliveClient\r\nConnection: close\r\n\r\n"
+    );
 }
 
 #[test]
