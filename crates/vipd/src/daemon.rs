@@ -299,7 +299,7 @@ async fn wait_for_signal(
 /// The load-balancer configuration without source positions: what a reload compares.
 /// It includes which vrrp_instance holds each virtual server's address (and on which
 /// interface), since the balancer follows that instance.
-fn lb_fingerprint(config: &vipd_config::Config) -> serde_json::Value {
+fn lb_fingerprint(config: &vipd_config::Config) -> u64 {
     let owners: Vec<(String, String)> = config
         .virtual_servers
         .iter()
@@ -322,11 +322,17 @@ fn lb_fingerprint(config: &vipd_config::Config) -> serde_json::Value {
             })
         })
         .collect();
-    vipd_config::without_spans(&(
+    // A hash, not the JSON itself: the running one is kept for the daemon's lifetime
+    // (about 6 KB of JSON per real server).
+    let text = vipd_config::without_spans(&(
         &config.virtual_servers,
         &config.virtual_server_groups,
         owners,
     ))
+    .to_string();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    std::hash::Hash::hash(&text, &mut h);
+    std::hash::Hasher::finish(&h)
 }
 
 /// The balancer's input, once it runs, and the last VRRP state of every instance.
