@@ -2,10 +2,9 @@
 //! answer must carry our id, have QR set, RCODE 0 (NOERROR), echo the question and
 //! hold at least one answer record.
 
-use socket2::{Protocol, Type};
 use tokio::time::Instant;
 
-use super::{random_u64, secs, short, Probe};
+use super::{random_u64, secs, short, udp_connect, Probe};
 use crate::sched::Outcome;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,14 +193,7 @@ impl Dns {
         let deadline = Instant::now() + p.timeout;
         let id = random_u64() as u16;
         let query = encode_query(id, &self.name, self.qtype)?;
-        let s = p
-            .socket(Type::DGRAM, Some(Protocol::UDP))
-            .map_err(|e| format!("socket: {}", short(&e)))?;
-        let sock = tokio::net::UdpSocket::from_std(std::net::UdpSocket::from(s))
-            .map_err(|e| format!("socket: {}", short(&e)))?;
-        sock.connect(p.target_addr())
-            .await
-            .map_err(|e| format!("connect: {}", short(&e)))?;
+        let sock = udp_connect(p).await?;
         sock.send(&query)
             .await
             .map_err(|e| format!("send: {}", short(&e)))?;

@@ -168,6 +168,20 @@ pub(crate) async fn until<T>(
     }
 }
 
+/// A UDP socket connected to the probe's target, honouring the source options (ICMP
+/// errors for the target then surface on its receives).
+pub(crate) async fn udp_connect(p: &Probe) -> Result<tokio::net::UdpSocket, String> {
+    let s = p
+        .socket(Type::DGRAM, Some(Protocol::UDP))
+        .map_err(|e| format!("socket: {}", short(&e)))?;
+    let sock = tokio::net::UdpSocket::from_std(std::net::UdpSocket::from(s))
+        .map_err(|e| format!("socket: {}", short(&e)))?;
+    sock.connect(p.target_addr())
+        .await
+        .map_err(|e| format!("connect: {}", short(&e)))?;
+    Ok(sock)
+}
+
 /// Connects a TCP stream to the probe's target, honouring the source options.
 pub(crate) async fn tcp_connect(p: &Probe) -> Result<tokio::net::TcpStream, String> {
     let s = p

@@ -4,10 +4,9 @@
 //! `connect_timeout`; with it, a reply whose length is within
 //! `min_reply_length..=max_reply_length` and that matches the pattern must arrive.
 
-use socket2::{Protocol, Type};
 use tokio::time::Instant;
 
-use super::{random_u64, secs, short, Probe};
+use super::{random_u64, secs, short, udp_connect, Probe};
 use crate::sched::Outcome;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,14 +80,7 @@ impl Udp {
 
     async fn check(&self, p: &Probe) -> Result<String, String> {
         let deadline = Instant::now() + p.timeout;
-        let s = p
-            .socket(Type::DGRAM, Some(Protocol::UDP))
-            .map_err(|e| format!("socket: {}", short(&e)))?;
-        let sock = tokio::net::UdpSocket::from_std(std::net::UdpSocket::from(s))
-            .map_err(|e| format!("socket: {}", short(&e)))?;
-        sock.connect(p.target_addr())
-            .await
-            .map_err(|e| format!("connect: {}", short(&e)))?;
+        let sock = udp_connect(p).await?;
         let payload = match &self.payload {
             Some(b) => b.clone(),
             None => {
