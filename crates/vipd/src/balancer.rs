@@ -82,7 +82,6 @@ struct Owner {
     events: vipd_linux::control::EventHub,
     status: Arc<Mutex<Snapshot>>,
     rtnl: Option<Rtnetlink>,
-    poked: HashMap<IpAddr, Instant>,
 }
 
 /// notify_up / notify_down per real server, quorum_up / quorum_down per virtual server.
@@ -313,7 +312,6 @@ impl Balancer {
             status,
             events,
             rtnl: Rtnetlink::open().ok(),
-            poked: HashMap::new(),
         };
         let thread = std::thread::Builder::new()
             .name("vipd-lb".into())
@@ -535,22 +533,16 @@ impl Owner {
                 return;
             }
         };
+        let macs: HashMap<IpAddr, [u8; 6]> = table.iter().map(|n| (n.addr, n.mac)).collect();
         for addr in wanted {
-            let mac = table.iter().find(|n| n.addr == addr).map(|n| n.mac);
-            if mac.is_none() {
-                let due = self
-                    .poked
-                    .get(&addr)
-                    .is_none_or(|t| t.elapsed() >= NEIGHBOUR_REFRESH);
-                if due {
-                    poke(addr);
-                    self.poked.insert(addr, Instant::now());
-                }
-            }
             // A neighbour that disappears from the table keeps its last MAC: forwarding to
             // a stale MAC beats dropping, and health checks decide whether it is alive.
-            if let Some(m) = mac {
-                self.lb.set_mac(addr, Some(m));
+            // One without an entry is poked (this runs once per NEIGHBOUR_REFRESH).
+            match macs.get(&addr) {
+                Some(m) => {
+                    self.lb.set_mac(addr, Some(*m));
+                }
+                None => poke(addr),
             }
         }
     }
