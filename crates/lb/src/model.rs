@@ -131,6 +131,25 @@ pub enum ServiceKey {
 }
 
 impl ServiceKey {
+    /// The service as a keepalived.conf line names it, for messages:
+    /// `virtual_server 192.0.2.100 80`, `... (protocol UDP)`, `virtual_server fwmark 7`.
+    pub fn config_name(&self) -> String {
+        match self {
+            ServiceKey::Addr { addr, port, proto } => {
+                let p = match proto {
+                    Proto::Tcp => "",
+                    Proto::Udp => " (protocol UDP)",
+                    Proto::Sctp => " (protocol SCTP)",
+                };
+                format!("virtual_server {addr} {port}{p}")
+            }
+            ServiceKey::Fwmark { mark, family } => match family {
+                Family::V4 => format!("virtual_server fwmark {mark}"),
+                Family::V6 => format!("virtual_server fwmark {mark} (inet6)"),
+            },
+        }
+    }
+
     pub fn family(&self) -> Family {
         match self {
             ServiceKey::Addr { addr, .. } => Family::of(addr),

@@ -27,29 +27,11 @@
 use std::collections::HashSet;
 use std::net::IpAddr;
 
-use crate::model::{Family, Forward, Proto, Service, ServiceKey, Table};
+use crate::model::{Family, Forward, Service, ServiceKey, Table};
 use crate::Unsupported;
 
 /// Largest persistence timeout whose `timeout * HZ` fits 32 bits at HZ=1000.
 pub const MAX_PERSISTENCE_SECS: u64 = u32::MAX as u64 / 1000;
-
-/// The service as the user wrote it in keepalived.conf.
-pub fn service_label(key: &ServiceKey) -> String {
-    match key {
-        ServiceKey::Addr { addr, port, proto } => {
-            let p = match proto {
-                Proto::Tcp => "",
-                Proto::Udp => " (protocol UDP)",
-                Proto::Sctp => " (protocol SCTP)",
-            };
-            format!("virtual_server {addr} {port}{p}")
-        }
-        ServiceKey::Fwmark { mark, family } => match family {
-            Family::V4 => format!("virtual_server fwmark {mark}"),
-            Family::V6 => format!("virtual_server fwmark {mark} (inet6)"),
-        },
-    }
-}
 
 fn unicast(addr: &IpAddr) -> bool {
     match addr {
@@ -147,7 +129,7 @@ pub fn check_table(table: &Table) -> Result<(), Unsupported> {
     let mut keys = HashSet::new();
     for s in &table.services {
         let fail = |reason: String| Unsupported {
-            service: service_label(&s.key),
+            service: s.key.config_name(),
             reason,
         };
         if !keys.insert(s.key) {
@@ -161,7 +143,7 @@ pub fn check_table(table: &Table) -> Result<(), Unsupported> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Dest, Persistence, Sched, SchedFlags};
+    use crate::model::{Dest, Persistence, Proto, Sched, SchedFlags};
     use std::net::{Ipv4Addr, Ipv6Addr};
     use std::time::Duration;
 

@@ -288,18 +288,18 @@ impl Nftables {
                     match self.purge(*fam, &set, &gone, limit) {
                         Ok(Some(n)) => tracing::debug!(
                             "{}: forgot {n} {what} of departed real servers",
-                            virtual_server_name(&ns.key)
+                            ns.key.config_name()
                         ),
                         Ok(None) => tracing::info!(
                             "{}: more than {} pinned connections; those of departed real \
                              servers are left to expire (their next packet is scheduled \
                              anew)",
-                            virtual_server_name(&ns.key),
+                            ns.key.config_name(),
                             limit.unwrap_or_default()
                         ),
                         Err(e) => tracing::warn!(
                             "{}: could not forget the {what} of departed real servers: {e:#}",
-                            virtual_server_name(&ns.key)
+                            ns.key.config_name()
                         ),
                     }
                 }
@@ -405,7 +405,7 @@ impl Nftables {
             if !self.unreachable.contains(u) {
                 tracing::warn!(
                     "{}: real server {} {} left out: {}",
-                    virtual_server_name(&u.service),
+                    u.service.config_name(),
                     u.addr,
                     u.port,
                     u.reason
@@ -445,22 +445,6 @@ fn each_elem(
     .with_context(|| format!("listing set {set}"))
 }
 
-/// How the user wrote the service: `virtual_server 192.0.2.100 80`,
-/// `virtual_server 192.0.2.100 53 (protocol UDP)`, `virtual_server fwmark 1`.
-pub fn virtual_server_name(key: &ServiceKey) -> String {
-    match key {
-        ServiceKey::Addr { addr, port, proto } => {
-            let p = match proto {
-                crate::Proto::Tcp => "",
-                crate::Proto::Udp => " (protocol UDP)",
-                crate::Proto::Sctp => " (protocol SCTP)",
-            };
-            format!("virtual_server {addr} {port}{p}")
-        }
-        ServiceKey::Fwmark { mark, .. } => format!("virtual_server fwmark {mark}"),
-    }
-}
-
 fn forward_name(f: Forward) -> &'static str {
     match f {
         Forward::Nat => "NAT",
@@ -473,7 +457,7 @@ fn forward_name(f: Forward) -> &'static str {
 pub fn check_table(table: &Table) -> Result<(), Unsupported> {
     for svc in &table.services {
         let fail = |reason: String| Unsupported {
-            service: virtual_server_name(&svc.key),
+            service: svc.key.config_name(),
             reason,
         };
         match svc.sched {

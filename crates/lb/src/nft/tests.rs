@@ -3,13 +3,13 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use super::check_table;
 use super::consts::*;
 use super::decode::{self, attrs, rule_exprs};
 use super::diff::diff;
 use super::encode::{nft_type, Batch, SetDef, ELEMS_CHUNK};
 use super::expr::{encode_list, reg, Expr};
 use super::plan::{build, hash_table_size, Fam, Ids, Plan};
-use super::{check_table, virtual_server_name};
 use crate::model::{Dest, Family, Forward, Persistence, Proto, Sched, SchedFlags, Service};
 use crate::model::{ServiceKey, Table};
 use crate::netlink::NLM_F_REQUEST;
@@ -1594,14 +1594,14 @@ fn check_names_the_service_and_the_limit() {
 #[test]
 fn virtual_server_names() {
     let mut s = rr3();
-    assert_eq!(virtual_server_name(&s.key), "virtual_server 192.0.2.100 80");
+    assert_eq!(s.key.config_name(), "virtual_server 192.0.2.100 80");
     s.key = ServiceKey::Addr {
         addr: ip("2001:db8::1"),
         port: 53,
         proto: Proto::Udp,
     };
     assert_eq!(
-        virtual_server_name(&s.key),
+        s.key.config_name(),
         "virtual_server 2001:db8::1 53 (protocol UDP)"
     );
 }
