@@ -461,17 +461,13 @@ fn programming_times(log: &str) -> Vec<f64> {
         .collect()
 }
 
+/// Median / max of milliseconds (the shared order statistics), NaN when empty.
 fn median(v: &[f64]) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    let mut v = v.to_vec();
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
+    super::stats::median_ms(v.to_vec()).unwrap_or(f64::NAN)
 }
 
 fn max(v: &[f64]) -> f64 {
-    v.iter().cloned().fold(f64::NAN, f64::max)
+    super::stats::max_ms(v.iter().copied()).unwrap_or(f64::NAN)
 }
 
 pub fn run(a: CheckersArgs) -> Result<ExitCode> {
