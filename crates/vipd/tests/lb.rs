@@ -89,8 +89,22 @@ fn serve(mut c: TcpStream, name: &str) {
 
 /// One GET from the current thread; the answering server's name.
 fn get(addr: SocketAddr) -> Result<String, String> {
-    let mut s =
-        TcpStream::connect_timeout(&addr, Duration::from_secs(1)).map_err(|e| e.to_string())?;
+    get_from(addr, 0)
+}
+
+/// One GET from local port `port` (0: any).
+fn get_from(addr: SocketAddr, port: u16) -> Result<String, String> {
+    use socket2::{Domain, Socket, Type};
+    let sock = Socket::new(Domain::IPV4, Type::STREAM, None).map_err(|e| e.to_string())?;
+    if port != 0 {
+        sock.set_reuse_address(true).map_err(|e| e.to_string())?;
+        let local = SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), port);
+        sock.bind(&local.into())
+            .map_err(|e| format!("bind {local}: {e}"))?;
+    }
+    sock.connect_timeout(&addr.into(), Duration::from_secs(1))
+        .map_err(|e| e.to_string())?;
+    let mut s: TcpStream = sock.into();
     s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     s.write_all(b"GET / HTTP/1.0\r\nHost: vip\r\n\r\n")
         .map_err(|e| e.to_string())?;
@@ -101,6 +115,21 @@ fn get(addr: SocketAddr) -> Result<String, String> {
         .map(|b| b.trim().to_string())
         .filter(|b| !b.is_empty())
         .ok_or_else(|| format!("bad answer {out:?}"))
+}
+
+/// One GET from each of `ports` on the client: the answers in order.
+fn fetch_from(client: &Netns, ports: Vec<u16>) -> Vec<(u16, String)> {
+    let addr = SocketAddr::new(VIP_V4.into(), 80);
+    client
+        .enter_thread(move || {
+            ports
+                .into_iter()
+                .map(|p| (p, get_from(addr, p).unwrap_or_else(|e| format!("ERR: {e}"))))
+                .collect()
+        })
+        .unwrap()
+        .join()
+        .unwrap()
 }
 
 /// `n` GETs from the client: answers by server name, failures under "ERR: ...".
@@ -189,6 +218,31 @@ fn nft_ruleset(ns: &Netns) -> String {
     ns.exec(&["nft", "list", "ruleset"]).unwrap_or_default()
 }
 
+/// What to print when a fetch goes wrong: each director's VRRP history (a takeover in
+/// the middle of a fetch moves the VIP), the master's data plane and the daemons' logs.
+fn directors(c: &Cluster) -> String {
+    let mut out = String::new();
+    for i in 1..=2 {
+        let st = c.status(i);
+        let inst = st.as_ref().map(|s| &s["instances"][0]);
+        out += &format!(
+            "r{i}: state {} became_master {} transitions {}\n",
+            inst.map_or("-".into(), |v| v["state"].to_string()),
+            inst.map_or("-".into(), |v| v["became_master"].to_string()),
+            inst.map_or("-".into(), |v| v["transitions"].to_string()),
+        );
+    }
+    let table = if backend() == "ipvs" {
+        c.lan
+            .router(1)
+            .exec(&["ipvsadm", "-Ln", "--stats"])
+            .unwrap_or_default()
+    } else {
+        nft_ruleset(c.lan.router(1))
+    };
+    format!("{out}--- r1 data plane:\n{table}\n{}", c.logs())
+}
+
 /// The tests of this file run one at a time: the IPVS run boots an emulated VM that
 /// takes both cores, which would skew the others' timing bounds.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -272,14 +326,34 @@ fn seed_dr_config_balances_removes_restores_and_fails_over() {
     // rr over two servers of weight 1: both get a fair share of 200 connections (DR on
     // nftables hashes flows, so the split is statistical, not strictly alternating).
     let m = fetch(c.lan.client(), 200);
-    assert_eq!(errors(&m), 0, "{m:?}");
+    assert_eq!(errors(&m), 0, "{m:?}\n{}", directors(&c));
     for s in ["r3", "r4"] {
         let n = m.get(s).copied().unwrap_or(0);
-        assert!((60..=140).contains(&n), "{s} got {n} of 200: {m:?}");
+        assert!(
+            (60..=140).contains(&n),
+            "{s} got {n} of 200: {m:?}\n{}",
+            directors(&c)
+        );
     }
 
     // r3's HTTP service stops: it must leave within delay_loop + retry × delay_before_retry
     // + connect_timeout = 6 + 3×3 + 3 = 18 s (plus scheduling slack).
+    // Connections from fixed client ports, to reuse after r3 is gone: a client (or a NAT
+    // in front of many) reusing the source port of a connection the director sent to r3
+    // must reach r4, not a black hole (IPVS drops such packets unless
+    // expire_nodest_conn is set, until its old entry times out: minutes).
+    let pinned = fetch_from(c.lan.client(), (41000..41020).collect());
+    let to_r3: Vec<u16> = pinned
+        .iter()
+        .filter(|(_, who)| who == "r3")
+        .map(|(p, _)| *p)
+        .collect();
+    assert!(
+        pinned.iter().all(|(_, who)| who == "r3" || who == "r4") && !to_r3.is_empty(),
+        "{pinned:?}\n{}",
+        directors(&c)
+    );
+
     servers[0].take().unwrap().stop();
     let took = wait_rs(&c, 1, "192.0.2.13", false, Duration::from_secs(25));
     assert!(
@@ -309,27 +383,60 @@ fn seed_dr_config_balances_removes_restores_and_fails_over() {
     assert_eq!(
         m.get("r4"),
         Some(&100),
-        "after removal every request must reach r4: {m:?}"
+        "after removal every request must reach r4: {m:?}\n{}",
+        directors(&c)
+    );
+
+    let reused = fetch_from(c.lan.client(), to_r3);
+    assert!(
+        reused.iter().all(|(_, who)| who == "r4"),
+        "reused client ports of connections to the removed r3: {reused:?}\n{}",
+        directors(&c)
     );
 
     // It comes back at its first successful check (≤ one delay_loop).
     servers[0] = Some(HttpServer::start(c.lan.router(3), "r3"));
     wait_rs(&c, 1, "192.0.2.13", true, Duration::from_secs(8));
     let m = fetch(c.lan.client(), 100);
-    assert_eq!(errors(&m), 0, "{m:?}");
+    assert_eq!(errors(&m), 0, "{m:?}\n{}", directors(&c));
     assert!(
         m.get("r3").copied().unwrap_or(0) > 20,
-        "r3 is back but gets no traffic: {m:?}"
+        "r3 is back but gets no traffic: {m:?}\n{}",
+        directors(&c)
     );
 
     // The director leaves: the backup takes the VIP and the virtual server with it, and
     // the old director removes everything it installed.
+    let nodest = |ns: &Netns| {
+        ns.exec(&["cat", "/proc/sys/net/ipv4/vs/expire_nodest_conn"])
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    if backend() == "ipvs" {
+        assert_eq!(
+            nodest(c.lan.router(1)),
+            "1",
+            "vipd sets expire_nodest_conn while it runs"
+        );
+    }
     c.stop(1);
+    if backend() == "ipvs" {
+        assert_eq!(
+            nodest(c.lan.router(1)),
+            "0",
+            "and puts the kernel's default back when it stops"
+        );
+    }
     c.wait_holders(spec.vip(), &[2], Duration::from_secs(5));
     wait_serving(&c, 10, Duration::from_secs(10));
     let m = fetch(c.lan.client(), 100);
-    assert_eq!(errors(&m), 0, "{m:?}");
-    assert!(m.contains_key("r3") && m.contains_key("r4"), "{m:?}");
+    assert_eq!(errors(&m), 0, "{m:?}\n{}", directors(&c));
+    assert!(
+        m.contains_key("r3") && m.contains_key("r4"),
+        "{m:?}\n{}",
+        directors(&c)
+    );
     let left = nft_ruleset(c.lan.router(1));
     assert!(
         !left.contains("vipd") && !left.contains("192.0.2.100"),
@@ -419,16 +526,17 @@ virtual_server 192.0.2.100 80 {{
     c.wait_holders(spec.vip(), &[1], Duration::from_secs(5));
     wait_serving(&c, 10, Duration::from_secs(10));
     let m = fetch(c.lan.client(), 400);
-    assert_eq!(errors(&m), 0, "{m:?}");
+    assert_eq!(errors(&m), 0, "{m:?}\n{}", directors(&c));
     let (r3, r4) = (
         m.get("r3").copied().unwrap_or(0),
         m.get("r4").copied().unwrap_or(0),
     );
-    assert!(!m.contains_key("sorry"), "{m:?}");
+    assert!(!m.contains_key("sorry"), "{m:?}\n{}", directors(&c));
     // wrr hands out connections in exact 3:1 turns.
     assert!(
         (290..=310).contains(&r3) && (90..=110).contains(&r4),
-        "{m:?}"
+        "{m:?}\n{}",
+        directors(&c)
     );
 
     // A reload that changes the virtual server is refused (vipd must be restarted for
@@ -451,7 +559,12 @@ virtual_server 192.0.2.100 80 {{
     let (ok, out) = reload(&conf.replace("priority 150", "priority 140"));
     assert!(ok, "{out}");
     let m = fetch(c.lan.client(), 40);
-    assert_eq!((m.get("r3"), m.get("r4")), (Some(&30), Some(&10)), "{m:?}");
+    assert_eq!(
+        (m.get("r3"), m.get("r4")),
+        (Some(&30), Some(&10)),
+        "{m:?}\n{}",
+        directors(&c)
+    );
 
     // `vipd events --follow` reports real servers and quorum from here on.
     let mut follower = std::process::Command::new(VIPD)
@@ -479,13 +592,13 @@ virtual_server 192.0.2.100 80 {{
     wait_rs(&c, 1, "192.0.2.13", false, Duration::from_secs(6));
     wait_rs(&c, 1, "192.0.2.14", false, Duration::from_secs(6));
     let m = fetch(c.lan.client(), 50);
-    assert_eq!(m.get("sorry"), Some(&50), "{m:?}");
+    assert_eq!(m.get("sorry"), Some(&50), "{m:?}\n{}", directors(&c));
 
     // r4 comes back: quorum regained, the sorry server leaves.
     let _s4 = HttpServer::start(c.lan.router(4), "r4");
     wait_rs(&c, 1, "192.0.2.14", true, Duration::from_secs(4));
     let m = fetch(c.lan.client(), 20);
-    assert_eq!(m.get("r4"), Some(&20), "{m:?}");
+    assert_eq!(m.get("r4"), Some(&20), "{m:?}\n{}", directors(&c));
     let has = |f: &dyn Fn(&serde_json::Value) -> bool| seen.lock().unwrap().iter().any(f);
     let ok = vipd_netns::wait_for(Duration::from_secs(2), Duration::from_millis(20), || {
         has(&|e| e["real_server"] == "192.0.2.13:80" && e["to"] == "down")
