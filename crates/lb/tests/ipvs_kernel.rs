@@ -819,7 +819,7 @@ fn scenario_apply_change_clear() {
     ]);
     assert_kernel("before vipd", &foreign, &Table::default());
 
-    let mut ipvs = Ipvs::open().expect("Ipvs::open");
+    let mut ipvs = Ipvs::open(false).expect("Ipvs::open");
     assert!(ipvs.programmed().is_empty());
 
     // 1. A weighted round-robin service with two NAT destinations.
@@ -1199,7 +1199,26 @@ fn scenario_adopt() {
         ("TCP 203.0.113.12:80 rr", &["203.0.113.51:80 Masq 1 0 0"]),
     ]);
 
-    let mut ipvs = Ipvs::open().expect("Ipvs::open");
+    // vipd's sysctls: set while an Ipvs lives (in this namespace), put back after.
+    let sysctl = |name: &str| {
+        std::fs::read_to_string(format!("/proc/sys/net/ipv4/vs/{name}"))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let names = vipd_lb::ipvs::sysctl::TUNED.map(|(n, _)| n);
+    let before = names.map(sysctl);
+    assert_eq!(
+        before,
+        ["0", "0"],
+        "a new namespace has the kernel's defaults"
+    );
+    let ipvs = Ipvs::open(true).expect("Ipvs::open");
+    assert_eq!(names.map(sysctl), ["1", "1"]);
+    drop(ipvs);
+    assert_eq!(names.map(sysctl), before);
+
+    let mut ipvs = Ipvs::open(false).expect("Ipvs::open");
     // Adoption happens at apply (from a fresh dump), not at open.
     assert!(ipvs.programmed().is_empty());
     // Without adoption this would fail: NEW_SERVICE answers EEXIST for the four services
@@ -1210,7 +1229,7 @@ fn scenario_adopt() {
 
     // A restart: a new instance adopts everything it wants again; nothing changes.
     drop(ipvs);
-    let mut ipvs = Ipvs::open().expect("Ipvs::open after a restart");
+    let mut ipvs = Ipvs::open(false).expect("Ipvs::open after a restart");
     apply(&mut ipvs, &t, "apply after a restart");
     assert_kernel("apply after a restart", &union(&foreign, &want), &t);
     assert_programmed(&ipvs, &t);
@@ -1249,7 +1268,7 @@ fn kernel_has_scheduler(sched: &str) -> Option<bool> {
 }
 
 fn scenario_schedulers() {
-    let mut ipvs = Ipvs::open().expect("Ipvs::open");
+    let mut ipvs = Ipvs::open(false).expect("Ipvs::open");
     // One service switched through every scheduler (SET_SERVICE), and one new service
     // per scheduler (NEW_SERVICE), kept while the next ones are added.
     let switched = tcp("192.0.2.100", 80);
@@ -1419,7 +1438,7 @@ fn scenario_large() {
         )
     };
 
-    let mut ipvs = Ipvs::open().expect("Ipvs::open");
+    let mut ipvs = Ipvs::open(false).expect("Ipvs::open");
     let t1 = build(1);
     let t = Instant::now();
     apply(&mut ipvs, &t1, "1200 destinations");

@@ -120,10 +120,12 @@ fn prepare_script(
 impl Balancer {
     /// Starts checkers and the balancer thread for the configuration's virtual servers;
     /// `None` when it has none. Refuses (with every reason, `file:line:col` first) a
-    /// configuration the chosen backend cannot express.
+    /// configuration the chosen backend cannot express. `tune_ipvs`: set IPVS'
+    /// expiry sysctls while running (see `vipd_lb::ipvs::sysctl`).
     pub fn start(
         config: &Config,
         backend: Backend,
+        tune_ipvs: bool,
         status: Arc<Mutex<Snapshot>>,
         events: vipd_linux::control::EventHub,
     ) -> Result<Option<Balancer>> {
@@ -131,10 +133,10 @@ impl Balancer {
             return Ok(None);
         }
         let plane: Box<dyn DataPlane> = match backend {
-            Backend::Ipvs => Box::new(vipd_lb::ipvs::Ipvs::open()?),
+            Backend::Ipvs => Box::new(vipd_lb::ipvs::Ipvs::open(tune_ipvs)?),
             Backend::Nftables => Box::new(vipd_lb::nft::Nftables::open()?),
             Backend::Auto if vipd_lb::ipvs::Ipvs::available() => {
-                Box::new(vipd_lb::ipvs::Ipvs::open()?)
+                Box::new(vipd_lb::ipvs::Ipvs::open(tune_ipvs)?)
             }
             Backend::Auto => Box::new(vipd_lb::nft::Nftables::open()?),
         };

@@ -42,6 +42,11 @@ pub struct RunArgs {
     /// nftables otherwise), `nftables` or `ipvs`.
     #[arg(long = "lb-backend", default_value = "auto", value_name = "BACKEND")]
     pub lb_backend: crate::balancer::Backend,
+    /// Leave IPVS' `expire_nodest_conn` and `expire_quiescent_template` sysctls as they
+    /// are (by default vipd sets both to 1 while it runs, so connections to a removed
+    /// real server are rescheduled instead of dropped until they time out).
+    #[arg(long = "lb-keep-ipvs-sysctls")]
+    pub lb_keep_ipvs_sysctls: bool,
 }
 
 #[derive(Args, Debug)]
@@ -102,6 +107,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let balancer = match Balancer::start(
         &loaded.config,
         args.lb_backend,
+        !args.lb_keep_ipvs_sysctls,
         runtime.status.clone(),
         events.clone(),
     ) {

@@ -7,6 +7,7 @@
 //! - [`diff`](mod@diff): [`lower`] (table → kernel view) and [`diff()`] (old, new →
 //!   ordered operations).
 //! - [`check`]: what IPVS cannot express.
+//! - [`sysctl`]: `expire_nodest_conn` / `expire_quiescent_template`, set while vipd runs.
 //! - [`Ipvs`]: the [`DataPlane`]: holds what vipd programmed and sends the differences.
 //!
 //! IPVS is not transactional: `apply` sends one request per change, ordered so that no
@@ -24,6 +25,7 @@ pub mod check;
 pub mod consts;
 pub mod diff;
 pub mod encode;
+pub mod sysctl;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ops::Range;
@@ -59,6 +61,8 @@ pub struct Ipvs {
     /// A failed request left `programmed` unsure and re-reading the kernel failed too:
     /// re-read before the next diff.
     stale: bool,
+    /// The sysctls vipd set (put back when this is dropped).
+    tuned: sysctl::Tuned,
 }
 
 fn open_socket() -> anyhow::Result<NlSocket> {
@@ -164,8 +168,9 @@ fn hint(op: &Op, err: KernelErrno) -> String {
 impl Ipvs {
     /// Finds the IPVS family and checks that vipd may read the IPVS table (needs
     /// CAP_NET_ADMIN). Errors with [`NoIpvs`] when the kernel has no IPVS (the ip_vs
-    /// module is not loaded: `open` does not load it).
-    pub fn open() -> anyhow::Result<Ipvs> {
+    /// module is not loaded: `open` does not load it). With `tune_sysctls`, sets the
+    /// [`sysctl::TUNED`] values in the caller's network namespace until dropped.
+    pub fn open(tune_sysctls: bool) -> anyhow::Result<Ipvs> {
         let mut sock = open_socket()?;
         let family = resolve_family(&mut sock, consts::IPVS_GENL_NAME)?.ok_or(NoIpvs)?;
         let existing = dump_services(&mut sock, family)
@@ -175,11 +180,17 @@ impl Ipvs {
             services = existing.len(),
             "IPVS backend ready (services already in the kernel are adopted when the configuration names them)"
         );
+        let tuned = if tune_sysctls {
+            sysctl::Tuned::apply(std::path::Path::new(sysctl::PROC_DIR))?
+        } else {
+            sysctl::Tuned::default()
+        };
         Ok(Ipvs {
             sock,
             family,
             programmed: Vec::new(),
             stale: false,
+            tuned,
         })
     }
 
@@ -194,6 +205,11 @@ impl Ipvs {
     /// The generic netlink family id the kernel gave IPVS.
     pub fn family_id(&self) -> u16 {
         self.family
+    }
+
+    /// The sysctls this instance set: (path, value before, value now).
+    pub fn tuned_sysctls(&self) -> &[(std::path::PathBuf, String, String)] {
+        self.tuned.changed()
     }
 
     /// What vipd believes the kernel has for the services it manages.
@@ -389,7 +405,9 @@ mod tests {
             "genl lookup and /proc/net/ip_vs disagree"
         );
         if !available {
-            let err = Ipvs::open().err().expect("open must fail without IPVS");
+            let err = Ipvs::open(false)
+                .err()
+                .expect("open must fail without IPVS");
             assert!(err.downcast_ref::<NoIpvs>().is_some(), "{err:#}");
             assert_eq!(
                 err.to_string(),
@@ -607,7 +625,7 @@ mod tests {
             };
             assert_eq!(check_table(&a), Ok(()));
 
-            let mut ipvs = Ipvs::open().expect("open");
+            let mut ipvs = Ipvs::open(false).expect("open");
             let family = ipvs.family_id();
             // Already in the kernel before vipd's first apply: the web service with
             // another scheduler and a stray destination (adopted and corrected), and a
