@@ -59,6 +59,6 @@ pub mod runner;
 pub mod sched;
 pub mod spec;
 
-pub use runner::{CheckerStatus, Checkers, LastProbe, StartOptions};
+pub use runner::{CheckerKey, CheckerStatus, Checkers, LastProbe, StartOptions};
 pub use sched::{Action, CheckId, HealthChange, Outcome, Scheduler};
 pub use spec::{Globals, SpecError, SpecErrors};

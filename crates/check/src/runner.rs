@@ -12,6 +12,7 @@
 //! groups) and reaped first.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::mpsc::{Sender, SyncSender};
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, Result};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
-use vipd_config::model::VirtualServer;
+use vipd_config::model::{VirtualServer, VsKey};
 
 use crate::probe::{file, secs, Probe, ProbeKind};
 use crate::sched::{Action, CheckId, HealthChange, Outcome, Scheduler};
@@ -42,6 +43,42 @@ pub struct StartOptions {
     /// Virtual servers whose checkers start suspended (`ha_suspend` with the VIP not
     /// on this host).
     pub suspended: Vec<usize>,
+    /// States kept from the checkers of a previous configuration (a reload): a checker
+    /// with the same [`CheckerKey`] starts in that state instead of its `alpha` one.
+    pub carried: HashMap<CheckerKey, Outcome>,
+}
+
+/// A checker's identity across configurations: its virtual server, its real server,
+/// its kind, and its position among that real server's checkers of that kind.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CheckerKey {
+    pub vs: VsKey,
+    pub addr: IpAddr,
+    pub port: Option<u16>,
+    /// `HTTP_GET`, ...
+    pub kind: String,
+    pub nth: usize,
+}
+
+/// The [`CheckerKey`]s of checkers given as (vs index, rs index, kind), in order.
+fn checker_keys<'a>(
+    vss: &'a [VirtualServer],
+    checks: impl Iterator<Item = (usize, usize, &'a str)> + 'a,
+) -> impl Iterator<Item = CheckerKey> + 'a {
+    let mut seen: HashMap<(usize, usize, &'a str), usize> = HashMap::new();
+    checks.map(move |(vs, rs, kind)| {
+        let nth = seen.entry((vs, rs, kind)).or_insert(0);
+        let r = &vss[vs].real_servers[rs];
+        let key = CheckerKey {
+            vs: vss[vs].key.clone(),
+            addr: r.addr,
+            port: r.port,
+            kind: kind.to_string(),
+            nth: *nth,
+        };
+        *nth += 1;
+        key
+    })
 }
 
 /// One checker's state for `vipd status`.
@@ -81,6 +118,9 @@ pub struct Checkers {
     ctl: mpsc::UnboundedSender<Ctl>,
     thread: Option<JoinHandle<()>>,
     initial: Vec<HealthChange>,
+    /// Checkers that started in a state carried from a previous configuration.
+    kept: usize,
+    total: usize,
 }
 
 /// What the runner knows of a checker besides its scheduler state (the label is the
@@ -107,6 +147,18 @@ impl Checkers {
                     .with_context(|| format!("track_file init_file {}", f.path.display()))?;
             }
         }
+        let keys: Vec<CheckerKey> = if opts.carried.is_empty() {
+            Vec::new()
+        } else {
+            checker_keys(
+                vss,
+                plan.checks
+                    .iter()
+                    .map(|c| (c.sched.vs, c.sched.rs, c.kind.as_str())),
+            )
+            .collect()
+        };
+        let mut kept = 0;
         let now = Instant::now();
         let mut specs = Vec::with_capacity(plan.checks.len());
         let mut probes = Vec::with_capacity(plan.checks.len());
@@ -120,6 +172,9 @@ impl Checkers {
         {
             if let ProbeKind::File(f) = &probe.kind {
                 sched.initial = Some(f.evaluate(file::read_value(&f.path)));
+            } else if let Some(o) = keys.get(specs.len()).and_then(|k| opts.carried.get(k)) {
+                sched.initial = Some(o.clone());
+                kept += 1;
             }
             meta.push(Meta {
                 kind,
@@ -130,6 +185,7 @@ impl Checkers {
         }
         raise_fd_limit(specs.len());
         let mut sched = Scheduler::new(specs, now, opts.seed);
+        let total = sched.len();
         for &vs in &opts.suspended {
             sched.suspend(vs, true, now);
         }
@@ -197,6 +253,8 @@ impl Checkers {
             ctl,
             thread: Some(thread),
             initial,
+            kept,
+            total,
         })
     }
 
@@ -204,6 +262,12 @@ impl Checkers {
     /// (`alpha`, or a FILE_CHECK whose file says so); servers without checkers are up.
     pub fn initial_health(&self) -> &[HealthChange] {
         &self.initial
+    }
+
+    /// How many checkers there are, and how many of them started in a state carried
+    /// over by [`StartOptions::carried`].
+    pub fn counts(&self) -> (usize, usize) {
+        (self.total, self.kept)
     }
 
     /// `ha_suspend`: stop (`true`) or resume (`false`) virtual server `vs`'s checkers.
@@ -219,6 +283,34 @@ impl Checkers {
             return Vec::new();
         }
         rx.recv().unwrap_or_default()
+    }
+
+    /// Each checker's current verdict, keyed for [`StartOptions::carried`]: what a
+    /// reload hands to the new configuration's checkers. `vss` is the configuration
+    /// these checkers were started with.
+    pub fn carry_over(&self, vss: &[VirtualServer]) -> HashMap<CheckerKey, Outcome> {
+        let status = self.status();
+        let keys = checker_keys(vss, status.iter().map(|s| (s.vs, s.rs, s.kind.as_str())));
+        keys.zip(&status)
+            .map(|(k, s)| {
+                let why = match &s.last {
+                    Some(l) => format!("kept across reload; last: {}", l.reason),
+                    None => "kept across reload".to_string(),
+                };
+                let o = if s.up {
+                    Outcome::ok()
+                } else {
+                    Outcome::fail(why.clone())
+                };
+                (
+                    k,
+                    Outcome {
+                        reason: why.into(),
+                        ..o
+                    },
+                )
+            })
+            .collect()
     }
 
     /// Stops probing, kills running MISC_CHECK scripts (their process groups) and

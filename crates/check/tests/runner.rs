@@ -338,6 +338,7 @@ fn suspended_at_start() {
         StartOptions {
             seed: 1,
             suspended: vec![0],
+            ..StartOptions::default()
         },
         tx,
     )
@@ -352,4 +353,75 @@ fn suspended_at_start() {
     assert!(!h.up);
     assert_eq!(h.reason, "MISC_CHECK /bin/false: exit status 1");
     checkers.stop();
+}
+
+#[test]
+fn a_reload_carries_each_checkers_verdict_by_identity() {
+    let before = config(
+        "virtual_server 192.0.2.100 80 {\n delay_loop 0.1\n warmup 0\n\
+         real_server 192.0.2.1 80 {\n  MISC_CHECK { misc_path /bin/false\n retry 0 }\n }\n\
+         real_server 192.0.2.2 80 {\n  MISC_CHECK { misc_path /bin/true }\n  alpha\n }\n}\n",
+    );
+    let (tx, rx) = mpsc::channel();
+    let old = Checkers::start(
+        &before.virtual_servers,
+        &Globals::from_config(&before),
+        StartOptions::default(),
+        tx,
+    )
+    .unwrap();
+    // .1 starts up and fails, .2 starts down (alpha) and succeeds.
+    let mut seen = std::collections::HashMap::new();
+    while seen.len() < 2 {
+        let h = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("both settle");
+        seen.insert(h.rs, h.up);
+    }
+    assert_eq!(seen, [(0, false), (1, true)].into_iter().collect());
+    let carried = old.carry_over(&before.virtual_servers);
+    old.stop();
+    assert_eq!(carried.len(), 2, "{carried:?}");
+
+    // The new file lists the servers in another order and adds one; the delay loop is
+    // long so nothing is probed before the initial states are read.
+    let after = config(
+        "virtual_server 192.0.2.100 80 {\n delay_loop 60\n\
+         real_server 192.0.2.3 80 {\n  MISC_CHECK { misc_path /bin/true }\n  alpha\n }\n\
+         real_server 192.0.2.2 80 {\n  MISC_CHECK { misc_path /bin/true }\n  alpha\n }\n\
+         real_server 192.0.2.1 80 {\n  MISC_CHECK { misc_path /bin/false\n retry 0 }\n }\n}\n",
+    );
+    let (tx, _rx) = mpsc::channel();
+    let new = Checkers::start(
+        &after.virtual_servers,
+        &Globals::from_config(&after),
+        StartOptions {
+            carried,
+            ..StartOptions::default()
+        },
+        tx,
+    )
+    .unwrap();
+    let initial: Vec<(usize, bool, String)> = new
+        .initial_health()
+        .iter()
+        .map(|h| (h.rs, h.up, h.reason.clone()))
+        .collect();
+    assert_eq!(
+        initial,
+        vec![
+            (
+                0,
+                false,
+                "MISC_CHECK /bin/true: alpha, no success yet".to_string()
+            ),
+            (1, true, "initially up".to_string()),
+            (
+                2,
+                false,
+                "MISC_CHECK /bin/false: kept across reload; last: exit status 1".to_string()
+            ),
+        ]
+    );
+    new.stop();
 }
