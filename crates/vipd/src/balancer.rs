@@ -10,12 +10,12 @@
 use anyhow::{Context, Result};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
-use vipd_config::model::{Config, VsKey};
+use vipd_config::model::{Config, VirtualServer, VsKey};
 use vipd_lb::desired::{Lb, LbEvent};
 use vipd_lb::{DataPlane, Sched, Table};
 use vipd_linux::netlink::Rtnetlink;
@@ -48,12 +48,16 @@ impl std::str::FromStr for Backend {
 /// Inputs of the balancer thread.
 #[derive(Debug)]
 pub enum Input {
-    Health(vipd_check::HealthChange),
+    /// From the checkers of configuration generation `.0` (older ones are ignored: their
+    /// indices name another configuration's servers).
+    Health(u64, vipd_check::HealthChange),
     /// A VRRP instance changed state (`master` = it holds its VIPs now).
     Vrrp {
         instance: String,
         master: bool,
     },
+    /// A reloaded configuration: answered with a summary, or why nothing changed.
+    Reload(Box<Setup>, SyncSender<Result<String, String>>),
     Stop,
 }
 
@@ -61,23 +65,44 @@ pub enum Input {
 pub struct Balancer {
     tx: Sender<Input>,
     thread: Option<JoinHandle<()>>,
+    /// The backend's scheduler where `lb_algo` is silent (for reloads).
+    default_sched: Sched,
 }
 
 /// How often direct-routing destinations' MACs are re-read from the neighbour table.
 const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(1);
 
-struct Owner {
+/// Everything the balancer derives from the configuration; rebuilt on reload.
+pub struct Setup {
     lb: Lb,
-    plane: Box<dyn DataPlane>,
-    checkers: Option<vipd_check::Checkers>,
     /// instance name → virtual servers whose address it owns.
     owned_by: HashMap<String, Vec<usize>>,
     /// virtual servers with `ha_suspend`.
     ha_suspend: Vec<bool>,
-    applied: Option<Table>,
-    reasons: HashMap<(usize, usize), String>,
     scripts: Vec<ScriptSet>,
     run_as: Option<vipd_linux::scripts::RunAs>,
+    vss: Vec<VirtualServer>,
+    globals: vipd_check::Globals,
+}
+
+impl std::fmt::Debug for Setup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Setup({} virtual servers)", self.vss.len())
+    }
+}
+
+struct Owner {
+    setup: Setup,
+    plane: Box<dyn DataPlane>,
+    checkers: Option<vipd_check::Checkers>,
+    /// Configuration generation of `checkers` (bumped by each reload).
+    generation: u64,
+    /// Where the checkers' health changes go (this thread's own inbox).
+    inbox: Sender<Input>,
+    /// The last known state of each VRRP instance (`true`: MASTER).
+    masters: HashMap<String, bool>,
+    applied: Option<Table>,
+    reasons: HashMap<(usize, usize), String>,
     /// `vipd events --follow` subscribers.
     events: vipd_linux::control::EventHub,
     status: Arc<Mutex<Snapshot>>,
@@ -117,6 +142,181 @@ fn prepare_script(
     Ok(Some(argv))
 }
 
+/// The configuration's load-balancer pieces for a backend whose default scheduler is
+/// `default_sched`: the desired-state model, which VRRP instance gates each virtual
+/// server, the scripts. Errors name `file:line` where they can.
+fn setup(config: &Config, default_sched: Sched) -> Result<Setup> {
+    let mut lb = Lb::new(
+        &config.virtual_servers,
+        &config.virtual_server_groups,
+        default_sched,
+        |_, _| true,
+    )
+    .map_err(|errs| {
+        anyhow::anyhow!(
+            "{}",
+            errs.iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })?;
+
+    // Which VRRP instance owns each virtual server's address: it gates forwarding.
+    let mut owned_by: HashMap<String, Vec<usize>> = HashMap::new();
+    for (vi, vs) in config.virtual_servers.iter().enumerate() {
+        let addrs: Vec<IpAddr> = lb
+            .keys(vi)
+            .iter()
+            .filter_map(|k| match k {
+                vipd_lb::ServiceKey::Addr { addr, .. } => Some(*addr),
+                _ => None,
+            })
+            .collect();
+        let owner = config.instances.iter().find(|inst| {
+            inst.virtual_ipaddress
+                .iter()
+                .chain(inst.virtual_ipaddress_excluded.iter())
+                .any(|a| addrs.contains(&a.addr))
+        });
+        match owner {
+            Some(inst) => {
+                owned_by.entry(inst.name.clone()).or_default().push(vi);
+                lb.set_active(vi, false);
+                if lb.uses_dr(vi) {
+                    let dev = inst
+                        .virtual_ipaddress
+                        .iter()
+                        .find(|a| addrs.contains(&a.addr))
+                        .and_then(|a| a.dev.clone())
+                        .unwrap_or_else(|| inst.interface.clone());
+                    lb.set_device(vi, Some(dev));
+                }
+            }
+            None => {
+                if matches!(vs.key, VsKey::Fwmark { .. }) {
+                    info!(
+                        "{}: no VRRP instance owns it; forwarding whenever vipd runs",
+                        lb.name(vi)
+                    );
+                } else {
+                    info!(
+                        "{}: no vrrp_instance has this address; forwarding whenever vipd runs",
+                        lb.name(vi)
+                    );
+                }
+                if lb.uses_dr(vi) {
+                    anyhow::bail!(
+                        "{}:{}: {}: direct routing needs the address to be a virtual_ipaddress of a vrrp_instance (its interface carries the traffic)",
+                        vs.span.file.display(),
+                        vs.span.line,
+                        lb.name(vi)
+                    );
+                }
+            }
+        }
+    }
+
+    let mut scripts = Vec::new();
+    for (vi, vs) in config.virtual_servers.iter().enumerate() {
+        let name = lb.name(vi).to_string();
+        let rs_scripts = |kw: &str, pick: fn(&vipd_config::RealServer) -> &Option<String>| {
+            vs.real_servers
+                .iter()
+                .map(|r| {
+                    prepare_script(
+                        config,
+                        &format!("{name}: real_server {}: {kw}", r.addr),
+                        pick(r),
+                    )
+                })
+                .collect::<Result<Vec<_>>>()
+        };
+        scripts.push(ScriptSet {
+            quorum_up: prepare_script(config, &format!("{name}: quorum_up"), &vs.quorum_up)?,
+            quorum_down: prepare_script(config, &format!("{name}: quorum_down"), &vs.quorum_down)?,
+            notify_up: rs_scripts("notify_up", |r| &r.notify_up)?,
+            notify_down: rs_scripts("notify_down", |r| &r.notify_down)?,
+            omega: vs.omega,
+        });
+    }
+    let run_as = config
+        .global
+        .script_user
+        .as_deref()
+        .map(vipd_linux::plan::run_as)
+        .transpose()
+        .context("script_user")?;
+    Ok(Setup {
+        lb,
+        owned_by,
+        ha_suspend: config
+            .virtual_servers
+            .iter()
+            .map(|v| v.ha_suspend)
+            .collect(),
+        scripts,
+        run_as,
+        vss: config.virtual_servers.clone(),
+        globals: vipd_check::Globals::from_config(config),
+    })
+}
+
+/// Starts `setup`'s checkers (those of `ha_suspend` servers whose VIP is elsewhere
+/// suspended), their health changes tagged with `generation` into `inbox`, and puts
+/// their initial verdicts into `setup.lb`; returns them with each server's reason.
+fn start_checkers(
+    setup: &mut Setup,
+    carried: HashMap<vipd_check::CheckerKey, vipd_check::Outcome>,
+    generation: u64,
+    inbox: &Sender<Input>,
+) -> Result<(vipd_check::Checkers, HashMap<(usize, usize), String>)> {
+    let (health_tx, health_rx) = mpsc::channel::<vipd_check::HealthChange>();
+    let suspended: Vec<usize> = (0..setup.lb.len())
+        .filter(|&vi| setup.ha_suspend[vi] && !setup.lb.is_active(vi))
+        .collect();
+    let checkers = vipd_check::Checkers::start(
+        &setup.vss,
+        &setup.globals,
+        vipd_check::StartOptions {
+            seed: std::process::id() as u64 ^ generation,
+            suspended,
+            carried,
+        },
+        health_tx,
+    )
+    .context("starting the health checkers")?;
+    {
+        let tx = inbox.clone();
+        std::thread::Builder::new()
+            .name("vipd-lb-health".into())
+            .spawn(move || {
+                for h in health_rx {
+                    if tx.send(Input::Health(generation, h)).is_err() {
+                        break;
+                    }
+                }
+            })?;
+    }
+    let mut reasons = HashMap::new();
+    for h in checkers.initial_health() {
+        setup.lb.set_health(h.vs, h.rs, h.up, h.weight);
+        reasons.insert((h.vs, h.rs), h.reason.clone());
+    }
+    Ok((checkers, reasons))
+}
+
+/// The backend's scheduler where `lb_algo` is silent: IPVS' own default is wlc;
+/// nftables cannot count connections, so it schedules round robin (documented
+/// difference).
+fn default_sched(plane: &dyn DataPlane) -> Sched {
+    if plane.name() == "ipvs" {
+        Sched::Wlc
+    } else {
+        Sched::Rr
+    }
+}
+
 impl Balancer {
     /// Starts checkers and the balancer thread for the configuration's virtual servers;
     /// `None` when it has none. Refuses (with every reason, `file:line:col` first) a
@@ -140,177 +340,27 @@ impl Balancer {
             }
             Backend::Auto => Box::new(vipd_lb::nft::Nftables::open()?),
         };
-        // IPVS' default scheduler is wlc; nftables cannot count connections, so where the
-        // configuration is silent it schedules round robin (documented difference).
-        let default_sched = if plane.name() == "ipvs" {
-            Sched::Wlc
-        } else {
-            Sched::Rr
-        };
-        // Health is filled in from the checkers' initial verdicts once they exist.
-        let mut lb = Lb::new(
-            &config.virtual_servers,
-            &config.virtual_server_groups,
-            default_sched,
-            |_, _| true,
-        )
-        .map_err(|errs| {
-            anyhow::anyhow!(
-                "{}",
-                errs.iter()
-                    .map(|e| e.to_string())
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            )
-        })?;
-
-        // Which VRRP instance owns each virtual server's address: it gates forwarding.
-        let mut owned_by: HashMap<String, Vec<usize>> = HashMap::new();
-        for (vi, vs) in config.virtual_servers.iter().enumerate() {
-            let addrs: Vec<IpAddr> = lb
-                .keys(vi)
-                .iter()
-                .filter_map(|k| match k {
-                    vipd_lb::ServiceKey::Addr { addr, .. } => Some(*addr),
-                    _ => None,
-                })
-                .collect();
-            let owner = config.instances.iter().find(|inst| {
-                inst.virtual_ipaddress
-                    .iter()
-                    .chain(inst.virtual_ipaddress_excluded.iter())
-                    .any(|a| addrs.contains(&a.addr))
-            });
-            match owner {
-                Some(inst) => {
-                    owned_by.entry(inst.name.clone()).or_default().push(vi);
-                    lb.set_active(vi, false);
-                    if lb.uses_dr(vi) {
-                        let dev = inst
-                            .virtual_ipaddress
-                            .iter()
-                            .find(|a| addrs.contains(&a.addr))
-                            .and_then(|a| a.dev.clone())
-                            .unwrap_or_else(|| inst.interface.clone());
-                        lb.set_device(vi, Some(dev));
-                    }
-                }
-                None => {
-                    if matches!(vs.key, VsKey::Fwmark { .. }) {
-                        info!(
-                            "{}: no VRRP instance owns it; forwarding whenever vipd runs",
-                            lb.name(vi)
-                        );
-                    } else {
-                        info!(
-                            "{}: no vrrp_instance has this address; forwarding whenever vipd runs",
-                            lb.name(vi)
-                        );
-                    }
-                    if lb.uses_dr(vi) {
-                        anyhow::bail!(
-                            "{}:{}: {}: direct routing needs the address to be a virtual_ipaddress of a vrrp_instance (its interface carries the traffic)",
-                            vs.span.file.display(),
-                            vs.span.line,
-                            lb.name(vi)
-                        );
-                    }
-                }
-            }
-        }
+        let sched = default_sched(&*plane);
+        let mut setup = setup(config, sched)?;
         plane
-            .check(&lb.table_unfiltered())
+            .check(&setup.lb.table_unfiltered())
             .map_err(|e| anyhow::anyhow!("{e} (data-plane backend {})", plane.name()))?;
-
-        let mut scripts = Vec::new();
-        for (vi, vs) in config.virtual_servers.iter().enumerate() {
-            let name = lb.name(vi).to_string();
-            let rs_scripts = |kw: &str, pick: fn(&vipd_config::RealServer) -> &Option<String>| {
-                vs.real_servers
-                    .iter()
-                    .map(|r| {
-                        prepare_script(
-                            config,
-                            &format!("{name}: real_server {}: {kw}", r.addr),
-                            pick(r),
-                        )
-                    })
-                    .collect::<Result<Vec<_>>>()
-            };
-            scripts.push(ScriptSet {
-                quorum_up: prepare_script(config, &format!("{name}: quorum_up"), &vs.quorum_up)?,
-                quorum_down: prepare_script(
-                    config,
-                    &format!("{name}: quorum_down"),
-                    &vs.quorum_down,
-                )?,
-                notify_up: rs_scripts("notify_up", |r| &r.notify_up)?,
-                notify_down: rs_scripts("notify_down", |r| &r.notify_down)?,
-                omega: vs.omega,
-            });
-        }
-        let run_as = config
-            .global
-            .script_user
-            .as_deref()
-            .map(vipd_linux::plan::run_as)
-            .transpose()
-            .context("script_user")?;
         let (tx, rx) = mpsc::channel::<Input>();
-        let (health_tx, health_rx) = mpsc::channel::<vipd_check::HealthChange>();
-        {
-            let tx = tx.clone();
-            std::thread::Builder::new()
-                .name("vipd-lb-health".into())
-                .spawn(move || {
-                    for h in health_rx {
-                        if tx.send(Input::Health(h)).is_err() {
-                            break;
-                        }
-                    }
-                })?;
-        }
-        let ha_suspend: Vec<bool> = config
-            .virtual_servers
-            .iter()
-            .map(|v| v.ha_suspend)
-            .collect();
-        let suspended: Vec<usize> = (0..lb.len())
-            .filter(|&vi| ha_suspend[vi] && !lb.is_active(vi))
-            .collect();
-        let checkers = vipd_check::Checkers::start(
-            &config.virtual_servers,
-            &vipd_check::Globals::from_config(config),
-            vipd_check::StartOptions {
-                seed: std::process::id() as u64,
-                suspended,
-            },
-            health_tx,
-        )
-        .context("starting the health checkers")?;
-        for h in checkers.initial_health() {
-            lb.set_health(h.vs, h.rs, h.up, h.weight);
-        }
-        let reasons = checkers
-            .initial_health()
-            .iter()
-            .map(|h| ((h.vs, h.rs), h.reason.clone()))
-            .collect();
+        let (checkers, reasons) = start_checkers(&mut setup, HashMap::new(), 0, &tx)?;
         info!(
             "load balancer: {} virtual server(s) on {}",
             config.virtual_servers.len(),
             plane.name()
         );
         let owner = Owner {
-            lb,
+            setup,
             plane,
             checkers: Some(checkers),
-            owned_by,
-            ha_suspend,
+            generation: 0,
+            inbox: tx.clone(),
+            masters: HashMap::new(),
             applied: None,
             reasons,
-            scripts,
-            run_as,
             status,
             events,
             rtnl: Rtnetlink::open().ok(),
@@ -321,12 +371,28 @@ impl Balancer {
         Ok(Some(Balancer {
             tx,
             thread: Some(thread),
+            default_sched: sched,
         }))
     }
 
     /// Where VRRP notices go.
     pub fn sender(&self) -> Sender<Input> {
         self.tx.clone()
+    }
+
+    /// Applies a reloaded configuration's virtual servers in place: the forwarding
+    /// table changes by the difference only, and every checker that is still there
+    /// (same virtual server, real server, kind and position) keeps its verdict.
+    /// On error nothing changed.
+    pub fn reload(&self, config: &Config) -> Result<String, String> {
+        let setup = setup(config, self.default_sched).map_err(|e| format!("{e:#}"))?;
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.tx
+            .send(Input::Reload(Box::new(setup), reply))
+            .map_err(|_| "the load balancer has stopped".to_string())?;
+        answer
+            .recv()
+            .map_err(|_| "the load balancer stopped during the reload".to_string())?
     }
 
     /// Stops the checkers and removes everything vipd installed.
@@ -381,37 +447,45 @@ impl Owner {
             ),
             Err(e) => error!("load balancer: removing the forwarding table: {e:#}"),
         }
+        if let Ok(mut s) = self.status.lock() {
+            s.virtual_servers.clear();
+        }
     }
 
     /// Returns false on Stop.
     fn handle(&mut self, input: Input) -> bool {
         match input {
             Input::Stop => return false,
-            Input::Health(h) => {
-                let (addr, port) = self.lb.real_server(h.vs, h.rs);
-                let events = self.lb.set_health(h.vs, h.rs, h.up, h.weight);
+            Input::Health(generation, _) if generation != self.generation => {}
+            Input::Health(_, h) => {
+                let (addr, port) = self.setup.lb.real_server(h.vs, h.rs);
+                let events = self.setup.lb.set_health(h.vs, h.rs, h.up, h.weight);
                 if events.is_empty() && h.weight.is_none() {
                     // no state change
                 } else if !events.is_empty() {
                     let word = if h.up { "up" } else { "DOWN" };
                     info!(
                         "{}: real server {addr}:{port} {word} ({})",
-                        self.lb.name(h.vs),
+                        self.setup.lb.name(h.vs),
                         h.reason
                     );
                 }
                 self.reasons.insert((h.vs, h.rs), h.reason);
                 self.run_scripts(&events);
             }
+            Input::Reload(setup, reply) => {
+                let _ = reply.send(self.reload(*setup));
+            }
             Input::Vrrp { instance, master } => {
-                let Some(vss) = self.owned_by.get(&instance) else {
+                self.masters.insert(instance.clone(), master);
+                let Some(vss) = self.setup.owned_by.get(&instance) else {
                     return true;
                 };
                 for &vi in vss {
-                    if self.lb.is_active(vi) != master {
+                    if self.setup.lb.is_active(vi) != master {
                         info!(
                             "{}: {} (VRRP instance {instance} is {})",
-                            self.lb.name(vi),
+                            self.setup.lb.name(vi),
                             if master {
                                 "forwarding"
                             } else {
@@ -420,8 +494,8 @@ impl Owner {
                             if master { "MASTER" } else { "not MASTER" }
                         );
                     }
-                    self.lb.set_active(vi, master);
-                    if self.ha_suspend[vi] {
+                    self.setup.lb.set_active(vi, master);
+                    if self.setup.ha_suspend[vi] {
                         if let Some(c) = &self.checkers {
                             c.suspend(vi, !master);
                         }
@@ -432,6 +506,45 @@ impl Owner {
         true
     }
 
+    /// Switches to a reloaded configuration (see [`Balancer::reload`]); the next
+    /// `sync` programs the difference.
+    fn reload(&mut self, mut setup: Setup) -> Result<String, String> {
+        self.plane
+            .check(&setup.lb.table_unfiltered())
+            .map_err(|e| format!("{e} (data-plane backend {})", self.plane.name()))?;
+        for (instance, vss) in &setup.owned_by {
+            let master = self.masters.get(instance).copied().unwrap_or(false);
+            for &vi in vss {
+                setup.lb.set_active(vi, master);
+            }
+        }
+        let carried = match &self.checkers {
+            Some(c) => c.carry_over(&self.setup.vss),
+            None => HashMap::new(),
+        };
+        let generation = self.generation + 1;
+        let (checkers, reasons) = start_checkers(&mut setup, carried, generation, &self.inbox)
+            .map_err(|e| format!("{e:#}"))?;
+        // From here on the old checkers' late reports are ignored (their generation).
+        if let Some(old) = self.checkers.replace(checkers) {
+            old.stop();
+        }
+        self.generation = generation;
+        let old_servers = self.setup.vss.len();
+        let (checkers_now, kept) = self.checkers.as_ref().map_or((0, 0), |c| c.counts());
+        self.setup = setup;
+        self.reasons = reasons;
+        self.applied = None;
+        self.refresh_macs();
+        let summary = format!(
+            "load balancer: {} virtual server(s) (were {old_servers}), {checkers_now} checker(s), {} kept their state",
+            self.setup.vss.len(),
+            kept
+        );
+        info!("{summary}");
+        Ok(summary)
+    }
+
     fn run_scripts(&self, events: &[LbEvent]) {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -440,16 +553,16 @@ impl Owner {
         for e in events {
             let line = match *e {
                 LbEvent::RealServerUp { vs, rs } | LbEvent::RealServerDown { vs, rs } => {
-                    let (addr, port) = self.lb.real_server(vs, rs);
+                    let (addr, port) = self.setup.lb.real_server(vs, rs);
                     serde_json::json!({
-                        "time": now, "virtual_server": self.lb.name(vs),
+                        "time": now, "virtual_server": self.setup.lb.name(vs),
                         "real_server": format!("{addr}:{port}"),
                         "to": if matches!(e, LbEvent::RealServerUp { .. }) { "up" } else { "down" },
                         "reason": self.reasons.get(&(vs, rs)).cloned().unwrap_or_default(),
                     })
                 }
                 LbEvent::QuorumUp { vs } | LbEvent::QuorumDown { vs } => serde_json::json!({
-                    "time": now, "virtual_server": self.lb.name(vs),
+                    "time": now, "virtual_server": self.setup.lb.name(vs),
                     "quorum": if matches!(e, LbEvent::QuorumUp { .. }) { "up" } else { "down" },
                 }),
             };
@@ -458,22 +571,24 @@ impl Owner {
         for e in events {
             let script = match *e {
                 LbEvent::RealServerUp { vs, rs } => {
-                    self.scripts[vs].notify_up.get(rs).cloned().flatten()
+                    self.setup.scripts[vs].notify_up.get(rs).cloned().flatten()
                 }
-                LbEvent::RealServerDown { vs, rs } => {
-                    self.scripts[vs].notify_down.get(rs).cloned().flatten()
-                }
+                LbEvent::RealServerDown { vs, rs } => self.setup.scripts[vs]
+                    .notify_down
+                    .get(rs)
+                    .cloned()
+                    .flatten(),
                 LbEvent::QuorumUp { vs } => {
-                    info!("{}: quorum gained", self.lb.name(vs));
-                    self.scripts[vs].quorum_up.clone()
+                    info!("{}: quorum gained", self.setup.lb.name(vs));
+                    self.setup.scripts[vs].quorum_up.clone()
                 }
                 LbEvent::QuorumDown { vs } => {
-                    warn!("{}: quorum lost", self.lb.name(vs));
-                    self.scripts[vs].quorum_down.clone()
+                    warn!("{}: quorum lost", self.setup.lb.name(vs));
+                    self.setup.scripts[vs].quorum_down.clone()
                 }
             };
             if let Some(argv) = script {
-                let run_as = self.run_as;
+                let run_as = self.setup.run_as;
                 // Scripts run on their own thread: a hung one never holds the table.
                 let _ = std::thread::Builder::new()
                     .name("vipd-lb-script".into())
@@ -494,20 +609,20 @@ impl Owner {
     /// as far as the scripts are concerned (waited for, up to their timeout).
     fn omega(&self) {
         let mut threads = Vec::new();
-        for vi in 0..self.lb.len() {
-            let set = &self.scripts[vi];
+        for vi in 0..self.setup.lb.len() {
+            let set = &self.setup.scripts[vi];
             if !set.omega {
                 continue;
             }
-            let mut lines: Vec<Vec<String>> = (0..self.lb.real_server_count(vi))
-                .filter(|&ri| self.lb.is_up(vi, ri))
+            let mut lines: Vec<Vec<String>> = (0..self.setup.lb.real_server_count(vi))
+                .filter(|&ri| self.setup.lb.is_up(vi, ri))
                 .filter_map(|ri| set.notify_down.get(ri).cloned().flatten())
                 .collect();
-            if self.lb.quorum_up(vi) {
+            if self.setup.lb.quorum_up(vi) {
                 lines.extend(set.quorum_down.clone());
             }
             for argv in lines {
-                let run_as = self.run_as;
+                let run_as = self.setup.run_as;
                 threads.push(std::thread::spawn(move || {
                     vipd_linux::scripts::run(&argv, &[], SCRIPT_TIMEOUT, run_as)
                 }));
@@ -521,7 +636,7 @@ impl Owner {
     /// Reads direct-routing destinations' MACs from the neighbour table; a destination
     /// with none gets a datagram to the discard port so the kernel resolves it.
     fn refresh_macs(&mut self) {
-        let wanted = self.lb.dr_addresses();
+        let wanted = self.setup.lb.dr_addresses();
         if wanted.is_empty() {
             return;
         }
@@ -542,7 +657,7 @@ impl Owner {
             // One without an entry is poked (this runs once per NEIGHBOUR_REFRESH).
             match macs.get(&addr) {
                 Some(m) => {
-                    self.lb.set_mac(addr, Some(*m));
+                    self.setup.lb.set_mac(addr, Some(*m));
                 }
                 None => poke(addr),
             }
@@ -550,7 +665,7 @@ impl Owner {
     }
 
     fn sync(&mut self) {
-        let table = self.lb.table();
+        let table = self.setup.lb.table();
         if self.applied.as_ref() != Some(&table) {
             let t0 = Instant::now();
             match self.plane.apply(&table) {
@@ -571,19 +686,19 @@ impl Owner {
     }
 
     fn publish(&self) {
-        let list: Vec<VirtualServerStatus> = (0..self.lb.len())
+        let list: Vec<VirtualServerStatus> = (0..self.setup.lb.len())
             .map(|vi| VirtualServerStatus {
-                name: self.lb.name(vi).to_string(),
-                active: self.lb.is_active(vi),
-                quorum_up: self.lb.quorum_up(vi),
+                name: self.setup.lb.name(vi).to_string(),
+                active: self.setup.lb.is_active(vi),
+                quorum_up: self.setup.lb.quorum_up(vi),
                 backend: self.plane.name().to_string(),
-                real_servers: (0..self.lb.real_server_count(vi))
+                real_servers: (0..self.setup.lb.real_server_count(vi))
                     .map(|ri| {
-                        let (addr, port) = self.lb.real_server(vi, ri);
+                        let (addr, port) = self.setup.lb.real_server(vi, ri);
                         RealServerStatus {
                             addr: addr.to_string(),
                             port,
-                            up: self.lb.is_up(vi, ri),
+                            up: self.setup.lb.is_up(vi, ri),
                             reason: self.reasons.get(&(vi, ri)).cloned().unwrap_or_default(),
                         }
                     })

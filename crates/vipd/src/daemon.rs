@@ -122,7 +122,17 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     if let Some(b) = &balancer {
         lb_link.connect(b.sender());
     }
-    let reload = reload_hook(&args, runtime.clone(), &loaded.config);
+    let balancer = Arc::new(Mutex::new(balancer));
+    let reload = reload_hook(
+        &args,
+        runtime.clone(),
+        &loaded.config,
+        LbHandle {
+            balancer: balancer.clone(),
+            link: lb_link.clone(),
+            events: events.clone(),
+        },
+    );
     let handlers = Handlers {
         status: runtime.status.clone(),
         events,
@@ -145,6 +155,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let _ = sd_notify::notify(false, &[NotifyState::Stopping]);
     info!("{signal}: leaving (masters send priority 0 and release their addresses)");
     runtime.shutdown();
+    let balancer = balancer.lock().ok().and_then(|mut b| b.take());
     if let Some(b) = balancer {
         b.stop();
     }
@@ -194,14 +205,29 @@ fn load(
     }
 }
 
+/// What a reload needs to change the load balancer.
+struct LbHandle {
+    /// `None` while the configuration has no virtual servers.
+    balancer: Arc<Mutex<Option<Balancer>>>,
+    link: LbLink,
+    events: EventHub,
+}
+
 /// SIGHUP and `vipd reload`: re-read and validate the whole config first (an invalid
-/// one changes nothing), then hand the new plan to the protocol thread, which keeps
-/// unchanged instances untouched.
-fn reload_hook(args: &RunArgs, runtime: Arc<Runtime>, config: &vipd_config::Config) -> ReloadHook {
-    let running_lb = lb_fingerprint(config);
+/// one changes nothing), then apply changed virtual servers in place (the balancer
+/// checks them against the backend first and changes nothing if it refuses), then hand
+/// the new plan to the protocol thread, which keeps unchanged instances untouched.
+fn reload_hook(
+    args: &RunArgs,
+    runtime: Arc<Runtime>,
+    config: &vipd_config::Config,
+    lb: LbHandle,
+) -> ReloadHook {
+    let running_lb = Mutex::new(lb_fingerprint(config));
     let file = args.file.clone();
     let config_id = args.config_id.clone();
     let ignore_inactive = args.ignore_inactive;
+    let (backend, tune_ipvs) = (args.lb_backend, !args.lb_keep_ipvs_sysctls);
     let lock = Arc::new(Mutex::new(()));
     Arc::new(move || {
         let _one_at_a_time = lock
@@ -218,21 +244,27 @@ fn reload_hook(args: &RunArgs, runtime: Arc<Runtime>, config: &vipd_config::Conf
             let loaded = load(&file, config_id.as_deref(), ignore_inactive).ok_or_else(|| {
                 format!("{}: invalid configuration; nothing changed", file.display())
             })?;
-            if lb_fingerprint(&loaded.config) != running_lb {
-                return Err(format!(
-                    "{}: virtual_server / virtual_server_group blocks (or the vrrp_instance holding \
-                     their address) changed; vipd cannot reload the load balancer in place yet, \
-                     restart it to apply them; nothing changed",
-                    file.display()
-                ));
-            }
             let plan = vipd_linux::plan::build(&loaded.config)
                 .map_err(|e| format!("{e:#}; nothing changed"))?;
-            runtime.reload(plan)
+            let fingerprint = lb_fingerprint(&loaded.config);
+            let mut running = running_lb
+                .lock()
+                .map_err(|_| "reload state poisoned".to_string())?;
+            let lb_summary = if fingerprint == *running {
+                None
+            } else {
+                let summary = reload_balancer(&lb, &loaded.config, backend, &runtime, tune_ipvs)
+                    .map_err(|e| {
+                        format!("{}: load balancer: {e}; nothing changed", file.display())
+                    })?;
+                *running = fingerprint;
+                Some(summary)
+            };
+            runtime.reload(plan).map(|r| (r, lb_summary))
         })();
         let _ = sd_notify::notify(false, &[NotifyState::Ready]);
         match result {
-            Ok(report) => {
+            Ok((report, lb_summary)) => {
                 info!(
                     "reloaded {}: unchanged {:?}, updated {:?}, restarted {:?}, added {:?}, removed {:?}",
                     file.display(),
@@ -242,7 +274,11 @@ fn reload_hook(args: &RunArgs, runtime: Arc<Runtime>, config: &vipd_config::Conf
                     report.added,
                     report.removed
                 );
-                Ok(serde_json::to_value(&report).unwrap_or_default())
+                let mut v = serde_json::to_value(&report).unwrap_or_default();
+                if let (Some(obj), Some(lb)) = (v.as_object_mut(), lb_summary) {
+                    obj.insert("load_balancer".into(), lb.into());
+                }
+                Ok(v)
             }
             Err(e) => {
                 error!("reload failed: {e}");
@@ -250,6 +286,49 @@ fn reload_hook(args: &RunArgs, runtime: Arc<Runtime>, config: &vipd_config::Conf
             }
         }
     })
+}
+
+/// Brings the load balancer to `config`'s virtual servers: reloads the running one in
+/// place, starts one for a configuration that now has virtual servers, stops it
+/// (removing its table) when they are all gone.
+fn reload_balancer(
+    lb: &LbHandle,
+    config: &vipd_config::Config,
+    backend: crate::balancer::Backend,
+    runtime: &Runtime,
+    tune_ipvs: bool,
+) -> Result<String, String> {
+    let mut slot = lb
+        .balancer
+        .lock()
+        .map_err(|_| "balancer state poisoned".to_string())?;
+    match (slot.as_ref(), config.virtual_servers.is_empty()) {
+        (Some(b), false) => b.reload(config),
+        (Some(_), true) => {
+            if let Some(b) = slot.take() {
+                b.stop();
+            }
+            Ok("load balancer: no virtual servers left; stopped".into())
+        }
+        (None, false) => {
+            let b = Balancer::start(
+                config,
+                backend,
+                tune_ipvs,
+                runtime.status.clone(),
+                lb.events.clone(),
+            )
+            .map_err(|e| format!("{e:#}"))?
+            .ok_or("no virtual servers")?;
+            lb.link.connect(b.sender());
+            *slot = Some(b);
+            Ok(format!(
+                "load balancer: started with {} virtual server(s)",
+                config.virtual_servers.len()
+            ))
+        }
+        (None, true) => Ok("load balancer: none".into()),
+    }
 }
 
 fn monotonic_usec() -> i128 {

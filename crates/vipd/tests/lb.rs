@@ -445,31 +445,171 @@ fn seed_dr_config_balances_removes_restores_and_fails_over() {
     assert!(nft_ruleset(c.lan.router(2)).contains("192.0.2.100"));
 }
 
-/// NAT with weights 3:1, a sorry server when everything is down, and quick timers.
-#[test]
-fn nat_weights_and_sorry_server() {
-    let _serial = serial();
-    let Some(mut c) = Cluster::new(5, "lb-nat") else {
-        return;
-    };
-    let _s3 = HttpServer::start(c.lan.router(3), "r3");
-    let s4 = HttpServer::start(c.lan.router(4), "r4");
-    let _s5 = HttpServer::start(c.lan.router(5), "sorry");
-    // LVS-NAT: replies must go back through the director (here: via whoever holds the
-    // VIP), and the director forwards.
-    for i in 3..=5 {
+/// Five routers for LVS-NAT: `directors` among r1/r2, HTTP servers on r3 ("r3"), r4
+/// ("r4") and r5 (`r5_name`). `None` when not root.
+fn nat_cluster(
+    tag: &str,
+    r5_name: &str,
+    directors: &[usize],
+) -> Option<(Cluster, [HttpServer; 3])> {
+    let c = Cluster::new(5, tag)?;
+    let servers = [
+        HttpServer::start(c.lan.router(3), "r3"),
+        HttpServer::start(c.lan.router(4), "r4"),
+        HttpServer::start(c.lan.router(5), r5_name),
+    ];
+    nat_routes(&c, directors, &[3, 4, 5]);
+    Some((c, servers))
+}
+
+/// LVS-NAT: replies must go back through the director (here: via whoever holds the
+/// VIP), and the directors forward.
+fn nat_routes(c: &Cluster, directors: &[usize], real_servers: &[usize]) {
+    for &i in real_servers {
         let ns = c.lan.router(i);
         ns.ip(["route", "add", "192.0.2.50/32", "via", "192.0.2.100"])
             .unwrap();
         ns.sysctl("net.ipv4.conf.all.accept_redirects", "0")
             .unwrap();
     }
-    for i in 1..=2 {
+    for &i in directors {
         let ns = c.lan.router(i);
         ns.sysctl("net.ipv4.ip_forward", "1").unwrap();
         ns.sysctl("net.ipv4.conf.all.send_redirects", "0").unwrap();
         ns.sysctl("net.ipv4.conf.eth0.send_redirects", "0").unwrap();
     }
+}
+
+/// `n` GETs are answered by r3 and r4 exactly `want` times, none failing.
+fn assert_split(c: &Cluster, n: usize, want: (usize, usize)) {
+    let m = fetch(c.lan.client(), n);
+    assert_eq!(
+        (m.get("r3"), m.get("r4")),
+        (Some(&want.0), Some(&want.1)),
+        "{m:?}\n{}",
+        directors(c)
+    );
+}
+
+/// Reloads director `i` with `conf`: (success, what `vipd reload` printed).
+fn reload(c: &Cluster, i: usize, conf: &str) -> (bool, String) {
+    std::fs::write(c.config_path(i), conf).unwrap();
+    let o = std::process::Command::new(VIPD)
+        .args(["reload", "--control-socket"])
+        .arg(c.socket_path(i))
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
+}
+
+/// A NAT virtual server on the VIP with TCP_CHECKs (1 s loop) on the given real servers
+/// (`(last octet, alpha)`).
+fn nat_vs(servers: &[(u8, bool)]) -> String {
+    let mut out = String::from(
+        "virtual_server 192.0.2.100 80 {\n    delay_loop 1\n    lb_algo rr\n    lb_kind NAT\n    protocol TCP\n",
+    );
+    for (n, alpha) in servers {
+        out += &format!(
+            "    real_server 192.0.2.{n} 80 {{\n{}        TCP_CHECK {{\n            connect_timeout 1\n            retry 0\n        }}\n    }}\n",
+            if *alpha { "        alpha\n" } else { "" }
+        );
+    }
+    out + "}\n"
+}
+
+/// What director `i`'s status says of real server `addr`: (up, reason).
+fn rs_state(c: &Cluster, i: usize, addr: &str) -> Option<(bool, String)> {
+    let st = c.status(i)?;
+    let rs = st["virtual_servers"][0]["real_servers"]
+        .as_array()?
+        .iter()
+        .find(|r| r["addr"] == addr)?
+        .clone();
+    Some((rs["up"].as_bool()?, rs["reason"].as_str()?.to_string()))
+}
+
+/// Adding and removing real servers, and the whole virtual server, by reload.
+#[test]
+fn reload_changes_real_servers_in_place() {
+    let _serial = serial();
+    let Some((mut c, [_s3, s4, _s5])) = nat_cluster("lb-reload", "r5", &[1]) else {
+        return;
+    };
+    let spec = Spec::v3();
+    let vrrp = spec.config(150);
+    c.start_vipd_with(
+        1,
+        &format!("{vrrp}{}", nat_vs(&[(13, false), (14, false)])),
+        &["--lb-backend", &backend()],
+    );
+    c.wait_holders(spec.vip(), &[1], Duration::from_secs(5));
+    wait_serving(&c, 10, Duration::from_secs(10));
+
+    // r4 fails: down before the reload...
+    s4.stop();
+    wait_rs(&c, 1, "192.0.2.14", false, Duration::from_secs(10));
+    // ...and still down right after it (its checker's verdict is kept), while r5 is added
+    // with alpha: down until its first check passes.
+    let (ok, out) = reload(
+        &c,
+        1,
+        &format!("{vrrp}{}", nat_vs(&[(13, false), (14, false), (15, true)])),
+    );
+    assert!(ok, "{out}");
+    let (up, why) = rs_state(&c, 1, "192.0.2.14").expect("r4 in the status");
+    assert!(!up && why.contains("kept across reload"), "{up} {why}");
+    wait_rs(&c, 1, "192.0.2.15", true, Duration::from_secs(5));
+    assert_eq!(rs_state(&c, 1, "192.0.2.14").map(|s| s.0), Some(false));
+    let m = fetch(c.lan.client(), 40);
+    assert_eq!(
+        (m.get("r3"), m.get("r5"), errors(&m)),
+        (Some(&20), Some(&20), 0),
+        "{m:?}\n{}",
+        directors(&c)
+    );
+
+    // r3 and r4 leave the file: only r5 is left in the kernel.
+    let (ok, out) = reload(&c, 1, &format!("{vrrp}{}", nat_vs(&[(15, false)])));
+    assert!(ok, "{out}");
+    let m = fetch(c.lan.client(), 20);
+    assert_eq!(m.get("r5"), Some(&20), "{m:?}\n{}", directors(&c));
+    let table = nft_ruleset(c.lan.router(1));
+    assert!(
+        table.contains("192.0.2.15") && !table.contains("192.0.2.13"),
+        "{table}"
+    );
+
+    // No virtual server left: the balancer stops and removes its table; one coming back
+    // starts it again.
+    let (ok, out) = reload(&c, 1, &vrrp);
+    assert!(ok, "{out}");
+    let table = nft_ruleset(c.lan.router(1));
+    assert!(!table.contains("192.0.2.100"), "{table}");
+    assert_eq!(
+        c.status(1).map(|s| s["virtual_servers"].clone()),
+        Some(serde_json::json!([]))
+    );
+    let (ok, out) = reload(&c, 1, &format!("{vrrp}{}", nat_vs(&[(13, false)])));
+    assert!(ok, "{out}");
+    wait_serving(&c, 10, Duration::from_secs(10));
+    let m = fetch(c.lan.client(), 10);
+    assert_eq!(m.get("r3"), Some(&10), "{m:?}\n{}", directors(&c));
+}
+
+/// NAT with weights 3:1, a sorry server when everything is down, and quick timers.
+#[test]
+fn nat_weights_and_sorry_server() {
+    let _serial = serial();
+    let Some((mut c, [_s3, s4, _s5])) = nat_cluster("lb-nat", "sorry", &[1, 2]) else {
+        return;
+    };
     // Every notify script appends its arguments to one log.
     let events = c.dir.join("lb-events.log");
     let script = c.dir.join("lb-event.sh");
@@ -539,32 +679,22 @@ virtual_server 192.0.2.100 80 {{
         directors(&c)
     );
 
-    // A reload that changes the virtual server is refused (vipd must be restarted for
-    // that) and changes nothing; one that leaves it alone goes through.
-    let reload = |conf: &str| {
-        std::fs::write(c.config_path(1), conf).unwrap();
-        let o = std::process::Command::new(VIPD)
-            .args(["reload", "--control-socket"])
-            .arg(c.socket_path(1))
-            .output()
-            .unwrap();
-        (
-            o.status.success(),
-            String::from_utf8_lossy(&o.stdout).into_owned(),
-        )
-    };
+    // A reload that changes the virtual server applies in place: the new weights take
+    // over at once, with no request failing.
     let conf = format!("{}{vs}", spec.config(150));
-    let (ok, out) = reload(&conf.replace("weight 3", "weight 2"));
-    assert!(!ok && out.contains("virtual_server"), "{out}");
-    let (ok, out) = reload(&conf.replace("priority 150", "priority 140"));
+    let (ok, out) = reload(&c, 1, &conf.replace("weight 3", "weight 2"));
+    assert!(ok && out.contains("load_balancer"), "{out}");
+    assert_split(&c, 30, (20, 10));
+    // One the backend cannot express is refused as a whole and changes nothing.
+    if backend() == "nftables" {
+        let (ok, out) = reload(&c, 1, &conf.replace("lb_algo wrr", "lb_algo wlc"));
+        assert!(!ok && out.contains("nothing changed"), "{out}");
+        assert_split(&c, 30, (20, 10));
+    }
+    // Back to weight 3, and a VRRP-only change besides.
+    let (ok, out) = reload(&c, 1, &conf.replace("priority 150", "priority 140"));
     assert!(ok, "{out}");
-    let m = fetch(c.lan.client(), 40);
-    assert_eq!(
-        (m.get("r3"), m.get("r4")),
-        (Some(&30), Some(&10)),
-        "{m:?}\n{}",
-        directors(&c)
-    );
+    assert_split(&c, 40, (30, 10));
 
     // `vipd events --follow` reports real servers and quorum from here on.
     let mut follower = std::process::Command::new(VIPD)
@@ -641,6 +771,7 @@ fn same_scenarios_on_ipvs() {
     let exe = std::env::current_exe().unwrap();
     let tests = [
         "nat_weights_and_sorry_server",
+        "reload_changes_real_servers_in_place",
         "seed_dr_config_balances_removes_restores_and_fails_over",
     ];
     let mut args = vec!["--exact", "--test-threads", "1", "--nocapture"];
@@ -679,5 +810,5 @@ fn same_scenarios_on_ipvs() {
             "{t} did not run:\n{out}"
         );
     }
-    assert!(out.contains("test result: ok. 2 passed"), "{out}");
+    assert!(out.contains("test result: ok. 3 passed"), "{out}");
 }
