@@ -105,6 +105,19 @@ impl ProbeReport {
             .unwrap_or_default()
     }
 
+    /// Sequence numbers of requests that got no reply (not counting requests whose
+    /// send failed). Unlike a gap between replies, which a stalled prober thread on a
+    /// loaded machine also produces, a lost request means the target did not answer.
+    pub fn lost(&self) -> Vec<u64> {
+        let mut answered = vec![false; self.sent as usize];
+        for r in &self.replies {
+            if let Some(a) = answered.get_mut(r.seq as usize) {
+                *a = true;
+            }
+        }
+        (0..self.sent).filter(|&s| !answered[s as usize]).collect()
+    }
+
     /// Periods without replies longer than `threshold`, as
     /// `(start offset from self.start, duration)`. An outage starts at the
     /// last reply before it (or at `start`) and ends at the first reply

