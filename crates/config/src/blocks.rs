@@ -130,15 +130,16 @@ pub(crate) fn check_args(n: &Node, spec: A, d: &mut Diags) -> bool {
                 d.error(&n.keyword, format!("`{name}` needs a value"));
                 false
             }
-            [_] => true,
-            [_, user, ..] => {
+            // The command, then keepalived's optional `username [groupname]`.
+            [_] | [_, _] | [_, _, _] => true,
+            [_, _, _, extra, ..] => {
                 d.error_help(
-                    user,
+                    extra,
                     format!(
-                        "`{name}` runs one command; keepalived reads `{}` as the user to run it as, which vipd does not support per script",
-                        user.text
+                        "`{name}` takes a command and at most a user and a group; `{}` is one word too many",
+                        extra.text
                     ),
-                    "quote the command if these are its arguments (`\"/path/script arg\"`), or set `script_user` in global_defs",
+                    "quote the command if these are its arguments (`\"/path/script arg\"`): unquoted, keepalived reads the second word as the user to run it as",
                 );
                 false
             }
@@ -634,8 +635,23 @@ pub(crate) fn fill_tracking(n: &Node, t: &mut Tracking) {
     list.extend(tracked_list(n, lo, hi));
 }
 
+/// A script keyword's command and optional `username [groupname]`.
+fn script_of(n: &Node) -> ScriptCommand {
+    let mut args = n.args.iter().map(|a| a.text.as_str());
+    let command = args.next().unwrap_or_default().to_string();
+    let user: Vec<&str> = args.collect();
+    ScriptCommand {
+        command,
+        user: (!user.is_empty()).then(|| user.join(" ")),
+    }
+}
+
+fn script(nodes: &[Node], key: &str) -> Option<ScriptCommand> {
+    last(nodes, key).map(script_of)
+}
+
 pub(crate) fn fill_notify(n: &Node, notify: &mut Notify) {
-    let v = Some(words_of(n));
+    let v = Some(script_of(n));
     match n.name() {
         "notify_master" => notify.master = v,
         "notify_backup" => notify.backup = v,
@@ -934,8 +950,8 @@ fn virtual_server(n: &Node, kids: &[Node], d: &mut Diags) -> Option<VirtualServe
         persistence_engine: text(kids, "persistence_engine"),
         quorum: uint32(kids, &["quorum"]),
         hysteresis: uint32(kids, &["hysteresis"]),
-        quorum_up: text(kids, "quorum_up"),
-        quorum_down: text(kids, "quorum_down"),
+        quorum_up: script(kids, "quorum_up"),
+        quorum_down: script(kids, "quorum_down"),
         sorry_server: sorry,
         sorry_server_inhibit: boolean(kids, "sorry_server_inhibit"),
         sorry_server_lb_kind: first_arg(kids, &["sorry_server_lvs_method", "sorry_server_lb_kind"])
@@ -984,8 +1000,8 @@ fn virtual_server(n: &Node, kids: &[Node], d: &mut Diags) -> Option<VirtualServe
             weight: int(rk, &["weight"]).unwrap_or(1),
             lb_kind: first_arg(rk, &["lvs_method", "lb_kind"]).map(str::to_owned),
             inhibit_on_failure: boolean(rk, "inhibit_on_failure"),
-            notify_up: text(rk, "notify_up"),
-            notify_down: text(rk, "notify_down"),
+            notify_up: script(rk, "notify_up"),
+            notify_down: script(rk, "notify_down"),
             uthreshold: uint32(rk, &["uthreshold"]),
             lthreshold: uint32(rk, &["lthreshold"]),
             virtualhost: text(rk, "virtualhost"),

@@ -340,7 +340,7 @@ pub(crate) fn lint(
                 ("notify", &inst.notify.notify),
             ] {
                 if let (Some(script), Some(tok)) = (script, meta.value_tok(what)) {
-                    check_script(d, script, &tok.span, tok.len as usize, what);
+                    check_script(d, &script.command, &tok.span, tok.len as usize, what);
                 }
             }
         }

@@ -48,16 +48,36 @@ pub struct Tracked {
     pub span: Span,
 }
 
+/// A script keyword's value (`notify_master`, `notify_up`, `quorum_down`, ...):
+/// keepalived's `<STRING>|<QUOTED-STRING> [username [groupname]]`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ScriptCommand {
+    /// The command line (first word: the program).
+    pub command: String,
+    /// `username [groupname]` to run it as (over `script_user`).
+    pub user: Option<String>,
+}
+
+impl ScriptCommand {
+    /// A command run as the default script user.
+    pub fn new(command: impl Into<String>) -> ScriptCommand {
+        ScriptCommand {
+            command: command.into(),
+            user: None,
+        }
+    }
+}
+
 /// Notification scripts (`notify_*`), as written (script and optional user/group).
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct Notify {
-    pub master: Option<String>,
-    pub backup: Option<String>,
-    pub fault: Option<String>,
-    pub stop: Option<String>,
-    pub deleted: Option<String>,
-    pub notify: Option<String>,
-    pub master_rx_lower_pri: Option<String>,
+    pub master: Option<ScriptCommand>,
+    pub backup: Option<ScriptCommand>,
+    pub fault: Option<ScriptCommand>,
+    pub stop: Option<ScriptCommand>,
+    pub deleted: Option<ScriptCommand>,
+    pub notify: Option<ScriptCommand>,
+    pub master_rx_lower_pri: Option<ScriptCommand>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -244,8 +264,8 @@ pub struct RealServer {
     /// `lvs_method` (old spelling `lb_kind`).
     pub lb_kind: Option<String>,
     pub inhibit_on_failure: Option<bool>,
-    pub notify_up: Option<String>,
-    pub notify_down: Option<String>,
+    pub notify_up: Option<ScriptCommand>,
+    pub notify_down: Option<ScriptCommand>,
     pub uthreshold: Option<u32>,
     pub lthreshold: Option<u32>,
     /// Default Host header of this server's HTTP_GET/SSL_GET checkers.
@@ -270,8 +290,8 @@ pub struct VirtualServer {
     pub persistence_engine: Option<String>,
     pub quorum: Option<u32>,
     pub hysteresis: Option<u32>,
-    pub quorum_up: Option<String>,
-    pub quorum_down: Option<String>,
+    pub quorum_up: Option<ScriptCommand>,
+    pub quorum_down: Option<ScriptCommand>,
     pub sorry_server: Option<(IpAddr, Option<u16>)>,
     pub sorry_server_inhibit: Option<bool>,
     /// `sorry_server_lvs_method` (old spelling `sorry_server_lb_kind`).

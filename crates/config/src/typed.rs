@@ -1150,17 +1150,37 @@ global_defs {
     }
 
     #[test]
-    fn script_keywords_refuse_a_per_script_user() {
-        let d = one_error(&instance_with("    notify_master /bin/x root"));
+    fn script_keywords_take_a_user_and_group_as_keepalived_does() {
+        let l = load(&instance_with("    notify_master /bin/x root")).unwrap();
         assert_eq!(
-            d.message,
-            "`notify_master` runs one command; keepalived reads `root` as the user to run it as, which vipd does not support per script"
+            l.config.instances[0].notify.master,
+            Some(ScriptCommand {
+                command: "/bin/x".into(),
+                user: Some("root".into())
+            })
+        );
+        let l = load(&instance_with("    notify_backup /bin/x nobody nogroup")).unwrap();
+        assert_eq!(
+            l.config.instances[0]
+                .notify
+                .backup
+                .as_ref()
+                .unwrap()
+                .user
+                .as_deref(),
+            Some("nobody nogroup")
         );
         // Quoted: one command with its arguments.
         let l = load(&instance_with("    notify_master \"/bin/x root\"")).unwrap();
         assert_eq!(
-            l.config.instances[0].notify.master.as_deref(),
-            Some("/bin/x root")
+            l.config.instances[0].notify.master,
+            Some(ScriptCommand::new("/bin/x root"))
+        );
+        // A fourth word is an error, pointing at it.
+        let d = one_error(&instance_with("    notify_master /bin/x a b c"));
+        assert_eq!(
+            d.message,
+            "`notify_master` takes a command and at most a user and a group; `c` is one word too many"
         );
     }
 
@@ -1213,7 +1233,7 @@ global_defs {
         let l = load(&text).unwrap();
         let i = &l.config.instances[0];
         assert_eq!(i.track.scripts[0].name, "chk");
-        assert_eq!(i.notify.master.as_deref(), Some("/bin/x"));
+        assert_eq!(i.notify.master, Some(ScriptCommand::new("/bin/x")));
         assert_eq!(i.use_vmac.as_deref(), Some(""));
         assert_eq!(i.strict_mode, Some(true));
         assert!(l.config.global.vrrp_strict);

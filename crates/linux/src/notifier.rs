@@ -6,7 +6,7 @@
 //! while a hung script of one instance delays no other; every script is killed at its
 //! timeout. Nothing here runs on, or waits for, the protocol thread.
 
-use crate::scripts::{self, Outcome, RunAs};
+use crate::scripts::{Outcome, Script};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
@@ -16,13 +16,12 @@ use std::time::Duration;
 /// The notify scripts of one instance, split into words.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NotifyPlan {
-    pub master: Option<Vec<String>>,
-    pub backup: Option<Vec<String>>,
-    pub fault: Option<Vec<String>>,
-    pub stop: Option<Vec<String>>,
+    pub master: Option<Script>,
+    pub backup: Option<Script>,
+    pub fault: Option<Script>,
+    pub stop: Option<Script>,
     /// `notify`: gets `INSTANCE <name> <STATE> <priority>` appended.
-    pub generic: Option<Vec<String>>,
-    pub run_as: Option<RunAs>,
+    pub generic: Option<Script>,
     pub timeout: Duration,
 }
 
@@ -138,13 +137,13 @@ fn run_event(ev: &Event, results: &Sender<NotifyResult>) {
         ev.state.to_string(),
         ev.priority.to_string(),
     ];
-    for (argv, extra) in [(specific, Vec::new()), (&ev.plan.generic, generic_args)] {
-        if let Some(argv) = argv {
-            let outcome = scripts::run(argv, &extra, ev.plan.timeout, ev.plan.run_as);
+    for (cmd, extra) in [(specific, Vec::new()), (&ev.plan.generic, generic_args)] {
+        if let Some(cmd) = cmd {
+            let outcome = cmd.run(&extra, ev.plan.timeout);
             let _ = results.send(NotifyResult {
                 instance: ev.instance.clone(),
                 state: ev.state,
-                script: argv.join(" "),
+                script: cmd.argv.join(" "),
                 outcome,
             });
         }
@@ -175,7 +174,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let log = dir.join("log");
         let sh = |what: &str| {
-            Some(scripts::split_words(&format!(
+            Some(Script::new(&format!(
                 "/bin/sh -c 'sleep 0.05; echo {what} \"$@\" >> {}' notify",
                 log.display()
             )))
@@ -220,7 +219,7 @@ mod tests {
     #[test]
     fn a_hanging_script_is_killed_and_reported() {
         let plan = NotifyPlan {
-            fault: Some(scripts::split_words("sleep 10")),
+            fault: Some(Script::new("sleep 10")),
             timeout: Duration::from_millis(100),
             ..Default::default()
         };

@@ -6,7 +6,7 @@ use crate::iface::Interface;
 use crate::netlink::AddressSpec;
 use crate::notifier::NotifyPlan;
 use crate::routes::{parse_route, parse_rule, RouteSpec, RuleSpec};
-use crate::scripts::{check_security, split_words, RunAs};
+use crate::scripts::{check_security, split_words, RunAs, Script};
 use crate::track::{Kind, ObjectId, TrackRef};
 use crate::tracker::{FilePlan, ParamMatch, ProcessPlan, ScriptPlan, TrackPlan};
 use anyhow::{anyhow, bail, Context, Result};
@@ -260,7 +260,7 @@ pub fn build(cfg: &Config) -> Result<Plan> {
                 Ok(SyncGroupPlan {
                     name: g.name.clone(),
                     members: g.group.clone(),
-                    notify: notify_plan(cfg, &g.notify)?,
+                    notify: notify_plan(cfg, &format!("vrrp_sync_group {}", g.name), &g.notify)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?,
@@ -424,16 +424,35 @@ fn ifindex(name: &str) -> Result<u32> {
 /// How long a notify script may run before it is killed.
 const NOTIFY_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn notify_plan(cfg: &Config, n: &model::Notify) -> Result<NotifyPlan> {
-    let prepare = |kw: &str, line: &Option<String>| -> Result<Option<Vec<String>>> {
-        let Some(line) = line else { return Ok(None) };
-        let argv = split_words(line);
-        let program = argv.first().ok_or_else(|| anyhow!("{kw}: empty command"))?;
-        if cfg.global.enable_script_security {
-            check_security(program)
-                .map_err(|e| anyhow!("{kw}: refused by enable_script_security: {e}"))?;
-        }
-        Ok(Some(argv))
+/// A script keyword's command, checked by `enable_script_security` and run as its own
+/// `username [groupname]`, else as `script_user`. `what` names it in errors.
+pub fn script_command(
+    cfg: &Config,
+    what: &str,
+    script: &Option<model::ScriptCommand>,
+) -> Result<Option<Script>> {
+    let Some(script) = script else {
+        return Ok(None);
+    };
+    let argv = split_words(&script.command);
+    let program = argv
+        .first()
+        .ok_or_else(|| anyhow!("{what}: empty command"))?;
+    if cfg.global.enable_script_security {
+        check_security(program)
+            .map_err(|e| anyhow!("{what}: refused by enable_script_security: {e}"))?;
+    }
+    let run_as = match (&script.user, &cfg.global.script_user) {
+        (Some(user), _) => Some(run_as(user).with_context(|| format!("{what}: user `{user}`"))?),
+        (None, Some(user)) => Some(run_as(user).with_context(|| format!("script_user `{user}`"))?),
+        (None, None) => None,
+    };
+    Ok(Some(Script { argv, run_as }))
+}
+
+fn notify_plan(cfg: &Config, owner: &str, n: &model::Notify) -> Result<NotifyPlan> {
+    let prepare = |kw: &str, script: &Option<model::ScriptCommand>| {
+        script_command(cfg, &format!("{owner}: {kw}"), script)
     };
     Ok(NotifyPlan {
         master: prepare("notify_master", &n.master)?,
@@ -441,7 +460,6 @@ fn notify_plan(cfg: &Config, n: &model::Notify) -> Result<NotifyPlan> {
         fault: prepare("notify_fault", &n.fault)?,
         stop: prepare("notify_stop", &n.stop)?,
         generic: prepare("notify", &n.notify)?,
-        run_as: cfg.global.script_user.as_deref().map(run_as).transpose()?,
         timeout: NOTIFY_TIMEOUT,
     })
 }
@@ -579,7 +597,7 @@ fn build_instance(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
             .map(|w| parse_rule(w))
             .collect::<Result<_>>()?,
         tracking: tracking(cfg, inst)?,
-        notify: notify_plan(cfg, &inst.notify)?,
+        notify: notify_plan(cfg, &inst.name, &inst.notify)?,
         name: inst.name.clone(),
         iface,
         engine,
@@ -694,6 +712,46 @@ mod tests {
         );
         assert_eq!(t.refresh, Duration::from_secs(60));
         assert_eq!(t.refresh_repeat, 1);
+    }
+
+    #[test]
+    fn a_script_runs_as_its_own_user_else_as_script_user() {
+        let mut cfg = Config::default();
+        let cmd = |user: Option<&str>| {
+            Some(model::ScriptCommand {
+                command: "/bin/true".into(),
+                user: user.map(Into::into),
+            })
+        };
+        let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+        let run_as = |s: Option<Script>| s.unwrap().run_as;
+        assert_eq!(run_as(script_command(&cfg, "n", &cmd(None)).unwrap()), None);
+        cfg.global.script_user = Some("root".into());
+        assert_eq!(
+            run_as(script_command(&cfg, "n", &cmd(None)).unwrap()),
+            Some(RunAs { uid: 0, gid: 0 })
+        );
+        assert_eq!(
+            run_as(script_command(&cfg, "n", &cmd(Some("nobody"))).unwrap()),
+            Some(RunAs {
+                uid: nobody.uid.as_raw(),
+                gid: nobody.gid.as_raw()
+            })
+        );
+        assert_eq!(
+            run_as(script_command(&cfg, "n", &cmd(Some("nobody root"))).unwrap()),
+            Some(RunAs {
+                uid: nobody.uid.as_raw(),
+                gid: 0
+            })
+        );
+        let err =
+            script_command(&cfg, "VI_1: notify_master", &cmd(Some("no-such-user-x"))).unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            "VI_1: notify_master: user `no-such-user-x`: no user `no-such-user-x` on this host"
+        );
+        assert_eq!(script_command(&cfg, "n", &None).unwrap(), None);
     }
 
     #[test]

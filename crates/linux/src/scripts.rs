@@ -39,6 +39,28 @@ pub struct RunAs {
     pub gid: u32,
 }
 
+/// A script to run: its words and whom it runs as (`None`: as vipd itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Script {
+    pub argv: Vec<String>,
+    pub run_as: Option<RunAs>,
+}
+
+impl Script {
+    /// `line` split into words, run as vipd itself.
+    pub fn new(line: &str) -> Script {
+        Script {
+            argv: split_words(line),
+            run_as: None,
+        }
+    }
+
+    /// Runs it (see [`run`]).
+    pub fn run(&self, extra: &[String], timeout: Duration) -> Outcome {
+        run(&self.argv, extra, timeout, self.run_as)
+    }
+}
+
 /// Split a script line into words.
 pub fn split_words(line: &str) -> Vec<String> {
     let mut words = Vec::new();

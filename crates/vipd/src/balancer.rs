@@ -19,6 +19,8 @@ use vipd_config::model::{Config, VirtualServer, VsKey};
 use vipd_lb::desired::{Lb, LbEvent};
 use vipd_lb::{DataPlane, Sched, Table};
 use vipd_linux::netlink::Rtnetlink;
+use vipd_linux::plan::script_command;
+use vipd_linux::scripts::Script;
 use vipd_linux::status::{RealServerStatus, Snapshot, VirtualServerStatus};
 
 /// Which kernel backend programs the forwarding table.
@@ -80,7 +82,6 @@ pub struct Setup {
     /// virtual servers with `ha_suspend`.
     ha_suspend: Vec<bool>,
     scripts: Vec<ScriptSet>,
-    run_as: Option<vipd_linux::scripts::RunAs>,
     vss: Vec<VirtualServer>,
     globals: vipd_check::Globals,
 }
@@ -110,37 +111,20 @@ struct Owner {
 }
 
 /// notify_up / notify_down per real server, quorum_up / quorum_down per virtual server.
-/// Each script as its words, checked like the VRRP notify scripts (enable_script_security)
-/// and run as `script_user` when set.
+/// Each checked like the VRRP notify scripts (enable_script_security) and run as its own
+/// `username [groupname]`, else as `script_user`.
 #[derive(Default, Clone)]
 struct ScriptSet {
-    quorum_up: Option<Vec<String>>,
-    quorum_down: Option<Vec<String>>,
-    notify_up: Vec<Option<Vec<String>>>,
-    notify_down: Vec<Option<Vec<String>>>,
+    quorum_up: Option<Script>,
+    quorum_down: Option<Script>,
+    notify_up: Vec<Option<Script>>,
+    notify_down: Vec<Option<Script>>,
     /// `omega`: run the down scripts when vipd stops.
     omega: bool,
 }
 
 /// How long a load-balancer script may run before its process group is killed.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(30);
-
-fn prepare_script(
-    config: &Config,
-    what: &str,
-    line: &Option<String>,
-) -> Result<Option<Vec<String>>> {
-    let Some(line) = line else { return Ok(None) };
-    let argv = vipd_linux::scripts::split_words(line);
-    let program = argv
-        .first()
-        .ok_or_else(|| anyhow::anyhow!("{what}: empty command"))?;
-    if config.global.enable_script_security {
-        vipd_linux::scripts::check_security(program)
-            .map_err(|e| anyhow::anyhow!("{what}: refused by enable_script_security: {e}"))?;
-    }
-    Ok(Some(argv))
-}
 
 /// The configuration's load-balancer pieces for a backend whose default scheduler is
 /// `default_sched`: the desired-state model, which VRRP instance gates each virtual
@@ -220,11 +204,14 @@ fn setup(config: &Config, default_sched: Sched) -> Result<Setup> {
     let mut scripts = Vec::new();
     for (vi, vs) in config.virtual_servers.iter().enumerate() {
         let name = lb.name(vi).to_string();
-        let rs_scripts = |kw: &str, pick: fn(&vipd_config::RealServer) -> &Option<String>| {
+        let rs_scripts = |kw: &str,
+                          pick: fn(
+            &vipd_config::RealServer,
+        ) -> &Option<vipd_config::model::ScriptCommand>| {
             vs.real_servers
                 .iter()
                 .map(|r| {
-                    prepare_script(
+                    script_command(
                         config,
                         &format!("{name}: real_server {}: {kw}", r.addr),
                         pick(r),
@@ -233,20 +220,13 @@ fn setup(config: &Config, default_sched: Sched) -> Result<Setup> {
                 .collect::<Result<Vec<_>>>()
         };
         scripts.push(ScriptSet {
-            quorum_up: prepare_script(config, &format!("{name}: quorum_up"), &vs.quorum_up)?,
-            quorum_down: prepare_script(config, &format!("{name}: quorum_down"), &vs.quorum_down)?,
+            quorum_up: script_command(config, &format!("{name}: quorum_up"), &vs.quorum_up)?,
+            quorum_down: script_command(config, &format!("{name}: quorum_down"), &vs.quorum_down)?,
             notify_up: rs_scripts("notify_up", |r| &r.notify_up)?,
             notify_down: rs_scripts("notify_down", |r| &r.notify_down)?,
             omega: vs.omega,
         });
     }
-    let run_as = config
-        .global
-        .script_user
-        .as_deref()
-        .map(vipd_linux::plan::run_as)
-        .transpose()
-        .context("script_user")?;
     Ok(Setup {
         lb,
         owned_by,
@@ -256,7 +236,6 @@ fn setup(config: &Config, default_sched: Sched) -> Result<Setup> {
             .map(|v| v.ha_suspend)
             .collect(),
         scripts,
-        run_as,
         vss: config.virtual_servers.clone(),
         globals: vipd_check::Globals::from_config(config),
     })
@@ -587,17 +566,16 @@ impl Owner {
                     self.setup.scripts[vs].quorum_down.clone()
                 }
             };
-            if let Some(argv) = script {
-                let run_as = self.setup.run_as;
+            if let Some(script) = script {
                 // Scripts run on their own thread: a hung one never holds the table.
                 let _ = std::thread::Builder::new()
                     .name("vipd-lb-script".into())
                     .spawn(move || {
-                        let outcome = vipd_linux::scripts::run(&argv, &[], SCRIPT_TIMEOUT, run_as);
+                        let outcome = script.run(&[], SCRIPT_TIMEOUT);
                         if !outcome.success() {
                             warn!(
                                 "load-balancer script `{}` failed: {outcome:?}",
-                                argv.join(" ")
+                                script.argv.join(" ")
                             );
                         }
                     });
@@ -614,18 +592,15 @@ impl Owner {
             if !set.omega {
                 continue;
             }
-            let mut lines: Vec<Vec<String>> = (0..self.setup.lb.real_server_count(vi))
+            let mut lines: Vec<Script> = (0..self.setup.lb.real_server_count(vi))
                 .filter(|&ri| self.setup.lb.is_up(vi, ri))
                 .filter_map(|ri| set.notify_down.get(ri).cloned().flatten())
                 .collect();
             if self.setup.lb.quorum_up(vi) {
                 lines.extend(set.quorum_down.clone());
             }
-            for argv in lines {
-                let run_as = self.setup.run_as;
-                threads.push(std::thread::spawn(move || {
-                    vipd_linux::scripts::run(&argv, &[], SCRIPT_TIMEOUT, run_as)
-                }));
+            for script in lines {
+                threads.push(std::thread::spawn(move || script.run(&[], SCRIPT_TIMEOUT)));
             }
         }
         for t in threads {

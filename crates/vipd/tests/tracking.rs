@@ -413,3 +413,42 @@ fn track_process_delay_holds_changes_back() {
     app.kill().unwrap();
     let _ = app.wait();
 }
+
+/// keepalived's `notify_* SCRIPT [username [groupname]]`: each script runs as its own
+/// user and group; one without runs as vipd (root here).
+#[test]
+fn notify_scripts_run_as_their_own_user() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(1, "notifyuser") else {
+        return;
+    };
+    // Writable by `nobody`.
+    let out = c.dir.join("ids");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::set_permissions(&out, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let ids = |state: &str| {
+        format!(
+            "\"/bin/sh -c 'echo $(id -u) $(id -g) > {}/{state}'\"",
+            out.display()
+        )
+    };
+    let conf = spec
+        .clone()
+        .with(&format!("notify_backup {}", ids("backup")))
+        .with(&format!("notify_master {} nobody nogroup", ids("master")))
+        .config(100);
+    c.start_vipd(1, &conf);
+    c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
+    let read = |state: &str| std::fs::read_to_string(out.join(state)).unwrap_or_default();
+    let ok = vipd_netns::wait_for(Duration::from_secs(3), Duration::from_millis(20), || {
+        !read("master").is_empty() && !read("backup").is_empty()
+    });
+    assert!(ok, "scripts did not run:\n{}", c.log(1));
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    let nogroup = nix::unistd::Group::from_name("nogroup").unwrap().unwrap();
+    assert_eq!(
+        read("master").trim(),
+        format!("{} {}", nobody.uid, nogroup.gid)
+    );
+    assert_eq!(read("backup").trim(), "0 0");
+}
