@@ -121,6 +121,8 @@ pub struct Checkers {
     /// Checkers that started in a state carried from a previous configuration.
     kept: usize,
     total: usize,
+    /// Each checker's identity, by checker index (for [`Checkers::carry_over`]).
+    keys: Vec<CheckerKey>,
 }
 
 /// What the runner knows of a checker besides its scheduler state (the label is the
@@ -147,17 +149,13 @@ impl Checkers {
                     .with_context(|| format!("track_file init_file {}", f.path.display()))?;
             }
         }
-        let keys: Vec<CheckerKey> = if opts.carried.is_empty() {
-            Vec::new()
-        } else {
-            checker_keys(
-                vss,
-                plan.checks
-                    .iter()
-                    .map(|c| (c.sched.vs, c.sched.rs, c.kind.as_str())),
-            )
-            .collect()
-        };
+        let keys: Vec<CheckerKey> = checker_keys(
+            vss,
+            plan.checks
+                .iter()
+                .map(|c| (c.sched.vs, c.sched.rs, c.kind.as_str())),
+        )
+        .collect();
         let mut kept = 0;
         let now = Instant::now();
         let mut specs = Vec::with_capacity(plan.checks.len());
@@ -255,6 +253,7 @@ impl Checkers {
             initial,
             kept,
             total,
+            keys,
         })
     }
 
@@ -286,12 +285,13 @@ impl Checkers {
     }
 
     /// Each checker's current verdict, keyed for [`StartOptions::carried`]: what a
-    /// reload hands to the new configuration's checkers. `vss` is the configuration
-    /// these checkers were started with.
-    pub fn carry_over(&self, vss: &[VirtualServer]) -> HashMap<CheckerKey, Outcome> {
+    /// reload hands to the new configuration's checkers.
+    pub fn carry_over(&self) -> HashMap<CheckerKey, Outcome> {
         let status = self.status();
-        let keys = checker_keys(vss, status.iter().map(|s| (s.vs, s.rs, s.kind.as_str())));
-        keys.zip(&status)
+        self.keys
+            .iter()
+            .cloned()
+            .zip(&status)
             .map(|(k, s)| {
                 let why = match &s.last {
                     Some(l) => format!("kept across reload; last: {}", l.reason),

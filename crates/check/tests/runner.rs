@@ -379,7 +379,7 @@ fn a_reload_carries_each_checkers_verdict_by_identity() {
         seen.insert(h.rs, h.up);
     }
     assert_eq!(seen, [(0, false), (1, true)].into_iter().collect());
-    let carried = old.carry_over(&before.virtual_servers);
+    let carried = old.carry_over();
     old.stop();
     assert_eq!(carried.len(), 2, "{carried:?}");
 

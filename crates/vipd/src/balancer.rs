@@ -82,13 +82,14 @@ pub struct Setup {
     /// virtual servers with `ha_suspend`.
     ha_suspend: Vec<bool>,
     scripts: Vec<ScriptSet>,
+    /// The configuration's virtual servers, until their checkers are started.
     vss: Vec<VirtualServer>,
     globals: vipd_check::Globals,
 }
 
 impl std::fmt::Debug for Setup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Setup({} virtual servers)", self.vss.len())
+        write!(f, "Setup({} virtual servers)", self.lb.len())
     }
 }
 
@@ -254,8 +255,10 @@ fn start_checkers(
     let suspended: Vec<usize> = (0..setup.lb.len())
         .filter(|&vi| setup.ha_suspend[vi] && !setup.lb.is_active(vi))
         .collect();
+    // The checkers keep what they need of it; the balancer does not hold a copy.
+    let vss = std::mem::take(&mut setup.vss);
     let checkers = vipd_check::Checkers::start(
-        &setup.vss,
+        &vss,
         &setup.globals,
         vipd_check::StartOptions {
             seed: std::process::id() as u64 ^ generation,
@@ -498,7 +501,7 @@ impl Owner {
             }
         }
         let carried = match &self.checkers {
-            Some(c) => c.carry_over(&self.setup.vss),
+            Some(c) => c.carry_over(),
             None => HashMap::new(),
         };
         let generation = self.generation + 1;
@@ -509,7 +512,7 @@ impl Owner {
             old.stop();
         }
         self.generation = generation;
-        let old_servers = self.setup.vss.len();
+        let old_servers = self.setup.lb.len();
         let (checkers_now, kept) = self.checkers.as_ref().map_or((0, 0), |c| c.counts());
         self.setup = setup;
         self.reasons = reasons;
@@ -517,7 +520,7 @@ impl Owner {
         self.refresh_macs();
         let summary = format!(
             "load balancer: {} virtual server(s) (were {old_servers}), {checkers_now} checker(s), {} kept their state",
-            self.setup.vss.len(),
+            self.setup.lb.len(),
             kept
         );
         info!("{summary}");
