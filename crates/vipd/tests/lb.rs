@@ -575,11 +575,25 @@ fn reload_changes_real_servers_in_place() {
         directors(&c)
     );
 
-    // r3 and r4 leave the file: only r5 is left in the kernel.
+    // r3 and r4 leave the file: only r5 is left in the kernel, also for a client reusing
+    // the source port of a connection that went to r3.
+    let pinned = fetch_from(c.lan.client(), (41100..41110).collect());
+    let to_r3: Vec<u16> = pinned
+        .iter()
+        .filter(|(_, who)| who == "r3")
+        .map(|(p, _)| *p)
+        .collect();
+    assert_eq!(to_r3.len(), 5, "{pinned:?}\n{}", directors(&c));
     let (ok, out) = reload(&c, 1, &format!("{vrrp}{}", nat_vs(&[(15, false)])));
     assert!(ok, "{out}");
     let m = fetch(c.lan.client(), 20);
     assert_eq!(m.get("r5"), Some(&20), "{m:?}\n{}", directors(&c));
+    let reused = fetch_from(c.lan.client(), to_r3);
+    assert!(
+        reused.iter().all(|(_, who)| who == "r5"),
+        "{reused:?}\n{}",
+        directors(&c)
+    );
     let table = nft_ruleset(c.lan.router(1));
     assert!(
         table.contains("192.0.2.15") && !table.contains("192.0.2.13"),
