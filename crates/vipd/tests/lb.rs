@@ -243,6 +243,16 @@ fn directors(c: &Cluster) -> String {
     format!("{out}--- r1 data plane:\n{table}\n{}", c.logs())
 }
 
+/// The directors' VRRP instance: keepalived's default 1 s adverts. These tests are about
+/// the load balancer; faster adverts would only add the risk of a spurious takeover when
+/// the emulated IPVS guest stalls for a few hundred milliseconds.
+fn lb_spec() -> Spec {
+    Spec {
+        advert_int: "1",
+        ..Spec::v3()
+    }
+}
+
 /// The tests of this file run one at a time: the IPVS run boots an emulated VM that
 /// takes both cores, which would skew the others' timing bounds.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -297,7 +307,7 @@ fn seed_dr_config_balances_removes_restores_and_fails_over() {
     ];
     realserver(c.lan.router(3), "192.0.2.100");
     realserver(c.lan.router(4), "192.0.2.100");
-    let spec = Spec::v3();
+    let spec = lb_spec();
     c.start_vipd_with(
         1,
         &format!("{}{SEED_VS}", spec.config(150)),
@@ -308,7 +318,7 @@ fn seed_dr_config_balances_removes_restores_and_fails_over() {
         &format!("{}{SEED_VS}", spec.config(100)),
         &["--lb-backend", &backend()],
     );
-    c.wait_holders(spec.vip(), &[1], Duration::from_secs(5));
+    c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
     wait_serving(&c, 10, Duration::from_secs(15));
 
     // Only the MASTER forwards: the backup has no rule for the VIP.
@@ -428,7 +438,7 @@ fn seed_dr_config_balances_removes_restores_and_fails_over() {
             "and puts the kernel's default back when it stops"
         );
     }
-    c.wait_holders(spec.vip(), &[2], Duration::from_secs(5));
+    c.wait_holders(spec.vip(), &[2], spec.takeover_timeout());
     wait_serving(&c, 10, Duration::from_secs(10));
     let m = fetch(c.lan.client(), 100);
     assert_eq!(errors(&m), 0, "{m:?}\n{}", directors(&c));
@@ -542,14 +552,14 @@ fn reload_changes_real_servers_in_place() {
     let Some((mut c, [_s3, s4, _s5])) = nat_cluster("lb-reload", "r5", &[1]) else {
         return;
     };
-    let spec = Spec::v3();
+    let spec = lb_spec();
     let vrrp = spec.config(150);
     c.start_vipd_with(
         1,
         &format!("{vrrp}{}", nat_vs(&[(13, false), (14, false)])),
         &["--lb-backend", &backend()],
     );
-    c.wait_holders(spec.vip(), &[1], Duration::from_secs(5));
+    c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
     wait_serving(&c, 10, Duration::from_secs(10));
 
     // r4 fails: down before the reload...
@@ -671,13 +681,13 @@ virtual_server 192.0.2.100 80 {{
 }}
 "
     );
-    let spec = Spec::v3();
+    let spec = lb_spec();
     c.start_vipd_with(
         1,
         &format!("{}{vs}", spec.config(150)),
         &["--lb-backend", &backend()],
     );
-    c.wait_holders(spec.vip(), &[1], Duration::from_secs(5));
+    c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
     wait_serving(&c, 10, Duration::from_secs(10));
     let m = fetch(c.lan.client(), 400);
     assert_eq!(errors(&m), 0, "{m:?}\n{}", directors(&c));
