@@ -739,6 +739,15 @@ pub fn hash_table_size(n: usize, prev: Option<usize>) -> usize {
     }
 }
 
+/// The first 16 bytes of `b`, big-endian, zero-padded: ordering by it agrees with
+/// ordering the slices byte by byte wherever it does not tie.
+fn byte_prefix(b: &[u8]) -> u128 {
+    let mut buf = [0u8; 16];
+    let n = b.len().min(16);
+    buf[..n].copy_from_slice(&b[..n]);
+    u128::from_be_bytes(buf)
+}
+
 /// One service's chain rules and sets.
 fn service(
     cx: &SvcCtx,
@@ -749,8 +758,7 @@ fn service(
     let l = &cx.l;
     // Destinations the kernel can reach, in configuration order, with the data the
     // rules forward to: NAT address[.port], DR MAC address.
-    let mut reach: Vec<(&Dest, Vec<u8>)> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
+    let mut reach: Vec<(&Dest, Vec<u8>)> = Vec::with_capacity(svc.dests.len());
     for d in &svc.dests {
         let data = if cx.dr {
             match d.mac {
@@ -768,10 +776,38 @@ fn service(
         } else {
             addr_port(&d.addr, cx.port_mode.then(|| nat_port(svc, d)))
         };
-        if !seen.insert((d.addr, data.clone())) {
-            continue; // the same destination twice
-        }
         reach.push((d, data));
+    }
+    // The same destination twice: keep the first. `by_data` orders the destinations by
+    // their data bytes, the order of the sets keyed by it (see `sorted_map`).
+    let order_by_data = |reach: &[(&Dest, Vec<u8>)]| {
+        let mut v: Vec<(u128, usize)> = reach
+            .iter()
+            .enumerate()
+            .map(|(i, (_, data))| (byte_prefix(data), i))
+            .collect();
+        v.sort_unstable_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then_with(|| reach[a.1].1.cmp(&reach[b.1].1))
+                .then_with(|| reach[a.1].0.addr.cmp(&reach[b.1].0.addr))
+                .then(a.1.cmp(&b.1))
+        });
+        v.into_iter().map(|(_, i)| i).collect::<Vec<usize>>()
+    };
+    let mut by_data = order_by_data(&reach);
+    let mut dup = vec![false; reach.len()];
+    for w in by_data.windows(2) {
+        if reach[w[0]].1 == reach[w[1]].1 && reach[w[0]].0.addr == reach[w[1]].0.addr {
+            dup[w[1]] = true;
+        }
+    }
+    if dup.contains(&true) {
+        let mut k = 0;
+        reach.retain(|_| {
+            k += 1;
+            !dup[k - 1]
+        });
+        by_data = order_by_data(&reach);
     }
     let live: Vec<&(&Dest, Vec<u8>)> = reach.iter().filter(|r| r.0.weight > 0).collect();
 
@@ -833,11 +869,20 @@ fn service(
                     Some((data_type, data_len)),
                 )
             },
-            elems: slot_data
-                .iter()
-                .enumerate()
-                .map(|(slot, data)| ((slot as u32).to_ne_bytes().to_vec(), data.to_vec()))
-                .collect(),
+            elems: {
+                // In key-byte order, so the map is built without comparing keys.
+                let mut order: Vec<u32> = (0..slot_data.len() as u32).collect();
+                order.sort_unstable_by_key(|slot| u32::from_be_bytes(slot.to_ne_bytes()));
+                order
+                    .into_iter()
+                    .map(|slot| {
+                        (
+                            slot.to_ne_bytes().to_vec(),
+                            slot_data[slot as usize].to_vec(),
+                        )
+                    })
+                    .collect()
+            },
         },
     );
     if let Some(p) = &cx.pers {
@@ -866,8 +911,10 @@ fn service(
             live_set.clone(),
             SetPlan {
                 def: def(&live_set, 0, (data_type, data_len), None),
-                elems: live
+                elems: by_data
                     .iter()
+                    .map(|&i| &reach[i])
+                    .filter(|(d, _)| d.weight > 0)
                     .map(|(_, data)| (data.clone(), Vec::new()))
                     .collect(),
             },
@@ -900,9 +947,9 @@ fn service(
         ctr.clone(),
         SetPlan {
             def: ctr_def,
-            elems: reach
+            elems: by_data
                 .iter()
-                .map(|(_, data)| (data.clone(), Vec::new()))
+                .map(|&i| (reach[i].1.clone(), Vec::new()))
                 .collect(),
         },
     );
