@@ -21,6 +21,11 @@ pub fn round_robin(weights: &[u32], max_len: usize) -> Vec<usize> {
     if total == 0 {
         return Vec::new();
     }
+    // Equal (after scaling: 1 each): every turn is due at once, lowest index first,
+    // which is just the order of the destinations — skip the heap.
+    if w.iter().all(|&x| x <= 1) {
+        return (0..w.len()).filter(|&i| w[i] == 1).collect();
+    }
     // Destination i's k-th turn (k = 0, 1, ...) is due at virtual time (2k + 1) / (2 w_i):
     // turns spread evenly over the period, each weight in proportion. A min-heap of the
     // next due turn makes this O(total × log n) (10,000 servers in milliseconds).

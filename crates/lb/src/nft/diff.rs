@@ -166,21 +166,10 @@ fn update_service(f: u8, chain: &str, o: &SvcPlan, n: &SvcPlan, b: &mut Batch) {
     for (name, s) in &n.sets {
         match o.sets.get(name) {
             Some(os) if os.def == s.def => {
-                let del: Vec<&[u8]> = os
-                    .elems
-                    .iter()
-                    .filter(|(k, v)| s.elems.get(*k) != Some(*v))
-                    .map(|(k, _)| k.as_slice())
-                    .collect();
+                let (del, add) = element_changes(&os.elems, &s.elems);
                 if !del.is_empty() {
                     b.del_elems(f, TABLE, name, del);
                 }
-                let add: Vec<(&[u8], &[u8])> = s
-                    .elems
-                    .iter()
-                    .filter(|(k, v)| os.elems.get(*k) != Some(*v))
-                    .map(|(k, v)| (k.as_slice(), v.as_slice()))
-                    .collect();
                 if !add.is_empty() {
                     b.new_elems(f, TABLE, name, add);
                 }
@@ -192,5 +181,80 @@ fn update_service(f: u8, chain: &str, o: &SvcPlan, n: &SvcPlan, b: &mut Batch) {
         for r in &n.rules {
             b.new_rule(f, TABLE, chain, r);
         }
+    }
+}
+
+type Elems = std::collections::BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// Keys to delete (gone, or their data changed) and elements to add (new, or changed),
+/// by one merge of the two sorted maps: linear in their size (10,000-element sets are
+/// common), where a lookup per element would cost a logarithm of comparisons each.
+fn element_changes<'a>(
+    old: &'a Elems,
+    new: &'a Elems,
+) -> (Vec<&'a [u8]>, Vec<(&'a [u8], &'a [u8])>) {
+    use std::cmp::Ordering;
+    let (mut del, mut add) = (Vec::new(), Vec::new());
+    let mut o = old.iter().peekable();
+    let mut n = new.iter().peekable();
+    loop {
+        match (o.peek(), n.peek()) {
+            (None, None) => break,
+            (Some((ok, _)), None) => {
+                del.push(ok.as_slice());
+                o.next();
+            }
+            (None, Some((nk, nv))) => {
+                add.push((nk.as_slice(), nv.as_slice()));
+                n.next();
+            }
+            (Some((ok, ov)), Some((nk, nv))) => match ok.cmp(nk) {
+                Ordering::Less => {
+                    del.push(ok.as_slice());
+                    o.next();
+                }
+                Ordering::Greater => {
+                    add.push((nk.as_slice(), nv.as_slice()));
+                    n.next();
+                }
+                Ordering::Equal => {
+                    if ov != nv {
+                        del.push(ok.as_slice());
+                        add.push((nk.as_slice(), nv.as_slice()));
+                    }
+                    o.next();
+                    n.next();
+                }
+            },
+        }
+    }
+    (del, add)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn element_changes_by_merge() {
+        let m = |v: &[(&str, &str)]| -> Elems {
+            v.iter()
+                .map(|(k, d)| (k.as_bytes().to_vec(), d.as_bytes().to_vec()))
+                .collect()
+        };
+        let old = m(&[("a", "1"), ("b", "2"), ("c", "3"), ("e", "5")]);
+        let new = m(&[("b", "2"), ("c", "9"), ("d", "4"), ("e", "5"), ("f", "6")]);
+        let (del, add) = element_changes(&old, &new);
+        assert_eq!(del, vec![b"a".as_slice(), b"c"]);
+        assert_eq!(
+            add,
+            vec![
+                (b"c".as_slice(), b"9".as_slice()),
+                (b"d", b"4"),
+                (b"f", b"6")
+            ]
+        );
+        let (del, add) = element_changes(&old, &old);
+        assert!(del.is_empty() && add.is_empty());
     }
 }

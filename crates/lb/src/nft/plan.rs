@@ -40,7 +40,7 @@
 //! rewritten; such entries are deleted right after the apply, or expire), then everything
 //! else is rejected.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -507,7 +507,16 @@ pub fn build(table: &Table, ids: &mut Ids) -> (Plan, Vec<UnreachableDest>) {
         let sid = ids.svcs[&svc.key];
         let out = match cache.remove(&svc.key) {
             Some((s, id, out)) if s == *svc && id == sid => out,
-            prev => plan_service(svc, sid, prev.and_then(|p| p.2.hash_size)),
+            prev => {
+                let prev = prev.map(|p| (p.1 == sid, p.2));
+                let hash_size = prev.as_ref().and_then(|p| p.1.hash_size);
+                // The slots it had, for a round robin that moves as few as it can.
+                let slots = prev
+                    .as_ref()
+                    .filter(|p| p.0)
+                    .and_then(|p| p.1.plan.sets.get(&p.1.plan.slots_set));
+                plan_service(svc, sid, hash_size, slots)
+            }
         };
         for (chain, rules) in &out.dispatch {
             dispatch
@@ -576,7 +585,12 @@ pub fn build(table: &Table, ids: &mut Ids) -> (Plan, Vec<UnreachableDest>) {
     (plan, unreachable)
 }
 
-fn plan_service(svc: &Service, sid: u32, prev_hash_size: Option<usize>) -> SvcOut {
+fn plan_service(
+    svc: &Service,
+    sid: u32,
+    prev_hash_size: Option<usize>,
+    prev_slots: Option<&SetPlan>,
+) -> SvcOut {
     let family = svc.key.family();
     let dr = forward_of(svc) == Forward::Dr;
     let port_mode = !dr
@@ -605,7 +619,7 @@ fn plan_service(svc: &Service, sid: u32, prev_hash_size: Option<usize>) -> SvcOu
         Fam::Ip6
     };
     let mut unreachable = Vec::new();
-    let (svc_plan, hash_size) = service(&cx, prev_hash_size, &mut unreachable);
+    let (svc_plan, hash_size) = service(&cx, prev_hash_size, prev_slots, &mut unreachable);
     let order = (
         match svc.key {
             ServiceKey::Fwmark { .. } => 0,
@@ -739,6 +753,95 @@ pub fn hash_table_size(n: usize, prev: Option<usize>) -> usize {
     }
 }
 
+/// A round-robin sequence with the multiset of `fresh` that keeps each slot of the
+/// previous one (`prev`: slot → data) whose destination still wants that many slots, and
+/// fills the rest in `fresh`'s order: removing one of 10,000 servers rewrites a few
+/// slots instead of shifting them all. Connections are not affected either way (NAT
+/// keeps them in conntrack); this is about the size of the kernel transaction. When
+/// more than half would change anyway, `fresh` (smoothly interleaved) is used as is.
+fn keep_slots<'a>(prev: &BTreeMap<Vec<u8>, Vec<u8>>, fresh: Vec<&'a [u8]>) -> Vec<&'a [u8]> {
+    let n = fresh.len();
+    let mut old: Vec<Option<&[u8]>> = vec![None; prev.len()];
+    for (k, v) in prev {
+        let slot = k
+            .as_slice()
+            .try_into()
+            .map(|b: [u8; 4]| u32::from_ne_bytes(b) as usize);
+        match slot {
+            Ok(i) if i < old.len() => old[i] = Some(v.as_slice()),
+            _ => return fresh,
+        }
+    }
+    let mut want: HashMap<&'a [u8], usize, BuildBytesHasher> =
+        HashMap::with_capacity_and_hasher(n, BuildBytesHasher);
+    for d in &fresh {
+        *want.entry(*d).or_default() += 1;
+    }
+    let mut out: Vec<Option<&'a [u8]>> = vec![None; n];
+    let mut kept = 0;
+    for (slot, data) in old.iter().take(n).enumerate() {
+        let Some(data) = data else { continue };
+        if let Some((key, left)) = want.get_key_value(*data).map(|(k, v)| (*k, *v)) {
+            if left > 0 {
+                want.insert(key, left - 1);
+                out[slot] = Some(key);
+                kept += 1;
+            }
+        }
+    }
+    if kept * 2 < n {
+        return fresh;
+    }
+    let mut rest = fresh.iter().filter(|d| match want.get_mut(**d) {
+        Some(left) if *left > 0 => {
+            *left -= 1;
+            true
+        }
+        _ => false,
+    });
+    let filled: Option<Vec<&'a [u8]>> = out
+        .into_iter()
+        .map(|s| s.or_else(|| rest.next().copied()))
+        .collect();
+    // (The counts match, so every hole is filled.)
+    filled.unwrap_or(fresh)
+}
+
+/// A fast hasher for the short byte strings of set elements (addresses, ports, MACs) in
+/// `keep_slots`; the keys are vipd's own, so SipHash's flood resistance buys nothing.
+#[derive(Clone, Copy, Default)]
+struct BuildBytesHasher;
+
+impl std::hash::BuildHasher for BuildBytesHasher {
+    type Hasher = BytesHasher;
+    fn build_hasher(&self) -> BytesHasher {
+        BytesHasher(0)
+    }
+}
+
+struct BytesHasher(u64);
+
+impl std::hash::Hasher for BytesHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
+                .wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+    fn finish(&self) -> u64 {
+        // murmur3's finaliser: the table indexes by the low bits, which the multiply
+        // alone leaves depending on the low input bits only.
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
+    }
+}
+
 /// The first 16 bytes of `b`, big-endian, zero-padded: ordering by it agrees with
 /// ordering the slices byte by byte wherever it does not tie.
 fn byte_prefix(b: &[u8]) -> u128 {
@@ -752,6 +855,7 @@ fn byte_prefix(b: &[u8]) -> u128 {
 fn service(
     cx: &SvcCtx,
     prev_hash_size: Option<usize>,
+    prev_slots: Option<&SetPlan>,
     unreachable: &mut Vec<UnreachableDest>,
 ) -> (SvcPlan, Option<usize>) {
     let svc = cx.svc;
@@ -830,7 +934,11 @@ fn service(
         } else {
             slots::round_robin(&weights, RR_SLOTS)
         };
-        order.into_iter().map(|i| live[i].1.as_slice()).collect()
+        let fresh = order.into_iter().map(|i| live[i].1.as_slice()).collect();
+        match prev_slots {
+            Some(prev) => keep_slots(&prev.elems, fresh),
+            None => fresh,
+        }
     };
     let n_slots = slot_data.len() as u32;
     let slots_set = cx.set("slots");
@@ -1279,5 +1387,62 @@ fn select(cx: &SvcCtx, n_slots: u32) -> Vec<Expr> {
                 vec![saddr, jhash(l.alen)]
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod keep_slots_tests {
+    use super::*;
+
+    fn map(seq: &[&'static [u8]]) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        seq.iter()
+            .enumerate()
+            .map(|(i, d)| ((i as u32).to_ne_bytes().to_vec(), d.to_vec()))
+            .collect()
+    }
+
+    fn counts<'a>(seq: &[&'a [u8]]) -> BTreeMap<&'a [u8], usize> {
+        let mut m = BTreeMap::new();
+        for d in seq {
+            *m.entry(*d).or_default() += 1;
+        }
+        m
+    }
+
+    #[test]
+    fn removing_one_of_many_moves_one_slot() {
+        let all: Vec<&'static [u8]> = vec![b"a", b"b", b"c", b"d", b"e", b"f", b"g", b"h"];
+        let prev = map(&all);
+        // `c` goes; the fresh sequence would shift everything after it.
+        let fresh: Vec<&[u8]> = all.iter().copied().filter(|d| *d != b"c").collect();
+        let got = keep_slots(&prev, fresh.clone());
+        assert_eq!(counts(&got), counts(&fresh));
+        let moved = got.iter().zip(&all).filter(|(g, p)| g != p).count();
+        assert_eq!(moved, 1, "{got:?}");
+        assert_eq!(got[2], b"h".as_slice());
+    }
+
+    #[test]
+    fn weights_change_keeps_exact_proportions() {
+        // 3:1 becomes 2:1 and then 1:3.
+        let prev = map(&[b"a", b"a", b"b", b"a"]);
+        let got = keep_slots(&prev, vec![b"a", b"b", b"a"]);
+        assert_eq!(got, vec![b"a".as_slice(), b"a", b"b"]);
+        let prev = map(&[b"a", b"a", b"b"]);
+        let fresh: Vec<&[u8]> = vec![b"b", b"a", b"b", b"b"];
+        let got = keep_slots(&prev, fresh.clone());
+        assert_eq!(counts(&got), counts(&fresh));
+    }
+
+    #[test]
+    fn a_mostly_new_sequence_is_taken_as_is() {
+        let prev = map(&[b"a", b"b", b"c", b"d"]);
+        let fresh: Vec<&[u8]> = vec![b"x", b"y", b"a", b"z"];
+        assert_eq!(keep_slots(&prev, fresh.clone()), fresh);
+        // A slot map that is not 0..n (never written by vipd): fresh too.
+        let mut odd = map(&[b"a", b"b"]);
+        odd.insert(9u32.to_ne_bytes().to_vec(), b"c".to_vec());
+        let fresh: Vec<&[u8]> = vec![b"c", b"b", b"a"];
+        assert_eq!(keep_slots(&odd, fresh.clone()), fresh);
     }
 }
