@@ -120,7 +120,6 @@ pub struct Checkers {
     initial: Vec<HealthChange>,
     /// Checkers that started in a state carried from a previous configuration.
     kept: usize,
-    total: usize,
     /// Each checker's identity, by checker index (for [`Checkers::carry_over`]).
     keys: Vec<CheckerKey>,
 }
@@ -183,7 +182,6 @@ impl Checkers {
         }
         raise_fd_limit(specs.len());
         let mut sched = Scheduler::new(specs, now, opts.seed);
-        let total = sched.len();
         for &vs in &opts.suspended {
             sched.suspend(vs, true, now);
         }
@@ -252,7 +250,6 @@ impl Checkers {
             thread: Some(thread),
             initial,
             kept,
-            total,
             keys,
         })
     }
@@ -266,7 +263,7 @@ impl Checkers {
     /// How many checkers there are, and how many of them started in a state carried
     /// over by [`StartOptions::carried`].
     pub fn counts(&self) -> (usize, usize) {
-        (self.total, self.kept)
+        (self.keys.len(), self.kept)
     }
 
     /// `ha_suspend`: stop (`true`) or resume (`false`) virtual server `vs`'s checkers.
@@ -293,22 +290,16 @@ impl Checkers {
             .cloned()
             .zip(&status)
             .map(|(k, s)| {
-                let why = match &s.last {
+                let reason = match &s.last {
                     Some(l) => format!("kept across reload; last: {}", l.reason),
                     None => "kept across reload".to_string(),
                 };
-                let o = if s.up {
-                    Outcome::ok()
-                } else {
-                    Outcome::fail(why.clone())
+                let verdict = Outcome {
+                    ok: s.up,
+                    reason: reason.into(),
+                    weight: None,
                 };
-                (
-                    k,
-                    Outcome {
-                        reason: why.into(),
-                        ..o
-                    },
-                )
+                (k, verdict)
             })
             .collect()
     }

@@ -132,6 +132,15 @@ fn fetch_from(client: &Netns, ports: Vec<u16>) -> Vec<(u16, String)> {
         .unwrap()
 }
 
+/// The client ports of `answers` that `server` answered.
+fn answered_by(answers: &[(u16, String)], server: &str) -> Vec<u16> {
+    answers
+        .iter()
+        .filter(|(_, who)| who == server)
+        .map(|(p, _)| *p)
+        .collect()
+}
+
 /// `n` GETs from the client: answers by server name, failures under "ERR: ...".
 fn fetch(client: &Netns, n: usize) -> BTreeMap<String, usize> {
     let addr = SocketAddr::new(VIP_V4.into(), 80);
@@ -346,23 +355,20 @@ fn seed_dr_config_balances_removes_restores_and_fails_over() {
         );
     }
 
-    // r3's HTTP service stops: it must leave within delay_loop + retry × delay_before_retry
-    // + connect_timeout = 6 + 3×3 + 3 = 18 s (plus scheduling slack).
     // Connections from fixed client ports, to reuse after r3 is gone: a client (or a NAT
     // in front of many) reusing the source port of a connection the director sent to r3
     // must reach r4, not a black hole (IPVS drops such packets unless
     // expire_nodest_conn is set, until its old entry times out: minutes).
     let pinned = fetch_from(c.lan.client(), (41000..41020).collect());
-    let to_r3: Vec<u16> = pinned
-        .iter()
-        .filter(|(_, who)| who == "r3")
-        .map(|(p, _)| *p)
-        .collect();
+    let to_r3 = answered_by(&pinned, "r3");
     assert!(
         pinned.iter().all(|(_, who)| who == "r3" || who == "r4") && !to_r3.is_empty(),
         "{pinned:?}\n{}",
         directors(&c)
     );
+
+    // r3's HTTP service stops: it must leave within delay_loop + retry × delay_before_retry
+    // + connect_timeout = 6 + 3×3 + 3 = 18 s (plus scheduling slack).
 
     servers[0].take().unwrap().stop();
     let took = wait_rs(&c, 1, "192.0.2.13", false, Duration::from_secs(25));
@@ -588,11 +594,7 @@ fn reload_changes_real_servers_in_place() {
     // r3 and r4 leave the file: only r5 is left in the kernel, also for a client reusing
     // the source port of a connection that went to r3.
     let pinned = fetch_from(c.lan.client(), (41100..41110).collect());
-    let to_r3: Vec<u16> = pinned
-        .iter()
-        .filter(|(_, who)| who == "r3")
-        .map(|(p, _)| *p)
-        .collect();
+    let to_r3 = answered_by(&pinned, "r3");
     assert_eq!(to_r3.len(), 5, "{pinned:?}\n{}", directors(&c));
     let (ok, out) = reload(&c, 1, &format!("{vrrp}{}", nat_vs(&[(15, false)])));
     assert!(ok, "{out}");

@@ -61,8 +61,8 @@ pub struct Ipvs {
     /// A failed request left `programmed` unsure and re-reading the kernel failed too:
     /// re-read before the next diff.
     stale: bool,
-    /// The sysctls vipd set (put back when this is dropped).
-    tuned: sysctl::Tuned,
+    /// The sysctls vipd set, held only to be put back when this is dropped.
+    _tuned: sysctl::Tuned,
 }
 
 fn open_socket() -> anyhow::Result<NlSocket> {
@@ -190,7 +190,7 @@ impl Ipvs {
             family,
             programmed: Vec::new(),
             stale: false,
-            tuned,
+            _tuned: tuned,
         })
     }
 
@@ -205,11 +205,6 @@ impl Ipvs {
     /// The generic netlink family id the kernel gave IPVS.
     pub fn family_id(&self) -> u16 {
         self.family
-    }
-
-    /// The sysctls this instance set: (path, value before, value now).
-    pub fn tuned_sysctls(&self) -> &[(std::path::PathBuf, String, String)] {
-        self.tuned.changed()
     }
 
     /// What vipd believes the kernel has for the services it manages.
