@@ -389,7 +389,7 @@ impl Balancer {
 impl Owner {
     fn run(mut self, rx: Receiver<Input>) {
         self.refresh_macs();
-        self.sync();
+        let _ = self.sync(); // logged; retried every second
         let mut next_refresh = Instant::now() + NEIGHBOUR_REFRESH;
         loop {
             let wait = next_refresh.saturating_duration_since(Instant::now());
@@ -412,7 +412,7 @@ impl Owner {
                 self.refresh_macs();
                 next_refresh = Instant::now() + NEIGHBOUR_REFRESH;
             }
-            self.sync();
+            let _ = self.sync();
         }
         self.stop();
     }
@@ -456,7 +456,15 @@ impl Owner {
                 self.run_scripts(&events);
             }
             Input::Reload(setup, reply) => {
-                let _ = reply.send(self.reload(*setup));
+                // Programmed before the answer: when `vipd reload` returns, the kernel
+                // already forwards by the new file.
+                let answer = self.reload(*setup).map(|summary| match self.sync() {
+                    Ok(()) => summary,
+                    Err(e) => format!(
+                        "{summary}; programming the data plane failed ({e}), retried every second"
+                    ),
+                });
+                let _ = reply.send(answer);
             }
             Input::Vrrp { instance, master } => {
                 self.masters.insert(instance.clone(), master);
@@ -642,8 +650,10 @@ impl Owner {
         }
     }
 
-    fn sync(&mut self) {
+    /// Programs the kernel when the wanted table changed; the error is also logged.
+    fn sync(&mut self) -> Result<(), String> {
         let table = self.setup.lb.table();
+        let mut result = Ok(());
         if self.applied.as_ref() != Some(&table) {
             let t0 = Instant::now();
             match self.plane.apply(&table) {
@@ -657,10 +667,14 @@ impl Owner {
                     );
                     self.applied = Some(table);
                 }
-                Err(e) => error!("load balancer: programming {}: {e:#}", self.plane.name()),
+                Err(e) => {
+                    error!("load balancer: programming {}: {e:#}", self.plane.name());
+                    result = Err(format!("{e:#}"));
+                }
             }
         }
         self.publish();
+        result
     }
 
     fn publish(&self) {
