@@ -72,6 +72,9 @@ pub struct Balancer {
 }
 
 /// How often direct-routing destinations' MACs are re-read from the neighbour table.
+/// Why each real server (virtual server index, real server index) is up or down.
+type Reasons = HashMap<(usize, usize), String>;
+
 const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(1);
 
 /// Everything the balancer derives from the configuration; rebuilt on reload.
@@ -104,7 +107,7 @@ struct Owner {
     /// The last known state of each VRRP instance (`true`: MASTER).
     masters: HashMap<String, bool>,
     applied: Option<Table>,
-    reasons: HashMap<(usize, usize), String>,
+    reasons: Reasons,
     /// `vipd events --follow` subscribers.
     events: vipd_linux::control::EventHub,
     status: Arc<Mutex<Snapshot>>,
@@ -250,7 +253,7 @@ fn start_checkers(
     carried: HashMap<vipd_check::CheckerKey, vipd_check::Outcome>,
     generation: u64,
     inbox: &Sender<Input>,
-) -> Result<(vipd_check::Checkers, HashMap<(usize, usize), String>)> {
+) -> Result<(vipd_check::Checkers, Reasons)> {
     let (health_tx, health_rx) = mpsc::channel::<vipd_check::HealthChange>();
     let suspended: Vec<usize> = (0..setup.lb.len())
         .filter(|&vi| setup.ha_suspend[vi] && !setup.lb.is_active(vi))
