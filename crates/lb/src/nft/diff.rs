@@ -12,6 +12,7 @@
 //! With no installed plan (unknown kernel state) every vipd table is first created if
 //! missing and deleted, then built from scratch.
 
+use super::elems::Elems;
 use super::encode::Batch;
 use super::plan::{Fam, Plan, SetPlan, SvcPlan, TablePlan, TABLE};
 
@@ -184,7 +185,8 @@ fn update_service(f: u8, chain: &str, o: &SvcPlan, n: &SvcPlan, b: &mut Batch) {
     }
 }
 
-type Elems = std::collections::BTreeMap<Vec<u8>, Vec<u8>>;
+/// Keys to delete, and key/data pairs to add.
+type Changes<'a> = (Vec<&'a [u8]>, Vec<(&'a [u8], &'a [u8])>);
 
 /// Keys to delete (gone, or their data changed) and elements to add (new, or changed),
 /// by one merge of the two sorted maps: linear in their size (10,000-element sets are
@@ -192,7 +194,7 @@ type Elems = std::collections::BTreeMap<Vec<u8>, Vec<u8>>;
 fn element_changes<'a>(
     old: &'a Elems,
     new: &'a Elems,
-) -> (Vec<&'a [u8]>, Vec<(&'a [u8], &'a [u8])>) {
+) -> Changes<'a> {
     use std::cmp::Ordering;
     let (mut del, mut add) = (Vec::new(), Vec::new());
     let mut o = old.iter().peekable();
@@ -239,7 +241,7 @@ mod tests {
     fn element_changes_by_merge() {
         let m = |v: &[(&str, &str)]| -> Elems {
             v.iter()
-                .map(|(k, d)| (k.as_bytes().to_vec(), d.as_bytes().to_vec()))
+                .map(|(k, d)| (k.as_bytes().into(), d.as_bytes().into()))
                 .collect()
         };
         let old = m(&[("a", "1"), ("b", "2"), ("c", "3"), ("e", "5")]);

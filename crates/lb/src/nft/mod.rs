@@ -147,6 +147,7 @@
 pub mod consts;
 pub mod decode;
 pub mod diff;
+pub mod elems;
 pub mod encode;
 pub mod expr;
 pub mod plan;
@@ -232,7 +233,10 @@ impl Nftables {
                         .filter_map(|e| e.counter.map(|c| (e.key, c)))
                         .collect();
                 for d in &svc.dests {
-                    let (p, b) = packets.get(&d.packets_key).copied().unwrap_or((0, 0));
+                    let (p, b) = packets
+                        .get(d.packets_key.as_slice())
+                        .copied()
+                        .unwrap_or((0, 0));
                     out.push(DestCounter {
                         service: svc.key,
                         addr: d.addr,

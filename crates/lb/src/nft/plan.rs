@@ -209,11 +209,13 @@ impl SvcPlan {
     }
 }
 
+pub use super::elems::{Elem, Elems};
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SetPlan {
     pub def: SetDef,
     /// key → data (empty for plain sets).
-    pub elems: BTreeMap<Vec<u8>, Vec<u8>>,
+    pub elems: Elems,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,7 +223,7 @@ pub struct PlannedDest {
     pub addr: IpAddr,
     pub port: u16,
     /// Key of this destination in `packets_set`.
-    pub packets_key: Vec<u8>,
+    pub packets_key: Elem,
 }
 
 /// A destination left out because the backend cannot reach it.
@@ -307,16 +309,16 @@ fn l3(f: Family) -> L3 {
     }
 }
 
-fn octets(a: &IpAddr) -> Vec<u8> {
+fn octets(a: &IpAddr) -> Elem {
     match a {
-        IpAddr::V4(a) => a.octets().to_vec(),
-        IpAddr::V6(a) => a.octets().to_vec(),
+        IpAddr::V4(a) => Elem::from_slice(&a.octets()),
+        IpAddr::V6(a) => Elem::from_slice(&a.octets()),
     }
 }
 
 /// An address, or address . port (port big endian, padded to 4 bytes like nft's
 /// concatenations).
-fn addr_port(a: &IpAddr, port: Option<u16>) -> Vec<u8> {
+fn addr_port(a: &IpAddr, port: Option<u16>) -> Elem {
     let mut v = octets(a);
     if let Some(p) = port {
         v.extend_from_slice(&p.to_be_bytes());
@@ -375,7 +377,7 @@ fn match_alts(key: &ServiceKey, with_ports: bool) -> Vec<Vec<Expr>> {
             let l = l3(Family::of(addr));
             let mut v = vec![
                 load(NFT_PAYLOAD_NETWORK_HEADER, l.daddr, l.alen, K),
-                eq(K, octets(addr)),
+                eq(K, octets(addr).to_vec()),
                 meta(NFT_META_L4PROTO, K),
                 eq(K, [proto.number()]),
             ];
@@ -417,7 +419,7 @@ fn ct_match_alts(key: &ServiceKey, with_ports: bool) -> Vec<Vec<Expr>> {
             let mut v = dir;
             v.extend([
                 meta_ct(ct_dst, Some(IP_CT_DIR_ORIGINAL)),
-                eq(K, octets(addr)),
+                eq(K, octets(addr).to_vec()),
                 meta(NFT_META_L4PROTO, K),
                 eq(K, [proto.number()]),
             ]);
@@ -759,10 +761,10 @@ pub fn hash_table_size(n: usize, prev: Option<usize>) -> usize {
 /// slots instead of shifting them all. Connections are not affected either way (NAT
 /// keeps them in conntrack); this is about the size of the kernel transaction. When
 /// more than half would change anyway, `fresh` (smoothly interleaved) is used as is.
-fn keep_slots<'a>(prev: &BTreeMap<Vec<u8>, Vec<u8>>, fresh: Vec<&'a [u8]>) -> Vec<&'a [u8]> {
+fn keep_slots<'a>(prev: &Elems, fresh: Vec<&'a [u8]>) -> Vec<&'a [u8]> {
     let n = fresh.len();
     let mut old: Vec<Option<&[u8]>> = vec![None; prev.len()];
-    for (k, v) in prev {
+    for (k, v) in prev.iter() {
         let slot = k
             .as_slice()
             .try_into()
@@ -862,11 +864,11 @@ fn service(
     let l = &cx.l;
     // Destinations the kernel can reach, in configuration order, with the data the
     // rules forward to: NAT address[.port], DR MAC address.
-    let mut reach: Vec<(&Dest, Vec<u8>)> = Vec::with_capacity(svc.dests.len());
+    let mut reach: Vec<(&Dest, Elem)> = Vec::with_capacity(svc.dests.len());
     for d in &svc.dests {
         let data = if cx.dr {
             match d.mac {
-                Some(mac) => mac.to_vec(),
+                Some(mac) => Elem::from_slice(&mac),
                 None => {
                     unreachable.push(UnreachableDest {
                         service: svc.key,
@@ -884,7 +886,7 @@ fn service(
     }
     // The same destination twice: keep the first. `by_data` orders the destinations by
     // their data bytes, the order of the sets keyed by it (see `sorted_map`).
-    let order_by_data = |reach: &[(&Dest, Vec<u8>)]| {
+    let order_by_data = |reach: &[(&Dest, Elem)]| {
         let mut v: Vec<(u128, usize)> = reach
             .iter()
             .enumerate()
@@ -913,7 +915,7 @@ fn service(
         });
         by_data = order_by_data(&reach);
     }
-    let live: Vec<&(&Dest, Vec<u8>)> = reach.iter().filter(|r| r.0.weight > 0).collect();
+    let live: Vec<&(&Dest, Elem)> = reach.iter().filter(|r| r.0.weight > 0).collect();
 
     let hashed = cx.dr || !matches!(svc.sched, Sched::Rr | Sched::Wrr);
     let hash_size = hashed.then(|| hash_table_size(reach.len(), prev_hash_size));
@@ -985,8 +987,8 @@ fn service(
                     .into_iter()
                     .map(|slot| {
                         (
-                            slot.to_ne_bytes().to_vec(),
-                            slot_data[slot as usize].to_vec(),
+                            Elem::from_slice(&slot.to_ne_bytes()),
+                            Elem::from_slice(slot_data[slot as usize]),
                         )
                     })
                     .collect()
@@ -1007,7 +1009,7 @@ fn service(
             pers_set.clone(),
             SetPlan {
                 def: d,
-                elems: BTreeMap::new(),
+                elems: Elems::new(),
             },
         );
     }
@@ -1023,7 +1025,7 @@ fn service(
                     .iter()
                     .map(|&i| &reach[i])
                     .filter(|(d, _)| d.weight > 0)
-                    .map(|(_, data)| (data.clone(), Vec::new()))
+                    .map(|(_, data)| (data.clone(), Elem::new()))
                     .collect(),
             },
         );
@@ -1042,7 +1044,7 @@ fn service(
             flows_set.clone(),
             SetPlan {
                 def: d,
-                elems: BTreeMap::new(),
+                elems: Elems::new(),
             },
         );
     }
@@ -1057,7 +1059,7 @@ fn service(
             def: ctr_def,
             elems: by_data
                 .iter()
-                .map(|&i| (reach[i].1.clone(), Vec::new()))
+                .map(|&i| (reach[i].1.clone(), Elem::new()))
                 .collect(),
         },
     );
@@ -1394,10 +1396,15 @@ fn select(cx: &SvcCtx, n_slots: u32) -> Vec<Expr> {
 mod keep_slots_tests {
     use super::*;
 
-    fn map(seq: &[&'static [u8]]) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    fn map(seq: &[&'static [u8]]) -> Elems {
         seq.iter()
             .enumerate()
-            .map(|(i, d)| ((i as u32).to_ne_bytes().to_vec(), d.to_vec()))
+            .map(|(i, d)| {
+                (
+                    Elem::from_slice(&(i as u32).to_ne_bytes()),
+                    Elem::from_slice(d),
+                )
+            })
             .collect()
     }
 
@@ -1441,7 +1448,10 @@ mod keep_slots_tests {
         assert_eq!(keep_slots(&prev, fresh.clone()), fresh);
         // A slot map that is not 0..n (never written by vipd): fresh too.
         let mut odd = map(&[b"a", b"b"]);
-        odd.insert(9u32.to_ne_bytes().to_vec(), b"c".to_vec());
+        odd.insert(
+            Elem::from_slice(&9u32.to_ne_bytes()),
+            Elem::from_slice(b"c"),
+        );
         let fresh: Vec<&[u8]> = vec![b"c", b"b", b"a"];
         assert_eq!(keep_slots(&odd, fresh.clone()), fresh);
     }

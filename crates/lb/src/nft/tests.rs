@@ -269,12 +269,12 @@ fn nat_round_robin_rule_and_maps() {
     assert_eq!(s.elems.len(), 3);
     // slot keys host-endian, data address . port (big endian, padded to 4 bytes)
     assert_eq!(
-        s.elems[&0u32.to_ne_bytes().to_vec()],
-        vec![192, 0, 2, 11, 0x1f, 0x90, 0, 0]
+        s.elems[&0u32.to_ne_bytes()[..]][..],
+        [192, 0, 2, 11, 0x1f, 0x90, 0, 0]
     );
     assert_eq!(
-        s.elems[&2u32.to_ne_bytes().to_vec()],
-        vec![192, 0, 2, 13, 0x1f, 0x90, 0, 0]
+        s.elems[&2u32.to_ne_bytes()[..]][..],
+        [192, 0, 2, 13, 0x1f, 0x90, 0, 0]
     );
     // dispatch: ip daddr 192.0.2.100 meta l4proto tcp th dport 80 goto svc1
     let pre = &t.base["pre"].rules;
@@ -457,7 +457,10 @@ fn ipv6_nat_layout() {
         _ => unreachable!(),
     };
     data.extend([0x20, 0xfb, 0, 0]);
-    assert_eq!(sp.sets["svc1_slots"].elems.values().next().unwrap(), &data);
+    assert_eq!(
+        sp.sets["svc1_slots"].elems.values().next().unwrap()[..],
+        data
+    );
     assert_eq!(
         sp.rules[0].last(),
         Some(&Expr::Dnat {
@@ -508,8 +511,8 @@ fn port_zero_and_fwmark_services() {
             .elems
             .values()
             .next()
-            .unwrap(),
-        &vec![192, 0, 2, 13, 0, 80, 0, 0]
+            .unwrap()[..],
+        [192, 0, 2, 13, 0, 80, 0, 0]
     );
     // Dispatch order: fwmark (one rule per protocol with ports), port 80, port 0.
     let gotos: Vec<String> = t.base["pre"]
