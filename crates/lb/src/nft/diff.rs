@@ -191,10 +191,7 @@ type Changes<'a> = (Vec<&'a [u8]>, Vec<(&'a [u8], &'a [u8])>);
 /// Keys to delete (gone, or their data changed) and elements to add (new, or changed),
 /// by one merge of the two sorted maps: linear in their size (10,000-element sets are
 /// common), where a lookup per element would cost a logarithm of comparisons each.
-fn element_changes<'a>(
-    old: &'a Elems,
-    new: &'a Elems,
-) -> Changes<'a> {
+fn element_changes<'a>(old: &'a Elems, new: &'a Elems) -> Changes<'a> {
     use std::cmp::Ordering;
     let (mut del, mut add) = (Vec::new(), Vec::new());
     let mut o = old.iter().peekable();
