@@ -21,10 +21,11 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use vipd_config::model::{
-    CheckTiming, Checker, Config, RealServer, Span, TrackFile, VirtualServer,
+    CheckTiming, Checker, Config, RealServer, Span, SslContext, TrackFile, VirtualServer,
 };
 
 use crate::probe::dns::{self, Dns};
@@ -71,6 +72,8 @@ pub struct Globals {
     /// `enable_script_security`: MISC_CHECK programs must be root-owned and not
     /// writable by others.
     pub enable_script_security: bool,
+    /// The top-level `SSL { }` block (SSL_GET's client certificate).
+    pub ssl: Option<SslContext>,
 }
 
 impl Globals {
@@ -79,6 +82,7 @@ impl Globals {
             track_files: cfg.track_files.clone(),
             script_user: cfg.global.script_user.clone(),
             enable_script_security: cfg.global.enable_script_security,
+            ssl: cfg.ssl.clone(),
         }
     }
 }
@@ -167,6 +171,17 @@ pub fn build(vss: &[VirtualServer], g: &Globals) -> Result<Plan, SpecErrors> {
         init_files: Vec::new(),
     };
     let mut init_seen = BTreeSet::new();
+    // One TLS client for every SSL_GET, its files read only when one exists.
+    let uses_tls = vss
+        .iter()
+        .flat_map(|vs| &vs.real_servers)
+        .flat_map(|rs| &rs.checkers)
+        .any(|c| c.kind == "SSL_GET");
+    let tls = match (&g.ssl, uses_tls) {
+        (Some(ssl), true) => ssl::client_config(ssl).map_err(|e| errs.push(e)).ok(),
+        _ => None,
+    }
+    .unwrap_or_else(http::insecure_client_config);
     for (vi, vs) in vss.iter().enumerate() {
         for (ri, rs) in vs.real_servers.iter().enumerate() {
             plan.servers.push(ServerRef {
@@ -181,6 +196,7 @@ pub fn build(vss: &[VirtualServer], g: &Globals) -> Result<Plan, SpecErrors> {
                     rs,
                     c,
                     g,
+                    tls: &tls,
                     errs: &mut errs,
                 };
                 if let Some((pc, init)) = b.build(vi, ri) {
@@ -206,6 +222,8 @@ struct Builder<'a> {
     rs: &'a RealServer,
     c: &'a Checker,
     g: &'a Globals,
+    /// SSL_GET's TLS client.
+    tls: &'a Arc<rustls::ClientConfig>,
     errs: &'a mut Vec<SpecError>,
 }
 
@@ -494,7 +512,7 @@ impl Builder<'_> {
                 }
                 let mut h = Http::new(urls, version);
                 if tls {
-                    h = h.with_tls(http::insecure_client_config(), sni);
+                    h = h.with_tls(self.tls.clone(), sni);
                 }
                 (ProbeKind::Http(h), label)
             }
@@ -700,6 +718,8 @@ impl Builder<'_> {
         ))
     }
 }
+
+mod ssl;
 
 #[cfg(test)]
 mod tests;

@@ -492,6 +492,36 @@ fn http_wire() {
     });
 }
 
+/// Serves TLS on `listener` with the standard routes; `note` turns each answered
+/// connection (its session and request head) into what the returned channel reports.
+fn serve_tls<T: Send + 'static>(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    note: fn(&rustls::ServerConnection, String) -> T,
+) -> mpsc::UnboundedReceiver<T> {
+    let (seen_tx, seen) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            let (acceptor, seen_tx) = (acceptor.clone(), seen_tx.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(s).await else {
+                    return;
+                };
+                let Some(head) = read_head(&mut tls).await else {
+                    return;
+                };
+                let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let _ = seen_tx.send(note(tls.get_ref().1, head));
+                let (code, body) = routes()(&path);
+                use tokio::io::AsyncWriteExt;
+                let _ = tls.write_all(&response(code, &body)).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    seen
+}
+
 #[test]
 fn ssl_get() {
     in_netns("ssl_get", || async {
@@ -510,26 +540,8 @@ fn ssl_get() {
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let listener = TcpListener::bind("127.0.0.1:8443").await.unwrap();
         // (SNI, request head) per connection.
-        let (seen_tx, mut seen) = mpsc::unbounded_channel::<(Option<String>, String)>();
-        tokio::spawn(async move {
-            while let Ok((s, _)) = listener.accept().await {
-                let (acceptor, seen_tx) = (acceptor.clone(), seen_tx.clone());
-                tokio::spawn(async move {
-                    let Ok(mut tls) = acceptor.accept(s).await else {
-                        return;
-                    };
-                    let sni = tls.get_ref().1.server_name().map(str::to_string);
-                    let Some(head) = read_head(&mut tls).await else {
-                        return;
-                    };
-                    let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
-                    let _ = seen_tx.send((sni, head));
-                    let (code, body) = routes()(&path);
-                    use tokio::io::AsyncWriteExt;
-                    let _ = tls.write_all(&response(code, &body)).await;
-                    let _ = tls.shutdown().await;
-                });
-            }
+        let mut seen = serve_tls(listener, acceptor, |conn, head| {
+            (conn.server_name().map(str::to_string), head)
         });
         let ssl = |u: UrlCheck, sni: bool| {
             let h = http(vec![u]).with_tls(insecure_client_config(), sni);
@@ -561,6 +573,106 @@ fn ssl_get() {
             .await;
         assert!(out.reason.starts_with("TLS handshake"), "{out:?}");
     });
+}
+
+/// The `SSL { certificate key }` block, from the configuration text to the handshake:
+/// a real server that demands a client certificate signed by its CA accepts vipd's
+/// SSL_GET with the block, and refuses it without.
+#[test]
+fn ssl_get_client_certificate() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let dir = std::env::temp_dir().join(format!("vipd-check-mtls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let client_key = KeyPair::generate().unwrap();
+    let client = CertificateParams::new(vec!["checker.example".into()])
+        .unwrap()
+        .signed_by(&client_key, &ca, &ca_key)
+        .unwrap();
+    let (cert_file, key_file, both_file) = (
+        dir.join("client.pem"),
+        dir.join("client.key"),
+        dir.join("both.pem"),
+    );
+    std::fs::write(&cert_file, client.pem()).unwrap();
+    std::fs::write(&key_file, client_key.serialize_pem()).unwrap();
+    std::fs::write(&both_file, client.pem() + &client_key.serialize_pem()).unwrap();
+    let ca_der = ca.der().clone();
+
+    // The SSL_GET probe vipd builds from `ssl_block` and one real server.
+    let planned = |ssl_block: &str| {
+        let text = format!(
+            "{ssl_block}\nvirtual_server 127.0.0.1 8444 {{\n lb_kind NAT\n real_server 127.0.0.1 8444 {{\n  SSL_GET {{\n   url {{ path /ok }}\n   connect_timeout 2\n  }}\n }}\n}}\n"
+        );
+        let opts = vipd_config::LoadOptions {
+            config_id: None,
+            check_interfaces: false,
+        };
+        let cfg = vipd_config::load_str(
+            &text,
+            std::path::Path::new("/etc/keepalived/keepalived.conf"),
+            &opts,
+        )
+        .unwrap_or_else(|d| panic!("{d:#?}"))
+        .config;
+        let plan = vipd_check::spec::build(
+            &cfg.virtual_servers,
+            &vipd_check::spec::Globals::from_config(&cfg),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        plan.checks.into_iter().next().unwrap().probe
+    };
+    let with_cert = planned(&format!(
+        "SSL {{\n certificate {}\n key {}\n}}",
+        cert_file.display(),
+        key_file.display()
+    ));
+    let with_both = planned(&format!("SSL {{\n certificate {}\n}}", both_file.display()));
+    let without = planned("");
+
+    in_netns("ssl_get_client_certificate", move || async move {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca_der).unwrap();
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .unwrap();
+        let server = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(
+                vec![server.cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(server.key_pair.serialize_der().into()),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:8444").await.unwrap();
+        // How many client certificates each answered connection presented.
+        let mut seen = serve_tls(listener, acceptor, |conn, _| {
+            conn.peer_certificates().map_or(0, |c| c.len())
+        });
+        let out = with_cert.run().await;
+        assert!(out.ok, "{out:?}");
+        assert_eq!(seen.recv().await, Some(1));
+        let out = with_both.run().await;
+        assert!(out.ok, "{out:?}");
+        assert_eq!(seen.recv().await, Some(1));
+        let out = without.run().await;
+        assert!(
+            !out.ok,
+            "a server demanding a certificate answered without one"
+        );
+        assert!(seen.try_recv().is_err());
+    });
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -865,6 +865,22 @@ pub(crate) fn fill_top(n: &Node, config: &mut Config, d: &mut Diags) {
                 config.virtual_servers.push(vs);
             }
         }
+        "SSL" => {
+            let file = |key: &str| {
+                let arg = last(kids, key)?.args.first()?;
+                Some(SslFile {
+                    path: arg.text.clone(),
+                    span: arg.span.clone(),
+                })
+            };
+            config.ssl = Some(SslContext {
+                password: text(kids, "password"),
+                ca: file("ca"),
+                certificate: file("certificate"),
+                key: file("key"),
+                span: n.keyword.span.clone(),
+            });
+        }
         _ => {}
     }
 }

@@ -35,6 +35,31 @@ pub struct Config {
     pub static_rules: Vec<Vec<String>>,
     pub virtual_server_groups: Vec<VirtualServerGroup>,
     pub virtual_servers: Vec<VirtualServer>,
+    /// The top-level `SSL { }` block: SSL_GET's TLS client settings.
+    pub ssl: Option<SslContext>,
+}
+
+/// `SSL { password ca certificate key }`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SslContext {
+    /// Of an encrypted `key`.
+    pub password: Option<String>,
+    /// CA file (PEM).
+    pub ca: Option<SslFile>,
+    /// Client certificate chain (PEM), presented to real servers that ask for one.
+    pub certificate: Option<SslFile>,
+    /// The certificate's private key (PEM).
+    pub key: Option<SslFile>,
+    /// The `SSL` keyword.
+    pub span: Span,
+}
+
+/// A file named in the `SSL` block, and where.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SslFile {
+    pub path: String,
+    /// The file name's token.
+    pub span: Span,
 }
 
 /// One line of `track_interface`, `track_script`, `track_file`, `track_process` or

@@ -288,6 +288,7 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "vmac_xmit_base",
     "virtual_server",
     "virtual_server_group",
+    "SSL",
 ];
 
 /// Keywords inside `virtual_server` (and its real servers and checkers) that vipd parses

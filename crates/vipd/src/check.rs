@@ -89,7 +89,11 @@ fn run_one(file: &Path, config_id: Option<String>, args: &CheckArgs) -> anyhow::
             if args.dump && !args.json {
                 print!("{}", loaded.dump());
             }
-            (loaded.diagnostics, summary, true)
+            let mut diags = loaded.diagnostics.clone();
+            let checker_errors = checker_diagnostics(&loaded.config);
+            let ok = checker_errors.is_empty();
+            diags.extend(checker_errors);
+            (diags, summary, ok)
         }
         Err(diags) => (diags, serde_json::Value::Null, false),
     };
@@ -131,6 +135,30 @@ fn run_one(file: &Path, config_id: Option<String>, args: &CheckArgs) -> anyhow::
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// What `vipd run` would refuse when building the health checkers (a checker option it
+/// cannot honour, an unreadable `SSL` file, ...), as errors at their lines. Only for a
+/// single file: it reads files named in the configuration, which are this host's.
+fn checker_diagnostics(config: &vipd_config::Config) -> Vec<Diagnostic> {
+    let globals = vipd_check::Globals::from_config(config);
+    let Err(errors) = vipd_check::spec::build(&config.virtual_servers, &globals) else {
+        return Vec::new();
+    };
+    let mut diags: Vec<Diagnostic> = errors
+        .0
+        .into_iter()
+        .map(|e| {
+            Diagnostic::new(
+                Severity::Error,
+                format!("`{}`: {}", e.keyword, e.message),
+                e.span,
+                1,
+            )
+        })
+        .collect();
+    attach_snippets(&mut diags);
+    diags
 }
 
 /// One node of a cluster check: a file loaded with one config id.

@@ -260,3 +260,28 @@ fn cross_node_check_fails_when_a_node_is_invalid() {
     assert!(err.contains("unknown keyword `priorty`"), "{err}");
     assert!(err.contains("cross-node check skipped"), "{err}");
 }
+
+/// What `vipd run` would refuse when it builds the health checkers is an error of
+/// `check-config` too, at its line: here an unreadable `SSL` file and a bad digest.
+#[test]
+fn checker_problems_are_errors_with_their_line() {
+    let missing = std::env::temp_dir().join(format!("vipd-cli-none-{}.pem", std::process::id()));
+    let text = format!(
+        "SSL {{\n  certificate {}\n}}\nvirtual_server 192.0.2.100 443 {{\n  lb_kind NAT\n  real_server 192.0.2.1 443 {{\n    SSL_GET {{\n      url {{\n        path /\n        digest nothex\n      }}\n    }}\n  }}\n}}\n",
+        missing.display()
+    );
+    let f = write("checkers.conf", &text);
+    let (code, _, err) = vipd(&["check-config", "-f", f.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    let want = format!(
+        "{}:2:15: error: `certificate`: {}:",
+        f.display(),
+        missing.display()
+    );
+    assert!(err.contains(&want), "expected `{want}` in:\n{err}");
+    assert!(
+        err.contains("`digest`: `nothex` is not an MD5 hex digest"),
+        "{err}"
+    );
+    assert!(err.contains("2 error(s)"), "{err}");
+}

@@ -199,22 +199,37 @@ impl ServerCertVerifier for AcceptAnyCert {
     }
 }
 
+/// ring, TLS 1.2 and 1.3, no verification of the server's certificate.
+fn unverified_client(
+) -> rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default TLS versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
+}
+
 /// The shared SSL_GET client configuration: ring, TLS 1.2 and 1.3, no certificate
 /// verification, no client certificate.
 pub fn insecure_client_config() -> Arc<rustls::ClientConfig> {
     static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
     CONFIG
-        .get_or_init(|| {
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let config = rustls::ClientConfig::builder_with_provider(provider.clone())
-                .with_safe_default_protocol_versions()
-                .expect("ring supports the default TLS versions")
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
-                .with_no_client_auth();
-            Arc::new(config)
-        })
+        .get_or_init(|| Arc::new(unverified_client().with_no_client_auth()))
         .clone()
+}
+
+/// SSL_GET's client configuration with a client certificate (the `SSL` block's
+/// `certificate` and `key`) for servers that ask for one; the server's certificate is
+/// still not verified. Fails when the key does not fit the certificate or its type is
+/// not supported.
+pub fn client_config_with_cert(
+    chain: Vec<CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+    Ok(Arc::new(
+        unverified_client().with_client_auth_cert(chain, key)?,
+    ))
 }
 
 /// Where an exchange is, for the reason of a timeout.

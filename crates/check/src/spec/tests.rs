@@ -456,3 +456,81 @@ fn script_security_applies_to_misc_path() {
     assert!(e.message.contains("enable_script_security"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `SSL { }` files are read when an SSL_GET exists, and every problem names its keyword
+/// and line.
+#[test]
+fn ssl_block_files() {
+    let dir = std::env::temp_dir().join(format!("vipd-spec-ssl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("c.pem"), dir.join("c.key"));
+    let ck = rcgen::generate_simple_self_signed(vec!["client".into()]).unwrap();
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+    let other_key = dir.join("other.key");
+    std::fs::write(
+        &other_key,
+        rcgen::KeyPair::generate().unwrap().serialize_pem(),
+    )
+    .unwrap();
+    let encrypted = dir.join("enc.key");
+    std::fs::write(
+        &encrypted,
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIBvTBXBgkqhkiG9w0BBQ0wSjApBgkqhkiG9w0BBQwwHAQI\n-----END ENCRYPTED PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let missing = dir.join("missing.pem");
+    let ssl_get = "SSL_GET { url { path / } }";
+    let text = |ssl: &str, checker: &str| format!("SSL {{\n{ssl}\n}}\n{}", vs("", "", checker));
+    let line2 = |e: &SpecError| (e.keyword.clone(), e.span.line, e.message.clone());
+
+    // Good files: the plan builds.
+    let ok = format!("certificate {}\nkey {}", cert.display(), key.display());
+    assert_eq!(plan(&text(&ok, ssl_get)).checks.len(), 1);
+    // Only `ca`: loaded, and checked.
+    plan(&text(&format!("ca {}", cert.display()), ssl_get));
+    let e = one_error(&text(&format!("ca {}", key.display()), ssl_get));
+    assert_eq!(e.keyword, "ca");
+    assert!(e.message.contains("no PEM certificate"), "{e}");
+
+    // Missing certificate file: keyword, line and the OS error.
+    let bad = format!("certificate {}\nkey {}", missing.display(), key.display());
+    let (kw, line, msg) = line2(&one_error(&text(&bad, ssl_get)));
+    assert_eq!((kw.as_str(), line), ("certificate", 2));
+    assert!(msg.contains("No such file"), "{msg}");
+    // ...but no SSL_GET, no reading.
+    assert_eq!(plan(&text(&bad, "TCP_CHECK { }")).checks.len(), 1);
+
+    // An encrypted key is refused with what to do.
+    let enc = format!(
+        "certificate {}\nkey {}\npassword secret",
+        cert.display(),
+        encrypted.display()
+    );
+    let (kw, line, msg) = line2(&one_error(&text(&enc, ssl_get)));
+    assert_eq!((kw.as_str(), line), ("key", 3));
+    assert!(
+        msg.contains("encrypted") && msg.contains("openssl pkey"),
+        "{msg}"
+    );
+
+    // A key of another certificate.
+    let mismatch = format!(
+        "certificate {}\nkey {}",
+        cert.display(),
+        other_key.display()
+    );
+    let e = one_error(&text(&mismatch, ssl_get));
+    assert_eq!(e.keyword, "key");
+    assert!(e.message.contains("does not fit"), "{e}");
+
+    // `certificate` alone: its file must hold the key too.
+    let e = one_error(&text(&format!("certificate {}", cert.display()), ssl_get));
+    assert_eq!(e.keyword, "certificate");
+    assert!(
+        e.message
+            .contains("no private key in it (and no `key` given)"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
