@@ -30,7 +30,7 @@ use vipd_config::model::{
 
 use crate::probe::dns::{self, Dns};
 use crate::probe::file::FileCheck;
-use crate::probe::http::{self, Http, HttpVersion, StatusCodes, UrlCheck};
+use crate::probe::http::{self, Http, HttpVersion, RegexLimits, StatusCodes, UrlCheck};
 use crate::probe::misc::Misc;
 use crate::probe::smtp::{self, Smtp};
 use crate::probe::udp::{self, Udp};
@@ -483,11 +483,41 @@ impl Builder<'_> {
                             self.err("digest", &span, format!("`{d}` is not an MD5 hex digest"));
                         }
                     }
-                    let regex = u.regex.as_ref().and_then(|r| {
-                        regex::bytes::Regex::new(r)
+                    let mut builder = u.regex.as_ref().map(|r| regex::bytes::RegexBuilder::new(r));
+                    let mut regex_limits = RegexLimits {
+                        min_offset: u.regex_min_offset.unwrap_or(0) as usize,
+                        max_offset: u.regex_max_offset.map(|v| v as usize),
+                        first_line: false,
+                    };
+                    for opt in u.regex_options.iter().flat_map(|o| o.split_whitespace()) {
+                        match regex_option(opt) {
+                            Ok(RegexOption::Builder(set)) => {
+                                if let Some(b) = builder.as_mut() {
+                                    set(b);
+                                }
+                            }
+                            Ok(RegexOption::FirstLine) => regex_limits.first_line = true,
+                            Ok(RegexOption::NoEffect) => {}
+                            Err(why) => self.err("regex_options", &span, format!("`{opt}`: {why}")),
+                        }
+                    }
+                    if u.regex.is_none()
+                        && (u.regex_options.is_some()
+                            || u.regex_min_offset.is_some()
+                            || u.regex_max_offset.is_some())
+                    {
+                        self.err(
+                            "regex_options",
+                            &span,
+                            "regex options and offsets need a `regex` in the same `url`",
+                        );
+                    }
+                    let regex = builder.and_then(|b| {
+                        b.build()
                             .map_err(|e| {
                                 let first = e.to_string();
                                 let msg = first.lines().last().unwrap_or("invalid").to_string();
+                                let r = u.regex.as_deref().unwrap_or_default();
                                 self.err("regex", &span, format!("`{r}`: {msg}"))
                             })
                             .ok()
@@ -504,6 +534,7 @@ impl Builder<'_> {
                         digest,
                         regex,
                         regex_no_match: u.regex_no_match,
+                        regex_limits,
                     });
                 }
                 if !fast {
@@ -717,6 +748,57 @@ impl Builder<'_> {
             init_file,
         ))
     }
+}
+
+/// What one of keepalived's `regex_options` (PCRE2 option names) does here.
+enum RegexOption {
+    /// A flag of the Rust regex engine.
+    Builder(fn(&mut regex::bytes::RegexBuilder)),
+    /// `firstline`: see [`RegexLimits::first_line`].
+    FirstLine,
+    /// Changes nothing a health check can see: an optimisation switch, or a
+    /// restriction the Rust engine always has (no back-references, no `\C`, ...).
+    NoEffect,
+}
+
+fn regex_option(name: &str) -> Result<RegexOption, String> {
+    use regex::bytes::RegexBuilder as B;
+    use RegexOption::*;
+    Ok(match name {
+        "caseless" => Builder(|b: &mut B| {
+            b.case_insensitive(true);
+        }),
+        "multiline" => Builder(|b: &mut B| {
+            b.multi_line(true);
+        }),
+        "dotall" => Builder(|b: &mut B| {
+            b.dot_matches_new_line(true);
+        }),
+        "extended" => Builder(|b: &mut B| {
+            b.ignore_whitespace(true);
+        }),
+        "ungreedy" => Builder(|b: &mut B| {
+            b.swap_greed(true);
+        }),
+        "utf" | "ucp" => Builder(|b: &mut B| {
+            b.unicode(true);
+        }),
+        "never_utf" | "never_ucp" => Builder(|b: &mut B| {
+            b.unicode(false);
+        }),
+        "firstline" => FirstLine,
+        // `$` matches only at the very end here anyway; the rest are optimisation
+        // switches, or forbid what the Rust engine has not got.
+        "dollar_endonly" | "no_auto_capture" | "dupnames" | "no_start_optimize"
+        | "no_auto_possess" | "no_dotstar_anchor" | "auto_callout" | "use_offset_limit"
+        | "match_unset_backref" | "never_backslash_c" | "alt_verbnames" => NoEffect,
+        "alt_bsux" | "alt_circumflex" | "allow_empty_class" => {
+            return Err("a PCRE2 syntax variant the Rust regex engine vipd uses does not have".into())
+        }
+        _ => {
+            return Err("unknown option (keepalived's are the PCRE2 option names in lower case, e.g. caseless, multiline, dotall, extended, ungreedy, firstline)".into())
+        }
+    })
 }
 
 mod ssl;

@@ -24,6 +24,7 @@ fn url(path: &str, host: &str) -> UrlCheck {
         digest: None,
         regex: None,
         regex_no_match: false,
+        regex_limits: Default::default(),
     }
 }
 
@@ -123,6 +124,12 @@ fn http_get() {
         u.regex_no_match = true;
         let out = probe(ProbeKind::Http(http(vec![u])), t, 1000).run().await;
         assert_eq!(out.reason, "regex `wor.d` matched (regex_no_match)");
+        // regex_min_offset past the match's start: no match.
+        let mut u = url("/ok", host);
+        u.regex = Some(regex::bytes::Regex::new("wor.d").unwrap());
+        u.regex_limits.min_offset = 7;
+        let out = probe(ProbeKind::Http(http(vec![u])), t, 1000).run().await;
+        assert_eq!(out.reason, "regex `wor.d` did not match");
 
         // A body over the limit fails when it has to be read, not otherwise.
         let mut u = url("/big", host);

@@ -1062,6 +1062,9 @@ fn checker(c: &Node) -> Checker {
                 virtualhost: text(uk, "virtualhost"),
                 regex: text(uk, "regex"),
                 regex_no_match: has(uk, "regex_no_match"),
+                regex_options: text(uk, "regex_options"),
+                regex_min_offset: int(uk, &["regex_min_offset"]).map(|v| v as u64),
+                regex_max_offset: int(uk, &["regex_max_offset"]).map(|v| v as u64),
             }
         })
         .collect();

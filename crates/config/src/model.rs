@@ -259,6 +259,12 @@ pub struct Url {
     pub regex: Option<String>,
     /// `regex_no_match`: a match fails the check.
     pub regex_no_match: bool,
+    /// `regex_options`: PCRE2 option names, as written.
+    pub regex_options: Option<String>,
+    /// `regex_min_offset`: where in the body the search starts.
+    pub regex_min_offset: Option<u64>,
+    /// `regex_max_offset`: the last body offset a match may start at.
+    pub regex_max_offset: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -302,10 +302,6 @@ pub(crate) const LB_INACTIVE: &[(&str, &str)] = &[
     ("*", "persistence_engine"),
     ("*", "flag-3"),
     ("*", "BFD_CHECK"),
-    ("url", "regex_options"),
-    ("url", "regex_stack"),
-    ("url", "regex_min_offset"),
-    ("url", "regex_max_offset"),
     ("SMTP_CHECK", "host"),
 ];
 

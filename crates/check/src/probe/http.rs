@@ -75,6 +75,40 @@ pub struct UrlCheck {
     pub regex: Option<regex::bytes::Regex>,
     /// `regex_no_match`: the check fails when the regex matches.
     pub regex_no_match: bool,
+    /// Where in the body a match may start.
+    pub regex_limits: RegexLimits,
+}
+
+/// Where a `regex` match may start: `regex_min_offset`, `regex_max_offset` and the
+/// `firstline` option.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RegexLimits {
+    /// The search starts here (`^` and `\b` still see what comes before).
+    pub min_offset: usize,
+    /// A match must start at or before this offset.
+    pub max_offset: Option<usize>,
+    /// `firstline`: a match must start at or before the body's first newline.
+    pub first_line: bool,
+}
+
+impl RegexLimits {
+    /// Whether `re` has a match in `body` that starts within the limits. The leftmost
+    /// match has the smallest start, so it alone decides.
+    pub fn is_match(&self, re: &regex::bytes::Regex, body: &[u8]) -> bool {
+        if self.min_offset > body.len() {
+            return false;
+        }
+        let Some(m) = re.find_at(body, self.min_offset) else {
+            return false;
+        };
+        let mut last = self.max_offset.unwrap_or(usize::MAX);
+        if self.first_line {
+            if let Some(nl) = body.iter().position(|&b| b == b'\n') {
+                last = last.min(nl);
+            }
+        }
+        m.start() <= last
+    }
 }
 
 /// `status_code 200-299 301`: a list of codes and inclusive ranges.
@@ -442,7 +476,7 @@ where
         }
     }
     if let Some(re) = &u.regex {
-        match (re.is_match(&body), u.regex_no_match) {
+        match (u.regex_limits.is_match(re, &body), u.regex_no_match) {
             (false, false) => return Err(format!("regex `{}` did not match", re.as_str())),
             (true, true) => {
                 return Err(format!("regex `{}` matched (regex_no_match)", re.as_str()))
@@ -538,6 +572,32 @@ pub(crate) fn hex(b: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn regex_limits() {
+        let re = regex::bytes::Regex::new("wor.d|^hello").unwrap();
+        let body = b"hello world\nworld again";
+        let at = |min_offset, max_offset, first_line| {
+            RegexLimits {
+                min_offset,
+                max_offset,
+                first_line,
+            }
+            .is_match(&re, body)
+        };
+        assert!(at(0, None, false));
+        // `^hello` cannot match from offset 1 (the anchor sees the context); `world`
+        // at 6 can.
+        assert!(at(1, Some(6), false));
+        assert!(!at(1, Some(5), false));
+        // From 7 on, the first match starts at 12, after the first line.
+        assert!(at(7, None, false));
+        assert!(!at(7, None, true));
+        assert!(!at(7, Some(11), false));
+        // Past the end: nothing.
+        assert!(!at(body.len() + 1, None, false));
+        assert!(at(0, None, true));
+    }
 
     #[test]
     fn status_codes() {

@@ -534,3 +534,68 @@ fn ssl_block_files() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// keepalived's `regex_options` (PCRE2 names), `regex_min_offset` and
+/// `regex_max_offset`.
+#[test]
+fn regex_options_and_offsets() {
+    let url = |extra: &str| {
+        let p = plan(&vs(
+            "",
+            "",
+            &format!("HTTP_GET {{ url {{ path /\nregex \"^ok.end\"\n{extra} }} }}"),
+        ));
+        match &p.checks[0].probe.kind {
+            ProbeKind::Http(h) => h.urls()[0].clone(),
+            k => panic!("{k:?}"),
+        }
+    };
+    let u = url("");
+    let re = u.regex.as_ref().unwrap();
+    assert!(re.is_match(b"ok end") && !re.is_match(b"OK end") && !re.is_match(b"ok\nend"));
+    assert_eq!(u.regex_limits, RegexLimits::default());
+
+    let u = url(
+        "regex_options caseless dotall no_start_optimize\nregex_min_offset 2\nregex_max_offset 40",
+    );
+    let re = u.regex.as_ref().unwrap();
+    assert!(re.is_match(b"OK end") && re.is_match(b"ok\nend"));
+    assert_eq!(
+        u.regex_limits,
+        RegexLimits {
+            min_offset: 2,
+            max_offset: Some(40),
+            first_line: false
+        }
+    );
+    assert!(url("regex_options firstline").regex_limits.first_line);
+    // multiline: `^` after any newline.
+    assert!(url("regex_options multiline")
+        .regex
+        .unwrap()
+        .is_match(b"x\nok end"));
+
+    let e = one_error(&vs(
+        "",
+        "",
+        "HTTP_GET { url { path /\nregex x\nregex_options caseless alt_bsux } }",
+    ));
+    assert_eq!(e.keyword, "regex_options");
+    assert!(
+        e.message.starts_with("`alt_bsux`: a PCRE2 syntax variant"),
+        "{e}"
+    );
+    let e = one_error(&vs(
+        "",
+        "",
+        "HTTP_GET { url { path /\nregex x\nregex_options shouting } }",
+    ));
+    assert!(e.message.starts_with("`shouting`: unknown option"), "{e}");
+    let e = one_error(&vs(
+        "",
+        "",
+        "HTTP_GET { url { path /\nregex_min_offset 3 } }",
+    ));
+    assert_eq!(e.keyword, "regex_options");
+    assert!(e.message.contains("need a `regex`"), "{e}");
+}
