@@ -45,6 +45,7 @@ pub struct StartOptions {
     pub suspended: Vec<usize>,
     /// States kept from the checkers of a previous configuration (a reload): a checker
     /// with the same [`CheckerKey`] starts in that state instead of its `alpha` one.
+    /// `Outcome::weight` is absolute here (see [`Checkers::carry_over`]).
     pub carried: HashMap<CheckerKey, Outcome>,
 }
 
@@ -95,6 +96,8 @@ pub struct CheckerStatus {
     pub in_flight: bool,
     pub consecutive_failures: u32,
     pub last: Option<LastProbe>,
+    /// The weight delta this checker adds to its server (dynamic checkers; else 0).
+    pub delta: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +125,8 @@ pub struct Checkers {
     kept: usize,
     /// Each checker's identity, by checker index (for [`Checkers::carry_over`]).
     keys: Vec<CheckerKey>,
+    /// Each checker's server's configured weight, by checker index.
+    rs_weights: Vec<i64>,
 }
 
 /// What the runner knows of a checker besides its scheduler state (the label is the
@@ -156,6 +161,7 @@ impl Checkers {
         )
         .collect();
         let mut kept = 0;
+        let mut rs_weights = Vec::with_capacity(plan.checks.len());
         let now = Instant::now();
         let mut specs = Vec::with_capacity(plan.checks.len());
         let mut probes = Vec::with_capacity(plan.checks.len());
@@ -170,9 +176,15 @@ impl Checkers {
             if let ProbeKind::File(f) = &probe.kind {
                 sched.initial = Some(f.evaluate(file::read_value(&f.path)));
             } else if let Some(o) = keys.get(specs.len()).and_then(|k| opts.carried.get(k)) {
-                sched.initial = Some(o.clone());
+                // Carried weights are absolute (see `carry_over`): the delta is taken
+                // from this file's configured weight.
+                sched.initial = Some(Outcome {
+                    weight: o.weight.map(|w| w - sched.rs_weight),
+                    ..o.clone()
+                });
                 kept += 1;
             }
+            rs_weights.push(sched.rs_weight);
             meta.push(Meta {
                 kind,
                 log_all_failures,
@@ -251,6 +263,7 @@ impl Checkers {
             initial,
             kept,
             keys,
+            rs_weights,
         })
     }
 
@@ -282,14 +295,17 @@ impl Checkers {
     }
 
     /// Each checker's current verdict, keyed for [`StartOptions::carried`]: what a
-    /// reload hands to the new configuration's checkers.
+    /// reload hands to the new configuration's checkers. `weight` is the absolute
+    /// weight the checker gives its server (configured + its delta), so a
+    /// `misc_dynamic` weight survives a reload that changes the configured one.
     pub fn carry_over(&self) -> HashMap<CheckerKey, Outcome> {
         let status = self.status();
         self.keys
             .iter()
             .cloned()
             .zip(&status)
-            .map(|(k, s)| {
+            .zip(&self.rs_weights)
+            .map(|((k, s), configured)| {
                 let reason = match &s.last {
                     Some(l) => format!("kept across reload; last: {}", l.reason),
                     None => "kept across reload".to_string(),
@@ -297,7 +313,7 @@ impl Checkers {
                 let verdict = Outcome {
                     ok: s.up,
                     reason: reason.into(),
-                    weight: None,
+                    weight: Some(configured + s.delta),
                 };
                 (k, verdict)
             })
@@ -502,6 +518,7 @@ impl Runner {
                     suspended: s.suspended,
                     in_flight: s.in_flight,
                     consecutive_failures: s.consecutive_failures,
+                    delta: s.delta,
                     last: s.last.map(|l| LastProbe {
                         ok: l.ok,
                         reason: l.reason.into_owned(),

@@ -151,6 +151,8 @@ pub struct CheckStatus {
     pub consecutive_failures: u32,
     pub last: Option<LastResult>,
     pub next_probe: Option<Instant>,
+    /// The weight delta this checker adds to its server (dynamic checkers; else 0).
+    pub delta: i64,
 }
 
 /// A real server's current health.
@@ -517,6 +519,7 @@ impl Scheduler {
             consecutive_failures: c.consecutive_failures,
             last: c.last.clone(),
             next_probe: c.due,
+            delta: c.delta,
         }
     }
 

@@ -425,3 +425,43 @@ fn a_reload_carries_each_checkers_verdict_by_identity() {
     );
     new.stop();
 }
+
+/// A `misc_dynamic` weight survives a reload, also one that changes the configured
+/// weight: it is what the script said (exit 12: weight 10), not a delta from the old
+/// configured weight.
+#[test]
+fn reload_keeps_a_dynamic_weight() {
+    let file = |weight: u32, delay: &str| {
+        config(&format!(
+            "virtual_server 192.0.2.100 80 {{\n delay_loop {delay}\n warmup 0\n\
+             real_server 192.0.2.1 80 {{\n  weight {weight}\n\
+             MISC_CHECK {{ misc_path \"/bin/sh -c 'exit 12'\"\n misc_dynamic }}\n }}\n}}\n"
+        ))
+    };
+    let before = file(4, "0.1");
+    let (old, rx) = start(&before);
+    let h = rx
+        .recv_timeout(Duration::from_secs(3))
+        .expect("weight change");
+    assert_eq!(h.weight, Some(10));
+    let carried = old.carry_over();
+    old.stop();
+    // The long delay loop: nothing is probed before the initial state is read.
+    for weight in [4, 7] {
+        let after = file(weight, "60");
+        let (tx, _rx) = mpsc::channel();
+        let new = Checkers::start(
+            &after.virtual_servers,
+            &Globals::from_config(&after),
+            StartOptions {
+                carried: carried.clone(),
+                ..StartOptions::default()
+            },
+            tx,
+        )
+        .unwrap();
+        let h = &new.initial_health()[0];
+        assert_eq!((h.up, h.weight), (true, Some(10)), "configured {weight}");
+        new.stop();
+    }
+}
