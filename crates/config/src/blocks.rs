@@ -721,6 +721,14 @@ pub(crate) fn fill_global(n: &Node, g: &mut GlobalDefs) {
         }
         "notification_email_from" => g.notification_email_from = Some(words_of(n)),
         "smtp_server" => g.smtp_server = Some(words_of(n)),
+        "smtp_helo_name" => g.smtp_helo_name = Some(words_of(n)),
+        "smtp_connect_timeout" => {
+            g.smtp_connect_timeout = int(one, &["smtp_connect_timeout"]).map(|v| v as u32)
+        }
+        "smtp_alert" => g.smtp_alert = boolean(one, "smtp_alert"),
+        "smtp_alert_vrrp" => g.smtp_alert_vrrp = boolean(one, "smtp_alert_vrrp"),
+        "smtp_alert_checker" => g.smtp_alert_checker = boolean(one, "smtp_alert_checker"),
+        "no_email_faults" => g.no_email_faults = true,
         "vrrp_mcast_group4" => g.vrrp_mcast_group4 = ip(one, "vrrp_mcast_group4"),
         "vrrp_mcast_group6" => g.vrrp_mcast_group6 = ip(one, "vrrp_mcast_group6"),
         _ => {}
@@ -996,6 +1004,7 @@ fn virtual_server(n: &Node, kids: &[Node], d: &mut Diags) -> Option<VirtualServe
         omega: has(kids, "omega"),
         inhibit_on_failure: boolean(kids, "inhibit_on_failure"),
         virtualhost: text(kids, "virtualhost"),
+        smtp_alert: boolean(kids, "smtp_alert"),
         timing: timing(kids),
         real_servers: Vec::new(),
     };
@@ -1022,6 +1031,7 @@ fn virtual_server(n: &Node, kids: &[Node], d: &mut Diags) -> Option<VirtualServe
             lthreshold: uint32(rk, &["lthreshold"]),
             virtualhost: text(rk, "virtualhost"),
             alpha: boolean(rk, "alpha"),
+            smtp_alert: boolean(rk, "smtp_alert"),
             timing: timing(rk),
             checkers,
         });

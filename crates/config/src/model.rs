@@ -303,6 +303,8 @@ pub struct RealServer {
     pub virtualhost: Option<String>,
     /// `alpha` for this server's checkers (over the virtual server's).
     pub alpha: Option<bool>,
+    /// `smtp_alert`: mail when this server goes down or up.
+    pub smtp_alert: Option<bool>,
     pub timing: CheckTiming,
     pub checkers: Vec<Checker>,
 }
@@ -338,6 +340,8 @@ pub struct VirtualServer {
     pub omega: bool,
     pub inhibit_on_failure: Option<bool>,
     pub virtualhost: Option<String>,
+    /// `smtp_alert`: mail when the quorum is lost or gained.
+    pub smtp_alert: Option<bool>,
     pub timing: CheckTiming,
     pub real_servers: Vec<RealServer>,
 }
@@ -387,7 +391,19 @@ pub struct GlobalDefs {
     pub notify_fifo: Option<String>,
     pub notification_email: Vec<String>,
     pub notification_email_from: Option<String>,
+    /// `smtp_server HOST [PORT]` as written.
     pub smtp_server: Option<String>,
+    pub smtp_helo_name: Option<String>,
+    /// `smtp_connect_timeout` in seconds.
+    pub smtp_connect_timeout: Option<u32>,
+    /// `smtp_alert`: default of every alert switch below.
+    pub smtp_alert: Option<bool>,
+    /// `smtp_alert_vrrp`: default of `vrrp_instance` / `vrrp_sync_group` `smtp_alert`.
+    pub smtp_alert_vrrp: Option<bool>,
+    /// `smtp_alert_checker`: default of `virtual_server` / `real_server` `smtp_alert`.
+    pub smtp_alert_checker: Option<bool>,
+    /// `no_email_faults`: no mail for FAULT transitions.
+    pub no_email_faults: bool,
     pub vrrp_mcast_group4: Option<IpAddr>,
     pub vrrp_mcast_group6: Option<IpAddr>,
 }

@@ -289,6 +289,17 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "virtual_server",
     "virtual_server_group",
     "SSL",
+    "notification_email",
+    "notification_email_from",
+    "smtp_server",
+    "smtp_helo_name",
+    "smtp_connect_timeout",
+    "smtp_alert",
+    "smtp_alert_vrrp",
+    "smtp_alert_checker",
+    "no_email_faults",
+    "no_checker_emails",
+    "router_id",
 ];
 
 /// Keywords inside `virtual_server` (and its real servers and checkers) that vipd parses
@@ -297,7 +308,6 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
 /// themselves with their line.
 pub(crate) const LB_INACTIVE: &[(&str, &str)] = &[
     // (parent block or "*" for anywhere, keyword)
-    ("*", "smtp_alert"),
     ("*", "snmp_name"),
     ("*", "persistence_engine"),
     ("*", "flag-3"),

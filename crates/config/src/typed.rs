@@ -1214,14 +1214,8 @@ global_defs {
         let got = inactive(&text);
         let expected = [
             ("keyword `vrrp_strict` is parsed but not active yet", 2, 3),
-            (
-                "keyword `notification_email` is parsed but not active yet",
-                3,
-                3,
-            ),
-            // vrrp_script, track_script, notify_master, use_vmac and virtual_server are
-            // active in the runtime; inside virtual_server, smtp_alert is not.
-            ("keyword `smtp_alert` is parsed but not active yet", 11, 3),
+            // notification_email, vrrp_script, track_script, notify_master, use_vmac,
+            // virtual_server and its smtp_alert are active in the runtime.
             ("keyword `strict_mode` is parsed but not active yet", 25, 5),
         ];
         let expected: Vec<_> = expected

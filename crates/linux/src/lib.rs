@@ -9,6 +9,7 @@ pub mod addresses;
 pub mod control;
 pub mod iface;
 pub mod linkwatch;
+pub mod mail;
 pub mod metrics;
 pub mod netlink;
 pub mod notifier;

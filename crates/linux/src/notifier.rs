@@ -23,6 +23,8 @@ pub struct NotifyPlan {
     /// `notify`: gets `INSTANCE <name> <STATE> <priority>` appended.
     pub generic: Option<Script>,
     pub timeout: Duration,
+    /// `smtp_alert` (resolved with the global defaults): mail the transitions.
+    pub mail: bool,
 }
 
 impl NotifyPlan {

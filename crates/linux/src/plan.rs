@@ -260,7 +260,12 @@ pub fn build(cfg: &Config) -> Result<Plan> {
                 Ok(SyncGroupPlan {
                     name: g.name.clone(),
                     members: g.group.clone(),
-                    notify: notify_plan(cfg, &format!("vrrp_sync_group {}", g.name), &g.notify)?,
+                    notify: notify_plan(
+                        cfg,
+                        &format!("vrrp_sync_group {}", g.name),
+                        &g.notify,
+                        g.smtp_alert,
+                    )?,
                 })
             })
             .collect::<Result<Vec<_>>>()?,
@@ -450,7 +455,12 @@ pub fn script_command(
     Ok(Some(Script { argv, run_as }))
 }
 
-fn notify_plan(cfg: &Config, owner: &str, n: &model::Notify) -> Result<NotifyPlan> {
+fn notify_plan(
+    cfg: &Config,
+    owner: &str,
+    n: &model::Notify,
+    smtp_alert: Option<bool>,
+) -> Result<NotifyPlan> {
     let prepare = |kw: &str, script: &Option<model::ScriptCommand>| {
         script_command(cfg, &format!("{owner}: {kw}"), script)
     };
@@ -461,6 +471,7 @@ fn notify_plan(cfg: &Config, owner: &str, n: &model::Notify) -> Result<NotifyPla
         stop: prepare("notify_stop", &n.stop)?,
         generic: prepare("notify", &n.notify)?,
         timeout: NOTIFY_TIMEOUT,
+        mail: crate::mail::vrrp_alerts(&cfg.global, smtp_alert),
     })
 }
 
@@ -597,7 +608,7 @@ fn build_instance(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
             .map(|w| parse_rule(w))
             .collect::<Result<_>>()?,
         tracking: tracking(cfg, inst)?,
-        notify: notify_plan(cfg, &inst.name, &inst.notify)?,
+        notify: notify_plan(cfg, &inst.name, &inst.notify, inst.smtp_alert)?,
         name: inst.name.clone(),
         iface,
         engine,

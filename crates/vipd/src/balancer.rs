@@ -110,6 +110,8 @@ struct Owner {
     reasons: Reasons,
     /// `vipd events --follow` subscribers.
     events: vipd_linux::control::EventHub,
+    /// `smtp_alert` mails.
+    mailer: vipd_linux::mail::Mailer,
     status: Arc<Mutex<Snapshot>>,
     rtnl: Option<Rtnetlink>,
 }
@@ -125,6 +127,9 @@ struct ScriptSet {
     notify_down: Vec<Option<Script>>,
     /// `omega`: run the down scripts when vipd stops.
     omega: bool,
+    /// The virtual server's `smtp_alert` (quorum mails) and each real server's.
+    smtp_alert: Option<bool>,
+    rs_smtp_alert: Vec<Option<bool>>,
 }
 
 /// How long a load-balancer script may run before its process group is killed.
@@ -229,6 +234,8 @@ fn setup(config: &Config, default_sched: Sched) -> Result<Setup> {
             notify_up: rs_scripts("notify_up", |r| &r.notify_up)?,
             notify_down: rs_scripts("notify_down", |r| &r.notify_down)?,
             omega: vs.omega,
+            smtp_alert: vs.smtp_alert,
+            rs_smtp_alert: vs.real_servers.iter().map(|r| r.smtp_alert).collect(),
         });
     }
     Ok(Setup {
@@ -313,6 +320,7 @@ impl Balancer {
         tune_ipvs: bool,
         status: Arc<Mutex<Snapshot>>,
         events: vipd_linux::control::EventHub,
+        mailer: vipd_linux::mail::Mailer,
     ) -> Result<Option<Balancer>> {
         if config.virtual_servers.is_empty() {
             return Ok(None);
@@ -348,6 +356,7 @@ impl Balancer {
             reasons,
             status,
             events,
+            mailer,
             rtnl: Rtnetlink::open().ok(),
         };
         let thread = std::thread::Builder::new()
@@ -562,6 +571,29 @@ impl Owner {
             self.events.publish(line.to_string());
         }
         for e in events {
+            let set = match *e {
+                LbEvent::RealServerUp { vs, .. }
+                | LbEvent::RealServerDown { vs, .. }
+                | LbEvent::QuorumUp { vs }
+                | LbEvent::QuorumDown { vs } => &self.setup.scripts[vs],
+            };
+            match *e {
+                LbEvent::RealServerUp { vs, rs } | LbEvent::RealServerDown { vs, rs } => {
+                    let (addr, port) = self.setup.lb.real_server(vs, rs);
+                    self.mailer.real_server(
+                        set.rs_smtp_alert.get(rs).copied().flatten(),
+                        &format!("{}", SocketAddr::new(addr, port)),
+                        self.setup.lb.name(vs),
+                        matches!(e, LbEvent::RealServerUp { .. }),
+                        self.reasons.get(&(vs, rs)).map_or("", String::as_str),
+                    );
+                }
+                LbEvent::QuorumUp { vs } | LbEvent::QuorumDown { vs } => self.mailer.quorum(
+                    set.smtp_alert,
+                    self.setup.lb.name(vs),
+                    matches!(e, LbEvent::QuorumUp { .. }),
+                ),
+            }
             let script = match *e {
                 LbEvent::RealServerUp { vs, rs } => {
                     self.setup.scripts[vs].notify_up.get(rs).cloned().flatten()

@@ -13,6 +13,7 @@ use tracing::{error, info, warn};
 use vipd_config::{LoadOptions, Severity};
 use vipd_linux::addresses::AddrNotice;
 use vipd_linux::control::{query_status, ControlServer, EventHub, Handlers, ReloadHook};
+use vipd_linux::mail::{MailSettings, Mailer};
 use vipd_linux::notifier::{Event as NotifyEvent, Notifier, NotifyResult};
 use vipd_linux::runtime::{Notice, Runtime};
 use vipd_linux::sd_notify::{self, NotifyState};
@@ -91,6 +92,14 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     };
     let plan = vipd_linux::plan::build(&loaded.config)?;
+    let mailer = Mailer::new();
+    match mail_settings(&loaded.config) {
+        Ok(settings) => mailer.configure(settings),
+        Err(e) => {
+            error!("{}: {e}; not starting", args.file.display());
+            return Ok(ExitCode::FAILURE);
+        }
+    }
     let _pid = PidFile::create(&args.pid_file)?;
     let fifo = plan.notify_fifo.clone();
     let events = EventHub::default();
@@ -99,9 +108,10 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let logger = {
         let events = events.clone();
         let lb_link = lb_link.clone();
+        let mailer = mailer.clone();
         std::thread::Builder::new()
             .name("vipd-log".into())
-            .spawn(move || log_notices(rx, &events, fifo, &lb_link))?
+            .spawn(move || log_notices(rx, &events, fifo, &lb_link, &mailer))?
     };
     let runtime = Arc::new(Runtime::start(plan, tx).context("starting the VRRP runtime")?);
     let balancer = match Balancer::start(
@@ -110,6 +120,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         !args.lb_keep_ipvs_sysctls,
         runtime.status.clone(),
         events.clone(),
+        mailer.clone(),
     ) {
         Ok(b) => b,
         Err(e) => {
@@ -131,6 +142,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             balancer: balancer.clone(),
             link: lb_link.clone(),
             events: events.clone(),
+            mailer: mailer.clone(),
         },
     );
     let handlers = Handlers {
@@ -205,12 +217,31 @@ fn load(
     }
 }
 
+/// Where alert mails go; warns when `smtp_alert` asks for mails that cannot go out.
+fn mail_settings(
+    config: &vipd_config::Config,
+) -> std::result::Result<Option<MailSettings>, String> {
+    let settings = MailSettings::from_config(&config.global)?;
+    let g = &config.global;
+    let asked = [g.smtp_alert, g.smtp_alert_vrrp, g.smtp_alert_checker]
+        .into_iter()
+        .chain(config.instances.iter().map(|i| i.smtp_alert))
+        .chain(config.sync_groups.iter().map(|s| s.smtp_alert))
+        .chain(config.virtual_servers.iter().map(|v| v.smtp_alert))
+        .any(|a| a == Some(true));
+    if settings.is_none() && asked {
+        warn!("smtp_alert is on, but without both `smtp_server` and `notification_email` in global_defs no mail is sent");
+    }
+    Ok(settings)
+}
+
 /// What a reload needs to change the load balancer.
 struct LbHandle {
     /// `None` while the configuration has no virtual servers.
     balancer: Arc<Mutex<Option<Balancer>>>,
     link: LbLink,
     events: EventHub,
+    mailer: Mailer,
 }
 
 /// SIGHUP and `vipd reload`: re-read and validate the whole config first (an invalid
@@ -246,6 +277,8 @@ fn reload_hook(
             })?;
             let plan = vipd_linux::plan::build(&loaded.config)
                 .map_err(|e| format!("{e:#}; nothing changed"))?;
+            let mail = mail_settings(&loaded.config)
+                .map_err(|e| format!("{}: {e}; nothing changed", file.display()))?;
             let fingerprint = lb_fingerprint(&loaded.config);
             let mut running = running_lb
                 .lock()
@@ -260,7 +293,10 @@ fn reload_hook(
                 *running = fingerprint;
                 Some(summary)
             };
-            runtime.reload(plan).map(|r| (r, lb_summary))
+            runtime.reload(plan).map(|r| {
+                lb.mailer.configure(mail);
+                (r, lb_summary)
+            })
         })();
         let _ = sd_notify::notify(false, &[NotifyState::Ready]);
         match result {
@@ -317,6 +353,7 @@ fn reload_balancer(
                 tune_ipvs,
                 runtime.status.clone(),
                 lb.events.clone(),
+                lb.mailer.clone(),
             )
             .map_err(|e| format!("{e:#}"))?
             .ok_or("no virtual servers")?;
@@ -458,7 +495,13 @@ impl LbLink {
 }
 
 /// Runs on its own thread so a slow stderr never reaches the protocol thread.
-fn log_notices(rx: mpsc::Receiver<Notice>, events: &EventHub, fifo: Option<PathBuf>, lb: &LbLink) {
+fn log_notices(
+    rx: mpsc::Receiver<Notice>,
+    events: &EventHub,
+    fifo: Option<PathBuf>,
+    lb: &LbLink,
+    mailer: &Mailer,
+) {
     let (results_tx, results_rx) = mpsc::channel::<NotifyResult>();
     let _ = std::thread::Builder::new().name("vipd-notify-log".into()).spawn(move || {
         for r in results_rx {
@@ -493,6 +536,19 @@ fn log_notices(rx: mpsc::Receiver<Notice>, events: &EventHub, fifo: Option<PathB
                     (State::Initialize, TransitionReason::Shutdown) => Some("STOP"),
                     (State::Initialize, _) => None,
                 };
+                if let (Some(state), true) = (word, notify.mail) {
+                    let vips = if vips.is_empty() {
+                        "none".to_string()
+                    } else {
+                        vips.join(", ")
+                    };
+                    mailer.vrrp(
+                        "Instance",
+                        &instance,
+                        state,
+                        &format!("Was: {from}\nWhy: {reason}\nPriority: {priority}\nVirtual addresses: {vips}"),
+                    );
+                }
                 if let Some(state) = word {
                     notifier.notify(NotifyEvent {
                         kind: "INSTANCE",
@@ -553,6 +609,9 @@ fn log_notices(rx: mpsc::Receiver<Notice>, events: &EventHub, fifo: Option<PathB
                     State::Backup => "BACKUP",
                     _ => "FAULT",
                 };
+                if notify.mail {
+                    mailer.vrrp("Group", &group, state, "");
+                }
                 notifier.notify(NotifyEvent {
                     kind: "GROUP",
                     instance: group,
