@@ -383,6 +383,8 @@ pub struct GlobalDefs {
     pub higher_prio_send_advert: bool,
     /// `vrrp_check_unicast_src`.
     pub check_unicast_src: bool,
+    /// `vrrp_skip_check_adv_addr`: default of the instances' `skip_check_adv_addr`.
+    pub skip_check_adv_addr: bool,
     /// `vrrp_strict` (parsed, not active yet).
     pub vrrp_strict: bool,
     pub script_user: Option<String>,
@@ -471,6 +473,8 @@ pub struct VrrpInstance {
     pub garp: GarpSettings,
     pub lower_prio_no_advert: Option<bool>,
     pub higher_prio_send_advert: Option<bool>,
+    /// `skip_check_adv_addr` (default: global `vrrp_skip_check_adv_addr`).
+    pub skip_check_adv_addr: Option<bool>,
     /// `down_timer_adverts 1..100`, default 3.
     pub down_timer_adverts: Option<u8>,
     /// `track_interface`, `track_script`, `track_file`, `track_process`, `track_bfd`.

@@ -244,7 +244,6 @@ pub(crate) const GLOBAL_INACTIVE: &[Kw] = &[
     k("vrrp_rlimit_rttime", A::Int(1, 100_000_000)),
     k("vrrp_rx_bufs_multiplier", A::Int(1, 1_000_000)),
     k("vrrp_rx_bufs_policy", A::Any),
-    k("vrrp_skip_check_adv_addr", A::Bool),
     k("vrrp_startup_delay", A::Secs(3600)),
     k("vrrp_strict", A::Flag),
 ];
@@ -338,7 +337,6 @@ pub(crate) const INSTANCE_INACTIVE: &[Kw] = &[
     k("promote_secondaries", A::Flag),
     l("virtual_routes", A::Flag, Entry::Route),
     l("virtual_rules", A::Flag, Entry::Rule),
-    k("skip_check_adv_addr", A::Bool),
     k("strict_mode", A::Bool),
     k("debug", A::OptInt(0, 4)),
     k("notify_master", A::Script),

@@ -45,6 +45,7 @@ const GLOBAL_SUPPORTED: &[&str] = &[
     "vrrp_lower_prio_no_advert",
     "vrrp_higher_prio_send_advert",
     "vrrp_check_unicast_src",
+    "vrrp_skip_check_adv_addr",
 ];
 
 const INSTANCE_SUPPORTED: &[&str] = &[
@@ -78,6 +79,7 @@ const INSTANCE_SUPPORTED: &[&str] = &[
     "lower_prio_no_advert",
     "higher_prio_send_advert",
     "down_timer_adverts",
+    "skip_check_adv_addr",
 ];
 
 const AUTH_SUPPORTED: &[&str] = &["auth_type", "auth_pass"];
@@ -434,6 +436,9 @@ impl Mapper<'_> {
                     set_plain(&mut g.higher_prio_send_advert, self.boolean(n))
                 }
                 "vrrp_check_unicast_src" => set_plain(&mut g.check_unicast_src, self.boolean(n)),
+                "vrrp_skip_check_adv_addr" => {
+                    set_plain(&mut g.skip_check_adv_addr, self.boolean(n))
+                }
                 _ => match name.strip_prefix("vrrp_") {
                     Some(key) if GARP_KEYWORDS.contains(&key) => self.garp(key, n, &mut g.garp),
                     _ => {
@@ -496,6 +501,7 @@ impl Mapper<'_> {
             garp: GarpSettings::default(),
             lower_prio_no_advert: None,
             higher_prio_send_advert: None,
+            skip_check_adv_addr: None,
             down_timer_adverts: None,
             track: Default::default(),
             notify: Default::default(),
@@ -621,6 +627,7 @@ impl Mapper<'_> {
                 "higher_prio_send_advert" => {
                     set(&mut inst.higher_prio_send_advert, self.boolean(c))
                 }
+                "skip_check_adv_addr" => set(&mut inst.skip_check_adv_addr, self.boolean(c)),
                 "down_timer_adverts" => set(
                     &mut inst.down_timer_adverts,
                     self.int(c, 1, 100).map(|v| v as u8),

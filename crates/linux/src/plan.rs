@@ -557,6 +557,9 @@ fn build_instance(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
         .unwrap_or(cfg.global.lower_prio_no_advert);
     // vipd default on (see the engine's doc); `higher_prio_send_advert off` turns it off.
     engine.higher_prio_send_advert = inst.higher_prio_send_advert.unwrap_or(true);
+    engine.skip_check_same_sender = inst
+        .skip_check_adv_addr
+        .unwrap_or(cfg.global.skip_check_adv_addr);
     engine.down_timer_adverts = inst.down_timer_adverts.unwrap_or(3);
 
     let vmac = match &inst.use_vmac {
@@ -701,6 +704,49 @@ fn scope_value(s: Option<&str>) -> Result<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn skip_check_adv_addr_global_and_per_instance() {
+        let opts = vipd_config::LoadOptions {
+            config_id: None,
+            check_interfaces: false,
+        };
+        let instance = |name: &str, vrid: u8, extra: &str| {
+            format!(
+                "vrrp_instance {name} {{\n interface lo\n virtual_router_id {vrid}\n priority 100\n\
+                 {extra}\n virtual_ipaddress {{\n  192.0.2.{vrid}/24\n }}\n}}\n"
+            )
+        };
+        let text = format!(
+            "global_defs {{\n vrrp_skip_check_adv_addr\n}}\n{}{}",
+            instance("A", 1, ""),
+            instance("B", 2, "skip_check_adv_addr off")
+        );
+        let cfg = vipd_config::load_str(&text, std::path::Path::new("/k.conf"), &opts)
+            .unwrap_or_else(|d| panic!("{d:#?}"))
+            .config;
+        let skip = |i: usize| {
+            build_instance(&cfg, &cfg.instances[i])
+                .unwrap()
+                .engine
+                .skip_check_same_sender
+        };
+        assert!(skip(0));
+        assert!(!skip(1));
+        let plain = vipd_config::load_str(
+            &instance("A", 1, ""),
+            std::path::Path::new("/k.conf"),
+            &opts,
+        )
+        .unwrap()
+        .config;
+        assert!(
+            !build_instance(&plain, &plain.instances[0])
+                .unwrap()
+                .engine
+                .skip_check_same_sender
+        );
+    }
 
     #[test]
     fn garp_precedence() {

@@ -205,6 +205,10 @@ pub struct InstanceConfig {
     pub down_timer_adverts: u8,
     /// Drop adverts whose address list differs from ours (unless from the owner).
     pub check_addresses: bool,
+    /// `skip_check_adv_addr`: do not compare the address list of an advert from the
+    /// router whose advert was accepted last (keepalived's saving for a steady master);
+    /// a new sender is still checked.
+    pub skip_check_same_sender: bool,
     /// Make-before-break on graceful shutdown: after the priority-0 advert, keep the
     /// addresses for one advert interval (plus a margin, see `shutdown_hold`), by which time the best backup has
     /// waited its Skew_Time, taken over and announced itself. Clients then move from
@@ -241,6 +245,7 @@ impl InstanceConfig {
             higher_prio_send_advert: true,
             down_timer_adverts: 3,
             check_addresses: true,
+            skip_check_same_sender: false,
             hold_addresses_on_shutdown: true,
         }
     }
@@ -668,8 +673,10 @@ impl Instance {
                 return Err(DropReason::IntervalMismatch);
             }
         }
+        let known_sender = self.master.is_some_and(|(addr, _)| addr == meta.src);
         if self.cfg.check_addresses
             && adv.priority != PRIORITY_OWNER
+            && !(self.cfg.skip_check_same_sender && known_sender)
             && !self.same_addresses(&adv.addresses)
         {
             return Err(DropReason::AddressMismatch);

@@ -256,6 +256,9 @@ fn parse_config(text: &str) -> Result<InstanceConfig, String> {
     if let Some(v) = take(&mut kv, "check_addresses") {
         cfg.check_addresses = parse_bool(&v)?;
     }
+    if let Some(v) = take(&mut kv, "skip_check_same_sender") {
+        cfg.skip_check_same_sender = parse_bool(&v)?;
+    }
     if let Some(v) = take(&mut kv, "hold_addresses_on_shutdown") {
         cfg.hold_addresses_on_shutdown = parse_bool(&v)?;
     }
