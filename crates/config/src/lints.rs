@@ -349,7 +349,7 @@ pub(crate) fn lint(
         d.push(
             Diagnostic::warning_at(
                 format!(
-                    "`vrrp_strict` turns on `no_accept`: keepalived adds firewall rules that drop traffic to the VIPs of {}, so services on this node cannot be reached at them",
+                    "`vrrp_strict` turns on `no_accept`: packets to the VIPs of {} are dropped (as keepalived does, with nftables), so services on this node cannot be reached at them",
                     strict_no_accept
                         .iter()
                         .map(|n| format!("`{n}`"))

@@ -385,7 +385,7 @@ pub struct GlobalDefs {
     pub check_unicast_src: bool,
     /// `vrrp_skip_check_adv_addr`: default of the instances' `skip_check_adv_addr`.
     pub skip_check_adv_addr: bool,
-    /// `vrrp_strict` (parsed, not active yet).
+    /// `vrrp_strict`: keepalived's strict RFC mode (default of `strict_mode`).
     pub vrrp_strict: bool,
     pub script_user: Option<String>,
     pub enable_script_security: bool,

@@ -299,6 +299,9 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "no_email_faults",
     "no_checker_emails",
     "router_id",
+    "vrrp_strict",
+    "strict_mode",
+    "no_accept",
 ];
 
 /// Keywords inside `virtual_server` (and its real servers and checkers) that vipd parses

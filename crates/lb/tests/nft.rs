@@ -1751,3 +1751,66 @@ fn apply_timings() {
     // Generous bound (debug build, shared CI machines): the point is the printout.
     assert!(small < Duration::from_millis(250), "{small:?}");
 }
+
+/// `no_accept`: packets to the listed addresses are dropped on input (the host's own
+/// pings to them over `lo` included), others pass; IPv6 too; an empty list removes the
+/// tables, and a second instance replaces what an earlier one left.
+#[test]
+fn no_accept_drops_packets_to_the_listed_addresses() {
+    if skip() {
+        return;
+    }
+    use vipd_lb::nft::no_accept::NoAccept;
+    let ns = Netns::unique("noacc").unwrap();
+    ns.ip(["link", "set", "lo", "up"]).unwrap();
+    for a in ["192.0.2.100/32", "192.0.2.101/32", "2001:db8::100/128"] {
+        ns.ip(["addr", "add", a, "dev", "lo"]).unwrap();
+    }
+    let reachable = |addr: &str| ns.exec(&["ping", "-c1", "-W1", "-n", addr]).is_ok();
+    let listed = || {
+        ns.exec(&["nft", "list", "tables"])
+            .unwrap_or_default()
+            .contains("vipd_vrrp")
+    };
+    assert!(reachable("192.0.2.100") && reachable("2001:db8::100"));
+
+    let mut na = ns.run(NoAccept::open).unwrap().unwrap();
+    let vips: Vec<std::net::IpAddr> = vec![
+        "192.0.2.100".parse().unwrap(),
+        "2001:db8::100".parse().unwrap(),
+    ];
+    na.apply(&vips).unwrap();
+    assert!(
+        !reachable("192.0.2.100"),
+        "IPv4 address in the set still answers"
+    );
+    assert!(
+        !reachable("2001:db8::100"),
+        "IPv6 address in the set still answers"
+    );
+    assert!(
+        reachable("192.0.2.101"),
+        "an address not in the set is dropped too"
+    );
+    let v4 = ns
+        .exec(&["nft", "list", "table", "ip", "vipd_vrrp"])
+        .unwrap();
+    assert!(v4.contains("192.0.2.100") && v4.contains("drop"), "{v4}");
+    let v6 = ns
+        .exec(&["nft", "list", "table", "ip6", "vipd_vrrp"])
+        .unwrap();
+    assert!(
+        v6.contains("2001:db8::100") && v6.contains("nd-neighbor-solicit"),
+        "{v6}"
+    );
+
+    // A new owner (a restarted vipd) replaces the tables: only its list counts.
+    drop(na);
+    let mut again = ns.run(NoAccept::open).unwrap().unwrap();
+    again.apply(&vips[..1]).unwrap();
+    assert!(!reachable("192.0.2.100"));
+    assert!(reachable("2001:db8::100"));
+    again.apply(&[]).unwrap();
+    assert!(reachable("192.0.2.100"));
+    assert!(!listed(), "tables left behind");
+}

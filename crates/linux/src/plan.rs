@@ -36,6 +36,9 @@ pub struct InstancePlan {
     /// `virtual_routes` / `virtual_rules`: installed while MASTER.
     pub routes: Vec<RouteSpec>,
     pub rules: Vec<RuleSpec>,
+    /// `no_accept` (explicit, or `vrrp_strict` for a non-owner): the host drops packets
+    /// addressed to this instance's VIPs (see `vipd_lb::nft::no_accept`).
+    pub no_accept: bool,
 }
 
 impl InstancePlan {
@@ -145,6 +148,16 @@ pub struct SyncGroupPlan {
 }
 
 impl Plan {
+    /// The addresses the host must not accept packets for (`no_accept` instances' VIPs
+    /// and excluded VIPs).
+    pub fn no_accept_addresses(&self) -> Vec<IpAddr> {
+        self.instances
+            .iter()
+            .filter(|i| i.no_accept)
+            .flat_map(|i| i.addresses.iter().map(|a| a.addr))
+            .collect()
+    }
+
     /// What the tracker must watch for this plan.
     pub fn track_plan(&self) -> TrackPlan {
         TrackPlan {
@@ -562,9 +575,41 @@ fn build_instance(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
         .unwrap_or(cfg.global.skip_check_adv_addr);
     engine.down_timer_adverts = inst.down_timer_adverts.unwrap_or(3);
 
+    // vrrp_strict / strict_mode: keepalived's RFC-conformance rules (`man 5
+    // keepalived.conf`, vrrp_strict); `vipd check-config` warns about each one it bends.
+    let strict = inst.strict_mode.unwrap_or(cfg.global.vrrp_strict);
+    if strict {
+        if !inst.unicast_peers.is_empty() {
+            bail!("`vrrp_strict` does not allow unicast peers: remove `unicast_peer` or `vrrp_strict`/`strict_mode`");
+        }
+        engine.auth = Auth::None;
+        engine.preempt_delay = Duration::ZERO;
+        // No repeated gratuitous ARPs / NAs: one per address and burst.
+        engine.garp.master_repeat = engine.garp.master_repeat.min(1);
+        engine.garp.lower_prio_repeat = engine.garp.lower_prio_repeat.min(1);
+        engine.garp.refresh_repeat = engine.garp.refresh_repeat.min(1);
+        engine.garp.followup = Duration::ZERO;
+        engine.lower_prio_no_advert = true;
+        engine.higher_prio_send_advert = false;
+    }
+    // Accept mode: an owner always accepts; otherwise `accept`/`no_accept`, else strict
+    // mode means no_accept (VRRPv2 has no accept mode: strict v2 never accepts).
+    let accept = match (strict, version, inst.accept) {
+        _ if inst.priority == 255 => true,
+        (true, Version::V2, _) => false,
+        (_, _, Some(a)) => a,
+        (strict, _, None) => !strict,
+    };
+
     let vmac = match &inst.use_vmac {
         None => None,
-        Some(name) => Some(vmac(inst, &iface, name, family)?),
+        Some(name) => {
+            let mut v = vmac(inst, &iface, name, family)?;
+            if strict {
+                v.xmit_base = false;
+            }
+            Some(v)
+        }
     };
     // VIPs live on the VMAC, when there is one, so ARP answers carry the virtual MAC.
     let home = match &vmac {
@@ -612,6 +657,7 @@ fn build_instance(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
             .collect::<Result<_>>()?,
         tracking: tracking(cfg, inst)?,
         notify: notify_plan(cfg, &inst.name, &inst.notify, inst.smtp_alert)?,
+        no_accept: !accept,
         name: inst.name.clone(),
         iface,
         engine,

@@ -4,7 +4,7 @@ use crate::balancer::{Balancer, Input as LbInput};
 use crate::pidfile::PidFile;
 use anyhow::{Context, Result};
 use clap::Args;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{mpsc, Arc, Mutex};
@@ -101,6 +101,11 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         }
     }
     let _pid = PidFile::create(&args.pid_file)?;
+    let no_accept = Arc::new(NoAcceptTables::default());
+    if let Err(e) = no_accept.set(&plan.no_accept_addresses(), true) {
+        error!("{}: {e}; not starting", args.file.display());
+        return Ok(ExitCode::FAILURE);
+    }
     let fifo = plan.notify_fifo.clone();
     let events = EventHub::default();
     let (tx, rx) = mpsc::channel();
@@ -143,6 +148,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             link: lb_link.clone(),
             events: events.clone(),
             mailer: mailer.clone(),
+            no_accept: no_accept.clone(),
         },
     );
     let handlers = Handlers {
@@ -170,6 +176,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let balancer = balancer.lock().ok().and_then(|mut b| b.take());
     if let Some(b) = balancer {
         b.stop();
+    }
+    if let Err(e) = no_accept.set(&[], false) {
+        warn!("{e}");
     }
     drop(runtime);
     let _ = logger.join();
@@ -235,6 +244,52 @@ fn mail_settings(
     Ok(settings)
 }
 
+/// The `no_accept` drop tables (`vipd_lb::nft::no_accept`), owned here while vipd runs.
+#[derive(Default)]
+struct NoAcceptTables(Mutex<Option<vipd_lb::nft::no_accept::NoAccept>>);
+
+impl NoAcceptTables {
+    /// Drops packets to `addrs` from now on (none: removes the tables). `clean_stale`:
+    /// also when the list is empty, open nftables to remove tables a killed vipd left.
+    fn set(&self, addrs: &[IpAddr], clean_stale: bool) -> std::result::Result<(), String> {
+        let mut tables = self.0.lock().map_err(|_| "no_accept state poisoned")?;
+        if tables.is_none() {
+            match vipd_lb::nft::no_accept::NoAccept::open() {
+                Ok(t) => *tables = Some(t),
+                Err(e) if addrs.is_empty() => {
+                    if clean_stale {
+                        tracing::debug!("no_accept: {e:#} (nothing to drop)");
+                    }
+                    return Ok(());
+                }
+                Err(e) => return Err(format!("no_accept needs nftables: {e:#}")),
+            }
+        }
+        let Some(t) = tables.as_mut() else {
+            return Ok(());
+        };
+        let before = t.installed().to_vec();
+        t.apply(addrs).map_err(|e| format!("no_accept: {e:#}"))?;
+        if t.installed() != before.as_slice() {
+            let list: Vec<String> = t.installed().iter().map(|a| a.to_string()).collect();
+            if list.is_empty() {
+                info!("no_accept: dropping packets to no address");
+            } else {
+                info!("no_accept: dropping packets to {}", list.join(", "));
+            }
+        }
+        Ok(())
+    }
+
+    fn installed(&self) -> Vec<IpAddr> {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|t| t.as_ref().map(|t| t.installed().to_vec()))
+            .unwrap_or_default()
+    }
+}
+
 /// What a reload needs to change the load balancer.
 struct LbHandle {
     /// `None` while the configuration has no virtual servers.
@@ -242,6 +297,7 @@ struct LbHandle {
     link: LbLink,
     events: EventHub,
     mailer: Mailer,
+    no_accept: Arc<NoAcceptTables>,
 }
 
 /// SIGHUP and `vipd reload`: re-read and validate the whole config first (an invalid
@@ -279,6 +335,18 @@ fn reload_hook(
                 .map_err(|e| format!("{e:#}; nothing changed"))?;
             let mail = mail_settings(&loaded.config)
                 .map_err(|e| format!("{}: {e}; nothing changed", file.display()))?;
+            // The drop rules first: the step most likely to fail (nftables), so a
+            // failure leaves everything as it was; undone if a later step fails.
+            let dropped_before = lb.no_accept.installed();
+            lb.no_accept
+                .set(&plan.no_accept_addresses(), true)
+                .map_err(|e| format!("{e}; nothing changed"))?;
+            let undo_no_accept = |e: String| {
+                if let Err(again) = lb.no_accept.set(&dropped_before, true) {
+                    error!("restoring the no_accept rules: {again}");
+                }
+                e
+            };
             let fingerprint = lb_fingerprint(&loaded.config);
             let mut running = running_lb
                 .lock()
@@ -288,15 +356,21 @@ fn reload_hook(
             } else {
                 let summary = reload_balancer(&lb, &loaded.config, backend, &runtime, tune_ipvs)
                     .map_err(|e| {
-                        format!("{}: load balancer: {e}; nothing changed", file.display())
+                        undo_no_accept(format!(
+                            "{}: load balancer: {e}; nothing changed",
+                            file.display()
+                        ))
                     })?;
                 *running = fingerprint;
                 Some(summary)
             };
-            runtime.reload(plan).map(|r| {
-                lb.mailer.configure(mail);
-                (r, lb_summary)
-            })
+            runtime
+                .reload(plan)
+                .map(|r| {
+                    lb.mailer.configure(mail);
+                    (r, lb_summary)
+                })
+                .map_err(undo_no_accept)
         })();
         let _ = sd_notify::notify(false, &[NotifyState::Ready]);
         match result {

@@ -507,24 +507,6 @@ fn assert_split(c: &Cluster, n: usize, want: (usize, usize)) {
     );
 }
 
-/// Reloads director `i` with `conf`: (success, what `vipd reload` printed).
-fn reload(c: &Cluster, i: usize, conf: &str) -> (bool, String) {
-    std::fs::write(c.config_path(i), conf).unwrap();
-    let o = std::process::Command::new(VIPD)
-        .args(["reload", "--control-socket"])
-        .arg(c.socket_path(i))
-        .output()
-        .unwrap();
-    (
-        o.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ),
-    )
-}
-
 /// A NAT virtual server on the VIP with TCP_CHECKs (1 s loop) on the given real servers
 /// (`(last octet, alpha)`).
 fn nat_vs(servers: &[(u8, bool)]) -> String {
@@ -573,8 +555,7 @@ fn reload_changes_real_servers_in_place() {
     wait_rs(&c, 1, "192.0.2.14", false, Duration::from_secs(10));
     // ...and still down right after it (its checker's verdict is kept), while r5 is added
     // with alpha: down until its first check passes.
-    let (ok, out) = reload(
-        &c,
+    let (ok, out) = c.reload(
         1,
         &format!("{vrrp}{}", nat_vs(&[(13, false), (14, false), (15, true)])),
     );
@@ -596,7 +577,7 @@ fn reload_changes_real_servers_in_place() {
     let pinned = fetch_from(c.lan.client(), (41100..41110).collect());
     let to_r3 = answered_by(&pinned, "r3");
     assert_eq!(to_r3.len(), 5, "{pinned:?}\n{}", directors(&c));
-    let (ok, out) = reload(&c, 1, &format!("{vrrp}{}", nat_vs(&[(15, false)])));
+    let (ok, out) = c.reload(1, &format!("{vrrp}{}", nat_vs(&[(15, false)])));
     assert!(ok, "{out}");
     // The answer comes once the kernel has the new table (CI once caught it 2 ms early).
     let table = nft_ruleset(c.lan.router(1));
@@ -615,7 +596,7 @@ fn reload_changes_real_servers_in_place() {
 
     // No virtual server left: the balancer stops and removes its table; one coming back
     // starts it again.
-    let (ok, out) = reload(&c, 1, &vrrp);
+    let (ok, out) = c.reload(1, &vrrp);
     assert!(ok, "{out}");
     let table = nft_ruleset(c.lan.router(1));
     assert!(!table.contains("192.0.2.100"), "{table}");
@@ -623,7 +604,7 @@ fn reload_changes_real_servers_in_place() {
         c.status(1).map(|s| s["virtual_servers"].clone()),
         Some(serde_json::json!([]))
     );
-    let (ok, out) = reload(&c, 1, &format!("{vrrp}{}", nat_vs(&[(13, false)])));
+    let (ok, out) = c.reload(1, &format!("{vrrp}{}", nat_vs(&[(13, false)])));
     assert!(ok, "{out}");
     wait_serving(&c, 10, Duration::from_secs(10));
     let m = fetch(c.lan.client(), 10);
@@ -709,17 +690,17 @@ virtual_server 192.0.2.100 80 {{
     // A reload that changes the virtual server applies in place: the new weights take
     // over at once, with no request failing.
     let conf = format!("{}{vs}", spec.config(150));
-    let (ok, out) = reload(&c, 1, &conf.replace("weight 3", "weight 2"));
+    let (ok, out) = c.reload(1, &conf.replace("weight 3", "weight 2"));
     assert!(ok && out.contains("load_balancer"), "{out}");
     assert_split(&c, 30, (20, 10));
     // One the backend cannot express is refused as a whole and changes nothing.
     if backend() == "nftables" {
-        let (ok, out) = reload(&c, 1, &conf.replace("lb_algo wrr", "lb_algo wlc"));
+        let (ok, out) = c.reload(1, &conf.replace("lb_algo wrr", "lb_algo wlc"));
         assert!(!ok && out.contains("nothing changed"), "{out}");
         assert_split(&c, 30, (20, 10));
     }
     // Back to weight 3, and a VRRP-only change besides.
-    let (ok, out) = reload(&c, 1, &conf.replace("priority 150", "priority 140"));
+    let (ok, out) = c.reload(1, &conf.replace("priority 150", "priority 140"));
     assert!(ok, "{out}");
     assert_split(&c, 40, (30, 10));
 

@@ -259,6 +259,25 @@ impl Cluster {
         );
     }
 
+    /// Rewrites router `i`'s config with `conf` and runs `vipd reload`: (success, what
+    /// it printed).
+    pub fn reload(&self, i: usize, conf: &str) -> (bool, String) {
+        std::fs::write(self.config_path(i), conf).unwrap();
+        let o = std::process::Command::new(VIPD)
+            .args(["reload", "--control-socket"])
+            .arg(self.socket_path(i))
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        )
+    }
+
     /// Assert the holders stay `want` for `d`.
     pub fn assert_stable(&self, vip: IpAddr, want: &[usize], d: Duration) {
         let end = Instant::now() + d;

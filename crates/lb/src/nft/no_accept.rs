@@ -1,0 +1,183 @@
+//! VRRP `no_accept` mode (also what `vrrp_strict` turns on for non-owners): the host
+//! does not accept packets addressed to those virtual addresses; they only route. As
+//! keepalived does, with nftables: one table per family, `vipd_vrrp`, whose input chain
+//! (priority -1, before the usual filter chains) drops packets to a set of addresses.
+//! IPv6 neighbour solicitations and advertisements to them still pass, so neighbours
+//! can resolve the address of the router that holds it.
+//!
+//! Uses the load balancer's netlink encoder; it owns only its own tables.
+
+use std::net::IpAddr;
+
+use anyhow::Context;
+
+use super::consts::*;
+use super::encode::{Batch, Hook, SetDef};
+use super::expr::Expr;
+use super::sock::NftSocket;
+
+/// The tables' name (in the `ip` and `ip6` families).
+pub const TABLE: &str = "vipd_vrrp";
+const SET: &str = "no_accept";
+const CHAIN: &str = "input";
+/// ICMPv6 neighbour solicitation and advertisement.
+const ND_TYPES: [u8; 2] = [135, 136];
+
+/// The drop rules, as installed by this process.
+pub struct NoAccept {
+    sock: NftSocket,
+    installed: Vec<IpAddr>,
+}
+
+impl NoAccept {
+    pub fn open() -> anyhow::Result<NoAccept> {
+        Ok(NoAccept {
+            sock: NftSocket::open().context("opening a NETLINK_NETFILTER socket")?,
+            installed: Vec::new(),
+        })
+    }
+
+    /// Makes the host drop packets addressed to `addrs` (and no others): one atomic
+    /// transaction that also replaces tables an earlier vipd left behind. An empty list
+    /// removes the tables.
+    pub fn apply(&mut self, addrs: &[IpAddr]) -> anyhow::Result<()> {
+        let mut want: Vec<IpAddr> = addrs.to_vec();
+        want.sort();
+        want.dedup();
+        let mut b = Batch::new(self.sock.next_seq());
+        for (family, v6) in [(NFPROTO_IPV4, false), (NFPROTO_IPV6, true)] {
+            // Create-then-delete: removes the table whether or not it exists.
+            b.new_table(family, TABLE);
+            b.del_table(family, TABLE);
+            let of_family: Vec<&IpAddr> = want.iter().filter(|a| a.is_ipv6() == v6).collect();
+            if of_family.is_empty() {
+                continue;
+            }
+            let (key_type, len) = if v6 {
+                (TYPE_IP6ADDR, 16)
+            } else {
+                (TYPE_IPADDR, 4)
+            };
+            b.new_table(family, TABLE);
+            b.new_set(
+                family,
+                TABLE,
+                &SetDef {
+                    name: SET.into(),
+                    flags: 0,
+                    key_type,
+                    key_len: len,
+                    data: None,
+                    timeout_ms: None,
+                    size: None,
+                    counter: false,
+                    key_host_order: false,
+                    tag: 0,
+                },
+            );
+            let keys: Vec<Vec<u8>> = of_family.iter().map(|a| octets(a)).collect();
+            b.new_elems(
+                family,
+                TABLE,
+                SET,
+                keys.iter().map(|k| (k.as_slice(), &[][..])),
+            );
+            b.new_chain(
+                family,
+                TABLE,
+                CHAIN,
+                Some(&Hook {
+                    num: NF_INET_LOCAL_IN,
+                    priority: -1,
+                    kind: "filter",
+                    dev: None,
+                }),
+            );
+            for rule in rules(v6) {
+                b.new_rule(family, TABLE, CHAIN, &rule);
+            }
+        }
+        let n = b.len();
+        let (bytes, begin, msgs) = b.finish();
+        self.sock.use_seqs(n as u32 + 2);
+        self.sock
+            .send_batch(&bytes, begin, &msgs)
+            .context("programming the no_accept drop rules")?;
+        self.installed = want;
+        Ok(())
+    }
+
+    /// The addresses dropped now.
+    pub fn installed(&self) -> &[IpAddr] {
+        &self.installed
+    }
+}
+
+fn octets(a: &IpAddr) -> Vec<u8> {
+    match a {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
+/// `ip daddr @no_accept drop`; for IPv6 first `icmpv6 type { nd-neighbor-solicit,
+/// nd-neighbor-advert } accept`.
+fn rules(v6: bool) -> Vec<Vec<Expr>> {
+    let r = NFT_REG32_00;
+    let drop_to_set = |offset: u32, len: u32| {
+        vec![
+            Expr::Payload {
+                base: NFT_PAYLOAD_NETWORK_HEADER,
+                offset,
+                len,
+                dreg: r,
+            },
+            Expr::Lookup {
+                set: SET.into(),
+                sreg: r,
+                dreg: None,
+                invert: false,
+            },
+            Expr::Verdict {
+                code: NF_DROP as i32,
+                chain: None,
+            },
+        ]
+    };
+    if !v6 {
+        return vec![drop_to_set(16, 4)];
+    }
+    let mut out: Vec<Vec<Expr>> = ND_TYPES
+        .iter()
+        .map(|&ty| {
+            vec![
+                Expr::Meta {
+                    key: NFT_META_L4PROTO,
+                    dreg: r,
+                },
+                Expr::Cmp {
+                    sreg: r,
+                    op: NFT_CMP_EQ,
+                    data: vec![libc::IPPROTO_ICMPV6 as u8],
+                },
+                Expr::Payload {
+                    base: NFT_PAYLOAD_TRANSPORT_HEADER,
+                    offset: 0,
+                    len: 1,
+                    dreg: r,
+                },
+                Expr::Cmp {
+                    sreg: r,
+                    op: NFT_CMP_EQ,
+                    data: vec![ty],
+                },
+                Expr::Verdict {
+                    code: NF_ACCEPT as i32,
+                    chain: None,
+                },
+            ]
+        })
+        .collect();
+    out.push(drop_to_set(24, 16));
+    out
+}
