@@ -17,6 +17,7 @@
 //!
 //! FILE_CHECK has no timing: its file is read every [`FILE_POLL`].
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::net::SocketAddr;
@@ -190,11 +191,16 @@ pub fn build(vss: &[VirtualServer], g: &Globals) -> Result<Plan, SpecErrors> {
                 weight: rs.weight,
                 has_checkers: !rs.checkers.is_empty(),
             });
-            for c in &rs.checkers {
+            let checkers: Vec<Cow<Checker>> = rs
+                .checkers
+                .iter()
+                .flat_map(|c| per_host(c, &mut errs))
+                .collect();
+            for c in checkers {
                 let mut b = Builder {
                     vs,
                     rs,
-                    c,
+                    c: &c,
                     g,
                     tls: &tls,
                     errs: &mut errs,
@@ -748,6 +754,40 @@ impl Builder<'_> {
             init_file,
         ))
     }
+}
+
+/// A checker as it runs: itself, or for an SMTP_CHECK with `host { }` blocks one
+/// checker per host (each must pass, as in keepalived), its target and timeout from the
+/// block, the rest from the SMTP_CHECK.
+fn per_host<'c>(c: &'c Checker, errs: &mut Vec<SpecError>) -> Vec<Cow<'c, Checker>> {
+    if c.hosts.is_empty() {
+        return vec![Cow::Borrowed(c)];
+    }
+    c.hosts
+        .iter()
+        .map(|h| {
+            for (keyword, span) in &h.other {
+                errs.push(SpecError {
+                    keyword: keyword.clone(),
+                    span: span.clone(),
+                    message: "only connect_ip, connect_port, bindto, bind_port and \
+                              connect_timeout apply inside `host`; write it in the SMTP_CHECK"
+                        .into(),
+                });
+            }
+            let mut one = c.clone();
+            one.hosts.clear();
+            one.span = h.span.clone();
+            one.connect_ip = h.connect_ip;
+            one.connect_port = h.connect_port.or(c.connect_port);
+            one.bindto = h.bindto.or(c.bindto);
+            one.bind_port = h.bind_port.or(c.bind_port);
+            if h.connect_timeout.is_some() {
+                one.timing.connect_timeout = h.connect_timeout;
+            }
+            Cow::Owned(one)
+        })
+        .collect()
 }
 
 /// What one of keepalived's `regex_options` (PCRE2 option names) does here.

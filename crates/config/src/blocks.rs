@@ -1093,5 +1093,33 @@ fn checker(c: &Node) -> Checker {
         timing: timing(kids),
         urls,
         options,
+        hosts: kids
+            .iter()
+            .filter(|k| k.name() == "host")
+            .map(|h| {
+                let hk: &[Node] = h.children.as_deref().unwrap_or(&[]);
+                let port = |k: &str| int(hk, &[k]).and_then(|v| u16::try_from(v).ok());
+                const HONOURED: &[&str] = &[
+                    "connect_ip",
+                    "connect_port",
+                    "bindto",
+                    "bind_port",
+                    "connect_timeout",
+                ];
+                CheckHost {
+                    span: h.keyword.span.clone(),
+                    connect_ip: ip(hk, "connect_ip"),
+                    connect_port: port("connect_port"),
+                    bindto: ip(hk, "bindto"),
+                    bind_port: port("bind_port"),
+                    connect_timeout: secs(hk, &["connect_timeout"]),
+                    other: hk
+                        .iter()
+                        .filter(|k| !HONOURED.contains(&k.name()))
+                        .map(|k| (k.name().to_string(), k.keyword.span.clone()))
+                        .collect(),
+                }
+            })
+            .collect(),
     }
 }

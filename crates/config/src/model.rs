@@ -283,6 +283,22 @@ pub struct Checker {
     /// Kind-specific settings (`misc_path`, `helo_name`, `type`, `name`, `payload`,
     /// `track_file`, `http_protocol`, ...), values as written.
     pub options: std::collections::BTreeMap<String, String>,
+    /// SMTP_CHECK's `host { }` blocks: each is checked, all must pass.
+    pub hosts: Vec<CheckHost>,
+}
+
+/// One `host { }` block of an SMTP_CHECK: where to connect instead of the checker's
+/// own target.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CheckHost {
+    pub span: Span,
+    pub connect_ip: Option<IpAddr>,
+    pub connect_port: Option<u16>,
+    pub bindto: Option<IpAddr>,
+    pub bind_port: Option<u16>,
+    pub connect_timeout: Option<Duration>,
+    /// Other keywords written in the block (not honoured there), with where.
+    pub other: Vec<(String, Span)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -314,7 +314,6 @@ pub(crate) const LB_INACTIVE: &[(&str, &str)] = &[
     ("*", "persistence_engine"),
     ("*", "flag-3"),
     ("*", "BFD_CHECK"),
-    ("SMTP_CHECK", "host"),
 ];
 
 pub(crate) const INSTANCE_INACTIVE: &[Kw] = &[

@@ -1194,11 +1194,8 @@ global_defs {
     #[test]
     fn inactive_inside_virtual_server_depends_on_the_block() {
         let text = "virtual_server 192.0.2.100 80 {\n  alpha\n  real_server 192.0.2.11 80 {\n    alpha\n    virtualhost www\n    HTTP_GET {\n      url {\n        path /\n        regex ok\n        regex_no_match\n        regex_options caseless\n      }\n    }\n    SMTP_CHECK {\n      host {\n        connect_ip 192.0.2.11\n      }\n    }\n  }\n}\n";
-        let got = inactive(text);
-        // (`regex_options` is active; SMTP_CHECK's `host` blocks are not.)
-        let expected: Vec<(String, u32, u32)> =
-            vec![("keyword `host` is parsed but not active yet".into(), 15, 7)];
-        assert_eq!(got, expected);
+        // `regex_options` and SMTP_CHECK's `host` blocks are active.
+        assert_eq!(inactive(text), Vec::<(String, u32, u32)>::new());
         let l = load(text).unwrap();
         let rs = &l.config.virtual_servers[0].real_servers[0];
         assert_eq!(
@@ -1210,6 +1207,9 @@ global_defs {
             rs.checkers[0].urls[0].regex_options.as_deref(),
             Some("caseless")
         );
+        let host = &rs.checkers[1].hosts[0];
+        assert_eq!(host.connect_ip, Some("192.0.2.11".parse().unwrap()));
+        assert_eq!(host.span.line, 15);
     }
 
     #[test]

@@ -599,3 +599,48 @@ fn regex_options_and_offsets() {
     assert_eq!(e.keyword, "regex_options");
     assert!(e.message.contains("need a `regex`"), "{e}");
 }
+
+/// SMTP_CHECK `host { }` blocks: one checker per host, each with its own target, the
+/// rest from the SMTP_CHECK; keywords that do not apply in a host are errors.
+#[test]
+fn smtp_check_hosts() {
+    let p = plan(&vs(
+        "",
+        "",
+        "SMTP_CHECK {\n connect_timeout 10\n helo_name foo.example\n connect_port 2525\n\
+         host {\n connect_ip 198.51.100.7\n }\n\
+         host {\n connect_port 25\n bindto 192.0.2.2\n connect_timeout 4\n }\n}",
+    ));
+    let got: Vec<(String, Option<std::net::IpAddr>, Duration)> = p
+        .checks
+        .iter()
+        .map(|c| {
+            (
+                c.probe.target.to_string(),
+                c.probe.bind_addr,
+                c.probe.timeout,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("198.51.100.7:2525".to_string(), None, 10 * S),
+            // No connect_ip: the real server's address.
+            (
+                "192.0.2.1:25".to_string(),
+                Some("192.0.2.2".parse().unwrap()),
+                4 * S
+            ),
+        ]
+    );
+    assert!(p.checks.iter().all(|c| c.kind == "SMTP_CHECK"));
+    assert_eq!(p.checks[1].sched.label, "SMTP_CHECK 192.0.2.1:25");
+    let e = one_error(&vs(
+        "",
+        "",
+        "SMTP_CHECK {\n host {\n connect_ip 198.51.100.7\n retry 3\n }\n}",
+    ));
+    assert_eq!((e.keyword.as_str(), e.span.line), ("retry", 8));
+    assert!(e.message.contains("inside `host`"), "{e}");
+}
