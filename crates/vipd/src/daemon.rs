@@ -77,8 +77,11 @@ pub struct StatusArgs {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("VIPD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A log pipe whose reader has gone must not take the daemon down: by default the
+    // subscriber reports a failed write with eprintln!, which panics on a broken pipe.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .log_internal_errors(false)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
@@ -186,6 +189,13 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A diagnostic on stderr, as `check-config` prints it; a closed stderr is ignored
+/// (on reload the daemon may have lost its terminal long ago).
+fn print_diagnostic(d: &vipd_config::Diagnostic) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{d}");
+}
+
 /// Load and validate a config, printing every diagnostic; `None` if it has errors.
 fn load(
     file: &Path,
@@ -199,7 +209,7 @@ fn load(
     match vipd_config::load_file(file, &opts) {
         Ok(l) => {
             for d in &l.diagnostics {
-                eprintln!("{d}");
+                print_diagnostic(d);
             }
             let inactive = l.inactive().count();
             if inactive > 0 && !ignore_inactive {
@@ -214,7 +224,7 @@ fn load(
         }
         Err(diags) => {
             for d in &diags {
-                eprintln!("{d}");
+                print_diagnostic(d);
             }
             let n = diags
                 .iter()
@@ -287,6 +297,17 @@ impl NoAcceptTables {
             .ok()
             .and_then(|t| t.as_ref().map(|t| t.installed().to_vec()))
             .unwrap_or_default()
+    }
+}
+
+impl Drop for NoAcceptTables {
+    /// Whatever way vipd leaves (an error after start included), its drop rules go.
+    fn drop(&mut self) {
+        if !self.installed().is_empty() {
+            if let Err(e) = self.set(&[], false) {
+                warn!("{e}");
+            }
+        }
     }
 }
 

@@ -73,7 +73,10 @@ fn json_output_has_diagnostics_and_summary() {
 fn inactive_keyword_is_a_named_warning_not_ignored() {
     let f = write(
         "unsup.conf",
-        &GOOD.replace("    advert_int 1\n", "    advert_int 1\n    mcast_dst_ip 224.0.0.19\n"),
+        &GOOD.replace(
+            "    advert_int 1\n",
+            "    advert_int 1\n    mcast_dst_ip 224.0.0.19\n",
+        ),
     );
     let (code, _, err) = vipd(&["check-config", "-f", f.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
@@ -110,7 +113,10 @@ fn run_refuses_an_invalid_config_without_touching_anything() {
 fn run_refuses_inactive_features_unless_told() {
     let f = write(
         "inactive-run.conf",
-        &GOOD.replace("    advert_int 1\n", "    advert_int 1\n    mcast_dst_ip 224.0.0.19\n"),
+        &GOOD.replace(
+            "    advert_int 1\n",
+            "    advert_int 1\n    mcast_dst_ip 224.0.0.19\n",
+        ),
     );
     let (code, _, err) = vipd(&[
         "run",

@@ -276,3 +276,60 @@ fn control_socket_refuses_non_root_clients() {
     assert!(err.contains("ermission denied"), "{err}");
     assert!(c.status(1).is_some(), "root still can");
 }
+
+/// A daemon whose log reader has gone (stderr a pipe nobody reads, e.g. `vipd run |
+/// tee` killed) keeps running: it still takes over, reloads and shuts down cleanly,
+/// removing its VIP and its no_accept tables.
+#[test]
+fn a_closed_log_pipe_does_not_stop_the_daemon() {
+    let spec = Spec::v3().with("no_accept");
+    let Some(c) = Cluster::new(1, "logpipe") else {
+        return;
+    };
+    let conf = c.config_path(1);
+    std::fs::write(&conf, spec.config(100)).unwrap();
+    let pid_file = c.dir.join("r1.pid");
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", c.lan.router(1).name(), VIPD, "run", "-f"])
+        .arg(&conf)
+        .arg("--control-socket")
+        .arg(c.socket_path(1))
+        .arg("--pid-file")
+        .arg(&pid_file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take());
+    c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let signal = |s: Signal| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), s).unwrap();
+    // A reload logs (and prints the file's diagnostics, if any).
+    signal(Signal::SIGHUP);
+    std::thread::sleep(Duration::from_millis(300));
+    let status = Command::new(VIPD)
+        .args(["status", "--json", "--control-socket"])
+        .arg(c.socket_path(1))
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "vipd died after SIGHUP with no log reader"
+    );
+    let tables = || {
+        c.lan
+            .router(1)
+            .exec(&["nft", "list", "tables"])
+            .unwrap_or_default()
+    };
+    assert!(tables().contains("vipd_vrrp"));
+    signal(Signal::SIGTERM);
+    let st = child.wait().unwrap();
+    assert!(st.success(), "{st:?}");
+    assert_eq!(c.holders(spec.vip()), Vec::<usize>::new());
+    assert!(!tables().contains("vipd_vrrp"));
+}
