@@ -36,6 +36,8 @@ pub struct InstancePlan {
     /// `virtual_routes` / `virtual_rules`: installed while MASTER.
     pub routes: Vec<RouteSpec>,
     pub rules: Vec<RuleSpec>,
+    /// `unicast_ttl`: TTL / hop limit of adverts to unicast peers (default 255).
+    pub unicast_ttl: u8,
     /// `no_accept` (explicit, or `vrrp_strict` for a non-owner): the host drops packets
     /// addressed to this instance's VIPs (see `vipd_lb::nft::no_accept`).
     pub no_accept: bool,
@@ -519,8 +521,8 @@ fn build_instance(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
         (Family::V4, Some(3)) => Version::V3,
         (Family::V4, _) => Version::V2,
     };
-    if inst.unicast_ttl.is_some() {
-        bail!("`unicast_ttl` is not supported yet (vipd sends every advert with TTL 255)");
+    if inst.unicast_ttl == Some(0) {
+        bail!("`unicast_ttl` must be 1..=255 (a TTL of 0 cannot be sent)");
     }
     let iface = Interface::lookup(&inst.interface)?;
     let vip_addrs: Vec<IpAddr> = inst.virtual_ipaddress.iter().map(|v| v.addr).collect();
@@ -658,6 +660,7 @@ fn build_instance(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
         tracking: tracking(cfg, inst)?,
         notify: notify_plan(cfg, &inst.name, &inst.notify, inst.smtp_alert)?,
         no_accept: !accept,
+        unicast_ttl: inst.unicast_ttl.unwrap_or(255),
         name: inst.name.clone(),
         iface,
         engine,

@@ -836,7 +836,8 @@ impl EngineLoop {
                 Action::Send { dst, payload } => {
                     let slot = &self.slots[i];
                     let src = slot.plan.engine.primary;
-                    if let Err(e) = self.sockets[slot.socket].sock.send(src, dst, &payload) {
+                    let ttl = slot.plan.unicast_ttl;
+                    if let Err(e) = self.sockets[slot.socket].sock.send(src, dst, &payload, ttl) {
                         let _ = self.notices.send(Notice::SendFailed {
                             instance: slot.plan.name.clone(),
                             error: format!("advert to {dst}: {e}"),

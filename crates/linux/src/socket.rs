@@ -97,7 +97,35 @@ impl VrrpSocket {
     }
 
     /// Send one VRRP message from `src` to `dst`.
-    pub fn send(&self, src: IpAddr, dst: IpAddr, payload: &[u8]) -> io::Result<()> {
+    /// Sends `payload` from `src` to `dst`; a unicast `dst` gets TTL / hop limit
+    /// `unicast_ttl` (`unicast_ttl`; multicast always leaves with 255).
+    pub fn send(
+        &self,
+        src: IpAddr,
+        dst: IpAddr,
+        payload: &[u8],
+        unicast_ttl: u8,
+    ) -> io::Result<()> {
+        // Only the protocol thread sends on this socket: set, send, restore.
+        let custom = unicast_ttl != wire::VRRP_TTL && !dst.is_multicast();
+        if custom {
+            self.set_unicast_ttl(dst, unicast_ttl)?;
+        }
+        let sent = self.send_raw(src, dst, payload);
+        if custom {
+            self.set_unicast_ttl(dst, wire::VRRP_TTL)?;
+        }
+        sent
+    }
+
+    fn set_unicast_ttl(&self, dst: IpAddr, ttl: u8) -> io::Result<()> {
+        match dst {
+            IpAddr::V4(_) => self.sock.set_ttl(u32::from(ttl)),
+            IpAddr::V6(_) => self.sock.set_unicast_hops_v6(u32::from(ttl)),
+        }
+    }
+
+    fn send_raw(&self, src: IpAddr, dst: IpAddr, payload: &[u8]) -> io::Result<()> {
         let iov = [IoSlice::new(payload)];
         let fd = self.sock.as_raw_fd();
         let res = match (src, dst) {

@@ -109,3 +109,44 @@ fn unicast_peers_work_with_multicast_dropped() {
     c.lan.set_port(1, true).unwrap();
     c.wait_holders(vip, &[1], spec.takeover_timeout());
 }
+
+/// `unicast_ttl`: adverts to a unicast peer leave with that TTL (multicast ones would
+/// keep 255); the peer here is the client, which reads them off a raw socket.
+#[test]
+fn unicast_ttl_sets_the_ttl_of_unicast_adverts() {
+    let spec = Spec::v3()
+        .with("unicast_src_ip 192.0.2.11")
+        .with("unicast_peer {\n        192.0.2.50\n    }")
+        .with("unicast_ttl 64");
+    let Some(mut c) = Cluster::new(1, "uttl") else {
+        return;
+    };
+    let sock = c
+        .lan
+        .client()
+        .run(|| {
+            let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(112))).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s
+        })
+        .unwrap();
+    c.start_vipd(1, &spec.config(100));
+    c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
+    // (source, TTL) of the first few adverts.
+    let mut seen = Vec::new();
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1500];
+    while seen.len() < 3 {
+        let n = sock.recv(&mut buf).expect("an advert within 5 s");
+        // SAFETY: recv initialised the first n bytes.
+        let b: Vec<u8> = buf[..n]
+            .iter()
+            .map(|x| unsafe { x.assume_init() })
+            .collect();
+        seen.push((Ipv4Addr::new(b[12], b[13], b[14], b[15]), b[8]));
+    }
+    assert!(
+        seen.iter()
+            .all(|&(src, ttl)| src == Ipv4Addr::new(192, 0, 2, 11) && ttl == 64),
+        "{seen:?}"
+    );
+}
