@@ -302,6 +302,9 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "vrrp_strict",
     "strict_mode",
     "no_accept",
+    "mcast_dst_ip",
+    "vrrp_mcast_group4",
+    "vrrp_mcast_group6",
 ];
 
 /// Keywords inside `virtual_server` (and its real servers and checkers) that vipd parses

@@ -59,6 +59,15 @@ impl InstancePlan {
     pub fn multicast(&self) -> bool {
         !self.engine.is_unicast()
     }
+
+    /// The group this instance's adverts go to and come from; `None` in unicast mode.
+    pub fn multicast_group(&self) -> Option<IpAddr> {
+        self.multicast().then(|| {
+            self.engine
+                .mcast_group
+                .unwrap_or_else(|| self.family().multicast_group())
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -521,6 +530,18 @@ fn build_instance(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
         (Family::V4, Some(3)) => Version::V3,
         (Family::V4, _) => Version::V2,
     };
+    let mcast_group = inst.mcast_dst_ip.or(match family {
+        Family::V4 => cfg.global.vrrp_mcast_group4,
+        Family::V6 => cfg.global.vrrp_mcast_group6,
+    });
+    if let Some(g) = mcast_group {
+        if !g.is_multicast() || g.is_ipv6() != (family == Family::V6) {
+            bail!(
+                "`mcast_dst_ip` / `vrrp_mcast_group`: {g} is not an {} multicast address",
+                if family == Family::V6 { "IPv6" } else { "IPv4" }
+            );
+        }
+    }
     if inst.unicast_ttl == Some(0) {
         bail!("`unicast_ttl` must be 1..=255 (a TTL of 0 cannot be sent)");
     }
@@ -545,6 +566,7 @@ fn build_instance(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
         vip_addrs,
     );
     engine.advert_interval = inst.advert_int;
+    engine.mcast_group = mcast_group;
     engine.preempt = !inst.nopreempt;
     engine.preempt_delay = inst.preempt_delay;
     engine.peers = inst

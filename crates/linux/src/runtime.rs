@@ -490,15 +490,15 @@ impl EngineLoop {
             .iter()
             .position(|s| s.ifindex == index && s.sock.family() == family)
         {
-            if p.multicast() {
+            if let Some(g) = p.multicast_group() {
                 self.sockets[i]
                     .sock
-                    .join_group()
-                    .with_context(|| format!("joining the VRRP group on {name}"))?;
+                    .join_group(g)
+                    .with_context(|| format!("joining {g} on {name}"))?;
             }
             return Ok(i);
         }
-        let sock = VrrpSocket::open(family, name, index, p.multicast())
+        let sock = VrrpSocket::open(family, name, index, p.multicast_group())
             .with_context(|| format!("opening VRRP socket on {name}"))?;
         self.sockets.push(RxSocket {
             ifindex: index,

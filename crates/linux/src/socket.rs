@@ -24,13 +24,13 @@ pub struct Received<'a> {
 }
 
 impl VrrpSocket {
-    /// Open, bind to `ifname`, join the VRRP group when `join_group` (multicast
-    /// instances), and set TTL/hop limit 255 for everything we send.
+    /// Open, bind to `ifname`, join `group` (multicast instances), and set TTL/hop
+    /// limit 255 for everything we send.
     pub fn open(
         family: Family,
         ifname: &str,
         ifindex: u32,
-        join_group: bool,
+        group: Option<IpAddr>,
     ) -> io::Result<VrrpSocket> {
         let domain = match family {
             Family::V4 => Domain::IPV4,
@@ -49,11 +49,7 @@ impl VrrpSocket {
                 sock.set_ttl(u32::from(wire::VRRP_TTL))?;
                 sock.set_multicast_ttl_v4(u32::from(wire::VRRP_TTL))?;
                 sock.set_multicast_loop_v4(false)?;
-                let mreqn_if = socket2::InterfaceIndexOrAddress::Index(ifindex);
                 set_multicast_if_index_v4(&sock, ifindex)?;
-                if join_group {
-                    sock.join_multicast_v4_n(&wire::MCAST_V4, &mreqn_if)?;
-                }
                 // We want the IP header on receive (TTL) but build none on send.
                 sock.set_header_included_v4(false)?;
             }
@@ -62,33 +58,41 @@ impl VrrpSocket {
                 sock.set_multicast_hops_v6(u32::from(wire::VRRP_TTL))?;
                 sock.set_multicast_loop_v6(false)?;
                 sock.set_multicast_if_v6(ifindex)?;
-                if join_group {
-                    sock.join_multicast_v6(&wire::MCAST_V6, ifindex)?;
-                }
                 setsockopt_int(&sock, libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT, 1)?;
                 setsockopt_int(&sock, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)?;
             }
         }
-        Ok(VrrpSocket {
+        let s = VrrpSocket {
             sock,
             family,
             ifindex,
-        })
+        };
+        if let Some(g) = group {
+            s.join_group(g)?;
+        }
+        Ok(s)
     }
 
     pub fn family(&self) -> Family {
         self.family
     }
 
-    /// Join the VRRP multicast group (for an instance added by a reload); joining
-    /// twice is harmless.
-    pub fn join_group(&self) -> io::Result<()> {
-        let res = match self.family {
-            Family::V4 => self.sock.join_multicast_v4_n(
-                &wire::MCAST_V4,
-                &socket2::InterfaceIndexOrAddress::Index(self.ifindex),
-            ),
-            Family::V6 => self.sock.join_multicast_v6(&wire::MCAST_V6, self.ifindex),
+    /// Join a multicast group our instances advertise to (the VRRP group, or an
+    /// instance's `mcast_dst_ip`); joining twice is harmless.
+    pub fn join_group(&self, group: IpAddr) -> io::Result<()> {
+        let res = match group {
+            IpAddr::V4(g) if self.family == Family::V4 => self
+                .sock
+                .join_multicast_v4_n(&g, &socket2::InterfaceIndexOrAddress::Index(self.ifindex)),
+            IpAddr::V6(g) if self.family == Family::V6 => {
+                self.sock.join_multicast_v6(&g, self.ifindex)
+            }
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "multicast group of another address family",
+                ))
+            }
         };
         match res {
             Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) => Ok(()),

@@ -75,14 +75,14 @@ fn inactive_keyword_is_a_named_warning_not_ignored() {
         "unsup.conf",
         &GOOD.replace(
             "    advert_int 1\n",
-            "    advert_int 1\n    mcast_dst_ip 224.0.0.19\n",
+            "    advert_int 1\n    use_vmac_addr\n",
         ),
     );
     let (code, _, err) = vipd(&["check-config", "-f", f.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(
         err.contains(":7:5: warning:")
-            && err.contains("mcast_dst_ip")
+            && err.contains("use_vmac_addr")
             && err.contains("is parsed but not active yet"),
         "{err}"
     );
@@ -115,7 +115,7 @@ fn run_refuses_inactive_features_unless_told() {
         "inactive-run.conf",
         &GOOD.replace(
             "    advert_int 1\n",
-            "    advert_int 1\n    mcast_dst_ip 224.0.0.19\n",
+            "    advert_int 1\n    use_vmac_addr\n",
         ),
     );
     let (code, _, err) = vipd(&[

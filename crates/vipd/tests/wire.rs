@@ -150,3 +150,40 @@ fn unicast_ttl_sets_the_ttl_of_unicast_adverts() {
         "{seen:?}"
     );
 }
+
+/// `mcast_dst_ip`: adverts go to that group (here 224.0.0.19, as the client sees them),
+/// and two routers configured with it form one virtual router.
+#[test]
+fn mcast_dst_ip_moves_the_adverts_to_another_group() {
+    let spec = Spec::v3().with("mcast_dst_ip 224.0.0.19");
+    let Some(mut c) = Cluster::new(2, "mgroup") else {
+        return;
+    };
+    let group = Ipv4Addr::new(224, 0, 0, 19);
+    let sock = c
+        .lan
+        .client()
+        .run(|| {
+            let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(112))).unwrap();
+            s.join_multicast_v4(&group, &vipd_netns::CLIENT_V4).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s
+        })
+        .unwrap();
+    c.start_vipd(1, &spec.config(200));
+    c.start_vipd(2, &spec.config(100));
+    c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
+    c.assert_stable(spec.vip(), &[1], Duration::from_secs(1));
+    assert!(c.instance(2)["adverts_received"].as_u64().unwrap() > 5);
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1500];
+    let n = sock.recv(&mut buf).expect("an advert to 224.0.0.19");
+    // SAFETY: recv initialised the first n bytes.
+    let b: Vec<u8> = buf[..n]
+        .iter()
+        .map(|x| unsafe { x.assume_init() })
+        .collect();
+    assert_eq!(Ipv4Addr::new(b[16], b[17], b[18], b[19]), group);
+    // The master's priority-0 advert goes to that group too: the backup takes over.
+    c.stop(1);
+    c.wait_holders(spec.vip(), &[2], spec.takeover_timeout());
+}

@@ -185,6 +185,9 @@ pub struct InstanceConfig {
     pub addresses: Vec<IpAddr>,
     /// Our source address: primary IPv4 or IPv6 link-local (or `unicast_src_ip`).
     pub primary: IpAddr,
+    /// Multicast group of our adverts (`mcast_dst_ip` / `vrrp_mcast_group4|6`); `None`:
+    /// the RFC's 224.0.0.18 / ff02::12.
+    pub mcast_group: Option<IpAddr>,
     /// Unicast peers; empty means multicast.
     pub peers: Vec<Peer>,
     /// v2 authentication.
@@ -237,6 +240,7 @@ impl InstanceConfig {
             addresses,
             primary,
             peers: Vec::new(),
+            mcast_group: None,
             auth: Auth::None,
             checksum: ChecksumVariant::PseudoHeader,
             garp: GarpTiming::default(),
@@ -835,7 +839,10 @@ impl Instance {
         };
         let src = self.cfg.primary;
         if self.cfg.peers.is_empty() {
-            let dst = self.cfg.family().multicast_group();
+            let dst = self
+                .cfg
+                .mcast_group
+                .unwrap_or_else(|| self.cfg.family().multicast_group());
             let payload = adv.encode(src, dst, self.cfg.checksum);
             self.actions.push_back(Action::Send { dst, payload });
         } else {
