@@ -241,9 +241,20 @@ impl Checkers {
             .enable_all()
             .build()
             .context("checker runtime")?;
+        let (nice, rt_priority) = (globals.nice, globals.rt_priority);
         let thread = std::thread::Builder::new()
             .name("vipd-check".into())
             .spawn(move || {
+                if let Some(n) = nice {
+                    if let Err(e) = vipd_linux::tuning::set_thread_nice(n) {
+                        tracing::warn!("checker_priority {n}: {e}");
+                    }
+                }
+                if let Some(p) = rt_priority {
+                    if let Err(e) = vipd_linux::tuning::set_thread_rt(p) {
+                        tracing::warn!("checker_rt_priority {p}: {e}");
+                    }
+                }
                 let mut r = Runner {
                     took: vec![Duration::ZERO; sched.len()],
                     sched,

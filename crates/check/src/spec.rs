@@ -75,6 +75,10 @@ pub struct Globals {
     pub enable_script_security: bool,
     /// The top-level `SSL { }` block (SSL_GET's client certificate).
     pub ssl: Option<SslContext>,
+    /// `checker_priority` / `checker_rt_priority`: the checker thread's nice value /
+    /// SCHED_RR priority.
+    pub nice: Option<i32>,
+    pub rt_priority: Option<u8>,
 }
 
 impl Globals {
@@ -84,6 +88,8 @@ impl Globals {
             script_user: cfg.global.script_user.clone(),
             enable_script_security: cfg.global.enable_script_security,
             ssl: cfg.ssl.clone(),
+            nice: cfg.global.checker_priority,
+            rt_priority: cfg.global.checker_rt_priority,
         }
     }
 }

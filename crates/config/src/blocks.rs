@@ -729,6 +729,16 @@ pub(crate) fn fill_global(n: &Node, g: &mut GlobalDefs) {
         "smtp_alert_vrrp" => g.smtp_alert_vrrp = boolean(one, "smtp_alert_vrrp"),
         "smtp_alert_checker" => g.smtp_alert_checker = boolean(one, "smtp_alert_checker"),
         "no_email_faults" => g.no_email_faults = true,
+        "vrrp_priority" => g.vrrp_priority = int(one, &["vrrp_priority"]).map(|v| v as i32),
+        "checker_priority" => {
+            g.checker_priority = int(one, &["checker_priority"]).map(|v| v as i32)
+        }
+        "checker_rt_priority" => {
+            g.checker_rt_priority = int(one, &["checker_rt_priority"]).map(|v| v as u8)
+        }
+        "vrrp_no_swap" => g.vrrp_no_swap = true,
+        "checker_no_swap" => g.checker_no_swap = true,
+        "umask" => g.umask = Some(words_of(n)),
         "vrrp_mcast_group4" => g.vrrp_mcast_group4 = ip(one, "vrrp_mcast_group4"),
         "vrrp_mcast_group6" => g.vrrp_mcast_group6 = ip(one, "vrrp_mcast_group6"),
         _ => {}

@@ -422,6 +422,16 @@ pub struct GlobalDefs {
     pub smtp_alert_checker: Option<bool>,
     /// `no_email_faults`: no mail for FAULT transitions.
     pub no_email_faults: bool,
+    /// `vrrp_priority` / `checker_priority`: nice value of the protocol / checker thread.
+    pub vrrp_priority: Option<i32>,
+    pub checker_priority: Option<i32>,
+    /// `checker_rt_priority`: SCHED_RR priority of the checker thread.
+    pub checker_rt_priority: Option<u8>,
+    /// `vrrp_no_swap` / `checker_no_swap`: lock vipd's memory (one process for both).
+    pub vrrp_no_swap: bool,
+    pub checker_no_swap: bool,
+    /// `umask NUMBER|BITS` as written.
+    pub umask: Option<String>,
     pub vrrp_mcast_group4: Option<IpAddr>,
     pub vrrp_mcast_group6: Option<IpAddr>,
 }

@@ -305,6 +305,12 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "mcast_dst_ip",
     "vrrp_mcast_group4",
     "vrrp_mcast_group6",
+    "vrrp_priority",
+    "checker_priority",
+    "checker_rt_priority",
+    "vrrp_no_swap",
+    "checker_no_swap",
+    "umask",
 ];
 
 /// Keywords inside `virtual_server` (and its real servers and checkers) that vipd parses

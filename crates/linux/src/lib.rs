@@ -23,6 +23,7 @@ pub mod socket;
 pub mod status;
 pub mod track;
 pub mod tracker;
+pub mod tuning;
 
 /// Re-exported for the daemon's READY/RELOADING/STOPPING/WATCHDOG notifications.
 pub use sd_notify;

@@ -74,6 +74,8 @@ impl InstancePlan {
 pub struct Plan {
     pub router_id: Option<String>,
     pub rt_priority: Option<u8>,
+    /// `vrrp_priority`: nice value of the protocol thread.
+    pub nice: Option<i32>,
     pub instances: Vec<InstancePlan>,
     /// The `vrrp_script`s some instance tracks.
     pub scripts: Vec<ScriptPlan>,
@@ -240,6 +242,7 @@ pub fn build(cfg: &Config) -> Result<Plan> {
     Ok(Plan {
         router_id: cfg.global.router_id.clone(),
         rt_priority: cfg.global.vrrp_rt_priority,
+        nice: cfg.global.vrrp_priority,
         instances,
         scripts,
         files,

@@ -214,11 +214,11 @@ impl Runtime {
         forward(track_rx, engine.notices.clone(), Notice::Track);
         tracker.configure(plan.track_plan());
         crate::linkwatch::start(tracker.clone())?;
-        let rt_priority = plan.rt_priority;
+        let (rt_priority, nice) = (plan.rt_priority, plan.nice);
         let thread = std::thread::Builder::new()
             .name("vipd-vrrp".into())
             .spawn(move || {
-                engine.tune_thread(rt_priority);
+                engine.tune_thread(rt_priority, nice);
                 engine.run();
             })?;
         let rt = Runtime {
@@ -602,21 +602,26 @@ impl EngineLoop {
         Ok(report)
     }
 
-    fn tune_thread(&self, rt_priority: Option<u8>) {
-        // SAFETY: prctl/sched_setscheduler on the calling thread with valid arguments.
+    fn tune_thread(&self, rt_priority: Option<u8>, nice: Option<i32>) {
+        // SAFETY: prctl on the calling thread with valid arguments.
         unsafe {
             // Wake up when asked, not up to 50 µs later.
             libc::prctl(libc::PR_SET_TIMERSLACK, 1, 0, 0, 0);
-            if let Some(p) = rt_priority {
-                let param = libc::sched_param {
-                    sched_priority: i32::from(p),
-                };
-                if libc::sched_setscheduler(0, libc::SCHED_RR, &param) != 0 {
-                    let _ = self.notices.send(Notice::SendFailed {
-                        instance: "*".into(),
-                        error: format!("vrrp_rt_priority {p}: {}", std::io::Error::last_os_error()),
-                    });
-                }
+        }
+        let failed = |error: String| {
+            let _ = self.notices.send(Notice::SendFailed {
+                instance: "*".into(),
+                error,
+            });
+        };
+        if let Some(n) = nice {
+            if let Err(e) = crate::tuning::set_thread_nice(n) {
+                failed(format!("vrrp_priority {n}: {e}"));
+            }
+        }
+        if let Some(p) = rt_priority {
+            if let Err(e) = crate::tuning::set_thread_rt(p) {
+                failed(format!("vrrp_rt_priority {p}: {e}"));
             }
         }
     }

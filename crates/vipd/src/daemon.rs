@@ -94,6 +94,10 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         error!("{}: not starting", args.file.display());
         return Ok(ExitCode::FAILURE);
     };
+    if let Err(e) = tune_process(&loaded.config.global) {
+        error!("{}: {e}; not starting", args.file.display());
+        return Ok(ExitCode::FAILURE);
+    }
     let plan = vipd_linux::plan::build(&loaded.config)?;
     let mailer = Mailer::new();
     match mail_settings(&loaded.config) {
@@ -234,6 +238,23 @@ fn load(
             None
         }
     }
+}
+
+/// `umask` and `vrrp_no_swap`/`checker_no_swap` (at start only, as keepalived reads
+/// them); the thread priorities are set by the threads themselves.
+fn tune_process(g: &vipd_config::model::GlobalDefs) -> std::result::Result<(), String> {
+    use vipd_linux::tuning;
+    if let Some(text) = &g.umask {
+        let mask = tuning::parse_umask(text)?;
+        tuning::set_umask(mask);
+        info!("umask {mask:04o}");
+    }
+    if g.vrrp_no_swap || g.checker_no_swap {
+        tuning::lock_memory()
+            .map_err(|e| format!("vrrp_no_swap/checker_no_swap: mlockall: {e}"))?;
+        info!("memory locked (vrrp_no_swap/checker_no_swap)");
+    }
+    Ok(())
 }
 
 /// Where alert mails go; warns when `smtp_alert` asks for mails that cannot go out.

@@ -333,3 +333,53 @@ fn a_closed_log_pipe_does_not_stop_the_daemon() {
     assert_eq!(c.holders(spec.vip()), Vec::<usize>::new());
     assert!(!tables().contains("vipd_vrrp"));
 }
+
+/// keepalived's process tuning on vipd's threads: `vrrp_priority` / `checker_priority`
+/// are the protocol / checker threads' nice values, `vrrp_no_swap` locks the memory,
+/// `umask` is the process's.
+#[test]
+fn process_tuning_keywords_apply_to_the_right_threads() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(1, "tuning") else {
+        return;
+    };
+    let conf = spec.config(100).replace(
+        "global_defs {\n",
+        "global_defs {\n    vrrp_priority -5\n    checker_priority 5\n    vrrp_no_swap\n    umask IRWXG|IRWXO\n",
+    ) + "virtual_server 192.0.2.100 80 {\n    delay_loop 1\n    lb_kind NAT\n    \
+         real_server 192.0.2.50 9 {\n        TCP_CHECK {\n            connect_timeout 1\n        }\n    }\n}\n";
+    c.start_vipd_with(1, &conf, &["--lb-backend", "nftables"]);
+    let pid = c.pid(1);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(field("Umask:"), "0077");
+    let locked: u64 = field("VmLck:").trim_end_matches(" kB").parse().unwrap();
+    assert!(locked > 0, "VmLck {locked} kB");
+    // nice of each named thread (/proc/PID/task/TID/stat, field 19).
+    let nice_of = |thread: &str| -> Option<i64> {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .flatten()
+            .find(|t| {
+                std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == thread)
+            })
+            .and_then(|t| {
+                let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
+                // Fields after the parenthesised command name.
+                let rest = &stat[stat.rfind(')')? + 2..];
+                rest.split_whitespace().nth(16)?.parse().ok()
+            })
+    };
+    let ok = vipd_netns::wait_for(Duration::from_secs(3), Duration::from_millis(20), || {
+        nice_of("vipd-check").is_some()
+    });
+    assert!(ok, "no vipd-check thread\n{}", c.log(1));
+    assert_eq!(nice_of("vipd-vrrp"), Some(-5));
+    assert_eq!(nice_of("vipd-check"), Some(5));
+}
