@@ -29,6 +29,10 @@ pub trait DataPlane: Send {
     fn check(&self, table: &Table) -> Result<(), Unsupported>;
     /// Make the kernel's table equal to `desired`.
     fn apply(&mut self, desired: &Table) -> anyhow::Result<()>;
+    /// Housekeeping an apply left that forwarding does not wait for (nftables: forget
+    /// the pinned flows and persistence entries of departed real servers). The owner
+    /// calls it right after `apply`, outside the time it reports for programming.
+    fn tidy(&mut self) {}
     /// Remove everything this backend installed (shutdown).
     fn clear(&mut self) -> anyhow::Result<()>;
 }

@@ -701,6 +701,18 @@ impl Owner {
                         took.as_secs_f64() * 1000.0
                     );
                     self.applied = Some(table);
+                    // Housekeeping forwarding does not wait for (forgetting departed
+                    // servers' pinned flows), after the timing above and the status below.
+                    self.publish();
+                    let t0 = Instant::now();
+                    self.plane.tidy();
+                    let took = t0.elapsed();
+                    if took > Duration::from_millis(10) {
+                        info!(
+                            "load balancer: forgot departed real servers' flows in {:.2} ms",
+                            took.as_secs_f64() * 1000.0
+                        );
+                    }
                 }
                 Err(e) => {
                     error!("load balancer: programming {}: {e:#}", self.plane.name());

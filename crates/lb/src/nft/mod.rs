@@ -189,6 +189,8 @@ pub struct Nftables {
     destroy_elems: bool,
     /// For dumps that may be abandoned half-way (see `purge`).
     dump_sock: Option<NftSocket>,
+    /// The plan an apply replaced, until `tidy` forgets what departed with it.
+    replaced: Option<Plan>,
 }
 
 impl Nftables {
@@ -203,6 +205,7 @@ impl Nftables {
             unreachable: Vec::new(),
             destroy_elems: true,
             dump_sock: None,
+            replaced: None,
         };
         me.remove_tables()
             .context("removing stale vipd nftables tables")?;
@@ -256,6 +259,17 @@ impl Nftables {
     /// service (drained ones keep their flows). Once the apply has committed no new entry
     /// can point at them, so one pass finds them all; meanwhile the packet path already
     /// ignores entries of destinations that are gone (their counter lookup fails).
+    /// Forgets the flows and persistence entries of destinations the last apply removed.
+    fn tidy_now(&mut self) {
+        let Some(old) = self.replaced.take() else {
+            return;
+        };
+        if let Some(new) = self.installed.take() {
+            self.forget_departed(&old, &new);
+            self.installed = Some(new);
+        }
+    }
+
     fn forget_departed(&mut self, old: &Plan, new: &Plan) {
         for (fam, t) in &new.tables {
             for (name, ns) in &t.services {
@@ -586,13 +600,13 @@ impl DataPlane for Nftables {
         check_table(desired)?;
         let (new, unreachable) = plan::build(desired, &mut self.ids);
         self.note_unreachable(unreachable);
+        // Two applies without a tidy in between: forget what the first one removed now.
+        self.tidy_now();
         let old = self.installed.take();
         let first = self.send(|b| diff::diff(old.as_ref(), &new, b));
         match first {
             Ok(_) => {
-                if let Some(old) = &old {
-                    self.forget_departed(old, &new);
-                }
+                self.replaced = old;
                 self.installed = Some(new);
                 Ok(())
             }
@@ -617,7 +631,12 @@ impl DataPlane for Nftables {
 
     fn clear(&mut self) -> anyhow::Result<()> {
         self.installed = None;
+        self.replaced = None;
         self.remove_tables()
+    }
+
+    fn tidy(&mut self) {
+        self.tidy_now();
     }
 }
 
