@@ -254,11 +254,6 @@ impl Nftables {
         Ok(out)
     }
 
-    /// After an apply: deletes the persistence entries that point at destinations which
-    /// no longer take new clients, and the DR flows pinned to destinations that left their
-    /// service (drained ones keep their flows). Once the apply has committed no new entry
-    /// can point at them, so one pass finds them all; meanwhile the packet path already
-    /// ignores entries of destinations that are gone (their counter lookup fails).
     /// Forgets the flows and persistence entries of destinations the last apply removed.
     fn tidy_now(&mut self) {
         let Some(old) = self.replaced.take() else {
@@ -270,6 +265,11 @@ impl Nftables {
         }
     }
 
+    /// After an apply: deletes the persistence entries that point at destinations which
+    /// no longer take new clients, and the DR flows pinned to destinations that left their
+    /// service (drained ones keep their flows). Once the apply has committed no new entry
+    /// can point at them, so one pass finds them all; meanwhile the packet path already
+    /// ignores entries of destinations that are gone (their counter lookup fails).
     fn forget_departed(&mut self, old: &Plan, new: &Plan) {
         for (fam, t) in &new.tables {
             for (name, ns) in &t.services {

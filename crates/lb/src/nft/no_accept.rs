@@ -14,7 +14,9 @@ use anyhow::Context;
 use super::consts::*;
 use super::encode::{Batch, Hook, SetDef};
 use super::expr::Expr;
+use super::plan::{eq, l3, load, meta, octets, L3};
 use super::sock::NftSocket;
+use crate::model::Family;
 
 /// The tables' name (in the `ip` and `ip6` families).
 pub const TABLE: &str = "vipd_vrrp";
@@ -45,7 +47,9 @@ impl NoAccept {
         want.sort();
         want.dedup();
         let mut b = Batch::new(self.sock.next_seq());
-        for (family, v6) in [(NFPROTO_IPV4, false), (NFPROTO_IPV6, true)] {
+        for fam in [Family::V4, Family::V6] {
+            let l = l3(fam);
+            let (family, v6) = (l.nfproto, fam == Family::V6);
             // Create-then-delete: removes the table whether or not it exists.
             b.new_table(family, TABLE);
             b.del_table(family, TABLE);
@@ -53,11 +57,6 @@ impl NoAccept {
             if of_family.is_empty() {
                 continue;
             }
-            let (key_type, len) = if v6 {
-                (TYPE_IP6ADDR, 16)
-            } else {
-                (TYPE_IPADDR, 4)
-            };
             b.new_table(family, TABLE);
             b.new_set(
                 family,
@@ -65,8 +64,8 @@ impl NoAccept {
                 &SetDef {
                     name: SET.into(),
                     flags: 0,
-                    key_type,
-                    key_len: len,
+                    key_type: l.addr_type,
+                    key_len: l.alen,
                     data: None,
                     timeout_ms: None,
                     size: None,
@@ -75,7 +74,7 @@ impl NoAccept {
                     tag: 0,
                 },
             );
-            let keys: Vec<Vec<u8>> = of_family.iter().map(|a| octets(a)).collect();
+            let keys: Vec<_> = of_family.iter().map(|a| octets(a)).collect();
             b.new_elems(
                 family,
                 TABLE,
@@ -93,7 +92,7 @@ impl NoAccept {
                     dev: None,
                 }),
             );
-            for rule in rules(v6) {
+            for rule in rules(&l, v6) {
                 b.new_rule(family, TABLE, CHAIN, &rule);
             }
         }
@@ -113,71 +112,40 @@ impl NoAccept {
     }
 }
 
-fn octets(a: &IpAddr) -> Vec<u8> {
-    match a {
-        IpAddr::V4(a) => a.octets().to_vec(),
-        IpAddr::V6(a) => a.octets().to_vec(),
-    }
-}
-
 /// `ip daddr @no_accept drop`; for IPv6 first `icmpv6 type { nd-neighbor-solicit,
 /// nd-neighbor-advert } accept`.
-fn rules(v6: bool) -> Vec<Vec<Expr>> {
+fn rules(l: &L3, v6: bool) -> Vec<Vec<Expr>> {
     let r = NFT_REG32_00;
-    let drop_to_set = |offset: u32, len: u32| {
+    let drop_to_set = vec![
+        load(NFT_PAYLOAD_NETWORK_HEADER, l.daddr, l.alen, r),
+        Expr::Lookup {
+            set: SET.into(),
+            sreg: r,
+            dreg: None,
+            invert: false,
+        },
+        Expr::Verdict {
+            code: NF_DROP as i32,
+            chain: None,
+        },
+    ];
+    let nd_accept = |ty: u8| {
         vec![
-            Expr::Payload {
-                base: NFT_PAYLOAD_NETWORK_HEADER,
-                offset,
-                len,
-                dreg: r,
-            },
-            Expr::Lookup {
-                set: SET.into(),
-                sreg: r,
-                dreg: None,
-                invert: false,
-            },
+            meta(NFT_META_L4PROTO, r),
+            eq(r, [libc::IPPROTO_ICMPV6 as u8]),
+            load(NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1, r),
+            eq(r, [ty]),
             Expr::Verdict {
-                code: NF_DROP as i32,
+                code: NF_ACCEPT as i32,
                 chain: None,
             },
         ]
     };
-    if !v6 {
-        return vec![drop_to_set(16, 4)];
-    }
-    let mut out: Vec<Vec<Expr>> = ND_TYPES
-        .iter()
-        .map(|&ty| {
-            vec![
-                Expr::Meta {
-                    key: NFT_META_L4PROTO,
-                    dreg: r,
-                },
-                Expr::Cmp {
-                    sreg: r,
-                    op: NFT_CMP_EQ,
-                    data: vec![libc::IPPROTO_ICMPV6 as u8],
-                },
-                Expr::Payload {
-                    base: NFT_PAYLOAD_TRANSPORT_HEADER,
-                    offset: 0,
-                    len: 1,
-                    dreg: r,
-                },
-                Expr::Cmp {
-                    sreg: r,
-                    op: NFT_CMP_EQ,
-                    data: vec![ty],
-                },
-                Expr::Verdict {
-                    code: NF_ACCEPT as i32,
-                    chain: None,
-                },
-            ]
-        })
-        .collect();
-    out.push(drop_to_set(24, 16));
+    let mut out: Vec<Vec<Expr>> = if v6 {
+        ND_TYPES.iter().map(|&ty| nd_accept(ty)).collect()
+    } else {
+        Vec::new()
+    };
+    out.push(drop_to_set);
     out
 }

@@ -278,17 +278,17 @@ fn persistence_of(svc: &Service) -> Option<Persistence> {
     svc.persistence.filter(|p| !p.timeout.is_zero())
 }
 
-struct L3 {
-    saddr: u32,
-    daddr: u32,
+pub(super) struct L3 {
+    pub(super) saddr: u32,
+    pub(super) daddr: u32,
     /// Address length in bytes.
-    alen: u32,
-    nfproto: u8,
-    ethertype: u16,
-    addr_type: u32,
+    pub(super) alen: u32,
+    pub(super) nfproto: u8,
+    pub(super) ethertype: u16,
+    pub(super) addr_type: u32,
 }
 
-fn l3(f: Family) -> L3 {
+pub(super) fn l3(f: Family) -> L3 {
     match f {
         Family::V4 => L3 {
             saddr: 12,
@@ -309,7 +309,7 @@ fn l3(f: Family) -> L3 {
     }
 }
 
-fn octets(a: &IpAddr) -> Elem {
+pub(super) fn octets(a: &IpAddr) -> Elem {
     match a {
         IpAddr::V4(a) => Elem::from_slice(&a.octets()),
         IpAddr::V6(a) => Elem::from_slice(&a.octets()),
@@ -327,7 +327,7 @@ fn addr_port(a: &IpAddr, port: Option<u16>) -> Elem {
     v
 }
 
-fn load(base: u32, offset: u32, len: u32, dreg: u32) -> Expr {
+pub(super) fn load(base: u32, offset: u32, len: u32, dreg: u32) -> Expr {
     Expr::Payload {
         base,
         offset,
@@ -336,7 +336,7 @@ fn load(base: u32, offset: u32, len: u32, dreg: u32) -> Expr {
     }
 }
 
-fn eq(sreg: u32, data: impl Into<Vec<u8>>) -> Expr {
+pub(super) fn eq(sreg: u32, data: impl Into<Vec<u8>>) -> Expr {
     Expr::Cmp {
         sreg,
         op: NFT_CMP_EQ,
@@ -344,7 +344,7 @@ fn eq(sreg: u32, data: impl Into<Vec<u8>>) -> Expr {
     }
 }
 
-fn meta(key: u32, dreg: u32) -> Expr {
+pub(super) fn meta(key: u32, dreg: u32) -> Expr {
     Expr::Meta { key, dreg }
 }
 
