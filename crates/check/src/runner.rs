@@ -245,15 +245,8 @@ impl Checkers {
         let thread = std::thread::Builder::new()
             .name("vipd-check".into())
             .spawn(move || {
-                if let Some(n) = nice {
-                    if let Err(e) = vipd_linux::tuning::set_thread_nice(n) {
-                        tracing::warn!("checker_priority {n}: {e}");
-                    }
-                }
-                if let Some(p) = rt_priority {
-                    if let Err(e) = vipd_linux::tuning::set_thread_rt(p) {
-                        tracing::warn!("checker_rt_priority {p}: {e}");
-                    }
+                for e in vipd_linux::tuning::tune_thread("checker", nice, rt_priority) {
+                    tracing::warn!("{e}");
                 }
                 let mut r = Runner {
                     took: vec![Duration::ZERO; sched.len()],

@@ -573,6 +573,10 @@ fn int(nodes: &[Node], keys: &[&str]) -> Option<i64> {
     first_arg(nodes, keys).and_then(parse_int)
 }
 
+fn uint16(nodes: &[Node], key: &str) -> Option<u16> {
+    int(nodes, &[key]).and_then(|v| u16::try_from(v).ok())
+}
+
 fn uint32(nodes: &[Node], keys: &[&str]) -> Option<u32> {
     int(nodes, keys).and_then(|v| u32::try_from(v).ok())
 }
@@ -1088,7 +1092,6 @@ fn checker(c: &Node) -> Checker {
             }
         })
         .collect();
-    let port = |k: &str| int(kids, &[k]).and_then(|v| u16::try_from(v).ok());
     Checker {
         kind: if c.name() == "ICMP_CHECK" {
             "PING_CHECK".into()
@@ -1097,9 +1100,9 @@ fn checker(c: &Node) -> Checker {
         },
         span: c.keyword.span.clone(),
         connect_ip: ip(kids, "connect_ip"),
-        connect_port: port("connect_port"),
+        connect_port: uint16(kids, "connect_port"),
         bindto: ip(kids, "bindto"),
-        bind_port: port("bind_port"),
+        bind_port: uint16(kids, "bind_port"),
         timing: timing(kids),
         urls,
         options,
@@ -1108,7 +1111,6 @@ fn checker(c: &Node) -> Checker {
             .filter(|k| k.name() == "host")
             .map(|h| {
                 let hk: &[Node] = h.children.as_deref().unwrap_or(&[]);
-                let port = |k: &str| int(hk, &[k]).and_then(|v| u16::try_from(v).ok());
                 const HONOURED: &[&str] = &[
                     "connect_ip",
                     "connect_port",
@@ -1119,9 +1121,9 @@ fn checker(c: &Node) -> Checker {
                 CheckHost {
                     span: h.keyword.span.clone(),
                     connect_ip: ip(hk, "connect_ip"),
-                    connect_port: port("connect_port"),
+                    connect_port: uint16(hk, "connect_port"),
                     bindto: ip(hk, "bindto"),
-                    bind_port: port("bind_port"),
+                    bind_port: uint16(hk, "bind_port"),
                     connect_timeout: secs(hk, &["connect_timeout"]),
                     other: hk
                         .iter()

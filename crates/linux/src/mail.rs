@@ -132,13 +132,8 @@ impl Mailer {
         }
     }
 
-    pub fn settings(&self) -> Option<Arc<MailSettings>> {
+    fn settings(&self) -> Option<Arc<MailSettings>> {
         self.inner.settings.lock().ok().and_then(|s| s.clone())
-    }
-
-    /// Mails dropped because the queue was full.
-    pub fn dropped(&self) -> u64 {
-        self.inner.dropped.load(Ordering::Relaxed)
     }
 
     /// A VRRP transition: `kind` is `Instance` or `Group`, `state` MASTER, BACKUP or

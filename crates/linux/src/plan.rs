@@ -62,11 +62,7 @@ impl InstancePlan {
 
     /// The group this instance's adverts go to and come from; `None` in unicast mode.
     pub fn multicast_group(&self) -> Option<IpAddr> {
-        self.multicast().then(|| {
-            self.engine
-                .mcast_group
-                .unwrap_or_else(|| self.family().multicast_group())
-        })
+        self.multicast().then(|| self.engine.advert_group())
     }
 }
 

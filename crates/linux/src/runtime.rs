@@ -608,21 +608,11 @@ impl EngineLoop {
             // Wake up when asked, not up to 50 µs later.
             libc::prctl(libc::PR_SET_TIMERSLACK, 1, 0, 0, 0);
         }
-        let failed = |error: String| {
+        for error in crate::tuning::tune_thread("vrrp", nice, rt_priority) {
             let _ = self.notices.send(Notice::SendFailed {
                 instance: "*".into(),
                 error,
             });
-        };
-        if let Some(n) = nice {
-            if let Err(e) = crate::tuning::set_thread_nice(n) {
-                failed(format!("vrrp_priority {n}: {e}"));
-            }
-        }
-        if let Some(p) = rt_priority {
-            if let Err(e) = crate::tuning::set_thread_rt(p) {
-                failed(format!("vrrp_rt_priority {p}: {e}"));
-            }
         }
     }
 

@@ -100,9 +100,8 @@ impl VrrpSocket {
         }
     }
 
-    /// Send one VRRP message from `src` to `dst`.
-    /// Sends `payload` from `src` to `dst`; a unicast `dst` gets TTL / hop limit
-    /// `unicast_ttl` (`unicast_ttl`; multicast always leaves with 255).
+    /// Sends one VRRP message from `src` to `dst`; to a unicast `dst` with TTL / hop
+    /// limit `unicast_ttl` (multicast always leaves with 255).
     pub fn send(
         &self,
         src: IpAddr,

@@ -30,6 +30,23 @@ pub fn set_thread_rt(priority: u8) -> io::Result<()> {
     }
 }
 
+/// Applies `<what>_priority` (nice) and `<what>_rt_priority` (SCHED_RR) to the calling
+/// thread; what failed, as messages naming the keyword (`what`: `vrrp`, `checker`).
+pub fn tune_thread(what: &str, nice: Option<i32>, rt_priority: Option<u8>) -> Vec<String> {
+    let mut failed = Vec::new();
+    if let Some(n) = nice {
+        if let Err(e) = set_thread_nice(n) {
+            failed.push(format!("{what}_priority {n}: {e}"));
+        }
+    }
+    if let Some(p) = rt_priority {
+        if let Err(e) = set_thread_rt(p) {
+            failed.push(format!("{what}_rt_priority {p}: {e}"));
+        }
+    }
+    failed
+}
+
 /// `vrrp_no_swap` / `checker_no_swap`: lock all of vipd's memory, now and to come.
 pub fn lock_memory() -> io::Result<()> {
     // SAFETY: mlockall has no memory-safety preconditions.

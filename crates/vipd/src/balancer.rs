@@ -71,10 +71,10 @@ pub struct Balancer {
     default_sched: Sched,
 }
 
-/// How often direct-routing destinations' MACs are re-read from the neighbour table.
 /// Why each real server (virtual server index, real server index) is up or down.
 type Reasons = HashMap<(usize, usize), String>;
 
+/// How often direct-routing destinations' MACs are re-read from the neighbour table.
 const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(1);
 
 /// Everything the balancer derives from the configuration; rebuilt on reload.
@@ -571,17 +571,15 @@ impl Owner {
             self.events.publish(line.to_string());
         }
         for e in events {
-            let set = match *e {
-                LbEvent::RealServerUp { vs, .. }
-                | LbEvent::RealServerDown { vs, .. }
-                | LbEvent::QuorumUp { vs }
-                | LbEvent::QuorumDown { vs } => &self.setup.scripts[vs],
-            };
             match *e {
                 LbEvent::RealServerUp { vs, rs } | LbEvent::RealServerDown { vs, rs } => {
                     let (addr, port) = self.setup.lb.real_server(vs, rs);
                     self.mailer.real_server(
-                        set.rs_smtp_alert.get(rs).copied().flatten(),
+                        self.setup.scripts[vs]
+                            .rs_smtp_alert
+                            .get(rs)
+                            .copied()
+                            .flatten(),
                         &format!("{}", SocketAddr::new(addr, port)),
                         self.setup.lb.name(vs),
                         matches!(e, LbEvent::RealServerUp { .. }),
@@ -589,7 +587,7 @@ impl Owner {
                     );
                 }
                 LbEvent::QuorumUp { vs } | LbEvent::QuorumDown { vs } => self.mailer.quorum(
-                    set.smtp_alert,
+                    self.setup.scripts[vs].smtp_alert,
                     self.setup.lb.name(vs),
                     matches!(e, LbEvent::QuorumUp { .. }),
                 ),
@@ -701,18 +699,6 @@ impl Owner {
                         took.as_secs_f64() * 1000.0
                     );
                     self.applied = Some(table);
-                    // Housekeeping forwarding does not wait for (forgetting departed
-                    // servers' pinned flows), after the timing above and the status below.
-                    self.publish();
-                    let t0 = Instant::now();
-                    self.plane.tidy();
-                    let took = t0.elapsed();
-                    if took > Duration::from_millis(10) {
-                        info!(
-                            "load balancer: forgot departed real servers' flows in {:.2} ms",
-                            took.as_secs_f64() * 1000.0
-                        );
-                    }
                 }
                 Err(e) => {
                     error!("load balancer: programming {}: {e:#}", self.plane.name());
@@ -721,6 +707,19 @@ impl Owner {
             }
         }
         self.publish();
+        if result.is_ok() {
+            // Housekeeping forwarding does not wait for (forgetting departed servers'
+            // pinned flows): after the timing above and the status.
+            let t0 = Instant::now();
+            self.plane.tidy();
+            let took = t0.elapsed();
+            if took > Duration::from_millis(10) {
+                info!(
+                    "load balancer: forgot departed real servers' flows in {:.2} ms",
+                    took.as_secs_f64() * 1000.0
+                );
+            }
+        }
         result
     }
 

@@ -109,7 +109,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     }
     let _pid = PidFile::create(&args.pid_file)?;
     let no_accept = Arc::new(NoAcceptTables::default());
-    if let Err(e) = no_accept.set(&plan.no_accept_addresses(), true) {
+    if let Err(e) = no_accept.set(&plan.no_accept_addresses()) {
         error!("{}: {e}; not starting", args.file.display());
         return Ok(ExitCode::FAILURE);
     }
@@ -184,7 +184,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     if let Some(b) = balancer {
         b.stop();
     }
-    if let Err(e) = no_accept.set(&[], false) {
+    if let Err(e) = no_accept.set(&[]) {
         warn!("{e}");
     }
     drop(runtime);
@@ -280,24 +280,17 @@ fn mail_settings(
 struct NoAcceptTables(Mutex<Option<vipd_lb::nft::no_accept::NoAccept>>);
 
 impl NoAcceptTables {
-    /// Drops packets to `addrs` from now on (none: removes the tables). `clean_stale`:
-    /// also when the list is empty, open nftables to remove tables a killed vipd left.
-    fn set(&self, addrs: &[IpAddr], clean_stale: bool) -> std::result::Result<(), String> {
+    /// Drops packets to `addrs` from now on (none: removes the tables, also those a
+    /// killed vipd left). Without nftables, an empty list is not an error.
+    fn set(&self, addrs: &[IpAddr]) -> std::result::Result<(), String> {
         let mut tables = self.0.lock().map_err(|_| "no_accept state poisoned")?;
-        if tables.is_none() {
-            match vipd_lb::nft::no_accept::NoAccept::open() {
-                Ok(t) => *tables = Some(t),
-                Err(e) if addrs.is_empty() => {
-                    if clean_stale {
-                        tracing::debug!("no_accept: {e:#} (nothing to drop)");
-                    }
-                    return Ok(());
-                }
+        let t = match tables.as_mut() {
+            Some(t) => t,
+            None => match vipd_lb::nft::no_accept::NoAccept::open() {
+                Ok(t) => tables.insert(t),
+                Err(_) if addrs.is_empty() => return Ok(()),
                 Err(e) => return Err(format!("no_accept needs nftables: {e:#}")),
-            }
-        }
-        let Some(t) = tables.as_mut() else {
-            return Ok(());
+            },
         };
         let before = t.installed().to_vec();
         t.apply(addrs).map_err(|e| format!("no_accept: {e:#}"))?;
@@ -325,7 +318,7 @@ impl Drop for NoAcceptTables {
     /// Whatever way vipd leaves (an error after start included), its drop rules go.
     fn drop(&mut self) {
         if !self.installed().is_empty() {
-            if let Err(e) = self.set(&[], false) {
+            if let Err(e) = self.set(&[]) {
                 warn!("{e}");
             }
         }
@@ -381,10 +374,10 @@ fn reload_hook(
             // failure leaves everything as it was; undone if a later step fails.
             let dropped_before = lb.no_accept.installed();
             lb.no_accept
-                .set(&plan.no_accept_addresses(), true)
+                .set(&plan.no_accept_addresses())
                 .map_err(|e| format!("{e}; nothing changed"))?;
             let undo_no_accept = |e: String| {
-                if let Err(again) = lb.no_accept.set(&dropped_before, true) {
+                if let Err(again) = lb.no_accept.set(&dropped_before) {
                     error!("restoring the no_accept rules: {again}");
                 }
                 e

@@ -258,6 +258,12 @@ impl InstanceConfig {
         Family::of(&self.primary)
     }
 
+    /// Where multicast adverts go: `mcast_group`, else the RFC's group.
+    pub fn advert_group(&self) -> IpAddr {
+        self.mcast_group
+            .unwrap_or_else(|| self.family().multicast_group())
+    }
+
     /// How long a master keeps its addresses after its priority-0 advert: one advert
     /// interval (the longest Skew_Time any backup can have) plus a margin of 2 ms or
     /// 2 % of the interval for the backup's processing and the wire.
@@ -839,10 +845,7 @@ impl Instance {
         };
         let src = self.cfg.primary;
         if self.cfg.peers.is_empty() {
-            let dst = self
-                .cfg
-                .mcast_group
-                .unwrap_or_else(|| self.cfg.family().multicast_group());
+            let dst = self.cfg.advert_group();
             let payload = adv.encode(src, dst, self.cfg.checksum);
             self.actions.push_back(Action::Send { dst, payload });
         } else {
