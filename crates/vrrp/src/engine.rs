@@ -66,6 +66,11 @@ pub enum TransitionReason {
     FaultCleared,
     /// Another member of the instance's `vrrp_sync_group` changed state.
     SyncGroup,
+    /// `timer_expired_backup`: a non-preempting master ran so late that a backup of
+    /// the given priority has had its master-down interval since our last advert.
+    TimerExpired {
+        other_priority: u8,
+    },
 }
 
 impl std::fmt::Display for TransitionReason {
@@ -93,6 +98,10 @@ impl std::fmt::Display for TransitionReason {
             TransitionReason::FaultRaised => write!(f, "fault"),
             TransitionReason::FaultCleared => write!(f, "fault cleared"),
             TransitionReason::SyncGroup => write!(f, "sync group"),
+            TransitionReason::TimerExpired { other_priority } => write!(
+                f,
+                "advert timer ran late: a backup of priority {other_priority} may have taken over"
+            ),
         }
     }
 }
@@ -219,6 +228,14 @@ pub struct InstanceConfig {
     /// only says to send priority 0 and go to Initialize; keepalived drops the
     /// addresses at once. vipd extension, on by default.
     pub hold_addresses_on_shutdown: bool,
+    /// keepalived's `owner_ignore_adverts`: an address owner (priority 255) discards
+    /// every advert, as RFC 3768 has it, also in v3 (where RFC 9568 lets it listen).
+    pub owner_ignore_adverts: bool,
+    /// keepalived's `timer_expired_backup [PRIO]` (only with `nopreempt`): when the
+    /// master's advert timer fires so late that a backup of priority PRIO (254 by
+    /// default) would have passed its Master_Down_Interval since our last advert, the
+    /// master assumes it was replaced and goes back to BACKUP instead of advertising.
+    pub timer_expired_backup: Option<u8>,
 }
 
 impl InstanceConfig {
@@ -251,6 +268,8 @@ impl InstanceConfig {
             check_addresses: true,
             skip_check_same_sender: false,
             hold_addresses_on_shutdown: true,
+            owner_ignore_adverts: false,
+            timer_expired_backup: None,
         }
     }
 
@@ -580,7 +599,10 @@ impl Instance {
     pub fn handle_timeout(&mut self, now: Instant) {
         match self.state {
             State::Master => {
-                if self.adver_at.is_some_and(|t| t <= now) {
+                if let Some(due) = self.adver_at.filter(|t| *t <= now) {
+                    if self.replaced_while_late(now, due) {
+                        return;
+                    }
                     self.send_advert(self.priority);
                     // Keep a steady cadence; if we were late by a whole interval, restart it.
                     let next = self.adver_at.unwrap() + self.cfg.advert_interval;
@@ -627,6 +649,41 @@ impl Instance {
         }
     }
 
+    /// `timer_expired_backup`: the advert due at `due` fires at `now`. If a backup of
+    /// the configured priority has waited its whole Master_Down_Interval since our
+    /// last advert (sent one interval before `due`), it is master by now: yield.
+    fn replaced_while_late(&mut self, now: Instant, due: Instant) -> bool {
+        let Some(other) = self.cfg.timer_expired_backup else {
+            return false;
+        };
+        if self.cfg.preempt || self.cfg.priority == PRIORITY_OWNER {
+            return false;
+        }
+        let last_sent = due.checked_sub(self.cfg.advert_interval).unwrap_or(due);
+        let their_down = timing::master_down_interval(
+            self.cfg.version,
+            other,
+            self.cfg.advert_interval,
+            self.cfg.down_timer_adverts,
+        );
+        if now.saturating_duration_since(last_sent) < their_down {
+            return false;
+        }
+        self.leave_master_timers();
+        self.actions.push_back(Action::RemoveAddresses);
+        self.stats.released_master += 1;
+        self.master = None;
+        self.down_at = Some(now + self.master_down_interval());
+        self.transition(
+            now,
+            State::Backup,
+            TransitionReason::TimerExpired {
+                other_priority: other,
+            },
+        );
+        true
+    }
+
     /// A VRRP message (IP payload) received on our interface, with its IP metadata.
     pub fn handle_packet(&mut self, now: Instant, meta: &RxMeta, payload: &[u8]) {
         match self.validate(meta, payload) {
@@ -660,6 +717,12 @@ impl Instance {
         if adv.vrid != self.cfg.vrid {
             return Err(DropReason::UnknownVrid);
         }
+        // RFC 5798 §5.2.5: at least one address; a router that runs without any
+        // (keepalived's `no_virtual_ipaddress`) talks to peers that send none.
+        if adv.version == Version::V3 && adv.addresses.is_empty() && !self.cfg.addresses.is_empty()
+        {
+            return Err(DropReason::BadAddressCount);
+        }
         if self.cfg.version == Version::V3 && adv.interval_cs == 0 {
             // A zero interval would make backups time out in 3 × 0 + skew.
             return Err(DropReason::ZeroInterval);
@@ -667,7 +730,9 @@ impl Instance {
         if variant == ChecksumVariant::VrrpOnly {
             self.stats.vrrp_only_checksums += 1;
         }
-        if self.cfg.version == Version::V2 && self.cfg.priority == PRIORITY_OWNER {
+        if self.cfg.priority == PRIORITY_OWNER
+            && (self.cfg.version == Version::V2 || self.cfg.owner_ignore_adverts)
+        {
             // RFC 3768 §7.1; RFC 9568 (erratum 8298) lets a v3 owner process them.
             return Err(DropReason::AddressOwner);
         }

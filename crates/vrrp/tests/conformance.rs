@@ -262,6 +262,12 @@ fn parse_config(text: &str) -> Result<InstanceConfig, String> {
     if let Some(v) = take(&mut kv, "hold_addresses_on_shutdown") {
         cfg.hold_addresses_on_shutdown = parse_bool(&v)?;
     }
+    if let Some(v) = take(&mut kv, "owner_ignore_adverts") {
+        cfg.owner_ignore_adverts = parse_bool(&v)?;
+    }
+    if let Some(v) = take(&mut kv, "timer_expired_backup") {
+        cfg.timer_expired_backup = Some(parse_num(&v)?);
+    }
     if let Some((k, (n, _))) = kv.into_iter().next() {
         return Err(format!("config.txt:{n}: unknown key `{k}`"));
     }
@@ -452,6 +458,9 @@ fn fmt_reason(r: &TransitionReason) -> String {
         TransitionReason::FaultRaised => "fault".into(),
         TransitionReason::FaultCleared => "fault-cleared".into(),
         TransitionReason::SyncGroup => "sync-group".into(),
+        TransitionReason::TimerExpired { other_priority } => {
+            format!("timer-expired other-prio={other_priority}")
+        }
     }
 }
 

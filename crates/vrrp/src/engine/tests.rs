@@ -698,3 +698,69 @@ fn sync_group_moves_follow_the_other_member() {
     r.inst.sync_to_backup(r.at(ms(9)));
     assert!(r.drain().is_empty(), "already backup");
 }
+
+#[test]
+fn timer_expired_backup_yields_when_a_backup_may_have_taken_over() {
+    // 10 ms adverts; a backup of priority 254 waits 3 × 10 + 2 × 10 / 256 ms =
+    // 30.078 ms after the last advert it heard.
+    let late_master = |preempt: bool| {
+        let mut cfg = v3(100);
+        cfg.preempt = preempt;
+        cfg.timer_expired_backup = Some(254);
+        let mut r = Rig::new(cfg);
+        r.start();
+        r.run_until(ms(37));
+        assert_eq!(r.inst.state(), State::Master);
+        let due = r.inst.poll_timeout().unwrap();
+        (r, due)
+    };
+    // 15 ms late: 25 ms since the last advert, within the backup's wait: advertise.
+    let (mut r, due) = late_master(false);
+    r.inst.handle_timeout(due + ms(15));
+    let a = r.drain();
+    assert!(matches!(a.as_slice(), [Action::Send { .. }]), "{a:?}");
+    assert_eq!(r.inst.state(), State::Master);
+    // 25 ms late: 35 ms since the last advert: the backup is master by now.
+    let (mut r, due) = late_master(false);
+    r.inst.handle_timeout(due + ms(25));
+    let a = r.drain();
+    assert!(
+        matches!(
+            a.as_slice(),
+            [
+                Action::RemoveAddresses,
+                Action::Transition {
+                    from: State::Master,
+                    to: State::Backup,
+                    reason: TransitionReason::TimerExpired {
+                        other_priority: 254
+                    },
+                }
+            ]
+        ),
+        "{a:?}"
+    );
+    // Back in BACKUP with a fresh master-down timer, no master timers left.
+    assert_eq!(
+        r.inst.poll_timeout(),
+        Some(due + ms(25) + r.inst.master_down_interval())
+    );
+    // keepalived: only with nopreempt; a preempting master advertises as usual.
+    let (mut r, due) = late_master(true);
+    r.inst.handle_timeout(due + ms(25));
+    assert!(matches!(r.drain().as_slice(), [Action::Send { .. }]));
+}
+
+#[test]
+fn owner_ignore_adverts_makes_a_v3_owner_deaf() {
+    let mut cfg = v3(255);
+    let mut r = Rig::new(cfg.clone());
+    r.start();
+    // RFC 9568: a v3 owner processes a lower-priority advert (and answers it).
+    assert!(!r.hear(ms(5), "192.0.2.12", 100).is_empty());
+    cfg.owner_ignore_adverts = true;
+    let mut r = Rig::new(cfg);
+    r.start();
+    assert!(r.hear(ms(5), "192.0.2.12", 100).is_empty());
+    assert_eq!(r.inst.stats().drops.get(DropReason::AddressOwner), 1);
+}

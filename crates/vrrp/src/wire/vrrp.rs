@@ -166,10 +166,10 @@ impl Advert {
         if version == Version::V2 && family == Family::V6 {
             return Err(DropReason::VersionMismatch);
         }
+        // A v3 advert with no address breaks RFC 5798 §5.2.5, but the codec represents
+        // it: the engine refuses it unless it runs without addresses itself
+        // (`no_virtual_ipaddress`, as keepalived allows).
         let count = usize::from(buf[3]);
-        if version == Version::V3 && count == 0 {
-            return Err(DropReason::BadAddressCount);
-        }
         let auth_len = if version == Version::V2 {
             V2_AUTH_LEN
         } else {
@@ -434,7 +434,19 @@ mod tests {
         bad[3] = 0;
         assert_eq!(
             Advert::decode(&bad, Family::V4, &m),
-            Err(DropReason::BadAddressCount)
+            Err(DropReason::BadChecksum),
+            "a count that disagrees with the checksummed bytes"
+        );
+        let empty = Advert {
+            addresses: Vec::new(),
+            ..adv.clone()
+        };
+        let enc_empty = empty.encode(m.src, m.dst, ChecksumVariant::PseudoHeader);
+        assert_eq!(enc_empty[3], 0);
+        assert_eq!(
+            Advert::decode(&enc_empty, Family::V4, &m).unwrap().0,
+            empty,
+            "no addresses is representable (keepalived's no_virtual_ipaddress)"
         );
         let mut bad = enc.clone();
         bad[2] ^= 1;
