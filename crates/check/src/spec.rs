@@ -73,6 +73,8 @@ pub struct Globals {
     /// `enable_script_security`: MISC_CHECK programs must be root-owned and not
     /// writable by others.
     pub enable_script_security: bool,
+    /// `use_symlink_paths`: the security check takes the path as written.
+    pub use_symlink_paths: bool,
     /// The top-level `SSL { }` block (SSL_GET's client certificate).
     pub ssl: Option<SslContext>,
     /// `checker_priority` / `checker_rt_priority`: the checker thread's nice value /
@@ -87,6 +89,7 @@ impl Globals {
             track_files: cfg.track_files.clone(),
             script_user: cfg.global.script_user.clone(),
             enable_script_security: cfg.global.enable_script_security,
+            use_symlink_paths: cfg.global.use_symlink_paths,
             ssl: cfg.ssl.clone(),
             nice: cfg.global.checker_priority,
             rt_priority: cfg.global.checker_rt_priority,
@@ -258,6 +261,7 @@ fn allowed(kind: &str) -> Option<&'static [&'static str]> {
             "fast_recovery",
             "virtualhost",
             "enable_sni",
+            "tls_compliant",
         ],
         "TCP_CHECK" | "PING_CHECK" => &[],
         "SMTP_CHECK" => &["helo_name"],
@@ -464,6 +468,7 @@ impl Builder<'_> {
                 };
                 let fast = self.opt_bool("fast_recovery").unwrap_or(false);
                 let sni = self.opt_bool("enable_sni").unwrap_or(false);
+                let tls_compliant = self.opt_bool("tls_compliant").unwrap_or(false);
                 let vhost = self
                     .opt("virtualhost")
                     .map(str::to_string)
@@ -547,6 +552,7 @@ impl Builder<'_> {
                         regex,
                         regex_no_match: u.regex_no_match,
                         regex_limits,
+                        tls_compliant: u.tls_compliant.unwrap_or(tls_compliant),
                     });
                 }
                 if !fast {
@@ -628,7 +634,9 @@ impl Builder<'_> {
                 if argv.is_empty() {
                     self.err("misc_path", &span, "MISC_CHECK needs a `misc_path` program");
                 } else if self.g.enable_script_security {
-                    if let Err(e) = vipd_linux::scripts::check_security(&argv[0]) {
+                    if let Err(e) =
+                        vipd_linux::scripts::check_security(&argv[0], self.g.use_symlink_paths)
+                    {
                         self.err(
                             "misc_path",
                             &span,

@@ -25,6 +25,7 @@ fn url(path: &str, host: &str) -> UrlCheck {
         regex: None,
         regex_no_match: false,
         regex_limits: Default::default(),
+        tls_compliant: false,
     }
 }
 
@@ -505,11 +506,14 @@ fn serve_tls<T: Send + 'static>(
     listener: TcpListener,
     acceptor: tokio_rustls::TlsAcceptor,
     note: fn(&rustls::ServerConnection, String) -> T,
-) -> mpsc::UnboundedReceiver<T> {
+) -> (mpsc::UnboundedReceiver<T>, mpsc::UnboundedReceiver<bool>) {
     let (seen_tx, seen) = mpsc::unbounded_channel();
+    // Per connection: did the client end its session with close_notify?
+    let (closed_tx, closed) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Ok((s, _)) = listener.accept().await {
-            let (acceptor, seen_tx) = (acceptor.clone(), seen_tx.clone());
+            let (acceptor, seen_tx, closed_tx) =
+                (acceptor.clone(), seen_tx.clone(), closed_tx.clone());
             tokio::spawn(async move {
                 let Ok(mut tls) = acceptor.accept(s).await else {
                     return;
@@ -520,13 +524,24 @@ fn serve_tls<T: Send + 'static>(
                 let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
                 let _ = seen_tx.send(note(tls.get_ref().1, head));
                 let (code, body) = routes()(&path);
-                use tokio::io::AsyncWriteExt;
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
                 let _ = tls.write_all(&response(code, &body)).await;
                 let _ = tls.shutdown().await;
+                // rustls reads a clean end (0) only after close_notify; a bare TCP
+                // close is an unexpected EOF.
+                let mut rest = [0u8; 64];
+                let clean = loop {
+                    match tls.read(&mut rest).await {
+                        Ok(0) => break true,
+                        Ok(_) => continue,
+                        Err(_) => break false,
+                    }
+                };
+                let _ = closed_tx.send(clean);
             });
         }
     });
-    seen
+    (seen, closed)
 }
 
 #[test]
@@ -547,7 +562,7 @@ fn ssl_get() {
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let listener = TcpListener::bind("127.0.0.1:8443").await.unwrap();
         // (SNI, request head) per connection.
-        let mut seen = serve_tls(listener, acceptor, |conn, head| {
+        let (mut seen, mut closed) = serve_tls(listener, acceptor, |conn, head| {
             (conn.server_name().map(str::to_string), head)
         });
         let ssl = |u: UrlCheck, sni: bool| {
@@ -562,6 +577,14 @@ fn ssl_get() {
         let (sni, head) = seen.recv().await.unwrap();
         assert_eq!(sni, None);
         assert!(head.starts_with("GET /ok HTTP/1.0\r\n"));
+        // keepalived's default: the session is closed quietly (no close_notify) ...
+        assert_eq!(closed.recv().await, Some(false));
+        // ... and with `tls_compliant`, ended with close_notify.
+        let mut u = url("/ok", "127.0.0.1:8443");
+        u.tls_compliant = true;
+        assert!(ssl(u, false).run().await.ok);
+        seen.recv().await.unwrap();
+        assert_eq!(closed.recv().await, Some(true));
         let out = ssl(url("/503", "127.0.0.1:8443"), false).run().await;
         assert_eq!(out.reason, "HTTP status 503 not in 200-299");
         seen.recv().await.unwrap();
@@ -663,7 +686,7 @@ fn ssl_get_client_certificate() {
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let listener = TcpListener::bind("127.0.0.1:8444").await.unwrap();
         // How many client certificates each answered connection presented.
-        let mut seen = serve_tls(listener, acceptor, |conn, _| {
+        let (mut seen, _closed) = serve_tls(listener, acceptor, |conn, _| {
             conn.peer_certificates().map_or(0, |c| c.len())
         });
         let out = with_cert.run().await;

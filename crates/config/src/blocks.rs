@@ -704,6 +704,14 @@ pub(crate) fn fill_instance(n: &Node, inst: &mut VrrpInstance) {
         "promote_secondaries" => inst.promote_secondaries = true,
         "mcast_dst_ip" => inst.mcast_dst_ip = ip(one, "mcast_dst_ip"),
         "no_accept" => inst.accept = Some(false),
+        "no_virtual_ipaddress" => inst.no_virtual_ipaddress = true,
+        "native_ipv6" => inst.native_ipv6 = true,
+        "owner_ignore_adverts" => inst.owner_ignore_adverts = boolean(one, "owner_ignore_adverts"),
+        "timer_expired_backup" | "thread_timer_expired" => {
+            inst.timer_expired_backup = Some(
+                int(one, &["timer_expired_backup", "thread_timer_expired"]).unwrap_or(254) as u8,
+            )
+        }
         _ => {}
     }
 }
@@ -745,6 +753,18 @@ pub(crate) fn fill_global(n: &Node, g: &mut GlobalDefs) {
         "umask" => g.umask = Some(words_of(n)),
         "vrrp_mcast_group4" => g.vrrp_mcast_group4 = ip(one, "vrrp_mcast_group4"),
         "vrrp_mcast_group6" => g.vrrp_mcast_group6 = ip(one, "vrrp_mcast_group6"),
+        "vrrp_owner_ignore_adverts" => {
+            g.owner_ignore_adverts = boolean(one, "vrrp_owner_ignore_adverts").unwrap_or(true)
+        }
+        "v3_checksum_as_v2" => {
+            g.v3_checksum_as_v2 = boolean(one, "v3_checksum_as_v2").unwrap_or(true)
+        }
+        "default_interface" => g.default_interface = Some(words_of(n)),
+        "vrrp_startup_delay" => g.vrrp_startup_delay = secs(one, &["vrrp_startup_delay"]),
+        "vrrp_delay_after_boot" => g.vrrp_delay_after_boot = secs(one, &["vrrp_delay_after_boot"]),
+        "use_symlink_paths" => {
+            g.use_symlink_paths = boolean(one, "use_symlink_paths").unwrap_or(true)
+        }
         _ => {}
     }
 }
@@ -1089,6 +1109,7 @@ fn checker(c: &Node) -> Checker {
                 regex_options: text(uk, "regex_options"),
                 regex_min_offset: int(uk, &["regex_min_offset"]).map(|v| v as u64),
                 regex_max_offset: int(uk, &["regex_max_offset"]).map(|v| v as u64),
+                tls_compliant: boolean(uk, "tls_compliant"),
             }
         })
         .collect();

@@ -265,6 +265,8 @@ pub struct Url {
     pub regex_min_offset: Option<u64>,
     /// `regex_max_offset`: the last body offset a match may start at.
     pub regex_max_offset: Option<u64>,
+    /// `tls_compliant` (SSL_GET): this URL's TLS session ends with close_notify.
+    pub tls_compliant: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -434,6 +436,20 @@ pub struct GlobalDefs {
     pub umask: Option<String>,
     pub vrrp_mcast_group4: Option<IpAddr>,
     pub vrrp_mcast_group6: Option<IpAddr>,
+    /// `vrrp_owner_ignore_adverts`: default of the instances' `owner_ignore_adverts`.
+    pub owner_ignore_adverts: bool,
+    /// `v3_checksum_as_v2`: default of the instances' `v3_checksum_as_v2`.
+    pub v3_checksum_as_v2: bool,
+    /// `default_interface`: the `dev` of static addresses that name none.
+    pub default_interface: Option<String>,
+    /// `vrrp_startup_delay`: VRRP instances start this long after vipd.
+    pub vrrp_startup_delay: Option<Duration>,
+    /// `vrrp_delay_after_boot`: VRRP instances start no earlier than this long after
+    /// the host booted (the longer of the two delays wins).
+    pub vrrp_delay_after_boot: Option<Duration>,
+    /// `use_symlink_paths`: `enable_script_security` checks a script's path as
+    /// written instead of the file its symbolic links lead to.
+    pub use_symlink_paths: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -518,4 +534,46 @@ pub struct VrrpInstance {
     pub dont_track_primary: bool,
     pub promote_secondaries: bool,
     pub mcast_dst_ip: Option<IpAddr>,
+    /// `no_virtual_ipaddress`: running without VIPs is meant (notify scripts move the
+    /// address, e.g. a cloud ENI/EIP); no warning, and allowed with VRRPv3.
+    pub no_virtual_ipaddress: bool,
+    /// `native_ipv6`: an IPv6 instance even without IPv6 addresses to tell.
+    pub native_ipv6: bool,
+    /// `owner_ignore_adverts` (default: global `vrrp_owner_ignore_adverts`).
+    pub owner_ignore_adverts: Option<bool>,
+    /// `timer_expired_backup [PRIO]` / `thread_timer_expired`: the highest priority of
+    /// the other routers (254 when not given).
+    pub timer_expired_backup: Option<u8>,
+}
+
+impl VrrpInstance {
+    /// The instance's address family, as keepalived decides it: the VIPs, else
+    /// `native_ipv6`, else the unicast peers, the source addresses or `mcast_dst_ip`;
+    /// IPv4 when nothing tells.
+    pub fn is_ipv6(&self) -> bool {
+        if let Some(v) = self.virtual_ipaddress.first() {
+            return v.addr.is_ipv6();
+        }
+        if self.native_ipv6 {
+            return true;
+        }
+        self.unicast_peers
+            .iter()
+            .map(|p| p.addr)
+            .chain(self.unicast_src_ip)
+            .chain(self.mcast_src_ip)
+            .chain(self.mcast_dst_ip)
+            .next()
+            .is_some_and(|a| a.is_ipv6())
+    }
+
+    /// The VRRP version this instance runs: IPv6 always 3, else `version`, else the
+    /// global `vrrp_version`, else 2.
+    pub fn effective_version(&self, global: &GlobalDefs) -> u8 {
+        if self.is_ipv6() {
+            3
+        } else {
+            self.version.or(global.vrrp_version).unwrap_or(2)
+        }
+    }
 }

@@ -602,6 +602,18 @@ impl<'a> Preprocessor<'a> {
             "_INSTANCE" => Some(self.config_id.clone()),
             "_HASH" => Some("#".into()),
             "_BANG" => Some("!".into()),
+            _ if name == "_ENV" || name.starts_with("_ENV ") => {
+                match name
+                    .split_whitespace()
+                    .skip(1)
+                    .collect::<Vec<_>>()
+                    .as_slice()
+                {
+                    // An unset variable expands to nothing.
+                    [var] => Some(std::env::var(var).unwrap_or_default()),
+                    _ => return Err("`${_ENV}` takes one environment variable name".into()),
+                }
+            }
             _ if name == "_RANDOM" || name.starts_with("_RANDOM ") => {
                 let bounds: Vec<&str> = name.split_whitespace().skip(1).collect();
                 let num = |s: &str| {
@@ -1282,6 +1294,22 @@ mod tests {
         assert_eq!(
             d[0].message,
             "invalid `~LST`: `{1}` has 1 value(s) for 2 variable(s)"
+        );
+    }
+
+    #[test]
+    fn env_expands_environment_variables() {
+        std::env::set_var("VIPD_TEST_ENV_IFACE", "eth7");
+        let (lines, d) = run(
+            "interface ${_ENV VIPD_TEST_ENV_IFACE} x${_ENV VIPD_TEST_UNSET_XYZ}y\n",
+            "x",
+        );
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(lines[0], ["interface", "eth7", "xy"]);
+        let (_, d) = run("x ${_ENV}\n", "x");
+        assert_eq!(
+            d[0].message,
+            "`${_ENV}` takes one environment variable name"
         );
     }
 

@@ -246,6 +246,20 @@ pub(crate) const GLOBAL_INACTIVE: &[Kw] = &[
     k("vrrp_rx_bufs_policy", A::Any),
     k("vrrp_startup_delay", A::Secs(3600)),
     k("vrrp_strict", A::Flag),
+    // keepalived 2.2.8 – 2.4.3.
+    k("use_symlink_paths", A::Bool),
+    k("vrrp_delay_after_boot", A::Secs(u32::MAX as u64)),
+    k("vrrp_owner_ignore_adverts", A::Bool),
+    k("v3_checksum_as_v2", A::Bool),
+    k("json_version", A::Int(1, 2)),
+    k("state_dump_file", A::Str),
+    k("stats_dump_file", A::Str),
+    k("json_dump_file", A::Str),
+    k("state_file_location", A::Str),
+    k("stats_file_location", A::Str),
+    k("json_file_location", A::Str),
+    k("iproute_etc_dir", A::Str),
+    k("iproute_usr_dir", A::Str),
 ];
 
 pub(crate) const TRACKERS: &[Kw] = &[
@@ -311,6 +325,17 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "vrrp_no_swap",
     "checker_no_swap",
     "umask",
+    "no_virtual_ipaddress",
+    "native_ipv6",
+    "owner_ignore_adverts",
+    "vrrp_owner_ignore_adverts",
+    "timer_expired_backup",
+    "thread_timer_expired",
+    "v3_checksum_as_v2",
+    "default_interface",
+    "vrrp_startup_delay",
+    "vrrp_delay_after_boot",
+    "use_symlink_paths",
 ];
 
 /// Keywords inside `virtual_server` (and its real servers and checkers) that vipd parses
@@ -363,6 +388,12 @@ pub(crate) const INSTANCE_INACTIVE: &[Kw] = &[
     k("linkbeat_use_polling", A::Flag),
     k("lvs_sync_daemon_interface", A::Str),
     k("no_accept", A::Flag),
+    // keepalived 2.2.8 – 2.4.3.
+    k("no_virtual_ipaddress", A::Flag),
+    k("owner_ignore_adverts", A::Bool),
+    k("timer_expired_backup", A::OptInt(1, 254)),
+    // The spelling of keepalived's release notes, accepted by 2.4.3 too.
+    k("thread_timer_expired", A::OptInt(1, 254)),
 ];
 
 const SYNC_GROUP: &[Kw] = &[
@@ -456,6 +487,7 @@ const URL: &[Kw] = &[
     k("regex_stack", A::Words),
     k("regex_min_offset", A::Int(0, u32::MAX as i64)),
     k("regex_max_offset", A::Int(0, u32::MAX as i64)),
+    k("tls_compliant", A::Bool),
 ];
 
 /// Options every checker accepts.
@@ -491,7 +523,8 @@ const SSL_GET: &[Kw] = checker_common!(
     k("http_protocol", A::OneOf(&["1.0", "1.0C", "1.1"])),
     k("fast_recovery", A::Bool),
     k("virtualhost", A::Str),
-    k("enable_sni", A::Flag),
+    k("enable_sni", A::Bool),
+    k("tls_compliant", A::Bool),
     b("url", A::Flag, URL),
 );
 const TCP_CHECK: &[Kw] = checker_common!();

@@ -96,6 +96,8 @@ pub(crate) struct InstanceMeta {
     pub vip_tokens: Vec<Token>,
     /// Address token of each unicast peer, parallel to the model's list.
     pub peer_tokens: Vec<Token>,
+    /// `virtual_ipaddress` entries written (also the ones that failed to parse).
+    pub vip_entries: usize,
 }
 
 impl InstanceMeta {
@@ -515,14 +517,18 @@ impl Mapper<'_> {
             dont_track_primary: false,
             promote_secondaries: false,
             mcast_dst_ip: None,
+            no_virtual_ipaddress: false,
+            native_ipv6: false,
+            owner_ignore_adverts: None,
+            timer_expired_backup: None,
         };
         let mut meta = InstanceMeta {
             name: name_tok,
             fields: HashMap::new(),
             vip_tokens: Vec::new(),
             peer_tokens: Vec::new(),
+            vip_entries: 0,
         };
-        let mut vip_entries = 0;
         for c in children {
             let key = match INSTANCE_SUPPORTED.iter().find(|k| **k == c.name()) {
                 Some(&"no_preempt") => "nopreempt",
@@ -581,12 +587,12 @@ impl Mapper<'_> {
                 "virtual_ipaddress" => {
                     self.no_args(c);
                     if let Some(entries) = self.block(c) {
-                        vip_entries += entries.len();
+                        meta.vip_entries += entries.len();
                         for e in entries {
                             self.vip_entry(e, &mut inst, &mut meta);
                         }
                     } else {
-                        vip_entries += 1; // already reported; don't also say "no VIPs"
+                        meta.vip_entries += 1; // already reported; don't also say "no VIPs"
                     }
                 }
                 "nopreempt" => {
@@ -664,13 +670,7 @@ impl Mapper<'_> {
                 );
             }
         }
-        if vip_entries == 0 {
-            self.diags.error_help(
-                &at,
-                format!("{label} has no virtual_ipaddress"),
-                "add `virtual_ipaddress { 192.0.2.1/24 }`",
-            );
-        }
+        // No VIPs: checked in validate.rs, where the version and strict mode are known.
         Some((inst, meta))
     }
 
@@ -1556,24 +1556,16 @@ global_defs {
             vec![
                 ("vrrp_instance `VI_9` has no `interface`", 1, 15),
                 ("vrrp_instance `VI_9` has no `virtual_router_id`", 1, 15),
-                ("vrrp_instance `VI_9` has no virtual_ipaddress", 1, 15),
             ]
         );
         let e = errors("vrrp_instance X {\n interface eth0\n virtual_router_id 0\n virtual_ipaddress {\n }\n}\n");
         assert_eq!(
             e,
-            vec![
-                (
-                    "vrrp_instance `X` has no virtual_ipaddress".to_string(),
-                    1,
-                    15
-                ),
-                (
-                    "`virtual_router_id` must be an integer in 1..=255, found `0`".to_string(),
-                    3,
-                    20
-                ),
-            ]
+            vec![(
+                "`virtual_router_id` must be an integer in 1..=255, found `0`".to_string(),
+                3,
+                20
+            ),]
         );
     }
 }

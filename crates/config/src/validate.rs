@@ -36,6 +36,27 @@ pub(crate) fn validate(
 
         let is_v6 = check_families(inst, meta, diags);
         check_version(config, inst, meta, is_v6, diags);
+        check_no_vips(config, inst, meta, diags);
+        // keepalived resets both with a warning; so does vipd.
+        if let Some(tok) = meta
+            .keyword_tok("timer_expired_backup")
+            .or(meta.keyword_tok("thread_timer_expired"))
+        {
+            if !inst.nopreempt {
+                diags.warning(
+                    tok,
+                    format!("`{}` is ignored without `nopreempt`", tok.text),
+                );
+            }
+        }
+        if let Some(tok) = meta.keyword_tok("owner_ignore_adverts") {
+            if inst.priority != 255 && inst.owner_ignore_adverts == Some(true) {
+                diags.warning(
+                    tok,
+                    "`owner_ignore_adverts` is ignored: only an address owner (priority 255) ignores adverts",
+                );
+            }
+        }
 
         if inst.state == InitialState::Master {
             for key in ["nopreempt", "preempt_delay"] {
@@ -53,7 +74,7 @@ pub(crate) fn validate(
 
         let multicast = inst.unicast_peers.is_empty();
         if multicast && !inst.interface.is_empty() && inst.virtual_router_id != 0 {
-            if let Some(is_v6) = is_v6 {
+            {
                 let key = (inst.interface.as_str(), is_v6, inst.virtual_router_id);
                 match vrids.get(&key) {
                     Some(first) => {
@@ -84,23 +105,45 @@ pub(crate) fn validate(
     }
 }
 
-/// Checks that VIPs, peers and source addresses share one family; returns whether the
-/// instance is IPv6 (`None` without VIPs).
-fn check_families(inst: &VrrpInstance, meta: &InstanceMeta, diags: &mut Diags) -> Option<bool> {
-    let first = inst.virtual_ipaddress.first()?;
-    let fam = family(&first.addr);
-    let is_v6 = first.addr.is_ipv6();
-    for (vip, tok) in inst.virtual_ipaddress.iter().zip(&meta.vip_tokens).skip(1) {
+/// Checks that VIPs, peers and source addresses share the instance's family (see
+/// [`VrrpInstance::is_ipv6`]); returns whether the instance is IPv6.
+fn check_families(inst: &VrrpInstance, meta: &InstanceMeta, diags: &mut Diags) -> bool {
+    let is_v6 = inst.is_ipv6();
+    let fam = if is_v6 { "IPv6" } else { "IPv4" };
+    let what = if inst.virtual_ipaddress.is_empty() {
+        "the instance is"
+    } else {
+        "the virtual addresses are"
+    };
+    for (i, (vip, tok)) in inst
+        .virtual_ipaddress
+        .iter()
+        .zip(&meta.vip_tokens)
+        .enumerate()
+    {
         if vip.addr.is_ipv6() != is_v6 {
-            diags.error_help(
-                tok,
-                format!(
-                    "virtual_ipaddress mixes address families: `{}` is {} but the first address is {fam}",
-                    vip.addr,
-                    family(&vip.addr)
-                ),
-                "use a separate vrrp_instance for each address family",
-            );
+            let help = "use a separate vrrp_instance for each address family";
+            if i == 0 {
+                // Only `native_ipv6` can disagree with the first address.
+                diags.error_help(
+                    tok,
+                    format!(
+                        "`{}` is IPv4 but `native_ipv6` makes the instance IPv6",
+                        vip.addr
+                    ),
+                    help,
+                );
+            } else {
+                diags.error_help(
+                    tok,
+                    format!(
+                        "virtual_ipaddress mixes address families: `{}` is {} but the first address is {fam}",
+                        vip.addr,
+                        family(&vip.addr)
+                    ),
+                    help,
+                );
+            }
         }
     }
     for (peer, tok) in inst.unicast_peers.iter().zip(&meta.peer_tokens) {
@@ -108,7 +151,7 @@ fn check_families(inst: &VrrpInstance, meta: &InstanceMeta, diags: &mut Diags) -
             diags.error(
                 tok,
                 format!(
-                    "unicast_peer `{}` is {} but the virtual addresses are {fam}",
+                    "unicast_peer `{}` is {} but {what} {fam}",
                     peer.addr,
                     family(&peer.addr)
                 ),
@@ -123,25 +166,59 @@ fn check_families(inst: &VrrpInstance, meta: &InstanceMeta, diags: &mut Diags) -
             if addr.is_ipv6() != is_v6 {
                 diags.error(
                     tok,
-                    format!(
-                        "`{key}` {addr} is {} but the virtual addresses are {fam}",
-                        family(&addr)
-                    ),
+                    format!("`{key}` {addr} is {} but {what} {fam}", family(&addr)),
                 );
             }
         }
     }
-    Some(is_v6)
+    is_v6
+}
+
+/// An instance without `virtual_ipaddress`: keepalived runs it (a cloud ENI/EIP moved
+/// by notify scripts) with a warning, or silently with `no_virtual_ipaddress`; VRRPv3
+/// and strict mode require an address unless `no_virtual_ipaddress` says otherwise.
+fn check_no_vips(config: &Config, inst: &VrrpInstance, meta: &InstanceMeta, diags: &mut Diags) {
+    if meta.vip_entries > 0 || inst.no_virtual_ipaddress {
+        return;
+    }
+    let label = if inst.name.is_empty() {
+        "`vrrp_instance`".to_string()
+    } else {
+        format!("vrrp_instance `{}`", inst.name)
+    };
+    let strict = inst.strict_mode.unwrap_or(config.global.vrrp_strict);
+    let help = "add `virtual_ipaddress { ... }`, or `no_virtual_ipaddress` if the address is moved some other way (e.g. a cloud ENI/EIP moved by a notify script)";
+    if inst.effective_version(&config.global) == 3 || strict {
+        let why = if strict {
+            "strict mode"
+        } else {
+            "VRRP version 3"
+        };
+        diags.error_help(
+            &meta.name,
+            format!("{label} has no virtual_ipaddress; {why} requires at least one"),
+            help,
+        );
+    } else {
+        diags.push(
+            crate::Diagnostic::warning_at(
+                format!(
+                    "{label} has no virtual_ipaddress: it elects a master but moves no address"
+                ),
+                &meta.name,
+            )
+            .with_help(help),
+        );
+    }
 }
 
 fn check_version(
     config: &Config,
     inst: &VrrpInstance,
     meta: &InstanceMeta,
-    is_v6: Option<bool>,
+    is_v6: bool,
     diags: &mut Diags,
 ) {
-    let is_v6 = is_v6.unwrap_or(false);
     if is_v6 && inst.version == Some(2) {
         if let Some(tok) = meta.value_tok("version") {
             diags.error_help(
@@ -192,10 +269,13 @@ fn check_version(
         }
         if inst.auth.is_some() {
             if let Some(tok) = meta.keyword_tok("authentication") {
-                diags.error_help(
-                    tok,
-                    "`authentication` is not allowed with VRRP version 3",
-                    "RFC 5798 removed authentication; delete the block (or use version 2)",
+                // keepalived: "VRRP version 3 does not support authentication. Ignoring."
+                diags.push(
+                    crate::Diagnostic::warning_at(
+                        "`authentication` is ignored with VRRP version 3 (RFC 5798 removed it)",
+                        tok,
+                    )
+                    .with_help("delete the block, or use `version 2` if the peers authenticate"),
                 );
             }
         }
@@ -368,7 +448,8 @@ mod tests {
     }
 
     #[test]
-    fn authentication_needs_version_2() {
+    fn authentication_is_ignored_with_version_3() {
+        // keepalived: "VRRP version 3 does not support authentication. Ignoring."
         let text = inst(
             "A",
             " virtual_router_id 1\n version 3\n virtual_ipaddress {\n  192.0.2.1\n }\n authentication {\n  auth_type PASS\n  auth_pass x\n }",
@@ -376,10 +457,58 @@ mod tests {
         assert_eq!(
             diags(&text),
             vec![d(
-                E,
-                "`authentication` is not allowed with VRRP version 3",
+                W,
+                "`authentication` is ignored with VRRP version 3 (RFC 5798 removed it)",
                 8,
                 2
+            )]
+        );
+    }
+
+    #[test]
+    fn instances_without_addresses_as_keepalived_2_4_3() {
+        let peers =
+            " virtual_router_id 1\n unicast_src_ip 2001:db8::1\n unicast_peer {\n  2001:db8::2\n }";
+        // IPv6 from the peers, so VRRPv3: an address is required ...
+        assert_eq!(
+            diags(&inst("A", peers)),
+            vec![d(
+                E,
+                "vrrp_instance `A` has no virtual_ipaddress; VRRP version 3 requires at least one",
+                1,
+                15
+            )]
+        );
+        // ... unless `no_virtual_ipaddress` says it is meant.
+        assert!(diags(&inst("A", &format!("{peers}\n no_virtual_ipaddress"))).is_empty());
+        // VRRPv2 runs without them, with a warning; strict mode requires one.
+        let v2 = " virtual_router_id 1";
+        assert_eq!(
+            diags(&inst("A", v2)),
+            vec![d(
+                W,
+                "vrrp_instance `A` has no virtual_ipaddress: it elects a master but moves no address",
+                1,
+                15
+            )]
+        );
+        assert_eq!(
+            diags(&inst("A", &format!("{v2}\n strict_mode"))),
+            vec![d(
+                E,
+                "vrrp_instance `A` has no virtual_ipaddress; strict mode requires at least one",
+                1,
+                15
+            )]
+        );
+        // `native_ipv6` makes the family IPv6: an IPv4 peer no longer fits.
+        assert_eq!(
+            diags(&inst("A", " virtual_router_id 1\n native_ipv6\n no_virtual_ipaddress\n unicast_peer {\n  192.0.2.2\n }")),
+            vec![d(
+                E,
+                "unicast_peer `192.0.2.2` is IPv4 but the instance is IPv6",
+                7,
+                3
             )]
         );
     }

@@ -85,6 +85,10 @@ pub struct Plan {
     /// `static_routes` / `static_rules`: likewise.
     pub static_routes: Vec<RouteSpec>,
     pub static_rules: Vec<RuleSpec>,
+    /// `vrrp_startup_delay`: instances start this long after the protocol thread.
+    pub startup_delay: Duration,
+    /// `vrrp_delay_after_boot`: instances start no earlier than this after boot.
+    pub delay_after_boot: Duration,
 }
 
 /// The VMAC interface of a `use_vmac` instance.
@@ -236,6 +240,8 @@ pub fn build(cfg: &Config) -> Result<Plan> {
         })
         .collect();
     Ok(Plan {
+        startup_delay: cfg.global.vrrp_startup_delay.unwrap_or_default(),
+        delay_after_boot: cfg.global.vrrp_delay_after_boot.unwrap_or_default(),
         router_id: cfg.global.router_id.clone(),
         rt_priority: cfg.global.vrrp_rt_priority,
         nice: cfg.global.vrrp_priority,
@@ -258,11 +264,14 @@ pub fn build(cfg: &Config) -> Result<Plan> {
             .static_ipaddress
             .iter()
             .map(|v| {
+                // keepalived: `default_interface`, else eth0.
                 let dev = v
                     .dev
                     .as_deref()
-                    .ok_or_else(|| anyhow!("static_ipaddress {}: needs `dev`", v.addr))?;
-                let dev = Interface::lookup(dev)?;
+                    .or(cfg.global.default_interface.as_deref())
+                    .unwrap_or("eth0");
+                let dev = Interface::lookup(dev)
+                    .with_context(|| format!("static_ipaddress {}", v.addr))?;
                 Ok(AddressSpec {
                     ifindex: dev.index,
                     addr: v.addr,
@@ -415,7 +424,7 @@ fn script_plans(cfg: &Config, instances: &[InstancePlan]) -> Result<Vec<ScriptPl
             .first()
             .ok_or_else(|| anyhow!("vrrp_script {}: empty `script`", s.name))?;
         if cfg.global.enable_script_security {
-            check_security(program).map_err(|e| {
+            check_security(program, cfg.global.use_symlink_paths).map_err(|e| {
                 anyhow!(
                     "vrrp_script {}: refused by enable_script_security: {e}",
                     s.name
@@ -467,7 +476,7 @@ pub fn script_command(
         .first()
         .ok_or_else(|| anyhow!("{what}: empty command"))?;
     if cfg.global.enable_script_security {
-        check_security(program)
+        check_security(program, cfg.global.use_symlink_paths)
             .map_err(|e| anyhow!("{what}: refused by enable_script_security: {e}"))?;
     }
     let run_as = match (&script.user, &cfg.global.script_user) {
@@ -519,15 +528,16 @@ pub fn run_as(spec: &str) -> Result<RunAs> {
 }
 
 fn build_instance(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
-    let first = inst
-        .virtual_ipaddress
-        .first()
-        .ok_or_else(|| anyhow!("no virtual_ipaddress"))?;
-    let family = Family::of(&first.addr);
-    let version = match (family, inst.version.or(cfg.global.vrrp_version)) {
-        (Family::V6, _) => Version::V3, // keepalived: IPv6 always uses VRRPv3
-        (Family::V4, Some(3)) => Version::V3,
-        (Family::V4, _) => Version::V2,
+    // Without VIPs (`no_virtual_ipaddress`) the family comes from the peers, source
+    // addresses or `native_ipv6`, as in keepalived.
+    let family = if inst.is_ipv6() {
+        Family::V6
+    } else {
+        Family::V4
+    };
+    let version = match inst.effective_version(&cfg.global) {
+        3 => Version::V3,
+        _ => Version::V2,
     };
     let mcast_group = inst.mcast_dst_ip.or(match family {
         Family::V4 => cfg.global.vrrp_mcast_group4,
@@ -582,7 +592,7 @@ fn build_instance(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
         Some(model::Auth::Pass(p)) => Auth::pass(p),
         Some(model::Auth::Ah(_)) => bail!("`auth_type AH` is not supported"),
     };
-    engine.checksum = if inst.v3_checksum_as_v2 {
+    engine.checksum = if inst.v3_checksum_as_v2 || cfg.global.v3_checksum_as_v2 {
         ChecksumVariant::VrrpOnly
     } else {
         ChecksumVariant::PseudoHeader
@@ -597,6 +607,11 @@ fn build_instance(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
         .skip_check_adv_addr
         .unwrap_or(cfg.global.skip_check_adv_addr);
     engine.down_timer_adverts = inst.down_timer_adverts.unwrap_or(3);
+    engine.owner_ignore_adverts = inst
+        .owner_ignore_adverts
+        .unwrap_or(cfg.global.owner_ignore_adverts);
+    // keepalived: "timer_expired_backup requires nopreempt - resetting".
+    engine.timer_expired_backup = inst.timer_expired_backup.filter(|_| inst.nopreempt);
 
     // vrrp_strict / strict_mode: keepalived's RFC-conformance rules (`man 5
     // keepalived.conf`, vrrp_strict); `vipd check-config` warns about each one it bends.

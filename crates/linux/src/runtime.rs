@@ -76,6 +76,10 @@ pub enum Notice {
         to: State,
         notify: crate::notifier::NotifyPlan,
     },
+    /// `vrrp_startup_delay` / `vrrp_delay_after_boot`: instances start this much later.
+    StartupDelay {
+        delay: Duration,
+    },
     /// The runtime has shut down: nothing more will come that matters.
     Stopped,
 }
@@ -199,6 +203,7 @@ impl Runtime {
             syncing: false,
             status_dirty: true,
             next_publish: Instant::now(),
+            start_at: Instant::now(),
         };
         for p in &plan.instances {
             engine.ensure_socket(p)?;
@@ -207,6 +212,8 @@ impl Runtime {
             engine.add_instance(p.clone())?;
         }
         engine.set_groups(&plan.sync_groups);
+        engine.start_at =
+            engine.started + startup_delay(plan.startup_delay, plan.delay_after_boot, uptime());
         // Tracking verdicts (a tracked interface already down, a script with init_fail)
         // are queued before the protocol thread starts, so instances start right.
         let (track_tx, track_rx) = mpsc::channel();
@@ -476,6 +483,45 @@ struct EngineLoop {
     /// Status to publish now (a transition happened), else at `next_publish`.
     status_dirty: bool,
     next_publish: Instant,
+    /// `vrrp_startup_delay` / `vrrp_delay_after_boot`: instances leave Initialize then.
+    start_at: Instant,
+}
+
+/// How long after start-up the instances start: the longer of `vrrp_startup_delay`
+/// and what is left of `vrrp_delay_after_boot` (keepalived's rule).
+fn startup_delay(startup: Duration, after_boot: Duration, uptime: Option<Duration>) -> Duration {
+    let after_boot = match uptime {
+        Some(up) => after_boot.saturating_sub(up),
+        None => Duration::ZERO,
+    };
+    startup.max(after_boot)
+}
+
+#[cfg(test)]
+mod startup_tests {
+    use super::*;
+
+    #[test]
+    fn the_longer_delay_wins_and_boot_delay_counts_from_boot() {
+        let s = Duration::from_secs;
+        // Booted 10 s ago, delay_after_boot 15 s: 5 s left, longer than 2 s.
+        assert_eq!(startup_delay(s(2), s(15), Some(s(10))), s(5));
+        // Long after boot: only vrrp_startup_delay.
+        assert_eq!(startup_delay(s(2), s(15), Some(s(3600))), s(2));
+        assert_eq!(startup_delay(s(0), s(0), Some(s(1))), s(0));
+        assert!(uptime().is_some_and(|u| u > Duration::ZERO));
+    }
+}
+
+/// Time since boot (CLOCK_BOOTTIME, which counts suspend as /proc/uptime does).
+fn uptime() -> Option<Duration> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec we own.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    (rc == 0).then(|| Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
 }
 
 impl EngineLoop {
@@ -622,6 +668,9 @@ impl EngineLoop {
         if !self.handle_commands() {
             return;
         }
+        if !self.wait_for_start() {
+            return;
+        }
         let now = Instant::now();
         for i in 0..self.slots.len() {
             self.start_instance(i, now);
@@ -679,6 +728,38 @@ impl EngineLoop {
             unsafe { libc::read(self.wake.as_raw_fd(), drain_buf.as_mut_ptr().cast(), 8) };
             if !self.handle_commands() {
                 return;
+            }
+        }
+    }
+
+    /// Hold the instances in Initialize until `start_at`: no adverts are sent, and
+    /// the ones received are read and discarded (Initialize ignores them). `false`
+    /// when a shutdown came first.
+    fn wait_for_start(&mut self) -> bool {
+        if self.start_at > Instant::now() {
+            let _ = self.notices.send(Notice::StartupDelay {
+                delay: self.start_at.saturating_duration_since(Instant::now()),
+            });
+        }
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let now = Instant::now();
+            if now >= self.start_at {
+                return true;
+            }
+            self.heartbeat.store(
+                now.duration_since(self.started).as_millis() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            self.wait(Some(self.start_at.min(now + Duration::from_secs(1))));
+            for s in 0..self.sockets.len() {
+                self.receive_all(s, &mut buf);
+            }
+            let mut drain_buf = [0u8; 8];
+            // SAFETY: reading the eventfd counter into an 8-byte buffer.
+            unsafe { libc::read(self.wake.as_raw_fd(), drain_buf.as_mut_ptr().cast(), 8) };
+            if !self.handle_commands() {
+                return false;
             }
         }
     }

@@ -150,10 +150,13 @@ pub fn run(argv: &[String], extra: &[String], timeout: Duration, run_as: Option<
 
 /// keepalived's `enable_script_security`: a script is refused if a non-root user
 /// could change what runs — the file itself or any directory on its path being owned
-/// by someone other than root or writable by group (not root's) or others.
-pub fn check_security(program: &str) -> Result<PathBuf, String> {
-    let path =
-        resolve(program).ok_or_else(|| format!("`{program}` not found (give a full path)"))?;
+/// by someone other than root or writable by group (not root's) or others. The path
+/// checked is the file symbolic links lead to, unless `keep_symlinks`
+/// (`use_symlink_paths`): then the path as written (its directories, and the file it
+/// names).
+pub fn check_security(program: &str, keep_symlinks: bool) -> Result<PathBuf, String> {
+    let path = resolve(program, keep_symlinks)
+        .ok_or_else(|| format!("`{program}` not found (give a full path)"))?;
     let mut p: Option<&Path> = Some(&path);
     while let Some(cur) = p {
         let md = std::fs::metadata(cur).map_err(|e| format!("{}: {e}", cur.display()))?;
@@ -194,16 +197,23 @@ pub fn check_security(program: &str) -> Result<PathBuf, String> {
 }
 
 /// A program name as execvp would find it.
-fn resolve(program: &str) -> Option<PathBuf> {
+fn resolve(program: &str, keep_symlinks: bool) -> Option<PathBuf> {
+    let real = |p: PathBuf| {
+        if keep_symlinks {
+            p
+        } else {
+            p.canonicalize().unwrap_or(p)
+        }
+    };
     if program.contains('/') {
         let p = PathBuf::from(program);
-        return p.exists().then(|| p.canonicalize().unwrap_or(p));
+        return p.exists().then(|| real(p));
     }
     let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
     std::env::split_paths(&path)
         .map(|d| d.join(program))
         .find(|p| p.is_file())
-        .map(|p| p.canonicalize().unwrap_or(p))
+        .map(real)
 }
 
 #[cfg(test)]
@@ -266,17 +276,28 @@ mod tests {
 
     #[test]
     fn security_check() {
-        assert!(check_security("/bin/true").is_ok() || check_security("/usr/bin/true").is_ok());
+        assert!(
+            check_security("/bin/true", false).is_ok()
+                || check_security("/usr/bin/true", false).is_ok()
+        );
         let dir = std::env::temp_dir().join(format!("vipd-sec-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("check.sh");
         std::fs::write(&f, "#!/bin/sh\n").unwrap();
         // Under /tmp (world-writable): refused, and the message says which part and why.
-        let err = check_security(f.to_str().unwrap()).unwrap_err();
+        let err = check_security(f.to_str().unwrap(), false).unwrap_err();
         assert!(err.contains("writable by everyone"), "{err}");
-        assert!(check_security("no-such-program-xyz")
+        assert!(check_security("no-such-program-xyz", false)
             .unwrap_err()
             .contains("not found"));
+        // A link in a world-writable directory to a safe program: keepalived's default
+        // checks the target (accepted); `use_symlink_paths` checks the link's path.
+        let link = dir.join("true-link");
+        std::os::unix::fs::symlink("/bin/true", &link).unwrap();
+        let link = link.to_str().unwrap();
+        assert!(check_security(link, false).is_ok());
+        let err = check_security(link, true).unwrap_err();
+        assert!(err.contains("writable by everyone"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -689,6 +689,10 @@ fn log_notices(
             Notice::SendFailed { instance, error } => {
                 warn!(instance = %instance, "{instance}: {error}")
             }
+            Notice::StartupDelay { delay } => info!(
+                "VRRP instances start in {:.3} s (vrrp_startup_delay / vrrp_delay_after_boot)",
+                delay.as_secs_f64()
+            ),
             Notice::Address(a) => match a {
                 AddrNotice::Added(s) => {
                     info!("added {}/{} (ifindex {})", s.addr, s.prefix_len, s.ifindex)

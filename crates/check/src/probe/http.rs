@@ -77,6 +77,9 @@ pub struct UrlCheck {
     pub regex_no_match: bool,
     /// Where in the body a match may start.
     pub regex_limits: RegexLimits,
+    /// SSL_GET `tls_compliant`: end the TLS session with close_notify. Without it the
+    /// connection is closed quietly, as keepalived does by default.
+    pub tls_compliant: bool,
 }
 
 /// Where a `regex` match may start: `regex_min_offset`, `regex_max_offset` and the
@@ -400,8 +403,10 @@ impl Http {
             .await
             .map_err(|e| format!("TLS handshake: {}", short(&e)))?;
         let r = talk(&mut tls, u, req, stage).await;
-        // close_notify, as a polite TLS client does (the result is already known).
-        let _ = tls.shutdown().await;
+        if u.tls_compliant {
+            // The result is already known; the alert is only courtesy.
+            let _ = tls.shutdown().await;
+        }
         r
     }
 }
