@@ -508,7 +508,7 @@ pub struct Route {
 /// [blackhole|unreachable|prohibit] [no_track]`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Rule {
-    /// `from`; `None`: all (also for `from all`).
+    /// `from`; `None`: all (also for `from all`, `any` or `default`).
     pub from: Option<(IpAddr, u8)>,
     pub to: Option<(IpAddr, u8)>,
     pub iif: Option<String>,

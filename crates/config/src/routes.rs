@@ -33,6 +33,8 @@ const ROUTE_WORDS: &[(&str, usize)] = &[
     ("scope", 1),
     ("onlink", 0),
     ("no_track", 0),
+    ("inet", 0),
+    ("inet6", 0),
     ("unicast", 0),
     ("blackhole", 0),
     ("unreachable", 0),
@@ -207,6 +209,27 @@ fn family_mismatch(t: &Token, a: IpAddr, what: &str, dst: IpAddr, d: &mut Diags)
     true
 }
 
+/// Sets the destination of a route; a second one is an error.
+fn set_dst<'a>(
+    dst: &mut Option<((IpAddr, u8), &'a Token)>,
+    t: &'a Token,
+    d: &mut Diags,
+) -> Option<()> {
+    if let Some((_, first)) = dst {
+        d.error_help(
+            t,
+            format!("route has a second destination `{}`", t.text),
+            format!(
+                "the destination is `{}`; one route per line, and a gateway is written `via ADDRESS`",
+                first.text
+            ),
+        );
+        return None;
+    }
+    *dst = Some((prefix(t, "route destination", d)?, t));
+    Some(())
+}
+
 /// One route line; `None` after reporting its first error.
 pub(crate) fn route(w: &[&Token], d: &mut Diags) -> Option<Route> {
     let mut r = Route {
@@ -223,8 +246,9 @@ pub(crate) fn route(w: &[&Token], d: &mut Diags) -> Option<Route> {
         no_track: false,
         span: w[0].span.clone(),
     };
-    let mut dst: Option<(IpAddr, u8)> = None;
-    let (mut via_tok, mut src_tok) = (None, None);
+    // The destination and its word (`default` takes the family of the rest).
+    let mut dst: Option<((IpAddr, u8), &Token)> = None;
+    let (mut via_tok, mut src_tok, mut family_tok) = (None, None, None);
     let mut i = 0;
     while i < w.len() {
         let t = w[i];
@@ -237,7 +261,7 @@ pub(crate) fn route(w: &[&Token], d: &mut Diags) -> Option<Route> {
                         r.src = Some(address(v, word, d)?);
                         src_tok = Some(v);
                     }
-                    "to" => dst = Some(prefix(v, "route destination", d)?),
+                    "to" => set_dst(&mut dst, v, d)?,
                     "via" | "gw" => {
                         r.via = Some(address(v, word, d)?);
                         via_tok = Some(v);
@@ -254,6 +278,7 @@ pub(crate) fn route(w: &[&Token], d: &mut Diags) -> Option<Route> {
             Some(_) => match word {
                 "onlink" => r.onlink = true,
                 "no_track" => r.no_track = true,
+                "inet" | "inet6" => family_tok = Some(t),
                 "unicast" => r.kind = RouteType::Unicast,
                 "blackhole" => r.kind = RouteType::Blackhole,
                 "unreachable" => r.kind = RouteType::Unreachable,
@@ -272,14 +297,8 @@ pub(crate) fn route(w: &[&Token], d: &mut Diags) -> Option<Route> {
                 );
                 return None;
             }
-            None if dst.is_none() => dst = Some(prefix(t, "route destination", d)?),
-            None if word == "default" || parse_prefix(word).is_ok() => {
-                d.error_help(
-                    t,
-                    format!("route has a second destination `{word}`"),
-                    "one route per line; a gateway is written `via ADDRESS`",
-                );
-                return None;
+            None if dst.is_none() || word == "default" || parse_prefix(word).is_ok() => {
+                set_dst(&mut dst, t, d)?
             }
             None => {
                 unknown_word(t, "route", ROUTE_WORDS, d);
@@ -288,11 +307,28 @@ pub(crate) fn route(w: &[&Token], d: &mut Diags) -> Option<Route> {
         }
         i += 1;
     }
-    let Some((a, len)) = dst else {
+    let Some(((mut a, len), dst_tok)) = dst else {
         d.error(w[0], "route has no destination");
         return None;
     };
+    if dst_tok.text == "default" {
+        // IPv6 when `inet6`, the gateway or the source says so.
+        let v6 = match (family_tok, r.via.or(r.src)) {
+            (Some(f), _) => f.text == "inet6",
+            (None, Some(other)) => other.is_ipv6(),
+            (None, None) => false,
+        };
+        if v6 {
+            a = IpAddr::from([0u16; 8]);
+        }
+    }
     (r.dst, r.dst_len) = (a, len);
+    if let Some(f) = family_tok {
+        if (f.text == "inet6") != a.is_ipv6() {
+            d.error(f, format!("`{}` given for an {} route", f.text, family(&a)));
+            return None;
+        }
+    }
     for (tok, addr, what) in [(via_tok, r.via, "gateway"), (src_tok, r.src, "source")] {
         if let (Some(tok), Some(addr)) = (tok, addr) {
             if family_mismatch(tok, addr, what, a, d) {
@@ -375,7 +411,7 @@ pub(crate) fn rule(w: &[&Token], d: &mut Diags) -> Option<Rule> {
                 let v = need_value(w, i, d)?;
                 match word {
                     "from" | "to" => {
-                        let p = if v.text == "all" {
+                        let p = if matches!(v.text.as_str(), "all" | "any" | "default") {
                             None
                         } else {
                             let p = prefix(v, &format!("rule `{word}` prefix"), d)?;
@@ -547,6 +583,16 @@ mod tests {
             (r.dst_len, r.metric, r.scope, r.table),
             (32, Some(u32::MAX), Some(200), 253)
         );
+        // `default` is 0.0.0.0/0, or ::/0 when the gateway, source or `inet6` is IPv6.
+        let r = one_route("default via 2001:db8::1 dev eth0");
+        assert_eq!((r.dst, r.dst_len), (ip("::"), 0));
+        assert_eq!(one_route("default dev eth0 inet6").dst, ip("::"));
+        assert_eq!(
+            one_route("unreachable default src 2001:db8::2").dst,
+            ip("::")
+        );
+        assert_eq!(one_route("default dev eth0 inet").dst, ip("0.0.0.0"));
+        assert_eq!(one_route("2001:db8::/32 dev eth0 inet6").dst_len, 32);
         for (w, k) in [
             ("unreachable", RouteType::Unreachable),
             ("prohibit", RouteType::Prohibit),
@@ -598,6 +644,14 @@ mod tests {
             ("via 192.0.2.1 dev eth0", "route has no destination", 5),
             ("to 198.51.100.0/24 default", "route has a second destination `default`", 24),
             (
+                "198.51.100.0/24 to 203.0.113.0/24",
+                "route has a second destination `203.0.113.0/24`",
+                24,
+            ),
+            ("198.51.100.0/24 dev eth0 inet6", "`inet6` given for an IPv4 route", 30),
+            ("2001:db8::/32 dev eth0 inet", "`inet` given for an IPv6 route", 28),
+            ("default via 192.0.2.1 inet6", "gateway 192.0.2.1 is IPv4, but the destination is IPv6", 17),
+            (
                 "2001:db8::/32 via 192.0.2.1",
                 "gateway 192.0.2.1 is IPv4, but the destination is IPv6",
                 23,
@@ -640,7 +694,8 @@ mod tests {
         let r = one_rule("not from all to 198.51.100.0/24 preference 5 prohibit");
         assert!(r.not && r.from.is_none());
         assert_eq!((r.action, r.table), (Some(RouteType::Prohibit), None));
-        let r = one_rule("inet6 fwmark 1 table 10");
+        let r = one_rule("inet6 from default to any fwmark 1 table 10");
+        assert!(r.from.is_none() && r.to.is_none());
         assert!(r.v6);
         let r = one_rule("inet from 192.0.2.1 unreachable");
         assert_eq!(
