@@ -290,8 +290,12 @@ pub(crate) fn check_entry(n: &Node, e: Entry, d: &mut Diags) {
         Entry::Address => {
             address_entry(&w, "address", d);
         }
-        Entry::Route => options_entry(&w, schema::ROUTE_OPTIONS, "route", d),
-        Entry::Rule => options_entry(&w, schema::RULE_OPTIONS, "rule", d),
+        Entry::Route => {
+            crate::routes::route(&w, d);
+        }
+        Entry::Rule => {
+            crate::routes::rule(&w, d);
+        }
         Entry::Tracked(lo, hi) => {
             tracked_entry(&w, lo, hi, d);
         }
@@ -370,43 +374,6 @@ pub(crate) fn address_entry(w: &[&Token], what: &str, d: &mut Diags) -> Vec<Virt
         i += 1;
     }
     out
-}
-
-fn options_entry(w: &[&Token], opts: &[(&str, usize)], what: &str, d: &mut Diags) {
-    let mut i = 0;
-    let mut dest = false;
-    while i < w.len() {
-        let t = w[i];
-        if let Some((o, n)) = opts.iter().find(|(o, _)| *o == t.text) {
-            if i + n >= w.len() + usize::from(*n == 0) {
-                d.error(t, format!("`{o}` needs a value"));
-                return;
-            }
-            if matches!(*o, "to" | "from" | "all") {
-                dest = true;
-            }
-            i += 1 + n;
-            continue;
-        }
-        if t.text == "default" || parse_prefix(&t.text).is_ok() {
-            dest = true;
-            i += 1;
-            continue;
-        }
-        let names = opts.iter().map(|(o, _)| *o);
-        match suggest(&t.text, names) {
-            Some(s) => d.error_help(
-                t,
-                format!("unknown {what} option `{}`", t.text),
-                format!("did you mean `{s}`?"),
-            ),
-            None => d.error(t, format!("unknown {what} option `{}`", t.text)),
-        }
-        return;
-    }
-    if !dest {
-        d.error(w[0], format!("{what} has no destination"));
-    }
 }
 
 fn tracked_entry(w: &[&Token], lo: i64, hi: i64, d: &mut Diags) -> Option<Tracked> {
@@ -676,6 +643,27 @@ pub(crate) fn list_words(n: &Node) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// The routes of a `static_routes` / `virtual_routes` block (errors were reported by
+/// [`check_entry`]; lines with errors are left out).
+pub(crate) fn list_routes(n: &Node) -> Vec<Route> {
+    let mut quiet = Diags::default();
+    n.children
+        .iter()
+        .flatten()
+        .filter_map(|c| crate::routes::route(&words(c), &mut quiet))
+        .collect()
+}
+
+/// The rules of a `static_rules` / `virtual_rules` block, likewise.
+pub(crate) fn list_rules(n: &Node) -> Vec<Rule> {
+    let mut quiet = Diags::default();
+    n.children
+        .iter()
+        .flatten()
+        .filter_map(|c| crate::routes::rule(&words(c), &mut quiet))
+        .collect()
+}
+
 pub(crate) fn list_addresses(n: &Node) -> Vec<VirtualAddress> {
     let mut quiet = Diags::default();
     n.children
@@ -696,8 +684,8 @@ pub(crate) fn fill_instance(n: &Node, inst: &mut VrrpInstance) {
         "use_vmac" => inst.use_vmac = Some(words_of(n)),
         "vmac_xmit_base" => inst.vmac_xmit_base = true,
         "virtual_ipaddress_excluded" => inst.virtual_ipaddress_excluded.extend(list_addresses(n)),
-        "virtual_routes" => inst.virtual_routes.extend(list_words(n)),
-        "virtual_rules" => inst.virtual_rules.extend(list_words(n)),
+        "virtual_routes" => inst.virtual_routes.extend(list_routes(n)),
+        "virtual_rules" => inst.virtual_rules.extend(list_rules(n)),
         "smtp_alert" => inst.smtp_alert = boolean(one, "smtp_alert"),
         "strict_mode" => inst.strict_mode = boolean(one, "strict_mode"),
         "dont_track_primary" => inst.dont_track_primary = true,
@@ -889,8 +877,8 @@ pub(crate) fn fill_top(n: &Node, config: &mut Config, d: &mut Diags) {
                 .filter_map(|w| w.into_iter().next()),
         ),
         "static_ipaddress" => config.static_ipaddress.extend(list_addresses(n)),
-        "static_routes" => config.static_routes.extend(list_words(n)),
-        "static_rules" => config.static_rules.extend(list_words(n)),
+        "static_routes" => config.static_routes.extend(list_routes(n)),
+        "static_rules" => config.static_rules.extend(list_rules(n)),
         "virtual_server_group" => {
             let mut quiet = Diags::default();
             config.virtual_server_groups.push(VirtualServerGroup {

@@ -15,6 +15,7 @@ pub mod lexer;
 mod lints;
 pub mod model;
 mod preprocess;
+mod routes;
 mod schema;
 pub mod tree;
 mod typed;

@@ -30,9 +30,10 @@ pub struct Config {
     /// `linkbeat_interfaces { IF [MII|ETHTOOL|IOCTL] }`: the interface names.
     pub linkbeat_interfaces: Vec<String>,
     pub static_ipaddress: Vec<VirtualAddress>,
-    /// `static_routes`: each route as its words (normalised: quotes removed).
-    pub static_routes: Vec<Vec<String>>,
-    pub static_rules: Vec<Vec<String>>,
+    /// `static_routes`: installed at start, kept while vipd runs.
+    pub static_routes: Vec<Route>,
+    /// `static_rules`: likewise.
+    pub static_rules: Vec<Rule>,
     pub virtual_server_groups: Vec<VirtualServerGroup>,
     pub virtual_servers: Vec<VirtualServer>,
     /// The top-level `SSL { }` block: SSL_GET's TLS client settings.
@@ -480,6 +481,71 @@ pub struct VirtualAddress {
     pub span: Span,
 }
 
+/// What a route does with the packets it matches, or a rule's action other than a
+/// table lookup (`blackhole`, `unreachable`, `prohibit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum RouteType {
+    Unicast,
+    Blackhole,
+    Unreachable,
+    Prohibit,
+    Throw,
+}
+
+/// One `static_routes` / `virtual_routes` line: `[src IP] [to] DEST[/LEN] [via|gw IP]
+/// [dev IF] [scope S] [table T] [metric|priority|preference N] [onlink] [no_track]`,
+/// optionally with a type (`unicast`, `blackhole`, `unreachable`, `prohibit`, `throw`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Route {
+    /// Destination; `default` is 0.0.0.0/0.
+    pub dst: IpAddr,
+    pub dst_len: u8,
+    pub kind: RouteType,
+    /// `via` / `gw`: of the destination's family.
+    pub via: Option<IpAddr>,
+    /// `dev`: an interface name (resolved on the host at run time).
+    pub dev: Option<String>,
+    /// `src`: preferred source address, of the destination's family.
+    pub src: Option<IpAddr>,
+    /// `table`: 254 (`main`) when not written.
+    pub table: u32,
+    /// `metric` / `priority` / `preference`.
+    pub metric: Option<u32>,
+    /// RT_SCOPE_* number; `None`: link for a direct unicast route, universe otherwise.
+    pub scope: Option<u8>,
+    pub onlink: bool,
+    pub no_track: bool,
+    /// The line's first word.
+    pub span: Span,
+}
+
+/// One `static_rules` / `virtual_rules` line: `[not] [from P] [to P] [iif IF] [oif IF]
+/// [fwmark N[/MASK]] [table|lookup T] [priority|preference|pref N] [inet|inet6]
+/// [blackhole|unreachable|prohibit] [no_track]`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Rule {
+    /// `from`; `None`: all (also for `from all`, `any` or `default`).
+    pub from: Option<(IpAddr, u8)>,
+    pub to: Option<(IpAddr, u8)>,
+    pub iif: Option<String>,
+    pub oif: Option<String>,
+    /// `fwmark MARK[/MASK]`.
+    pub fwmark: Option<(u32, Option<u32>)>,
+    /// `table` / `lookup`: 1..; `None` only when `action` is set.
+    pub table: Option<u32>,
+    /// `priority` / `preference` / `pref`.
+    pub priority: Option<u32>,
+    /// `None`: look up `table`; else `Blackhole`, `Unreachable` or `Prohibit`.
+    pub action: Option<RouteType>,
+    /// `not`: the selector is inverted.
+    pub not: bool,
+    /// IPv6 rule: `inet6`, or an IPv6 `from`/`to`.
+    pub v6: bool,
+    pub no_track: bool,
+    /// The line's first word.
+    pub span: Span,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct UnicastPeer {
     pub addr: IpAddr,
@@ -527,8 +593,10 @@ pub struct VrrpInstance {
     /// `vmac_xmit_base`: send adverts from the base interface, not the VMAC.
     pub vmac_xmit_base: bool,
     pub virtual_ipaddress_excluded: Vec<VirtualAddress>,
-    pub virtual_routes: Vec<Vec<String>>,
-    pub virtual_rules: Vec<Vec<String>>,
+    /// `virtual_routes`: installed while MASTER.
+    pub virtual_routes: Vec<Route>,
+    /// `virtual_rules`: installed while MASTER.
+    pub virtual_rules: Vec<Rule>,
     pub smtp_alert: Option<bool>,
     pub strict_mode: Option<bool>,
     pub dont_track_primary: bool,

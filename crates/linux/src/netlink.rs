@@ -18,7 +18,7 @@ use netlink_packet_route::link::{
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
-use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
+use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleFlags, RuleMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_packet_utils::nla::{DefaultNla, Nla};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
@@ -469,6 +469,9 @@ fn rule_message(r: &RuleSpec) -> RuleMessage {
         Some(RouteKind::Unreachable) => RuleAction::Unreachable,
         Some(_) => RuleAction::Prohibit,
     };
+    if r.invert {
+        m.header.flags = RuleFlags::Invert;
+    }
     if let Some((a, l)) = r.from {
         m.header.src_len = l;
         m.attributes.push(RuleAttribute::Source(a));
@@ -595,18 +598,21 @@ mod tests {
             sh(&["link", "set", "r1", "up"]);
             sh(&["addr", "add", "192.0.2.1/24", "dev", "r0"]);
             let r0 = nix::net::if_::if_nametoindex("r0").unwrap();
-            let words = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
             let idx = |n: &str| -> anyhow::Result<u32> { Ok(nix::net::if_::if_nametoindex(n)?) };
             let mut nl = Rtnetlink::open().unwrap();
-            let via = crate::routes::parse_route(
-                &words("198.51.100.0/24 via 192.0.2.254 dev r0 table 100"),
-                &idx,
-            )
-            .unwrap();
-            let direct =
-                crate::routes::parse_route(&words("203.0.113.0/24 dev r0 metric 7"), &idx).unwrap();
-            let hole =
-                crate::routes::parse_route(&words("blackhole 203.0.113.128/25"), &idx).unwrap();
+            let (routes, rules) = crate::routes::tests::model(
+                &[
+                    "198.51.100.0/24 via 192.0.2.254 dev r0 table 100",
+                    "203.0.113.0/24 dev r0 metric 7",
+                    "blackhole 203.0.113.128/25",
+                ],
+                &[
+                    "from 192.0.2.0/24 table 100 priority 1000",
+                    "not from 198.51.100.0/24 priority 1001 prohibit",
+                ],
+            );
+            let [via, direct, hole] =
+                [0, 1, 2].map(|i| crate::routes::route_spec(&routes[i], &idx).unwrap());
             for r in [&via, &direct, &hole] {
                 assert_eq!(nl.add_route(r).unwrap(), AddOutcome::Added);
             }
@@ -625,13 +631,16 @@ mod tests {
                 main.contains("blackhole 203.0.113.128/25 proto 118"),
                 "{main}"
             );
-            let rule =
-                crate::routes::parse_rule(&words("from 192.0.2.0/24 table 100 priority 1000"))
-                    .unwrap();
+            let [rule, not] = [0, 1].map(|i| crate::routes::rule_spec(&rules[i]));
             assert_eq!(nl.add_rule(&rule).unwrap(), AddOutcome::Added);
+            assert_eq!(nl.add_rule(&not).unwrap(), AddOutcome::Added);
             let rules = sh(&["rule", "show"]);
             assert!(
                 rules.contains("1000:\tfrom 192.0.2.0/24 lookup 100 proto 118"),
+                "{rules}"
+            );
+            assert!(
+                rules.contains("1001:\tnot from 198.51.100.0/24 prohibit proto 118"),
                 "{rules}"
             );
             for r in [&via, &direct, &hole] {
@@ -639,6 +648,7 @@ mod tests {
                 nl.delete_route(r).unwrap(); // already gone: fine
             }
             nl.delete_rule(&rule).unwrap();
+            nl.delete_rule(&not).unwrap();
             assert!(!sh(&["route", "show"]).contains("proto 118"));
             assert!(!sh(&["rule", "show"]).contains("proto 118"));
             let _ = r0;

@@ -5,7 +5,7 @@
 use crate::iface::Interface;
 use crate::netlink::AddressSpec;
 use crate::notifier::NotifyPlan;
-use crate::routes::{parse_route, parse_rule, RouteSpec, RuleSpec};
+use crate::routes::{route_spec, rule_spec, RouteSpec, RuleSpec};
 use crate::scripts::{check_security, split_words, RunAs, Script};
 use crate::track::{Kind, ObjectId, TrackRef};
 use crate::tracker::{FilePlan, ParamMatch, ProcessPlan, ScriptPlan, TrackPlan};
@@ -253,13 +253,9 @@ pub fn build(cfg: &Config) -> Result<Plan> {
         static_routes: cfg
             .static_routes
             .iter()
-            .map(|w| parse_route(w, &ifindex))
+            .map(|r| route_spec(r, &ifindex))
             .collect::<Result<_>>()?,
-        static_rules: cfg
-            .static_rules
-            .iter()
-            .map(|w| parse_rule(w))
-            .collect::<Result<_>>()?,
+        static_rules: cfg.static_rules.iter().map(rule_spec).collect(),
         static_addresses: cfg
             .static_ipaddress
             .iter()
@@ -686,13 +682,9 @@ fn build_instance(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
         routes: inst
             .virtual_routes
             .iter()
-            .map(|w| parse_route(w, &ifindex))
+            .map(|r| route_spec(r, &ifindex))
             .collect::<Result<_>>()?,
-        rules: inst
-            .virtual_rules
-            .iter()
-            .map(|w| parse_rule(w))
-            .collect::<Result<_>>()?,
+        rules: inst.virtual_rules.iter().map(rule_spec).collect(),
         tracking: tracking(cfg, inst)?,
         notify: notify_plan(cfg, &inst.name, &inst.notify, inst.smtp_alert)?,
         no_accept: !accept,
