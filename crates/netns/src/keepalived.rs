@@ -84,7 +84,8 @@ impl Version {
         if set("CI") || (self == Version::V2_4_3 && set(KEEPALIVED_243_ENV)) {
             panic!(
                 "no runnable keepalived {} at {} ({how}; {KEEPALIVED_243_ENV} names the 2.4.3 \
-                 binary, default {KEEPALIVED_243_DEFAULT}): CI provides it, so this test fails",
+                 binary, default {KEEPALIVED_243_DEFAULT}): under CI, or with \
+                 {KEEPALIVED_243_ENV} set, a missing peer is a failure, not a skip",
                 self.name(),
                 self.binary().display()
             );
