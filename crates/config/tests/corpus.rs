@@ -1,4 +1,4 @@
-//! The config corpus: valid files load (and keepalived 2.2.7 accepts them too), broken
+//! The config corpus: valid files load (and keepalived 2.2.7 and 2.4.3 accept them too), broken
 //! files produce exactly their golden diagnostics, `--dump` output re-parses to the
 //! same model, and the parser never panics.
 //!
@@ -10,6 +10,7 @@ use std::process::Command;
 
 use proptest::prelude::*;
 use vipd_config::{load_file, load_str, Diagnostic, LoadOptions};
+use vipd_netns::Version;
 
 fn corpus(kind: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -144,15 +145,31 @@ fn invalid_corpus_matches_golden_diagnostics() {
     }
 }
 
-/// keepalived 2.2.7 is the oracle for "accepted": `keepalived -t` prints nothing for a
-/// clean config. (It exits 0, or is killed by its own SIGTERM to the process group when
-/// checkers are configured, so the exit code alone is not the criterion.)
+/// keepalived (Debian's 2.2.7 and upstream 2.4.3) is the oracle for "accepted":
+/// `keepalived -t` prints nothing for a clean config. (It exits 0, or is killed by its own
+/// SIGTERM to the process group when checkers are configured, so the exit code alone is not
+/// the criterion.)
 #[test]
 fn keepalived_accepts_the_valid_corpus() {
     if Command::new("keepalived").arg("-v").output().is_err() {
         eprintln!("skipped: keepalived not installed");
         return;
     }
+    keepalived_accepts(Version::V2_2_7, &Version::V2_2_7.binary());
+}
+
+/// The same with keepalived 2.4.3, which also warns about rules without a preference, a
+/// `track_interface` naming the instance's own interface and tracked interfaces that do
+/// not exist (2.2.7 accepts all three silently).
+#[test]
+fn keepalived_243_accepts_the_valid_corpus() {
+    let Some(bin) = Version::V2_4_3.require() else {
+        return;
+    };
+    keepalived_accepts(Version::V2_4_3, &bin);
+}
+
+fn keepalived_accepts(version: Version, keepalived: &Path) {
     // The corpus uses eth0; run keepalived against an interface this host has.
     let iface = fs::read_dir("/sys/class/net")
         .unwrap()
@@ -163,7 +180,11 @@ fn keepalived_accepts_the_valid_corpus() {
         eprintln!("skipped: no non-loopback interface");
         return;
     };
-    let tmp = std::env::temp_dir().join(format!("vipd-corpus-{}", std::process::id()));
+    let tmp = std::env::temp_dir().join(format!(
+        "vipd-corpus-{}-{}",
+        std::process::id(),
+        version.name()
+    ));
     fs::create_dir_all(&tmp).unwrap();
     // `old-*.conf` use spellings keepalived accepts with a deprecation warning.
     for f in corpus("valid")
@@ -174,17 +195,9 @@ fn keepalived_accepts_the_valid_corpus() {
         let p = tmp.join(f.file_name().unwrap());
         fs::write(&p, text).unwrap();
         let out = Command::new("setsid")
-            .args([
-                "-w",
-                "keepalived",
-                "-t",
-                "-i",
-                "corpus",
-                "--no-syslog",
-                "-l",
-                "-D",
-                "-f",
-            ])
+            .arg("-w")
+            .arg(keepalived)
+            .args(["-t", "-i", "corpus", "--no-syslog", "-l", "-D", "-f"])
             .arg(&p)
             .output()
             .unwrap();
@@ -199,7 +212,9 @@ fn keepalived_accepts_the_valid_corpus() {
             .collect();
         assert!(
             findings.is_empty() && matches!(out.status.code(), Some(0) | Some(143) | None),
-            "keepalived -t rejects {} ({:?}):\n{}",
+            "keepalived {} ({}) -t rejects {} ({:?}):\n{}",
+            version.name(),
+            keepalived.display(),
             f.display(),
             out.status,
             findings.join("\n")

@@ -8,7 +8,100 @@ use anyhow::{Context, Result};
 
 use crate::{Netns, Proc};
 
-/// Launcher for keepalived (tested with 2.2.7) inside a namespace.
+/// Environment variable naming the keepalived 2.4.3 binary (`.ci/run` exports it).
+pub const KEEPALIVED_243_ENV: &str = "VIPD_KEEPALIVED_243";
+
+/// Where `../shared/peers/build-keepalived.sh` installs keepalived 2.4.3 by default.
+pub const KEEPALIVED_243_DEFAULT: &str = "/opt/keepalived-2.4.3/sbin/keepalived";
+
+/// The keepalived releases the tests use as peer/oracle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Version {
+    /// Debian's package, 2.2.7: `keepalived` on `PATH`.
+    V2_2_7,
+    /// Upstream 2.4.3, built by `../shared/peers/build-keepalived.sh` (`.ci/run` runs it):
+    /// `$VIPD_KEEPALIVED_243`, else `/opt/keepalived-2.4.3/sbin/keepalived`.
+    V2_4_3,
+}
+
+impl Version {
+    /// Both, oldest first.
+    pub const ALL: [Version; 2] = [Version::V2_2_7, Version::V2_4_3];
+
+    /// `"2.2.7"` or `"2.4.3"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Version::V2_2_7 => "2.2.7",
+            Version::V2_4_3 => "2.4.3",
+        }
+    }
+
+    /// The binary to run for this version (whether or not it exists).
+    pub fn binary(self) -> PathBuf {
+        match self {
+            Version::V2_2_7 => "keepalived".into(),
+            Version::V2_4_3 => std::env::var_os(KEEPALIVED_243_ENV)
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+                .unwrap_or_else(|| KEEPALIVED_243_DEFAULT.into()),
+        }
+    }
+
+    /// [`Version::binary`] if it runs (and, for 2.4.3, reports `v2.4.3`), else `None`.
+    pub fn find(self) -> Option<PathBuf> {
+        let bin = self.binary();
+        let out = Command::new(&bin)
+            .arg("--version")
+            .stdin(Stdio::null())
+            .output()
+            .ok()?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        match self {
+            Version::V2_2_7 => Some(bin),
+            Version::V2_4_3 => text.contains("v2.4.3").then_some(bin),
+        }
+    }
+
+    /// For tests: the binary, or — when it is missing — `None` after printing a
+    /// `skipped: ...` line, except under CI (`CI` set and not `false`/`0`) or when
+    /// [`KEEPALIVED_243_ENV`] names a binary explicitly: then it panics, because CI
+    /// builds it and a missing peer must not pass silently.
+    pub fn require(self) -> Option<PathBuf> {
+        if let Some(bin) = self.find() {
+            return Some(bin);
+        }
+        let (missing, how) = match self {
+            Version::V2_2_7 => ("installed", "apt-get install keepalived"),
+            Version::V2_4_3 => ("built", "bash ../shared/peers/build-keepalived.sh"),
+        };
+        let set = |var: &str| {
+            std::env::var_os(var).is_some_and(|v| !v.is_empty() && v != "false" && v != "0")
+        };
+        if set("CI") || (self == Version::V2_4_3 && set(KEEPALIVED_243_ENV)) {
+            panic!(
+                "no runnable keepalived {} at {} ({how}; {KEEPALIVED_243_ENV} names the 2.4.3 \
+                 binary, default {KEEPALIVED_243_DEFAULT}): under CI, or with \
+                 {KEEPALIVED_243_ENV} set, a missing peer is a failure, not a skip",
+                self.name(),
+                self.binary().display()
+            );
+        }
+        eprintln!("skipped: keepalived {} not {missing} ({how})", self.name());
+        None
+    }
+}
+
+/// The path of the keepalived 2.4.3 binary if present (see [`Version::V2_4_3`]).
+pub fn keepalived_243() -> Option<PathBuf> {
+    Version::V2_4_3.find()
+}
+
+/// Launcher for keepalived (tested with 2.2.7 and 2.4.3, see [`Version`]) inside a
+/// namespace.
 ///
 /// Runs `keepalived --dont-fork --log-console --log-detail --no-syslog
 /// --vrrp --dont-respawn -f DIR/keepalived.conf -p DIR/keepalived.pid
@@ -48,6 +141,11 @@ impl Keepalived {
     /// The default launcher (`keepalived` from `PATH`).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Run the binary of `version` (see [`Version::binary`]).
+    pub fn version(self, version: Version) -> Self {
+        self.binary(version.binary())
     }
 
     /// Use another keepalived binary.
@@ -174,5 +272,13 @@ mod tests {
         assert!(c.contains("priority 150"));
         assert!(c.contains("192.0.2.100/24"));
         assert_eq!(c.matches('{').count(), c.matches('}').count());
+    }
+
+    #[test]
+    fn versions_name_their_binaries() {
+        assert_eq!(Version::V2_2_7.binary(), PathBuf::from("keepalived"));
+        assert_eq!(Version::ALL.map(Version::name), ["2.2.7", "2.4.3"]);
+        let bin = Keepalived::new().version(Version::V2_4_3).binary;
+        assert_eq!(bin, Version::V2_4_3.binary());
     }
 }

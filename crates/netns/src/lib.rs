@@ -21,7 +21,8 @@
 //! * [`Prober`] — a 1 ms ICMP/ICMPv6 echo prober that measures outages.
 //! * [`Capture`] — an AF_PACKET capture of VRRP adverts, ARP and neighbour
 //!   advertisements, with timestamps on the same clock as the prober.
-//! * [`Keepalived`] — starts keepalived 2.x as a peer in a namespace.
+//! * [`Keepalived`] — starts keepalived 2.x as a peer in a namespace; [`Version`]
+//!   picks Debian's 2.2.7 or the upstream 2.4.3 the CI builds.
 //!
 //! Only documentation address ranges are used, only inside namespaces this
 //! crate created; every namespace name is unique per process and topology
@@ -54,7 +55,10 @@ mod util;
 pub mod vm;
 
 pub use capture::{Capture, Frame, FrameKind, Frames, MacAddr, VrrpHeader};
-pub use keepalived::{simple_vrrp_config, start_keepalived, Keepalived};
+pub use keepalived::{
+    keepalived_243, simple_vrrp_config, start_keepalived, Keepalived, Version,
+    KEEPALIVED_243_DEFAULT, KEEPALIVED_243_ENV,
+};
 pub use lan::{
     Lan, LanOptions, CLIENT_V4, CLIENT_V6, PREFIX_LEN_V4, PREFIX_LEN_V6, VIP_V4, VIP_V6,
 };

@@ -1,31 +1,46 @@
-//! Mixed pairs with the real keepalived from Debian, in both roles, for VRRPv2/IPv4,
-//! VRRPv3/IPv4 and VRRPv3/IPv6: one master is elected, the master fails, the backup
-//! takes over, the master comes back and takes its place again.
+//! Mixed pairs with the real keepalived — Debian's 2.2.7 and upstream 2.4.3 — in both
+//! roles, for VRRPv2/IPv4, VRRPv3/IPv4 and VRRPv3/IPv6: one master is elected, the master
+//! fails, the backup takes over, the master comes back and takes its place again.
 
 mod common;
 
 use common::{Cluster, Spec};
 use std::time::Duration;
-use vipd_netns::Keepalived;
+use vipd_netns::{Keepalived, Version};
 
 #[derive(Clone, Copy, PartialEq)]
 enum Impl {
     Vipd,
-    Keepalived,
+    Keepalived(Version),
 }
+
+const KA227: Impl = Impl::Keepalived(Version::V2_2_7);
+const KA243: Impl = Impl::Keepalived(Version::V2_4_3);
 
 fn start(c: &mut Cluster, i: usize, which: Impl, config: &str) {
     match which {
         Impl::Vipd => c.start_vipd(i, config),
-        Impl::Keepalived => c.start_keepalived(i, config),
+        Impl::Keepalived(v) => c.start_keepalived_version(i, config, v),
     }
 }
 
 fn mixed_pair(spec: Spec, master: Impl, backup: Impl, tag: &str) {
-    if !Keepalived::new().is_installed() {
-        panic!(
-            "keepalived is not installed: the interop tests need it (apt-get install keepalived)"
-        );
+    for which in [master, backup] {
+        match which {
+            Impl::Vipd => {}
+            Impl::Keepalived(Version::V2_2_7) => {
+                if !Keepalived::new().is_installed() {
+                    panic!(
+                        "keepalived is not installed: the interop tests need it (apt-get install keepalived)"
+                    );
+                }
+            }
+            Impl::Keepalived(v) => {
+                if v.require().is_none() {
+                    return;
+                }
+            }
+        }
     }
     let Some(mut c) = Cluster::new(2, tag) else {
         return;
@@ -60,25 +75,49 @@ fn mixed_pair(spec: Spec, master: Impl, backup: Impl, tag: &str) {
 
 #[test]
 fn keepalived_master_vipd_backup_v2_ipv4() {
-    mixed_pair(Spec::v2(), Impl::Keepalived, Impl::Vipd, "ka-v2");
+    mixed_pair(Spec::v2(), KA227, Impl::Vipd, "ka-v2");
 }
 #[test]
 fn vipd_master_keepalived_backup_v2_ipv4() {
-    mixed_pair(Spec::v2(), Impl::Vipd, Impl::Keepalived, "vk-v2");
+    mixed_pair(Spec::v2(), Impl::Vipd, KA227, "vk-v2");
 }
 #[test]
 fn keepalived_master_vipd_backup_v3_ipv4() {
-    mixed_pair(Spec::v3(), Impl::Keepalived, Impl::Vipd, "ka-v3");
+    mixed_pair(Spec::v3(), KA227, Impl::Vipd, "ka-v3");
 }
 #[test]
 fn vipd_master_keepalived_backup_v3_ipv4() {
-    mixed_pair(Spec::v3(), Impl::Vipd, Impl::Keepalived, "vk-v3");
+    mixed_pair(Spec::v3(), Impl::Vipd, KA227, "vk-v3");
 }
 #[test]
 fn keepalived_master_vipd_backup_v3_ipv6() {
-    mixed_pair(Spec::v3_ipv6(), Impl::Keepalived, Impl::Vipd, "ka-v6");
+    mixed_pair(Spec::v3_ipv6(), KA227, Impl::Vipd, "ka-v6");
 }
 #[test]
 fn vipd_master_keepalived_backup_v3_ipv6() {
-    mixed_pair(Spec::v3_ipv6(), Impl::Vipd, Impl::Keepalived, "vk-v6");
+    mixed_pair(Spec::v3_ipv6(), Impl::Vipd, KA227, "vk-v6");
+}
+#[test]
+fn keepalived243_master_vipd_backup_v2_ipv4() {
+    mixed_pair(Spec::v2(), KA243, Impl::Vipd, "ka243-v2");
+}
+#[test]
+fn vipd_master_keepalived243_backup_v2_ipv4() {
+    mixed_pair(Spec::v2(), Impl::Vipd, KA243, "vk243-v2");
+}
+#[test]
+fn keepalived243_master_vipd_backup_v3_ipv4() {
+    mixed_pair(Spec::v3(), KA243, Impl::Vipd, "ka243-v3");
+}
+#[test]
+fn vipd_master_keepalived243_backup_v3_ipv4() {
+    mixed_pair(Spec::v3(), Impl::Vipd, KA243, "vk243-v3");
+}
+#[test]
+fn keepalived243_master_vipd_backup_v3_ipv6() {
+    mixed_pair(Spec::v3_ipv6(), KA243, Impl::Vipd, "ka243-v6");
+}
+#[test]
+fn vipd_master_keepalived243_backup_v3_ipv6() {
+    mixed_pair(Spec::v3_ipv6(), Impl::Vipd, KA243, "vk243-v6");
 }

@@ -6,7 +6,9 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use vipd_netns::{has_address, Keepalived, Lan, LanOptions, Proc, Signal, WorkDir, VIP_V4, VIP_V6};
+use vipd_netns::{
+    has_address, Keepalived, Lan, LanOptions, Proc, Signal, Version, WorkDir, VIP_V4, VIP_V6,
+};
 
 pub const VIPD: &str = env!("CARGO_BIN_EXE_vipd");
 
@@ -162,9 +164,15 @@ impl Cluster {
         assert!(ok, "vipd r{i} did not start:\n{}", self.log(i));
     }
 
+    /// Debian's keepalived 2.2.7 on router `i`.
     pub fn start_keepalived(&mut self, i: usize, config: &str) {
+        self.start_keepalived_version(i, config, Version::V2_2_7);
+    }
+
+    pub fn start_keepalived_version(&mut self, i: usize, config: &str, version: Version) {
         let wd = self.dir.join(format!("ka{i}"));
         let proc = Keepalived::new()
+            .version(version)
             .start(self.lan.router(i), config, &wd)
             .expect("starting keepalived");
         self.daemons[i - 1] = Some(Daemon::Keepalived { proc });
