@@ -748,6 +748,9 @@ pub(crate) fn fill_global(n: &Node, g: &mut GlobalDefs) {
             g.v3_checksum_as_v2 = boolean(one, "v3_checksum_as_v2").unwrap_or(true)
         }
         "default_interface" => g.default_interface = Some(words_of(n)),
+        "notify_fifo_script" | "vrrp_notify_fifo_script" => {
+            g.notify_fifo_script = Some(script_of(n))
+        }
         "vrrp_startup_delay" => g.vrrp_startup_delay = secs(one, &["vrrp_startup_delay"]),
         "vrrp_delay_after_boot" => g.vrrp_delay_after_boot = secs(one, &["vrrp_delay_after_boot"]),
         "use_symlink_paths" => {

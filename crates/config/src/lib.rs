@@ -144,9 +144,13 @@ fn load(text: &str, path: &Path, opts: &LoadOptions) -> Result<Loaded, Vec<Diagn
     let id = opts.config_id.clone().unwrap_or_else(default_config_id);
     let lines = preprocess::Preprocessor::new(id, &mut diags, &mut sources).run(path, text);
     let nodes = tree::build(lines, &mut diags);
-    let (config, metas) = typed::map(&nodes, &mut diags);
+    let (mut config, metas) = typed::map(&nodes, &mut diags);
     validate::validate(&config, &metas, opts, &mut diags);
     lints::lint(&config, &metas, &nodes, opts, &mut diags);
+    // keepalived ignores a virtual server without real servers (the lint says so).
+    config
+        .virtual_servers
+        .retain(|vs| !vs.real_servers.is_empty());
     sources.sort(&mut diags.list);
     sources.attach_snippets(&mut diags.list);
     sources.attach_chains(&mut diags.list);

@@ -399,6 +399,139 @@ pub(crate) fn lint(
     }
 
     virtual_servers(config, d);
+    keepalived_warnings(config, tree, d);
+}
+
+/// Conditions keepalived 2.4.3's `-t` reports that the checks above do not cover, in
+/// vipd's words (and, where vipd acts differently, saying so).
+fn keepalived_warnings(config: &Config, tree: &[Node], d: &mut Diags) {
+    let tok_warn = |d: &mut Diags, tok: &crate::lexer::Token, msg: String, help: Option<&str>| {
+        let mut x = Diagnostic::warning_at(msg, tok);
+        x.help = help.map(str::to_string);
+        d.push(x);
+    };
+    for key in ["vrrp_iptables", "vrrp_ipsets"] {
+        if let Some(tok) = find_global(tree, key) {
+            tok_warn(
+                d,
+                &tok,
+                format!("`{key}` is ignored: vipd's drop rules use nftables (keepalived 2.4 does the same)"),
+                Some("remove it; vipd keeps its rules in the `ip`/`ip6` `vipd_vrrp` tables"),
+            );
+        }
+    }
+    let empty_email = tree
+        .iter()
+        .filter(|n| n.name() == "global_defs")
+        .flat_map(|n| n.children.iter().flatten())
+        .find(|c| {
+            c.name() == "notification_email"
+                && c.args.is_empty()
+                && c.children.as_ref().is_some_and(|k| k.is_empty())
+        });
+    if let Some(n) = empty_email {
+        tok_warn(
+            d,
+            &n.keyword,
+            "empty `notification_email` block: no one gets e-mail".into(),
+            None,
+        );
+    }
+    for key in ["notify_fifo_script", "vrrp_notify_fifo_script"] {
+        if let (Some(tok), None) = (find_global(tree, key), &config.global.notify_fifo) {
+            tok_warn(
+                d,
+                &tok,
+                format!("`{key}` is ignored without `notify_fifo` / `vrrp_notify_fifo`"),
+                Some("the script reads the FIFO, whose name it gets as its last argument"),
+            );
+        }
+    }
+    // keepalived: "SECURITY VIOLATION - scripts are being executed but script_security
+    // not enabled."
+    if !config.global.enable_script_security {
+        let first_script = config
+            .scripts
+            .first()
+            .map(|s| (&s.span, s.name.chars().count()));
+        let first_notify = config
+            .instances
+            .iter()
+            .find(|i| {
+                let n = &i.notify;
+                n.master.is_some()
+                    || n.backup.is_some()
+                    || n.fault.is_some()
+                    || n.stop.is_some()
+                    || n.notify.is_some()
+            })
+            .map(|i| (&i.span, i.name.chars().count()));
+        if let Some((span, len)) = first_script.or(first_notify) {
+            warn(
+                d,
+                span,
+                len,
+                match &config.global.script_user {
+                    Some(u) => format!("scripts run as `{u}` unchecked: `enable_script_security` is off"),
+                    None => "scripts run as root unchecked: `enable_script_security` is off".into(),
+                },
+                Some("add `enable_script_security` (and `script_user`) to global_defs; vipd then refuses scripts a non-root user could change".into()),
+            );
+        }
+    }
+    for inst in &config.instances {
+        for t in inst
+            .track
+            .interfaces
+            .iter()
+            .filter(|t| t.name == inst.interface)
+        {
+            warn(
+                d,
+                &t.span,
+                t.name.chars().count(),
+                format!(
+                    "track_interface `{}` is vrrp_instance `{}`'s own interface, which it tracks already: this line is ignored (as keepalived does)",
+                    t.name, inst.name
+                ),
+                Some("remove it; use `dont_track_primary` to stop tracking the own interface".into()),
+            );
+        }
+    }
+    for vs in &config.virtual_servers {
+        let label = vs_label(&vs.key);
+        let len = "virtual_server".len();
+        if vs.real_servers.is_empty() {
+            warn(
+                d,
+                &vs.span,
+                len,
+                format!("virtual_server {label} has no real servers: it is ignored (as keepalived does)"),
+                None,
+            );
+            continue;
+        }
+        if vs.protocol.is_none() && !matches!(vs.key, VsKey::Fwmark { .. }) {
+            warn(
+                d,
+                &vs.span,
+                len,
+                format!("virtual_server {label} has no `protocol`: vipd balances TCP, but keepalived defaults to UDP here"),
+                Some("write `protocol TCP` (or UDP) so vipd and keepalived agree".into()),
+            );
+        }
+        if vs.lb_kind.is_none() {
+            warn(
+                d,
+                &vs.span,
+                len,
+                format!(
+                    "virtual_server {label} has no `lb_kind`: NAT is assumed (as keepalived does)"
+                ),
+                None,
+            );
+        }
+    }
 }
 
 fn find_global(tree: &[Node], key: &str) -> Option<crate::lexer::Token> {

@@ -448,6 +448,9 @@ pub struct GlobalDefs {
     /// `vrrp_delay_after_boot`: VRRP instances start no earlier than this long after
     /// the host booted (the longer of the two delays wins).
     pub vrrp_delay_after_boot: Option<Duration>,
+    /// `notify_fifo_script` / `vrrp_notify_fifo_script`: started with the FIFO's name
+    /// as its last argument, to read `notify_fifo`.
+    pub notify_fifo_script: Option<ScriptCommand>,
     /// `use_symlink_paths`: `enable_script_security` checks a script's path as
     /// written instead of the file its symbolic links lead to.
     pub use_symlink_paths: bool,

@@ -336,6 +336,11 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "vrrp_startup_delay",
     "vrrp_delay_after_boot",
     "use_symlink_paths",
+    // keepalived 2.4 ignores them and uses nftables; so does vipd (with a warning).
+    "vrrp_iptables",
+    "vrrp_ipsets",
+    "notify_fifo_script",
+    "vrrp_notify_fifo_script",
 ];
 
 /// Keywords inside `virtual_server` (and its real servers and checkers) that vipd parses

@@ -60,27 +60,37 @@ pub struct NotifyResult {
 
 pub struct Notifier {
     workers: HashMap<String, (Sender<Event>, std::thread::JoinHandle<()>)>,
-    fifo: Option<PathBuf>,
+    fifo: Option<std::fs::File>,
     results: Sender<NotifyResult>,
 }
 
 impl Notifier {
+    /// `fifo`: created if missing and held open for the notifier's life, as keepalived
+    /// does, so a reader (`while read line; do …; done < FIFO`) never sees end-of-file
+    /// between two lines.
     pub fn new(fifo: Option<PathBuf>, results: Sender<NotifyResult>) -> Notifier {
         Notifier {
             workers: HashMap::new(),
-            fifo,
+            fifo: fifo.and_then(|p| match open_fifo(&p) {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    tracing::warn!("notify_fifo {}: {e}; no FIFO lines", p.display());
+                    None
+                }
+            }),
             results,
         }
     }
 
     pub fn notify(&mut self, ev: Event) {
-        if let Some(fifo) = &self.fifo {
-            write_fifo(
-                fifo,
-                &format!(
+        if let Some(fifo) = &mut self.fifo {
+            // Non-blocking: a reader that stopped reading costs lines, never the daemon.
+            let _ = fifo.write_all(
+                format!(
                     "{} \"{}\" {} {}\n",
                     ev.kind, ev.instance, ev.state, ev.priority
-                ),
+                )
+                .as_bytes(),
             );
         }
         if ev.plan.is_empty() {
@@ -152,17 +162,16 @@ fn run_event(ev: &Event, results: &Sender<NotifyResult>) {
     }
 }
 
-/// keepalived writes to the FIFO only when a reader has it open; so do we
-/// (non-blocking open fails with ENXIO when nobody reads).
-fn write_fifo(path: &PathBuf, line: &str) {
+/// Opened read-write and non-blocking (keepalived's flags): the open never waits for a
+/// reader, and the FIFO never reports end-of-file to one while vipd runs.
+fn open_fifo(path: &std::path::Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
-    if let Ok(mut f) = std::fs::OpenOptions::new()
+    crate::scripts::ensure_fifo(path)?;
+    std::fs::OpenOptions::new()
+        .read(true)
         .write(true)
-        .custom_flags(libc::O_NONBLOCK)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)
-    {
-        let _ = f.write_all(line.as_bytes());
-    }
 }
 
 #[cfg(test)]
@@ -254,15 +263,22 @@ mod tests {
         std::thread::sleep(Duration::from_millis(100)); // let the reader open it
         let (tx, _rx) = mpsc::channel();
         let mut n = Notifier::new(Some(path.clone()), tx);
-        n.notify(Event {
-            kind: "INSTANCE",
-            instance: "VI_1".into(),
-            state: "MASTER",
-            priority: 100,
-            plan: NotifyPlan::default(),
-        });
+        for (state, gap) in [("MASTER", 0), ("BACKUP", 50)] {
+            // A pause between lines: the reader must not see end-of-file in it.
+            std::thread::sleep(Duration::from_millis(gap));
+            n.notify(Event {
+                kind: "INSTANCE",
+                instance: "VI_1".into(),
+                state,
+                priority: 100,
+                plan: NotifyPlan::default(),
+            });
+        }
         drop(n);
-        assert_eq!(reader.join().unwrap(), "INSTANCE \"VI_1\" MASTER 100\n");
+        assert_eq!(
+            reader.join().unwrap(),
+            "INSTANCE \"VI_1\" MASTER 100\nINSTANCE \"VI_1\" BACKUP 100\n"
+        );
         let _ = std::fs::remove_file(&path);
     }
 }

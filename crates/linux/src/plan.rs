@@ -79,6 +79,8 @@ pub struct Plan {
     pub processes: Vec<ProcessPlan>,
     /// `notify_fifo`.
     pub notify_fifo: Option<std::path::PathBuf>,
+    /// `notify_fifo_script`: reads `notify_fifo` (its name is the last argument).
+    pub notify_fifo_script: Option<Script>,
     pub sync_groups: Vec<SyncGroupPlan>,
     /// `static_ipaddress`: added at start whatever the VRRP state, removed at stop.
     pub static_addresses: Vec<AddressSpec>,
@@ -250,6 +252,10 @@ pub fn build(cfg: &Config) -> Result<Plan> {
         files,
         processes,
         notify_fifo: cfg.global.notify_fifo.clone().map(Into::into),
+        notify_fifo_script: match cfg.global.notify_fifo {
+            Some(_) => script_command(cfg, "notify_fifo_script", &cfg.global.notify_fifo_script)?,
+            None => None,
+        },
         static_routes: cfg
             .static_routes
             .iter()
@@ -319,6 +325,8 @@ fn tracking(cfg: &Config, inst: &VrrpInstance) -> Result<Vec<TrackRef>> {
         });
     }
     let mut own = resolve(cfg, &inst.track)?;
+    // keepalived ignores a track_interface naming the instance's own interface.
+    own.retain(|r| !(r.object.kind == Kind::Interface && r.object.name == inst.interface));
     if let Some(group) = cfg
         .sync_groups
         .iter()

@@ -61,6 +61,77 @@ impl Script {
     }
 }
 
+/// A long-running helper (`notify_fifo_script`): its own process group, stdin closed;
+/// the group gets SIGTERM when this is dropped (keepalived stops it at exit too).
+pub struct Helper {
+    child: std::process::Child,
+}
+
+impl Helper {
+    pub fn start(script: &Script, extra: &[String]) -> std::io::Result<Helper> {
+        let (prog, args) = script
+            .argv
+            .split_first()
+            .ok_or_else(|| std::io::Error::other("empty command"))?;
+        let mut cmd = Command::new(prog);
+        cmd.args(args)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0);
+        if let Some(u) = script.run_as {
+            cmd.uid(u.uid).gid(u.gid);
+        }
+        Ok(Helper {
+            child: cmd.spawn()?,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the helper's own process group.
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // SAFETY: as above; it ignored SIGTERM.
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+}
+
+/// Make `path` a FIFO if nothing is there yet (keepalived creates its FIFOs too).
+pub fn ensure_fifo(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::metadata(path) {
+        Ok(md) if md.file_type().is_fifo() => Ok(()),
+        Ok(_) => Err(std::io::Error::other(format!(
+            "{} exists and is not a FIFO",
+            path.display()
+        ))),
+        Err(_) => {
+            let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+                .map_err(std::io::Error::other)?;
+            // SAFETY: mkfifo on a NUL-terminated path.
+            if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        }
+    }
+}
+
 /// Split a script line into words.
 pub fn split_words(line: &str) -> Vec<String> {
     let mut words = Vec::new();

@@ -114,6 +114,32 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     let fifo = plan.notify_fifo.clone();
+    // notify_fifo_script reads the FIFO; it starts before any line is written.
+    let _fifo_reader = match (&fifo, &plan.notify_fifo_script) {
+        (Some(path), Some(script)) => {
+            let started = vipd_linux::scripts::ensure_fifo(path).and_then(|()| {
+                vipd_linux::scripts::Helper::start(script, &[path.display().to_string()])
+            });
+            match started {
+                Ok(h) => {
+                    info!(
+                        "notify_fifo_script started (pid {}) on {}",
+                        h.pid(),
+                        path.display()
+                    );
+                    Some(h)
+                }
+                Err(e) => {
+                    error!(
+                        "notify_fifo_script on {}: {e}; not starting",
+                        path.display()
+                    );
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        }
+        _ => None,
+    };
     let events = EventHub::default();
     let (tx, rx) = mpsc::channel();
     let lb_link = LbLink::default();

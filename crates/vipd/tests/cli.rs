@@ -199,8 +199,15 @@ fn cross_node_lint_over_one_file_per_node() {
     assert_eq!(v["valid"], true);
     assert_eq!(v["cross_node"], 1);
     assert_eq!(v["nodes"][1]["summary"]["instances"][0]["priority"], 97);
-    assert_eq!(v["diagnostics"][0]["code"], "cross-node");
-    assert_eq!(v["diagnostics"][0]["line"], 13);
+    // (The nodes' own warnings, e.g. scripts without enable_script_security, come too.)
+    let xn: Vec<&serde_json::Value> = v["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["code"] == "cross-node")
+        .collect();
+    assert_eq!(xn.len(), 1, "{v}");
+    assert_eq!(xn[0]["line"], 13);
 }
 
 #[test]
@@ -224,7 +231,7 @@ fn cross_node_lint_over_config_ids_of_one_file() {
         f.display()
     );
     assert!(err.contains(&want), "expected `{want}` in:\n{err}");
-    assert_eq!(err.matches("warning:").count(), 1, "{err}");
+    assert_eq!(err.matches("can lower").count(), 1, "{err}");
     assert!(
         err.contains("(config id lb1): configuration is valid"),
         "{err}"

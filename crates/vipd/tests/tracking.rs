@@ -452,3 +452,51 @@ fn notify_scripts_run_as_their_own_user() {
     );
     assert_eq!(read("backup").trim(), "0 0");
 }
+
+/// `notify_fifo` with `vrrp_notify_fifo_script`: vipd creates the FIFO, starts the
+/// script with the FIFO's name as its last argument, writes keepalived's lines to it,
+/// and stops the script when it exits.
+#[test]
+fn notify_fifo_script_reads_the_state_lines() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(1, "fifoscript") else {
+        return;
+    };
+    let fifo = c.dir.join("notify.fifo");
+    let log = c.dir.join("fifo.log");
+    let conf = spec.config(100).replacen(
+        "global_defs {\n",
+        &format!(
+            "global_defs {{\n    vrrp_notify_fifo {}\n    vrrp_notify_fifo_script \"/bin/sh -c 'exec cat \\\"$1\\\" >> {}' reader\"\n",
+            fifo.display(),
+            log.display()
+        ),
+        1,
+    );
+    c.start_vipd(1, &conf);
+    c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
+    let got = |want: &str| {
+        vipd_netns::wait_for(Duration::from_secs(3), Duration::from_millis(20), || {
+            std::fs::read_to_string(&log).is_ok_and(|s| s.contains(want))
+        })
+    };
+    assert!(
+        got("INSTANCE \"VI_1\" MASTER 100"),
+        "{:?}\n{}",
+        std::fs::read_to_string(&log),
+        c.log(1)
+    );
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+    c.stop(1);
+    // The reader is gone with vipd: nothing holds the FIFO open any more.
+    let readers = std::process::Command::new("pgrep")
+        .args(["-f", &log.display().to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        readers.stdout.is_empty(),
+        "reader still running: {:?}",
+        readers
+    );
+}
