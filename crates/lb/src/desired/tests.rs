@@ -237,7 +237,7 @@ fn macs_reach_the_destinations() {
 #[test]
 fn errors_name_the_line() {
     let c = load(
-        "virtual_server 192.0.2.100 80 {\n persistence_engine sip\n real_server 2001:db8::1 80 { }\n}\nvirtual_server 192.0.2.101 {\n}\n",
+        "virtual_server 192.0.2.100 80 {\n persistence_engine sip\n real_server 2001:db8::1 80 { }\n}\nvirtual_server 192.0.2.101 {\n real_server 198.51.100.1 {\n }\n}\n",
     );
     let e = Lb::new(
         &c.virtual_servers,
