@@ -681,7 +681,6 @@ pub(crate) fn fill_instance(n: &Node, inst: &mut VrrpInstance) {
             fill_tracking(n, &mut inst.track)
         }
         name if name.starts_with("notify") => fill_notify(n, &mut inst.notify),
-        "use_vmac" => inst.use_vmac = Some(words_of(n)),
         "vmac_xmit_base" => inst.vmac_xmit_base = true,
         "virtual_ipaddress_excluded" => inst.virtual_ipaddress_excluded.extend(list_addresses(n)),
         "virtual_routes" => inst.virtual_routes.extend(list_routes(n)),

@@ -170,6 +170,28 @@ pub struct BfdInstance {
     pub reverse: bool,
 }
 
+/// `use_vmac [[name] NAME] [MAC] [netlink_notify_msg] [group GROUP]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct UseVmac {
+    /// The macvlan's name; `None`: `vrrp.VRID`.
+    pub name: Option<String>,
+    /// A MAC of the operator's instead of the virtual router MAC: six octets, or five
+    /// followed by the VRID (`VmacAddress::UseVrid`).
+    pub mac: Option<VmacAddress>,
+    /// `netlink_notify_msg`: keepalived forces a netlink message for the base interface
+    /// (a kernel gap it works around); vipd reads link state without it.
+    pub netlink_notify_msg: bool,
+    /// `group`: the link group of the macvlan; `None`: the base interface's group.
+    pub group: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum VmacAddress {
+    Full([u8; 6]),
+    /// Five octets; the VRID is the sixth.
+    UseVrid([u8; 5]),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct Tracking {
     pub interfaces: Vec<Tracked>,
@@ -591,8 +613,8 @@ pub struct VrrpInstance {
     /// `track_interface`, `track_script`, `track_file`, `track_process`, `track_bfd`.
     pub track: Tracking,
     pub notify: Notify,
-    /// `use_vmac [NAME]`: `Some("")` without a name.
-    pub use_vmac: Option<String>,
+    /// `use_vmac [[name] NAME] [MAC] [netlink_notify_msg] [group GROUP]`.
+    pub use_vmac: Option<UseVmac>,
     /// `vmac_xmit_base`: send adverts from the base interface, not the VMAC.
     pub vmac_xmit_base: bool,
     pub virtual_ipaddress_excluded: Vec<VirtualAddress>,

@@ -10,7 +10,8 @@ use crate::diagnostic::Diags;
 use crate::keywords::{suggest, VIP_OPTION_UNSUPPORTED};
 use crate::lexer::Token;
 use crate::model::{
-    Auth, Config, GarpSettings, GlobalDefs, InitialState, UnicastPeer, VirtualAddress, VrrpInstance,
+    Auth, Config, GarpSettings, GlobalDefs, InitialState, UnicastPeer, UseVmac, VirtualAddress,
+    VmacAddress, VrrpInstance,
 };
 use crate::schema::{self, Kw, GLOBAL_INACTIVE, INSTANCE_INACTIVE, TOP};
 use crate::tree::Node;
@@ -287,6 +288,73 @@ impl Mapper<'_> {
         }
     }
 
+    /// `use_vmac [[name] NAME] [MAC] [netlink_notify_msg] [group GROUP]`: a word with
+    /// a `:` is the MAC (interface names cannot have one), `name` takes the next word
+    /// even if it is a keyword, any other word is the name.
+    fn use_vmac(&mut self, n: &Node) -> UseVmac {
+        let mut v = UseVmac::default();
+        let mut args = n.args.iter();
+        while let Some(a) = args.next() {
+            match a.text.as_str() {
+                t if t.contains(':') => {
+                    if v.mac.is_some() {
+                        self.diags.error(a, "`use_vmac`: a second MAC address");
+                        continue;
+                    }
+                    match vmac_address(t) {
+                        Ok(mac) => v.mac = Some(mac),
+                        Err(why) => self.diags.error_help(
+                            a,
+                            format!("`use_vmac`: `{t}` {why}"),
+                            "write six octets (02:00:00:00:01:05), or five and the VRID is the sixth",
+                        ),
+                    }
+                }
+                "netlink_notify_msg" => v.netlink_notify_msg = true,
+                "group" => match args.next() {
+                    None => self.diags.error(a, "`use_vmac group` needs a link group"),
+                    Some(g) => match link_group(&g.text) {
+                        Some(n) => v.group = Some(n),
+                        None => self.diags.error_help(
+                            g,
+                            format!("`use_vmac`: unknown link group `{}`", g.text),
+                            "a number (0 is `default`), or a name from iproute2's `group` file",
+                        ),
+                    },
+                },
+                word => {
+                    let name = if word == "name" {
+                        match args.next() {
+                            Some(next) => next,
+                            None => {
+                                self.diags
+                                    .error(a, "`use_vmac name` needs an interface name");
+                                continue;
+                            }
+                        }
+                    } else {
+                        a
+                    };
+                    if v.name.is_some() {
+                        self.diags
+                            .error(name, "`use_vmac`: a second interface name");
+                    } else if name.text.len() > 15 || name.text.contains('/') {
+                        self.diags.error(
+                            name,
+                            format!(
+                                "`use_vmac`: `{}` is not a valid interface name (at most 15 characters, no `/`)",
+                                name.text
+                            ),
+                        );
+                    } else {
+                        v.name = Some(name.text.clone());
+                    }
+                }
+            }
+        }
+        v
+    }
+
     /// The single argument of `n`.
     fn arg<'n>(&mut self, n: &'n Node) -> Option<&'n Token> {
         self.no_block(n);
@@ -541,6 +609,9 @@ impl Mapper<'_> {
                         INSTANCE_INACTIVE,
                     ) {
                         blocks::fill_instance(c, &mut inst);
+                        if c.name() == "use_vmac" {
+                            inst.use_vmac = Some(self.use_vmac(c));
+                        }
                         if let Some(k) = schema::find(INSTANCE_INACTIVE, c.name()) {
                             meta.fields.insert(k.name, c.clone());
                         }
@@ -899,6 +970,66 @@ fn set_plain<T>(slot: &mut T, v: Option<T>) {
     }
 }
 
+/// A `use_vmac` MAC: six hex octets, or five (a trailing `:` allowed) with the VRID as
+/// the sixth. Neither multicast nor the RFC 5798 virtual router prefix (the plain
+/// `use_vmac` uses that one already).
+fn vmac_address(t: &str) -> Result<VmacAddress, &'static str> {
+    let t = t
+        .strip_suffix(':')
+        .filter(|s| s.split(':').count() == 5)
+        .unwrap_or(t);
+    let octets: Vec<u8> = t
+        .split(':')
+        .map(|o| {
+            (!o.is_empty() && o.len() <= 2)
+                .then(|| u8::from_str_radix(o, 16).ok())
+                .flatten()
+        })
+        .collect::<Option<_>>()
+        .ok_or("is not a MAC address")?;
+    if octets[0] & 1 == 1 {
+        return Err("is a multicast address");
+    }
+    if octets.len() >= 5 && octets[..4] == [0, 0, 0x5e, 0] && matches!(octets[4], 1 | 2) {
+        return Err("is in the RFC 5798 virtual router range (plain `use_vmac` uses it)");
+    }
+    match octets.len() {
+        6 => Ok(VmacAddress::Full(octets.try_into().unwrap_or_default())),
+        5 => Ok(VmacAddress::UseVrid(octets.try_into().unwrap_or_default())),
+        _ => Err("is not a MAC address (six octets, or five)"),
+    }
+}
+
+/// A link group: a number, or a name from iproute2's `group` file (`default` is 0).
+fn link_group(t: &str) -> Option<u32> {
+    parse_uint(t)
+        .and_then(|n| u32::try_from(n).ok())
+        .or_else(|| iproute2_group(t))
+}
+
+/// iproute2's link group names: /etc/iproute2/group, else /usr/share/iproute2/group.
+fn iproute2_group(name: &str) -> Option<u32> {
+    if name == "default" {
+        return Some(0);
+    }
+    [
+        "/etc/iproute2/group",
+        "/usr/share/iproute2/group",
+        "/usr/lib/iproute2/group",
+    ]
+    .iter()
+    .filter_map(|f| std::fs::read_to_string(f).ok())
+    .find_map(|text| {
+        text.lines().find_map(|l| {
+            let mut w = l.split('#').next()?.split_whitespace();
+            let (n, id) = (w.next()?, w.next()?);
+            (id == name)
+                .then(|| parse_uint(n).and_then(|n| u32::try_from(n).ok()))
+                .flatten()
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::IpAddr;
@@ -951,6 +1082,60 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn use_vmac_options() {
+        let vmac = |args: &str| {
+            load(&instance_with(&format!("    use_vmac {args}")))
+                .unwrap_or_else(|d| panic!("{d:#?}"))
+                .config
+                .instances[0]
+                .use_vmac
+                .clone()
+                .unwrap()
+        };
+        assert_eq!(
+            vmac("vip51 02:00:5e:10:00:07 netlink_notify_msg group 7"),
+            UseVmac {
+                name: Some("vip51".into()),
+                mac: Some(VmacAddress::Full([2, 0, 0x5e, 0x10, 0, 7])),
+                netlink_notify_msg: true,
+                group: Some(7),
+            }
+        );
+        // `name` takes the next word even when it is a keyword; five octets: VRID last.
+        let v = vmac("02:00:5e:10:00: name group");
+        assert_eq!(v.name.as_deref(), Some("group"));
+        assert_eq!(v.mac, Some(VmacAddress::UseVrid([2, 0, 0x5e, 0x10, 0])));
+        assert_eq!(vmac("group default").group, Some(0));
+        let errs = |args: &str| {
+            errors(&instance_with(&format!("    use_vmac {args}")))
+                .into_iter()
+                .map(|(m, l, c)| format!("{l}:{c}: {m}"))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(errs("a b"), ["8:16: `use_vmac`: a second interface name"]);
+        assert_eq!(
+            errs("01:00:5e:00:00:01"),
+            ["8:14: `use_vmac`: `01:00:5e:00:00:01` is a multicast address"]
+        );
+        assert_eq!(
+            errs("00:00:5e:00:01:07"),
+            ["8:14: `use_vmac`: `00:00:5e:00:01:07` is in the RFC 5798 virtual router range (plain `use_vmac` uses it)"]
+        );
+        assert_eq!(
+            errs("02:00:5e:zz:00:07"),
+            ["8:14: `use_vmac`: `02:00:5e:zz:00:07` is not a MAC address"]
+        );
+        assert_eq!(
+            errs("group no-such-group-x"),
+            ["8:20: `use_vmac`: unknown link group `no-such-group-x`"]
+        );
+        assert_eq!(
+            errs("name a-very-long-interface-name"),
+            ["8:19: `use_vmac`: `a-very-long-interface-name` is not a valid interface name (at most 15 characters, no `/`)"]
+        );
     }
 
     #[test]
@@ -1242,7 +1427,7 @@ global_defs {
         let i = &l.config.instances[0];
         assert_eq!(i.track.scripts[0].name, "chk");
         assert_eq!(i.notify.master, Some(ScriptCommand::new("/bin/x")));
-        assert_eq!(i.use_vmac.as_deref(), Some(""));
+        assert_eq!(i.use_vmac, Some(UseVmac::default()));
         assert_eq!(i.strict_mode, Some(true));
         assert!(l.config.global.vrrp_strict);
         assert_eq!(l.config.global.notification_email, ["a@b.c"]);

@@ -1,6 +1,7 @@
 //! vipd's Linux runtime: the I/O around the sans-IO engine of `vipd-vrrp`.
 //!
-//! * [`plan`]: keepalived.conf model + host facts → what to run.
+//! * [`plan`]: keepalived.conf model + host facts → what to run (pure).
+//! * [`links`]: the VMAC links a plan asks for.
 //! * [`runtime`]: the protocol thread (engine, VRRP sockets, GARP/NA).
 //! * [`addresses`]: the thread that owns VIPs in the kernel (rtnetlink).
 //! * [`control`]: the control socket that serves status to `vipd status`.
@@ -8,6 +9,7 @@
 pub mod addresses;
 pub mod control;
 pub mod iface;
+pub mod links;
 pub mod linkwatch;
 pub mod mail;
 pub mod metrics;

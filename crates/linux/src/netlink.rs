@@ -334,9 +334,16 @@ impl Rtnetlink {
 
 impl Rtnetlink {
     /// Create (or find) the macvlan of a `use_vmac` instance — private mode on top of
-    /// `base`, with the virtual router MAC — and bring it up. Returns its index and
-    /// whether vipd created it (only then does vipd delete it at stop).
-    pub fn ensure_vmac(&mut self, name: &str, base: u32, mac: [u8; 6]) -> Result<(u32, bool)> {
+    /// `base`, with the virtual router MAC, in link group `group` — and bring it up.
+    /// Returns its index and whether vipd created it (only then does vipd delete it at
+    /// stop).
+    pub fn ensure_vmac(
+        &mut self,
+        name: &str,
+        base: u32,
+        mac: [u8; 6],
+        group: u32,
+    ) -> Result<(u32, bool)> {
         if let Ok(index) = nix::net::if_::if_nametoindex(name) {
             let current = std::fs::read_to_string(format!("/sys/class/net/{name}/address"))
                 .unwrap_or_default();
@@ -353,6 +360,9 @@ impl Rtnetlink {
         m.attributes.push(LinkAttribute::IfName(name.to_string()));
         m.attributes.push(LinkAttribute::Link(base));
         m.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        if group != 0 {
+            m.attributes.push(LinkAttribute::Group(group));
+        }
         m.attributes.push(LinkAttribute::LinkInfo(vec![
             LinkInfo::Kind(InfoKind::MacVlan),
             LinkInfo::Data(InfoData::MacVlan(vec![InfoMacVlan::Mode(

@@ -1,6 +1,12 @@
 //! Turns a parsed keepalived.conf into what the runtime runs: engine configs with every
-//! default resolved, kernel address specs and pre-built announcement frames. This is
-//! where the host is consulted (interfaces, their addresses and MACs), once, at start.
+//! default resolved, kernel address specs and pre-built announcement frames.
+//!
+//! Planning is pure: it reads the host (interfaces, their addresses and MACs, users)
+//! but changes nothing — no link, address, sysctl or file is created here. `vipd
+//! check-config`, `vipd run` and a reload all build the plan with [`build`], so what
+//! check-config accepts, run starts, and a reload whose plan fails changes nothing.
+//! The kernel objects a plan asks for are created by their owners: VMAC links by
+//! [`crate::links`], addresses and routes by [`crate::addresses`].
 
 use crate::iface::Interface;
 use crate::netlink::AddressSpec;
@@ -12,7 +18,7 @@ use crate::tracker::{FilePlan, ParamMatch, ProcessPlan, ScriptPlan, TrackPlan};
 use anyhow::{anyhow, bail, Context, Result};
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
-use vipd_config::model::{self, Config, GarpSettings, VrrpInstance};
+use vipd_config::model::{self, Config, GarpSettings, Span, VrrpInstance};
 use vipd_vrrp::engine::{GarpTiming, InstanceConfig, Peer};
 use vipd_vrrp::wire::{arp, ndisc, Auth, ChecksumVariant, Family, Version};
 
@@ -93,65 +99,91 @@ pub struct Plan {
     pub delay_after_boot: Duration,
 }
 
-/// The VMAC interface of a `use_vmac` instance.
+/// The interface index of a link the plan asks for but that does not exist yet (a
+/// VMAC): [`crate::links`] replaces it with the real index once it has created the link.
+/// No Linux interface has index 0.
+pub const UNBOUND: u32 = 0;
+
+/// The VMAC interface of a `use_vmac` instance: a private-mode macvlan on the instance's
+/// interface with the virtual router MAC (00:00:5e:00:01:VRID for IPv4,
+/// 00:00:5e:00:02:VRID for IPv6). Planned here, created by [`crate::links`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Vmac {
     pub name: String,
+    /// [`UNBOUND`] until [`crate::links`] has created or found the link.
     pub index: u32,
     /// vipd created it (and deletes it at stop); `false`: it already existed.
     pub created: bool,
     /// `vmac_xmit_base`: adverts leave from the base interface.
     pub xmit_base: bool,
+    pub mac: [u8; 6],
+    /// `use_vmac ... group N`: the link group (`None`: the base interface's).
+    pub group: Option<u32>,
+    /// The interface the macvlan sits on.
+    pub base: Interface,
+    pub family: Family,
+    /// IPv6: the base interface's link-local address, added to the VMAC so adverts
+    /// leave from the router's own address (the VMAC's own link-local is the same on
+    /// every router).
+    pub base_link_local: Option<Ipv6Addr>,
 }
 
-/// Create or find the VMAC of an instance (00:00:5e:00:01:VRID for IPv4,
-/// 00:00:5e:00:02:VRID for IPv6) and prepare it. IPv4: the base interface neither
-/// answers ARP for the VIPs (`arp_ignore=1`) nor names them as the sender of its own
-/// ARP requests (`arp_announce=2`), so neighbours only ever learn the virtual MAC; these
-/// sysctls stay set after vipd stops. IPv6: the base interface's link-local address is
-/// added to the VMAC, so adverts leave from it with the router's own source address
-/// (the VMAC's own link-local is the same on every router).
-fn vmac(inst: &VrrpInstance, base: &Interface, name: &str, family: Family) -> Result<Vmac> {
-    let name = if name.is_empty() {
-        format!("vrrp.{}", inst.virtual_router_id)
-    } else {
-        name.to_string()
-    };
+fn vmac(inst: &VrrpInstance, base: &Interface, name: String, family: Family) -> Result<Vmac> {
     let kind = if family == Family::V6 { 0x02 } else { 0x01 };
-    let mac = [0x00, 0x00, 0x5e, 0x00, kind, inst.virtual_router_id];
-    let mut nl = crate::netlink::Rtnetlink::open()?;
-    let (index, created) = nl.ensure_vmac(&name, base.index, mac)?;
-    match family {
-        Family::V4 => {
-            for (dev, key, value) in [
-                (base.name.as_str(), "arp_ignore", "1"),
-                (base.name.as_str(), "arp_announce", "2"),
-                (name.as_str(), "arp_ignore", "0"),
-            ] {
-                let path = format!("/proc/sys/net/ipv4/conf/{dev}/{key}");
-                std::fs::write(&path, value)
-                    .with_context(|| format!("setting {path} to {value} for use_vmac"))?;
-            }
-        }
-        Family::V6 => {
-            let ll = base.link_local_v6()?;
-            let spec = AddressSpec {
-                ifindex: index,
-                addr: IpAddr::V6(ll),
-                prefix_len: 64,
-                brd: None,
-                scope: 253,
-                label: None,
-            };
-            nl.add_address(&spec)?;
-        }
-    }
+    let vrid = inst.virtual_router_id;
+    let opts = inst.use_vmac.clone().unwrap_or_default();
+    let mac = match opts.mac {
+        None => [0x00, 0x00, 0x5e, 0x00, kind, vrid],
+        Some(model::VmacAddress::Full(mac)) => mac,
+        Some(model::VmacAddress::UseVrid([a, b, c, d, e])) => [a, b, c, d, e, vrid],
+    };
     Ok(Vmac {
         name,
-        index,
-        created,
+        index: UNBOUND,
+        created: false,
         xmit_base: inst.vmac_xmit_base,
+        mac,
+        group: opts.group,
+        base: base.clone(),
+        family,
+        base_link_local: match family {
+            Family::V6 => Some(base.link_local_v6()?),
+            Family::V4 => None,
+        },
     })
+}
+
+/// Why a configuration cannot run, at the line that says so.
+#[derive(Debug)]
+pub struct PlanError {
+    /// The line: the instance, address, route or block the error is about; `None` for
+    /// a global setting without a line of its own.
+    pub span: Option<Span>,
+    pub error: anyhow::Error,
+}
+
+impl std::fmt::Display for PlanError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(s) = &self.span {
+            write!(f, "{}:{}:{}: ", s.file.display(), s.line, s.col)?;
+        }
+        write!(f, "{:#}", self.error)
+    }
+}
+
+impl std::error::Error for PlanError {}
+
+/// `map_err` that places an error at `span`.
+fn at(span: &Span) -> impl FnOnce(anyhow::Error) -> PlanError + '_ {
+    move |error| PlanError {
+        span: Some(span.clone()),
+        error,
+    }
+}
+
+/// `map_err` for errors without a line of their own.
+fn global(error: anyhow::Error) -> PlanError {
+    PlanError { span: None, error }
 }
 
 /// A `vrrp_sync_group`: its members (instance names) and its notify scripts.
@@ -188,12 +220,19 @@ impl Plan {
     }
 }
 
-pub fn build(cfg: &Config) -> Result<Plan> {
+/// The plan for `cfg`, or the first reason it cannot run (see the module doc: nothing
+/// on the host is changed).
+pub fn build(cfg: &Config) -> Result<Plan, PlanError> {
     let instances = cfg
         .instances
         .iter()
-        .map(|i| build_instance(cfg, i).with_context(|| format!("vrrp_instance {}", i.name)))
-        .collect::<Result<Vec<_>>>()?;
+        .map(|i| {
+            build_instance(cfg, i).map_err(|mut e| {
+                e.error = e.error.context(format!("vrrp_instance {}", i.name));
+                e
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let scripts = script_plans(cfg, &instances)?;
     let tracked = |kind: Kind, name: &str| {
         instances.iter().any(|i| {
@@ -253,14 +292,15 @@ pub fn build(cfg: &Config) -> Result<Plan> {
         processes,
         notify_fifo: cfg.global.notify_fifo.clone().map(Into::into),
         notify_fifo_script: match cfg.global.notify_fifo {
-            Some(_) => script_command(cfg, "notify_fifo_script", &cfg.global.notify_fifo_script)?,
+            Some(_) => script_command(cfg, "notify_fifo_script", &cfg.global.notify_fifo_script)
+                .map_err(global)?,
             None => None,
         },
         static_routes: cfg
             .static_routes
             .iter()
-            .map(|r| route_spec(r, &ifindex))
-            .collect::<Result<_>>()?,
+            .map(|r| route_spec(r, &|dev| ifindex(cfg, dev)).map_err(at(&r.span)))
+            .collect::<Result<_, _>>()?,
         static_rules: cfg.static_rules.iter().map(rule_spec).collect(),
         static_addresses: cfg
             .static_ipaddress
@@ -272,21 +312,24 @@ pub fn build(cfg: &Config) -> Result<Plan> {
                     .as_deref()
                     .or(cfg.global.default_interface.as_deref())
                     .unwrap_or("eth0");
-                let dev = Interface::lookup(dev)
-                    .with_context(|| format!("static_ipaddress {}", v.addr))?;
-                Ok(AddressSpec {
-                    ifindex: dev.index,
-                    addr: v.addr,
-                    prefix_len: v.prefix_len,
-                    brd: match v.brd {
-                        Some(IpAddr::V4(b)) => Some(b),
-                        _ => None,
-                    },
-                    scope: scope_value(v.scope.as_deref())?,
-                    label: v.label.clone(),
-                })
+                let spec = || -> Result<AddressSpec> {
+                    let dev = Interface::lookup(dev)
+                        .with_context(|| format!("static_ipaddress {}", v.addr))?;
+                    Ok(AddressSpec {
+                        ifindex: dev.index,
+                        addr: v.addr,
+                        prefix_len: v.prefix_len,
+                        brd: match v.brd {
+                            Some(IpAddr::V4(b)) => Some(b),
+                            _ => None,
+                        },
+                        scope: scope_value(v.scope.as_deref())?,
+                        label: v.label.clone(),
+                    })
+                };
+                spec().map_err(at(&v.span))
             })
-            .collect::<Result<Vec<_>>>()?,
+            .collect::<Result<Vec<_>, _>>()?,
         sync_groups: cfg
             .sync_groups
             .iter()
@@ -299,10 +342,11 @@ pub fn build(cfg: &Config) -> Result<Plan> {
                         &format!("vrrp_sync_group {}", g.name),
                         &g.notify,
                         g.smtp_alert,
-                    )?,
+                    )
+                    .map_err(at(&g.span))?,
                 })
             })
-            .collect::<Result<Vec<_>>>()?,
+            .collect::<Result<Vec<_>, PlanError>>()?,
     })
 }
 
@@ -412,7 +456,7 @@ fn resolve(cfg: &Config, track: &model::Tracking) -> Result<Vec<TrackRef>> {
 /// The `vrrp_script`s that some instance tracks, ready to run. With
 /// `enable_script_security`, a script a non-root user could change is refused here,
 /// before anything starts.
-fn script_plans(cfg: &Config, instances: &[InstancePlan]) -> Result<Vec<ScriptPlan>> {
+fn script_plans(cfg: &Config, instances: &[InstancePlan]) -> Result<Vec<ScriptPlan>, PlanError> {
     let mut out: Vec<ScriptPlan> = Vec::new();
     for s in &cfg.scripts {
         let used = instances.iter().any(|i| {
@@ -423,6 +467,13 @@ fn script_plans(cfg: &Config, instances: &[InstancePlan]) -> Result<Vec<ScriptPl
         if !used {
             continue;
         }
+        out.push(script_plan(cfg, s).map_err(at(&s.span))?);
+    }
+    Ok(out)
+}
+
+fn script_plan(cfg: &Config, s: &model::VrrpScript) -> Result<ScriptPlan> {
+    {
         let argv = split_words(&s.script);
         let program = argv
             .first()
@@ -436,7 +487,7 @@ fn script_plans(cfg: &Config, instances: &[InstancePlan]) -> Result<Vec<ScriptPl
             })?;
         }
         let user = s.user.as_deref().or(cfg.global.script_user.as_deref());
-        out.push(ScriptPlan {
+        Ok(ScriptPlan {
             name: s.name.clone(),
             argv,
             interval: s.interval,
@@ -451,15 +502,31 @@ fn script_plans(cfg: &Config, instances: &[InstancePlan]) -> Result<Vec<ScriptPl
                 .map(run_as)
                 .transpose()
                 .with_context(|| format!("vrrp_script {}", s.name))?,
-        });
+        })
     }
-    Ok(out)
 }
 
-/// `dev NAME` in a route line.
-fn ifindex(name: &str) -> Result<u32> {
+/// `dev NAME` in a route line: a VMAC this configuration creates is [`UNBOUND`] until
+/// [`crate::links`] creates it; any other interface must exist.
+fn ifindex(cfg: &Config, name: &str) -> Result<u32> {
+    if cfg
+        .instances
+        .iter()
+        .any(|i| vmac_name(i).as_deref() == Some(name))
+    {
+        return Ok(UNBOUND);
+    }
     nix::net::if_::if_nametoindex(name)
         .map_err(|_| anyhow!("route: no interface `{name}` on this host"))
+}
+
+/// The name of the VMAC a `use_vmac` instance runs on.
+fn vmac_name(inst: &VrrpInstance) -> Option<String> {
+    inst.use_vmac.as_ref().map(|v| {
+        v.name
+            .clone()
+            .unwrap_or_else(|| format!("vrrp.{}", inst.virtual_router_id))
+    })
 }
 
 /// How long a notify script may run before it is killed.
@@ -531,7 +598,71 @@ pub fn run_as(spec: &str) -> Result<RunAs> {
     })
 }
 
-fn build_instance(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
+/// One instance: errors about an address or a route are placed at its line, the rest
+/// at the instance.
+fn build_instance(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan, PlanError> {
+    let mut plan = instance_plan(cfg, inst).map_err(at(&inst.span))?;
+    let home = match &plan.vmac {
+        // VIPs live on the VMAC, when there is one, so ARP answers carry the virtual MAC.
+        Some(v) => Interface {
+            name: v.name.clone(),
+            index: UNBOUND,
+            mac: v.mac,
+        },
+        None => plan.iface.clone(),
+    };
+    let link_local = plan.vmac.as_ref().and_then(|v| v.base_link_local);
+    // Excluded VIPs (eVIPs) come and go with the instance but are not advertised.
+    for v in inst
+        .virtual_ipaddress
+        .iter()
+        .chain(&inst.virtual_ipaddress_excluded)
+    {
+        let (spec, frame) = vip(v, &plan.iface, &home, link_local).map_err(at(&v.span))?;
+        plan.addresses.push(spec);
+        plan.announce_frames.push(frame);
+    }
+    for r in &inst.virtual_routes {
+        plan.routes
+            .push(route_spec(r, &|dev| ifindex(cfg, dev)).map_err(at(&r.span))?);
+    }
+    plan.tracking = tracking(cfg, inst).map_err(at(&inst.span))?;
+    Ok(plan)
+}
+
+/// One VIP as the kernel gets it, and its announcement frame.
+fn vip(
+    v: &model::VirtualAddress,
+    iface: &Interface,
+    home: &Interface,
+    link_local: Option<Ipv6Addr>,
+) -> Result<(AddressSpec, (u32, Vec<u8>))> {
+    let dev = match &v.dev {
+        Some(d) if *d != iface.name && *d != home.name => Interface::lookup(d)?,
+        _ => home.clone(),
+    };
+    let brd = match v.brd {
+        None => None,
+        Some(IpAddr::V4(b)) => Some(b),
+        Some(IpAddr::V6(_)) => bail!("{}: `brd` must be an IPv4 address", v.addr),
+    };
+    let spec = AddressSpec {
+        ifindex: dev.index,
+        addr: v.addr,
+        prefix_len: v.prefix_len,
+        brd,
+        scope: scope_value(v.scope.as_deref())?,
+        label: v.label.clone(),
+    };
+    let ll = match link_local {
+        Some(ll) if dev.index == UNBOUND => Some(ll),
+        _ => dev.link_local_v6().ok(),
+    };
+    Ok((spec, (dev.index, announce_frame(&dev, v.addr, ll))))
+}
+
+/// The instance without its addresses, routes and tracking (see [`build_instance`]).
+fn instance_plan(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
     // Without VIPs (`no_virtual_ipaddress`) the family comes from the peers, source
     // addresses or `native_ipv6`, as in keepalived.
     let family = if inst.is_ipv6() {
@@ -643,7 +774,7 @@ fn build_instance(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
         (strict, _, None) => !strict,
     };
 
-    let vmac = match &inst.use_vmac {
+    let vmac = match vmac_name(inst) {
         None => None,
         Some(name) => {
             let mut v = vmac(inst, &iface, name, family)?;
@@ -653,55 +784,19 @@ fn build_instance(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
             Some(v)
         }
     };
-    // VIPs live on the VMAC, when there is one, so ARP answers carry the virtual MAC.
-    let home = match &vmac {
-        Some(v) => Interface::lookup(&v.name)?,
-        None => iface.clone(),
-    };
-    let mut addresses = Vec::new();
-    let mut announce_frames = Vec::new();
-    // Excluded VIPs (eVIPs) come and go with the instance but are not advertised.
-    for v in inst
-        .virtual_ipaddress
-        .iter()
-        .chain(&inst.virtual_ipaddress_excluded)
-    {
-        let dev = match &v.dev {
-            Some(d) if *d != iface.name && *d != home.name => Interface::lookup(d)?,
-            _ => home.clone(),
-        };
-        let brd = match v.brd {
-            None => None,
-            Some(IpAddr::V4(b)) => Some(b),
-            Some(IpAddr::V6(_)) => bail!("{}: `brd` must be an IPv4 address", v.addr),
-        };
-        addresses.push(AddressSpec {
-            ifindex: dev.index,
-            addr: v.addr,
-            prefix_len: v.prefix_len,
-            brd,
-            scope: scope_value(v.scope.as_deref())?,
-            label: v.label.clone(),
-        });
-        announce_frames.push((dev.index, announce_frame(&dev, v.addr)?));
-    }
     Ok(InstancePlan {
         vmac,
-        routes: inst
-            .virtual_routes
-            .iter()
-            .map(|r| route_spec(r, &ifindex))
-            .collect::<Result<_>>()?,
+        routes: Vec::new(),
         rules: inst.virtual_rules.iter().map(rule_spec).collect(),
-        tracking: tracking(cfg, inst)?,
+        tracking: Vec::new(),
         notify: notify_plan(cfg, &inst.name, &inst.notify, inst.smtp_alert)?,
         no_accept: !accept,
         unicast_ttl: inst.unicast_ttl.unwrap_or(255),
         name: inst.name.clone(),
         iface,
         engine,
-        addresses,
-        announce_frames,
+        addresses: Vec::new(),
+        announce_frames: Vec::new(),
         garp_interval: inst
             .garp
             .garp_interval
@@ -715,15 +810,14 @@ fn build_instance(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
     })
 }
 
-fn announce_frame(dev: &Interface, addr: IpAddr) -> Result<Vec<u8>> {
-    Ok(match addr {
+/// `link_local`: the source of an IPv6 announcement (the interface's link-local).
+fn announce_frame(dev: &Interface, addr: IpAddr, link_local: Option<Ipv6Addr>) -> Vec<u8> {
+    match addr {
         IpAddr::V4(a) => arp::gratuitous_request(dev.mac, a),
-        IpAddr::V6(a) => ndisc::unsolicited_na(
-            dev.mac,
-            dev.link_local_v6().unwrap_or(link_local_fallback(a)),
-            a,
-        ),
-    })
+        IpAddr::V6(a) => {
+            ndisc::unsolicited_na(dev.mac, link_local.unwrap_or(link_local_fallback(a)), a)
+        }
+    }
 }
 
 /// If the interface has no link-local address yet, announce from the VIP itself.

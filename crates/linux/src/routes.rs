@@ -23,8 +23,10 @@ pub struct RouteSpec {
     pub dst_len: u8,
     pub kind: RouteKind,
     pub gateway: Option<IpAddr>,
-    /// Interface index.
+    /// Interface index ([`crate::plan::UNBOUND`] for a VMAC not created yet).
     pub dev: Option<u32>,
+    /// The `dev` name as written.
+    pub dev_name: Option<String>,
     /// Preferred source address (`src`).
     pub pref_src: Option<IpAddr>,
     pub table: u32,
@@ -58,6 +60,7 @@ pub fn route_spec(r: &model::Route, ifindex: &dyn Fn(&str) -> Result<u32>) -> Re
         kind: r.kind,
         gateway: r.via,
         dev: r.dev.as_deref().map(ifindex).transpose()?,
+        dev_name: r.dev.clone(),
         pref_src: r.src,
         table: r.table,
         metric: r.metric,
@@ -137,6 +140,7 @@ pub(crate) mod tests {
                 kind: RouteKind::Unicast,
                 gateway: Some("192.0.2.254".parse().unwrap()),
                 dev: Some(3),
+                dev_name: Some("eth1".into()),
                 pref_src: Some("192.0.2.1".parse().unwrap()),
                 table: 254,
                 metric: None,

@@ -112,16 +112,6 @@ pub struct Runtime {
     vmacs: Mutex<Vec<u32>>,
 }
 
-/// Indices of the VMAC interfaces this plan's instances created.
-fn created_vmacs(plan: &Plan) -> Vec<u32> {
-    plan.instances
-        .iter()
-        .filter_map(|i| i.vmac.as_ref())
-        .filter(|v| v.created)
-        .map(|v| v.index)
-        .collect()
-}
-
 /// Forward one notice stream into another on a small thread of its own.
 fn forward<T: Send + 'static>(rx: mpsc::Receiver<T>, to: Sender<Notice>, wrap: fn(T) -> Notice) {
     let _ = std::thread::Builder::new()
@@ -136,9 +126,16 @@ fn forward<T: Send + 'static>(rx: mpsc::Receiver<T>, to: Sender<Notice>, wrap: f
 }
 
 impl Runtime {
-    /// Open every socket and start the protocol thread. Errors (missing interface,
-    /// no permission) surface here, before anything runs.
-    pub fn start(plan: Plan, notices: Sender<Notice>) -> Result<Runtime> {
+    /// Create the plan's links, open every socket and start the protocol thread.
+    /// Errors (no permission, a link that cannot be made) surface here, before anything
+    /// runs; the links this start created are removed again then.
+    pub fn start(mut plan: Plan, notices: Sender<Notice>) -> Result<Runtime> {
+        let links = crate::links::bind(&mut plan)?;
+        let vmacs = links.created.clone();
+        Self::start_bound(plan, notices, vmacs).inspect_err(|_| links.undo())
+    }
+
+    fn start_bound(plan: Plan, notices: Sender<Notice>, vmacs: Vec<u32>) -> Result<Runtime> {
         let notices_for_stop = notices.clone();
         let all_specs: Vec<_> = plan
             .instances
@@ -239,7 +236,7 @@ impl Runtime {
             notices: notices_for_stop,
             static_addresses: Mutex::new(plan.static_addresses.clone()),
             static_routing: Mutex::new((plan.static_routes.clone(), plan.static_rules.clone())),
-            vmacs: Mutex::new(created_vmacs(&plan)),
+            vmacs: Mutex::new(vmacs),
         };
         Ok(rt)
     }
@@ -283,39 +280,42 @@ impl Runtime {
             }
             a.sync();
             let vmacs = self.vmacs.lock().map(|v| v.clone()).unwrap_or_default();
-            if !vmacs.is_empty() {
-                if let Ok(mut nl) = crate::netlink::Rtnetlink::open() {
-                    for index in vmacs {
-                        let _ = nl.delete_link(index);
-                    }
-                }
-            }
+            crate::links::delete(&vmacs);
             let _ = self.notices.send(Notice::Stopped);
         }
     }
 
-    /// Apply a new plan (see [`Command::Reload`]); waits for the protocol thread's answer.
-    pub fn reload(&self, plan: Plan) -> Result<ReloadReport, String> {
+    /// Apply a new plan (see [`Command::Reload`]); waits for the protocol thread's
+    /// answer. The links the plan needs are created first; if the protocol thread
+    /// refuses the plan, those this reload created are removed again.
+    pub fn reload(&self, mut plan: Plan) -> Result<ReloadReport, String> {
+        let links = crate::links::bind(&mut plan).map_err(|e| format!("{e:#}"))?;
         let track = plan.track_plan();
         let statics = plan.static_addresses.clone();
-        let new_vmacs = created_vmacs(&plan);
         let static_routing = (plan.static_routes.clone(), plan.static_rules.clone());
         let (reply, answer) = mpsc::channel();
         self.command(Command::Reload {
             plan: Box::new(plan),
             reply,
         });
-        let report = answer
-            .recv_timeout(std::time::Duration::from_secs(10))
-            .map_err(|_| "the protocol thread did not answer".to_string())??;
+        let report = match answer.recv_timeout(std::time::Duration::from_secs(10)) {
+            Ok(Ok(report)) => report,
+            Ok(Err(e)) => {
+                links.undo();
+                return Err(e);
+            }
+            // The protocol thread may still apply the plan: its links stay (and go at stop).
+            Err(_) => {
+                if let Ok(mut v) = self.vmacs.lock() {
+                    v.extend(links.created);
+                }
+                return Err("the protocol thread did not answer".to_string());
+            }
+        };
         self.tracker.configure(track);
         self.reload_static_addresses(statics);
         if let Ok(mut v) = self.vmacs.lock() {
-            for index in new_vmacs {
-                if !v.contains(&index) {
-                    v.push(index);
-                }
-            }
+            v.extend(links.created);
         }
         self.reload_static_routing(static_routing);
         Ok(report)

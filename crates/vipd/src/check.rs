@@ -1,7 +1,6 @@
 //! `vipd check-config`.
 
 use clap::Args;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use vipd_config::{Diagnostic, LoadOptions, Loaded, Severity};
@@ -90,9 +89,10 @@ fn run_one(file: &Path, config_id: Option<String>, args: &CheckArgs) -> anyhow::
                 print!("{}", loaded.dump());
             }
             let mut diags = loaded.diagnostics.clone();
-            let checker_errors = checker_diagnostics(&loaded.config);
-            let ok = checker_errors.is_empty();
-            diags.extend(checker_errors);
+            // What `vipd run` would refuse after loading: the same plan it builds.
+            let plan = crate::plan::build(file, &loaded.config);
+            let ok = plan.is_ok();
+            diags.extend(plan.err().unwrap_or_default());
             (diags, summary, ok)
         }
         Err(diags) => (diags, serde_json::Value::Null, false),
@@ -137,30 +137,6 @@ fn run_one(file: &Path, config_id: Option<String>, args: &CheckArgs) -> anyhow::
     })
 }
 
-/// What `vipd run` would refuse when building the health checkers (a checker option it
-/// cannot honour, an unreadable `SSL` file, ...), as errors at their lines. Only for a
-/// single file: it reads files named in the configuration, which are this host's.
-fn checker_diagnostics(config: &vipd_config::Config) -> Vec<Diagnostic> {
-    let globals = vipd_check::Globals::from_config(config);
-    let Err(errors) = vipd_check::spec::build(&config.virtual_servers, &globals) else {
-        return Vec::new();
-    };
-    let mut diags: Vec<Diagnostic> = errors
-        .0
-        .into_iter()
-        .map(|e| {
-            Diagnostic::new(
-                Severity::Error,
-                format!("`{}`: {}", e.keyword, e.message),
-                e.span,
-                1,
-            )
-        })
-        .collect();
-    attach_snippets(&mut diags);
-    diags
-}
-
 /// One node of a cluster check: a file loaded with one config id.
 struct NodeResult {
     label: String,
@@ -195,22 +171,6 @@ fn labels(files: &[PathBuf], ids: &[Option<String>]) -> Vec<String> {
         }
     }
     out
-}
-
-/// Fills in the source line of findings made after loading, for the caret display.
-fn attach_snippets(diags: &mut [Diagnostic]) {
-    let mut cache: HashMap<PathBuf, Vec<String>> = HashMap::new();
-    for d in diags {
-        if d.span.line == 0 || d.snippet.is_some() {
-            continue;
-        }
-        let lines = cache.entry(d.span.file.clone()).or_insert_with(|| {
-            std::fs::read_to_string(&d.span.file)
-                .map(|t| t.lines().map(str::to_owned).collect())
-                .unwrap_or_default()
-        });
-        d.snippet = lines.get(d.span.line as usize - 1).cloned();
-    }
 }
 
 /// Several files (one per node) and/or several config ids (one per node): check each
@@ -262,7 +222,7 @@ fn run_cluster(files: &[PathBuf], args: &CheckArgs) -> anyhow::Result<ExitCode> 
         })
         .collect();
     let mut cross = vipd_config::cross_node(&loaded);
-    attach_snippets(&mut cross);
+    crate::plan::attach_snippets(&mut cross);
     let compared = loaded.len();
     diags.extend(cross.iter().cloned());
     let ok = nodes.iter().all(|n| n.result.is_ok());

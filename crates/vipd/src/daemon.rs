@@ -2,6 +2,7 @@
 
 use crate::balancer::{Balancer, Input as LbInput};
 use crate::pidfile::PidFile;
+use crate::plan::DaemonPlan;
 use anyhow::{Context, Result};
 use clap::Args;
 use std::net::{IpAddr, SocketAddr};
@@ -90,23 +91,19 @@ fn init_logging() {
 
 pub fn run(args: RunArgs) -> Result<ExitCode> {
     init_logging();
-    let Some(loaded) = load(&args.file, args.config_id.as_deref(), args.ignore_inactive) else {
+    let Ok((loaded, plan)) = load(&args.file, args.config_id.as_deref(), args.ignore_inactive)
+    else {
         error!("{}: not starting", args.file.display());
         return Ok(ExitCode::FAILURE);
     };
-    if let Err(e) = tune_process(&loaded.config.global) {
+    if let Err(e) = tune_process(&loaded.config.global, plan.umask) {
         error!("{}: {e}; not starting", args.file.display());
         return Ok(ExitCode::FAILURE);
     }
-    let plan = vipd_linux::plan::build(&loaded.config)?;
     let mailer = Mailer::new();
-    match mail_settings(&loaded.config) {
-        Ok(settings) => mailer.configure(settings),
-        Err(e) => {
-            error!("{}: {e}; not starting", args.file.display());
-            return Ok(ExitCode::FAILURE);
-        }
-    }
+    warn_unsent_mail(&loaded.config, &plan.mail);
+    mailer.configure(plan.mail);
+    let plan = plan.vrrp;
     let _pid = PidFile::create(&args.pid_file)?;
     let no_accept = Arc::new(NoAcceptTables::default());
     if let Err(e) = no_accept.set(&plan.no_accept_addresses()) {
@@ -226,52 +223,58 @@ fn print_diagnostic(d: &vipd_config::Diagnostic) {
     let _ = writeln!(std::io::stderr(), "{d}");
 }
 
-/// Load and validate a config, printing every diagnostic; `None` if it has errors.
+/// Load and validate a config and build its plan (as `check-config` does), printing
+/// every diagnostic; on errors, what they are (`file:line:col: message` each).
 fn load(
     file: &Path,
     config_id: Option<&str>,
     ignore_inactive: bool,
-) -> Option<vipd_config::Loaded> {
+) -> std::result::Result<(vipd_config::Loaded, DaemonPlan), String> {
     let opts = LoadOptions {
         config_id: config_id.map(str::to_string),
         check_interfaces: true,
     };
-    match vipd_config::load_file(file, &opts) {
-        Ok(l) => {
-            for d in &l.diagnostics {
-                print_diagnostic(d);
-            }
-            let inactive = l.inactive().count();
-            if inactive > 0 && !ignore_inactive {
-                error!(
-                    "{}: {inactive} feature(s) above are parsed but not active yet; refusing to run without them \
-                     (pass --ignore-inactive to run anyway)",
-                    file.display()
-                );
-                return None;
-            }
-            Some(l)
+    let refused = |diags: &[vipd_config::Diagnostic]| {
+        for d in diags {
+            print_diagnostic(d);
         }
-        Err(diags) => {
-            for d in &diags {
-                print_diagnostic(d);
-            }
-            let n = diags
-                .iter()
-                .filter(|d| d.severity == Severity::Error)
-                .count();
-            error!("{}: {n} error(s)", file.display());
-            None
-        }
+        let errors: Vec<String> = diags
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .map(|d| {
+                let s = &d.span;
+                format!("{}:{}:{}: {}", s.file.display(), s.line, s.col, d.message)
+            })
+            .collect();
+        error!("{}: {} error(s)", file.display(), errors.len());
+        format!("{}: {}", file.display(), errors.join("; "))
+    };
+    let l = vipd_config::load_file(file, &opts).map_err(|d| refused(&d))?;
+    for d in &l.diagnostics {
+        print_diagnostic(d);
     }
+    let inactive = l.inactive().count();
+    if inactive > 0 && !ignore_inactive {
+        let e = format!(
+            "{}: {inactive} feature(s) above are parsed but not active yet; refusing to run without them \
+             (pass --ignore-inactive to run anyway)",
+            file.display()
+        );
+        error!("{e}");
+        return Err(e);
+    }
+    let plan = crate::plan::build(file, &l.config).map_err(|d| refused(&d))?;
+    Ok((l, plan))
 }
 
 /// `umask` and `vrrp_no_swap`/`checker_no_swap` (at start only, as keepalived reads
 /// them); the thread priorities are set by the threads themselves.
-fn tune_process(g: &vipd_config::model::GlobalDefs) -> std::result::Result<(), String> {
+fn tune_process(
+    g: &vipd_config::model::GlobalDefs,
+    umask: Option<u32>,
+) -> std::result::Result<(), String> {
     use vipd_linux::tuning;
-    if let Some(text) = &g.umask {
-        let mask = tuning::parse_umask(text)?;
+    if let Some(mask) = umask {
         tuning::set_umask(mask);
         info!("umask {mask:04o}");
     }
@@ -283,11 +286,8 @@ fn tune_process(g: &vipd_config::model::GlobalDefs) -> std::result::Result<(), S
     Ok(())
 }
 
-/// Where alert mails go; warns when `smtp_alert` asks for mails that cannot go out.
-fn mail_settings(
-    config: &vipd_config::Config,
-) -> std::result::Result<Option<MailSettings>, String> {
-    let settings = MailSettings::from_config(&config.global)?;
+/// Warns when `smtp_alert` asks for mails that cannot go out.
+fn warn_unsent_mail(config: &vipd_config::Config, settings: &Option<MailSettings>) {
     let g = &config.global;
     let asked = [g.smtp_alert, g.smtp_alert_vrrp, g.smtp_alert_checker]
         .into_iter()
@@ -298,7 +298,6 @@ fn mail_settings(
     if settings.is_none() && asked {
         warn!("smtp_alert is on, but without both `smtp_server` and `notification_email` in global_defs no mail is sent");
     }
-    Ok(settings)
 }
 
 /// The `no_accept` drop tables (`vipd_lb::nft::no_accept`), owned here while vipd runs.
@@ -389,13 +388,10 @@ fn reload_hook(
             ],
         );
         let result = (|| {
-            let loaded = load(&file, config_id.as_deref(), ignore_inactive).ok_or_else(|| {
-                format!("{}: invalid configuration; nothing changed", file.display())
-            })?;
-            let plan = vipd_linux::plan::build(&loaded.config)
-                .map_err(|e| format!("{e:#}; nothing changed"))?;
-            let mail = mail_settings(&loaded.config)
-                .map_err(|e| format!("{}: {e}; nothing changed", file.display()))?;
+            let (loaded, plan) = load(&file, config_id.as_deref(), ignore_inactive)
+                .map_err(|e| format!("invalid configuration: {e}; nothing changed"))?;
+            warn_unsent_mail(&loaded.config, &plan.mail);
+            let (plan, mail) = (plan.vrrp, plan.mail);
             // The drop rules first: the step most likely to fail (nftables), so a
             // failure leaves everything as it was; undone if a later step fails.
             let dropped_before = lb.no_accept.installed();

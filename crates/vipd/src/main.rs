@@ -7,6 +7,7 @@ mod daemon;
 mod gen;
 mod lab;
 mod pidfile;
+mod plan;
 mod realserver;
 
 use clap::{Parser, Subcommand};

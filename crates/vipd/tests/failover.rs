@@ -363,6 +363,74 @@ fn use_vmac_moves_the_virtual_mac_with_the_vip() {
     );
 }
 
+/// `use_vmac NAME MAC group N` (keepalived 2.4.3): the VMAC gets that name, that MAC (five
+/// octets written: the VRID is the sixth) and that link group. A reload whose plan
+/// fails after a new VMAC instance was read creates no link (planning is pure).
+#[test]
+fn use_vmac_name_mac_group_and_a_failed_reload_leaves_no_link() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(1, "vmacopt") else {
+        return;
+    };
+    let vip = spec.vip();
+    let config = spec
+        .clone()
+        .with("use_vmac name vip51 02:00:5e:10:00: group 7")
+        .config(200);
+    c.start_vipd(1, &config);
+    let r1 = c.lan.router(1);
+    assert!(vipd_netns::wait_for(
+        spec.takeover_timeout(),
+        Duration::from_millis(20),
+        || vipd_netns::has_address(r1, "vip51", vip)
+    ));
+    let link = r1.ip(["-d", "link", "show", "vip51"]).unwrap();
+    assert!(
+        link.contains("link/ether 02:00:5e:10:00:33") && link.contains("group 7"),
+        "{link}"
+    );
+    assert!(link.contains("macvlan mode private"), "{link}");
+    c.lan
+        .client()
+        .exec(&["ping", "-c", "1", "-W", "1", "192.0.2.100"])
+        .unwrap();
+    let neigh = c.lan.client().ip(["neigh", "show", "192.0.2.100"]).unwrap();
+    assert!(neigh.contains("02:00:5e:10:00:33"), "{neigh}");
+
+    // A second VMAC instance, but a static route through an interface this host does
+    // not have: the reload is refused at planning, before any link is made.
+    let broken = format!(
+        "{config}vrrp_instance VI_2 {{\n    interface eth0\n    virtual_router_id 52\n    \
+         priority 100\n    use_vmac vip52\n    virtual_ipaddress {{\n        198.51.100.52/24\n    }}\n}}\n\
+         static_routes {{\n    203.0.113.0/24 dev no-such-if0\n}}\n"
+    );
+    std::fs::write(c.config_path(1), broken).unwrap();
+    let out = std::process::Command::new(common::VIPD)
+        .args(["reload", "--control-socket"])
+        .arg(c.socket_path(1))
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && text.contains("nothing changed") && text.contains("no-such-if0"),
+        "{text}"
+    );
+    let links = r1.ip(["-o", "link", "show"]).unwrap();
+    assert!(
+        !links.contains("vip52"),
+        "a refused reload made a link:\n{links}"
+    );
+    assert!(vipd_netns::has_address(r1, "vip51", vip));
+    drop(links);
+    assert_eq!(c.stop(1).and_then(|s| s.code()), Some(0));
+    let links = c.lan.router(1).ip(["-o", "link", "show"]).unwrap();
+    assert!(
+        !links.contains("vip51"),
+        "the VMAC is gone at stop:\n{links}"
+    );
+}
+
 #[test]
 fn use_vmac_ipv6() {
     let spec = Spec::v3_ipv6();

@@ -1,0 +1,143 @@
+//! The owner of the links a plan asks for: `use_vmac` macvlans. [`bind`] creates (or
+//! finds) them, prepares them and writes their indexes into the plan; [`Links::undo`]
+//! removes what one `bind` created when the step it was for fails, so a failed start
+//! or reload leaves no link behind.
+
+use crate::netlink::{AddressSpec, Rtnetlink};
+use crate::plan::{InstancePlan, Plan, Vmac, UNBOUND};
+use anyhow::{Context, Result};
+use std::net::IpAddr;
+use vipd_vrrp::wire::Family;
+
+/// The VMACs one [`bind`] created (not those it found).
+#[derive(Debug, Default)]
+#[must_use = "undo() them if what they were created for fails"]
+pub struct Links {
+    pub created: Vec<u32>,
+}
+
+impl Links {
+    /// Delete the links this `bind` created.
+    pub fn undo(self) {
+        delete(&self.created);
+    }
+}
+
+/// Delete links by index (a link already gone is not an error).
+pub fn delete(indexes: &[u32]) {
+    if indexes.is_empty() {
+        return;
+    }
+    if let Ok(mut nl) = Rtnetlink::open() {
+        for &index in indexes {
+            if let Err(e) = nl.delete_link(index) {
+                tracing::warn!("{e:#}");
+            }
+        }
+    }
+}
+
+/// Create or find every VMAC of `plan` and replace [`UNBOUND`] indexes with theirs. On
+/// error, the VMACs created so far are deleted again.
+pub fn bind(plan: &mut Plan) -> Result<Links> {
+    let mut links = Links::default();
+    let mut bound: Vec<(String, u32)> = Vec::new();
+    for inst in &mut plan.instances {
+        let Some(v) = &mut inst.vmac else { continue };
+        match ensure(v) {
+            Ok(()) => {
+                if v.created {
+                    links.created.push(v.index);
+                }
+                bound.push((v.name.clone(), v.index));
+                bind_instance(inst);
+            }
+            Err(e) => {
+                links.undo();
+                return Err(e.context(format!("vrrp_instance {}: use_vmac", inst.name)));
+            }
+        }
+    }
+    // Routes may name a VMAC (`dev vrrp.51`), also another instance's or a static one.
+    let index_of = |name: &str| bound.iter().find(|(n, _)| n == name).map(|(_, i)| *i);
+    for r in plan
+        .instances
+        .iter_mut()
+        .flat_map(|i| i.routes.iter_mut())
+        .chain(plan.static_routes.iter_mut())
+    {
+        if r.dev == Some(UNBOUND) {
+            r.dev = r.dev_name.as_deref().and_then(index_of);
+        }
+    }
+    Ok(links)
+}
+
+/// The instance's addresses and announcement frames that live on its VMAC.
+fn bind_instance(inst: &mut InstancePlan) {
+    let Some(index) = inst.vmac.as_ref().map(|v| v.index) else {
+        return;
+    };
+    for a in &mut inst.addresses {
+        if a.ifindex == UNBOUND {
+            a.ifindex = index;
+        }
+    }
+    for (i, _) in &mut inst.announce_frames {
+        if *i == UNBOUND {
+            *i = index;
+        }
+    }
+}
+
+/// Create or find the macvlan and prepare it. IPv4: the base interface neither answers
+/// ARP for the VIPs (`arp_ignore=1`) nor names them as the sender of its own ARP
+/// requests (`arp_announce=2`), so neighbours only ever learn the virtual MAC; these
+/// sysctls stay set after vipd stops. IPv6: the base interface's link-local address is
+/// added to the VMAC, so adverts leave from it with the router's own source address.
+fn ensure(v: &mut Vmac) -> Result<()> {
+    let mut nl = Rtnetlink::open()?;
+    // keepalived: the VMAC joins the base interface's link group unless `group` says.
+    let group = match v.group {
+        Some(g) => g,
+        None => std::fs::read_to_string(format!("/sys/class/net/{}/netdev_group", v.base.name))
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0),
+    };
+    let (index, created) = nl.ensure_vmac(&v.name, v.base.index, v.mac, group)?;
+    (v.index, v.created) = (index, created);
+    let prepared = match v.family {
+        Family::V4 => [
+            (v.base.name.as_str(), "arp_ignore", "1"),
+            (v.base.name.as_str(), "arp_announce", "2"),
+            (v.name.as_str(), "arp_ignore", "0"),
+        ]
+        .into_iter()
+        .try_for_each(|(dev, key, value)| {
+            let path = format!("/proc/sys/net/ipv4/conf/{dev}/{key}");
+            std::fs::write(&path, value)
+                .with_context(|| format!("setting {path} to {value} for use_vmac"))
+        }),
+        Family::V6 => match v.base_link_local {
+            Some(ll) => nl
+                .add_address(&AddressSpec {
+                    ifindex: index,
+                    addr: IpAddr::V6(ll),
+                    prefix_len: 64,
+                    brd: None,
+                    scope: 253,
+                    label: None,
+                })
+                .map(drop),
+            None => Ok(()),
+        },
+    };
+    if let Err(e) = prepared {
+        if created {
+            let _ = nl.delete_link(index);
+        }
+        return Err(e);
+    }
+    Ok(())
+}
