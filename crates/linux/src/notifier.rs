@@ -42,7 +42,8 @@ pub struct Fifos {
     general: Option<std::fs::File>,
     vrrp: Option<std::fs::File>,
     lvs: Option<std::fs::File>,
-    _readers: Vec<Helper>,
+    /// Each reader script with (a second descriptor of) the FIFO it reads.
+    readers: Vec<(Helper, Option<std::fs::File>)>,
 }
 
 impl Fifos {
@@ -58,6 +59,7 @@ impl Fifos {
         ] {
             let Some(spec) = spec else { continue };
             let path = &spec.path;
+            let mut reader = None;
             if let Some(script) = &spec.script {
                 let started = crate::scripts::ensure_fifo(path)
                     .and_then(|()| Helper::start(script, &[path.display().to_string()]));
@@ -68,14 +70,22 @@ impl Fifos {
                             h.pid(),
                             path.display()
                         );
-                        fifos._readers.push(h);
+                        reader = Some(h);
                     }
                     Err(e) => return Err(format!("{kw}_script on {}: {e}", path.display())),
                 }
             }
             match open_fifo(path) {
-                Ok(f) => *slot = Some(f),
+                Ok(f) => {
+                    if let Some(h) = reader.take() {
+                        fifos.readers.push((h, f.try_clone().ok()));
+                    }
+                    *slot = Some(f);
+                }
                 Err(e) => tracing::warn!("{kw} {}: {e}; no FIFO lines", path.display()),
+            }
+            if let Some(h) = reader {
+                fifos.readers.push((h, None));
             }
         }
         Ok(fifos)
@@ -90,6 +100,26 @@ impl Fifos {
     /// `notify_fifo` and `lvs_notify_fifo`.
     pub fn lvs_line(&self, line: &str) {
         write_line([&self.general, &self.lvs], line);
+    }
+}
+
+impl Drop for Fifos {
+    /// Gives each reader script up to a second to read what is still in its FIFO (the
+    /// lines of the way out: `notify_stop`'s state, omega's `DOWN`s) before it is stopped.
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        let unread = |f: &std::fs::File| {
+            let mut n: libc::c_int = 0;
+            // SAFETY: FIONREAD into a c_int on a FIFO descriptor we own.
+            let ok = unsafe { libc::ioctl(f.as_raw_fd(), libc::FIONREAD, &mut n) } == 0;
+            ok && n > 0
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(1);
+        while self.readers.iter().filter_map(|r| r.1.as_ref()).any(unread)
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 

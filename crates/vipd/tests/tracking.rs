@@ -500,3 +500,81 @@ fn notify_fifo_script_reads_the_state_lines() {
         readers
     );
 }
+
+/// `notify_master_rx_lower_pri`, keepalived's split-brain recovery hook: r2 stops
+/// hearing r1 (its VRRP input dropped), becomes MASTER too and advertises; r1, still
+/// MASTER and still hearing r2, runs the script (without arguments) for r2's
+/// lower-priority adverts and writes `MASTER_RX_LOWER_PRI` to `notify_fifo`. Once the
+/// split heals, r2 hears r1's answer and yields.
+#[test]
+fn master_rx_lower_pri_runs_after_a_split_brain() {
+    let spec = Spec::v3();
+    let vip = spec.vip();
+    let Some(mut c) = Cluster::new(2, "rxlower") else {
+        return;
+    };
+    let log = c.dir.join("rxlower.log");
+    let (fifo, fifo_log) = (c.dir.join("notify.fifo"), c.dir.join("fifo.log"));
+    let r1 = spec
+        .clone()
+        .with(&format!(
+            "notify_master_rx_lower_pri \"/bin/sh -c 'echo lower:$*: >> {}' x\"",
+            log.display()
+        ))
+        .config(200)
+        .replacen(
+            "global_defs {\n",
+            &format!(
+                "global_defs {{\n    notify_fifo {}\n    notify_fifo_script \"/bin/sh -c 'exec cat \\\"$1\\\" >> {}' reader\"\n",
+                fifo.display(),
+                fifo_log.display()
+            ),
+            1,
+        );
+    c.start_vipd(1, &r1);
+    c.wait_holders(vip, &[1], spec.takeover_timeout());
+    c.start_vipd(2, &spec.config(100));
+    let backup = vipd_netns::wait_for(Duration::from_secs(5), Duration::from_millis(20), || {
+        c.status(2)
+            .is_some_and(|s| s["instances"][0]["state"] == "BACKUP")
+    });
+    assert!(backup, "{}", c.logs());
+    c.assert_stable(vip, &[1], Duration::from_secs(1));
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    assert_eq!(read(&log), "", "no lower-priority advert yet");
+
+    // The split: r2 drops every VRRP packet it receives.
+    let r2 = c.lan.router(2);
+    for cmd in [
+        "add table ip split",
+        "add chain ip split in { type filter hook input priority 0 ; }",
+        "add rule ip split in ip protocol vrrp drop",
+    ] {
+        let args: Vec<&str> = std::iter::once("nft").chain(cmd.split(' ')).collect();
+        r2.exec(&args).unwrap();
+    }
+    c.wait_holders(vip, &[1, 2], spec.takeover_timeout());
+    let got = |p: &Path, want: &str| {
+        vipd_netns::wait_for(Duration::from_secs(3), Duration::from_millis(20), || {
+            read(p).contains(want)
+        })
+    };
+    assert!(got(&log, "lower::"), "{:?}\n{}", read(&log), c.logs());
+    assert!(
+        got(&fifo_log, "INSTANCE \"VI_1\" MASTER_RX_LOWER_PRI 200"),
+        "{:?}\n{}",
+        read(&fifo_log),
+        c.logs()
+    );
+    assert_eq!(c.instance(1)["state"], "MASTER");
+    // keepalived runs it for every such advert: r2 keeps advertising every 0.1 s.
+    let ok = vipd_netns::wait_for(Duration::from_secs(3), Duration::from_millis(20), || {
+        read(&log).lines().count() >= 5
+    });
+    assert!(ok, "{:?}", read(&log));
+
+    // Healed: r2 hears r1 again and gives the VIP back.
+    r2.exec(&["nft", "delete", "table", "ip", "split"]).unwrap();
+    c.wait_holders(vip, &[1], spec.takeover_timeout());
+    assert_eq!(c.instance(2)["state"], "BACKUP");
+}
