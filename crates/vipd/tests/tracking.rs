@@ -508,30 +508,64 @@ fn notify_fifo_script_reads_the_state_lines() {
 /// split heals, r2 hears r1's answer and yields.
 #[test]
 fn master_rx_lower_pri_runs_after_a_split_brain() {
+    rx_lower_pri_split_brain(false, "rxlower");
+}
+
+/// The same with keepalived 2.4.3 as r1 (and vipd as r2): keepalived's script and FIFO
+/// line are the ones vipd's test expects.
+#[test]
+fn keepalived_243_runs_master_rx_lower_pri_the_same_way() {
+    if vipd_netns::Version::V2_4_3.require().is_none() {
+        return;
+    }
+    rx_lower_pri_split_brain(true, "rxlower-ka");
+}
+
+/// r1 (priority 200, vipd or keepalived 2.4.3) with the script and `notify_fifo`; r2
+/// (vipd, priority 100) loses r1's adverts for a while.
+fn rx_lower_pri_split_brain(keepalived_r1: bool, tag: &str) {
     let spec = Spec::v3();
     let vip = spec.vip();
-    let Some(mut c) = Cluster::new(2, "rxlower") else {
+    let Some(mut c) = Cluster::new(2, tag) else {
         return;
     };
     let log = c.dir.join("rxlower.log");
     let (fifo, fifo_log) = (c.dir.join("notify.fifo"), c.dir.join("fifo.log"));
+    // Script files, not `/bin/sh -c`: keepalived refuses a symbolic link (/bin/sh ->
+    // dash) as a script path ("Wrong file type").
+    let script = |name: &str, body: String| {
+        let path = c.dir.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        path
+    };
+    let lower = script(
+        "lower.sh",
+        format!("echo \"lower:$*:\" >> {}", log.display()),
+    );
+    let reader = script(
+        "reader.sh",
+        format!("exec cat \"$1\" >> {}", fifo_log.display()),
+    );
     let r1 = spec
         .clone()
-        .with(&format!(
-            "notify_master_rx_lower_pri \"/bin/sh -c 'echo lower:$*: >> {}' x\"",
-            log.display()
-        ))
+        .with(&format!("notify_master_rx_lower_pri {}", lower.display()))
         .config(200)
         .replacen(
             "global_defs {\n",
             &format!(
-                "global_defs {{\n    notify_fifo {}\n    notify_fifo_script \"/bin/sh -c 'exec cat \\\"$1\\\" >> {}' reader\"\n",
+                "global_defs {{\n    notify_fifo {}\n    notify_fifo_script {}\n",
                 fifo.display(),
-                fifo_log.display()
+                reader.display()
             ),
             1,
         );
-    c.start_vipd(1, &r1);
+    if keepalived_r1 {
+        c.start_keepalived_version(1, &r1, vipd_netns::Version::V2_4_3);
+    } else {
+        c.start_vipd(1, &r1);
+    }
     c.wait_holders(vip, &[1], spec.takeover_timeout());
     c.start_vipd(2, &spec.config(100));
     let backup = vipd_netns::wait_for(Duration::from_secs(5), Duration::from_millis(20), || {
@@ -566,7 +600,9 @@ fn master_rx_lower_pri_runs_after_a_split_brain() {
         read(&fifo_log),
         c.logs()
     );
-    assert_eq!(c.instance(1)["state"], "MASTER");
+    if !keepalived_r1 {
+        assert_eq!(c.instance(1)["state"], "MASTER");
+    }
     // keepalived runs it for every such advert: r2 keeps advertising every 0.1 s.
     let ok = vipd_netns::wait_for(Duration::from_secs(3), Duration::from_millis(20), || {
         read(&log).lines().count() >= 5
