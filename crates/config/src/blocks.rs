@@ -709,8 +709,16 @@ pub(crate) fn fill_global(n: &Node, g: &mut GlobalDefs) {
         "vrrp_strict" => g.vrrp_strict = true,
         "script_user" => g.script_user = Some(words_of(n)),
         "enable_script_security" => g.enable_script_security = true,
-        "notify_fifo" | "vrrp_notify_fifo" => {
-            g.notify_fifo = n.args.first().map(|a| a.text.clone())
+        // keepalived keeps the first of each and ignores repeats.
+        "notify_fifo" | "vrrp_notify_fifo" | "lvs_notify_fifo" => {
+            let slot = match n.name() {
+                "notify_fifo" => &mut g.notify_fifo,
+                "vrrp_notify_fifo" => &mut g.vrrp_notify_fifo,
+                _ => &mut g.lvs_notify_fifo,
+            };
+            if slot.is_none() {
+                *slot = n.args.first().map(|a| a.text.clone());
+            }
         }
         "notification_email" => {
             g.notification_email
@@ -747,8 +755,13 @@ pub(crate) fn fill_global(n: &Node, g: &mut GlobalDefs) {
             g.v3_checksum_as_v2 = boolean(one, "v3_checksum_as_v2").unwrap_or(true)
         }
         "default_interface" => g.default_interface = Some(words_of(n)),
-        "notify_fifo_script" | "vrrp_notify_fifo_script" => {
-            g.notify_fifo_script = Some(script_of(n))
+        "notify_fifo_script" | "vrrp_notify_fifo_script" | "lvs_notify_fifo_script" => {
+            let slot = match n.name() {
+                "notify_fifo_script" => &mut g.notify_fifo_script,
+                "vrrp_notify_fifo_script" => &mut g.vrrp_notify_fifo_script,
+                _ => &mut g.lvs_notify_fifo_script,
+            };
+            slot.get_or_insert_with(|| script_of(n));
         }
         "vrrp_startup_delay" => g.vrrp_startup_delay = secs(one, &["vrrp_startup_delay"]),
         "vrrp_delay_after_boot" => g.vrrp_delay_after_boot = secs(one, &["vrrp_delay_after_boot"]),

@@ -338,6 +338,10 @@ pub(crate) fn lint(
                 ("notify_fault", &inst.notify.fault),
                 ("notify_stop", &inst.notify.stop),
                 ("notify", &inst.notify.notify),
+                (
+                    "notify_master_rx_lower_pri",
+                    &inst.notify.master_rx_lower_pri,
+                ),
             ] {
                 if let (Some(script), Some(tok)) = (script, meta.value_tok(what)) {
                     check_script(d, &script.command, &tok.span, tok.len as usize, what);
@@ -437,12 +441,25 @@ fn keepalived_warnings(config: &Config, tree: &[Node], d: &mut Diags) {
             None,
         );
     }
-    for key in ["notify_fifo_script", "vrrp_notify_fifo_script"] {
-        if let (Some(tok), None) = (find_global(tree, key), &config.global.notify_fifo) {
+    let g = &config.global;
+    for (key, fifo, fifo_key) in [
+        ("notify_fifo_script", &g.notify_fifo, "notify_fifo"),
+        (
+            "vrrp_notify_fifo_script",
+            &g.vrrp_notify_fifo,
+            "vrrp_notify_fifo",
+        ),
+        (
+            "lvs_notify_fifo_script",
+            &g.lvs_notify_fifo,
+            "lvs_notify_fifo",
+        ),
+    ] {
+        if let (Some(tok), None) = (find_global(tree, key), fifo) {
             tok_warn(
                 d,
                 &tok,
-                format!("`{key}` is ignored without `notify_fifo` / `vrrp_notify_fifo`"),
+                format!("`{key}` is ignored without `{fifo_key}`"),
                 Some("the script reads the FIFO, whose name it gets as its last argument"),
             );
         }

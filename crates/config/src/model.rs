@@ -430,8 +430,12 @@ pub struct GlobalDefs {
     pub vrrp_strict: bool,
     pub script_user: Option<String>,
     pub enable_script_security: bool,
-    /// `notify_fifo` / `vrrp_notify_fifo PATH`: state lines are written there.
+    /// `notify_fifo PATH`: VRRP state lines and load-balancer (`VS` / `RS`) lines.
     pub notify_fifo: Option<String>,
+    /// `vrrp_notify_fifo PATH`: VRRP state lines only.
+    pub vrrp_notify_fifo: Option<String>,
+    /// `lvs_notify_fifo PATH`: load-balancer lines only.
+    pub lvs_notify_fifo: Option<String>,
     pub notification_email: Vec<String>,
     pub notification_email_from: Option<String>,
     /// `smtp_server HOST [PORT]` as written.
@@ -470,9 +474,11 @@ pub struct GlobalDefs {
     /// `vrrp_delay_after_boot`: VRRP instances start no earlier than this long after
     /// the host booted (the longer of the two delays wins).
     pub vrrp_delay_after_boot: Option<Duration>,
-    /// `notify_fifo_script` / `vrrp_notify_fifo_script`: started with the FIFO's name
-    /// as its last argument, to read `notify_fifo`.
+    /// `notify_fifo_script` / `vrrp_notify_fifo_script` / `lvs_notify_fifo_script`:
+    /// started with its FIFO's name as its last argument, to read it.
     pub notify_fifo_script: Option<ScriptCommand>,
+    pub vrrp_notify_fifo_script: Option<ScriptCommand>,
+    pub lvs_notify_fifo_script: Option<ScriptCommand>,
     /// `use_symlink_paths`: `enable_script_security` checks a script's path as
     /// written instead of the file its symbolic links lead to.
     pub use_symlink_paths: bool,

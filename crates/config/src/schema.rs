@@ -341,6 +341,9 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "vrrp_ipsets",
     "notify_fifo_script",
     "vrrp_notify_fifo_script",
+    "lvs_notify_fifo",
+    "lvs_notify_fifo_script",
+    "notify_master_rx_lower_pri",
 ];
 
 /// Keywords inside `virtual_server` (and its real servers and checkers) that vipd parses

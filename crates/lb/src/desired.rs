@@ -80,6 +80,11 @@ impl RsState {
 struct VsState {
     /// Display name, e.g. `virtual_server 192.0.2.100 80`.
     name: String,
+    /// keepalived's name in FIFO lines: `[192.0.2.15]:tcp:80`, `FWM 5`, `[GROUP]:0`.
+    fifo_name: String,
+    /// The protocol word of its real servers in FIFO lines: `tcp`, `udp`, `sctp`, or
+    /// `none` for a firewall mark.
+    fifo_proto: &'static str,
     keys: Vec<ServiceKey>,
     sched: Sched,
     flags: SchedFlags,
@@ -192,6 +197,35 @@ impl Lb {
 
     pub fn quorum_up(&self, vs: usize) -> bool {
         self.vss[vs].quorum_up
+    }
+
+    /// The `notify_fifo` / `lvs_notify_fifo` line of an event, as keepalived writes it
+    /// (without the newline): `VS [192.0.2.15]:tcp:80 UP`,
+    /// `RS [198.51.100.1]:tcp:80 [192.0.2.15]:tcp:80 DOWN`. IPv6 addresses stand in the
+    /// brackets as they are (`[2001:db8::1]:tcp:80`), a firewall-mark service is
+    /// `FWM 5` (its real servers' protocol `none`), a `virtual_server group NAME` is
+    /// `[NAME]:0`.
+    pub fn fifo_line(&self, e: &LbEvent) -> String {
+        let word = |up: bool| if up { "UP" } else { "DOWN" };
+        match *e {
+            LbEvent::QuorumUp { vs } | LbEvent::QuorumDown { vs } => format!(
+                "VS {} {}",
+                self.vss[vs].fifo_name,
+                word(matches!(e, LbEvent::QuorumUp { .. }))
+            ),
+            LbEvent::RealServerUp { vs, rs } | LbEvent::RealServerDown { vs, rs } => {
+                let v = &self.vss[vs];
+                let r = &v.real[rs];
+                format!(
+                    "RS [{}]:{}:{} {} {}",
+                    r.addr,
+                    v.fifo_proto,
+                    r.port,
+                    v.fifo_name,
+                    word(matches!(e, LbEvent::RealServerUp { .. }))
+                )
+            }
+        }
     }
 
     pub fn is_active(&self, vs: usize) -> bool {
@@ -549,8 +583,27 @@ fn build_vs(
     if !errors.is_empty() {
         return Err(errors);
     }
+    let proto_word = match proto {
+        Proto::Tcp => "tcp",
+        Proto::Udp => "udp",
+        Proto::Sctp => "sctp",
+    };
+    // keepalived ignores the protocol of a firewall-mark service (or of a group of
+    // firewall marks only): its real servers show `none`.
+    let fifo_proto = if keys.iter().all(|k| matches!(k, ServiceKey::Fwmark { .. })) {
+        "none"
+    } else {
+        proto_word
+    };
+    let fifo_name = match &vs.key {
+        VsKey::Addr { addr, port } => format!("[{addr}]:{proto_word}:{}", port.unwrap_or(0)),
+        VsKey::Fwmark { mark, .. } => format!("FWM {mark}"),
+        VsKey::Group(g) => format!("[{g}]:0"),
+    };
     Ok(VsState {
         name,
+        fifo_name,
+        fifo_proto,
         keys,
         sched,
         flags,

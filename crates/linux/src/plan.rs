@@ -83,10 +83,8 @@ pub struct Plan {
     pub scripts: Vec<ScriptPlan>,
     pub files: Vec<FilePlan>,
     pub processes: Vec<ProcessPlan>,
-    /// `notify_fifo`.
-    pub notify_fifo: Option<std::path::PathBuf>,
-    /// `notify_fifo_script`: reads `notify_fifo` (its name is the last argument).
-    pub notify_fifo_script: Option<Script>,
+    /// `notify_fifo`, `vrrp_notify_fifo`, `lvs_notify_fifo` with their scripts.
+    pub fifos: crate::notifier::FifoPlan,
     pub sync_groups: Vec<SyncGroupPlan>,
     /// `static_ipaddress`: added at start whatever the VRRP state, removed at stop.
     pub static_addresses: Vec<AddressSpec>,
@@ -290,12 +288,7 @@ pub fn build(cfg: &Config) -> Result<Plan, PlanError> {
         scripts,
         files,
         processes,
-        notify_fifo: cfg.global.notify_fifo.clone().map(Into::into),
-        notify_fifo_script: match cfg.global.notify_fifo {
-            Some(_) => script_command(cfg, "notify_fifo_script", &cfg.global.notify_fifo_script)
-                .map_err(global)?,
-            None => None,
-        },
+        fifos: fifo_plan(cfg).map_err(global)?,
         static_routes: cfg
             .static_routes
             .iter()
@@ -558,6 +551,33 @@ pub fn script_command(
     Ok(Some(Script { argv, run_as }))
 }
 
+/// The three notify FIFOs; a script without its FIFO is left out (`check-config` warns).
+fn fifo_plan(cfg: &Config) -> Result<crate::notifier::FifoPlan> {
+    let g = &cfg.global;
+    let one = |kw: &str, path: &Option<String>, script: &Option<model::ScriptCommand>| {
+        Ok::<_, anyhow::Error>(match path {
+            Some(p) => Some(crate::notifier::FifoSpec {
+                path: p.into(),
+                script: script_command(cfg, &format!("{kw}_script"), script)?,
+            }),
+            None => None,
+        })
+    };
+    Ok(crate::notifier::FifoPlan {
+        general: one("notify_fifo", &g.notify_fifo, &g.notify_fifo_script)?,
+        vrrp: one(
+            "vrrp_notify_fifo",
+            &g.vrrp_notify_fifo,
+            &g.vrrp_notify_fifo_script,
+        )?,
+        lvs: one(
+            "lvs_notify_fifo",
+            &g.lvs_notify_fifo,
+            &g.lvs_notify_fifo_script,
+        )?,
+    })
+}
+
 fn notify_plan(
     cfg: &Config,
     owner: &str,
@@ -573,6 +593,7 @@ fn notify_plan(
         fault: prepare("notify_fault", &n.fault)?,
         stop: prepare("notify_stop", &n.stop)?,
         generic: prepare("notify", &n.notify)?,
+        master_rx_lower_pri: prepare("notify_master_rx_lower_pri", &n.master_rx_lower_pri)?,
         timeout: NOTIFY_TIMEOUT,
         mail: crate::mail::vrrp_alerts(&cfg.global, smtp_alert),
     })

@@ -70,6 +70,16 @@ pub enum Notice {
     },
     Address(AddrNotice),
     Track(crate::tracker::TrackNotice),
+    /// A MASTER heard a lower-priority advert (`notify_master_rx_lower_pri`).
+    MasterRxLowerPriority {
+        instance: String,
+        from: std::net::IpAddr,
+        /// The other router's priority.
+        their_priority: u8,
+        /// Ours (the FIFO line's priority).
+        priority: u8,
+        notify: crate::notifier::NotifyPlan,
+    },
     /// A sync group changed state (for its notify scripts).
     GroupTransition {
         group: String,
@@ -963,6 +973,16 @@ impl EngineLoop {
                     } else {
                         self.announce(i, repeat, now);
                     }
+                }
+                Action::MasterRxLowerPriority { from, priority } => {
+                    let slot = &self.slots[i];
+                    let _ = self.notices.send(Notice::MasterRxLowerPriority {
+                        instance: slot.plan.name.clone(),
+                        from,
+                        their_priority: priority,
+                        priority: slot.inst.priority(),
+                        notify: slot.plan.notify.clone(),
+                    });
                 }
                 Action::Transition { from, to, reason } => {
                     self.status_dirty = true;

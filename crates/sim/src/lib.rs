@@ -879,6 +879,8 @@ impl Sim {
                 Action::AddAddresses => self.record(id, EntryKind::AddAddresses),
                 Action::RemoveAddresses => self.record(id, EntryKind::RemoveAddresses),
                 Action::Announce { repeat } => self.record(id, EntryKind::Announce { repeat }),
+                // Only the notify runtime acts on it.
+                Action::MasterRxLowerPriority { .. } => {}
                 Action::Transition { from, to, reason } => {
                     self.record(id, EntryKind::Transition { from, to, reason })
                 }

@@ -112,6 +112,8 @@ struct Owner {
     events: vipd_linux::control::EventHub,
     /// `smtp_alert` mails.
     mailer: vipd_linux::mail::Mailer,
+    /// `notify_fifo` / `lvs_notify_fifo`: the `VS …` / `RS …` lines.
+    fifos: Arc<vipd_linux::notifier::Fifos>,
     status: Arc<Mutex<Snapshot>>,
     rtnl: Option<Rtnetlink>,
 }
@@ -321,6 +323,7 @@ impl Balancer {
         status: Arc<Mutex<Snapshot>>,
         events: vipd_linux::control::EventHub,
         mailer: vipd_linux::mail::Mailer,
+        fifos: Arc<vipd_linux::notifier::Fifos>,
     ) -> Result<Option<Balancer>> {
         if config.virtual_servers.is_empty() {
             return Ok(None);
@@ -357,6 +360,7 @@ impl Balancer {
             status,
             events,
             mailer,
+            fifos,
             rtnl: Rtnetlink::open().ok(),
         };
         let thread = std::thread::Builder::new()
@@ -569,6 +573,7 @@ impl Owner {
                 }),
             };
             self.events.publish(line.to_string());
+            self.fifos.lvs_line(&self.setup.lb.fifo_line(e));
         }
         for e in events {
             match *e {
@@ -643,6 +648,16 @@ impl Owner {
             if self.setup.lb.quorum_up(vi) {
                 lines.extend(set.quorum_down.clone());
             }
+            // The FIFO lines as keepalived writes them when stopping with omega: each
+            // live real server DOWN, then the virtual server DOWN (whatever its quorum).
+            for ri in 0..self.setup.lb.real_server_count(vi) {
+                if self.setup.lb.is_up(vi, ri) {
+                    let down = LbEvent::RealServerDown { vs: vi, rs: ri };
+                    self.fifos.lvs_line(&self.setup.lb.fifo_line(&down));
+                }
+            }
+            let down = LbEvent::QuorumDown { vs: vi };
+            self.fifos.lvs_line(&self.setup.lb.fifo_line(&down));
             for script in lines {
                 threads.push(std::thread::spawn(move || script.run(&[], SCRIPT_TIMEOUT)));
             }

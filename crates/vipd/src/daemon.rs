@@ -110,32 +110,13 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         error!("{}: {e}; not starting", args.file.display());
         return Ok(ExitCode::FAILURE);
     }
-    let fifo = plan.notify_fifo.clone();
-    // notify_fifo_script reads the FIFO; it starts before any line is written.
-    let _fifo_reader = match (&fifo, &plan.notify_fifo_script) {
-        (Some(path), Some(script)) => {
-            let started = vipd_linux::scripts::ensure_fifo(path).and_then(|()| {
-                vipd_linux::scripts::Helper::start(script, &[path.display().to_string()])
-            });
-            match started {
-                Ok(h) => {
-                    info!(
-                        "notify_fifo_script started (pid {}) on {}",
-                        h.pid(),
-                        path.display()
-                    );
-                    Some(h)
-                }
-                Err(e) => {
-                    error!(
-                        "notify_fifo_script on {}: {e}; not starting",
-                        path.display()
-                    );
-                    return Ok(ExitCode::FAILURE);
-                }
-            }
+    // Each *_notify_fifo_script reads its FIFO; it starts before any line is written.
+    let fifos = match vipd_linux::notifier::Fifos::open(&plan.fifos) {
+        Ok(f) => Arc::new(f),
+        Err(e) => {
+            error!("{e}; not starting");
+            return Ok(ExitCode::FAILURE);
         }
-        _ => None,
     };
     let events = EventHub::default();
     let (tx, rx) = mpsc::channel();
@@ -144,9 +125,10 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         let events = events.clone();
         let lb_link = lb_link.clone();
         let mailer = mailer.clone();
+        let fifos = fifos.clone();
         std::thread::Builder::new()
             .name("vipd-log".into())
-            .spawn(move || log_notices(rx, &events, fifo, &lb_link, &mailer))?
+            .spawn(move || log_notices(rx, &events, fifos, &lb_link, &mailer))?
     };
     let runtime = Arc::new(Runtime::start(plan, tx).context("starting the VRRP runtime")?);
     let balancer = match Balancer::start(
@@ -156,6 +138,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         runtime.status.clone(),
         events.clone(),
         mailer.clone(),
+        fifos.clone(),
     ) {
         Ok(b) => b,
         Err(e) => {
@@ -178,6 +161,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             link: lb_link.clone(),
             events: events.clone(),
             mailer: mailer.clone(),
+            fifos: fifos.clone(),
             no_accept: no_accept.clone(),
         },
     );
@@ -357,6 +341,8 @@ struct LbHandle {
     link: LbLink,
     events: EventHub,
     mailer: Mailer,
+    /// The notify FIFOs (`VS` / `RS` lines), as opened at start.
+    fifos: Arc<vipd_linux::notifier::Fifos>,
     no_accept: Arc<NoAcceptTables>,
 }
 
@@ -485,6 +471,7 @@ fn reload_balancer(
                 runtime.status.clone(),
                 lb.events.clone(),
                 lb.mailer.clone(),
+                lb.fifos.clone(),
             )
             .map_err(|e| format!("{e:#}"))?
             .ok_or("no virtual servers")?;
@@ -629,7 +616,7 @@ impl LbLink {
 fn log_notices(
     rx: mpsc::Receiver<Notice>,
     events: &EventHub,
-    fifo: Option<PathBuf>,
+    fifos: Arc<vipd_linux::notifier::Fifos>,
     lb: &LbLink,
     mailer: &Mailer,
 ) {
@@ -643,7 +630,7 @@ fn log_notices(
             }
         }
     });
-    let mut notifier = Notifier::new(fifo, results_tx);
+    let mut notifier = Notifier::new(fifos, results_tx);
     for n in rx {
         if matches!(n, Notice::Stopped) {
             break;
@@ -737,6 +724,22 @@ fn log_notices(
                 AddrNotice::Failed(e) => error!("address change failed: {e}"),
             },
             Notice::Stopped => {}
+            Notice::MasterRxLowerPriority {
+                instance,
+                from,
+                their_priority,
+                priority,
+                notify,
+            } => {
+                info!(instance = %instance, "{instance}: MASTER received an advert from {from} with lower priority {their_priority}, ours {priority}");
+                notifier.notify(NotifyEvent {
+                    kind: "INSTANCE",
+                    instance,
+                    state: vipd_linux::notifier::MASTER_RX_LOWER_PRI,
+                    priority,
+                    plan: notify,
+                });
+            }
             Notice::GroupTransition { group, to, notify } => {
                 info!("sync group {group}: {to}");
                 let state = match to {

@@ -820,3 +820,95 @@ fn same_scenarios_on_ipvs() {
     }
     assert!(out.contains("test result: ok. 3 passed"), "{out}");
 }
+
+/// Waits until `log` has as many lines as `want`, then compares them.
+fn wait_lines(c: &Cluster, log: &Path, want: &[String]) {
+    let read = || std::fs::read_to_string(log).unwrap_or_default();
+    let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
+        read().lines().count() >= want.len()
+    });
+    assert!(ok, "{:?}\n{}", read(), c.logs());
+    assert_eq!(read().lines().collect::<Vec<_>>(), want, "{}", c.logs());
+}
+
+/// keepalived's health-checker FIFO lines: `lvs_notify_fifo` (read by its
+/// `lvs_notify_fifo_script`) gets exactly the `RS …` / `VS …` lines as real servers go
+/// down and up and the virtual server loses and regains its quorum; `notify_fifo` gets
+/// those and the VRRP lines; omega adds the lines of the way out when vipd stops.
+#[test]
+fn lvs_notify_fifo_gets_real_server_and_quorum_lines() {
+    let _serial = serial();
+    let Some((mut c, [s3, s4, _s5])) = nat_cluster("lb-fifo", "r5", &[1]) else {
+        return;
+    };
+    let (lvs_fifo, lvs_log) = (c.dir.join("lvs.fifo"), c.dir.join("lvs.log"));
+    let (all_fifo, all_log) = (c.dir.join("all.fifo"), c.dir.join("all.log"));
+    let reader = |log: &Path| {
+        format!(
+            "\"/bin/sh -c 'exec cat \\\"$1\\\" >> {}' reader\"",
+            log.display()
+        )
+    };
+    let spec = lb_spec();
+    let vrrp = spec.config(150).replacen(
+        "global_defs {\n",
+        &format!(
+            "global_defs {{\n    lvs_notify_fifo {}\n    lvs_notify_fifo_script {}\n    notify_fifo {}\n    notify_fifo_script {}\n",
+            lvs_fifo.display(),
+            reader(&lvs_log),
+            all_fifo.display(),
+            reader(&all_log),
+        ),
+        1,
+    );
+    let vs = nat_vs(&[(13, false), (14, false)])
+        .replace("    protocol TCP\n", "    protocol TCP\n    omega\n");
+    c.start_vipd_with(1, &format!("{vrrp}{vs}"), &["--lb-backend", &backend()]);
+    c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
+    wait_serving(&c, 10, Duration::from_secs(10));
+
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    const RS13: &str = "RS [192.0.2.13]:tcp:80 [192.0.2.100]:tcp:80";
+    const RS14: &str = "RS [192.0.2.14]:tcp:80 [192.0.2.100]:tcp:80";
+    const VS: &str = "VS [192.0.2.100]:tcp:80";
+    // Nothing at start-up: every real server starts up, the quorum holds.
+    assert_eq!(read(&lvs_log), "");
+
+    s4.stop();
+    let mut want = vec![format!("{RS14} DOWN")];
+    wait_lines(&c, &lvs_log, &want);
+    // The last one down takes the quorum (default 1) with it.
+    s3.stop();
+    want.extend([format!("{RS13} DOWN"), format!("{VS} DOWN")]);
+    wait_lines(&c, &lvs_log, &want);
+    let s3 = HttpServer::start(c.lan.router(3), "r3");
+    want.extend([format!("{RS13} UP"), format!("{VS} UP")]);
+    wait_lines(&c, &lvs_log, &want);
+    let _s4 = HttpServer::start(c.lan.router(4), "r4");
+    want.push(format!("{RS14} UP"));
+    wait_lines(&c, &lvs_log, &want);
+
+    // omega: on the way out each live real server goes down, then the virtual server.
+    c.stop(1);
+    want.extend([
+        format!("{RS13} DOWN"),
+        format!("{RS14} DOWN"),
+        format!("{VS} DOWN"),
+    ]);
+    wait_lines(&c, &lvs_log, &want);
+    drop(s3);
+
+    // notify_fifo had the same load-balancer lines, among the VRRP ones.
+    let all = read(&all_log);
+    let lb: Vec<&str> = all
+        .lines()
+        .filter(|l| l.starts_with("RS ") || l.starts_with("VS "))
+        .collect();
+    assert_eq!(
+        lb,
+        want.iter().map(String::as_str).collect::<Vec<_>>(),
+        "{all}"
+    );
+    assert!(all.contains("INSTANCE \"VI_1\" MASTER 150"), "{all}");
+    assert!(!read(&lvs_log).contains("INSTANCE"));
+}

@@ -500,3 +500,117 @@ fn notify_fifo_script_reads_the_state_lines() {
         readers
     );
 }
+
+/// `notify_master_rx_lower_pri`, keepalived's split-brain recovery hook: r2 stops
+/// hearing r1 (its VRRP input dropped), becomes MASTER too and advertises; r1, still
+/// MASTER and still hearing r2, runs the script (without arguments) for r2's
+/// lower-priority adverts and writes `MASTER_RX_LOWER_PRI` to `notify_fifo`. Once the
+/// split heals, r2 hears r1's answer and yields.
+#[test]
+fn master_rx_lower_pri_runs_after_a_split_brain() {
+    rx_lower_pri_split_brain(false, "rxlower");
+}
+
+/// The same with keepalived 2.4.3 as r1 (and vipd as r2): keepalived's script and FIFO
+/// line are the ones vipd's test expects.
+#[test]
+fn keepalived_243_runs_master_rx_lower_pri_the_same_way() {
+    if vipd_netns::Version::V2_4_3.require().is_none() {
+        return;
+    }
+    rx_lower_pri_split_brain(true, "rxlower-ka");
+}
+
+/// r1 (priority 200, vipd or keepalived 2.4.3) with the script and `notify_fifo`; r2
+/// (vipd, priority 100) loses r1's adverts for a while.
+fn rx_lower_pri_split_brain(keepalived_r1: bool, tag: &str) {
+    let spec = Spec::v3();
+    let vip = spec.vip();
+    let Some(mut c) = Cluster::new(2, tag) else {
+        return;
+    };
+    let log = c.dir.join("rxlower.log");
+    let (fifo, fifo_log) = (c.dir.join("notify.fifo"), c.dir.join("fifo.log"));
+    // Script files, not `/bin/sh -c`: keepalived refuses a symbolic link (/bin/sh ->
+    // dash) as a script path ("Wrong file type").
+    let script = |name: &str, body: String| {
+        let path = c.dir.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        path
+    };
+    let lower = script(
+        "lower.sh",
+        format!("echo \"lower:$*:\" >> {}", log.display()),
+    );
+    let reader = script(
+        "reader.sh",
+        format!("exec cat \"$1\" >> {}", fifo_log.display()),
+    );
+    let r1 = spec
+        .clone()
+        .with(&format!("notify_master_rx_lower_pri {}", lower.display()))
+        .config(200)
+        .replacen(
+            "global_defs {\n",
+            &format!(
+                "global_defs {{\n    notify_fifo {}\n    notify_fifo_script {}\n",
+                fifo.display(),
+                reader.display()
+            ),
+            1,
+        );
+    if keepalived_r1 {
+        c.start_keepalived_version(1, &r1, vipd_netns::Version::V2_4_3);
+    } else {
+        c.start_vipd(1, &r1);
+    }
+    c.wait_holders(vip, &[1], spec.takeover_timeout());
+    c.start_vipd(2, &spec.config(100));
+    let backup = vipd_netns::wait_for(Duration::from_secs(5), Duration::from_millis(20), || {
+        c.status(2)
+            .is_some_and(|s| s["instances"][0]["state"] == "BACKUP")
+    });
+    assert!(backup, "{}", c.logs());
+    c.assert_stable(vip, &[1], Duration::from_secs(1));
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    assert_eq!(read(&log), "", "no lower-priority advert yet");
+
+    // The split: r2 drops every VRRP packet it receives.
+    let r2 = c.lan.router(2);
+    for cmd in [
+        "add table ip split",
+        "add chain ip split in { type filter hook input priority 0 ; }",
+        "add rule ip split in ip protocol vrrp drop",
+    ] {
+        let args: Vec<&str> = std::iter::once("nft").chain(cmd.split(' ')).collect();
+        r2.exec(&args).unwrap();
+    }
+    c.wait_holders(vip, &[1, 2], spec.takeover_timeout());
+    let got = |p: &Path, want: &str| {
+        vipd_netns::wait_for(Duration::from_secs(3), Duration::from_millis(20), || {
+            read(p).contains(want)
+        })
+    };
+    assert!(got(&log, "lower::"), "{:?}\n{}", read(&log), c.logs());
+    assert!(
+        got(&fifo_log, "INSTANCE \"VI_1\" MASTER_RX_LOWER_PRI 200"),
+        "{:?}\n{}",
+        read(&fifo_log),
+        c.logs()
+    );
+    if !keepalived_r1 {
+        assert_eq!(c.instance(1)["state"], "MASTER");
+    }
+    // keepalived runs it for every such advert: r2 keeps advertising every 0.1 s.
+    let ok = vipd_netns::wait_for(Duration::from_secs(3), Duration::from_millis(20), || {
+        read(&log).lines().count() >= 5
+    });
+    assert!(ok, "{:?}", read(&log));
+
+    // Healed: r2 hears r1 again and gives the VIP back.
+    r2.exec(&["nft", "delete", "table", "ip", "split"]).unwrap();
+    c.wait_holders(vip, &[1], spec.takeover_timeout());
+    assert_eq!(c.instance(2)["state"], "BACKUP");
+}

@@ -118,6 +118,11 @@ pub enum Action {
     /// Announce every virtual address `repeat` times (gratuitous ARP / unsolicited NA),
     /// paced by the interface's `garp_interval` / `gna_interval`.
     Announce { repeat: u32 },
+    /// As MASTER, heard an advert with a lower priority than ours (or the same priority
+    /// from a lower address): another router believes it is master, typically after a
+    /// split brain. keepalived's `notify_master_rx_lower_pri` event, reported for every
+    /// such advert (as keepalived does; the other router yields on our answer).
+    MasterRxLowerPriority { from: IpAddr, priority: u8 },
     /// State changed; for logs, notify scripts and status.
     Transition {
         from: State,
@@ -846,6 +851,10 @@ impl Instance {
                 let hold = g.lower_prio_delay.max(Duration::from_secs(1));
                 self.lower_prio_garp_after = Some(now + hold);
             }
+            self.actions.push_back(Action::MasterRxLowerPriority {
+                from: src,
+                priority: adv.priority,
+            });
         }
     }
 

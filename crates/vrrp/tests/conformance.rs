@@ -519,6 +519,9 @@ fn fmt_action(cfg: &InstanceConfig, a: &Action) -> String {
         Action::AddAddresses => "add-addresses".into(),
         Action::RemoveAddresses => "remove-addresses".into(),
         Action::Announce { repeat } => format!("announce {repeat}"),
+        Action::MasterRxLowerPriority { from, priority } => {
+            format!("master-rx-lower-pri src={from} prio={priority}")
+        }
         Action::Transition { from, to, reason } => format!(
             "transition {}->{} reason={}",
             fmt_state(*from),

@@ -260,3 +260,64 @@ fn errors_name_the_line() {
         "{text:?}"
     );
 }
+
+/// keepalived's `notify_fifo` / `lvs_notify_fifo` lines (check/ipwrapper.c's format).
+#[test]
+fn fifo_lines_in_keepalived_format() {
+    let l = lb(
+        "
+virtual_server 192.0.2.15 80 {
+    protocol TCP
+    real_server 198.51.100.1 8080 {
+        TCP_CHECK {
+        }
+    }
+}
+virtual_server 2001:db8::15 443 {
+    protocol UDP
+    real_server 2001:db8:1::1 443 {
+        TCP_CHECK {
+        }
+    }
+}
+virtual_server fwmark 5 {
+    real_server 198.51.100.2 80 {
+        TCP_CHECK {
+        }
+    }
+}
+virtual_server_group WEB {
+    192.0.2.20 80
+}
+virtual_server group WEB {
+    protocol SCTP
+    real_server 198.51.100.3 80 {
+        TCP_CHECK {
+        }
+    }
+}
+",
+        |_, _| true,
+    );
+    let rs_down = |vs, rs| l.fifo_line(&LbEvent::RealServerDown { vs, rs });
+    assert_eq!(
+        rs_down(0, 0),
+        "RS [198.51.100.1]:tcp:8080 [192.0.2.15]:tcp:80 DOWN"
+    );
+    assert_eq!(
+        l.fifo_line(&LbEvent::QuorumUp { vs: 0 }),
+        "VS [192.0.2.15]:tcp:80 UP"
+    );
+    assert_eq!(
+        l.fifo_line(&LbEvent::RealServerUp { vs: 1, rs: 0 }),
+        "RS [2001:db8:1::1]:udp:443 [2001:db8::15]:udp:443 UP"
+    );
+    assert_eq!(
+        l.fifo_line(&LbEvent::QuorumDown { vs: 1 }),
+        "VS [2001:db8::15]:udp:443 DOWN"
+    );
+    assert_eq!(rs_down(2, 0), "RS [198.51.100.2]:none:80 FWM 5 DOWN");
+    assert_eq!(l.fifo_line(&LbEvent::QuorumDown { vs: 2 }), "VS FWM 5 DOWN");
+    assert_eq!(rs_down(3, 0), "RS [198.51.100.3]:sctp:80 [WEB]:0 DOWN");
+    assert_eq!(l.fifo_line(&LbEvent::QuorumUp { vs: 3 }), "VS [WEB]:0 UP");
+}
