@@ -341,6 +341,15 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "vrrp_ipsets",
     "notify_fifo_script",
     "vrrp_notify_fifo_script",
+    "state_dump_file",
+    "stats_dump_file",
+    "json_dump_file",
+    "state_file_location",
+    "stats_file_location",
+    "json_file_location",
+    "json_version",
+    "data_use_instance",
+    "config_save_dir",
 ];
 
 /// Keywords inside `virtual_server` (and its real servers and checkers) that vipd parses

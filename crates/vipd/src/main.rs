@@ -4,6 +4,7 @@ mod balancer;
 mod bench;
 mod check;
 mod daemon;
+mod dumps;
 mod gen;
 mod lab;
 mod pidfile;
