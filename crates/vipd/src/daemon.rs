@@ -21,6 +21,16 @@ use vipd_linux::sd_notify::{self, NotifyState};
 use vipd_linux::tracker::TrackNotice;
 use vipd_vrrp::engine::{State, TransitionReason};
 
+/// `vipd run --help` and vipd-run(1).
+pub const RUN_LONG_ABOUT: &str = "Run the daemon in the foreground.
+
+Signals, as keepalived: SIGTERM or SIGINT stops (masters send priority 0 and release \
+their addresses); SIGHUP re-reads the configuration (as `vipd reload`); SIGUSR1 writes \
+the state to /tmp/keepalived.data, SIGUSR2 the statistics to /tmp/keepalived.stats, \
+and keepalived's JSON signal (SIGRTMIN+2, `keepalived --signum=JSON`) the JSON state to \
+/tmp/keepalived.json. `state_dump_file`, `stats_dump_file` and `json_dump_file` in \
+global_defs choose other files ($TMPDIR replaces /tmp when set).";
+
 #[derive(Args, Debug)]
 pub struct RunArgs {
     /// keepalived.conf to run.
