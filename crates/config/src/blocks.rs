@@ -768,6 +768,16 @@ pub(crate) fn fill_global(n: &Node, g: &mut GlobalDefs) {
         "use_symlink_paths" => {
             g.use_symlink_paths = boolean(one, "use_symlink_paths").unwrap_or(true)
         }
+        "state_dump_file" | "state_file_location" => g.dumps.state_file = Some(words_of(n)),
+        "stats_dump_file" | "stats_file_location" => g.dumps.stats_file = Some(words_of(n)),
+        "json_dump_file" | "json_file_location" => g.dumps.json_file = Some(words_of(n)),
+        "json_version" => g.dumps.json_version = int(one, &["json_version"]).map(|v| v as u8),
+        "data_use_instance" => {
+            g.dumps.data_use_instance = boolean(one, "data_use_instance").unwrap_or(true)
+        }
+        "instance" => g.dumps.instance = Some(words_of(n)),
+        "net_namespace" => g.dumps.net_namespace = Some(words_of(n)),
+        "config_save_dir" => g.config_save_dir = Some(words_of(n)),
         _ => {}
     }
 }
@@ -926,6 +936,8 @@ pub(crate) fn fill_top(n: &Node, config: &mut Config, d: &mut Diags) {
                 span: n.keyword.span.clone(),
             });
         }
+        // keepalived's daemon options, also allowed at top level.
+        "instance" | "net_namespace" => fill_global(n, &mut config.global),
         _ => {}
     }
 }

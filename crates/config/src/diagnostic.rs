@@ -182,15 +182,23 @@ pub(crate) struct SourceMap {
     order: Vec<PathBuf>,
     /// The include chain each file was (first) read through.
     chains: HashMap<PathBuf, Vec<Span>>,
+    /// Every file's text exactly as read, in reading order.
+    texts: Vec<(PathBuf, String)>,
 }
 
 impl SourceMap {
     pub fn add(&mut self, path: PathBuf, text: &str) {
         if !self.files.contains_key(&path) {
             self.order.push(path.clone());
+            self.texts.push((path.clone(), text.to_owned()));
             self.files
                 .insert(path, text.lines().map(str::to_owned).collect());
         }
+    }
+
+    /// The files read, in reading order, each once, with their text as read.
+    pub fn texts(&self) -> Vec<(PathBuf, String)> {
+        self.texts.clone()
     }
 
     /// Sorts findings by file (in reading order), line and column; stable, so findings

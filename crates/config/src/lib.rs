@@ -57,6 +57,16 @@ pub struct Loaded {
     pub diagnostics: Vec<Diagnostic>,
     /// The preprocessed tree (includes, conditionals and parameters resolved).
     pub tree: Vec<Node>,
+    /// Every file read (the main file first, then each included file once, in reading
+    /// order), with its text exactly as read: what `config_save_dir` keeps.
+    pub files: Vec<SourceFile>,
+}
+
+/// One configuration file as it was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceFile {
+    pub path: std::path::PathBuf,
+    pub text: String,
 }
 
 impl Loaded {
@@ -161,6 +171,11 @@ fn load(text: &str, path: &Path, opts: &LoadOptions) -> Result<Loaded, Vec<Diagn
             config,
             diagnostics: diags.list,
             tree: nodes,
+            files: sources
+                .texts()
+                .into_iter()
+                .map(|(path, text)| SourceFile { path, text })
+                .collect(),
         })
     }
 }

@@ -482,6 +482,27 @@ pub struct GlobalDefs {
     /// `use_symlink_paths`: `enable_script_security` checks a script's path as
     /// written instead of the file its symbolic links lead to.
     pub use_symlink_paths: bool,
+    /// Where SIGUSR1 / SIGUSR2 / the JSON signal write their files.
+    pub dumps: DumpSettings,
+    /// `config_save_dir DIR`: copies of the configuration read and state dumps around
+    /// each reload are kept there.
+    pub config_save_dir: Option<String>,
+}
+
+/// `state_dump_file` / `stats_dump_file` / `json_dump_file` (or the man page's
+/// `*_file_location`), `json_version` and `data_use_instance`, as written.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct DumpSettings {
+    pub state_file: Option<String>,
+    pub stats_file: Option<String>,
+    pub json_file: Option<String>,
+    /// `json_version 1|2`; `None` = 1.
+    pub json_version: Option<u8>,
+    pub data_use_instance: bool,
+    /// `instance NAME` and `net_namespace NAME` (top level or in `global_defs`): only
+    /// recorded here, for the file names `data_use_instance` makes.
+    pub instance: Option<String>,
+    pub net_namespace: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

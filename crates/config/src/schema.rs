@@ -344,6 +344,15 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "lvs_notify_fifo",
     "lvs_notify_fifo_script",
     "notify_master_rx_lower_pri",
+    "state_dump_file",
+    "stats_dump_file",
+    "json_dump_file",
+    "state_file_location",
+    "stats_file_location",
+    "json_file_location",
+    "json_version",
+    "data_use_instance",
+    "config_save_dir",
 ];
 
 /// Keywords inside `virtual_server` (and its real servers and checkers) that vipd parses

@@ -1305,6 +1305,33 @@ global_defs {
     }
 
     #[test]
+    fn dump_file_keywords_map_and_are_active() {
+        let text = "instance ka1\nglobal_defs {\n  state_dump_file /run/ka/\n  stats_file_location /run/ka/s.txt\n  json_dump_file j.json\n  json_version 2\n  data_use_instance\n  config_save_dir /var/tmp/ka-save\n  net_namespace blue\n}\n";
+        let l = load(text).expect("warnings only");
+        let g = &l.config.global;
+        assert_eq!(g.dumps.state_file.as_deref(), Some("/run/ka/"));
+        assert_eq!(g.dumps.stats_file.as_deref(), Some("/run/ka/s.txt"));
+        assert_eq!(g.dumps.json_file.as_deref(), Some("j.json"));
+        assert_eq!(g.dumps.json_version, Some(2));
+        assert!(g.dumps.data_use_instance);
+        assert_eq!(g.dumps.instance.as_deref(), Some("ka1"));
+        assert_eq!(g.dumps.net_namespace.as_deref(), Some("blue"));
+        assert_eq!(g.config_save_dir.as_deref(), Some("/var/tmp/ka-save"));
+        // Only `instance` and `net_namespace` stay inactive.
+        let inactive: Vec<u32> = l.inactive().map(|d| d.span.line).collect();
+        assert_eq!(inactive, [1, 9]);
+        let c = config("global_defs {\n  data_use_instance false\n  state_file_location /a/b.data\n  state_dump_file /c/\n}\n");
+        assert!(!c.global.dumps.data_use_instance);
+        assert_eq!(
+            c.global.dumps.state_file.as_deref(),
+            Some("/c/"),
+            "last one wins"
+        );
+        assert_eq!(c.global.dumps.json_version, None);
+        assert_eq!(errors("global_defs {\n  json_version 3\n}\n").len(), 1);
+    }
+
+    #[test]
     fn nopreempt_spellings_and_preempt_delay() {
         for kw in ["nopreempt", "no_preempt"] {
             let c = config(&instance_with(&format!("    {kw}\n    preempt_delay 4.12")));

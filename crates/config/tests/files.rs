@@ -164,6 +164,37 @@ fn includes_resolve_globs_relative_to_the_including_file_in_sorted_order() {
 }
 
 #[test]
+fn loaded_lists_every_file_read_once_in_reading_order_with_its_text() {
+    let dir = TempDir::new();
+    let main_text = "global_defs {\n  router_id main\n}\ninclude conf.d/*.conf\n";
+    let main = dir.write("keepalived.conf", main_text);
+    let a =
+        "vrrp_instance A {\n  interface eth0\n  virtual_router_id 1\n  include ../vips.inc\n}\n";
+    let b =
+        "vrrp_instance B {\n  interface eth0\r\n  virtual_router_id 2\n  include ../vips.inc\n}";
+    let vips = "virtual_ipaddress {\n  10.0.0.1/24\n}\n";
+    dir.write("conf.d/20-b.conf", b);
+    dir.write("conf.d/10-a.conf", a);
+    dir.write("vips.inc", vips);
+    let loaded = load_file(&main, &opts("x")).expect("valid");
+    let files: Vec<(PathBuf, &str)> = loaded
+        .files
+        .iter()
+        .map(|f| (f.path.clone(), f.text.as_str()))
+        .collect();
+    // vips.inc is included twice but listed once; texts are byte for byte as read.
+    assert_eq!(
+        files,
+        [
+            (main.clone(), main_text),
+            (dir.0.join("conf.d/10-a.conf"), a),
+            (dir.0.join("conf.d/../vips.inc"), vips),
+            (dir.0.join("conf.d/20-b.conf"), b),
+        ]
+    );
+}
+
+#[test]
 fn include_brace_patterns_and_quoted_names() {
     let dir = TempDir::new();
     let main = dir.write(

@@ -293,9 +293,9 @@ pub fn message(s: &MailSettings, mail: &Mail, now: SystemTime) -> String {
     out
 }
 
-/// `Wed, 25 Nov 2026 10:17:10 +0000`.
-pub fn rfc5322_date(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
+/// `(year, month 1-12, day 1-31, seconds into the day)` of seconds since the Unix epoch,
+/// in UTC.
+pub fn civil_from_unix(secs: i64) -> (i64, i64, i64, i64) {
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil date from days since 1970-01-01 (proleptic Gregorian, 400-year eras).
     let z = days + 719_468;
@@ -307,6 +307,14 @@ pub fn rfc5322_date(t: SystemTime) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day, rem)
+}
+
+/// `Wed, 25 Nov 2026 10:17:10 +0000`.
+pub fn rfc5322_date(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
+    let days = secs.div_euclid(86_400);
+    let (year, month, day, rem) = civil_from_unix(secs);
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",

@@ -240,6 +240,7 @@ mod tests {
                 transitions: 3,
                 announcements_sent: 10,
                 drops: vec![("bad_ttl".into(), 5)],
+                detail: Default::default(),
             }],
             socket_drops: vec![("unknown_vrid".into(), 9)],
             tracking: Default::default(),

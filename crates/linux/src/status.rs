@@ -55,6 +55,24 @@ pub struct InstanceStatus {
     /// Gratuitous ARP / unsolicited NA frames sent.
     pub announcements_sent: u64,
     pub drops: Vec<(String, u64)>,
+    /// What keepalived-style dumps (SIGUSR1, JSON) show besides; not in `vipd status`.
+    #[serde(skip)]
+    pub detail: InstanceDetail,
+}
+
+/// Settings and times of an instance that only the signal dumps show.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceDetail {
+    /// The VIPs as the kernel gets them (interface index, scope, label).
+    pub addresses: Vec<crate::netlink::AddressSpec>,
+    /// `last_transition` in seconds since the Unix epoch.
+    pub last_transition_unix: Option<f64>,
+    pub nopreempt: bool,
+    pub preempt_delay: f64,
+    pub lower_prio_no_advert: bool,
+    pub higher_prio_send_advert: bool,
+    /// `skip_check_adv_addr`.
+    pub skip_check_adv_addr: bool,
 }
 
 impl InstanceStatus {
@@ -99,6 +117,21 @@ impl InstanceStatus {
                 .iter()
                 .map(|(r, n)| (r.as_str().to_string(), n))
                 .collect(),
+            detail: InstanceDetail {
+                addresses: plan.addresses.clone(),
+                last_transition_unix: inst.last_transition().map(|(t, _)| {
+                    let ago = Instant::now().saturating_duration_since(t);
+                    std::time::SystemTime::now()
+                        .checked_sub(ago)
+                        .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
+                        .map_or(0.0, |d| d.as_secs_f64())
+                }),
+                nopreempt: !cfg.preempt,
+                preempt_delay: cfg.preempt_delay.as_secs_f64(),
+                lower_prio_no_advert: cfg.lower_prio_no_advert,
+                higher_prio_send_advert: cfg.higher_prio_send_advert,
+                skip_check_adv_addr: cfg.skip_check_same_sender,
+            },
         }
     }
 }

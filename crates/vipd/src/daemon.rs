@@ -1,6 +1,7 @@
 //! `vipd run` and `vipd status`.
 
 use crate::balancer::{Balancer, Input as LbInput};
+use crate::dumps::{self, Dumper};
 use crate::pidfile::PidFile;
 use crate::plan::DaemonPlan;
 use anyhow::{Context, Result};
@@ -20,6 +21,16 @@ use vipd_linux::runtime::{Notice, Runtime};
 use vipd_linux::sd_notify::{self, NotifyState};
 use vipd_linux::tracker::TrackNotice;
 use vipd_vrrp::engine::{State, TransitionReason};
+
+/// `vipd run --help` and vipd-run(1).
+pub const RUN_LONG_ABOUT: &str = "Run the daemon in the foreground.
+
+Signals, as keepalived: SIGTERM or SIGINT stops (masters send priority 0 and release \
+their addresses); SIGHUP re-reads the configuration (as `vipd reload`); SIGUSR1 writes \
+the state to /tmp/keepalived.data, SIGUSR2 the statistics to /tmp/keepalived.stats, \
+and keepalived's JSON signal (SIGRTMIN+2, `keepalived --signum=JSON`) the JSON state to \
+/tmp/keepalived.json. `state_dump_file`, `stats_dump_file` and `json_dump_file` in \
+global_defs choose other files ($TMPDIR replaces /tmp when set).";
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -152,9 +163,16 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         lb_link.connect(b.sender());
     }
     let balancer = Arc::new(Mutex::new(balancer));
+    let dump_settings = dumps::Settings::from_config(&loaded.config);
+    let dumper = Arc::new(Dumper::start(
+        dump_settings.clone(),
+        runtime.status.clone(),
+    )?);
+    dumper.save_config(&dump_settings, &loaded.files);
     let reload = reload_hook(
         &args,
         runtime.clone(),
+        dumper.clone(),
         &loaded.config,
         LbHandle {
             balancer: balancer.clone(),
@@ -183,7 +201,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let signal = tokio.block_on(wait_for_signal(&*reload))?;
+    let signal = tokio.block_on(wait_for_signal(&*reload, &dumper))?;
     let _ = sd_notify::notify(false, &[NotifyState::Stopping]);
     info!("{signal}: leaving (masters send priority 0 and release their addresses)");
     runtime.shutdown();
@@ -353,6 +371,7 @@ struct LbHandle {
 fn reload_hook(
     args: &RunArgs,
     runtime: Arc<Runtime>,
+    dumper: Arc<Dumper>,
     config: &vipd_config::Config,
     lb: LbHandle,
 ) -> ReloadHook {
@@ -373,9 +392,13 @@ fn reload_hook(
                 NotifyState::MonotonicUsec(monotonic_usec()),
             ],
         );
+        // config_save_dir: the state before, the files read, the state after.
+        let reload_number = dumper.before_reload();
         let result = (|| {
             let (loaded, plan) = load(&file, config_id.as_deref(), ignore_inactive)
                 .map_err(|e| format!("invalid configuration: {e}; nothing changed"))?;
+            let dump_settings = dumps::Settings::from_config(&loaded.config);
+            dumper.save_config(&dump_settings, &loaded.files);
             warn_unsent_mail(&loaded.config, &plan.mail);
             let (plan, mail) = (plan.vrrp, plan.mail);
             // The drop rules first: the step most likely to fail (nftables), so a
@@ -411,10 +434,12 @@ fn reload_hook(
                 .reload(plan)
                 .map(|r| {
                     lb.mailer.configure(mail);
+                    dumper.set_settings(dump_settings);
                     (r, lb_summary)
                 })
                 .map_err(undo_no_accept)
         })();
+        dumper.after_reload(reload_number);
         let _ = sd_notify::notify(false, &[NotifyState::Ready]);
         match result {
             Ok((report, lb_summary)) => {
@@ -517,13 +542,21 @@ fn start_watchdog(runtime: Arc<Runtime>, started: Instant) {
         });
 }
 
+/// SIGTERM/SIGINT end vipd; SIGHUP reloads; SIGUSR1, SIGUSR2 and keepalived's JSON
+/// signal (SIGRTMIN+2) write the state, statistics and JSON files (on the dump thread);
+/// keepalived's STATS_CLEAR (SIGRTMAX-1) writes the statistics too.
 async fn wait_for_signal(
     reload: &(dyn Fn() -> Result<serde_json::Value, String> + Send + Sync),
+    dumper: &Dumper,
 ) -> Result<&'static str> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    let mut usr2 = signal(SignalKind::user_defined2())?;
+    let mut json = signal(SignalKind::from_raw(dumps::json_signal()))?;
+    let mut stats_clear = signal(SignalKind::from_raw(dumps::stats_clear_signal()))?;
     loop {
         tokio::select! {
             _ = term.recv() => return Ok("SIGTERM"),
@@ -531,6 +564,22 @@ async fn wait_for_signal(
             _ = hup.recv() => {
                 info!("SIGHUP: reloading the configuration");
                 let _ = reload();
+            }
+            _ = usr1.recv() => {
+                info!("SIGUSR1: writing the state");
+                dumper.signal(dumps::Kind::State);
+            }
+            _ = usr2.recv() => {
+                info!("SIGUSR2: writing the statistics");
+                dumper.signal(dumps::Kind::Stats);
+            }
+            _ = json.recv() => {
+                info!("JSON signal (SIGRTMIN+2): writing the JSON state");
+                dumper.signal(dumps::Kind::Json);
+            }
+            _ = stats_clear.recv() => {
+                warn!("STATS_CLEAR signal (SIGRTMAX-1): writing the statistics; vipd does not reset its counters");
+                dumper.signal(dumps::Kind::Stats);
             }
         }
     }

@@ -4,6 +4,7 @@ mod balancer;
 mod bench;
 mod check;
 mod daemon;
+mod dumps;
 mod gen;
 mod lab;
 mod pidfile;
@@ -38,6 +39,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the daemon in the foreground.
+    #[command(long_about = daemon::RUN_LONG_ABOUT)]
     Run(daemon::RunArgs),
     /// Check a configuration file; exit 0 if valid (warnings allowed), 1 otherwise.
     CheckConfig(check::CheckArgs),
