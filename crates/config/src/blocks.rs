@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::diagnostic::Diags;
+use crate::iproute::IprouteNames;
 use crate::keywords::suggest;
 use crate::lexer::Token;
 use crate::model::*;
@@ -290,12 +291,9 @@ pub(crate) fn check_entry(n: &Node, e: Entry, d: &mut Diags) {
         Entry::Address => {
             address_entry(&w, "address", d);
         }
-        Entry::Route => {
-            crate::routes::route(&w, d);
-        }
-        Entry::Rule => {
-            crate::routes::rule(&w, d);
-        }
+        // Typed (and their errors reported) by `list_routes` / `list_rules`, which know
+        // the iproute2 names.
+        Entry::Route | Entry::Rule => {}
         Entry::Tracked(lo, hi) => {
             tracked_entry(&w, lo, hi, d);
         }
@@ -643,24 +641,22 @@ pub(crate) fn list_words(n: &Node) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// The routes of a `static_routes` / `virtual_routes` block (errors were reported by
-/// [`check_entry`]; lines with errors are left out).
-pub(crate) fn list_routes(n: &Node) -> Vec<Route> {
-    let mut quiet = Diags::default();
+/// The routes of a `static_routes` / `virtual_routes` block; lines with errors are
+/// reported and left out.
+pub(crate) fn list_routes(n: &Node, names: &IprouteNames, d: &mut Diags) -> Vec<Route> {
     n.children
         .iter()
         .flatten()
-        .filter_map(|c| crate::routes::route(&words(c), &mut quiet))
+        .filter_map(|c| crate::routes::route(&words(c), names, d))
         .collect()
 }
 
 /// The rules of a `static_rules` / `virtual_rules` block, likewise.
-pub(crate) fn list_rules(n: &Node) -> Vec<Rule> {
-    let mut quiet = Diags::default();
+pub(crate) fn list_rules(n: &Node, names: &IprouteNames, d: &mut Diags) -> Vec<Rule> {
     n.children
         .iter()
         .flatten()
-        .filter_map(|c| crate::routes::rule(&words(c), &mut quiet))
+        .filter_map(|c| crate::routes::rule(&words(c), names, d))
         .collect()
 }
 
@@ -674,7 +670,12 @@ pub(crate) fn list_addresses(n: &Node) -> Vec<VirtualAddress> {
 }
 
 /// Fills the parts of a `vrrp_instance` whose keywords are parsed but not active.
-pub(crate) fn fill_instance(n: &Node, inst: &mut VrrpInstance) {
+pub(crate) fn fill_instance(
+    n: &Node,
+    inst: &mut VrrpInstance,
+    names: &IprouteNames,
+    d: &mut Diags,
+) {
     let one = std::slice::from_ref(n);
     match n.name() {
         "track_interface" | "track_script" | "track_file" | "track_process" | "track_bfd" => {
@@ -684,8 +685,8 @@ pub(crate) fn fill_instance(n: &Node, inst: &mut VrrpInstance) {
         "use_vmac" => inst.use_vmac = Some(words_of(n)),
         "vmac_xmit_base" => inst.vmac_xmit_base = true,
         "virtual_ipaddress_excluded" => inst.virtual_ipaddress_excluded.extend(list_addresses(n)),
-        "virtual_routes" => inst.virtual_routes.extend(list_routes(n)),
-        "virtual_rules" => inst.virtual_rules.extend(list_rules(n)),
+        "virtual_routes" => inst.virtual_routes.extend(list_routes(n, names, d)),
+        "virtual_rules" => inst.virtual_rules.extend(list_rules(n, names, d)),
         "smtp_alert" => inst.smtp_alert = boolean(one, "smtp_alert"),
         "strict_mode" => inst.strict_mode = boolean(one, "strict_mode"),
         "dont_track_primary" => inst.dont_track_primary = true,
@@ -761,7 +762,7 @@ pub(crate) fn fill_global(n: &Node, g: &mut GlobalDefs) {
 }
 
 /// Maps a top-level schema block (already checked) into `config`.
-pub(crate) fn fill_top(n: &Node, config: &mut Config, d: &mut Diags) {
+pub(crate) fn fill_top(n: &Node, config: &mut Config, names: &IprouteNames, d: &mut Diags) {
     let kids: &[Node] = n.children.as_deref().unwrap_or(&[]);
     match n.name() {
         "vrrp_script" => {
@@ -880,8 +881,8 @@ pub(crate) fn fill_top(n: &Node, config: &mut Config, d: &mut Diags) {
                 .filter_map(|w| w.into_iter().next()),
         ),
         "static_ipaddress" => config.static_ipaddress.extend(list_addresses(n)),
-        "static_routes" => config.static_routes.extend(list_routes(n)),
-        "static_rules" => config.static_rules.extend(list_rules(n)),
+        "static_routes" => config.static_routes.extend(list_routes(n, names, d)),
+        "static_rules" => config.static_rules.extend(list_rules(n, names, d)),
         "virtual_server_group" => {
             let mut quiet = Diags::default();
             config.virtual_server_groups.push(VirtualServerGroup {

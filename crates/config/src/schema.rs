@@ -341,6 +341,9 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "vrrp_ipsets",
     "notify_fifo_script",
     "vrrp_notify_fifo_script",
+    // Read when the config is loaded: names in routes and rules (crate::iproute).
+    "iproute_etc_dir",
+    "iproute_usr_dir",
 ];
 
 /// Keywords inside `virtual_server` (and its real servers and checkers) that vipd parses

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::blocks;
 use crate::diagnostic::Diags;
+use crate::iproute::IprouteNames;
 use crate::keywords::{suggest, VIP_OPTION_UNSUPPORTED};
 use crate::lexer::Token;
 use crate::model::{
@@ -114,7 +115,10 @@ impl InstanceMeta {
 }
 
 pub(crate) fn map(nodes: &[Node], diags: &mut Diags) -> (Config, Vec<InstanceMeta>) {
-    let mut m = Mapper { diags };
+    let mut m = Mapper {
+        diags,
+        names: IprouteNames::from_tree(nodes),
+    };
     let mut config = Config::default();
     let mut metas = Vec::new();
     for n in nodes {
@@ -139,7 +143,7 @@ pub(crate) fn map(nodes: &[Node], diags: &mut Diags) -> (Config, Vec<InstanceMet
                     } else if name == "virtual_server" {
                         inactive_inside(n, m.diags);
                     }
-                    blocks::fill_top(n, &mut config, m.diags);
+                    blocks::fill_top(n, &mut config, &m.names, m.diags);
                 }
                 None => {
                     m.unknown(n, "at top level", TOP_SUPPORTED, TOP);
@@ -166,6 +170,8 @@ fn inactive_inside(n: &Node, diags: &mut Diags) {
 
 struct Mapper<'d> {
     diags: &'d mut Diags,
+    /// iproute2's names for the routes and rules, from the dirs `global_defs` sets.
+    names: IprouteNames,
 }
 
 impl Mapper<'_> {
@@ -540,7 +546,7 @@ impl Mapper<'_> {
                         INSTANCE_SUPPORTED,
                         INSTANCE_INACTIVE,
                     ) {
-                        blocks::fill_instance(c, &mut inst);
+                        blocks::fill_instance(c, &mut inst, &self.names, self.diags);
                         if let Some(k) = schema::find(INSTANCE_INACTIVE, c.name()) {
                             meta.fields.insert(k.name, c.clone());
                         }
