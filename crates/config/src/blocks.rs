@@ -288,9 +288,8 @@ pub(crate) fn check_entry(n: &Node, e: Entry, d: &mut Diags) {
     let w = words(n);
     match e {
         Entry::Names => {}
-        Entry::Address => {
-            address_entry(&w, "address", d);
-        }
+        // Typed (and reported) by `list_addresses`, which knows the iproute2 names.
+        Entry::Address => {}
         // Typed (and their errors reported) by `list_routes` / `list_rules`, which know
         // the iproute2 names.
         Entry::Route | Entry::Rule => {}
@@ -316,7 +315,12 @@ pub(crate) fn check_entry(n: &Node, e: Entry, d: &mut Diags) {
 }
 
 /// `ADDR[/MASK] [options] [ADDR ...]`; returns the addresses.
-pub(crate) fn address_entry(w: &[&Token], what: &str, d: &mut Diags) -> Vec<VirtualAddress> {
+pub(crate) fn address_entry(
+    w: &[&Token],
+    what: &str,
+    names: &IprouteNames,
+    d: &mut Diags,
+) -> Vec<VirtualAddress> {
     let mut out: Vec<VirtualAddress> = Vec::new();
     let mut i = 0;
     while i < w.len() {
@@ -334,7 +338,7 @@ pub(crate) fn address_entry(w: &[&Token], what: &str, d: &mut Diags) -> Vec<Virt
                     match opt {
                         "dev" => last.dev = Some(v.text.clone()),
                         "label" => last.label = Some(v.text.clone()),
-                        "scope" => last.scope = Some(v.text.clone()),
+                        "scope" => last.scope = crate::routes::scope(v, names, d),
                         "brd" => last.brd = v.text.parse().ok(),
                         _ => {}
                     }
@@ -660,12 +664,13 @@ pub(crate) fn list_rules(n: &Node, names: &IprouteNames, d: &mut Diags) -> Vec<R
         .collect()
 }
 
-pub(crate) fn list_addresses(n: &Node) -> Vec<VirtualAddress> {
-    let mut quiet = Diags::default();
+/// The addresses of a `static_ipaddress` / `virtual_ipaddress_excluded` block; errors
+/// are reported.
+pub(crate) fn list_addresses(n: &Node, names: &IprouteNames, d: &mut Diags) -> Vec<VirtualAddress> {
     n.children
         .iter()
         .flatten()
-        .flat_map(|c| address_entry(&words(c), "address", &mut quiet))
+        .flat_map(|c| address_entry(&words(c), "address", names, d))
         .collect()
 }
 
@@ -684,7 +689,9 @@ pub(crate) fn fill_instance(
         name if name.starts_with("notify") => fill_notify(n, &mut inst.notify),
         "use_vmac" => inst.use_vmac = Some(words_of(n)),
         "vmac_xmit_base" => inst.vmac_xmit_base = true,
-        "virtual_ipaddress_excluded" => inst.virtual_ipaddress_excluded.extend(list_addresses(n)),
+        "virtual_ipaddress_excluded" => inst
+            .virtual_ipaddress_excluded
+            .extend(list_addresses(n, names, d)),
         "virtual_routes" => inst.virtual_routes.extend(list_routes(n, names, d)),
         "virtual_rules" => inst.virtual_rules.extend(list_rules(n, names, d)),
         "smtp_alert" => inst.smtp_alert = boolean(one, "smtp_alert"),
@@ -880,7 +887,7 @@ pub(crate) fn fill_top(n: &Node, config: &mut Config, names: &IprouteNames, d: &
                 .into_iter()
                 .filter_map(|w| w.into_iter().next()),
         ),
-        "static_ipaddress" => config.static_ipaddress.extend(list_addresses(n)),
+        "static_ipaddress" => config.static_ipaddress.extend(list_addresses(n, names, d)),
         "static_routes" => config.static_routes.extend(list_routes(n, names, d)),
         "static_rules" => config.static_rules.extend(list_rules(n, names, d)),
         "virtual_server_group" => {

@@ -179,8 +179,9 @@ fn table(t: &Token, kw: &str, min: u32, names: &IprouteNames, d: &mut Diags) -> 
     }
 }
 
-/// A scope number or name (as keepalived, not `universe`: iproute2 calls 0 `global`).
-fn scope(t: &Token, names: &IprouteNames, d: &mut Diags) -> Option<u8> {
+/// A route's or address's scope: a number or a name (as keepalived, not `universe`:
+/// iproute2 calls 0 `global`).
+pub(crate) fn scope(t: &Token, names: &IprouteNames, d: &mut Diags) -> Option<u8> {
     let s = t.text.as_str();
     let n = match parse_c_uint(s) {
         Some(n) => u8::try_from(n).ok(),
@@ -829,6 +830,39 @@ mod tests {
             e,
             [("invalid scope `notread`".to_string(), 2, 36)],
             "etc replaces usr"
+        );
+    }
+
+    #[test]
+    fn address_scopes_use_the_names_too() {
+        let t = crate::iproute::tests::Tmp::new();
+        t.write("etc/rt_scopes", "100 edge\n0x20 hexed\n");
+        let c = load(&with_dirs(
+            &t.0,
+            "static_ipaddress {\n    192.0.2.5/24 dev eth0 scope edge\n}\n\
+             vrrp_instance V {\n interface eth0\n virtual_router_id 9\n virtual_ipaddress {\n  192.0.2.1 scope hexed\n  192.0.2.2 scope host\n  192.0.2.3 scope 0x10\n }\n \
+             virtual_ipaddress_excluded {\n  192.0.2.4 scope edge\n }\n}\n",
+        ))
+        .unwrap_or_else(|e| panic!("{e:#?}"));
+        assert_eq!(c.static_ipaddress[0].scope, Some(100));
+        let i = &c.instances[0];
+        let vips: Vec<_> = i.virtual_ipaddress.iter().map(|v| v.scope).collect();
+        assert_eq!(vips, [Some(32), Some(254), Some(16)]);
+        assert_eq!(i.virtual_ipaddress_excluded[0].scope, Some(100));
+        let e = load(&with_dirs(
+            &t.0,
+            "static_ipaddress {\n    192.0.2.5/24 dev eth0 scope edgy\n}\n\
+             vrrp_instance V {\n interface eth0\n virtual_router_id 9\n virtual_ipaddress {\n  192.0.2.1 scope universe\n }\n \
+             virtual_ipaddress_excluded {\n  192.0.2.4 scope 256\n }\n}\n",
+        ))
+        .unwrap_err();
+        assert_eq!(
+            e,
+            [
+                ("invalid scope `edgy`".to_string(), 2, 33),
+                ("invalid scope `universe`".to_string(), 8, 19),
+                ("invalid scope `256`".to_string(), 11, 19),
+            ]
         );
     }
 

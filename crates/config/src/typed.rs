@@ -763,19 +763,7 @@ impl Mapper<'_> {
             }
             "dev" => vip.dev = Some(v.text.clone()),
             "label" => vip.label = Some(v.text.clone()),
-            "scope" => {
-                let named =
-                    ["host", "link", "site", "global", "nowhere"].contains(&v.text.as_str());
-                if named || parse_uint(&v.text).is_some_and(|n| n <= 255) {
-                    vip.scope = Some(v.text.clone());
-                } else {
-                    self.diags.error_help(
-                        v,
-                        format!("invalid scope `{}`", v.text),
-                        "use host, link, site, global, nowhere or a number 0..=255",
-                    );
-                }
-            }
+            "scope" => vip.scope = crate::routes::scope(v, &self.names, self.diags),
             _ => unreachable!("VIP_OPTIONS"),
         }
     }
@@ -1019,7 +1007,7 @@ vrrp_instance VI_1 {
                 prefix_len: 24,
                 brd: Some(ip("192.168.200.255")),
                 dev: Some("eth1".into()),
-                scope: Some("link".into()),
+                scope: Some(253),
                 label: Some("eth1:1".into()),
                 span: Span {
                     file: "/etc/keepalived/keepalived.conf".into(),
@@ -1426,7 +1414,7 @@ global_defs {
             "vrrp_instance V {\n interface eth0\n virtual_router_id 9\n virtual_ipaddress {\n  2001:db8::1/64 scope 253\n  fe80::1\n }\n}\n",
         );
         let v = &c.instances[0].virtual_ipaddress;
-        assert_eq!(v[0].scope.as_deref(), Some("253"));
+        assert_eq!(v[0].scope, Some(253));
         assert_eq!(v[1].prefix_len, 128);
     }
 

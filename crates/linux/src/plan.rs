@@ -282,7 +282,7 @@ pub fn build(cfg: &Config) -> Result<Plan> {
                         Some(IpAddr::V4(b)) => Some(b),
                         _ => None,
                     },
-                    scope: scope_value(v.scope.as_deref())?,
+                    scope: v.scope.unwrap_or(0),
                     label: v.label.clone(),
                 })
             })
@@ -680,7 +680,7 @@ fn build_instance(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
             addr: v.addr,
             prefix_len: v.prefix_len,
             brd,
-            scope: scope_value(v.scope.as_deref())?,
+            scope: v.scope.unwrap_or(0),
             label: v.label.clone(),
         });
         announce_frames.push((dev.index, announce_frame(&dev, v.addr)?));
@@ -770,20 +770,6 @@ fn garp_timing(inst: &GarpSettings, global: &GarpSettings, min_garp: bool) -> Ga
         // vrrp_min_garp asks for exactly one announcement: no follow-up either.
         followup: if min_garp { Duration::ZERO } else { d.followup },
     }
-}
-
-/// `scope` as iproute2 names it.
-fn scope_value(s: Option<&str>) -> Result<u8> {
-    Ok(match s {
-        None | Some("global") | Some("universe") => 0,
-        Some("site") => 200,
-        Some("link") => 253,
-        Some("host") => 254,
-        Some("nowhere") => 255,
-        Some(n) => n
-            .parse()
-            .map_err(|_| anyhow!("unknown address scope `{n}`"))?,
-    })
 }
 
 #[cfg(test)]
@@ -894,14 +880,5 @@ mod tests {
             "VI_1: notify_master: user `no-such-user-x`: no user `no-such-user-x` on this host"
         );
         assert_eq!(script_command(&cfg, "n", &None).unwrap(), None);
-    }
-
-    #[test]
-    fn scopes() {
-        assert_eq!(scope_value(None).unwrap(), 0);
-        assert_eq!(scope_value(Some("link")).unwrap(), 253);
-        assert_eq!(scope_value(Some("host")).unwrap(), 254);
-        assert_eq!(scope_value(Some("42")).unwrap(), 42);
-        assert!(scope_value(Some("galaxy")).is_err());
     }
 }
