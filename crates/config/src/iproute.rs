@@ -238,22 +238,17 @@ impl IprouteNames {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// A unique directory under the system temp dir, removed on drop.
-    pub(crate) struct Tmp(pub(crate) PathBuf);
+    /// A work directory (vipd-netns', removed on drop) with files written by path.
+    pub(crate) struct Tmp(vipd_netns::WorkDir);
 
     impl Tmp {
         pub(crate) fn new() -> Self {
-            static N: AtomicUsize = AtomicUsize::new(0);
-            let dir = std::env::temp_dir().join(format!(
-                "vipd-iproute-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ));
-            let _ = fs::remove_dir_all(&dir);
-            fs::create_dir_all(&dir).unwrap();
-            Tmp(dir)
+            Tmp(vipd_netns::WorkDir::new("iproute").unwrap())
+        }
+
+        pub(crate) fn path(&self) -> &Path {
+            self.0.path()
         }
 
         pub(crate) fn write(&self, rel: &str, text: &str) {
@@ -263,14 +258,8 @@ pub(crate) mod tests {
         }
     }
 
-    impl Drop for Tmp {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
-
     fn names(t: &Tmp) -> IprouteNames {
-        IprouteNames::new(t.0.join("etc"), Some(t.0.join("usr")))
+        IprouteNames::new(t.path().join("etc"), Some(t.path().join("usr")))
     }
 
     #[test]
@@ -363,8 +352,8 @@ pub(crate) mod tests {
         for skipped in ["notconf", "hidden", "bare"] {
             assert_eq!(table(skipped), None, "{skipped}");
         }
-        let etc = t.0.join("etc").display().to_string();
-        let usr = t.0.join("usr").display().to_string();
+        let etc = t.path().join("etc").display().to_string();
+        let usr = t.path().join("usr").display().to_string();
         assert_eq!(
             n.searched(Kind::Tables),
             format!("{etc}/rt_tables, {usr}/rt_tables.d/*.conf, {etc}/rt_tables.d/*.conf")
@@ -381,7 +370,7 @@ pub(crate) mod tests {
         assert_eq!(n.lookup(Kind::Tables, "extra"), Some(201));
         assert!(n
             .searched(Kind::Tables)
-            .starts_with(&t.0.join("usr/rt_tables").display().to_string()));
+            .starts_with(&t.path().join("usr/rt_tables").display().to_string()));
     }
 
     #[test]

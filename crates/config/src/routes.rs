@@ -807,7 +807,7 @@ mod tests {
         t.write("usr/rt_scopes", "77 notread\n");
         t.write("etc/rt_scopes", "100 myscope\n");
         let c = load(&with_dirs(
-            &t.0,
+            t.path(),
             "static_routes {\n    198.51.100.0/24 dev eth0 table web scope myscope\n    \
              203.0.113.0/24 dev eth0 table db\n    192.0.2.0/24 dev eth0 table main scope link\n}\n\
              static_rules {\n    from 192.0.2.1 table seven\n}\n\
@@ -822,7 +822,7 @@ mod tests {
         assert_eq!(c.instances[0].virtual_rules[0].table, Some(100));
 
         let e = load(&with_dirs(
-            &t.0,
+            t.path(),
             "static_routes {\n    198.51.100.0/24 dev eth0 scope notread\n}\n",
         ))
         .unwrap_err();
@@ -838,7 +838,7 @@ mod tests {
         let t = crate::iproute::tests::Tmp::new();
         t.write("etc/rt_scopes", "100 edge\n0x20 hexed\n");
         let c = load(&with_dirs(
-            &t.0,
+            t.path(),
             "static_ipaddress {\n    192.0.2.5/24 dev eth0 scope edge\n}\n\
              vrrp_instance V {\n interface eth0\n virtual_router_id 9\n virtual_ipaddress {\n  192.0.2.1 scope hexed\n  192.0.2.2 scope host\n  192.0.2.3 scope 0x10\n }\n \
              virtual_ipaddress_excluded {\n  192.0.2.4 scope edge\n }\n}\n",
@@ -850,7 +850,7 @@ mod tests {
         assert_eq!(vips, [Some(32), Some(254), Some(16)]);
         assert_eq!(i.virtual_ipaddress_excluded[0].scope, Some(100));
         let e = load(&with_dirs(
-            &t.0,
+            t.path(),
             "static_ipaddress {\n    192.0.2.5/24 dev eth0 scope edgy\n}\n\
              vrrp_instance V {\n interface eth0\n virtual_router_id 9\n virtual_ipaddress {\n  192.0.2.1 scope universe\n }\n \
              virtual_ipaddress_excluded {\n  192.0.2.4 scope 256\n }\n}\n",
@@ -871,7 +871,7 @@ mod tests {
         let t = crate::iproute::tests::Tmp::new();
         t.write("usr/rt_tables", "100 web\n");
         let text = with_dirs(
-            &t.0,
+            t.path(),
             "static_rules {\n    from 192.0.2.1 table web\n    from 192.0.2.2 table bird\n}\n",
         );
         let opts = LoadOptions {
@@ -885,7 +885,7 @@ mod tests {
             (e[0].message.as_str(), e[0].span.line, e[0].span.col),
             ("unknown table `bird`", 3, 26)
         );
-        let (etc, usr) = (t.0.join("etc"), t.0.join("usr"));
+        let (etc, usr) = (t.path().join("etc"), t.path().join("usr"));
         assert_eq!(
             e[0].help.as_deref(),
             Some(
@@ -901,7 +901,7 @@ mod tests {
         // A name for table 0 is no table for a rule, as the number is not.
         t.write("etc/rt_tables", "0 unspec\n");
         let e = load(&with_dirs(
-            &t.0,
+            t.path(),
             "static_rules {\n    from 192.0.2.1 table unspec\n}\n",
         ))
         .unwrap_err();
