@@ -122,8 +122,15 @@ fn address(t: &Token, kw: &str, d: &mut Diags) -> Option<IpAddr> {
     }
 }
 
-fn number(t: &Token, kw: &str, d: &mut Diags) -> Option<u32> {
-    match parse_uint(&t.text).and_then(|v| u32::try_from(v).ok()) {
+/// A 32-bit number: decimal for a route's metric (keepalived reads it so), C's
+/// `strtoul` base 0 (decimal, `0x` hex, `0` octal) for a rule's preference (`c_style`).
+fn number(t: &Token, kw: &str, c_style: bool, d: &mut Diags) -> Option<u32> {
+    let n = if c_style {
+        parse_c_uint(&t.text)
+    } else {
+        parse_uint(&t.text)
+    };
+    match n.and_then(|v| u32::try_from(v).ok()) {
         Some(v) => Some(v),
         None => {
             d.error(
@@ -276,7 +283,9 @@ pub(crate) fn route(w: &[&Token], names: &IprouteNames, d: &mut Diags) -> Option
                     }
                     "dev" => r.dev = Some(v.text.clone()),
                     "table" => r.table = table(v, word, 0, names, d)?,
-                    "metric" | "priority" | "preference" => r.metric = Some(number(v, word, d)?),
+                    "metric" | "priority" | "preference" => {
+                        r.metric = Some(number(v, word, false, d)?)
+                    }
                     "scope" => r.scope = Some(scope(v, names, d)?),
                     _ => unreachable!("every one-value route word is handled"),
                 }
@@ -347,15 +356,10 @@ pub(crate) fn route(w: &[&Token], names: &IprouteNames, d: &mut Diags) -> Option
     Some(r)
 }
 
-/// `fwmark MARK[/MASK]`: each part decimal or `0x` hexadecimal.
+/// `fwmark MARK[/MASK]`: each part decimal, `0x` hexadecimal or `0` octal (keepalived
+/// reads them with `strtoul` base 0).
 fn fwmark(t: &Token, d: &mut Diags) -> Option<(u32, Option<u32>)> {
-    let part = |s: &str| match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        Some(h) if !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
-            u32::from_str_radix(h, 16).ok()
-        }
-        Some(_) => None,
-        None => parse_uint(s).and_then(|v| u32::try_from(v).ok()),
-    };
+    let part = |s: &str| parse_c_uint(s).and_then(|v| u32::try_from(v).ok());
     let parsed = match t.text.split_once('/') {
         Some((m, mask)) => part(m).zip(part(mask)).map(|(m, k)| (m, Some(k))),
         None => part(&t.text).map(|m| (m, None)),
@@ -449,7 +453,7 @@ pub(crate) fn rule(w: &[&Token], names: &IprouteNames, d: &mut Diags) -> Option<
                                 .with_help("write `preference` (or `priority`), which both read"),
                             );
                         }
-                        r.priority = Some(number(v, word, d)?)
+                        r.priority = Some(number(v, word, true, d)?)
                     }
                     _ => unreachable!("every one-value rule word is handled"),
                 }
@@ -787,6 +791,24 @@ mod tests {
             Some(253)
         );
         assert_eq!(one_rule("from 192.0.2.1 table 0x7").table, Some(7));
+        // keepalived reads a rule's preference and fwmark so too, a route's metric not.
+        let r = one_rule("fwmark 010/0x1F table 1 preference 010");
+        assert_eq!((r.fwmark, r.priority), (Some((8, Some(31))), Some(8)));
+        assert_eq!(
+            one_rule("iif eth0 table 1 priority 0x10").priority,
+            Some(16)
+        );
+        assert_eq!(
+            one_route("198.51.100.0/24 dev eth0 metric 010").metric,
+            Some(10)
+        );
+        assert_eq!(
+            route_error("198.51.100.0/24 dev eth0 metric 0x10"),
+            (
+                "`metric` must be an integer in 0..=4294967295, found `0x10`".to_string(),
+                37
+            )
+        );
     }
 
     /// A config whose `global_defs` (after the routes: keepalived reads it first) points
