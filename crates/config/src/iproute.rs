@@ -1,5 +1,6 @@
 //! iproute2's name files (`rt_tables`, `rt_scopes`), read as keepalived 2.4.3 reads them,
-//! so `table web` or `scope myscope` in a route or rule means what `ip` means by it.
+//! so `table web` or `scope myscope` in a route, rule or address means what `ip` means by
+//! it.
 //!
 //! Where: `iproute_etc_dir` (default /etc/iproute2) and `iproute_usr_dir` (default
 //! /usr/share/iproute2) from `global_defs`, wherever `global_defs` stands in the file; a
@@ -16,8 +17,8 @@
 //! (`main`, `local`, `default`; `global`, `site`, `link`, `host`, `nowhere`) come last and
 //! only for numbers the files do not name.
 //!
-//! The files are read at most once per configuration load, and only when a value is
-//! neither a number nor found earlier: a config without names reads nothing.
+//! The files of a kind are read at most once per configuration load, and only when a
+//! value is not a number: a config without names reads nothing.
 
 use std::cell::OnceCell;
 use std::fs;
@@ -135,13 +136,13 @@ struct Names {
 #[derive(Debug)]
 pub(crate) struct IprouteNames {
     etc: PathBuf,
-    usr: Option<PathBuf>,
+    usr: PathBuf,
     tables: OnceCell<Names>,
     scopes: OnceCell<Names>,
 }
 
 impl IprouteNames {
-    pub(crate) fn new(etc: PathBuf, usr: Option<PathBuf>) -> Self {
+    pub(crate) fn new(etc: PathBuf, usr: PathBuf) -> Self {
         IprouteNames {
             etc,
             usr,
@@ -175,7 +176,7 @@ impl IprouteNames {
                 }
             }
         }
-        IprouteNames::new(etc, Some(usr))
+        IprouteNames::new(etc, usr)
     }
 
     fn names(&self, kind: Kind) -> &Names {
@@ -192,22 +193,21 @@ impl IprouteNames {
         let mut entries = Vec::new();
         let mut searched = Vec::new();
         let etc_file = self.etc.join(file);
-        let main = match &self.usr {
-            Some(usr) if !is_file(&etc_file) => usr.join(file),
-            _ => etc_file,
+        let main = if is_file(&etc_file) {
+            etc_file
+        } else {
+            self.usr.join(file)
         };
         read_file(&main, max, &mut entries);
         searched.push(main.display().to_string());
         let etc_d = self.etc.join(format!("{file}.d"));
-        if let Some(usr) = &self.usr {
-            let usr_d = usr.join(format!("{file}.d"));
-            for (name, path) in conf_files(&usr_d) {
-                if fs::symlink_metadata(etc_d.join(&name)).is_err() {
-                    read_file(&path, max, &mut entries);
-                }
+        let usr_d = self.usr.join(format!("{file}.d"));
+        for (name, path) in conf_files(&usr_d) {
+            if fs::symlink_metadata(etc_d.join(&name)).is_err() {
+                read_file(&path, max, &mut entries);
             }
-            searched.push(format!("{}/*.conf", usr_d.display()));
         }
+        searched.push(format!("{}/*.conf", usr_d.display()));
         for (_, path) in conf_files(&etc_d) {
             read_file(&path, max, &mut entries);
         }
@@ -259,7 +259,7 @@ pub(crate) mod tests {
     }
 
     fn names(t: &Tmp) -> IprouteNames {
-        IprouteNames::new(t.path().join("etc"), Some(t.path().join("usr")))
+        IprouteNames::new(t.path().join("etc"), t.path().join("usr"))
     }
 
     #[test]
