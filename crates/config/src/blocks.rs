@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::diagnostic::Diags;
+use crate::iproute::IprouteNames;
 use crate::keywords::suggest;
 use crate::lexer::Token;
 use crate::model::*;
@@ -287,15 +288,11 @@ pub(crate) fn check_entry(n: &Node, e: Entry, d: &mut Diags) {
     let w = words(n);
     match e {
         Entry::Names => {}
-        Entry::Address => {
-            address_entry(&w, "address", d);
-        }
-        Entry::Route => {
-            crate::routes::route(&w, d);
-        }
-        Entry::Rule => {
-            crate::routes::rule(&w, d);
-        }
+        // Typed (and reported) by `list_addresses`, which knows the iproute2 names.
+        Entry::Address => {}
+        // Typed (and their errors reported) by `list_routes` / `list_rules`, which know
+        // the iproute2 names.
+        Entry::Route | Entry::Rule => {}
         Entry::Tracked(lo, hi) => {
             tracked_entry(&w, lo, hi, d);
         }
@@ -318,7 +315,12 @@ pub(crate) fn check_entry(n: &Node, e: Entry, d: &mut Diags) {
 }
 
 /// `ADDR[/MASK] [options] [ADDR ...]`; returns the addresses.
-pub(crate) fn address_entry(w: &[&Token], what: &str, d: &mut Diags) -> Vec<VirtualAddress> {
+pub(crate) fn address_entry(
+    w: &[&Token],
+    what: &str,
+    names: &IprouteNames,
+    d: &mut Diags,
+) -> Vec<VirtualAddress> {
     let mut out: Vec<VirtualAddress> = Vec::new();
     let mut i = 0;
     while i < w.len() {
@@ -336,7 +338,7 @@ pub(crate) fn address_entry(w: &[&Token], what: &str, d: &mut Diags) -> Vec<Virt
                     match opt {
                         "dev" => last.dev = Some(v.text.clone()),
                         "label" => last.label = Some(v.text.clone()),
-                        "scope" => last.scope = Some(v.text.clone()),
+                        "scope" => last.scope = crate::routes::scope(v, names, d),
                         "brd" => last.brd = v.text.parse().ok(),
                         _ => {}
                     }
@@ -643,38 +645,42 @@ pub(crate) fn list_words(n: &Node) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// The routes of a `static_routes` / `virtual_routes` block (errors were reported by
-/// [`check_entry`]; lines with errors are left out).
-pub(crate) fn list_routes(n: &Node) -> Vec<Route> {
-    let mut quiet = Diags::default();
+/// The routes of a `static_routes` / `virtual_routes` block; lines with errors are
+/// reported and left out.
+pub(crate) fn list_routes(n: &Node, names: &IprouteNames, d: &mut Diags) -> Vec<Route> {
     n.children
         .iter()
         .flatten()
-        .filter_map(|c| crate::routes::route(&words(c), &mut quiet))
+        .filter_map(|c| crate::routes::route(&words(c), names, d))
         .collect()
 }
 
 /// The rules of a `static_rules` / `virtual_rules` block, likewise.
-pub(crate) fn list_rules(n: &Node) -> Vec<Rule> {
-    let mut quiet = Diags::default();
+pub(crate) fn list_rules(n: &Node, names: &IprouteNames, d: &mut Diags) -> Vec<Rule> {
     n.children
         .iter()
         .flatten()
-        .filter_map(|c| crate::routes::rule(&words(c), &mut quiet))
+        .filter_map(|c| crate::routes::rule(&words(c), names, d))
         .collect()
 }
 
-pub(crate) fn list_addresses(n: &Node) -> Vec<VirtualAddress> {
-    let mut quiet = Diags::default();
+/// The addresses of a `static_ipaddress` / `virtual_ipaddress_excluded` block; errors
+/// are reported.
+pub(crate) fn list_addresses(n: &Node, names: &IprouteNames, d: &mut Diags) -> Vec<VirtualAddress> {
     n.children
         .iter()
         .flatten()
-        .flat_map(|c| address_entry(&words(c), "address", &mut quiet))
+        .flat_map(|c| address_entry(&words(c), "address", names, d))
         .collect()
 }
 
 /// Fills the parts of a `vrrp_instance` whose keywords are parsed but not active.
-pub(crate) fn fill_instance(n: &Node, inst: &mut VrrpInstance) {
+pub(crate) fn fill_instance(
+    n: &Node,
+    inst: &mut VrrpInstance,
+    names: &IprouteNames,
+    d: &mut Diags,
+) {
     let one = std::slice::from_ref(n);
     match n.name() {
         "track_interface" | "track_script" | "track_file" | "track_process" | "track_bfd" => {
@@ -682,9 +688,11 @@ pub(crate) fn fill_instance(n: &Node, inst: &mut VrrpInstance) {
         }
         name if name.starts_with("notify") => fill_notify(n, &mut inst.notify),
         "vmac_xmit_base" => inst.vmac_xmit_base = true,
-        "virtual_ipaddress_excluded" => inst.virtual_ipaddress_excluded.extend(list_addresses(n)),
-        "virtual_routes" => inst.virtual_routes.extend(list_routes(n)),
-        "virtual_rules" => inst.virtual_rules.extend(list_rules(n)),
+        "virtual_ipaddress_excluded" => inst
+            .virtual_ipaddress_excluded
+            .extend(list_addresses(n, names, d)),
+        "virtual_routes" => inst.virtual_routes.extend(list_routes(n, names, d)),
+        "virtual_rules" => inst.virtual_rules.extend(list_rules(n, names, d)),
         "smtp_alert" => inst.smtp_alert = boolean(one, "smtp_alert"),
         "strict_mode" => inst.strict_mode = boolean(one, "strict_mode"),
         "dont_track_primary" => inst.dont_track_primary = true,
@@ -783,7 +791,7 @@ pub(crate) fn fill_global(n: &Node, g: &mut GlobalDefs) {
 }
 
 /// Maps a top-level schema block (already checked) into `config`.
-pub(crate) fn fill_top(n: &Node, config: &mut Config, d: &mut Diags) {
+pub(crate) fn fill_top(n: &Node, config: &mut Config, names: &IprouteNames, d: &mut Diags) {
     let kids: &[Node] = n.children.as_deref().unwrap_or(&[]);
     match n.name() {
         "vrrp_script" => {
@@ -901,9 +909,9 @@ pub(crate) fn fill_top(n: &Node, config: &mut Config, d: &mut Diags) {
                 .into_iter()
                 .filter_map(|w| w.into_iter().next()),
         ),
-        "static_ipaddress" => config.static_ipaddress.extend(list_addresses(n)),
-        "static_routes" => config.static_routes.extend(list_routes(n)),
-        "static_rules" => config.static_rules.extend(list_rules(n)),
+        "static_ipaddress" => config.static_ipaddress.extend(list_addresses(n, names, d)),
+        "static_routes" => config.static_routes.extend(list_routes(n, names, d)),
+        "static_rules" => config.static_rules.extend(list_rules(n, names, d)),
         "virtual_server_group" => {
             let mut quiet = Diags::default();
             config.virtual_server_groups.push(VirtualServerGroup {

@@ -10,6 +10,7 @@
 mod blocks;
 mod diagnostic;
 pub mod dump;
+mod iproute;
 mod keywords;
 pub mod lexer;
 mod lints;

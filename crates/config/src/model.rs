@@ -527,8 +527,9 @@ pub struct VirtualAddress {
     pub prefix_len: u8,
     pub brd: Option<IpAddr>,
     pub dev: Option<String>,
-    /// `host|link|site|global|nowhere` or a number; `None` = global.
-    pub scope: Option<String>,
+    /// RT_SCOPE_* number (names resolved from iproute2's `rt_scopes` at load time);
+    /// `None` = global.
+    pub scope: Option<u8>,
     pub label: Option<String>,
     pub span: Span,
 }

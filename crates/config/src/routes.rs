@@ -7,12 +7,14 @@
 //! selectors such as `tos` or `uidrange`, `track_group`, ...). So a line that loads is
 //! one `vipd run` installs.
 //!
-//! Tables are `main`, `local`, `default` or a number: vipd does not read
-//! /etc/iproute2/rt_tables, so a named table is refused (write its number).
+//! Tables and scopes are numbers (decimal, `0x` hexadecimal or `0` octal, as iproute2
+//! and keepalived read them) or names from iproute2's `rt_tables` / `rt_scopes` files
+//! (see [`crate::iproute`]); an unknown name is an error naming the files searched.
 
 use std::net::IpAddr;
 
 use crate::diagnostic::Diags;
+use crate::iproute::{parse_c_uint, IprouteNames, Kind};
 use crate::keywords::suggest;
 use crate::lexer::Token;
 use crate::model::{Route, RouteType, Rule};
@@ -120,8 +122,15 @@ fn address(t: &Token, kw: &str, d: &mut Diags) -> Option<IpAddr> {
     }
 }
 
-fn number(t: &Token, kw: &str, d: &mut Diags) -> Option<u32> {
-    match parse_uint(&t.text).and_then(|v| u32::try_from(v).ok()) {
+/// A 32-bit number: decimal for a route's metric (keepalived reads it so), C's
+/// `strtoul` base 0 (decimal, `0x` hex, `0` octal) for a rule's preference (`c_style`).
+fn number(t: &Token, kw: &str, c_style: bool, d: &mut Diags) -> Option<u32> {
+    let n = if c_style {
+        parse_c_uint(&t.text)
+    } else {
+        parse_uint(&t.text)
+    };
+    match n.and_then(|v| u32::try_from(v).ok()) {
         Some(v) => Some(v),
         None => {
             d.error(
@@ -137,61 +146,67 @@ fn number(t: &Token, kw: &str, d: &mut Diags) -> Option<u32> {
     }
 }
 
-/// `main`, `local`, `default` or a number; `min` is the lowest number allowed.
-fn table(t: &Token, kw: &str, min: u32, d: &mut Diags) -> Option<u32> {
-    let n = match t.text.as_str() {
-        "main" => return Some(254),
-        "local" => return Some(255),
-        "default" => return Some(253),
-        s => parse_uint(s).and_then(|v| u32::try_from(v).ok()),
+/// A table number or name; `min` is the lowest number allowed.
+fn table(t: &Token, kw: &str, min: u32, names: &IprouteNames, d: &mut Diags) -> Option<u32> {
+    let s = t.text.as_str();
+    let n = match parse_c_uint(s) {
+        Some(n) => u32::try_from(n).ok(),
+        None if s.bytes().all(|b| b.is_ascii_digit()) => None,
+        None => match names.lookup(Kind::Tables, s) {
+            Some(n) => Some(n),
+            None => {
+                d.error_help(
+                    t,
+                    format!("unknown table `{s}`"),
+                    format!(
+                        "a table is a number or a name from {} (`iproute_etc_dir` / `iproute_usr_dir` in global_defs choose the directories)",
+                        names.searched(Kind::Tables)
+                    ),
+                );
+                return None;
+            }
+        },
     };
     match n {
         Some(n) if n >= min => Some(n),
         Some(_) => {
-            d.error(t, format!("table {} is not valid for a rule", t.text));
-            None
-        }
-        None if t.text.bytes().all(|b| b.is_ascii_digit()) => {
-            d.error(
-                t,
-                format!(
-                    "`{kw}` must be a table number in {min}..={}, found `{}`",
-                    u32::MAX,
-                    t.text
-                ),
-            );
+            d.error(t, format!("table {s} is not valid for a rule"));
             None
         }
         None => {
-            d.error_help(
+            d.error(
                 t,
-                format!("unknown table `{}`", t.text),
-                "vipd knows `main`, `local`, `default` and table numbers; it does not read rt_tables, so write the number",
+                format!(
+                    "`{kw}` must be a table number in {min}..={}, found `{s}`",
+                    u32::MAX,
+                ),
             );
             None
         }
     }
 }
 
-fn scope(t: &Token, d: &mut Diags) -> Option<u8> {
-    Some(match t.text.as_str() {
-        "global" | "universe" => 0,
-        "site" => 200,
-        "link" => 253,
-        "host" => 254,
-        "nowhere" => 255,
-        s => match parse_uint(s).and_then(|v| u8::try_from(v).ok()) {
-            Some(n) => n,
-            None => {
-                d.error_help(
-                    t,
-                    format!("invalid scope `{s}`"),
-                    "use global, site, link, host, nowhere or a number in 0..=255",
-                );
-                return None;
-            }
-        },
-    })
+/// A route's or address's scope: a number or a name (as keepalived, not `universe`:
+/// iproute2 calls 0 `global`).
+pub(crate) fn scope(t: &Token, names: &IprouteNames, d: &mut Diags) -> Option<u8> {
+    let s = t.text.as_str();
+    let n = match parse_c_uint(s) {
+        Some(n) => u8::try_from(n).ok(),
+        None => names
+            .lookup(Kind::Scopes, s)
+            .and_then(|n| u8::try_from(n).ok()),
+    };
+    if n.is_none() {
+        d.error_help(
+            t,
+            format!("invalid scope `{s}`"),
+            format!(
+                "a scope is a number in 0..=255 or a name from {} (global, site, link, host and nowhere unless they rename those numbers)",
+                names.searched(Kind::Scopes)
+            ),
+        );
+    }
+    n
 }
 
 fn family_mismatch(t: &Token, a: IpAddr, what: &str, dst: IpAddr, d: &mut Diags) -> bool {
@@ -231,7 +246,7 @@ fn set_dst<'a>(
 }
 
 /// One route line; `None` after reporting its first error.
-pub(crate) fn route(w: &[&Token], d: &mut Diags) -> Option<Route> {
+pub(crate) fn route(w: &[&Token], names: &IprouteNames, d: &mut Diags) -> Option<Route> {
     let mut r = Route {
         dst: IpAddr::from([0, 0, 0, 0]),
         dst_len: 0,
@@ -267,9 +282,11 @@ pub(crate) fn route(w: &[&Token], d: &mut Diags) -> Option<Route> {
                         via_tok = Some(v);
                     }
                     "dev" => r.dev = Some(v.text.clone()),
-                    "table" => r.table = table(v, word, 0, d)?,
-                    "metric" | "priority" | "preference" => r.metric = Some(number(v, word, d)?),
-                    "scope" => r.scope = Some(scope(v, d)?),
+                    "table" => r.table = table(v, word, 0, names, d)?,
+                    "metric" | "priority" | "preference" => {
+                        r.metric = Some(number(v, word, false, d)?)
+                    }
+                    "scope" => r.scope = Some(scope(v, names, d)?),
                     _ => unreachable!("every one-value route word is handled"),
                 }
                 i += 2;
@@ -339,15 +356,10 @@ pub(crate) fn route(w: &[&Token], d: &mut Diags) -> Option<Route> {
     Some(r)
 }
 
-/// `fwmark MARK[/MASK]`: each part decimal or `0x` hexadecimal.
+/// `fwmark MARK[/MASK]`: each part decimal, `0x` hexadecimal or `0` octal (keepalived
+/// reads them with `strtoul` base 0).
 fn fwmark(t: &Token, d: &mut Diags) -> Option<(u32, Option<u32>)> {
-    let part = |s: &str| match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        Some(h) if !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
-            u32::from_str_radix(h, 16).ok()
-        }
-        Some(_) => None,
-        None => parse_uint(s).and_then(|v| u32::try_from(v).ok()),
-    };
+    let part = |s: &str| parse_c_uint(s).and_then(|v| u32::try_from(v).ok());
     let parsed = match t.text.split_once('/') {
         Some((m, mask)) => part(m).zip(part(mask)).map(|(m, k)| (m, Some(k))),
         None => part(&t.text).map(|m| (m, None)),
@@ -363,7 +375,7 @@ fn fwmark(t: &Token, d: &mut Diags) -> Option<(u32, Option<u32>)> {
 }
 
 /// One rule line; `None` after reporting its first error.
-pub(crate) fn rule(w: &[&Token], d: &mut Diags) -> Option<Rule> {
+pub(crate) fn rule(w: &[&Token], names: &IprouteNames, d: &mut Diags) -> Option<Rule> {
     let mut r = Rule {
         from: None,
         to: None,
@@ -429,7 +441,7 @@ pub(crate) fn rule(w: &[&Token], d: &mut Diags) -> Option<Rule> {
                     "iif" => r.iif = Some(v.text.clone()),
                     "oif" => r.oif = Some(v.text.clone()),
                     "fwmark" => r.fwmark = Some(fwmark(v, d)?),
-                    "table" | "lookup" => r.table = Some(table(v, word, 1, d)?),
+                    "table" | "lookup" => r.table = Some(table(v, word, 1, names, d)?),
                     "priority" | "preference" | "pref" => {
                         if word == "pref" {
                             // iproute2's spelling; keepalived 2.2.7 and 2.4.3 refuse it.
@@ -441,7 +453,7 @@ pub(crate) fn rule(w: &[&Token], d: &mut Diags) -> Option<Rule> {
                                 .with_help("write `preference` (or `priority`), which both read"),
                             );
                         }
-                        r.priority = Some(number(v, word, d)?)
+                        r.priority = Some(number(v, word, true, d)?)
                     }
                     _ => unreachable!("every one-value rule word is handled"),
                 }
@@ -768,6 +780,157 @@ mod tests {
         for (line, msg, col) in cases {
             assert_eq!(rule_error(line), (msg.to_string(), *col), "{line}");
         }
+    }
+
+    #[test]
+    fn numbers_are_read_as_iproute2_reads_them() {
+        assert_eq!(one_route("198.51.100.0/24 dev eth0 table 0x64").table, 100);
+        assert_eq!(one_route("198.51.100.0/24 dev eth0 table 010").table, 8);
+        assert_eq!(
+            one_route("198.51.100.0/24 dev eth0 scope 0xfd").scope,
+            Some(253)
+        );
+        assert_eq!(one_rule("from 192.0.2.1 table 0x7").table, Some(7));
+        // keepalived reads a rule's preference and fwmark so too, a route's metric not.
+        let r = one_rule("fwmark 010/0x1F table 1 preference 010");
+        assert_eq!((r.fwmark, r.priority), (Some((8, Some(31))), Some(8)));
+        assert_eq!(
+            one_rule("iif eth0 table 1 priority 0x10").priority,
+            Some(16)
+        );
+        assert_eq!(
+            one_route("198.51.100.0/24 dev eth0 metric 010").metric,
+            Some(10)
+        );
+        assert_eq!(
+            route_error("198.51.100.0/24 dev eth0 metric 0x10"),
+            (
+                "`metric` must be an integer in 0..=4294967295, found `0x10`".to_string(),
+                37
+            )
+        );
+    }
+
+    /// A config whose `global_defs` (after the routes: keepalived reads it first) points
+    /// `iproute_etc_dir` / `iproute_usr_dir` at `dir`'s `etc` and `usr`.
+    fn with_dirs(dir: &Path, body: &str) -> String {
+        format!(
+            "{body}global_defs {{\n    iproute_etc_dir {}\n    iproute_usr_dir {}\n}}\n",
+            dir.join("etc").display(),
+            dir.join("usr").display()
+        )
+    }
+
+    #[test]
+    fn names_come_from_the_configured_iproute2_dirs() {
+        let t = crate::iproute::tests::Tmp::new();
+        t.write("etc/rt_tables", "100 web\n0x65 db # hex\n254 main\n");
+        t.write("usr/rt_tables.d/extra.conf", "7 seven\n");
+        t.write("usr/rt_scopes", "77 notread\n");
+        t.write("etc/rt_scopes", "100 myscope\n");
+        let c = load(&with_dirs(
+            t.path(),
+            "static_routes {\n    198.51.100.0/24 dev eth0 table web scope myscope\n    \
+             203.0.113.0/24 dev eth0 table db\n    192.0.2.0/24 dev eth0 table main scope link\n}\n\
+             static_rules {\n    from 192.0.2.1 table seven\n}\n\
+             vrrp_instance V {\n interface eth0\n virtual_router_id 9\n virtual_ipaddress {\n  192.0.2.1\n }\n \
+             virtual_routes {\n  198.51.100.0/24 dev eth0 table db\n }\n virtual_rules {\n  to 192.0.2.9 lookup web\n }\n}\n",
+        ))
+        .unwrap_or_else(|e| panic!("{e:#?}"));
+        let r: Vec<_> = c.static_routes.iter().map(|r| (r.table, r.scope)).collect();
+        assert_eq!(r, [(100, Some(100)), (101, None), (254, Some(253))]);
+        assert_eq!(c.static_rules[0].table, Some(7));
+        assert_eq!(c.instances[0].virtual_routes[0].table, 101);
+        assert_eq!(c.instances[0].virtual_rules[0].table, Some(100));
+
+        let e = load(&with_dirs(
+            t.path(),
+            "static_routes {\n    198.51.100.0/24 dev eth0 scope notread\n}\n",
+        ))
+        .unwrap_err();
+        assert_eq!(
+            e,
+            [("invalid scope `notread`".to_string(), 2, 36)],
+            "etc replaces usr"
+        );
+    }
+
+    #[test]
+    fn address_scopes_use_the_names_too() {
+        let t = crate::iproute::tests::Tmp::new();
+        t.write("etc/rt_scopes", "100 edge\n0x20 hexed\n");
+        let c = load(&with_dirs(
+            t.path(),
+            "static_ipaddress {\n    192.0.2.5/24 dev eth0 scope edge\n}\n\
+             vrrp_instance V {\n interface eth0\n virtual_router_id 9\n virtual_ipaddress {\n  192.0.2.1 scope hexed\n  192.0.2.2 scope host\n  192.0.2.3 scope 0x10\n }\n \
+             virtual_ipaddress_excluded {\n  192.0.2.4 scope edge\n }\n}\n",
+        ))
+        .unwrap_or_else(|e| panic!("{e:#?}"));
+        assert_eq!(c.static_ipaddress[0].scope, Some(100));
+        let i = &c.instances[0];
+        let vips: Vec<_> = i.virtual_ipaddress.iter().map(|v| v.scope).collect();
+        assert_eq!(vips, [Some(32), Some(254), Some(16)]);
+        assert_eq!(i.virtual_ipaddress_excluded[0].scope, Some(100));
+        let e = load(&with_dirs(
+            t.path(),
+            "static_ipaddress {\n    192.0.2.5/24 dev eth0 scope edgy\n}\n\
+             vrrp_instance V {\n interface eth0\n virtual_router_id 9\n virtual_ipaddress {\n  192.0.2.1 scope universe\n }\n \
+             virtual_ipaddress_excluded {\n  192.0.2.4 scope 256\n }\n}\n",
+        ))
+        .unwrap_err();
+        assert_eq!(
+            e,
+            [
+                ("invalid scope `edgy`".to_string(), 2, 33),
+                ("invalid scope `universe`".to_string(), 8, 19),
+                ("invalid scope `256`".to_string(), 11, 19),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unknown_name_names_the_files_searched() {
+        let t = crate::iproute::tests::Tmp::new();
+        t.write("usr/rt_tables", "100 web\n");
+        let text = with_dirs(
+            t.path(),
+            "static_rules {\n    from 192.0.2.1 table web\n    from 192.0.2.2 table bird\n}\n",
+        );
+        let opts = LoadOptions {
+            config_id: Some("t".into()),
+            check_interfaces: false,
+        };
+        let e = load_str(&text, Path::new("t.conf"), &opts).unwrap_err();
+        let e: Vec<_> = e.iter().filter(|d| d.is_error()).collect();
+        assert_eq!(e.len(), 1, "{e:#?}");
+        assert_eq!(
+            (e[0].message.as_str(), e[0].span.line, e[0].span.col),
+            ("unknown table `bird`", 3, 26)
+        );
+        let (etc, usr) = (t.path().join("etc"), t.path().join("usr"));
+        assert_eq!(
+            e[0].help.as_deref(),
+            Some(
+                format!(
+                    "a table is a number or a name from {}/rt_tables, {}/rt_tables.d/*.conf, {}/rt_tables.d/*.conf (`iproute_etc_dir` / `iproute_usr_dir` in global_defs choose the directories)",
+                    usr.display(),
+                    usr.display(),
+                    etc.display()
+                )
+                .as_str()
+            )
+        );
+        // A name for table 0 is no table for a rule, as the number is not.
+        t.write("etc/rt_tables", "0 unspec\n");
+        let e = load(&with_dirs(
+            t.path(),
+            "static_rules {\n    from 192.0.2.1 table unspec\n}\n",
+        ))
+        .unwrap_err();
+        assert_eq!(
+            e,
+            [("table unspec is not valid for a rule".to_string(), 2, 26)]
+        );
     }
 
     #[test]

@@ -353,6 +353,9 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "json_version",
     "data_use_instance",
     "config_save_dir",
+    // Read when the config is loaded: names in routes and rules (crate::iproute).
+    "iproute_etc_dir",
+    "iproute_usr_dir",
 ];
 
 /// Keywords inside `virtual_server` (and its real servers and checkers) that vipd parses

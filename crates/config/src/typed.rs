@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::blocks;
 use crate::diagnostic::Diags;
+use crate::iproute::IprouteNames;
 use crate::keywords::{suggest, VIP_OPTION_UNSUPPORTED};
 use crate::lexer::Token;
 use crate::model::{
@@ -115,7 +116,10 @@ impl InstanceMeta {
 }
 
 pub(crate) fn map(nodes: &[Node], diags: &mut Diags) -> (Config, Vec<InstanceMeta>) {
-    let mut m = Mapper { diags };
+    let mut m = Mapper {
+        diags,
+        names: IprouteNames::from_tree(nodes),
+    };
     let mut config = Config::default();
     let mut metas = Vec::new();
     for n in nodes {
@@ -140,7 +144,7 @@ pub(crate) fn map(nodes: &[Node], diags: &mut Diags) -> (Config, Vec<InstanceMet
                     } else if name == "virtual_server" {
                         inactive_inside(n, m.diags);
                     }
-                    blocks::fill_top(n, &mut config, m.diags);
+                    blocks::fill_top(n, &mut config, &m.names, m.diags);
                 }
                 None => {
                     m.unknown(n, "at top level", TOP_SUPPORTED, TOP);
@@ -167,6 +171,8 @@ fn inactive_inside(n: &Node, diags: &mut Diags) {
 
 struct Mapper<'d> {
     diags: &'d mut Diags,
+    /// iproute2's names for the routes and rules, from the dirs `global_defs` sets.
+    names: IprouteNames,
 }
 
 impl Mapper<'_> {
@@ -313,12 +319,19 @@ impl Mapper<'_> {
                 "netlink_notify_msg" => v.netlink_notify_msg = true,
                 "group" => match args.next() {
                     None => self.diags.error(a, "`use_vmac group` needs a link group"),
-                    Some(g) => match link_group(&g.text) {
+                    Some(g) => match crate::iproute::parse_c_uint(&g.text)
+                        .and_then(|n| u32::try_from(n).ok())
+                        .filter(|n| *n <= i32::MAX as u32)
+                        .or_else(|| self.names.lookup(crate::iproute::Kind::Groups, &g.text))
+                    {
                         Some(n) => v.group = Some(n),
                         None => self.diags.error_help(
                             g,
                             format!("`use_vmac`: unknown link group `{}`", g.text),
-                            "a number (0 is `default`), or a name from iproute2's `group` file",
+                            format!(
+                                "a number (0 is `default`), or a name from {}",
+                                self.names.searched(crate::iproute::Kind::Groups)
+                            ),
                         ),
                     },
                 },
@@ -608,7 +621,7 @@ impl Mapper<'_> {
                         INSTANCE_SUPPORTED,
                         INSTANCE_INACTIVE,
                     ) {
-                        blocks::fill_instance(c, &mut inst);
+                        blocks::fill_instance(c, &mut inst, &self.names, self.diags);
                         if c.name() == "use_vmac" {
                             inst.use_vmac = Some(self.use_vmac(c));
                         }
@@ -828,19 +841,7 @@ impl Mapper<'_> {
             }
             "dev" => vip.dev = Some(v.text.clone()),
             "label" => vip.label = Some(v.text.clone()),
-            "scope" => {
-                let named =
-                    ["host", "link", "site", "global", "nowhere"].contains(&v.text.as_str());
-                if named || parse_uint(&v.text).is_some_and(|n| n <= 255) {
-                    vip.scope = Some(v.text.clone());
-                } else {
-                    self.diags.error_help(
-                        v,
-                        format!("invalid scope `{}`", v.text),
-                        "use host, link, site, global, nowhere or a number 0..=255",
-                    );
-                }
-            }
+            "scope" => vip.scope = crate::routes::scope(v, &self.names, self.diags),
             _ => unreachable!("VIP_OPTIONS"),
         }
     }
@@ -998,36 +999,6 @@ fn vmac_address(t: &str) -> Result<VmacAddress, &'static str> {
         5 => Ok(VmacAddress::UseVrid(octets.try_into().unwrap_or_default())),
         _ => Err("is not a MAC address (six octets, or five)"),
     }
-}
-
-/// A link group: a number, or a name from iproute2's `group` file (`default` is 0).
-fn link_group(t: &str) -> Option<u32> {
-    parse_uint(t)
-        .and_then(|n| u32::try_from(n).ok())
-        .or_else(|| iproute2_group(t))
-}
-
-/// iproute2's link group names: /etc/iproute2/group, else /usr/share/iproute2/group.
-fn iproute2_group(name: &str) -> Option<u32> {
-    if name == "default" {
-        return Some(0);
-    }
-    [
-        "/etc/iproute2/group",
-        "/usr/share/iproute2/group",
-        "/usr/lib/iproute2/group",
-    ]
-    .iter()
-    .filter_map(|f| std::fs::read_to_string(f).ok())
-    .find_map(|text| {
-        text.lines().find_map(|l| {
-            let mut w = l.split('#').next()?.split_whitespace();
-            let (n, id) = (w.next()?, w.next()?);
-            (id == name)
-                .then(|| parse_uint(n).and_then(|n| u32::try_from(n).ok()))
-                .flatten()
-        })
-    })
 }
 
 #[cfg(test)]
@@ -1198,7 +1169,7 @@ vrrp_instance VI_1 {
                 prefix_len: 24,
                 brd: Some(ip("192.168.200.255")),
                 dev: Some("eth1".into()),
-                scope: Some("link".into()),
+                scope: Some(253),
                 label: Some("eth1:1".into()),
                 span: Span {
                     file: "/etc/keepalived/keepalived.conf".into(),
@@ -1632,7 +1603,7 @@ global_defs {
             "vrrp_instance V {\n interface eth0\n virtual_router_id 9\n virtual_ipaddress {\n  2001:db8::1/64 scope 253\n  fe80::1\n }\n}\n",
         );
         let v = &c.instances[0].virtual_ipaddress;
-        assert_eq!(v[0].scope.as_deref(), Some("253"));
+        assert_eq!(v[0].scope, Some(253));
         assert_eq!(v[1].prefix_len, 128);
     }
 

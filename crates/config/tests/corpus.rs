@@ -12,10 +12,14 @@ use proptest::prelude::*;
 use vipd_config::{load_file, load_str, Diagnostic, LoadOptions};
 use vipd_netns::Version;
 
-fn corpus(kind: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+fn corpus_dir(kind: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/corpus")
-        .join(kind);
+        .join(kind)
+}
+
+fn corpus(kind: &str) -> Vec<PathBuf> {
+    let dir = corpus_dir(kind);
     let mut files: Vec<PathBuf> = fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -55,7 +59,8 @@ fn valid_corpus_loads_and_dump_round_trips() {
             load_file(&f, &opts()).unwrap_or_else(|e| panic!("{}:\n{}", f.display(), render(&e)));
         assert!(!l.config.instances.is_empty(), "{}", f.display());
         let dump = l.dump();
-        let again = load_str(&dump, Path::new("dump.conf"), &opts()).unwrap_or_else(|e| {
+        // Next to the file: relative paths in it (`iproute_etc_dir`) mean the same.
+        let again = load_str(&dump, &f.with_file_name("dump.conf"), &opts()).unwrap_or_else(|e| {
             panic!(
                 "dump of {} does not load:\n{}\n{dump}",
                 f.display(),
@@ -120,6 +125,8 @@ fn valid_corpus_covers_every_block_and_checker() {
         "~LST",
         "$VI= \\",
         "@corpus",
+        "iproute_etc_dir",
+        "iproute_usr_dir",
     ] {
         assert!(text.contains(kw), "valid corpus lacks `{kw}`");
     }
@@ -185,12 +192,16 @@ fn keepalived_accepts(version: Version, keepalived: &Path) {
         std::process::id(),
         version.name()
     ));
-    fs::create_dir_all(&tmp).unwrap();
-    // `old-*.conf` use spellings keepalived accepts with a deprecation warning.
-    for f in corpus("valid")
-        .into_iter()
-        .filter(|f| !f.file_name().unwrap().to_string_lossy().starts_with("old-"))
-    {
+    // With the iproute2 name files the corpus points at, relative to the files.
+    copy_tree(&corpus_dir("valid"), &tmp);
+    // `old-*.conf` use spellings keepalived accepts with a deprecation warning;
+    // `iproute-names.conf` uses `iproute_etc_dir` / `iproute_usr_dir`, which 2.2.7 does
+    // not know (it reads /etc/iproute2 only).
+    for f in corpus("valid").into_iter().filter(|f| {
+        let name = f.file_name().unwrap().to_string_lossy();
+        let only_243 = name == "iproute-names.conf";
+        !name.starts_with("old-") && (version == Version::V2_4_3 || !only_243)
+    }) {
         let text = fs::read_to_string(&f).unwrap().replace("eth0", &iface);
         let p = tmp.join(f.file_name().unwrap());
         fs::write(&p, text).unwrap();
@@ -221,6 +232,20 @@ fn keepalived_accepts(version: Version, keepalived: &Path) {
         );
     }
     let _ = fs::remove_dir_all(&tmp);
+}
+
+/// Copies `from` into `to`, with its subdirectories.
+fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &target);
+        } else {
+            fs::copy(e.path(), target).unwrap();
+        }
+    }
 }
 
 fn word() -> impl Strategy<Value = String> {

@@ -306,6 +306,57 @@ fn virtual_routes_follow_the_master_and_static_routes_stay() {
     );
 }
 
+/// Table and scope names come from iproute2's files in `iproute_etc_dir` (relative to
+/// the config file, as keepalived reads it; `global_defs` after the routes): the kernel
+/// gets the numbers.
+#[test]
+fn named_tables_and_scopes_reach_the_kernel() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(1, "rtnames") else {
+        return;
+    };
+    let etc = c.dir.join("iproute2");
+    std::fs::create_dir_all(etc.join("rt_tables.d")).unwrap();
+    std::fs::write(etc.join("rt_tables"), "# test\n123 web\n0x7c db\n").unwrap();
+    std::fs::write(etc.join("rt_tables.d/extra.conf"), "125 extra\n").unwrap();
+    std::fs::write(etc.join("rt_scopes"), "254 machine\n").unwrap();
+    let routing = "virtual_routes {\n        198.51.100.0/24 dev eth0 table db\n    }\n    virtual_rules {\n        from 192.0.2.100/32 table extra priority 1000\n    }";
+    let statics = "static_routes {\n    203.0.113.0/24 dev eth0 table web scope machine\n}\n";
+    let dirs = "global_defs {\n    iproute_etc_dir iproute2\n    iproute_usr_dir /nonexistent\n}\n";
+    c.start_vipd(
+        1,
+        &format!("{statics}{}{dirs}", spec.clone().with(routing).config(200)),
+    );
+    c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
+    let table = |lan: &vipd_netns::Lan, t: &str| {
+        lan.router(1)
+            .ip(["route", "show", "table", t])
+            .unwrap_or_default()
+    };
+    let rules = |lan: &vipd_netns::Lan| lan.router(1).ip(["rule", "show"]).unwrap();
+    assert!(
+        vipd_netns::wait_for(Duration::from_secs(2), Duration::from_millis(20), || {
+            table(&c.lan, "124").contains("198.51.100.0/24 dev eth0 proto 118")
+                && rules(&c.lan).contains("from 192.0.2.100 lookup 125")
+        }),
+        "{}\n{}",
+        table(&c.lan, "124"),
+        rules(&c.lan)
+    );
+    assert!(
+        table(&c.lan, "123").contains("203.0.113.0/24 dev eth0 proto 118 scope host"),
+        "{}",
+        table(&c.lan, "123")
+    );
+    assert_eq!(c.stop(1).and_then(|s| s.code()), Some(0));
+    assert!(
+        !table(&c.lan, "123").contains("203.0.113.0/24")
+            && !table(&c.lan, "124").contains("198.51.100.0/24")
+            && !rules(&c.lan).contains("lookup 125"),
+        "everything removed at stop"
+    );
+}
+
 #[test]
 fn use_vmac_moves_the_virtual_mac_with_the_vip() {
     let spec = Spec::v3();
