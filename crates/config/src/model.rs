@@ -185,6 +185,29 @@ pub struct UseVmac {
     pub group: Option<u32>,
 }
 
+/// `use_ipvlan [[name] NAME] [ADDRESS[/LEN]] [bridge|private|vepa] [group GROUP]`: an L2
+/// ipvlan on the instance's interface (the interface's own MAC) that the VIPs live on
+/// and adverts use.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct UseIpvlan {
+    /// `None`: `vrrp.VRID`.
+    pub name: Option<String>,
+    /// The ipvlan's own address, also the adverts' source (required for IPv4).
+    pub addr: Option<(IpAddr, u8)>,
+    pub mode: IpvlanMode,
+    /// The link group; `None`: the base interface's.
+    pub group: Option<u32>,
+}
+
+/// How the ipvlan's slaves on one interface reach each other (IPVLAN_F_*).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub enum IpvlanMode {
+    #[default]
+    Bridge,
+    Private,
+    Vepa,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum VmacAddress {
     Full([u8; 6]),
@@ -643,6 +666,8 @@ pub struct VrrpInstance {
     pub notify: Notify,
     /// `use_vmac [[name] NAME] [MAC] [netlink_notify_msg] [group GROUP]`.
     pub use_vmac: Option<UseVmac>,
+    /// `use_ipvlan [[name] NAME] [ADDRESS[/LEN]] [bridge|private|vepa] [group GROUP]`.
+    pub use_ipvlan: Option<UseIpvlan>,
     /// `vmac_xmit_base`: send adverts from the base interface, not the VMAC.
     pub vmac_xmit_base: bool,
     pub virtual_ipaddress_excluded: Vec<VirtualAddress>,
@@ -684,6 +709,11 @@ impl VrrpInstance {
             .chain(self.unicast_src_ip)
             .chain(self.mcast_src_ip)
             .chain(self.mcast_dst_ip)
+            .chain(
+                self.use_ipvlan
+                    .as_ref()
+                    .and_then(|v| v.addr.map(|(a, _)| a)),
+            )
             .next()
             .is_some_and(|a| a.is_ipv6())
     }

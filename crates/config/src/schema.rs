@@ -298,6 +298,7 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "static_routes",
     "static_rules",
     "use_vmac",
+    "use_ipvlan",
     "vmac_xmit_base",
     "virtual_server",
     "virtual_server_group",

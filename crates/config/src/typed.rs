@@ -11,8 +11,8 @@ use crate::iproute::IprouteNames;
 use crate::keywords::{suggest, VIP_OPTION_UNSUPPORTED};
 use crate::lexer::Token;
 use crate::model::{
-    Auth, Config, GarpSettings, GlobalDefs, InitialState, UnicastPeer, UseVmac, VirtualAddress,
-    VmacAddress, VrrpInstance,
+    Auth, Config, GarpSettings, GlobalDefs, InitialState, IpvlanMode, UnicastPeer, UseIpvlan,
+    UseVmac, VirtualAddress, VmacAddress, VrrpInstance,
 };
 use crate::schema::{self, Kw, GLOBAL_INACTIVE, INSTANCE_INACTIVE, TOP};
 use crate::tree::Node;
@@ -317,55 +317,102 @@ impl Mapper<'_> {
                     }
                 }
                 "netlink_notify_msg" => v.netlink_notify_msg = true,
-                "group" => match args.next() {
-                    None => self.diags.error(a, "`use_vmac group` needs a link group"),
-                    Some(g) => match crate::iproute::parse_c_uint(&g.text)
-                        .and_then(|n| u32::try_from(n).ok())
-                        .filter(|n| *n <= i32::MAX as u32)
-                        .or_else(|| self.names.lookup(crate::iproute::Kind::Groups, &g.text))
-                    {
-                        Some(n) => v.group = Some(n),
-                        None => self.diags.error_help(
-                            g,
-                            format!("`use_vmac`: unknown link group `{}`", g.text),
-                            format!(
-                                "a number (0 is `default`), or a name from {}",
-                                self.names.searched(crate::iproute::Kind::Groups)
-                            ),
-                        ),
-                    },
-                },
-                word => {
-                    let name = if word == "name" {
-                        match args.next() {
-                            Some(next) => next,
-                            None => {
-                                self.diags
-                                    .error(a, "`use_vmac name` needs an interface name");
-                                continue;
-                            }
-                        }
-                    } else {
-                        a
-                    };
-                    if v.name.is_some() {
-                        self.diags
-                            .error(name, "`use_vmac`: a second interface name");
-                    } else if name.text.len() > 15 || name.text.contains('/') {
-                        self.diags.error(
-                            name,
-                            format!(
-                                "`use_vmac`: `{}` is not a valid interface name (at most 15 characters, no `/`)",
-                                name.text
-                            ),
-                        );
-                    } else {
-                        v.name = Some(name.text.clone());
-                    }
-                }
+                _ => self.link_word("use_vmac", a, &mut args, &mut v.name, &mut v.group),
             }
         }
         v
+    }
+
+    /// `use_ipvlan [[name] NAME] [ADDRESS[/LEN]] [bridge|private|vepa] [group GROUP]`.
+    fn use_ipvlan(&mut self, n: &Node) -> UseIpvlan {
+        let mut v = UseIpvlan::default();
+        let mut mode_set = false;
+        let mut args = n.args.iter();
+        while let Some(a) = args.next() {
+            let mode = match a.text.as_str() {
+                "bridge" => Some(IpvlanMode::Bridge),
+                "private" => Some(IpvlanMode::Private),
+                "vepa" => Some(IpvlanMode::Vepa),
+                _ => None,
+            };
+            if let Some(mode) = mode {
+                if mode_set {
+                    self.diags.error(a, "`use_ipvlan`: a second mode");
+                }
+                (v.mode, mode_set) = (mode, true);
+            } else if let Ok(prefix) = parse_prefix(&a.text) {
+                if v.addr.is_some() {
+                    self.diags.error(a, "`use_ipvlan`: a second address");
+                }
+                v.addr = Some(prefix);
+            } else {
+                self.link_word("use_ipvlan", a, &mut args, &mut v.name, &mut v.group);
+            }
+        }
+        v
+    }
+
+    /// What `use_vmac` and `use_ipvlan` share: `group GROUP` (a number or a name from
+    /// iproute2's `group` file), `name NAME` (the next word, even a keyword), or a bare
+    /// interface name.
+    fn link_word<'a>(
+        &mut self,
+        kw: &str,
+        a: &'a Token,
+        args: &mut std::slice::Iter<'a, Token>,
+        name: &mut Option<String>,
+        group: &mut Option<u32>,
+    ) {
+        if a.text == "group" {
+            let Some(g) = args.next() else {
+                self.diags
+                    .error(a, format!("`{kw} group` needs a link group"));
+                return;
+            };
+            let kind = crate::iproute::Kind::Groups;
+            match crate::iproute::parse_c_uint(&g.text)
+                .and_then(|n| u32::try_from(n).ok())
+                .filter(|n| *n <= i32::MAX as u32)
+                .or_else(|| self.names.lookup(kind, &g.text))
+            {
+                Some(n) => *group = Some(n),
+                None => self.diags.error_help(
+                    g,
+                    format!("`{kw}`: unknown link group `{}`", g.text),
+                    format!(
+                        "a number (0 is `default`), or a name from {}",
+                        self.names.searched(kind)
+                    ),
+                ),
+            }
+            return;
+        }
+        let word = if a.text == "name" {
+            match args.next() {
+                Some(next) => next,
+                None => {
+                    self.diags
+                        .error(a, format!("`{kw} name` needs an interface name"));
+                    return;
+                }
+            }
+        } else {
+            a
+        };
+        if name.is_some() {
+            self.diags
+                .error(word, format!("`{kw}`: a second interface name"));
+        } else if word.text.len() > 15 || word.text.contains('/') {
+            self.diags.error(
+                word,
+                format!(
+                    "`{kw}`: `{}` is not a valid interface name (at most 15 characters, no `/`)",
+                    word.text
+                ),
+            );
+        } else {
+            *name = Some(word.text.clone());
+        }
     }
 
     /// The single argument of `n`.
@@ -589,6 +636,7 @@ impl Mapper<'_> {
             track: Default::default(),
             notify: Default::default(),
             use_vmac: None,
+            use_ipvlan: None,
             vmac_xmit_base: false,
             virtual_ipaddress_excluded: Vec::new(),
             virtual_routes: Vec::new(),
@@ -622,8 +670,10 @@ impl Mapper<'_> {
                         INSTANCE_INACTIVE,
                     ) {
                         blocks::fill_instance(c, &mut inst, &self.names, self.diags);
-                        if c.name() == "use_vmac" {
-                            inst.use_vmac = Some(self.use_vmac(c));
+                        match c.name() {
+                            "use_vmac" => inst.use_vmac = Some(self.use_vmac(c)),
+                            "use_ipvlan" => inst.use_ipvlan = Some(self.use_ipvlan(c)),
+                            _ => {}
                         }
                         if let Some(k) = schema::find(INSTANCE_INACTIVE, c.name()) {
                             meta.fields.insert(k.name, c.clone());
@@ -1106,6 +1156,56 @@ mod tests {
         assert_eq!(
             errs("name a-very-long-interface-name"),
             ["8:19: `use_vmac`: `a-very-long-interface-name` is not a valid interface name (at most 15 characters, no `/`)"]
+        );
+    }
+
+    #[test]
+    fn use_ipvlan_options_and_checks() {
+        let ipvlan = |args: &str| {
+            load(&instance_with(&format!("    use_ipvlan {args}")))
+                .unwrap_or_else(|d| panic!("{d:#?}"))
+                .config
+                .instances[0]
+                .use_ipvlan
+                .clone()
+                .unwrap()
+        };
+        assert_eq!(
+            ipvlan("ipv51 192.0.2.21/24 vepa group 3"),
+            UseIpvlan {
+                name: Some("ipv51".into()),
+                addr: Some((ip("192.0.2.21"), 24)),
+                mode: IpvlanMode::Vepa,
+                group: Some(3),
+            }
+        );
+        let v = ipvlan("192.0.2.21 name bridge");
+        assert_eq!(
+            (v.name.as_deref(), v.mode),
+            (Some("bridge"), IpvlanMode::Bridge)
+        );
+        assert_eq!(v.addr, Some((ip("192.0.2.21"), 32)));
+        let errs = |args: &str| {
+            errors(&instance_with(&format!("    use_ipvlan {args}")))
+                .into_iter()
+                .map(|(m, l, c)| format!("{l}:{c}: {m}"))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            errs("ipv51"),
+            ["8:5: `use_ipvlan` of an IPv4 instance needs the ipvlan's address"]
+        );
+        assert_eq!(
+            errs("2001:db8::21/64"),
+            ["8:5: `use_ipvlan` address 2001:db8::21 is IPv6, the instance is IPv4"]
+        );
+        assert_eq!(
+            errs("192.0.2.21/24 private vepa"),
+            ["8:38: `use_ipvlan`: a second mode"]
+        );
+        assert_eq!(
+            errs("192.0.2.21/24\n    use_vmac"),
+            ["8:5: `use_ipvlan` and `use_vmac` in one instance"]
         );
     }
 

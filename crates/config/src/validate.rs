@@ -10,6 +10,40 @@ use crate::typed::InstanceMeta;
 use crate::value::family;
 use crate::LoadOptions;
 
+/// `use_ipvlan`: keepalived 2.4.3 puts an IPv4 instance without an ipvlan address, or
+/// with one of the other family, in FAULT for good; vipd refuses the file instead.
+fn check_ipvlan(inst: &VrrpInstance, meta: &InstanceMeta, is_v6: bool, diags: &mut Diags) {
+    let (Some(v), Some(tok)) = (&inst.use_ipvlan, meta.keyword_tok("use_ipvlan")) else {
+        return;
+    };
+    if let Some(vmac) = meta.keyword_tok("use_vmac") {
+        diags.error_help(
+            tok,
+            "`use_ipvlan` and `use_vmac` in one instance",
+            format!(
+                "the VIPs live on one of them: keep one (`use_vmac` at line {})",
+                vmac.span.line
+            ),
+        );
+    }
+    match v.addr {
+        None if !is_v6 => diags.error_help(
+            tok,
+            "`use_ipvlan` of an IPv4 instance needs the ipvlan's address",
+            "add it, e.g. `use_ipvlan 192.0.2.11/24`: adverts leave from it (keepalived puts the instance in FAULT without one)",
+        ),
+        Some((a, _)) if a.is_ipv6() != is_v6 => diags.error(
+            tok,
+            format!(
+                "`use_ipvlan` address {a} is {}, the instance is {}",
+                family(&a),
+                if is_v6 { "IPv6" } else { "IPv4" }
+            ),
+        ),
+        _ => {}
+    }
+}
+
 pub(crate) fn validate(
     config: &Config,
     metas: &[InstanceMeta],
@@ -49,6 +83,7 @@ pub(crate) fn validate(
                 );
             }
         }
+        check_ipvlan(inst, meta, is_v6, diags);
         if let Some(tok) = meta.keyword_tok("owner_ignore_adverts") {
             if inst.priority != 255 && inst.owner_ignore_adverts == Some(true) {
                 diags.warning(

@@ -1,10 +1,11 @@
-//! The owner of the links a plan asks for: `use_vmac` macvlans. [`bind`] creates (or
+//! The owner of the links a plan asks for: `use_vmac` macvlans and `use_ipvlan` ipvlans.
+//! [`bind`] creates (or
 //! finds) them, prepares them and writes their indexes into the plan; [`Links::undo`]
 //! removes what one `bind` created when the step it was for fails, so a failed start
 //! or reload leaves no link behind.
 
 use crate::netlink::{AddressSpec, Rtnetlink};
-use crate::plan::{InstancePlan, Plan, Vmac, UNBOUND};
+use crate::plan::{InstancePlan, LinkKind, Plan, Vmac, UNBOUND};
 use anyhow::{Context, Result};
 use std::net::IpAddr;
 use vipd_vrrp::wire::Family;
@@ -90,11 +91,14 @@ fn bind_instance(inst: &mut InstancePlan) {
     }
 }
 
-/// Create or find the macvlan and prepare it. IPv4: the base interface neither answers
-/// ARP for the VIPs (`arp_ignore=1`) nor names them as the sender of its own ARP
-/// requests (`arp_announce=2`), so neighbours only ever learn the virtual MAC; these
-/// sysctls stay set after vipd stops. IPv6: the base interface's link-local address is
-/// added to the VMAC, so adverts leave from it with the router's own source address.
+/// Create or find the link and prepare it.
+///
+/// A macvlan, IPv4: the base interface neither answers ARP for the VIPs
+/// (`arp_ignore=1`) nor names them as the sender of its own ARP requests
+/// (`arp_announce=2`), so neighbours only ever learn the virtual MAC; these sysctls
+/// stay set after vipd stops. An ipvlan gets its own address. IPv6, both: the base
+/// interface's link-local address is added to the link, so adverts leave from it with
+/// the router's own source address.
 fn ensure(v: &mut Vmac) -> Result<()> {
     let mut nl = Rtnetlink::open()?;
     // keepalived: the VMAC joins the base interface's link group unless `group` says.
@@ -105,10 +109,25 @@ fn ensure(v: &mut Vmac) -> Result<()> {
             .and_then(|t| t.trim().parse().ok())
             .unwrap_or(0),
     };
-    let (index, created) = nl.ensure_vmac(&v.name, v.base.index, v.mac, group)?;
+    let (index, created) = match v.kind {
+        LinkKind::Macvlan => nl.ensure_vmac(&v.name, v.base.index, v.mac, group)?,
+        LinkKind::Ipvlan { mode, .. } => nl.ensure_ipvlan(&v.name, &v.base, mode, group)?,
+    };
     (v.index, v.created) = (index, created);
-    let prepared = match v.family {
-        Family::V4 => [
+    let prepared = match (v.kind, v.family) {
+        (LinkKind::Ipvlan { addr, .. }, family) => addr
+            .map(|(addr, prefix_len)| AddressSpec {
+                ifindex: index,
+                addr,
+                prefix_len,
+                brd: None,
+                scope: 0,
+                label: None,
+            })
+            .into_iter()
+            .chain(link_local(index, v.base_link_local).filter(|_| family == Family::V6))
+            .try_for_each(|spec| nl.add_address(&spec).map(drop)),
+        (LinkKind::Macvlan, Family::V4) => [
             (v.base.name.as_str(), "arp_ignore", "1"),
             (v.base.name.as_str(), "arp_announce", "2"),
             (v.name.as_str(), "arp_ignore", "0"),
@@ -119,25 +138,27 @@ fn ensure(v: &mut Vmac) -> Result<()> {
             std::fs::write(&path, value)
                 .with_context(|| format!("setting {path} to {value} for use_vmac"))
         }),
-        Family::V6 => match v.base_link_local {
-            Some(ll) => nl
-                .add_address(&AddressSpec {
-                    ifindex: index,
-                    addr: IpAddr::V6(ll),
-                    prefix_len: 64,
-                    brd: None,
-                    scope: 253,
-                    label: None,
-                })
-                .map(drop),
-            None => Ok(()),
-        },
+        (LinkKind::Macvlan, Family::V6) => link_local(index, v.base_link_local)
+            .map_or(Ok(()), |spec| nl.add_address(&spec).map(drop)),
     };
     if let Err(e) = prepared {
+        // Whatever was added goes with the link, when vipd made it.
         if created {
             let _ = nl.delete_link(index);
         }
         return Err(e);
     }
     Ok(())
+}
+
+/// The base interface's link-local address, on the link `index`.
+fn link_local(index: u32, ll: Option<std::net::Ipv6Addr>) -> Option<AddressSpec> {
+    ll.map(|ll| AddressSpec {
+        ifindex: index,
+        addr: IpAddr::V6(ll),
+        prefix_len: 64,
+        brd: None,
+        scope: 253,
+        label: None,
+    })
 }

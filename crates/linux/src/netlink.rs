@@ -382,6 +382,70 @@ impl Rtnetlink {
         Ok((index, true))
     }
 
+    /// Create (or find) the L2 ipvlan of a `use_ipvlan` instance on `base`, in link
+    /// group `group`, and bring it up. An existing link of that name is used when it is
+    /// stacked on `base` with `base`'s MAC (what an ipvlan of it is). Returns its index
+    /// and whether vipd created it.
+    pub fn ensure_ipvlan(
+        &mut self,
+        name: &str,
+        base: &crate::iface::Interface,
+        mode: vipd_config::model::IpvlanMode,
+        group: u32,
+    ) -> Result<(u32, bool)> {
+        use netlink_packet_route::link::{InfoIpVlan, IpVlanFlags, IpVlanMode};
+        use vipd_config::model::IpvlanMode as Mode;
+        if let Ok(index) = nix::net::if_::if_nametoindex(name) {
+            let current = std::fs::read_to_string(format!("/sys/class/net/{name}/address"))
+                .unwrap_or_default();
+            let stacked =
+                std::path::Path::new(&format!("/sys/class/net/{name}/lower_{}", base.name))
+                    .exists();
+            if crate::iface::parse_mac(current.trim()) != Some(base.mac) || !stacked {
+                bail!(
+                    "interface `{name}` exists but is not an ipvlan of `{}` (use another name)",
+                    base.name
+                );
+            }
+            self.set_up(index)?;
+            return Ok((index, false));
+        }
+        let flags = match mode {
+            Mode::Bridge => IpVlanFlags::empty(),
+            Mode::Private => IpVlanFlags::Private,
+            Mode::Vepa => IpVlanFlags::Vepa,
+        };
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::IfName(name.to_string()));
+        m.attributes.push(LinkAttribute::Link(base.index));
+        if group != 0 {
+            m.attributes.push(LinkAttribute::Group(group));
+        }
+        m.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::IpVlan),
+            LinkInfo::Data(InfoData::IpVlan(vec![
+                InfoIpVlan::Mode(IpVlanMode::L2),
+                InfoIpVlan::Flags(flags),
+            ])),
+        ]));
+        self.request(RouteNetlinkMessage::NewLink(m), NLM_F_CREATE | NLM_F_EXCL)
+            .map_err(|c| {
+                anyhow!(
+                    "creating ipvlan interface `{name}`: {}{}",
+                    std::io::Error::from_raw_os_error(c),
+                    if c == libc::EOPNOTSUPP {
+                        " (this kernel has no ipvlan support: CONFIG_IPVLAN)"
+                    } else {
+                        ""
+                    }
+                )
+            })?;
+        let index = nix::net::if_::if_nametoindex(name)
+            .with_context(|| format!("finding new ipvlan `{name}`"))?;
+        self.set_up(index)?;
+        Ok((index, true))
+    }
+
     fn set_up(&mut self, index: u32) -> Result<()> {
         let mut m = LinkMessage::default();
         m.header.index = index;

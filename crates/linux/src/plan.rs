@@ -37,7 +37,7 @@ pub struct InstancePlan {
     /// What this instance tracks, weights resolved.
     pub tracking: Vec<TrackRef>,
     pub notify: NotifyPlan,
-    /// `use_vmac`: the macvlan the VIPs live on (and adverts leave from).
+    /// `use_vmac` / `use_ipvlan`: the link the VIPs live on (and adverts leave from).
     pub vmac: Option<Vmac>,
     /// `virtual_routes` / `virtual_rules`: installed while MASTER.
     pub routes: Vec<RouteSpec>,
@@ -102,46 +102,75 @@ pub struct Plan {
 /// No Linux interface has index 0.
 pub const UNBOUND: u32 = 0;
 
-/// The VMAC interface of a `use_vmac` instance: a private-mode macvlan on the instance's
-/// interface with the virtual router MAC (00:00:5e:00:01:VRID for IPv4,
-/// 00:00:5e:00:02:VRID for IPv6). Planned here, created by [`crate::links`].
+/// The link a `use_vmac` or `use_ipvlan` instance's VIPs live on. `use_vmac`: a
+/// private-mode macvlan on the instance's interface with the virtual router MAC
+/// (00:00:5e:00:01:VRID for IPv4, 00:00:5e:00:02:VRID for IPv6, or the configured one).
+/// `use_ipvlan`: an L2 ipvlan (the interface's own MAC) with an address of its own.
+/// Planned here, created by [`crate::links`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Vmac {
     pub name: String,
+    pub kind: LinkKind,
     /// [`UNBOUND`] until [`crate::links`] has created or found the link.
     pub index: u32,
     /// vipd created it (and deletes it at stop); `false`: it already existed.
     pub created: bool,
     /// `vmac_xmit_base`: adverts leave from the base interface.
     pub xmit_base: bool,
+    /// The link's MAC (an ipvlan's is its base interface's).
     pub mac: [u8; 6],
-    /// `use_vmac ... group N`: the link group (`None`: the base interface's).
+    /// `group N`: the link group (`None`: the base interface's).
     pub group: Option<u32>,
     /// The interface the macvlan sits on.
     pub base: Interface,
     pub family: Family,
-    /// IPv6: the base interface's link-local address, added to the VMAC so adverts
-    /// leave from the router's own address (the VMAC's own link-local is the same on
+    /// IPv6: the base interface's link-local address, added to the link so adverts
+    /// leave from the router's own address (a VMAC's own link-local is the same on
     /// every router).
     pub base_link_local: Option<Ipv6Addr>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkKind {
+    Macvlan,
+    Ipvlan {
+        mode: model::IpvlanMode,
+        /// The ipvlan's own address (the adverts' source).
+        addr: Option<(IpAddr, u8)>,
+    },
+}
+
 fn vmac(inst: &VrrpInstance, base: &Interface, name: String, family: Family) -> Result<Vmac> {
-    let kind = if family == Family::V6 { 0x02 } else { 0x01 };
     let vrid = inst.virtual_router_id;
-    let opts = inst.use_vmac.clone().unwrap_or_default();
-    let mac = match opts.mac {
-        None => [0x00, 0x00, 0x5e, 0x00, kind, vrid],
-        Some(model::VmacAddress::Full(mac)) => mac,
-        Some(model::VmacAddress::UseVrid([a, b, c, d, e])) => [a, b, c, d, e, vrid],
+    let (kind, mac, group) = match (&inst.use_vmac, &inst.use_ipvlan) {
+        (_, Some(ipvlan)) => (
+            LinkKind::Ipvlan {
+                mode: ipvlan.mode,
+                addr: ipvlan.addr,
+            },
+            base.mac,
+            ipvlan.group,
+        ),
+        (opts, None) => {
+            let opts = opts.clone().unwrap_or_default();
+            let kind = if family == Family::V6 { 0x02 } else { 0x01 };
+            let mac = match opts.mac {
+                None => [0x00, 0x00, 0x5e, 0x00, kind, vrid],
+                Some(model::VmacAddress::Full(mac)) => mac,
+                Some(model::VmacAddress::UseVrid([a, b, c, d, e])) => [a, b, c, d, e, vrid],
+            };
+            (LinkKind::Macvlan, mac, opts.group)
+        }
     };
     Ok(Vmac {
         name,
+        kind,
         index: UNBOUND,
         created: false,
-        xmit_base: inst.vmac_xmit_base,
+        // An ipvlan has no MAC of its own to hide: adverts always use it.
+        xmit_base: inst.vmac_xmit_base && kind == LinkKind::Macvlan,
         mac,
-        group: opts.group,
+        group,
         base: base.clone(),
         family,
         base_link_local: match family {
@@ -513,13 +542,18 @@ fn ifindex(cfg: &Config, name: &str) -> Result<u32> {
         .map_err(|_| anyhow!("route: no interface `{name}` on this host"))
 }
 
-/// The name of the VMAC a `use_vmac` instance runs on.
+/// The name of the link a `use_vmac` / `use_ipvlan` instance runs on (keepalived's
+/// default: `vrrp.VRID`).
 fn vmac_name(inst: &VrrpInstance) -> Option<String> {
-    inst.use_vmac.as_ref().map(|v| {
-        v.name
-            .clone()
-            .unwrap_or_else(|| format!("vrrp.{}", inst.virtual_router_id))
-    })
+    let name = match (&inst.use_vmac, &inst.use_ipvlan) {
+        (_, Some(ipvlan)) => &ipvlan.name,
+        (Some(vmac), None) => &vmac.name,
+        (None, None) => return None,
+    };
+    Some(
+        name.clone()
+            .unwrap_or_else(|| format!("vrrp.{}", inst.virtual_router_id)),
+    )
 }
 
 /// How long a notify script may run before it is killed.
@@ -712,12 +746,17 @@ fn instance_plan(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
     }
     let iface = Interface::lookup(&inst.interface)?;
     let vip_addrs: Vec<IpAddr> = inst.virtual_ipaddress.iter().map(|v| v.addr).collect();
+    // keepalived: an ipvlan's address is the adverts' source unless one is configured.
+    let ipvlan_addr = inst
+        .use_ipvlan
+        .as_ref()
+        .and_then(|v| v.addr.map(|(a, _)| a));
     let primary = match family {
-        Family::V4 => match inst.unicast_src_ip.or(inst.mcast_src_ip) {
+        Family::V4 => match inst.unicast_src_ip.or(inst.mcast_src_ip).or(ipvlan_addr) {
             Some(a) => a,
             None => IpAddr::V4(iface.primary_v4(&vip_addrs)?),
         },
-        Family::V6 => match inst.unicast_src_ip.or(inst.mcast_src_ip) {
+        Family::V6 => match inst.unicast_src_ip.or(inst.mcast_src_ip).or(ipvlan_addr) {
             Some(a) => a,
             None => IpAddr::V6(iface.link_local_v6()?),
         },
