@@ -24,6 +24,11 @@ pub struct CheckArgs {
     /// parameters and sequences resolved) on stdout.
     #[arg(long)]
     pub dump: bool,
+    /// Accept features that are parsed but not active yet, as `vipd run
+    /// --ignore-inactive` does; without it they fail the check, since `vipd run` would
+    /// refuse to start with them.
+    #[arg(long)]
+    pub ignore_inactive: bool,
 }
 
 fn summary(loaded: &Loaded) -> serde_json::Value {
@@ -82,8 +87,13 @@ fn run_one(file: &Path, config_id: Option<String>, args: &CheckArgs) -> anyhow::
         config_id: config_id.clone(),
         check_interfaces: true,
     };
+    let mut refused_inactive = 0;
     let (diags, summary, ok) = match vipd_config::load_file(file, &opts) {
         Ok(loaded) => {
+            // `vipd run` refuses inactive features unless told: so does the check.
+            if !args.ignore_inactive {
+                refused_inactive = loaded.inactive().count();
+            }
             let summary = summary(&loaded);
             if args.dump && !args.json {
                 print!("{}", loaded.dump());
@@ -91,7 +101,7 @@ fn run_one(file: &Path, config_id: Option<String>, args: &CheckArgs) -> anyhow::
             let mut diags = loaded.diagnostics.clone();
             // What `vipd run` would refuse after loading: the same plan it builds.
             let plan = crate::plan::build(file, &loaded.config);
-            let ok = plan.is_ok();
+            let ok = plan.is_ok() && refused_inactive == 0;
             diags.extend(plan.err().unwrap_or_default());
             (diags, summary, ok)
         }
@@ -100,6 +110,7 @@ fn run_one(file: &Path, config_id: Option<String>, args: &CheckArgs) -> anyhow::
     if args.json {
         let mut out = serde_json::json!({
             "valid": ok,
+            "refused_inactive": refused_inactive,
             "diagnostics": diags.iter().map(|d| d.to_json()).collect::<Vec<_>>(),
             "summary": summary,
         });
@@ -118,6 +129,13 @@ fn run_one(file: &Path, config_id: Option<String>, args: &CheckArgs) -> anyhow::
             eprintln!("{d}");
         }
         let (errors, warnings) = counts(&diags);
+        if refused_inactive > 0 {
+            eprintln!(
+                "{}: `vipd run` refuses to start with the {refused_inactive} feature(s) above that are \
+                 parsed but not active yet (pass --ignore-inactive to both to run without them)",
+                file.display()
+            );
+        }
         if ok {
             eprintln!(
                 "{}: configuration is valid ({warnings} warning(s))",

@@ -41,7 +41,8 @@ enum Command {
     /// Run the daemon in the foreground.
     #[command(long_about = daemon::RUN_LONG_ABOUT)]
     Run(daemon::RunArgs),
-    /// Check a configuration file; exit 0 if valid (warnings allowed), 1 otherwise.
+    /// Check a configuration file as `vipd run` builds it; exit 0 if run would start with
+    /// it (warnings allowed), 1 otherwise.
     CheckConfig(check::CheckArgs),
     /// Show the state of a running daemon.
     Status(daemon::StatusArgs),
@@ -78,6 +79,7 @@ fn main() -> ExitCode {
             json: false,
             config_id: Vec::new(),
             dump: false,
+            ignore_inactive: false,
         }),
         None => {
             eprintln!("vipd: no command given; try `vipd --help`");

@@ -78,17 +78,32 @@ fn inactive_keyword_is_a_named_warning_not_ignored() {
             "    advert_int 1\n    use_vmac_addr\n",
         ),
     );
+    // `vipd run` would refuse it: so does the check, unless told as run is told.
     let (code, _, err) = vipd(&["check-config", "-f", f.to_str().unwrap()]);
-    assert_eq!(code, 0, "{err}");
+    assert_eq!(code, 1, "{err}");
     assert!(
         err.contains(":7:5: warning:")
             && err.contains("use_vmac_addr")
-            && err.contains("is parsed but not active yet"),
+            && err.contains("is parsed but not active yet")
+            && err.contains("`vipd run` refuses to start with the 1 feature(s)"),
+        "{err}"
+    );
+    let (code, _, err) = vipd(&[
+        "check-config",
+        "--ignore-inactive",
+        "-f",
+        f.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("configuration is valid (1 warning(s))"),
         "{err}"
     );
     let (code, out, _) = vipd(&["check-config", "--json", "-f", f.to_str().unwrap()]);
-    assert_eq!(code, 0);
+    assert_eq!(code, 1);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["refused_inactive"], 1);
     assert_eq!(v["diagnostics"][0]["code"], "inactive");
     assert_eq!(v["summary"]["inactive"], 1);
 }
