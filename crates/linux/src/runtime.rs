@@ -122,6 +122,20 @@ pub struct Runtime {
     vmacs: Mutex<Vec<u32>>,
 }
 
+/// A plan whose links exist (see [`Runtime::prepare`]).
+#[must_use = "reload() it, or abandon() it to remove its links"]
+pub struct Prepared {
+    plan: Plan,
+    links: crate::links::Links,
+}
+
+impl Prepared {
+    /// The reload goes no further: remove the links its preparation created.
+    pub fn abandon(self) {
+        self.links.undo();
+    }
+}
+
 /// Forward one notice stream into another on a small thread of its own.
 fn forward<T: Send + 'static>(rx: mpsc::Receiver<T>, to: Sender<Notice>, wrap: fn(T) -> Notice) {
     let _ = std::thread::Builder::new()
@@ -295,11 +309,20 @@ impl Runtime {
         }
     }
 
-    /// Apply a new plan (see [`Command::Reload`]); waits for the protocol thread's
-    /// answer. The links the plan needs are created first; if the protocol thread
-    /// refuses the plan, those this reload created are removed again.
-    pub fn reload(&self, mut plan: Plan) -> Result<ReloadReport, String> {
+    /// First step of a reload: create the links `plan` needs (see [`crate::links`]).
+    /// The other owners reload between this and [`Runtime::reload`]; if one of them
+    /// fails, [`Prepared::abandon`] removes the links this step created.
+    pub fn prepare(&self, mut plan: Plan) -> Result<Prepared, String> {
         let links = crate::links::bind(&mut plan).map_err(|e| format!("{e:#}"))?;
+        Ok(Prepared { plan, links })
+    }
+
+    /// Apply a prepared plan (see [`Command::Reload`]); waits for the protocol thread's
+    /// answer. If the protocol thread refuses the plan (it checks everything that can
+    /// fail before it changes anything), the links the plan's preparation created are
+    /// removed again.
+    pub fn reload(&self, prepared: Prepared) -> Result<ReloadReport, String> {
+        let Prepared { plan, links } = prepared;
         let track = plan.track_plan();
         let statics = plan.static_addresses.clone();
         let static_routing = (plan.static_routes.clone(), plan.static_rules.clone());

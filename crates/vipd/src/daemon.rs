@@ -413,6 +413,10 @@ fn reload_hook(
                 }
                 e
             };
+            // The links (VMACs, ipvlans) next: removed again if a later step fails.
+            let prepared = runtime
+                .prepare(plan)
+                .map_err(|e| undo_no_accept(format!("{e}; nothing changed")))?;
             let fingerprint = lb_fingerprint(&loaded.config);
             let mut running = running_lb
                 .lock()
@@ -420,18 +424,22 @@ fn reload_hook(
             let lb_summary = if fingerprint == *running {
                 None
             } else {
-                let summary = reload_balancer(&lb, &loaded.config, backend, &runtime, tune_ipvs)
-                    .map_err(|e| {
-                        undo_no_accept(format!(
+                match reload_balancer(&lb, &loaded.config, backend, &runtime, tune_ipvs) {
+                    Ok(summary) => {
+                        *running = fingerprint;
+                        Some(summary)
+                    }
+                    Err(e) => {
+                        prepared.abandon();
+                        return Err(undo_no_accept(format!(
                             "{}: load balancer: {e}; nothing changed",
                             file.display()
-                        ))
-                    })?;
-                *running = fingerprint;
-                Some(summary)
+                        )));
+                    }
+                }
             };
             runtime
-                .reload(plan)
+                .reload(prepared)
                 .map(|r| {
                     lb.mailer.configure(mail);
                     dumper.set_settings(dump_settings);
