@@ -20,12 +20,10 @@ pub mod plan;
 pub mod realserver;
 pub mod routes;
 pub mod runtime;
-pub mod scripts;
 pub mod socket;
 pub mod status;
 pub mod track;
 pub mod tracker;
-pub mod tuning;
 
 /// Re-exported for the daemon's READY/RELOADING/STOPPING/WATCHDOG notifications.
 pub use sd_notify;

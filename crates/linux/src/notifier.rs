@@ -10,13 +10,13 @@
 //! and the load balancer: `notify_fifo` gets every line, `vrrp_notify_fifo` the VRRP
 //! lines, `lvs_notify_fifo` the load-balancer (`VS …` / `RS …`) lines.
 
-use crate::scripts::{Helper, Outcome, Script};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Sender};
 use std::sync::Arc;
 use std::time::Duration;
+use vipd_exec::scripts::{Helper, Outcome, Script};
 
 /// One notify FIFO and its reader script (`*_notify_fifo_script`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +61,7 @@ impl Fifos {
             let path = &spec.path;
             let mut reader = None;
             if let Some(script) = &spec.script {
-                let started = crate::scripts::ensure_fifo(path)
+                let started = vipd_exec::scripts::ensure_fifo(path)
                     .and_then(|()| Helper::start(script, &[path.display().to_string()]));
                 match started {
                     Ok(h) => {
@@ -286,7 +286,7 @@ fn run_event(ev: &Event, results: &Sender<NotifyResult>) {
 /// reader, and the FIFO never reports end-of-file to one while vipd runs.
 fn open_fifo(path: &std::path::Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
-    crate::scripts::ensure_fifo(path)?;
+    vipd_exec::scripts::ensure_fifo(path)?;
     std::fs::OpenOptions::new()
         .read(true)
         .write(true)

@@ -12,13 +12,13 @@ use crate::iface::Interface;
 use crate::netlink::AddressSpec;
 use crate::notifier::NotifyPlan;
 use crate::routes::{route_spec, rule_spec, RouteSpec, RuleSpec};
-use crate::scripts::{check_security, split_words, RunAs, Script};
 use crate::track::{Kind, ObjectId, TrackRef};
 use crate::tracker::{FilePlan, ParamMatch, ProcessPlan, ScriptPlan, TrackPlan};
 use anyhow::{anyhow, bail, Context, Result};
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 use vipd_config::model::{self, Config, GarpSettings, Span, VrrpInstance};
+use vipd_exec::scripts::{check_security, run_as, split_words, Script};
 use vipd_vrrp::engine::{GarpTiming, InstanceConfig, Peer};
 use vipd_vrrp::wire::{arp, ndisc, Auth, ChecksumVariant, Family, Version};
 
@@ -596,26 +596,6 @@ fn notify_plan(
         master_rx_lower_pri: prepare("notify_master_rx_lower_pri", &n.master_rx_lower_pri)?,
         timeout: NOTIFY_TIMEOUT,
         mail: crate::mail::vrrp_alerts(&cfg.global, smtp_alert),
-    })
-}
-
-/// `USER [GROUP]` → uid/gid (the user's primary group when no group is named).
-pub fn run_as(spec: &str) -> Result<RunAs> {
-    let mut words = spec.split_whitespace();
-    let name = words.next().ok_or_else(|| anyhow!("empty user"))?;
-    let user = nix::unistd::User::from_name(name)?
-        .ok_or_else(|| anyhow!("no user `{name}` on this host"))?;
-    let gid = match words.next() {
-        Some(g) => {
-            nix::unistd::Group::from_name(g)?
-                .ok_or_else(|| anyhow!("no group `{g}` on this host"))?
-                .gid
-        }
-        None => user.gid,
-    };
-    Ok(RunAs {
-        uid: user.uid.as_raw(),
-        gid: gid.as_raw(),
     })
 }
 

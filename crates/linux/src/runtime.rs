@@ -664,7 +664,7 @@ impl EngineLoop {
             // Wake up when asked, not up to 50 µs later.
             libc::prctl(libc::PR_SET_TIMERSLACK, 1, 0, 0, 0);
         }
-        for error in crate::tuning::tune_thread("vrrp", nice, rt_priority) {
+        for error in vipd_exec::tuning::tune_thread("vrrp", nice, rt_priority) {
             let _ = self.notices.send(Notice::SendFailed {
                 instance: "*".into(),
                 error,

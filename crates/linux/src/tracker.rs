@@ -5,13 +5,13 @@
 //! thread of its own, so a hung script delays nothing but itself.
 
 use crate::runtime::{Command, Commander};
-use crate::scripts::{self, Outcome, RunAs};
 use crate::status::{Snapshot, TrackLine};
 use crate::track::{evaluate, Kind, ObjectId, ObjectState, RiseFall, TrackRef, Verdict};
 use std::collections::HashMap;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use vipd_exec::scripts::{self, Outcome, RunAs};
 
 /// A `vrrp_script`, ready to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
