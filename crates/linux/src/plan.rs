@@ -12,8 +12,9 @@ use crate::iface::Interface;
 use crate::netlink::AddressSpec;
 use crate::notifier::NotifyPlan;
 use crate::routes::{route_spec, rule_spec, RouteSpec, RuleSpec};
-use crate::track::{Kind, ObjectId, TrackRef};
-use crate::tracker::{FilePlan, ParamMatch, ProcessPlan, ScriptPlan, TrackPlan};
+use crate::track::{
+    FilePlan, Kind, ObjectId, ParamMatch, ProcessPlan, ScriptPlan, TrackPlan, TrackRef,
+};
 use anyhow::{anyhow, bail, Context, Result};
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
