@@ -428,6 +428,16 @@ impl Commander {
     }
 }
 
+impl crate::track::VerdictSink for Commander {
+    fn verdict(&self, instance: String, adjustment: i32, fault: bool) {
+        self.send(Command::Track {
+            instance,
+            adjustment,
+            fault,
+        });
+    }
+}
+
 /// A `vrrp_sync_group` over live instance indices.
 struct GroupState {
     name: String,

@@ -176,6 +176,14 @@ impl RiseFall {
     }
 }
 
+/// Where the tracker sends each instance's verdict: the protocol thread (the runtime's
+/// `Commander` implements it). Defined here so that the tracker knows nothing of the
+/// runtime that starts it.
+pub trait VerdictSink: Send + 'static {
+    /// Tracking's verdict for the instance of that name: priority adjustment and fault.
+    fn verdict(&self, instance: String, adjustment: i32, fault: bool);
+}
+
 // What the tracker watches: built by the plan, run by the tracker.
 
 /// A `vrrp_script`, ready to run.

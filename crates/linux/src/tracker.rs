@@ -4,11 +4,10 @@
 //! an instance's verdict changes. Scripts are scheduled here and each run waits on a
 //! thread of its own, so a hung script delays nothing but itself.
 
-use crate::runtime::{Command, Commander};
 use crate::status::{Snapshot, TrackLine};
 use crate::track::{
     evaluate, Kind, ObjectId, ObjectState, ParamMatch, ProcessPlan, RiseFall, ScriptPlan,
-    TrackPlan, Verdict,
+    TrackPlan, Verdict, VerdictSink,
 };
 use std::collections::HashMap;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -72,7 +71,7 @@ impl TrackerHandle {
 }
 
 pub fn start(
-    commander: Commander,
+    protocol: impl VerdictSink,
     notices: Sender<TrackNotice>,
     status: Arc<Mutex<Snapshot>>,
 ) -> std::io::Result<TrackerHandle> {
@@ -90,7 +89,7 @@ pub fn start(
                 generation: 0,
                 status,
                 process_since: HashMap::new(),
-                commander,
+                protocol: Box::new(protocol),
                 notices,
                 tx,
             }
@@ -117,7 +116,8 @@ struct Tracker {
     /// Interface index → name, for the tracked interfaces.
     ifindex: HashMap<u32, String>,
     generation: u64,
-    commander: Commander,
+    /// The protocol thread.
+    protocol: Box<dyn VerdictSink>,
     notices: Sender<TrackNotice>,
     tx: Sender<Msg>,
 }
@@ -336,11 +336,7 @@ impl Tracker {
                     faults: v.faults.clone(),
                 });
             }
-            self.commander.send(Command::Track {
-                instance: name.clone(),
-                adjustment: v.adjustment,
-                fault: v.fault(),
-            });
+            self.protocol.verdict(name.clone(), v.adjustment, v.fault());
             self.verdicts.insert(name.clone(), v);
         }
         self.publish();
