@@ -227,7 +227,8 @@ impl Runtime {
         let tracker = crate::tracker::start(engine.commander.clone(), track_tx, status.clone())?;
         forward(track_rx, engine.notices.clone(), Notice::Track);
         tracker.configure(plan.track_plan());
-        crate::linkwatch::start(tracker.clone())?;
+        let link_events = tracker.clone();
+        crate::linkwatch::start(move |e| link_events.send(e.into()))?;
         let (rt_priority, nice) = (plan.rt_priority, plan.nice);
         let thread = std::thread::Builder::new()
             .name("vipd-vrrp".into())

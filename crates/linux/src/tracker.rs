@@ -4,6 +4,7 @@
 //! an instance's verdict changes. Scripts are scheduled here and each run waits on a
 //! thread of its own, so a hung script delays nothing but itself.
 
+use crate::linkwatch::LinkEvent;
 use crate::status::{Snapshot, TrackLine};
 use crate::track::{
     evaluate, Kind, ObjectId, ObjectState, ParamMatch, ProcessPlan, RiseFall, ScriptPlan,
@@ -34,6 +35,15 @@ pub enum Msg {
         generation: u64,
         outcome: Outcome,
     },
+}
+
+impl From<LinkEvent> for Msg {
+    fn from(e: LinkEvent) -> Msg {
+        match e {
+            LinkEvent::Resync => Msg::Resync,
+            LinkEvent::Link { ifindex, running } => Msg::Link { ifindex, running },
+        }
+    }
 }
 
 /// What the daemon logs about tracking.
