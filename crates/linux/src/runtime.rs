@@ -1163,7 +1163,14 @@ impl EngineLoop {
             .iter()
             .filter(|s| !s.retired)
             .map(|s| {
-                InstanceStatus::from_engine(&s.plan, &s.inst, self.started, s.announcements_sent)
+                InstanceStatus::from_engine(
+                    &s.plan.name,
+                    &s.plan.iface.name,
+                    &s.plan.addresses,
+                    &s.inst,
+                    self.started,
+                    s.announcements_sent,
+                )
             })
             .collect();
         let mut socket_drops: HashMap<String, u64> = HashMap::new();
