@@ -57,7 +57,7 @@ pub enum Notice {
         vips: Vec<String>,
         /// The priority in force (for `notify`'s fourth argument).
         priority: u8,
-        notify: crate::notifier::NotifyPlan,
+        notify: crate::plan::NotifyPlan,
     },
     /// First announcement of a take-over left the host this long after the decision.
     TakeoverLatency {
@@ -78,13 +78,13 @@ pub enum Notice {
         their_priority: u8,
         /// Ours (the FIFO line's priority).
         priority: u8,
-        notify: crate::notifier::NotifyPlan,
+        notify: crate::plan::NotifyPlan,
     },
     /// A sync group changed state (for its notify scripts).
     GroupTransition {
         group: String,
         to: State,
-        notify: crate::notifier::NotifyPlan,
+        notify: crate::plan::NotifyPlan,
     },
     /// `vrrp_startup_delay` / `vrrp_delay_after_boot`: instances start this much later.
     StartupDelay {
@@ -443,7 +443,7 @@ impl crate::track::VerdictSink for Commander {
 struct GroupState {
     name: String,
     members: Vec<usize>,
-    notify: crate::notifier::NotifyPlan,
+    notify: crate::plan::NotifyPlan,
     /// Last state announced for the group.
     state: State,
 }
