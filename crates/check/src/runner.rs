@@ -245,7 +245,7 @@ impl Checkers {
         let thread = std::thread::Builder::new()
             .name("vipd-check".into())
             .spawn(move || {
-                for e in vipd_linux::tuning::tune_thread("checker", nice, rt_priority) {
+                for e in vipd_exec::tuning::tune_thread("checker", nice, rt_priority) {
                     tracing::warn!("{e}");
                 }
                 let mut r = Runner {

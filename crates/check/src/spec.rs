@@ -630,12 +630,12 @@ impl Builder<'_> {
             }
             "MISC_CHECK" => {
                 let line = self.opt("misc_path").unwrap_or("").to_string();
-                let argv = vipd_linux::scripts::split_words(&line);
+                let argv = vipd_exec::scripts::split_words(&line);
                 if argv.is_empty() {
                     self.err("misc_path", &span, "MISC_CHECK needs a `misc_path` program");
                 } else if self.g.enable_script_security {
                     if let Err(e) =
-                        vipd_linux::scripts::check_security(&argv[0], self.g.use_symlink_paths)
+                        vipd_exec::scripts::check_security(&argv[0], self.g.use_symlink_paths)
                     {
                         self.err(
                             "misc_path",
@@ -656,7 +656,7 @@ impl Builder<'_> {
                     .map(|u| ("user", u.to_string()))
                     .or_else(|| self.g.script_user.clone().map(|u| ("script_user", u)));
                 let run_as = user.and_then(|(kw, u)| {
-                    vipd_linux::plan::run_as(&u)
+                    vipd_exec::scripts::run_as(&u)
                         .map(|r| (r.uid, r.gid))
                         .map_err(|e| self.err(kw, &span, format!("`{u}`: {e:#}")))
                         .ok()

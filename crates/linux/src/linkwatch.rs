@@ -5,7 +5,6 @@
 //! netlink socket subscribed to link events, so a flood of them never reaches the
 //! protocol thread: the tracker turns the changes that matter into verdicts.
 
-use crate::tracker::{Msg, TrackerHandle};
 use anyhow::{Context, Result};
 use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::link::LinkFlags;
@@ -26,9 +25,18 @@ pub fn is_running(ifname: &str) -> bool {
     flags & (libc::IFF_UP as u32) != 0 && matches!(oper.trim(), "up" | "unknown")
 }
 
-/// Follow link events and report every interface's usability to the tracker, which
-/// knows which interfaces matter.
-pub fn start(tracker: TrackerHandle) -> Result<()> {
+/// What the link watcher reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkEvent {
+    /// Link events were lost: re-read every interface that matters.
+    Resync,
+    /// A link event: interface index, usable or not.
+    Link { ifindex: u32, running: bool },
+}
+
+/// Follow link events and report every interface's usability (to the tracker, which
+/// knows which interfaces matter).
+pub fn start(report: impl Fn(LinkEvent) + Send + 'static) -> Result<()> {
     let mut sock = Socket::new(NETLINK_ROUTE).context("opening link-event socket")?;
     sock.bind(&SocketAddr::new(0, RTMGRP_LINK))
         .context("subscribing to link events")?;
@@ -40,8 +48,8 @@ pub fn start(tracker: TrackerHandle) -> Result<()> {
                 let n = match sock.recv(&mut &mut buf[..], 0) {
                     Ok(n) => n,
                     Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                        // Events were lost: have the tracker re-read the truth.
-                        tracker.send(Msg::Resync);
+                        // Events were lost: have the truth re-read.
+                        report(LinkEvent::Resync);
                         continue;
                     }
                     Err(_) => return,
@@ -58,13 +66,13 @@ pub fn start(tracker: TrackerHandle) -> Result<()> {
                             let f = l.header.flags;
                             let running =
                                 f.contains(LinkFlags::Up) && f.contains(LinkFlags::Running);
-                            tracker.send(Msg::Link {
+                            report(LinkEvent::Link {
                                 ifindex: l.header.index,
                                 running,
                             });
                         }
                         NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)) => {
-                            tracker.send(Msg::Link {
+                            report(LinkEvent::Link {
                                 ifindex: l.header.index,
                                 running: false,
                             });

@@ -79,12 +79,6 @@ impl MailSettings {
     }
 }
 
-/// Whether a `vrrp_instance` / `vrrp_sync_group` mails its transitions: its own
-/// `smtp_alert`, else `smtp_alert_vrrp`, else `smtp_alert`, else no.
-pub fn vrrp_alerts(g: &GlobalDefs, own: Option<bool>) -> bool {
-    own.or(g.smtp_alert_vrrp).or(g.smtp_alert).unwrap_or(false)
-}
-
 /// One mail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mail {
@@ -451,22 +445,6 @@ mod tests {
 
     #[test]
     fn which_objects_mail_by_default() {
-        let none = globals("");
-        assert!(!vrrp_alerts(&none, None));
-        assert!(vrrp_alerts(&none, Some(true)));
-        let all = globals("smtp_alert");
-        assert!(vrrp_alerts(&all, None));
-        assert!(!vrrp_alerts(&all, Some(false)));
-        assert!(vrrp_alerts(
-            &globals(
-                "smtp_alert
-smtp_alert_checker false"
-            ),
-            None
-        ));
-        assert!(vrrp_alerts(&globals("smtp_alert_vrrp"), None));
-        assert!(!vrrp_alerts(&globals("smtp_alert_checker"), None));
-
         // Whether a mail is queued (to a queue the test holds: no thread, no traffic).
         let queued = |extra: &str, call: &dyn Fn(&Mailer)| {
             let g = globals(&format!(

@@ -10,29 +10,13 @@
 //! and the load balancer: `notify_fifo` gets every line, `vrrp_notify_fifo` the VRRP
 //! lines, `lvs_notify_fifo` the load-balancer (`VS …` / `RS …`) lines.
 
-use crate::scripts::{Helper, Outcome, Script};
+use crate::plan::{FifoPlan, NotifyPlan};
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::PathBuf;
 use std::sync::mpsc::{self, Sender};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// One notify FIFO and its reader script (`*_notify_fifo_script`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FifoSpec {
-    pub path: PathBuf,
-    /// Started with the FIFO's name as its last argument.
-    pub script: Option<Script>,
-}
-
-/// `notify_fifo`, `vrrp_notify_fifo` and `lvs_notify_fifo`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FifoPlan {
-    pub general: Option<FifoSpec>,
-    pub vrrp: Option<FifoSpec>,
-    pub lvs: Option<FifoSpec>,
-}
+use vipd_exec::scripts::{Helper, Outcome};
 
 /// The open notify FIFOs and their running reader scripts (stopped when this is
 /// dropped). Each line is one `write(2)` of less than `PIPE_BUF` bytes, so lines from
@@ -61,7 +45,7 @@ impl Fifos {
             let path = &spec.path;
             let mut reader = None;
             if let Some(script) = &spec.script {
-                let started = crate::scripts::ensure_fifo(path)
+                let started = vipd_exec::scripts::ensure_fifo(path)
                     .and_then(|()| Helper::start(script, &[path.display().to_string()]));
                 match started {
                     Ok(h) => {
@@ -129,34 +113,6 @@ fn write_line(to: [&Option<std::fs::File>; 2], line: &str) {
     for mut f in to.into_iter().flatten() {
         // Non-blocking: a reader that stopped reading costs lines, never the daemon.
         let _ = f.write_all(&bytes);
-    }
-}
-
-/// The notify scripts of one instance, split into words.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NotifyPlan {
-    pub master: Option<Script>,
-    pub backup: Option<Script>,
-    pub fault: Option<Script>,
-    pub stop: Option<Script>,
-    /// `notify`: gets `INSTANCE <name> <STATE> <priority>` appended.
-    pub generic: Option<Script>,
-    /// `notify_master_rx_lower_pri`: a MASTER heard a lower-priority advert (run
-    /// without arguments, as keepalived does; the generic `notify` is not called).
-    pub master_rx_lower_pri: Option<Script>,
-    pub timeout: Duration,
-    /// `smtp_alert` (resolved with the global defaults): mail the transitions.
-    pub mail: bool,
-}
-
-impl NotifyPlan {
-    pub fn is_empty(&self) -> bool {
-        self.master.is_none()
-            && self.backup.is_none()
-            && self.fault.is_none()
-            && self.stop.is_none()
-            && self.generic.is_none()
-            && self.master_rx_lower_pri.is_none()
     }
 }
 
@@ -286,7 +242,7 @@ fn run_event(ev: &Event, results: &Sender<NotifyResult>) {
 /// reader, and the FIFO never reports end-of-file to one while vipd runs.
 fn open_fifo(path: &std::path::Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
-    crate::scripts::ensure_fifo(path)?;
+    vipd_exec::scripts::ensure_fifo(path)?;
     std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -297,7 +253,9 @@ fn open_fifo(path: &std::path::Path) -> std::io::Result<std::fs::File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::FifoSpec;
     use std::time::Instant;
+    use vipd_exec::scripts::Script;
 
     #[test]
     fn scripts_run_in_order_with_keepalived_arguments() {

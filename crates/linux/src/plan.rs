@@ -10,15 +10,15 @@
 
 use crate::iface::Interface;
 use crate::netlink::AddressSpec;
-use crate::notifier::NotifyPlan;
 use crate::routes::{route_spec, rule_spec, RouteSpec, RuleSpec};
-use crate::scripts::{check_security, split_words, RunAs, Script};
-use crate::track::{Kind, ObjectId, TrackRef};
-use crate::tracker::{FilePlan, ParamMatch, ProcessPlan, ScriptPlan, TrackPlan};
+use crate::track::{
+    FilePlan, Kind, ObjectId, ParamMatch, ProcessPlan, ScriptPlan, TrackPlan, TrackRef,
+};
 use anyhow::{anyhow, bail, Context, Result};
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 use vipd_config::model::{self, Config, GarpSettings, Span, VrrpInstance};
+use vipd_exec::scripts::{check_security, run_as, split_words, Script};
 use vipd_vrrp::engine::{GarpTiming, InstanceConfig, Peer};
 use vipd_vrrp::wire::{arp, ndisc, Auth, ChecksumVariant, Family, Version};
 
@@ -84,7 +84,7 @@ pub struct Plan {
     pub files: Vec<FilePlan>,
     pub processes: Vec<ProcessPlan>,
     /// `notify_fifo`, `vrrp_notify_fifo`, `lvs_notify_fifo` with their scripts.
-    pub fifos: crate::notifier::FifoPlan,
+    pub fifos: FifoPlan,
     pub sync_groups: Vec<SyncGroupPlan>,
     /// `static_ipaddress`: added at start whatever the VRRP state, removed at stop.
     pub static_addresses: Vec<AddressSpec>,
@@ -585,19 +585,63 @@ pub fn script_command(
     Ok(Some(Script { argv, run_as }))
 }
 
+/// The notify scripts of one instance, split into words.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NotifyPlan {
+    pub master: Option<Script>,
+    pub backup: Option<Script>,
+    pub fault: Option<Script>,
+    pub stop: Option<Script>,
+    /// `notify`: gets `INSTANCE <name> <STATE> <priority>` appended.
+    pub generic: Option<Script>,
+    /// `notify_master_rx_lower_pri`: a MASTER heard a lower-priority advert (run
+    /// without arguments, as keepalived does; the generic `notify` is not called).
+    pub master_rx_lower_pri: Option<Script>,
+    pub timeout: Duration,
+    /// `smtp_alert` (resolved with the global defaults): mail the transitions.
+    pub mail: bool,
+}
+
+impl NotifyPlan {
+    pub fn is_empty(&self) -> bool {
+        self.master.is_none()
+            && self.backup.is_none()
+            && self.fault.is_none()
+            && self.stop.is_none()
+            && self.generic.is_none()
+            && self.master_rx_lower_pri.is_none()
+    }
+}
+
+/// One notify FIFO and its reader script (`*_notify_fifo_script`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FifoSpec {
+    pub path: std::path::PathBuf,
+    /// Started with the FIFO's name as its last argument.
+    pub script: Option<Script>,
+}
+
+/// `notify_fifo`, `vrrp_notify_fifo` and `lvs_notify_fifo`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FifoPlan {
+    pub general: Option<FifoSpec>,
+    pub vrrp: Option<FifoSpec>,
+    pub lvs: Option<FifoSpec>,
+}
+
 /// The three notify FIFOs; a script without its FIFO is left out (`check-config` warns).
-fn fifo_plan(cfg: &Config) -> Result<crate::notifier::FifoPlan> {
+fn fifo_plan(cfg: &Config) -> Result<FifoPlan> {
     let g = &cfg.global;
     let one = |kw: &str, path: &Option<String>, script: &Option<model::ScriptCommand>| {
         Ok::<_, anyhow::Error>(match path {
-            Some(p) => Some(crate::notifier::FifoSpec {
+            Some(p) => Some(FifoSpec {
                 path: p.into(),
                 script: script_command(cfg, &format!("{kw}_script"), script)?,
             }),
             None => None,
         })
     };
-    Ok(crate::notifier::FifoPlan {
+    Ok(FifoPlan {
         general: one("notify_fifo", &g.notify_fifo, &g.notify_fifo_script)?,
         vrrp: one(
             "vrrp_notify_fifo",
@@ -629,28 +673,14 @@ fn notify_plan(
         generic: prepare("notify", &n.notify)?,
         master_rx_lower_pri: prepare("notify_master_rx_lower_pri", &n.master_rx_lower_pri)?,
         timeout: NOTIFY_TIMEOUT,
-        mail: crate::mail::vrrp_alerts(&cfg.global, smtp_alert),
+        mail: vrrp_alerts(&cfg.global, smtp_alert),
     })
 }
 
-/// `USER [GROUP]` → uid/gid (the user's primary group when no group is named).
-pub fn run_as(spec: &str) -> Result<RunAs> {
-    let mut words = spec.split_whitespace();
-    let name = words.next().ok_or_else(|| anyhow!("empty user"))?;
-    let user = nix::unistd::User::from_name(name)?
-        .ok_or_else(|| anyhow!("no user `{name}` on this host"))?;
-    let gid = match words.next() {
-        Some(g) => {
-            nix::unistd::Group::from_name(g)?
-                .ok_or_else(|| anyhow!("no group `{g}` on this host"))?
-                .gid
-        }
-        None => user.gid,
-    };
-    Ok(RunAs {
-        uid: user.uid.as_raw(),
-        gid: gid.as_raw(),
-    })
+/// Whether a `vrrp_instance` / `vrrp_sync_group` mails its transitions: its own
+/// `smtp_alert`, else `smtp_alert_vrrp`, else `smtp_alert`, else no.
+fn vrrp_alerts(g: &model::GlobalDefs, own: Option<bool>) -> bool {
+    own.or(g.smtp_alert_vrrp).or(g.smtp_alert).unwrap_or(false)
 }
 
 /// One instance: errors about an address or a route are placed at its line, the rest
@@ -929,6 +959,7 @@ fn garp_timing(inst: &GarpSettings, global: &GarpSettings, min_garp: bool) -> Ga
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vipd_exec::scripts::RunAs;
 
     #[test]
     fn skip_check_adv_addr_global_and_per_instance() {
@@ -1034,5 +1065,38 @@ mod tests {
             "VI_1: notify_master: user `no-such-user-x`: no user `no-such-user-x` on this host"
         );
         assert_eq!(script_command(&cfg, "n", &None).unwrap(), None);
+    }
+
+    #[test]
+    fn vrrp_smtp_alert_defaults() {
+        let globals = |text: &str| {
+            let opts = vipd_config::LoadOptions {
+                config_id: None,
+                check_interfaces: false,
+            };
+            vipd_config::load_str(
+                &format!("global_defs {{\n{text}\n}}\n"),
+                std::path::Path::new("/k.conf"),
+                &opts,
+            )
+            .unwrap_or_else(|d| panic!("{d:#?}"))
+            .config
+            .global
+        };
+        let none = globals("");
+        assert!(!vrrp_alerts(&none, None));
+        assert!(vrrp_alerts(&none, Some(true)));
+        let all = globals("smtp_alert");
+        assert!(vrrp_alerts(&all, None));
+        assert!(!vrrp_alerts(&all, Some(false)));
+        assert!(vrrp_alerts(
+            &globals(
+                "smtp_alert
+smtp_alert_checker false"
+            ),
+            None
+        ));
+        assert!(vrrp_alerts(&globals("smtp_alert_vrrp"), None));
+        assert!(!vrrp_alerts(&globals("smtp_alert_checker"), None));
     }
 }

@@ -57,7 +57,7 @@ pub enum Notice {
         vips: Vec<String>,
         /// The priority in force (for `notify`'s fourth argument).
         priority: u8,
-        notify: crate::notifier::NotifyPlan,
+        notify: crate::plan::NotifyPlan,
     },
     /// First announcement of a take-over left the host this long after the decision.
     TakeoverLatency {
@@ -78,13 +78,13 @@ pub enum Notice {
         their_priority: u8,
         /// Ours (the FIFO line's priority).
         priority: u8,
-        notify: crate::notifier::NotifyPlan,
+        notify: crate::plan::NotifyPlan,
     },
     /// A sync group changed state (for its notify scripts).
     GroupTransition {
         group: String,
         to: State,
-        notify: crate::notifier::NotifyPlan,
+        notify: crate::plan::NotifyPlan,
     },
     /// `vrrp_startup_delay` / `vrrp_delay_after_boot`: instances start this much later.
     StartupDelay {
@@ -241,7 +241,8 @@ impl Runtime {
         let tracker = crate::tracker::start(engine.commander.clone(), track_tx, status.clone())?;
         forward(track_rx, engine.notices.clone(), Notice::Track);
         tracker.configure(plan.track_plan());
-        crate::linkwatch::start(tracker.clone())?;
+        let link_events = tracker.clone();
+        crate::linkwatch::start(move |e| link_events.send(e.into()))?;
         let (rt_priority, nice) = (plan.rt_priority, plan.nice);
         let thread = std::thread::Builder::new()
             .name("vipd-vrrp".into())
@@ -451,11 +452,21 @@ impl Commander {
     }
 }
 
+impl crate::track::VerdictSink for Commander {
+    fn verdict(&self, instance: String, adjustment: i32, fault: bool) {
+        self.send(Command::Track {
+            instance,
+            adjustment,
+            fault,
+        });
+    }
+}
+
 /// A `vrrp_sync_group` over live instance indices.
 struct GroupState {
     name: String,
     members: Vec<usize>,
-    notify: crate::notifier::NotifyPlan,
+    notify: crate::plan::NotifyPlan,
     /// Last state announced for the group.
     state: State,
 }
@@ -687,7 +698,7 @@ impl EngineLoop {
             // Wake up when asked, not up to 50 µs later.
             libc::prctl(libc::PR_SET_TIMERSLACK, 1, 0, 0, 0);
         }
-        for error in crate::tuning::tune_thread("vrrp", nice, rt_priority) {
+        for error in vipd_exec::tuning::tune_thread("vrrp", nice, rt_priority) {
             let _ = self.notices.send(Notice::SendFailed {
                 instance: "*".into(),
                 error,
@@ -1175,7 +1186,14 @@ impl EngineLoop {
             .iter()
             .filter(|s| !s.retired)
             .map(|s| {
-                InstanceStatus::from_engine(&s.plan, &s.inst, self.started, s.announcements_sent)
+                InstanceStatus::from_engine(
+                    &s.plan.name,
+                    &s.plan.iface.name,
+                    &s.plan.addresses,
+                    &s.inst,
+                    self.started,
+                    s.announcements_sent,
+                )
             })
             .collect();
         let mut socket_drops: HashMap<String, u64> = HashMap::new();

@@ -1,7 +1,7 @@
 //! A read-only picture of the running instances, published by the protocol thread
 //! and read by the control socket.
 
-use crate::plan::InstancePlan;
+use crate::netlink::AddressSpec;
 use serde::Serialize;
 use std::time::Instant;
 use vipd_vrrp::engine::Instance;
@@ -64,7 +64,7 @@ pub struct InstanceStatus {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct InstanceDetail {
     /// The VIPs as the kernel gets them (interface index, scope, label).
-    pub addresses: Vec<crate::netlink::AddressSpec>,
+    pub addresses: Vec<AddressSpec>,
     /// `last_transition` in seconds since the Unix epoch.
     pub last_transition_unix: Option<f64>,
     pub nopreempt: bool,
@@ -76,8 +76,12 @@ pub struct InstanceDetail {
 }
 
 impl InstanceStatus {
+    /// The instance `name` on `interface` with its VIPs `addresses` (from its plan), as
+    /// its engine `inst` stands now.
     pub fn from_engine(
-        plan: &InstancePlan,
+        name: &str,
+        interface: &str,
+        addresses: &[AddressSpec],
         inst: &Instance,
         started: Instant,
         announcements_sent: u64,
@@ -85,8 +89,8 @@ impl InstanceStatus {
         let cfg = inst.config();
         let st = inst.stats();
         InstanceStatus {
-            name: plan.name.clone(),
-            interface: plan.iface.name.clone(),
+            name: name.to_string(),
+            interface: interface.to_string(),
             vrid: cfg.vrid,
             version: cfg.version.number(),
             state: inst.state().as_str().to_string(),
@@ -94,8 +98,7 @@ impl InstanceStatus {
             effective_priority: inst.priority(),
             advert_interval_ms: cfg.advert_interval.as_secs_f64() * 1000.0,
             master: inst.master().map(|m| m.to_string()),
-            vips: plan
-                .addresses
+            vips: addresses
                 .iter()
                 .map(|a| format!("{}/{}", a.addr, a.prefix_len))
                 .collect(),
@@ -118,7 +121,7 @@ impl InstanceStatus {
                 .map(|(r, n)| (r.as_str().to_string(), n))
                 .collect(),
             detail: InstanceDetail {
-                addresses: plan.addresses.clone(),
+                addresses: addresses.to_vec(),
                 last_transition_unix: inst.last_transition().map(|(t, _)| {
                     let ago = Instant::now().saturating_duration_since(t);
                     std::time::SystemTime::now()

@@ -1,6 +1,8 @@
 //! Tracking: what `track_interface`, `track_script`, `track_file` and
 //! `track_process` do to an instance, computed from the tracked objects' states.
-//! Pure code; `tracker.rs` feeds it and hands the results to the protocol thread.
+//! Pure code; `tracker.rs` feeds it and hands the results to the protocol thread. The
+//! tracker's plan types ([`TrackPlan`] and its scripts, files, processes) live here too,
+//! so the plan that builds them and the tracker that runs them share no other module.
 //!
 //! keepalived's rules, which vipd follows:
 //! * weight 0: the object failing puts the instance in FAULT;
@@ -15,6 +17,8 @@
 //! The resulting priority is clamped to 1..=254 by the engine; owners are never moved.
 
 use std::collections::HashMap;
+use std::time::Duration;
+use vipd_exec::scripts::RunAs;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
@@ -170,6 +174,77 @@ impl RiseFall {
     pub fn state(&self) -> Option<bool> {
         self.state
     }
+}
+
+/// Where the tracker sends each instance's verdict: the protocol thread (the runtime's
+/// `Commander` implements it). Defined here so that the tracker knows nothing of the
+/// runtime that starts it.
+pub trait VerdictSink: Send + 'static {
+    /// Tracking's verdict for the instance of that name: priority adjustment and fault.
+    fn verdict(&self, instance: String, adjustment: i32, fault: bool);
+}
+
+// What the tracker watches: built by the plan, run by the tracker.
+
+/// A `vrrp_script`, ready to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptPlan {
+    pub name: String,
+    pub argv: Vec<String>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub rise: u32,
+    pub fall: u32,
+    pub init_fail: bool,
+    pub run_as: Option<RunAs>,
+}
+
+/// A `track_file`: an integer in a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilePlan {
+    pub name: String,
+    pub path: std::path::PathBuf,
+    /// `init_file [VALUE] [overwrite]`: (value, overwrite).
+    pub init: Option<(i64, bool)>,
+}
+
+/// A `track_process`: how many processes match, against a quorum.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessPlan {
+    pub name: String,
+    /// The process name (`comm`), or with `full_command` the full command line's
+    /// first word; `param_match` / extra words: the arguments must match too.
+    pub process: Vec<String>,
+    pub full_command: bool,
+    pub quorum: u32,
+    pub quorum_max: Option<u32>,
+    pub param_match: ParamMatch,
+    /// `fork_delay` / `terminate_delay` (`delay` sets both): how long the quorum must
+    /// be met / lost before it counts, so a restart does not move the VIP.
+    pub fork_delay: Duration,
+    pub terminate_delay: Duration,
+}
+
+/// `param_match`: how the extra words of `process` compare with the arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ParamMatch {
+    /// The arguments are exactly those words (keepalived's default).
+    #[default]
+    Exact,
+    /// The arguments start with those words.
+    Initial,
+    /// Those words appear, in order and together, somewhere in the arguments.
+    Partial,
+}
+
+/// What the tracker watches, for one configuration generation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrackPlan {
+    /// Instance name → its tracked objects.
+    pub instances: Vec<(String, Vec<TrackRef>)>,
+    pub scripts: Vec<ScriptPlan>,
+    pub files: Vec<FilePlan>,
+    pub processes: Vec<ProcessPlan>,
 }
 
 #[cfg(test)]

@@ -4,81 +4,23 @@
 //! an instance's verdict changes. Scripts are scheduled here and each run waits on a
 //! thread of its own, so a hung script delays nothing but itself.
 
-use crate::runtime::{Command, Commander};
-use crate::scripts::{self, Outcome, RunAs};
+use crate::linkwatch::LinkEvent;
 use crate::status::{Snapshot, TrackLine};
-use crate::track::{evaluate, Kind, ObjectId, ObjectState, RiseFall, TrackRef, Verdict};
+use crate::track::{
+    evaluate, Kind, ObjectId, ObjectState, ParamMatch, ProcessPlan, RiseFall, ScriptPlan,
+    TrackPlan, Verdict, VerdictSink,
+};
 use std::collections::HashMap;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// A `vrrp_script`, ready to run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScriptPlan {
-    pub name: String,
-    pub argv: Vec<String>,
-    pub interval: Duration,
-    pub timeout: Duration,
-    pub rise: u32,
-    pub fall: u32,
-    pub init_fail: bool,
-    pub run_as: Option<RunAs>,
-}
-
-/// A `track_file`: an integer in a file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FilePlan {
-    pub name: String,
-    pub path: std::path::PathBuf,
-    /// `init_file [VALUE] [overwrite]`: (value, overwrite).
-    pub init: Option<(i64, bool)>,
-}
-
-/// A `track_process`: how many processes match, against a quorum.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProcessPlan {
-    pub name: String,
-    /// The process name (`comm`), or with `full_command` the full command line's
-    /// first word; `param_match` / extra words: the arguments must match too.
-    pub process: Vec<String>,
-    pub full_command: bool,
-    pub quorum: u32,
-    pub quorum_max: Option<u32>,
-    pub param_match: ParamMatch,
-    /// `fork_delay` / `terminate_delay` (`delay` sets both): how long the quorum must
-    /// be met / lost before it counts, so a restart does not move the VIP.
-    pub fork_delay: Duration,
-    pub terminate_delay: Duration,
-}
-
-/// `param_match`: how the extra words of `process` compare with the arguments.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ParamMatch {
-    /// The arguments are exactly those words (keepalived's default).
-    #[default]
-    Exact,
-    /// The arguments start with those words.
-    Initial,
-    /// Those words appear, in order and together, somewhere in the arguments.
-    Partial,
-}
+use vipd_exec::scripts::{self, Outcome};
 
 /// How often files and processes are looked at. keepalived uses inotify and the
 /// process connector; polling is simpler, bounded and container-proof — a documented
 /// difference.
 pub const FILE_POLL: Duration = Duration::from_millis(200);
 pub const PROCESS_POLL: Duration = Duration::from_millis(500);
-
-/// What the tracker watches, for one configuration generation.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TrackPlan {
-    /// Instance name → its tracked objects.
-    pub instances: Vec<(String, Vec<TrackRef>)>,
-    pub scripts: Vec<ScriptPlan>,
-    pub files: Vec<FilePlan>,
-    pub processes: Vec<ProcessPlan>,
-}
 
 pub enum Msg {
     /// New configuration; the ack is sent once the resulting verdicts are queued for
@@ -93,6 +35,15 @@ pub enum Msg {
         generation: u64,
         outcome: Outcome,
     },
+}
+
+impl From<LinkEvent> for Msg {
+    fn from(e: LinkEvent) -> Msg {
+        match e {
+            LinkEvent::Resync => Msg::Resync,
+            LinkEvent::Link { ifindex, running } => Msg::Link { ifindex, running },
+        }
+    }
 }
 
 /// What the daemon logs about tracking.
@@ -130,7 +81,7 @@ impl TrackerHandle {
 }
 
 pub fn start(
-    commander: Commander,
+    protocol: impl VerdictSink,
     notices: Sender<TrackNotice>,
     status: Arc<Mutex<Snapshot>>,
 ) -> std::io::Result<TrackerHandle> {
@@ -148,7 +99,7 @@ pub fn start(
                 generation: 0,
                 status,
                 process_since: HashMap::new(),
-                commander,
+                protocol: Box::new(protocol),
                 notices,
                 tx,
             }
@@ -175,7 +126,8 @@ struct Tracker {
     /// Interface index → name, for the tracked interfaces.
     ifindex: HashMap<u32, String>,
     generation: u64,
-    commander: Commander,
+    /// The protocol thread.
+    protocol: Box<dyn VerdictSink>,
     notices: Sender<TrackNotice>,
     tx: Sender<Msg>,
 }
@@ -394,11 +346,7 @@ impl Tracker {
                     faults: v.faults.clone(),
                 });
             }
-            self.commander.send(Command::Track {
-                instance: name.clone(),
-                adjustment: v.adjustment,
-                fault: v.fault(),
-            });
+            self.protocol.verdict(name.clone(), v.adjustment, v.fault());
             self.verdicts.insert(name.clone(), v);
         }
         self.publish();

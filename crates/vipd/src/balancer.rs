@@ -16,11 +16,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 use vipd_config::model::{Config, VirtualServer, VsKey};
+use vipd_exec::scripts::Script;
 use vipd_lb::desired::{Lb, LbEvent};
 use vipd_lb::{DataPlane, Sched, Table};
 use vipd_linux::netlink::Rtnetlink;
 use vipd_linux::plan::script_command;
-use vipd_linux::scripts::Script;
 use vipd_linux::status::{RealServerStatus, Snapshot, VirtualServerStatus};
 
 /// Which kernel backend programs the forwarding table.

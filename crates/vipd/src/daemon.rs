@@ -275,7 +275,7 @@ fn tune_process(
     g: &vipd_config::model::GlobalDefs,
     umask: Option<u32>,
 ) -> std::result::Result<(), String> {
-    use vipd_linux::tuning;
+    use vipd_exec::tuning;
     if let Some(mask) = umask {
         tuning::set_umask(mask);
         info!("umask {mask:04o}");

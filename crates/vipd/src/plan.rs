@@ -42,7 +42,7 @@ pub fn build(file: &Path, config: &Config) -> Result<DaemonPlan, Vec<Diagnostic>
         .ok()
         .flatten();
     let umask = match &config.global.umask {
-        Some(text) => vipd_linux::tuning::parse_umask(text)
+        Some(text) => vipd_exec::tuning::parse_umask(text)
             .map_err(|e| errors.push(whole_file(e)))
             .ok(),
         None => None,

@@ -39,6 +39,26 @@ pub struct RunAs {
     pub gid: u32,
 }
 
+/// `USER [GROUP]` → uid/gid (the user's primary group when no group is named).
+pub fn run_as(spec: &str) -> anyhow::Result<RunAs> {
+    let mut words = spec.split_whitespace();
+    let name = words.next().ok_or_else(|| anyhow::anyhow!("empty user"))?;
+    let user = nix::unistd::User::from_name(name)?
+        .ok_or_else(|| anyhow::anyhow!("no user `{name}` on this host"))?;
+    let gid = match words.next() {
+        Some(g) => {
+            nix::unistd::Group::from_name(g)?
+                .ok_or_else(|| anyhow::anyhow!("no group `{g}` on this host"))?
+                .gid
+        }
+        None => user.gid,
+    };
+    Ok(RunAs {
+        uid: user.uid.as_raw(),
+        gid: gid.as_raw(),
+    })
+}
+
 /// A script to run: its words and whom it runs as (`None`: as vipd itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Script {
