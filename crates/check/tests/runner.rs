@@ -248,6 +248,14 @@ virtual_server 192.0.2.100 80 {{
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Replace a tracked file's content in one step (the checker polls it: a plain
+/// truncate-and-write can be read half done, as an empty file, i.e. value 0).
+fn replace(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
 #[test]
 fn file_check_follows_the_file() {
     let dir = std::env::temp_dir().join(format!("vipd-check-file-e2e-{}", std::process::id()));
@@ -287,17 +295,17 @@ virtual_server 192.0.2.100 80 {{
         .collect();
     assert_eq!(init, [(false, None), (true, Some(20))]);
     assert!(checkers.initial_health()[0].reason.contains("value 1"));
-    std::fs::write(&flag, "0\n").unwrap();
+    replace(&flag, "0\n");
     let h = rx
         .recv_timeout(Duration::from_secs(3))
         .expect("flag cleared");
     assert_eq!((h.rs, h.up), (0, true));
-    std::fs::write(&level, "-1\n").unwrap();
+    replace(&level, "-1\n");
     let h = rx
         .recv_timeout(Duration::from_secs(3))
         .expect("level changed");
     assert_eq!((h.rs, h.up, h.weight), (1, true, Some(5)));
-    std::fs::write(&level, "-3\n").unwrap();
+    replace(&level, "-3\n");
     let h = rx
         .recv_timeout(Duration::from_secs(3))
         .expect("level too low");
