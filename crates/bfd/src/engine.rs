@@ -281,6 +281,16 @@ impl Session {
         self.last_rx
     }
 
+    /// The UDP source ports for this session, in the order to try binding them
+    /// (RFC 5881 §4 / RFC 5883 §5: from 49152–65535, one for the life of the session);
+    /// the first is drawn from the seed and discriminator, so sessions spread out.
+    pub fn source_ports(&self) -> impl Iterator<Item = u16> {
+        let mut z = self.cfg.seed ^ u64::from(self.cfg.local_discriminator).rotate_left(32);
+        z = (z ^ (z >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+        z ^= z >> 33;
+        crate::source_ports(z as u32)
+    }
+
     /// The agreed transmit interval before jitter (§6.8.2): the larger of our Desired
     /// Min TX in force and the peer's Required Min RX.
     pub fn tx_interval(&self) -> u64 {
@@ -352,7 +362,8 @@ impl Session {
         }
     }
 
-    /// A UDP payload arrived for this session (the IO layer demultiplexed it).
+    /// A UDP payload arrived for this session (the IO layer demultiplexed it). Packets
+    /// are processed also before [`Session::start`]: the session then listens only.
     pub fn handle_packet(&mut self, now: Micros, meta: RxMeta, payload: &[u8]) {
         let p = match wire::decode(payload) {
             Ok(p) => p,

@@ -45,3 +45,13 @@ pub fn source_port(random: u32) -> u16 {
     let span = u32::from(*SOURCE_PORTS.end() - *SOURCE_PORTS.start()) + 1;
     *SOURCE_PORTS.start() + (random % span) as u16
 }
+
+/// Every port of [`SOURCE_PORTS`] once, starting at [`source_port`]`(random)` and
+/// wrapping: the order in which the IO layer tries to bind a session's socket (a port
+/// in use is skipped, as keepalived does).
+pub fn source_ports(random: u32) -> impl Iterator<Item = u16> {
+    let start = u32::from(*SOURCE_PORTS.start());
+    let span = u32::from(*SOURCE_PORTS.end()) - start + 1;
+    let first = u32::from(source_port(random)) - start;
+    (0..span).map(move |k| (start + (first + k) % span) as u16)
+}

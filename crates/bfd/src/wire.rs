@@ -537,7 +537,7 @@ mod tests {
     fn arb_packet() -> impl proptest::strategy::Strategy<Value = ControlPacket> {
         use proptest::prelude::*;
         (
-            (0u8..32, 0u8..4, any::<bool>(), any::<bool>(), any::<bool>()),
+            (0u8..32, 0u8..4, 0u8..3, any::<bool>(), any::<bool>()),
             (
                 1u8..,
                 1u32..,
@@ -554,8 +554,9 @@ mod tests {
                     ControlPacket {
                         diag: Diagnostic::from_code(diag),
                         state,
-                        poll: pf,
-                        final_: !pf,
+                        // Neither, Poll or Final; never both.
+                        poll: pf == 1,
+                        final_: pf == 2,
                         cpi,
                         demand,
                         detect_mult: m,

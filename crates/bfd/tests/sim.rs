@@ -1,5 +1,6 @@
 //! Two BFD engines on a virtual wire, in virtual time (microseconds).
 
+use proptest::prelude::*;
 use vipd_bfd::engine::Micros;
 use vipd_bfd::wire::decode;
 use vipd_bfd::{Action, Diagnostic, RxMeta, Session, SessionConfig, State};
@@ -21,6 +22,8 @@ struct Wire {
     sent_count: [u64; 2],
     /// Delivery times of each side's packets at the other side.
     delivered: [Vec<Micros>; 2],
+    /// Per receiving side: delivery time and the receiver's Detection Time just after.
+    rx_log: [Vec<(Micros, Option<u64>)>; 2],
     /// Packets sent by each side, decoded, with their times.
     sent: [Vec<(Micros, vipd_bfd::ControlPacket)>; 2],
     changes: [Vec<Change>; 2],
@@ -36,16 +39,23 @@ impl Wire {
             loss: Box::new(|_, _| false),
             sent_count: [0; 2],
             delivered: [Vec::new(), Vec::new()],
+            rx_log: [Vec::new(), Vec::new()],
             sent: [Vec::new(), Vec::new()],
             changes: [Vec::new(), Vec::new()],
         }
     }
 
     fn pair() -> Wire {
+        Wire::pair_with(1, 2, 5)
+    }
+
+    fn pair_with(seed_a: u64, seed_b: u64, mult: u8) -> Wire {
         let mut a = SessionConfig::single_hop(0xa);
-        a.seed = 1;
+        a.seed = seed_a;
+        a.detect_mult = mult;
         let mut b = SessionConfig::single_hop(0xb);
-        b.seed = 2;
+        b.seed = seed_b;
+        b.detect_mult = mult;
         Wire::new(a, b)
     }
 
@@ -95,6 +105,7 @@ impl Wire {
             for (_, to, bytes) in due {
                 self.delivered[1 - to].push(t);
                 self.s[to].handle_packet(t, RxMeta { ttl: Some(255) }, &bytes);
+                self.rx_log[to].push((t, self.s[to].detection_time()));
                 self.drain(to);
             }
             for i in 0..2 {
@@ -297,5 +308,69 @@ impl Wire {
             }
         }
         panic!("did not come up under loss");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Once Up, losing fewer packets in a row than the multiplier never flaps the
+    /// session, whatever the jitter draws (both directions lossy).
+    #[test]
+    fn short_loss_runs_never_flap(
+        seed_a: u64,
+        seed_b: u64,
+        mult in 1u8..6,
+        runs in proptest::collection::vec(0u8..16, 400),
+    ) {
+        let mut w = Wire::pair_with(seed_a, seed_b, mult);
+        w.both_up();
+        let from = w.sent_count;
+        // Per side, packet n (counted from `from`) is lost iff it falls inside one of
+        // the loss runs: `r % mult` lost, then one delivered.
+        let mut lost = [Vec::new(), Vec::new()];
+        for (i, l) in lost.iter_mut().enumerate() {
+            for (k, r) in runs.iter().enumerate() {
+                let r = if (k + i) % 2 == 0 { *r } else { r / 2 };
+                l.extend(std::iter::repeat_n(true, usize::from(r % mult)));
+                l.push(false);
+            }
+        }
+        w.loss = Box::new(move |side, n| {
+            n >= from[side] && lost[side].get((n - from[side]) as usize).copied().unwrap_or(false)
+        });
+        let t = w.now;
+        w.run_until(t + 2 * SEC);
+        prop_assert_eq!(w.s[0].stats().downs, 0);
+        prop_assert_eq!(w.s[1].stats().downs, 0);
+    }
+
+    /// Under any loss, a detection-time expiry happens exactly one Detection Time after
+    /// the last packet received, never earlier (no false detection).
+    #[test]
+    fn expiry_is_exactly_one_detection_time_after_silence(
+        seed_a: u64,
+        seed_b: u64,
+        mult in 1u8..6,
+        loss_pct in 0u64..95,
+        loss_seed: u64,
+    ) {
+        let mut w = Wire::pair_with(seed_a, seed_b, mult);
+        let mut x = loss_seed | 1;
+        w.loss = Box::new(move |_, _| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % 100 < loss_pct
+        });
+        w.start(0);
+        w.start(1);
+        w.run_until(20 * SEC);
+        for i in 0..2 {
+            for c in w.changes[i].iter().filter(|c| c.3 == Diagnostic::ControlDetectionTimeExpired) {
+                let (last, dt) = *w.rx_log[i].iter().rev().find(|r| r.0 < c.0).expect("heard before");
+                prop_assert_eq!(Some(c.0 - last), dt, "side {} at {}", i, c.0);
+            }
+        }
     }
 }

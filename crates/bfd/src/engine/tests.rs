@@ -263,6 +263,16 @@ fn rfc5881_5883_ttl_and_ports() {
     }
     assert_eq!(crate::source_port(0), 49152);
     assert_eq!(crate::source_port(16383), 65535);
+    // Every port of the range once, starting at the session's own.
+    let ports: Vec<u16> = s.source_ports().collect();
+    assert_eq!(ports.len(), 16384);
+    let mut sorted = ports.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 16384);
+    assert_eq!((sorted[0], sorted[16383]), (49152, 65535));
+    let other = session(SessionConfig::multi_hop(LOCAL + 1));
+    assert_ne!(other.source_ports().next(), s.source_ports().next());
 }
 
 /// §6.8.4: Detection Time = the peer's Detect Mult × max(our Required Min RX, its
