@@ -648,3 +648,25 @@ proptest::proptest! {
         }
     }
 }
+
+/// The single entry point dispatches like the methods.
+#[test]
+fn events_dispatch() {
+    let mut s = session(SessionConfig::single_hop(LOCAL));
+    s.handle(0, Event::Start);
+    assert_eq!(s.poll_timeout(), Some(0));
+    s.handle(0, Event::Timeout);
+    assert_eq!(drain(&mut s).0.len(), 1);
+    s.handle(
+        5,
+        Event::Packet {
+            meta: meta255(),
+            payload: peer(State::Down, 0).encode(),
+        },
+    );
+    assert_eq!(s.state(), State::Init);
+    s.handle(6, Event::AdminDown(true));
+    assert_eq!(s.state(), State::AdminDown);
+    s.handle(7, Event::AdminDown(false));
+    assert_eq!(s.state(), State::Down);
+}
