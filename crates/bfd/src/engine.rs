@@ -574,7 +574,11 @@ impl Session {
         !remote_demand_active || self.poll
     }
 
-    /// Arm, re-arm (on a shorter interval) or clear the transmit timer.
+    /// Arm, re-arm or clear the transmit timer. A shorter agreed interval brings the
+    /// next packet forward. A longer one of our own (the slow rate after going Down)
+    /// leaves a packet already due soon in place, so the peer hears the news at the old
+    /// rate (as keepalived). A peer that raised its Required Min RX gets no packet
+    /// sooner than 75 % of it after the last one (the most jitter allows).
     fn update_tx(&mut self, now: Micros) {
         if self.state == State::AdminDown {
             return;
@@ -584,25 +588,21 @@ impl Session {
             return;
         }
         let interval = self.tx_interval();
-        match self.tx_at {
-            None => {
-                let at = match self.last_tx {
-                    None => now,
-                    Some(last) => (last + self.jittered(interval)).max(now),
-                };
-                self.tx_at = Some(at);
-                self.tx_sched_interval = interval;
-            }
-            Some(at) if interval < self.tx_sched_interval => {
-                let base = self.last_tx.unwrap_or(now);
-                let sooner = (base + self.jittered(interval)).max(now);
-                if sooner < at {
-                    self.tx_at = Some(sooner);
+        match (self.tx_at, self.last_tx) {
+            (None, None) => self.tx_at = Some(now),
+            (None, Some(last)) => self.tx_at = Some((last + self.jittered(interval)).max(now)),
+            // Nothing sent yet: the first packet stays due.
+            (Some(_), None) => {}
+            (Some(at), Some(last)) => {
+                if interval < self.tx_sched_interval {
+                    let sooner = (last + self.jittered(interval)).max(now);
+                    self.tx_at = Some(at.min(sooner));
+                } else if at < last + u64::from(self.remote_min_rx) * 3 / 4 {
+                    self.tx_at = Some((last + self.jittered(interval)).max(now));
                 }
-                self.tx_sched_interval = interval;
             }
-            Some(_) => {}
         }
+        self.tx_sched_interval = interval;
     }
 
     fn send(&mut self, now: Micros) {

@@ -670,3 +670,40 @@ fn events_dispatch() {
     s.handle(7, Event::AdminDown(false));
     assert_eq!(s.state(), State::Down);
 }
+
+/// §6.8.7: never faster than the peer's Required Min RX, also right after it raised it;
+/// going Down keeps the packet already due at the fast rate (the peer hears it soon).
+#[test]
+fn rfc5880_6_8_7_respects_remote_min_rx() {
+    let mut s = up_session(SessionConfig::single_hop(LOCAL));
+    let sent = run_until(&mut s, 25 * MS);
+    let last = sent.last().unwrap().0;
+    let mut p = peer(State::Up, LOCAL);
+    p.final_ = true;
+    p.required_min_rx = 500_000;
+    rx(&mut s, last + 1, &p);
+    let sent = run_until(&mut s, last + 2 * SEC);
+    assert!(sent[0].0 >= last + 375 * MS, "{} after {last}", sent[0].0);
+    for w in sent.windows(2) {
+        assert!(w[1].0 - w[0].0 >= 375 * MS);
+    }
+
+    let mut s = up_session(SessionConfig::single_hop(LOCAL));
+    let mut f = peer(State::Up, LOCAL);
+    f.final_ = true;
+    rx(&mut s, 30, &f);
+    let sent = run_until(&mut s, 20 * MS);
+    let last = sent.last().unwrap().0;
+    let due = s.poll_timeout().unwrap();
+    assert!(due <= last + 30 * MS);
+    rx(&mut s, last + 1, &peer(State::Down, LOCAL));
+    assert_eq!(s.state(), State::Down);
+    assert_eq!(
+        s.poll_timeout(),
+        Some(due),
+        "the Down goes out when already due"
+    );
+    let sent = run_until(&mut s, due);
+    assert_eq!(sent[0].1.state, State::Down);
+    assert_eq!(sent[0].1.diag, Diagnostic::NeighborSignaledDown);
+}
