@@ -13,7 +13,7 @@ use crate::lexer::Token;
 use crate::model::*;
 use crate::schema::{self, Body, Entry, Kw, A};
 use crate::tree::Node;
-use crate::value::{parse_bool, parse_prefix, parse_seconds};
+use crate::value::{parse_bool, parse_millis, parse_prefix, parse_seconds};
 
 /// Signed decimal integer (keepalived also takes no `+`).
 pub(crate) fn parse_int(s: &str) -> Option<i64> {
@@ -179,6 +179,20 @@ pub(crate) fn check_args(n: &Node, spec: A, d: &mut Diags) -> bool {
                 false
             }
         },
+        A::Millis(lo, hi) => need_one(d).is_some_and(|a| match parse_millis(&a.text) {
+            Some(v) if (lo * 1000..=hi * 1000).contains(&v) => true,
+            _ => {
+                d.error_help(
+                    a,
+                    format!(
+                        "`{name}` must be a number of milliseconds in {lo}..={hi}, found `{}`",
+                        a.text
+                    ),
+                    "up to 3 decimals (microseconds) are allowed, e.g. `3.312`",
+                );
+                false
+            }
+        }),
         A::Weight(lo, hi) => match args {
             [] => {
                 d.error(&n.keyword, format!("`{name}` needs a value"));
@@ -579,6 +593,144 @@ fn weight(nodes: &[Node], default: i64) -> (i64, bool) {
     }
 }
 
+/// keepalived's `BFD_INAME_MAX` less the NUL.
+const BFD_NAME_MAX: usize = 31;
+/// keepalived's `*_MAX_SENSIBLE`: larger intervals get an informational warning.
+const BFD_INTERVAL_SENSIBLE_US: u32 = 10_000_000;
+
+/// A BFD interval in microseconds if valid (out-of-range values were reported).
+fn bfd_millis(nodes: &[Node], key: &str, lo_ms: u64) -> Option<u32> {
+    first_arg(nodes, &[key])
+        .and_then(parse_millis)
+        .filter(|v| (lo_ms * 1000..=schema::BFD_INTERVAL_MAX_MS * 1000).contains(v))
+        .and_then(|v| u32::try_from(v).ok())
+}
+
+/// `bfd_instance NAME { ... }` with keepalived 2.4.3's defaults and checks (its
+/// `bfd_parser.c` end handler): a neighbour is required, the source must be of its
+/// family, one instance per neighbour/source/multihop, `max_hops` capped at the TTL.
+fn bfd_instance(n: &Node, kids: &[Node], config: &mut Config, d: &mut Diags) {
+    let name = block_name(n);
+    if name.len() > BFD_NAME_MAX {
+        d.error(
+            n.args.first().unwrap_or(&n.keyword),
+            format!("bfd_instance name `{name}` is too long (at most {BFD_NAME_MAX} characters, as keepalived)"),
+        );
+    }
+    if let Some(other) = config.bfd_instances.iter().find(|b| b.name == name) {
+        d.error(
+            n.args.first().unwrap_or(&n.keyword),
+            format!(
+                "bfd_instance `{name}` is defined twice (first at line {})",
+                other.span.line
+            ),
+        );
+    }
+    let neighbor_ip = nodes_ip(kids, &["neighbor_ip", "neighbour_ip"]);
+    let source_ip = ip(kids, "source_ip");
+    let v6 = neighbor_ip.is_some_and(|a| a.is_ipv6());
+    let ttl = int(kids, &["ttl", "hoplimit"])
+        .and_then(|v| u8::try_from(v).ok())
+        .unwrap_or(if v6 {
+            BfdInstance::DEFAULT_HOPLIMIT_V6
+        } else {
+            BfdInstance::DEFAULT_TTL_V4
+        });
+    // -1 is keepalived's way to write 255 (its field is unsigned).
+    let mut max_hops = int(kids, &["max_hops"]).map_or(0, |v| if v < 0 { 255 } else { v as u8 });
+    if max_hops > ttl {
+        let tok = last(kids, "max_hops").map_or(&n.keyword, |m| &m.keyword);
+        d.warning(
+            tok,
+            format!(
+                "bfd_instance `{name}`: max_hops {max_hops} exceeds the {} {ttl}; using {ttl} (as keepalived)",
+                if v6 { "hoplimit" } else { "ttl" }
+            ),
+        );
+        max_hops = ttl;
+    }
+    let (weight, reverse) = weight(kids, 0);
+    let to_vrrp = has(kids, "vrrp");
+    let to_checker = has(kids, "checker");
+    let b = BfdInstance {
+        name: name.clone(),
+        span: name_span(n),
+        neighbor_ip,
+        source_ip,
+        min_rx_us: bfd_millis(kids, "min_rx", 1).unwrap_or(10_000),
+        min_tx_us: bfd_millis(kids, "min_tx", 1).unwrap_or(10_000),
+        idle_tx_us: bfd_millis(kids, "idle_tx", 1000).unwrap_or(1_000_000),
+        multiplier: int(kids, &["multiplier"])
+            .and_then(|v| u8::try_from(v).ok())
+            .unwrap_or(5),
+        passive: has(kids, "passive"),
+        ttl,
+        max_hops,
+        multihop: boolean(kids, "multihop").unwrap_or(false),
+        weight,
+        reverse,
+        to_vrrp: to_vrrp || !to_checker,
+        to_checker: to_checker || !to_vrrp,
+    };
+    for (key, v) in [
+        ("min_rx", b.min_rx_us),
+        ("min_tx", b.min_tx_us),
+        ("idle_tx", b.idle_tx_us),
+    ] {
+        if v > BFD_INTERVAL_SENSIBLE_US {
+            if let Some(k) = last(kids, key) {
+                d.warning(
+                    &k.keyword,
+                    format!(
+                        "bfd_instance `{name}`: {key} {} ms is larger than the sensible maximum of 10000 ms (keepalived warns too)",
+                        f64::from(v) / 1000.0
+                    ),
+                );
+            }
+        }
+    }
+    match (neighbor_ip, source_ip) {
+        (None, _) => d.error(
+            &n.keyword,
+            format!("bfd_instance `{name}` has no `neighbor_ip`"),
+        ),
+        (Some(nb), Some(src)) if nb.is_ipv4() != src.is_ipv4() => {
+            let tok = last(kids, "source_ip").map_or(&n.keyword, |s| &s.keyword);
+            d.error(
+                tok,
+                format!("bfd_instance `{name}`: source_ip {src} and neighbor_ip {nb} are not of the same family"),
+            );
+        }
+        (Some(nb), src) => {
+            // keepalived's find_bfd_by_addr: one session per neighbour and hop mode,
+            // unless both name different sources.
+            let dup = config.bfd_instances.iter().find(|o| {
+                o.neighbor_ip == Some(nb)
+                    && o.multihop == b.multihop
+                    && (o.source_ip.is_none() || src.is_none() || o.source_ip == src)
+            });
+            if let Some(o) = dup {
+                let tok = last(kids, "neighbor_ip")
+                    .or_else(|| last(kids, "neighbour_ip"))
+                    .map_or(&n.keyword, |s| &s.keyword);
+                d.error(
+                    tok,
+                    format!(
+                        "bfd_instance `{name}`: bfd_instance `{}` already has neighbor {nb}{}",
+                        o.name,
+                        if b.multihop { " (multihop)" } else { "" }
+                    ),
+                );
+            }
+        }
+    }
+    config.bfd_instances.push(b);
+}
+
+fn nodes_ip(nodes: &[Node], keys: &[&str]) -> Option<IpAddr> {
+    first_arg(nodes, keys).and_then(|a| a.parse().ok())
+}
+
 fn block_name(n: &Node) -> String {
     n.args.first().map(|a| a.text.clone()).unwrap_or_default()
 }
@@ -859,30 +1011,7 @@ pub(crate) fn fill_top(n: &Node, config: &mut Config, names: &IprouteNames, d: &
                 );
             }
         }
-        "bfd_instance" => {
-            let (weight, reverse) = weight(kids, 0);
-            config.bfd_instances.push(BfdInstance {
-                name: block_name(n),
-                span: name_span(n),
-                neighbor_ip: ip(kids, "neighbor_ip"),
-                source_ip: ip(kids, "source_ip"),
-                min_rx: uint32(kids, &["min_rx"]),
-                min_tx: uint32(kids, &["min_tx"]),
-                idle_tx: uint32(kids, &["idle_tx"]),
-                multiplier: uint32(kids, &["multiplier"]),
-                passive: has(kids, "passive"),
-                ttl: uint32(kids, &["ttl", "hoplimit"]),
-                max_hops: uint32(kids, &["max_hops"]),
-                weight,
-                reverse,
-            });
-            if !has(kids, "neighbor_ip") {
-                d.error(
-                    &n.keyword,
-                    format!("bfd_instance `{}` has no `neighbor_ip`", block_name(n)),
-                );
-            }
-        }
+        "bfd_instance" => bfd_instance(n, kids, config, d),
         "vrrp_sync_group" => {
             let mut g = SyncGroup {
                 name: block_name(n),

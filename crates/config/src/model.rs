@@ -153,21 +153,58 @@ pub struct TrackProcess {
     pub full_command: bool,
 }
 
+/// `bfd_instance NAME { ... }` with keepalived 2.4.3's defaults filled in. Intervals in
+/// microseconds (keepalived reads milliseconds with 3 decimals).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct BfdInstance {
     pub name: String,
     pub span: Span,
+    /// `neighbor_ip` / `neighbour_ip`; a block without one is an error.
     pub neighbor_ip: Option<IpAddr>,
     pub source_ip: Option<IpAddr>,
-    pub min_rx: Option<u32>,
-    pub min_tx: Option<u32>,
-    pub idle_tx: Option<u32>,
-    pub multiplier: Option<u32>,
+    /// `min_rx`: Required Min RX Interval (default 10 ms).
+    pub min_rx_us: u32,
+    /// `min_tx`: Desired Min TX Interval while Up (default 10 ms).
+    pub min_tx_us: u32,
+    /// `idle_tx`: Desired Min TX Interval while not Up (default 1 s, at least 1 s).
+    pub idle_tx_us: u32,
+    /// `multiplier`: Detect Mult (default 5).
+    pub multiplier: u8,
     pub passive: bool,
-    pub ttl: Option<u32>,
-    pub max_hops: Option<u32>,
+    /// `ttl` / `hoplimit` sent: keepalived's defaults are 255 for IPv4 and 64 for IPv6.
+    pub ttl: u8,
+    /// `max_hops`: how far below `ttl` a received TTL / hop limit may be (default 0;
+    /// `-1` or 255: no check); never above `ttl`, as keepalived caps it.
+    pub max_hops: u8,
+    /// `multihop` (keepalived 2.4): RFC 5883, port 4784.
+    pub multihop: bool,
+    /// `weight N [reverse]`: the default weight of `track_bfd` entries naming it.
     pub weight: i64,
     pub reverse: bool,
+    /// `vrrp` / `checker`: where events go; both when neither is given.
+    pub to_vrrp: bool,
+    pub to_checker: bool,
+}
+
+impl BfdInstance {
+    /// keepalived: 255 for IPv4 neighbours, 64 for IPv6.
+    pub const DEFAULT_TTL_V4: u8 = 255;
+    pub const DEFAULT_HOPLIMIT_V6: u8 = 64;
+
+    /// The lowest TTL / hop limit accepted on receipt (`ttl - max_hops`); `None` when
+    /// `max_hops` is 255 (no check), as keepalived.
+    pub fn min_rx_ttl(&self) -> Option<u8> {
+        (self.max_hops != u8::MAX).then(|| self.ttl.saturating_sub(self.max_hops))
+    }
+
+    /// UDP destination port: 3784, or 4784 with `multihop`.
+    pub fn port(&self) -> u16 {
+        if self.multihop {
+            4784
+        } else {
+            3784
+        }
+    }
 }
 
 /// `use_vmac [[name] NAME] [MAC] [netlink_notify_msg] [group GROUP]`.

@@ -36,6 +36,9 @@ pub(crate) enum A {
     Weight(i64, i64),
     /// Port 0..=65535.
     Port,
+    /// Decimal milliseconds with at most 3 decimals (keepalived's BFD intervals), in the
+    /// range of whole milliseconds.
+    Millis(u64, u64),
 }
 
 /// What follows `{`.
@@ -465,17 +468,24 @@ pub(crate) const TRACK_PROCESS: &[Kw] = &[
     k("full_command", A::Flag),
 ];
 
+/// keepalived's `BFD_MINRX_MAX` etc.: `UINT32_MAX / 1000` milliseconds.
+pub(crate) const BFD_INTERVAL_MAX_MS: u64 = u32::MAX as u64 / 1000;
+
 pub(crate) const BFD_INSTANCE: &[Kw] = &[
     k("neighbor_ip", A::Ip),
+    k("neighbour_ip", A::Ip),
     k("source_ip", A::Ip),
-    k("min_rx", A::Int(1, 1000)),
-    k("min_tx", A::Int(1, 1000)),
-    k("idle_tx", A::Int(1, 1000)),
-    k("multiplier", A::Int(1, 10)),
+    k("min_rx", A::Millis(1, BFD_INTERVAL_MAX_MS)),
+    k("min_tx", A::Millis(1, BFD_INTERVAL_MAX_MS)),
+    k("idle_tx", A::Millis(1000, BFD_INTERVAL_MAX_MS)),
+    k("multiplier", A::Int(1, 255)),
     k("passive", A::Flag),
     k("ttl", A::Int(1, 255)),
     k("hoplimit", A::Int(1, 255)),
-    k("max_hops", A::Int(0, 255)),
+    // -1 is 255: no hop count check.
+    k("max_hops", A::Int(-1, 255)),
+    // keepalived 2.4 (RFC 5883, port 4784).
+    k("multihop", A::Bool),
     k("weight", A::Weight(-253, 253)),
     k("vrrp", A::Flag),
     k("checker", A::Flag),

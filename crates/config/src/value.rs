@@ -30,6 +30,27 @@ pub fn parse_seconds(s: &str) -> Option<Duration> {
     Some(Duration::from_secs(secs) + Duration::from_micros(u64::from(micros)))
 }
 
+/// keepalived's `read_decimal_unsigned` with 3 decimals, as BFD's `min_rx`, `min_tx` and
+/// `idle_tx` take them: milliseconds such as `10`, `3.312` or `+5.`, to the microsecond;
+/// returned in microseconds. More than 3 decimals is an error, as in keepalived.
+pub fn parse_millis(s: &str) -> Option<u64> {
+    let s = s.strip_prefix('+').unwrap_or(s);
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    if int.is_empty()
+        || frac.len() > 3
+        || !int.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let ms: u64 = int.parse().ok()?;
+    let mut micros = 0u64;
+    for (i, b) in frac.bytes().enumerate() {
+        micros += u64::from(b - b'0') * 10u64.pow(2 - i as u32);
+    }
+    ms.checked_mul(1000)?.checked_add(micros)
+}
+
 /// Plain non-negative integer (no sign, no hex): what keepalived's numeric keywords take.
 pub fn parse_uint(s: &str) -> Option<u64> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
@@ -94,6 +115,18 @@ mod tests {
         assert_eq!(parse_seconds("0.0000019"), Some(Duration::from_micros(1)));
         for bad in ["", ".", "-1", "1e3", "1.2.3", "abc", "1s"] {
             assert_eq!(parse_seconds(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn millis_like_keepalived() {
+        assert_eq!(parse_millis("10"), Some(10_000));
+        assert_eq!(parse_millis("3.312"), Some(3_312));
+        assert_eq!(parse_millis("1500."), Some(1_500_000));
+        assert_eq!(parse_millis("+1500"), Some(1_500_000));
+        assert_eq!(parse_millis("0.5"), Some(500));
+        for bad in ["", ".", "+", ".5", "-1", "3.3125", "1e3", "0x5dc", "1.2.3"] {
+            assert_eq!(parse_millis(bad), None, "{bad}");
         }
     }
 

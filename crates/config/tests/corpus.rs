@@ -92,6 +92,7 @@ fn valid_corpus_covers_every_block_and_checker() {
         "vrrp_script",
         "vrrp_track_file",
         "vrrp_track_process",
+        "bfd_instance",
         "vrrp_sync_group",
         "vrrp_instance",
         "track_interface",
