@@ -414,6 +414,7 @@ fn keepalived_warnings(config: &Config, tree: &[Node], d: &mut Diags) {
         x.help = help.map(str::to_string);
         d.push(x);
     };
+    placement_and_design(tree, d);
     for key in ["vrrp_iptables", "vrrp_ipsets"] {
         if let Some(tok) = find_global(tree, key) {
             tok_warn(
@@ -547,6 +548,103 @@ fn keepalived_warnings(config: &Config, tree: &[Node], d: &mut Diags) {
                 ),
                 None,
             );
+        }
+    }
+}
+
+/// Keywords vipd accepts where keepalived 2.4.3 reads them differently, and the keywords
+/// whose purpose vipd's design serves already ([`schema::COVERED_BY_DESIGN`]).
+fn placement_and_design(tree: &[Node], d: &mut Diags) {
+    let design = |d: &mut Diags, n: &Node, extra: Option<&str>| {
+        let Some((_, why)) = crate::schema::COVERED_BY_DESIGN
+            .iter()
+            .find(|(k, _)| *k == n.name())
+        else {
+            return;
+        };
+        let mut x = Diagnostic::warning_at(
+            format!("`{}` needs nothing in vipd: {why}", n.name()),
+            &n.keyword,
+        );
+        x.help = Some(match extra {
+            Some(e) => format!("{e}; otherwise it can stay (it is accepted)"),
+            None => "it can stay (it is accepted); see docs/keepalived-differences.md".into(),
+        });
+        d.push(x);
+    };
+    for n in tree {
+        match n.name() {
+            "global_defs" => {
+                for c in n.children.iter().flatten() {
+                    // keepalived 2.4.3 reads its daemon options only at top level: in
+                    // global_defs it reports "Unknown keyword" and ignores them.
+                    if crate::schema::DAEMON_OPT_NAMES.contains(&c.name()) {
+                        let mut x = Diagnostic::warning_at(
+                            format!(
+                                "keepalived reads `{}` only at top level, outside global_defs: here it ignores it as an unknown keyword (vipd accepts it in both places)",
+                                c.name()
+                            ),
+                            &c.keyword,
+                        );
+                        x.help =
+                            Some("move it above `global_defs` so vipd and keepalived agree".into());
+                        d.push(x);
+                    }
+                    design(d, c, None);
+                }
+            }
+            "vrrp_instance" => {
+                for c in n.children.iter().flatten() {
+                    match c.name() {
+                        // keepalived 2.4.3 knows these only in a garp_group block and
+                        // ignores them here ("Unknown keyword").
+                        "garp_interval" | "gna_interval" => {
+                            let mut x = Diagnostic::warning_at(
+                                format!(
+                                    "keepalived does not know `{}` in a vrrp_instance (it ignores the line as an unknown keyword); vipd paces this instance's announcements with it",
+                                    c.name()
+                                ),
+                                &c.keyword,
+                            );
+                            x.help = Some(format!(
+                                "for the same pacing under both, use `vrrp_{}` in global_defs (or a garp_group block)",
+                                c.name()
+                            ));
+                            d.push(x);
+                        }
+                        "linkbeat_use_polling" => design(
+                            d,
+                            c,
+                            Some("keepalived calls it deprecated in a vrrp_instance (use a `linkbeat_interfaces` block)"),
+                        ),
+                        _ => design(d, c, None),
+                    }
+                }
+            }
+            _ => design(d, n, None),
+        }
+    }
+    // keepalived: "number '0' outside range [0.000001, 4294.967295]" and
+    // "vrrp_garp_interval '0' is invalid" -- it ignores the line.
+    for key in ["vrrp_garp_interval", "vrrp_gna_interval"] {
+        let zero = tree
+            .iter()
+            .filter(|n| n.name() == "global_defs")
+            .flat_map(|n| n.children.iter().flatten())
+            .filter(|c| c.name() == key)
+            .find(|c| {
+                c.args
+                    .first()
+                    .and_then(|a| a.text.parse::<f64>().ok())
+                    .is_some_and(|v| v == 0.0)
+            });
+        if let Some(c) = zero {
+            let mut x = Diagnostic::warning_at(
+                format!("keepalived refuses `{key} 0` (its range starts at 0.000001) and ignores the line; no pause between announcements is the default anyway"),
+                &c.keyword,
+            );
+            x.help = Some("remove the line: vipd and keepalived then agree".into());
+            d.push(x);
         }
     }
 }

@@ -139,7 +139,7 @@ pub(crate) fn map(nodes: &[Node], diags: &mut Diags) -> (Config, Vec<InstanceMet
             name => match schema::find(TOP, name) {
                 Some(kw) => {
                     blocks::check_kw(n, kw, "at top level", m.diags);
-                    if !schema::RUNTIME_ACTIVE.contains(&name) {
+                    if !schema::is_active(name) {
                         m.diags.inactive(&n.keyword, &format!("`{name}`"));
                     } else if name == "virtual_server" {
                         inactive_inside(n, m.diags);
@@ -189,7 +189,7 @@ impl Mapper<'_> {
         let name = n.name();
         if let Some(k) = schema::find(inactive, name) {
             blocks::check_kw(n, k, place, self.diags);
-            if !schema::RUNTIME_ACTIVE.contains(&name) {
+            if !schema::is_active(name) {
                 self.diags.inactive(kw, &format!("keyword `{name}`"));
             }
             return true;
