@@ -260,6 +260,14 @@ pub(crate) fn lint(
         // vrrp_strict / strict_mode.
         let strict = inst.strict_mode.unwrap_or(config.global.vrrp_strict);
         if strict {
+            // keepalived: "Unicast peers are not supported in strict mode"; vipd's
+            // plan refuses the instance, so this is an error here already.
+            if let Some(tok) = meta.keyword_tok("unicast_peer") {
+                d.push(
+                    Diagnostic::error_at("`vrrp_strict` does not allow unicast peers", tok)
+                        .with_help("remove `unicast_peer`, or `vrrp_strict` / `strict_mode`"),
+                );
+            }
             let mut s = |key: &str, msg: String| {
                 if let Some(tok) = meta.keyword_tok(key) {
                     d.push(
@@ -268,12 +276,6 @@ pub(crate) fn lint(
                     );
                 }
             };
-            if !inst.unicast_peers.is_empty() {
-                s(
-                    "unicast_peer",
-                    "`vrrp_strict` does not allow unicast peers".into(),
-                );
-            }
             if inst.auth.is_some() {
                 s(
                     "authentication",
@@ -415,6 +417,7 @@ fn keepalived_warnings(config: &Config, tree: &[Node], d: &mut Diags) {
         d.push(x);
     };
     placement_and_design(tree, d);
+    global_values(tree, d);
     for key in ["vrrp_iptables", "vrrp_ipsets"] {
         if let Some(tok) = find_global(tree, key) {
             tok_warn(
@@ -645,6 +648,56 @@ fn placement_and_design(tree: &[Node], d: &mut Diags) {
             );
             x.help = Some("remove the line: vipd and keepalived then agree".into());
             d.push(x);
+        }
+    }
+}
+
+/// Global values the daemon's plan would refuse (so `vipd run` and a reload would):
+/// reported here, at their place, as keepalived 2.4.3's `-t` does.
+fn global_values(tree: &[Node], d: &mut Diags) {
+    let node = |key: &str| {
+        tree.iter()
+            .filter(|n| n.name() == "global_defs")
+            .flat_map(|n| n.children.iter().flatten())
+            .rfind(|c| c.name() == key)
+    };
+    let text = |n: &Node| {
+        n.args
+            .iter()
+            .map(|a| a.text.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    // keepalived: "invalid umask value 0999" / "Unknown umask bit IFOO".
+    if let Some(n) = node("umask") {
+        if let Err(e) = crate::value::parse_umask(&text(n)) {
+            d.push(Diagnostic::error_at(
+                e,
+                n.args.first().unwrap_or(&n.keyword),
+            ));
+        }
+    }
+    // keepalived: "Invalid smtp server 127.0.0.1 99999" (also without recipients).
+    if let Some(n) = node("smtp_server") {
+        if let Err(e) = crate::value::parse_smtp_server(&text(n)) {
+            d.push(Diagnostic::error_at(e, n.args.last().unwrap_or(&n.keyword)));
+        }
+    }
+    // keepalived: "vrrp_mcast_group4 [ff02::12] is not IPv4. Skipping".
+    for (key, v6) in [("vrrp_mcast_group4", false), ("vrrp_mcast_group6", true)] {
+        let Some(n) = node(key) else { continue };
+        let Some(tok) = n.args.first() else { continue };
+        let Ok(addr) = tok.text.parse::<IpAddr>() else {
+            continue;
+        };
+        if !addr.is_multicast() || addr.is_ipv6() != v6 {
+            d.push(Diagnostic::error_at(
+                format!(
+                    "`{key}` {addr} is not an {} multicast address",
+                    if v6 { "IPv6" } else { "IPv4" }
+                ),
+                tok,
+            ));
         }
     }
 }

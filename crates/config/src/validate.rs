@@ -35,6 +35,7 @@ pub(crate) fn validate(
         }
 
         let is_v6 = check_families(inst, meta, diags);
+        check_planned_values(inst, meta, is_v6, diags);
         check_version(config, inst, meta, is_v6, diags);
         check_no_vips(config, inst, meta, diags);
         // keepalived resets both with a warning; so does vipd.
@@ -172,6 +173,41 @@ fn check_families(inst: &VrrpInstance, meta: &InstanceMeta, diags: &mut Diags) -
         }
     }
     is_v6
+}
+
+/// Values the instance's plan would refuse (so `vipd run` and a reload would), reported
+/// at their place.
+fn check_planned_values(inst: &VrrpInstance, meta: &InstanceMeta, is_v6: bool, diags: &mut Diags) {
+    let fam = if is_v6 { "IPv6" } else { "IPv4" };
+    if inst.unicast_ttl == Some(0) {
+        if let Some(tok) = meta.value_tok("unicast_ttl") {
+            diags.error_help(
+                tok,
+                "`unicast_ttl 0`: a packet with TTL 0 cannot be sent",
+                "use 1..=255 (255, the default, is what a receiver checking the TTL expects)",
+            );
+        }
+    }
+    // keepalived: "mcast_dst_ip 192.0.2.9 not multicast. Skipping...".
+    if let (Some(g), Some(tok)) = (inst.mcast_dst_ip, meta.value_tok("mcast_dst_ip")) {
+        if !g.is_multicast() || g.is_ipv6() != is_v6 {
+            diags.error(
+                tok,
+                format!("`mcast_dst_ip` {g} is not an {fam} multicast address, as the instance is {fam}"),
+            );
+        }
+    }
+    // keepalived: "VRRP is trying to assign invalid broadcast ... skipping VIP".
+    for (vip, tok) in inst.virtual_ipaddress.iter().zip(&meta.vip_tokens) {
+        if let Some(brd) = vip.brd {
+            if brd.is_ipv6() || vip.addr.is_ipv6() {
+                diags.error(
+                    tok,
+                    format!("{}: `brd {brd}`: a broadcast address belongs to an IPv4 address and is IPv4 itself", vip.addr),
+                );
+            }
+        }
+    }
 }
 
 /// An instance without `virtual_ipaddress`: keepalived runs it (a cloud ENI/EIP moved
