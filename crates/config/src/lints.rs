@@ -946,8 +946,10 @@ fn virtual_servers(config: &Config, d: &mut Diags) {
                 );
             }
             let kind = rs.lb_kind.as_deref().or(vs.lb_kind.as_deref());
+            // keepalived skips such a real server ("Address family of virtual server and
+            // real server ... don't match"); vipd's balancer refuses it, so this is an error.
             if vs_family.is_some_and(|v6| v6 != rs.addr.is_ipv6()) && kind != Some("TUN") {
-                warn(
+                error(
                     d,
                     &rs.span,
                     rlen,

@@ -20,6 +20,17 @@ pub(crate) fn validate(
     // (interface, is_ipv6, vrid) -> first multicast instance using it.
     let mut vrids: HashMap<(&str, bool, u8), &VrrpInstance> = HashMap::new();
 
+    // The plan would drop such a `brd` without a word; keepalived skips the address.
+    for v in &config.static_ipaddress {
+        if let Some(brd) = v.brd.filter(|b| b.is_ipv6() || v.addr.is_ipv6()) {
+            diags.push(crate::diagnostic::Diagnostic::new(
+                crate::diagnostic::Severity::Error,
+                format!("static_ipaddress {}: `brd {brd}`: {BRD_FAMILY}", v.addr),
+                v.span.clone(),
+                v.addr.to_string().len() as u32,
+            ));
+        }
+    }
     for (inst, meta) in config.instances.iter().zip(metas) {
         if !inst.name.is_empty() {
             if let Some(first) = names.get(inst.name.as_str()) {
@@ -175,6 +186,8 @@ fn check_families(inst: &VrrpInstance, meta: &InstanceMeta, diags: &mut Diags) -
     is_v6
 }
 
+const BRD_FAMILY: &str = "a broadcast address belongs to an IPv4 address and is IPv4 itself";
+
 /// Values the instance's plan would refuse (so `vipd run` and a reload would), reported
 /// at their place.
 fn check_planned_values(inst: &VrrpInstance, meta: &InstanceMeta, is_v6: bool, diags: &mut Diags) {
@@ -201,10 +214,7 @@ fn check_planned_values(inst: &VrrpInstance, meta: &InstanceMeta, is_v6: bool, d
     for (vip, tok) in inst.virtual_ipaddress.iter().zip(&meta.vip_tokens) {
         if let Some(brd) = vip.brd {
             if brd.is_ipv6() || vip.addr.is_ipv6() {
-                diags.error(
-                    tok,
-                    format!("{}: `brd {brd}`: a broadcast address belongs to an IPv4 address and is IPv4 itself", vip.addr),
-                );
+                diags.error(tok, format!("{}: `brd {brd}`: {BRD_FAMILY}", vip.addr));
             }
         }
     }

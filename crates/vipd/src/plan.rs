@@ -173,6 +173,7 @@ mod tests {
 
     fn instance(n: usize) -> impl Strategy<Value = String> {
         (
+        (
             1u8..4,
             pick(&["", "", "", "    strict_mode on\n", "    strict_mode off\n"]),
             pick(&[
@@ -202,10 +203,22 @@ mod tests {
                 "    track_script {\n        chk\n    }\n",
                 "    track_script {\n        chk weight -10\n    }\n    notify /bin/true\n",
             ]),
+        ),
+            pick(&[
+                "",
+                "",
+                "    use_vmac\n",
+                "    use_vmac vrrp.5 02:00:5e:00:01\n    vmac_xmit_base\n",
+                "    dont_track_primary\n",
+                "    track_interface {\n        lo weight -5\n    }\n",
+                "    track_file {\n        f1\n    }\n",
+                "    track_process {\n        p1\n    }\n",
+                "    native_ipv6\n    unicast_src_ip ::1\n",
+            ]),
         )
-            .prop_map(move |(vrid, strict, peers, ttl, mcast, vip, extra, misc, scripts)| {
+            .prop_map(move |((vrid, strict, peers, ttl, mcast, vip, extra, misc, scripts), more)| {
                 format!(
-                    "vrrp_instance V{n} {{\n    interface lo\n    virtual_router_id {}\n    priority 100\n{strict}{peers}{ttl}{mcast}{extra}{misc}{scripts}    virtual_ipaddress {{\n        {vip}\n    }}\n}}\n",
+                    "vrrp_instance V{n} {{\n    interface lo\n    virtual_router_id {}\n    priority 100\n{strict}{peers}{ttl}{mcast}{extra}{misc}{scripts}{more}    virtual_ipaddress {{\n        {vip}\n    }}\n}}\n",
                     u32::from(vrid) + 10 * n as u32
                 )
             })
@@ -218,19 +231,33 @@ mod tests {
                 "vrrp_script chk {\n    script \"/bin/true x\"\n    user nobody\n    weight 2\n}\n",
                 "vrrp_script chk {\n    script /bin/true\n    user root root\n}\n",
             ]), 1 => Just(String::new())],
-            pick(&[
-                "",
-                "static_ipaddress {\n    203.0.113.5/32 dev lo\n}\n",
-                "static_routes {\n    203.0.113.0/24 via 127.0.0.1 dev lo\n}\n",
-            ]),
-            pick(&[
+            pick2(
+                &[
+                    "",
+                    "static_ipaddress {\n    203.0.113.5/32 dev lo\n}\n",
+                    "static_ipaddress {\n    203.0.113.5/24 brd 203.0.113.255 dev lo\n}\n",
+                    "static_routes {\n    203.0.113.0/24 via 127.0.0.1 dev lo\n}\n",
+                ],
+                &["static_ipaddress {\n    203.0.113.5/24 brd 2001:db8::ff dev lo\n}\n"],
+            ),
+            Just(
+                "vrrp_track_file f1 {\n    file /nonexistent/vipd-f1\n    weight 5\n}\nvrrp_track_process p1 {\n    process sshd\n    weight 2\n}\n"
+                    .to_string(),
+            ),
+            pick2(
+                &[
                 "",
                 "virtual_server 192.0.2.1 80 {\n    lb_kind DR\n    protocol TCP\n    real_server 198.51.100.1 80 {\n        TCP_CHECK {\n            connect_timeout 3\n        }\n    }\n}\n",
                 "virtual_server 192.0.2.1 443 {\n    lb_algo rr\n    lb_kind NAT\n    protocol TCP\n    persistence_timeout 50\n    sorry_server 198.51.100.9 443\n    real_server 198.51.100.2 8443 {\n        weight 2\n        MISC_CHECK {\n            misc_path /bin/true\n        }\n    }\n}\n",
                 "virtual_server fwmark 5 {\n    lb_kind TUN\n    real_server 198.51.100.3 80 {\n        HTTP_GET {\n            url {\n                path /\n                status_code 200\n            }\n        }\n    }\n}\n",
-            ]),
+            ],
+                &[
+                    "virtual_server 2001:db8::5 80 {\n    lb_kind NAT\n    protocol TCP\n    real_server 198.51.100.1 8080 {\n        TCP_CHECK {\n        }\n    }\n}\n",
+                    "virtual_server 192.0.2.1 80 {\n    lb_kind DR\n    protocol TCP\n    real_server 198.51.100.1 80 {\n        weight 70000\n        TCP_CHECK {\n        }\n    }\n}\n",
+                ],
+            ),
         )
-            .prop_map(|(a, b, c)| format!("{a}{b}{c}"))
+            .prop_map(|(a, b, t, c)| format!("{a}{b}{t}{c}"))
     }
 
     fn config() -> impl Strategy<Value = String> {
@@ -310,5 +337,12 @@ mod tests {
             let text = format!("global_defs {{\n    {g}\n}}\n{base}");
             assert!(accepted(&text).is_none(), "loads:\n{text}");
         }
+        // The second case the property found (shrunk): a real server of the other family.
+        let text = format!("virtual_server 2001:db8::5 80 {{\n    lb_kind NAT\n    protocol TCP\n    real_server 198.51.100.1 8080 {{\n        TCP_CHECK {{\n        }}\n    }}\n}}\n{base}");
+        assert!(accepted(&text).is_none(), "loads:\n{text}");
+        assert!(accepted(&text.replace("NAT", "TUN")).is_some());
+        let text =
+            format!("static_ipaddress {{\n    203.0.113.5/24 brd 2001:db8::ff dev lo\n}}\n{base}");
+        assert!(accepted(&text).is_none(), "loads:\n{text}");
     }
 }
