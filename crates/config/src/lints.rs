@@ -268,6 +268,30 @@ pub(crate) fn lint(
                         .with_help("remove `unicast_peer`, or `vrrp_strict` / `strict_mode`"),
                 );
             }
+            // keepalived: "down_timer_adverts is incompatible with strict mode - resetting".
+            let dta_tok = match inst.down_timer_adverts {
+                Some(n) if n != 3 => meta.keyword_tok("down_timer_adverts").cloned(),
+                None if config
+                    .global
+                    .vrrp_down_timer_adverts
+                    .is_some_and(|n| n != 3) =>
+                {
+                    find_global(tree, "vrrp_down_timer_adverts")
+                }
+                _ => None,
+            };
+            if let Some(tok) = dta_tok {
+                d.push(
+                    Diagnostic::warning_at(
+                        format!(
+                            "`vrrp_strict` resets `down_timer_adverts` of `{}` to 3 (as keepalived does)",
+                            inst.name
+                        ),
+                        &tok,
+                    )
+                    .with_help("vrrp_strict (or strict_mode) enforces RFC conformance; remove one of the two"),
+                );
+            }
             let mut s = |key: &str, msg: String| {
                 if let Some(tok) = meta.keyword_tok(key) {
                     d.push(
@@ -314,8 +338,21 @@ pub(crate) fn lint(
                     }
                 }
             }
+            let v2 = inst.effective_version(&config.global) != 3;
             if inst.accept.is_none() && inst.priority != 255 {
                 strict_no_accept.push(&inst.name);
+            } else if inst.accept == Some(true) && inst.priority != 255 && v2 {
+                // keepalived: "accept mode for VRRP version 2 does not comply with
+                // RFC3768 - resetting".
+                if let Some(tok) = meta.keyword_tok("accept") {
+                    d.push(
+                        Diagnostic::warning_at(
+                            format!("`accept` is ignored: VRRPv2 has no accept mode, so `vrrp_strict` drops packets to the VIPs of `{}` anyway (as keepalived does)", inst.name),
+                            tok,
+                        )
+                        .with_help("use `version 3` for accept mode under vrrp_strict, or drop `vrrp_strict`"),
+                    );
+                }
             }
         }
 
@@ -364,7 +401,7 @@ pub(crate) fn lint(
                 ),
                 tok,
             )
-            .with_help("write `accept` in those instances if the VIPs must be reachable, or drop `vrrp_strict`"),
+            .with_help("write `accept` (with VRRP version 3) in those instances if the VIPs must be reachable, or drop `vrrp_strict`"),
         );
     }
 

@@ -346,6 +346,7 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "default_interface",
     "vrrp_startup_delay",
     "vrrp_delay_after_boot",
+    "vrrp_down_timer_adverts",
     "use_symlink_paths",
     // keepalived 2.4 ignores them and uses nftables; so does vipd (with a warning).
     "vrrp_iptables",
@@ -394,6 +395,7 @@ pub(crate) const COVERED_BY_DESIGN: &[(&str, &str)] = &[
     ("child_wait_time", "vipd's VRRP and checkers are threads of one process, so at shutdown there are no child processes to wait for"),
     ("tmp_config_directory", "vipd has no child processes that re-read the configuration, so it keeps no temporary copy of it"),
     ("random_seed", "vipd draws no random numbers, so there is nothing to seed"),
+    ("reload_check_config", "vipd validates every new configuration completely before a reload and keeps running the old one if it has errors (they are logged, and `vipd reload` prints them; no LOG_FILE is written)"),
     ("log_unknown_vrids", "vipd counts adverts for VRIDs it has no instance for in the metric `vipd_socket_dropped_total{reason=\"unknown_vrid\"}` (`vipd run --metrics ADDR`) instead of logging each one"),
 ];
 

@@ -307,6 +307,33 @@ mod tests {
         }
     }
 
+    /// `vrrp_down_timer_adverts` is the instances' default; their own value wins, and
+    /// strict mode resets it to 3 as keepalived does.
+    #[test]
+    fn vrrp_down_timer_adverts_is_the_instances_default() {
+        let inst = |name: &str, vrid: u8, extra: &str| {
+            format!("vrrp_instance {name} {{\n    interface lo\n    virtual_router_id {vrid}\n    priority 100\n{extra}    virtual_ipaddress {{\n        192.0.2.{vrid}\n    }}\n}}\n")
+        };
+        let text = format!(
+            "global_defs {{\n    vrrp_down_timer_adverts 5\n}}\n{}{}{}",
+            inst("A", 1, ""),
+            inst("B", 2, "    down_timer_adverts 2\n"),
+            inst("C", 3, "    strict_mode on\n")
+        );
+        let (file, config) = accepted(&text).expect("loads without inactive keywords");
+        let plan = build(&file, &config).unwrap_or_else(|e| panic!("{e:#?}"));
+        let dta: Vec<u32> = plan
+            .vrrp
+            .instances
+            .iter()
+            .map(|i| u32::from(i.engine.down_timer_adverts))
+            .collect();
+        assert_eq!(dta, [5, 2, 3]);
+        let (file, config) = accepted(&inst("A", 1, "")).unwrap();
+        let plan = build(&file, &config).unwrap();
+        assert_eq!(plan.vrrp.instances[0].engine.down_timer_adverts, 3);
+    }
+
     /// The generator reaches both sides of the property: clean configurations that plan,
     /// and each refusal that used to surface only at planning.
     #[test]
