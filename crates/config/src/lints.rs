@@ -589,6 +589,39 @@ fn keepalived_warnings(config: &Config, tree: &[Node], d: &mut Diags) {
                 None,
             );
         }
+        // keepalived: "no scheduler set, setting default 'wlc'".
+        if vs.lb_algo.is_none() {
+            warn(
+                d,
+                &vs.span,
+                len,
+                format!("virtual_server {label} has no `lb_algo`: wlc with the IPVS backend (as keepalived), rr with nftables"),
+                Some("write `lb_algo` so every backend and keepalived agree".into()),
+            );
+        }
+        // keepalived: "virtual server ... and real server ... ports don't match - resetting".
+        if let VsKey::Addr {
+            port: Some(vport), ..
+        } = &vs.key
+        {
+            for rs in &vs.real_servers {
+                let kind = rs.lb_kind.as_deref().or(vs.lb_kind.as_deref());
+                match rs.port {
+                    Some(p) if p != *vport && matches!(kind, Some("DR") | Some("TUN")) => warn(
+                        d,
+                        &rs.span,
+                        "real_server".len(),
+                        format!(
+                            "real_server {} port {p} differs from virtual_server {label}'s: `lb_kind {}` forwards packets with port {vport} unchanged (only NAT rewrites ports); keepalived resets the real server's port to {vport}",
+                            rs.addr,
+                            kind.unwrap_or_default()
+                        ),
+                        Some(format!("write port {vport}, or use `lb_kind NAT` to reach port {p}")),
+                    ),
+                    _ => {}
+                }
+            }
+        }
     }
 }
 
