@@ -754,8 +754,51 @@ impl Mapper<'_> {
                 );
             }
         }
+        self.drop_duplicates(&mut inst, &mut meta);
         // No VIPs: checked in validate.rs, where the version and strict mode are known.
         Some((inst, meta))
+    }
+
+    /// keepalived 2.4.3 ignores a repeated virtual address ("VIP duplicates a VIP ... -
+    /// ignoring") and a repeated unicast peer ("duplicate unicast_peer"); so does vipd,
+    /// with a warning at the repeat.
+    fn drop_duplicates(&mut self, inst: &mut VrrpInstance, meta: &mut InstanceMeta) {
+        let mut seen = std::collections::HashSet::new();
+        let mut keep = Vec::new();
+        for (vip, tok) in inst.virtual_ipaddress.iter().zip(&meta.vip_tokens) {
+            let fresh = seen.insert((vip.addr, vip.dev.clone()));
+            if !fresh {
+                self.diags.warning(
+                    tok,
+                    format!("virtual address {} is listed twice in vrrp_instance `{}`: this line is ignored (as keepalived does)", vip.addr, inst.name),
+                );
+            }
+            keep.push(fresh);
+        }
+        if keep.len() == inst.virtual_ipaddress.len() && meta.vip_tokens.len() == keep.len() {
+            let mut k = keep.iter();
+            inst.virtual_ipaddress.retain(|_| *k.next().unwrap());
+            let mut k = keep.iter();
+            meta.vip_tokens.retain(|_| *k.next().unwrap());
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut keep = Vec::new();
+        for (peer, tok) in inst.unicast_peers.iter().zip(&meta.peer_tokens) {
+            let fresh = seen.insert(peer.addr);
+            if !fresh {
+                self.diags.warning(
+                    tok,
+                    format!("unicast_peer {} is listed twice in vrrp_instance `{}`: this line is ignored (as keepalived does)", peer.addr, inst.name),
+                );
+            }
+            keep.push(fresh);
+        }
+        if keep.len() == inst.unicast_peers.len() && meta.peer_tokens.len() == keep.len() {
+            let mut k = keep.iter();
+            inst.unicast_peers.retain(|_| *k.next().unwrap());
+            let mut k = keep.iter();
+            meta.peer_tokens.retain(|_| *k.next().unwrap());
+        }
     }
 
     /// One line of `virtual_ipaddress`; it may hold several addresses, as in
@@ -1393,6 +1436,22 @@ global_defs {
         let host = &rs.checkers[1].hosts[0];
         assert_eq!(host.connect_ip, Some("192.0.2.11".parse().unwrap()));
         assert_eq!(host.span.line, 15);
+    }
+
+    #[test]
+    fn repeated_vips_and_peers_are_dropped_with_a_warning() {
+        let l = load("vrrp_instance V {\n interface eth0\n virtual_router_id 1\n priority 100\n unicast_peer {\n  192.0.2.2\n  192.0.2.2\n  192.0.2.3\n }\n virtual_ipaddress {\n  192.0.2.1/24\n  192.0.2.1/24 dev eth1\n  192.0.2.1/24\n }\n}\n").unwrap();
+        let i = &l.config.instances[0];
+        let peers: Vec<String> = i.unicast_peers.iter().map(|p| p.addr.to_string()).collect();
+        assert_eq!(peers, ["192.0.2.2", "192.0.2.3"]);
+        let vips: Vec<Option<&str>> = i
+            .virtual_ipaddress
+            .iter()
+            .map(|v| v.dev.as_deref())
+            .collect();
+        assert_eq!(vips, [None, Some("eth1")]);
+        let lines: Vec<u32> = l.diagnostics.iter().map(|d| d.span.line).collect();
+        assert_eq!(lines, [7, 13], "{:?}", l.diagnostics);
     }
 
     #[test]
