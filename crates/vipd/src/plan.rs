@@ -334,6 +334,53 @@ mod tests {
         assert_eq!(plan.vrrp.instances[0].engine.down_timer_adverts, 3);
     }
 
+    /// The real-world shapes of the config corpus (Kubernetes API, OpenStack, haproxy
+    /// pair, LVS, cloud EIP, home lab) plan as `vipd run` would, on an interface of this
+    /// host with an IPv6 link-local address standing in for their `eth0`.
+    #[test]
+    fn real_world_shapes_plan() {
+        let inet6 = std::fs::read_to_string("/proc/net/if_inet6").unwrap_or_default();
+        let Some(iface) = inet6
+            .lines()
+            .filter(|l| l.starts_with("fe80"))
+            .filter_map(|l| l.split_whitespace().last())
+            .find(|n| *n != "lo")
+            .map(str::to_string)
+        else {
+            eprintln!("skipped: no interface with an IPv6 link-local address");
+            return;
+        };
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/tests/corpus/valid");
+        let mut shapes: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                let name = p.file_name().unwrap().to_string_lossy();
+                name.starts_with("shape-") && name.ends_with(".conf")
+            })
+            .collect();
+        shapes.sort();
+        assert!(shapes.len() >= 6, "{shapes:?}");
+        let opts = LoadOptions {
+            config_id: Some("corpus".into()),
+            check_interfaces: true,
+        };
+        for f in shapes {
+            let text = std::fs::read_to_string(&f).unwrap().replace("eth0", &iface);
+            let loaded =
+                load_str(&text, &f, &opts).unwrap_or_else(|e| panic!("{}: {e:#?}", f.display()));
+            assert!(
+                !loaded.diagnostics.iter().any(|d| d.is_inactive()),
+                "{}: {:#?}",
+                f.display(),
+                loaded.diagnostics
+            );
+            let plan =
+                build(&f, &loaded.config).unwrap_or_else(|e| panic!("{}: {e:#?}", f.display()));
+            assert_eq!(plan.vrrp.instances.len(), loaded.config.instances.len());
+        }
+    }
+
     /// The generator reaches both sides of the property: clean configurations that plan,
     /// and each refusal that used to surface only at planning.
     #[test]
