@@ -347,6 +347,7 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "vrrp_startup_delay",
     "vrrp_delay_after_boot",
     "vrrp_down_timer_adverts",
+    "checker_log_all_failures",
     "use_symlink_paths",
     // keepalived 2.4 ignores them and uses nftables; so does vipd (with a warning).
     "vrrp_iptables",
