@@ -599,6 +599,60 @@ fn keepalived_warnings(config: &Config, tree: &[Node], d: &mut Diags) {
                 Some("write `lb_algo` so every backend and keepalived agree".into()),
             );
         }
+        // keepalived, for a group: "fwmark virtual server ..., real server ... has port
+        // specified - port will be ignored" and "... and real server ... ports don't match".
+        if let VsKey::Group(g) = &vs.key {
+            let entries = config
+                .virtual_server_groups
+                .iter()
+                .filter(|x| &x.name == g)
+                .flat_map(|x| &x.entries);
+            let mut fwmark = false;
+            let mut ports = Vec::new();
+            for e in entries {
+                match e {
+                    VsgEntry::Fwmark { .. } => fwmark = true,
+                    VsgEntry::Range { port: Some(p), .. } => ports.push(*p),
+                    VsgEntry::Range { .. } => {}
+                }
+            }
+            for rs in &vs.real_servers {
+                let kind = rs.lb_kind.as_deref().or(vs.lb_kind.as_deref());
+                let Some(p) = rs.port else { continue };
+                if !matches!(kind, Some("DR") | Some("TUN")) {
+                    continue;
+                }
+                let other: Vec<String> = ports
+                    .iter()
+                    .filter(|v| **v != p)
+                    .map(u16::to_string)
+                    .collect();
+                if fwmark || !other.is_empty() {
+                    let mut why = Vec::new();
+                    if !other.is_empty() {
+                        why.push(format!(
+                            "group `{g}` has port {} (only NAT rewrites ports)",
+                            other.join(", ")
+                        ));
+                    }
+                    if fwmark {
+                        why.push(format!("group `{g}`'s fwmark entries match any port"));
+                    }
+                    warn(
+                        d,
+                        &rs.span,
+                        "real_server".len(),
+                        format!(
+                            "real_server {} port {p} does not apply with `lb_kind {}`: {}",
+                            rs.addr,
+                            kind.unwrap_or_default(),
+                            why.join("; ")
+                        ),
+                        Some("drop the real server's port, or use `lb_kind NAT`".into()),
+                    );
+                }
+            }
+        }
         // keepalived: "virtual server ... and real server ... ports don't match - resetting".
         if let VsKey::Addr {
             port: Some(vport), ..
@@ -1037,18 +1091,27 @@ fn virtual_servers(config: &Config, d: &mut Diags) {
                 );
             }
         }
-        if let Some(q) = vs.quorum {
-            if i64::from(q) > total && !vs.real_servers.is_empty() {
-                warn(
-                    d,
-                    &vs.span,
-                    len,
-                    format!(
-                        "virtual_server {label}: quorum {q} exceeds the sum of real server weights ({total}), so it can never be reached"
-                    ),
-                    None,
-                );
-            }
+        // keepalived: "quorum N for ... exceeds total weight of real servers M, reducing
+        // quorum to M" -- also for the default quorum 1 when every weight is 0.
+        let q = vs.quorum.unwrap_or(1);
+        if i64::from(q) > total && !vs.real_servers.is_empty() {
+            let what = match vs.quorum {
+                Some(q) => format!("quorum {q}"),
+                None => "the default quorum 1".into(),
+            };
+            warn(
+                d,
+                &vs.span,
+                len,
+                format!(
+                    "virtual_server {label}: {what} exceeds the sum of real server weights ({total}), so vipd never sees it reached (keepalived lowers the quorum to {total} instead)"
+                ),
+                Some(if vs.sorry_server.is_some() {
+                    "lower `quorum` or raise the weights: vipd sends the traffic to the sorry_server".into()
+                } else {
+                    "lower `quorum` or raise the weights".into()
+                }),
+            );
         }
     }
 }
