@@ -487,7 +487,18 @@ impl Mapper<'_> {
         let repeat = |m: &mut Self| m.int(n, 0, u64::from(u32::MAX)).map(|v| v as u32);
         match key {
             "garp_master_delay" => set(&mut g.master_delay, self.whole_seconds(n)),
-            "garp_master_repeat" => set(&mut g.master_repeat, repeat(self)),
+            "garp_master_repeat" => {
+                let mut v = repeat(self);
+                // keepalived: "garp_master_repeat must be greater than 0, setting to 1".
+                if v == Some(0) {
+                    self.diags.warning(
+                        n.args.first().unwrap_or(&n.keyword),
+                        format!("`{}` 0 is raised to 1 (as keepalived does): a new master always announces its addresses", n.name()),
+                    );
+                    v = Some(1);
+                }
+                set(&mut g.master_repeat, v)
+            }
             "garp_lower_prio_delay" => set(&mut g.lower_prio_delay, self.whole_seconds(n)),
             "garp_lower_prio_repeat" => set(&mut g.lower_prio_repeat, repeat(self)),
             "garp_master_refresh" => set(&mut g.master_refresh, self.whole_seconds(n)),
@@ -781,6 +792,23 @@ impl Mapper<'_> {
             let mut k = keep.iter();
             meta.vip_tokens.retain(|_| *k.next().unwrap());
         }
+        // keepalived: "Excluded VIP duplicates a VIP ... - ignoring".
+        let vips: std::collections::HashSet<IpAddr> =
+            inst.virtual_ipaddress.iter().map(|v| v.addr).collect();
+        let mut seen_excluded = std::collections::HashSet::new();
+        let name = inst.name.clone();
+        inst.virtual_ipaddress_excluded.retain(|v| {
+            let dup = vips.contains(&v.addr) || !seen_excluded.insert(v.addr);
+            if dup {
+                self.diags.push(crate::Diagnostic::new(
+                    crate::Severity::Warning,
+                    format!("excluded address {} repeats an address of vrrp_instance `{name}`: this line is ignored (as keepalived does)", v.addr),
+                    v.span.clone(),
+                    v.addr.to_string().len() as u32,
+                ));
+            }
+            !dup
+        });
         let mut seen = std::collections::HashSet::new();
         let mut keep = Vec::new();
         for (peer, tok) in inst.unicast_peers.iter().zip(&meta.peer_tokens) {
@@ -1452,6 +1480,21 @@ global_defs {
         assert_eq!(vips, [None, Some("eth1")]);
         let lines: Vec<u32> = l.diagnostics.iter().map(|d| d.span.line).collect();
         assert_eq!(lines, [7, 13], "{:?}", l.diagnostics);
+    }
+
+    #[test]
+    fn garp_master_repeat_0_becomes_1_and_excluded_repeats_are_dropped() {
+        let l = load("global_defs {\n vrrp_garp_master_repeat 0\n}\nvrrp_instance V {\n interface eth0\n virtual_router_id 1\n priority 100\n garp_master_repeat 0\n virtual_ipaddress {\n  192.0.2.1/24\n }\n virtual_ipaddress_excluded {\n  192.0.2.1/24\n  192.0.2.9/24\n  192.0.2.9/24\n }\n}\n").unwrap();
+        assert_eq!(l.config.global.garp.master_repeat, Some(1));
+        let i = &l.config.instances[0];
+        assert_eq!(i.garp.master_repeat, Some(1));
+        let excluded: Vec<String> = i
+            .virtual_ipaddress_excluded
+            .iter()
+            .map(|v| v.addr.to_string())
+            .collect();
+        assert_eq!(excluded, ["192.0.2.9"]);
+        assert_eq!(l.diagnostics.len(), 4, "{:?}", l.diagnostics);
     }
 
     #[test]
