@@ -109,6 +109,9 @@ mod tests {
     //! from keyword fragments on `lo` (it exists everywhere and has 127.0.0.1) that load
     //! without an error or an inactive keyword must plan, so every refusal `vipd run`
     //! or a reload could meet has a load-time diagnostic at its `file:line:col`.
+    //! Not generated: host facts (missing users, interfaces, scripts) and the checkers'
+    //! own option checks (vipd-check's spec, e.g. HTTP_GET without `url`), which
+    //! `check-config` reports through this same plan, at their lines.
 
     use super::*;
     use proptest::prelude::*;
