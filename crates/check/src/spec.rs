@@ -81,6 +81,8 @@ pub struct Globals {
     /// SCHED_RR priority.
     pub nice: Option<i32>,
     pub rt_priority: Option<u8>,
+    /// `checker_log_all_failures`: the checkers' default `log_all_failures`.
+    pub log_all_failures: bool,
 }
 
 impl Globals {
@@ -90,6 +92,7 @@ impl Globals {
             script_user: cfg.global.script_user.clone(),
             enable_script_security: cfg.global.enable_script_security,
             use_symlink_paths: cfg.global.use_symlink_paths,
+            log_all_failures: cfg.global.checker_log_all_failures,
             ssl: cfg.ssl.clone(),
             nice: cfg.global.checker_priority,
             rt_priority: cfg.global.checker_rt_priority,
@@ -416,7 +419,9 @@ impl Builder<'_> {
             .opt_bool("alpha")
             .or(self.rs.alpha)
             .unwrap_or(self.vs.alpha);
-        let log_all_failures = self.opt_bool("log_all_failures").unwrap_or(false);
+        let log_all_failures = self
+            .opt_bool("log_all_failures")
+            .unwrap_or(self.g.log_all_failures);
         let fwmark = self.opt_int::<u32>("fwmark");
         let bind_if = self.opt("bind_if").map(str::to_string);
 

@@ -925,6 +925,12 @@ pub(crate) fn fill_global(n: &Node, g: &mut GlobalDefs) {
         }
         "vrrp_startup_delay" => g.vrrp_startup_delay = secs(one, &["vrrp_startup_delay"]),
         "vrrp_delay_after_boot" => g.vrrp_delay_after_boot = secs(one, &["vrrp_delay_after_boot"]),
+        "checker_log_all_failures" => {
+            g.checker_log_all_failures = boolean(one, "checker_log_all_failures").unwrap_or(true)
+        }
+        "vrrp_down_timer_adverts" => {
+            g.vrrp_down_timer_adverts = int(one, &["vrrp_down_timer_adverts"]).map(|v| v as u8)
+        }
         "use_symlink_paths" => {
             g.use_symlink_paths = boolean(one, "use_symlink_paths").unwrap_or(true)
         }

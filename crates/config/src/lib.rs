@@ -32,6 +32,7 @@ pub use lexer::{Token, TokenKind};
 pub use lints::{cross_node, CROSS_NODE};
 pub use model::*;
 pub use tree::Node;
+pub use value::{parse_smtp_server, parse_umask};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadOptions {

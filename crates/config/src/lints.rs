@@ -260,6 +260,38 @@ pub(crate) fn lint(
         // vrrp_strict / strict_mode.
         let strict = inst.strict_mode.unwrap_or(config.global.vrrp_strict);
         if strict {
+            // keepalived: "Unicast peers are not supported in strict mode"; vipd's
+            // plan refuses the instance, so this is an error here already.
+            if let Some(tok) = meta.keyword_tok("unicast_peer") {
+                d.push(
+                    Diagnostic::error_at("`vrrp_strict` does not allow unicast peers", tok)
+                        .with_help("remove `unicast_peer`, or `vrrp_strict` / `strict_mode`"),
+                );
+            }
+            // keepalived: "down_timer_adverts is incompatible with strict mode - resetting".
+            let dta_tok = match inst.down_timer_adverts {
+                Some(n) if n != 3 => meta.keyword_tok("down_timer_adverts").cloned(),
+                None if config
+                    .global
+                    .vrrp_down_timer_adverts
+                    .is_some_and(|n| n != 3) =>
+                {
+                    find_global(tree, "vrrp_down_timer_adverts")
+                }
+                _ => None,
+            };
+            if let Some(tok) = dta_tok {
+                d.push(
+                    Diagnostic::warning_at(
+                        format!(
+                            "`vrrp_strict` resets `down_timer_adverts` of `{}` to 3 (as keepalived does)",
+                            inst.name
+                        ),
+                        &tok,
+                    )
+                    .with_help("vrrp_strict (or strict_mode) enforces RFC conformance; remove one of the two"),
+                );
+            }
             let mut s = |key: &str, msg: String| {
                 if let Some(tok) = meta.keyword_tok(key) {
                     d.push(
@@ -268,12 +300,6 @@ pub(crate) fn lint(
                     );
                 }
             };
-            if !inst.unicast_peers.is_empty() {
-                s(
-                    "unicast_peer",
-                    "`vrrp_strict` does not allow unicast peers".into(),
-                );
-            }
             if inst.auth.is_some() {
                 s(
                     "authentication",
@@ -312,8 +338,21 @@ pub(crate) fn lint(
                     }
                 }
             }
+            let v2 = inst.effective_version(&config.global) != 3;
             if inst.accept.is_none() && inst.priority != 255 {
                 strict_no_accept.push(&inst.name);
+            } else if inst.accept == Some(true) && inst.priority != 255 && v2 {
+                // keepalived: "accept mode for VRRP version 2 does not comply with
+                // RFC3768 - resetting".
+                if let Some(tok) = meta.keyword_tok("accept") {
+                    d.push(
+                        Diagnostic::warning_at(
+                            format!("`accept` is ignored: VRRPv2 has no accept mode, so `vrrp_strict` drops packets to the VIPs of `{}` anyway (as keepalived does)", inst.name),
+                            tok,
+                        )
+                        .with_help("use `version 3` for accept mode under vrrp_strict, or drop `vrrp_strict`"),
+                    );
+                }
             }
         }
 
@@ -362,7 +401,7 @@ pub(crate) fn lint(
                 ),
                 tok,
             )
-            .with_help("write `accept` in those instances if the VIPs must be reachable, or drop `vrrp_strict`"),
+            .with_help("write `accept` (with VRRP version 3) in those instances if the VIPs must be reachable, or drop `vrrp_strict`"),
         );
     }
 
@@ -414,6 +453,8 @@ fn keepalived_warnings(config: &Config, tree: &[Node], d: &mut Diags) {
         x.help = help.map(str::to_string);
         d.push(x);
     };
+    placement_and_design(tree, d);
+    global_values(tree, d);
     for key in ["vrrp_iptables", "vrrp_ipsets"] {
         if let Some(tok) = find_global(tree, key) {
             tok_warn(
@@ -547,6 +588,240 @@ fn keepalived_warnings(config: &Config, tree: &[Node], d: &mut Diags) {
                 ),
                 None,
             );
+        }
+        // keepalived: "no scheduler set, setting default 'wlc'".
+        if vs.lb_algo.is_none() {
+            warn(
+                d,
+                &vs.span,
+                len,
+                format!("virtual_server {label} has no `lb_algo`: wlc with the IPVS backend (as keepalived), rr with nftables"),
+                Some("write `lb_algo` so every backend and keepalived agree".into()),
+            );
+        }
+        // keepalived, for a group: "fwmark virtual server ..., real server ... has port
+        // specified - port will be ignored" and "... and real server ... ports don't match".
+        if let VsKey::Group(g) = &vs.key {
+            let entries = config
+                .virtual_server_groups
+                .iter()
+                .filter(|x| &x.name == g)
+                .flat_map(|x| &x.entries);
+            let mut fwmark = false;
+            let mut ports = Vec::new();
+            for e in entries {
+                match e {
+                    VsgEntry::Fwmark { .. } => fwmark = true,
+                    VsgEntry::Range { port: Some(p), .. } => ports.push(*p),
+                    VsgEntry::Range { .. } => {}
+                }
+            }
+            for rs in &vs.real_servers {
+                let kind = rs.lb_kind.as_deref().or(vs.lb_kind.as_deref());
+                let Some(p) = rs.port else { continue };
+                if !matches!(kind, Some("DR") | Some("TUN")) {
+                    continue;
+                }
+                let other: Vec<String> = ports
+                    .iter()
+                    .filter(|v| **v != p)
+                    .map(u16::to_string)
+                    .collect();
+                if fwmark || !other.is_empty() {
+                    let mut why = Vec::new();
+                    if !other.is_empty() {
+                        why.push(format!(
+                            "group `{g}` has port {} (only NAT rewrites ports)",
+                            other.join(", ")
+                        ));
+                    }
+                    if fwmark {
+                        why.push(format!("group `{g}`'s fwmark entries match any port"));
+                    }
+                    warn(
+                        d,
+                        &rs.span,
+                        "real_server".len(),
+                        format!(
+                            "real_server {} port {p} does not apply with `lb_kind {}`: {}",
+                            rs.addr,
+                            kind.unwrap_or_default(),
+                            why.join("; ")
+                        ),
+                        Some("drop the real server's port, or use `lb_kind NAT`".into()),
+                    );
+                }
+            }
+        }
+        // keepalived: "virtual server ... and real server ... ports don't match - resetting".
+        if let VsKey::Addr {
+            port: Some(vport), ..
+        } = &vs.key
+        {
+            for rs in &vs.real_servers {
+                let kind = rs.lb_kind.as_deref().or(vs.lb_kind.as_deref());
+                match rs.port {
+                    Some(p) if p != *vport && matches!(kind, Some("DR") | Some("TUN")) => warn(
+                        d,
+                        &rs.span,
+                        "real_server".len(),
+                        format!(
+                            "real_server {} port {p} differs from virtual_server {label}'s: `lb_kind {}` forwards packets with port {vport} unchanged (only NAT rewrites ports); keepalived resets the real server's port to {vport}",
+                            rs.addr,
+                            kind.unwrap_or_default()
+                        ),
+                        Some(format!("write port {vport}, or use `lb_kind NAT` to reach port {p}")),
+                    ),
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// Keywords vipd accepts where keepalived 2.4.3 reads them differently, and the keywords
+/// whose purpose vipd's design serves already ([`schema::COVERED_BY_DESIGN`]).
+fn placement_and_design(tree: &[Node], d: &mut Diags) {
+    let design = |d: &mut Diags, n: &Node, extra: Option<&str>| {
+        let Some((_, why)) = crate::schema::COVERED_BY_DESIGN
+            .iter()
+            .find(|(k, _)| *k == n.name())
+        else {
+            return;
+        };
+        let mut x = Diagnostic::warning_at(
+            format!("`{}` needs nothing in vipd: {why}", n.name()),
+            &n.keyword,
+        );
+        x.help = Some(match extra {
+            Some(e) => format!("{e}; otherwise it can stay (it is accepted)"),
+            None => "it can stay (it is accepted); see docs/keepalived-differences.md".into(),
+        });
+        d.push(x);
+    };
+    for n in tree {
+        match n.name() {
+            "global_defs" => {
+                for c in n.children.iter().flatten() {
+                    // keepalived 2.4.3 reads its daemon options only at top level: in
+                    // global_defs it reports "Unknown keyword" and ignores them.
+                    if crate::schema::DAEMON_OPT_NAMES.contains(&c.name()) {
+                        let mut x = Diagnostic::warning_at(
+                            format!(
+                                "keepalived reads `{}` only at top level, outside global_defs: here it ignores it as an unknown keyword (vipd accepts it in both places)",
+                                c.name()
+                            ),
+                            &c.keyword,
+                        );
+                        x.help =
+                            Some("move it above `global_defs` so vipd and keepalived agree".into());
+                        d.push(x);
+                    }
+                    design(d, c, None);
+                }
+            }
+            "vrrp_instance" => {
+                for c in n.children.iter().flatten() {
+                    match c.name() {
+                        // keepalived 2.4.3 knows these only in a garp_group block and
+                        // ignores them here ("Unknown keyword").
+                        "garp_interval" | "gna_interval" => {
+                            let mut x = Diagnostic::warning_at(
+                                format!(
+                                    "keepalived does not know `{}` in a vrrp_instance (it ignores the line as an unknown keyword); vipd paces this instance's announcements with it",
+                                    c.name()
+                                ),
+                                &c.keyword,
+                            );
+                            x.help = Some(format!(
+                                "for the same pacing under both, use `vrrp_{}` in global_defs (or a garp_group block)",
+                                c.name()
+                            ));
+                            d.push(x);
+                        }
+                        "linkbeat_use_polling" => design(
+                            d,
+                            c,
+                            Some("keepalived calls it deprecated in a vrrp_instance (use a `linkbeat_interfaces` block)"),
+                        ),
+                        _ => design(d, c, None),
+                    }
+                }
+            }
+            _ => design(d, n, None),
+        }
+    }
+    // keepalived: "number '0' outside range [0.000001, 4294.967295]" and
+    // "vrrp_garp_interval '0' is invalid" -- it ignores the line.
+    for key in ["vrrp_garp_interval", "vrrp_gna_interval"] {
+        let zero = tree
+            .iter()
+            .filter(|n| n.name() == "global_defs")
+            .flat_map(|n| n.children.iter().flatten())
+            .filter(|c| c.name() == key)
+            .find(|c| {
+                c.args
+                    .first()
+                    .and_then(|a| a.text.parse::<f64>().ok())
+                    .is_some_and(|v| v == 0.0)
+            });
+        if let Some(c) = zero {
+            let mut x = Diagnostic::warning_at(
+                format!("keepalived refuses `{key} 0` (its range starts at 0.000001) and ignores the line; no pause between announcements is the default anyway"),
+                &c.keyword,
+            );
+            x.help = Some("remove the line: vipd and keepalived then agree".into());
+            d.push(x);
+        }
+    }
+}
+
+/// Global values the daemon's plan would refuse (so `vipd run` and a reload would):
+/// reported here, at their place, as keepalived 2.4.3's `-t` does.
+fn global_values(tree: &[Node], d: &mut Diags) {
+    let node = |key: &str| {
+        tree.iter()
+            .filter(|n| n.name() == "global_defs")
+            .flat_map(|n| n.children.iter().flatten())
+            .rfind(|c| c.name() == key)
+    };
+    let text = |n: &Node| {
+        n.args
+            .iter()
+            .map(|a| a.text.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    // keepalived: "invalid umask value 0999" / "Unknown umask bit IFOO".
+    if let Some(n) = node("umask") {
+        if let Err(e) = crate::value::parse_umask(&text(n)) {
+            d.push(Diagnostic::error_at(
+                e,
+                n.args.first().unwrap_or(&n.keyword),
+            ));
+        }
+    }
+    // keepalived: "Invalid smtp server 127.0.0.1 99999" (also without recipients).
+    if let Some(n) = node("smtp_server") {
+        if let Err(e) = crate::value::parse_smtp_server(&text(n)) {
+            d.push(Diagnostic::error_at(e, n.args.last().unwrap_or(&n.keyword)));
+        }
+    }
+    // keepalived: "vrrp_mcast_group4 [ff02::12] is not IPv4. Skipping".
+    for (key, v6) in [("vrrp_mcast_group4", false), ("vrrp_mcast_group6", true)] {
+        let Some(n) = node(key) else { continue };
+        let Some(tok) = n.args.first() else { continue };
+        let Ok(addr) = tok.text.parse::<IpAddr>() else {
+            continue;
+        };
+        if !addr.is_multicast() || addr.is_ipv6() != v6 {
+            d.push(Diagnostic::error_at(
+                format!(
+                    "`{key}` {addr} is not an {} multicast address",
+                    if v6 { "IPv6" } else { "IPv4" }
+                ),
+                tok,
+            ));
         }
     }
 }
@@ -795,8 +1070,10 @@ fn virtual_servers(config: &Config, d: &mut Diags) {
                 );
             }
             let kind = rs.lb_kind.as_deref().or(vs.lb_kind.as_deref());
+            // keepalived skips such a real server ("Address family of virtual server and
+            // real server ... don't match"); vipd's balancer refuses it, so this is an error.
             if vs_family.is_some_and(|v6| v6 != rs.addr.is_ipv6()) && kind != Some("TUN") {
-                warn(
+                error(
                     d,
                     &rs.span,
                     rlen,
@@ -814,18 +1091,27 @@ fn virtual_servers(config: &Config, d: &mut Diags) {
                 );
             }
         }
-        if let Some(q) = vs.quorum {
-            if i64::from(q) > total && !vs.real_servers.is_empty() {
-                warn(
-                    d,
-                    &vs.span,
-                    len,
-                    format!(
-                        "virtual_server {label}: quorum {q} exceeds the sum of real server weights ({total}), so it can never be reached"
-                    ),
-                    None,
-                );
-            }
+        // keepalived: "quorum N for ... exceeds total weight of real servers M, reducing
+        // quorum to M" -- also for the default quorum 1 when every weight is 0.
+        let q = vs.quorum.unwrap_or(1);
+        if i64::from(q) > total && !vs.real_servers.is_empty() {
+            let what = match vs.quorum {
+                Some(q) => format!("quorum {q}"),
+                None => "the default quorum 1".into(),
+            };
+            warn(
+                d,
+                &vs.span,
+                len,
+                format!(
+                    "virtual_server {label}: {what} exceeds the sum of real server weights ({total}), so vipd never sees it reached (keepalived lowers the quorum to {total} instead)"
+                ),
+                Some(if vs.sorry_server.is_some() {
+                    "lower `quorum` or raise the weights: vipd sends the traffic to the sorry_server".into()
+                } else {
+                    "lower `quorum` or raise the weights".into()
+                }),
+            );
         }
     }
 }

@@ -534,6 +534,12 @@ pub struct GlobalDefs {
     /// `vrrp_delay_after_boot`: VRRP instances start no earlier than this long after
     /// the host booted (the longer of the two delays wins).
     pub vrrp_delay_after_boot: Option<Duration>,
+    /// `vrrp_down_timer_adverts 1..100`: the instances' `down_timer_adverts` unless they
+    /// set their own.
+    pub vrrp_down_timer_adverts: Option<u8>,
+    /// `checker_log_all_failures [BOOL]`: every checker logs each failed check, not only
+    /// state changes (a checker's own `log_all_failures` wins).
+    pub checker_log_all_failures: bool,
     /// `notify_fifo_script` / `vrrp_notify_fifo_script` / `lvs_notify_fifo_script`:
     /// started with its FIFO's name as its last argument, to read it.
     pub notify_fifo_script: Option<ScriptCommand>,

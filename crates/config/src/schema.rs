@@ -132,6 +132,17 @@ macro_rules! daemon_opts {
 
 const DAEMON_OPTS: [Kw; 7] = daemon_opts!();
 
+/// The names of [`DAEMON_OPTS`]: keepalived 2.4.3 reads them only at top level.
+pub(crate) const DAEMON_OPT_NAMES: [&str; 7] = [
+    DAEMON_OPTS[0].name,
+    DAEMON_OPTS[1].name,
+    DAEMON_OPTS[2].name,
+    DAEMON_OPTS[3].name,
+    DAEMON_OPTS[4].name,
+    DAEMON_OPTS[5].name,
+    DAEMON_OPTS[6].name,
+];
+
 pub(crate) const GLOBAL_INACTIVE: &[Kw] = &[
     DAEMON_OPTS[0],
     DAEMON_OPTS[1],
@@ -339,6 +350,8 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "default_interface",
     "vrrp_startup_delay",
     "vrrp_delay_after_boot",
+    "vrrp_down_timer_adverts",
+    "checker_log_all_failures",
     "use_symlink_paths",
     // keepalived 2.4 ignores them and uses nftables; so does vipd (with a warning).
     "vrrp_iptables",
@@ -361,6 +374,49 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "iproute_etc_dir",
     "iproute_usr_dir",
 ];
+
+/// Keywords whose purpose vipd's design already serves, so there is nothing to act on:
+/// accepted (no "parsed but not active yet"), and `vipd check-config` says why in a
+/// warning at their line (lints.rs). Each reason names what vipd does instead.
+pub(crate) const COVERED_BY_DESIGN: &[(&str, &str)] = &[
+    ("vrrp_netlink_cmd_rcv_bufs", NETLINK_CMD),
+    ("vrrp_netlink_cmd_rcv_bufs_force", NETLINK_CMD),
+    ("lvs_netlink_cmd_rcv_bufs", NETLINK_CMD),
+    ("lvs_netlink_cmd_rcv_bufs_force", NETLINK_CMD),
+    ("vrrp_netlink_monitor_rcv_bufs", NETLINK_MONITOR),
+    ("vrrp_netlink_monitor_rcv_bufs_force", NETLINK_MONITOR),
+    ("lvs_netlink_monitor_rcv_bufs", LVS_MONITOR),
+    ("lvs_netlink_monitor_rcv_bufs_force", LVS_MONITOR),
+    ("process_monitor_rcv_bufs", PROCESS_MONITOR),
+    ("process_monitor_rcv_bufs_force", PROCESS_MONITOR),
+    ("vrrp_rx_bufs_policy", RX_BUFS),
+    ("vrrp_rx_bufs_multiplier", RX_BUFS),
+    ("kernel_rx_buf_size", RX_BUFS),
+    ("linkbeat_use_polling", LINKBEAT),
+    ("process_names", ONE_PROCESS),
+    ("process_name", ONE_PROCESS),
+    ("vrrp_process_name", ONE_PROCESS),
+    ("checker_process_name", ONE_PROCESS),
+    ("child_wait_time", "vipd's VRRP and checkers are threads of one process, so at shutdown there are no child processes to wait for"),
+    ("tmp_config_directory", "vipd has no child processes that re-read the configuration, so it keeps no temporary copy of it"),
+    ("random_seed", "vipd draws no random numbers, so there is nothing to seed"),
+    ("reload_check_config", "vipd validates every new configuration completely before a reload and keeps running the old one if it has errors (they are logged, and `vipd reload` prints them; no LOG_FILE is written)"),
+    ("log_unknown_vrids", "vipd counts adverts for VRIDs it has no instance for in the metric `vipd_socket_dropped_total{reason=\"unknown_vrid\"}` (`vipd run --metrics ADDR`) instead of logging each one"),
+];
+
+const NETLINK_CMD: &str = "vipd waits for the answer to each netlink request before sending the next, so its command sockets never queue more than one answer";
+const NETLINK_MONITOR: &str = "vipd's link watcher re-reads every interface's state when the kernel reports lost events (ENOBUFS), so no event is missed whatever the buffer size";
+const LVS_MONITOR: &str = "vipd's checkers and load balancer follow no netlink events (the IPVS table is re-read from the kernel whenever it may be stale)";
+const PROCESS_MONITOR: &str = "vipd's track_process reads /proc every 500 ms instead of listening to the process connector, so there is no event socket to size";
+const RX_BUFS: &str = "vipd's VRRP sockets have a fixed 1 MiB receive buffer, drained by the protocol thread as packets arrive";
+const LINKBEAT: &str = "vipd follows the kernel's link events and the interfaces' operstate; it has no MII/ethtool polling";
+const ONE_PROCESS: &str =
+    "vipd is one process (`vipd`) whose parts are threads named `vipd-vrrp`, `vipd-check`, ...";
+
+/// Whether a keyword from the inactive lists acts (or needs nothing) at runtime.
+pub(crate) fn is_active(name: &str) -> bool {
+    RUNTIME_ACTIVE.contains(&name) || COVERED_BY_DESIGN.iter().any(|(k, _)| *k == name)
+}
 
 /// Keywords inside `virtual_server` (and its real servers and checkers) that vipd parses
 /// but whose runtime does not exist: reported as inactive even though the block is

@@ -139,7 +139,7 @@ pub(crate) fn map(nodes: &[Node], diags: &mut Diags) -> (Config, Vec<InstanceMet
             name => match schema::find(TOP, name) {
                 Some(kw) => {
                     blocks::check_kw(n, kw, "at top level", m.diags);
-                    if !schema::RUNTIME_ACTIVE.contains(&name) {
+                    if !schema::is_active(name) {
                         m.diags.inactive(&n.keyword, &format!("`{name}`"));
                     } else if name == "virtual_server" {
                         inactive_inside(n, m.diags);
@@ -189,7 +189,7 @@ impl Mapper<'_> {
         let name = n.name();
         if let Some(k) = schema::find(inactive, name) {
             blocks::check_kw(n, k, place, self.diags);
-            if !schema::RUNTIME_ACTIVE.contains(&name) {
+            if !schema::is_active(name) {
                 self.diags.inactive(kw, &format!("keyword `{name}`"));
             }
             return true;
@@ -534,7 +534,18 @@ impl Mapper<'_> {
         let repeat = |m: &mut Self| m.int(n, 0, u64::from(u32::MAX)).map(|v| v as u32);
         match key {
             "garp_master_delay" => set(&mut g.master_delay, self.whole_seconds(n)),
-            "garp_master_repeat" => set(&mut g.master_repeat, repeat(self)),
+            "garp_master_repeat" => {
+                let mut v = repeat(self);
+                // keepalived: "garp_master_repeat must be greater than 0, setting to 1".
+                if v == Some(0) {
+                    self.diags.warning(
+                        n.args.first().unwrap_or(&n.keyword),
+                        format!("`{}` 0 is raised to 1 (as keepalived does): a new master always announces its addresses", n.name()),
+                    );
+                    v = Some(1);
+                }
+                set(&mut g.master_repeat, v)
+            }
             "garp_lower_prio_delay" => set(&mut g.lower_prio_delay, self.whole_seconds(n)),
             "garp_lower_prio_repeat" => set(&mut g.lower_prio_repeat, repeat(self)),
             "garp_master_refresh" => set(&mut g.master_refresh, self.whole_seconds(n)),
@@ -804,8 +815,68 @@ impl Mapper<'_> {
                 );
             }
         }
+        self.drop_duplicates(&mut inst, &mut meta);
         // No VIPs: checked in validate.rs, where the version and strict mode are known.
         Some((inst, meta))
+    }
+
+    /// keepalived 2.4.3 ignores a repeated virtual address ("VIP duplicates a VIP ... -
+    /// ignoring") and a repeated unicast peer ("duplicate unicast_peer"); so does vipd,
+    /// with a warning at the repeat.
+    fn drop_duplicates(&mut self, inst: &mut VrrpInstance, meta: &mut InstanceMeta) {
+        let mut seen = std::collections::HashSet::new();
+        let mut keep = Vec::new();
+        for (vip, tok) in inst.virtual_ipaddress.iter().zip(&meta.vip_tokens) {
+            let fresh = seen.insert((vip.addr, vip.dev.clone()));
+            if !fresh {
+                self.diags.warning(
+                    tok,
+                    format!("virtual address {} is listed twice in vrrp_instance `{}`: this line is ignored (as keepalived does)", vip.addr, inst.name),
+                );
+            }
+            keep.push(fresh);
+        }
+        if keep.len() == inst.virtual_ipaddress.len() && meta.vip_tokens.len() == keep.len() {
+            let mut k = keep.iter();
+            inst.virtual_ipaddress.retain(|_| *k.next().unwrap());
+            let mut k = keep.iter();
+            meta.vip_tokens.retain(|_| *k.next().unwrap());
+        }
+        // keepalived: "Excluded VIP duplicates a VIP ... - ignoring".
+        let vips: std::collections::HashSet<IpAddr> =
+            inst.virtual_ipaddress.iter().map(|v| v.addr).collect();
+        let mut seen_excluded = std::collections::HashSet::new();
+        let name = inst.name.clone();
+        inst.virtual_ipaddress_excluded.retain(|v| {
+            let dup = vips.contains(&v.addr) || !seen_excluded.insert(v.addr);
+            if dup {
+                self.diags.push(crate::Diagnostic::new(
+                    crate::Severity::Warning,
+                    format!("excluded address {} repeats an address of vrrp_instance `{name}`: this line is ignored (as keepalived does)", v.addr),
+                    v.span.clone(),
+                    v.addr.to_string().len() as u32,
+                ));
+            }
+            !dup
+        });
+        let mut seen = std::collections::HashSet::new();
+        let mut keep = Vec::new();
+        for (peer, tok) in inst.unicast_peers.iter().zip(&meta.peer_tokens) {
+            let fresh = seen.insert(peer.addr);
+            if !fresh {
+                self.diags.warning(
+                    tok,
+                    format!("unicast_peer {} is listed twice in vrrp_instance `{}`: this line is ignored (as keepalived does)", peer.addr, inst.name),
+                );
+            }
+            keep.push(fresh);
+        }
+        if keep.len() == inst.unicast_peers.len() && meta.peer_tokens.len() == keep.len() {
+            let mut k = keep.iter();
+            inst.unicast_peers.retain(|_| *k.next().unwrap());
+            let mut k = keep.iter();
+            meta.peer_tokens.retain(|_| *k.next().unwrap());
+        }
     }
 
     /// One line of `virtual_ipaddress`; it may hold several addresses, as in
@@ -1493,6 +1564,37 @@ global_defs {
         let host = &rs.checkers[1].hosts[0];
         assert_eq!(host.connect_ip, Some("192.0.2.11".parse().unwrap()));
         assert_eq!(host.span.line, 15);
+    }
+
+    #[test]
+    fn repeated_vips_and_peers_are_dropped_with_a_warning() {
+        let l = load("vrrp_instance V {\n interface eth0\n virtual_router_id 1\n priority 100\n unicast_peer {\n  192.0.2.2\n  192.0.2.2\n  192.0.2.3\n }\n virtual_ipaddress {\n  192.0.2.1/24\n  192.0.2.1/24 dev eth1\n  192.0.2.1/24\n }\n}\n").unwrap();
+        let i = &l.config.instances[0];
+        let peers: Vec<String> = i.unicast_peers.iter().map(|p| p.addr.to_string()).collect();
+        assert_eq!(peers, ["192.0.2.2", "192.0.2.3"]);
+        let vips: Vec<Option<&str>> = i
+            .virtual_ipaddress
+            .iter()
+            .map(|v| v.dev.as_deref())
+            .collect();
+        assert_eq!(vips, [None, Some("eth1")]);
+        let lines: Vec<u32> = l.diagnostics.iter().map(|d| d.span.line).collect();
+        assert_eq!(lines, [7, 13], "{:?}", l.diagnostics);
+    }
+
+    #[test]
+    fn garp_master_repeat_0_becomes_1_and_excluded_repeats_are_dropped() {
+        let l = load("global_defs {\n vrrp_garp_master_repeat 0\n}\nvrrp_instance V {\n interface eth0\n virtual_router_id 1\n priority 100\n garp_master_repeat 0\n virtual_ipaddress {\n  192.0.2.1/24\n }\n virtual_ipaddress_excluded {\n  192.0.2.1/24\n  192.0.2.9/24\n  192.0.2.9/24\n }\n}\n").unwrap();
+        assert_eq!(l.config.global.garp.master_repeat, Some(1));
+        let i = &l.config.instances[0];
+        assert_eq!(i.garp.master_repeat, Some(1));
+        let excluded: Vec<String> = i
+            .virtual_ipaddress_excluded
+            .iter()
+            .map(|v| v.addr.to_string())
+            .collect();
+        assert_eq!(excluded, ["192.0.2.9"]);
+        assert_eq!(l.diagnostics.len(), 4, "{:?}", l.diagnostics);
     }
 
     #[test]

@@ -54,6 +54,17 @@ pub(crate) fn validate(
     // (interface, is_ipv6, vrid) -> first multicast instance using it.
     let mut vrids: HashMap<(&str, bool, u8), &VrrpInstance> = HashMap::new();
 
+    // The plan would drop such a `brd` without a word; keepalived skips the address.
+    for v in &config.static_ipaddress {
+        if let Some(brd) = v.brd.filter(|b| b.is_ipv6() || v.addr.is_ipv6()) {
+            diags.push(crate::diagnostic::Diagnostic::new(
+                crate::diagnostic::Severity::Error,
+                format!("static_ipaddress {}: `brd {brd}`: {BRD_FAMILY}", v.addr),
+                v.span.clone(),
+                v.addr.to_string().len() as u32,
+            ));
+        }
+    }
     for (inst, meta) in config.instances.iter().zip(metas) {
         if !inst.name.is_empty() {
             if let Some(first) = names.get(inst.name.as_str()) {
@@ -69,6 +80,7 @@ pub(crate) fn validate(
         }
 
         let is_v6 = check_families(inst, meta, diags);
+        check_planned_values(inst, meta, is_v6, diags);
         check_version(config, inst, meta, is_v6, diags);
         check_no_vips(config, inst, meta, diags);
         // keepalived resets both with a warning; so does vipd.
@@ -207,6 +219,40 @@ fn check_families(inst: &VrrpInstance, meta: &InstanceMeta, diags: &mut Diags) -
         }
     }
     is_v6
+}
+
+const BRD_FAMILY: &str = "a broadcast address belongs to an IPv4 address and is IPv4 itself";
+
+/// Values the instance's plan would refuse (so `vipd run` and a reload would), reported
+/// at their place.
+fn check_planned_values(inst: &VrrpInstance, meta: &InstanceMeta, is_v6: bool, diags: &mut Diags) {
+    let fam = if is_v6 { "IPv6" } else { "IPv4" };
+    if inst.unicast_ttl == Some(0) {
+        if let Some(tok) = meta.value_tok("unicast_ttl") {
+            diags.error_help(
+                tok,
+                "`unicast_ttl 0`: a packet with TTL 0 cannot be sent",
+                "use 1..=255 (255, the default, is what a receiver checking the TTL expects)",
+            );
+        }
+    }
+    // keepalived: "mcast_dst_ip 192.0.2.9 not multicast. Skipping...".
+    if let (Some(g), Some(tok)) = (inst.mcast_dst_ip, meta.value_tok("mcast_dst_ip")) {
+        if !g.is_multicast() || g.is_ipv6() != is_v6 {
+            diags.error(
+                tok,
+                format!("`mcast_dst_ip` {g} is not an {fam} multicast address, as the instance is {fam}"),
+            );
+        }
+    }
+    // keepalived: "VRRP is trying to assign invalid broadcast ... skipping VIP".
+    for (vip, tok) in inst.virtual_ipaddress.iter().zip(&meta.vip_tokens) {
+        if let Some(brd) = vip.brd {
+            if brd.is_ipv6() || vip.addr.is_ipv6() {
+                diags.error(tok, format!("{}: `brd {brd}`: {BRD_FAMILY}", vip.addr));
+            }
+        }
+    }
 }
 
 /// An instance without `virtual_ipaddress`: keepalived runs it (a cloud ENI/EIP moved

@@ -87,6 +87,63 @@ pub fn family(addr: &IpAddr) -> &'static str {
     }
 }
 
+/// keepalived's `umask NUMBER|BITS`: a number (decimal, `0` octal or `0x` hex) or
+/// `I{R|W|X}{USR|GRP|OTH}` and `IRWX{U|G|O}` bits joined by `|`.
+pub fn parse_umask(text: &str) -> Result<u32, String> {
+    let text: String = text.split_whitespace().collect();
+    let first = text.chars().next().ok_or("umask: no value")?;
+    let mask = if first.is_ascii_digit() {
+        let parsed = if let Some(hex) = text.strip_prefix("0x").or(text.strip_prefix("0X")) {
+            u32::from_str_radix(hex, 16)
+        } else if text.len() > 1 && text.starts_with('0') {
+            u32::from_str_radix(&text[1..], 8)
+        } else {
+            text.parse()
+        };
+        parsed.map_err(|_| format!("umask: `{text}` is not a number"))?
+    } else {
+        let mut mask = 0;
+        for bit in text.split('|') {
+            mask |= match bit {
+                "IRUSR" => 0o400,
+                "IWUSR" => 0o200,
+                "IXUSR" => 0o100,
+                "IRWXU" => 0o700,
+                "IRGRP" => 0o040,
+                "IWGRP" => 0o020,
+                "IXGRP" => 0o010,
+                "IRWXG" => 0o070,
+                "IROTH" => 0o004,
+                "IWOTH" => 0o002,
+                "IXOTH" => 0o001,
+                "IRWXO" => 0o007,
+                other => return Err(format!("umask: unknown bit `{other}`")),
+            };
+        }
+        mask
+    };
+    if mask > 0o777 {
+        return Err(format!("umask: {mask:#o} is more than 0777"));
+    }
+    Ok(mask)
+}
+
+/// keepalived's `smtp_server HOST [PORT]` (port 25 unless given; 1..=65535).
+pub fn parse_smtp_server(text: &str) -> Result<(String, u16), String> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    match words.as_slice() {
+        [host] => Ok((host.to_string(), 25)),
+        [host, port] => Ok((
+            host.to_string(),
+            port.parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| format!("smtp_server: `{port}` is not a port"))?,
+        )),
+        _ => Err(format!("smtp_server: `{text}`: use HOST [PORT]")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,5 +208,43 @@ mod tests {
         assert!(parse_prefix("eth0")
             .unwrap_err()
             .contains("not an IP address"));
+    }
+
+    #[test]
+    fn umask_as_keepalived() {
+        assert_eq!(parse_umask("022"), Ok(0o022));
+        assert_eq!(parse_umask("0x12"), Ok(0o022));
+        assert_eq!(parse_umask("18"), Ok(0o022));
+        assert_eq!(parse_umask("IWGRP | IRWXO"), Ok(0o027));
+        assert_eq!(
+            parse_umask("0999"),
+            Err("umask: `0999` is not a number".into())
+        );
+        assert_eq!(parse_umask("IFOO"), Err("umask: unknown bit `IFOO`".into()));
+        assert_eq!(
+            parse_umask("01777"),
+            Err("umask: 0o1777 is more than 0777".into())
+        );
+    }
+
+    #[test]
+    fn smtp_server_host_and_port() {
+        assert_eq!(
+            parse_smtp_server("192.0.2.25"),
+            Ok(("192.0.2.25".into(), 25))
+        );
+        assert_eq!(parse_smtp_server("mx 2525"), Ok(("mx".into(), 2525)));
+        assert_eq!(
+            parse_smtp_server("mx 0"),
+            Err("smtp_server: `0` is not a port".into())
+        );
+        assert_eq!(
+            parse_smtp_server("mx 99999"),
+            Err("smtp_server: `99999` is not a port".into())
+        );
+        assert_eq!(
+            parse_smtp_server("mx 25 x"),
+            Err("smtp_server: `mx 25 x`: use HOST [PORT]".into())
+        );
     }
 }

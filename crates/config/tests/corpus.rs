@@ -133,6 +133,54 @@ fn valid_corpus_covers_every_block_and_checker() {
     }
 }
 
+/// The real-world shapes (`shape-*.conf`: Kubernetes API, OpenStack, haproxy pairs, LVS,
+/// cloud EIP, home lab) run unchanged: no inactive keyword, and the only warnings are
+/// the ones saying a keyword needs nothing in vipd.
+#[test]
+fn real_world_shapes_run_unchanged() {
+    let shapes: Vec<PathBuf> = corpus("valid")
+        .into_iter()
+        .filter(|f| {
+            f.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("shape-")
+        })
+        .collect();
+    assert!(shapes.len() >= 6, "{shapes:?}");
+    for f in shapes {
+        let l =
+            load_file(&f, &opts()).unwrap_or_else(|e| panic!("{}:\n{}", f.display(), render(&e)));
+        let other: Vec<&Diagnostic> = l
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_inactive() || !d.message.contains("needs nothing in vipd"))
+            .collect();
+        assert!(other.is_empty(), "{}:\n{other:#?}", f.display());
+    }
+}
+
+/// Files vipd loads with warnings, each a condition keepalived 2.4.3's `-t` reports too:
+/// exactly their golden diagnostics.
+#[test]
+fn warning_corpus_matches_golden_diagnostics() {
+    let bless = std::env::var_os("VIPD_BLESS").is_some();
+    for f in corpus("warnings") {
+        let l =
+            load_file(&f, &opts()).unwrap_or_else(|e| panic!("{}:\n{}", f.display(), render(&e)));
+        assert!(!l.diagnostics.is_empty(), "{}", f.display());
+        let got = render(&l.diagnostics);
+        let golden = f.with_extension("expected");
+        if bless {
+            fs::write(&golden, &got).unwrap();
+            continue;
+        }
+        let want = fs::read_to_string(&golden)
+            .unwrap_or_else(|_| panic!("missing {}; run with VIPD_BLESS=1", golden.display()));
+        assert_eq!(got, want, "{}", f.display());
+    }
+}
+
 #[test]
 fn invalid_corpus_matches_golden_diagnostics() {
     let bless = std::env::var_os("VIPD_BLESS").is_some();
@@ -200,7 +248,8 @@ fn keepalived_accepts(version: Version, keepalived: &Path) {
     // not know (it reads /etc/iproute2 only).
     for f in corpus("valid").into_iter().filter(|f| {
         let name = f.file_name().unwrap().to_string_lossy();
-        let only_243 = name == "iproute-names.conf";
+        // `no_virtual_ipaddress` is new in 2.2.8; without it 2.2.7 warns "No VIP specified".
+        let only_243 = name == "iproute-names.conf" || name == "shape-cloud-eip.conf";
         !name.starts_with("old-") && (version == Version::V2_4_3 || !only_243)
     }) {
         let text = fs::read_to_string(&f).unwrap().replace("eth0", &iface);

@@ -57,47 +57,6 @@ pub fn lock_memory() -> io::Result<()> {
     }
 }
 
-/// keepalived's `umask NUMBER|BITS`: a number (decimal, `0` octal or `0x` hex) or
-/// `I{R|W|X}{USR|GRP|OTH}` and `IRWX{U|G|O}` bits joined by `|`.
-pub fn parse_umask(text: &str) -> Result<u32, String> {
-    let text: String = text.split_whitespace().collect();
-    let first = text.chars().next().ok_or("umask: no value")?;
-    let mask = if first.is_ascii_digit() {
-        let parsed = if let Some(hex) = text.strip_prefix("0x").or(text.strip_prefix("0X")) {
-            u32::from_str_radix(hex, 16)
-        } else if text.len() > 1 && text.starts_with('0') {
-            u32::from_str_radix(&text[1..], 8)
-        } else {
-            text.parse()
-        };
-        parsed.map_err(|_| format!("umask: `{text}` is not a number"))?
-    } else {
-        let mut mask = 0;
-        for bit in text.split('|') {
-            mask |= match bit {
-                "IRUSR" => 0o400,
-                "IWUSR" => 0o200,
-                "IXUSR" => 0o100,
-                "IRWXU" => 0o700,
-                "IRGRP" => 0o040,
-                "IWGRP" => 0o020,
-                "IXGRP" => 0o010,
-                "IRWXG" => 0o070,
-                "IROTH" => 0o004,
-                "IWOTH" => 0o002,
-                "IXOTH" => 0o001,
-                "IRWXO" => 0o007,
-                other => return Err(format!("umask: unknown bit `{other}`")),
-            };
-        }
-        mask
-    };
-    if mask > 0o777 {
-        return Err(format!("umask: {mask:#o} is more than 0777"));
-    }
-    Ok(mask)
-}
-
 /// Sets the process umask; returns the previous one.
 pub fn set_umask(mask: u32) -> u32 {
     // SAFETY: umask cannot fail.
@@ -107,24 +66,6 @@ pub fn set_umask(mask: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn umask_spellings() {
-        assert_eq!(parse_umask("022"), Ok(0o022));
-        assert_eq!(parse_umask("0x12"), Ok(0o022));
-        assert_eq!(parse_umask("18"), Ok(0o022));
-        assert_eq!(parse_umask("IWGRP|IWOTH"), Ok(0o022));
-        assert_eq!(parse_umask("IWGRP | IRWXO"), Ok(0o027));
-        assert_eq!(
-            parse_umask("IWGRP|IWEVERYONE"),
-            Err("umask: unknown bit `IWEVERYONE`".into())
-        );
-        assert_eq!(
-            parse_umask("01777"),
-            Err("umask: 0o1777 is more than 0777".into())
-        );
-        assert_eq!(parse_umask("0z"), Err("umask: `0z` is not a number".into()));
-    }
 
     #[test]
     fn thread_nice_is_per_thread() {

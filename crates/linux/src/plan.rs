@@ -831,7 +831,10 @@ fn instance_plan(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
     engine.skip_check_same_sender = inst
         .skip_check_adv_addr
         .unwrap_or(cfg.global.skip_check_adv_addr);
-    engine.down_timer_adverts = inst.down_timer_adverts.unwrap_or(3);
+    engine.down_timer_adverts = inst
+        .down_timer_adverts
+        .or(cfg.global.vrrp_down_timer_adverts)
+        .unwrap_or(3);
     engine.owner_ignore_adverts = inst
         .owner_ignore_adverts
         .unwrap_or(cfg.global.owner_ignore_adverts);
@@ -854,6 +857,8 @@ fn instance_plan(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
         engine.garp.followup = Duration::ZERO;
         engine.lower_prio_no_advert = true;
         engine.higher_prio_send_advert = false;
+        // keepalived: "down_timer_adverts is incompatible with strict mode - resetting".
+        engine.down_timer_adverts = 3;
     }
     // Accept mode: an owner always accepts; otherwise `accept`/`no_accept`, else strict
     // mode means no_accept (VRRPv2 has no accept mode: strict v2 never accepts).

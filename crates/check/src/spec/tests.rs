@@ -644,3 +644,22 @@ fn smtp_check_hosts() {
     assert_eq!((e.keyword.as_str(), e.span.line), ("retry", 8));
     assert!(e.message.contains("inside `host`"), "{e}");
 }
+
+#[test]
+fn checker_log_all_failures_is_the_default_of_log_all_failures() {
+    let checkers =
+        "TCP_CHECK { }\nTCP_CHECK { log_all_failures off }\nTCP_CHECK { log_all_failures }";
+    let logs = |global: &str| -> Vec<bool> {
+        plan(&format!(
+            "global_defs {{\n{global}\n}}\n{}",
+            vs("", "", checkers)
+        ))
+        .checks
+        .iter()
+        .map(|c| c.log_all_failures)
+        .collect()
+    };
+    assert_eq!(logs(""), [false, false, true]);
+    assert_eq!(logs("checker_log_all_failures"), [true, false, true]);
+    assert_eq!(logs("checker_log_all_failures off"), [false, false, true]);
+}

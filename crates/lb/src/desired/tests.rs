@@ -236,9 +236,12 @@ fn macs_reach_the_destinations() {
 
 #[test]
 fn errors_name_the_line() {
-    let c = load(
-        "virtual_server 192.0.2.100 80 {\n persistence_engine sip\n real_server 2001:db8::1 80 { }\n}\nvirtual_server 192.0.2.101 {\n real_server 198.51.100.1 {\n }\n}\n",
+    let mut c = load(
+        "virtual_server 192.0.2.100 80 {\n persistence_engine sip\n real_server 198.51.100.9 80 { }\n}\nvirtual_server 192.0.2.101 {\n real_server 198.51.100.1 {\n }\n}\n",
     );
+    // The loader refuses a real server of the other family at its line already; the
+    // model can still hold one.
+    c.virtual_servers[0].real_servers[0].addr = "2001:db8::1".parse().unwrap();
     let e = Lb::new(
         &c.virtual_servers,
         &c.virtual_server_groups,
