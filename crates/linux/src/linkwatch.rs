@@ -52,7 +52,13 @@ pub fn start(report: impl Fn(LinkEvent) + Send + 'static) -> Result<()> {
                         report(LinkEvent::Resync);
                         continue;
                     }
-                    Err(_) => return,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        tracing::error!(
+                            "link-event socket failed: {e}; carrier changes are no longer seen"
+                        );
+                        return;
+                    }
                 };
                 let mut off = 0;
                 while off < n {

@@ -179,6 +179,19 @@ pub fn render(snap: &Snapshot) -> String {
             .get_or_create(&vec![("reason".to_string(), reason.clone())])
             .inc_by(*n);
     }
+    let io_errors = counter(
+        &mut reg,
+        "vipd_io_errors",
+        "Socket errors of the protocol thread, by operation (receive, advert_send, announce_send) and errno",
+    );
+    for e in &snap.io_errors {
+        io_errors
+            .get_or_create(&vec![
+                ("op".to_string(), e.op.clone()),
+                ("reason".to_string(), e.reason.clone()),
+            ])
+            .inc_by(e.count);
+    }
     let mut out = String::new();
     encode(&mut out, &reg).expect("writing to a String cannot fail");
     out
@@ -307,6 +320,11 @@ mod tests {
                 detail: Default::default(),
             }],
             socket_drops: vec![("unknown_vrid".into(), 9)],
+            io_errors: vec![crate::status::IoErrorCount {
+                op: "announce_send".into(),
+                reason: "ENETDOWN".into(),
+                count: 4,
+            }],
             tracking: Default::default(),
             virtual_servers: vec![crate::status::VirtualServerStatus {
                 name: "virtual_server 192.0.2.100 80".into(),
@@ -332,6 +350,7 @@ mod tests {
             "vipd_adverts_sent_total{instance=\"VI_1\",interface=\"eth0\",vrid=\"51\"} 42",
             "vipd_adverts_dropped_total{instance=\"VI_1\",interface=\"eth0\",vrid=\"51\",reason=\"bad_ttl\"} 5",
             "vipd_socket_dropped_total{reason=\"unknown_vrid\"} 9",
+            "vipd_io_errors_total{op=\"announce_send\",reason=\"ENETDOWN\"} 4",
             "vipd_instance_advert_interval_seconds{instance=\"VI_1\",interface=\"eth0\",vrid=\"51\"} 0.01",
             "# TYPE vipd_transitions counter",
             "vipd_virtual_server_active{virtual_server=\"virtual_server 192.0.2.100 80\"} 1",
