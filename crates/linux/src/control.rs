@@ -78,17 +78,14 @@ impl ControlServer {
             .name("vipd-control".into())
             .spawn(move || {
                 for conn in listener.incoming().flatten() {
-                    if let Err(why) = authorize(&conn, &sock_path) {
-                        tracing::warn!("control socket: refused a connection: {why}");
-                        let reply =
-                            serde_json::json!({ "error": format!("permission denied: {why}") });
-                        let _ = (&conn).write_all(format!("{reply}\n").as_bytes());
-                        continue;
-                    }
+                    let allowed = authorize(&conn, &sock_path);
                     let handlers = handlers.clone();
                     let _ = std::thread::Builder::new()
                         .name("vipd-control-conn".into())
-                        .spawn(move || serve(conn, &handlers));
+                        .spawn(move || match allowed {
+                            Ok(()) => serve(conn, &handlers),
+                            Err(why) => refuse(conn, &why),
+                        });
                 }
             })?;
         Ok(ControlServer {
@@ -201,6 +198,19 @@ fn authorize(conn: &UnixStream, path: &Path) -> Result<(), String> {
         meta.gid(),
         path.display()
     ))
+}
+
+/// Answer a refused client's request with why, so its `vipd status` says so (the
+/// request is read first: closing with it unread could reset the answer away).
+fn refuse(conn: UnixStream, why: &str) {
+    tracing::warn!("control socket: refused a connection: {why}");
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut line = String::new();
+    if let Ok(read_half) = conn.try_clone() {
+        let _ = BufReader::new(read_half).read_line(&mut line);
+    }
+    let reply = serde_json::json!({ "error": format!("permission denied: {why}") });
+    let _ = (&conn).write_all(format!("{reply}\n").as_bytes());
 }
 
 fn serve(conn: UnixStream, handlers: &Handlers) {

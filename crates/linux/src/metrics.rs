@@ -236,7 +236,9 @@ pub fn serve_with(
     Ok(local)
 }
 
-/// Over the connection cap: say so and close, without reading the request.
+/// Over the connection cap: say so and close. The request is not waited for; what
+/// arrives within a moment is read and discarded so that closing does not reset the
+/// connection before the client has read the answer.
 fn busy(mut conn: TcpStream, timeout: Duration) -> std::io::Result<()> {
     conn.set_write_timeout(Some(timeout))?;
     let body = "too many metrics connections\n";
@@ -244,7 +246,21 @@ fn busy(mut conn: TcpStream, timeout: Duration) -> std::io::Result<()> {
         conn,
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
-    )
+    )?;
+    conn.shutdown(std::net::Shutdown::Write)?;
+    let deadline = Instant::now() + Duration::from_millis(100).min(timeout);
+    let mut buf = [0u8; 1024];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        conn.set_read_timeout(Some(left))?;
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => return Ok(()),
+            Ok(_) => {}
+        }
+    }
 }
 
 fn answer(mut conn: TcpStream, status: &Mutex<Snapshot>, timeout: Duration) -> std::io::Result<()> {
