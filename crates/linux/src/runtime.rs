@@ -544,22 +544,6 @@ fn startup_delay(startup: Duration, after_boot: Duration, uptime: Option<Duratio
     startup.max(after_boot)
 }
 
-#[cfg(test)]
-mod startup_tests {
-    use super::*;
-
-    #[test]
-    fn the_longer_delay_wins_and_boot_delay_counts_from_boot() {
-        let s = Duration::from_secs;
-        // Booted 10 s ago, delay_after_boot 15 s: 5 s left, longer than 2 s.
-        assert_eq!(startup_delay(s(2), s(15), Some(s(10))), s(5));
-        // Long after boot: only vrrp_startup_delay.
-        assert_eq!(startup_delay(s(2), s(15), Some(s(3600))), s(2));
-        assert_eq!(startup_delay(s(0), s(0), Some(s(1))), s(0));
-        assert!(uptime().is_some_and(|u| u > Duration::ZERO));
-    }
-}
-
 /// Time since boot (CLOCK_BOOTTIME, which counts suspend as /proc/uptime does).
 fn uptime() -> Option<Duration> {
     let mut ts = libc::timespec {
@@ -1239,5 +1223,21 @@ impl EngineLoop {
         snap.socket_drops.sort();
         snap.io_errors = self.io_errors.lines();
         true
+    }
+}
+
+#[cfg(test)]
+mod startup_tests {
+    use super::*;
+
+    #[test]
+    fn the_longer_delay_wins_and_boot_delay_counts_from_boot() {
+        let s = Duration::from_secs;
+        // Booted 10 s ago, delay_after_boot 15 s: 5 s left, longer than 2 s.
+        assert_eq!(startup_delay(s(2), s(15), Some(s(10))), s(5));
+        // Long after boot: only vrrp_startup_delay.
+        assert_eq!(startup_delay(s(2), s(15), Some(s(3600))), s(2));
+        assert_eq!(startup_delay(s(0), s(0), Some(s(1))), s(0));
+        assert!(uptime().is_some_and(|u| u > Duration::ZERO));
     }
 }
