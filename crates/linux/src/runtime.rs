@@ -226,6 +226,7 @@ impl Runtime {
             next_publish: Instant::now(),
             start_at: Instant::now(),
             io_errors: IoErrors::default(),
+            link_errors: Arc::default(),
         };
         for p in &plan.instances {
             engine.ensure_socket(p)?;
@@ -243,7 +244,10 @@ impl Runtime {
         forward(track_rx, engine.notices.clone(), Notice::Track);
         tracker.configure(plan.track_plan());
         let link_events = tracker.clone();
-        crate::linkwatch::start(move |e| link_events.send(e.into()))?;
+        crate::linkwatch::start(
+            move |e| link_events.send(e.into()),
+            engine.link_errors.clone(),
+        )?;
         let (rt_priority, nice) = (plan.rt_priority, plan.nice);
         let thread = std::thread::Builder::new()
             .name("vipd-vrrp".into())
@@ -532,6 +536,8 @@ struct EngineLoop {
     start_at: Instant,
     /// Receive and send errors, by operation and errno.
     io_errors: IoErrors,
+    /// The link watcher's receive errors (its own thread).
+    link_errors: Arc<Mutex<IoErrors>>,
 }
 
 /// How long after start-up the instances start: the longer of `vrrp_startup_delay`
@@ -1222,6 +1228,9 @@ impl EngineLoop {
         snap.socket_drops = socket_drops.into_iter().collect();
         snap.socket_drops.sort();
         snap.io_errors = self.io_errors.lines();
+        if let Ok(link) = self.link_errors.lock() {
+            snap.io_errors.extend(link.lines());
+        }
         true
     }
 }

@@ -23,7 +23,8 @@ pub struct Snapshot {
 /// One line of [`Snapshot::io_errors`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct IoErrorCount {
-    /// `receive` (VRRP socket), `advert_send`, `announce_send` (gratuitous ARP / NA).
+    /// `receive` (VRRP socket), `advert_send`, `announce_send` (gratuitous ARP / NA),
+    /// `link_events_receive` (the link watcher's netlink socket).
     pub op: String,
     /// The errno name (`ENOBUFS`, `ENETDOWN`, …), or the error kind when there is none.
     pub reason: String,
