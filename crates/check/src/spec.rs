@@ -636,17 +636,18 @@ impl Builder<'_> {
             "MISC_CHECK" => {
                 let line = self.opt("misc_path").unwrap_or("").to_string();
                 let argv = vipd_exec::scripts::split_words(&line);
+                // The path checked is the path run (no second lookup of the name).
+                let mut program = None;
                 if argv.is_empty() {
                     self.err("misc_path", &span, "MISC_CHECK needs a `misc_path` program");
                 } else if self.g.enable_script_security {
-                    if let Err(e) =
-                        vipd_exec::scripts::check_security(&argv[0], self.g.use_symlink_paths)
-                    {
-                        self.err(
+                    match vipd_exec::scripts::check_security(&argv[0], self.g.use_symlink_paths) {
+                        Ok(p) => program = Some(p),
+                        Err(e) => self.err(
                             "misc_path",
                             &span,
                             format!("refused by enable_script_security: {e}"),
-                        );
+                        ),
                     }
                 }
                 let misc_timeout = self.opt_int::<u64>("misc_timeout").unwrap_or(0);
@@ -670,6 +671,7 @@ impl Builder<'_> {
                 (
                     ProbeKind::Misc(Misc {
                         argv,
+                        program,
                         timeout: probe_timeout,
                         dynamic,
                         run_as,

@@ -1007,6 +1007,7 @@ fn ping_check() {
 fn misc(cmd: &[&str], timeout_ms: u64, dynamic: bool) -> Misc {
     Misc {
         argv: cmd.iter().map(|s| s.to_string()).collect(),
+        program: None,
         timeout: Duration::from_millis(timeout_ms),
         dynamic,
         run_as: None,

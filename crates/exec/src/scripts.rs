@@ -6,6 +6,12 @@
 //! Like keepalived, a script line is split into words (double or single quotes group
 //! words, a backslash escapes the next character) and executed directly, not through a
 //! shell: write `script "/bin/sh -c '...'"` for shell syntax.
+//!
+//! With `enable_script_security` the program is resolved once, at configuration time,
+//! and checked ([`check_security`]); the path that was checked is what gets executed
+//! ([`Script::program`]), with the word as written as its `argv[0]`, so neither a
+//! `PATH` lookup nor a symbolic link followed again at run time can swap in a program
+//! that was never checked.
 
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
@@ -64,6 +70,9 @@ pub fn run_as(spec: &str) -> anyhow::Result<RunAs> {
 pub struct Script {
     pub argv: Vec<String>,
     pub run_as: Option<RunAs>,
+    /// The file to execute, as [`check_security`] checked it (`argv[0]` stays the
+    /// word as written); `None`: `argv[0]` looked up as usual.
+    pub program: Option<PathBuf>,
 }
 
 impl Script {
@@ -72,13 +81,36 @@ impl Script {
         Script {
             argv: split_words(line),
             run_as: None,
+            program: None,
         }
     }
 
-    /// Runs it (see [`run`]).
+    /// Runs it (see [`run_program`]).
     pub fn run(&self, extra: &[String], timeout: Duration) -> Outcome {
-        run(&self.argv, extra, timeout, self.run_as)
+        run_program(
+            self.program.as_deref(),
+            &self.argv,
+            extra,
+            timeout,
+            self.run_as,
+        )
     }
+}
+
+/// A command for `argv`: `program` executed when given (with `argv[0]` as its
+/// `argv[0]`), else `argv[0]` looked up as usual.
+pub fn command(program: Option<&Path>, argv: &[String]) -> Option<Command> {
+    let (first, args) = argv.split_first()?;
+    let mut cmd = match program {
+        Some(p) => {
+            let mut c = Command::new(p);
+            c.arg0(first);
+            c
+        }
+        None => Command::new(first),
+    };
+    cmd.args(args);
+    Some(cmd)
 }
 
 /// A long-running helper (`notify_fifo_script`): its own process group, stdin closed;
@@ -89,13 +121,9 @@ pub struct Helper {
 
 impl Helper {
     pub fn start(script: &Script, extra: &[String]) -> std::io::Result<Helper> {
-        let (prog, args) = script
-            .argv
-            .split_first()
+        let mut cmd = command(script.program.as_deref(), &script.argv)
             .ok_or_else(|| std::io::Error::other("empty command"))?;
-        let mut cmd = Command::new(prog);
-        cmd.args(args)
-            .args(extra)
+        cmd.args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -198,12 +226,24 @@ pub fn split_words(line: &str) -> Vec<String> {
 
 /// Run `argv` (plus `extra` arguments) and wait at most `timeout`.
 pub fn run(argv: &[String], extra: &[String], timeout: Duration, run_as: Option<RunAs>) -> Outcome {
-    let Some((prog, args)) = argv.split_first() else {
+    run_program(None, argv, extra, timeout, run_as)
+}
+
+/// [`run`], executing `program` (a path [`check_security`] checked) when given.
+pub fn run_program(
+    program: Option<&Path>,
+    argv: &[String],
+    extra: &[String],
+    timeout: Duration,
+    run_as: Option<RunAs>,
+) -> Outcome {
+    let Some(mut cmd) = command(program, argv) else {
         return Outcome::SpawnFailed("empty command".into());
     };
-    let mut cmd = Command::new(prog);
-    cmd.args(args)
-        .args(extra)
+    let prog = program
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| argv[0].clone());
+    cmd.args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -390,5 +430,56 @@ mod tests {
         let err = check_security(link, true).unwrap_err();
         assert!(err.contains("writable by everyone"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// No check-then-run race on the name: the link that was checked (to `true`, in a
+    /// directory others may write, which keepalived's default accepts) is repointed to
+    /// `false` after the check; the script still runs the file that was checked.
+    #[test]
+    fn the_path_that_was_checked_is_the_path_that_runs() {
+        let dir = std::env::temp_dir().join(format!("vipd-sec-race-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let link = dir.join("probe");
+        std::os::unix::fs::symlink("/bin/true", &link).unwrap();
+        let name = link.to_str().unwrap().to_string();
+        let checked = check_security(&name, false).unwrap();
+        assert_ne!(checked, link, "the target is checked, not the link");
+        let script = Script {
+            argv: vec![name.clone()],
+            run_as: None,
+            program: Some(checked),
+        };
+        let t = Duration::from_secs(5);
+        assert_eq!(script.run(&[], t), Outcome::Exited(0));
+        // Swapped after the check.
+        std::fs::remove_file(&link).unwrap();
+        std::os::unix::fs::symlink("/bin/false", &link).unwrap();
+        assert_eq!(
+            script.run(&[], t),
+            Outcome::Exited(0),
+            "ran the swapped link"
+        );
+        // Running the name (no checked path) would have followed the new link.
+        assert_eq!(Script::new(&name).run(&[], t), Outcome::Exited(1));
+        // `use_symlink_paths`: the link's own path is what is checked and run.
+        let kept = check_security("/bin/true", true).unwrap();
+        assert_eq!(kept, std::path::Path::new("/bin/true"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The checked path is executed with the word as written as its argv[0], so
+    /// programs that look at their name (busybox applets) behave as configured.
+    #[test]
+    fn argv0_stays_the_word_as_written() {
+        let sh = check_security("/bin/sh", false).unwrap();
+        let script = Script {
+            argv: split_words(
+                r#"my-probe -c "tr '\\000' '\\n' < /proc/$$/cmdline | head -n 1 | grep -qx my-probe""#,
+            ),
+            run_as: None,
+            program: Some(sh),
+        };
+        assert_eq!(script.run(&[], Duration::from_secs(5)), Outcome::Exited(0));
     }
 }

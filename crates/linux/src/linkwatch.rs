@@ -34,12 +34,22 @@ pub enum LinkEvent {
     Link { ifindex: u32, running: bool },
 }
 
-/// Follow link events and report every interface's usability (to the tracker, which
-/// knows which interfaces matter).
-pub fn start(report: impl Fn(LinkEvent) + Send + 'static) -> Result<()> {
+fn open_socket() -> Result<Socket> {
     let mut sock = Socket::new(NETLINK_ROUTE).context("opening link-event socket")?;
     sock.bind(&SocketAddr::new(0, RTMGRP_LINK))
         .context("subscribing to link events")?;
+    Ok(sock)
+}
+
+/// Follow link events and report every interface's usability (to the tracker, which
+/// knows which interfaces matter). Receive errors are counted in `errors` (op
+/// `link_events_receive`); on one other than a lost-events overflow the socket is
+/// opened again and every interface re-read, so the watcher never dies silently.
+pub fn start(
+    report: impl Fn(LinkEvent) + Send + 'static,
+    errors: std::sync::Arc<std::sync::Mutex<crate::status::IoErrors>>,
+) -> Result<()> {
+    let mut sock = open_socket()?;
     std::thread::Builder::new()
         .name("vipd-link".into())
         .spawn(move || {
@@ -47,12 +57,28 @@ pub fn start(report: impl Fn(LinkEvent) + Send + 'static) -> Result<()> {
             loop {
                 let n = match sock.recv(&mut &mut buf[..], 0) {
                     Ok(n) => n,
-                    Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                        // Events were lost: have the truth re-read.
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        let first = errors
+                            .lock()
+                            .map(|mut c| c.count("link_events_receive", &e))
+                            .unwrap_or(false);
+                        if e.raw_os_error() != Some(libc::ENOBUFS) {
+                            tracing::error!(
+                                "link-event socket failed: {e}; opening it again and re-reading every interface"
+                            );
+                            std::thread::sleep(std::time::Duration::from_secs(1));
+                            match open_socket() {
+                                Ok(s) => sock = s,
+                                Err(e) => tracing::error!("{e:#}; trying again"),
+                            }
+                        } else if first {
+                            tracing::warn!("link events lost ({e}): re-reading every interface");
+                        }
+                        // Events were lost either way: have the truth re-read.
                         report(LinkEvent::Resync);
                         continue;
                     }
-                    Err(_) => return,
                 };
                 let mut off = 0;
                 while off < n {

@@ -1,7 +1,9 @@
 //! Prometheus metrics (opt-in, `vipd run --metrics ADDR`): rendered from the status
 //! snapshot on every scrape with `prometheus-client`, served by a tiny HTTP/1.1
-//! responder on its own thread (one GET, one answer; nothing else is needed to be
-//! scraped, so no web framework).
+//! responder (one GET, one answer; nothing else is needed to be scraped, so no web
+//! framework). Each connection gets a thread of its own with a deadline for the whole
+//! exchange, and at most [`Limits::max_connections`] are served at once (the next get
+//! `503` at once), so a slow or stuck client never stalls the other scrapers.
 
 use crate::status::Snapshot;
 use anyhow::{Context, Result};
@@ -12,9 +14,27 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How the metrics listener protects itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections served at once; more are answered `503` and closed.
+    pub max_connections: usize,
+    /// Deadline for one whole exchange: reading the request and writing the answer.
+    pub timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 16,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
 
 type Labels = Vec<(String, String)>;
 
@@ -159,31 +179,102 @@ pub fn render(snap: &Snapshot) -> String {
             .get_or_create(&vec![("reason".to_string(), reason.clone())])
             .inc_by(*n);
     }
+    let io_errors = counter(
+        &mut reg,
+        "vipd_io_errors",
+        "Socket errors of the protocol thread, by operation (receive, advert_send, announce_send) and errno",
+    );
+    for e in &snap.io_errors {
+        io_errors
+            .get_or_create(&vec![
+                ("op".to_string(), e.op.clone()),
+                ("reason".to_string(), e.reason.clone()),
+            ])
+            .inc_by(e.count);
+    }
     let mut out = String::new();
     encode(&mut out, &reg).expect("writing to a String cannot fail");
     out
 }
 
-/// Serve `GET /metrics` on `addr` from a background thread.
+/// Serve `GET /metrics` on `addr` from background threads, with the default [`Limits`].
 pub fn serve(addr: SocketAddr, status: Arc<Mutex<Snapshot>>) -> Result<SocketAddr> {
+    serve_with(addr, status, Limits::default())
+}
+
+/// [`serve`] with explicit limits.
+pub fn serve_with(
+    addr: SocketAddr,
+    status: Arc<Mutex<Snapshot>>,
+    limits: Limits,
+) -> Result<SocketAddr> {
     let listener =
         TcpListener::bind(addr).with_context(|| format!("binding metrics listener {addr}"))?;
     let local = listener.local_addr()?;
+    let active = Arc::new(AtomicUsize::new(0));
     std::thread::Builder::new()
         .name("vipd-metrics".into())
         .spawn(move || {
             for conn in listener.incoming().flatten() {
-                let _ = answer(conn, &status);
+                if active.fetch_add(1, Ordering::AcqRel) >= limits.max_connections {
+                    active.fetch_sub(1, Ordering::AcqRel);
+                    let _ = busy(conn, limits.timeout);
+                    continue;
+                }
+                let (status, active2) = (status.clone(), active.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("vipd-metrics-conn".into())
+                    .spawn(move || {
+                        let _ = answer(conn, &status, limits.timeout);
+                        active2.fetch_sub(1, Ordering::AcqRel);
+                    });
+                if spawned.is_err() {
+                    active.fetch_sub(1, Ordering::AcqRel);
+                }
             }
         })?;
     Ok(local)
 }
 
-fn answer(mut conn: TcpStream, status: &Mutex<Snapshot>) -> std::io::Result<()> {
-    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+/// Over the connection cap: say so and close. The request is not waited for; what
+/// arrives within a moment is read and discarded so that closing does not reset the
+/// connection before the client has read the answer.
+fn busy(mut conn: TcpStream, timeout: Duration) -> std::io::Result<()> {
+    conn.set_write_timeout(Some(timeout))?;
+    let body = "too many metrics connections\n";
+    write!(
+        conn,
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    conn.shutdown(std::net::Shutdown::Write)?;
+    let deadline = Instant::now() + Duration::from_millis(100).min(timeout);
+    let mut buf = [0u8; 1024];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        conn.set_read_timeout(Some(left))?;
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => return Ok(()),
+            Ok(_) => {}
+        }
+    }
+}
+
+fn answer(mut conn: TcpStream, status: &Mutex<Snapshot>, timeout: Duration) -> std::io::Result<()> {
+    // One deadline for the whole request, not per read: a client trickling a byte at
+    // a time cannot hold the connection longer.
+    let deadline = Instant::now() + timeout;
     let mut req = Vec::new();
     let mut buf = [0u8; 1024];
     while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 8192 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        conn.set_read_timeout(Some(left))?;
         let n = conn.read(&mut buf)?;
         if n == 0 {
             break;
@@ -206,6 +297,8 @@ fn answer(mut conn: TcpStream, status: &Mutex<Snapshot>) -> std::io::Result<()> 
             "only GET /metrics here\n".to_string(),
         )
     };
+    let left = deadline.saturating_duration_since(Instant::now());
+    conn.set_write_timeout(Some(left.max(Duration::from_millis(1))))?;
     write!(
         conn,
         "HTTP/1.1 {code}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -243,6 +336,11 @@ mod tests {
                 detail: Default::default(),
             }],
             socket_drops: vec![("unknown_vrid".into(), 9)],
+            io_errors: vec![crate::status::IoErrorCount {
+                op: "announce_send".into(),
+                reason: "ENETDOWN".into(),
+                count: 4,
+            }],
             tracking: Default::default(),
             virtual_servers: vec![crate::status::VirtualServerStatus {
                 name: "virtual_server 192.0.2.100 80".into(),
@@ -268,6 +366,7 @@ mod tests {
             "vipd_adverts_sent_total{instance=\"VI_1\",interface=\"eth0\",vrid=\"51\"} 42",
             "vipd_adverts_dropped_total{instance=\"VI_1\",interface=\"eth0\",vrid=\"51\",reason=\"bad_ttl\"} 5",
             "vipd_socket_dropped_total{reason=\"unknown_vrid\"} 9",
+            "vipd_io_errors_total{op=\"announce_send\",reason=\"ENETDOWN\"} 4",
             "vipd_instance_advert_interval_seconds{instance=\"VI_1\",interface=\"eth0\",vrid=\"51\"} 0.01",
             "# TYPE vipd_transitions counter",
             "vipd_virtual_server_active{virtual_server=\"virtual_server 192.0.2.100 80\"} 1",
@@ -295,5 +394,71 @@ mod tests {
         let mut resp = String::new();
         c.read_to_string(&mut resp).unwrap();
         assert!(resp.starts_with("HTTP/1.1 404"), "{resp}");
+    }
+
+    fn scrape(addr: SocketAddr) -> String {
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+        let mut resp = String::new();
+        c.read_to_string(&mut resp).unwrap();
+        resp
+    }
+
+    #[test]
+    fn a_slow_client_does_not_stall_other_scrapers() {
+        let status = Arc::new(Mutex::new(snap()));
+        let limits = Limits {
+            max_connections: 4,
+            timeout: Duration::from_secs(3),
+        };
+        let addr = serve_with("127.0.0.1:0".parse().unwrap(), status, limits).unwrap();
+        // Two clients that connect and say nothing, one that trickles.
+        let _idle1 = TcpStream::connect(addr).unwrap();
+        let _idle2 = TcpStream::connect(addr).unwrap();
+        let mut trickle = TcpStream::connect(addr).unwrap();
+        trickle.write_all(b"GET /met").unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        // A scraper is answered at once, not after the others' timeouts.
+        let t = Instant::now();
+        let resp = scrape(addr);
+        assert!(resp.starts_with("HTTP/1.1 200 OK\r\n"), "{resp}");
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "scrape took {:?} behind slow clients",
+            t.elapsed()
+        );
+        // The silent client is cut off at the deadline (not kept forever).
+        let t = Instant::now();
+        let mut rest = Vec::new();
+        let mut idle = _idle1;
+        idle.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let _ = idle.read_to_end(&mut rest);
+        assert!(rest.is_empty());
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "idle client held {:?}",
+            t.elapsed()
+        );
+    }
+
+    #[test]
+    fn connections_beyond_the_cap_get_503_and_the_slots_come_back() {
+        let status = Arc::new(Mutex::new(snap()));
+        let limits = Limits {
+            max_connections: 2,
+            timeout: Duration::from_millis(500),
+        };
+        let addr = serve_with("127.0.0.1:0".parse().unwrap(), status, limits).unwrap();
+        let idle: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        std::thread::sleep(Duration::from_millis(100));
+        let resp = scrape(addr);
+        assert!(resp.starts_with("HTTP/1.1 503"), "{resp}");
+        // Once the idle connections time out, their slots are free again.
+        std::thread::sleep(Duration::from_millis(800));
+        let resp = scrape(addr);
+        assert!(resp.starts_with("HTTP/1.1 200 OK\r\n"), "{resp}");
+        drop(idle);
     }
 }

@@ -500,18 +500,24 @@ fn script_plan(cfg: &Config, s: &model::VrrpScript) -> Result<ScriptPlan> {
         let program = argv
             .first()
             .ok_or_else(|| anyhow!("vrrp_script {}: empty `script`", s.name))?;
-        if cfg.global.enable_script_security {
-            check_security(program, cfg.global.use_symlink_paths).map_err(|e| {
-                anyhow!(
-                    "vrrp_script {}: refused by enable_script_security: {e}",
-                    s.name
-                )
-            })?;
-        }
+        // The path checked is the path run (no second lookup of the name).
+        let program = if cfg.global.enable_script_security {
+            Some(
+                check_security(program, cfg.global.use_symlink_paths).map_err(|e| {
+                    anyhow!(
+                        "vrrp_script {}: refused by enable_script_security: {e}",
+                        s.name
+                    )
+                })?,
+            )
+        } else {
+            None
+        };
         let user = s.user.as_deref().or(cfg.global.script_user.as_deref());
         Ok(ScriptPlan {
             name: s.name.clone(),
             argv,
+            program,
             interval: s.interval,
             timeout: s
                 .timeout
@@ -573,16 +579,25 @@ pub fn script_command(
     let program = argv
         .first()
         .ok_or_else(|| anyhow!("{what}: empty command"))?;
-    if cfg.global.enable_script_security {
-        check_security(program, cfg.global.use_symlink_paths)
-            .map_err(|e| anyhow!("{what}: refused by enable_script_security: {e}"))?;
-    }
+    // The path checked is the path run (no second lookup of the name).
+    let program = if cfg.global.enable_script_security {
+        Some(
+            check_security(program, cfg.global.use_symlink_paths)
+                .map_err(|e| anyhow!("{what}: refused by enable_script_security: {e}"))?,
+        )
+    } else {
+        None
+    };
     let run_as = match (&script.user, &cfg.global.script_user) {
         (Some(user), _) => Some(run_as(user).with_context(|| format!("{what}: user `{user}`"))?),
         (None, Some(user)) => Some(run_as(user).with_context(|| format!("script_user `{user}`"))?),
         (None, None) => None,
     };
-    Ok(Some(Script { argv, run_as }))
+    Ok(Some(Script {
+        argv,
+        run_as,
+        program,
+    }))
 }
 
 /// The notify scripts of one instance, split into words.

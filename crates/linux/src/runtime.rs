@@ -8,7 +8,7 @@ use crate::addresses::{AddrCommand, AddrNotice, AddressWorker};
 use crate::packet::PacketSocket;
 use crate::plan::{InstancePlan, Plan};
 use crate::socket::VrrpSocket;
-use crate::status::{InstanceStatus, Snapshot};
+use crate::status::{InstanceStatus, IoErrors, Snapshot};
 use anyhow::{Context, Result};
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -225,6 +225,8 @@ impl Runtime {
             status_dirty: true,
             next_publish: Instant::now(),
             start_at: Instant::now(),
+            io_errors: IoErrors::default(),
+            link_errors: Arc::default(),
         };
         for p in &plan.instances {
             engine.ensure_socket(p)?;
@@ -242,7 +244,10 @@ impl Runtime {
         forward(track_rx, engine.notices.clone(), Notice::Track);
         tracker.configure(plan.track_plan());
         let link_events = tracker.clone();
-        crate::linkwatch::start(move |e| link_events.send(e.into()))?;
+        crate::linkwatch::start(
+            move |e| link_events.send(e.into()),
+            engine.link_errors.clone(),
+        )?;
         let (rt_priority, nice) = (plan.rt_priority, plan.nice);
         let thread = std::thread::Builder::new()
             .name("vipd-vrrp".into())
@@ -529,6 +534,10 @@ struct EngineLoop {
     next_publish: Instant,
     /// `vrrp_startup_delay` / `vrrp_delay_after_boot`: instances leave Initialize then.
     start_at: Instant,
+    /// Receive and send errors, by operation and errno.
+    io_errors: IoErrors,
+    /// The link watcher's receive errors (its own thread).
+    link_errors: Arc<Mutex<IoErrors>>,
 }
 
 /// How long after start-up the instances start: the longer of `vrrp_startup_delay`
@@ -539,22 +548,6 @@ fn startup_delay(startup: Duration, after_boot: Duration, uptime: Option<Duratio
         None => Duration::ZERO,
     };
     startup.max(after_boot)
-}
-
-#[cfg(test)]
-mod startup_tests {
-    use super::*;
-
-    #[test]
-    fn the_longer_delay_wins_and_boot_delay_counts_from_boot() {
-        let s = Duration::from_secs;
-        // Booted 10 s ago, delay_after_boot 15 s: 5 s left, longer than 2 s.
-        assert_eq!(startup_delay(s(2), s(15), Some(s(10))), s(5));
-        // Long after boot: only vrrp_startup_delay.
-        assert_eq!(startup_delay(s(2), s(15), Some(s(3600))), s(2));
-        assert_eq!(startup_delay(s(0), s(0), Some(s(1))), s(0));
-        assert!(uptime().is_some_and(|u| u > Duration::ZERO));
-    }
 }
 
 /// Time since boot (CLOCK_BOOTTIME, which counts suspend as /proc/uptime does).
@@ -921,7 +914,14 @@ impl EngineLoop {
             let got = match self.sockets[s].sock.recv(buf) {
                 Ok(Some(r)) => r,
                 Ok(None) => return,
-                Err(_) => return,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let ifindex = self.sockets[s].ifindex;
+                    self.io_error("receive", &e, || {
+                        format!("VRRP socket on ifindex {ifindex}")
+                    });
+                    return;
+                }
             };
             let now = Instant::now();
             let rx = match got {
@@ -962,6 +962,8 @@ impl EngineLoop {
                             instance: slot.plan.name.clone(),
                             error: format!("advert to {dst}: {e}"),
                         });
+                        self.io_errors.count("advert_send", &e);
+                        self.status_dirty = true;
                     }
                 }
                 Action::AddAddresses => {
@@ -1158,12 +1160,33 @@ impl EngineLoop {
     }
 
     fn flush_announcements(&mut self, now: Instant) {
+        let mut failed = Vec::new();
         for (ifindex, q) in self.announce_queues.iter_mut() {
             while q.frames.front().is_some_and(|f| f.0 <= now) {
                 let (_, frame) = q.frames.pop_front().unwrap();
-                let _ = self.packet.send(*ifindex, &frame);
+                if let Err(e) = self.packet.send(*ifindex, &frame) {
+                    failed.push((*ifindex, e));
+                }
             }
         }
+        for (ifindex, e) in failed {
+            self.io_error("announce_send", &e, || {
+                format!("gratuitous ARP / NA on ifindex {ifindex}")
+            });
+        }
+    }
+
+    /// Count a socket error by operation and errno (status, metrics) and log the first
+    /// of each kind; the next ones only count, so a persistent error cannot flood the log.
+    fn io_error(&mut self, op: &'static str, e: &std::io::Error, what: impl FnOnce() -> String) {
+        if self.io_errors.count(op, e) {
+            tracing::warn!(
+                "{}: {e} (counted as {op}/{} in `vipd status --json` io_errors and vipd_io_errors_total; further ones are counted, not logged)",
+                what(),
+                IoErrors::reason(e)
+            );
+        }
+        self.status_dirty = true;
     }
 
     /// Publish after a transition at once, otherwise at most every 100 ms: building
@@ -1204,6 +1227,26 @@ impl EngineLoop {
         }
         snap.socket_drops = socket_drops.into_iter().collect();
         snap.socket_drops.sort();
+        snap.io_errors = self.io_errors.lines();
+        if let Ok(link) = self.link_errors.lock() {
+            snap.io_errors.extend(link.lines());
+        }
         true
+    }
+}
+
+#[cfg(test)]
+mod startup_tests {
+    use super::*;
+
+    #[test]
+    fn the_longer_delay_wins_and_boot_delay_counts_from_boot() {
+        let s = Duration::from_secs;
+        // Booted 10 s ago, delay_after_boot 15 s: 5 s left, longer than 2 s.
+        assert_eq!(startup_delay(s(2), s(15), Some(s(10))), s(5));
+        // Long after boot: only vrrp_startup_delay.
+        assert_eq!(startup_delay(s(2), s(15), Some(s(3600))), s(2));
+        assert_eq!(startup_delay(s(0), s(0), Some(s(1))), s(0));
+        assert!(uptime().is_some_and(|u| u > Duration::ZERO));
     }
 }

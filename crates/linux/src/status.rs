@@ -15,6 +15,66 @@ pub struct Snapshot {
     pub tracking: std::collections::BTreeMap<String, Vec<TrackLine>>,
     /// Virtual servers and their real servers, as the load-balancer thread last saw them.
     pub virtual_servers: Vec<VirtualServerStatus>,
+    /// Socket errors of the protocol thread (receive, advert and GARP/NA sends), by
+    /// operation and errno; never silently dropped.
+    pub io_errors: Vec<IoErrorCount>,
+}
+
+/// One line of [`Snapshot::io_errors`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IoErrorCount {
+    /// `receive` (VRRP socket), `advert_send`, `announce_send` (gratuitous ARP / NA),
+    /// `link_events_receive` (the link watcher's netlink socket).
+    pub op: String,
+    /// The errno name (`ENOBUFS`, `ENETDOWN`, …), or the error kind when there is none.
+    pub reason: String,
+    pub count: u64,
+}
+
+/// Counts socket errors by operation and reason; the protocol thread owns one.
+#[derive(Debug, Default, Clone)]
+pub struct IoErrors {
+    counts: std::collections::BTreeMap<(&'static str, String), u64>,
+}
+
+impl IoErrors {
+    /// Count `err` for `op`; `true` the first time this (op, reason) is seen, so the
+    /// caller logs it once rather than on every packet. `EAGAIN` is not an error here
+    /// (non-blocking sockets report "nothing more") and is never counted.
+    pub fn count(&mut self, op: &'static str, err: &std::io::Error) -> bool {
+        if err.kind() == std::io::ErrorKind::WouldBlock {
+            return false;
+        }
+        let reason = Self::reason(err);
+        let n = self.counts.entry((op, reason)).or_default();
+        *n += 1;
+        *n == 1
+    }
+
+    pub fn reason(err: &std::io::Error) -> String {
+        match err.raw_os_error() {
+            Some(raw) => format!("{:?}", nix::errno::Errno::from_raw(raw)),
+            None => format!("{:?}", err.kind()),
+        }
+    }
+
+    pub fn get(&self, op: &'static str, reason: &str) -> u64 {
+        self.counts
+            .get(&(op, reason.to_string()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub fn lines(&self) -> Vec<IoErrorCount> {
+        self.counts
+            .iter()
+            .map(|((op, reason), n)| IoErrorCount {
+                op: op.to_string(),
+                reason: reason.clone(),
+                count: *n,
+            })
+            .collect()
+    }
 }
 
 /// One tracked object of an instance and what it does to it now.
@@ -157,4 +217,60 @@ pub struct VirtualServerStatus {
     pub quorum_up: bool,
     pub backend: String,
     pub real_servers: Vec<RealServerStatus>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
+
+    #[test]
+    fn io_errors_count_by_op_and_errno_but_never_eagain() {
+        let mut e = IoErrors::default();
+        let nobufs = io::Error::from_raw_os_error(libc::ENOBUFS);
+        assert!(e.count("receive", &nobufs), "first of a kind is reported");
+        assert!(!e.count("receive", &nobufs), "the next ones only count");
+        assert!(e.count(
+            "announce_send",
+            &io::Error::from_raw_os_error(libc::ENETDOWN)
+        ));
+        assert!(!e.count("receive", &io::Error::from_raw_os_error(libc::EAGAIN)));
+        assert!(!e.count("receive", &io::Error::from(io::ErrorKind::WouldBlock)));
+        assert_eq!(e.get("receive", "ENOBUFS"), 2);
+        assert_eq!(e.get("announce_send", "ENETDOWN"), 1);
+        assert_eq!(e.get("receive", "EAGAIN"), 0);
+        // In `vipd status --json`.
+        let snap = Snapshot {
+            io_errors: e.lines(),
+            ..Default::default()
+        };
+        let v = serde_json::to_value(&snap).unwrap();
+        assert_eq!(
+            v["io_errors"],
+            serde_json::json!([
+                {"op": "announce_send", "reason": "ENETDOWN", "count": 1},
+                {"op": "receive", "reason": "ENOBUFS", "count": 2},
+            ])
+        );
+    }
+
+    /// A real GARP send error, as the protocol thread meets it: an AF_PACKET send to an
+    /// interface that is gone, counted under its errno.
+    #[test]
+    fn a_failed_announcement_send_is_counted_by_errno() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let sock = crate::packet::PacketSocket::open().unwrap();
+        let frame = [0xffu8; 60];
+        let err = sock
+            .send(0x7fff_fff0, &frame)
+            .expect_err("no such interface");
+        let mut e = IoErrors::default();
+        assert!(e.count("announce_send", &err));
+        let reason = IoErrors::reason(&err);
+        assert!(reason.starts_with('E'), "errno name, got {reason}");
+        assert_eq!(e.get("announce_send", &reason), 1);
+    }
 }

@@ -191,6 +191,9 @@ pub trait VerdictSink: Send + 'static {
 pub struct ScriptPlan {
     pub name: String,
     pub argv: Vec<String>,
+    /// The file `enable_script_security` checked, executed instead of looking
+    /// `argv[0]` up again.
+    pub program: Option<std::path::PathBuf>,
     pub interval: Duration,
     pub timeout: Duration,
     pub rise: u32,

@@ -469,7 +469,13 @@ impl Tracker {
             let spawned = std::thread::Builder::new()
                 .name("vipd-script".into())
                 .spawn(move || {
-                    let outcome = scripts::run(&plan.argv, &[], plan.timeout, plan.run_as);
+                    let outcome = scripts::run_program(
+                        plan.program.as_deref(),
+                        &plan.argv,
+                        &[],
+                        plan.timeout,
+                        plan.run_as,
+                    );
                     let _ = tx.send(Msg::ScriptDone {
                         name: plan.name,
                         generation,

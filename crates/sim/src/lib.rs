@@ -484,13 +484,8 @@ struct Router {
     /// The timer currently queued for this router, and its generation.
     armed: Option<Duration>,
     generation: u64,
-    /// Consecutive timer firings at one instant (engine livelock guard).
-    spins: (Duration, u32),
     counters: Counters,
 }
-
-/// Firing a router's timer this many times at one instant is taken as an engine bug.
-const MAX_SPINS: u32 = 10_000;
 
 /// The simulator. See the crate documentation.
 pub struct Sim {
@@ -570,7 +565,6 @@ impl Sim {
             status: Status::Idle,
             armed: None,
             generation: 0,
-            spins: (Duration::ZERO, 0),
             counters: Counters::default(),
         });
         if let Some(p) = &mut self.partition {
@@ -820,19 +814,18 @@ impl Sim {
                     && matches!(r.status, Status::Running | Status::Stopped)
                 {
                     r.armed = None;
-                    if r.spins.0 == self.now {
-                        r.spins.1 += 1;
-                        assert!(
-                            r.spins.1 < MAX_SPINS,
-                            "engine bug: router {router}'s timer does not advance past {:?} \
-                             (poll_timeout {:?})",
-                            self.now,
-                            r.inst.poll_timeout().map(|t| t - self.t0)
-                        );
-                    } else {
-                        r.spins = (self.now, 1);
-                    }
                     r.inst.handle_timeout(now);
+                    // Timer safety (issue 13): whatever was due has been handled or
+                    // dropped, so the engine never asks for the same past deadline again
+                    // (which would spin a real protocol loop).
+                    let next = r.inst.poll_timeout();
+                    assert!(
+                        next.is_none_or(|t| t > now),
+                        "engine bug: router {router}'s timer does not advance past {:?} \
+                         (poll_timeout {:?} after handle_timeout)",
+                        self.now,
+                        next.map(|t| t - self.t0)
+                    );
                     self.after_input(router);
                 }
             }

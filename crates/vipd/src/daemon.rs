@@ -851,6 +851,9 @@ fn log_notices(
 
 pub fn status(args: StatusArgs) -> Result<ExitCode> {
     let v = query_status(&args.control_socket)?;
+    if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
+        anyhow::bail!("{}: {e}", args.control_socket.display());
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
@@ -891,6 +894,23 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
                 drops.join(" ")
             },
         );
+    }
+    // Socket errors of the protocol thread, if any.
+    let io: Vec<String> = v["io_errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            format!(
+                "{}/{}={}",
+                e["op"].as_str().unwrap_or("?"),
+                e["reason"].as_str().unwrap_or("?"),
+                e["count"]
+            )
+        })
+        .collect();
+    if !io.is_empty() {
+        println!("socket errors: {}", io.join(" "));
     }
     // What each instance tracks and what that does to it now.
     if let Some(tracking) = v["tracking"].as_object() {

@@ -275,6 +275,79 @@ fn control_socket_refuses_non_root_clients() {
     assert!(!out.status.success(), "a non-root client got an answer");
     assert!(err.contains("ermission denied"), "{err}");
     assert!(c.status(1).is_some(), "root still can");
+    // Born 0600 (never wider, whatever the umask).
+    let mode = std::fs::metadata(c.socket_path(1)).unwrap().permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+    // A mode loosened by mistake: the kernel lets the stranger connect, the daemon's
+    // SO_PEERCRED check still refuses.
+    std::fs::set_permissions(
+        c.socket_path(1),
+        std::os::unix::fs::PermissionsExt::from_mode(0o666),
+    )
+    .unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", VIPD])
+        .args(["status", "--json", "--control-socket"])
+        .arg(c.socket_path(1))
+        .output()
+        .expect("setpriv (util-linux)");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a stranger got an answer");
+    assert!(err.contains("permission denied: uid 65534"), "{err}");
+    assert!(c.log(1).contains("refused a connection"), "{}", c.log(1));
+}
+
+/// GARP/NA send errors are counted by errno and shown in `vipd status --json` and the
+/// metrics: the master's interface is deleted while its paced announcements are queued.
+#[test]
+fn announcement_send_errors_are_counted_in_status_and_metrics() {
+    let spec = Spec::v3()
+        .with("garp_master_repeat 5")
+        .with("garp_interval 0.5");
+    let Some(mut c) = Cluster::new(1, "ioerr") else {
+        return;
+    };
+    c.start_vipd_with(1, &spec.config(100), &["--metrics", "127.0.0.1:9651"]);
+    c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
+    c.lan.router(1).ip(["link", "del", "eth0"]).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let errors = loop {
+        let st = c.status(1).expect("status");
+        let e = st["io_errors"].as_array().cloned().unwrap_or_default();
+        if e.iter().any(|e| e["op"] == "announce_send") {
+            break e;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no announce_send error in {st}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let e = errors.iter().find(|e| e["op"] == "announce_send").unwrap();
+    let reason = e["reason"].as_str().unwrap().to_string();
+    assert!(reason.starts_with('E'), "errno name: {e}");
+    assert!(e["count"].as_u64().unwrap() >= 1, "{e}");
+    let text = c
+        .lan
+        .router(1)
+        .run(|| {
+            let mut s = std::net::TcpStream::connect("127.0.0.1:9651").unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            out
+        })
+        .unwrap();
+    let want = format!("vipd_io_errors_total{{op=\"announce_send\",reason=\"{reason}\"}}");
+    assert!(text.contains(&want), "missing `{want}`:\n{text}");
+    assert!(
+        c.log(1).contains("gratuitous ARP / NA on ifindex"),
+        "{}",
+        c.log(1)
+    );
 }
 
 /// A daemon whose log reader has gone (stderr a pipe nobody reads, e.g. `vipd run |

@@ -10,6 +10,7 @@ use crate::wire::{
 use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
+use timer::{Timer, TimerTable};
 
 /// Priority of the address owner: master at once, never preempted.
 pub const PRIORITY_OWNER: u8 = 255;
@@ -357,13 +358,8 @@ pub struct Instance {
     /// The master we last accepted an advert from, and its priority.
     master: Option<(IpAddr, u8)>,
     master_released: bool,
-    adver_at: Option<Instant>,
-    down_at: Option<Instant>,
-    garp_second_at: Option<Instant>,
-    garp_refresh_at: Option<Instant>,
-    garp_followup_at: Option<Instant>,
-    /// After a graceful shutdown: when to drop the addresses still held.
-    release_at: Option<Instant>,
+    /// Every deadline, one slot per [`Timer`].
+    timers: TimerTable,
     /// Earliest time another lower-priority-triggered GARP burst is allowed.
     lower_prio_garp_after: Option<Instant>,
     /// preempt_delay is running against a lower-priority master.
@@ -384,12 +380,7 @@ impl Instance {
             state: State::Initialize,
             master: None,
             master_released: false,
-            adver_at: None,
-            down_at: None,
-            garp_second_at: None,
-            garp_refresh_at: None,
-            garp_followup_at: None,
-            release_at: None,
+            timers: TimerTable::default(),
             lower_prio_garp_after: None,
             preempt_pending: false,
             last_transition: None,
@@ -481,7 +472,8 @@ impl Instance {
         self.priority = new;
         if self.state == State::Master {
             self.send_advert(new);
-            self.adver_at = Some(now + self.cfg.advert_interval);
+            self.timers
+                .set(Timer::Advert, now + self.cfg.advert_interval);
         }
     }
 
@@ -496,17 +488,7 @@ impl Instance {
 
     /// The next instant at which [`Instance::handle_timeout`] must be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [
-            self.adver_at,
-            self.down_at,
-            self.garp_second_at,
-            self.garp_refresh_at,
-            self.garp_followup_at,
-            self.release_at,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        self.timers.next_timeout()
     }
 
     pub fn handle(&mut self, now: Instant, event: Event) {
@@ -524,10 +506,8 @@ impl Instance {
         if self.state != State::Initialize {
             return;
         }
-        if self.release_at.take().is_some() {
-            // Restarted within the shutdown hold: start from a clean slate.
-            self.actions.push_back(Action::RemoveAddresses);
-        }
+        // Restarted within the shutdown hold: start from a clean slate.
+        self.end_shutdown_hold();
         self.enter_from_init(now, TransitionReason::Startup);
     }
 
@@ -542,7 +522,7 @@ impl Instance {
                 // keepalived: preempt_delay also applies to the first take-over after start-up.
                 down += self.cfg.preempt_delay;
             }
-            self.down_at = Some(down);
+            self.timers.set(Timer::MasterDown, down);
             self.transition(now, State::Backup, reason);
         }
     }
@@ -553,7 +533,8 @@ impl Instance {
             if self.cfg.hold_addresses_on_shutdown {
                 self.send_advert(PRIORITY_LEAVING);
                 self.stats.released_master += 1;
-                self.release_at = Some(now + self.cfg.shutdown_hold());
+                self.timers
+                    .set(Timer::Release, now + self.cfg.shutdown_hold());
             } else {
                 self.release_master();
             }
@@ -579,7 +560,8 @@ impl Instance {
             self.leave_master_timers();
             self.actions.push_back(Action::RemoveAddresses);
             self.stats.released_master += 1;
-            self.down_at = Some(now + self.master_down_interval());
+            self.timers
+                .set(Timer::MasterDown, now + self.master_down_interval());
             self.transition(now, State::Backup, TransitionReason::SyncGroup);
         }
     }
@@ -592,6 +574,9 @@ impl Instance {
                 if self.state == State::Master {
                     self.release_master();
                 }
+                // A fault during the shutdown hold (Initialize) ends it: the addresses
+                // go now, not when a timer nobody would run fires.
+                self.end_shutdown_hold();
                 self.clear_timers();
                 self.transition(now, State::Fault, TransitionReason::FaultRaised);
             }
@@ -601,56 +586,55 @@ impl Instance {
         }
     }
 
+    /// Handle every expired timer. Each is stopped before it is dispatched, and
+    /// [`Instance::on_timer`] handles or drops it in every state, so after this call
+    /// [`Instance::poll_timeout`] is later than `now` (or `None`).
     pub fn handle_timeout(&mut self, now: Instant) {
-        match self.state {
-            State::Master => {
-                if let Some(due) = self.adver_at.filter(|t| *t <= now) {
-                    if self.replaced_while_late(now, due) {
-                        return;
-                    }
-                    self.send_advert(self.priority);
-                    // Keep a steady cadence; if we were late by a whole interval, restart it.
-                    let next = self.adver_at.unwrap() + self.cfg.advert_interval;
-                    self.adver_at = Some(if next <= now {
-                        now + self.cfg.advert_interval
-                    } else {
-                        next
-                    });
-                }
-                if self.garp_second_at.is_some_and(|t| t <= now) {
-                    self.garp_second_at = None;
-                    self.announce(self.cfg.garp.master_repeat);
-                }
-                if self.garp_followup_at.is_some_and(|t| t <= now) {
-                    self.garp_followup_at = None;
-                    self.announce(1);
-                }
-                if let Some(t) = self.garp_refresh_at.filter(|t| *t <= now) {
-                    let next = t + self.cfg.garp.refresh;
-                    self.garp_refresh_at = Some(if next <= now {
-                        now + self.cfg.garp.refresh
-                    } else {
-                        next
-                    });
-                    self.announce(self.cfg.garp.refresh_repeat);
-                }
+        for timer in Timer::ALL {
+            if let Some(due) = self.timers.take_expired(timer, now) {
+                self.on_timer(now, timer, due);
             }
-            State::Backup => {
-                if self.down_at.is_some_and(|t| t <= now) {
-                    let reason = TransitionReason::MasterDown {
-                        last_master: self.master.map(|(a, _)| a),
-                        released: self.master_released,
-                    };
-                    self.become_master(now, reason);
+        }
+    }
+
+    /// One expired (and already stopped) timer. Exhaustive over (timer, state): a new
+    /// timer or state does not compile until it says what happens everywhere.
+    fn on_timer(&mut self, now: Instant, timer: Timer, due: Instant) {
+        use State::*;
+        match (timer, self.state) {
+            (Timer::Advert, Master) => {
+                if self.replaced_while_late(now, due) {
+                    return;
                 }
+                self.send_advert(self.priority);
+                // Keep a steady cadence; if we were late by a whole interval, restart it.
+                let next = cadence(due, self.cfg.advert_interval, now);
+                self.timers.set_opt(Timer::Advert, next);
             }
-            State::Initialize => {
-                if self.release_at.is_some_and(|t| t <= now) {
-                    self.release_at = None;
-                    self.actions.push_back(Action::RemoveAddresses);
-                }
+            (Timer::GarpSecond, Master) => self.announce(self.cfg.garp.master_repeat),
+            (Timer::GarpFollowup, Master) => self.announce(1),
+            (Timer::GarpRefresh, Master) => {
+                let next = cadence(due, self.cfg.garp.refresh, now);
+                self.timers.set_opt(Timer::GarpRefresh, next);
+                self.announce(self.cfg.garp.refresh_repeat);
             }
-            State::Fault => {}
+            (Timer::MasterDown, Backup) => {
+                let reason = TransitionReason::MasterDown {
+                    last_master: self.master.map(|(a, _)| a),
+                    released: self.master_released,
+                };
+                self.become_master(now, reason);
+            }
+            // The addresses held since a graceful shutdown go, whatever happened since
+            // (only a master owns them; leaving Initialize ends the hold first).
+            (Timer::Release, Initialize | Fault | Backup) => {
+                self.actions.push_back(Action::RemoveAddresses)
+            }
+            (Timer::Release, Master) => {}
+            // The master's timers outside MASTER, Master_Down outside BACKUP: stale,
+            // dropped (already stopped).
+            (Timer::Advert | Timer::GarpSecond | Timer::GarpFollowup | Timer::GarpRefresh, _) => {}
+            (Timer::MasterDown, Initialize | Master | Fault) => {}
         }
     }
 
@@ -678,7 +662,8 @@ impl Instance {
         self.actions.push_back(Action::RemoveAddresses);
         self.stats.released_master += 1;
         self.master = None;
-        self.down_at = Some(now + self.master_down_interval());
+        self.timers
+            .set(Timer::MasterDown, now + self.master_down_interval());
         self.transition(
             now,
             State::Backup,
@@ -782,7 +767,7 @@ impl Instance {
         if adv.priority == PRIORITY_LEAVING {
             self.stats.priority_zero_received += 1;
             self.master_released = true;
-            self.down_at = Some(now + self.skew_time());
+            self.timers.set(Timer::MasterDown, now + self.skew_time());
             return;
         }
         if !self.cfg.preempt || adv.priority >= self.priority {
@@ -792,13 +777,17 @@ impl Instance {
             self.master = Some((src, adv.priority));
             self.master_released = false;
             self.preempt_pending = false;
-            self.down_at = Some(now + self.master_down_interval());
+            self.timers
+                .set(Timer::MasterDown, now + self.master_down_interval());
         } else if !self.cfg.preempt_delay.is_zero() && !self.preempt_pending {
             // A lower-priority master: we will preempt it, but only preempt_delay after
             // the usual master-down interval (keepalived semantics).
             self.preempt_pending = true;
             self.master = Some((src, adv.priority));
-            self.down_at = Some(now + self.master_down_interval() + self.cfg.preempt_delay);
+            self.timers.set(
+                Timer::MasterDown,
+                now + self.master_down_interval() + self.cfg.preempt_delay,
+            );
         }
         // Otherwise: lower priority and preempting: discard, let the down timer run out.
     }
@@ -809,7 +798,8 @@ impl Instance {
         if adv.priority == PRIORITY_LEAVING {
             self.stats.priority_zero_received += 1;
             self.send_advert(ours);
-            self.adver_at = Some(now + self.cfg.advert_interval);
+            self.timers
+                .set(Timer::Advert, now + self.cfg.advert_interval);
             return;
         }
         let higher =
@@ -824,7 +814,8 @@ impl Instance {
             self.master = Some((src, adv.priority));
             self.master_released = false;
             self.leave_master_timers();
-            self.down_at = Some(now + self.master_down_interval());
+            self.timers
+                .set(Timer::MasterDown, now + self.master_down_interval());
             self.actions.push_back(Action::RemoveAddresses);
             self.stats.released_master += 1;
             self.transition(
@@ -841,12 +832,14 @@ impl Instance {
             // caches in case they followed the other router's GARPs.
             if !self.cfg.lower_prio_no_advert {
                 self.send_advert(ours);
-                self.adver_at = Some(now + self.cfg.advert_interval);
+                self.timers
+                    .set(Timer::Advert, now + self.cfg.advert_interval);
             }
             let g = self.cfg.garp;
             if g.lower_prio_repeat > 0 && self.lower_prio_garp_after.is_none_or(|t| t <= now) {
                 self.announce(g.lower_prio_repeat);
-                self.garp_followup_at = (!g.followup.is_zero()).then(|| now + g.followup);
+                let followup = (!g.followup.is_zero()).then(|| now + g.followup);
+                self.timers.set_opt(Timer::GarpFollowup, followup);
                 // At most one burst per lower_prio_delay (or per second), never a storm.
                 let hold = g.lower_prio_delay.max(Duration::from_secs(1));
                 self.lower_prio_garp_after = Some(now + hold);
@@ -864,17 +857,19 @@ impl Instance {
         self.actions.push_back(Action::AddAddresses);
         self.announce(self.cfg.garp.master_repeat);
         self.send_advert(self.priority);
-        self.down_at = None;
+        self.timers.stop(Timer::MasterDown);
         self.preempt_pending = false;
         self.master_released = false;
-        self.adver_at = Some(now + self.cfg.advert_interval);
+        self.timers
+            .set(Timer::Advert, now + self.cfg.advert_interval);
         let g = self.cfg.garp;
-        self.garp_second_at =
+        let second =
             (!g.master_delay.is_zero() && g.master_repeat > 0).then(|| now + g.master_delay);
-        self.garp_refresh_at =
-            (!g.refresh.is_zero() && g.refresh_repeat > 0).then(|| now + g.refresh);
-        self.garp_followup_at =
-            (!g.followup.is_zero() && g.master_repeat > 0).then(|| now + g.followup);
+        self.timers.set_opt(Timer::GarpSecond, second);
+        let refresh = (!g.refresh.is_zero() && g.refresh_repeat > 0).then(|| now + g.refresh);
+        self.timers.set_opt(Timer::GarpRefresh, refresh);
+        let followup = (!g.followup.is_zero() && g.master_repeat > 0).then(|| now + g.followup);
+        self.timers.set_opt(Timer::GarpFollowup, followup);
         self.lower_prio_garp_after = None;
         self.stats.became_master += 1;
         self.transition(now, State::Master, reason);
@@ -888,17 +883,26 @@ impl Instance {
     }
 
     fn leave_master_timers(&mut self) {
-        self.adver_at = None;
-        self.garp_second_at = None;
-        self.garp_refresh_at = None;
-        self.garp_followup_at = None;
+        self.timers.stop(Timer::Advert);
+        self.timers.stop(Timer::GarpSecond);
+        self.timers.stop(Timer::GarpRefresh);
+        self.timers.stop(Timer::GarpFollowup);
         self.lower_prio_garp_after = None;
     }
 
+    /// Stop every protocol timer. The shutdown hold is not one: it ends with
+    /// [`Instance::end_shutdown_hold`] (which removes the addresses) or by firing.
     fn clear_timers(&mut self) {
         self.leave_master_timers();
-        self.down_at = None;
+        self.timers.stop(Timer::MasterDown);
         self.preempt_pending = false;
+    }
+
+    /// Cut a running shutdown hold short: the addresses still held go now.
+    fn end_shutdown_hold(&mut self) {
+        if self.timers.take(Timer::Release).is_some() {
+            self.actions.push_back(Action::RemoveAddresses);
+        }
     }
 
     fn announce(&mut self, repeat: u32) {
@@ -947,6 +951,17 @@ impl Instance {
     }
 }
 
+/// The next deadline of a periodic timer that fired at `now` and was due at `due`:
+/// one `period` after `due`, or after `now` when that is already past; `None` for a
+/// zero period (a reconfigure can switch a refresh off while it runs), never `now`.
+fn cadence(due: Instant, period: Duration, now: Instant) -> Option<Instant> {
+    if period.is_zero() {
+        return None;
+    }
+    let next = due + period;
+    Some(if next <= now { now + period } else { next })
+}
+
 fn effective_priority(base: u8, adjustment: i32) -> u8 {
     if base == PRIORITY_OWNER {
         return base;
@@ -965,3 +980,4 @@ fn addr_gt(a: IpAddr, b: IpAddr) -> bool {
 
 #[cfg(test)]
 mod tests;
+mod timer;

@@ -20,6 +20,9 @@ use crate::sched::Outcome;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Misc {
     pub argv: Vec<String>,
+    /// The file `enable_script_security` checked, executed (with `argv[0]` as written)
+    /// instead of looking `argv[0]` up again.
+    pub program: Option<std::path::PathBuf>,
     pub timeout: Duration,
     pub dynamic: bool,
     /// uid, gid.
@@ -65,7 +68,14 @@ impl Misc {
             return Some(Outcome::fail("empty misc_path"));
         };
         let deadline = Instant::now() + self.timeout;
-        let mut cmd = tokio::process::Command::new(prog);
+        let mut cmd = match &self.program {
+            Some(p) => {
+                let mut c = tokio::process::Command::new(p);
+                c.arg0(prog);
+                c
+            }
+            None => tokio::process::Command::new(prog),
+        };
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -119,6 +129,7 @@ mod tests {
     fn misc(dynamic: bool) -> Misc {
         Misc {
             argv: vec![],
+            program: None,
             timeout: Duration::from_secs(1),
             dynamic,
             run_as: None,

@@ -771,3 +771,45 @@ fn owner_ignore_adverts_makes_a_v3_owner_deaf() {
     assert!(r.hear(ms(5), "192.0.2.12", 100).is_empty());
     assert_eq!(r.inst.stats().drops.get(DropReason::AddressOwner), 1);
 }
+
+/// Issue 13: a GARP refresh switched off by a reconfigure while its timer runs. The
+/// expired timer must stop, not be rescheduled at `now + 0` (a past deadline forever).
+#[test]
+fn refresh_switched_off_while_running_stops_instead_of_spinning() {
+    let mut cfg = v3(255);
+    cfg.garp.refresh = ms(100);
+    let mut r = Rig::new(cfg.clone());
+    r.start();
+    cfg.garp.refresh = Duration::ZERO;
+    r.inst.reconfigure(cfg).unwrap();
+    let now = r.at(ms(100));
+    r.inst.handle_timeout(now);
+    assert!(
+        r.inst.poll_timeout().is_none_or(|t| t > now),
+        "poll_timeout {:?} after handle_timeout",
+        r.inst.poll_timeout().map(|t| t - r.t0)
+    );
+}
+
+/// Issue 13: FAULT during the shutdown hold removes the held addresses at once and
+/// leaves no timer behind.
+#[test]
+fn fault_during_the_shutdown_hold_removes_the_addresses() {
+    let mut r = Rig::new(v3(255));
+    r.start();
+    r.inst.shutdown(r.at(ms(3)));
+    r.drain();
+    r.inst.set_fault(r.at(ms(5)), true);
+    let a = r.drain();
+    assert_eq!(a[0], Action::RemoveAddresses, "{a:?}");
+    assert!(matches!(
+        a[1],
+        Action::Transition {
+            from: State::Initialize,
+            to: State::Fault,
+            ..
+        }
+    ));
+    assert_eq!(r.inst.poll_timeout(), None);
+    assert!(r.run_until(ms(1000)).is_empty());
+}
