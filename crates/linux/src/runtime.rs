@@ -122,6 +122,9 @@ pub struct Runtime {
     vmacs: Mutex<Vec<u32>>,
 }
 
+/// How soon a status publication that found the snapshot locked is tried again.
+const STATUS_RETRY: Duration = Duration::from_millis(2);
+
 /// A plan whose links exist (see [`Runtime::prepare`]).
 #[must_use = "reload() it, or abandon() it to remove its links"]
 pub struct Prepared {
@@ -750,6 +753,9 @@ impl EngineLoop {
                         .iter()
                         .filter_map(|s| s.awaiting_addresses.map(|a| a.1)),
                 )
+                // A status reader held the lock when a transition was to be published:
+                // try again soon, not at the next packet or timer (up to a second away).
+                .chain(self.status_dirty.then(|| now + STATUS_RETRY))
                 .min()
                 // Go round at least once a second: the watchdog watches the heartbeat.
                 .map_or(now + Duration::from_secs(1), |d| {
