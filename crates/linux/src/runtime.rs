@@ -207,6 +207,7 @@ impl Runtime {
         let mut engine = EngineLoop {
             slots: Vec::new(),
             sockets: Vec::new(),
+            closed_socket_drops: HashMap::new(),
             packet,
             announce_queues: HashMap::new(),
             addr_tx: addresses.tx.clone(),
@@ -510,6 +511,8 @@ struct AnnounceQueue {
 struct EngineLoop {
     slots: Vec<Slot>,
     sockets: Vec<RxSocket>,
+    /// Drop counts of the sockets closed after a reload, so the totals never go back.
+    closed_socket_drops: HashMap<String, u64>,
     packet: PacketSocket,
     announce_queues: HashMap<u32, AnnounceQueue>,
     addr_tx: Sender<AddrCommand>,
@@ -639,7 +642,9 @@ impl EngineLoop {
         self.drain_actions(i, now);
         self.slots[i].retired = true;
         let sock = self.slots[i].socket;
-        self.sockets[sock].instances.retain(|&x| x != i);
+        if let Some(s) = self.sockets.get_mut(sock) {
+            s.instances.retain(|&x| x != i);
+        }
     }
 
     fn reload(&mut self, plan: Plan, now: Instant) -> Result<ReloadReport, String> {
@@ -688,8 +693,41 @@ impl EngineLoop {
             }
         }
         self.set_groups(&plan_groups);
+        self.close_unused_sockets();
         self.publish_status();
         Ok(report)
+    }
+
+    /// Closes the VRRP sockets no live instance uses any more (its instances moved to
+    /// another interface, were removed, or their interface was re-created under a new
+    /// index): each such reload used to keep one raw socket open for good. Retired
+    /// instances on a closed socket send nothing more (their priority-0 advert went
+    /// out when they retired); their drop counts are kept.
+    fn close_unused_sockets(&mut self) {
+        let mut map = Vec::with_capacity(self.sockets.len());
+        let mut kept = Vec::with_capacity(self.sockets.len());
+        for s in std::mem::take(&mut self.sockets) {
+            if s.instances.is_empty() {
+                for (r, n) in s.drops.iter() {
+                    *self
+                        .closed_socket_drops
+                        .entry(r.as_str().to_string())
+                        .or_default() += n;
+                }
+                map.push(None);
+            } else {
+                map.push(Some(kept.len()));
+                kept.push(s);
+            }
+        }
+        self.sockets = kept;
+        for slot in &mut self.slots {
+            slot.socket = map
+                .get(slot.socket)
+                .copied()
+                .flatten()
+                .unwrap_or(usize::MAX);
+        }
     }
 
     fn tune_thread(&self, rt_priority: Option<u8>, nice: Option<i32>) {
@@ -957,7 +995,11 @@ impl EngineLoop {
                     let slot = &self.slots[i];
                     let src = slot.plan.engine.primary;
                     let ttl = slot.plan.unicast_ttl;
-                    if let Err(e) = self.sockets[slot.socket].sock.send(src, dst, &payload, ttl) {
+                    // A retired instance whose socket was closed has nothing to say.
+                    let Some(rx) = self.sockets.get(slot.socket) else {
+                        continue;
+                    };
+                    if let Err(e) = rx.sock.send(src, dst, &payload, ttl) {
                         let _ = self.notices.send(Notice::SendFailed {
                             instance: slot.plan.name.clone(),
                             error: format!("advert to {dst}: {e}"),
@@ -1196,7 +1238,7 @@ impl EngineLoop {
                 )
             })
             .collect();
-        let mut socket_drops: HashMap<String, u64> = HashMap::new();
+        let mut socket_drops: HashMap<String, u64> = self.closed_socket_drops.clone();
         for s in &self.sockets {
             for (r, n) in s.drops.iter() {
                 *socket_drops.entry(r.as_str().to_string()).or_default() += n;
