@@ -289,6 +289,20 @@ struct LaneResult {
 }
 
 impl LaneResult {
+    fn new(target: Target, routers: usize) -> LaneResult {
+        LaneResult {
+            target,
+            routers,
+            faults: 0,
+            per_kind: BTreeMap::new(),
+            stale_left: 0,
+            stale_marked: 0,
+            leak: None,
+            error: None,
+            elapsed: Duration::ZERO,
+        }
+    }
+
     fn violations(&self) -> BTreeMap<&'static str, usize> {
         let mut v = BTreeMap::new();
         for k in self.per_kind.values() {
@@ -337,17 +351,7 @@ impl<'a> Lane<'a> {
             texts,
             args,
             label: format!("{target}/{n} routers"),
-            result: LaneResult {
-                target,
-                routers: n,
-                faults: 0,
-                per_kind: BTreeMap::new(),
-                stale_left: 0,
-                stale_marked: 0,
-                leak: None,
-                error: None,
-                elapsed: Duration::ZERO,
-            },
+            result: LaneResult::new(target, n),
         };
         for i in 1..=n {
             lane.restart(i)?;
@@ -788,15 +792,8 @@ pub fn run(a: SoakArgs) -> Result<ExitCode> {
                 handles.push(s.spawn(move || match Lane::start(t, n, a) {
                     Ok(lane) => lane.run(&faults),
                     Err(e) => LaneResult {
-                        target: t,
-                        routers: n,
-                        faults: 0,
-                        per_kind: BTreeMap::new(),
-                        stale_left: 0,
-                        stale_marked: 0,
-                        leak: None,
                         error: Some(format!("setup: {e:#}")),
-                        elapsed: Duration::ZERO,
+                        ..LaneResult::new(t, n)
                     },
                 }));
             }
