@@ -605,10 +605,18 @@ impl EngineLoop {
     /// Add an instance (not started yet: `run` or `reload` starts it).
     fn add_instance(&mut self, plan: InstancePlan) -> Result<usize> {
         let socket = self.ensure_socket(&plan)?;
-
-        let i = self.slots.len();
-        self.sockets[socket].instances.push(i);
-        self.slots.push(Slot {
+        // A retired slot whose shutdown is over (no timer left, nothing awaited, in no
+        // sync group) is reused, so instances restarted by reloads (every interface
+        // re-creation) do not grow the list for good. Its address epoch carries on,
+        // so a late confirmation for the old instance matches nothing.
+        let reuse = self.slots.iter().enumerate().position(|(i, s)| {
+            s.retired
+                && s.inst.poll_timeout().is_none()
+                && s.awaiting_addresses.is_none()
+                && s.pending_takeover.is_none()
+                && !self.groups.iter().any(|g| g.members.contains(&i))
+        });
+        let slot = Slot {
             inst: Instance::new(plan.engine.clone()),
             plan,
             socket,
@@ -616,10 +624,21 @@ impl EngineLoop {
             announcements_sent: 0,
             own_fault: false,
             pending_takeover: None,
-            addr_epoch: 0,
+            addr_epoch: reuse.map_or(0, |i| self.slots[i].addr_epoch),
             awaiting_addresses: None,
             pending_announce: 0,
-        });
+        };
+        let i = match reuse {
+            Some(i) => {
+                self.slots[i] = slot;
+                i
+            }
+            None => {
+                self.slots.push(slot);
+                self.slots.len() - 1
+            }
+        };
+        self.sockets[socket].instances.push(i);
         Ok(i)
     }
 
