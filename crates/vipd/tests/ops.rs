@@ -401,7 +401,7 @@ fn restarting_reloads_do_not_grow_memory() {
         let line = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
     };
-    let mut reload = |c: &mut Cluster, n: usize| {
+    let reload = |c: &mut Cluster, n: usize| {
         for k in 0..n {
             let conf = if k % 2 == 0 {
                 &other
