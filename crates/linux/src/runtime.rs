@@ -210,6 +210,7 @@ impl Runtime {
         let mut engine = EngineLoop {
             slots: Vec::new(),
             sockets: Vec::new(),
+            closed_socket_drops: HashMap::new(),
             packet,
             announce_queues: HashMap::new(),
             addr_tx: addresses.tx.clone(),
@@ -518,6 +519,8 @@ struct AnnounceQueue {
 struct EngineLoop {
     slots: Vec<Slot>,
     sockets: Vec<RxSocket>,
+    /// Drop counts of the sockets closed after a reload, so the totals never go back.
+    closed_socket_drops: HashMap<String, u64>,
     packet: PacketSocket,
     announce_queues: HashMap<u32, AnnounceQueue>,
     addr_tx: Sender<AddrCommand>,
@@ -598,10 +601,18 @@ impl EngineLoop {
     /// Add an instance (not started yet: `run` or `reload` starts it).
     fn add_instance(&mut self, plan: InstancePlan) -> Result<usize> {
         let socket = self.ensure_socket(&plan)?;
-
-        let i = self.slots.len();
-        self.sockets[socket].instances.push(i);
-        self.slots.push(Slot {
+        // A retired slot whose shutdown is over (no timer left, nothing awaited, in no
+        // sync group) is reused, so instances restarted by reloads (every interface
+        // re-creation) do not grow the list for good. Its address epoch carries on,
+        // so a late confirmation for the old instance matches nothing.
+        let reuse = self.slots.iter().enumerate().position(|(i, s)| {
+            s.retired
+                && s.inst.poll_timeout().is_none()
+                && s.awaiting_addresses.is_none()
+                && s.pending_takeover.is_none()
+                && !self.groups.iter().any(|g| g.members.contains(&i))
+        });
+        let slot = Slot {
             inst: Instance::new(plan.engine.clone()),
             plan,
             socket,
@@ -609,10 +620,21 @@ impl EngineLoop {
             announcements_sent: 0,
             own_fault: false,
             pending_takeover: None,
-            addr_epoch: 0,
+            addr_epoch: reuse.map_or(0, |i| self.slots[i].addr_epoch),
             awaiting_addresses: None,
             pending_announce: 0,
-        });
+        };
+        let i = match reuse {
+            Some(i) => {
+                self.slots[i] = slot;
+                i
+            }
+            None => {
+                self.slots.push(slot);
+                self.slots.len() - 1
+            }
+        };
+        self.sockets[socket].instances.push(i);
         Ok(i)
     }
 
@@ -635,7 +657,9 @@ impl EngineLoop {
         self.drain_actions(i, now);
         self.slots[i].retired = true;
         let sock = self.slots[i].socket;
-        self.sockets[sock].instances.retain(|&x| x != i);
+        if let Some(s) = self.sockets.get_mut(sock) {
+            s.instances.retain(|&x| x != i);
+        }
     }
 
     fn reload(&mut self, plan: Plan, now: Instant) -> Result<ReloadReport, String> {
@@ -684,8 +708,41 @@ impl EngineLoop {
             }
         }
         self.set_groups(&plan_groups);
+        self.close_unused_sockets();
         self.publish_status();
         Ok(report)
+    }
+
+    /// Closes the VRRP sockets no live instance uses any more (its instances moved to
+    /// another interface, were removed, or their interface was re-created under a new
+    /// index): each such reload used to keep one raw socket open for good. Retired
+    /// instances on a closed socket send nothing more (their priority-0 advert went
+    /// out when they retired); their drop counts are kept.
+    fn close_unused_sockets(&mut self) {
+        let mut map = Vec::with_capacity(self.sockets.len());
+        let mut kept = Vec::with_capacity(self.sockets.len());
+        for s in std::mem::take(&mut self.sockets) {
+            if s.instances.is_empty() {
+                for (r, n) in s.drops.iter() {
+                    *self
+                        .closed_socket_drops
+                        .entry(r.as_str().to_string())
+                        .or_default() += n;
+                }
+                map.push(None);
+            } else {
+                map.push(Some(kept.len()));
+                kept.push(s);
+            }
+        }
+        self.sockets = kept;
+        for slot in &mut self.slots {
+            slot.socket = map
+                .get(slot.socket)
+                .copied()
+                .flatten()
+                .unwrap_or(usize::MAX);
+        }
     }
 
     fn tune_thread(&self, rt_priority: Option<u8>, nice: Option<i32>) {
@@ -963,7 +1020,11 @@ impl EngineLoop {
                     let slot = &self.slots[i];
                     let src = slot.plan.engine.primary;
                     let ttl = slot.plan.unicast_ttl;
-                    if let Err(e) = self.sockets[slot.socket].sock.send(src, dst, &payload, ttl) {
+                    // A retired instance whose socket was closed has nothing to say.
+                    let Some(rx) = self.sockets.get(slot.socket) else {
+                        continue;
+                    };
+                    if let Err(e) = rx.sock.send(src, dst, &payload, ttl) {
                         let _ = self.notices.send(Notice::SendFailed {
                             instance: slot.plan.name.clone(),
                             error: format!("advert to {dst}: {e}"),
@@ -1225,7 +1286,7 @@ impl EngineLoop {
                 )
             })
             .collect();
-        let mut socket_drops: HashMap<String, u64> = HashMap::new();
+        let mut socket_drops: HashMap<String, u64> = self.closed_socket_drops.clone();
         for s in &self.sockets {
             for (r, n) in s.drops.iter() {
                 *socket_drops.entry(r.as_str().to_string()).or_default() += n;

@@ -59,6 +59,10 @@ pub enum TrackNotice {
         priority_adjustment: i32,
         faults: Vec<ObjectId>,
     },
+    /// A tracked interface is back (up) under a new index: it was deleted and
+    /// re-created. Sockets, multicast memberships and the plan still name the old
+    /// index, so the daemon reloads to rebind.
+    Recreated { interface: String, ifindex: u32 },
 }
 
 #[derive(Clone)]
@@ -195,6 +199,9 @@ impl Tracker {
                     }
                 }
                 Msg::Link { ifindex, running } => {
+                    if running && !self.ifindex.contains_key(&ifindex) {
+                        self.recreated(ifindex);
+                    }
                     if let Some(name) = self.ifindex.get(&ifindex).cloned() {
                         let state = if running {
                             ObjectState::Good
@@ -316,6 +323,29 @@ impl Tracker {
         }
         self.plan = plan;
         self.reevaluate(true);
+    }
+
+    /// An unknown interface index came up: if it is a tracked interface's name
+    /// under a new index (deleted and re-created), follow the new index and say so.
+    fn recreated(&mut self, ifindex: u32) {
+        let mut tracked: Vec<String> = (self.plan.instances.iter())
+            .flat_map(|(_, refs)| refs.iter())
+            .filter(|r| r.object.kind == Kind::Interface)
+            .map(|r| r.object.name.clone())
+            .collect();
+        tracked.dedup();
+        for name in tracked {
+            if nix::net::if_::if_nametoindex(name.as_str()) != Ok(ifindex) {
+                continue;
+            }
+            self.ifindex.retain(|_, n| *n != name);
+            self.ifindex.insert(ifindex, name.clone());
+            let _ = self.notices.send(TrackNotice::Recreated {
+                interface: name,
+                ifindex,
+            });
+            return;
+        }
     }
 
     fn set(&mut self, object: ObjectId, state: ObjectState, detail: String) {

@@ -152,15 +152,7 @@ impl Lan {
             .chain(std::iter::once((&self.client, CLIENT_V4, CLIENT_V6)))
             .collect();
         for (ns, v4, v6) in &hosts {
-            ns.sysctls(&[
-                ("net.ipv6.conf.eth0.accept_dad", "0"),
-                ("net.ipv6.conf.eth0.dad_transmits", "0"),
-            ])?;
-            ns.ip_batch(&format!(
-                "addr add {v4}/{PREFIX_LEN_V4} dev eth0\n\
-                 addr add {v6}/{PREFIX_LEN_V6} dev eth0 nodad\n\
-                 link set eth0 up\n"
-            ))?;
+            configure_eth0(ns, *v4, *v6)?;
         }
 
         // 4. Wait until every eth0 has a non-tentative link-local address.
@@ -286,12 +278,51 @@ impl Lan {
         Ok(())
     }
 
+    /// Deletes router `i`'s cable: the veth pair (`eth0` in the router, `p-r<i>`
+    /// on the switch) disappears, as when a NIC is unplugged or a virtual
+    /// interface is deleted. [`recreate_link`](Self::recreate_link) brings it back.
+    pub fn delete_link(&self, i: usize) -> Result<()> {
+        self.router(i); // range check
+        self.switch
+            .ip(["link", "del", &Lan::port_name(i)])
+            .map(drop)
+    }
+
+    /// Re-creates router `i`'s `eth0` after [`delete_link`](Self::delete_link):
+    /// same name, MAC and addresses, attached to the switch again, link up (a
+    /// new ifindex, as after a real re-creation).
+    pub fn recreate_link(&self, i: usize) -> Result<()> {
+        let ns = self.router(i);
+        let port = Lan::port_name(i);
+        self.switch.ip_batch(&format!(
+            "link add {port} type veth peer name eth0 address {} netns {}\n\
+             link set {port} master br0\n\
+             link set {port} up\n",
+            self.router_mac(i),
+            ns.name()
+        ))?;
+        configure_eth0(ns, self.router_addr_v4(i), self.router_addr_v6(i))
+    }
+
     /// Same as [`set_port`](Self::set_port) for the client's port.
     pub fn set_client_port(&self, up: bool) -> Result<()> {
         self.switch
             .ip(["link", "set", "p-cl", if up { "up" } else { "down" }])?;
         Ok(())
     }
+}
+
+/// A host's fresh `eth0`: no DAD (before any address), its addresses, link up.
+fn configure_eth0(ns: &Netns, v4: Ipv4Addr, v6: Ipv6Addr) -> Result<()> {
+    ns.sysctls(&[
+        ("net.ipv6.conf.eth0.accept_dad", "0"),
+        ("net.ipv6.conf.eth0.dad_transmits", "0"),
+    ])?;
+    ns.ip_batch(&format!(
+        "addr add {v4}/{PREFIX_LEN_V4} dev eth0\n\
+         addr add {v6}/{PREFIX_LEN_V6} dev eth0 nodad\n\
+         link set eth0 up\n"
+    ))
 }
 
 fn is_link_local(a: &Ipv6Addr) -> bool {

@@ -13,6 +13,10 @@
 //!   protocol's timers.
 //! * `vipd bench checkers` — CPU and memory while health-checking many real servers,
 //!   and the time from a real server failing to its removal from the kernel table.
+//! * `vipd bench soak` — a pair and a three-router cluster through hundreds of
+//!   seeded random faults (port down, kill -9, SIGTERM, loss, reorder, duplication,
+//!   partition, SIGHUP storms, interface re-creation), checking after every heal
+//!   that r1 alone holds the VIP in time, no VIP outlives its daemon, nothing leaks.
 //!
 //! Every namespace, daemon and load process lives in a guard (`vipd-netns`), so an
 //! error or Ctrl-C (checked between steps) tears everything down.
@@ -22,6 +26,7 @@ mod failover;
 mod jitter;
 mod pair;
 mod report;
+mod soak;
 mod stats;
 mod tracking;
 
@@ -46,6 +51,8 @@ pub enum BenchCommand {
     Tracking(TrackingArgs),
     /// Health-checking cost (CPU, RSS) for many real servers and failed-server removal latency.
     Checkers(checkers::CheckersArgs),
+    /// Hundreds of seeded random faults; invariants checked after every heal.
+    Soak(soak::SoakArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -189,6 +196,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         BenchCommand::Jitter(a) => jitter::run(a),
         BenchCommand::Tracking(a) => tracking::run(a),
         BenchCommand::Checkers(a) => checkers::run(a),
+        BenchCommand::Soak(a) => soak::run(a),
     }
 }
 

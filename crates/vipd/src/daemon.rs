@@ -132,6 +132,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let events = EventHub::default();
     let (tx, rx) = mpsc::channel();
     let lb_link = LbLink::default();
+    // A tracked interface deleted and re-created: the log thread asks for a reload.
+    let (rebind_tx, mut rebind_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let logger = {
         let events = events.clone();
         let lb_link = lb_link.clone();
@@ -139,7 +141,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         let fifos = fifos.clone();
         std::thread::Builder::new()
             .name("vipd-log".into())
-            .spawn(move || log_notices(rx, &events, fifos, &lb_link, &mailer))?
+            .spawn(move || log_notices(rx, &events, fifos, &lb_link, &mailer, rebind_tx))?
     };
     let runtime = Arc::new(Runtime::start(plan, tx).context("starting the VRRP runtime")?);
     let balancer = match Balancer::start(
@@ -201,7 +203,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let signal = tokio.block_on(wait_for_signal(&*reload, &dumper))?;
+    let signal = tokio.block_on(wait_for_signal(&*reload, &dumper, &mut rebind_rx))?;
     let _ = sd_notify::notify(false, &[NotifyState::Stopping]);
     info!("{signal}: leaving (masters send priority 0 and release their addresses)");
     runtime.shutdown();
@@ -556,6 +558,7 @@ fn start_watchdog(runtime: Arc<Runtime>, started: Instant) {
 async fn wait_for_signal(
     reload: &(dyn Fn() -> Result<serde_json::Value, String> + Send + Sync),
     dumper: &Dumper,
+    rebind: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
 ) -> Result<&'static str> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
@@ -571,6 +574,10 @@ async fn wait_for_signal(
             _ = int.recv() => return Ok("SIGINT"),
             _ = hup.recv() => {
                 info!("SIGHUP: reloading the configuration");
+                let _ = reload();
+            }
+            Some(iface) = rebind.recv() => {
+                info!("interface `{iface}` was re-created: reloading to rebind to it");
                 let _ = reload();
             }
             _ = usr1.recv() => {
@@ -676,6 +683,7 @@ fn log_notices(
     fifos: Arc<vipd_linux::notifier::Fifos>,
     lb: &LbLink,
     mailer: &Mailer,
+    rebind: tokio::sync::mpsc::UnboundedSender<String>,
 ) {
     let (results_tx, results_rx) = mpsc::channel::<NotifyResult>();
     let _ = std::thread::Builder::new().name("vipd-notify-log".into()).spawn(move || {
@@ -841,6 +849,10 @@ fn log_notices(
                     } else {
                         warn!(instance = %instance, "{instance}: FAULT because of {}", faults.join(", "))
                     }
+                }
+                TrackNotice::Recreated { interface, ifindex } => {
+                    info!("track interface `{interface}`: re-created (new ifindex {ifindex})");
+                    let _ = rebind.send(interface);
                 }
             },
         }

@@ -151,6 +151,39 @@ fn track_interface_with_weight_zero_means_fault() {
     c.wait_holders(vip, &[1], spec.takeover_timeout());
 }
 
+/// The instance's interface deleted and re-created (a new ifindex, as `vipd bench
+/// soak`'s link-recreate fault does): vipd follows the new interface (it reloads to
+/// rebind) instead of staying in FAULT on the old index.
+#[test]
+fn an_interface_deleted_and_recreated_is_followed() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(2, "recreate") else {
+        return;
+    };
+    let vip = spec.vip();
+    c.start_vipd(1, &spec.config(200));
+    c.start_vipd(2, &spec.config(100));
+    c.wait_holders(vip, &[1], spec.takeover_timeout());
+    let fds = |c: &mut Cluster| {
+        std::fs::read_dir(format!("/proc/{}/fd", c.pid(1)))
+            .unwrap()
+            .count()
+    };
+    let before = fds(&mut c);
+    for _ in 0..3 {
+        c.lan.delete_link(1).unwrap();
+        c.wait_holders(vip, &[2], spec.takeover_timeout());
+        c.lan.recreate_link(1).unwrap();
+        c.wait_holders(vip, &[1], spec.takeover_timeout());
+        assert_eq!(c.instance(1)["state"], "MASTER");
+    }
+    assert!(c.log(1).contains("re-created (new ifindex"), "{}", c.log(1));
+    c.assert_stable(vip, &[1], Duration::from_millis(500));
+    assert_eq!(c.instance(2)["state"], "BACKUP");
+    // The socket on the old interface is closed (each re-creation used to leak one).
+    assert!(fds(&mut c) <= before, "fds {before} → {}", fds(&mut c));
+}
+
 #[test]
 fn a_hanging_check_script_is_a_failure_and_harms_nothing() {
     let spec = Spec {

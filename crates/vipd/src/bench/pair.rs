@@ -1,12 +1,15 @@
 //! A master/backup pair (r1 priority 200, r2 priority 100) of one implementation in
-//! its own [`Lan`], started from the same keepalived.conf text.
+//! its own [`Lan`], started from the same keepalived.conf text; `vipd bench soak`
+//! also uses it for a three-router cluster ([`Pair::with_routers`]).
 
 use super::{sleep, wait_for, Impl};
 use anyhow::{bail, Context, Result};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use vipd_netns::{has_address, Capture, Keepalived, Lan, LanOptions, Proc, WorkDir, VIP_V4};
+use vipd_netns::{
+    has_address, Capture, Keepalived, Lan, LanOptions, Proc, Version, WorkDir, VIP_V4,
+};
 
 pub const MASTER_PRIORITY: u8 = 200;
 pub const BACKUP_PRIORITY: u8 = 100;
@@ -45,8 +48,10 @@ impl Daemon {
 
 pub struct Pair {
     pub imp: Impl,
+    /// Which keepalived runs when `imp` is [`Impl::Keepalived`] (default 2.2.7).
+    pub keepalived: Version,
     // Daemons before the LAN: dropped (SIGKILLed) first.
-    pub daemons: [Option<Daemon>; 2],
+    pub daemons: Vec<Option<Daemon>>,
     pub lan: Lan,
     pub dir: WorkDir,
 }
@@ -66,14 +71,20 @@ impl Pair {
 
     /// A fresh LAN and work directory, no daemons yet.
     pub fn new(imp: Impl, tag: &str) -> Result<Pair> {
-        let lan = Lan::new(2, LanOptions::default()).context("building the LAN")?;
+        Pair::with_routers(imp, 2, tag)
+    }
+
+    /// A fresh LAN of `n` routers and a work directory, no daemons yet.
+    pub fn with_routers(imp: Impl, n: usize, tag: &str) -> Result<Pair> {
+        let lan = Lan::new(n, LanOptions::default()).context("building the LAN")?;
         let mut dir = WorkDir::new(tag)?;
         if std::env::var_os("VIPD_BENCH_KEEP").is_some() {
             dir.keep();
         }
         Ok(Pair {
             imp,
-            daemons: [None, None],
+            keepalived: Version::V2_2_7,
+            daemons: (0..n).map(|_| None).collect(),
             lan,
             dir,
         })
@@ -122,7 +133,9 @@ impl Pair {
         Ok(())
     }
 
-    fn start_daemon(&mut self, i: usize, text: &str, vipd_args: &[&str]) -> Result<()> {
+    /// Starts router `i`'s daemon from `text` (replacing a stopped one) and, for
+    /// vipd, waits until its control socket answers.
+    pub fn start_daemon(&mut self, i: usize, text: &str, vipd_args: &[&str]) -> Result<()> {
         let ns = self.lan.router(i);
         let d = match self.imp {
             Impl::Vipd => {
@@ -154,7 +167,11 @@ impl Pair {
                 d
             }
             Impl::Keepalived => {
-                let proc = Keepalived::new().start(ns, text, &self.dir.join(format!("ka{i}")))?;
+                let proc = Keepalived::new().version(self.keepalived).start(
+                    ns,
+                    text,
+                    &self.dir.join(format!("ka{i}")),
+                )?;
                 Daemon { proc, socket: None }
             }
         };
@@ -175,7 +192,7 @@ impl Pair {
         self.daemons[i - 1].as_ref().and_then(Daemon::instance)
     }
 
-    fn is_backup(&self, i: usize) -> bool {
+    pub fn is_backup(&self, i: usize) -> bool {
         match self.imp {
             Impl::Vipd => self.state(i).as_deref() == Some("BACKUP"),
             Impl::Keepalived => self.daemons[i - 1]
@@ -189,7 +206,9 @@ impl Pair {
     }
 
     pub fn holders(&self) -> Vec<usize> {
-        (1..=2).filter(|&i| self.holds(i)).collect()
+        (1..=self.lan.n_routers())
+            .filter(|&i| self.holds(i))
+            .collect()
     }
 
     pub fn logs(&self) -> String {
