@@ -538,7 +538,8 @@ pub enum InitialState {
 pub enum Auth {
     /// `auth_type PASS` with `auth_pass` (only the first 8 bytes go on the wire).
     Pass(String),
-    /// `auth_type AH`: parsed, rejected later as unsupported.
+    /// `auth_type AH` with `auth_pass`: VRRPv2 over IPv4 in an IP Authentication
+    /// Header, HMAC-MD5-96 keyed with the first 8 bytes of the password.
     Ah(String),
 }
 

@@ -950,14 +950,11 @@ impl Mapper<'_> {
                     if let Some(a) = self.arg(c) {
                         match a.text.as_str() {
                             "PASS" => ah = Some(false),
-                            "AH" => {
-                                ah = Some(true);
-                                self.diags.inactive(a, "`auth_type AH`");
-                            }
+                            "AH" => ah = Some(true),
                             other => self.diags.error_help(
                                 a,
                                 format!("invalid auth_type `{other}`"),
-                                "use `PASS`",
+                                "use `PASS` or `AH`",
                             ),
                         }
                     }
@@ -1784,16 +1781,12 @@ global_defs {
 
     #[test]
     fn authentication_rules() {
-        assert_eq!(
-            inactive(&instance_with(
-                "    authentication {\n        auth_type AH\n        auth_pass x\n    }",
-            )),
-            vec![(
-                "`auth_type AH` is parsed but not active yet".to_string(),
-                9,
-                19
-            )]
-        );
+        let l = load(&instance_with(
+            "    authentication {\n        auth_type AH\n        auth_pass x\n    }",
+        ))
+        .unwrap();
+        assert_eq!(l.inactive().count(), 0, "`auth_type AH` is active");
+        assert_eq!(l.config.instances[0].auth, Some(Auth::Ah("x".into())));
         let e = errors(&instance_with(
             "    authentication {\n        auth_pass x\n    }\n    authentication {\n        auth_type PASS\n        auth_tpye PASS\n    }\n    authentication {\n        auth_type MD5\n        auth_pass x\n    }",
         ));

@@ -20,6 +20,7 @@ use std::time::Duration;
 use vipd_config::model::{self, Config, GarpSettings, Span, VrrpInstance};
 use vipd_exec::scripts::{check_security, run_as, split_words, Script};
 use vipd_vrrp::engine::{GarpTiming, InstanceConfig, Peer};
+use vipd_vrrp::wire::ah::AhKey;
 use vipd_vrrp::wire::{arp, ndisc, Auth, ChecksumVariant, Family, Version};
 
 /// One instance, ready to run.
@@ -815,7 +816,13 @@ fn instance_plan(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
     engine.auth = match &inst.auth {
         None => Auth::None,
         Some(model::Auth::Pass(p)) => Auth::pass(p),
-        Some(model::Auth::Ah(_)) => bail!("`auth_type AH` is not supported"),
+        // keepalived: "Cannot use AH authentication with IPv6. ignoring" (and
+        // `vipd check-config` warns); with VRRPv3 authentication is ignored altogether.
+        Some(model::Auth::Ah(_)) if family == Family::V6 || version == Version::V3 => Auth::None,
+        Some(model::Auth::Ah(p)) => {
+            engine.ah_key = AhKey::from_pass(p);
+            Auth::Ah
+        }
     };
     engine.checksum = if inst.v3_checksum_as_v2 || cfg.global.v3_checksum_as_v2 {
         ChecksumVariant::VrrpOnly

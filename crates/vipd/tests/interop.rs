@@ -1,6 +1,7 @@
 //! Mixed pairs with the real keepalived — Debian's 2.2.7 and upstream 2.4.3 — in both
-//! roles, for VRRPv2/IPv4, VRRPv3/IPv4 and VRRPv3/IPv6: one master is elected, the master
-//! fails, the backup takes over, the master comes back and takes its place again.
+//! roles, for VRRPv2/IPv4, VRRPv3/IPv4 and VRRPv3/IPv6 (and VRRPv2 with `auth_type AH`):
+//! one master is elected, the master fails, the backup takes over, the master comes
+//! back and takes its place again.
 
 mod common;
 
@@ -120,4 +121,73 @@ fn keepalived243_master_vipd_backup_v3_ipv6() {
 #[test]
 fn vipd_master_keepalived243_backup_v3_ipv6() {
     mixed_pair(Spec::v3_ipv6(), Impl::Vipd, KA243, "vk243-v6");
+}
+
+/// `auth_type AH` (IPsec AH, HMAC-MD5-96) with `pw`.
+fn v2_ah(pw: &str) -> Spec {
+    Spec::v2().with(&format!(
+        "authentication {{\n        auth_type AH\n        auth_pass {pw}\n    }}"
+    ))
+}
+
+#[test]
+fn keepalived_master_vipd_backup_v2_ah() {
+    mixed_pair(v2_ah("s3cr3tAH"), KA227, Impl::Vipd, "ka-ah");
+}
+#[test]
+fn vipd_master_keepalived_backup_v2_ah() {
+    mixed_pair(v2_ah("s3cr3tAH"), Impl::Vipd, KA227, "vk-ah");
+}
+#[test]
+fn keepalived243_master_vipd_backup_v2_ah() {
+    mixed_pair(v2_ah("s3cr3tAH"), KA243, Impl::Vipd, "ka243-ah");
+}
+#[test]
+fn vipd_master_keepalived243_backup_v2_ah() {
+    mixed_pair(v2_ah("s3cr3tAH"), Impl::Vipd, KA243, "vk243-ah");
+}
+
+/// Different AH passwords: neither side accepts the other's adverts, so both are
+/// master, and vipd counts every keepalived advert as an authentication failure.
+fn ah_wrong_password(ka: Version, tag: &str) {
+    if ka.require().is_none() {
+        return;
+    }
+    let Some(mut c) = Cluster::new(2, tag) else {
+        return;
+    };
+    let vip = v2_ah("x").vip();
+    let spec = v2_ah("vipd-key");
+    start(
+        &mut c,
+        1,
+        Impl::Keepalived(ka),
+        &v2_ah("ka-key").config(200),
+    );
+    start(&mut c, 2, Impl::Vipd, &spec.config(100));
+    c.wait_holders(vip, &[1, 2], spec.takeover_timeout() * 2);
+    c.assert_stable(vip, &[1, 2], Duration::from_secs(3));
+    // The status is published periodically: wait for the counter to get there.
+    vipd_netns::wait_for(Duration::from_secs(5), Duration::from_millis(100), || {
+        c.drops(2, "auth_mismatch") >= 3
+    });
+    let st = c.instance(2);
+    assert_eq!(st["state"], "MASTER", "{st}");
+    assert_eq!(st["adverts_received"], 0, "{st}");
+    assert!(c.drops(2, "auth_mismatch") >= 3, "{st}\n{}", c.logs());
+    // keepalived refuses vipd's adverts too (it stays master), logging why.
+    assert!(
+        c.log(1).contains("IPSEC-AH : invalid IPSEC HMAC-MD5"),
+        "{}",
+        c.log(1)
+    );
+}
+
+#[test]
+fn ah_wrong_password_keepalived227() {
+    ah_wrong_password(Version::V2_2_7, "ah-wrong227");
+}
+#[test]
+fn ah_wrong_password_keepalived243() {
+    ah_wrong_password(Version::V2_4_3, "ah-wrong243");
 }

@@ -5,7 +5,7 @@
 
 use crate::timing;
 use crate::wire::{
-    self, Advert, Auth, ChecksumVariant, DropCounters, DropReason, Family, RxMeta, Version,
+    self, ah, Advert, Auth, ChecksumVariant, DropCounters, DropReason, Family, RxMeta, Version,
 };
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -110,6 +110,9 @@ impl std::fmt::Display for TransitionReason {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Send this VRRP message (IP payload; the socket adds the header with TTL 255).
+    /// With `Auth::Ah` (VRRPv2 over IPv4) the payload is the whole IPv4 packet —
+    /// header, AH, VRRP — for a raw protocol-51 socket with IP_HDRINCL: the ICV covers
+    /// the header. Only the TTL of a unicast packet may still be changed.
     Send { dst: IpAddr, payload: Vec<u8> },
     /// Install the virtual addresses.
     AddAddresses,
@@ -206,6 +209,8 @@ pub struct InstanceConfig {
     pub peers: Vec<Peer>,
     /// v2 authentication.
     pub auth: Auth,
+    /// The HMAC key of `Auth::Ah` (IPv4 only), from `auth_pass`; unused otherwise.
+    pub ah_key: ah::AhKey,
     /// v3/IPv4 checksum variant we send (both are accepted).
     pub checksum: ChecksumVariant,
     pub garp: GarpTiming,
@@ -264,6 +269,7 @@ impl InstanceConfig {
             peers: Vec::new(),
             mcast_group: None,
             auth: Auth::None,
+            ah_key: ah::AhKey::from_pass(""),
             checksum: ChecksumVariant::PseudoHeader,
             garp: GarpTiming::default(),
             lower_prio_no_advert: false,
@@ -371,6 +377,11 @@ pub struct Instance {
     last_transition: Option<(Instant, TransitionReason)>,
     actions: VecDeque<Action>,
     stats: Stats,
+    /// `Auth::Ah`: the sequence number counter, shared by sending and receiving as in
+    /// keepalived (see [`ah::SeqCounter`]).
+    ah_seq: ah::SeqCounter,
+    /// `Auth::Ah`: the IPv4 identification of our last advert (the ICV covers it).
+    ip_id: u16,
 }
 
 impl Instance {
@@ -395,6 +406,8 @@ impl Instance {
             last_transition: None,
             actions: VecDeque::new(),
             stats: Stats::default(),
+            ah_seq: ah::SeqCounter::default(),
+            ip_id: 0,
         }
     }
 
@@ -440,8 +453,8 @@ impl Instance {
     /// Apply a changed configuration without leaving the current state, where the
     /// protocol allows it: priority (short of owner), advert interval, preemption,
     /// authentication, checksum variant, GARP timing and the other knobs. A change of
-    /// identity (VRID, version, source address, addresses, peers) or to/from address
-    /// owner needs a restart: `Err(NeedsRestart)`, and nothing is changed.
+    /// identity (VRID, version, source address, addresses, peers), to/from address
+    /// owner or to/from AH (another IP protocol, another socket) needs a restart: `Err(NeedsRestart)`, and nothing is changed.
     pub fn reconfigure(&mut self, cfg: InstanceConfig) -> Result<(), NeedsRestart> {
         let old = &self.cfg;
         let owner = |p: u8| p == PRIORITY_OWNER;
@@ -451,6 +464,7 @@ impl Instance {
             || cfg.addresses != old.addresses
             || cfg.peers != old.peers
             || owner(cfg.priority) != owner(old.priority)
+            || (cfg.auth == Auth::Ah) != (old.auth == Auth::Ah)
         {
             return Err(NeedsRestart);
         }
@@ -691,17 +705,49 @@ impl Instance {
 
     /// A VRRP message (IP payload) received on our interface, with its IP metadata.
     pub fn handle_packet(&mut self, now: Instant, meta: &RxMeta, payload: &[u8]) {
-        match self.validate(meta, payload) {
+        let checked = self.validate(meta, payload, false);
+        self.accept_or_count(now, meta.src, checked);
+    }
+
+    /// An IPv4 packet carrying AH (IP protocol 51), whole: IP header, AH, VRRP. The ICV
+    /// is verified with our key before anything in the packet is believed; the
+    /// sequence number must be newer than any seen or sent (replay protection).
+    pub fn handle_ah_packet(&mut self, now: Instant, meta: &RxMeta, packet: &[u8]) {
+        let checked = self.validate_ah(meta, packet);
+        self.accept_or_count(now, meta.src, checked);
+    }
+
+    fn accept_or_count(&mut self, now: Instant, src: IpAddr, checked: Result<Advert, DropReason>) {
+        match checked {
             Ok(adv) => {
                 self.stats.adverts_received += 1;
-                self.on_advert(now, meta.src, &adv);
+                self.on_advert(now, src, &adv);
             }
             Err(reason) => self.stats.drops.count(reason),
         }
     }
 
-    /// RFC 5798 §7.1 receive checks, in the RFC's order where it gives one.
-    fn validate(&mut self, meta: &RxMeta, payload: &[u8]) -> Result<Advert, DropReason> {
+    fn validate_ah(&mut self, meta: &RxMeta, packet: &[u8]) -> Result<Advert, DropReason> {
+        if self.cfg.auth != Auth::Ah || self.cfg.version != Version::V2 {
+            // keepalived: "Received AH header but auth type not AH".
+            return Err(DropReason::AuthTypeMismatch);
+        }
+        let opened = ah::open(packet, &self.cfg.ah_key, self.cfg.is_unicast())?;
+        let adv = self.validate(meta, opened.vrrp, true)?;
+        if !self.ah_seq.accept(opened.seq) {
+            return Err(DropReason::Replayed);
+        }
+        Ok(adv)
+    }
+
+    /// RFC 5798 §7.1 receive checks, in the RFC's order where it gives one. `via_ah`:
+    /// the message came inside an AH packet whose ICV verified.
+    fn validate(
+        &mut self,
+        meta: &RxMeta,
+        payload: &[u8],
+        via_ah: bool,
+    ) -> Result<Advert, DropReason> {
         if meta.src == self.cfg.primary {
             return Err(DropReason::OwnAdvert);
         }
@@ -743,6 +789,11 @@ impl Instance {
         }
         if self.cfg.version == Version::V2 {
             let (ours, theirs) = (&self.cfg.auth, &adv.auth);
+            // AH is a property of the IP packet, not of the VRRP header's type field:
+            // a plain protocol-112 advert claiming type 2 is as unauthenticated as any.
+            if (*ours == Auth::Ah) != via_ah {
+                return Err(DropReason::AuthTypeMismatch);
+            }
             if std::mem::discriminant(ours) != std::mem::discriminant(theirs) {
                 return Err(DropReason::AuthTypeMismatch);
             }
@@ -918,23 +969,40 @@ impl Instance {
             auth: self.cfg.auth,
         };
         let src = self.cfg.primary;
-        if self.cfg.peers.is_empty() {
-            let dst = self.cfg.advert_group();
-            let payload = adv.encode(src, dst, self.cfg.checksum);
-            self.actions.push_back(Action::Send { dst, payload });
+        let dsts: Vec<IpAddr> = if self.cfg.peers.is_empty() {
+            vec![self.cfg.advert_group()]
         } else {
-            for peer in &self.cfg.peers {
-                let payload = adv.encode(src, peer.addr, self.cfg.checksum);
-                self.actions.push_back(Action::Send {
-                    dst: peer.addr,
-                    payload,
-                });
+            self.cfg.peers.iter().map(|p| p.addr).collect()
+        };
+        // AH: one sequence number per advert, the same to every peer (keepalived).
+        let seq = self.ah_active().then(|| self.ah_seq.next_seq());
+        for dst in dsts {
+            let mut payload = adv.encode(src, dst, self.cfg.checksum);
+            if let (Some(seq), IpAddr::V4(s), IpAddr::V4(d)) = (seq, src, dst) {
+                self.ip_id = self.ip_id.wrapping_add(1).max(1);
+                let params = ah::SealParams {
+                    src: s,
+                    dst: d,
+                    ttl: wire::VRRP_TTL,
+                    id: self.ip_id,
+                    seq,
+                    unicast: self.cfg.is_unicast(),
+                };
+                payload = ah::seal(&self.cfg.ah_key, &params, &payload);
             }
+            self.actions.push_back(Action::Send { dst, payload });
         }
         self.stats.adverts_sent += 1;
         if priority == PRIORITY_LEAVING {
             self.stats.priority_zero_sent += 1;
         }
+    }
+
+    /// Adverts go out inside AH (VRRPv2 over IPv4 only, as in keepalived).
+    fn ah_active(&self) -> bool {
+        self.cfg.auth == Auth::Ah
+            && self.cfg.version == Version::V2
+            && self.cfg.family() == Family::V4
     }
 
     fn transition(&mut self, now: Instant, to: State, reason: TransitionReason) {

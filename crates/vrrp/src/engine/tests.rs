@@ -771,3 +771,169 @@ fn owner_ignore_adverts_makes_a_v3_owner_deaf() {
     assert!(r.hear(ms(5), "192.0.2.12", 100).is_empty());
     assert_eq!(r.inst.stats().drops.get(DropReason::AddressOwner), 1);
 }
+
+fn v2_ah(priority: u8, primary: &str, pass: &str) -> InstanceConfig {
+    let mut c = InstanceConfig::new(
+        51,
+        Version::V2,
+        priority,
+        ip(primary),
+        vec![ip("192.0.2.100")],
+    );
+    c.auth = Auth::Ah;
+    c.ah_key = wire::ah::AhKey::from_pass(pass);
+    c
+}
+
+fn sent(actions: &[Action]) -> Vec<(IpAddr, Vec<u8>)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send { dst, payload } => Some((*dst, payload.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn meta_of(packet: &[u8]) -> RxMeta {
+    let (h, _) = wire::ipv4::parse(packet).unwrap();
+    RxMeta {
+        src: IpAddr::V4(h.src),
+        dst: IpAddr::V4(h.dst),
+        ttl: h.ttl,
+    }
+}
+
+/// A master's AH adverts: whole IPv4 packets (protocol 51), sequence numbers 1, 2, …
+fn ah_master_packets(pass: &str, n: usize) -> Vec<Vec<u8>> {
+    let mut m = Rig::new(v2_ah(255, "192.0.2.12", pass));
+    let mut out: Vec<Vec<u8>> = sent(&m.start()).into_iter().map(|(_, p)| p).collect();
+    while out.len() < n {
+        let t = m.inst.poll_timeout().unwrap();
+        m.inst.handle_timeout(t);
+        out.extend(sent(&m.drain()).into_iter().map(|(_, p)| p));
+    }
+    out
+}
+
+#[test]
+fn ah_adverts_are_whole_ipv4_packets_with_rising_sequence_numbers() {
+    let pkts = ah_master_packets("pw", 3);
+    for (i, p) in pkts.iter().enumerate() {
+        assert_eq!(p[9], wire::ah::IPPROTO_AH);
+        assert_eq!(&p[16..20], &[224, 0, 0, 18]);
+        let o = wire::ah::open(p, &wire::ah::AhKey::from_pass("pw"), false).unwrap();
+        assert_eq!(o.seq, i as u32 + 1);
+        // Inside: a VRRPv2 advert with auth type 2 and zero auth data.
+        assert_eq!(o.vrrp[0], 0x21);
+        assert_eq!(o.vrrp[4], 2);
+        assert_eq!(&o.vrrp[o.vrrp.len() - 8..], &[0; 8]);
+    }
+    assert_ne!(pkts[0][4..6], pkts[1][4..6], "a fresh IP id per packet");
+}
+
+#[test]
+fn ah_backup_accepts_the_right_key_and_drops_replays() {
+    let pkts = ah_master_packets("pw", 2);
+    let mut b = Rig::new(v2_ah(100, "192.0.2.11", "pw"));
+    b.start();
+    b.inst
+        .handle_ah_packet(b.at(ms(1)), &meta_of(&pkts[0]), &pkts[0]);
+    b.inst
+        .handle_ah_packet(b.at(ms(2)), &meta_of(&pkts[1]), &pkts[1]);
+    assert_eq!(b.inst.stats().adverts_received, 2);
+    assert_eq!(b.inst.master(), Some(ip("192.0.2.12")));
+    // The same packet again, or an older one: replayed.
+    b.inst
+        .handle_ah_packet(b.at(ms(3)), &meta_of(&pkts[1]), &pkts[1]);
+    b.inst
+        .handle_ah_packet(b.at(ms(4)), &meta_of(&pkts[0]), &pkts[0]);
+    assert_eq!(b.inst.stats().drops.get(DropReason::Replayed), 2);
+    assert_eq!(b.inst.stats().adverts_received, 2);
+    // Taking over, it continues above the master's numbers (keepalived's shared
+    // counter), so the other routers accept it.
+    let a = b.run_until(Duration::from_secs(5));
+    assert_eq!(b.inst.state(), State::Master);
+    let first = a
+        .iter()
+        .find_map(|(_, a)| match a {
+            Action::Send { payload, .. } => Some(payload.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let o = wire::ah::open(&first, &wire::ah::AhKey::from_pass("pw"), false).unwrap();
+    assert_eq!(o.seq, 3);
+}
+
+#[test]
+fn ah_wrong_key_never_forms_an_adjacency() {
+    let pkts = ah_master_packets("right", 5);
+    let mut b = Rig::new(v2_ah(100, "192.0.2.11", "wrong"));
+    b.start();
+    for (i, p) in pkts.iter().enumerate() {
+        b.inst
+            .handle_ah_packet(b.at(Duration::from_millis(900) * i as u32), &meta_of(p), p);
+    }
+    assert_eq!(b.inst.stats().adverts_received, 0);
+    assert_eq!(b.inst.stats().drops.get(DropReason::AuthMismatch), 5);
+    assert_eq!(b.inst.master(), None);
+    // The down timer was never reset: it takes over as if nobody were there.
+    let a = b.run_until(Duration::from_secs(4));
+    assert_eq!(
+        transitions(&a),
+        vec![(Duration::from_micros(3_609_375), State::Master)]
+    );
+}
+
+#[test]
+fn ah_and_plain_adverts_do_not_mix() {
+    // A plain protocol-112 advert claiming auth type 2 is not authenticated.
+    let mut b = Rig::new(v2_ah(100, "192.0.2.11", "pw"));
+    b.start();
+    let adv = advert_like(b.inst.config(), 200);
+    assert_eq!(adv.auth, Auth::Ah);
+    b.hear_advert(ms(1), "192.0.2.12", &adv, 255);
+    assert_eq!(b.inst.stats().drops.get(DropReason::AuthTypeMismatch), 1);
+    // An AH packet reaching an instance without AH.
+    let pkts = ah_master_packets("pw", 1);
+    let mut plain = Rig::new(v2(100));
+    plain.start();
+    plain
+        .inst
+        .handle_ah_packet(plain.at(ms(1)), &meta_of(&pkts[0]), &pkts[0]);
+    assert_eq!(
+        plain.inst.stats().drops.get(DropReason::AuthTypeMismatch),
+        1
+    );
+    // Truncated AH.
+    b.inst
+        .handle_ah_packet(b.at(ms(2)), &meta_of(&pkts[0]), &pkts[0][..30]);
+    assert_eq!(b.inst.stats().drops.get(DropReason::Truncated), 1);
+    // A switch to or from AH changes the IP protocol: it needs a restart.
+    let mut c = b.inst.config().clone();
+    c.auth = Auth::None;
+    assert_eq!(b.inst.reconfigure(c), Err(NeedsRestart));
+}
+
+#[test]
+fn ah_unicast_leaves_the_ttl_out_and_sends_one_sequence_number_to_all_peers() {
+    let mut c = v2_ah(255, "192.0.2.12", "pw");
+    c.peers = vec![Peer::new(ip("192.0.2.11")), Peer::new(ip("192.0.2.13"))];
+    let mut m = Rig::new(c);
+    let out = sent(&m.start());
+    assert_eq!(out.len(), 2);
+    let key = wire::ah::AhKey::from_pass("pw");
+    let seqs: Vec<u32> = out
+        .iter()
+        .map(|(_, p)| wire::ah::open(p, &key, true).unwrap().seq)
+        .collect();
+    assert_eq!(seqs, vec![1, 1]);
+    let mut b_cfg = v2_ah(100, "192.0.2.11", "pw");
+    b_cfg.peers = vec![Peer::new(ip("192.0.2.12"))];
+    let mut b = Rig::new(b_cfg);
+    b.start();
+    let mut p = out[0].1.clone();
+    p[8] = 64; // the socket's unicast_ttl, outside the ICV
+    b.inst.handle_ah_packet(b.at(ms(1)), &meta_of(&p), &p);
+    assert_eq!(b.inst.stats().adverts_received, 1);
+}

@@ -2,6 +2,7 @@
 //! bytes; lengths always come from the headers, never from the buffer size, because
 //! Ethernet frames can carry padding.
 
+pub mod ah;
 pub mod arp;
 pub mod checksum;
 pub mod ipv4;
@@ -72,7 +73,7 @@ impl Family {
 pub enum DropReason {
     /// Shorter than its headers or than the length the headers claim.
     Truncated,
-    /// Not an IPv4/IPv6 packet carrying protocol 112 where one was expected.
+    /// Not an IPv4/IPv6 packet carrying protocol 112 (or AH over 112) where one was expected.
     NotVrrp,
     /// Version field differs from the instance's VRRP version.
     VersionMismatch,
@@ -95,7 +96,8 @@ pub enum DropReason {
     AddressOwner,
     /// v2: authentication type differs from ours.
     AuthTypeMismatch,
-    /// v2: PASS authentication data differs from ours.
+    /// v2: PASS authentication data differs from ours; AH: the ICV does not verify
+    /// (another password, or the packet was altered) or the SPI is not the sender.
     AuthMismatch,
     /// Address family of the advert differs from the instance.
     FamilyMismatch,
@@ -105,10 +107,13 @@ pub enum DropReason {
     UnknownPeer,
     /// Unicast mode: TTL outside the peer's `min_ttl`..`max_ttl`.
     PeerTtl,
+    /// Authenticated (AH or HMAC), but its sequence number was already seen: a
+    /// replayed or duplicated advert.
+    Replayed,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 18] = [
+    pub const ALL: [DropReason; 19] = [
         DropReason::Truncated,
         DropReason::NotVrrp,
         DropReason::VersionMismatch,
@@ -127,6 +132,7 @@ impl DropReason {
         DropReason::OwnAdvert,
         DropReason::UnknownPeer,
         DropReason::PeerTtl,
+        DropReason::Replayed,
     ];
 
     /// Stable snake_case name, used in logs, status output and metric labels.
@@ -150,6 +156,7 @@ impl DropReason {
             DropReason::OwnAdvert => "own_advert",
             DropReason::UnknownPeer => "unknown_peer",
             DropReason::PeerTtl => "peer_ttl",
+            DropReason::Replayed => "replayed",
         }
     }
 
