@@ -167,14 +167,17 @@ fn ah_wrong_password(ka: Version, tag: &str) {
     start(&mut c, 2, Impl::Vipd, &spec.config(100));
     c.wait_holders(vip, &[1, 2], spec.takeover_timeout() * 2);
     c.assert_stable(vip, &[1, 2], Duration::from_secs(3));
-    // The status is published periodically: wait for the counter to get there.
+    // keepalived restarts its advert timer on every packet it reads as master, valid
+    // or not (vrrp_scheduler.c, after vrrp_state_master_rx): once vipd is master with
+    // the same interval, keepalived may fall silent (`ip -s link` shows its TX stop)
+    // while keeping the VIP. So vipd counts keepalived's adverts from before, at least.
     vipd_netns::wait_for(Duration::from_secs(5), Duration::from_millis(100), || {
-        c.drops(2, "auth_mismatch") >= 3
+        c.drops(2, "auth_mismatch") >= 1
     });
     let st = c.instance(2);
     assert_eq!(st["state"], "MASTER", "{st}");
     assert_eq!(st["adverts_received"], 0, "{st}");
-    assert!(c.drops(2, "auth_mismatch") >= 3, "{st}\n{}", c.logs());
+    assert!(c.drops(2, "auth_mismatch") >= 1, "{st}\n{}", c.logs());
     // keepalived refuses vipd's adverts too (it stays master), logging why.
     assert!(
         c.log(1).contains("IPSEC-AH : invalid IPSEC HMAC-MD5"),
