@@ -5,7 +5,8 @@
 
 use crate::timing;
 use crate::wire::{
-    self, ah, Advert, Auth, ChecksumVariant, DropCounters, DropReason, Family, RxMeta, Version,
+    self, ah, hmac, Advert, Auth, ChecksumVariant, DropCounters, DropReason, Family, RxMeta,
+    Version,
 };
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -211,6 +212,11 @@ pub struct InstanceConfig {
     pub auth: Auth,
     /// The HMAC key of `Auth::Ah` (IPv4 only), from `auth_pass`; unused otherwise.
     pub ah_key: ah::AhKey,
+    /// keepalived's `auth_hmac` extension (v2 and v3; excludes `auth`).
+    pub hmac: Option<hmac::HmacConfig>,
+    /// Wall-clock time since the Unix epoch, for `auth_hmac`'s time-based sequence
+    /// numbers (a function, so tests and the simulator can set the clock).
+    pub wall_clock: WallClock,
     /// v3/IPv4 checksum variant we send (both are accepted).
     pub checksum: ChecksumVariant,
     pub garp: GarpTiming,
@@ -270,6 +276,8 @@ impl InstanceConfig {
             mcast_group: None,
             auth: Auth::None,
             ah_key: ah::AhKey::from_pass(""),
+            hmac: None,
+            wall_clock: WallClock(unix_time),
             checksum: ChecksumVariant::PseudoHeader,
             garp: GarpTiming::default(),
             lower_prio_no_advert: false,
@@ -382,6 +390,8 @@ pub struct Instance {
     ah_seq: ah::SeqCounter,
     /// `Auth::Ah`: the IPv4 identification of our last advert (the ICV covers it).
     ip_id: u16,
+    /// `auth_hmac`: our send sequence and each sender's replay mark.
+    hmac_state: hmac::HmacState,
 }
 
 impl Instance {
@@ -408,6 +418,7 @@ impl Instance {
             stats: Stats::default(),
             ah_seq: ah::SeqCounter::default(),
             ip_id: 0,
+            hmac_state: hmac::HmacState::default(),
         }
     }
 
@@ -761,13 +772,26 @@ impl Instance {
         } else if meta.ttl != wire::VRRP_TTL {
             return Err(DropReason::BadTtl);
         }
-        let (adv, variant) = Advert::decode(payload, self.cfg.family(), meta)?;
+        // keepalived's `auth_hmac` trailer: present when the payload is exactly one
+        // trailer longer than the message (padding never reaches that size).
+        let family = self.cfg.family();
+        let msg_len = wire::vrrp::message_len(payload, family);
+        let trailer = match (&self.cfg.hmac, msg_len) {
+            (Some(_), Some(n)) if payload.len() == n + hmac::TRAILER_LEN => Some(n),
+            // IP payloads carry no link padding: anything else after the message is
+            // a cut-off trailer.
+            (Some(_), Some(n)) if payload.len() > n => return Err(DropReason::Truncated),
+            _ => None,
+        };
+        let covered = trailer.map_or(0, |_| hmac::TRAILER_LEN);
+        let (adv, variant) = Advert::decode_trailed(payload, family, meta, covered)?;
         if adv.version != self.cfg.version {
             return Err(DropReason::VersionMismatch);
         }
         if adv.vrid != self.cfg.vrid {
             return Err(DropReason::UnknownVrid);
         }
+        self.check_hmac(meta, payload, trailer)?;
         // RFC 5798 §5.2.5: at least one address; a router that runs without any
         // (keepalived's `no_virtual_ipaddress`) talks to peers that send none.
         if adv.version == Version::V3 && adv.addresses.is_empty() && !self.cfg.addresses.is_empty()
@@ -813,6 +837,48 @@ impl Instance {
             return Err(DropReason::AddressMismatch);
         }
         Ok(adv)
+    }
+
+    /// `auth_hmac`: authenticate the advert before any of its fields is acted on.
+    /// `msg_len`: where the trailer starts, if there is one.
+    fn check_hmac(
+        &mut self,
+        meta: &RxMeta,
+        payload: &[u8],
+        msg_len: Option<usize>,
+    ) -> Result<(), DropReason> {
+        let Some(cfg) = &self.cfg.hmac else {
+            return Ok(());
+        };
+        let Some(n) = msg_len else {
+            return match cfg.mode {
+                hmac::Mode::Enforce => Err(DropReason::AuthMissing),
+                // The migration modes accept unsigned adverts.
+                hmac::Mode::Permissive | hmac::Mode::ReceiveOnly => Ok(()),
+            };
+        };
+        let binding = hmac::Binding {
+            version: self.cfg.version.number(),
+            vrid: self.cfg.vrid,
+            src: meta.src,
+        };
+        let now = self.cfg.wall_clock.now();
+        self.hmac_state
+            .check(
+                cfg,
+                now,
+                &binding,
+                &payload[..n],
+                &payload[n..],
+                self.cfg.peers.len(),
+            )
+            .map_err(|r| match r {
+                hmac::Refusal::Malformed => DropReason::AuthMalformed,
+                hmac::Refusal::UnknownKey => DropReason::AuthUnknownKey,
+                hmac::Refusal::BadHmac => DropReason::AuthMismatch,
+                hmac::Refusal::Stale => DropReason::AuthStale,
+                hmac::Refusal::Replayed => DropReason::Replayed,
+            })
     }
 
     fn same_addresses(&self, theirs: &[IpAddr]) -> bool {
@@ -976,8 +1042,18 @@ impl Instance {
         };
         // AH: one sequence number per advert, the same to every peer (keepalived).
         let seq = self.ah_active().then(|| self.ah_seq.next_seq());
+        // auth_hmac: one trailer per advert; the HMAC leaves out the checksum, the
+        // only field that differs between the copies to several peers.
+        let trailer = self.hmac_trailer(&adv, src);
         for dst in dsts {
             let mut payload = adv.encode(src, dst, self.cfg.checksum);
+            if let Some(t) = &trailer {
+                payload.extend_from_slice(t);
+                if let (IpAddr::V6(s), IpAddr::V6(d)) = (src, dst) {
+                    // The IPv6 checksum covers the whole payload, as the kernel's.
+                    wire::vrrp::refresh_checksum_v6(&mut payload, s, d);
+                }
+            }
             if let (Some(seq), IpAddr::V4(s), IpAddr::V4(d)) = (seq, src, dst) {
                 self.ip_id = self.ip_id.wrapping_add(1).max(1);
                 let params = ah::SealParams {
@@ -998,6 +1074,21 @@ impl Instance {
         }
     }
 
+    /// The `auth_hmac` trailer for `adv`, if we sign.
+    fn hmac_trailer(&mut self, adv: &Advert, src: IpAddr) -> Option<[u8; hmac::TRAILER_LEN]> {
+        let cfg = self.cfg.hmac.as_ref().filter(|c| c.signs())?;
+        let key = cfg.key(cfg.active_key)?;
+        let seq = self.hmac_state.next_seq(cfg, self.cfg.wall_clock.now());
+        let binding = hmac::Binding {
+            version: self.cfg.version.number(),
+            vrid: self.cfg.vrid,
+            src,
+        };
+        // The message as sent (its checksum does not matter to the HMAC).
+        let msg = adv.encode(src, src, ChecksumVariant::VrrpOnly);
+        Some(hmac::sign(key, &binding, &msg, seq))
+    }
+
     /// Adverts go out inside AH (VRRPv2 over IPv4 only, as in keepalived).
     fn ah_active(&self) -> bool {
         self.cfg.auth == Auth::Ah
@@ -1013,6 +1104,36 @@ impl Instance {
         self.actions
             .push_back(Action::Transition { from, to, reason });
     }
+}
+
+/// Where the engine reads the wall clock (time since the Unix epoch). Not part of
+/// the configuration proper: any two compare equal.
+#[derive(Clone, Copy)]
+pub struct WallClock(pub fn() -> Duration);
+
+impl WallClock {
+    pub fn now(&self) -> Duration {
+        (self.0)()
+    }
+}
+
+impl PartialEq for WallClock {
+    fn eq(&self, _: &WallClock) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for WallClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WallClock")
+    }
+}
+
+/// The real wall clock: time since the Unix epoch.
+pub fn unix_time() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
 }
 
 fn effective_priority(base: u8, adjustment: i32) -> u8 {

@@ -937,3 +937,166 @@ fn ah_unicast_leaves_the_ttl_out_and_sends_one_sequence_number_to_all_peers() {
     b.inst.handle_ah_packet(b.at(ms(1)), &meta_of(&p), &p);
     assert_eq!(b.inst.stats().adverts_received, 1);
 }
+
+fn hmac_cfg(active: u8, mode: hmac::Mode) -> hmac::HmacConfig {
+    hmac::HmacConfig {
+        keys: vec![
+            hmac::HmacKey::new(1, vec![0x42; 32]),
+            hmac::HmacKey::new(2, b"the second key, for the rollover".to_vec()),
+        ],
+        active_key: active,
+        mode,
+        anti_replay_time: true,
+        time_window: 5,
+    }
+}
+
+fn with_hmac(mut c: InstanceConfig, active: u8, mode: hmac::Mode) -> InstanceConfig {
+    c.hmac = Some(hmac_cfg(active, mode));
+    c
+}
+
+/// Adverts `n` from a master signing with `cfg`, at 1 s intervals.
+fn signed_adverts(cfg: InstanceConfig, n: usize) -> Vec<(IpAddr, Vec<u8>)> {
+    let mut m = Rig::new(cfg);
+    let mut out = sent(&m.start());
+    while out.len() < n {
+        let t = m.inst.poll_timeout().unwrap();
+        m.inst.handle_timeout(t);
+        out.extend(sent(&m.drain()));
+    }
+    out
+}
+
+fn deliver(r: &mut Rig, at: Duration, src: &str, dst: IpAddr, payload: &[u8]) {
+    let meta = RxMeta {
+        src: ip(src),
+        dst,
+        ttl: 255,
+    };
+    r.inst.handle_packet(r.at(at), &meta, payload);
+    r.drain();
+}
+
+fn owner_at(src: &str, mut c: InstanceConfig) -> InstanceConfig {
+    c.priority = 255;
+    c.primary = ip(src);
+    c
+}
+
+#[test]
+fn hmac_signed_adverts_verify_and_replays_forgeries_and_cuts_are_dropped() {
+    for base in [v2(100), v3(100)] {
+        let master = with_hmac(owner_at("192.0.2.12", base.clone()), 1, hmac::Mode::Enforce);
+        let pkts = signed_adverts(master, 2);
+        assert_eq!(
+            pkts[0].1.len(),
+            20 - 8 * usize::from(base.version == Version::V3) + 28
+        );
+        let mut b = Rig::new(with_hmac(base.clone(), 1, hmac::Mode::Enforce));
+        b.start();
+        deliver(&mut b, ms(1), "192.0.2.12", pkts[0].0, &pkts[0].1);
+        assert_eq!(b.inst.stats().adverts_received, 1, "{:?}", b.inst.stats());
+        deliver(&mut b, ms(2), "192.0.2.12", pkts[0].0, &pkts[0].1);
+        assert_eq!(b.inst.stats().drops.get(DropReason::Replayed), 1);
+        // Cut trailer, no trailer, forged (another key under the same id).
+        let p = &pkts[1].1;
+        deliver(&mut b, ms(3), "192.0.2.12", pkts[1].0, &p[..p.len() - 1]);
+        assert_eq!(b.inst.stats().drops.get(DropReason::Truncated), 1);
+        deliver(&mut b, ms(4), "192.0.2.12", pkts[1].0, &p[..p.len() - 28]);
+        assert_eq!(b.inst.stats().drops.get(DropReason::AuthMissing), 1);
+        let mut forger = with_hmac(owner_at("192.0.2.12", base.clone()), 1, hmac::Mode::Enforce);
+        forger.hmac.as_mut().unwrap().keys[0] = hmac::HmacKey::new(1, vec![0x43; 32]);
+        let forged = signed_adverts(forger, 1);
+        deliver(&mut b, ms(5), "192.0.2.12", forged[0].0, &forged[0].1);
+        assert_eq!(b.inst.stats().drops.get(DropReason::AuthMismatch), 1);
+        // From another sender address than the signer: the pseudo-header differs.
+        let mut b2 = Rig::new(with_hmac(base.clone(), 1, hmac::Mode::Enforce));
+        b2.start();
+        deliver(&mut b2, ms(1), "192.0.2.13", pkts[1].0, &pkts[1].1);
+        assert_eq!(b2.inst.stats().adverts_received, 0);
+        // (v3/IPv4's checksum covers the source too and fails first.)
+        let why = if base.version == Version::V2 {
+            DropReason::AuthMismatch
+        } else {
+            DropReason::BadChecksum
+        };
+        assert_eq!(b2.inst.stats().drops.get(why), 1);
+        // The next genuine one is accepted.
+        deliver(&mut b, ms(6), "192.0.2.12", pkts[1].0, &pkts[1].1);
+        assert_eq!(b.inst.stats().adverts_received, 2);
+    }
+}
+
+#[test]
+fn hmac_ipv6_checksum_covers_the_trailer() {
+    let c = InstanceConfig::new(
+        1,
+        Version::V3,
+        255,
+        ip("fe80::2"),
+        vec![ip("2001:db8::100")],
+    );
+    let pkts = signed_adverts(with_hmac(c.clone(), 2, hmac::Mode::Enforce), 1);
+    let (dst, p) = &pkts[0];
+    // A plain sum over everything with the pseudo-header is zero.
+    let (IpAddr::V6(s), IpAddr::V6(d)) = (ip("fe80::2"), *dst) else {
+        panic!()
+    };
+    let mut sum = wire::checksum::pseudo_v6(s, d, wire::IPPROTO_VRRP, p.len() as u32);
+    assert_eq!(sum.add(p).finish(), 0);
+    let mut b_cfg = c;
+    b_cfg.priority = 100;
+    b_cfg.primary = ip("fe80::1");
+    let mut b = Rig::new(with_hmac(b_cfg, 1, hmac::Mode::Enforce));
+    b.start();
+    deliver(&mut b, ms(1), "fe80::2", *dst, p);
+    assert_eq!(b.inst.stats().adverts_received, 1, "{:?}", b.inst.stats());
+}
+
+#[test]
+fn hmac_modes_and_key_rollover() {
+    let unsigned = signed_adverts(owner_at("192.0.2.12", v2(100)), 1);
+    // receive-only sends no trailer.
+    let ro = signed_adverts(
+        with_hmac(owner_at("192.0.2.12", v2(100)), 1, hmac::Mode::ReceiveOnly),
+        1,
+    );
+    assert_eq!(ro[0].1, unsigned[0].1);
+    for (mode, accepted) in [
+        (hmac::Mode::Enforce, 0),
+        (hmac::Mode::Permissive, 1),
+        (hmac::Mode::ReceiveOnly, 1),
+    ] {
+        let mut b = Rig::new(with_hmac(v2(100), 1, mode));
+        b.start();
+        deliver(&mut b, ms(1), "192.0.2.12", unsigned[0].0, &unsigned[0].1);
+        assert_eq!(b.inst.stats().adverts_received, accepted, "{mode:?}");
+    }
+    // Rollover: the master moves to key 2 by reconfiguring; the backup, still
+    // sending with key 1, verifies both and never misses an advert.
+    let mut m = Rig::new(with_hmac(
+        owner_at("192.0.2.12", v2(100)),
+        1,
+        hmac::Mode::Enforce,
+    ));
+    let mut b = Rig::new(with_hmac(v2(100), 1, hmac::Mode::Enforce));
+    b.start();
+    let first = sent(&m.start());
+    deliver(&mut b, ms(1), "192.0.2.12", first[0].0, &first[0].1);
+    let mut c = m.inst.config().clone();
+    c.hmac.as_mut().unwrap().active_key = 2;
+    m.inst.reconfigure(c).unwrap();
+    let t = m.inst.poll_timeout().unwrap();
+    m.inst.handle_timeout(t);
+    let second = sent(&m.drain());
+    assert_eq!(
+        second[0].1[second[0].1.len() - 27],
+        2,
+        "key id 2 on the wire"
+    );
+    deliver(&mut b, ms(2), "192.0.2.12", second[0].0, &second[0].1);
+    assert_eq!(b.inst.stats().adverts_received, 2);
+    assert_eq!(b.inst.stats().drops.total(), 0);
+    assert_eq!(b.inst.state(), State::Backup);
+}
