@@ -21,6 +21,7 @@ use vipd_config::model::{self, Config, GarpSettings, Span, VrrpInstance};
 use vipd_exec::scripts::{check_security, run_as, split_words, Script};
 use vipd_vrrp::engine::{GarpTiming, InstanceConfig, Peer};
 use vipd_vrrp::wire::ah::AhKey;
+use vipd_vrrp::wire::hmac;
 use vipd_vrrp::wire::{arp, ndisc, Auth, ChecksumVariant, Family, Version};
 
 /// One instance, ready to run.
@@ -824,6 +825,24 @@ fn instance_plan(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
             Auth::Ah
         }
     };
+    engine.hmac = inst.auth_hmac.as_ref().map(|h| hmac::HmacConfig {
+        keys: h
+            .keys
+            .iter()
+            .map(|(id, k)| hmac::HmacKey::new(*id, k.0.clone()))
+            .collect(),
+        active_key: h.active_key.unwrap_or(0),
+        mode: match h.mode {
+            model::HmacMode::Enforce => hmac::Mode::Enforce,
+            model::HmacMode::Permissive => hmac::Mode::Permissive,
+            model::HmacMode::ReceiveOnly => hmac::Mode::ReceiveOnly,
+        },
+        anti_replay_time: h.anti_replay_time,
+        // keepalived: max(3 × advert_int, 5) seconds when not set.
+        time_window: h
+            .time_window
+            .unwrap_or_else(|| hmac::default_window(inst.advert_int)),
+    });
     engine.checksum = if inst.v3_checksum_as_v2 || cfg.global.v3_checksum_as_v2 {
         ChecksumVariant::VrrpOnly
     } else {
@@ -853,6 +872,10 @@ fn instance_plan(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
             bail!("`vrrp_strict` does not allow unicast peers: remove `unicast_peer` or `vrrp_strict`/`strict_mode`");
         }
         engine.auth = Auth::None;
+        // keepalived: "strict mode requires auth_hmac mode enforce".
+        if let Some(h) = engine.hmac.as_mut() {
+            h.mode = hmac::Mode::Enforce;
+        }
         engine.preempt_delay = Duration::ZERO;
         // No repeated gratuitous ARPs / NAs: one per address and burst.
         engine.garp.master_repeat = engine.garp.master_repeat.min(1);

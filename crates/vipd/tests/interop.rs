@@ -194,3 +194,48 @@ fn ah_wrong_password_keepalived227() {
 fn ah_wrong_password_keepalived243() {
     ah_wrong_password(Version::V2_4_3, "ah-wrong243");
 }
+
+const HMAC_KEY1: &str = "hex:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+const HMAC_KEY2: &str = "second-key-for-rollover-tests-32";
+
+/// keepalived 2.4's `auth_hmac` with keys 1 and 2, signing with `active`.
+fn with_hmac(spec: Spec, active: u8) -> Spec {
+    spec.with(&format!(
+        "auth_hmac {{\n        key 1 {HMAC_KEY1}\n        key 2 {HMAC_KEY2}\n        active_key {active}\n    }}"
+    ))
+}
+
+#[test]
+fn keepalived243_master_vipd_backup_hmac_v2_ipv4() {
+    mixed_pair(with_hmac(Spec::v2(), 1), KA243, Impl::Vipd, "ka243-hm2");
+}
+#[test]
+fn vipd_master_keepalived243_backup_hmac_v2_ipv4() {
+    mixed_pair(with_hmac(Spec::v2(), 1), Impl::Vipd, KA243, "vk243-hm2");
+}
+#[test]
+fn keepalived243_master_vipd_backup_hmac_v3_ipv4() {
+    mixed_pair(with_hmac(Spec::v3(), 2), KA243, Impl::Vipd, "ka243-hm3");
+}
+#[test]
+fn vipd_master_keepalived243_backup_hmac_v3_ipv4() {
+    mixed_pair(with_hmac(Spec::v3(), 2), Impl::Vipd, KA243, "vk243-hm3");
+}
+#[test]
+fn keepalived243_master_vipd_backup_hmac_v3_ipv6() {
+    mixed_pair(
+        with_hmac(Spec::v3_ipv6(), 1),
+        KA243,
+        Impl::Vipd,
+        "ka243-hm6",
+    );
+}
+#[test]
+fn vipd_master_keepalived243_backup_hmac_v3_ipv6() {
+    mixed_pair(
+        with_hmac(Spec::v3_ipv6(), 1),
+        Impl::Vipd,
+        KA243,
+        "vk243-hm6",
+    );
+}

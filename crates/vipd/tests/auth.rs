@@ -1,0 +1,139 @@
+//! keepalived 2.4's `auth_hmac` between vipd nodes and against keepalived 2.4.3: key
+//! rollover without a transition, forged adverts refused and counted, and the keys
+//! never shown by logs, status, `--dump` or metrics.
+
+mod common;
+
+use common::{Cluster, Spec, VIPD};
+use std::io::{Read, Write};
+use std::time::Duration;
+use vipd_netns::Version;
+
+const KEY1: &str = "key-one-for-the-vipd-pair-tests-1";
+const KEY2: &str = "hex:f0e1d2c3b4a5968778695a4b3c2d1e0f00112233445566778899aabbccddeeff";
+
+fn hmac(spec: Spec, keys: &[(u8, &str)], active: u8) -> Spec {
+    let keys: String = keys
+        .iter()
+        .map(|(id, k)| format!("        key {id} {k}\n"))
+        .collect();
+    spec.with(&format!(
+        "auth_hmac {{\n{keys}        active_key {active}\n    }}"
+    ))
+}
+
+fn transitions(c: &Cluster, i: usize) -> u64 {
+    c.instance(i)["transitions"].as_u64().unwrap()
+}
+
+/// The active key moves from 1 to 2 across a vipd pair, one node at a time, by
+/// reload: every advert verifies (no drop), nobody changes state.
+#[test]
+fn key_rollover_across_a_vipd_pair_without_a_transition() {
+    let Some(mut c) = Cluster::new(2, "hmac-roll") else {
+        return;
+    };
+    let spec = Spec::v3();
+    let both = [(1, KEY1), (2, KEY2)];
+    let old = hmac(spec.clone(), &both, 1);
+    let new = hmac(spec.clone(), &both, 2);
+    c.start_vipd_with(1, &old.config(200), &["--metrics", "127.0.0.1:9651"]);
+    c.start_vipd(2, &old.config(100));
+    let vip = spec.vip();
+    c.wait_holders(vip, &[1], spec.takeover_timeout() * 2);
+    std::thread::sleep(Duration::from_millis(500));
+    let (t1, t2) = (transitions(&c, 1), transitions(&c, 2));
+    let heard = c.instance(2)["adverts_received"].as_u64().unwrap();
+    assert!(heard >= 2, "{}", c.instance(2));
+
+    // The master signs with key 2 first (the backup knows it), then the backup.
+    let (ok, out) = c.reload(1, &new.config(200));
+    assert!(ok, "{out}");
+    c.assert_stable(vip, &[1], Duration::from_secs(1));
+    let (ok, out) = c.reload(2, &new.config(100));
+    assert!(ok, "{out}");
+    c.assert_stable(vip, &[1], Duration::from_secs(1));
+    // Key 1 retired everywhere.
+    let only2 = hmac(spec.clone(), &[(2, KEY2)], 2);
+    assert!(c.reload(2, &only2.config(100)).0);
+    assert!(c.reload(1, &only2.config(200)).0);
+    c.assert_stable(vip, &[1], Duration::from_secs(1));
+
+    assert_eq!((transitions(&c, 1), transitions(&c, 2)), (t1, t2));
+    let b = c.instance(2);
+    assert!(b["adverts_received"].as_u64().unwrap() > heard + 20, "{b}");
+    assert!(b["drops"].as_array().unwrap().is_empty(), "{b}");
+    assert!(c.instance(1)["drops"].as_array().unwrap().is_empty());
+
+    // The keys appear nowhere an operator or a scraper looks.
+    let status = c.status(1).unwrap().to_string();
+    let metrics = c
+        .lan
+        .router(1)
+        .run(|| {
+            let mut s = std::net::TcpStream::connect("127.0.0.1:9651").unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            out
+        })
+        .unwrap();
+    assert!(metrics.starts_with("HTTP/1.1 200 OK"), "{metrics}");
+    let dump = std::process::Command::new(VIPD)
+        .args(["check-config", "--dump", "-f"])
+        .arg(c.config_path(1))
+        .output()
+        .unwrap();
+    let dump = String::from_utf8_lossy(&dump.stdout).to_string();
+    assert!(dump.contains("key 2 <redacted>"), "{dump}");
+    let logs = format!("{}{}", c.log(1), c.log(2));
+    for (what, text) in [
+        ("status", &status),
+        ("metrics", &metrics),
+        ("dump", &dump),
+        ("logs", &logs),
+    ] {
+        for secret in ["key-one-for", "f0e1d2c3b4a59687", "F0E1D2"] {
+            assert!(!text.contains(secret), "{what} shows a key:\n{text}");
+        }
+    }
+}
+
+/// A keepalived 2.4.3 node signing with another key: neither accepts the other, vipd
+/// counts keepalived's adverts as `auth_mismatch`; with no `auth_hmac` at all on the
+/// keepalived side, vipd (enforce) counts `auth_missing`.
+#[test]
+fn forged_and_unsigned_adverts_are_refused_and_counted() {
+    if Version::V2_4_3.require().is_none() {
+        return;
+    }
+    for (tag, theirs, reason) in [
+        ("hmac-forged", Some(2u8), "auth_mismatch"),
+        ("hmac-unsigned", None, "auth_missing"),
+    ] {
+        let Some(mut c) = Cluster::new(2, tag) else {
+            return;
+        };
+        let spec = Spec::v2();
+        let ka = match theirs {
+            // Key id 1, but another secret under it: a forger who knows the id.
+            Some(_) => hmac(
+                spec.clone(),
+                &[(1, "not-the-key-that-the-vipd-node-has")],
+                1,
+            ),
+            None => spec.clone(),
+        };
+        c.start_keepalived_version(1, &ka.config(200), Version::V2_4_3);
+        c.start_vipd(2, &hmac(spec.clone(), &[(1, KEY1)], 1).config(100));
+        c.wait_holders(spec.vip(), &[1, 2], spec.takeover_timeout() * 2);
+        vipd_netns::wait_for(Duration::from_secs(5), Duration::from_millis(100), || {
+            c.drops(2, reason) >= 1
+        });
+        let st = c.instance(2);
+        assert_eq!(st["state"], "MASTER", "{st}");
+        assert_eq!(st["adverts_received"], 0, "{st}");
+        assert!(c.drops(2, reason) >= 1, "{st}\n{}", c.logs());
+    }
+}
