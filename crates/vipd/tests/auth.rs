@@ -137,3 +137,134 @@ fn forged_and_unsigned_adverts_are_refused_and_counted() {
         assert!(c.drops(2, reason) >= 1, "{st}\n{}", c.logs());
     }
 }
+
+/// Unicast peers with `auth_hmac` (where the TTL check does not protect), vipd and
+/// keepalived 2.4.3 in both roles: elected, failed over, preempted back.
+#[test]
+fn unicast_hmac_pairs_with_keepalived243_in_both_roles() {
+    if Version::V2_4_3.require().is_none() {
+        return;
+    }
+    for (tag, vipd_is_master) in [("hmac-uni-vk", true), ("hmac-uni-kv", false)] {
+        let Some(mut c) = Cluster::new(2, tag) else {
+            return;
+        };
+        let addr = |i: usize| c.lan.router_addr_v4(i);
+        let conf = |me: usize, other: usize, prio: u8| {
+            hmac(
+                Spec::v3()
+                    .with(&format!("unicast_src_ip {}", addr(me)))
+                    .with(&format!("unicast_peer {{\n        {}\n    }}", addr(other))),
+                &[(1, KEY1), (2, KEY2)],
+                2,
+            )
+            .config(prio)
+        };
+        let (c1, c2) = (conf(1, 2, 200), conf(2, 1, 100));
+        let start1 = |c: &mut Cluster| {
+            if vipd_is_master {
+                c.start_vipd(1, &c1)
+            } else {
+                c.start_keepalived_version(1, &c1, Version::V2_4_3)
+            }
+        };
+        if vipd_is_master {
+            c.start_keepalived_version(2, &c2, Version::V2_4_3);
+        } else {
+            c.start_vipd(2, &c2);
+        }
+        start1(&mut c);
+        let spec = Spec::v3();
+        let vip = spec.vip();
+        c.wait_holders(vip, &[1], spec.takeover_timeout() * 2);
+        c.assert_stable(vip, &[1], Duration::from_secs(1));
+        let v = if vipd_is_master { 1 } else { 2 };
+        let st = c.instance(v);
+        assert!(
+            st["drops"].as_array().unwrap().is_empty(),
+            "{st}\n{}",
+            c.logs()
+        );
+        if !vipd_is_master {
+            assert!(st["adverts_received"].as_u64().unwrap() >= 5, "{st}");
+        }
+        c.stop(1);
+        c.wait_holders(vip, &[2], spec.takeover_timeout());
+        start1(&mut c);
+        c.wait_holders(vip, &[1], spec.takeover_timeout() * 2);
+        c.assert_stable(vip, &[1], Duration::from_millis(500));
+    }
+}
+
+/// Send `payload` as a VRRP packet from `src` (spoofed) to 224.0.0.18 with TTL 255,
+/// from inside the current namespace's eth0.
+fn inject(src: std::net::Ipv4Addr, payload: &[u8]) {
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(112))).unwrap();
+    s.set_header_included_v4(true).unwrap();
+    s.bind_device(Some(b"eth0")).unwrap();
+    let dst = std::net::Ipv4Addr::new(224, 0, 0, 18);
+    let mut p = vec![0x45, 0xc0];
+    p.extend_from_slice(&((20 + payload.len()) as u16).to_be_bytes());
+    p.extend_from_slice(&[0x12, 0x34, 0, 0, 255, 112, 0, 0]);
+    p.extend_from_slice(&src.octets());
+    p.extend_from_slice(&dst.octets());
+    p.extend_from_slice(payload);
+    s.send_to(&p, &SockAddr::from(std::net::SocketAddrV4::new(dst, 0)))
+        .unwrap();
+}
+
+/// keepalived 2.4.3's own signed adverts, captured and sent again by a third host
+/// (same source address): vipd drops the copies as `replayed`; cut short, as
+/// `truncated`; and stays BACKUP without a transition.
+#[test]
+fn replayed_and_truncated_keepalived_adverts_are_dropped_and_counted() {
+    if Version::V2_4_3.require().is_none() {
+        return;
+    }
+    let Some(mut c) = Cluster::new(3, "hmac-replay") else {
+        return;
+    };
+    let spec = hmac(Spec::v2(), &[(1, KEY1)], 1);
+    let cap = vipd_netns::Capture::start(c.lan.router(2), "eth0").unwrap();
+    c.start_keepalived_version(1, &spec.config(200), Version::V2_4_3);
+    c.start_vipd(2, &spec.config(100));
+    let vip = spec.vip();
+    c.wait_holders(vip, &[1], spec.takeover_timeout() * 2);
+    vipd_netns::wait_for(Duration::from_secs(5), Duration::from_millis(100), || {
+        c.instance(2)["adverts_received"].as_u64().unwrap_or(0) >= 2
+    });
+    let transitions_before = transitions(&c, 2);
+    let r1 = c.lan.router_addr_v4(1);
+    let captured: Vec<Vec<u8>> = cap
+        .vrrp_adverts()
+        .into_iter()
+        .filter(|f| !f.outgoing && f.src == std::net::IpAddr::V4(r1))
+        .map(|f| f.payload)
+        .collect();
+    assert!(captured.len() >= 2, "{}", captured.len());
+    let last = captured.last().unwrap().clone();
+    assert_eq!(
+        last.len(),
+        20 + 28,
+        "VRRPv2 with one address, and the trailer"
+    );
+    c.lan
+        .router(3)
+        .run(|| {
+            for _ in 0..3 {
+                inject(r1, &last);
+            }
+            inject(r1, &last[..last.len() - 5]);
+        })
+        .unwrap();
+    vipd_netns::wait_for(Duration::from_secs(3), Duration::from_millis(100), || {
+        c.drops(2, "replayed") >= 3 && c.drops(2, "truncated") >= 1
+    });
+    let st = c.instance(2);
+    assert!(c.drops(2, "replayed") >= 3, "{st}");
+    assert_eq!(c.drops(2, "truncated"), 1, "{st}");
+    assert_eq!(st["state"], "BACKUP", "{st}");
+    assert_eq!(transitions(&c, 2), transitions_before);
+    c.assert_stable(vip, &[1], Duration::from_secs(1));
+}
