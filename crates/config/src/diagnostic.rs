@@ -240,8 +240,40 @@ impl SourceMap {
                 .files
                 .get(&d.span.file)
                 .and_then(|lines| lines.get(d.span.line as usize - 1))
-                .cloned();
+                .map(|l| redact_secret(l));
         }
+    }
+}
+
+/// An `auth_hmac` line `key ID VALUE` shows `<redacted>` for an inline VALUE (a
+/// `file:` path is no secret): diagnostics end up in logs. (SSL's `key PATH` has one
+/// argument and is left alone.)
+fn redact_secret(line: &str) -> String {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    match words.as_slice() {
+        ["key", _, value, ..] if !value.starts_with("file:") => {
+            let at = line.find(value).unwrap_or(line.len());
+            format!("{}{}", &line[..at], crate::dump::REDACTED)
+        }
+        _ => line.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod redact_tests {
+    #[test]
+    fn key_values_are_redacted_in_snippets() {
+        use super::redact_secret;
+        assert_eq!(
+            redact_secret("        key 1 hex:0011 # x"),
+            "        key 1 <redacted>"
+        );
+        assert_eq!(redact_secret("  key 2 file:/k"), "  key 2 file:/k");
+        assert_eq!(
+            redact_secret("  key /etc/ssl/k.pem"),
+            "  key /etc/ssl/k.pem"
+        );
+        assert_eq!(redact_secret("  priority 100"), "  priority 100");
     }
 }
 

@@ -7,26 +7,34 @@ use crate::tree::Node;
 /// Renders `nodes` as normalised keepalived.conf text.
 pub fn dump(nodes: &[Node]) -> String {
     let mut out = String::new();
-    write_nodes(nodes, 0, &mut out);
+    write_nodes(nodes, 0, false, &mut out);
     out
 }
 
-fn write_nodes(nodes: &[Node], depth: usize, out: &mut String) {
+/// What an inline `auth_hmac` key is replaced with: keys never leave the file.
+pub const REDACTED: &str = "<redacted>";
+
+fn write_nodes(nodes: &[Node], depth: usize, in_auth_hmac: bool, out: &mut String) {
     for n in nodes {
         for _ in 0..depth {
             out.push_str("    ");
         }
         out.push_str(&quote(&n.keyword.text, true));
-        for a in &n.args {
+        for (i, a) in n.args.iter().enumerate() {
             out.push(' ');
-            out.push_str(&quote(&a.text, false));
+            // `auth_hmac { key ID VALUE }`: the value is a secret unless it names a file.
+            if in_auth_hmac && n.keyword.text == "key" && i == 1 && !a.text.starts_with("file:") {
+                out.push_str(REDACTED);
+            } else {
+                out.push_str(&quote(&a.text, false));
+            }
         }
         if let Some(children) = &n.children {
             if children.is_empty() {
                 out.push_str(" {\n");
             } else {
                 out.push_str(" {\n");
-                write_nodes(children, depth + 1, out);
+                write_nodes(children, depth + 1, n.keyword.text == "auth_hmac", out);
             }
             for _ in 0..depth {
                 out.push_str("    ");

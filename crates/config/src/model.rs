@@ -581,8 +581,49 @@ pub enum InitialState {
 pub enum Auth {
     /// `auth_type PASS` with `auth_pass` (only the first 8 bytes go on the wire).
     Pass(String),
-    /// `auth_type AH`: parsed, rejected later as unsupported.
+    /// `auth_type AH` with `auth_pass`: VRRPv2 over IPv4 in an IP Authentication
+    /// Header, HMAC-MD5-96 keyed with the first 8 bytes of the password.
     Ah(String),
+}
+
+/// Secret bytes (an `auth_hmac` key): never printed by `Debug` or serialised.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub Vec<u8>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<{} secret bytes>", self.0.len())
+    }
+}
+
+impl serde::Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
+}
+
+/// `auth_hmac { mode }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum HmacMode {
+    Enforce,
+    Permissive,
+    ReceiveOnly,
+}
+
+/// `auth_hmac { key N VALUE; active_key N; anti_replay time|monotonic;
+/// time_window N; mode M }`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AuthHmac {
+    /// (id 1..=255, 32..=64 bytes), from `hex:`, `file:` or the literal text.
+    pub keys: Vec<(u8, Secret)>,
+    /// `None`: not set (keepalived then disables the extension).
+    pub active_key: Option<u8>,
+    /// `anti_replay time` (default) or `monotonic` (false).
+    pub anti_replay_time: bool,
+    /// Seconds, 1..=300; `None`: max(3 × advert_int, 5).
+    pub time_window: Option<u32>,
+    pub mode: HmacMode,
+    pub span: Span,
 }
 
 /// One `virtual_ipaddress` line: `<IPADDR>[/<MASK>] [brd <IPADDR>] [dev <STRING>] [scope <SCOPE>] [label <LABEL>]`.
@@ -690,6 +731,8 @@ pub struct VrrpInstance {
     /// `accept` / `no_accept`; `None` = keepalived default (accept unless strict).
     pub accept: Option<bool>,
     pub auth: Option<Auth>,
+    /// keepalived 2.4's `auth_hmac { }` authentication extension.
+    pub auth_hmac: Option<AuthHmac>,
     pub mcast_src_ip: Option<IpAddr>,
     pub unicast_src_ip: Option<IpAddr>,
     pub unicast_peers: Vec<UnicastPeer>,

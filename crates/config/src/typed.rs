@@ -11,8 +11,8 @@ use crate::iproute::IprouteNames;
 use crate::keywords::{suggest, VIP_OPTION_UNSUPPORTED};
 use crate::lexer::Token;
 use crate::model::{
-    Auth, Config, GarpSettings, GlobalDefs, InitialState, IpvlanMode, UnicastPeer, UseIpvlan,
-    UseVmac, VirtualAddress, VmacAddress, VrrpInstance,
+    Auth, AuthHmac, Config, GarpSettings, GlobalDefs, HmacMode, InitialState, IpvlanMode, Secret,
+    UnicastPeer, UseIpvlan, UseVmac, VirtualAddress, VmacAddress, VrrpInstance,
 };
 use crate::schema::{self, Kw, GLOBAL_INACTIVE, INSTANCE_INACTIVE, TOP};
 use crate::tree::Node;
@@ -64,6 +64,7 @@ const INSTANCE_SUPPORTED: &[&str] = &[
     "preempt_delay",
     "accept",
     "authentication",
+    "auth_hmac",
     "mcast_src_ip",
     "unicast_src_ip",
     "unicast_peer",
@@ -85,6 +86,7 @@ const INSTANCE_SUPPORTED: &[&str] = &[
 ];
 
 const AUTH_SUPPORTED: &[&str] = &["auth_type", "auth_pass"];
+const AUTH_HMAC_SUPPORTED: &[&str] = &["key", "active_key", "anti_replay", "time_window", "mode"];
 const VIP_OPTIONS: &[&str] = &["brd", "dev", "scope", "label"];
 const PEER_OPTIONS: &[&str] = &["min_ttl", "max_ttl"];
 
@@ -208,10 +210,11 @@ impl Mapper<'_> {
         let kw = &n.keyword;
         let name = n.name();
         // Right keyword, wrong block?
-        let homes: [(&str, &[&str], &'static [Kw]); 4] = [
+        let homes: [(&str, &[&str], &'static [Kw]); 5] = [
             ("vrrp_instance", INSTANCE_SUPPORTED, INSTANCE_INACTIVE),
             ("global_defs", GLOBAL_SUPPORTED, GLOBAL_INACTIVE),
             ("authentication", AUTH_SUPPORTED, &[]),
+            ("auth_hmac", AUTH_HMAC_SUPPORTED, &[]),
             ("top level", TOP_SUPPORTED, TOP),
         ];
         if let Some((home, _, _)) = homes
@@ -633,6 +636,7 @@ impl Mapper<'_> {
             preempt_delay: Duration::ZERO,
             accept: None,
             auth: None,
+            auth_hmac: None,
             mcast_src_ip: None,
             unicast_src_ip: None,
             unicast_peers: Vec::new(),
@@ -759,6 +763,12 @@ impl Mapper<'_> {
                     self.no_args(c);
                     if let Some(children) = self.block(c) {
                         inst.auth = self.authentication(c, children);
+                    }
+                }
+                "auth_hmac" => {
+                    self.no_args(c);
+                    if let Some(children) = self.block(c) {
+                        inst.auth_hmac = self.auth_hmac(c, children);
                     }
                 }
                 "mcast_src_ip" => set(&mut inst.mcast_src_ip, self.ip(c)),
@@ -1021,14 +1031,11 @@ impl Mapper<'_> {
                     if let Some(a) = self.arg(c) {
                         match a.text.as_str() {
                             "PASS" => ah = Some(false),
-                            "AH" => {
-                                ah = Some(true);
-                                self.diags.inactive(a, "`auth_type AH`");
-                            }
+                            "AH" => ah = Some(true),
                             other => self.diags.error_help(
                                 a,
                                 format!("invalid auth_type `{other}`"),
-                                "use `PASS`",
+                                "use `PASS` or `AH`",
                             ),
                         }
                     }
@@ -1063,6 +1070,177 @@ impl Mapper<'_> {
             }
             _ => None, // a malformed value was already reported
         }
+    }
+}
+
+impl Mapper<'_> {
+    /// keepalived 2.4's `auth_hmac { }`. Diagnostics never quote a key's value.
+    fn auth_hmac(&mut self, block: &Node, children: &[Node]) -> Option<AuthHmac> {
+        let mut h = AuthHmac {
+            keys: Vec::new(),
+            active_key: None,
+            anti_replay_time: true,
+            time_window: None,
+            mode: HmacMode::Enforce,
+            span: block.keyword.span.clone(),
+        };
+        for c in children {
+            match c.name() {
+                "key" => {
+                    self.no_block(c);
+                    let [id, value] = c.args.as_slice() else {
+                        self.diags
+                            .error(&c.keyword, "`key` needs an id and a value");
+                        continue;
+                    };
+                    let Some(id) = self.int_tok(id, "key id", 1, 255) else {
+                        continue;
+                    };
+                    let Some(bytes) = self.hmac_key_value(value) else {
+                        continue;
+                    };
+                    let (lo, hi) = (32, 64);
+                    if !(lo..=hi).contains(&bytes.len()) {
+                        self.diags.error(
+                            value,
+                            format!(
+                                "`auth_hmac` key {id} is {} bytes long; keys are {lo} to {hi} bytes",
+                                bytes.len()
+                            ),
+                        );
+                    } else if h.keys.iter().any(|(k, _)| u64::from(*k) == id) {
+                        self.diags
+                            .error(&c.keyword, format!("duplicate `auth_hmac` key id {id}"));
+                    } else {
+                        h.keys.push((id as u8, Secret(bytes)));
+                    }
+                }
+                "active_key" => {
+                    if let Some(v) = self.int(c, 1, 255) {
+                        h.active_key = Some(v as u8);
+                    }
+                }
+                "time_window" => {
+                    if let Some(v) = self.int(c, 1, 300) {
+                        h.time_window = Some(v as u32);
+                    }
+                }
+                "anti_replay" => {
+                    if let Some(a) = self.arg(c) {
+                        match a.text.as_str() {
+                            "time" => h.anti_replay_time = true,
+                            "monotonic" => h.anti_replay_time = false,
+                            other => self.diags.error_help(
+                                a,
+                                format!("invalid anti_replay `{other}`"),
+                                "use `time` or `monotonic`",
+                            ),
+                        }
+                    }
+                }
+                "mode" => {
+                    if let Some(a) = self.arg(c) {
+                        match a.text.as_str() {
+                            "enforce" => h.mode = HmacMode::Enforce,
+                            "permissive" => h.mode = HmacMode::Permissive,
+                            "receive-only" => h.mode = HmacMode::ReceiveOnly,
+                            other => self.diags.error_help(
+                                a,
+                                format!("invalid auth_hmac mode `{other}`"),
+                                "use `enforce`, `permissive` or `receive-only`",
+                            ),
+                        }
+                    }
+                }
+                _ => {
+                    self.unknown(c, "in `auth_hmac`", AUTH_HMAC_SUPPORTED, &[]);
+                }
+            }
+        }
+        match h.active_key {
+            None => {
+                self.diags.error_help(
+                    &block.keyword,
+                    "`auth_hmac` has no `active_key`",
+                    "name the key to sign with: `active_key N` (keepalived would run unauthenticated)",
+                );
+                None
+            }
+            Some(k) if !h.keys.iter().any(|(id, _)| *id == k) => {
+                self.diags.error_help(
+                    &block.keyword,
+                    format!("`auth_hmac` active_key {k} is not defined"),
+                    "add `key N VALUE` with that id (keepalived would run unauthenticated)",
+                );
+                None
+            }
+            Some(_) => Some(h),
+        }
+    }
+
+    /// A key value: `hex:` bytes, `file:PATH` holding what the inline value would,
+    /// or the text itself.
+    fn hmac_key_value(&mut self, t: &Token) -> Option<Vec<u8>> {
+        if let Some(path) = t.text.strip_prefix("file:") {
+            let text = match std::fs::read(path) {
+                Ok(b) if b.len() > 4 + 64 * 2 + 8 => {
+                    self.diags
+                        .error(t, format!("`auth_hmac` key file {path} is too large"));
+                    return None;
+                }
+                Ok(b) => b,
+                Err(e) => {
+                    self.diags.error(
+                        t,
+                        format!("`auth_hmac` key file {path} cannot be read: {e}"),
+                    );
+                    return None;
+                }
+            };
+            use std::os::unix::fs::PermissionsExt;
+            if std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0) {
+                self.diags.warning(
+                    t,
+                    format!("`auth_hmac` key file {path} is readable by group or others"),
+                );
+            }
+            let mut text = text;
+            while text.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                text.pop();
+            }
+            return match text.strip_prefix(b"hex:") {
+                Some(hex) => self.hex_key(t, hex),
+                None => Some(text),
+            };
+        }
+        match t.text.strip_prefix("hex:") {
+            Some(hex) => self.hex_key(t, hex.as_bytes()),
+            None => Some(t.text.as_bytes().to_vec()),
+        }
+    }
+
+    fn hex_key(&mut self, t: &Token, hex: &[u8]) -> Option<Vec<u8>> {
+        let digits: Vec<u8> = hex
+            .iter()
+            .copied()
+            .filter(|c| *c != b' ' && *c != b'\t')
+            .collect();
+        let nibble = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+        let mut out = Vec::with_capacity(digits.len() / 2);
+        for pair in digits.chunks(2) {
+            match (pair.len() == 2).then(|| (nibble(pair[0]), nibble(pair[1]))) {
+                Some((Some(a), Some(b))) => out.push(a << 4 | b),
+                _ => {
+                    // Never quote the value: it is a secret.
+                    self.diags.error(
+                        t,
+                        "`auth_hmac` key: `hex:` needs pairs of hexadecimal digits",
+                    );
+                    return None;
+                }
+            }
+        }
+        Some(out)
     }
 }
 
@@ -1886,16 +2064,12 @@ global_defs {
 
     #[test]
     fn authentication_rules() {
-        assert_eq!(
-            inactive(&instance_with(
-                "    authentication {\n        auth_type AH\n        auth_pass x\n    }",
-            )),
-            vec![(
-                "`auth_type AH` is parsed but not active yet".to_string(),
-                9,
-                19
-            )]
-        );
+        let l = load(&instance_with(
+            "    authentication {\n        auth_type AH\n        auth_pass x\n    }",
+        ))
+        .unwrap();
+        assert_eq!(l.inactive().count(), 0, "`auth_type AH` is active");
+        assert_eq!(l.config.instances[0].auth, Some(Auth::Ah("x".into())));
         let e = errors(&instance_with(
             "    authentication {\n        auth_pass x\n    }\n    authentication {\n        auth_type PASS\n        auth_tpye PASS\n    }\n    authentication {\n        auth_type MD5\n        auth_pass x\n    }",
         ));
@@ -1922,6 +2096,96 @@ global_defs {
         assert_eq!(
             (l.diagnostics[0].span.line, l.diagnostics[0].span.col),
             (10, 19)
+        );
+    }
+
+    #[test]
+    fn auth_hmac_block() {
+        let dir = std::env::temp_dir().join(format!("vipd-hmac-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("k3");
+        std::fs::write(
+            &file,
+            "hex:ABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABAB\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        let body = format!(
+            "    auth_hmac {{\n        key 1 hex:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n        key 2 an-ascii-key-of-thirty-two-bytes\n        key 3 file:{}\n        active_key 2\n        anti_replay monotonic\n        time_window 9\n        mode receive-only\n    }}",
+            file.display()
+        );
+        let l = load(&instance_with(&body)).unwrap_or_else(|d| panic!("{d:#?}"));
+        assert_eq!(l.inactive().count(), 0);
+        assert!(l.diagnostics.is_empty(), "{:#?}", l.diagnostics);
+        let h = l.config.instances[0].auth_hmac.clone().unwrap();
+        assert_eq!(h.keys[0].1 .0, (0u8..32).collect::<Vec<_>>());
+        assert_eq!(h.keys[1].1 .0, b"an-ascii-key-of-thirty-two-bytes".to_vec());
+        assert_eq!(h.keys[2].1 .0, vec![0xab; 32]);
+        assert_eq!(h.active_key, Some(2));
+        assert!(!h.anti_replay_time);
+        assert_eq!(h.time_window, Some(9));
+        assert_eq!(h.mode, HmacMode::ReceiveOnly);
+        // Secrets stay out of Debug and of the JSON model.
+        let dbg = format!("{:?}", l.config);
+        let json = serde_json::to_string(&l.config).unwrap();
+        for text in [&dbg, &json] {
+            assert!(!text.contains("an-ascii-key"), "{text}");
+            assert!(
+                !text.contains("171, 171") && !text.contains("0, 1, 2, 3"),
+                "{text}"
+            );
+        }
+        // `--dump` keeps the file reference but never an inline key.
+        let dump = l.dump();
+        assert!(dump.contains("key 2 <redacted>"), "{dump}");
+        assert!(
+            dump.contains(&format!("key 3 file:{}", file.display())),
+            "{dump}"
+        );
+        assert!(
+            !dump.contains("an-ascii-key") && !dump.contains("hex:0001"),
+            "{dump}"
+        );
+        std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .unwrap();
+        let l = load(&instance_with(&body)).unwrap();
+        assert_eq!(l.diagnostics.len(), 1, "group-readable key file warns");
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        let e = errors(&instance_with(
+            "    auth_hmac {\n        key 1 short-secret\n        key 2 hex:zz\n        key 0 x\n        active_key 4\n        mode strict\n    }",
+        ));
+        let got: Vec<_> = e.iter().map(|(m, _, _)| m.as_str()).collect();
+        assert_eq!(
+            got,
+            vec![
+                "`auth_hmac` active_key 4 is not defined",
+                "`auth_hmac` key 1 is 12 bytes long; keys are 32 to 64 bytes",
+                "`auth_hmac` key: `hex:` needs pairs of hexadecimal digits",
+                "`key id` must be an integer in 1..=255, found `0`",
+                "invalid auth_hmac mode `strict`",
+            ]
+        );
+        assert!(
+            got.iter().all(|m| !m.contains("short-secret")),
+            "values are never quoted"
+        );
+        let rendered: String = load(&instance_with(
+            "    auth_hmac {\n        key 1 short-secret\n        active_key 1\n    }",
+        ))
+        .unwrap_err()
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
+        assert!(rendered.contains("key 1 <redacted>"), "{rendered}");
+        assert!(!rendered.contains("short-secret"), "{rendered}");
+        let e = errors(&instance_with(
+            "    authentication {\n        auth_type PASS\n        auth_pass x\n    }\n    auth_hmac {\n        key 1 an-ascii-key-of-thirty-two-bytes\n        active_key 1\n    }",
+        ));
+        assert_eq!(
+            e[0].0,
+            "`auth_hmac` cannot be combined with `authentication`"
         );
     }
 

@@ -83,6 +83,17 @@ pub(crate) fn validate(
         check_planned_values(inst, meta, is_v6, diags);
         check_version(config, inst, meta, is_v6, diags);
         check_no_vips(config, inst, meta, diags);
+        if inst.auth.is_some() && inst.auth_hmac.is_some() {
+            if let Some(tok) = meta.keyword_tok("auth_hmac") {
+                // keepalived: "auth_hmac cannot be combined with authentication,
+                // dropping legacy auth" (a configuration error).
+                diags.error_help(
+                    tok,
+                    "`auth_hmac` cannot be combined with `authentication`",
+                    "delete the `authentication` block: the extension replaces it",
+                );
+            }
+        }
         // keepalived resets both with a warning; so does vipd.
         if let Some(tok) = meta
             .keyword_tok("timer_expired_backup")

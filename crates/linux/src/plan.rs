@@ -20,6 +20,8 @@ use std::time::Duration;
 use vipd_config::model::{self, Config, GarpSettings, Span, VrrpInstance};
 use vipd_exec::scripts::{check_security, run_as, split_words, Script};
 use vipd_vrrp::engine::{GarpTiming, InstanceConfig, Peer};
+use vipd_vrrp::wire::ah::AhKey;
+use vipd_vrrp::wire::hmac;
 use vipd_vrrp::wire::{arp, ndisc, Auth, ChecksumVariant, Family, Version};
 
 /// One instance, ready to run.
@@ -830,8 +832,32 @@ fn instance_plan(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
     engine.auth = match &inst.auth {
         None => Auth::None,
         Some(model::Auth::Pass(p)) => Auth::pass(p),
-        Some(model::Auth::Ah(_)) => bail!("`auth_type AH` is not supported"),
+        // keepalived: "Cannot use AH authentication with IPv6. ignoring" (and
+        // `vipd check-config` warns); with VRRPv3 authentication is ignored altogether.
+        Some(model::Auth::Ah(_)) if family == Family::V6 || version == Version::V3 => Auth::None,
+        Some(model::Auth::Ah(p)) => {
+            engine.ah_key = AhKey::from_pass(p);
+            Auth::Ah
+        }
     };
+    engine.hmac = inst.auth_hmac.as_ref().map(|h| hmac::HmacConfig {
+        keys: h
+            .keys
+            .iter()
+            .map(|(id, k)| hmac::HmacKey::new(*id, k.0.clone()))
+            .collect(),
+        active_key: h.active_key.unwrap_or(0),
+        mode: match h.mode {
+            model::HmacMode::Enforce => hmac::Mode::Enforce,
+            model::HmacMode::Permissive => hmac::Mode::Permissive,
+            model::HmacMode::ReceiveOnly => hmac::Mode::ReceiveOnly,
+        },
+        anti_replay_time: h.anti_replay_time,
+        // keepalived: max(3 × advert_int, 5) seconds when not set.
+        time_window: h
+            .time_window
+            .unwrap_or_else(|| hmac::default_window(inst.advert_int)),
+    });
     engine.checksum = if inst.v3_checksum_as_v2 || cfg.global.v3_checksum_as_v2 {
         ChecksumVariant::VrrpOnly
     } else {
@@ -864,6 +890,10 @@ fn instance_plan(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
             bail!("`vrrp_strict` does not allow unicast peers: remove `unicast_peer` or `vrrp_strict`/`strict_mode`");
         }
         engine.auth = Auth::None;
+        // keepalived: "strict mode requires auth_hmac mode enforce".
+        if let Some(h) = engine.hmac.as_mut() {
+            h.mode = hmac::Mode::Enforce;
+        }
         engine.preempt_delay = Duration::ZERO;
         // No repeated gratuitous ARPs / NAs: one per address and burst.
         engine.garp.master_repeat = engine.garp.master_repeat.min(1);

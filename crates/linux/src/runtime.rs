@@ -574,10 +574,12 @@ impl EngineLoop {
     fn ensure_socket(&mut self, p: &InstancePlan) -> Result<usize> {
         let family = p.family();
         let (name, index) = p.vrrp_interface();
+        // `auth_type AH` speaks IP protocol 51: a socket of its own.
+        let ah = p.engine.auth == vipd_vrrp::wire::Auth::Ah;
         if let Some(i) = self
             .sockets
             .iter()
-            .position(|s| s.ifindex == index && s.sock.family() == family)
+            .position(|s| s.ifindex == index && s.sock.family() == family && s.sock.is_ah() == ah)
         {
             if let Some(g) = p.multicast_group() {
                 self.sockets[i]
@@ -587,7 +589,7 @@ impl EngineLoop {
             }
             return Ok(i);
         }
-        let sock = VrrpSocket::open(family, name, index, p.multicast_group())
+        let sock = VrrpSocket::open(family, name, index, p.multicast_group(), ah)
             .with_context(|| format!("opening VRRP socket on {name}"))?;
         self.sockets.push(RxSocket {
             ifindex: index,
@@ -1005,7 +1007,10 @@ impl EngineLoop {
                 .find(|&i| self.slots[i].plan.engine.vrid == vrid);
             match target {
                 Some(i) => {
-                    self.slots[i].inst.handle_packet(now, &rx.meta, rx.payload);
+                    match rx.ah_packet {
+                        Some(packet) => self.slots[i].inst.handle_ah_packet(now, &rx.meta, packet),
+                        None => self.slots[i].inst.handle_packet(now, &rx.meta, rx.payload),
+                    }
                     self.drain_actions(i, now);
                 }
                 None => self.sockets[s].drops.count(DropReason::UnknownVrid),

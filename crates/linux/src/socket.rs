@@ -2,6 +2,10 @@
 //! instance on that interface. Sends choose their source address per packet with
 //! IP_PKTINFO / IPV6_PKTINFO, so `unicast_src_ip` and several instances need no extra
 //! sockets; receives report TTL / hop limit so the engine can enforce 255.
+//!
+//! `auth_type AH` instances (VRRPv2 over IPv4) talk IP protocol 51 instead, on a second
+//! raw socket per interface (as keepalived opens one per protocol): the engine builds
+//! the whole IPv4 packet, since the AH ICV covers the header (IP_HDRINCL).
 
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, SockaddrIn, SockaddrIn6};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -15,32 +19,46 @@ pub struct VrrpSocket {
     sock: Socket,
     family: Family,
     ifindex: u32,
+    /// IP protocol 51 (AH), IPv4 only, with IP_HDRINCL.
+    ah: bool,
 }
 
 /// A received VRRP message with its IP metadata.
 pub struct Received<'a> {
     pub meta: RxMeta,
     pub payload: &'a [u8],
+    /// From an AH socket: the whole IPv4 packet (header, AH, VRRP) for the ICV check;
+    /// `payload` is the VRRP message inside it, unauthenticated until then.
+    pub ah_packet: Option<&'a [u8]>,
 }
 
 impl VrrpSocket {
     /// Open, bind to `ifname`, join `group` (multicast instances), and set TTL/hop
     /// limit 255 for everything we send.
+    /// `ah`: an IPv4 socket for AH-authenticated VRRPv2 (protocol 51).
     pub fn open(
         family: Family,
         ifname: &str,
         ifindex: u32,
         group: Option<IpAddr>,
+        ah: bool,
     ) -> io::Result<VrrpSocket> {
         let domain = match family {
             Family::V4 => Domain::IPV4,
+            Family::V6 if ah => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "VRRP with AH is IPv4 only",
+                ))
+            }
             Family::V6 => Domain::IPV6,
         };
-        let sock = Socket::new(
-            domain,
-            Type::RAW,
-            Some(Protocol::from(i32::from(wire::IPPROTO_VRRP))),
-        )?;
+        let protocol = if ah {
+            wire::ah::IPPROTO_AH
+        } else {
+            wire::IPPROTO_VRRP
+        };
+        let sock = Socket::new(domain, Type::RAW, Some(Protocol::from(i32::from(protocol))))?;
         sock.bind_device(Some(ifname.as_bytes()))?;
         sock.set_nonblocking(true)?;
         sock.set_recv_buffer_size(1 << 20)?;
@@ -50,8 +68,9 @@ impl VrrpSocket {
                 sock.set_multicast_ttl_v4(u32::from(wire::VRRP_TTL))?;
                 sock.set_multicast_loop_v4(false)?;
                 set_multicast_if_index_v4(&sock, ifindex)?;
-                // We want the IP header on receive (TTL) but build none on send.
-                sock.set_header_included_v4(false)?;
+                // We want the IP header on receive (TTL); we build none on send, but
+                // for AH, whose ICV covers it.
+                sock.set_header_included_v4(ah)?;
             }
             Family::V6 => {
                 sock.set_unicast_hops_v6(u32::from(wire::VRRP_TTL))?;
@@ -66,6 +85,7 @@ impl VrrpSocket {
             sock,
             family,
             ifindex,
+            ah,
         };
         if let Some(g) = group {
             s.join_group(g)?;
@@ -75,6 +95,11 @@ impl VrrpSocket {
 
     pub fn family(&self) -> Family {
         self.family
+    }
+
+    /// An AH (protocol 51) socket.
+    pub fn is_ah(&self) -> bool {
+        self.ah
     }
 
     /// Join a multicast group our instances advertise to (the VRRP group, or an
@@ -109,6 +134,9 @@ impl VrrpSocket {
         payload: &[u8],
         unicast_ttl: u8,
     ) -> io::Result<()> {
+        if self.ah {
+            return self.send_ah(dst, payload, unicast_ttl);
+        }
         // Only the protocol thread sends on this socket: set, send, restore.
         let custom = unicast_ttl != wire::VRRP_TTL && !dst.is_multicast();
         if custom {
@@ -119,6 +147,24 @@ impl VrrpSocket {
             self.set_unicast_ttl(dst, wire::VRRP_TTL)?;
         }
         sent
+    }
+
+    /// `packet` is a whole IPv4 packet from the engine (header, AH, VRRP). The kernel
+    /// fills in the header checksum; a unicast packet's TTL is outside the ICV and is
+    /// set here.
+    fn send_ah(&self, dst: IpAddr, packet: &[u8], unicast_ttl: u8) -> io::Result<()> {
+        let IpAddr::V4(d) = dst else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "AH advert to an IPv6 address",
+            ));
+        };
+        let mut packet = packet.to_vec();
+        if !dst.is_multicast() && packet.len() > 8 {
+            packet[8] = unicast_ttl;
+        }
+        let addr = socket2::SockAddr::from(SocketAddrV4::new(d, 0));
+        self.sock.send_to(&packet, &addr).map(|_| ())
     }
 
     fn set_unicast_ttl(&self, dst: IpAddr, ttl: u8) -> io::Result<()> {
@@ -181,17 +227,33 @@ impl VrrpSocket {
                     Err(e) => return Err(e),
                 };
                 let buf = &buf[..n];
+                let ah = self.ah;
                 Ok(Some(ipv4::parse(buf).and_then(|(h, payload)| {
+                    let meta = RxMeta {
+                        src: IpAddr::V4(h.src),
+                        dst: IpAddr::V4(h.dst),
+                        ttl: h.ttl,
+                    };
+                    if ah {
+                        if h.protocol != wire::ah::IPPROTO_AH {
+                            return Err(DropReason::NotVrrp);
+                        }
+                        let vrrp = payload
+                            .get(wire::ah::AH_LEN..)
+                            .ok_or(DropReason::Truncated)?;
+                        return Ok(Received {
+                            meta,
+                            payload: vrrp,
+                            ah_packet: Some(&buf[..h.total_len]),
+                        });
+                    }
                     if h.protocol != wire::IPPROTO_VRRP {
                         return Err(DropReason::NotVrrp);
                     }
                     Ok(Received {
-                        meta: RxMeta {
-                            src: IpAddr::V4(h.src),
-                            dst: IpAddr::V4(h.dst),
-                            ttl: h.ttl,
-                        },
+                        meta,
                         payload,
+                        ah_packet: None,
                     })
                 })))
             }
@@ -265,6 +327,7 @@ fn recv_v6<'a>(
             ttl: ttl.clamp(0, 255) as u8,
         },
         payload: &buf[..n],
+        ah_packet: None,
     })))
 }
 

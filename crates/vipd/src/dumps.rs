@@ -550,7 +550,7 @@ const ERROR_COUNTERS: [(&str, &str, &[&str]); 7] = [
         "Type Mismatch",
         &["auth_type_mismatch"],
     ),
-    ("auth_failure", "Failure", &["auth_mismatch"]),
+    ("auth_failure", "Failure", &["auth_mismatch", "replayed"]),
 ];
 
 fn error_counter(i: &InstanceStatus, key: &str) -> u64 {

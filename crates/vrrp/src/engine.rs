@@ -5,7 +5,8 @@
 
 use crate::timing;
 use crate::wire::{
-    self, Advert, Auth, ChecksumVariant, DropCounters, DropReason, Family, RxMeta, Version,
+    self, ah, hmac, Advert, Auth, ChecksumVariant, DropCounters, DropReason, Family, RxMeta,
+    Version,
 };
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -111,6 +112,9 @@ impl std::fmt::Display for TransitionReason {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Send this VRRP message (IP payload; the socket adds the header with TTL 255).
+    /// With `Auth::Ah` (VRRPv2 over IPv4) the payload is the whole IPv4 packet —
+    /// header, AH, VRRP — for a raw protocol-51 socket with IP_HDRINCL: the ICV covers
+    /// the header. Only the TTL of a unicast packet may still be changed.
     Send { dst: IpAddr, payload: Vec<u8> },
     /// Install the virtual addresses.
     AddAddresses,
@@ -207,6 +211,13 @@ pub struct InstanceConfig {
     pub peers: Vec<Peer>,
     /// v2 authentication.
     pub auth: Auth,
+    /// The HMAC key of `Auth::Ah` (IPv4 only), from `auth_pass`; unused otherwise.
+    pub ah_key: ah::AhKey,
+    /// keepalived's `auth_hmac` extension (v2 and v3; excludes `auth`).
+    pub hmac: Option<hmac::HmacConfig>,
+    /// Wall-clock time since the Unix epoch, for `auth_hmac`'s time-based sequence
+    /// numbers (a function, so tests and the simulator can set the clock).
+    pub wall_clock: WallClock,
     /// v3/IPv4 checksum variant we send (both are accepted).
     pub checksum: ChecksumVariant,
     pub garp: GarpTiming,
@@ -265,6 +276,9 @@ impl InstanceConfig {
             peers: Vec::new(),
             mcast_group: None,
             auth: Auth::None,
+            ah_key: ah::AhKey::from_pass(""),
+            hmac: None,
+            wall_clock: WallClock(unix_time),
             checksum: ChecksumVariant::PseudoHeader,
             garp: GarpTiming::default(),
             lower_prio_no_advert: false,
@@ -367,6 +381,13 @@ pub struct Instance {
     last_transition: Option<(Instant, TransitionReason)>,
     actions: VecDeque<Action>,
     stats: Stats,
+    /// `Auth::Ah`: the sequence number counter, shared by sending and receiving as in
+    /// keepalived (see [`ah::SeqCounter`]).
+    ah_seq: ah::SeqCounter,
+    /// `Auth::Ah`: the IPv4 identification of our last advert (the ICV covers it).
+    ip_id: u16,
+    /// `auth_hmac`: our send sequence and each sender's replay mark.
+    hmac_state: hmac::HmacState,
 }
 
 impl Instance {
@@ -386,6 +407,9 @@ impl Instance {
             last_transition: None,
             actions: VecDeque::new(),
             stats: Stats::default(),
+            ah_seq: ah::SeqCounter::default(),
+            ip_id: 0,
+            hmac_state: hmac::HmacState::default(),
         }
     }
 
@@ -431,8 +455,8 @@ impl Instance {
     /// Apply a changed configuration without leaving the current state, where the
     /// protocol allows it: priority (short of owner), advert interval, preemption,
     /// authentication, checksum variant, GARP timing and the other knobs. A change of
-    /// identity (VRID, version, source address, addresses, peers) or to/from address
-    /// owner needs a restart: `Err(NeedsRestart)`, and nothing is changed.
+    /// identity (VRID, version, source address, addresses, peers), to/from address
+    /// owner or to/from AH (another IP protocol, another socket) needs a restart: `Err(NeedsRestart)`, and nothing is changed.
     pub fn reconfigure(&mut self, cfg: InstanceConfig) -> Result<(), NeedsRestart> {
         let old = &self.cfg;
         let owner = |p: u8| p == PRIORITY_OWNER;
@@ -442,6 +466,7 @@ impl Instance {
             || cfg.addresses != old.addresses
             || cfg.peers != old.peers
             || owner(cfg.priority) != owner(old.priority)
+            || (cfg.auth == Auth::Ah) != (old.auth == Auth::Ah)
         {
             return Err(NeedsRestart);
         }
@@ -676,17 +701,49 @@ impl Instance {
 
     /// A VRRP message (IP payload) received on our interface, with its IP metadata.
     pub fn handle_packet(&mut self, now: Instant, meta: &RxMeta, payload: &[u8]) {
-        match self.validate(meta, payload) {
+        let checked = self.validate(meta, payload, false);
+        self.accept_or_count(now, meta.src, checked);
+    }
+
+    /// An IPv4 packet carrying AH (IP protocol 51), whole: IP header, AH, VRRP. The ICV
+    /// is verified with our key before anything in the packet is believed; the
+    /// sequence number must be newer than any seen or sent (replay protection).
+    pub fn handle_ah_packet(&mut self, now: Instant, meta: &RxMeta, packet: &[u8]) {
+        let checked = self.validate_ah(meta, packet);
+        self.accept_or_count(now, meta.src, checked);
+    }
+
+    fn accept_or_count(&mut self, now: Instant, src: IpAddr, checked: Result<Advert, DropReason>) {
+        match checked {
             Ok(adv) => {
                 self.stats.adverts_received += 1;
-                self.on_advert(now, meta.src, &adv);
+                self.on_advert(now, src, &adv);
             }
             Err(reason) => self.stats.drops.count(reason),
         }
     }
 
-    /// RFC 5798 §7.1 receive checks, in the RFC's order where it gives one.
-    fn validate(&mut self, meta: &RxMeta, payload: &[u8]) -> Result<Advert, DropReason> {
+    fn validate_ah(&mut self, meta: &RxMeta, packet: &[u8]) -> Result<Advert, DropReason> {
+        if self.cfg.auth != Auth::Ah || self.cfg.version != Version::V2 {
+            // keepalived: "Received AH header but auth type not AH".
+            return Err(DropReason::AuthTypeMismatch);
+        }
+        let opened = ah::open(packet, &self.cfg.ah_key, self.cfg.is_unicast())?;
+        let adv = self.validate(meta, opened.vrrp, true)?;
+        if !self.ah_seq.accept(opened.seq) {
+            return Err(DropReason::Replayed);
+        }
+        Ok(adv)
+    }
+
+    /// RFC 5798 §7.1 receive checks, in the RFC's order where it gives one. `via_ah`:
+    /// the message came inside an AH packet whose ICV verified.
+    fn validate(
+        &mut self,
+        meta: &RxMeta,
+        payload: &[u8],
+        via_ah: bool,
+    ) -> Result<Advert, DropReason> {
         if meta.src == self.cfg.primary {
             return Err(DropReason::OwnAdvert);
         }
@@ -700,13 +757,26 @@ impl Instance {
         } else if meta.ttl != wire::VRRP_TTL {
             return Err(DropReason::BadTtl);
         }
-        let (adv, variant) = Advert::decode(payload, self.cfg.family(), meta)?;
+        // keepalived's `auth_hmac` trailer: present when the payload is exactly one
+        // trailer longer than the message (padding never reaches that size).
+        let family = self.cfg.family();
+        let msg_len = wire::vrrp::message_len(payload, family);
+        let trailer = match (&self.cfg.hmac, msg_len) {
+            (Some(_), Some(n)) if payload.len() == n + hmac::TRAILER_LEN => Some(n),
+            // IP payloads carry no link padding: anything else after the message is
+            // a cut-off trailer.
+            (Some(_), Some(n)) if payload.len() > n => return Err(DropReason::Truncated),
+            _ => None,
+        };
+        let covered = trailer.map_or(0, |_| hmac::TRAILER_LEN);
+        let (adv, variant) = Advert::decode_trailed(payload, family, meta, covered)?;
         if adv.version != self.cfg.version {
             return Err(DropReason::VersionMismatch);
         }
         if adv.vrid != self.cfg.vrid {
             return Err(DropReason::UnknownVrid);
         }
+        self.check_hmac(meta, payload, trailer)?;
         // RFC 5798 §5.2.5: at least one address; a router that runs without any
         // (keepalived's `no_virtual_ipaddress`) talks to peers that send none.
         if adv.version == Version::V3 && adv.addresses.is_empty() && !self.cfg.addresses.is_empty()
@@ -728,6 +798,11 @@ impl Instance {
         }
         if self.cfg.version == Version::V2 {
             let (ours, theirs) = (&self.cfg.auth, &adv.auth);
+            // AH is a property of the IP packet, not of the VRRP header's type field:
+            // a plain protocol-112 advert claiming type 2 is as unauthenticated as any.
+            if (*ours == Auth::Ah) != via_ah {
+                return Err(DropReason::AuthTypeMismatch);
+            }
             if std::mem::discriminant(ours) != std::mem::discriminant(theirs) {
                 return Err(DropReason::AuthTypeMismatch);
             }
@@ -747,6 +822,48 @@ impl Instance {
             return Err(DropReason::AddressMismatch);
         }
         Ok(adv)
+    }
+
+    /// `auth_hmac`: authenticate the advert before any of its fields is acted on.
+    /// `msg_len`: where the trailer starts, if there is one.
+    fn check_hmac(
+        &mut self,
+        meta: &RxMeta,
+        payload: &[u8],
+        msg_len: Option<usize>,
+    ) -> Result<(), DropReason> {
+        let Some(cfg) = &self.cfg.hmac else {
+            return Ok(());
+        };
+        let Some(n) = msg_len else {
+            return match cfg.mode {
+                hmac::Mode::Enforce => Err(DropReason::AuthMissing),
+                // The migration modes accept unsigned adverts.
+                hmac::Mode::Permissive | hmac::Mode::ReceiveOnly => Ok(()),
+            };
+        };
+        let binding = hmac::Binding {
+            version: self.cfg.version.number(),
+            vrid: self.cfg.vrid,
+            src: meta.src,
+        };
+        let now = self.cfg.wall_clock.now();
+        self.hmac_state
+            .check(
+                cfg,
+                now,
+                &binding,
+                &payload[..n],
+                &payload[n..],
+                self.cfg.peers.len(),
+            )
+            .map_err(|r| match r {
+                hmac::Refusal::Malformed => DropReason::AuthMalformed,
+                hmac::Refusal::UnknownKey => DropReason::AuthUnknownKey,
+                hmac::Refusal::BadHmac => DropReason::AuthMismatch,
+                hmac::Refusal::Stale => DropReason::AuthStale,
+                hmac::Refusal::Replayed => DropReason::Replayed,
+            })
     }
 
     fn same_addresses(&self, theirs: &[IpAddr]) -> bool {
@@ -922,23 +1039,65 @@ impl Instance {
             auth: self.cfg.auth,
         };
         let src = self.cfg.primary;
-        if self.cfg.peers.is_empty() {
-            let dst = self.cfg.advert_group();
-            let payload = adv.encode(src, dst, self.cfg.checksum);
-            self.actions.push_back(Action::Send { dst, payload });
+        let dsts: Vec<IpAddr> = if self.cfg.peers.is_empty() {
+            vec![self.cfg.advert_group()]
         } else {
-            for peer in &self.cfg.peers {
-                let payload = adv.encode(src, peer.addr, self.cfg.checksum);
-                self.actions.push_back(Action::Send {
-                    dst: peer.addr,
-                    payload,
-                });
+            self.cfg.peers.iter().map(|p| p.addr).collect()
+        };
+        // AH: one sequence number per advert, the same to every peer (keepalived).
+        let seq = self.ah_active().then(|| self.ah_seq.next_seq());
+        // auth_hmac: one trailer per advert; the HMAC leaves out the checksum, the
+        // only field that differs between the copies to several peers.
+        let trailer = self.hmac_trailer(&adv, src);
+        for dst in dsts {
+            let mut payload = adv.encode(src, dst, self.cfg.checksum);
+            if let Some(t) = &trailer {
+                payload.extend_from_slice(t);
+                if let (IpAddr::V6(s), IpAddr::V6(d)) = (src, dst) {
+                    // The IPv6 checksum covers the whole payload, as the kernel's.
+                    wire::vrrp::refresh_checksum_v6(&mut payload, s, d);
+                }
             }
+            if let (Some(seq), IpAddr::V4(s), IpAddr::V4(d)) = (seq, src, dst) {
+                self.ip_id = self.ip_id.wrapping_add(1).max(1);
+                let params = ah::SealParams {
+                    src: s,
+                    dst: d,
+                    ttl: wire::VRRP_TTL,
+                    id: self.ip_id,
+                    seq,
+                    unicast: self.cfg.is_unicast(),
+                };
+                payload = ah::seal(&self.cfg.ah_key, &params, &payload);
+            }
+            self.actions.push_back(Action::Send { dst, payload });
         }
         self.stats.adverts_sent += 1;
         if priority == PRIORITY_LEAVING {
             self.stats.priority_zero_sent += 1;
         }
+    }
+
+    /// The `auth_hmac` trailer for `adv`, if we sign.
+    fn hmac_trailer(&mut self, adv: &Advert, src: IpAddr) -> Option<[u8; hmac::TRAILER_LEN]> {
+        let cfg = self.cfg.hmac.as_ref().filter(|c| c.signs())?;
+        let key = cfg.key(cfg.active_key)?;
+        let seq = self.hmac_state.next_seq(cfg, self.cfg.wall_clock.now());
+        let binding = hmac::Binding {
+            version: self.cfg.version.number(),
+            vrid: self.cfg.vrid,
+            src,
+        };
+        // The message as sent (its checksum does not matter to the HMAC).
+        let msg = adv.encode(src, src, ChecksumVariant::VrrpOnly);
+        Some(hmac::sign(key, &binding, &msg, seq))
+    }
+
+    /// Adverts go out inside AH (VRRPv2 over IPv4 only, as in keepalived).
+    fn ah_active(&self) -> bool {
+        self.cfg.auth == Auth::Ah
+            && self.cfg.version == Version::V2
+            && self.cfg.family() == Family::V4
     }
 
     fn transition(&mut self, now: Instant, to: State, reason: TransitionReason) {
@@ -960,6 +1119,36 @@ fn cadence(due: Instant, period: Duration, now: Instant) -> Option<Instant> {
     }
     let next = due + period;
     Some(if next <= now { now + period } else { next })
+}
+
+/// Where the engine reads the wall clock (time since the Unix epoch). Not part of
+/// the configuration proper: any two compare equal.
+#[derive(Clone, Copy)]
+pub struct WallClock(pub fn() -> Duration);
+
+impl WallClock {
+    pub fn now(&self) -> Duration {
+        (self.0)()
+    }
+}
+
+impl PartialEq for WallClock {
+    fn eq(&self, _: &WallClock) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for WallClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WallClock")
+    }
+}
+
+/// The real wall clock: time since the Unix epoch.
+pub fn unix_time() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
 }
 
 fn effective_priority(base: u8, adjustment: i32) -> u8 {

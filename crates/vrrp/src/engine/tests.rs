@@ -813,3 +813,332 @@ fn fault_during_the_shutdown_hold_removes_the_addresses() {
     assert_eq!(r.inst.poll_timeout(), None);
     assert!(r.run_until(ms(1000)).is_empty());
 }
+
+fn v2_ah(priority: u8, primary: &str, pass: &str) -> InstanceConfig {
+    let mut c = InstanceConfig::new(
+        51,
+        Version::V2,
+        priority,
+        ip(primary),
+        vec![ip("192.0.2.100")],
+    );
+    c.auth = Auth::Ah;
+    c.ah_key = wire::ah::AhKey::from_pass(pass);
+    c
+}
+
+fn sent(actions: &[Action]) -> Vec<(IpAddr, Vec<u8>)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send { dst, payload } => Some((*dst, payload.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn meta_of(packet: &[u8]) -> RxMeta {
+    let (h, _) = wire::ipv4::parse(packet).unwrap();
+    RxMeta {
+        src: IpAddr::V4(h.src),
+        dst: IpAddr::V4(h.dst),
+        ttl: h.ttl,
+    }
+}
+
+/// A master's AH adverts: whole IPv4 packets (protocol 51), sequence numbers 1, 2, …
+fn ah_master_packets(pass: &str, n: usize) -> Vec<Vec<u8>> {
+    let mut m = Rig::new(v2_ah(255, "192.0.2.12", pass));
+    let mut out: Vec<Vec<u8>> = sent(&m.start()).into_iter().map(|(_, p)| p).collect();
+    while out.len() < n {
+        let t = m.inst.poll_timeout().unwrap();
+        m.inst.handle_timeout(t);
+        out.extend(sent(&m.drain()).into_iter().map(|(_, p)| p));
+    }
+    out
+}
+
+#[test]
+fn ah_adverts_are_whole_ipv4_packets_with_rising_sequence_numbers() {
+    let pkts = ah_master_packets("pw", 3);
+    for (i, p) in pkts.iter().enumerate() {
+        assert_eq!(p[9], wire::ah::IPPROTO_AH);
+        assert_eq!(&p[16..20], &[224, 0, 0, 18]);
+        let o = wire::ah::open(p, &wire::ah::AhKey::from_pass("pw"), false).unwrap();
+        assert_eq!(o.seq, i as u32 + 1);
+        // Inside: a VRRPv2 advert with auth type 2 and zero auth data.
+        assert_eq!(o.vrrp[0], 0x21);
+        assert_eq!(o.vrrp[4], 2);
+        assert_eq!(&o.vrrp[o.vrrp.len() - 8..], &[0; 8]);
+    }
+    assert_ne!(pkts[0][4..6], pkts[1][4..6], "a fresh IP id per packet");
+}
+
+#[test]
+fn ah_backup_accepts_the_right_key_and_drops_replays() {
+    let pkts = ah_master_packets("pw", 2);
+    let mut b = Rig::new(v2_ah(100, "192.0.2.11", "pw"));
+    b.start();
+    b.inst
+        .handle_ah_packet(b.at(ms(1)), &meta_of(&pkts[0]), &pkts[0]);
+    b.inst
+        .handle_ah_packet(b.at(ms(2)), &meta_of(&pkts[1]), &pkts[1]);
+    assert_eq!(b.inst.stats().adverts_received, 2);
+    assert_eq!(b.inst.master(), Some(ip("192.0.2.12")));
+    // The same packet again, or an older one: replayed.
+    b.inst
+        .handle_ah_packet(b.at(ms(3)), &meta_of(&pkts[1]), &pkts[1]);
+    b.inst
+        .handle_ah_packet(b.at(ms(4)), &meta_of(&pkts[0]), &pkts[0]);
+    assert_eq!(b.inst.stats().drops.get(DropReason::Replayed), 2);
+    assert_eq!(b.inst.stats().adverts_received, 2);
+    // Taking over, it continues above the master's numbers (keepalived's shared
+    // counter), so the other routers accept it.
+    let a = b.run_until(Duration::from_secs(5));
+    assert_eq!(b.inst.state(), State::Master);
+    let first = a
+        .iter()
+        .find_map(|(_, a)| match a {
+            Action::Send { payload, .. } => Some(payload.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let o = wire::ah::open(&first, &wire::ah::AhKey::from_pass("pw"), false).unwrap();
+    assert_eq!(o.seq, 3);
+}
+
+#[test]
+fn ah_wrong_key_never_forms_an_adjacency() {
+    let pkts = ah_master_packets("right", 5);
+    let mut b = Rig::new(v2_ah(100, "192.0.2.11", "wrong"));
+    b.start();
+    for (i, p) in pkts.iter().enumerate() {
+        b.inst
+            .handle_ah_packet(b.at(Duration::from_millis(900) * i as u32), &meta_of(p), p);
+    }
+    assert_eq!(b.inst.stats().adverts_received, 0);
+    assert_eq!(b.inst.stats().drops.get(DropReason::AuthMismatch), 5);
+    assert_eq!(b.inst.master(), None);
+    // The down timer was never reset: it takes over as if nobody were there.
+    let a = b.run_until(Duration::from_secs(4));
+    assert_eq!(
+        transitions(&a),
+        vec![(Duration::from_micros(3_609_375), State::Master)]
+    );
+}
+
+#[test]
+fn ah_and_plain_adverts_do_not_mix() {
+    // A plain protocol-112 advert claiming auth type 2 is not authenticated.
+    let mut b = Rig::new(v2_ah(100, "192.0.2.11", "pw"));
+    b.start();
+    let adv = advert_like(b.inst.config(), 200);
+    assert_eq!(adv.auth, Auth::Ah);
+    b.hear_advert(ms(1), "192.0.2.12", &adv, 255);
+    assert_eq!(b.inst.stats().drops.get(DropReason::AuthTypeMismatch), 1);
+    // An AH packet reaching an instance without AH.
+    let pkts = ah_master_packets("pw", 1);
+    let mut plain = Rig::new(v2(100));
+    plain.start();
+    plain
+        .inst
+        .handle_ah_packet(plain.at(ms(1)), &meta_of(&pkts[0]), &pkts[0]);
+    assert_eq!(
+        plain.inst.stats().drops.get(DropReason::AuthTypeMismatch),
+        1
+    );
+    // Truncated AH.
+    b.inst
+        .handle_ah_packet(b.at(ms(2)), &meta_of(&pkts[0]), &pkts[0][..30]);
+    assert_eq!(b.inst.stats().drops.get(DropReason::Truncated), 1);
+    // A switch to or from AH changes the IP protocol: it needs a restart.
+    let mut c = b.inst.config().clone();
+    c.auth = Auth::None;
+    assert_eq!(b.inst.reconfigure(c), Err(NeedsRestart));
+}
+
+#[test]
+fn ah_unicast_leaves_the_ttl_out_and_sends_one_sequence_number_to_all_peers() {
+    let mut c = v2_ah(255, "192.0.2.12", "pw");
+    c.peers = vec![Peer::new(ip("192.0.2.11")), Peer::new(ip("192.0.2.13"))];
+    let mut m = Rig::new(c);
+    let out = sent(&m.start());
+    assert_eq!(out.len(), 2);
+    let key = wire::ah::AhKey::from_pass("pw");
+    let seqs: Vec<u32> = out
+        .iter()
+        .map(|(_, p)| wire::ah::open(p, &key, true).unwrap().seq)
+        .collect();
+    assert_eq!(seqs, vec![1, 1]);
+    let mut b_cfg = v2_ah(100, "192.0.2.11", "pw");
+    b_cfg.peers = vec![Peer::new(ip("192.0.2.12"))];
+    let mut b = Rig::new(b_cfg);
+    b.start();
+    let mut p = out[0].1.clone();
+    p[8] = 64; // the socket's unicast_ttl, outside the ICV
+    b.inst.handle_ah_packet(b.at(ms(1)), &meta_of(&p), &p);
+    assert_eq!(b.inst.stats().adverts_received, 1);
+}
+
+fn hmac_cfg(active: u8, mode: hmac::Mode) -> hmac::HmacConfig {
+    hmac::HmacConfig {
+        keys: vec![
+            hmac::HmacKey::new(1, vec![0x42; 32]),
+            hmac::HmacKey::new(2, b"the second key, for the rollover".to_vec()),
+        ],
+        active_key: active,
+        mode,
+        anti_replay_time: true,
+        time_window: 5,
+    }
+}
+
+fn with_hmac(mut c: InstanceConfig, active: u8, mode: hmac::Mode) -> InstanceConfig {
+    c.hmac = Some(hmac_cfg(active, mode));
+    c
+}
+
+/// Adverts `n` from a master signing with `cfg`, at 1 s intervals.
+fn signed_adverts(cfg: InstanceConfig, n: usize) -> Vec<(IpAddr, Vec<u8>)> {
+    let mut m = Rig::new(cfg);
+    let mut out = sent(&m.start());
+    while out.len() < n {
+        let t = m.inst.poll_timeout().unwrap();
+        m.inst.handle_timeout(t);
+        out.extend(sent(&m.drain()));
+    }
+    out
+}
+
+fn deliver(r: &mut Rig, at: Duration, src: &str, dst: IpAddr, payload: &[u8]) {
+    let meta = RxMeta {
+        src: ip(src),
+        dst,
+        ttl: 255,
+    };
+    r.inst.handle_packet(r.at(at), &meta, payload);
+    r.drain();
+}
+
+fn owner_at(src: &str, mut c: InstanceConfig) -> InstanceConfig {
+    c.priority = 255;
+    c.primary = ip(src);
+    c
+}
+
+#[test]
+fn hmac_signed_adverts_verify_and_replays_forgeries_and_cuts_are_dropped() {
+    for base in [v2(100), v3(100)] {
+        let master = with_hmac(owner_at("192.0.2.12", base.clone()), 1, hmac::Mode::Enforce);
+        let pkts = signed_adverts(master, 2);
+        assert_eq!(
+            pkts[0].1.len(),
+            20 - 8 * usize::from(base.version == Version::V3) + 28
+        );
+        let mut b = Rig::new(with_hmac(base.clone(), 1, hmac::Mode::Enforce));
+        b.start();
+        deliver(&mut b, ms(1), "192.0.2.12", pkts[0].0, &pkts[0].1);
+        assert_eq!(b.inst.stats().adverts_received, 1, "{:?}", b.inst.stats());
+        deliver(&mut b, ms(2), "192.0.2.12", pkts[0].0, &pkts[0].1);
+        assert_eq!(b.inst.stats().drops.get(DropReason::Replayed), 1);
+        // Cut trailer, no trailer, forged (another key under the same id).
+        let p = &pkts[1].1;
+        deliver(&mut b, ms(3), "192.0.2.12", pkts[1].0, &p[..p.len() - 1]);
+        assert_eq!(b.inst.stats().drops.get(DropReason::Truncated), 1);
+        deliver(&mut b, ms(4), "192.0.2.12", pkts[1].0, &p[..p.len() - 28]);
+        assert_eq!(b.inst.stats().drops.get(DropReason::AuthMissing), 1);
+        let mut forger = with_hmac(owner_at("192.0.2.12", base.clone()), 1, hmac::Mode::Enforce);
+        forger.hmac.as_mut().unwrap().keys[0] = hmac::HmacKey::new(1, vec![0x43; 32]);
+        let forged = signed_adverts(forger, 1);
+        deliver(&mut b, ms(5), "192.0.2.12", forged[0].0, &forged[0].1);
+        assert_eq!(b.inst.stats().drops.get(DropReason::AuthMismatch), 1);
+        // From another sender address than the signer: the pseudo-header differs.
+        let mut b2 = Rig::new(with_hmac(base.clone(), 1, hmac::Mode::Enforce));
+        b2.start();
+        deliver(&mut b2, ms(1), "192.0.2.13", pkts[1].0, &pkts[1].1);
+        assert_eq!(b2.inst.stats().adverts_received, 0);
+        // (v3/IPv4's checksum covers the source too and fails first.)
+        let why = if base.version == Version::V2 {
+            DropReason::AuthMismatch
+        } else {
+            DropReason::BadChecksum
+        };
+        assert_eq!(b2.inst.stats().drops.get(why), 1);
+        // The next genuine one is accepted.
+        deliver(&mut b, ms(6), "192.0.2.12", pkts[1].0, &pkts[1].1);
+        assert_eq!(b.inst.stats().adverts_received, 2);
+    }
+}
+
+#[test]
+fn hmac_ipv6_checksum_covers_the_trailer() {
+    let c = InstanceConfig::new(
+        1,
+        Version::V3,
+        255,
+        ip("fe80::2"),
+        vec![ip("2001:db8::100")],
+    );
+    let pkts = signed_adverts(with_hmac(c.clone(), 2, hmac::Mode::Enforce), 1);
+    let (dst, p) = &pkts[0];
+    // A plain sum over everything with the pseudo-header is zero.
+    let (IpAddr::V6(s), IpAddr::V6(d)) = (ip("fe80::2"), *dst) else {
+        panic!()
+    };
+    let mut sum = wire::checksum::pseudo_v6(s, d, wire::IPPROTO_VRRP, p.len() as u32);
+    assert_eq!(sum.add(p).finish(), 0);
+    let mut b_cfg = c;
+    b_cfg.priority = 100;
+    b_cfg.primary = ip("fe80::1");
+    let mut b = Rig::new(with_hmac(b_cfg, 1, hmac::Mode::Enforce));
+    b.start();
+    deliver(&mut b, ms(1), "fe80::2", *dst, p);
+    assert_eq!(b.inst.stats().adverts_received, 1, "{:?}", b.inst.stats());
+}
+
+#[test]
+fn hmac_modes_and_key_rollover() {
+    let unsigned = signed_adverts(owner_at("192.0.2.12", v2(100)), 1);
+    // receive-only sends no trailer.
+    let ro = signed_adverts(
+        with_hmac(owner_at("192.0.2.12", v2(100)), 1, hmac::Mode::ReceiveOnly),
+        1,
+    );
+    assert_eq!(ro[0].1, unsigned[0].1);
+    for (mode, accepted) in [
+        (hmac::Mode::Enforce, 0),
+        (hmac::Mode::Permissive, 1),
+        (hmac::Mode::ReceiveOnly, 1),
+    ] {
+        let mut b = Rig::new(with_hmac(v2(100), 1, mode));
+        b.start();
+        deliver(&mut b, ms(1), "192.0.2.12", unsigned[0].0, &unsigned[0].1);
+        assert_eq!(b.inst.stats().adverts_received, accepted, "{mode:?}");
+    }
+    // Rollover: the master moves to key 2 by reconfiguring; the backup, still
+    // sending with key 1, verifies both and never misses an advert.
+    let mut m = Rig::new(with_hmac(
+        owner_at("192.0.2.12", v2(100)),
+        1,
+        hmac::Mode::Enforce,
+    ));
+    let mut b = Rig::new(with_hmac(v2(100), 1, hmac::Mode::Enforce));
+    b.start();
+    let first = sent(&m.start());
+    deliver(&mut b, ms(1), "192.0.2.12", first[0].0, &first[0].1);
+    let mut c = m.inst.config().clone();
+    c.hmac.as_mut().unwrap().active_key = 2;
+    m.inst.reconfigure(c).unwrap();
+    let t = m.inst.poll_timeout().unwrap();
+    m.inst.handle_timeout(t);
+    let second = sent(&m.drain());
+    assert_eq!(
+        second[0].1[second[0].1.len() - 27],
+        2,
+        "key id 2 on the wire"
+    );
+    deliver(&mut b, ms(2), "192.0.2.12", second[0].0, &second[0].1);
+    assert_eq!(b.inst.stats().adverts_received, 2);
+    assert_eq!(b.inst.stats().drops.total(), 0);
+    assert_eq!(b.inst.state(), State::Backup);
+}

@@ -2,8 +2,10 @@
 //! bytes; lengths always come from the headers, never from the buffer size, because
 //! Ethernet frames can carry padding.
 
+pub mod ah;
 pub mod arp;
 pub mod checksum;
+pub mod hmac;
 pub mod ipv4;
 pub mod ndisc;
 pub mod vrrp;
@@ -72,7 +74,7 @@ impl Family {
 pub enum DropReason {
     /// Shorter than its headers or than the length the headers claim.
     Truncated,
-    /// Not an IPv4/IPv6 packet carrying protocol 112 where one was expected.
+    /// Not an IPv4/IPv6 packet carrying protocol 112 (or AH over 112) where one was expected.
     NotVrrp,
     /// Version field differs from the instance's VRRP version.
     VersionMismatch,
@@ -95,7 +97,9 @@ pub enum DropReason {
     AddressOwner,
     /// v2: authentication type differs from ours.
     AuthTypeMismatch,
-    /// v2: PASS authentication data differs from ours.
+    /// v2: PASS authentication data differs from ours; AH: the ICV does not verify
+    /// (another password, or the packet was altered) or the SPI is not the sender;
+    /// `auth_hmac`: the HMAC does not verify (another key, a forged advert).
     AuthMismatch,
     /// Address family of the advert differs from the instance.
     FamilyMismatch,
@@ -105,10 +109,21 @@ pub enum DropReason {
     UnknownPeer,
     /// Unicast mode: TTL outside the peer's `min_ttl`..`max_ttl`.
     PeerTtl,
+    /// Authenticated (AH or `auth_hmac`), but its sequence number is not newer than
+    /// one already seen: a replayed or duplicated advert.
+    Replayed,
+    /// `auth_hmac mode enforce`: an advert without the authentication trailer.
+    AuthMissing,
+    /// `auth_hmac`: a trailer of an unknown scheme or with reserved bits set.
+    AuthMalformed,
+    /// `auth_hmac`: signed with a key id we do not have.
+    AuthUnknownKey,
+    /// `auth_hmac anti_replay time`: the timestamp is outside `time_window`.
+    AuthStale,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 18] = [
+    pub const ALL: [DropReason; 23] = [
         DropReason::Truncated,
         DropReason::NotVrrp,
         DropReason::VersionMismatch,
@@ -127,6 +142,11 @@ impl DropReason {
         DropReason::OwnAdvert,
         DropReason::UnknownPeer,
         DropReason::PeerTtl,
+        DropReason::Replayed,
+        DropReason::AuthMissing,
+        DropReason::AuthMalformed,
+        DropReason::AuthUnknownKey,
+        DropReason::AuthStale,
     ];
 
     /// Stable snake_case name, used in logs, status output and metric labels.
@@ -150,6 +170,11 @@ impl DropReason {
             DropReason::OwnAdvert => "own_advert",
             DropReason::UnknownPeer => "unknown_peer",
             DropReason::PeerTtl => "peer_ttl",
+            DropReason::Replayed => "replayed",
+            DropReason::AuthMissing => "auth_missing",
+            DropReason::AuthMalformed => "auth_malformed",
+            DropReason::AuthUnknownKey => "auth_unknown_key",
+            DropReason::AuthStale => "auth_stale",
         }
     }
 

@@ -152,6 +152,18 @@ impl Advert {
         family: Family,
         meta: &RxMeta,
     ) -> Result<(Advert, ChecksumVariant), DropReason> {
+        Self::decode_trailed(buf, family, meta, 0)
+    }
+
+    /// [`Advert::decode`] of a message followed by a `trailer`-byte extension
+    /// (keepalived's `auth_hmac` trailer) that an IPv6 checksum covers: there the kernel
+    /// sums the whole payload. The IPv4 checksum covers the message alone.
+    pub fn decode_trailed(
+        buf: &[u8],
+        family: Family,
+        meta: &RxMeta,
+        trailer: usize,
+    ) -> Result<(Advert, ChecksumVariant), DropReason> {
         if buf.len() < HEADER_LEN {
             return Err(DropReason::Truncated);
         }
@@ -182,7 +194,12 @@ impl Advert {
             return Err(DropReason::BadAddressCount);
         }
         let msg = &buf[..len];
-        let variant = verify_checksum(version, family, meta, msg)?;
+        let covered = if family == Family::V6 {
+            buf.get(..len + trailer).ok_or(DropReason::Truncated)?
+        } else {
+            msg
+        };
+        let variant = verify_checksum(version, family, meta, covered)?;
 
         let mut addresses = Vec::with_capacity(count);
         let body = &msg[HEADER_LEN..HEADER_LEN + count * family.addr_len()];
@@ -229,6 +246,30 @@ impl Advert {
             variant,
         ))
     }
+}
+
+/// Length of the VRRP message in `buf` as its header describes it (v2 with its 8
+/// bytes of authentication data); `None` if the header is cut or the version unknown.
+pub fn message_len(buf: &[u8], family: Family) -> Option<usize> {
+    let h = buf.get(..HEADER_LEN)?;
+    let auth = match h[0] >> 4 {
+        2 => V2_AUTH_LEN,
+        3 => 0,
+        _ => return None,
+    };
+    Some(HEADER_LEN + usize::from(h[3]) * family.addr_len() + auth)
+}
+
+/// Recompute the v3/IPv6 checksum of `buf` (message and any trailer) the way the
+/// kernel does with IPV6_CHECKSUM: over everything, with the pseudo-header.
+pub fn refresh_checksum_v6(buf: &mut [u8], src: Ipv6Addr, dst: Ipv6Addr) {
+    if buf.len() < HEADER_LEN {
+        return;
+    }
+    buf[6..8].copy_from_slice(&[0, 0]);
+    let mut sum = checksum::pseudo_v6(src, dst, IPPROTO_VRRP, buf.len() as u32);
+    let c = sum.add(buf).finish();
+    buf[6..8].copy_from_slice(&c.to_be_bytes());
 }
 
 fn checksum_for(
