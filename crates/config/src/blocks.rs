@@ -905,6 +905,9 @@ pub(crate) fn fill_global(n: &Node, g: &mut GlobalDefs) {
         }
         "vrrp_no_swap" => g.vrrp_no_swap = true,
         "checker_no_swap" => g.checker_no_swap = true,
+        "bfd_priority" => g.bfd_priority = int(one, &["bfd_priority"]).map(|v| v as i32),
+        "bfd_rt_priority" => g.bfd_rt_priority = int(one, &["bfd_rt_priority"]).map(|v| v as u8),
+        "bfd_no_swap" => g.bfd_no_swap = true,
         "umask" => g.umask = Some(words_of(n)),
         "vrrp_mcast_group4" => g.vrrp_mcast_group4 = ip(one, "vrrp_mcast_group4"),
         "vrrp_mcast_group6" => g.vrrp_mcast_group6 = ip(one, "vrrp_mcast_group6"),

@@ -1185,7 +1185,11 @@ fn effects<'c>(config: &'c Config, inst: &'c VrrpInstance) -> Vec<Effect<'c>> {
                     .find(|p| p.name == t.name)
                     .map(|p| p.reverse),
                 "track_interface" => Some(false),
-                // track_bfd does not act on the priority in vipd (yet).
+                "track_bfd" => config
+                    .bfd_instances
+                    .iter()
+                    .find(|b| b.name == t.name)
+                    .map(|b| b.reverse),
                 _ => None,
             };
             let Some(obj_reverse) = obj_reverse else {

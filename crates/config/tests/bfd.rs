@@ -212,18 +212,27 @@ fn large_intervals_warn_as_keepalived() {
     );
 }
 
-/// Until the BFD runtime exists, a `bfd_instance` is still reported as not active.
+/// With the BFD runtime, `bfd_instance`, `track_bfd` and the BFD thread's tuning are
+/// active; `BFD_CHECK` (real servers) is not yet.
 #[test]
-fn still_reported_inactive() {
+fn active_but_bfd_check() {
+    let vi = VI.replace(
+        " interface eth0\n",
+        " interface eth0\n track_bfd {\n  b\n }\n",
+    );
     let l = load(&format!(
-        "bfd_instance b {{\n neighbor_ip 192.0.2.2\n}}\n{VI}"
+        "global_defs {{\n bfd_priority -5\n bfd_rt_priority 50\n bfd_no_swap\n bfd_process_name x\n}}\n\
+         bfd_instance b {{\n neighbor_ip 192.0.2.2\n}}\n{vi}"
     ))
     .unwrap();
-    assert!(
-        l.diagnostics
-            .iter()
-            .any(|d| d.code == Some(INACTIVE) && d.message.contains("bfd_instance")),
-        "{:#?}",
-        l.diagnostics
-    );
+    let inactive: Vec<_> = l
+        .diagnostics
+        .iter()
+        .filter(|d| d.code == Some(INACTIVE))
+        .collect();
+    assert!(inactive.is_empty(), "{inactive:#?}");
+    assert_eq!(l.config.global.bfd_priority, Some(-5));
+    assert_eq!(l.config.global.bfd_rt_priority, Some(50));
+    assert!(l.config.global.bfd_no_swap);
+    assert_eq!(l.config.instances[0].track.bfds[0].name, "b");
 }

@@ -95,6 +95,105 @@ pub struct Plan {
     pub startup_delay: Duration,
     /// `vrrp_delay_after_boot`: instances start no earlier than this after boot.
     pub delay_after_boot: Duration,
+    /// The `bfd_instance`s, run by [`crate::bfd`].
+    pub bfd: BfdPlan,
+}
+
+/// What the BFD thread runs: one session per `bfd_instance`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BfdPlan {
+    pub sessions: Vec<BfdSessionPlan>,
+    /// `bfd_priority`: nice value of the BFD thread.
+    pub nice: Option<i32>,
+    /// `bfd_rt_priority`: its SCHED_RR priority.
+    pub rt_priority: Option<u8>,
+}
+
+/// One `bfd_instance`, keepalived's defaults filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BfdSessionPlan {
+    pub name: String,
+    pub neighbor: IpAddr,
+    /// `source_ip`; `None`: the kernel's choice of source, and packets from the
+    /// neighbour to any of our addresses match.
+    pub source: Option<IpAddr>,
+    pub multihop: bool,
+    pub min_rx_us: u32,
+    pub min_tx_us: u32,
+    pub idle_tx_us: u32,
+    pub multiplier: u8,
+    pub passive: bool,
+    /// TTL / hop limit sent.
+    pub ttl: u8,
+    /// Lowest TTL / hop limit accepted (`None`: no check).
+    pub min_rx_ttl: Option<u8>,
+    /// `vrrp` / `checker`: who hears the session's events.
+    pub to_vrrp: bool,
+    pub to_checker: bool,
+}
+
+/// What identifies a session across reloads: neighbour, source, hop mode.
+pub type BfdKey = (IpAddr, Option<IpAddr>, bool);
+
+impl BfdSessionPlan {
+    pub fn key(&self) -> BfdKey {
+        (self.neighbor, self.source, self.multihop)
+    }
+
+    /// The engine's configuration for this session (the discriminator and the jitter
+    /// seed are the owner's).
+    pub fn session_config(&self, discriminator: u32, seed: u64) -> vipd_bfd::SessionConfig {
+        let hop = if self.multihop {
+            vipd_bfd::Hop::Multi
+        } else {
+            vipd_bfd::Hop::Single
+        };
+        vipd_bfd::SessionConfig {
+            local_discriminator: discriminator,
+            desired_min_tx: self.min_tx_us,
+            required_min_rx: self.min_rx_us,
+            idle_tx: self.idle_tx_us,
+            detect_mult: self.multiplier,
+            passive: self.passive,
+            hop,
+            tx_ttl: self.ttl,
+            min_rx_ttl: self.min_rx_ttl,
+            seed,
+        }
+    }
+}
+
+fn bfd_plan(cfg: &Config) -> Result<BfdPlan, PlanError> {
+    let sessions = cfg
+        .bfd_instances
+        .iter()
+        .map(|b| {
+            let neighbor = b
+                .neighbor_ip
+                .ok_or_else(|| anyhow!("bfd_instance `{}` has no neighbor_ip", b.name))
+                .map_err(at(&b.span))?;
+            Ok(BfdSessionPlan {
+                name: b.name.clone(),
+                neighbor,
+                source: b.source_ip,
+                multihop: b.multihop,
+                min_rx_us: b.min_rx_us,
+                min_tx_us: b.min_tx_us,
+                idle_tx_us: b.idle_tx_us,
+                multiplier: b.multiplier,
+                passive: b.passive,
+                ttl: b.ttl,
+                min_rx_ttl: b.min_rx_ttl(),
+                to_vrrp: b.to_vrrp,
+                to_checker: b.to_checker,
+            })
+        })
+        .collect::<Result<Vec<_>, PlanError>>()?;
+    Ok(BfdPlan {
+        sessions,
+        nice: cfg.global.bfd_priority,
+        rt_priority: cfg.global.bfd_rt_priority,
+    })
 }
 
 /// The interface index of a link the plan asks for but that does not exist yet (a
@@ -308,6 +407,7 @@ pub fn build(cfg: &Config) -> Result<Plan, PlanError> {
         })
         .collect();
     Ok(Plan {
+        bfd: bfd_plan(cfg)?,
         startup_delay: cfg.global.vrrp_startup_delay.unwrap_or_default(),
         delay_after_boot: cfg.global.vrrp_delay_after_boot.unwrap_or_default(),
         router_id: cfg.global.router_id.clone(),
@@ -455,6 +555,25 @@ fn resolve(cfg: &Config, track: &model::Tracking) -> Result<Vec<TrackRef>> {
             },
             weight: t.weight.unwrap_or(p.weight),
             reverse: t.reverse != p.reverse,
+        });
+    }
+    for t in &track.bfds {
+        let b = cfg
+            .bfd_instances
+            .iter()
+            .find(|b| b.name == t.name)
+            .ok_or_else(|| anyhow!("track_bfd `{}`: no bfd_instance of that name", t.name))?;
+        // A `checker`-only session sends VRRP nothing: keepalived ignores the line.
+        if !b.to_vrrp {
+            continue;
+        }
+        refs.push(TrackRef {
+            object: ObjectId {
+                kind: Kind::Bfd,
+                name: t.name.clone(),
+            },
+            weight: t.weight.unwrap_or(b.weight),
+            reverse: t.reverse != b.reverse,
         });
     }
     for t in &track.scripts {

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 use vipd_config::{LoadOptions, Severity};
 use vipd_linux::addresses::AddrNotice;
+use vipd_linux::bfd::BfdEvent;
 use vipd_linux::control::{query_status, ControlServer, EventHub, Handlers, ReloadHook};
 use vipd_linux::mail::{MailSettings, Mailer};
 use vipd_linux::notifier::{Event as NotifyEvent, Notifier, NotifyResult};
@@ -280,10 +281,10 @@ fn tune_process(
         tuning::set_umask(mask);
         info!("umask {mask:04o}");
     }
-    if g.vrrp_no_swap || g.checker_no_swap {
+    if g.vrrp_no_swap || g.checker_no_swap || g.bfd_no_swap {
         tuning::lock_memory()
-            .map_err(|e| format!("vrrp_no_swap/checker_no_swap: mlockall: {e}"))?;
-        info!("memory locked (vrrp_no_swap/checker_no_swap)");
+            .map_err(|e| format!("vrrp_no_swap/checker_no_swap/bfd_no_swap: mlockall: {e}"))?;
+        info!("memory locked (vrrp_no_swap/checker_no_swap/bfd_no_swap)");
     }
     Ok(())
 }
@@ -815,6 +816,41 @@ fn log_notices(
                     plan: notify,
                 });
             }
+            Notice::Bfd(e) => match e {
+                BfdEvent::Changed {
+                    name,
+                    from,
+                    to,
+                    diagnostic,
+                } => {
+                    let unix = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default()
+                        .as_secs_f64();
+                    events.publish(
+                        serde_json::json!({
+                            "time": unix, "bfd": name, "from": from.as_str(), "to": to.as_str(),
+                            "diagnostic": diagnostic,
+                        })
+                        .to_string(),
+                    );
+                    if to == vipd_bfd::State::Up || from == vipd_bfd::State::Up {
+                        warn!(
+                            "bfd_instance {name}: {} -> {} ({diagnostic})",
+                            from.as_str(),
+                            to.as_str()
+                        )
+                    } else {
+                        info!(
+                            "bfd_instance {name}: {} -> {} ({diagnostic})",
+                            from.as_str(),
+                            to.as_str()
+                        )
+                    }
+                }
+                BfdEvent::Tracked { .. } => {}
+                BfdEvent::Error { name, error } => warn!("bfd_instance {name}: {error}"),
+            },
             Notice::Track(t) => match t {
                 TrackNotice::ObjectChanged {
                     object,
