@@ -296,9 +296,7 @@ fn bfd_metrics(reg: &mut Registry, snap: &Snapshot) {
             drops.get_or_create(&l(&[("reason", reason)])).inc_by(*n);
         }
     }
-    unmatched
-        .get_or_create(&Vec::new())
-        .inc_by(snap.bfd_unmatched);
+    unmatched.inc_by(snap.bfd_unmatched);
 }
 
 /// Serve `GET /metrics` on `addr` from background threads, with the default [`Limits`].

@@ -239,3 +239,156 @@ fn track_bfd_weight_0_faults() {
         .holders(std::net::IpAddr::V4(vipd_netns::VIP_V4))
         .is_empty());
 }
+
+/// FRR's bfdd (Debian `frr`), run on its own in r2's namespace (no zebra needed): the
+/// same Up / Down within the detection time / recover cycle as with keepalived.
+#[test]
+fn vipd_frr_bfdd_session_up_down_recover() {
+    const BFDD: &str = "/usr/lib/frr/bfdd";
+    if !std::path::Path::new(BFDD).exists() {
+        let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false" && v != "0");
+        assert!(!ci, "FRR's bfdd is missing under CI (apt-get install frr)");
+        eprintln!("skipped: FRR's bfdd not installed (apt-get install frr)");
+        return;
+    }
+    let Some(mut c) = Cluster::new(2, "bfd-frr") else {
+        return;
+    };
+    let (a1, a2) = (c.lan.router_addr_v4(1), c.lan.router_addr_v4(2));
+    // bfdd drops root for the `frr` user: its files live in a directory it may write.
+    let dir = c.dir.join("frr");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let conf = dir.join("bfdd.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "bfd\n peer {a1} local-address {a2}\n  receive-interval {MIN_RX_MS}\n  \
+             transmit-interval {MIN_RX_MS}\n  detect-multiplier {MULT}\n !\n!\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&conf, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let d = dir.display().to_string();
+    let _bfdd = c
+        .lan
+        .router(2)
+        .spawn(
+            [
+                BFDD.to_string(),
+                "-f".into(),
+                conf.display().to_string(),
+                "-i".into(),
+                format!("{d}/bfdd.pid"),
+                "--vty_socket".into(),
+                d.clone(),
+                "-z".into(),
+                format!("{d}/zserv.api"),
+                "--bfdctl".into(),
+                format!("{d}/bfdd.sock"),
+                "--log".into(),
+                "stdout".into(),
+                "--log-level".into(),
+                "info".into(),
+            ],
+            dir.join("bfdd.log"),
+        )
+        .expect("starting bfdd");
+    c.start_vipd(
+        1,
+        &format!(
+            "{}{}",
+            global("vipd"),
+            bfd_block("to_frr", &a2.to_string(), &a1.to_string(), "")
+        ),
+    );
+    let frr_log = || std::fs::read_to_string(dir.join("bfdd.log")).unwrap_or_default();
+    wait_state(&c, 1, "to_frr", "Up", Duration::from_secs(15));
+    let settled = vipd_netns::wait_for(Duration::from_secs(5), Duration::from_millis(10), || {
+        session(&c, 1, "to_frr").is_some_and(|s| {
+            s["remote_state"] == "Up" && s["detection_time_us"] == MULT * MIN_RX_MS * 1000
+        })
+    });
+    let s = session(&c, 1, "to_frr").unwrap();
+    assert!(settled, "{s}\n{}", frr_log());
+    std::thread::sleep(Duration::from_secs(1));
+    let s = session(&c, 1, "to_frr").unwrap();
+    assert_eq!(
+        (&s["state"], &s["downs"]),
+        (&"Up".into(), &0.into()),
+        "{s}\n{}",
+        frr_log()
+    );
+    assert!(s["drops"].as_array().unwrap().is_empty(), "drops: {s}");
+
+    c.lan.set_port(2, false).unwrap();
+    let took = wait_state(&c, 1, "to_frr", "Down", Duration::from_secs(5));
+    let s = session(&c, 1, "to_frr").unwrap();
+    assert_eq!(s["diagnostic"], "control_detection_time_expired", "{s}");
+    assert!(
+        took < Duration::from_millis(MULT * MIN_RX_MS + 400),
+        "took {took:?} to detect"
+    );
+    c.lan.set_port(2, true).unwrap();
+    wait_state(&c, 1, "to_frr", "Up", Duration::from_secs(15));
+    assert_eq!(session(&c, 1, "to_frr").unwrap()["ups"], 2);
+}
+
+/// Reload: a changed interval is applied with a Poll Sequence (the session stays Up, same
+/// discriminator, new detection time); a removed session takes the peer's session
+/// AdminDown-then-Down without the peer's tracker seeing "down" (keepalived's rule).
+#[test]
+fn reload_changes_timers_without_flap_and_removal_signals_admin_down() {
+    let Some(mut c) = Cluster::new(2, "bfd-reload") else {
+        return;
+    };
+    let (a1, a2) = (
+        c.lan.router_addr_v4(1).to_string(),
+        c.lan.router_addr_v4(2).to_string(),
+    );
+    c.start_vipd(
+        2,
+        &format!("{}{}", global("r2"), bfd_block("to_r1", &a1, &a2, "")),
+    );
+    c.start_vipd(
+        1,
+        &format!("{}{}", global("r1"), bfd_block("to_r2", &a2, &a1, "")),
+    );
+    wait_state(&c, 1, "to_r2", "Up", Duration::from_secs(15));
+    wait_state(&c, 2, "to_r1", "Up", Duration::from_secs(5));
+    let before = session(&c, 1, "to_r2").unwrap();
+
+    // min_rx/min_tx 50 → 100 ms on r1: Poll Sequence, no flap.
+    let slower = format!(
+        "{}{}",
+        global("r1"),
+        bfd_block("to_r2", &a2, &a1, "").replace(" 50\n", " 100\n")
+    );
+    let (ok, out) = c.reload(1, &slower);
+    assert!(ok, "{out}");
+    let settled = vipd_netns::wait_for(Duration::from_secs(5), Duration::from_millis(10), || {
+        session(&c, 2, "to_r1").is_some_and(|s| s["detection_time_us"] == MULT * 100_000)
+    });
+    let s1 = session(&c, 1, "to_r2").unwrap();
+    let s2 = session(&c, 2, "to_r1").unwrap();
+    assert!(settled, "r2 sees r1's new interval: {s2}\n{s1}");
+    assert_eq!(
+        s1["local_discriminator"], before["local_discriminator"],
+        "{s1}"
+    );
+    for s in [&s1, &s2] {
+        assert_eq!((&s["state"], &s["downs"]), (&"Up".into(), &0.into()), "{s}");
+    }
+
+    // Removed on r1: r2 hears AdminDown and goes Down (neighbor signalled down).
+    let (ok, out) = c.reload(1, &global("r1"));
+    assert!(ok, "{out}");
+    wait_state(&c, 2, "to_r1", "Down", Duration::from_secs(5));
+    let s2 = session(&c, 2, "to_r1").unwrap();
+    assert_eq!(s2["diagnostic"], "neighbor_signaled_session_down", "{s2}");
+    // r1 closes it after a detection time.
+    let gone = vipd_netns::wait_for(Duration::from_secs(5), Duration::from_millis(20), || {
+        session(&c, 1, "to_r2").is_none()
+    });
+    assert!(gone, "{:?}", c.status(1).unwrap()["bfd"]);
+}
