@@ -148,6 +148,32 @@ pub(crate) fn lint(
         .map(|b| b.name.as_str())
         .collect();
     let instance_names: HashSet<&str> = config.instances.iter().map(|i| i.name.as_str()).collect();
+    // A `checker`-only bfd_instance sends VRRP no events: keepalived ignores the line.
+    let checker_only: HashSet<&str> = config
+        .bfd_instances
+        .iter()
+        .filter(|b| !b.to_vrrp)
+        .map(|b| b.name.as_str())
+        .collect();
+    let tracks = config
+        .instances
+        .iter()
+        .map(|i| &i.track)
+        .chain(config.sync_groups.iter().map(|g| &g.track));
+    for t in tracks.flat_map(|t| &t.bfds) {
+        if checker_only.contains(t.name.as_str()) {
+            warn(
+                d,
+                &t.span,
+                t.name.chars().count(),
+                format!(
+                    "track_bfd `{}`: that bfd_instance sends its events to the checkers only (`checker`); ignored, as keepalived does",
+                    t.name
+                ),
+                Some("add `vrrp` to the bfd_instance".into()),
+            );
+        }
+    }
 
     // Sync groups: members exist and belong to one group only.
     let mut group_of: HashMap<&str, &SyncGroup> = HashMap::new();

@@ -236,3 +236,23 @@ fn active_but_bfd_check() {
     assert!(l.config.global.bfd_no_swap);
     assert_eq!(l.config.instances[0].track.bfds[0].name, "b");
 }
+
+#[test]
+fn track_bfd_of_a_checker_only_instance_is_ignored_with_a_warning() {
+    let vi = VI.replace(
+        " interface eth0\n",
+        " interface eth0\n track_bfd {\n  b\n }\n",
+    );
+    let l = load(&format!(
+        "bfd_instance b {{\n neighbor_ip 192.0.2.2\n checker\n}}\n{vi}"
+    ))
+    .unwrap();
+    let w: Vec<_> = l
+        .diagnostics
+        .iter()
+        .filter(|d| d.message.contains("to the checkers only"))
+        .collect();
+    assert_eq!(w.len(), 1, "{:#?}", l.diagnostics);
+    assert_eq!(w[0].severity, Severity::Warning);
+    assert_eq!(w[0].span.line, 8, "the name inside track_bfd");
+}
