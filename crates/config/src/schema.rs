@@ -433,7 +433,6 @@ pub(crate) const LB_INACTIVE: &[(&str, &str)] = &[
     ("*", "snmp_name"),
     ("*", "persistence_engine"),
     ("*", "flag-3"),
-    ("*", "BFD_CHECK"),
 ];
 
 pub(crate) const INSTANCE_INACTIVE: &[Kw] = &[
@@ -651,7 +650,11 @@ const FILE_CHECK: &[Kw] = &[
     k("dynamic", A::Flag),
     k("weight", A::Weight(-2147483647, 2147483647)),
 ];
-const BFD_CHECK: &[Kw] = &[k("name", A::Str), k("weight", A::Weight(-253, 253))];
+const BFD_CHECK: &[Kw] = &[
+    k("name", A::Str),
+    k("alpha", A::Bool),
+    k("weight", A::Weight(-253, 253)),
+];
 
 pub(crate) const CHECKERS: &[&str] = &[
     "HTTP_GET",

@@ -52,6 +52,8 @@ pub enum BfdEvent {
         up: bool,
         to_vrrp: bool,
         to_checker: bool,
+        /// `false` for the report of the current state after a configuration.
+        transition: bool,
     },
     /// A socket could not be opened or bound (the session stays down).
     Error { name: String, error: String },
@@ -274,7 +276,7 @@ impl Owner {
                 Some(s) => {
                     // Restart: the old session ends (Down if it was Up), a new one begins.
                     if s.engine.state() == State::Up {
-                        self.tracked(&s.plan, false);
+                        self.tracked(&s.plan, false, true);
                     }
                     kept.push(self.new_session(p, now));
                 }
@@ -300,17 +302,18 @@ impl Owner {
             .map(|s| (s.plan.clone(), s.engine.state() == State::Up))
             .collect();
         for (p, up) in current {
-            self.tracked(&p, up);
+            self.tracked(&p, up, false);
         }
         self.publish();
     }
 
-    fn tracked(&self, p: &BfdSessionPlan, up: bool) {
+    fn tracked(&self, p: &BfdSessionPlan, up: bool, transition: bool) {
         (self.events)(BfdEvent::Tracked {
             name: p.name.clone(),
             up,
             to_vrrp: p.to_vrrp,
             to_checker: p.to_checker,
+            transition,
         });
     }
 
@@ -509,9 +512,9 @@ impl Owner {
                             continue;
                         }
                         if to == State::Up {
-                            self.tracked(&s.plan, true);
+                            self.tracked(&s.plan, true, true);
                         } else if from == State::Up && s.engine.remote_state() != State::AdminDown {
-                            self.tracked(&s.plan, false);
+                            self.tracked(&s.plan, false, true);
                         }
                     }
                 }

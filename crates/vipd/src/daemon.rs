@@ -637,6 +637,8 @@ fn lb_fingerprint(config: &vipd_config::Config) -> u64 {
 type LbLinkState = (
     Option<mpsc::Sender<LbInput>>,
     std::collections::HashMap<String, bool>,
+    // BFD sessions' last checker events (name → Up).
+    std::collections::HashMap<String, bool>,
 );
 
 /// VRRP states on their way to the load balancer, which starts after the protocol
@@ -653,7 +655,25 @@ impl LbLink {
                     master: *master,
                 });
             }
+            for (name, up) in &g.2 {
+                let _ = tx.send(LbInput::Bfd {
+                    name: name.clone(),
+                    up: *up,
+                });
+            }
             g.0 = Some(tx);
+        }
+    }
+
+    fn bfd(&self, name: &str, up: bool) {
+        if let Ok(mut g) = self.0.lock() {
+            g.2.insert(name.to_string(), up);
+            if let Some(tx) = &g.0 {
+                let _ = tx.send(LbInput::Bfd {
+                    name: name.to_string(),
+                    up,
+                });
+            }
         }
     }
 
@@ -848,6 +868,15 @@ fn log_notices(
                         )
                     }
                 }
+                // BFD_CHECK: keepalived's checker hears real transitions only, so a
+                // session that has never been Up leaves the checkers as they start.
+                BfdEvent::Tracked {
+                    name,
+                    up,
+                    to_checker: true,
+                    transition,
+                    ..
+                } if transition || up => lb.bfd(&name, up),
                 BfdEvent::Tracked { .. } => {}
                 BfdEvent::Error { name, error } => warn!("bfd_instance {name}: {error}"),
             },

@@ -392,3 +392,62 @@ fn reload_changes_timers_without_flap_and_removal_signals_admin_down() {
     });
     assert!(gone, "{:?}", c.status(1).unwrap()["bfd"]);
 }
+
+/// BFD_CHECK: r1 (vipd) balances to real server r2, whose health is the BFD session
+/// to r2 (keepalived 2.4.3 on r2 when built, else vipd): the server starts up (no event
+/// yet, as keepalived), stays up while the session is Up, goes down when r2's cable is
+/// pulled and comes back with the session.
+#[test]
+fn bfd_check_follows_the_session() {
+    let Some(mut c) = Cluster::new(2, "bfd-check") else {
+        return;
+    };
+    let (a1, a2) = (
+        c.lan.router_addr_v4(1).to_string(),
+        c.lan.router_addr_v4(2).to_string(),
+    );
+    let peer = format!("{}{}", global("r2"), bfd_block("to_r1", &a1, &a2, ""));
+    if Version::V2_4_3.find().is_some() {
+        start_keepalived_bfd(&mut c, 2, &peer, Version::V2_4_3);
+    } else {
+        c.start_vipd(2, &peer);
+    }
+    let vs = format!(
+        "virtual_server 192.0.2.100 80 {{\n    delay_loop 1\n    lb_algo rr\n    lb_kind NAT\n    \
+         protocol TCP\n    real_server {a2} 80 {{\n        BFD_CHECK {{\n            name to_r2\n        }}\n    }}\n}}\n"
+    );
+    c.start_vipd(
+        1,
+        &format!(
+            "{}{}{vs}",
+            global("r1"),
+            bfd_block("to_r2", &a2, &a1, "    checker\n")
+        ),
+    );
+    let rs_up = |c: &Cluster| -> Option<bool> {
+        c.status(1)?["virtual_servers"][0]["real_servers"][0]["up"].as_bool()
+    };
+    let wait_rs = |c: &Cluster, up: bool| {
+        let ok = vipd_netns::wait_for(Duration::from_secs(5), Duration::from_millis(10), || {
+            rs_up(c) == Some(up)
+        });
+        assert!(
+            ok,
+            "real server not {up}: {:?}\n{}",
+            c.status(1).map(|s| s["virtual_servers"].clone()),
+            c.logs()
+        );
+    };
+    wait_rs(&c, true);
+    wait_state(&c, 1, "to_r2", "Up", Duration::from_secs(15));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(rs_up(&c), Some(true));
+    c.lan.set_port(2, false).unwrap();
+    wait_state(&c, 1, "to_r2", "Down", Duration::from_secs(5));
+    wait_rs(&c, false);
+    let reason = c.status(1).unwrap()["virtual_servers"][0]["real_servers"][0]["reason"].clone();
+    assert!(reason.as_str().unwrap().contains("BFD to_r2"), "{reason}");
+    c.lan.set_port(2, true).unwrap();
+    wait_state(&c, 1, "to_r2", "Up", Duration::from_secs(15));
+    wait_rs(&c, true);
+}
