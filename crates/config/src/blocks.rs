@@ -398,6 +398,7 @@ fn tracked_entry(w: &[&Token], lo: i64, hi: i64, d: &mut Diags) -> Option<Tracke
         name: name.text.clone(),
         weight: None,
         reverse: false,
+        noreverse: false,
         span: name.span.clone(),
     };
     match &w[1..] {
@@ -411,7 +412,7 @@ fn tracked_entry(w: &[&Token], lo: i64, hi: i64, d: &mut Diags) -> Option<Tracke
             match &rest[1..] {
                 [] => {}
                 [r] if r.text == "reverse" => t.reverse = true,
-                [r] if r.text == "noreverse" => {}
+                [r] if r.text == "noreverse" => t.noreverse = true,
                 [r, ..] => {
                     d.error_help(
                         r,

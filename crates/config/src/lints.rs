@@ -1226,7 +1226,12 @@ fn effects<'c>(config: &'c Config, inst: &'c VrrpInstance) -> Vec<Effect<'c>> {
                 // A failure means FAULT: the VIPs always move.
                 continue;
             }
-            let reverse = t.reverse != obj_reverse;
+            let reverse = if kind == "track_bfd" {
+                // keepalived: the line's `reverse` / `noreverse`, else the bfd_instance's.
+                t.reverse || (obj_reverse && !t.noreverse)
+            } else {
+                t.reverse != obj_reverse
+            };
             let (healthy, failed) = if kind == "track_file" {
                 // value × weight, the value negated by `reverse`; modelled as 0 or 1.
                 (0, if reverse { -weight } else { weight })

@@ -71,6 +71,9 @@ pub struct Tracked {
     /// `None`: the tracked object's own (default) weight applies.
     pub weight: Option<i64>,
     pub reverse: bool,
+    /// `noreverse` was written (for `track_bfd`, where keepalived lets it override the
+    /// bfd_instance's `reverse`).
+    pub noreverse: bool,
     pub span: Span,
 }
 

@@ -573,7 +573,8 @@ fn resolve(cfg: &Config, track: &model::Tracking) -> Result<Vec<TrackRef>> {
                 name: t.name.clone(),
             },
             weight: t.weight.unwrap_or(b.weight),
-            reverse: t.reverse != b.reverse,
+            // keepalived: the line's `reverse` / `noreverse`, else the bfd_instance's.
+            reverse: t.reverse || (b.reverse && !t.noreverse),
         });
     }
     for t in &track.scripts {
@@ -1099,6 +1100,70 @@ fn garp_timing(inst: &GarpSettings, global: &GarpSettings, min_garp: bool) -> Ga
 mod tests {
     use super::*;
     use vipd_exec::scripts::RunAs;
+
+    #[test]
+    fn bfd_sessions_and_track_bfd_weights() {
+        let opts = vipd_config::LoadOptions {
+            config_id: None,
+            check_interfaces: false,
+        };
+        let text = "global_defs {\n bfd_priority -3\n bfd_rt_priority 40\n}\n\
+            bfd_instance core {\n neighbor_ip 192.0.2.1\n source_ip 192.0.2.2\n min_rx 20\n\
+             min_tx 30\n multiplier 4\n weight -20 reverse\n}\n\
+            bfd_instance lb {\n neighbor_ip 2001:db8::1\n multihop\n checker\n}\n\
+            vrrp_instance A {\n interface lo\n virtual_router_id 1\n priority 100\n\
+             track_bfd {\n  core weight 10\n  lb\n }\n virtual_ipaddress {\n  192.0.2.100/24\n }\n}\n\
+            vrrp_instance B {\n interface lo\n virtual_router_id 2\n priority 100\n\
+             virtual_ipaddress {\n  192.0.2.101/24\n }\n}\n\
+            vrrp_sync_group G {\n group {\n  B\n }\n track_bfd {\n  core\n }\n}\n";
+        let cfg = vipd_config::load_str(text, std::path::Path::new("/k.conf"), &opts)
+            .unwrap_or_else(|d| panic!("{d:#?}"))
+            .config;
+        let plan = build(&cfg).unwrap_or_else(|e| panic!("{}", e.error));
+        assert_eq!(
+            (plan.bfd.nice, plan.bfd.rt_priority, plan.bfd.sessions.len()),
+            (Some(-3), Some(40), 2)
+        );
+        let core = &plan.bfd.sessions[0];
+        assert_eq!(
+            (core.min_rx_us, core.min_tx_us, core.multiplier, core.ttl),
+            (20_000, 30_000, 4, 255)
+        );
+        assert_eq!(
+            core.key(),
+            (
+                "192.0.2.1".parse().unwrap(),
+                Some("192.0.2.2".parse().unwrap()),
+                false
+            )
+        );
+        let lb = &plan.bfd.sessions[1];
+        assert!(lb.multihop && lb.to_checker && !lb.to_vrrp);
+        assert_eq!(lb.session_config(7, 0).hop.dst_port(), 4784);
+        let bfd_refs = |name: &str| -> Vec<(String, i64, bool)> {
+            let i = plan.instances.iter().find(|i| i.name == name).unwrap();
+            i.tracking
+                .iter()
+                .filter(|r| r.object.kind == Kind::Bfd)
+                .map(|r| (r.object.name.clone(), r.weight, r.reverse))
+                .collect()
+        };
+        // The line's weight wins, the instance's `reverse` stays; `lb` is checker-only.
+        assert_eq!(bfd_refs("A"), vec![("core".into(), 10, true)]);
+        let text2 = text.replace("core weight 10", "core weight 10 noreverse");
+        let cfg2 = vipd_config::load_str(&text2, std::path::Path::new("/k.conf"), &opts)
+            .unwrap_or_else(|d| panic!("{d:#?}"))
+            .config;
+        let plan2 = build(&cfg2).unwrap_or_else(|e| panic!("{}", e.error));
+        let a = &plan2.instances[0].tracking;
+        assert!(
+            a.iter()
+                .any(|r| r.object.kind == Kind::Bfd && r.weight == 10 && !r.reverse),
+            "noreverse overrides the bfd_instance's reverse: {a:?}"
+        );
+        // Through the sync group: the bfd_instance's own weight and reverse.
+        assert_eq!(bfd_refs("B"), vec![("core".into(), -20, true)]);
+    }
 
     #[test]
     fn skip_check_adv_addr_global_and_per_instance() {

@@ -451,3 +451,38 @@ fn bfd_check_follows_the_session() {
     wait_state(&c, 1, "to_r2", "Up", Duration::from_secs(15));
     wait_rs(&c, true);
 }
+
+/// IPv6 (hop limit 64 sent and required, keepalived's IPv6 default) against
+/// keepalived 2.2.7: Up, Down when the peer's cable is pulled, Up again.
+#[test]
+fn ipv6_session_with_keepalived_227() {
+    if !keepalived_available(Version::V2_2_7) {
+        return;
+    }
+    let Some(mut c) = Cluster::new(2, "bfd-v6") else {
+        return;
+    };
+    let (a1, a2) = (
+        c.lan.router_addr_v6(1).to_string(),
+        c.lan.router_addr_v6(2).to_string(),
+    );
+    start_keepalived_bfd(
+        &mut c,
+        2,
+        &format!("{}{}", global("ka"), bfd_block("to_vipd", &a1, &a2, "")),
+        Version::V2_2_7,
+    );
+    c.start_vipd(
+        1,
+        &format!("{}{}", global("vipd"), bfd_block("to_ka", &a2, &a1, "")),
+    );
+    wait_state(&c, 1, "to_ka", "Up", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(1));
+    let s = session(&c, 1, "to_ka").unwrap();
+    assert_eq!((&s["state"], &s["downs"]), (&"Up".into(), &0.into()), "{s}");
+    assert!(s["drops"].as_array().unwrap().is_empty(), "drops: {s}");
+    c.lan.set_port(2, false).unwrap();
+    wait_state(&c, 1, "to_ka", "Down", Duration::from_secs(5));
+    c.lan.set_port(2, true).unwrap();
+    wait_state(&c, 1, "to_ka", "Up", Duration::from_secs(20));
+}
