@@ -1256,7 +1256,14 @@ impl EngineLoop {
         }
         snap.socket_drops = socket_drops.into_iter().collect();
         snap.socket_drops.sort();
+        // The BFD thread's own counts (`bfd_*`) are its to publish.
+        let bfd: Vec<_> = snap
+            .io_errors
+            .drain(..)
+            .filter(|e| e.op.starts_with("bfd_"))
+            .collect();
         snap.io_errors = self.io_errors.lines();
+        snap.io_errors.extend(bfd);
         if let Ok(link) = self.link_errors.lock() {
             snap.io_errors.extend(link.lines());
         }

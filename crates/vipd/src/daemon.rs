@@ -1005,6 +1005,34 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
             }
         }
     }
+    // BFD sessions: state, peer, negotiated timers, flaps.
+    for b in v["bfd"].as_array().into_iter().flatten() {
+        let ms = |us: &serde_json::Value| {
+            us.as_u64()
+                .map_or("-".to_string(), |u| format!("{}", u as f64 / 1000.0))
+        };
+        println!(
+            "bfd {} → {}{}: {} (peer {}, {}), tx {} ms, detect {} ms, {} down(s){}",
+            b["name"].as_str().unwrap_or("?"),
+            b["neighbor"].as_str().unwrap_or("?"),
+            if b["multihop"] == true {
+                " multihop"
+            } else {
+                ""
+            },
+            b["state"].as_str().unwrap_or("?"),
+            b["remote_state"].as_str().unwrap_or("?"),
+            b["diagnostic"].as_str().unwrap_or("?"),
+            ms(&b["tx_interval_us"]),
+            ms(&b["detection_time_us"]),
+            b["downs"],
+            if b["leaving"] == true {
+                ", leaving"
+            } else {
+                ""
+            },
+        );
+    }
     // Virtual servers: whether they forward here, and each real server's health.
     for vs in v["virtual_servers"].as_array().into_iter().flatten() {
         println!(

@@ -104,6 +104,18 @@ fn interop(version: Version, tag: &str) {
     assert!(settled, "negotiated detection time: {s}\n{}", c.logs());
     assert_eq!(s["tx_interval_us"], MIN_RX_MS * 1000, "{s}");
     assert!(s["drops"].as_array().unwrap().is_empty(), "drops: {s}");
+    let text = std::process::Command::new(common::VIPD)
+        .args(["status", "--control-socket"])
+        .arg(c.socket_path(1))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains(&format!(
+            "bfd to_ka → {a2}: Up (peer Up, no_diagnostic), tx 50 ms, detect 150 ms, 0 down(s)"
+        )),
+        "{text}"
+    );
     // Stays Up (no false detection at 50 ms × 3).
     std::thread::sleep(Duration::from_secs(1));
     let s = session(&c, 1, "to_ka").unwrap();
