@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use vipd_bfd::engine::Micros;
-use vipd_bfd::{Action, DropReason, RxMeta, Session, State};
+use vipd_bfd::{Action, RxMeta, Session, State};
 
 /// What the BFD thread reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -481,9 +481,10 @@ impl Owner {
                 continue;
             };
             let s = &mut self.sessions[i];
-            // Packets from another address than the neighbour's are not its.
+            // A packet naming our discriminator from another address than the
+            // neighbour's is not the session's: unmatched.
             if s.plan.neighbor != got.src {
-                s.engine.count_drop(DropReason::DiscriminatorMismatch);
+                self.unmatched += 1;
                 continue;
             }
             s.engine

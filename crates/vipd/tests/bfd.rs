@@ -498,3 +498,47 @@ fn ipv6_session_with_keepalived_227() {
     c.lan.set_port(2, true).unwrap();
     wait_state(&c, 1, "to_ka", "Up", Duration::from_secs(20));
 }
+
+/// The other way round, in a mixed cluster: keepalived 2.4.3 is the master and tracks
+/// its BFD session to vipd (r3) with weight -150; vipd (r2) is the backup. r3's cable
+/// pulled: keepalived's session goes down, its priority falls to 50 and vipd takes the
+/// VIP; r3 back: keepalived takes it back.
+#[test]
+fn keepalived_tracks_a_vipd_bfd_session() {
+    if Version::V2_4_3.require().is_none() {
+        return;
+    }
+    let Some(mut c) = Cluster::new(3, "bfd-ka-track") else {
+        return;
+    };
+    let vip = std::net::IpAddr::V4(vipd_netns::VIP_V4);
+    let a: Vec<String> = (1..=3)
+        .map(|i| c.lan.router_addr_v4(i).to_string())
+        .collect();
+    let spec = common::Spec::v3();
+    let r1 = format!(
+        "{}{}",
+        bfd_block("to_r3", &a[2], &a[0], "    weight -150\n"),
+        spec.clone()
+            .with("track_bfd {\n        to_r3\n    }")
+            .config(200)
+    );
+    c.start_vipd(
+        3,
+        &format!("{}{}", global("r3"), bfd_block("to_r1", &a[0], &a[2], "")),
+    );
+    c.start_vipd(2, &spec.config(100));
+    start_keepalived_bfd(&mut c, 1, &r1, Version::V2_4_3);
+    wait_state(&c, 3, "to_r1", "Up", Duration::from_secs(15));
+    c.wait_holders(vip, &[1], spec.takeover_timeout() * 2);
+
+    c.lan.set_port(3, false).unwrap();
+    wait_state(&c, 3, "to_r1", "Down", Duration::from_secs(5));
+    c.wait_holders(vip, &[2], spec.takeover_timeout());
+    let st = c.instance(2);
+    assert_eq!(st["state"], "MASTER", "{st}");
+
+    c.lan.set_port(3, true).unwrap();
+    wait_state(&c, 3, "to_r1", "Up", Duration::from_secs(15));
+    c.wait_holders(vip, &[1], spec.takeover_timeout());
+}
