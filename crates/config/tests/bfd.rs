@@ -212,17 +212,18 @@ fn large_intervals_warn_as_keepalived() {
     );
 }
 
-/// With the BFD runtime, `bfd_instance`, `track_bfd` and the BFD thread's tuning are
-/// active; `BFD_CHECK` (real servers) is not yet.
+/// With the BFD runtime, `bfd_instance`, `track_bfd`, `BFD_CHECK` and the BFD thread's
+/// tuning are active.
 #[test]
-fn active_but_bfd_check() {
+fn all_active() {
     let vi = VI.replace(
         " interface eth0\n",
         " interface eth0\n track_bfd {\n  b\n }\n",
     );
     let l = load(&format!(
         "global_defs {{\n bfd_priority -5\n bfd_rt_priority 50\n bfd_no_swap\n bfd_process_name x\n}}\n\
-         bfd_instance b {{\n neighbor_ip 192.0.2.2\n}}\n{vi}"
+         bfd_instance b {{\n neighbor_ip 192.0.2.2\n}}\n{vi}\
+         virtual_server 192.0.2.100 80 {{\n protocol TCP\n real_server 192.0.2.3 80 {{\n  BFD_CHECK {{\n   name b\n   alpha\n  }}\n }}\n}}\n"
     ))
     .unwrap();
     let inactive: Vec<_> = l
