@@ -1,6 +1,6 @@
 //! Real-server health checkers for vipd, keepalived-compatible (`keepalived.conf(5)`):
 //! HTTP_GET, SSL_GET, TCP_CHECK, UDP_CHECK, DNS_CHECK, SMTP_CHECK, PING_CHECK,
-//! MISC_CHECK and FILE_CHECK.
+//! MISC_CHECK, FILE_CHECK and BFD_CHECK.
 //!
 //! * [`sched`]: the sans-IO scheduler (delay_loop, retry, delay_before_retry, warmup
 //!   spread, alpha, dynamic weights, ha_suspend), tested with virtual time;
@@ -49,7 +49,8 @@
 //!   does not change `net.ipv4.ping_group_range`.
 //! * MISC_CHECK: `misc_timeout` defaults to `delay_loop`; a `connect_timeout` in its
 //!   block is refused. With `misc_dynamic`, exit 0 restores the configured weight.
-//! * BFD_CHECK is refused (vipd has no BFD).
+//! * BFD_CHECK follows the events the daemon passes to [`Checkers::bfd`] (keepalived's:
+//!   Up on entering Up, down on leaving it); the last one is re-applied every second.
 //! * Unknown or unsupported checker options are refused with the keyword and line;
 //!   [`Checkers`] raises the soft open-files limit towards the hard one when the
 //!   checkers need more descriptors than it allows.

@@ -47,6 +47,8 @@ pub struct StartOptions {
     /// with the same [`CheckerKey`] starts in that state instead of its `alpha` one.
     /// `Outcome::weight` is absolute here (see [`Checkers::carry_over`]).
     pub carried: HashMap<CheckerKey, Outcome>,
+    /// The last event of each `bfd_instance` (name → Up) that BFD_CHECKs start from.
+    pub bfd: HashMap<String, bool>,
 }
 
 /// A checker's identity across configurations: its virtual server, its real server,
@@ -112,6 +114,7 @@ pub struct LastProbe {
 
 enum Ctl {
     Suspend(usize, bool),
+    Bfd(String, bool),
     Status(SyncSender<Vec<CheckerStatus>>),
     Stop,
 }
@@ -175,6 +178,8 @@ impl Checkers {
         {
             if let ProbeKind::File(f) = &probe.kind {
                 sched.initial = Some(f.evaluate(file::read_value(&f.path)));
+            } else if let ProbeKind::Bfd(b) = &probe.kind {
+                sched.initial = Some(b.evaluate(opts.bfd.get(&b.name).copied()));
             } else if let Some(o) = keys.get(specs.len()).and_then(|k| opts.carried.get(k)) {
                 // Carried weights are absolute (see `carry_over`): the delta is taken
                 // from this file's configured weight.
@@ -255,6 +260,7 @@ impl Checkers {
                     meta,
                     tx,
                     file_cache: HashMap::new(),
+                    bfd: opts.bfd,
                 };
                 runtime.block_on(r.run(ctl_rx));
                 // Dropping the runtime drops whatever is left (killing MISC groups).
@@ -269,6 +275,12 @@ impl Checkers {
             keys,
             rs_weights,
         })
+    }
+
+    /// A `bfd_instance`'s event (keepalived's: Up on entering Up, down on leaving it):
+    /// its BFD_CHECKs report at once.
+    pub fn bfd(&self, name: &str, up: bool) {
+        let _ = self.ctl.send(Ctl::Bfd(name.to_string(), up));
     }
 
     /// Every real server's health at start: up unless a checker starts down
@@ -378,6 +390,8 @@ struct Runner {
     /// How long the probe of each checker's last result ran.
     took: Vec<Duration>,
     file_cache: HashMap<PathBuf, (Instant, i64)>,
+    /// Each `bfd_instance`'s last event (Up or not).
+    bfd: HashMap<String, bool>,
 }
 
 /// A finished probe: which, what, when it started.
@@ -407,6 +421,7 @@ impl Runner {
                 biased;
                 c = ctl.recv() => match c {
                     Some(Ctl::Suspend(vs, on)) => self.sched.suspend(vs, on, Instant::now()),
+                    Some(Ctl::Bfd(name, up)) => self.bfd_event(name, up),
                     Some(Ctl::Status(reply)) => {
                         let _ = reply.send(self.status());
                     }
@@ -459,6 +474,10 @@ impl Runner {
                             let out = f.evaluate(value);
                             self.finish((check, out, now));
                         }
+                        ProbeKind::Bfd(b) => {
+                            let out = b.evaluate(self.bfd.get(&b.name).copied());
+                            self.finish((check, out, Instant::now()));
+                        }
                         ProbeKind::Misc(_) => {
                             let (probe, tx, stop) = (probe.clone(), done_tx.clone(), stop.clone());
                             scripts.spawn(async move {
@@ -485,6 +504,19 @@ impl Runner {
                         tracing::warn!(vs = h.vs, rs = h.rs, "real server down: {}", h.reason);
                     }
                     let _ = self.tx.send(h);
+                }
+            }
+        }
+    }
+
+    /// A BFD session's event: every BFD_CHECK of it reports at once.
+    fn bfd_event(&mut self, name: String, up: bool) {
+        self.bfd.insert(name.clone(), up);
+        for k in 0..self.probes.len() {
+            if let ProbeKind::Bfd(b) = &self.probes[k].kind {
+                if b.name == name {
+                    let out = b.evaluate(Some(up));
+                    self.finish((CheckId(k), out, Instant::now()));
                 }
             }
         }

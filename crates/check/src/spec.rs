@@ -35,6 +35,7 @@ use crate::probe::http::{self, Http, HttpVersion, RegexLimits, StatusCodes, UrlC
 use crate::probe::misc::Misc;
 use crate::probe::smtp::{self, Smtp};
 use crate::probe::udp::{self, Udp};
+use crate::probe::BfdCheck;
 use crate::probe::{Probe, ProbeKind};
 use crate::sched::{CheckSpec, Timing};
 
@@ -83,6 +84,8 @@ pub struct Globals {
     pub rt_priority: Option<u8>,
     /// `checker_log_all_failures`: the checkers' default `log_all_failures`.
     pub log_all_failures: bool,
+    /// The `bfd_instance`s whose events go to the checkers (BFD_CHECK names one).
+    pub bfd_instances: Vec<String>,
 }
 
 impl Globals {
@@ -96,6 +99,12 @@ impl Globals {
             ssl: cfg.ssl.clone(),
             nice: cfg.global.checker_priority,
             rt_priority: cfg.global.checker_rt_priority,
+            bfd_instances: cfg
+                .bfd_instances
+                .iter()
+                .filter(|b| b.to_checker)
+                .map(|b| b.name.clone())
+                .collect(),
         }
     }
 }
@@ -284,6 +293,7 @@ fn allowed(kind: &str) -> Option<&'static [&'static str]> {
             "log_all_failures",
         ],
         "FILE_CHECK" => &["track_file", "dynamic", "weight"],
+        "BFD_CHECK" => &["name", "alpha"],
         _ => return None,
     })
 }
@@ -338,19 +348,11 @@ impl Builder<'_> {
         let kind = c.kind.as_str();
         let span = c.span.clone();
         let Some(extra) = allowed(kind) else {
-            self.err(
-                kind,
-                &span,
-                if kind == "BFD_CHECK" {
-                    "BFD_CHECK is not supported by vipd (no BFD runtime)".to_string()
-                } else {
-                    format!("unknown checker `{kind}`")
-                },
-            );
+            self.err(kind, &span, format!("unknown checker `{kind}`"));
             return None;
         };
         let before = self.errs.len();
-        let generic = !matches!(kind, "MISC_CHECK" | "FILE_CHECK");
+        let generic = !matches!(kind, "MISC_CHECK" | "FILE_CHECK" | "BFD_CHECK");
         for key in c.options.keys() {
             if !(extra.contains(&key.as_str()) || generic && COMMON.contains(&key.as_str())) {
                 self.err(key, &span, format!("not supported for {kind} by vipd"));
@@ -427,7 +429,10 @@ impl Builder<'_> {
 
         // Target.
         let ip = c.connect_ip.unwrap_or(self.rs.addr);
-        let needs_port = !matches!(kind, "PING_CHECK" | "MISC_CHECK" | "FILE_CHECK");
+        let needs_port = !matches!(
+            kind,
+            "PING_CHECK" | "MISC_CHECK" | "FILE_CHECK" | "BFD_CHECK"
+        );
         let port = c.connect_port.or(self.rs.port);
         if needs_port && port.is_none() {
             self.err(
@@ -738,6 +743,38 @@ impl Builder<'_> {
                         weight: weight.unwrap_or(1),
                         dynamic,
                         rs_weight: self.rs.weight,
+                    }),
+                    format!("{kind} {name}"),
+                )
+            }
+            "BFD_CHECK" => {
+                // Driven by the session's events (`Checkers::bfd`); the runner also
+                // re-reads the last one every second, as FILE_CHECK its file.
+                timing = Timing {
+                    delay_loop: FILE_POLL,
+                    retry: 0,
+                    delay_before_retry: FILE_POLL,
+                    warmup: FILE_POLL,
+                    rise: 1,
+                };
+                probe_timeout = FILE_POLL;
+                let name = self.opt("name").unwrap_or("").to_string();
+                if name.is_empty() {
+                    self.err("name", &span, "BFD_CHECK needs `name BFD_INSTANCE`");
+                    return None;
+                }
+                if !self.g.bfd_instances.contains(&name) {
+                    self.err(
+                        "name",
+                        &span,
+                        format!("no bfd_instance named `{name}` sends its events to the checkers"),
+                    );
+                    return None;
+                }
+                (
+                    ProbeKind::Bfd(BfdCheck {
+                        name: name.clone(),
+                        alpha,
                     }),
                     format!("{kind} {name}"),
                 )

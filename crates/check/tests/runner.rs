@@ -315,6 +315,65 @@ virtual_server 192.0.2.100 80 {{
 }
 
 #[test]
+fn bfd_check_follows_the_session_events() {
+    let cfg = config(
+        "bfd_instance b {\n neighbor_ip 192.0.2.9\n checker\n}\n\
+         virtual_server 192.0.2.100 80 {\n real_server 192.0.2.1 80 {\n  BFD_CHECK { name b }\n }\n\
+         real_server 192.0.2.2 80 {\n  BFD_CHECK { name b\n alpha }\n }\n}\n",
+    );
+    let (tx, rx) = mpsc::channel();
+    let checkers = Checkers::start(
+        &cfg.virtual_servers,
+        &Globals::from_config(&cfg),
+        StartOptions::default(),
+        tx,
+    )
+    .unwrap();
+    // Before any event: up, except with alpha (as keepalived).
+    let initial: Vec<(usize, bool)> = checkers
+        .initial_health()
+        .iter()
+        .map(|h| (h.rs, h.up))
+        .collect();
+    assert_eq!(initial, vec![(0, true), (1, false)]);
+    checkers.bfd("b", true);
+    let h = rx.recv_timeout(Duration::from_secs(3)).expect("Up event");
+    assert_eq!((h.rs, h.up), (1, true));
+    assert!(
+        rx.recv_timeout(Duration::from_millis(300)).is_err(),
+        "rs 0 was up already"
+    );
+    checkers.bfd("b", false);
+    let mut down: Vec<usize> = (0..2)
+        .map(|_| {
+            let h = rx.recv_timeout(Duration::from_secs(3)).expect("down event");
+            assert!(!h.up, "{h:?}");
+            h.rs
+        })
+        .collect();
+    down.sort();
+    assert_eq!(down, vec![0, 1]);
+    // Another session's event changes nothing; the periodic re-read keeps the state.
+    checkers.bfd("other", true);
+    assert!(rx.recv_timeout(Duration::from_millis(1500)).is_err());
+    checkers.stop();
+    // A reload's checkers start from the last event.
+    let (tx, _rx) = mpsc::channel();
+    let again = Checkers::start(
+        &cfg.virtual_servers,
+        &Globals::from_config(&cfg),
+        StartOptions {
+            bfd: [("b".to_string(), false)].into(),
+            ..Default::default()
+        },
+        tx,
+    )
+    .unwrap();
+    assert!(again.initial_health().iter().all(|h| !h.up));
+    again.stop();
+}
+
+#[test]
 fn start_refuses_what_it_cannot_honour() {
     let cfg = config(
         "virtual_server 192.0.2.100 80 {\n real_server 192.0.2.1 80 {\n  BFD_CHECK { name b }\n }\n}\n",
@@ -330,7 +389,7 @@ fn start_refuses_what_it_cannot_honour() {
     .expect("refused");
     assert_eq!(
         err.to_string(),
-        "/etc/keepalived/keepalived.conf:3: `BFD_CHECK`: BFD_CHECK is not supported by vipd (no BFD runtime)"
+        "/etc/keepalived/keepalived.conf:3: `name`: no bfd_instance named `b` sends its events to the checkers"
     );
 }
 

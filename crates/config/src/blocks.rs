@@ -398,6 +398,7 @@ fn tracked_entry(w: &[&Token], lo: i64, hi: i64, d: &mut Diags) -> Option<Tracke
         name: name.text.clone(),
         weight: None,
         reverse: false,
+        noreverse: false,
         span: name.span.clone(),
     };
     match &w[1..] {
@@ -411,7 +412,7 @@ fn tracked_entry(w: &[&Token], lo: i64, hi: i64, d: &mut Diags) -> Option<Tracke
             match &rest[1..] {
                 [] => {}
                 [r] if r.text == "reverse" => t.reverse = true,
-                [r] if r.text == "noreverse" => {}
+                [r] if r.text == "noreverse" => t.noreverse = true,
                 [r, ..] => {
                     d.error_help(
                         r,
@@ -905,6 +906,9 @@ pub(crate) fn fill_global(n: &Node, g: &mut GlobalDefs) {
         }
         "vrrp_no_swap" => g.vrrp_no_swap = true,
         "checker_no_swap" => g.checker_no_swap = true,
+        "bfd_priority" => g.bfd_priority = int(one, &["bfd_priority"]).map(|v| v as i32),
+        "bfd_rt_priority" => g.bfd_rt_priority = int(one, &["bfd_rt_priority"]).map(|v| v as u8),
+        "bfd_no_swap" => g.bfd_no_swap = true,
         "umask" => g.umask = Some(words_of(n)),
         "vrrp_mcast_group4" => g.vrrp_mcast_group4 = ip(one, "vrrp_mcast_group4"),
         "vrrp_mcast_group6" => g.vrrp_mcast_group6 = ip(one, "vrrp_mcast_group6"),

@@ -148,6 +148,32 @@ pub(crate) fn lint(
         .map(|b| b.name.as_str())
         .collect();
     let instance_names: HashSet<&str> = config.instances.iter().map(|i| i.name.as_str()).collect();
+    // A `checker`-only bfd_instance sends VRRP no events: keepalived ignores the line.
+    let checker_only: HashSet<&str> = config
+        .bfd_instances
+        .iter()
+        .filter(|b| !b.to_vrrp)
+        .map(|b| b.name.as_str())
+        .collect();
+    let tracks = config
+        .instances
+        .iter()
+        .map(|i| &i.track)
+        .chain(config.sync_groups.iter().map(|g| &g.track));
+    for t in tracks.flat_map(|t| &t.bfds) {
+        if checker_only.contains(t.name.as_str()) {
+            warn(
+                d,
+                &t.span,
+                t.name.chars().count(),
+                format!(
+                    "track_bfd `{}`: that bfd_instance sends its events to the checkers only (`checker`); ignored, as keepalived does",
+                    t.name
+                ),
+                Some("add `vrrp` to the bfd_instance".into()),
+            );
+        }
+    }
 
     // Sync groups: members exist and belong to one group only.
     let mut group_of: HashMap<&str, &SyncGroup> = HashMap::new();
@@ -1185,7 +1211,11 @@ fn effects<'c>(config: &'c Config, inst: &'c VrrpInstance) -> Vec<Effect<'c>> {
                     .find(|p| p.name == t.name)
                     .map(|p| p.reverse),
                 "track_interface" => Some(false),
-                // track_bfd does not act on the priority in vipd (yet).
+                "track_bfd" => config
+                    .bfd_instances
+                    .iter()
+                    .find(|b| b.name == t.name)
+                    .map(|b| b.reverse),
                 _ => None,
             };
             let Some(obj_reverse) = obj_reverse else {
@@ -1196,7 +1226,12 @@ fn effects<'c>(config: &'c Config, inst: &'c VrrpInstance) -> Vec<Effect<'c>> {
                 // A failure means FAULT: the VIPs always move.
                 continue;
             }
-            let reverse = t.reverse != obj_reverse;
+            let reverse = if kind == "track_bfd" {
+                // keepalived: the line's `reverse` / `noreverse`, else the bfd_instance's.
+                t.reverse || (obj_reverse && !t.noreverse)
+            } else {
+                t.reverse != obj_reverse
+            };
             let (healthy, failed) = if kind == "track_file" {
                 // value × weight, the value negated by `reverse`; modelled as 0 or 1.
                 (0, if reverse { -weight } else { weight })

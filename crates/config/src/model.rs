@@ -71,6 +71,9 @@ pub struct Tracked {
     /// `None`: the tracked object's own (default) weight applies.
     pub weight: Option<i64>,
     pub reverse: bool,
+    /// `noreverse` was written (for `track_bfd`, where keepalived lets it override the
+    /// bfd_instance's `reverse`).
+    pub noreverse: bool,
     pub span: Span,
 }
 
@@ -519,6 +522,11 @@ pub struct GlobalDefs {
     /// `vrrp_no_swap` / `checker_no_swap`: lock vipd's memory (one process for both).
     pub vrrp_no_swap: bool,
     pub checker_no_swap: bool,
+    /// `bfd_priority` / `bfd_rt_priority` / `bfd_no_swap`: the BFD thread's nice value,
+    /// SCHED_RR priority, and memory locking (vipd is one process: it locks it all).
+    pub bfd_priority: Option<i32>,
+    pub bfd_rt_priority: Option<u8>,
+    pub bfd_no_swap: bool,
     /// `umask NUMBER|BITS` as written.
     pub umask: Option<String>,
     pub vrrp_mcast_group4: Option<IpAddr>,

@@ -287,6 +287,11 @@ pub(crate) const TRACKERS: &[Kw] = &[
 /// Keywords listed as inactive above whose runtime exists now: no "parsed but not
 /// active yet" warning for them (the typed model already carries them).
 pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
+    "bfd_instance",
+    "track_bfd",
+    "bfd_priority",
+    "bfd_rt_priority",
+    "bfd_no_swap",
     "vrrp_script",
     "track_interface",
     "track_script",
@@ -397,6 +402,7 @@ pub(crate) const COVERED_BY_DESIGN: &[(&str, &str)] = &[
     ("process_name", ONE_PROCESS),
     ("vrrp_process_name", ONE_PROCESS),
     ("checker_process_name", ONE_PROCESS),
+    ("bfd_process_name", ONE_PROCESS),
     ("child_wait_time", "vipd's VRRP and checkers are threads of one process, so at shutdown there are no child processes to wait for"),
     ("tmp_config_directory", "vipd has no child processes that re-read the configuration, so it keeps no temporary copy of it"),
     ("random_seed", "vipd draws no random numbers, so there is nothing to seed"),
@@ -427,7 +433,6 @@ pub(crate) const LB_INACTIVE: &[(&str, &str)] = &[
     ("*", "snmp_name"),
     ("*", "persistence_engine"),
     ("*", "flag-3"),
-    ("*", "BFD_CHECK"),
 ];
 
 pub(crate) const INSTANCE_INACTIVE: &[Kw] = &[
@@ -645,7 +650,11 @@ const FILE_CHECK: &[Kw] = &[
     k("dynamic", A::Flag),
     k("weight", A::Weight(-2147483647, 2147483647)),
 ];
-const BFD_CHECK: &[Kw] = &[k("name", A::Str), k("weight", A::Weight(-253, 253))];
+const BFD_CHECK: &[Kw] = &[
+    k("name", A::Str),
+    k("alpha", A::Bool),
+    k("weight", A::Weight(-253, 253)),
+];
 
 pub(crate) const CHECKERS: &[&str] = &[
     "HTTP_GET",

@@ -212,18 +212,48 @@ fn large_intervals_warn_as_keepalived() {
     );
 }
 
-/// Until the BFD runtime exists, a `bfd_instance` is still reported as not active.
+/// With the BFD runtime, `bfd_instance`, `track_bfd`, `BFD_CHECK` and the BFD thread's
+/// tuning are active.
 #[test]
-fn still_reported_inactive() {
+fn all_active() {
+    let vi = VI.replace(
+        " interface eth0\n",
+        " interface eth0\n track_bfd {\n  b\n }\n",
+    );
     let l = load(&format!(
-        "bfd_instance b {{\n neighbor_ip 192.0.2.2\n}}\n{VI}"
+        "global_defs {{\n bfd_priority -5\n bfd_rt_priority 50\n bfd_no_swap\n bfd_process_name x\n}}\n\
+         bfd_instance b {{\n neighbor_ip 192.0.2.2\n}}\n{vi}\
+         virtual_server 192.0.2.100 80 {{\n protocol TCP\n real_server 192.0.2.3 80 {{\n  BFD_CHECK {{\n   name b\n   alpha\n  }}\n }}\n}}\n"
     ))
     .unwrap();
-    assert!(
-        l.diagnostics
-            .iter()
-            .any(|d| d.code == Some(INACTIVE) && d.message.contains("bfd_instance")),
-        "{:#?}",
-        l.diagnostics
+    let inactive: Vec<_> = l
+        .diagnostics
+        .iter()
+        .filter(|d| d.code == Some(INACTIVE))
+        .collect();
+    assert!(inactive.is_empty(), "{inactive:#?}");
+    assert_eq!(l.config.global.bfd_priority, Some(-5));
+    assert_eq!(l.config.global.bfd_rt_priority, Some(50));
+    assert!(l.config.global.bfd_no_swap);
+    assert_eq!(l.config.instances[0].track.bfds[0].name, "b");
+}
+
+#[test]
+fn track_bfd_of_a_checker_only_instance_is_ignored_with_a_warning() {
+    let vi = VI.replace(
+        " interface eth0\n",
+        " interface eth0\n track_bfd {\n  b\n }\n",
     );
+    let l = load(&format!(
+        "bfd_instance b {{\n neighbor_ip 192.0.2.2\n checker\n}}\n{vi}"
+    ))
+    .unwrap();
+    let w: Vec<_> = l
+        .diagnostics
+        .iter()
+        .filter(|d| d.message.contains("to the checkers only"))
+        .collect();
+    assert_eq!(w.len(), 1, "{:#?}", l.diagnostics);
+    assert_eq!(w[0].severity, Severity::Warning);
+    assert_eq!(w[0].span.line, 8, "the name inside track_bfd");
 }

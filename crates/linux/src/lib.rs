@@ -15,12 +15,14 @@
 //!    for; plan, netlink), [`addresses`] (VIPs, static routes; netlink, routes),
 //!    [`notifier`] (plan), [`mail`], [`tracker`] (track, status, linkwatch),
 //!    [`linkwatch`] (reports to a callback), [`realserver`] (netlink), [`control`]
-//!    (the socket that serves status to `vipd status`; status), [`metrics`] (status).
+//!    (the socket that serves status to `vipd status`; status), [`metrics`] (status),
+//!    [`bfd`] (the BFD thread: `bfd_instance` sessions; plan, status).
 //! 5. [`runtime`]: the protocol thread (engine, VRRP sockets, GARP/NA); starts the
 //!    owners and wires them (tracker → protocol thread through a
-//!    [`track::VerdictSink`], link watcher → tracker through a callback).
+//!    [`track::VerdictSink`], link watcher and BFD thread → tracker through callbacks).
 
 pub mod addresses;
+pub mod bfd;
 pub mod control;
 pub mod iface;
 pub mod links;

@@ -192,9 +192,111 @@ pub fn render(snap: &Snapshot) -> String {
             ])
             .inc_by(e.count);
     }
+    bfd_metrics(&mut reg, snap);
     let mut out = String::new();
     encode(&mut out, &reg).expect("writing to a String cannot fail");
     out
+}
+
+const BFD_STATES: [&str; 4] = ["AdminDown", "Down", "Init", "Up"];
+
+/// One series per `bfd_instance` session (label `bfd`).
+fn bfd_metrics(reg: &mut Registry, snap: &Snapshot) {
+    let gauge = |reg: &mut Registry, name: &str, help: &str| {
+        let f = Family::<Labels, Gauge>::default();
+        reg.register(name, help, f.clone());
+        f
+    };
+    let counter = |reg: &mut Registry, name: &str, help: &str| {
+        let f = Family::<Labels, Counter>::default();
+        reg.register(name, help, f.clone());
+        f
+    };
+    let seconds = |reg: &mut Registry, name: &str, help: &str| {
+        let f = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        reg.register(name, help, f.clone());
+        f
+    };
+    let state = gauge(
+        reg,
+        "vipd_bfd_session_state",
+        "1 for the state the BFD session is in, 0 for the others",
+    );
+    let diag = gauge(
+        reg,
+        "vipd_bfd_session_diagnostic",
+        "1 for the session's current local diagnostic",
+    );
+    let tx = seconds(
+        reg,
+        "vipd_bfd_session_tx_interval_seconds",
+        "Negotiated transmit interval (before jitter)",
+    );
+    let rx = seconds(
+        reg,
+        "vipd_bfd_session_rx_interval_seconds",
+        "Negotiated receive interval",
+    );
+    let detect = seconds(
+        reg,
+        "vipd_bfd_session_detection_time_seconds",
+        "Detection time (absent before the peer is heard)",
+    );
+    let sent = counter(reg, "vipd_bfd_packets_sent", "BFD control packets sent");
+    let received = counter(
+        reg,
+        "vipd_bfd_packets_received",
+        "BFD control packets accepted",
+    );
+    let ups = counter(reg, "vipd_bfd_session_ups", "Transitions into Up");
+    let downs = counter(
+        reg,
+        "vipd_bfd_session_downs",
+        "Transitions out of Up (flaps)",
+    );
+    let drops = counter(
+        reg,
+        "vipd_bfd_packets_dropped",
+        "Received BFD packets dropped, by reason",
+    );
+    let send_errors = counter(reg, "vipd_bfd_send_errors", "Failed BFD sends");
+    let unmatched = Counter::<u64>::default();
+    reg.register(
+        "vipd_bfd_unmatched_packets",
+        "Received BFD packets that matched no session",
+        unmatched.clone(),
+    );
+    for b in &snap.bfd {
+        let l = |extra: &[(&str, &str)]| -> Labels {
+            let mut v = vec![
+                ("bfd".to_string(), b.name.clone()),
+                ("neighbor".to_string(), b.neighbor.clone()),
+            ];
+            v.extend(extra.iter().map(|(k, x)| (k.to_string(), x.to_string())));
+            v
+        };
+        for s in BFD_STATES {
+            state
+                .get_or_create(&l(&[("state", s)]))
+                .set(i64::from(b.state == s));
+        }
+        diag.get_or_create(&l(&[("diagnostic", &b.diagnostic)]))
+            .set(1);
+        tx.get_or_create(&l(&[])).set(b.tx_interval_us as f64 / 1e6);
+        rx.get_or_create(&l(&[])).set(b.rx_interval_us as f64 / 1e6);
+        if let Some(d) = b.detection_time_us {
+            detect.get_or_create(&l(&[])).set(d as f64 / 1e6);
+        }
+        sent.get_or_create(&l(&[])).inc_by(b.packets_sent);
+        received.get_or_create(&l(&[])).inc_by(b.packets_received);
+        ups.get_or_create(&l(&[])).inc_by(b.ups);
+        downs.get_or_create(&l(&[])).inc_by(b.downs);
+        send_errors.get_or_create(&l(&[])).inc_by(b.send_errors);
+        for (reason, n) in &b.drops {
+            drops.get_or_create(&l(&[("reason", reason)])).inc_by(*n);
+        }
+    }
+    unmatched.inc_by(snap.bfd_unmatched);
 }
 
 /// Serve `GET /metrics` on `addr` from background threads, with the default [`Limits`].
@@ -342,6 +444,19 @@ mod tests {
                 count: 4,
             }],
             tracking: Default::default(),
+            bfd: vec![crate::status::BfdSessionStatus {
+                name: "to_core".into(),
+                neighbor: "192.0.2.1".into(),
+                state: "Up".into(),
+                diagnostic: "no_diagnostic".into(),
+                tx_interval_us: 50_000,
+                rx_interval_us: 50_000,
+                detection_time_us: Some(150_000),
+                downs: 2,
+                drops: vec![("bad_ttl".into(), 3)],
+                ..Default::default()
+            }],
+            bfd_unmatched: 4,
             virtual_servers: vec![crate::status::VirtualServerStatus {
                 name: "virtual_server 192.0.2.100 80".into(),
                 active: true,
@@ -372,6 +487,12 @@ mod tests {
             "vipd_virtual_server_active{virtual_server=\"virtual_server 192.0.2.100 80\"} 1",
             "vipd_virtual_server_quorum_up{virtual_server=\"virtual_server 192.0.2.100 80\"} 0",
             "vipd_real_server_up{virtual_server=\"virtual_server 192.0.2.100 80\",real_server=\"192.0.2.11:80\"} 0",
+            "vipd_bfd_session_state{bfd=\"to_core\",neighbor=\"192.0.2.1\",state=\"Up\"} 1",
+            "vipd_bfd_session_state{bfd=\"to_core\",neighbor=\"192.0.2.1\",state=\"Down\"} 0",
+            "vipd_bfd_session_detection_time_seconds{bfd=\"to_core\",neighbor=\"192.0.2.1\"} 0.15",
+            "vipd_bfd_session_downs_total{bfd=\"to_core\",neighbor=\"192.0.2.1\"} 2",
+            "vipd_bfd_packets_dropped_total{bfd=\"to_core\",neighbor=\"192.0.2.1\",reason=\"bad_ttl\"} 3",
+            "vipd_bfd_unmatched_packets_total 4",
         ] {
             assert!(text.contains(line), "missing `{line}` in:\n{text}");
         }

@@ -97,6 +97,105 @@ pub struct Plan {
     pub startup_delay: Duration,
     /// `vrrp_delay_after_boot`: instances start no earlier than this after boot.
     pub delay_after_boot: Duration,
+    /// The `bfd_instance`s, run by [`crate::bfd`].
+    pub bfd: BfdPlan,
+}
+
+/// What the BFD thread runs: one session per `bfd_instance`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BfdPlan {
+    pub sessions: Vec<BfdSessionPlan>,
+    /// `bfd_priority`: nice value of the BFD thread.
+    pub nice: Option<i32>,
+    /// `bfd_rt_priority`: its SCHED_RR priority.
+    pub rt_priority: Option<u8>,
+}
+
+/// One `bfd_instance`, keepalived's defaults filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BfdSessionPlan {
+    pub name: String,
+    pub neighbor: IpAddr,
+    /// `source_ip`; `None`: the kernel's choice of source, and packets from the
+    /// neighbour to any of our addresses match.
+    pub source: Option<IpAddr>,
+    pub multihop: bool,
+    pub min_rx_us: u32,
+    pub min_tx_us: u32,
+    pub idle_tx_us: u32,
+    pub multiplier: u8,
+    pub passive: bool,
+    /// TTL / hop limit sent.
+    pub ttl: u8,
+    /// Lowest TTL / hop limit accepted (`None`: no check).
+    pub min_rx_ttl: Option<u8>,
+    /// `vrrp` / `checker`: who hears the session's events.
+    pub to_vrrp: bool,
+    pub to_checker: bool,
+}
+
+/// What identifies a session across reloads: neighbour, source, hop mode.
+pub type BfdKey = (IpAddr, Option<IpAddr>, bool);
+
+impl BfdSessionPlan {
+    pub fn key(&self) -> BfdKey {
+        (self.neighbor, self.source, self.multihop)
+    }
+
+    /// The engine's configuration for this session (the discriminator and the jitter
+    /// seed are the owner's).
+    pub fn session_config(&self, discriminator: u32, seed: u64) -> vipd_bfd::SessionConfig {
+        let hop = if self.multihop {
+            vipd_bfd::Hop::Multi
+        } else {
+            vipd_bfd::Hop::Single
+        };
+        vipd_bfd::SessionConfig {
+            local_discriminator: discriminator,
+            desired_min_tx: self.min_tx_us,
+            required_min_rx: self.min_rx_us,
+            idle_tx: self.idle_tx_us,
+            detect_mult: self.multiplier,
+            passive: self.passive,
+            hop,
+            tx_ttl: self.ttl,
+            min_rx_ttl: self.min_rx_ttl,
+            seed,
+        }
+    }
+}
+
+fn bfd_plan(cfg: &Config) -> Result<BfdPlan, PlanError> {
+    let sessions = cfg
+        .bfd_instances
+        .iter()
+        .map(|b| {
+            let neighbor = b
+                .neighbor_ip
+                .ok_or_else(|| anyhow!("bfd_instance `{}` has no neighbor_ip", b.name))
+                .map_err(at(&b.span))?;
+            Ok(BfdSessionPlan {
+                name: b.name.clone(),
+                neighbor,
+                source: b.source_ip,
+                multihop: b.multihop,
+                min_rx_us: b.min_rx_us,
+                min_tx_us: b.min_tx_us,
+                idle_tx_us: b.idle_tx_us,
+                multiplier: b.multiplier,
+                passive: b.passive,
+                ttl: b.ttl,
+                min_rx_ttl: b.min_rx_ttl(),
+                to_vrrp: b.to_vrrp,
+                to_checker: b.to_checker,
+            })
+        })
+        .collect::<Result<Vec<_>, PlanError>>()?;
+    Ok(BfdPlan {
+        sessions,
+        nice: cfg.global.bfd_priority,
+        rt_priority: cfg.global.bfd_rt_priority,
+    })
 }
 
 /// The interface index of a link the plan asks for but that does not exist yet (a
@@ -310,6 +409,7 @@ pub fn build(cfg: &Config) -> Result<Plan, PlanError> {
         })
         .collect();
     Ok(Plan {
+        bfd: bfd_plan(cfg)?,
         startup_delay: cfg.global.vrrp_startup_delay.unwrap_or_default(),
         delay_after_boot: cfg.global.vrrp_delay_after_boot.unwrap_or_default(),
         router_id: cfg.global.router_id.clone(),
@@ -457,6 +557,26 @@ fn resolve(cfg: &Config, track: &model::Tracking) -> Result<Vec<TrackRef>> {
             },
             weight: t.weight.unwrap_or(p.weight),
             reverse: t.reverse != p.reverse,
+        });
+    }
+    for t in &track.bfds {
+        let b = cfg
+            .bfd_instances
+            .iter()
+            .find(|b| b.name == t.name)
+            .ok_or_else(|| anyhow!("track_bfd `{}`: no bfd_instance of that name", t.name))?;
+        // A `checker`-only session sends VRRP nothing: keepalived ignores the line.
+        if !b.to_vrrp {
+            continue;
+        }
+        refs.push(TrackRef {
+            object: ObjectId {
+                kind: Kind::Bfd,
+                name: t.name.clone(),
+            },
+            weight: t.weight.unwrap_or(b.weight),
+            // keepalived: the line's `reverse` / `noreverse`, else the bfd_instance's.
+            reverse: t.reverse || (b.reverse && !t.noreverse),
         });
     }
     for t in &track.scripts {
@@ -1010,6 +1130,70 @@ fn garp_timing(inst: &GarpSettings, global: &GarpSettings, min_garp: bool) -> Ga
 mod tests {
     use super::*;
     use vipd_exec::scripts::RunAs;
+
+    #[test]
+    fn bfd_sessions_and_track_bfd_weights() {
+        let opts = vipd_config::LoadOptions {
+            config_id: None,
+            check_interfaces: false,
+        };
+        let text = "global_defs {\n bfd_priority -3\n bfd_rt_priority 40\n}\n\
+            bfd_instance core {\n neighbor_ip 192.0.2.1\n source_ip 192.0.2.2\n min_rx 20\n\
+             min_tx 30\n multiplier 4\n weight -20 reverse\n}\n\
+            bfd_instance lb {\n neighbor_ip 2001:db8::1\n multihop\n checker\n}\n\
+            vrrp_instance A {\n interface lo\n virtual_router_id 1\n priority 100\n\
+             track_bfd {\n  core weight 10\n  lb\n }\n virtual_ipaddress {\n  192.0.2.100/24\n }\n}\n\
+            vrrp_instance B {\n interface lo\n virtual_router_id 2\n priority 100\n\
+             virtual_ipaddress {\n  192.0.2.101/24\n }\n}\n\
+            vrrp_sync_group G {\n group {\n  B\n }\n track_bfd {\n  core\n }\n}\n";
+        let cfg = vipd_config::load_str(text, std::path::Path::new("/k.conf"), &opts)
+            .unwrap_or_else(|d| panic!("{d:#?}"))
+            .config;
+        let plan = build(&cfg).unwrap_or_else(|e| panic!("{}", e.error));
+        assert_eq!(
+            (plan.bfd.nice, plan.bfd.rt_priority, plan.bfd.sessions.len()),
+            (Some(-3), Some(40), 2)
+        );
+        let core = &plan.bfd.sessions[0];
+        assert_eq!(
+            (core.min_rx_us, core.min_tx_us, core.multiplier, core.ttl),
+            (20_000, 30_000, 4, 255)
+        );
+        assert_eq!(
+            core.key(),
+            (
+                "192.0.2.1".parse().unwrap(),
+                Some("192.0.2.2".parse().unwrap()),
+                false
+            )
+        );
+        let lb = &plan.bfd.sessions[1];
+        assert!(lb.multihop && lb.to_checker && !lb.to_vrrp);
+        assert_eq!(lb.session_config(7, 0).hop.dst_port(), 4784);
+        let bfd_refs = |name: &str| -> Vec<(String, i64, bool)> {
+            let i = plan.instances.iter().find(|i| i.name == name).unwrap();
+            i.tracking
+                .iter()
+                .filter(|r| r.object.kind == Kind::Bfd)
+                .map(|r| (r.object.name.clone(), r.weight, r.reverse))
+                .collect()
+        };
+        // The line's weight wins, the instance's `reverse` stays; `lb` is checker-only.
+        assert_eq!(bfd_refs("A"), vec![("core".into(), 10, true)]);
+        let text2 = text.replace("core weight 10", "core weight 10 noreverse");
+        let cfg2 = vipd_config::load_str(&text2, std::path::Path::new("/k.conf"), &opts)
+            .unwrap_or_else(|d| panic!("{d:#?}"))
+            .config;
+        let plan2 = build(&cfg2).unwrap_or_else(|e| panic!("{}", e.error));
+        let a = &plan2.instances[0].tracking;
+        assert!(
+            a.iter()
+                .any(|r| r.object.kind == Kind::Bfd && r.weight == 10 && !r.reverse),
+            "noreverse overrides the bfd_instance's reverse: {a:?}"
+        );
+        // Through the sync group: the bfd_instance's own weight and reverse.
+        assert_eq!(bfd_refs("B"), vec![("core".into(), -20, true)]);
+    }
 
     #[test]
     fn skip_check_adv_addr_global_and_per_instance() {

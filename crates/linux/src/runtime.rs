@@ -70,6 +70,8 @@ pub enum Notice {
     },
     Address(AddrNotice),
     Track(crate::tracker::TrackNotice),
+    /// From the BFD thread.
+    Bfd(crate::bfd::BfdEvent),
     /// A MASTER heard a lower-priority advert (`notify_master_rx_lower_pri`).
     MasterRxLowerPriority {
         instance: String,
@@ -113,6 +115,7 @@ pub struct Runtime {
     /// Milliseconds since `started` at the protocol thread's last loop turn.
     heartbeat: Arc<std::sync::atomic::AtomicU64>,
     tracker: crate::tracker::TrackerHandle,
+    bfd: crate::bfd::BfdHandle,
     notices: Sender<Notice>,
     /// `static_ipaddress` in force (added at start, removed at stop).
     static_addresses: Mutex<Vec<crate::netlink::AddressSpec>>,
@@ -247,6 +250,28 @@ impl Runtime {
         let tracker = crate::tracker::start(engine.commander.clone(), track_tx, status.clone())?;
         forward(track_rx, engine.notices.clone(), Notice::Track);
         tracker.configure(plan.track_plan());
+        let bfd = {
+            let (tracker, notices) = (tracker.clone(), engine.notices.clone());
+            crate::bfd::start(
+                plan.bfd.clone(),
+                move |e| {
+                    if let crate::bfd::BfdEvent::Tracked {
+                        name,
+                        up,
+                        to_vrrp: true,
+                        ..
+                    } = &e
+                    {
+                        tracker.send(crate::tracker::Msg::Bfd {
+                            name: name.clone(),
+                            up: *up,
+                        });
+                    }
+                    let _ = notices.send(Notice::Bfd(e));
+                },
+                status.clone(),
+            )?
+        };
         let link_events = tracker.clone();
         crate::linkwatch::start(
             move |e| link_events.send(e.into()),
@@ -267,6 +292,7 @@ impl Runtime {
             addresses: Mutex::new(Some(addresses)),
             heartbeat,
             tracker,
+            bfd,
             notices: notices_for_stop,
             static_addresses: Mutex::new(plan.static_addresses.clone()),
             static_routing: Mutex::new((plan.static_routes.clone(), plan.static_rules.clone())),
@@ -294,6 +320,7 @@ impl Runtime {
             self.command(Command::Shutdown);
             let _ = t.join();
         }
+        self.bfd.stop();
         let addresses = self.addresses.lock().ok().and_then(|mut a| a.take());
         if let Some(a) = addresses {
             let (routes, rules) = self
@@ -334,6 +361,7 @@ impl Runtime {
     pub fn reload(&self, prepared: Prepared) -> Result<ReloadReport, String> {
         let Prepared { plan, links } = prepared;
         let track = plan.track_plan();
+        let bfd = plan.bfd.clone();
         let statics = plan.static_addresses.clone();
         let static_routing = (plan.static_routes.clone(), plan.static_rules.clone());
         let (reply, answer) = mpsc::channel();
@@ -356,6 +384,7 @@ impl Runtime {
             }
         };
         self.tracker.configure(track);
+        self.bfd.configure(bfd);
         self.reload_static_addresses(statics);
         if let Ok(mut v) = self.vmacs.lock() {
             v.extend(links.created);
@@ -1299,7 +1328,14 @@ impl EngineLoop {
         }
         snap.socket_drops = socket_drops.into_iter().collect();
         snap.socket_drops.sort();
+        // The BFD thread's own counts (`bfd_*`) are its to publish.
+        let bfd: Vec<_> = snap
+            .io_errors
+            .drain(..)
+            .filter(|e| e.op.starts_with("bfd_"))
+            .collect();
         snap.io_errors = self.io_errors.lines();
+        snap.io_errors.extend(bfd);
         if let Ok(link) = self.link_errors.lock() {
             snap.io_errors.extend(link.lines());
         }

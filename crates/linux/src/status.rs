@@ -18,6 +18,44 @@ pub struct Snapshot {
     /// Socket errors of the protocol thread (receive, advert and GARP/NA sends), by
     /// operation and errno; never silently dropped.
     pub io_errors: Vec<IoErrorCount>,
+    /// The `bfd_instance` sessions, as the BFD thread last saw them.
+    pub bfd: Vec<BfdSessionStatus>,
+    /// BFD packets that matched no session (by discriminator, else by addresses).
+    pub bfd_unmatched: u64,
+}
+
+/// One BFD session in [`Snapshot::bfd`]. Intervals in microseconds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BfdSessionStatus {
+    pub name: String,
+    pub neighbor: String,
+    pub source: Option<String>,
+    pub multihop: bool,
+    /// `Down`, `Init`, `Up`, `AdminDown` (RFC 5880 names).
+    pub state: String,
+    pub remote_state: String,
+    /// bfd.LocalDiag / the peer's last diagnostic, as RFC 5880 §4.1 words.
+    pub diagnostic: String,
+    pub remote_diagnostic: String,
+    pub local_discriminator: u32,
+    pub remote_discriminator: u32,
+    pub source_port: Option<u16>,
+    /// Negotiated transmit and receive intervals (before jitter).
+    pub tx_interval_us: u64,
+    pub rx_interval_us: u64,
+    /// Detection time (`None` before the peer is heard).
+    pub detection_time_us: Option<u64>,
+    pub packets_sent: u64,
+    pub packets_received: u64,
+    /// Transitions into Up / out of Up.
+    pub ups: u64,
+    pub downs: u64,
+    /// Received packets dropped, by reason (`bad_ttl`, `discriminator_mismatch`, …).
+    pub drops: Vec<(String, u64)>,
+    /// Sends that failed (logged once per errno).
+    pub send_errors: u64,
+    /// `true` while the session is being taken down after it left the configuration.
+    pub leaving: bool,
 }
 
 /// One line of [`Snapshot::io_errors`].

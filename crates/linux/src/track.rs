@@ -26,6 +26,8 @@ pub enum Kind {
     Script,
     File,
     Process,
+    /// A `bfd_instance` (`track_bfd`): good while its session is Up.
+    Bfd,
 }
 
 impl Kind {
@@ -35,6 +37,7 @@ impl Kind {
             Kind::Script => "script",
             Kind::File => "file",
             Kind::Process => "process",
+            Kind::Bfd => "bfd",
         }
     }
 }

@@ -35,6 +35,8 @@ pub enum Msg {
         generation: u64,
         outcome: Outcome,
     },
+    /// A `bfd_instance` session went Up (`true`) or left Up (`false`).
+    Bfd { name: String, up: bool },
 }
 
 impl From<LinkEvent> for Msg {
@@ -219,6 +221,21 @@ impl Tracker {
                         );
                     }
                 }
+                Msg::Bfd { name, up } => {
+                    let (state, detail) = if up {
+                        (ObjectState::Good, "session Up")
+                    } else {
+                        (ObjectState::Bad, "session not Up")
+                    };
+                    self.set(
+                        ObjectId {
+                            kind: Kind::Bfd,
+                            name,
+                        },
+                        state,
+                        detail.into(),
+                    );
+                }
                 Msg::ScriptDone {
                     name,
                     generation,
@@ -303,6 +320,15 @@ impl Tracker {
                     Err(_) => ObjectState::Bad,
                 };
                 self.states.insert(r.object.clone(), state);
+            }
+        }
+        // A tracked BFD session counts as down until the BFD thread says it is Up (as
+        // keepalived); one already known keeps its state.
+        for (_, refs) in &plan.instances {
+            for r in refs.iter().filter(|r| r.object.kind == Kind::Bfd) {
+                self.states
+                    .entry(r.object.clone())
+                    .or_insert(ObjectState::Bad);
             }
         }
         self.verdicts

@@ -58,6 +58,11 @@ pub enum Input {
         instance: String,
         master: bool,
     },
+    /// A `bfd_instance` with `checker` events went Up (`true`) or left Up.
+    Bfd {
+        name: String,
+        up: bool,
+    },
     /// A reloaded configuration: answered with a summary, or why nothing changed.
     Reload(Box<Setup>, SyncSender<Result<String, String>>),
     Stop,
@@ -106,6 +111,8 @@ struct Owner {
     inbox: Sender<Input>,
     /// The last known state of each VRRP instance (`true`: MASTER).
     masters: HashMap<String, bool>,
+    /// The last event of each `bfd_instance` (`true`: Up), for BFD_CHECKs of a reload.
+    bfd: HashMap<String, bool>,
     applied: Option<Table>,
     reasons: Reasons,
     /// `vipd events --follow` subscribers.
@@ -260,6 +267,7 @@ fn setup(config: &Config, default_sched: Sched) -> Result<Setup> {
 fn start_checkers(
     setup: &mut Setup,
     carried: HashMap<vipd_check::CheckerKey, vipd_check::Outcome>,
+    bfd: HashMap<String, bool>,
     generation: u64,
     inbox: &Sender<Input>,
 ) -> Result<(vipd_check::Checkers, Reasons)> {
@@ -276,6 +284,7 @@ fn start_checkers(
             seed: std::process::id() as u64 ^ generation,
             suspended,
             carried,
+            bfd,
         },
         health_tx,
     )
@@ -342,7 +351,8 @@ impl Balancer {
             .check(&setup.lb.table_unfiltered())
             .map_err(|e| anyhow::anyhow!("{e} (data-plane backend {})", plane.name()))?;
         let (tx, rx) = mpsc::channel::<Input>();
-        let (checkers, reasons) = start_checkers(&mut setup, HashMap::new(), 0, &tx)?;
+        let (checkers, reasons) =
+            start_checkers(&mut setup, HashMap::new(), HashMap::new(), 0, &tx)?;
         info!(
             "load balancer: {} virtual server(s) on {}",
             config.virtual_servers.len(),
@@ -355,6 +365,7 @@ impl Balancer {
             generation: 0,
             inbox: tx.clone(),
             masters: HashMap::new(),
+            bfd: HashMap::new(),
             applied: None,
             reasons,
             status,
@@ -482,6 +493,12 @@ impl Owner {
                 });
                 let _ = reply.send(answer);
             }
+            Input::Bfd { name, up } => {
+                self.bfd.insert(name.clone(), up);
+                if let Some(c) = &self.checkers {
+                    c.bfd(&name, up);
+                }
+            }
             Input::Vrrp { instance, master } => {
                 self.masters.insert(instance.clone(), master);
                 let Some(vss) = self.setup.owned_by.get(&instance) else {
@@ -529,8 +546,14 @@ impl Owner {
             None => HashMap::new(),
         };
         let generation = self.generation + 1;
-        let (checkers, reasons) = start_checkers(&mut setup, carried, generation, &self.inbox)
-            .map_err(|e| format!("{e:#}"))?;
+        let (checkers, reasons) = start_checkers(
+            &mut setup,
+            carried,
+            self.bfd.clone(),
+            generation,
+            &self.inbox,
+        )
+        .map_err(|e| format!("{e:#}"))?;
         // From here on the old checkers' late reports are ignored (their generation).
         if let Some(old) = self.checkers.replace(checkers) {
             old.stop();

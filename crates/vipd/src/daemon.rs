@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 use vipd_config::{LoadOptions, Severity};
 use vipd_linux::addresses::AddrNotice;
+use vipd_linux::bfd::BfdEvent;
 use vipd_linux::control::{query_status, ControlServer, EventHub, Handlers, ReloadHook};
 use vipd_linux::mail::{MailSettings, Mailer};
 use vipd_linux::notifier::{Event as NotifyEvent, Notifier, NotifyResult};
@@ -282,10 +283,10 @@ fn tune_process(
         tuning::set_umask(mask);
         info!("umask {mask:04o}");
     }
-    if g.vrrp_no_swap || g.checker_no_swap {
+    if g.vrrp_no_swap || g.checker_no_swap || g.bfd_no_swap {
         tuning::lock_memory()
-            .map_err(|e| format!("vrrp_no_swap/checker_no_swap: mlockall: {e}"))?;
-        info!("memory locked (vrrp_no_swap/checker_no_swap)");
+            .map_err(|e| format!("vrrp_no_swap/checker_no_swap/bfd_no_swap: mlockall: {e}"))?;
+        info!("memory locked (vrrp_no_swap/checker_no_swap/bfd_no_swap)");
     }
     Ok(())
 }
@@ -643,6 +644,8 @@ fn lb_fingerprint(config: &vipd_config::Config) -> u64 {
 type LbLinkState = (
     Option<mpsc::Sender<LbInput>>,
     std::collections::HashMap<String, bool>,
+    // BFD sessions' last checker events (name → Up).
+    std::collections::HashMap<String, bool>,
 );
 
 /// VRRP states on their way to the load balancer, which starts after the protocol
@@ -659,7 +662,25 @@ impl LbLink {
                     master: *master,
                 });
             }
+            for (name, up) in &g.2 {
+                let _ = tx.send(LbInput::Bfd {
+                    name: name.clone(),
+                    up: *up,
+                });
+            }
             g.0 = Some(tx);
+        }
+    }
+
+    fn bfd(&self, name: &str, up: bool) {
+        if let Ok(mut g) = self.0.lock() {
+            g.2.insert(name.to_string(), up);
+            if let Some(tx) = &g.0 {
+                let _ = tx.send(LbInput::Bfd {
+                    name: name.to_string(),
+                    up,
+                });
+            }
         }
     }
 
@@ -823,6 +844,50 @@ fn log_notices(
                     plan: notify,
                 });
             }
+            Notice::Bfd(e) => match e {
+                BfdEvent::Changed {
+                    name,
+                    from,
+                    to,
+                    diagnostic,
+                } => {
+                    let unix = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default()
+                        .as_secs_f64();
+                    events.publish(
+                        serde_json::json!({
+                            "time": unix, "bfd": name, "from": from.as_str(), "to": to.as_str(),
+                            "diagnostic": diagnostic,
+                        })
+                        .to_string(),
+                    );
+                    if to == vipd_bfd::State::Up || from == vipd_bfd::State::Up {
+                        warn!(
+                            "bfd_instance {name}: {} -> {} ({diagnostic})",
+                            from.as_str(),
+                            to.as_str()
+                        )
+                    } else {
+                        info!(
+                            "bfd_instance {name}: {} -> {} ({diagnostic})",
+                            from.as_str(),
+                            to.as_str()
+                        )
+                    }
+                }
+                // BFD_CHECK: keepalived's checker hears real transitions only, so a
+                // session that has never been Up leaves the checkers as they start.
+                BfdEvent::Tracked {
+                    name,
+                    up,
+                    to_checker: true,
+                    transition,
+                    ..
+                } if transition || up => lb.bfd(&name, up),
+                BfdEvent::Tracked { .. } => {}
+                BfdEvent::Error { name, error } => warn!("bfd_instance {name}: {error}"),
+            },
             Notice::Track(t) => match t {
                 TrackNotice::ObjectChanged {
                     object,
@@ -951,6 +1016,34 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
                 println!("{instance} tracks: {}", items.join("; "));
             }
         }
+    }
+    // BFD sessions: state, peer, negotiated timers, flaps.
+    for b in v["bfd"].as_array().into_iter().flatten() {
+        let ms = |us: &serde_json::Value| {
+            us.as_u64()
+                .map_or("-".to_string(), |u| format!("{}", u as f64 / 1000.0))
+        };
+        println!(
+            "bfd {} → {}{}: {} (peer {}, {}), tx {} ms, detect {} ms, {} down(s){}",
+            b["name"].as_str().unwrap_or("?"),
+            b["neighbor"].as_str().unwrap_or("?"),
+            if b["multihop"] == true {
+                " multihop"
+            } else {
+                ""
+            },
+            b["state"].as_str().unwrap_or("?"),
+            b["remote_state"].as_str().unwrap_or("?"),
+            b["diagnostic"].as_str().unwrap_or("?"),
+            ms(&b["tx_interval_us"]),
+            ms(&b["detection_time_us"]),
+            b["downs"],
+            if b["leaving"] == true {
+                ", leaving"
+            } else {
+                ""
+            },
+        );
     }
     // Virtual servers: whether they forward here, and each real server's health.
     for vs in v["virtual_servers"].as_array().into_iter().flatten() {

@@ -48,6 +48,28 @@ pub enum ProbeKind {
     Ping,
     Misc(misc::Misc),
     File(file::FileCheck),
+    /// BFD_CHECK: evaluated by the runner from the session's events.
+    Bfd(BfdCheck),
+}
+
+/// BFD_CHECK: up while the named `bfd_instance` is Up. Before its first event the
+/// checker keeps its initial state (up, or down with `alpha`), as keepalived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BfdCheck {
+    pub name: String,
+    pub alpha: bool,
+}
+
+impl BfdCheck {
+    /// The outcome given the session's last event (`None`: none yet).
+    pub fn evaluate(&self, up: Option<bool>) -> Outcome {
+        match up {
+            Some(true) => Outcome::ok(),
+            Some(false) => Outcome::fail(format!("BFD {} is down", self.name)),
+            None if self.alpha => Outcome::fail(format!("BFD {}: not Up yet (alpha)", self.name)),
+            None => Outcome::ok(),
+        }
+    }
 }
 
 impl Probe {
@@ -71,6 +93,9 @@ impl Probe {
             ProbeKind::Ping => ping::run(self).await,
             ProbeKind::Misc(m) => m.run().await,
             ProbeKind::File(f) => f.evaluate(file::read_value(&f.path)),
+            // The runner evaluates BFD_CHECK from the events it is given; run alone
+            // (no events), it reports what it starts with.
+            ProbeKind::Bfd(b) => b.evaluate(None),
         }
     }
 

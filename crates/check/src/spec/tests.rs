@@ -370,11 +370,27 @@ fn every_real_server_is_listed() {
 #[test]
 fn errors_name_the_keyword_and_line() {
     let e = one_error(&vs("", "", "BFD_CHECK { name x }"));
-    assert_eq!(e.keyword, "BFD_CHECK");
+    assert_eq!(e.keyword, "name");
     assert_eq!(e.span.line, 5);
     assert_eq!(
         e.to_string(),
-        "/etc/keepalived/keepalived.conf:5: `BFD_CHECK`: BFD_CHECK is not supported by vipd (no BFD runtime)"
+        "/etc/keepalived/keepalived.conf:5: `name`: no bfd_instance named `x` sends its events to the checkers"
+    );
+    // A `vrrp`-only bfd_instance sends the checkers nothing.
+    let text = format!(
+        "bfd_instance x {{\n neighbor_ip 192.0.2.1\n vrrp\n}}\n{}",
+        vs("", "", "BFD_CHECK { name x }")
+    );
+    assert_eq!(one_error(&text).keyword, "name");
+    let ok = format!(
+        "bfd_instance x {{\n neighbor_ip 192.0.2.1\n}}\n{}",
+        vs("", "", "BFD_CHECK {\n name x\n alpha\n }")
+    );
+    let p = plan(&ok);
+    assert!(
+        matches!(&p.checks[0].probe.kind, ProbeKind::Bfd(b) if b.name == "x" && b.alpha),
+        "{:?}",
+        p.checks[0].probe.kind
     );
 
     // A checker that needs a port on a real server without one.
