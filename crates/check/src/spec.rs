@@ -81,6 +81,8 @@ pub struct Globals {
     /// SCHED_RR priority.
     pub nice: Option<i32>,
     pub rt_priority: Option<u8>,
+    /// `checker_cpu_affinity`: the checker thread's CPUs (empty: any).
+    pub cpu_affinity: Vec<u16>,
     /// `checker_log_all_failures`: the checkers' default `log_all_failures`.
     pub log_all_failures: bool,
 }
@@ -96,6 +98,7 @@ impl Globals {
             ssl: cfg.ssl.clone(),
             nice: cfg.global.checker_priority,
             rt_priority: cfg.global.checker_rt_priority,
+            cpu_affinity: cfg.global.checker_cpu_affinity.clone(),
         }
     }
 }

@@ -193,6 +193,18 @@ pub(crate) fn check_args(n: &Node, spec: A, d: &mut Diags) -> bool {
                 false
             }
         }),
+        A::Ints(lo, hi) => {
+            if args.is_empty() {
+                d.error(&n.keyword, format!("`{name}` needs a value"));
+                false
+            } else {
+                // Every bad one reported, not only the first.
+                args.iter()
+                    .filter(|a| int_in(d, a, name, lo, hi).is_none())
+                    .count()
+                    == 0
+            }
+        }
         A::Weight(lo, hi) => match args {
             [] => {
                 d.error(&n.keyword, format!("`{name}` needs a value"));
@@ -902,6 +914,31 @@ pub(crate) fn fill_global(n: &Node, g: &mut GlobalDefs) {
         }
         "checker_rt_priority" => {
             g.checker_rt_priority = int(one, &["checker_rt_priority"]).map(|v| v as u8)
+        }
+        "vrrp_cpu_affinity" | "checker_cpu_affinity" => {
+            let cpus = n.args.iter().filter_map(|a| parse_int(&a.text));
+            let slot = if n.name() == "vrrp_cpu_affinity" {
+                &mut g.vrrp_cpu_affinity
+            } else {
+                &mut g.checker_cpu_affinity
+            };
+            *slot = cpus.map(|c| c as u16).collect();
+        }
+        "vrrp_rlimit_rttime" => {
+            g.vrrp_rlimit_rttime = int(one, &["vrrp_rlimit_rttime"]).map(|v| v as u32)
+        }
+        "checker_rlimit_rttime" => {
+            g.checker_rlimit_rttime = int(one, &["checker_rlimit_rttime"]).map(|v| v as u32)
+        }
+        // keepalived: -1 and 0 switch it off, a bare keyword is sched_get_priority_max.
+        "max_auto_priority" => {
+            g.max_auto_priority = match n.args.first() {
+                None => 99,
+                Some(a) => parse_int(&a.text).map_or(0, |v| v.clamp(0, 99) as u8),
+            }
+        }
+        "min_auto_priority_delay" => {
+            g.min_auto_priority_delay = int(one, &["min_auto_priority_delay"]).map(|v| v as u32)
         }
         "vrrp_no_swap" => g.vrrp_no_swap = true,
         "checker_no_swap" => g.checker_no_swap = true,

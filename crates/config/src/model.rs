@@ -516,6 +516,19 @@ pub struct GlobalDefs {
     pub checker_priority: Option<i32>,
     /// `checker_rt_priority`: SCHED_RR priority of the checker thread.
     pub checker_rt_priority: Option<u8>,
+    /// `vrrp_cpu_affinity` / `checker_cpu_affinity`: the CPUs the protocol / checker
+    /// thread may run on (empty: any).
+    pub vrrp_cpu_affinity: Vec<u16>,
+    pub checker_cpu_affinity: Vec<u16>,
+    /// `vrrp_rlimit_rttime` / `checker_rlimit_rttime` in µs: vipd's RLIMIT_RTTIME (one
+    /// process: see `vipd_exec::tuning::rttime_limit`).
+    pub vrrp_rlimit_rttime: Option<u32>,
+    pub checker_rlimit_rttime: Option<u32>,
+    /// `max_auto_priority [N]`: the highest SCHED_RR priority the protocol thread raises
+    /// itself to when it runs late (0: never; `-1` is 0 too, a bare keyword is 99).
+    pub max_auto_priority: u8,
+    /// `min_auto_priority_delay` in µs: how late a timer must run before that.
+    pub min_auto_priority_delay: Option<u32>,
     /// `vrrp_no_swap` / `checker_no_swap`: lock vipd's memory (one process for both).
     pub vrrp_no_swap: bool,
     pub checker_no_swap: bool,

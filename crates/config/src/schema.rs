@@ -36,6 +36,8 @@ pub(crate) enum A {
     Weight(i64, i64),
     /// Port 0..=65535.
     Port,
+    /// One or more integers, each in the range (`vrrp_cpu_affinity 0 2`).
+    Ints(i64, i64),
     /// Decimal milliseconds with at most 3 decimals (keepalived's BFD intervals), in the
     /// range of whole milliseconds.
     Millis(u64, u64),
@@ -157,7 +159,7 @@ pub(crate) const GLOBAL_INACTIVE: &[Kw] = &[
     k("bfd_process_name", A::Str),
     k("bfd_rlimit_rttime", A::Int(1, 100_000_000)),
     k("bfd_rt_priority", A::Int(1, 99)),
-    k("checker_cpu_affinity", A::Words),
+    k("checker_cpu_affinity", A::Ints(0, 1023)),
     k("checker_log_all_failures", A::Bool),
     k("checker_no_swap", A::Flag),
     k("checker_priority", A::Int(-20, 19)),
@@ -192,8 +194,8 @@ pub(crate) const GLOBAL_INACTIVE: &[Kw] = &[
     k("lvs_notify_fifo_script", A::Words),
     k("lvs_sync_daemon", A::Words),
     k("lvs_timeouts", A::Words),
-    k("max_auto_priority", A::Any),
-    k("min_auto_priority_delay", A::Int(0, u32::MAX as i64)),
+    k("max_auto_priority", A::OptInt(-1, 99)),
+    k("min_auto_priority_delay", A::Int(1, 10_000_000)),
     k("nftables", A::Any),
     k("nftables_counters", A::Flag),
     k("nftables_ifindex", A::Flag),
@@ -237,7 +239,7 @@ pub(crate) const GLOBAL_INACTIVE: &[Kw] = &[
     k("umask", A::Words),
     k("vmac_addr_prefix", A::Str),
     k("vmac_prefix", A::Str),
-    k("vrrp_cpu_affinity", A::Words),
+    k("vrrp_cpu_affinity", A::Ints(0, 1023)),
     k("vrrp_down_timer_adverts", A::Int(1, 100)),
     k("vrrp_garp_extra_if", A::Any),
     k("vrrp_garp_extra_if_vmac", A::Any),
@@ -373,6 +375,13 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     // Read when the config is loaded: names in routes and rules (crate::iproute).
     "iproute_etc_dir",
     "iproute_usr_dir",
+    // Applied to vipd's protocol / checker thread (vipd_exec::tuning).
+    "vrrp_cpu_affinity",
+    "checker_cpu_affinity",
+    "vrrp_rlimit_rttime",
+    "checker_rlimit_rttime",
+    "max_auto_priority",
+    "min_auto_priority_delay",
 ];
 
 /// Keywords whose purpose vipd's design already serves, so there is nothing to act on:

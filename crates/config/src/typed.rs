@@ -1474,6 +1474,44 @@ global_defs {
     }
 
     #[test]
+    fn thread_tuning_keywords_map_and_are_active() {
+        let text = "global_defs {\n  vrrp_cpu_affinity 0 1\n  checker_cpu_affinity 1\n  vrrp_rlimit_rttime 20000\n  checker_rlimit_rttime 30000\n  max_auto_priority\n  min_auto_priority_delay 5000\n}\n";
+        let l = load(text).expect("warnings only");
+        let g = &l.config.global;
+        assert_eq!(g.vrrp_cpu_affinity, [0, 1]);
+        assert_eq!(g.checker_cpu_affinity, [1]);
+        assert_eq!(g.vrrp_rlimit_rttime, Some(20000));
+        assert_eq!(g.checker_rlimit_rttime, Some(30000));
+        assert_eq!(
+            g.max_auto_priority, 99,
+            "a bare keyword is the highest priority"
+        );
+        assert_eq!(g.min_auto_priority_delay, Some(5000));
+        assert_eq!(l.inactive().count(), 0);
+        for (v, want) in [("-1", 0), ("0", 0), ("7", 7)] {
+            let c = config(&format!("global_defs {{\n  max_auto_priority {v}\n}}\n"));
+            assert_eq!(c.global.max_auto_priority, want, "{v}");
+        }
+        // keepalived's ranges; every bad CPU number is reported.
+        assert_eq!(
+            errors("global_defs {\n  max_auto_priority 100\n}\n").len(),
+            1
+        );
+        assert_eq!(
+            errors("global_defs {\n  min_auto_priority_delay 0\n}\n").len(),
+            1
+        );
+        assert_eq!(
+            errors("global_defs {\n  vrrp_cpu_affinity x 0 -1\n}\n").len(),
+            2
+        );
+        assert_eq!(
+            errors("global_defs {\n  checker_cpu_affinity\n}\n").len(),
+            1
+        );
+    }
+
+    #[test]
     fn nopreempt_spellings_and_preempt_delay() {
         for kw in ["nopreempt", "no_preempt"] {
             let c = config(&instance_with(&format!("    {kw}\n    preempt_delay 4.12")));

@@ -78,6 +78,11 @@ pub struct Plan {
     pub rt_priority: Option<u8>,
     /// `vrrp_priority`: nice value of the protocol thread.
     pub nice: Option<i32>,
+    /// `vrrp_cpu_affinity`: the CPUs the protocol thread runs on (empty: any).
+    pub cpu_affinity: Vec<u16>,
+    /// `max_auto_priority` (0: off) and `min_auto_priority_delay` (µs).
+    pub max_auto_priority: u8,
+    pub min_auto_priority_delay: Option<u32>,
     pub instances: Vec<InstancePlan>,
     /// The `vrrp_script`s some instance tracks.
     pub scripts: Vec<ScriptPlan>,
@@ -313,6 +318,9 @@ pub fn build(cfg: &Config) -> Result<Plan, PlanError> {
         router_id: cfg.global.router_id.clone(),
         rt_priority: cfg.global.vrrp_rt_priority,
         nice: cfg.global.vrrp_priority,
+        cpu_affinity: cfg.global.vrrp_cpu_affinity.clone(),
+        max_auto_priority: cfg.global.max_auto_priority,
+        min_auto_priority_delay: cfg.global.min_auto_priority_delay,
         instances,
         scripts,
         files,

@@ -227,6 +227,11 @@ impl Runtime {
             start_at: Instant::now(),
             io_errors: IoErrors::default(),
             link_errors: Arc::default(),
+            auto_priority: vipd_exec::tuning::AutoPriority::new(
+                plan.max_auto_priority,
+                plan.min_auto_priority_delay,
+                plan.rt_priority,
+            ),
         };
         for p in &plan.instances {
             engine.ensure_socket(p)?;
@@ -248,11 +253,11 @@ impl Runtime {
             move |e| link_events.send(e.into()),
             engine.link_errors.clone(),
         )?;
-        let (rt_priority, nice) = (plan.rt_priority, plan.nice);
+        let (rt_priority, nice, cpus) = (plan.rt_priority, plan.nice, plan.cpu_affinity.clone());
         let thread = std::thread::Builder::new()
             .name("vipd-vrrp".into())
             .spawn(move || {
-                engine.tune_thread(rt_priority, nice);
+                engine.tune_thread(rt_priority, nice, &cpus);
                 engine.run();
             })?;
         let rt = Runtime {
@@ -538,6 +543,8 @@ struct EngineLoop {
     io_errors: IoErrors,
     /// The link watcher's receive errors (its own thread).
     link_errors: Arc<Mutex<IoErrors>>,
+    /// `max_auto_priority`: SCHED_RR for this thread when its timers run late.
+    auto_priority: vipd_exec::tuning::AutoPriority,
 }
 
 /// How long after start-up the instances start: the longer of `vrrp_startup_delay`
@@ -685,13 +692,41 @@ impl EngineLoop {
         Ok(report)
     }
 
-    fn tune_thread(&self, rt_priority: Option<u8>, nice: Option<i32>) {
+    /// `max_auto_priority`: when the earliest due timer runs more than
+    /// `min_auto_priority_delay` late, switch to (or raise) SCHED_RR, as keepalived does.
+    fn check_lateness(&mut self, now: Instant) {
+        if !self.auto_priority.enabled() {
+            return;
+        }
+        let Some(due) = self
+            .slots
+            .iter()
+            .filter_map(|s| s.inst.poll_timeout())
+            .min()
+        else {
+            return;
+        };
+        let Some(p) = self.auto_priority.late(now.saturating_duration_since(due)) else {
+            return;
+        };
+        let late = now.saturating_duration_since(due);
+        match vipd_exec::tuning::set_thread_rt(p) {
+            Ok(()) => tracing::warn!(
+                "a VRRP timer ran {late:?} late: protocol thread now SCHED_RR priority {p} (max_auto_priority)"
+            ),
+            Err(e) => tracing::warn!(
+                "a VRRP timer ran {late:?} late: max_auto_priority: SCHED_RR priority {p}: {e}"
+            ),
+        }
+    }
+
+    fn tune_thread(&self, rt_priority: Option<u8>, nice: Option<i32>, cpus: &[u16]) {
         // SAFETY: prctl on the calling thread with valid arguments.
         unsafe {
             // Wake up when asked, not up to 50 µs later.
             libc::prctl(libc::PR_SET_TIMERSLACK, 1, 0, 0, 0);
         }
-        for error in vipd_exec::tuning::tune_thread("vrrp", nice, rt_priority) {
+        for error in vipd_exec::tuning::tune_thread("vrrp", nice, rt_priority, cpus) {
             let _ = self.notices.send(Notice::SendFailed {
                 instance: "*".into(),
                 error,
@@ -720,6 +755,7 @@ impl EngineLoop {
                 now.duration_since(self.started).as_millis() as u64,
                 std::sync::atomic::Ordering::Relaxed,
             );
+            self.check_lateness(now);
             for i in 0..self.slots.len() {
                 if self.slots[i].inst.poll_timeout().is_some_and(|t| t <= now) {
                     self.slots[i].inst.handle_timeout(now);

@@ -269,8 +269,9 @@ fn load(
     Ok((l, plan))
 }
 
-/// `umask` and `vrrp_no_swap`/`checker_no_swap` (at start only, as keepalived reads
-/// them); the thread priorities are set by the threads themselves.
+/// `umask`, `vrrp_no_swap`/`checker_no_swap` and `vrrp_rlimit_rttime` /
+/// `checker_rlimit_rttime` (at start only, as keepalived reads them); the thread
+/// priorities and CPU affinities are set by the threads themselves.
 fn tune_process(
     g: &vipd_config::model::GlobalDefs,
     umask: Option<u32>,
@@ -284,6 +285,25 @@ fn tune_process(
         tuning::lock_memory()
             .map_err(|e| format!("vrrp_no_swap/checker_no_swap: mlockall: {e}"))?;
         info!("memory locked (vrrp_no_swap/checker_no_swap)");
+    }
+    let rttime = tuning::rttime_limit(&[
+        tuning::RtThread {
+            rlimit_rttime: g.vrrp_rlimit_rttime,
+            realtime: g.vrrp_rt_priority.is_some() || g.max_auto_priority > 0,
+        },
+        tuning::RtThread {
+            rlimit_rttime: g.checker_rlimit_rttime,
+            realtime: g.checker_rt_priority.is_some(),
+        },
+    ]);
+    if let Some(us) = rttime {
+        tuning::log_sigxcpu().map_err(|e| format!("*_rlimit_rttime: SIGXCPU handler: {e}"))?;
+        tuning::set_rttime_limit(us)
+            .map_err(|e| format!("*_rlimit_rttime: setrlimit(RLIMIT_RTTIME, {us}): {e}"))?;
+        info!(
+            "RLIMIT_RTTIME {us} µs (SIGXCPU logged at {} µs) for vipd's real-time threads (vrrp_rlimit_rttime/checker_rlimit_rttime)",
+            (us / 2).max(1)
+        );
     }
     Ok(())
 }

@@ -407,6 +407,107 @@ fn a_closed_log_pipe_does_not_stop_the_daemon() {
     assert!(!tables().contains("vipd_vrrp"));
 }
 
+/// The `/proc/PID/task/TID` directory of vipd's thread named `thread`.
+fn thread_dir(pid: i32, thread: &str) -> Option<std::path::PathBuf> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+        .find(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == thread))
+        .map(|t| t.path())
+}
+
+/// Field `n` (1-based, as proc(5) numbers them) of a named thread's `stat`.
+fn thread_stat(pid: i32, thread: &str, n: usize) -> Option<i64> {
+    let stat = std::fs::read_to_string(thread_dir(pid, thread)?.join("stat")).ok()?;
+    // Fields after the parenthesised command name start at field 3.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(n - 3)?.parse().ok()
+}
+
+/// A line of a named thread's `status` (`Cpus_allowed_list:` ...), trimmed.
+fn thread_status(pid: i32, thread: &str, field: &str) -> Option<String> {
+    let status = std::fs::read_to_string(thread_dir(pid, thread)?.join("status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .map(|v| v.trim().to_string())
+}
+
+/// `vrrp_cpu_affinity` / `checker_cpu_affinity` pin the protocol / checker thread,
+/// `vrrp_rlimit_rttime` is the process's RLIMIT_RTTIME (soft limit half of it, as
+/// keepalived), and `max_auto_priority` raises the protocol thread's SCHED_RR priority
+/// by one when its timers run later than `min_auto_priority_delay` (here: vipd stopped
+/// for 400 ms).
+#[test]
+fn thread_cpu_affinity_rttime_and_auto_priority() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(1, "autoprio") else {
+        return;
+    };
+    // SAFETY: sysconf has no preconditions.
+    let last_cpu = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) } - 1;
+    let conf = spec.config(100).replace(
+        "global_defs {\n",
+        &format!(
+            "global_defs {{\n    vrrp_cpu_affinity 0\n    checker_cpu_affinity {last_cpu}\n    \
+             vrrp_rt_priority 10\n    vrrp_rlimit_rttime 200000\n    \
+             max_auto_priority 20\n    min_auto_priority_delay 100000\n"
+        ),
+    ) + "virtual_server 192.0.2.100 80 {\n    delay_loop 1\n    lb_kind NAT\n    \
+         real_server 192.0.2.50 9 {\n        TCP_CHECK {\n            connect_timeout 1\n        }\n    }\n}\n";
+    c.start_vipd_with(1, &conf, &["--lb-backend", "nftables"]);
+    let pid = c.pid(1);
+    let ok = vipd_netns::wait_for(Duration::from_secs(3), Duration::from_millis(20), || {
+        thread_dir(pid, "vipd-check").is_some()
+    });
+    assert!(ok, "no vipd-check thread\n{}", c.log(1));
+    let cpus = |t| thread_status(pid, t, "Cpus_allowed_list:");
+    assert_eq!(cpus("vipd-vrrp").as_deref(), Some("0"));
+    assert_eq!(cpus("vipd-check"), Some(last_cpu.to_string()));
+    // Only the configured threads are pinned.
+    assert_ne!(
+        cpus("vipd-log").as_deref(),
+        Some("0"),
+        "{:?}",
+        cpus("vipd-log")
+    );
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let rt = limits
+        .lines()
+        .find(|l| l.starts_with("Max realtime timeout"))
+        .unwrap();
+    assert_eq!(
+        rt.split_whitespace().collect::<Vec<_>>()[3..5],
+        ["100000", "200000"],
+        "{rt}"
+    );
+    // policy (field 41) SCHED_RR = 2, rt_priority (field 40).
+    assert_eq!(thread_stat(pid, "vipd-vrrp", 41), Some(2));
+    assert_eq!(thread_stat(pid, "vipd-vrrp", 40), Some(10));
+    assert_eq!(thread_stat(pid, "vipd-check", 41), Some(0));
+    c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
+    c.signal(1, Signal::SIGSTOP);
+    std::thread::sleep(Duration::from_millis(400));
+    c.signal(1, Signal::SIGCONT);
+    let ok = vipd_netns::wait_for(Duration::from_secs(3), Duration::from_millis(20), || {
+        thread_stat(pid, "vipd-vrrp", 40) == Some(11)
+    });
+    assert!(
+        ok,
+        "rt_priority {:?}\n{}",
+        thread_stat(pid, "vipd-vrrp", 40),
+        c.log(1)
+    );
+    assert!(
+        c.log(1)
+            .contains("SCHED_RR priority 11 (max_auto_priority)"),
+        "{}",
+        c.log(1)
+    );
+    // The checker thread is not raised (keepalived raises its checker process too).
+    assert_eq!(thread_stat(pid, "vipd-check", 41), Some(0));
+}
+
 /// keepalived's process tuning on vipd's threads: `vrrp_priority` / `checker_priority`
 /// are the protocol / checker threads' nice values, `vrrp_no_swap` locks the memory,
 /// `umask` is the process's.
@@ -435,20 +536,7 @@ fn process_tuning_keywords_apply_to_the_right_threads() {
     let locked: u64 = field("VmLck:").trim_end_matches(" kB").parse().unwrap();
     assert!(locked > 0, "VmLck {locked} kB");
     // nice of each named thread (/proc/PID/task/TID/stat, field 19).
-    let nice_of = |thread: &str| -> Option<i64> {
-        std::fs::read_dir(format!("/proc/{pid}/task"))
-            .unwrap()
-            .flatten()
-            .find(|t| {
-                std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == thread)
-            })
-            .and_then(|t| {
-                let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
-                // Fields after the parenthesised command name.
-                let rest = &stat[stat.rfind(')')? + 2..];
-                rest.split_whitespace().nth(16)?.parse().ok()
-            })
-    };
+    let nice_of = |thread: &str| thread_stat(pid, thread, 19);
     let ok = vipd_netns::wait_for(Duration::from_secs(3), Duration::from_millis(20), || {
         nice_of("vipd-check").is_some()
     });
