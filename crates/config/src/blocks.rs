@@ -797,6 +797,9 @@ pub(crate) fn fill_notify(n: &Node, notify: &mut Notify) {
         "notify_deleted" => notify.deleted = v,
         "notify" => notify.notify = v,
         "notify_master_rx_lower_pri" => notify.master_rx_lower_pri = v,
+        "notify_priority_changes" => {
+            notify.priority_changes = boolean(std::slice::from_ref(n), "notify_priority_changes")
+        }
         _ => {}
     }
 }
@@ -939,6 +942,10 @@ pub(crate) fn fill_global(n: &Node, g: &mut GlobalDefs) {
         }
         "min_auto_priority_delay" => {
             g.min_auto_priority_delay = int(one, &["min_auto_priority_delay"]).map(|v| v as u32)
+        }
+        "vrrp_notify_priority_changes" => {
+            g.vrrp_notify_priority_changes =
+                boolean(one, "vrrp_notify_priority_changes").unwrap_or(true)
         }
         "vrrp_no_swap" => g.vrrp_no_swap = true,
         "checker_no_swap" => g.checker_no_swap = true,

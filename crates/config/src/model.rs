@@ -104,6 +104,9 @@ pub struct Notify {
     pub deleted: Option<ScriptCommand>,
     pub notify: Option<ScriptCommand>,
     pub master_rx_lower_pri: Option<ScriptCommand>,
+    /// `notify_priority_changes [BOOL]`: `MASTER_PRIORITY` / `BACKUP_PRIORITY` lines on
+    /// the notify FIFOs (unset: the sync group's, then `vrrp_notify_priority_changes`).
+    pub priority_changes: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -529,6 +532,8 @@ pub struct GlobalDefs {
     pub max_auto_priority: u8,
     /// `min_auto_priority_delay` in µs: how late a timer must run before that.
     pub min_auto_priority_delay: Option<u32>,
+    /// `vrrp_notify_priority_changes`: the instances' default `notify_priority_changes`.
+    pub vrrp_notify_priority_changes: bool,
     /// `vrrp_no_swap` / `checker_no_swap`: lock vipd's memory (one process for both).
     pub vrrp_no_swap: bool,
     pub checker_no_swap: bool,

@@ -382,6 +382,9 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "checker_rlimit_rttime",
     "max_auto_priority",
     "min_auto_priority_delay",
+    // MASTER_PRIORITY / BACKUP_PRIORITY lines on the notify FIFOs.
+    "vrrp_notify_priority_changes",
+    "notify_priority_changes",
 ];
 
 /// Keywords whose purpose vipd's design already serves, so there is nothing to act on:

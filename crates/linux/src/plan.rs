@@ -623,6 +623,9 @@ pub struct NotifyPlan {
     pub timeout: Duration,
     /// `smtp_alert` (resolved with the global defaults): mail the transitions.
     pub mail: bool,
+    /// `notify_priority_changes` (resolved: the instance's, its sync group's, then
+    /// `vrrp_notify_priority_changes`): a FIFO line when the effective priority moves.
+    pub priority_changes: bool,
 }
 
 impl NotifyPlan {
@@ -697,6 +700,9 @@ fn notify_plan(
         master_rx_lower_pri: prepare("notify_master_rx_lower_pri", &n.master_rx_lower_pri)?,
         timeout: NOTIFY_TIMEOUT,
         mail: vrrp_alerts(&cfg.global, smtp_alert),
+        priority_changes: n
+            .priority_changes
+            .unwrap_or(cfg.global.vrrp_notify_priority_changes),
     })
 }
 
@@ -907,7 +913,20 @@ fn instance_plan(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
         routes: Vec::new(),
         rules: inst.virtual_rules.iter().map(rule_spec).collect(),
         tracking: Vec::new(),
-        notify: notify_plan(cfg, &inst.name, &inst.notify, inst.smtp_alert)?,
+        notify: NotifyPlan {
+            // keepalived: the instance's, else its sync group's, else the global.
+            priority_changes: inst
+                .notify
+                .priority_changes
+                .or_else(|| {
+                    cfg.sync_groups
+                        .iter()
+                        .find(|g| g.group.contains(&inst.name))
+                        .and_then(|g| g.notify.priority_changes)
+                })
+                .unwrap_or(cfg.global.vrrp_notify_priority_changes),
+            ..notify_plan(cfg, &inst.name, &inst.notify, inst.smtp_alert)?
+        },
         no_accept: !accept,
         unicast_ttl: inst.unicast_ttl.unwrap_or(255),
         name: inst.name.clone(),
@@ -989,18 +1008,22 @@ mod tests {
     use super::*;
     use vipd_exec::scripts::RunAs;
 
+    const OPTS: vipd_config::LoadOptions = vipd_config::LoadOptions {
+        config_id: None,
+        check_interfaces: false,
+    };
+
+    /// A minimal instance on `lo` with `extra` lines.
+    fn instance(name: &str, vrid: u8, extra: &str) -> String {
+        format!(
+            "vrrp_instance {name} {{\n interface lo\n virtual_router_id {vrid}\n priority 100\n\
+             {extra}\n virtual_ipaddress {{\n  192.0.2.{vrid}/24\n }}\n}}\n"
+        )
+    }
+
     #[test]
     fn skip_check_adv_addr_global_and_per_instance() {
-        let opts = vipd_config::LoadOptions {
-            config_id: None,
-            check_interfaces: false,
-        };
-        let instance = |name: &str, vrid: u8, extra: &str| {
-            format!(
-                "vrrp_instance {name} {{\n interface lo\n virtual_router_id {vrid}\n priority 100\n\
-                 {extra}\n virtual_ipaddress {{\n  192.0.2.{vrid}/24\n }}\n}}\n"
-            )
-        };
+        let opts = OPTS;
         let text = format!(
             "global_defs {{\n vrrp_skip_check_adv_addr\n}}\n{}{}",
             instance("A", 1, ""),
@@ -1029,6 +1052,46 @@ mod tests {
                 .unwrap()
                 .engine
                 .skip_check_same_sender
+        );
+    }
+
+    #[test]
+    fn notify_priority_changes_instance_then_sync_group_then_global() {
+        let opts = OPTS;
+        let changes = |global: &str, group: &str| {
+            let text = format!(
+                "global_defs {{\n{global}\n}}\nvrrp_sync_group G {{\n group {{\n  A\n  B\n }}\n{group}\n}}\n{}{}{}",
+                instance("A", 1, ""),
+                instance("B", 2, "notify_priority_changes off"),
+                instance("C", 3, "")
+            );
+            let cfg = vipd_config::load_str(&text, std::path::Path::new("/k.conf"), &opts)
+                .unwrap_or_else(|d| panic!("{d:#?}"))
+                .config;
+            (0..3)
+                .map(|i| {
+                    build_instance(&cfg, &cfg.instances[i])
+                        .unwrap()
+                        .notify
+                        .priority_changes
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(changes("", ""), [false, false, false]);
+        assert_eq!(
+            changes(" vrrp_notify_priority_changes", ""),
+            [true, false, true]
+        );
+        assert_eq!(
+            changes(
+                " vrrp_notify_priority_changes",
+                " notify_priority_changes false"
+            ),
+            [false, false, true]
+        );
+        assert_eq!(
+            changes("", " notify_priority_changes"),
+            [true, false, false]
         );
     }
 

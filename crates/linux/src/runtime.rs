@@ -80,6 +80,13 @@ pub enum Notice {
         priority: u8,
         notify: crate::plan::NotifyPlan,
     },
+    /// Tracking moved an instance's effective priority and its
+    /// `notify_priority_changes` is on: a `MASTER_PRIORITY` / `BACKUP_PRIORITY` line.
+    PriorityChanged {
+        instance: String,
+        master: bool,
+        priority: u8,
+    },
     /// A sync group changed state (for its notify scripts).
     GroupTransition {
         group: String,
@@ -862,7 +869,16 @@ impl EngineLoop {
                         .iter()
                         .position(|s| !s.retired && s.plan.name == instance);
                     if let Some(i) = live {
+                        let before = self.slots[i].inst.priority();
                         self.slots[i].inst.set_priority_adjustment(now, adjustment);
+                        let slot = &self.slots[i];
+                        if slot.inst.priority() != before && slot.plan.notify.priority_changes {
+                            let _ = self.notices.send(Notice::PriorityChanged {
+                                instance: slot.plan.name.clone(),
+                                master: slot.inst.state() == State::Master,
+                                priority: slot.inst.priority(),
+                            });
+                        }
                         self.slots[i].own_fault = fault;
                         self.apply_faults(i, now);
                     }

@@ -817,6 +817,11 @@ fn log_notices(
                     plan: notify,
                 });
             }
+            Notice::PriorityChanged {
+                instance,
+                master,
+                priority,
+            } => notifier.priority_changed(&instance, master, priority),
             Notice::GroupTransition { group, to, notify } => {
                 info!("sync group {group}: {to}");
                 let state = match to {
