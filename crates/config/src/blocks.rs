@@ -943,6 +943,19 @@ pub(crate) fn fill_global(n: &Node, g: &mut GlobalDefs) {
         "min_auto_priority_delay" => {
             g.min_auto_priority_delay = int(one, &["min_auto_priority_delay"]).map(|v| v as u32)
         }
+        // keepalived keeps the first script of each and reports the others.
+        "startup_script" => {
+            g.startup_script.get_or_insert_with(|| script_of(n));
+        }
+        "shutdown_script" => {
+            g.shutdown_script.get_or_insert_with(|| script_of(n));
+        }
+        "startup_script_timeout" => {
+            g.startup_script_timeout = int(one, &["startup_script_timeout"]).map(|v| v as u32)
+        }
+        "shutdown_script_timeout" => {
+            g.shutdown_script_timeout = int(one, &["shutdown_script_timeout"]).map(|v| v as u32)
+        }
         "vrrp_notify_priority_changes" => {
             g.vrrp_notify_priority_changes =
                 boolean(one, "vrrp_notify_priority_changes").unwrap_or(true)

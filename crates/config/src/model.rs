@@ -532,6 +532,13 @@ pub struct GlobalDefs {
     pub max_auto_priority: u8,
     /// `min_auto_priority_delay` in µs: how late a timer must run before that.
     pub min_auto_priority_delay: Option<u32>,
+    /// `startup_script SCRIPT [user [group]]`: run (and waited for, at most
+    /// `startup_script_timeout` seconds, default 10) before anything starts.
+    pub startup_script: Option<ScriptCommand>,
+    pub startup_script_timeout: Option<u32>,
+    /// `shutdown_script`: run after everything stopped (`shutdown_script_timeout`).
+    pub shutdown_script: Option<ScriptCommand>,
+    pub shutdown_script_timeout: Option<u32>,
     /// `vrrp_notify_priority_changes`: the instances' default `notify_priority_changes`.
     pub vrrp_notify_priority_changes: bool,
     /// `vrrp_no_swap` / `checker_no_swap`: lock vipd's memory (one process for both).

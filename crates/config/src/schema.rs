@@ -225,7 +225,7 @@ pub(crate) const GLOBAL_INACTIVE: &[Kw] = &[
     k("rs_init_notifies", A::Flag),
     k("script_user", A::Words),
     k("shutdown_script", A::Words),
-    k("shutdown_script_timeout", A::Int(0, 1000)),
+    k("shutdown_script_timeout", A::Int(1, 1000)),
     k("smtp_alert", A::Bool),
     k("smtp_alert_checker", A::Bool),
     k("smtp_alert_vrrp", A::Bool),
@@ -234,7 +234,7 @@ pub(crate) const GLOBAL_INACTIVE: &[Kw] = &[
     k("smtp_server", A::Words),
     k("snmp_socket", A::Str),
     k("startup_script", A::Words),
-    k("startup_script_timeout", A::Int(0, 1000)),
+    k("startup_script_timeout", A::Int(1, 1000)),
     k("tmp_config_directory", A::Str),
     k("umask", A::Words),
     k("vmac_addr_prefix", A::Str),
@@ -385,6 +385,11 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     // MASTER_PRIORITY / BACKUP_PRIORITY lines on the notify FIFOs.
     "vrrp_notify_priority_changes",
     "notify_priority_changes",
+    // Run by `vipd run` before it starts anything / after it stopped everything.
+    "startup_script",
+    "startup_script_timeout",
+    "shutdown_script",
+    "shutdown_script_timeout",
 ];
 
 /// Keywords whose purpose vipd's design already serves, so there is nothing to act on:

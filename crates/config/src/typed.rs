@@ -1512,6 +1512,31 @@ global_defs {
     }
 
     #[test]
+    fn startup_and_shutdown_scripts_map_and_are_active() {
+        let text = "global_defs {\n  startup_script \"/bin/up a\" nobody\n  startup_script /bin/other\n  startup_script_timeout 3\n  shutdown_script /bin/down\n  shutdown_script_timeout 1000\n}\n";
+        let l = load(text).expect("warnings only");
+        let g = &l.config.global;
+        let up = g.startup_script.as_ref().unwrap();
+        assert_eq!(
+            (up.command.as_str(), up.user.as_deref()),
+            ("/bin/up a", Some("nobody")),
+            "the first one, as keepalived"
+        );
+        assert_eq!(g.startup_script_timeout, Some(3));
+        assert_eq!(g.shutdown_script.as_ref().unwrap().command, "/bin/down");
+        assert_eq!(g.shutdown_script_timeout, Some(1000));
+        assert_eq!(l.inactive().count(), 0);
+        assert_eq!(
+            errors("global_defs {\n  startup_script_timeout 0\n}\n").len(),
+            1
+        );
+        assert_eq!(
+            errors("global_defs {\n  shutdown_script_timeout 1001\n}\n").len(),
+            1
+        );
+    }
+
+    #[test]
     fn nopreempt_spellings_and_preempt_delay() {
         for kw in ["nopreempt", "no_preempt"] {
             let c = config(&instance_with(&format!("    {kw}\n    preempt_delay 4.12")));

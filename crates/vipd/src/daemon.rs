@@ -114,8 +114,13 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let mailer = Mailer::new();
     warn_unsent_mail(&loaded.config, &plan.mail);
     mailer.configure(plan.mail);
-    let plan = plan.vrrp;
+    let shutdown_script = plan.shutdown;
     let _pid = PidFile::create(&args.pid_file)?;
+    // keepalived runs it before any of its processes start, and waits for it.
+    if let Some(hook) = &plan.startup {
+        run_hook(hook);
+    }
+    let plan = plan.vrrp;
     let no_accept = Arc::new(NoAcceptTables::default());
     if let Err(e) = no_accept.set(&plan.no_accept_addresses()) {
         error!("{}: {e}; not starting", args.file.display());
@@ -214,8 +219,25 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     }
     drop(runtime);
     let _ = logger.join();
+    if let Some(hook) = &shutdown_script {
+        run_hook(hook);
+    }
     info!("vipd stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `startup_script` / `shutdown_script` and logs how it ended.
+fn run_hook(hook: &crate::plan::Hook) {
+    let line = hook.script.argv.join(" ");
+    info!("{}: running `{line}`", hook.keyword);
+    match hook.run() {
+        vipd_exec::scripts::Outcome::Exited(0) => info!("{}: `{line}` done", hook.keyword),
+        vipd_exec::scripts::Outcome::TimedOut => warn!(
+            "{}: `{line}` still running after {:?} ({}_timeout): killed",
+            hook.keyword, hook.timeout, hook.keyword
+        ),
+        other => warn!("{}: `{line}` failed: {other:?}", hook.keyword),
+    }
 }
 
 /// A diagnostic on stderr, as `check-config` prints it; a closed stderr is ignored

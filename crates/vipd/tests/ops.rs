@@ -508,6 +508,86 @@ fn thread_cpu_affinity_rttime_and_auto_priority() {
     assert_eq!(thread_stat(pid, "vipd-check", 41), Some(0));
 }
 
+/// `startup_script` runs (and is waited for) before anything starts: it sees no VIP and
+/// finishes before vipd reports itself started; `shutdown_script` runs after
+/// everything stopped: the VIP is gone when it looks. A startup script that outlives
+/// `startup_script_timeout` is killed and vipd starts anyway.
+#[test]
+fn startup_and_shutdown_scripts_run_around_the_daemon() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(1, "hooks") else {
+        return;
+    };
+    let dir = c.dir.path().to_path_buf();
+    let script = |name: &str, body: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    };
+    let start = script(
+        "start.sh",
+        &format!("ip -o addr show dev eth0 > {}/startup.addrs", dir.display()),
+    );
+    let stop = script(
+        "stop.sh",
+        &format!(
+            "ip -o addr show dev eth0 > {}/shutdown.addrs",
+            dir.display()
+        ),
+    );
+    let conf = spec.config(100).replace(
+        "global_defs {\n",
+        &format!(
+            "global_defs {{\n    startup_script {}\n    shutdown_script \"{}\"\n    shutdown_script_timeout 5\n",
+            start.display(),
+            stop.display()
+        ),
+    );
+    c.start_vipd(1, &conf);
+    c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
+    let log = c.log(1);
+    let done = log
+        .find("startup_script: `")
+        .expect("startup_script logged");
+    assert!(log[done..].contains("` done"), "{log}");
+    assert!(done < log.find("vipd started").unwrap(), "{log}");
+    let vip = spec.vip().to_string();
+    let before = std::fs::read_to_string(dir.join("startup.addrs")).unwrap();
+    assert!(before.contains("192.0.2.11"), "{before}");
+    assert!(!before.contains(&vip), "{before}");
+    assert!(!dir.join("shutdown.addrs").exists());
+    assert!(c.stop(1).unwrap().success());
+    let after = std::fs::read_to_string(dir.join("shutdown.addrs")).unwrap();
+    assert!(after.contains("192.0.2.11"), "{after}");
+    assert!(!after.contains(&vip), "{after}");
+
+    // A startup script that hangs is killed after its timeout.
+    let hang = script("hang.sh", "sleep 60");
+    let conf = spec.config(100).replace(
+        "global_defs {\n",
+        &format!(
+            "global_defs {{\n    startup_script {}\n    startup_script_timeout 1\n",
+            hang.display()
+        ),
+    );
+    let t0 = std::time::Instant::now();
+    c.start_vipd(1, &conf);
+    c.wait_holders(
+        spec.vip(),
+        &[1],
+        spec.takeover_timeout() + Duration::from_secs(1),
+    );
+    assert!(t0.elapsed() >= Duration::from_secs(1));
+    assert!(
+        c.log(1)
+            .contains("still running after 1s (startup_script_timeout): killed"),
+        "{}",
+        c.log(1)
+    );
+}
+
 /// keepalived's process tuning on vipd's threads: `vrrp_priority` / `checker_priority`
 /// are the protocol / checker threads' nice values, `vrrp_no_swap` locks the memory,
 /// `umask` is the process's.
