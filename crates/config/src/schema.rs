@@ -390,6 +390,8 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "startup_script_timeout",
     "shutdown_script",
     "shutdown_script_timeout",
+    // net.ipv4.conf.IFACE.promote_secondaries while vipd runs.
+    "promote_secondaries",
 ];
 
 /// Keywords whose purpose vipd's design already serves, so there is nothing to act on:

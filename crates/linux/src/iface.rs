@@ -75,6 +75,26 @@ impl Interface {
     }
 }
 
+/// `promote_secondaries`: sets `net.ipv4.conf.IFACE.promote_secondaries` to 1, so that
+/// removing one address of a subnet promotes the others instead of removing them with
+/// it. `true` when vipd changed it (it was 0), to be reset when vipd stops.
+pub fn set_promote_secondaries(name: &str) -> std::io::Result<bool> {
+    let path = format!("/proc/sys/net/ipv4/conf/{name}/promote_secondaries");
+    if std::fs::read_to_string(&path)?.trim() == "1" {
+        return Ok(false);
+    }
+    std::fs::write(&path, "1")?;
+    Ok(true)
+}
+
+/// Undoes [`set_promote_secondaries`] (keepalived resets it to 0 when it stops).
+pub fn reset_promote_secondaries(name: &str) -> std::io::Result<()> {
+    std::fs::write(
+        format!("/proc/sys/net/ipv4/conf/{name}/promote_secondaries"),
+        "0",
+    )
+}
+
 pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
     let mut mac = [0u8; 6];
     let mut parts = s.split(':');

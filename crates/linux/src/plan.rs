@@ -47,6 +47,9 @@ pub struct InstancePlan {
     /// `no_accept` (explicit, or `vrrp_strict` for a non-owner): the host drops packets
     /// addressed to this instance's VIPs (see `vipd_lb::nft::no_accept`).
     pub no_accept: bool,
+    /// `promote_secondaries` on the interface (not with `use_vmac` / `use_ipvlan`,
+    /// which keepalived refuses with a message: `check-config` warns).
+    pub promote_secondaries: bool,
 }
 
 impl InstancePlan {
@@ -908,6 +911,7 @@ fn instance_plan(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
             Some(v)
         }
     };
+    let promote_secondaries = inst.promote_secondaries && vmac.is_none();
     Ok(InstancePlan {
         vmac,
         routes: Vec::new(),
@@ -928,6 +932,7 @@ fn instance_plan(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
             ..notify_plan(cfg, &inst.name, &inst.notify, inst.smtp_alert)?
         },
         no_accept: !accept,
+        promote_secondaries,
         unicast_ttl: inst.unicast_ttl.unwrap_or(255),
         name: inst.name.clone(),
         iface,

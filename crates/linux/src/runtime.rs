@@ -127,6 +127,8 @@ pub struct Runtime {
     static_routing: Mutex<(Vec<crate::routes::RouteSpec>, Vec<crate::routes::RuleSpec>)>,
     /// VMAC interfaces vipd created, deleted at stop.
     vmacs: Mutex<Vec<u32>>,
+    /// Interfaces whose `promote_secondaries` vipd set (reset at stop).
+    promoted: Mutex<Vec<String>>,
 }
 
 /// A plan whose links exist (see [`Runtime::prepare`]).
@@ -279,7 +281,9 @@ impl Runtime {
             static_addresses: Mutex::new(plan.static_addresses.clone()),
             static_routing: Mutex::new((plan.static_routes.clone(), plan.static_rules.clone())),
             vmacs: Mutex::new(vmacs),
+            promoted: Mutex::default(),
         };
+        rt.promote_secondaries(&plan.instances);
         Ok(rt)
     }
 
@@ -292,6 +296,28 @@ impl Runtime {
         Commander {
             tx: self.cmd_tx.clone(),
             wake: self.wake.clone(),
+        }
+    }
+
+    /// `promote_secondaries`: set on the instances' interfaces where it is off; they
+    /// are reset when vipd stops (as keepalived does).
+    fn promote_secondaries(&self, instances: &[InstancePlan]) {
+        let Ok(mut promoted) = self.promoted.lock() else {
+            return;
+        };
+        for p in instances.iter().filter(|p| p.promote_secondaries) {
+            let name = &p.iface.name;
+            if promoted.contains(name) {
+                continue;
+            }
+            match crate::iface::set_promote_secondaries(name) {
+                Ok(true) => {
+                    tracing::info!("{}: promote_secondaries set on {name}", p.name);
+                    promoted.push(name.clone());
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!("{}: promote_secondaries on {name}: {e}", p.name),
+            }
         }
     }
 
@@ -321,6 +347,13 @@ impl Runtime {
                 let _ = a.tx.send(AddrCommand::Remove(statics));
             }
             a.sync();
+            // After the last address is gone.
+            let promoted = self.promoted.lock().map(|p| p.clone()).unwrap_or_default();
+            for name in promoted {
+                if let Err(e) = crate::iface::reset_promote_secondaries(&name) {
+                    tracing::warn!("promote_secondaries on {name}: reset: {e}");
+                }
+            }
             let vmacs = self.vmacs.lock().map(|v| v.clone()).unwrap_or_default();
             crate::links::delete(&vmacs);
             let _ = self.notices.send(Notice::Stopped);
@@ -342,6 +375,7 @@ impl Runtime {
     pub fn reload(&self, prepared: Prepared) -> Result<ReloadReport, String> {
         let Prepared { plan, links } = prepared;
         let track = plan.track_plan();
+        let instances = plan.instances.clone();
         let statics = plan.static_addresses.clone();
         let static_routing = (plan.static_routes.clone(), plan.static_rules.clone());
         let (reply, answer) = mpsc::channel();
@@ -364,6 +398,7 @@ impl Runtime {
             }
         };
         self.tracker.configure(track);
+        self.promote_secondaries(&instances);
         self.reload_static_addresses(statics);
         if let Ok(mut v) = self.vmacs.lock() {
             v.extend(links.created);

@@ -588,6 +588,37 @@ fn startup_and_shutdown_scripts_run_around_the_daemon() {
     );
 }
 
+/// `promote_secondaries` sets the interface's sysctl while vipd runs (so removing the
+/// subnet's primary address promotes the VIP instead of taking it away) and resets it
+/// when vipd stops, as keepalived does.
+#[test]
+fn promote_secondaries_sets_the_interface_sysctl_while_running() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(1, "promote") else {
+        return;
+    };
+    let sysctl = |c: &Cluster| {
+        c.lan
+            .router(1)
+            .exec(&["cat", "/proc/sys/net/ipv4/conf/eth0/promote_secondaries"])
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(sysctl(&c), "0");
+    c.start_vipd(1, &spec.clone().with("promote_secondaries").config(100));
+    c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
+    assert_eq!(sysctl(&c), "1", "{}", c.log(1));
+    // The effect: the primary 192.0.2.11/24 goes, the VIP (a secondary) stays.
+    c.lan
+        .router(1)
+        .exec(&["ip", "addr", "del", "192.0.2.11/24", "dev", "eth0"])
+        .unwrap();
+    assert_eq!(c.holders(spec.vip()), [1]);
+    assert!(c.stop(1).unwrap().success());
+    assert_eq!(sysctl(&c), "0", "reset at stop");
+}
+
 /// keepalived's process tuning on vipd's threads: `vrrp_priority` / `checker_priority`
 /// are the protocol / checker threads' nice values, `vrrp_no_swap` locks the memory,
 /// `umask` is the process's.
