@@ -864,6 +864,7 @@ pub(crate) fn fill_instance(
         "strict_mode" => inst.strict_mode = boolean(one, "strict_mode"),
         "dont_track_primary" => inst.dont_track_primary = true,
         "promote_secondaries" => inst.promote_secondaries = true,
+        "unicast_fault_no_peer" => inst.unicast_fault_no_peer = true,
         "mcast_dst_ip" => inst.mcast_dst_ip = ip(one, "mcast_dst_ip"),
         "no_accept" => inst.accept = Some(false),
         "no_virtual_ipaddress" => inst.no_virtual_ipaddress = true,

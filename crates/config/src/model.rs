@@ -747,6 +747,8 @@ pub struct VrrpInstance {
     pub strict_mode: Option<bool>,
     pub dont_track_primary: bool,
     pub promote_secondaries: bool,
+    /// `unicast_fault_no_peer`: without unicast peers, FAULT instead of multicast.
+    pub unicast_fault_no_peer: bool,
     pub mcast_dst_ip: Option<IpAddr>,
     /// `no_virtual_ipaddress`: running without VIPs is meant (notify scripts move the
     /// address, e.g. a cloud ENI/EIP); no warning, and allowed with VRRPv3.

@@ -392,6 +392,8 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "shutdown_script_timeout",
     // net.ipv4.conf.IFACE.promote_secondaries while vipd runs.
     "promote_secondaries",
+    // A permanent FAULT for an instance without unicast peers.
+    "unicast_fault_no_peer",
 ];
 
 /// Keywords whose purpose vipd's design already serves, so there is nothing to act on:

@@ -656,6 +656,7 @@ impl Mapper<'_> {
             strict_mode: None,
             dont_track_primary: false,
             promote_secondaries: false,
+            unicast_fault_no_peer: false,
             mcast_dst_ip: None,
             no_virtual_ipaddress: false,
             native_ipv6: false,

@@ -50,6 +50,9 @@ pub struct InstancePlan {
     /// `promote_secondaries` on the interface (not with `use_vmac` / `use_ipvlan`,
     /// which keepalived refuses with a message: `check-config` warns).
     pub promote_secondaries: bool,
+    /// Why the configuration itself keeps the instance in FAULT (keepalived's config
+    /// faults): `unicast_fault_no_peer` without unicast peers.
+    pub config_fault: Option<String>,
 }
 
 impl InstancePlan {
@@ -933,6 +936,8 @@ fn instance_plan(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
         },
         no_accept: !accept,
         promote_secondaries,
+        config_fault: (inst.unicast_fault_no_peer && inst.unicast_peers.is_empty())
+            .then(|| "unicast_fault_no_peer: no unicast_peer to send to".to_string()),
         unicast_ttl: inst.unicast_ttl.unwrap_or(255),
         name: inst.name.clone(),
         iface,
@@ -1097,6 +1102,28 @@ mod tests {
         assert_eq!(
             changes("", " notify_priority_changes"),
             [true, false, false]
+        );
+    }
+
+    #[test]
+    fn unicast_fault_no_peer_is_a_config_fault_only_without_peers() {
+        let fault = |extra: &str| {
+            let cfg = vipd_config::load_str(
+                &instance("A", 1, extra),
+                std::path::Path::new("/k.conf"),
+                &OPTS,
+            )
+            .unwrap_or_else(|d| panic!("{d:#?}"))
+            .config;
+            build_instance(&cfg, &cfg.instances[0])
+                .unwrap()
+                .config_fault
+        };
+        assert_eq!(fault(""), None);
+        assert!(fault("unicast_fault_no_peer").is_some());
+        assert_eq!(
+            fault("unicast_fault_no_peer\n unicast_peer {\n  192.0.2.2\n }"),
+            None
         );
     }
 

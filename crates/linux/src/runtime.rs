@@ -664,6 +664,10 @@ impl EngineLoop {
 
     /// Start an instance (tracking may already have put it in FAULT).
     fn start_instance(&mut self, i: usize, now: Instant) {
+        if let Some(why) = &self.slots[i].plan.config_fault {
+            tracing::warn!("{}: {why}: FAULT", self.slots[i].plan.name);
+            self.apply_faults(i, now);
+        }
         self.slots[i].inst.startup(now);
         self.drain_actions(i, now);
     }
@@ -1138,7 +1142,9 @@ impl EngineLoop {
             Some(g) => self.groups[g].members.clone(),
             None => vec![i],
         };
-        let fault = members.iter().any(|&m| self.slots[m].own_fault);
+        let fault = members
+            .iter()
+            .any(|&m| self.slots[m].own_fault || self.slots[m].plan.config_fault.is_some());
         for m in members {
             self.slots[m].inst.set_fault(now, fault);
             self.drain_actions(m, now);

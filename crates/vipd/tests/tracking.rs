@@ -392,6 +392,37 @@ fn notify_priority_changes_writes_priority_lines() {
     assert_eq!(rx.try_recv().ok(), None, "no line for VI_2");
 }
 
+/// `unicast_fault_no_peer` without any `unicast_peer`: the instance stays in FAULT
+/// (keepalived: "Cannot use unicast without any peers - going to fault state") instead
+/// of falling back to multicast, even when a tracked script is fine.
+#[test]
+fn unicast_fault_no_peer_keeps_the_instance_in_fault() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(1, "nopeer") else {
+        return;
+    };
+    let script = "vrrp_script ok {\n    script \"/bin/true\"\n    interval 0.2\n}\n";
+    c.start_vipd(
+        1,
+        &format!(
+            "{script}{}",
+            spec.clone()
+                .with("unicast_fault_no_peer\n    track_script {\n        ok\n    }")
+                .config(100)
+        ),
+    );
+    std::thread::sleep(spec.takeover_timeout());
+    let st = c.instance(1);
+    assert_eq!(st["state"], "FAULT", "{st}");
+    assert_eq!(c.holders(spec.vip()), Vec::<usize>::new());
+    assert!(
+        c.log(1)
+            .contains("unicast_fault_no_peer: no unicast_peer to send to"),
+        "{}",
+        c.log(1)
+    );
+}
+
 #[test]
 fn sync_group_members_move_together() {
     // Two instances (IPv4 VRID 51, IPv4 VRID 52) in one sync group on each router: a
