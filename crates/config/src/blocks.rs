@@ -957,6 +957,7 @@ pub(crate) fn fill_global(n: &Node, g: &mut GlobalDefs) {
         "shutdown_script_timeout" => {
             g.shutdown_script_timeout = int(one, &["shutdown_script_timeout"]).map(|v| v as u32)
         }
+        "fifo_write_vrrp_states_on_reload" => g.fifo_write_vrrp_states_on_reload = true,
         "vrrp_notify_priority_changes" => {
             g.vrrp_notify_priority_changes =
                 boolean(one, "vrrp_notify_priority_changes").unwrap_or(true)

@@ -539,6 +539,8 @@ pub struct GlobalDefs {
     /// `shutdown_script`: run after everything stopped (`shutdown_script_timeout`).
     pub shutdown_script: Option<ScriptCommand>,
     pub shutdown_script_timeout: Option<u32>,
+    /// `fifo_write_vrrp_states_on_reload`: the unchanged states on the FIFOs after a reload.
+    pub fifo_write_vrrp_states_on_reload: bool,
     /// `vrrp_notify_priority_changes`: the instances' default `notify_priority_changes`.
     pub vrrp_notify_priority_changes: bool,
     /// `vrrp_no_swap` / `checker_no_swap`: lock vipd's memory (one process for both).

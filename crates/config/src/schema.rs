@@ -394,6 +394,7 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "promote_secondaries",
     // A permanent FAULT for an instance without unicast peers.
     "unicast_fault_no_peer",
+    "fifo_write_vrrp_states_on_reload",
 ];
 
 /// Keywords whose purpose vipd's design already serves, so there is nothing to act on:

@@ -485,6 +485,12 @@ fn reload_hook(
                 .map(|r| {
                     lb.mailer.configure(mail);
                     dumper.set_settings(dump_settings);
+                    if loaded.config.global.fifo_write_vrrp_states_on_reload {
+                        let snapshot = runtime.status.lock().map(|s| s.clone()).unwrap_or_default();
+                        for line in reload_state_lines(&loaded.config, &snapshot, &r) {
+                            lb.fifos.vrrp_line(&line);
+                        }
+                    }
                     (r, lb_summary)
                 })
                 .map_err(undo_no_accept)
@@ -514,6 +520,47 @@ fn reload_hook(
             }
         }
     })
+}
+
+/// `fifo_write_vrrp_states_on_reload`: after a reload, the states that did not change
+/// (keepalived writes no transition for them) go to the notify FIFOs again: each sync
+/// group's (`GROUP "G" BACKUP 0`), then each kept instance's with its priority.
+/// Instances the reload restarted or added write their transitions anyway.
+fn reload_state_lines(
+    config: &vipd_config::Config,
+    snapshot: &vipd_linux::status::Snapshot,
+    report: &vipd_linux::runtime::ReloadReport,
+) -> Vec<String> {
+    let state_of = |name: &str| {
+        snapshot
+            .instances
+            .iter()
+            .find(|i| i.name == name)
+            .map(|i| i.state.as_str())
+    };
+    let groups = config.sync_groups.iter().map(|g| {
+        let states: Vec<&str> = g.group.iter().filter_map(|m| state_of(m)).collect();
+        let state = if states.contains(&"FAULT") {
+            "FAULT"
+        } else if !states.is_empty() && states.iter().all(|s| *s == "MASTER") {
+            "MASTER"
+        } else {
+            "BACKUP"
+        };
+        format!("GROUP \"{}\" {state} 0", g.name)
+    });
+    let kept = snapshot
+        .instances
+        .iter()
+        .filter(|i| report.unchanged.contains(&i.name) || report.updated.contains(&i.name))
+        .filter(|i| matches!(i.state.as_str(), "MASTER" | "BACKUP" | "FAULT"))
+        .map(|i| {
+            format!(
+                "INSTANCE \"{}\" {} {}",
+                i.name, i.state, i.effective_priority
+            )
+        });
+    groups.chain(kept).collect()
 }
 
 /// Brings the load balancer to `config`'s virtual servers: reloads the running one in

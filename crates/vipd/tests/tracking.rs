@@ -423,6 +423,49 @@ fn unicast_fault_no_peer_keeps_the_instance_in_fault() {
     );
 }
 
+/// `fifo_write_vrrp_states_on_reload`: a reload that changes no state writes the
+/// sync group's and the instance's state to the notify FIFO again, as keepalived does.
+#[test]
+fn fifo_write_vrrp_states_on_reload_repeats_the_states() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(1, "fiforeload") else {
+        return;
+    };
+    let fifo = c.dir.join("state.fifo");
+    let (rx, _keep) = fifo_lines(&fifo);
+    let conf = format!(
+        "vrrp_sync_group G1 {{\n    group {{\n        VI_1\n    }}\n}}\n{}",
+        spec.config(100).replace(
+            "global_defs {\n",
+            &format!(
+                "global_defs {{\n    notify_fifo {}\n    fifo_write_vrrp_states_on_reload\n",
+                fifo.display()
+            ),
+        )
+    );
+    c.start_vipd(1, &conf);
+    c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
+    let drain = || {
+        let mut got = Vec::new();
+        while let Ok(l) = rx.recv_timeout(Duration::from_millis(700)) {
+            got.push(l);
+        }
+        got
+    };
+    let started = drain();
+    assert!(
+        started.contains(&"INSTANCE \"VI_1\" MASTER 100".to_string()),
+        "{started:?}"
+    );
+    c.signal(1, vipd_netns::Signal::SIGHUP);
+    assert_eq!(
+        drain(),
+        ["GROUP \"G1\" MASTER 0", "INSTANCE \"VI_1\" MASTER 100"],
+        "{}",
+        c.log(1)
+    );
+}
+
 #[test]
 fn sync_group_members_move_together() {
     // Two instances (IPv4 VRID 51, IPv4 VRID 52) in one sync group on each router: a
