@@ -395,6 +395,7 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     // A permanent FAULT for an instance without unicast peers.
     "unicast_fault_no_peer",
     "fifo_write_vrrp_states_on_reload",
+    "notify_deleted",
 ];
 
 /// Keywords whose purpose vipd's design already serves, so there is nothing to act on:

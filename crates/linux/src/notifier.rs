@@ -223,6 +223,7 @@ fn run_event(ev: &Event, results: &Sender<NotifyResult>) {
         "BACKUP" => &ev.plan.backup,
         "FAULT" => &ev.plan.fault,
         "STOP" => &ev.plan.stop,
+        "DELETED" => &ev.plan.deleted,
         MASTER_RX_LOWER_PRI => &ev.plan.master_rx_lower_pri,
         _ => &None,
     };

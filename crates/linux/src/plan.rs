@@ -626,6 +626,10 @@ pub struct NotifyPlan {
     /// `notify_master_rx_lower_pri`: a MASTER heard a lower-priority advert (run
     /// without arguments, as keepalived does; the generic `notify` is not called).
     pub master_rx_lower_pri: Option<Script>,
+    /// `notify_deleted [SCRIPT]`: an instance a reload removes notifies `DELETED` (and
+    /// runs the script, if any) instead of keepalived's default `FAULT`.
+    pub notify_deleted: bool,
+    pub deleted: Option<Script>,
     pub timeout: Duration,
     /// `smtp_alert` (resolved with the global defaults): mail the transitions.
     pub mail: bool,
@@ -642,6 +646,7 @@ impl NotifyPlan {
             && self.stop.is_none()
             && self.generic.is_none()
             && self.master_rx_lower_pri.is_none()
+            && self.deleted.is_none()
     }
 }
 
@@ -704,6 +709,12 @@ fn notify_plan(
         stop: prepare("notify_stop", &n.stop)?,
         generic: prepare("notify", &n.notify)?,
         master_rx_lower_pri: prepare("notify_master_rx_lower_pri", &n.master_rx_lower_pri)?,
+        // A bare `notify_deleted` switches DELETED on without a script of its own.
+        notify_deleted: n.deleted.is_some(),
+        deleted: prepare(
+            "notify_deleted",
+            &n.deleted.clone().filter(|s| !s.command.is_empty()),
+        )?,
         timeout: NOTIFY_TIMEOUT,
         mail: vrrp_alerts(&cfg.global, smtp_alert),
         priority_changes: n

@@ -58,6 +58,8 @@ pub enum Notice {
         /// The priority in force (for `notify`'s fourth argument).
         priority: u8,
         notify: crate::plan::NotifyPlan,
+        /// Leaving because a reload removed the instance (`notify_deleted`).
+        deleted: bool,
     },
     /// First announcement of a take-over left the host this long after the decision.
     TakeoverLatency {
@@ -542,6 +544,8 @@ struct Slot {
     announcements_sent: u64,
     /// Tracking's fault for this instance alone (a sync group may add others').
     own_fault: bool,
+    /// A reload removed it: its last transition is a deletion (`notify_deleted`).
+    deleted: bool,
     /// When the engine decided to take over, until the first announcement is out.
     pending_takeover: Option<Instant>,
     /// Counts `AddAddresses`, so a late confirmation of an earlier one is ignored.
@@ -654,6 +658,7 @@ impl EngineLoop {
             retired: false,
             announcements_sent: 0,
             own_fault: false,
+            deleted: false,
             pending_takeover: None,
             addr_epoch: 0,
             awaiting_addresses: None,
@@ -704,6 +709,7 @@ impl EngineLoop {
             .collect();
         for (name, &i) in &live {
             if !plan.instances.iter().any(|p| &p.name == name) {
+                self.slots[i].deleted = true;
                 self.retire(i, true, now);
                 report.removed.push(name.clone());
             }
@@ -1123,6 +1129,7 @@ impl EngineLoop {
                         at: SystemTime::now(),
                         priority: slot.inst.priority(),
                         notify: slot.plan.notify.clone(),
+                        deleted: slot.deleted && to == State::Initialize,
                         vips: slot
                             .plan
                             .addresses

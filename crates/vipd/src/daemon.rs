@@ -791,9 +791,16 @@ fn log_notices(
                 at,
                 priority,
                 notify,
+                deleted,
             } => {
                 lb.vrrp(&instance, to == State::Master);
                 let word = match (to, reason) {
+                    // keepalived: a deleted instance notifies FAULT unless notify_deleted.
+                    (State::Initialize, _) if deleted => Some(if notify.notify_deleted {
+                        "DELETED"
+                    } else {
+                        "FAULT"
+                    }),
                     (State::Master, _) => Some("MASTER"),
                     (State::Backup, _) => Some("BACKUP"),
                     (State::Fault, _) => Some("FAULT"),

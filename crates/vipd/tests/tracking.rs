@@ -466,6 +466,72 @@ fn fifo_write_vrrp_states_on_reload_repeats_the_states() {
     );
 }
 
+/// An instance a reload removes notifies FAULT (keepalived's default), or DELETED
+/// with `notify_deleted`, whose script runs too.
+#[test]
+fn notify_deleted_says_deleted_instead_of_fault() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(1, "deleted") else {
+        return;
+    };
+    let fifo = c.dir.join("state.fifo");
+    let (rx, _keep) = fifo_lines(&fifo);
+    let log = c.dir.join("deleted.log");
+    let base = spec.config(100).replace(
+        "global_defs {\n",
+        &format!("global_defs {{\n    notify_fifo {}\n", fifo.display()),
+    );
+    let vi1 = base.split("vrrp_instance VI_1").nth(1).unwrap().to_string();
+    let copy = |name: &str, vrid: u8, extra: &str| {
+        format!(
+            "vrrp_instance {name}{}",
+            vi1.replace(
+                "virtual_router_id 51",
+                &format!("virtual_router_id {vrid}\n    {extra}")
+            )
+            .replace("192.0.2.100/24", &format!("192.0.2.{vrid}/24"))
+        )
+    };
+    let full = format!(
+        "{base}{}{}",
+        copy(
+            "VI_2",
+            52,
+            &format!(
+                "notify_deleted \"/bin/sh -c 'echo $0 >> {}' gone\"",
+                log.display()
+            )
+        ),
+        copy("VI_3", 53, "")
+    );
+    c.start_vipd(1, &full);
+    c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
+    let drain = || {
+        let mut got = Vec::new();
+        while let Ok(l) = rx.recv_timeout(Duration::from_millis(700)) {
+            got.push(l);
+        }
+        got.sort();
+        got
+    };
+    assert_eq!(drain().len(), 6, "BACKUP and MASTER of each");
+    std::fs::write(c.config_path(1), &base).unwrap();
+    c.signal(1, vipd_netns::Signal::SIGHUP);
+    assert_eq!(
+        drain(),
+        [
+            "INSTANCE \"VI_2\" DELETED 100",
+            "INSTANCE \"VI_3\" FAULT 100"
+        ],
+        "{}",
+        c.log(1)
+    );
+    let ran = vipd_netns::wait_for(Duration::from_secs(3), Duration::from_millis(20), || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t == "gone\n")
+    });
+    assert!(ran, "notify_deleted script\n{}", c.log(1));
+}
+
 #[test]
 fn sync_group_members_move_together() {
     // Two instances (IPv4 VRID 51, IPv4 VRID 52) in one sync group on each router: a
