@@ -396,6 +396,7 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "unicast_fault_no_peer",
     "fifo_write_vrrp_states_on_reload",
     "notify_deleted",
+    "vmac_prefix",
 ];
 
 /// Keywords whose purpose vipd's design already serves, so there is nothing to act on:

@@ -554,7 +554,7 @@ fn ifindex(cfg: &Config, name: &str) -> Result<u32> {
     if cfg
         .instances
         .iter()
-        .any(|i| vmac_name(i).as_deref() == Some(name))
+        .any(|i| vmac_name(cfg, i).as_deref() == Some(name))
     {
         return Ok(UNBOUND);
     }
@@ -563,17 +563,30 @@ fn ifindex(cfg: &Config, name: &str) -> Result<u32> {
 }
 
 /// The name of the link a `use_vmac` / `use_ipvlan` instance runs on (keepalived's
-/// default: `vrrp.VRID`).
-fn vmac_name(inst: &VrrpInstance) -> Option<String> {
+/// default: `PREFIX.VRID`, PREFIX `vmac_prefix` or `vrrp`).
+fn vmac_name(cfg: &Config, inst: &VrrpInstance) -> Option<String> {
     let name = match (&inst.use_vmac, &inst.use_ipvlan) {
         (_, Some(ipvlan)) => &ipvlan.name,
         (Some(vmac), None) => &vmac.name,
         (None, None) => return None,
     };
+    let prefix = cfg.global.vmac_prefix.as_deref().unwrap_or("vrrp");
     Some(
         name.clone()
-            .unwrap_or_else(|| format!("vrrp.{}", inst.virtual_router_id)),
+            .unwrap_or_else(|| default_link_name(prefix, inst.virtual_router_id)),
     )
+}
+
+/// `PREFIX.VRID`, the prefix shortened as keepalived does so the name fits in
+/// IFNAMSIZ (15 bytes).
+fn default_link_name(prefix: &str, vrid: u8) -> String {
+    let suffix = format!(".{vrid}");
+    let room = 15 - suffix.len();
+    let mut end = prefix.len().min(room);
+    while !prefix.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{suffix}", &prefix[..end])
 }
 
 /// How long a notify script may run before it is killed.
@@ -915,7 +928,7 @@ fn instance_plan(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
         (strict, _, None) => !strict,
     };
 
-    let vmac = match vmac_name(inst) {
+    let vmac = match vmac_name(cfg, inst) {
         None => None,
         Some(name) => {
             let mut v = vmac(inst, &iface, name, family)?;
@@ -1135,6 +1148,40 @@ mod tests {
         assert_eq!(
             fault("unicast_fault_no_peer\n unicast_peer {\n  192.0.2.2\n }"),
             None
+        );
+    }
+
+    #[test]
+    fn vmac_prefix_names_the_default_links() {
+        let name = |global: &str, extra: &str| {
+            let text = format!("global_defs {{\n{global}\n}}\n{}", instance("A", 51, extra));
+            let cfg = vipd_config::load_str(&text, std::path::Path::new("/k.conf"), &OPTS)
+                .unwrap_or_else(|d| panic!("{d:#?}"))
+                .config;
+            vmac_name(&cfg, &cfg.instances[0])
+        };
+        assert_eq!(name("", "use_vmac").as_deref(), Some("vrrp.51"));
+        assert_eq!(
+            name(" vmac_prefix vip", "use_vmac").as_deref(),
+            Some("vip.51")
+        );
+        assert_eq!(
+            name(" vmac_prefix vip", "use_vmac vm1").as_deref(),
+            Some("vm1")
+        );
+        assert_eq!(name(" vmac_prefix vip", "").as_deref(), None);
+        // The first one counts, as keepalived.
+        assert_eq!(
+            name(" vmac_prefix vip\n vmac_prefix other", "use_vmac").as_deref(),
+            Some("vip.51")
+        );
+        assert_eq!(
+            default_link_name("averyveryverylongprefix", 51),
+            "averyveryver.51"
+        );
+        assert_eq!(
+            default_link_name("averyveryverylongprefix", 5),
+            "averyveryvery.5"
         );
     }
 
