@@ -958,6 +958,7 @@ pub(crate) fn fill_global(n: &Node, g: &mut GlobalDefs) {
             g.shutdown_script_timeout = int(one, &["shutdown_script_timeout"]).map(|v| v as u32)
         }
         "fifo_write_vrrp_states_on_reload" => g.fifo_write_vrrp_states_on_reload = true,
+        "disable_local_igmp" => g.disable_local_igmp = true,
         // keepalived keeps the first one.
         "vmac_prefix" => {
             g.vmac_prefix.get_or_insert_with(|| words_of(n));

@@ -539,6 +539,8 @@ pub struct GlobalDefs {
     /// `shutdown_script`: run after everything stopped (`shutdown_script_timeout`).
     pub shutdown_script: Option<ScriptCommand>,
     pub shutdown_script_timeout: Option<u32>,
+    /// `disable_local_igmp`: `net.ipv4.igmp_link_local_mcast_reports = 0` while vipd runs.
+    pub disable_local_igmp: bool,
     /// `vmac_prefix`: the prefix of VMAC / ipvlan names vipd makes up (`PREFIX.VRID`).
     pub vmac_prefix: Option<String>,
     /// `fifo_write_vrrp_states_on_reload`: the unchanged states on the FIFOs after a reload.

@@ -397,6 +397,7 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "fifo_write_vrrp_states_on_reload",
     "notify_deleted",
     "vmac_prefix",
+    "disable_local_igmp",
 ];
 
 /// Keywords whose purpose vipd's design already serves, so there is nothing to act on:

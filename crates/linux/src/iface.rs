@@ -95,6 +95,23 @@ pub fn reset_promote_secondaries(name: &str) -> std::io::Result<()> {
     )
 }
 
+const IGMP_LINK_LOCAL: &str = "/proc/sys/net/ipv4/igmp_link_local_mcast_reports";
+
+/// `disable_local_igmp`: no IGMP reports for 224.0.0.0/24 groups (the VRRP group among
+/// them), by `net.ipv4.igmp_link_local_mcast_reports = 0`. `true` when vipd changed
+/// it, to be restored by [`restore_local_igmp`] when vipd stops (as keepalived does).
+pub fn disable_local_igmp() -> std::io::Result<bool> {
+    if std::fs::read_to_string(IGMP_LINK_LOCAL)?.trim() == "0" {
+        return Ok(false);
+    }
+    std::fs::write(IGMP_LINK_LOCAL, "0")?;
+    Ok(true)
+}
+
+pub fn restore_local_igmp() -> std::io::Result<()> {
+    std::fs::write(IGMP_LINK_LOCAL, "1")
+}
+
 pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
     let mut mac = [0u8; 6];
     let mut parts = s.split(':');

@@ -121,6 +121,18 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         run_hook(hook);
     }
     let plan = plan.vrrp;
+    // At start only (keepalived does not change it on reload); restored at stop.
+    let igmp_disabled = loaded.config.global.disable_local_igmp
+        && match vipd_linux::iface::disable_local_igmp() {
+            Ok(changed) => {
+                info!("disable_local_igmp: net.ipv4.igmp_link_local_mcast_reports = 0");
+                changed
+            }
+            Err(e) => {
+                warn!("disable_local_igmp: {e}");
+                false
+            }
+        };
     let no_accept = Arc::new(NoAcceptTables::default());
     if let Err(e) = no_accept.set(&plan.no_accept_addresses()) {
         error!("{}: {e}; not starting", args.file.display());
@@ -219,6 +231,11 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     }
     drop(runtime);
     let _ = logger.join();
+    if igmp_disabled {
+        if let Err(e) = vipd_linux::iface::restore_local_igmp() {
+            warn!("disable_local_igmp: restoring: {e}");
+        }
+    }
     if let Some(hook) = &shutdown_script {
         run_hook(hook);
     }

@@ -588,6 +588,16 @@ fn startup_and_shutdown_scripts_run_around_the_daemon() {
     );
 }
 
+/// A file as router 1 sees it (its network namespace's `/proc/sys/net`), trimmed.
+fn router_file(c: &Cluster, path: &str) -> String {
+    c.lan
+        .router(1)
+        .exec(&["cat", path])
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
 /// `promote_secondaries` sets the interface's sysctl while vipd runs (so removing the
 /// subnet's primary address promotes the VIP instead of taking it away) and resets it
 /// when vipd stops, as keepalived does.
@@ -597,14 +607,7 @@ fn promote_secondaries_sets_the_interface_sysctl_while_running() {
     let Some(mut c) = Cluster::new(1, "promote") else {
         return;
     };
-    let sysctl = |c: &Cluster| {
-        c.lan
-            .router(1)
-            .exec(&["cat", "/proc/sys/net/ipv4/conf/eth0/promote_secondaries"])
-            .unwrap()
-            .trim()
-            .to_string()
-    };
+    let sysctl = |c: &Cluster| router_file(c, "/proc/sys/net/ipv4/conf/eth0/promote_secondaries");
     assert_eq!(sysctl(&c), "0");
     c.start_vipd(1, &spec.clone().with("promote_secondaries").config(100));
     c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
@@ -617,6 +620,26 @@ fn promote_secondaries_sets_the_interface_sysctl_while_running() {
     assert_eq!(c.holders(spec.vip()), [1]);
     assert!(c.stop(1).unwrap().success());
     assert_eq!(sysctl(&c), "0", "reset at stop");
+}
+
+/// `disable_local_igmp`: `net.ipv4.igmp_link_local_mcast_reports` is 0 while vipd
+/// runs and back to 1 after it stops, as keepalived does.
+#[test]
+fn disable_local_igmp_switches_the_sysctl_while_running() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(1, "igmp") else {
+        return;
+    };
+    let sysctl = |c: &Cluster| router_file(c, "/proc/sys/net/ipv4/igmp_link_local_mcast_reports");
+    assert_eq!(sysctl(&c), "1");
+    let conf = spec
+        .config(100)
+        .replace("global_defs {\n", "global_defs {\n    disable_local_igmp\n");
+    c.start_vipd(1, &conf);
+    c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
+    assert_eq!(sysctl(&c), "0", "{}", c.log(1));
+    assert!(c.stop(1).unwrap().success());
+    assert_eq!(sysctl(&c), "1", "restored at stop");
 }
 
 /// keepalived's process tuning on vipd's threads: `vrrp_priority` / `checker_priority`
