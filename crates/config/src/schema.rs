@@ -426,6 +426,7 @@ pub(crate) const COVERED_BY_DESIGN: &[(&str, &str)] = &[
     ("tmp_config_directory", "vipd has no child processes that re-read the configuration, so it keeps no temporary copy of it"),
     ("random_seed", "vipd draws no random numbers, so there is nothing to seed"),
     ("reload_check_config", "vipd validates every new configuration completely before a reload and keeps running the old one if it has errors (they are logged, and `vipd reload` prints them; no LOG_FILE is written)"),
+    ("debug", "keepalived 2.4.3 only stores an instance's `debug` level and prints it in the SIGUSR1 data file; it changes nothing it does. vipd's log detail is `VIPD_LOG` (e.g. `VIPD_LOG=debug`)"),
     ("log_unknown_vrids", "vipd counts adverts for VRIDs it has no instance for in the metric `vipd_socket_dropped_total{reason=\"unknown_vrid\"}` (`vipd run --metrics ADDR`) instead of logging each one"),
 ];
 

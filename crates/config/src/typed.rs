@@ -1538,6 +1538,20 @@ global_defs {
     }
 
     #[test]
+    fn instance_debug_is_covered_by_design_with_a_warning() {
+        let l = load(&instance_with("    debug 2")).expect("warnings only");
+        assert_eq!(l.inactive().count(), 0);
+        assert!(
+            l.diagnostics
+                .iter()
+                .any(|d| d.message.starts_with("`debug` needs nothing in vipd")),
+            "{:?}",
+            l.diagnostics
+        );
+        assert_eq!(errors(&instance_with("    debug 5")).len(), 1);
+    }
+
+    #[test]
     fn nopreempt_spellings_and_preempt_delay() {
         for kw in ["nopreempt", "no_preempt"] {
             let c = config(&instance_with(&format!("    {kw}\n    preempt_delay 4.12")));
