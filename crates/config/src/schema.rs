@@ -398,6 +398,8 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "notify_deleted",
     "vmac_prefix",
     "disable_local_igmp",
+    // Read by the preprocessor (crate::preprocess) for the includes that follow.
+    "include_check",
 ];
 
 /// Keywords whose purpose vipd's design already serves, so there is nothing to act on:
