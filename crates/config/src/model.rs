@@ -539,6 +539,10 @@ pub struct GlobalDefs {
     /// `shutdown_script`: run after everything stopped (`shutdown_script_timeout`).
     pub shutdown_script: Option<ScriptCommand>,
     pub shutdown_script_timeout: Option<u32>,
+    /// `reload_file [PATH]`: created (or truncated) before a reload reads the files and
+    /// removed once they are read. `Some("")`: the default, `keepalived.reload` next to
+    /// the pid file.
+    pub reload_file: Option<String>,
     /// `disable_local_igmp`: `net.ipv4.igmp_link_local_mcast_reports = 0` while vipd runs.
     pub disable_local_igmp: bool,
     /// `vmac_prefix`: the prefix of VMAC / ipvlan names vipd makes up (`PREFIX.VRID`).

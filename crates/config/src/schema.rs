@@ -400,6 +400,7 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "disable_local_igmp",
     // Read by the preprocessor (crate::preprocess) for the includes that follow.
     "include_check",
+    "reload_file",
 ];
 
 /// Keywords whose purpose vipd's design already serves, so there is nothing to act on:

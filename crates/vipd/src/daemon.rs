@@ -435,6 +435,8 @@ fn reload_hook(
     lb: LbHandle,
 ) -> ReloadHook {
     let running_lb = Mutex::new(lb_fingerprint(config));
+    let reload_file = Arc::new(Mutex::new(reload_file_path(config, &args.pid_file)));
+    let pid_file = args.pid_file.clone();
     let file = args.file.clone();
     let config_id = args.config_id.clone();
     let ignore_inactive = args.ignore_inactive;
@@ -454,8 +456,23 @@ fn reload_hook(
         // config_save_dir: the state before, the files read, the state after.
         let reload_number = dumper.before_reload();
         let result = (|| {
-            let (loaded, plan) = load(&file, config_id.as_deref(), ignore_inactive)
-                .map_err(|e| format!("invalid configuration: {e}; nothing changed"))?;
+            // reload_file (the running configuration's): exists, empty, while the files
+            // are read.
+            let marker = reload_file.lock().ok().and_then(|p| p.clone());
+            if let Some(path) = &marker {
+                if let Err(e) = std::fs::File::create(path) {
+                    warn!("reload_file {}: {e}", path.display());
+                }
+            }
+            let loaded = load(&file, config_id.as_deref(), ignore_inactive);
+            if let Some(path) = &marker {
+                let _ = std::fs::remove_file(path);
+            }
+            let (loaded, plan) =
+                loaded.map_err(|e| format!("invalid configuration: {e}; nothing changed"))?;
+            if let Ok(mut p) = reload_file.lock() {
+                *p = reload_file_path(&loaded.config, &pid_file);
+            }
             let dump_settings = dumps::Settings::from_config(&loaded.config);
             dumper.save_config(&dump_settings, &loaded.files);
             warn_unsent_mail(&loaded.config, &plan.mail);
@@ -536,6 +553,19 @@ fn reload_hook(
                 Err(e)
             }
         }
+    })
+}
+
+/// `reload_file`: its path, the default `keepalived.reload` in the pid file's directory.
+fn reload_file_path(config: &vipd_config::Config, pid_file: &Path) -> Option<PathBuf> {
+    let written = config.global.reload_file.as_deref()?;
+    Some(if written.is_empty() {
+        pid_file
+            .parent()
+            .unwrap_or(Path::new("/run"))
+            .join("keepalived.reload")
+    } else {
+        PathBuf::from(written)
     })
 }
 

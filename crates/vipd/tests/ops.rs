@@ -642,6 +642,42 @@ fn disable_local_igmp_switches_the_sysctl_while_running() {
     assert_eq!(sysctl(&c), "1", "restored at stop");
 }
 
+/// `reload_file`: the running configuration's reload file is removed once a reload has
+/// read the files (the default one sits next to the pid file), so an update process can
+/// wait for it; a reload that changes `reload_file` uses the new one next time.
+#[test]
+fn reload_file_is_removed_when_a_reload_has_read_the_files() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(1, "reloadfile") else {
+        return;
+    };
+    let dir = c.dir.path().to_path_buf();
+    let with = |line: &str| {
+        spec.config(100)
+            .replace("global_defs {\n", &format!("global_defs {{\n    {line}\n"))
+    };
+    c.start_vipd(1, &with("reload_file"));
+    let default = dir.join("keepalived.reload");
+    let explicit = dir.join("update.lock");
+    std::fs::write(&default, "updating").unwrap();
+    let (ok, out) = c.reload(1, &with(&format!("reload_file {}", explicit.display())));
+    assert!(ok, "{out}");
+    assert!(
+        !default.exists(),
+        "default reload_file not removed\n{}",
+        c.log(1)
+    );
+    std::fs::write(&explicit, "updating").unwrap();
+    let (ok, out) = c.reload(1, &with(&format!("reload_file {}", explicit.display())));
+    assert!(ok, "{out}");
+    assert!(!explicit.exists(), "{}", c.log(1));
+    // An invalid configuration is read too: the file goes all the same.
+    std::fs::write(&explicit, "updating").unwrap();
+    let (ok, _) = c.reload(1, "garbage_keyword\n");
+    assert!(!ok);
+    assert!(!explicit.exists());
+}
+
 /// keepalived's process tuning on vipd's threads: `vrrp_priority` / `checker_priority`
 /// are the protocol / checker threads' nice values, `vrrp_no_swap` locks the memory,
 /// `umask` is the process's.
