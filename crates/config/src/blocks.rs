@@ -959,6 +959,7 @@ pub(crate) fn fill_global(n: &Node, g: &mut GlobalDefs) {
         }
         "fifo_write_vrrp_states_on_reload" => g.fifo_write_vrrp_states_on_reload = true,
         "disable_local_igmp" => g.disable_local_igmp = true,
+        "rs_init_notifies" => g.rs_init_notifies = true,
         "reload_file" => g.reload_file = Some(words_of(n)),
         // keepalived keeps the first one.
         "vmac_prefix" => {

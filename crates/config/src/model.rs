@@ -543,6 +543,8 @@ pub struct GlobalDefs {
     /// removed once they are read. `Some("")`: the default, `keepalived.reload` next to
     /// the pid file.
     pub reload_file: Option<String>,
+    /// `rs_init_notifies`: real servers up at start-up run their UP notifies.
+    pub rs_init_notifies: bool,
     /// `disable_local_igmp`: `net.ipv4.igmp_link_local_mcast_reports = 0` while vipd runs.
     pub disable_local_igmp: bool,
     /// `vmac_prefix`: the prefix of VMAC / ipvlan names vipd makes up (`PREFIX.VRID`).

@@ -401,6 +401,7 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     // Read by the preprocessor (crate::preprocess) for the includes that follow.
     "include_check",
     "reload_file",
+    "rs_init_notifies",
 ];
 
 /// Keywords whose purpose vipd's design already serves, so there is nothing to act on:
