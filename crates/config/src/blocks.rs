@@ -205,6 +205,26 @@ pub(crate) fn check_args(n: &Node, spec: A, d: &mut Diags) -> bool {
                     == 0
             }
         }
+        A::AllSecs(max) => {
+            let mut secs = 0;
+            let mut ok = true;
+            for a in args.iter().filter(|a| a.text != "all") {
+                secs += 1;
+                ok &= int_in(d, a, name, 0, max).is_some();
+                if secs == 2 {
+                    extra(d, a, name);
+                    ok = false;
+                }
+            }
+            if secs == 0 {
+                d.error_help(
+                    &n.keyword,
+                    format!("`{name}` needs an interval in seconds"),
+                    format!("e.g. `{name} 60` or `{name} all 60`"),
+                );
+            }
+            ok && secs == 1
+        }
         A::Weight(lo, hi) => match args {
             [] => {
                 d.error(&n.keyword, format!("`{name}` needs a value"));
@@ -564,6 +584,19 @@ fn first_arg<'n>(nodes: &'n [Node], keys: &[&str]) -> Option<&'n str> {
         .map(|a| a.text.as_str())
 }
 
+/// `[all] SECS` (checked by the schema).
+fn garp_extra_if(n: &Node) -> Option<crate::model::GarpExtraIf> {
+    let interval = n
+        .args
+        .iter()
+        .filter(|a| a.text != "all")
+        .find_map(|a| parse_int(&a.text))?;
+    Some(crate::model::GarpExtraIf {
+        interval: interval as u32,
+        all: n.args.iter().any(|a| a.text == "all"),
+    })
+}
+
 fn int(nodes: &[Node], keys: &[&str]) -> Option<i64> {
     first_arg(nodes, keys).and_then(parse_int)
 }
@@ -865,6 +898,7 @@ pub(crate) fn fill_instance(
         "dont_track_primary" => inst.dont_track_primary = true,
         "promote_secondaries" => inst.promote_secondaries = true,
         "unicast_fault_no_peer" => inst.unicast_fault_no_peer = true,
+        "garp_extra_if" => inst.garp_extra_if = garp_extra_if(n),
         "mcast_dst_ip" => inst.mcast_dst_ip = ip(one, "mcast_dst_ip"),
         "no_accept" => inst.accept = Some(false),
         "no_virtual_ipaddress" => inst.no_virtual_ipaddress = true,
@@ -960,6 +994,7 @@ pub(crate) fn fill_global(n: &Node, g: &mut GlobalDefs) {
         "fifo_write_vrrp_states_on_reload" => g.fifo_write_vrrp_states_on_reload = true,
         "disable_local_igmp" => g.disable_local_igmp = true,
         "rs_init_notifies" => g.rs_init_notifies = true,
+        "vrrp_garp_extra_if" => g.garp_extra_if = garp_extra_if(n),
         "reload_file" => g.reload_file = Some(words_of(n)),
         // keepalived keeps the first one.
         "vmac_prefix" => {

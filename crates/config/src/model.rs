@@ -94,6 +94,15 @@ impl ScriptCommand {
     }
 }
 
+/// `garp_extra_if [all] SECS`: while MASTER, one gratuitous ARP / NA every `interval`
+/// seconds on each interface of the VIPs other than the instance's (keepalived: on
+/// per-address VMACs, or with `all` on every such interface). 0: off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct GarpExtraIf {
+    pub interval: u32,
+    pub all: bool,
+}
+
 /// Notification scripts (`notify_*`), as written (script and optional user/group).
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct Notify {
@@ -545,6 +554,8 @@ pub struct GlobalDefs {
     pub reload_file: Option<String>,
     /// `rs_init_notifies`: real servers up at start-up run their UP notifies.
     pub rs_init_notifies: bool,
+    /// `vrrp_garp_extra_if [all] SECS`: the instances' default `garp_extra_if`.
+    pub garp_extra_if: Option<GarpExtraIf>,
     /// `disable_local_igmp`: `net.ipv4.igmp_link_local_mcast_reports = 0` while vipd runs.
     pub disable_local_igmp: bool,
     /// `vmac_prefix`: the prefix of VMAC / ipvlan names vipd makes up (`PREFIX.VRID`).
@@ -759,6 +770,8 @@ pub struct VrrpInstance {
     pub strict_mode: Option<bool>,
     pub dont_track_primary: bool,
     pub promote_secondaries: bool,
+    /// `garp_extra_if [all] SECS` (default: global `vrrp_garp_extra_if`).
+    pub garp_extra_if: Option<GarpExtraIf>,
     /// `unicast_fault_no_peer`: without unicast peers, FAULT instead of multicast.
     pub unicast_fault_no_peer: bool,
     pub mcast_dst_ip: Option<IpAddr>,

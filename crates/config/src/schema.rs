@@ -38,6 +38,8 @@ pub(crate) enum A {
     Port,
     /// One or more integers, each in the range (`vrrp_cpu_affinity 0 2`).
     Ints(i64, i64),
+    /// `[all] SECONDS` (`garp_extra_if`): one integer in 0..=max and optionally `all`.
+    AllSecs(i64),
     /// Decimal milliseconds with at most 3 decimals (keepalived's BFD intervals), in the
     /// range of whole milliseconds.
     Millis(u64, u64),
@@ -241,7 +243,7 @@ pub(crate) const GLOBAL_INACTIVE: &[Kw] = &[
     k("vmac_prefix", A::Str),
     k("vrrp_cpu_affinity", A::Ints(0, 1023)),
     k("vrrp_down_timer_adverts", A::Int(1, 100)),
-    k("vrrp_garp_extra_if", A::Any),
+    k("vrrp_garp_extra_if", A::AllSecs(86400)),
     k("vrrp_garp_extra_if_vmac", A::Any),
     k("vrrp_ipsets", A::Any),
     k("vrrp_iptables", A::Any),
@@ -402,6 +404,9 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "include_check",
     "reload_file",
     "rs_init_notifies",
+    // Periodic GARP / NA on the VIPs' other interfaces while MASTER (the runtime).
+    "garp_extra_if",
+    "vrrp_garp_extra_if",
 ];
 
 /// Keywords whose purpose vipd's design already serves, so there is nothing to act on:
@@ -431,9 +436,12 @@ pub(crate) const COVERED_BY_DESIGN: &[(&str, &str)] = &[
     ("random_seed", "vipd draws no random numbers, so there is nothing to seed"),
     ("reload_check_config", "vipd validates every new configuration completely before a reload and keeps running the old one if it has errors (they are logged, and `vipd reload` prints them; no LOG_FILE is written)"),
     ("debug", "keepalived 2.4.3 only stores an instance's `debug` level and prints it in the SIGUSR1 data file; it changes nothing it does. vipd's log detail is `VIPD_LOG` (e.g. `VIPD_LOG=debug`)"),
+    ("garp_extra_if_vmac", NOT_A_KEYWORD),
+    ("vrrp_garp_extra_if_vmac", NOT_A_KEYWORD),
     ("log_unknown_vrids", "vipd counts adverts for VRIDs it has no instance for in the metric `vipd_socket_dropped_total{reason=\"unknown_vrid\"}` (`vipd run --metrics ADDR`) instead of logging each one"),
 ];
 
+const NOT_A_KEYWORD: &str = "keepalived 2.2.7 and 2.4.3 do not know it (only a comment in their man page names it): they ignore the line as an unknown keyword, and so does vipd; `garp_extra_if` is the keyword";
 const NETLINK_CMD: &str = "vipd waits for the answer to each netlink request before sending the next, so its command sockets never queue more than one answer";
 const NETLINK_MONITOR: &str = "vipd's link watcher re-reads every interface's state when the kernel reports lost events (ENOBUFS), so no event is missed whatever the buffer size";
 const LVS_MONITOR: &str = "vipd's checkers and load balancer follow no netlink events (the IPVS table is re-read from the kernel whenever it may be stale)";
@@ -477,7 +485,7 @@ pub(crate) const INSTANCE_INACTIVE: &[Kw] = &[
     k("track_src_ip", A::Flag),
     k("unicast_fault_no_peer", A::Flag),
     k("old_unicast_checksum", A::Any),
-    k("garp_extra_if", A::Any),
+    k("garp_extra_if", A::AllSecs(86400)),
     k("garp_extra_if_vmac", A::Any),
     l("virtual_ipaddress_excluded", A::Flag, Entry::Address),
     k("promote_secondaries", A::Flag),

@@ -657,6 +657,7 @@ impl Mapper<'_> {
             dont_track_primary: false,
             promote_secondaries: false,
             unicast_fault_no_peer: false,
+            garp_extra_if: None,
             mcast_dst_ip: None,
             no_virtual_ipaddress: false,
             native_ipv6: false,
@@ -1549,6 +1550,31 @@ global_defs {
             l.diagnostics
         );
         assert_eq!(errors(&instance_with("    debug 5")).len(), 1);
+    }
+
+    #[test]
+    fn garp_extra_if_maps_and_checks_its_words() {
+        let l = load(&instance_with("    garp_extra_if all 60").replace(
+            "vrrp_instance",
+            "global_defs {\n  vrrp_garp_extra_if 30\n  vrrp_garp_extra_if_vmac 5\n}\nvrrp_instance",
+        ))
+        .expect("warnings only");
+        assert_eq!(l.inactive().count(), 0);
+        let x = l.config.instances[0].garp_extra_if.unwrap();
+        assert_eq!((x.interval, x.all), (60, true));
+        let g = l.config.global.garp_extra_if.unwrap();
+        assert_eq!((g.interval, g.all), (30, false));
+        // Not a keyword of keepalived: accepted with a warning, as it ignores it.
+        assert!(l.diagnostics.iter().any(|d| d
+            .message
+            .starts_with("`vrrp_garp_extra_if_vmac` needs nothing")));
+        for bad in ["all", "86401", "1 2", "x"] {
+            assert_eq!(
+                errors(&instance_with(&format!("    garp_extra_if {bad}"))).len(),
+                1,
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -50,6 +50,9 @@ pub struct InstancePlan {
     /// `promote_secondaries` on the interface (not with `use_vmac` / `use_ipvlan`,
     /// which keepalived refuses with a message: `check-config` warns).
     pub promote_secondaries: bool,
+    /// `garp_extra_if`: while MASTER, every `.0`, one announcement on each of the VIPs'
+    /// other interfaces (`.1`: ifindex and frame, one per interface).
+    pub extra_garp: Option<(Duration, Vec<(u32, Vec<u8>)>)>,
     /// Why the configuration itself keeps the instance in FAULT (keepalived's config
     /// faults): `unicast_fault_no_peer` without unicast peers.
     pub config_fault: Option<String>,
@@ -771,6 +774,20 @@ fn build_instance(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan, Pla
             .push(route_spec(r, &|dev| ifindex(cfg, dev)).map_err(at(&r.span))?);
     }
     plan.tracking = tracking(cfg, inst).map_err(at(&inst.span))?;
+    // garp_extra_if: vipd has no per-address VMACs, so only `all` has interfaces to
+    // send on (keepalived switches it off likewise when there are none).
+    if let Some(x) = inst.garp_extra_if.or(cfg.global.garp_extra_if) {
+        let mut frames: Vec<(u32, Vec<u8>)> = Vec::new();
+        for (ifindex, frame) in &plan.announce_frames {
+            let other = *ifindex != home.index && *ifindex != UNBOUND;
+            if other && !frames.iter().any(|f| f.0 == *ifindex) {
+                frames.push((*ifindex, frame.clone()));
+            }
+        }
+        if x.all && x.interval > 0 && !frames.is_empty() {
+            plan.extra_garp = Some((Duration::from_secs(u64::from(x.interval)), frames));
+        }
+    }
     Ok(plan)
 }
 
@@ -960,6 +977,7 @@ fn instance_plan(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
         },
         no_accept: !accept,
         promote_secondaries,
+        extra_garp: None,
         config_fault: (inst.unicast_fault_no_peer && inst.unicast_peers.is_empty())
             .then(|| "unicast_fault_no_peer: no unicast_peer to send to".to_string()),
         unicast_ttl: inst.unicast_ttl.unwrap_or(255),

@@ -546,6 +546,8 @@ struct Slot {
     own_fault: bool,
     /// A reload removed it: its last transition is a deletion (`notify_deleted`).
     deleted: bool,
+    /// `garp_extra_if`: when the next announcements on the other interfaces are due.
+    extra_garp_at: Option<Instant>,
     /// When the engine decided to take over, until the first announcement is out.
     pending_takeover: Option<Instant>,
     /// Counts `AddAddresses`, so a late confirmation of an earlier one is ignored.
@@ -659,6 +661,7 @@ impl EngineLoop {
             announcements_sent: 0,
             own_fault: false,
             deleted: false,
+            extra_garp_at: None,
             pending_takeover: None,
             addr_epoch: 0,
             awaiting_addresses: None,
@@ -821,6 +824,7 @@ impl EngineLoop {
                     }
                 }
             }
+            self.extra_garps(now);
             self.flush_announcements(now);
             self.maybe_publish_status(now);
 
@@ -838,6 +842,7 @@ impl EngineLoop {
                         .iter()
                         .filter_map(|s| s.awaiting_addresses.map(|a| a.1)),
                 )
+                .chain(self.slots.iter().filter_map(|s| s.extra_garp_at))
                 .min()
                 // Go round at least once a second: the watchdog watches the heartbeat.
                 .map_or(now + Duration::from_secs(1), |d| {
@@ -1119,6 +1124,14 @@ impl EngineLoop {
                 }
                 Action::Transition { from, to, reason } => {
                     self.status_dirty = true;
+                    // keepalived: first after garp_master_delay plus the interval.
+                    let slot = &mut self.slots[i];
+                    slot.extra_garp_at = match (&slot.plan.extra_garp, to) {
+                        (Some((every, _)), State::Master) => {
+                            Some(now + slot.plan.engine.garp.master_delay + *every)
+                        }
+                        _ => None,
+                    };
                     self.sync_group_follow(i, from, to, now);
                     let slot = &self.slots[i];
                     let _ = self.notices.send(Notice::Transition {
@@ -1256,6 +1269,28 @@ impl EngineLoop {
                 instance: self.slots[i].plan.name.clone(),
                 first_announce: Instant::now().duration_since(decided),
             });
+        }
+    }
+
+    /// `garp_extra_if`: one announcement on each of a master's other VIP interfaces,
+    /// every interval.
+    fn extra_garps(&mut self, now: Instant) {
+        for i in 0..self.slots.len() {
+            let slot = &mut self.slots[i];
+            let (Some(at), Some((every, frames))) = (slot.extra_garp_at, &slot.plan.extra_garp)
+            else {
+                continue;
+            };
+            if at > now || slot.retired {
+                continue;
+            }
+            slot.extra_garp_at = Some(now + *every);
+            slot.announcements_sent += frames.len() as u64;
+            for (ifindex, frame) in frames {
+                let q = self.announce_queues.entry(*ifindex).or_default();
+                let at = q.next_free.map_or(now, |t| t.max(now));
+                q.frames.push_back((at, frame.clone()));
+            }
         }
     }
 
