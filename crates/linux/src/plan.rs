@@ -22,6 +22,9 @@ use vipd_exec::scripts::{check_security, run_as, split_words, Script};
 use vipd_vrrp::engine::{GarpTiming, InstanceConfig, Peer};
 use vipd_vrrp::wire::{arp, ndisc, Auth, ChecksumVariant, Family, Version};
 
+/// An Ethernet frame to send and the ifindex it leaves from.
+pub type Frame = (u32, Vec<u8>);
+
 /// One instance, ready to run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InstancePlan {
@@ -52,7 +55,7 @@ pub struct InstancePlan {
     pub promote_secondaries: bool,
     /// `garp_extra_if`: while MASTER, every `.0`, one announcement on each of the VIPs'
     /// other interfaces (`.1`: ifindex and frame, one per interface).
-    pub extra_garp: Option<(Duration, Vec<(u32, Vec<u8>)>)>,
+    pub extra_garp: Option<(Duration, Vec<Frame>)>,
     /// Why the configuration itself keeps the instance in FAULT (keepalived's config
     /// faults): `unicast_fault_no_peer` without unicast peers.
     pub config_fault: Option<String>,
