@@ -1043,7 +1043,10 @@ pub(crate) fn fill_global(n: &Node, g: &mut GlobalDefs) {
             g.dumps.data_use_instance = boolean(one, "data_use_instance").unwrap_or(true)
         }
         "instance" => g.dumps.instance = Some(words_of(n)),
-        "net_namespace" => g.dumps.net_namespace = Some(words_of(n)),
+        // keepalived keeps the first one.
+        "net_namespace" => {
+            g.dumps.net_namespace.get_or_insert_with(|| words_of(n));
+        }
         "config_save_dir" => g.config_save_dir = Some(words_of(n)),
         _ => {}
     }

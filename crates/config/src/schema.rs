@@ -407,6 +407,8 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     // Periodic GARP / NA on the VIPs' other interfaces while MASTER (the runtime).
     "garp_extra_if",
     "vrrp_garp_extra_if",
+    // `vipd run` enters the named network namespace before anything else.
+    "net_namespace",
 ];
 
 /// Keywords whose purpose vipd's design already serves, so there is nothing to act on:

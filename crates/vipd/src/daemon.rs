@@ -102,6 +102,14 @@ fn init_logging() {
 
 pub fn run(args: RunArgs) -> Result<ExitCode> {
     init_logging();
+    // Before anything reads the host or starts a thread (threads inherit it).
+    if let Some(ns) = configured_netns(&args) {
+        if let Err(e) = enter_netns(&ns) {
+            error!("net_namespace {ns}: {e}; not starting");
+            return Ok(ExitCode::FAILURE);
+        }
+        info!("net_namespace {ns}: running in it");
+    }
     let Ok((loaded, plan)) = load(&args.file, args.config_id.as_deref(), args.ignore_inactive)
     else {
         error!("{}: not starting", args.file.display());
@@ -241,6 +249,78 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     }
     info!("vipd stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `net_namespace NAME` of the configuration, if it has one (a configuration with
+/// errors has none here: `load` reports them).
+fn configured_netns(args: &RunArgs) -> Option<String> {
+    let opts = LoadOptions {
+        config_id: args.config_id.clone(),
+        check_interfaces: false,
+    };
+    vipd_config::load_file(&args.file, &opts)
+        .ok()?
+        .config
+        .global
+        .dumps
+        .net_namespace
+}
+
+/// `net_namespace NAME`: joins `/run/netns/NAME` (as made by `ip netns add`), in a
+/// mount namespace of vipd's own with that network namespace's `/sys` (as `ip netns
+/// exec` does), so interface facts read from sysfs are the namespace's. vipd must
+/// still be one thread here.
+fn enter_netns(name: &str) -> std::result::Result<(), String> {
+    use std::os::fd::AsRawFd;
+    if name.contains('/') || name == "." || name == ".." {
+        return Err("a name from `ip netns list` is expected, not a path".into());
+    }
+    let path = format!("/run/netns/{name}");
+    let f = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
+    // SAFETY: setns with a namespace file descriptor we own.
+    if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(format!("setns: {}", std::io::Error::last_os_error()));
+    }
+    let c = |s: &str| std::ffi::CString::new(s).unwrap_or_default();
+    let (root, sys, sysfs) = (c("/"), c("/sys"), c("sysfs"));
+    // SAFETY: unshare and mount(2) with valid NUL-terminated strings; they act on
+    // vipd's own (new) mount namespace only.
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWNS) != 0 {
+            return Err(format!(
+                "unshare(CLONE_NEWNS): {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        if libc::mount(
+            std::ptr::null(),
+            root.as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_SLAVE,
+            std::ptr::null(),
+        ) != 0
+        {
+            return Err(format!(
+                "making / a slave mount: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        libc::umount2(sys.as_ptr(), libc::MNT_DETACH);
+        if libc::mount(
+            sysfs.as_ptr(),
+            sys.as_ptr(),
+            sysfs.as_ptr(),
+            0,
+            std::ptr::null(),
+        ) != 0
+        {
+            return Err(format!(
+                "mounting /sys: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Runs `startup_script` / `shutdown_script` and logs how it ended.
@@ -435,6 +515,7 @@ fn reload_hook(
     lb: LbHandle,
 ) -> ReloadHook {
     let running_lb = Mutex::new(lb_fingerprint(config));
+    let netns = config.global.dumps.net_namespace.clone();
     let reload_file = Arc::new(Mutex::new(reload_file_path(config, &args.pid_file)));
     let pid_file = args.pid_file.clone();
     let file = args.file.clone();
@@ -470,6 +551,12 @@ fn reload_hook(
             }
             let (loaded, plan) =
                 loaded.map_err(|e| format!("invalid configuration: {e}; nothing changed"))?;
+            if loaded.config.global.dumps.net_namespace != netns {
+                warn!(
+                    "net_namespace changed to {:?}: vipd stays in {:?} until it restarts",
+                    loaded.config.global.dumps.net_namespace, netns
+                );
+            }
             if let Ok(mut p) = reload_file.lock() {
                 *p = reload_file_path(&loaded.config, &pid_file);
             }

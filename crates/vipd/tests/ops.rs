@@ -678,6 +678,49 @@ fn reload_file_is_removed_when_a_reload_has_read_the_files() {
     assert!(!explicit.exists());
 }
 
+/// `net_namespace NAME`: vipd started in another namespace (the client's) moves into
+/// `NAME` (router 1's) before anything else, so its VIP, sockets and interface facts
+/// are router 1's.
+#[test]
+fn net_namespace_runs_vipd_inside_the_named_namespace() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(1, "netns") else {
+        return;
+    };
+    let conf_path = c.dir.join("r1.conf");
+    let conf = format!(
+        "net_namespace {}\n{}",
+        c.lan.router(1).name(),
+        spec.config(100)
+    );
+    std::fs::write(&conf_path, conf).unwrap();
+    let socket = c.socket_path(1);
+    let args: Vec<String> = [
+        common::VIPD,
+        "run",
+        "-f",
+        &conf_path.display().to_string(),
+        "--control-socket",
+        &socket.display().to_string(),
+        "--pid-file",
+        &c.dir.join("r1.pid").display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let proc = c.lan.client().spawn(&args, &c.dir.join("r1.log")).unwrap();
+    c.daemons[0] = Some(common::Daemon::Vipd { proc, socket });
+    c.wait_holders(
+        spec.vip(),
+        &[1],
+        spec.takeover_timeout() + Duration::from_secs(2),
+    );
+    let on_client = c.lan.client().exec(&["ip", "-o", "addr", "show"]).unwrap();
+    assert!(!on_client.contains("192.0.2.100"), "{on_client}");
+    assert!(c.log(1).contains("running in it"), "{}", c.log(1));
+    assert!(c.stop(1).unwrap().success());
+}
+
 /// keepalived's process tuning on vipd's threads: `vrrp_priority` / `checker_priority`
 /// are the protocol / checker threads' nice values, `vrrp_no_swap` locks the memory,
 /// `umask` is the process's.
