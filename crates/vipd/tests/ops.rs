@@ -708,7 +708,7 @@ fn net_namespace_runs_vipd_inside_the_named_namespace() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let proc = c.lan.client().spawn(&args, &c.dir.join("r1.log")).unwrap();
+    let proc = c.lan.client().spawn(&args, c.dir.join("r1.log")).unwrap();
     c.daemons[0] = Some(common::Daemon::Vipd { proc, socket });
     c.wait_holders(
         spec.vip(),
