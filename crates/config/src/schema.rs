@@ -409,6 +409,9 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "vrrp_garp_extra_if",
     // `vipd run` enters the named network namespace before anything else.
     "net_namespace",
+    // Names the dump files with data_use_instance (vipd's dumps.rs); see the docs for
+    // the pid file.
+    "instance",
 ];
 
 /// Keywords whose purpose vipd's design already serves, so there is nothing to act on:
@@ -438,6 +441,8 @@ pub(crate) const COVERED_BY_DESIGN: &[(&str, &str)] = &[
     ("random_seed", "vipd draws no random numbers, so there is nothing to seed"),
     ("reload_check_config", "vipd validates every new configuration completely before a reload and keeps running the old one if it has errors (they are logged, and `vipd reload` prints them; no LOG_FILE is written)"),
     ("debug", "keepalived 2.4.3 only stores an instance's `debug` level and prints it in the SIGUSR1 data file; it changes nothing it does. vipd's log detail is `VIPD_LOG` (e.g. `VIPD_LOG=debug`)"),
+    ("use_pid_dir", "vipd writes its pid file where `vipd run --pid-file` says (one per daemon: give each its own, e.g. under /run/vipd/)"),
+    ("namespace_with_ipsets", "vipd uses no ipsets: its drop rules are nftables tables, which every kernel vipd supports keeps per network namespace"),
     ("garp_extra_if_vmac", NOT_A_KEYWORD),
     ("vrrp_garp_extra_if_vmac", NOT_A_KEYWORD),
     ("log_unknown_vrids", "vipd counts adverts for VRIDs it has no instance for in the metric `vipd_socket_dropped_total{reason=\"unknown_vrid\"}` (`vipd run --metrics ADDR`) instead of logging each one"),

@@ -1461,9 +1461,8 @@ global_defs {
         assert_eq!(g.dumps.instance.as_deref(), Some("ka1"));
         assert_eq!(g.dumps.net_namespace.as_deref(), Some("blue"));
         assert_eq!(g.config_save_dir.as_deref(), Some("/var/tmp/ka-save"));
-        // Only `instance` stays inactive (`vipd run` enters `net_namespace`).
-        let inactive: Vec<u32> = l.inactive().map(|d| d.span.line).collect();
-        assert_eq!(inactive, [1]);
+        // `instance` names the dump files, `vipd run` enters `net_namespace`.
+        assert_eq!(l.inactive().count(), 0);
         let c = config("global_defs {\n  data_use_instance false\n  state_file_location /a/b.data\n  state_dump_file /c/\n}\n");
         assert!(!c.global.dumps.data_use_instance);
         assert_eq!(
@@ -1550,6 +1549,22 @@ global_defs {
             l.diagnostics
         );
         assert_eq!(errors(&instance_with("    debug 5")).len(), 1);
+    }
+
+    #[test]
+    fn pid_dir_and_ipsets_daemon_options_are_covered_with_a_warning() {
+        let l = load("use_pid_dir\nnamespace_with_ipsets\ninstance ka2\n").expect("warnings only");
+        assert_eq!(l.inactive().count(), 0);
+        for kw in ["use_pid_dir", "namespace_with_ipsets"] {
+            assert!(
+                l.diagnostics.iter().any(|d| d
+                    .message
+                    .starts_with(&format!("`{kw}` needs nothing in vipd"))),
+                "{kw}: {:?}",
+                l.diagnostics
+            );
+        }
+        assert_eq!(l.config.global.dumps.instance.as_deref(), Some("ka2"));
     }
 
     #[test]
