@@ -994,6 +994,8 @@ pub(crate) fn fill_global(n: &Node, g: &mut GlobalDefs) {
         "fifo_write_vrrp_states_on_reload" => g.fifo_write_vrrp_states_on_reload = true,
         "disable_local_igmp" => g.disable_local_igmp = true,
         "rs_init_notifies" => g.rs_init_notifies = true,
+        "reload_time_file" => g.reload_time_file = Some(words_of(n)),
+        "reload_repeat" => g.reload_repeat = true,
         "vrrp_garp_extra_if" => g.garp_extra_if = garp_extra_if(n),
         "reload_file" => g.reload_file = Some(words_of(n)),
         // keepalived keeps the first one.

@@ -552,6 +552,9 @@ pub struct GlobalDefs {
     /// removed once they are read. `Some("")`: the default, `keepalived.reload` next to
     /// the pid file.
     pub reload_file: Option<String>,
+    /// `reload_time_file PATH` / `reload_repeat`: a reload at the time the file names.
+    pub reload_time_file: Option<String>,
+    pub reload_repeat: bool,
     /// `rs_init_notifies`: real servers up at start-up run their UP notifies.
     pub rs_init_notifies: bool,
     /// `vrrp_garp_extra_if [all] SECS`: the instances' default `garp_extra_if`.

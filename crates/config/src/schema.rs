@@ -412,6 +412,8 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     // Names the dump files with data_use_instance (vipd's dumps.rs); see the docs for
     // the pid file.
     "instance",
+    "reload_time_file",
+    "reload_repeat",
 ];
 
 /// Keywords whose purpose vipd's design already serves, so there is nothing to act on:

@@ -208,6 +208,13 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             no_accept: no_accept.clone(),
         },
     );
+    if let Some(f) = &loaded.config.global.reload_time_file {
+        crate::reload_timer::start(
+            PathBuf::from(f),
+            loaded.config.global.reload_repeat,
+            reload.clone(),
+        )?;
+    }
     let handlers = Handlers {
         status: runtime.status.clone(),
         events,

@@ -721,6 +721,49 @@ fn net_namespace_runs_vipd_inside_the_named_namespace() {
     assert!(c.stop(1).unwrap().success());
 }
 
+/// `reload_time_file`: vipd reloads at the time the file names (here 2 s ahead, UTC)
+/// and then removes the file.
+#[test]
+fn reload_time_file_reloads_at_the_time_it_names() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(1, "reloadat") else {
+        return;
+    };
+    let at_file = c.dir.join("reload.at");
+    let conf = |prio: u8| {
+        spec.config(prio).replace(
+            "global_defs {\n",
+            &format!(
+                "global_defs {{\n    reload_time_file {}\n",
+                at_file.display()
+            ),
+        )
+    };
+    c.start_vipd(1, &conf(100));
+    c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
+    std::fs::write(c.config_path(1), conf(120)).unwrap();
+    let when = std::time::SystemTime::now() + Duration::from_secs(2);
+    let secs = when
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        % 86_400;
+    let line = format!(
+        "{:02}:{:02}:{:02}Z\n",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    );
+    std::fs::write(&at_file, &line).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(c.instance(1)["priority"], 100, "not before the time");
+    let ok = vipd_netns::wait_for(Duration::from_secs(6), Duration::from_millis(50), || {
+        c.instance(1)["priority"] == 120
+    });
+    assert!(ok, "{line}{}", c.log(1));
+    assert!(!at_file.exists(), "removed after the reload");
+}
+
 /// keepalived's process tuning on vipd's threads: `vrrp_priority` / `checker_priority`
 /// are the protocol / checker threads' nice values, `vrrp_no_swap` locks the memory,
 /// `umask` is the process's.
