@@ -247,10 +247,11 @@ impl Checkers {
             .build()
             .context("checker runtime")?;
         let (nice, rt_priority) = (globals.nice, globals.rt_priority);
+        let cpus = globals.cpu_affinity.clone();
         let thread = std::thread::Builder::new()
             .name("vipd-check".into())
             .spawn(move || {
-                for e in vipd_exec::tuning::tune_thread("checker", nice, rt_priority) {
+                for e in vipd_exec::tuning::tune_thread("checker", nice, rt_priority, &cpus) {
                     tracing::warn!("{e}");
                 }
                 let mut r = Runner {

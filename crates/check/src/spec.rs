@@ -82,6 +82,8 @@ pub struct Globals {
     /// SCHED_RR priority.
     pub nice: Option<i32>,
     pub rt_priority: Option<u8>,
+    /// `checker_cpu_affinity`: the checker thread's CPUs (empty: any).
+    pub cpu_affinity: Vec<u16>,
     /// `checker_log_all_failures`: the checkers' default `log_all_failures`.
     pub log_all_failures: bool,
     /// The `bfd_instance`s whose events go to the checkers (BFD_CHECK names one).
@@ -105,6 +107,7 @@ impl Globals {
                 .filter(|b| b.to_checker)
                 .map(|b| b.name.clone())
                 .collect(),
+            cpu_affinity: cfg.global.checker_cpu_affinity.clone(),
         }
     }
 }

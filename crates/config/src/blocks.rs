@@ -193,6 +193,38 @@ pub(crate) fn check_args(n: &Node, spec: A, d: &mut Diags) -> bool {
                 false
             }
         }),
+        A::Ints(lo, hi) => {
+            if args.is_empty() {
+                d.error(&n.keyword, format!("`{name}` needs a value"));
+                false
+            } else {
+                // Every bad one reported, not only the first.
+                args.iter()
+                    .filter(|a| int_in(d, a, name, lo, hi).is_none())
+                    .count()
+                    == 0
+            }
+        }
+        A::AllSecs(max) => {
+            let mut secs = 0;
+            let mut ok = true;
+            for a in args.iter().filter(|a| a.text != "all") {
+                secs += 1;
+                ok &= int_in(d, a, name, 0, max).is_some();
+                if secs == 2 {
+                    extra(d, a, name);
+                    ok = false;
+                }
+            }
+            if secs == 0 {
+                d.error_help(
+                    &n.keyword,
+                    format!("`{name}` needs an interval in seconds"),
+                    format!("e.g. `{name} 60` or `{name} all 60`"),
+                );
+            }
+            ok && secs == 1
+        }
         A::Weight(lo, hi) => match args {
             [] => {
                 d.error(&n.keyword, format!("`{name}` needs a value"));
@@ -553,6 +585,19 @@ fn first_arg<'n>(nodes: &'n [Node], keys: &[&str]) -> Option<&'n str> {
         .map(|a| a.text.as_str())
 }
 
+/// `[all] SECS` (checked by the schema).
+fn garp_extra_if(n: &Node) -> Option<crate::model::GarpExtraIf> {
+    let interval = n
+        .args
+        .iter()
+        .filter(|a| a.text != "all")
+        .find_map(|a| parse_int(&a.text))?;
+    Some(crate::model::GarpExtraIf {
+        interval: interval as u32,
+        all: n.args.iter().any(|a| a.text == "all"),
+    })
+}
+
 fn int(nodes: &[Node], keys: &[&str]) -> Option<i64> {
     first_arg(nodes, keys).and_then(parse_int)
 }
@@ -786,6 +831,9 @@ pub(crate) fn fill_notify(n: &Node, notify: &mut Notify) {
         "notify_deleted" => notify.deleted = v,
         "notify" => notify.notify = v,
         "notify_master_rx_lower_pri" => notify.master_rx_lower_pri = v,
+        "notify_priority_changes" => {
+            notify.priority_changes = boolean(std::slice::from_ref(n), "notify_priority_changes")
+        }
         _ => {}
     }
 }
@@ -850,6 +898,8 @@ pub(crate) fn fill_instance(
         "strict_mode" => inst.strict_mode = boolean(one, "strict_mode"),
         "dont_track_primary" => inst.dont_track_primary = true,
         "promote_secondaries" => inst.promote_secondaries = true,
+        "unicast_fault_no_peer" => inst.unicast_fault_no_peer = true,
+        "garp_extra_if" => inst.garp_extra_if = garp_extra_if(n),
         "mcast_dst_ip" => inst.mcast_dst_ip = ip(one, "mcast_dst_ip"),
         "no_accept" => inst.accept = Some(false),
         "no_virtual_ipaddress" => inst.no_virtual_ipaddress = true,
@@ -904,6 +954,59 @@ pub(crate) fn fill_global(n: &Node, g: &mut GlobalDefs) {
         "checker_rt_priority" => {
             g.checker_rt_priority = int(one, &["checker_rt_priority"]).map(|v| v as u8)
         }
+        "vrrp_cpu_affinity" | "checker_cpu_affinity" | "bfd_cpu_affinity" => {
+            let cpus = n.args.iter().filter_map(|a| parse_int(&a.text));
+            let slot = match n.name() {
+                "vrrp_cpu_affinity" => &mut g.vrrp_cpu_affinity,
+                "checker_cpu_affinity" => &mut g.checker_cpu_affinity,
+                _ => &mut g.bfd_cpu_affinity,
+            };
+            *slot = cpus.map(|c| c as u16).collect();
+        }
+        "vrrp_rlimit_rttime" => {
+            g.vrrp_rlimit_rttime = int(one, &["vrrp_rlimit_rttime"]).map(|v| v as u32)
+        }
+        "checker_rlimit_rttime" => {
+            g.checker_rlimit_rttime = int(one, &["checker_rlimit_rttime"]).map(|v| v as u32)
+        }
+        // keepalived: -1 and 0 switch it off, a bare keyword is sched_get_priority_max.
+        "max_auto_priority" => {
+            g.max_auto_priority = match n.args.first() {
+                None => 99,
+                Some(a) => parse_int(&a.text).map_or(0, |v| v.clamp(0, 99) as u8),
+            }
+        }
+        "min_auto_priority_delay" => {
+            g.min_auto_priority_delay = int(one, &["min_auto_priority_delay"]).map(|v| v as u32)
+        }
+        // keepalived keeps the first script of each and reports the others.
+        "startup_script" => {
+            g.startup_script.get_or_insert_with(|| script_of(n));
+        }
+        "shutdown_script" => {
+            g.shutdown_script.get_or_insert_with(|| script_of(n));
+        }
+        "startup_script_timeout" => {
+            g.startup_script_timeout = int(one, &["startup_script_timeout"]).map(|v| v as u32)
+        }
+        "shutdown_script_timeout" => {
+            g.shutdown_script_timeout = int(one, &["shutdown_script_timeout"]).map(|v| v as u32)
+        }
+        "fifo_write_vrrp_states_on_reload" => g.fifo_write_vrrp_states_on_reload = true,
+        "disable_local_igmp" => g.disable_local_igmp = true,
+        "rs_init_notifies" => g.rs_init_notifies = true,
+        "reload_time_file" => g.reload_time_file = Some(words_of(n)),
+        "reload_repeat" => g.reload_repeat = true,
+        "vrrp_garp_extra_if" => g.garp_extra_if = garp_extra_if(n),
+        "reload_file" => g.reload_file = Some(words_of(n)),
+        // keepalived keeps the first one.
+        "vmac_prefix" => {
+            g.vmac_prefix.get_or_insert_with(|| words_of(n));
+        }
+        "vrrp_notify_priority_changes" => {
+            g.vrrp_notify_priority_changes =
+                boolean(one, "vrrp_notify_priority_changes").unwrap_or(true)
+        }
         "vrrp_no_swap" => g.vrrp_no_swap = true,
         "checker_no_swap" => g.checker_no_swap = true,
         "bfd_priority" => g.bfd_priority = int(one, &["bfd_priority"]).map(|v| v as i32),
@@ -946,7 +1049,10 @@ pub(crate) fn fill_global(n: &Node, g: &mut GlobalDefs) {
             g.dumps.data_use_instance = boolean(one, "data_use_instance").unwrap_or(true)
         }
         "instance" => g.dumps.instance = Some(words_of(n)),
-        "net_namespace" => g.dumps.net_namespace = Some(words_of(n)),
+        // keepalived keeps the first one.
+        "net_namespace" => {
+            g.dumps.net_namespace.get_or_insert_with(|| words_of(n));
+        }
         "config_save_dir" => g.config_save_dir = Some(words_of(n)),
         _ => {}
     }

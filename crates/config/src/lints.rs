@@ -481,6 +481,23 @@ fn keepalived_warnings(config: &Config, tree: &[Node], d: &mut Diags) {
     };
     placement_and_design(tree, d);
     global_values(tree, d);
+    // keepalived 2.4.3: "promote_secondaries is automatically set for vmacs - ignoring".
+    for inst in tree.iter().filter(|n| n.name() == "vrrp_instance") {
+        let kids = inst.children.iter().flatten();
+        let link = kids
+            .clone()
+            .any(|c| c.name() == "use_vmac" || c.name() == "use_ipvlan");
+        if let Some(p) = kids.clone().find(|c| c.name() == "promote_secondaries") {
+            if link {
+                tok_warn(
+                    d,
+                    &p.keyword,
+                    "`promote_secondaries` is ignored with `use_vmac` / `use_ipvlan` (as keepalived does): the VIPs live on that link, not on the interface".into(),
+                    Some("remove it"),
+                );
+            }
+        }
+    }
     for key in ["vrrp_iptables", "vrrp_ipsets"] {
         if let Some(tok) = find_global(tree, key) {
             tok_warn(

@@ -97,6 +97,15 @@ impl ScriptCommand {
     }
 }
 
+/// `garp_extra_if [all] SECS`: while MASTER, one gratuitous ARP / NA every `interval`
+/// seconds on each interface of the VIPs other than the instance's (keepalived: on
+/// per-address VMACs, or with `all` on every such interface). 0: off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct GarpExtraIf {
+    pub interval: u32,
+    pub all: bool,
+}
+
 /// Notification scripts (`notify_*`), as written (script and optional user/group).
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct Notify {
@@ -107,6 +116,9 @@ pub struct Notify {
     pub deleted: Option<ScriptCommand>,
     pub notify: Option<ScriptCommand>,
     pub master_rx_lower_pri: Option<ScriptCommand>,
+    /// `notify_priority_changes [BOOL]`: `MASTER_PRIORITY` / `BACKUP_PRIORITY` lines on
+    /// the notify FIFOs (unset: the sync group's, then `vrrp_notify_priority_changes`).
+    pub priority_changes: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -519,6 +531,47 @@ pub struct GlobalDefs {
     pub checker_priority: Option<i32>,
     /// `checker_rt_priority`: SCHED_RR priority of the checker thread.
     pub checker_rt_priority: Option<u8>,
+    /// `vrrp_cpu_affinity` / `checker_cpu_affinity`: the CPUs the protocol / checker
+    /// thread may run on (empty: any).
+    pub vrrp_cpu_affinity: Vec<u16>,
+    pub checker_cpu_affinity: Vec<u16>,
+    /// `bfd_cpu_affinity`: the CPUs the BFD thread runs on (empty: any).
+    pub bfd_cpu_affinity: Vec<u16>,
+    /// `vrrp_rlimit_rttime` / `checker_rlimit_rttime` in µs: vipd's RLIMIT_RTTIME (one
+    /// process: see `vipd_exec::tuning::rttime_limit`).
+    pub vrrp_rlimit_rttime: Option<u32>,
+    pub checker_rlimit_rttime: Option<u32>,
+    /// `max_auto_priority [N]`: the highest SCHED_RR priority the protocol thread raises
+    /// itself to when it runs late (0: never; `-1` is 0 too, a bare keyword is 99).
+    pub max_auto_priority: u8,
+    /// `min_auto_priority_delay` in µs: how late a timer must run before that.
+    pub min_auto_priority_delay: Option<u32>,
+    /// `startup_script SCRIPT [user [group]]`: run (and waited for, at most
+    /// `startup_script_timeout` seconds, default 10) before anything starts.
+    pub startup_script: Option<ScriptCommand>,
+    pub startup_script_timeout: Option<u32>,
+    /// `shutdown_script`: run after everything stopped (`shutdown_script_timeout`).
+    pub shutdown_script: Option<ScriptCommand>,
+    pub shutdown_script_timeout: Option<u32>,
+    /// `reload_file [PATH]`: created (or truncated) before a reload reads the files and
+    /// removed once they are read. `Some("")`: the default, `keepalived.reload` next to
+    /// the pid file.
+    pub reload_file: Option<String>,
+    /// `reload_time_file PATH` / `reload_repeat`: a reload at the time the file names.
+    pub reload_time_file: Option<String>,
+    pub reload_repeat: bool,
+    /// `rs_init_notifies`: real servers up at start-up run their UP notifies.
+    pub rs_init_notifies: bool,
+    /// `vrrp_garp_extra_if [all] SECS`: the instances' default `garp_extra_if`.
+    pub garp_extra_if: Option<GarpExtraIf>,
+    /// `disable_local_igmp`: `net.ipv4.igmp_link_local_mcast_reports = 0` while vipd runs.
+    pub disable_local_igmp: bool,
+    /// `vmac_prefix`: the prefix of VMAC / ipvlan names vipd makes up (`PREFIX.VRID`).
+    pub vmac_prefix: Option<String>,
+    /// `fifo_write_vrrp_states_on_reload`: the unchanged states on the FIFOs after a reload.
+    pub fifo_write_vrrp_states_on_reload: bool,
+    /// `vrrp_notify_priority_changes`: the instances' default `notify_priority_changes`.
+    pub vrrp_notify_priority_changes: bool,
     /// `vrrp_no_swap` / `checker_no_swap`: lock vipd's memory (one process for both).
     pub vrrp_no_swap: bool,
     pub checker_no_swap: bool,
@@ -773,6 +826,10 @@ pub struct VrrpInstance {
     pub strict_mode: Option<bool>,
     pub dont_track_primary: bool,
     pub promote_secondaries: bool,
+    /// `garp_extra_if [all] SECS` (default: global `vrrp_garp_extra_if`).
+    pub garp_extra_if: Option<GarpExtraIf>,
+    /// `unicast_fault_no_peer`: without unicast peers, FAULT instead of multicast.
+    pub unicast_fault_no_peer: bool,
     pub mcast_dst_ip: Option<IpAddr>,
     /// `no_virtual_ipaddress`: running without VIPs is meant (notify scripts move the
     /// address, e.g. a cloud ENI/EIP); no warning, and allowed with VRRPv3.

@@ -56,7 +56,20 @@ pub(crate) struct Preprocessor<'a> {
     /// Canonical paths of the files being read, outermost first, for cycle detection.
     stack: Vec<PathBuf>,
     out: Vec<Vec<Token>>,
+    /// `include_check`: which include problems are errors ([`INCLUDE_R`] ...); saved
+    /// when an included file is opened and restored when it ends, as keepalived does.
+    include_check: u8,
 }
+
+/// `include_check read`: a match that is not a readable file (a directory) is an error.
+const INCLUDE_R: u8 = 1;
+/// `match`: a pattern without wildcards that matches no file is an error.
+const INCLUDE_M: u8 = 2;
+/// `wildcard_match`: a pattern with wildcards that matches no file is an error.
+const INCLUDE_W: u8 = 4;
+/// `brace_match`: a `{a,b}` alternative that matches no file is an error.
+const INCLUDE_B: u8 = 8;
+const INCLUDE_ALL: u8 = INCLUDE_R | INCLUDE_M | INCLUDE_W | INCLUDE_B;
 
 impl<'a> Preprocessor<'a> {
     pub fn new(config_id: String, diags: &'a mut Diags, sources: &'a mut SourceMap) -> Self {
@@ -79,6 +92,7 @@ impl<'a> Preprocessor<'a> {
             sources,
             stack: Vec::new(),
             out: Vec::new(),
+            include_check: 0,
         }
     }
 
@@ -280,23 +294,19 @@ impl<'a> Preprocessor<'a> {
             return;
         }
 
-        if head.is_word() && !head.quoted && head.text == "include" {
+        // keepalived's include variants add checks to this include only.
+        let variant = match head.text.as_str() {
+            "include" => Some(0),
+            "includer" => Some(INCLUDE_R),
+            "includem" => Some(INCLUDE_R | INCLUDE_M),
+            "includew" => Some(INCLUDE_R | INCLUDE_W),
+            "includeb" => Some(INCLUDE_R | INCLUDE_B),
+            "includea" => Some(INCLUDE_ALL),
+            _ => None,
+        };
+        if let (Some(extra), true, false) = (variant, head.is_word(), head.quoted) {
             let rest = scanned.text(raw_ends[first], scanned.code_end);
-            self.include_line(&head, rest.trim(), dir, chain);
-            return;
-        }
-        if head.is_word()
-            && !head.quoted
-            && matches!(
-                head.text.as_str(),
-                "includer" | "includem" | "includew" | "includeb" | "includea"
-            )
-        {
-            self.diags.error_help(
-                &head,
-                format!("keyword `{}` is not supported yet", head.text),
-                "use `include`",
-            );
+            self.include_line(&head, rest.trim(), dir, chain, extra);
             return;
         }
 
@@ -310,6 +320,7 @@ impl<'a> Preprocessor<'a> {
                 tokens.remove(0);
             }
         }
+        self.set_include_check(&tokens);
         if !tokens.is_empty() {
             self.tokens_out += tokens.len();
             if self.tokens_out > MAX_TOKENS {
@@ -642,7 +653,68 @@ impl<'a> Preprocessor<'a> {
         })
     }
 
-    fn include_line(&mut self, tok: &Token, rest: &str, dir: &Path, chain: &Arc<[Span]>) {
+    /// `include_check [OPTIONS]` on this line (in `global_defs`, where the tree checks
+    /// its place): the checks for the includes that follow, in this file and the files
+    /// it includes. No option: all of them; `+x` / `-x` add or remove one; a first
+    /// plain option sets `read` and it. `match`, `wildcard_match` and `brace_match`
+    /// include `read`.
+    fn set_include_check(&mut self, tokens: &[Token]) {
+        let Some(at) = tokens
+            .iter()
+            .position(|t| t.is_word() && !t.quoted && t.text == "include_check")
+        else {
+            return;
+        };
+        let args: Vec<&Token> = tokens[at + 1..]
+            .iter()
+            .take_while(|t| t.text != "{" && t.text != "}")
+            .collect();
+        if args.is_empty() {
+            self.include_check = INCLUDE_ALL;
+            return;
+        }
+        for (i, a) in args.iter().enumerate() {
+            let (op, name) = match a.text.split_at(a.text.len().min(1)) {
+                ("+", rest) => ('+', rest),
+                ("-", rest) => ('-', rest),
+                _ => ('=', a.text.as_str()),
+            };
+            let flag = match name {
+                "read" => INCLUDE_R,
+                "match" => INCLUDE_M,
+                "wildcard_match" => INCLUDE_W,
+                "brace_match" => INCLUDE_B,
+                other => {
+                    self.diags.error_help(
+                        a,
+                        format!("unknown `include_check` option `{other}`"),
+                        "use read, match, wildcard_match or brace_match, each optionally with + or -",
+                    );
+                    continue;
+                }
+            };
+            match op {
+                '=' if i > 0 => self.diags.error_help(
+                    a,
+                    format!("`include_check` option `{name}` after the first needs + or -"),
+                    format!("write `+{name}` to add it"),
+                ),
+                '=' => self.include_check = INCLUDE_R | flag,
+                '+' => self.include_check |= flag,
+                _ => self.include_check &= !flag,
+            }
+        }
+    }
+
+    fn include_line(
+        &mut self,
+        tok: &Token,
+        rest: &str,
+        dir: &Path,
+        chain: &Arc<[Span]>,
+        extra: u8,
+    ) {
+        let checks = self.include_check | extra;
         let rest = match self.expand_str(rest, dir) {
             Ok(r) => r,
             Err(msg) => return self.diags.error(tok, msg),
@@ -676,7 +748,9 @@ impl<'a> Preprocessor<'a> {
         };
 
         let mut matches: Vec<PathBuf> = Vec::new();
-        for alt in brace_expand(&pattern) {
+        let alternatives = brace_expand(&pattern);
+        let braces = alternatives.len() > 1;
+        for alt in alternatives {
             let full = dir.join(&alt);
             let Some(full_str) = full.to_str() else {
                 return self.diags.error(tok, "include path is not valid UTF-8");
@@ -685,6 +759,12 @@ impl<'a> Preprocessor<'a> {
                 Ok(paths) => {
                     let mut found: Vec<PathBuf> = paths.filter_map(Result::ok).collect();
                     found.sort();
+                    if braces && found.is_empty() && checks & INCLUDE_B != 0 {
+                        self.diags.error(
+                            tok,
+                            format!("include alternative `{alt}` of `{pattern}` matched no file (include_check brace_match)"),
+                        );
+                    }
                     for p in found {
                         if !matches.contains(&p) {
                             matches.push(p);
@@ -699,8 +779,18 @@ impl<'a> Preprocessor<'a> {
             }
         }
         if matches.is_empty() {
-            self.diags
-                .warning(tok, format!("include pattern `{pattern}` matched no files"));
+            let wildcard = pattern.contains(['*', '?', '[']);
+            let check = if wildcard { INCLUDE_W } else { INCLUDE_M };
+            if checks & check != 0 {
+                let name = if wildcard { "wildcard_match" } else { "match" };
+                self.diags.error(
+                    tok,
+                    format!("include pattern `{pattern}` matched no files (include_check {name})"),
+                );
+            } else if !(braces && checks & INCLUDE_B != 0) {
+                self.diags
+                    .warning(tok, format!("include pattern `{pattern}` matched no files"));
+            }
             return;
         }
 
@@ -709,13 +799,15 @@ impl<'a> Preprocessor<'a> {
         let inner: Arc<[Span]> = inner.into();
         for file in matches {
             if file.is_dir() {
-                self.diags.warning(
-                    tok,
-                    format!(
-                        "include pattern `{pattern}` matched directory `{}`; skipped",
-                        file.display()
-                    ),
+                let msg = format!(
+                    "include pattern `{pattern}` matched directory `{}`; skipped",
+                    file.display()
                 );
+                if checks & INCLUDE_R != 0 {
+                    self.diags.error(tok, format!("{msg} (include_check read)"));
+                } else {
+                    self.diags.warning(tok, msg);
+                }
                 continue;
             }
             let canon = canonical(&file);
@@ -737,7 +829,9 @@ impl<'a> Preprocessor<'a> {
             match fs::read_to_string(&file) {
                 Ok(text) => {
                     self.stack.push(canon);
+                    let saved = self.include_check;
                     self.process_text(&file, &text, inner.clone());
+                    self.include_check = saved;
                     self.stack.pop();
                 }
                 Err(e) => self.diags.error(
@@ -1177,10 +1271,49 @@ mod tests {
     }
 
     #[test]
-    fn includea_is_reported() {
-        let (lines, d) = run("includea /x\n", "x");
-        assert_eq!(d[0].message, "keyword `includea` is not supported yet");
-        assert!(lines.is_empty());
+    fn include_check_turns_missing_includes_into_errors() {
+        let errors = |text: &str| {
+            let (_, d) = run(text, "x");
+            d.iter()
+                .map(|d| (d.severity == Severity::Error, d.message.clone()))
+                .collect::<Vec<_>>()
+        };
+        // Without include_check: warnings, as before.
+        assert_eq!(
+            errors("include /nonexistent/a.conf\n"),
+            [(
+                false,
+                "include pattern `/nonexistent/a.conf` matched no files".into()
+            )]
+        );
+        assert_eq!(
+            errors("include_check\ninclude /nonexistent/a.conf\ninclude /nonexistent/*.conf\n"),
+            [
+                (true, "include pattern `/nonexistent/a.conf` matched no files (include_check match)".into()),
+                (true, "include pattern `/nonexistent/*.conf` matched no files (include_check wildcard_match)".into()),
+            ]
+        );
+        // A plain option sets read and it alone; -x removes one.
+        let e = errors(
+            "include_check match\ninclude /nonexistent/a.conf\ninclude /nonexistent/*.conf\n",
+        );
+        assert_eq!((e[0].0, e[1].0), (true, false), "{e:?}");
+        let e = errors("include_check -match\ninclude /nonexistent/a.conf\n");
+        assert!(!e[0].0, "{e:?}");
+        // The include variants add their check to that include only.
+        let e = errors("includem /nonexistent/a.conf\ninclude /nonexistent/b.conf\nincludea /nonexistent/*.conf\n");
+        assert_eq!(
+            e.iter().map(|x| x.0).collect::<Vec<_>>(),
+            [true, false, true],
+            "{e:?}"
+        );
+        let e = errors("include_check bogus\n");
+        assert_eq!(
+            e[0],
+            (true, "unknown `include_check` option `bogus`".into())
+        );
+        let e = errors("include_check read match\n");
+        assert!(e[0].1.contains("after the first needs + or -"), "{e:?}");
     }
 
     fn joined(lines: &[Vec<String>]) -> Vec<String> {

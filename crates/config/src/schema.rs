@@ -36,6 +36,10 @@ pub(crate) enum A {
     Weight(i64, i64),
     /// Port 0..=65535.
     Port,
+    /// One or more integers, each in the range (`vrrp_cpu_affinity 0 2`).
+    Ints(i64, i64),
+    /// `[all] SECONDS` (`garp_extra_if`): one integer in 0..=max and optionally `all`.
+    AllSecs(i64),
     /// Decimal milliseconds with at most 3 decimals (keepalived's BFD intervals), in the
     /// range of whole milliseconds.
     Millis(u64, u64),
@@ -151,13 +155,13 @@ pub(crate) const GLOBAL_INACTIVE: &[Kw] = &[
     DAEMON_OPTS[4],
     DAEMON_OPTS[5],
     DAEMON_OPTS[6],
-    k("bfd_cpu_affinity", A::Words),
+    k("bfd_cpu_affinity", A::Ints(0, 1023)),
     k("bfd_no_swap", A::Flag),
     k("bfd_priority", A::Int(-20, 19)),
     k("bfd_process_name", A::Str),
     k("bfd_rlimit_rttime", A::Int(1, 100_000_000)),
     k("bfd_rt_priority", A::Int(1, 99)),
-    k("checker_cpu_affinity", A::Words),
+    k("checker_cpu_affinity", A::Ints(0, 1023)),
     k("checker_log_all_failures", A::Bool),
     k("checker_no_swap", A::Flag),
     k("checker_priority", A::Int(-20, 19)),
@@ -192,8 +196,8 @@ pub(crate) const GLOBAL_INACTIVE: &[Kw] = &[
     k("lvs_notify_fifo_script", A::Words),
     k("lvs_sync_daemon", A::Words),
     k("lvs_timeouts", A::Words),
-    k("max_auto_priority", A::Any),
-    k("min_auto_priority_delay", A::Int(0, u32::MAX as i64)),
+    k("max_auto_priority", A::OptInt(-1, 99)),
+    k("min_auto_priority_delay", A::Int(1, 10_000_000)),
     k("nftables", A::Any),
     k("nftables_counters", A::Flag),
     k("nftables_ifindex", A::Flag),
@@ -223,7 +227,7 @@ pub(crate) const GLOBAL_INACTIVE: &[Kw] = &[
     k("rs_init_notifies", A::Flag),
     k("script_user", A::Words),
     k("shutdown_script", A::Words),
-    k("shutdown_script_timeout", A::Int(0, 1000)),
+    k("shutdown_script_timeout", A::Int(1, 1000)),
     k("smtp_alert", A::Bool),
     k("smtp_alert_checker", A::Bool),
     k("smtp_alert_vrrp", A::Bool),
@@ -232,14 +236,14 @@ pub(crate) const GLOBAL_INACTIVE: &[Kw] = &[
     k("smtp_server", A::Words),
     k("snmp_socket", A::Str),
     k("startup_script", A::Words),
-    k("startup_script_timeout", A::Int(0, 1000)),
+    k("startup_script_timeout", A::Int(1, 1000)),
     k("tmp_config_directory", A::Str),
     k("umask", A::Words),
     k("vmac_addr_prefix", A::Str),
     k("vmac_prefix", A::Str),
-    k("vrrp_cpu_affinity", A::Words),
+    k("vrrp_cpu_affinity", A::Ints(0, 1023)),
     k("vrrp_down_timer_adverts", A::Int(1, 100)),
-    k("vrrp_garp_extra_if", A::Any),
+    k("vrrp_garp_extra_if", A::AllSecs(86400)),
     k("vrrp_garp_extra_if_vmac", A::Any),
     k("vrrp_ipsets", A::Any),
     k("vrrp_iptables", A::Any),
@@ -378,6 +382,44 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     // Read when the config is loaded: names in routes and rules (crate::iproute).
     "iproute_etc_dir",
     "iproute_usr_dir",
+    // Applied to vipd's protocol / checker thread (vipd_exec::tuning).
+    "vrrp_cpu_affinity",
+    "checker_cpu_affinity",
+    "bfd_cpu_affinity",
+    "vrrp_rlimit_rttime",
+    "checker_rlimit_rttime",
+    "max_auto_priority",
+    "min_auto_priority_delay",
+    // MASTER_PRIORITY / BACKUP_PRIORITY lines on the notify FIFOs.
+    "vrrp_notify_priority_changes",
+    "notify_priority_changes",
+    // Run by `vipd run` before it starts anything / after it stopped everything.
+    "startup_script",
+    "startup_script_timeout",
+    "shutdown_script",
+    "shutdown_script_timeout",
+    // net.ipv4.conf.IFACE.promote_secondaries while vipd runs.
+    "promote_secondaries",
+    // A permanent FAULT for an instance without unicast peers.
+    "unicast_fault_no_peer",
+    "fifo_write_vrrp_states_on_reload",
+    "notify_deleted",
+    "vmac_prefix",
+    "disable_local_igmp",
+    // Read by the preprocessor (crate::preprocess) for the includes that follow.
+    "include_check",
+    "reload_file",
+    "rs_init_notifies",
+    // Periodic GARP / NA on the VIPs' other interfaces while MASTER (the runtime).
+    "garp_extra_if",
+    "vrrp_garp_extra_if",
+    // `vipd run` enters the named network namespace before anything else.
+    "net_namespace",
+    // Names the dump files with data_use_instance (vipd's dumps.rs); see the docs for
+    // the pid file.
+    "instance",
+    "reload_time_file",
+    "reload_repeat",
 ];
 
 /// Keywords whose purpose vipd's design already serves, so there is nothing to act on:
@@ -407,9 +449,15 @@ pub(crate) const COVERED_BY_DESIGN: &[(&str, &str)] = &[
     ("tmp_config_directory", "vipd has no child processes that re-read the configuration, so it keeps no temporary copy of it"),
     ("random_seed", "vipd draws no random numbers, so there is nothing to seed"),
     ("reload_check_config", "vipd validates every new configuration completely before a reload and keeps running the old one if it has errors (they are logged, and `vipd reload` prints them; no LOG_FILE is written)"),
+    ("debug", "keepalived 2.4.3 only stores an instance's `debug` level and prints it in the SIGUSR1 data file; it changes nothing it does. vipd's log detail is `VIPD_LOG` (e.g. `VIPD_LOG=debug`)"),
+    ("use_pid_dir", "vipd writes its pid file where `vipd run --pid-file` says (one per daemon: give each its own, e.g. under /run/vipd/)"),
+    ("namespace_with_ipsets", "vipd uses no ipsets: its drop rules are nftables tables, which every kernel vipd supports keeps per network namespace"),
+    ("garp_extra_if_vmac", NOT_A_KEYWORD),
+    ("vrrp_garp_extra_if_vmac", NOT_A_KEYWORD),
     ("log_unknown_vrids", "vipd counts adverts for VRIDs it has no instance for in the metric `vipd_socket_dropped_total{reason=\"unknown_vrid\"}` (`vipd run --metrics ADDR`) instead of logging each one"),
 ];
 
+const NOT_A_KEYWORD: &str = "keepalived 2.2.7 and 2.4.3 do not know it (only a comment in their man page names it): they ignore the line as an unknown keyword, and so does vipd; `garp_extra_if` is the keyword";
 const NETLINK_CMD: &str = "vipd waits for the answer to each netlink request before sending the next, so its command sockets never queue more than one answer";
 const NETLINK_MONITOR: &str = "vipd's link watcher re-reads every interface's state when the kernel reports lost events (ENOBUFS), so no event is missed whatever the buffer size";
 const LVS_MONITOR: &str = "vipd's checkers and load balancer follow no netlink events (the IPVS table is re-read from the kernel whenever it may be stale)";
@@ -452,7 +500,7 @@ pub(crate) const INSTANCE_INACTIVE: &[Kw] = &[
     k("track_src_ip", A::Flag),
     k("unicast_fault_no_peer", A::Flag),
     k("old_unicast_checksum", A::Any),
-    k("garp_extra_if", A::Any),
+    k("garp_extra_if", A::AllSecs(86400)),
     k("garp_extra_if_vmac", A::Any),
     l("virtual_ipaddress_excluded", A::Flag, Entry::Address),
     k("promote_secondaries", A::Flag),

@@ -660,6 +660,8 @@ impl Mapper<'_> {
             strict_mode: None,
             dont_track_primary: false,
             promote_secondaries: false,
+            unicast_fault_no_peer: false,
+            garp_extra_if: None,
             mcast_dst_ip: None,
             no_virtual_ipaddress: false,
             native_ipv6: false,
@@ -1637,9 +1639,8 @@ global_defs {
         assert_eq!(g.dumps.instance.as_deref(), Some("ka1"));
         assert_eq!(g.dumps.net_namespace.as_deref(), Some("blue"));
         assert_eq!(g.config_save_dir.as_deref(), Some("/var/tmp/ka-save"));
-        // Only `instance` and `net_namespace` stay inactive.
-        let inactive: Vec<u32> = l.inactive().map(|d| d.span.line).collect();
-        assert_eq!(inactive, [1, 9]);
+        // `instance` names the dump files, `vipd run` enters `net_namespace`.
+        assert_eq!(l.inactive().count(), 0);
         let c = config("global_defs {\n  data_use_instance false\n  state_file_location /a/b.data\n  state_dump_file /c/\n}\n");
         assert!(!c.global.dumps.data_use_instance);
         assert_eq!(
@@ -1649,6 +1650,124 @@ global_defs {
         );
         assert_eq!(c.global.dumps.json_version, None);
         assert_eq!(errors("global_defs {\n  json_version 3\n}\n").len(), 1);
+    }
+
+    #[test]
+    fn thread_tuning_keywords_map_and_are_active() {
+        let text = "global_defs {\n  vrrp_cpu_affinity 0 1\n  checker_cpu_affinity 1\n  vrrp_rlimit_rttime 20000\n  checker_rlimit_rttime 30000\n  max_auto_priority\n  min_auto_priority_delay 5000\n}\n";
+        let l = load(text).expect("warnings only");
+        let g = &l.config.global;
+        assert_eq!(g.vrrp_cpu_affinity, [0, 1]);
+        assert_eq!(g.checker_cpu_affinity, [1]);
+        assert_eq!(g.vrrp_rlimit_rttime, Some(20000));
+        assert_eq!(g.checker_rlimit_rttime, Some(30000));
+        assert_eq!(
+            g.max_auto_priority, 99,
+            "a bare keyword is the highest priority"
+        );
+        assert_eq!(g.min_auto_priority_delay, Some(5000));
+        assert_eq!(l.inactive().count(), 0);
+        for (v, want) in [("-1", 0), ("0", 0), ("7", 7)] {
+            let c = config(&format!("global_defs {{\n  max_auto_priority {v}\n}}\n"));
+            assert_eq!(c.global.max_auto_priority, want, "{v}");
+        }
+        // keepalived's ranges; every bad CPU number is reported.
+        assert_eq!(
+            errors("global_defs {\n  max_auto_priority 100\n}\n").len(),
+            1
+        );
+        assert_eq!(
+            errors("global_defs {\n  min_auto_priority_delay 0\n}\n").len(),
+            1
+        );
+        assert_eq!(
+            errors("global_defs {\n  vrrp_cpu_affinity x 0 -1\n}\n").len(),
+            2
+        );
+        assert_eq!(
+            errors("global_defs {\n  checker_cpu_affinity\n}\n").len(),
+            1
+        );
+    }
+
+    #[test]
+    fn startup_and_shutdown_scripts_map_and_are_active() {
+        let text = "global_defs {\n  startup_script \"/bin/up a\" nobody\n  startup_script /bin/other\n  startup_script_timeout 3\n  shutdown_script /bin/down\n  shutdown_script_timeout 1000\n}\n";
+        let l = load(text).expect("warnings only");
+        let g = &l.config.global;
+        let up = g.startup_script.as_ref().unwrap();
+        assert_eq!(
+            (up.command.as_str(), up.user.as_deref()),
+            ("/bin/up a", Some("nobody")),
+            "the first one, as keepalived"
+        );
+        assert_eq!(g.startup_script_timeout, Some(3));
+        assert_eq!(g.shutdown_script.as_ref().unwrap().command, "/bin/down");
+        assert_eq!(g.shutdown_script_timeout, Some(1000));
+        assert_eq!(l.inactive().count(), 0);
+        assert_eq!(
+            errors("global_defs {\n  startup_script_timeout 0\n}\n").len(),
+            1
+        );
+        assert_eq!(
+            errors("global_defs {\n  shutdown_script_timeout 1001\n}\n").len(),
+            1
+        );
+    }
+
+    #[test]
+    fn instance_debug_is_covered_by_design_with_a_warning() {
+        let l = load(&instance_with("    debug 2")).expect("warnings only");
+        assert_eq!(l.inactive().count(), 0);
+        assert!(
+            l.diagnostics
+                .iter()
+                .any(|d| d.message.starts_with("`debug` needs nothing in vipd")),
+            "{:?}",
+            l.diagnostics
+        );
+        assert_eq!(errors(&instance_with("    debug 5")).len(), 1);
+    }
+
+    #[test]
+    fn pid_dir_and_ipsets_daemon_options_are_covered_with_a_warning() {
+        let l = load("use_pid_dir\nnamespace_with_ipsets\ninstance ka2\n").expect("warnings only");
+        assert_eq!(l.inactive().count(), 0);
+        for kw in ["use_pid_dir", "namespace_with_ipsets"] {
+            assert!(
+                l.diagnostics.iter().any(|d| d
+                    .message
+                    .starts_with(&format!("`{kw}` needs nothing in vipd"))),
+                "{kw}: {:?}",
+                l.diagnostics
+            );
+        }
+        assert_eq!(l.config.global.dumps.instance.as_deref(), Some("ka2"));
+    }
+
+    #[test]
+    fn garp_extra_if_maps_and_checks_its_words() {
+        let l = load(&instance_with("    garp_extra_if all 60").replace(
+            "vrrp_instance",
+            "global_defs {\n  vrrp_garp_extra_if 30\n  vrrp_garp_extra_if_vmac 5\n}\nvrrp_instance",
+        ))
+        .expect("warnings only");
+        assert_eq!(l.inactive().count(), 0);
+        let x = l.config.instances[0].garp_extra_if.unwrap();
+        assert_eq!((x.interval, x.all), (60, true));
+        let g = l.config.global.garp_extra_if.unwrap();
+        assert_eq!((g.interval, g.all), (30, false));
+        // Not a keyword of keepalived: accepted with a warning, as it ignores it.
+        assert!(l.diagnostics.iter().any(|d| d
+            .message
+            .starts_with("`vrrp_garp_extra_if_vmac` needs nothing")));
+        for bad in ["all", "86401", "1 2", "x"] {
+            assert_eq!(
+                errors(&instance_with(&format!("    garp_extra_if {bad}"))).len(),
+                1,
+                "{bad}"
+            );
+        }
     }
 
     #[test]

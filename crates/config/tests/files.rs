@@ -235,6 +235,55 @@ fn include_without_match_is_a_warning() {
     );
 }
 
+/// `include_check` in global_defs makes the includes after it strict; an included file
+/// that changes it changes it for itself only (keepalived restores it when the file
+/// ends). A brace alternative without a file is an error with `brace_match`.
+#[test]
+fn include_check_applies_to_later_includes_and_is_restored_after_a_file() {
+    let dir = TempDir::new();
+    let main = dir.write(
+        "k.conf",
+        "global_defs {\n  include_check\n}\ninclude lax.inc\ninclude none*.conf\ninclude {lax,gone}.inc\n",
+    );
+    dir.write(
+        "lax.inc",
+        "global_defs {\n  include_check -wildcard_match\n}\ninclude other*.conf\n",
+    );
+    let d = match load_file(&main, &opts("x")) {
+        Ok(l) => panic!("loaded: {:?}", l.diagnostics),
+        Err(d) => d,
+    };
+    let got: Vec<(Severity, String)> = d
+        .iter()
+        .map(|d| (d.severity, format!("{}:{}", pos(d).1, d.message)))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                Severity::Error,
+                "5:include pattern `none*.conf` matched no files (include_check wildcard_match)"
+                    .to_string()
+            ),
+            (
+                Severity::Error,
+                "6:include alternative `gone.inc` of `{lax,gone}.inc` matched no file (include_check brace_match)"
+                    .to_string()
+            ),
+            // lax.inc is read twice (lines 4 and 6), lax both times.
+            (
+                Severity::Warning,
+                "4:include pattern `other*.conf` matched no files".to_string()
+            ),
+            (
+                Severity::Warning,
+                "4:include pattern `other*.conf` matched no files".to_string()
+            ),
+        ],
+        "{got:?}"
+    );
+}
+
 #[test]
 fn include_cycle_is_an_error_with_position() {
     let dir = TempDir::new();

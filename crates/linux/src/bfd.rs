@@ -120,7 +120,7 @@ pub fn start(
     }
     let wake = Arc::new(unsafe { OwnedFd::from_raw_fd(efd) });
     let (tx, rx) = mpsc::channel();
-    let (nice, rt) = (plan.nice, plan.rt_priority);
+    let (nice, rt, cpus) = (plan.nice, plan.rt_priority, plan.cpu_affinity.clone());
     let mut owner = Owner {
         clock: Instant::now(),
         sessions: Vec::new(),
@@ -138,7 +138,7 @@ pub fn start(
         .spawn(move || {
             // SAFETY: prctl on the calling thread with valid arguments.
             unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1, 0, 0, 0) };
-            for error in vipd_exec::tuning::tune_thread("bfd", nice, rt) {
+            for error in vipd_exec::tuning::tune_thread("bfd", nice, rt, &cpus) {
                 (owner.events)(BfdEvent::Error {
                     name: "*".into(),
                     error,

@@ -75,6 +75,43 @@ impl Interface {
     }
 }
 
+/// `promote_secondaries`: sets `net.ipv4.conf.IFACE.promote_secondaries` to 1, so that
+/// removing one address of a subnet promotes the others instead of removing them with
+/// it. `true` when vipd changed it (it was 0), to be reset when vipd stops.
+pub fn set_promote_secondaries(name: &str) -> std::io::Result<bool> {
+    let path = format!("/proc/sys/net/ipv4/conf/{name}/promote_secondaries");
+    if std::fs::read_to_string(&path)?.trim() == "1" {
+        return Ok(false);
+    }
+    std::fs::write(&path, "1")?;
+    Ok(true)
+}
+
+/// Undoes [`set_promote_secondaries`] (keepalived resets it to 0 when it stops).
+pub fn reset_promote_secondaries(name: &str) -> std::io::Result<()> {
+    std::fs::write(
+        format!("/proc/sys/net/ipv4/conf/{name}/promote_secondaries"),
+        "0",
+    )
+}
+
+const IGMP_LINK_LOCAL: &str = "/proc/sys/net/ipv4/igmp_link_local_mcast_reports";
+
+/// `disable_local_igmp`: no IGMP reports for 224.0.0.0/24 groups (the VRRP group among
+/// them), by `net.ipv4.igmp_link_local_mcast_reports = 0`. `true` when vipd changed
+/// it, to be restored by [`restore_local_igmp`] when vipd stops (as keepalived does).
+pub fn disable_local_igmp() -> std::io::Result<bool> {
+    if std::fs::read_to_string(IGMP_LINK_LOCAL)?.trim() == "0" {
+        return Ok(false);
+    }
+    std::fs::write(IGMP_LINK_LOCAL, "0")?;
+    Ok(true)
+}
+
+pub fn restore_local_igmp() -> std::io::Result<()> {
+    std::fs::write(IGMP_LINK_LOCAL, "1")
+}
+
 pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
     let mut mac = [0u8; 6];
     let mut parts = s.split(':');

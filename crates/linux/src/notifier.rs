@@ -155,6 +155,18 @@ impl Notifier {
         }
     }
 
+    /// `notify_priority_changes`: `INSTANCE "VI_1" MASTER_PRIORITY 90` (or
+    /// `BACKUP_PRIORITY` in any other state), on the FIFOs only, as keepalived.
+    pub fn priority_changed(&self, instance: &str, master: bool, priority: u8) {
+        let state = if master {
+            "MASTER_PRIORITY"
+        } else {
+            "BACKUP_PRIORITY"
+        };
+        self.fifos
+            .vrrp_line(&format!("INSTANCE \"{instance}\" {state} {priority}"));
+    }
+
     pub fn notify(&mut self, ev: Event) {
         self.fifos.vrrp_line(&format!(
             "{} \"{}\" {} {}",
@@ -211,6 +223,7 @@ fn run_event(ev: &Event, results: &Sender<NotifyResult>) {
         "BACKUP" => &ev.plan.backup,
         "FAULT" => &ev.plan.fault,
         "STOP" => &ev.plan.stop,
+        "DELETED" => &ev.plan.deleted,
         MASTER_RX_LOWER_PRI => &ev.plan.master_rx_lower_pri,
         _ => &None,
     };

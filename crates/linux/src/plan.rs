@@ -24,6 +24,9 @@ use vipd_vrrp::wire::ah::AhKey;
 use vipd_vrrp::wire::hmac;
 use vipd_vrrp::wire::{arp, ndisc, Auth, ChecksumVariant, Family, Version};
 
+/// An Ethernet frame to send and the ifindex it leaves from.
+pub type Frame = (u32, Vec<u8>);
+
 /// One instance, ready to run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InstancePlan {
@@ -49,6 +52,15 @@ pub struct InstancePlan {
     /// `no_accept` (explicit, or `vrrp_strict` for a non-owner): the host drops packets
     /// addressed to this instance's VIPs (see `vipd_lb::nft::no_accept`).
     pub no_accept: bool,
+    /// `promote_secondaries` on the interface (not with `use_vmac` / `use_ipvlan`,
+    /// which keepalived refuses with a message: `check-config` warns).
+    pub promote_secondaries: bool,
+    /// `garp_extra_if`: while MASTER, every `.0`, one announcement on each of the VIPs'
+    /// other interfaces (`.1`: ifindex and frame, one per interface).
+    pub extra_garp: Option<(Duration, Vec<Frame>)>,
+    /// Why the configuration itself keeps the instance in FAULT (keepalived's config
+    /// faults): `unicast_fault_no_peer` without unicast peers.
+    pub config_fault: Option<String>,
 }
 
 impl InstancePlan {
@@ -80,6 +92,11 @@ pub struct Plan {
     pub rt_priority: Option<u8>,
     /// `vrrp_priority`: nice value of the protocol thread.
     pub nice: Option<i32>,
+    /// `vrrp_cpu_affinity`: the CPUs the protocol thread runs on (empty: any).
+    pub cpu_affinity: Vec<u16>,
+    /// `max_auto_priority` (0: off) and `min_auto_priority_delay` (µs).
+    pub max_auto_priority: u8,
+    pub min_auto_priority_delay: Option<u32>,
     pub instances: Vec<InstancePlan>,
     /// The `vrrp_script`s some instance tracks.
     pub scripts: Vec<ScriptPlan>,
@@ -109,6 +126,8 @@ pub struct BfdPlan {
     pub nice: Option<i32>,
     /// `bfd_rt_priority`: its SCHED_RR priority.
     pub rt_priority: Option<u8>,
+    /// `bfd_cpu_affinity`: the CPUs the BFD thread runs on (empty: any).
+    pub cpu_affinity: Vec<u16>,
 }
 
 /// One `bfd_instance`, keepalived's defaults filled in.
@@ -195,6 +214,7 @@ fn bfd_plan(cfg: &Config) -> Result<BfdPlan, PlanError> {
         sessions,
         nice: cfg.global.bfd_priority,
         rt_priority: cfg.global.bfd_rt_priority,
+        cpu_affinity: cfg.global.bfd_cpu_affinity.clone(),
     })
 }
 
@@ -415,6 +435,9 @@ pub fn build(cfg: &Config) -> Result<Plan, PlanError> {
         router_id: cfg.global.router_id.clone(),
         rt_priority: cfg.global.vrrp_rt_priority,
         nice: cfg.global.vrrp_priority,
+        cpu_affinity: cfg.global.vrrp_cpu_affinity.clone(),
+        max_auto_priority: cfg.global.max_auto_priority,
+        min_auto_priority_delay: cfg.global.min_auto_priority_delay,
         instances,
         scripts,
         files,
@@ -662,7 +685,7 @@ fn ifindex(cfg: &Config, name: &str) -> Result<u32> {
     if cfg
         .instances
         .iter()
-        .any(|i| vmac_name(i).as_deref() == Some(name))
+        .any(|i| vmac_name(cfg, i).as_deref() == Some(name))
     {
         return Ok(UNBOUND);
     }
@@ -671,17 +694,30 @@ fn ifindex(cfg: &Config, name: &str) -> Result<u32> {
 }
 
 /// The name of the link a `use_vmac` / `use_ipvlan` instance runs on (keepalived's
-/// default: `vrrp.VRID`).
-fn vmac_name(inst: &VrrpInstance) -> Option<String> {
+/// default: `PREFIX.VRID`, PREFIX `vmac_prefix` or `vrrp`).
+fn vmac_name(cfg: &Config, inst: &VrrpInstance) -> Option<String> {
     let name = match (&inst.use_vmac, &inst.use_ipvlan) {
         (_, Some(ipvlan)) => &ipvlan.name,
         (Some(vmac), None) => &vmac.name,
         (None, None) => return None,
     };
+    let prefix = cfg.global.vmac_prefix.as_deref().unwrap_or("vrrp");
     Some(
         name.clone()
-            .unwrap_or_else(|| format!("vrrp.{}", inst.virtual_router_id)),
+            .unwrap_or_else(|| default_link_name(prefix, inst.virtual_router_id)),
     )
+}
+
+/// `PREFIX.VRID`, the prefix shortened as keepalived does so the name fits in
+/// IFNAMSIZ (15 bytes).
+fn default_link_name(prefix: &str, vrid: u8) -> String {
+    let suffix = format!(".{vrid}");
+    let room = 15 - suffix.len();
+    let mut end = prefix.len().min(room);
+    while !prefix.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{suffix}", &prefix[..end])
 }
 
 /// How long a notify script may run before it is killed.
@@ -734,9 +770,16 @@ pub struct NotifyPlan {
     /// `notify_master_rx_lower_pri`: a MASTER heard a lower-priority advert (run
     /// without arguments, as keepalived does; the generic `notify` is not called).
     pub master_rx_lower_pri: Option<Script>,
+    /// `notify_deleted [SCRIPT]`: an instance a reload removes notifies `DELETED` (and
+    /// runs the script, if any) instead of keepalived's default `FAULT`.
+    pub notify_deleted: bool,
+    pub deleted: Option<Script>,
     pub timeout: Duration,
     /// `smtp_alert` (resolved with the global defaults): mail the transitions.
     pub mail: bool,
+    /// `notify_priority_changes` (resolved: the instance's, its sync group's, then
+    /// `vrrp_notify_priority_changes`): a FIFO line when the effective priority moves.
+    pub priority_changes: bool,
 }
 
 impl NotifyPlan {
@@ -747,6 +790,7 @@ impl NotifyPlan {
             && self.stop.is_none()
             && self.generic.is_none()
             && self.master_rx_lower_pri.is_none()
+            && self.deleted.is_none()
     }
 }
 
@@ -809,8 +853,17 @@ fn notify_plan(
         stop: prepare("notify_stop", &n.stop)?,
         generic: prepare("notify", &n.notify)?,
         master_rx_lower_pri: prepare("notify_master_rx_lower_pri", &n.master_rx_lower_pri)?,
+        // A bare `notify_deleted` switches DELETED on without a script of its own.
+        notify_deleted: n.deleted.is_some(),
+        deleted: prepare(
+            "notify_deleted",
+            &n.deleted.clone().filter(|s| !s.command.is_empty()),
+        )?,
         timeout: NOTIFY_TIMEOUT,
         mail: vrrp_alerts(&cfg.global, smtp_alert),
+        priority_changes: n
+            .priority_changes
+            .unwrap_or(cfg.global.vrrp_notify_priority_changes),
     })
 }
 
@@ -849,6 +902,20 @@ fn build_instance(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan, Pla
             .push(route_spec(r, &|dev| ifindex(cfg, dev)).map_err(at(&r.span))?);
     }
     plan.tracking = tracking(cfg, inst).map_err(at(&inst.span))?;
+    // garp_extra_if: vipd has no per-address VMACs, so only `all` has interfaces to
+    // send on (keepalived switches it off likewise when there are none).
+    if let Some(x) = inst.garp_extra_if.or(cfg.global.garp_extra_if) {
+        let mut frames: Vec<(u32, Vec<u8>)> = Vec::new();
+        for (ifindex, frame) in &plan.announce_frames {
+            let other = *ifindex != home.index && *ifindex != UNBOUND;
+            if other && !frames.iter().any(|f| f.0 == *ifindex) {
+                frames.push((*ifindex, frame.clone()));
+            }
+        }
+        if x.all && x.interval > 0 && !frames.is_empty() {
+            plan.extra_garp = Some((Duration::from_secs(u64::from(x.interval)), frames));
+        }
+    }
     Ok(plan)
 }
 
@@ -1034,7 +1101,7 @@ fn instance_plan(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
         (strict, _, None) => !strict,
     };
 
-    let vmac = match vmac_name(inst) {
+    let vmac = match vmac_name(cfg, inst) {
         None => None,
         Some(name) => {
             let mut v = vmac(inst, &iface, name, family)?;
@@ -1044,13 +1111,31 @@ fn instance_plan(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
             Some(v)
         }
     };
+    let promote_secondaries = inst.promote_secondaries && vmac.is_none();
     Ok(InstancePlan {
         vmac,
         routes: Vec::new(),
         rules: inst.virtual_rules.iter().map(rule_spec).collect(),
         tracking: Vec::new(),
-        notify: notify_plan(cfg, &inst.name, &inst.notify, inst.smtp_alert)?,
+        notify: NotifyPlan {
+            // keepalived: the instance's, else its sync group's, else the global.
+            priority_changes: inst
+                .notify
+                .priority_changes
+                .or_else(|| {
+                    cfg.sync_groups
+                        .iter()
+                        .find(|g| g.group.contains(&inst.name))
+                        .and_then(|g| g.notify.priority_changes)
+                })
+                .unwrap_or(cfg.global.vrrp_notify_priority_changes),
+            ..notify_plan(cfg, &inst.name, &inst.notify, inst.smtp_alert)?
+        },
         no_accept: !accept,
+        promote_secondaries,
+        extra_garp: None,
+        config_fault: (inst.unicast_fault_no_peer && inst.unicast_peers.is_empty())
+            .then(|| "unicast_fault_no_peer: no unicast_peer to send to".to_string()),
         unicast_ttl: inst.unicast_ttl.unwrap_or(255),
         name: inst.name.clone(),
         iface,
@@ -1131,6 +1216,19 @@ mod tests {
     use super::*;
     use vipd_exec::scripts::RunAs;
 
+    const OPTS: vipd_config::LoadOptions = vipd_config::LoadOptions {
+        config_id: None,
+        check_interfaces: false,
+    };
+
+    /// A minimal instance on `lo` with `extra` lines.
+    fn instance(name: &str, vrid: u8, extra: &str) -> String {
+        format!(
+            "vrrp_instance {name} {{\n interface lo\n virtual_router_id {vrid}\n priority 100\n\
+             {extra}\n virtual_ipaddress {{\n  192.0.2.{vrid}/24\n }}\n}}\n"
+        )
+    }
+
     #[test]
     fn bfd_sessions_and_track_bfd_weights() {
         let opts = vipd_config::LoadOptions {
@@ -1197,16 +1295,7 @@ mod tests {
 
     #[test]
     fn skip_check_adv_addr_global_and_per_instance() {
-        let opts = vipd_config::LoadOptions {
-            config_id: None,
-            check_interfaces: false,
-        };
-        let instance = |name: &str, vrid: u8, extra: &str| {
-            format!(
-                "vrrp_instance {name} {{\n interface lo\n virtual_router_id {vrid}\n priority 100\n\
-                 {extra}\n virtual_ipaddress {{\n  192.0.2.{vrid}/24\n }}\n}}\n"
-            )
-        };
+        let opts = OPTS;
         let text = format!(
             "global_defs {{\n vrrp_skip_check_adv_addr\n}}\n{}{}",
             instance("A", 1, ""),
@@ -1235,6 +1324,102 @@ mod tests {
                 .unwrap()
                 .engine
                 .skip_check_same_sender
+        );
+    }
+
+    #[test]
+    fn notify_priority_changes_instance_then_sync_group_then_global() {
+        let opts = OPTS;
+        let changes = |global: &str, group: &str| {
+            let text = format!(
+                "global_defs {{\n{global}\n}}\nvrrp_sync_group G {{\n group {{\n  A\n  B\n }}\n{group}\n}}\n{}{}{}",
+                instance("A", 1, ""),
+                instance("B", 2, "notify_priority_changes off"),
+                instance("C", 3, "")
+            );
+            let cfg = vipd_config::load_str(&text, std::path::Path::new("/k.conf"), &opts)
+                .unwrap_or_else(|d| panic!("{d:#?}"))
+                .config;
+            (0..3)
+                .map(|i| {
+                    build_instance(&cfg, &cfg.instances[i])
+                        .unwrap()
+                        .notify
+                        .priority_changes
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(changes("", ""), [false, false, false]);
+        assert_eq!(
+            changes(" vrrp_notify_priority_changes", ""),
+            [true, false, true]
+        );
+        assert_eq!(
+            changes(
+                " vrrp_notify_priority_changes",
+                " notify_priority_changes false"
+            ),
+            [false, false, true]
+        );
+        assert_eq!(
+            changes("", " notify_priority_changes"),
+            [true, false, false]
+        );
+    }
+
+    #[test]
+    fn unicast_fault_no_peer_is_a_config_fault_only_without_peers() {
+        let fault = |extra: &str| {
+            let cfg = vipd_config::load_str(
+                &instance("A", 1, extra),
+                std::path::Path::new("/k.conf"),
+                &OPTS,
+            )
+            .unwrap_or_else(|d| panic!("{d:#?}"))
+            .config;
+            build_instance(&cfg, &cfg.instances[0])
+                .unwrap()
+                .config_fault
+        };
+        assert_eq!(fault(""), None);
+        assert!(fault("unicast_fault_no_peer").is_some());
+        assert_eq!(
+            fault("unicast_fault_no_peer\n unicast_peer {\n  192.0.2.2\n }"),
+            None
+        );
+    }
+
+    #[test]
+    fn vmac_prefix_names_the_default_links() {
+        let name = |global: &str, extra: &str| {
+            let text = format!("global_defs {{\n{global}\n}}\n{}", instance("A", 51, extra));
+            let cfg = vipd_config::load_str(&text, std::path::Path::new("/k.conf"), &OPTS)
+                .unwrap_or_else(|d| panic!("{d:#?}"))
+                .config;
+            vmac_name(&cfg, &cfg.instances[0])
+        };
+        assert_eq!(name("", "use_vmac").as_deref(), Some("vrrp.51"));
+        assert_eq!(
+            name(" vmac_prefix vip", "use_vmac").as_deref(),
+            Some("vip.51")
+        );
+        assert_eq!(
+            name(" vmac_prefix vip", "use_vmac vm1").as_deref(),
+            Some("vm1")
+        );
+        assert_eq!(name(" vmac_prefix vip", "").as_deref(), None);
+        // The first one counts, as keepalived.
+        assert_eq!(
+            name(" vmac_prefix vip\n vmac_prefix other", "use_vmac").as_deref(),
+            Some("vip.51")
+        );
+        assert_eq!(
+            default_link_name("averyveryverylongprefix", 51),
+            "averyveryver.51"
+        );
+        assert_eq!(
+            default_link_name("averyveryverylongprefix", 5),
+            "averyveryvery.5"
         );
     }
 

@@ -58,6 +58,8 @@ pub enum Notice {
         /// The priority in force (for `notify`'s fourth argument).
         priority: u8,
         notify: crate::plan::NotifyPlan,
+        /// Leaving because a reload removed the instance (`notify_deleted`).
+        deleted: bool,
     },
     /// First announcement of a take-over left the host this long after the decision.
     TakeoverLatency {
@@ -81,6 +83,13 @@ pub enum Notice {
         /// Ours (the FIFO line's priority).
         priority: u8,
         notify: crate::plan::NotifyPlan,
+    },
+    /// Tracking moved an instance's effective priority and its
+    /// `notify_priority_changes` is on: a `MASTER_PRIORITY` / `BACKUP_PRIORITY` line.
+    PriorityChanged {
+        instance: String,
+        master: bool,
+        priority: u8,
     },
     /// A sync group changed state (for its notify scripts).
     GroupTransition {
@@ -123,6 +132,8 @@ pub struct Runtime {
     static_routing: Mutex<(Vec<crate::routes::RouteSpec>, Vec<crate::routes::RuleSpec>)>,
     /// VMAC interfaces vipd created, deleted at stop.
     vmacs: Mutex<Vec<u32>>,
+    /// Interfaces whose `promote_secondaries` vipd set (reset at stop).
+    promoted: Mutex<Vec<String>>,
 }
 
 /// How soon a status publication that found the snapshot locked is tried again.
@@ -234,6 +245,11 @@ impl Runtime {
             start_at: Instant::now(),
             io_errors: IoErrors::default(),
             link_errors: Arc::default(),
+            auto_priority: vipd_exec::tuning::AutoPriority::new(
+                plan.max_auto_priority,
+                plan.min_auto_priority_delay,
+                plan.rt_priority,
+            ),
         };
         for p in &plan.instances {
             engine.ensure_socket(p)?;
@@ -277,11 +293,11 @@ impl Runtime {
             move |e| link_events.send(e.into()),
             engine.link_errors.clone(),
         )?;
-        let (rt_priority, nice) = (plan.rt_priority, plan.nice);
+        let (rt_priority, nice, cpus) = (plan.rt_priority, plan.nice, plan.cpu_affinity.clone());
         let thread = std::thread::Builder::new()
             .name("vipd-vrrp".into())
             .spawn(move || {
-                engine.tune_thread(rt_priority, nice);
+                engine.tune_thread(rt_priority, nice, &cpus);
                 engine.run();
             })?;
         let rt = Runtime {
@@ -297,7 +313,9 @@ impl Runtime {
             static_addresses: Mutex::new(plan.static_addresses.clone()),
             static_routing: Mutex::new((plan.static_routes.clone(), plan.static_rules.clone())),
             vmacs: Mutex::new(vmacs),
+            promoted: Mutex::default(),
         };
+        rt.promote_secondaries(&plan.instances);
         Ok(rt)
     }
 
@@ -310,6 +328,28 @@ impl Runtime {
         Commander {
             tx: self.cmd_tx.clone(),
             wake: self.wake.clone(),
+        }
+    }
+
+    /// `promote_secondaries`: set on the instances' interfaces where it is off; they
+    /// are reset when vipd stops (as keepalived does).
+    fn promote_secondaries(&self, instances: &[InstancePlan]) {
+        let Ok(mut promoted) = self.promoted.lock() else {
+            return;
+        };
+        for p in instances.iter().filter(|p| p.promote_secondaries) {
+            let name = &p.iface.name;
+            if promoted.contains(name) {
+                continue;
+            }
+            match crate::iface::set_promote_secondaries(name) {
+                Ok(true) => {
+                    tracing::info!("{}: promote_secondaries set on {name}", p.name);
+                    promoted.push(name.clone());
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!("{}: promote_secondaries on {name}: {e}", p.name),
+            }
         }
     }
 
@@ -340,6 +380,13 @@ impl Runtime {
                 let _ = a.tx.send(AddrCommand::Remove(statics));
             }
             a.sync();
+            // After the last address is gone.
+            let promoted = self.promoted.lock().map(|p| p.clone()).unwrap_or_default();
+            for name in promoted {
+                if let Err(e) = crate::iface::reset_promote_secondaries(&name) {
+                    tracing::warn!("promote_secondaries on {name}: reset: {e}");
+                }
+            }
             let vmacs = self.vmacs.lock().map(|v| v.clone()).unwrap_or_default();
             crate::links::delete(&vmacs);
             let _ = self.notices.send(Notice::Stopped);
@@ -362,6 +409,7 @@ impl Runtime {
         let Prepared { plan, links } = prepared;
         let track = plan.track_plan();
         let bfd = plan.bfd.clone();
+        let instances = plan.instances.clone();
         let statics = plan.static_addresses.clone();
         let static_routing = (plan.static_routes.clone(), plan.static_rules.clone());
         let (reply, answer) = mpsc::channel();
@@ -385,6 +433,7 @@ impl Runtime {
         };
         self.tracker.configure(track);
         self.bfd.configure(bfd);
+        self.promote_secondaries(&instances);
         self.reload_static_addresses(statics);
         if let Ok(mut v) = self.vmacs.lock() {
             v.extend(links.created);
@@ -528,6 +577,10 @@ struct Slot {
     announcements_sent: u64,
     /// Tracking's fault for this instance alone (a sync group may add others').
     own_fault: bool,
+    /// A reload removed it: its last transition is a deletion (`notify_deleted`).
+    deleted: bool,
+    /// `garp_extra_if`: when the next announcements on the other interfaces are due.
+    extra_garp_at: Option<Instant>,
     /// When the engine decided to take over, until the first announcement is out.
     pending_takeover: Option<Instant>,
     /// Counts `AddAddresses`, so a late confirmation of an earlier one is ignored.
@@ -573,6 +626,8 @@ struct EngineLoop {
     io_errors: IoErrors,
     /// The link watcher's receive errors (its own thread).
     link_errors: Arc<Mutex<IoErrors>>,
+    /// `max_auto_priority`: SCHED_RR for this thread when its timers run late.
+    auto_priority: vipd_exec::tuning::AutoPriority,
 }
 
 /// How long after start-up the instances start: the longer of `vrrp_startup_delay`
@@ -650,6 +705,8 @@ impl EngineLoop {
             retired: false,
             announcements_sent: 0,
             own_fault: false,
+            deleted: false,
+            extra_garp_at: None,
             pending_takeover: None,
             addr_epoch: reuse.map_or(0, |i| self.slots[i].addr_epoch),
             awaiting_addresses: None,
@@ -671,6 +728,10 @@ impl EngineLoop {
 
     /// Start an instance (tracking may already have put it in FAULT).
     fn start_instance(&mut self, i: usize, now: Instant) {
+        if let Some(why) = &self.slots[i].plan.config_fault {
+            tracing::warn!("{}: {why}: FAULT", self.slots[i].plan.name);
+            self.apply_faults(i, now);
+        }
         self.slots[i].inst.startup(now);
         self.drain_actions(i, now);
     }
@@ -709,6 +770,7 @@ impl EngineLoop {
             .collect();
         for (name, &i) in &live {
             if !plan.instances.iter().any(|p| &p.name == name) {
+                self.slots[i].deleted = true;
                 self.retire(i, true, now);
                 report.removed.push(name.clone());
             }
@@ -776,13 +838,41 @@ impl EngineLoop {
         }
     }
 
-    fn tune_thread(&self, rt_priority: Option<u8>, nice: Option<i32>) {
+    /// `max_auto_priority`: when the earliest due timer runs more than
+    /// `min_auto_priority_delay` late, switch to (or raise) SCHED_RR, as keepalived does.
+    fn check_lateness(&mut self, now: Instant) {
+        if !self.auto_priority.enabled() {
+            return;
+        }
+        let Some(due) = self
+            .slots
+            .iter()
+            .filter_map(|s| s.inst.poll_timeout())
+            .min()
+        else {
+            return;
+        };
+        let Some(p) = self.auto_priority.late(now.saturating_duration_since(due)) else {
+            return;
+        };
+        let late = now.saturating_duration_since(due);
+        match vipd_exec::tuning::set_thread_rt(p) {
+            Ok(()) => tracing::warn!(
+                "a VRRP timer ran {late:?} late: protocol thread now SCHED_RR priority {p} (max_auto_priority)"
+            ),
+            Err(e) => tracing::warn!(
+                "a VRRP timer ran {late:?} late: max_auto_priority: SCHED_RR priority {p}: {e}"
+            ),
+        }
+    }
+
+    fn tune_thread(&self, rt_priority: Option<u8>, nice: Option<i32>, cpus: &[u16]) {
         // SAFETY: prctl on the calling thread with valid arguments.
         unsafe {
             // Wake up when asked, not up to 50 µs later.
             libc::prctl(libc::PR_SET_TIMERSLACK, 1, 0, 0, 0);
         }
-        for error in vipd_exec::tuning::tune_thread("vrrp", nice, rt_priority) {
+        for error in vipd_exec::tuning::tune_thread("vrrp", nice, rt_priority, cpus) {
             let _ = self.notices.send(Notice::SendFailed {
                 instance: "*".into(),
                 error,
@@ -811,6 +901,7 @@ impl EngineLoop {
                 now.duration_since(self.started).as_millis() as u64,
                 std::sync::atomic::Ordering::Relaxed,
             );
+            self.check_lateness(now);
             for i in 0..self.slots.len() {
                 if self.slots[i].inst.poll_timeout().is_some_and(|t| t <= now) {
                     self.slots[i].inst.handle_timeout(now);
@@ -824,6 +915,7 @@ impl EngineLoop {
                     }
                 }
             }
+            self.extra_garps(now);
             self.flush_announcements(now);
             self.maybe_publish_status(now);
 
@@ -844,6 +936,7 @@ impl EngineLoop {
                 // A status reader held the lock when a transition was to be published:
                 // try again soon, not at the next packet or timer (up to a second away).
                 .chain(self.status_dirty.then(|| now + STATUS_RETRY))
+                .chain(self.slots.iter().filter_map(|s| s.extra_garp_at))
                 .min()
                 // Go round at least once a second: the watchdog watches the heartbeat.
                 .map_or(now + Duration::from_secs(1), |d| {
@@ -920,7 +1013,16 @@ impl EngineLoop {
                         .iter()
                         .position(|s| !s.retired && s.plan.name == instance);
                     if let Some(i) = live {
+                        let before = self.slots[i].inst.priority();
                         self.slots[i].inst.set_priority_adjustment(now, adjustment);
+                        let slot = &self.slots[i];
+                        if slot.inst.priority() != before && slot.plan.notify.priority_changes {
+                            let _ = self.notices.send(Notice::PriorityChanged {
+                                instance: slot.plan.name.clone(),
+                                master: slot.inst.state() == State::Master,
+                                priority: slot.inst.priority(),
+                            });
+                        }
                         self.slots[i].own_fault = fault;
                         self.apply_faults(i, now);
                     }
@@ -1123,6 +1225,14 @@ impl EngineLoop {
                 }
                 Action::Transition { from, to, reason } => {
                     self.status_dirty = true;
+                    // keepalived: first after garp_master_delay plus the interval.
+                    let slot = &mut self.slots[i];
+                    slot.extra_garp_at = match (&slot.plan.extra_garp, to) {
+                        (Some((every, _)), State::Master) => {
+                            Some(now + slot.plan.engine.garp.master_delay + *every)
+                        }
+                        _ => None,
+                    };
                     self.sync_group_follow(i, from, to, now);
                     let slot = &self.slots[i];
                     let _ = self.notices.send(Notice::Transition {
@@ -1133,6 +1243,7 @@ impl EngineLoop {
                         at: SystemTime::now(),
                         priority: slot.inst.priority(),
                         notify: slot.plan.notify.clone(),
+                        deleted: slot.deleted && to == State::Initialize,
                         vips: slot
                             .plan
                             .addresses
@@ -1152,7 +1263,9 @@ impl EngineLoop {
             Some(g) => self.groups[g].members.clone(),
             None => vec![i],
         };
-        let fault = members.iter().any(|&m| self.slots[m].own_fault);
+        let fault = members
+            .iter()
+            .any(|&m| self.slots[m].own_fault || self.slots[m].plan.config_fault.is_some());
         for m in members {
             self.slots[m].inst.set_fault(now, fault);
             self.drain_actions(m, now);
@@ -1257,6 +1370,28 @@ impl EngineLoop {
                 instance: self.slots[i].plan.name.clone(),
                 first_announce: Instant::now().duration_since(decided),
             });
+        }
+    }
+
+    /// `garp_extra_if`: one announcement on each of a master's other VIP interfaces,
+    /// every interval.
+    fn extra_garps(&mut self, now: Instant) {
+        for i in 0..self.slots.len() {
+            let slot = &mut self.slots[i];
+            let (Some(at), Some((every, frames))) = (slot.extra_garp_at, &slot.plan.extra_garp)
+            else {
+                continue;
+            };
+            if at > now || slot.retired {
+                continue;
+            }
+            slot.extra_garp_at = Some(now + *every);
+            slot.announcements_sent += frames.len() as u64;
+            for (ifindex, frame) in frames {
+                let q = self.announce_queues.entry(*ifindex).or_default();
+                let at = q.next_free.map_or(now, |t| t.max(now));
+                q.frames.push_back((at, frame.clone()));
+            }
         }
     }
 

@@ -93,6 +93,8 @@ pub struct Setup {
     /// The configuration's virtual servers, until their checkers are started.
     vss: Vec<VirtualServer>,
     globals: vipd_check::Globals,
+    /// `rs_init_notifies`: the real servers up at start-up notify UP.
+    rs_init_notifies: bool,
 }
 
 impl std::fmt::Debug for Setup {
@@ -258,6 +260,7 @@ fn setup(config: &Config, default_sched: Sched) -> Result<Setup> {
         scripts,
         vss: config.virtual_servers.clone(),
         globals: vipd_check::Globals::from_config(config),
+        rs_init_notifies: config.global.rs_init_notifies,
     })
 }
 
@@ -417,6 +420,17 @@ impl Owner {
     fn run(mut self, rx: Receiver<Input>) {
         self.refresh_macs();
         let _ = self.sync(); // logged; retried every second
+        if self.setup.rs_init_notifies {
+            // keepalived: notify_up, the FIFO line and the mail of each real server that
+            // starts up (the ones that start down notify when they come up anyway).
+            let lb = &self.setup.lb;
+            let up: Vec<LbEvent> = (0..lb.len())
+                .flat_map(|vs| (0..lb.real_server_count(vs)).map(move |rs| (vs, rs)))
+                .filter(|&(vs, rs)| lb.is_up(vs, rs))
+                .map(|(vs, rs)| LbEvent::RealServerUp { vs, rs })
+                .collect();
+            self.run_scripts(&up);
+        }
         let mut next_refresh = Instant::now() + NEIGHBOUR_REFRESH;
         loop {
             let wait = next_refresh.saturating_duration_since(Instant::now());

@@ -103,6 +103,14 @@ fn init_logging() {
 
 pub fn run(args: RunArgs) -> Result<ExitCode> {
     init_logging();
+    // Before anything reads the host or starts a thread (threads inherit it).
+    if let Some(ns) = configured_netns(&args) {
+        if let Err(e) = enter_netns(&ns) {
+            error!("net_namespace {ns}: {e}; not starting");
+            return Ok(ExitCode::FAILURE);
+        }
+        info!("net_namespace {ns}: running in it");
+    }
     let Ok((loaded, plan)) = load(&args.file, args.config_id.as_deref(), args.ignore_inactive)
     else {
         error!("{}: not starting", args.file.display());
@@ -115,8 +123,25 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let mailer = Mailer::new();
     warn_unsent_mail(&loaded.config, &plan.mail);
     mailer.configure(plan.mail);
-    let plan = plan.vrrp;
+    let shutdown_script = plan.shutdown;
     let _pid = PidFile::create(&args.pid_file)?;
+    // keepalived runs it before any of its processes start, and waits for it.
+    if let Some(hook) = &plan.startup {
+        run_hook(hook);
+    }
+    let plan = plan.vrrp;
+    // At start only (keepalived does not change it on reload); restored at stop.
+    let igmp_disabled = loaded.config.global.disable_local_igmp
+        && match vipd_linux::iface::disable_local_igmp() {
+            Ok(changed) => {
+                info!("disable_local_igmp: net.ipv4.igmp_link_local_mcast_reports = 0");
+                changed
+            }
+            Err(e) => {
+                warn!("disable_local_igmp: {e}");
+                false
+            }
+        };
     let no_accept = Arc::new(NoAcceptTables::default());
     if let Err(e) = no_accept.set(&plan.no_accept_addresses()) {
         error!("{}: {e}; not starting", args.file.display());
@@ -186,6 +211,13 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             no_accept: no_accept.clone(),
         },
     );
+    if let Some(f) = &loaded.config.global.reload_time_file {
+        crate::reload_timer::start(
+            PathBuf::from(f),
+            loaded.config.global.reload_repeat,
+            reload.clone(),
+        )?;
+    }
     let handlers = Handlers {
         status: runtime.status.clone(),
         events,
@@ -217,8 +249,102 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     }
     drop(runtime);
     let _ = logger.join();
+    if igmp_disabled {
+        if let Err(e) = vipd_linux::iface::restore_local_igmp() {
+            warn!("disable_local_igmp: restoring: {e}");
+        }
+    }
+    if let Some(hook) = &shutdown_script {
+        run_hook(hook);
+    }
     info!("vipd stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `net_namespace NAME` of the configuration, if it has one (a configuration with
+/// errors has none here: `load` reports them).
+fn configured_netns(args: &RunArgs) -> Option<String> {
+    let opts = LoadOptions {
+        config_id: args.config_id.clone(),
+        check_interfaces: false,
+    };
+    vipd_config::load_file(&args.file, &opts)
+        .ok()?
+        .config
+        .global
+        .dumps
+        .net_namespace
+}
+
+/// `net_namespace NAME`: joins `/run/netns/NAME` (as made by `ip netns add`), in a
+/// mount namespace of vipd's own with that network namespace's `/sys` (as `ip netns
+/// exec` does), so interface facts read from sysfs are the namespace's. vipd must
+/// still be one thread here.
+fn enter_netns(name: &str) -> std::result::Result<(), String> {
+    use std::os::fd::AsRawFd;
+    if name.contains('/') || name == "." || name == ".." {
+        return Err("a name from `ip netns list` is expected, not a path".into());
+    }
+    let path = format!("/run/netns/{name}");
+    let f = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
+    // SAFETY: setns with a namespace file descriptor we own.
+    if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(format!("setns: {}", std::io::Error::last_os_error()));
+    }
+    let c = |s: &str| std::ffi::CString::new(s).unwrap_or_default();
+    let (root, sys, sysfs) = (c("/"), c("/sys"), c("sysfs"));
+    // SAFETY: unshare and mount(2) with valid NUL-terminated strings; they act on
+    // vipd's own (new) mount namespace only.
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWNS) != 0 {
+            return Err(format!(
+                "unshare(CLONE_NEWNS): {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        if libc::mount(
+            std::ptr::null(),
+            root.as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_SLAVE,
+            std::ptr::null(),
+        ) != 0
+        {
+            return Err(format!(
+                "making / a slave mount: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        libc::umount2(sys.as_ptr(), libc::MNT_DETACH);
+        if libc::mount(
+            sysfs.as_ptr(),
+            sys.as_ptr(),
+            sysfs.as_ptr(),
+            0,
+            std::ptr::null(),
+        ) != 0
+        {
+            return Err(format!(
+                "mounting /sys: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Runs `startup_script` / `shutdown_script` and logs how it ended.
+fn run_hook(hook: &crate::plan::Hook) {
+    let line = hook.script.argv.join(" ");
+    info!("{}: running `{line}`", hook.keyword);
+    match hook.run() {
+        vipd_exec::scripts::Outcome::Exited(0) => info!("{}: `{line}` done", hook.keyword),
+        vipd_exec::scripts::Outcome::TimedOut => warn!(
+            "{}: `{line}` still running after {:?} ({}_timeout): killed",
+            hook.keyword, hook.timeout, hook.keyword
+        ),
+        other => warn!("{}: `{line}` failed: {other:?}", hook.keyword),
+    }
 }
 
 /// A diagnostic on stderr, as `check-config` prints it; a closed stderr is ignored
@@ -272,8 +398,9 @@ fn load(
     Ok((l, plan))
 }
 
-/// `umask` and `vrrp_no_swap`/`checker_no_swap` (at start only, as keepalived reads
-/// them); the thread priorities are set by the threads themselves.
+/// `umask`, `vrrp_no_swap`/`checker_no_swap` and `vrrp_rlimit_rttime` /
+/// `checker_rlimit_rttime` (at start only, as keepalived reads them); the thread
+/// priorities and CPU affinities are set by the threads themselves.
 fn tune_process(
     g: &vipd_config::model::GlobalDefs,
     umask: Option<u32>,
@@ -287,6 +414,25 @@ fn tune_process(
         tuning::lock_memory()
             .map_err(|e| format!("vrrp_no_swap/checker_no_swap/bfd_no_swap: mlockall: {e}"))?;
         info!("memory locked (vrrp_no_swap/checker_no_swap/bfd_no_swap)");
+    }
+    let rttime = tuning::rttime_limit(&[
+        tuning::RtThread {
+            rlimit_rttime: g.vrrp_rlimit_rttime,
+            realtime: g.vrrp_rt_priority.is_some() || g.max_auto_priority > 0,
+        },
+        tuning::RtThread {
+            rlimit_rttime: g.checker_rlimit_rttime,
+            realtime: g.checker_rt_priority.is_some(),
+        },
+    ]);
+    if let Some(us) = rttime {
+        tuning::log_sigxcpu().map_err(|e| format!("*_rlimit_rttime: SIGXCPU handler: {e}"))?;
+        tuning::set_rttime_limit(us)
+            .map_err(|e| format!("*_rlimit_rttime: setrlimit(RLIMIT_RTTIME, {us}): {e}"))?;
+        info!(
+            "RLIMIT_RTTIME {us} µs (SIGXCPU logged at {} µs) for vipd's real-time threads (vrrp_rlimit_rttime/checker_rlimit_rttime)",
+            (us / 2).max(1)
+        );
     }
     Ok(())
 }
@@ -379,6 +525,9 @@ fn reload_hook(
     lb: LbHandle,
 ) -> ReloadHook {
     let running_lb = Mutex::new(lb_fingerprint(config));
+    let netns = config.global.dumps.net_namespace.clone();
+    let reload_file = Arc::new(Mutex::new(reload_file_path(config, &args.pid_file)));
+    let pid_file = args.pid_file.clone();
     let file = args.file.clone();
     let config_id = args.config_id.clone();
     let ignore_inactive = args.ignore_inactive;
@@ -398,8 +547,29 @@ fn reload_hook(
         // config_save_dir: the state before, the files read, the state after.
         let reload_number = dumper.before_reload();
         let result = (|| {
-            let (loaded, plan) = load(&file, config_id.as_deref(), ignore_inactive)
-                .map_err(|e| format!("invalid configuration: {e}; nothing changed"))?;
+            // reload_file (the running configuration's): exists, empty, while the files
+            // are read.
+            let marker = reload_file.lock().ok().and_then(|p| p.clone());
+            if let Some(path) = &marker {
+                if let Err(e) = std::fs::File::create(path) {
+                    warn!("reload_file {}: {e}", path.display());
+                }
+            }
+            let loaded = load(&file, config_id.as_deref(), ignore_inactive);
+            if let Some(path) = &marker {
+                let _ = std::fs::remove_file(path);
+            }
+            let (loaded, plan) =
+                loaded.map_err(|e| format!("invalid configuration: {e}; nothing changed"))?;
+            if loaded.config.global.dumps.net_namespace != netns {
+                warn!(
+                    "net_namespace changed to {:?}: vipd stays in {:?} until it restarts",
+                    loaded.config.global.dumps.net_namespace, netns
+                );
+            }
+            if let Ok(mut p) = reload_file.lock() {
+                *p = reload_file_path(&loaded.config, &pid_file);
+            }
             let dump_settings = dumps::Settings::from_config(&loaded.config);
             dumper.save_config(&dump_settings, &loaded.files);
             warn_unsent_mail(&loaded.config, &plan.mail);
@@ -446,6 +616,12 @@ fn reload_hook(
                 .map(|r| {
                     lb.mailer.configure(mail);
                     dumper.set_settings(dump_settings);
+                    if loaded.config.global.fifo_write_vrrp_states_on_reload {
+                        let snapshot = runtime.status.lock().map(|s| s.clone()).unwrap_or_default();
+                        for line in reload_state_lines(&loaded.config, &snapshot, &r) {
+                            lb.fifos.vrrp_line(&line);
+                        }
+                    }
                     (r, lb_summary)
                 })
                 .map_err(undo_no_accept)
@@ -475,6 +651,60 @@ fn reload_hook(
             }
         }
     })
+}
+
+/// `reload_file`: its path, the default `keepalived.reload` in the pid file's directory.
+fn reload_file_path(config: &vipd_config::Config, pid_file: &Path) -> Option<PathBuf> {
+    let written = config.global.reload_file.as_deref()?;
+    Some(if written.is_empty() {
+        pid_file
+            .parent()
+            .unwrap_or(Path::new("/run"))
+            .join("keepalived.reload")
+    } else {
+        PathBuf::from(written)
+    })
+}
+
+/// `fifo_write_vrrp_states_on_reload`: after a reload, the states that did not change
+/// (keepalived writes no transition for them) go to the notify FIFOs again: each sync
+/// group's (`GROUP "G" BACKUP 0`), then each kept instance's with its priority.
+/// Instances the reload restarted or added write their transitions anyway.
+fn reload_state_lines(
+    config: &vipd_config::Config,
+    snapshot: &vipd_linux::status::Snapshot,
+    report: &vipd_linux::runtime::ReloadReport,
+) -> Vec<String> {
+    let state_of = |name: &str| {
+        snapshot
+            .instances
+            .iter()
+            .find(|i| i.name == name)
+            .map(|i| i.state.as_str())
+    };
+    let groups = config.sync_groups.iter().map(|g| {
+        let states: Vec<&str> = g.group.iter().filter_map(|m| state_of(m)).collect();
+        let state = if states.contains(&"FAULT") {
+            "FAULT"
+        } else if !states.is_empty() && states.iter().all(|s| *s == "MASTER") {
+            "MASTER"
+        } else {
+            "BACKUP"
+        };
+        format!("GROUP \"{}\" {state} 0", g.name)
+    });
+    let kept = snapshot
+        .instances
+        .iter()
+        .filter(|i| report.unchanged.contains(&i.name) || report.updated.contains(&i.name))
+        .filter(|i| matches!(i.state.as_str(), "MASTER" | "BACKUP" | "FAULT"))
+        .map(|i| {
+            format!(
+                "INSTANCE \"{}\" {} {}",
+                i.name, i.state, i.effective_priority
+            )
+        });
+    groups.chain(kept).collect()
 }
 
 /// Brings the load balancer to `config`'s virtual servers: reloads the running one in
@@ -731,9 +961,16 @@ fn log_notices(
                 at,
                 priority,
                 notify,
+                deleted,
             } => {
                 lb.vrrp(&instance, to == State::Master);
                 let word = match (to, reason) {
+                    // keepalived: a deleted instance notifies FAULT unless notify_deleted.
+                    (State::Initialize, _) if deleted => Some(if notify.notify_deleted {
+                        "DELETED"
+                    } else {
+                        "FAULT"
+                    }),
                     (State::Master, _) => Some("MASTER"),
                     (State::Backup, _) => Some("BACKUP"),
                     (State::Fault, _) => Some("FAULT"),
@@ -826,6 +1063,11 @@ fn log_notices(
                     plan: notify,
                 });
             }
+            Notice::PriorityChanged {
+                instance,
+                master,
+                priority,
+            } => notifier.priority_changed(&instance, master, priority),
             Notice::GroupTransition { group, to, notify } => {
                 info!("sync group {group}: {to}");
                 let state = match to {

@@ -19,6 +19,44 @@ pub struct DaemonPlan {
     pub mail: Option<MailSettings>,
     /// `umask`, parsed.
     pub umask: Option<u32>,
+    /// `startup_script` / `shutdown_script` with their timeouts.
+    pub startup: Option<Hook>,
+    pub shutdown: Option<Hook>,
+}
+
+/// `startup_script` or `shutdown_script`: run once and waited for, at most `timeout`.
+#[derive(Debug, Clone)]
+pub struct Hook {
+    pub keyword: &'static str,
+    pub script: vipd_exec::scripts::Script,
+    pub timeout: std::time::Duration,
+}
+
+impl Hook {
+    /// keepalived's default timeout when `*_script_timeout` is not written.
+    pub const DEFAULT_TIMEOUT_SECS: u32 = 10;
+
+    fn build(
+        config: &Config,
+        keyword: &'static str,
+        script: &Option<vipd_config::model::ScriptCommand>,
+        timeout: Option<u32>,
+    ) -> Result<Option<Hook>, String> {
+        let script = vipd_linux::plan::script_command(config, keyword, script)
+            .map_err(|e| format!("{e:#}"))?;
+        Ok(script.map(|script| Hook {
+            keyword,
+            script,
+            timeout: std::time::Duration::from_secs(u64::from(
+                timeout.unwrap_or(Self::DEFAULT_TIMEOUT_SECS),
+            )),
+        }))
+    }
+
+    /// Runs it and says how it ended; a failure is logged, never fatal (as keepalived).
+    pub fn run(&self) -> vipd_exec::scripts::Outcome {
+        self.script.run(&[], self.timeout)
+    }
 }
 
 /// Every owner's plan for `config` (loaded from `file`), or every reason it cannot run.
@@ -47,6 +85,23 @@ pub fn build(file: &Path, config: &Config) -> Result<DaemonPlan, Vec<Diagnostic>
             .ok(),
         None => None,
     };
+    let g = &config.global;
+    let mut hook = |kw, script, timeout| {
+        Hook::build(config, kw, script, timeout)
+            .map_err(|e| errors.push(whole_file(e)))
+            .ok()
+            .flatten()
+    };
+    let startup = hook(
+        "startup_script",
+        &g.startup_script,
+        g.startup_script_timeout,
+    );
+    let shutdown = hook(
+        "shutdown_script",
+        &g.shutdown_script,
+        g.shutdown_script_timeout,
+    );
     errors.extend(checker_errors(config));
     if let Err(errs) = vipd_lb::desired::Lb::new(
         &config.virtual_servers,
@@ -61,7 +116,13 @@ pub fn build(file: &Path, config: &Config) -> Result<DaemonPlan, Vec<Diagnostic>
     }
     attach_snippets(&mut errors);
     match vrrp {
-        Some(vrrp) if errors.is_empty() => Ok(DaemonPlan { vrrp, mail, umask }),
+        Some(vrrp) if errors.is_empty() => Ok(DaemonPlan {
+            vrrp,
+            mail,
+            umask,
+            startup,
+            shutdown,
+        }),
         _ => Err(errors),
     }
 }

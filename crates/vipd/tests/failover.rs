@@ -306,6 +306,52 @@ fn virtual_routes_follow_the_master_and_static_routes_stay() {
     );
 }
 
+/// `garp_extra_if all N`: while MASTER, one gratuitous ARP every N seconds for the VIP
+/// on another interface (here `ext0`, seen from its veth peer).
+#[test]
+fn garp_extra_if_repeats_announcements_on_the_other_interfaces() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(1, "extraif") else {
+        return;
+    };
+    let r1 = c.lan.router(1);
+    r1.ip([
+        "link", "add", "ext0", "type", "veth", "peer", "name", "ext1",
+    ])
+    .unwrap();
+    r1.ip(["link", "set", "ext0", "up"]).unwrap();
+    r1.ip(["link", "set", "ext1", "up"]).unwrap();
+    let capture = vipd_netns::Capture::start(r1, "ext1").unwrap();
+    let conf = spec
+        .clone()
+        .with("garp_extra_if all 1")
+        .config(100)
+        .replace(
+            "        192.0.2.100/24\n",
+            "        192.0.2.100/24\n        203.0.113.10/24 dev ext0\n",
+        );
+    c.start_vipd(1, &conf);
+    c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
+    std::thread::sleep(Duration::from_millis(3500));
+    let extra: Vec<_> = capture
+        .gratuitous_arps()
+        .into_iter()
+        .filter_map(|f| f.announced_addr())
+        .collect();
+    let ext = "203.0.113.10".parse().unwrap();
+    // The take-over's own round (garp_master_repeat), then one a second.
+    let n = extra.iter().filter(|a| **a == ext).count();
+    assert!(n >= 3, "{extra:?}\n{}", c.log(1));
+    let before = n;
+    std::thread::sleep(Duration::from_millis(2200));
+    let after = capture
+        .gratuitous_arps()
+        .into_iter()
+        .filter(|f| f.announced_addr() == Some(ext))
+        .count();
+    assert!((2..=3).contains(&(after - before)), "{before} -> {after}");
+}
+
 /// Table and scope names come from iproute2's files in `iproute_etc_dir` (relative to
 /// the config file, as keepalived reads it; `global_defs` after the routes): the kernel
 /// gets the numbers.

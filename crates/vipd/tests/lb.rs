@@ -821,6 +821,41 @@ fn same_scenarios_on_ipvs() {
     assert!(out.contains("test result: ok. 3 passed"), "{out}");
 }
 
+/// `rs_init_notifies`: a real server up at start-up notifies UP at once (keepalived's
+/// option; without it start-up is silent, see above); an `alpha` one starts down and
+/// notifies UP when its first check passes.
+#[test]
+fn rs_init_notifies_announces_the_real_servers_up_at_start() {
+    let _serial = serial();
+    let Some((mut c, _servers)) = nat_cluster("lb-rsinit", "r5", &[1]) else {
+        return;
+    };
+    let (fifo, log) = (c.dir.join("lvs.fifo"), c.dir.join("lvs.log"));
+    let spec = lb_spec();
+    let vrrp = spec.config(150).replacen(
+        "global_defs {\n",
+        &format!(
+            "global_defs {{\n    rs_init_notifies\n    lvs_notify_fifo {}\n    lvs_notify_fifo_script \"/bin/sh -c 'exec cat \\\"$1\\\" >> {}' reader\"\n",
+            fifo.display(),
+            log.display()
+        ),
+        1,
+    );
+    c.start_vipd_with(
+        1,
+        &format!("{vrrp}{}", nat_vs(&[(13, false), (14, true)])),
+        &["--lb-backend", &backend()],
+    );
+    wait_lines(
+        &c,
+        &log,
+        &[
+            "RS [192.0.2.13]:tcp:80 [192.0.2.100]:tcp:80 UP".to_string(),
+            "RS [192.0.2.14]:tcp:80 [192.0.2.100]:tcp:80 UP".to_string(),
+        ],
+    );
+}
+
 /// Waits until `log` has as many lines as `want`, then compares them.
 fn wait_lines(c: &Cluster, log: &Path, want: &[String]) {
     let read = || std::fs::read_to_string(log).unwrap_or_default();

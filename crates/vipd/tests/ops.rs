@@ -407,6 +407,363 @@ fn a_closed_log_pipe_does_not_stop_the_daemon() {
     assert!(!tables().contains("vipd_vrrp"));
 }
 
+/// The `/proc/PID/task/TID` directory of vipd's thread named `thread`.
+fn thread_dir(pid: i32, thread: &str) -> Option<std::path::PathBuf> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+        .find(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == thread))
+        .map(|t| t.path())
+}
+
+/// Field `n` (1-based, as proc(5) numbers them) of a named thread's `stat`.
+fn thread_stat(pid: i32, thread: &str, n: usize) -> Option<i64> {
+    let stat = std::fs::read_to_string(thread_dir(pid, thread)?.join("stat")).ok()?;
+    // Fields after the parenthesised command name start at field 3.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(n - 3)?.parse().ok()
+}
+
+/// A line of a named thread's `status` (`Cpus_allowed_list:` ...), trimmed.
+fn thread_status(pid: i32, thread: &str, field: &str) -> Option<String> {
+    let status = std::fs::read_to_string(thread_dir(pid, thread)?.join("status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .map(|v| v.trim().to_string())
+}
+
+/// `vrrp_cpu_affinity` / `checker_cpu_affinity` pin the protocol / checker thread,
+/// `vrrp_rlimit_rttime` is the process's RLIMIT_RTTIME (soft limit half of it, as
+/// keepalived), and `max_auto_priority` raises the protocol thread's SCHED_RR priority
+/// by one when its timers run later than `min_auto_priority_delay` (here: vipd stopped
+/// for 400 ms).
+#[test]
+fn thread_cpu_affinity_rttime_and_auto_priority() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(1, "autoprio") else {
+        return;
+    };
+    // SAFETY: sysconf has no preconditions.
+    let last_cpu = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) } - 1;
+    let conf = spec.config(100).replace(
+        "global_defs {\n",
+        &format!(
+            "global_defs {{\n    vrrp_cpu_affinity 0\n    checker_cpu_affinity {last_cpu}\n    \
+             vrrp_rt_priority 10\n    vrrp_rlimit_rttime 200000\n    \
+             max_auto_priority 20\n    min_auto_priority_delay 100000\n"
+        ),
+    ) + "virtual_server 192.0.2.100 80 {\n    delay_loop 1\n    lb_kind NAT\n    \
+         real_server 192.0.2.50 9 {\n        TCP_CHECK {\n            connect_timeout 1\n        }\n    }\n}\n";
+    c.start_vipd_with(1, &conf, &["--lb-backend", "nftables"]);
+    let pid = c.pid(1);
+    let ok = vipd_netns::wait_for(Duration::from_secs(3), Duration::from_millis(20), || {
+        thread_dir(pid, "vipd-check").is_some()
+    });
+    assert!(ok, "no vipd-check thread\n{}", c.log(1));
+    let cpus = |t| thread_status(pid, t, "Cpus_allowed_list:");
+    assert_eq!(cpus("vipd-vrrp").as_deref(), Some("0"));
+    assert_eq!(cpus("vipd-check"), Some(last_cpu.to_string()));
+    // Only the configured threads are pinned.
+    assert_ne!(
+        cpus("vipd-log").as_deref(),
+        Some("0"),
+        "{:?}",
+        cpus("vipd-log")
+    );
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let rt = limits
+        .lines()
+        .find(|l| l.starts_with("Max realtime timeout"))
+        .unwrap();
+    assert_eq!(
+        rt.split_whitespace().collect::<Vec<_>>()[3..5],
+        ["100000", "200000"],
+        "{rt}"
+    );
+    // policy (field 41) SCHED_RR = 2, rt_priority (field 40).
+    assert_eq!(thread_stat(pid, "vipd-vrrp", 41), Some(2));
+    assert_eq!(thread_stat(pid, "vipd-vrrp", 40), Some(10));
+    assert_eq!(thread_stat(pid, "vipd-check", 41), Some(0));
+    c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
+    c.signal(1, Signal::SIGSTOP);
+    std::thread::sleep(Duration::from_millis(400));
+    c.signal(1, Signal::SIGCONT);
+    let ok = vipd_netns::wait_for(Duration::from_secs(3), Duration::from_millis(20), || {
+        thread_stat(pid, "vipd-vrrp", 40) == Some(11)
+    });
+    assert!(
+        ok,
+        "rt_priority {:?}\n{}",
+        thread_stat(pid, "vipd-vrrp", 40),
+        c.log(1)
+    );
+    assert!(
+        c.log(1)
+            .contains("SCHED_RR priority 11 (max_auto_priority)"),
+        "{}",
+        c.log(1)
+    );
+    // The checker thread is not raised (keepalived raises its checker process too).
+    assert_eq!(thread_stat(pid, "vipd-check", 41), Some(0));
+}
+
+/// `startup_script` runs (and is waited for) before anything starts: it sees no VIP and
+/// finishes before vipd reports itself started; `shutdown_script` runs after
+/// everything stopped: the VIP is gone when it looks. A startup script that outlives
+/// `startup_script_timeout` is killed and vipd starts anyway.
+#[test]
+fn startup_and_shutdown_scripts_run_around_the_daemon() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(1, "hooks") else {
+        return;
+    };
+    let dir = c.dir.path().to_path_buf();
+    let script = |name: &str, body: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    };
+    let start = script(
+        "start.sh",
+        &format!("ip -o addr show dev eth0 > {}/startup.addrs", dir.display()),
+    );
+    let stop = script(
+        "stop.sh",
+        &format!(
+            "ip -o addr show dev eth0 > {}/shutdown.addrs",
+            dir.display()
+        ),
+    );
+    let conf = spec.config(100).replace(
+        "global_defs {\n",
+        &format!(
+            "global_defs {{\n    startup_script {}\n    shutdown_script \"{}\"\n    shutdown_script_timeout 5\n",
+            start.display(),
+            stop.display()
+        ),
+    );
+    c.start_vipd(1, &conf);
+    c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
+    let log = c.log(1);
+    let done = log
+        .find("startup_script: `")
+        .expect("startup_script logged");
+    assert!(log[done..].contains("` done"), "{log}");
+    assert!(done < log.find("vipd started").unwrap(), "{log}");
+    let vip = spec.vip().to_string();
+    let before = std::fs::read_to_string(dir.join("startup.addrs")).unwrap();
+    assert!(before.contains("192.0.2.11"), "{before}");
+    assert!(!before.contains(&vip), "{before}");
+    assert!(!dir.join("shutdown.addrs").exists());
+    assert!(c.stop(1).unwrap().success());
+    let after = std::fs::read_to_string(dir.join("shutdown.addrs")).unwrap();
+    assert!(after.contains("192.0.2.11"), "{after}");
+    assert!(!after.contains(&vip), "{after}");
+
+    // A startup script that hangs is killed after its timeout.
+    let hang = script("hang.sh", "sleep 60");
+    let conf = spec.config(100).replace(
+        "global_defs {\n",
+        &format!(
+            "global_defs {{\n    startup_script {}\n    startup_script_timeout 1\n",
+            hang.display()
+        ),
+    );
+    let t0 = std::time::Instant::now();
+    c.start_vipd(1, &conf);
+    c.wait_holders(
+        spec.vip(),
+        &[1],
+        spec.takeover_timeout() + Duration::from_secs(1),
+    );
+    assert!(t0.elapsed() >= Duration::from_secs(1));
+    assert!(
+        c.log(1)
+            .contains("still running after 1s (startup_script_timeout): killed"),
+        "{}",
+        c.log(1)
+    );
+}
+
+/// A file as router 1 sees it (its network namespace's `/proc/sys/net`), trimmed.
+fn router_file(c: &Cluster, path: &str) -> String {
+    c.lan
+        .router(1)
+        .exec(&["cat", path])
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// `promote_secondaries` sets the interface's sysctl while vipd runs (so removing the
+/// subnet's primary address promotes the VIP instead of taking it away) and resets it
+/// when vipd stops, as keepalived does.
+#[test]
+fn promote_secondaries_sets_the_interface_sysctl_while_running() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(1, "promote") else {
+        return;
+    };
+    let sysctl = |c: &Cluster| router_file(c, "/proc/sys/net/ipv4/conf/eth0/promote_secondaries");
+    assert_eq!(sysctl(&c), "0");
+    c.start_vipd(1, &spec.clone().with("promote_secondaries").config(100));
+    c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
+    assert_eq!(sysctl(&c), "1", "{}", c.log(1));
+    // The effect: the primary 192.0.2.11/24 goes, the VIP (a secondary) stays.
+    c.lan
+        .router(1)
+        .exec(&["ip", "addr", "del", "192.0.2.11/24", "dev", "eth0"])
+        .unwrap();
+    assert_eq!(c.holders(spec.vip()), [1]);
+    assert!(c.stop(1).unwrap().success());
+    assert_eq!(sysctl(&c), "0", "reset at stop");
+}
+
+/// `disable_local_igmp`: `net.ipv4.igmp_link_local_mcast_reports` is 0 while vipd
+/// runs and back to 1 after it stops, as keepalived does.
+#[test]
+fn disable_local_igmp_switches_the_sysctl_while_running() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(1, "igmp") else {
+        return;
+    };
+    let sysctl = |c: &Cluster| router_file(c, "/proc/sys/net/ipv4/igmp_link_local_mcast_reports");
+    assert_eq!(sysctl(&c), "1");
+    let conf = spec
+        .config(100)
+        .replace("global_defs {\n", "global_defs {\n    disable_local_igmp\n");
+    c.start_vipd(1, &conf);
+    c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
+    assert_eq!(sysctl(&c), "0", "{}", c.log(1));
+    assert!(c.stop(1).unwrap().success());
+    assert_eq!(sysctl(&c), "1", "restored at stop");
+}
+
+/// `reload_file`: the running configuration's reload file is removed once a reload has
+/// read the files (the default one sits next to the pid file), so an update process can
+/// wait for it; a reload that changes `reload_file` uses the new one next time.
+#[test]
+fn reload_file_is_removed_when_a_reload_has_read_the_files() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(1, "reloadfile") else {
+        return;
+    };
+    let dir = c.dir.path().to_path_buf();
+    let with = |line: &str| {
+        spec.config(100)
+            .replace("global_defs {\n", &format!("global_defs {{\n    {line}\n"))
+    };
+    c.start_vipd(1, &with("reload_file"));
+    let default = dir.join("keepalived.reload");
+    let explicit = dir.join("update.lock");
+    std::fs::write(&default, "updating").unwrap();
+    let (ok, out) = c.reload(1, &with(&format!("reload_file {}", explicit.display())));
+    assert!(ok, "{out}");
+    assert!(
+        !default.exists(),
+        "default reload_file not removed\n{}",
+        c.log(1)
+    );
+    std::fs::write(&explicit, "updating").unwrap();
+    let (ok, out) = c.reload(1, &with(&format!("reload_file {}", explicit.display())));
+    assert!(ok, "{out}");
+    assert!(!explicit.exists(), "{}", c.log(1));
+    // An invalid configuration is read too: the file goes all the same.
+    std::fs::write(&explicit, "updating").unwrap();
+    let (ok, _) = c.reload(1, "garbage_keyword\n");
+    assert!(!ok);
+    assert!(!explicit.exists());
+}
+
+/// `net_namespace NAME`: vipd started in another namespace (the client's) moves into
+/// `NAME` (router 1's) before anything else, so its VIP, sockets and interface facts
+/// are router 1's.
+#[test]
+fn net_namespace_runs_vipd_inside_the_named_namespace() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(1, "netns") else {
+        return;
+    };
+    let conf_path = c.dir.join("r1.conf");
+    let conf = format!(
+        "net_namespace {}\n{}",
+        c.lan.router(1).name(),
+        spec.config(100)
+    );
+    std::fs::write(&conf_path, conf).unwrap();
+    let socket = c.socket_path(1);
+    let args: Vec<String> = [
+        common::VIPD,
+        "run",
+        "-f",
+        &conf_path.display().to_string(),
+        "--control-socket",
+        &socket.display().to_string(),
+        "--pid-file",
+        &c.dir.join("r1.pid").display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let proc = c.lan.client().spawn(&args, c.dir.join("r1.log")).unwrap();
+    c.daemons[0] = Some(common::Daemon::Vipd { proc, socket });
+    c.wait_holders(
+        spec.vip(),
+        &[1],
+        spec.takeover_timeout() + Duration::from_secs(2),
+    );
+    let on_client = c.lan.client().exec(&["ip", "-o", "addr", "show"]).unwrap();
+    assert!(!on_client.contains("192.0.2.100"), "{on_client}");
+    assert!(c.log(1).contains("running in it"), "{}", c.log(1));
+    assert!(c.stop(1).unwrap().success());
+}
+
+/// `reload_time_file`: vipd reloads at the time the file names (here 2 s ahead, UTC)
+/// and then removes the file.
+#[test]
+fn reload_time_file_reloads_at_the_time_it_names() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(1, "reloadat") else {
+        return;
+    };
+    let at_file = c.dir.join("reload.at");
+    let conf = |prio: u8| {
+        spec.config(prio).replace(
+            "global_defs {\n",
+            &format!(
+                "global_defs {{\n    reload_time_file {}\n",
+                at_file.display()
+            ),
+        )
+    };
+    c.start_vipd(1, &conf(100));
+    c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
+    std::fs::write(c.config_path(1), conf(120)).unwrap();
+    let when = std::time::SystemTime::now() + Duration::from_secs(2);
+    let secs = when
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        % 86_400;
+    let line = format!(
+        "{:02}:{:02}:{:02}Z\n",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    );
+    std::fs::write(&at_file, &line).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(c.instance(1)["priority"], 100, "not before the time");
+    let ok = vipd_netns::wait_for(Duration::from_secs(6), Duration::from_millis(50), || {
+        c.instance(1)["priority"] == 120
+    });
+    assert!(ok, "{line}{}", c.log(1));
+    assert!(!at_file.exists(), "removed after the reload");
+}
+
 /// keepalived's process tuning on vipd's threads: `vrrp_priority` / `checker_priority`
 /// are the protocol / checker threads' nice values, `vrrp_no_swap` locks the memory,
 /// `umask` is the process's.
@@ -435,20 +792,7 @@ fn process_tuning_keywords_apply_to_the_right_threads() {
     let locked: u64 = field("VmLck:").trim_end_matches(" kB").parse().unwrap();
     assert!(locked > 0, "VmLck {locked} kB");
     // nice of each named thread (/proc/PID/task/TID/stat, field 19).
-    let nice_of = |thread: &str| -> Option<i64> {
-        std::fs::read_dir(format!("/proc/{pid}/task"))
-            .unwrap()
-            .flatten()
-            .find(|t| {
-                std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == thread)
-            })
-            .and_then(|t| {
-                let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
-                // Fields after the parenthesised command name.
-                let rest = &stat[stat.rfind(')')? + 2..];
-                rest.split_whitespace().nth(16)?.parse().ok()
-            })
-    };
+    let nice_of = |thread: &str| thread_stat(pid, thread, 19);
     let ok = vipd_netns::wait_for(Duration::from_secs(3), Duration::from_millis(20), || {
         nice_of("vipd-check").is_some()
     });

@@ -291,6 +291,30 @@ fn track_process_quorum_moves_the_vip() {
     c.wait_holders(vip, &[2], spec.takeover_timeout() * 2);
 }
 
+/// A FIFO at `fifo` and the lines written to it, as they come. The second value is a
+/// writer held open so the reader's open returns and EOF never comes early.
+fn fifo_lines(fifo: &Path) -> (std::sync::mpsc::Receiver<String>, std::fs::File) {
+    let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo on a path in our work dir.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reading = fifo.to_path_buf();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .open(&reading)
+            .unwrap();
+        for l in std::io::BufReader::new(f).lines() {
+            if tx.send(l.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let keep = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
+    (rx, keep)
+}
+
 #[test]
 fn notify_fifo_gets_keepalived_lines() {
     let spec = Spec::v3();
@@ -298,29 +322,15 @@ fn notify_fifo_gets_keepalived_lines() {
         return;
     };
     let fifo = c.dir.join("state.fifo");
-    let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: mkfifo on a path in our work dir.
-    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
-    let reader = {
-        let fifo = fifo.clone();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            let f = std::fs::OpenOptions::new().read(true).open(&fifo).unwrap();
-            std::io::BufReader::new(f)
-                .lines()
-                .take(2)
-                .map(|l| l.unwrap())
-                .collect::<Vec<_>>()
-        })
-    };
-    // Keep a writer open ourselves so the reader's open returns and EOF never comes early.
-    let _keep = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    let (rx, _keep) = fifo_lines(&fifo);
     let conf = spec.config(150).replace(
         "global_defs {\n",
         &format!("global_defs {{\n    notify_fifo {}\n", fifo.display()),
     );
     c.start_vipd(1, &conf);
-    let lines = reader.join().unwrap();
+    let lines: Vec<String> = (0..2)
+        .map(|_| rx.recv_timeout(Duration::from_secs(10)).unwrap())
+        .collect();
     assert_eq!(
         lines,
         [
@@ -328,6 +338,231 @@ fn notify_fifo_gets_keepalived_lines() {
             "INSTANCE \"VI_1\" MASTER 150"
         ]
     );
+}
+
+/// `vrrp_notify_priority_changes`: each move of the effective priority writes
+/// `INSTANCE "VI_1" MASTER_PRIORITY <prio>` on the notify FIFO (keepalived's line); an
+/// instance's `notify_priority_changes false` turns it off for that instance.
+#[test]
+fn notify_priority_changes_writes_priority_lines() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(1, "prioline") else {
+        return;
+    };
+    let fifo = c.dir.join("state.fifo");
+    let (rx, _keep) = fifo_lines(&fifo);
+    let file = c.dir.join("prio");
+    let quiet = c.dir.join("quiet");
+    let tracked = |name: &str, f: &std::path::Path| {
+        format!(
+            "vrrp_track_file {name} {{\n    file \"{}\"\n    init_file 0\n}}\n",
+            f.display()
+        )
+    };
+    // VI_2: the same instance on VRID 52, priority changes switched off.
+    let base = spec
+        .clone()
+        .with("track_file {\n        tf weight -10\n    }")
+        .config(150)
+        .replace(
+            "global_defs {\n",
+            &format!(
+                "global_defs {{\n    vrrp_notify_fifo {}\n    vrrp_notify_priority_changes\n",
+                fifo.display()
+            ),
+        );
+    let vi2 = base
+        .split("vrrp_instance VI_1")
+        .nth(1)
+        .unwrap()
+        .replace("virtual_router_id 51", "virtual_router_id 52")
+        .replace("192.0.2.100/24", "192.0.2.101/24")
+        .replace(
+            "track_file {\n        tf weight -10\n    }",
+            "track_file {\n        tq weight -10\n    }\n    notify_priority_changes false",
+        );
+    let conf = format!(
+        "{}{}{base}vrrp_instance VI_2{vi2}",
+        tracked("tf", &file),
+        tracked("tq", &quiet)
+    );
+    c.start_vipd(1, &conf);
+    let next = || rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let mut first: Vec<String> = (0..4).map(|_| next()).collect();
+    first.sort();
+    assert_eq!(
+        first,
+        [
+            "INSTANCE \"VI_1\" BACKUP 150",
+            "INSTANCE \"VI_1\" MASTER 150",
+            "INSTANCE \"VI_2\" BACKUP 150",
+            "INSTANCE \"VI_2\" MASTER 150",
+        ],
+        "{}",
+        c.log(1)
+    );
+    std::fs::write(&quiet, "3\n").unwrap(); // VI_2: 120, but no line for it
+    std::fs::write(&file, "2\n").unwrap(); // VI_1: 150 - 2 × 10 = 130
+    assert_eq!(
+        next(),
+        "INSTANCE \"VI_1\" MASTER_PRIORITY 130",
+        "{}",
+        c.log(1)
+    );
+    std::fs::write(&file, "0\n").unwrap();
+    assert_eq!(next(), "INSTANCE \"VI_1\" MASTER_PRIORITY 150");
+    let ok = vipd_netns::wait_for(Duration::from_secs(3), Duration::from_millis(20), || {
+        c.status(1).is_some_and(|st| {
+            st["instances"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|i| i["name"] == "VI_2" && i["effective_priority"] == 120)
+        })
+    });
+    assert!(ok, "{}", c.log(1));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(rx.try_recv().ok(), None, "no line for VI_2");
+}
+
+/// `unicast_fault_no_peer` without any `unicast_peer`: the instance stays in FAULT
+/// (keepalived: "Cannot use unicast without any peers - going to fault state") instead
+/// of falling back to multicast, even when a tracked script is fine.
+#[test]
+fn unicast_fault_no_peer_keeps_the_instance_in_fault() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(1, "nopeer") else {
+        return;
+    };
+    let script = "vrrp_script ok {\n    script \"/bin/true\"\n    interval 0.2\n}\n";
+    c.start_vipd(
+        1,
+        &format!(
+            "{script}{}",
+            spec.clone()
+                .with("unicast_fault_no_peer\n    track_script {\n        ok\n    }")
+                .config(100)
+        ),
+    );
+    std::thread::sleep(spec.takeover_timeout());
+    let st = c.instance(1);
+    assert_eq!(st["state"], "FAULT", "{st}");
+    assert_eq!(c.holders(spec.vip()), Vec::<usize>::new());
+    assert!(
+        c.log(1)
+            .contains("unicast_fault_no_peer: no unicast_peer to send to"),
+        "{}",
+        c.log(1)
+    );
+}
+
+/// `fifo_write_vrrp_states_on_reload`: a reload that changes no state writes the
+/// sync group's and the instance's state to the notify FIFO again, as keepalived does.
+#[test]
+fn fifo_write_vrrp_states_on_reload_repeats_the_states() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(1, "fiforeload") else {
+        return;
+    };
+    let fifo = c.dir.join("state.fifo");
+    let (rx, _keep) = fifo_lines(&fifo);
+    let conf = format!(
+        "vrrp_sync_group G1 {{\n    group {{\n        VI_1\n    }}\n}}\n{}",
+        spec.config(100).replace(
+            "global_defs {\n",
+            &format!(
+                "global_defs {{\n    notify_fifo {}\n    fifo_write_vrrp_states_on_reload\n",
+                fifo.display()
+            ),
+        )
+    );
+    c.start_vipd(1, &conf);
+    c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
+    let drain = || {
+        let mut got = Vec::new();
+        while let Ok(l) = rx.recv_timeout(Duration::from_millis(700)) {
+            got.push(l);
+        }
+        got
+    };
+    let started = drain();
+    assert!(
+        started.contains(&"INSTANCE \"VI_1\" MASTER 100".to_string()),
+        "{started:?}"
+    );
+    c.signal(1, vipd_netns::Signal::SIGHUP);
+    assert_eq!(
+        drain(),
+        ["GROUP \"G1\" MASTER 0", "INSTANCE \"VI_1\" MASTER 100"],
+        "{}",
+        c.log(1)
+    );
+}
+
+/// An instance a reload removes notifies FAULT (keepalived's default), or DELETED
+/// with `notify_deleted`, whose script runs too.
+#[test]
+fn notify_deleted_says_deleted_instead_of_fault() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(1, "deleted") else {
+        return;
+    };
+    let fifo = c.dir.join("state.fifo");
+    let (rx, _keep) = fifo_lines(&fifo);
+    let log = c.dir.join("deleted.log");
+    let base = spec.config(100).replace(
+        "global_defs {\n",
+        &format!("global_defs {{\n    notify_fifo {}\n", fifo.display()),
+    );
+    let vi1 = base.split("vrrp_instance VI_1").nth(1).unwrap().to_string();
+    let copy = |name: &str, vrid: u8, extra: &str| {
+        format!(
+            "vrrp_instance {name}{}",
+            vi1.replace(
+                "virtual_router_id 51",
+                &format!("virtual_router_id {vrid}\n    {extra}")
+            )
+            .replace("192.0.2.100/24", &format!("192.0.2.{vrid}/24"))
+        )
+    };
+    let full = format!(
+        "{base}{}{}",
+        copy(
+            "VI_2",
+            52,
+            &format!(
+                "notify_deleted \"/bin/sh -c 'echo $0 >> {}' gone\"",
+                log.display()
+            )
+        ),
+        copy("VI_3", 53, "")
+    );
+    c.start_vipd(1, &full);
+    c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
+    let drain = || {
+        let mut got = Vec::new();
+        while let Ok(l) = rx.recv_timeout(Duration::from_millis(700)) {
+            got.push(l);
+        }
+        got.sort();
+        got
+    };
+    assert_eq!(drain().len(), 6, "BACKUP and MASTER of each");
+    std::fs::write(c.config_path(1), &base).unwrap();
+    c.signal(1, vipd_netns::Signal::SIGHUP);
+    assert_eq!(
+        drain(),
+        [
+            "INSTANCE \"VI_2\" DELETED 100",
+            "INSTANCE \"VI_3\" FAULT 100"
+        ],
+        "{}",
+        c.log(1)
+    );
+    let ran = vipd_netns::wait_for(Duration::from_secs(3), Duration::from_millis(20), || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t == "gone\n")
+    });
+    assert!(ran, "notify_deleted script\n{}", c.log(1));
 }
 
 #[test]
