@@ -357,6 +357,9 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     // Read when the config is loaded: names in routes and rules (crate::iproute).
     "iproute_etc_dir",
     "iproute_usr_dir",
+    // IPVS: the kernel's sync daemon; nftables: conntrackd (vipd's syncd module).
+    "lvs_sync_daemon",
+    "lvs_sync_daemon_interface",
 ];
 
 /// Keywords inside `virtual_server` (and its real servers and checkers) that vipd parses
