@@ -2041,8 +2041,11 @@ mod lvs_sync_daemon_tests {
 
     const VI: &str = "vrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 51\n    virtual_ipaddress {\n        192.0.2.100\n    }\n}\n";
 
-    /// (config's sync daemon, every diagnostic as (severity is error, message, line, col)).
-    fn read(text: &str) -> (Option<LvsSyncDaemon>, Vec<(bool, String, u32, u32)>) {
+    /// Each diagnostic as (is an error, message, line, col).
+    type Diag = (bool, String, u32, u32);
+
+    /// The configuration's sync daemon and every diagnostic.
+    fn read(text: &str) -> (Option<LvsSyncDaemon>, Vec<Diag>) {
         let opts = LoadOptions {
             config_id: None,
             check_interfaces: false,
