@@ -10,6 +10,7 @@ mod lab;
 mod pidfile;
 mod plan;
 mod realserver;
+mod syncd;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
