@@ -163,7 +163,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     if let Some(b) = &balancer {
         lb_link.connect(b.sender());
     }
-    let conn_sync = match ConnSync::start(&loaded.config, args.lb_backend) {
+    let sync_dir = conntrackd_dir(&args.control_socket);
+    let conn_sync = match ConnSync::start(&loaded.config, args.lb_backend, &sync_dir) {
         Ok(s) => s,
         Err(e) => {
             error!("{e:#}");
@@ -199,6 +200,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             fifos: fifos.clone(),
             no_accept: no_accept.clone(),
             conn_sync: conn_sync.clone(),
+            sync_dir: sync_dir.clone(),
         },
     );
     let handlers = Handlers {
@@ -386,6 +388,16 @@ struct LbHandle {
     no_accept: Arc<NoAcceptTables>,
     /// The connection sync thread (`lvs_sync_daemon`), if the configuration has one.
     conn_sync: Arc<Mutex<Option<ConnSync>>>,
+    /// conntrackd's directory (nftables backend).
+    sync_dir: PathBuf,
+}
+
+/// Where conntrackd's configuration, control socket and log go: next to vipd's control
+/// socket, so every vipd on the host has its own.
+fn conntrackd_dir(control_socket: &Path) -> PathBuf {
+    let mut name = control_socket.as_os_str().to_owned();
+    name.push(".conntrackd");
+    PathBuf::from(name)
 }
 
 /// SIGHUP and `vipd reload`: re-read and validate the whole config first (an invalid
@@ -557,7 +569,7 @@ fn reload_conn_sync(
     };
     match slot.as_ref() {
         Some(s) => s.reload(config),
-        None => match ConnSync::start(config, backend) {
+        None => match ConnSync::start(config, backend, &lb.sync_dir) {
             Ok(Some(s)) => {
                 lb.link.connect_sync(s.notifier());
                 *slot = Some(s);

@@ -3,6 +3,7 @@
 mod balancer;
 mod bench;
 mod check;
+mod conntrackd;
 mod daemon;
 mod dumps;
 mod gen;

@@ -8,10 +8,15 @@
 //! director that takes over already has the established connections in its table. With
 //! no instance named, both run as long as vipd runs. Stopped when vipd stops.
 //!
+//! On the nftables backend it runs `conntrackd` instead ([`crate::conntrackd`]) and
+//! switches it the way conntrackd's primary-backup script does; that needs a followed
+//! instance.
+//!
 //! The sync id defaults to the instance's virtual_router_id (0 without an instance),
 //! as in keepalived.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
 
@@ -21,6 +26,7 @@ use vipd_config::model::{Config, LvsSyncDaemon};
 use vipd_lb::ipvs::syncd::{Role, SyncConfig, SyncDaemons};
 
 use crate::balancer::Backend;
+use crate::conntrackd::Conntrackd;
 
 /// What the configuration asks for, resolved: the daemon settings and the instance
 /// they follow.
@@ -105,24 +111,23 @@ fn uses_ipvs(backend: Backend) -> bool {
 
 impl ConnSync {
     /// Starts the sync thread when the configuration has `lvs_sync_daemon`; the daemons
-    /// start at once (the backup daemon until the instance is MASTER). An error names
-    /// the keyword's `file:line`.
-    pub fn start(config: &Config, backend: Backend) -> Result<Option<ConnSync>> {
+    /// start at once (the backup daemon until the instance is MASTER). `dir`: where
+    /// conntrackd's files go (nftables backend). An error names the keyword's
+    /// `file:line`.
+    pub fn start(config: &Config, backend: Backend, dir: &Path) -> Result<Option<ConnSync>> {
         let Some(plan) = SyncPlan::from_config(config) else {
             return Ok(None);
         };
-        if !uses_ipvs(backend) {
-            anyhow::bail!(
-                "{}: lvs_sync_daemon: connection sync on the nftables backend (conntrackd) is not implemented yet; use the IPVS backend (--lb-backend ipvs)",
-                plan.at
-            );
-        }
-        let daemons = open(&plan)?;
+        let ipvs = uses_ipvs(backend);
+        let engine = open(&plan, ipvs, dir)?;
         let (tx, rx) = mpsc::channel();
         let mut owner = Owner {
             plan,
-            daemons: Some(daemons),
+            ipvs,
+            dir: dir.to_path_buf(),
+            engine: Some(engine),
             masters: HashMap::new(),
+            applied: None,
         };
         owner.apply();
         let thread = std::thread::Builder::new()
@@ -153,16 +158,53 @@ impl ConnSync {
     }
 }
 
-fn open(plan: &SyncPlan) -> Result<SyncDaemons> {
-    SyncDaemons::open(plan.cfg.clone()).with_context(|| format!("{}: lvs_sync_daemon", plan.at))
+/// The engine that syncs: the kernel's IPVS daemons, or conntrackd.
+enum Engine {
+    Ipvs(SyncDaemons),
+    Conntrackd(Conntrackd),
+}
+
+impl Engine {
+    fn stop(&mut self) {
+        match self {
+            Engine::Ipvs(d) => match d.stop_all() {
+                Ok(()) => info!("IPVS sync daemons stopped"),
+                Err(e) => error!("stopping the IPVS sync daemons: {e:#}"),
+            },
+            Engine::Conntrackd(c) => c.stop(),
+        }
+    }
+}
+
+fn open(plan: &SyncPlan, ipvs: bool, dir: &Path) -> Result<Engine> {
+    if ipvs {
+        return SyncDaemons::open(plan.cfg.clone())
+            .map(Engine::Ipvs)
+            .with_context(|| format!("{}: lvs_sync_daemon", plan.at));
+    }
+    if plan.instance.is_none() {
+        anyhow::bail!(
+            "{}: lvs_sync_daemon: on the nftables backend (conntrackd) the sync follows a VRRP instance; name it (`inst INSTANCE`)",
+            plan.at
+        );
+    }
+    Conntrackd::start(&plan.cfg, dir)
+        .map(Engine::Conntrackd)
+        .with_context(|| format!("{}: lvs_sync_daemon (conntrackd)", plan.at))
 }
 
 struct Owner {
     plan: SyncPlan,
-    /// `None` after a reload dropped `lvs_sync_daemon`, or when reopening failed.
-    daemons: Option<SyncDaemons>,
+    /// IPVS (else conntrackd).
+    ipvs: bool,
+    /// conntrackd's directory.
+    dir: PathBuf,
+    /// `None` after a reload dropped `lvs_sync_daemon`, or when restarting failed.
+    engine: Option<Engine>,
     /// The last known state of each instance (`true`: MASTER).
     masters: HashMap<String, bool>,
+    /// The state the engine was last switched for.
+    applied: Option<bool>,
 }
 
 impl Owner {
@@ -175,11 +217,16 @@ impl Owner {
     }
 
     fn apply(&mut self) {
-        let roles = self.plan.roles(self.master());
-        if let Some(d) = &mut self.daemons {
+        let master = self.master();
+        match &mut self.engine {
             // Logged by `set`; the next transition or reload tries again.
-            let _ = d.set(roles);
+            Some(Engine::Ipvs(d)) => {
+                let _ = d.set(self.plan.roles(master));
+            }
+            Some(Engine::Conntrackd(c)) if self.applied != Some(master) => c.switch(master),
+            _ => {}
         }
+        self.applied = Some(master);
     }
 
     fn run(mut self, rx: Receiver<Input>) {
@@ -188,40 +235,38 @@ impl Owner {
                 Input::Stop => break,
                 Input::Vrrp { instance, master } => {
                     let follows = self.plan.instance.as_deref() == Some(instance.as_str());
-                    let before = self.masters.insert(instance, master);
-                    if follows && before != Some(master) {
+                    self.masters.insert(instance, master);
+                    if follows {
                         self.apply();
                     }
                 }
                 Input::Reload(plan) => self.reload(plan),
             }
         }
-        if let Some(d) = &mut self.daemons {
-            match d.stop_all() {
-                Ok(()) => info!("IPVS sync daemons stopped"),
-                Err(e) => error!("stopping the IPVS sync daemons: {e:#}"),
-            }
+        if let Some(e) = &mut self.engine {
+            e.stop();
         }
     }
 
     fn reload(&mut self, plan: Option<SyncPlan>) {
         let Some(plan) = plan else {
-            if let Some(mut d) = self.daemons.take() {
-                info!("lvs_sync_daemon removed by the reload: stopping the sync daemons");
-                let _ = d.stop_all();
+            if let Some(mut e) = self.engine.take() {
+                info!("lvs_sync_daemon removed by the reload: stopping the sync");
+                e.stop();
             }
             return;
         };
-        let same = self.daemons.is_some() && plan.cfg == self.plan.cfg;
+        let same = self.engine.is_some() && plan.cfg == self.plan.cfg;
         self.plan = plan;
         if !same {
-            if let Some(mut d) = self.daemons.take() {
-                let _ = d.stop_all();
+            if let Some(mut e) = self.engine.take() {
+                e.stop();
             }
-            match open(&self.plan) {
-                Ok(d) => {
-                    info!("lvs_sync_daemon changed by the reload: sync daemons restarted");
-                    self.daemons = Some(d)
+            self.applied = None;
+            match open(&self.plan, self.ipvs, &self.dir) {
+                Ok(e) => {
+                    info!("lvs_sync_daemon changed by the reload: sync restarted");
+                    self.engine = Some(e)
                 }
                 Err(e) => warn!("{e:#}"),
             }
@@ -269,5 +314,21 @@ mod tests {
         assert_eq!(p.roles(false), &[Role::Master, Role::Backup]);
         assert_eq!((p.cfg.sync_id, p.instance), (0, None));
         assert_eq!(plan(VI), None);
+    }
+
+    #[test]
+    fn conntrackd_needs_an_instance_to_follow() {
+        let p = plan(&format!(
+            "global_defs {{\n    lvs_sync_daemon eth1\n}}\n{VI}"
+        ))
+        .unwrap();
+        let e = open(&p, false, Path::new("/nonexistent"))
+            .err()
+            .expect("refused")
+            .to_string();
+        assert_eq!(
+            e,
+            "/k.conf:2: lvs_sync_daemon: on the nftables backend (conntrackd) the sync follows a VRRP instance; name it (`inst INSTANCE`)"
+        );
     }
 }

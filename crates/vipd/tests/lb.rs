@@ -963,10 +963,12 @@ fn echo(s: &mut TcpStream, line: &str) -> Result<String, String> {
 }
 
 /// `lvs_sync_daemon`: an established connection through the MASTER director (LVS-NAT)
-/// keeps working after the other director takes over, because the MASTER's sync daemon
-/// put its connection entry into the BACKUP's table (IPVS: the kernel's sync daemon;
-/// this test runs on IPVS through `connection_sync_on_ipvs`). Without the entry the new
-/// MASTER would answer the connection's next segment with a reset.
+/// keeps working after the other director takes over, because the MASTER's connection
+/// entry reached the BACKUP: on nftables through conntrackd, committed with its NAT into
+/// the new MASTER's kernel on takeover (run natively here, with `nf_conntrack_tcp_loose`
+/// off so the new MASTER cannot pick the flow up on its own); on IPVS through the
+/// kernel's sync daemon (`connection_sync_on_ipvs`). Without the entry the new MASTER
+/// would answer the connection's next segment with a reset.
 #[test]
 fn nat_connection_survives_director_failover() {
     let _serial = serial();
@@ -996,55 +998,37 @@ virtual_server 192.0.2.100 7 {
         ) + vs
     };
     let args = ["--lb-backend", &backend()];
-    if backend() != "ipvs" {
-        // nftables: conntrackd is not driven yet; vipd says so, naming the line.
-        c.lan.router(1).exec(&["true"]).expect("namespace usable");
-        let path = c.dir.join("r1.conf");
-        std::fs::write(&path, conf(150)).unwrap();
-        let out = std::process::Command::new("ip")
-            .args(["netns", "exec", c.lan.router(1).name(), VIPD, "run", "-f"])
-            .arg(&path)
-            .args(["--lb-backend", "nftables", "--control-socket"])
-            .arg(c.dir.join("r1.sock"))
-            .arg("--pid-file")
-            .arg(c.dir.join("r1.pid"))
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stderr).into_owned()
-            + &String::from_utf8_lossy(&out.stdout);
-        assert!(!out.status.success(), "{text}");
-        assert!(
-            text.contains(&format!("{}:3: lvs_sync_daemon: connection sync on the nftables backend (conntrackd) is not implemented yet", path.display())),
-            "{text}"
-        );
-        return;
+    let ipvs = backend() == "ipvs";
+    if !ipvs {
+        // Without a synced conntrack entry, r2 must not be able to carry the connection
+        // on by itself (picking up a mid-stream TCP flow as new).
+        for i in [1, 2] {
+            c.lan
+                .router(i)
+                .sysctl("net.netfilter.nf_conntrack_tcp_loose", "0")
+                .unwrap();
+        }
     }
     c.start_vipd_with(1, &conf(150), &args);
     c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
     c.start_vipd_with(2, &conf(100), &args);
-    // r2 is BACKUP: its backup sync daemon runs, r1's master one.
-    let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(100), || {
-        ipvsadm(&c, 1, &["-L", "--daemon"]).contains("master sync daemon (mcast=eth0, syncid=51,")
-            && ipvsadm(&c, 2, &["-L", "--daemon"])
-                .contains("backup sync daemon (mcast=eth0, syncid=51,")
-    });
-    assert!(
-        ok,
-        "r1: {}\nr2: {}\n{}",
-        ipvsadm(&c, 1, &["-L", "--daemon"]),
-        ipvsadm(&c, 2, &["-L", "--daemon"]),
-        c.logs()
-    );
-    assert!(
-        !ipvsadm(&c, 1, &["-L", "--daemon"]).contains("backup"),
-        "{}",
-        ipvsadm(&c, 1, &["-L", "--daemon"])
-    );
-    assert!(
-        !ipvsadm(&c, 2, &["-L", "--daemon"]).contains("master"),
-        "{}",
-        ipvsadm(&c, 2, &["-L", "--daemon"])
-    );
+    let daemons = |c: &Cluster, i| ipvsadm(c, i, &["-L", "--daemon"]);
+    if ipvs {
+        // r2 is BACKUP: its backup sync daemon runs, r1's master one.
+        let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(100), || {
+            daemons(&c, 1).contains("master sync daemon (mcast=eth0, syncid=51,")
+                && daemons(&c, 2).contains("backup sync daemon (mcast=eth0, syncid=51,")
+        });
+        assert!(
+            ok,
+            "r1: {}\nr2: {}\n{}",
+            daemons(&c, 1),
+            daemons(&c, 2),
+            c.logs()
+        );
+        assert!(!daemons(&c, 1).contains("backup"), "{}", daemons(&c, 1));
+        assert!(!daemons(&c, 2).contains("master"), "{}", daemons(&c, 2));
+    }
     wait_rs(&c, 1, "192.0.2.13", true, Duration::from_secs(10));
 
     // A long-lived connection through r1.
@@ -1063,54 +1047,91 @@ virtual_server 192.0.2.100 7 {
         let line = format!("before {i}\n");
         assert_eq!(echo(&mut conn, &line), Ok(line), "{}", directors(&c));
     }
-    // Its entry reaches r2 through the sync daemons.
-    let entry = format!("{}:{}", local.ip(), local.port());
-    assert!(
-        ipvsadm(&c, 1, &["-Lnc"]).contains(&entry),
-        "{}",
-        ipvsadm(&c, 1, &["-Lnc"])
-    );
+    // Its entry reaches r2: IPVS' connection table (the backup daemon writes it there),
+    // or conntrackd's external cache (committed to the kernel on takeover).
+    let synced = |c: &Cluster, i: usize| {
+        if ipvs {
+            ipvsadm(c, i, &["-Lnc"])
+        } else {
+            let conf = format!("{}.conntrackd/conntrackd.conf", c.socket_path(i).display());
+            // External cache (from the other director), then internal (this kernel's).
+            ["-e", "-i"]
+                .map(|o| {
+                    c.lan
+                        .router(i)
+                        .exec(&["conntrackd", "-C", &conf, o])
+                        .unwrap_or_else(|e| format!("{e}"))
+                })
+                .join("--- internal:\n")
+        }
+    };
+    let entry = if ipvs {
+        format!("{}:{}", local.ip(), local.port())
+    } else {
+        format!("sport={} dport=7", local.port())
+    };
     let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(100), || {
-        ipvsadm(&c, 2, &["-Lnc"]).contains(&entry)
+        synced(&c, 2).contains(&entry)
     });
-    assert!(
-        ok,
-        "r2 never got {entry}:\n{}\n{}",
-        ipvsadm(&c, 2, &["-Lnc"]),
-        c.logs()
-    );
+    assert!(ok, "r2 never got {entry}:\n{}\n{}", synced(&c, 2), c.logs());
 
-    // r1 goes; r2 takes over and switches to the master sync daemon.
+    // The connection idles (its last ACKs settle, and the neighbours' ARP entries for
+    // the VIP are older than Linux' 1 s `locktime`, so they take r2's gratuitous ARP).
+    std::thread::sleep(Duration::from_millis(1500));
+    // r1 goes; r2 takes over and switches its sync to MASTER.
     c.stop(1);
     c.wait_holders(spec.vip(), &[2], spec.takeover_timeout());
-    let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(100), || {
-        ipvsadm(&c, 2, &["-L", "--daemon"]).contains("master sync daemon (mcast=eth0, syncid=51,")
-            && !ipvsadm(&c, 2, &["-L", "--daemon"]).contains("backup")
+    let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(50), || {
+        if ipvs {
+            daemons(&c, 2).contains("master sync daemon (mcast=eth0, syncid=51,")
+                && !daemons(&c, 2).contains("backup")
+        } else {
+            c.log(2)
+                .contains("conntrackd: MASTER: external cache committed")
+        }
     });
-    assert!(
-        ok,
-        "r2: {}\n{}",
-        ipvsadm(&c, 2, &["-L", "--daemon"]),
-        c.logs()
-    );
+    assert!(ok, "r2: {}\n{}", daemons(&c, 2), c.logs());
+    if !ipvs {
+        // conntrackd committed the connection into r2's conntrack table, NAT included
+        // (`-i` lists the kernel's table as of the `-R` resync after the commit).
+        let nat = format!(
+            "src=192.0.2.50 dst=192.0.2.100 sport={} dport=7 src=192.0.2.13 dst=192.0.2.50 sport=7 dport={}",
+            local.port(),
+            local.port()
+        );
+        let table = synced(&c, 2);
+        assert!(table.contains(&nat), "{table}\n{}", c.logs());
+    }
     // The same connection goes on through r2.
     for i in 0..5 {
         let line = format!("after {i}\n");
         assert_eq!(
             echo(&mut conn, &line),
             Ok(line),
-            "r2 conns:\n{}\n{}",
-            ipvsadm(&c, 2, &["-Lnc"]),
+            "r2 synced:\n{}\n{}\n{}",
+            synced(&c, 2),
+            nft_ruleset(c.lan.router(2)),
             c.logs()
         );
     }
     // Stopping vipd stops its sync daemon.
     c.stop(2);
-    assert!(
-        !ipvsadm(&c, 2, &["-L", "--daemon"]).contains("sync daemon"),
-        "{}",
-        ipvsadm(&c, 2, &["-L", "--daemon"])
-    );
+    if ipvs {
+        assert!(
+            !daemons(&c, 2).contains("sync daemon"),
+            "{}",
+            daemons(&c, 2)
+        );
+    } else {
+        let conf = format!("{}.conntrackd/conntrackd.conf", c.socket_path(2).display());
+        let st = c.lan.router(2).exec(&["conntrackd", "-C", &conf, "-s"]);
+        assert!(
+            st.is_err(),
+            "conntrackd still answers after vipd stopped: {st:?}"
+        );
+        let tables = nft_ruleset(c.lan.router(2));
+        assert!(!tables.contains("vipd_ctsync"), "{tables}");
+    }
 }
 
 #[test]
