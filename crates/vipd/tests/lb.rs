@@ -1138,3 +1138,52 @@ virtual_server 192.0.2.100 7 {
 fn connection_sync_on_ipvs() {
     run_on_ipvs(&["nat_connection_survives_director_failover"]);
 }
+
+/// A reload that changes `lvs_sync_daemon` restarts conntrackd with the new settings;
+/// one that removes it stops conntrackd and its NAT anchor (nftables backend).
+#[test]
+fn reload_restarts_and_stops_conntrackd() {
+    let _serial = serial();
+    let Some(mut c) = Cluster::new(1, "lb-sync-reload") else {
+        return;
+    };
+    let spec = lb_spec();
+    let base = spec.config(150);
+    let with = |line: &str| {
+        base.replace(
+            "    router_id test\n",
+            &format!("    router_id test\n    {line}\n"),
+        )
+    };
+    c.start_vipd_with(
+        1,
+        &with("lvs_sync_daemon eth0 inst VI_1"),
+        &["--lb-backend", "nftables"],
+    );
+    let conf = format!("{}.conntrackd/conntrackd.conf", c.socket_path(1).display());
+    let text = || std::fs::read_to_string(&conf).unwrap_or_default();
+    let answers = |c: &Cluster| {
+        c.lan
+            .router(1)
+            .exec(&["conntrackd", "-C", &conf, "-s"])
+            .is_ok()
+    };
+    assert!(text().contains("Group 3780\n"), "{}", text());
+    assert!(answers(&c), "{}", c.logs());
+    assert!(nft_ruleset(c.lan.router(1)).contains("table ip vipd_ctsync"));
+
+    let (ok, out) = c.reload(1, &with("lvs_sync_daemon eth0 inst VI_1 port 8849"));
+    assert!(ok, "{out}");
+    let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(50), || {
+        text().contains("Group 8849\n") && answers(&c)
+    });
+    assert!(ok, "{}\n{}", text(), c.logs());
+
+    let (ok, out) = c.reload(1, &base);
+    assert!(ok, "{out}");
+    let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(50), || {
+        !answers(&c) && !nft_ruleset(c.lan.router(1)).contains("vipd_ctsync")
+    });
+    assert!(ok, "{}", c.logs());
+    c.stop(1);
+}
