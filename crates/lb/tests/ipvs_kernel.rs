@@ -65,7 +65,6 @@ kernel_tests! {
     open_then_apply_adopts_services_already_in_the_kernel => scenario_adopt;
     every_scheduler_name_applies_or_names_the_missing_module => scenario_schedulers;
     large_table_goes_in_batches_and_refused_requests_do_not_stop_the_rest => scenario_large;
-    sync_daemon_starts_switches_and_stops => scenario_sync_daemon;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1476,77 +1475,4 @@ fn scenario_large() {
 
     ipvs.clear().unwrap_or_else(|e| panic!("clear: {e:#}"));
     assert_kernel("cleared", &Snapshot::new(), &Table::default());
-}
-
-// ---------------------------------------------------------------------------------------
-// The connection sync daemon (lvs_sync_daemon)
-
-/// Backup, master, both, stop; a later run stops what an earlier one left; a missing
-/// interface is refused with a hint. Read back through the kernel's own daemon dump.
-fn scenario_sync_daemon() {
-    use vipd_lb::ipvs::syncd::{Role, SyncConfig, SyncDaemons};
-    let ipc = |args: &[&str]| {
-        let ok = Command::new("ip").args(args).status().unwrap().success();
-        assert!(ok, "ip {args:?}");
-    };
-    ipc(&["link", "add", "sync0", "type", "dummy"]);
-    ipc(&["addr", "add", "192.0.2.1/24", "dev", "sync0"]);
-    ipc(&["link", "set", "sync0", "multicast", "on", "up"]);
-    let cfg = SyncConfig {
-        ifname: "sync0".into(),
-        sync_id: 9,
-        maxlen: Some(1400),
-        port: Some(8849),
-        ttl: Some(3),
-        group: Some(ip("239.1.2.3")),
-    };
-    let mut d = SyncDaemons::open(cfg).expect("open");
-    assert!(d.kernel().unwrap().is_empty());
-    d.set(&[Role::Backup]).expect("backup");
-    let k = d.kernel().unwrap();
-    assert_eq!(k.len(), 1, "{k:?}");
-    assert_eq!(
-        (
-            k[0].role,
-            k[0].ifname.as_str(),
-            k[0].sync_id,
-            k[0].maxlen,
-            k[0].port,
-            k[0].ttl,
-            k[0].group
-        ),
-        (
-            Role::Backup,
-            "sync0",
-            9,
-            Some(1400),
-            Some(8849),
-            Some(3),
-            Some(ip("239.1.2.3"))
-        )
-    );
-    // The VRRP instance became MASTER: the backup daemon stops, the master starts.
-    d.set(&[Role::Master]).expect("master");
-    let roles: Vec<Role> = d.kernel().unwrap().iter().map(|i| i.role).collect();
-    assert_eq!(roles, vec![Role::Master]);
-    assert_eq!(d.running(), vec![Role::Master]);
-    // No instance named: both run.
-    d.set(&[Role::Master, Role::Backup]).expect("both");
-    let mut roles: Vec<Role> = d.kernel().unwrap().iter().map(|i| i.role).collect();
-    roles.sort();
-    assert_eq!(roles, vec![Role::Master, Role::Backup]);
-    // The next run finds them and stops them before starting its own.
-    let mut again = SyncDaemons::open(d.config().clone()).expect("reopen");
-    assert!(again.kernel().unwrap().is_empty());
-    let mut bad = SyncDaemons::open(SyncConfig {
-        ifname: "nosuch0".into(),
-        ..again.config().clone()
-    })
-    .unwrap();
-    let e = format!("{:#}", bad.set(&[Role::Backup]).unwrap_err());
-    assert!(e.contains("no such interface"), "{e}");
-    again.set(&[Role::Backup]).unwrap();
-    again.stop_all().unwrap();
-    assert!(again.kernel().unwrap().is_empty());
-    assert!(again.running().is_empty());
 }

@@ -994,7 +994,7 @@ virtual_server 192.0.2.100 7 {
     let conf = |prio| {
         spec.config(prio).replace(
             "    router_id test\n",
-            "    router_id test\n    lvs_sync_daemon eth0 inst VI_1\n",
+            "    router_id test\n    lvs_sync_daemon eth0 inst VI_1 id 7 maxlen 1400 port 8849 ttl 2 group 239.1.2.3\n",
         ) + vs
     };
     let args = ["--lb-backend", &backend()];
@@ -1016,8 +1016,8 @@ virtual_server 192.0.2.100 7 {
     if ipvs {
         // r2 is BACKUP: its backup sync daemon runs, r1's master one.
         let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(100), || {
-            daemons(&c, 1).contains("master sync daemon (mcast=eth0, syncid=51,")
-                && daemons(&c, 2).contains("backup sync daemon (mcast=eth0, syncid=51,")
+            daemons(&c, 1).contains("master sync daemon (mcast=eth0, syncid=7, maxlen=1400, group=239.1.2.3, port=8849, ttl=2)")
+                && daemons(&c, 2).contains("backup sync daemon (mcast=eth0, syncid=7, maxlen=1400, group=239.1.2.3, port=8849, ttl=2)")
         });
         assert!(
             ok,
@@ -1083,7 +1083,7 @@ virtual_server 192.0.2.100 7 {
     c.wait_holders(spec.vip(), &[2], spec.takeover_timeout());
     let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(50), || {
         if ipvs {
-            daemons(&c, 2).contains("master sync daemon (mcast=eth0, syncid=51,")
+            daemons(&c, 2).contains("master sync daemon (mcast=eth0, syncid=7, maxlen=1400, group=239.1.2.3, port=8849, ttl=2)")
                 && !daemons(&c, 2).contains("backup")
         } else {
             c.log(2)
