@@ -29,7 +29,7 @@ use std::path::Path;
 pub use diagnostic::{Diagnostic, Severity, INACTIVE};
 use diagnostic::{Diags, SourceMap};
 pub use lexer::{Token, TokenKind};
-pub use lints::{cross_node, CROSS_NODE};
+pub use lints::{cross_node, host_addresses, CROSS_NODE};
 pub use model::*;
 pub use tree::Node;
 pub use value::{parse_smtp_server, parse_umask};

@@ -29,8 +29,8 @@ fn error(d: &mut Diags, span: &Span, len: usize, msg: impl Into<String>, help: O
     d.push(x);
 }
 
-/// Addresses of this host's interfaces (`getifaddrs`).
-fn host_addresses() -> HashMap<String, Vec<IpAddr>> {
+/// Addresses of this host's interfaces (`getifaddrs`), by interface name.
+pub fn host_addresses() -> HashMap<String, Vec<IpAddr>> {
     let mut out: HashMap<String, Vec<IpAddr>> = HashMap::new();
     // SAFETY: getifaddrs fills a list we walk read-only and free with freeifaddrs.
     unsafe {

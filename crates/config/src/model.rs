@@ -614,6 +614,32 @@ pub struct GlobalDefs {
     /// `config_save_dir DIR`: copies of the configuration read and state dumps around
     /// each reload are kept there.
     pub config_save_dir: Option<String>,
+    /// `lvs_sync_daemon` (or an instance's old `lvs_sync_daemon_interface`): the
+    /// connection sync between directors.
+    pub lvs_sync_daemon: Option<LvsSyncDaemon>,
+}
+
+/// `lvs_sync_daemon IFACE [[inst] INSTANCE] [id N] [maxlen N] [port N] [ttl N] [group IP]`:
+/// the kernel's IPVS sync daemon (nftables backend: conntrackd), switched between
+/// master and backup with `instance`'s VRRP state; with no instance, both run.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LvsSyncDaemon {
+    /// The interface the sync messages go out of and come in on.
+    pub interface: String,
+    /// The VRRP instance whose state it follows.
+    pub instance: Option<String>,
+    /// `id 0..255`; `None`: the instance's virtual_router_id (0 without an instance).
+    pub sync_id: Option<u8>,
+    /// `maxlen 1..65507`: largest sync packet payload.
+    pub maxlen: Option<u16>,
+    /// `port 1..65535`: UDP port (kernel default 8848).
+    pub port: Option<u16>,
+    /// `ttl 1..255`: multicast TTL (kernel default 1).
+    pub ttl: Option<u8>,
+    /// `group IP`: multicast group (kernel default 224.0.0.81).
+    pub group: Option<IpAddr>,
+    /// Where it was written.
+    pub span: Span,
 }
 
 /// `state_dump_file` / `stats_dump_file` / `json_dump_file` (or the man page's

@@ -420,6 +420,9 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "instance",
     "reload_time_file",
     "reload_repeat",
+    // IPVS: the kernel's sync daemon; nftables: conntrackd (vipd's syncd module).
+    "lvs_sync_daemon",
+    "lvs_sync_daemon_interface",
 ];
 
 /// Keywords whose purpose vipd's design already serves, so there is nothing to act on:

@@ -11,8 +11,9 @@ use crate::iproute::IprouteNames;
 use crate::keywords::{suggest, VIP_OPTION_UNSUPPORTED};
 use crate::lexer::Token;
 use crate::model::{
-    Auth, AuthHmac, Config, GarpSettings, GlobalDefs, HmacMode, InitialState, IpvlanMode, Secret,
-    UnicastPeer, UseIpvlan, UseVmac, VirtualAddress, VmacAddress, VrrpInstance,
+    Auth, AuthHmac, Config, GarpSettings, GlobalDefs, HmacMode, InitialState, IpvlanMode,
+    LvsSyncDaemon, Secret, UnicastPeer, UseIpvlan, UseVmac, VirtualAddress, VmacAddress,
+    VrrpInstance,
 };
 use crate::schema::{self, Kw, GLOBAL_INACTIVE, INSTANCE_INACTIVE, TOP};
 use crate::tree::Node;
@@ -121,6 +122,7 @@ pub(crate) fn map(nodes: &[Node], diags: &mut Diags) -> (Config, Vec<InstanceMet
     let mut m = Mapper {
         diags,
         names: IprouteNames::from_tree(nodes),
+        syncd_instance: None,
     };
     let mut config = Config::default();
     let mut metas = Vec::new();
@@ -134,6 +136,9 @@ pub(crate) fn map(nodes: &[Node], diags: &mut Diags) -> (Config, Vec<InstanceMet
             }
             "vrrp_instance" => {
                 if let Some((inst, meta)) = m.instance(n) {
+                    if let Some(c) = meta.fields.get("lvs_sync_daemon_interface") {
+                        m.sync_daemon_interface(c, &inst, &mut config.global);
+                    }
                     config.instances.push(inst);
                     metas.push(meta);
                 }
@@ -152,6 +157,19 @@ pub(crate) fn map(nodes: &[Node], diags: &mut Diags) -> (Config, Vec<InstanceMet
                     m.unknown(n, "at top level", TOP_SUPPORTED, TOP);
                 }
             },
+        }
+    }
+    if let Some(tok) = m.syncd_instance.take() {
+        if !config.instances.iter().any(|i| i.name == tok.text) {
+            // keepalived clears its sync daemon setting then, and runs without it.
+            m.diags.warning(
+                &tok,
+                format!(
+                    "`lvs_sync_daemon`: there is no vrrp_instance `{}`; the sync daemon is not run (as keepalived)",
+                    tok.text
+                ),
+            );
+            config.global.lvs_sync_daemon = None;
         }
     }
     (config, metas)
@@ -173,6 +191,8 @@ fn inactive_inside(n: &Node, diags: &mut Diags) {
 
 struct Mapper<'d> {
     diags: &'d mut Diags,
+    /// The instance name `lvs_sync_daemon` gave, checked once every instance is read.
+    syncd_instance: Option<Token>,
     /// iproute2's names for the routes and rules, from the dirs `global_defs` sets.
     names: IprouteNames,
 }
@@ -587,12 +607,172 @@ impl Mapper<'_> {
                     Some(key) if GARP_KEYWORDS.contains(&key) => self.garp(key, n, &mut g.garp),
                     _ => {
                         if self.unknown(n, "in `global_defs`", GLOBAL_SUPPORTED, GLOBAL_INACTIVE) {
+                            if name == "lvs_sync_daemon" {
+                                self.lvs_sync_daemon(n, g);
+                            }
                             blocks::fill_global(n, g);
                         }
                     }
                 },
             }
         }
+    }
+
+    /// `lvs_sync_daemon IFACE [[inst] INSTANCE] [id N] [maxlen N] [port N] [ttl N]
+    /// [group IP]`, read as keepalived 2.4.3 reads it (including its old positional
+    /// `IFACE INSTANCE [SYNC_ID]`). The first one counts; later ones are reported.
+    fn lvs_sync_daemon(&mut self, n: &Node, g: &mut GlobalDefs) {
+        if let Some(first) = &g.lvs_sync_daemon {
+            self.diags.warning(
+                &n.keyword,
+                format!(
+                    "`lvs_sync_daemon` was already given at line {}; this one is ignored (as keepalived does)",
+                    first.span.line
+                ),
+            );
+            return;
+        }
+        let Some(iface) = n.args.first() else {
+            self.diags
+                .error(&n.keyword, "`lvs_sync_daemon` needs an interface");
+            return;
+        };
+        // IP_VS_IFNAME_MAXLEN is 16 with the NUL.
+        if iface.text.len() >= 16 || iface.text.is_empty() {
+            self.diags.error(
+                iface,
+                format!(
+                    "`lvs_sync_daemon` interface name `{}` must be 1 to 15 bytes",
+                    iface.text
+                ),
+            );
+            return;
+        }
+        let mut d = LvsSyncDaemon {
+            interface: iface.text.clone(),
+            instance: None,
+            sync_id: None,
+            maxlen: None,
+            port: None,
+            ttl: None,
+            group: None,
+            span: n.span.clone(),
+        };
+        let args = &n.args[1..];
+        let mut i = 0;
+        while i < args.len() {
+            let a = &args[i];
+            let opt = a.text.as_str();
+            let value = args.get(i + 1);
+            if matches!(opt, "inst" | "id" | "maxlen" | "port" | "ttl" | "group") {
+                let Some(v) = value else {
+                    self.diags
+                        .error(a, format!("`lvs_sync_daemon {opt}` needs a value"));
+                    break;
+                };
+                let what = format!("lvs_sync_daemon {opt}");
+                match opt {
+                    "inst" => {
+                        if d.instance.is_some() {
+                            self.diags.warning(
+                                a,
+                                "`lvs_sync_daemon` names its VRRP instance twice; the first counts",
+                            );
+                        } else {
+                            d.instance = Some(v.text.clone());
+                            self.syncd_instance = Some(v.clone());
+                        }
+                    }
+                    "id" => d.sync_id = self.int_tok(v, &what, 0, 255).map(|x| x as u8),
+                    // 65535 - IPv4 header - UDP header, as keepalived.
+                    "maxlen" => d.maxlen = self.int_tok(v, &what, 1, 65507).map(|x| x as u16),
+                    "port" => d.port = self.int_tok(v, &what, 1, 65535).map(|x| x as u16),
+                    "ttl" => d.ttl = self.int_tok(v, &what, 1, 255).map(|x| x as u8),
+                    _ => match v.text.parse::<IpAddr>() {
+                        Ok(ip) if ip.is_multicast() => d.group = Some(ip),
+                        Ok(_) => self.diags.error(
+                            v,
+                            format!(
+                                "`lvs_sync_daemon group` {} is not a multicast address",
+                                v.text
+                            ),
+                        ),
+                        Err(_) => self.diags.error(
+                            v,
+                            format!(
+                                "`lvs_sync_daemon group` expects an IP address, found `{}`",
+                                v.text
+                            ),
+                        ),
+                    },
+                }
+                i += 2;
+                continue;
+            }
+            // keepalived's older form: `lvs_sync_daemon IFACE INSTANCE [SYNC_ID]`.
+            if i == 0 {
+                d.instance = Some(a.text.clone());
+                self.syncd_instance = Some(a.clone());
+            } else if i == 1 && d.sync_id.is_none() && parse_uint(&a.text).is_some() {
+                self.diags.warning(
+                    a,
+                    "write `id` before the sync id of `lvs_sync_daemon` (keepalived's current syntax)",
+                );
+                d.sync_id = self
+                    .int_tok(a, "lvs_sync_daemon id", 0, 255)
+                    .map(|x| x as u8);
+            } else {
+                self.diags.error_help(
+                    a,
+                    format!("unknown option `{}` for `lvs_sync_daemon`", a.text),
+                    "options: inst INSTANCE, id N, maxlen N, port N, ttl N, group IP",
+                );
+            }
+            i += 1;
+        }
+        g.lvs_sync_daemon = Some(d);
+    }
+
+    /// An instance's deprecated `lvs_sync_daemon_interface IFACE`: the global
+    /// `lvs_sync_daemon IFACE inst THIS`, unless one was given already.
+    fn sync_daemon_interface(&mut self, c: &Node, inst: &VrrpInstance, g: &mut GlobalDefs) {
+        let Some(iface) = c.args.first() else {
+            return; // the schema check reported it
+        };
+        if let Some(first) = &g.lvs_sync_daemon {
+            self.diags.warning(
+                &c.keyword,
+                format!(
+                    "the sync daemon was already set up at line {} (`{}`); this `lvs_sync_daemon_interface` is ignored (as keepalived does)",
+                    first.span.line, first.interface
+                ),
+            );
+            return;
+        }
+        if iface.text.len() >= 16 {
+            self.diags.error(
+                iface,
+                format!(
+                    "`lvs_sync_daemon_interface` name `{}` must be at most 15 bytes",
+                    iface.text
+                ),
+            );
+            return;
+        }
+        self.diags.warning(
+            &c.keyword,
+            "`lvs_sync_daemon_interface` in a vrrp_instance is deprecated; it means `lvs_sync_daemon IFACE inst INSTANCE` in global_defs",
+        );
+        g.lvs_sync_daemon = Some(LvsSyncDaemon {
+            interface: iface.text.clone(),
+            instance: Some(inst.name.clone()),
+            sync_id: None,
+            maxlen: None,
+            port: None,
+            ttl: None,
+            group: None,
+            span: c.span.clone(),
+        });
     }
 
     fn instance(&mut self, n: &Node) -> Option<(VrrpInstance, InstanceMeta)> {
@@ -2335,5 +2515,192 @@ global_defs {
                 20
             ),]
         );
+    }
+}
+
+#[cfg(test)]
+mod lvs_sync_daemon_tests {
+    use std::path::Path;
+
+    use crate::model::LvsSyncDaemon;
+    use crate::{load_str, LoadOptions, Severity};
+
+    const VI: &str = "vrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 51\n    virtual_ipaddress {\n        192.0.2.100\n    }\n}\n";
+
+    /// Each diagnostic as (is an error, message, line, col).
+    type Diag = (bool, String, u32, u32);
+
+    /// The configuration's sync daemon and every diagnostic.
+    fn read(text: &str) -> (Option<LvsSyncDaemon>, Vec<Diag>) {
+        let opts = LoadOptions {
+            config_id: None,
+            check_interfaces: false,
+        };
+        let diags = |ds: &[crate::Diagnostic]| {
+            ds.iter()
+                .map(|d| {
+                    (
+                        d.severity == Severity::Error,
+                        d.message.clone(),
+                        d.span.line,
+                        d.span.col,
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        match load_str(text, Path::new("/k.conf"), &opts) {
+            Ok(l) => (l.config.global.lvs_sync_daemon, diags(&l.diagnostics)),
+            Err(ds) => (None, diags(&ds)),
+        }
+    }
+
+    #[test]
+    fn every_option_and_the_old_positional_form() {
+        let (d, diags) = read(&format!(
+            "global_defs {{\n    lvs_sync_daemon eth1 inst VI_1 id 7 maxlen 1400 port 8849 ttl 2 group 239.1.2.3\n}}\n{VI}"
+        ));
+        assert!(diags.is_empty(), "{diags:?}");
+        let d = d.unwrap();
+        assert_eq!(
+            (
+                d.interface.as_str(),
+                d.instance.as_deref(),
+                d.sync_id,
+                d.maxlen,
+                d.port,
+                d.ttl,
+                d.group
+            ),
+            (
+                "eth1",
+                Some("VI_1"),
+                Some(7),
+                Some(1400),
+                Some(8849),
+                Some(2),
+                Some("239.1.2.3".parse().unwrap())
+            )
+        );
+        assert_eq!(d.span.line, 2);
+        // `IFACE INSTANCE SYNC_ID`, keepalived's old syntax: read, with a nudge for the id.
+        let (d, diags) = read(&format!(
+            "global_defs {{\n    lvs_sync_daemon eth1 VI_1 9\n}}\n{VI}"
+        ));
+        let d = d.unwrap();
+        assert_eq!((d.instance.as_deref(), d.sync_id), (Some("VI_1"), Some(9)));
+        assert_eq!(diags.len(), 1, "{diags:?}");
+        assert!(
+            !diags[0].0 && diags[0].1.contains("write `id`"),
+            "{diags:?}"
+        );
+        // No instance: both daemons run; the sync id defaults at run time.
+        let (d, diags) = read(&format!(
+            "global_defs {{\n    lvs_sync_daemon eth1\n}}\n{VI}"
+        ));
+        assert!(diags.is_empty(), "{diags:?}");
+        let d = d.unwrap();
+        assert_eq!((d.instance, d.sync_id, d.group), (None, None, None));
+    }
+
+    #[test]
+    fn bad_values_are_errors_at_their_word() {
+        let (_, diags) = read(&format!(
+            "global_defs {{\n    lvs_sync_daemon eth1 id 256 maxlen 65508 ttl 0 group 192.0.2.1 bogus\n}}\n{VI}"
+        ));
+        let errs: Vec<_> = diags
+            .iter()
+            .filter(|d| d.0)
+            .map(|d| (d.1.as_str(), d.2, d.3))
+            .collect();
+        assert_eq!(
+            errs,
+            vec![
+                (
+                    "`lvs_sync_daemon id` must be an integer in 0..=255, found `256`",
+                    2,
+                    29
+                ),
+                (
+                    "`lvs_sync_daemon maxlen` must be an integer in 1..=65507, found `65508`",
+                    2,
+                    40
+                ),
+                (
+                    "`lvs_sync_daemon ttl` must be an integer in 1..=255, found `0`",
+                    2,
+                    50
+                ),
+                (
+                    "`lvs_sync_daemon group` 192.0.2.1 is not a multicast address",
+                    2,
+                    58
+                ),
+                ("unknown option `bogus` for `lvs_sync_daemon`", 2, 68),
+            ]
+        );
+        let (_, diags) = read(&format!(
+            "global_defs {{\n    lvs_sync_daemon eth1 port\n}}\n{VI}"
+        ));
+        assert_eq!(
+            diags,
+            vec![(true, "`lvs_sync_daemon port` needs a value".into(), 2, 26)]
+        );
+        let (_, diags) = read(&format!(
+            "global_defs {{\n    lvs_sync_daemon a_very_long_ifname\n}}\n{VI}"
+        ));
+        assert_eq!(
+            diags,
+            vec![(
+                true,
+                "`lvs_sync_daemon` interface name `a_very_long_ifname` must be 1 to 15 bytes"
+                    .into(),
+                2,
+                21
+            )]
+        );
+    }
+
+    #[test]
+    fn unknown_instance_drops_it_with_a_warning_as_keepalived() {
+        let (d, diags) = read(&format!(
+            "global_defs {{\n    lvs_sync_daemon eth1 inst VI_9\n}}\n{VI}"
+        ));
+        assert_eq!(d, None);
+        assert_eq!(
+            diags,
+            vec![(
+                false,
+                "`lvs_sync_daemon`: there is no vrrp_instance `VI_9`; the sync daemon is not run (as keepalived)".into(),
+                2,
+                31
+            )]
+        );
+    }
+
+    #[test]
+    fn instance_keyword_is_the_global_one_for_that_instance() {
+        let conf = VI.replace(
+            "    interface eth0\n",
+            "    interface eth0\n    lvs_sync_daemon_interface eth1\n",
+        );
+        let (d, diags) = read(&conf);
+        let d = d.unwrap();
+        assert_eq!(
+            (d.interface.as_str(), d.instance.as_deref(), d.sync_id),
+            ("eth1", Some("VI_1"), None)
+        );
+        assert_eq!(diags.len(), 1, "{diags:?}");
+        assert!(
+            !diags[0].0 && diags[0].1.contains("deprecated"),
+            "{diags:?}"
+        );
+        assert_eq!((diags[0].2, diags[0].3), (3, 5));
+        // The global one came first: the instance's is ignored, said so.
+        let (d, diags) = read(&format!(
+            "global_defs {{\n    lvs_sync_daemon eth2 inst VI_1\n}}\n{conf}"
+        ));
+        assert_eq!(d.unwrap().interface, "eth2");
+        assert_eq!(diags.len(), 1, "{diags:?}");
+        assert!(diags[0].1.contains("already set up at line 2"), "{diags:?}");
     }
 }

@@ -4,6 +4,7 @@ use crate::balancer::{Balancer, Input as LbInput};
 use crate::dumps::{self, Dumper};
 use crate::pidfile::PidFile;
 use crate::plan::DaemonPlan;
+use crate::syncd::ConnSync;
 use anyhow::{Context, Result};
 use clap::Args;
 use std::net::{IpAddr, SocketAddr};
@@ -190,6 +191,23 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     if let Some(b) = &balancer {
         lb_link.connect(b.sender());
     }
+    let sync_dir = conntrackd_dir(&args.control_socket);
+    let conn_sync = match ConnSync::start(&loaded.config, args.lb_backend, &sync_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            error!("{e:#}");
+            error!("{}: not starting", args.file.display());
+            if let Some(b) = balancer {
+                b.stop();
+            }
+            runtime.shutdown();
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    if let Some(s) = &conn_sync {
+        lb_link.connect_sync(s.notifier());
+    }
+    let conn_sync = Arc::new(Mutex::new(conn_sync));
     let balancer = Arc::new(Mutex::new(balancer));
     let dump_settings = dumps::Settings::from_config(&loaded.config);
     let dumper = Arc::new(Dumper::start(
@@ -209,6 +227,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             mailer: mailer.clone(),
             fifos: fifos.clone(),
             no_accept: no_accept.clone(),
+            conn_sync: conn_sync.clone(),
+            sync_dir: sync_dir.clone(),
         },
     );
     if let Some(f) = &loaded.config.global.reload_time_file {
@@ -243,6 +263,10 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let balancer = balancer.lock().ok().and_then(|mut b| b.take());
     if let Some(b) = balancer {
         b.stop();
+    }
+    let conn_sync = conn_sync.lock().ok().and_then(|mut s| s.take());
+    if let Some(s) = conn_sync {
+        s.stop();
     }
     if let Err(e) = no_accept.set(&[]) {
         warn!("{e}");
@@ -511,6 +535,18 @@ struct LbHandle {
     /// The notify FIFOs (`VS` / `RS` lines), as opened at start.
     fifos: Arc<vipd_linux::notifier::Fifos>,
     no_accept: Arc<NoAcceptTables>,
+    /// The connection sync thread (`lvs_sync_daemon`), if the configuration has one.
+    conn_sync: Arc<Mutex<Option<ConnSync>>>,
+    /// conntrackd's directory (nftables backend).
+    sync_dir: PathBuf,
+}
+
+/// Where conntrackd's configuration, control socket and log go: next to vipd's control
+/// socket, so every vipd on the host has its own.
+fn conntrackd_dir(control_socket: &Path) -> PathBuf {
+    let mut name = control_socket.as_os_str().to_owned();
+    name.push(".conntrackd");
+    PathBuf::from(name)
 }
 
 /// SIGHUP and `vipd reload`: re-read and validate the whole config first (an invalid
@@ -614,6 +650,7 @@ fn reload_hook(
             runtime
                 .reload(prepared)
                 .map(|r| {
+                    reload_conn_sync(&lb, &loaded.config, backend);
                     lb.mailer.configure(mail);
                     dumper.set_settings(dump_settings);
                     if loaded.config.global.fifo_write_vrrp_states_on_reload {
@@ -752,6 +789,30 @@ fn reload_balancer(
     }
 }
 
+/// Brings the connection sync to the reloaded `lvs_sync_daemon`: restarted if its
+/// settings changed, started or stopped if it came or went. Failures are logged (the
+/// VRRP and load-balancer parts of the reload stand, as in keepalived).
+fn reload_conn_sync(
+    lb: &LbHandle,
+    config: &vipd_config::Config,
+    backend: crate::balancer::Backend,
+) {
+    let Ok(mut slot) = lb.conn_sync.lock() else {
+        return;
+    };
+    match slot.as_ref() {
+        Some(s) => s.reload(config),
+        None => match ConnSync::start(config, backend, &lb.sync_dir) {
+            Ok(Some(s)) => {
+                lb.link.connect_sync(s.notifier());
+                *slot = Some(s);
+            }
+            Ok(None) => {}
+            Err(e) => error!("{e:#}"),
+        },
+    }
+}
+
 fn monotonic_usec() -> i128 {
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -870,12 +931,14 @@ fn lb_fingerprint(config: &vipd_config::Config) -> u64 {
     std::hash::Hasher::finish(&h)
 }
 
-/// The balancer's input, once it runs, and the last VRRP state of every instance.
+/// The balancer's input, once it runs, the last VRRP state of every instance, and the
+/// connection sync thread's input.
 type LbLinkState = (
     Option<mpsc::Sender<LbInput>>,
     std::collections::HashMap<String, bool>,
     // BFD sessions' last checker events (name → Up).
     std::collections::HashMap<String, bool>,
+    Option<crate::syncd::SyncNotifier>,
 );
 
 /// VRRP states on their way to the load balancer, which starts after the protocol
@@ -914,9 +977,22 @@ impl LbLink {
         }
     }
 
+    /// The connection sync thread follows the VRRP states too (replayed to it now).
+    fn connect_sync(&self, sync: crate::syncd::SyncNotifier) {
+        if let Ok(mut g) = self.0.lock() {
+            for (instance, master) in &g.1 {
+                sync.vrrp(instance, *master);
+            }
+            g.3 = Some(sync);
+        }
+    }
+
     fn vrrp(&self, instance: &str, master: bool) {
         if let Ok(mut g) = self.0.lock() {
             g.1.insert(instance.to_string(), master);
+            if let Some(s) = &g.3 {
+                s.vrrp(instance, master);
+            }
             if let Some(tx) = &g.0 {
                 let _ = tx.send(LbInput::Vrrp {
                     instance: instance.to_string(),

@@ -3,6 +3,7 @@
 mod balancer;
 mod bench;
 mod check;
+mod conntrackd;
 mod daemon;
 mod dumps;
 mod gen;
@@ -11,6 +12,7 @@ mod pidfile;
 mod plan;
 mod realserver;
 mod reload_timer;
+mod syncd;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

@@ -768,6 +768,16 @@ virtual_server 192.0.2.100 80 {{
 /// IPVS, otherwise inside the bench/vm guest (Debian's kernel under QEMU; slow but real).
 #[test]
 fn same_scenarios_on_ipvs() {
+    run_on_ipvs(&[
+        "nat_weights_and_sorry_server",
+        "reload_changes_real_servers_in_place",
+        "seed_dr_config_balances_removes_restores_and_fails_over",
+    ]);
+}
+
+/// Runs `tests` of this file again with `VIPD_TEST_LB_BACKEND=ipvs`: here when this
+/// kernel has IPVS, otherwise inside the bench/vm guest; asserts every one ran and passed.
+fn run_on_ipvs(tests: &[&str]) {
     use vipd_netns::vm;
     if std::env::var_os("VIPD_TEST_LB_BACKEND").is_some() || vm::in_vm() {
         return; // the inner run itself
@@ -777,11 +787,6 @@ fn same_scenarios_on_ipvs() {
     }
     let _serial = serial();
     let exe = std::env::current_exe().unwrap();
-    let tests = [
-        "nat_weights_and_sorry_server",
-        "reload_changes_real_servers_in_place",
-        "seed_dr_config_balances_removes_restores_and_fails_over",
-    ];
     let mut args = vec!["--exact", "--test-threads", "1", "--nocapture"];
     args.extend(tests);
     let (status, out) = if vm::host_has_ipvs() {
@@ -818,7 +823,10 @@ fn same_scenarios_on_ipvs() {
             "{t} did not run:\n{out}"
         );
     }
-    assert!(out.contains("test result: ok. 3 passed"), "{out}");
+    assert!(
+        out.contains(&format!("test result: ok. {} passed", tests.len())),
+        "{out}"
+    );
 }
 
 /// `rs_init_notifies`: a real server up at start-up notifies UP at once (keepalived's
@@ -946,4 +954,271 @@ fn lvs_notify_fifo_gets_real_server_and_quorum_lines() {
     );
     assert!(all.contains("INSTANCE \"VI_1\" MASTER 150"), "{all}");
     assert!(!read(&lvs_log).contains("INSTANCE"));
+}
+
+/// A TCP echo server on port 7 of a namespace, for long-lived connections; it lives as
+/// long as the namespace's thread (the test's end).
+fn echo_server(ns: &Netns) {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let _ = ns
+        .enter_thread(move || {
+            let l = TcpListener::bind("0.0.0.0:7").expect("bind :7");
+            ready_tx.send(()).unwrap();
+            for c in l.incoming().map_while(Result::ok) {
+                std::thread::spawn(move || {
+                    let mut c = c;
+                    let mut buf = [0u8; 512];
+                    while let Ok(n) = c.read(&mut buf) {
+                        if n == 0 || c.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        })
+        .unwrap();
+    ready_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("echo server up");
+}
+
+/// `ipvsadm ARGS` on router `i`.
+fn ipvsadm(c: &Cluster, i: usize, args: &[&str]) -> String {
+    let mut a = vec!["ipvsadm"];
+    a.extend(args);
+    c.lan.router(i).exec(&a).unwrap_or_default()
+}
+
+/// One line there and back on `s`.
+fn echo(s: &mut TcpStream, line: &str) -> Result<String, String> {
+    s.write_all(line.as_bytes()).map_err(|e| e.to_string())?;
+    let mut buf = vec![0u8; line.len()];
+    s.read_exact(&mut buf).map_err(|e| e.to_string())?;
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// `lvs_sync_daemon`: an established connection through the MASTER director (LVS-NAT)
+/// keeps working after the other director takes over, because the MASTER's connection
+/// entry reached the BACKUP: on nftables through conntrackd, committed with its NAT into
+/// the new MASTER's kernel on takeover (run natively here, with `nf_conntrack_tcp_loose`
+/// off so the new MASTER cannot pick the flow up on its own); on IPVS through the
+/// kernel's sync daemon (`connection_sync_on_ipvs`). Without the entry the new MASTER
+/// would answer the connection's next segment with a reset.
+#[test]
+fn nat_connection_survives_director_failover() {
+    let _serial = serial();
+    let Some(mut c) = Cluster::new(3, "lb-sync") else {
+        return;
+    };
+    nat_routes(&c, &[1, 2], &[3]);
+    echo_server(c.lan.router(3));
+    let vs = "
+virtual_server 192.0.2.100 7 {
+    delay_loop 1
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+    real_server 192.0.2.13 7 {
+        TCP_CHECK {
+            connect_timeout 1
+        }
+    }
+}
+";
+    let spec = lb_spec();
+    let conf = |prio| {
+        spec.config(prio).replace(
+            "    router_id test\n",
+            "    router_id test\n    lvs_sync_daemon eth0 inst VI_1 id 7 maxlen 1400 port 8849 ttl 2 group 239.1.2.3\n",
+        ) + vs
+    };
+    let args = ["--lb-backend", &backend()];
+    let ipvs = backend() == "ipvs";
+    if !ipvs {
+        // Without a synced conntrack entry, r2 must not be able to carry the connection
+        // on by itself (picking up a mid-stream TCP flow as new).
+        for i in [1, 2] {
+            c.lan
+                .router(i)
+                .sysctl("net.netfilter.nf_conntrack_tcp_loose", "0")
+                .unwrap();
+        }
+    }
+    c.start_vipd_with(1, &conf(150), &args);
+    c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
+    c.start_vipd_with(2, &conf(100), &args);
+    let daemons = |c: &Cluster, i| ipvsadm(c, i, &["-L", "--daemon"]);
+    if ipvs {
+        // r2 is BACKUP: its backup sync daemon runs, r1's master one.
+        let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(100), || {
+            daemons(&c, 1).contains("master sync daemon (mcast=eth0, syncid=7, maxlen=1400, group=239.1.2.3, port=8849, ttl=2)")
+                && daemons(&c, 2).contains("backup sync daemon (mcast=eth0, syncid=7, maxlen=1400, group=239.1.2.3, port=8849, ttl=2)")
+        });
+        assert!(
+            ok,
+            "r1: {}\nr2: {}\n{}",
+            daemons(&c, 1),
+            daemons(&c, 2),
+            c.logs()
+        );
+        assert!(!daemons(&c, 1).contains("backup"), "{}", daemons(&c, 1));
+        assert!(!daemons(&c, 2).contains("master"), "{}", daemons(&c, 2));
+    }
+    wait_rs(&c, 1, "192.0.2.13", true, Duration::from_secs(10));
+
+    // A long-lived connection through r1.
+    let addr = SocketAddr::new(VIP_V4.into(), 7);
+    let mut conn = c
+        .lan
+        .client()
+        .enter_thread(move || TcpStream::connect_timeout(&addr, Duration::from_secs(3)))
+        .unwrap()
+        .join()
+        .unwrap()
+        .expect("connecting through r1");
+    conn.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let local = conn.local_addr().unwrap();
+    for i in 0..5 {
+        let line = format!("before {i}\n");
+        assert_eq!(echo(&mut conn, &line), Ok(line), "{}", directors(&c));
+    }
+    // Its entry reaches r2: IPVS' connection table (the backup daemon writes it there),
+    // or conntrackd's external cache (committed to the kernel on takeover).
+    let synced = |c: &Cluster, i: usize| {
+        if ipvs {
+            ipvsadm(c, i, &["-Lnc"])
+        } else {
+            let conf = format!("{}.conntrackd/conntrackd.conf", c.socket_path(i).display());
+            // External cache (from the other director), then internal (this kernel's).
+            ["-e", "-i"]
+                .map(|o| {
+                    c.lan
+                        .router(i)
+                        .exec(&["conntrackd", "-C", &conf, o])
+                        .unwrap_or_else(|e| format!("{e}"))
+                })
+                .join("--- internal:\n")
+        }
+    };
+    let entry = if ipvs {
+        format!("{}:{}", local.ip(), local.port())
+    } else {
+        format!("sport={} dport=7", local.port())
+    };
+    let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(100), || {
+        synced(&c, 2).contains(&entry)
+    });
+    assert!(ok, "r2 never got {entry}:\n{}\n{}", synced(&c, 2), c.logs());
+
+    // The connection idles (its last ACKs settle, and the neighbours' ARP entries for
+    // the VIP are older than Linux' 1 s `locktime`, so they take r2's gratuitous ARP).
+    std::thread::sleep(Duration::from_millis(1500));
+    // r1 goes; r2 takes over and switches its sync to MASTER.
+    c.stop(1);
+    c.wait_holders(spec.vip(), &[2], spec.takeover_timeout());
+    let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(50), || {
+        if ipvs {
+            daemons(&c, 2).contains("master sync daemon (mcast=eth0, syncid=7, maxlen=1400, group=239.1.2.3, port=8849, ttl=2)")
+                && !daemons(&c, 2).contains("backup")
+        } else {
+            c.log(2)
+                .contains("conntrackd: MASTER: external cache committed")
+        }
+    });
+    assert!(ok, "r2: {}\n{}", daemons(&c, 2), c.logs());
+    if !ipvs {
+        // conntrackd committed the connection into r2's conntrack table, NAT included
+        // (`-i` lists the kernel's table as of the `-R` resync after the commit).
+        let nat = format!(
+            "src=192.0.2.50 dst=192.0.2.100 sport={} dport=7 src=192.0.2.13 dst=192.0.2.50 sport=7 dport={}",
+            local.port(),
+            local.port()
+        );
+        let table = synced(&c, 2);
+        assert!(table.contains(&nat), "{table}\n{}", c.logs());
+    }
+    // The same connection goes on through r2.
+    for i in 0..5 {
+        let line = format!("after {i}\n");
+        assert_eq!(
+            echo(&mut conn, &line),
+            Ok(line),
+            "r2 synced:\n{}\n{}\n{}",
+            synced(&c, 2),
+            nft_ruleset(c.lan.router(2)),
+            c.logs()
+        );
+    }
+    // Stopping vipd stops its sync daemon.
+    c.stop(2);
+    if ipvs {
+        assert!(
+            !daemons(&c, 2).contains("sync daemon"),
+            "{}",
+            daemons(&c, 2)
+        );
+    } else {
+        let conf = format!("{}.conntrackd/conntrackd.conf", c.socket_path(2).display());
+        let st = c.lan.router(2).exec(&["conntrackd", "-C", &conf, "-s"]);
+        assert!(
+            st.is_err(),
+            "conntrackd still answers after vipd stopped: {st:?}"
+        );
+        let tables = nft_ruleset(c.lan.router(2));
+        assert!(!tables.contains("vipd_ctsync"), "{tables}");
+    }
+}
+
+#[test]
+fn connection_sync_on_ipvs() {
+    run_on_ipvs(&["nat_connection_survives_director_failover"]);
+}
+
+/// A reload that changes `lvs_sync_daemon` restarts conntrackd with the new settings;
+/// one that removes it stops conntrackd and its NAT anchor (nftables backend).
+#[test]
+fn reload_restarts_and_stops_conntrackd() {
+    let _serial = serial();
+    let Some(mut c) = Cluster::new(1, "lb-sync-reload") else {
+        return;
+    };
+    let spec = lb_spec();
+    let base = spec.config(150);
+    let with = |line: &str| {
+        base.replace(
+            "    router_id test\n",
+            &format!("    router_id test\n    {line}\n"),
+        )
+    };
+    c.start_vipd_with(
+        1,
+        &with("lvs_sync_daemon eth0 inst VI_1"),
+        &["--lb-backend", "nftables"],
+    );
+    let conf = format!("{}.conntrackd/conntrackd.conf", c.socket_path(1).display());
+    let text = || std::fs::read_to_string(&conf).unwrap_or_default();
+    let answers = |c: &Cluster| {
+        c.lan
+            .router(1)
+            .exec(&["conntrackd", "-C", &conf, "-s"])
+            .is_ok()
+    };
+    assert!(text().contains("Group 3780\n"), "{}", text());
+    assert!(answers(&c), "{}", c.logs());
+    assert!(nft_ruleset(c.lan.router(1)).contains("table ip vipd_ctsync"));
+
+    let (ok, out) = c.reload(1, &with("lvs_sync_daemon eth0 inst VI_1 port 8849"));
+    assert!(ok, "{out}");
+    let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(50), || {
+        text().contains("Group 8849\n") && answers(&c)
+    });
+    assert!(ok, "{}\n{}", text(), c.logs());
+
+    let (ok, out) = c.reload(1, &base);
+    assert!(ok, "{out}");
+    let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(50), || {
+        !answers(&c) && !nft_ruleset(c.lan.router(1)).contains("vipd_ctsync")
+    });
+    assert!(ok, "{}", c.logs());
+    c.stop(1);
 }

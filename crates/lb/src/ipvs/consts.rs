@@ -57,6 +57,24 @@ pub const IPVS_CMD_ATTR_TIMEOUT_TCP: u16 = 4;
 pub const IPVS_CMD_ATTR_TIMEOUT_TCP_FIN: u16 = 5;
 pub const IPVS_CMD_ATTR_TIMEOUT_UDP: u16 = 6;
 
+// Sync daemon attributes, nested in IPVS_CMD_ATTR_DAEMON (`IPVS_DAEMON_ATTR_*`).
+pub const IPVS_DAEMON_ATTR_STATE: u16 = 1;
+pub const IPVS_DAEMON_ATTR_MCAST_IFN: u16 = 2;
+pub const IPVS_DAEMON_ATTR_SYNC_ID: u16 = 3;
+pub const IPVS_DAEMON_ATTR_SYNC_MAXLEN: u16 = 4;
+pub const IPVS_DAEMON_ATTR_MCAST_GROUP: u16 = 5;
+pub const IPVS_DAEMON_ATTR_MCAST_GROUP6: u16 = 6;
+pub const IPVS_DAEMON_ATTR_MCAST_PORT: u16 = 7;
+pub const IPVS_DAEMON_ATTR_MCAST_TTL: u16 = 8;
+
+// Sync daemon states (`IP_VS_STATE_*`).
+pub const IP_VS_STATE_NONE: u32 = 0x0000;
+pub const IP_VS_STATE_MASTER: u32 = 0x0001;
+pub const IP_VS_STATE_BACKUP: u32 = 0x0002;
+
+/// `IP_VS_IFNAME_MAXLEN`, including the NUL.
+pub const IP_VS_IFNAME_MAXLEN: usize = 16;
+
 // Service attributes, nested in IPVS_CMD_ATTR_SERVICE (`IPVS_SVC_ATTR_*`).
 pub const IPVS_SVC_ATTR_AF: u16 = 1;
 pub const IPVS_SVC_ATTR_PROTOCOL: u16 = 2;

@@ -68,7 +68,13 @@ fn genl_begin(buf: &mut MsgBuf, ty: u16, flags: u16, seq: u32, cmd: u8, version:
     m
 }
 
-fn ipvs_msg(family: u16, cmd: u8, flags: u16, seq: u32, body: impl FnOnce(&mut MsgBuf)) -> MsgBuf {
+pub(super) fn ipvs_msg(
+    family: u16,
+    cmd: u8,
+    flags: u16,
+    seq: u32,
+    body: impl FnOnce(&mut MsgBuf),
+) -> MsgBuf {
     let mut buf = MsgBuf::new();
     let m = genl_begin(&mut buf, family, flags, seq, cmd, IPVS_GENL_VERSION);
     body(&mut buf);
@@ -135,8 +141,8 @@ fn put_dest(buf: &mut MsgBuf, d: &DestAttrs) {
     buf.nest_end(n);
 }
 
-const DO: u16 = NLM_F_REQUEST | NLM_F_ACK;
-const DUMP: u16 = NLM_F_REQUEST | NLM_F_DUMP;
+pub(super) const DO: u16 = NLM_F_REQUEST | NLM_F_ACK;
+pub(super) const DUMP: u16 = NLM_F_REQUEST | NLM_F_DUMP;
 
 /// `CTRL_CMD_GETFAMILY` for "IPVS", sent as a dump request: the controller answers a
 /// dump with every registered family (older kernels ignore the name filter), which
@@ -257,12 +263,12 @@ pub fn family_id(replies: &[Msg], name: &str) -> Option<u16> {
         })
 }
 
-fn c_str(v: &[u8]) -> String {
+pub(super) fn c_str(v: &[u8]) -> String {
     let end = v.iter().position(|b| *b == 0).unwrap_or(v.len());
     String::from_utf8_lossy(&v[..end]).into_owned()
 }
 
-fn get_u16(v: &[u8], what: &str) -> anyhow::Result<u16> {
+pub(super) fn get_u16(v: &[u8], what: &str) -> anyhow::Result<u16> {
     let a: [u8; 2] = v
         .get(..2)
         .and_then(|s| s.try_into().ok())
@@ -270,7 +276,7 @@ fn get_u16(v: &[u8], what: &str) -> anyhow::Result<u16> {
     Ok(u16::from_ne_bytes(a))
 }
 
-fn get_u32(v: &[u8], what: &str) -> anyhow::Result<u32> {
+pub(super) fn get_u32(v: &[u8], what: &str) -> anyhow::Result<u32> {
     let a: [u8; 4] = v
         .get(..4)
         .and_then(|s| s.try_into().ok())
@@ -305,7 +311,7 @@ fn family_of_af(af: u16) -> Option<Family> {
 }
 
 /// The first nested attribute `ty` after the genl header of `msg`.
-fn nested(msg: &Msg, ty: u16) -> anyhow::Result<&[u8]> {
+pub(super) fn nested(msg: &Msg, ty: u16) -> anyhow::Result<&[u8]> {
     let body = msg
         .payload
         .get(GENL_HDRLEN..)

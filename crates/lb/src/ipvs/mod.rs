@@ -7,6 +7,7 @@
 //! - [`diff`](mod@diff): [`lower`] (table → kernel view) and [`diff()`] (old, new →
 //!   ordered operations).
 //! - [`check`]: what IPVS cannot express.
+//! - [`syncd`]: the kernel's connection sync daemon (`lvs_sync_daemon`).
 //! - [`sysctl`]: `expire_nodest_conn` / `expire_quiescent_template`, set while vipd runs.
 //! - [`Ipvs`]: the [`DataPlane`]: holds what vipd programmed and sends the differences.
 //!
@@ -25,6 +26,7 @@ pub mod check;
 pub mod consts;
 pub mod diff;
 pub mod encode;
+pub mod syncd;
 pub mod sysctl;
 
 use std::collections::{BTreeSet, HashMap, HashSet};

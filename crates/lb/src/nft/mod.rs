@@ -150,6 +150,7 @@ pub mod diff;
 pub mod elems;
 pub mod encode;
 pub mod expr;
+pub mod nat_anchor;
 pub mod no_accept;
 pub mod plan;
 pub mod sock;
