@@ -15,12 +15,16 @@ use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessa
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoMacVlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
 };
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
+};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleFlags, RuleMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_packet_utils::nla::{DefaultNla, Nla};
+use netlink_packet_utils::DecodeError;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -141,43 +145,11 @@ impl Rtnetlink {
     /// The kernel's neighbour (ARP / NDP) table: entries that hold a link-layer address
     /// (reachable, stale, delay, probe, permanent, noarp).
     pub fn dump_neighbours(&mut self) -> Result<Vec<Neighbour>> {
-        use netlink_packet_route::neighbour::{
-            NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
-        };
         let mut out = Vec::new();
         let req = RouteNetlinkMessage::GetNeighbour(NeighbourMessage::default());
         self.dump("neighbour", req, |m| {
-            let RouteNetlinkMessage::NewNeighbour(n) = m else {
-                return;
-            };
-            if matches!(
-                n.header.state,
-                NeighbourState::Incomplete | NeighbourState::Failed | NeighbourState::None
-            ) {
-                return;
-            }
-            let mut addr = None;
-            let mut mac = None;
-            for a in &n.attributes {
-                match a {
-                    NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => {
-                        addr = Some(IpAddr::V4(*v4))
-                    }
-                    NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => {
-                        addr = Some(IpAddr::V6(*v6))
-                    }
-                    NeighbourAttribute::LinkLocalAddress(l) if l.len() == 6 => {
-                        mac = Some([l[0], l[1], l[2], l[3], l[4], l[5]])
-                    }
-                    _ => {}
-                }
-            }
-            if let (Some(addr), Some(mac)) = (addr, mac) {
-                out.push(Neighbour {
-                    addr,
-                    mac,
-                    ifindex: n.header.ifindex,
-                });
+            if let RouteNetlinkMessage::NewNeighbour(n) = m {
+                out.extend(neighbour(&n));
             }
         })?;
         Ok(out)
@@ -205,13 +177,10 @@ impl Rtnetlink {
                 .sock
                 .recv(&mut &mut self.buf[..], 0)
                 .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
-            let mut off = 0;
-            while off < n {
-                let Ok(m) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..n])
-                else {
+            for m in messages(&self.buf[..n]) {
+                let Ok(m) = m else {
                     return Err(libc::EBADMSG);
                 };
-                let len = m.header.length as usize;
                 if m.header.sequence_number == self.seq {
                     if let NetlinkPayload::Error(e) = m.payload {
                         return match e.code {
@@ -220,10 +189,6 @@ impl Rtnetlink {
                         };
                     }
                 }
-                if len == 0 {
-                    break;
-                }
-                off += (len + 3) & !3;
             }
         }
     }
@@ -251,11 +216,8 @@ impl Rtnetlink {
                 .sock
                 .recv(&mut &mut self.buf[..], 0)
                 .with_context(|| format!("reading {what} dump"))?;
-            let mut off = 0;
-            while off < n {
-                let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..n])
-                    .map_err(|e| anyhow!("bad netlink message in {what} dump: {e}"))?;
-                let len = m.header.length as usize;
+            for m in messages(&self.buf[..n]) {
+                let m = m.map_err(|e| anyhow!("bad netlink message in {what} dump: {e}"))?;
                 match m.payload {
                     NetlinkPayload::Done(_) => return Ok(()),
                     NetlinkPayload::Error(e) if e.code.is_some() => {
@@ -264,10 +226,6 @@ impl Rtnetlink {
                     NetlinkPayload::InnerMessage(inner) => each(inner),
                     _ => {}
                 }
-                if len == 0 {
-                    break;
-                }
-                off += (len + 3) & !3;
             }
         }
     }
@@ -611,7 +569,65 @@ fn address_message(spec: &AddressSpec, with_details: bool) -> AddressMessage {
     msg
 }
 
-fn kernel_address(a: &AddressMessage) -> Option<KernelAddress> {
+/// The messages of one datagram of rtnetlink replies or events, in order, as every
+/// receive loop here and in [`crate::linkwatch`] walks it: each message starts at the
+/// previous one's length rounded up to 4 bytes; the walk ends after a message that does
+/// not parse (yielded as `Err`) or that claims length 0. Pure, for the fuzz target
+/// (fuzz/fuzz_targets/rtnetlink.rs) as much as for the loops.
+pub fn messages(
+    buf: &[u8],
+) -> impl Iterator<Item = std::result::Result<NetlinkMessage<RouteNetlinkMessage>, DecodeError>> + '_
+{
+    let mut off = 0;
+    std::iter::from_fn(move || {
+        if off >= buf.len() {
+            return None;
+        }
+        let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[off..]);
+        off = match &m {
+            Ok(m) if m.header.length != 0 => off + ((m.header.length as usize + 3) & !3),
+            _ => buf.len(),
+        };
+        Some(m)
+    })
+}
+
+/// A neighbour-table entry that holds a link-layer address (reachable, stale, delay,
+/// probe, permanent, noarp), as [`Rtnetlink::dump_neighbours`] keeps it.
+#[doc(hidden)]
+pub fn neighbour(n: &NeighbourMessage) -> Option<Neighbour> {
+    if matches!(
+        n.header.state,
+        NeighbourState::Incomplete | NeighbourState::Failed | NeighbourState::None
+    ) {
+        return None;
+    }
+    let mut addr = None;
+    let mut mac = None;
+    for a in &n.attributes {
+        match a {
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => {
+                addr = Some(IpAddr::V4(*v4))
+            }
+            NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => {
+                addr = Some(IpAddr::V6(*v6))
+            }
+            NeighbourAttribute::LinkLocalAddress(l) if l.len() == 6 => {
+                mac = Some([l[0], l[1], l[2], l[3], l[4], l[5]])
+            }
+            _ => {}
+        }
+    }
+    Some(Neighbour {
+        addr: addr?,
+        mac: mac?,
+        ifindex: n.header.ifindex,
+    })
+}
+
+/// An address of an address dump, as [`Rtnetlink::dump_addresses`] keeps it.
+#[doc(hidden)]
+pub fn kernel_address(a: &AddressMessage) -> Option<KernelAddress> {
     let mut local = None;
     let mut address = None;
     let mut proto = None;
@@ -640,6 +656,64 @@ fn kernel_address(a: &AddressMessage) -> Option<KernelAddress> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn on_the_wire(msg: RouteNetlinkMessage) -> Vec<u8> {
+        let mut m = NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::from(msg));
+        m.finalize();
+        let mut b = vec![0; m.buffer_len()];
+        m.serialize(&mut b);
+        b
+    }
+
+    /// The walk every receive loop uses: messages in order, then the first one that
+    /// does not parse, and nothing after it; a length of 0 ends the walk too.
+    #[test]
+    fn messages_walk_a_datagram_and_stop_at_a_bad_message() {
+        let spec = |ifindex, addr: &str| AddressSpec {
+            ifindex,
+            addr: addr.parse().unwrap(),
+            prefix_len: 24,
+            brd: None,
+            scope: 0,
+            label: None,
+        };
+        let mut buf = on_the_wire(RouteNetlinkMessage::NewAddress(address_message(
+            &spec(3, "192.0.2.7"),
+            true,
+        )));
+        buf.extend(on_the_wire(RouteNetlinkMessage::NewAddress(
+            address_message(&spec(4, "2001:db8::7"), false),
+        )));
+        let good = buf.len();
+        let addrs: Vec<KernelAddress> = messages(&buf)
+            .map(|m| match m.unwrap().payload {
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewAddress(a)) => {
+                    kernel_address(&a).unwrap()
+                }
+                p => panic!("unexpected {p:?}"),
+            })
+            .collect();
+        assert_eq!(
+            addrs
+                .iter()
+                .map(|a| (a.ifindex, a.addr))
+                .collect::<Vec<_>>(),
+            [
+                (3, "192.0.2.7".parse().unwrap()),
+                (4, "2001:db8::7".parse().unwrap())
+            ]
+        );
+        // A truncated header after them: reported once, and the walk ends.
+        buf.extend_from_slice(&[0xff; 7]);
+        let r: Vec<_> = messages(&buf).collect();
+        assert_eq!(r.len(), 3);
+        assert!(r[0].is_ok() && r[1].is_ok() && r[2].is_err());
+        // A header claiming length 0 ends the walk whatever follows.
+        let mut zero = buf[..good].to_vec();
+        zero.splice(0..4, 0u32.to_ne_bytes());
+        assert!(messages(&zero).count() <= 1);
+        assert_eq!(messages(&[]).count(), 0);
+    }
 
     /// Runs `f` on a thread in a fresh, private network namespace (root only).
     fn in_private_netns<T: Send>(f: impl FnOnce() -> T + Send) -> Option<T> {
