@@ -1,7 +1,8 @@
 //! rtnetlink replies and events as vipd reads them from the kernel (crates/linux):
 //! `netlink::messages` (the walk every receive loop uses: request acks, address and
 //! neighbour dumps, link events), the netlink-packet-route decoder under it, and what
-//! vipd keeps of each message: `kernel_address`, `neighbour`, `linkwatch::link_event`.
+//! vipd keeps of each message: `ack_result`, `kernel_address`, `neighbour`,
+//! `linkwatch::link_event`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -35,7 +36,9 @@ fuzz_target!(|data: &[u8]| {
                 let _ = netlink::neighbour(n);
             }
             NetlinkPayload::Error(e) => {
-                let _ = e.code.map(|c| -c.get());
+                let r = netlink::ack_result(e);
+                assert_eq!(r.is_ok(), e.code.is_none());
+                assert!(r.err().is_none_or(|errno| errno > 0), "errno must be positive");
             }
             _ => {}
         }

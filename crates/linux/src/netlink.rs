@@ -8,8 +8,8 @@
 use crate::routes::{RouteKind, RouteSpec, RuleSpec, VIPD_ROUTE_PROTO};
 use anyhow::{anyhow, bail, Context, Result};
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
-    NLM_F_REQUEST,
+    ErrorMessage, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE,
+    NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope};
 use netlink_packet_route::link::{
@@ -183,10 +183,7 @@ impl Rtnetlink {
                 };
                 if m.header.sequence_number == self.seq {
                     if let NetlinkPayload::Error(e) = m.payload {
-                        return match e.code {
-                            None => Ok(()),
-                            Some(c) => Err(-c.get()),
-                        };
+                        return ack_result(&e);
                     }
                 }
             }
@@ -603,6 +600,16 @@ pub fn messages(
     })
 }
 
+/// An acknowledgement (`Ok`) or the errno of a refusal. Any non-zero code is an error:
+/// i32::MIN, which has no negation, reads as i32::MAX (found by fuzzing; it overflowed).
+#[doc(hidden)]
+pub fn ack_result(e: &ErrorMessage) -> std::result::Result<(), i32> {
+    match e.code {
+        None => Ok(()),
+        Some(c) => Err(c.get().saturating_neg()),
+    }
+}
+
 /// A neighbour-table entry that holds a link-layer address (reachable, stale, delay,
 /// probe, permanent, noarp), as [`Rtnetlink::dump_neighbours`] keeps it.
 #[doc(hidden)]
@@ -674,6 +681,31 @@ mod tests {
         let mut b = vec![0; m.buffer_len()];
         m.serialize(&mut b);
         b
+    }
+
+    /// Found by fuzz/fuzz_targets/rtnetlink.rs: an NLMSG_ERROR with error code i32::MIN
+    /// overflowed the negation in `request` (a panic with overflow checks, a negative
+    /// "errno" without). It is an error like any non-zero code.
+    #[test]
+    fn error_code_i32_min_is_an_error_not_an_overflow() {
+        let datagram: &[u8] = &[
+            0x38, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x01, 0x00, 0x00, 0x92, 0x80, 0x00, 0x08,
+            0x00, 0x1d, 0x00, 0x00, 0x00, 0x80, 0x00, 0x08, 0x00, 0x00, 0x64, 0xff, 0x92, 0x80,
+            0x00, 0x08, 0x00, 0x1d, 0x00, 0x00, 0x00, 0x80, 0x00, 0x08, 0x00, 0x1d, 0x00, 0x92,
+            0x80, 0xff, 0x00, 0x08, 0x00, 0x1d, 0x00, 0x01, 0x01, 0x80, 0x00, 0x08, 0x00, 0x1d,
+            0x00, 0xf5, 0x00, 0x00, 0x21, 0x00, 0x00, 0x00, 0x00, 0x0e, 0x26, 0x00, 0x00, 0x00,
+            0x18, 0x64, 0x8f, 0x8f, 0x8f, 0x8f, 0x00, 0x3c, 0x00, 0x00, 0x00, 0x14, 0x00, 0x02,
+            0x00, 0x08, 0x00, 0x00, 0x00, 0x92, 0x0a, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00, 0x10,
+            0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0xac, 0x3b, 0x00,
+            0x00,
+        ];
+        let acks: Vec<_> = messages(datagram)
+            .filter_map(|m| match m.ok()?.payload {
+                NetlinkPayload::Error(e) => Some(ack_result(&e)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(acks, [Err(i32::MAX)]);
     }
 
     /// Found by fuzz/fuzz_targets/rtnetlink.rs: an RTM_NEWADDR whose IFA_CACHEINFO is
