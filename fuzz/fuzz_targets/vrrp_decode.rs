@@ -6,8 +6,10 @@
 //! - mode & 3 == 1: a VRRP message received over IPv4 (192.0.2.1 -> 224.0.0.18);
 //! - mode & 3 == 2: a VRRP message received over IPv6 (fe80::1 -> ff02::12);
 //! - mode & 3 == 3: the same message decoded as both families.
+//!
 //! mode & 4: the checksum field is recomputed first (both variants are tried through
 //! mode & 8 for v3/IPv4), so the fuzzer reaches the code behind the checksum check.
+//!
 //! Every advert that decodes must encode back to a message that decodes to itself.
 #![no_main]
 
