@@ -600,13 +600,15 @@ pub fn messages(
     })
 }
 
-/// An acknowledgement (`Ok`) or the errno of a refusal. Any non-zero code is an error:
-/// i32::MIN, which has no negation, reads as i32::MAX (found by fuzzing; it overflowed).
+/// An acknowledgement (`Ok`) or the errno of a refusal. The kernel sends `-errno`; any
+/// other non-zero code (positive, or i32::MIN, which has no negation and overflowed
+/// here before fuzzing found it) is still a refusal, reported as EPROTO.
 #[doc(hidden)]
 pub fn ack_result(e: &ErrorMessage) -> std::result::Result<(), i32> {
-    match e.code {
+    match e.code.map(|c| c.get()) {
         None => Ok(()),
-        Some(c) => Err(c.get().saturating_neg()),
+        Some(c) if c < 0 && c != i32::MIN => Err(-c),
+        Some(_) => Err(libc::EPROTO),
     }
 }
 
@@ -685,7 +687,8 @@ mod tests {
 
     /// Found by fuzz/fuzz_targets/rtnetlink.rs: an NLMSG_ERROR with error code i32::MIN
     /// overflowed the negation in `request` (a panic with overflow checks, a negative
-    /// "errno" without). It is an error like any non-zero code.
+    /// "errno" without); a positive code gave a negative errno. Both are refusals
+    /// (EPROTO); a real `-errno` is kept.
     #[test]
     fn error_code_i32_min_is_an_error_not_an_overflow() {
         let datagram: &[u8] = &[
@@ -705,7 +708,26 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(acks, [Err(i32::MAX)]);
+        assert_eq!(acks, [Err(libc::EPROTO)]);
+        // The second input: code +11.
+        let positive: &[u8] = &[
+            0x24, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x01, 0x00, 0x0c, 0x00, 0x05, 0x6e, 0xef,
+            0xff, 0xff, 0x0b, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0x48, 0x00, 0x00, 0x00, 0x1a, 0x00, 0xc7, 0x34, 0x00, 0x00,
+        ];
+        let acks: Vec<_> = messages(positive)
+            .filter_map(|m| match m.ok()?.payload {
+                NetlinkPayload::Error(e) => Some(ack_result(&e)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(acks, [Err(libc::EPROTO)]);
+        let mut e = ErrorMessage::default();
+        e.code = std::num::NonZeroI32::new(-libc::EEXIST);
+        assert_eq!(ack_result(&e), Err(libc::EEXIST));
+        e.code = None;
+        assert_eq!(ack_result(&e), Ok(()));
     }
 
     /// Found by fuzz/fuzz_targets/rtnetlink.rs: an RTM_NEWADDR whose IFA_CACHEINFO is
