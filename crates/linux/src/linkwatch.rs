@@ -55,7 +55,11 @@ pub fn start(report: impl Fn(LinkEvent) + Send + 'static) -> Result<()> {
                     Err(_) => return,
                 };
                 for m in crate::netlink::messages(&buf[..n]) {
-                    let Ok(m) = m else { break };
+                    let Ok(m) = m else {
+                        // An event that cannot be decoded is a lost event.
+                        report(LinkEvent::Resync);
+                        break;
+                    };
                     if let Some(e) = link_event(&m.payload) {
                         report(e);
                     }
