@@ -37,8 +37,9 @@ for t in $(cargo fuzz list); do
     log="$scratch/$t.log"
     if "$bin/$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
         -artifact_prefix="artifacts/$t/" "$scratch/$t" "seeds/$t" >"$log" 2>&1; then
-        stats=$(grep -E '^#[0-9]+ +DONE' "$log" | tail -n 1 | sed -E 's/ +lim:.*//')
-        echo "fuzz: $t ok: ${stats:-no stats}"
+        runs=$(grep -E '^Done [0-9]+ runs' "$log" || true)
+        cov=$(grep -oE 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -n 1 || true)
+        echo "fuzz: $t ok: ${runs:-?}, ${cov:-no coverage line}"
     else
         echo "fuzz: $t FAILED; its log:"
         tail -n 60 "$log"
