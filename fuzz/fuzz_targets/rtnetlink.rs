@@ -38,7 +38,10 @@ fuzz_target!(|data: &[u8]| {
             NetlinkPayload::Error(e) => {
                 let r = netlink::ack_result(e);
                 assert_eq!(r.is_ok(), e.code.is_none());
-                assert!(r.err().is_none_or(|errno| errno > 0), "errno must be positive");
+                assert!(
+                    r.err().is_none_or(|errno| errno > 0),
+                    "errno must be positive"
+                );
             }
             _ => {}
         }
