@@ -14,7 +14,7 @@
 //! 4. Owners, each of a thread or of kernel objects: [`links`] (the VMACs a plan asks
 //!    for; plan, netlink), [`addresses`] (VIPs, static routes; netlink, routes),
 //!    [`notifier`] (plan), [`mail`], [`tracker`] (track, status, linkwatch),
-//!    [`linkwatch`] (reports to a callback), [`realserver`] (netlink), [`control`]
+//!    [`linkwatch`] (reports to a callback; netlink), [`realserver`] (netlink), [`control`]
 //!    (the socket that serves status to `vipd status`; status), [`metrics`] (status),
 //!    [`bfd`] (the BFD thread: `bfd_instance` sessions; plan, status).
 //! 5. [`runtime`]: the protocol thread (engine, VRRP sockets, GARP/NA); starts the

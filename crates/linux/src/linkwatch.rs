@@ -6,7 +6,7 @@
 //! protocol thread: the tracker turns the changes that matter into verdicts.
 
 use anyhow::{Context, Result};
-use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
+use netlink_packet_core::NetlinkPayload;
 use netlink_packet_route::link::LinkFlags;
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
@@ -80,39 +80,38 @@ pub fn start(
                         continue;
                     }
                 };
-                let mut off = 0;
-                while off < n {
-                    let Ok(m) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[off..n])
-                    else {
+                for m in crate::netlink::messages(&buf[..n]) {
+                    let Ok(m) = m else {
+                        // An event that cannot be decoded is a lost event.
+                        report(LinkEvent::Resync);
                         break;
                     };
-                    let len = m.header.length as usize;
-                    match m.payload {
-                        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) => {
-                            let f = l.header.flags;
-                            let running =
-                                f.contains(LinkFlags::Up) && f.contains(LinkFlags::Running);
-                            report(LinkEvent::Link {
-                                ifindex: l.header.index,
-                                running,
-                            });
-                        }
-                        NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)) => {
-                            report(LinkEvent::Link {
-                                ifindex: l.header.index,
-                                running: false,
-                            });
-                        }
-                        _ => {}
+                    if let Some(e) = link_event(&m.payload) {
+                        report(e);
                     }
-                    if len == 0 {
-                        break;
-                    }
-                    off += (len + 3) & !3;
                 }
             }
         })?;
     Ok(())
+}
+
+/// What a link event reports, if it is one.
+#[doc(hidden)]
+pub fn link_event(payload: &NetlinkPayload<RouteNetlinkMessage>) -> Option<LinkEvent> {
+    match payload {
+        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) => {
+            let f = l.header.flags;
+            Some(LinkEvent::Link {
+                ifindex: l.header.index,
+                running: f.contains(LinkFlags::Up) && f.contains(LinkFlags::Running),
+            })
+        }
+        NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)) => Some(LinkEvent::Link {
+            ifindex: l.header.index,
+            running: false,
+        }),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -8,12 +8,15 @@
 use crate::routes::{RouteKind, RouteSpec, RuleSpec, VIPD_ROUTE_PROTO};
 use anyhow::{anyhow, bail, Context, Result};
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
-    NLM_F_REQUEST,
+    ErrorMessage, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE,
+    NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope};
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoMacVlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
+};
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -21,6 +24,7 @@ use netlink_packet_route::route::{
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleFlags, RuleMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_packet_utils::nla::{DefaultNla, Nla};
+use netlink_packet_utils::DecodeError;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -141,43 +145,11 @@ impl Rtnetlink {
     /// The kernel's neighbour (ARP / NDP) table: entries that hold a link-layer address
     /// (reachable, stale, delay, probe, permanent, noarp).
     pub fn dump_neighbours(&mut self) -> Result<Vec<Neighbour>> {
-        use netlink_packet_route::neighbour::{
-            NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
-        };
         let mut out = Vec::new();
         let req = RouteNetlinkMessage::GetNeighbour(NeighbourMessage::default());
         self.dump("neighbour", req, |m| {
-            let RouteNetlinkMessage::NewNeighbour(n) = m else {
-                return;
-            };
-            if matches!(
-                n.header.state,
-                NeighbourState::Incomplete | NeighbourState::Failed | NeighbourState::None
-            ) {
-                return;
-            }
-            let mut addr = None;
-            let mut mac = None;
-            for a in &n.attributes {
-                match a {
-                    NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => {
-                        addr = Some(IpAddr::V4(*v4))
-                    }
-                    NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => {
-                        addr = Some(IpAddr::V6(*v6))
-                    }
-                    NeighbourAttribute::LinkLocalAddress(l) if l.len() == 6 => {
-                        mac = Some([l[0], l[1], l[2], l[3], l[4], l[5]])
-                    }
-                    _ => {}
-                }
-            }
-            if let (Some(addr), Some(mac)) = (addr, mac) {
-                out.push(Neighbour {
-                    addr,
-                    mac,
-                    ifindex: n.header.ifindex,
-                });
+            if let RouteNetlinkMessage::NewNeighbour(n) = m {
+                out.extend(neighbour(&n));
             }
         })?;
         Ok(out)
@@ -205,25 +177,15 @@ impl Rtnetlink {
                 .sock
                 .recv(&mut &mut self.buf[..], 0)
                 .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
-            let mut off = 0;
-            while off < n {
-                let Ok(m) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..n])
-                else {
+            for m in messages(&self.buf[..n]) {
+                let Ok(m) = m else {
                     return Err(libc::EBADMSG);
                 };
-                let len = m.header.length as usize;
                 if m.header.sequence_number == self.seq {
                     if let NetlinkPayload::Error(e) = m.payload {
-                        return match e.code {
-                            None => Ok(()),
-                            Some(c) => Err(-c.get()),
-                        };
+                        return ack_result(&e);
                     }
                 }
-                if len == 0 {
-                    break;
-                }
-                off += (len + 3) & !3;
             }
         }
     }
@@ -251,11 +213,8 @@ impl Rtnetlink {
                 .sock
                 .recv(&mut &mut self.buf[..], 0)
                 .with_context(|| format!("reading {what} dump"))?;
-            let mut off = 0;
-            while off < n {
-                let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..n])
-                    .map_err(|e| anyhow!("bad netlink message in {what} dump: {e}"))?;
-                let len = m.header.length as usize;
+            for m in messages(&self.buf[..n]) {
+                let m = m.map_err(|e| anyhow!("bad netlink message in {what} dump: {e}"))?;
                 match m.payload {
                     NetlinkPayload::Done(_) => return Ok(()),
                     NetlinkPayload::Error(e) if e.code.is_some() => {
@@ -264,10 +223,6 @@ impl Rtnetlink {
                     NetlinkPayload::InnerMessage(inner) => each(inner),
                     _ => {}
                 }
-                if len == 0 {
-                    break;
-                }
-                off += (len + 3) & !3;
             }
         }
     }
@@ -611,7 +566,88 @@ fn address_message(spec: &AddressSpec, with_details: bool) -> AddressMessage {
     msg
 }
 
-fn kernel_address(a: &AddressMessage) -> Option<KernelAddress> {
+/// The messages of one datagram of rtnetlink replies or events, in order, as every
+/// receive loop here and in [`crate::linkwatch`] walks it: each message starts at the
+/// previous one's length rounded up to 4 bytes; the walk ends after a message that does
+/// not parse (yielded as `Err`) or that claims length 0. Pure, for the fuzz target
+/// (fuzz/fuzz_targets/rtnetlink.rs) as much as for the loops.
+///
+/// netlink-packet-route 0.24 panics on some malformed attributes (it reads an
+/// IFA_CACHEINFO shorter than 16 bytes past its end, found by that fuzz target); such a
+/// message is an `Err` here like any other that does not parse, never a panic that
+/// would stop the link watcher's thread or the daemon.
+pub fn messages(
+    buf: &[u8],
+) -> impl Iterator<Item = std::result::Result<NetlinkMessage<RouteNetlinkMessage>, DecodeError>> + '_
+{
+    let mut off = 0;
+    std::iter::from_fn(move || {
+        if off >= buf.len() {
+            return None;
+        }
+        let at = &buf[off..];
+        let m = std::panic::catch_unwind(|| NetlinkMessage::<RouteNetlinkMessage>::deserialize(at))
+            .unwrap_or_else(|_| {
+                Err(DecodeError::from(
+                    "netlink-packet-route panicked decoding this message",
+                ))
+            });
+        off = match &m {
+            Ok(m) if m.header.length != 0 => off + ((m.header.length as usize + 3) & !3),
+            _ => buf.len(),
+        };
+        Some(m)
+    })
+}
+
+/// An acknowledgement (`Ok`) or the errno of a refusal. The kernel sends `-errno`; any
+/// other non-zero code (positive, or i32::MIN, which has no negation and overflowed
+/// here before fuzzing found it) is still a refusal, reported as EPROTO.
+#[doc(hidden)]
+pub fn ack_result(e: &ErrorMessage) -> std::result::Result<(), i32> {
+    match e.code.map(|c| c.get()) {
+        None => Ok(()),
+        Some(c) if c < 0 && c != i32::MIN => Err(-c),
+        Some(_) => Err(libc::EPROTO),
+    }
+}
+
+/// A neighbour-table entry that holds a link-layer address (reachable, stale, delay,
+/// probe, permanent, noarp), as [`Rtnetlink::dump_neighbours`] keeps it.
+#[doc(hidden)]
+pub fn neighbour(n: &NeighbourMessage) -> Option<Neighbour> {
+    if matches!(
+        n.header.state,
+        NeighbourState::Incomplete | NeighbourState::Failed | NeighbourState::None
+    ) {
+        return None;
+    }
+    let mut addr = None;
+    let mut mac = None;
+    for a in &n.attributes {
+        match a {
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => {
+                addr = Some(IpAddr::V4(*v4))
+            }
+            NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => {
+                addr = Some(IpAddr::V6(*v6))
+            }
+            NeighbourAttribute::LinkLocalAddress(l) if l.len() == 6 => {
+                mac = Some([l[0], l[1], l[2], l[3], l[4], l[5]])
+            }
+            _ => {}
+        }
+    }
+    Some(Neighbour {
+        addr: addr?,
+        mac: mac?,
+        ifindex: n.header.ifindex,
+    })
+}
+
+/// An address of an address dump, as [`Rtnetlink::dump_addresses`] keeps it.
+#[doc(hidden)]
+pub fn kernel_address(a: &AddressMessage) -> Option<KernelAddress> {
     let mut local = None;
     let mut address = None;
     let mut proto = None;
@@ -640,6 +676,133 @@ fn kernel_address(a: &AddressMessage) -> Option<KernelAddress> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn on_the_wire(msg: RouteNetlinkMessage) -> Vec<u8> {
+        let mut m = NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::from(msg));
+        m.finalize();
+        let mut b = vec![0; m.buffer_len()];
+        m.serialize(&mut b);
+        b
+    }
+
+    /// Found by fuzz/fuzz_targets/rtnetlink.rs: an NLMSG_ERROR with error code i32::MIN
+    /// overflowed the negation in `request` (a panic with overflow checks, a negative
+    /// "errno" without); a positive code gave a negative errno. Both are refusals
+    /// (EPROTO); a real `-errno` is kept.
+    #[test]
+    fn error_code_i32_min_is_an_error_not_an_overflow() {
+        let datagram: &[u8] = &[
+            0x38, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x01, 0x00, 0x00, 0x92, 0x80, 0x00, 0x08,
+            0x00, 0x1d, 0x00, 0x00, 0x00, 0x80, 0x00, 0x08, 0x00, 0x00, 0x64, 0xff, 0x92, 0x80,
+            0x00, 0x08, 0x00, 0x1d, 0x00, 0x00, 0x00, 0x80, 0x00, 0x08, 0x00, 0x1d, 0x00, 0x92,
+            0x80, 0xff, 0x00, 0x08, 0x00, 0x1d, 0x00, 0x01, 0x01, 0x80, 0x00, 0x08, 0x00, 0x1d,
+            0x00, 0xf5, 0x00, 0x00, 0x21, 0x00, 0x00, 0x00, 0x00, 0x0e, 0x26, 0x00, 0x00, 0x00,
+            0x18, 0x64, 0x8f, 0x8f, 0x8f, 0x8f, 0x00, 0x3c, 0x00, 0x00, 0x00, 0x14, 0x00, 0x02,
+            0x00, 0x08, 0x00, 0x00, 0x00, 0x92, 0x0a, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00, 0x10,
+            0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0xac, 0x3b, 0x00,
+            0x00,
+        ];
+        let acks: Vec<_> = messages(datagram)
+            .filter_map(|m| match m.ok()?.payload {
+                NetlinkPayload::Error(e) => Some(ack_result(&e)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(acks, [Err(libc::EPROTO)]);
+        // The second input: code +11.
+        let positive: &[u8] = &[
+            0x24, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x01, 0x00, 0x0c, 0x00, 0x05, 0x6e, 0xef,
+            0xff, 0xff, 0x0b, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0x48, 0x00, 0x00, 0x00, 0x1a, 0x00, 0xc7, 0x34, 0x00, 0x00,
+        ];
+        let acks: Vec<_> = messages(positive)
+            .filter_map(|m| match m.ok()?.payload {
+                NetlinkPayload::Error(e) => Some(ack_result(&e)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(acks, [Err(libc::EPROTO)]);
+        let mut e = ErrorMessage::default();
+        e.code = std::num::NonZeroI32::new(-libc::EEXIST);
+        assert_eq!(ack_result(&e), Err(libc::EEXIST));
+        e.code = None;
+        assert_eq!(ack_result(&e), Ok(()));
+    }
+
+    /// Found by fuzz/fuzz_targets/rtnetlink.rs: an RTM_NEWADDR whose IFA_CACHEINFO is
+    /// 12 bytes made netlink-packet-route 0.24 panic (it reads 16). The walk reports it
+    /// as a message that does not parse and ends, as for any other bad message.
+    #[test]
+    fn a_message_that_panics_the_decoder_is_an_error() {
+        let datagram: &[u8] = &[
+            0x58, 0x00, 0x00, 0x00, 0x14, 0x00, 0x02, 0x00, 0x07, 0x10, 0x00, 0x00, 0x00, 0x92,
+            0x00, 0x00, 0x02, 0x18, 0x80, 0x00, 0x02, 0x00, 0x00, 0x00, 0x06, 0x00, 0x1c, 0x00,
+            0x02, 0x64, 0x08, 0x00, 0x09, 0x00, 0x01, 0x01, 0x00, 0x00, 0x80, 0x00, 0x08, 0x01,
+            0x00, 0x00, 0x10, 0x00, 0x06, 0x00, 0x00, 0x64, 0x08, 0x00, 0x09, 0x00, 0x01, 0x00,
+            0x31, 0x00, 0x02, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x38,
+            0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0x01, 0x00, 0x00, 0x0a, 0xff, 0xff, 0xff, 0xff,
+            0x00, 0x00, 0x00, 0xbc, 0xbc, 0xbc, 0xbc, 0xbc, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0x02, 0x00, 0x00,
+            0x00, 0x02, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x01, 0x08, 0x00, 0x01, 0x00, 0xc0,
+            0x00, 0x02, 0x01, 0x00, 0x01, 0x00, 0x00, 0x00, 0x3c, 0x00, 0x00, 0x00, 0x1c, 0x00,
+            0x02, 0x00, 0x21, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x64, 0x08,
+        ];
+        let r: Vec<_> = messages(datagram).collect();
+        assert_eq!(r.len(), 1);
+        let e = r[0].as_ref().unwrap_err();
+        assert!(e.to_string().contains("panicked"), "{e}");
+    }
+
+    /// The walk every receive loop uses: messages in order, then the first one that
+    /// does not parse, and nothing after it; a length of 0 ends the walk too.
+    #[test]
+    fn messages_walk_a_datagram_and_stop_at_a_bad_message() {
+        let spec = |ifindex, addr: &str| AddressSpec {
+            ifindex,
+            addr: addr.parse().unwrap(),
+            prefix_len: 24,
+            brd: None,
+            scope: 0,
+            label: None,
+        };
+        let mut buf = on_the_wire(RouteNetlinkMessage::NewAddress(address_message(
+            &spec(3, "192.0.2.7"),
+            true,
+        )));
+        buf.extend(on_the_wire(RouteNetlinkMessage::NewAddress(
+            address_message(&spec(4, "2001:db8::7"), false),
+        )));
+        let good = buf.len();
+        let addrs: Vec<KernelAddress> = messages(&buf)
+            .map(|m| match m.unwrap().payload {
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewAddress(a)) => {
+                    kernel_address(&a).unwrap()
+                }
+                p => panic!("unexpected {p:?}"),
+            })
+            .collect();
+        assert_eq!(
+            addrs
+                .iter()
+                .map(|a| (a.ifindex, a.addr))
+                .collect::<Vec<_>>(),
+            [
+                (3, "192.0.2.7".parse().unwrap()),
+                (4, "2001:db8::7".parse().unwrap())
+            ]
+        );
+        // A truncated header after them: reported once, and the walk ends.
+        buf.extend_from_slice(&[0xff; 7]);
+        let r: Vec<_> = messages(&buf).collect();
+        assert_eq!(r.len(), 3);
+        assert!(r[0].is_ok() && r[1].is_ok() && r[2].is_err());
+        // A header claiming length 0 ends the walk whatever follows.
+        let mut zero = buf[..good].to_vec();
+        zero.splice(0..4, 0u32.to_ne_bytes());
+        assert!(messages(&zero).count() <= 1);
+        assert_eq!(messages(&[]).count(), 0);
+    }
 
     /// Runs `f` on a thread in a fresh, private network namespace (root only).
     fn in_private_netns<T: Send>(f: impl FnOnce() -> T + Send) -> Option<T> {

@@ -18,8 +18,12 @@ const MAX_LINE: usize = 4096;
 const MAX_LINES: usize = 100;
 
 /// Reads one reply (`250-...` lines up to `250 ...`); returns its code and first line.
-async fn reply<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> Result<(u16, String), String> {
-    let mut first = None;
+/// Every line starts with the same three-digit code (RFC 5321 §4.2, §4.2.1); a reply
+/// that does not is refused. Public only for the fuzz target
+/// (fuzz/fuzz_targets/smtp_reply.rs).
+#[doc(hidden)]
+pub async fn reply<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> Result<(u16, String), String> {
+    let mut first: Option<(u16, String)> = None;
     for _ in 0..MAX_LINES {
         let mut line = Vec::new();
         let n = (&mut *r)
@@ -31,15 +35,21 @@ async fn reply<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> Result<(u16, St
             return Err("connection closed".into());
         }
         let text = String::from_utf8_lossy(&line).trim_end().to_string();
-        let code = text
-            .get(..3)
-            .and_then(|c| c.parse::<u16>().ok())
-            .ok_or_else(|| format!("bad reply `{}`", clip(&text)))?;
-        let first = first.get_or_insert_with(|| text.clone());
+        let bad = || format!("bad reply `{}`", clip(&text));
+        let code = match text.as_bytes() {
+            [a, b, c, ..] if [a, b, c].iter().all(|d| d.is_ascii_digit()) => {
+                u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0')
+            }
+            _ => return Err(bad()),
+        };
+        let (first_code, _) = first.get_or_insert_with(|| (code, text.clone()));
+        if *first_code != code {
+            return Err(bad());
+        }
         match text.as_bytes().get(3) {
             Some(b'-') => continue,
-            None | Some(b' ') => return Ok((code, first.clone())),
-            _ => return Err(format!("bad reply `{}`", clip(&text))),
+            None | Some(b' ') => return Ok(first.take().unwrap_or((code, text))),
+            _ => return Err(bad()),
         }
     }
     Err("reply too long".into())
@@ -138,5 +148,23 @@ mod tests {
         assert!(parse("hello\r\n").await.unwrap_err().contains("bad reply"));
         assert!(parse("250-a\r\n").await.unwrap_err().contains("closed"));
         assert!(!default_helo_name().is_empty());
+    }
+
+    /// Found by fuzz/fuzz_targets/smtp_reply.rs: a multi-line reply whose last line has
+    /// another code (`250-...` then `420 ...`) was read as code 420 with the first
+    /// line's text `250-...`. Every line must carry the same code; a sign or a space is
+    /// not a digit.
+    #[tokio::test]
+    async fn codes_are_three_digits_and_the_same_on_every_line() {
+        let found: &[u8] = b"250-mx.example.co\x00\x00\xa1\x00\x0050-PIPELINING\r\n250-S2 E 24480000\r\n420 4.250 8BITMIME\r\n";
+        let r = reply(&mut BufReader::new(found)).await;
+        assert!(r.as_ref().unwrap_err().contains("bad reply"), "{r:?}");
+        assert!(parse("250-a\r\n220 b\r\n")
+            .await
+            .unwrap_err()
+            .contains("bad reply"));
+        assert!(parse("+12 ok\r\n").await.unwrap_err().contains("bad reply"));
+        assert!(parse(" 25 ok\r\n").await.unwrap_err().contains("bad reply"));
+        assert_eq!(parse("421-a\r\n421 b\r\n").await, Ok((421, "421-a".into())));
     }
 }

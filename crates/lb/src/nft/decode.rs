@@ -21,11 +21,13 @@ impl<'a> Attr<'a> {
     pub fn get(&self, ty: u16) -> Option<Attr<'a>> {
         get(self.value, ty)
     }
-    pub fn be32(&self) -> u32 {
-        u32::from_be_bytes(self.value[..4].try_into().expect("4 bytes"))
+    /// A big-endian u32 value; `None` if the value is shorter than 4 bytes.
+    pub fn be32(&self) -> Option<u32> {
+        Some(u32::from_be_bytes(self.value.get(..4)?.try_into().ok()?))
     }
-    pub fn be64(&self) -> u64 {
-        u64::from_be_bytes(self.value[..8].try_into().expect("8 bytes"))
+    /// A big-endian u64 value; `None` if the value is shorter than 8 bytes.
+    pub fn be64(&self) -> Option<u64> {
+        Some(u64::from_be_bytes(self.value.get(..8)?.try_into().ok()?))
     }
     /// A NUL-terminated string value.
     pub fn str(&self) -> &'a str {
@@ -105,8 +107,9 @@ pub fn set_elems(attrs_region: &[u8]) -> Vec<DumpedElem> {
         for e in exprs {
             if e.get(NFTA_EXPR_NAME).map(|n| n.str()) == Some("counter") {
                 if let Some(d) = e.get(NFTA_EXPR_DATA) {
-                    let packets = d.get(NFTA_COUNTER_PACKETS).map(|a| a.be64()).unwrap_or(0);
-                    let bytes = d.get(NFTA_COUNTER_BYTES).map(|a| a.be64()).unwrap_or(0);
+                    // A missing or short value counts as 0 (the kernel sends 8 bytes).
+                    let read = |ty| d.get(ty).and_then(|a| a.be64()).unwrap_or(0);
+                    let (packets, bytes) = (read(NFTA_COUNTER_PACKETS), read(NFTA_COUNTER_BYTES));
                     counter = Some((packets, bytes));
                 }
             }
@@ -157,7 +160,7 @@ impl<'a> DecodedExpr<'a> {
         self.data.iter().find(|a| a.ty == ty)
     }
     pub fn be32(&self, ty: u16) -> Option<u32> {
-        self.get(ty).map(|a| a.be32())
+        self.get(ty).and_then(|a| a.be32())
     }
 }
 

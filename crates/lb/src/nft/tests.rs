@@ -323,12 +323,12 @@ fn encoded_nat_rule_decodes_with_big_endian_registers() {
         .unwrap();
     let a = attrs_of(&msgs[i]);
     let g = |ty| decode::get(a, ty).unwrap();
-    assert_eq!(g(NFTA_SET_FLAGS).be32(), NFT_SET_MAP);
-    assert_eq!(g(NFTA_SET_KEY_LEN).be32(), 4);
-    assert_eq!(g(NFTA_SET_DATA_LEN).be32(), 8);
+    assert_eq!(g(NFTA_SET_FLAGS).be32(), Some(NFT_SET_MAP));
+    assert_eq!(g(NFTA_SET_KEY_LEN).be32(), Some(4));
+    assert_eq!(g(NFTA_SET_DATA_LEN).be32(), Some(8));
     assert_eq!(
         g(NFTA_SET_DATA_TYPE).be32(),
-        (TYPE_IPADDR << TYPE_BITS) | TYPE_INET_SERVICE
+        Some((TYPE_IPADDR << TYPE_BITS) | TYPE_INET_SERVICE)
     );
     assert!(decode::get(a, NFTA_SET_ID).is_some());
     // Its elements follow it.
@@ -1451,7 +1451,7 @@ fn set_definition_bytes() {
     );
     let desc = decode::get(a, NFTA_SET_DESC).unwrap();
     assert!(desc.nested);
-    assert_eq!(desc.get(NFTA_SET_DESC_SIZE).unwrap().be32(), 1000);
+    assert_eq!(desc.get(NFTA_SET_DESC_SIZE).unwrap().be32(), Some(1000));
     let e = decode::get(a, NFTA_SET_EXPR).unwrap();
     assert_eq!(e.get(NFTA_EXPR_NAME).unwrap().str(), "counter");
 }
@@ -1484,6 +1484,32 @@ fn decodes_counters_of_a_dump() {
     assert_eq!(e.len(), 1);
     assert_eq!(e[0].key, [192, 0, 2, 11, 0, 80, 0, 0]);
     assert_eq!(e[0].counter, Some((42, 4242)));
+}
+
+/// Found by fuzz/fuzz_targets/lb_netlink.rs: an element dump whose counter carries a
+/// 1-byte NFTA_COUNTER_PACKETS made `set_elems` panic (a slice past the value's end).
+/// A short value now reads as 0, like a missing one.
+#[test]
+fn short_counter_value_in_an_element_dump_is_not_a_panic() {
+    let datagram: &[u8] = &[
+        0x7c, 0x00, 0x00, 0x00, 0x0c, 0x0a, 0x02, 0x00, 0x0b, 0x00, 0x00, 0x00, 0x92, 0x10, 0x00,
+        0x00, 0x02, 0x00, 0x00, 0x0a, 0x09, 0x00, 0x01, 0x00, 0x76, 0x69, 0x70, 0x64, 0x00, 0x00,
+        0x00, 0x00, 0x08, 0x00, 0x02, 0x00, 0x73, 0x76, 0x63, 0x00, 0x54, 0x00, 0x03, 0x80, 0x50,
+        0x00, 0x01, 0x80, 0x10, 0x00, 0x01, 0x80, 0x0c, 0x00, 0x01, 0x00, 0xc0, 0x00, 0x02, 0x0a,
+        0x00, 0x50, 0x00, 0x00, 0x10, 0x00, 0x02, 0x80, 0x41, 0x00, 0x01, 0x80, 0x08, 0x00, 0x01,
+        0x00, 0x00, 0x00, 0x00, 0x01, 0x2c, 0x00, 0x07, 0x80, 0x0c, 0x00, 0x01, 0x00, 0x63, 0x6f,
+        0x75, 0x6e, 0x74, 0x65, 0x72, 0x00, 0x1c, 0x00, 0x02, 0x80, 0x0c, 0x00, 0x01, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x0c, 0xdc, 0x05, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x03, 0x14, 0x00, 0x00, 0x00, 0x03, 0x00, 0x02, 0x00, 0x05, 0x00, 0x00,
+        0x00, 0x92, 0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    ];
+    let msgs = parse_msgs(datagram);
+    assert_eq!(msgs.len(), 2);
+    let e = decode::set_elems(&msgs[0].payload[4..]);
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0].key, [192, 0, 2, 10, 0, 80, 0, 0]);
+    // NFTA_COUNTER_BYTES is 8 bytes (0xcdc); NFTA_COUNTER_PACKETS is 1 byte.
+    assert_eq!(e[0].counter, Some((0, 0xcdc)));
 }
 
 #[test]
