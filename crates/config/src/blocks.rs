@@ -969,6 +969,9 @@ pub(crate) fn fill_global(n: &Node, g: &mut GlobalDefs) {
         "checker_rlimit_rttime" => {
             g.checker_rlimit_rttime = int(one, &["checker_rlimit_rttime"]).map(|v| v as u32)
         }
+        "bfd_rlimit_rttime" => {
+            g.bfd_rlimit_rttime = int(one, &["bfd_rlimit_rttime"]).map(|v| v as u32)
+        }
         // keepalived: -1 and 0 switch it off, a bare keyword is sched_get_priority_max.
         "max_auto_priority" => {
             g.max_auto_priority = match n.args.first() {

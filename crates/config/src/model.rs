@@ -537,10 +537,11 @@ pub struct GlobalDefs {
     pub checker_cpu_affinity: Vec<u16>,
     /// `bfd_cpu_affinity`: the CPUs the BFD thread runs on (empty: any).
     pub bfd_cpu_affinity: Vec<u16>,
-    /// `vrrp_rlimit_rttime` / `checker_rlimit_rttime` in µs: vipd's RLIMIT_RTTIME (one
-    /// process: see `vipd_exec::tuning::rttime_limit`).
+    /// `vrrp_rlimit_rttime` / `checker_rlimit_rttime` / `bfd_rlimit_rttime` in µs: vipd's
+    /// RLIMIT_RTTIME (one process: see `vipd_exec::tuning::rttime_limit`).
     pub vrrp_rlimit_rttime: Option<u32>,
     pub checker_rlimit_rttime: Option<u32>,
+    pub bfd_rlimit_rttime: Option<u32>,
     /// `max_auto_priority [N]`: the highest SCHED_RR priority the protocol thread raises
     /// itself to when it runs late (0: never; `-1` is 0 too, a bare keyword is 99).
     pub max_auto_priority: u8,

@@ -388,6 +388,7 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "bfd_cpu_affinity",
     "vrrp_rlimit_rttime",
     "checker_rlimit_rttime",
+    "bfd_rlimit_rttime",
     "max_auto_priority",
     "min_auto_priority_delay",
     // MASTER_PRIORITY / BACKUP_PRIORITY lines on the notify FIFOs.

@@ -423,8 +423,8 @@ fn load(
 }
 
 /// `umask`, `vrrp_no_swap`/`checker_no_swap` and `vrrp_rlimit_rttime` /
-/// `checker_rlimit_rttime` (at start only, as keepalived reads them); the thread
-/// priorities and CPU affinities are set by the threads themselves.
+/// `checker_rlimit_rttime` / `bfd_rlimit_rttime` (at start only, as keepalived reads
+/// them); the thread priorities and CPU affinities are set by the threads themselves.
 fn tune_process(
     g: &vipd_config::model::GlobalDefs,
     umask: Option<u32>,
@@ -448,13 +448,17 @@ fn tune_process(
             rlimit_rttime: g.checker_rlimit_rttime,
             realtime: g.checker_rt_priority.is_some(),
         },
+        tuning::RtThread {
+            rlimit_rttime: g.bfd_rlimit_rttime,
+            realtime: g.bfd_rt_priority.is_some(),
+        },
     ]);
     if let Some(us) = rttime {
         tuning::log_sigxcpu().map_err(|e| format!("*_rlimit_rttime: SIGXCPU handler: {e}"))?;
         tuning::set_rttime_limit(us)
             .map_err(|e| format!("*_rlimit_rttime: setrlimit(RLIMIT_RTTIME, {us}): {e}"))?;
         info!(
-            "RLIMIT_RTTIME {us} µs (SIGXCPU logged at {} µs) for vipd's real-time threads (vrrp_rlimit_rttime/checker_rlimit_rttime)",
+            "RLIMIT_RTTIME {us} µs (SIGXCPU logged at {} µs) for vipd's real-time threads (vrrp_rlimit_rttime/checker_rlimit_rttime/bfd_rlimit_rttime)",
             (us / 2).max(1)
         );
     }
