@@ -918,6 +918,11 @@ pub(crate) fn fill_global(n: &Node, g: &mut GlobalDefs) {
     let one = std::slice::from_ref(n);
     match n.name() {
         "vrrp_strict" => g.vrrp_strict = true,
+        "nftables" => g.nftables_table = n.args.first().map(|a| a.text.clone()),
+        "nftables_priority" => {
+            g.nftables_priority = int(one, &["nftables_priority"]).map(|v| v as i32)
+        }
+        "nftables_counters" => g.nftables_counters = true,
         "script_user" => g.script_user = Some(words_of(n)),
         "enable_script_security" => g.enable_script_security = true,
         // keepalived keeps the first of each and ignores repeats.

@@ -503,6 +503,13 @@ pub struct GlobalDefs {
     pub skip_check_adv_addr: bool,
     /// `vrrp_strict`: keepalived's strict RFC mode (default of `strict_mode`).
     pub vrrp_strict: bool,
+    /// `nftables [TABLENAME]`: the name of the `no_accept` drop tables (`None`, or the
+    /// keyword without a name: vipd's `vipd_vrrp`).
+    pub nftables_table: Option<String>,
+    /// `nftables_priority`: the drop chain's hook priority (default -1).
+    pub nftables_priority: Option<i32>,
+    /// `nftables_counters`: a counter on each drop-table rule.
+    pub nftables_counters: bool,
     pub script_user: Option<String>,
     pub enable_script_security: bool,
     /// `notify_fifo PATH`: VRRP state lines and load-balancer (`VS` / `RS`) lines.

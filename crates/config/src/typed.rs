@@ -1833,6 +1833,40 @@ global_defs {
     }
 
     #[test]
+    fn nftables_keywords_map_or_warn_why_vipd_needs_none() {
+        let text =
+            "global_defs {\n  nftables ka_tab\n  nftables_priority -20\n  nftables_counters\n  \
+                    nftables_ifindex\n  nftables_ipvs ka_ipvs\n  nftables_ipvs_priority 5\n  \
+                    nftables_ipvs_start_fwmark 2000\n}\n";
+        let l = load(text).expect("warnings only");
+        assert_eq!(l.inactive().count(), 0, "{:?}", l.diagnostics);
+        let g = &l.config.global;
+        assert_eq!(g.nftables_table.as_deref(), Some("ka_tab"));
+        assert_eq!(g.nftables_priority, Some(-20));
+        assert!(g.nftables_counters);
+        for kw in [
+            "nftables_ifindex",
+            "nftables_ipvs",
+            "nftables_ipvs_priority",
+            "nftables_ipvs_start_fwmark",
+        ] {
+            assert!(
+                l.diagnostics.iter().any(|d| d
+                    .message
+                    .starts_with(&format!("`{kw}` needs nothing in vipd"))),
+                "{kw}: {:?}",
+                l.diagnostics
+            );
+        }
+        let bare = load("global_defs {\n  nftables\n}\n").expect("warnings only");
+        assert_eq!(
+            bare.config.global.nftables_table, None,
+            "vipd's default name"
+        );
+        assert_eq!(bare.inactive().count(), 0);
+    }
+
+    #[test]
     fn thread_tuning_keywords_map_and_are_active() {
         let text = "global_defs {\n  vrrp_cpu_affinity 0 1\n  checker_cpu_affinity 1\n  vrrp_rlimit_rttime 20000\n  checker_rlimit_rttime 30000\n  max_auto_priority\n  min_auto_priority_delay 5000\n}\n";
         let l = load(text).expect("warnings only");
