@@ -864,6 +864,10 @@ pub struct VrrpInstance {
     pub garp_extra_if: Option<GarpExtraIf>,
     /// `unicast_fault_no_peer`: without unicast peers, FAULT instead of multicast.
     pub unicast_fault_no_peer: bool,
+    /// `old_unicast_checksum` (without `never`): the VRRPv3/IPv4 checksum's
+    /// pseudo-header carries the IPv4 multicast group, not the packet's destination
+    /// (keepalived before 1.3.6 in unicast), sent and expected.
+    pub old_unicast_checksum: bool,
     pub mcast_dst_ip: Option<IpAddr>,
     /// `no_virtual_ipaddress`: running without VIPs is meant (notify scripts move the
     /// address, e.g. a cloud ENI/EIP); no warning, and allowed with VRRPv3.

@@ -428,6 +428,8 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "nftables",
     "nftables_priority",
     "nftables_counters",
+    // The VRRPv3/IPv4 checksum with the multicast group (vipd_vrrp::wire ChecksumVariant).
+    "old_unicast_checksum",
 ];
 
 /// Keywords whose purpose vipd's design already serves, so there is nothing to act on:

@@ -841,6 +841,7 @@ impl Mapper<'_> {
             dont_track_primary: false,
             promote_secondaries: false,
             unicast_fault_no_peer: false,
+            old_unicast_checksum: false,
             garp_extra_if: None,
             mcast_dst_ip: None,
             no_virtual_ipaddress: false,
@@ -1830,6 +1831,25 @@ global_defs {
         );
         assert_eq!(c.global.dumps.json_version, None);
         assert_eq!(errors("global_defs {\n  json_version 3\n}\n").len(), 1);
+    }
+
+    #[test]
+    fn old_unicast_checksum_maps_never_and_warns_on_other_words() {
+        let l = load(&instance_with("    old_unicast_checksum")).expect("warnings only");
+        assert_eq!(l.inactive().count(), 0);
+        assert!(l.config.instances[0].old_unicast_checksum);
+        let l = load(&instance_with("    old_unicast_checksum never")).expect("warnings only");
+        assert!(!l.config.instances[0].old_unicast_checksum);
+        assert!(l.diagnostics.is_empty(), "{:?}", l.diagnostics);
+        let l = load(&instance_with("    old_unicast_checksum always")).expect("warnings only");
+        assert!(!l.config.instances[0].old_unicast_checksum);
+        assert!(
+            l.diagnostics.iter().any(|d| d
+                .message
+                .contains("unknown `old_unicast_checksum` mode `always`")),
+            "{:?}",
+            l.diagnostics
+        );
     }
 
     #[test]

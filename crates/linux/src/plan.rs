@@ -1047,6 +1047,13 @@ fn instance_plan(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
     });
     engine.checksum = if inst.v3_checksum_as_v2 || cfg.global.v3_checksum_as_v2 {
         ChecksumVariant::VrrpOnly
+    } else if inst.old_unicast_checksum {
+        // keepalived takes the global IPv4 group (`vrrp_mcast_group4`), not the
+        // instance's `mcast_dst_ip`.
+        ChecksumVariant::OldUnicast(match cfg.global.vrrp_mcast_group4 {
+            Some(IpAddr::V4(g)) => g,
+            _ => std::net::Ipv4Addr::new(224, 0, 0, 18),
+        })
     } else {
         ChecksumVariant::PseudoHeader
     };
