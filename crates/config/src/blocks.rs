@@ -899,6 +899,7 @@ pub(crate) fn fill_instance(
         "dont_track_primary" => inst.dont_track_primary = true,
         "promote_secondaries" => inst.promote_secondaries = true,
         "unicast_fault_no_peer" => inst.unicast_fault_no_peer = true,
+        "track_src_ip" => inst.track_src_ip = true,
         // `never`: no old checksums, vipd's only other behaviour (it never switches to
         // them by itself); another word is warned about (lints.rs).
         "old_unicast_checksum" => inst.old_unicast_checksum = n.args.is_empty(),

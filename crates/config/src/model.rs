@@ -868,6 +868,9 @@ pub struct VrrpInstance {
     /// pseudo-header carries the IPv4 multicast group, not the packet's destination
     /// (keepalived before 1.3.6 in unicast), sent and expected.
     pub old_unicast_checksum: bool,
+    /// `track_src_ip`: FAULT while the configured `unicast_src_ip` / `mcast_src_ip` is
+    /// on no interface.
+    pub track_src_ip: bool,
     pub mcast_dst_ip: Option<IpAddr>,
     /// `no_virtual_ipaddress`: running without VIPs is meant (notify scripts move the
     /// address, e.g. a cloud ENI/EIP); no warning, and allowed with VRRPv3.

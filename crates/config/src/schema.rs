@@ -430,6 +430,8 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "nftables_counters",
     // The VRRPv3/IPv4 checksum with the multicast group (vipd_vrrp::wire ChecksumVariant).
     "old_unicast_checksum",
+    // The source address as a tracked object (vipd_linux::tracker, polled).
+    "track_src_ip",
 ];
 
 /// Keywords whose purpose vipd's design already serves, so there is nothing to act on:

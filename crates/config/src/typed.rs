@@ -842,6 +842,7 @@ impl Mapper<'_> {
             promote_secondaries: false,
             unicast_fault_no_peer: false,
             old_unicast_checksum: false,
+            track_src_ip: false,
             garp_extra_if: None,
             mcast_dst_ip: None,
             no_virtual_ipaddress: false,
