@@ -899,6 +899,10 @@ pub(crate) fn fill_instance(
         "dont_track_primary" => inst.dont_track_primary = true,
         "promote_secondaries" => inst.promote_secondaries = true,
         "unicast_fault_no_peer" => inst.unicast_fault_no_peer = true,
+        "track_src_ip" => inst.track_src_ip = true,
+        // `never`: no old checksums, vipd's only other behaviour (it never switches to
+        // them by itself); another word is warned about (lints.rs).
+        "old_unicast_checksum" => inst.old_unicast_checksum = n.args.is_empty(),
         "garp_extra_if" => inst.garp_extra_if = garp_extra_if(n),
         "mcast_dst_ip" => inst.mcast_dst_ip = ip(one, "mcast_dst_ip"),
         "no_accept" => inst.accept = Some(false),
@@ -918,6 +922,11 @@ pub(crate) fn fill_global(n: &Node, g: &mut GlobalDefs) {
     let one = std::slice::from_ref(n);
     match n.name() {
         "vrrp_strict" => g.vrrp_strict = true,
+        "nftables" => g.nftables_table = n.args.first().map(|a| a.text.clone()),
+        "nftables_priority" => {
+            g.nftables_priority = int(one, &["nftables_priority"]).map(|v| v as i32)
+        }
+        "nftables_counters" => g.nftables_counters = true,
         "script_user" => g.script_user = Some(words_of(n)),
         "enable_script_security" => g.enable_script_security = true,
         // keepalived keeps the first of each and ignores repeats.
@@ -968,6 +977,9 @@ pub(crate) fn fill_global(n: &Node, g: &mut GlobalDefs) {
         }
         "checker_rlimit_rttime" => {
             g.checker_rlimit_rttime = int(one, &["checker_rlimit_rttime"]).map(|v| v as u32)
+        }
+        "bfd_rlimit_rttime" => {
+            g.bfd_rlimit_rttime = int(one, &["bfd_rlimit_rttime"]).map(|v| v as u32)
         }
         // keepalived: -1 and 0 switch it off, a bare keyword is sched_get_priority_max.
         "max_auto_priority" => {

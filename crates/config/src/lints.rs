@@ -484,6 +484,16 @@ fn keepalived_warnings(config: &Config, tree: &[Node], d: &mut Diags) {
     // keepalived 2.4.3: "promote_secondaries is automatically set for vmacs - ignoring".
     for inst in tree.iter().filter(|n| n.name() == "vrrp_instance") {
         let kids = inst.children.iter().flatten();
+        for c in kids.clone().filter(|c| c.name() == "old_unicast_checksum") {
+            if let Some(a) = c.args.first().filter(|a| a.text != "never") {
+                tok_warn(
+                    d,
+                    a,
+                    format!("unknown `old_unicast_checksum` mode `{}`: ignored, as keepalived does (new checksums)", a.text),
+                    Some("write `old_unicast_checksum` alone, or `old_unicast_checksum never`"),
+                );
+            }
+        }
         let link = kids
             .clone()
             .any(|c| c.name() == "use_vmac" || c.name() == "use_ipvlan");

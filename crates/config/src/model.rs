@@ -503,6 +503,13 @@ pub struct GlobalDefs {
     pub skip_check_adv_addr: bool,
     /// `vrrp_strict`: keepalived's strict RFC mode (default of `strict_mode`).
     pub vrrp_strict: bool,
+    /// `nftables [TABLENAME]`: the name of the `no_accept` drop tables (`None`, or the
+    /// keyword without a name: vipd's `vipd_vrrp`).
+    pub nftables_table: Option<String>,
+    /// `nftables_priority`: the drop chain's hook priority (default -1).
+    pub nftables_priority: Option<i32>,
+    /// `nftables_counters`: a counter on each drop-table rule.
+    pub nftables_counters: bool,
     pub script_user: Option<String>,
     pub enable_script_security: bool,
     /// `notify_fifo PATH`: VRRP state lines and load-balancer (`VS` / `RS`) lines.
@@ -537,10 +544,11 @@ pub struct GlobalDefs {
     pub checker_cpu_affinity: Vec<u16>,
     /// `bfd_cpu_affinity`: the CPUs the BFD thread runs on (empty: any).
     pub bfd_cpu_affinity: Vec<u16>,
-    /// `vrrp_rlimit_rttime` / `checker_rlimit_rttime` in µs: vipd's RLIMIT_RTTIME (one
-    /// process: see `vipd_exec::tuning::rttime_limit`).
+    /// `vrrp_rlimit_rttime` / `checker_rlimit_rttime` / `bfd_rlimit_rttime` in µs: vipd's
+    /// RLIMIT_RTTIME (one process: see `vipd_exec::tuning::rttime_limit`).
     pub vrrp_rlimit_rttime: Option<u32>,
     pub checker_rlimit_rttime: Option<u32>,
+    pub bfd_rlimit_rttime: Option<u32>,
     /// `max_auto_priority [N]`: the highest SCHED_RR priority the protocol thread raises
     /// itself to when it runs late (0: never; `-1` is 0 too, a bare keyword is 99).
     pub max_auto_priority: u8,
@@ -856,6 +864,13 @@ pub struct VrrpInstance {
     pub garp_extra_if: Option<GarpExtraIf>,
     /// `unicast_fault_no_peer`: without unicast peers, FAULT instead of multicast.
     pub unicast_fault_no_peer: bool,
+    /// `old_unicast_checksum` (without `never`): the VRRPv3/IPv4 checksum's
+    /// pseudo-header carries the IPv4 multicast group, not the packet's destination
+    /// (keepalived before 1.3.6 in unicast), sent and expected.
+    pub old_unicast_checksum: bool,
+    /// `track_src_ip`: FAULT while the configured `unicast_src_ip` / `mcast_src_ip` is
+    /// on no interface.
+    pub track_src_ip: bool,
     pub mcast_dst_ip: Option<IpAddr>,
     /// `no_virtual_ipaddress`: running without VIPs is meant (notify scripts move the
     /// address, e.g. a cloud ENI/EIP); no warning, and allowed with VRRPv3.

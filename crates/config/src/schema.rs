@@ -388,6 +388,7 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "bfd_cpu_affinity",
     "vrrp_rlimit_rttime",
     "checker_rlimit_rttime",
+    "bfd_rlimit_rttime",
     "max_auto_priority",
     "min_auto_priority_delay",
     // MASTER_PRIORITY / BACKUP_PRIORITY lines on the notify FIFOs.
@@ -423,6 +424,14 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     // IPVS: the kernel's sync daemon; nftables: conntrackd (vipd's syncd module).
     "lvs_sync_daemon",
     "lvs_sync_daemon_interface",
+    // The no_accept drop tables' name, hook priority and counters (vipd_lb::nft::no_accept).
+    "nftables",
+    "nftables_priority",
+    "nftables_counters",
+    // The VRRPv3/IPv4 checksum with the multicast group (vipd_vrrp::wire ChecksumVariant).
+    "old_unicast_checksum",
+    // The source address as a tracked object (vipd_linux::tracker, polled).
+    "track_src_ip",
 ];
 
 /// Keywords whose purpose vipd's design already serves, so there is nothing to act on:
@@ -457,9 +466,14 @@ pub(crate) const COVERED_BY_DESIGN: &[(&str, &str)] = &[
     ("namespace_with_ipsets", "vipd uses no ipsets: its drop rules are nftables tables, which every kernel vipd supports keeps per network namespace"),
     ("garp_extra_if_vmac", NOT_A_KEYWORD),
     ("vrrp_garp_extra_if_vmac", NOT_A_KEYWORD),
+    ("nftables_ifindex", "vipd's no_accept drop sets hold addresses only, not (interface, address) pairs, so there is no interface to key by index or name (an IPv6 link-local VIP under no_accept is dropped on every interface, not only its instance's)"),
+    ("nftables_ipvs", NFT_IPVS),
+    ("nftables_ipvs_priority", NFT_IPVS),
+    ("nftables_ipvs_start_fwmark", NFT_IPVS),
     ("log_unknown_vrids", "vipd counts adverts for VRIDs it has no instance for in the metric `vipd_socket_dropped_total{reason=\"unknown_vrid\"}` (`vipd run --metrics ADDR`) instead of logging each one"),
 ];
 
+const NFT_IPVS: &str = "vipd marks no packets for IPVS: with the IPVS backend each address/port of a virtual_server_group is its own IPVS service (keepalived's way without nftables_ipvs: the same real servers get the traffic, but `ipvsadm -Ln` lists every group entry instead of one fwmark service, and persistence holds per entry, not across the group); vipd's nftables backend needs no fwmarks";
 const NOT_A_KEYWORD: &str = "keepalived 2.2.7 and 2.4.3 do not know it (only a comment in their man page names it): they ignore the line as an unknown keyword, and so does vipd; `garp_extra_if` is the keyword";
 const NETLINK_CMD: &str = "vipd waits for the answer to each netlink request before sending the next, so its command sockets never queue more than one answer";
 const NETLINK_MONITOR: &str = "vipd's link watcher re-reads every interface's state when the kernel reports lost events (ENOBUFS), so no event is missed whatever the buffer size";

@@ -841,6 +841,8 @@ impl Mapper<'_> {
             dont_track_primary: false,
             promote_secondaries: false,
             unicast_fault_no_peer: false,
+            old_unicast_checksum: false,
+            track_src_ip: false,
             garp_extra_if: None,
             mcast_dst_ip: None,
             no_virtual_ipaddress: false,
@@ -1830,6 +1832,59 @@ global_defs {
         );
         assert_eq!(c.global.dumps.json_version, None);
         assert_eq!(errors("global_defs {\n  json_version 3\n}\n").len(), 1);
+    }
+
+    #[test]
+    fn old_unicast_checksum_maps_never_and_warns_on_other_words() {
+        let l = load(&instance_with("    old_unicast_checksum")).expect("warnings only");
+        assert_eq!(l.inactive().count(), 0);
+        assert!(l.config.instances[0].old_unicast_checksum);
+        let l = load(&instance_with("    old_unicast_checksum never")).expect("warnings only");
+        assert!(!l.config.instances[0].old_unicast_checksum);
+        assert!(l.diagnostics.is_empty(), "{:?}", l.diagnostics);
+        let l = load(&instance_with("    old_unicast_checksum always")).expect("warnings only");
+        assert!(!l.config.instances[0].old_unicast_checksum);
+        assert!(
+            l.diagnostics.iter().any(|d| d
+                .message
+                .contains("unknown `old_unicast_checksum` mode `always`")),
+            "{:?}",
+            l.diagnostics
+        );
+    }
+
+    #[test]
+    fn nftables_keywords_map_or_warn_why_vipd_needs_none() {
+        let text =
+            "global_defs {\n  nftables ka_tab\n  nftables_priority -20\n  nftables_counters\n  \
+                    nftables_ifindex\n  nftables_ipvs ka_ipvs\n  nftables_ipvs_priority 5\n  \
+                    nftables_ipvs_start_fwmark 2000\n}\n";
+        let l = load(text).expect("warnings only");
+        assert_eq!(l.inactive().count(), 0, "{:?}", l.diagnostics);
+        let g = &l.config.global;
+        assert_eq!(g.nftables_table.as_deref(), Some("ka_tab"));
+        assert_eq!(g.nftables_priority, Some(-20));
+        assert!(g.nftables_counters);
+        for kw in [
+            "nftables_ifindex",
+            "nftables_ipvs",
+            "nftables_ipvs_priority",
+            "nftables_ipvs_start_fwmark",
+        ] {
+            assert!(
+                l.diagnostics.iter().any(|d| d
+                    .message
+                    .starts_with(&format!("`{kw}` needs nothing in vipd"))),
+                "{kw}: {:?}",
+                l.diagnostics
+            );
+        }
+        let bare = load("global_defs {\n  nftables\n}\n").expect("warnings only");
+        assert_eq!(
+            bare.config.global.nftables_table, None,
+            "vipd's default name"
+        );
+        assert_eq!(bare.inactive().count(), 0);
     }
 
     #[test]

@@ -221,7 +221,7 @@ fn all_active() {
         " interface eth0\n track_bfd {\n  b\n }\n",
     );
     let l = load(&format!(
-        "global_defs {{\n bfd_priority -5\n bfd_rt_priority 50\n bfd_no_swap\n bfd_process_name x\n}}\n\
+        "global_defs {{\n bfd_priority -5\n bfd_rt_priority 50\n bfd_no_swap\n bfd_rlimit_rttime 30000\n bfd_process_name x\n}}\n\
          bfd_instance b {{\n neighbor_ip 192.0.2.2\n}}\n{vi}\
          virtual_server 192.0.2.100 80 {{\n protocol TCP\n real_server 192.0.2.3 80 {{\n  BFD_CHECK {{\n   name b\n   alpha\n  }}\n }}\n}}\n"
     ))
@@ -235,6 +235,7 @@ fn all_active() {
     assert_eq!(l.config.global.bfd_priority, Some(-5));
     assert_eq!(l.config.global.bfd_rt_priority, Some(50));
     assert!(l.config.global.bfd_no_swap);
+    assert_eq!(l.config.global.bfd_rlimit_rttime, Some(30000));
     assert_eq!(l.config.instances[0].track.bfds[0].name, "b");
 }
 

@@ -100,7 +100,7 @@ pub struct RtThread {
 }
 
 /// The process's RLIMIT_RTTIME hard limit (µs) for `vrrp_rlimit_rttime` /
-/// `checker_rlimit_rttime`, or `None` when neither is written.
+/// `checker_rlimit_rttime` / `bfd_rlimit_rttime`, or `None` when none is written.
 ///
 /// keepalived sets it on each real-time child process separately. Linux keeps one
 /// RLIMIT_RTTIME per process but counts it per thread, and only for threads under a

@@ -1825,3 +1825,51 @@ fn no_accept_drops_packets_to_the_listed_addresses() {
     assert!(reachable("192.0.2.100"));
     assert!(!listed(), "tables left behind");
 }
+
+/// global_defs' `nftables TABLENAME`, `nftables_priority` and `nftables_counters`: the
+/// drop tables get that name, their input chain that hook priority, each rule a counter
+/// (which counts the dropped packets).
+#[test]
+fn no_accept_table_name_priority_and_counters() {
+    if skip() {
+        return;
+    }
+    use vipd_lb::nft::no_accept::{NoAccept, Settings};
+    let ns = Netns::unique("noaccset").unwrap();
+    ns.ip(["link", "set", "lo", "up"]).unwrap();
+    ns.ip(["addr", "add", "192.0.2.100/32", "dev", "lo"])
+        .unwrap();
+    ns.ip(["addr", "add", "2001:db8::100/128", "dev", "lo"])
+        .unwrap();
+    let settings = Settings {
+        table: "ka_drop".into(),
+        priority: 7,
+        counters: true,
+    };
+    let mut na = ns.run(|| NoAccept::open_with(settings)).unwrap().unwrap();
+    na.apply(&[
+        "192.0.2.100".parse().unwrap(),
+        "2001:db8::100".parse().unwrap(),
+    ])
+    .unwrap();
+    assert!(ns
+        .exec(&["ping", "-c1", "-W1", "-n", "192.0.2.100"])
+        .is_err());
+    let tables = ns.exec(&["nft", "list", "tables"]).unwrap();
+    assert!(
+        tables.contains("table ip ka_drop") && tables.contains("table ip6 ka_drop"),
+        "{tables}"
+    );
+    assert!(!tables.contains("vipd_vrrp"), "{tables}");
+    let v4 = ns.exec(&["nft", "list", "table", "ip", "ka_drop"]).unwrap();
+    assert!(v4.contains("hook input priority filter + 7"), "{v4}");
+    // The ping above was dropped and counted.
+    assert!(v4.contains("counter packets 1 "), "{v4}");
+    let v6 = ns
+        .exec(&["nft", "list", "table", "ip6", "ka_drop"])
+        .unwrap();
+    assert_eq!(v6.matches("counter packets").count(), 3, "{v6}");
+    na.apply(&[]).unwrap();
+    let tables = ns.exec(&["nft", "list", "tables"]).unwrap_or_default();
+    assert!(!tables.contains("ka_drop"), "tables left behind: {tables}");
+}

@@ -515,6 +515,22 @@ fn tracking(cfg: &Config, inst: &VrrpInstance) -> Result<Vec<TrackRef>> {
             reverse: false,
         });
     }
+    // `track_src_ip`: the configured source address (none configured: nothing to track,
+    // the interface's own address is taken as it is).
+    if let Some(src) = inst
+        .unicast_src_ip
+        .or(inst.mcast_src_ip)
+        .filter(|_| inst.track_src_ip)
+    {
+        refs.push(TrackRef {
+            object: ObjectId {
+                kind: Kind::Address,
+                name: src.to_string(),
+            },
+            weight: 0,
+            reverse: false,
+        });
+    }
     let mut own = resolve(cfg, &inst.track)?;
     // keepalived ignores a track_interface naming the instance's own interface.
     own.retain(|r| !(r.object.kind == Kind::Interface && r.object.name == inst.interface));
@@ -1047,6 +1063,13 @@ fn instance_plan(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
     });
     engine.checksum = if inst.v3_checksum_as_v2 || cfg.global.v3_checksum_as_v2 {
         ChecksumVariant::VrrpOnly
+    } else if inst.old_unicast_checksum {
+        // keepalived takes the global IPv4 group (`vrrp_mcast_group4`), not the
+        // instance's `mcast_dst_ip`.
+        ChecksumVariant::OldUnicast(match cfg.global.vrrp_mcast_group4 {
+            Some(IpAddr::V4(g)) => g,
+            _ => std::net::Ipv4Addr::new(224, 0, 0, 18),
+        })
     } else {
         ChecksumVariant::PseudoHeader
     };

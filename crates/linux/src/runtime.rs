@@ -1138,9 +1138,10 @@ impl EngineLoop {
                 .find(|&i| self.slots[i].plan.engine.vrid == vrid);
             match target {
                 Some(i) => {
+                    let meta = old_checksum_meta(self.slots[i].plan.engine.checksum, rx.meta);
                     match rx.ah_packet {
                         Some(packet) => self.slots[i].inst.handle_ah_packet(now, &rx.meta, packet),
-                        None => self.slots[i].inst.handle_packet(now, &rx.meta, rx.payload),
+                        None => self.slots[i].inst.handle_packet(now, &meta, rx.payload),
                     }
                     self.drain_actions(i, now);
                 }
@@ -1475,6 +1476,19 @@ impl EngineLoop {
             snap.io_errors.extend(link.lines());
         }
         true
+    }
+}
+
+/// `old_unicast_checksum`: the instance's peers checksum its adverts with the multicast
+/// group in the pseudo-header, so they are checked as if sent to the group (and only so,
+/// as keepalived does). Nothing else in the engine looks at the destination.
+fn old_checksum_meta(checksum: wire::ChecksumVariant, meta: wire::RxMeta) -> wire::RxMeta {
+    match (checksum, meta.dst) {
+        (wire::ChecksumVariant::OldUnicast(group), std::net::IpAddr::V4(_)) => wire::RxMeta {
+            dst: std::net::IpAddr::V4(group),
+            ..meta
+        },
+        _ => meta,
     }
 }
 

@@ -28,6 +28,8 @@ pub enum Kind {
     Process,
     /// A `bfd_instance` (`track_bfd`): good while its session is Up.
     Bfd,
+    /// A local address (`track_src_ip`): good while some interface has it.
+    Address,
 }
 
 impl Kind {
@@ -38,6 +40,7 @@ impl Kind {
             Kind::File => "file",
             Kind::Process => "process",
             Kind::Bfd => "bfd",
+            Kind::Address => "address",
         }
     }
 }

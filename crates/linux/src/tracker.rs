@@ -151,12 +151,16 @@ impl Tracker {
             }
             if now >= next_process_poll {
                 self.poll_processes();
+                self.poll_addresses();
                 next_process_poll = now + PROCESS_POLL;
             }
             let polls = (!self.plan.files.is_empty())
                 .then_some(next_file_poll)
                 .into_iter()
-                .chain((!self.plan.processes.is_empty()).then_some(next_process_poll));
+                .chain(
+                    (!self.plan.processes.is_empty() || !self.tracked_addresses().is_empty())
+                        .then_some(next_process_poll),
+                );
             let next = self
                 .scripts
                 .values()
@@ -453,6 +457,67 @@ impl Tracker {
                 },
                 ObjectState::Value(value),
                 format!("{} = {value}", f.path.display()),
+            );
+        }
+    }
+
+    /// The addresses instances track (`track_src_ip`).
+    fn tracked_addresses(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .plan
+            .instances
+            .iter()
+            .flat_map(|(_, refs)| refs)
+            .filter(|r| r.object.kind == Kind::Address)
+            .map(|r| r.object.name.clone())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// `track_src_ip`: each tracked address is good while an interface has it (read
+    /// with the process table's period).
+    fn poll_addresses(&mut self) {
+        let tracked = self.tracked_addresses();
+        if tracked.is_empty() {
+            return;
+        }
+        let local: Vec<String> = match nix::ifaddrs::getifaddrs() {
+            Ok(list) => list
+                .filter_map(|ifa| ifa.address)
+                .filter_map(|a| {
+                    a.as_sockaddr_in()
+                        .map(|s| std::net::IpAddr::V4(s.ip()).to_string())
+                        .or_else(|| {
+                            a.as_sockaddr_in6()
+                                .map(|s| std::net::IpAddr::V6(s.ip()).to_string())
+                        })
+                })
+                .collect(),
+            Err(e) => {
+                tracing::warn!("track_src_ip: listing the local addresses: {e}");
+                return;
+            }
+        };
+        for addr in tracked {
+            let present = local.contains(&addr);
+            self.set(
+                ObjectId {
+                    kind: Kind::Address,
+                    name: addr,
+                },
+                if present {
+                    ObjectState::Good
+                } else {
+                    ObjectState::Bad
+                },
+                if present {
+                    "present"
+                } else {
+                    "on no interface"
+                }
+                .into(),
             );
         }
     }

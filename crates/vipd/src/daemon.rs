@@ -143,7 +143,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
                 false
             }
         };
-    let no_accept = Arc::new(NoAcceptTables::default());
+    let no_accept = Arc::new(NoAcceptTables::new(&loaded.config.global));
     if let Err(e) = no_accept.set(&plan.no_accept_addresses()) {
         error!("{}: {e}; not starting", args.file.display());
         return Ok(ExitCode::FAILURE);
@@ -423,8 +423,8 @@ fn load(
 }
 
 /// `umask`, `vrrp_no_swap`/`checker_no_swap` and `vrrp_rlimit_rttime` /
-/// `checker_rlimit_rttime` (at start only, as keepalived reads them); the thread
-/// priorities and CPU affinities are set by the threads themselves.
+/// `checker_rlimit_rttime` / `bfd_rlimit_rttime` (at start only, as keepalived reads
+/// them); the thread priorities and CPU affinities are set by the threads themselves.
 fn tune_process(
     g: &vipd_config::model::GlobalDefs,
     umask: Option<u32>,
@@ -448,13 +448,17 @@ fn tune_process(
             rlimit_rttime: g.checker_rlimit_rttime,
             realtime: g.checker_rt_priority.is_some(),
         },
+        tuning::RtThread {
+            rlimit_rttime: g.bfd_rlimit_rttime,
+            realtime: g.bfd_rt_priority.is_some(),
+        },
     ]);
     if let Some(us) = rttime {
         tuning::log_sigxcpu().map_err(|e| format!("*_rlimit_rttime: SIGXCPU handler: {e}"))?;
         tuning::set_rttime_limit(us)
             .map_err(|e| format!("*_rlimit_rttime: setrlimit(RLIMIT_RTTIME, {us}): {e}"))?;
         info!(
-            "RLIMIT_RTTIME {us} µs (SIGXCPU logged at {} µs) for vipd's real-time threads (vrrp_rlimit_rttime/checker_rlimit_rttime)",
+            "RLIMIT_RTTIME {us} µs (SIGXCPU logged at {} µs) for vipd's real-time threads (vrrp_rlimit_rttime/checker_rlimit_rttime/bfd_rlimit_rttime)",
             (us / 2).max(1)
         );
     }
@@ -475,18 +479,38 @@ fn warn_unsent_mail(config: &vipd_config::Config, settings: &Option<MailSettings
     }
 }
 
-/// The `no_accept` drop tables (`vipd_lb::nft::no_accept`), owned here while vipd runs.
-#[derive(Default)]
-struct NoAcceptTables(Mutex<Option<vipd_lb::nft::no_accept::NoAccept>>);
+/// The `no_accept` drop tables (`vipd_lb::nft::no_accept`), owned here while vipd runs,
+/// named and tuned by global_defs' `nftables` / `nftables_priority` /
+/// `nftables_counters` as read at start.
+struct NoAcceptTables(
+    Mutex<Option<vipd_lb::nft::no_accept::NoAccept>>,
+    vipd_lb::nft::no_accept::Settings,
+);
 
 impl NoAcceptTables {
+    fn new(g: &vipd_config::model::GlobalDefs) -> NoAcceptTables {
+        NoAcceptTables(Mutex::new(None), NoAcceptTables::settings(g))
+    }
+
+    fn settings(g: &vipd_config::model::GlobalDefs) -> vipd_lb::nft::no_accept::Settings {
+        let mut settings = vipd_lb::nft::no_accept::Settings::default();
+        if let Some(t) = &g.nftables_table {
+            settings.table = t.clone();
+        }
+        if let Some(p) = g.nftables_priority {
+            settings.priority = p;
+        }
+        settings.counters = g.nftables_counters;
+        settings
+    }
+
     /// Drops packets to `addrs` from now on (none: removes the tables, also those a
     /// killed vipd left). Without nftables, an empty list is not an error.
     fn set(&self, addrs: &[IpAddr]) -> std::result::Result<(), String> {
         let mut tables = self.0.lock().map_err(|_| "no_accept state poisoned")?;
         let t = match tables.as_mut() {
             Some(t) => t,
-            None => match vipd_lb::nft::no_accept::NoAccept::open() {
+            None => match vipd_lb::nft::no_accept::NoAccept::open_with(self.1.clone()) {
                 Ok(t) => tables.insert(t),
                 Err(_) if addrs.is_empty() => return Ok(()),
                 Err(e) => return Err(format!("no_accept needs nftables: {e:#}")),
@@ -601,6 +625,14 @@ fn reload_hook(
                 warn!(
                     "net_namespace changed to {:?}: vipd stays in {:?} until it restarts",
                     loaded.config.global.dumps.net_namespace, netns
+                );
+            }
+            let nft = NoAcceptTables::settings(&loaded.config.global);
+            if nft != lb.no_accept.1 {
+                warn!(
+                    "nftables / nftables_priority / nftables_counters changed to {nft:?}: the no_accept \
+                     drop tables stay {:?} until vipd restarts",
+                    lb.no_accept.1
                 );
             }
             if let Ok(mut p) = reload_file.lock() {

@@ -434,9 +434,9 @@ fn thread_status(pid: i32, thread: &str, field: &str) -> Option<String> {
 }
 
 /// `vrrp_cpu_affinity` / `checker_cpu_affinity` pin the protocol / checker thread,
-/// `vrrp_rlimit_rttime` is the process's RLIMIT_RTTIME (soft limit half of it, as
-/// keepalived), and `max_auto_priority` raises the protocol thread's SCHED_RR priority
-/// by one when its timers run later than `min_auto_priority_delay` (here: vipd stopped
+/// `vrrp_rlimit_rttime` / `bfd_rlimit_rttime` set the process's RLIMIT_RTTIME (the
+/// larger that applies to a real-time thread; soft limit half of it, as keepalived),
+/// and `max_auto_priority` raises the protocol thread's SCHED_RR priority by one when its timers run later than `min_auto_priority_delay` (here: vipd stopped
 /// for 400 ms).
 #[test]
 fn thread_cpu_affinity_rttime_and_auto_priority() {
@@ -451,6 +451,7 @@ fn thread_cpu_affinity_rttime_and_auto_priority() {
         &format!(
             "global_defs {{\n    vrrp_cpu_affinity 0\n    checker_cpu_affinity {last_cpu}\n    \
              vrrp_rt_priority 10\n    vrrp_rlimit_rttime 200000\n    \
+             bfd_rt_priority 5\n    bfd_rlimit_rttime 300000\n    \
              max_auto_priority 20\n    min_auto_priority_delay 100000\n"
         ),
     ) + "virtual_server 192.0.2.100 80 {\n    delay_loop 1\n    lb_kind NAT\n    \
@@ -478,7 +479,7 @@ fn thread_cpu_affinity_rttime_and_auto_priority() {
         .unwrap();
     assert_eq!(
         rt.split_whitespace().collect::<Vec<_>>()[3..5],
-        ["100000", "200000"],
+        ["150000", "300000"],
         "{rt}"
     );
     // policy (field 41) SCHED_RR = 2, rt_priority (field 40).

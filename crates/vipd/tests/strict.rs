@@ -74,3 +74,36 @@ fn vrrp_strict_drops_packets_to_the_vips_unless_accept() {
     assert!(!drop_tables(&c).contains("vipd_vrrp"));
     c.wait_holders(spec.vip(), &[], Duration::from_secs(2));
 }
+
+/// global_defs' `nftables TABLENAME` / `nftables_priority` / `nftables_counters` name
+/// and tune the drop tables (keepalived's meaning for its own no_accept table); `vipd
+/// run` starts with them (they are active), and stopping removes that table.
+#[test]
+fn nftables_names_and_tunes_the_drop_tables() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(1, "nfttab") else {
+        return;
+    };
+    let conf = spec.config(100).replace(
+        "global_defs {\n",
+        "global_defs {\n    vrrp_strict\n    vrrp_skip_check_adv_addr\n    nftables ka_strict\n    \
+         nftables_priority -20\n    nftables_counters\n",
+    );
+    c.start_vipd(1, &conf);
+    c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
+    assert!(!pings(&c, "192.0.2.100"), "{}", c.log(1));
+    let tables = drop_tables(&c);
+    assert!(
+        tables.contains("ka_strict") && !tables.contains("vipd_vrrp"),
+        "{tables}"
+    );
+    let t = c
+        .lan
+        .router(1)
+        .exec(&["nft", "list", "table", "ip", "ka_strict"])
+        .unwrap();
+    assert!(t.contains("hook input priority -20;"), "{t}");
+    assert!(t.contains("counter packets"), "{t}");
+    c.stop(1);
+    assert!(!drop_tables(&c).contains("ka_strict"));
+}

@@ -110,6 +110,82 @@ fn unicast_peers_work_with_multicast_dropped() {
     c.wait_holders(vip, &[1], spec.takeover_timeout());
 }
 
+/// `old_unicast_checksum`: unicast VRRPv3 adverts checksummed with 224.0.0.18 in the
+/// pseudo-header (keepalived before 1.3.6), sent and expected. Two routers that both
+/// use it form an adjacency; a router without it drops their adverts as bad checksums
+/// (and both hold the VIP), until a reload gives it the keyword too.
+#[test]
+fn old_unicast_checksum_uses_the_multicast_group_in_the_checksum() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(2, "oldck") else {
+        return;
+    };
+    let vip = spec.vip();
+    let peers = |own: u8, peer: u8, old: bool| {
+        let s = spec
+            .clone()
+            .with(&format!("unicast_src_ip 192.0.2.{own}"))
+            .with(&format!("unicast_peer {{\n        192.0.2.{peer}\n    }}"));
+        if old {
+            s.with("old_unicast_checksum")
+        } else {
+            s
+        }
+    };
+    c.start_vipd(1, &peers(11, 12, true).config(200));
+    c.start_vipd(2, &peers(12, 11, false).config(100));
+    c.wait_holders(vip, &[1, 2], spec.takeover_timeout());
+    let ok = vipd_netns::wait_for(Duration::from_secs(3), Duration::from_millis(50), || {
+        c.drops(2, "bad_checksum") >= 3
+    });
+    assert!(ok, "{}", c.instance(2));
+    assert_eq!(c.instance(2)["adverts_received"], 0);
+    let (ok, out) = c.reload(2, &peers(12, 11, true).config(100));
+    assert!(ok, "{out}");
+    c.wait_holders(vip, &[1], spec.takeover_timeout());
+    c.assert_stable(vip, &[1], Duration::from_secs(1));
+    assert!(c.instance(2)["adverts_received"].as_u64().unwrap() > 5);
+    assert!(c.instance(1)["adverts_received"].as_u64().unwrap() >= 1);
+}
+
+/// `track_src_ip`: the instance is in FAULT while its configured `unicast_src_ip` is on
+/// no interface (gives up the VIP), and comes back when the address does.
+#[test]
+fn track_src_ip_faults_while_the_source_address_is_gone() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(1, "tsrcip") else {
+        return;
+    };
+    let vip = spec.vip();
+    let r1 = c.lan.router(1);
+    r1.ip(["addr", "add", "192.0.2.21/24", "dev", "eth0"])
+        .unwrap();
+    let conf = spec
+        .clone()
+        .with("unicast_src_ip 192.0.2.21")
+        .with("unicast_peer {\n        192.0.2.12\n    }")
+        .with("track_src_ip")
+        .config(200);
+    c.start_vipd(1, &conf);
+    c.wait_holders(vip, &[1], spec.takeover_timeout());
+    let state = |c: &Cluster| c.instance(1)["state"].as_str().unwrap_or("").to_string();
+    c.lan
+        .router(1)
+        .ip(["addr", "del", "192.0.2.21/24", "dev", "eth0"])
+        .unwrap();
+    let ok = vipd_netns::wait_for(Duration::from_secs(3), Duration::from_millis(50), || {
+        state(&c) == "FAULT"
+    });
+    assert!(ok, "{}\n{}", c.instance(1), c.log(1));
+    c.wait_holders(vip, &[], Duration::from_secs(2));
+    c.lan
+        .router(1)
+        .ip(["addr", "add", "192.0.2.21/24", "dev", "eth0"])
+        .unwrap();
+    c.wait_holders(vip, &[1], spec.takeover_timeout() + Duration::from_secs(1));
+    assert_eq!(state(&c), "MASTER");
+}
+
 /// `unicast_ttl`: adverts to a unicast peer leave with that TTL (multicast ones would
 /// keep 255); the peer here is the client, which reads them off a raw socket.
 #[test]

@@ -62,6 +62,11 @@ pub enum ChecksumVariant {
     /// VRRP message only, as RFC 9568 reads and some vendors do
     /// (keepalived's `v3_checksum_as_v2`).
     VrrpOnly,
+    /// The pseudo-header with this IPv4 multicast group as its destination, whatever
+    /// the packet's (keepalived's `old_unicast_checksum`, its unicast checksum before
+    /// 1.3.6). Only for sending: a receiver checks such adverts by taking the group as
+    /// the packet's destination in [`RxMeta`].
+    OldUnicast(Ipv4Addr),
 }
 
 /// A decoded (or to-be-encoded) advertisement.
@@ -289,6 +294,13 @@ fn checksum_for(
             let mut sum = checksum::pseudo_v4(s, d, IPPROTO_VRRP, len as u16);
             sum.add(msg).finish()
         }
+        (Version::V3, IpAddr::V4(s), IpAddr::V4(_)) => match variant {
+            ChecksumVariant::OldUnicast(group) => {
+                let mut sum = checksum::pseudo_v4(s, group, IPPROTO_VRRP, len as u16);
+                sum.add(msg).finish()
+            }
+            _ => Sum::new().add(msg).finish(),
+        },
         _ => Sum::new().add(msg).finish(),
     }
 }
@@ -390,6 +402,34 @@ mod tests {
             Advert::decode(&enc, Family::V4, &other),
             Err(DropReason::BadChecksum)
         );
+    }
+
+    #[test]
+    fn old_unicast_checksum_takes_the_group_as_destination() {
+        let adv = Advert {
+            version: Version::V3,
+            vrid: 7,
+            priority: 200,
+            interval_cs: 100,
+            addresses: vec![v4("192.0.2.100")],
+            auth: Auth::None,
+        };
+        let group = Ipv4Addr::new(224, 0, 0, 18);
+        let unicast = meta("192.0.2.11", "192.0.2.12");
+        let enc = adv.encode(unicast.src, unicast.dst, ChecksumVariant::OldUnicast(group));
+        assert_eq!(
+            enc,
+            adv.encode(unicast.src, group.into(), ChecksumVariant::PseudoHeader)
+        );
+        assert_eq!(
+            Advert::decode(&enc, Family::V4, &unicast),
+            Err(DropReason::BadChecksum)
+        );
+        let as_group = RxMeta {
+            dst: group.into(),
+            ..unicast
+        };
+        assert_eq!(Advert::decode(&enc, Family::V4, &as_group).unwrap().0, adv);
     }
 
     #[test]
