@@ -204,11 +204,11 @@ proptest! {
                 // The last event of the session to that master before the take-over's Down.
                 let up_at = sim.timeline().entries.iter()
                     .filter(|e| e.router == r && e.at < at)
-                    .filter_map(|e| match e.kind {
+                    .rev()
+                    .find_map(|e| match e.kind {
                         EntryKind::Bfd { peer, up } if peer == master => Some((e.at, up)),
                         _ => None,
-                    })
-                    .last();
+                    });
                 prop_assert!(matches!(up_at, Some((u, true)) if at - u >= c.guard.min_up),
                     "router {} took over at {:?} after {:?}", r, at, up_at);
             }
