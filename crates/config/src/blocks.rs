@@ -875,6 +875,54 @@ pub(crate) fn list_addresses(n: &Node, names: &IprouteNames, d: &mut Diags) -> V
         .collect()
 }
 
+/// `bfd_takeover NAME [min_up MS] [hold_down MS]` (vipd extension); errors reported.
+fn bfd_takeover(n: &Node, d: &mut Diags) -> Option<BfdTakeover> {
+    let name = n.args.first()?;
+    let mut t = BfdTakeover {
+        bfd: name.text.clone(),
+        min_up_ms: 1000,
+        hold_down_ms: 10_000,
+    };
+    let mut rest = n.args[1..].iter();
+    while let Some(key) = rest.next() {
+        let slot = match key.text.as_str() {
+            "min_up" => &mut t.min_up_ms,
+            "hold_down" => &mut t.hold_down_ms,
+            _ => {
+                d.error(
+                    key,
+                    format!(
+                        "bfd_takeover: unknown option `{}` (expected `min_up MS` or `hold_down MS`)",
+                        key.text
+                    ),
+                );
+                return None;
+            }
+        };
+        match rest.next().map(|v| (v, v.text.parse::<u32>())) {
+            Some((_, Ok(v))) if v <= 3_600_000 => *slot = v,
+            Some((v, _)) => {
+                d.error(
+                    v,
+                    format!(
+                        "bfd_takeover: `{}` wants milliseconds 0..=3600000, not `{}`",
+                        key.text, v.text
+                    ),
+                );
+                return None;
+            }
+            None => {
+                d.error(
+                    key,
+                    format!("bfd_takeover: `{}` needs a value in ms", key.text),
+                );
+                return None;
+            }
+        }
+    }
+    Some(t)
+}
+
 /// Fills the parts of a `vrrp_instance` whose keywords are parsed but not active.
 pub(crate) fn fill_instance(
     n: &Node,
@@ -909,6 +957,7 @@ pub(crate) fn fill_instance(
         "no_virtual_ipaddress" => inst.no_virtual_ipaddress = true,
         "native_ipv6" => inst.native_ipv6 = true,
         "owner_ignore_adverts" => inst.owner_ignore_adverts = boolean(one, "owner_ignore_adverts"),
+        "bfd_takeover" => inst.bfd_takeover = bfd_takeover(n, d),
         "timer_expired_backup" | "thread_timer_expired" => {
             inst.timer_expired_backup = Some(
                 int(one, &["timer_expired_backup", "thread_timer_expired"]).unwrap_or(254) as u8,

@@ -882,6 +882,21 @@ pub struct VrrpInstance {
     /// `timer_expired_backup [PRIO]` / `thread_timer_expired`: the highest priority of
     /// the other routers (254 when not given).
     pub timer_expired_backup: Option<u8>,
+    /// vipd extension `bfd_takeover NAME [min_up MS] [hold_down MS]` (written
+    /// `@vipd bfd_takeover ...` so keepalived skips it): as BACKUP, take over at once
+    /// when the `bfd_instance` NAME to the master goes down.
+    pub bfd_takeover: Option<BfdTakeover>,
+}
+
+/// `bfd_takeover`; see [`VrrpInstance::bfd_takeover`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BfdTakeover {
+    /// The `bfd_instance` whose `neighbor_ip` is the master's advert source.
+    pub bfd: String,
+    /// The session must have been Up this long (ms) for its Down to count [1000].
+    pub min_up_ms: u32,
+    /// At most one BFD take-over per this many ms [10000].
+    pub hold_down_ms: u32,
 }
 
 impl VrrpInstance {

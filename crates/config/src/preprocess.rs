@@ -494,7 +494,8 @@ impl<'a> Preprocessor<'a> {
             );
             return None;
         }
-        Some((id == self.config_id) != negate)
+        // `@vipd` lines are vipd's own (keepalived skips them unless run with `-i vipd`).
+        Some((id == self.config_id || id == "vipd") != negate)
     }
 
     fn expand_tokens(&mut self, tokens: Vec<Token>, dir: &Path) -> Vec<Token> {

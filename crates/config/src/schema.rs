@@ -292,6 +292,8 @@ pub(crate) const TRACKERS: &[Kw] = &[
 /// active yet" warning for them (the typed model already carries them).
 pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "bfd_instance",
+    // vipd extension (`@vipd bfd_takeover`).
+    "bfd_takeover",
     "track_bfd",
     "bfd_priority",
     "bfd_rt_priority",
@@ -544,6 +546,8 @@ pub(crate) const INSTANCE_INACTIVE: &[Kw] = &[
     k("timer_expired_backup", A::OptInt(1, 254)),
     // The spelling of keepalived's release notes, accepted by 2.4.3 too.
     k("thread_timer_expired", A::OptInt(1, 254)),
+    // vipd extension, written `@vipd bfd_takeover NAME ...` so that keepalived skips it.
+    k("bfd_takeover", A::Words),
 ];
 
 const SYNC_GROUP: &[Kw] = &[

@@ -849,6 +849,7 @@ impl Mapper<'_> {
             native_ipv6: false,
             owner_ignore_adverts: None,
             timer_expired_backup: None,
+            bfd_takeover: None,
         };
         let mut meta = InstanceMeta {
             name: name_tok,

@@ -94,6 +94,22 @@ pub(crate) fn validate(
                 );
             }
         }
+        if let (Some(t), Some(tok)) = (&inst.bfd_takeover, meta.keyword_tok("bfd_takeover")) {
+            match config.bfd_instances.iter().find(|b| b.name == t.bfd) {
+                None => diags.error(
+                    tok,
+                    format!("bfd_takeover: no bfd_instance named `{}`", t.bfd),
+                ),
+                Some(b) if !b.to_vrrp => diags.error(
+                    tok,
+                    format!(
+                        "bfd_takeover: bfd_instance `{}` sends its events to the checkers only (`checker`)",
+                        t.bfd
+                    ),
+                ),
+                Some(_) => {}
+            }
+        }
         // keepalived resets both with a warning; so does vipd.
         if let Some(tok) = meta
             .keyword_tok("timer_expired_backup")

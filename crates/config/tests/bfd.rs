@@ -258,3 +258,58 @@ fn track_bfd_of_a_checker_only_instance_is_ignored_with_a_warning() {
     assert_eq!(w[0].severity, Severity::Warning);
     assert_eq!(w[0].span.line, 8, "the name inside track_bfd");
 }
+
+/// `@vipd bfd_takeover NAME [min_up MS] [hold_down MS]`: vipd's BFD-driven take-over,
+/// on an `@vipd` line that keepalived skips (checked with 2.4.3's `-t`: no diagnostic,
+/// while a bare `bfd_takeover` line is "Unknown keyword").
+#[test]
+fn bfd_takeover_on_an_at_vipd_line() {
+    let vi = |line: &str| {
+        format!(
+            "bfd_instance m {{\n neighbor_ip 192.0.2.1\n}}\nbfd_instance c {{\n neighbor_ip 192.0.2.3\n checker\n}}\n\
+             vrrp_instance VI {{\n interface eth0\n virtual_router_id 1\n{line}\n virtual_ipaddress {{\n  192.0.2.100\n }}\n}}\n"
+        )
+    };
+    let takeover = |line: &str| match load(&vi(line)) {
+        Ok(l) => {
+            assert!(l.diagnostics.is_empty(), "{:#?}", l.diagnostics);
+            l.config.instances[0].bfd_takeover.clone()
+        }
+        Err(d) => panic!("{d:#?}"),
+    };
+    let t = takeover("@vipd bfd_takeover m").unwrap();
+    assert_eq!(
+        (t.bfd.as_str(), t.min_up_ms, t.hold_down_ms),
+        ("m", 1000, 10_000)
+    );
+    let t = takeover("@vipd bfd_takeover m hold_down 5000 min_up 250").unwrap();
+    assert_eq!((t.min_up_ms, t.hold_down_ms), (250, 5000));
+    // `@vipd` is selected whatever the config id; `@^vipd` never is.
+    assert_eq!(takeover("@^vipd bfd_takeover m"), None);
+    let errors = |line: &str| -> Vec<String> {
+        match load(&vi(line)) {
+            Ok(l) => l.diagnostics.into_iter().map(|d| d.message).collect(),
+            Err(d) => d.into_iter().map(|d| d.message).collect(),
+        }
+    };
+    assert_eq!(
+        errors("@vipd bfd_takeover nope"),
+        vec!["bfd_takeover: no bfd_instance named `nope`"]
+    );
+    assert_eq!(
+        errors("@vipd bfd_takeover c"),
+        vec!["bfd_takeover: bfd_instance `c` sends its events to the checkers only (`checker`)"]
+    );
+    assert_eq!(
+        errors("@vipd bfd_takeover m min_up"),
+        vec!["bfd_takeover: `min_up` needs a value in ms"]
+    );
+    assert_eq!(
+        errors("@vipd bfd_takeover m hold_down -1"),
+        vec!["bfd_takeover: `hold_down` wants milliseconds 0..=3600000, not `-1`"]
+    );
+    assert_eq!(
+        errors("@vipd bfd_takeover m fast"),
+        vec!["bfd_takeover: unknown option `fast` (expected `min_up MS` or `hold_down MS`)"]
+    );
+}

@@ -61,6 +61,9 @@ pub struct InstancePlan {
     /// Why the configuration itself keeps the instance in FAULT (keepalived's config
     /// faults): `unicast_fault_no_peer` without unicast peers.
     pub config_fault: Option<String>,
+    /// `@vipd bfd_takeover NAME`: the `bfd_instance` whose Up/Down the engine gets as
+    /// `peer_up` / `peer_down` of its `neighbor_ip` (the master's advert source).
+    pub bfd_takeover: Option<(String, IpAddr)>,
 }
 
 impl InstancePlan {
@@ -1091,6 +1094,24 @@ fn instance_plan(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
         .unwrap_or(cfg.global.owner_ignore_adverts);
     // keepalived: "timer_expired_backup requires nopreempt - resetting".
     engine.timer_expired_backup = inst.timer_expired_backup.filter(|_| inst.nopreempt);
+    let bfd_takeover = match &inst.bfd_takeover {
+        None => None,
+        Some(t) => {
+            let b = cfg
+                .bfd_instances
+                .iter()
+                .find(|b| b.name == t.bfd)
+                .ok_or_else(|| anyhow!("bfd_takeover `{}`: no bfd_instance of that name", t.bfd))?;
+            let neighbor = b
+                .neighbor_ip
+                .ok_or_else(|| anyhow!("bfd_instance `{}` has no neighbor_ip", b.name))?;
+            engine.peer_takeover = Some(vipd_vrrp::PeerTakeover {
+                min_up: Duration::from_millis(t.min_up_ms.into()),
+                hold_down: Duration::from_millis(t.hold_down_ms.into()),
+            });
+            Some((b.name.clone(), neighbor))
+        }
+    };
 
     // vrrp_strict / strict_mode: keepalived's RFC-conformance rules (`man 5
     // keepalived.conf`, vrrp_strict); `vipd check-config` warns about each one it bends.
@@ -1159,6 +1180,7 @@ fn instance_plan(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
         extra_garp: None,
         config_fault: (inst.unicast_fault_no_peer && inst.unicast_peers.is_empty())
             .then(|| "unicast_fault_no_peer: no unicast_peer to send to".to_string()),
+        bfd_takeover,
         unicast_ttl: inst.unicast_ttl.unwrap_or(255),
         name: inst.name.clone(),
         iface,
@@ -1250,6 +1272,39 @@ mod tests {
             "vrrp_instance {name} {{\n interface lo\n virtual_router_id {vrid}\n priority 100\n\
              {extra}\n virtual_ipaddress {{\n  192.0.2.{vrid}/24\n }}\n}}\n"
         )
+    }
+
+    #[test]
+    fn bfd_takeover_plan() {
+        let opts = vipd_config::LoadOptions {
+            config_id: None,
+            check_interfaces: false,
+        };
+        let text = "bfd_instance master {\n neighbor_ip 192.0.2.1\n}\n\
+            vrrp_instance A {\n interface lo\n virtual_router_id 1\n priority 100\n\
+             track_bfd {\n  master\n }\n\
+            @vipd bfd_takeover master min_up 500 hold_down 3000\n\
+             virtual_ipaddress {\n  192.0.2.100/24\n }\n}\n\
+            vrrp_instance B {\n interface lo\n virtual_router_id 2\n priority 100\n\
+             virtual_ipaddress {\n  192.0.2.101/24\n }\n}\n";
+        let cfg = vipd_config::load_str(text, std::path::Path::new("/k.conf"), &opts)
+            .unwrap_or_else(|d| panic!("{d:#?}"))
+            .config;
+        let plan = build(&cfg).unwrap_or_else(|e| panic!("{}", e.error));
+        let a = &plan.instances[0];
+        assert_eq!(
+            a.bfd_takeover,
+            Some(("master".to_string(), "192.0.2.1".parse().unwrap()))
+        );
+        assert_eq!(
+            a.engine.peer_takeover,
+            Some(vipd_vrrp::PeerTakeover {
+                min_up: Duration::from_millis(500),
+                hold_down: Duration::from_secs(3),
+            })
+        );
+        assert_eq!(plan.instances[1].bfd_takeover, None);
+        assert_eq!(plan.instances[1].engine.peer_takeover, None);
     }
 
     #[test]

@@ -38,6 +38,9 @@ pub enum Command {
     },
     /// The address worker has installed the instance's VIPs (for take-over `epoch`).
     AddressesReady { instance: usize, epoch: u64 },
+    /// A `bfd_instance` went Up or Down: the instances with `bfd_takeover` on it get
+    /// `peer_up` / `peer_down` (straight from the BFD thread, not via the tracker).
+    BfdSession { name: String, up: bool },
 }
 
 /// How long a take-over's announcements wait for the VIPs to be installed before
@@ -268,6 +271,7 @@ impl Runtime {
         tracker.configure(plan.track_plan());
         let bfd = {
             let (tracker, notices) = (tracker.clone(), engine.notices.clone());
+            let commander = engine.commander.clone();
             crate::bfd::start(
                 plan.bfd.clone(),
                 move |e| {
@@ -278,6 +282,11 @@ impl Runtime {
                         ..
                     } = &e
                     {
+                        // bfd_takeover first: the take-over must not wait for the tracker.
+                        commander.send(Command::BfdSession {
+                            name: name.clone(),
+                            up: *up,
+                        });
                         tracker.send(crate::tracker::Msg::Bfd {
                             name: name.clone(),
                             up: *up,
@@ -1033,6 +1042,26 @@ impl EngineLoop {
                 Command::AddressesReady { instance, epoch } => {
                     if instance < self.slots.len() {
                         self.addresses_ready(instance, epoch, Instant::now());
+                    }
+                }
+                Command::BfdSession { name, up } => {
+                    let now = Instant::now();
+                    for i in 0..self.slots.len() {
+                        let slot = &mut self.slots[i];
+                        let Some((_, peer)) = slot
+                            .plan
+                            .bfd_takeover
+                            .as_ref()
+                            .filter(|(n, _)| !slot.retired && *n == name)
+                        else {
+                            continue;
+                        };
+                        let peer = *peer;
+                        if up {
+                            slot.inst.peer_up(now, peer);
+                        } else if slot.inst.peer_down(now, peer) {
+                            self.drain_actions(i, now);
+                        }
                     }
                 }
             }

@@ -34,6 +34,18 @@
 //! (a new process) from its config (possibly replaced by [`Sim::reconfigure`]).
 //! [`Sim::set_fault`] raises or clears a fault on a running router.
 //!
+//! # BFD sessions
+//!
+//! [`Sim::add_bfd_session`] models a BFD session (RFC 5880) between two routers as an
+//! abstract up/down signal fed to both engines as `peer_up` / `peer_down` with the other
+//! router's primary address (what vipd's runtime does for `bfd_takeover`). The session
+//! is *viable* while both routers run, they are in one partition group and its own
+//! path is intact ([`Sim::set_bfd_path`]: the BFD path can break while adverts still
+//! flow, or the reverse). It goes Down one detection time after it stops being viable
+//! (a crash, a partition, a broken path), and Up one detection time after it becomes
+//! viable again (the three-way handshake); a change undone within that time is not
+//! seen, as with real BFD. A detection time of zero passes every flap through at once.
+//!
 //! # Timeline
 //!
 //! Every transition, address change, announcement, send, loss and operator action is
@@ -184,6 +196,11 @@ pub enum EntryKind {
     Crashed,
     Restarted,
     Fault(bool),
+    /// The BFD session to `peer` changed state, as seen by this router.
+    Bfd {
+        peer: RouterId,
+        up: bool,
+    },
 }
 
 /// One timeline entry: `router` did or suffered `kind` at `at` (offset from the start).
@@ -437,6 +454,23 @@ pub enum Op {
     Fault(RouterId, bool),
     Partition(Vec<Vec<RouterId>>),
     Heal,
+    /// [`Sim::set_bfd_path`] of a session index.
+    BfdPath(usize, bool),
+}
+
+/// A modelled BFD session between two routers; see the crate documentation.
+#[derive(Debug, Clone)]
+struct BfdSession {
+    a: RouterId,
+    b: RouterId,
+    detect: Duration,
+    path_ok: bool,
+    /// The state both ends last saw.
+    up: bool,
+    /// Invalidates a queued state change when viability changes again.
+    generation: u64,
+    /// Viability the queued change is heading for.
+    pending: Option<bool>,
 }
 
 #[derive(Debug)]
@@ -452,6 +486,11 @@ enum Ev {
         generation: u64,
     },
     Op(Op),
+    Bfd {
+        session: usize,
+        generation: u64,
+        up: bool,
+    },
 }
 
 struct Queued {
@@ -503,6 +542,7 @@ pub struct Sim {
     /// Last scheduled arrival per directional link, to keep links FIFO.
     last_arrival: BTreeMap<(RouterId, RouterId), Duration>,
     timeline: Timeline,
+    bfd: Vec<BfdSession>,
 }
 
 impl Sim {
@@ -521,6 +561,97 @@ impl Sim {
             partition: None,
             last_arrival: BTreeMap::new(),
             timeline: Timeline::default(),
+            bfd: Vec::new(),
+        }
+    }
+
+    /// Model a BFD session between `a` and `b` with detection time `detect` (also used
+    /// as the time to come up). Returns its index for [`Sim::set_bfd_path`].
+    pub fn add_bfd_session(&mut self, a: RouterId, b: RouterId, detect: Duration) -> usize {
+        self.bfd.push(BfdSession {
+            a,
+            b,
+            detect,
+            path_ok: true,
+            up: false,
+            generation: 0,
+            pending: None,
+        });
+        let i = self.bfd.len() - 1;
+        self.bfd_reevaluate();
+        i
+    }
+
+    /// Break or repair the BFD path of a session (adverts are not affected).
+    pub fn set_bfd_path(&mut self, session: usize, ok: bool) {
+        self.bfd[session].path_ok = ok;
+        self.bfd_reevaluate();
+    }
+
+    /// Whether a BFD session is Up now.
+    pub fn bfd_up(&self, session: usize) -> bool {
+        self.bfd[session].up
+    }
+
+    fn bfd_viable(&self, i: usize) -> bool {
+        let s = &self.bfd[i];
+        s.path_ok
+            && self.routers[s.a].status == Status::Running
+            && self.routers[s.b].status == Status::Running
+            && self.connected(s.a, s.b)
+            && self.connected(s.b, s.a)
+    }
+
+    /// After anything that may change a session's viability: queue its state change.
+    fn bfd_reevaluate(&mut self) {
+        for i in 0..self.bfd.len() {
+            let viable = self.bfd_viable(i);
+            let s = &mut self.bfd[i];
+            let heading = s.pending.unwrap_or(s.up);
+            if heading == viable {
+                continue;
+            }
+            s.generation += 1;
+            if viable == s.up {
+                // Undone before detection: nothing is seen.
+                s.pending = None;
+                continue;
+            }
+            s.pending = Some(viable);
+            let (generation, at) = (s.generation, self.now + s.detect);
+            self.push(
+                at,
+                Ev::Bfd {
+                    session: i,
+                    generation,
+                    up: viable,
+                },
+            );
+        }
+    }
+
+    fn bfd_fire(&mut self, i: usize, generation: u64, up: bool) {
+        let s = &mut self.bfd[i];
+        if s.generation != generation || s.up == up {
+            return;
+        }
+        s.up = up;
+        s.pending = None;
+        let (a, b) = (s.a, s.b);
+        let now = self.instant(self.now);
+        for (me, peer) in [(a, b), (b, a)] {
+            if self.routers[me].status != Status::Running {
+                continue;
+            }
+            self.record(me, EntryKind::Bfd { peer, up });
+            let addr = self.routers[peer].cfg.primary;
+            let inst = &mut self.routers[me].inst;
+            if up {
+                inst.peer_up(now, addr);
+            } else {
+                inst.peer_down(now, addr);
+            }
+            self.after_input(me);
         }
     }
 
@@ -656,6 +787,7 @@ impl Sim {
         let now = self.instant(self.now);
         self.routers[id].inst.startup(now);
         self.after_input(id);
+        self.bfd_reevaluate();
     }
 
     /// Start every idle router, in id order.
@@ -680,6 +812,7 @@ impl Sim {
         // address hold); it just takes no more packets.
         self.routers[id].status = Status::Stopped;
         self.record(id, EntryKind::Stopped);
+        self.bfd_reevaluate();
     }
 
     /// Host failure: the router stops at once, silently; its addresses are gone.
@@ -692,6 +825,7 @@ impl Sim {
         r.generation += 1;
         r.armed = None;
         self.record(id, EntryKind::Crashed);
+        self.bfd_reevaluate();
     }
 
     /// Bring a stopped or crashed router back as a fresh instance of its config.
@@ -708,6 +842,7 @@ impl Sim {
         let now = self.instant(self.now);
         self.routers[id].inst.startup(now);
         self.after_input(id);
+        self.bfd_reevaluate();
     }
 
     /// Raise or clear a fault on a running router.
@@ -736,12 +871,14 @@ impl Sim {
         self.timeline
             .network
             .push((self.now, NetEvent::Partition(groups)));
+        self.bfd_reevaluate();
     }
 
     /// Remove any partition.
     pub fn heal(&mut self) {
         self.partition = None;
         self.timeline.network.push((self.now, NetEvent::Healed));
+        self.bfd_reevaluate();
     }
 
     /// Whether a packet from `a` can currently reach `b`.
@@ -840,7 +977,13 @@ impl Sim {
                     self.partition(&g)
                 }
                 Op::Heal => self.heal(),
+                Op::BfdPath(i, ok) => self.set_bfd_path(i, ok),
             },
+            Ev::Bfd {
+                session,
+                generation,
+                up,
+            } => self.bfd_fire(session, generation, up),
         }
         true
     }

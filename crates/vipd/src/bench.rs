@@ -21,6 +21,7 @@
 //! Every namespace, daemon and load process lives in a guard (`vipd-netns`), so an
 //! error or Ctrl-C (checked between steps) tears everything down.
 
+mod bfd;
 mod checkers;
 mod failover;
 mod jitter;
@@ -53,6 +54,9 @@ pub enum BenchCommand {
     Checkers(checkers::CheckersArgs),
     /// Hundreds of seeded random faults; invariants checked after every heal.
     Soak(soak::SoakArgs),
+    /// Crash failover at advert_int 1 with BFD take-over vs without BFD vs keepalived's
+    /// track_bfd; the CPU cost of 100 BFD sessions at 10 ms.
+    Bfd(bfd::BfdArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -197,6 +201,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         BenchCommand::Tracking(a) => tracking::run(a),
         BenchCommand::Checkers(a) => checkers::run(a),
         BenchCommand::Soak(a) => soak::run(a),
+        BenchCommand::Bfd(a) => bfd::run(a),
     }
 }
 

@@ -542,3 +542,112 @@ fn keepalived_tracks_a_vipd_bfd_session() {
     wait_state(&c, 3, "to_r1", "Up", Duration::from_secs(15));
     c.wait_holders(vip, &[1], spec.takeover_timeout());
 }
+
+/// `advert_int 1`: Master_Down_Interval of a priority-100 backup is 3.61 s.
+fn spec_1s() -> common::Spec {
+    common::Spec {
+        advert_int: "1",
+        ..common::Spec::v3()
+    }
+}
+
+/// The backup r2 (vipd, `@vipd bfd_takeover`) sees the master r1's cable pulled and
+/// is master within `limit`: well before 3 × advert + skew (3.61 s), and the
+/// transition names the BFD session. Not a timing benchmark: the slack is generous.
+fn assert_bfd_takeover(c: &Cluster, vip: std::net::IpAddr) {
+    c.lan.set_port(1, false).unwrap();
+    let pulled = Instant::now();
+    let limit = Duration::from_millis(1500);
+    let ok = vipd_netns::wait_for(limit, Duration::from_millis(5), || c.holders(vip) == [2]);
+    let took = pulled.elapsed();
+    assert!(
+        ok,
+        "r2 not master {took:?} after the cable pull\n{}",
+        c.logs()
+    );
+    let st = c.instance(2);
+    assert_eq!(st["state"], "MASTER", "{st}");
+    let log = c.log(2);
+    assert!(
+        log.contains("BFD session to master"),
+        "transition reason not logged:\n{log}"
+    );
+}
+
+/// vipd ↔ vipd at `advert_int 1`: the backup takes over on the BFD Down (150 ms), not
+/// after Master_Down_Interval (3.61 s); the cable back in, r1 preempts again.
+#[test]
+fn bfd_takeover_vipd_pair() {
+    let Some(mut c) = Cluster::new(2, "bfd-takeover") else {
+        return;
+    };
+    let vip = std::net::IpAddr::V4(vipd_netns::VIP_V4);
+    let a: Vec<String> = (1..=2)
+        .map(|i| c.lan.router_addr_v4(i).to_string())
+        .collect();
+    let spec = spec_1s();
+    let r1 = format!(
+        "{}{}",
+        bfd_block("to_r2", &a[1], &a[0], ""),
+        spec.config(200)
+    );
+    let r2 = format!(
+        "{}{}",
+        bfd_block("to_r1", &a[0], &a[1], ""),
+        spec.clone()
+            .with("@vipd bfd_takeover to_r1 min_up 200 hold_down 5000")
+            .config(100)
+    );
+    c.start_vipd(1, &r1);
+    c.start_vipd(2, &r2);
+    wait_state(&c, 2, "to_r1", "Up", Duration::from_secs(15));
+    c.wait_holders(vip, &[1], spec.takeover_timeout() * 2);
+    // Past min_up, and r2 has accepted r1's adverts.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(c.instance(2)["state"], "BACKUP", "{}", c.instance(2));
+    assert_bfd_takeover(&c, vip);
+
+    c.lan.set_port(1, true).unwrap();
+    c.wait_holders(vip, &[1], spec.takeover_timeout());
+}
+
+/// Mixed cluster: the master is keepalived 2.4.3 (its `bfd_instance` answers the
+/// session; it knows nothing of the take-over), the backup vipd with `bfd_takeover`.
+#[test]
+fn bfd_takeover_from_a_keepalived_243_master() {
+    if Version::V2_4_3.require().is_none() {
+        return;
+    }
+    let Some(mut c) = Cluster::new(2, "bfd-takeover-ka") else {
+        return;
+    };
+    let vip = std::net::IpAddr::V4(vipd_netns::VIP_V4);
+    let a: Vec<String> = (1..=2)
+        .map(|i| c.lan.router_addr_v4(i).to_string())
+        .collect();
+    let spec = spec_1s();
+    // The very file vipd runs, `@vipd` line included: keepalived skips it.
+    let r1 = format!(
+        "{}{}",
+        bfd_block("to_r2", &a[1], &a[0], ""),
+        spec.clone().with("@vipd bfd_takeover to_r2").config(200)
+    );
+    let r2 = format!(
+        "{}{}",
+        bfd_block("to_r1", &a[0], &a[1], ""),
+        spec.clone()
+            .with("@vipd bfd_takeover to_r1 min_up 200 hold_down 5000")
+            .config(100)
+    );
+    start_keepalived_bfd(&mut c, 1, &r1, Version::V2_4_3);
+    c.start_vipd(2, &r2);
+    // keepalived sends at idle_tx (1 s) until Up.
+    wait_state(&c, 2, "to_r1", "Up", Duration::from_secs(15));
+    c.wait_holders(vip, &[1], spec.takeover_timeout() * 2);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(c.instance(2)["state"], "BACKUP", "{}", c.instance(2));
+    assert_bfd_takeover(&c, vip);
+
+    c.lan.set_port(1, true).unwrap();
+    c.wait_holders(vip, &[1], spec.takeover_timeout());
+}

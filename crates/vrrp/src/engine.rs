@@ -73,6 +73,11 @@ pub enum TransitionReason {
     TimerExpired {
         other_priority: u8,
     },
+    /// vipd's BFD-driven take-over ([`PeerTakeover`]): the BFD session to the master
+    /// went down, so this backup took over without waiting Master_Down_Interval.
+    PeerDown {
+        master: IpAddr,
+    },
 }
 
 impl std::fmt::Display for TransitionReason {
@@ -104,6 +109,9 @@ impl std::fmt::Display for TransitionReason {
                 f,
                 "advert timer ran late: a backup of priority {other_priority} may have taken over"
             ),
+            TransitionReason::PeerDown { master } => {
+                write!(f, "BFD session to master {master} went down")
+            }
         }
     }
 }
@@ -253,6 +261,34 @@ pub struct InstanceConfig {
     /// default) would have passed its Master_Down_Interval since our last advert, the
     /// master assumes it was replaced and goes back to BACKUP instead of advertising.
     pub timer_expired_backup: Option<u8>,
+    /// vipd extension (`bfd_takeover`): a BACKUP treats the failure of a liveness
+    /// session (BFD) to the current master as Master_Down and takes over at once.
+    /// `None`: session events are ignored (keepalived's behaviour).
+    pub peer_takeover: Option<PeerTakeover>,
+}
+
+/// The guards of the BFD-driven take-over ([`Instance::peer_down`]). A BACKUP takes
+/// over on a session Down only when all hold:
+/// * the session's peer is the master whose advert we accepted last;
+/// * the session had been Up for at least `min_up` (a flapping session never qualifies);
+/// * no peer take-over happened within the last `hold_down`.
+///
+/// A take-over is an ordinary entry into MASTER: if the master is in fact alive (only
+/// the BFD path broke), its next advert — sent at once by an RFC 9568 / keepalived
+/// master on hearing our lower-priority advert — sends us back to BACKUP as usual.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerTakeover {
+    pub min_up: Duration,
+    pub hold_down: Duration,
+}
+
+impl Default for PeerTakeover {
+    fn default() -> Self {
+        PeerTakeover {
+            min_up: Duration::from_secs(1),
+            hold_down: Duration::from_secs(10),
+        }
+    }
 }
 
 impl InstanceConfig {
@@ -290,6 +326,7 @@ impl InstanceConfig {
             hold_addresses_on_shutdown: true,
             owner_ignore_adverts: false,
             timer_expired_backup: None,
+            peer_takeover: None,
         }
     }
 
@@ -340,6 +377,11 @@ pub struct Stats {
     pub announce_bursts: u64,
     /// Adverts checksummed without the IPv4 pseudo-header (v3), i.e. an RFC 9568-style peer.
     pub vrrp_only_checksums: u64,
+    /// BFD-driven take-overs ([`PeerTakeover`]).
+    pub peer_takeovers: u64,
+    /// Session Downs that did not lead to a take-over (not master's peer, not up
+    /// long enough, within the hold-down, or not BACKUP).
+    pub peer_downs_ignored: u64,
     pub drops: DropCounters,
 }
 
@@ -353,8 +395,15 @@ pub enum Event {
     Startup,
     Shutdown,
     Fault(bool),
-    Packet { meta: RxMeta, payload: Vec<u8> },
+    Packet {
+        meta: RxMeta,
+        payload: Vec<u8>,
+    },
     Timeout,
+    /// The liveness (BFD) session to `peer` came up.
+    PeerUp(IpAddr),
+    /// The liveness (BFD) session to `peer` went down.
+    PeerDown(IpAddr),
 }
 
 /// One virtual router.
@@ -388,6 +437,10 @@ pub struct Instance {
     ip_id: u16,
     /// `auth_hmac`: our send sequence and each sender's replay mark.
     hmac_state: hmac::HmacState,
+    /// Liveness sessions up, and since when (for [`PeerTakeover::min_up`]).
+    peers_up: Vec<(IpAddr, Instant)>,
+    /// The last BFD-driven take-over (for [`PeerTakeover::hold_down`]).
+    last_peer_takeover: Option<Instant>,
 }
 
 impl Instance {
@@ -410,6 +463,8 @@ impl Instance {
             ah_seq: ah::SeqCounter::default(),
             ip_id: 0,
             hmac_state: hmac::HmacState::default(),
+            peers_up: Vec::new(),
+            last_peer_takeover: None,
         }
     }
 
@@ -523,7 +578,48 @@ impl Instance {
             Event::Fault(on) => self.set_fault(now, on),
             Event::Packet { meta, payload } => self.handle_packet(now, &meta, &payload),
             Event::Timeout => self.handle_timeout(now),
+            Event::PeerUp(peer) => self.peer_up(now, peer),
+            Event::PeerDown(peer) => {
+                self.peer_down(now, peer);
+            }
         }
+    }
+
+    /// The liveness (BFD) session to `peer` is Up. Repeated calls keep the first time.
+    pub fn peer_up(&mut self, now: Instant, peer: IpAddr) {
+        if !self.peers_up.iter().any(|(a, _)| *a == peer) {
+            self.peers_up.push((peer, now));
+        }
+    }
+
+    /// The liveness (BFD) session to `peer` went Down. With [`PeerTakeover`]
+    /// configured, a BACKUP whose master is `peer` takes over at once, as on expiry
+    /// of Master_Down_Timer, if the guards of [`PeerTakeover`] allow it. Returns
+    /// whether it took over.
+    pub fn peer_down(&mut self, now: Instant, peer: IpAddr) -> bool {
+        let up_since = self
+            .peers_up
+            .iter()
+            .position(|(a, _)| *a == peer)
+            .map(|i| self.peers_up.swap_remove(i).1);
+        let Some(guard) = self.cfg.peer_takeover else {
+            return false;
+        };
+        let allowed = self.state == State::Backup
+            && self.master.is_some_and(|(m, _)| m == peer)
+            && !self.master_released
+            && up_since.is_some_and(|t| now.saturating_duration_since(t) >= guard.min_up)
+            && self
+                .last_peer_takeover
+                .is_none_or(|t| now.saturating_duration_since(t) >= guard.hold_down);
+        if !allowed {
+            self.stats.peer_downs_ignored += 1;
+            return false;
+        }
+        self.last_peer_takeover = Some(now);
+        self.stats.peer_takeovers += 1;
+        self.become_master(now, TransitionReason::PeerDown { master: peer });
+        true
     }
 
     /// RFC 5798 §6.4.1: leave Initialize.

@@ -12,5 +12,5 @@ pub mod engine;
 pub mod timing;
 pub mod wire;
 
-pub use engine::{Action, Event, Instance, InstanceConfig, State, TransitionReason};
+pub use engine::{Action, Event, Instance, InstanceConfig, PeerTakeover, State, TransitionReason};
 pub use wire::{DropReason, Family, Version};

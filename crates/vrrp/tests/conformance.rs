@@ -268,6 +268,18 @@ fn parse_config(text: &str) -> Result<InstanceConfig, String> {
     if let Some(v) = take(&mut kv, "timer_expired_backup") {
         cfg.timer_expired_backup = Some(parse_num(&v)?);
     }
+    let min_up = take(&mut kv, "peer_takeover_min_up_ms");
+    let hold_down = take(&mut kv, "peer_takeover_hold_down_ms");
+    if min_up.is_some() || hold_down.is_some() {
+        let mut t = vipd_vrrp::PeerTakeover::default();
+        if let Some(v) = min_up {
+            t.min_up = parse_ms(&v)?;
+        }
+        if let Some(v) = hold_down {
+            t.hold_down = parse_ms(&v)?;
+        }
+        cfg.peer_takeover = Some(t);
+    }
     if let Some((k, (n, _))) = kv.into_iter().next() {
         return Err(format!("config.txt:{n}: unknown key `{k}`"));
     }
@@ -414,6 +426,12 @@ fn parse_input(cfg: &InstanceConfig, text: &str) -> Result<Vec<Input>, String> {
                 (Some("shutdown"), []) => Event::Shutdown,
                 (Some("fault"), ["on"]) => Event::Fault(true),
                 (Some("fault"), ["off"]) => Event::Fault(false),
+                (Some("peer"), ["up", ip]) => {
+                    Event::PeerUp(ip.parse().map_err(|e| ctx(format!("{e}")))?)
+                }
+                (Some("peer"), ["down", ip]) => {
+                    Event::PeerDown(ip.parse().map_err(|e| ctx(format!("{e}")))?)
+                }
                 (Some("advert"), rest) => parse_advert(cfg, rest).map_err(ctx)?,
                 (Some("raw"), rest) => parse_raw(cfg, rest).map_err(ctx)?,
                 _ => return Err(ctx("unknown event".into())),
@@ -461,6 +479,7 @@ fn fmt_reason(r: &TransitionReason) -> String {
         TransitionReason::TimerExpired { other_priority } => {
             format!("timer-expired other-prio={other_priority}")
         }
+        TransitionReason::PeerDown { master } => format!("peer-down master={master}"),
     }
 }
 

@@ -184,7 +184,7 @@ fn raise_nofile(want: u64) {
 }
 
 /// Every process in the tree rooted at `root`.
-fn tree(root: i32) -> Vec<i32> {
+pub(super) fn tree(root: i32) -> Vec<i32> {
     let mut parent: HashMap<i32, i32> = HashMap::new();
     if let Ok(rd) = std::fs::read_dir("/proc") {
         for e in rd.flatten() {
@@ -216,7 +216,7 @@ fn stat_fields(pid: i32) -> Option<Vec<String>> {
 }
 
 /// CPU seconds (user + system) of a process tree, live processes only.
-fn cpu_seconds(pids: &[i32]) -> f64 {
+pub(super) fn cpu_seconds(pids: &[i32]) -> f64 {
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     pids.iter()
         .filter_map(|&p| stat_fields(p))

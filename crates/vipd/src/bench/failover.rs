@@ -16,16 +16,16 @@ use vipd_netns::{Capture, Frame, ProbeOptions, ProbeReport, Prober, Signal, VIP_
 /// milliseconds relative to the instant just before the port went down / the
 /// signal was sent.
 #[derive(Debug, Clone)]
-struct Measure {
+pub(super) struct Measure {
     /// The figure: largest gap between consecutive probe replies.
-    gap: Duration,
+    pub(super) gap: Duration,
     /// Where that gap lay, relative to the trigger.
     gap_from_ms: f64,
     gap_to_ms: f64,
     /// Trigger → r1's priority-0 advert on the client's wire (SIGTERM only).
     prio0_ms: Option<f64>,
     /// Trigger → r2's first advert on the client's wire.
-    advert_ms: Option<f64>,
+    pub(super) advert_ms: Option<f64>,
     /// Trigger → r2's first gratuitous ARP for the VIP on the client's wire.
     garp_ms: Option<f64>,
     /// r2's first GARP after the advert the RFC timer runs from: r1's last
@@ -85,6 +85,12 @@ pub fn run(a: FailoverArgs) -> Result<ExitCode> {
 
 fn one_run(imp: Impl, advert_ms: u32, scenario: Scenario) -> Result<Measure> {
     let mut pair = Pair::start(imp, advert_ms, Duration::from_secs(1), "bench-fo")?;
+    measure(&mut pair, advert_ms, scenario)
+}
+
+/// Probes the VIP of a settled pair (r1 master), triggers `scenario` on r1 and
+/// measures until r2 has taken over and clients are answered again.
+pub(super) fn measure(pair: &mut Pair, advert_ms: u32, scenario: Scenario) -> Result<Measure> {
     let client = pair.lan.client();
     let cap = Capture::start(client, "eth0")?;
     let prober = Prober::start(

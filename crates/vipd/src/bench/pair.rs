@@ -33,11 +33,21 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// A daemon without a control socket (keepalived).
+    pub fn from_proc(proc: Proc) -> Daemon {
+        Daemon { proc, socket: None }
+    }
+
     /// vipd's status of its (only) instance.
     pub fn instance(&self) -> Option<serde_json::Value> {
         let socket = self.socket.as_ref()?;
         let v = vipd_linux::control::query_status(socket).ok()?;
         Some(v["instances"][0].clone())
+    }
+
+    /// vipd's whole status (`None` for keepalived or when the socket does not answer).
+    pub fn status(&self) -> Option<serde_json::Value> {
+        vipd_linux::control::query_status(self.socket.as_ref()?).ok()
     }
 
     pub fn state(&self) -> Option<String> {
