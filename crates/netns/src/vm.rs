@@ -144,3 +144,37 @@ pub fn run(
         wall: t.elapsed(),
     })
 }
+
+/// Runs this test binary again (`exe args...` with `env`): here when `natively` (this
+/// kernel has the feature), otherwise inside the guest; `None` (with a "skipped" line
+/// naming `feature`) when neither can. Returns the exit status and everything printed.
+pub fn rerun_natively_or_in_guest(
+    natively: bool,
+    feature: &str,
+    exe: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    needs: &[&Path],
+    timeout: Duration,
+) -> Option<(Option<i32>, String)> {
+    if natively {
+        let o = Command::new(exe)
+            .args(args)
+            .envs(env.iter().copied())
+            .output()
+            .expect("re-running the test binary");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        return Some((o.status.code(), text));
+    }
+    if let Some(why) = unavailable() {
+        eprintln!("skipped: this kernel has no {feature} and the VM cannot run: {why}");
+        return None;
+    }
+    let run = run(exe, args, env, needs, timeout).expect("running the VM");
+    eprintln!("VM run: {:.1} s", run.wall.as_secs_f64());
+    Some((run.status, run.report()))
+}

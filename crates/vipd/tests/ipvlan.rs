@@ -161,32 +161,16 @@ fn use_ipvlan_moves_the_vip_between_ipvlans() {
     }
     let exe = std::env::current_exe().unwrap();
     let args = ["--exact", "--nocapture", "ipvlan_scenario"];
-    let (status, out) = if host_has_ipvlan() {
-        let o = std::process::Command::new(&exe)
-            .args(args)
-            .env("VIPD_TEST_IPVLAN", "1")
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        (o.status.code(), text)
-    } else if let Some(why) = vm::unavailable() {
-        eprintln!("skipped: this kernel has no ipvlan and the VM cannot run: {why}");
+    let Some((status, out)) = vm::rerun_natively_or_in_guest(
+        host_has_ipvlan(),
+        "ipvlan",
+        &exe,
+        &args,
+        &[("VIPD_TEST_IPVLAN", "1")],
+        &[Path::new(VIPD)],
+        Duration::from_secs(600),
+    ) else {
         return;
-    } else {
-        let run = vm::run(
-            &exe,
-            &args,
-            &[],
-            &[Path::new(VIPD)],
-            Duration::from_secs(600),
-        )
-        .unwrap();
-        eprintln!("VM run: {:.1} s", run.wall.as_secs_f64());
-        (run.status, run.report())
     };
     assert_eq!(status, Some(0), "{out}");
     assert!(out.contains("ipvlan scenario passed"), "{out}");

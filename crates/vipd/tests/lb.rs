@@ -789,32 +789,16 @@ fn run_on_ipvs(tests: &[&str]) {
     let exe = std::env::current_exe().unwrap();
     let mut args = vec!["--exact", "--test-threads", "1", "--nocapture"];
     args.extend(tests);
-    let (status, out) = if vm::host_has_ipvs() {
-        let o = std::process::Command::new(&exe)
-            .args(&args)
-            .env("VIPD_TEST_LB_BACKEND", "ipvs")
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        (o.status.code(), text)
-    } else if let Some(why) = vm::unavailable() {
-        eprintln!("skipped: this kernel has no IPVS and the VM cannot run: {why}");
+    let Some((status, out)) = vm::rerun_natively_or_in_guest(
+        vm::host_has_ipvs(),
+        "IPVS",
+        &exe,
+        &args,
+        &[("VIPD_TEST_LB_BACKEND", "ipvs")],
+        &[Path::new(VIPD)],
+        Duration::from_secs(900),
+    ) else {
         return;
-    } else {
-        let run = vm::run(
-            &exe,
-            &args,
-            &[("VIPD_TEST_LB_BACKEND", "ipvs")],
-            &[Path::new(VIPD)],
-            Duration::from_secs(900),
-        )
-        .unwrap();
-        eprintln!("VM run: {:.1} s", run.wall.as_secs_f64());
-        (run.status, run.report())
     };
     assert_eq!(status, Some(0), "{out}");
     for t in tests {
