@@ -1019,29 +1019,22 @@ impl Mapper<'_> {
     /// ignoring") and a repeated unicast peer ("duplicate unicast_peer"); so does vipd,
     /// with a warning at the repeat.
     fn drop_duplicates(&mut self, inst: &mut VrrpInstance, meta: &mut InstanceMeta) {
-        let mut seen = std::collections::HashSet::new();
-        let mut keep = Vec::new();
-        for (vip, tok) in inst.virtual_ipaddress.iter().zip(&meta.vip_tokens) {
-            let fresh = seen.insert((vip.addr, vip.dev.clone()));
-            if !fresh {
-                self.diags.warning(
-                    tok,
-                    format!("virtual address {} is listed twice in vrrp_instance `{}`: this line is ignored (as keepalived does)", vip.addr, inst.name),
-                );
-            }
-            keep.push(fresh);
-        }
-        if keep.len() == inst.virtual_ipaddress.len() && meta.vip_tokens.len() == keep.len() {
-            let mut k = keep.iter();
-            inst.virtual_ipaddress.retain(|_| *k.next().unwrap());
-            let mut k = keep.iter();
-            meta.vip_tokens.retain(|_| *k.next().unwrap());
-        }
+        let name = inst.name.clone();
+        self.drop_repeats(
+            &mut inst.virtual_ipaddress,
+            &mut meta.vip_tokens,
+            |v| (v.addr, v.dev.clone()),
+            |v| {
+                format!(
+                    "virtual address {} is listed twice in vrrp_instance `{name}`",
+                    v.addr
+                )
+            },
+        );
         // keepalived: "Excluded VIP duplicates a VIP ... - ignoring".
         let vips: std::collections::HashSet<IpAddr> =
             inst.virtual_ipaddress.iter().map(|v| v.addr).collect();
         let mut seen_excluded = std::collections::HashSet::new();
-        let name = inst.name.clone();
         inst.virtual_ipaddress_excluded.retain(|v| {
             let dup = vips.contains(&v.addr) || !seen_excluded.insert(v.addr);
             if dup {
@@ -1054,24 +1047,50 @@ impl Mapper<'_> {
             }
             !dup
         });
+        self.drop_repeats(
+            &mut inst.unicast_peers,
+            &mut meta.peer_tokens,
+            |p| p.addr,
+            |p| {
+                format!(
+                    "unicast_peer {} is listed twice in vrrp_instance `{name}`",
+                    p.addr
+                )
+            },
+        );
+    }
+
+    /// Drops the entries of `items` whose `key` an earlier entry has, warning at the
+    /// repeat's token (`tokens` runs alongside `items`); left as is if they do not.
+    fn drop_repeats<T, K: std::hash::Hash + Eq>(
+        &mut self,
+        items: &mut Vec<T>,
+        tokens: &mut Vec<Token>,
+        key: impl Fn(&T) -> K,
+        what: impl Fn(&T) -> String,
+    ) {
+        if items.len() != tokens.len() {
+            return;
+        }
         let mut seen = std::collections::HashSet::new();
-        let mut keep = Vec::new();
-        for (peer, tok) in inst.unicast_peers.iter().zip(&meta.peer_tokens) {
-            let fresh = seen.insert(peer.addr);
-            if !fresh {
-                self.diags.warning(
-                    tok,
-                    format!("unicast_peer {} is listed twice in vrrp_instance `{}`: this line is ignored (as keepalived does)", peer.addr, inst.name),
-                );
-            }
-            keep.push(fresh);
-        }
-        if keep.len() == inst.unicast_peers.len() && meta.peer_tokens.len() == keep.len() {
-            let mut k = keep.iter();
-            inst.unicast_peers.retain(|_| *k.next().unwrap());
-            let mut k = keep.iter();
-            meta.peer_tokens.retain(|_| *k.next().unwrap());
-        }
+        let keep: Vec<bool> = items
+            .iter()
+            .zip(tokens.iter())
+            .map(|(item, tok)| {
+                let fresh = seen.insert(key(item));
+                if !fresh {
+                    self.diags.warning(
+                        tok,
+                        format!("{}: this line is ignored (as keepalived does)", what(item)),
+                    );
+                }
+                fresh
+            })
+            .collect();
+        let mut k = keep.iter();
+        items.retain(|_| *k.next().unwrap_or(&true));
+        let mut k = keep.iter();
+        tokens.retain(|_| *k.next().unwrap_or(&true));
     }
 
     /// One line of `virtual_ipaddress`; it may hold several addresses, as in
