@@ -103,6 +103,16 @@ pub fn render(snap: &Snapshot) -> String {
         "vipd_send_faults",
         "Times an instance went FAULT because its adverts could not be sent",
     );
+    let peer_takeovers = counter(
+        &mut reg,
+        "vipd_peer_takeovers",
+        "@vipd bfd_takeover: take-overs on the BFD session to the master going Down",
+    );
+    let peer_downs_ignored = counter(
+        &mut reg,
+        "vipd_peer_downs_ignored",
+        "@vipd bfd_takeover: BFD session Downs that did not lead to a take-over",
+    );
     let io_fault = gauge(
         &mut reg,
         "vipd_instance_io_fault",
@@ -156,6 +166,12 @@ pub fn render(snap: &Snapshot) -> String {
             drops.get_or_create(&l(&[("reason", reason)])).inc_by(*n);
         }
         send_faults.get_or_create(&l(&[])).inc_by(i.send_faults);
+        peer_takeovers
+            .get_or_create(&l(&[]))
+            .inc_by(i.peer_takeovers);
+        peer_downs_ignored
+            .get_or_create(&l(&[]))
+            .inc_by(i.peer_downs_ignored);
         io_fault
             .get_or_create(&l(&[]))
             .set(i64::from(i.io_fault.is_some()));
@@ -451,6 +467,8 @@ mod tests {
                 drops: vec![("bad_ttl".into(), 5)],
                 io_fault: Some("advert sends failing: EPERM".into()),
                 send_faults: 1,
+                peer_takeovers: 2,
+                peer_downs_ignored: 3,
                 detail: Default::default(),
             }],
             socket_drops: vec![("unknown_vrid".into(), 9)],
@@ -500,6 +518,8 @@ mod tests {
             "vipd_io_errors_total{op=\"announce_send\",reason=\"ENETDOWN\"} 4",
             "vipd_send_faults_total{instance=\"VI_1\",interface=\"eth0\",vrid=\"51\"} 1",
             "vipd_instance_io_fault{instance=\"VI_1\",interface=\"eth0\",vrid=\"51\"} 1",
+            "vipd_peer_takeovers_total{instance=\"VI_1\",interface=\"eth0\",vrid=\"51\"} 2",
+            "vipd_peer_downs_ignored_total{instance=\"VI_1\",interface=\"eth0\",vrid=\"51\"} 3",
             "vipd_instance_advert_interval_seconds{instance=\"VI_1\",interface=\"eth0\",vrid=\"51\"} 0.01",
             "# TYPE vipd_transitions counter",
             "vipd_virtual_server_active{virtual_server=\"virtual_server 192.0.2.100 80\"} 1",

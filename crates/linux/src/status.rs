@@ -169,6 +169,11 @@ pub struct InstanceStatus {
     /// (`VRRP socket on eth0 cannot be reopened: ENODEV`). Tracking faults are in
     /// `tracking`.
     pub io_fault: Option<String>,
+    /// `@vipd bfd_takeover`: take-overs on a BFD session Down, and session Downs that
+    /// did not lead to one (not BACKUP, not the master's session, not Up for `min_up`,
+    /// within `hold_down`).
+    pub peer_takeovers: u64,
+    pub peer_downs_ignored: u64,
     /// Times its adverts could not be sent for `FAILED_ROUNDS_FOR_FAULT` rounds in a
     /// row as MASTER (each made it FAULT until a probe got out).
     pub send_faults: u64,
@@ -239,6 +244,8 @@ impl InstanceStatus {
                 .collect(),
             io_fault: None,
             send_faults: 0,
+            peer_takeovers: st.peer_takeovers,
+            peer_downs_ignored: st.peer_downs_ignored,
             detail: InstanceDetail {
                 addresses: addresses.to_vec(),
                 last_transition_unix: inst.last_transition().map(|(t, _)| {

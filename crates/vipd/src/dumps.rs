@@ -921,6 +921,8 @@ mod tests {
             ],
             io_fault: None,
             send_faults: 0,
+            peer_takeovers: 0,
+            peer_downs_ignored: 0,
             detail: vipd_linux::status::InstanceDetail {
                 addresses: vec![
                     vipd_linux::netlink::AddressSpec {
