@@ -41,7 +41,13 @@ pub enum Command {
     AddressesReady { instance: usize, epoch: u64 },
     /// A `bfd_instance` went Up or Down: the instances with `bfd_takeover` on it get
     /// `peer_up` / `peer_down` (straight from the BFD thread, not via the tracker).
-    BfdSession { name: String, up: bool },
+    /// `transition: false`: a report of the session's state after a configuration; a
+    /// Down then is `peer_not_up`, no failure (and no ignored Down counted).
+    BfdSession {
+        name: String,
+        up: bool,
+        transition: bool,
+    },
 }
 
 /// How long a take-over's announcements wait for the VIPs to be installed before
@@ -281,6 +287,7 @@ impl Runtime {
                         name,
                         up,
                         to_vrrp: true,
+                        transition,
                         ..
                     } = &e
                     {
@@ -288,6 +295,7 @@ impl Runtime {
                         commander.send(Command::BfdSession {
                             name: name.clone(),
                             up: *up,
+                            transition: *transition,
                         });
                         tracker.send(crate::tracker::Msg::Bfd {
                             name: name.clone(),
@@ -1079,7 +1087,11 @@ impl EngineLoop {
                         self.addresses_ready(instance, epoch, Instant::now());
                     }
                 }
-                Command::BfdSession { name, up } => {
+                Command::BfdSession {
+                    name,
+                    up,
+                    transition,
+                } => {
                     let now = Instant::now();
                     for i in 0..self.slots.len() {
                         let slot = &mut self.slots[i];
@@ -1094,6 +1106,8 @@ impl EngineLoop {
                         let peer = *peer;
                         if up {
                             slot.inst.peer_up(now, peer);
+                        } else if !transition {
+                            slot.inst.peer_not_up(peer);
                         } else if slot.inst.peer_down(now, peer) {
                             self.drain_actions(i, now);
                         }
