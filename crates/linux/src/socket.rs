@@ -501,8 +501,27 @@ mod tests {
             sockhealth::missing_groups(1, s.groups(), &joined).is_empty(),
             "{joined:?}"
         );
-        // And it sends: a probe on lo gets out.
+        // And it sends: probes on lo, from it and from an AH socket (which builds its
+        // own IPv4 header), arrive as VRRP messages of VRID 0, checksummed.
         let lo: IpAddr = "127.0.0.1".parse().unwrap();
         s.send_probe(lo, lo, 3, 255).unwrap();
+        let ah = VrrpSocket::open(Family::V4, "lo", 1, None, true).unwrap();
+        ah.send_probe(lo, lo, 2, 255).unwrap();
+        let mut versions = Vec::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while versions.len() < 2 && std::time::Instant::now() < deadline {
+            match s.recv(&mut buf) {
+                Ok(Some(Ok(rx))) if rx.meta.src == lo => {
+                    assert_eq!(wire::checksum::internet(rx.payload), 0);
+                    if let Some((version, 0)) = wire::vrrp::peek(rx.payload) {
+                        versions.push(version);
+                    }
+                }
+                Ok(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        versions.sort();
+        assert_eq!(versions, [2, 3], "both probes arrive");
     }
 }
