@@ -6,7 +6,7 @@
 //!
 //! 1. Vocabulary, importing nothing of the crate: [`iface`], [`routes`], [`track`]
 //!    (tracking rules, the tracker's plan types, [`track::VerdictSink`]), [`packet`],
-//!    [`socket`].
+//!    [`socket`], [`sockhealth`] (what a failing VRRP socket leads to, pure).
 //! 2. Kernel requests and the published picture: [`netlink`] (iface, routes),
 //!    [`status`] (netlink).
 //! 3. [`plan`] (iface, netlink, routes, track): keepalived.conf model + host facts →
@@ -37,6 +37,7 @@ pub mod realserver;
 pub mod routes;
 pub mod runtime;
 pub mod socket;
+pub mod sockhealth;
 pub mod status;
 pub mod track;
 pub mod tracker;

@@ -98,6 +98,26 @@ pub fn render(snap: &Snapshot) -> String {
         "vipd_adverts_dropped",
         "Received VRRP packets dropped, by reason",
     );
+    let send_faults = counter(
+        &mut reg,
+        "vipd_send_faults",
+        "Times an instance went FAULT because its adverts could not be sent",
+    );
+    let peer_takeovers = counter(
+        &mut reg,
+        "vipd_peer_takeovers",
+        "@vipd bfd_takeover: take-overs on the BFD session to the master going Down",
+    );
+    let peer_downs_ignored = counter(
+        &mut reg,
+        "vipd_peer_downs_ignored",
+        "@vipd bfd_takeover: BFD session Downs that did not lead to a take-over",
+    );
+    let io_fault = gauge(
+        &mut reg,
+        "vipd_instance_io_fault",
+        "1 while the instance is FAULT because its adverts cannot be sent or its VRRP socket cannot be reopened",
+    );
     let socket_drops = counter(
         &mut reg,
         "vipd_socket_dropped",
@@ -145,6 +165,16 @@ pub fn render(snap: &Snapshot) -> String {
         for (reason, n) in &i.drops {
             drops.get_or_create(&l(&[("reason", reason)])).inc_by(*n);
         }
+        send_faults.get_or_create(&l(&[])).inc_by(i.send_faults);
+        peer_takeovers
+            .get_or_create(&l(&[]))
+            .inc_by(i.peer_takeovers);
+        peer_downs_ignored
+            .get_or_create(&l(&[]))
+            .inc_by(i.peer_downs_ignored);
+        io_fault
+            .get_or_create(&l(&[]))
+            .set(i64::from(i.io_fault.is_some()));
     }
     let vs_active = gauge(
         &mut reg,
@@ -182,7 +212,7 @@ pub fn render(snap: &Snapshot) -> String {
     let io_errors = counter(
         &mut reg,
         "vipd_io_errors",
-        "Socket errors of the protocol thread, by operation (receive, advert_send, announce_send) and errno",
+        "Socket errors of the protocol thread, by operation (receive, advert_send, announce_send, vrrp_socket_reopen) and errno",
     );
     for e in &snap.io_errors {
         io_errors
@@ -435,6 +465,10 @@ mod tests {
                 transitions: 3,
                 announcements_sent: 10,
                 drops: vec![("bad_ttl".into(), 5)],
+                io_fault: Some("advert sends failing: EPERM".into()),
+                send_faults: 1,
+                peer_takeovers: 2,
+                peer_downs_ignored: 3,
                 detail: Default::default(),
             }],
             socket_drops: vec![("unknown_vrid".into(), 9)],
@@ -482,6 +516,10 @@ mod tests {
             "vipd_adverts_dropped_total{instance=\"VI_1\",interface=\"eth0\",vrid=\"51\",reason=\"bad_ttl\"} 5",
             "vipd_socket_dropped_total{reason=\"unknown_vrid\"} 9",
             "vipd_io_errors_total{op=\"announce_send\",reason=\"ENETDOWN\"} 4",
+            "vipd_send_faults_total{instance=\"VI_1\",interface=\"eth0\",vrid=\"51\"} 1",
+            "vipd_instance_io_fault{instance=\"VI_1\",interface=\"eth0\",vrid=\"51\"} 1",
+            "vipd_peer_takeovers_total{instance=\"VI_1\",interface=\"eth0\",vrid=\"51\"} 2",
+            "vipd_peer_downs_ignored_total{instance=\"VI_1\",interface=\"eth0\",vrid=\"51\"} 3",
             "vipd_instance_advert_interval_seconds{instance=\"VI_1\",interface=\"eth0\",vrid=\"51\"} 0.01",
             "# TYPE vipd_transitions counter",
             "vipd_virtual_server_active{virtual_server=\"virtual_server 192.0.2.100 80\"} 1",

@@ -8,6 +8,7 @@ use crate::addresses::{AddrCommand, AddrNotice, AddressWorker};
 use crate::packet::PacketSocket;
 use crate::plan::{InstancePlan, Plan};
 use crate::socket::VrrpSocket;
+use crate::sockhealth::{self, RxHealth, RxVerdict, SendHealth};
 use crate::status::{InstanceStatus, IoErrors, Snapshot};
 use anyhow::{Context, Result};
 use std::collections::{HashMap, VecDeque};
@@ -40,7 +41,13 @@ pub enum Command {
     AddressesReady { instance: usize, epoch: u64 },
     /// A `bfd_instance` went Up or Down: the instances with `bfd_takeover` on it get
     /// `peer_up` / `peer_down` (straight from the BFD thread, not via the tracker).
-    BfdSession { name: String, up: bool },
+    /// `transition: false`: a report of the session's state after a configuration; a
+    /// Down then is `peer_not_up`, no failure (and no ignored Down counted).
+    BfdSession {
+        name: String,
+        up: bool,
+        transition: bool,
+    },
 }
 
 /// How long a take-over's announcements wait for the VIPs to be installed before
@@ -253,6 +260,7 @@ impl Runtime {
                 plan.min_auto_priority_delay,
                 plan.rt_priority,
             ),
+            next_audit: Instant::now() + sockhealth::MEMBERSHIP_AUDIT,
         };
         for p in &plan.instances {
             engine.ensure_socket(p)?;
@@ -279,6 +287,7 @@ impl Runtime {
                         name,
                         up,
                         to_vrrp: true,
+                        transition,
                         ..
                     } = &e
                     {
@@ -286,6 +295,7 @@ impl Runtime {
                         commander.send(Command::BfdSession {
                             name: name.clone(),
                             up: *up,
+                            transition: *transition,
                         });
                         tracker.send(crate::tracker::Msg::Bfd {
                             name: name.clone(),
@@ -573,6 +583,8 @@ struct RxSocket {
     instances: Vec<usize>,
     /// Drops before a packet could be given to an instance.
     drops: DropCounters,
+    /// Receive errors in a row, reopens, and whether it is broken (see `sockhealth`).
+    health: RxHealth,
 }
 
 struct Slot {
@@ -598,6 +610,8 @@ struct Slot {
     awaiting_addresses: Option<(u64, Instant)>,
     /// Announcement rounds held back meanwhile.
     pending_announce: u32,
+    /// Failed advert rounds and the send fault (see `sockhealth`).
+    send_health: SendHealth,
 }
 
 /// Announcements waiting for their turn on one interface (garp_interval pacing).
@@ -637,6 +651,8 @@ struct EngineLoop {
     link_errors: Arc<Mutex<IoErrors>>,
     /// `max_auto_priority`: SCHED_RR for this thread when its timers run late.
     auto_priority: vipd_exec::tuning::AutoPriority,
+    /// When the sockets' multicast memberships are checked next.
+    next_audit: Instant,
 }
 
 /// How long after start-up the instances start: the longer of `vrrp_startup_delay`
@@ -689,6 +705,7 @@ impl EngineLoop {
             sock,
             instances: Vec::new(),
             drops: DropCounters::default(),
+            health: RxHealth::default(),
         });
         Ok(self.sockets.len() - 1)
     }
@@ -720,6 +737,7 @@ impl EngineLoop {
             addr_epoch: reuse.map_or(0, |i| self.slots[i].addr_epoch),
             awaiting_addresses: None,
             pending_announce: 0,
+            send_health: SendHealth::default(),
         };
         let i = match reuse {
             Some(i) => {
@@ -926,6 +944,8 @@ impl EngineLoop {
             }
             self.extra_garps(now);
             self.flush_announcements(now);
+            self.probe_sends(now);
+            self.check_sockets(now, None);
             self.maybe_publish_status(now);
 
             let deadline = self
@@ -946,6 +966,18 @@ impl EngineLoop {
                 // try again soon, not at the next packet or timer (up to a second away).
                 .chain(self.status_dirty.then(|| now + STATUS_RETRY))
                 .chain(self.slots.iter().filter_map(|s| s.extra_garp_at))
+                .chain(
+                    self.slots
+                        .iter()
+                        .filter(|s| !s.retired)
+                        .filter_map(|s| s.send_health.next_probe()),
+                )
+                .chain(
+                    self.sockets
+                        .iter()
+                        .filter_map(|s| s.health.broken().map(|b| b.retry.next())),
+                )
+                .chain(std::iter::once(self.next_audit))
                 .min()
                 // Go round at least once a second: the watchdog watches the heartbeat.
                 .map_or(now + Duration::from_secs(1), |d| {
@@ -1032,7 +1064,18 @@ impl EngineLoop {
                                 priority: slot.inst.priority(),
                             });
                         }
+                        let cleared = self.slots[i].own_fault && !fault;
                         self.slots[i].own_fault = fault;
+                        if cleared {
+                            // Its interface may have come back: a socket that lost its
+                            // groups (or could not be reopened) is fixed before the
+                            // instance listens again.
+                            let s = self.slots[i].socket;
+                            if s < self.sockets.len() {
+                                self.sockets[s].health.hurry(now);
+                                self.check_sockets(now, Some(s));
+                            }
+                        }
                         self.apply_faults(i, now);
                     }
                 }
@@ -1044,7 +1087,11 @@ impl EngineLoop {
                         self.addresses_ready(instance, epoch, Instant::now());
                     }
                 }
-                Command::BfdSession { name, up } => {
+                Command::BfdSession {
+                    name,
+                    up,
+                    transition,
+                } => {
                     let now = Instant::now();
                     for i in 0..self.slots.len() {
                         let slot = &mut self.slots[i];
@@ -1059,6 +1106,8 @@ impl EngineLoop {
                         let peer = *peer;
                         if up {
                             slot.inst.peer_up(now, peer);
+                        } else if !transition {
+                            slot.inst.peer_not_up(peer);
                         } else if slot.inst.peer_down(now, peer) {
                             self.drain_actions(i, now);
                         }
@@ -1102,6 +1151,7 @@ impl EngineLoop {
         let mut fds: Vec<libc::pollfd> = self
             .sockets
             .iter()
+            .filter(|s| s.health.broken().is_none())
             .map(|s| libc::pollfd {
                 fd: s.sock.as_raw_fd(),
                 events: libc::POLLIN,
@@ -1135,19 +1185,39 @@ impl EngineLoop {
     }
 
     fn receive_all(&mut self, s: usize, buf: &mut [u8]) {
+        if self.sockets[s].health.broken().is_some() {
+            return;
+        }
         loop {
             let got = match self.sockets[s].sock.recv(buf) {
                 Ok(Some(r)) => r,
-                Ok(None) => return,
+                Ok(None) => {
+                    self.sockets[s].health.ok();
+                    return;
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     let ifindex = self.sockets[s].ifindex;
                     self.io_error("receive", &e, || {
                         format!("VRRP socket on ifindex {ifindex}")
                     });
-                    return;
+                    match self.sockets[s].health.error(e.raw_os_error()) {
+                        // An ICMP report is consumed: read on.
+                        RxVerdict::Continue
+                            if e.raw_os_error().is_some_and(sockhealth::is_icmp_report) =>
+                        {
+                            continue
+                        }
+                        RxVerdict::Continue => return,
+                        RxVerdict::Reopen => {
+                            let why = IoErrors::reason(&e);
+                            self.reopen_socket(s, &why, Instant::now());
+                            return;
+                        }
+                    }
                 }
             };
+            self.sockets[s].health.ok();
             let now = Instant::now();
             let rx = match got {
                 Ok(rx) => rx,
@@ -1180,23 +1250,19 @@ impl EngineLoop {
     }
 
     fn drain_actions(&mut self, i: usize, now: Instant) {
+        // This step's adverts: `Ok` once one left the host (see `sockhealth`).
+        let mut round: Option<Result<(), String>> = None;
         while let Some(action) = self.slots[i].inst.poll_action() {
             match action {
                 Action::Send { dst, payload } => {
-                    let slot = &self.slots[i];
-                    let src = slot.plan.engine.primary;
-                    let ttl = slot.plan.unicast_ttl;
-                    // A retired instance whose socket was closed has nothing to say.
-                    let Some(rx) = self.sockets.get(slot.socket) else {
-                        continue;
-                    };
-                    if let Err(e) = rx.sock.send(src, dst, &payload, ttl) {
-                        let _ = self.notices.send(Notice::SendFailed {
-                            instance: slot.plan.name.clone(),
-                            error: format!("advert to {dst}: {e}"),
-                        });
-                        self.io_errors.count("advert_send", &e);
-                        self.status_dirty = true;
+                    let sent = self.send_on_socket(i, dst, |sock, src, ttl| {
+                        sock.send(src, dst, &payload, ttl)
+                    });
+                    if let Some(sent) = sent {
+                        round = match (round, sent) {
+                            (Some(Ok(())), _) | (_, Ok(())) => Some(Ok(())),
+                            (_, Err(e)) => Some(Err(IoErrors::reason(&e))),
+                        };
                     }
                 }
                 Action::AddAddresses => {
@@ -1284,6 +1350,171 @@ impl EngineLoop {
                 }
             }
         }
+        if let Some(outcome) = round {
+            let master = self.slots[i].inst.state() == State::Master;
+            if self.slots[i].send_health.round(now, master, outcome) {
+                let slot = &self.slots[i];
+                let reason = slot.send_health.fault().map_or("", |f| f.reason.as_str());
+                tracing::error!(
+                    "{}: {} adverts in a row could not be sent ({reason}): FAULT, releasing the VIPs it cannot defend; sends are probed and it comes back when one gets out",
+                    slot.plan.name,
+                    sockhealth::FAILED_ROUNDS_FOR_FAULT,
+                );
+                self.status_dirty = true;
+                self.apply_faults(i, now);
+            }
+        }
+    }
+
+    /// Send with instance `i`'s socket, source and TTL, counting a failure (and telling
+    /// the notice stream). `EINTR` and an error that only reports an earlier ICMP
+    /// message are tried once more. `None`: the socket is gone (a retired instance).
+    fn send_on_socket(
+        &mut self,
+        i: usize,
+        dst: std::net::IpAddr,
+        send: impl Fn(&VrrpSocket, std::net::IpAddr, u8) -> std::io::Result<()>,
+    ) -> Option<std::io::Result<()>> {
+        let slot = &self.slots[i];
+        let src = slot.plan.engine.primary;
+        let ttl = slot.plan.unicast_ttl;
+        let rx = self.sockets.get(slot.socket)?;
+        let mut sent = send(&rx.sock, src, ttl);
+        if let Err(e) = &sent {
+            let retry = e.kind() == std::io::ErrorKind::Interrupted
+                || e.raw_os_error().is_some_and(sockhealth::is_icmp_report);
+            if retry {
+                self.io_errors.count("advert_send", e);
+                sent = send(&rx.sock, src, ttl);
+            }
+        }
+        if let Err(e) = &sent {
+            let _ = self.notices.send(Notice::SendFailed {
+                instance: slot.plan.name.clone(),
+                error: format!("advert to {dst}: {e}"),
+            });
+            self.io_errors.count("advert_send", e);
+            self.status_dirty = true;
+        }
+        Some(sent)
+    }
+
+    /// Probe the sends of the instances in a send fault whose probe is due: one probe
+    /// per advert destination; the first that gets out clears the fault.
+    fn probe_sends(&mut self, now: Instant) {
+        for i in 0..self.slots.len() {
+            let slot = &self.slots[i];
+            if slot.retired || slot.send_health.next_probe().is_none_or(|t| t > now) {
+                continue;
+            }
+            let cfg = slot.inst.config();
+            let version = cfg.version.number();
+            let dsts: Vec<std::net::IpAddr> = if cfg.is_unicast() {
+                cfg.peers.iter().map(|p| p.addr).collect()
+            } else {
+                vec![cfg.advert_group()]
+            };
+            let mut outcome = Err("no destination".to_string());
+            for dst in dsts {
+                match self.send_on_socket(i, dst, |sock, src, ttl| {
+                    sock.send_probe(src, dst, version, ttl)
+                }) {
+                    Some(Ok(())) => {
+                        outcome = Ok(());
+                        break;
+                    }
+                    Some(Err(e)) => outcome = Err(IoErrors::reason(&e)),
+                    None => {}
+                }
+            }
+            if self.slots[i].send_health.probed(now, outcome) {
+                tracing::warn!(
+                    "{}: sends work again: fault cleared",
+                    self.slots[i].plan.name
+                );
+                self.status_dirty = true;
+                self.apply_faults(i, now);
+            }
+        }
+    }
+
+    /// Reopen socket `s` (`why`: the errno or `multicast_membership_lost`), counted as
+    /// `vrrp_socket_reopen` in `io_errors`. While a reopen fails the socket is broken:
+    /// its instances are FAULT and it is retried with backoff.
+    fn reopen_socket(&mut self, s: usize, why: &str, now: Instant) {
+        let rx = &mut self.sockets[s];
+        let name = rx.sock.ifname().to_string();
+        match rx.sock.reopen() {
+            Ok(()) => {
+                let was_broken = rx.health.reopened();
+                // Every reopen is counted; the log says it once per reason.
+                if self.io_errors.count_reason("vrrp_socket_reopen", why) || was_broken {
+                    tracing::warn!(
+                        "VRRP socket on {name}: {why}: reopened (groups joined again; counted as vrrp_socket_reopen/{why} in io_errors)"
+                    );
+                }
+                self.status_dirty = true;
+                if was_broken {
+                    for i in self.sockets[s].instances.clone() {
+                        self.apply_faults(i, now);
+                    }
+                }
+            }
+            Err(e) => {
+                let reason = IoErrors::reason(&e);
+                let newly = rx.health.reopen_failed(now, reason.clone());
+                self.io_errors.count("vrrp_socket_reopen_failed", &e);
+                self.status_dirty = true;
+                if newly {
+                    tracing::error!(
+                        "VRRP socket on {name}: {why}: cannot reopen it ({e}): its instances are FAULT until it can be (retried with backoff)"
+                    );
+                    for i in self.sockets[s].instances.clone() {
+                        self.apply_faults(i, now);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Retry the broken sockets whose backoff is over, and check the multicast
+    /// memberships of the others when due (or at once for `only`, a socket whose
+    /// interface just came back).
+    fn check_sockets(&mut self, now: Instant, only: Option<usize>) {
+        for s in 0..self.sockets.len() {
+            if only.is_none_or(|o| o == s) {
+                if let Some(b) = self.sockets[s].health.broken() {
+                    if only.is_some() || b.retry.due(now) {
+                        let why = b.reason.clone();
+                        self.reopen_socket(s, &why, now);
+                    }
+                }
+            }
+        }
+        if only.is_none() && now < self.next_audit {
+            return;
+        }
+        if only.is_none() {
+            self.next_audit = now + sockhealth::MEMBERSHIP_AUDIT;
+        }
+        let audited: Vec<usize> = (0..self.sockets.len())
+            .filter(|&s| only.is_none_or(|o| o == s))
+            .filter(|&s| {
+                let rx = &self.sockets[s];
+                rx.health.broken().is_none() && !rx.sock.groups().is_empty()
+            })
+            .collect();
+        if audited.is_empty() {
+            return;
+        }
+        let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+        let joined = sockhealth::memberships(&read("/proc/net/igmp"), &read("/proc/net/igmp6"));
+        for s in audited {
+            let rx = &self.sockets[s];
+            if !sockhealth::missing_groups(rx.ifindex, rx.sock.groups(), &joined).is_empty() {
+                self.reopen_socket(s, "multicast_membership_lost", now);
+            }
+        }
     }
 
     /// A fault of one member of a sync group is the whole group's fault; otherwise an
@@ -1293,9 +1524,16 @@ impl EngineLoop {
             Some(g) => self.groups[g].members.clone(),
             None => vec![i],
         };
-        let fault = members
-            .iter()
-            .any(|&m| self.slots[m].own_fault || self.slots[m].plan.config_fault.is_some());
+        let fault = members.iter().any(|&m| {
+            let slot = &self.slots[m];
+            slot.own_fault
+                || slot.plan.config_fault.is_some()
+                || slot.send_health.fault().is_some()
+                || self
+                    .sockets
+                    .get(slot.socket)
+                    .is_some_and(|s| s.health.broken().is_some())
+        });
         for m in members {
             self.slots[m].inst.set_fault(now, fault);
             self.drain_actions(m, now);
@@ -1475,14 +1713,25 @@ impl EngineLoop {
             .iter()
             .filter(|s| !s.retired)
             .map(|s| {
-                InstanceStatus::from_engine(
+                let mut st = InstanceStatus::from_engine(
                     &s.plan.name,
                     &s.plan.iface.name,
                     &s.plan.addresses,
                     &s.inst,
                     self.started,
                     s.announcements_sent,
-                )
+                );
+                st.send_faults = s.send_health.faults;
+                st.io_fault = match (s.send_health.fault(), self.sockets.get(s.socket)) {
+                    (_, Some(rx)) if rx.health.broken().is_some() => Some(format!(
+                        "VRRP socket on {} cannot be reopened: {}",
+                        rx.sock.ifname(),
+                        rx.health.broken().map_or("", |b| b.reason.as_str())
+                    )),
+                    (Some(f), _) => Some(format!("advert sends failing: {}", f.reason)),
+                    _ => None,
+                };
+                st
             })
             .collect();
         let mut socket_drops: HashMap<String, u64> = self.closed_socket_drops.clone();

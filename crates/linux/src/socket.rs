@@ -18,9 +18,12 @@ use vipd_vrrp::wire::{self, ipv4, DropReason, Family, RxMeta};
 pub struct VrrpSocket {
     sock: Socket,
     family: Family,
+    ifname: String,
     ifindex: u32,
     /// IP protocol 51 (AH), IPv4 only, with IP_HDRINCL.
     ah: bool,
+    /// The multicast groups joined, for a reopen (and the membership audit).
+    groups: Vec<IpAddr>,
 }
 
 /// A received VRRP message with its IP metadata.
@@ -43,6 +46,21 @@ impl VrrpSocket {
         group: Option<IpAddr>,
         ah: bool,
     ) -> io::Result<VrrpSocket> {
+        let mut s = VrrpSocket {
+            sock: Self::new_socket(family, ifname, ifindex, ah)?,
+            family,
+            ifname: ifname.to_string(),
+            ifindex,
+            ah,
+            groups: Vec::new(),
+        };
+        if let Some(g) = group {
+            s.join_group(g)?;
+        }
+        Ok(s)
+    }
+
+    fn new_socket(family: Family, ifname: &str, ifindex: u32, ah: bool) -> io::Result<Socket> {
         let domain = match family {
             Family::V4 => Domain::IPV4,
             Family::V6 if ah => {
@@ -81,16 +99,40 @@ impl VrrpSocket {
                 setsockopt_int(&sock, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)?;
             }
         }
-        let s = VrrpSocket {
-            sock,
-            family,
-            ifindex,
-            ah,
-        };
-        if let Some(g) = group {
-            s.join_group(g)?;
+        Ok(sock)
+    }
+
+    /// Replace the kernel socket by a new one, bound and joined as this one was (a
+    /// socket that failed, or whose multicast memberships the interface lost when it
+    /// was re-created). The old socket leaves its groups first, so closing it cannot
+    /// undo the new one's joins; on failure this one stays, without its groups.
+    pub fn reopen(&mut self) -> io::Result<()> {
+        for g in &self.groups {
+            // Whatever the old socket says (it may be the one that failed).
+            let _ = match g {
+                IpAddr::V4(g) => self.sock.leave_multicast_v4_n(
+                    g,
+                    &socket2::InterfaceIndexOrAddress::Index(self.ifindex),
+                ),
+                IpAddr::V6(g) => self.sock.leave_multicast_v6(g, self.ifindex),
+            };
         }
-        Ok(s)
+        let sock = Self::new_socket(self.family, &self.ifname, self.ifindex, self.ah)?;
+        let old = std::mem::replace(&mut self.sock, sock);
+        drop(old);
+        for g in self.groups.clone() {
+            self.join(g)?;
+        }
+        Ok(())
+    }
+
+    pub fn ifname(&self) -> &str {
+        &self.ifname
+    }
+
+    /// The multicast groups this socket has joined.
+    pub fn groups(&self) -> &[IpAddr] {
+        &self.groups
     }
 
     pub fn family(&self) -> Family {
@@ -104,7 +146,15 @@ impl VrrpSocket {
 
     /// Join a multicast group our instances advertise to (the VRRP group, or an
     /// instance's `mcast_dst_ip`); joining twice is harmless.
-    pub fn join_group(&self, group: IpAddr) -> io::Result<()> {
+    pub fn join_group(&mut self, group: IpAddr) -> io::Result<()> {
+        self.join(group)?;
+        if !self.groups.contains(&group) {
+            self.groups.push(group);
+        }
+        Ok(())
+    }
+
+    fn join(&self, group: IpAddr) -> io::Result<()> {
         let res = match group {
             IpAddr::V4(g) if self.family == Family::V4 => self
                 .sock
@@ -123,6 +173,44 @@ impl VrrpSocket {
             Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) => Ok(()),
             r => r,
         }
+    }
+
+    /// Sends a probe from `src` to `dst` the way adverts go: an 8-byte VRRP header of
+    /// `version` with VRID 0, which no virtual router can have (VRIDs are 1–255), so
+    /// every receiver drops it as an unknown VRID (keepalived silently, vipd counting
+    /// it under `unknown_vrid`). It tells whether adverts could leave the host now
+    /// (a firewall's output rule, a route, the interface) without advertising anything.
+    pub fn send_probe(&self, src: IpAddr, dst: IpAddr, version: u8, ttl: u8) -> io::Result<()> {
+        let mut probe = [version << 4 | 1, 0, 0, 0, 0, 1, 0, 0];
+        let sum = wire::checksum::internet(&probe);
+        probe[6..].copy_from_slice(&sum.to_be_bytes());
+        if !self.ah {
+            return self.send(src, dst, &probe, ttl);
+        }
+        // An AH socket sends whole IPv4 packets (IP_HDRINCL): a plain VRRP one here.
+        let (IpAddr::V4(s), IpAddr::V4(d)) = (src, dst) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "AH probe to an IPv6 address",
+            ));
+        };
+        let mut packet = vec![
+            0x45,
+            0,
+            0,
+            28,
+            0,
+            0,
+            0,
+            0,
+            wire::VRRP_TTL,
+            wire::IPPROTO_VRRP,
+        ];
+        packet.extend_from_slice(&[0, 0]);
+        packet.extend_from_slice(&s.octets());
+        packet.extend_from_slice(&d.octets());
+        packet.extend_from_slice(&probe);
+        self.send_ah(dst, &packet, ttl)
     }
 
     /// Sends one VRRP message from `src` to `dst`; to a unicast `dst` with TTL / hop
@@ -373,5 +461,67 @@ fn set_multicast_if_index_v4(sock: &Socket, ifindex: u32) -> io::Result<()> {
         Err(io::Error::last_os_error())
     } else {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sockhealth::{self, RxHealth, RxVerdict};
+
+    /// A socket that stopped being one (its descriptor now some other file) fails every
+    /// receive with ENOTSOCK; the policy reopens it at once and the new socket has its
+    /// group again.
+    #[test]
+    fn a_socket_that_fails_for_good_is_reopened_with_its_groups() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let group: IpAddr = "224.0.0.18".parse().unwrap();
+        let mut s = VrrpSocket::open(Family::V4, "lo", 1, Some(group), false).unwrap();
+        assert_eq!(s.groups(), [group]);
+        let mut buf = [0u8; 2048];
+        assert!(matches!(s.recv(&mut buf), Ok(None)));
+        // Put /dev/null where the socket was (not a close: the number stays ours).
+        let null = std::fs::File::open("/dev/null").unwrap();
+        // SAFETY: both descriptors are ours; the socket's is replaced atomically.
+        assert!(unsafe { libc::dup2(null.as_raw_fd(), s.as_raw_fd()) } >= 0);
+        let err = s.recv(&mut buf).err().expect("not a socket any more");
+        let mut health = RxHealth::default();
+        assert_eq!(health.error(err.raw_os_error()), RxVerdict::Reopen, "{err}");
+        s.reopen().unwrap();
+        assert!(!health.reopened(), "it was never broken");
+        assert_eq!(health.reopens, 1);
+        assert!(matches!(s.recv(&mut buf), Ok(None)));
+        assert_eq!(s.groups(), [group]);
+        let joined =
+            sockhealth::memberships(&std::fs::read_to_string("/proc/net/igmp").unwrap(), "");
+        assert!(
+            sockhealth::missing_groups(1, s.groups(), &joined).is_empty(),
+            "{joined:?}"
+        );
+        // And it sends: probes on lo, from it and from an AH socket (which builds its
+        // own IPv4 header), arrive as VRRP messages of VRID 0, checksummed.
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        s.send_probe(lo, lo, 3, 255).unwrap();
+        let ah = VrrpSocket::open(Family::V4, "lo", 1, None, true).unwrap();
+        ah.send_probe(lo, lo, 2, 255).unwrap();
+        let mut versions = Vec::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while versions.len() < 2 && std::time::Instant::now() < deadline {
+            match s.recv(&mut buf) {
+                Ok(Some(Ok(rx))) if rx.meta.src == lo => {
+                    assert_eq!(wire::checksum::internet(rx.payload), 0);
+                    if let Some((version, 0)) = wire::vrrp::peek(rx.payload) {
+                        versions.push(version);
+                    }
+                }
+                Ok(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        versions.sort();
+        assert_eq!(versions, [2, 3], "both probes arrive");
     }
 }

@@ -62,6 +62,9 @@ pub struct BfdSessionStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct IoErrorCount {
     /// `receive` (VRRP socket), `advert_send`, `announce_send` (gratuitous ARP / NA),
+    /// `vrrp_socket_reopen` (a VRRP socket reopened, by the errno that made it
+    /// necessary or `multicast_membership_lost`), `vrrp_socket_reopen_failed` (by the
+    /// reopen's errno),
     /// `link_events_receive` (the link watcher's netlink socket).
     pub op: String,
     /// The errno name (`ENOBUFS`, `ENETDOWN`, …), or the error kind when there is none.
@@ -85,6 +88,14 @@ impl IoErrors {
         }
         let reason = Self::reason(err);
         let n = self.counts.entry((op, reason)).or_default();
+        *n += 1;
+        *n == 1
+    }
+
+    /// Count an event under `op` with a `reason` that is no errno (e.g.
+    /// `vrrp_socket_reopen` / `multicast_membership_lost`); `true` the first time.
+    pub fn count_reason(&mut self, op: &'static str, reason: &str) -> bool {
+        let n = self.counts.entry((op, reason.to_string())).or_default();
         *n += 1;
         *n == 1
     }
@@ -153,6 +164,19 @@ pub struct InstanceStatus {
     /// Gratuitous ARP / unsolicited NA frames sent.
     pub announcements_sent: u64,
     pub drops: Vec<(String, u64)>,
+    /// Why the instance is FAULT on account of its VRRP socket, if it is: its adverts
+    /// cannot be sent (`advert sends failing: EPERM`) or its socket cannot be reopened
+    /// (`VRRP socket on eth0 cannot be reopened: ENODEV`). Tracking faults are in
+    /// `tracking`.
+    pub io_fault: Option<String>,
+    /// `@vipd bfd_takeover`: take-overs on a BFD session Down, and session Downs that
+    /// did not lead to one (not BACKUP, not the master's session, not Up for `min_up`,
+    /// within `hold_down`).
+    pub peer_takeovers: u64,
+    pub peer_downs_ignored: u64,
+    /// Times its adverts could not be sent for `FAILED_ROUNDS_FOR_FAULT` rounds in a
+    /// row as MASTER (each made it FAULT until a probe got out).
+    pub send_faults: u64,
     /// What keepalived-style dumps (SIGUSR1, JSON) show besides; not in `vipd status`.
     #[serde(skip)]
     pub detail: InstanceDetail,
@@ -218,6 +242,10 @@ impl InstanceStatus {
                 .iter()
                 .map(|(r, n)| (r.as_str().to_string(), n))
                 .collect(),
+            io_fault: None,
+            send_faults: 0,
+            peer_takeovers: st.peer_takeovers,
+            peer_downs_ignored: st.peer_downs_ignored,
             detail: InstanceDetail {
                 addresses: addresses.to_vec(),
                 last_transition_unix: inst.last_transition().map(|(t, _)| {

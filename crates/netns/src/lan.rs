@@ -304,6 +304,25 @@ impl Lan {
         configure_eth0(ns, self.router_addr_v4(i), self.router_addr_v6(i))
     }
 
+    /// Like [`recreate_link`](Self::recreate_link), but the new `eth0` gets the
+    /// interface index `ifindex` (the old one's, typically): a re-creation a daemon
+    /// cannot tell from a down/up by the index, though the kernel has forgotten every
+    /// multicast group the old interface had joined.
+    pub fn recreate_link_with_index(&self, i: usize, ifindex: u32) -> Result<()> {
+        let ns = self.router(i);
+        let port = Lan::port_name(i);
+        ns.ip_batch(&format!(
+            "link add eth0 index {ifindex} address {} type veth peer name {port} netns {}\n",
+            self.router_mac(i),
+            self.switch.name()
+        ))?;
+        self.switch.ip_batch(&format!(
+            "link set {port} master br0\n\
+             link set {port} up\n"
+        ))?;
+        configure_eth0(ns, self.router_addr_v4(i), self.router_addr_v6(i))
+    }
+
     /// Same as [`set_port`](Self::set_port) for the client's port.
     pub fn set_client_port(&self, up: bool) -> Result<()> {
         self.switch

@@ -919,6 +919,10 @@ mod tests {
                 ("peer_ttl".into(), 1),
                 ("truncated".into(), 9),
             ],
+            io_fault: None,
+            send_faults: 0,
+            peer_takeovers: 0,
+            peer_downs_ignored: 0,
             detail: vipd_linux::status::InstanceDetail {
                 addresses: vec![
                     vipd_linux::netlink::AddressSpec {

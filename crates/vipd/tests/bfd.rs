@@ -567,6 +567,7 @@ fn assert_bfd_takeover(c: &Cluster, vip: std::net::IpAddr) {
     );
     let st = c.instance(2);
     assert_eq!(st["state"], "MASTER", "{st}");
+    assert_eq!(st["peer_takeovers"], 1, "{st}");
     let log = c.log(2);
     assert!(
         log.contains("BFD session to master"),
@@ -586,10 +587,11 @@ fn bfd_takeover_vipd_pair() {
         .map(|i| c.lan.router_addr_v4(i).to_string())
         .collect();
     let spec = spec_1s();
+    // r1 takes over on a Down too, but as MASTER it has nothing to take over.
     let r1 = format!(
         "{}{}",
         bfd_block("to_r2", &a[1], &a[0], ""),
-        spec.config(200)
+        spec.clone().with("@vipd bfd_takeover to_r2").config(200)
     );
     let r2 = format!(
         "{}{}",
@@ -605,7 +607,17 @@ fn bfd_takeover_vipd_pair() {
     // Past min_up, and r2 has accepted r1's adverts.
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(c.instance(2)["state"], "BACKUP", "{}", c.instance(2));
+    assert_eq!(c.instance(2)["peer_takeovers"], 0, "{}", c.instance(2));
+    // The sessions' Down state reported at start-up is no Down.
+    assert_eq!(c.instance(1)["peer_downs_ignored"], 0, "{}", c.instance(1));
+    assert_eq!(c.instance(2)["peer_downs_ignored"], 0, "{}", c.instance(2));
     assert_bfd_takeover(&c, vip);
+    // r1 lost its session too (its cable is out), as MASTER: a Down it ignores.
+    let ignored = vipd_netns::wait_for(Duration::from_secs(2), Duration::from_millis(20), || {
+        c.instance(1)["peer_downs_ignored"] == 1
+    });
+    assert!(ignored, "{}", c.instance(1));
+    assert_eq!(c.instance(1)["peer_takeovers"], 0, "{}", c.instance(1));
 
     c.lan.set_port(1, true).unwrap();
     c.wait_holders(vip, &[1], spec.takeover_timeout());

@@ -592,6 +592,13 @@ impl Instance {
         }
     }
 
+    /// The liveness (BFD) session to `peer` is not Up, as a report of its state rather
+    /// than a failure (a session just configured, which starts Down): forget since when
+    /// it was Up, without counting an ignored Down or taking over.
+    pub fn peer_not_up(&mut self, peer: IpAddr) {
+        self.peers_up.retain(|(a, _)| *a != peer);
+    }
+
     /// The liveness (BFD) session to `peer` went Down. With [`PeerTakeover`]
     /// configured, a BACKUP whose master is `peer` takes over at once, as on expiry
     /// of Master_Down_Timer, if the guards of [`PeerTakeover`] allow it. Returns

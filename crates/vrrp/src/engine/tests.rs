@@ -1142,3 +1142,33 @@ fn hmac_modes_and_key_rollover() {
     assert_eq!(b.inst.stats().drops.total(), 0);
     assert_eq!(b.inst.state(), State::Backup);
 }
+
+#[test]
+fn a_peer_state_report_is_no_down() {
+    let mut cfg = v3(100);
+    cfg.peer_takeover = Some(PeerTakeover {
+        min_up: ms(0),
+        hold_down: ms(0),
+    });
+    let mut r = Rig::new(cfg);
+    r.start();
+    r.hear(ms(1), "192.0.2.12", 200);
+    let peer = ip("192.0.2.12");
+    // A session configured while the peer is unreachable reports Down: not a failure.
+    r.inst.peer_not_up(peer);
+    assert_eq!(r.inst.stats().peer_downs_ignored, 0);
+    assert_eq!(r.inst.state(), State::Backup);
+    // A real Down of a session that never came up is ignored, and counted.
+    assert!(!r.inst.peer_down(r.at(ms(2)), peer));
+    assert_eq!(r.inst.stats().peer_downs_ignored, 1);
+    // Up, then a state report: it no longer counts as Up, so a Down takes nothing over.
+    r.inst.peer_up(r.at(ms(3)), peer);
+    r.inst.peer_not_up(peer);
+    assert!(!r.inst.peer_down(r.at(ms(4)), peer));
+    assert_eq!(r.inst.stats().peer_downs_ignored, 2);
+    // Up and a Down: the take-over.
+    r.inst.peer_up(r.at(ms(5)), peer);
+    assert!(r.inst.peer_down(r.at(ms(6)), peer));
+    assert_eq!(r.inst.stats().peer_takeovers, 1);
+    assert_eq!(r.inst.state(), State::Master);
+}
