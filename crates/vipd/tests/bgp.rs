@@ -416,7 +416,7 @@ impl Lab {
 }
 
 /// Stops the prober (after replies have come back for a while) and prints the outage.
-fn outage(kind: &str, prober: Prober, took: Duration) -> ProbeReport {
+fn outage(kind: &str, prober: Prober, event: Instant, took: Duration) -> ProbeReport {
     let ok = vipd_netns::wait_for(Duration::from_secs(5), Duration::from_millis(20), || {
         prober.received() > 0
     });
@@ -427,12 +427,24 @@ fn outage(kind: &str, prober: Prober, took: Duration) -> ProbeReport {
     });
     assert!(ok, "{kind}: the client's replies stopped again");
     let r = prober.stop();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    // Where the gaps lie, in ms after the event (negative: before it).
+    let gaps: Vec<String> = r
+        .outages(PROBE + PROBE / 2)
+        .iter()
+        .map(|&(at, d)| {
+            let from = ms((r.start + at).saturating_duration_since(event))
+                - ms(event.saturating_duration_since(r.start + at));
+            format!("{from:+.0}..{:+.0}", from + ms(d))
+        })
+        .collect();
     eprintln!(
-        "BGP outage, {kind}: largest gap between replies {:?} ({} of {} probes lost, every {PROBE:?}); \
-         the upstream's route moved {took:?} after the event",
-        r.largest_gap(),
+        "BGP outage, {kind}: largest gap between replies {:.0} ms ({} of {} probes lost, every \
+         {PROBE:?}; gaps at {gaps:?} ms); the upstream's route moved {:.0} ms after the event",
+        ms(r.largest_gap()),
         r.lost().len(),
         r.sent,
+        ms(took),
     );
     r
 }
@@ -463,7 +475,7 @@ fn router_crash_moves_the_route() {
         lab.all_logs()
     );
     assert_eq!(lab.c.instance(2)["state"], "MASTER");
-    let r = outage("router crash (vipd + zebra + bgpd kill -9)", p, took);
+    let r = outage("router crash (vipd + zebra + bgpd kill -9)", p, t, took);
     // Bounded by detection (Master_Down_Interval, 0.36 s) plus the BGP update.
     assert!(
         r.largest_gap() < Duration::from_secs(3),
@@ -522,7 +534,7 @@ fn vipd_crash_and_restart_withdraws_the_stale_route() {
         lab.c.log(1)
     );
     assert_eq!(lab.c.instance(1)["state"], "BACKUP");
-    let r = outage("vipd crash (kill -9) + restart", p, took + moved);
+    let r = outage("vipd crash (kill -9) + restart", p, t, took + moved);
     assert!(
         r.largest_gap() < Duration::from_secs(2),
         "{:?}",
@@ -540,11 +552,12 @@ fn graceful_stop_moves_the_route() {
     };
     let s = spec();
     let p = lab.start_pair_probing(&vrrp_conf(200, &[], ""), &vrrp_conf(100, &[], ""));
+    let t = Instant::now();
     lab.c.signal(1, Signal::SIGTERM);
     let took = lab.wait_routed_to(2, s.takeover_timeout());
     let st = lab.c.stop(1);
     assert!(st.is_some_and(|st| st.success()), "vipd r1 exit: {st:?}");
-    let r = outage("graceful stop (SIGTERM)", p, took);
+    let r = outage("graceful stop (SIGTERM)", p, t, took);
     assert!(
         r.largest_gap() < Duration::from_secs(2),
         "{:?}",
@@ -587,10 +600,11 @@ fn tracked_failure_faults_and_withdraws() {
     let s = spec();
     let c1 = vrrp_conf(200, &["track_file {\n        tf weight 0\n    }"], &global);
     let p = lab.start_pair_probing(&c1, &vrrp_conf(100, &[], ""));
+    let t = Instant::now();
     std::fs::write(&file, "1\n").unwrap();
     let took = lab.wait_routed_to(2, s.takeover_timeout());
     assert_eq!(lab.c.instance(1)["state"], "FAULT", "{}", lab.c.instance(1));
-    let r = outage("tracked failure (track_file → FAULT)", p, took);
+    let r = outage("tracked failure (track_file → FAULT)", p, t, took);
     assert!(
         r.largest_gap() < Duration::from_secs(2),
         "{:?}",
