@@ -170,17 +170,42 @@ impl Frr {
 
     /// A router crash: its routing daemons die with it (SIGKILL).
     fn kill9(&mut self) {
-        self.bgpd.kill9();
-        self.zebra.kill9();
+        for p in [&mut self.bgpd, &mut self.zebra] {
+            p.kill9();
+            forget_crash_dir(p);
+        }
     }
 }
 
+/// FRR keeps a per-process directory `/var/tmp/frr/<daemon>.<pid>` (crash logs) that it
+/// removes on a clean exit only.
+fn forget_crash_dir(p: &Proc) {
+    for name in ["zebra", "bgpd"] {
+        let _ = std::fs::remove_dir_all(format!("/var/tmp/frr/{name}.{}", p.pid()));
+    }
+}
+
+impl Drop for Frr {
+    /// A clean stop (SIGTERM), so FRR removes its own files; `Proc`'s drop SIGKILLs
+    /// what is left.
+    fn drop(&mut self) {
+        for p in [&mut self.bgpd, &mut self.zebra] {
+            let _ = p.signal(Signal::SIGTERM);
+            if p.wait_timeout(Duration::from_secs(3)).is_none() {
+                p.kill9();
+            }
+            forget_crash_dir(p);
+        }
+    }
+}
+
+/// Fields drop in order: FRR stops cleanly before the namespaces go.
 struct Lab {
+    up_frr: Frr,
+    frr: Vec<Frr>,
     c: Cluster,
     upstream: Netns,
     client: Netns,
-    up_frr: Frr,
-    frr: Vec<Frr>,
 }
 
 fn frr_available() -> bool {
