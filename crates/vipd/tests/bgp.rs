@@ -501,9 +501,10 @@ fn router_crash_moves_the_route() {
     );
     assert_eq!(lab.c.instance(2)["state"], "MASTER");
     let r = outage("router crash (vipd + zebra + bgpd kill -9)", p, t, took);
-    // Bounded by detection (Master_Down_Interval, 0.36 s) plus the BGP update.
+    // Bounded by detection (Master_Down_Interval, 0.36 s) plus the BGP update, with
+    // slack for a loaded host (not a benchmark: BENCHMARKS.md has the figures).
     assert!(
-        r.largest_gap() < Duration::from_secs(3),
+        r.largest_gap() < Duration::from_secs(2),
         "{:?}",
         r.largest_gap()
     );
@@ -512,8 +513,9 @@ fn router_crash_moves_the_route() {
 
 /// (b) vipd alone crashes (kill -9) on the master: r2 takes over and announces, but the
 /// crashed vipd's kernel route stays and r1's FRR keeps announcing it, as its VIP stays
-/// on lo (r1 still answers: no outage). systemd restarts vipd (`Restart=on-failure`);
-/// at start it removes the stale route, and the upstream's only route is r2's.
+/// on lo (r1 still answers the client meanwhile). systemd restarts vipd
+/// (`Restart=on-failure`); at start it removes the stale VIP and route, and the
+/// upstream's only route is r2's (the client loses what is in flight to r1 meanwhile).
 /// (`nopreempt`: the restarted r1 stays BACKUP, so the route stays with r2.)
 #[test]
 fn vipd_crash_and_restart_withdraws_the_stale_route() {
