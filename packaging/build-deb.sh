@@ -48,7 +48,7 @@ mkdir -p "$stage/DEBIAN" \
     "$stage/usr/share/bash-completion/completions" \
     "$stage/usr/share/zsh/vendor-completions" \
     "$stage/usr/share/fish/vendor_completions.d" \
-    "$stage/usr/share/doc/vipd/examples"
+    "$stage/usr/share/doc/vipd/examples/frr"
 
 install -m 0755 "$bin" "$stage/usr/sbin/vipd"
 strip --strip-unneeded "$stage/usr/sbin/vipd" 2>/dev/null || true
@@ -69,6 +69,7 @@ install -m 0644 "$gen/comp/_vipd" "$stage/usr/share/zsh/vendor-completions/_vipd
 install -m 0644 "$gen/comp/vipd.fish" "$stage/usr/share/fish/vendor_completions.d/vipd.fish"
 
 install -m 0644 "$here"/examples/*.conf "$stage/usr/share/doc/vipd/examples/"
+install -m 0644 "$here"/examples/frr/*.conf "$stage/usr/share/doc/vipd/examples/frr/"
 for doc in README.md docs/user-guide.md docs/keepalived-differences.md docs/design.md BENCHMARKS.md; do
     [ -f "$root/$doc" ] && install -m 0644 "$root/$doc" "$stage/usr/share/doc/vipd/"
 done

@@ -41,10 +41,27 @@ pub struct AddressWorker {
 }
 
 impl AddressWorker {
-    /// Remove stale VIPs a previous vipd left behind (ours by IFA_PROTO, and configured),
-    /// then start the worker.
-    pub fn start(configured: &[AddressSpec], notices: Sender<AddrNotice>) -> Result<AddressWorker> {
+    /// Remove stale VIPs a previous vipd left behind (ours by IFA_PROTO, and configured)
+    /// and stale `virtual_routes` (`stale_routes`: removed only when marked as vipd's,
+    /// proto 118), then start the worker. A crashed master's routes must not outlive it:
+    /// a routing daemon redistributing them (BGP mode) would keep announcing the VIP.
+    pub fn start(
+        configured: &[AddressSpec],
+        stale_routes: &[RouteSpec],
+        notices: Sender<AddrNotice>,
+    ) -> Result<AddressWorker> {
         let mut nl = Rtnetlink::open()?;
+        for r in stale_routes
+            .iter()
+            .filter(|r| r.dev != Some(crate::plan::UNBOUND))
+        {
+            if nl.delete_route(r)? {
+                let _ = notices.send(AddrNotice::Routing(format!(
+                    "removed stale route {}/{} left by an earlier vipd",
+                    r.dst, r.dst_len
+                )));
+            }
+        }
         let wanted: HashSet<(u32, std::net::IpAddr)> =
             configured.iter().map(|s| (s.ifindex, s.addr)).collect();
         for k in nl.dump_addresses()? {
@@ -177,7 +194,7 @@ fn run(mut nl: Rtnetlink, rx: Receiver<AddrCommand>, notices: Sender<AddrNotice>
                 }
                 for r in routes.into_iter().filter(|r| owned_routes.remove(r)) {
                     let note = match nl.delete_route(&r) {
-                        Ok(()) => {
+                        Ok(_) => {
                             AddrNotice::Routing(format!("removed route {}/{}", r.dst, r.dst_len))
                         }
                         Err(e) => AddrNotice::Failed(format!("{e:#}")),

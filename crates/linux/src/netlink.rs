@@ -246,11 +246,13 @@ impl Rtnetlink {
         }
     }
 
-    pub fn delete_route(&mut self, r: &RouteSpec) -> Result<()> {
+    /// Remove a route vipd added: the request carries protocol 118, so the kernel only
+    /// matches a route marked as vipd's. `Ok(false)`: there was none (not an error).
+    pub fn delete_route(&mut self, r: &RouteSpec) -> Result<bool> {
         match self.request(RouteNetlinkMessage::DelRoute(route_message(r)), 0) {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(true),
             Err(code) if code == libc::ESRCH || code == libc::ENOENT || code == libc::ENODEV => {
-                Ok(())
+                Ok(false)
             }
             Err(code) => bail!(
                 "removing route to {}/{}: {}",
@@ -881,9 +883,24 @@ mod tests {
                 "{rules}"
             );
             for r in [&via, &direct, &hole] {
-                nl.delete_route(r).unwrap();
-                nl.delete_route(r).unwrap(); // already gone: fine
+                assert!(nl.delete_route(r).unwrap());
+                assert!(!nl.delete_route(r).unwrap(), "already gone: fine");
             }
+            // The same route added by someone else (another protocol) is never ours.
+            sh(&[
+                "route",
+                "add",
+                "blackhole",
+                "203.0.113.128/25",
+                "proto",
+                "static",
+            ]);
+            assert!(!nl.delete_route(&hole).unwrap());
+            assert!(
+                sh(&["route", "show"]).contains("blackhole 203.0.113.128/25 proto static"),
+                "a foreign route was removed"
+            );
+            sh(&["route", "del", "blackhole", "203.0.113.128/25"]);
             nl.delete_rule(&rule).unwrap();
             nl.delete_rule(&not).unwrap();
             assert!(!sh(&["route", "show"]).contains("proto 118"));

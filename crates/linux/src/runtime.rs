@@ -195,7 +195,12 @@ impl Runtime {
             .chain(plan.static_addresses.iter().cloned())
             .collect();
         let (addr_tx, addr_rx) = mpsc::channel::<AddrNotice>();
-        let addresses = AddressWorker::start(&all_specs, addr_tx)?;
+        let virtual_routes: Vec<_> = plan
+            .instances
+            .iter()
+            .flat_map(|i| i.routes.iter().cloned())
+            .collect();
+        let addresses = AddressWorker::start(&all_specs, &virtual_routes, addr_tx)?;
         if !plan.static_addresses.is_empty() {
             let _ = addresses
                 .tx

@@ -1,0 +1,689 @@
+//! BGP mode in a routed lab: two vipd routers r1, r2 (VRRP between them on their own
+//! link), each with its own FRR (zebra + bgpd) peering eBGP with an upstream FRR router
+//! over a separate point-to-point link, and a client behind the upstream on another
+//! subnet:
+//!
+//! ```text
+//!   client 203.0.113.2 ── upstream (AS 64500) ──198.51.100.0/31── r1 (AS 64501) ┐ VRRP
+//!                                             ──198.51.100.2/31── r2 (AS 64501) ┘ link
+//! ```
+//!
+//! While MASTER, vipd adds the VIP 192.0.2.100/32 on lo and installs
+//! `virtual_routes { 192.0.2.200/32 dev lo table 100 }`; bgpd announces the first as a
+//! connected route and the second as imported by zebra from table 100
+//! (packaging/examples/bgp-vipd.conf, frr/frr-vipd.conf and frr/frr-upstream.conf,
+//! read here as shipped). The client pings the VIP through the upstream; every failover kind
+//! must move the upstream's route and the client's traffic to the new master, and a
+//! stopped or FAULT router must announce nothing. Each test prints the client's outage
+//! (probe every 20 ms), the figures in BENCHMARKS.md.
+
+mod common;
+
+use common::{Cluster, Spec};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use vipd_netns::{has_address, Netns, ProbeOptions, ProbeReport, Prober, Proc, Signal};
+
+const ZEBRA: &str = "/usr/lib/frr/zebra";
+const BGPD: &str = "/usr/lib/frr/bgpd";
+const VTYSH: &str = "/usr/bin/vtysh";
+const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
+/// A prefix announced through `virtual_routes ... table 100`.
+const ROUTED: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 200);
+const CLIENT: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
+/// The client's probe interval.
+const PROBE: Duration = Duration::from_millis(20);
+
+fn example(name: &str) -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../packaging/examples")
+        .join(name);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// Router `i`'s address on its link to the upstream (198.51.100.1, .3), and the
+/// upstream's end of it (198.51.100.0, .2).
+fn uplink(i: usize) -> (Ipv4Addr, Ipv4Addr) {
+    let base = 2 * (i as u8 - 1);
+    (
+        Ipv4Addr::new(198, 51, 100, base + 1),
+        Ipv4Addr::new(198, 51, 100, base),
+    )
+}
+
+/// The shipped example is r1's file; r2's differs only in its own addresses.
+fn router_frr_conf(i: usize) -> String {
+    let (me, up) = uplink(i);
+    example("frr/frr-vipd.conf")
+        .replace("198.51.100.1", &me.to_string())
+        .replace("198.51.100.0", &up.to_string())
+}
+
+/// One FRR instance (zebra + bgpd) in a namespace, with its own config, pid files, zserv
+/// and vty sockets in `dir`: nothing touches the system's FRR. The integrated config is
+/// applied by `vtysh -f`, as FRR's own start-up does with `vtysh -b`.
+struct Frr {
+    dir: PathBuf,
+    zebra: Proc,
+    bgpd: Proc,
+}
+
+impl Frr {
+    fn start(ns: &Netns, dir: PathBuf, config: &str) -> Frr {
+        // The daemons drop root for the `frr` user: their files live where it may write.
+        std::fs::create_dir_all(&dir).unwrap();
+        let mode = |p: &Path, m| {
+            std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(m)).unwrap()
+        };
+        mode(&dir, 0o777);
+        let empty = dir.join("empty.conf");
+        std::fs::write(&empty, "").unwrap();
+        mode(&empty, 0o644);
+        let d = dir.display().to_string();
+        let daemon = |bin: &str, name: &str| {
+            let args = [
+                bin.to_string(),
+                "-f".into(),
+                empty.display().to_string(),
+                "-i".into(),
+                format!("{d}/{name}.pid"),
+                "-z".into(),
+                format!("{d}/zserv.api"),
+                "--vty_socket".into(),
+                d.clone(),
+                "--log".into(),
+                "stdout".into(),
+                "--log-level".into(),
+                "info".into(),
+            ];
+            ns.spawn(args, dir.join(format!("{name}.log")))
+                .unwrap_or_else(|e| panic!("starting {name}: {e:#}"))
+        };
+        let zebra = daemon(ZEBRA, "zebra");
+        let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
+            dir.join("zebra.vty").exists() && dir.join("zserv.api").exists()
+        });
+        assert!(ok, "zebra did not start:\n{}", zebra.log_tail(20));
+        let bgpd = daemon(BGPD, "bgpd");
+        let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
+            dir.join("bgpd.vty").exists()
+        });
+        assert!(ok, "bgpd did not start:\n{}", bgpd.log_tail(20));
+        let frr = Frr { dir, zebra, bgpd };
+        let conf = frr.dir.join("frr.conf");
+        std::fs::write(&conf, config).unwrap();
+        let o = std::process::Command::new(VTYSH)
+            .arg("--vty_socket")
+            .arg(&frr.dir)
+            .arg("-f")
+            .arg(&conf)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "vtysh -f {}: {}{}",
+            conf.display(),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        frr
+    }
+
+    fn vtysh(&self, cmd: &str) -> String {
+        let o = std::process::Command::new(VTYSH)
+            .arg("--vty_socket")
+            .arg(&self.dir)
+            .args(["-d", "bgpd", "-c", cmd])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// The next hops of the BGP paths this router has for the VIP, best path first.
+    fn vip_paths(&self) -> Vec<Ipv4Addr> {
+        self.paths(VIP)
+    }
+
+    /// The next hops of the BGP paths this router has for `dst`/32, best path first.
+    fn paths(&self, dst: Ipv4Addr) -> Vec<Ipv4Addr> {
+        let out = self.vtysh(&format!("show ip bgp {dst}/32 json"));
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+        let mut paths: Vec<(bool, Ipv4Addr)> = v["paths"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| {
+                        let nh = p["nexthops"][0]["ip"].as_str()?.parse().ok()?;
+                        Some((p["bestpath"]["overall"] == true, nh))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        paths.sort_by_key(|(best, _)| !best);
+        paths.into_iter().map(|(_, nh)| nh).collect()
+    }
+
+    fn logs(&self) -> String {
+        format!("{}\n{}", self.zebra.log_tail(15), self.bgpd.log_tail(15))
+    }
+
+    /// A router crash: its routing daemons die with it (SIGKILL).
+    fn kill9(&mut self) {
+        for p in [&mut self.bgpd, &mut self.zebra] {
+            p.kill9();
+            forget_crash_dir(p);
+        }
+    }
+}
+
+/// FRR keeps a per-process directory `/var/tmp/frr/<daemon>.<pid>` (crash logs) that it
+/// removes on a clean exit only.
+fn forget_crash_dir(p: &Proc) {
+    for name in ["zebra", "bgpd"] {
+        let _ = std::fs::remove_dir_all(format!("/var/tmp/frr/{name}.{}", p.pid()));
+    }
+}
+
+impl Drop for Frr {
+    /// A clean stop (SIGTERM), so FRR removes its own files; `Proc`'s drop SIGKILLs
+    /// what is left.
+    fn drop(&mut self) {
+        for p in [&mut self.bgpd, &mut self.zebra] {
+            let _ = p.signal(Signal::SIGTERM);
+            if p.wait_timeout(Duration::from_secs(3)).is_none() {
+                p.kill9();
+            }
+            forget_crash_dir(p);
+        }
+    }
+}
+
+/// Fields drop in order: FRR stops cleanly before the namespaces go.
+struct Lab {
+    up_frr: Frr,
+    frr: Vec<Frr>,
+    c: Cluster,
+    upstream: Netns,
+    client: Netns,
+}
+
+fn frr_available() -> bool {
+    if [ZEBRA, BGPD, VTYSH].iter().all(|p| Path::new(p).exists()) {
+        return true;
+    }
+    let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false" && v != "0");
+    assert!(
+        !ci,
+        "FRR (zebra, bgpd, vtysh) is missing under CI (apt-get install frr)"
+    );
+    eprintln!("skipped: FRR not installed (apt-get install frr)");
+    false
+}
+
+/// VRRP timing of the example (`advert_int 0.1`, VRRPv3): the deadlines.
+fn spec() -> Spec {
+    Spec::v3()
+}
+
+/// The shipped packaging/examples/bgp-vipd.conf with router `priority`, `extra` lines
+/// in the instance and `global` blocks before it (keepalived loads the result too: see
+/// `the_example_is_valid_keepalived`).
+fn vrrp_conf(priority: u8, extra: &[&str], global: &str) -> String {
+    let mut conf =
+        example("bgp-vipd.conf").replace("priority 200", &format!("priority {priority}"));
+    let at = conf
+        .find("    virtual_ipaddress")
+        .expect("virtual_ipaddress in the example");
+    for line in extra.iter().rev() {
+        conf.insert_str(at, &format!("    {line}\n"));
+    }
+    format!("{global}{conf}")
+}
+
+impl Lab {
+    fn new(tag: &str) -> Option<Lab> {
+        if !frr_available() {
+            return None;
+        }
+        let c = Cluster::new(2, tag)?;
+        let upstream = Netns::new(format!("{}-up", c.lan.prefix())).unwrap();
+        let client = Netns::new(format!("{}-bcl", c.lan.prefix())).unwrap();
+        upstream.sysctl("net.ipv4.ip_forward", "1").unwrap();
+        let mut b = String::new();
+        for i in 1..=2 {
+            let up = uplink(i).1;
+            let r = c.lan.router(i);
+            b.push_str(&format!(
+                "link add r{i} type veth peer name uplink netns {}\n\
+                 addr add {up}/31 dev r{i}\nlink set r{i} up\n",
+                r.name()
+            ));
+        }
+        b.push_str(&format!(
+            "link add cl type veth peer name eth0 netns {}\n\
+             addr add 203.0.113.1/24 dev cl\nlink set cl up\n",
+            client.name()
+        ));
+        upstream.ip_batch(&b).unwrap();
+        for i in 1..=2 {
+            let me = uplink(i).0;
+            c.lan
+                .router(i)
+                .ip_batch(&format!(
+                    "addr add {me}/31 dev uplink\nlink set uplink up\n"
+                ))
+                .unwrap();
+        }
+        client
+            .ip_batch(&format!(
+                "addr add {CLIENT}/24 dev eth0\nlink set eth0 up\n\
+                 route add default via 203.0.113.1\n"
+            ))
+            .unwrap();
+        let up_frr = Frr::start(
+            &upstream,
+            c.dir.join("frr-up"),
+            &example("frr/frr-upstream.conf"),
+        );
+        let frr = (1..=2)
+            .map(|i| {
+                Frr::start(
+                    c.lan.router(i),
+                    c.dir.join(format!("frr-r{i}")),
+                    &router_frr_conf(i),
+                )
+            })
+            .collect();
+        let lab = Lab {
+            c,
+            upstream,
+            client,
+            up_frr,
+            frr,
+        };
+        // Both sessions up, and the routers learnt the client network (return path).
+        for i in 1..=2 {
+            let ok =
+                vipd_netns::wait_for(Duration::from_secs(30), Duration::from_millis(50), || {
+                    lab.c
+                        .lan
+                        .router(i)
+                        .ip(["route", "show", "203.0.113.0/24"])
+                        .is_ok_and(|s| s.contains("via"))
+                });
+            assert!(
+                ok,
+                "r{i} never learnt 203.0.113.0/24 over BGP\n{}",
+                lab.frr_logs()
+            );
+        }
+        Some(lab)
+    }
+
+    fn frr_logs(&self) -> String {
+        let mut s = format!("--- upstream FRR:\n{}\n", self.up_frr.logs());
+        for (i, f) in self.frr.iter().enumerate() {
+            s.push_str(&format!("--- r{} FRR:\n{}\n", i + 1, f.logs()));
+        }
+        s
+    }
+
+    fn all_logs(&self) -> String {
+        format!("{}{}", self.c.logs(), self.frr_logs())
+    }
+
+    /// The upstream's kernel next hop for the VIP, if it has a route.
+    fn upstream_next_hop(&self) -> Option<Ipv4Addr> {
+        let out = self
+            .upstream
+            .ip(["route", "show", &format!("{VIP}/32")])
+            .ok()?;
+        let w: Vec<&str> = out.split_whitespace().collect();
+        let at = w.iter().position(|x| *x == "via")?;
+        w.get(at + 1)?.parse().ok()
+    }
+
+    /// Routers (1-based) whose `lo` holds the VIP.
+    fn holders(&self) -> Vec<usize> {
+        (1..=2)
+            .filter(|&i| has_address(self.c.lan.router(i), "lo", IpAddr::V4(VIP)))
+            .collect()
+    }
+
+    /// Waits until router `i` alone holds the VIP, alone announces it and the
+    /// `virtual_routes` prefix (the upstream's BGP table has exactly its paths) and the
+    /// upstream forwards to it.
+    fn wait_routed_to(&self, i: usize, timeout: Duration) -> Duration {
+        let start = Instant::now();
+        let want = uplink(i).0;
+        let ok = vipd_netns::wait_for(timeout, Duration::from_millis(20), || {
+            self.upstream_next_hop() == Some(want)
+                && self.up_frr.vip_paths() == [want]
+                && self.up_frr.paths(ROUTED) == [want]
+                && self.holders() == [i]
+        });
+        assert!(
+            ok,
+            "after {:?}: want only r{i} ({want}); upstream's next hop {:?}, BGP paths {:?} \
+             and {:?}, holders {:?}\n{}",
+            start.elapsed(),
+            self.upstream_next_hop(),
+            self.up_frr.vip_paths(),
+            self.up_frr.paths(ROUTED),
+            self.holders(),
+            self.all_logs()
+        );
+        start.elapsed()
+    }
+
+    /// Both routers started (r1 preferred), r1 master and the only announcer, and the
+    /// client reaching the VIP.
+    fn start_pair(&mut self, r1: &str, r2: &str) {
+        self.c.start_vipd(1, r1);
+        self.wait_routed_to(1, Duration::from_secs(10));
+        self.c.start_vipd(2, r2);
+        let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
+            self.c
+                .status(2)
+                .is_some_and(|s| s["instances"][0]["state"] == "BACKUP")
+        });
+        assert!(ok, "r2 not BACKUP\n{}", self.c.logs());
+        self.assert_client_reaches(1);
+        // The backup announces nothing: r2's own BGP table has no local VIP route and
+        // the upstream has r1's path only.
+        assert_eq!(
+            self.up_frr.vip_paths(),
+            [uplink(1).0],
+            "{}",
+            self.all_logs()
+        );
+        assert_eq!(self.up_frr.paths(ROUTED), [uplink(1).0]);
+        for dst in [VIP, ROUTED] {
+            assert!(
+                self.frr[1].paths(dst).is_empty(),
+                "backup r2 has a route to {dst} in BGP: {:?}",
+                self.frr[1].vtysh(&format!("show ip bgp {dst}/32"))
+            );
+        }
+    }
+
+    /// The client gets echo replies from the VIP, and the upstream forwards to `i`.
+    fn assert_client_reaches(&self, i: usize) {
+        let r = Prober::probe_for(
+            &self.client,
+            IpAddr::V4(VIP),
+            PROBE,
+            Duration::from_millis(300),
+        )
+        .unwrap();
+        assert!(
+            r.received > 0 && r.lost().len() <= 1,
+            "client → VIP: sent {} received {}\n{}",
+            r.sent,
+            r.received,
+            self.all_logs()
+        );
+        assert_eq!(self.upstream_next_hop(), Some(uplink(i).0));
+    }
+
+    /// [`start_pair`](Self::start_pair), then the client probing the VIP (replies
+    /// already coming back).
+    fn start_pair_probing(&mut self, r1: &str, r2: &str) -> Prober {
+        self.start_pair(r1, r2);
+        let p = Prober::start(&self.client, IpAddr::V4(VIP), ProbeOptions::every(PROBE)).unwrap();
+        let ok = vipd_netns::wait_for(Duration::from_secs(2), Duration::from_millis(10), || {
+            p.received() >= 5
+        });
+        assert!(ok, "no replies before the event\n{}", self.all_logs());
+        p
+    }
+}
+
+/// Stops the prober (after replies have come back for a while) and prints the outage.
+fn outage(kind: &str, prober: Prober, event: Instant, took: Duration) -> ProbeReport {
+    let ok = vipd_netns::wait_for(Duration::from_secs(5), Duration::from_millis(20), || {
+        prober.received() > 0
+    });
+    assert!(ok, "{kind}: the client got no reply at all");
+    let n = prober.received();
+    let ok = vipd_netns::wait_for(Duration::from_secs(5), Duration::from_millis(20), || {
+        prober.received() >= n + 10
+    });
+    assert!(ok, "{kind}: the client's replies stopped again");
+    let r = prober.stop();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    // Where the gaps lie, in ms after the event (negative: before it).
+    let gaps: Vec<String> = r
+        .outages(PROBE + PROBE / 2)
+        .iter()
+        .map(|&(at, d)| {
+            let from = ms((r.start + at).saturating_duration_since(event))
+                - ms(event.saturating_duration_since(r.start + at));
+            format!("{from:+.0}..{:+.0}", from + ms(d))
+        })
+        .collect();
+    eprintln!(
+        "BGP outage, {kind}: largest gap between replies {:.0} ms ({} of {} probes lost, every \
+         {PROBE:?}; gaps at {gaps:?} ms); the upstream's route moved {:.0} ms after the event",
+        ms(r.largest_gap()),
+        r.lost().len(),
+        r.sent,
+        ms(took),
+    );
+    r
+}
+
+/// (a) r1 is master and the client reaches the VIP through it; (b) r1 crashes as a
+/// router does (vipd and its routing daemons SIGKILLed): the upstream's session to r1
+/// closes, r2 takes over and announces, the client reaches the VIP through r2.
+#[test]
+fn router_crash_moves_the_route() {
+    let Some(mut lab) = Lab::new("bgp-crash") else {
+        return;
+    };
+    let s = spec();
+    let p = lab.start_pair_probing(&vrrp_conf(200, &[], ""), &vrrp_conf(100, &[], ""));
+    let t = Instant::now();
+    lab.c.crash(1);
+    lab.frr[0].kill9();
+    // r1's kernel keeps its VIP (nothing cleaned it up) but nothing routes to it.
+    let ok = vipd_netns::wait_for(s.takeover_timeout(), Duration::from_millis(20), || {
+        lab.upstream_next_hop() == Some(uplink(2).0) && lab.up_frr.vip_paths() == [uplink(2).0]
+    });
+    let took = t.elapsed();
+    assert!(
+        ok,
+        "route not moved to r2: {:?} {:?}\n{}",
+        lab.upstream_next_hop(),
+        lab.up_frr.vip_paths(),
+        lab.all_logs()
+    );
+    assert_eq!(lab.c.instance(2)["state"], "MASTER");
+    let r = outage("router crash (vipd + zebra + bgpd kill -9)", p, t, took);
+    // Bounded by detection (Master_Down_Interval, 0.36 s) plus the BGP update, with
+    // slack for a loaded host (not a benchmark: BENCHMARKS.md has the figures).
+    assert!(
+        r.largest_gap() < Duration::from_secs(2),
+        "{:?}",
+        r.largest_gap()
+    );
+    lab.assert_client_reaches(2);
+}
+
+/// (b) vipd alone crashes (kill -9) on the master: r2 takes over and announces, but the
+/// crashed vipd's kernel route stays and r1's FRR keeps announcing it, as its VIP stays
+/// on lo (r1 still answers the client meanwhile). systemd restarts vipd
+/// (`Restart=on-failure`); at start it removes the stale VIP and route, and the
+/// upstream's only route is r2's (the client loses what is in flight to r1 meanwhile).
+/// (`nopreempt`: the restarted r1 stays BACKUP, so the route stays with r2.)
+#[test]
+fn vipd_crash_and_restart_withdraws_the_stale_route() {
+    let Some(mut lab) = Lab::new("bgp-vipd-crash") else {
+        return;
+    };
+    let s = spec();
+    let (c1, c2) = (
+        vrrp_conf(200, &["nopreempt"], ""),
+        vrrp_conf(100, &["nopreempt"], ""),
+    );
+    let p = lab.start_pair_probing(&c1, &c2);
+    let t = Instant::now();
+    lab.c.crash(1);
+    let ok = vipd_netns::wait_for(s.takeover_timeout(), Duration::from_millis(20), || {
+        lab.c
+            .status(2)
+            .is_some_and(|st| st["instances"][0]["state"] == "MASTER")
+            && lab.up_frr.vip_paths().len() == 2
+    });
+    assert!(
+        ok,
+        "r2 not MASTER and announcing: {:?}\n{}",
+        lab.up_frr.vip_paths(),
+        lab.all_logs()
+    );
+    // Both announce (r1's VIP and route stayed); the upstream keeps the older path.
+    assert_eq!(lab.up_frr.paths(ROUTED).len(), 2, "{}", lab.all_logs());
+    assert!(lab
+        .c
+        .lan
+        .router(1)
+        .ip(["route", "show", "table", "100"])
+        .unwrap()
+        .contains("proto 118"));
+    // The restart, as systemd does it.
+    lab.c.start_vipd(1, &c1);
+    let took = t.elapsed();
+    let moved = lab.wait_routed_to(2, Duration::from_secs(5));
+    assert!(
+        lab.c.log(1).contains("removed stale route 192.0.2.200/32"),
+        "{}",
+        lab.c.log(1)
+    );
+    assert_eq!(lab.c.instance(1)["state"], "BACKUP");
+    let r = outage("vipd crash (kill -9) + restart", p, t, took + moved);
+    assert!(
+        r.largest_gap() < Duration::from_secs(2),
+        "{:?}",
+        r.largest_gap()
+    );
+    lab.assert_client_reaches(2);
+}
+
+/// (c) Graceful stop (SIGTERM) of the master: it hands over (priority 0), withdraws, and
+/// the route moves to r2; (e) the stopped router announces nothing.
+#[test]
+fn graceful_stop_moves_the_route() {
+    let Some(mut lab) = Lab::new("bgp-stop") else {
+        return;
+    };
+    let s = spec();
+    let p = lab.start_pair_probing(&vrrp_conf(200, &[], ""), &vrrp_conf(100, &[], ""));
+    let t = Instant::now();
+    lab.c.signal(1, Signal::SIGTERM);
+    let took = lab.wait_routed_to(2, s.takeover_timeout());
+    let st = lab.c.stop(1);
+    assert!(st.is_some_and(|st| st.success()), "vipd r1 exit: {st:?}");
+    let r = outage("graceful stop (SIGTERM)", p, t, took);
+    assert!(
+        r.largest_gap() < Duration::from_secs(2),
+        "{:?}",
+        r.largest_gap()
+    );
+    // Stopped r1: nothing in its kernel table 100, nothing in its BGP table, nothing at
+    // the upstream from it.
+    assert!(!lab
+        .c
+        .lan
+        .router(1)
+        .ip(["route", "show", "table", "100"])
+        .unwrap()
+        .contains(&ROUTED.to_string()));
+    for dst in [VIP, ROUTED] {
+        assert!(
+            lab.frr[0].paths(dst).is_empty(),
+            "{}",
+            lab.frr[0].vtysh(&format!("show ip bgp {dst}/32"))
+        );
+        assert_eq!(lab.up_frr.paths(dst), [uplink(2).0]);
+    }
+    lab.assert_client_reaches(2);
+}
+
+/// (d) A tracked failure (`track_file` weight 0 goes non-zero) puts the master in FAULT:
+/// the route is withdrawn from it and moves to r2; (e) the FAULT router announces
+/// nothing; the file back to 0, r1 preempts and the route comes back.
+#[test]
+fn tracked_failure_faults_and_withdraws() {
+    let Some(mut lab) = Lab::new("bgp-fault") else {
+        return;
+    };
+    let file = lab.c.dir.join("down");
+    std::fs::write(&file, "0\n").unwrap();
+    let global = format!(
+        "vrrp_track_file tf {{\n    file \"{}\"\n    init_file 0\n}}\n",
+        file.display()
+    );
+    let s = spec();
+    let c1 = vrrp_conf(200, &["track_file {\n        tf weight 0\n    }"], &global);
+    let p = lab.start_pair_probing(&c1, &vrrp_conf(100, &[], ""));
+    let t = Instant::now();
+    std::fs::write(&file, "1\n").unwrap();
+    let took = lab.wait_routed_to(2, s.takeover_timeout());
+    assert_eq!(lab.c.instance(1)["state"], "FAULT", "{}", lab.c.instance(1));
+    let r = outage("tracked failure (track_file → FAULT)", p, t, took);
+    assert!(
+        r.largest_gap() < Duration::from_secs(2),
+        "{:?}",
+        r.largest_gap()
+    );
+    // FAULT r1 announces nothing, for a while.
+    let end = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < end {
+        assert_eq!(lab.up_frr.vip_paths(), [uplink(2).0], "{}", lab.all_logs());
+        assert_eq!(
+            lab.up_frr.paths(ROUTED),
+            [uplink(2).0],
+            "{}",
+            lab.all_logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::write(&file, "0\n").unwrap();
+    lab.wait_routed_to(1, s.takeover_timeout());
+    lab.assert_client_reaches(1);
+}
+
+/// The example the lab runs is valid keepalived 2.4.3 (and Debian 2.2.7) config: the
+/// BGP mode needs no vipd-only keyword.
+#[test]
+fn the_example_is_valid_keepalived() {
+    let dir = vipd_netns::WorkDir::new("bgp-ka-check").unwrap();
+    // An interface that exists here (keepalived -t checks it); lo cannot carry VRRP.
+    let iface = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .find(|n| n != "lo" && !n.starts_with("ifb"))
+        .expect("a non-loopback interface");
+    let conf =
+        vrrp_conf(100, &["nopreempt"], "").replace("interface eth0", &format!("interface {iface}"));
+    let f = dir.join("k.conf");
+    std::fs::write(&f, &conf).unwrap();
+    let mut checked = 0;
+    for bin in ["keepalived", "/opt/keepalived-2.4.3/sbin/keepalived"] {
+        let Ok(o) = std::process::Command::new(bin)
+            .args(["-t", "-f"])
+            .arg(&f)
+            .output()
+        else {
+            continue;
+        };
+        assert!(
+            o.status.success(),
+            "{bin} -t:\n{conf}\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        checked += 1;
+    }
+    assert!(checked > 0, "no keepalived to check against");
+}
