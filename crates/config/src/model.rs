@@ -27,6 +27,8 @@ pub struct Config {
     pub track_processes: Vec<TrackProcess>,
     pub bfd_instances: Vec<BfdInstance>,
     pub sync_groups: Vec<SyncGroup>,
+    /// `garp_group { ... }`: GARP / NA pacing shared by a set of interfaces.
+    pub garp_groups: Vec<GarpGroup>,
     /// `linkbeat_interfaces { IF [MII|ETHTOOL|IOCTL] }`: the interface names.
     pub linkbeat_interfaces: Vec<String>,
     pub static_ipaddress: Vec<VirtualAddress>,
@@ -38,6 +40,22 @@ pub struct Config {
     pub virtual_servers: Vec<VirtualServer>,
     /// The top-level `SSL { }` block: SSL_GET's TLS client settings.
     pub ssl: Option<SslContext>,
+}
+
+/// `garp_group { garp_interval D gna_interval D interface IF | interfaces { IF ... } }`:
+/// the gap between consecutive gratuitous ARPs (unsolicited NAs) sent on any of
+/// `interfaces`, whichever instance sends them. An interval the block does not set
+/// means no pacing of that family on these interfaces (keepalived: the global
+/// `vrrp_garp_interval` applies only to interfaces in no group).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct GarpGroup {
+    pub garp_interval: Option<Duration>,
+    pub gna_interval: Option<Duration>,
+    /// The interfaces this group paces (an interface already in an earlier group is
+    /// left out, as keepalived ignores it).
+    pub interfaces: Vec<String>,
+    /// The `garp_group` keyword.
+    pub span: Span,
 }
 
 /// `SSL { password ca certificate key }`.

@@ -1541,6 +1541,45 @@ mod tests {
             .collect()
     }
 
+    #[test]
+    fn garp_group_is_active_with_its_interfaces_and_intervals() {
+        let text = "garp_group {\n garp_interval 0.25\n interfaces {\n  eth0\n  eth1 eth2\n }\n}\ngarp_group {\n gna_interval 300\n interface eth3\n}\n";
+        let l = load(text).unwrap();
+        assert_eq!(l.inactive().count(), 0, "{:?}", l.diagnostics);
+        let g = &l.config.garp_groups;
+        assert_eq!(g.len(), 2);
+        assert_eq!(g[0].garp_interval, Some(Duration::from_millis(250)));
+        assert_eq!(g[0].gna_interval, None);
+        assert_eq!(g[0].interfaces, ["eth0", "eth1", "eth2"]);
+        // keepalived takes intervals above 255 s in a garp_group.
+        assert_eq!(g[1].gna_interval, Some(Duration::from_secs(300)));
+        assert_eq!(g[1].interfaces, ["eth3"]);
+        assert_eq!((g[1].span.line, g[1].span.col), (8, 1));
+    }
+
+    #[test]
+    fn garp_group_without_delay_or_with_a_taken_interface_is_refused() {
+        // keepalived 2.4.3 -t: "garp group 0 does not have any delay set - removing",
+        // "garp_group already specified for eth0 - ignoring".
+        assert_eq!(
+            errors("garp_group {\n interface eth0\n}\n"),
+            [(
+                "garp_group sets no delay: it paces nothing (keepalived refuses it)".to_string(),
+                1,
+                1
+            )]
+        );
+        assert_eq!(
+            errors("garp_group {\n garp_interval 1\n interface eth0\n}\ngarp_group {\n gna_interval 1\n interfaces {\n  eth1 eth0\n }\n}\n"),
+            [(
+                "interface `eth0` is already in a garp_group (keepalived ignores it here)"
+                    .to_string(),
+                8,
+                8
+            )]
+        );
+    }
+
     fn one_error(text: &str) -> Diagnostic {
         let all = load(text).expect_err("expected an error");
         let errs: Vec<_> = all.into_iter().filter(|d| d.is_error()).collect();

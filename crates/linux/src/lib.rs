@@ -31,6 +31,7 @@ pub mod mail;
 pub mod metrics;
 pub mod netlink;
 pub mod notifier;
+pub mod pacing;
 pub mod packet;
 pub mod plan;
 pub mod realserver;

@@ -10,6 +10,7 @@
 
 use crate::iface::Interface;
 use crate::netlink::AddressSpec;
+use crate::pacing::{GroupPacing, PacingPlan};
 use crate::routes::{route_spec, rule_spec, RouteSpec, RuleSpec};
 use crate::track::{
     FilePlan, Kind, ObjectId, ParamMatch, ProcessPlan, ScriptPlan, TrackPlan, TrackRef,
@@ -119,6 +120,8 @@ pub struct Plan {
     pub delay_after_boot: Duration,
     /// The `bfd_instance`s, run by [`crate::bfd`].
     pub bfd: BfdPlan,
+    /// `garp_group`s: GARP / NA pacing shared by their interfaces.
+    pub garp_groups: PacingPlan,
 }
 
 /// What the BFD thread runs: one session per `bfd_instance`.
@@ -433,6 +436,7 @@ pub fn build(cfg: &Config) -> Result<Plan, PlanError> {
         .collect();
     Ok(Plan {
         bfd: bfd_plan(cfg)?,
+        garp_groups: garp_groups(cfg)?,
         startup_delay: cfg.global.vrrp_startup_delay.unwrap_or_default(),
         delay_after_boot: cfg.global.vrrp_delay_after_boot.unwrap_or_default(),
         router_id: cfg.global.router_id.clone(),
@@ -1200,6 +1204,33 @@ fn instance_plan(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
     })
 }
 
+/// The `garp_group`s with their interfaces' indexes; an interface that does not exist
+/// is an error at its group (keepalived refuses it too, without `dynamic_interfaces`).
+fn garp_groups(cfg: &Config) -> Result<PacingPlan, PlanError> {
+    let groups = cfg
+        .garp_groups
+        .iter()
+        .map(|g| {
+            let ifindexes = g
+                .interfaces
+                .iter()
+                .map(|name| {
+                    Interface::lookup(name)
+                        .map(|i| i.index)
+                        .with_context(|| format!("garp_group interface {name}"))
+                })
+                .collect::<Result<_>>()
+                .map_err(at(&g.span))?;
+            Ok(GroupPacing {
+                ifindexes,
+                garp_interval: g.garp_interval.unwrap_or_default(),
+                gna_interval: g.gna_interval.unwrap_or_default(),
+            })
+        })
+        .collect::<Result<_, PlanError>>()?;
+    Ok(PacingPlan { groups })
+}
+
 /// `link_local`: the source of an IPv6 announcement (the interface's link-local).
 fn announce_frame(dev: &Interface, addr: IpAddr, link_local: Option<Ipv6Addr>) -> Vec<u8> {
     match addr {
@@ -1265,6 +1296,38 @@ mod tests {
         config_id: None,
         check_interfaces: false,
     };
+
+    #[test]
+    fn garp_groups_resolve_their_interfaces_and_refuse_a_missing_one() {
+        let load = |text: &str| {
+            vipd_config::load_str(text, std::path::Path::new("/k.conf"), &OPTS)
+                .unwrap_or_else(|d| panic!("{d:#?}"))
+                .config
+        };
+        let lo = Interface::lookup("lo").unwrap().index;
+        let cfg = load(&format!(
+            "garp_group {{\n garp_interval 0.5\n interface lo\n}}\n{}",
+            instance("A", 1, "")
+        ));
+        let plan = build(&cfg).unwrap_or_else(|e| panic!("{}", e.error));
+        assert_eq!(
+            plan.garp_groups.groups,
+            [GroupPacing {
+                ifindexes: vec![lo],
+                garp_interval: Duration::from_millis(500),
+                gna_interval: Duration::ZERO,
+            }]
+        );
+        let cfg =
+            load("garp_group {\n gna_interval 1\n interfaces {\n  lo\n  nosuch-grp0\n }\n}\n");
+        let e = build(&cfg).unwrap_err();
+        assert_eq!(e.span.map(|s| (s.line, s.col)), Some((1, 1)));
+        assert!(
+            format!("{:#}", e.error).contains("garp_group interface nosuch-grp0"),
+            "{:#}",
+            e.error
+        );
+    }
 
     /// A minimal instance on `lo` with `extra` lines.
     fn instance(name: &str, vrid: u8, extra: &str) -> String {
