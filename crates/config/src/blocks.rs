@@ -386,8 +386,12 @@ pub(crate) fn address_entry(
                         "label" => last.label = Some(v.text.clone()),
                         "scope" => last.scope = crate::routes::scope(v, names, d),
                         "brd" => last.brd = v.text.parse().ok(),
+                        "track_group" => last.track_group = Some(v.text.clone()),
                         _ => {}
                     }
+                }
+                if opt == "no_track" {
+                    out.last_mut().expect("checked non-empty").no_track = true;
                 }
                 i += if *takes { 2 } else { 1 };
                 continue;
@@ -401,6 +405,8 @@ pub(crate) fn address_entry(
                 dev: None,
                 scope: None,
                 label: None,
+                track_group: None,
+                no_track: false,
                 span: t.span.clone(),
             }),
             Err(e) => {
@@ -1211,6 +1217,15 @@ pub(crate) fn fill_top(n: &Node, config: &mut Config, names: &IprouteNames, d: &
             config.sync_groups.push(g);
         }
         "garp_group" => garp_group(n, kids, config, d),
+        "track_group" => config.track_groups.push(TrackGroup {
+            name: block_name(n),
+            span: name_span(n),
+            instances: kids
+                .iter()
+                .filter(|c| c.name() == "group")
+                .flat_map(|c| list_words(c).into_iter().flatten())
+                .collect(),
+        }),
         "linkbeat_interfaces" => config.linkbeat_interfaces.extend(
             list_words(n)
                 .into_iter()

@@ -29,6 +29,8 @@ pub struct Config {
     pub sync_groups: Vec<SyncGroup>,
     /// `garp_group { ... }`: GARP / NA pacing shared by a set of interfaces.
     pub garp_groups: Vec<GarpGroup>,
+    /// `track_group NAME { group { INSTANCE ... } }`.
+    pub track_groups: Vec<TrackGroup>,
     /// `linkbeat_interfaces { IF [MII|ETHTOOL|IOCTL] }`: the interface names.
     pub linkbeat_interfaces: Vec<String>,
     pub static_ipaddress: Vec<VirtualAddress>,
@@ -55,6 +57,17 @@ pub struct GarpGroup {
     /// left out, as keepalived ignores it).
     pub interfaces: Vec<String>,
     /// The `garp_group` keyword.
+    pub span: Span,
+}
+
+/// `track_group NAME { group { VI_1 VI_2 } }`: the instances that go to FAULT while
+/// a static address, route or rule naming this group cannot be restored (its
+/// interface is down or gone).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TrackGroup {
+    pub name: String,
+    pub instances: Vec<String>,
+    /// The group's name.
     pub span: Span,
 }
 
@@ -751,6 +764,10 @@ pub struct VirtualAddress {
     /// `None` = global.
     pub scope: Option<u8>,
     pub label: Option<String>,
+    /// `static_ipaddress` only: `track_group NAME`.
+    pub track_group: Option<String>,
+    /// `static_ipaddress` only: `no_track` (not restored when deleted, not tracked).
+    pub no_track: bool,
     pub span: Span,
 }
 
@@ -788,6 +805,8 @@ pub struct Route {
     pub scope: Option<u8>,
     pub onlink: bool,
     pub no_track: bool,
+    /// `track_group NAME` (static routes only).
+    pub track_group: Option<String>,
     /// The line's first word.
     pub span: Span,
 }
@@ -815,6 +834,8 @@ pub struct Rule {
     /// IPv6 rule: `inet6`, or an IPv6 `from`/`to`.
     pub v6: bool,
     pub no_track: bool,
+    /// `track_group NAME` (static rules only).
+    pub track_group: Option<String>,
     /// The line's first word.
     pub span: Span,
 }

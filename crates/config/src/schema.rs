@@ -436,6 +436,8 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "track_src_ip",
     // GARP / NA pacing per group of interfaces (vipd_linux::pacing).
     "garp_group",
+    // Instances that track the interfaces of static addresses / routes / rules.
+    "track_group",
 ];
 
 /// Keywords whose purpose vipd's design already serves, so there is nothing to act on:

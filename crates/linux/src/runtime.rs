@@ -200,6 +200,10 @@ impl Runtime {
                 plan.static_rules.clone(),
             ));
         }
+        let r = plan.static_restore.clone();
+        let _ = addresses
+            .tx
+            .send(AddrCommand::Restore(r.addresses, r.routes, r.rules));
         // Forward address notices into the main notice stream.
         {
             let notices = notices.clone();
@@ -422,6 +426,7 @@ impl Runtime {
         let instances = plan.instances.clone();
         let statics = plan.static_addresses.clone();
         let static_routing = (plan.static_routes.clone(), plan.static_rules.clone());
+        let restore = plan.static_restore.clone();
         let (reply, answer) = mpsc::channel();
         self.command(Command::Reload {
             plan: Box::new(plan),
@@ -449,6 +454,15 @@ impl Runtime {
             v.extend(links.created);
         }
         self.reload_static_routing(static_routing);
+        if let Ok(a) = self.addresses.lock() {
+            if let Some(a) = a.as_ref() {
+                let _ = a.tx.send(AddrCommand::Restore(
+                    restore.addresses,
+                    restore.routes,
+                    restore.rules,
+                ));
+            }
+        }
         Ok(report)
     }
 
