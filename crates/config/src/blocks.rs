@@ -386,8 +386,12 @@ pub(crate) fn address_entry(
                         "label" => last.label = Some(v.text.clone()),
                         "scope" => last.scope = crate::routes::scope(v, names, d),
                         "brd" => last.brd = v.text.parse().ok(),
+                        "track_group" => last.track_group = Some(v.text.clone()),
                         _ => {}
                     }
+                }
+                if opt == "no_track" {
+                    out.last_mut().expect("checked non-empty").no_track = true;
                 }
                 i += if *takes { 2 } else { 1 };
                 continue;
@@ -401,6 +405,8 @@ pub(crate) fn address_entry(
                 dev: None,
                 scope: None,
                 label: None,
+                track_group: None,
+                no_track: false,
                 span: t.span.clone(),
             }),
             Err(e) => {
@@ -1210,6 +1216,16 @@ pub(crate) fn fill_top(n: &Node, config: &mut Config, names: &IprouteNames, d: &
             }
             config.sync_groups.push(g);
         }
+        "garp_group" => garp_group(n, kids, config, d),
+        "track_group" => config.track_groups.push(TrackGroup {
+            name: block_name(n),
+            span: name_span(n),
+            instances: kids
+                .iter()
+                .filter(|c| c.name() == "group")
+                .flat_map(|c| list_words(c).into_iter().flatten())
+                .collect(),
+        }),
         "linkbeat_interfaces" => config.linkbeat_interfaces.extend(
             list_words(n)
                 .into_iter()
@@ -1254,6 +1270,48 @@ pub(crate) fn fill_top(n: &Node, config: &mut Config, names: &IprouteNames, d: &
         "instance" | "net_namespace" => fill_global(n, &mut config.global),
         _ => {}
     }
+}
+
+/// `garp_group`: keepalived refuses a group with no interval and an interface that is
+/// already in a group (it keeps the first group's settings for it).
+fn garp_group(n: &Node, kids: &[Node], config: &mut Config, d: &mut Diags) {
+    let mut g = GarpGroup {
+        garp_interval: secs(kids, &["garp_interval"]),
+        gna_interval: secs(kids, &["gna_interval"]),
+        interfaces: Vec::new(),
+        span: n.keyword.span.clone(),
+    };
+    if g.garp_interval.is_none() && g.gna_interval.is_none() {
+        d.error_help(
+            &n.keyword,
+            "garp_group sets no delay: it paces nothing (keepalived refuses it)",
+            "add `garp_interval SECONDS` and/or `gna_interval SECONDS`",
+        );
+    }
+    let names = kids.iter().flat_map(|c| match c.name() {
+        "interface" => c.args.iter().take(1).collect::<Vec<_>>(),
+        "interfaces" => c.children.iter().flatten().flat_map(words).collect(),
+        _ => Vec::new(),
+    });
+    for tok in names {
+        let taken = config
+            .garp_groups
+            .iter()
+            .chain(std::iter::once(&g))
+            .any(|o| o.interfaces.contains(&tok.text));
+        if taken {
+            d.error(
+                tok,
+                format!(
+                    "interface `{}` is already in a garp_group (keepalived ignores it here)",
+                    tok.text
+                ),
+            );
+        } else {
+            g.interfaces.push(tok.text.clone());
+        }
+    }
+    config.garp_groups.push(g);
 }
 
 fn timing(nodes: &[Node]) -> CheckTiming {

@@ -13,7 +13,6 @@ pub const VIP_OPTION_UNSUPPORTED: &[&str] = &[
     "autojoin",
     "no_track",
     "preferred_lft",
-    "track_group",
 ];
 
 /// Edit distance over chars where swapping two adjacent chars counts as one edit

@@ -27,6 +27,10 @@ pub struct Config {
     pub track_processes: Vec<TrackProcess>,
     pub bfd_instances: Vec<BfdInstance>,
     pub sync_groups: Vec<SyncGroup>,
+    /// `garp_group { ... }`: GARP / NA pacing shared by a set of interfaces.
+    pub garp_groups: Vec<GarpGroup>,
+    /// `track_group NAME { group { INSTANCE ... } }`.
+    pub track_groups: Vec<TrackGroup>,
     /// `linkbeat_interfaces { IF [MII|ETHTOOL|IOCTL] }`: the interface names.
     pub linkbeat_interfaces: Vec<String>,
     pub static_ipaddress: Vec<VirtualAddress>,
@@ -38,6 +42,33 @@ pub struct Config {
     pub virtual_servers: Vec<VirtualServer>,
     /// The top-level `SSL { }` block: SSL_GET's TLS client settings.
     pub ssl: Option<SslContext>,
+}
+
+/// `garp_group { garp_interval D gna_interval D interface IF | interfaces { IF ... } }`:
+/// the gap between consecutive gratuitous ARPs (unsolicited NAs) sent on any of
+/// `interfaces`, whichever instance sends them. An interval the block does not set
+/// means no pacing of that family on these interfaces (keepalived: the global
+/// `vrrp_garp_interval` applies only to interfaces in no group).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct GarpGroup {
+    pub garp_interval: Option<Duration>,
+    pub gna_interval: Option<Duration>,
+    /// The interfaces this group paces (an interface already in an earlier group is
+    /// left out, as keepalived ignores it).
+    pub interfaces: Vec<String>,
+    /// The `garp_group` keyword.
+    pub span: Span,
+}
+
+/// `track_group NAME { group { VI_1 VI_2 } }`: the instances that go to FAULT while
+/// a static address, route or rule naming this group cannot be restored (its
+/// interface is down or gone).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TrackGroup {
+    pub name: String,
+    pub instances: Vec<String>,
+    /// The group's name.
+    pub span: Span,
 }
 
 /// `SSL { password ca certificate key }`.
@@ -733,6 +764,10 @@ pub struct VirtualAddress {
     /// `None` = global.
     pub scope: Option<u8>,
     pub label: Option<String>,
+    /// `static_ipaddress` only: `track_group NAME`.
+    pub track_group: Option<String>,
+    /// `static_ipaddress` only: `no_track` (not restored when deleted, not tracked).
+    pub no_track: bool,
     pub span: Span,
 }
 
@@ -770,6 +805,8 @@ pub struct Route {
     pub scope: Option<u8>,
     pub onlink: bool,
     pub no_track: bool,
+    /// `track_group NAME` (static routes only).
+    pub track_group: Option<String>,
     /// The line's first word.
     pub span: Span,
 }
@@ -797,6 +834,8 @@ pub struct Rule {
     /// IPv6 rule: `inet6`, or an IPv6 `from`/`to`.
     pub v6: bool,
     pub no_track: bool,
+    /// `track_group NAME` (static rules only).
+    pub track_group: Option<String>,
     /// The line's first word.
     pub span: Span,
 }

@@ -4,7 +4,7 @@
 //! Every word is understood or refused at its position: bad addresses, prefix lengths,
 //! tables, numbers and scopes, and the options keepalived takes but vipd's runtime does
 //! not implement (multipath `nexthop`, `or`, `encap`, route metrics such as `mtu`, rule
-//! selectors such as `tos` or `uidrange`, `track_group`, ...). So a line that loads is
+//! selectors such as `tos` or `uidrange`, ...). So a line that loads is
 //! one `vipd run` installs.
 //!
 //! Tables and scopes are numbers (decimal, `0x` hexadecimal or `0` octal, as iproute2
@@ -33,6 +33,7 @@ const ROUTE_WORDS: &[(&str, usize)] = &[
     ("priority", 1),
     ("preference", 1),
     ("scope", 1),
+    ("track_group", 1),
     ("onlink", 0),
     ("no_track", 0),
     ("inet", 0),
@@ -56,6 +57,7 @@ const RULE_WORDS: &[(&str, usize)] = &[
     ("priority", 1),
     ("preference", 1),
     ("pref", 1),
+    ("track_group", 1),
     ("not", 0),
     ("inet", 0),
     ("inet6", 0),
@@ -69,7 +71,6 @@ const RULE_WORDS: &[(&str, usize)] = &[
 fn unsupported_help(word: &str, what: &str) -> String {
     match word {
         "nexthop" | "or" | "weight" => "vipd installs single-path routes only".into(),
-        "track_group" => "vipd does not track static routes, rules or addresses".into(),
         "protocol" | "proto" => {
             "vipd marks the routes and rules it installs with protocol 118 (`proto 118`)".into()
         }
@@ -259,6 +260,7 @@ pub(crate) fn route(w: &[&Token], names: &IprouteNames, d: &mut Diags) -> Option
         scope: None,
         onlink: false,
         no_track: false,
+        track_group: None,
         span: w[0].span.clone(),
     };
     // The destination and its word (`default` takes the family of the rest).
@@ -287,6 +289,7 @@ pub(crate) fn route(w: &[&Token], names: &IprouteNames, d: &mut Diags) -> Option
                         r.metric = Some(number(v, word, false, d)?)
                     }
                     "scope" => r.scope = Some(scope(v, names, d)?),
+                    "track_group" => r.track_group = Some(v.text.clone()),
                     _ => unreachable!("every one-value route word is handled"),
                 }
                 i += 2;
@@ -388,6 +391,7 @@ pub(crate) fn rule(w: &[&Token], names: &IprouteNames, d: &mut Diags) -> Option<
         not: false,
         v6: false,
         no_track: false,
+        track_group: None,
         span: w[0].span.clone(),
     };
     // The first word that fixed the family, and whether it is IPv6.
@@ -441,6 +445,7 @@ pub(crate) fn rule(w: &[&Token], names: &IprouteNames, d: &mut Diags) -> Option<
                     "iif" => r.iif = Some(v.text.clone()),
                     "oif" => r.oif = Some(v.text.clone()),
                     "fwmark" => r.fwmark = Some(fwmark(v, d)?),
+                    "track_group" => r.track_group = Some(v.text.clone()),
                     "table" | "lookup" => r.table = Some(table(v, word, 1, names, d)?),
                     "priority" | "preference" | "pref" => {
                         if word == "pref" {
@@ -648,7 +653,7 @@ mod tests {
             ("198.51.100.0/24 dev eth0 mtu 1400", "route option `mtu` is not supported by vipd", 30),
             ("198.51.100.0/24 dev eth0 encap mpls 200", "route option `encap` is not supported by vipd", 30),
             ("198.51.100.0/24 dev eth0 protocol bird", "route option `protocol` is not supported by vipd", 30),
-            ("198.51.100.0/24 dev eth0 track_group G", "route option `track_group` is not supported by vipd", 30),
+            ("198.51.100.0/24 dev eth0 track_group", "`track_group` needs a value", 30),
             ("198.51.100.0/24 dev eth0 local", "route option `local` is not supported by vipd", 30),
             ("2001:db8::/32 from 2001:db8::1", "route option `from` is not supported by vipd", 19),
             ("198.51.100.0/24 dev eth0 onlnk", "unknown route option `onlnk`", 30),
@@ -773,7 +778,6 @@ mod tests {
             ("from 192.0.2.0/24 table 1 tos 4", "rule option `tos` is not supported by vipd", 31),
             ("from 192.0.2.0/24 goto 40", "rule option `goto` is not supported by vipd", 23),
             ("uidrange 1-2 table 1", "rule option `uidrange` is not supported by vipd", 5),
-            ("from 192.0.2.0/24 table 1 track_group G", "rule option `track_group` is not supported by vipd", 31),
             ("from 192.0.2.0/24 tabel 1", "unknown rule option `tabel`", 23),
             ("from", "`from` needs a value", 5),
         ];

@@ -437,6 +437,10 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "old_unicast_checksum",
     // The source address as a tracked object (vipd_linux::tracker, polled).
     "track_src_ip",
+    // GARP / NA pacing per group of interfaces (vipd_linux::pacing).
+    "garp_group",
+    // Instances that track the interfaces of static addresses / routes / rules.
+    "track_group",
 ];
 
 /// Keywords whose purpose vipd's design already serves, so there is nothing to act on:
@@ -628,8 +632,9 @@ pub(crate) const BFD_INSTANCE: &[Kw] = &[
 const TRACK_GROUP: &[Kw] = &[l("group", A::Flag, Entry::Names)];
 
 const GARP_GROUP: &[Kw] = &[
-    k("garp_interval", A::Secs(255)),
-    k("gna_interval", A::Secs(255)),
+    // keepalived takes up to UINT_MAX microseconds here (about 71 minutes).
+    k("garp_interval", A::Secs(4294)),
+    k("gna_interval", A::Secs(4294)),
     k("interface", A::Str),
     l("interfaces", A::Flag, Entry::Names),
 ];

@@ -159,6 +159,7 @@ pub(crate) fn map(nodes: &[Node], diags: &mut Diags) -> (Config, Vec<InstanceMet
             },
         }
     }
+    check_track_groups(&config, m.diags);
     if let Some(tok) = m.syncd_instance.take() {
         if !config.instances.iter().any(|i| i.name == tok.text) {
             // keepalived clears its sync daemon setting then, and runs without it.
@@ -173,6 +174,88 @@ pub(crate) fn map(nodes: &[Node], diags: &mut Diags) -> (Config, Vec<InstanceMet
         }
     }
     (config, metas)
+}
+
+/// `track_group` references, as keepalived 2.4.3 checks them: an unknown group, a
+/// static route without `dev` and `track_group` outside the static blocks are errors;
+/// an instance the group names that does not exist is a warning (keepalived ignores it).
+fn check_track_groups(config: &Config, d: &mut Diags) {
+    use crate::diagnostic::{Diagnostic, Severity};
+    let mut say = |severity, span: &crate::model::Span, msg: String| {
+        d.push(Diagnostic::new(severity, msg, span.clone(), 1));
+    };
+    let statics = (config.static_ipaddress.iter())
+        .map(|a| (&a.track_group, &a.span, "static address"))
+        .chain((config.static_routes.iter()).map(|r| (&r.track_group, &r.span, "static route")))
+        .chain((config.static_rules.iter()).map(|r| (&r.track_group, &r.span, "static rule")));
+    for (group, span, what) in statics {
+        let Some(group) = group else { continue };
+        if !config.track_groups.iter().any(|g| &g.name == group) {
+            say(
+                Severity::Error,
+                span,
+                format!("{what}: track_group `{group}` not found"),
+            );
+        }
+    }
+    for r in config
+        .static_routes
+        .iter()
+        .filter(|r| r.track_group.is_some())
+    {
+        if r.dev.is_none() {
+            say(
+                Severity::Error,
+                &r.span,
+                "static route: `track_group` needs the route's `dev` (the interface its instances track), as in keepalived".into(),
+            );
+        }
+    }
+    for r in config
+        .static_rules
+        .iter()
+        .filter(|r| r.track_group.is_some())
+    {
+        if r.iif.is_none() {
+            say(
+                Severity::Error,
+                &r.span,
+                "static rule: `track_group` needs the rule's `iif` (the interface its instances track), as in keepalived".into(),
+            );
+        }
+    }
+    for i in &config.instances {
+        let routes = i.virtual_routes.iter().map(|r| (&r.track_group, &r.span));
+        let rules = i.virtual_rules.iter().map(|r| (&r.track_group, &r.span));
+        for (_, span) in routes.chain(rules).filter(|(g, _)| g.is_some()) {
+            say(
+                Severity::Error,
+                span,
+                "`track_group` applies only to static_routes and static_rules".into(),
+            );
+        }
+    }
+    for g in &config.track_groups {
+        for name in &g.instances {
+            if !config.instances.iter().any(|i| &i.name == name) {
+                say(
+                    Severity::Warning,
+                    &g.span,
+                    format!("track_group `{}`: there is no vrrp_instance `{name}`; ignored (as keepalived)", g.name),
+                );
+            }
+        }
+        if g.instances.is_empty() {
+            say(
+                Severity::Warning,
+                &g.span,
+                format!(
+                    "track_group `{}` names no vrrp_instance (`group {{ VI_1 ... }}`)",
+                    g.name
+                ),
+            );
+        }
+    }
 }
 
 /// Reports [`schema::LB_INACTIVE`] keywords anywhere inside a block.
@@ -1113,11 +1196,20 @@ impl Mapper<'_> {
                     i += 2;
                     continue;
                 }
+                if opt == "track_group" {
+                    // keepalived 2.4.3: "Unknown configuration entry 'track_group' for ip address".
+                    self.diags.error(
+                        w,
+                        "`track_group` applies only to static_ipaddress, static_routes and static_rules",
+                    );
+                    i += 2;
+                    continue;
+                }
                 if VIP_OPTION_UNSUPPORTED.contains(&opt) {
                     self.diags
                         .inactive(w, &format!("virtual_ipaddress option `{opt}`"));
                     // These take a value; skip it so it is not read as an address.
-                    let takes_value = matches!(opt, "peer" | "preferred_lft" | "track_group");
+                    let takes_value = matches!(opt, "peer" | "preferred_lft");
                     i += if takes_value { 2 } else { 1 };
                     continue;
                 }
@@ -1131,6 +1223,8 @@ impl Mapper<'_> {
                         dev: None,
                         scope: None,
                         label: None,
+                        track_group: None,
+                        no_track: false,
                         span: w.span.clone(),
                     });
                     meta.vip_tokens.push(w.clone());
@@ -1541,6 +1635,135 @@ mod tests {
             .collect()
     }
 
+    #[test]
+    fn garp_group_is_active_with_its_interfaces_and_intervals() {
+        let text = "garp_group {\n garp_interval 0.25\n interfaces {\n  eth0\n  eth1 eth2\n }\n}\ngarp_group {\n gna_interval 300\n interface eth3\n}\n";
+        let l = load(text).unwrap();
+        assert_eq!(l.inactive().count(), 0, "{:?}", l.diagnostics);
+        let g = &l.config.garp_groups;
+        assert_eq!(g.len(), 2);
+        assert_eq!(g[0].garp_interval, Some(Duration::from_millis(250)));
+        assert_eq!(g[0].gna_interval, None);
+        assert_eq!(g[0].interfaces, ["eth0", "eth1", "eth2"]);
+        // keepalived takes intervals above 255 s in a garp_group.
+        assert_eq!(g[1].gna_interval, Some(Duration::from_secs(300)));
+        assert_eq!(g[1].interfaces, ["eth3"]);
+        assert_eq!((g[1].span.line, g[1].span.col), (8, 1));
+    }
+
+    #[test]
+    fn garp_group_without_delay_or_with_a_taken_interface_is_refused() {
+        // keepalived 2.4.3 -t: "garp group 0 does not have any delay set - removing",
+        // "garp_group already specified for eth0 - ignoring".
+        assert_eq!(
+            errors("garp_group {\n interface eth0\n}\n"),
+            [(
+                "garp_group sets no delay: it paces nothing (keepalived refuses it)".to_string(),
+                1,
+                1
+            )]
+        );
+        assert_eq!(
+            errors("garp_group {\n garp_interval 1\n interface eth0\n}\ngarp_group {\n gna_interval 1\n interfaces {\n  eth1 eth0\n }\n}\n"),
+            [(
+                "interface `eth0` is already in a garp_group (keepalived ignores it here)"
+                    .to_string(),
+                8,
+                8
+            )]
+        );
+    }
+
+    #[test]
+    fn track_group_and_its_references_from_static_lines() {
+        let inst = "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 1\n priority 100\n virtual_ipaddress {\n  192.0.2.1\n }\n}\n";
+        let text = format!(
+            "track_group TG {{\n group {{\n  VI_1\n }}\n}}\n\
+             static_ipaddress {{\n 192.0.2.9/24 dev eth1 track_group TG\n 192.0.2.10/24 dev eth1 no_track\n}}\n\
+             static_routes {{\n 198.51.100.0/24 dev eth1 track_group TG\n}}\n\
+             static_rules {{\n from 192.0.2.0/24 iif eth1 table 7 track_group TG\n}}\n{inst}"
+        );
+        let l = load(&text).unwrap();
+        assert_eq!(l.inactive().count(), 0, "{:?}", l.diagnostics);
+        let c = &l.config;
+        assert_eq!(c.track_groups.len(), 1);
+        assert_eq!(c.track_groups[0].name, "TG");
+        assert_eq!(c.track_groups[0].instances, ["VI_1"]);
+        assert_eq!(c.static_ipaddress[0].track_group.as_deref(), Some("TG"));
+        assert!(!c.static_ipaddress[0].no_track);
+        assert!(c.static_ipaddress[1].no_track);
+        assert_eq!(c.static_routes[0].track_group.as_deref(), Some("TG"));
+        assert_eq!(c.static_rules[0].track_group.as_deref(), Some("TG"));
+
+        // keepalived 2.4.3 -t: "track_group NOPE not found", "Static route cannot have
+        // track_group if interface not specified".
+        let bad = format!(
+            "track_group TG {{\n group {{\n  VI_1\n  VI_9\n }}\n}}\n\
+             static_ipaddress {{\n 192.0.2.9/24 dev eth1 track_group NOPE\n}}\n\
+             static_routes {{\n 198.51.100.0/24 via 192.0.2.254 track_group TG\n}}\n{inst}"
+        );
+        let all = load(&bad).unwrap_err();
+        let got: Vec<_> = all
+            .iter()
+            .map(|d| (d.severity, d.message.as_str(), d.span.line))
+            .collect();
+        assert!(
+            got.contains(&(
+                Severity::Error,
+                "static address: track_group `NOPE` not found",
+                8
+            )),
+            "{got:#?}"
+        );
+        assert!(
+            got.iter().any(|g| g.0 == Severity::Error
+                && g.1.contains("needs the route's `dev`")
+                && g.2 == 11),
+            "{got:#?}"
+        );
+        assert!(
+            got.iter().any(|g| g.0 == Severity::Warning
+                && g.1.contains("no vrrp_instance `VI_9`")
+                && g.2 == 1),
+            "{got:#?}"
+        );
+        assert_eq!(
+            errors(&format!(
+                "track_group TG {{\n group {{\n  VI_1\n }}\n}}\n\
+                 static_rules {{\n from 192.0.2.0/24 table 7 track_group TG\n}}\n{inst}"
+            )),
+            [(
+                "static rule: `track_group` needs the rule's `iif` (the interface its instances track), as in keepalived".to_string(),
+                7,
+                2
+            )]
+        );
+        assert_eq!(
+            errors(&inst.replace("192.0.2.1\n", "192.0.2.1 track_group TG\n")),
+            [(
+                "`track_group` applies only to static_ipaddress, static_routes and static_rules"
+                    .to_string(),
+                6,
+                13
+            )]
+        );
+        // Only static routes and rules take it.
+        let virt = inst.replace(
+            " virtual_ipaddress",
+            " virtual_routes {\n  198.51.100.0/24 dev eth0 track_group TG\n }\n virtual_ipaddress",
+        );
+        assert_eq!(
+            errors(&format!(
+                "track_group TG {{\n group {{\n  VI_1\n }}\n}}\n{virt}"
+            )),
+            [(
+                "`track_group` applies only to static_routes and static_rules".to_string(),
+                11,
+                3
+            )]
+        );
+    }
+
     fn one_error(text: &str) -> Diagnostic {
         let all = load(text).expect_err("expected an error");
         let errs: Vec<_> = all.into_iter().filter(|d| d.is_error()).collect();
@@ -1724,6 +1947,8 @@ vrrp_instance VI_1 {
                 dev: Some("eth1".into()),
                 scope: Some(253),
                 label: Some("eth1:1".into()),
+                track_group: None,
+                no_track: false,
                 span: Span {
                     file: "/etc/keepalived/keepalived.conf".into(),
                     line: 10,

@@ -5,8 +5,9 @@ use crate::netlink::{AddOutcome, AddressSpec, Rtnetlink, VIPD_ADDR_PROTO};
 use crate::routes::{RouteSpec, RuleSpec};
 use anyhow::Result;
 use std::collections::HashSet;
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 /// Called by the worker once an `Add` is done (added, found present, or failed).
 pub type Done = Box<dyn FnOnce() + Send>;
@@ -20,7 +21,14 @@ pub enum AddrCommand {
     Remove(Vec<AddressSpec>),
     /// Reply when every earlier command is done.
     Sync(Sender<()>),
+    /// The static addresses, routes and rules to put back when something deletes them
+    /// (checked every [`RESTORE_EVERY`]); a `Remove` / `RemoveRoutes` drops its
+    /// specs from this set.
+    Restore(Vec<AddressSpec>, Vec<RouteSpec>, Vec<RuleSpec>),
 }
+
+/// How often the worker checks that the static lines are still there.
+pub const RESTORE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What the worker reports back (for logs).
 #[derive(Debug, Clone)]
@@ -32,6 +40,8 @@ pub enum AddrNotice {
     StaleRemoved(AddressSpec),
     /// A route or rule added or removed (a description for the log).
     Routing(String),
+    /// A deleted static address, route or rule put back (a description for the log).
+    Restored(String),
     Failed(String),
 }
 
@@ -110,8 +120,28 @@ fn run(mut nl: Rtnetlink, rx: Receiver<AddrCommand>, notices: Sender<AddrNotice>
     let mut owned: HashSet<AddressSpec> = HashSet::new();
     let mut owned_routes: HashSet<RouteSpec> = HashSet::new();
     let mut owned_rules: HashSet<RuleSpec> = HashSet::new();
-    for cmd in rx {
+    let mut restore = Restore::default();
+    let mut next_restore = Instant::now() + RESTORE_EVERY;
+    loop {
+        if Instant::now() >= next_restore {
+            let owners = (&mut owned, &mut owned_routes, &mut owned_rules);
+            restore.run(&mut nl, owners, &notices);
+            next_restore = Instant::now() + RESTORE_EVERY;
+        }
+        let cmd = match rx.recv_timeout(next_restore.saturating_duration_since(Instant::now())) {
+            Ok(cmd) => cmd,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
         match cmd {
+            AddrCommand::Restore(addresses, routes, rules) => {
+                restore = Restore {
+                    addresses,
+                    routes,
+                    rules,
+                    failing: std::mem::take(&mut restore.failing),
+                };
+            }
             AddrCommand::Add(specs, done) => {
                 for s in specs {
                     if owned.contains(&s) {
@@ -135,6 +165,7 @@ fn run(mut nl: Rtnetlink, rx: Receiver<AddrCommand>, notices: Sender<AddrNotice>
                 }
             }
             AddrCommand::Remove(specs) => {
+                restore.addresses.retain(|a| !specs.contains(a));
                 for s in specs {
                     if !owned.remove(&s) {
                         continue;
@@ -187,6 +218,8 @@ fn run(mut nl: Rtnetlink, rx: Receiver<AddrCommand>, notices: Sender<AddrNotice>
                 }
             }
             AddrCommand::RemoveRoutes(routes, rules) => {
+                restore.routes.retain(|r| !routes.contains(r));
+                restore.rules.retain(|r| !rules.contains(r));
                 for r in rules.into_iter().filter(|r| owned_rules.remove(r)) {
                     if let Err(e) = nl.delete_rule(&r) {
                         let _ = notices.send(AddrNotice::Failed(format!("{e:#}")));
@@ -204,6 +237,84 @@ fn run(mut nl: Rtnetlink, rx: Receiver<AddrCommand>, notices: Sender<AddrNotice>
             }
             AddrCommand::Sync(done) => {
                 let _ = done.send(());
+            }
+        }
+    }
+}
+
+/// The static lines the worker keeps in place (keepalived re-adds a deleted static
+/// address, route or rule at once; vipd checks every [`RESTORE_EVERY`]).
+#[derive(Default)]
+struct Restore {
+    addresses: Vec<AddressSpec>,
+    routes: Vec<RouteSpec>,
+    rules: Vec<RuleSpec>,
+    /// The lines that could not be put back last time (their error is logged once).
+    failing: HashSet<String>,
+}
+
+impl Restore {
+    /// Put back what is missing; what is put back becomes the worker's (`owned`).
+    fn run(
+        &mut self,
+        nl: &mut Rtnetlink,
+        (owned, owned_routes, owned_rules): (
+            &mut HashSet<AddressSpec>,
+            &mut HashSet<RouteSpec>,
+            &mut HashSet<RuleSpec>,
+        ),
+        notices: &Sender<AddrNotice>,
+    ) {
+        for a in &self.addresses.clone() {
+            let what = format!(
+                "static address {}/{} (ifindex {})",
+                a.addr, a.prefix_len, a.ifindex
+            );
+            let added = nl.add_address(a);
+            if self.outcome(what, added, notices) {
+                owned.insert(a.clone());
+            }
+        }
+        for r in &self.routes.clone() {
+            let what = format!("static route {}/{}", r.dst, r.dst_len);
+            let added = nl.add_route(r);
+            if self.outcome(what, added, notices) {
+                owned_routes.insert(r.clone());
+            }
+        }
+        for r in &self.rules.clone() {
+            let what = format!("static rule {r:?}");
+            let added = nl.add_rule(r);
+            if self.outcome(what, added, notices) {
+                owned_rules.insert(r.clone());
+            }
+        }
+    }
+
+    /// Report one attempt; true when the line was missing and is back.
+    fn outcome(
+        &mut self,
+        what: String,
+        added: Result<AddOutcome>,
+        notices: &Sender<AddrNotice>,
+    ) -> bool {
+        match added {
+            Ok(AddOutcome::Added) => {
+                self.failing.remove(&what);
+                let _ = notices.send(AddrNotice::Restored(format!("restored deleted {what}")));
+                true
+            }
+            Ok(AddOutcome::AlreadyPresent) => {
+                self.failing.remove(&what);
+                false
+            }
+            Err(e) => {
+                if self.failing.insert(what.clone()) {
+                    let _ = notices.send(AddrNotice::Failed(format!(
+                        "{what} is gone and cannot be restored (retried every second): {e:#}"
+                    )));
+                }
+                false
             }
         }
     }

@@ -6,10 +6,11 @@
 //!
 //! 1. Vocabulary, importing nothing of the crate: [`iface`], [`routes`], [`track`]
 //!    (tracking rules, the tracker's plan types, [`track::VerdictSink`]), [`packet`],
-//!    [`socket`], [`sockhealth`] (what a failing VRRP socket leads to, pure).
+//!    [`socket`], [`sockhealth`] (what a failing VRRP socket leads to, pure), [`pacing`]
+//!    (GARP/NA pacing: `garp_group` lanes and their queues).
 //! 2. Kernel requests and the published picture: [`netlink`] (iface, routes),
 //!    [`status`] (netlink).
-//! 3. [`plan`] (iface, netlink, routes, track): keepalived.conf model + host facts →
+//! 3. [`plan`] (iface, netlink, pacing, routes, track): keepalived.conf model + host facts →
 //!    what to run, pure.
 //! 4. Owners, each of a thread or of kernel objects: [`links`] (the VMACs a plan asks
 //!    for; plan, netlink), [`addresses`] (VIPs, static routes; netlink, routes),
@@ -31,6 +32,7 @@ pub mod mail;
 pub mod metrics;
 pub mod netlink;
 pub mod notifier;
+pub mod pacing;
 pub mod packet;
 pub mod plan;
 pub mod realserver;
@@ -178,7 +180,7 @@ mod layers {
     #[test]
     fn plan_imports_no_owner() {
         let g = graph();
-        let vocabulary = ["iface", "netlink", "routes", "track"].map(String::from);
+        let vocabulary = ["iface", "netlink", "pacing", "routes", "track"].map(String::from);
         let extra: Vec<_> = reach(&g, "plan")
             .into_iter()
             .filter(|m| !vocabulary.contains(m))

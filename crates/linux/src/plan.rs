@@ -10,6 +10,7 @@
 
 use crate::iface::Interface;
 use crate::netlink::AddressSpec;
+use crate::pacing::{GroupPacing, PacingPlan};
 use crate::routes::{route_spec, rule_spec, RouteSpec, RuleSpec};
 use crate::track::{
     FilePlan, Kind, ObjectId, ParamMatch, ProcessPlan, ScriptPlan, TrackPlan, TrackRef,
@@ -119,6 +120,48 @@ pub struct Plan {
     pub delay_after_boot: Duration,
     /// The `bfd_instance`s, run by [`crate::bfd`].
     pub bfd: BfdPlan,
+    /// `garp_group`s: GARP / NA pacing shared by their interfaces.
+    pub garp_groups: PacingPlan,
+    /// The static lines re-added when something deletes them (all but `no_track`).
+    pub static_restore: Restore,
+}
+
+/// Static addresses, routes and rules to restore when deleted, as keepalived does.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Restore {
+    pub addresses: Vec<AddressSpec>,
+    pub routes: Vec<RouteSpec>,
+    pub rules: Vec<RuleSpec>,
+}
+
+impl Plan {
+    /// Fill [`Plan::static_restore`]: the static lines without `no_track` (the specs
+    /// are in the configuration's order).
+    fn with_restore(mut self, cfg: &Config) -> Plan {
+        fn kept<T: Clone>(specs: &[T], no_track: impl Iterator<Item = bool>) -> Vec<T> {
+            specs
+                .iter()
+                .zip(no_track)
+                .filter(|(_, n)| !n)
+                .map(|(s, _)| s.clone())
+                .collect()
+        }
+        self.static_restore = Restore {
+            addresses: kept(
+                &self.static_addresses,
+                cfg.static_ipaddress.iter().map(|a| a.no_track),
+            ),
+            routes: kept(
+                &self.static_routes,
+                cfg.static_routes.iter().map(|r| r.no_track),
+            ),
+            rules: kept(
+                &self.static_rules,
+                cfg.static_rules.iter().map(|r| r.no_track),
+            ),
+        };
+        self
+    }
 }
 
 /// What the BFD thread runs: one session per `bfd_instance`.
@@ -433,6 +476,7 @@ pub fn build(cfg: &Config) -> Result<Plan, PlanError> {
         .collect();
     Ok(Plan {
         bfd: bfd_plan(cfg)?,
+        garp_groups: garp_groups(cfg)?,
         startup_delay: cfg.global.vrrp_startup_delay.unwrap_or_default(),
         delay_after_boot: cfg.global.vrrp_delay_after_boot.unwrap_or_default(),
         router_id: cfg.global.router_id.clone(),
@@ -497,7 +541,9 @@ pub fn build(cfg: &Config) -> Result<Plan, PlanError> {
                 })
             })
             .collect::<Result<Vec<_>, PlanError>>()?,
-    })
+        static_restore: Restore::default(),
+    }
+    .with_restore(cfg))
 }
 
 /// Each instance's tracked objects, with weights resolved: a `track_*` line's weight,
@@ -550,7 +596,53 @@ fn tracking(cfg: &Config, inst: &VrrpInstance) -> Result<Vec<TrackRef>> {
         own.extend(resolve(cfg, &group.track)?);
     }
     refs.extend(own);
+    // `track_group`: the interfaces of the static addresses / routes / rules naming a
+    // track group that lists this instance (keepalived: a weight-0 tracked interface,
+    // so FAULT while it is down or gone, when the line cannot be restored).
+    for dev in static_track_group_interfaces(cfg, &inst.name) {
+        let object = ObjectId {
+            kind: Kind::Interface,
+            name: dev,
+        };
+        if !refs.iter().any(|r| r.object == object && r.weight == 0) {
+            refs.push(TrackRef {
+                object,
+                weight: 0,
+                reverse: false,
+            });
+        }
+    }
     Ok(refs)
+}
+
+/// The interfaces of the static lines (not `no_track`) whose `track_group` lists
+/// `instance`: an address's `dev` (else `default_interface`, else eth0), a route's
+/// `dev`, a rule's `iif`.
+fn static_track_group_interfaces(cfg: &Config, instance: &str) -> Vec<String> {
+    let tracks = |group: &Option<String>| {
+        group.as_ref().is_some_and(|g| {
+            cfg.track_groups
+                .iter()
+                .any(|t| &t.name == g && t.instances.iter().any(|i| i == instance))
+        })
+    };
+    let default_dev = cfg.global.default_interface.as_deref().unwrap_or("eth0");
+    let addresses = (cfg.static_ipaddress.iter())
+        .filter(|a| !a.no_track && tracks(&a.track_group))
+        .map(|a| a.dev.as_deref().unwrap_or(default_dev));
+    let routes = (cfg.static_routes.iter())
+        .filter(|r| !r.no_track && tracks(&r.track_group))
+        .filter_map(|r| r.dev.as_deref());
+    let rules = (cfg.static_rules.iter())
+        .filter(|r| !r.no_track && tracks(&r.track_group))
+        .filter_map(|r| r.iif.as_deref());
+    let mut out: Vec<String> = Vec::new();
+    for dev in addresses.chain(routes).chain(rules) {
+        if !out.iter().any(|d| d == dev) {
+            out.push(dev.to_string());
+        }
+    }
+    out
 }
 
 /// The `track_*` lists of an instance or sync group, weights resolved.
@@ -1200,6 +1292,33 @@ fn instance_plan(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
     })
 }
 
+/// The `garp_group`s with their interfaces' indexes; an interface that does not exist
+/// is an error at its group (keepalived refuses it too, without `dynamic_interfaces`).
+fn garp_groups(cfg: &Config) -> Result<PacingPlan, PlanError> {
+    let groups = cfg
+        .garp_groups
+        .iter()
+        .map(|g| {
+            let ifindexes = g
+                .interfaces
+                .iter()
+                .map(|name| {
+                    Interface::lookup(name)
+                        .map(|i| i.index)
+                        .with_context(|| format!("garp_group interface {name}"))
+                })
+                .collect::<Result<_>>()
+                .map_err(at(&g.span))?;
+            Ok(GroupPacing {
+                ifindexes,
+                garp_interval: g.garp_interval.unwrap_or_default(),
+                gna_interval: g.gna_interval.unwrap_or_default(),
+            })
+        })
+        .collect::<Result<_, PlanError>>()?;
+    Ok(PacingPlan { groups })
+}
+
 /// `link_local`: the source of an IPv6 announcement (the interface's link-local).
 fn announce_frame(dev: &Interface, addr: IpAddr, link_local: Option<Ipv6Addr>) -> Vec<u8> {
     match addr {
@@ -1265,6 +1384,70 @@ mod tests {
         config_id: None,
         check_interfaces: false,
     };
+
+    #[test]
+    fn garp_groups_resolve_their_interfaces_and_refuse_a_missing_one() {
+        let load = |text: &str| {
+            vipd_config::load_str(text, std::path::Path::new("/k.conf"), &OPTS)
+                .unwrap_or_else(|d| panic!("{d:#?}"))
+                .config
+        };
+        let lo = Interface::lookup("lo").unwrap().index;
+        let cfg = load(&format!(
+            "garp_group {{\n garp_interval 0.5\n interface lo\n}}\n{}",
+            instance("A", 1, "")
+        ));
+        let plan = build(&cfg).unwrap_or_else(|e| panic!("{}", e.error));
+        assert_eq!(
+            plan.garp_groups.groups,
+            [GroupPacing {
+                ifindexes: vec![lo],
+                garp_interval: Duration::from_millis(500),
+                gna_interval: Duration::ZERO,
+            }]
+        );
+        let cfg =
+            load("garp_group {\n gna_interval 1\n interfaces {\n  lo\n  nosuch-grp0\n }\n}\n");
+        let e = build(&cfg).unwrap_err();
+        assert_eq!(e.span.map(|s| (s.line, s.col)), Some((1, 1)));
+        assert!(
+            format!("{:#}", e.error).contains("garp_group interface nosuch-grp0"),
+            "{:#}",
+            e.error
+        );
+    }
+
+    #[test]
+    fn track_group_tracks_the_static_lines_interfaces_and_no_track_is_not_restored() {
+        let text = format!(
+            "track_group TG {{\n group {{\n  A\n }}\n}}\n\
+             static_ipaddress {{\n 192.0.2.50/32 dev lo track_group TG\n 192.0.2.51/32 dev lo no_track\n}}\n{}{}",
+            instance("A", 1, " dont_track_primary"),
+            instance("B", 2, " dont_track_primary"),
+        );
+        let cfg = vipd_config::load_str(&text, std::path::Path::new("/k.conf"), &OPTS)
+            .unwrap_or_else(|d| panic!("{d:#?}"))
+            .config;
+        let plan = build(&cfg).unwrap_or_else(|e| panic!("{}", e.error));
+        let lo = TrackRef {
+            object: ObjectId {
+                kind: Kind::Interface,
+                name: "lo".into(),
+            },
+            weight: 0,
+            reverse: false,
+        };
+        assert_eq!(plan.instances[0].tracking, [lo]);
+        assert_eq!(plan.instances[1].tracking, []);
+        let restored: Vec<_> = plan
+            .static_restore
+            .addresses
+            .iter()
+            .map(|a| a.addr)
+            .collect();
+        assert_eq!(restored, ["192.0.2.50".parse::<IpAddr>().unwrap()]);
+        assert_eq!(plan.static_addresses.len(), 2);
+    }
 
     /// A minimal instance on `lo` with `extra` lines.
     fn instance(name: &str, vrid: u8, extra: &str) -> String {

@@ -11,7 +11,7 @@ use crate::socket::VrrpSocket;
 use crate::sockhealth::{self, RxHealth, RxVerdict, SendHealth};
 use crate::status::{InstanceStatus, IoErrors, Snapshot};
 use anyhow::{Context, Result};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -212,6 +212,10 @@ impl Runtime {
                 plan.static_rules.clone(),
             ));
         }
+        let r = plan.static_restore.clone();
+        let _ = addresses
+            .tx
+            .send(AddrCommand::Restore(r.addresses, r.routes, r.rules));
         // Forward address notices into the main notice stream.
         {
             let notices = notices.clone();
@@ -241,7 +245,8 @@ impl Runtime {
             sockets: Vec::new(),
             closed_socket_drops: HashMap::new(),
             packet,
-            announce_queues: HashMap::new(),
+            pacer: crate::pacing::Pacer::default(),
+            pacing: plan.garp_groups.clone(),
             addr_tx: addresses.tx.clone(),
             notices,
             cmd_rx,
@@ -436,6 +441,7 @@ impl Runtime {
         let instances = plan.instances.clone();
         let statics = plan.static_addresses.clone();
         let static_routing = (plan.static_routes.clone(), plan.static_rules.clone());
+        let restore = plan.static_restore.clone();
         let (reply, answer) = mpsc::channel();
         self.command(Command::Reload {
             plan: Box::new(plan),
@@ -463,6 +469,15 @@ impl Runtime {
             v.extend(links.created);
         }
         self.reload_static_routing(static_routing);
+        if let Ok(a) = self.addresses.lock() {
+            if let Some(a) = a.as_ref() {
+                let _ = a.tx.send(AddrCommand::Restore(
+                    restore.addresses,
+                    restore.routes,
+                    restore.rules,
+                ));
+            }
+        }
         Ok(report)
     }
 
@@ -619,20 +634,16 @@ struct Slot {
     send_health: SendHealth,
 }
 
-/// Announcements waiting for their turn on one interface (garp_interval pacing).
-#[derive(Default)]
-struct AnnounceQueue {
-    next_free: Option<Instant>,
-    frames: VecDeque<(Instant, Vec<u8>)>,
-}
-
 struct EngineLoop {
     slots: Vec<Slot>,
     sockets: Vec<RxSocket>,
     /// Drop counts of the sockets closed after a reload, so the totals never go back.
     closed_socket_drops: HashMap<String, u64>,
     packet: PacketSocket,
-    announce_queues: HashMap<u32, AnnounceQueue>,
+    /// Announcements waiting for their turn (garp_group / garp_interval pacing).
+    pacer: crate::pacing::Pacer,
+    /// The `garp_group`s of the running plan.
+    pacing: crate::pacing::PacingPlan,
     addr_tx: Sender<AddrCommand>,
     notices: Sender<Notice>,
     cmd_rx: Receiver<Command>,
@@ -793,6 +804,7 @@ impl EngineLoop {
         }
         let mut report = ReloadReport::default();
         let plan_groups = plan.sync_groups.clone();
+        self.pacing = plan.garp_groups.clone();
         let live: HashMap<String, usize> = self
             .slots
             .iter()
@@ -957,11 +969,7 @@ impl EngineLoop {
                 .slots
                 .iter()
                 .filter_map(|s| s.inst.poll_timeout())
-                .chain(
-                    self.announce_queues
-                        .values()
-                        .filter_map(|q| q.frames.front().map(|f| f.0)),
-                )
+                .chain(self.pacer.next_due())
                 .chain(
                     self.slots
                         .iter()
@@ -1622,17 +1630,10 @@ impl EngineLoop {
     /// Queue `repeat` rounds of announcements; with no pacing interval the first round
     /// leaves right now, before the engine does anything else.
     fn announce(&mut self, i: usize, repeat: u32, now: Instant) {
-        let slot = &self.slots[i];
-        let interval = match slot.plan.family() {
-            Family::V4 => slot.plan.garp_interval,
-            Family::V6 => slot.plan.gna_interval,
-        };
         for _ in 0..repeat {
-            for (ifindex, frame) in &slot.plan.announce_frames {
-                let q = self.announce_queues.entry(*ifindex).or_default();
-                let at = q.next_free.map_or(now, |t| t.max(now));
-                q.next_free = Some(at + interval);
-                q.frames.push_back((at, frame.clone()));
+            for f in 0..self.slots[i].plan.announce_frames.len() {
+                let (ifindex, frame) = self.slots[i].plan.announce_frames[f].clone();
+                self.pace(i, ifindex, frame, now);
             }
         }
         self.slots[i].announcements_sent +=
@@ -1646,8 +1647,26 @@ impl EngineLoop {
         }
     }
 
+    /// Queue one announcement of instance `i` in its lane: its interface's garp_group,
+    /// else the interface (a VMAC's: its base interface) with the instance's interval.
+    fn pace(&mut self, i: usize, ifindex: u32, frame: Vec<u8>, now: Instant) {
+        let plan = &self.slots[i].plan;
+        let base = match &plan.vmac {
+            Some(v) if v.index == ifindex => v.base.index,
+            _ => ifindex,
+        };
+        let own = match crate::pacing::frame_family(&frame) {
+            Family::V4 => plan.garp_interval,
+            Family::V6 => plan.gna_interval,
+        };
+        let (lane, interval) = self
+            .pacing
+            .lane(base, crate::pacing::frame_family(&frame), own);
+        self.pacer.push(lane, interval, ifindex, frame, now);
+    }
+
     /// `garp_extra_if`: one announcement on each of a master's other VIP interfaces,
-    /// every interval.
+    /// every interval (paced like the others).
     fn extra_garps(&mut self, now: Instant) {
         for i in 0..self.slots.len() {
             let slot = &mut self.slots[i];
@@ -1660,22 +1679,17 @@ impl EngineLoop {
             }
             slot.extra_garp_at = Some(now + *every);
             slot.announcements_sent += frames.len() as u64;
-            for (ifindex, frame) in frames {
-                let q = self.announce_queues.entry(*ifindex).or_default();
-                let at = q.next_free.map_or(now, |t| t.max(now));
-                q.frames.push_back((at, frame.clone()));
+            for (ifindex, frame) in frames.clone() {
+                self.pace(i, ifindex, frame, now);
             }
         }
     }
 
     fn flush_announcements(&mut self, now: Instant) {
         let mut failed = Vec::new();
-        for (ifindex, q) in self.announce_queues.iter_mut() {
-            while q.frames.front().is_some_and(|f| f.0 <= now) {
-                let (_, frame) = q.frames.pop_front().unwrap();
-                if let Err(e) = self.packet.send(*ifindex, &frame) {
-                    failed.push((*ifindex, e));
-                }
+        for (ifindex, frame) in self.pacer.due(now) {
+            if let Err(e) = self.packet.send(ifindex, &frame) {
+                failed.push((ifindex, e));
             }
         }
         for (ifindex, e) in failed {

@@ -1152,6 +1152,7 @@ fn log_notices(
                     s.addr, s.prefix_len
                 ),
                 AddrNotice::Routing(what) => info!("{what}"),
+                AddrNotice::Restored(what) => warn!("{what}"),
                 AddrNotice::Failed(e) => error!("address change failed: {e}"),
             },
             Notice::Stopped => {}

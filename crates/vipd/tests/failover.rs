@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Cluster, Spec};
+use common::{add_ext_veth, Cluster, Spec};
 use std::time::{Duration, Instant};
 
 /// r1 (priority 200) wins; its cable is pulled (r1 goes FAULT) and r2 takes over; the
@@ -315,12 +315,7 @@ fn garp_extra_if_repeats_announcements_on_the_other_interfaces() {
         return;
     };
     let r1 = c.lan.router(1);
-    r1.ip([
-        "link", "add", "ext0", "type", "veth", "peer", "name", "ext1",
-    ])
-    .unwrap();
-    r1.ip(["link", "set", "ext0", "up"]).unwrap();
-    r1.ip(["link", "set", "ext1", "up"]).unwrap();
+    add_ext_veth(r1);
     let capture = vipd_netns::Capture::start(r1, "ext1").unwrap();
     let conf = spec
         .clone()
@@ -350,6 +345,92 @@ fn garp_extra_if_repeats_announcements_on_the_other_interfaces() {
         .filter(|f| f.announced_addr() == Some(ext))
         .count();
     assert!((2..=3).contains(&(after - before)), "{before} -> {after}");
+}
+
+/// `garp_group`: the gratuitous ARPs on the group's interfaces (eth0 and ext0) leave
+/// one at a time, the group's `garp_interval` apart, across both interfaces; the
+/// global `vrrp_garp_interval` (much shorter) does not apply to them.
+#[test]
+fn garp_group_paces_announcements_across_its_interfaces() {
+    let spec = Spec::v3().with("garp_master_repeat 2");
+    let Some(mut c) = Cluster::new(1, "garpgrp") else {
+        return;
+    };
+    let r1 = c.lan.router(1);
+    add_ext_veth(r1);
+    let on_eth0 = vipd_netns::Capture::start(r1, "eth0").unwrap();
+    let on_ext = vipd_netns::Capture::start(r1, "ext1").unwrap();
+    let group = "garp_group {\n    garp_interval 0.3\n    interfaces {\n        eth0\n        ext0\n    }\n}\n";
+    let conf = spec
+        .config(100)
+        .replace(
+            "        192.0.2.100/24\n",
+            "        192.0.2.100/24\n        192.0.2.101/24\n        203.0.113.10/24 dev ext0\n",
+        )
+        .replace(
+            "    vrrp_garp_master_delay 0\n",
+            "    vrrp_garp_master_delay 0\n    vrrp_garp_interval 0.05\n",
+        );
+    c.start_vipd(1, &format!("{group}{conf}"));
+    c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
+    let ours: Vec<std::net::IpAddr> = ["192.0.2.100", "192.0.2.101", "203.0.113.10"]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+    let collect = || {
+        let mut v: Vec<_> = on_eth0
+            .gratuitous_arps()
+            .into_iter()
+            .filter(|f| f.outgoing)
+            .chain(on_ext.gratuitous_arps())
+            .filter(|f| f.announced_addr().is_some_and(|a| ours.contains(&a)))
+            .collect();
+        v.sort_by_key(|f| f.at);
+        v
+    };
+    // 3 VIPs x garp_master_repeat 2 = 6 announcements, 5 gaps of 0.3 s; vipd's
+    // follow-up round (1.1 s after the take-over) queues behind them.
+    assert!(
+        vipd_netns::wait_for(Duration::from_secs(4), Duration::from_millis(50), || {
+            collect().len() >= 6
+        }),
+        "{:?}\n{}",
+        collect(),
+        c.log(1)
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let garps = collect();
+    let show = || {
+        garps
+            .iter()
+            .map(|f| {
+                let t = f.at.duration_since(garps[0].at);
+                format!("{t:?} {:?}", f.announced_addr())
+            })
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        garps.iter().any(|f| f.announced_addr() == Some(ours[2])),
+        "{:?}",
+        show()
+    );
+    // The captures' receive times jitter on a loaded host, so: no two announcements
+    // close together (unpaced, or paced by the global 0.05 s, they would be), and the
+    // first six spread over their 5 x 0.3 s.
+    for w in garps.windows(2) {
+        let gap = w[1].at.duration_since(w[0].at);
+        assert!(
+            gap >= Duration::from_millis(150),
+            "gap {gap:?}: {:?}",
+            show()
+        );
+    }
+    let six = garps[5].at.duration_since(garps[0].at);
+    assert!(
+        six >= Duration::from_millis(1400) && six < Duration::from_millis(3000),
+        "{six:?}: {:?}",
+        show()
+    );
 }
 
 /// Table and scope names come from iproute2's files in `iproute_etc_dir` (relative to

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Cluster, Spec};
+use common::{add_ext_veth, Cluster, Spec};
 use std::path::Path;
 use std::time::Duration;
 
@@ -881,4 +881,81 @@ fn rx_lower_pri_split_brain(keepalived_r1: bool, tag: &str) {
     r2.exec(&["nft", "delete", "table", "ip", "split"]).unwrap();
     c.wait_holders(vip, &[1], spec.takeover_timeout());
     assert_eq!(c.instance(2)["state"], "BACKUP");
+}
+
+/// `track_group`: a static address naming the group is put back when deleted (as
+/// keepalived); when it cannot be (its interface is gone) the group's instance goes to
+/// FAULT and the peer takes the VIP; the interface back, the address is restored and
+/// the instance recovers.
+#[test]
+fn track_group_faults_the_instance_while_a_static_address_cannot_be_restored() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(2, "trkgrp") else {
+        return;
+    };
+    add_ext_veth(c.lan.router(1));
+    let stat: std::net::IpAddr = "203.0.113.5".parse().unwrap();
+    let statics = "track_group TG {\n    group {\n        VI_1\n    }\n}\n\
+                   static_ipaddress {\n    203.0.113.5/24 dev ext0 track_group TG\n}\n\
+                   static_routes {\n    198.51.100.0/24 dev ext0 track_group TG\n}\n";
+    c.start_vipd(1, &format!("{statics}{}", spec.config(200)));
+    c.start_vipd(2, &spec.config(100));
+    c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
+    let has = |c: &Cluster| vipd_netns::has_address(c.lan.router(1), "ext0", stat);
+    let route = |c: &Cluster| {
+        let out = c.lan.router(1).ip(["route", "show", "198.51.100.0/24"]);
+        out.unwrap_or_default().contains("dev ext0")
+    };
+    assert!(has(&c) && route(&c), "{}", c.log(1));
+
+    // Deleted by someone else: put back.
+    c.lan
+        .router(1)
+        .ip(["addr", "del", "203.0.113.5/24", "dev", "ext0"])
+        .unwrap();
+    assert!(
+        vipd_netns::wait_for(Duration::from_secs(3), Duration::from_millis(50), || {
+            has(&c) && route(&c)
+        }),
+        "{}",
+        c.log(1)
+    );
+    assert!(c
+        .log(1)
+        .contains("restored deleted static address 203.0.113.5/24"));
+    c.lan
+        .router(1)
+        .ip(["route", "del", "198.51.100.0/24"])
+        .unwrap();
+    assert!(
+        vipd_netns::wait_for(Duration::from_secs(3), Duration::from_millis(50), || route(
+            &c
+        )),
+        "{}",
+        c.log(1)
+    );
+    assert!(c
+        .log(1)
+        .contains("restored deleted static route 198.51.100.0/24"));
+    assert_eq!(c.instance(1)["state"], "MASTER");
+
+    // Its interface gone: it cannot be restored, so VI_1 goes to FAULT.
+    c.lan.router(1).ip(["link", "del", "ext0"]).unwrap();
+    c.wait_holders(spec.vip(), &[2], spec.takeover_timeout());
+    assert_eq!(c.instance(1)["state"], "FAULT", "{}", c.log(1));
+
+    // The interface back (a new ifindex): vipd follows it, restores the address, and
+    // VI_1 (priority 200) takes the VIP back.
+    add_ext_veth(c.lan.router(1));
+    c.wait_holders(spec.vip(), &[1], Duration::from_secs(10));
+    assert!(
+        vipd_netns::wait_for(Duration::from_secs(3), Duration::from_millis(50), || has(
+            &c
+        )),
+        "{}",
+        c.log(1)
+    );
+    assert_eq!(c.instance(1)["state"], "MASTER");
+    assert_eq!(c.stop(1).and_then(|s| s.code()), Some(0));
+    assert!(!has(&c) && !route(&c), "static lines removed at stop");
 }

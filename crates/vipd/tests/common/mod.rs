@@ -12,6 +12,16 @@ use vipd_netns::{
 
 pub const VIPD: &str = env!("CARGO_BIN_EXE_vipd");
 
+/// A second interface on `ns`: `ext0`, whose frames are seen on its veth peer `ext1`.
+pub fn add_ext_veth(ns: &vipd_netns::Netns) {
+    ns.ip([
+        "link", "add", "ext0", "type", "veth", "peer", "name", "ext1",
+    ])
+    .unwrap();
+    ns.ip(["link", "set", "ext0", "up"]).unwrap();
+    ns.ip(["link", "set", "ext1", "up"]).unwrap();
+}
+
 /// What the instance under test looks like; renders a keepalived.conf both
 /// implementations read.
 #[derive(Clone, Debug)]
