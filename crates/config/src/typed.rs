@@ -2905,7 +2905,10 @@ mod lvs_global_tests {
         let g = read(&global("lvs_timeouts udp 5 tcpfin 2678400 tcp 0 tcp 900")).unwrap();
         let t = g.lvs_timeouts.unwrap();
         // A repeated word: the last one counts (as keepalived); 0 = unchanged.
-        assert_eq!((t.tcp, t.tcpfin, t.udp), (Some(900), Some(2_678_400), Some(5)));
+        assert_eq!(
+            (t.tcp, t.tcpfin, t.udp),
+            (Some(900), Some(2_678_400), Some(5))
+        );
         assert_eq!(t.span.line, 2);
         assert_eq!(read("").unwrap().lvs_timeouts, None);
         // keepalived reports each of these (and ignores the bad part); vipd refuses the
@@ -2913,7 +2916,11 @@ mod lvs_global_tests {
         for (body, col, what) in [
             ("lvs_timeouts", 5, "needs at least one timeout"),
             ("lvs_timeouts tcp", 18, "`lvs_timeouts tcp` needs a value"),
-            ("lvs_timeouts tcp 5 udp", 24, "`lvs_timeouts udp` needs a value"),
+            (
+                "lvs_timeouts tcp 5 udp",
+                24,
+                "`lvs_timeouts udp` needs a value",
+            ),
             ("lvs_timeouts tcp 2678401", 22, "0..=2678400"),
             ("lvs_timeouts tcp -1", 22, "0..=2678400"),
             ("lvs_timeouts tcp 1.5", 22, "0..=2678400"),
@@ -2921,7 +2928,8 @@ mod lvs_global_tests {
         ] {
             let e = read(&global(body)).unwrap_err();
             assert!(
-                e.iter().any(|(m, l, c)| m.contains(what) && *l == 2 && *c == col),
+                e.iter()
+                    .any(|(m, l, c)| m.contains(what) && *l == 2 && *c == col),
                 "{body}: {e:?}"
             );
         }
@@ -2938,10 +2946,11 @@ mod lvs_global_tests {
         // keepalived: "Unknown lvs_flush_on_stop type vs" (the word is case-sensitive).
         let e = read(&global("lvs_flush_on_stop vs")).unwrap_err();
         assert!(
-            e.iter()
-                .any(|(m, l, c)| m.contains("unknown `lvs_flush_on_stop` type `vs`")
+            e.iter().any(
+                |(m, l, c)| m.contains("unknown `lvs_flush_on_stop` type `vs`")
                     && *l == 2
-                    && *c == 23),
+                    && *c == 23
+            ),
             "{e:?}"
         );
     }
