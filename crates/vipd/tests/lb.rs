@@ -1451,3 +1451,50 @@ fn nftables_answers_flag_3_and_persistence_engine_at_their_lines() {
     let tables = c.lan.router(1).exec(&["nft", "list", "tables"]).unwrap();
     assert!(!tables.contains("vipd"), "{tables}");
 }
+
+/// `lvs_timeouts` on nftables: the NAT services' `ct timeout` policy follows the file
+/// at start and through reloads (a changed value replaces the policy, a removed keyword
+/// removes it). IPVS' side is in `ipvs_global_lvs_keywords`.
+#[test]
+fn lvs_timeouts_follow_reloads_on_nftables() {
+    if backend() == "ipvs" {
+        return;
+    }
+    let _serial = serial();
+    let Some(mut c) = Cluster::new(1, "lb-timeouts") else {
+        return;
+    };
+    let vs = "virtual_server 192.0.2.100 80 {\n    lb_algo rr\n    real_server 192.0.2.12 80 {\n    }\n}\n";
+    let with = |t: &str| format!("global_defs {{\n    lvs_timeouts {t}\n}}\n{vs}");
+    let table = |c: &Cluster| {
+        c.lan
+            .router(1)
+            .exec(&["nft", "list", "table", "ip", "vipd"])
+            .unwrap_or_default()
+    };
+    c.start_vipd_with(1, &with("tcp 77"), &["--lb-backend", "nftables"]);
+    let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
+        table(&c).contains("ct timeout set \"timeout_tcp_77_0\"")
+    });
+    assert!(ok, "{}\n{}", table(&c), c.logs());
+    assert!(
+        table(&c).contains("policy = { established : 77 }"),
+        "{}",
+        table(&c)
+    );
+
+    let (ok, out) = c.reload(1, &with("tcp 88 tcpfin 9"));
+    assert!(ok, "{out}");
+    let t = table(&c);
+    assert!(
+        t.contains("ct timeout set \"timeout_tcp_88_9\"") && !t.contains("timeout_tcp_77_0"),
+        "{t}"
+    );
+    let (ok, out) = c.reload(1, vs);
+    assert!(ok, "{out}");
+    let t = table(&c);
+    assert!(
+        t.contains("192.0.2.100") && !t.contains("ct timeout"),
+        "{t}"
+    );
+}
