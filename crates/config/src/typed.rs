@@ -2965,4 +2965,43 @@ mod lvs_global_tests {
         let g = read("net_namespace_ipvs a\nnet_namespace_ipvs b\n").unwrap();
         assert_eq!(g.net_namespace_ipvs.as_deref(), Some("a"));
     }
+
+    #[test]
+    fn net_namespace_ipvs_must_exist_when_the_load_balancer_runs() {
+        let opts = LoadOptions {
+            config_id: None,
+            check_interfaces: true,
+        };
+        let vs = "virtual_server 192.0.2.1 80 {\n    real_server 192.0.2.2 80 {\n    }\n}\n";
+        let errors = |text: &str| -> Vec<(String, u32, u32)> {
+            let ds = match load_str(text, Path::new("/k.conf"), &opts) {
+                Ok(l) => l.diagnostics,
+                Err(ds) => ds,
+            };
+            ds.iter()
+                .filter(|d| d.severity == Severity::Error)
+                .map(|d| (d.message.clone(), d.span.line, d.span.col))
+                .collect()
+        };
+        let e = errors(&format!("net_namespace_ipvs vipd-no-such-netns\n{vs}"));
+        assert!(
+            e.iter().any(
+                |(m, l, c)| m.contains("`vipd-no-such-netns` does not exist")
+                    && *l == 1
+                    && *c == 20
+            ),
+            "{e:?}"
+        );
+        let e = errors(&format!(
+            "global_defs {{\n    net_namespace_ipvs a/b\n}}\n{vs}"
+        ));
+        assert!(
+            e.iter()
+                .any(|(m, l, _)| m.contains("not a path") && *l == 2),
+            "{e:?}"
+        );
+        // Nothing runs there without virtual servers or a sync daemon; no name: init's.
+        assert!(errors("net_namespace_ipvs vipd-no-such-netns\n").is_empty());
+        assert!(errors(&format!("net_namespace_ipvs\n{vs}")).is_empty());
+    }
 }
