@@ -97,6 +97,12 @@
 //!   remembered per service; further ones are scheduled without being remembered.
 //!   Changing the timeout or granularity forgets the service's clients. No persistence
 //!   engines (`persistence_engine sip` is refused: it needs the IPVS backend).
+//! - **Connection timeouts** (`lvs_timeouts`, [`DataPlane::set_timeouts`]): NAT
+//!   connections get `ct timeout` policies ([`plan::ct_timeouts`]) named by the
+//!   services' dispatch rules, which see a connection's first packet while its conntrack
+//!   entry is unconfirmed; other connections of the host keep the kernel's timeouts. DR
+//!   flows are pinned for those times instead of IPVS' defaults
+//!   ([`plan::flow_timeouts_with`]).
 //! - **DR** runs at the netdev ingress hook of `Service.device`. A new flow goes to the
 //!   server persistence remembers for the client or, else, to the one its hash of
 //!   (source address, destination address, source port, destination port) selects in a
