@@ -1121,6 +1121,11 @@ pub(crate) fn fill_global(n: &Node, g: &mut GlobalDefs) {
             g.dumps.net_namespace.get_or_insert_with(|| words_of(n));
         }
         "config_save_dir" => g.config_save_dir = Some(words_of(n)),
+        "lvs_flush" => g.lvs_flush = true,
+        // keepalived keeps the first one; no name: the default namespace.
+        "net_namespace_ipvs" => {
+            g.net_namespace_ipvs.get_or_insert_with(|| words_of(n));
+        }
         _ => {}
     }
 }
@@ -1267,7 +1272,7 @@ pub(crate) fn fill_top(n: &Node, config: &mut Config, names: &IprouteNames, d: &
             });
         }
         // keepalived's daemon options, also allowed at top level.
-        "instance" | "net_namespace" => fill_global(n, &mut config.global),
+        "instance" | "net_namespace" | "net_namespace_ipvs" => fill_global(n, &mut config.global),
         _ => {}
     }
 }
@@ -1392,7 +1397,10 @@ fn virtual_server(n: &Node, kids: &[Node], d: &mut Diags) -> Option<VirtualServe
                 .map_or(360, |v| v as u32)
         }),
         persistence_granularity: text(kids, "persistence_granularity"),
-        persistence_engine: text(kids, "persistence_engine"),
+        persistence_engine: last(kids, "persistence_engine").and_then(|k| {
+            let name = k.args.first()?.text.clone();
+            Some((name, k.keyword.span.clone()))
+        }),
         quorum: uint32(kids, &["quorum"]),
         hysteresis: uint32(kids, &["hysteresis"]),
         quorum_up: script(kids, "quorum_up"),
@@ -1403,10 +1411,9 @@ fn virtual_server(n: &Node, kids: &[Node], d: &mut Diags) -> Option<VirtualServe
             .map(str::to_owned),
         sched_flags: kids
             .iter()
-            .map(|k| k.name())
-            .filter(|n| {
+            .filter(|k| {
                 matches!(
-                    *n,
+                    k.name(),
                     "flag-1"
                         | "flag-2"
                         | "flag-3"
@@ -1416,7 +1423,7 @@ fn virtual_server(n: &Node, kids: &[Node], d: &mut Diags) -> Option<VirtualServe
                         | "mh-fallback"
                 )
             })
-            .map(str::to_owned)
+            .map(|k| (k.name().to_owned(), k.keyword.span.clone()))
             .collect(),
         ops: has(kids, "ops"),
         ip_family: text(kids, "ip_family"),

@@ -122,6 +122,49 @@ fn check_script(d: &mut Diags, script: &str, span: &Span, len: usize, what: &str
     }
 }
 
+/// `net_namespace_ipvs NAME`: the namespace must exist when the load balancer (or the
+/// IPVS sync daemon) starts, since `vipd run` opens `/run/netns/NAME` then; the first
+/// one written counts (as keepalived). Without a name it is the init process's.
+fn net_namespace_ipvs(config: &Config, tree: &[Node], d: &mut Diags) {
+    if config.virtual_servers.is_empty() && config.global.lvs_sync_daemon.is_none() {
+        return;
+    }
+    let first = tree
+        .iter()
+        .flat_map(|n| {
+            if n.name() == "global_defs" {
+                n.children.iter().flatten().collect::<Vec<_>>()
+            } else {
+                vec![n]
+            }
+        })
+        .find(|n| n.name() == "net_namespace_ipvs");
+    let Some(a) = first.and_then(|n| n.args.first()) else {
+        return;
+    };
+    let name = a.text.as_str();
+    let len = name.chars().count();
+    if name.contains('/') || name == "." || name == ".." {
+        error(
+            d,
+            &a.span,
+            len,
+            format!(
+                "`net_namespace_ipvs {name}`: a name from `ip netns list` is expected, not a path"
+            ),
+            None,
+        );
+    } else if !std::path::Path::new("/run/netns").join(name).exists() {
+        error(
+            d,
+            &a.span,
+            len,
+            format!("network namespace `{name}` does not exist (/run/netns/{name}): the load balancer is programmed there"),
+            Some(format!("create it before vipd starts, e.g. `ip netns add {name}`")),
+        );
+    }
+}
+
 pub(crate) fn lint(
     config: &Config,
     metas: &[InstanceMeta],
@@ -130,6 +173,9 @@ pub(crate) fn lint(
     d: &mut Diags,
 ) {
     let host = opts.check_interfaces.then(host_addresses);
+    if opts.check_interfaces {
+        net_namespace_ipvs(config, tree, d);
+    }
     let scripts: HashMap<&str, &VrrpScript> = config
         .scripts
         .iter()

@@ -467,7 +467,8 @@ pub struct VirtualServer {
     pub protocol: Option<String>,
     pub persistence_timeout: Option<u32>,
     pub persistence_granularity: Option<String>,
-    pub persistence_engine: Option<String>,
+    /// `persistence_engine NAME`, with where the keyword was written.
+    pub persistence_engine: Option<(String, Span)>,
     pub quorum: Option<u32>,
     pub hysteresis: Option<u32>,
     pub quorum_up: Option<ScriptCommand>,
@@ -477,8 +478,8 @@ pub struct VirtualServer {
     /// `sorry_server_lvs_method` (old spelling `sorry_server_lb_kind`).
     pub sorry_server_lb_kind: Option<String>,
     /// Scheduler flags as written: `flag-1`, `flag-2`, `flag-3`, `sh-port`,
-    /// `sh-fallback`, `mh-port`, `mh-fallback`.
-    pub sched_flags: Vec<String>,
+    /// `sh-fallback`, `mh-port`, `mh-fallback`, each with where it was written.
+    pub sched_flags: Vec<(String, Span)>,
     /// `ops`: one-packet scheduling.
     pub ops: bool,
     pub ip_family: Option<String>,
@@ -656,7 +657,40 @@ pub struct GlobalDefs {
     /// `lvs_sync_daemon` (or an instance's old `lvs_sync_daemon_interface`): the
     /// connection sync between directors.
     pub lvs_sync_daemon: Option<LvsSyncDaemon>,
+    /// `lvs_flush`: remove every IPVS service (vipd's or not) when the load balancer
+    /// starts.
+    pub lvs_flush: bool,
+    /// `lvs_flush_on_stop [VS]`: how the IPVS table is removed when vipd stops.
+    pub lvs_flush_on_stop: Option<LvsFlushOnStop>,
+    /// `lvs_timeouts [tcp SECS] [tcpfin SECS] [udp SECS]`.
+    pub lvs_timeouts: Option<LvsTimeouts>,
+    /// `net_namespace_ipvs [NAME]`: the network namespace the load balancer's kernel
+    /// table lives in. `Some("")`: the keyword without a name, the init process's
+    /// namespace (keepalived's "default namespace").
+    pub net_namespace_ipvs: Option<String>,
 }
+
+/// `lvs_flush_on_stop [VS]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum LvsFlushOnStop {
+    /// No argument: flush the whole IPVS table (every service, vipd's or not).
+    Full,
+    /// `VS`: delete each service vipd manages, leaving its real servers to the kernel.
+    VirtualServers,
+}
+
+/// `lvs_timeouts`: IPVS connection timeouts in seconds; `None` (or 0) leaves the
+/// kernel's value unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LvsTimeouts {
+    pub tcp: Option<u32>,
+    pub tcpfin: Option<u32>,
+    pub udp: Option<u32>,
+    pub span: Span,
+}
+
+/// keepalived's `LVS_MAX_TIMEOUT`: 31 days, in seconds.
+pub const LVS_MAX_TIMEOUT: u32 = 31 * 86400;
 
 /// `lvs_sync_daemon IFACE [[inst] INSTANCE] [id N] [maxlen N] [port N] [ttl N] [group IP]`:
 /// the kernel's IPVS sync daemon (nftables backend: conntrackd), switched between

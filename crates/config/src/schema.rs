@@ -433,6 +433,13 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "nftables",
     "nftables_priority",
     "nftables_counters",
+    // The load balancer's kernel table (vipd_lb::ipvs / vipd_lb::nft; vipd's balancer.rs):
+    // flushed at start / stop, IPVS connection timeouts (nftables: the director's
+    // conntrack / DR flow timeouts), and the network namespace it lives in.
+    "lvs_flush",
+    "lvs_flush_on_stop",
+    "lvs_timeouts",
+    "net_namespace_ipvs",
     // The VRRPv3/IPv4 checksum with the multicast group (vipd_vrrp::wire ChecksumVariant).
     "old_unicast_checksum",
     // The source address as a tracked object (vipd_linux::tracker, polled).
@@ -506,8 +513,6 @@ pub(crate) fn is_active(name: &str) -> bool {
 pub(crate) const LB_INACTIVE: &[(&str, &str)] = &[
     // (parent block or "*" for anywhere, keyword)
     ("*", "snmp_name"),
-    ("*", "persistence_engine"),
-    ("*", "flag-3"),
 ];
 
 pub(crate) const INSTANCE_INACTIVE: &[Kw] = &[

@@ -10,10 +10,11 @@ use crate::diagnostic::Diags;
 use crate::iproute::IprouteNames;
 use crate::keywords::{suggest, VIP_OPTION_UNSUPPORTED};
 use crate::lexer::Token;
+use crate::model::LVS_MAX_TIMEOUT;
 use crate::model::{
     Auth, AuthHmac, Config, GarpSettings, GlobalDefs, HmacMode, InitialState, IpvlanMode,
-    LvsSyncDaemon, Secret, UnicastPeer, UseIpvlan, UseVmac, VirtualAddress, VmacAddress,
-    VrrpInstance,
+    LvsFlushOnStop, LvsSyncDaemon, LvsTimeouts, Secret, UnicastPeer, UseIpvlan, UseVmac,
+    VirtualAddress, VmacAddress, VrrpInstance,
 };
 use crate::schema::{self, Kw, GLOBAL_INACTIVE, INSTANCE_INACTIVE, TOP};
 use crate::tree::Node;
@@ -690,14 +691,92 @@ impl Mapper<'_> {
                     Some(key) if GARP_KEYWORDS.contains(&key) => self.garp(key, n, &mut g.garp),
                     _ => {
                         if self.unknown(n, "in `global_defs`", GLOBAL_SUPPORTED, GLOBAL_INACTIVE) {
-                            if name == "lvs_sync_daemon" {
-                                self.lvs_sync_daemon(n, g);
+                            match name {
+                                "lvs_sync_daemon" => self.lvs_sync_daemon(n, g),
+                                "lvs_timeouts" => self.lvs_timeouts(n, g),
+                                "lvs_flush_on_stop" => self.lvs_flush_on_stop(n, g),
+                                _ => {}
                             }
                             blocks::fill_global(n, g);
                         }
                     }
                 },
             }
+        }
+    }
+
+    /// `lvs_timeouts [tcp SECS] [tcpfin SECS] [udp SECS]`, checked as keepalived 2.4.3
+    /// does (at least one; each 0..=31 days; a later repeat of a word wins) but with
+    /// errors where keepalived ignores the bad part.
+    fn lvs_timeouts(&mut self, n: &Node, g: &mut GlobalDefs) {
+        let mut t = LvsTimeouts {
+            tcp: None,
+            tcpfin: None,
+            udp: None,
+            span: n.span.clone(),
+        };
+        if n.args.is_empty() {
+            self.diags.error_help(
+                &n.keyword,
+                "`lvs_timeouts` needs at least one timeout",
+                "e.g. `lvs_timeouts tcp 900 tcpfin 120 udp 300`",
+            );
+            return;
+        }
+        let mut ok = true;
+        let mut i = 0;
+        while i < n.args.len() {
+            let a = &n.args[i];
+            let slot = match a.text.as_str() {
+                "tcp" => &mut t.tcp,
+                "tcpfin" => &mut t.tcpfin,
+                "udp" => &mut t.udp,
+                other => {
+                    self.diags.error_help(
+                        a,
+                        format!("unknown option `{other}` for `lvs_timeouts`"),
+                        "options: tcp SECS, tcpfin SECS, udp SECS",
+                    );
+                    ok = false;
+                    i += 1;
+                    continue;
+                }
+            };
+            let Some(v) = n.args.get(i + 1) else {
+                self.diags
+                    .error(a, format!("`lvs_timeouts {}` needs a value", a.text));
+                ok = false;
+                break;
+            };
+            let what = format!("lvs_timeouts {}", a.text);
+            match self.int_tok(v, &what, 0, u64::from(LVS_MAX_TIMEOUT)) {
+                Some(secs) => *slot = Some(secs as u32),
+                None => ok = false,
+            }
+            i += 2;
+        }
+        if ok {
+            g.lvs_timeouts = Some(t);
+        }
+    }
+
+    /// `lvs_flush_on_stop [VS]` (keepalived takes only `VS`, in capitals).
+    fn lvs_flush_on_stop(&mut self, n: &Node, g: &mut GlobalDefs) {
+        match n.args.as_slice() {
+            [] => g.lvs_flush_on_stop = Some(LvsFlushOnStop::Full),
+            [a] if a.text == "VS" => g.lvs_flush_on_stop = Some(LvsFlushOnStop::VirtualServers),
+            [a] => self.diags.error_help(
+                a,
+                format!("unknown `lvs_flush_on_stop` type `{}`", a.text),
+                "write `lvs_flush_on_stop` (flush the whole IPVS table) or `lvs_flush_on_stop VS`",
+            ),
+            [_, extra, ..] => self.diags.error(
+                extra,
+                format!(
+                    "unexpected extra argument `{}` for `lvs_flush_on_stop`",
+                    extra.text
+                ),
+            ),
         }
     }
 
@@ -3002,5 +3081,152 @@ mod lvs_sync_daemon_tests {
         assert_eq!(d.unwrap().interface, "eth2");
         assert_eq!(diags.len(), 1, "{diags:?}");
         assert!(diags[0].1.contains("already set up at line 2"), "{diags:?}");
+    }
+}
+
+#[cfg(test)]
+mod lvs_global_tests {
+    //! `lvs_timeouts`, `lvs_flush`, `lvs_flush_on_stop`, `net_namespace_ipvs`, checked
+    //! against what keepalived 2.4.3 (`keepalived -t`) accepts.
+    use std::path::Path;
+
+    use crate::model::{GlobalDefs, LvsFlushOnStop};
+    use crate::{load_str, LoadOptions, Severity};
+
+    /// The global settings, or the errors as (message, line, col).
+    fn read(text: &str) -> Result<GlobalDefs, Vec<(String, u32, u32)>> {
+        let opts = LoadOptions {
+            config_id: None,
+            check_interfaces: false,
+        };
+        match load_str(text, Path::new("/k.conf"), &opts) {
+            Ok(l) => {
+                let errors: Vec<_> = l
+                    .diagnostics
+                    .iter()
+                    .filter(|d| d.severity == Severity::Error)
+                    .map(|d| (d.message.clone(), d.span.line, d.span.col))
+                    .collect();
+                if errors.is_empty() {
+                    Ok(l.config.global)
+                } else {
+                    Err(errors)
+                }
+            }
+            Err(ds) => Err(ds
+                .iter()
+                .filter(|d| d.severity == Severity::Error)
+                .map(|d| (d.message.clone(), d.span.line, d.span.col))
+                .collect()),
+        }
+    }
+
+    fn global(body: &str) -> String {
+        format!("global_defs {{\n    {body}\n}}\n")
+    }
+
+    #[test]
+    fn lvs_timeouts_values_and_keepalived_s_rules() {
+        let g = read(&global("lvs_timeouts udp 5 tcpfin 2678400 tcp 0 tcp 900")).unwrap();
+        let t = g.lvs_timeouts.unwrap();
+        // A repeated word: the last one counts (as keepalived); 0 = unchanged.
+        assert_eq!(
+            (t.tcp, t.tcpfin, t.udp),
+            (Some(900), Some(2_678_400), Some(5))
+        );
+        assert_eq!(t.span.line, 2);
+        assert_eq!(read("").unwrap().lvs_timeouts, None);
+        // keepalived reports each of these (and ignores the bad part); vipd refuses the
+        // keyword at the offending word.
+        for (body, col, what) in [
+            ("lvs_timeouts", 5, "needs at least one timeout"),
+            ("lvs_timeouts tcp", 18, "`lvs_timeouts tcp` needs a value"),
+            (
+                "lvs_timeouts tcp 5 udp",
+                24,
+                "`lvs_timeouts udp` needs a value",
+            ),
+            ("lvs_timeouts tcp 2678401", 22, "0..=2678400"),
+            ("lvs_timeouts tcp -1", 22, "0..=2678400"),
+            ("lvs_timeouts tcp 1.5", 22, "0..=2678400"),
+            ("lvs_timeouts foo 3", 18, "unknown option `foo`"),
+        ] {
+            let e = read(&global(body)).unwrap_err();
+            assert!(
+                e.iter()
+                    .any(|(m, l, c)| m.contains(what) && *l == 2 && *c == col),
+                "{body}: {e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn lvs_flush_and_flush_on_stop() {
+        let g = read(&global("lvs_flush\n    lvs_flush_on_stop")).unwrap();
+        assert!(g.lvs_flush);
+        assert_eq!(g.lvs_flush_on_stop, Some(LvsFlushOnStop::Full));
+        let g = read(&global("lvs_flush_on_stop VS")).unwrap();
+        assert!(!g.lvs_flush);
+        assert_eq!(g.lvs_flush_on_stop, Some(LvsFlushOnStop::VirtualServers));
+        // keepalived: "Unknown lvs_flush_on_stop type vs" (the word is case-sensitive).
+        let e = read(&global("lvs_flush_on_stop vs")).unwrap_err();
+        assert!(
+            e.iter().any(
+                |(m, l, c)| m.contains("unknown `lvs_flush_on_stop` type `vs`")
+                    && *l == 2
+                    && *c == 23
+            ),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn net_namespace_ipvs_at_top_level_or_in_global_defs() {
+        let g = read("net_namespace_ipvs lb\n").unwrap();
+        assert_eq!(g.net_namespace_ipvs.as_deref(), Some("lb"));
+        let g = read(&global("net_namespace_ipvs")).unwrap();
+        assert_eq!(g.net_namespace_ipvs.as_deref(), Some(""));
+        // keepalived keeps the first one.
+        let g = read("net_namespace_ipvs a\nnet_namespace_ipvs b\n").unwrap();
+        assert_eq!(g.net_namespace_ipvs.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn net_namespace_ipvs_must_exist_when_the_load_balancer_runs() {
+        let opts = LoadOptions {
+            config_id: None,
+            check_interfaces: true,
+        };
+        let vs = "virtual_server 192.0.2.1 80 {\n    real_server 192.0.2.2 80 {\n    }\n}\n";
+        let errors = |text: &str| -> Vec<(String, u32, u32)> {
+            let ds = match load_str(text, Path::new("/k.conf"), &opts) {
+                Ok(l) => l.diagnostics,
+                Err(ds) => ds,
+            };
+            ds.iter()
+                .filter(|d| d.severity == Severity::Error)
+                .map(|d| (d.message.clone(), d.span.line, d.span.col))
+                .collect()
+        };
+        let e = errors(&format!("net_namespace_ipvs vipd-no-such-netns\n{vs}"));
+        assert!(
+            e.iter().any(
+                |(m, l, c)| m.contains("`vipd-no-such-netns` does not exist")
+                    && *l == 1
+                    && *c == 20
+            ),
+            "{e:?}"
+        );
+        let e = errors(&format!(
+            "global_defs {{\n    net_namespace_ipvs a/b\n}}\n{vs}"
+        ));
+        assert!(
+            e.iter()
+                .any(|(m, l, _)| m.contains("not a path") && *l == 2),
+            "{e:?}"
+        );
+        // Nothing runs there without virtual servers or a sync daemon; no name: init's.
+        assert!(errors("net_namespace_ipvs vipd-no-such-netns\n").is_empty());
+        assert!(errors(&format!("net_namespace_ipvs\n{vs}")).is_empty());
     }
 }

@@ -90,6 +90,7 @@ struct VsState {
     flags: SchedFlags,
     forward: Forward,
     persistence: Option<Persistence>,
+    pe_name: Option<String>,
     quorum: u32,
     hysteresis: u32,
     quorum_up: bool,
@@ -371,6 +372,7 @@ impl Lb {
                     flags: v.flags,
                     forward: v.forward,
                     persistence: v.persistence,
+                    pe_name: v.pe_name.clone(),
                     device: v.device.clone(),
                     dests: dests.clone(),
                 });
@@ -465,22 +467,29 @@ fn build_vs(
         one_packet: vs.ops,
         ..Default::default()
     };
-    for f in &vs.sched_flags {
+    for (f, span) in &vs.sched_flags {
         match f.as_str() {
             "flag-1" | "sh-fallback" | "mh-fallback" => flags.fallback = true,
             "flag-2" | "sh-port" | "mh-port" => flags.port = true,
+            "flag-3" => flags.sched3 = true,
             other => errors.push(err(
-                &vs.span,
+                span,
                 format!("{name}: `{other}` is not a flag of any IPVS scheduler vipd supports"),
             )),
         }
     }
-    if vs.persistence_engine.is_some() {
-        errors.push(err(
-            &vs.span,
-            format!("{name}: `persistence_engine` (IPVS SIP persistence) is not supported by vipd"),
-        ));
-    }
+    let pe_name = match &vs.persistence_engine {
+        None => None,
+        // IP_VS_PENAME_MAXLEN counts the NUL (keepalived truncates with a warning).
+        Some((pe, span)) if pe.is_empty() || pe.len() > 15 => {
+            errors.push(err(
+                span,
+                format!("{name}: persistence_engine `{pe}`: IPVS persistence engine names are 1 to 15 bytes (the kernel has `sip`)"),
+            ));
+            None
+        }
+        Some((pe, _)) => Some(pe.clone()),
+    };
     let forward = parse_forward(vs.lb_kind.as_deref(), Forward::Nat).unwrap_or_else(|| {
         errors.push(err(
             &vs.span,
@@ -609,6 +618,7 @@ fn build_vs(
         flags,
         forward,
         persistence,
+        pe_name,
         quorum,
         hysteresis,
         quorum_up: live >= quorum as u64,

@@ -9,15 +9,17 @@
 //! - [`nft`] and [`ipvs`]: the two kernel backends, each a message encoder (pure, tested
 //!   against byte layouts) plus a thin netlink sender.
 //! - [`netlink`]: the attribute builder and socket both backends share.
+//! - [`netns`]: sockets made in another network namespace (`net_namespace_ipvs`).
 
 pub mod desired;
 pub mod ipvs;
 pub mod model;
 pub mod netlink;
+pub mod netns;
 pub mod nft;
 pub mod slots;
 
-pub use model::{Dest, Family, Forward, Proto, Sched, Service, ServiceKey, Table};
+pub use model::{Dest, Family, Forward, Proto, Sched, Service, ServiceKey, Table, Timeouts};
 
 /// A kernel forwarding backend. One owner thread holds it; `apply` makes the kernel equal
 /// to `desired` (atomically where the backend allows), `clear` removes everything this
@@ -33,6 +35,9 @@ pub trait DataPlane: Send {
     /// the pinned flows and persistence entries of departed real servers). The owner
     /// calls it right after `apply`, outside the time it reports for programming.
     fn tidy(&mut self) {}
+    /// `lvs_timeouts`: the idle timeouts of the virtual services' connections from now on
+    /// (0 = the kernel's own).
+    fn set_timeouts(&mut self, timeouts: &Timeouts) -> anyhow::Result<()>;
     /// Remove everything this backend installed (shutdown).
     fn clear(&mut self) -> anyhow::Result<()>;
 }

@@ -177,13 +177,16 @@ impl std::fmt::Display for ServiceKey {
     }
 }
 
-/// Scheduler flags (`sh-port`, `sh-fallback`, `mh-port`, `mh-fallback`, `ops`).
+/// Scheduler flags (`sh-port`, `sh-fallback`, `mh-port`, `mh-fallback`, `flag-3`, `ops`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub struct SchedFlags {
     /// `sh-fallback` / `mh-fallback`.
     pub fallback: bool,
     /// `sh-port` / `mh-port`: hash the source port too.
     pub port: bool,
+    /// `flag-3`: IPVS' third scheduler flag (`IP_VS_SVC_F_SCHED3`), which no scheduler
+    /// of the kernel reads today; passed through for out-of-tree schedulers.
+    pub sched3: bool,
     /// `ops`: one-packet scheduling (UDP).
     pub one_packet: bool,
 }
@@ -204,6 +207,8 @@ pub struct Service {
     /// Default forwarding method for destinations that don't set their own.
     pub forward: Forward,
     pub persistence: Option<Persistence>,
+    /// `persistence_engine NAME` (IPVS' SIP Call-ID persistence is `sip`).
+    pub pe_name: Option<String>,
     /// Interface the service's traffic arrives on and leaves by, for direct routing
     /// (the interface that holds the VIP). Filled in by the runtime.
     pub device: Option<String>,
@@ -232,4 +237,23 @@ pub struct Dest {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Hash)]
 pub struct Table {
     pub services: Vec<Service>,
+}
+
+/// `lvs_timeouts`: how long the kernel keeps an idle connection of the virtual services
+/// (IPVS: its connection table, `ipvsadm --set`), in seconds; 0 = the kernel's own
+/// value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct Timeouts {
+    /// An established TCP connection.
+    pub tcp: u32,
+    /// A TCP connection after the client's FIN.
+    pub tcpfin: u32,
+    /// A UDP flow.
+    pub udp: u32,
+}
+
+impl Timeouts {
+    pub fn is_empty(&self) -> bool {
+        self.tcp == 0 && self.tcpfin == 0 && self.udp == 0
+    }
 }

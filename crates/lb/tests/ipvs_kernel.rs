@@ -775,6 +775,7 @@ fn service(key: ServiceKey, sched: Sched, dests: Vec<Dest>) -> Service {
         flags: SchedFlags::default(),
         forward: Forward::Nat,
         persistence: None,
+        pe_name: None,
         device: None,
         dests,
     }

@@ -56,6 +56,7 @@ enum Cmd {
     Apply(Table, mpsc::Sender<Result<(Duration, Duration), String>>),
     Clear(mpsc::Sender<Result<(), String>>),
     Counters(mpsc::Sender<Result<Vec<DestCounter>, String>>),
+    Timeouts(vipd_lb::Timeouts),
 }
 
 struct Director {
@@ -98,6 +99,7 @@ impl Director {
                         Cmd::Counters(r) => {
                             let _ = r.send(nft.counters().map_err(|e| format!("{e:#}")));
                         }
+                        Cmd::Timeouts(t) => nft.set_timeouts(&t).expect("set_timeouts"),
                     }
                 }
             })
@@ -133,6 +135,11 @@ impl Director {
         let (r, rx) = mpsc::channel();
         self.tx.as_ref().unwrap().send(Cmd::Clear(r)).unwrap();
         rx.recv().unwrap().expect("clear")
+    }
+
+    /// `lvs_timeouts` for the next apply.
+    fn set_timeouts(&self, t: vipd_lb::Timeouts) {
+        self.tx.as_ref().unwrap().send(Cmd::Timeouts(t)).unwrap();
     }
 
     fn counters(&self) -> Vec<DestCounter> {
@@ -369,6 +376,7 @@ fn service(addr: IpAddr, port: u16, sched: Sched, dests: Vec<Dest>) -> Service {
         flags: SchedFlags::default(),
         forward: dests.first().map(|d| d.forward).unwrap_or(Forward::Nat),
         persistence: None,
+        pe_name: None,
         device: None,
         dests,
     }
@@ -590,6 +598,130 @@ fn nat_round_robin_splits_exactly_and_counts() {
     assert_eq!(got.len(), 3, "{got:?}");
 }
 
+/// The director's conntrack entries of connections to `dport` (the original
+/// direction): (protocol, state or "", seconds left).
+fn conntrack_to(ns: &Netns, dport: u16) -> Vec<(String, String, u64)> {
+    let text = ns
+        .exec(&["cat", "/proc/net/nf_conntrack"])
+        .expect("reading /proc/net/nf_conntrack");
+    text.lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .find(|w| w.starts_with("dport="))
+                .is_some_and(|w| w == format!("dport={dport}"))
+        })
+        .map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            // ipv4 2 tcp 6 SECS [STATE] src=...
+            let state = if w[5].contains('=') { "" } else { w[5] };
+            (w[2].to_string(), state.to_string(), w[4].parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn lvs_timeouts_set_the_conntrack_timeouts_of_nat_connections() {
+    if skip() {
+        return;
+    }
+    let lab = NatLab::new(1);
+    let _srv = lab.serve_all();
+    let udp_port = 5353;
+    let _udp_srv = UdpServer::start(
+        &lab.servers[0],
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), udp_port),
+        "s1",
+    );
+    let d = Director::start(&lab.director);
+    let mut udp = service(
+        IpAddr::V4(VIP4),
+        53,
+        Sched::Rr,
+        vec![nat_dest(lab.server_v4(0), udp_port, 1)],
+    );
+    udp.key = ServiceKey::Addr {
+        addr: IpAddr::V4(VIP4),
+        port: 53,
+        proto: Proto::Udp,
+    };
+    let t = table(vec![lab.rr_table(Sched::Rr, &[1]).services[0].clone(), udp]);
+    d.set_timeouts(vipd_lb::Timeouts {
+        tcp: 77,
+        tcpfin: 13,
+        udp: 33,
+    });
+    d.apply(&t);
+    let listing = lab
+        .director
+        .exec(&["nft", "list", "table", "ip", "vipd"])
+        .unwrap();
+    // The kernel holds the policy (tcpfin: the states after a FIN, which a test cannot
+    // catch: the servers close at once).
+    assert!(
+        listing.contains("ct timeout timeout_tcp_77_13")
+            && listing.contains("ct timeout set \"timeout_tcp_77_13\"")
+            && listing.contains(
+                "policy = { established : 77, fin_wait : 13, close_wait : 13, last_ack : 13 }"
+            ),
+        "{listing}"
+    );
+    // A TCP connection held open, and one UDP exchange.
+    let (conn, answer) = lab
+        .client
+        .run(|| {
+            let c = connect_from(None, vip80(), Duration::from_secs(3)).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            let mut line = String::new();
+            BufReader::new(&c).read_line(&mut line).unwrap();
+            let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+            s.connect(SocketAddr::new(IpAddr::V4(VIP4), 53)).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            s.send(b"q").unwrap();
+            let mut buf = [0u8; 64];
+            let n = s.recv(&mut buf).unwrap();
+            (c, String::from_utf8_lossy(&buf[..n]).to_string())
+        })
+        .unwrap();
+    assert_eq!(answer, "s1");
+    let tcp = conntrack_to(&lab.director, 80);
+    assert!(
+        tcp.iter()
+            .any(|(p, st, secs)| p == "tcp" && st == "ESTABLISHED" && (60..=77).contains(secs)),
+        "{tcp:?}"
+    );
+    let udp = conntrack_to(&lab.director, 53);
+    assert!(
+        udp.iter()
+            .any(|(p, _, secs)| p == "udp" && (20..=33).contains(secs)),
+        "{udp:?}"
+    );
+    drop(conn);
+    // Without lvs_timeouts the objects go and new connections get the kernel's defaults.
+    d.set_timeouts(vipd_lb::Timeouts::default());
+    d.apply(&t);
+    let listing = lab
+        .director
+        .exec(&["nft", "list", "table", "ip", "vipd"])
+        .unwrap();
+    assert!(!listing.contains("ct timeout"), "{listing}");
+    let _held = lab
+        .client
+        .run(|| {
+            let c = connect_from(None, vip80(), Duration::from_secs(3)).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            let mut line = String::new();
+            BufReader::new(&c).read_line(&mut line).unwrap();
+            c
+        })
+        .unwrap();
+    let tcp = conntrack_to(&lab.director, 80);
+    assert!(
+        tcp.iter()
+            .any(|(_, st, secs)| st == "ESTABLISHED" && *secs > 3600),
+        "{tcp:?}"
+    );
+}
+
 #[test]
 fn nat_weighted_round_robin_follows_weights() {
     if skip() {
@@ -784,7 +916,7 @@ fn nat_persistence_keeps_a_client_on_its_server() {
     // fixed step from .2's, which made that assertion fail about once in three runs.)
     let ruleset = lab.director.exec(&["nft", "list", "ruleset"]).unwrap();
     let keys: Vec<&str> = ruleset
-        .split(|c: char| c == '{' || c == ',')
+        .split(['{', ','])
         .map(str::trim)
         .filter(|e| e.contains(" expires "))
         .filter_map(|e| e.split_whitespace().next())

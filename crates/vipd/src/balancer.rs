@@ -15,10 +15,13 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
+use vipd_config::model::LvsFlushOnStop;
 use vipd_config::model::{Config, VirtualServer, VsKey};
 use vipd_exec::scripts::Script;
 use vipd_lb::desired::{Lb, LbEvent};
-use vipd_lb::{DataPlane, Sched, Table};
+use vipd_lb::ipvs;
+use vipd_lb::netns::Netns;
+use vipd_lb::{DataPlane, Sched, Table, Timeouts};
 use vipd_linux::netlink::Rtnetlink;
 use vipd_linux::plan::script_command;
 use vipd_linux::status::{RealServerStatus, Snapshot, VirtualServerStatus};
@@ -74,6 +77,86 @@ pub struct Balancer {
     thread: Option<JoinHandle<()>>,
     /// The backend's scheduler where `lb_algo` is silent (for reloads).
     default_sched: Sched,
+    /// The backend's name (`ipvs` / `nftables`), for what only one of them refuses.
+    backend: &'static str,
+    /// The start-time settings a reload cannot change, as they were read at start.
+    fixed: Fixed,
+}
+
+/// Settings read when the load balancer starts, kept until it stops (a reload that
+/// changes them is told so).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Fixed {
+    net_namespace_ipvs: Option<String>,
+    lvs_flush_on_stop: Option<vipd_config::model::LvsFlushOnStop>,
+}
+
+impl Fixed {
+    fn of(config: &Config) -> Fixed {
+        Fixed {
+            net_namespace_ipvs: config.global.net_namespace_ipvs.clone(),
+            lvs_flush_on_stop: config.global.lvs_flush_on_stop,
+        }
+    }
+}
+
+/// `lvs_timeouts` as the backends take it (0: unchanged).
+fn timeouts(config: &Config) -> Timeouts {
+    config
+        .global
+        .lvs_timeouts
+        .as_ref()
+        .map(|t| Timeouts {
+            tcp: t.tcp.unwrap_or(0),
+            tcpfin: t.tcpfin.unwrap_or(0),
+            udp: t.udp.unwrap_or(0),
+        })
+        .unwrap_or_default()
+}
+
+/// `net_namespace_ipvs`: the namespace the kernel table lives in.
+fn ipvs_netns(config: &Config) -> Result<Option<Netns>> {
+    config
+        .global
+        .net_namespace_ipvs
+        .as_deref()
+        .map(|name| Netns::named(name).context("net_namespace_ipvs"))
+        .transpose()
+}
+
+/// What the chosen backend refuses or ignores, at the keyword's line: nftables cannot
+/// express `persistence_engine` (an error) and has no scheduler that reads `flag-3`
+/// (a warning).
+fn backend_keywords(config: &Config, backend: &str) -> Result<()> {
+    if backend != "nftables" {
+        return Ok(());
+    }
+    let mut errors = Vec::new();
+    for vs in &config.virtual_servers {
+        if let Some((pe, at)) = &vs.persistence_engine {
+            errors.push(format!(
+                "{}:{}:{}: `persistence_engine {pe}`: IPVS' persistence by SIP Call-ID cannot be expressed with nftables; run with `--lb-backend ipvs` (a kernel with IPVS)",
+                at.file.display(),
+                at.line,
+                at.col
+            ));
+        }
+        for (flag, at) in &vs.sched_flags {
+            if flag == "flag-3" {
+                warn!(
+                    "{}:{}:{}: `flag-3` does nothing on the nftables backend: it is IPVS' third scheduler flag, which none of rr/wrr/sh/dh/mh reads",
+                    at.file.display(),
+                    at.line,
+                    at.col
+                );
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("{}", errors.join("\n"))
+    }
 }
 
 /// Why each real server (virtual server index, real server index) is up or down.
@@ -95,6 +178,8 @@ pub struct Setup {
     globals: vipd_check::Globals,
     /// `rs_init_notifies`: the real servers up at start-up notify UP.
     rs_init_notifies: bool,
+    /// `lvs_timeouts`.
+    timeouts: Timeouts,
 }
 
 impl std::fmt::Debug for Setup {
@@ -125,6 +210,8 @@ struct Owner {
     fifos: Arc<vipd_linux::notifier::Fifos>,
     status: Arc<Mutex<Snapshot>>,
     rtnl: Option<Rtnetlink>,
+    /// `net_namespace_ipvs`: where the kernel table forwards (neighbours, pokes).
+    netns: Option<Netns>,
 }
 
 /// notify_up / notify_down per real server, quorum_up / quorum_down per virtual server.
@@ -149,7 +236,8 @@ const SCRIPT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The configuration's load-balancer pieces for a backend whose default scheduler is
 /// `default_sched`: the desired-state model, which VRRP instance gates each virtual
 /// server, the scripts. Errors name `file:line` where they can.
-fn setup(config: &Config, default_sched: Sched) -> Result<Setup> {
+fn setup(config: &Config, default_sched: Sched, backend: &str) -> Result<Setup> {
+    backend_keywords(config, backend)?;
     let mut lb = Lb::new(
         &config.virtual_servers,
         &config.virtual_server_groups,
@@ -261,6 +349,7 @@ fn setup(config: &Config, default_sched: Sched) -> Result<Setup> {
         vss: config.virtual_servers.clone(),
         globals: vipd_check::Globals::from_config(config),
         rs_init_notifies: config.global.rs_init_notifies,
+        timeouts: timeouts(config),
     })
 }
 
@@ -315,8 +404,8 @@ fn start_checkers(
 /// The backend's scheduler where `lb_algo` is silent: IPVS' own default is wlc;
 /// nftables cannot count connections, so it schedules round robin (documented
 /// difference).
-fn default_sched(plane: &dyn DataPlane) -> Sched {
-    if plane.name() == "ipvs" {
+fn default_sched(ipvs: bool) -> Sched {
+    if ipvs {
         Sched::Wlc
     } else {
         Sched::Rr
@@ -340,19 +429,52 @@ impl Balancer {
         if config.virtual_servers.is_empty() {
             return Ok(None);
         }
-        let plane: Box<dyn DataPlane> = match backend {
-            Backend::Ipvs => Box::new(vipd_lb::ipvs::Ipvs::open(tune_ipvs)?),
-            Backend::Nftables => Box::new(vipd_lb::nft::Nftables::open()?),
-            Backend::Auto if vipd_lb::ipvs::Ipvs::available() => {
-                Box::new(vipd_lb::ipvs::Ipvs::open(tune_ipvs)?)
-            }
-            Backend::Auto => Box::new(vipd_lb::nft::Nftables::open()?),
+        let netns = ipvs_netns(config)?;
+        let g = &config.global;
+        let ipvs_options = || ipvs::Options {
+            tune_sysctls: tune_ipvs,
+            flush: g.lvs_flush,
+            flush_on_stop: g.lvs_flush_on_stop.map(|f| match f {
+                LvsFlushOnStop::Full => ipvs::FlushOnStop::All,
+                LvsFlushOnStop::VirtualServers => ipvs::FlushOnStop::Services,
+            }),
+            timeouts: timeouts(config),
+            netns: netns.clone(),
         };
-        let sched = default_sched(&*plane);
-        let mut setup = setup(config, sched)?;
-        plane
-            .check(&setup.lb.table_unfiltered())
-            .map_err(|e| anyhow::anyhow!("{e} (data-plane backend {})", plane.name()))?;
+        let use_ipvs = match backend {
+            Backend::Ipvs => true,
+            Backend::Nftables => false,
+            Backend::Auto => ipvs::Ipvs::available_in(netns.as_ref()),
+        };
+        let backend_name = if use_ipvs { "ipvs" } else { "nftables" };
+        // Everything the configuration asks of the backend is checked before the kernel
+        // is touched (`lvs_flush` flushes at open).
+        let sched = default_sched(use_ipvs);
+        let mut setup = setup(config, sched, backend_name)?;
+        let unfiltered = setup.lb.table_unfiltered();
+        if use_ipvs {
+            ipvs::check_table(&unfiltered)
+        } else {
+            vipd_lb::nft::check_table(&unfiltered)
+        }
+        .map_err(|e| anyhow::anyhow!("{e} (data-plane backend {backend_name})"))?;
+        let mut plane: Box<dyn DataPlane> = if use_ipvs {
+            Box::new(ipvs::Ipvs::open_with(ipvs_options())?)
+        } else {
+            // vipd's nftables tables are always replaced at start and deleted in one
+            // batch at stop: `lvs_flush` and `lvs_flush_on_stop` change nothing there.
+            Box::new(vipd_lb::nft::Nftables::open_in(netns.clone())?)
+        };
+        if let Some(ns) = &netns {
+            info!(
+                "load balancer: kernel table in network namespace {} (net_namespace_ipvs); health checks from vipd's own",
+                ns.path().display()
+            );
+        }
+        // (IPVS took them at open.)
+        if !use_ipvs {
+            plane.set_timeouts(&timeouts(config))?;
+        }
         let (tx, rx) = mpsc::channel::<Input>();
         let (checkers, reasons) =
             start_checkers(&mut setup, HashMap::new(), HashMap::new(), 0, &tx)?;
@@ -361,6 +483,7 @@ impl Balancer {
             config.virtual_servers.len(),
             plane.name()
         );
+        let owner_backend = plane.name();
         let owner = Owner {
             setup,
             plane,
@@ -375,7 +498,11 @@ impl Balancer {
             events,
             mailer,
             fifos,
-            rtnl: Rtnetlink::open().ok(),
+            // Direct routing's neighbours are where the kernel table forwards.
+            rtnl: vipd_lb::netns::within(netns.as_ref(), Rtnetlink::open)
+                .ok()
+                .and_then(|r| r.ok()),
+            netns,
         };
         let thread = std::thread::Builder::new()
             .name("vipd-lb".into())
@@ -384,6 +511,8 @@ impl Balancer {
             tx,
             thread: Some(thread),
             default_sched: sched,
+            backend: owner_backend,
+            fixed: Fixed::of(config),
         }))
     }
 
@@ -397,7 +526,21 @@ impl Balancer {
     /// (same virtual server, real server, kind and position) keeps its verdict.
     /// On error nothing changed.
     pub fn reload(&self, config: &Config) -> Result<String, String> {
-        let setup = setup(config, self.default_sched).map_err(|e| format!("{e:#}"))?;
+        let setup =
+            setup(config, self.default_sched, self.backend).map_err(|e| format!("{e:#}"))?;
+        let now = Fixed::of(config);
+        if now.net_namespace_ipvs != self.fixed.net_namespace_ipvs {
+            warn!(
+                "net_namespace_ipvs changed; the load balancer stays in {:?} until vipd restarts (as keepalived)",
+                self.fixed.net_namespace_ipvs
+            );
+        }
+        if now.lvs_flush_on_stop != self.fixed.lvs_flush_on_stop {
+            warn!(
+                "lvs_flush_on_stop changed; it takes effect when vipd restarts (the running load balancer keeps {:?})",
+                self.fixed.lvs_flush_on_stop
+            );
+        }
         let (reply, answer) = mpsc::sync_channel(1);
         self.tx
             .send(Input::Reload(Box::new(setup), reply))
@@ -549,6 +692,7 @@ impl Owner {
         self.plane
             .check(&setup.lb.table_unfiltered())
             .map_err(|e| format!("{e} (data-plane backend {})", self.plane.name()))?;
+
         for (instance, vss) in &setup.owned_by {
             let master = self.masters.get(instance).copied().unwrap_or(false);
             for &vi in vss {
@@ -568,6 +712,13 @@ impl Owner {
             &self.inbox,
         )
         .map_err(|e| format!("{e:#}"))?;
+        if setup.timeouts != self.setup.timeouts {
+            // keepalived sets them again on reload; a value no longer written is left
+            // as it is (IPVS) / back to the kernel's (nftables: the policies go).
+            if let Err(e) = self.plane.set_timeouts(&setup.timeouts) {
+                warn!("lvs_timeouts: {e:#}");
+            }
+        }
         // From here on the old checkers' late reports are ignored (their generation).
         if let Some(old) = self.checkers.replace(checkers) {
             old.stop();
@@ -730,7 +881,11 @@ impl Owner {
                 Some(m) => {
                     self.setup.lb.set_mac(addr, Some(*m));
                 }
-                None => poke(addr),
+                None => {
+                    if let Err(e) = vipd_lb::netns::within(self.netns.as_ref(), || poke(addr)) {
+                        warn!("resolving {addr}: {e:#}");
+                    }
+                }
             }
         }
     }

@@ -926,7 +926,8 @@ async fn wait_for_signal(
 
 /// The load-balancer configuration without source positions: what a reload compares.
 /// It includes which vrrp_instance holds each virtual server's address (and on which
-/// interface), since the balancer follows that instance.
+/// interface), since the balancer follows that instance, and the global keywords the
+/// balancer reads (`lvs_timeouts`, `lvs_flush_on_stop`, `net_namespace_ipvs`).
 fn lb_fingerprint(config: &vipd_config::Config) -> u64 {
     let owners: Vec<(String, String)> = config
         .virtual_servers
@@ -952,10 +953,13 @@ fn lb_fingerprint(config: &vipd_config::Config) -> u64 {
         .collect();
     // A hash, not the JSON itself: the running one is kept for the daemon's lifetime
     // (about 6 KB of JSON per real server).
+    let g = &config.global;
     let text = vipd_config::without_spans(&(
         &config.virtual_servers,
         &config.virtual_server_groups,
         owners,
+        // The balancer's own global settings (a change is logged or applied by it).
+        (&g.lvs_timeouts, &g.lvs_flush_on_stop, &g.net_namespace_ipvs),
     ))
     .to_string();
     let mut h = std::collections::hash_map::DefaultHasher::new();

@@ -36,6 +36,8 @@ pub struct SyncPlan {
     pub instance: Option<String>,
     /// `file:line` of the keyword, for messages.
     pub at: String,
+    /// `net_namespace_ipvs`: the namespace whose IPVS runs the daemons.
+    pub netns: Option<String>,
 }
 
 impl SyncPlan {
@@ -60,6 +62,7 @@ impl SyncPlan {
             },
             instance: d.instance.clone(),
             at: format!("{}:{}", d.span.file.display(), d.span.line),
+            netns: config.global.net_namespace_ipvs.clone(),
         })
     }
 
@@ -101,11 +104,14 @@ pub struct ConnSync {
 
 /// Which engine syncs the connections: the kernel's IPVS daemon, following the
 /// load-balancer backend choice.
-fn uses_ipvs(backend: Backend) -> bool {
+fn uses_ipvs(backend: Backend, netns: Option<&str>) -> bool {
     match backend {
         Backend::Ipvs => true,
         Backend::Nftables => false,
-        Backend::Auto => vipd_lb::ipvs::Ipvs::available(),
+        Backend::Auto => {
+            let ns = netns.and_then(|n| vipd_lb::netns::Netns::named(n).ok());
+            vipd_lb::ipvs::Ipvs::available_in(ns.as_ref())
+        }
     }
 }
 
@@ -118,7 +124,7 @@ impl ConnSync {
         let Some(plan) = SyncPlan::from_config(config) else {
             return Ok(None);
         };
-        let ipvs = uses_ipvs(backend);
+        let ipvs = uses_ipvs(backend, plan.netns.as_deref());
         let engine = open(&plan, ipvs, dir)?;
         let (tx, rx) = mpsc::channel();
         let mut owner = Owner {
@@ -178,9 +184,24 @@ impl Engine {
 
 fn open(plan: &SyncPlan, ipvs: bool, dir: &Path) -> Result<Engine> {
     if ipvs {
-        return SyncDaemons::open(plan.cfg.clone())
+        // The daemons' sockets, and so their interface, are those of net_namespace_ipvs.
+        let ns = plan
+            .netns
+            .as_deref()
+            .map(vipd_lb::netns::Netns::named)
+            .transpose()
+            .with_context(|| format!("{}: lvs_sync_daemon", plan.at))?;
+        let cfg = plan.cfg.clone();
+        return vipd_lb::netns::within(ns.as_ref(), move || SyncDaemons::open(cfg))
+            .and_then(|r| r)
             .map(Engine::Ipvs)
             .with_context(|| format!("{}: lvs_sync_daemon", plan.at));
+    }
+    if plan.netns.is_some() {
+        anyhow::bail!(
+            "{}: lvs_sync_daemon: with net_namespace_ipvs the nftables backend's conntrackd is not supported (it would run in vipd's namespace); use `--lb-backend ipvs`",
+            plan.at
+        );
     }
     if plan.instance.is_none() {
         anyhow::bail!(

@@ -1206,3 +1206,295 @@ fn reload_restarts_and_stops_conntrackd() {
     assert!(ok, "{}", c.logs());
     c.stop(1);
 }
+
+/// `net_namespace_ipvs`: the kernel table (nftables' `vipd` tables, or IPVS' services
+/// and its sysctls) is in the named namespace, while the health checks run in vipd's:
+/// the real server answers on router 1 only, yet it is up and forwarded to in the other
+/// namespace. Stopping vipd empties that namespace's table.
+#[test]
+fn net_namespace_ipvs_puts_the_table_in_another_namespace() {
+    let _serial = serial();
+    let Some(mut c) = Cluster::new(1, "lb-netns") else {
+        return;
+    };
+    echo_server(c.lan.router(1));
+    let lbns = Netns::unique("lbns").unwrap();
+    lbns.exec(&["ip", "link", "set", "lo", "up"]).unwrap();
+    let ipvs = backend() == "ipvs";
+    let table = |ns: &Netns| {
+        if ipvs {
+            ns.exec(&["ipvsadm", "-Ln"]).unwrap_or_default()
+        } else {
+            ns.exec(&["nft", "list", "ruleset"]).unwrap_or_default()
+        }
+    };
+    let conf = format!(
+        "net_namespace_ipvs {}\n\
+         virtual_server 192.0.2.100 7 {{\n    delay_loop 1\n    lb_algo rr\n    real_server 192.0.2.11 7 {{\n        TCP_CHECK {{\n            connect_timeout 1\n        }}\n    }}\n}}\n",
+        lbns.name()
+    );
+    c.start_vipd_with(1, &conf, &["--lb-backend", &backend()]);
+    wait_rs(&c, 1, "192.0.2.11", true, Duration::from_secs(10));
+    let there = table(&lbns);
+    let here = table(c.lan.router(1));
+    if ipvs {
+        assert!(
+            there.contains("TCP  192.0.2.100:7 rr") && there.contains("-> 192.0.2.11:7"),
+            "{there}"
+        );
+        assert!(!here.contains("192.0.2.100"), "{here}");
+        // The expiry sysctls vipd tunes are the other namespace's too.
+        let sysctl = |ns: &Netns| {
+            ns.exec(&["cat", "/proc/sys/net/ipv4/vs/expire_nodest_conn"])
+                .unwrap()
+                .trim()
+                .to_string()
+        };
+        assert_eq!(sysctl(&lbns), "1");
+        assert_eq!(sysctl(c.lan.router(1)), "0");
+    } else {
+        assert!(
+            there.contains("table ip vipd") && there.contains("192.0.2.100"),
+            "{there}"
+        );
+        let slots = lbns
+            .exec(&["nft", "list", "map", "ip", "vipd", "svc1_slots"])
+            .unwrap();
+        assert!(slots.contains("192.0.2.11"), "{slots}");
+        assert!(!here.contains("vipd"), "{here}");
+    }
+    c.stop(1);
+    let there = table(&lbns);
+    assert!(!there.contains("192.0.2.100"), "{there}");
+    if ipvs {
+        assert_eq!(
+            lbns.exec(&["cat", "/proc/sys/net/ipv4/vs/expire_nodest_conn"])
+                .unwrap()
+                .trim(),
+            "0"
+        );
+    }
+}
+
+/// keepalived's global LVS keywords on IPVS (the guest when this kernel has none):
+/// `lvs_flush` removes a service someone else made, `lvs_timeouts` reach the kernel,
+/// `flag-3` and `persistence_engine sip` reach the service, `lvs_flush_on_stop VS`
+/// deletes only vipd's services at stop and `lvs_flush_on_stop` flushes everything.
+#[test]
+fn ipvs_global_lvs_keywords() {
+    if backend() != "ipvs" {
+        return; // see lvs_keywords_on_ipvs
+    }
+    let _serial = serial();
+    let Some(mut c) = Cluster::new(1, "lb-lvsglobal") else {
+        return;
+    };
+    let r1 = c.lan.router(1);
+    for foreign in ["203.0.113.50:80", "203.0.113.51:80"] {
+        r1.exec(&["ipvsadm", "-A", "-t", foreign, "-s", "rr"])
+            .unwrap();
+    }
+    let vss = "
+virtual_server 192.0.2.100 5060 {
+    protocol UDP
+    lb_algo sh
+    flag-3
+    persistence_timeout 60
+    persistence_engine sip
+    real_server 192.0.2.12 5060 {
+    }
+}
+virtual_server 192.0.2.100 5062 {
+    protocol UDP
+    lb_algo sh
+    persistence_timeout 60
+    real_server 192.0.2.12 5062 {
+    }
+}
+virtual_server 192.0.2.100 80 {
+    lb_algo rr
+    real_server 192.0.2.12 80 {
+    }
+}
+";
+    let conf = format!(
+        "global_defs {{\n    lvs_flush\n    lvs_flush_on_stop VS\n    lvs_timeouts tcp 901 tcpfin 121 udp 301\n}}\n{vss}"
+    );
+    c.start_vipd_with(1, &conf, &["--lb-backend", "ipvs"]);
+    let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(50), || {
+        ipvsadm(&c, 1, &["-Ln"]).contains("192.0.2.100:80")
+    });
+    let list = ipvsadm(&c, 1, &["-Ln"]);
+    eprintln!("ipvsadm -Ln:\n{list}");
+    assert!(ok, "{list}\n{}", c.logs());
+    assert!(!list.contains("203.0.113."), "lvs_flush left them:\n{list}");
+    let sip = list
+        .lines()
+        .find(|l| l.starts_with("UDP  192.0.2.100:5060"))
+        .unwrap_or_default();
+    assert!(
+        sip.contains(" sh ") && sip.contains("persistent 60") && sip.contains("pe sip"),
+        "{list}"
+    );
+    // ipvsadm writes the sh scheduler's flags in parentheses, naming only sh-fallback
+    // and sh-port: `()` is a flag it has no name for (SCHED3), which the same service
+    // without flag-3 does not show.
+    assert!(sip.contains(" sh () "), "{list}");
+    let plain = list
+        .lines()
+        .find(|l| l.starts_with("UDP  192.0.2.100:5062"))
+        .unwrap_or_default();
+    assert!(
+        plain.contains(" sh persistent 60") && !plain.contains('(') && !plain.contains("pe "),
+        "{list}"
+    );
+    let timeouts = ipvsadm(&c, 1, &["-Ln", "--timeout"]);
+    assert!(
+        timeouts.contains("Timeout (tcp tcpfin udp): 901 121 301"),
+        "{timeouts}"
+    );
+    // At stop with `VS`: vipd's services go, one made meanwhile by someone else stays.
+    ipvsadm(&c, 1, &["-A", "-t", "203.0.113.52:80", "-s", "rr"]);
+    c.stop(1);
+    let list = ipvsadm(&c, 1, &["-Ln"]);
+    assert!(!list.contains("192.0.2.100"), "{list}");
+    assert!(list.contains("203.0.113.52:80"), "{list}");
+
+    // Without lvs_flush the other service stays at start; `lvs_flush_on_stop` alone
+    // flushes it with vipd's at stop.
+    let conf = format!("global_defs {{\n    lvs_flush_on_stop\n}}\n{vss}");
+    c.start_vipd_with(1, &conf, &["--lb-backend", "ipvs"]);
+    let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(50), || {
+        ipvsadm(&c, 1, &["-Ln"]).contains("192.0.2.100:80")
+    });
+    let list = ipvsadm(&c, 1, &["-Ln"]);
+    assert!(ok && list.contains("203.0.113.52:80"), "{list}");
+    c.stop(1);
+    let list = ipvsadm(&c, 1, &["-Ln"]);
+    assert!(!list.contains("TCP") && !list.contains("UDP"), "{list}");
+}
+
+#[test]
+fn lvs_keywords_on_ipvs() {
+    run_on_ipvs(&[
+        "ipvs_global_lvs_keywords",
+        "net_namespace_ipvs_puts_the_table_in_another_namespace",
+    ]);
+}
+
+/// On nftables `flag-3` starts with a warning at its line (no nftables scheduler reads
+/// it) and `persistence_engine sip` is refused at its line, pointing at the IPVS
+/// backend; `vipd check-config`, which does not know the backend, accepts both.
+#[test]
+fn nftables_answers_flag_3_and_persistence_engine_at_their_lines() {
+    if backend() == "ipvs" {
+        return;
+    }
+    let _serial = serial();
+    let Some(mut c) = Cluster::new(1, "lb-pe") else {
+        return;
+    };
+    let vs = |extra: &str| {
+        format!(
+            "virtual_server 192.0.2.100 5060 {{\n    protocol UDP\n    lb_algo sh\n    persistence_timeout 60\n{extra}    real_server 192.0.2.12 5060 {{\n    }}\n}}\n"
+        )
+    };
+    let flag3 = vs("    flag-3\n");
+    c.start_vipd_with(1, &flag3, &["--lb-backend", "nftables"]);
+    let conf = c.config_path(1).display().to_string();
+    let log = c.log(1);
+    assert!(
+        log.contains(&format!(
+            "{conf}:5:5: `flag-3` does nothing on the nftables backend"
+        )),
+        "{log}"
+    );
+    c.stop(1);
+
+    let pe = vs("    persistence_engine sip\n");
+    let file = c.dir.join("pe.conf");
+    std::fs::write(&file, &pe).unwrap();
+    let check = std::process::Command::new(VIPD)
+        .args(["check-config", "-f"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{check:?}");
+    let log = c.dir.join("pe.log");
+    let mut p = c
+        .lan
+        .router(1)
+        .spawn(
+            [
+                VIPD,
+                "run",
+                "-f",
+                file.to_str().unwrap(),
+                "--control-socket",
+                c.dir.join("pe.sock").to_str().unwrap(),
+                "--pid-file",
+                c.dir.join("pe.pid").to_str().unwrap(),
+                "--lb-backend",
+                "nftables",
+            ],
+            &log,
+        )
+        .unwrap();
+    let status = p.wait_timeout(Duration::from_secs(10));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.is_some_and(|s| !s.success()), "{text}");
+    assert!(
+        text.contains(&format!("{}:5:5: `persistence_engine sip`", file.display()))
+            && text.contains("--lb-backend ipvs"),
+        "{text}"
+    );
+    let tables = c.lan.router(1).exec(&["nft", "list", "tables"]).unwrap();
+    assert!(!tables.contains("vipd"), "{tables}");
+}
+
+/// `lvs_timeouts` on nftables: the NAT services' `ct timeout` policy follows the file
+/// at start and through reloads (a changed value replaces the policy, a removed keyword
+/// removes it). IPVS' side is in `ipvs_global_lvs_keywords`.
+#[test]
+fn lvs_timeouts_follow_reloads_on_nftables() {
+    if backend() == "ipvs" {
+        return;
+    }
+    let _serial = serial();
+    let Some(mut c) = Cluster::new(1, "lb-timeouts") else {
+        return;
+    };
+    let vs = "virtual_server 192.0.2.100 80 {\n    lb_algo rr\n    real_server 192.0.2.12 80 {\n    }\n}\n";
+    let with = |t: &str| format!("global_defs {{\n    lvs_timeouts {t}\n}}\n{vs}");
+    let table = |c: &Cluster| {
+        c.lan
+            .router(1)
+            .exec(&["nft", "list", "table", "ip", "vipd"])
+            .unwrap_or_default()
+    };
+    c.start_vipd_with(1, &with("tcp 77"), &["--lb-backend", "nftables"]);
+    let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
+        table(&c).contains("ct timeout set \"timeout_tcp_77_0\"")
+    });
+    assert!(ok, "{}\n{}", table(&c), c.logs());
+    assert!(
+        table(&c).contains("policy = { established : 77 }"),
+        "{}",
+        table(&c)
+    );
+
+    let (ok, out) = c.reload(1, &with("tcp 88 tcpfin 9"));
+    assert!(ok, "{out}");
+    let t = table(&c);
+    assert!(
+        t.contains("ct timeout set \"timeout_tcp_88_9\"") && !t.contains("timeout_tcp_77_0"),
+        "{t}"
+    );
+    let (ok, out) = c.reload(1, vs);
+    assert!(ok, "{out}");
+    let t = table(&c);
+    assert!(
+        t.contains("192.0.2.100") && !t.contains("ct timeout"),
+        "{t}"
+    );
+}

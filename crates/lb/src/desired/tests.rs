@@ -235,9 +235,31 @@ fn macs_reach_the_destinations() {
 }
 
 #[test]
+fn flag_3_and_the_sip_engine_reach_the_table() {
+    let l = lb(
+        "virtual_server 192.0.2.100 5060 {\n protocol UDP\n lb_algo sh\n flag-3\n sh-port\n persistence_timeout 60\n persistence_engine sip\n real_server 198.51.100.9 5060 { }\n}\n",
+        |_, _| true,
+    );
+    let s = &l.table().services[0];
+    assert!(
+        s.flags.sched3 && s.flags.port && !s.flags.fallback,
+        "{:?}",
+        s.flags
+    );
+    assert_eq!(s.pe_name.as_deref(), Some("sip"));
+    let plain = lb(
+        "virtual_server 192.0.2.100 80 {\n real_server 198.51.100.9 80 { }\n}\n",
+        |_, _| true,
+    );
+    let p = &plain.table().services[0];
+    assert!(!p.flags.sched3);
+    assert_eq!(p.pe_name, None);
+}
+
+#[test]
 fn errors_name_the_line() {
     let mut c = load(
-        "virtual_server 192.0.2.100 80 {\n persistence_engine sip\n real_server 198.51.100.9 80 { }\n}\nvirtual_server 192.0.2.101 {\n real_server 198.51.100.1 {\n }\n}\n",
+        "virtual_server 192.0.2.100 80 {\n persistence_engine sip_with_a_long_name\n real_server 198.51.100.9 80 { }\n}\nvirtual_server 192.0.2.101 {\n real_server 198.51.100.1 {\n }\n}\n",
     );
     // The loader refuses a real server of the other family at its line already; the
     // model can still hold one.
@@ -251,7 +273,7 @@ fn errors_name_the_line() {
     .unwrap_err();
     let text: Vec<String> = e.iter().map(|e| e.to_string()).collect();
     assert!(
-        text[0].starts_with("t.conf:1:1:") && text[0].contains("persistence_engine"),
+        text[0].starts_with("t.conf:2:2:") && text[0].contains("persistence_engine"),
         "{text:?}"
     );
     assert!(

@@ -177,6 +177,7 @@ mod tests {
             flags: SchedFlags::default(),
             forward: Forward::Nat,
             persistence: None,
+            pe_name: None,
             device: None,
             dests,
         }
@@ -199,8 +200,10 @@ mod tests {
                 s.flags = SchedFlags {
                     fallback: true,
                     port: true,
+                    sched3: true,
                     one_packet: true,
                 };
+                s.pe_name = Some("sip".into());
                 s.device = Some("eth0".into());
                 s.dests[0].mac = Some([2, 0, 0, 0, 0, 1]);
                 assert_eq!(one(s), Ok(()), "{sched:?} {fwd:?}");

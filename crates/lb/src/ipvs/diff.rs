@@ -126,6 +126,9 @@ pub fn lower_service(s: &Service) -> KernelService {
     if s.flags.port {
         flags |= IP_VS_SVC_F_SCHED_SH_PORT;
     }
+    if s.flags.sched3 {
+        flags |= IP_VS_SVC_F_SCHED3;
+    }
     let (timeout, prefix) = match &s.persistence {
         Some(p) => {
             flags |= IP_VS_SVC_F_PERSISTENT;
@@ -163,7 +166,7 @@ pub fn lower_service(s: &Service) -> KernelService {
             flags,
             timeout,
             netmask,
-            pe_name: None,
+            pe_name: s.pe_name.clone(),
         },
         dests,
     }
@@ -307,6 +310,7 @@ mod tests {
             flags: SchedFlags::default(),
             forward: Forward::Nat,
             persistence: None,
+            pe_name: None,
             device: None,
             dests,
         }
@@ -338,8 +342,10 @@ mod tests {
         s.flags = SchedFlags {
             fallback: true,
             port: true,
+            sched3: true,
             one_packet: true,
         };
+        s.pe_name = Some("sip".into());
         s.persistence = Some(Persistence {
             timeout: Duration::from_millis(300_500),
             prefix_len: 24,
@@ -357,10 +363,10 @@ mod tests {
             SvcAttrs {
                 key: key(100),
                 sched: "sh".into(),
-                flags: 0x01 | 0x04 | 0x08 | 0x10,
+                flags: 0x01 | 0x04 | 0x08 | 0x10 | 0x20,
                 timeout: 301,
                 netmask: 0xffff_ff00,
-                pe_name: None,
+                pe_name: Some("sip".into()),
             }
         );
         assert_eq!(

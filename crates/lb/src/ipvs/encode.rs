@@ -26,7 +26,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use anyhow::{anyhow, bail, Context};
 
 use super::consts::*;
-use crate::model::{Family, Proto, ServiceKey};
+use crate::model::{Family, Proto, ServiceKey, Timeouts};
 use crate::netlink::{attrs, Msg, MsgBuf, Open, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
 
 /// A virtual service's settings as the kernel holds them.
@@ -228,8 +228,24 @@ pub fn get_dests(family: u16, key: &ServiceKey, seq: u32) -> MsgBuf {
     })
 }
 
-/// `IPVS_CMD_FLUSH`: delete every service in the network namespace, vipd's or not.
-/// `apply` and `clear` never send it; it is here for tooling and tests.
+/// `IPVS_CMD_SET_CONFIG`: the connection timeouts. Only the non-zero ones are sent (the
+/// kernel leaves a missing or zero one unchanged either way).
+pub fn set_config(family: u16, t: &Timeouts, seq: u32) -> MsgBuf {
+    ipvs_msg(family, IPVS_CMD_SET_CONFIG, DO, seq, |b| {
+        for (ty, v) in [
+            (IPVS_CMD_ATTR_TIMEOUT_TCP, t.tcp),
+            (IPVS_CMD_ATTR_TIMEOUT_TCP_FIN, t.tcpfin),
+            (IPVS_CMD_ATTR_TIMEOUT_UDP, t.udp),
+        ] {
+            if v != 0 {
+                b.attr_u32(ty, v);
+            }
+        }
+    })
+}
+
+/// `IPVS_CMD_FLUSH`: delete every service in the network namespace, vipd's or not
+/// (`lvs_flush`, `lvs_flush_on_stop`).
 pub fn flush(family: u16, seq: u32) -> MsgBuf {
     ipvs_msg(family, IPVS_CMD_FLUSH, DO, seq, |_| {})
 }

@@ -13,7 +13,9 @@
 //!
 //! IPVS is not transactional: `apply` sends one request per change, ordered so that no
 //! service loses its last destination before the replacements are in (see
-//! [`diff::diff`]). vipd touches only the services its table names; it never flushes.
+//! [`diff::diff`]). vipd touches only the services its table names; it flushes the whole
+//! table only when told (`lvs_flush` at open, `lvs_flush_on_stop` at [`DataPlane::clear`]:
+//! see [`Options`]).
 //! A service that already exists when vipd first wants it (left by a previous run, or
 //! by ipvsadm) is adopted: `apply` reads it back from a dump taken then (not at `open`,
 //! so the copy is fresh) and corrects it to the desired state. Services vipd's table
@@ -39,8 +41,9 @@ pub use check::check_table;
 pub use diff::{diff, lower, KernelService, Op};
 pub use encode::{DestAttrs, SvcAttrs};
 
-use crate::model::{ServiceKey, Table};
+use crate::model::{ServiceKey, Table, Timeouts};
 use crate::netlink::{KernelErrno, NlError, NlSocket};
+use crate::netns::{self, Netns};
 use crate::{DataPlane, Unsupported};
 
 /// `Ipvs::open` on a kernel without IPVS.
@@ -53,22 +56,62 @@ pub struct NoIpvs;
 /// batch must also fit the receive buffer).
 const BATCH_BYTES: usize = 32 * 1024;
 
+/// `lvs_flush_on_stop [VS]`: how [`DataPlane::clear`] removes the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushOnStop {
+    /// One `IPVS_CMD_FLUSH`: every service in the namespace goes, vipd's or not.
+    All,
+    /// One `IPVS_CMD_DEL_SERVICE` per service vipd manages; the kernel drops their
+    /// destinations with them.
+    Services,
+}
+
+/// How the IPVS backend starts and stops.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Set the [`sysctl::TUNED`] values while running (in `netns` when given).
+    pub tune_sysctls: bool,
+    /// `lvs_flush`: delete every IPVS service at open, vipd's or not.
+    pub flush: bool,
+    /// `lvs_flush_on_stop`; `None`: destinations, then services, one by one (vipd's
+    /// services only).
+    pub flush_on_stop: Option<FlushOnStop>,
+    /// `lvs_timeouts`, set at open.
+    pub timeouts: Timeouts,
+    /// `net_namespace_ipvs`: the namespace whose IPVS is programmed.
+    pub netns: Option<Netns>,
+}
+
 /// The IPVS data plane.
 pub struct Ipvs {
     sock: NlSocket,
     family: u16,
+    netns: Option<Netns>,
+    flush_on_stop: Option<FlushOnStop>,
     /// What the kernel has for the services vipd manages, as far as vipd knows: what it
     /// programmed, or adopted from a dump.
     programmed: Vec<KernelService>,
     /// A failed request left `programmed` unsure and re-reading the kernel failed too:
     /// re-read before the next diff.
     stale: bool,
-    /// The sysctls vipd set, held only to be put back when this is dropped.
-    _tuned: sysctl::Tuned,
+    /// The sysctls vipd set, held only to be put back when this is dropped (in their
+    /// namespace).
+    tuned: Option<sysctl::Tuned>,
 }
 
-fn open_socket() -> anyhow::Result<NlSocket> {
-    NlSocket::open(libc::NETLINK_GENERIC as isize).context("opening a generic netlink socket")
+impl Drop for Ipvs {
+    fn drop(&mut self) {
+        if let (Some(ns), Some(tuned)) = (&self.netns, self.tuned.take()) {
+            if let Err(e) = ns.run(move || drop(tuned)) {
+                warn!("restoring the IPVS sysctls: {e:#}");
+            }
+        }
+    }
+}
+
+fn open_socket_in(netns: Option<&Netns>) -> anyhow::Result<NlSocket> {
+    netns::within(netns, || NlSocket::open(libc::NETLINK_GENERIC as isize))?
+        .context("opening a generic netlink socket")
 }
 
 /// The id of generic netlink family `name`, `None` if the kernel has no such family.
@@ -173,33 +216,72 @@ impl Ipvs {
     /// module is not loaded: `open` does not load it). With `tune_sysctls`, sets the
     /// [`sysctl::TUNED`] values in the caller's network namespace until dropped.
     pub fn open(tune_sysctls: bool) -> anyhow::Result<Ipvs> {
-        let mut sock = open_socket()?;
+        Ipvs::open_with(Options {
+            tune_sysctls,
+            ..Options::default()
+        })
+    }
+
+    /// [`Ipvs::open`] with every start and stop setting. Errors with [`NoIpvs`] when the
+    /// kernel (of `options.netns`) has no IPVS.
+    pub fn open_with(options: Options) -> anyhow::Result<Ipvs> {
+        let ns = options.netns.as_ref();
+        let mut sock = open_socket_in(ns)?;
         let family = resolve_family(&mut sock, consts::IPVS_GENL_NAME)?.ok_or(NoIpvs)?;
         let existing = dump_services(&mut sock, family)
             .context("IPVS is there but reading its table failed (vipd needs CAP_NET_ADMIN)")?;
-        info!(
-            family,
-            services = existing.len(),
-            "IPVS backend ready (services already in the kernel are adopted when the configuration names them)"
-        );
-        let tuned = if tune_sysctls {
-            sysctl::Tuned::apply(std::path::Path::new(sysctl::PROC_DIR))?
+        let tuned = if options.tune_sysctls {
+            Some(netns::within(ns, || {
+                sysctl::Tuned::apply(std::path::Path::new(sysctl::PROC_DIR))
+            })??)
         } else {
-            sysctl::Tuned::default()
+            None
         };
-        Ok(Ipvs {
+        let mut me = Ipvs {
             sock,
             family,
+            netns: options.netns.clone(),
+            flush_on_stop: options.flush_on_stop,
             programmed: Vec::new(),
             stale: false,
-            _tuned: tuned,
-        })
+            tuned,
+        };
+        if options.flush && !existing.is_empty() {
+            me.flush().context("lvs_flush: flushing the IPVS table")?;
+            info!(
+                services = existing.len(),
+                "lvs_flush: removed every IPVS service that was in the kernel"
+            );
+        }
+        me.set_timeouts(&options.timeouts)?;
+        info!(
+            family,
+            services = if options.flush { 0 } else { existing.len() },
+            netns = ns.map(|n| n.path().display().to_string()),
+            "IPVS backend ready (services already in the kernel are adopted when the configuration names them)"
+        );
+        Ok(me)
+    }
+
+    /// `IPVS_CMD_FLUSH`: every service goes, vipd's or not.
+    fn flush(&mut self) -> anyhow::Result<()> {
+        let seq = self.sock.next_seq();
+        self.sock
+            .transact(encode::flush(self.family, seq).as_bytes(), &[seq])?;
+        self.programmed.clear();
+        self.stale = false;
+        Ok(())
     }
 
     /// Whether this kernel has IPVS (the generic netlink family is registered), for the
     /// automatic backend choice. Any error counts as "no".
     pub fn available() -> bool {
-        open_socket()
+        Ipvs::available_in(None)
+    }
+
+    /// [`Ipvs::available`] for the IPVS of `netns` (`net_namespace_ipvs`).
+    pub fn available_in(netns: Option<&Netns>) -> bool {
+        open_socket_in(netns)
             .and_then(|mut s| resolve_family(&mut s, consts::IPVS_GENL_NAME))
             .is_ok_and(|id| id.is_some())
     }
@@ -317,7 +399,7 @@ impl Ipvs {
             // After an error `transact` stops reading, but the kernel goes on with the
             // rest of the batch and acks it: start over on a fresh socket so those late
             // acks cannot be mistaken for answers to the next batch.
-            match open_socket() {
+            match open_socket_in(self.netns.as_ref()) {
                 Ok(s) => self.sock = s,
                 Err(e) => {
                     return Err((
@@ -379,8 +461,43 @@ impl DataPlane for Ipvs {
         }
     }
 
+    fn set_timeouts(&mut self, t: &Timeouts) -> anyhow::Result<()> {
+        if t.is_empty() {
+            return Ok(());
+        }
+        let seq = self.sock.next_seq();
+        self.sock
+            .transact(encode::set_config(self.family, t, seq).as_bytes(), &[seq])
+            .context("lvs_timeouts: setting the IPVS connection timeouts")?;
+        info!(
+            tcp = t.tcp,
+            tcpfin = t.tcpfin,
+            udp = t.udp,
+            "IPVS connection timeouts set (0: unchanged)"
+        );
+        Ok(())
+    }
+
     fn clear(&mut self) -> anyhow::Result<()> {
-        self.apply(&Table::default())
+        match self.flush_on_stop {
+            None => self.apply(&Table::default()),
+            Some(FlushOnStop::All) => self.flush().context("lvs_flush_on_stop: flushing IPVS"),
+            Some(FlushOnStop::Services) => {
+                let ops: Vec<Op> = self
+                    .programmed
+                    .iter()
+                    .map(|s| Op::DelService(s.svc.key))
+                    .collect();
+                let result = self.send(&ops);
+                self.programmed.clear();
+                result.map_err(|(failed, first)| {
+                    first.context(format!(
+                        "lvs_flush_on_stop VS: deleting {} IPVS services: {failed} batch(es) failed",
+                        ops.len()
+                    ))
+                })
+            }
+        }
     }
 }
 
@@ -417,7 +534,7 @@ mod tests {
     fn family_lookup_finds_the_controller_itself() {
         // The same code path `available` uses, against a family every kernel has: shows
         // that "IPVS not found" above is the kernel's answer, not a broken lookup.
-        let mut sock = open_socket().unwrap();
+        let mut sock = open_socket_in(None).unwrap();
         assert_eq!(resolve_family(&mut sock, "nlctrl").unwrap(), Some(0x10));
         assert_eq!(resolve_family(&mut sock, "no-such-family").unwrap(), None);
     }

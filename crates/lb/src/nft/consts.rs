@@ -84,8 +84,35 @@ pub const NFT_MSG_DELSET: u16 = 11;
 pub const NFT_MSG_NEWSETELEM: u16 = 12;
 pub const NFT_MSG_GETSETELEM: u16 = 13;
 pub const NFT_MSG_DELSETELEM: u16 = 14;
+pub const NFT_MSG_NEWOBJ: u16 = 18;
+pub const NFT_MSG_DELOBJ: u16 = 20;
 /// Like DELSETELEM, but an element that does not exist is no error (Linux 6.3).
 pub const NFT_MSG_DESTROYSETELEM: u16 = 30;
+
+// enum nft_object_attributes
+pub const NFTA_OBJ_TABLE: u16 = 1;
+pub const NFTA_OBJ_NAME: u16 = 2;
+pub const NFTA_OBJ_TYPE: u16 = 3;
+pub const NFTA_OBJ_DATA: u16 = 4;
+/// `NFT_OBJECT_CT_TIMEOUT`: a conntrack timeout policy (`ct timeout NAME { ... }`).
+pub const NFT_OBJECT_CT_TIMEOUT: u32 = 7;
+
+// enum nft_ct_timeout_timeout_attributes
+pub const NFTA_CT_TIMEOUT_L3PROTO: u16 = 1;
+pub const NFTA_CT_TIMEOUT_L4PROTO: u16 = 2;
+pub const NFTA_CT_TIMEOUT_DATA: u16 = 3;
+
+// linux/netfilter/nfnetlink_cttimeout.h (values: be32 seconds)
+pub const CTA_TIMEOUT_TCP_ESTABLISHED: u16 = 3;
+pub const CTA_TIMEOUT_TCP_FIN_WAIT: u16 = 4;
+pub const CTA_TIMEOUT_TCP_CLOSE_WAIT: u16 = 5;
+pub const CTA_TIMEOUT_TCP_LAST_ACK: u16 = 6;
+pub const CTA_TIMEOUT_UDP_UNREPLIED: u16 = 1;
+pub const CTA_TIMEOUT_UDP_REPLIED: u16 = 2;
+
+// enum nft_objref_attributes
+pub const NFTA_OBJREF_IMM_TYPE: u16 = 1;
+pub const NFTA_OBJREF_IMM_NAME: u16 = 2;
 
 // enum nft_list_attributes
 pub const NFTA_LIST_ELEM: u16 = 1;

@@ -7,7 +7,8 @@
 //!    is replaced), replace sets whose definition changed, otherwise add/delete only the
 //!    elements that differ — so counters and persistence entries survive,
 //! 4. delete removed services (chain, then sets), 5. create new services,
-//! 6. create new base chains, 7. (re)fill base chains.
+//! 6. create new base chains, 7. (re)fill base chains, 8. delete `ct timeout` objects
+//!    no longer wanted (those wanted are created first of all, before rules name them).
 //!
 //! With no installed plan (unknown kernel state) every vipd table is first created if
 //! missing and deleted, then built from scratch.
@@ -48,6 +49,17 @@ pub fn diff(old: Option<&Plan>, new: &Plan, b: &mut Batch) {
 }
 
 fn update_table(f: u8, o: &TablePlan, n: &TablePlan, b: &mut Batch) {
+    // 0. (A name carries its values: a changed policy is a new object.)
+    let l3proto = if f == super::consts::NFPROTO_IPV6 {
+        libc::AF_INET6 as u16
+    } else {
+        libc::AF_INET as u16
+    };
+    for (name, t) in &n.ct_timeouts {
+        if !o.ct_timeouts.contains_key(name) {
+            b.new_ct_timeout(f, TABLE, name, l3proto, t.l4proto, &t.policy);
+        }
+    }
     // Does any base chain rule reference something that is deleted or replaced?
     let mut refs_gone = false;
     for (name, os) in &o.services {
@@ -134,6 +146,12 @@ fn update_table(f: u8, o: &TablePlan, n: &TablePlan, b: &mut Batch) {
     for name in &rewrite {
         for r in &n.base[*name].rules {
             b.new_rule(f, TABLE, name, r);
+        }
+    }
+    // 8.
+    for name in o.ct_timeouts.keys() {
+        if !n.ct_timeouts.contains_key(name) {
+            b.del_ct_timeout(f, TABLE, name);
         }
     }
 }

@@ -270,6 +270,55 @@ impl Batch {
         );
     }
 
+    /// `add ct timeout`: a conntrack timeout policy for protocol `l4proto`; `policy`
+    /// holds (`CTA_TIMEOUT_*` attribute, seconds), the states not named keep the
+    /// namespace's defaults.
+    pub fn new_ct_timeout(
+        &mut self,
+        family: u8,
+        table: &str,
+        name: &str,
+        l3proto: u16,
+        l4proto: u8,
+        policy: &[(u16, u32)],
+    ) {
+        self.msg(
+            NFT_MSG_NEWOBJ,
+            family,
+            NLM_F_CREATE,
+            format!("add ct timeout {} {table} {name}", family_name(family)),
+            |b| {
+                b.attr_str(NFTA_OBJ_TABLE, table);
+                b.attr_str(NFTA_OBJ_NAME, name);
+                b.attr_u32_be(NFTA_OBJ_TYPE, NFT_OBJECT_CT_TIMEOUT);
+                let d = b.nest_begin(NFTA_OBJ_DATA);
+                b.attr_u16_be(NFTA_CT_TIMEOUT_L3PROTO, l3proto);
+                b.attr_u8(NFTA_CT_TIMEOUT_L4PROTO, l4proto);
+                let p = b.nest_begin(NFTA_CT_TIMEOUT_DATA);
+                for (ty, secs) in policy {
+                    b.attr_u32_be(*ty, *secs);
+                }
+                b.nest_end(p);
+                b.nest_end(d);
+            },
+        );
+    }
+
+    /// `delete ct timeout` (no rule may refer to it any more).
+    pub fn del_ct_timeout(&mut self, family: u8, table: &str, name: &str) {
+        self.msg(
+            NFT_MSG_DELOBJ,
+            family,
+            0,
+            format!("delete ct timeout {} {table} {name}", family_name(family)),
+            |b| {
+                b.attr_str(NFTA_OBJ_TABLE, table);
+                b.attr_str(NFTA_OBJ_NAME, name);
+                b.attr_u32_be(NFTA_OBJ_TYPE, NFT_OBJECT_CT_TIMEOUT);
+            },
+        );
+    }
+
     /// `delete set`.
     pub fn del_set(&mut self, family: u8, table: &str, name: &str) {
         self.msg(

@@ -107,6 +107,11 @@ pub enum Expr {
         sreg_dev: u32,
     },
     Counter,
+    /// Apply the stateful object `name` of type `ty` (`ct timeout set "name"`).
+    Objref {
+        ty: u32,
+        name: String,
+    },
 }
 
 impl Expr {
@@ -127,6 +132,7 @@ impl Expr {
             Expr::Reject { .. } => "reject",
             Expr::Fwd { .. } => "fwd",
             Expr::Counter => "counter",
+            Expr::Objref { .. } => "objref",
         }
     }
 
@@ -268,6 +274,10 @@ impl Expr {
             }
             // Empty data nest, as nft sends it (the kernel refuses a counter without).
             Expr::Counter => {}
+            Expr::Objref { ty, name } => {
+                b.attr_u32_be(NFTA_OBJREF_IMM_TYPE, *ty);
+                b.attr_str(NFTA_OBJREF_IMM_NAME, name);
+            }
         }
         b.nest_end(data);
     }

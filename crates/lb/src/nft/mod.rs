@@ -96,7 +96,13 @@
 //!   get one more connection to it in those milliseconds. At most 131,072 clients are
 //!   remembered per service; further ones are scheduled without being remembered.
 //!   Changing the timeout or granularity forgets the service's clients. No persistence
-//!   engines (SIP).
+//!   engines (`persistence_engine sip` is refused: it needs the IPVS backend).
+//! - **Connection timeouts** (`lvs_timeouts`, [`DataPlane::set_timeouts`]): NAT
+//!   connections get `ct timeout` policies ([`plan::ct_timeouts`]) named by the
+//!   services' dispatch rules, which see a connection's first packet while its conntrack
+//!   entry is unconfirmed; other connections of the host keep the kernel's timeouts. DR
+//!   flows are pinned for those times instead of IPVS' defaults
+//!   ([`plan::flow_timeouts_with`]).
 //! - **DR** runs at the netdev ingress hook of `Service.device`. A new flow goes to the
 //!   server persistence remembers for the client or, else, to the one its hash of
 //!   (source address, destination address, source port, destination port) selects in a
@@ -192,14 +198,27 @@ pub struct Nftables {
     dump_sock: Option<NftSocket>,
     /// The plan an apply replaced, until `tidy` forgets what departed with it.
     replaced: Option<Plan>,
+    /// `net_namespace_ipvs`: where its sockets are made.
+    netns: Option<crate::netns::Netns>,
+}
+
+fn open_socket(netns: Option<&crate::netns::Netns>) -> anyhow::Result<NftSocket> {
+    crate::netns::within(netns, NftSocket::open)?.context("opening a NETLINK_NETFILTER socket")
 }
 
 impl Nftables {
     /// Opens the netlink socket and deletes `vipd` tables a previous (crashed) run left.
     /// Operates in the network namespace of the calling thread.
     pub fn open() -> anyhow::Result<Nftables> {
-        let sock = NftSocket::open().context("opening a NETLINK_NETFILTER socket")?;
+        Nftables::open_in(None)
+    }
+
+    /// [`Nftables::open`] for the network namespace `netns` (`net_namespace_ipvs`; None:
+    /// the caller's).
+    pub fn open_in(netns: Option<crate::netns::Netns>) -> anyhow::Result<Nftables> {
+        let sock = open_socket(netns.as_ref())?;
         let mut me = Nftables {
+            netns,
             sock,
             ids: Ids::default(),
             installed: None,
@@ -351,9 +370,7 @@ impl Nftables {
                 // closed (which ends the dump) when that happens.
                 let sock = match &mut self.dump_sock {
                     Some(s) => s,
-                    None => self
-                        .dump_sock
-                        .insert(NftSocket::open().context("opening a NETLINK_NETFILTER socket")?),
+                    None => self.dump_sock.insert(open_socket(self.netns.as_ref())?),
                 };
                 let complete = each_elem(sock, fam, set, &mut keep);
                 if !matches!(complete, Ok(true)) {
@@ -489,6 +506,12 @@ pub fn check_table(table: &Table) -> Result<(), Unsupported> {
                     s.name()
                 )))
             }
+        }
+        if let Some(pe) = &svc.pe_name {
+            return Err(fail(format!(
+                "persistence_engine {pe} (IPVS' persistence by SIP Call-ID) cannot be \
+                 expressed with nftables; run with `--lb-backend ipvs`"
+            )));
         }
         if svc.flags.one_packet {
             return Err(fail(
@@ -628,6 +651,14 @@ impl DataPlane for Nftables {
             }
             Err(e) => Err(e.context("building the vipd nftables tables")),
         }
+    }
+
+    /// Taken into account by the next `apply`: NAT connections get `ct timeout`
+    /// policies (see [`plan::ct_timeouts`]), DR flows these pinning timeouts
+    /// ([`plan::flow_timeouts_with`]).
+    fn set_timeouts(&mut self, timeouts: &crate::Timeouts) -> anyhow::Result<()> {
+        self.ids.set_timeouts(timeouts);
+        Ok(())
     }
 
     fn clear(&mut self) -> anyhow::Result<()> {

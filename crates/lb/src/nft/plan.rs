@@ -47,7 +47,9 @@ use std::sync::Arc;
 use super::consts::*;
 use super::encode::{Hook, SetDef};
 use super::expr::{prefix_mask, reg, Expr};
-use crate::model::{Dest, Family, Forward, Persistence, Proto, Sched, Service, ServiceKey, Table};
+use crate::model::{
+    Dest, Family, Forward, Persistence, Proto, Sched, Service, ServiceKey, Table, Timeouts,
+};
 use crate::slots;
 
 /// Name of every table vipd owns.
@@ -117,6 +119,87 @@ pub const fn flow_timeouts(proto: Proto) -> FlowTimeouts {
     }
 }
 
+/// [`flow_timeouts`] with `lvs_timeouts` applied: `tcp` is an established TCP flow's,
+/// `tcpfin` a TCP flow's after the client's FIN, `udp` every UDP flow's (0: the
+/// default).
+pub fn flow_timeouts_with(proto: Proto, t: &Timeouts) -> FlowTimeouts {
+    let mut f = flow_timeouts(proto);
+    let ms = |secs: u32| u64::from(secs) * 1000;
+    match proto {
+        Proto::Tcp => {
+            if t.tcp != 0 {
+                f.established = ms(t.tcp);
+            }
+            if t.tcpfin != 0 {
+                f.fin = ms(t.tcpfin);
+            }
+        }
+        Proto::Udp if t.udp != 0 => {
+            f = FlowTimeouts {
+                new: ms(t.udp),
+                established: ms(t.udp),
+                fin: ms(t.udp),
+                rst: ms(t.udp),
+            };
+        }
+        Proto::Udp | Proto::Sctp => {}
+    }
+    f
+}
+
+/// A conntrack timeout policy (`ct timeout NAME`) for the NAT services' connections,
+/// from `lvs_timeouts`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CtTimeout {
+    /// IPPROTO_TCP / IPPROTO_UDP.
+    pub l4proto: u8,
+    /// (`CTA_TIMEOUT_*` state, seconds); states not listed keep the namespace's values.
+    pub policy: Vec<(u16, u32)>,
+}
+
+/// The `ct timeout` objects `lvs_timeouts` asks for, by name: one for TCP (`tcp` on
+/// ESTABLISHED, `tcpfin` on the states after a FIN: FIN_WAIT, CLOSE_WAIT, LAST_ACK),
+/// one for UDP (`udp`, replied or not). The name carries the values, so a change is a
+/// new object (the old one is deleted once no rule refers to it).
+pub fn ct_timeouts(t: &Timeouts) -> BTreeMap<String, CtTimeout> {
+    let mut out = BTreeMap::new();
+    if t.tcp != 0 || t.tcpfin != 0 {
+        let mut policy = Vec::new();
+        if t.tcp != 0 {
+            policy.push((CTA_TIMEOUT_TCP_ESTABLISHED, t.tcp));
+        }
+        if t.tcpfin != 0 {
+            for state in [
+                CTA_TIMEOUT_TCP_FIN_WAIT,
+                CTA_TIMEOUT_TCP_CLOSE_WAIT,
+                CTA_TIMEOUT_TCP_LAST_ACK,
+            ] {
+                policy.push((state, t.tcpfin));
+            }
+        }
+        out.insert(
+            format!("timeout_tcp_{}_{}", t.tcp, t.tcpfin),
+            CtTimeout {
+                l4proto: Proto::Tcp.number(),
+                policy,
+            },
+        );
+    }
+    if t.udp != 0 {
+        out.insert(
+            format!("timeout_udp_{}", t.udp),
+            CtTimeout {
+                l4proto: Proto::Udp.number(),
+                policy: vec![
+                    (CTA_TIMEOUT_UDP_UNREPLIED, t.udp),
+                    (CTA_TIMEOUT_UDP_REPLIED, t.udp),
+                ],
+            },
+        );
+    }
+    out
+}
+
 /// TCP flag bits (the byte at offset 13 of the TCP header).
 const TCP_FIN: u8 = 0x01;
 const TCP_SYN: u8 = 0x02;
@@ -164,6 +247,8 @@ pub struct TablePlan {
     /// Service chains by name (shared with the planner's cache: comparing an unchanged
     /// service is a pointer comparison).
     pub services: BTreeMap<String, Arc<SvcPlan>>,
+    /// `ct timeout` objects by name (`lvs_timeouts`, NAT tables only).
+    pub ct_timeouts: BTreeMap<String, CtTimeout>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -243,9 +328,19 @@ pub struct Ids {
     svcs: BTreeMap<ServiceKey, u32>,
     /// The last plan of each service, reused while the service is unchanged.
     cache: BTreeMap<ServiceKey, (Service, u32, SvcOut)>,
+    /// `lvs_timeouts`: every service's plan depends on them.
+    timeouts: Timeouts,
 }
 
 impl Ids {
+    /// `lvs_timeouts` from now on; forgets the plans made with others.
+    pub fn set_timeouts(&mut self, t: &Timeouts) {
+        if self.timeouts != *t {
+            self.timeouts = *t;
+            self.cache.clear();
+        }
+    }
+
     fn sync(&mut self, table: &Table) {
         let keys: std::collections::BTreeSet<ServiceKey> =
             table.services.iter().map(|s| s.key).collect();
@@ -517,7 +612,7 @@ pub fn build(table: &Table, ids: &mut Ids) -> (Plan, Vec<UnreachableDest>) {
                     .as_ref()
                     .filter(|p| p.0)
                     .and_then(|p| p.1.plan.sets.get(&p.1.plan.slots_set));
-                plan_service(svc, sid, hash_size, slots)
+                plan_service(svc, sid, hash_size, slots, &ids.timeouts)
             }
         };
         for (chain, rules) in &out.dispatch {
@@ -540,6 +635,9 @@ pub fn build(table: &Table, ids: &mut Ids) -> (Plan, Vec<UnreachableDest>) {
 
     // Base chains of every table that has services.
     for (fam, t) in plan.tables.iter_mut() {
+        if *fam != Fam::Netdev {
+            t.ct_timeouts = ct_timeouts(&ids.timeouts);
+        }
         let mut chains: Vec<(String, Hook)> = Vec::new();
         if *fam == Fam::Netdev {
             for (f, name) in dispatch.keys() {
@@ -592,6 +690,7 @@ fn plan_service(
     sid: u32,
     prev_hash_size: Option<usize>,
     prev_slots: Option<&SetPlan>,
+    lvs_timeouts: &Timeouts,
 ) -> SvcOut {
     let family = svc.key.family();
     let dr = forward_of(svc) == Forward::Dr;
@@ -608,9 +707,9 @@ fn plan_service(
         port_mode,
         pers: persistence_of(svc),
         timeouts: match svc.key {
-            ServiceKey::Addr { proto, .. } => flow_timeouts(proto),
+            ServiceKey::Addr { proto, .. } => flow_timeouts_with(proto, lvs_timeouts),
             // (`check` refuses DR for fwmark services)
-            ServiceKey::Fwmark { .. } => flow_timeouts(Proto::Udp),
+            ServiceKey::Fwmark { .. } => flow_timeouts_with(Proto::Udp, lvs_timeouts),
         },
     };
     let fam = if dr {
@@ -664,9 +763,25 @@ fn plan_service(
             .collect();
         dispatch.push((format!("in_{dev}"), rules));
     } else {
+        // lvs_timeouts: the connection's conntrack timeouts, attached while the nat
+        // chain sees its first packet (the entry is not confirmed yet). An object
+        // applies only to packets of its protocol, so a port-0 or fwmark service names
+        // both.
+        let objrefs: Vec<Expr> = ct_timeouts(lvs_timeouts)
+            .into_iter()
+            .filter(|(_, t)| match svc.key {
+                ServiceKey::Addr { proto, port, .. } if port != 0 => proto.number() == t.l4proto,
+                _ => true,
+            })
+            .map(|(name, _)| Expr::Objref {
+                ty: NFT_OBJECT_CT_TIMEOUT,
+                name,
+            })
+            .collect();
         let rules: Vec<Vec<Expr>> = match_alts(&svc.key, port_mode)
             .into_iter()
             .map(|mut m| {
+                m.extend(objrefs.iter().cloned());
                 m.push(goto(&cx.chain));
                 m
             })

@@ -42,6 +42,7 @@ fn svc(addr: &str, port: u16, sched: Sched, dests: Vec<Dest>) -> Service {
         flags: SchedFlags::default(),
         forward: Forward::Nat,
         persistence: None,
+        pe_name: None,
         device: None,
         dests,
     }
@@ -1632,5 +1633,170 @@ fn virtual_server_names() {
     assert_eq!(
         s.key.config_name(),
         "virtual_server 2001:db8::1 53 (protocol UDP)"
+    );
+}
+
+#[test]
+fn lvs_timeouts_become_ct_timeout_policies_and_dr_flow_timeouts() {
+    use crate::model::Timeouts;
+    let mut udp = svc(
+        "192.0.2.101",
+        53,
+        Sched::Rr,
+        vec![dest("192.0.2.11", 53, 1)],
+    );
+    udp.key = ServiceKey::Addr {
+        addr: ip("192.0.2.101"),
+        port: 53,
+        proto: Proto::Udp,
+    };
+    let mut all_ports = svc("192.0.2.102", 0, Sched::Rr, vec![dest("192.0.2.11", 0, 1)]);
+    all_ports.persistence = Some(Persistence {
+        timeout: Duration::from_secs(60),
+        prefix_len: 32,
+    });
+    let t = table(vec![
+        rr3(),
+        udp,
+        all_ports,
+        dr2("192.0.2.110", Proto::Tcp, [1, 1]),
+    ]);
+    let mut ids = Ids::default();
+    let (plain, _) = build(&t, &mut ids);
+    assert!(plain.tables[&Fam::Ip].ct_timeouts.is_empty());
+    let lvs = Timeouts {
+        tcp: 100,
+        tcpfin: 20,
+        udp: 40,
+    };
+    ids.set_timeouts(&lvs);
+    let (plan, _) = build(&t, &mut ids);
+    let ip4 = &plan.tables[&Fam::Ip];
+    let names: Vec<&str> = ip4.ct_timeouts.keys().map(String::as_str).collect();
+    assert_eq!(names, ["timeout_tcp_100_20", "timeout_udp_40"]);
+    assert_eq!(
+        ip4.ct_timeouts["timeout_tcp_100_20"].policy,
+        [
+            (CTA_TIMEOUT_TCP_ESTABLISHED, 100),
+            (CTA_TIMEOUT_TCP_FIN_WAIT, 20),
+            (CTA_TIMEOUT_TCP_CLOSE_WAIT, 20),
+            (CTA_TIMEOUT_TCP_LAST_ACK, 20)
+        ]
+    );
+    assert!(plan.tables[&Fam::Netdev].ct_timeouts.is_empty());
+    // Each NAT service's dispatch rules name the objects of its protocol (port 0: both).
+    let refs = |r: &[Expr]| -> Vec<String> {
+        r.iter()
+            .filter_map(|e| match e {
+                Expr::Objref { ty, name } if *ty == NFT_OBJECT_CT_TIMEOUT => Some(name.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let pre = &ip4.base["pre"].rules;
+    let out = &ip4.base["out"].rules;
+    let mut seen: Vec<Vec<String>> = pre.iter().map(|r| refs(r)).collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(
+        seen,
+        [
+            vec!["timeout_tcp_100_20".to_string()],
+            vec![
+                "timeout_tcp_100_20".to_string(),
+                "timeout_udp_40".to_string()
+            ],
+            vec!["timeout_udp_40".to_string()],
+        ]
+    );
+    assert!(out.iter().all(|r| !refs(r).is_empty()));
+    for r in pre {
+        // The objects act before the jump to the service's chain (its DNAT).
+        let at = r
+            .iter()
+            .position(|e| matches!(e, Expr::Objref { .. }))
+            .unwrap();
+        let goto = r
+            .iter()
+            .position(|e| matches!(e, Expr::Verdict { .. }))
+            .unwrap();
+        assert!(at < goto, "{r:?}");
+    }
+    // DR: the pinned flows of TCP follow tcp / tcpfin (RST keeps its 10 s).
+    let sp = plan.tables[&Fam::Netdev].services.values().next().unwrap();
+    let pinned: Vec<u64> = sp.rules[..3]
+        .iter()
+        .map(|r| flow_refresh(r).unwrap())
+        .collect();
+    assert_eq!(pinned, [100_000, 20_000, 10_000]);
+
+    // The objects are created before the rules that name them.
+    let (msgs, d) = content(batch(Some(&plain), &plan));
+    let first_rule = d
+        .iter()
+        .position(|x| x.starts_with("add rule ip "))
+        .unwrap();
+    let obj = d
+        .iter()
+        .position(|x| x == "add ct timeout ip vipd timeout_tcp_100_20")
+        .unwrap();
+    assert!(obj < first_rule, "{d:#?}");
+    let m = &msgs[obj];
+    assert_eq!(m.ty, nft_type(NFT_MSG_NEWOBJ));
+    let a = decode::attrs(attrs_of(m));
+    let get = |ty| a.iter().find(|x| x.ty == ty).unwrap();
+    assert_eq!(get(NFTA_OBJ_TABLE).str(), "vipd");
+    assert_eq!(get(NFTA_OBJ_NAME).str(), "timeout_tcp_100_20");
+    assert_eq!(get(NFTA_OBJ_TYPE).be32(), Some(NFT_OBJECT_CT_TIMEOUT));
+    let data = get(NFTA_OBJ_DATA);
+    assert!(data.nested);
+    assert_eq!(
+        data.get(NFTA_CT_TIMEOUT_L3PROTO).unwrap().value,
+        (libc::AF_INET as u16).to_be_bytes()
+    );
+    assert_eq!(data.get(NFTA_CT_TIMEOUT_L4PROTO).unwrap().value, [6]);
+    let policy: Vec<(u16, u32)> = data
+        .get(NFTA_CT_TIMEOUT_DATA)
+        .unwrap()
+        .children()
+        .iter()
+        .map(|x| (x.ty, x.be32().unwrap()))
+        .collect();
+    assert_eq!(policy, ip4.ct_timeouts["timeout_tcp_100_20"].policy);
+
+    // A change: the new object first, the old one deleted after the rules moved on.
+    ids.set_timeouts(&Timeouts { tcp: 200, ..lvs });
+    let (next, _) = build(&t, &mut ids);
+    let (_, d) = content(batch(Some(&plan), &next));
+    let add = d
+        .iter()
+        .position(|x| x == "add ct timeout ip vipd timeout_tcp_200_20")
+        .unwrap();
+    let del = d
+        .iter()
+        .position(|x| x == "delete ct timeout ip vipd timeout_tcp_100_20")
+        .unwrap();
+    let last_rule = d
+        .iter()
+        .rposition(|x| x.starts_with("add rule ip "))
+        .unwrap();
+    assert!(add < last_rule && last_rule < del, "{d:#?}");
+    assert!(!d.iter().any(|x| x.contains("timeout_udp_40")), "{d:#?}");
+    // Back to no timeouts: the objects go.
+    ids.set_timeouts(&Timeouts::default());
+    let (none, _) = build(&t, &mut ids);
+    let (_, d) = content(batch(Some(&next), &none));
+    assert!(d.contains(&"delete ct timeout ip vipd timeout_udp_40".to_string()));
+}
+
+#[test]
+fn a_persistence_engine_is_refused_with_the_way_out() {
+    let mut s = rr3();
+    s.pe_name = Some("sip".into());
+    let e = check_table(&table(vec![s])).unwrap_err();
+    assert_eq!(e.service, "virtual_server 192.0.2.100 80");
+    assert!(
+        e.reason.contains("persistence_engine sip") && e.reason.contains("--lb-backend ipvs"),
+        "{e}"
     );
 }
