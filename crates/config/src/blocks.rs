@@ -360,55 +360,202 @@ pub(crate) fn check_entry(n: &Node, e: Entry, d: &mut Diags) {
     }
 }
 
-/// `ADDR[/MASK] [options] [ADDR ...]`; returns the addresses.
+/// The options of an address line beyond `brd`, `dev`, `scope`, `label` and
+/// `track_group`, shared by `virtual_ipaddress`, `virtual_ipaddress_excluded` and
+/// `static_ipaddress` (keepalived 2.4.3's `alloc_ipaddress`): `peer ADDR`, `home`,
+/// `-nodad`, `mngtmpaddr`, `noprefixroute`, `autojoin`, `no_track`,
+/// `preferred_lft N|forever`. `None` when `w[i]` is none of them, else how many words
+/// it took (the option and its value). What the kernel would refuse, or keepalived
+/// ignores with a message, is an error at its word; what has no meaning for an IPv4
+/// address (and keepalived ignores silently) is a warning there.
+pub(crate) fn address_flag_option(
+    w: &[&Token],
+    i: usize,
+    a: &mut VirtualAddress,
+    d: &mut Diags,
+) -> Option<usize> {
+    let t = w[i];
+    let opt = t.text.as_str();
+    let v4 = a.addr.is_ipv4();
+    let addr = a.addr;
+    let v6_only = |d: &mut Diags, what: &str| {
+        d.warning(
+            t,
+            format!(
+                "`{opt}` applies to IPv6 addresses only: {what} for {addr} (as keepalived does)"
+            ),
+        )
+    };
+    match opt {
+        "home" | "mngtmpaddr" if v4 => v6_only(d, "not set"),
+        "-nodad" if v4 => v6_only(d, "ignored"),
+        "home" => a.flags |= VirtualAddress::HOME,
+        "mngtmpaddr" if a.prefix_len != 64 => d.error(
+            t,
+            format!(
+                "`mngtmpaddr` needs a /64 address (the kernel refuses it on {}/{})",
+                a.addr, a.prefix_len
+            ),
+        ),
+        "mngtmpaddr" => a.flags |= VirtualAddress::MNGTMPADDR,
+        "-nodad" => a.dad = true,
+        "nodad" => d.error_help(
+            t,
+            "unknown address option `nodad`",
+            "keepalived does not know it either (it ignores it with a message): IPv6 \
+             addresses are added without duplicate address detection anyway, and `-nodad` \
+             turns it on",
+        ),
+        "noprefixroute" => a.flags |= VirtualAddress::NOPREFIXROUTE,
+        "autojoin" if !a.addr.is_multicast() => d.error(
+            t,
+            format!(
+                "`autojoin` joins a multicast group: {} is not a multicast address (the \
+                 kernel refuses it)",
+                a.addr
+            ),
+        ),
+        "autojoin" => a.flags |= VirtualAddress::AUTOJOIN,
+        "no_track" => a.no_track = true,
+        "peer" | "preferred_lft" => {
+            let Some(v) = w.get(i + 1) else {
+                d.error(t, format!("`{opt}` needs a value"));
+                return Some(1);
+            };
+            if opt == "preferred_lft" {
+                let n = match v.text.as_str() {
+                    "forever" => Some(VirtualAddress::FOREVER),
+                    n => n.parse::<u32>().ok(),
+                };
+                match n {
+                    None => d.error(
+                        v,
+                        format!("invalid preferred_lft `{}` (seconds, or `forever`)", v.text),
+                    ),
+                    Some(_) if v4 => v6_only(d, "ignored"),
+                    n => a.preferred_lft = n,
+                }
+            } else {
+                peer_option(t, v, a, d);
+            }
+            return Some(2);
+        }
+        _ => return None,
+    }
+    Some(1)
+}
+
+/// `peer ADDR`: an address without mask of the address's family; the address becomes a
+/// /32 (/128), as keepalived makes it.
+fn peer_option(t: &Token, v: &Token, a: &mut VirtualAddress, d: &mut Diags) {
+    let full = if a.addr.is_ipv4() { 32 } else { 128 };
+    let Ok(peer) = v.text.parse::<IpAddr>() else {
+        d.error(
+            v,
+            format!(
+                "invalid peer address `{}` (an address without mask, as in keepalived)",
+                v.text
+            ),
+        );
+        return;
+    };
+    if peer.is_ipv4() != a.addr.is_ipv4() {
+        d.error(
+            v,
+            format!("peer {peer} is not of {}'s address family", a.addr),
+        );
+    } else if a.peer.is_some() {
+        d.error(t, format!("a second `peer` for {}", a.addr));
+    } else if a.prefix_len != full {
+        d.error_help(
+            t,
+            format!(
+                "{}/{} has a prefix and a `peer`: keepalived ignores the prefix",
+                a.addr, a.prefix_len
+            ),
+            format!("write `{} peer {peer}`", a.addr),
+        );
+    } else if a.brd.is_some() {
+        d.error(
+            t,
+            format!(
+                "{} has both `brd` and `peer`: keepalived ignores the brd",
+                a.addr
+            ),
+        );
+    } else {
+        a.peer = Some(peer);
+    }
+}
+
+/// `brd` on an address that has a `peer`: refused, as keepalived ignores that brd.
+pub(crate) fn brd_with_peer(t: &Token, a: &VirtualAddress, d: &mut Diags) -> bool {
+    if a.peer.is_some() {
+        d.error(
+            t,
+            format!(
+                "{} has both `peer` and `brd`: keepalived ignores the brd",
+                a.addr
+            ),
+        );
+    }
+    a.peer.is_some()
+}
+
+/// `ADDR[/MASK] [options] [ADDR ...]` of a `static_ipaddress` (`static_addr`) or
+/// `virtual_ipaddress_excluded` line; returns the addresses.
 pub(crate) fn address_entry(
     w: &[&Token],
-    what: &str,
+    static_addr: bool,
     names: &IprouteNames,
     d: &mut Diags,
 ) -> Vec<VirtualAddress> {
+    let what = "address";
     let mut out: Vec<VirtualAddress> = Vec::new();
     let mut i = 0;
     while i < w.len() {
         let t = w[i];
         let opt = t.text.as_str();
-        if !out.is_empty() {
-            if let Some((_, takes)) = schema::ADDRESS_OPTIONS.iter().find(|(o, _)| *o == opt) {
+        if let Some(last) = out.last_mut() {
+            if let Some(n) = address_flag_option(w, i, last, d) {
+                i += n;
+                continue;
+            }
+            // keepalived: track_group for static addresses, use_vmac for the others
+            // ("Unknown configuration entry" otherwise).
+            let known = match opt {
+                "track_group" => static_addr,
+                "use_vmac" => !static_addr,
+                _ => true,
+            };
+            let found = schema::ADDRESS_OPTIONS.iter().find(|(o, _)| *o == opt);
+            if let (Some((_, takes)), true) = (found, known) {
                 let value = w.get(i + 1);
                 if *takes && value.is_none() {
                     d.error(t, format!("`{opt}` needs a value"));
                     return out;
                 }
                 if let (true, Some(v)) = (*takes, value) {
-                    let last = out.last_mut().expect("checked non-empty");
                     match opt {
                         "dev" => last.dev = Some(v.text.clone()),
                         "label" => last.label = Some(v.text.clone()),
                         "scope" => last.scope = crate::routes::scope(v, names, d),
-                        "brd" => last.brd = v.text.parse().ok(),
+                        "brd" if !brd_with_peer(v, last, d) => last.brd = v.text.parse().ok(),
                         "track_group" => last.track_group = Some(v.text.clone()),
                         _ => {}
                     }
                 }
-                if opt == "no_track" {
-                    out.last_mut().expect("checked non-empty").no_track = true;
+                if opt == "use_vmac" {
+                    d.inactive(t, "virtual_ipaddress_excluded option `use_vmac`");
                 }
                 i += if *takes { 2 } else { 1 };
                 continue;
             }
         }
         match parse_prefix(opt) {
-            Ok((addr, prefix_len)) => out.push(VirtualAddress {
-                addr,
-                prefix_len,
-                brd: None,
-                dev: None,
-                scope: None,
-                label: None,
-                track_group: None,
-                no_track: false,
-                span: t.span.clone(),
-            }),
+            Ok((addr, prefix_len)) => {
+                out.push(VirtualAddress::new(addr, prefix_len, t.span.clone()))
+            }
             Err(e) => {
                 let names = schema::ADDRESS_OPTIONS.iter().map(|(o, _)| *o);
                 match (out.is_empty(), suggest(opt, names)) {
@@ -873,11 +1020,16 @@ pub(crate) fn list_rules(n: &Node, names: &IprouteNames, d: &mut Diags) -> Vec<R
 
 /// The addresses of a `static_ipaddress` / `virtual_ipaddress_excluded` block; errors
 /// are reported.
-pub(crate) fn list_addresses(n: &Node, names: &IprouteNames, d: &mut Diags) -> Vec<VirtualAddress> {
+pub(crate) fn list_addresses(
+    n: &Node,
+    static_addr: bool,
+    names: &IprouteNames,
+    d: &mut Diags,
+) -> Vec<VirtualAddress> {
     n.children
         .iter()
         .flatten()
-        .flat_map(|c| address_entry(&words(c), "address", names, d))
+        .flat_map(|c| address_entry(&words(c), static_addr, names, d))
         .collect()
 }
 
@@ -945,7 +1097,7 @@ pub(crate) fn fill_instance(
         "vmac_xmit_base" => inst.vmac_xmit_base = true,
         "virtual_ipaddress_excluded" => inst
             .virtual_ipaddress_excluded
-            .extend(list_addresses(n, names, d)),
+            .extend(list_addresses(n, false, names, d)),
         "virtual_routes" => inst.virtual_routes.extend(list_routes(n, names, d)),
         "virtual_rules" => inst.virtual_rules.extend(list_rules(n, names, d)),
         "smtp_alert" => inst.smtp_alert = boolean(one, "smtp_alert"),
@@ -1236,7 +1388,9 @@ pub(crate) fn fill_top(n: &Node, config: &mut Config, names: &IprouteNames, d: &
                 .into_iter()
                 .filter_map(|w| w.into_iter().next()),
         ),
-        "static_ipaddress" => config.static_ipaddress.extend(list_addresses(n, names, d)),
+        "static_ipaddress" => config
+            .static_ipaddress
+            .extend(list_addresses(n, true, names, d)),
         "static_routes" => config.static_routes.extend(list_routes(n, names, d)),
         "static_rules" => config.static_rules.extend(list_rules(n, names, d)),
         "virtual_server_group" => {

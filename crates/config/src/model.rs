@@ -786,7 +786,10 @@ pub struct AuthHmac {
     pub span: Span,
 }
 
-/// One `virtual_ipaddress` line: `<IPADDR>[/<MASK>] [brd <IPADDR>] [dev <STRING>] [scope <SCOPE>] [label <LABEL>]`.
+/// One address of a `virtual_ipaddress` / `virtual_ipaddress_excluded` / `static_ipaddress`
+/// line: `<IPADDR>[/<MASK>] [brd <IPADDR>] [dev <STRING>] [scope <SCOPE>] [label <LABEL>]
+/// [peer <IPADDR>] [home] [-nodad] [mngtmpaddr] [noprefixroute] [autojoin] [no_track]
+/// [preferred_lft N|forever] [track_group GROUP]`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct VirtualAddress {
     pub addr: IpAddr,
@@ -800,9 +803,70 @@ pub struct VirtualAddress {
     pub label: Option<String>,
     /// `static_ipaddress` only: `track_group NAME`.
     pub track_group: Option<String>,
-    /// `static_ipaddress` only: `no_track` (not restored when deleted, not tracked).
+    /// `no_track`: a static address is not restored when deleted, nor tracked; a VIP's
+    /// deletion does not take its instance out of MASTER (vipd never does that; see
+    /// docs/keepalived-differences.md).
     pub no_track: bool,
+    /// `peer ADDR`: the kernel's IFA_ADDRESS (point-to-point); the address is then a
+    /// /32 (/128), as in keepalived.
+    pub peer: Option<IpAddr>,
+    /// IFA_F_* flags written on the line: `home`, `mngtmpaddr`, `noprefixroute`,
+    /// `autojoin` ([`VirtualAddress::HOME`] ...).
+    pub flags: u32,
+    /// `-nodad`: IPv6 duplicate address detection runs (vipd, like keepalived, adds
+    /// IPv6 addresses `nodad` otherwise).
+    pub dad: bool,
+    /// `preferred_lft N|forever` (IPv6; [`VirtualAddress::FOREVER`] for `forever`);
+    /// `None`: keepalived's default, 0 (deprecated) for a /128, else forever.
+    pub preferred_lft: Option<u32>,
     pub span: Span,
+}
+
+impl VirtualAddress {
+    /// IFA_F_HOMEADDRESS (`home`).
+    pub const HOME: u32 = 0x10;
+    /// IFA_F_MANAGETEMPADDR (`mngtmpaddr`).
+    pub const MNGTMPADDR: u32 = 0x100;
+    /// IFA_F_NOPREFIXROUTE (`noprefixroute`).
+    pub const NOPREFIXROUTE: u32 = 0x200;
+    /// IFA_F_MCAUTOJOIN (`autojoin`).
+    pub const AUTOJOIN: u32 = 0x400;
+    /// The kernel's infinite lifetime (`preferred_lft forever`).
+    pub const FOREVER: u32 = u32::MAX;
+
+    /// An address with nothing but its prefix written.
+    pub fn new(addr: IpAddr, prefix_len: u8, span: Span) -> VirtualAddress {
+        VirtualAddress {
+            addr,
+            prefix_len,
+            brd: None,
+            dev: None,
+            scope: None,
+            label: None,
+            track_group: None,
+            no_track: false,
+            peer: None,
+            flags: 0,
+            dad: false,
+            preferred_lft: None,
+            span,
+        }
+    }
+
+    /// The preferred lifetime the kernel gets (IPv6 only, as in keepalived, which sends
+    /// IFA_CACHEINFO for IPv6 addresses only): `None` = forever (no IFA_CACHEINFO).
+    pub fn effective_preferred_lft(&self) -> Option<u32> {
+        if self.addr.is_ipv4() {
+            return None;
+        }
+        let full = self.peer.is_none() && self.prefix_len == 128;
+        match self.preferred_lft {
+            Some(Self::FOREVER) => None,
+            Some(n) => Some(n),
+            None if full => Some(0),
+            None => None,
+        }
+    }
 }
 
 /// What a route does with the packets it matches, or a rule's action other than a

@@ -1284,34 +1284,34 @@ impl Mapper<'_> {
                     i += 2;
                     continue;
                 }
+                let vip = &mut inst.virtual_ipaddress[idx];
+                if let Some(n) = crate::blocks::address_flag_option(&words, i, vip, self.diags) {
+                    i += n;
+                    continue;
+                }
                 if VIP_OPTION_UNSUPPORTED.contains(&opt) {
                     self.diags
                         .inactive(w, &format!("virtual_ipaddress option `{opt}`"));
-                    // These take a value; skip it so it is not read as an address.
-                    let takes_value = matches!(opt, "peer" | "preferred_lft");
-                    i += if takes_value { 2 } else { 1 };
+                    i += 1;
                     continue;
                 }
             }
             match parse_prefix(opt) {
                 Ok((addr, prefix_len)) => {
-                    inst.virtual_ipaddress.push(VirtualAddress {
+                    inst.virtual_ipaddress.push(VirtualAddress::new(
                         addr,
                         prefix_len,
-                        brd: None,
-                        dev: None,
-                        scope: None,
-                        label: None,
-                        track_group: None,
-                        no_track: false,
-                        span: w.span.clone(),
-                    });
+                        w.span.clone(),
+                    ));
                     meta.vip_tokens.push(w.clone());
                     current = Some(inst.virtual_ipaddress.len() - 1);
                 }
                 Err(e) if current.is_some() && !looks_like_address(opt) => {
                     let msg = format!("unknown virtual_ipaddress option `{opt}`");
-                    let all = VIP_OPTIONS.iter().chain(VIP_OPTION_UNSUPPORTED).copied();
+                    let all = schema::ADDRESS_OPTIONS
+                        .iter()
+                        .map(|(o, _)| *o)
+                        .filter(|o| *o != "track_group");
                     match suggest(opt, all) {
                         Some(s) => self
                             .diags
@@ -1341,7 +1341,8 @@ impl Mapper<'_> {
     fn vip_option(&mut self, opt: &str, v: &Token, vip: &mut VirtualAddress) {
         match opt {
             "brd" => {
-                if v.text == "+" || v.text == "-" {
+                if crate::blocks::brd_with_peer(v, vip, self.diags) {
+                } else if v.text == "+" || v.text == "-" {
                     self.diags.inactive(v, &format!("`brd {}`", v.text));
                 } else {
                     vip.brd = self.ip_tok(v, "brd");
@@ -2028,6 +2029,10 @@ vrrp_instance VI_1 {
                 label: Some("eth1:1".into()),
                 track_group: None,
                 no_track: false,
+                peer: None,
+                flags: 0,
+                dad: false,
+                preferred_lft: None,
                 span: Span {
                     file: "/etc/keepalived/keepalived.conf".into(),
                     line: 10,
@@ -2694,29 +2699,142 @@ global_defs {
         ));
         assert_eq!(d.help.as_deref(), Some("did you mean `label`?"));
         let got = inactive(&instance_with(
-            "    virtual_ipaddress {\n        192.0.2.13 no_track\n        192.0.2.14 peer 192.0.2.99 home\n        192.0.2.15 brd +\n    }",
+            "    virtual_ipaddress {\n        192.0.2.13 no_track\n        192.0.2.14 peer 192.0.2.99\n        192.0.2.15 brd + use_vmac\n    }",
         ));
         let got: Vec<_> = got.iter().map(|(m, l, c)| (m.as_str(), *l, *c)).collect();
         assert_eq!(
             got,
             vec![
-                (
-                    "virtual_ipaddress option `no_track` is parsed but not active yet",
-                    9,
-                    20
-                ),
-                (
-                    "virtual_ipaddress option `peer` is parsed but not active yet",
-                    10,
-                    20
-                ),
-                (
-                    "virtual_ipaddress option `home` is parsed but not active yet",
-                    10,
-                    36
-                ),
                 ("`brd +` is parsed but not active yet", 11, 24),
+                (
+                    "virtual_ipaddress option `use_vmac` is parsed but not active yet",
+                    11,
+                    26
+                ),
             ]
+        );
+    }
+
+    /// keepalived 2.4.3's `alloc_ipaddress` options, the same on the three kinds of
+    /// address lines (the kernel flags, the peer, the lifetime, no_track).
+    #[test]
+    fn address_options_are_read_on_every_kind_of_address_line() {
+        let v6 = "2001:db8::1/64 dev eth1 home -nodad mngtmpaddr noprefixroute no_track preferred_lft 30\n  2001:db8::2 preferred_lft forever\n  2001:db8::3";
+        let v4 = "192.0.2.1 peer 192.0.2.2 noprefixroute\n  233.252.0.1 autojoin";
+        let inst = |vrid, vips, excluded| {
+            format!("vrrp_instance V{vrid} {{\n interface eth0\n virtual_router_id {vrid}\n virtual_ipaddress {{\n  {vips}\n }}\n virtual_ipaddress_excluded {{\n  {excluded}\n }}\n}}\n")
+        };
+        let c = config(&format!(
+            "{}{}static_ipaddress {{\n  {v6}\n  {v4}\n}}\n",
+            inst(9, v6, v4),
+            inst(10, v4, v6)
+        ));
+        let (i6, i4) = (&c.instances[0], &c.instances[1]);
+        let all: Vec<&VirtualAddress> = [
+            &i6.virtual_ipaddress,
+            &i6.virtual_ipaddress_excluded,
+            &i4.virtual_ipaddress,
+            &i4.virtual_ipaddress_excluded,
+            &c.static_ipaddress,
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        assert_eq!(all.len(), 15);
+        let find = |a: &str| {
+            let a = ip(a);
+            all.iter().filter(move |v| v.addr == a)
+        };
+        for a in find("2001:db8::1") {
+            let f = VirtualAddress::HOME | VirtualAddress::MNGTMPADDR;
+            assert_eq!(a.flags, f | VirtualAddress::NOPREFIXROUTE);
+            assert!(a.dad && a.no_track);
+            assert_eq!(
+                (a.preferred_lft, a.effective_preferred_lft()),
+                (Some(30), Some(30))
+            );
+        }
+        for a in find("192.0.2.1") {
+            assert_eq!((a.peer, a.prefix_len), (Some(ip("192.0.2.2")), 32));
+            assert_eq!(a.flags, VirtualAddress::NOPREFIXROUTE);
+            assert!(!a.dad && !a.no_track);
+            assert_eq!(a.effective_preferred_lft(), None, "IPv4: none");
+        }
+        for a in find("233.252.0.1") {
+            assert_eq!(a.flags, VirtualAddress::AUTOJOIN);
+        }
+        for a in find("2001:db8::2") {
+            assert_eq!(a.preferred_lft, Some(VirtualAddress::FOREVER));
+            // forever: no lifetime sent
+            assert_eq!(a.effective_preferred_lft(), None);
+        }
+        for a in find("2001:db8::3") {
+            // keepalived: a /128 without preferred_lft is deprecated (0).
+            assert_eq!(a.effective_preferred_lft(), Some(0));
+        }
+        assert_eq!(find("2001:db8::3").count(), 3);
+    }
+
+    #[test]
+    fn address_option_errors_and_ipv4_warnings_are_at_their_word() {
+        let body = "  192.0.2.1/24 peer 192.0.2.2\n  192.0.2.3 peer 2001:db8::1\n  192.0.2.4 peer 192.0.2.5/24\n  2001:db8::4/48 mngtmpaddr\n  192.0.2.6 autojoin\n  2001:db8::5 nodad\n  192.0.2.7 brd 192.0.2.255 peer 192.0.2.8\n  192.0.2.9 peer 192.0.2.8 brd 192.0.2.255\n  2001:db8::6 preferred_lft soon\n  192.0.2.10 peer 192.0.2.8 peer 192.0.2.11\n  192.0.2.12 preferred_lft\n";
+        let want = |l: u32| {
+            vec![
+                ("192.0.2.1/24 has a prefix and a `peer`: keepalived ignores the prefix".to_string(), l, 16),
+                ("peer 2001:db8::1 is not of 192.0.2.3's address family".to_string(), l + 1, 18),
+                ("invalid peer address `192.0.2.5/24` (an address without mask, as in keepalived)".to_string(), l + 2, 18),
+                ("`mngtmpaddr` needs a /64 address (the kernel refuses it on 2001:db8::4/48)".to_string(), l + 3, 18),
+                ("`autojoin` joins a multicast group: 192.0.2.6 is not a multicast address (the kernel refuses it)".to_string(), l + 4, 13),
+                ("unknown address option `nodad`".to_string(), l + 5, 15),
+                ("192.0.2.7 has both `brd` and `peer`: keepalived ignores the brd".to_string(), l + 6, 29),
+                ("192.0.2.9 has both `peer` and `brd`: keepalived ignores the brd".to_string(), l + 7, 32),
+                ("invalid preferred_lft `soon` (seconds, or `forever`)".to_string(), l + 8, 29),
+                ("a second `peer` for 192.0.2.10".to_string(), l + 9, 29),
+                ("`preferred_lft` needs a value".to_string(), l + 10, 14),
+            ]
+        };
+        let vip = format!(
+            "vrrp_instance V {{\n interface eth0\n virtual_router_id 9\n virtual_ipaddress {{\n 192.0.2.99\n }}\n virtual_ipaddress_excluded {{\n{body} }}\n}}\n"
+        );
+        assert_eq!(errors(&vip), want(8));
+        let vip = String::from(
+            "vrrp_instance V {\n interface eth0\n virtual_router_id 9\n virtual_ipaddress {\n  192.0.2.1/24 peer 192.0.2.2\n  192.0.2.6 autojoin\n  192.0.2.12 nodad\n }\n}\n"
+        );
+        let e = errors(&vip);
+        assert_eq!((e[0].1, e[0].2), (5, 16), "{e:?}");
+        assert_eq!((e[1].1, e[1].2), (6, 13), "{e:?}");
+        assert_eq!(e[2], ("unknown address option `nodad`".to_string(), 7, 14));
+        let stat = format!("static_ipaddress {{\n{body}}}\n");
+        assert_eq!(errors(&stat), want(2));
+        // Meaningless for IPv4, ignored by keepalived: a warning at the word.
+        let l = load("static_ipaddress {\n  192.0.2.1 home -nodad mngtmpaddr preferred_lft 0\n}\n")
+            .unwrap();
+        let got: Vec<_> = l
+            .diagnostics
+            .iter()
+            .map(|d| (d.message.as_str(), d.span.col))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("`home` applies to IPv6 addresses only: not set for 192.0.2.1 (as keepalived does)", 13),
+                ("`-nodad` applies to IPv6 addresses only: ignored for 192.0.2.1 (as keepalived does)", 18),
+                ("`mngtmpaddr` applies to IPv6 addresses only: not set for 192.0.2.1 (as keepalived does)", 25),
+                ("`preferred_lft` applies to IPv6 addresses only: ignored for 192.0.2.1 (as keepalived does)", 36),
+            ]
+        );
+        let a = &l.config.static_ipaddress[0];
+        assert_eq!((a.flags, a.dad), (0, false));
+        // track_group only on static lines, use_vmac not there (keepalived: unknown).
+        let e = errors("static_ipaddress {\n  192.0.2.1 use_vmac\n}\n");
+        assert_eq!(
+            e,
+            vec![("unknown address option `use_vmac`".to_string(), 2, 13)]
+        );
+        let e = errors("vrrp_instance V {\n interface eth0\n virtual_router_id 9\n virtual_ipaddress {\n  192.0.2.1\n }\n virtual_ipaddress_excluded {\n  192.0.2.2 track_group G\n }\n}\n");
+        assert_eq!(
+            e,
+            vec![("unknown address option `track_group`".to_string(), 8, 13)]
         );
     }
 

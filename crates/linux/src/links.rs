@@ -123,6 +123,7 @@ fn ensure(v: &mut Vmac) -> Result<()> {
                 brd: None,
                 scope: 0,
                 label: None,
+                opts: Default::default(),
             })
             .into_iter()
             .chain(link_local(index, v.base_link_local).filter(|_| family == Family::V6))
@@ -160,5 +161,6 @@ fn link_local(index: u32, ll: Option<std::net::Ipv6Addr>) -> Option<AddressSpec>
         brd: None,
         scope: 253,
         label: None,
+        opts: Default::default(),
     })
 }

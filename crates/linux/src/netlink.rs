@@ -11,7 +11,9 @@ use netlink_packet_core::{
     ErrorMessage, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE,
     NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
 };
-use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope};
+use netlink_packet_route::address::{
+    AddressAttribute, AddressFlags, AddressMessage, AddressScope, CacheInfo,
+};
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoMacVlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
 };
@@ -42,6 +44,22 @@ pub struct AddressSpec {
     /// RT_SCOPE_* value; 0 = global.
     pub scope: u8,
     pub label: Option<String>,
+    /// keepalived's per-address options (`peer`, flags, `-nodad`, `preferred_lft`).
+    pub opts: AddressOptions,
+}
+
+/// The options of an address line that reach the kernel.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct AddressOptions {
+    /// `peer ADDR`: IFA_ADDRESS (IFA_LOCAL stays the address).
+    pub peer: Option<IpAddr>,
+    /// IFA_F_* flags (`home`, `mngtmpaddr`, `noprefixroute`, `autojoin`).
+    pub flags: u32,
+    /// `-nodad`: IPv6 duplicate address detection runs (IFA_F_NODAD is not set).
+    pub dad: bool,
+    /// IPv6 preferred lifetime in seconds (IFA_CACHEINFO, valid forever); `None`:
+    /// forever (no IFA_CACHEINFO).
+    pub preferred_lft: Option<u32>,
 }
 
 /// One neighbour-table entry with a link-layer address.
@@ -547,7 +565,11 @@ fn address_message(spec: &AddressSpec, with_details: bool) -> AddressMessage {
     msg.header.index = spec.ifindex;
     msg.header.scope = AddressScope::from(spec.scope);
     msg.attributes.push(AddressAttribute::Local(spec.addr));
-    msg.attributes.push(AddressAttribute::Address(spec.addr));
+    // With a peer the kernel keeps it as IFA_ADDRESS; a deletion must name it too (an
+    // IPv4 deletion matches IFA_ADDRESS against the address's peer).
+    let o = &spec.opts;
+    msg.attributes
+        .push(AddressAttribute::Address(o.peer.unwrap_or(spec.addr)));
     if with_details {
         if let Some(b) = spec.brd {
             msg.attributes.push(AddressAttribute::Broadcast(b));
@@ -555,10 +577,19 @@ fn address_message(spec: &AddressSpec, with_details: bool) -> AddressMessage {
         if let Some(l) = &spec.label {
             msg.attributes.push(AddressAttribute::Label(l.clone()));
         }
-        if spec.addr.is_ipv6() {
-            // Usable at once: duplicate address detection would delay take-over by ~1 s.
-            msg.attributes
-                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        let mut flags = AddressFlags::from_bits_retain(o.flags);
+        if spec.addr.is_ipv6() && !o.dad {
+            // Usable at once: duplicate address detection would delay take-over by ~1 s
+            // (keepalived sets it too, unless `-nodad`).
+            flags |= AddressFlags::Nodad;
+        }
+        if !flags.is_empty() {
+            msg.attributes.push(AddressAttribute::Flags(flags));
+        }
+        if let (Some(p), true) = (o.preferred_lft, spec.addr.is_ipv6()) {
+            let mut c = CacheInfo::default();
+            (c.ifa_preferred, c.ifa_valid) = (p, u32::MAX);
+            msg.attributes.push(AddressAttribute::CacheInfo(c));
         }
         msg.attributes.push(AddressAttribute::Other(DefaultNla::new(
             IFA_PROTO,
@@ -767,6 +798,7 @@ mod tests {
             brd: None,
             scope: 0,
             label: None,
+            opts: AddressOptions::default(),
         };
         let mut buf = on_the_wire(RouteNetlinkMessage::NewAddress(address_message(
             &spec(3, "192.0.2.7"),
@@ -920,6 +952,7 @@ mod tests {
                 brd: Some("192.0.2.255".parse().unwrap()),
                 scope: 253,
                 label: Some("lo:vip".into()),
+                opts: AddressOptions::default(),
             };
             assert_eq!(nl.add_address(&spec).unwrap(), AddOutcome::Added);
             assert_eq!(nl.add_address(&spec).unwrap(), AddOutcome::AlreadyPresent);
@@ -944,6 +977,7 @@ mod tests {
                 brd: None,
                 scope: 0,
                 label: None,
+                opts: AddressOptions::default(),
             };
             assert_eq!(nl.add_address(&v6).unwrap(), AddOutcome::Added);
             nl.delete_address(&v6).unwrap();
@@ -972,6 +1006,115 @@ mod tests {
                 ..spec
             };
             assert_eq!(nl.add_address(&host).unwrap(), AddOutcome::Added);
+        });
+    }
+
+    /// keepalived's address options reach the kernel: `ip -d -j addr` shows the flags,
+    /// the peer and the lifetime; an address with a peer is found present by a second
+    /// add and goes with its deletion.
+    #[test]
+    fn address_options_reach_the_kernel() {
+        in_private_netns(|| {
+            let ip = |args: &[&str]| {
+                let o = std::process::Command::new("ip")
+                    .args(args)
+                    .output()
+                    .unwrap();
+                assert!(o.status.success(), "ip {args:?}: {o:?}");
+                String::from_utf8(o.stdout).unwrap()
+            };
+            ip(&["link", "add", "d0", "type", "veth", "peer", "d1"]);
+            ip(&["link", "set", "d0", "up"]);
+            ip(&["link", "set", "d1", "up"]);
+            let d0 = nix::net::if_::if_nametoindex("d0").unwrap();
+            let mut nl = Rtnetlink::open().unwrap();
+            let spec = |addr: &str, prefix_len, opts| AddressSpec {
+                ifindex: d0,
+                addr: addr.parse().unwrap(),
+                prefix_len,
+                brd: None,
+                scope: 0,
+                label: None,
+                opts,
+            };
+            let peer = spec(
+                "192.0.2.1",
+                32,
+                AddressOptions {
+                    peer: Some("192.0.2.2".parse().unwrap()),
+                    flags: 0x200, // noprefixroute
+                    ..Default::default()
+                },
+            );
+            let v6 = spec(
+                "2001:db8::1",
+                64,
+                AddressOptions {
+                    flags: 0x10 | 0x100 | 0x200, // home mngtmpaddr noprefixroute
+                    preferred_lft: Some(0),
+                    ..Default::default()
+                },
+            );
+            let dad = spec(
+                "2001:db8::2",
+                64,
+                AddressOptions {
+                    dad: true,
+                    preferred_lft: Some(300),
+                    ..Default::default()
+                },
+            );
+            let mcast = spec(
+                "233.252.0.1",
+                32,
+                AddressOptions {
+                    flags: 0x400, // autojoin
+                    ..Default::default()
+                },
+            );
+            for s in [&peer, &v6, &dad, &mcast] {
+                assert_eq!(nl.add_address(s).unwrap(), AddOutcome::Added, "{s:?}");
+                assert_eq!(nl.add_address(s).unwrap(), AddOutcome::AlreadyPresent);
+            }
+            let show = ip(&["-d", "-j", "addr", "show", "dev", "d0"]);
+            let v: serde_json::Value = serde_json::from_str(&show).unwrap();
+            let info = v[0]["addr_info"].as_array().unwrap().clone();
+            let find = |a: &str| {
+                info.iter()
+                    .find(|i| i["local"] == a)
+                    .unwrap_or_else(|| panic!("{a} not in {show}"))
+                    .clone()
+            };
+            let p = find("192.0.2.1");
+            assert_eq!(
+                (p["address"].as_str(), p["prefixlen"].as_u64()),
+                (Some("192.0.2.2"), Some(32))
+            );
+            assert_eq!(p["noprefixroute"], true, "{p}");
+            let a = find("2001:db8::1");
+            for f in ["home", "mngtmpaddr", "noprefixroute", "nodad", "deprecated"] {
+                assert_eq!(a[f], true, "{f}: {a}");
+            }
+            assert_eq!(a["preferred_life_time"], 0, "{a}");
+            assert_eq!(a["valid_life_time"], u32::MAX, "{a}");
+            let d = find("2001:db8::2");
+            assert_eq!(d["nodad"], serde_json::Value::Null, "-nodad: DAD runs: {d}");
+            assert_eq!(d["tentative"], true, "DAD runs: {d}");
+            assert!(d["preferred_life_time"].as_u64().unwrap() <= 300, "{d}");
+            assert_eq!(find("233.252.0.1")["autojoin"], true);
+            assert!(ip(&["maddr", "show", "dev", "d0"]).contains("233.252.0.1"));
+            // noprefixroute: no route for the /64 (nor for the peer) — the one with DAD has it.
+            let routes =
+                ip(&["-6", "route", "show", "dev", "d0"]) + &ip(&["route", "show", "dev", "d0"]);
+            assert!(!routes.contains("192.0.2.2"), "{routes}");
+            assert_eq!(routes.matches("2001:db8::/64").count(), 1, "{routes}");
+            for s in [&peer, &v6, &dad, &mcast] {
+                nl.delete_address(s).unwrap();
+            }
+            let left = ip(&["addr", "show", "dev", "d0"]);
+            for a in ["192.0.2.1", "2001:db8::1", "2001:db8::2", "233.252.0.1"] {
+                assert!(!left.contains(a), "{a} left: {left}");
+            }
         });
     }
 }

@@ -519,6 +519,7 @@ pub fn build(cfg: &Config) -> Result<Plan, PlanError> {
                         },
                         scope: v.scope.unwrap_or(0),
                         label: v.label.clone(),
+                        opts: address_options(v),
                     })
                 };
                 spec().map_err(at(&v.span))
@@ -1030,6 +1031,17 @@ fn build_instance(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan, Pla
     Ok(plan)
 }
 
+/// The options of an address line as the kernel gets them (keepalived's
+/// `netlink_ipaddress`: flags, peer, and a preferred lifetime for IPv6 only).
+fn address_options(v: &model::VirtualAddress) -> crate::netlink::AddressOptions {
+    crate::netlink::AddressOptions {
+        peer: v.peer,
+        flags: v.flags,
+        dad: v.dad,
+        preferred_lft: v.effective_preferred_lft(),
+    }
+}
+
 /// One VIP as the kernel gets it, and its announcement frame.
 fn vip(
     v: &model::VirtualAddress,
@@ -1053,6 +1065,7 @@ fn vip(
         brd,
         scope: v.scope.unwrap_or(0),
         label: v.label.clone(),
+        opts: address_options(v),
     };
     let ll = match link_local {
         Some(ll) if dev.index == UNBOUND => Some(ll),

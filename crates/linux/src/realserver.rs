@@ -279,6 +279,7 @@ fn spec(a: &HostAddress) -> AddressSpec {
         brd: None,
         scope: 0,
         label: None,
+        opts: Default::default(),
     }
 }
 

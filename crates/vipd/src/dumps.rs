@@ -932,6 +932,7 @@ mod tests {
                         brd: None,
                         scope: 0,
                         label: None,
+                        opts: Default::default(),
                     },
                     vipd_linux::netlink::AddressSpec {
                         ifindex: 0,
@@ -940,6 +941,7 @@ mod tests {
                         brd: None,
                         scope: 0,
                         label: Some("eth9:v".into()),
+                        opts: Default::default(),
                     },
                 ],
                 last_transition_unix: Some(1_796_565_412.5),
