@@ -240,6 +240,108 @@ fn excluded_and_static_addresses() {
     }
 }
 
+/// keepalived's address options (`peer`, `home`, `-nodad`, `mngtmpaddr`,
+/// `noprefixroute`, `autojoin`, `preferred_lft`, `no_track`) on VIPs, eVIPs and static
+/// addresses reach the kernel, and everything goes at stop. A `no_track` VIP deleted
+/// by someone else leaves the master MASTER and is not put back (keepalived's meaning).
+#[test]
+fn address_options_reach_the_kernel_and_no_track_vips_are_left_deleted() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(1, "addropt") else {
+        return;
+    };
+    let statics = "static_ipaddress {\n    203.0.113.9/24 dev eth0 noprefixroute\n    2001:db8:1::9/64 dev eth0 mngtmpaddr preferred_lft 0\n}\n";
+    let evips = "virtual_ipaddress_excluded {\n        2001:db8:2::7/64 home noprefixroute\n        2001:db8:3::8/64 -nodad preferred_lft 600\n        2001:db8::9\n        233.252.0.1 autojoin\n    }";
+    let conf = format!("{statics}{}", spec.clone().with(evips).config(150)).replace(
+        "192.0.2.100/24\n",
+        "192.0.2.100/24 noprefixroute\n        192.0.2.101 peer 192.0.2.102 no_track\n",
+    );
+    c.start_vipd(1, &conf);
+    c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
+    let r1 = c.lan.router(1);
+    let show = r1.ip(["-d", "-j", "addr", "show", "dev", "eth0"]).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&show).unwrap();
+    let info = v[0]["addr_info"].as_array().unwrap().clone();
+    let find = |a: &str| {
+        info.iter()
+            .find(|i| i["local"] == a)
+            .unwrap_or_else(|| panic!("{a} not in {show}"))
+            .clone()
+    };
+    let flags = |a: &str, want: &[&str]| {
+        let i = find(a);
+        for f in want {
+            assert_eq!(i[*f], true, "{a}: {f}: {i}");
+        }
+        i
+    };
+    flags("192.0.2.100", &["noprefixroute"]);
+    let p = find("192.0.2.101");
+    assert_eq!(p["address"], "192.0.2.102", "peer: {p}");
+    flags("203.0.113.9", &["noprefixroute"]);
+    let m = flags("2001:db8:1::9", &["mngtmpaddr", "nodad", "deprecated"]);
+    assert_eq!(m["preferred_life_time"], 0, "{m}");
+    flags("2001:db8:2::7", &["home", "noprefixroute", "nodad"]);
+    let d = find("2001:db8:3::8");
+    assert_eq!(d["nodad"], serde_json::Value::Null, "-nodad: DAD runs: {d}");
+    let lft = d["preferred_life_time"].as_u64().unwrap();
+    assert!(lft > 500 && lft <= 600, "{d}");
+    // keepalived: an IPv6 /128 without preferred_lft is deprecated.
+    flags("2001:db8::9", &["nodad", "deprecated"]);
+    flags("233.252.0.1", &["autojoin"]);
+    assert!(r1
+        .ip(["maddr", "show", "dev", "eth0"])
+        .unwrap()
+        .contains("233.252.0.1"));
+    let routes = r1.ip(["route", "show", "dev", "eth0"]).unwrap()
+        + &r1.ip(["-6", "route", "show", "dev", "eth0"]).unwrap();
+    for (prefix, there) in [
+        ("192.0.2.0/24", true), // the LAN's own address
+        ("203.0.113.0/24", false),
+        ("2001:db8:2::/64", false),
+        ("2001:db8:3::/64", true),
+        ("2001:db8:1::/64", true),
+    ] {
+        assert_eq!(routes.contains(prefix), there, "{prefix}: {routes}");
+    }
+    assert_eq!(
+        routes.matches("192.0.2.0/24").count(),
+        1,
+        "the VIP adds no prefix route: {routes}"
+    );
+
+    // no_track: deleting the VIP leaves the instance MASTER; it stays deleted.
+    r1.ip([
+        "addr",
+        "del",
+        "192.0.2.101",
+        "peer",
+        "192.0.2.102",
+        "dev",
+        "eth0",
+    ])
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(c.instance(1)["state"], "MASTER");
+    let ip1: std::net::IpAddr = "192.0.2.101".parse().unwrap();
+    assert!(!vipd_netns::has_address(c.lan.router(1), "eth0", ip1));
+    assert!(vipd_netns::has_address(c.lan.router(1), "eth0", spec.vip()));
+
+    assert_eq!(c.stop(1).and_then(|s| s.code()), Some(0));
+    let left = c.lan.router(1).ip(["addr", "show", "dev", "eth0"]).unwrap();
+    for a in [
+        "192.0.2.100",
+        "203.0.113.9",
+        "2001:db8:1::9",
+        "2001:db8:2::7",
+        "2001:db8:3::8",
+        "2001:db8::9",
+        "233.252.0.1",
+    ] {
+        assert!(!left.contains(a), "{a} left behind: {left}");
+    }
+}
+
 #[test]
 fn virtual_routes_follow_the_master_and_static_routes_stay() {
     let spec = Spec::v3();
