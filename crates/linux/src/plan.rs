@@ -600,7 +600,18 @@ fn tracking(cfg: &Config, inst: &VrrpInstance) -> Result<Vec<TrackRef>> {
     // `track_group`: the interfaces of the static addresses / routes / rules naming a
     // track group that lists this instance (keepalived: a weight-0 tracked interface,
     // so FAULT while it is down or gone, when the line cannot be restored).
-    for dev in static_track_group_interfaces(cfg, &inst.name) {
+    // keepalived tracks the interface of a VIP / eVIP written with another `dev` than
+    // the instance's (a weight-0 tracked interface: FAULT while it is down or gone),
+    // unless the address has `no_track`.
+    let vip_devs = (inst.virtual_ipaddress.iter())
+        .chain(&inst.virtual_ipaddress_excluded)
+        .filter(|v| !v.no_track)
+        .filter_map(|v| v.dev.clone())
+        .filter(|d| *d != inst.interface);
+    for dev in static_track_group_interfaces(cfg, &inst.name)
+        .into_iter()
+        .chain(vip_devs)
+    {
         let object = ObjectId {
             kind: Kind::Interface,
             name: dev,

@@ -959,3 +959,62 @@ fn track_group_faults_the_instance_while_a_static_address_cannot_be_restored() {
     assert_eq!(c.stop(1).and_then(|s| s.code()), Some(0));
     assert!(!has(&c) && !route(&c), "static lines removed at stop");
 }
+
+/// keepalived tracks the interface of a VIP written with another `dev`: the instance
+/// goes to FAULT while it is down; with `no_track` on that VIP it stays MASTER.
+#[test]
+fn a_vips_other_interface_is_tracked_unless_no_track() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(1, "viptrk") else {
+        return;
+    };
+    add_ext_veth(c.lan.router(1));
+    let one = spec.config(200).replace(
+        "192.0.2.100/24\n",
+        "192.0.2.100/24\n        203.0.113.20/32 dev ext0 no_track\n",
+    );
+    let two = spec
+        .config(200)
+        .split("vrrp_instance")
+        .nth(1)
+        .unwrap()
+        .replace(" VI_1 ", " VI_2 ")
+        .replace("virtual_router_id 51", "virtual_router_id 52")
+        .replace(
+            "192.0.2.100/24\n",
+            "192.0.2.99/24\n        203.0.113.21/32 dev ext0\n",
+        );
+    c.start_vipd(1, &format!("{one}vrrp_instance{two}"));
+    let state = |c: &Cluster, name: &str| {
+        let st = c.status(1).expect("status");
+        let inst = st["instances"].as_array().unwrap();
+        let i = inst.iter().find(|i| i["name"] == name).unwrap();
+        i["state"].as_str().unwrap().to_string()
+    };
+    let both = |c: &Cluster, a: &str, b: &str| state(c, "VI_1") == a && state(c, "VI_2") == b;
+    assert!(
+        vipd_netns::wait_for(spec.takeover_timeout(), Duration::from_millis(50), || {
+            both(&c, "MASTER", "MASTER")
+        }),
+        "{}",
+        c.log(1)
+    );
+    c.lan.router(1).ip(["link", "set", "ext0", "down"]).unwrap();
+    assert!(
+        vipd_netns::wait_for(Duration::from_secs(3), Duration::from_millis(50), || {
+            both(&c, "MASTER", "FAULT")
+        }),
+        "VI_2 faults, VI_1 (no_track) stays: {}",
+        c.log(1)
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(state(&c, "VI_1"), "MASTER");
+    c.lan.router(1).ip(["link", "set", "ext0", "up"]).unwrap();
+    assert!(
+        vipd_netns::wait_for(spec.takeover_timeout(), Duration::from_millis(50), || {
+            both(&c, "MASTER", "MASTER")
+        }),
+        "{}",
+        c.log(1)
+    );
+}
