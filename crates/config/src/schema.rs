@@ -43,6 +43,8 @@ pub(crate) enum A {
     /// Decimal milliseconds with at most 3 decimals (keepalived's BFD intervals), in the
     /// range of whole milliseconds.
     Millis(u64, u64),
+    /// Any number of words, each one of the list (`dynamic_interfaces [allow_if_changes]`).
+    Options(&'static [&'static str]),
 }
 
 /// What follows `{`.
@@ -173,7 +175,7 @@ pub(crate) const GLOBAL_INACTIVE: &[Kw] = &[
     k("dbus_service_name", A::Str),
     k("default_interface", A::Str),
     k("disable_local_igmp", A::Flag),
-    k("dynamic_interfaces", A::Any),
+    k("dynamic_interfaces", A::Options(&["allow_if_changes"])),
     k("enable_dbus", A::Flag),
     k("enable_script_security", A::Flag),
     k("enable_snmp_checker", A::Flag),
@@ -434,6 +436,12 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "old_unicast_checksum",
     // The source address as a tracked object (vipd_linux::tracker, polled).
     "track_src_ip",
+    // Missing interfaces at start-up: FAULT / left out until they appear, then a
+    // reload (vipd_linux::plan::missing_interfaces, the tracker's Appeared notice).
+    "dynamic_interfaces",
+    // A VMAC per other interface / family of the VIPs (vipd_linux::plan::address_vmac).
+    "use_vmac_addr",
+    "vmac_addr_prefix",
 ];
 
 /// Keywords whose purpose vipd's design already serves, so there is nothing to act on:

@@ -833,6 +833,7 @@ impl Mapper<'_> {
             use_vmac: None,
             use_ipvlan: None,
             vmac_xmit_base: false,
+            use_vmac_addr: false,
             virtual_ipaddress_excluded: Vec::new(),
             virtual_routes: Vec::new(),
             virtual_rules: Vec::new(),
@@ -1559,6 +1560,44 @@ mod tests {
     }
 
     #[test]
+    fn dynamic_interfaces_and_use_vmac_addr_are_read_and_active() {
+        let text = format!(
+            "global_defs {{\n    dynamic_interfaces allow_if_changes\n    vmac_addr_prefix vx\n    vmac_addr_prefix vy\n}}\n{}",
+            instance_with("    use_vmac\n    use_vmac_addr")
+        );
+        assert_eq!(inactive(&text), Vec::<(String, u32, u32)>::new());
+        let c = config(&text);
+        assert!(c.global.dynamic_interfaces && c.global.allow_if_changes);
+        // keepalived keeps the first.
+        assert_eq!(c.global.vmac_addr_prefix.as_deref(), Some("vx"));
+        assert!(c.instances[0].use_vmac_addr);
+        let c = config(&format!(
+            "global_defs {{\n    dynamic_interfaces\n}}\n{}",
+            instance_with("")
+        ));
+        assert!(c.global.dynamic_interfaces && !c.global.allow_if_changes);
+        assert!(!c.instances[0].use_vmac_addr);
+        assert!(!config(&instance_with("")).global.dynamic_interfaces);
+        // keepalived 2.4.3: "Unknown dynamic_interfaces option 'foo'", a config error.
+        assert_eq!(
+            errors("global_defs {\n    dynamic_interfaces foo\n}\n"),
+            [(
+                "unknown `dynamic_interfaces` option `foo`".to_string(),
+                2,
+                24
+            )]
+        );
+        assert_eq!(
+            errors(&instance_with("    use_vmac_addr x")),
+            [(
+                "`use_vmac_addr` takes no arguments, found `x`".to_string(),
+                8,
+                19
+            )]
+        );
+    }
+
+    #[test]
     fn use_vmac_options() {
         let vmac = |args: &str| {
             load(&instance_with(&format!("    use_vmac {args}")))
@@ -2153,7 +2192,7 @@ global_defs {
     fn known_but_inactive_keywords_are_marked_warnings() {
         let text = format!(
             "global_defs {{\n  vrrp_strict\n  enable_snmp_vrrp\n  notification_email {{\n    a@b.c\n  }}\n}}\nvrrp_script chk {{\n  script \"/bin/true\"\n}}\nvirtual_server 10.0.0.1 80 {{\n  smtp_alert\n}}\n{}",
-            instance_with("    track_script {\n        chk\n    }\n    notify_master /bin/x\n    use_vmac\n    use_vmac_addr\n    strict_mode on\n    accept")
+            instance_with("    track_script {\n        chk\n    }\n    notify_master /bin/x\n    use_vmac\n    vrf blue\n    strict_mode on\n    accept")
         );
         let got = inactive(&text);
         let expected = [
@@ -2164,11 +2203,7 @@ global_defs {
             ),
             // vrrp_strict, notification_email, vrrp_script, track_script, notify_master,
             // use_vmac, strict_mode, virtual_server and its smtp_alert are active.
-            (
-                "keyword `use_vmac_addr` is parsed but not active yet",
-                26,
-                5,
-            ),
+            ("keyword `vrf` is parsed but not active yet", 26, 5),
         ];
         let expected: Vec<_> = expected
             .iter()

@@ -174,7 +174,7 @@ pub(crate) fn validate(
         }
 
         if opts.check_interfaces {
-            check_interfaces(inst, meta, diags);
+            check_interfaces(inst, meta, config.global.dynamic_interfaces, diags);
         }
     }
 }
@@ -390,12 +390,27 @@ fn check_version(
     }
 }
 
-fn check_interfaces(inst: &VrrpInstance, meta: &InstanceMeta, diags: &mut Diags) {
+/// A missing interface: `vipd run` refuses it (so does keepalived), unless
+/// `dynamic_interfaces` says it may appear later.
+fn check_interfaces(inst: &VrrpInstance, meta: &InstanceMeta, dynamic: bool, diags: &mut Diags) {
+    let wait = if dynamic {
+        ": waiting for it (dynamic_interfaces)"
+    } else {
+        ""
+    };
     if !inst.interface.is_empty() && !interface_exists(&inst.interface) {
         if let Some(tok) = meta.value_tok("interface") {
+            let until = if dynamic {
+                ": the instance is in FAULT until it appears (dynamic_interfaces)"
+            } else {
+                ""
+            };
             diags.warning(
                 tok,
-                format!("interface `{}` does not exist on this host", inst.interface),
+                format!(
+                    "interface `{}` does not exist on this host{until}",
+                    inst.interface
+                ),
             );
         }
     }
@@ -405,7 +420,7 @@ fn check_interfaces(inst: &VrrpInstance, meta: &InstanceMeta, diags: &mut Diags)
                 diags.warning(
                     tok,
                     format!(
-                        "interface `{dev}` (dev of {}) does not exist on this host",
+                        "interface `{dev}` (dev of {}) does not exist on this host{wait}",
                         vip.addr
                     ),
                 );
@@ -681,6 +696,17 @@ mod tests {
             ]
         );
         assert!(load(text, false).unwrap().diagnostics.is_empty());
+        // dynamic_interfaces: the same warnings say what happens meanwhile.
+        let dynamic = format!("global_defs {{\n dynamic_interfaces\n}}\n{text}");
+        let l = load(&dynamic, true).unwrap();
+        let got: Vec<_> = l.diagnostics.iter().map(|x| x.message.as_str()).collect();
+        assert_eq!(
+            got,
+            [
+                "interface `vipd-nope0` does not exist on this host: the instance is in FAULT until it appears (dynamic_interfaces)",
+                "interface `vipd-nope1` (dev of 192.0.2.1) does not exist on this host: waiting for it (dynamic_interfaces)",
+            ]
+        );
     }
 
     #[test]

@@ -664,9 +664,14 @@ impl EngineLoop {
     /// Open the VRRP socket an instance needs (and join the group), if not open yet.
     /// A `use_vmac` instance sends and receives on its VMAC: the macvlan driver hands
     /// frames whose source is a local VMAC (the peers' adverts) to that VMAC only.
+    /// An instance whose interface does not exist yet (`dynamic_interfaces`) has none:
+    /// `usize::MAX`.
     fn ensure_socket(&mut self, p: &InstancePlan) -> Result<usize> {
         let family = p.family();
         let (name, index) = p.vrrp_interface();
+        if index == crate::plan::MISSING {
+            return Ok(usize::MAX);
+        }
         // `auth_type AH` speaks IP protocol 51: a socket of its own.
         let ah = p.engine.auth == vipd_vrrp::wire::Auth::Ah;
         if let Some(i) = self
@@ -731,7 +736,9 @@ impl EngineLoop {
                 self.slots.len() - 1
             }
         };
-        self.sockets[socket].instances.push(i);
+        if let Some(s) = self.sockets.get_mut(socket) {
+            s.instances.push(i);
+        }
         Ok(i)
     }
 

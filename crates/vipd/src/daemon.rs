@@ -901,7 +901,7 @@ async fn wait_for_signal(
                 let _ = reload();
             }
             Some(iface) = rebind.recv() => {
-                info!("interface `{iface}` was re-created: reloading to rebind to it");
+                info!("interface `{iface}` was re-created or appeared: reloading to use it");
                 let _ = reload();
             }
             _ = usr1.recv() => {
@@ -1238,38 +1238,44 @@ fn log_notices(
                 BfdEvent::Tracked { .. } => {}
                 BfdEvent::Error { name, error } => warn!("bfd_instance {name}: {error}"),
             },
-            Notice::Track(t) => match t {
-                TrackNotice::ObjectChanged {
-                    object,
-                    state,
-                    detail,
-                } => {
-                    info!(
-                        "track {} `{}`: {state:?} ({detail})",
-                        object.kind.as_str(),
-                        object.name
-                    )
-                }
-                TrackNotice::Verdict {
-                    instance,
-                    priority_adjustment,
-                    faults,
-                } => {
-                    let faults: Vec<String> = faults
-                        .iter()
-                        .map(|o| format!("{} `{}`", o.kind.as_str(), o.name))
-                        .collect();
-                    if faults.is_empty() {
-                        info!(instance = %instance, "{instance}: tracking adjusts priority by {priority_adjustment:+}")
-                    } else {
-                        warn!(instance = %instance, "{instance}: FAULT because of {}", faults.join(", "))
+            Notice::Track(t) => {
+                match t {
+                    TrackNotice::ObjectChanged {
+                        object,
+                        state,
+                        detail,
+                    } => {
+                        info!(
+                            "track {} `{}`: {state:?} ({detail})",
+                            object.kind.as_str(),
+                            object.name
+                        )
+                    }
+                    TrackNotice::Verdict {
+                        instance,
+                        priority_adjustment,
+                        faults,
+                    } => {
+                        let faults: Vec<String> = faults
+                            .iter()
+                            .map(|o| format!("{} `{}`", o.kind.as_str(), o.name))
+                            .collect();
+                        if faults.is_empty() {
+                            info!(instance = %instance, "{instance}: tracking adjusts priority by {priority_adjustment:+}")
+                        } else {
+                            warn!(instance = %instance, "{instance}: FAULT because of {}", faults.join(", "))
+                        }
+                    }
+                    TrackNotice::Recreated { interface, ifindex } => {
+                        info!("track interface `{interface}`: re-created (new ifindex {ifindex})");
+                        let _ = rebind.send(interface);
+                    }
+                    TrackNotice::Appeared { interface, ifindex } => {
+                        info!("interface `{interface}` appeared (ifindex {ifindex}; dynamic_interfaces)");
+                        let _ = rebind.send(interface);
                     }
                 }
-                TrackNotice::Recreated { interface, ifindex } => {
-                    info!("track interface `{interface}`: re-created (new ifindex {ifindex})");
-                    let _ = rebind.send(interface);
-                }
-            },
+            }
         }
     }
     // notify_stop scripts get a moment to finish before the process exits.

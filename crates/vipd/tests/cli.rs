@@ -73,17 +73,14 @@ fn json_output_has_diagnostics_and_summary() {
 fn inactive_keyword_is_a_named_warning_not_ignored() {
     let f = write(
         "unsup.conf",
-        &GOOD.replace(
-            "    advert_int 1\n",
-            "    advert_int 1\n    use_vmac_addr\n",
-        ),
+        &GOOD.replace("    advert_int 1\n", "    advert_int 1\n    vrf blue\n"),
     );
     // `vipd run` would refuse it: so does the check, unless told as run is told.
     let (code, _, err) = vipd(&["check-config", "-f", f.to_str().unwrap()]);
     assert_eq!(code, 1, "{err}");
     assert!(
         err.contains(":7:5: warning:")
-            && err.contains("use_vmac_addr")
+            && err.contains("`vrf`")
             && err.contains("is parsed but not active yet")
             && err.contains("`vipd run` refuses to start with the 1 feature(s)"),
         "{err}"
@@ -128,10 +125,7 @@ fn run_refuses_an_invalid_config_without_touching_anything() {
 fn run_refuses_inactive_features_unless_told() {
     let f = write(
         "inactive-run.conf",
-        &GOOD.replace(
-            "    advert_int 1\n",
-            "    advert_int 1\n    use_vmac_addr\n",
-        ),
+        &GOOD.replace("    advert_int 1\n", "    advert_int 1\n    vrf blue\n"),
     );
     let (code, _, err) = vipd(&[
         "run",
