@@ -1509,9 +1509,9 @@ mod tests {
 
     #[test]
     fn missing_interfaces_refuse_the_plan_unless_dynamic() {
-        let body = "vrrp_instance A {\n interface vipd-nope0\n virtual_router_id 1\n priority 100\n\
+        let body = "vrrp_instance A {\n interface vipd-nope0\n virtual_router_id 1\n priority 100\n use_vmac\n\
              virtual_ipaddress {\n  192.0.2.1/24\n }\n}\n\
-             vrrp_instance B {\n interface lo\n virtual_router_id 2\n priority 100\n dont_track_primary\n\
+             vrrp_instance B {\n interface lo\n virtual_router_id 2\n priority 100\n dont_track_primary\n use_vmac_addr\n\
              virtual_ipaddress {\n  192.0.2.2/24\n  192.0.2.3/24 dev vipd-nope1\n }\n\
              virtual_routes {\n  198.51.100.0/24 dev vipd-nope1\n  203.0.113.0/24 dev lo\n }\n}\n\
              static_routes {\n 198.51.100.0/25 dev vipd-nope2\n}\n";
@@ -1538,6 +1538,8 @@ mod tests {
             a.config_fault
         );
         assert!(a.addresses.is_empty() && a.announce_frames.is_empty());
+        // Its VMAC is made once the interface is there (the reload's plan has it).
+        assert_eq!(a.vmac, None);
         // Its VIPs are still what it advertises.
         assert_eq!(
             a.engine.addresses,
@@ -1549,6 +1551,7 @@ mod tests {
         let addrs: Vec<String> = b.addresses.iter().map(|a| a.addr.to_string()).collect();
         assert_eq!(addrs, ["192.0.2.2"], "the VIP on vipd-nope1 waits for it");
         assert_eq!(b.announce_frames.len(), 1);
+        assert!(b.address_vmacs.is_empty(), "no VMAC on a missing interface");
         let routes: Vec<Option<&str>> = b.routes.iter().map(|r| r.dev_name.as_deref()).collect();
         assert_eq!(routes, [Some("lo")]);
         assert!(plan.static_routes.is_empty());

@@ -346,7 +346,14 @@ impl Runtime {
         let Ok(mut promoted) = self.promoted.lock() else {
             return;
         };
-        for p in instances.iter().filter(|p| p.promote_secondaries) {
+        // An interface that does not exist yet (dynamic_interfaces) gets it at the
+        // reload that follows its appearance.
+        let present = |p: &&InstancePlan| p.iface.index != crate::plan::MISSING;
+        for p in instances
+            .iter()
+            .filter(|p| p.promote_secondaries)
+            .filter(present)
+        {
             let name = &p.iface.name;
             if promoted.contains(name) {
                 continue;

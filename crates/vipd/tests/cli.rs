@@ -307,3 +307,30 @@ fn checker_problems_are_errors_with_their_line() {
     );
     assert!(err.contains("2 error(s)"), "{err}");
 }
+
+/// A missing interface fails the check as `vipd run` would fail (keepalived 2.4.3 `-t`:
+/// "Non-existent interface specified in configuration"); `dynamic_interfaces` makes it
+/// a warning saying what happens until the interface appears.
+#[test]
+fn missing_interface_fails_unless_dynamic_interfaces() {
+    let missing = GOOD.replace("interface lo", "interface vipd-nope0");
+    let f = write("missing-if.conf", &missing);
+    let (code, _, err) = vipd(&["check-config", "-f", f.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("interface `vipd-nope0` does not exist on this host")
+            && err.contains("interface `vipd-nope0` not found"),
+        "{err}"
+    );
+    let f = write(
+        "dynamic-if.conf",
+        &format!("global_defs {{\n    dynamic_interfaces allow_if_changes\n}}\n{missing}"),
+    );
+    let (code, _, err) = vipd(&["check-config", "-f", f.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("the instance is in FAULT until it appears (dynamic_interfaces)")
+            && err.contains("configuration is valid (1 warning(s))"),
+        "{err}"
+    );
+}
