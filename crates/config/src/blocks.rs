@@ -952,6 +952,7 @@ pub(crate) fn fill_instance(
         name if name.starts_with("notify") => fill_notify(n, &mut inst.notify),
         "vmac_xmit_base" => inst.vmac_xmit_base = true,
         "use_vmac_addr" => inst.use_vmac_addr = true,
+        "vrf" => inst.vrf = Some(words_of(n)),
         "virtual_ipaddress_excluded" => inst
             .virtual_ipaddress_excluded
             .extend(list_addresses(n, names, d)),

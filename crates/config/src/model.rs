@@ -860,6 +860,9 @@ pub struct VrrpInstance {
     pub use_ipvlan: Option<UseIpvlan>,
     /// `vmac_xmit_base`: send adverts from the base interface, not the VMAC.
     pub vmac_xmit_base: bool,
+    /// `vrf VRF_IF` (unicast instances without `interface`): the VRRP socket is bound to
+    /// that VRF device, so adverts are routed and received in the VRF.
+    pub vrf: Option<String>,
     /// `use_vmac_addr`: a VMAC also on each other interface a VIP / eVIP names (`dev`),
     /// and for eVIPs of the other address family (named with `vmac_addr_prefix`).
     pub use_vmac_addr: bool,

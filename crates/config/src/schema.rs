@@ -442,6 +442,8 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     // A VMAC per other interface / family of the VIPs (vipd_linux::plan::address_vmac).
     "use_vmac_addr",
     "vmac_addr_prefix",
+    // The VRRP socket of a unicast instance without `interface` bound to the VRF device.
+    "vrf",
 ];
 
 /// Keywords whose purpose vipd's design already serves, so there is nothing to act on:

@@ -414,6 +414,19 @@ fn check_interfaces(inst: &VrrpInstance, meta: &InstanceMeta, dynamic: bool, dia
             );
         }
     }
+    if let Some(vrf) = inst.vrf.as_deref().filter(|v| !interface_exists(v)) {
+        if let Some(tok) = meta.value_tok("vrf") {
+            let until = if dynamic {
+                ": the instance is in FAULT until it appears (dynamic_interfaces)"
+            } else {
+                ""
+            };
+            diags.warning(
+                tok,
+                format!("VRF device `{vrf}` does not exist on this host{until}"),
+            );
+        }
+    }
     for (vip, tok) in inst.virtual_ipaddress.iter().zip(&meta.vip_tokens) {
         if let Some(dev) = &vip.dev {
             if !interface_exists(dev) {

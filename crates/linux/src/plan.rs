@@ -45,6 +45,12 @@ pub struct InstancePlan {
     pub notify: NotifyPlan,
     /// `use_vmac` / `use_ipvlan`: the link the VIPs live on (and adverts leave from).
     pub vmac: Option<Vmac>,
+    /// `vrf VRF_IF` (a unicast instance without `interface`): the VRF device its VRRP
+    /// socket is bound to.
+    pub vrf: Option<Interface>,
+    /// `dynamic_interfaces`: its interface (or VRF device) does not exist yet, so it has
+    /// no socket, no link and no addresses, and is in FAULT until the interface appears.
+    pub waiting: bool,
     /// `use_vmac_addr`: the VMACs of the VIPs / eVIPs on other interfaces or of the
     /// other address family, each with the indexes (into `addresses` and
     /// `announce_frames`) of the addresses it carries.
@@ -77,9 +83,12 @@ impl InstancePlan {
     }
     /// The interface VRRP packets use: the VMAC (unless `vmac_xmit_base`), else the
     /// instance's interface.
+    /// An instance without `interface` has none (`""`, 0: its socket is bound to no
+    /// device) or its `vrf` device.
     pub fn vrrp_interface(&self) -> (&str, u32) {
-        match &self.vmac {
-            Some(v) if !v.xmit_base => (&v.name, v.index),
+        match (&self.vmac, &self.vrf) {
+            (Some(v), _) if !v.xmit_base => (&v.name, v.index),
+            (_, Some(vrf)) => (&vrf.name, vrf.index),
             _ => (&self.iface.name, self.iface.index),
         }
     }
@@ -516,7 +525,7 @@ pub fn build(cfg: &Config) -> Result<Plan, PlanError> {
 /// (a failure means FAULT), so members never end up with diverging priorities.
 fn tracking(cfg: &Config, inst: &VrrpInstance) -> Result<Vec<TrackRef>> {
     let mut refs = Vec::new();
-    if !inst.dont_track_primary {
+    if !inst.dont_track_primary && !inst.interface.is_empty() {
         refs.push(TrackRef {
             object: ObjectId {
                 kind: Kind::Interface,
@@ -751,6 +760,7 @@ fn missing_interfaces(cfg: &Config) -> Vec<String> {
     let mut names: Vec<&str> = Vec::new();
     for i in &cfg.instances {
         names.push(&i.interface);
+        names.extend(i.vrf.as_deref());
         let vips = i
             .virtual_ipaddress
             .iter()
@@ -980,16 +990,19 @@ fn build_instance(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan, Pla
     // Excluded VIPs (eVIPs) come and go with the instance but are not advertised.
     // An instance whose interface does not exist yet (dynamic_interfaces) has none
     // until it appears: it is in FAULT.
-    let present = plan.iface.index != MISSING;
+    let present = !plan.waiting;
+    // Without `interface`, a VIP that names no `dev` goes on `default_interface`
+    // (keepalived: else eth0).
+    let default_dev = (plan.iface.name.is_empty())
+        .then(|| cfg.global.default_interface.as_deref().unwrap_or("eth0"));
     for v in inst
         .virtual_ipaddress
         .iter()
         .chain(&inst.virtual_ipaddress_excluded)
         .filter(|_| present)
     {
-        let on_other_dev = v
-            .dev
-            .as_deref()
+        let on_other_dev = (v.dev.as_deref())
+            .or(default_dev)
             .filter(|d| *d != plan.iface.name && *d != home.name);
         // dynamic_interfaces: an address on a missing interface waits for it.
         if on_other_dev.is_some_and(|d| awaited(cfg, d)) {
@@ -1210,8 +1223,17 @@ fn instance_plan(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
     }
     // dynamic_interfaces: an instance on an interface that does not exist yet is
     // planned without it (no socket, no addresses, no VMAC) and in FAULT.
-    let missing = awaited(cfg, &inst.interface);
-    let iface = if missing {
+    // keepalived: a unicast instance may have no `interface` (and then a `vrf`).
+    let interfaceless = inst.interface.is_empty();
+    let vrf_missing = inst.vrf.as_deref().is_some_and(|v| awaited(cfg, v));
+    let missing = (!interfaceless && awaited(cfg, &inst.interface)) || vrf_missing;
+    let vrf = match &inst.vrf {
+        Some(name) if !vrf_missing => {
+            Some(Interface::lookup(name).with_context(|| format!("`vrf {name}`"))?)
+        }
+        _ => None,
+    };
+    let iface = if missing || interfaceless {
         Interface {
             name: inst.interface.clone(),
             index: MISSING,
@@ -1372,7 +1394,7 @@ fn instance_plan(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
     let vmac = match vmac_name(cfg, inst) {
         None => None,
         // Made when the interface appears.
-        Some(_) if missing => None,
+        Some(_) if missing || interfaceless => None,
         Some(name) => {
             let mut v = vmac(inst, &iface, name, family)?;
             if strict {
@@ -1384,6 +1406,8 @@ fn instance_plan(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
     let promote_secondaries = inst.promote_secondaries && vmac.is_none();
     Ok(InstancePlan {
         vmac,
+        vrf,
+        waiting: missing,
         address_vmacs: Vec::new(),
         routes: Vec::new(),
         rules: inst.virtual_rules.iter().map(rule_spec).collect(),
@@ -1408,7 +1432,10 @@ fn instance_plan(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
         config_fault: if missing {
             Some(format!(
                 "interface `{}` does not exist (yet): waiting for it (dynamic_interfaces)",
-                inst.interface
+                match (vrf_missing, &inst.vrf) {
+                    (true, Some(v)) => v,
+                    _ => &inst.interface,
+                }
             ))
         } else {
             (inst.unicast_fault_no_peer && inst.unicast_peers.is_empty())
@@ -1555,6 +1582,43 @@ mod tests {
         let routes: Vec<Option<&str>> = b.routes.iter().map(|r| r.dev_name.as_deref()).collect();
         assert_eq!(routes, [Some("lo")]);
         assert!(plan.static_routes.is_empty());
+    }
+
+    #[test]
+    fn unicast_instance_without_interface_binds_to_its_vrf() {
+        let text = "global_defs {\n default_interface lo\n}\n\
+             vrrp_instance U {\n virtual_router_id 5\n priority 100\n\
+             unicast_src_ip 192.0.2.1\n unicast_peer {\n  192.0.2.2\n }\n\
+             virtual_ipaddress {\n  192.0.2.10/24\n }\n}\n";
+        let plan = plan_of(text).unwrap_or_else(|e| panic!("{e}"));
+        let u = &plan.instances[0];
+        // No device: the socket is bound to none; the VIP goes on default_interface.
+        assert_eq!(u.vrrp_interface(), ("", 0));
+        assert_eq!(u.engine.primary, "192.0.2.1".parse::<IpAddr>().unwrap());
+        let lo = Interface::lookup("lo").unwrap();
+        assert_eq!(u.addresses[0].ifindex, lo.index);
+        assert!(u.tracking.is_empty(), "no interface to track");
+        assert!(!u.waiting && u.config_fault.is_none());
+        // `vrf`: the socket's device; missing, it refuses the plan unless
+        // dynamic_interfaces, which keeps the instance waiting in FAULT.
+        let vrf = text.replace("unicast_src_ip", "vrf lo\n unicast_src_ip");
+        let plan = plan_of(&vrf).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(plan.instances[0].vrrp_interface(), ("lo", lo.index));
+        let missing = vrf.replace("vrf lo", "vrf vipd-nope9");
+        let e = plan_of(&missing).unwrap_err();
+        assert!(format!("{e}").contains("`vrf vipd-nope9`"), "{e}");
+        let plan = plan_of(&missing.replace(
+            " default_interface lo\n",
+            " default_interface lo\n dynamic_interfaces\n",
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let u = &plan.instances[0];
+        assert!(u.waiting && u.addresses.is_empty());
+        assert!(u
+            .config_fault
+            .as_deref()
+            .is_some_and(|f| f.contains("vipd-nope9")));
+        assert_eq!(plan.missing_interfaces, ["vipd-nope9"]);
     }
 
     #[test]

@@ -348,7 +348,7 @@ impl Runtime {
         };
         // An interface that does not exist yet (dynamic_interfaces) gets it at the
         // reload that follows its appearance.
-        let present = |p: &&InstancePlan| p.iface.index != crate::plan::MISSING;
+        let present = |p: &&InstancePlan| !p.waiting && !p.iface.name.is_empty();
         for p in instances
             .iter()
             .filter(|p| p.promote_secondaries)
@@ -676,7 +676,7 @@ impl EngineLoop {
     fn ensure_socket(&mut self, p: &InstancePlan) -> Result<usize> {
         let family = p.family();
         let (name, index) = p.vrrp_interface();
-        if index == crate::plan::MISSING {
+        if p.waiting {
             return Ok(usize::MAX);
         }
         // `auth_type AH` speaks IP protocol 51: a socket of its own.

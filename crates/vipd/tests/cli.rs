@@ -73,14 +73,14 @@ fn json_output_has_diagnostics_and_summary() {
 fn inactive_keyword_is_a_named_warning_not_ignored() {
     let f = write(
         "unsup.conf",
-        &GOOD.replace("    advert_int 1\n", "    advert_int 1\n    vrf blue\n"),
+        &format!("global_defs {{\n    enable_snmp_vrrp\n}}\n{GOOD}"),
     );
     // `vipd run` would refuse it: so does the check, unless told as run is told.
     let (code, _, err) = vipd(&["check-config", "-f", f.to_str().unwrap()]);
     assert_eq!(code, 1, "{err}");
     assert!(
-        err.contains(":7:5: warning:")
-            && err.contains("`vrf`")
+        err.contains(":2:5: warning:")
+            && err.contains("`enable_snmp_vrrp`")
             && err.contains("is parsed but not active yet")
             && err.contains("`vipd run` refuses to start with the 1 feature(s)"),
         "{err}"
@@ -125,7 +125,7 @@ fn run_refuses_an_invalid_config_without_touching_anything() {
 fn run_refuses_inactive_features_unless_told() {
     let f = write(
         "inactive-run.conf",
-        &GOOD.replace("    advert_int 1\n", "    advert_int 1\n    vrf blue\n"),
+        &format!("global_defs {{\n    enable_snmp_vrrp\n}}\n{GOOD}"),
     );
     let (code, _, err) = vipd(&[
         "run",
