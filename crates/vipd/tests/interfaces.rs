@@ -225,3 +225,52 @@ fn use_vmac_addr_makes_keepalived_243s_links() {
         "the VMACs vipd created are gone at stop"
     );
 }
+
+/// keepalived 2.4.3: a unicast instance may omit `interface` (given `unicast_src_ip`);
+/// its socket is bound to no device and its VIP goes on the `dev` it names.
+#[test]
+fn unicast_instances_without_interface_elect_and_fail_over() {
+    without_interface(false, "noif");
+}
+
+/// The same with keepalived 2.4.3 as the master.
+#[test]
+fn keepalived243_master_vipd_backup_without_interface() {
+    if Version::V2_4_3.require().is_none() {
+        return;
+    }
+    without_interface(true, "noifka");
+}
+
+fn without_interface(keepalived_master: bool, tag: &str) {
+    let Some(mut c) = Cluster::new(2, tag) else {
+        return;
+    };
+    let vip = ip("192.0.2.100");
+    let config = |i: usize, priority: u8| {
+        format!(
+            "global_defs {{\n    router_id r{i}\n    vrrp_garp_master_delay 0\n}}\n\
+             vrrp_instance U {{\n    state BACKUP\n    virtual_router_id 51\n    \
+             priority {priority}\n    advert_int 0.1\n    version 3\n    unicast_src_ip {}\n    \
+             unicast_peer {{\n        {}\n    }}\n    virtual_ipaddress {{\n        \
+             192.0.2.100/24 dev eth0\n    }}\n}}\n",
+            c.lan.router_addr_v4(i),
+            c.lan.router_addr_v4(3 - i)
+        )
+    };
+    let (c1, c2) = (config(1, 200), config(2, 100));
+    c.start_vipd(2, &c2);
+    if keepalived_master {
+        c.start_keepalived_version(1, &c1, Version::V2_4_3);
+    } else {
+        c.start_vipd(1, &c1);
+    }
+    c.wait_holders(vip, &[1], Duration::from_secs(3));
+    c.assert_stable(vip, &[1], Duration::from_millis(500));
+    let st = c.instance(2);
+    assert_eq!(st["state"], "BACKUP", "{st}\n{}", c.logs());
+    assert!(st["adverts_received"].as_u64().unwrap() >= 3, "{st}");
+    let stopped = c.stop(1).and_then(|s| s.code());
+    assert!(keepalived_master || stopped == Some(0), "{stopped:?}");
+    c.wait_holders(vip, &[2], Duration::from_secs(1));
+}
