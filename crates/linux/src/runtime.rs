@@ -802,8 +802,12 @@ impl EngineLoop {
             let name = p.name.clone();
             match live.get(&name).copied() {
                 Some(i) if self.slots[i].plan == p => report.unchanged.push(name),
+                // An instance that waited for its interface or VRF device
+                // (dynamic_interfaces) has no socket yet: it restarts.
                 Some(i)
                     if self.slots[i].plan.iface == p.iface
+                        && self.slots[i].plan.vrrp_interface() == p.vrrp_interface()
+                        && self.slots[i].plan.waiting == p.waiting
                         && self.slots[i].plan.addresses == p.addresses
                         && self.slots[i].inst.reconfigure(p.engine.clone()).is_ok() =>
                 {
