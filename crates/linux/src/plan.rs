@@ -244,9 +244,8 @@ fn bfd_plan(cfg: &Config) -> Result<BfdPlan, PlanError> {
 /// No Linux interface has index 0.
 pub const UNBOUND: u32 = 0;
 
-/// The index of an instance's interface that does not exist yet (`dynamic_interfaces`):
-/// the instance has no socket and stays in FAULT until the interface appears and the
-/// daemon reloads.
+/// The index of an instance's interface that does not exist yet (`dynamic_interfaces`,
+/// see [`InstancePlan::waiting`]), and of the none of an instance without `interface`.
 pub const MISSING: u32 = 0;
 
 /// The link a `use_vmac` or `use_ipvlan` instance's VIPs live on. `use_vmac`: a

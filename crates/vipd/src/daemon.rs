@@ -1238,44 +1238,43 @@ fn log_notices(
                 BfdEvent::Tracked { .. } => {}
                 BfdEvent::Error { name, error } => warn!("bfd_instance {name}: {error}"),
             },
-            Notice::Track(t) => {
-                match t {
-                    TrackNotice::ObjectChanged {
-                        object,
-                        state,
-                        detail,
-                    } => {
-                        info!(
-                            "track {} `{}`: {state:?} ({detail})",
-                            object.kind.as_str(),
-                            object.name
-                        )
-                    }
-                    TrackNotice::Verdict {
-                        instance,
-                        priority_adjustment,
-                        faults,
-                    } => {
-                        let faults: Vec<String> = faults
-                            .iter()
-                            .map(|o| format!("{} `{}`", o.kind.as_str(), o.name))
-                            .collect();
-                        if faults.is_empty() {
-                            info!(instance = %instance, "{instance}: tracking adjusts priority by {priority_adjustment:+}")
-                        } else {
-                            warn!(instance = %instance, "{instance}: FAULT because of {}", faults.join(", "))
-                        }
-                    }
-                    TrackNotice::Recreated { interface, ifindex } => {
-                        info!("track interface `{interface}`: re-created (new ifindex {ifindex})");
-                        let _ = rebind.send(interface);
-                    }
-                    TrackNotice::Appeared { interface, ifindex } => {
-                        info!("interface `{interface}` appeared (ifindex {ifindex}; dynamic_interfaces)");
-                        let _ = rebind.send(interface);
+            Notice::Track(t) => match t {
+                TrackNotice::ObjectChanged {
+                    object,
+                    state,
+                    detail,
+                } => {
+                    info!(
+                        "track {} `{}`: {state:?} ({detail})",
+                        object.kind.as_str(),
+                        object.name
+                    )
+                }
+                TrackNotice::Verdict {
+                    instance,
+                    priority_adjustment,
+                    faults,
+                } => {
+                    let faults: Vec<String> = faults
+                        .iter()
+                        .map(|o| format!("{} `{}`", o.kind.as_str(), o.name))
+                        .collect();
+                    if faults.is_empty() {
+                        info!(instance = %instance, "{instance}: tracking adjusts priority by {priority_adjustment:+}")
+                    } else {
+                        warn!(instance = %instance, "{instance}: FAULT because of {}", faults.join(", "))
                     }
                 }
-            }
+                TrackNotice::Recreated { interface, ifindex } => {
+                    info!("track interface `{interface}`: re-created (new ifindex {ifindex})");
+                    let _ = rebind.send(interface);
+                }
+                // dynamic_interfaces.
+                TrackNotice::Appeared { interface, ifindex } => {
+                    info!("interface `{interface}` appeared (ifindex {ifindex})");
+                    let _ = rebind.send(interface);
+                }
+            },
         }
     }
     // notify_stop scripts get a moment to finish before the process exits.
