@@ -393,6 +393,9 @@ pub(crate) fn address_entry(
                     d.error(t, format!("`{opt}` needs a value"));
                     return out;
                 }
+                if opt == "use_vmac" {
+                    out.last_mut().expect("checked non-empty").use_vmac = true;
+                }
                 if let (true, Some(v)) = (*takes, value) {
                     let last = out.last_mut().expect("checked non-empty");
                     match opt {
@@ -415,6 +418,7 @@ pub(crate) fn address_entry(
                 dev: None,
                 scope: None,
                 label: None,
+                use_vmac: false,
                 span: t.span.clone(),
             }),
             Err(e) => {

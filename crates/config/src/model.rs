@@ -742,6 +742,8 @@ pub struct VirtualAddress {
     /// `None` = global.
     pub scope: Option<u8>,
     pub label: Option<String>,
+    /// The address's own `use_vmac` option: a VMAC for it (see `use_vmac_addr`).
+    pub use_vmac: bool,
     pub span: Span,
 }
 

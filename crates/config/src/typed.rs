@@ -1163,6 +1163,11 @@ impl Mapper<'_> {
                     i += 2;
                     continue;
                 }
+                if opt == "use_vmac" {
+                    inst.virtual_ipaddress[idx].use_vmac = true;
+                    i += 1;
+                    continue;
+                }
                 if VIP_OPTION_UNSUPPORTED.contains(&opt) {
                     self.diags
                         .inactive(w, &format!("virtual_ipaddress option `{opt}`"));
@@ -1181,6 +1186,7 @@ impl Mapper<'_> {
                         dev: None,
                         scope: None,
                         label: None,
+                        use_vmac: false,
                         span: w.span.clone(),
                     });
                     meta.vip_tokens.push(w.clone());
@@ -1188,7 +1194,8 @@ impl Mapper<'_> {
                 }
                 Err(e) if current.is_some() && !looks_like_address(opt) => {
                     let msg = format!("unknown virtual_ipaddress option `{opt}`");
-                    let all = VIP_OPTIONS.iter().chain(VIP_OPTION_UNSUPPORTED).copied();
+                    let all = (VIP_OPTIONS.iter().chain(VIP_OPTION_UNSUPPORTED).copied())
+                        .chain(["use_vmac"]);
                     match suggest(opt, all) {
                         Some(s) => self
                             .diags
@@ -1856,6 +1863,7 @@ vrrp_instance VI_1 {
                 dev: Some("eth1".into()),
                 scope: Some(253),
                 label: Some("eth1:1".into()),
+                use_vmac: false,
                 span: Span {
                     file: "/etc/keepalived/keepalived.conf".into(),
                     line: 10,

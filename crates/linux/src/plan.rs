@@ -1008,8 +1008,17 @@ fn build_instance(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan, Pla
             continue;
         }
         let other_family = v.addr.is_ipv6() != (plan.family() == Family::V6);
+        // keepalived: `use_vmac_addr` for addresses away from the instance's interface or
+        // family; an address's own `use_vmac` also on the instance's interface when the
+        // instance has no VMAC of its own.
+        let away = on_other_dev.is_some() || other_family;
+        let own_vmac = plan
+            .vmac
+            .as_ref()
+            .is_some_and(|l| l.kind == LinkKind::Macvlan);
+        let needs_vmac = (inst.use_vmac_addr && away) || (v.use_vmac && (away || !own_vmac));
         let k = plan.addresses.len();
-        let (spec, frame) = if inst.use_vmac_addr && (on_other_dev.is_some() || other_family) {
+        let (spec, frame) = if needs_vmac {
             let base = match on_other_dev {
                 Some(d) => Interface::lookup(d).map_err(at(&v.span))?,
                 None => plan.iface.clone(),
@@ -1695,6 +1704,25 @@ mod tests {
         assert_eq!(
             (v.name.as_str(), v.mac),
             ("vp6.51", [2, 0, 0x5e, 0x10, 0, 51])
+        );
+    }
+
+    #[test]
+    fn address_use_vmac_gets_a_vmac_where_the_instance_has_none() {
+        let text = "vrrp_instance A {\n interface lo\n virtual_router_id 51\n priority 100\n\
+             virtual_ipaddress {\n  192.0.2.1/24 use_vmac\n  192.0.2.2/24\n }\n}\n";
+        let plan = plan_of(text).unwrap_or_else(|e| panic!("{e}"));
+        let a = &plan.instances[0];
+        assert_eq!(a.vmac, None);
+        let (v, ks) = &a.address_vmacs[0];
+        assert_eq!(
+            (v.name.as_str(), v.base.name.as_str(), v.mac, ks.as_slice()),
+            ("vrrp.51", "lo", [0, 0, 0x5e, 0, 1, 51], [0].as_slice())
+        );
+        assert_eq!(a.address_vmacs.len(), 1, "192.0.2.2 stays on lo");
+        assert_eq!(
+            a.addresses[1].ifindex,
+            Interface::lookup("lo").unwrap().index
         );
     }
 

@@ -107,6 +107,41 @@ fn stacked_links(ns: &Netns) -> Vec<String> {
     v
 }
 
+/// Whether router 1 has each address on its link.
+fn all_on(c: &Cluster, wanted: &[(&str, &str)]) -> bool {
+    wanted
+        .iter()
+        .all(|(dev, a)| has_address(c.lan.router(1), dev, ip(a)))
+}
+
+/// The links keepalived 2.4.3 makes on router 1 for `config` (once it has put the
+/// `wanted` addresses on them); it is stopped again and they are gone.
+fn keepalived_links(
+    c: &mut Cluster,
+    config: &str,
+    wanted: &[(&str, &str)],
+    timeout: Duration,
+) -> Vec<String> {
+    c.start_keepalived_version(1, config, Version::V2_4_3);
+    assert!(
+        wait_for(timeout, Duration::from_millis(50), || all_on(c, wanted)),
+        "keepalived 2.4.3: {:?}\n{}",
+        c.lan.router(1).ip(["-br", "addr"]),
+        c.log(1)
+    );
+    let links = stacked_links(c.lan.router(1));
+    let log = c.log(1);
+    c.stop(1);
+    assert!(
+        wait_for(Duration::from_secs(5), Duration::from_millis(50), || {
+            stacked_links(c.lan.router(1)).is_empty()
+        }),
+        "{:?}\n{log}",
+        stacked_links(c.lan.router(1))
+    );
+    links
+}
+
 const VMAC_ADDR_VIPS: [(&str, &str); 5] = [
     ("vrrp.51", "192.0.2.100"),
     ("vx.51", "198.51.100.10"),
@@ -136,30 +171,9 @@ fn use_vmac_addr_makes_keepalived_243s_links() {
         "    router_id test\n    vmac_addr_prefix vx\n",
     );
     add_veth(c.lan.router(1), "ex1");
-    let all_there = |c: &Cluster| {
-        VMAC_ADDR_VIPS
-            .iter()
-            .all(|(dev, a)| has_address(c.lan.router(1), dev, ip(a)))
-    };
+    let all_there = |c: &Cluster| all_on(c, &VMAC_ADDR_VIPS);
     let timeout = spec.takeover_timeout() * 2;
-
-    c.start_keepalived_version(1, &config, Version::V2_4_3);
-    assert!(
-        wait_for(timeout, Duration::from_millis(50), || all_there(&c)),
-        "keepalived 2.4.3: {:?}\n{}",
-        c.lan.router(1).ip(["-br", "addr"]),
-        c.log(1)
-    );
-    let keepalived = stacked_links(c.lan.router(1));
-    let ka_log = c.log(1);
-    c.stop(1);
-    assert!(
-        wait_for(Duration::from_secs(5), Duration::from_millis(50), || {
-            stacked_links(c.lan.router(1)).is_empty()
-        }),
-        "{:?}\n{ka_log}",
-        stacked_links(c.lan.router(1))
-    );
+    let keepalived = keepalived_links(&mut c, &config, &VMAC_ADDR_VIPS, timeout);
 
     let capture = vipd_netns::Capture::start(c.lan.router(1), "ex1p").unwrap();
     c.start_vipd(1, &config);
@@ -273,4 +287,49 @@ fn without_interface(keepalived_master: bool, tag: &str) {
     let stopped = c.stop(1).and_then(|s| s.code());
     assert!(keepalived_master || stopped == Some(0), "{stopped:?}");
     c.wait_holders(vip, &[2], Duration::from_secs(1));
+}
+
+/// An address's own `use_vmac` (keepalived 2.4.3): a VMAC for it, on the instance's
+/// interface too when the instance has no VMAC, named as keepalived names them.
+#[test]
+fn address_use_vmac_makes_keepalived_243s_links() {
+    if Version::V2_4_3.require().is_none() {
+        return;
+    }
+    let spec = Spec::v3().with(
+        "virtual_ipaddress_excluded {\n        198.51.100.10/24 dev ex1 use_vmac\n        203.0.113.10/24 dev ex1\n    }",
+    );
+    let Some(mut c) = Cluster::new(1, "vipvmac") else {
+        return;
+    };
+    let config = spec.config(200).replace(
+        "        192.0.2.100/24\n",
+        "        192.0.2.100/24 use_vmac\n",
+    );
+    add_veth(c.lan.router(1), "ex1");
+    let wanted = [
+        ("vrrp.51", "192.0.2.100"),
+        ("vrrp1.51", "198.51.100.10"),
+        ("ex1", "203.0.113.10"),
+    ];
+    let timeout = spec.takeover_timeout() * 2;
+    let keepalived = keepalived_links(&mut c, &config, &wanted, timeout);
+    c.start_vipd(1, &config);
+    assert!(
+        wait_for(timeout, Duration::from_millis(20), || all_on(&c, &wanted)),
+        "vipd: {:?}\n{}",
+        c.lan.router(1).ip(["-br", "addr"]),
+        c.log(1)
+    );
+    let vipd = stacked_links(c.lan.router(1));
+    assert_eq!(vipd, keepalived);
+    assert_eq!(
+        vipd,
+        [
+            "vrrp.51@eth0 00:00:5e:00:01:33",
+            "vrrp1.51@ex1 00:00:5e:00:01:33"
+        ]
+    );
+    assert_eq!(c.stop(1).and_then(|s| s.code()), Some(0));
+    assert!(stacked_links(c.lan.router(1)).is_empty());
 }
