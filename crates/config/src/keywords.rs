@@ -3,7 +3,6 @@
 
 /// Options after the address in a `virtual_ipaddress` entry that vipd does not implement.
 pub const VIP_OPTION_UNSUPPORTED: &[&str] = &[
-    "use_vmac",
     "peer",
     "home",
     "-nodad",
