@@ -179,6 +179,20 @@ pub(crate) fn check_args(n: &Node, spec: A, d: &mut Diags) -> bool {
                 false
             }
         },
+        A::Options(choices) => {
+            let bad: Vec<_> = args
+                .iter()
+                .filter(|a| !choices.contains(&a.text.as_str()))
+                .collect();
+            for a in &bad {
+                d.error_help(
+                    a,
+                    format!("unknown `{name}` option `{}`", a.text),
+                    format!("expected {}", choices.join("|")),
+                );
+            }
+            bad.is_empty()
+        }
         A::Millis(lo, hi) => need_one(d).is_some_and(|a| match parse_millis(&a.text) {
             Some(v) if (lo * 1000..=hi * 1000).contains(&v) => true,
             _ => {
@@ -546,7 +560,7 @@ pub(crate) fn address_entry(
                     }
                 }
                 if opt == "use_vmac" {
-                    d.inactive(t, "virtual_ipaddress_excluded option `use_vmac`");
+                    last.use_vmac = true;
                 }
                 i += if *takes { 2 } else { 1 };
                 continue;
@@ -1095,6 +1109,8 @@ pub(crate) fn fill_instance(
         }
         name if name.starts_with("notify") => fill_notify(n, &mut inst.notify),
         "vmac_xmit_base" => inst.vmac_xmit_base = true,
+        "use_vmac_addr" => inst.use_vmac_addr = true,
+        "vrf" => inst.vrf = Some(words_of(n)),
         "virtual_ipaddress_excluded" => inst
             .virtual_ipaddress_excluded
             .extend(list_addresses(n, false, names, d)),
@@ -1213,6 +1229,13 @@ pub(crate) fn fill_global(n: &Node, g: &mut GlobalDefs) {
         }
         "fifo_write_vrrp_states_on_reload" => g.fifo_write_vrrp_states_on_reload = true,
         "disable_local_igmp" => g.disable_local_igmp = true,
+        "dynamic_interfaces" => {
+            g.dynamic_interfaces = true;
+            g.allow_if_changes |= n.args.iter().any(|a| a.text == "allow_if_changes");
+        }
+        "vmac_addr_prefix" => {
+            g.vmac_addr_prefix.get_or_insert_with(|| words_of(n));
+        }
         "rs_init_notifies" => g.rs_init_notifies = true,
         "reload_time_file" => g.reload_time_file = Some(words_of(n)),
         "reload_repeat" => g.reload_repeat = true,

@@ -1,8 +1,5 @@
-//! `virtual_ipaddress` options vipd does not act on yet, and "did you mean" suggestions.
+//! "Did you mean" suggestions.
 //! The keyword tables of every block are in `schema`.
-
-/// Options after the address in a `virtual_ipaddress` entry that vipd does not implement.
-pub const VIP_OPTION_UNSUPPORTED: &[&str] = &["use_vmac"];
 
 /// Edit distance over chars where swapping two adjacent chars counts as one edit
 /// (optimal string alignment), the commonest typo (`lable` for `label`).

@@ -608,6 +608,15 @@ pub struct GlobalDefs {
     pub disable_local_igmp: bool,
     /// `vmac_prefix`: the prefix of VMAC / ipvlan names vipd makes up (`PREFIX.VRID`).
     pub vmac_prefix: Option<String>,
+    /// `vmac_addr_prefix`: the prefix of `use_vmac_addr`'s VMAC names (default
+    /// `vmac_prefix`).
+    pub vmac_addr_prefix: Option<String>,
+    /// `dynamic_interfaces`: interfaces may be missing at start-up (their instances are
+    /// in FAULT, their addresses and routes wait until they appear).
+    pub dynamic_interfaces: bool,
+    /// `dynamic_interfaces allow_if_changes` (vipd re-reads a re-created interface
+    /// whatever its type, with or without it).
+    pub allow_if_changes: bool,
     /// `fifo_write_vrrp_states_on_reload`: the unchanged states on the FIFOs after a reload.
     pub fifo_write_vrrp_states_on_reload: bool,
     /// `vrrp_notify_priority_changes`: the instances' default `notify_priority_changes`.
@@ -819,6 +828,8 @@ pub struct VirtualAddress {
     /// `preferred_lft N|forever` (IPv6; [`VirtualAddress::FOREVER`] for `forever`);
     /// `None`: keepalived's default, 0 (deprecated) for a /128, else forever.
     pub preferred_lft: Option<u32>,
+    /// The address's own `use_vmac` option: a VMAC for it (see `use_vmac_addr`).
+    pub use_vmac: bool,
     pub span: Span,
 }
 
@@ -849,6 +860,7 @@ impl VirtualAddress {
             flags: 0,
             dad: false,
             preferred_lft: None,
+            use_vmac: false,
             span,
         }
     }
@@ -988,6 +1000,12 @@ pub struct VrrpInstance {
     pub use_ipvlan: Option<UseIpvlan>,
     /// `vmac_xmit_base`: send adverts from the base interface, not the VMAC.
     pub vmac_xmit_base: bool,
+    /// `vrf VRF_IF` (unicast instances without `interface`): the VRRP socket is bound to
+    /// that VRF device, so adverts are routed and received in the VRF.
+    pub vrf: Option<String>,
+    /// `use_vmac_addr`: a VMAC also on each other interface a VIP / eVIP names (`dev`),
+    /// and for eVIPs of the other address family (named with `vmac_addr_prefix`).
+    pub use_vmac_addr: bool,
     pub virtual_ipaddress_excluded: Vec<VirtualAddress>,
     /// `virtual_routes`: installed while MASTER.
     pub virtual_routes: Vec<Route>,

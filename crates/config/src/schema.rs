@@ -43,6 +43,8 @@ pub(crate) enum A {
     /// Decimal milliseconds with at most 3 decimals (keepalived's BFD intervals), in the
     /// range of whole milliseconds.
     Millis(u64, u64),
+    /// Any number of words, each one of the list (`dynamic_interfaces [allow_if_changes]`).
+    Options(&'static [&'static str]),
 }
 
 /// What follows `{`.
@@ -174,7 +176,7 @@ pub(crate) const GLOBAL_INACTIVE: &[Kw] = &[
     k("dbus_no_interface_name", A::Str),
     k("default_interface", A::Str),
     k("disable_local_igmp", A::Flag),
-    k("dynamic_interfaces", A::Any),
+    k("dynamic_interfaces", A::Options(&["allow_if_changes"])),
     k("enable_dbus", A::Flag),
     k("enable_script_security", A::Flag),
     k("enable_snmp_checker", A::Flag),
@@ -448,6 +450,14 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "garp_group",
     // Instances that track the interfaces of static addresses / routes / rules.
     "track_group",
+    // Missing interfaces at start-up: FAULT / left out until they appear, then a
+    // reload (vipd_linux::plan::missing_interfaces, the tracker's Appeared notice).
+    "dynamic_interfaces",
+    // A VMAC per other interface / family of the VIPs (vipd_linux::plan::address_vmac).
+    "use_vmac_addr",
+    "vmac_addr_prefix",
+    // The VRRP socket of a unicast instance without `interface` bound to the VRF device.
+    "vrf",
 ];
 
 /// Keywords whose purpose vipd's design already serves, so there is nothing to act on:

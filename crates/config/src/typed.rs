@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::blocks;
 use crate::diagnostic::Diags;
 use crate::iproute::IprouteNames;
-use crate::keywords::{suggest, VIP_OPTION_UNSUPPORTED};
+use crate::keywords::suggest;
 use crate::lexer::Token;
 use crate::model::LVS_MAX_TIMEOUT;
 use crate::model::{
@@ -995,6 +995,8 @@ impl Mapper<'_> {
             use_vmac: None,
             use_ipvlan: None,
             vmac_xmit_base: false,
+            use_vmac_addr: false,
+            vrf: None,
             virtual_ipaddress_excluded: Vec::new(),
             virtual_routes: Vec::new(),
             virtual_rules: Vec::new(),
@@ -1160,11 +1162,31 @@ impl Mapper<'_> {
             format!("vrrp_instance `{}`", inst.name)
         };
         let at = meta.name.clone();
+        // keepalived: a unicast instance may omit `interface` (its VIPs then name their
+        // `dev`, else they go on `default_interface`), given a `unicast_src_ip`.
+        let unicast = !inst.unicast_peers.is_empty();
+        if !meta.fields.contains_key("interface") && unicast {
+            self.interfaceless(&inst, &meta, &label);
+        }
+        if let Some(vrf) = meta.fields.get("vrf") {
+            let why = if meta.fields.contains_key("interface") {
+                Some("`vrf` is for instances without `interface`")
+            } else if !unicast {
+                Some("`vrf` needs unicast peers (it is for unicast instances without `interface`)")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                self.diags
+                    .error(vrf.args.first().unwrap_or(&vrf.keyword), why);
+            }
+        }
         for (key, example) in [
             ("interface", "interface eth0"),
             ("virtual_router_id", "virtual_router_id 51"),
         ] {
-            if !meta.fields.contains_key(key) {
+            let optional = key == "interface" && unicast;
+            if !optional && !meta.fields.contains_key(key) {
                 self.diags.error_help(
                     &at,
                     format!("{label} has no `{key}`"),
@@ -1175,6 +1197,34 @@ impl Mapper<'_> {
         self.drop_duplicates(&mut inst, &mut meta);
         // No VIPs: checked in validate.rs, where the version and strict mode are known.
         Some((inst, meta))
+    }
+
+    /// What keepalived 2.4.3 requires of a unicast instance without `interface`.
+    fn interfaceless(&mut self, inst: &VrrpInstance, meta: &InstanceMeta, label: &str) {
+        for kw in ["use_vmac", "use_ipvlan"] {
+            if let Some(n) = meta.fields.get(kw) {
+                self.diags.error(
+                    &n.keyword,
+                    format!("`{kw}` needs the instance's `interface`"),
+                );
+            }
+        }
+        match inst.unicast_src_ip {
+            None => self.diags.error_help(
+                &meta.name,
+                format!("{label} has neither `interface` nor `unicast_src_ip`"),
+                "a unicast instance without `interface` sends from its `unicast_src_ip`",
+            ),
+            Some(std::net::IpAddr::V6(a)) if a.is_unicast_link_local() => {
+                if let Some(tok) = meta.value_tok("unicast_src_ip") {
+                    self.diags.error(
+                        tok,
+                        "without `interface`, `unicast_src_ip` cannot be a link-local address",
+                    );
+                }
+            }
+            Some(_) => {}
+        }
     }
 
     /// keepalived 2.4.3 ignores a repeated virtual address ("VIP duplicates a VIP ... -
@@ -1289,9 +1339,8 @@ impl Mapper<'_> {
                     i += n;
                     continue;
                 }
-                if VIP_OPTION_UNSUPPORTED.contains(&opt) {
-                    self.diags
-                        .inactive(w, &format!("virtual_ipaddress option `{opt}`"));
+                if opt == "use_vmac" {
+                    vip.use_vmac = true;
                     i += 1;
                     continue;
                 }
@@ -1862,6 +1911,88 @@ mod tests {
     }
 
     #[test]
+    fn dynamic_interfaces_and_use_vmac_addr_are_read_and_active() {
+        let text = format!(
+            "global_defs {{\n    dynamic_interfaces allow_if_changes\n    vmac_addr_prefix vx\n    vmac_addr_prefix vy\n}}\n{}",
+            instance_with("    use_vmac\n    use_vmac_addr")
+        );
+        assert_eq!(inactive(&text), Vec::<(String, u32, u32)>::new());
+        let c = config(&text);
+        assert!(c.global.dynamic_interfaces && c.global.allow_if_changes);
+        // keepalived keeps the first.
+        assert_eq!(c.global.vmac_addr_prefix.as_deref(), Some("vx"));
+        assert!(c.instances[0].use_vmac_addr);
+        let c = config(&format!(
+            "global_defs {{\n    dynamic_interfaces\n}}\n{}",
+            instance_with("")
+        ));
+        assert!(c.global.dynamic_interfaces && !c.global.allow_if_changes);
+        assert!(!c.instances[0].use_vmac_addr);
+        assert!(!config(&instance_with("")).global.dynamic_interfaces);
+        // keepalived 2.4.3: "Unknown dynamic_interfaces option 'foo'", a config error.
+        assert_eq!(
+            errors("global_defs {\n    dynamic_interfaces foo\n}\n"),
+            [(
+                "unknown `dynamic_interfaces` option `foo`".to_string(),
+                2,
+                24
+            )]
+        );
+        assert_eq!(
+            errors(&instance_with("    use_vmac_addr x")),
+            [(
+                "`use_vmac_addr` takes no arguments, found `x`".to_string(),
+                8,
+                19
+            )]
+        );
+    }
+
+    #[test]
+    fn unicast_instances_without_interface_and_vrf() {
+        let inst = |body: &str| {
+            format!(
+                "vrrp_instance U {{\n    virtual_router_id 5\n{body}\n    virtual_ipaddress {{\n        192.0.2.10/24 dev lo\n    }}\n}}\n"
+            )
+        };
+        let peers = "    unicast_peer {\n        192.0.2.2\n    }";
+        let c = config(&inst(&format!(
+            "{peers}\n    unicast_src_ip 192.0.2.1\n    vrf blue"
+        )));
+        assert_eq!(c.instances[0].interface, "");
+        assert_eq!(c.instances[0].vrf.as_deref(), Some("blue"));
+        let msgs = |text: &str| -> Vec<String> { errors(text).into_iter().map(|e| e.0).collect() };
+        // keepalived 2.4.3: "Unicast instances must have unicast_src_ip or interface".
+        assert_eq!(
+            msgs(&inst(peers)),
+            ["vrrp_instance `U` has neither `interface` nor `unicast_src_ip`"]
+        );
+        assert_eq!(
+            msgs(&inst(&format!("{peers}\n    unicast_src_ip fe80::1")))[0],
+            "without `interface`, `unicast_src_ip` cannot be a link-local address"
+        );
+        assert_eq!(
+            msgs(&inst(&format!(
+                "{peers}\n    unicast_src_ip 192.0.2.1\n    use_vmac"
+            ))),
+            ["`use_vmac` needs the instance's `interface`"]
+        );
+        // keepalived: "Cannot specify VRF interface and interface", "vrf can only be
+        // specified with unicast".
+        assert_eq!(
+            msgs(&inst(&format!("    interface lo\n{peers}\n    vrf blue"))),
+            ["`vrf` is for instances without `interface`"]
+        );
+        assert_eq!(
+            msgs(&inst("    vrf blue")),
+            [
+                "vrrp_instance `U` has no `interface`",
+                "`vrf` needs unicast peers (it is for unicast instances without `interface`)",
+            ]
+        );
+    }
+
+    #[test]
     fn use_vmac_options() {
         let vmac = |args: &str| {
             load(&instance_with(&format!("    use_vmac {args}")))
@@ -2033,6 +2164,7 @@ vrrp_instance VI_1 {
                 flags: 0,
                 dad: false,
                 preferred_lft: None,
+                use_vmac: false,
                 span: Span {
                     file: "/etc/keepalived/keepalived.conf".into(),
                     line: 10,
@@ -2472,12 +2604,8 @@ global_defs {
                 3,
             ),
             // vrrp_strict, notification_email, vrrp_script, track_script, notify_master,
-            // use_vmac, strict_mode, virtual_server and its smtp_alert are active.
-            (
-                "keyword `use_vmac_addr` is parsed but not active yet",
-                26,
-                5,
-            ),
+            // use_vmac, use_vmac_addr, strict_mode, virtual_server and its smtp_alert
+            // are active.
         ];
         let expected: Vec<_> = expected
             .iter()
@@ -2699,20 +2827,10 @@ global_defs {
         ));
         assert_eq!(d.help.as_deref(), Some("did you mean `label`?"));
         let got = inactive(&instance_with(
-            "    virtual_ipaddress {\n        192.0.2.13 no_track\n        192.0.2.14 peer 192.0.2.99\n        192.0.2.15 brd + use_vmac\n    }",
+            "    virtual_ipaddress {\n        192.0.2.13 no_track\n        192.0.2.14 peer 192.0.2.99\n        192.0.2.15 brd +\n    }",
         ));
         let got: Vec<_> = got.iter().map(|(m, l, c)| (m.as_str(), *l, *c)).collect();
-        assert_eq!(
-            got,
-            vec![
-                ("`brd +` is parsed but not active yet", 11, 24),
-                (
-                    "virtual_ipaddress option `use_vmac` is parsed but not active yet",
-                    11,
-                    26
-                ),
-            ]
-        );
+        assert_eq!(got, vec![("`brd +` is parsed but not active yet", 11, 24)]);
     }
 
     /// keepalived 2.4.3's `alloc_ipaddress` options, the same on the three kinds of

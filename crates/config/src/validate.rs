@@ -65,6 +65,9 @@ pub(crate) fn validate(
             ));
         }
     }
+    for inst in &config.instances {
+        address_vmacs(inst, diags);
+    }
     for (inst, meta) in config.instances.iter().zip(metas) {
         if !inst.name.is_empty() {
             if let Some(first) = names.get(inst.name.as_str()) {
@@ -174,7 +177,7 @@ pub(crate) fn validate(
         }
 
         if opts.check_interfaces {
-            check_interfaces(inst, meta, diags);
+            check_interfaces(inst, meta, config.global.dynamic_interfaces, diags);
         }
     }
 }
@@ -390,12 +393,70 @@ fn check_version(
     }
 }
 
-fn check_interfaces(inst: &VrrpInstance, meta: &InstanceMeta, diags: &mut Diags) {
+/// An address's own `use_vmac` where keepalived 2.4.3 reports a configuration error:
+/// with the instance's `use_vmac` it already lives on that VMAC ("use_vmac specified for
+/// VIP/eVIP ... and vrrp instance"), and on another interface or of the other family
+/// `use_vmac_addr` already gives it one ("use_vmac_addr specified and use_vmac
+/// specified for VIP/eVIP").
+fn address_vmacs(inst: &VrrpInstance, diags: &mut Diags) {
+    let is_v6 = inst.is_ipv6();
+    let vips = inst
+        .virtual_ipaddress
+        .iter()
+        .chain(&inst.virtual_ipaddress_excluded);
+    for v in vips.filter(|v| v.use_vmac) {
+        let on_own = v.dev.as_deref().is_none_or(|d| d == inst.interface);
+        let same_family = v.addr.is_ipv6() == is_v6;
+        let why = if on_own && same_family && inst.use_vmac.is_some() {
+            "the instance's `use_vmac` already puts it on the instance's VMAC"
+        } else if !(on_own && same_family) && inst.use_vmac_addr {
+            "the instance's `use_vmac_addr` already gives it a VMAC"
+        } else {
+            continue;
+        };
+        diags.push(crate::diagnostic::Diagnostic::new(
+            crate::diagnostic::Severity::Error,
+            format!("{}: `use_vmac`: {why}", v.addr),
+            v.span.clone(),
+            v.addr.to_string().len() as u32,
+        ));
+    }
+}
+
+/// A missing interface: `vipd run` refuses it (so does keepalived), unless
+/// `dynamic_interfaces` says it may appear later.
+fn check_interfaces(inst: &VrrpInstance, meta: &InstanceMeta, dynamic: bool, diags: &mut Diags) {
+    let wait = if dynamic {
+        ": waiting for it (dynamic_interfaces)"
+    } else {
+        ""
+    };
     if !inst.interface.is_empty() && !interface_exists(&inst.interface) {
         if let Some(tok) = meta.value_tok("interface") {
+            let until = if dynamic {
+                ": the instance is in FAULT until it appears (dynamic_interfaces)"
+            } else {
+                ""
+            };
             diags.warning(
                 tok,
-                format!("interface `{}` does not exist on this host", inst.interface),
+                format!(
+                    "interface `{}` does not exist on this host{until}",
+                    inst.interface
+                ),
+            );
+        }
+    }
+    if let Some(vrf) = inst.vrf.as_deref().filter(|v| !interface_exists(v)) {
+        if let Some(tok) = meta.value_tok("vrf") {
+            let until = if dynamic {
+                ": the instance is in FAULT until it appears (dynamic_interfaces)"
+            } else {
+                ""
+            };
+            diags.warning(
+                tok,
+                format!("VRF device `{vrf}` does not exist on this host{until}"),
             );
         }
     }
@@ -405,7 +466,7 @@ fn check_interfaces(inst: &VrrpInstance, meta: &InstanceMeta, diags: &mut Diags)
                 diags.warning(
                     tok,
                     format!(
-                        "interface `{dev}` (dev of {}) does not exist on this host",
+                        "interface `{dev}` (dev of {}) does not exist on this host{wait}",
                         vip.addr
                     ),
                 );
@@ -681,6 +742,51 @@ mod tests {
             ]
         );
         assert!(load(text, false).unwrap().diagnostics.is_empty());
+        // dynamic_interfaces: the same warnings say what happens meanwhile.
+        let dynamic = format!("global_defs {{\n dynamic_interfaces\n}}\n{text}");
+        let l = load(&dynamic, true).unwrap();
+        let got: Vec<_> = l.diagnostics.iter().map(|x| x.message.as_str()).collect();
+        assert_eq!(
+            got,
+            [
+                "interface `vipd-nope0` does not exist on this host: the instance is in FAULT until it appears (dynamic_interfaces)",
+                "interface `vipd-nope1` (dev of 192.0.2.1) does not exist on this host: waiting for it (dynamic_interfaces)",
+            ]
+        );
+    }
+
+    #[test]
+    fn address_use_vmac_and_its_conflicts() {
+        let text = |inst_line: &str, vip_opts: &str| {
+            inst(
+                "V",
+                &format!(
+                    " virtual_router_id 1\n{inst_line}\n virtual_ipaddress {{\n  192.0.2.1/24 {vip_opts}\n }}\n virtual_ipaddress_excluded {{\n  198.51.100.1/24 dev eth1 use_vmac\n }}"
+                ),
+            )
+        };
+        let l = load(&text("", "use_vmac"), false).unwrap();
+        let i = &l.config.instances[0];
+        assert!(i.virtual_ipaddress[0].use_vmac && i.virtual_ipaddress_excluded[0].use_vmac);
+        assert!(l.diagnostics.is_empty(), "{:?}", l.diagnostics);
+        assert!(
+            !load(&text("", ""), false).unwrap().config.instances[0].virtual_ipaddress[0].use_vmac
+        );
+        // keepalived 2.4.3: "use_vmac specified for VIP/eVIP ... and vrrp instance",
+        // "use_vmac_addr specified and use_vmac specified for VIP/eVIP ...".
+        assert_eq!(
+            diags(&text(" use_vmac", "use_vmac")),
+            vec![d(E, "192.0.2.1: `use_vmac`: the instance's `use_vmac` already puts it on the instance's VMAC", 6, 3)]
+        );
+        assert_eq!(
+            diags(&text(" use_vmac_addr", "")),
+            vec![d(
+                E,
+                "198.51.100.1: `use_vmac`: the instance's `use_vmac_addr` already gives it a VMAC",
+                9,
+                3
+            )]
+        );
     }
 
     #[test]

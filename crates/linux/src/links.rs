@@ -44,20 +44,31 @@ pub fn bind(plan: &mut Plan) -> Result<Links> {
     let mut links = Links::default();
     let mut bound: Vec<(String, u32)> = Vec::new();
     for inst in &mut plan.instances {
-        let Some(v) = &mut inst.vmac else { continue };
-        match ensure(v) {
+        let name = inst.name.clone();
+        let mut step = |v: &mut Vmac, what: &str| match ensure(v) {
             Ok(()) => {
                 if v.created {
                     links.created.push(v.index);
                 }
                 bound.push((v.name.clone(), v.index));
-                bind_instance(inst);
+                Ok(())
             }
-            Err(e) => {
-                links.undo();
-                return Err(e.context(format!("vrrp_instance {}: use_vmac", inst.name)));
+            Err(e) => Err(e.context(format!("vrrp_instance {name}: {what}"))),
+        };
+        let mut result = Ok(());
+        if let Some(v) = &mut inst.vmac {
+            result = step(v, "use_vmac");
+        }
+        for (v, _) in &mut inst.address_vmacs {
+            if result.is_ok() {
+                result = step(v, "use_vmac_addr");
             }
         }
+        if let Err(e) = result {
+            links.undo();
+            return Err(e);
+        }
+        bind_instance(inst);
     }
     // Routes may name a VMAC (`dev vrrp.51`), also another instance's or a static one.
     let index_of = |name: &str| bound.iter().find(|(n, _)| n == name).map(|(_, i)| *i);
@@ -74,8 +85,24 @@ pub fn bind(plan: &mut Plan) -> Result<Links> {
     Ok(links)
 }
 
-/// The instance's addresses and announcement frames that live on its VMAC.
+/// The instance's addresses and announcement frames that live on its VMACs.
 fn bind_instance(inst: &mut InstancePlan) {
+    // `use_vmac_addr` first: the rest of UNBOUND is the instance's own VMAC.
+    for (v, ks) in &inst.address_vmacs {
+        for &k in ks {
+            inst.addresses[k].ifindex = v.index;
+            let frame = &mut inst.announce_frames[k];
+            if let Some((_, extra)) = &mut inst.extra_garp {
+                for f in extra
+                    .iter_mut()
+                    .filter(|f| f.0 == UNBOUND && f.1 == frame.1)
+                {
+                    f.0 = v.index;
+                }
+            }
+            frame.0 = v.index;
+        }
+    }
     let Some(index) = inst.vmac.as_ref().map(|v| v.index) else {
         return;
     };

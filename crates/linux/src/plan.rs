@@ -17,6 +17,7 @@ use crate::track::{
 };
 use anyhow::{anyhow, bail, Context, Result};
 use std::net::{IpAddr, Ipv6Addr};
+use std::path::Path;
 use std::time::Duration;
 use vipd_config::model::{self, Config, GarpSettings, Span, VrrpInstance};
 use vipd_exec::scripts::{check_security, run_as, split_words, Script};
@@ -45,6 +46,16 @@ pub struct InstancePlan {
     pub notify: NotifyPlan,
     /// `use_vmac` / `use_ipvlan`: the link the VIPs live on (and adverts leave from).
     pub vmac: Option<Vmac>,
+    /// `vrf VRF_IF` (a unicast instance without `interface`): the VRF device its VRRP
+    /// socket is bound to.
+    pub vrf: Option<Interface>,
+    /// `dynamic_interfaces`: its interface (or VRF device) does not exist yet, so it has
+    /// no socket, no link and no addresses, and is in FAULT until the interface appears.
+    pub waiting: bool,
+    /// `use_vmac_addr`: the VMACs of the VIPs / eVIPs on other interfaces or of the
+    /// other address family, each with the indexes (into `addresses` and
+    /// `announce_frames`) of the addresses it carries.
+    pub address_vmacs: Vec<(Vmac, Vec<usize>)>,
     /// `virtual_routes` / `virtual_rules`: installed while MASTER.
     pub routes: Vec<RouteSpec>,
     pub rules: Vec<RuleSpec>,
@@ -73,9 +84,12 @@ impl InstancePlan {
     }
     /// The interface VRRP packets use: the VMAC (unless `vmac_xmit_base`), else the
     /// instance's interface.
+    /// An instance without `interface` has none (`""`, 0: its socket is bound to no
+    /// device) or its `vrf` device.
     pub fn vrrp_interface(&self) -> (&str, u32) {
-        match &self.vmac {
-            Some(v) if !v.xmit_base => (&v.name, v.index),
+        match (&self.vmac, &self.vrf) {
+            (Some(v), _) if !v.xmit_base => (&v.name, v.index),
+            (_, Some(vrf)) => (&vrf.name, vrf.index),
             _ => (&self.iface.name, self.iface.index),
         }
     }
@@ -120,6 +134,10 @@ pub struct Plan {
     pub delay_after_boot: Duration,
     /// The `bfd_instance`s, run by [`crate::bfd`].
     pub bfd: BfdPlan,
+    /// `dynamic_interfaces`: the interfaces the configuration names that do not exist
+    /// yet. What needs them is left out of this plan (an instance on one is in FAULT);
+    /// when one appears the daemon reloads, and the new plan has it.
+    pub missing_interfaces: Vec<String>,
     /// `garp_group`s: GARP / NA pacing shared by their interfaces.
     pub garp_groups: PacingPlan,
     /// The static lines re-added when something deletes them (all but `no_track`).
@@ -136,7 +154,7 @@ pub struct Restore {
 
 impl Plan {
     /// Fill [`Plan::static_restore`]: the static lines without `no_track` (the specs
-    /// are in the configuration's order).
+    /// are in the configuration's order, less the lines `build` left out).
     fn with_restore(mut self, cfg: &Config) -> Plan {
         fn kept<T: Clone>(specs: &[T], no_track: impl Iterator<Item = bool>) -> Vec<T> {
             specs
@@ -147,13 +165,21 @@ impl Plan {
                 .collect()
         }
         self.static_restore = Restore {
+            // The same lines `build` planned: those on an interface still awaited
+            // (`dynamic_interfaces`) are left out of both.
             addresses: kept(
                 &self.static_addresses,
-                cfg.static_ipaddress.iter().map(|a| a.no_track),
+                cfg.static_ipaddress
+                    .iter()
+                    .filter(|v| !awaited(cfg, static_dev(cfg, v)))
+                    .map(|a| a.no_track),
             ),
             routes: kept(
                 &self.static_routes,
-                cfg.static_routes.iter().map(|r| r.no_track),
+                cfg.static_routes
+                    .iter()
+                    .filter(|r| !r.dev.as_deref().is_some_and(|d| awaited(cfg, d)))
+                    .map(|r| r.no_track),
             ),
             rules: kept(
                 &self.static_rules,
@@ -268,6 +294,10 @@ fn bfd_plan(cfg: &Config) -> Result<BfdPlan, PlanError> {
 /// VMAC): [`crate::links`] replaces it with the real index once it has created the link.
 /// No Linux interface has index 0.
 pub const UNBOUND: u32 = 0;
+
+/// The index of an instance's interface that does not exist yet (`dynamic_interfaces`,
+/// see [`InstancePlan::waiting`]), and of the none of an instance without `interface`.
+pub const MISSING: u32 = 0;
 
 /// The link a `use_vmac` or `use_ipvlan` instance's VIPs live on. `use_vmac`: a
 /// private-mode macvlan on the instance's interface with the virtual router MAC
@@ -410,6 +440,7 @@ impl Plan {
             scripts: self.scripts.clone(),
             files: self.files.clone(),
             processes: self.processes.clone(),
+            awaited: self.missing_interfaces.clone(),
         }
     }
 }
@@ -475,6 +506,7 @@ pub fn build(cfg: &Config) -> Result<Plan, PlanError> {
         })
         .collect();
     Ok(Plan {
+        missing_interfaces: missing_interfaces(cfg),
         bfd: bfd_plan(cfg)?,
         garp_groups: garp_groups(cfg)?,
         startup_delay: cfg.global.vrrp_startup_delay.unwrap_or_default(),
@@ -490,22 +522,14 @@ pub fn build(cfg: &Config) -> Result<Plan, PlanError> {
         files,
         processes,
         fifos: fifo_plan(cfg).map_err(global)?,
-        static_routes: cfg
-            .static_routes
-            .iter()
-            .map(|r| route_spec(r, &|dev| ifindex(cfg, dev)).map_err(at(&r.span)))
-            .collect::<Result<_, _>>()?,
+        static_routes: route_specs(cfg, &cfg.static_routes)?,
         static_rules: cfg.static_rules.iter().map(rule_spec).collect(),
         static_addresses: cfg
             .static_ipaddress
             .iter()
+            .filter(|v| !awaited(cfg, static_dev(cfg, v)))
             .map(|v| {
-                // keepalived: `default_interface`, else eth0.
-                let dev = v
-                    .dev
-                    .as_deref()
-                    .or(cfg.global.default_interface.as_deref())
-                    .unwrap_or("eth0");
+                let dev = static_dev(cfg, v);
                 let spec = || -> Result<AddressSpec> {
                     let dev = Interface::lookup(dev)
                         .with_context(|| format!("static_ipaddress {}", v.addr))?;
@@ -555,7 +579,7 @@ pub fn build(cfg: &Config) -> Result<Plan, PlanError> {
 /// (a failure means FAULT), so members never end up with diverging priorities.
 fn tracking(cfg: &Config, inst: &VrrpInstance) -> Result<Vec<TrackRef>> {
     let mut refs = Vec::new();
-    if !inst.dont_track_primary {
+    if !inst.dont_track_primary && !inst.interface.is_empty() {
         refs.push(TrackRef {
             object: ObjectId {
                 kind: Kind::Interface,
@@ -816,6 +840,56 @@ fn ifindex(cfg: &Config, name: &str) -> Result<u32> {
         .map_err(|_| anyhow!("route: no interface `{name}` on this host"))
 }
 
+/// `dynamic_interfaces`: `name` is an interface that does not exist (yet) and the
+/// configuration may name it; what needs it waits until it appears (see
+/// [`Plan::missing_interfaces`]). Without `dynamic_interfaces` a missing interface is an
+/// error where it is used, as keepalived refuses such a configuration.
+fn awaited(cfg: &Config, name: &str) -> bool {
+    cfg.global.dynamic_interfaces && ifindex(cfg, name).is_err()
+}
+
+/// The interface of a `static_ipaddress` (keepalived: `default_interface`, else eth0).
+fn static_dev<'a>(cfg: &'a Config, v: &'a model::VirtualAddress) -> &'a str {
+    v.dev
+        .as_deref()
+        .or(cfg.global.default_interface.as_deref())
+        .unwrap_or("eth0")
+}
+
+/// Routes as the kernel gets them; with `dynamic_interfaces`, those through an
+/// interface that does not exist yet are left out.
+fn route_specs(cfg: &Config, routes: &[model::Route]) -> Result<Vec<RouteSpec>, PlanError> {
+    routes
+        .iter()
+        .filter(|r| !r.dev.as_deref().is_some_and(|d| awaited(cfg, d)))
+        .map(|r| route_spec(r, &|dev| ifindex(cfg, dev)).map_err(at(&r.span)))
+        .collect()
+}
+
+/// Every interface the configuration names that [`awaited`] says is missing.
+fn missing_interfaces(cfg: &Config) -> Vec<String> {
+    let mut names: Vec<&str> = Vec::new();
+    for i in &cfg.instances {
+        names.push(&i.interface);
+        names.extend(i.vrf.as_deref());
+        let vips = i
+            .virtual_ipaddress
+            .iter()
+            .chain(&i.virtual_ipaddress_excluded);
+        names.extend(vips.filter_map(|v| v.dev.as_deref()));
+        names.extend(i.virtual_routes.iter().filter_map(|r| r.dev.as_deref()));
+    }
+    names.extend(cfg.static_ipaddress.iter().map(|v| static_dev(cfg, v)));
+    names.extend(cfg.static_routes.iter().filter_map(|r| r.dev.as_deref()));
+    let mut out: Vec<String> = Vec::new();
+    for n in names {
+        if !n.is_empty() && awaited(cfg, n) && !out.iter().any(|o| o == n) {
+            out.push(n.to_string());
+        }
+    }
+    out
+}
+
 /// The name of the link a `use_vmac` / `use_ipvlan` instance runs on (keepalived's
 /// default: `PREFIX.VRID`, PREFIX `vmac_prefix` or `vrrp`).
 fn vmac_name(cfg: &Config, inst: &VrrpInstance) -> Option<String> {
@@ -834,7 +908,15 @@ fn vmac_name(cfg: &Config, inst: &VrrpInstance) -> Option<String> {
 /// `PREFIX.VRID`, the prefix shortened as keepalived does so the name fits in
 /// IFNAMSIZ (15 bytes).
 fn default_link_name(prefix: &str, vrid: u8) -> String {
-    let suffix = format!(".{vrid}");
+    numbered_link_name(prefix, None, vrid)
+}
+
+/// `PREFIXN.VRID` (`PREFIX.VRID` without N), the prefix shortened to fit in 15 bytes.
+fn numbered_link_name(prefix: &str, num: Option<u16>, vrid: u8) -> String {
+    let suffix = match num {
+        Some(n) => format!("{n}.{vrid}"),
+        None => format!(".{vrid}"),
+    };
     let room = 15 - suffix.len();
     let mut end = prefix.len().min(room);
     while !prefix.is_char_boundary(end) {
@@ -1010,32 +1092,91 @@ fn build_instance(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan, Pla
         None => plan.iface.clone(),
     };
     let link_local = plan.vmac.as_ref().and_then(|v| v.base_link_local);
+    // The names `use_vmac_addr` must not take: every instance's own link.
+    let mut taken: Vec<String> = cfg
+        .instances
+        .iter()
+        .filter_map(|i| vmac_name(cfg, i))
+        .collect();
     // Excluded VIPs (eVIPs) come and go with the instance but are not advertised.
+    // An instance whose interface does not exist yet (dynamic_interfaces) has none
+    // until it appears: it is in FAULT.
+    let present = !plan.waiting;
+    // Without `interface`, a VIP that names no `dev` goes on `default_interface`
+    // (keepalived: else eth0).
+    let default_dev = (plan.iface.name.is_empty())
+        .then(|| cfg.global.default_interface.as_deref().unwrap_or("eth0"));
     for v in inst
         .virtual_ipaddress
         .iter()
         .chain(&inst.virtual_ipaddress_excluded)
+        .filter(|_| present)
     {
-        let (spec, frame) = vip(v, &plan.iface, &home, link_local).map_err(at(&v.span))?;
+        let on_other_dev = (v.dev.as_deref())
+            .or(default_dev)
+            .filter(|d| *d != plan.iface.name && *d != home.name);
+        // dynamic_interfaces: an address on a missing interface waits for it.
+        if on_other_dev.is_some_and(|d| awaited(cfg, d)) {
+            continue;
+        }
+        let other_family = v.addr.is_ipv6() != (plan.family() == Family::V6);
+        // keepalived: `use_vmac_addr` for addresses away from the instance's interface or
+        // family; an address's own `use_vmac` also on the instance's interface when the
+        // instance has no VMAC of its own.
+        let away = on_other_dev.is_some() || other_family;
+        let own_vmac = plan
+            .vmac
+            .as_ref()
+            .is_some_and(|l| l.kind == LinkKind::Macvlan);
+        let needs_vmac = (inst.use_vmac_addr && away) || (v.use_vmac && (away || !own_vmac));
+        let k = plan.addresses.len();
+        let (spec, frame) = if needs_vmac {
+            let base = match on_other_dev {
+                Some(d) => Interface::lookup(d).map_err(at(&v.span))?,
+                None => plan.iface.clone(),
+            };
+            let family = if v.addr.is_ipv6() {
+                Family::V6
+            } else {
+                Family::V4
+            };
+            let j = address_vmac(cfg, inst, &mut plan.address_vmacs, &mut taken, base, family);
+            let link = &plan.address_vmacs[j].0;
+            let dev = Interface {
+                name: link.name.clone(),
+                index: UNBOUND,
+                mac: link.mac,
+            };
+            let ll = link.base_link_local;
+            plan.address_vmacs[j].1.push(k);
+            vip(v, &dev, ll)
+        } else {
+            let dev = match on_other_dev {
+                Some(d) => Interface::lookup(d).map_err(at(&v.span))?,
+                None => home.clone(),
+            };
+            vip(v, &dev, link_local)
+        }
+        .map_err(at(&v.span))?;
         plan.addresses.push(spec);
         plan.announce_frames.push(frame);
     }
-    for r in &inst.virtual_routes {
-        plan.routes
-            .push(route_spec(r, &|dev| ifindex(cfg, dev)).map_err(at(&r.span))?);
-    }
+    plan.routes = route_specs(cfg, &inst.virtual_routes)?;
     plan.tracking = tracking(cfg, inst).map_err(at(&inst.span))?;
-    // garp_extra_if: vipd has no per-address VMACs, so only `all` has interfaces to
-    // send on (keepalived switches it off likewise when there are none).
+    // garp_extra_if: while MASTER, announcements on the VIPs' VMACs from
+    // `use_vmac_addr` and, with `all`, also on their other interfaces (keepalived
+    // switches it off when there are none).
     if let Some(x) = inst.garp_extra_if.or(cfg.global.garp_extra_if) {
+        let on_address_vmac = |k: usize| plan.address_vmacs.iter().any(|(_, ks)| ks.contains(&k));
         let mut frames: Vec<(u32, Vec<u8>)> = Vec::new();
-        for (ifindex, frame) in &plan.announce_frames {
-            let other = *ifindex != home.index && *ifindex != UNBOUND;
-            if other && !frames.iter().any(|f| f.0 == *ifindex) {
+        for (k, (ifindex, frame)) in plan.announce_frames.iter().enumerate() {
+            let wanted =
+                on_address_vmac(k) || (x.all && *ifindex != home.index && *ifindex != UNBOUND);
+            if wanted && !frames.iter().any(|f| f.0 == *ifindex && f.0 != UNBOUND) {
                 frames.push((*ifindex, frame.clone()));
             }
         }
-        if x.all && x.interval > 0 && !frames.is_empty() {
+        if x.interval > 0 && !frames.is_empty() {
             plan.extra_garp = Some((Duration::from_secs(u64::from(x.interval)), frames));
         }
     }
@@ -1053,17 +1194,116 @@ fn address_options(v: &model::VirtualAddress) -> crate::netlink::AddressOptions 
     }
 }
 
-/// One VIP as the kernel gets it, and its announcement frame.
+/// The index of the `use_vmac_addr` VMAC for addresses of `family` on `base`, planned
+/// on first use. Its MAC is `use_vmac`'s when one is configured, else the virtual router
+/// MAC of the family. Its name, as keepalived 2.4.3 picks it: an existing macvlan on
+/// `base` with that MAC (one left by an earlier start, or this daemon's before a
+/// reload), else the first free of `PREFIX.VRID`, `PREFIX1.VRID`, `PREFIX2.VRID`, ...
+/// (IPv6: `PREFIX6.VRID` before `PREFIX1.VRID`), PREFIX `vmac_addr_prefix`, else
+/// `vmac_prefix`, else `vrrp`; a name is free when no interface and no instance's link
+/// has it.
+fn address_vmac(
+    cfg: &Config,
+    inst: &VrrpInstance,
+    vmacs: &mut Vec<(Vmac, Vec<usize>)>,
+    taken: &mut Vec<String>,
+    base: Interface,
+    family: Family,
+) -> usize {
+    let vrid = inst.virtual_router_id;
+    let mac = match inst.use_vmac.as_ref().and_then(|o| o.mac) {
+        Some(model::VmacAddress::Full(mac)) => mac,
+        Some(model::VmacAddress::UseVrid([a, b, c, d, e])) => [a, b, c, d, e, vrid],
+        None => [
+            0,
+            0,
+            0x5e,
+            0,
+            if family == Family::V6 { 2 } else { 1 },
+            vrid,
+        ],
+    };
+    if let Some(j) = vmacs
+        .iter()
+        .position(|(v, _)| v.base.index == base.index && v.mac == mac)
+    {
+        return j;
+    }
+    let name = existing_macvlan(&base.name, mac, taken).unwrap_or_else(|| {
+        let prefix = (cfg.global.vmac_addr_prefix.as_deref())
+            .or(cfg.global.vmac_prefix.as_deref())
+            .unwrap_or("vrrp");
+        address_vmac_name(prefix, vrid, family, |n| {
+            !taken.iter().any(|t| t == n) && nix::net::if_::if_nametoindex(n).is_err()
+        })
+    });
+    taken.push(name.clone());
+    vmacs.push((
+        Vmac {
+            name,
+            kind: LinkKind::Macvlan,
+            index: UNBOUND,
+            created: false,
+            // Adverts never use these links.
+            xmit_base: false,
+            mac,
+            group: inst.use_vmac.as_ref().and_then(|o| o.group),
+            base_link_local: match family {
+                Family::V6 => base.link_local_v6().ok(),
+                Family::V4 => None,
+            },
+            base,
+            family,
+        },
+        Vec::new(),
+    ));
+    vmacs.len() - 1
+}
+
+/// The first `free` name of `PREFIX.VRID`, `PREFIX1.VRID`, `PREFIX2.VRID`, ... (IPv6:
+/// `PREFIX6.VRID` comes before `PREFIX1.VRID`), as keepalived 2.4.3 names the VMACs of
+/// `use_vmac_addr`.
+fn address_vmac_name(
+    prefix: &str,
+    vrid: u8,
+    family: Family,
+    free: impl Fn(&str) -> bool,
+) -> String {
+    let nums: Box<dyn Iterator<Item = u16>> = match family {
+        Family::V6 => Box::new([6].into_iter().chain((1..).filter(|n| *n != 6))),
+        Family::V4 => Box::new(1..),
+    };
+    std::iter::once(None)
+        .chain(nums.map(Some))
+        .map(|n| numbered_link_name(prefix, n, vrid))
+        .find(|n| free(n))
+        .expect("some PREFIXN.VRID is free")
+}
+
+/// An interface stacked on `base` with MAC `mac` whose name is not `taken`.
+fn existing_macvlan(base: &str, mac: [u8; 6], taken: &[String]) -> Option<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    names.into_iter().find(|n| {
+        !taken.contains(n)
+            && Path::new(&format!("/sys/class/net/{n}/lower_{base}")).exists()
+            && std::fs::read_to_string(format!("/sys/class/net/{n}/address"))
+                .ok()
+                .and_then(|t| crate::iface::parse_mac(t.trim()))
+                == Some(mac)
+    })
+}
+
+/// One VIP on `dev` as the kernel gets it, and its announcement frame. `link_local`:
+/// the source of an IPv6 announcement from a link not created yet ([`UNBOUND`]).
 fn vip(
     v: &model::VirtualAddress,
-    iface: &Interface,
-    home: &Interface,
+    dev: &Interface,
     link_local: Option<Ipv6Addr>,
 ) -> Result<(AddressSpec, (u32, Vec<u8>))> {
-    let dev = match &v.dev {
-        Some(d) if *d != iface.name && *d != home.name => Interface::lookup(d)?,
-        _ => home.clone(),
-    };
     let brd = match v.brd {
         None => None,
         Some(IpAddr::V4(b)) => Some(b),
@@ -1082,7 +1322,7 @@ fn vip(
         Some(ll) if dev.index == UNBOUND => Some(ll),
         _ => dev.link_local_v6().ok(),
     };
-    Ok((spec, (dev.index, announce_frame(&dev, v.addr, ll))))
+    Ok((spec, (dev.index, announce_frame(dev, v.addr, ll))))
 }
 
 /// The instance without its addresses, routes and tracking (see [`build_instance`]).
@@ -1113,7 +1353,27 @@ fn instance_plan(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
     if inst.unicast_ttl == Some(0) {
         bail!("`unicast_ttl` must be 1..=255 (a TTL of 0 cannot be sent)");
     }
-    let iface = Interface::lookup(&inst.interface)?;
+    // dynamic_interfaces: an instance on an interface that does not exist yet is
+    // planned without it (no socket, no addresses, no VMAC) and in FAULT.
+    // keepalived: a unicast instance may have no `interface` (and then a `vrf`).
+    let interfaceless = inst.interface.is_empty();
+    let vrf_missing = inst.vrf.as_deref().is_some_and(|v| awaited(cfg, v));
+    let missing = (!interfaceless && awaited(cfg, &inst.interface)) || vrf_missing;
+    let vrf = match &inst.vrf {
+        Some(name) if !vrf_missing => {
+            Some(Interface::lookup(name).with_context(|| format!("`vrf {name}`"))?)
+        }
+        _ => None,
+    };
+    let iface = if missing || interfaceless {
+        Interface {
+            name: inst.interface.clone(),
+            index: MISSING,
+            mac: [0; 6],
+        }
+    } else {
+        Interface::lookup(&inst.interface)?
+    };
     let vip_addrs: Vec<IpAddr> = inst.virtual_ipaddress.iter().map(|v| v.addr).collect();
     // keepalived: an ipvlan's address is the adverts' source unless one is configured.
     let ipvlan_addr = inst
@@ -1123,10 +1383,12 @@ fn instance_plan(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
     let primary = match family {
         Family::V4 => match inst.unicast_src_ip.or(inst.mcast_src_ip).or(ipvlan_addr) {
             Some(a) => a,
+            None if missing => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
             None => IpAddr::V4(iface.primary_v4(&vip_addrs)?),
         },
         Family::V6 => match inst.unicast_src_ip.or(inst.mcast_src_ip).or(ipvlan_addr) {
             Some(a) => a,
+            None if missing => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
             None => IpAddr::V6(iface.link_local_v6()?),
         },
     };
@@ -1263,6 +1525,8 @@ fn instance_plan(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
 
     let vmac = match vmac_name(cfg, inst) {
         None => None,
+        // Made when the interface appears.
+        Some(_) if missing || interfaceless => None,
         Some(name) => {
             let mut v = vmac(inst, &iface, name, family)?;
             if strict {
@@ -1274,6 +1538,9 @@ fn instance_plan(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
     let promote_secondaries = inst.promote_secondaries && vmac.is_none();
     Ok(InstancePlan {
         vmac,
+        vrf,
+        waiting: missing,
+        address_vmacs: Vec::new(),
         routes: Vec::new(),
         rules: inst.virtual_rules.iter().map(rule_spec).collect(),
         tracking: Vec::new(),
@@ -1294,8 +1561,18 @@ fn instance_plan(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
         no_accept: !accept,
         promote_secondaries,
         extra_garp: None,
-        config_fault: (inst.unicast_fault_no_peer && inst.unicast_peers.is_empty())
-            .then(|| "unicast_fault_no_peer: no unicast_peer to send to".to_string()),
+        config_fault: if missing {
+            Some(format!(
+                "interface `{}` does not exist (yet): waiting for it (dynamic_interfaces)",
+                match (vrf_missing, &inst.vrf) {
+                    (true, Some(v)) => v,
+                    _ => &inst.interface,
+                }
+            ))
+        } else {
+            (inst.unicast_fault_no_peer && inst.unicast_peers.is_empty())
+                .then(|| "unicast_fault_no_peer: no unicast_peer to send to".to_string())
+        },
         bfd_takeover,
         unicast_ttl: inst.unicast_ttl.unwrap_or(255),
         name: inst.name.clone(),
@@ -1471,6 +1748,197 @@ mod tests {
             .collect();
         assert_eq!(restored, ["192.0.2.50".parse::<IpAddr>().unwrap()]);
         assert_eq!(plan.static_addresses.len(), 2);
+    }
+
+    fn plan_of(text: &str) -> Result<Plan, PlanError> {
+        let cfg = vipd_config::load_str(text, std::path::Path::new("/k.conf"), &OPTS)
+            .unwrap_or_else(|d| panic!("{d:#?}"))
+            .config;
+        build(&cfg)
+    }
+
+    #[test]
+    fn missing_interfaces_refuse_the_plan_unless_dynamic() {
+        let body = "vrrp_instance A {\n interface vipd-nope0\n virtual_router_id 1\n priority 100\n use_vmac\n\
+             virtual_ipaddress {\n  192.0.2.1/24\n }\n}\n\
+             vrrp_instance B {\n interface lo\n virtual_router_id 2\n priority 100\n dont_track_primary\n use_vmac_addr\n\
+             virtual_ipaddress {\n  192.0.2.2/24\n  192.0.2.3/24 dev vipd-nope1\n }\n\
+             virtual_routes {\n  198.51.100.0/24 dev vipd-nope1\n  203.0.113.0/24 dev lo\n }\n}\n\
+             static_routes {\n 198.51.100.0/25 dev vipd-nope2\n}\n";
+        // keepalived 2.4.3: "Non-existent interface specified in configuration".
+        let e = plan_of(body).unwrap_err();
+        assert!(
+            format!("{e}").contains("interface `vipd-nope0` not found"),
+            "{e}"
+        );
+        let plan = plan_of(&format!("global_defs {{\n dynamic_interfaces\n}}\n{body}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            plan.missing_interfaces,
+            ["vipd-nope0", "vipd-nope1", "vipd-nope2"]
+        );
+        assert_eq!(plan.track_plan().awaited, plan.missing_interfaces);
+        let a = &plan.instances[0];
+        assert_eq!(a.iface.index, MISSING);
+        assert!(
+            a.config_fault
+                .as_deref()
+                .is_some_and(|f| f.contains("vipd-nope0") && f.contains("dynamic_interfaces")),
+            "{:?}",
+            a.config_fault
+        );
+        assert!(a.addresses.is_empty() && a.announce_frames.is_empty());
+        // Its VMAC is made once the interface is there (the reload's plan has it).
+        assert_eq!(a.vmac, None);
+        // Its VIPs are still what it advertises.
+        assert_eq!(
+            a.engine.addresses,
+            vec!["192.0.2.1".parse::<IpAddr>().unwrap()]
+        );
+        assert_eq!(a.vrrp_interface(), ("vipd-nope0", MISSING));
+        let b = &plan.instances[1];
+        assert_eq!(b.config_fault, None);
+        let addrs: Vec<String> = b.addresses.iter().map(|a| a.addr.to_string()).collect();
+        assert_eq!(addrs, ["192.0.2.2"], "the VIP on vipd-nope1 waits for it");
+        assert_eq!(b.announce_frames.len(), 1);
+        assert!(b.address_vmacs.is_empty(), "no VMAC on a missing interface");
+        let routes: Vec<Option<&str>> = b.routes.iter().map(|r| r.dev_name.as_deref()).collect();
+        assert_eq!(routes, [Some("lo")]);
+        assert!(plan.static_routes.is_empty());
+    }
+
+    #[test]
+    fn unicast_instance_without_interface_binds_to_its_vrf() {
+        let text = "global_defs {\n default_interface lo\n}\n\
+             vrrp_instance U {\n virtual_router_id 5\n priority 100\n\
+             unicast_src_ip 192.0.2.1\n unicast_peer {\n  192.0.2.2\n }\n\
+             virtual_ipaddress {\n  192.0.2.10/24\n }\n}\n";
+        let plan = plan_of(text).unwrap_or_else(|e| panic!("{e}"));
+        let u = &plan.instances[0];
+        // No device: the socket is bound to none; the VIP goes on default_interface.
+        assert_eq!(u.vrrp_interface(), ("", 0));
+        assert_eq!(u.engine.primary, "192.0.2.1".parse::<IpAddr>().unwrap());
+        let lo = Interface::lookup("lo").unwrap();
+        assert_eq!(u.addresses[0].ifindex, lo.index);
+        assert!(u.tracking.is_empty(), "no interface to track");
+        assert!(!u.waiting && u.config_fault.is_none());
+        // `vrf`: the socket's device; missing, it refuses the plan unless
+        // dynamic_interfaces, which keeps the instance waiting in FAULT.
+        let vrf = text.replace("unicast_src_ip", "vrf lo\n unicast_src_ip");
+        let plan = plan_of(&vrf).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(plan.instances[0].vrrp_interface(), ("lo", lo.index));
+        let missing = vrf.replace("vrf lo", "vrf vipd-nope9");
+        let e = plan_of(&missing).unwrap_err();
+        assert!(format!("{e}").contains("`vrf vipd-nope9`"), "{e}");
+        let plan = plan_of(&missing.replace(
+            " default_interface lo\n",
+            " default_interface lo\n dynamic_interfaces\n",
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let u = &plan.instances[0];
+        assert!(u.waiting && u.addresses.is_empty());
+        assert!(u
+            .config_fault
+            .as_deref()
+            .is_some_and(|f| f.contains("vipd-nope9")));
+        assert_eq!(plan.missing_interfaces, ["vipd-nope9"]);
+    }
+
+    #[test]
+    fn address_vmac_names_follow_keepalived() {
+        let taken = |names: &'static [&'static str]| move |n: &str| !names.contains(&n);
+        assert_eq!(address_vmac_name("vx", 51, Family::V4, taken(&[])), "vx.51");
+        assert_eq!(address_vmac_name("vx", 51, Family::V6, taken(&[])), "vx.51");
+        // What `ip -d link` showed with keepalived 2.4.3: IPv4 VIPs on e1 (vx.51), an
+        // IPv6 eVIP on the instance's interface (vx6.51), one on e1 (vx1.51).
+        assert_eq!(
+            address_vmac_name("vx", 51, Family::V6, taken(&["vx.51"])),
+            "vx6.51"
+        );
+        assert_eq!(
+            address_vmac_name("vx", 51, Family::V6, taken(&["vx.51", "vx6.51"])),
+            "vx1.51"
+        );
+        assert_eq!(
+            address_vmac_name("vx", 51, Family::V4, taken(&["vx.51", "vx1.51"])),
+            "vx2.51"
+        );
+        assert_eq!(
+            address_vmac_name(
+                "vx",
+                7,
+                Family::V6,
+                taken(&["vx.7", "vx6.7", "vx1.7", "vx2.7", "vx3.7", "vx4.7", "vx5.7"])
+            ),
+            "vx7.7"
+        );
+        // Shortened to 15 bytes, as keepalived does.
+        assert_eq!(
+            address_vmac_name(
+                "averyverylongprefix",
+                251,
+                Family::V4,
+                taken(&["averyverylo.251"])
+            ),
+            "averyveryl1.251"
+        );
+    }
+
+    #[test]
+    fn use_vmac_addr_plans_a_vmac_per_interface_and_family() {
+        let text = "global_defs {\n vmac_addr_prefix vx\n}\n\
+             vrrp_instance A {\n interface lo\n virtual_router_id 51\n priority 100\n use_vmac\n use_vmac_addr\n\
+             virtual_ipaddress {\n  192.0.2.1/24\n  192.0.2.2/24 dev lo\n }\n\
+             virtual_ipaddress_excluded {\n  2001:db8::1/64\n  2001:db8::2/64\n }\n}\n";
+        let plan = plan_of(text).unwrap_or_else(|e| panic!("{e}"));
+        let a = &plan.instances[0];
+        assert_eq!(a.vmac.as_ref().map(|v| v.name.as_str()), Some("vrrp.51"));
+        // The IPv6 eVIPs share one VMAC on lo with the IPv6 virtual router MAC; the
+        // IPv4 VIPs (the second names the instance's interface) stay on vrrp.51.
+        assert_eq!(a.address_vmacs.len(), 1);
+        let (v, ks) = &a.address_vmacs[0];
+        assert_eq!(
+            (v.name.as_str(), v.base.name.as_str(), v.mac, v.family),
+            ("vx.51", "lo", [0, 0, 0x5e, 0, 2, 51], Family::V6)
+        );
+        assert_eq!(ks, &[2, 3]);
+        assert_eq!(v.kind, LinkKind::Macvlan);
+        // Without use_vmac_addr, the eVIPs would live on vrrp.51 (keepalived's note).
+        let plain =
+            plan_of(&text.replace(" use_vmac_addr\n", "")).unwrap_or_else(|e| panic!("{e}"));
+        assert!(plain.instances[0].address_vmacs.is_empty());
+        // A configured MAC is every VMAC's; the default prefix is vmac_prefix's, and the
+        // instance's own VMAC name is not free.
+        let text = text
+            .replace("vmac_addr_prefix vx", "vmac_prefix vp")
+            .replace(" use_vmac\n", " use_vmac 02:00:5e:10:00:\n");
+        let plan = plan_of(&text).unwrap_or_else(|e| panic!("{e}"));
+        let a = &plan.instances[0];
+        assert_eq!(a.vmac.as_ref().map(|v| v.name.as_str()), Some("vp.51"));
+        let (v, _) = &a.address_vmacs[0];
+        assert_eq!(
+            (v.name.as_str(), v.mac),
+            ("vp6.51", [2, 0, 0x5e, 0x10, 0, 51])
+        );
+    }
+
+    #[test]
+    fn address_use_vmac_gets_a_vmac_where_the_instance_has_none() {
+        let text = "vrrp_instance A {\n interface lo\n virtual_router_id 51\n priority 100\n\
+             virtual_ipaddress {\n  192.0.2.1/24 use_vmac\n  192.0.2.2/24\n }\n}\n";
+        let plan = plan_of(text).unwrap_or_else(|e| panic!("{e}"));
+        let a = &plan.instances[0];
+        assert_eq!(a.vmac, None);
+        let (v, ks) = &a.address_vmacs[0];
+        assert_eq!(
+            (v.name.as_str(), v.base.name.as_str(), v.mac, ks.as_slice()),
+            ("vrrp.51", "lo", [0, 0, 0x5e, 0, 1, 51], [0].as_slice())
+        );
+        assert_eq!(a.address_vmacs.len(), 1, "192.0.2.2 stays on lo");
+        assert_eq!(
+            a.addresses[1].ifindex,
+            Interface::lookup("lo").unwrap().index
+        );
     }
 
     /// A minimal instance on `lo` with `extra` lines.

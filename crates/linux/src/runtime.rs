@@ -366,7 +366,14 @@ impl Runtime {
         let Ok(mut promoted) = self.promoted.lock() else {
             return;
         };
-        for p in instances.iter().filter(|p| p.promote_secondaries) {
+        // An interface that does not exist yet (dynamic_interfaces) gets it at the
+        // reload that follows its appearance.
+        let present = |p: &&InstancePlan| !p.waiting && !p.iface.name.is_empty();
+        for p in instances
+            .iter()
+            .filter(|p| p.promote_secondaries)
+            .filter(present)
+        {
             let name = &p.iface.name;
             if promoted.contains(name) {
                 continue;
@@ -696,9 +703,14 @@ impl EngineLoop {
     /// Open the VRRP socket an instance needs (and join the group), if not open yet.
     /// A `use_vmac` instance sends and receives on its VMAC: the macvlan driver hands
     /// frames whose source is a local VMAC (the peers' adverts) to that VMAC only.
+    /// An instance whose interface does not exist yet (`dynamic_interfaces`) has none:
+    /// `usize::MAX`.
     fn ensure_socket(&mut self, p: &InstancePlan) -> Result<usize> {
         let family = p.family();
         let (name, index) = p.vrrp_interface();
+        if p.waiting {
+            return Ok(usize::MAX);
+        }
         // `auth_type AH` speaks IP protocol 51: a socket of its own.
         let ah = p.engine.auth == vipd_vrrp::wire::Auth::Ah;
         if let Some(i) = self
@@ -765,7 +777,9 @@ impl EngineLoop {
                 self.slots.len() - 1
             }
         };
-        self.sockets[socket].instances.push(i);
+        if let Some(s) = self.sockets.get_mut(socket) {
+            s.instances.push(i);
+        }
         Ok(i)
     }
 
@@ -823,8 +837,12 @@ impl EngineLoop {
             let name = p.name.clone();
             match live.get(&name).copied() {
                 Some(i) if self.slots[i].plan == p => report.unchanged.push(name),
+                // An instance that waited for its interface or VRF device
+                // (dynamic_interfaces) has no socket yet: it restarts.
                 Some(i)
                     if self.slots[i].plan.iface == p.iface
+                        && self.slots[i].plan.vrrp_interface() == p.vrrp_interface()
+                        && self.slots[i].plan.waiting == p.waiting
                         && self.slots[i].plan.addresses == p.addresses
                         && self.slots[i].inst.reconfigure(p.engine.clone()).is_ok() =>
                 {

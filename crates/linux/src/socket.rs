@@ -77,7 +77,11 @@ impl VrrpSocket {
             wire::IPPROTO_VRRP
         };
         let sock = Socket::new(domain, Type::RAW, Some(Protocol::from(i32::from(protocol))))?;
-        sock.bind_device(Some(ifname.as_bytes()))?;
+        // An instance without `interface` (unicast) has no device to bind to, unless
+        // its `vrf`, whose device it is given as `ifname`.
+        if !ifname.is_empty() {
+            sock.bind_device(Some(ifname.as_bytes()))?;
+        }
         sock.set_nonblocking(true)?;
         sock.set_recv_buffer_size(1 << 20)?;
         match family {

@@ -254,6 +254,9 @@ pub struct TrackPlan {
     pub scripts: Vec<ScriptPlan>,
     pub files: Vec<FilePlan>,
     pub processes: Vec<ProcessPlan>,
+    /// `dynamic_interfaces`: interfaces the plan lacks; when one appears (up) the
+    /// tracker says so ([`crate::tracker::TrackNotice::Appeared`]), for a reload.
+    pub awaited: Vec<String>,
 }
 
 #[cfg(test)]

@@ -65,6 +65,9 @@ pub enum TrackNotice {
     /// re-created. Sockets, multicast memberships and the plan still name the old
     /// index, so the daemon reloads to rebind.
     Recreated { interface: String, ifindex: u32 },
+    /// An interface the plan lacks (`dynamic_interfaces`) exists now (and is up, or
+    /// existed already when the plan was applied): the daemon reloads to use it.
+    Appeared { interface: String, ifindex: u32 },
 }
 
 #[derive(Clone)]
@@ -351,6 +354,15 @@ impl Tracker {
                 ObjectState::Value(read_value(&f.path)),
             );
         }
+        // An awaited interface that appeared while the plan was being made.
+        for name in &plan.awaited {
+            if let Ok(ifindex) = nix::net::if_::if_nametoindex(name.as_str()) {
+                let _ = self.notices.send(TrackNotice::Appeared {
+                    interface: name.clone(),
+                    ifindex,
+                });
+            }
+        }
         self.plan = plan;
         self.reevaluate(true);
     }
@@ -375,6 +387,17 @@ impl Tracker {
                 ifindex,
             });
             return;
+        }
+        for name in &self.plan.awaited {
+            if nix::net::if_::if_nametoindex(name.as_str()) == Ok(ifindex) {
+                // Known from now on: its further events ask for no second reload.
+                self.ifindex.insert(ifindex, name.clone());
+                let _ = self.notices.send(TrackNotice::Appeared {
+                    interface: name.clone(),
+                    ifindex,
+                });
+                return;
+            }
         }
     }
 

@@ -901,7 +901,7 @@ async fn wait_for_signal(
                 let _ = reload();
             }
             Some(iface) = rebind.recv() => {
-                info!("interface `{iface}` was re-created: reloading to rebind to it");
+                info!("interface `{iface}` was re-created or appeared: reloading to use it");
                 let _ = reload();
             }
             _ = usr1.recv() => {
@@ -1272,6 +1272,11 @@ fn log_notices(
                 }
                 TrackNotice::Recreated { interface, ifindex } => {
                     info!("track interface `{interface}`: re-created (new ifindex {ifindex})");
+                    let _ = rebind.send(interface);
+                }
+                // dynamic_interfaces.
+                TrackNotice::Appeared { interface, ifindex } => {
+                    info!("interface `{interface}` appeared (ifindex {ifindex})");
                     let _ = rebind.send(interface);
                 }
             },

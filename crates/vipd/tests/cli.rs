@@ -73,17 +73,14 @@ fn json_output_has_diagnostics_and_summary() {
 fn inactive_keyword_is_a_named_warning_not_ignored() {
     let f = write(
         "unsup.conf",
-        &GOOD.replace(
-            "    advert_int 1\n",
-            "    advert_int 1\n    use_vmac_addr\n",
-        ),
+        &format!("global_defs {{\n    enable_snmp_vrrp\n}}\n{GOOD}"),
     );
     // `vipd run` would refuse it: so does the check, unless told as run is told.
     let (code, _, err) = vipd(&["check-config", "-f", f.to_str().unwrap()]);
     assert_eq!(code, 1, "{err}");
     assert!(
-        err.contains(":7:5: warning:")
-            && err.contains("use_vmac_addr")
+        err.contains(":2:5: warning:")
+            && err.contains("`enable_snmp_vrrp`")
             && err.contains("is parsed but not active yet")
             && err.contains("`vipd run` refuses to start with the 1 feature(s)"),
         "{err}"
@@ -128,10 +125,7 @@ fn run_refuses_an_invalid_config_without_touching_anything() {
 fn run_refuses_inactive_features_unless_told() {
     let f = write(
         "inactive-run.conf",
-        &GOOD.replace(
-            "    advert_int 1\n",
-            "    advert_int 1\n    use_vmac_addr\n",
-        ),
+        &format!("global_defs {{\n    enable_snmp_vrrp\n}}\n{GOOD}"),
     );
     let (code, _, err) = vipd(&[
         "run",
@@ -312,4 +306,31 @@ fn checker_problems_are_errors_with_their_line() {
         "{err}"
     );
     assert!(err.contains("2 error(s)"), "{err}");
+}
+
+/// A missing interface fails the check as `vipd run` would fail (keepalived 2.4.3 `-t`:
+/// "Non-existent interface specified in configuration"); `dynamic_interfaces` makes it
+/// a warning saying what happens until the interface appears.
+#[test]
+fn missing_interface_fails_unless_dynamic_interfaces() {
+    let missing = GOOD.replace("interface lo", "interface vipd-nope0");
+    let f = write("missing-if.conf", &missing);
+    let (code, _, err) = vipd(&["check-config", "-f", f.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("interface `vipd-nope0` does not exist on this host")
+            && err.contains("interface `vipd-nope0` not found"),
+        "{err}"
+    );
+    let f = write(
+        "dynamic-if.conf",
+        &format!("global_defs {{\n    dynamic_interfaces allow_if_changes\n}}\n{missing}"),
+    );
+    let (code, _, err) = vipd(&["check-config", "-f", f.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("the instance is in FAULT until it appears (dynamic_interfaces)")
+            && err.contains("configuration is valid (1 warning(s))"),
+        "{err}"
+    );
 }
