@@ -27,7 +27,12 @@ pub enum AddrCommand {
     Restore(Vec<AddressSpec>, Vec<RouteSpec>, Vec<RuleSpec>),
 }
 
-/// How often the worker checks that the static lines are still there.
+/// Told of a VIP without `no_track` that someone else deleted (the worker no longer
+/// owns it).
+pub type OnDeleted = Box<dyn Fn(AddressSpec) + Send>;
+
+/// How often the worker checks that the static lines and the tracked VIPs are still
+/// there.
 pub const RESTORE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What the worker reports back (for logs).
@@ -42,6 +47,8 @@ pub enum AddrNotice {
     Routing(String),
     /// A deleted static address, route or rule put back (a description for the log).
     Restored(String),
+    /// A VIP without `no_track` that someone else deleted: its instance leaves MASTER.
+    Deleted(AddressSpec),
     Failed(String),
 }
 
@@ -59,6 +66,7 @@ impl AddressWorker {
         configured: &[AddressSpec],
         stale_routes: &[RouteSpec],
         notices: Sender<AddrNotice>,
+        on_deleted: OnDeleted,
     ) -> Result<AddressWorker> {
         let mut nl = Rtnetlink::open()?;
         for r in stale_routes
@@ -88,7 +96,7 @@ impl AddressWorker {
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("vipd-addr".into())
-            .spawn(move || run(nl, rx, notices))?;
+            .spawn(move || run(nl, rx, notices, on_deleted))?;
         Ok(AddressWorker {
             tx,
             thread: Some(thread),
@@ -115,7 +123,12 @@ impl Drop for AddressWorker {
     }
 }
 
-fn run(mut nl: Rtnetlink, rx: Receiver<AddrCommand>, notices: Sender<AddrNotice>) {
+fn run(
+    mut nl: Rtnetlink,
+    rx: Receiver<AddrCommand>,
+    notices: Sender<AddrNotice>,
+    on_deleted: OnDeleted,
+) {
     // Addresses, routes and rules we added and may therefore remove.
     let mut owned: HashSet<AddressSpec> = HashSet::new();
     let mut owned_routes: HashSet<RouteSpec> = HashSet::new();
@@ -126,6 +139,7 @@ fn run(mut nl: Rtnetlink, rx: Receiver<AddrCommand>, notices: Sender<AddrNotice>
         if Instant::now() >= next_restore {
             let owners = (&mut owned, &mut owned_routes, &mut owned_rules);
             restore.run(&mut nl, owners, &notices);
+            deleted_vips(&mut nl, &mut owned, &notices, &on_deleted);
             next_restore = Instant::now() + RESTORE_EVERY;
         }
         let cmd = match rx.recv_timeout(next_restore.saturating_duration_since(Instant::now())) {
@@ -239,6 +253,39 @@ fn run(mut nl: Rtnetlink, rx: Receiver<AddrCommand>, notices: Sender<AddrNotice>
                 let _ = done.send(());
             }
         }
+    }
+}
+
+/// keepalived: a VIP (or eVIP) without `no_track` that someone else deletes takes its
+/// instance to BACKUP (and back to MASTER after Skew_Time, which puts it back). The
+/// worker looks for its tracked VIPs every [`RESTORE_EVERY`]; one that is gone is no
+/// longer its own, and `on_deleted` tells the protocol thread.
+fn deleted_vips(
+    nl: &mut Rtnetlink,
+    owned: &mut HashSet<AddressSpec>,
+    notices: &Sender<AddrNotice>,
+    on_deleted: &OnDeleted,
+) {
+    if !owned.iter().any(|s| s.opts.track) {
+        return;
+    }
+    let Ok(present) = nl.dump_addresses() else {
+        return;
+    };
+    let gone: Vec<AddressSpec> = owned
+        .iter()
+        .filter(|s| s.opts.track)
+        .filter(|s| {
+            !present
+                .iter()
+                .any(|k| k.ifindex == s.ifindex && k.addr == s.addr)
+        })
+        .cloned()
+        .collect();
+    for s in gone {
+        owned.remove(&s);
+        let _ = notices.send(AddrNotice::Deleted(s.clone()));
+        on_deleted(s);
     }
 }
 

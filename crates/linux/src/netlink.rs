@@ -60,6 +60,9 @@ pub struct AddressOptions {
     /// IPv6 preferred lifetime in seconds (IFA_CACHEINFO, valid forever); `None`:
     /// forever (no IFA_CACHEINFO).
     pub preferred_lft: Option<u32>,
+    /// Not sent: a VIP (without `no_track`) whose deletion by someone else takes its
+    /// instance out of MASTER, as in keepalived (see [`crate::addresses`]).
+    pub track: bool,
 }
 
 /// One neighbour-table entry with a link-layer address.

@@ -1191,6 +1191,7 @@ fn address_options(v: &model::VirtualAddress) -> crate::netlink::AddressOptions 
         flags: v.flags,
         dad: v.dad,
         preferred_lft: v.effective_preferred_lft(),
+        track: false,
     }
 }
 
@@ -1316,7 +1317,10 @@ fn vip(
         brd,
         scope: v.scope.unwrap_or(0),
         label: v.label.clone(),
-        opts: address_options(v),
+        opts: crate::netlink::AddressOptions {
+            track: !v.no_track,
+            ..address_options(v)
+        },
     };
     let ll = match link_local {
         Some(ll) if dev.index == UNBOUND => Some(ll),

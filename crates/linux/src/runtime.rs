@@ -37,6 +37,9 @@ pub enum Command {
         adjustment: i32,
         fault: bool,
     },
+    /// Someone else deleted this VIP (one without `no_track`) of a MASTER: its
+    /// instance goes to BACKUP, as in keepalived.
+    VipDeleted(crate::netlink::AddressSpec),
     /// The address worker has installed the instance's VIPs (for take-over `epoch`).
     AddressesReady { instance: usize, epoch: u64 },
     /// A `bfd_instance` went Up or Down: the instances with `bfd_takeover` on it get
@@ -200,7 +203,21 @@ impl Runtime {
             .iter()
             .flat_map(|i| i.routes.iter().cloned())
             .collect();
-        let addresses = AddressWorker::start(&all_specs, &virtual_routes, addr_tx)?;
+        // SAFETY: eventfd(2) returns a new fd we own.
+        let efd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if efd < 0 {
+            return Err(std::io::Error::last_os_error()).context("eventfd");
+        }
+        let wake = Arc::new(unsafe { OwnedFd::from_raw_fd(efd) });
+        let (cmd_tx, cmd_rx) = mpsc::channel();
+        let on_deleted = {
+            let commander = Commander {
+                tx: cmd_tx.clone(),
+                wake: wake.clone(),
+            };
+            Box::new(move |spec| commander.send(Command::VipDeleted(spec)))
+        };
+        let addresses = AddressWorker::start(&all_specs, &virtual_routes, addr_tx, on_deleted)?;
         if !plan.static_addresses.is_empty() {
             let _ = addresses
                 .tx
@@ -231,13 +248,6 @@ impl Runtime {
         }
 
         let packet = PacketSocket::open().context("opening AF_PACKET socket for GARP/NA")?;
-        // SAFETY: eventfd(2) returns a new fd we own.
-        let efd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-        if efd < 0 {
-            return Err(std::io::Error::last_os_error()).context("eventfd");
-        }
-        let wake = Arc::new(unsafe { OwnedFd::from_raw_fd(efd) });
-        let (cmd_tx, cmd_rx) = mpsc::channel();
         let status = Arc::new(Mutex::new(Snapshot::default()));
         let heartbeat = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let mut engine = EngineLoop {
@@ -1112,6 +1122,18 @@ impl EngineLoop {
                 }
                 Command::Reload { plan, reply } => {
                     let _ = reply.send(self.reload(*plan, Instant::now()));
+                }
+                Command::VipDeleted(spec) => {
+                    let now = Instant::now();
+                    let owner = self.slots.iter().position(|s| {
+                        !s.retired
+                            && s.inst.state() == State::Master
+                            && s.plan.addresses.contains(&spec)
+                    });
+                    if let Some(i) = owner {
+                        self.slots[i].inst.vip_deleted(now, spec.addr);
+                        self.drain_actions(i, now);
+                    }
                 }
                 Command::AddressesReady { instance, epoch } => {
                     if instance < self.slots.len() {

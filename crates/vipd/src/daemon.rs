@@ -1157,6 +1157,11 @@ fn log_notices(
                 ),
                 AddrNotice::Routing(what) => info!("{what}"),
                 AddrNotice::Restored(what) => warn!("{what}"),
+                AddrNotice::Deleted(s) => warn!(
+                    "{}/{} (ifindex {}) was deleted by someone else: its instance leaves MASTER \
+                     and takes over again after Skew_Time (as keepalived; `no_track` keeps it MASTER)",
+                    s.addr, s.prefix_len, s.ifindex
+                ),
                 AddrNotice::Failed(e) => error!("address change failed: {e}"),
             },
             Notice::Stopped => {}

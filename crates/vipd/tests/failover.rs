@@ -243,9 +243,10 @@ fn excluded_and_static_addresses() {
 /// keepalived's address options (`peer`, `home`, `-nodad`, `mngtmpaddr`,
 /// `noprefixroute`, `autojoin`, `preferred_lft`, `no_track`) on VIPs, eVIPs and static
 /// addresses reach the kernel, and everything goes at stop. A `no_track` VIP deleted
-/// by someone else leaves the master MASTER and is not put back (keepalived's meaning).
+/// by someone else leaves the master MASTER and is not put back; another VIP deleted
+/// takes it to BACKUP and back to MASTER after Skew_Time (keepalived's meaning).
 #[test]
-fn address_options_reach_the_kernel_and_no_track_vips_are_left_deleted() {
+fn address_options_reach_the_kernel_and_deleted_vips_follow_no_track() {
     let spec = Spec::v3();
     let Some(mut c) = Cluster::new(1, "addropt") else {
         return;
@@ -326,6 +327,31 @@ fn address_options_reach_the_kernel_and_no_track_vips_are_left_deleted() {
     let ip1: std::net::IpAddr = "192.0.2.101".parse().unwrap();
     assert!(!vipd_netns::has_address(c.lan.router(1), "eth0", ip1));
     assert!(vipd_netns::has_address(c.lan.router(1), "eth0", spec.vip()));
+
+    // Without no_track (keepalived's default): deleting a VIP takes the master to
+    // BACKUP, and it takes over again after Skew_Time, which puts back every VIP (the
+    // no_track one too: it comes back with the next take-over).
+    c.lan
+        .router(1)
+        .ip(["addr", "del", "192.0.2.100/24", "dev", "eth0"])
+        .unwrap();
+    assert!(
+        vipd_netns::wait_for(Duration::from_secs(4), Duration::from_millis(50), || {
+            vipd_netns::has_address(c.lan.router(1), "eth0", spec.vip())
+                && vipd_netns::has_address(c.lan.router(1), "eth0", ip1)
+        }),
+        "{}",
+        c.log(1)
+    );
+    let log = c.log(1);
+    assert!(
+        log.contains("MASTER -> BACKUP (VIP 192.0.2.100 deleted by someone else)"),
+        "{log}"
+    );
+    assert!(log.contains("BACKUP -> MASTER"), "{log}");
+    assert_eq!(c.instance(1)["state"], "MASTER");
+    let p = c.lan.router(1).ip(["addr", "show", "dev", "eth0"]).unwrap();
+    assert!(p.contains("192.0.2.101 peer 192.0.2.102/32"), "{p}");
 
     assert_eq!(c.stop(1).and_then(|s| s.code()), Some(0));
     let left = c.lan.router(1).ip(["addr", "show", "dev", "eth0"]).unwrap();

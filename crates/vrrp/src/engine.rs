@@ -78,6 +78,11 @@ pub enum TransitionReason {
     PeerDown {
         master: IpAddr,
     },
+    /// keepalived: someone else deleted one of this master's VIPs (one without
+    /// `no_track`); it left MASTER, to take over again after Skew_Time.
+    VipDeleted {
+        addr: IpAddr,
+    },
 }
 
 impl std::fmt::Display for TransitionReason {
@@ -109,6 +114,9 @@ impl std::fmt::Display for TransitionReason {
                 f,
                 "advert timer ran late: a backup of priority {other_priority} may have taken over"
             ),
+            TransitionReason::VipDeleted { addr } => {
+                write!(f, "VIP {addr} deleted by someone else")
+            }
             TransitionReason::PeerDown { master } => {
                 write!(f, "BFD session to master {master} went down")
             }
@@ -692,6 +700,21 @@ impl Instance {
                 .set(Timer::MasterDown, now + self.master_down_interval());
             self.transition(now, State::Backup, TransitionReason::SyncGroup);
         }
+    }
+
+    /// keepalived: a VIP of this MASTER (one without `no_track`) was deleted by someone
+    /// else: release the addresses and go to BACKUP, with the master-down timer at
+    /// Skew_Time so that, unless another master speaks up, it takes over again at once
+    /// and so puts the address back. No priority-0 advert (keepalived sends none).
+    pub fn vip_deleted(&mut self, now: Instant, addr: IpAddr) {
+        if self.state != State::Master {
+            return;
+        }
+        self.leave_master_timers();
+        self.actions.push_back(Action::RemoveAddresses);
+        self.stats.released_master += 1;
+        self.timers.set(Timer::MasterDown, now + self.skew_time());
+        self.transition(now, State::Backup, TransitionReason::VipDeleted { addr });
     }
 
     /// Raise or clear a fault (interface down, tracked resource failed).

@@ -480,6 +480,7 @@ fn fmt_reason(r: &TransitionReason) -> String {
             format!("timer-expired other-prio={other_priority}")
         }
         TransitionReason::PeerDown { master } => format!("peer-down master={master}"),
+        TransitionReason::VipDeleted { addr } => format!("vip-deleted addr={addr}"),
     }
 }
 

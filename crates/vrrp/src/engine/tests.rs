@@ -1172,3 +1172,44 @@ fn a_peer_state_report_is_no_down() {
     assert_eq!(r.inst.stats().peer_takeovers, 1);
     assert_eq!(r.inst.state(), State::Master);
 }
+
+/// keepalived: a MASTER whose VIP someone else deleted releases its addresses, goes to
+/// BACKUP without a priority-0 advert, and takes over again after Skew_Time unless a
+/// master speaks up meanwhile.
+#[test]
+fn a_deleted_vip_takes_the_master_to_backup_and_back_after_skew_time() {
+    let mut r = Rig::new(v3(100));
+    r.start();
+    let acts = r.run_until(ms(40));
+    assert_eq!(
+        transitions(&acts),
+        [(Duration::from_micros(36_093), State::Master)]
+    );
+    r.inst.vip_deleted(r.at(ms(45)), ip("192.0.2.100"));
+    let a = r.drain();
+    assert_eq!(a[0], Action::RemoveAddresses);
+    assert!(matches!(
+        a[1],
+        Action::Transition {
+            from: State::Master,
+            to: State::Backup,
+            reason: TransitionReason::VipDeleted { .. },
+            ..
+        }
+    ));
+    assert!(
+        !a.iter().any(|x| matches!(x, Action::Send { .. })),
+        "no priority-0 advert: {a:?}"
+    );
+    let skew = r.inst.skew_time();
+    assert_eq!(r.inst.poll_timeout(), Some(r.at(ms(45)) + skew));
+    let acts = r.run_until(ms(45) + skew);
+    assert_eq!(transitions(&acts), [(ms(45) + skew, State::Master)]);
+    assert!(acts.iter().any(|(_, a)| *a == Action::AddAddresses));
+    // Not a master: nothing happens.
+    let mut b = Rig::new(v3(100));
+    b.start();
+    b.inst.vip_deleted(b.at(ms(1)), ip("192.0.2.100"));
+    assert!(b.drain().is_empty());
+    assert_eq!(b.inst.state(), State::Backup);
+}
