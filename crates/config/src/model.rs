@@ -812,9 +812,9 @@ pub struct VirtualAddress {
     pub label: Option<String>,
     /// `static_ipaddress` only: `track_group NAME`.
     pub track_group: Option<String>,
-    /// `no_track`: a static address is not restored when deleted, nor tracked; a VIP's
-    /// deletion does not take its instance out of MASTER (vipd never does that; see
-    /// docs/keepalived-differences.md).
+    /// `no_track`: a static address is not restored when deleted, nor tracked; a VIP
+    /// deleted by someone else does not take its instance out of MASTER, nor does its
+    /// `dev` interface going down.
     pub no_track: bool,
     /// `peer ADDR`: the kernel's IFA_ADDRESS (point-to-point); the address is then a
     /// /32 (/128), as in keepalived.
