@@ -342,7 +342,7 @@ pub fn run(a: ScaleArgs) -> Result<ExitCode> {
         MAX_IFACES * PER_IFACE
     );
     anyhow::ensure!(
-        a.advert >= 10 && a.advert % 10 == 0 && a.advert <= 40950,
+        a.advert >= 10 && a.advert.is_multiple_of(10) && a.advert <= 40950,
         "--advert: {} ms is not a VRRPv3 interval (a multiple of 10 ms)",
         a.advert
     );
