@@ -17,6 +17,7 @@
 //!   seeded random faults (port down, kill -9, SIGTERM, loss, reorder, duplication,
 //!   partition, SIGHUP storms, interface re-creation), checking after every heal
 //!   that r1 alone holds the VIP in time, no VIP outlives its daemon, nothing leaks.
+//! * `vipd bench scale` — memory and CPU of a master with hundreds of VRRPv3 instances.
 //!
 //! Every namespace, daemon and load process lives in a guard (`vipd-netns`), so an
 //! error or Ctrl-C (checked between steps) tears everything down.
@@ -27,6 +28,7 @@ mod failover;
 mod jitter;
 mod pair;
 mod report;
+mod scale;
 mod soak;
 mod stats;
 mod tracking;
@@ -57,6 +59,9 @@ pub enum BenchCommand {
     /// Crash failover at advert_int 1 with BFD take-over vs without BFD vs keepalived's
     /// track_bfd; the CPU cost of 100 BFD sessions at 10 ms.
     Bfd(bfd::BfdArgs),
+    /// Memory (RSS, PSS) and CPU of a master running many VRRPv3 instances (default 510
+    /// at 100 ms), vipd next to keepalived 2.2.7 and 2.4.3 on the same config.
+    Scale(scale::ScaleArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -202,6 +207,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         BenchCommand::Checkers(a) => checkers::run(a),
         BenchCommand::Soak(a) => soak::run(a),
         BenchCommand::Bfd(a) => bfd::run(a),
+        BenchCommand::Scale(a) => scale::run(a),
     }
 }
 

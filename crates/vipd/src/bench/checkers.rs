@@ -229,7 +229,7 @@ pub(super) fn cpu_seconds(pids: &[i32]) -> f64 {
 }
 
 /// (VmRSS, VmHWM) in KiB summed over the tree.
-fn memory_kib(pids: &[i32]) -> (u64, u64) {
+pub(super) fn memory_kib(pids: &[i32]) -> (u64, u64) {
     let mut rss = 0;
     let mut hwm = 0;
     for p in pids {
