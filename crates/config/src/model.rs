@@ -886,6 +886,13 @@ pub struct VrrpInstance {
     /// `@vipd bfd_takeover ...` so keepalived skips it): as BACKUP, take over at once
     /// when the `bfd_instance` NAME to the master goes down.
     pub bfd_takeover: Option<BfdTakeover>,
+    /// vipd extension `release_drain MS` (written `@vipd release_drain MS`): after a
+    /// graceful release (priority 0 on stop or reload) the VIPs and `virtual_routes`
+    /// stay MS ms (instead of one advert interval), then the VIPs are withdrawn as
+    /// addresses but still answered through local routes for MS ms more. For VIPs
+    /// announced by a routing daemon (BGP mode): the upstream moves to the new master
+    /// before the old one stops answering.
+    pub release_drain_ms: Option<u32>,
 }
 
 /// `bfd_takeover`; see [`VrrpInstance::bfd_takeover`].

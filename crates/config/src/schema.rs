@@ -297,6 +297,8 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "bfd_instance",
     // vipd extension (`@vipd bfd_takeover`).
     "bfd_takeover",
+    // vipd extension (`@vipd release_drain`).
+    "release_drain",
     "track_bfd",
     "bfd_priority",
     "bfd_rt_priority",
@@ -552,6 +554,9 @@ pub(crate) const INSTANCE_INACTIVE: &[Kw] = &[
     k("thread_timer_expired", A::OptInt(1, 254)),
     // vipd extension, written `@vipd bfd_takeover NAME ...` so that keepalived skips it.
     k("bfd_takeover", A::Words),
+    // vipd extension, written `@vipd release_drain MS`: after a graceful release the
+    // VIPs stay announced MS, then are withdrawn but still answered MS more (BGP mode).
+    k("release_drain", A::Int(1, 10_000)),
 ];
 
 const SYNC_GROUP: &[Kw] = &[

@@ -64,6 +64,9 @@ pub struct InstancePlan {
     /// `@vipd bfd_takeover NAME`: the `bfd_instance` whose Up/Down the engine gets as
     /// `peer_up` / `peer_down` of its `neighbor_ip` (the master's advert source).
     pub bfd_takeover: Option<(String, IpAddr)>,
+    /// `@vipd release_drain MS`: after a graceful release the VIPs stay this long after
+    /// priority 0, then are withdrawn but still answered this long more.
+    pub release_drain: Option<Duration>,
 }
 
 impl InstancePlan {
@@ -1181,6 +1184,9 @@ fn instance_plan(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
         config_fault: (inst.unicast_fault_no_peer && inst.unicast_peers.is_empty())
             .then(|| "unicast_fault_no_peer: no unicast_peer to send to".to_string()),
         bfd_takeover,
+        release_drain: inst
+            .release_drain_ms
+            .map(|ms| Duration::from_millis(ms.into())),
         unicast_ttl: inst.unicast_ttl.unwrap_or(255),
         name: inst.name.clone(),
         iface,

@@ -1297,6 +1297,26 @@ impl EngineLoop {
                     slot.awaiting_addresses = None;
                     slot.pending_announce = 0;
                     let plan = &self.slots[i].plan;
+                    // The end of the make-before-break hold after priority 0 (only
+                    // then is an instance in Initialize with the hold on): with
+                    // `release_drain`, the worker withdraws and drains instead.
+                    let inst = &self.slots[i].inst;
+                    if let Some(drain) = plan.release_drain.filter(|_| {
+                        inst.state() == State::Initialize
+                            && inst.config().hold_addresses_on_shutdown
+                    }) {
+                        let released_at = now
+                            .checked_sub(inst.config().shutdown_hold())
+                            .unwrap_or(now);
+                        let _ = self.addr_tx.send(AddrCommand::Release {
+                            addresses: plan.addresses.clone(),
+                            routes: plan.routes.clone(),
+                            rules: plan.rules.clone(),
+                            withdraw_at: (released_at + drain).max(now),
+                            drain,
+                        });
+                        continue;
+                    }
                     if !plan.routes.is_empty() || !plan.rules.is_empty() {
                         let _ = self.addr_tx.send(AddrCommand::RemoveRoutes(
                             plan.routes.clone(),
