@@ -1,7 +1,7 @@
 //! BGP mode in a routed lab: two vipd routers r1, r2 (VRRP between them on their own
-//! link), each with its own FRR (zebra + bgpd) peering eBGP with an upstream FRR router
-//! over a separate point-to-point link, and a client behind the upstream on another
-//! subnet:
+//! link), each with its own FRR (zebra + bfdd + bgpd) peering eBGP, with BFD on the
+//! session, with an upstream FRR router over a separate point-to-point link, and a
+//! client behind the upstream on another subnet:
 //!
 //! ```text
 //!   client 203.0.113.2 ── upstream (AS 64500) ──198.51.100.0/31── r1 (AS 64501) ┐ VRRP
@@ -27,6 +27,7 @@ use vipd_netns::{has_address, Netns, ProbeOptions, ProbeReport, Prober, Proc, Si
 
 const ZEBRA: &str = "/usr/lib/frr/zebra";
 const BGPD: &str = "/usr/lib/frr/bgpd";
+const BFDD: &str = "/usr/lib/frr/bfdd";
 const VTYSH: &str = "/usr/bin/vtysh";
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
 /// A prefix announced through `virtual_routes ... table 100`.
@@ -60,12 +61,13 @@ fn router_frr_conf(i: usize) -> String {
         .replace("198.51.100.0", &up.to_string())
 }
 
-/// One FRR instance (zebra + bgpd) in a namespace, with its own config, pid files, zserv
-/// and vty sockets in `dir`: nothing touches the system's FRR. The integrated config is
+/// One FRR instance (zebra + bfdd + bgpd) in a namespace, with its own config, pid
+/// files, zserv, BFD control and vty sockets in `dir`: nothing touches the system's FRR. The integrated config is
 /// applied by `vtysh -f`, as FRR's own start-up does with `vtysh -b`.
 struct Frr {
     dir: PathBuf,
     zebra: Proc,
+    bfdd: Proc,
     bgpd: Proc,
 }
 
@@ -82,7 +84,7 @@ impl Frr {
         mode(&empty, 0o644);
         let d = dir.display().to_string();
         let daemon = |bin: &str, name: &str| {
-            let args = [
+            let mut args = vec![
                 bin.to_string(),
                 "-f".into(),
                 empty.display().to_string(),
@@ -97,6 +99,9 @@ impl Frr {
                 "--log-level".into(),
                 "info".into(),
             ];
+            if name == "bfdd" {
+                args.extend(["--bfdctl".into(), format!("{d}/bfdd.sock")]);
+            }
             ns.spawn(args, dir.join(format!("{name}.log")))
                 .unwrap_or_else(|e| panic!("starting {name}: {e:#}"))
         };
@@ -105,12 +110,22 @@ impl Frr {
             dir.join("zebra.vty").exists() && dir.join("zserv.api").exists()
         });
         assert!(ok, "zebra did not start:\n{}", zebra.log_tail(20));
+        let bfdd = daemon(BFDD, "bfdd");
+        let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
+            dir.join("bfdd.vty").exists()
+        });
+        assert!(ok, "bfdd did not start:\n{}", bfdd.log_tail(20));
         let bgpd = daemon(BGPD, "bgpd");
         let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
             dir.join("bgpd.vty").exists()
         });
         assert!(ok, "bgpd did not start:\n{}", bgpd.log_tail(20));
-        let frr = Frr { dir, zebra, bgpd };
+        let frr = Frr {
+            dir,
+            zebra,
+            bfdd,
+            bgpd,
+        };
         let conf = frr.dir.join("frr.conf");
         std::fs::write(&conf, config).unwrap();
         let o = std::process::Command::new(VTYSH)
@@ -131,10 +146,14 @@ impl Frr {
     }
 
     fn vtysh(&self, cmd: &str) -> String {
+        self.vtysh_on("bgpd", cmd)
+    }
+
+    fn vtysh_on(&self, daemon: &str, cmd: &str) -> String {
         let o = std::process::Command::new(VTYSH)
             .arg("--vty_socket")
             .arg(&self.dir)
-            .args(["-d", "bgpd", "-c", cmd])
+            .args(["-d", daemon, "-c", cmd])
             .output()
             .unwrap();
         String::from_utf8_lossy(&o.stdout).into_owned()
@@ -164,13 +183,28 @@ impl Frr {
         paths.into_iter().map(|(_, nh)| nh).collect()
     }
 
+    /// The BFD session states to `peer` (as `show bfd peers` has them), e.g. "up".
+    fn bfd_status(&self, peer: Ipv4Addr) -> Option<String> {
+        let out = self.vtysh_on("bfdd", "show bfd peers json");
+        let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+        v.as_array()?
+            .iter()
+            .find(|p| p["peer"] == peer.to_string())
+            .and_then(|p| p["status"].as_str().map(str::to_string))
+    }
+
     fn logs(&self) -> String {
-        format!("{}\n{}", self.zebra.log_tail(15), self.bgpd.log_tail(15))
+        format!(
+            "{}\n{}\n{}",
+            self.zebra.log_tail(15),
+            self.bfdd.log_tail(10),
+            self.bgpd.log_tail(15)
+        )
     }
 
     /// A router crash: its routing daemons die with it (SIGKILL).
     fn kill9(&mut self) {
-        for p in [&mut self.bgpd, &mut self.zebra] {
+        for p in [&mut self.bgpd, &mut self.bfdd, &mut self.zebra] {
             p.kill9();
             forget_crash_dir(p);
         }
@@ -180,7 +214,7 @@ impl Frr {
 /// FRR keeps a per-process directory `/var/tmp/frr/<daemon>.<pid>` (crash logs) that it
 /// removes on a clean exit only.
 fn forget_crash_dir(p: &Proc) {
-    for name in ["zebra", "bgpd"] {
+    for name in ["zebra", "bfdd", "bgpd"] {
         let _ = std::fs::remove_dir_all(format!("/var/tmp/frr/{name}.{}", p.pid()));
     }
 }
@@ -189,7 +223,7 @@ impl Drop for Frr {
     /// A clean stop (SIGTERM), so FRR removes its own files; `Proc`'s drop SIGKILLs
     /// what is left.
     fn drop(&mut self) {
-        for p in [&mut self.bgpd, &mut self.zebra] {
+        for p in [&mut self.bgpd, &mut self.bfdd, &mut self.zebra] {
             let _ = p.signal(Signal::SIGTERM);
             if p.wait_timeout(Duration::from_secs(3)).is_none() {
                 p.kill9();
@@ -209,13 +243,16 @@ struct Lab {
 }
 
 fn frr_available() -> bool {
-    if [ZEBRA, BGPD, VTYSH].iter().all(|p| Path::new(p).exists()) {
+    if [ZEBRA, BFDD, BGPD, VTYSH]
+        .iter()
+        .all(|p| Path::new(p).exists())
+    {
         return true;
     }
     let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false" && v != "0");
     assert!(
         !ci,
-        "FRR (zebra, bgpd, vtysh) is missing under CI (apt-get install frr)"
+        "FRR (zebra, bfdd, bgpd, vtysh) is missing under CI (apt-get install frr)"
     );
     eprintln!("skipped: FRR not installed (apt-get install frr)");
     false
@@ -241,8 +278,30 @@ fn vrrp_conf(priority: u8, extra: &[&str], global: &str) -> String {
     format!("{global}{conf}")
 }
 
+/// The shipped FRR config without its `neighbor ... bfd` lines (BGP alone).
+fn without_bfd(conf: &str) -> String {
+    let out: String = conf
+        .lines()
+        .filter(|l| !l.contains(" bfd profile "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(
+        out.lines().count(),
+        conf.lines().count(),
+        "no BFD to remove"
+    );
+    out
+}
+
 impl Lab {
     fn new(tag: &str) -> Option<Lab> {
+        Lab::with(tag, true)
+    }
+
+    /// `bfd`: the shipped FRR configs as they are; otherwise without BFD on the
+    /// sessions.
+    fn with(tag: &str, bfd: bool) -> Option<Lab> {
+        let frr_conf = |c: String| if bfd { c } else { without_bfd(&c) };
         if !frr_available() {
             return None;
         }
@@ -284,14 +343,14 @@ impl Lab {
         let up_frr = Frr::start(
             &upstream,
             c.dir.join("frr-up"),
-            &example("frr/frr-upstream.conf"),
+            &frr_conf(example("frr/frr-upstream.conf")),
         );
         let frr = (1..=2)
             .map(|i| {
                 Frr::start(
                     c.lan.router(i),
                     c.dir.join(format!("frr-r{i}")),
-                    &router_frr_conf(i),
+                    &frr_conf(router_frr_conf(i)),
                 )
             })
             .collect();
@@ -317,6 +376,19 @@ impl Lab {
                 "r{i} never learnt 203.0.113.0/24 over BGP\n{}",
                 lab.frr_logs()
             );
+            if bfd {
+                let ok = vipd_netns::wait_for(
+                    Duration::from_secs(10),
+                    Duration::from_millis(50),
+                    || lab.up_frr.bfd_status(uplink(i).0).as_deref() == Some("up"),
+                );
+                assert!(
+                    ok,
+                    "no BFD session to r{i}: {}\n{}",
+                    lab.up_frr.vtysh_on("bfdd", "show bfd peers"),
+                    lab.frr_logs()
+                );
+            }
         }
         Some(lab)
     }
@@ -509,6 +581,92 @@ fn router_crash_moves_the_route() {
         r.largest_gap()
     );
     lab.assert_client_reaches(2);
+}
+
+/// A router that dies silently (power loss: no FIN or RST for its BGP session, its
+/// links still up): every packet on r1's uplink dropped (nftables), then vipd and FRR
+/// killed. Returns the client's report and when the upstream's route moved.
+fn silent_router_death(lab: &mut Lab, kind: &str) -> (ProbeReport, Duration) {
+    let p = lab.start_pair_probing(&vrrp_conf(200, &[], ""), &vrrp_conf(100, &[], ""));
+    let rules = lab.c.dir.join("silence.nft");
+    std::fs::write(
+        &rules,
+        "table inet vipd_test_silence {\n\
+         \x20 chain in { type filter hook input priority 0; iifname \"uplink\" drop; }\n\
+         \x20 chain out { type filter hook output priority 0; oifname \"uplink\" drop; }\n\
+         }\n",
+    )
+    .unwrap();
+    let t = Instant::now();
+    lab.c
+        .lan
+        .router(1)
+        .exec(&["nft", "-f", &rules.display().to_string()])
+        .expect("nft");
+    lab.c.crash(1);
+    lab.frr[0].kill9();
+    let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
+        lab.upstream_next_hop() == Some(uplink(2).0) && lab.up_frr.vip_paths() == [uplink(2).0]
+    });
+    let took = t.elapsed();
+    assert!(
+        ok,
+        "route not moved to r2: {:?} {:?}\n{}",
+        lab.upstream_next_hop(),
+        lab.up_frr.vip_paths(),
+        lab.all_logs()
+    );
+    assert_eq!(lab.c.instance(2)["state"], "MASTER");
+    (outage(kind, p, t, took), took)
+}
+
+/// BFD on the BGP sessions (the shipped FRR configs: 3 × 100 ms): the upstream notices
+/// r1's silent death in the BFD detection time and drops its path; r2, master after
+/// Master_Down_Interval, announces. The client's outage is bounded by those, far below
+/// the BGP hold time (3 s).
+#[test]
+fn silent_router_death_is_noticed_by_bfd() {
+    let Some(mut lab) = Lab::new("bgp-silent") else {
+        return;
+    };
+    let (r, took) = silent_router_death(&mut lab, "silent router death, BFD 3 × 100 ms");
+    assert_eq!(
+        lab.up_frr.bfd_status(uplink(1).0).as_deref(),
+        Some("down"),
+        "{}",
+        lab.up_frr.vtysh_on("bfdd", "show bfd peers")
+    );
+    // Slack for a loaded host; the hold time would be 3 s.
+    assert!(
+        took < Duration::from_millis(1500),
+        "route moved after {took:?}"
+    );
+    assert!(
+        r.largest_gap() < Duration::from_secs(2),
+        "{:?}",
+        r.largest_gap()
+    );
+    lab.assert_client_reaches(2);
+}
+
+/// The same without BFD: the upstream keeps r1's path — into the void — until the BGP
+/// hold time expires: 2–3 s after the event (`timers bgp 1 3`: hold 3 s counted from the
+/// last keepalive, sent every second). What BFD saves.
+#[test]
+fn silent_router_death_without_bfd_waits_the_hold_time() {
+    let Some(mut lab) = Lab::with("bgp-silent-nobfd", false) else {
+        return;
+    };
+    let (r, took) = silent_router_death(&mut lab, "silent router death, no BFD (hold 3 s)");
+    assert!(
+        took >= Duration::from_millis(1900),
+        "route moved after {took:?}"
+    );
+    assert!(
+        r.largest_gap() >= Duration::from_millis(1900),
+        "{:?}",
+        r.largest_gap()
+    );
 }
 
 /// (b) vipd alone crashes (kill -9) on the master: r2 takes over and announces, but the
