@@ -745,6 +745,9 @@ pub enum RouteType {
     Unreachable,
     Prohibit,
     Throw,
+    /// `local`: the host accepts packets to the destination as its own (host scope).
+    /// Routes only (BGP anycast: a VIP answered without being an address).
+    Local,
 }
 
 /// One `static_routes` / `virtual_routes` line: `[src IP] [to] DEST[/LEN] [via|gw IP]
@@ -893,6 +896,12 @@ pub struct VrrpInstance {
     /// announced by a routing daemon (BGP mode): the upstream moves to the new master
     /// before the old one stops answering.
     pub release_drain_ms: Option<u32>,
+    /// vipd extension `standby_metric BASE` (written `@vipd standby_metric BASE`):
+    /// while BACKUP (not FAULT, not stopped) the `virtual_routes` are installed as well,
+    /// with metric BASE + (255 - priority); while MASTER with their own metric. A
+    /// routing daemon redistributing them with the metric as MED (BGP anycast) makes
+    /// the upstream prefer the master and keep the backups as standby paths.
+    pub standby_metric: Option<u32>,
 }
 
 /// `bfd_takeover`; see [`VrrpInstance::bfd_takeover`].

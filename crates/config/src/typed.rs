@@ -851,6 +851,7 @@ impl Mapper<'_> {
             timer_expired_backup: None,
             bfd_takeover: None,
             release_drain_ms: None,
+            standby_metric: None,
         };
         let mut meta = InstanceMeta {
             name: name_tok,

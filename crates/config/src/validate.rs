@@ -129,6 +129,15 @@ pub(crate) fn validate(
                 );
             }
         }
+        if let (Some(_), Some(tok)) = (inst.standby_metric, meta.keyword_tok("standby_metric")) {
+            if inst.virtual_routes.is_empty() {
+                diags.error_help(
+                    tok,
+                    "standby_metric: the instance has no `virtual_routes` to install while BACKUP",
+                    "list the routes to announce (e.g. `192.0.2.100/32 dev lo table 100 metric 100`) in `virtual_routes`",
+                );
+            }
+        }
         // keepalived resets both with a warning; so does vipd.
         if let Some(tok) = meta
             .keyword_tok("timer_expired_backup")

@@ -490,9 +490,12 @@ fn route_message(r: &RouteSpec) -> RouteMessage {
         RouteKind::Unreachable => RouteType::Unreachable,
         RouteKind::Prohibit => RouteType::Prohibit,
         RouteKind::Throw => RouteType::Throw,
+        RouteKind::Local => RouteType::Local,
     };
     // Like `ip route`: a direct unicast route is link-scoped, everything else global.
-    let default_scope = if r.kind == RouteKind::Unicast && r.gateway.is_none() {
+    let default_scope = if r.kind == RouteKind::Local {
+        254 // host, as `ip route add local`
+    } else if r.kind == RouteKind::Unicast && r.gateway.is_none() {
         253
     } else {
         0

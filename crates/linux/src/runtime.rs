@@ -198,7 +198,7 @@ impl Runtime {
         let virtual_routes: Vec<_> = plan
             .instances
             .iter()
-            .flat_map(|i| i.routes.iter().cloned())
+            .flat_map(|i| i.routes.iter().chain(&i.standby_routes).cloned())
             .collect();
         let addresses = AddressWorker::start(&all_specs, &virtual_routes, addr_tx)?;
         if !plan.static_addresses.is_empty() {
@@ -1284,6 +1284,17 @@ impl EngineLoop {
                         .addr_tx
                         .send(AddrCommand::Add(slot.plan.addresses.clone(), Some(done)));
                     let slot = &self.slots[i];
+                    // `@vipd standby_metric`: the standby routes go first. zebra keeps one
+                    // kernel route per prefix and table (the last one it heard of), so
+                    // removing the standby route after adding the master's would
+                    // withdraw both; the other way round bgpd's update hold (50 ms)
+                    // merges the withdrawal and the new announcement.
+                    if !slot.plan.standby_routes.is_empty() {
+                        let _ = self.addr_tx.send(AddrCommand::RemoveRoutes(
+                            slot.plan.standby_routes.clone(),
+                            Vec::new(),
+                        ));
+                    }
                     if !slot.plan.routes.is_empty() || !slot.plan.rules.is_empty() {
                         let _ = self.addr_tx.send(AddrCommand::AddRoutes(
                             slot.plan.routes.clone(),
@@ -1346,6 +1357,20 @@ impl EngineLoop {
                 }
                 Action::Transition { from, to, reason } => {
                     self.status_dirty = true;
+                    // `@vipd standby_metric`: the standby routes exist exactly while
+                    // BACKUP (on BACKUP → MASTER already removed with `AddAddresses`).
+                    let standby = &self.slots[i].plan.standby_routes;
+                    if !standby.is_empty() && from != to {
+                        if to == State::Backup {
+                            let _ = self
+                                .addr_tx
+                                .send(AddrCommand::AddRoutes(standby.clone(), Vec::new()));
+                        } else if from == State::Backup {
+                            let _ = self
+                                .addr_tx
+                                .send(AddrCommand::RemoveRoutes(standby.clone(), Vec::new()));
+                        }
+                    }
                     // keepalived: first after garp_master_delay plus the interval.
                     let slot = &mut self.slots[i];
                     slot.extra_garp_at = match (&slot.plan.extra_garp, to) {

@@ -164,6 +164,25 @@ impl Frr {
         self.paths(VIP)
     }
 
+    /// The BGP paths this router has for the VIP, best first: (next hop, MED).
+    fn vip_paths_med(&self) -> Vec<(Ipv4Addr, Option<u64>)> {
+        let out = self.vtysh(&format!("show ip bgp {VIP}/32 json"));
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+        let mut paths: Vec<(bool, Ipv4Addr, Option<u64>)> = v["paths"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| {
+                        let nh = p["nexthops"][0]["ip"].as_str()?.parse().ok()?;
+                        Some((p["bestpath"]["overall"] == true, nh, p["metric"].as_u64()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        paths.sort_by_key(|(best, _, _)| !best);
+        paths.into_iter().map(|(_, nh, med)| (nh, med)).collect()
+    }
+
     /// The next hops of the BGP paths this router has for `dst`/32, best path first.
     fn paths(&self, dst: Ipv4Addr) -> Vec<Ipv4Addr> {
         let out = self.vtysh(&format!("show ip bgp {dst}/32 json"));
@@ -267,11 +286,16 @@ fn spec() -> Spec {
 /// in the instance and `global` blocks before it (keepalived loads the result too: see
 /// `the_example_is_valid_keepalived`).
 fn vrrp_conf(priority: u8, extra: &[&str], global: &str) -> String {
-    let mut conf =
-        example("bgp-vipd.conf").replace("priority 200", &format!("priority {priority}"));
+    example_conf("bgp-vipd.conf", priority, extra, global)
+}
+
+/// [`vrrp_conf`] of another example file.
+fn example_conf(file: &str, priority: u8, extra: &[&str], global: &str) -> String {
+    let mut conf = example(file).replace("priority 200", &format!("priority {priority}"));
     let at = conf
-        .find("    virtual_ipaddress")
-        .expect("virtual_ipaddress in the example");
+        .find("    version 3\n")
+        .expect("version 3 in the example")
+        + 14;
     for line in extra.iter().rev() {
         conf.insert_str(at, &format!("    {line}\n"));
     }
@@ -669,6 +693,114 @@ fn silent_router_death_without_bfd_waits_the_hold_time() {
     );
 }
 
+/// Anycast / active-active (packaging/examples/bgp-anycast-vipd.conf, FRR configs as
+/// shipped): both routers answer for the VIP (a static `local` route) and announce it
+/// from table 100, the master with metric (MED) 100, the backup with its standby metric
+/// 1000 + 255 − 100 = 1155. The upstream prefers the master and keeps the backup's path;
+/// a FAULT withdraws the backup's path; a master crash moves the client to the standby
+/// path as soon as the upstream drops the master's — before r2 is even VRRP master, so
+/// the outage is BGP's, not VRRP's.
+#[test]
+fn anycast_standby_path_takes_over_before_vrrp() {
+    let Some(mut lab) = Lab::new("bgp-anycast") else {
+        return;
+    };
+    let file = lab.c.dir.join("down");
+    std::fs::write(&file, "0\n").unwrap();
+    let global = format!(
+        "vrrp_track_file tf {{\n    file \"{}\"\n    init_file 0\n}}\n",
+        file.display()
+    );
+    let (r1, r2) = (uplink(1).0, uplink(2).0);
+    let c1 = example_conf("bgp-anycast-vipd.conf", 200, &[], "");
+    let c2 = example_conf(
+        "bgp-anycast-vipd.conf",
+        100,
+        &["track_file {\n        tf weight 0\n    }"],
+        &global,
+    );
+    let state = |lab: &Lab, i: usize| {
+        lab.c
+            .status(i)
+            .and_then(|s| s["instances"][0]["state"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    let wait_paths = |lab: &Lab, want: &[(Ipv4Addr, Option<u64>)], what: &str| {
+        let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
+            lab.up_frr.vip_paths_med() == want
+        });
+        assert!(
+            ok,
+            "{what}: upstream's paths {:?}, want {want:?}\n{}",
+            lab.up_frr.vip_paths_med(),
+            lab.all_logs()
+        );
+    };
+    lab.c.start_vipd(1, &c1);
+    lab.c.start_vipd(2, &c2);
+    let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
+        state(&lab, 1) == "MASTER" && state(&lab, 2) == "BACKUP"
+    });
+    assert!(ok, "r1 MASTER, r2 BACKUP\n{}", lab.c.logs());
+    // Both announce; the master's MED wins.
+    wait_paths(&lab, &[(r1, Some(100)), (r2, Some(1155))], "steady state");
+    lab.assert_client_reaches(1);
+    // Both answer: r2 has the VIP's local route too, and no VIP address anywhere.
+    for i in 1..=2 {
+        let router = lab.c.lan.router(i);
+        assert!(router
+            .ip(["route", "show", "table", "local", "type", "local"])
+            .unwrap()
+            .contains(&format!("{VIP} dev lo proto 118")));
+        assert!(!has_address(router, "lo", IpAddr::V4(VIP)));
+    }
+    // FAULT withdraws the standby path; recovery brings it back.
+    std::fs::write(&file, "1\n").unwrap();
+    wait_paths(&lab, &[(r1, Some(100))], "r2 in FAULT");
+    assert_eq!(state(&lab, 2), "FAULT");
+    std::fs::write(&file, "0\n").unwrap();
+    wait_paths(
+        &lab,
+        &[(r1, Some(100)), (r2, Some(1155))],
+        "r2 back to BACKUP",
+    );
+    // Master crash (the kernel resets r1's BGP session): the upstream drops r1's path
+    // and forwards along the standby path at once.
+    let p = Prober::start(&lab.client, IpAddr::V4(VIP), ProbeOptions::every(PROBE)).unwrap();
+    let ok = vipd_netns::wait_for(Duration::from_secs(2), Duration::from_millis(10), || {
+        p.received() >= 5
+    });
+    assert!(ok, "no replies before the crash\n{}", lab.all_logs());
+    let t = Instant::now();
+    lab.c.crash(1);
+    lab.frr[0].kill9();
+    let mut r2_state_at_move = String::new();
+    let ok = vipd_netns::wait_for(Duration::from_secs(5), Duration::from_millis(5), || {
+        if lab.upstream_next_hop() == Some(r2) {
+            r2_state_at_move = state(&lab, 2);
+            true
+        } else {
+            false
+        }
+    });
+    let took = t.elapsed();
+    assert!(ok, "route not moved to r2\n{}", lab.all_logs());
+    // r2 takes over as VRRP master later and announces its master MED.
+    wait_paths(&lab, &[(r2, Some(100))], "r2 MASTER");
+    let r = outage("anycast: master crash, standby path", p, t, took);
+    assert_eq!(
+        r2_state_at_move, "BACKUP",
+        "the upstream moved only after r2 became master ({took:?})"
+    );
+    // Below Master_Down_Interval (0.36 s), which the VRRP-only mode has to wait.
+    assert!(
+        r.largest_gap() < Duration::from_millis(360),
+        "{:?}",
+        r.largest_gap()
+    );
+    lab.assert_client_reaches(2);
+}
+
 /// (b) vipd alone crashes (kill -9) on the master: r2 takes over and announces, but the
 /// crashed vipd's kernel route stays and r1's FRR keeps announcing it, as its VIP stays
 /// on lo (r1 still answers the client meanwhile). systemd restarts vipd
@@ -941,8 +1073,9 @@ fn tracked_failure_faults_and_withdraws() {
     lab.assert_client_reaches(1);
 }
 
-/// The example the lab runs is valid keepalived 2.4.3 (and Debian 2.2.7) config: the
-/// BGP mode needs no vipd-only keyword.
+/// The examples the lab runs are valid keepalived config (keepalived skips the `@vipd`
+/// lines): bgp-vipd.conf for 2.4.3 and Debian's 2.2.7, bgp-anycast-vipd.conf for 2.4.3
+/// (`no_virtual_ipaddress` is 2.3's; 2.2.7 does not know it).
 #[test]
 fn the_example_is_valid_keepalived() {
     let dir = vipd_netns::WorkDir::new("bgp-ka-check").unwrap();
@@ -952,25 +1085,41 @@ fn the_example_is_valid_keepalived() {
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .find(|n| n != "lo" && !n.starts_with("ifb"))
         .expect("a non-loopback interface");
-    let conf =
-        vrrp_conf(100, &["nopreempt"], "").replace("interface eth0", &format!("interface {iface}"));
-    let f = dir.join("k.conf");
-    std::fs::write(&f, &conf).unwrap();
-    let mut checked = 0;
-    for bin in ["keepalived", "/opt/keepalived-2.4.3/sbin/keepalived"] {
-        let Ok(o) = std::process::Command::new(bin)
-            .args(["-t", "-f"])
-            .arg(&f)
-            .output()
-        else {
-            continue;
-        };
-        assert!(
-            o.status.success(),
-            "{bin} -t:\n{conf}\n{}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        checked += 1;
-    }
+    const KA243: &str = "/opt/keepalived-2.4.3/sbin/keepalived";
+    let check = |name: &str, conf: String, bins: &[&str]| -> usize {
+        let conf = conf.replace("interface eth0", &format!("interface {iface}"));
+        let f = dir.join(name);
+        std::fs::write(&f, &conf).unwrap();
+        let mut checked = 0;
+        for bin in bins {
+            let Ok(o) = std::process::Command::new(bin)
+                .args(["-t", "-f"])
+                .arg(&f)
+                .output()
+            else {
+                continue;
+            };
+            assert!(
+                o.status.success(),
+                "{bin} -t:\n{conf}\n{}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            checked += 1;
+        }
+        checked
+    };
+    let checked = check(
+        "k.conf",
+        vrrp_conf(100, &["nopreempt"], ""),
+        &["keepalived", KA243],
+    );
     assert!(checked > 0, "no keepalived to check against");
+    if Path::new(KA243).exists() {
+        let n = check(
+            "anycast.conf",
+            example_conf("bgp-anycast-vipd.conf", 100, &[], ""),
+            &[KA243],
+        );
+        assert_eq!(n, 1);
+    }
 }

@@ -1,5 +1,6 @@
-//! `@vipd release_drain MS` (vipd extension, BGP mode): parsed on an `@vipd` line that
-//! keepalived skips, bounded, and refused for a VIP on the VRRP interface.
+//! vipd extensions for BGP mode, on `@vipd` lines that keepalived skips: `release_drain
+//! MS` (bounded, refused for a VIP on the VRRP interface) and `standby_metric BASE`;
+//! and `local` routes.
 
 use std::path::Path;
 
@@ -61,4 +62,44 @@ fn release_drain_is_checked() {
     }
     // Another interface (a dummy one, say) is fine.
     assert!(messages(&vi("@vipd release_drain 300", "192.0.2.100/32 dev vips")).is_empty());
+}
+
+/// `@vipd standby_metric BASE` (BGP anycast): parsed on an `@vipd` line, and only with
+/// `virtual_routes` to install while BACKUP.
+#[test]
+fn standby_metric_needs_virtual_routes() {
+    let routes = "virtual_routes {\n  192.0.2.100/32 dev lo table 100 metric 100\n }";
+    let l = load(&vi(
+        &format!("@vipd standby_metric 1000\n {routes}"),
+        "192.0.2.100/32 dev lo",
+    ))
+    .unwrap();
+    assert!(l.diagnostics.is_empty(), "{:#?}", l.diagnostics);
+    assert_eq!(l.config.instances[0].standby_metric, Some(1000));
+    assert_eq!(
+        messages(&vi("@vipd standby_metric 1000", "192.0.2.100/32 dev lo")),
+        vec!["standby_metric: the instance has no `virtual_routes` to install while BACKUP"]
+    );
+    let m = messages(&vi(
+        &format!("@vipd standby_metric -1\n {routes}"),
+        "192.0.2.100/32 dev lo",
+    ));
+    assert!(m.iter().any(|m| m.contains("standby_metric")), "{m:?}");
+}
+
+/// `local` routes (keepalived accepts them too): the anycast VIP answered without
+/// being an address.
+#[test]
+fn local_static_route() {
+    let l = load(&format!(
+        "static_routes {{\n local 192.0.2.100/32 dev lo table local\n}}\n{}",
+        vi("", "192.0.2.100/32 dev lo")
+    ))
+    .unwrap();
+    assert!(l.diagnostics.is_empty(), "{:#?}", l.diagnostics);
+    let r = &l.config.static_routes[0];
+    assert_eq!(
+        (r.kind, r.table, r.dev.as_deref()),
+        (vipd_config::RouteType::Local, 255, Some("lo"))
+    );
 }
