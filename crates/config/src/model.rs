@@ -892,7 +892,8 @@ pub struct VrrpInstance {
     /// vipd extension `release_drain MS` (written `@vipd release_drain MS`): after a
     /// graceful release (priority 0 on stop or reload) the VIPs and `virtual_routes`
     /// stay MS ms (instead of one advert interval), then the VIPs are withdrawn as
-    /// addresses but still answered through local routes for MS ms more. For VIPs
+    /// addresses but still answered through local routes for MS ms more; likewise
+    /// (from the moment it yields) for a master preempted by a higher priority. For VIPs
     /// announced by a routing daemon (BGP mode): the upstream moves to the new master
     /// before the old one stops answering.
     pub release_drain_ms: Option<u32>,

@@ -1308,17 +1308,22 @@ impl EngineLoop {
                     slot.awaiting_addresses = None;
                     slot.pending_announce = 0;
                     let plan = &self.slots[i].plan;
-                    // The end of the make-before-break hold after priority 0 (only
-                    // then is an instance in Initialize with the hold on): with
-                    // `release_drain`, the worker withdraws and drains instead.
+                    // With `release_drain`, the worker withdraws and drains instead
+                    // (a) at the end of the make-before-break hold after priority 0
+                    // (only then is an instance in Initialize with the hold on), and
+                    // (b) when a master yields to a higher priority (or its sync group
+                    // does), in BACKUP — not with standby routes, whose metric change
+                    // must not wait. FAULT removes at once.
                     let inst = &self.slots[i].inst;
-                    if let Some(drain) = plan.release_drain.filter(|_| {
-                        inst.state() == State::Initialize
-                            && inst.config().hold_addresses_on_shutdown
-                    }) {
-                        let released_at = now
-                            .checked_sub(inst.config().shutdown_hold())
-                            .unwrap_or(now);
+                    let graceful = inst.state() == State::Initialize
+                        && inst.config().hold_addresses_on_shutdown;
+                    let yielded = inst.state() == State::Backup && plan.standby_routes.is_empty();
+                    if let Some(drain) = plan.release_drain.filter(|_| graceful || yielded) {
+                        let released_at = match graceful {
+                            true => now.checked_sub(inst.config().shutdown_hold()),
+                            false => None,
+                        }
+                        .unwrap_or(now);
                         let _ = self.addr_tx.send(AddrCommand::Release {
                             addresses: plan.addresses.clone(),
                             routes: plan.routes.clone(),

@@ -1029,6 +1029,47 @@ fn graceful_stop_with_release_drain_loses_no_probe() {
     drop(p);
 }
 
+/// Lossless preemption (the example's `@vipd release_drain 300`): r2 is master alone,
+/// r1 (priority 200) starts and preempts it; r2, yielding, drains as a stopping master
+/// does (VIP announced 300 ms more, then withdrawn but answered 300 ms more), so the
+/// client loses no probe while the upstream moves to r1.
+#[test]
+fn preemption_with_release_drain_loses_no_probe() {
+    let Some(mut lab) = Lab::new("bgp-preempt") else {
+        return;
+    };
+    let s = spec();
+    lab.c.start_vipd(2, &vrrp_conf(100, &[], ""));
+    lab.wait_routed_to(2, Duration::from_secs(10));
+    let p = Prober::start(&lab.client, IpAddr::V4(VIP), ProbeOptions::every(PROBE)).unwrap();
+    let ok = vipd_netns::wait_for(Duration::from_secs(2), Duration::from_millis(10), || {
+        p.received() >= 5
+    });
+    assert!(ok, "no replies before the event\n{}", lab.all_logs());
+    let t = Instant::now();
+    lab.c.start_vipd(1, &vrrp_conf(200, &[], ""));
+    let took = lab.wait_routed_to(1, s.takeover_timeout() + 2 * DRAIN);
+    assert_eq!(lab.c.instance(2)["state"], "BACKUP");
+    let r = outage("preemption with release_drain 300 (r2 → r1)", p, t, took);
+    assert!(
+        r.lost().is_empty(),
+        "the client lost {} probes (largest gap {:?})\n{}",
+        r.lost().len(),
+        r.largest_gap(),
+        lab.all_logs()
+    );
+    // The drain ended: no local route left on r2.
+    let ok = vipd_netns::wait_for(Duration::from_secs(2), Duration::from_millis(20), || {
+        !lab.c
+            .lan
+            .router(2)
+            .ip(["route", "show", "table", "main", "type", "local"])
+            .unwrap()
+            .contains(&VIP.to_string())
+    });
+    assert!(ok, "r2's drain route stayed");
+}
+
 /// (d) A tracked failure (`track_file` weight 0 goes non-zero) puts the master in FAULT:
 /// the route is withdrawn from it and moves to r2; (e) the FAULT router announces
 /// nothing; the file back to 0, r1 preempts and the route comes back.
