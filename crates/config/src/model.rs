@@ -890,6 +890,9 @@ pub enum RouteType {
     Unreachable,
     Prohibit,
     Throw,
+    /// `local`: the host accepts packets to the destination as its own (host scope).
+    /// Routes only (BGP anycast: a VIP answered without being an address).
+    Local,
 }
 
 /// One `static_routes` / `virtual_routes` line: `[src IP] [to] DEST[/LEN] [via|gw IP]
@@ -1041,6 +1044,20 @@ pub struct VrrpInstance {
     /// `@vipd bfd_takeover ...` so keepalived skips it): as BACKUP, take over at once
     /// when the `bfd_instance` NAME to the master goes down.
     pub bfd_takeover: Option<BfdTakeover>,
+    /// vipd extension `release_drain MS` (written `@vipd release_drain MS`): after a
+    /// graceful release (priority 0 on stop or reload) the VIPs and `virtual_routes`
+    /// stay MS ms (instead of one advert interval), then the VIPs are withdrawn as
+    /// addresses but still answered through local routes for MS ms more; likewise
+    /// (from the moment it yields) for a master preempted by a higher priority. For VIPs
+    /// announced by a routing daemon (BGP mode): the upstream moves to the new master
+    /// before the old one stops answering.
+    pub release_drain_ms: Option<u32>,
+    /// vipd extension `standby_metric BASE` (written `@vipd standby_metric BASE`):
+    /// while BACKUP (not FAULT, not stopped) the `virtual_routes` are installed as well,
+    /// with metric BASE + (255 - priority); while MASTER with their own metric. A
+    /// routing daemon redistributing them with the metric as MED (BGP anycast) makes
+    /// the upstream prefer the master and keep the backups as standby paths.
+    pub standby_metric: Option<u32>,
 }
 
 /// `bfd_takeover`; see [`VrrpInstance::bfd_takeover`].

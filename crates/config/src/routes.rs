@@ -43,6 +43,7 @@ const ROUTE_WORDS: &[(&str, usize)] = &[
     ("unreachable", 0),
     ("prohibit", 0),
     ("throw", 0),
+    ("local", 0),
 ];
 
 /// Rule words vipd understands.
@@ -304,6 +305,7 @@ pub(crate) fn route(w: &[&Token], names: &IprouteNames, d: &mut Diags) -> Option
                 "unreachable" => r.kind = RouteType::Unreachable,
                 "prohibit" => r.kind = RouteType::Prohibit,
                 "throw" => r.kind = RouteType::Throw,
+                "local" => r.kind = RouteType::Local,
                 _ => unreachable!("every flag route word is handled"),
             },
             None if word == "from"
@@ -614,6 +616,7 @@ mod tests {
             ("unreachable", RouteType::Unreachable),
             ("prohibit", RouteType::Prohibit),
             ("throw", RouteType::Throw),
+            ("local", RouteType::Local),
             ("unicast", RouteType::Unicast),
         ] {
             assert_eq!(one_route(&format!("{w} 203.0.113.0/24")).kind, k);
@@ -654,7 +657,7 @@ mod tests {
             ("198.51.100.0/24 dev eth0 encap mpls 200", "route option `encap` is not supported by vipd", 30),
             ("198.51.100.0/24 dev eth0 protocol bird", "route option `protocol` is not supported by vipd", 30),
             ("198.51.100.0/24 dev eth0 track_group", "`track_group` needs a value", 30),
-            ("198.51.100.0/24 dev eth0 local", "route option `local` is not supported by vipd", 30),
+            ("198.51.100.0/24 dev eth0 nat", "route option `nat` is not supported by vipd", 30),
             ("2001:db8::/32 from 2001:db8::1", "route option `from` is not supported by vipd", 19),
             ("198.51.100.0/24 dev eth0 onlnk", "unknown route option `onlnk`", 30),
             ("198.51.100.0/24 192.0.2.9", "route has a second destination `192.0.2.9`", 21),

@@ -299,6 +299,10 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "bfd_instance",
     // vipd extension (`@vipd bfd_takeover`).
     "bfd_takeover",
+    // vipd extension (`@vipd release_drain`).
+    "release_drain",
+    // vipd extension (`@vipd standby_metric`).
+    "standby_metric",
     "track_bfd",
     "bfd_priority",
     "bfd_rt_priority",
@@ -571,6 +575,12 @@ pub(crate) const INSTANCE_INACTIVE: &[Kw] = &[
     k("thread_timer_expired", A::OptInt(1, 254)),
     // vipd extension, written `@vipd bfd_takeover NAME ...` so that keepalived skips it.
     k("bfd_takeover", A::Words),
+    // vipd extension, written `@vipd release_drain MS`: after a graceful release the
+    // VIPs stay announced MS, then are withdrawn but still answered MS more (BGP mode).
+    k("release_drain", A::Int(1, 10_000)),
+    // vipd extension, written `@vipd standby_metric BASE`: while BACKUP the instance's
+    // `virtual_routes` are installed too, with metric BASE + 255 - priority (BGP anycast).
+    k("standby_metric", A::Int(0, 1_000_000_000)),
 ];
 
 const SYNC_GROUP: &[Kw] = &[

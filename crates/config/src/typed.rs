@@ -1014,6 +1014,8 @@ impl Mapper<'_> {
             owner_ignore_adverts: None,
             timer_expired_backup: None,
             bfd_takeover: None,
+            release_drain_ms: None,
+            standby_metric: None,
         };
         let mut meta = InstanceMeta {
             name: name_tok,

@@ -113,6 +113,34 @@ pub(crate) fn validate(
                 Some(_) => {}
             }
         }
+        // The drain's local route makes the host answer ARP / NDP for the VIP on every
+        // interface: on the VRRP segment that would fight the new master's GARP.
+        if let (Some(_), Some(tok)) = (inst.release_drain_ms, meta.keyword_tok("release_drain")) {
+            if let Some(a) = inst
+                .virtual_ipaddress
+                .iter()
+                .find(|a| a.dev.as_deref().is_none_or(|d| d == inst.interface))
+            {
+                diags.error_help(
+                    tok,
+                    format!(
+                        "release_drain: VIP {} is on the VRRP interface {}, where the old \
+                         master would keep answering ARP / NDP for it after the new one took it",
+                        a.addr, inst.interface
+                    ),
+                    "release_drain is for VIPs announced by a routing daemon (BGP mode): put them on `dev lo`",
+                );
+            }
+        }
+        if let (Some(_), Some(tok)) = (inst.standby_metric, meta.keyword_tok("standby_metric")) {
+            if inst.virtual_routes.is_empty() {
+                diags.error_help(
+                    tok,
+                    "standby_metric: the instance has no `virtual_routes` to install while BACKUP",
+                    "list the routes to announce (e.g. `192.0.2.100/32 dev lo table 100 metric 100`) in `virtual_routes`",
+                );
+            }
+        }
         // keepalived resets both with a warning; so does vipd.
         if let Some(tok) = meta
             .keyword_tok("timer_expired_backup")

@@ -7,7 +7,7 @@ use anyhow::Result;
 use std::collections::HashSet;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Called by the worker once an `Add` is done (added, found present, or failed).
 pub type Done = Box<dyn FnOnce() + Send>;
@@ -19,12 +19,24 @@ pub enum AddrCommand {
     /// Remove routes and rules vipd added (before the addresses go).
     RemoveRoutes(Vec<RouteSpec>, Vec<RuleSpec>),
     Remove(Vec<AddressSpec>),
-    /// Reply when every earlier command is done.
-    Sync(Sender<()>),
+    /// A graceful release with `@vipd release_drain`: addresses, routes and rules stay
+    /// until `withdraw_at`; then the addresses are replaced by local routes (the host
+    /// still answers for them, a routing daemon no longer announces them) for `drain`,
+    /// while the routes and rules go. Re-adding an address before `withdraw_at`
+    /// cancels its part.
+    Release {
+        addresses: Vec<AddressSpec>,
+        routes: Vec<RouteSpec>,
+        rules: Vec<RuleSpec>,
+        withdraw_at: Instant,
+        drain: Duration,
+    },
     /// The static addresses, routes and rules to put back when something deletes them
     /// (checked every [`RESTORE_EVERY`]); a `Remove` / `RemoveRoutes` drops its
     /// specs from this set.
     Restore(Vec<AddressSpec>, Vec<RouteSpec>, Vec<RuleSpec>),
+    /// Reply when every earlier command is done.
+    Sync(Sender<()>),
 }
 
 /// Told of a VIP without `no_track` that someone else deleted (the worker no longer
@@ -80,6 +92,15 @@ impl AddressWorker {
                 )));
             }
         }
+        // A drain (`@vipd release_drain`) cut short by a crash.
+        for s in configured {
+            if nl.delete_local_route(s.addr, s.ifindex)? {
+                let _ = notices.send(AddrNotice::Routing(format!(
+                    "removed stale release-drain route {} left by an earlier vipd",
+                    s.addr
+                )));
+            }
+        }
         let wanted: HashSet<(u32, std::net::IpAddr)> =
             configured.iter().map(|s| (s.ifindex, s.addr)).collect();
         for k in nl.dump_addresses()? {
@@ -123,135 +144,300 @@ impl Drop for AddressWorker {
     }
 }
 
+/// A graceful release with `@vipd release_drain`: the addresses (and routes, rules)
+/// stay until `withdraw_at`; then each address is replaced by a local route (still
+/// answered, no longer announced), removed at `gone_at`.
+struct Drain {
+    addresses: Vec<AddressSpec>,
+    routes: Vec<RouteSpec>,
+    rules: Vec<RuleSpec>,
+    withdraw_at: Instant,
+    gone_at: Instant,
+    /// Local routes in place (after `withdraw_at`): (address, ifindex).
+    local: Vec<(std::net::IpAddr, u32)>,
+}
+
+struct Worker {
+    nl: Rtnetlink,
+    notices: Sender<AddrNotice>,
+    // Addresses, routes and rules we added and may therefore remove.
+    owned: HashSet<AddressSpec>,
+    owned_routes: HashSet<RouteSpec>,
+    owned_rules: HashSet<RuleSpec>,
+    drains: Vec<Drain>,
+    /// Static lines kept in place, checked with the tracked VIPs at `next_restore`.
+    restore: Restore,
+    next_restore: Instant,
+    on_deleted: OnDeleted,
+}
+
 fn run(
-    mut nl: Rtnetlink,
+    nl: Rtnetlink,
     rx: Receiver<AddrCommand>,
     notices: Sender<AddrNotice>,
     on_deleted: OnDeleted,
 ) {
-    // Addresses, routes and rules we added and may therefore remove.
-    let mut owned: HashSet<AddressSpec> = HashSet::new();
-    let mut owned_routes: HashSet<RouteSpec> = HashSet::new();
-    let mut owned_rules: HashSet<RuleSpec> = HashSet::new();
-    let mut restore = Restore::default();
-    let mut next_restore = Instant::now() + RESTORE_EVERY;
+    let mut w = Worker {
+        nl,
+        notices,
+        owned: HashSet::new(),
+        owned_routes: HashSet::new(),
+        owned_rules: HashSet::new(),
+        drains: Vec::new(),
+        restore: Restore::default(),
+        next_restore: Instant::now() + RESTORE_EVERY,
+        on_deleted,
+    };
     loop {
-        if Instant::now() >= next_restore {
-            let owners = (&mut owned, &mut owned_routes, &mut owned_rules);
-            restore.run(&mut nl, owners, &notices);
-            deleted_vips(&mut nl, &mut owned, &notices, &on_deleted);
-            next_restore = Instant::now() + RESTORE_EVERY;
+        let now = Instant::now();
+        if now >= w.next_restore {
+            w.check_restore();
+            w.next_restore = Instant::now() + RESTORE_EVERY;
         }
-        let cmd = match rx.recv_timeout(next_restore.saturating_duration_since(Instant::now())) {
-            Ok(cmd) => cmd,
-            Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => return,
-        };
-        match cmd {
-            AddrCommand::Restore(addresses, routes, rules) => {
-                restore = Restore {
-                    addresses,
-                    routes,
-                    rules,
-                    failing: std::mem::take(&mut restore.failing),
-                };
+        let at = w
+            .next_deadline()
+            .map_or(w.next_restore, |d| d.min(w.next_restore));
+        let cmd = match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
+            Ok(c) => c,
+            Err(RecvTimeoutError::Timeout) => {
+                w.run_drains(Instant::now());
+                continue;
             }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        w.handle(cmd);
+        w.run_drains(Instant::now());
+    }
+    // Shutting down: the drains run to their end (vipd exits after them).
+    while let Some(at) = w.next_deadline() {
+        std::thread::sleep(at.saturating_duration_since(Instant::now()));
+        w.run_drains(Instant::now());
+    }
+}
+
+impl Worker {
+    fn handle(&mut self, cmd: AddrCommand) {
+        match cmd {
             AddrCommand::Add(specs, done) => {
-                for s in specs {
-                    if owned.contains(&s) {
-                        continue;
-                    }
-                    match nl.add_address(&s) {
-                        Ok(AddOutcome::Added) => {
-                            owned.insert(s.clone());
-                            let _ = notices.send(AddrNotice::Added(s));
-                        }
-                        Ok(AddOutcome::AlreadyPresent) => {
-                            let _ = notices.send(AddrNotice::Foreign(s));
-                        }
-                        Err(e) => {
-                            let _ = notices.send(AddrNotice::Failed(format!("{e:#}")));
-                        }
-                    }
-                }
+                self.cancel_withdrawal(&specs, &[]);
+                self.add(specs);
                 if let Some(done) = done {
                     done();
                 }
             }
+            AddrCommand::Restore(addresses, routes, rules) => {
+                self.restore = Restore {
+                    addresses,
+                    routes,
+                    rules,
+                    failing: std::mem::take(&mut self.restore.failing),
+                };
+            }
             AddrCommand::Remove(specs) => {
-                restore.addresses.retain(|a| !specs.contains(a));
-                for s in specs {
-                    if !owned.remove(&s) {
-                        continue;
-                    }
-                    match nl.delete_address(&s) {
-                        Ok(()) => {
-                            let _ = notices.send(AddrNotice::Removed(s));
-                        }
-                        Err(e) => {
-                            let _ = notices.send(AddrNotice::Failed(format!("{e:#}")));
-                        }
-                    }
-                }
+                self.restore.addresses.retain(|a| !specs.contains(a));
+                self.remove(specs)
             }
             AddrCommand::AddRoutes(routes, rules) => {
-                for r in routes {
-                    if owned_routes.contains(&r) {
-                        continue;
-                    }
-                    let note = match nl.add_route(&r) {
-                        Ok(AddOutcome::Added) => {
-                            let n =
-                                AddrNotice::Routing(format!("added route {}/{}", r.dst, r.dst_len));
-                            owned_routes.insert(r);
-                            n
-                        }
-                        Ok(AddOutcome::AlreadyPresent) => AddrNotice::Routing(format!(
-                            "route {}/{} was already there; vipd will not remove it",
-                            r.dst, r.dst_len
-                        )),
-                        Err(e) => AddrNotice::Failed(format!("{e:#}")),
-                    };
-                    let _ = notices.send(note);
-                }
-                for r in rules {
-                    if owned_rules.contains(&r) {
-                        continue;
-                    }
-                    let note = match nl.add_rule(&r) {
-                        Ok(AddOutcome::Added) => {
-                            owned_rules.insert(r);
-                            AddrNotice::Routing("added rule".into())
-                        }
-                        Ok(AddOutcome::AlreadyPresent) => AddrNotice::Routing(
-                            "rule was already there; vipd will not remove it".into(),
-                        ),
-                        Err(e) => AddrNotice::Failed(format!("{e:#}")),
-                    };
-                    let _ = notices.send(note);
-                }
+                self.cancel_withdrawal(&[], &routes);
+                self.add_routes(routes, rules);
             }
             AddrCommand::RemoveRoutes(routes, rules) => {
-                restore.routes.retain(|r| !routes.contains(r));
-                restore.rules.retain(|r| !rules.contains(r));
-                for r in rules.into_iter().filter(|r| owned_rules.remove(r)) {
-                    if let Err(e) = nl.delete_rule(&r) {
-                        let _ = notices.send(AddrNotice::Failed(format!("{e:#}")));
-                    }
-                }
-                for r in routes.into_iter().filter(|r| owned_routes.remove(r)) {
-                    let note = match nl.delete_route(&r) {
-                        Ok(_) => {
-                            AddrNotice::Routing(format!("removed route {}/{}", r.dst, r.dst_len))
-                        }
-                        Err(e) => AddrNotice::Failed(format!("{e:#}")),
-                    };
-                    let _ = notices.send(note);
-                }
+                self.restore.routes.retain(|r| !routes.contains(r));
+                self.restore.rules.retain(|r| !rules.contains(r));
+                self.remove_routes(routes, rules)
             }
+            AddrCommand::Release {
+                addresses,
+                routes,
+                rules,
+                withdraw_at,
+                drain,
+            } => self.drains.push(Drain {
+                addresses,
+                routes,
+                rules,
+                withdraw_at,
+                gone_at: withdraw_at + drain,
+                local: Vec::new(),
+            }),
             AddrCommand::Sync(done) => {
                 let _ = done.send(());
             }
+        }
+    }
+
+    /// Put back deleted static lines; report tracked VIPs someone else deleted.
+    fn check_restore(&mut self) {
+        let owners = (
+            &mut self.owned,
+            &mut self.owned_routes,
+            &mut self.owned_rules,
+        );
+        self.restore.run(&mut self.nl, owners, &self.notices);
+        deleted_vips(
+            &mut self.nl,
+            &mut self.owned,
+            &self.notices,
+            &self.on_deleted,
+        );
+    }
+
+    /// The next drain step (`@vipd release_drain`).
+    fn next_deadline(&self) -> Option<Instant> {
+        self.drains
+            .iter()
+            .map(|d| {
+                if d.local.is_empty() && !d.addresses.is_empty() {
+                    d.withdraw_at
+                } else {
+                    d.gone_at
+                }
+            })
+            .min()
+    }
+
+    /// Taken over again before the withdrawal: what was re-added stays.
+    fn cancel_withdrawal(&mut self, specs: &[AddressSpec], routes: &[RouteSpec]) {
+        for d in self.drains.iter_mut().filter(|d| d.local.is_empty()) {
+            d.addresses.retain(|a| !specs.contains(a));
+            d.routes.retain(|r| !routes.contains(r));
+        }
+    }
+
+    fn run_drains(&mut self, now: Instant) {
+        let mut drains = std::mem::take(&mut self.drains);
+        for d in drains.iter_mut() {
+            if d.local.is_empty() && now >= d.withdraw_at {
+                // Answer for each address through a local route before it goes.
+                for a in d.addresses.iter().filter(|a| self.owned.contains(a)) {
+                    match self.nl.add_local_route(a.addr, a.ifindex) {
+                        Ok(AddOutcome::Added) => d.local.push((a.addr, a.ifindex)),
+                        Ok(AddOutcome::AlreadyPresent) => {}
+                        Err(e) => {
+                            let _ = self.notices.send(AddrNotice::Failed(format!("{e:#}")));
+                        }
+                    }
+                }
+                if !d.local.is_empty() {
+                    let _ = self.notices.send(AddrNotice::Routing(format!(
+                        "release drain: {} address(es) withdrawn, answered for {} ms more",
+                        d.local.len(),
+                        d.gone_at.saturating_duration_since(now).as_millis()
+                    )));
+                }
+                self.remove_routes(std::mem::take(&mut d.routes), std::mem::take(&mut d.rules));
+                self.remove(std::mem::take(&mut d.addresses));
+                if d.local.is_empty() {
+                    d.gone_at = now; // nothing to drain
+                }
+            }
+        }
+        for d in drains
+            .iter()
+            .filter(|d| d.addresses.is_empty() && now >= d.gone_at)
+        {
+            for &(addr, ifindex) in &d.local {
+                match self.nl.delete_local_route(addr, ifindex) {
+                    Ok(_) => {
+                        let _ = self
+                            .notices
+                            .send(AddrNotice::Routing(format!("release drain of {addr} over")));
+                    }
+                    Err(e) => {
+                        let _ = self.notices.send(AddrNotice::Failed(format!("{e:#}")));
+                    }
+                }
+            }
+        }
+        drains.retain(|d| !(d.addresses.is_empty() && now >= d.gone_at));
+        self.drains = drains;
+    }
+
+    fn add(&mut self, specs: Vec<AddressSpec>) {
+        for s in specs {
+            if self.owned.contains(&s) {
+                continue;
+            }
+            match self.nl.add_address(&s) {
+                Ok(AddOutcome::Added) => {
+                    self.owned.insert(s.clone());
+                    let _ = self.notices.send(AddrNotice::Added(s));
+                }
+                Ok(AddOutcome::AlreadyPresent) => {
+                    let _ = self.notices.send(AddrNotice::Foreign(s));
+                }
+                Err(e) => {
+                    let _ = self.notices.send(AddrNotice::Failed(format!("{e:#}")));
+                }
+            }
+        }
+    }
+
+    fn remove(&mut self, specs: Vec<AddressSpec>) {
+        for s in specs {
+            if !self.owned.remove(&s) {
+                continue;
+            }
+            match self.nl.delete_address(&s) {
+                Ok(()) => {
+                    let _ = self.notices.send(AddrNotice::Removed(s));
+                }
+                Err(e) => {
+                    let _ = self.notices.send(AddrNotice::Failed(format!("{e:#}")));
+                }
+            }
+        }
+    }
+
+    fn add_routes(&mut self, routes: Vec<RouteSpec>, rules: Vec<RuleSpec>) {
+        for r in routes {
+            if self.owned_routes.contains(&r) {
+                continue;
+            }
+            let note = match self.nl.add_route(&r) {
+                Ok(AddOutcome::Added) => {
+                    let n = AddrNotice::Routing(format!("added route {}/{}", r.dst, r.dst_len));
+                    self.owned_routes.insert(r);
+                    n
+                }
+                Ok(AddOutcome::AlreadyPresent) => AddrNotice::Routing(format!(
+                    "route {}/{} was already there; vipd will not remove it",
+                    r.dst, r.dst_len
+                )),
+                Err(e) => AddrNotice::Failed(format!("{e:#}")),
+            };
+            let _ = self.notices.send(note);
+        }
+        for r in rules {
+            if self.owned_rules.contains(&r) {
+                continue;
+            }
+            let note = match self.nl.add_rule(&r) {
+                Ok(AddOutcome::Added) => {
+                    self.owned_rules.insert(r);
+                    AddrNotice::Routing("added rule".into())
+                }
+                Ok(AddOutcome::AlreadyPresent) => {
+                    AddrNotice::Routing("rule was already there; vipd will not remove it".into())
+                }
+                Err(e) => AddrNotice::Failed(format!("{e:#}")),
+            };
+            let _ = self.notices.send(note);
+        }
+    }
+
+    fn remove_routes(&mut self, routes: Vec<RouteSpec>, rules: Vec<RuleSpec>) {
+        for r in rules.into_iter().filter(|r| self.owned_rules.remove(r)) {
+            if let Err(e) = self.nl.delete_rule(&r) {
+                let _ = self.notices.send(AddrNotice::Failed(format!("{e:#}")));
+            }
+        }
+        for r in routes.into_iter().filter(|r| self.owned_routes.remove(r)) {
+            let note = match self.nl.delete_route(&r) {
+                Ok(_) => AddrNotice::Routing(format!("removed route {}/{}", r.dst, r.dst_len)),
+                Err(e) => AddrNotice::Failed(format!("{e:#}")),
+            };
+            let _ = self.notices.send(note);
         }
     }
 }

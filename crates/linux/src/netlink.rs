@@ -284,6 +284,42 @@ impl Rtnetlink {
         }
     }
 
+    /// Add the drain route of a released VIP (`@vipd release_drain`): `local ADDR dev
+    /// IF proto 118` in the main table. The host keeps accepting (and answering)
+    /// traffic to ADDR without having it as an address, so a routing daemon that
+    /// announces the VIP as a connected route withdraws it (zebra ignores `local`
+    /// routes of the main table).
+    pub fn add_local_route(&mut self, addr: IpAddr, ifindex: u32) -> Result<AddOutcome> {
+        match self.request(
+            RouteNetlinkMessage::NewRoute(local_route_message(addr, ifindex)),
+            NLM_F_CREATE | NLM_F_EXCL,
+        ) {
+            Ok(()) => Ok(AddOutcome::Added),
+            Err(code) if code == libc::EEXIST => Ok(AddOutcome::AlreadyPresent),
+            Err(code) => bail!(
+                "adding local route to {addr}: {}",
+                std::io::Error::from_raw_os_error(code)
+            ),
+        }
+    }
+
+    /// Remove a drain route ([`Self::add_local_route`]); `Ok(false)`: there was none.
+    pub fn delete_local_route(&mut self, addr: IpAddr, ifindex: u32) -> Result<bool> {
+        match self.request(
+            RouteNetlinkMessage::DelRoute(local_route_message(addr, ifindex)),
+            0,
+        ) {
+            Ok(()) => Ok(true),
+            Err(code) if code == libc::ESRCH || code == libc::ENOENT || code == libc::ENODEV => {
+                Ok(false)
+            }
+            Err(code) => bail!(
+                "removing local route to {addr}: {}",
+                std::io::Error::from_raw_os_error(code)
+            ),
+        }
+    }
+
     pub fn add_rule(&mut self, r: &RuleSpec) -> Result<AddOutcome> {
         match self.request(
             RouteNetlinkMessage::NewRule(rule_message(r)),
@@ -475,9 +511,12 @@ fn route_message(r: &RouteSpec) -> RouteMessage {
         RouteKind::Unreachable => RouteType::Unreachable,
         RouteKind::Prohibit => RouteType::Prohibit,
         RouteKind::Throw => RouteType::Throw,
+        RouteKind::Local => RouteType::Local,
     };
     // Like `ip route`: a direct unicast route is link-scoped, everything else global.
-    let default_scope = if r.kind == RouteKind::Unicast && r.gateway.is_none() {
+    let default_scope = if r.kind == RouteKind::Local {
+        254 // host, as `ip route add local`
+    } else if r.kind == RouteKind::Unicast && r.gateway.is_none() {
         253
     } else {
         0
@@ -505,6 +544,26 @@ fn route_message(r: &RouteSpec) -> RouteMessage {
         m.attributes.push(RouteAttribute::Priority(p));
     }
     m.attributes.push(RouteAttribute::Table(r.table));
+    m
+}
+
+/// `local ADDR/32 (or /128) dev IF scope host proto 118 table main`.
+fn local_route_message(addr: IpAddr, ifindex: u32) -> RouteMessage {
+    let mut m = RouteMessage::default();
+    m.header.address_family = if addr.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    m.header.destination_prefix_length = if addr.is_ipv4() { 32 } else { 128 };
+    m.header.table = 254;
+    m.header.protocol = RouteProtocol::from(VIPD_ROUTE_PROTO);
+    m.header.kind = RouteType::Local;
+    m.header.scope = RouteScope::Host;
+    m.attributes
+        .push(RouteAttribute::Destination(RouteAddress::from(addr)));
+    m.attributes.push(RouteAttribute::Oif(ifindex));
+    m.attributes.push(RouteAttribute::Table(254));
     m
 }
 

@@ -76,6 +76,12 @@ pub struct InstancePlan {
     /// `@vipd bfd_takeover NAME`: the `bfd_instance` whose Up/Down the engine gets as
     /// `peer_up` / `peer_down` of its `neighbor_ip` (the master's advert source).
     pub bfd_takeover: Option<(String, IpAddr)>,
+    /// `@vipd release_drain MS`: after a graceful release the VIPs stay this long after
+    /// priority 0, then are withdrawn but still answered this long more.
+    pub release_drain: Option<Duration>,
+    /// `@vipd standby_metric BASE`: the `virtual_routes` with metric BASE + 255 -
+    /// priority, installed while BACKUP (empty without the line).
+    pub standby_routes: Vec<RouteSpec>,
 }
 
 impl InstancePlan {
@@ -1162,6 +1168,17 @@ fn build_instance(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan, Pla
         plan.announce_frames.push(frame);
     }
     plan.routes = route_specs(cfg, &inst.virtual_routes)?;
+    if let Some(base) = inst.standby_metric {
+        let metric = base.saturating_add(255 - u32::from(plan.engine.priority));
+        plan.standby_routes = plan
+            .routes
+            .iter()
+            .map(|r| RouteSpec {
+                metric: Some(metric),
+                ..r.clone()
+            })
+            .collect();
+    }
     plan.tracking = tracking(cfg, inst).map_err(at(&inst.span))?;
     // garp_extra_if: while MASTER, announcements on the VIPs' VMACs from
     // `use_vmac_addr` and, with `all`, also on their other interfaces (keepalived
@@ -1578,6 +1595,10 @@ fn instance_plan(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
                 .then(|| "unicast_fault_no_peer: no unicast_peer to send to".to_string())
         },
         bfd_takeover,
+        standby_routes: Vec::new(),
+        release_drain: inst
+            .release_drain_ms
+            .map(|ms| Duration::from_millis(ms.into())),
         unicast_ttl: inst.unicast_ttl.unwrap_or(255),
         name: inst.name.clone(),
         iface,
@@ -1984,6 +2005,41 @@ mod tests {
         );
         assert_eq!(plan.instances[1].bfd_takeover, None);
         assert_eq!(plan.instances[1].engine.peer_takeover, None);
+    }
+
+    /// `@vipd standby_metric` and `@vipd release_drain` reach the plan: the standby
+    /// routes are the `virtual_routes` with metric BASE + 255 - priority.
+    #[test]
+    fn bgp_mode_extensions_plan() {
+        let opts = vipd_config::LoadOptions {
+            config_id: None,
+            check_interfaces: false,
+        };
+        let text = "vrrp_instance A {\n interface lo\n virtual_router_id 1\n priority 100\n\
+             no_virtual_ipaddress\n\
+             virtual_routes {\n  192.0.2.100/32 dev lo table 100 metric 100\n }\n\
+             @vipd standby_metric 1000\n\
+             @vipd release_drain 250\n}\n\
+            vrrp_instance B {\n interface lo\n virtual_router_id 2\n\
+             virtual_ipaddress {\n  192.0.2.101/32 dev lo\n }\n}\n";
+        let cfg = vipd_config::load_str(text, std::path::Path::new("/k.conf"), &opts)
+            .unwrap_or_else(|d| panic!("{d:#?}"))
+            .config;
+        let plan = build(&cfg).unwrap_or_else(|e| panic!("{}", e.error));
+        let a = &plan.instances[0];
+        assert_eq!(a.routes.len(), 1);
+        assert_eq!(a.routes[0].metric, Some(100));
+        assert_eq!(
+            a.standby_routes,
+            vec![RouteSpec {
+                metric: Some(1155),
+                ..a.routes[0].clone()
+            }]
+        );
+        assert_eq!(a.release_drain, Some(Duration::from_millis(250)));
+        let b = &plan.instances[1];
+        assert!(b.standby_routes.is_empty());
+        assert_eq!(b.release_drain, None);
     }
 
     #[test]

@@ -201,7 +201,7 @@ impl Runtime {
         let virtual_routes: Vec<_> = plan
             .instances
             .iter()
-            .flat_map(|i| i.routes.iter().cloned())
+            .flat_map(|i| i.routes.iter().chain(&i.standby_routes).cloned())
             .collect();
         // SAFETY: eventfd(2) returns a new fd we own.
         let efd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
@@ -1332,6 +1332,17 @@ impl EngineLoop {
                         .addr_tx
                         .send(AddrCommand::Add(slot.plan.addresses.clone(), Some(done)));
                     let slot = &self.slots[i];
+                    // `@vipd standby_metric`: the standby routes go first. zebra keeps one
+                    // kernel route per prefix and table (the last one it heard of), so
+                    // removing the standby route after adding the master's would
+                    // withdraw both; the other way round bgpd's update hold (50 ms)
+                    // merges the withdrawal and the new announcement.
+                    if !slot.plan.standby_routes.is_empty() {
+                        let _ = self.addr_tx.send(AddrCommand::RemoveRoutes(
+                            slot.plan.standby_routes.clone(),
+                            Vec::new(),
+                        ));
+                    }
                     if !slot.plan.routes.is_empty() || !slot.plan.rules.is_empty() {
                         let _ = self.addr_tx.send(AddrCommand::AddRoutes(
                             slot.plan.routes.clone(),
@@ -1345,6 +1356,31 @@ impl EngineLoop {
                     slot.awaiting_addresses = None;
                     slot.pending_announce = 0;
                     let plan = &self.slots[i].plan;
+                    // With `release_drain`, the worker withdraws and drains instead
+                    // (a) at the end of the make-before-break hold after priority 0
+                    // (only then is an instance in Initialize with the hold on), and
+                    // (b) when a master yields to a higher priority (or its sync group
+                    // does), in BACKUP — not with standby routes, whose metric change
+                    // must not wait. FAULT removes at once.
+                    let inst = &self.slots[i].inst;
+                    let graceful = inst.state() == State::Initialize
+                        && inst.config().hold_addresses_on_shutdown;
+                    let yielded = inst.state() == State::Backup && plan.standby_routes.is_empty();
+                    if let Some(drain) = plan.release_drain.filter(|_| graceful || yielded) {
+                        let released_at = match graceful {
+                            true => now.checked_sub(inst.config().shutdown_hold()),
+                            false => None,
+                        }
+                        .unwrap_or(now);
+                        let _ = self.addr_tx.send(AddrCommand::Release {
+                            addresses: plan.addresses.clone(),
+                            routes: plan.routes.clone(),
+                            rules: plan.rules.clone(),
+                            withdraw_at: (released_at + drain).max(now),
+                            drain,
+                        });
+                        continue;
+                    }
                     if !plan.routes.is_empty() || !plan.rules.is_empty() {
                         let _ = self.addr_tx.send(AddrCommand::RemoveRoutes(
                             plan.routes.clone(),
@@ -1374,6 +1410,20 @@ impl EngineLoop {
                 }
                 Action::Transition { from, to, reason } => {
                     self.status_dirty = true;
+                    // `@vipd standby_metric`: the standby routes exist exactly while
+                    // BACKUP (on BACKUP → MASTER already removed with `AddAddresses`).
+                    let standby = &self.slots[i].plan.standby_routes;
+                    if !standby.is_empty() && from != to {
+                        if to == State::Backup {
+                            let _ = self
+                                .addr_tx
+                                .send(AddrCommand::AddRoutes(standby.clone(), Vec::new()));
+                        } else if from == State::Backup {
+                            let _ = self
+                                .addr_tx
+                                .send(AddrCommand::RemoveRoutes(standby.clone(), Vec::new()));
+                        }
+                    }
                     // keepalived: first after garp_master_delay plus the interval.
                     let slot = &mut self.slots[i];
                     slot.extra_garp_at = match (&slot.plan.extra_garp, to) {

@@ -1,7 +1,7 @@
 //! BGP mode in a routed lab: two vipd routers r1, r2 (VRRP between them on their own
-//! link), each with its own FRR (zebra + bgpd) peering eBGP with an upstream FRR router
-//! over a separate point-to-point link, and a client behind the upstream on another
-//! subnet:
+//! link), each with its own FRR (zebra + bfdd + bgpd) peering eBGP, with BFD on the
+//! session, with an upstream FRR router over a separate point-to-point link, and a
+//! client behind the upstream on another subnet:
 //!
 //! ```text
 //!   client 203.0.113.2 ── upstream (AS 64500) ──198.51.100.0/31── r1 (AS 64501) ┐ VRRP
@@ -27,6 +27,7 @@ use vipd_netns::{has_address, Netns, ProbeOptions, ProbeReport, Prober, Proc, Si
 
 const ZEBRA: &str = "/usr/lib/frr/zebra";
 const BGPD: &str = "/usr/lib/frr/bgpd";
+const BFDD: &str = "/usr/lib/frr/bfdd";
 const VTYSH: &str = "/usr/bin/vtysh";
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
 /// A prefix announced through `virtual_routes ... table 100`.
@@ -60,12 +61,13 @@ fn router_frr_conf(i: usize) -> String {
         .replace("198.51.100.0", &up.to_string())
 }
 
-/// One FRR instance (zebra + bgpd) in a namespace, with its own config, pid files, zserv
-/// and vty sockets in `dir`: nothing touches the system's FRR. The integrated config is
+/// One FRR instance (zebra + bfdd + bgpd) in a namespace, with its own config, pid
+/// files, zserv, BFD control and vty sockets in `dir`: nothing touches the system's FRR. The integrated config is
 /// applied by `vtysh -f`, as FRR's own start-up does with `vtysh -b`.
 struct Frr {
     dir: PathBuf,
     zebra: Proc,
+    bfdd: Proc,
     bgpd: Proc,
 }
 
@@ -82,7 +84,7 @@ impl Frr {
         mode(&empty, 0o644);
         let d = dir.display().to_string();
         let daemon = |bin: &str, name: &str| {
-            let args = [
+            let mut args = vec![
                 bin.to_string(),
                 "-f".into(),
                 empty.display().to_string(),
@@ -97,6 +99,9 @@ impl Frr {
                 "--log-level".into(),
                 "info".into(),
             ];
+            if name == "bfdd" {
+                args.extend(["--bfdctl".into(), format!("{d}/bfdd.sock")]);
+            }
             ns.spawn(args, dir.join(format!("{name}.log")))
                 .unwrap_or_else(|e| panic!("starting {name}: {e:#}"))
         };
@@ -105,12 +110,22 @@ impl Frr {
             dir.join("zebra.vty").exists() && dir.join("zserv.api").exists()
         });
         assert!(ok, "zebra did not start:\n{}", zebra.log_tail(20));
+        let bfdd = daemon(BFDD, "bfdd");
+        let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
+            dir.join("bfdd.vty").exists()
+        });
+        assert!(ok, "bfdd did not start:\n{}", bfdd.log_tail(20));
         let bgpd = daemon(BGPD, "bgpd");
         let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
             dir.join("bgpd.vty").exists()
         });
         assert!(ok, "bgpd did not start:\n{}", bgpd.log_tail(20));
-        let frr = Frr { dir, zebra, bgpd };
+        let frr = Frr {
+            dir,
+            zebra,
+            bfdd,
+            bgpd,
+        };
         let conf = frr.dir.join("frr.conf");
         std::fs::write(&conf, config).unwrap();
         let o = std::process::Command::new(VTYSH)
@@ -131,10 +146,14 @@ impl Frr {
     }
 
     fn vtysh(&self, cmd: &str) -> String {
+        self.vtysh_on("bgpd", cmd)
+    }
+
+    fn vtysh_on(&self, daemon: &str, cmd: &str) -> String {
         let o = std::process::Command::new(VTYSH)
             .arg("--vty_socket")
             .arg(&self.dir)
-            .args(["-d", "bgpd", "-c", cmd])
+            .args(["-d", daemon, "-c", cmd])
             .output()
             .unwrap();
         String::from_utf8_lossy(&o.stdout).into_owned()
@@ -143,6 +162,25 @@ impl Frr {
     /// The next hops of the BGP paths this router has for the VIP, best path first.
     fn vip_paths(&self) -> Vec<Ipv4Addr> {
         self.paths(VIP)
+    }
+
+    /// The BGP paths this router has for the VIP, best first: (next hop, MED).
+    fn vip_paths_med(&self) -> Vec<(Ipv4Addr, Option<u64>)> {
+        let out = self.vtysh(&format!("show ip bgp {VIP}/32 json"));
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+        let mut paths: Vec<(bool, Ipv4Addr, Option<u64>)> = v["paths"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| {
+                        let nh = p["nexthops"][0]["ip"].as_str()?.parse().ok()?;
+                        Some((p["bestpath"]["overall"] == true, nh, p["metric"].as_u64()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        paths.sort_by_key(|(best, _, _)| !best);
+        paths.into_iter().map(|(_, nh, med)| (nh, med)).collect()
     }
 
     /// The next hops of the BGP paths this router has for `dst`/32, best path first.
@@ -164,13 +202,28 @@ impl Frr {
         paths.into_iter().map(|(_, nh)| nh).collect()
     }
 
+    /// The BFD session states to `peer` (as `show bfd peers` has them), e.g. "up".
+    fn bfd_status(&self, peer: Ipv4Addr) -> Option<String> {
+        let out = self.vtysh_on("bfdd", "show bfd peers json");
+        let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+        v.as_array()?
+            .iter()
+            .find(|p| p["peer"] == peer.to_string())
+            .and_then(|p| p["status"].as_str().map(str::to_string))
+    }
+
     fn logs(&self) -> String {
-        format!("{}\n{}", self.zebra.log_tail(15), self.bgpd.log_tail(15))
+        format!(
+            "{}\n{}\n{}",
+            self.zebra.log_tail(15),
+            self.bfdd.log_tail(10),
+            self.bgpd.log_tail(15)
+        )
     }
 
     /// A router crash: its routing daemons die with it (SIGKILL).
     fn kill9(&mut self) {
-        for p in [&mut self.bgpd, &mut self.zebra] {
+        for p in [&mut self.bgpd, &mut self.bfdd, &mut self.zebra] {
             p.kill9();
             forget_crash_dir(p);
         }
@@ -180,7 +233,7 @@ impl Frr {
 /// FRR keeps a per-process directory `/var/tmp/frr/<daemon>.<pid>` (crash logs) that it
 /// removes on a clean exit only.
 fn forget_crash_dir(p: &Proc) {
-    for name in ["zebra", "bgpd"] {
+    for name in ["zebra", "bfdd", "bgpd"] {
         let _ = std::fs::remove_dir_all(format!("/var/tmp/frr/{name}.{}", p.pid()));
     }
 }
@@ -189,7 +242,7 @@ impl Drop for Frr {
     /// A clean stop (SIGTERM), so FRR removes its own files; `Proc`'s drop SIGKILLs
     /// what is left.
     fn drop(&mut self) {
-        for p in [&mut self.bgpd, &mut self.zebra] {
+        for p in [&mut self.bgpd, &mut self.bfdd, &mut self.zebra] {
             let _ = p.signal(Signal::SIGTERM);
             if p.wait_timeout(Duration::from_secs(3)).is_none() {
                 p.kill9();
@@ -209,13 +262,16 @@ struct Lab {
 }
 
 fn frr_available() -> bool {
-    if [ZEBRA, BGPD, VTYSH].iter().all(|p| Path::new(p).exists()) {
+    if [ZEBRA, BFDD, BGPD, VTYSH]
+        .iter()
+        .all(|p| Path::new(p).exists())
+    {
         return true;
     }
     let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false" && v != "0");
     assert!(
         !ci,
-        "FRR (zebra, bgpd, vtysh) is missing under CI (apt-get install frr)"
+        "FRR (zebra, bfdd, bgpd, vtysh) is missing under CI (apt-get install frr)"
     );
     eprintln!("skipped: FRR not installed (apt-get install frr)");
     false
@@ -230,19 +286,46 @@ fn spec() -> Spec {
 /// in the instance and `global` blocks before it (keepalived loads the result too: see
 /// `the_example_is_valid_keepalived`).
 fn vrrp_conf(priority: u8, extra: &[&str], global: &str) -> String {
-    let mut conf =
-        example("bgp-vipd.conf").replace("priority 200", &format!("priority {priority}"));
+    example_conf("bgp-vipd.conf", priority, extra, global)
+}
+
+/// [`vrrp_conf`] of another example file.
+fn example_conf(file: &str, priority: u8, extra: &[&str], global: &str) -> String {
+    let mut conf = example(file).replace("priority 200", &format!("priority {priority}"));
     let at = conf
-        .find("    virtual_ipaddress")
-        .expect("virtual_ipaddress in the example");
+        .find("    version 3\n")
+        .expect("version 3 in the example")
+        + 14;
     for line in extra.iter().rev() {
         conf.insert_str(at, &format!("    {line}\n"));
     }
     format!("{global}{conf}")
 }
 
+/// The shipped FRR config without its `neighbor ... bfd` lines (BGP alone).
+fn without_bfd(conf: &str) -> String {
+    let out: String = conf
+        .lines()
+        .filter(|l| !l.contains(" bfd profile "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(
+        out.lines().count(),
+        conf.lines().count(),
+        "no BFD to remove"
+    );
+    out
+}
+
 impl Lab {
     fn new(tag: &str) -> Option<Lab> {
+        Lab::with(tag, true)
+    }
+
+    /// `bfd`: the shipped FRR configs as they are; otherwise without BFD on the
+    /// sessions.
+    fn with(tag: &str, bfd: bool) -> Option<Lab> {
+        let frr_conf = |c: String| if bfd { c } else { without_bfd(&c) };
         if !frr_available() {
             return None;
         }
@@ -284,14 +367,14 @@ impl Lab {
         let up_frr = Frr::start(
             &upstream,
             c.dir.join("frr-up"),
-            &example("frr/frr-upstream.conf"),
+            &frr_conf(example("frr/frr-upstream.conf")),
         );
         let frr = (1..=2)
             .map(|i| {
                 Frr::start(
                     c.lan.router(i),
                     c.dir.join(format!("frr-r{i}")),
-                    &router_frr_conf(i),
+                    &frr_conf(router_frr_conf(i)),
                 )
             })
             .collect();
@@ -317,6 +400,19 @@ impl Lab {
                 "r{i} never learnt 203.0.113.0/24 over BGP\n{}",
                 lab.frr_logs()
             );
+            if bfd {
+                let ok = vipd_netns::wait_for(
+                    Duration::from_secs(10),
+                    Duration::from_millis(50),
+                    || lab.up_frr.bfd_status(uplink(i).0).as_deref() == Some("up"),
+                );
+                assert!(
+                    ok,
+                    "no BFD session to r{i}: {}\n{}",
+                    lab.up_frr.vtysh_on("bfdd", "show bfd peers"),
+                    lab.frr_logs()
+                );
+            }
         }
         Some(lab)
     }
@@ -511,6 +607,200 @@ fn router_crash_moves_the_route() {
     lab.assert_client_reaches(2);
 }
 
+/// A router that dies silently (power loss: no FIN or RST for its BGP session, its
+/// links still up): every packet on r1's uplink dropped (nftables), then vipd and FRR
+/// killed. Returns the client's report and when the upstream's route moved.
+fn silent_router_death(lab: &mut Lab, kind: &str) -> (ProbeReport, Duration) {
+    let p = lab.start_pair_probing(&vrrp_conf(200, &[], ""), &vrrp_conf(100, &[], ""));
+    let rules = lab.c.dir.join("silence.nft");
+    std::fs::write(
+        &rules,
+        "table inet vipd_test_silence {\n\
+         \x20 chain in { type filter hook input priority 0; iifname \"uplink\" drop; }\n\
+         \x20 chain out { type filter hook output priority 0; oifname \"uplink\" drop; }\n\
+         }\n",
+    )
+    .unwrap();
+    let t = Instant::now();
+    lab.c
+        .lan
+        .router(1)
+        .exec(&["nft", "-f", &rules.display().to_string()])
+        .expect("nft");
+    lab.c.crash(1);
+    lab.frr[0].kill9();
+    let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
+        lab.upstream_next_hop() == Some(uplink(2).0) && lab.up_frr.vip_paths() == [uplink(2).0]
+    });
+    let took = t.elapsed();
+    assert!(
+        ok,
+        "route not moved to r2: {:?} {:?}\n{}",
+        lab.upstream_next_hop(),
+        lab.up_frr.vip_paths(),
+        lab.all_logs()
+    );
+    assert_eq!(lab.c.instance(2)["state"], "MASTER");
+    (outage(kind, p, t, took), took)
+}
+
+/// BFD on the BGP sessions (the shipped FRR configs: 3 × 100 ms): the upstream notices
+/// r1's silent death in the BFD detection time and drops its path; r2, master after
+/// Master_Down_Interval, announces. The client's outage is bounded by those, far below
+/// the BGP hold time (3 s).
+#[test]
+fn silent_router_death_is_noticed_by_bfd() {
+    let Some(mut lab) = Lab::new("bgp-silent") else {
+        return;
+    };
+    let (r, took) = silent_router_death(&mut lab, "silent router death, BFD 3 × 100 ms");
+    assert_eq!(
+        lab.up_frr.bfd_status(uplink(1).0).as_deref(),
+        Some("down"),
+        "{}",
+        lab.up_frr.vtysh_on("bfdd", "show bfd peers")
+    );
+    // Slack for a loaded host; the hold time would be 3 s.
+    assert!(
+        took < Duration::from_millis(1500),
+        "route moved after {took:?}"
+    );
+    assert!(
+        r.largest_gap() < Duration::from_secs(2),
+        "{:?}",
+        r.largest_gap()
+    );
+    lab.assert_client_reaches(2);
+}
+
+/// The same without BFD: the upstream keeps r1's path — into the void — until the BGP
+/// hold time expires: 2–3 s after the event (`timers bgp 1 3`: hold 3 s counted from the
+/// last keepalive, sent every second). What BFD saves.
+#[test]
+fn silent_router_death_without_bfd_waits_the_hold_time() {
+    let Some(mut lab) = Lab::with("bgp-silent-nobfd", false) else {
+        return;
+    };
+    let (r, took) = silent_router_death(&mut lab, "silent router death, no BFD (hold 3 s)");
+    assert!(
+        took >= Duration::from_millis(1900),
+        "route moved after {took:?}"
+    );
+    assert!(
+        r.largest_gap() >= Duration::from_millis(1900),
+        "{:?}",
+        r.largest_gap()
+    );
+}
+
+/// Anycast / active-active (packaging/examples/bgp-anycast-vipd.conf, FRR configs as
+/// shipped): both routers answer for the VIP (a static `local` route) and announce it
+/// from table 100, the master with metric (MED) 100, the backup with its standby metric
+/// 1000 + 255 − 100 = 1155. The upstream prefers the master and keeps the backup's path;
+/// a FAULT withdraws the backup's path; a master crash moves the client to the standby
+/// path as soon as the upstream drops the master's — before r2 is even VRRP master, so
+/// the outage is BGP's, not VRRP's.
+#[test]
+fn anycast_standby_path_takes_over_before_vrrp() {
+    let Some(mut lab) = Lab::new("bgp-anycast") else {
+        return;
+    };
+    let file = lab.c.dir.join("down");
+    std::fs::write(&file, "0\n").unwrap();
+    let global = format!(
+        "vrrp_track_file tf {{\n    file \"{}\"\n    init_file 0\n}}\n",
+        file.display()
+    );
+    let (r1, r2) = (uplink(1).0, uplink(2).0);
+    let c1 = example_conf("bgp-anycast-vipd.conf", 200, &[], "");
+    let c2 = example_conf(
+        "bgp-anycast-vipd.conf",
+        100,
+        &["track_file {\n        tf weight 0\n    }"],
+        &global,
+    );
+    let state = |lab: &Lab, i: usize| {
+        lab.c
+            .status(i)
+            .and_then(|s| s["instances"][0]["state"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    let wait_paths = |lab: &Lab, want: &[(Ipv4Addr, Option<u64>)], what: &str| {
+        let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
+            lab.up_frr.vip_paths_med() == want
+        });
+        assert!(
+            ok,
+            "{what}: upstream's paths {:?}, want {want:?}\n{}",
+            lab.up_frr.vip_paths_med(),
+            lab.all_logs()
+        );
+    };
+    lab.c.start_vipd(1, &c1);
+    lab.c.start_vipd(2, &c2);
+    let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
+        state(&lab, 1) == "MASTER" && state(&lab, 2) == "BACKUP"
+    });
+    assert!(ok, "r1 MASTER, r2 BACKUP\n{}", lab.c.logs());
+    // Both announce; the master's MED wins.
+    wait_paths(&lab, &[(r1, Some(100)), (r2, Some(1155))], "steady state");
+    lab.assert_client_reaches(1);
+    // Both answer: r2 has the VIP's local route too, and no VIP address anywhere.
+    for i in 1..=2 {
+        let router = lab.c.lan.router(i);
+        assert!(router
+            .ip(["route", "show", "table", "local", "type", "local"])
+            .unwrap()
+            .contains(&format!("{VIP} dev lo proto 118")));
+        assert!(!has_address(router, "lo", IpAddr::V4(VIP)));
+    }
+    // FAULT withdraws the standby path; recovery brings it back.
+    std::fs::write(&file, "1\n").unwrap();
+    wait_paths(&lab, &[(r1, Some(100))], "r2 in FAULT");
+    assert_eq!(state(&lab, 2), "FAULT");
+    std::fs::write(&file, "0\n").unwrap();
+    wait_paths(
+        &lab,
+        &[(r1, Some(100)), (r2, Some(1155))],
+        "r2 back to BACKUP",
+    );
+    // Master crash (the kernel resets r1's BGP session): the upstream drops r1's path
+    // and forwards along the standby path at once.
+    let p = Prober::start(&lab.client, IpAddr::V4(VIP), ProbeOptions::every(PROBE)).unwrap();
+    let ok = vipd_netns::wait_for(Duration::from_secs(2), Duration::from_millis(10), || {
+        p.received() >= 5
+    });
+    assert!(ok, "no replies before the crash\n{}", lab.all_logs());
+    let t = Instant::now();
+    lab.c.crash(1);
+    lab.frr[0].kill9();
+    let mut r2_state_at_move = String::new();
+    let ok = vipd_netns::wait_for(Duration::from_secs(5), Duration::from_millis(5), || {
+        if lab.upstream_next_hop() == Some(r2) {
+            r2_state_at_move = state(&lab, 2);
+            true
+        } else {
+            false
+        }
+    });
+    let took = t.elapsed();
+    assert!(ok, "route not moved to r2\n{}", lab.all_logs());
+    // r2 takes over as VRRP master later and announces its master MED.
+    wait_paths(&lab, &[(r2, Some(100))], "r2 MASTER");
+    let r = outage("anycast: master crash, standby path", p, t, took);
+    assert_eq!(
+        r2_state_at_move, "BACKUP",
+        "the upstream moved only after r2 became master ({took:?})"
+    );
+    // Below Master_Down_Interval (0.36 s), which the VRRP-only mode has to wait.
+    assert!(
+        r.largest_gap() < Duration::from_millis(360),
+        "{:?}",
+        r.largest_gap()
+    );
+    lab.assert_client_reaches(2);
+}
+
 /// (b) vipd alone crashes (kill -9) on the master: r2 takes over and announces, but the
 /// crashed vipd's kernel route stays and r1's FRR keeps announcing it, as its VIP stays
 /// on lo (r1 still answers the client meanwhile). systemd restarts vipd
@@ -571,20 +861,31 @@ fn vipd_crash_and_restart_withdraws_the_stale_route() {
 }
 
 /// (c) Graceful stop (SIGTERM) of the master: it hands over (priority 0), withdraws, and
-/// the route moves to r2; (e) the stopped router announces nothing.
+/// the route moves to r2; (e) the stopped router announces nothing. Without the
+/// example's `@vipd release_drain` (keepalived's behaviour: the VIP, and so the route,
+/// goes one advert interval after priority 0), the client loses what reaches r1 while
+/// its withdrawal propagates.
 #[test]
 fn graceful_stop_moves_the_route() {
     let Some(mut lab) = Lab::new("bgp-stop") else {
         return;
     };
     let s = spec();
-    let p = lab.start_pair_probing(&vrrp_conf(200, &[], ""), &vrrp_conf(100, &[], ""));
+    let no_drain = |c: String| {
+        let out = c.replace(DRAIN_LINE, "");
+        assert_ne!(out, c, "the example has no `{}`", DRAIN_LINE.trim());
+        out
+    };
+    let p = lab.start_pair_probing(
+        &no_drain(vrrp_conf(200, &[], "")),
+        &no_drain(vrrp_conf(100, &[], "")),
+    );
     let t = Instant::now();
     lab.c.signal(1, Signal::SIGTERM);
     let took = lab.wait_routed_to(2, s.takeover_timeout());
     let st = lab.c.stop(1);
     assert!(st.is_some_and(|st| st.success()), "vipd r1 exit: {st:?}");
-    let r = outage("graceful stop (SIGTERM)", p, t, took);
+    let r = outage("graceful stop (SIGTERM), without release_drain", p, t, took);
     assert!(
         r.largest_gap() < Duration::from_secs(2),
         "{:?}",
@@ -608,6 +909,165 @@ fn graceful_stop_moves_the_route() {
         assert_eq!(lab.up_frr.paths(dst), [uplink(2).0]);
     }
     lab.assert_client_reaches(2);
+}
+
+/// The example's `@vipd release_drain` line.
+const DRAIN_LINE: &str = "    @vipd release_drain 300\n";
+
+/// `@vipd release_drain` in the example: long enough for an update to cross both
+/// bgpds (2 × 50 ms) with room for a loaded host.
+const DRAIN: Duration = Duration::from_millis(300);
+
+/// Whether process `pid` has exited (a zombie not yet reaped, or gone).
+fn exited(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
+/// Lossless graceful handover (the example's `@vipd release_drain 300`): the stopping master keeps the
+/// VIP announced 300 ms after priority 0 (the new master's route reaches the upstream
+/// meanwhile), then withdraws it — the VIP leaves `lo` — but keeps answering through a
+/// local route for 300 ms more (its withdrawal reaches the upstream meanwhile), then
+/// exits. The client (a probe every 20 ms) loses no probe, in three handovers back and
+/// forth (`nopreempt`: the restarted router stays BACKUP).
+#[test]
+fn graceful_stop_with_release_drain_loses_no_probe() {
+    let Some(mut lab) = Lab::new("bgp-drain") else {
+        return;
+    };
+    let s = spec();
+    let extra = ["nopreempt"];
+    let confs = [vrrp_conf(200, &extra, ""), vrrp_conf(100, &extra, "")];
+    let mut p = lab.start_pair_probing(&confs[0], &confs[1]);
+    let mut master = 1;
+    for round in 1..=3 {
+        let other = 3 - master;
+        let pid = lab.c.pid(master);
+        let t = Instant::now();
+        lab.c.signal(master, Signal::SIGTERM);
+        // The drain: VIP off lo, still answered through vipd's local route.
+        let mut drained = false;
+        let mut moved = None;
+        while !exited(pid) && t.elapsed() < Duration::from_secs(5) {
+            if moved.is_none() && lab.upstream_next_hop() == Some(uplink(other).0) {
+                moved = Some(t.elapsed());
+            }
+            let router = lab.c.lan.router(master);
+            let local = router
+                .ip(["route", "show", "table", "main", "type", "local"])
+                .unwrap_or_default();
+            if local.contains(&format!("{VIP} dev lo proto 118"))
+                && !has_address(router, "lo", IpAddr::V4(VIP))
+            {
+                drained = true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let stopped = t.elapsed();
+        let st = lab.c.stop(master);
+        assert!(
+            st.is_some_and(|st| st.success()),
+            "vipd r{master} exit: {st:?}"
+        );
+        assert!(
+            drained,
+            "round {round}: r{master} never drained\n{}",
+            lab.all_logs()
+        );
+        assert!(
+            stopped >= 2 * DRAIN,
+            "round {round}: r{master} exited {stopped:?} after SIGTERM, before its drain ended"
+        );
+        // Nothing left behind: no local route.
+        assert!(!lab
+            .c
+            .lan
+            .router(master)
+            .ip(["route", "show", "table", "main", "type", "local"])
+            .unwrap()
+            .contains(&VIP.to_string()));
+        let took = lab.wait_routed_to(other, s.takeover_timeout());
+        let took = moved.unwrap_or(stopped + took);
+        let r = outage(
+            &format!("graceful stop with release_drain 300 (round {round}, r{master} → r{other})"),
+            p,
+            t,
+            took,
+        );
+        assert!(
+            r.lost().is_empty(),
+            "round {round}: the client lost {} probes (largest gap {:?})\n{}",
+            r.lost().len(),
+            r.largest_gap(),
+            lab.all_logs()
+        );
+        // The stopped router back, as BACKUP (nopreempt), for the next round.
+        lab.c.start_vipd(master, &confs[master - 1]);
+        let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
+            lab.c
+                .status(master)
+                .is_some_and(|st| st["instances"][0]["state"] == "BACKUP")
+        });
+        assert!(ok, "r{master} not BACKUP after restart\n{}", lab.c.logs());
+        lab.assert_client_reaches(other);
+        p = Prober::start(&lab.client, IpAddr::V4(VIP), ProbeOptions::every(PROBE)).unwrap();
+        let ok = vipd_netns::wait_for(Duration::from_secs(2), Duration::from_millis(10), || {
+            p.received() >= 5
+        });
+        assert!(
+            ok,
+            "no replies before round {}\n{}",
+            round + 1,
+            lab.all_logs()
+        );
+        master = other;
+    }
+    drop(p);
+}
+
+/// Lossless preemption (the example's `@vipd release_drain 300`): r2 is master alone,
+/// r1 (priority 200) starts and preempts it; r2, yielding, drains as a stopping master
+/// does (VIP announced 300 ms more, then withdrawn but answered 300 ms more), so the
+/// client loses no probe while the upstream moves to r1.
+#[test]
+fn preemption_with_release_drain_loses_no_probe() {
+    let Some(mut lab) = Lab::new("bgp-preempt") else {
+        return;
+    };
+    let s = spec();
+    lab.c.start_vipd(2, &vrrp_conf(100, &[], ""));
+    lab.wait_routed_to(2, Duration::from_secs(10));
+    let p = Prober::start(&lab.client, IpAddr::V4(VIP), ProbeOptions::every(PROBE)).unwrap();
+    let ok = vipd_netns::wait_for(Duration::from_secs(2), Duration::from_millis(10), || {
+        p.received() >= 5
+    });
+    assert!(ok, "no replies before the event\n{}", lab.all_logs());
+    let t = Instant::now();
+    lab.c.start_vipd(1, &vrrp_conf(200, &[], ""));
+    let took = lab.wait_routed_to(1, s.takeover_timeout() + 2 * DRAIN);
+    assert_eq!(lab.c.instance(2)["state"], "BACKUP");
+    let r = outage("preemption with release_drain 300 (r2 → r1)", p, t, took);
+    assert!(
+        r.lost().is_empty(),
+        "the client lost {} probes (largest gap {:?})\n{}",
+        r.lost().len(),
+        r.largest_gap(),
+        lab.all_logs()
+    );
+    // The drain ended: no local route left on r2.
+    let ok = vipd_netns::wait_for(Duration::from_secs(2), Duration::from_millis(20), || {
+        !lab.c
+            .lan
+            .router(2)
+            .ip(["route", "show", "table", "main", "type", "local"])
+            .unwrap()
+            .contains(&VIP.to_string())
+    });
+    assert!(ok, "r2's drain route stayed");
 }
 
 /// (d) A tracked failure (`track_file` weight 0 goes non-zero) puts the master in FAULT:
@@ -654,8 +1114,9 @@ fn tracked_failure_faults_and_withdraws() {
     lab.assert_client_reaches(1);
 }
 
-/// The example the lab runs is valid keepalived 2.4.3 (and Debian 2.2.7) config: the
-/// BGP mode needs no vipd-only keyword.
+/// The examples the lab runs are valid keepalived config (keepalived skips the `@vipd`
+/// lines): bgp-vipd.conf for 2.4.3 and Debian's 2.2.7, bgp-anycast-vipd.conf for 2.4.3
+/// (`no_virtual_ipaddress` is 2.3's; 2.2.7 does not know it).
 #[test]
 fn the_example_is_valid_keepalived() {
     let dir = vipd_netns::WorkDir::new("bgp-ka-check").unwrap();
@@ -665,25 +1126,41 @@ fn the_example_is_valid_keepalived() {
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .find(|n| n != "lo" && !n.starts_with("ifb"))
         .expect("a non-loopback interface");
-    let conf =
-        vrrp_conf(100, &["nopreempt"], "").replace("interface eth0", &format!("interface {iface}"));
-    let f = dir.join("k.conf");
-    std::fs::write(&f, &conf).unwrap();
-    let mut checked = 0;
-    for bin in ["keepalived", "/opt/keepalived-2.4.3/sbin/keepalived"] {
-        let Ok(o) = std::process::Command::new(bin)
-            .args(["-t", "-f"])
-            .arg(&f)
-            .output()
-        else {
-            continue;
-        };
-        assert!(
-            o.status.success(),
-            "{bin} -t:\n{conf}\n{}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        checked += 1;
-    }
+    const KA243: &str = "/opt/keepalived-2.4.3/sbin/keepalived";
+    let check = |name: &str, conf: String, bins: &[&str]| -> usize {
+        let conf = conf.replace("interface eth0", &format!("interface {iface}"));
+        let f = dir.join(name);
+        std::fs::write(&f, &conf).unwrap();
+        let mut checked = 0;
+        for bin in bins {
+            let Ok(o) = std::process::Command::new(bin)
+                .args(["-t", "-f"])
+                .arg(&f)
+                .output()
+            else {
+                continue;
+            };
+            assert!(
+                o.status.success(),
+                "{bin} -t:\n{conf}\n{}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            checked += 1;
+        }
+        checked
+    };
+    let checked = check(
+        "k.conf",
+        vrrp_conf(100, &["nopreempt"], ""),
+        &["keepalived", KA243],
+    );
     assert!(checked > 0, "no keepalived to check against");
+    if Path::new(KA243).exists() {
+        let n = check(
+            "anycast.conf",
+            example_conf("bgp-anycast-vipd.conf", 100, &[], ""),
+            &[KA243],
+        );
+        assert_eq!(n, 1);
+    }
 }

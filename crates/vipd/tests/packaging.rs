@@ -223,6 +223,7 @@ fn deb_package_contains_binary_unit_docs_man_and_completions() {
         "./usr/share/doc/vipd/examples/unicast-peers.conf",
         "./usr/share/doc/vipd/examples/fast-failover-v3.conf",
         "./usr/share/doc/vipd/examples/bgp-vipd.conf",
+        "./usr/share/doc/vipd/examples/bgp-anycast-vipd.conf",
         "./usr/share/doc/vipd/examples/frr/frr-vipd.conf",
         "./usr/share/doc/vipd/examples/frr/frr-upstream.conf",
     ] {
