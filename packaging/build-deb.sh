@@ -48,7 +48,8 @@ mkdir -p "$stage/DEBIAN" \
     "$stage/usr/share/bash-completion/completions" \
     "$stage/usr/share/zsh/vendor-completions" \
     "$stage/usr/share/fish/vendor_completions.d" \
-    "$stage/usr/share/doc/vipd/examples/frr"
+    "$stage/usr/share/doc/vipd/examples/frr" \
+    "$stage/usr/share/doc/vipd/examples/grafana"
 
 install -m 0755 "$bin" "$stage/usr/sbin/vipd"
 strip --strip-unneeded "$stage/usr/sbin/vipd" 2>/dev/null || true
@@ -70,6 +71,7 @@ install -m 0644 "$gen/comp/vipd.fish" "$stage/usr/share/fish/vendor_completions.
 
 install -m 0644 "$here"/examples/*.conf "$stage/usr/share/doc/vipd/examples/"
 install -m 0644 "$here"/examples/frr/*.conf "$stage/usr/share/doc/vipd/examples/frr/"
+install -m 0644 "$here"/examples/grafana/*.json "$stage/usr/share/doc/vipd/examples/grafana/"
 for doc in README.md docs/user-guide.md docs/keepalived-differences.md docs/design.md BENCHMARKS.md; do
     [ -f "$root/$doc" ] && install -m 0644 "$root/$doc" "$stage/usr/share/doc/vipd/"
 done

@@ -32,7 +32,8 @@ their addresses); SIGHUP re-reads the configuration (as `vipd reload`); SIGUSR1 
 the state to /tmp/keepalived.data, SIGUSR2 the statistics to /tmp/keepalived.stats, \
 and keepalived's JSON signal (SIGRTMIN+2, `keepalived --signum=JSON`) the JSON state to \
 /tmp/keepalived.json. `state_dump_file`, `stats_dump_file` and `json_dump_file` in \
-global_defs choose other files ($TMPDIR replaces /tmp when set).";
+global_defs choose other files ($TMPDIR replaces /tmp when set). `vipd --signum NAME` \
+prints the number for STOP, RELOAD, DATA, STATS, STATS_CLEAR and JSON, as `keepalived --signum`.";
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -917,6 +918,21 @@ fn start_watchdog(runtime: Arc<Runtime>, started: Instant) {
         });
 }
 
+/// `vipd --signum NAME`: the signal the daemon acts on for keepalived's signal function
+/// NAME (`keepalived --signum=NAME`), the ones [`wait_for_signal`] listens to. keepalived's
+/// TDUMP (only in builds with thread dumps; 2.4.3's default build has none) is not one.
+pub fn signum(name: &str) -> Option<i32> {
+    Some(match name {
+        "STOP" => libc::SIGTERM,
+        "RELOAD" => libc::SIGHUP,
+        "DATA" => libc::SIGUSR1,
+        "STATS" => libc::SIGUSR2,
+        "STATS_CLEAR" => dumps::stats_clear_signal(),
+        "JSON" => dumps::json_signal(),
+        _ => return None,
+    })
+}
+
 /// SIGTERM/SIGINT end vipd; SIGHUP reloads; SIGUSR1, SIGUSR2 and keepalived's JSON
 /// signal (SIGRTMIN+2) write the state, statistics and JSON files (on the dump thread);
 /// keepalived's STATS_CLEAR (SIGRTMAX-1) writes the statistics too.
@@ -926,13 +942,18 @@ async fn wait_for_signal(
     rebind: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
 ) -> Result<&'static str> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
+    // The numbers `vipd --signum NAME` prints are the ones listened to here.
+    let func = |name: &str| {
+        let n = signum(name).expect("a signal function vipd handles");
+        signal(SignalKind::from_raw(n))
+    };
+    let mut term = func("STOP")?;
     let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut usr1 = signal(SignalKind::user_defined1())?;
-    let mut usr2 = signal(SignalKind::user_defined2())?;
-    let mut json = signal(SignalKind::from_raw(dumps::json_signal()))?;
-    let mut stats_clear = signal(SignalKind::from_raw(dumps::stats_clear_signal()))?;
+    let mut hup = func("RELOAD")?;
+    let mut usr1 = func("DATA")?;
+    let mut usr2 = func("STATS")?;
+    let mut json = func("JSON")?;
+    let mut stats_clear = func("STATS_CLEAR")?;
     loop {
         tokio::select! {
             _ = term.recv() => return Ok("SIGTERM"),

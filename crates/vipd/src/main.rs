@@ -35,6 +35,10 @@ pub struct Cli {
     /// Config file for `-t` (keepalived's `-f` / `--use-file`).
     #[arg(short = 'f', long = "use-file", value_name = "FILE")]
     file: Option<PathBuf>,
+    /// Print the signal number vipd acts on for STOP, RELOAD, DATA, STATS,
+    /// STATS_CLEAR or JSON, as `keepalived --signum=NAME`: `kill -s $(vipd --signum=JSON) PID`.
+    #[arg(long = "signum", value_name = "SIGFUNC")]
+    signum: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -67,6 +71,19 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(name) = &cli.signum {
+        // keepalived's wording and exit codes (its names are case-sensitive too).
+        return match daemon::signum(name) {
+            Some(n) => {
+                println!("{n}");
+                ExitCode::SUCCESS
+            }
+            None => {
+                eprintln!("Unknown sigfunc {name}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let result = match cli.command {
         Some(Command::Run(args)) => daemon::run(args),
         Some(Command::CheckConfig(args)) => check::run(args),

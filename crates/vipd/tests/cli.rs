@@ -334,3 +334,45 @@ fn missing_interface_fails_unless_dynamic_interfaces() {
         "{err}"
     );
 }
+
+/// `vipd --signum NAME` prints what keepalived 2.4.3's `--signum=NAME` prints for every
+/// signal function both handle (JSON is SIGRTMIN+2, computed at run time), in both
+/// spellings; a name neither handles is an error with keepalived's message and exit 1.
+#[test]
+fn signum_matches_keepalived() {
+    let Some(ka) = vipd_netns::Version::V2_4_3.require() else {
+        return;
+    };
+    let keepalived = |name: &str| {
+        let out = Command::new(&ka)
+            .arg(format!("--signum={name}"))
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for name in ["STOP", "RELOAD", "DATA", "STATS", "STATS_CLEAR", "JSON"] {
+        let (ka_code, ka_out, ka_err) = keepalived(name);
+        assert_eq!(ka_code, 0, "keepalived --signum={name}: {ka_err}");
+        let n: i32 = ka_out.trim().parse().unwrap();
+        assert!(n > 0, "{ka_out}");
+        let (code, out, err) = vipd(&[&format!("--signum={name}")]);
+        assert_eq!((code, out.as_str()), (0, ka_out.as_str()), "{name}: {err}");
+        let (code, out, err) = vipd(&["--signum", name]);
+        assert_eq!((code, out.as_str()), (0, ka_out.as_str()), "{name}: {err}");
+    }
+    // glibc's SIGRTMIN is 34: keepalived's JSON signal is 36, STATS_CLEAR SIGRTMAX-1 = 63.
+    assert_eq!(vipd(&["--signum=JSON"]).1, "36\n");
+    assert_eq!(vipd(&["--signum=STATS_CLEAR"]).1, "63\n");
+    // Unknown (TDUMP is only in keepalived builds with thread dumps) or lower-case.
+    for name in ["FOO", "TDUMP", "stop"] {
+        let (ka_code, ka_out, ka_err) = keepalived(name);
+        let (code, out, err) = vipd(&["--signum", name]);
+        assert_eq!(ka_code, 1, "keepalived --signum={name}: {ka_out}");
+        assert_eq!((code, out.as_str()), (1, ""), "{name}");
+        assert_eq!(err, ka_err, "{name}");
+    }
+}

@@ -226,6 +226,7 @@ fn deb_package_contains_binary_unit_docs_man_and_completions() {
         "./usr/share/doc/vipd/examples/bgp-anycast-vipd.conf",
         "./usr/share/doc/vipd/examples/frr/frr-vipd.conf",
         "./usr/share/doc/vipd/examples/frr/frr-upstream.conf",
+        "./usr/share/doc/vipd/examples/grafana/vipd-dashboard.json",
     ] {
         assert!(
             entries.contains(&want),
