@@ -23,8 +23,8 @@ fn ip(s: &str) -> IpAddr {
 }
 
 /// The instance's interface and the interface of one of its VIPs do not exist when
-/// vipd starts: with `dynamic_interfaces` it runs, the instance in FAULT; each
-/// interface is used as soon as it appears (up).
+/// vipd starts: with `dynamic_interfaces` it runs, the instance in FAULT until both
+/// have appeared (the eVIP's `dev` is tracked); each is used as soon as it appears (up).
 #[test]
 fn dynamic_interfaces_wait_for_the_interfaces_to_appear() {
     let spec =
@@ -62,16 +62,34 @@ fn dynamic_interfaces_wait_for_the_interfaces_to_appear() {
     assert_eq!(st["state"], "FAULT", "{st}\n{}", c.log(1));
     assert!(c.log(1).contains("dynamic_interfaces"), "{}", c.log(1));
 
-    // The instance's interface appears: the instance comes up and takes its VIP; the
-    // eVIP's interface is still missing.
+    // The instance's interface appears: the instance is used, but stays in FAULT while
+    // the eVIP's interface is missing — as in keepalived, an address's own `dev` is
+    // tracked like the instance's interface (unless the line says `no_track`).
     c.lan.recreate_link(1).unwrap();
-    c.wait_holders(vip, &[1], spec.takeover_timeout() * 2);
-    assert_eq!(c.instance(1)["state"], "MASTER");
+    assert!(
+        wait_for(
+            spec.takeover_timeout() * 2,
+            Duration::from_millis(20),
+            || { c.log(1).contains("`eth0` appeared") || c.log(1).contains("`eth0`: re-created") }
+        ),
+        "{}",
+        c.log(1)
+    );
+    assert!(
+        wait_for(
+            spec.takeover_timeout() * 2,
+            Duration::from_millis(20),
+            || { c.log(1).contains("FAULT because of interface `ex1`") }
+        ),
+        "{}",
+        c.log(1)
+    );
+    assert_eq!(c.instance(1)["state"], "FAULT", "{}", c.log(1));
+    assert!(c.holders(vip).is_empty());
     let r1 = c.lan.router(1);
-    assert!(c.log(1).contains("`eth0` appeared") || c.log(1).contains("`eth0`: re-created"));
 
-    // The eVIP's interface appears: its address is added (the master is restarted
-    // by the reload and takes over again at once: priority 200, alone).
+    // The eVIP's interface appears: the instance leaves FAULT, takes its VIP and adds
+    // the eVIP (priority 200, alone).
     add_veth(r1, "ex1");
     assert!(
         wait_for(
@@ -82,7 +100,11 @@ fn dynamic_interfaces_wait_for_the_interfaces_to_appear() {
         "{}",
         c.log(1)
     );
-    assert!(c.log(1).contains("`ex1` appeared"), "{}", c.log(1));
+    assert!(
+        c.log(1).contains("`ex1` appeared") || c.log(1).contains("`ex1`: re-created"),
+        "{}",
+        c.log(1)
+    );
     c.wait_holders(vip, &[1], spec.takeover_timeout() * 2);
     assert_eq!(c.stop(1).and_then(|s| s.code()), Some(0));
     let r1 = c.lan.router(1);
