@@ -227,12 +227,7 @@ fn keepalived_243_accepts_the_valid_corpus() {
 
 fn keepalived_accepts(version: Version, keepalived: &Path) {
     // The corpus uses eth0; run keepalived against an interface this host has.
-    let iface = fs::read_dir("/sys/class/net")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n != "lo")
-        .min_by_key(|n| (n != "eth0", n.clone()));
-    let Some(iface) = iface else {
+    let Some(iface) = vipd_netns::host_interface() else {
         eprintln!("skipped: no non-loopback interface");
         return;
     };
@@ -255,29 +250,14 @@ fn keepalived_accepts(version: Version, keepalived: &Path) {
         let text = fs::read_to_string(&f).unwrap().replace("eth0", &iface);
         let p = tmp.join(f.file_name().unwrap());
         fs::write(&p, text).unwrap();
-        let out = Command::new("setsid")
-            .arg("-w")
-            .arg(keepalived)
-            .args(["-t", "-i", "corpus", "--no-syslog", "-l", "-D", "-f"])
-            .arg(&p)
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let findings: Vec<&str> = text
-            .lines()
-            .filter(|l| !l.trim().is_empty() && !l.contains("Terminated"))
-            .collect();
+        let (code, findings) = vipd_netns::config_test(keepalived, &p, "corpus");
         assert!(
-            findings.is_empty() && matches!(out.status.code(), Some(0) | Some(143) | None),
+            findings.is_empty() && matches!(code, Some(0) | Some(143) | None),
             "keepalived {} ({}) -t rejects {} ({:?}):\n{}",
             version.name(),
             keepalived.display(),
             f.display(),
-            out.status,
+            code,
             findings.join("\n")
         );
     }

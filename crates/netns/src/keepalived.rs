@@ -282,3 +282,39 @@ mod tests {
         assert_eq!(bin, Version::V2_4_3.binary());
     }
 }
+
+/// `keepalived -t` on `file` as the config oracle: keepalived `binary` in a session of its
+/// own (`setsid -w`: with checkers it SIGTERMs its process group when done), logging to
+/// the console. Returns its exit code (`None`: killed by its own signal) and the lines
+/// it printed, without blank lines and the shell's "Terminated". A clean file prints
+/// nothing.
+pub fn config_test(binary: &Path, file: &Path, instance: &str) -> (Option<i32>, Vec<String>) {
+    let out = Command::new("setsid")
+        .arg("-w")
+        .arg(binary)
+        .args(["-t", "-i", instance, "--no-syslog", "-l", "-D", "-f"])
+        .arg(file)
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", binary.display()));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let findings = text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.contains("Terminated"))
+        .map(str::to_string)
+        .collect();
+    (out.status.code(), findings)
+}
+
+/// An interface of this host to put in configs that keepalived checks (it refuses
+/// unknown ones): `eth0` if there is one, else the first other non-loopback name.
+pub fn host_interface() -> Option<String> {
+    std::fs::read_dir("/sys/class/net")
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n != "lo")
+        .min_by_key(|n| (n != "eth0", n.clone()))
+}

@@ -56,8 +56,8 @@ pub mod vm;
 
 pub use capture::{Capture, Frame, FrameKind, Frames, MacAddr, VrrpHeader};
 pub use keepalived::{
-    keepalived_243, simple_vrrp_config, start_keepalived, Keepalived, Version,
-    KEEPALIVED_243_DEFAULT, KEEPALIVED_243_ENV,
+    config_test, host_interface, keepalived_243, simple_vrrp_config, start_keepalived, Keepalived,
+    Version, KEEPALIVED_243_DEFAULT, KEEPALIVED_243_ENV,
 };
 pub use lan::{
     Lan, LanOptions, CLIENT_V4, CLIENT_V6, PREFIX_LEN_V4, PREFIX_LEN_V6, VIP_V4, VIP_V6,
