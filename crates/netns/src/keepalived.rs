@@ -260,29 +260,6 @@ pub fn simple_vrrp_config(iface: &str, vrid: u8, priority: u8, vips: &[&str]) ->
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn simple_config_mentions_everything() {
-        let c = simple_vrrp_config("eth0", 51, 150, &["192.0.2.100/24"]);
-        assert!(c.contains("interface eth0"));
-        assert!(c.contains("virtual_router_id 51"));
-        assert!(c.contains("priority 150"));
-        assert!(c.contains("192.0.2.100/24"));
-        assert_eq!(c.matches('{').count(), c.matches('}').count());
-    }
-
-    #[test]
-    fn versions_name_their_binaries() {
-        assert_eq!(Version::V2_2_7.binary(), PathBuf::from("keepalived"));
-        assert_eq!(Version::ALL.map(Version::name), ["2.2.7", "2.4.3"]);
-        let bin = Keepalived::new().version(Version::V2_4_3).binary;
-        assert_eq!(bin, Version::V2_4_3.binary());
-    }
-}
-
 /// `keepalived -t` on `file` as the config oracle: keepalived `binary` in a session of its
 /// own (`setsid -w`: with checkers it SIGTERMs its process group when done), logging to
 /// the console. Returns its exit code (`None`: killed by its own signal) and the lines
@@ -317,4 +294,27 @@ pub fn host_interface() -> Option<String> {
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .filter(|n| n != "lo")
         .min_by_key(|n| (n != "eth0", n.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn simple_config_mentions_everything() {
+        let c = simple_vrrp_config("eth0", 51, 150, &["192.0.2.100/24"]);
+        assert!(c.contains("interface eth0"));
+        assert!(c.contains("virtual_router_id 51"));
+        assert!(c.contains("priority 150"));
+        assert!(c.contains("192.0.2.100/24"));
+        assert_eq!(c.matches('{').count(), c.matches('}').count());
+    }
+
+    #[test]
+    fn versions_name_their_binaries() {
+        assert_eq!(Version::V2_2_7.binary(), PathBuf::from("keepalived"));
+        assert_eq!(Version::ALL.map(Version::name), ["2.2.7", "2.4.3"]);
+        let bin = Keepalived::new().version(Version::V2_4_3).binary;
+        assert_eq!(bin, Version::V2_4_3.binary());
+    }
 }
