@@ -92,7 +92,7 @@ impl Diagnostic {
             Severity::Error,
             message,
             Span {
-                file,
+                file: file.into(),
                 line: 0,
                 col: 0,
             },
@@ -118,12 +118,12 @@ impl Diagnostic {
         let chain: Vec<_> = self
             .include_chain
             .iter()
-            .map(|s| serde_json::json!({"file": s.file, "line": s.line, "col": s.col}))
+            .map(|s| serde_json::json!({"file": &*s.file, "line": s.line, "col": s.col}))
             .collect();
         serde_json::json!({
             "severity": self.severity,
             "message": self.message,
-            "file": self.span.file,
+            "file": &*self.span.file,
             "line": self.span.line,
             "col": self.span.col,
             "len": self.len,
@@ -205,7 +205,7 @@ impl SourceMap {
     /// at one position keep their discovery order.
     pub fn sort(&self, diags: &mut [Diagnostic]) {
         let rank = |d: &Diagnostic| {
-            let file = self.order.iter().position(|p| *p == d.span.file);
+            let file = self.order.iter().position(|p| **p == *d.span.file);
             (file.unwrap_or(usize::MAX), d.span.line, d.span.col)
         };
         diags.sort_by_key(rank);
@@ -224,7 +224,7 @@ impl SourceMap {
     pub fn attach_chains(&self, diags: &mut [Diagnostic]) {
         for d in diags {
             if d.include_chain.is_empty() {
-                if let Some(c) = self.chains.get(&d.span.file) {
+                if let Some(c) = self.chains.get(&*d.span.file) {
                     d.include_chain = c.clone();
                 }
             }
@@ -238,7 +238,7 @@ impl SourceMap {
             }
             d.snippet = self
                 .files
-                .get(&d.span.file)
+                .get(&*d.span.file)
                 .and_then(|lines| lines.get(d.span.line as usize - 1))
                 .map(|l| redact_secret(l));
         }
@@ -318,13 +318,14 @@ impl Diags {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn sample() -> Diagnostic {
         let mut d = Diagnostic::new(
             Severity::Error,
             "unknown keyword `priorty`",
             Span {
-                file: "path/to/keepalived.conf".into(),
+                file: Path::new("path/to/keepalived.conf").into(),
                 line: 12,
                 col: 5,
             },
@@ -332,7 +333,7 @@ mod tests {
         )
         .with_help("did you mean `priority`?")
         .with_chain(vec![Span {
-            file: "/etc/keepalived/keepalived.conf".into(),
+            file: Path::new("/etc/keepalived/keepalived.conf").into(),
             line: 3,
             col: 1,
         }]);

@@ -107,8 +107,10 @@ impl<'a> Preprocessor<'a> {
         self.sources.add(path.to_path_buf(), text);
         self.sources.set_chain(path, &chain);
         let dir = parent_dir(path);
+        // One shared allocation of the path for every token of the file.
+        let path: Arc<Path> = Arc::from(path);
         for (idx, line) in text.lines().enumerate() {
-            self.process_line(path, &dir, idx as u32 + 1, line, &chain, None);
+            self.process_line(&path, &dir, idx as u32 + 1, line, &chain, None);
         }
         self.finish_pending();
     }
@@ -143,7 +145,7 @@ impl<'a> Preprocessor<'a> {
     /// sequence block, and its tokens are placed at that token (where it was used).
     fn process_line(
         &mut self,
-        path: &Path,
+        path: &Arc<Path>,
         dir: &Path,
         line_no: u32,
         line: &str,
@@ -169,7 +171,7 @@ impl<'a> Preprocessor<'a> {
                     Some(t) => (t.span.clone(), t.len, t.include_chain.to_vec()),
                     None => (
                         Span {
-                            file: path.to_path_buf(),
+                            file: path.clone(),
                             line: line_no,
                             col: e.at as u32 + 1,
                         },
@@ -403,7 +405,7 @@ impl<'a> Preprocessor<'a> {
         head: &Token,
         chars: &[char],
         start: usize,
-        path: &Path,
+        path: &Arc<Path>,
         dir: &Path,
         line_no: u32,
         chain: &Arc<[Span]>,

@@ -158,6 +158,28 @@ mod tests {
             .join("; ")
     }
 
+    /// Every token of a file shares one allocation of its path (a large config has
+    /// hundreds of thousands of tokens); equal paths still compare equal.
+    #[test]
+    fn tokens_of_a_file_share_its_path() {
+        let (nodes, diags) = parse("a {\n b c\n}\nd e\n");
+        assert!(diags.is_empty(), "{diags:?}");
+        let kids = nodes[0].children.as_ref().unwrap();
+        let spans = [
+            &nodes[0].keyword.span,
+            &nodes[0].span,
+            &kids[0].keyword.span,
+            &kids[0].args[0].span,
+            &nodes[1].args[0].span,
+        ];
+        for s in spans {
+            assert!(std::sync::Arc::ptr_eq(&s.file, &nodes[0].keyword.span.file));
+            assert_eq!(&*s.file, Path::new("t.conf"));
+        }
+        let (other, _) = parse("a\n");
+        assert_eq!(other[0].keyword.span.file, nodes[0].keyword.span.file);
+    }
+
     #[test]
     fn braces_on_same_or_next_line() {
         let (n, d) = parse("a X {\n  b 1\n}\nc Y\n{\n  d\n}\n");

@@ -93,10 +93,11 @@ const PEER_OPTIONS: &[&str] = &["min_ttl", "max_ttl"];
 
 /// Where each part of an instance was written, for the cross-field checks in `validate`.
 #[derive(Debug, Clone)]
-pub(crate) struct InstanceMeta {
+pub(crate) struct InstanceMeta<'n> {
     pub name: Token,
-    /// Last node seen for each keyword (canonical spelling, e.g. `nopreempt`).
-    pub fields: HashMap<&'static str, Node>,
+    /// Last node seen for each keyword (canonical spelling, e.g. `nopreempt`): a
+    /// reference into the tree, which outlives the checks.
+    pub fields: HashMap<&'static str, &'n Node>,
     /// Address token of each `virtual_ipaddress` entry, parallel to the model's list.
     pub vip_tokens: Vec<Token>,
     /// Address token of each unicast peer, parallel to the model's list.
@@ -105,7 +106,7 @@ pub(crate) struct InstanceMeta {
     pub vip_entries: usize,
 }
 
-impl InstanceMeta {
+impl InstanceMeta<'_> {
     /// The value of `key` if written, else its keyword token.
     pub fn value_tok(&self, key: &str) -> Option<&Token> {
         self.fields
@@ -118,7 +119,7 @@ impl InstanceMeta {
     }
 }
 
-pub(crate) fn map(nodes: &[Node], diags: &mut Diags) -> (Config, Vec<InstanceMeta>) {
+pub(crate) fn map<'n>(nodes: &'n [Node], diags: &mut Diags) -> (Config, Vec<InstanceMeta<'n>>) {
     let mut m = Mapper {
         diags,
         names: IprouteNames::from_tree(nodes),
@@ -775,7 +776,7 @@ impl Mapper<'_> {
         });
     }
 
-    fn instance(&mut self, n: &Node) -> Option<(VrrpInstance, InstanceMeta)> {
+    fn instance<'n>(&mut self, n: &'n Node) -> Option<(VrrpInstance, InstanceMeta<'n>)> {
         let name_tok = match n.args.as_slice() {
             [name] => name.clone(),
             [] => {
@@ -876,13 +877,13 @@ impl Mapper<'_> {
                             _ => {}
                         }
                         if let Some(k) = schema::find(INSTANCE_INACTIVE, c.name()) {
-                            meta.fields.insert(k.name, c.clone());
+                            meta.fields.insert(k.name, c);
                         }
                     }
                     continue;
                 }
             };
-            meta.fields.insert(key, c.clone());
+            meta.fields.insert(key, c);
             match key {
                 "state" => {
                     if let Some(a) = self.arg(c) {
@@ -1725,7 +1726,7 @@ vrrp_instance VI_1 {
                 scope: Some(253),
                 label: Some("eth1:1".into()),
                 span: Span {
-                    file: "/etc/keepalived/keepalived.conf".into(),
+                    file: Path::new("/etc/keepalived/keepalived.conf").into(),
                     line: 10,
                     col: 9
                 },
