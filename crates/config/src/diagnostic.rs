@@ -177,7 +177,8 @@ impl fmt::Display for Diagnostic {
 /// Source text of every file read, so diagnostics can quote their line.
 #[derive(Debug, Default)]
 pub(crate) struct SourceMap {
-    files: HashMap<PathBuf, Vec<String>>,
+    /// Per file: its index in `texts` and the byte range of each line there.
+    files: HashMap<PathBuf, (usize, Vec<std::ops::Range<usize>>)>,
     /// Files in the order they were first read, to sort findings in reading order.
     order: Vec<PathBuf>,
     /// The include chain each file was (first) read through.
@@ -189,16 +190,30 @@ pub(crate) struct SourceMap {
 impl SourceMap {
     pub fn add(&mut self, path: PathBuf, text: &str) {
         if !self.files.contains_key(&path) {
+            // Lines as ranges into the one copy of the text (not a String each).
+            let lines = text
+                .lines()
+                .map(|l| {
+                    let start = l.as_ptr() as usize - text.as_ptr() as usize;
+                    start..start + l.len()
+                })
+                .collect();
             self.order.push(path.clone());
-            self.texts.push((path.clone(), text.to_owned()));
-            self.files
-                .insert(path, text.lines().map(str::to_owned).collect());
+            self.files.insert(path.clone(), (self.texts.len(), lines));
+            self.texts.push((path, text.to_owned()));
         }
     }
 
+    /// Line `line` (1-based) of a file read, as in `str::lines`.
+    fn line(&self, file: &std::path::Path, line: u32) -> Option<&str> {
+        let (i, lines) = self.files.get(file)?;
+        let range = lines.get((line as usize).checked_sub(1)?)?;
+        Some(&self.texts[*i].1[range.clone()])
+    }
+
     /// The files read, in reading order, each once, with their text as read.
-    pub fn texts(&self) -> Vec<(PathBuf, String)> {
-        self.texts.clone()
+    pub fn into_texts(self) -> Vec<(PathBuf, String)> {
+        self.texts
     }
 
     /// Sorts findings by file (in reading order), line and column; stable, so findings
@@ -236,11 +251,7 @@ impl SourceMap {
             if d.snippet.is_some() || d.span.line == 0 {
                 continue;
             }
-            d.snippet = self
-                .files
-                .get(&*d.span.file)
-                .and_then(|lines| lines.get(d.span.line as usize - 1))
-                .map(|l| redact_secret(l));
+            d.snippet = self.line(&d.span.file, d.span.line).map(redact_secret);
         }
     }
 }
@@ -319,6 +330,38 @@ impl Diags {
 mod tests {
     use super::*;
     use std::path::Path;
+
+    /// Snippets are the lines of the file a finding names, as `str::lines` splits
+    /// them (CRLF too); the texts come back whole, in reading order, once each.
+    #[test]
+    fn source_map_lines_and_texts() {
+        let mut m = SourceMap::default();
+        m.add("a.conf".into(), "one\r\ntwo\n\nfour");
+        m.add("b.conf".into(), "only\n");
+        m.add("a.conf".into(), "read again: ignored");
+        let a = Path::new("a.conf");
+        let got: Vec<Option<&str>> = (0..6).map(|l| m.line(a, l)).collect();
+        assert_eq!(
+            got,
+            [None, Some("one"), Some("two"), Some(""), Some("four"), None]
+        );
+        assert_eq!(m.line(Path::new("b.conf"), 1), Some("only"));
+        assert_eq!(m.line(Path::new("c.conf"), 1), None);
+        let mut d = sample();
+        d.snippet = None;
+        d.span.file = Path::new("a.conf").into();
+        d.span.line = 2;
+        let mut ds = vec![d];
+        m.attach_snippets(&mut ds);
+        assert_eq!(ds[0].snippet.as_deref(), Some("two"));
+        assert_eq!(
+            m.into_texts(),
+            [
+                (PathBuf::from("a.conf"), "one\r\ntwo\n\nfour".to_string()),
+                (PathBuf::from("b.conf"), "only\n".to_string())
+            ]
+        );
+    }
 
     fn sample() -> Diagnostic {
         let mut d = Diagnostic::new(

@@ -59,11 +59,19 @@ pub(crate) fn build(lines: Vec<Vec<Token>>, diags: &mut Diags) -> Vec<Node> {
     for line in lines {
         let mut current: Option<Node> = None;
         let mut at_line_start = true;
-        for tok in line {
+        let mut rest = line.into_iter();
+        while let Some(tok) = rest.next() {
             match tok.kind {
                 TokenKind::Word => match &mut current {
                     Some(n) => n.args.push(tok),
-                    None => current = Some(Node::new(tok)),
+                    None => {
+                        let mut n = Node::new(tok);
+                        // Exactly the words that follow on this line: a large config
+                        // has a hundred thousand nodes, most with one argument.
+                        let words = rest.as_slice().iter().take_while(|t| t.is_word());
+                        n.args.reserve_exact(words.count());
+                        current = Some(n);
+                    }
                 },
                 TokenKind::Open => {
                     let top = stack.last_mut().expect("root frame");
@@ -108,7 +116,9 @@ pub(crate) fn build(lines: Vec<Vec<Token>>, diags: &mut Diags) -> Vec<Node> {
         }
         close_frame(&mut stack);
     }
-    stack.pop().map(|f| f.nodes).unwrap_or_default()
+    let mut nodes = stack.pop().map(|f| f.nodes).unwrap_or_default();
+    nodes.shrink_to_fit();
+    nodes
 }
 
 fn close_frame(stack: &mut Vec<Frame>) {
@@ -117,7 +127,9 @@ fn close_frame(stack: &mut Vec<Frame>) {
     parent.may_take_block = false;
     // Without an owner (a stray `{`, already reported) the block's contents are dropped.
     if let Some(mut owner) = frame.owner {
-        owner.children = Some(frame.nodes);
+        let mut nodes = frame.nodes;
+        nodes.shrink_to_fit();
+        owner.children = Some(nodes);
         owner.open_brace = frame.open;
         parent.nodes.push(owner);
     }
@@ -156,6 +168,26 @@ mod tests {
             })
             .collect::<Vec<_>>()
             .join("; ")
+    }
+
+    /// Argument and child lists hold no spare capacity (a large config has a hundred
+    /// thousand nodes).
+    #[test]
+    fn lists_are_exactly_sized() {
+        let (nodes, diags) = parse("a x y {\n b c\n d\n e f g h i\n}\nk { l } m n\n");
+        assert!(diags.is_empty(), "{diags:?}");
+        fn check(nodes: &[Node]) {
+            for n in nodes {
+                assert_eq!(n.args.capacity(), n.args.len(), "{}", n.name());
+                if let Some(c) = &n.children {
+                    assert_eq!(c.capacity(), c.len(), "{}", n.name());
+                    check(c);
+                }
+            }
+        }
+        assert_eq!(nodes.capacity(), nodes.len());
+        check(&nodes);
+        assert_eq!(show(&nodes), "a x y {b c; d; e f g h i}; k {l}; m n");
     }
 
     /// Every token of a file shares one allocation of its path (a large config has

@@ -126,7 +126,9 @@ pub(crate) fn map<'n>(nodes: &'n [Node], diags: &mut Diags) -> (Config, Vec<Inst
         syncd_instance: None,
     };
     let mut config = Config::default();
-    let mut metas = Vec::new();
+    let instances = nodes.iter().filter(|n| n.name() == "vrrp_instance").count();
+    config.instances.reserve_exact(instances);
+    let mut metas = Vec::with_capacity(instances);
     for n in nodes {
         match n.name() {
             "global_defs" => {
