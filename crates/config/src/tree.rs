@@ -11,8 +11,9 @@ pub struct Node {
     /// `Some` when the node is followed by a `{ ... }` block (possibly empty).
     pub children: Option<Vec<Node>>,
     pub span: Span,
-    /// The `{` that opened `children`, for diagnostics about the block itself.
-    pub open_brace: Option<Token>,
+    /// The `{` that opened `children`, for diagnostics about the block itself (boxed:
+    /// most nodes have none, and a node is a large config's commonest value).
+    pub open_brace: Option<Box<Token>>,
 }
 
 impl Node {
@@ -130,7 +131,7 @@ fn close_frame(stack: &mut Vec<Frame>) {
         let mut nodes = frame.nodes;
         nodes.shrink_to_fit();
         owner.children = Some(nodes);
-        owner.open_brace = frame.open;
+        owner.open_brace = frame.open.map(Box::new);
         parent.nodes.push(owner);
     }
 }
