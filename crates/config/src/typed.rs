@@ -124,6 +124,7 @@ pub(crate) fn map<'n>(nodes: &'n [Node], diags: &mut Diags) -> (Config, Vec<Inst
         diags,
         names: IprouteNames::from_tree(nodes),
         syncd_instance: None,
+        suggestions: HashMap::new(),
     };
     let mut config = Config::default();
     let instances = nodes.iter().filter(|n| n.name() == "vrrp_instance").count();
@@ -198,7 +199,16 @@ struct Mapper<'d> {
     syncd_instance: Option<Token>,
     /// iproute2's names for the routes and rules, from the dirs `global_defs` sets.
     names: IprouteNames,
+    /// Suggestions for unknown keywords already worked out in this load, by word and
+    /// keyword lists (a `~SEQ` can repeat one unknown line thousands of times).
+    suggestions: HashMap<SuggestKey, Suggestion>,
 }
+
+/// An unknown word and the (static) keyword lists it was compared with.
+type SuggestKey = (String, usize, usize);
+/// The closest keyword of the block's own lists, else the closest of another block's
+/// (with that block's name).
+type Suggestion = (Option<&'static str>, Option<(&'static str, &'static str)>);
 
 impl Mapper<'_> {
     /// Reports a keyword not mapped by hand. Returns true when it is a keyword of this
@@ -207,7 +217,7 @@ impl Mapper<'_> {
         &mut self,
         n: &Node,
         place: &str,
-        supported: &[&'static str],
+        supported: &'static [&'static str],
         inactive: &'static [Kw],
     ) -> bool {
         let kw = &n.keyword;
@@ -227,7 +237,7 @@ impl Mapper<'_> {
         &mut self,
         n: &Node,
         place: &str,
-        supported: &[&'static str],
+        supported: &'static [&'static str],
         unsupported: &'static [Kw],
     ) {
         let kw = &n.keyword;
@@ -256,16 +266,29 @@ impl Mapper<'_> {
             );
         }
         let msg = format!("unknown keyword `{name}`");
-        let candidates = supported.iter().copied().chain(schema::names(unsupported));
-        if let Some(s) = suggest(name, candidates) {
+        let key = (
+            name.to_string(),
+            supported.as_ptr() as usize,
+            unsupported.as_ptr() as usize,
+        );
+        let (here, elsewhere) = *self.suggestions.entry(key).or_insert_with(|| {
+            let candidates = supported.iter().copied().chain(schema::names(unsupported));
+            match suggest(name, candidates) {
+                Some(s) => (Some(s), None),
+                // A typo of a keyword from another block.
+                None => (
+                    None,
+                    homes.iter().find_map(|(home, s, u)| {
+                        suggest(name, s.iter().copied().chain(schema::names(u))).map(|k| (*home, k))
+                    }),
+                ),
+            }
+        });
+        if let Some(s) = here {
             return self
                 .diags
                 .error_help(kw, msg, format!("did you mean `{s}`?"));
         }
-        // A typo of a keyword from another block.
-        let elsewhere = homes.iter().find_map(|(home, s, u)| {
-            suggest(name, s.iter().copied().chain(schema::names(u))).map(|k| (*home, k))
-        });
         match elsewhere {
             Some(("top level", k)) => self.diags.error_help(
                 kw,
@@ -2051,6 +2074,44 @@ global_defs {
         let d = one_error(&instance_with("    frobnicate"));
         assert_eq!(d.message, "unknown keyword `frobnicate`");
         assert_eq!(d.help, None);
+    }
+
+    /// Suggestions are worked out once per word and block in a load; every occurrence
+    /// still gets its own error with the same help, and another block's lists give
+    /// their own answer for the same word.
+    #[test]
+    fn repeated_unknown_keywords_get_the_same_help_each_time() {
+        let text = "global_defs {\n  priorty 1\n  priorty 2\n  router_di x\n}\n\
+                    vrrp_instance VI {\n  priorty 1\n  router_di x\n  priorty 2\n  router_di y\n  frob\n  frob\n}\n";
+        let got: Vec<(String, Option<String>, u32)> = load(text)
+            .expect_err("unknown keywords")
+            .into_iter()
+            .filter(|d| d.message.starts_with("unknown keyword"))
+            .map(|d| (d.message, d.help, d.span.line))
+            .collect();
+        let e = |w: &str, help: Option<&str>, line| {
+            (
+                format!("unknown keyword `{w}`"),
+                help.map(str::to_string),
+                line,
+            )
+        };
+        let in_instance = "did you mean `priority`? (it belongs inside a `vrrp_instance` block)";
+        let in_globals = "did you mean `router_id`? (it belongs inside a `global_defs` block)";
+        assert_eq!(
+            got,
+            [
+                e("priorty", Some(in_instance), 2),
+                e("priorty", Some(in_instance), 3),
+                e("router_di", Some("did you mean `router_id`?"), 4),
+                e("priorty", Some("did you mean `priority`?"), 7),
+                e("router_di", Some(in_globals), 8),
+                e("priorty", Some("did you mean `priority`?"), 9),
+                e("router_di", Some(in_globals), 10),
+                e("frob", None, 11),
+                e("frob", None, 12),
+            ]
+        );
     }
 
     /// (message, line, col) of every "parsed but not active yet" warning.
