@@ -92,7 +92,7 @@ impl Diagnostic {
             Severity::Error,
             message,
             Span {
-                file,
+                file: file.into(),
                 line: 0,
                 col: 0,
             },
@@ -118,12 +118,12 @@ impl Diagnostic {
         let chain: Vec<_> = self
             .include_chain
             .iter()
-            .map(|s| serde_json::json!({"file": s.file, "line": s.line, "col": s.col}))
+            .map(|s| serde_json::json!({"file": &*s.file, "line": s.line, "col": s.col}))
             .collect();
         serde_json::json!({
             "severity": self.severity,
             "message": self.message,
-            "file": self.span.file,
+            "file": &*self.span.file,
             "line": self.span.line,
             "col": self.span.col,
             "len": self.len,
@@ -177,7 +177,8 @@ impl fmt::Display for Diagnostic {
 /// Source text of every file read, so diagnostics can quote their line.
 #[derive(Debug, Default)]
 pub(crate) struct SourceMap {
-    files: HashMap<PathBuf, Vec<String>>,
+    /// Per file: its index in `texts` and the byte range of each line there.
+    files: HashMap<PathBuf, (usize, Vec<std::ops::Range<usize>>)>,
     /// Files in the order they were first read, to sort findings in reading order.
     order: Vec<PathBuf>,
     /// The include chain each file was (first) read through.
@@ -189,23 +190,37 @@ pub(crate) struct SourceMap {
 impl SourceMap {
     pub fn add(&mut self, path: PathBuf, text: &str) {
         if !self.files.contains_key(&path) {
+            // Lines as ranges into the one copy of the text (not a String each).
+            let lines = text
+                .lines()
+                .map(|l| {
+                    let start = l.as_ptr() as usize - text.as_ptr() as usize;
+                    start..start + l.len()
+                })
+                .collect();
             self.order.push(path.clone());
-            self.texts.push((path.clone(), text.to_owned()));
-            self.files
-                .insert(path, text.lines().map(str::to_owned).collect());
+            self.files.insert(path.clone(), (self.texts.len(), lines));
+            self.texts.push((path, text.to_owned()));
         }
     }
 
+    /// Line `line` (1-based) of a file read, as in `str::lines`.
+    fn line(&self, file: &std::path::Path, line: u32) -> Option<&str> {
+        let (i, lines) = self.files.get(file)?;
+        let range = lines.get((line as usize).checked_sub(1)?)?;
+        Some(&self.texts[*i].1[range.clone()])
+    }
+
     /// The files read, in reading order, each once, with their text as read.
-    pub fn texts(&self) -> Vec<(PathBuf, String)> {
-        self.texts.clone()
+    pub fn into_texts(self) -> Vec<(PathBuf, String)> {
+        self.texts
     }
 
     /// Sorts findings by file (in reading order), line and column; stable, so findings
     /// at one position keep their discovery order.
     pub fn sort(&self, diags: &mut [Diagnostic]) {
         let rank = |d: &Diagnostic| {
-            let file = self.order.iter().position(|p| *p == d.span.file);
+            let file = self.order.iter().position(|p| **p == *d.span.file);
             (file.unwrap_or(usize::MAX), d.span.line, d.span.col)
         };
         diags.sort_by_key(rank);
@@ -224,7 +239,7 @@ impl SourceMap {
     pub fn attach_chains(&self, diags: &mut [Diagnostic]) {
         for d in diags {
             if d.include_chain.is_empty() {
-                if let Some(c) = self.chains.get(&d.span.file) {
+                if let Some(c) = self.chains.get(&*d.span.file) {
                     d.include_chain = c.clone();
                 }
             }
@@ -236,11 +251,7 @@ impl SourceMap {
             if d.snippet.is_some() || d.span.line == 0 {
                 continue;
             }
-            d.snippet = self
-                .files
-                .get(&d.span.file)
-                .and_then(|lines| lines.get(d.span.line as usize - 1))
-                .map(|l| redact_secret(l));
+            d.snippet = self.line(&d.span.file, d.span.line).map(redact_secret);
         }
     }
 }
@@ -318,13 +329,46 @@ impl Diags {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
+
+    /// Snippets are the lines of the file a finding names, as `str::lines` splits
+    /// them (CRLF too); the texts come back whole, in reading order, once each.
+    #[test]
+    fn source_map_lines_and_texts() {
+        let mut m = SourceMap::default();
+        m.add("a.conf".into(), "one\r\ntwo\n\nfour");
+        m.add("b.conf".into(), "only\n");
+        m.add("a.conf".into(), "read again: ignored");
+        let a = Path::new("a.conf");
+        let got: Vec<Option<&str>> = (0..6).map(|l| m.line(a, l)).collect();
+        assert_eq!(
+            got,
+            [None, Some("one"), Some("two"), Some(""), Some("four"), None]
+        );
+        assert_eq!(m.line(Path::new("b.conf"), 1), Some("only"));
+        assert_eq!(m.line(Path::new("c.conf"), 1), None);
+        let mut d = sample();
+        d.snippet = None;
+        d.span.file = Path::new("a.conf").into();
+        d.span.line = 2;
+        let mut ds = vec![d];
+        m.attach_snippets(&mut ds);
+        assert_eq!(ds[0].snippet.as_deref(), Some("two"));
+        assert_eq!(
+            m.into_texts(),
+            [
+                (PathBuf::from("a.conf"), "one\r\ntwo\n\nfour".to_string()),
+                (PathBuf::from("b.conf"), "only\n".to_string())
+            ]
+        );
+    }
 
     fn sample() -> Diagnostic {
         let mut d = Diagnostic::new(
             Severity::Error,
             "unknown keyword `priorty`",
             Span {
-                file: "path/to/keepalived.conf".into(),
+                file: Path::new("path/to/keepalived.conf").into(),
                 line: 12,
                 col: 5,
             },
@@ -332,7 +376,7 @@ mod tests {
         )
         .with_help("did you mean `priority`?")
         .with_chain(vec![Span {
-            file: "/etc/keepalived/keepalived.conf".into(),
+            file: Path::new("/etc/keepalived/keepalived.conf").into(),
             line: 3,
             col: 1,
         }]);

@@ -3,40 +3,126 @@
 
 /// Edit distance over chars where swapping two adjacent chars counts as one edit
 /// (optimal string alignment), the commonest typo (`lable` for `label`).
+#[cfg(test)]
 fn distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in d[0].iter_mut().enumerate() {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut v = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                v = v.min(d[i - 2][j - 2] + 1);
-            }
-            d[i][j] = v;
-        }
-    }
-    d[a.len()][b.len()]
+    Rows::default().distance(&a, &b, usize::MAX - 1)
 }
 
-/// The closest candidate if it is plausibly a typo of `word`.
+/// Three rolling rows of the distance matrix, reused across candidates, so a
+/// suggestion costs no allocation per candidate.
+#[derive(Default)]
+struct Rows {
+    prev2: Vec<usize>,
+    prev: Vec<usize>,
+    cur: Vec<usize>,
+}
+
+impl Rows {
+    /// The distance between `a` and `b` if it is at most `limit`, else some value above
+    /// `limit`. Stops as soon as two consecutive rows are all above `limit`: every
+    /// later cell is built from cells of the two rows above it (plus non-negative
+    /// costs) or from its first column (`i`, which already exceeds a row's minimum),
+    /// so it cannot come back down.
+    fn distance(&mut self, a: &[char], b: &[char], limit: usize) -> usize {
+        let m = b.len();
+        for row in [&mut self.prev2, &mut self.prev, &mut self.cur] {
+            row.clear();
+            row.resize(m + 1, 0);
+        }
+        for (j, cell) in self.prev.iter_mut().enumerate() {
+            *cell = j;
+        }
+        let mut prev_min = 0;
+        for i in 1..=a.len() {
+            let (prev2, prev, cur) = (&self.prev2, &self.prev, &mut self.cur);
+            cur[0] = i;
+            let mut cur_min = i;
+            for j in 1..=m {
+                let cost = usize::from(a[i - 1] != b[j - 1]);
+                let mut v = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
+                if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                    v = v.min(prev2[j - 2] + 1);
+                }
+                cur[j] = v;
+                cur_min = cur_min.min(v);
+            }
+            // prev2 <- prev, prev <- cur; the old prev2 becomes the next cur.
+            std::mem::swap(&mut self.prev2, &mut self.prev);
+            std::mem::swap(&mut self.prev, &mut self.cur);
+            if cur_min > limit && prev_min > limit {
+                return limit + 1;
+            }
+            prev_min = cur_min;
+        }
+        self.prev[m]
+    }
+}
+
+/// Character counts of a word, for a cheap lower bound on the distance to a candidate:
+/// an insertion or deletion changes the counts by one, a substitution takes one char
+/// away and adds another, a transposition changes nothing. So the distance is at least
+/// the number of the word's chars the candidate lacks, and at least the number of the
+/// candidate's chars the word lacks. Chars share buckets (code point mod 128); a shared
+/// bucket can only lower the bound, never raise it past the distance.
+struct Histogram([i32; 128], usize);
+
+impl Histogram {
+    fn of(word: &[char]) -> Self {
+        let mut h = [0i32; 128];
+        for &c in word {
+            h[c as usize % 128] += 1;
+        }
+        Histogram(h, word.len())
+    }
+
+    fn lower_bound(&mut self, candidate: &str) -> usize {
+        let h = &mut self.0;
+        let mut missing_from_candidate = self.1;
+        let mut missing_from_word = 0usize;
+        for c in candidate.chars() {
+            let n = &mut h[c as usize % 128];
+            if *n > 0 {
+                missing_from_candidate -= 1;
+            } else {
+                missing_from_word += 1;
+            }
+            *n -= 1;
+        }
+        for c in candidate.chars() {
+            h[c as usize % 128] += 1;
+        }
+        missing_from_candidate.max(missing_from_word)
+    }
+}
+
+/// The closest candidate if it is plausibly a typo of `word` (the first of equally
+/// close ones).
 pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    let limit = (word.chars().count() / 3).max(1);
-    candidates
-        .into_iter()
-        .map(|c| (distance(word, c), c))
-        .filter(|(d, _)| *d <= limit)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
+    let word: Vec<char> = word.chars().collect();
+    let limit = (word.len() / 3).max(1);
+    let mut rows = Rows::default();
+    let mut cand: Vec<char> = Vec::new();
+    let mut best: Option<(usize, &'a str)> = None;
+    let mut hist = Histogram::of(&word);
+    for c in candidates {
+        // Each edit changes the length by at most one: a candidate whose length is
+        // further than `limit` from the word's cannot be within `limit`.
+        if c.chars().count().abs_diff(word.len()) > limit {
+            continue;
+        }
+        if hist.lower_bound(c) > limit {
+            continue;
+        }
+        cand.clear();
+        cand.extend(c.chars());
+        let d = rows.distance(&word, &cand, limit);
+        if d <= limit && best.is_none_or(|(b, _)| d < b) {
+            best = Some((d, c));
+        }
+    }
+    best.map(|(_, c)| c)
 }
 
 #[cfg(test)]
@@ -58,5 +144,88 @@ mod tests {
         assert_eq!(suggest("intreface", kws), Some("interface"));
         assert_eq!(suggest("foo", kws), None);
         assert_eq!(suggest("stat", kws), Some("state"));
+    }
+
+    /// The plain full-matrix distance (the implementation before the rolling rows,
+    /// length filter and cut-off), as the reference.
+    fn reference_distance(a: &str, b: &str) -> usize {
+        let a: Vec<char> = a.chars().collect();
+        let b: Vec<char> = b.chars().collect();
+        let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+        for (i, row) in d.iter_mut().enumerate() {
+            row[0] = i;
+        }
+        for (j, cell) in d[0].iter_mut().enumerate() {
+            *cell = j;
+        }
+        for i in 1..=a.len() {
+            for j in 1..=b.len() {
+                let cost = usize::from(a[i - 1] != b[j - 1]);
+                let mut v = (d[i - 1][j] + 1)
+                    .min(d[i][j - 1] + 1)
+                    .min(d[i - 1][j - 1] + cost);
+                if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                    v = v.min(d[i - 2][j - 2] + 1);
+                }
+                d[i][j] = v;
+            }
+        }
+        d[a.len()][b.len()]
+    }
+
+    fn reference_suggest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+        let limit = (word.chars().count() / 3).max(1);
+        candidates
+            .iter()
+            .map(|c| (reference_distance(word, c), *c))
+            .filter(|(d, _)| *d <= limit)
+            .min_by_key(|(d, _)| *d)
+            .map(|(_, c)| c)
+    }
+
+    #[test]
+    fn long_words_are_cheap() {
+        // A fuzzed config's "keyword" can be kilobytes long; no candidate is close.
+        let word = "x".repeat(100_000);
+        assert_eq!(
+            suggest(&word, crate::schema::names(crate::schema::TOP)),
+            None
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn distance_matches_the_full_matrix(a in "[abcé_]{0,12}", b in "[abcé_]{0,12}") {
+            proptest::prop_assert_eq!(distance(&a, &b), reference_distance(&a, &b));
+            let mut rows = Rows::default();
+            let (ac, bc): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+            for limit in 0..6 {
+                let d = rows.distance(&ac, &bc, limit);
+                let full = reference_distance(&a, &b);
+                if full <= limit {
+                    proptest::prop_assert_eq!(d, full);
+                } else {
+                    proptest::prop_assert!(d > limit);
+                }
+            }
+        }
+
+        #[test]
+        fn histogram_bound_never_exceeds_the_distance(a in "[abcé_\u{80}\u{100}]{0,12}", b in "[abcé_\u{80}\u{100}]{0,12}") {
+            let ac: Vec<char> = a.chars().collect();
+            proptest::prop_assert!(Histogram::of(&ac).lower_bound(&b) <= reference_distance(&a, &b));
+        }
+
+        #[test]
+        fn suggest_matches_the_full_matrix(
+            word in "[abcé_]{0,14}",
+            cands in proptest::collection::vec("[abcé_]{0,14}", 0..12),
+        ) {
+            let cands: Vec<&str> = cands.iter().map(String::as_str).collect();
+            proptest::prop_assert_eq!(
+                suggest(&word, cands.iter().copied()),
+                reference_suggest(&word, &cands)
+            );
+        }
     }
 }

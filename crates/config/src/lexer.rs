@@ -235,13 +235,13 @@ fn unescape(chars: &[char], i: usize, out: &mut String) -> usize {
 }
 
 /// Turns a raw token of `file:line` into a positioned [`Token`].
-pub(crate) fn place(raw: RawToken, file: &Path, line: u32, chain: &Arc<[Span]>) -> Token {
+pub(crate) fn place(raw: RawToken, file: &Arc<Path>, line: u32, chain: &Arc<[Span]>) -> Token {
     Token {
         kind: raw.kind,
         text: raw.text,
         quoted: raw.quoted,
         span: Span {
-            file: file.to_path_buf(),
+            file: file.clone(),
             line,
             col: raw.start as u32 + 1,
         },

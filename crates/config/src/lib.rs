@@ -174,7 +174,7 @@ fn load(text: &str, path: &Path, opts: &LoadOptions) -> Result<Loaded, Vec<Diagn
             diagnostics: diags.list,
             tree: nodes,
             files: sources
-                .texts()
+                .into_texts()
                 .into_iter()
                 .map(|(path, text)| SourceFile { path, text })
                 .collect(),

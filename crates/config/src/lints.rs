@@ -1651,7 +1651,7 @@ mod tests {
             d[0].message,
             "`track_script chk_down` (weight -2) can lower VI_1 on node1 to at most 98, still above node2's 97: the VIP never moves when it fails"
         );
-        assert_eq!(d[0].span.file, Path::new("node1.conf"));
+        assert_eq!(*d[0].span.file, *Path::new("node1.conf"));
         assert_eq!((d[0].span.line, d[0].span.col), (17, 9));
         assert_eq!(d[0].len, "chk_down".len() as u32);
         assert!(d[0]
@@ -1734,7 +1734,7 @@ mod tests {
         let up = "    track_script {\n        chk_up weight 5\n    }\n";
         let d = lint(&node(100, ""), &node(90, up));
         assert_eq!(d.len(), 1, "{d:#?}");
-        assert_eq!(d[0].span.file, Path::new("node2.conf"));
+        assert_eq!(*d[0].span.file, *Path::new("node2.conf"));
         assert_eq!(
             d[0].message,
             "`track_script chk_up` (weight 5) can raise VI_1 on node2 to at most 95, never above node1's 100: node2 never takes the VIP over from a live node1 this way"
@@ -1761,7 +1761,7 @@ mod tests {
             "{}",
             d[0].message
         );
-        assert_eq!(d[0].span.file, Path::new("node2.conf"));
+        assert_eq!(*d[0].span.file, *Path::new("node2.conf"));
     }
 
     #[test]
@@ -1808,7 +1808,7 @@ mod tests {
         assert!(d[0]
             .message
             .contains("VI_1 on @lb1 to at most 98, still above @lb2's 97"));
-        assert_eq!(d[0].span.file, Path::new("k.conf"));
+        assert_eq!(*d[0].span.file, *Path::new("k.conf"));
     }
 
     #[test]

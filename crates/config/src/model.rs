@@ -4,15 +4,34 @@
 //! file is silent); turning them into protocol-engine settings is the runtime's job.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Where a config item came from, for diagnostics raised after parsing.
-#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+///
+/// `file` is shared: every token of a file points at one allocation of its path (a
+/// large config has hundreds of thousands of tokens).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Span {
-    pub file: PathBuf,
+    #[serde(serialize_with = "serialize_path")]
+    pub file: Arc<Path>,
     pub line: u32,
     pub col: u32,
+}
+
+impl Default for Span {
+    fn default() -> Self {
+        Span {
+            file: Arc::from(Path::new("")),
+            line: 0,
+            col: 0,
+        }
+    }
+}
+
+fn serialize_path<S: serde::Serializer>(p: &Arc<Path>, s: S) -> Result<S::Ok, S::Error> {
+    serde::Serialize::serialize(&**p, s)
 }
 
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]

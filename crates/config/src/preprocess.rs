@@ -107,8 +107,10 @@ impl<'a> Preprocessor<'a> {
         self.sources.add(path.to_path_buf(), text);
         self.sources.set_chain(path, &chain);
         let dir = parent_dir(path);
+        // One shared allocation of the path for every token of the file.
+        let path: Arc<Path> = Arc::from(path);
         for (idx, line) in text.lines().enumerate() {
-            self.process_line(path, &dir, idx as u32 + 1, line, &chain, None);
+            self.process_line(&path, &dir, idx as u32 + 1, line, &chain, None);
         }
         self.finish_pending();
     }
@@ -143,7 +145,7 @@ impl<'a> Preprocessor<'a> {
     /// sequence block, and its tokens are placed at that token (where it was used).
     fn process_line(
         &mut self,
-        path: &Path,
+        path: &Arc<Path>,
         dir: &Path,
         line_no: u32,
         line: &str,
@@ -169,7 +171,7 @@ impl<'a> Preprocessor<'a> {
                     Some(t) => (t.span.clone(), t.len, t.include_chain.to_vec()),
                     None => (
                         Span {
-                            file: path.to_path_buf(),
+                            file: path.clone(),
                             line: line_no,
                             col: e.at as u32 + 1,
                         },
@@ -403,7 +405,7 @@ impl<'a> Preprocessor<'a> {
         head: &Token,
         chars: &[char],
         start: usize,
-        path: &Path,
+        path: &Arc<Path>,
         dir: &Path,
         line_no: u32,
         chain: &Arc<[Span]>,
@@ -542,47 +544,58 @@ impl<'a> Preprocessor<'a> {
 
     /// Replaces `${NAME}` anywhere and `$NAME` followed by whitespace or the end, rescanning
     /// the inserted text in place as keepalived does (so nested references work).
+    ///
+    /// Scanning only moves forward and never looks behind the current position, so the
+    /// text before it is final (`out`) and its room in `buf` is free: an inserted value
+    /// is written to end where the reference ended, without moving the rest of the line
+    /// (splicing it in moved the whole tail: quadratic for a line that a self-referencing
+    /// parameter grows to the length limit).
     fn expand_str(&self, s: &str, dir: &Path) -> Result<String, String> {
-        let mut chars: Vec<char> = s.chars().collect();
+        let mut buf: Vec<char> = s.chars().collect();
+        let mut out = String::with_capacity(s.len());
+        // Chars in `out`.
+        let mut done = 0usize;
         let mut count = 0;
         let mut i = 0;
-        while i < chars.len() {
-            if chars[i] != '$' {
+        while i < buf.len() {
+            if buf[i] != '$' {
+                out.push(buf[i]);
+                done += 1;
                 i += 1;
                 continue;
             }
             // `$NAME(args)` / `${NAME(args)}`: a parameterised definition.
-            if let Some((value, end)) = self.macro_use(&chars, i, dir)? {
+            if let Some((value, end)) = self.macro_use(&buf, i, dir)? {
                 count += 1;
                 if count > MAX_SUBSTITUTIONS {
                     return Err(
                         "parameter substitution does not terminate (is a definition written in terms of itself?)".into(),
                     );
                 }
-                chars.splice(i..end, value.chars());
-                if chars.len() > MAX_EXPANDED_CHARS {
+                i = replace_before(&mut buf, end, &value);
+                if done + buf.len() - i > MAX_EXPANDED_CHARS {
                     return Err(format!("parameter expansion makes a line longer than {MAX_EXPANDED_CHARS} characters"));
                 }
                 continue;
             }
-            let found = if chars.get(i + 1) == Some(&'{') {
-                chars[i + 2..].iter().position(|&c| c == '}').map(|p| {
-                    (
-                        chars[i + 2..i + 2 + p].iter().collect::<String>(),
-                        i + 3 + p,
-                    )
-                })
+            let found = if buf.get(i + 1) == Some(&'{') {
+                buf[i + 2..]
+                    .iter()
+                    .position(|&c| c == '}')
+                    .map(|p| (buf[i + 2..i + 2 + p].iter().collect::<String>(), i + 3 + p))
             } else {
-                let len = chars[i + 1..]
+                let len = buf[i + 1..]
                     .iter()
                     .take_while(|c| c.is_ascii_alphanumeric() || **c == '_')
                     .count();
                 let end = i + 1 + len;
-                let followed_ok = end == chars.len() || chars[end].is_whitespace();
-                (len > 0 && followed_ok && !chars[i + 1].is_ascii_digit())
-                    .then(|| (chars[i + 1..end].iter().collect(), end))
+                let followed_ok = end == buf.len() || buf[end].is_whitespace();
+                (len > 0 && followed_ok && !buf[i + 1].is_ascii_digit())
+                    .then(|| (buf[i + 1..end].iter().collect(), end))
             };
             let Some((name, end)) = found else {
+                out.push('$');
+                done += 1;
                 i += 1;
                 continue;
             };
@@ -594,18 +607,22 @@ impl<'a> Preprocessor<'a> {
                             "parameter substitution does not terminate (is `${name}` defined in terms of itself?)"
                         ));
                     }
-                    chars.splice(i..end, value.chars());
-                    if chars.len() > MAX_EXPANDED_CHARS {
+                    i = replace_before(&mut buf, end, &value);
+                    if done + buf.len() - i > MAX_EXPANDED_CHARS {
                         return Err(format!(
                             "parameter expansion makes a line longer than {MAX_EXPANDED_CHARS} characters"
                         ));
                     }
                 }
                 // Undefined parameters stay as written, like keepalived.
-                None => i += 1,
+                None => {
+                    out.push('$');
+                    done += 1;
+                    i += 1;
+                }
             }
         }
-        Ok(chars.into_iter().collect())
+        Ok(out)
     }
 
     fn lookup(&self, name: &str, dir: &Path) -> Result<Option<String>, String> {
@@ -1150,6 +1167,28 @@ pub(crate) fn brace_expand(s: &str) -> Vec<String> {
 }
 
 /// Index of the bracket closing the one at `open`, counting any of `opens` / `closes`.
+/// Puts `value` in `buf` so that it ends at `end` (where the replaced reference ended)
+/// and returns where it starts; what lies before that start is consumed text. When the
+/// consumed room is too small, `buf` is rebuilt with as much free room again in front,
+/// so growing a line costs amortised linear time.
+fn replace_before(buf: &mut Vec<char>, end: usize, value: &str) -> usize {
+    let len = value.chars().count();
+    if len <= end {
+        let start = end - len;
+        for (slot, c) in buf[start..end].iter_mut().zip(value.chars()) {
+            *slot = c;
+        }
+        return start;
+    }
+    let room = len + (buf.len() - end);
+    let mut rebuilt = Vec::with_capacity(room + len + buf.len() - end);
+    rebuilt.resize(room, '\0');
+    rebuilt.extend(value.chars());
+    rebuilt.extend_from_slice(&buf[end..]);
+    *buf = rebuilt;
+    room
+}
+
 fn matching_close(chars: &[char], open: usize, opens: &str, closes: &str) -> Option<usize> {
     let mut depth = 0i32;
     for (j, &c) in chars.iter().enumerate().skip(open) {
@@ -1168,6 +1207,111 @@ fn matching_close(chars: &[char], open: usize, opens: &str, closes: &str) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `expand_str` as it was (splicing each value into the whole line), the reference
+    /// for the in-place version.
+    fn reference_expand_str(p: &Preprocessor, s: &str, dir: &Path) -> Result<String, String> {
+        let mut chars: Vec<char> = s.chars().collect();
+        let mut count = 0;
+        let mut i = 0;
+        while i < chars.len() {
+            if chars[i] != '$' {
+                i += 1;
+                continue;
+            }
+            if let Some((value, end)) = p.macro_use(&chars, i, dir)? {
+                count += 1;
+                if count > MAX_SUBSTITUTIONS {
+                    return Err("parameter substitution does not terminate (is a definition written in terms of itself?)".into());
+                }
+                chars.splice(i..end, value.chars());
+                if chars.len() > MAX_EXPANDED_CHARS {
+                    return Err(format!("parameter expansion makes a line longer than {MAX_EXPANDED_CHARS} characters"));
+                }
+                continue;
+            }
+            let found = if chars.get(i + 1) == Some(&'{') {
+                chars[i + 2..].iter().position(|&c| c == '}').map(|q| {
+                    (
+                        chars[i + 2..i + 2 + q].iter().collect::<String>(),
+                        i + 3 + q,
+                    )
+                })
+            } else {
+                let len = chars[i + 1..]
+                    .iter()
+                    .take_while(|c| c.is_ascii_alphanumeric() || **c == '_')
+                    .count();
+                let end = i + 1 + len;
+                let followed_ok = end == chars.len() || chars[end].is_whitespace();
+                (len > 0 && followed_ok && !chars[i + 1].is_ascii_digit())
+                    .then(|| (chars[i + 1..end].iter().collect(), end))
+            };
+            let Some((name, end)) = found else {
+                i += 1;
+                continue;
+            };
+            match p.lookup(&name, dir)? {
+                Some(value) => {
+                    count += 1;
+                    if count > MAX_SUBSTITUTIONS {
+                        return Err(format!("parameter substitution does not terminate (is `${name}` defined in terms of itself?)"));
+                    }
+                    chars.splice(i..end, value.chars());
+                    if chars.len() > MAX_EXPANDED_CHARS {
+                        return Err(format!("parameter expansion makes a line longer than {MAX_EXPANDED_CHARS} characters"));
+                    }
+                }
+                None => i += 1,
+            }
+        }
+        Ok(chars.into_iter().collect())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+        #[test]
+        fn expand_str_matches_splicing(
+            line in "[$${}()AB_M1x, é]{0,24}",
+            a in "[$${}AB_x é]{0,8}",
+            b in "[$${}AB_x é]{0,8}",
+            body in "[$${}ABpx é]{0,8}",
+        ) {
+            let mut diags = Diags::default();
+            let mut sources = SourceMap::default();
+            let mut p = Preprocessor::new("id".into(), &mut diags, &mut sources);
+            p.defs.insert("A".into(), a);
+            p.defs.insert("B".into(), b);
+            p.defs.insert("AB".into(), "A$B".into());
+            p.macros.insert(
+                "M".into(),
+                Macro { params: vec!["p".into()], body },
+            );
+            let dir = Path::new("/nonexistent");
+            proptest::prop_assert_eq!(p.expand_str(&line, dir), reference_expand_str(&p, &line, dir));
+        }
+    }
+
+    /// A parameter that grows by referring to itself used to cost a move of the whole
+    /// line per substitution; now the limit is reached in linear time, with the same
+    /// error (and the result of the splicing version).
+    #[test]
+    fn a_self_growing_parameter_hits_the_limit_fast() {
+        let mut diags = Diags::default();
+        let mut sources = SourceMap::default();
+        let mut p = Preprocessor::new("id".into(), &mut diags, &mut sources);
+        p.defs
+            .insert("X".into(), format!("${{X}}{}", "y".repeat(2000)));
+        let dir = Path::new("/nonexistent");
+        let got = p.expand_str("a ${X} b", dir);
+        assert_eq!(got, reference_expand_str(&p, "a ${X} b", dir));
+        assert_eq!(
+            got,
+            Err(format!(
+                "parameter expansion makes a line longer than {MAX_EXPANDED_CHARS} characters"
+            ))
+        );
+    }
 
     fn run(text: &str, id: &str) -> (Vec<Vec<String>>, Vec<Diagnostic>) {
         let mut diags = Diags::default();

@@ -11,8 +11,9 @@ pub struct Node {
     /// `Some` when the node is followed by a `{ ... }` block (possibly empty).
     pub children: Option<Vec<Node>>,
     pub span: Span,
-    /// The `{` that opened `children`, for diagnostics about the block itself.
-    pub open_brace: Option<Token>,
+    /// The `{` that opened `children`, for diagnostics about the block itself (boxed:
+    /// most nodes have none, and a node is a large config's commonest value).
+    pub open_brace: Option<Box<Token>>,
 }
 
 impl Node {
@@ -59,11 +60,19 @@ pub(crate) fn build(lines: Vec<Vec<Token>>, diags: &mut Diags) -> Vec<Node> {
     for line in lines {
         let mut current: Option<Node> = None;
         let mut at_line_start = true;
-        for tok in line {
+        let mut rest = line.into_iter();
+        while let Some(tok) = rest.next() {
             match tok.kind {
                 TokenKind::Word => match &mut current {
                     Some(n) => n.args.push(tok),
-                    None => current = Some(Node::new(tok)),
+                    None => {
+                        let mut n = Node::new(tok);
+                        // Exactly the words that follow on this line: a large config
+                        // has a hundred thousand nodes, most with one argument.
+                        let words = rest.as_slice().iter().take_while(|t| t.is_word());
+                        n.args.reserve_exact(words.count());
+                        current = Some(n);
+                    }
                 },
                 TokenKind::Open => {
                     let top = stack.last_mut().expect("root frame");
@@ -108,7 +117,9 @@ pub(crate) fn build(lines: Vec<Vec<Token>>, diags: &mut Diags) -> Vec<Node> {
         }
         close_frame(&mut stack);
     }
-    stack.pop().map(|f| f.nodes).unwrap_or_default()
+    let mut nodes = stack.pop().map(|f| f.nodes).unwrap_or_default();
+    nodes.shrink_to_fit();
+    nodes
 }
 
 fn close_frame(stack: &mut Vec<Frame>) {
@@ -117,8 +128,10 @@ fn close_frame(stack: &mut Vec<Frame>) {
     parent.may_take_block = false;
     // Without an owner (a stray `{`, already reported) the block's contents are dropped.
     if let Some(mut owner) = frame.owner {
-        owner.children = Some(frame.nodes);
-        owner.open_brace = frame.open;
+        let mut nodes = frame.nodes;
+        nodes.shrink_to_fit();
+        owner.children = Some(nodes);
+        owner.open_brace = frame.open.map(Box::new);
         parent.nodes.push(owner);
     }
 }
@@ -156,6 +169,48 @@ mod tests {
             })
             .collect::<Vec<_>>()
             .join("; ")
+    }
+
+    /// Argument and child lists hold no spare capacity (a large config has a hundred
+    /// thousand nodes).
+    #[test]
+    fn lists_are_exactly_sized() {
+        let (nodes, diags) = parse("a x y {\n b c\n d\n e f g h i\n}\nk { l } m n\n");
+        assert!(diags.is_empty(), "{diags:?}");
+        fn check(nodes: &[Node]) {
+            for n in nodes {
+                assert_eq!(n.args.capacity(), n.args.len(), "{}", n.name());
+                if let Some(c) = &n.children {
+                    assert_eq!(c.capacity(), c.len(), "{}", n.name());
+                    check(c);
+                }
+            }
+        }
+        assert_eq!(nodes.capacity(), nodes.len());
+        check(&nodes);
+        assert_eq!(show(&nodes), "a x y {b c; d; e f g h i}; k {l}; m n");
+    }
+
+    /// Every token of a file shares one allocation of its path (a large config has
+    /// hundreds of thousands of tokens); equal paths still compare equal.
+    #[test]
+    fn tokens_of_a_file_share_its_path() {
+        let (nodes, diags) = parse("a {\n b c\n}\nd e\n");
+        assert!(diags.is_empty(), "{diags:?}");
+        let kids = nodes[0].children.as_ref().unwrap();
+        let spans = [
+            &nodes[0].keyword.span,
+            &nodes[0].span,
+            &kids[0].keyword.span,
+            &kids[0].args[0].span,
+            &nodes[1].args[0].span,
+        ];
+        for s in spans {
+            assert!(std::sync::Arc::ptr_eq(&s.file, &nodes[0].keyword.span.file));
+            assert_eq!(&*s.file, Path::new("t.conf"));
+        }
+        let (other, _) = parse("a\n");
+        assert_eq!(other[0].keyword.span.file, nodes[0].keyword.span.file);
     }
 
     #[test]

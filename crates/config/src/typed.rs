@@ -94,10 +94,11 @@ const PEER_OPTIONS: &[&str] = &["min_ttl", "max_ttl"];
 
 /// Where each part of an instance was written, for the cross-field checks in `validate`.
 #[derive(Debug, Clone)]
-pub(crate) struct InstanceMeta {
+pub(crate) struct InstanceMeta<'n> {
     pub name: Token,
-    /// Last node seen for each keyword (canonical spelling, e.g. `nopreempt`).
-    pub fields: HashMap<&'static str, Node>,
+    /// Last node seen for each keyword (canonical spelling, e.g. `nopreempt`): a
+    /// reference into the tree, which outlives the checks.
+    pub fields: HashMap<&'static str, &'n Node>,
     /// Address token of each `virtual_ipaddress` entry, parallel to the model's list.
     pub vip_tokens: Vec<Token>,
     /// Address token of each unicast peer, parallel to the model's list.
@@ -106,7 +107,7 @@ pub(crate) struct InstanceMeta {
     pub vip_entries: usize,
 }
 
-impl InstanceMeta {
+impl InstanceMeta<'_> {
     /// The value of `key` if written, else its keyword token.
     pub fn value_tok(&self, key: &str) -> Option<&Token> {
         self.fields
@@ -119,14 +120,17 @@ impl InstanceMeta {
     }
 }
 
-pub(crate) fn map(nodes: &[Node], diags: &mut Diags) -> (Config, Vec<InstanceMeta>) {
+pub(crate) fn map<'n>(nodes: &'n [Node], diags: &mut Diags) -> (Config, Vec<InstanceMeta<'n>>) {
     let mut m = Mapper {
         diags,
         names: IprouteNames::from_tree(nodes),
         syncd_instance: None,
+        suggestions: HashMap::new(),
     };
     let mut config = Config::default();
-    let mut metas = Vec::new();
+    let instances = nodes.iter().filter(|n| n.name() == "vrrp_instance").count();
+    config.instances.reserve_exact(instances);
+    let mut metas = Vec::with_capacity(instances);
     for n in nodes {
         match n.name() {
             "global_defs" => {
@@ -279,7 +283,16 @@ struct Mapper<'d> {
     syncd_instance: Option<Token>,
     /// iproute2's names for the routes and rules, from the dirs `global_defs` sets.
     names: IprouteNames,
+    /// Suggestions for unknown keywords already worked out in this load, by word and
+    /// keyword lists (a `~SEQ` can repeat one unknown line thousands of times).
+    suggestions: HashMap<SuggestKey, Suggestion>,
 }
+
+/// An unknown word and the (static) keyword lists it was compared with.
+type SuggestKey = (String, usize, usize);
+/// The closest keyword of the block's own lists, else the closest of another block's
+/// (with that block's name).
+type Suggestion = (Option<&'static str>, Option<(&'static str, &'static str)>);
 
 impl Mapper<'_> {
     /// Reports a keyword not mapped by hand. Returns true when it is a keyword of this
@@ -288,7 +301,7 @@ impl Mapper<'_> {
         &mut self,
         n: &Node,
         place: &str,
-        supported: &[&'static str],
+        supported: &'static [&'static str],
         inactive: &'static [Kw],
     ) -> bool {
         let kw = &n.keyword;
@@ -308,7 +321,7 @@ impl Mapper<'_> {
         &mut self,
         n: &Node,
         place: &str,
-        supported: &[&'static str],
+        supported: &'static [&'static str],
         unsupported: &'static [Kw],
     ) {
         let kw = &n.keyword;
@@ -337,16 +350,29 @@ impl Mapper<'_> {
             );
         }
         let msg = format!("unknown keyword `{name}`");
-        let candidates = supported.iter().copied().chain(schema::names(unsupported));
-        if let Some(s) = suggest(name, candidates) {
+        let key = (
+            name.to_string(),
+            supported.as_ptr() as usize,
+            unsupported.as_ptr() as usize,
+        );
+        let (here, elsewhere) = *self.suggestions.entry(key).or_insert_with(|| {
+            let candidates = supported.iter().copied().chain(schema::names(unsupported));
+            match suggest(name, candidates) {
+                Some(s) => (Some(s), None),
+                // A typo of a keyword from another block.
+                None => (
+                    None,
+                    homes.iter().find_map(|(home, s, u)| {
+                        suggest(name, s.iter().copied().chain(schema::names(u))).map(|k| (*home, k))
+                    }),
+                ),
+            }
+        });
+        if let Some(s) = here {
             return self
                 .diags
                 .error_help(kw, msg, format!("did you mean `{s}`?"));
         }
-        // A typo of a keyword from another block.
-        let elsewhere = homes.iter().find_map(|(home, s, u)| {
-            suggest(name, s.iter().copied().chain(schema::names(u))).map(|k| (*home, k))
-        });
         match elsewhere {
             Some(("top level", k)) => self.diags.error_help(
                 kw,
@@ -937,7 +963,7 @@ impl Mapper<'_> {
         });
     }
 
-    fn instance(&mut self, n: &Node) -> Option<(VrrpInstance, InstanceMeta)> {
+    fn instance<'n>(&mut self, n: &'n Node) -> Option<(VrrpInstance, InstanceMeta<'n>)> {
         let name_tok = match n.args.as_slice() {
             [name] => name.clone(),
             [] => {
@@ -1042,13 +1068,13 @@ impl Mapper<'_> {
                             _ => {}
                         }
                         if let Some(k) = schema::find(INSTANCE_INACTIVE, c.name()) {
-                            meta.fields.insert(k.name, c.clone());
+                            meta.fields.insert(k.name, c);
                         }
                     }
                     continue;
                 }
             };
-            meta.fields.insert(key, c.clone());
+            meta.fields.insert(key, c);
             match key {
                 "state" => {
                     if let Some(a) = self.arg(c) {
@@ -2168,7 +2194,7 @@ vrrp_instance VI_1 {
                 preferred_lft: None,
                 use_vmac: false,
                 span: Span {
-                    file: "/etc/keepalived/keepalived.conf".into(),
+                    file: Path::new("/etc/keepalived/keepalived.conf").into(),
                     line: 10,
                     col: 9
                 },
@@ -2491,6 +2517,44 @@ global_defs {
         let d = one_error(&instance_with("    frobnicate"));
         assert_eq!(d.message, "unknown keyword `frobnicate`");
         assert_eq!(d.help, None);
+    }
+
+    /// Suggestions are worked out once per word and block in a load; every occurrence
+    /// still gets its own error with the same help, and another block's lists give
+    /// their own answer for the same word.
+    #[test]
+    fn repeated_unknown_keywords_get_the_same_help_each_time() {
+        let text = "global_defs {\n  priorty 1\n  priorty 2\n  router_di x\n}\n\
+                    vrrp_instance VI {\n  priorty 1\n  router_di x\n  priorty 2\n  router_di y\n  frob\n  frob\n}\n";
+        let got: Vec<(String, Option<String>, u32)> = load(text)
+            .expect_err("unknown keywords")
+            .into_iter()
+            .filter(|d| d.message.starts_with("unknown keyword"))
+            .map(|d| (d.message, d.help, d.span.line))
+            .collect();
+        let e = |w: &str, help: Option<&str>, line| {
+            (
+                format!("unknown keyword `{w}`"),
+                help.map(str::to_string),
+                line,
+            )
+        };
+        let in_instance = "did you mean `priority`? (it belongs inside a `vrrp_instance` block)";
+        let in_globals = "did you mean `router_id`? (it belongs inside a `global_defs` block)";
+        assert_eq!(
+            got,
+            [
+                e("priorty", Some(in_instance), 2),
+                e("priorty", Some(in_instance), 3),
+                e("router_di", Some("did you mean `router_id`?"), 4),
+                e("priorty", Some("did you mean `priority`?"), 7),
+                e("router_di", Some(in_globals), 8),
+                e("priorty", Some("did you mean `priority`?"), 9),
+                e("router_di", Some(in_globals), 10),
+                e("frob", None, 11),
+                e("frob", None, 12),
+            ]
+        );
     }
 
     /// (message, line, col) of every "parsed but not active yet" warning.

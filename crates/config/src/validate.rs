@@ -53,6 +53,9 @@ pub(crate) fn validate(
     let mut names: HashMap<&str, &InstanceMeta> = HashMap::new();
     // (interface, is_ipv6, vrid) -> first multicast instance using it.
     let mut vrids: HashMap<(&str, bool, u8), &VrrpInstance> = HashMap::new();
+    // Whether each interface name exists, looked up once per load (thousands of
+    // instances usually share a few interfaces).
+    let mut interfaces: HashMap<&str, bool> = HashMap::new();
 
     // The plan would drop such a `brd` without a word; keepalived skips the address.
     for v in &config.static_ipaddress {
@@ -205,7 +208,13 @@ pub(crate) fn validate(
         }
 
         if opts.check_interfaces {
-            check_interfaces(inst, meta, config.global.dynamic_interfaces, diags);
+            check_interfaces(
+                inst,
+                meta,
+                config.global.dynamic_interfaces,
+                &mut interfaces,
+                diags,
+            );
         }
     }
 }
@@ -453,13 +462,21 @@ fn address_vmacs(inst: &VrrpInstance, diags: &mut Diags) {
 
 /// A missing interface: `vipd run` refuses it (so does keepalived), unless
 /// `dynamic_interfaces` says it may appear later.
-fn check_interfaces(inst: &VrrpInstance, meta: &InstanceMeta, dynamic: bool, diags: &mut Diags) {
+fn check_interfaces<'c>(
+    inst: &'c VrrpInstance,
+    meta: &InstanceMeta,
+    dynamic: bool,
+    known: &mut HashMap<&'c str, bool>,
+    diags: &mut Diags,
+) {
+    // Each name is looked up once per load (5,000 instances on 20 interfaces).
+    let mut exists = |name: &'c str| *known.entry(name).or_insert_with(|| interface_exists(name));
     let wait = if dynamic {
         ": waiting for it (dynamic_interfaces)"
     } else {
         ""
     };
-    if !inst.interface.is_empty() && !interface_exists(&inst.interface) {
+    if !inst.interface.is_empty() && !exists(&inst.interface) {
         if let Some(tok) = meta.value_tok("interface") {
             let until = if dynamic {
                 ": the instance is in FAULT until it appears (dynamic_interfaces)"
@@ -475,7 +492,7 @@ fn check_interfaces(inst: &VrrpInstance, meta: &InstanceMeta, dynamic: bool, dia
             );
         }
     }
-    if let Some(vrf) = inst.vrf.as_deref().filter(|v| !interface_exists(v)) {
+    if let Some(vrf) = inst.vrf.as_deref().filter(|v| !exists(v)) {
         if let Some(tok) = meta.value_tok("vrf") {
             let until = if dynamic {
                 ": the instance is in FAULT until it appears (dynamic_interfaces)"
@@ -490,7 +507,7 @@ fn check_interfaces(inst: &VrrpInstance, meta: &InstanceMeta, dynamic: bool, dia
     }
     for (vip, tok) in inst.virtual_ipaddress.iter().zip(&meta.vip_tokens) {
         if let Some(dev) = &vip.dev {
-            if !interface_exists(dev) {
+            if !exists(dev) {
                 diags.warning(
                     tok,
                     format!(
@@ -814,6 +831,34 @@ mod tests {
                 9,
                 3
             )]
+        );
+    }
+
+    /// Each interface is looked up once per load, but every use of a missing one is
+    /// still reported at its own line.
+    #[test]
+    fn every_use_of_a_missing_interface_warns() {
+        let inst = |name: &str, vrid: u8, vip: &str| {
+            format!("vrrp_instance {name} {{\n interface vipd-nope0\n virtual_router_id {vrid}\n virtual_ipaddress {{\n  {vip} dev vipd-nope0\n }}\n}}\n")
+        };
+        let text = format!("{}{}", inst("A", 1, "192.0.2.1"), inst("B", 2, "192.0.2.2"));
+        let l = load(&text, true).unwrap();
+        let got: Vec<_> = l
+            .diagnostics
+            .iter()
+            .map(|x| (x.message.clone(), x.span.line))
+            .collect();
+        let missing = "interface `vipd-nope0` does not exist on this host".to_string();
+        let dev =
+            |a: &str| format!("interface `vipd-nope0` (dev of {a}) does not exist on this host");
+        assert_eq!(
+            got,
+            vec![
+                (missing.clone(), 2),
+                (dev("192.0.2.1"), 5),
+                (missing, 9),
+                (dev("192.0.2.2"), 12),
+            ]
         );
     }
 

@@ -56,7 +56,7 @@ fn errors(r: Result<vipd_config::Loaded, Vec<Diagnostic>>) -> Vec<Diagnostic> {
 }
 
 fn pos(d: &Diagnostic) -> (PathBuf, u32, u32) {
-    (d.span.file.clone(), d.span.line, d.span.col)
+    (d.span.file.to_path_buf(), d.span.line, d.span.col)
 }
 
 const MASTER_EXAMPLE: &str = r#"! Configuration File for keepalived
@@ -129,7 +129,7 @@ fn keepalived_sample_config_loads() {
             .map(|a| a.parse::<IpAddr>().unwrap())
             .to_vec()
     );
-    assert_eq!(v1.span.file, path);
+    assert_eq!(*v1.span.file, *path);
     assert_eq!(v1.span.line, 9);
     let v6 = &c.instances[1];
     assert_eq!(v6.advert_int, Duration::from_millis(500));
@@ -171,7 +171,7 @@ fn includes_resolve_globs_relative_to_the_including_file_in_sorted_order() {
     let names: Vec<&str> = c.instances.iter().map(|i| i.name.as_str()).collect();
     assert_eq!(names, ["A", "B"]);
     let vip = &c.instances[1].virtual_ipaddress[0];
-    assert_eq!(vip.span.file, dir.0.join("conf.d/../vips/b.inc"));
+    assert_eq!(*vip.span.file, *dir.0.join("conf.d/../vips/b.inc"));
     assert_eq!(vip.span.line, 2);
 }
 
@@ -322,7 +322,7 @@ fn errors_in_included_files_carry_the_chain_and_render() {
     assert_eq!(d.include_chain.len(), 1);
     assert_eq!(
         (
-            d.include_chain[0].file.clone(),
+            d.include_chain[0].file.to_path_buf(),
             d.include_chain[0].line,
             d.include_chain[0].col
         ),
@@ -351,7 +351,7 @@ fn nested_include_chain_is_innermost_first() {
     let chain: Vec<_> = e[0]
         .include_chain
         .iter()
-        .map(|s| (s.file.clone(), s.line))
+        .map(|s| (s.file.to_path_buf(), s.line))
         .collect();
     assert_eq!(chain, vec![(one, 1), (main, 3)]);
 }

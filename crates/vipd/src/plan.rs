@@ -6,7 +6,8 @@
 //! first, at its `file:line:col`, and a reload whose plan fails changes nothing.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 use vipd_config::{Config, Diagnostic, Severity};
 use vipd_linux::mail::MailSettings;
 
@@ -150,17 +151,26 @@ fn checker_errors(config: &Config) -> Vec<Diagnostic> {
 
 /// Fills in the source line of findings made after loading, for the caret display.
 pub fn attach_snippets(diags: &mut [Diagnostic]) {
-    let mut cache: HashMap<PathBuf, Vec<String>> = HashMap::new();
+    // Each file read once, kept whole with its lines as ranges (not one String a line).
+    let mut cache: HashMap<Arc<Path>, (String, Vec<std::ops::Range<usize>>)> = HashMap::new();
     for d in diags {
         if d.span.line == 0 || d.snippet.is_some() {
             continue;
         }
-        let lines = cache.entry(d.span.file.clone()).or_insert_with(|| {
-            std::fs::read_to_string(&d.span.file)
-                .map(|t| t.lines().map(str::to_owned).collect())
-                .unwrap_or_default()
+        let (text, lines) = cache.entry(d.span.file.clone()).or_insert_with(|| {
+            let text = std::fs::read_to_string(&*d.span.file).unwrap_or_default();
+            let lines = text
+                .lines()
+                .map(|l| {
+                    let start = l.as_ptr() as usize - text.as_ptr() as usize;
+                    start..start + l.len()
+                })
+                .collect();
+            (text, lines)
         });
-        d.snippet = lines.get(d.span.line as usize - 1).cloned();
+        d.snippet = lines
+            .get(d.span.line as usize - 1)
+            .map(|r| text[r.clone()].to_owned());
     }
 }
 
@@ -176,6 +186,7 @@ mod tests {
 
     use super::*;
     use proptest::prelude::*;
+    use std::path::PathBuf;
     use vipd_config::{load_str, LoadOptions};
 
     fn pick(options: &'static [&'static str]) -> impl Strategy<Value = String> {
@@ -396,6 +407,59 @@ mod tests {
         let (file, config) = accepted(&inst("A", 1, "")).unwrap();
         let plan = build(&file, &config).unwrap();
         assert_eq!(plan.vrrp.instances[0].engine.down_timer_adverts, 3);
+    }
+
+    /// Snippets come from the file each finding names, by line, read once per file;
+    /// a line past the end (or an unreadable file) leaves no snippet.
+    #[test]
+    fn attach_snippets_reads_each_named_line() {
+        let dir = std::env::temp_dir().join(format!("vipd-snippets-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (a, b) = (dir.join("a.conf"), dir.join("b.conf"));
+        std::fs::write(&a, "first\r\n  second line\n\nfourth").unwrap();
+        std::fs::write(&b, "only\n").unwrap();
+        let at = |file: &Path, line: u32| {
+            Diagnostic::new(
+                Severity::Warning,
+                "m",
+                vipd_config::model::Span {
+                    file: Arc::from(file),
+                    line,
+                    col: 1,
+                },
+                1,
+            )
+        };
+        let mut diags = vec![
+            at(&a, 2),
+            at(&b, 1),
+            at(&a, 1),
+            at(&a, 3),
+            at(&a, 4),
+            at(&a, 5),
+            at(&dir.join("gone.conf"), 1),
+            at(&a, 0),
+        ];
+        let mut kept = at(&b, 1);
+        kept.snippet = Some("already there".into());
+        diags.push(kept);
+        attach_snippets(&mut diags);
+        let snippets: Vec<Option<&str>> = diags.iter().map(|d| d.snippet.as_deref()).collect();
+        assert_eq!(
+            snippets,
+            [
+                Some("  second line"),
+                Some("only"),
+                Some("first"),
+                Some(""),
+                Some("fourth"),
+                None,
+                None,
+                None,
+                Some("already there"),
+            ]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// The real-world shapes of the config corpus (Kubernetes API, OpenStack, haproxy
