@@ -203,31 +203,24 @@ fn check_track_groups(config: &Config, d: &mut Diags) {
             );
         }
     }
-    for r in config
-        .static_routes
-        .iter()
-        .filter(|r| r.track_group.is_some())
-    {
-        if r.dev.is_none() {
-            say(
-                Severity::Error,
+    // keepalived: the line's interface is what its track group's instances track.
+    let routes = (config.static_routes.iter())
+        .filter(|r| r.track_group.is_some() && r.dev.is_none())
+        .map(|r| {
+            (
                 &r.span,
-                "static route: `track_group` needs the route's `dev` (the interface its instances track), as in keepalived".into(),
-            );
-        }
-    }
-    for r in config
-        .static_rules
-        .iter()
-        .filter(|r| r.track_group.is_some())
-    {
-        if r.iif.is_none() {
-            say(
-                Severity::Error,
-                &r.span,
-                "static rule: `track_group` needs the rule's `iif` (the interface its instances track), as in keepalived".into(),
-            );
-        }
+                "static route: `track_group` needs the route's `dev`",
+            )
+        });
+    let rules = (config.static_rules.iter())
+        .filter(|r| r.track_group.is_some() && r.iif.is_none())
+        .map(|r| (&r.span, "static rule: `track_group` needs the rule's `iif`"));
+    for (span, what) in routes.chain(rules) {
+        say(
+            Severity::Error,
+            span,
+            format!("{what} (the interface its instances track), as in keepalived"),
+        );
     }
     for i in &config.instances {
         let routes = i.virtual_routes.iter().map(|r| (&r.track_group, &r.span));
