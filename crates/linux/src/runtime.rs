@@ -51,6 +51,13 @@ pub enum Command {
         up: bool,
         transition: bool,
     },
+    /// One round of gratuitous ARP / unsolicited NA for the named instance's VIPs, as
+    /// keepalived's DBus `SendGarp`: sent only while it holds them (MASTER). Answers
+    /// `Ok(true)` when sent, `Ok(false)` when not MASTER, `Err` for no such instance.
+    SendGarp {
+        instance: String,
+        reply: Sender<Result<bool, String>>,
+    },
 }
 
 /// How long a take-over's announcements wait for the VIPs to be installed before
@@ -1134,6 +1141,21 @@ impl EngineLoop {
                         self.slots[i].inst.vip_deleted(now, spec.addr);
                         self.drain_actions(i, now);
                     }
+                }
+                Command::SendGarp { instance, reply } => {
+                    let live = self
+                        .slots
+                        .iter()
+                        .position(|s| !s.retired && s.plan.name == instance);
+                    let answer = match live {
+                        Some(i) if self.slots[i].inst.state() == State::Master => {
+                            self.announce(i, 1, Instant::now());
+                            Ok(true)
+                        }
+                        Some(_) => Ok(false),
+                        None => Err(format!("no VRRP instance `{instance}`")),
+                    };
+                    let _ = reply.send(answer);
                 }
                 Command::AddressesReady { instance, epoch } => {
                     if instance < self.slots.len() {

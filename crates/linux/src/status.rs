@@ -195,6 +195,8 @@ pub struct InstanceDetail {
     pub higher_prio_send_advert: bool,
     /// `skip_check_adv_addr`.
     pub skip_check_adv_addr: bool,
+    /// An IPv6 instance (keepalived's DBus object path ends in `IPv6`, else `IPv4`).
+    pub ipv6: bool,
 }
 
 impl InstanceStatus {
@@ -260,6 +262,7 @@ impl InstanceStatus {
                 lower_prio_no_advert: cfg.lower_prio_no_advert,
                 higher_prio_send_advert: cfg.higher_prio_send_advert,
                 skip_check_adv_addr: cfg.skip_check_same_sender,
+                ipv6: cfg.family() == vipd_vrrp::wire::Family::V6,
             },
         }
     }

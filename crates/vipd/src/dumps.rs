@@ -164,6 +164,8 @@ impl Settings {
 }
 
 enum Job {
+    /// Answers once every job sent before it is done ([`Dumper::wait`]).
+    Done(mpsc::Sender<()>),
     /// A signal file; the snapshot was taken when the signal came.
     Signal {
         kind: Kind,
@@ -256,6 +258,14 @@ impl Dumper {
         });
     }
 
+    /// Waits (at most `limit`) until the dumps asked for so far are written: keepalived's
+    /// DBus `PrintData` / `PrintStats` answer once the file is there.
+    pub fn wait(&self, limit: Duration) -> bool {
+        let (tx, rx) = mpsc::channel();
+        self.send(Job::Done(tx));
+        rx.recv_timeout(limit).is_ok()
+    }
+
     /// `config_save_dir` of `settings`: keeps a copy of the configuration files read.
     pub fn save_config(&self, settings: &Settings, files: &[SourceFile]) {
         let Some(dir) = settings.save_dir.clone() else {
@@ -302,6 +312,9 @@ impl Dumper {
 
 fn run_job(job: Job, status: &Mutex<Snapshot>) {
     match job {
+        Job::Done(reply) => {
+            let _ = reply.send(());
+        }
         Job::Signal {
             kind,
             snap,
