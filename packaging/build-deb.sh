@@ -49,11 +49,14 @@ mkdir -p "$stage/DEBIAN" \
     "$stage/usr/share/zsh/vendor-completions" \
     "$stage/usr/share/fish/vendor_completions.d" \
     "$stage/usr/share/doc/vipd/examples/frr" \
-    "$stage/usr/share/doc/vipd/examples/grafana"
+    "$stage/usr/share/doc/vipd/examples/grafana" \
+    "$stage/usr/share/dbus-1/system.d"
 
 install -m 0755 "$bin" "$stage/usr/sbin/vipd"
 strip --strip-unneeded "$stage/usr/sbin/vipd" 2>/dev/null || true
 install -m 0644 "$here/vipd.service" "$stage/lib/systemd/system/vipd.service"
+# keepalived's DBus policy (root only), for `enable_dbus`.
+install -m 0644 "$here/org.keepalived.Vrrp1.conf" "$stage/usr/share/dbus-1/system.d/org.keepalived.Vrrp1.conf"
 
 # Man pages and completions come from the clap definition (`vipd gen`, hidden).
 gen=$(mktemp -d)

@@ -1231,6 +1231,9 @@ pub(crate) fn fill_global(n: &Node, g: &mut GlobalDefs) {
         }
         "fifo_write_vrrp_states_on_reload" => g.fifo_write_vrrp_states_on_reload = true,
         "disable_local_igmp" => g.disable_local_igmp = true,
+        "enable_dbus" => g.enable_dbus = true,
+        "dbus_service_name" => g.dbus_service_name = Some(words_of(n)),
+        "dbus_no_interface_name" => g.dbus_no_interface_name = Some(words_of(n)),
         "dynamic_interfaces" => {
             g.dynamic_interfaces = true;
             g.allow_if_changes |= n.args.iter().any(|a| a.text == "allow_if_changes");

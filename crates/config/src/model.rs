@@ -625,6 +625,14 @@ pub struct GlobalDefs {
     pub garp_extra_if: Option<GarpExtraIf>,
     /// `disable_local_igmp`: `net.ipv4.igmp_link_local_mcast_reports = 0` while vipd runs.
     pub disable_local_igmp: bool,
+    /// `enable_dbus`: serve keepalived's `org.keepalived.Vrrp1` DBus interface on the
+    /// system bus.
+    pub enable_dbus: bool,
+    /// `dbus_service_name NAME`: the bus name owned (default `org.keepalived.Vrrp1`).
+    pub dbus_service_name: Option<String>,
+    /// `dbus_no_interface_name NAME`: the interface part of the DBus object path of an
+    /// instance without `interface` (default `none`).
+    pub dbus_no_interface_name: Option<String>,
     /// `vmac_prefix`: the prefix of VMAC / ipvlan names vipd makes up (`PREFIX.VRID`).
     pub vmac_prefix: Option<String>,
     /// `vmac_addr_prefix`: the prefix of `use_vmac_addr`'s VMAC names (default

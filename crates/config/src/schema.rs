@@ -432,6 +432,10 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "instance",
     "reload_time_file",
     "reload_repeat",
+    // keepalived's org.keepalived.Vrrp1 DBus interface (vipd's dbus module).
+    "enable_dbus",
+    "dbus_service_name",
+    "dbus_no_interface_name",
     // IPVS: the kernel's sync daemon; nftables: conntrackd (vipd's syncd module).
     "lvs_sync_daemon",
     "lvs_sync_daemon_interface",

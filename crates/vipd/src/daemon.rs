@@ -161,6 +161,10 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     };
     let events = EventHub::default();
     let (tx, rx) = mpsc::channel();
+    // `enable_dbus`: transitions and reloads reach the DBus thread from the start.
+    let dbus_settings = crate::dbus::Settings::from_config(&loaded.config.global);
+    let (dbus_tx, dbus_rx) = crate::dbus::channel();
+    let dbus_events = dbus_settings.is_some().then(|| dbus_tx.clone());
     let lb_link = LbLink::default();
     // A tracked interface deleted and re-created: the log thread asks for a reload.
     let (rebind_tx, mut rebind_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
@@ -171,7 +175,17 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         let fifos = fifos.clone();
         std::thread::Builder::new()
             .name("vipd-log".into())
-            .spawn(move || log_notices(rx, &events, fifos, &lb_link, &mailer, rebind_tx))?
+            .spawn(move || {
+                log_notices(
+                    rx,
+                    &events,
+                    fifos,
+                    &lb_link,
+                    &mailer,
+                    rebind_tx,
+                    dbus_events,
+                )
+            })?
     };
     let runtime = Arc::new(Runtime::start(plan, tx).context("starting the VRRP runtime")?);
     let balancer = match Balancer::start(
@@ -234,6 +248,20 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             sync_dir: sync_dir.clone(),
         },
     );
+    // Every reload (SIGHUP, `vipd reload`, reload_time_file, DBus) tells the DBus thread.
+    let reload: ReloadHook = match &dbus_settings {
+        Some(_) => {
+            let (inner, tx) = (reload, dbus_tx.clone());
+            Arc::new(move || {
+                let r = inner();
+                if r.is_ok() {
+                    tx.send(crate::dbus::Event::Reloaded);
+                }
+                r
+            })
+        }
+        None => reload,
+    };
     if let Some(f) = &loaded.config.global.reload_time_file {
         crate::reload_timer::start(
             PathBuf::from(f),
@@ -252,6 +280,17 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         reload: reload.clone(),
     };
     let _control = ControlServer::start(&args.control_socket, handlers)?;
+    let dbus = dbus_settings.and_then(|settings| {
+        let ctx = crate::dbus::Context {
+            status: runtime.status.clone(),
+            dumper: dumper.clone(),
+            reload: reload.clone(),
+            runtime: runtime.clone(),
+        };
+        crate::dbus::start(settings, ctx, &dbus_tx, dbus_rx)
+            .map_err(|e| warn!("enable_dbus: starting the DBus thread: {e}"))
+            .ok()
+    });
     if let Some(addr) = args.metrics {
         let local = vipd_linux::metrics::serve(addr, runtime.status.clone())?;
         info!("metrics on http://{local}/metrics");
@@ -281,6 +320,10 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     }
     drop(runtime);
     let _ = logger.join();
+    // After the last transitions: keepalived's VrrpStopped ends the bus traffic.
+    if let Some(d) = dbus {
+        d.stop();
+    }
     if igmp_disabled {
         if let Err(e) = vipd_linux::iface::restore_local_igmp() {
             warn!("disable_local_igmp: restoring: {e}");
@@ -1109,6 +1152,7 @@ fn log_notices(
     lb: &LbLink,
     mailer: &Mailer,
     rebind: tokio::sync::mpsc::UnboundedSender<String>,
+    dbus: Option<crate::dbus::Sender>,
 ) {
     let (results_tx, results_rx) = mpsc::channel::<NotifyResult>();
     let _ = std::thread::Builder::new().name("vipd-notify-log".into()).spawn(move || {
@@ -1138,6 +1182,12 @@ fn log_notices(
                 deleted,
             } => {
                 lb.vrrp(&instance, to == State::Master);
+                if let Some(d) = &dbus {
+                    d.send(crate::dbus::Event::Transition {
+                        instance: instance.clone(),
+                        state: crate::dbus::state_number(to),
+                    });
+                }
                 let word = match (to, reason) {
                     // keepalived: a deleted instance notifies FAULT unless notify_deleted.
                     (State::Initialize, _) if deleted => Some(if notify.notify_deleted {

@@ -5,6 +5,7 @@ mod bench;
 mod check;
 mod conntrackd;
 mod daemon;
+mod dbus;
 mod dumps;
 mod gen;
 mod lab;

@@ -98,7 +98,7 @@ fn every_keyword_plans_and_only_snmp_and_dbus_are_refused() {
         assert_eq!(code, 0, "{f}:\n{err}");
         assert!(err.contains("configuration is valid"), "{f}:\n{err}");
     }
-    // Without --ignore-inactive: refused, and for SNMP / DBus keywords only.
+    // Without --ignore-inactive: refused, and for SNMP keywords only (DBus is active).
     let (code, err) = vipd_in(&run, &dir, &["check-config", "-f", "main.conf"]);
     assert_eq!(code, 1, "{err}");
     let inactive: Vec<&str> = err
@@ -109,12 +109,8 @@ fn every_keyword_plans_and_only_snmp_and_dbus_are_refused() {
     for l in &inactive {
         let kw = l.split('`').nth(1).unwrap_or("");
         assert!(
-            kw.starts_with("snmp_")
-                || kw.starts_with("enable_snmp_")
-                || kw == "enable_traps"
-                || kw.starts_with("dbus_")
-                || kw == "enable_dbus",
-            "inactive outside SNMP/DBus: {l}"
+            kw.starts_with("snmp_") || kw.starts_with("enable_snmp_") || kw == "enable_traps",
+            "inactive outside SNMP: {l}"
         );
     }
     let _ = fs::remove_dir_all(&dir);

@@ -207,6 +207,7 @@ fn deb_package_contains_binary_unit_docs_man_and_completions() {
     for want in [
         "./usr/sbin/vipd",
         "./lib/systemd/system/vipd.service",
+        "./usr/share/dbus-1/system.d/org.keepalived.Vrrp1.conf",
         "./usr/share/man/man1/vipd.1.gz",
         "./usr/share/man/man1/vipd-run.1.gz",
         "./usr/share/man/man1/vipd-check-config.1.gz",

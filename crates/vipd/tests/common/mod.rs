@@ -100,6 +100,8 @@ pub struct Cluster {
     pub lan: Lan,
     pub dir: WorkDir,
     pub daemons: Vec<Option<Daemon>>,
+    /// Environment variables vipd is started with (`NAME=VALUE`, through env(1)).
+    pub vipd_env: Vec<String>,
 }
 
 impl Cluster {
@@ -114,6 +116,7 @@ impl Cluster {
             lan,
             dir,
             daemons: (0..routers).map(|_| None).collect(),
+            vipd_env: Vec::new(),
         })
     }
 
@@ -154,8 +157,15 @@ impl Cluster {
             "--pid-file".into(),
             pid.display().to_string(),
         ];
-        let args: Vec<String> = args
+        let env = match self.vipd_env.is_empty() {
+            true => Vec::new(),
+            false => std::iter::once("env".to_string())
+                .chain(self.vipd_env.iter().cloned())
+                .collect(),
+        };
+        let args: Vec<String> = env
             .into_iter()
+            .chain(args)
             .chain(extra.iter().map(|a| a.to_string()))
             .collect();
         let proc = self
