@@ -36,6 +36,8 @@ use zbus::object_server::SignalEmitter;
 /// keepalived's default service name.
 pub const DEFAULT_SERVICE: &str = "org.keepalived.Vrrp1";
 const ROOT: &str = "/org/keepalived/Vrrp1";
+/// How long connecting and owning the name may take.
+const CONNECT_LIMIT: Duration = Duration::from_secs(10);
 
 /// keepalived's number for a state (`VRRP_STATE_*`), as `State` and `VrrpStatusChange`
 /// carry it.
@@ -211,7 +213,15 @@ impl Dbus {
 }
 
 async fn serve(settings: Settings, ctx: Context, mut rx: UnboundedReceiver<Option<Event>>) {
-    let conn = match connect(&settings, &ctx).await {
+    // A bus that never answers (a policy refusing vipd the replies) must not leave the
+    // thread waiting unheard.
+    let conn = match tokio::time::timeout(CONNECT_LIMIT, connect(&settings, &ctx))
+        .await
+        .unwrap_or_else(|_| {
+            Err(zbus::Error::Failure(format!(
+                "no answer from the system bus within {CONNECT_LIMIT:?}"
+            )))
+        }) {
         Ok(c) => c,
         Err(e) => {
             warn!(
@@ -223,13 +233,18 @@ async fn serve(settings: Settings, ctx: Context, mut rx: UnboundedReceiver<Optio
     };
     let mut objects = Objects::new(settings.clone(), ctx.clone(), conn.clone());
     objects.sync().await;
-    match conn
-        .request_name_with_flags(
-            settings.service.as_str(),
-            zbus::fdo::RequestNameFlags::DoNotQueue.into(),
-        )
+    let request = conn.request_name_with_flags(
+        settings.service.as_str(),
+        zbus::fdo::RequestNameFlags::DoNotQueue.into(),
+    );
+    let answer = tokio::time::timeout(CONNECT_LIMIT, request)
         .await
-    {
+        .unwrap_or_else(|_| {
+            Err(zbus::Error::Failure(format!(
+                "no answer within {CONNECT_LIMIT:?}"
+            )))
+        });
+    match answer {
         Ok(_) => info!("DBus: {} on the system bus", settings.service),
         Err(e) => {
             warn!(
@@ -490,13 +505,13 @@ impl VrrpObject {
         dump(&self.ctx.dumper, Kind::Stats);
     }
 
-    /// As keepalived's STATS_CLEAR signal in vipd: the statistics are written, not reset.
+    /// The statistics dump; vipd does not reset its counters.
     fn print_stats_clear(&self) {
         warn!("DBus PrintStatsClear: writing the statistics; vipd does not reset its counters");
         dump(&self.ctx.dumper, Kind::Stats);
     }
 
-    /// What SIGHUP does; answers at once, as keepalived (which signals its parent).
+    /// What SIGHUP does; answers at once (as keepalived), the reload follows.
     fn reload_config(&self) {
         info!("DBus ReloadConfig: reloading the configuration");
         let reload = self.ctx.reload.clone();

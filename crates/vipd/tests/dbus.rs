@@ -264,6 +264,27 @@ fn keepalived_interface_objects_signals_methods_and_policy() {
     for p in [VRRP, VI_1] {
         assert!(tree.lines().any(|l| l == p), "{p} not in:\n{tree}");
     }
+    // keepalived's members and types (its org.keepalived.Vrrp1.*.xml).
+    let xml = bus.ok(&["introspect", SERVICE, VRRP, "--xml-interface"])
+        + &bus.ok(&["introspect", SERVICE, VI_1, "--xml-interface"]);
+    for want in [
+        r#"<interface name="org.keepalived.Vrrp1.Vrrp">"#,
+        r#"<method name="PrintData">"#,
+        r#"<method name="PrintStats">"#,
+        r#"<method name="PrintStatsClear">"#,
+        r#"<method name="ReloadConfig">"#,
+        r#"<signal name="VrrpStarted">"#,
+        r#"<signal name="VrrpReloaded">"#,
+        r#"<signal name="VrrpStopped">"#,
+        r#"<interface name="org.keepalived.Vrrp1.Instance">"#,
+        r#"<method name="SendGarp">"#,
+        r#"<signal name="VrrpStatusChange">"#,
+        r#"<arg name="status" type="u"/>"#,
+        r#"<property name="Name" type="(s)" access="read"/>"#,
+        r#"<property name="State" type="(us)" access="read"/>"#,
+    ] {
+        assert!(xml.contains(want), "{want} not in:\n{xml}");
+    }
     assert_eq!(bus.property(VI_1, "Name").as_deref(), Some("(s) \"VI_1\""));
     assert_eq!(c.instance(1)["state"], "MASTER");
     assert_eq!(
