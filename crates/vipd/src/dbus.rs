@@ -356,11 +356,13 @@ impl Objects {
         for p in gone {
             if let Some(name) = self.paths.remove(&p) {
                 let _ = server.remove::<InstanceObject, _>(p.as_str()).await;
-                if let Ok(mut s) = self.states.lock() {
-                    s.remove(&name);
-                }
                 info!("DBus: removed the object of {name} ({p})");
             }
+        }
+        // States of instances gone (a deleted instance's last transition included).
+        let names: std::collections::HashSet<&String> = wanted.values().collect();
+        if let Ok(mut s) = self.states.lock() {
+            s.retain(|name, _| names.contains(name));
         }
         for (p, name) in wanted {
             if self.paths.contains_key(&p) {
