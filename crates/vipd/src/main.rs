@@ -8,6 +8,7 @@ mod daemon;
 mod dumps;
 mod gen;
 mod lab;
+mod lab_bgp;
 mod pidfile;
 mod plan;
 mod realserver;

@@ -1,4 +1,5 @@
-//! BGP mode in a routed lab: two vipd routers r1, r2 (VRRP between them on their own
+//! BGP mode in the routed lab of `vipd_netns::routed` (the one `vipd lab --bgp` shows):
+//! two vipd routers r1, r2 (VRRP between them on their own
 //! link), each with its own FRR (zebra + bfdd + bgpd) peering eBGP, with BFD on the
 //! session, with an upstream FRR router over a separate point-to-point link, and a
 //! client behind the upstream on another subnet:
@@ -12,7 +13,7 @@
 //! `virtual_routes { 192.0.2.200/32 dev lo table 100 }`; bgpd announces the first as a
 //! connected route and the second as imported by zebra from table 100
 //! (packaging/examples/bgp-vipd.conf, frr/frr-vipd.conf and frr/frr-upstream.conf,
-//! read here as shipped). The client pings the VIP through the upstream; every failover kind
+//! compiled into vipd_netns::routed as shipped). The client pings the VIP through the upstream; every failover kind
 //! must move the upstream's route and the client's traffic to the new master, and a
 //! stopped or FAULT router must announce nothing. Each test prints the client's outage
 //! (probe every 20 ms), the figures in BENCHMARKS.md.
@@ -21,251 +22,19 @@ mod common;
 
 use common::{Cluster, Spec};
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
-use vipd_netns::{has_address, Netns, ProbeOptions, ProbeReport, Prober, Proc, Signal};
+use vipd_netns::routed::{self, uplink, RoutedLab};
+use vipd_netns::{has_address, ProbeOptions, ProbeReport, Prober, Signal};
 
-const ZEBRA: &str = "/usr/lib/frr/zebra";
-const BGPD: &str = "/usr/lib/frr/bgpd";
-const BFDD: &str = "/usr/lib/frr/bfdd";
-const VTYSH: &str = "/usr/bin/vtysh";
-const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
+const VIP: Ipv4Addr = routed::BGP_VIP;
 /// A prefix announced through `virtual_routes ... table 100`.
-const ROUTED: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 200);
-const CLIENT: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
+const ROUTED: Ipv4Addr = routed::BGP_ROUTED;
 /// The client's probe interval.
 const PROBE: Duration = Duration::from_millis(20);
 
-fn example(name: &str) -> String {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../packaging/examples")
-        .join(name);
-    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
-/// Router `i`'s address on its link to the upstream (198.51.100.1, .3), and the
-/// upstream's end of it (198.51.100.0, .2).
-fn uplink(i: usize) -> (Ipv4Addr, Ipv4Addr) {
-    let base = 2 * (i as u8 - 1);
-    (
-        Ipv4Addr::new(198, 51, 100, base + 1),
-        Ipv4Addr::new(198, 51, 100, base),
-    )
-}
-
-/// The shipped example is r1's file; r2's differs only in its own addresses.
-fn router_frr_conf(i: usize) -> String {
-    let (me, up) = uplink(i);
-    example("frr/frr-vipd.conf")
-        .replace("198.51.100.1", &me.to_string())
-        .replace("198.51.100.0", &up.to_string())
-}
-
-/// One FRR instance (zebra + bfdd + bgpd) in a namespace, with its own config, pid
-/// files, zserv, BFD control and vty sockets in `dir`: nothing touches the system's FRR. The integrated config is
-/// applied by `vtysh -f`, as FRR's own start-up does with `vtysh -b`.
-struct Frr {
-    dir: PathBuf,
-    zebra: Proc,
-    bfdd: Proc,
-    bgpd: Proc,
-}
-
-impl Frr {
-    fn start(ns: &Netns, dir: PathBuf, config: &str) -> Frr {
-        // The daemons drop root for the `frr` user: their files live where it may write.
-        std::fs::create_dir_all(&dir).unwrap();
-        let mode = |p: &Path, m| {
-            std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(m)).unwrap()
-        };
-        mode(&dir, 0o777);
-        let empty = dir.join("empty.conf");
-        std::fs::write(&empty, "").unwrap();
-        mode(&empty, 0o644);
-        let d = dir.display().to_string();
-        let daemon = |bin: &str, name: &str| {
-            let mut args = vec![
-                bin.to_string(),
-                "-f".into(),
-                empty.display().to_string(),
-                "-i".into(),
-                format!("{d}/{name}.pid"),
-                "-z".into(),
-                format!("{d}/zserv.api"),
-                "--vty_socket".into(),
-                d.clone(),
-                "--log".into(),
-                "stdout".into(),
-                "--log-level".into(),
-                "info".into(),
-            ];
-            if name == "bfdd" {
-                args.extend(["--bfdctl".into(), format!("{d}/bfdd.sock")]);
-            }
-            ns.spawn(args, dir.join(format!("{name}.log")))
-                .unwrap_or_else(|e| panic!("starting {name}: {e:#}"))
-        };
-        let zebra = daemon(ZEBRA, "zebra");
-        let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
-            dir.join("zebra.vty").exists() && dir.join("zserv.api").exists()
-        });
-        assert!(ok, "zebra did not start:\n{}", zebra.log_tail(20));
-        let bfdd = daemon(BFDD, "bfdd");
-        let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
-            dir.join("bfdd.vty").exists()
-        });
-        assert!(ok, "bfdd did not start:\n{}", bfdd.log_tail(20));
-        let bgpd = daemon(BGPD, "bgpd");
-        let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
-            dir.join("bgpd.vty").exists()
-        });
-        assert!(ok, "bgpd did not start:\n{}", bgpd.log_tail(20));
-        let frr = Frr {
-            dir,
-            zebra,
-            bfdd,
-            bgpd,
-        };
-        let conf = frr.dir.join("frr.conf");
-        std::fs::write(&conf, config).unwrap();
-        let o = std::process::Command::new(VTYSH)
-            .arg("--vty_socket")
-            .arg(&frr.dir)
-            .arg("-f")
-            .arg(&conf)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "vtysh -f {}: {}{}",
-            conf.display(),
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        frr
-    }
-
-    fn vtysh(&self, cmd: &str) -> String {
-        self.vtysh_on("bgpd", cmd)
-    }
-
-    fn vtysh_on(&self, daemon: &str, cmd: &str) -> String {
-        let o = std::process::Command::new(VTYSH)
-            .arg("--vty_socket")
-            .arg(&self.dir)
-            .args(["-d", daemon, "-c", cmd])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-
-    /// The next hops of the BGP paths this router has for the VIP, best path first.
-    fn vip_paths(&self) -> Vec<Ipv4Addr> {
-        self.paths(VIP)
-    }
-
-    /// The BGP paths this router has for the VIP, best first: (next hop, MED).
-    fn vip_paths_med(&self) -> Vec<(Ipv4Addr, Option<u64>)> {
-        let out = self.vtysh(&format!("show ip bgp {VIP}/32 json"));
-        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
-        let mut paths: Vec<(bool, Ipv4Addr, Option<u64>)> = v["paths"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|p| {
-                        let nh = p["nexthops"][0]["ip"].as_str()?.parse().ok()?;
-                        Some((p["bestpath"]["overall"] == true, nh, p["metric"].as_u64()))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        paths.sort_by_key(|(best, _, _)| !best);
-        paths.into_iter().map(|(_, nh, med)| (nh, med)).collect()
-    }
-
-    /// The next hops of the BGP paths this router has for `dst`/32, best path first.
-    fn paths(&self, dst: Ipv4Addr) -> Vec<Ipv4Addr> {
-        let out = self.vtysh(&format!("show ip bgp {dst}/32 json"));
-        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
-        let mut paths: Vec<(bool, Ipv4Addr)> = v["paths"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|p| {
-                        let nh = p["nexthops"][0]["ip"].as_str()?.parse().ok()?;
-                        Some((p["bestpath"]["overall"] == true, nh))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        paths.sort_by_key(|(best, _)| !best);
-        paths.into_iter().map(|(_, nh)| nh).collect()
-    }
-
-    /// The BFD session states to `peer` (as `show bfd peers` has them), e.g. "up".
-    fn bfd_status(&self, peer: Ipv4Addr) -> Option<String> {
-        let out = self.vtysh_on("bfdd", "show bfd peers json");
-        let v: serde_json::Value = serde_json::from_str(&out).ok()?;
-        v.as_array()?
-            .iter()
-            .find(|p| p["peer"] == peer.to_string())
-            .and_then(|p| p["status"].as_str().map(str::to_string))
-    }
-
-    fn logs(&self) -> String {
-        format!(
-            "{}\n{}\n{}",
-            self.zebra.log_tail(15),
-            self.bfdd.log_tail(10),
-            self.bgpd.log_tail(15)
-        )
-    }
-
-    /// A router crash: its routing daemons die with it (SIGKILL).
-    fn kill9(&mut self) {
-        for p in [&mut self.bgpd, &mut self.bfdd, &mut self.zebra] {
-            p.kill9();
-            forget_crash_dir(p);
-        }
-    }
-}
-
-/// FRR keeps a per-process directory `/var/tmp/frr/<daemon>.<pid>` (crash logs) that it
-/// removes on a clean exit only.
-fn forget_crash_dir(p: &Proc) {
-    for name in ["zebra", "bfdd", "bgpd"] {
-        let _ = std::fs::remove_dir_all(format!("/var/tmp/frr/{name}.{}", p.pid()));
-    }
-}
-
-impl Drop for Frr {
-    /// A clean stop (SIGTERM), so FRR removes its own files; `Proc`'s drop SIGKILLs
-    /// what is left.
-    fn drop(&mut self) {
-        for p in [&mut self.bgpd, &mut self.bfdd, &mut self.zebra] {
-            let _ = p.signal(Signal::SIGTERM);
-            if p.wait_timeout(Duration::from_secs(3)).is_none() {
-                p.kill9();
-            }
-            forget_crash_dir(p);
-        }
-    }
-}
-
-/// Fields drop in order: FRR stops cleanly before the namespaces go.
-struct Lab {
-    up_frr: Frr,
-    frr: Vec<Frr>,
-    c: Cluster,
-    upstream: Netns,
-    client: Netns,
-}
-
 fn frr_available() -> bool {
-    if [ZEBRA, BFDD, BGPD, VTYSH]
-        .iter()
-        .all(|p| Path::new(p).exists())
-    {
+    if routed::frr_installed() {
         return true;
     }
     let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false" && v != "0");
@@ -286,12 +55,12 @@ fn spec() -> Spec {
 /// in the instance and `global` blocks before it (keepalived loads the result too: see
 /// `the_example_is_valid_keepalived`).
 fn vrrp_conf(priority: u8, extra: &[&str], global: &str) -> String {
-    example_conf("bgp-vipd.conf", priority, extra, global)
+    example_conf(routed::BGP_VIPD_CONF, priority, extra, global)
 }
 
 /// [`vrrp_conf`] of another example file.
-fn example_conf(file: &str, priority: u8, extra: &[&str], global: &str) -> String {
-    let mut conf = example(file).replace("priority 200", &format!("priority {priority}"));
+fn example_conf(example: &str, priority: u8, extra: &[&str], global: &str) -> String {
+    let mut conf = example.replace("priority 200", &format!("priority {priority}"));
     let at = conf
         .find("    version 3\n")
         .expect("version 3 in the example")
@@ -302,127 +71,40 @@ fn example_conf(file: &str, priority: u8, extra: &[&str], global: &str) -> Strin
     format!("{global}{conf}")
 }
 
-/// The shipped FRR config without its `neighbor ... bfd` lines (BGP alone).
-fn without_bfd(conf: &str) -> String {
-    let out: String = conf
-        .lines()
-        .filter(|l| !l.contains(" bfd profile "))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    assert_ne!(
-        out.lines().count(),
-        conf.lines().count(),
-        "no BFD to remove"
-    );
-    out
+/// The lab (vipd_netns::routed) with a [`Cluster`] running vipd on its routers. Fields
+/// drop in order: FRR stops cleanly before the namespaces go.
+struct Lab {
+    net: RoutedLab,
+    c: Cluster,
+}
+
+impl std::ops::Deref for Lab {
+    type Target = RoutedLab;
+    fn deref(&self) -> &RoutedLab {
+        &self.net
+    }
 }
 
 impl Lab {
     fn new(tag: &str) -> Option<Lab> {
-        Lab::with(tag, true)
+        Lab::with(tag, 2, true)
     }
 
-    /// `bfd`: the shipped FRR configs as they are; otherwise without BFD on the
-    /// sessions.
-    fn with(tag: &str, bfd: bool) -> Option<Lab> {
-        let frr_conf = |c: String| if bfd { c } else { without_bfd(&c) };
+    /// `n` routers; `bfd`: the shipped FRR configs as they are; otherwise without BFD on
+    /// the sessions.
+    fn with(tag: &str, n: usize, bfd: bool) -> Option<Lab> {
         if !frr_available() {
             return None;
         }
-        let c = Cluster::new(2, tag)?;
-        let upstream = Netns::new(format!("{}-up", c.lan.prefix())).unwrap();
-        let client = Netns::new(format!("{}-bcl", c.lan.prefix())).unwrap();
-        upstream.sysctl("net.ipv4.ip_forward", "1").unwrap();
-        let mut b = String::new();
-        for i in 1..=2 {
-            let up = uplink(i).1;
-            let r = c.lan.router(i);
-            b.push_str(&format!(
-                "link add r{i} type veth peer name uplink netns {}\n\
-                 addr add {up}/31 dev r{i}\nlink set r{i} up\n",
-                r.name()
-            ));
-        }
-        b.push_str(&format!(
-            "link add cl type veth peer name eth0 netns {}\n\
-             addr add 203.0.113.1/24 dev cl\nlink set cl up\n",
-            client.name()
-        ));
-        upstream.ip_batch(&b).unwrap();
-        for i in 1..=2 {
-            let me = uplink(i).0;
-            c.lan
-                .router(i)
-                .ip_batch(&format!(
-                    "addr add {me}/31 dev uplink\nlink set uplink up\n"
-                ))
-                .unwrap();
-        }
-        client
-            .ip_batch(&format!(
-                "addr add {CLIENT}/24 dev eth0\nlink set eth0 up\n\
-                 route add default via 203.0.113.1\n"
-            ))
-            .unwrap();
-        let up_frr = Frr::start(
-            &upstream,
-            c.dir.join("frr-up"),
-            &frr_conf(example("frr/frr-upstream.conf")),
-        );
-        let frr = (1..=2)
-            .map(|i| {
-                Frr::start(
-                    c.lan.router(i),
-                    c.dir.join(format!("frr-r{i}")),
-                    &frr_conf(router_frr_conf(i)),
-                )
-            })
-            .collect();
-        let lab = Lab {
-            c,
-            upstream,
-            client,
-            up_frr,
-            frr,
-        };
-        // Both sessions up, and the routers learnt the client network (return path).
-        for i in 1..=2 {
-            let ok =
-                vipd_netns::wait_for(Duration::from_secs(30), Duration::from_millis(50), || {
-                    lab.c
-                        .lan
-                        .router(i)
-                        .ip(["route", "show", "203.0.113.0/24"])
-                        .is_ok_and(|s| s.contains("via"))
-                });
-            assert!(
-                ok,
-                "r{i} never learnt 203.0.113.0/24 over BGP\n{}",
-                lab.frr_logs()
-            );
-            if bfd {
-                let ok = vipd_netns::wait_for(
-                    Duration::from_secs(10),
-                    Duration::from_millis(50),
-                    || lab.up_frr.bfd_status(uplink(i).0).as_deref() == Some("up"),
-                );
-                assert!(
-                    ok,
-                    "no BFD session to r{i}: {}\n{}",
-                    lab.up_frr.vtysh_on("bfdd", "show bfd peers"),
-                    lab.frr_logs()
-                );
-            }
-        }
-        Some(lab)
+        let c = Cluster::new(n, tag)?;
+        let net = RoutedLab::build(&c.lan, c.dir.path(), bfd)
+            .unwrap_or_else(|e| panic!("building the routed lab: {e:#}"));
+        Some(Lab { net, c })
     }
 
-    fn frr_logs(&self) -> String {
-        let mut s = format!("--- upstream FRR:\n{}\n", self.up_frr.logs());
-        for (i, f) in self.frr.iter().enumerate() {
-            s.push_str(&format!("--- r{} FRR:\n{}\n", i + 1, f.logs()));
-        }
-        s
+    /// Router `i`'s FRR.
+    fn frr(&self, i: usize) -> &routed::Frr {
+        self.net.frr(i)
     }
 
     fn all_logs(&self) -> String {
@@ -431,20 +113,12 @@ impl Lab {
 
     /// The upstream's kernel next hop for the VIP, if it has a route.
     fn upstream_next_hop(&self) -> Option<Ipv4Addr> {
-        let out = self
-            .upstream
-            .ip(["route", "show", &format!("{VIP}/32")])
-            .ok()?;
-        let w: Vec<&str> = out.split_whitespace().collect();
-        let at = w.iter().position(|x| *x == "via")?;
-        w.get(at + 1)?.parse().ok()
+        self.net.upstream_next_hop(VIP)
     }
 
     /// Routers (1-based) whose `lo` holds the VIP.
     fn holders(&self) -> Vec<usize> {
-        (1..=2)
-            .filter(|&i| has_address(self.c.lan.router(i), "lo", IpAddr::V4(VIP)))
-            .collect()
+        RoutedLab::holders(&self.c.lan, VIP)
     }
 
     /// Waits until router `i` alone holds the VIP, alone announces it and the
@@ -455,7 +129,7 @@ impl Lab {
         let want = uplink(i).0;
         let ok = vipd_netns::wait_for(timeout, Duration::from_millis(20), || {
             self.upstream_next_hop() == Some(want)
-                && self.up_frr.vip_paths() == [want]
+                && self.up_frr.paths(VIP) == [want]
                 && self.up_frr.paths(ROUTED) == [want]
                 && self.holders() == [i]
         });
@@ -465,7 +139,7 @@ impl Lab {
              and {:?}, holders {:?}\n{}",
             start.elapsed(),
             self.upstream_next_hop(),
-            self.up_frr.vip_paths(),
+            self.up_frr.paths(VIP),
             self.up_frr.paths(ROUTED),
             self.holders(),
             self.all_logs()
@@ -488,18 +162,13 @@ impl Lab {
         self.assert_client_reaches(1);
         // The backup announces nothing: r2's own BGP table has no local VIP route and
         // the upstream has r1's path only.
-        assert_eq!(
-            self.up_frr.vip_paths(),
-            [uplink(1).0],
-            "{}",
-            self.all_logs()
-        );
+        assert_eq!(self.up_frr.paths(VIP), [uplink(1).0], "{}", self.all_logs());
         assert_eq!(self.up_frr.paths(ROUTED), [uplink(1).0]);
         for dst in [VIP, ROUTED] {
             assert!(
-                self.frr[1].paths(dst).is_empty(),
+                self.frr(2).paths(dst).is_empty(),
                 "backup r2 has a route to {dst} in BGP: {:?}",
-                self.frr[1].vtysh(&format!("show ip bgp {dst}/32"))
+                self.frr(2).vtysh(&format!("show ip bgp {dst}/32"))
             );
         }
     }
@@ -582,17 +251,17 @@ fn router_crash_moves_the_route() {
     let p = lab.start_pair_probing(&vrrp_conf(200, &[], ""), &vrrp_conf(100, &[], ""));
     let t = Instant::now();
     lab.c.crash(1);
-    lab.frr[0].kill9();
+    lab.net.crash_frr(1);
     // r1's kernel keeps its VIP (nothing cleaned it up) but nothing routes to it.
     let ok = vipd_netns::wait_for(s.takeover_timeout(), Duration::from_millis(20), || {
-        lab.upstream_next_hop() == Some(uplink(2).0) && lab.up_frr.vip_paths() == [uplink(2).0]
+        lab.upstream_next_hop() == Some(uplink(2).0) && lab.up_frr.paths(VIP) == [uplink(2).0]
     });
     let took = t.elapsed();
     assert!(
         ok,
         "route not moved to r2: {:?} {:?}\n{}",
         lab.upstream_next_hop(),
-        lab.up_frr.vip_paths(),
+        lab.up_frr.paths(VIP),
         lab.all_logs()
     );
     assert_eq!(lab.c.instance(2)["state"], "MASTER");
@@ -628,16 +297,16 @@ fn silent_router_death(lab: &mut Lab, kind: &str) -> (ProbeReport, Duration) {
         .exec(&["nft", "-f", &rules.display().to_string()])
         .expect("nft");
     lab.c.crash(1);
-    lab.frr[0].kill9();
+    lab.net.crash_frr(1);
     let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
-        lab.upstream_next_hop() == Some(uplink(2).0) && lab.up_frr.vip_paths() == [uplink(2).0]
+        lab.upstream_next_hop() == Some(uplink(2).0) && lab.up_frr.paths(VIP) == [uplink(2).0]
     });
     let took = t.elapsed();
     assert!(
         ok,
         "route not moved to r2: {:?} {:?}\n{}",
         lab.upstream_next_hop(),
-        lab.up_frr.vip_paths(),
+        lab.up_frr.paths(VIP),
         lab.all_logs()
     );
     assert_eq!(lab.c.instance(2)["state"], "MASTER");
@@ -678,7 +347,7 @@ fn silent_router_death_is_noticed_by_bfd() {
 /// last keepalive, sent every second). What BFD saves.
 #[test]
 fn silent_router_death_without_bfd_waits_the_hold_time() {
-    let Some(mut lab) = Lab::with("bgp-silent-nobfd", false) else {
+    let Some(mut lab) = Lab::with("bgp-silent-nobfd", 2, false) else {
         return;
     };
     let (r, took) = silent_router_death(&mut lab, "silent router death, no BFD (hold 3 s)");
@@ -712,9 +381,9 @@ fn anycast_standby_path_takes_over_before_vrrp() {
         file.display()
     );
     let (r1, r2) = (uplink(1).0, uplink(2).0);
-    let c1 = example_conf("bgp-anycast-vipd.conf", 200, &[], "");
+    let c1 = example_conf(routed::BGP_ANYCAST_VIPD_CONF, 200, &[], "");
     let c2 = example_conf(
-        "bgp-anycast-vipd.conf",
+        routed::BGP_ANYCAST_VIPD_CONF,
         100,
         &["track_file {\n        tf weight 0\n    }"],
         &global,
@@ -727,12 +396,12 @@ fn anycast_standby_path_takes_over_before_vrrp() {
     };
     let wait_paths = |lab: &Lab, want: &[(Ipv4Addr, Option<u64>)], what: &str| {
         let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
-            lab.up_frr.vip_paths_med() == want
+            lab.up_frr.paths_med(VIP) == want
         });
         assert!(
             ok,
             "{what}: upstream's paths {:?}, want {want:?}\n{}",
-            lab.up_frr.vip_paths_med(),
+            lab.up_frr.paths_med(VIP),
             lab.all_logs()
         );
     };
@@ -773,7 +442,7 @@ fn anycast_standby_path_takes_over_before_vrrp() {
     assert!(ok, "no replies before the crash\n{}", lab.all_logs());
     let t = Instant::now();
     lab.c.crash(1);
-    lab.frr[0].kill9();
+    lab.net.crash_frr(1);
     let mut r2_state_at_move = String::new();
     let ok = vipd_netns::wait_for(Duration::from_secs(5), Duration::from_millis(5), || {
         if lab.upstream_next_hop() == Some(r2) {
@@ -824,12 +493,12 @@ fn vipd_crash_and_restart_withdraws_the_stale_route() {
         lab.c
             .status(2)
             .is_some_and(|st| st["instances"][0]["state"] == "MASTER")
-            && lab.up_frr.vip_paths().len() == 2
+            && lab.up_frr.paths(VIP).len() == 2
     });
     assert!(
         ok,
         "r2 not MASTER and announcing: {:?}\n{}",
-        lab.up_frr.vip_paths(),
+        lab.up_frr.paths(VIP),
         lab.all_logs()
     );
     // Both announce (r1's VIP and route stayed); the upstream keeps the older path.
@@ -902,9 +571,9 @@ fn graceful_stop_moves_the_route() {
         .contains(&ROUTED.to_string()));
     for dst in [VIP, ROUTED] {
         assert!(
-            lab.frr[0].paths(dst).is_empty(),
+            lab.frr(1).paths(dst).is_empty(),
             "{}",
-            lab.frr[0].vtysh(&format!("show ip bgp {dst}/32"))
+            lab.frr(1).vtysh(&format!("show ip bgp {dst}/32"))
         );
         assert_eq!(lab.up_frr.paths(dst), [uplink(2).0]);
     }
@@ -1100,7 +769,7 @@ fn tracked_failure_faults_and_withdraws() {
     // FAULT r1 announces nothing, for a while.
     let end = Instant::now() + Duration::from_secs(1);
     while Instant::now() < end {
-        assert_eq!(lab.up_frr.vip_paths(), [uplink(2).0], "{}", lab.all_logs());
+        assert_eq!(lab.up_frr.paths(VIP), [uplink(2).0], "{}", lab.all_logs());
         assert_eq!(
             lab.up_frr.paths(ROUTED),
             [uplink(2).0],
@@ -1158,7 +827,7 @@ fn the_example_is_valid_keepalived() {
     if Path::new(KA243).exists() {
         let n = check(
             "anycast.conf",
-            example_conf("bgp-anycast-vipd.conf", 100, &[], ""),
+            example_conf(routed::BGP_ANYCAST_VIPD_CONF, 100, &[], ""),
             &[KA243],
         );
         assert_eq!(n, 1);
