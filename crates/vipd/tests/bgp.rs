@@ -205,6 +205,18 @@ impl Lab {
     }
 }
 
+/// A tracked file `name` in the lab's directory, holding 0, and the `vrrp_track_file tf`
+/// block watching it: (path, block).
+fn track_file(lab: &Lab, name: &str) -> (std::path::PathBuf, String) {
+    let file = lab.c.dir.join(name);
+    std::fs::write(&file, "0\n").unwrap();
+    let global = format!(
+        "vrrp_track_file tf {{\n    file \"{}\"\n    init_file 0\n}}\n",
+        file.display()
+    );
+    (file, global)
+}
+
 /// Stops the prober (after replies have come back for a while) and prints the outage.
 fn outage(kind: &str, prober: Prober, event: Instant, took: Duration) -> ProbeReport {
     let ok = vipd_netns::wait_for(Duration::from_secs(5), Duration::from_millis(20), || {
@@ -374,12 +386,7 @@ fn anycast_standby_path_takes_over_before_vrrp() {
     let Some(mut lab) = Lab::new("bgp-anycast") else {
         return;
     };
-    let file = lab.c.dir.join("down");
-    std::fs::write(&file, "0\n").unwrap();
-    let global = format!(
-        "vrrp_track_file tf {{\n    file \"{}\"\n    init_file 0\n}}\n",
-        file.display()
-    );
+    let (file, global) = track_file(&lab, "down");
     let (r1, r2) = (uplink(1).0, uplink(2).0);
     let c1 = example_conf(routed::BGP_ANYCAST_VIPD_CONF, 200, &[], "");
     let c2 = example_conf(
@@ -468,6 +475,122 @@ fn anycast_standby_path_takes_over_before_vrrp() {
         r.largest_gap()
     );
     lab.assert_client_reaches(2);
+}
+
+/// `@vipd standby_metric` follows tracking: three anycast routers, r1 (priority 200)
+/// master, r2 (150) the preferred standby (MED 1000 + 255 − 150 = 1105), r3 (100) the
+/// other (1155). A tracked failure on r2 (`track_file` weight −100: priority 50) replaces
+/// its standby route with metric 1205, so the upstream now prefers r3's path after
+/// r1's; a master crash then moves the client to r3, the next VRRP master, not to r2.
+/// Health back, r2's metric returns to 1105.
+#[test]
+fn anycast_standby_metric_follows_tracking() {
+    let Some(mut lab) = Lab::with("bgp-anycast-track", 3, true) else {
+        return;
+    };
+    let (file, global) = track_file(&lab, "r2-sick");
+    let [r1, r2, r3] = [1, 2, 3].map(|i| uplink(i).0);
+    let c2 = example_conf(
+        routed::BGP_ANYCAST_VIPD_CONF,
+        150,
+        &["track_file {\n        tf weight -100\n    }"],
+        &global,
+    );
+    lab.c.start_vipd(
+        1,
+        &example_conf(routed::BGP_ANYCAST_VIPD_CONF, 200, &[], ""),
+    );
+    lab.c.start_vipd(2, &c2);
+    lab.c.start_vipd(
+        3,
+        &example_conf(routed::BGP_ANYCAST_VIPD_CONF, 100, &[], ""),
+    );
+    // The upstream's paths: the best first, the standbys in any order.
+    let paths = |lab: &Lab| {
+        let mut p = lab.up_frr.paths_med(VIP);
+        if p.len() > 1 {
+            p[1..].sort();
+        }
+        p
+    };
+    let wait_paths = |lab: &Lab, want: &[(Ipv4Addr, Option<u64>)], what: &str| {
+        let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
+            paths(lab) == want
+        });
+        assert!(
+            ok,
+            "{what}: upstream's paths {:?}, want {want:?}\n{}",
+            lab.up_frr.paths_med(VIP),
+            lab.all_logs()
+        );
+    };
+    // r2's kernel table 100: exactly one VIP route, with this metric.
+    let r2_metric = |lab: &Lab| -> Vec<String> {
+        lab.c
+            .lan
+            .router(2)
+            .ip(["route", "show", "table", "100"])
+            .unwrap()
+            .lines()
+            .filter(|l| l.starts_with(&VIP.to_string()))
+            .map(|l| {
+                l.split_whitespace()
+                    .skip_while(|w| *w != "metric")
+                    .nth(1)
+                    .unwrap_or("none")
+                    .to_string()
+            })
+            .collect()
+    };
+    // r2's check fails (`sick`: priority 150 − 100 = 50, still BACKUP, not FAULT) or
+    // passes: its MED and kernel metric 1205 or 1105, r1's and r3's unchanged.
+    let r2_health = |lab: &Lab, sick: bool, what: &str| {
+        std::fs::write(&file, if sick { "1\n" } else { "0\n" }).unwrap();
+        let med: u32 = if sick { 1205 } else { 1105 };
+        wait_paths(
+            lab,
+            &[(r1, Some(100)), (r2, Some(med.into())), (r3, Some(1155))],
+            what,
+        );
+        assert_eq!(
+            r2_metric(lab),
+            [med.to_string()],
+            "{what}\n{}",
+            lab.c.log(2)
+        );
+        assert_eq!(lab.c.instance(2)["state"], "BACKUP", "{what}");
+    };
+    r2_health(&lab, false, "steady state");
+    r2_health(&lab, true, "r2 sick");
+    r2_health(&lab, false, "r2 healthy again");
+    // Sick again, then the master crashes: the upstream's next choice is r3.
+    r2_health(&lab, true, "r2 sick again");
+    lab.c.crash(1);
+    lab.net.crash_frr(1);
+    let ok = vipd_netns::wait_for(Duration::from_secs(5), Duration::from_millis(10), || {
+        lab.upstream_next_hop() == Some(r3)
+    });
+    assert!(
+        ok,
+        "the upstream did not move to r3: {:?}\n{}",
+        lab.up_frr.paths_med(VIP),
+        lab.all_logs()
+    );
+    // r3 (priority 100 > r2's 50) becomes VRRP master and announces MED 100.
+    wait_paths(&lab, &[(r3, Some(100)), (r2, Some(1205))], "r3 MASTER");
+    assert_eq!(lab.c.instance(3)["state"], "MASTER");
+    lab.assert_client_reaches(3);
+    // r2's vipd crashes with its moved metric installed; restarted, it removes that
+    // stale route (at whatever metric) before installing its own.
+    lab.c.crash(2);
+    assert_eq!(r2_metric(&lab), ["1205"]);
+    lab.c.start_vipd(2, &c2);
+    let ok = vipd_netns::wait_for(Duration::from_secs(5), Duration::from_millis(20), || {
+        lab.c.log(2).contains("removed stale route 192.0.2.100/32")
+    });
+    assert!(ok, "{}", lab.c.log(2));
+    wait_paths(&lab, &[(r3, Some(100)), (r2, Some(1205))], "r2 restarted");
+    assert_eq!(r2_metric(&lab), ["1205"]);
 }
 
 /// (b) vipd alone crashes (kill -9) on the master: r2 takes over and announces, but the
@@ -747,12 +870,7 @@ fn tracked_failure_faults_and_withdraws() {
     let Some(mut lab) = Lab::new("bgp-fault") else {
         return;
     };
-    let file = lab.c.dir.join("down");
-    std::fs::write(&file, "0\n").unwrap();
-    let global = format!(
-        "vrrp_track_file tf {{\n    file \"{}\"\n    init_file 0\n}}\n",
-        file.display()
-    );
+    let (file, global) = track_file(&lab, "down");
     let s = spec();
     let c1 = vrrp_conf(200, &["track_file {\n        tf weight 0\n    }"], &global);
     let p = lab.start_pair_probing(&c1, &vrrp_conf(100, &[], ""));
