@@ -9,7 +9,7 @@
 //!                                             ──198.51.100.2/31── r2 (AS 64501) ┘ (the Lan)
 //! ```
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -37,6 +37,18 @@ pub const BGP_VIPD_CONF: &str = include_str!("../../../packaging/examples/bgp-vi
 pub const BGP_ANYCAST_VIPD_CONF: &str =
     include_str!("../../../packaging/examples/bgp-anycast-vipd.conf");
 
+/// packaging/examples/frr/frr-vipd-ipv6.conf: r1's FRR config, IPv6.
+pub const FRR_VIPD6_CONF: &str = include_str!("../../../packaging/examples/frr/frr-vipd-ipv6.conf");
+/// packaging/examples/frr/frr-upstream-ipv6.conf: the upstream's FRR config, IPv6.
+pub const FRR_UPSTREAM6_CONF: &str =
+    include_str!("../../../packaging/examples/frr/frr-upstream-ipv6.conf");
+/// packaging/examples/bgp-vipd-ipv6.conf: r1's keepalived.conf, IPv6 (priority 200).
+pub const BGP_VIPD6_CONF: &str = include_str!("../../../packaging/examples/bgp-vipd-ipv6.conf");
+/// The VIP of the IPv6 examples (a /128 on `lo` while MASTER).
+pub const BGP_VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x100);
+/// The client behind the upstream, IPv6 (2001:db8:203::/64; the upstream is ::1).
+pub const BGP_CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x203, 0, 0, 0, 0, 2);
+
 /// The VIP of the examples (a /32 on `lo` while MASTER).
 pub const BGP_VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
 /// The prefix the examples announce through `virtual_routes ... table 100`.
@@ -54,6 +66,35 @@ pub fn uplink(i: usize) -> (Ipv4Addr, Ipv4Addr) {
     )
 }
 
+/// The IPv6 [`uplink`]: router `i` is 2001:db8:100:`i`::2/64, the upstream ::1.
+pub fn uplink6(i: usize) -> (Ipv6Addr, Ipv6Addr) {
+    let net = |host| Ipv6Addr::new(0x2001, 0xdb8, 0x100, i as u16, 0, 0, 0, host);
+    (net(2), net(1))
+}
+
+/// Router `i`'s IPv6 FRR config (its router ID is its IPv4 [`uplink`] address).
+pub fn router_frr_conf6(i: usize) -> String {
+    FRR_VIPD6_CONF
+        .replace("2001:db8:100:1::", &format!("2001:db8:100:{i:x}::"))
+        .replace("198.51.100.1", &uplink(i).0.to_string())
+}
+
+/// The upstream's IPv6 FRR config for `n` vipd routers.
+pub fn upstream_frr_conf6(n: usize) -> String {
+    with_peers(FRR_UPSTREAM6_CONF, n, |i| uplink6(i).0.to_string())
+}
+
+/// `conf` with the peer-group lines of routers 3..=`n` after r2's.
+fn with_peers(conf: &str, n: usize, addr: impl Fn(usize) -> String) -> String {
+    let line = |i| format!(" neighbor {} peer-group VIPD\n", addr(i));
+    let mut conf = conf.to_string();
+    let at = conf.find(&line(2)).expect("r2 in the upstream's config") + line(2).len();
+    for i in (3..=n).rev() {
+        conf.insert_str(at, &line(i));
+    }
+    conf
+}
+
 /// Router `i`'s FRR config: the shipped example is r1's file; the others differ only in
 /// their own addresses.
 pub fn router_frr_conf(i: usize) -> String {
@@ -66,13 +107,7 @@ pub fn router_frr_conf(i: usize) -> String {
 /// The upstream's FRR config for `n` vipd routers: the shipped example names r1 and r2;
 /// more routers join its peer group.
 pub fn upstream_frr_conf(n: usize) -> String {
-    let last = format!(" neighbor {} peer-group VIPD\n", uplink(2).0);
-    let mut conf = FRR_UPSTREAM_CONF.to_string();
-    let at = conf.find(&last).expect("r2 in frr-upstream.conf") + last.len();
-    for i in (3..=n).rev() {
-        conf.insert_str(at, &format!(" neighbor {} peer-group VIPD\n", uplink(i).0));
-    }
-    conf
+    with_peers(FRR_UPSTREAM_CONF, n, |i| uplink(i).0.to_string())
 }
 
 /// An FRR config without its `neighbor ... bfd` lines (BGP alone).
@@ -189,9 +224,22 @@ impl Frr {
 
     /// The BGP paths this router has for `dst`/32, best first: (next hop, MED).
     pub fn paths_med(&self, dst: Ipv4Addr) -> Vec<(Ipv4Addr, Option<u64>)> {
-        let out = self.vtysh(&format!("show ip bgp {dst}/32 json"));
+        self.paths_of(&format!("show ip bgp {dst}/32 json"))
+    }
+
+    /// The next hops (global addresses) of the BGP paths this router has for
+    /// `dst`/128, best path first.
+    pub fn paths6(&self, dst: Ipv6Addr) -> Vec<Ipv6Addr> {
+        self.paths_of(&format!("show bgp ipv6 unicast {dst}/128 json"))
+            .into_iter()
+            .map(|(nh, _)| nh)
+            .collect()
+    }
+
+    fn paths_of<A: std::str::FromStr>(&self, cmd: &str) -> Vec<(A, Option<u64>)> {
+        let out = self.vtysh(cmd);
         let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
-        let mut paths: Vec<(bool, Ipv4Addr, Option<u64>)> = v["paths"]
+        let mut paths: Vec<(bool, A, Option<u64>)> = v["paths"]
             .as_array()
             .map(|a| {
                 a.iter()
@@ -212,7 +260,7 @@ impl Frr {
     }
 
     /// The BFD session's state to `peer` (as `show bfd peers` has it), e.g. "up".
-    pub fn bfd_status(&self, peer: Ipv4Addr) -> Option<String> {
+    pub fn bfd_status(&self, peer: IpAddr) -> Option<String> {
         let out = self.vtysh_on("bfdd", "show bfd peers json");
         let v: serde_json::Value = serde_json::from_str(&out).ok()?;
         v.as_array()?
@@ -261,6 +309,24 @@ impl Drop for Frr {
     }
 }
 
+/// How [`RoutedLab::build`] builds the lab.
+#[derive(Clone, Copy, Debug)]
+pub struct RoutedOptions {
+    /// BFD on the BGP sessions (the shipped FRR configs); off: the configs without it.
+    pub bfd: bool,
+    /// IPv6 links, sessions and client, and the IPv6 FRR configs.
+    pub ipv6: bool,
+}
+
+impl Default for RoutedOptions {
+    fn default() -> Self {
+        RoutedOptions {
+            bfd: true,
+            ipv6: false,
+        }
+    }
+}
+
 /// The routed part of the lab, around a [`Lan`] (whose routers run vipd and peer with
 /// the upstream; the Lan's own switch is their VRRP link). Fields drop in order: FRR
 /// stops cleanly before the namespaces go; drop it before the `Lan`.
@@ -274,62 +340,93 @@ pub struct RoutedLab {
     /// The client, on 203.0.113.0/24 behind the upstream.
     pub client: Netns,
     dir: PathBuf,
-    bfd: bool,
+    opts: RoutedOptions,
 }
 
 impl RoutedLab {
     /// Builds the upstream and the client (namespaces `<lan prefix>-up`, `-bcl`), links
     /// every router of `lan` to the upstream, starts FRR everywhere (configs and logs
-    /// in `dir`) and waits until every BGP session (and, with `bfd`, its BFD session) is
+    /// in `dir`) and waits until every BGP session (and, with BFD, its BFD session) is
     /// up and the routers have learnt the client's network.
-    pub fn build(lan: &Lan, dir: &Path, bfd: bool) -> Result<RoutedLab> {
+    pub fn build(lan: &Lan, dir: &Path, opts: RoutedOptions) -> Result<RoutedLab> {
         if !frr_installed() {
             bail!("FRR is not installed (zebra, bfdd, bgpd, vtysh: apt-get install frr)");
         }
         let n = lan.n_routers();
         let upstream = Netns::new(format!("{}-up", lan.prefix()))?;
         let client = Netns::new(format!("{}-bcl", lan.prefix()))?;
-        upstream.sysctl("net.ipv4.ip_forward", "1")?;
+        // No DAD (set before the interfaces exist): addresses usable at once.
+        for ns in [&upstream, &client] {
+            ns.sysctls(&[
+                ("net.ipv6.conf.all.accept_dad", "0"),
+                ("net.ipv6.conf.default.accept_dad", "0"),
+            ])?;
+        }
+        upstream.sysctls(&[
+            ("net.ipv4.ip_forward", "1"),
+            ("net.ipv6.conf.all.forwarding", "1"),
+        ])?;
+        let (up_net, client_addr, up_conf) = match opts.ipv6 {
+            false => (
+                "203.0.113.1/24",
+                format!("{BGP_CLIENT}/24"),
+                upstream_frr_conf(n),
+            ),
+            true => (
+                "2001:db8:203::1/64",
+                format!("{BGP_CLIENT6}/64"),
+                upstream_frr_conf6(n),
+            ),
+        };
+        let link = |i| match opts.ipv6 {
+            false => (format!("{}/31", uplink(i).0), format!("{}/31", uplink(i).1)),
+            true => (
+                format!("{}/64", uplink6(i).0),
+                format!("{}/64", uplink6(i).1),
+            ),
+        };
         let mut b = String::new();
         for i in 1..=n {
-            let up = uplink(i).1;
             b.push_str(&format!(
                 "link add r{i} type veth peer name uplink netns {}\n\
-                 addr add {up}/31 dev r{i}\nlink set r{i} up\n",
-                lan.router(i).name()
+                 addr add {} dev r{i}\nlink set r{i} up\n",
+                lan.router(i).name(),
+                link(i).1
             ));
         }
         b.push_str(&format!(
             "link add cl type veth peer name eth0 netns {}\n\
-             addr add 203.0.113.1/24 dev cl\nlink set cl up\n",
+             addr add {up_net} dev cl\nlink set cl up\n",
             client.name()
         ));
         upstream.ip_batch(&b)?;
         for i in 1..=n {
-            let me = uplink(i).0;
             lan.router(i).ip_batch(&format!(
-                "addr add {me}/31 dev uplink\nlink set uplink up\n"
+                "addr add {} dev uplink\nlink set uplink up\n",
+                link(i).0
             ))?;
         }
+        let gw = up_net.split('/').next().unwrap_or_default();
+        let default = if opts.ipv6 { "::/0" } else { "default" };
         client.ip_batch(&format!(
-            "addr add {BGP_CLIENT}/24 dev eth0\nlink set eth0 up\n\
-             route add default via 203.0.113.1\n"
+            "addr add {client_addr} dev eth0\nlink set eth0 up\n\
+             route add {default} via {gw}\n"
         ))?;
-        let conf = |c: String| if bfd { c } else { without_bfd(&c) };
-        let up_frr = Frr::start(&upstream, dir.join("frr-up"), &conf(upstream_frr_conf(n)))?;
+        let conf = |c: String| if opts.bfd { c } else { without_bfd(&c) };
+        let up_frr = Frr::start(&upstream, dir.join("frr-up"), &conf(up_conf))?;
         let mut lab = RoutedLab {
             up_frr,
             frr: Vec::new(),
             upstream,
             client,
             dir: dir.to_path_buf(),
-            bfd,
+            opts,
         };
         for i in 1..=n {
             let f = Frr::start(
                 lan.router(i),
                 dir.join(format!("frr-r{i}")),
-                &conf(router_frr_conf(i)),
+                &lab.router_conf(i),
             )?;
             lab.frr.push(Some(f));
         }
@@ -339,23 +436,53 @@ impl RoutedLab {
         Ok(lab)
     }
 
+    /// Router `i`'s FRR config in this lab.
+    fn router_conf(&self, i: usize) -> String {
+        let c = match self.opts.ipv6 {
+            false => router_frr_conf(i),
+            true => router_frr_conf6(i),
+        };
+        if self.opts.bfd {
+            c
+        } else {
+            without_bfd(&c)
+        }
+    }
+
+    /// Router `i`'s address on its link to the upstream.
+    pub fn router_uplink(&self, i: usize) -> IpAddr {
+        match self.opts.ipv6 {
+            false => uplink(i).0.into(),
+            true => uplink6(i).0.into(),
+        }
+    }
+
     /// Waits until router `i`'s session (and BFD session, if on) is up and it has
     /// learnt the client's network (the return path).
     pub fn wait_session(&self, lan: &Lan, i: usize, timeout: Duration) -> Result<()> {
+        let (family, net) = match self.opts.ipv6 {
+            false => ("-4", "203.0.113.0/24"),
+            true => ("-6", "2001:db8:203::/64"),
+        };
         let ok = wait_for(timeout, Duration::from_millis(50), || {
             lan.router(i)
-                .ip(["route", "show", "203.0.113.0/24"])
+                .ip([family, "route", "show", net])
                 .is_ok_and(|s| s.contains("via"))
         });
         if !ok {
             bail!(
-                "r{i} never learnt 203.0.113.0/24 over BGP\n{}",
+                "r{i} never learnt {net} over BGP; its routes:\n{}\nits BGP:\n{}{}\n{}",
+                lan.router(i)
+                    .ip([family, "route", "show"])
+                    .unwrap_or_default(),
+                self.frr(i).vtysh("show bgp summary"),
+                self.frr(i).vtysh("show bgp ipv6 unicast"),
                 self.frr_logs()
             );
         }
-        if self.bfd {
+        if self.opts.bfd {
             let ok = wait_for(Duration::from_secs(10), Duration::from_millis(50), || {
-                self.up_frr.bfd_status(uplink(i).0).as_deref() == Some("up")
+                self.up_frr.bfd_status(self.router_uplink(i)).as_deref() == Some("up")
             });
             if !ok {
                 bail!(
@@ -385,8 +512,7 @@ impl RoutedLab {
     /// Starts router `i`'s FRR again (after [`crash_frr`](Self::crash_frr)) and waits for
     /// its sessions.
     pub fn restart_frr(&mut self, lan: &Lan, i: usize) -> Result<()> {
-        let conf = router_frr_conf(i);
-        let conf = if self.bfd { conf } else { without_bfd(&conf) };
+        let conf = self.router_conf(i);
         let f = Frr::start(lan.router(i), self.dir.join(format!("frr-r{i}")), &conf)?;
         self.frr[i - 1] = Some(f);
         self.wait_session(lan, i, Duration::from_secs(30))
@@ -414,16 +540,27 @@ impl RoutedLab {
         w.get(at + 1)?.parse().ok()
     }
 
-    /// The router (1-based) the upstream forwards `dst` to, if any.
-    pub fn upstream_router(&self, lan: &Lan, dst: Ipv4Addr) -> Option<usize> {
-        let nh = self.upstream_next_hop(dst)?;
-        (1..=lan.n_routers()).find(|&i| uplink(i).0 == nh)
+    /// The router (1-based) the upstream forwards `dst` (a host route) to, if any: by
+    /// the link (an IPv6 route's next hop is the router's link-local address).
+    pub fn upstream_router(&self, dst: IpAddr) -> Option<usize> {
+        let (family, len) = if dst.is_ipv4() {
+            ("-4", 32)
+        } else {
+            ("-6", 128)
+        };
+        let out = self
+            .upstream
+            .ip([family, "route", "show", &format!("{dst}/{len}")])
+            .ok()?;
+        let w: Vec<&str> = out.split_whitespace().collect();
+        let at = w.iter().position(|x| *x == "dev")?;
+        w.get(at + 1)?.strip_prefix('r')?.parse().ok()
     }
 
     /// Routers (1-based) whose `lo` holds `vip`.
-    pub fn holders(lan: &Lan, vip: Ipv4Addr) -> Vec<usize> {
+    pub fn holders(lan: &Lan, vip: IpAddr) -> Vec<usize> {
         (1..=lan.n_routers())
-            .filter(|&i| has_address(lan.router(i), "lo", IpAddr::V4(vip)))
+            .filter(|&i| has_address(lan.router(i), "lo", vip))
             .collect()
     }
 }

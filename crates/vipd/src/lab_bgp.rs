@@ -12,7 +12,9 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use vipd_netns::routed::{self, uplink, RoutedLab, BGP_CLIENT, BGP_VIP};
+use vipd_netns::routed::{
+    self, uplink, uplink6, RoutedLab, RoutedOptions, BGP_CLIENT, BGP_CLIENT6, BGP_VIP, BGP_VIP6,
+};
 use vipd_netns::{Lan, LanOptions, ProbeOptions, ProbeReport, Prober, Proc, Signal, WorkDir};
 
 use crate::lab::{ms, prober_offset, LabArgs};
@@ -22,8 +24,8 @@ const PROBE: Duration = Duration::from_millis(1);
 const OUTAGE: Duration = Duration::from_millis(5);
 
 pub fn run(args: LabArgs, abort: Arc<AtomicBool>) -> Result<ExitCode> {
-    if args.ipv6 || args.version != 3 {
-        bail!("`vipd lab --bgp` runs VRRPv3 over IPv4 (the shipped BGP examples): drop --ipv6 / --version");
+    if args.version != 3 {
+        bail!("`vipd lab --bgp` runs VRRPv3 (the shipped BGP examples): drop --version");
     }
     if !routed::frr_installed() {
         bail!(
@@ -58,6 +60,7 @@ struct BgpLab {
     abort: Arc<AtomicBool>,
     t0: Instant,
     seen: Seen,
+    vip: IpAddr,
 }
 
 impl BgpLab {
@@ -73,10 +76,15 @@ impl BgpLab {
             net: None,
             lan: Some(lan),
             dir,
-            args,
             abort,
             t0,
             seen: Seen::default(),
+            vip: if args.ipv6 {
+                IpAddr::V6(BGP_VIP6)
+            } else {
+                IpAddr::V4(BGP_VIP)
+            },
+            args,
         })
     }
 
@@ -106,7 +114,11 @@ impl BgpLab {
     /// packaging/examples/bgp-vipd.conf with this router's priority and the advert
     /// interval asked for.
     fn config(&self, priority: u8) -> String {
-        routed::BGP_VIPD_CONF
+        let example = match self.args.ipv6 {
+            false => routed::BGP_VIPD_CONF,
+            true => routed::BGP_VIPD6_CONF,
+        };
+        example
             .replace("priority 200", &format!("priority {priority}"))
             .replace(
                 "advert_int 0.1",
@@ -144,8 +156,8 @@ impl BgpLab {
         loop {
             self.check_abort()?;
             let now = Seen {
-                holders: RoutedLab::holders(self.lan(), BGP_VIP),
-                route: self.net().upstream_router(self.lan(), BGP_VIP),
+                holders: RoutedLab::holders(self.lan(), self.vip),
+                route: self.net().upstream_router(self.vip),
             };
             if now.holders != self.seen.holders {
                 let who = match now.holders.as_slice() {
@@ -156,16 +168,18 @@ impl BgpLab {
                         .collect::<Vec<_>>()
                         .join(" and "),
                 };
-                self.say(format!("VIP {BGP_VIP} is on lo of {who}"));
+                self.say(format!("VIP {} is on lo of {who}", self.vip));
             }
             if now.route != self.seen.route {
                 match now.route {
                     Some(i) => self.say(format!(
-                        "upstream routes {BGP_VIP} via r{i} ({}): BGP announcement",
-                        uplink(i).0
+                        "upstream routes {} via r{i} ({}): BGP announcement",
+                        self.vip,
+                        self.uplink(i)
                     )),
                     None => self.say(format!(
-                        "upstream has no route to {BGP_VIP}: withdrawn (black hole)"
+                        "upstream has no route to {}: withdrawn (black hole)",
+                        self.vip
                     )),
                 }
             }
@@ -197,6 +211,14 @@ impl BgpLab {
         }
     }
 
+    /// Router `i`'s address on its link to the upstream.
+    fn uplink(&self, i: usize) -> IpAddr {
+        match self.args.ipv6 {
+            false => uplink(i).0.into(),
+            true => uplink6(i).0.into(),
+        }
+    }
+
     fn routed_to(i: usize) -> impl Fn(&Seen) -> bool {
         move |s| s.route == Some(i) && s.holders.contains(&i)
     }
@@ -204,27 +226,46 @@ impl BgpLab {
     fn script(&mut self) -> Result<()> {
         let a = Duration::from_millis(self.args.advert_ms);
         let mdi = a * 3 + a * 156 / 256;
+        let (family, len, client, files): (_, _, IpAddr, _) = match self.args.ipv6 {
+            false => (
+                "IPv4",
+                32,
+                BGP_CLIENT.into(),
+                "bgp-vipd.conf and frr/frr-*.conf",
+            ),
+            true => (
+                "IPv6",
+                128,
+                BGP_CLIENT6.into(),
+                "bgp-vipd-ipv6.conf and frr/frr-*-ipv6.conf",
+            ),
+        };
         println!(
-            "vipd lab --bgp: VRRPv3/IPv4 between r1 and r2 (adverts every {} ms, backup's \
-             master-down interval {:.1} ms); the master's VIP {BGP_VIP}/32 is announced over \
+            "vipd lab --bgp: VRRPv3/{family} between r1 and r2 (adverts every {} ms, backup's \
+             master-down interval {:.1} ms); the master's VIP {}/{len} is announced over \
              BGP (FRR, BFD 3 × 100 ms) to an upstream router",
             self.args.advert_ms,
-            ms(mdi)
+            ms(mdi),
+            self.vip
         );
         println!(
             "network: r1 {} and r2 {} on their own links to the upstream (AS 64500), their \
-             VRRP link a switch; client {BGP_CLIENT} behind the upstream; namespaces {}-*",
-            uplink(1).0,
-            uplink(2).0,
+             VRRP link a switch; client {client} behind the upstream; namespaces {}-*",
+            self.uplink(1),
+            self.uplink(2),
             self.lan().prefix()
         );
         println!(
-            "configs: packaging/examples/bgp-vipd.conf and frr/*.conf (in {})\n",
+            "configs: packaging/examples/{files} (in {})\n",
             self.dir.path().display()
         );
         println!("{:>8}  event", "t (s)");
         self.say("lab network is up; starting FRR (zebra, bfdd, bgpd) on upstream, r1, r2");
-        let net = RoutedLab::build(self.lan(), self.dir.path(), true)?;
+        let opts = RoutedOptions {
+            bfd: true,
+            ipv6: self.args.ipv6,
+        };
+        let net = RoutedLab::build(self.lan(), self.dir.path(), opts)?;
         self.net = Some(net);
         self.check_abort()?;
         self.say("BGP and BFD sessions up; the routers learnt the client's network");
@@ -234,13 +275,10 @@ impl BgpLab {
         self.watch(patience, Self::routed_to(1))?;
         self.pause(Duration::from_millis(500))?;
 
-        let prober = Prober::start(
-            &self.net().client,
-            IpAddr::V4(BGP_VIP),
-            ProbeOptions::every(PROBE),
-        )?;
+        let prober = Prober::start(&self.net().client, self.vip, ProbeOptions::every(PROBE))?;
         self.say(format!(
-            "client starts pinging {BGP_VIP} every {} ms, through the upstream",
+            "client starts pinging {} every {} ms, through the upstream",
+            self.vip,
             PROBE.as_millis()
         ));
         self.pause(Duration::from_millis(500))?;
@@ -259,7 +297,7 @@ impl BgpLab {
 
         self.say(">>> r1 reboots: its kernel forgets the VIP and routes; FRR, then vipd start");
         let r1 = self.lan().router(1);
-        r1.ip(["addr", "del", &format!("{BGP_VIP}/32"), "dev", "lo"])
+        r1.ip(["addr", "del", &format!("{}/{len}", self.vip), "dev", "lo"])
             .ok();
         r1.ip(["route", "flush", "table", "100"]).ok();
         let (lan, net) = (self.lan.as_ref(), self.net.as_mut());
@@ -318,10 +356,15 @@ impl BgpLab {
                     "  {what:<18} client outage {:>7.1} ms, {lost} probes lost   ({note})",
                     ms(l)
                 ),
-                _ => println!(
-                    "  {what:<18} client outage    none, {lost} probes lost   (largest gap between \
-                     replies {:.1} ms; {note})",
-                    ms(worst.unwrap_or_default())
+                Some(l) => println!(
+                    "  {what:<18} client outage    none, {lost} probes lost   (a {:.1} ms gap \
+                     between replies but no probe lost: the host stalled; {note})",
+                    ms(l)
+                ),
+                None => println!(
+                    "  {what:<18} client outage    none, {lost} probes lost   (no gap > {} ms; \
+                     {note})",
+                    OUTAGE.as_millis()
                 ),
             }
         }

@@ -16,7 +16,8 @@
 //! compiled into vipd_netns::routed as shipped). The client pings the VIP through the upstream; every failover kind
 //! must move the upstream's route and the client's traffic to the new master, and a
 //! stopped or FAULT router must announce nothing. Each test prints the client's outage
-//! (probe every 20 ms), the figures in BENCHMARKS.md.
+//! (probe every 20 ms), the figures in BENCHMARKS.md. The same lab over IPv6
+//! (bgp-vipd-ipv6.conf, frr/frr-*-ipv6.conf): `ipv6_router_crash_moves_the_route`.
 
 mod common;
 
@@ -24,7 +25,7 @@ use common::{Cluster, Spec};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use vipd_netns::routed::{self, uplink, RoutedLab};
+use vipd_netns::routed::{self, uplink, uplink6, RoutedLab, RoutedOptions, BGP_VIP6};
 use vipd_netns::{has_address, ProbeOptions, ProbeReport, Prober, Signal};
 
 const VIP: Ipv4Addr = routed::BGP_VIP;
@@ -87,17 +88,17 @@ impl std::ops::Deref for Lab {
 
 impl Lab {
     fn new(tag: &str) -> Option<Lab> {
-        Lab::with(tag, 2, true)
+        Lab::with(tag, 2, RoutedOptions::default())
     }
 
-    /// `n` routers; `bfd`: the shipped FRR configs as they are; otherwise without BFD on
-    /// the sessions.
-    fn with(tag: &str, n: usize, bfd: bool) -> Option<Lab> {
+    /// `n` routers, `opts` (BFD: the shipped FRR configs as they are, or without BFD on
+    /// the sessions; IPv4 or IPv6).
+    fn with(tag: &str, n: usize, opts: RoutedOptions) -> Option<Lab> {
         if !frr_available() {
             return None;
         }
         let c = Cluster::new(n, tag)?;
-        let net = RoutedLab::build(&c.lan, c.dir.path(), bfd)
+        let net = RoutedLab::build(&c.lan, c.dir.path(), opts)
             .unwrap_or_else(|e| panic!("building the routed lab: {e:#}"));
         Some(Lab { net, c })
     }
@@ -118,7 +119,7 @@ impl Lab {
 
     /// Routers (1-based) whose `lo` holds the VIP.
     fn holders(&self) -> Vec<usize> {
-        RoutedLab::holders(&self.c.lan, VIP)
+        RoutedLab::holders(&self.c.lan, IpAddr::V4(VIP))
     }
 
     /// Waits until router `i` alone holds the VIP, alone announces it and the
@@ -175,33 +176,43 @@ impl Lab {
 
     /// The client gets echo replies from the VIP, and the upstream forwards to `i`.
     fn assert_client_reaches(&self, i: usize) {
-        let r = Prober::probe_for(
-            &self.client,
-            IpAddr::V4(VIP),
-            PROBE,
-            Duration::from_millis(300),
-        )
-        .unwrap();
+        self.assert_client_reaches_vip(IpAddr::V4(VIP));
+        assert_eq!(self.upstream_next_hop(), Some(uplink(i).0));
+    }
+
+    /// The client gets echo replies from `vip`.
+    fn assert_client_reaches_vip(&self, vip: IpAddr) {
+        let r = Prober::probe_for(&self.client, vip, PROBE, Duration::from_millis(300)).unwrap();
         assert!(
             r.received > 0 && r.lost().len() <= 1,
-            "client → VIP: sent {} received {}\n{}",
+            "client → {vip}: sent {} received {}\n{}",
             r.sent,
             r.received,
             self.all_logs()
         );
-        assert_eq!(self.upstream_next_hop(), Some(uplink(i).0));
     }
 
     /// [`start_pair`](Self::start_pair), then the client probing the VIP (replies
     /// already coming back).
     fn start_pair_probing(&mut self, r1: &str, r2: &str) -> Prober {
         self.start_pair(r1, r2);
-        let p = Prober::start(&self.client, IpAddr::V4(VIP), ProbeOptions::every(PROBE)).unwrap();
+        self.probing(IpAddr::V4(VIP))
+    }
+
+    /// The client probing `vip` every [`PROBE`], replies already coming back.
+    fn probing(&self, vip: IpAddr) -> Prober {
+        let p = Prober::start(&self.client, vip, ProbeOptions::every(PROBE)).unwrap();
         let ok = vipd_netns::wait_for(Duration::from_secs(2), Duration::from_millis(10), || {
             p.received() >= 5
         });
         assert!(ok, "no replies before the event\n{}", self.all_logs());
         p
+    }
+
+    /// Router `i` crashes: vipd and its routing daemons killed (-9).
+    fn crash_router(&mut self, i: usize) {
+        self.c.crash(i);
+        self.net.crash_frr(i);
     }
 }
 
@@ -262,8 +273,7 @@ fn router_crash_moves_the_route() {
     let s = spec();
     let p = lab.start_pair_probing(&vrrp_conf(200, &[], ""), &vrrp_conf(100, &[], ""));
     let t = Instant::now();
-    lab.c.crash(1);
-    lab.net.crash_frr(1);
+    lab.crash_router(1);
     // r1's kernel keeps its VIP (nothing cleaned it up) but nothing routes to it.
     let ok = vipd_netns::wait_for(s.takeover_timeout(), Duration::from_millis(20), || {
         lab.upstream_next_hop() == Some(uplink(2).0) && lab.up_frr.paths(VIP) == [uplink(2).0]
@@ -308,8 +318,7 @@ fn silent_router_death(lab: &mut Lab, kind: &str) -> (ProbeReport, Duration) {
         .router(1)
         .exec(&["nft", "-f", &rules.display().to_string()])
         .expect("nft");
-    lab.c.crash(1);
-    lab.net.crash_frr(1);
+    lab.crash_router(1);
     let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
         lab.upstream_next_hop() == Some(uplink(2).0) && lab.up_frr.paths(VIP) == [uplink(2).0]
     });
@@ -336,7 +345,7 @@ fn silent_router_death_is_noticed_by_bfd() {
     };
     let (r, took) = silent_router_death(&mut lab, "silent router death, BFD 3 × 100 ms");
     assert_eq!(
-        lab.up_frr.bfd_status(uplink(1).0).as_deref(),
+        lab.up_frr.bfd_status(uplink(1).0.into()).as_deref(),
         Some("down"),
         "{}",
         lab.up_frr.vtysh_on("bfdd", "show bfd peers")
@@ -359,7 +368,14 @@ fn silent_router_death_is_noticed_by_bfd() {
 /// last keepalive, sent every second). What BFD saves.
 #[test]
 fn silent_router_death_without_bfd_waits_the_hold_time() {
-    let Some(mut lab) = Lab::with("bgp-silent-nobfd", 2, false) else {
+    let Some(mut lab) = Lab::with(
+        "bgp-silent-nobfd",
+        2,
+        RoutedOptions {
+            bfd: false,
+            ..Default::default()
+        },
+    ) else {
         return;
     };
     let (r, took) = silent_router_death(&mut lab, "silent router death, no BFD (hold 3 s)");
@@ -442,14 +458,9 @@ fn anycast_standby_path_takes_over_before_vrrp() {
     );
     // Master crash (the kernel resets r1's BGP session): the upstream drops r1's path
     // and forwards along the standby path at once.
-    let p = Prober::start(&lab.client, IpAddr::V4(VIP), ProbeOptions::every(PROBE)).unwrap();
-    let ok = vipd_netns::wait_for(Duration::from_secs(2), Duration::from_millis(10), || {
-        p.received() >= 5
-    });
-    assert!(ok, "no replies before the crash\n{}", lab.all_logs());
+    let p = lab.probing(IpAddr::V4(VIP));
     let t = Instant::now();
-    lab.c.crash(1);
-    lab.net.crash_frr(1);
+    lab.crash_router(1);
     let mut r2_state_at_move = String::new();
     let ok = vipd_netns::wait_for(Duration::from_secs(5), Duration::from_millis(5), || {
         if lab.upstream_next_hop() == Some(r2) {
@@ -485,7 +496,7 @@ fn anycast_standby_path_takes_over_before_vrrp() {
 /// Health back, r2's metric returns to 1105.
 #[test]
 fn anycast_standby_metric_follows_tracking() {
-    let Some(mut lab) = Lab::with("bgp-anycast-track", 3, true) else {
+    let Some(mut lab) = Lab::with("bgp-anycast-track", 3, RoutedOptions::default()) else {
         return;
     };
     let (file, global) = track_file(&lab, "r2-sick");
@@ -565,8 +576,7 @@ fn anycast_standby_metric_follows_tracking() {
     r2_health(&lab, false, "r2 healthy again");
     // Sick again, then the master crashes: the upstream's next choice is r3.
     r2_health(&lab, true, "r2 sick again");
-    lab.c.crash(1);
-    lab.net.crash_frr(1);
+    lab.crash_router(1);
     let ok = vipd_netns::wait_for(Duration::from_secs(5), Duration::from_millis(10), || {
         lab.upstream_next_hop() == Some(r3)
     });
@@ -591,6 +601,73 @@ fn anycast_standby_metric_follows_tracking() {
     assert!(ok, "{}", lab.c.log(2));
     wait_paths(&lab, &[(r3, Some(100)), (r2, Some(1205))], "r2 restarted");
     assert_eq!(r2_metric(&lab), ["1205"]);
+}
+
+/// The lab over IPv6 (packaging/examples/bgp-vipd-ipv6.conf, frr/frr-vipd-ipv6.conf and
+/// frr/frr-upstream-ipv6.conf as shipped: IPv6 BGP sessions with BFD, the VIP
+/// 2001:db8:1::100/128 on the master's lo, the client on 2001:db8:203::/64): only the
+/// master announces; it crashes as a router does (vipd and FRR killed), the upstream's
+/// route moves to r2 and the client keeps reaching the VIP.
+#[test]
+fn ipv6_router_crash_moves_the_route() {
+    let opts = RoutedOptions {
+        ipv6: true,
+        ..Default::default()
+    };
+    let Some(mut lab) = Lab::with("bgp6-crash", 2, opts) else {
+        return;
+    };
+    let vip = IpAddr::V6(BGP_VIP6);
+    let conf = |priority| example_conf(routed::BGP_VIPD6_CONF, priority, &[], "");
+    // Router `i` alone holds and announces the VIP, and the upstream forwards to it.
+    let routed_to = |lab: &Lab, i: usize| {
+        lab.net.upstream_router(vip) == Some(i)
+            && lab.up_frr.paths6(BGP_VIP6) == [uplink6(i).0]
+            && RoutedLab::holders(&lab.c.lan, vip) == [i]
+    };
+    // Waits until the upstream forwards to router `i` and has its path only.
+    let wait_moved = |lab: &Lab, i: usize, timeout: Duration| {
+        let ok = vipd_netns::wait_for(timeout, Duration::from_millis(20), || {
+            lab.net.upstream_router(vip) == Some(i) && lab.up_frr.paths6(BGP_VIP6) == [uplink6(i).0]
+        });
+        assert!(
+            ok,
+            "route not moved to r{i}: {:?} {:?}\n{}",
+            lab.net.upstream_router(vip),
+            lab.up_frr.paths6(BGP_VIP6),
+            lab.all_logs()
+        );
+    };
+    let state = |lab: &Lab, i: usize| lab.c.status(i).map(|s| s["instances"][0]["state"].clone());
+    lab.c.start_vipd(1, &conf(200));
+    wait_moved(&lab, 1, Duration::from_secs(10));
+    lab.c.start_vipd(2, &conf(100));
+    let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
+        state(&lab, 2).is_some_and(|s| s == "BACKUP")
+    });
+    assert!(ok, "r2 not BACKUP\n{}", lab.c.logs());
+    // The backup announces nothing.
+    assert!(lab.frr(2).paths6(BGP_VIP6).is_empty());
+    assert!(routed_to(&lab, 1), "{}", lab.all_logs());
+    let p = lab.probing(vip);
+    let t = Instant::now();
+    lab.crash_router(1);
+    wait_moved(&lab, 2, spec().takeover_timeout());
+    let took = t.elapsed();
+    assert_eq!(lab.c.instance(2)["state"], "MASTER");
+    let r = outage(
+        "IPv6: router crash (vipd + zebra + bgpd kill -9)",
+        p,
+        t,
+        took,
+    );
+    assert!(
+        r.largest_gap() < Duration::from_secs(2),
+        "{:?}",
+        r.largest_gap()
+    );
+    lab.assert_client_reaches_vip(vip);
+    assert_eq!(lab.net.upstream_router(vip), Some(2));
 }
 
 /// (b) vipd alone crashes (kill -9) on the master: r2 takes over and announces, but the
@@ -806,16 +883,7 @@ fn graceful_stop_with_release_drain_loses_no_probe() {
         });
         assert!(ok, "r{master} not BACKUP after restart\n{}", lab.c.logs());
         lab.assert_client_reaches(other);
-        p = Prober::start(&lab.client, IpAddr::V4(VIP), ProbeOptions::every(PROBE)).unwrap();
-        let ok = vipd_netns::wait_for(Duration::from_secs(2), Duration::from_millis(10), || {
-            p.received() >= 5
-        });
-        assert!(
-            ok,
-            "no replies before round {}\n{}",
-            round + 1,
-            lab.all_logs()
-        );
+        p = lab.probing(IpAddr::V4(VIP));
         master = other;
     }
     drop(p);
@@ -833,11 +901,7 @@ fn preemption_with_release_drain_loses_no_probe() {
     let s = spec();
     lab.c.start_vipd(2, &vrrp_conf(100, &[], ""));
     lab.wait_routed_to(2, Duration::from_secs(10));
-    let p = Prober::start(&lab.client, IpAddr::V4(VIP), ProbeOptions::every(PROBE)).unwrap();
-    let ok = vipd_netns::wait_for(Duration::from_secs(2), Duration::from_millis(10), || {
-        p.received() >= 5
-    });
-    assert!(ok, "no replies before the event\n{}", lab.all_logs());
+    let p = lab.probing(IpAddr::V4(VIP));
     let t = Instant::now();
     lab.c.start_vipd(1, &vrrp_conf(200, &[], ""));
     let took = lab.wait_routed_to(1, s.takeover_timeout() + 2 * DRAIN);
@@ -902,7 +966,8 @@ fn tracked_failure_faults_and_withdraws() {
 }
 
 /// The examples the lab runs are valid keepalived config (keepalived skips the `@vipd`
-/// lines): bgp-vipd.conf for 2.4.3 and Debian's 2.2.7, bgp-anycast-vipd.conf for 2.4.3
+/// lines): bgp-vipd.conf and bgp-vipd-ipv6.conf for 2.4.3 and Debian's 2.2.7,
+/// bgp-anycast-vipd.conf for 2.4.3
 /// (`no_virtual_ipaddress` is 2.3's; 2.2.7 does not know it).
 #[test]
 fn the_example_is_valid_keepalived() {
@@ -942,6 +1007,12 @@ fn the_example_is_valid_keepalived() {
         &["keepalived", KA243],
     );
     assert!(checked > 0, "no keepalived to check against");
+    let checked = check(
+        "k6.conf",
+        example_conf(routed::BGP_VIPD6_CONF, 100, &["nopreempt"], ""),
+        &["keepalived", KA243],
+    );
+    assert!(checked > 0);
     if Path::new(KA243).exists() {
         let n = check(
             "anycast.conf",

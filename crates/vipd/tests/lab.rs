@@ -37,6 +37,16 @@ fn lab_runs_end_to_end_and_cleans_up() {
 /// outage in each phase, and leaves no namespace behind.
 #[test]
 fn bgp_lab_runs_end_to_end_and_cleans_up() {
+    bgp_lab(&[], "192.0.2.100");
+}
+
+/// The same over IPv6 (`vipd lab --bgp --ipv6`).
+#[test]
+fn bgp_lab_ipv6_runs_end_to_end_and_cleans_up() {
+    bgp_lab(&["--ipv6"], "2001:db8:1::100");
+}
+
+fn bgp_lab(extra: &[&str], vip: &str) {
     if vipd_netns::skip_unless_root() {
         return;
     }
@@ -48,34 +58,35 @@ fn bgp_lab_runs_end_to_end_and_cleans_up() {
     }
     let out = Command::new(env!("CARGO_BIN_EXE_vipd"))
         .args(["lab", "--bgp"])
+        .args(extra)
         .output()
         .expect("running vipd lab --bgp");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "vipd lab --bgp failed\n{stdout}\n{stderr}"
+        "vipd lab --bgp {extra:?} failed\n{stdout}\n{stderr}"
     );
     for needle in [
-        "upstream routes 192.0.2.100 via r1",
-        "upstream routes 192.0.2.100 via r2",
-        "lab torn down",
+        format!("upstream routes {vip} via r1"),
+        format!("upstream routes {vip} via r2"),
+        "lab torn down".to_string(),
     ] {
-        assert!(stdout.contains(needle), "missing `{needle}` in:\n{stdout}");
+        assert!(stdout.contains(&needle), "missing `{needle}` in:\n{stdout}");
     }
-    // Every phase has its measured line; the crash costs the client at least one
-    // probe (detection takes hundreds of ms), with a figure in ms.
-    for phase in ["crash failover", "preempt back", "graceful handover"] {
-        let line = stdout
+    // Every phase has its measured line; the crash costs the client probes (detection
+    // takes hundreds of ms), with a figure in ms.
+    let phase = |name: &str| {
+        stdout
             .lines()
-            .find(|l| l.trim_start().starts_with(phase))
-            .unwrap_or_else(|| panic!("no `{phase}` line in:\n{stdout}"));
-        assert!(line.contains("probes lost"), "{line}");
+            .find(|l| l.trim_start().starts_with(name))
+            .unwrap_or_else(|| panic!("no `{name}` line in:\n{stdout}"))
+            .to_string()
+    };
+    for name in ["crash failover", "preempt back", "graceful handover"] {
+        assert!(phase(name).contains("probes lost"), "{}", phase(name));
     }
-    let crash = stdout
-        .lines()
-        .find(|l| l.trim_start().starts_with("crash failover"))
-        .unwrap();
+    let crash = phase("crash failover");
     let outage_ms: f64 = crash
         .split("client outage")
         .nth(1)
