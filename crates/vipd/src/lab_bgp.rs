@@ -3,8 +3,8 @@
 //! BGP through its own FRR to an upstream router, behind which a client on another
 //! subnet pings the VIP. The master crashes (vipd and FRR killed), comes back and
 //! preempts, then stops gracefully; a timeline shows the VRRP states, who holds the
-//! VIP, where the upstream routes it, and the client's outage in each phase. Everything
-//! is torn down at the end, also on Ctrl-C.
+//! VIP, where the upstream routes it, and the client's outage in each phase. `--ipv6`:
+//! the same with the IPv6 examples. Everything is torn down at the end, also on Ctrl-C.
 
 use anyhow::{bail, Context, Result};
 use std::net::IpAddr;
@@ -308,7 +308,10 @@ impl BgpLab {
         self.say("r1: BGP and BFD sessions up again");
         let back_at = prober_offset(&prober);
         self.start_router(1, 200)?;
-        self.say("r1 preempts (priority 200); r2 yields with `@vipd release_drain 300`: it keeps answering while the routes move");
+        self.say(
+            "r1 has the higher priority: it preempts; r2 yields with `@vipd release_drain 300` \
+             (keeps answering while the routes move)",
+        );
         self.watch(patience, |s| s.route == Some(1) && s.holders == [1])?;
         self.pause(Duration::from_millis(1000))?;
 
