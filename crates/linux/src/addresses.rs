@@ -72,7 +72,7 @@ pub struct AddressWorker {
 impl AddressWorker {
     /// Remove stale VIPs a previous vipd left behind (ours by IFA_PROTO, and configured)
     /// and stale `virtual_routes` (`stale_routes`: removed only when marked as vipd's,
-    /// proto 118), then start the worker. A crashed master's routes must not outlive it:
+    /// proto 118; one without a metric: at any metric), then start the worker. A crashed master's routes must not outlive it:
     /// a routing daemon redistributing them (BGP mode) would keep announcing the VIP.
     pub fn start(
         configured: &[AddressSpec],
@@ -85,7 +85,12 @@ impl AddressWorker {
             .iter()
             .filter(|r| r.dev != Some(crate::plan::UNBOUND))
         {
-            if nl.delete_route(r)? {
+            // Without a metric the kernel deletes one matching route of any metric
+            // (a standby route's follows the priority): until none is left.
+            for _ in 0..256 {
+                if !nl.delete_route(r)? {
+                    break;
+                }
                 let _ = notices.send(AddrNotice::Routing(format!(
                     "removed stale route {}/{} left by an earlier vipd",
                     r.dst, r.dst_len

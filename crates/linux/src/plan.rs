@@ -80,11 +80,31 @@ pub struct InstancePlan {
     /// priority 0, then are withdrawn but still answered this long more.
     pub release_drain: Option<Duration>,
     /// `@vipd standby_metric BASE`: the `virtual_routes` with metric BASE + 255 -
-    /// priority, installed while BACKUP (empty without the line).
+    /// priority (the configured one), installed while BACKUP (empty without the line).
+    /// Tracking moves the effective priority, and the installed metric with it: see
+    /// [`InstancePlan::standby_routes_at`].
     pub standby_routes: Vec<RouteSpec>,
+    /// BASE of `@vipd standby_metric`.
+    pub standby_metric: Option<u32>,
 }
 
 impl InstancePlan {
+    /// The standby routes at effective priority `priority` (empty without
+    /// `@vipd standby_metric`): metric BASE + 255 - priority.
+    pub fn standby_routes_at(&self, priority: u8) -> Vec<RouteSpec> {
+        let Some(base) = self.standby_metric else {
+            return Vec::new();
+        };
+        let metric = base.saturating_add(255 - u32::from(priority));
+        self.routes
+            .iter()
+            .map(|r| RouteSpec {
+                metric: Some(metric),
+                ..r.clone()
+            })
+            .collect()
+    }
+
     pub fn family(&self) -> Family {
         self.engine.family()
     }
@@ -1168,17 +1188,8 @@ fn build_instance(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan, Pla
         plan.announce_frames.push(frame);
     }
     plan.routes = route_specs(cfg, &inst.virtual_routes)?;
-    if let Some(base) = inst.standby_metric {
-        let metric = base.saturating_add(255 - u32::from(plan.engine.priority));
-        plan.standby_routes = plan
-            .routes
-            .iter()
-            .map(|r| RouteSpec {
-                metric: Some(metric),
-                ..r.clone()
-            })
-            .collect();
-    }
+    plan.standby_metric = inst.standby_metric;
+    plan.standby_routes = plan.standby_routes_at(plan.engine.priority);
     plan.tracking = tracking(cfg, inst).map_err(at(&inst.span))?;
     // garp_extra_if: while MASTER, announcements on the VIPs' VMACs from
     // `use_vmac_addr` and, with `all`, also on their other interfaces (keepalived
@@ -1596,6 +1607,7 @@ fn instance_plan(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
         },
         bfd_takeover,
         standby_routes: Vec::new(),
+        standby_metric: None,
         release_drain: inst
             .release_drain_ms
             .map(|ms| Duration::from_millis(ms.into())),
@@ -2036,8 +2048,12 @@ mod tests {
                 ..a.routes[0].clone()
             }]
         );
+        // Tracking moved the priority to 50: 1000 + 255 - 50.
+        assert_eq!(a.standby_routes_at(50)[0].metric, Some(1205));
+        assert_eq!(a.standby_routes_at(50)[0].dst, a.routes[0].dst);
         assert_eq!(a.release_drain, Some(Duration::from_millis(250)));
         let b = &plan.instances[1];
+        assert!(b.standby_routes_at(50).is_empty());
         assert!(b.standby_routes.is_empty());
         assert_eq!(b.release_drain, None);
     }

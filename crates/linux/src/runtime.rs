@@ -7,6 +7,7 @@
 use crate::addresses::{AddrCommand, AddrNotice, AddressWorker};
 use crate::packet::PacketSocket;
 use crate::plan::{InstancePlan, Plan};
+use crate::routes::RouteSpec;
 use crate::socket::VrrpSocket;
 use crate::sockhealth::{self, RxHealth, RxVerdict, SendHealth};
 use crate::status::{InstanceStatus, IoErrors, Snapshot};
@@ -208,7 +209,14 @@ impl Runtime {
         let virtual_routes: Vec<_> = plan
             .instances
             .iter()
-            .flat_map(|i| i.routes.iter().chain(&i.standby_routes).cloned())
+            .flat_map(|i| {
+                // Standby routes at any metric: tracking may have moved it.
+                let standby = i.standby_routes.iter().map(|r| RouteSpec {
+                    metric: None,
+                    ..r.clone()
+                });
+                i.routes.iter().cloned().chain(standby)
+            })
             .collect();
         // SAFETY: eventfd(2) returns a new fd we own.
         let efd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
@@ -656,6 +664,9 @@ struct Slot {
     pending_announce: u32,
     /// Failed advert rounds and the send fault (see `sockhealth`).
     send_health: SendHealth,
+    /// `@vipd standby_metric`: the standby routes installed now (while BACKUP), with
+    /// the metric of the effective priority they were installed at.
+    standby_installed: Vec<RouteSpec>,
 }
 
 struct EngineLoop {
@@ -783,6 +794,7 @@ impl EngineLoop {
             awaiting_addresses: None,
             pending_announce: 0,
             send_health: SendHealth::default(),
+            standby_installed: Vec::new(),
         };
         let i = match reuse {
             Some(i) => {
@@ -864,6 +876,7 @@ impl EngineLoop {
                         && self.slots[i].inst.reconfigure(p.engine.clone()).is_ok() =>
                 {
                     self.slots[i].plan = p;
+                    self.refresh_standby(i);
                     report.updated.push(name);
                 }
                 Some(i) => {
@@ -1125,6 +1138,7 @@ impl EngineLoop {
                             }
                         }
                         self.apply_faults(i, now);
+                        self.refresh_standby(i);
                     }
                 }
                 Command::Reload { plan, reply } => {
@@ -1353,18 +1367,18 @@ impl EngineLoop {
                     let _ = self
                         .addr_tx
                         .send(AddrCommand::Add(slot.plan.addresses.clone(), Some(done)));
-                    let slot = &self.slots[i];
                     // `@vipd standby_metric`: the standby routes go first. zebra keeps one
                     // kernel route per prefix and table (the last one it heard of), so
                     // removing the standby route after adding the master's would
                     // withdraw both; the other way round bgpd's update hold (50 ms)
                     // merges the withdrawal and the new announcement.
-                    if !slot.plan.standby_routes.is_empty() {
-                        let _ = self.addr_tx.send(AddrCommand::RemoveRoutes(
-                            slot.plan.standby_routes.clone(),
-                            Vec::new(),
-                        ));
+                    let standby = std::mem::take(&mut self.slots[i].standby_installed);
+                    if !standby.is_empty() {
+                        let _ = self
+                            .addr_tx
+                            .send(AddrCommand::RemoveRoutes(standby, Vec::new()));
                     }
+                    let slot = &self.slots[i];
                     if !slot.plan.routes.is_empty() || !slot.plan.rules.is_empty() {
                         let _ = self.addr_tx.send(AddrCommand::AddRoutes(
                             slot.plan.routes.clone(),
@@ -1433,17 +1447,26 @@ impl EngineLoop {
                 Action::Transition { from, to, reason } => {
                     self.status_dirty = true;
                     // `@vipd standby_metric`: the standby routes exist exactly while
-                    // BACKUP (on BACKUP → MASTER already removed with `AddAddresses`).
-                    let standby = &self.slots[i].plan.standby_routes;
-                    if !standby.is_empty() && from != to {
+                    // BACKUP (on BACKUP → MASTER already removed with `AddAddresses`),
+                    // with the metric of the effective priority.
+                    if from != to {
+                        let slot = &mut self.slots[i];
                         if to == State::Backup {
-                            let _ = self
-                                .addr_tx
-                                .send(AddrCommand::AddRoutes(standby.clone(), Vec::new()));
+                            slot.standby_installed =
+                                slot.plan.standby_routes_at(slot.inst.priority());
+                            if !slot.standby_installed.is_empty() {
+                                let _ = self.addr_tx.send(AddrCommand::AddRoutes(
+                                    slot.standby_installed.clone(),
+                                    Vec::new(),
+                                ));
+                            }
                         } else if from == State::Backup {
-                            let _ = self
-                                .addr_tx
-                                .send(AddrCommand::RemoveRoutes(standby.clone(), Vec::new()));
+                            let standby = std::mem::take(&mut slot.standby_installed);
+                            if !standby.is_empty() {
+                                let _ = self
+                                    .addr_tx
+                                    .send(AddrCommand::RemoveRoutes(standby, Vec::new()));
+                            }
                         }
                     }
                     // keepalived: first after garp_master_delay plus the interval.
@@ -1662,6 +1685,28 @@ impl EngineLoop {
         for m in members {
             self.slots[m].inst.set_fault(now, fault);
             self.drain_actions(m, now);
+        }
+    }
+
+    /// `@vipd standby_metric`: while BACKUP, the installed standby routes follow the
+    /// effective priority (tracking weights, a reload): on a change they are replaced,
+    /// the old metric's removed first (zebra keeps one kernel route per prefix and
+    /// table: see `AddAddresses`), so the upstream's order of standbys follows health.
+    fn refresh_standby(&mut self, i: usize) {
+        let slot = &mut self.slots[i];
+        if slot.standby_installed.is_empty() || slot.inst.state() != State::Backup {
+            return;
+        }
+        let want = slot.plan.standby_routes_at(slot.inst.priority());
+        if want == slot.standby_installed {
+            return;
+        }
+        let old = std::mem::replace(&mut slot.standby_installed, want.clone());
+        let _ = self
+            .addr_tx
+            .send(AddrCommand::RemoveRoutes(old, Vec::new()));
+        if !want.is_empty() {
+            let _ = self.addr_tx.send(AddrCommand::AddRoutes(want, Vec::new()));
         }
     }
 

@@ -21,6 +21,8 @@
 //! * [`Prober`] — a 1 ms ICMP/ICMPv6 echo prober that measures outages.
 //! * [`Capture`] — an AF_PACKET capture of VRRP adverts, ARP and neighbour
 //!   advertisements, with timestamps on the same clock as the prober.
+//! * [`routed`] — the routed (BGP) lab around a [`Lan`]: an upstream router and
+//!   a client on another subnet, FRR on every router.
 //! * [`Keepalived`] — starts keepalived 2.x as a peer in a namespace; [`Version`]
 //!   picks Debian's 2.2.7 or the upstream 2.4.3 the CI builds.
 //!
@@ -51,6 +53,7 @@ mod lan;
 mod ns;
 mod probe;
 mod process;
+pub mod routed;
 mod util;
 pub mod vm;
 

@@ -28,6 +28,10 @@ pub struct LabArgs {
     /// Keep the work directory (configs and daemon logs) for a look afterwards.
     #[arg(long)]
     pub keep: bool,
+    /// The routed lab instead: VIP announced over BGP by FRR on each router to an
+    /// upstream router, client on another subnet (needs FRR: apt-get install frr).
+    #[arg(long)]
+    pub bgp: bool,
 }
 
 pub fn run(args: LabArgs) -> Result<ExitCode> {
@@ -37,6 +41,22 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
     if args.version == 2 && (args.ipv6 || !args.advert_ms.is_multiple_of(1000)) {
         bail!("VRRPv2 is IPv4 only and advertises whole seconds: use --advert-ms 1000 (or more) with --version 2");
     }
+    let abort = ctrl_c_flag();
+    if args.bgp {
+        return crate::lab_bgp::run(args, abort);
+    }
+    let mut lab = Lab::new(args, abort.clone())?;
+    let res = lab.script();
+    lab.teardown();
+    match res {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(_) if abort.load(Ordering::SeqCst) => Ok(ExitCode::from(130)),
+        Err(e) => Err(e),
+    }
+}
+
+/// A flag that Ctrl-C (SIGINT) sets: the labs check it while they wait and tear down.
+pub(crate) fn ctrl_c_flag() -> Arc<AtomicBool> {
     let abort = Arc::new(AtomicBool::new(false));
     {
         let abort = abort.clone();
@@ -53,14 +73,7 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
             }
         });
     }
-    let mut lab = Lab::new(args, abort.clone())?;
-    let res = lab.script();
-    lab.teardown();
-    match res {
-        Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(_) if abort.load(Ordering::SeqCst) => Ok(ExitCode::from(130)),
-        Err(e) => Err(e),
-    }
+    abort
 }
 
 struct Lab {
@@ -324,10 +337,10 @@ impl Lab {
     }
 }
 
-fn prober_offset(p: &Prober) -> Duration {
+pub(crate) fn prober_offset(p: &Prober) -> Duration {
     p.started_at().elapsed()
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }

@@ -9,6 +9,7 @@ mod dbus;
 mod dumps;
 mod gen;
 mod lab;
+mod lab_bgp;
 mod pidfile;
 mod plan;
 mod realserver;

@@ -1,4 +1,5 @@
-//! BGP mode in a routed lab: two vipd routers r1, r2 (VRRP between them on their own
+//! BGP mode in the routed lab of `vipd_netns::routed` (the one `vipd lab --bgp` shows):
+//! two vipd routers r1, r2 (VRRP between them on their own
 //! link), each with its own FRR (zebra + bfdd + bgpd) peering eBGP, with BFD on the
 //! session, with an upstream FRR router over a separate point-to-point link, and a
 //! client behind the upstream on another subnet:
@@ -12,260 +13,29 @@
 //! `virtual_routes { 192.0.2.200/32 dev lo table 100 }`; bgpd announces the first as a
 //! connected route and the second as imported by zebra from table 100
 //! (packaging/examples/bgp-vipd.conf, frr/frr-vipd.conf and frr/frr-upstream.conf,
-//! read here as shipped). The client pings the VIP through the upstream; every failover kind
+//! compiled into vipd_netns::routed as shipped). The client pings the VIP through the upstream; every failover kind
 //! must move the upstream's route and the client's traffic to the new master, and a
 //! stopped or FAULT router must announce nothing. Each test prints the client's outage
-//! (probe every 20 ms), the figures in BENCHMARKS.md.
+//! (probe every 20 ms), the figures in BENCHMARKS.md. The same lab over IPv6
+//! (bgp-vipd-ipv6.conf, frr/frr-*-ipv6.conf): `ipv6_router_crash_moves_the_route`.
 
 mod common;
 
 use common::{Cluster, Spec};
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
-use vipd_netns::{has_address, Netns, ProbeOptions, ProbeReport, Prober, Proc, Signal};
+use vipd_netns::routed::{self, uplink, uplink6, RoutedLab, RoutedOptions, BGP_VIP6};
+use vipd_netns::{has_address, ProbeOptions, ProbeReport, Prober, Signal};
 
-const ZEBRA: &str = "/usr/lib/frr/zebra";
-const BGPD: &str = "/usr/lib/frr/bgpd";
-const BFDD: &str = "/usr/lib/frr/bfdd";
-const VTYSH: &str = "/usr/bin/vtysh";
-const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
+const VIP: Ipv4Addr = routed::BGP_VIP;
 /// A prefix announced through `virtual_routes ... table 100`.
-const ROUTED: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 200);
-const CLIENT: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
+const ROUTED: Ipv4Addr = routed::BGP_ROUTED;
 /// The client's probe interval.
 const PROBE: Duration = Duration::from_millis(20);
 
-fn example(name: &str) -> String {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../packaging/examples")
-        .join(name);
-    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
-/// Router `i`'s address on its link to the upstream (198.51.100.1, .3), and the
-/// upstream's end of it (198.51.100.0, .2).
-fn uplink(i: usize) -> (Ipv4Addr, Ipv4Addr) {
-    let base = 2 * (i as u8 - 1);
-    (
-        Ipv4Addr::new(198, 51, 100, base + 1),
-        Ipv4Addr::new(198, 51, 100, base),
-    )
-}
-
-/// The shipped example is r1's file; r2's differs only in its own addresses.
-fn router_frr_conf(i: usize) -> String {
-    let (me, up) = uplink(i);
-    example("frr/frr-vipd.conf")
-        .replace("198.51.100.1", &me.to_string())
-        .replace("198.51.100.0", &up.to_string())
-}
-
-/// One FRR instance (zebra + bfdd + bgpd) in a namespace, with its own config, pid
-/// files, zserv, BFD control and vty sockets in `dir`: nothing touches the system's FRR. The integrated config is
-/// applied by `vtysh -f`, as FRR's own start-up does with `vtysh -b`.
-struct Frr {
-    dir: PathBuf,
-    zebra: Proc,
-    bfdd: Proc,
-    bgpd: Proc,
-}
-
-impl Frr {
-    fn start(ns: &Netns, dir: PathBuf, config: &str) -> Frr {
-        // The daemons drop root for the `frr` user: their files live where it may write.
-        std::fs::create_dir_all(&dir).unwrap();
-        let mode = |p: &Path, m| {
-            std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(m)).unwrap()
-        };
-        mode(&dir, 0o777);
-        let empty = dir.join("empty.conf");
-        std::fs::write(&empty, "").unwrap();
-        mode(&empty, 0o644);
-        let d = dir.display().to_string();
-        let daemon = |bin: &str, name: &str| {
-            let mut args = vec![
-                bin.to_string(),
-                "-f".into(),
-                empty.display().to_string(),
-                "-i".into(),
-                format!("{d}/{name}.pid"),
-                "-z".into(),
-                format!("{d}/zserv.api"),
-                "--vty_socket".into(),
-                d.clone(),
-                "--log".into(),
-                "stdout".into(),
-                "--log-level".into(),
-                "info".into(),
-            ];
-            if name == "bfdd" {
-                args.extend(["--bfdctl".into(), format!("{d}/bfdd.sock")]);
-            }
-            ns.spawn(args, dir.join(format!("{name}.log")))
-                .unwrap_or_else(|e| panic!("starting {name}: {e:#}"))
-        };
-        let zebra = daemon(ZEBRA, "zebra");
-        let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
-            dir.join("zebra.vty").exists() && dir.join("zserv.api").exists()
-        });
-        assert!(ok, "zebra did not start:\n{}", zebra.log_tail(20));
-        let bfdd = daemon(BFDD, "bfdd");
-        let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
-            dir.join("bfdd.vty").exists()
-        });
-        assert!(ok, "bfdd did not start:\n{}", bfdd.log_tail(20));
-        let bgpd = daemon(BGPD, "bgpd");
-        let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
-            dir.join("bgpd.vty").exists()
-        });
-        assert!(ok, "bgpd did not start:\n{}", bgpd.log_tail(20));
-        let frr = Frr {
-            dir,
-            zebra,
-            bfdd,
-            bgpd,
-        };
-        let conf = frr.dir.join("frr.conf");
-        std::fs::write(&conf, config).unwrap();
-        let o = std::process::Command::new(VTYSH)
-            .arg("--vty_socket")
-            .arg(&frr.dir)
-            .arg("-f")
-            .arg(&conf)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "vtysh -f {}: {}{}",
-            conf.display(),
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        frr
-    }
-
-    fn vtysh(&self, cmd: &str) -> String {
-        self.vtysh_on("bgpd", cmd)
-    }
-
-    fn vtysh_on(&self, daemon: &str, cmd: &str) -> String {
-        let o = std::process::Command::new(VTYSH)
-            .arg("--vty_socket")
-            .arg(&self.dir)
-            .args(["-d", daemon, "-c", cmd])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-
-    /// The next hops of the BGP paths this router has for the VIP, best path first.
-    fn vip_paths(&self) -> Vec<Ipv4Addr> {
-        self.paths(VIP)
-    }
-
-    /// The BGP paths this router has for the VIP, best first: (next hop, MED).
-    fn vip_paths_med(&self) -> Vec<(Ipv4Addr, Option<u64>)> {
-        let out = self.vtysh(&format!("show ip bgp {VIP}/32 json"));
-        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
-        let mut paths: Vec<(bool, Ipv4Addr, Option<u64>)> = v["paths"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|p| {
-                        let nh = p["nexthops"][0]["ip"].as_str()?.parse().ok()?;
-                        Some((p["bestpath"]["overall"] == true, nh, p["metric"].as_u64()))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        paths.sort_by_key(|(best, _, _)| !best);
-        paths.into_iter().map(|(_, nh, med)| (nh, med)).collect()
-    }
-
-    /// The next hops of the BGP paths this router has for `dst`/32, best path first.
-    fn paths(&self, dst: Ipv4Addr) -> Vec<Ipv4Addr> {
-        let out = self.vtysh(&format!("show ip bgp {dst}/32 json"));
-        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
-        let mut paths: Vec<(bool, Ipv4Addr)> = v["paths"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|p| {
-                        let nh = p["nexthops"][0]["ip"].as_str()?.parse().ok()?;
-                        Some((p["bestpath"]["overall"] == true, nh))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        paths.sort_by_key(|(best, _)| !best);
-        paths.into_iter().map(|(_, nh)| nh).collect()
-    }
-
-    /// The BFD session states to `peer` (as `show bfd peers` has them), e.g. "up".
-    fn bfd_status(&self, peer: Ipv4Addr) -> Option<String> {
-        let out = self.vtysh_on("bfdd", "show bfd peers json");
-        let v: serde_json::Value = serde_json::from_str(&out).ok()?;
-        v.as_array()?
-            .iter()
-            .find(|p| p["peer"] == peer.to_string())
-            .and_then(|p| p["status"].as_str().map(str::to_string))
-    }
-
-    fn logs(&self) -> String {
-        format!(
-            "{}\n{}\n{}",
-            self.zebra.log_tail(15),
-            self.bfdd.log_tail(10),
-            self.bgpd.log_tail(15)
-        )
-    }
-
-    /// A router crash: its routing daemons die with it (SIGKILL).
-    fn kill9(&mut self) {
-        for p in [&mut self.bgpd, &mut self.bfdd, &mut self.zebra] {
-            p.kill9();
-            forget_crash_dir(p);
-        }
-    }
-}
-
-/// FRR keeps a per-process directory `/var/tmp/frr/<daemon>.<pid>` (crash logs) that it
-/// removes on a clean exit only.
-fn forget_crash_dir(p: &Proc) {
-    for name in ["zebra", "bfdd", "bgpd"] {
-        let _ = std::fs::remove_dir_all(format!("/var/tmp/frr/{name}.{}", p.pid()));
-    }
-}
-
-impl Drop for Frr {
-    /// A clean stop (SIGTERM), so FRR removes its own files; `Proc`'s drop SIGKILLs
-    /// what is left.
-    fn drop(&mut self) {
-        for p in [&mut self.bgpd, &mut self.bfdd, &mut self.zebra] {
-            let _ = p.signal(Signal::SIGTERM);
-            if p.wait_timeout(Duration::from_secs(3)).is_none() {
-                p.kill9();
-            }
-            forget_crash_dir(p);
-        }
-    }
-}
-
-/// Fields drop in order: FRR stops cleanly before the namespaces go.
-struct Lab {
-    up_frr: Frr,
-    frr: Vec<Frr>,
-    c: Cluster,
-    upstream: Netns,
-    client: Netns,
-}
-
 fn frr_available() -> bool {
-    if [ZEBRA, BFDD, BGPD, VTYSH]
-        .iter()
-        .all(|p| Path::new(p).exists())
-    {
+    if routed::frr_installed() {
         return true;
     }
     let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false" && v != "0");
@@ -286,12 +56,12 @@ fn spec() -> Spec {
 /// in the instance and `global` blocks before it (keepalived loads the result too: see
 /// `the_example_is_valid_keepalived`).
 fn vrrp_conf(priority: u8, extra: &[&str], global: &str) -> String {
-    example_conf("bgp-vipd.conf", priority, extra, global)
+    example_conf(routed::BGP_VIPD_CONF, priority, extra, global)
 }
 
 /// [`vrrp_conf`] of another example file.
-fn example_conf(file: &str, priority: u8, extra: &[&str], global: &str) -> String {
-    let mut conf = example(file).replace("priority 200", &format!("priority {priority}"));
+fn example_conf(example: &str, priority: u8, extra: &[&str], global: &str) -> String {
+    let mut conf = example.replace("priority 200", &format!("priority {priority}"));
     let at = conf
         .find("    version 3\n")
         .expect("version 3 in the example")
@@ -302,127 +72,40 @@ fn example_conf(file: &str, priority: u8, extra: &[&str], global: &str) -> Strin
     format!("{global}{conf}")
 }
 
-/// The shipped FRR config without its `neighbor ... bfd` lines (BGP alone).
-fn without_bfd(conf: &str) -> String {
-    let out: String = conf
-        .lines()
-        .filter(|l| !l.contains(" bfd profile "))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    assert_ne!(
-        out.lines().count(),
-        conf.lines().count(),
-        "no BFD to remove"
-    );
-    out
+/// The lab (vipd_netns::routed) with a [`Cluster`] running vipd on its routers. Fields
+/// drop in order: FRR stops cleanly before the namespaces go.
+struct Lab {
+    net: RoutedLab,
+    c: Cluster,
+}
+
+impl std::ops::Deref for Lab {
+    type Target = RoutedLab;
+    fn deref(&self) -> &RoutedLab {
+        &self.net
+    }
 }
 
 impl Lab {
     fn new(tag: &str) -> Option<Lab> {
-        Lab::with(tag, true)
+        Lab::with(tag, 2, RoutedOptions::default())
     }
 
-    /// `bfd`: the shipped FRR configs as they are; otherwise without BFD on the
-    /// sessions.
-    fn with(tag: &str, bfd: bool) -> Option<Lab> {
-        let frr_conf = |c: String| if bfd { c } else { without_bfd(&c) };
+    /// `n` routers, `opts` (BFD: the shipped FRR configs as they are, or without BFD on
+    /// the sessions; IPv4 or IPv6).
+    fn with(tag: &str, n: usize, opts: RoutedOptions) -> Option<Lab> {
         if !frr_available() {
             return None;
         }
-        let c = Cluster::new(2, tag)?;
-        let upstream = Netns::new(format!("{}-up", c.lan.prefix())).unwrap();
-        let client = Netns::new(format!("{}-bcl", c.lan.prefix())).unwrap();
-        upstream.sysctl("net.ipv4.ip_forward", "1").unwrap();
-        let mut b = String::new();
-        for i in 1..=2 {
-            let up = uplink(i).1;
-            let r = c.lan.router(i);
-            b.push_str(&format!(
-                "link add r{i} type veth peer name uplink netns {}\n\
-                 addr add {up}/31 dev r{i}\nlink set r{i} up\n",
-                r.name()
-            ));
-        }
-        b.push_str(&format!(
-            "link add cl type veth peer name eth0 netns {}\n\
-             addr add 203.0.113.1/24 dev cl\nlink set cl up\n",
-            client.name()
-        ));
-        upstream.ip_batch(&b).unwrap();
-        for i in 1..=2 {
-            let me = uplink(i).0;
-            c.lan
-                .router(i)
-                .ip_batch(&format!(
-                    "addr add {me}/31 dev uplink\nlink set uplink up\n"
-                ))
-                .unwrap();
-        }
-        client
-            .ip_batch(&format!(
-                "addr add {CLIENT}/24 dev eth0\nlink set eth0 up\n\
-                 route add default via 203.0.113.1\n"
-            ))
-            .unwrap();
-        let up_frr = Frr::start(
-            &upstream,
-            c.dir.join("frr-up"),
-            &frr_conf(example("frr/frr-upstream.conf")),
-        );
-        let frr = (1..=2)
-            .map(|i| {
-                Frr::start(
-                    c.lan.router(i),
-                    c.dir.join(format!("frr-r{i}")),
-                    &frr_conf(router_frr_conf(i)),
-                )
-            })
-            .collect();
-        let lab = Lab {
-            c,
-            upstream,
-            client,
-            up_frr,
-            frr,
-        };
-        // Both sessions up, and the routers learnt the client network (return path).
-        for i in 1..=2 {
-            let ok =
-                vipd_netns::wait_for(Duration::from_secs(30), Duration::from_millis(50), || {
-                    lab.c
-                        .lan
-                        .router(i)
-                        .ip(["route", "show", "203.0.113.0/24"])
-                        .is_ok_and(|s| s.contains("via"))
-                });
-            assert!(
-                ok,
-                "r{i} never learnt 203.0.113.0/24 over BGP\n{}",
-                lab.frr_logs()
-            );
-            if bfd {
-                let ok = vipd_netns::wait_for(
-                    Duration::from_secs(10),
-                    Duration::from_millis(50),
-                    || lab.up_frr.bfd_status(uplink(i).0).as_deref() == Some("up"),
-                );
-                assert!(
-                    ok,
-                    "no BFD session to r{i}: {}\n{}",
-                    lab.up_frr.vtysh_on("bfdd", "show bfd peers"),
-                    lab.frr_logs()
-                );
-            }
-        }
-        Some(lab)
+        let c = Cluster::new(n, tag)?;
+        let net = RoutedLab::build(&c.lan, c.dir.path(), opts)
+            .unwrap_or_else(|e| panic!("building the routed lab: {e:#}"));
+        Some(Lab { net, c })
     }
 
-    fn frr_logs(&self) -> String {
-        let mut s = format!("--- upstream FRR:\n{}\n", self.up_frr.logs());
-        for (i, f) in self.frr.iter().enumerate() {
-            s.push_str(&format!("--- r{} FRR:\n{}\n", i + 1, f.logs()));
-        }
-        s
+    /// Router `i`'s FRR.
+    fn frr(&self, i: usize) -> &routed::Frr {
+        self.net.frr(i)
     }
 
     fn all_logs(&self) -> String {
@@ -431,20 +114,12 @@ impl Lab {
 
     /// The upstream's kernel next hop for the VIP, if it has a route.
     fn upstream_next_hop(&self) -> Option<Ipv4Addr> {
-        let out = self
-            .upstream
-            .ip(["route", "show", &format!("{VIP}/32")])
-            .ok()?;
-        let w: Vec<&str> = out.split_whitespace().collect();
-        let at = w.iter().position(|x| *x == "via")?;
-        w.get(at + 1)?.parse().ok()
+        self.net.upstream_next_hop(VIP)
     }
 
     /// Routers (1-based) whose `lo` holds the VIP.
     fn holders(&self) -> Vec<usize> {
-        (1..=2)
-            .filter(|&i| has_address(self.c.lan.router(i), "lo", IpAddr::V4(VIP)))
-            .collect()
+        RoutedLab::holders(&self.c.lan, IpAddr::V4(VIP))
     }
 
     /// Waits until router `i` alone holds the VIP, alone announces it and the
@@ -455,7 +130,7 @@ impl Lab {
         let want = uplink(i).0;
         let ok = vipd_netns::wait_for(timeout, Duration::from_millis(20), || {
             self.upstream_next_hop() == Some(want)
-                && self.up_frr.vip_paths() == [want]
+                && self.up_frr.paths(VIP) == [want]
                 && self.up_frr.paths(ROUTED) == [want]
                 && self.holders() == [i]
         });
@@ -465,7 +140,7 @@ impl Lab {
              and {:?}, holders {:?}\n{}",
             start.elapsed(),
             self.upstream_next_hop(),
-            self.up_frr.vip_paths(),
+            self.up_frr.paths(VIP),
             self.up_frr.paths(ROUTED),
             self.holders(),
             self.all_logs()
@@ -488,52 +163,69 @@ impl Lab {
         self.assert_client_reaches(1);
         // The backup announces nothing: r2's own BGP table has no local VIP route and
         // the upstream has r1's path only.
-        assert_eq!(
-            self.up_frr.vip_paths(),
-            [uplink(1).0],
-            "{}",
-            self.all_logs()
-        );
+        assert_eq!(self.up_frr.paths(VIP), [uplink(1).0], "{}", self.all_logs());
         assert_eq!(self.up_frr.paths(ROUTED), [uplink(1).0]);
         for dst in [VIP, ROUTED] {
             assert!(
-                self.frr[1].paths(dst).is_empty(),
+                self.frr(2).paths(dst).is_empty(),
                 "backup r2 has a route to {dst} in BGP: {:?}",
-                self.frr[1].vtysh(&format!("show ip bgp {dst}/32"))
+                self.frr(2).vtysh(&format!("show ip bgp {dst}/32"))
             );
         }
     }
 
     /// The client gets echo replies from the VIP, and the upstream forwards to `i`.
     fn assert_client_reaches(&self, i: usize) {
-        let r = Prober::probe_for(
-            &self.client,
-            IpAddr::V4(VIP),
-            PROBE,
-            Duration::from_millis(300),
-        )
-        .unwrap();
+        self.assert_client_reaches_vip(IpAddr::V4(VIP));
+        assert_eq!(self.upstream_next_hop(), Some(uplink(i).0));
+    }
+
+    /// The client gets echo replies from `vip`.
+    fn assert_client_reaches_vip(&self, vip: IpAddr) {
+        let r = Prober::probe_for(&self.client, vip, PROBE, Duration::from_millis(300)).unwrap();
         assert!(
             r.received > 0 && r.lost().len() <= 1,
-            "client → VIP: sent {} received {}\n{}",
+            "client → {vip}: sent {} received {}\n{}",
             r.sent,
             r.received,
             self.all_logs()
         );
-        assert_eq!(self.upstream_next_hop(), Some(uplink(i).0));
     }
 
     /// [`start_pair`](Self::start_pair), then the client probing the VIP (replies
     /// already coming back).
     fn start_pair_probing(&mut self, r1: &str, r2: &str) -> Prober {
         self.start_pair(r1, r2);
-        let p = Prober::start(&self.client, IpAddr::V4(VIP), ProbeOptions::every(PROBE)).unwrap();
+        self.probing(IpAddr::V4(VIP))
+    }
+
+    /// The client probing `vip` every [`PROBE`], replies already coming back.
+    fn probing(&self, vip: IpAddr) -> Prober {
+        let p = Prober::start(&self.client, vip, ProbeOptions::every(PROBE)).unwrap();
         let ok = vipd_netns::wait_for(Duration::from_secs(2), Duration::from_millis(10), || {
             p.received() >= 5
         });
         assert!(ok, "no replies before the event\n{}", self.all_logs());
         p
     }
+
+    /// Router `i` crashes: vipd and its routing daemons killed (-9).
+    fn crash_router(&mut self, i: usize) {
+        self.c.crash(i);
+        self.net.crash_frr(i);
+    }
+}
+
+/// A tracked file `name` in the lab's directory, holding 0, and the `vrrp_track_file tf`
+/// block watching it: (path, block).
+fn track_file(lab: &Lab, name: &str) -> (std::path::PathBuf, String) {
+    let file = lab.c.dir.join(name);
+    std::fs::write(&file, "0\n").unwrap();
+    let global = format!(
+        "vrrp_track_file tf {{\n    file \"{}\"\n    init_file 0\n}}\n",
+        file.display()
+    );
+    (file, global)
 }
 
 /// Stops the prober (after replies have come back for a while) and prints the outage.
@@ -581,18 +273,17 @@ fn router_crash_moves_the_route() {
     let s = spec();
     let p = lab.start_pair_probing(&vrrp_conf(200, &[], ""), &vrrp_conf(100, &[], ""));
     let t = Instant::now();
-    lab.c.crash(1);
-    lab.frr[0].kill9();
+    lab.crash_router(1);
     // r1's kernel keeps its VIP (nothing cleaned it up) but nothing routes to it.
     let ok = vipd_netns::wait_for(s.takeover_timeout(), Duration::from_millis(20), || {
-        lab.upstream_next_hop() == Some(uplink(2).0) && lab.up_frr.vip_paths() == [uplink(2).0]
+        lab.upstream_next_hop() == Some(uplink(2).0) && lab.up_frr.paths(VIP) == [uplink(2).0]
     });
     let took = t.elapsed();
     assert!(
         ok,
         "route not moved to r2: {:?} {:?}\n{}",
         lab.upstream_next_hop(),
-        lab.up_frr.vip_paths(),
+        lab.up_frr.paths(VIP),
         lab.all_logs()
     );
     assert_eq!(lab.c.instance(2)["state"], "MASTER");
@@ -627,17 +318,16 @@ fn silent_router_death(lab: &mut Lab, kind: &str) -> (ProbeReport, Duration) {
         .router(1)
         .exec(&["nft", "-f", &rules.display().to_string()])
         .expect("nft");
-    lab.c.crash(1);
-    lab.frr[0].kill9();
+    lab.crash_router(1);
     let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
-        lab.upstream_next_hop() == Some(uplink(2).0) && lab.up_frr.vip_paths() == [uplink(2).0]
+        lab.upstream_next_hop() == Some(uplink(2).0) && lab.up_frr.paths(VIP) == [uplink(2).0]
     });
     let took = t.elapsed();
     assert!(
         ok,
         "route not moved to r2: {:?} {:?}\n{}",
         lab.upstream_next_hop(),
-        lab.up_frr.vip_paths(),
+        lab.up_frr.paths(VIP),
         lab.all_logs()
     );
     assert_eq!(lab.c.instance(2)["state"], "MASTER");
@@ -655,7 +345,7 @@ fn silent_router_death_is_noticed_by_bfd() {
     };
     let (r, took) = silent_router_death(&mut lab, "silent router death, BFD 3 × 100 ms");
     assert_eq!(
-        lab.up_frr.bfd_status(uplink(1).0).as_deref(),
+        lab.up_frr.bfd_status(uplink(1).0.into()).as_deref(),
         Some("down"),
         "{}",
         lab.up_frr.vtysh_on("bfdd", "show bfd peers")
@@ -678,7 +368,14 @@ fn silent_router_death_is_noticed_by_bfd() {
 /// last keepalive, sent every second). What BFD saves.
 #[test]
 fn silent_router_death_without_bfd_waits_the_hold_time() {
-    let Some(mut lab) = Lab::with("bgp-silent-nobfd", false) else {
+    let Some(mut lab) = Lab::with(
+        "bgp-silent-nobfd",
+        2,
+        RoutedOptions {
+            bfd: false,
+            ..Default::default()
+        },
+    ) else {
         return;
     };
     let (r, took) = silent_router_death(&mut lab, "silent router death, no BFD (hold 3 s)");
@@ -705,16 +402,11 @@ fn anycast_standby_path_takes_over_before_vrrp() {
     let Some(mut lab) = Lab::new("bgp-anycast") else {
         return;
     };
-    let file = lab.c.dir.join("down");
-    std::fs::write(&file, "0\n").unwrap();
-    let global = format!(
-        "vrrp_track_file tf {{\n    file \"{}\"\n    init_file 0\n}}\n",
-        file.display()
-    );
+    let (file, global) = track_file(&lab, "down");
     let (r1, r2) = (uplink(1).0, uplink(2).0);
-    let c1 = example_conf("bgp-anycast-vipd.conf", 200, &[], "");
+    let c1 = example_conf(routed::BGP_ANYCAST_VIPD_CONF, 200, &[], "");
     let c2 = example_conf(
-        "bgp-anycast-vipd.conf",
+        routed::BGP_ANYCAST_VIPD_CONF,
         100,
         &["track_file {\n        tf weight 0\n    }"],
         &global,
@@ -727,12 +419,12 @@ fn anycast_standby_path_takes_over_before_vrrp() {
     };
     let wait_paths = |lab: &Lab, want: &[(Ipv4Addr, Option<u64>)], what: &str| {
         let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
-            lab.up_frr.vip_paths_med() == want
+            lab.up_frr.paths_med(VIP) == want
         });
         assert!(
             ok,
             "{what}: upstream's paths {:?}, want {want:?}\n{}",
-            lab.up_frr.vip_paths_med(),
+            lab.up_frr.paths_med(VIP),
             lab.all_logs()
         );
     };
@@ -766,14 +458,9 @@ fn anycast_standby_path_takes_over_before_vrrp() {
     );
     // Master crash (the kernel resets r1's BGP session): the upstream drops r1's path
     // and forwards along the standby path at once.
-    let p = Prober::start(&lab.client, IpAddr::V4(VIP), ProbeOptions::every(PROBE)).unwrap();
-    let ok = vipd_netns::wait_for(Duration::from_secs(2), Duration::from_millis(10), || {
-        p.received() >= 5
-    });
-    assert!(ok, "no replies before the crash\n{}", lab.all_logs());
+    let p = lab.probing(IpAddr::V4(VIP));
     let t = Instant::now();
-    lab.c.crash(1);
-    lab.frr[0].kill9();
+    lab.crash_router(1);
     let mut r2_state_at_move = String::new();
     let ok = vipd_netns::wait_for(Duration::from_secs(5), Duration::from_millis(5), || {
         if lab.upstream_next_hop() == Some(r2) {
@@ -801,6 +488,188 @@ fn anycast_standby_path_takes_over_before_vrrp() {
     lab.assert_client_reaches(2);
 }
 
+/// `@vipd standby_metric` follows tracking: three anycast routers, r1 (priority 200)
+/// master, r2 (150) the preferred standby (MED 1000 + 255 − 150 = 1105), r3 (100) the
+/// other (1155). A tracked failure on r2 (`track_file` weight −100: priority 50) replaces
+/// its standby route with metric 1205, so the upstream now prefers r3's path after
+/// r1's; a master crash then moves the client to r3, the next VRRP master, not to r2.
+/// Health back, r2's metric returns to 1105.
+#[test]
+fn anycast_standby_metric_follows_tracking() {
+    let Some(mut lab) = Lab::with("bgp-anycast-track", 3, RoutedOptions::default()) else {
+        return;
+    };
+    let (file, global) = track_file(&lab, "r2-sick");
+    let [r1, r2, r3] = [1, 2, 3].map(|i| uplink(i).0);
+    let c2 = example_conf(
+        routed::BGP_ANYCAST_VIPD_CONF,
+        150,
+        &["track_file {\n        tf weight -100\n    }"],
+        &global,
+    );
+    lab.c.start_vipd(
+        1,
+        &example_conf(routed::BGP_ANYCAST_VIPD_CONF, 200, &[], ""),
+    );
+    lab.c.start_vipd(2, &c2);
+    lab.c.start_vipd(
+        3,
+        &example_conf(routed::BGP_ANYCAST_VIPD_CONF, 100, &[], ""),
+    );
+    // The upstream's paths: the best first, the standbys in any order.
+    let paths = |lab: &Lab| {
+        let mut p = lab.up_frr.paths_med(VIP);
+        if p.len() > 1 {
+            p[1..].sort();
+        }
+        p
+    };
+    let wait_paths = |lab: &Lab, want: &[(Ipv4Addr, Option<u64>)], what: &str| {
+        let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
+            paths(lab) == want
+        });
+        assert!(
+            ok,
+            "{what}: upstream's paths {:?}, want {want:?}\n{}",
+            lab.up_frr.paths_med(VIP),
+            lab.all_logs()
+        );
+    };
+    // r2's kernel table 100: exactly one VIP route, with this metric.
+    let r2_metric = |lab: &Lab| -> Vec<String> {
+        lab.c
+            .lan
+            .router(2)
+            .ip(["route", "show", "table", "100"])
+            .unwrap()
+            .lines()
+            .filter(|l| l.starts_with(&VIP.to_string()))
+            .map(|l| {
+                l.split_whitespace()
+                    .skip_while(|w| *w != "metric")
+                    .nth(1)
+                    .unwrap_or("none")
+                    .to_string()
+            })
+            .collect()
+    };
+    // r2's check fails (`sick`: priority 150 − 100 = 50, still BACKUP, not FAULT) or
+    // passes: its MED and kernel metric 1205 or 1105, r1's and r3's unchanged.
+    let r2_health = |lab: &Lab, sick: bool, what: &str| {
+        std::fs::write(&file, if sick { "1\n" } else { "0\n" }).unwrap();
+        let med: u32 = if sick { 1205 } else { 1105 };
+        wait_paths(
+            lab,
+            &[(r1, Some(100)), (r2, Some(med.into())), (r3, Some(1155))],
+            what,
+        );
+        assert_eq!(
+            r2_metric(lab),
+            [med.to_string()],
+            "{what}\n{}",
+            lab.c.log(2)
+        );
+        assert_eq!(lab.c.instance(2)["state"], "BACKUP", "{what}");
+    };
+    r2_health(&lab, false, "steady state");
+    r2_health(&lab, true, "r2 sick");
+    r2_health(&lab, false, "r2 healthy again");
+    // Sick again, then the master crashes: the upstream's next choice is r3.
+    r2_health(&lab, true, "r2 sick again");
+    lab.crash_router(1);
+    let ok = vipd_netns::wait_for(Duration::from_secs(5), Duration::from_millis(10), || {
+        lab.upstream_next_hop() == Some(r3)
+    });
+    assert!(
+        ok,
+        "the upstream did not move to r3: {:?}\n{}",
+        lab.up_frr.paths_med(VIP),
+        lab.all_logs()
+    );
+    // r3 (priority 100 > r2's 50) becomes VRRP master and announces MED 100.
+    wait_paths(&lab, &[(r3, Some(100)), (r2, Some(1205))], "r3 MASTER");
+    assert_eq!(lab.c.instance(3)["state"], "MASTER");
+    lab.assert_client_reaches(3);
+    // r2's vipd crashes with its moved metric installed; restarted, it removes that
+    // stale route (at whatever metric) before installing its own.
+    lab.c.crash(2);
+    assert_eq!(r2_metric(&lab), ["1205"]);
+    lab.c.start_vipd(2, &c2);
+    let ok = vipd_netns::wait_for(Duration::from_secs(5), Duration::from_millis(20), || {
+        lab.c.log(2).contains("removed stale route 192.0.2.100/32")
+    });
+    assert!(ok, "{}", lab.c.log(2));
+    wait_paths(&lab, &[(r3, Some(100)), (r2, Some(1205))], "r2 restarted");
+    assert_eq!(r2_metric(&lab), ["1205"]);
+}
+
+/// The lab over IPv6 (packaging/examples/bgp-vipd-ipv6.conf, frr/frr-vipd-ipv6.conf and
+/// frr/frr-upstream-ipv6.conf as shipped: IPv6 BGP sessions with BFD, the VIP
+/// 2001:db8:1::100/128 on the master's lo, the client on 2001:db8:203::/64): only the
+/// master announces; it crashes as a router does (vipd and FRR killed), the upstream's
+/// route moves to r2 and the client keeps reaching the VIP.
+#[test]
+fn ipv6_router_crash_moves_the_route() {
+    let opts = RoutedOptions {
+        ipv6: true,
+        ..Default::default()
+    };
+    let Some(mut lab) = Lab::with("bgp6-crash", 2, opts) else {
+        return;
+    };
+    let vip = IpAddr::V6(BGP_VIP6);
+    let conf = |priority| example_conf(routed::BGP_VIPD6_CONF, priority, &[], "");
+    // Router `i` alone holds and announces the VIP, and the upstream forwards to it.
+    let routed_to = |lab: &Lab, i: usize| {
+        lab.net.upstream_router(vip) == Some(i)
+            && lab.up_frr.paths6(BGP_VIP6) == [uplink6(i).0]
+            && RoutedLab::holders(&lab.c.lan, vip) == [i]
+    };
+    // Waits until the upstream forwards to router `i` and has its path only.
+    let wait_moved = |lab: &Lab, i: usize, timeout: Duration| {
+        let ok = vipd_netns::wait_for(timeout, Duration::from_millis(20), || {
+            lab.net.upstream_router(vip) == Some(i) && lab.up_frr.paths6(BGP_VIP6) == [uplink6(i).0]
+        });
+        assert!(
+            ok,
+            "route not moved to r{i}: {:?} {:?}\n{}",
+            lab.net.upstream_router(vip),
+            lab.up_frr.paths6(BGP_VIP6),
+            lab.all_logs()
+        );
+    };
+    let state = |lab: &Lab, i: usize| lab.c.status(i).map(|s| s["instances"][0]["state"].clone());
+    lab.c.start_vipd(1, &conf(200));
+    wait_moved(&lab, 1, Duration::from_secs(10));
+    lab.c.start_vipd(2, &conf(100));
+    let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
+        state(&lab, 2).is_some_and(|s| s == "BACKUP")
+    });
+    assert!(ok, "r2 not BACKUP\n{}", lab.c.logs());
+    // The backup announces nothing.
+    assert!(lab.frr(2).paths6(BGP_VIP6).is_empty());
+    assert!(routed_to(&lab, 1), "{}", lab.all_logs());
+    let p = lab.probing(vip);
+    let t = Instant::now();
+    lab.crash_router(1);
+    wait_moved(&lab, 2, spec().takeover_timeout());
+    let took = t.elapsed();
+    assert_eq!(lab.c.instance(2)["state"], "MASTER");
+    let r = outage(
+        "IPv6: router crash (vipd + zebra + bgpd kill -9)",
+        p,
+        t,
+        took,
+    );
+    assert!(
+        r.largest_gap() < Duration::from_secs(2),
+        "{:?}",
+        r.largest_gap()
+    );
+    lab.assert_client_reaches_vip(vip);
+    assert_eq!(lab.net.upstream_router(vip), Some(2));
+}
+
 /// (b) vipd alone crashes (kill -9) on the master: r2 takes over and announces, but the
 /// crashed vipd's kernel route stays and r1's FRR keeps announcing it, as its VIP stays
 /// on lo (r1 still answers the client meanwhile). systemd restarts vipd
@@ -824,12 +693,12 @@ fn vipd_crash_and_restart_withdraws_the_stale_route() {
         lab.c
             .status(2)
             .is_some_and(|st| st["instances"][0]["state"] == "MASTER")
-            && lab.up_frr.vip_paths().len() == 2
+            && lab.up_frr.paths(VIP).len() == 2
     });
     assert!(
         ok,
         "r2 not MASTER and announcing: {:?}\n{}",
-        lab.up_frr.vip_paths(),
+        lab.up_frr.paths(VIP),
         lab.all_logs()
     );
     // Both announce (r1's VIP and route stayed); the upstream keeps the older path.
@@ -902,9 +771,9 @@ fn graceful_stop_moves_the_route() {
         .contains(&ROUTED.to_string()));
     for dst in [VIP, ROUTED] {
         assert!(
-            lab.frr[0].paths(dst).is_empty(),
+            lab.frr(1).paths(dst).is_empty(),
             "{}",
-            lab.frr[0].vtysh(&format!("show ip bgp {dst}/32"))
+            lab.frr(1).vtysh(&format!("show ip bgp {dst}/32"))
         );
         assert_eq!(lab.up_frr.paths(dst), [uplink(2).0]);
     }
@@ -1014,16 +883,7 @@ fn graceful_stop_with_release_drain_loses_no_probe() {
         });
         assert!(ok, "r{master} not BACKUP after restart\n{}", lab.c.logs());
         lab.assert_client_reaches(other);
-        p = Prober::start(&lab.client, IpAddr::V4(VIP), ProbeOptions::every(PROBE)).unwrap();
-        let ok = vipd_netns::wait_for(Duration::from_secs(2), Duration::from_millis(10), || {
-            p.received() >= 5
-        });
-        assert!(
-            ok,
-            "no replies before round {}\n{}",
-            round + 1,
-            lab.all_logs()
-        );
+        p = lab.probing(IpAddr::V4(VIP));
         master = other;
     }
     drop(p);
@@ -1041,11 +901,7 @@ fn preemption_with_release_drain_loses_no_probe() {
     let s = spec();
     lab.c.start_vipd(2, &vrrp_conf(100, &[], ""));
     lab.wait_routed_to(2, Duration::from_secs(10));
-    let p = Prober::start(&lab.client, IpAddr::V4(VIP), ProbeOptions::every(PROBE)).unwrap();
-    let ok = vipd_netns::wait_for(Duration::from_secs(2), Duration::from_millis(10), || {
-        p.received() >= 5
-    });
-    assert!(ok, "no replies before the event\n{}", lab.all_logs());
+    let p = lab.probing(IpAddr::V4(VIP));
     let t = Instant::now();
     lab.c.start_vipd(1, &vrrp_conf(200, &[], ""));
     let took = lab.wait_routed_to(1, s.takeover_timeout() + 2 * DRAIN);
@@ -1078,12 +934,7 @@ fn tracked_failure_faults_and_withdraws() {
     let Some(mut lab) = Lab::new("bgp-fault") else {
         return;
     };
-    let file = lab.c.dir.join("down");
-    std::fs::write(&file, "0\n").unwrap();
-    let global = format!(
-        "vrrp_track_file tf {{\n    file \"{}\"\n    init_file 0\n}}\n",
-        file.display()
-    );
+    let (file, global) = track_file(&lab, "down");
     let s = spec();
     let c1 = vrrp_conf(200, &["track_file {\n        tf weight 0\n    }"], &global);
     let p = lab.start_pair_probing(&c1, &vrrp_conf(100, &[], ""));
@@ -1100,7 +951,7 @@ fn tracked_failure_faults_and_withdraws() {
     // FAULT r1 announces nothing, for a while.
     let end = Instant::now() + Duration::from_secs(1);
     while Instant::now() < end {
-        assert_eq!(lab.up_frr.vip_paths(), [uplink(2).0], "{}", lab.all_logs());
+        assert_eq!(lab.up_frr.paths(VIP), [uplink(2).0], "{}", lab.all_logs());
         assert_eq!(
             lab.up_frr.paths(ROUTED),
             [uplink(2).0],
@@ -1115,7 +966,8 @@ fn tracked_failure_faults_and_withdraws() {
 }
 
 /// The examples the lab runs are valid keepalived config (keepalived skips the `@vipd`
-/// lines): bgp-vipd.conf for 2.4.3 and Debian's 2.2.7, bgp-anycast-vipd.conf for 2.4.3
+/// lines): bgp-vipd.conf and bgp-vipd-ipv6.conf for 2.4.3 and Debian's 2.2.7,
+/// bgp-anycast-vipd.conf for 2.4.3
 /// (`no_virtual_ipaddress` is 2.3's; 2.2.7 does not know it).
 #[test]
 fn the_example_is_valid_keepalived() {
@@ -1155,10 +1007,16 @@ fn the_example_is_valid_keepalived() {
         &["keepalived", KA243],
     );
     assert!(checked > 0, "no keepalived to check against");
+    let checked = check(
+        "k6.conf",
+        example_conf(routed::BGP_VIPD6_CONF, 100, &["nopreempt"], ""),
+        &["keepalived", KA243],
+    );
+    assert!(checked > 0);
     if Path::new(KA243).exists() {
         let n = check(
             "anycast.conf",
-            example_conf("bgp-anycast-vipd.conf", 100, &[], ""),
+            example_conf(routed::BGP_ANYCAST_VIPD_CONF, 100, &[], ""),
             &[KA243],
         );
         assert_eq!(n, 1);
