@@ -35,7 +35,9 @@ failed=()
 for t in $(cargo fuzz list); do
     mkdir -p "$scratch/$t" "artifacts/$t"
     log="$scratch/$t.log"
-    if "$bin/$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+    dict=()
+    [ -f "dicts/$t.dict" ] && dict=(-dict="dicts/$t.dict")
+    if "$bin/$t" "${dict[@]}" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
         -artifact_prefix="artifacts/$t/" "$scratch/$t" "seeds/$t" >"$log" 2>&1; then
         runs=$(grep -E '^Done [0-9]+ runs' "$log" || true)
         cov=$(grep -oE 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -n 1 || true)
