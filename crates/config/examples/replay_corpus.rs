@@ -19,7 +19,6 @@ fn one(text: &str) {
         check_interfaces: false,
     };
     let path = Path::new("/nonexistent/keepalived.conf");
-    let _ = vipd_config::parse_tree(text, path, &opts);
     let Ok(loaded) = load_str(text, path, &opts) else {
         return;
     };

@@ -551,6 +551,10 @@ impl<'a> Preprocessor<'a> {
     /// (splicing it in moved the whole tail: quadratic for a line that a self-referencing
     /// parameter grows to the length limit).
     fn expand_str(&self, s: &str, dir: &Path) -> Result<String, String> {
+        // Most tokens name no parameter: no need to take them apart.
+        if !s.contains('$') {
+            return Ok(s.to_owned());
+        }
         let mut buf: Vec<char> = s.chars().collect();
         let mut out = String::with_capacity(s.len());
         // Chars in `out`.
