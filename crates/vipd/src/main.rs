@@ -1,5 +1,6 @@
 //! The `vipd` command: daemon, config checker, status client and the netns lab.
 
+mod agentx;
 mod balancer;
 mod bench;
 mod check;
