@@ -15,6 +15,7 @@ mod pidfile;
 mod plan;
 mod realserver;
 mod reload_timer;
+mod snmp;
 mod syncd;
 
 use clap::{Parser, Subcommand};
