@@ -107,6 +107,8 @@ pub struct Event {
     pub to: State,
     /// VRRPv3-MIB's `vrrpv3StatisticsNewMasterReason` for a new master.
     pub master_reason: i32,
+    /// KEEPALIVED-MIB's VrrpState: 0 init, 1 backup, 2 master, 3 fault, 5 shutdown.
+    pub keepalived_state: i32,
 }
 
 impl Event {
@@ -116,10 +118,18 @@ impl Event {
             (State::Master, _) => 3,
             _ => 0,
         };
+        let keepalived_state = match (to, reason) {
+            (State::Initialize, TransitionReason::Shutdown) => 5,
+            (State::Initialize, _) => 0,
+            (State::Backup, _) => 1,
+            (State::Master, _) => 2,
+            (State::Fault, _) => 3,
+        };
         Event {
             instance: instance.to_string(),
             to,
             master_reason,
+            keepalived_state,
         }
     }
 }
@@ -343,26 +353,21 @@ pub fn notifications(settings: &Settings, snap: &Snapshot, ev: &Event) -> Vec<Ve
     if !settings.traps {
         return out;
     }
-    let Some((n, i)) = snap
-        .instances
-        .iter()
-        .enumerate()
-        .find(|(_, i)| i.name == ev.instance)
-    else {
+    // An instance a reload has just added may not be in the snapshot yet (published
+    // every 100 ms): no notification for it then.
+    let Some(i) = snap.instances.iter().find(|i| i.name == ev.instance) else {
+        debug!(
+            "SNMP: {} not in the status yet: no notification",
+            ev.instance
+        );
         return out;
     };
-    let _ = n;
     let trap = |id: Vec<u32>| VarBind {
         name: SNMP_TRAP_OID.to_vec(),
         value: Value::Oid(id),
     };
     if settings.keepalived {
-        let state = match ev.to {
-            State::Initialize => 0,
-            State::Backup => 1,
-            State::Master => 2,
-            State::Fault => 3,
-        };
+        let state = ev.keepalived_state;
         // vrrpInstanceStateChange; keepalived names the objects without an index.
         out.push(vec![
             trap(oid(&KEEPALIVED, &[2, 10, 0, 2])),
@@ -910,6 +915,10 @@ mod tests {
         // BACKUP: the state change only; without enable_traps nothing.
         let ev = Event::new("VI_2", State::Backup, &TransitionReason::Startup);
         assert_eq!(notifications(&settings(), &snap, &ev).len(), 1);
+        // Leaving at shutdown: keepalived's shutdown(5).
+        let ev = Event::new("VI_2", State::Initialize, &TransitionReason::Shutdown);
+        let n = notifications(&settings(), &snap, &ev);
+        assert_eq!(n[0][2].value, Value::Integer(5));
         let s = Settings {
             traps: false,
             ..settings()

@@ -395,6 +395,24 @@ fn agentx_subagent_tables_traps_and_master_restarts() {
     wait_tables(&c, ns, &ix, "after snmpd restarted");
     let log = c.log(1);
     assert!(log.contains("AgentX session with"), "{log}");
+
+    // Stopping: each instance's last state change says shutdown(5), as keepalived's.
+    std::fs::write(&traps, "").unwrap();
+    c.stop(1);
+    let shutdowns = || {
+        std::fs::read_to_string(&traps)
+            .unwrap_or_default()
+            .matches(".1.3.6.1.4.1.9586.100.5.2.3.1.4 = INTEGER: 5")
+            .count()
+    };
+    let ok = vipd_netns::wait_for(Duration::from_secs(5), Duration::from_millis(50), || {
+        shutdowns() >= 2
+    });
+    assert!(
+        ok && shutdowns() == 2,
+        "{}",
+        std::fs::read_to_string(&traps).unwrap_or_default()
+    );
 }
 
 /// `snmp_socket tcp:…`, only the RFC 6527 MIB enabled, and a master restarted: vipd
