@@ -1239,6 +1239,7 @@ pub(crate) fn fill_global(n: &Node, g: &mut GlobalDefs) {
             g.enable_snmp_rfcv2 = true;
             g.enable_snmp_rfcv3 = true;
         }
+        "enable_snmp_checker" => g.enable_snmp_checker = true,
         "enable_snmp_rfcv2" => g.enable_snmp_rfcv2 = true,
         "enable_snmp_rfcv3" => g.enable_snmp_rfcv3 = true,
         "enable_traps" => g.enable_traps = true,

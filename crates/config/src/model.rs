@@ -636,6 +636,8 @@ pub struct GlobalDefs {
     /// `enable_snmp_vrrp` (and its old name `enable_snmp_keepalived`): KEEPALIVED-MIB's
     /// global scalars and VRRP part over AgentX.
     pub enable_snmp_vrrp: bool,
+    /// `enable_snmp_checker`: KEEPALIVED-MIB's virtual and real server tables.
+    pub enable_snmp_checker: bool,
     /// `enable_snmp_rfcv2` (or `enable_snmp_rfc`): VRRP-MIB (RFC 2787) for VRRPv2 instances.
     pub enable_snmp_rfcv2: bool,
     /// `enable_snmp_rfcv3` (or `enable_snmp_rfc`): VRRPv3-MIB (RFC 6527).

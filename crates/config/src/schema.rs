@@ -436,9 +436,11 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "enable_dbus",
     "dbus_service_name",
     "dbus_no_interface_name",
-    // SNMP over AgentX (vipd's snmp module): KEEPALIVED-MIB's VRRP part, RFC 2787, RFC 6527.
+    // SNMP over AgentX (vipd's snmp module): KEEPALIVED-MIB's VRRP and checker parts,
+    // RFC 2787, RFC 6527.
     "enable_snmp_vrrp",
     "enable_snmp_keepalived",
+    "enable_snmp_checker",
     "enable_snmp_rfc",
     "enable_snmp_rfcv2",
     "enable_snmp_rfcv3",

@@ -11,10 +11,9 @@ use std::path::{Path, PathBuf};
 use vipd_config::{load_file, LoadOptions};
 use vipd_netns::Version;
 
-/// The SNMP checker keywords: inactive until issue 15's checker part lands (DBus, the
-/// VRRP MIBs, `snmp_socket` and `enable_traps` are active).
+/// The SNMP keywords of what vipd does not serve (the statistics and `snmp_name`
+/// columns); DBus and the other SNMP keywords are active.
 const SNMP_DBUS: &[&str] = &[
-    "enable_snmp_checker",
     "snmp_vs_stats_update_interval",
     "snmp_rs_stats_update_interval",
     "snmp_name",

@@ -305,6 +305,23 @@ pub struct VirtualServerStatus {
     pub quorum_up: bool,
     pub backend: String,
     pub real_servers: Vec<RealServerStatus>,
+    /// What the service is, for KEEPALIVED-MIB's virtualServerTable; not in `vipd status`.
+    #[serde(skip)]
+    pub service: VsService,
+}
+
+/// A virtual server's service as KEEPALIVED-MIB describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VsService {
+    /// virtualServerType: 1 fwmark, 2 ip, 3 group (0 not known).
+    pub kind: u8,
+    pub fwmark: u32,
+    /// The group's name (`virtual_server group NAME`).
+    pub group: Option<String>,
+    pub addr: Option<std::net::IpAddr>,
+    pub port: u16,
+    /// virtualServerProtocol: 1 tcp, 2 udp, 3 sctp, 4 none (a firewall mark).
+    pub protocol: u8,
 }
 
 #[cfg(test)]

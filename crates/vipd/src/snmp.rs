@@ -43,6 +43,8 @@ pub use vipd_config::AgentxAddress as Address;
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub keepalived: bool,
+    /// `enable_snmp_checker`: KEEPALIVED-MIB's virtual and real server tables.
+    pub checker: bool,
     pub rfcv2: bool,
     pub rfcv3: bool,
     pub traps: bool,
@@ -53,7 +55,11 @@ pub struct Settings {
 impl Settings {
     /// `None` without any `enable_snmp_*`; `Err` for a `snmp_socket` vipd cannot use.
     pub fn from_config(g: &vipd_config::model::GlobalDefs) -> Option<Result<Settings, String>> {
-        if !(g.enable_snmp_vrrp || g.enable_snmp_rfcv2 || g.enable_snmp_rfcv3) {
+        if !(g.enable_snmp_vrrp
+            || g.enable_snmp_checker
+            || g.enable_snmp_rfcv2
+            || g.enable_snmp_rfcv3)
+        {
             return None;
         }
         let socket = g.snmp_socket.as_deref().unwrap_or(DEFAULT_SOCKET);
@@ -68,6 +74,7 @@ impl Settings {
             .unwrap_or_else(vipd_linux::mail::hostname);
         Some(Ok(Settings {
             keepalived: g.enable_snmp_vrrp,
+            checker: g.enable_snmp_checker,
             rfcv2: g.enable_snmp_rfcv2,
             rfcv3: g.enable_snmp_rfcv3,
             traps: g.enable_traps,
@@ -79,9 +86,14 @@ impl Settings {
     /// The subtrees registered with the master.
     fn subtrees(&self) -> Vec<Vec<u32>> {
         let mut out = Vec::new();
-        if self.keepalived {
+        if self.keepalived || self.checker {
             out.push(oid(&KEEPALIVED, &[1]));
+        }
+        if self.keepalived {
             out.push(oid(&KEEPALIVED, &[2]));
+        }
+        if self.checker {
+            out.push(oid(&KEEPALIVED, &[3]));
         }
         if self.rfcv2 {
             out.push(VRRP_MIB.to_vec());
@@ -226,7 +238,7 @@ impl Mib {
     /// The objects of the enabled MIBs for the instances of `snap`.
     pub fn build(settings: &Settings, snap: &Snapshot) -> Mib {
         let mut m = BTreeMap::new();
-        if settings.keepalived {
+        if settings.keepalived || settings.checker {
             m.insert(
                 oid(&KEEPALIVED, &[1, 1, 0]),
                 Value::OctetString(
@@ -238,6 +250,11 @@ impl Mib {
                 oid(&KEEPALIVED, &[1, 2, 0]),
                 Value::OctetString(settings.router_id.clone().into_bytes()),
             );
+        }
+        if settings.checker {
+            checker_tables(&mut m, snap);
+        }
+        if settings.keepalived {
             for (n, i) in snap.instances.iter().enumerate() {
                 let idx = n as u32 + 1;
                 let mut col = |c: u32, v: Value| {
@@ -344,6 +361,144 @@ impl Mib {
         }
         Mib(m)
     }
+}
+
+/// InetAddressType: 1 ipv4, 2 ipv6.
+fn addr_type(a: IpAddr) -> i32 {
+    if a.is_ipv6() {
+        2
+    } else {
+        1
+    }
+}
+
+/// KEEPALIVED-MIB's virtualServerTable (`.3.3`) and realServerTable (`.3.4`), indexed
+/// by the virtual server's place in `vipd status` and the real server's in it.
+fn checker_tables(m: &mut BTreeMap<Vec<u32>, Value>, snap: &Snapshot) {
+    for (n, vs) in snap.virtual_servers.iter().enumerate() {
+        let vi = n as u32 + 1;
+        let mut col = |c: u32, v: Value| {
+            m.insert(oid(&KEEPALIVED, &[3, 3, 1, c, vi]), v);
+        };
+        let s = &vs.service;
+        col(1, Value::Integer(vi as i32));
+        col(2, Value::Integer(s.kind as i32));
+        if let Some(g) = &s.group {
+            col(3, Value::OctetString(g.clone().into_bytes()));
+        }
+        if s.kind == 1 {
+            col(4, Value::Gauge32(s.fwmark));
+        }
+        if let Some(a) = s.addr {
+            col(5, Value::Integer(addr_type(a)));
+            col(6, Value::OctetString(ip_octets(a)));
+            col(7, Value::Gauge32(s.port as u32));
+        }
+        col(8, Value::Integer(s.protocol as i32));
+        col(11, truth(vs.active));
+        let up = vs.real_servers.iter().filter(|r| r.up).count();
+        col(20, Value::Gauge32(vs.real_servers.len() as u32));
+        col(21, Value::Gauge32(up as u32));
+        col(23, truth(vs.quorum_up));
+        for (k, rs) in vs.real_servers.iter().enumerate() {
+            let ri = k as u32 + 1;
+            let mut col = |c: u32, v: Value| {
+                m.insert(oid(&KEEPALIVED, &[3, 4, 1, c, vi, ri]), v);
+            };
+            col(1, Value::Integer(ri as i32));
+            col(2, Value::Integer(1));
+            if let Ok(a) = rs.addr.parse::<IpAddr>() {
+                col(3, Value::Integer(addr_type(a)));
+                col(4, Value::OctetString(ip_octets(a)));
+            }
+            col(5, Value::Gauge32(rs.port as u32));
+            col(6, truth(rs.up));
+        }
+    }
+}
+
+/// The real servers' health, to notice changes: (virtual server, address, port) → up.
+pub type RsStates = BTreeMap<(String, String, u16), bool>;
+
+pub fn rs_states(snap: &Snapshot) -> RsStates {
+    snap.virtual_servers
+        .iter()
+        .flat_map(|vs| {
+            vs.real_servers
+                .iter()
+                .map(move |r| ((vs.name.clone(), r.addr.clone(), r.port), r.up))
+        })
+        .collect()
+}
+
+/// keepalived's `realServerStateChange` for each real server whose health differs from
+/// `before` (none for servers new or gone).
+pub fn rs_notifications(
+    settings: &Settings,
+    before: &RsStates,
+    snap: &Snapshot,
+) -> Vec<Vec<VarBind>> {
+    let mut out = Vec::new();
+    if !(settings.traps && settings.checker) {
+        return out;
+    }
+    for vs in &snap.virtual_servers {
+        let up = vs.real_servers.iter().filter(|r| r.up).count() as u32;
+        for rs in &vs.real_servers {
+            let key = (vs.name.clone(), rs.addr.clone(), rs.port);
+            if before.get(&key).is_none_or(|b| *b == rs.up) {
+                continue;
+            }
+            let Ok(a) = rs.addr.parse::<IpAddr>() else {
+                continue;
+            };
+            // keepalived names the objects without their indexes.
+            let o = |r: &[u32]| oid(&KEEPALIVED, r);
+            out.push(vec![
+                VarBind {
+                    name: SNMP_TRAP_OID.to_vec(),
+                    value: Value::Oid(o(&[3, 5, 0, 1])),
+                },
+                VarBind {
+                    name: o(&[3, 4, 1, 3]),
+                    value: Value::Integer(addr_type(a)),
+                },
+                VarBind {
+                    name: o(&[3, 4, 1, 4]),
+                    value: Value::OctetString(ip_octets(a)),
+                },
+                VarBind {
+                    name: o(&[3, 4, 1, 5]),
+                    value: Value::Gauge32(rs.port as u32),
+                },
+                VarBind {
+                    name: o(&[3, 4, 1, 6]),
+                    value: truth(rs.up),
+                },
+                VarBind {
+                    name: o(&[3, 3, 1, 2]),
+                    value: Value::Integer(vs.service.kind as i32),
+                },
+                VarBind {
+                    name: o(&[3, 3, 1, 8]),
+                    value: Value::Integer(vs.service.protocol as i32),
+                },
+                VarBind {
+                    name: o(&[3, 3, 1, 21]),
+                    value: Value::Gauge32(up),
+                },
+                VarBind {
+                    name: o(&[3, 3, 1, 20]),
+                    value: Value::Gauge32(vs.real_servers.len() as u32),
+                },
+                VarBind {
+                    name: o(&[1, 2, 0]),
+                    value: Value::OctetString(settings.router_id.clone().into_bytes()),
+                },
+            ]);
+        }
+    }
+    out
 }
 
 /// The notifications keepalived sends for a transition (each a Notify's VarBinds after
@@ -660,7 +815,29 @@ impl Session {
         // without a reset) ends the session too.
         let mut last_ping = Instant::now();
         let mut ping: Option<(u32, Instant)> = None;
+        // Real server health as last seen (changes found on each turn, every 100 ms).
+        let watch_rs = settings.traps && settings.checker;
+        let mut rs_before = if watch_rs {
+            rs_states(&lock(status))
+        } else {
+            RsStates::new()
+        };
         loop {
+            if watch_rs {
+                let (traps, now) = {
+                    let snap = lock(status);
+                    (
+                        rs_notifications(settings, &rs_before, &snap),
+                        rs_states(&snap),
+                    )
+                };
+                rs_before = now;
+                for vbs in traps {
+                    if let Err(e) = self.send(Body::Notify(vbs)) {
+                        return End::Lost(e.to_string());
+                    }
+                }
+            }
             if let Some((_, sent)) = ping {
                 if sent.elapsed() > Duration::from_secs(TIMEOUT_SECS as u64) {
                     return End::Lost("no answer to a Ping".into());
@@ -842,6 +1019,7 @@ mod tests {
     fn settings() -> Settings {
         Settings {
             keepalived: true,
+            checker: true,
             rfcv2: true,
             rfcv3: true,
             traps: true,
@@ -924,5 +1102,70 @@ mod tests {
             ..settings()
         };
         assert!(notifications(&s, &snap, &ev).is_empty());
+    }
+
+    fn virtual_server(up: [bool; 2]) -> vipd_linux::status::VirtualServerStatus {
+        vipd_linux::status::VirtualServerStatus {
+            name: "virtual_server 192.0.2.100 80".into(),
+            active: true,
+            quorum_up: true,
+            backend: "nftables".into(),
+            real_servers: up
+                .iter()
+                .enumerate()
+                .map(|(k, up)| vipd_linux::status::RealServerStatus {
+                    addr: format!("192.0.2.{}", 13 + k),
+                    port: 80,
+                    up: *up,
+                    reason: String::new(),
+                })
+                .collect(),
+            service: vipd_linux::status::VsService {
+                kind: 2,
+                addr: Some("192.0.2.100".parse().unwrap()),
+                port: 80,
+                protocol: 1,
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn checker_tables_and_real_server_notifications() {
+        let mut snap = Snapshot::default();
+        snap.virtual_servers.push(virtual_server([true, true]));
+        let mib = Mib::build(&settings(), &snap);
+        let k = |r: &[u32]| mib.get(&oid(&KEEPALIVED, r));
+        assert_eq!(k(&[3, 3, 1, 2, 1]), Some(Value::Integer(2)));
+        assert_eq!(
+            k(&[3, 3, 1, 6, 1]),
+            Some(Value::OctetString(vec![192, 0, 2, 100]))
+        );
+        assert_eq!(k(&[3, 3, 1, 7, 1]), Some(Value::Gauge32(80)));
+        assert_eq!(k(&[3, 3, 1, 20, 1]), Some(Value::Gauge32(2)));
+        assert_eq!(k(&[3, 3, 1, 21, 1]), Some(Value::Gauge32(2)));
+        assert_eq!(
+            k(&[3, 4, 1, 4, 1, 2]),
+            Some(Value::OctetString(vec![192, 0, 2, 14]))
+        );
+        assert_eq!(k(&[3, 4, 1, 6, 1, 2]), Some(Value::Integer(1)));
+        let before = rs_states(&snap);
+        assert!(rs_notifications(&settings(), &before, &snap).is_empty());
+        snap.virtual_servers[0] = virtual_server([true, false]);
+        let n = rs_notifications(&settings(), &before, &snap);
+        assert_eq!(n.len(), 1);
+        assert_eq!(n[0][0].value, Value::Oid(oid(&KEEPALIVED, &[3, 5, 0, 1])));
+        assert_eq!(n[0][2].value, Value::OctetString(vec![192, 0, 2, 14]));
+        assert_eq!(n[0][4].value, Value::Integer(2));
+        assert_eq!(n[0][7].value, Value::Gauge32(1));
+        let s = Settings {
+            checker: false,
+            ..settings()
+        };
+        assert!(rs_notifications(&s, &before, &snap).is_empty());
+        assert_eq!(
+            Mib::build(&s, &snap).get(&oid(&KEEPALIVED, &[3, 3, 1, 2, 1])),
+            None
+        );
     }
 }

@@ -468,3 +468,122 @@ fn agentx_over_tcp_only_the_mibs_enabled_and_a_restarted_master() {
     assert!(ok, "not served again after snmpd restarted\n{}", c.logs());
     assert!(c.log(1).contains("AgentX session with"), "{}", c.log(1));
 }
+
+/// `enable_snmp_checker`: KEEPALIVED-MIB's virtual and real server tables as `vipd
+/// status --json` shows them (nftables data plane), and `realServerStateChange` when a
+/// MISC_CHECK starts failing and passes again.
+#[test]
+fn checker_tables_and_real_server_traps() {
+    if !tools() {
+        return;
+    }
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(1, "snmp-lb") else {
+        return;
+    };
+    let ns = c.lan.router(1).name().to_string();
+    let ns = ns.as_str();
+    let (_trapd, traps) = start_snmptrapd(ns, &c.dir);
+    let _snmpd = start_snmpd(ns, &c.dir, 1);
+    let flag = c.dir.join("rs13-up");
+    std::fs::write(&flag, "").unwrap();
+    let mut conf = spec.config(100).replacen(
+        "global_defs {\n",
+        &format!(
+            "global_defs {{\n    enable_snmp_checker\n    enable_traps\n    snmp_socket unix:{}\n",
+            agentx_socket(&c.dir).display()
+        ),
+        1,
+    );
+    conf.push_str(&format!(
+        "virtual_server 192.0.2.100 80 {{\n    delay_loop 1\n    lb_algo rr\n    lb_kind DR\n    \
+         protocol TCP\n    real_server 192.0.2.13 80 {{\n        MISC_CHECK {{\n            \
+         misc_path \"/usr/bin/test -f {}\"\n        }}\n    }}\n    real_server 192.0.2.14 80 {{\n        \
+         MISC_CHECK {{\n            misc_path /bin/true\n        }}\n    }}\n}}\n",
+        flag.display()
+    ));
+    c.start_vipd_with(1, &conf, &["--lb-backend", "nftables"]);
+    let base = format!("{KEEPALIVED}.3");
+    // The tables against the status: virtual server 1, real servers 1 and 2.
+    let check = |c: &Cluster| -> Result<(), String> {
+        let st = c.status(1).ok_or("no status")?;
+        let vs = &st["virtual_servers"][0];
+        let rss = vs["real_servers"].as_array().ok_or("no real servers")?;
+        let t = walk(ns, &base);
+        let up = rss.iter().filter(|r| r["up"] == true).count().to_string();
+        let mut want = vec![
+            ("3.1.2.1".to_string(), "2".to_string()),
+            ("3.1.6.1".into(), "C0 00 02 64 ".into()),
+            ("3.1.7.1".into(), "80".into()),
+            ("3.1.8.1".into(), "1".into()),
+            ("3.1.20.1".into(), rss.len().to_string()),
+            ("3.1.21.1".into(), up),
+        ];
+        for (k, r) in rss.iter().enumerate() {
+            let alive = if r["up"] == true { "1" } else { "2" };
+            want.push((format!("4.1.6.1.{}", k + 1), alive.into()));
+            want.push((format!("4.1.5.1.{}", k + 1), r["port"].to_string()));
+        }
+        let wrong: Vec<_> = want
+            .iter()
+            .filter(|(k, v)| t.get(k) != Some(v))
+            .map(|(k, v)| format!("{k}: {:?}, want {v}", t.get(k)))
+            .collect();
+        if wrong.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{wrong:?}\n{t:?}\n{st}"))
+        }
+    };
+    let rs13 = |c: &Cluster, up: bool| {
+        c.status(1).is_some_and(|st| {
+            st["virtual_servers"][0]["real_servers"][0]["up"] == up
+                && st["virtual_servers"][0]["real_servers"][1]["up"] == true
+        })
+    };
+    let wait = |c: &Cluster, up: bool, what: &str| {
+        let ok = vipd_netns::wait_for(Duration::from_secs(15), Duration::from_millis(100), || {
+            rs13(c, up)
+        });
+        assert!(
+            ok,
+            "{what}: {}\n{}",
+            c.status(1).unwrap_or_default(),
+            c.logs()
+        );
+        let mut last = String::new();
+        let ok = vipd_netns::wait_for(Duration::from_secs(5), Duration::from_millis(100), || {
+            check(c).map_err(|e| last = e).is_ok()
+        });
+        assert!(ok, "{what}: {last}");
+    };
+    wait(&c, true, "both real servers up");
+    // 192.0.2.13's check fails: the trap says dead(2) and one server up of two.
+    std::fs::remove_file(&flag).unwrap();
+    wait(&c, false, "192.0.2.13 down");
+    let rs = format!("{KEEPALIVED}.3.4.1");
+    let vs = format!("{KEEPALIVED}.3.3.1");
+    let trap = |status: u8, up: u8| {
+        vec![
+            format!(".1.3.6.1.6.3.1.1.4.1.0 = OID: {KEEPALIVED}.3.5.0.1"),
+            format!("{rs}.4 = Hex-STRING: C0 00 02 0D"),
+            format!("{rs}.6 = INTEGER: {status}"),
+            format!("{vs}.21 = Gauge32: {up}"),
+            format!("{vs}.20 = Gauge32: 2"),
+        ]
+    };
+    let want = trap(2, 1);
+    wait_text(
+        &traps,
+        &want.iter().map(String::as_str).collect::<Vec<_>>(),
+        &c,
+    );
+    std::fs::write(&flag, "").unwrap();
+    wait(&c, true, "192.0.2.13 up again");
+    let want = trap(1, 2);
+    wait_text(
+        &traps,
+        &want.iter().map(String::as_str).collect::<Vec<_>>(),
+        &c,
+    );
+}
