@@ -1234,6 +1234,16 @@ pub(crate) fn fill_global(n: &Node, g: &mut GlobalDefs) {
         "enable_dbus" => g.enable_dbus = true,
         "dbus_service_name" => g.dbus_service_name = Some(words_of(n)),
         "dbus_no_interface_name" => g.dbus_no_interface_name = Some(words_of(n)),
+        "enable_snmp_vrrp" | "enable_snmp_keepalived" => g.enable_snmp_vrrp = true,
+        "enable_snmp_rfc" => {
+            g.enable_snmp_rfcv2 = true;
+            g.enable_snmp_rfcv3 = true;
+        }
+        "enable_snmp_checker" => g.enable_snmp_checker = true,
+        "enable_snmp_rfcv2" => g.enable_snmp_rfcv2 = true,
+        "enable_snmp_rfcv3" => g.enable_snmp_rfcv3 = true,
+        "enable_traps" => g.enable_traps = true,
+        "snmp_socket" => g.snmp_socket = Some(words_of(n)),
         "dynamic_interfaces" => {
             g.dynamic_interfaces = true;
             g.allow_if_changes |= n.args.iter().any(|a| a.text == "allow_if_changes");

@@ -32,7 +32,7 @@ pub use lexer::{Token, TokenKind};
 pub use lints::{cross_node, host_addresses, CROSS_NODE};
 pub use model::*;
 pub use tree::Node;
-pub use value::{parse_smtp_server, parse_umask};
+pub use value::{parse_agentx_address, parse_smtp_server, parse_umask, AgentxAddress};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadOptions {

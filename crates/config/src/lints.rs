@@ -906,6 +906,15 @@ fn global_values(tree: &[Node], d: &mut Diags) {
             d.push(Diagnostic::error_at(e, n.args.last().unwrap_or(&n.keyword)));
         }
     }
+    // keepalived hands it to net-snmp, which fails at run time: said here.
+    if let Some(n) = node("snmp_socket") {
+        if let Err(e) = crate::value::parse_agentx_address(&text(n)) {
+            d.push(Diagnostic::warning_at(
+                e,
+                n.args.first().unwrap_or(&n.keyword),
+            ));
+        }
+    }
     // keepalived: "vrrp_mcast_group4 [ff02::12] is not IPv4. Skipping".
     for (key, v6) in [("vrrp_mcast_group4", false), ("vrrp_mcast_group6", true)] {
         let Some(n) = node(key) else { continue };

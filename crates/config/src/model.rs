@@ -633,6 +633,19 @@ pub struct GlobalDefs {
     /// `dbus_no_interface_name NAME`: the interface part of the DBus object path of an
     /// instance without `interface` (default `none`).
     pub dbus_no_interface_name: Option<String>,
+    /// `enable_snmp_vrrp` (and its old name `enable_snmp_keepalived`): KEEPALIVED-MIB's
+    /// global scalars and VRRP part over AgentX.
+    pub enable_snmp_vrrp: bool,
+    /// `enable_snmp_checker`: KEEPALIVED-MIB's virtual and real server tables.
+    pub enable_snmp_checker: bool,
+    /// `enable_snmp_rfcv2` (or `enable_snmp_rfc`): VRRP-MIB (RFC 2787) for VRRPv2 instances.
+    pub enable_snmp_rfcv2: bool,
+    /// `enable_snmp_rfcv3` (or `enable_snmp_rfc`): VRRPv3-MIB (RFC 6527).
+    pub enable_snmp_rfcv3: bool,
+    /// `enable_traps`: SNMP notifications of the MIBs enabled.
+    pub enable_traps: bool,
+    /// `snmp_socket`: the AgentX master's address (default `unix:/var/agentx/master`).
+    pub snmp_socket: Option<String>,
     /// `vmac_prefix`: the prefix of VMAC / ipvlan names vipd makes up (`PREFIX.VRID`).
     pub vmac_prefix: Option<String>,
     /// `vmac_addr_prefix`: the prefix of `use_vmac_addr`'s VMAC names (default

@@ -436,6 +436,16 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "enable_dbus",
     "dbus_service_name",
     "dbus_no_interface_name",
+    // SNMP over AgentX (vipd's snmp module): KEEPALIVED-MIB's VRRP and checker parts,
+    // RFC 2787, RFC 6527.
+    "enable_snmp_vrrp",
+    "enable_snmp_keepalived",
+    "enable_snmp_checker",
+    "enable_snmp_rfc",
+    "enable_snmp_rfcv2",
+    "enable_snmp_rfcv3",
+    "enable_traps",
+    "snmp_socket",
     // IPVS: the kernel's sync daemon; nftables: conntrackd (vipd's syncd module).
     "lvs_sync_daemon",
     "lvs_sync_daemon_interface",

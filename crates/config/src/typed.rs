@@ -2652,13 +2652,13 @@ global_defs {
     #[test]
     fn known_but_inactive_keywords_are_marked_warnings() {
         let text = format!(
-            "global_defs {{\n  vrrp_strict\n  enable_snmp_vrrp\n  notification_email {{\n    a@b.c\n  }}\n}}\nvrrp_script chk {{\n  script \"/bin/true\"\n}}\nvirtual_server 10.0.0.1 80 {{\n  smtp_alert\n}}\n{}",
+            "global_defs {{\n  vrrp_strict\n  snmp_vs_stats_update_interval 5\n  notification_email {{\n    a@b.c\n  }}\n}}\nvrrp_script chk {{\n  script \"/bin/true\"\n}}\nvirtual_server 10.0.0.1 80 {{\n  smtp_alert\n}}\n{}",
             instance_with("    track_script {\n        chk\n    }\n    notify_master /bin/x\n    use_vmac\n    use_vmac_addr\n    strict_mode on\n    accept")
         );
         let got = inactive(&text);
         let expected = [
             (
-                "keyword `enable_snmp_vrrp` is parsed but not active yet",
+                "keyword `snmp_vs_stats_update_interval` is parsed but not active yet",
                 3,
                 3,
             ),

@@ -128,6 +128,48 @@ pub fn parse_umask(text: &str) -> Result<u32, String> {
     Ok(mask)
 }
 
+/// Where `snmp_socket` says the AgentX master listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentxAddress {
+    /// `unix:PATH` or `/PATH`.
+    Unix(String),
+    /// `tcp:HOST:PORT`, `tcp6:[ADDR]:PORT` or `HOST:PORT`.
+    Tcp(String),
+}
+
+/// `snmp_socket` as net-snmp reads an AgentX address (`unix:/var/agentx/master` when
+/// not given).
+pub fn parse_agentx_address(text: &str) -> Result<AgentxAddress, String> {
+    let s = text.trim();
+    if let Some(p) = s.strip_prefix("unix:") {
+        return Ok(AgentxAddress::Unix(p.to_string()));
+    }
+    if s.starts_with('/') {
+        return Ok(AgentxAddress::Unix(s.to_string()));
+    }
+    // net-snmp's master also listens on `udp:`, takes the Open, but cannot send
+    // requests to the subagent ("unknown addr type"): refused.
+    let (udp, rest) = match s.split_once(':') {
+        Some(("tcp" | "tcp6", rest)) => (false, rest),
+        Some(("udp" | "udp6", rest)) => (true, rest),
+        _ => (false, s),
+    };
+    let port_ok = rest
+        .rsplit_once(':')
+        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+    match (port_ok, udp) {
+        (true, false) => Ok(AgentxAddress::Tcp(rest.to_string())),
+        (true, true) => Err(format!(
+            "snmp_socket `{s}`: AgentX over UDP does not work with net-snmp's master (it \
+             cannot send requests to a UDP subagent); use unix:PATH or tcp:HOST:PORT: no SNMP"
+        )),
+        (false, _) => Err(format!(
+            "snmp_socket `{s}` is not an AgentX address vipd can use (unix:PATH, /PATH, \
+             tcp:HOST:PORT or udp:HOST:PORT): no SNMP"
+        )),
+    }
+}
+
 /// keepalived's `smtp_server HOST [PORT]` (port 25 unless given; 1..=65535).
 pub fn parse_smtp_server(text: &str) -> Result<(String, u16), String> {
     let words: Vec<&str> = text.split_whitespace().collect();
@@ -147,6 +189,23 @@ pub fn parse_smtp_server(text: &str) -> Result<(String, u16), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn snmp_socket_forms() {
+        use AgentxAddress::*;
+        for (text, want) in [
+            ("unix:/var/agentx/master", Unix("/var/agentx/master".into())),
+            ("/tmp/x", Unix("/tmp/x".into())),
+            ("tcp:localhost:705", Tcp("localhost:705".into())),
+            ("tcp6:[::1]:705", Tcp("[::1]:705".into())),
+            ("192.0.2.1:705", Tcp("192.0.2.1:705".into())),
+        ] {
+            assert_eq!(parse_agentx_address(text), Ok(want), "{text}");
+        }
+        for bad in ["nonsense", "tcp:host", "udp:1.2.3.4:705", ":705"] {
+            assert!(parse_agentx_address(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn bools() {

@@ -11,15 +11,9 @@ use std::path::{Path, PathBuf};
 use vipd_config::{load_file, LoadOptions};
 use vipd_netns::Version;
 
-/// The SNMP keywords: inactive until issue 15 lands (the DBus ones are active).
+/// The SNMP keywords of what vipd does not serve (the statistics and `snmp_name`
+/// columns); DBus and the other SNMP keywords are active.
 const SNMP_DBUS: &[&str] = &[
-    "snmp_socket",
-    "enable_snmp_vrrp",
-    "enable_snmp_checker",
-    "enable_snmp_rfc",
-    "enable_snmp_rfcv2",
-    "enable_snmp_rfcv3",
-    "enable_traps",
     "snmp_vs_stats_update_interval",
     "snmp_rs_stats_update_interval",
     "snmp_name",

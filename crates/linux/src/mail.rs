@@ -242,7 +242,7 @@ fn vrrp_mail(router_id: &str, kind: &str, name: &str, state: &str, detail: &str)
 }
 
 /// The host name (`/proc/sys/kernel/hostname`), `localhost` if unreadable.
-fn hostname() -> String {
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|s| s.trim().to_string())

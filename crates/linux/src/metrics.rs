@@ -496,6 +496,7 @@ mod tests {
                 active: true,
                 quorum_up: false,
                 backend: "nftables".into(),
+                service: Default::default(),
                 real_servers: vec![crate::status::RealServerStatus {
                     addr: "192.0.2.11".into(),
                     port: 80,

@@ -64,6 +64,8 @@ pub struct InstancePlan {
     /// `no_accept` (explicit, or `vrrp_strict` for a non-owner): the host drops packets
     /// addressed to this instance's VIPs (see `vipd_lb::nft::no_accept`).
     pub no_accept: bool,
+    /// `state MASTER` (what the SNMP tables call the initial state).
+    pub initial_master: bool,
     /// `promote_secondaries` on the interface (not with `use_vmac` / `use_ipvlan`,
     /// which keepalived refuses with a message: `check-config` warns).
     pub promote_secondaries: bool,
@@ -1591,6 +1593,7 @@ fn instance_plan(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
             ..notify_plan(cfg, &inst.name, &inst.notify, inst.smtp_alert)?
         },
         no_accept: !accept,
+        initial_master: inst.state == vipd_config::model::InitialState::Master,
         promote_secondaries,
         extra_garp: None,
         config_fault: if missing {

@@ -1898,6 +1898,9 @@ impl EngineLoop {
                 s.announcements_sent,
             );
             st.send_faults = s.send_health.faults;
+            st.detail.ifindex = s.plan.iface.index;
+            st.detail.initial_master = s.plan.initial_master;
+            st.detail.accept = !s.plan.no_accept;
             st.io_fault = match (s.send_health.fault(), self.sockets.get(s.socket)) {
                 (_, Some(rx)) if rx.health.broken().is_some() => Some(format!(
                     "VRRP socket on {} cannot be reopened: {}",

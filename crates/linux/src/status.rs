@@ -197,6 +197,16 @@ pub struct InstanceDetail {
     pub skip_check_adv_addr: bool,
     /// An IPv6 instance (keepalived's DBus object path ends in `IPv6`, else `IPv4`).
     pub ipv6: bool,
+    /// The interface's index (the base interface of a VMAC): the SNMP tables' `ifIndex`.
+    pub ifindex: u32,
+    /// The adverts' source address (primary address or `unicast_src_ip`).
+    pub primary: Option<std::net::IpAddr>,
+    /// `state MASTER` in the configuration (else BACKUP).
+    pub initial_master: bool,
+    /// Accept mode (not `no_accept`).
+    pub accept: bool,
+    /// VRRPv2 `auth_type`: 0 none, 1 PASS, 2 AH.
+    pub auth_type: u8,
 }
 
 impl InstanceStatus {
@@ -263,6 +273,15 @@ impl InstanceStatus {
                 higher_prio_send_advert: cfg.higher_prio_send_advert,
                 skip_check_adv_addr: cfg.skip_check_same_sender,
                 ipv6: cfg.family() == vipd_vrrp::wire::Family::V6,
+                ifindex: 0,
+                primary: Some(cfg.primary),
+                initial_master: false,
+                accept: true,
+                auth_type: match cfg.auth {
+                    vipd_vrrp::wire::Auth::None => 0,
+                    vipd_vrrp::wire::Auth::Pass(_) => 1,
+                    _ => 2,
+                },
             },
         }
     }
@@ -286,6 +305,23 @@ pub struct VirtualServerStatus {
     pub quorum_up: bool,
     pub backend: String,
     pub real_servers: Vec<RealServerStatus>,
+    /// What the service is, for KEEPALIVED-MIB's virtualServerTable; not in `vipd status`.
+    #[serde(skip)]
+    pub service: VsService,
+}
+
+/// A virtual server's service as KEEPALIVED-MIB describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VsService {
+    /// virtualServerType: 1 fwmark, 2 ip, 3 group (0 not known).
+    pub kind: u8,
+    pub fwmark: u32,
+    /// The group's name (`virtual_server group NAME`).
+    pub group: Option<String>,
+    pub addr: Option<std::net::IpAddr>,
+    pub port: u16,
+    /// virtualServerProtocol: 1 tcp, 2 udp, 3 sctp, 4 none (a firewall mark).
+    pub protocol: u8,
 }
 
 #[cfg(test)]

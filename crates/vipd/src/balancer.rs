@@ -24,7 +24,7 @@ use vipd_lb::netns::Netns;
 use vipd_lb::{DataPlane, Sched, Table, Timeouts};
 use vipd_linux::netlink::Rtnetlink;
 use vipd_linux::plan::script_command;
-use vipd_linux::status::{RealServerStatus, Snapshot, VirtualServerStatus};
+use vipd_linux::status::{RealServerStatus, Snapshot, VirtualServerStatus, VsService};
 
 /// Which kernel backend programs the forwarding table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -937,6 +937,7 @@ impl Owner {
                 active: self.setup.lb.is_active(vi),
                 quorum_up: self.setup.lb.quorum_up(vi),
                 backend: self.plane.name().to_string(),
+                service: vs_service(self.setup.lb.name(vi), self.setup.lb.keys(vi)),
                 real_servers: (0..self.setup.lb.real_server_count(vi))
                     .map(|ri| {
                         let (addr, port) = self.setup.lb.real_server(vi, ri);
@@ -954,6 +955,43 @@ impl Owner {
             s.virtual_servers = list;
         }
     }
+}
+
+/// The service of a virtual server as KEEPALIVED-MIB's virtualServerTable shows it.
+fn vs_service(name: &str, keys: &[vipd_lb::ServiceKey]) -> VsService {
+    use vipd_lb::{Proto, ServiceKey};
+    let proto = |p: &Proto| match p {
+        Proto::Tcp => 1,
+        Proto::Udp => 2,
+        Proto::Sctp => 3,
+    };
+    let mut out = match keys.first() {
+        Some(ServiceKey::Addr {
+            addr,
+            port,
+            proto: p,
+        }) => VsService {
+            kind: 2,
+            addr: Some(*addr),
+            port: *port,
+            protocol: proto(p),
+            ..Default::default()
+        },
+        Some(ServiceKey::Fwmark { mark, .. }) => VsService {
+            kind: 1,
+            fwmark: *mark,
+            protocol: 4,
+            ..Default::default()
+        },
+        None => VsService::default(),
+    };
+    if let Some(g) = name.strip_prefix("virtual_server group ") {
+        out.kind = 3;
+        out.group = Some(g.to_string());
+        out.addr = None;
+        out.port = 0;
+    }
+    out
 }
 
 /// One empty UDP datagram to the discard port makes the kernel resolve `addr`'s MAC.

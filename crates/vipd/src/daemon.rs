@@ -159,6 +159,20 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
+    // `enable_snmp_*`: transitions reach the SNMP thread from the start.
+    let snmp_settings = match crate::snmp::Settings::from_config(&loaded.config.global) {
+        Some(Ok(s)) => Some(s),
+        Some(Err(e)) => {
+            warn!("{e}; vipd runs without SNMP");
+            None
+        }
+        None => None,
+    };
+    let (snmp_tx, snmp_rx) = crate::snmp::channel();
+    let snmp_events = snmp_settings
+        .as_ref()
+        .is_some_and(|s| s.traps)
+        .then(|| snmp_tx.clone());
     let events = EventHub::default();
     let (tx, rx) = mpsc::channel();
     // `enable_dbus`: transitions and reloads reach the DBus thread from the start.
@@ -183,7 +197,10 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
                     &lb_link,
                     &mailer,
                     rebind_tx,
-                    dbus_events,
+                    Listeners {
+                        dbus: dbus_events,
+                        snmp: snmp_events,
+                    },
                 )
             })?
     };
@@ -274,6 +291,11 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     // files anew. Keeping it cost 3–4 MB at 510 instances (issue 16).
     drop(loaded);
     return_free_heap();
+    let snmp = snmp_settings.and_then(|settings| {
+        crate::snmp::start(settings, runtime.status.clone(), &snmp_tx, snmp_rx)
+            .map_err(|e| warn!("SNMP: starting the AgentX subagent thread: {e}"))
+            .ok()
+    });
     let handlers = Handlers {
         status: runtime.status.clone(),
         events,
@@ -323,6 +345,10 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     // After the last transitions: keepalived's VrrpStopped ends the bus traffic.
     if let Some(d) = dbus {
         d.stop();
+    }
+    // After the last transitions' notifications: the session is closed.
+    if let Some(s) = snmp {
+        s.stop();
     }
     if igmp_disabled {
         if let Err(e) = vipd_linux::iface::restore_local_igmp() {
@@ -1145,6 +1171,12 @@ impl LbLink {
 }
 
 /// Runs on its own thread so a slow stderr never reaches the protocol thread.
+/// Where transitions go besides the log: the DBus and SNMP threads, when enabled.
+struct Listeners {
+    dbus: Option<crate::dbus::Sender>,
+    snmp: Option<crate::snmp::Sender>,
+}
+
 fn log_notices(
     rx: mpsc::Receiver<Notice>,
     events: &EventHub,
@@ -1152,8 +1184,9 @@ fn log_notices(
     lb: &LbLink,
     mailer: &Mailer,
     rebind: tokio::sync::mpsc::UnboundedSender<String>,
-    dbus: Option<crate::dbus::Sender>,
+    listeners: Listeners,
 ) {
+    let Listeners { dbus, snmp } = listeners;
     let (results_tx, results_rx) = mpsc::channel::<NotifyResult>();
     let _ = std::thread::Builder::new().name("vipd-notify-log".into()).spawn(move || {
         for r in results_rx {
@@ -1187,6 +1220,9 @@ fn log_notices(
                         instance: instance.clone(),
                         state: crate::dbus::state_number(to),
                     });
+                }
+                if let Some(s) = &snmp {
+                    s.send(crate::snmp::Event::new(&instance, to, &reason));
                 }
                 let word = match (to, reason) {
                     // keepalived: a deleted instance notifies FAULT unless notify_deleted.

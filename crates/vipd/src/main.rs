@@ -1,5 +1,6 @@
 //! The `vipd` command: daemon, config checker, status client and the netns lab.
 
+mod agentx;
 mod balancer;
 mod bench;
 mod check;
@@ -14,6 +15,7 @@ mod pidfile;
 mod plan;
 mod realserver;
 mod reload_timer;
+mod snmp;
 mod syncd;
 
 use clap::{Parser, Subcommand};

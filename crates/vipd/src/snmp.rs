@@ -1,0 +1,1171 @@
+//! keepalived's SNMP support as an AgentX subagent (RFC 2741) of a master agent such as
+//! net-snmp's `snmpd` (`master agentx`): `enable_snmp_vrrp` (KEEPALIVED-MIB's global
+//! scalars and vrrpInstanceTable), `enable_snmp_rfcv2` (VRRP-MIB, RFC 2787, for VRRPv2
+//! IPv4 instances), `enable_snmp_rfcv3` (VRRPv3-MIB, RFC 6527, for VRRPv3 instances),
+//! `enable_snmp_rfc` (both), `enable_traps` (their notifications on transitions) and
+//! `snmp_socket` (the master's address, default `unix:/var/agentx/master`).
+//!
+//! The values come from the same status snapshot `vipd status --json` shows. The
+//! subagent runs on a thread of its own: a master that is not there, goes away or
+//! refuses a registration is logged and retried (1 s, doubling up to 8 s); nothing here
+//! stops vipd.
+
+use crate::agentx::{self, Body, Header, Pdu, Value, VarBind};
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::IpAddr;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tracing::{debug, info, warn};
+use vipd_linux::status::{InstanceStatus, Snapshot};
+use vipd_vrrp::engine::{State, TransitionReason};
+
+/// KEEPALIVED-MIB: `enterprises.9586.100.5`.
+const KEEPALIVED: [u32; 9] = [1, 3, 6, 1, 4, 1, 9586, 100, 5];
+/// VRRP-MIB (RFC 2787): `mib-2.68`.
+const VRRP_MIB: [u32; 7] = [1, 3, 6, 1, 2, 1, 68];
+/// VRRPv3-MIB (RFC 6527): `mib-2.207`.
+const VRRPV3_MIB: [u32; 7] = [1, 3, 6, 1, 2, 1, 207];
+/// `snmpTrapOID.0`.
+const SNMP_TRAP_OID: [u32; 11] = [1, 3, 6, 1, 6, 3, 1, 1, 4, 1, 0];
+/// keepalived's default `snmp_socket`.
+pub const DEFAULT_SOCKET: &str = "unix:/var/agentx/master";
+/// How long the master waits for our answers (the Open's timeout).
+const TIMEOUT_SECS: u8 = 5;
+const BACKOFF_MAX: Duration = Duration::from_secs(8);
+const PING_EVERY: Duration = Duration::from_secs(5);
+
+pub use vipd_config::AgentxAddress as Address;
+
+/// The SNMP settings of global_defs (read at start; keepalived does not change them on
+/// reload either).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub keepalived: bool,
+    /// `enable_snmp_checker`: KEEPALIVED-MIB's virtual and real server tables.
+    pub checker: bool,
+    pub rfcv2: bool,
+    pub rfcv3: bool,
+    pub traps: bool,
+    pub address: Address,
+    pub router_id: String,
+}
+
+impl Settings {
+    /// `None` without any `enable_snmp_*`; `Err` for a `snmp_socket` vipd cannot use.
+    pub fn from_config(g: &vipd_config::model::GlobalDefs) -> Option<Result<Settings, String>> {
+        if !(g.enable_snmp_vrrp
+            || g.enable_snmp_checker
+            || g.enable_snmp_rfcv2
+            || g.enable_snmp_rfcv3)
+        {
+            return None;
+        }
+        let socket = g.snmp_socket.as_deref().unwrap_or(DEFAULT_SOCKET);
+        let address = match vipd_config::parse_agentx_address(socket) {
+            Ok(a) => a,
+            Err(e) => return Some(Err(e)),
+        };
+        // keepalived's default router_id: the host name.
+        let router_id = g
+            .router_id
+            .clone()
+            .unwrap_or_else(vipd_linux::mail::hostname);
+        Some(Ok(Settings {
+            keepalived: g.enable_snmp_vrrp,
+            checker: g.enable_snmp_checker,
+            rfcv2: g.enable_snmp_rfcv2,
+            rfcv3: g.enable_snmp_rfcv3,
+            traps: g.enable_traps,
+            address,
+            router_id,
+        }))
+    }
+
+    /// The subtrees registered with the master.
+    fn subtrees(&self) -> Vec<Vec<u32>> {
+        let mut out = Vec::new();
+        if self.keepalived || self.checker {
+            out.push(oid(&KEEPALIVED, &[1]));
+        }
+        if self.keepalived {
+            out.push(oid(&KEEPALIVED, &[2]));
+        }
+        if self.checker {
+            out.push(oid(&KEEPALIVED, &[3]));
+        }
+        if self.rfcv2 {
+            out.push(VRRP_MIB.to_vec());
+        }
+        if self.rfcv3 {
+            out.push(VRRPV3_MIB.to_vec());
+        }
+        out
+    }
+}
+
+fn oid(base: &[u32], rest: &[u32]) -> Vec<u32> {
+    let mut v = Vec::with_capacity(base.len() + rest.len());
+    v.extend_from_slice(base);
+    v.extend_from_slice(rest);
+    v
+}
+
+/// A transition, for the notifications.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub instance: String,
+    pub to: State,
+    /// VRRPv3-MIB's `vrrpv3StatisticsNewMasterReason` for a new master.
+    pub master_reason: i32,
+    /// KEEPALIVED-MIB's VrrpState: 0 init, 1 backup, 2 master, 3 fault, 5 shutdown.
+    pub keepalived_state: i32,
+}
+
+impl Event {
+    pub fn new(instance: &str, to: State, reason: &TransitionReason) -> Event {
+        let master_reason = match (to, reason) {
+            (State::Master, TransitionReason::AddressOwner) => 1,
+            (State::Master, _) => 3,
+            _ => 0,
+        };
+        let keepalived_state = match (to, reason) {
+            (State::Initialize, TransitionReason::Shutdown) => 5,
+            (State::Initialize, _) => 0,
+            (State::Backup, _) => 1,
+            (State::Master, _) => 2,
+            (State::Fault, _) => 3,
+        };
+        Event {
+            instance: instance.to_string(),
+            to,
+            master_reason,
+            keepalived_state,
+        }
+    }
+}
+
+/// keepalived's VrrpState numbers (KEEPALIVED-MIB).
+fn keepalived_state(s: &str) -> i32 {
+    match s {
+        "BACKUP" => 1,
+        "MASTER" => 2,
+        "FAULT" => 3,
+        _ => 0,
+    }
+}
+
+/// RFC 2787 / RFC 6527 state: initialize(1), backup(2), master(3); FAULT is initialize.
+fn rfc_state(s: &str) -> i32 {
+    match s {
+        "BACKUP" => 2,
+        "MASTER" => 3,
+        _ => 1,
+    }
+}
+
+fn truth(b: bool) -> Value {
+    Value::Integer(if b { 1 } else { 2 })
+}
+
+fn ip_octets(a: IpAddr) -> Vec<u8> {
+    match a {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
+/// The VIPs of an instance, parsed from `vipd status`'s `ADDR/LEN`.
+fn vips(i: &InstanceStatus) -> Vec<IpAddr> {
+    i.vips
+        .iter()
+        .filter_map(|v| v.split('/').next()?.parse().ok())
+        .collect()
+}
+
+/// The master's address as the tables show it: ours when MASTER, else the last master
+/// heard (all zeros when none).
+fn master_ip(i: &InstanceStatus) -> IpAddr {
+    let unspecified = if i.detail.ipv6 {
+        IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+    };
+    if i.state == "MASTER" {
+        return i.detail.primary.unwrap_or(unspecified);
+    }
+    i.master
+        .as_deref()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(unspecified)
+}
+
+/// RFC 5798's virtual MAC: 00-00-5E-00-01-VRID (IPv4), 00-00-5E-00-02-VRID (IPv6).
+fn virtual_mac(i: &InstanceStatus) -> Vec<u8> {
+    vec![0, 0, 0x5e, 0, if i.detail.ipv6 { 2 } else { 1 }, i.vrid]
+}
+
+/// Is the instance in VRRP-MIB (RFC 2787)? keepalived: VRRPv2 over IPv4 only.
+fn in_rfcv2(i: &InstanceStatus) -> bool {
+    i.version == 2 && !i.detail.ipv6
+}
+
+/// The MIB objects served, in OID order.
+#[derive(Debug, Default)]
+pub struct Mib(BTreeMap<Vec<u32>, Value>);
+
+impl agentx::View for Mib {
+    fn get(&self, oid: &[u32]) -> Option<Value> {
+        self.0.get(oid).cloned()
+    }
+
+    fn next(&self, oid: &[u32], include: bool) -> Option<(Vec<u32>, Value)> {
+        use std::ops::Bound;
+        let lo = if include {
+            Bound::Included(oid.to_vec())
+        } else {
+            Bound::Excluded(oid.to_vec())
+        };
+        self.0
+            .range((lo, Bound::Unbounded))
+            .next()
+            .map(|(k, v)| (k.clone(), v.clone()))
+    }
+}
+
+impl Mib {
+    /// The objects of the enabled MIBs for the instances of `snap`.
+    pub fn build(settings: &Settings, snap: &Snapshot) -> Mib {
+        let mut m = BTreeMap::new();
+        if settings.keepalived || settings.checker {
+            m.insert(
+                oid(&KEEPALIVED, &[1, 1, 0]),
+                Value::OctetString(
+                    format!("vipd {} (keepalived compatible)", env!("CARGO_PKG_VERSION"))
+                        .into_bytes(),
+                ),
+            );
+            m.insert(
+                oid(&KEEPALIVED, &[1, 2, 0]),
+                Value::OctetString(settings.router_id.clone().into_bytes()),
+            );
+        }
+        if settings.checker {
+            checker_tables(&mut m, snap);
+        }
+        if settings.keepalived {
+            for (n, i) in snap.instances.iter().enumerate() {
+                let idx = n as u32 + 1;
+                let mut col = |c: u32, v: Value| {
+                    m.insert(oid(&KEEPALIVED, &[2, 3, 1, c, idx]), v);
+                };
+                let state = keepalived_state(&i.state);
+                col(1, Value::Integer(idx as i32));
+                col(2, Value::OctetString(i.name.clone().into_bytes()));
+                col(3, Value::Gauge32(i.vrid as u32));
+                col(4, Value::Integer(state));
+                col(
+                    5,
+                    Value::Integer(if i.detail.initial_master { 2 } else { 1 }),
+                );
+                col(6, Value::Integer(state));
+                col(7, Value::Integer(i.priority as i32));
+                col(8, Value::Integer(i.effective_priority as i32));
+                col(9, truth(i.state == "MASTER"));
+                col(10, Value::OctetString(i.interface.clone().into_bytes()));
+                let adv = if i.version == 2 {
+                    (i.advert_interval_ms / 1000.0).round()
+                } else {
+                    (i.advert_interval_ms / 10.0).round()
+                };
+                col(12, Value::Gauge32(adv as u32));
+                col(13, truth(!i.detail.nopreempt));
+                col(14, Value::Gauge32(i.detail.preempt_delay as u32));
+                col(15, Value::Integer(i.detail.auth_type as i32));
+                col(27, truth(i.detail.accept));
+                col(30, Value::Integer(i.version as i32));
+            }
+        }
+        if settings.rfcv2 {
+            // vrrpNodeVersion, vrrpNotificationCntl.
+            m.insert(oid(&VRRP_MIB, &[1, 1, 0]), Value::Integer(2));
+            m.insert(oid(&VRRP_MIB, &[1, 2, 0]), truth(settings.traps));
+            for i in snap.instances.iter().filter(|i| in_rfcv2(i)) {
+                let (ix, vr) = (i.detail.ifindex, i.vrid as u32);
+                let mut col = |c: u32, v: Value| {
+                    m.insert(oid(&VRRP_MIB, &[1, 3, 1, c, ix, vr]), v);
+                };
+                let v4 = |a: IpAddr| match a {
+                    IpAddr::V4(a) => Value::IpAddress(a.octets()),
+                    IpAddr::V6(_) => Value::IpAddress([0; 4]),
+                };
+                let vips = vips(i);
+                col(2, Value::OctetString(virtual_mac(i)));
+                col(3, Value::Integer(rfc_state(&i.state)));
+                col(4, Value::Integer(1));
+                col(5, Value::Integer(i.priority as i32));
+                col(6, Value::Integer(vips.len() as i32));
+                col(7, v4(master_ip(i)));
+                col(
+                    8,
+                    v4(i.detail
+                        .primary
+                        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))),
+                );
+                col(9, Value::Integer(i.detail.auth_type as i32 + 1));
+                col(
+                    11,
+                    Value::Integer((i.advert_interval_ms / 1000.0).round() as i32),
+                );
+                col(12, truth(!i.detail.nopreempt));
+                col(14, Value::Integer(1));
+                col(15, Value::Integer(1));
+                for a in vips {
+                    let mut o = oid(&VRRP_MIB, &[1, 4, 1, 2, ix, vr]);
+                    o.extend(ip_octets(a).into_iter().map(u32::from));
+                    m.insert(o, Value::Integer(1));
+                }
+            }
+        }
+        if settings.rfcv3 {
+            for i in snap.instances.iter().filter(|i| i.version == 3) {
+                let ty = if i.detail.ipv6 { 2 } else { 1 };
+                let (ix, vr) = (i.detail.ifindex, i.vrid as u32);
+                let mut col = |c: u32, v: Value| {
+                    m.insert(oid(&VRRPV3_MIB, &[1, 1, 1, 1, c, ix, vr, ty]), v);
+                };
+                let vips = vips(i);
+                col(3, Value::OctetString(ip_octets(master_ip(i))));
+                if let Some(p) = i.detail.primary {
+                    col(4, Value::OctetString(ip_octets(p)));
+                }
+                col(5, Value::OctetString(virtual_mac(i)));
+                col(6, Value::Integer(rfc_state(&i.state)));
+                col(7, Value::Gauge32(i.priority as u32));
+                col(8, Value::Integer(vips.len() as i32));
+                col(
+                    9,
+                    Value::Integer((i.advert_interval_ms / 10.0).round() as i32),
+                );
+                col(10, truth(!i.detail.nopreempt));
+                col(11, truth(i.detail.accept));
+                col(13, Value::Integer(1));
+                for a in vips {
+                    // keepalived: the address's bytes without a length sub-identifier.
+                    let mut o = oid(&VRRPV3_MIB, &[1, 1, 2, 1, 2, ix, vr, ty]);
+                    o.extend(ip_octets(a).into_iter().map(u32::from));
+                    m.insert(o, Value::Integer(1));
+                }
+            }
+        }
+        Mib(m)
+    }
+}
+
+/// InetAddressType: 1 ipv4, 2 ipv6.
+fn addr_type(a: IpAddr) -> i32 {
+    if a.is_ipv6() {
+        2
+    } else {
+        1
+    }
+}
+
+/// KEEPALIVED-MIB's virtualServerTable (`.3.3`) and realServerTable (`.3.4`), indexed
+/// by the virtual server's place in `vipd status` and the real server's in it.
+fn checker_tables(m: &mut BTreeMap<Vec<u32>, Value>, snap: &Snapshot) {
+    for (n, vs) in snap.virtual_servers.iter().enumerate() {
+        let vi = n as u32 + 1;
+        let mut col = |c: u32, v: Value| {
+            m.insert(oid(&KEEPALIVED, &[3, 3, 1, c, vi]), v);
+        };
+        let s = &vs.service;
+        col(1, Value::Integer(vi as i32));
+        col(2, Value::Integer(s.kind as i32));
+        if let Some(g) = &s.group {
+            col(3, Value::OctetString(g.clone().into_bytes()));
+        }
+        if s.kind == 1 {
+            col(4, Value::Gauge32(s.fwmark));
+        }
+        if let Some(a) = s.addr {
+            col(5, Value::Integer(addr_type(a)));
+            col(6, Value::OctetString(ip_octets(a)));
+            col(7, Value::Gauge32(s.port as u32));
+        }
+        col(8, Value::Integer(s.protocol as i32));
+        col(11, truth(vs.active));
+        let up = vs.real_servers.iter().filter(|r| r.up).count();
+        col(20, Value::Gauge32(vs.real_servers.len() as u32));
+        col(21, Value::Gauge32(up as u32));
+        col(23, truth(vs.quorum_up));
+        for (k, rs) in vs.real_servers.iter().enumerate() {
+            let ri = k as u32 + 1;
+            let mut col = |c: u32, v: Value| {
+                m.insert(oid(&KEEPALIVED, &[3, 4, 1, c, vi, ri]), v);
+            };
+            col(1, Value::Integer(ri as i32));
+            col(2, Value::Integer(1));
+            if let Ok(a) = rs.addr.parse::<IpAddr>() {
+                col(3, Value::Integer(addr_type(a)));
+                col(4, Value::OctetString(ip_octets(a)));
+            }
+            col(5, Value::Gauge32(rs.port as u32));
+            col(6, truth(rs.up));
+        }
+    }
+}
+
+/// The real servers' health, to notice changes: (virtual server, address, port) → up.
+pub type RsStates = BTreeMap<(String, String, u16), bool>;
+
+pub fn rs_states(snap: &Snapshot) -> RsStates {
+    snap.virtual_servers
+        .iter()
+        .flat_map(|vs| {
+            vs.real_servers
+                .iter()
+                .map(move |r| ((vs.name.clone(), r.addr.clone(), r.port), r.up))
+        })
+        .collect()
+}
+
+/// keepalived's `realServerStateChange` for each real server whose health differs from
+/// `before` (none for servers new or gone).
+pub fn rs_notifications(
+    settings: &Settings,
+    before: &RsStates,
+    snap: &Snapshot,
+) -> Vec<Vec<VarBind>> {
+    let mut out = Vec::new();
+    if !(settings.traps && settings.checker) {
+        return out;
+    }
+    for vs in &snap.virtual_servers {
+        let up = vs.real_servers.iter().filter(|r| r.up).count() as u32;
+        for rs in &vs.real_servers {
+            let key = (vs.name.clone(), rs.addr.clone(), rs.port);
+            if before.get(&key).is_none_or(|b| *b == rs.up) {
+                continue;
+            }
+            let Ok(a) = rs.addr.parse::<IpAddr>() else {
+                continue;
+            };
+            // keepalived names the objects without their indexes.
+            let o = |r: &[u32]| oid(&KEEPALIVED, r);
+            out.push(vec![
+                VarBind {
+                    name: SNMP_TRAP_OID.to_vec(),
+                    value: Value::Oid(o(&[3, 5, 0, 1])),
+                },
+                VarBind {
+                    name: o(&[3, 4, 1, 3]),
+                    value: Value::Integer(addr_type(a)),
+                },
+                VarBind {
+                    name: o(&[3, 4, 1, 4]),
+                    value: Value::OctetString(ip_octets(a)),
+                },
+                VarBind {
+                    name: o(&[3, 4, 1, 5]),
+                    value: Value::Gauge32(rs.port as u32),
+                },
+                VarBind {
+                    name: o(&[3, 4, 1, 6]),
+                    value: truth(rs.up),
+                },
+                VarBind {
+                    name: o(&[3, 3, 1, 2]),
+                    value: Value::Integer(vs.service.kind as i32),
+                },
+                VarBind {
+                    name: o(&[3, 3, 1, 8]),
+                    value: Value::Integer(vs.service.protocol as i32),
+                },
+                VarBind {
+                    name: o(&[3, 3, 1, 21]),
+                    value: Value::Gauge32(up),
+                },
+                VarBind {
+                    name: o(&[3, 3, 1, 20]),
+                    value: Value::Gauge32(vs.real_servers.len() as u32),
+                },
+                VarBind {
+                    name: o(&[1, 2, 0]),
+                    value: Value::OctetString(settings.router_id.clone().into_bytes()),
+                },
+            ]);
+        }
+    }
+    out
+}
+
+/// The notifications keepalived sends for a transition (each a Notify's VarBinds after
+/// `snmpTrapOID.0`), for the MIBs enabled.
+pub fn notifications(settings: &Settings, snap: &Snapshot, ev: &Event) -> Vec<Vec<VarBind>> {
+    let mut out = Vec::new();
+    if !settings.traps {
+        return out;
+    }
+    // An instance a reload has just added may not be in the snapshot yet (published
+    // every 100 ms): no notification for it then.
+    let Some(i) = snap.instances.iter().find(|i| i.name == ev.instance) else {
+        debug!(
+            "SNMP: {} not in the status yet: no notification",
+            ev.instance
+        );
+        return out;
+    };
+    let trap = |id: Vec<u32>| VarBind {
+        name: SNMP_TRAP_OID.to_vec(),
+        value: Value::Oid(id),
+    };
+    if settings.keepalived {
+        let state = ev.keepalived_state;
+        // vrrpInstanceStateChange; keepalived names the objects without an index.
+        out.push(vec![
+            trap(oid(&KEEPALIVED, &[2, 10, 0, 2])),
+            VarBind {
+                name: oid(&KEEPALIVED, &[2, 3, 1, 2]),
+                value: Value::OctetString(i.name.clone().into_bytes()),
+            },
+            VarBind {
+                name: oid(&KEEPALIVED, &[2, 3, 1, 4]),
+                value: Value::Integer(state),
+            },
+            VarBind {
+                name: oid(&KEEPALIVED, &[2, 3, 1, 5]),
+                value: Value::Integer(if i.detail.initial_master { 2 } else { 1 }),
+            },
+            VarBind {
+                name: oid(&KEEPALIVED, &[1, 2, 0]),
+                value: Value::OctetString(settings.router_id.clone().into_bytes()),
+            },
+        ]);
+    }
+    if ev.to != State::Master {
+        return out;
+    }
+    let primary = i.detail.primary;
+    if settings.rfcv2 && in_rfcv2(i) {
+        if let Some(IpAddr::V4(a)) = primary {
+            out.push(vec![
+                trap(oid(&VRRP_MIB, &[0, 1])),
+                VarBind {
+                    name: oid(&VRRP_MIB, &[1, 3, 1, 7, i.detail.ifindex, i.vrid as u32]),
+                    value: Value::IpAddress(a.octets()),
+                },
+            ]);
+        }
+    }
+    if settings.rfcv3 && i.version == 3 {
+        let idx = [
+            i.detail.ifindex,
+            i.vrid as u32,
+            if i.detail.ipv6 { 2 } else { 1 },
+        ];
+        let mut master = oid(&VRRPV3_MIB, &[1, 1, 1, 1, 3]);
+        master.extend(idx);
+        let mut reason = oid(&VRRPV3_MIB, &[1, 2, 5, 1, 2]);
+        reason.extend(idx);
+        if let Some(p) = primary {
+            out.push(vec![
+                trap(oid(&VRRPV3_MIB, &[0, 1])),
+                VarBind {
+                    name: master,
+                    value: Value::OctetString(ip_octets(p)),
+                },
+                VarBind {
+                    name: reason,
+                    value: Value::Integer(ev.master_reason),
+                },
+            ]);
+        }
+    }
+    out
+}
+
+/// Sends transitions to the SNMP thread (nothing once it has ended).
+#[derive(Clone)]
+pub struct Sender(mpsc::Sender<Option<Event>>);
+
+impl Sender {
+    pub fn send(&self, ev: Event) {
+        let _ = self.0.send(Some(ev));
+    }
+}
+
+/// Made before the runtime starts so that no transition is missed.
+pub fn channel() -> (Sender, mpsc::Receiver<Option<Event>>) {
+    let (tx, rx) = mpsc::channel();
+    (Sender(tx), rx)
+}
+
+/// The subagent's thread, from [`start`].
+pub struct Snmp {
+    tx: mpsc::Sender<Option<Event>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Snmp {
+    /// Closes the session (reason shutdown) and ends the thread (waits at most a second).
+    pub fn stop(mut self) {
+        let _ = self.tx.send(None);
+        if let Some(t) = self.thread.take() {
+            let deadline = Instant::now() + Duration::from_secs(1);
+            while !t.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+pub fn start(
+    settings: Settings,
+    status: Arc<Mutex<Snapshot>>,
+    sender: &Sender,
+    rx: mpsc::Receiver<Option<Event>>,
+) -> std::io::Result<Snmp> {
+    let thread = std::thread::Builder::new()
+        .name("vipd-snmp".into())
+        .spawn(move || run(settings, status, rx))?;
+    Ok(Snmp {
+        tx: sender.0.clone(),
+        thread: Some(thread),
+    })
+}
+
+trait Stream: Read + Write + Send {}
+impl<T: Read + Write + Send> Stream for T {}
+
+fn connect(a: &Address) -> std::io::Result<Box<dyn Stream>> {
+    let timeout = Some(Duration::from_millis(100));
+    Ok(match a {
+        Address::Unix(p) => {
+            let s = std::os::unix::net::UnixStream::connect(p)?;
+            s.set_read_timeout(timeout)?;
+            s.set_write_timeout(Some(Duration::from_secs(2)))?;
+            Box::new(s)
+        }
+        Address::Tcp(hp) => {
+            let s = std::net::TcpStream::connect(hp.as_str())?;
+            s.set_read_timeout(timeout)?;
+            s.set_write_timeout(Some(Duration::from_secs(2)))?;
+            s.set_nodelay(true)?;
+            Box::new(s)
+        }
+    })
+}
+
+fn lock(status: &Mutex<Snapshot>) -> std::sync::MutexGuard<'_, Snapshot> {
+    match status.lock() {
+        Ok(s) => s,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// Why a session ended.
+enum End {
+    Stop,
+    Lost(String),
+}
+
+fn run(settings: Settings, status: Arc<Mutex<Snapshot>>, rx: mpsc::Receiver<Option<Event>>) {
+    let mut backoff = Duration::from_secs(1);
+    let mut warned = false;
+    loop {
+        match connect(&settings.address) {
+            Ok(stream) => {
+                let mut s = Session {
+                    stream,
+                    buf: Vec::new(),
+                    session: 0,
+                    packet: 0,
+                };
+                match s.serve(&settings, &status, &rx) {
+                    End::Stop => return,
+                    End::Lost(why) => {
+                        warn!(
+                            "SNMP: AgentX session with {:?} ended: {why}; reconnecting",
+                            settings.address
+                        );
+                        backoff = Duration::from_secs(1);
+                        warned = false;
+                    }
+                }
+            }
+            Err(e) => {
+                if !warned {
+                    warn!(
+                        "SNMP: cannot reach the AgentX master at {:?} (snmp_socket): {e}; retrying",
+                        settings.address
+                    );
+                    warned = true;
+                } else {
+                    debug!("SNMP: AgentX master at {:?}: {e}", settings.address);
+                }
+            }
+        }
+        // Wait, dropping the transitions meanwhile (no master to send them to).
+        let until = Instant::now() + backoff;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match rx.recv_timeout(left) {
+                Ok(Some(ev)) => debug!(
+                    "SNMP: no AgentX master: no notification for {}",
+                    ev.instance
+                ),
+                Ok(None) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+struct Session {
+    stream: Box<dyn Stream>,
+    buf: Vec<u8>,
+    session: u32,
+    packet: u32,
+}
+
+impl Session {
+    fn send(&mut self, body: Body) -> std::io::Result<u32> {
+        self.packet = self.packet.wrapping_add(1);
+        let pdu = Pdu {
+            header: Header {
+                session: self.session,
+                packet: self.packet,
+                ..Default::default()
+            },
+            context: None,
+            body,
+        };
+        self.stream.write_all(&pdu.encode())?;
+        Ok(self.packet)
+    }
+
+    /// The next whole PDU, or `None` after a read timeout.
+    fn read(&mut self) -> Result<Option<Pdu>, String> {
+        loop {
+            if self.buf.len() >= agentx::HEADER {
+                let len = agentx::header_len(&self.buf).map_err(|e| e.to_string())?;
+                if len > 1 << 20 {
+                    return Err(format!("PDU of {len} bytes"));
+                }
+                if self.buf.len() >= len {
+                    let rest = self.buf.split_off(len);
+                    let pdu = std::mem::replace(&mut self.buf, rest);
+                    return Pdu::decode(&pdu).map(Some).map_err(|e| e.to_string());
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Err("the master closed the connection".into()),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Ok(None)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+
+    /// Waits (at most 5 s) for the Response to our packet `id`, answering requests meanwhile.
+    fn response(&mut self, id: u32) -> Result<(u32, u16), String> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Some(p) = self.read()? {
+                if let Body::Response { error, .. } = p.body {
+                    if p.header.packet == id {
+                        return Ok((p.header.session, error));
+                    }
+                }
+            }
+        }
+        Err("no Response from the master within 5 s".into())
+    }
+
+    fn serve(
+        &mut self,
+        settings: &Settings,
+        status: &Mutex<Snapshot>,
+        rx: &mpsc::Receiver<Option<Event>>,
+    ) -> End {
+        match self.open(settings) {
+            Ok(()) => {}
+            Err(e) => return End::Lost(e),
+        }
+        let mut cache: Option<(Instant, Mib)> = None;
+        // A Ping every PING_EVERY: a master that hangs (or, over TCP, a host gone
+        // without a reset) ends the session too.
+        let mut last_ping = Instant::now();
+        let mut ping: Option<(u32, Instant)> = None;
+        // Real server health as last seen (changes found on each turn, every 100 ms).
+        let watch_rs = settings.traps && settings.checker;
+        let mut rs_before = if watch_rs {
+            rs_states(&lock(status))
+        } else {
+            RsStates::new()
+        };
+        loop {
+            if watch_rs {
+                let (traps, now) = {
+                    let snap = lock(status);
+                    (
+                        rs_notifications(settings, &rs_before, &snap),
+                        rs_states(&snap),
+                    )
+                };
+                rs_before = now;
+                for vbs in traps {
+                    if let Err(e) = self.send(Body::Notify(vbs)) {
+                        return End::Lost(e.to_string());
+                    }
+                }
+            }
+            if let Some((_, sent)) = ping {
+                if sent.elapsed() > Duration::from_secs(TIMEOUT_SECS as u64) {
+                    return End::Lost("no answer to a Ping".into());
+                }
+            } else if last_ping.elapsed() >= PING_EVERY {
+                last_ping = Instant::now();
+                match self.send(Body::Ping) {
+                    Ok(id) => ping = Some((id, Instant::now())),
+                    Err(e) => return End::Lost(e.to_string()),
+                }
+            }
+            // Transitions first: their notifications carry the state they report.
+            loop {
+                match rx.try_recv() {
+                    Ok(Some(ev)) => {
+                        let traps = notifications(settings, &lock(status), &ev);
+                        for vbs in traps {
+                            debug!("SNMP: notification for {}", ev.instance);
+                            if let Err(e) = self.send(Body::Notify(vbs)) {
+                                return End::Lost(e.to_string());
+                            }
+                        }
+                    }
+                    Ok(None) | Err(mpsc::TryRecvError::Disconnected) => {
+                        let _ = self.send(Body::Close {
+                            reason: agentx::reason::SHUTDOWN,
+                        });
+                        return End::Stop;
+                    }
+                    Err(mpsc::TryRecvError::Empty) => break,
+                }
+            }
+            let pdu = match self.read() {
+                Ok(Some(p)) => p,
+                Ok(None) => continue,
+                Err(e) => return End::Lost(e),
+            };
+            let (error, varbinds) = match &pdu.body {
+                Body::Get(_) | Body::GetNext(_) | Body::GetBulk { .. } => {
+                    // One view for a walk's burst of requests: rebuilt after 100 ms (the
+                    // status snapshot's own period).
+                    let fresh = cache
+                        .as_ref()
+                        .is_some_and(|(at, _)| at.elapsed() < Duration::from_millis(100));
+                    if !fresh {
+                        cache = Some((Instant::now(), Mib::build(settings, &lock(status))));
+                    }
+                    let mib = &cache.as_ref().map(|(_, m)| m);
+                    match (pdu.context.is_some(), mib) {
+                        (false, Some(m)) => (
+                            agentx::error::NONE,
+                            agentx::answer(*m, &pdu.body).unwrap_or_default(),
+                        ),
+                        _ => (agentx::error::GEN_ERR, Vec::new()),
+                    }
+                }
+                Body::Close { reason } => {
+                    return End::Lost(format!("the master closed the session (reason {reason})"))
+                }
+                Body::Response { error, .. } => {
+                    if ping.is_some_and(|(id, _)| id == pdu.header.packet) {
+                        if *error != agentx::error::NONE {
+                            return End::Lost(format!(
+                                "the master answered a Ping with error {error}"
+                            ));
+                        }
+                        ping = None;
+                    }
+                    continue;
+                }
+                // CleanupSet has no Response.
+                Body::Other if pdu.header.ty == agentx::ty::CLEANUP_SET => continue,
+                Body::Other
+                    if matches!(
+                        pdu.header.ty,
+                        agentx::ty::TEST_SET | agentx::ty::COMMIT_SET | agentx::ty::UNDO_SET
+                    ) =>
+                {
+                    (agentx::error::NOT_WRITABLE, Vec::new())
+                }
+                _ => (agentx::error::PROCESSING_ERROR, Vec::new()),
+            };
+            let reply = Pdu {
+                header: Header {
+                    ty: agentx::ty::RESPONSE,
+                    flags: 0,
+                    ..pdu.header
+                },
+                context: None,
+                body: Body::Response {
+                    uptime: 0,
+                    error,
+                    index: 0,
+                    varbinds,
+                },
+            };
+            if let Err(e) = self.stream.write_all(&reply.encode()) {
+                return End::Lost(e.to_string());
+            }
+        }
+    }
+
+    /// Open, then a Register for each enabled MIB's subtree.
+    fn open(&mut self, settings: &Settings) -> Result<(), String> {
+        let id = self
+            .send(Body::Open {
+                timeout: TIMEOUT_SECS,
+                id: KEEPALIVED.to_vec(),
+                descr: b"vipd (keepalived compatible VRRP)".to_vec(),
+            })
+            .map_err(|e| e.to_string())?;
+        let (session, error) = self.response(id)?;
+        if error != agentx::error::NONE {
+            return Err(format!("the master refused the Open (error {error})"));
+        }
+        self.session = session;
+        for subtree in settings.subtrees() {
+            let id = self
+                .send(Body::Register {
+                    timeout: 0,
+                    priority: 127,
+                    subtree: subtree.clone(),
+                })
+                .map_err(|e| e.to_string())?;
+            let (_, error) = self.response(id)?;
+            let name = subtree
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join(".");
+            if error == agentx::error::NONE {
+                info!("SNMP: registered {name} with the AgentX master");
+            } else {
+                warn!("SNMP: the AgentX master refused {name} (error {error}); not served");
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agentx::View;
+
+    fn instance(name: &str, version: u8, state: &str) -> InstanceStatus {
+        let mut i = InstanceStatus {
+            name: name.into(),
+            interface: "eth0".into(),
+            vrid: 51,
+            version,
+            state: state.into(),
+            priority: 150,
+            effective_priority: 140,
+            advert_interval_ms: 1000.0,
+            master: Some("192.0.2.2".into()),
+            vips: vec!["192.0.2.10/24".into(), "192.0.2.11/24".into()],
+            last_transition: None,
+            adverts_sent: 0,
+            adverts_received: 0,
+            priority_zero_sent: 0,
+            priority_zero_received: 0,
+            became_master: 0,
+            transitions: 0,
+            announcements_sent: 0,
+            drops: vec![],
+            io_fault: None,
+            peer_takeovers: 0,
+            peer_downs_ignored: 0,
+            send_faults: 0,
+            detail: Default::default(),
+        };
+        i.detail.ifindex = 7;
+        i.detail.primary = Some("192.0.2.1".parse().unwrap());
+        i.detail.accept = true;
+        i
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            keepalived: true,
+            checker: true,
+            rfcv2: true,
+            rfcv3: true,
+            traps: true,
+            address: Address::Unix("/x".into()),
+            router_id: "r1".into(),
+        }
+    }
+
+    #[test]
+    fn tables_as_the_mibs_define_them() {
+        let mut snap = Snapshot::default();
+        snap.instances.push(instance("VI_2", 2, "BACKUP"));
+        let mut v3 = instance("VI_3", 3, "MASTER");
+        v3.vrid = 52;
+        snap.instances.push(v3);
+        let mib = Mib::build(&settings(), &snap);
+        let k = |r: &[u32]| mib.get(&oid(&KEEPALIVED, r));
+        assert_eq!(k(&[1, 2, 0]), Some(Value::OctetString(b"r1".to_vec())));
+        assert_eq!(
+            k(&[2, 3, 1, 2, 2]),
+            Some(Value::OctetString(b"VI_3".to_vec()))
+        );
+        assert_eq!(k(&[2, 3, 1, 4, 1]), Some(Value::Integer(1)));
+        assert_eq!(k(&[2, 3, 1, 4, 2]), Some(Value::Integer(2)));
+        assert_eq!(k(&[2, 3, 1, 8, 1]), Some(Value::Integer(140)));
+        // v2: seconds; v3: centiseconds.
+        assert_eq!(k(&[2, 3, 1, 12, 1]), Some(Value::Gauge32(1)));
+        assert_eq!(k(&[2, 3, 1, 12, 2]), Some(Value::Gauge32(100)));
+        // RFC 2787: the v2 instance only, indexed by ifIndex and VRID.
+        let v2 = |r: &[u32]| mib.get(&oid(&VRRP_MIB, r));
+        assert_eq!(v2(&[1, 3, 1, 3, 7, 51]), Some(Value::Integer(2)));
+        assert_eq!(
+            v2(&[1, 3, 1, 7, 7, 51]),
+            Some(Value::IpAddress([192, 0, 2, 2]))
+        );
+        assert_eq!(v2(&[1, 3, 1, 6, 7, 51]), Some(Value::Integer(2)));
+        assert_eq!(v2(&[1, 3, 1, 3, 7, 52]), None);
+        assert_eq!(
+            v2(&[1, 4, 1, 2, 7, 51, 192, 0, 2, 11]),
+            Some(Value::Integer(1))
+        );
+        // RFC 6527: the v3 instance, MASTER: its own address is the master's.
+        let v3 = |r: &[u32]| mib.get(&oid(&VRRPV3_MIB, r));
+        assert_eq!(v3(&[1, 1, 1, 1, 6, 7, 52, 1]), Some(Value::Integer(3)));
+        assert_eq!(
+            v3(&[1, 1, 1, 1, 3, 7, 52, 1]),
+            Some(Value::OctetString(vec![192, 0, 2, 1]))
+        );
+        assert_eq!(
+            v3(&[1, 1, 1, 1, 5, 7, 52, 1]),
+            Some(Value::OctetString(vec![0, 0, 0x5e, 0, 1, 52]))
+        );
+        assert_eq!(v3(&[1, 1, 1, 1, 6, 7, 51, 1]), None);
+        // A walk of RFC 6527 starts at its first column.
+        let (first, _) = mib.next(&VRRPV3_MIB, false).unwrap();
+        assert_eq!(first, oid(&VRRPV3_MIB, &[1, 1, 1, 1, 3, 7, 52, 1]));
+    }
+
+    #[test]
+    fn notifications_as_keepalived_sends_them() {
+        let mut snap = Snapshot::default();
+        snap.instances.push(instance("VI_2", 2, "MASTER"));
+        let ev = Event::new("VI_2", State::Master, &TransitionReason::Startup);
+        let n = notifications(&settings(), &snap, &ev);
+        // vrrpInstanceStateChange and vrrpTrapNewMaster (no v3 one for a v2 instance).
+        assert_eq!(n.len(), 2);
+        assert_eq!(n[0][0].value, Value::Oid(oid(&KEEPALIVED, &[2, 10, 0, 2])));
+        assert_eq!(n[0][2].value, Value::Integer(2));
+        assert_eq!(n[1][0].value, Value::Oid(oid(&VRRP_MIB, &[0, 1])));
+        assert_eq!(n[1][1].value, Value::IpAddress([192, 0, 2, 1]));
+        // BACKUP: the state change only; without enable_traps nothing.
+        let ev = Event::new("VI_2", State::Backup, &TransitionReason::Startup);
+        assert_eq!(notifications(&settings(), &snap, &ev).len(), 1);
+        // Leaving at shutdown: keepalived's shutdown(5).
+        let ev = Event::new("VI_2", State::Initialize, &TransitionReason::Shutdown);
+        let n = notifications(&settings(), &snap, &ev);
+        assert_eq!(n[0][2].value, Value::Integer(5));
+        let s = Settings {
+            traps: false,
+            ..settings()
+        };
+        assert!(notifications(&s, &snap, &ev).is_empty());
+    }
+
+    fn virtual_server(up: [bool; 2]) -> vipd_linux::status::VirtualServerStatus {
+        vipd_linux::status::VirtualServerStatus {
+            name: "virtual_server 192.0.2.100 80".into(),
+            active: true,
+            quorum_up: true,
+            backend: "nftables".into(),
+            real_servers: up
+                .iter()
+                .enumerate()
+                .map(|(k, up)| vipd_linux::status::RealServerStatus {
+                    addr: format!("192.0.2.{}", 13 + k),
+                    port: 80,
+                    up: *up,
+                    reason: String::new(),
+                })
+                .collect(),
+            service: vipd_linux::status::VsService {
+                kind: 2,
+                addr: Some("192.0.2.100".parse().unwrap()),
+                port: 80,
+                protocol: 1,
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn checker_tables_and_real_server_notifications() {
+        let mut snap = Snapshot::default();
+        snap.virtual_servers.push(virtual_server([true, true]));
+        let mib = Mib::build(&settings(), &snap);
+        let k = |r: &[u32]| mib.get(&oid(&KEEPALIVED, r));
+        assert_eq!(k(&[3, 3, 1, 2, 1]), Some(Value::Integer(2)));
+        assert_eq!(
+            k(&[3, 3, 1, 6, 1]),
+            Some(Value::OctetString(vec![192, 0, 2, 100]))
+        );
+        assert_eq!(k(&[3, 3, 1, 7, 1]), Some(Value::Gauge32(80)));
+        assert_eq!(k(&[3, 3, 1, 20, 1]), Some(Value::Gauge32(2)));
+        assert_eq!(k(&[3, 3, 1, 21, 1]), Some(Value::Gauge32(2)));
+        assert_eq!(
+            k(&[3, 4, 1, 4, 1, 2]),
+            Some(Value::OctetString(vec![192, 0, 2, 14]))
+        );
+        assert_eq!(k(&[3, 4, 1, 6, 1, 2]), Some(Value::Integer(1)));
+        let before = rs_states(&snap);
+        assert!(rs_notifications(&settings(), &before, &snap).is_empty());
+        snap.virtual_servers[0] = virtual_server([true, false]);
+        let n = rs_notifications(&settings(), &before, &snap);
+        assert_eq!(n.len(), 1);
+        assert_eq!(n[0][0].value, Value::Oid(oid(&KEEPALIVED, &[3, 5, 0, 1])));
+        assert_eq!(n[0][2].value, Value::OctetString(vec![192, 0, 2, 14]));
+        assert_eq!(n[0][4].value, Value::Integer(2));
+        assert_eq!(n[0][7].value, Value::Gauge32(1));
+        let s = Settings {
+            checker: false,
+            ..settings()
+        };
+        assert!(rs_notifications(&s, &before, &snap).is_empty());
+        assert_eq!(
+            Mib::build(&s, &snap).get(&oid(&KEEPALIVED, &[3, 3, 1, 2, 1])),
+            None
+        );
+    }
+}

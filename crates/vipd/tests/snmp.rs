@@ -1,0 +1,589 @@
+//! SNMP (issue 15): vipd as an AgentX subagent of a real net-snmp `snmpd` (`master
+//! agentx`) in router 1's namespace, read with `snmpwalk` / `snmpget` and its traps
+//! received by `snmptrapd`, as an operator's NMS would; the values are checked against
+//! `vipd status --json`.
+
+mod common;
+
+use common::{Cluster, Spec};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+use vipd_netns::{Proc, WorkDir};
+
+const KEEPALIVED: &str = ".1.3.6.1.4.1.9586.100.5";
+const VRRP_MIB: &str = ".1.3.6.1.2.1.68";
+const VRRPV3_MIB: &str = ".1.3.6.1.2.1.207";
+const AGENT: &str = "127.0.0.1:16161";
+const TRAP_PORT: u16 = 16162;
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// The net-snmp tools, or a skip outside CI (CI installs them: .ci/run).
+fn tools() -> bool {
+    let missing: Vec<&str> = ["snmpd", "snmptrapd", "snmpwalk", "snmpget"]
+        .into_iter()
+        .filter(|t| !have(t))
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must install {missing:?} (packages snmpd, snmptrapd, snmp)"
+    );
+    eprintln!("skipped: {missing:?} not installed");
+    false
+}
+
+/// net-snmp's tools without the MIB files Debian does not ship (no warnings).
+const NO_MIBS: [&str; 2] = ["MIBS=", "MIBDIRS=/nonexistent"];
+
+/// `snmpd` as AgentX master on a socket in `dir`, answering v2c `public` on
+/// 127.0.0.1:16161 in `ns` and sending v2c traps to snmptrapd there.
+fn start_snmpd(ns: &str, dir: &WorkDir, run: usize) -> Proc {
+    let unix = format!("unix:{}", agentx_socket(dir).display());
+    start_snmpd_at(ns, dir, run, &unix)
+}
+
+/// The same with the AgentX master on `agentx` (net-snmp's form).
+fn start_snmpd_at(ns: &str, dir: &WorkDir, run: usize, agentx: &str) -> Proc {
+    let conf = dir.join("snmpd.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "master agentx\nagentXSocket {agentx}\nagentaddress udp:{AGENT}\n\
+             rocommunity public 127.0.0.1\ntrap2sink 127.0.0.1:{TRAP_PORT} public\n"
+        ),
+    )
+    .unwrap();
+    let _ = std::fs::remove_file(agentx_socket(dir));
+    let persistent = format!("SNMP_PERSISTENT_DIR={}", dir.join("snmp-state").display());
+    let pid = dir.join("snmpd.pid");
+    let args: Vec<String> = ["env", persistent.as_str(), NO_MIBS[0], NO_MIBS[1], "snmpd"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(
+            [
+                "-f",
+                "-Lo",
+                "-C",
+                "-c",
+                &conf.display().to_string(),
+                "-p",
+                &pid.display().to_string(),
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        )
+        .collect();
+    let p = spawn_in(ns, &args, &dir.join(format!("snmpd-{run}.log")));
+    let up = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(50), || {
+        (!agentx.starts_with("unix:") || agentx_socket(dir).exists())
+            && snmp(ns, "snmpget", &[".1.3.6.1.2.1.1.3.0"]).is_some()
+    });
+    assert!(up, "snmpd did not start: {}", p.log_tail(20));
+    p
+}
+
+fn spawn_in(ns: &str, args: &[String], log: &Path) -> Proc {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns]).args(args);
+    Proc::spawn(cmd, log).unwrap()
+}
+
+fn agentx_socket(dir: &WorkDir) -> PathBuf {
+    dir.join("agentx")
+}
+
+fn start_snmptrapd(ns: &str, dir: &WorkDir) -> (Proc, PathBuf) {
+    let conf = dir.join("snmptrapd.conf");
+    std::fs::write(&conf, "disableAuthorization yes\n").unwrap();
+    let log = dir.join("traps.log");
+    let args: Vec<String> = ["env", NO_MIBS[0], NO_MIBS[1], "snmptrapd", "-f", "-C", "-c"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([
+            conf.display().to_string(),
+            "-On".into(),
+            "-Lf".into(),
+            log.display().to_string(),
+            format!("udp:127.0.0.1:{TRAP_PORT}"),
+        ])
+        .collect();
+    let p = spawn_in(ns, &args, &dir.join("snmptrapd.out"));
+    let up = vipd_netns::wait_for(Duration::from_secs(5), Duration::from_millis(50), || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("NET-SNMP version"))
+    });
+    assert!(up, "snmptrapd did not start: {}", p.log_tail(20));
+    (p, log)
+}
+
+/// `snmpwalk` / `snmpget -v2c -c public -On` in `ns`: its lines, or `None` if it failed.
+fn snmp(ns: &str, tool: &str, args: &[&str]) -> Option<String> {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns])
+        .arg("env")
+        .args(NO_MIBS)
+        .arg(tool)
+        .args(["-v2c", "-c", "public", "-On", "-t", "2", "-r", "1", AGENT])
+        .args(args);
+    let out = cmd.output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).to_string())
+}
+
+/// A walk as OID (without the base) → value text (`INTEGER: 2` → `2`, strings unquoted).
+fn walk(ns: &str, base: &str) -> BTreeMap<String, String> {
+    let text = snmp(ns, "snmpwalk", &[base]).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let (oid, val) = l.split_once(" = ")?;
+            let oid = oid.strip_prefix(base)?.trim_start_matches('.');
+            let val = val.split_once(": ").map_or(val, |(_, v)| v);
+            Some((oid.to_string(), val.trim_matches('"').to_string()))
+        })
+        .collect()
+}
+
+fn keepalived_state(s: &str) -> &'static str {
+    match s {
+        "BACKUP" => "1",
+        "MASTER" => "2",
+        "FAULT" => "3",
+        _ => "0",
+    }
+}
+
+fn rfc_state(s: &str) -> &'static str {
+    match s {
+        "BACKUP" => "2",
+        "MASTER" => "3",
+        _ => "1",
+    }
+}
+
+fn ifindex(ns: &str, dev: &str) -> String {
+    let out = Command::new("ip")
+        .args(["-n", ns, "-o", "link", "show", dev])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    out.split(':').next().unwrap().trim().to_string()
+}
+
+fn snmp_config(spec: &Spec, priority: u8, dir: &Path) -> String {
+    let mut conf = spec.config(priority).replacen(
+        "global_defs {\n",
+        &format!(
+            "global_defs {{\n    enable_snmp_vrrp\n    enable_snmp_rfc\n    enable_traps\n    \
+             snmp_socket unix:{}\n",
+            dir.join("agentx").display()
+        ),
+        1,
+    );
+    conf.push_str(
+        "vrrp_instance VI_2 {\n    state MASTER\n    interface eth0\n    virtual_router_id 52\n    \
+         priority 120\n    advert_int 1\n    version 2\n    virtual_ipaddress {\n        \
+         198.51.100.52/24\n        198.51.100.53/24\n    }\n}\n",
+    );
+    conf
+}
+
+/// Every instance of router 1's `vipd status --json` is in the walks with its name,
+/// state and priorities; the RFC tables list the v2 (RFC 2787) and v3 (RFC 6527) ones.
+fn check_tables(c: &Cluster, ns: &str, ix: &str) -> Result<(), String> {
+    let status = c.status(1).ok_or("no status")?;
+    let ka = walk(ns, KEEPALIVED);
+    let v2 = walk(ns, VRRP_MIB);
+    let v3 = walk(ns, VRRPV3_MIB);
+    let insts = status["instances"].as_array().ok_or("no instances")?;
+    let mut problems = Vec::new();
+    let mut want = |got: Option<&String>, value: &str, what: String| {
+        if got.map(String::as_str) != Some(value) {
+            problems.push(format!("{what}: {got:?}, want {value}"));
+        }
+    };
+    want(ka.get("1.2.0"), "test", "routerId".into());
+    for (n, i) in insts.iter().enumerate() {
+        let idx = n + 1;
+        let name = i["name"].as_str().unwrap();
+        let state = i["state"].as_str().unwrap();
+        want(
+            ka.get(&format!("2.3.1.2.{idx}")),
+            name,
+            format!("{name} name"),
+        );
+        want(
+            ka.get(&format!("2.3.1.4.{idx}")),
+            keepalived_state(state),
+            format!("{name} vrrpInstanceState"),
+        );
+        want(
+            ka.get(&format!("2.3.1.7.{idx}")),
+            &i["priority"].to_string(),
+            format!("{name} base priority"),
+        );
+        want(
+            ka.get(&format!("2.3.1.8.{idx}")),
+            &i["effective_priority"].to_string(),
+            format!("{name} effective priority"),
+        );
+        want(
+            ka.get(&format!("2.3.1.10.{idx}")),
+            "eth0",
+            format!("{name} interface"),
+        );
+        let vrid = i["vrid"].as_u64().unwrap();
+        if i["version"] == 2 {
+            want(
+                v2.get(&format!("1.3.1.3.{ix}.{vrid}")),
+                rfc_state(state),
+                format!("{name} vrrpOperState"),
+            );
+            want(
+                v2.get(&format!("1.3.1.5.{ix}.{vrid}")),
+                &i["priority"].to_string(),
+                format!("{name} vrrpOperPriority"),
+            );
+            want(
+                v2.get(&format!("1.3.1.6.{ix}.{vrid}")),
+                &i["vips"].as_array().unwrap().len().to_string(),
+                format!("{name} vrrpOperIpAddrCount"),
+            );
+            want(
+                v2.get(&format!("1.4.1.2.{ix}.{vrid}.198.51.100.53")),
+                "1",
+                format!("{name} vrrpAssoIpAddrRowStatus"),
+            );
+        } else {
+            want(
+                v3.get(&format!("1.1.1.1.6.{ix}.{vrid}.1")),
+                rfc_state(state),
+                format!("{name} vrrpv3OperationsStatus"),
+            );
+            want(
+                v3.get(&format!("1.1.1.1.7.{ix}.{vrid}.1")),
+                &i["priority"].to_string(),
+                format!("{name} vrrpv3OperationsPriority"),
+            );
+            want(
+                v3.get(&format!("1.1.1.1.9.{ix}.{vrid}.1")),
+                "10",
+                format!("{name} vrrpv3OperationsAdvInterval"),
+            );
+        }
+    }
+    // Nothing else: the v2 instance is not in RFC 6527's table, nor the v3 one in RFC 2787's.
+    let v3_rows = v3.keys().filter(|k| k.starts_with("1.1.1.1.6.")).count();
+    let v2_rows = v2.keys().filter(|k| k.starts_with("1.3.1.3.")).count();
+    if (v2_rows, v3_rows) != (1, 1) {
+        problems.push(format!("rows: RFC 2787 {v2_rows}, RFC 6527 {v3_rows}"));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}\nKEEPALIVED-MIB {ka:?}\nVRRP-MIB {v2:?}\nVRRPv3-MIB {v3:?}",
+            problems.join("\n")
+        ))
+    }
+}
+
+fn wait_tables(c: &Cluster, ns: &str, ix: &str, what: &str) {
+    let mut last = String::new();
+    let ok = vipd_netns::wait_for(Duration::from_secs(20), Duration::from_millis(200), || {
+        match check_tables(c, ns, ix) {
+            Ok(()) => true,
+            Err(e) => {
+                last = e;
+                false
+            }
+        }
+    });
+    assert!(ok, "{what}: {last}\n{}", c.logs());
+}
+
+fn wait_text(path: &Path, want: &[&str], c: &Cluster) -> String {
+    let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(50), || {
+        std::fs::read_to_string(path).is_ok_and(|t| want.iter().all(|w| t.contains(w)))
+    });
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        ok,
+        "{want:?} not in {}:\n{text}\n{}",
+        path.display(),
+        c.logs()
+    );
+    text
+}
+
+#[test]
+fn agentx_subagent_tables_traps_and_master_restarts() {
+    if !tools() {
+        return;
+    }
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(2, "snmp") else {
+        return;
+    };
+    let ns = c.lan.router(1).name().to_string();
+    let ns = ns.as_str();
+    let (_trapd, traps) = start_snmptrapd(ns, &c.dir);
+    let snmpd = start_snmpd(ns, &c.dir, 1);
+    // Router 2 (priority 200) is VI_1's master; router 1 backs it up and is VI_2's only
+    // router (MASTER).
+    c.start_vipd(2, &spec.config(200));
+    c.wait_holders(spec.vip(), &[2], spec.takeover_timeout());
+    c.start_vipd(1, &snmp_config(&spec, 100, c.dir.path()));
+    let ix = ifindex(ns, "eth0");
+    wait_tables(&c, ns, &ix, "r1 BACKUP of VI_1, MASTER of VI_2");
+    assert_eq!(c.instance(1)["state"], "BACKUP");
+    let log = c.log(1);
+    for subtree in [
+        "1.3.6.1.4.1.9586.100.5.2",
+        "1.3.6.1.2.1.68",
+        "1.3.6.1.2.1.207",
+    ] {
+        assert!(log.contains(&format!("registered {subtree} ")), "{log}");
+    }
+    // VI_2 became MASTER: keepalived's state change and RFC 2787's new master.
+    wait_text(
+        &traps,
+        &[
+            ".1.3.6.1.4.1.9586.100.5.2.10.0.2",
+            ".1.3.6.1.2.1.68.0.1",
+            &format!(".1.3.6.1.2.1.68.1.3.1.7.{ix}.52 = IpAddress: 192.0.2.11"),
+            "\"VI_2\"",
+        ],
+        &c,
+    );
+    // RFC 6527's master address: router 2 (192.0.2.12) while it is master.
+    let got = snmp(
+        ns,
+        "snmpget",
+        &["-Ox", &format!("{VRRPV3_MIB}.1.1.1.1.3.{ix}.51.1")],
+    )
+    .unwrap_or_default();
+    assert!(got.contains("C0 00 02 0C"), "{got}");
+
+    // Failover: router 2 leaves, router 1 takes VI_1 over.
+    c.stop(2);
+    c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
+    wait_tables(&c, ns, &ix, "r1 MASTER of both");
+    let text = wait_text(&traps, &[".1.3.6.1.2.1.207.0.1", "\"VI_1\""], &c);
+    assert!(
+        text.contains(&format!(
+            ".1.3.6.1.2.1.207.1.1.1.1.3.{ix}.51.1 = Hex-STRING: C0 00 02 0B"
+        )) || text.contains(&format!(".1.3.6.1.2.1.207.1.1.1.1.3.{ix}.51.1 = STRING")),
+        "{text}"
+    );
+
+    // snmpd goes away: vipd goes on; when it is back, vipd registers again.
+    drop(snmpd);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(c.status(1).is_some(), "vipd died with snmpd:\n{}", c.log(1));
+    assert_eq!(c.instance(1)["state"], "MASTER");
+    let _snmpd = start_snmpd(ns, &c.dir, 2);
+    wait_tables(&c, ns, &ix, "after snmpd restarted");
+    let log = c.log(1);
+    assert!(log.contains("AgentX session with"), "{log}");
+
+    // Stopping: each instance's last state change says shutdown(5), as keepalived's.
+    std::fs::write(&traps, "").unwrap();
+    c.stop(1);
+    let shutdowns = || {
+        std::fs::read_to_string(&traps)
+            .unwrap_or_default()
+            .matches(".1.3.6.1.4.1.9586.100.5.2.3.1.4 = INTEGER: 5")
+            .count()
+    };
+    let ok = vipd_netns::wait_for(Duration::from_secs(5), Duration::from_millis(50), || {
+        shutdowns() >= 2
+    });
+    assert!(
+        ok && shutdowns() == 2,
+        "{}",
+        std::fs::read_to_string(&traps).unwrap_or_default()
+    );
+}
+
+/// `snmp_socket tcp:…`, only the RFC 6527 MIB enabled, and a master restarted: vipd
+/// registers again.
+#[test]
+fn agentx_over_tcp_only_the_mibs_enabled_and_a_restarted_master() {
+    if !tools() {
+        return;
+    }
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(1, "snmp-tcp") else {
+        return;
+    };
+    let ns = c.lan.router(1).name().to_string();
+    let ns = ns.as_str();
+    let agentx = "tcp:127.0.0.1:17050";
+    let snmpd = start_snmpd_at(ns, &c.dir, 1, agentx);
+    let conf = spec.config(100).replacen(
+        "global_defs {\n",
+        &format!("global_defs {{\n    enable_snmp_rfcv3\n    snmp_socket {agentx}\n"),
+        1,
+    );
+    c.start_vipd(1, &conf);
+    c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
+    let ix = ifindex(ns, "eth0");
+    let status_oid = format!("{VRRPV3_MIB}.1.1.1.1.6.{ix}.51.1");
+    let master = |ns: &str| {
+        snmp(ns, "snmpget", &[&status_oid]).is_some_and(|t| t.trim().ends_with("INTEGER: 3"))
+    };
+    let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(100), || {
+        master(ns)
+    });
+    assert!(
+        ok,
+        "{:?}\n{}\n{}",
+        snmp(ns, "snmpget", &[&status_oid]),
+        c.logs(),
+        snmpd.log_tail(20)
+    );
+    // Only what is enabled is registered: KEEPALIVED-MIB and RFC 2787 are not there.
+    let log = c.log(1);
+    assert!(log.contains("registered 1.3.6.1.2.1.207 "), "{log}");
+    assert!(!log.contains("registered 1.3.6.1.4.1.9586"), "{log}");
+    assert!(!log.contains("registered 1.3.6.1.2.1.68 "), "{log}");
+    assert!(walk(ns, KEEPALIVED).values().all(|v| v.contains("No Such")));
+
+    drop(snmpd);
+    let _snmpd = start_snmpd_at(ns, &c.dir, 2, agentx);
+    // The connection ended: vipd opens a session with the new master.
+    let ok = vipd_netns::wait_for(Duration::from_secs(20), Duration::from_millis(200), || {
+        master(ns)
+    });
+    assert!(ok, "not served again after snmpd restarted\n{}", c.logs());
+    assert!(c.log(1).contains("AgentX session with"), "{}", c.log(1));
+}
+
+/// `enable_snmp_checker`: KEEPALIVED-MIB's virtual and real server tables as `vipd
+/// status --json` shows them (nftables data plane), and `realServerStateChange` when a
+/// MISC_CHECK starts failing and passes again.
+#[test]
+fn checker_tables_and_real_server_traps() {
+    if !tools() {
+        return;
+    }
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(1, "snmp-lb") else {
+        return;
+    };
+    let ns = c.lan.router(1).name().to_string();
+    let ns = ns.as_str();
+    let (_trapd, traps) = start_snmptrapd(ns, &c.dir);
+    let _snmpd = start_snmpd(ns, &c.dir, 1);
+    let flag = c.dir.join("rs13-up");
+    std::fs::write(&flag, "").unwrap();
+    let mut conf = spec.config(100).replacen(
+        "global_defs {\n",
+        &format!(
+            "global_defs {{\n    enable_snmp_checker\n    enable_traps\n    snmp_socket unix:{}\n",
+            agentx_socket(&c.dir).display()
+        ),
+        1,
+    );
+    conf.push_str(&format!(
+        "virtual_server 192.0.2.100 80 {{\n    delay_loop 1\n    lb_algo rr\n    lb_kind DR\n    \
+         protocol TCP\n    real_server 192.0.2.13 80 {{\n        MISC_CHECK {{\n            \
+         misc_path \"/usr/bin/test -f {}\"\n        }}\n    }}\n    real_server 192.0.2.14 80 {{\n        \
+         MISC_CHECK {{\n            misc_path /bin/true\n        }}\n    }}\n}}\n",
+        flag.display()
+    ));
+    c.start_vipd_with(1, &conf, &["--lb-backend", "nftables"]);
+    let base = format!("{KEEPALIVED}.3");
+    // The tables against the status: virtual server 1, real servers 1 and 2.
+    let check = |c: &Cluster| -> Result<(), String> {
+        let st = c.status(1).ok_or("no status")?;
+        let vs = &st["virtual_servers"][0];
+        let rss = vs["real_servers"].as_array().ok_or("no real servers")?;
+        let t = walk(ns, &base);
+        let up = rss.iter().filter(|r| r["up"] == true).count().to_string();
+        let mut want = vec![
+            ("3.1.2.1".to_string(), "2".to_string()),
+            ("3.1.6.1".into(), "C0 00 02 64 ".into()),
+            ("3.1.7.1".into(), "80".into()),
+            ("3.1.8.1".into(), "1".into()),
+            ("3.1.20.1".into(), rss.len().to_string()),
+            ("3.1.21.1".into(), up),
+        ];
+        for (k, r) in rss.iter().enumerate() {
+            let alive = if r["up"] == true { "1" } else { "2" };
+            want.push((format!("4.1.6.1.{}", k + 1), alive.into()));
+            want.push((format!("4.1.5.1.{}", k + 1), r["port"].to_string()));
+        }
+        let wrong: Vec<_> = want
+            .iter()
+            .filter(|(k, v)| t.get(k) != Some(v))
+            .map(|(k, v)| format!("{k}: {:?}, want {v}", t.get(k)))
+            .collect();
+        if wrong.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{wrong:?}\n{t:?}\n{st}"))
+        }
+    };
+    let rs13 = |c: &Cluster, up: bool| {
+        c.status(1).is_some_and(|st| {
+            st["virtual_servers"][0]["real_servers"][0]["up"] == up
+                && st["virtual_servers"][0]["real_servers"][1]["up"] == true
+        })
+    };
+    let wait = |c: &Cluster, up: bool, what: &str| {
+        let ok = vipd_netns::wait_for(Duration::from_secs(15), Duration::from_millis(100), || {
+            rs13(c, up)
+        });
+        assert!(
+            ok,
+            "{what}: {}\n{}",
+            c.status(1).unwrap_or_default(),
+            c.logs()
+        );
+        let mut last = String::new();
+        let ok = vipd_netns::wait_for(Duration::from_secs(5), Duration::from_millis(100), || {
+            check(c).map_err(|e| last = e).is_ok()
+        });
+        assert!(ok, "{what}: {last}");
+    };
+    wait(&c, true, "both real servers up");
+    // 192.0.2.13's check fails: the trap says dead(2) and one server up of two.
+    std::fs::remove_file(&flag).unwrap();
+    wait(&c, false, "192.0.2.13 down");
+    let rs = format!("{KEEPALIVED}.3.4.1");
+    let vs = format!("{KEEPALIVED}.3.3.1");
+    let trap = |status: u8, up: u8| {
+        vec![
+            format!(".1.3.6.1.6.3.1.1.4.1.0 = OID: {KEEPALIVED}.3.5.0.1"),
+            format!("{rs}.4 = Hex-STRING: C0 00 02 0D"),
+            format!("{rs}.6 = INTEGER: {status}"),
+            format!("{vs}.21 = Gauge32: {up}"),
+            format!("{vs}.20 = Gauge32: 2"),
+        ]
+    };
+    let want = trap(2, 1);
+    wait_text(
+        &traps,
+        &want.iter().map(String::as_str).collect::<Vec<_>>(),
+        &c,
+    );
+    std::fs::write(&flag, "").unwrap();
+    wait(&c, true, "192.0.2.13 up again");
+    let want = trap(1, 2);
+    wait_text(
+        &traps,
+        &want.iter().map(String::as_str).collect::<Vec<_>>(),
+        &c,
+    );
+}
