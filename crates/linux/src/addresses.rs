@@ -50,8 +50,11 @@ pub const RESTORE_EVERY: std::time::Duration = std::time::Duration::from_secs(1)
 /// What the worker reports back (for logs).
 #[derive(Debug, Clone)]
 pub enum AddrNotice {
-    Added(AddressSpec),
-    Removed(AddressSpec),
+    /// The addresses one command added (one notice, however many: thousands of VIPs
+    /// must not mean thousands of messages to the logging thread).
+    Added(Vec<AddressSpec>),
+    /// The addresses one command removed.
+    Removed(Vec<AddressSpec>),
     /// Present before we added it: left alone, and never removed by us.
     Foreign(AddressSpec),
     StaleRemoved(AddressSpec),
@@ -377,11 +380,12 @@ impl Worker {
             .filter(|s| !self.owned.contains(s) && seen.insert(s.clone()))
             .collect();
         let results = self.nl.add_addresses(&todo);
+        let mut added = Vec::new();
         for (s, r) in todo.into_iter().zip(results) {
             match r {
                 Ok(AddOutcome::Added) => {
                     self.owned.insert(s.clone());
-                    let _ = self.notices.send(AddrNotice::Added(s));
+                    added.push(s);
                 }
                 Ok(AddOutcome::AlreadyPresent) => {
                     let _ = self.notices.send(AddrNotice::Foreign(s));
@@ -391,21 +395,26 @@ impl Worker {
                 }
             }
         }
+        if !added.is_empty() {
+            let _ = self.notices.send(AddrNotice::Added(added));
+        }
     }
 
     /// Remove the addresses that are ours, pipelined like [`Self::add`].
     fn remove(&mut self, specs: Vec<AddressSpec>) {
         let todo: Vec<AddressSpec> = specs.into_iter().filter(|s| self.owned.remove(s)).collect();
         let results = self.nl.delete_addresses(&todo);
+        let mut removed = Vec::new();
         for (s, r) in todo.into_iter().zip(results) {
             match r {
-                Ok(()) => {
-                    let _ = self.notices.send(AddrNotice::Removed(s));
-                }
+                Ok(()) => removed.push(s),
                 Err(e) => {
                     let _ = self.notices.send(AddrNotice::Failed(format!("{e:#}")));
                 }
             }
+        }
+        if !removed.is_empty() {
+            let _ = self.notices.send(AddrNotice::Removed(removed));
         }
     }
 

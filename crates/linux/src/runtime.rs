@@ -1776,12 +1776,16 @@ impl EngineLoop {
     }
 
     fn flush_announcements(&mut self, now: Instant) {
-        let mut failed = Vec::new();
-        for (ifindex, frame) in self.pacer.due(now) {
-            if let Err(e) = self.packet.send(ifindex, &frame) {
-                failed.push((ifindex, e));
-            }
+        let due = self.pacer.due(now);
+        if due.is_empty() {
+            return;
         }
+        let failed: Vec<(u32, std::io::Error)> = self
+            .packet
+            .send_many(&due)
+            .into_iter()
+            .map(|(k, e)| (due[k].0, e))
+            .collect();
         for (ifindex, e) in failed {
             self.io_error("announce_send", &e, || {
                 format!("gratuitous ARP / NA on ifindex {ifindex}")

@@ -22,6 +22,7 @@
 //! they read the event (on this 2-core machine they share a core with the daemon,
 //! so a busy daemon delays them too — the same for every variant).
 
+use super::checkers::{cpu_user_sys, tree};
 use super::pair::{Pair, BACKUP_PRIORITY, MASTER_PRIORITY, VRID};
 use super::scale::Variant;
 use super::stats::median_ms;
@@ -289,6 +290,9 @@ struct Measure {
     announced: Duration,
     /// GARP / NA frames from r2 the client saw in the take-over's first burst window.
     frames: usize,
+    /// CPU seconds (user, system) of r2's daemon from the kill until the take-over was
+    /// seen complete.
+    takeover_cpu: (f64, f64),
     /// From SIGTERM to the last VIP gone.
     release: Duration,
     /// From the first VIP gone to the last (the removal itself: vipd holds the
@@ -341,6 +345,8 @@ fn one_run(a: &VipsArgs, family: VipFamily, n: usize, v: Variant) -> Result<Meas
     let mon = AddrMonitor::start(pair.lan.router(2))?;
     let cap = Capture::start(pair.lan.client(), "eth0")?;
     let r2 = pair.lan.router_mac(2);
+    let r2_pids = tree(pair.daemon_mut(2).proc.pid());
+    let cpu0 = cpu_user_sys(&r2_pids);
     let killed = Instant::now();
     pair.daemon_mut(1).proc.kill9();
     let announced_all = |frames: &[vipd_netns::Frame]| {
@@ -372,6 +378,7 @@ fn one_run(a: &VipsArgs, family: VipFamily, n: usize, v: Variant) -> Result<Meas
             done = Some((installed, announced, frames));
         }
     }
+    let cpu1 = cpu_user_sys(&r2_pids);
     let Some((installed, announced, frames)) = done else {
         bail!(
             "{v}: take-over incomplete after {STEP:?}: {} of {n} VIPs in r2, {} frames captured{}\n{}",
@@ -426,6 +433,7 @@ fn one_run(a: &VipsArgs, family: VipFamily, n: usize, v: Variant) -> Result<Meas
         installed: installed.saturating_duration_since(decided),
         announced: announced.saturating_duration_since(decided),
         frames: announcements,
+        takeover_cpu: (cpu1.0 - cpu0.0, cpu1.1 - cpu0.1),
         release: released.saturating_duration_since(termed),
         removal: released.saturating_duration_since(first_gone),
     })
@@ -469,12 +477,14 @@ pub fn run(a: VipsArgs) -> Result<ExitCode> {
                 match one_run(&a, family, n, *v) {
                     Ok(m) => {
                         eprintln!(
-                            "{family} {n} VIPs, {v} run {run}/{}: take-over {:.1} ms (installed {:.1}, announced {:.1}, {} GARP/NA), release {:.1} ms (removal {:.1}); Master_Down {:.0} ms; run took {:.0} s",
+                            "{family} {n} VIPs, {v} run {run}/{}: take-over {:.1} ms (installed {:.1}, announced {:.1}, {} GARP/NA, CPU {:.2} s user + {:.2} s sys), release {:.1} ms (removal {:.1}); Master_Down {:.0} ms; run took {:.0} s",
                             a.runs,
                             ms(m.takeover()),
                             ms(m.installed),
                             ms(m.announced),
                             m.frames,
+                            m.takeover_cpu.0,
+                            m.takeover_cpu.1,
                             ms(m.release),
                             ms(m.removal),
                             ms(m.master_down),
@@ -515,6 +525,8 @@ pub fn run(a: VipsArgs) -> Result<ExitCode> {
                             "announced_ms": ms(m.announced),
                             "takeover_ms": ms(m.takeover()),
                             "announcements": m.frames,
+                            "takeover_cpu_user_s": m.takeover_cpu.0,
+                            "takeover_cpu_sys_s": m.takeover_cpu.1,
                             "release_ms": ms(m.release),
                             "removal_ms": ms(m.removal),
                         })).collect::<Vec<_>>(),
@@ -537,8 +549,8 @@ pub fn run(a: VipsArgs) -> Result<ExitCode> {
                 "### {n} {family} VIPs on one VRRPv3 instance ({} ms adverts): take-over and release \
                  (medians of {} run(s), ms)\n\n\
                  Load average before: {}; after: {}.\n\n\
-                 | variant | runs ok | Master_Down (kill → first advert) | all installed | all announced | take-over (later of the two) | GARP/NA frames | release (SIGTERM → last gone) | removal (first gone → last gone) |\n\
-                 |---|---:|---:|---:|---:|---:|---:|---:|---:|",
+                 | variant | runs ok | Master_Down (kill → first advert) | all installed | all announced | take-over (later of the two) | GARP/NA frames | daemon CPU s during take-over (user + sys) | release (SIGTERM → last gone) | removal (first gone → last gone) |\n\
+                 |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
                 a.advert,
                 a.runs,
                 load_before.trim(),
@@ -547,7 +559,7 @@ pub fn run(a: VipsArgs) -> Result<ExitCode> {
             for (v, m) in results {
                 let _ = writeln!(
                     s,
-                    "| {v} | {}/{} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {v} | {}/{} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     m.len(),
                     a.runs,
                     f1(med(m, master_down)),
@@ -555,6 +567,13 @@ pub fn run(a: VipsArgs) -> Result<ExitCode> {
                     f1(med(m, announced)),
                     f1(med(m, takeover)),
                     m.last().map(|m| m.frames.to_string()).unwrap_or("–".into()),
+                    match (
+                        median_ms(m.iter().map(|m| m.takeover_cpu.0).collect()),
+                        median_ms(m.iter().map(|m| m.takeover_cpu.1).collect()),
+                    ) {
+                        (Some(u), Some(s)) => format!("{u:.2} + {s:.2}"),
+                        _ => "–".into(),
+                    },
                     f1(med(m, release)),
                     f1(med(m, removal)),
                 );
