@@ -58,6 +58,13 @@ pub enum Command {
 /// neighbours' traffic into a hole, waiting longer would delay the take-over.
 const ADDRESS_WAIT_MAX: Duration = Duration::from_millis(1);
 
+/// When the VIPs are not installed after [`ADDRESS_WAIT_MAX`], the first round of
+/// announcements goes and the repeats (`garp_master_repeat`) wait for the addresses:
+/// a set of thousands takes a while to install, and repeats sent meanwhile would
+/// take the CPU from the installing (and announce addresses the host does not have
+/// yet once more). Not longer than this, though.
+const ADDRESS_WAIT_REPEATS: Duration = Duration::from_secs(10);
+
 /// What the protocol thread reports, for logging and notification.
 #[derive(Debug, Clone)]
 pub enum Notice {
@@ -983,7 +990,7 @@ impl EngineLoop {
             for i in 0..self.slots.len() {
                 if let Some((epoch, t)) = self.slots[i].awaiting_addresses {
                     if t <= now {
-                        self.addresses_ready(i, epoch, now);
+                        self.addresses_late(i, epoch, now);
                     }
                 }
             }
@@ -1715,6 +1722,20 @@ impl EngineLoop {
         if repeat > 0 {
             self.announce(i, repeat, now);
         }
+    }
+
+    /// The VIPs of take-over `epoch` are not installed in time: the first round of
+    /// announcements goes now, the repeats wait for the addresses (or
+    /// [`ADDRESS_WAIT_REPEATS`]); after that wait everything held back goes.
+    fn addresses_late(&mut self, i: usize, epoch: u64, now: Instant) {
+        let slot = &mut self.slots[i];
+        // `pending_takeover` is taken by the first announcement.
+        if slot.pending_announce == 0 || slot.pending_takeover.is_none() {
+            return self.addresses_ready(i, epoch, now);
+        }
+        slot.pending_announce -= 1;
+        slot.awaiting_addresses = Some((epoch, now + ADDRESS_WAIT_REPEATS));
+        self.announce(i, 1, now);
     }
 
     /// Queue `repeat` rounds of announcements; with no pacing interval the first round

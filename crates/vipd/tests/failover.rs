@@ -243,7 +243,8 @@ fn excluded_and_static_addresses() {
 /// A large VIP set (issue 16: netlink batching): 2,000 addresses on one instance —
 /// every IPv4 /32 the documentation ranges hold beside the LAN's own, IPv6 /128s for
 /// the rest, as eVIPs — all go into the kernel, each is announced (GARP / NA) on the
-/// wire, and all go at stop.
+/// wire `garp_master_repeat` (5) times (and once more in the follow-up), no more, and
+/// all go at stop.
 #[test]
 fn two_thousand_vips_installed_announced_and_removed() {
     let spec = Spec::v3();
@@ -299,15 +300,21 @@ fn two_thousand_vips_installed_announced_and_removed() {
         wanted.len(),
         c.logs()
     );
-    let announced = |frames: &[vipd_netns::Frame]| {
-        frames
+    // How many VIPs were announced at least `times` times (garp_master_repeat: 5 each,
+    // the repeats held back until the addresses are in).
+    let announced_times = |frames: &[vipd_netns::Frame], times: usize| {
+        let mut n = std::collections::HashMap::new();
+        for a in frames
             .iter()
             .filter(|f| f.is_gratuitous_arp() || f.is_unsolicited_na())
             .filter_map(|f| f.announced_addr())
             .filter(|a| wanted.contains(a))
-            .collect::<std::collections::HashSet<_>>()
-            .len()
+        {
+            *n.entry(a).or_insert(0) += 1;
+        }
+        n.values().filter(|&&k| k >= times).count()
     };
+    let announced = |frames: &[vipd_netns::Frame]| announced_times(frames, 5);
     let all_announced =
         vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(100), || {
             announced(&capture.snapshot()) == wanted.len()
@@ -318,6 +325,17 @@ fn two_thousand_vips_installed_announced_and_removed() {
         announced(&capture.stop()),
         wanted.len(),
         c.logs()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let frames = capture.stop();
+    assert_eq!(
+        announced_times(&frames, 7),
+        0,
+        "five announcements each and the follow-up 1.1 s later, no more \
+         (vrrp_garp_master_delay 0: no second round): {:?}",
+        (6..12)
+            .map(|t| announced_times(&frames, t))
+            .collect::<Vec<_>>()
     );
     assert_eq!(c.instance(1)["state"], "MASTER");
     assert_eq!(c.stop(1).and_then(|s| s.code()), Some(0), "{}", c.logs());
