@@ -65,6 +65,10 @@ const ADDRESS_WAIT_MAX: Duration = Duration::from_millis(1);
 /// yet once more). Not longer than this, though.
 const ADDRESS_WAIT_REPEATS: Duration = Duration::from_secs(10);
 
+/// Announcements sent per turn of the protocol thread's loop (a few milliseconds of
+/// sending at most; see `flush_announcements`).
+const ANNOUNCE_SLICE: usize = 256;
+
 /// What the protocol thread reports, for logging and notification.
 #[derive(Debug, Clone)]
 pub enum Notice {
@@ -1797,7 +1801,10 @@ impl EngineLoop {
     }
 
     fn flush_announcements(&mut self, now: Instant) {
-        let due = self.pacer.due(now);
+        // A slice at a time (the loop comes straight back for the rest, after the
+        // timers and received adverts): sending 50,000 frames in one go would hold
+        // this thread long past an advert interval.
+        let due = self.pacer.due_at_most(now, ANNOUNCE_SLICE);
         if due.is_empty() {
             return;
         }

@@ -292,6 +292,39 @@ fn present(ns: &Netns, vips: &HashSet<IpAddr>) -> usize {
     .unwrap_or(0)
 }
 
+/// Packets sent so far on `ns`'s eth0.
+fn tx_packets(ns: &Netns) -> u64 {
+    ns.ip(["-s", "-j", "link", "show", "dev", "eth0"])
+        .ok()
+        .and_then(|o| serde_json::from_str::<serde_json::Value>(&o).ok())
+        .and_then(|v| v[0]["stats64"]["tx"]["packets"].as_u64())
+        .unwrap_or(0)
+}
+
+/// r2 is a backup now (keepalived: its last state line says so — it may have taken
+/// over for a moment while r1 was busy announcing).
+fn settled_backup(pair: &Pair) -> bool {
+    match pair.imp {
+        Impl::Vipd => pair.is_backup(2),
+        Impl::Keepalived => pair.daemons[1].as_ref().is_some_and(|d| {
+            let log = d.proc.log();
+            log.rfind("Entering BACKUP STATE") > log.rfind("Entering MASTER STATE")
+        }),
+    }
+}
+
+/// The daemons' log tails with each line cut short (a transition line lists every
+/// VIP).
+fn logs(pair: &Pair) -> String {
+    pair.logs()
+        .lines()
+        .map(|l| match l.char_indices().nth(300) {
+            Some((at, _)) => format!("{}…\n", &l[..at]),
+            None => format!("{l}\n"),
+        })
+        .collect()
+}
+
 /// One run of one variant.
 #[derive(Debug, Clone)]
 struct Measure {
@@ -340,20 +373,35 @@ fn one_run(a: &VipsArgs, family: VipFamily, n: usize, v: Variant) -> Result<Meas
         bail!(
             "{v}: r1 holds {} of {n} VIPs after {STEP:?}\n{}",
             present(pair.lan.router(1), &vips),
-            pair.logs()
+            logs(&pair)
         );
     }
+    // r1's announcements (five rounds, and five more garp_master_delay = 5 s later)
+    // must be over before r2 starts: a daemon sending tens of thousands of them may
+    // miss its adverts meanwhile, and r2 would take over.
+    let all_in = Instant::now();
+    let advert_rate = 1000 / u64::from(a.advert);
+    let mut last = (Instant::now(), tx_packets(pair.lan.router(1)));
+    let quiet = wait_for(STEP, Duration::from_millis(1000), || {
+        let now = (Instant::now(), tx_packets(pair.lan.router(1)));
+        let rate = (now.1 - last.1) as f64 / now.0.duration_since(last.0).as_secs_f64();
+        last = now;
+        all_in.elapsed() > Duration::from_secs(6) && rate < (2 * advert_rate + 10) as f64
+    });
+    if !quiet {
+        check_interrupt()?;
+        bail!("{v}: r1 still announcing after {STEP:?}\n{}", logs(&pair));
+    }
     pair.start_daemon(2, &config(family, n, 2, BACKUP_PRIORITY, a.advert), &[])?;
-    if !wait_for(Duration::from_secs(30), Duration::from_millis(50), || {
-        pair.is_backup(2)
+    if !wait_for(Duration::from_secs(60), Duration::from_millis(200), || {
+        settled_backup(&pair) && present(pair.lan.router(2), &vips) == 0
     }) {
         check_interrupt()?;
-        bail!("{v}: r2 did not settle as backup\n{}", pair.logs());
+        bail!("{v}: r2 did not settle as backup\n{}", logs(&pair));
     }
-    // r1's second GARP round (garp_master_delay, 5 s) is over, r2 quiet.
-    sleep(Duration::from_secs(6))?;
-    if present(pair.lan.router(2), &vips) != 0 {
-        bail!("{v}: r2 holds VIPs as backup\n{}", pair.logs());
+    sleep(Duration::from_secs(1))?;
+    if !settled_backup(&pair) || present(pair.lan.router(2), &vips) != 0 {
+        bail!("{v}: r2 holds VIPs as backup\n{}", logs(&pair));
     }
     let mon = AddrMonitor::start(pair.lan.router(2))?;
     let cap = Capture::start(pair.lan.client(), "eth0")?;
@@ -398,7 +446,7 @@ fn one_run(a: &VipsArgs, family: VipFamily, n: usize, v: Variant) -> Result<Meas
             present(pair.lan.router(2), &vips),
             cap.len(),
             if mon.overflowed() { " (address listener overflowed)" } else { "" },
-            pair.logs()
+            logs(&pair)
         );
     };
     let Some(decided) = frames
@@ -434,7 +482,7 @@ fn one_run(a: &VipsArgs, family: VipFamily, n: usize, v: Variant) -> Result<Meas
             } else {
                 ""
             },
-            pair.logs()
+            logs(&pair)
         );
     };
     if mon.overflowed() {
