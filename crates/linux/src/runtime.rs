@@ -59,11 +59,13 @@ pub enum Command {
 const ADDRESS_WAIT_MAX: Duration = Duration::from_millis(1);
 
 /// When the VIPs are not installed after [`ADDRESS_WAIT_MAX`], the first round of
-/// announcements goes and the repeats (`garp_master_repeat`) wait for the addresses:
-/// a set of thousands takes a while to install, and repeats sent meanwhile would
-/// take the CPU from the installing (and announce addresses the host does not have
-/// yet once more). Not longer than this, though.
-const ADDRESS_WAIT_REPEATS: Duration = Duration::from_secs(10);
+/// announcements goes and the repeats (`garp_master_repeat`, and the follow-up and
+/// second bursts falling due meanwhile) wait for the addresses: a set of thousands
+/// takes a while to install (10,000 IPv6 addresses: over 30 s of kernel time on this
+/// lab's kernel), and repeats sent meanwhile take the CPU from the installing (and
+/// announce addresses the host does not have yet once more). Not longer than this,
+/// though (the address thread always confirms; this only guards against it dying).
+const ADDRESS_WAIT_REPEATS: Duration = Duration::from_secs(120);
 
 /// Announcements sent per turn of the protocol thread's loop (a few milliseconds of
 /// sending at most; see `flush_announcements`).
@@ -1722,7 +1724,10 @@ impl EngineLoop {
             return;
         }
         slot.awaiting_addresses = None;
-        let repeat = std::mem::take(&mut slot.pending_announce);
+        // Rounds held back while a large set was installing (repeats, follow-up,
+        // second burst) come to one take-over burst, not all of them back to back.
+        let burst = slot.inst.config().garp.master_repeat.max(1);
+        let repeat = std::mem::take(&mut slot.pending_announce).min(burst);
         if repeat > 0 {
             self.announce(i, repeat, now);
         }
