@@ -4,7 +4,7 @@
 use crate::netlink::{AddOutcome, AddressSpec, Rtnetlink, VIPD_ADDR_PROTO};
 use crate::routes::{RouteSpec, RuleSpec};
 use anyhow::Result;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -50,8 +50,11 @@ pub const RESTORE_EVERY: std::time::Duration = std::time::Duration::from_secs(1)
 /// What the worker reports back (for logs).
 #[derive(Debug, Clone)]
 pub enum AddrNotice {
-    Added(AddressSpec),
-    Removed(AddressSpec),
+    /// The addresses one command added (one notice, however many: thousands of VIPs
+    /// must not mean thousands of messages to the logging thread).
+    Added(Vec<AddressSpec>),
+    /// The addresses one command removed.
+    Removed(Vec<AddressSpec>),
     /// Present before we added it: left alone, and never removed by us.
     Foreign(AddressSpec),
     StaleRemoved(AddressSpec),
@@ -98,26 +101,28 @@ impl AddressWorker {
             }
         }
         // A drain (`@vipd release_drain`) cut short by a crash.
-        for s in configured {
-            if nl.delete_local_route(s.addr, s.ifindex)? {
+        let drains: Vec<_> = configured.iter().map(|s| (s.addr, s.ifindex)).collect();
+        for (d, gone) in drains.iter().zip(nl.delete_local_routes(&drains)) {
+            if gone? {
                 let _ = notices.send(AddrNotice::Routing(format!(
                     "removed stale release-drain route {} left by an earlier vipd",
-                    s.addr
+                    d.0
                 )));
             }
         }
-        let wanted: HashSet<(u32, std::net::IpAddr)> =
-            configured.iter().map(|s| (s.ifindex, s.addr)).collect();
-        for k in nl.dump_addresses()? {
-            if k.proto == Some(VIPD_ADDR_PROTO) && wanted.contains(&(k.ifindex, k.addr)) {
-                if let Some(spec) = configured
-                    .iter()
-                    .find(|s| s.ifindex == k.ifindex && s.addr == k.addr)
-                {
-                    nl.delete_address(spec)?;
-                    let _ = notices.send(AddrNotice::StaleRemoved(spec.clone()));
-                }
-            }
+        let wanted: HashMap<(u32, std::net::IpAddr), &AddressSpec> = configured
+            .iter()
+            .map(|s| ((s.ifindex, s.addr), s))
+            .collect();
+        let stale: Vec<AddressSpec> = nl
+            .dump_addresses()?
+            .into_iter()
+            .filter(|k| k.proto == Some(VIPD_ADDR_PROTO))
+            .filter_map(|k| wanted.get(&(k.ifindex, k.addr)).map(|s| (*s).clone()))
+            .collect();
+        for (spec, r) in stale.iter().zip(nl.delete_addresses(&stale)) {
+            r?;
+            let _ = notices.send(AddrNotice::StaleRemoved(spec.clone()));
         }
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
@@ -239,7 +244,10 @@ impl Worker {
                 };
             }
             AddrCommand::Remove(specs) => {
-                self.restore.addresses.retain(|a| !specs.contains(a));
+                if !self.restore.addresses.is_empty() {
+                    let gone: HashSet<&AddressSpec> = specs.iter().collect();
+                    self.restore.addresses.retain(|a| !gone.contains(a));
+                }
                 self.remove(specs)
             }
             AddrCommand::AddRoutes(routes, rules) => {
@@ -303,6 +311,10 @@ impl Worker {
 
     /// Taken over again before the withdrawal: what was re-added stays.
     fn cancel_withdrawal(&mut self, specs: &[AddressSpec], routes: &[RouteSpec]) {
+        if self.drains.is_empty() {
+            return;
+        }
+        let specs: HashSet<&AddressSpec> = specs.iter().collect();
         for d in self.drains.iter_mut().filter(|d| d.local.is_empty()) {
             d.addresses.retain(|a| !specs.contains(a));
             d.routes.retain(|r| !routes.contains(r));
@@ -314,9 +326,15 @@ impl Worker {
         for d in drains.iter_mut() {
             if d.local.is_empty() && now >= d.withdraw_at {
                 // Answer for each address through a local route before it goes.
-                for a in d.addresses.iter().filter(|a| self.owned.contains(a)) {
-                    match self.nl.add_local_route(a.addr, a.ifindex) {
-                        Ok(AddOutcome::Added) => d.local.push((a.addr, a.ifindex)),
+                let which: Vec<_> = d
+                    .addresses
+                    .iter()
+                    .filter(|a| self.owned.contains(a))
+                    .map(|a| (a.addr, a.ifindex))
+                    .collect();
+                for (w, r) in which.iter().zip(self.nl.add_local_routes(&which)) {
+                    match r {
+                        Ok(AddOutcome::Added) => d.local.push(*w),
                         Ok(AddOutcome::AlreadyPresent) => {}
                         Err(e) => {
                             let _ = self.notices.send(AddrNotice::Failed(format!("{e:#}")));
@@ -341,8 +359,8 @@ impl Worker {
             .iter()
             .filter(|d| d.addresses.is_empty() && now >= d.gone_at)
         {
-            for &(addr, ifindex) in &d.local {
-                match self.nl.delete_local_route(addr, ifindex) {
+            for (&(addr, _), r) in d.local.iter().zip(self.nl.delete_local_routes(&d.local)) {
+                match r {
                     Ok(_) => {
                         let _ = self
                             .notices
@@ -358,15 +376,21 @@ impl Worker {
         self.drains = drains;
     }
 
+    /// Add the addresses not ours yet, pipelined (one netlink datagram per
+    /// [`crate::netlink`] batch, not a round trip per address).
     fn add(&mut self, specs: Vec<AddressSpec>) {
-        for s in specs {
-            if self.owned.contains(&s) {
-                continue;
-            }
-            match self.nl.add_address(&s) {
+        let mut seen = HashSet::new();
+        let todo: Vec<AddressSpec> = specs
+            .into_iter()
+            .filter(|s| !self.owned.contains(s) && seen.insert(s.clone()))
+            .collect();
+        let results = self.nl.add_addresses(&todo);
+        let mut added = Vec::new();
+        for (s, r) in todo.into_iter().zip(results) {
+            match r {
                 Ok(AddOutcome::Added) => {
                     self.owned.insert(s.clone());
-                    let _ = self.notices.send(AddrNotice::Added(s));
+                    added.push(s);
                 }
                 Ok(AddOutcome::AlreadyPresent) => {
                     let _ = self.notices.send(AddrNotice::Foreign(s));
@@ -376,21 +400,26 @@ impl Worker {
                 }
             }
         }
+        if !added.is_empty() {
+            let _ = self.notices.send(AddrNotice::Added(added));
+        }
     }
 
+    /// Remove the addresses that are ours, pipelined like [`Self::add`].
     fn remove(&mut self, specs: Vec<AddressSpec>) {
-        for s in specs {
-            if !self.owned.remove(&s) {
-                continue;
-            }
-            match self.nl.delete_address(&s) {
-                Ok(()) => {
-                    let _ = self.notices.send(AddrNotice::Removed(s));
-                }
+        let todo: Vec<AddressSpec> = specs.into_iter().filter(|s| self.owned.remove(s)).collect();
+        let results = self.nl.delete_addresses(&todo);
+        let mut removed = Vec::new();
+        for (s, r) in todo.into_iter().zip(results) {
+            match r {
+                Ok(()) => removed.push(s),
                 Err(e) => {
                     let _ = self.notices.send(AddrNotice::Failed(format!("{e:#}")));
                 }
             }
+        }
+        if !removed.is_empty() {
+            let _ = self.notices.send(AddrNotice::Removed(removed));
         }
     }
 
@@ -463,14 +492,11 @@ fn deleted_vips(
     let Ok(present) = nl.dump_addresses() else {
         return;
     };
+    let present: HashSet<(u32, std::net::IpAddr)> =
+        present.iter().map(|k| (k.ifindex, k.addr)).collect();
     let gone: Vec<AddressSpec> = owned
         .iter()
-        .filter(|s| s.opts.track)
-        .filter(|s| {
-            !present
-                .iter()
-                .any(|k| k.ifindex == s.ifindex && k.addr == s.addr)
-        })
+        .filter(|s| s.opts.track && !present.contains(&(s.ifindex, s.addr)))
         .cloned()
         .collect();
     for s in gone {

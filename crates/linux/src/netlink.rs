@@ -34,6 +34,11 @@ use std::net::{IpAddr, Ipv4Addr};
 pub const VIPD_ADDR_PROTO: u8 = 118;
 const IFA_PROTO: u16 = 11;
 
+/// Requests sent in one datagram by [`Rtnetlink::requests`]. Their acks wait in the
+/// socket's receive buffer until read (some hundreds of bytes each, a refusal more: it
+/// quotes the request), so 64 stay well inside the default 208 KiB.
+const BATCH: usize = 64;
+
 /// One virtual address as it goes into the kernel.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct AddressSpec {
@@ -109,46 +114,65 @@ impl Rtnetlink {
     }
 
     pub fn add_address(&mut self, spec: &AddressSpec) -> Result<AddOutcome> {
-        let msg = address_message(spec, true);
-        match self.request(
-            RouteNetlinkMessage::NewAddress(msg),
-            NLM_F_CREATE | NLM_F_EXCL,
-        ) {
-            Ok(()) => Ok(AddOutcome::Added),
-            Err(code) if code == libc::EEXIST => Ok(AddOutcome::AlreadyPresent),
-            Err(code) if code == libc::EINVAL && spec.scope != 0 && spec.addr.is_ipv4() => bail!(
-                "adding {}/{} with scope {}: the kernel refuses a secondary address whose scope \
-                 differs from the primary address of the same subnet (use the same scope, or a /32)",
-                spec.addr,
-                spec.prefix_len,
-                spec.scope
-            ),
-            Err(code) => bail!(
-                "adding {}/{}: {}",
-                spec.addr,
-                spec.prefix_len,
-                std::io::Error::from_raw_os_error(code)
-            ),
-        }
+        self.add_addresses(std::slice::from_ref(spec))
+            .pop()
+            .expect("one result per request")
+    }
+
+    /// Add many addresses pipelined ([`Self::requests`]): one result per spec, in
+    /// order; one refused address is reported by name and does not stop the others.
+    pub fn add_addresses(&mut self, specs: &[AddressSpec]) -> Vec<Result<AddOutcome>> {
+        let reqs = specs.iter().map(|s| {
+            (
+                RouteNetlinkMessage::NewAddress(address_message(s, true)),
+                NLM_F_CREATE | NLM_F_EXCL,
+            )
+        });
+        let acks = self.requests(reqs);
+        specs
+            .iter()
+            .zip(acks)
+            .map(|(s, a)| add_outcome(s, a))
+            .collect()
     }
 
     /// Remove an address; one that is already gone is not an error.
     pub fn delete_address(&mut self, spec: &AddressSpec) -> Result<()> {
-        let msg = address_message(spec, false);
-        match self.request(RouteNetlinkMessage::DelAddress(msg), 0) {
-            Ok(()) => Ok(()),
-            Err(code)
-                if code == libc::EADDRNOTAVAIL || code == libc::ENOENT || code == libc::ENODEV =>
-            {
-                Ok(())
-            }
-            Err(code) => bail!(
-                "removing {}/{}: {}",
-                spec.addr,
-                spec.prefix_len,
-                std::io::Error::from_raw_os_error(code)
-            ),
-        }
+        self.delete_addresses(std::slice::from_ref(spec))
+            .pop()
+            .expect("one result per request")
+    }
+
+    /// Remove many addresses pipelined ([`Self::requests`]): one result per spec, in
+    /// order (an address already gone is not an error).
+    pub fn delete_addresses(&mut self, specs: &[AddressSpec]) -> Vec<Result<()>> {
+        let reqs = specs.iter().map(|s| {
+            (
+                RouteNetlinkMessage::DelAddress(address_message(s, false)),
+                0,
+            )
+        });
+        let acks = self.requests(reqs);
+        specs
+            .iter()
+            .zip(acks)
+            .map(|(spec, a)| match a {
+                Ok(()) => Ok(()),
+                Err(code)
+                    if code == libc::EADDRNOTAVAIL
+                        || code == libc::ENOENT
+                        || code == libc::ENODEV =>
+                {
+                    Ok(())
+                }
+                Err(code) => bail!(
+                    "removing {}/{}: {}",
+                    spec.addr,
+                    spec.prefix_len,
+                    std::io::Error::from_raw_os_error(code)
+                ),
+            })
+            .collect()
     }
 
     /// All IPv4 and IPv6 addresses in this network namespace.
@@ -182,30 +206,80 @@ impl Rtnetlink {
         payload: RouteNetlinkMessage,
         extra_flags: u16,
     ) -> std::result::Result<(), i32> {
-        let mut hdr = NetlinkHeader::default();
-        hdr.flags = NLM_F_REQUEST | NLM_F_ACK | extra_flags;
-        self.seq = self.seq.wrapping_add(1);
-        hdr.sequence_number = self.seq;
-        let mut msg = NetlinkMessage::new(hdr, NetlinkPayload::from(payload));
-        msg.finalize();
-        let mut tx = vec![0; msg.buffer_len()];
-        msg.serialize(&mut tx);
-        self.sock
-            .send(&tx, 0)
-            .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
-        loop {
-            let n = self
-                .sock
-                .recv(&mut &mut self.buf[..], 0)
-                .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+        self.requests(std::iter::once((payload, extra_flags)))
+            .pop()
+            .expect("one result per request")
+    }
+
+    /// Send requests pipelined, up to [`BATCH`] per datagram, each with its own
+    /// sequence number and NLM_F_ACK, then read that datagram's acks: no round trip
+    /// per request. The kernel handles every message of a datagram in turn and acks
+    /// each; a refused one does not stop the ones after it. One result per request, in
+    /// order: `Err(errno)` on a NACK (or when the socket fails: then for every request
+    /// of the datagram not answered yet).
+    fn requests(
+        &mut self,
+        reqs: impl IntoIterator<Item = (RouteNetlinkMessage, u16)>,
+    ) -> Vec<std::result::Result<(), i32>> {
+        let mut reqs = reqs.into_iter().peekable();
+        let mut out = Vec::with_capacity(reqs.size_hint().0);
+        let mut tx = Vec::new();
+        while reqs.peek().is_some() {
+            tx.clear();
+            let first = self.seq.wrapping_add(1);
+            let mut n = 0;
+            for (payload, extra_flags) in reqs.by_ref().take(BATCH) {
+                let mut hdr = NetlinkHeader::default();
+                hdr.flags = NLM_F_REQUEST | NLM_F_ACK | extra_flags;
+                self.seq = self.seq.wrapping_add(1);
+                hdr.sequence_number = self.seq;
+                let mut msg = NetlinkMessage::new(hdr, NetlinkPayload::from(payload));
+                msg.finalize();
+                let at = tx.len();
+                tx.resize(at + msg.buffer_len(), 0);
+                msg.serialize(&mut tx[at..]);
+                n += 1;
+            }
+            let mut acks = vec![None; n];
+            self.exchange(&tx, first, &mut acks);
+            out.extend(acks.into_iter().map(|a| a.unwrap_or(Err(libc::EIO))));
+        }
+        out
+    }
+
+    /// Send one datagram of requests (sequence numbers `first`…) and collect their
+    /// acks into `acks`. Acks of other sequence numbers (an earlier datagram given up
+    /// on) are skipped; a message that does not parse fails every request still
+    /// unanswered, so no reply the parser cannot place leaves us waiting.
+    fn exchange(
+        &mut self,
+        tx: &[u8],
+        first: u32,
+        acks: &mut [Option<std::result::Result<(), i32>>],
+    ) {
+        let fail_rest = |acks: &mut [Option<_>], code: i32| {
+            for a in acks.iter_mut().filter(|a| a.is_none()) {
+                *a = Some(Err(code));
+            }
+        };
+        if let Err(e) = self.sock.send(tx, 0) {
+            return fail_rest(acks, e.raw_os_error().unwrap_or(libc::EIO));
+        }
+        let mut left = acks.len();
+        while left > 0 {
+            let n = match self.sock.recv(&mut &mut self.buf[..], 0) {
+                Ok(n) => n,
+                Err(e) => return fail_rest(acks, e.raw_os_error().unwrap_or(libc::EIO)),
+            };
             for m in messages(&self.buf[..n]) {
                 let Ok(m) = m else {
-                    return Err(libc::EBADMSG);
+                    return fail_rest(acks, libc::EBADMSG);
                 };
-                if m.header.sequence_number == self.seq {
-                    if let NetlinkPayload::Error(e) = m.payload {
-                        return ack_result(&e);
-                    }
+                let k = m.header.sequence_number.wrapping_sub(first) as usize;
+                if let (Some(slot @ None), NetlinkPayload::Error(e)) = (acks.get_mut(k), &m.payload)
+                {
+                    *slot = Some(ack_result(e));
+                    left -= 1;
                 }
             }
         }
@@ -290,34 +364,66 @@ impl Rtnetlink {
     /// announces the VIP as a connected route withdraws it (zebra ignores `local`
     /// routes of the main table).
     pub fn add_local_route(&mut self, addr: IpAddr, ifindex: u32) -> Result<AddOutcome> {
-        match self.request(
-            RouteNetlinkMessage::NewRoute(local_route_message(addr, ifindex)),
-            NLM_F_CREATE | NLM_F_EXCL,
-        ) {
-            Ok(()) => Ok(AddOutcome::Added),
-            Err(code) if code == libc::EEXIST => Ok(AddOutcome::AlreadyPresent),
-            Err(code) => bail!(
-                "adding local route to {addr}: {}",
-                std::io::Error::from_raw_os_error(code)
-            ),
-        }
+        self.add_local_routes(&[(addr, ifindex)])
+            .pop()
+            .expect("one result per request")
+    }
+
+    /// [`Self::add_local_route`] for many (address, ifindex), pipelined.
+    pub fn add_local_routes(&mut self, which: &[(IpAddr, u32)]) -> Vec<Result<AddOutcome>> {
+        let reqs = which.iter().map(|&(addr, ifindex)| {
+            (
+                RouteNetlinkMessage::NewRoute(local_route_message(addr, ifindex)),
+                NLM_F_CREATE | NLM_F_EXCL,
+            )
+        });
+        let acks = self.requests(reqs);
+        which
+            .iter()
+            .zip(acks)
+            .map(|(&(addr, _), a)| match a {
+                Ok(()) => Ok(AddOutcome::Added),
+                Err(code) if code == libc::EEXIST => Ok(AddOutcome::AlreadyPresent),
+                Err(code) => bail!(
+                    "adding local route to {addr}: {}",
+                    std::io::Error::from_raw_os_error(code)
+                ),
+            })
+            .collect()
     }
 
     /// Remove a drain route ([`Self::add_local_route`]); `Ok(false)`: there was none.
     pub fn delete_local_route(&mut self, addr: IpAddr, ifindex: u32) -> Result<bool> {
-        match self.request(
-            RouteNetlinkMessage::DelRoute(local_route_message(addr, ifindex)),
-            0,
-        ) {
-            Ok(()) => Ok(true),
-            Err(code) if code == libc::ESRCH || code == libc::ENOENT || code == libc::ENODEV => {
-                Ok(false)
-            }
-            Err(code) => bail!(
-                "removing local route to {addr}: {}",
-                std::io::Error::from_raw_os_error(code)
-            ),
-        }
+        self.delete_local_routes(&[(addr, ifindex)])
+            .pop()
+            .expect("one result per request")
+    }
+
+    /// [`Self::delete_local_route`] for many (address, ifindex), pipelined.
+    pub fn delete_local_routes(&mut self, which: &[(IpAddr, u32)]) -> Vec<Result<bool>> {
+        let reqs = which.iter().map(|&(addr, ifindex)| {
+            (
+                RouteNetlinkMessage::DelRoute(local_route_message(addr, ifindex)),
+                0,
+            )
+        });
+        let acks = self.requests(reqs);
+        which
+            .iter()
+            .zip(acks)
+            .map(|(&(addr, _), a)| match a {
+                Ok(()) => Ok(true),
+                Err(code)
+                    if code == libc::ESRCH || code == libc::ENOENT || code == libc::ENODEV =>
+                {
+                    Ok(false)
+                }
+                Err(code) => bail!(
+                    "removing local route to {addr}: {}",
+                    std::io::Error::from_raw_os_error(code)
+                ),
+            })
+            .collect()
     }
 
     pub fn add_rule(&mut self, r: &RuleSpec) -> Result<AddOutcome> {
@@ -485,6 +591,27 @@ impl Rtnetlink {
                 std::io::Error::from_raw_os_error(c)
             ),
         }
+    }
+}
+
+/// What adding `spec` came to, from its ack.
+fn add_outcome(spec: &AddressSpec, ack: std::result::Result<(), i32>) -> Result<AddOutcome> {
+    match ack {
+        Ok(()) => Ok(AddOutcome::Added),
+        Err(code) if code == libc::EEXIST => Ok(AddOutcome::AlreadyPresent),
+        Err(code) if code == libc::EINVAL && spec.scope != 0 && spec.addr.is_ipv4() => bail!(
+            "adding {}/{} with scope {}: the kernel refuses a secondary address whose scope \
+             differs from the primary address of the same subnet (use the same scope, or a /32)",
+            spec.addr,
+            spec.prefix_len,
+            spec.scope
+        ),
+        Err(code) => bail!(
+            "adding {}/{}: {}",
+            spec.addr,
+            spec.prefix_len,
+            std::io::Error::from_raw_os_error(code)
+        ),
     }
 }
 
@@ -705,6 +832,25 @@ pub fn ack_result(e: &ErrorMessage) -> std::result::Result<(), i32> {
         Some(c) if c < 0 && c != i32::MIN => Err(-c),
         Some(_) => Err(libc::EPROTO),
     }
+}
+
+/// The address notifications (RTM_NEWADDR: `true`, RTM_DELADDR: `false`) in a
+/// datagram read from a socket subscribed to the address groups (`vipd bench vips`
+/// watches a router's addresses come and go with them).
+#[doc(hidden)]
+pub fn address_events(buf: &[u8]) -> Vec<(bool, KernelAddress)> {
+    messages(buf)
+        .map_while(|m| m.ok())
+        .filter_map(|m| match m.payload {
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewAddress(a)) => {
+                kernel_address(&a).map(|k| (true, k))
+            }
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelAddress(a)) => {
+                kernel_address(&a).map(|k| (false, k))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// A neighbour-table entry that holds a link-layer address (reachable, stale, delay,
@@ -1068,6 +1214,59 @@ mod tests {
                 ..spec
             };
             assert_eq!(nl.add_address(&host).unwrap(), AddOutcome::Added);
+        });
+    }
+
+    /// Many addresses in pipelined batches (more than one datagram's worth): each
+    /// result belongs to its own address — one already there, one refused (a missing
+    /// interface) in the middle of a datagram — and the others still go in and out.
+    #[test]
+    fn batched_adds_and_deletes_report_each_address() {
+        in_private_netns(|| {
+            let mut nl = Rtnetlink::open().unwrap();
+            let spec = |k: usize, ifindex| AddressSpec {
+                ifindex,
+                addr: format!("2001:db8::1:{k:x}").parse().unwrap(),
+                prefix_len: 128,
+                brd: None,
+                scope: 0,
+                label: None,
+                opts: AddressOptions::default(),
+            };
+            let n = 3 * BATCH + 5;
+            let mut specs: Vec<AddressSpec> = (0..n).map(|k| spec(k, 1)).collect();
+            specs[70].ifindex = 999_999; // no such interface
+            assert_eq!(nl.add_address(&specs[100]).unwrap(), AddOutcome::Added);
+            let r = nl.add_addresses(&specs);
+            assert_eq!(r.len(), n);
+            for (k, r) in r.iter().enumerate() {
+                match k {
+                    70 => {
+                        let e = r.as_ref().unwrap_err().to_string();
+                        assert!(e.contains("adding 2001:db8::1:46/128"), "{e}");
+                    }
+                    100 => assert_eq!(*r.as_ref().unwrap(), AddOutcome::AlreadyPresent),
+                    _ => assert_eq!(*r.as_ref().unwrap(), AddOutcome::Added, "{k}"),
+                }
+            }
+            let present = |nl: &mut Rtnetlink| {
+                nl.dump_addresses()
+                    .unwrap()
+                    .iter()
+                    .filter(|a| specs.iter().any(|s| s.addr == a.addr))
+                    .count()
+            };
+            assert_eq!(present(&mut nl), n - 1);
+            nl.delete_address(&specs[5]).unwrap();
+            let r = nl.delete_addresses(&specs);
+            assert_eq!(r.len(), n);
+            assert!(
+                r.iter().all(|r| r.is_ok()),
+                "gone already / no interface: fine"
+            );
+            assert_eq!(present(&mut nl), 0);
+            // The socket is still in step: a single request after the batches.
+            assert_eq!(nl.add_address(&specs[0]).unwrap(), AddOutcome::Added);
         });
     }
 

@@ -101,9 +101,16 @@ impl Pacer {
 
     /// The announcements due by `now`, (ifindex, frame), removed from their queues.
     pub fn due(&mut self, now: Instant) -> Vec<(u32, Vec<u8>)> {
+        self.due_at_most(now, usize::MAX)
+    }
+
+    /// Like [`Self::due`], but at most `limit` of them (the rest stay due): the protocol
+    /// thread sends a burst of tens of thousands (a take-over of 10,000 VIPs, five
+    /// rounds) in slices, with its adverts and timers in between.
+    pub fn due_at_most(&mut self, now: Instant, limit: usize) -> Vec<(u32, Vec<u8>)> {
         let mut out = Vec::new();
         for q in self.queues.values_mut() {
-            while q.frames.front().is_some_and(|f| f.0 <= now) {
+            while out.len() < limit && q.frames.front().is_some_and(|f| f.0 <= now) {
                 let (_, ifindex, frame) = q.frames.pop_front().unwrap();
                 out.push((ifindex, frame));
             }
@@ -185,6 +192,35 @@ mod tests {
         assert_eq!(pacer.next_due(), Some(t0 + ms(600)));
         assert_eq!(pacer.due(t0 + ms(600)), vec![(2, ARP.to_vec())]);
         assert_eq!(pacer.next_due(), None);
+    }
+
+    #[test]
+    fn a_large_burst_leaves_in_slices_in_order() {
+        let t0 = Instant::now();
+        let mut pacer = Pacer::default();
+        for k in 0..1000u32 {
+            let mut f = ARP.to_vec();
+            f.extend(k.to_be_bytes());
+            pacer.push(Lane::Interface(2), Duration::ZERO, 2, f, t0);
+        }
+        let mut seen = Vec::new();
+        loop {
+            let slice = pacer.due_at_most(t0, 300);
+            assert!(slice.len() <= 300);
+            if slice.is_empty() {
+                break;
+            }
+            assert_eq!(
+                pacer.next_due(),
+                (seen.len() + slice.len() < 1000).then_some(t0)
+            );
+            seen.extend(slice);
+        }
+        let order: Vec<u32> = seen
+            .iter()
+            .map(|(_, f)| u32::from_be_bytes(f[14..18].try_into().unwrap()))
+            .collect();
+        assert_eq!(order, (0..1000).collect::<Vec<_>>());
     }
 
     #[test]

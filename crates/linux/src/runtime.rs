@@ -66,6 +66,19 @@ pub enum Command {
 /// neighbours' traffic into a hole, waiting longer would delay the take-over.
 const ADDRESS_WAIT_MAX: Duration = Duration::from_millis(1);
 
+/// When the VIPs are not installed after [`ADDRESS_WAIT_MAX`], the first round of
+/// announcements goes and the repeats (`garp_master_repeat`, and the follow-up and
+/// second bursts falling due meanwhile) wait for the addresses: a set of thousands
+/// takes a while to install (10,000 IPv6 addresses: over 30 s of kernel time on this
+/// lab's kernel), and repeats sent meanwhile take the CPU from the installing (and
+/// announce addresses the host does not have yet once more). Not longer than this,
+/// though (the address thread always confirms; this only guards against it dying).
+const ADDRESS_WAIT_REPEATS: Duration = Duration::from_secs(120);
+
+/// Announcements sent per turn of the protocol thread's loop (a few milliseconds of
+/// sending at most; see `flush_announcements`).
+const ANNOUNCE_SLICE: usize = 256;
+
 /// What the protocol thread reports, for logging and notification.
 #[derive(Debug, Clone)]
 pub enum Notice {
@@ -1003,7 +1016,7 @@ impl EngineLoop {
             for i in 0..self.slots.len() {
                 if let Some((epoch, t)) = self.slots[i].awaiting_addresses {
                     if t <= now {
-                        self.addresses_ready(i, epoch, now);
+                        self.addresses_late(i, epoch, now);
                     }
                 }
             }
@@ -1778,10 +1791,27 @@ impl EngineLoop {
             return;
         }
         slot.awaiting_addresses = None;
-        let repeat = std::mem::take(&mut slot.pending_announce);
+        // Rounds held back while a large set was installing (repeats, follow-up,
+        // second burst) come to one take-over burst, not all of them back to back.
+        let burst = slot.inst.config().garp.master_repeat.max(1);
+        let repeat = std::mem::take(&mut slot.pending_announce).min(burst);
         if repeat > 0 {
             self.announce(i, repeat, now);
         }
+    }
+
+    /// The VIPs of take-over `epoch` are not installed in time: the first round of
+    /// announcements goes now, the repeats wait for the addresses (or
+    /// [`ADDRESS_WAIT_REPEATS`]); after that wait everything held back goes.
+    fn addresses_late(&mut self, i: usize, epoch: u64, now: Instant) {
+        let slot = &mut self.slots[i];
+        // `pending_takeover` is taken by the first announcement.
+        if slot.pending_announce == 0 || slot.pending_takeover.is_none() {
+            return self.addresses_ready(i, epoch, now);
+        }
+        slot.pending_announce -= 1;
+        slot.awaiting_addresses = Some((epoch, now + ADDRESS_WAIT_REPEATS));
+        self.announce(i, 1, now);
     }
 
     /// Queue `repeat` rounds of announcements; with no pacing interval the first round
@@ -1843,12 +1873,19 @@ impl EngineLoop {
     }
 
     fn flush_announcements(&mut self, now: Instant) {
-        let mut failed = Vec::new();
-        for (ifindex, frame) in self.pacer.due(now) {
-            if let Err(e) = self.packet.send(ifindex, &frame) {
-                failed.push((ifindex, e));
-            }
+        // A slice at a time (the loop comes straight back for the rest, after the
+        // timers and received adverts): sending 50,000 frames in one go would hold
+        // this thread long past an advert interval.
+        let due = self.pacer.due_at_most(now, ANNOUNCE_SLICE);
+        if due.is_empty() {
+            return;
         }
+        let failed: Vec<(u32, std::io::Error)> = self
+            .packet
+            .send_many(&due)
+            .into_iter()
+            .map(|(k, e)| (due[k].0, e))
+            .collect();
         for (ifindex, e) in failed {
             self.io_error("announce_send", &e, || {
                 format!("gratuitous ARP / NA on ifindex {ifindex}")

@@ -18,6 +18,8 @@
 //!   partition, SIGHUP storms, interface re-creation), checking after every heal
 //!   that r1 alone holds the VIP in time, no VIP outlives its daemon, nothing leaks.
 //! * `vipd bench scale` — memory and CPU of a master with hundreds of VRRPv3 instances.
+//! * `vipd bench vips` — one instance with 10,000 VIPs: decision → all installed and
+//!   announced, SIGTERM → all removed.
 //!
 //! Every namespace, daemon and load process lives in a guard (`vipd-netns`), so an
 //! error or Ctrl-C (checked between steps) tears everything down.
@@ -32,6 +34,7 @@ mod scale;
 mod soak;
 mod stats;
 mod tracking;
+mod vips;
 
 use clap::{Args, Subcommand, ValueEnum};
 use std::process::ExitCode;
@@ -62,6 +65,10 @@ pub enum BenchCommand {
     /// Memory (RSS, PSS) and CPU of a master running many VRRPv3 instances (default 510
     /// at 100 ms), vipd next to keepalived 2.2.7 and 2.4.3 on the same config.
     Scale(scale::ScaleArgs),
+    /// One instance with many VIPs (default 10,000): decision to take over → every VIP
+    /// installed and announced, and SIGTERM → every VIP removed, vipd next to
+    /// keepalived 2.2.7 and 2.4.3 on the same config.
+    Vips(vips::VipsArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -208,6 +215,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         BenchCommand::Soak(a) => soak::run(a),
         BenchCommand::Bfd(a) => bfd::run(a),
         BenchCommand::Scale(a) => scale::run(a),
+        BenchCommand::Vips(a) => vips::run(a),
     }
 }
 

@@ -1286,13 +1286,8 @@ fn log_notices(
                 delay.as_secs_f64()
             ),
             Notice::Address(a) => match a {
-                AddrNotice::Added(s) => {
-                    info!("added {}/{} (ifindex {})", s.addr, s.prefix_len, s.ifindex)
-                }
-                AddrNotice::Removed(s) => info!(
-                    "removed {}/{} (ifindex {})",
-                    s.addr, s.prefix_len, s.ifindex
-                ),
+                AddrNotice::Added(specs) => log_addresses("added", &specs),
+                AddrNotice::Removed(specs) => log_addresses("removed", &specs),
                 AddrNotice::StaleRemoved(s) => {
                     warn!(
                         "removed stale {}/{} left by an earlier vipd (ifindex {})",
@@ -1608,3 +1603,29 @@ pub fn events(args: EventsArgs) -> Result<ExitCode> {
     })?;
     Ok(ExitCode::SUCCESS)
 }
+
+/// Up to [`LOG_EACH_MAX`] addresses added or removed together get a line each; more (a
+/// VIP set of thousands) get one line with the count and the first and last, and a
+/// line each at debug level.
+fn log_addresses(what: &str, specs: &[vipd_linux::netlink::AddressSpec]) {
+    let one = |s: &vipd_linux::netlink::AddressSpec| {
+        format!("{}/{} (ifindex {})", s.addr, s.prefix_len, s.ifindex)
+    };
+    if specs.len() <= LOG_EACH_MAX {
+        for s in specs {
+            info!("{what} {}", one(s));
+        }
+        return;
+    }
+    info!(
+        "{what} {} addresses: {} … {}",
+        specs.len(),
+        one(&specs[0]),
+        one(&specs[specs.len() - 1])
+    );
+    for s in specs {
+        tracing::debug!("{what} {}", one(s));
+    }
+}
+
+const LOG_EACH_MAX: usize = 16;

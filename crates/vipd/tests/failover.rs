@@ -240,6 +240,108 @@ fn excluded_and_static_addresses() {
     }
 }
 
+/// A large VIP set (issue 16: netlink batching): 2,000 addresses on one instance —
+/// every IPv4 /32 the documentation ranges hold beside the LAN's own, IPv6 /128s for
+/// the rest, as eVIPs — all go into the kernel, each is announced (GARP / NA) on the
+/// wire `garp_master_repeat` (5) times (and once more in the follow-up), no more, and
+/// all go at stop.
+#[test]
+fn two_thousand_vips_installed_announced_and_removed() {
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(1, "manyvips") else {
+        return;
+    };
+    let mut vips: Vec<(std::net::IpAddr, u8)> = Vec::new();
+    for (net, hosts) in [
+        ([198, 51, 100], 1..=254),
+        ([203, 0, 113], 1..=254),
+        ([192, 0, 2], 101..=254),
+    ] {
+        for h in hosts {
+            vips.push((
+                std::net::Ipv4Addr::new(net[0], net[1], net[2], h).into(),
+                32,
+            ));
+        }
+    }
+    for k in 0..2_000 - vips.len() {
+        vips.push((format!("2001:db8::1:{k:x}").parse().unwrap(), 128));
+    }
+    let lines: String = vips
+        .iter()
+        .map(|(a, len)| format!("        {a}/{len}\n"))
+        .collect();
+    let conf = spec
+        .clone()
+        .with(&format!("virtual_ipaddress_excluded {{\n{lines}    }}"))
+        .config(150);
+    let wanted: std::collections::HashSet<std::net::IpAddr> =
+        vips.iter().map(|v| v.0).chain([spec.vip()]).collect();
+    let present = |c: &Cluster| {
+        c.lan
+            .router(1)
+            .run(|| {
+                let mut nl = vipd_linux::netlink::Rtnetlink::open().unwrap();
+                let all = nl.dump_addresses().unwrap();
+                all.iter().filter(|k| wanted.contains(&k.addr)).count()
+            })
+            .unwrap()
+    };
+    let capture = vipd_netns::Capture::start(c.lan.client(), "eth0").unwrap();
+    c.start_vipd(1, &conf);
+    let installed =
+        vipd_netns::wait_for(Duration::from_secs(30), Duration::from_millis(50), || {
+            present(&c) == wanted.len()
+        });
+    assert!(
+        installed,
+        "{} of {} installed\n{}",
+        present(&c),
+        wanted.len(),
+        c.logs()
+    );
+    // How many VIPs were announced at least `times` times (garp_master_repeat: 5 each,
+    // the repeats held back until the addresses are in).
+    let announced_times = |frames: &[vipd_netns::Frame], times: usize| {
+        let mut n = std::collections::HashMap::new();
+        for a in frames
+            .iter()
+            .filter(|f| f.is_gratuitous_arp() || f.is_unsolicited_na())
+            .filter_map(|f| f.announced_addr())
+            .filter(|a| wanted.contains(a))
+        {
+            *n.entry(a).or_insert(0) += 1;
+        }
+        n.values().filter(|&&k| k >= times).count()
+    };
+    let announced = |frames: &[vipd_netns::Frame]| announced_times(frames, 5);
+    let all_announced =
+        vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(100), || {
+            announced(&capture.snapshot()) == wanted.len()
+        });
+    assert!(
+        all_announced,
+        "{} of {} announced\n{}",
+        announced(&capture.stop()),
+        wanted.len(),
+        c.logs()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let frames = capture.stop();
+    assert_eq!(
+        announced_times(&frames, 7),
+        0,
+        "five announcements each and the follow-up 1.1 s later, no more \
+         (vrrp_garp_master_delay 0: no second round): {:?}",
+        (6..12)
+            .map(|t| announced_times(&frames, t))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(c.instance(1)["state"], "MASTER");
+    assert_eq!(c.stop(1).and_then(|s| s.code()), Some(0), "{}", c.logs());
+    assert_eq!(present(&c), 0, "VIPs left behind");
+}
+
 /// keepalived's address options (`peer`, `home`, `-nodad`, `mngtmpaddr`,
 /// `noprefixroute`, `autojoin`, `preferred_lft`, `no_track`) on VIPs, eVIPs and static
 /// addresses reach the kernel, and everything goes at stop. A `no_track` VIP deleted

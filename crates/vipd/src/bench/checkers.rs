@@ -217,15 +217,21 @@ fn stat_fields(pid: i32) -> Option<Vec<String>> {
 
 /// CPU seconds (user + system) of a process tree, live processes only.
 pub(super) fn cpu_seconds(pids: &[i32]) -> f64 {
+    let (user, sys) = cpu_user_sys(pids);
+    user + sys
+}
+
+/// CPU seconds (user, system) used so far by `pids`.
+pub(super) fn cpu_user_sys(pids: &[i32]) -> (f64, f64) {
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     pids.iter()
         .filter_map(|&p| stat_fields(p))
         .map(|f| {
             let ut: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0);
             let st: f64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-            (ut + st) / hz
+            (ut / hz, st / hz)
         })
-        .sum()
+        .fold((0.0, 0.0), |(u, s), (a, b)| (u + a, s + b))
 }
 
 /// (VmRSS, VmHWM) in KiB summed over the tree.

@@ -64,7 +64,7 @@ pub enum Variant {
 }
 
 impl Variant {
-    fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Variant::Vipd => "vipd",
             Variant::Keepalived227 => "keepalived-2.2.7",
@@ -72,7 +72,7 @@ impl Variant {
         }
     }
 
-    fn keepalived(self) -> Option<Version> {
+    pub(super) fn keepalived(self) -> Option<Version> {
         match self {
             Variant::Vipd => None,
             Variant::Keepalived227 => Some(Version::V2_2_7),
