@@ -207,6 +207,12 @@ pub struct InstanceDetail {
     pub accept: bool,
     /// VRRPv2 `auth_type`: 0 none, 1 PASS, 2 AH.
     pub auth_type: u8,
+    /// Since when it is BACKUP or MASTER (out of Initialize and FAULT).
+    pub up_since: Option<Instant>,
+    /// Why it last became MASTER.
+    pub master_reason: Option<vipd_vrrp::engine::TransitionReason>,
+    /// The last TTL, version, checksum or VRID error among its drops.
+    pub protocol_error: Option<vipd_vrrp::wire::DropReason>,
 }
 
 impl InstanceStatus {
@@ -282,6 +288,9 @@ impl InstanceStatus {
                     vipd_vrrp::wire::Auth::Pass(_) => 1,
                     _ => 2,
                 },
+                up_since: st.up_since,
+                master_reason: st.last_master_reason,
+                protocol_error: st.last_protocol_error,
             },
         }
     }

@@ -153,6 +153,29 @@ fn walk(ns: &str, base: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// One object's value text (`Counter64: 12` → `12`, `Timeticks: (345) 0:00:03.45` →
+/// `345`), or `None`.
+fn get(ns: &str, oid: &str) -> Option<String> {
+    let text = snmp(ns, "snmpget", &[oid])?;
+    let (_, val) = text.lines().next()?.split_once(" = ")?;
+    if val.starts_with("No Such") {
+        return None;
+    }
+    let val = val.split_once(": ").map_or(val, |(_, v)| v);
+    let val = match val.strip_prefix('(') {
+        Some(t) => t.split(')').next()?,
+        None => val,
+    };
+    Some(val.trim_matches('"').to_string())
+}
+
+fn get_u64(ns: &str, oid: &str) -> u64 {
+    let v = get(ns, oid);
+    v.as_deref()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{oid}: {v:?}"))
+}
+
 fn keepalived_state(s: &str) -> &'static str {
     match s {
         "BACKUP" => "1",
@@ -325,6 +348,94 @@ fn wait_text(path: &Path, want: &[&str], c: &Cluster) -> String {
     text
 }
 
+/// The statistics and up times, router 1 BACKUP of VI_1 (v3, router 2 its master,
+/// adverts every 100 ms) and MASTER of VI_2 (v2): counters as `vipd status` has them
+/// and moving between two reads; a corrupt advert raises the checksum errors.
+fn check_statistics(c: &Cluster, ns: &str, ix: &str) {
+    let status = |name: &str| {
+        let st = c.status(1).expect("status");
+        st["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    let vi1 = format!("{ix}.51.1");
+    let rcvd_oid = format!("{VRRPV3_MIB}.1.2.5.1.3.{vi1}");
+    let before = status("VI_1")["adverts_received"].as_u64().unwrap();
+    let first = get_u64(ns, &rcvd_oid);
+    let after = status("VI_1")["adverts_received"].as_u64().unwrap();
+    // The subagent's view may be up to 100 ms (one advert) older than the status.
+    assert!(
+        before.saturating_sub(3) <= first && first <= after,
+        "{before} <= {first} <= {after}"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let second = get_u64(ns, &rcvd_oid);
+    assert!(
+        second >= first + 5,
+        "adverts received {first} then {second}"
+    );
+    // VI_2 (RFC 2787) became master once.
+    let vi2 = status("VI_2");
+    assert_eq!(vi2["became_master"], 1);
+    assert_eq!(
+        get_u64(ns, &format!("{VRRP_MIB}.2.4.1.1.{ix}.52")),
+        1,
+        "vrrpStatsBecomeMaster"
+    );
+    assert_eq!(
+        get_u64(ns, &format!("{VRRP_MIB}.2.4.1.7.{ix}.52")),
+        vi2["priority_zero_sent"].as_u64().unwrap()
+    );
+    // VI_1 never was master here: notMaster(0).
+    assert_eq!(get_u64(ns, &format!("{VRRPV3_MIB}.1.2.5.1.2.{vi1}")), 0);
+    // Up times: VI_2 left initialize after snmpd started (sysUpTime then), VI_1 has
+    // been up for less than vipd has run.
+    let sys_up = get_u64(ns, ".1.3.6.1.2.1.1.3.0");
+    let vi2_up = get_u64(ns, &format!("{VRRP_MIB}.1.3.1.13.{ix}.52"));
+    assert!(
+        vi2_up > 0 && vi2_up <= sys_up,
+        "vrrpOperVirtualRouterUpTime {vi2_up}, sysUpTime {sys_up}"
+    );
+    let vi1_up = get_u64(ns, &format!("{VRRPV3_MIB}.1.1.1.1.12.{vi1}"));
+    assert!(
+        vi1_up > 0 && vi1_up < sys_up,
+        "vrrpv3OperationsUpTime {vi1_up}, sysUpTime {sys_up}"
+    );
+
+    // Three VRRPv3 adverts for VRID 51 with a wrong checksum, from router 2's port.
+    let checksum_errors = format!("{VRRPV3_MIB}.1.2.1.0");
+    let errors_before = get_u64(ns, &checksum_errors);
+    let mut bad = vec![0x31, 51, 200, 1, 0, 10, 0xde, 0xad];
+    bad.extend_from_slice(&[192, 0, 2, 10]);
+    c.lan
+        .router(2)
+        .run(|| {
+            for _ in 0..3 {
+                common::inject("192.0.2.12".parse().unwrap(), &bad);
+            }
+        })
+        .unwrap();
+    let ok = vipd_netns::wait_for(Duration::from_secs(5), Duration::from_millis(100), || {
+        get(ns, &checksum_errors).and_then(|v| v.parse::<u64>().ok()) >= Some(errors_before + 3)
+    });
+    assert!(ok, "checksum errors: {:?}", get(ns, &checksum_errors));
+    let drops = status("VI_1")["drops"].clone();
+    assert!(
+        drops
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d[0] == "bad_checksum" && d[1].as_u64() >= Some(3)),
+        "{drops}"
+    );
+    // vrrpv3StatisticsProtoErrReason: checksumError(3).
+    assert_eq!(get_u64(ns, &format!("{VRRPV3_MIB}.1.2.5.1.6.{vi1}")), 3);
+}
+
 #[test]
 fn agentx_subagent_tables_traps_and_master_restarts() {
     if !tools() {
@@ -365,6 +476,7 @@ fn agentx_subagent_tables_traps_and_master_restarts() {
         ],
         &c,
     );
+    check_statistics(&c, ns, &ix);
     // RFC 6527's master address: router 2 (192.0.2.12) while it is master.
     let got = snmp(
         ns,
