@@ -502,6 +502,7 @@ mod tests {
                     port: 80,
                     up: false,
                     reason: "connect: connection refused".into(),
+                    snmp_name: None,
                 }],
             }],
         }

@@ -303,6 +303,9 @@ pub struct RealServerStatus {
     pub port: u16,
     pub up: bool,
     pub reason: String,
+    /// `snmp_name` (KEEPALIVED-MIB's `realServerName`); not in `vipd status`.
+    #[serde(skip)]
+    pub snmp_name: Option<String>,
 }
 
 /// One virtual server in `vipd status`.
@@ -331,6 +334,8 @@ pub struct VsService {
     pub port: u16,
     /// virtualServerProtocol: 1 tcp, 2 udp, 3 sctp, 4 none (a firewall mark).
     pub protocol: u8,
+    /// `snmp_name` (KEEPALIVED-MIB's `virtualServerName`).
+    pub snmp_name: Option<String>,
 }
 
 #[cfg(test)]

@@ -552,6 +552,9 @@ fn checker_tables(m: &mut BTreeMap<Vec<u32>, Value>, snap: &Snapshot) {
         }
         col(8, Value::Integer(s.protocol as i32));
         col(11, truth(vs.active));
+        if let Some(n) = &s.snmp_name {
+            col(71, Value::OctetString(n.clone().into_bytes()));
+        }
         let up = vs.real_servers.iter().filter(|r| r.up).count();
         col(20, Value::Gauge32(vs.real_servers.len() as u32));
         col(21, Value::Gauge32(up as u32));
@@ -569,6 +572,9 @@ fn checker_tables(m: &mut BTreeMap<Vec<u32>, Value>, snap: &Snapshot) {
             }
             col(5, Value::Gauge32(rs.port as u32));
             col(6, truth(rs.up));
+            if let Some(n) = &rs.snmp_name {
+                col(55, Value::OctetString(n.clone().into_bytes()));
+            }
         }
     }
 }
@@ -1364,6 +1370,7 @@ mod tests {
                     port: 80,
                     up: *up,
                     reason: String::new(),
+                    snmp_name: (k == 1).then(|| "web-2".into()),
                 })
                 .collect(),
             service: vipd_linux::status::VsService {
@@ -1371,6 +1378,7 @@ mod tests {
                 addr: Some("192.0.2.100".parse().unwrap()),
                 port: 80,
                 protocol: 1,
+                snmp_name: Some("web".into()),
                 ..Default::default()
             },
         }
@@ -1395,6 +1403,16 @@ mod tests {
             Some(Value::OctetString(vec![192, 0, 2, 14]))
         );
         assert_eq!(k(&[3, 4, 1, 6, 1, 2]), Some(Value::Integer(1)));
+        // snmp_name: virtualServerName and realServerName, only where it is set.
+        assert_eq!(
+            k(&[3, 3, 1, 71, 1]),
+            Some(Value::OctetString(b"web".to_vec()))
+        );
+        assert_eq!(k(&[3, 4, 1, 55, 1, 1]), None);
+        assert_eq!(
+            k(&[3, 4, 1, 55, 1, 2]),
+            Some(Value::OctetString(b"web-2".to_vec()))
+        );
         let before = rs_states(&snap);
         assert!(rs_notifications(&settings(), &before, &snap).is_empty());
         snap.virtual_servers[0] = virtual_server([true, false]);

@@ -609,9 +609,9 @@ fn checker_tables_and_real_server_traps() {
     );
     conf.push_str(&format!(
         "virtual_server 192.0.2.100 80 {{\n    delay_loop 1\n    lb_algo rr\n    lb_kind DR\n    \
-         protocol TCP\n    real_server 192.0.2.13 80 {{\n        MISC_CHECK {{\n            \
+         protocol TCP\n    snmp_name web\n    real_server 192.0.2.13 80 {{\n        MISC_CHECK {{\n            \
          misc_path \"/usr/bin/test -f {}\"\n        }}\n    }}\n    real_server 192.0.2.14 80 {{\n        \
-         MISC_CHECK {{\n            misc_path /bin/true\n        }}\n    }}\n}}\n",
+         snmp_name \"web two\"\n        MISC_CHECK {{\n            misc_path /bin/true\n        }}\n    }}\n}}\n",
         flag.display()
     ));
     c.start_vipd_with(1, &conf, &["--lb-backend", "nftables"]);
@@ -630,7 +630,13 @@ fn checker_tables_and_real_server_traps() {
             ("3.1.8.1".into(), "1".into()),
             ("3.1.20.1".into(), rss.len().to_string()),
             ("3.1.21.1".into(), up),
+            // snmp_name: virtualServerName, realServerName (none for 192.0.2.13).
+            ("3.1.71.1".into(), "web".into()),
+            ("4.1.55.1.2".into(), "web two".into()),
         ];
+        if t.contains_key("4.1.55.1.1") {
+            return Err(format!("a realServerName without snmp_name: {t:?}"));
+        }
         for (k, r) in rss.iter().enumerate() {
             let alive = if r["up"] == true { "1" } else { "2" };
             want.push((format!("4.1.6.1.{}", k + 1), alive.into()));
