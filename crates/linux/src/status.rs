@@ -22,6 +22,19 @@ pub struct Snapshot {
     pub bfd: Vec<BfdSessionStatus>,
     /// BFD packets that matched no session (by discriminator, else by addresses).
     pub bfd_unmatched: u64,
+    /// The `vrrp_sync_group`s (for SNMP; not in `vipd status`).
+    #[serde(skip)]
+    pub sync_groups: Vec<SyncGroupStatus>,
+}
+
+/// A `vrrp_sync_group`: its members and the state its notify scripts last saw.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncGroupStatus {
+    pub name: String,
+    /// Member instance names, in configuration order (those running).
+    pub members: Vec<String>,
+    /// `INIT` until a member's first transition, then `BACKUP`, `MASTER` or `FAULT`.
+    pub state: String,
 }
 
 /// One BFD session in [`Snapshot::bfd`]. Intervals in microseconds.

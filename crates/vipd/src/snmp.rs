@@ -121,6 +121,8 @@ pub struct Event {
     pub master_reason: i32,
     /// KEEPALIVED-MIB's VrrpState: 0 init, 1 backup, 2 master, 3 fault, 5 shutdown.
     pub keepalived_state: i32,
+    /// A `vrrp_sync_group`'s transition (`instance` is the group's name).
+    pub sync_group: bool,
 }
 
 impl Event {
@@ -141,6 +143,15 @@ impl Event {
             to,
             master_reason,
             keepalived_state,
+            sync_group: false,
+        }
+    }
+
+    /// Sync group `name` moved `to` (keepalived's `vrrpSyncGroupStateChange`).
+    pub fn group(name: &str, to: State) -> Event {
+        Event {
+            sync_group: true,
+            ..Event::new(name, to, &TransitionReason::SyncGroup)
         }
     }
 }
@@ -342,6 +353,25 @@ impl Mib {
             checker_tables(&mut m, snap);
         }
         if settings.keepalived {
+            // vrrpSyncGroupTable (`.2.1`) and vrrpSyncGroupMemberTable (`.2.2`), indexed
+            // by the group's place in the configuration and the member's in the group.
+            for (g, sg) in snap.sync_groups.iter().enumerate() {
+                let gi = g as u32 + 1;
+                m.insert(
+                    oid(&KEEPALIVED, &[2, 1, 1, 2, gi]),
+                    Value::OctetString(sg.name.clone().into_bytes()),
+                );
+                m.insert(
+                    oid(&KEEPALIVED, &[2, 1, 1, 3, gi]),
+                    Value::Integer(keepalived_state(&sg.state)),
+                );
+                for (k, name) in sg.members.iter().enumerate() {
+                    m.insert(
+                        oid(&KEEPALIVED, &[2, 2, 1, 2, gi, k as u32 + 1]),
+                        Value::OctetString(name.clone().into_bytes()),
+                    );
+                }
+            }
             for (n, i) in snap.instances.iter().enumerate() {
                 let idx = n as u32 + 1;
                 let mut col = |c: u32, v: Value| {
@@ -370,6 +400,14 @@ impl Mib {
                 col(13, truth(!i.detail.nopreempt));
                 col(14, Value::Gauge32(i.detail.preempt_delay as u32));
                 col(15, Value::Integer(i.detail.auth_type as i32));
+                // vrrpInstanceSyncGroup.
+                if let Some(g) = snap
+                    .sync_groups
+                    .iter()
+                    .find(|g| g.members.contains(&i.name))
+                {
+                    col(18, Value::OctetString(g.name.clone().into_bytes()));
+                }
                 col(27, truth(i.detail.accept));
                 col(30, Value::Integer(i.version as i32));
             }
@@ -668,6 +706,30 @@ pub fn rs_notifications(
 pub fn notifications(settings: &Settings, snap: &Snapshot, ev: &Event) -> Vec<Vec<VarBind>> {
     let mut out = Vec::new();
     if !settings.traps {
+        return out;
+    }
+    if ev.sync_group {
+        // vrrpSyncGroupStateChange, its objects named without an index as keepalived does.
+        if settings.keepalived {
+            out.push(vec![
+                VarBind {
+                    name: SNMP_TRAP_OID.to_vec(),
+                    value: Value::Oid(oid(&KEEPALIVED, &[2, 10, 0, 1])),
+                },
+                VarBind {
+                    name: oid(&KEEPALIVED, &[2, 1, 1, 2]),
+                    value: Value::OctetString(ev.instance.clone().into_bytes()),
+                },
+                VarBind {
+                    name: oid(&KEEPALIVED, &[2, 1, 1, 3]),
+                    value: Value::Integer(ev.keepalived_state),
+                },
+                VarBind {
+                    name: oid(&KEEPALIVED, &[1, 2, 0]),
+                    value: Value::OctetString(settings.router_id.clone().into_bytes()),
+                },
+            ]);
+        }
         return out;
     }
     // An instance a reload has just added may not be in the snapshot yet (published
@@ -1354,6 +1416,45 @@ mod tests {
             ..settings()
         };
         assert!(notifications(&s, &snap, &ev).is_empty());
+        // A sync group's transition: vrrpSyncGroupStateChange only.
+        let ev = Event::group("G1", State::Master);
+        let n = notifications(&settings(), &snap, &ev);
+        assert_eq!(n.len(), 1);
+        assert_eq!(n[0][0].value, Value::Oid(oid(&KEEPALIVED, &[2, 10, 0, 1])));
+        assert_eq!(n[0][1].value, Value::OctetString(b"G1".to_vec()));
+        assert_eq!(n[0][2].value, Value::Integer(2));
+    }
+
+    #[test]
+    fn sync_group_tables() {
+        let mut snap = Snapshot::default();
+        snap.instances.push(instance("VI_1", 3, "MASTER"));
+        snap.instances.push(instance("VI_2", 3, "MASTER"));
+        snap.sync_groups.push(vipd_linux::status::SyncGroupStatus {
+            name: "G1".into(),
+            members: vec!["VI_2".into(), "VI_1".into()],
+            state: "MASTER".into(),
+        });
+        let mib = Mib::build(&settings(), &snap, None);
+        let k = |r: &[u32]| mib.get(&oid(&KEEPALIVED, r));
+        assert_eq!(
+            k(&[2, 1, 1, 2, 1]),
+            Some(Value::OctetString(b"G1".to_vec()))
+        );
+        assert_eq!(k(&[2, 1, 1, 3, 1]), Some(Value::Integer(2)));
+        assert_eq!(k(&[2, 1, 1, 1, 1]), None, "the index is not-accessible");
+        assert_eq!(
+            k(&[2, 2, 1, 2, 1, 1]),
+            Some(Value::OctetString(b"VI_2".to_vec()))
+        );
+        assert_eq!(
+            k(&[2, 2, 1, 2, 1, 2]),
+            Some(Value::OctetString(b"VI_1".to_vec()))
+        );
+        assert_eq!(
+            k(&[2, 3, 1, 18, 1]),
+            Some(Value::OctetString(b"G1".to_vec()))
+        );
     }
 
     fn virtual_server(up: [bool; 2]) -> vipd_linux::status::VirtualServerStatus {

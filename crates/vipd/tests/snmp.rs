@@ -705,3 +705,50 @@ fn checker_tables_and_real_server_traps() {
         &c,
     );
 }
+
+/// A `vrrp_sync_group`: vrrpSyncGroupTable, its members and each member's
+/// vrrpInstanceSyncGroup, and vrrpSyncGroupStateChange when the group becomes MASTER.
+#[test]
+fn sync_group_table_and_trap() {
+    if !tools() {
+        return;
+    }
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(1, "snmp-sg") else {
+        return;
+    };
+    let ns = c.lan.router(1).name().to_string();
+    let ns = ns.as_str();
+    let (_trapd, traps) = start_snmptrapd(ns, &c.dir);
+    let _snmpd = start_snmpd(ns, &c.dir, 1);
+    let mut conf = snmp_config(&spec, 100, c.dir.path()).replace("version 2\n", "version 3\n");
+    conf.push_str("vrrp_sync_group G1 {\n    group {\n        VI_2\n        VI_1\n    }\n}\n");
+    c.start_vipd(1, &conf);
+    c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
+    let base = format!("{KEEPALIVED}.2");
+    let want = [
+        ("1.1.2.1", "G1"),
+        ("1.1.3.1", "2"),
+        ("2.1.2.1.1", "VI_2"),
+        ("2.1.2.1.2", "VI_1"),
+        ("3.1.18.1", "G1"),
+        ("3.1.18.2", "G1"),
+    ];
+    let mut last = BTreeMap::new();
+    let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(200), || {
+        last = walk(ns, &base);
+        want.iter()
+            .all(|(k, v)| last.get(*k).map(String::as_str) == Some(*v))
+    });
+    assert!(ok, "{last:?}\n{}", c.logs());
+    assert_eq!(c.instance(1)["state"], "MASTER");
+    wait_text(
+        &traps,
+        &[
+            &format!("{KEEPALIVED}.2.10.0.1"),
+            &format!("{KEEPALIVED}.2.1.1.2 = STRING: \"G1\""),
+            &format!("{KEEPALIVED}.2.1.1.3 = INTEGER: 2"),
+        ],
+        &c,
+    );
+}
