@@ -18,7 +18,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
-use vipd_linux::status::{InstanceStatus, Snapshot};
+use vipd_linux::status::{InstanceStatus, Snapshot, TrackLine};
 use vipd_vrrp::engine::{State, TransitionReason};
 
 /// KEEPALIVED-MIB: `enterprises.9586.100.5`.
@@ -410,6 +410,7 @@ impl Mib {
                 }
                 col(27, truth(i.detail.accept));
                 col(30, Value::Integer(i.version as i32));
+                tracked_tables(&mut m, idx, snap.tracking.get(&i.name));
             }
         }
         if settings.rfcv2 {
@@ -554,6 +555,35 @@ impl Mib {
             m.insert(oid(&VRRPV3_MIB, &[1, 2, 4, 0]), Value::TimeTicks(0));
         }
         Mib(m)
+    }
+}
+
+/// KEEPALIVED-MIB's vrrpTracked{Interface,Script,File,Bfd,Process}Table rows of the
+/// instance `idx`: indexed, as keepalived does, by the instance and the object's place
+/// among the instance's tracked objects of that kind (not by ifIndex for interfaces).
+fn tracked_tables(m: &mut BTreeMap<Vec<u32>, Value>, idx: u32, lines: Option<&Vec<TrackLine>>) {
+    // (kind, table, first column: the interface table has no index column)
+    const TABLES: [(&str, u32, u32); 5] = [
+        ("interface", 4, 1),
+        ("script", 5, 2),
+        ("file", 12, 2),
+        ("bfd", 17, 2),
+        ("process", 20, 2),
+    ];
+    for (kind, table, first) in TABLES {
+        let of_kind = lines.into_iter().flatten().filter(|l| l.kind == kind);
+        for (k, l) in of_kind.enumerate() {
+            let row = [2, table, 1, 0, idx, k as u32 + 1];
+            let mut col = |c: u32, v: Value| {
+                let mut o = oid(&KEEPALIVED, &row);
+                o[KEEPALIVED.len() + 3] = c;
+                m.insert(o, v);
+            };
+            col(first, Value::OctetString(l.name.clone().into_bytes()));
+            let weight = l.weight.clamp(i32::MIN as i64, i32::MAX as i64) as i32;
+            col(first + 1, Value::Integer(weight));
+            col(first + 2, truth(l.reverse));
+        }
     }
 }
 
@@ -1454,6 +1484,54 @@ mod tests {
         assert_eq!(
             k(&[2, 3, 1, 18, 1]),
             Some(Value::OctetString(b"G1".to_vec()))
+        );
+    }
+
+    #[test]
+    fn tracked_object_tables() {
+        let mut snap = Snapshot::default();
+        snap.instances.push(instance("VI_1", 3, "MASTER"));
+        snap.instances.push(instance("VI_2", 3, "MASTER"));
+        let line = |kind: &str, name: &str, weight: i64, reverse: bool| TrackLine {
+            kind: kind.into(),
+            name: name.into(),
+            state: "good".into(),
+            weight,
+            reverse,
+            effect: "0".into(),
+        };
+        snap.tracking.insert(
+            "VI_2".into(),
+            vec![
+                line("interface", "eth1", 0, false),
+                line("script", "chk_a", 10, false),
+                line("interface", "eth2", -5, true),
+                line("script", "chk_b", 0, true),
+                line("file", "f", 3, false),
+                line("address", "192.0.2.9", 0, false),
+            ],
+        );
+        let mib = Mib::build(&settings(), &snap, None);
+        let k = |r: &[u32]| mib.get(&oid(&KEEPALIVED, r));
+        let s = |t: &str| Some(Value::OctetString(t.as_bytes().to_vec()));
+        // Interfaces of instance 2: name, weight, reverse.
+        assert_eq!(k(&[2, 4, 1, 1, 2, 1]), s("eth1"));
+        assert_eq!(k(&[2, 4, 1, 1, 2, 2]), s("eth2"));
+        assert_eq!(k(&[2, 4, 1, 2, 2, 2]), Some(Value::Integer(-5)));
+        assert_eq!(k(&[2, 4, 1, 3, 2, 2]), Some(Value::Integer(1)));
+        assert_eq!(k(&[2, 4, 1, 3, 2, 1]), Some(Value::Integer(2)));
+        // Scripts and files: columns 2 to 4.
+        assert_eq!(k(&[2, 5, 1, 2, 2, 1]), s("chk_a"));
+        assert_eq!(k(&[2, 5, 1, 3, 2, 1]), Some(Value::Integer(10)));
+        assert_eq!(k(&[2, 5, 1, 4, 2, 2]), Some(Value::Integer(1)));
+        assert_eq!(k(&[2, 5, 1, 1, 2, 1]), None);
+        assert_eq!(k(&[2, 12, 1, 2, 2, 1]), s("f"));
+        // Nothing for instance 1, which tracks nothing.
+        assert_eq!(
+            mib.next(&oid(&KEEPALIVED, &[2, 4, 1, 1, 1]), false)
+                .unwrap()
+                .0,
+            oid(&KEEPALIVED, &[2, 4, 1, 1, 2, 1])
         );
     }
 

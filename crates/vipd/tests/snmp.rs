@@ -707,9 +707,10 @@ fn checker_tables_and_real_server_traps() {
 }
 
 /// A `vrrp_sync_group`: vrrpSyncGroupTable, its members and each member's
-/// vrrpInstanceSyncGroup, and vrrpSyncGroupStateChange when the group becomes MASTER.
+/// vrrpInstanceSyncGroup, and vrrpSyncGroupStateChange when the group becomes MASTER;
+/// VI_1's tracked interface in vrrpTrackedInterfaceTable as `vipd status` has it.
 #[test]
-fn sync_group_table_and_trap() {
+fn sync_group_and_tracked_interface_tables_and_trap() {
     if !tools() {
         return;
     }
@@ -721,7 +722,10 @@ fn sync_group_table_and_trap() {
     let ns = ns.as_str();
     let (_trapd, traps) = start_snmptrapd(ns, &c.dir);
     let _snmpd = start_snmpd(ns, &c.dir, 1);
-    let mut conf = snmp_config(&spec, 100, c.dir.path()).replace("version 2\n", "version 3\n");
+    let tracked = spec
+        .clone()
+        .with("track_interface {\n        eth0 weight -10\n    }");
+    let mut conf = snmp_config(&tracked, 100, c.dir.path()).replace("version 2\n", "version 3\n");
     conf.push_str("vrrp_sync_group G1 {\n    group {\n        VI_2\n        VI_1\n    }\n}\n");
     c.start_vipd(1, &conf);
     c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
@@ -742,6 +746,28 @@ fn sync_group_table_and_trap() {
     });
     assert!(ok, "{last:?}\n{}", c.logs());
     assert_eq!(c.instance(1)["state"], "MASTER");
+    // The tracked interface, as the status lists it (in a sync group its weight is 0
+    // unless sync_group_tracking_weight).
+    let st = c.status(1).unwrap();
+    let line = &st["tracking"]["VI_1"][0];
+    assert_eq!(line["name"], "eth0", "{st}");
+    assert_eq!(last.get("4.1.1.1.1").map(String::as_str), Some("eth0"));
+    assert_eq!(
+        last.get("4.1.2.1.1").map(String::as_str),
+        Some(line["weight"].to_string().as_str())
+    );
+    assert_eq!(last.get("4.1.3.1.1").map(String::as_str), Some("2"));
+    // VI_2 (instance 2) has the rows its status lists (a member shares the group's
+    // fault: vipd lists VI_1's interface there too), none beyond.
+    let vi2 = st["tracking"]["VI_2"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for (k, l) in vi2.iter().enumerate() {
+        let name = last.get(&format!("4.1.1.2.{}", k + 1));
+        assert_eq!(name.map(String::as_str), l["name"].as_str(), "{last:?}");
+    }
+    assert!(!last.contains_key(&format!("4.1.1.2.{}", vi2.len() + 1)));
     wait_text(
         &traps,
         &[
