@@ -1625,6 +1625,7 @@ fn virtual_server(n: &Node, kids: &[Node], d: &mut Diags) -> Option<VirtualServe
         inhibit_on_failure: boolean(kids, "inhibit_on_failure"),
         virtualhost: text(kids, "virtualhost"),
         smtp_alert: boolean(kids, "smtp_alert"),
+        snmp_name: text(kids, "snmp_name"),
         timing: timing(kids),
         real_servers: Vec::new(),
     };
@@ -1652,6 +1653,7 @@ fn virtual_server(n: &Node, kids: &[Node], d: &mut Diags) -> Option<VirtualServe
             virtualhost: text(rk, "virtualhost"),
             alpha: boolean(rk, "alpha"),
             smtp_alert: boolean(rk, "smtp_alert"),
+            snmp_name: text(rk, "snmp_name"),
             timing: timing(rk),
             checkers,
         });

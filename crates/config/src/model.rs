@@ -471,6 +471,8 @@ pub struct RealServer {
     pub alpha: Option<bool>,
     /// `smtp_alert`: mail when this server goes down or up.
     pub smtp_alert: Option<bool>,
+    /// `snmp_name`: KEEPALIVED-MIB's `realServerName`.
+    pub snmp_name: Option<String>,
     pub timing: CheckTiming,
     pub checkers: Vec<Checker>,
 }
@@ -509,6 +511,8 @@ pub struct VirtualServer {
     pub virtualhost: Option<String>,
     /// `smtp_alert`: mail when the quorum is lost or gained.
     pub smtp_alert: Option<bool>,
+    /// `snmp_name`: KEEPALIVED-MIB's `virtualServerName`.
+    pub snmp_name: Option<String>,
     pub timing: CheckTiming,
     pub real_servers: Vec<RealServer>,
 }

@@ -539,8 +539,7 @@ pub(crate) fn is_active(name: &str) -> bool {
 /// active. Checker options the checkers cannot honour are refused by the checkers
 /// themselves with their line.
 pub(crate) const LB_INACTIVE: &[(&str, &str)] = &[
-    // (parent block or "*" for anywhere, keyword)
-    ("*", "snmp_name"),
+    // (parent block or "*" for anywhere, keyword); none left.
 ];
 
 pub(crate) const INSTANCE_INACTIVE: &[Kw] = &[

@@ -11,12 +11,11 @@ use std::path::{Path, PathBuf};
 use vipd_config::{load_file, LoadOptions};
 use vipd_netns::Version;
 
-/// The SNMP keywords of what vipd does not serve (the statistics and `snmp_name`
-/// columns); DBus and the other SNMP keywords are active.
+/// The SNMP keywords of what vipd does not serve (the servers' traffic statistics);
+/// DBus and the other SNMP keywords (`snmp_name` included) are active.
 const SNMP_DBUS: &[&str] = &[
     "snmp_vs_stats_update_interval",
     "snmp_rs_stats_update_interval",
-    "snmp_name",
 ];
 
 /// What keepalived 2.4.3 (built without SNMP and DBus, with nftables) says about main.conf:

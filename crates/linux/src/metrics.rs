@@ -491,6 +491,7 @@ mod tests {
                 ..Default::default()
             }],
             bfd_unmatched: 4,
+            sync_groups: Vec::new(),
             virtual_servers: vec![crate::status::VirtualServerStatus {
                 name: "virtual_server 192.0.2.100 80".into(),
                 active: true,
@@ -502,6 +503,7 @@ mod tests {
                     port: 80,
                     up: false,
                     reason: "connect: connection refused".into(),
+                    snmp_name: None,
                 }],
             }],
         }

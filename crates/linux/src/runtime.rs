@@ -1958,6 +1958,19 @@ impl EngineLoop {
         }
         snap.socket_drops = socket_drops.into_iter().collect();
         snap.socket_drops.sort();
+        snap.sync_groups = self
+            .groups
+            .iter()
+            .map(|g| crate::status::SyncGroupStatus {
+                name: g.name.clone(),
+                members: g
+                    .members
+                    .iter()
+                    .map(|&m| self.slots[m].plan.name.clone())
+                    .collect(),
+                state: g.state.as_str().to_string(),
+            })
+            .collect();
         // The BFD thread's own counts (`bfd_*`) are its to publish.
         let bfd: Vec<_> = snap
             .io_errors

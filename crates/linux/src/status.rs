@@ -22,6 +22,19 @@ pub struct Snapshot {
     pub bfd: Vec<BfdSessionStatus>,
     /// BFD packets that matched no session (by discriminator, else by addresses).
     pub bfd_unmatched: u64,
+    /// The `vrrp_sync_group`s (for SNMP; not in `vipd status`).
+    #[serde(skip)]
+    pub sync_groups: Vec<SyncGroupStatus>,
+}
+
+/// A `vrrp_sync_group`: its members and the state its notify scripts last saw.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncGroupStatus {
+    pub name: String,
+    /// Member instance names, in configuration order (those running).
+    pub members: Vec<String>,
+    /// `INIT` until a member's first transition, then `BACKUP`, `MASTER` or `FAULT`.
+    pub state: String,
 }
 
 /// One BFD session in [`Snapshot::bfd`]. Intervals in microseconds.
@@ -207,6 +220,12 @@ pub struct InstanceDetail {
     pub accept: bool,
     /// VRRPv2 `auth_type`: 0 none, 1 PASS, 2 AH.
     pub auth_type: u8,
+    /// Since when it is BACKUP or MASTER (out of Initialize and FAULT).
+    pub up_since: Option<Instant>,
+    /// Why it last became MASTER.
+    pub master_reason: Option<vipd_vrrp::engine::TransitionReason>,
+    /// The last TTL, version, checksum or VRID error among its drops.
+    pub protocol_error: Option<vipd_vrrp::wire::DropReason>,
 }
 
 impl InstanceStatus {
@@ -282,6 +301,9 @@ impl InstanceStatus {
                     vipd_vrrp::wire::Auth::Pass(_) => 1,
                     _ => 2,
                 },
+                up_since: st.up_since,
+                master_reason: st.last_master_reason,
+                protocol_error: st.last_protocol_error,
             },
         }
     }
@@ -294,6 +316,9 @@ pub struct RealServerStatus {
     pub port: u16,
     pub up: bool,
     pub reason: String,
+    /// `snmp_name` (KEEPALIVED-MIB's `realServerName`); not in `vipd status`.
+    #[serde(skip)]
+    pub snmp_name: Option<String>,
 }
 
 /// One virtual server in `vipd status`.
@@ -322,6 +347,8 @@ pub struct VsService {
     pub port: u16,
     /// virtualServerProtocol: 1 tcp, 2 udp, 3 sctp, 4 none (a firewall mark).
     pub protocol: u8,
+    /// `snmp_name` (KEEPALIVED-MIB's `virtualServerName`).
+    pub snmp_name: Option<String>,
 }
 
 #[cfg(test)]

@@ -180,6 +180,8 @@ pub struct Setup {
     rs_init_notifies: bool,
     /// `lvs_timeouts`.
     timeouts: Timeouts,
+    /// `snmp_name` of each virtual server and of each of its real servers.
+    snmp_names: Vec<(Option<String>, Vec<Option<String>>)>,
 }
 
 impl std::fmt::Debug for Setup {
@@ -350,6 +352,14 @@ fn setup(config: &Config, default_sched: Sched, backend: &str) -> Result<Setup> 
         globals: vipd_check::Globals::from_config(config),
         rs_init_notifies: config.global.rs_init_notifies,
         timeouts: timeouts(config),
+        snmp_names: config
+            .virtual_servers
+            .iter()
+            .map(|v| {
+                let rs = v.real_servers.iter().map(|r| r.snmp_name.clone());
+                (v.snmp_name.clone(), rs.collect())
+            })
+            .collect(),
     })
 }
 
@@ -930,6 +940,15 @@ impl Owner {
         result
     }
 
+    /// The `snmp_name` of virtual server `vi` or of its real server `ri`.
+    fn snmp_name(&self, vi: usize, ri: Option<usize>) -> Option<String> {
+        let (vs, rs) = self.setup.snmp_names.get(vi)?;
+        match ri {
+            None => vs.clone(),
+            Some(ri) => rs.get(ri)?.clone(),
+        }
+    }
+
     fn publish(&self) {
         let list: Vec<VirtualServerStatus> = (0..self.setup.lb.len())
             .map(|vi| VirtualServerStatus {
@@ -937,7 +956,10 @@ impl Owner {
                 active: self.setup.lb.is_active(vi),
                 quorum_up: self.setup.lb.quorum_up(vi),
                 backend: self.plane.name().to_string(),
-                service: vs_service(self.setup.lb.name(vi), self.setup.lb.keys(vi)),
+                service: VsService {
+                    snmp_name: self.snmp_name(vi, None),
+                    ..vs_service(self.setup.lb.name(vi), self.setup.lb.keys(vi))
+                },
                 real_servers: (0..self.setup.lb.real_server_count(vi))
                     .map(|ri| {
                         let (addr, port) = self.setup.lb.real_server(vi, ri);
@@ -946,6 +968,7 @@ impl Owner {
                             port,
                             up: self.setup.lb.is_up(vi, ri),
                             reason: self.reasons.get(&(vi, ri)).cloned().unwrap_or_default(),
+                            snmp_name: self.snmp_name(vi, Some(ri)),
                         }
                     })
                     .collect(),

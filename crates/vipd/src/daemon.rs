@@ -1331,6 +1331,9 @@ fn log_notices(
             } => notifier.priority_changed(&instance, master, priority),
             Notice::GroupTransition { group, to, notify } => {
                 info!("sync group {group}: {to}");
+                if let Some(s) = &snmp {
+                    s.send(crate::snmp::Event::group(&group, to));
+                }
                 let state = match to {
                     State::Master => "MASTER",
                     State::Backup => "BACKUP",

@@ -535,7 +535,7 @@ fn state_number(state: &str) -> u8 {
     }
 }
 
-fn drop_count(i: &InstanceStatus, reasons: &[&str]) -> u64 {
+pub(crate) fn drop_count(i: &InstanceStatus, reasons: &[&str]) -> u64 {
     i.drops
         .iter()
         .filter(|(r, _)| reasons.contains(&r.as_str()))
@@ -566,7 +566,7 @@ const ERROR_COUNTERS: [(&str, &str, &[&str]); 7] = [
     ("auth_failure", "Failure", &["auth_mismatch", "replayed"]),
 ];
 
-fn error_counter(i: &InstanceStatus, key: &str) -> u64 {
+pub(crate) fn error_counter(i: &InstanceStatus, key: &str) -> u64 {
     ERROR_COUNTERS
         .iter()
         .find(|(k, _, _)| *k == key)

@@ -18,7 +18,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
-use vipd_linux::status::{InstanceStatus, Snapshot};
+use vipd_linux::status::{InstanceStatus, Snapshot, TrackLine};
 use vipd_vrrp::engine::{State, TransitionReason};
 
 /// KEEPALIVED-MIB: `enterprises.9586.100.5`.
@@ -121,13 +121,14 @@ pub struct Event {
     pub master_reason: i32,
     /// KEEPALIVED-MIB's VrrpState: 0 init, 1 backup, 2 master, 3 fault, 5 shutdown.
     pub keepalived_state: i32,
+    /// A `vrrp_sync_group`'s transition (`instance` is the group's name).
+    pub sync_group: bool,
 }
 
 impl Event {
     pub fn new(instance: &str, to: State, reason: &TransitionReason) -> Event {
-        let master_reason = match (to, reason) {
-            (State::Master, TransitionReason::AddressOwner) => 1,
-            (State::Master, _) => 3,
+        let master_reason = match to {
+            State::Master => new_master_reason(reason),
             _ => 0,
         };
         let keepalived_state = match (to, reason) {
@@ -142,8 +143,104 @@ impl Event {
             to,
             master_reason,
             keepalived_state,
+            sync_group: false,
         }
     }
+
+    /// Sync group `name` moved `to` (keepalived's `vrrpSyncGroupStateChange`).
+    pub fn group(name: &str, to: State) -> Event {
+        Event {
+            sync_group: true,
+            ..Event::new(name, to, &TransitionReason::SyncGroup)
+        }
+    }
+}
+
+/// RFC 6527's `vrrpv3StatisticsNewMasterReason` for a transition to MASTER:
+/// priority(1) for the address owner and after the master's priority-0 advert (as
+/// keepalived), masterNoResponse(3) otherwise. keepalived's preempted(2) (a backup
+/// that heard a lower priority master) is masterNoResponse here: vipd ignores such a
+/// master's adverts and takes over when its master-down timer ends.
+fn new_master_reason(reason: &TransitionReason) -> i32 {
+    match reason {
+        TransitionReason::AddressOwner | TransitionReason::MasterDown { released: true, .. } => 1,
+        _ => 3,
+    }
+}
+
+/// The master agent's `sysUpTime` (centiseconds) as its last Response gave it, and
+/// when: RFC 2787's TimeStamp columns are values of that clock.
+#[derive(Debug, Clone, Copy)]
+pub struct MasterClock {
+    pub uptime: u32,
+    pub at: Instant,
+}
+
+impl MasterClock {
+    /// The master's sysUpTime at `t`; 0 for a time before the master started (the
+    /// TimeStamp convention for events before the management system's
+    /// re-initialization).
+    fn timestamp(&self, t: Instant) -> u32 {
+        let cs = |d: Duration| (d.as_millis() / 10) as i64;
+        let delta = if t >= self.at {
+            cs(t - self.at)
+        } else {
+            -cs(self.at - t)
+        };
+        (self.uptime as i64 + delta).clamp(0, u32::MAX as i64) as u32
+    }
+}
+
+/// Centiseconds since `t` (TimeTicks), 0 for `None`.
+fn ticks_since(t: Option<Instant>) -> u32 {
+    t.map_or(0, |t| {
+        (t.elapsed().as_millis() / 10).min(u32::MAX as u128) as u32
+    })
+}
+
+/// vipd's drop reasons behind RFC 2787's vrrpStatsAuthFailures: a PASS or AH
+/// authentication that does not verify and replays (keepalived's `auth_failure`), and
+/// `auth_hmac`'s refusals.
+const AUTH_FAILURES: [&str; 6] = [
+    "auth_mismatch",
+    "replayed",
+    "auth_missing",
+    "auth_malformed",
+    "auth_unknown_key",
+    "auth_stale",
+];
+
+/// RFC 6527's `vrrpv3StatisticsProtoErrReason`: noError(0), ipTtlError(1),
+/// versionError(2), checksumError(3), vrIdError(4).
+fn protocol_error(i: &InstanceStatus) -> i32 {
+    use vipd_vrrp::wire::DropReason as D;
+    match i.detail.protocol_error {
+        Some(D::BadTtl | D::PeerTtl) => 1,
+        Some(D::VersionMismatch) => 2,
+        Some(D::BadChecksum) => 3,
+        Some(D::UnknownVrid) => 4,
+        _ => 0,
+    }
+}
+
+/// RFC 2787's / RFC 6527's router-wide error counters (checksum, version, VRID): the
+/// drops of the instances `of` the MIB plus those of the sockets (packets that reached
+/// no instance).
+fn router_errors<'a>(snap: &'a Snapshot, of: impl Fn(&InstanceStatus) -> bool + 'a) -> [u64; 3] {
+    ["bad_checksum", "version_mismatch", "unknown_vrid"].map(|r| {
+        let socket: u64 = snap
+            .socket_drops
+            .iter()
+            .filter(|(k, _)| k == r)
+            .map(|(_, n)| n)
+            .sum();
+        snap.instances
+            .iter()
+            .filter(|i| of(i))
+            .map(|i| crate::dumps::drop_count(i, &[r]))
+            .sum::<u64>()
+            + socket
+    })
 }
 
 /// keepalived's VrrpState numbers (KEEPALIVED-MIB).
@@ -236,7 +333,8 @@ impl agentx::View for Mib {
 
 impl Mib {
     /// The objects of the enabled MIBs for the instances of `snap`.
-    pub fn build(settings: &Settings, snap: &Snapshot) -> Mib {
+    /// `clock`: the master's sysUpTime (RFC 2787's TimeStamp column is left out without).
+    pub fn build(settings: &Settings, snap: &Snapshot, clock: Option<MasterClock>) -> Mib {
         let mut m = BTreeMap::new();
         if settings.keepalived || settings.checker {
             m.insert(
@@ -255,6 +353,25 @@ impl Mib {
             checker_tables(&mut m, snap);
         }
         if settings.keepalived {
+            // vrrpSyncGroupTable (`.2.1`) and vrrpSyncGroupMemberTable (`.2.2`), indexed
+            // by the group's place in the configuration and the member's in the group.
+            for (g, sg) in snap.sync_groups.iter().enumerate() {
+                let gi = g as u32 + 1;
+                m.insert(
+                    oid(&KEEPALIVED, &[2, 1, 1, 2, gi]),
+                    Value::OctetString(sg.name.clone().into_bytes()),
+                );
+                m.insert(
+                    oid(&KEEPALIVED, &[2, 1, 1, 3, gi]),
+                    Value::Integer(keepalived_state(&sg.state)),
+                );
+                for (k, name) in sg.members.iter().enumerate() {
+                    m.insert(
+                        oid(&KEEPALIVED, &[2, 2, 1, 2, gi, k as u32 + 1]),
+                        Value::OctetString(name.clone().into_bytes()),
+                    );
+                }
+            }
             for (n, i) in snap.instances.iter().enumerate() {
                 let idx = n as u32 + 1;
                 let mut col = |c: u32, v: Value| {
@@ -283,8 +400,17 @@ impl Mib {
                 col(13, truth(!i.detail.nopreempt));
                 col(14, Value::Gauge32(i.detail.preempt_delay as u32));
                 col(15, Value::Integer(i.detail.auth_type as i32));
+                // vrrpInstanceSyncGroup.
+                if let Some(g) = snap
+                    .sync_groups
+                    .iter()
+                    .find(|g| g.members.contains(&i.name))
+                {
+                    col(18, Value::OctetString(g.name.clone().into_bytes()));
+                }
                 col(27, truth(i.detail.accept));
                 col(30, Value::Integer(i.version as i32));
+                tracked_tables(&mut m, idx, snap.tracking.get(&i.name));
             }
         }
         if settings.rfcv2 {
@@ -319,6 +445,12 @@ impl Mib {
                     Value::Integer((i.advert_interval_ms / 1000.0).round() as i32),
                 );
                 col(12, truth(!i.detail.nopreempt));
+                // vrrpOperVirtualRouterUpTime: sysUpTime when it left initialize, 0
+                // while it is initialize (FAULT included).
+                if let Some(c) = clock {
+                    let at = i.detail.up_since.map_or(0, |t| c.timestamp(t));
+                    col(13, Value::TimeTicks(at));
+                }
                 col(14, Value::Integer(1));
                 col(15, Value::Integer(1));
                 for a in vips {
@@ -326,6 +458,33 @@ impl Mib {
                     o.extend(ip_octets(a).into_iter().map(u32::from));
                     m.insert(o, Value::Integer(1));
                 }
+                // vrrpRouterStatsTable (AUGMENTS vrrpOperEntry). vrrpStatsInvalidAuthType
+                // (10) is left out: vipd counts an unknown auth type as a mismatch.
+                let c32 = |n: u64| Value::Counter32(n as u32);
+                let err = |k: &str| c32(crate::dumps::error_counter(i, k));
+                let stats = [
+                    (1, c32(i.became_master)),
+                    (2, c32(i.adverts_received)),
+                    (3, err("advert_interval_err")),
+                    (4, c32(crate::dumps::drop_count(i, &AUTH_FAILURES))),
+                    (5, err("ip_ttl_err")),
+                    (6, c32(i.priority_zero_received)),
+                    (7, c32(i.priority_zero_sent)),
+                    (8, err("invalid_type_rcvd")),
+                    (9, err("addr_list_err")),
+                    (11, err("authtype_mismatch")),
+                    (12, err("packet_len_err")),
+                ];
+                for (c, v) in stats {
+                    m.insert(oid(&VRRP_MIB, &[2, 4, 1, c, ix, vr]), v);
+                }
+            }
+            // vrrpRouterChecksumErrors, vrrpRouterVersionErrors, vrrpRouterVrIdErrors.
+            for (k, n) in router_errors(snap, in_rfcv2).into_iter().enumerate() {
+                m.insert(
+                    oid(&VRRP_MIB, &[2, k as u32 + 1, 0]),
+                    Value::Counter32(n as u32),
+                );
             }
         }
         if settings.rfcv3 {
@@ -350,6 +509,8 @@ impl Mib {
                 );
                 col(10, truth(!i.detail.nopreempt));
                 col(11, truth(i.detail.accept));
+                // vrrpv3OperationsUpTime: TimeTicks since it left initialize.
+                col(12, Value::TimeTicks(ticks_since(i.detail.up_since)));
                 col(13, Value::Integer(1));
                 for a in vips {
                     // keepalived: the address's bytes without a length sub-identifier.
@@ -357,9 +518,72 @@ impl Mib {
                     o.extend(ip_octets(a).into_iter().map(u32::from));
                     m.insert(o, Value::Integer(1));
                 }
+                // vrrpv3StatisticsTable.
+                let c64 = Value::Counter64;
+                let err = |k: &str| c64(crate::dumps::error_counter(i, k));
+                let reason = i.detail.master_reason.as_ref().map_or(0, new_master_reason);
+                let stats = [
+                    (1, Value::Counter32(i.became_master as u32)),
+                    (2, Value::Integer(reason)),
+                    (3, c64(i.adverts_received)),
+                    (4, err("advert_interval_err")),
+                    (5, err("ip_ttl_err")),
+                    (6, Value::Integer(protocol_error(i))),
+                    (7, c64(i.priority_zero_received)),
+                    (8, c64(i.priority_zero_sent)),
+                    (9, err("invalid_type_rcvd")),
+                    (10, err("addr_list_err")),
+                    (11, err("packet_len_err")),
+                    // vipd never clears an instance's counters (one a reload replaces
+                    // starts anew): no discontinuity is recorded.
+                    (12, Value::TimeTicks(0)),
+                    // The status snapshot's period (ms): counters move at most that often.
+                    (13, Value::Gauge32(100)),
+                ];
+                for (c, v) in stats {
+                    m.insert(oid(&VRRPV3_MIB, &[1, 2, 5, 1, c, ix, vr, ty]), v);
+                }
             }
+            let v3 = |i: &InstanceStatus| i.version == 3;
+            for (k, n) in router_errors(snap, v3).into_iter().enumerate() {
+                m.insert(
+                    oid(&VRRPV3_MIB, &[1, 2, k as u32 + 1, 0]),
+                    Value::Counter64(n),
+                );
+            }
+            // vrrpv3GlobalStatisticsDiscontinuityTime.
+            m.insert(oid(&VRRPV3_MIB, &[1, 2, 4, 0]), Value::TimeTicks(0));
         }
         Mib(m)
+    }
+}
+
+/// KEEPALIVED-MIB's vrrpTracked{Interface,Script,File,Bfd,Process}Table rows of the
+/// instance `idx`: indexed, as keepalived does, by the instance and the object's place
+/// among the instance's tracked objects of that kind (not by ifIndex for interfaces).
+fn tracked_tables(m: &mut BTreeMap<Vec<u32>, Value>, idx: u32, lines: Option<&Vec<TrackLine>>) {
+    // (kind, table, first column: the interface table has no index column)
+    const TABLES: [(&str, u32, u32); 5] = [
+        ("interface", 4, 1),
+        ("script", 5, 2),
+        ("file", 12, 2),
+        ("bfd", 17, 2),
+        ("process", 20, 2),
+    ];
+    for (kind, table, first) in TABLES {
+        let of_kind = lines.into_iter().flatten().filter(|l| l.kind == kind);
+        for (k, l) in of_kind.enumerate() {
+            let row = [2, table, 1, 0, idx, k as u32 + 1];
+            let mut col = |c: u32, v: Value| {
+                let mut o = oid(&KEEPALIVED, &row);
+                o[KEEPALIVED.len() + 3] = c;
+                m.insert(o, v);
+            };
+            col(first, Value::OctetString(l.name.clone().into_bytes()));
+            let weight = l.weight.clamp(i32::MIN as i64, i32::MAX as i64) as i32;
+            col(first + 1, Value::Integer(weight));
+            col(first + 2, truth(l.reverse));
+        }
     }
 }
 
@@ -396,6 +620,9 @@ fn checker_tables(m: &mut BTreeMap<Vec<u32>, Value>, snap: &Snapshot) {
         }
         col(8, Value::Integer(s.protocol as i32));
         col(11, truth(vs.active));
+        if let Some(n) = &s.snmp_name {
+            col(71, Value::OctetString(n.clone().into_bytes()));
+        }
         let up = vs.real_servers.iter().filter(|r| r.up).count();
         col(20, Value::Gauge32(vs.real_servers.len() as u32));
         col(21, Value::Gauge32(up as u32));
@@ -413,6 +640,9 @@ fn checker_tables(m: &mut BTreeMap<Vec<u32>, Value>, snap: &Snapshot) {
             }
             col(5, Value::Gauge32(rs.port as u32));
             col(6, truth(rs.up));
+            if let Some(n) = &rs.snmp_name {
+                col(55, Value::OctetString(n.clone().into_bytes()));
+            }
         }
     }
 }
@@ -506,6 +736,30 @@ pub fn rs_notifications(
 pub fn notifications(settings: &Settings, snap: &Snapshot, ev: &Event) -> Vec<Vec<VarBind>> {
     let mut out = Vec::new();
     if !settings.traps {
+        return out;
+    }
+    if ev.sync_group {
+        // vrrpSyncGroupStateChange, its objects named without an index as keepalived does.
+        if settings.keepalived {
+            out.push(vec![
+                VarBind {
+                    name: SNMP_TRAP_OID.to_vec(),
+                    value: Value::Oid(oid(&KEEPALIVED, &[2, 10, 0, 1])),
+                },
+                VarBind {
+                    name: oid(&KEEPALIVED, &[2, 1, 1, 2]),
+                    value: Value::OctetString(ev.instance.clone().into_bytes()),
+                },
+                VarBind {
+                    name: oid(&KEEPALIVED, &[2, 1, 1, 3]),
+                    value: Value::Integer(ev.keepalived_state),
+                },
+                VarBind {
+                    name: oid(&KEEPALIVED, &[1, 2, 0]),
+                    value: Value::OctetString(settings.router_id.clone().into_bytes()),
+                },
+            ]);
+        }
         return out;
     }
     // An instance a reload has just added may not be in the snapshot yet (published
@@ -685,6 +939,7 @@ fn run(settings: Settings, status: Arc<Mutex<Snapshot>>, rx: mpsc::Receiver<Opti
                     buf: Vec::new(),
                     session: 0,
                     packet: 0,
+                    clock: None,
                 };
                 match s.serve(&settings, &status, &rx) {
                     End::Stop => return,
@@ -735,6 +990,8 @@ struct Session {
     buf: Vec<u8>,
     session: u32,
     packet: u32,
+    /// The master's sysUpTime from its last Response.
+    clock: Option<MasterClock>,
 }
 
 impl Session {
@@ -764,7 +1021,14 @@ impl Session {
                 if self.buf.len() >= len {
                     let rest = self.buf.split_off(len);
                     let pdu = std::mem::replace(&mut self.buf, rest);
-                    return Pdu::decode(&pdu).map(Some).map_err(|e| e.to_string());
+                    let pdu = Pdu::decode(&pdu).map_err(|e| e.to_string())?;
+                    if let Body::Response { uptime, .. } = pdu.body {
+                        self.clock = Some(MasterClock {
+                            uptime,
+                            at: Instant::now(),
+                        });
+                    }
+                    return Ok(Some(pdu));
                 }
             }
             let mut chunk = [0u8; 4096];
@@ -883,7 +1147,10 @@ impl Session {
                         .as_ref()
                         .is_some_and(|(at, _)| at.elapsed() < Duration::from_millis(100));
                     if !fresh {
-                        cache = Some((Instant::now(), Mib::build(settings, &lock(status))));
+                        cache = Some((
+                            Instant::now(),
+                            Mib::build(settings, &lock(status), self.clock),
+                        ));
                     }
                     let mib = &cache.as_ref().map(|(_, m)| m);
                     match (pdu.context.is_some(), mib) {
@@ -1035,7 +1302,7 @@ mod tests {
         let mut v3 = instance("VI_3", 3, "MASTER");
         v3.vrid = 52;
         snap.instances.push(v3);
-        let mib = Mib::build(&settings(), &snap);
+        let mib = Mib::build(&settings(), &snap, None);
         let k = |r: &[u32]| mib.get(&oid(&KEEPALIVED, r));
         assert_eq!(k(&[1, 2, 0]), Some(Value::OctetString(b"r1".to_vec())));
         assert_eq!(
@@ -1079,6 +1346,83 @@ mod tests {
     }
 
     #[test]
+    fn statistics_from_the_instance_counters() {
+        let mut snap = Snapshot::default();
+        let mut v2 = instance("VI_2", 2, "MASTER");
+        v2.became_master = 3;
+        v2.adverts_received = 40;
+        v2.priority_zero_sent = 2;
+        v2.drops = vec![
+            ("bad_checksum".into(), 5),
+            ("bad_ttl".into(), 1),
+            ("peer_ttl".into(), 2),
+            ("auth_mismatch".into(), 4),
+            ("auth_missing".into(), 1),
+            ("truncated".into(), 6),
+        ];
+        let up = Instant::now() - Duration::from_secs(30);
+        v2.detail.up_since = Some(up);
+        let mut v3 = instance("VI_3", 3, "BACKUP");
+        v3.vrid = 52;
+        v3.adverts_received = 7;
+        v3.became_master = 1;
+        v3.drops = vec![("bad_checksum".into(), 2), ("version_mismatch".into(), 1)];
+        v3.detail.protocol_error = Some(vipd_vrrp::wire::DropReason::BadChecksum);
+        v3.detail.master_reason = Some(TransitionReason::MasterDown {
+            last_master: None,
+            released: true,
+        });
+        v3.detail.up_since = Some(Instant::now() - Duration::from_secs(12));
+        snap.instances = vec![v2, v3];
+        snap.socket_drops = vec![("unknown_vrid".into(), 9), ("bad_checksum".into(), 1)];
+        // The master said sysUpTime 100 s, 10 s ago: VI_2 left initialize at 80 s.
+        let clock = MasterClock {
+            uptime: 10_000,
+            at: Instant::now() - Duration::from_secs(10),
+        };
+        let mib = Mib::build(&settings(), &snap, Some(clock));
+        let v2 = |r: &[u32]| mib.get(&oid(&VRRP_MIB, r));
+        let stat = |c: u32| v2(&[2, 4, 1, c, 7, 51]);
+        assert_eq!(stat(1), Some(Value::Counter32(3)));
+        assert_eq!(stat(2), Some(Value::Counter32(40)));
+        assert_eq!(stat(4), Some(Value::Counter32(5)), "auth failures");
+        assert_eq!(stat(5), Some(Value::Counter32(3)), "TTL errors");
+        assert_eq!(stat(7), Some(Value::Counter32(2)));
+        assert_eq!(stat(12), Some(Value::Counter32(6)));
+        assert_eq!(stat(10), None, "no invalid auth type counter");
+        // Router-wide: the v2 instance's and the sockets' drops.
+        assert_eq!(v2(&[2, 1, 0]), Some(Value::Counter32(6)));
+        assert_eq!(v2(&[2, 2, 0]), Some(Value::Counter32(0)));
+        assert_eq!(v2(&[2, 3, 0]), Some(Value::Counter32(9)));
+        let Some(Value::TimeTicks(at)) = v2(&[1, 3, 1, 13, 7, 51]) else {
+            panic!("no vrrpOperVirtualRouterUpTime");
+        };
+        assert!((7_990..=8_010).contains(&at), "{at}");
+        // RFC 6527.
+        let v3 = |r: &[u32]| mib.get(&oid(&VRRPV3_MIB, r));
+        let stat = |c: u32| v3(&[1, 2, 5, 1, c, 7, 52, 1]);
+        assert_eq!(stat(1), Some(Value::Counter32(1)));
+        assert_eq!(
+            stat(2),
+            Some(Value::Integer(1)),
+            "priority: master released"
+        );
+        assert_eq!(stat(3), Some(Value::Counter64(7)));
+        assert_eq!(stat(6), Some(Value::Integer(3)), "checksumError");
+        assert_eq!(v3(&[1, 2, 1, 0]), Some(Value::Counter64(3)));
+        assert_eq!(v3(&[1, 2, 2, 0]), Some(Value::Counter64(1)));
+        assert_eq!(v3(&[1, 2, 3, 0]), Some(Value::Counter64(9)));
+        let Some(Value::TimeTicks(up)) = v3(&[1, 1, 1, 1, 12, 7, 52, 1]) else {
+            panic!("no vrrpv3OperationsUpTime");
+        };
+        assert!((1_200..=1_210).contains(&up), "{up}");
+        // Before the master started, and without a clock.
+        assert_eq!(clock.timestamp(clock.at - Duration::from_secs(200)), 0);
+        let mib = Mib::build(&settings(), &snap, None);
+        assert_eq!(mib.get(&oid(&VRRP_MIB, &[1, 3, 1, 13, 7, 51])), None);
+    }
+
+    #[test]
     fn notifications_as_keepalived_sends_them() {
         let mut snap = Snapshot::default();
         snap.instances.push(instance("VI_2", 2, "MASTER"));
@@ -1102,6 +1446,93 @@ mod tests {
             ..settings()
         };
         assert!(notifications(&s, &snap, &ev).is_empty());
+        // A sync group's transition: vrrpSyncGroupStateChange only.
+        let ev = Event::group("G1", State::Master);
+        let n = notifications(&settings(), &snap, &ev);
+        assert_eq!(n.len(), 1);
+        assert_eq!(n[0][0].value, Value::Oid(oid(&KEEPALIVED, &[2, 10, 0, 1])));
+        assert_eq!(n[0][1].value, Value::OctetString(b"G1".to_vec()));
+        assert_eq!(n[0][2].value, Value::Integer(2));
+    }
+
+    #[test]
+    fn sync_group_tables() {
+        let mut snap = Snapshot::default();
+        snap.instances.push(instance("VI_1", 3, "MASTER"));
+        snap.instances.push(instance("VI_2", 3, "MASTER"));
+        snap.sync_groups.push(vipd_linux::status::SyncGroupStatus {
+            name: "G1".into(),
+            members: vec!["VI_2".into(), "VI_1".into()],
+            state: "MASTER".into(),
+        });
+        let mib = Mib::build(&settings(), &snap, None);
+        let k = |r: &[u32]| mib.get(&oid(&KEEPALIVED, r));
+        assert_eq!(
+            k(&[2, 1, 1, 2, 1]),
+            Some(Value::OctetString(b"G1".to_vec()))
+        );
+        assert_eq!(k(&[2, 1, 1, 3, 1]), Some(Value::Integer(2)));
+        assert_eq!(k(&[2, 1, 1, 1, 1]), None, "the index is not-accessible");
+        assert_eq!(
+            k(&[2, 2, 1, 2, 1, 1]),
+            Some(Value::OctetString(b"VI_2".to_vec()))
+        );
+        assert_eq!(
+            k(&[2, 2, 1, 2, 1, 2]),
+            Some(Value::OctetString(b"VI_1".to_vec()))
+        );
+        assert_eq!(
+            k(&[2, 3, 1, 18, 1]),
+            Some(Value::OctetString(b"G1".to_vec()))
+        );
+    }
+
+    #[test]
+    fn tracked_object_tables() {
+        let mut snap = Snapshot::default();
+        snap.instances.push(instance("VI_1", 3, "MASTER"));
+        snap.instances.push(instance("VI_2", 3, "MASTER"));
+        let line = |kind: &str, name: &str, weight: i64, reverse: bool| TrackLine {
+            kind: kind.into(),
+            name: name.into(),
+            state: "good".into(),
+            weight,
+            reverse,
+            effect: "0".into(),
+        };
+        snap.tracking.insert(
+            "VI_2".into(),
+            vec![
+                line("interface", "eth1", 0, false),
+                line("script", "chk_a", 10, false),
+                line("interface", "eth2", -5, true),
+                line("script", "chk_b", 0, true),
+                line("file", "f", 3, false),
+                line("address", "192.0.2.9", 0, false),
+            ],
+        );
+        let mib = Mib::build(&settings(), &snap, None);
+        let k = |r: &[u32]| mib.get(&oid(&KEEPALIVED, r));
+        let s = |t: &str| Some(Value::OctetString(t.as_bytes().to_vec()));
+        // Interfaces of instance 2: name, weight, reverse.
+        assert_eq!(k(&[2, 4, 1, 1, 2, 1]), s("eth1"));
+        assert_eq!(k(&[2, 4, 1, 1, 2, 2]), s("eth2"));
+        assert_eq!(k(&[2, 4, 1, 2, 2, 2]), Some(Value::Integer(-5)));
+        assert_eq!(k(&[2, 4, 1, 3, 2, 2]), Some(Value::Integer(1)));
+        assert_eq!(k(&[2, 4, 1, 3, 2, 1]), Some(Value::Integer(2)));
+        // Scripts and files: columns 2 to 4.
+        assert_eq!(k(&[2, 5, 1, 2, 2, 1]), s("chk_a"));
+        assert_eq!(k(&[2, 5, 1, 3, 2, 1]), Some(Value::Integer(10)));
+        assert_eq!(k(&[2, 5, 1, 4, 2, 2]), Some(Value::Integer(1)));
+        assert_eq!(k(&[2, 5, 1, 1, 2, 1]), None);
+        assert_eq!(k(&[2, 12, 1, 2, 2, 1]), s("f"));
+        // Nothing for instance 1, which tracks nothing.
+        assert_eq!(
+            mib.next(&oid(&KEEPALIVED, &[2, 4, 1, 1, 1]), false)
+                .unwrap()
+                .0,
+            oid(&KEEPALIVED, &[2, 4, 1, 1, 2, 1])
+        );
     }
 
     fn virtual_server(up: [bool; 2]) -> vipd_linux::status::VirtualServerStatus {
@@ -1118,6 +1549,7 @@ mod tests {
                     port: 80,
                     up: *up,
                     reason: String::new(),
+                    snmp_name: (k == 1).then(|| "web-2".into()),
                 })
                 .collect(),
             service: vipd_linux::status::VsService {
@@ -1125,6 +1557,7 @@ mod tests {
                 addr: Some("192.0.2.100".parse().unwrap()),
                 port: 80,
                 protocol: 1,
+                snmp_name: Some("web".into()),
                 ..Default::default()
             },
         }
@@ -1134,7 +1567,7 @@ mod tests {
     fn checker_tables_and_real_server_notifications() {
         let mut snap = Snapshot::default();
         snap.virtual_servers.push(virtual_server([true, true]));
-        let mib = Mib::build(&settings(), &snap);
+        let mib = Mib::build(&settings(), &snap, None);
         let k = |r: &[u32]| mib.get(&oid(&KEEPALIVED, r));
         assert_eq!(k(&[3, 3, 1, 2, 1]), Some(Value::Integer(2)));
         assert_eq!(
@@ -1149,6 +1582,16 @@ mod tests {
             Some(Value::OctetString(vec![192, 0, 2, 14]))
         );
         assert_eq!(k(&[3, 4, 1, 6, 1, 2]), Some(Value::Integer(1)));
+        // snmp_name: virtualServerName and realServerName, only where it is set.
+        assert_eq!(
+            k(&[3, 3, 1, 71, 1]),
+            Some(Value::OctetString(b"web".to_vec()))
+        );
+        assert_eq!(k(&[3, 4, 1, 55, 1, 1]), None);
+        assert_eq!(
+            k(&[3, 4, 1, 55, 1, 2]),
+            Some(Value::OctetString(b"web-2".to_vec()))
+        );
         let before = rs_states(&snap);
         assert!(rs_notifications(&settings(), &before, &snap).is_empty());
         snap.virtual_servers[0] = virtual_server([true, false]);
@@ -1164,7 +1607,7 @@ mod tests {
         };
         assert!(rs_notifications(&s, &before, &snap).is_empty());
         assert_eq!(
-            Mib::build(&s, &snap).get(&oid(&KEEPALIVED, &[3, 3, 1, 2, 1])),
+            Mib::build(&s, &snap, None).get(&oid(&KEEPALIVED, &[3, 3, 1, 2, 1])),
             None
         );
     }

@@ -217,24 +217,6 @@ fn unicast_pairs(auth: impl Fn(Spec) -> Spec, base: Spec, tags: [&str; 2]) {
     }
 }
 
-/// Send `payload` as a VRRP packet from `src` (spoofed) to 224.0.0.18 with TTL 255,
-/// from inside the current namespace's eth0.
-fn inject(src: std::net::Ipv4Addr, payload: &[u8]) {
-    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-    let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(112))).unwrap();
-    s.set_header_included_v4(true).unwrap();
-    s.bind_device(Some(b"eth0")).unwrap();
-    let dst = std::net::Ipv4Addr::new(224, 0, 0, 18);
-    let mut p = vec![0x45, 0xc0];
-    p.extend_from_slice(&((20 + payload.len()) as u16).to_be_bytes());
-    p.extend_from_slice(&[0x12, 0x34, 0, 0, 255, 112, 0, 0]);
-    p.extend_from_slice(&src.octets());
-    p.extend_from_slice(&dst.octets());
-    p.extend_from_slice(payload);
-    s.send_to(&p, &SockAddr::from(std::net::SocketAddrV4::new(dst, 0)))
-        .unwrap();
-}
-
 /// keepalived 2.4.3's own signed adverts, captured and sent again by a third host
 /// (same source address): vipd drops the copies as `replayed`; cut short, as
 /// `truncated`; and stays BACKUP without a transition.
@@ -274,9 +256,9 @@ fn replayed_and_truncated_keepalived_adverts_are_dropped_and_counted() {
         .router(3)
         .run(|| {
             for _ in 0..3 {
-                inject(r1, &last);
+                common::inject(r1, &last);
             }
-            inject(r1, &last[..last.len() - 5]);
+            common::inject(r1, &last[..last.len() - 5]);
         })
         .unwrap();
     vipd_netns::wait_for(Duration::from_secs(3), Duration::from_millis(100), || {

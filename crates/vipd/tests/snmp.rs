@@ -153,6 +153,29 @@ fn walk(ns: &str, base: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// One object's value text (`Counter64: 12` → `12`, `Timeticks: (345) 0:00:03.45` →
+/// `345`), or `None`.
+fn get(ns: &str, oid: &str) -> Option<String> {
+    let text = snmp(ns, "snmpget", &[oid])?;
+    let (_, val) = text.lines().next()?.split_once(" = ")?;
+    if val.starts_with("No Such") {
+        return None;
+    }
+    let val = val.split_once(": ").map_or(val, |(_, v)| v);
+    let val = match val.strip_prefix('(') {
+        Some(t) => t.split(')').next()?,
+        None => val,
+    };
+    Some(val.trim_matches('"').to_string())
+}
+
+fn get_u64(ns: &str, oid: &str) -> u64 {
+    let v = get(ns, oid);
+    v.as_deref()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{oid}: {v:?}"))
+}
+
 fn keepalived_state(s: &str) -> &'static str {
     match s {
         "BACKUP" => "1",
@@ -325,6 +348,94 @@ fn wait_text(path: &Path, want: &[&str], c: &Cluster) -> String {
     text
 }
 
+/// The statistics and up times, router 1 BACKUP of VI_1 (v3, router 2 its master,
+/// adverts every 100 ms) and MASTER of VI_2 (v2): counters as `vipd status` has them
+/// and moving between two reads; a corrupt advert raises the checksum errors.
+fn check_statistics(c: &Cluster, ns: &str, ix: &str) {
+    let status = |name: &str| {
+        let st = c.status(1).expect("status");
+        st["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    let vi1 = format!("{ix}.51.1");
+    let rcvd_oid = format!("{VRRPV3_MIB}.1.2.5.1.3.{vi1}");
+    let before = status("VI_1")["adverts_received"].as_u64().unwrap();
+    let first = get_u64(ns, &rcvd_oid);
+    let after = status("VI_1")["adverts_received"].as_u64().unwrap();
+    // The subagent's view may be up to 100 ms (one advert) older than the status.
+    assert!(
+        before.saturating_sub(3) <= first && first <= after,
+        "{before} <= {first} <= {after}"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let second = get_u64(ns, &rcvd_oid);
+    assert!(
+        second >= first + 5,
+        "adverts received {first} then {second}"
+    );
+    // VI_2 (RFC 2787) became master once.
+    let vi2 = status("VI_2");
+    assert_eq!(vi2["became_master"], 1);
+    assert_eq!(
+        get_u64(ns, &format!("{VRRP_MIB}.2.4.1.1.{ix}.52")),
+        1,
+        "vrrpStatsBecomeMaster"
+    );
+    assert_eq!(
+        get_u64(ns, &format!("{VRRP_MIB}.2.4.1.7.{ix}.52")),
+        vi2["priority_zero_sent"].as_u64().unwrap()
+    );
+    // VI_1 never was master here: notMaster(0).
+    assert_eq!(get_u64(ns, &format!("{VRRPV3_MIB}.1.2.5.1.2.{vi1}")), 0);
+    // Up times: VI_2 left initialize after snmpd started (sysUpTime then), VI_1 has
+    // been up for less than vipd has run.
+    let sys_up = get_u64(ns, ".1.3.6.1.2.1.1.3.0");
+    let vi2_up = get_u64(ns, &format!("{VRRP_MIB}.1.3.1.13.{ix}.52"));
+    assert!(
+        vi2_up > 0 && vi2_up <= sys_up,
+        "vrrpOperVirtualRouterUpTime {vi2_up}, sysUpTime {sys_up}"
+    );
+    let vi1_up = get_u64(ns, &format!("{VRRPV3_MIB}.1.1.1.1.12.{vi1}"));
+    assert!(
+        vi1_up > 0 && vi1_up < sys_up,
+        "vrrpv3OperationsUpTime {vi1_up}, sysUpTime {sys_up}"
+    );
+
+    // Three VRRPv3 adverts for VRID 51 with a wrong checksum, from router 2's port.
+    let checksum_errors = format!("{VRRPV3_MIB}.1.2.1.0");
+    let errors_before = get_u64(ns, &checksum_errors);
+    let mut bad = vec![0x31, 51, 200, 1, 0, 10, 0xde, 0xad];
+    bad.extend_from_slice(&[192, 0, 2, 10]);
+    c.lan
+        .router(2)
+        .run(|| {
+            for _ in 0..3 {
+                common::inject("192.0.2.12".parse().unwrap(), &bad);
+            }
+        })
+        .unwrap();
+    let ok = vipd_netns::wait_for(Duration::from_secs(5), Duration::from_millis(100), || {
+        get(ns, &checksum_errors).and_then(|v| v.parse::<u64>().ok()) >= Some(errors_before + 3)
+    });
+    assert!(ok, "checksum errors: {:?}", get(ns, &checksum_errors));
+    let drops = status("VI_1")["drops"].clone();
+    assert!(
+        drops
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d[0] == "bad_checksum" && d[1].as_u64() >= Some(3)),
+        "{drops}"
+    );
+    // vrrpv3StatisticsProtoErrReason: checksumError(3).
+    assert_eq!(get_u64(ns, &format!("{VRRPV3_MIB}.1.2.5.1.6.{vi1}")), 3);
+}
+
 #[test]
 fn agentx_subagent_tables_traps_and_master_restarts() {
     if !tools() {
@@ -365,6 +476,7 @@ fn agentx_subagent_tables_traps_and_master_restarts() {
         ],
         &c,
     );
+    check_statistics(&c, ns, &ix);
     // RFC 6527's master address: router 2 (192.0.2.12) while it is master.
     let got = snmp(
         ns,
@@ -497,9 +609,9 @@ fn checker_tables_and_real_server_traps() {
     );
     conf.push_str(&format!(
         "virtual_server 192.0.2.100 80 {{\n    delay_loop 1\n    lb_algo rr\n    lb_kind DR\n    \
-         protocol TCP\n    real_server 192.0.2.13 80 {{\n        MISC_CHECK {{\n            \
+         protocol TCP\n    snmp_name web\n    real_server 192.0.2.13 80 {{\n        MISC_CHECK {{\n            \
          misc_path \"/usr/bin/test -f {}\"\n        }}\n    }}\n    real_server 192.0.2.14 80 {{\n        \
-         MISC_CHECK {{\n            misc_path /bin/true\n        }}\n    }}\n}}\n",
+         snmp_name \"web two\"\n        MISC_CHECK {{\n            misc_path /bin/true\n        }}\n    }}\n}}\n",
         flag.display()
     ));
     c.start_vipd_with(1, &conf, &["--lb-backend", "nftables"]);
@@ -518,7 +630,13 @@ fn checker_tables_and_real_server_traps() {
             ("3.1.8.1".into(), "1".into()),
             ("3.1.20.1".into(), rss.len().to_string()),
             ("3.1.21.1".into(), up),
+            // snmp_name: virtualServerName, realServerName (none for 192.0.2.13).
+            ("3.1.71.1".into(), "web".into()),
+            ("4.1.55.1.2".into(), "web two".into()),
         ];
+        if t.contains_key("4.1.55.1.1") {
+            return Err(format!("a realServerName without snmp_name: {t:?}"));
+        }
         for (k, r) in rss.iter().enumerate() {
             let alive = if r["up"] == true { "1" } else { "2" };
             want.push((format!("4.1.6.1.{}", k + 1), alive.into()));
@@ -584,6 +702,79 @@ fn checker_tables_and_real_server_traps() {
     wait_text(
         &traps,
         &want.iter().map(String::as_str).collect::<Vec<_>>(),
+        &c,
+    );
+}
+
+/// A `vrrp_sync_group`: vrrpSyncGroupTable, its members and each member's
+/// vrrpInstanceSyncGroup, and vrrpSyncGroupStateChange when the group becomes MASTER;
+/// VI_1's tracked interface in vrrpTrackedInterfaceTable as `vipd status` has it.
+#[test]
+fn sync_group_and_tracked_interface_tables_and_trap() {
+    if !tools() {
+        return;
+    }
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(1, "snmp-sg") else {
+        return;
+    };
+    let ns = c.lan.router(1).name().to_string();
+    let ns = ns.as_str();
+    let (_trapd, traps) = start_snmptrapd(ns, &c.dir);
+    let _snmpd = start_snmpd(ns, &c.dir, 1);
+    let tracked = spec
+        .clone()
+        .with("track_interface {\n        eth0 weight -10\n    }");
+    let mut conf = snmp_config(&tracked, 100, c.dir.path()).replace("version 2\n", "version 3\n");
+    conf.push_str("vrrp_sync_group G1 {\n    group {\n        VI_2\n        VI_1\n    }\n}\n");
+    c.start_vipd(1, &conf);
+    c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
+    let base = format!("{KEEPALIVED}.2");
+    let want = [
+        ("1.1.2.1", "G1"),
+        ("1.1.3.1", "2"),
+        ("2.1.2.1.1", "VI_2"),
+        ("2.1.2.1.2", "VI_1"),
+        ("3.1.18.1", "G1"),
+        ("3.1.18.2", "G1"),
+    ];
+    let mut last = BTreeMap::new();
+    let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(200), || {
+        last = walk(ns, &base);
+        want.iter()
+            .all(|(k, v)| last.get(*k).map(String::as_str) == Some(*v))
+    });
+    assert!(ok, "{last:?}\n{}", c.logs());
+    assert_eq!(c.instance(1)["state"], "MASTER");
+    // The tracked interface, as the status lists it (in a sync group its weight is 0
+    // unless sync_group_tracking_weight).
+    let st = c.status(1).unwrap();
+    let line = &st["tracking"]["VI_1"][0];
+    assert_eq!(line["name"], "eth0", "{st}");
+    assert_eq!(last.get("4.1.1.1.1").map(String::as_str), Some("eth0"));
+    assert_eq!(
+        last.get("4.1.2.1.1").map(String::as_str),
+        Some(line["weight"].to_string().as_str())
+    );
+    assert_eq!(last.get("4.1.3.1.1").map(String::as_str), Some("2"));
+    // VI_2 (instance 2) has the rows its status lists (a member shares the group's
+    // fault: vipd lists VI_1's interface there too), none beyond.
+    let vi2 = st["tracking"]["VI_2"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for (k, l) in vi2.iter().enumerate() {
+        let name = last.get(&format!("4.1.1.2.{}", k + 1));
+        assert_eq!(name.map(String::as_str), l["name"].as_str(), "{last:?}");
+    }
+    assert!(!last.contains_key(&format!("4.1.1.2.{}", vi2.len() + 1)));
+    wait_text(
+        &traps,
+        &[
+            &format!("{KEEPALIVED}.2.10.0.1"),
+            &format!("{KEEPALIVED}.2.1.1.2 = STRING: \"G1\""),
+            &format!("{KEEPALIVED}.2.1.1.3 = INTEGER: 2"),
+        ],
         &c,
     );
 }

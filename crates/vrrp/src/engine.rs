@@ -391,6 +391,14 @@ pub struct Stats {
     /// long enough, within the hold-down, or not BACKUP).
     pub peer_downs_ignored: u64,
     pub drops: DropCounters,
+    /// The last drop that RFC 6527's `vrrpv3StatisticsProtoErrReason` names (TTL,
+    /// version, checksum or VRID error).
+    pub last_protocol_error: Option<DropReason>,
+    /// Since when the instance is out of Initialize and FAULT (BACKUP or MASTER): RFC
+    /// 2787's `vrrpOperVirtualRouterUpTime`, RFC 6527's `vrrpv3OperationsUpTime`.
+    pub up_since: Option<Instant>,
+    /// Why it last became MASTER (RFC 6527's `vrrpv3StatisticsNewMasterReason`).
+    pub last_master_reason: Option<TransitionReason>,
 }
 
 /// [`Instance::reconfigure`] refused: the change needs a fresh instance.
@@ -568,6 +576,16 @@ impl Instance {
     /// Count a drop the runtime detected before the packet reached the engine.
     pub fn count_drop(&mut self, reason: DropReason) {
         self.stats.drops.count(reason);
+        if matches!(
+            reason,
+            DropReason::BadTtl
+                | DropReason::PeerTtl
+                | DropReason::VersionMismatch
+                | DropReason::BadChecksum
+                | DropReason::UnknownVrid
+        ) {
+            self.stats.last_protocol_error = Some(reason);
+        }
     }
 
     pub fn poll_action(&mut self) -> Option<Action> {
@@ -845,7 +863,7 @@ impl Instance {
                 self.stats.adverts_received += 1;
                 self.on_advert(now, src, &adv);
             }
-            Err(reason) => self.stats.drops.count(reason),
+            Err(reason) => self.count_drop(reason),
         }
     }
 
@@ -1230,6 +1248,15 @@ impl Instance {
         let from = self.state;
         self.state = to;
         self.stats.transitions += 1;
+        let up = |s: State| matches!(s, State::Backup | State::Master);
+        if !up(to) {
+            self.stats.up_since = None;
+        } else if !up(from) {
+            self.stats.up_since = Some(now);
+        }
+        if to == State::Master {
+            self.stats.last_master_reason = Some(reason);
+        }
         self.last_transition = Some((now, reason));
         self.actions
             .push_back(Action::Transition { from, to, reason });

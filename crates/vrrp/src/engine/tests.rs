@@ -431,6 +431,46 @@ fn fault_releases_and_recovery_restarts_as_backup() {
     ));
 }
 
+/// What the SNMP statistics read: since when the instance is out of Initialize/FAULT,
+/// why it last became MASTER and its last TTL/version/checksum/VRID error.
+#[test]
+fn up_time_master_reason_and_last_protocol_error() {
+    let mut r = Rig::new(v3(150));
+    assert_eq!(r.inst.stats().up_since, None);
+    r.start();
+    assert_eq!(r.inst.state(), State::Backup);
+    assert_eq!(r.inst.stats().up_since, Some(r.t0));
+    assert_eq!(r.inst.stats().last_master_reason, None);
+    r.run_until(ms(5000));
+    assert_eq!(r.inst.state(), State::Master);
+    // Still up since startup: BACKUP to MASTER does not restart it.
+    assert_eq!(r.inst.stats().up_since, Some(r.t0));
+    assert!(matches!(
+        r.inst.stats().last_master_reason,
+        Some(TransitionReason::MasterDown {
+            released: false,
+            ..
+        })
+    ));
+    r.inst.set_fault(r.at(ms(6000)), true);
+    assert_eq!(r.inst.stats().up_since, None);
+    r.inst.set_fault(r.at(ms(6100)), false);
+    assert_eq!(r.inst.stats().up_since, Some(r.at(ms(6100))));
+    assert_eq!(r.inst.stats().last_protocol_error, None);
+    // An address mismatch is no protocol error; a TTL error is.
+    let mut adv = advert_like(r.inst.config(), 200);
+    adv.addresses = vec![ip("192.0.2.99")];
+    r.hear_advert(ms(6200), "192.0.2.12", &adv, 255);
+    assert_eq!(r.inst.stats().last_protocol_error, None);
+    r.hear_advert(
+        ms(6300),
+        "192.0.2.12",
+        &advert_like(r.inst.config(), 200),
+        254,
+    );
+    assert_eq!(r.inst.stats().last_protocol_error, Some(DropReason::BadTtl));
+}
+
 #[test]
 fn garp_second_burst_and_refresh() {
     let mut c = v3(255);
