@@ -18,6 +18,8 @@
 //!   partition, SIGHUP storms, interface re-creation), checking after every heal
 //!   that r1 alone holds the VIP in time, no VIP outlives its daemon, nothing leaks.
 //! * `vipd bench scale` — memory and CPU of a master with hundreds of VRRPv3 instances.
+//! * `vipd bench reload` — a reload at scale (thousands of virtual servers, one real
+//!   server changed): SIGHUP to the kernel table changed, and the CPU it cost.
 //!
 //! Every namespace, daemon and load process lives in a guard (`vipd-netns`), so an
 //! error or Ctrl-C (checked between steps) tears everything down.
@@ -27,6 +29,7 @@ mod checkers;
 mod failover;
 mod jitter;
 mod pair;
+mod reload;
 mod report;
 mod scale;
 mod soak;
@@ -62,6 +65,9 @@ pub enum BenchCommand {
     /// Memory (RSS, PSS) and CPU of a master running many VRRPv3 instances (default 510
     /// at 100 ms), vipd next to keepalived 2.2.7 and 2.4.3 on the same config.
     Scale(scale::ScaleArgs),
+    /// A reload at scale (default 2,000 virtual servers × 20 real servers, one real server
+    /// changed): SIGHUP → kernel table changed, and its CPU, vipd next to keepalived.
+    Reload(reload::ReloadArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -208,6 +214,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         BenchCommand::Soak(a) => soak::run(a),
         BenchCommand::Bfd(a) => bfd::run(a),
         BenchCommand::Scale(a) => scale::run(a),
+        BenchCommand::Reload(a) => reload::run(a),
     }
 }
 

@@ -72,7 +72,7 @@ impl Variant {
         }
     }
 
-    fn keepalived(self) -> Option<Version> {
+    pub(super) fn keepalived(self) -> Option<Version> {
         match self {
             Variant::Vipd => None,
             Variant::Keepalived227 => Some(Version::V2_2_7),
