@@ -2064,11 +2064,24 @@ fn thousands_of_services_apply_and_change_in_place() {
     let (before, out) = handle();
     assert!(before.contains("# handle"), "{before}");
     assert_eq!(out.matches(": 192.0.2.2 . ").count(), 4000);
+    // Every chain, set, map and rule with its kernel handle: none is replaced.
+    let objects = |out: &str| -> Vec<String> {
+        out.lines()
+            .filter(|l| l.contains("# handle"))
+            .map(|l| l.trim().to_string())
+            .collect()
+    };
+    let objects_before = objects(&out);
+    assert!(objects_before.len() > 8000, "{}", objects_before.len());
     d.try_apply(&many(true)).expect("one destination changed");
     let (after, out) = handle();
     assert_eq!(
         before, after,
         "the table was rebuilt instead of changed in place"
+    );
+    assert!(
+        objects(&out) == objects_before,
+        "a chain, set or rule was replaced for a one-element change"
     );
     assert_eq!(out.matches(": 192.0.2.2 . 10020").count(), 1);
     assert_eq!(out.matches(": 192.0.2.2 . ").count(), 4000);
