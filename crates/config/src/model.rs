@@ -12,12 +12,30 @@ use std::time::Duration;
 ///
 /// `file` is shared: every token of a file points at one allocation of its path (a
 /// large config has hundreds of thousands of tokens).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Span {
-    #[serde(serialize_with = "serialize_path")]
     pub file: Arc<Path>,
     pub line: u32,
     pub col: u32,
+}
+
+thread_local! {
+    /// Set while [`crate::fingerprint_without_spans`] serializes: spans become `null`.
+    pub(crate) static SPANS_HIDDEN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+impl serde::Serialize for Span {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        if SPANS_HIDDEN.with(|h| h.get()) {
+            return s.serialize_unit();
+        }
+        let mut st = s.serialize_struct("Span", 3)?;
+        st.serialize_field("file", &*self.file)?;
+        st.serialize_field("line", &self.line)?;
+        st.serialize_field("col", &self.col)?;
+        st.end()
+    }
 }
 
 impl Default for Span {
@@ -28,10 +46,6 @@ impl Default for Span {
             col: 0,
         }
     }
-}
-
-fn serialize_path<S: serde::Serializer>(p: &Arc<Path>, s: S) -> Result<S::Ok, S::Error> {
-    serde::Serialize::serialize(&**p, s)
 }
 
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]

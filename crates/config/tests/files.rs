@@ -530,3 +530,38 @@ fn tree_api_exposes_nodes() {
     assert_eq!(nodes[0].args.len(), 2);
     assert_eq!(nodes[0].children.as_ref().unwrap()[0].name(), "b");
 }
+
+/// The streamed reload fingerprint: blind to where things were written (a comment line
+/// above shifts every span), not to what they are; spans serialize again afterwards.
+#[test]
+fn fingerprint_ignores_spans_not_values() {
+    let conf = |head: &str, port: u16| {
+        format!(
+            "{head}virtual_server 192.0.2.100 80 {{\n    lb_kind NAT\n    real_server 192.0.2.2 {port} {{\n        weight 1\n    }}\n}}\n"
+        )
+    };
+    let load = |text: &str| {
+        vipd_config::load_str(text, std::path::Path::new("/f.conf"), &Default::default())
+            .unwrap_or_else(|e| panic!("{e:?}"))
+            .config
+    };
+    let fp = |c: &vipd_config::Config| vipd_config::fingerprint_without_spans(&c.virtual_servers);
+    let a = load(&conf("", 8080));
+    let shifted = load(&conf("# a comment\n\n", 8080));
+    let other = load(&conf("", 8081));
+    assert_ne!(
+        serde_json::to_value(&a.virtual_servers).unwrap(),
+        serde_json::to_value(&shifted.virtual_servers).unwrap(),
+        "the spans differ"
+    );
+    assert_eq!(fp(&a), fp(&shifted));
+    assert_ne!(fp(&a), fp(&other));
+    // The same as comparing without_spans's trees.
+    assert_eq!(
+        vipd_config::without_spans(&a.virtual_servers),
+        vipd_config::without_spans(&shifted.virtual_servers)
+    );
+    // Spans are serialized again once the fingerprint is taken.
+    let json = serde_json::to_string(&a.virtual_servers).unwrap();
+    assert!(json.contains("\"line\":3"), "{json}");
+}

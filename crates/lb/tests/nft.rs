@@ -2015,3 +2015,74 @@ fn no_accept_table_name_priority_and_counters() {
     let tables = ns.exec(&["nft", "list", "tables"]).unwrap_or_default();
     assert!(!tables.contains("ka_drop"), "tables left behind: {tables}");
 }
+
+/// Thousands of services in one batch (one ack per message, ~10,000 of them) and then
+/// one destination changed: both applies succeed, the second in place. Before the
+/// receive buffer was sized to the batch, the acks overflowed it (ENOBUFS although the
+/// kernel had committed), the incremental update "failed" and every later apply fell
+/// back to rebuilding the tables — which overflowed again.
+#[test]
+fn thousands_of_services_apply_and_change_in_place() {
+    if skip() {
+        return;
+    }
+    if !has_nft() {
+        eprintln!("skipped: needs the nft binary to read tables back");
+        return;
+    }
+    let ns = Netns::unique("many").unwrap();
+    let d = Director::start(&ns);
+    let many = |moved: bool| {
+        table(
+            (0..2000u16)
+                .map(|k| {
+                    let vip = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 100 + (k / 250) as u8));
+                    let dests = (0..2u16)
+                        .map(|i| {
+                            let port = if moved && k == 1000 && i == 1 {
+                                10_020
+                            } else {
+                                10_000 + i
+                            };
+                            nat_dest(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)), port, 1)
+                        })
+                        .collect();
+                    service(vip, 20_000 + k % 250, Sched::Rr, dests)
+                })
+                .collect(),
+        )
+    };
+    let handle = || {
+        let out = ns
+            .exec(&["nft", "-a", "list", "table", "ip", "vipd"])
+            .unwrap();
+        let first = out.lines().next().unwrap_or_default().to_string();
+        (first, out)
+    };
+    d.try_apply(&many(false))
+        .expect("2,000 services in one batch");
+    let (before, out) = handle();
+    assert!(before.contains("# handle"), "{before}");
+    assert_eq!(out.matches(": 192.0.2.2 . ").count(), 4000);
+    // Every chain, set, map and rule with its kernel handle: none is replaced.
+    let objects = |out: &str| -> Vec<String> {
+        out.lines()
+            .filter(|l| l.contains("# handle"))
+            .map(|l| l.trim().to_string())
+            .collect()
+    };
+    let objects_before = objects(&out);
+    assert!(objects_before.len() > 8000, "{}", objects_before.len());
+    d.try_apply(&many(true)).expect("one destination changed");
+    let (after, out) = handle();
+    assert_eq!(
+        before, after,
+        "the table was rebuilt instead of changed in place"
+    );
+    assert!(
+        objects(&out) == objects_before,
+        "a chain, set or rule was replaced for a one-element change"
+    );
+    assert_eq!(out.matches(": 192.0.2.2 . 10020").count(), 1);
+    assert_eq!(out.matches(": 192.0.2.2 . ").count(), 4000);
+}

@@ -203,6 +203,10 @@ struct Owner {
     /// The last event of each `bfd_instance` (`true`: Up), for BFD_CHECKs of a reload.
     bfd: HashMap<String, bool>,
     applied: Option<Table>,
+    /// An input arrived (or neighbours were read) since the last successful sync: the
+    /// wanted table and the status may differ. Idle seconds skip rebuilding both (tens
+    /// of ms a second at 40,000 real servers).
+    changed: bool,
     reasons: Reasons,
     /// `vipd events --follow` subscribers.
     events: vipd_linux::control::EventHub,
@@ -503,6 +507,7 @@ impl Balancer {
             masters: HashMap::new(),
             bfd: HashMap::new(),
             applied: None,
+            changed: true,
             reasons,
             status,
             events,
@@ -590,6 +595,7 @@ impl Owner {
             match rx.recv_timeout(wait) {
                 Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                 Ok(input) => {
+                    self.changed = true;
                     if !self.handle(input) {
                         break;
                     }
@@ -875,6 +881,7 @@ impl Owner {
         let Some(rtnl) = self.rtnl.as_mut() else {
             return;
         };
+        self.changed = true;
         let table = match rtnl.dump_neighbours() {
             Ok(t) => t,
             Err(e) => {
@@ -902,6 +909,10 @@ impl Owner {
 
     /// Programs the kernel when the wanted table changed; the error is also logged.
     fn sync(&mut self) -> Result<(), String> {
+        if !self.changed && self.applied.is_some() {
+            self.plane.tidy();
+            return Ok(());
+        }
         let table = self.setup.lb.table();
         let mut result = Ok(());
         if self.applied.as_ref() != Some(&table) {
@@ -925,6 +936,7 @@ impl Owner {
         }
         self.publish();
         if result.is_ok() {
+            self.changed = false;
             // Housekeeping forwarding does not wait for (forgetting departed servers'
             // pinned flows): after the timing above and the status.
             let t0 = Instant::now();

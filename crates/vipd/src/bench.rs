@@ -20,6 +20,8 @@
 //! * `vipd bench scale` — memory and CPU of a master with hundreds of VRRPv3 instances.
 //! * `vipd bench vips` — one instance with 10,000 VIPs: decision → all installed and
 //!   announced, SIGTERM → all removed.
+//! * `vipd bench reload` — a reload at scale (thousands of virtual servers, one real
+//!   server changed): SIGHUP to the kernel table changed, and the CPU it cost.
 //!
 //! Every namespace, daemon and load process lives in a guard (`vipd-netns`), so an
 //! error or Ctrl-C (checked between steps) tears everything down.
@@ -29,6 +31,7 @@ mod checkers;
 mod failover;
 mod jitter;
 mod pair;
+mod reload;
 mod report;
 mod scale;
 mod soak;
@@ -69,6 +72,9 @@ pub enum BenchCommand {
     /// installed and announced, and SIGTERM → every VIP removed, vipd next to
     /// keepalived 2.2.7 and 2.4.3 on the same config.
     Vips(vips::VipsArgs),
+    /// A reload at scale (default 2,000 virtual servers × 20 real servers, one real server
+    /// changed): SIGHUP → kernel table changed, and its CPU, vipd next to keepalived.
+    Reload(reload::ReloadArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -216,6 +222,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         BenchCommand::Bfd(a) => bfd::run(a),
         BenchCommand::Scale(a) => scale::run(a),
         BenchCommand::Vips(a) => vips::run(a),
+        BenchCommand::Reload(a) => reload::run(a),
     }
 }
 

@@ -17,6 +17,7 @@ pub struct NftSocket {
     seq: u32,
     buf: Vec<u8>,
     sndbuf: usize,
+    rcvbuf: usize,
 }
 
 /// The kernel refused one message of a batch (the whole batch was rolled back).
@@ -61,6 +62,7 @@ impl NftSocket {
             seq,
             buf: vec![0u8; 1 << 20],
             sndbuf: 0,
+            rcvbuf: 0,
         })
     }
 
@@ -79,8 +81,27 @@ impl NftSocket {
             return;
         }
         let want = (len + (64 << 10)).max(1 << 20);
-        let v = want.min(i32::MAX as usize) as libc::c_int;
-        for opt in [libc::SO_SNDBUFFORCE, libc::SO_SNDBUF] {
+        self.sndbuf = self.force_buf(libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, want);
+    }
+
+    /// Room for one ack per message of a batch: the kernel queues them all before
+    /// `sendmsg` returns, each ack a whole skb (~0.7 KiB of buffer accounting), so a
+    /// batch of thousands of messages overflows the default receive buffer (capped by
+    /// `net.core.rmem_max`) — acks are lost and the socket reports ENOBUFS although the
+    /// batch was committed.
+    fn grow_rcvbuf(&mut self, msgs: usize) {
+        let want = (msgs * 1024 + (1 << 20)).max(8 << 20);
+        if want <= self.rcvbuf {
+            return;
+        }
+        self.rcvbuf = self.force_buf(libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, want);
+    }
+
+    /// Sets a socket buffer to `want` bytes with `force` (CAP_NET_ADMIN: past the
+    /// `*mem_max` cap), else `plain`; returns the size known to be in place (0: unknown).
+    fn force_buf(&self, force: libc::c_int, plain: libc::c_int, want: usize) -> usize {
+        let v = want.min(i32::MAX as usize / 2) as libc::c_int;
+        for opt in [force, plain] {
             // SAFETY: valid fd, int option.
             let r = unsafe {
                 libc::setsockopt(
@@ -92,11 +113,11 @@ impl NftSocket {
                 )
             };
             if r == 0 {
-                // The kernel doubles the value; SO_SNDBUF is capped by wmem_max.
-                self.sndbuf = if opt == libc::SO_SNDBUFFORCE { want } else { 0 };
-                return;
+                // The kernel doubles the value; the plain option is capped by *mem_max.
+                return if opt == force { want } else { 0 };
             }
         }
+        0
     }
 
     /// Sends a finished batch and waits for every message's ack. On failure the kernel
@@ -108,6 +129,7 @@ impl NftSocket {
         msgs: &[(u32, String)],
     ) -> anyhow::Result<()> {
         self.grow_sndbuf(bytes.len());
+        self.grow_rcvbuf(msgs.len());
         self.sock
             .send(bytes, 0)
             .with_context(|| format!("sending an nftables batch of {} bytes", bytes.len()))?;

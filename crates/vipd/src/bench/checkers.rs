@@ -259,14 +259,15 @@ pub(super) fn memory_kib(pids: &[i32]) -> (u64, u64) {
     (rss, hwm)
 }
 
-struct Setup {
-    dir: Netns,
+pub(super) struct Setup {
+    pub(super) dir: Netns,
     _srv: Netns,
     farm: Farm,
-    work: WorkDir,
+    pub(super) work: WorkDir,
 }
 
-fn setup(servers: usize) -> Result<Setup> {
+/// The director and server-farm namespaces, with `servers` listeners on ports 10000...
+pub(super) fn setup(servers: usize) -> Result<Setup> {
     let dir = Netns::unique("bdir")?;
     let srv = Netns::unique("bsrv")?;
     let peer = format!("v{}", std::process::id());
@@ -297,10 +298,36 @@ fn setup(servers: usize) -> Result<Setup> {
 fn start_daemon(s: &Setup, imp: Impl, conf: &str, backend: &str) -> Result<Proc> {
     let path = s.work.join(format!("{imp}.conf"));
     std::fs::write(&path, conf)?;
-    let log = s.work.join(format!("{imp}.log"));
-    let p = match imp {
-        Impl::Vipd => {
-            let exe = std::env::current_exe()?;
+    let daemon = match imp {
+        Impl::Vipd => Daemon::Vipd(std::env::current_exe()?),
+        Impl::Keepalived => Daemon::Keepalived("keepalived".into()),
+    };
+    spawn_daemon(
+        s,
+        &daemon,
+        &path,
+        &s.work.join(format!("{imp}.log")),
+        backend,
+    )
+}
+
+/// A daemon binary to start in the director namespace.
+pub(super) enum Daemon {
+    Vipd(std::path::PathBuf),
+    Keepalived(std::path::PathBuf),
+}
+
+/// Starts `daemon` on the config file `path` in the director namespace (keepalived with
+/// its checker process only), logging to `log`.
+pub(super) fn spawn_daemon(
+    s: &Setup,
+    daemon: &Daemon,
+    path: &std::path::Path,
+    log: &std::path::Path,
+    backend: &str,
+) -> Result<Proc> {
+    let p = match daemon {
+        Daemon::Vipd(exe) => {
             let args: Vec<String> = vec![
                 exe.display().to_string(),
                 "run".into(),
@@ -313,12 +340,12 @@ fn start_daemon(s: &Setup, imp: Impl, conf: &str, backend: &str) -> Result<Proc>
                 "--lb-backend".into(),
                 backend.into(),
             ];
-            s.dir.spawn(&args, &log)?
+            s.dir.spawn(&args, log)?
         }
-        Impl::Keepalived => {
+        Daemon::Keepalived(bin) => {
             let w = s.work.path().canonicalize()?;
             let args: Vec<String> = vec![
-                "keepalived".into(),
+                bin.display().to_string(),
                 "--dont-fork".into(),
                 "--log-console".into(),
                 "--log-detail".into(),
@@ -334,7 +361,7 @@ fn start_daemon(s: &Setup, imp: Impl, conf: &str, backend: &str) -> Result<Proc>
                 "-r".into(),
                 w.join("ka-vrrp.pid").display().to_string(),
             ];
-            s.dir.spawn(&args, &log)?
+            s.dir.spawn(&args, log)?
         }
     };
     Ok(p)
@@ -458,7 +485,7 @@ fn measure(s: &Setup, imp: Impl, a: &CheckersArgs) -> Result<Result1> {
 }
 
 /// "programmed in X ms" figures from vipd's log (every apply of the run).
-fn programming_times(log: &str) -> Vec<f64> {
+pub(super) fn programming_times(log: &str) -> Vec<f64> {
     log.lines()
         .filter_map(|l| {
             let i = l.find("programmed in ")?;
