@@ -455,6 +455,80 @@ fn reload_changes_real_servers_in_place() {
 }
 
 /// NAT with weights 3:1, a sorry server when everything is down, and quick timers.
+/// The traffic counters of `vipd status --json` (read every second here) follow GETs
+/// through a NAT virtual server with two real servers: client → server packets and bytes
+/// on both backends, connections and replies on IPVS only (nftables counts neither).
+#[test]
+fn traffic_statistics_in_the_status() {
+    let _serial = serial();
+    let Some((mut c, [_s3, _s4, _s5])) = nat_cluster("lb-stats", "r5", &[1]) else {
+        return;
+    };
+    let spec = lb_spec();
+    let vrrp = spec.config(150).replacen(
+        "global_defs {\n",
+        "global_defs {\n    snmp_vs_stats_update_interval 1\n    snmp_rs_stats_update_interval 1\n",
+        1,
+    );
+    c.start_vipd_with(
+        1,
+        &format!("{vrrp}{}", nat_vs(&[(13, false), (14, false)])),
+        &["--lb-backend", &backend()],
+    );
+    c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
+    wait_serving(&c, 4, Duration::from_secs(10));
+    let m = fetch(c.lan.client(), 10);
+    assert_eq!(errors(&m), 0, "{m:?}\n{}", directors(&c));
+    // [virtual server, r3, r4] × (conns, in packets, in bytes, out packets), once two reads
+    // 1.5 s apart agree (the counters were read after the last GET).
+    let read = |c: &Cluster| -> Option<Vec<[u64; 4]>> {
+        let st = c.status(1)?;
+        let vs = &st["virtual_servers"][0];
+        let four = |s: &serde_json::Value| -> Option<[u64; 4]> {
+            let n = |k: &str| s[k].as_u64();
+            Some([
+                n("conns")?,
+                n("in_packets")?,
+                n("in_bytes")?,
+                n("out_packets")?,
+            ])
+        };
+        let mut out = vec![four(&vs["stats"])?];
+        for r in vs["real_servers"].as_array()? {
+            out.push(four(&r["stats"])?);
+        }
+        Some(out)
+    };
+    let mut got = None;
+    let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(200), || {
+        let a = read(&c);
+        std::thread::sleep(Duration::from_millis(1500));
+        got = read(&c);
+        a.is_some() && a == got
+    });
+    let got = got.unwrap_or_default();
+    assert!(ok && got.len() == 3, "{got:?}\n{}", directors(&c));
+    let (vs, r3, r4) = (got[0], got[1], got[2]);
+    let ipvs = backend() == "ipvs";
+    // 14 GETs at least (wait_serving's and these), split between the two servers.
+    assert!(vs[1] >= 14 * 3, "{got:?}");
+    assert!(vs[2] >= 40 * vs[1], "{got:?}");
+    for k in 0..4 {
+        assert_eq!(
+            vs[k],
+            r3[k] + r4[k],
+            "the virtual server sums its servers: {got:?}"
+        );
+    }
+    assert!(r3[1] > 0 && r4[1] > 0, "both servers got traffic: {got:?}");
+    if ipvs {
+        assert!(vs[0] >= 14, "IPVS counts connections: {got:?}");
+        assert!(vs[3] > 0, "and replies: {got:?}");
+    } else {
+        assert_eq!((vs[0], vs[3]), (0, 0), "nftables counts neither: {got:?}");
+    }
+}
+
 #[test]
 fn nat_weights_and_sorry_server() {
     let _serial = serial();
@@ -616,6 +690,13 @@ fn same_scenarios_on_ipvs() {
         "reload_changes_real_servers_in_place",
         "seed_dr_config_balances_removes_restores_and_fails_over",
     ]);
+}
+
+/// The traffic statistics from IPVS' own counters (IPVS_DEST_ATTR_STATS64), on their own:
+/// one small guest run.
+#[test]
+fn traffic_statistics_on_ipvs() {
+    run_on_ipvs(&["traffic_statistics_in_the_status"]);
 }
 
 /// Runs `tests` of this file again with `VIPD_TEST_LB_BACKEND=ipvs`: here when this
