@@ -1288,6 +1288,12 @@ pub(crate) fn fill_global(n: &Node, g: &mut GlobalDefs) {
             slot.get_or_insert_with(|| script_of(n));
         }
         "vrrp_startup_delay" => g.vrrp_startup_delay = secs(one, &["vrrp_startup_delay"]),
+        "snmp_vs_stats_update_interval" => {
+            g.snmp_vs_stats_update_interval = secs(one, &["snmp_vs_stats_update_interval"])
+        }
+        "snmp_rs_stats_update_interval" => {
+            g.snmp_rs_stats_update_interval = secs(one, &["snmp_rs_stats_update_interval"])
+        }
         "vrrp_delay_after_boot" => g.vrrp_delay_after_boot = secs(one, &["vrrp_delay_after_boot"]),
         "checker_log_all_failures" => {
             g.checker_log_all_failures = boolean(one, "checker_log_all_failures").unwrap_or(true)

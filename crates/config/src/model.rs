@@ -664,6 +664,11 @@ pub struct GlobalDefs {
     pub enable_traps: bool,
     /// `snmp_socket`: the AgentX master's address (default `unix:/var/agentx/master`).
     pub snmp_socket: Option<String>,
+    /// `snmp_vs_stats_update_interval`: how old the virtual servers' traffic counters
+    /// (SNMP, `vipd status`) may get before they are read again (default 30 s).
+    pub snmp_vs_stats_update_interval: Option<Duration>,
+    /// `snmp_rs_stats_update_interval`: the same for the real servers' counters.
+    pub snmp_rs_stats_update_interval: Option<Duration>,
     /// `vmac_prefix`: the prefix of VMAC / ipvlan names vipd makes up (`PREFIX.VRID`).
     pub vmac_prefix: Option<String>,
     /// `vmac_addr_prefix`: the prefix of `use_vmac_addr`'s VMAC names (default

@@ -446,6 +446,9 @@ pub(crate) const RUNTIME_ACTIVE: &[&str] = &[
     "enable_snmp_rfcv3",
     "enable_traps",
     "snmp_socket",
+    // Traffic counters' refresh (SNMP and `vipd status`).
+    "snmp_vs_stats_update_interval",
+    "snmp_rs_stats_update_interval",
     // IPVS: the kernel's sync daemon; nftables: conntrackd (vipd's syncd module).
     "lvs_sync_daemon",
     "lvs_sync_daemon_interface",

@@ -40,6 +40,40 @@ pub trait DataPlane: Send {
     fn set_timeouts(&mut self, timeouts: &Timeouts) -> anyhow::Result<()>;
     /// Remove everything this backend installed (shutdown).
     fn clear(&mut self) -> anyhow::Result<()>;
+    /// The traffic counters of every destination the kernel forwards to, by service.
+    fn counters(&mut self) -> anyhow::Result<Vec<DestCounters>>;
+}
+
+/// Totals the kernel counted for one destination since it was installed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counters {
+    /// Connections scheduled (IPVS; always 0 on nftables, which does not count them).
+    pub conns: u64,
+    /// Client → server packets and bytes.
+    pub in_packets: u64,
+    pub in_bytes: u64,
+    /// Server → client packets and bytes (IPVS; 0 on nftables).
+    pub out_packets: u64,
+    pub out_bytes: u64,
+}
+
+impl std::ops::AddAssign for Counters {
+    fn add_assign(&mut self, o: Counters) {
+        self.conns += o.conns;
+        self.in_packets += o.in_packets;
+        self.in_bytes += o.in_bytes;
+        self.out_packets += o.out_packets;
+        self.out_bytes += o.out_bytes;
+    }
+}
+
+/// [`Counters`] of destination `addr`:`port` of `service`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DestCounters {
+    pub service: ServiceKey,
+    pub addr: std::net::IpAddr,
+    pub port: u16,
+    pub counters: Counters,
 }
 
 /// A configuration the chosen backend cannot express.

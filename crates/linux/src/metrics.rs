@@ -191,6 +191,21 @@ pub fn render(snap: &Snapshot) -> String {
         "vipd_real_server_up",
         "1 while the real server passes its health checks",
     );
+    let rs_packets = counter(
+        &mut reg,
+        "vipd_real_server_packets",
+        "Client-to-server packets the kernel forwarded to the real server (read every snmp_rs_stats_update_interval)",
+    );
+    let rs_bytes = counter(
+        &mut reg,
+        "vipd_real_server_bytes",
+        "Client-to-server bytes the kernel forwarded to the real server (read every snmp_rs_stats_update_interval)",
+    );
+    let rs_conns = counter(
+        &mut reg,
+        "vipd_real_server_connections",
+        "Connections scheduled to the real server (IPVS only; 0 on nftables)",
+    );
     for vs in &snap.virtual_servers {
         let l = vec![("virtual_server".to_string(), vs.name.clone())];
         vs_active.get_or_create(&l).set(i64::from(vs.active));
@@ -202,6 +217,9 @@ pub fn render(snap: &Snapshot) -> String {
                 format!("{}:{}", rs.addr, rs.port),
             ));
             rs_up.get_or_create(&l).set(i64::from(rs.up));
+            rs_packets.get_or_create(&l).inc_by(rs.stats.in_packets);
+            rs_bytes.get_or_create(&l).inc_by(rs.stats.in_bytes);
+            rs_conns.get_or_create(&l).inc_by(rs.stats.conns);
         }
     }
     for (reason, n) in &snap.socket_drops {
@@ -504,7 +522,13 @@ mod tests {
                     up: false,
                     reason: "connect: connection refused".into(),
                     snmp_name: None,
+                    stats: crate::status::TrafficStats {
+                        in_packets: 12,
+                        in_bytes: 3400,
+                        ..Default::default()
+                    },
                 }],
+                stats: Default::default(),
             }],
         }
     }
@@ -528,6 +552,9 @@ mod tests {
             "vipd_virtual_server_active{virtual_server=\"virtual_server 192.0.2.100 80\"} 1",
             "vipd_virtual_server_quorum_up{virtual_server=\"virtual_server 192.0.2.100 80\"} 0",
             "vipd_real_server_up{virtual_server=\"virtual_server 192.0.2.100 80\",real_server=\"192.0.2.11:80\"} 0",
+            "vipd_real_server_packets_total{virtual_server=\"virtual_server 192.0.2.100 80\",real_server=\"192.0.2.11:80\"} 12",
+            "vipd_real_server_bytes_total{virtual_server=\"virtual_server 192.0.2.100 80\",real_server=\"192.0.2.11:80\"} 3400",
+            "vipd_real_server_connections_total{virtual_server=\"virtual_server 192.0.2.100 80\",real_server=\"192.0.2.11:80\"} 0",
             "vipd_bfd_session_state{bfd=\"to_core\",neighbor=\"192.0.2.1\",state=\"Up\"} 1",
             "vipd_bfd_session_state{bfd=\"to_core\",neighbor=\"192.0.2.1\",state=\"Down\"} 0",
             "vipd_bfd_session_detection_time_seconds{bfd=\"to_core\",neighbor=\"192.0.2.1\"} 0.15",

@@ -319,6 +319,28 @@ pub struct RealServerStatus {
     /// `snmp_name` (KEEPALIVED-MIB's `realServerName`); not in `vipd status`.
     #[serde(skip)]
     pub snmp_name: Option<String>,
+    /// Traffic to this real server (read every `snmp_rs_stats_update_interval`).
+    pub stats: TrafficStats,
+}
+
+/// A virtual or real server's traffic as the kernel counted it, read every
+/// `snmp_vs_stats_update_interval` / `snmp_rs_stats_update_interval`: totals since the
+/// destination was installed, and rates per second over the last interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct TrafficStats {
+    /// Connections scheduled (IPVS; always 0 on nftables, which does not count them).
+    pub conns: u64,
+    /// Client → server.
+    pub in_packets: u64,
+    pub in_bytes: u64,
+    /// Server → client (IPVS; 0 on nftables).
+    pub out_packets: u64,
+    pub out_bytes: u64,
+    pub cps: u64,
+    pub in_pps: u64,
+    pub in_bps: u64,
+    pub out_pps: u64,
+    pub out_bps: u64,
 }
 
 /// One virtual server in `vipd status`.
@@ -330,6 +352,8 @@ pub struct VirtualServerStatus {
     pub quorum_up: bool,
     pub backend: String,
     pub real_servers: Vec<RealServerStatus>,
+    /// The traffic of all its services (read every `snmp_vs_stats_update_interval`).
+    pub stats: TrafficStats,
     /// What the service is, for KEEPALIVED-MIB's virtualServerTable; not in `vipd status`.
     #[serde(skip)]
     pub service: VsService,

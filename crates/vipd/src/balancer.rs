@@ -26,6 +26,8 @@ use vipd_linux::netlink::Rtnetlink;
 use vipd_linux::plan::script_command;
 use vipd_linux::status::{RealServerStatus, Snapshot, VirtualServerStatus, VsService};
 
+use crate::lbstats::{StatsCache, DEFAULT_INTERVAL};
+
 /// Which kernel backend programs the forwarding table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Backend {
@@ -182,6 +184,10 @@ pub struct Setup {
     timeouts: Timeouts,
     /// `snmp_name` of each virtual server and of each of its real servers.
     snmp_names: Vec<(Option<String>, Vec<Option<String>>)>,
+    /// Traffic statistics per virtual server, per (virtual server, real server); a
+    /// reload starts them over (the indices change).
+    vs_stats: StatsCache<usize>,
+    rs_stats: StatsCache<(usize, usize)>,
 }
 
 impl std::fmt::Debug for Setup {
@@ -364,6 +370,18 @@ fn setup(config: &Config, default_sched: Sched, backend: &str) -> Result<Setup> 
                 (v.snmp_name.clone(), rs.collect())
             })
             .collect(),
+        vs_stats: StatsCache::new(
+            config
+                .global
+                .snmp_vs_stats_update_interval
+                .unwrap_or(DEFAULT_INTERVAL),
+        ),
+        rs_stats: StatsCache::new(
+            config
+                .global
+                .snmp_rs_stats_update_interval
+                .unwrap_or(DEFAULT_INTERVAL),
+        ),
     })
 }
 
@@ -612,6 +630,7 @@ impl Owner {
                 self.refresh_macs();
                 next_refresh = Instant::now() + NEIGHBOUR_REFRESH;
             }
+            self.read_stats(Instant::now());
             let _ = self.sync();
         }
         self.stop();
@@ -952,6 +971,52 @@ impl Owner {
         result
     }
 
+    /// Reads the kernel's counters when the virtual or the real servers' statistics are
+    /// older than their interval, and sums them per virtual server (every destination
+    /// of all its services) and per real server (its destination in each of them).
+    fn read_stats(&mut self, now: Instant) {
+        let (vs_due, rs_due) = (self.setup.vs_stats.due(now), self.setup.rs_stats.due(now));
+        if !vs_due && !rs_due {
+            return;
+        }
+        let counters = match self.plane.counters() {
+            Ok(c) => c,
+            Err(e) => {
+                warn!("load balancer: reading the traffic counters: {e:#}");
+                return;
+            }
+        };
+        let lb = &self.setup.lb;
+        let mut vs = HashMap::new();
+        let mut rs = HashMap::new();
+        for vi in 0..lb.len() {
+            let keys = lb.keys(vi);
+            // The whole service's, as IPVS counts it (the sorry server's traffic too).
+            let mut total = vipd_lb::Counters::default();
+            for c in counters.iter().filter(|c| keys.contains(&c.service)) {
+                total += c.counters;
+            }
+            for ri in 0..lb.real_server_count(vi) {
+                let (addr, port) = lb.real_server(vi, ri);
+                let mut sum = vipd_lb::Counters::default();
+                for c in counters
+                    .iter()
+                    .filter(|c| c.addr == addr && c.port == port && keys.contains(&c.service))
+                {
+                    sum += c.counters;
+                }
+                rs.insert((vi, ri), sum);
+            }
+            vs.insert(vi, total);
+        }
+        if vs_due {
+            self.setup.vs_stats.update(now, vs);
+        }
+        if rs_due {
+            self.setup.rs_stats.update(now, rs);
+        }
+    }
+
     /// The `snmp_name` of virtual server `vi` or of its real server `ri`.
     fn snmp_name(&self, vi: usize, ri: Option<usize>) -> Option<String> {
         let (vs, rs) = self.setup.snmp_names.get(vi)?;
@@ -981,9 +1046,11 @@ impl Owner {
                             up: self.setup.lb.is_up(vi, ri),
                             reason: self.reasons.get(&(vi, ri)).cloned().unwrap_or_default(),
                             snmp_name: self.snmp_name(vi, Some(ri)),
+                            stats: self.setup.rs_stats.get(&(vi, ri)),
                         }
                     })
                     .collect(),
+                stats: self.setup.vs_stats.get(&vi),
             })
             .collect();
         if let Ok(mut s) = self.status.lock() {

@@ -11,6 +11,7 @@ mod dumps;
 mod gen;
 mod lab;
 mod lab_bgp;
+mod lbstats;
 mod pidfile;
 mod plan;
 mod realserver;

@@ -18,7 +18,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
-use vipd_linux::status::{InstanceStatus, Snapshot, TrackLine};
+use vipd_linux::status::{InstanceStatus, Snapshot, TrackLine, TrafficStats};
 use vipd_vrrp::engine::{State, TransitionReason};
 
 /// KEEPALIVED-MIB: `enterprises.9586.100.5`.
@@ -627,6 +627,9 @@ fn checker_tables(m: &mut BTreeMap<Vec<u32>, Value>, snap: &Snapshot) {
         col(20, Value::Gauge32(vs.real_servers.len() as u32));
         col(21, Value::Gauge32(up as u32));
         col(23, truth(vs.quorum_up));
+        // virtualServerStats* (27-31, 38-40) and virtualServerRate* (32-36, 41-50,
+        // 74-78).
+        stats_columns(&mut col, &vs.stats, &VS_STATS_COLUMNS);
         for (k, rs) in vs.real_servers.iter().enumerate() {
             let ri = k as u32 + 1;
             let mut col = |c: u32, v: Value| {
@@ -643,8 +646,69 @@ fn checker_tables(m: &mut BTreeMap<Vec<u32>, Value>, snap: &Snapshot) {
             if let Some(n) = &rs.snmp_name {
                 col(55, Value::OctetString(n.clone().into_bytes()));
             }
+            // realServerStats* (14, 18-21, 27-29) and realServerRate* (22-26, 30-39,
+            // 58-62). realServerStatsActiveConns / InactiveConns / PersistentConns
+            // (15-17) are not served.
+            stats_columns(&mut col, &rs.stats, &RS_STATS_COLUMNS);
         }
     }
+}
+
+/// Where the statistics go in virtualServerEntry / realServerEntry.
+struct StatsColumns {
+    /// StatsConns (Gauge32), StatsInPkts, StatsOutPkts (Counter32), StatsInBytes,
+    /// StatsOutBytes (Counter64).
+    totals32: [u32; 5],
+    /// RateCps, RateInPPS, RateOutPPS, RateInBPS, RateOutBPS (Gauge32).
+    rates32: u32,
+    /// StatsConns64, StatsInPkts64, StatsOutPkts64 (Counter64).
+    totals64: u32,
+    /// Rate*Low / Rate*High pairs (Unsigned32), in the order of `rates32`.
+    rates_low_high: u32,
+    /// Rate*64 (Counter64).
+    rates64: u32,
+}
+
+const VS_STATS_COLUMNS: StatsColumns = StatsColumns {
+    totals32: [27, 28, 29, 30, 31],
+    rates32: 32,
+    totals64: 38,
+    rates_low_high: 41,
+    rates64: 74,
+};
+
+const RS_STATS_COLUMNS: StatsColumns = StatsColumns {
+    totals32: [14, 18, 19, 20, 21],
+    rates32: 22,
+    totals64: 27,
+    rates_low_high: 30,
+    rates64: 58,
+};
+
+/// KEEPALIVED-MIB's statistics columns of a virtual or real server: 32-bit ones wrap (the
+/// counters) or saturate (the gauges), as keepalived's do.
+fn stats_columns(col: &mut impl FnMut(u32, Value), s: &TrafficStats, at: &StatsColumns) {
+    let gauge = |n: u64| Value::Gauge32(u32::try_from(n).unwrap_or(u32::MAX));
+    let [conns, inpkts, outpkts, inbytes, outbytes] = at.totals32;
+    col(conns, gauge(s.conns));
+    col(inpkts, Value::Counter32(s.in_packets as u32));
+    col(outpkts, Value::Counter32(s.out_packets as u32));
+    col(inbytes, Value::Counter64(s.in_bytes));
+    col(outbytes, Value::Counter64(s.out_bytes));
+    let rates = [s.cps, s.in_pps, s.out_pps, s.in_bps, s.out_bps];
+    for (k, r) in rates.iter().enumerate() {
+        let k = k as u32;
+        col(at.rates32 + k, gauge(*r));
+        col(at.rates_low_high + 2 * k, Value::Gauge32(*r as u32));
+        col(
+            at.rates_low_high + 2 * k + 1,
+            Value::Gauge32((*r >> 32) as u32),
+        );
+        col(at.rates64 + k, Value::Counter64(*r));
+    }
+    col(at.totals64, Value::Counter64(s.conns));
+    col(at.totals64 + 1, Value::Counter64(s.in_packets));
+    col(at.totals64 + 2, Value::Counter64(s.out_packets));
 }
 
 /// The real servers' health, to notice changes: (virtual server, address, port) → up.
@@ -1550,8 +1614,28 @@ mod tests {
                     up: *up,
                     reason: String::new(),
                     snmp_name: (k == 1).then(|| "web-2".into()),
+                    stats: vipd_linux::status::TrafficStats {
+                        conns: 3 + k as u64,
+                        in_packets: 40,
+                        in_bytes: (1 << 32) + 5,
+                        in_pps: 7,
+                        in_bps: (1 << 33) + 9,
+                        ..Default::default()
+                    },
                 })
                 .collect(),
+            stats: vipd_linux::status::TrafficStats {
+                conns: 7,
+                in_packets: 80,
+                in_bytes: 1000,
+                out_packets: 60,
+                out_bytes: 900,
+                cps: 1,
+                in_pps: 14,
+                in_bps: 100,
+                out_pps: 10,
+                out_bps: 90,
+            },
             service: vipd_linux::status::VsService {
                 kind: 2,
                 addr: Some("192.0.2.100".parse().unwrap()),
@@ -1588,6 +1672,33 @@ mod tests {
             Some(Value::OctetString(b"web".to_vec()))
         );
         assert_eq!(k(&[3, 4, 1, 55, 1, 1]), None);
+        // Statistics: virtualServerStatsConns, InPkts, InBytes, RateInPPS, OutBPS64,
+        // StatsInPkts64; realServerStatsConns, InBytes (64 bits), RateInBPS saturated,
+        // its Low / High halves and RateInBPS64.
+        assert_eq!(k(&[3, 3, 1, 27, 1]), Some(Value::Gauge32(7)));
+        assert_eq!(k(&[3, 3, 1, 28, 1]), Some(Value::Counter32(80)));
+        assert_eq!(k(&[3, 3, 1, 30, 1]), Some(Value::Counter64(1000)));
+        assert_eq!(k(&[3, 3, 1, 31, 1]), Some(Value::Counter64(900)));
+        assert_eq!(k(&[3, 3, 1, 33, 1]), Some(Value::Gauge32(14)));
+        assert_eq!(k(&[3, 3, 1, 36, 1]), Some(Value::Gauge32(90)));
+        assert_eq!(k(&[3, 3, 1, 39, 1]), Some(Value::Counter64(80)));
+        assert_eq!(k(&[3, 3, 1, 41, 1]), Some(Value::Gauge32(1)));
+        assert_eq!(k(&[3, 3, 1, 78, 1]), Some(Value::Counter64(90)));
+        assert_eq!(k(&[3, 4, 1, 14, 1, 2]), Some(Value::Gauge32(4)));
+        assert_eq!(k(&[3, 4, 1, 18, 1, 2]), Some(Value::Counter32(40)));
+        assert_eq!(
+            k(&[3, 4, 1, 20, 1, 2]),
+            Some(Value::Counter64((1 << 32) + 5))
+        );
+        assert_eq!(k(&[3, 4, 1, 23, 1, 2]), Some(Value::Gauge32(7)));
+        assert_eq!(k(&[3, 4, 1, 25, 1, 2]), Some(Value::Gauge32(u32::MAX)));
+        assert_eq!(k(&[3, 4, 1, 36, 1, 2]), Some(Value::Gauge32(9)));
+        assert_eq!(k(&[3, 4, 1, 37, 1, 2]), Some(Value::Gauge32(2)));
+        assert_eq!(
+            k(&[3, 4, 1, 61, 1, 2]),
+            Some(Value::Counter64((1 << 33) + 9))
+        );
+        assert_eq!(k(&[3, 4, 1, 15, 1, 2]), None, "active conns not served");
         assert_eq!(
             k(&[3, 4, 1, 55, 1, 2]),
             Some(Value::OctetString(b"web-2".to_vec()))

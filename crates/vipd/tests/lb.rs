@@ -5,117 +5,14 @@
 
 mod common;
 
+use common::traffic::{errors, fetch, get_from, nat_routes, wait_serving, HttpServer};
 use common::{Cluster, Spec, VIPD};
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vipd_netns::{Netns, VIP_V4};
-
-/// An HTTP/1.0 server on port 80 of a namespace answering `200 <name>`; dropping or
-/// `stop`ping it closes the listener (connections are then refused).
-struct HttpServer {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl HttpServer {
-    fn start(ns: &Netns, name: &str) -> HttpServer {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (s, name) = (stop.clone(), name.to_string());
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let thread = ns
-            .enter_thread(move || {
-                let l = TcpListener::bind("0.0.0.0:80").expect("bind :80");
-                l.set_nonblocking(true).unwrap();
-                ready_tx.send(()).unwrap();
-                while !s.load(Ordering::Relaxed) {
-                    match l.accept() {
-                        Ok((c, _)) => {
-                            let name = name.clone();
-                            std::thread::spawn(move || serve(c, &name));
-                        }
-                        Err(_) => std::thread::sleep(Duration::from_millis(2)),
-                    }
-                }
-            })
-            .unwrap();
-        ready_rx
-            .recv_timeout(Duration::from_secs(5))
-            .expect("server up");
-        HttpServer {
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn stop(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-fn serve(mut c: TcpStream, name: &str) {
-    let _ = c.set_nonblocking(false);
-    let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
-    let mut req = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-        match c.read(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => req.extend_from_slice(&buf[..n]),
-        }
-    }
-    let body = format!("{name}\n");
-    let _ = c.write_all(
-        format!(
-            "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
-    );
-}
-
-/// One GET from the current thread; the answering server's name.
-fn get(addr: SocketAddr) -> Result<String, String> {
-    get_from(addr, 0)
-}
-
-/// One GET from local port `port` (0: any).
-fn get_from(addr: SocketAddr, port: u16) -> Result<String, String> {
-    use socket2::{Domain, Socket, Type};
-    let sock = Socket::new(Domain::IPV4, Type::STREAM, None).map_err(|e| e.to_string())?;
-    if port != 0 {
-        sock.set_reuse_address(true).map_err(|e| e.to_string())?;
-        let local = SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), port);
-        sock.bind(&local.into())
-            .map_err(|e| format!("bind {local}: {e}"))?;
-    }
-    sock.connect_timeout(&addr.into(), Duration::from_secs(1))
-        .map_err(|e| e.to_string())?;
-    let mut s: TcpStream = sock.into();
-    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    s.write_all(b"GET / HTTP/1.0\r\nHost: vip\r\n\r\n")
-        .map_err(|e| e.to_string())?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
-    out.split("\r\n\r\n")
-        .nth(1)
-        .map(|b| b.trim().to_string())
-        .filter(|b| !b.is_empty())
-        .ok_or_else(|| format!("bad answer {out:?}"))
-}
 
 /// One GET from each of `ports` on the client: the answers in order.
 fn fetch_from(client: &Netns, ports: Vec<u16>) -> Vec<(u16, String)> {
@@ -139,42 +36,6 @@ fn answered_by(answers: &[(u16, String)], server: &str) -> Vec<u16> {
         .filter(|(_, who)| who == server)
         .map(|(p, _)| *p)
         .collect()
-}
-
-/// `n` GETs from the client: answers by server name, failures under "ERR: ...".
-fn fetch(client: &Netns, n: usize) -> BTreeMap<String, usize> {
-    let addr = SocketAddr::new(VIP_V4.into(), 80);
-    client
-        .enter_thread(move || {
-            let mut m = BTreeMap::new();
-            for _ in 0..n {
-                let k = get(addr).unwrap_or_else(|e| format!("ERR: {e}"));
-                *m.entry(k).or_insert(0) += 1;
-            }
-            m
-        })
-        .unwrap()
-        .join()
-        .unwrap()
-}
-
-fn errors(m: &BTreeMap<String, usize>) -> usize {
-    m.iter()
-        .filter(|(k, _)| k.starts_with("ERR"))
-        .map(|(_, v)| v)
-        .sum()
-}
-
-/// Wait until `n` GETs in a row succeed.
-fn wait_serving(c: &Cluster, n: usize, timeout: Duration) {
-    let ok = vipd_netns::wait_for(timeout, Duration::from_millis(100), || {
-        errors(&fetch(c.lan.client(), n)) == 0
-    });
-    assert!(
-        ok,
-        "the VIP never served {n} requests in a row\n{}",
-        c.logs()
-    );
 }
 
 /// A real server's `up` in director `i`'s status.
@@ -478,24 +339,6 @@ fn nat_cluster(
     Some((c, servers))
 }
 
-/// LVS-NAT: replies must go back through the director (here: via whoever holds the
-/// VIP), and the directors forward.
-fn nat_routes(c: &Cluster, directors: &[usize], real_servers: &[usize]) {
-    for &i in real_servers {
-        let ns = c.lan.router(i);
-        ns.ip(["route", "add", "192.0.2.50/32", "via", "192.0.2.100"])
-            .unwrap();
-        ns.sysctl("net.ipv4.conf.all.accept_redirects", "0")
-            .unwrap();
-    }
-    for &i in directors {
-        let ns = c.lan.router(i);
-        ns.sysctl("net.ipv4.ip_forward", "1").unwrap();
-        ns.sysctl("net.ipv4.conf.all.send_redirects", "0").unwrap();
-        ns.sysctl("net.ipv4.conf.eth0.send_redirects", "0").unwrap();
-    }
-}
-
 /// `n` GETs are answered by r3 and r4 exactly `want` times, none failing.
 fn assert_split(c: &Cluster, n: usize, want: (usize, usize)) {
     let m = fetch(c.lan.client(), n);
@@ -612,6 +455,80 @@ fn reload_changes_real_servers_in_place() {
 }
 
 /// NAT with weights 3:1, a sorry server when everything is down, and quick timers.
+/// The traffic counters of `vipd status --json` (read every second here) follow GETs
+/// through a NAT virtual server with two real servers: client → server packets and bytes
+/// on both backends, connections and replies on IPVS only (nftables counts neither).
+#[test]
+fn traffic_statistics_in_the_status() {
+    let _serial = serial();
+    let Some((mut c, [_s3, _s4, _s5])) = nat_cluster("lb-stats", "r5", &[1]) else {
+        return;
+    };
+    let spec = lb_spec();
+    let vrrp = spec.config(150).replacen(
+        "global_defs {\n",
+        "global_defs {\n    snmp_vs_stats_update_interval 1\n    snmp_rs_stats_update_interval 1\n",
+        1,
+    );
+    c.start_vipd_with(
+        1,
+        &format!("{vrrp}{}", nat_vs(&[(13, false), (14, false)])),
+        &["--lb-backend", &backend()],
+    );
+    c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
+    wait_serving(&c, 4, Duration::from_secs(10));
+    let m = fetch(c.lan.client(), 10);
+    assert_eq!(errors(&m), 0, "{m:?}\n{}", directors(&c));
+    // [virtual server, r3, r4] × (conns, in packets, in bytes, out packets), once two reads
+    // 1.5 s apart agree (the counters were read after the last GET).
+    let read = |c: &Cluster| -> Option<Vec<[u64; 4]>> {
+        let st = c.status(1)?;
+        let vs = &st["virtual_servers"][0];
+        let four = |s: &serde_json::Value| -> Option<[u64; 4]> {
+            let n = |k: &str| s[k].as_u64();
+            Some([
+                n("conns")?,
+                n("in_packets")?,
+                n("in_bytes")?,
+                n("out_packets")?,
+            ])
+        };
+        let mut out = vec![four(&vs["stats"])?];
+        for r in vs["real_servers"].as_array()? {
+            out.push(four(&r["stats"])?);
+        }
+        Some(out)
+    };
+    let mut got = None;
+    let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(200), || {
+        let a = read(&c);
+        std::thread::sleep(Duration::from_millis(1500));
+        got = read(&c);
+        a.is_some() && a == got
+    });
+    let got = got.unwrap_or_default();
+    assert!(ok && got.len() == 3, "{got:?}\n{}", directors(&c));
+    let (vs, r3, r4) = (got[0], got[1], got[2]);
+    let ipvs = backend() == "ipvs";
+    // 14 GETs at least (wait_serving's and these), split between the two servers.
+    assert!(vs[1] >= 14 * 3, "{got:?}");
+    assert!(vs[2] >= 40 * vs[1], "{got:?}");
+    for k in 0..4 {
+        assert_eq!(
+            vs[k],
+            r3[k] + r4[k],
+            "the virtual server sums its servers: {got:?}"
+        );
+    }
+    assert!(r3[1] > 0 && r4[1] > 0, "both servers got traffic: {got:?}");
+    if ipvs {
+        assert!(vs[0] >= 14, "IPVS counts connections: {got:?}");
+        assert!(vs[3] > 0, "and replies: {got:?}");
+    } else {
+        assert_eq!((vs[0], vs[3]), (0, 0), "nftables counts neither: {got:?}");
+    }
+}
+
 #[test]
 fn nat_weights_and_sorry_server() {
     let _serial = serial();
@@ -773,6 +690,13 @@ fn same_scenarios_on_ipvs() {
         "reload_changes_real_servers_in_place",
         "seed_dr_config_balances_removes_restores_and_fails_over",
     ]);
+}
+
+/// The traffic statistics from IPVS' own counters (IPVS_DEST_ATTR_STATS64), on their own:
+/// one small guest run.
+#[test]
+fn traffic_statistics_on_ipvs() {
+    run_on_ipvs(&["traffic_statistics_in_the_status"]);
 }
 
 /// Runs `tests` of this file again with `VIPD_TEST_LB_BACKEND=ipvs`: here when this

@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::traffic::{errors, fetch, nat_routes, wait_serving, HttpServer};
 use common::{Cluster, Spec};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -704,6 +705,117 @@ fn checker_tables_and_real_server_traps() {
         &want.iter().map(String::as_str).collect::<Vec<_>>(),
         &c,
     );
+}
+
+/// Traffic through a LVS-NAT virtual server (GETs from the client to the VIP, answered
+/// by r2): the served virtualServerStats* / realServerStats* grow with it and equal the
+/// counters of `vipd status --json`, read every second
+/// (`snmp_vs_stats_update_interval` / `snmp_rs_stats_update_interval 1`). nftables
+/// counts no connections: 0 on both sides.
+#[test]
+fn server_traffic_statistics_follow_the_traffic() {
+    if !tools() {
+        return;
+    }
+    let spec = Spec::v3();
+    let Some(mut c) = Cluster::new(2, "snmp-stats") else {
+        return;
+    };
+    let ns = c.lan.router(1).name().to_string();
+    let ns = ns.as_str();
+    let _snmpd = start_snmpd(ns, &c.dir, 1);
+    let _web = HttpServer::start(c.lan.router(2), "r2");
+    nat_routes(&c, &[1], &[2]);
+    let mut conf = spec.config(100).replacen(
+        "global_defs {\n",
+        &format!(
+            "global_defs {{\n    enable_snmp_checker\n    snmp_socket unix:{}\n    \
+             snmp_vs_stats_update_interval 1\n    snmp_rs_stats_update_interval 1\n",
+            agentx_socket(&c.dir).display()
+        ),
+        1,
+    );
+    conf.push_str(
+        "virtual_server 192.0.2.100 80 {\n    delay_loop 1\n    lb_algo rr\n    lb_kind NAT\n    \
+         protocol TCP\n    real_server 192.0.2.12 80 {\n        TCP_CHECK {\n            \
+         connect_timeout 1\n        }\n    }\n}\n",
+    );
+    c.start_vipd_with(1, &conf, &["--lb-backend", "nftables"]);
+    c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
+    wait_serving(&c, 3, Duration::from_secs(15));
+
+    // (conns, in packets, in bytes) of the virtual server and of its real server, from
+    // the status and from the MIB.
+    type Stats = [[u64; 3]; 2];
+    let from_status = |c: &Cluster| -> Option<Stats> {
+        let st = c.status(1)?;
+        let vs = &st["virtual_servers"][0];
+        let three = |s: &serde_json::Value| -> Option<[u64; 3]> {
+            Some([
+                s["conns"].as_u64()?,
+                s["in_packets"].as_u64()?,
+                s["in_bytes"].as_u64()?,
+            ])
+        };
+        Some([
+            three(&vs["stats"])?,
+            three(&vs["real_servers"][0]["stats"])?,
+        ])
+    };
+    let from_mib = || -> Stats {
+        let v = |col: u32| get_u64(ns, &format!("{KEEPALIVED}.3.3.1.{col}.1"));
+        let r = |col: u32| get_u64(ns, &format!("{KEEPALIVED}.3.4.1.{col}.1.1"));
+        // virtualServerStatsConns / InPkts / InBytes, realServerStatsConns / InPkts /
+        // InBytes; the 64-bit packet counters agree with the 32-bit ones.
+        assert_eq!(v(39), v(28), "virtualServerStatsInPkts64");
+        assert_eq!(r(28), r(18), "realServerStatsInPkts64");
+        [[v(27), v(28), v(30)], [r(14), r(18), r(20)]]
+    };
+    // Once the counters have been read after the last traffic (and stay): the status and
+    // the MIB agree.
+    let settled = |c: &Cluster| -> Stats {
+        let mut last = String::new();
+        let mut got = None;
+        let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(500), || {
+            let (Some(a), Some(b)) = (from_status(c), {
+                std::thread::sleep(Duration::from_millis(1500));
+                from_status(c)
+            }) else {
+                return false;
+            };
+            let mib = from_mib();
+            last = format!("status {a:?} then {b:?}, MIB {mib:?}");
+            if a == b && mib == a {
+                got = Some(a);
+            }
+            got.is_some()
+        });
+        assert!(ok, "{last}\n{}", c.logs());
+        got.unwrap()
+    };
+    let before = settled(&c);
+    assert!(before[1][1] > 0, "wait_serving's GETs counted: {before:?}");
+    let m = fetch(c.lan.client(), 5);
+    assert_eq!(errors(&m), 0, "{m:?}\n{}", c.logs());
+    let after = settled(&c);
+    for (what, b, a) in [
+        ("virtual", before[0], after[0]),
+        ("real", before[1], after[1]),
+    ] {
+        // Each GET: at least SYN, the request and FIN from the client; every packet at
+        // least 40 bytes (IPv4 + TCP headers).
+        let packets = a[1] - b[1];
+        assert!(
+            packets >= 15,
+            "{what} server: {packets} packets: {b:?} → {a:?}"
+        );
+        assert!(
+            a[2] - b[2] >= 40 * packets,
+            "{what} server: bytes {b:?} → {a:?}"
+        );
+        assert_eq!(a[0], 0, "nftables counts no connections");
+    }
+    assert_eq!(after[0][1..], after[1][1..], "one real server: all of it");
 }
 
 /// A `vrrp_sync_group`: vrrpSyncGroupTable, its members and each member's

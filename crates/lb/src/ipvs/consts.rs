@@ -106,6 +106,19 @@ pub const IPVS_DEST_ATTR_TUN_TYPE: u16 = 13;
 pub const IPVS_DEST_ATTR_TUN_PORT: u16 = 14;
 pub const IPVS_DEST_ATTR_TUN_FLAGS: u16 = 15;
 
+// Statistics, nested in *_ATTR_STATS / *_ATTR_STATS64 (`IPVS_STATS_ATTR_*`).
+pub const IPVS_STATS_ATTR_CONNS: u16 = 1;
+pub const IPVS_STATS_ATTR_INPKTS: u16 = 2;
+pub const IPVS_STATS_ATTR_OUTPKTS: u16 = 3;
+pub const IPVS_STATS_ATTR_INBYTES: u16 = 4;
+pub const IPVS_STATS_ATTR_OUTBYTES: u16 = 5;
+pub const IPVS_STATS_ATTR_CPS: u16 = 6;
+pub const IPVS_STATS_ATTR_INPPS: u16 = 7;
+pub const IPVS_STATS_ATTR_OUTPPS: u16 = 8;
+pub const IPVS_STATS_ATTR_INBPS: u16 = 9;
+pub const IPVS_STATS_ATTR_OUTBPS: u16 = 10;
+pub const IPVS_STATS_ATTR_PAD: u16 = 11;
+
 // ---- linux/ip_vs.h: service flags (`IP_VS_SVC_F_*`) ----
 
 pub const IP_VS_SVC_F_PERSISTENT: u32 = 0x0001;

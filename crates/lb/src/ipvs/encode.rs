@@ -445,5 +445,68 @@ pub fn decode_dest(msg: &Msg, svc_family: Family) -> anyhow::Result<DestAttrs> {
     })
 }
 
+/// A service's or destination's traffic statistics (`IPVS_STATS_ATTR_*` of
+/// `IPVS_SVC_ATTR_STATS[64]` / `IPVS_DEST_ATTR_STATS[64]`): totals and the kernel's own
+/// rate estimates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stats {
+    pub conns: u64,
+    pub inpkts: u64,
+    pub outpkts: u64,
+    pub inbytes: u64,
+    pub outbytes: u64,
+    pub cps: u64,
+    pub inpps: u64,
+    pub outpps: u64,
+    pub inbps: u64,
+    pub outbps: u64,
+}
+
+/// Decodes a nested `IPVS_STATS_ATTR_*` list. The legacy `STATS` carries u32 counters and
+/// rates (u64 bytes), `STATS64` u64 everything (with `PAD` attributes for alignment): each
+/// value is read at the width it has.
+pub fn decode_stats(nest: &[u8]) -> anyhow::Result<Stats> {
+    let mut s = Stats::default();
+    for (ty, v) in attrs(nest) {
+        let n = match v.len() {
+            4 => get_u32(v, "stats")? as u64,
+            8 => u64::from_ne_bytes(v.try_into().expect("8 bytes")),
+            _ if ty == IPVS_STATS_ATTR_PAD => continue,
+            len => bail!("stats attribute {ty}: {len} bytes, want 4 or 8"),
+        };
+        match ty {
+            IPVS_STATS_ATTR_CONNS => s.conns = n,
+            IPVS_STATS_ATTR_INPKTS => s.inpkts = n,
+            IPVS_STATS_ATTR_OUTPKTS => s.outpkts = n,
+            IPVS_STATS_ATTR_INBYTES => s.inbytes = n,
+            IPVS_STATS_ATTR_OUTBYTES => s.outbytes = n,
+            IPVS_STATS_ATTR_CPS => s.cps = n,
+            IPVS_STATS_ATTR_INPPS => s.inpps = n,
+            IPVS_STATS_ATTR_OUTPPS => s.outpps = n,
+            IPVS_STATS_ATTR_INBPS => s.inbps = n,
+            IPVS_STATS_ATTR_OUTBPS => s.outbps = n,
+            _ => {}
+        }
+    }
+    Ok(s)
+}
+
+/// The statistics in a service (`IPVS_CMD_ATTR_SERVICE`, `nest_ty`) or destination
+/// (`IPVS_CMD_ATTR_DEST`) message, from its `STATS64` (`stats64_ty`) when the kernel sent
+/// one (4.x+), else its 32-bit `STATS` (`stats_ty`); zero when it has neither.
+pub fn decode_msg_stats(
+    msg: &Msg,
+    nest_ty: u16,
+    stats_ty: u16,
+    stats64_ty: u16,
+) -> anyhow::Result<Stats> {
+    let nest = nested(msg, nest_ty)?;
+    let pick = |want: u16| attrs(nest).find(|(t, _)| *t == want).map(|(_, v)| v);
+    match pick(stats64_ty).or_else(|| pick(stats_ty)) {
+        Some(v) => decode_stats(v),
+        None => Ok(Stats::default()),
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -39,7 +39,7 @@ use tracing::{debug, info, warn};
 
 pub use check::check_table;
 pub use diff::{diff, lower, KernelService, Op};
-pub use encode::{DestAttrs, SvcAttrs};
+pub use encode::{DestAttrs, Stats, SvcAttrs};
 
 use crate::model::{ServiceKey, Table, Timeouts};
 use crate::netlink::{KernelErrno, NlError, NlSocket};
@@ -144,13 +144,40 @@ fn dump_dests(
     family: u16,
     key: &ServiceKey,
 ) -> anyhow::Result<Vec<DestAttrs>> {
+    dump_dests_with(sock, family, key, |m| encode::decode_dest(m, key.family()))
+}
+
+/// The destinations of service `key` with their statistics.
+fn dump_dest_stats(
+    sock: &mut NlSocket,
+    family: u16,
+    key: &ServiceKey,
+) -> anyhow::Result<Vec<(DestAttrs, encode::Stats)>> {
+    dump_dests_with(sock, family, key, |m| {
+        let stats = encode::decode_msg_stats(
+            m,
+            consts::IPVS_CMD_ATTR_DEST,
+            consts::IPVS_DEST_ATTR_STATS,
+            consts::IPVS_DEST_ATTR_STATS64,
+        )?;
+        Ok((encode::decode_dest(m, key.family())?, stats))
+    })
+}
+
+/// Each destination of service `key` in the kernel, decoded by `decode`.
+fn dump_dests_with<T>(
+    sock: &mut NlSocket,
+    family: u16,
+    key: &ServiceKey,
+    decode: impl Fn(&crate::netlink::Msg) -> anyhow::Result<T>,
+) -> anyhow::Result<Vec<T>> {
     let seq = sock.next_seq();
     let replies = sock
         .dump(encode::get_dests(family, key, seq).as_bytes())
         .with_context(|| format!("reading the destinations of IPVS service {key}"))?;
     replies
         .iter()
-        .map(|m| encode::decode_dest(m, key.family()))
+        .map(decode)
         .collect::<anyhow::Result<_>>()
         .with_context(|| format!("decoding a destination of IPVS service {key}"))
 }
@@ -476,6 +503,29 @@ impl DataPlane for Ipvs {
             "IPVS connection timeouts set (0: unchanged)"
         );
         Ok(())
+    }
+
+    /// Every destination of the services vipd manages, with the kernel's totals.
+    fn counters(&mut self) -> anyhow::Result<Vec<crate::DestCounters>> {
+        let keys: Vec<ServiceKey> = self.programmed.iter().map(|s| s.svc.key).collect();
+        let mut out = Vec::new();
+        for key in keys {
+            for (d, st) in dump_dest_stats(&mut self.sock, self.family, &key)? {
+                out.push(crate::DestCounters {
+                    service: key,
+                    addr: d.addr,
+                    port: d.port,
+                    counters: crate::Counters {
+                        conns: st.conns,
+                        in_packets: st.inpkts,
+                        in_bytes: st.inbytes,
+                        out_packets: st.outpkts,
+                        out_bytes: st.outbytes,
+                    },
+                });
+            }
+        }
+        Ok(out)
     }
 
     fn clear(&mut self) -> anyhow::Result<()> {

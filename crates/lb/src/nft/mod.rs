@@ -670,6 +670,24 @@ impl DataPlane for Nftables {
     fn tidy(&mut self) {
         self.tidy_now();
     }
+
+    /// Client → server packets and bytes only: the rules count no connections and no
+    /// replies (those stay 0).
+    fn counters(&mut self) -> anyhow::Result<Vec<crate::DestCounters>> {
+        Ok(Nftables::counters(self)?
+            .into_iter()
+            .map(|c| crate::DestCounters {
+                service: c.service,
+                addr: c.addr,
+                port: c.port,
+                counters: crate::Counters {
+                    in_packets: c.packets,
+                    in_bytes: c.bytes,
+                    ..Default::default()
+                },
+            })
+            .collect())
+    }
 }
 
 #[cfg(test)]

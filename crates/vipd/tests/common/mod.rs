@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod traffic;
+
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

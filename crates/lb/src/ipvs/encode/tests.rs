@@ -600,3 +600,81 @@ proptest! {
         }
     }
 }
+
+#[test]
+#[cfg(target_endian = "little")]
+fn decodes_stats_as_the_kernel_lays_them_out() {
+    // IPVS_DEST_ATTR_STATS (u32 counters and rates, u64 bytes) and IPVS_DEST_ATTR_STATS64
+    // (u64 everything, each preceded by a PAD attribute when it would be misaligned), as
+    // ip_vs_genl_fill_stats / ip_vs_genl_fill_stats64 write them.
+    #[rustfmt::skip]
+    let stats32: &[u8] = &[
+        8, 0, 1, 0,  3, 0, 0, 0,                      // CONNS u32 = 3
+        8, 0, 2, 0,  20, 0, 0, 0,                     // INPKTS u32 = 20
+        8, 0, 3, 0,  18, 0, 0, 0,                     // OUTPKTS u32 = 18
+        12, 0, 4, 0, 0xe8, 0x03, 0, 0, 0, 0, 0, 0,    // INBYTES u64 = 1000
+        12, 0, 5, 0, 0x00, 0x00, 0, 0, 1, 0, 0, 0,    // OUTBYTES u64 = 2^32
+        8, 0, 6, 0,  1, 0, 0, 0,                      // CPS = 1
+        8, 0, 7, 0,  2, 0, 0, 0,                      // INPPS = 2
+        8, 0, 8, 0,  4, 0, 0, 0,                      // OUTPPS = 4
+        8, 0, 9, 0,  100, 0, 0, 0,                    // INBPS = 100
+        8, 0, 10, 0, 200, 0, 0, 0,                    // OUTBPS = 200
+    ];
+    let mut stats64 = Vec::new();
+    for (ty, v) in [
+        (1u16, 5u64 << 32),
+        (2, 21),
+        (3, 19),
+        (4, 1001),
+        (5, 7),
+        (6, 9),
+    ] {
+        stats64.extend_from_slice(&[4, 0, 11, 0]); // PAD
+        stats64.extend_from_slice(&12u16.to_le_bytes());
+        stats64.extend_from_slice(&ty.to_le_bytes());
+        stats64.extend_from_slice(&v.to_le_bytes());
+    }
+    assert_eq!(
+        decode_stats(stats32).unwrap(),
+        Stats {
+            conns: 3,
+            inpkts: 20,
+            outpkts: 18,
+            inbytes: 1000,
+            outbytes: 1 << 32,
+            cps: 1,
+            inpps: 2,
+            outpps: 4,
+            inbps: 100,
+            outbps: 200,
+        }
+    );
+    let s = decode_stats(&stats64).unwrap();
+    assert_eq!((s.conns, s.inpkts, s.outpkts), (5 << 32, 21, 19));
+    assert_eq!((s.inbytes, s.outbytes, s.cps), (1001, 7, 9));
+    assert!(
+        decode_stats(&[6, 0, 1, 0, 1, 2, 0, 0]).is_err(),
+        "2-byte counter"
+    );
+
+    // In a destination message: STATS64 wins over STATS; neither: zero.
+    let in_dest = |inner: &[u8]| {
+        let m = reply(IPVS_CMD_NEW_DEST, IPVS_CMD_ATTR_DEST, inner);
+        decode_msg_stats(
+            &m,
+            IPVS_CMD_ATTR_DEST,
+            IPVS_DEST_ATTR_STATS,
+            IPVS_DEST_ATTR_STATS64,
+        )
+        .unwrap()
+    };
+    let both = attrs_of(|a| {
+        a.attr(IPVS_DEST_ATTR_ADDR, &[192, 0, 2, 12]);
+        a.attr(IPVS_DEST_ATTR_STATS, stats32);
+        a.attr(IPVS_DEST_ATTR_STATS64, &stats64);
+    });
+    assert_eq!(in_dest(&both).inpkts, 21);
+    let old = attrs_of(|a| a.attr(IPVS_DEST_ATTR_STATS, stats32));
+    assert_eq!(in_dest(&old).inpkts, 20);
+    assert_eq!(in_dest(&attrs_of(|_| {})), Stats::default());
+}

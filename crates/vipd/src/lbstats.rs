@@ -1,0 +1,147 @@
+//! Virtual and real servers' traffic statistics: the kernel's totals, read at most every
+//! `snmp_vs_stats_update_interval` / `snmp_rs_stats_update_interval`, with rates worked
+//! out from the difference between two reads.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::time::{Duration, Instant};
+use vipd_lb::Counters;
+use vipd_linux::status::TrafficStats;
+
+/// keepalived's default for both intervals.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The statistics of a set of servers (keyed by `K`), refreshed every `interval`.
+#[derive(Debug)]
+pub struct StatsCache<K> {
+    interval: Duration,
+    /// When the totals were last read, and what they were.
+    last: Option<(Instant, HashMap<K, Counters>)>,
+    current: HashMap<K, TrafficStats>,
+}
+
+impl<K: Eq + Hash + Clone> StatsCache<K> {
+    pub fn new(interval: Duration) -> StatsCache<K> {
+        StatsCache {
+            interval,
+            last: None,
+            current: HashMap::new(),
+        }
+    }
+
+    /// Whether the cached statistics are older than the interval (or there are none).
+    pub fn due(&self, now: Instant) -> bool {
+        match &self.last {
+            None => true,
+            Some((at, _)) => now.saturating_duration_since(*at) >= self.interval,
+        }
+    }
+
+    /// Takes the totals read at `now`: rates are the growth since the previous read per
+    /// second (0 on the first read, and for a total that went down: its destination was
+    /// installed again).
+    pub fn update(&mut self, now: Instant, totals: HashMap<K, Counters>) {
+        let previous = self.last.take();
+        let mut current = HashMap::with_capacity(totals.len());
+        for (k, c) in &totals {
+            let mut s = TrafficStats {
+                conns: c.conns,
+                in_packets: c.in_packets,
+                in_bytes: c.in_bytes,
+                out_packets: c.out_packets,
+                out_bytes: c.out_bytes,
+                ..Default::default()
+            };
+            if let Some((at, before)) = &previous {
+                let secs = now.saturating_duration_since(*at).as_secs_f64();
+                if let (Some(b), true) = (before.get(k), secs > 0.0) {
+                    let rate = |new: u64, old: u64| {
+                        new.checked_sub(old)
+                            .map_or(0, |d| (d as f64 / secs).round() as u64)
+                    };
+                    s.cps = rate(c.conns, b.conns);
+                    s.in_pps = rate(c.in_packets, b.in_packets);
+                    s.in_bps = rate(c.in_bytes, b.in_bytes);
+                    s.out_pps = rate(c.out_packets, b.out_packets);
+                    s.out_bps = rate(c.out_bytes, b.out_bytes);
+                }
+            }
+            current.insert(k.clone(), s);
+        }
+        self.current = current;
+        self.last = Some((now, totals));
+    }
+
+    /// The statistics of `k` as of the last read (zero when it was not there).
+    pub fn get(&self, k: &K) -> TrafficStats {
+        self.current.get(k).copied().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(conns: u64, in_packets: u64, in_bytes: u64) -> Counters {
+        Counters {
+            conns,
+            in_packets,
+            in_bytes,
+            out_packets: 2 * in_packets,
+            out_bytes: 3 * in_bytes,
+        }
+    }
+
+    #[test]
+    fn rates_from_the_growth_between_two_reads() {
+        let t0 = Instant::now();
+        let mut cache = StatsCache::new(Duration::from_secs(5));
+        cache.update(t0, HashMap::from([(1, c(10, 100, 5000))]));
+        let s = cache.get(&1);
+        assert_eq!((s.conns, s.in_packets, s.in_bytes), (10, 100, 5000));
+        assert_eq!((s.out_packets, s.out_bytes), (200, 15000));
+        assert_eq!(
+            (s.cps, s.in_pps, s.in_bps),
+            (0, 0, 0),
+            "first read: no rate"
+        );
+        cache.update(
+            t0 + Duration::from_secs(5),
+            HashMap::from([(1, c(20, 150, 10000)), (2, c(1, 1, 1))]),
+        );
+        let s = cache.get(&1);
+        assert_eq!((s.cps, s.in_pps, s.in_bps), (2, 10, 1000));
+        assert_eq!((s.out_pps, s.out_bps), (20, 3000));
+        assert_eq!(cache.get(&2).in_pps, 0, "new key: no rate yet");
+        assert_eq!(cache.get(&3), TrafficStats::default());
+        // Totals that went down (the destination was installed again): no rate, the new
+        // totals.
+        cache.update(
+            t0 + Duration::from_secs(10),
+            HashMap::from([(1, c(1, 5, 50))]),
+        );
+        let s = cache.get(&1);
+        assert_eq!((s.conns, s.in_packets, s.cps, s.in_pps), (1, 5, 0, 0));
+        // 2.5 s: rounded rates.
+        cache.update(
+            t0 + Duration::from_millis(12_500),
+            HashMap::from([(1, c(1, 10, 51))]),
+        );
+        assert_eq!(cache.get(&1).in_pps, 2);
+        assert_eq!(cache.get(&1).in_bps, 0);
+    }
+
+    #[test]
+    fn read_again_only_once_the_interval_has_passed() {
+        let t0 = Instant::now();
+        let mut cache: StatsCache<u8> = StatsCache::new(Duration::from_secs(30));
+        assert!(cache.due(t0), "nothing read yet");
+        cache.update(t0, HashMap::new());
+        assert!(!cache.due(t0));
+        assert!(!cache.due(t0 + Duration::from_secs(29)));
+        assert!(cache.due(t0 + Duration::from_secs(30)));
+        cache.update(t0 + Duration::from_secs(31), HashMap::new());
+        assert!(!cache.due(t0 + Duration::from_secs(60)));
+        assert!(cache.due(t0 + Duration::from_secs(61)));
+    }
+}
