@@ -20,12 +20,15 @@
 //! * `vipd bench scale` — memory and CPU of a master with hundreds of VRRPv3 instances.
 //! * `vipd bench vips` — one instance with 10,000 VIPs: decision → all installed and
 //!   announced, SIGTERM → all removed.
+//! * `vipd bench dataplane` — packets/s and connections/s through the nftables
+//!   director (NAT, DR) against plain kernel forwarding on the same veth/bridge LAN.
 //!
 //! Every namespace, daemon and load process lives in a guard (`vipd-netns`), so an
 //! error or Ctrl-C (checked between steps) tears everything down.
 
 mod bfd;
 mod checkers;
+mod dataplane;
 mod failover;
 mod jitter;
 mod pair;
@@ -69,6 +72,9 @@ pub enum BenchCommand {
     /// installed and announced, and SIGTERM → every VIP removed, vipd next to
     /// keepalived 2.2.7 and 2.4.3 on the same config.
     Vips(vips::VipsArgs),
+    /// Packets/s and connections/s through vipd's nftables director (NAT, DR) against
+    /// plain kernel forwarding on the same topology.
+    Dataplane(dataplane::DataplaneArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -216,6 +222,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         BenchCommand::Bfd(a) => bfd::run(a),
         BenchCommand::Scale(a) => scale::run(a),
         BenchCommand::Vips(a) => vips::run(a),
+        BenchCommand::Dataplane(a) => dataplane::run(a),
     }
 }
 

@@ -295,9 +295,20 @@ fn setup(servers: usize) -> Result<Setup> {
 }
 
 fn start_daemon(s: &Setup, imp: Impl, conf: &str, backend: &str) -> Result<Proc> {
-    let path = s.work.join(format!("{imp}.conf"));
+    spawn_daemon(&s.dir, &s.work, imp, conf, backend)
+}
+
+/// Starts `imp` on `conf` in `dir`, its files (config, log, sockets, pid files) in `work`.
+pub(super) fn spawn_daemon(
+    dir: &Netns,
+    work: &WorkDir,
+    imp: Impl,
+    conf: &str,
+    backend: &str,
+) -> Result<Proc> {
+    let path = work.join(format!("{imp}.conf"));
     std::fs::write(&path, conf)?;
-    let log = s.work.join(format!("{imp}.log"));
+    let log = work.join(format!("{imp}.log"));
     let p = match imp {
         Impl::Vipd => {
             let exe = std::env::current_exe()?;
@@ -307,16 +318,16 @@ fn start_daemon(s: &Setup, imp: Impl, conf: &str, backend: &str) -> Result<Proc>
                 "-f".into(),
                 path.display().to_string(),
                 "--control-socket".into(),
-                s.work.join("vipd.sock").display().to_string(),
+                work.join("vipd.sock").display().to_string(),
                 "--pid-file".into(),
-                s.work.join("vipd.pid").display().to_string(),
+                work.join("vipd.pid").display().to_string(),
                 "--lb-backend".into(),
                 backend.into(),
             ];
-            s.dir.spawn(&args, &log)?
+            dir.spawn(&args, &log)?
         }
         Impl::Keepalived => {
-            let w = s.work.path().canonicalize()?;
+            let w = work.path().canonicalize()?;
             let args: Vec<String> = vec![
                 "keepalived".into(),
                 "--dont-fork".into(),
@@ -334,7 +345,7 @@ fn start_daemon(s: &Setup, imp: Impl, conf: &str, backend: &str) -> Result<Proc>
                 "-r".into(),
                 w.join("ka-vrrp.pid").display().to_string(),
             ];
-            s.dir.spawn(&args, &log)?
+            dir.spawn(&args, &log)?
         }
     };
     Ok(p)
