@@ -413,8 +413,8 @@ fn start_director(lab: &Lab, v: Variant, backend: &str) -> Result<Option<Proc>> 
         Variant::ForwardCt => {
             lab.director().exec(&[
                 "nft",
-                "add table ip benchct; add chain ip benchct fwd { type filter hook forward priority 0; }; \
-                 add rule ip benchct fwd ct state new counter",
+                "add table ip benchct; add chain ip benchct f { type filter hook forward priority 0; }; \
+                 add rule ip benchct f ct state new counter",
             ])?;
             return Ok(None);
         }
