@@ -3,9 +3,10 @@
 //!
 //! One switched LAN (`vipd_netns::Lan`, a bridge): the client (192.0.2.50), r1 = the
 //! director (192.0.2.11, `ip_forward` on, redirects off) and r2 = the real server
-//! (192.0.2.12, and 198.51.100.2 on `lo`). Every variant crosses the director in both
-//! directions (the client routes the target via r1, the real server routes the client
-//! via r1), so the only difference between the variants is what r1 does to a packet:
+//! (192.0.2.12, and 198.51.100.2 on `lo`). Every variant crosses the director (the
+//! client routes the target via r1, the real server routes the client via r1; DR's
+//! replies excepted, see below), so the only difference between the variants is what r1
+//! does to a packet:
 //!
 //! * **forward**: the client targets 198.51.100.2; r1 routes it (no nftables rule, no
 //!   conntrack): the physical limit of this machine for this path.
@@ -29,7 +30,12 @@
 //!   drop`, the same in every variant) counts what arrives.
 //! * **cps**: `--conns` client threads connect to port 80 over and over (blocking
 //!   connect, then close with SO_LINGER 0 so no TIME_WAIT piles up); an accept-and-close
-//!   server on r2. The figure is completed handshakes per second.
+//!   server on r2. The figure is the connections the server accepted per second.
+//!
+//! Both are also given per CPU-second of the threads that carried them (the sender; the
+//! connecting threads plus the accept thread): the cost per packet / connection, which
+//! on a shared machine is far steadier than the wall-clock rate. `--backend ipvs` runs
+//! nat and dr on vipd's IPVS backend instead (where the kernel has IPVS: bench/vm).
 
 use super::checkers::spawn_daemon;
 use super::{check_interrupt, machine, sleep, wait_for, Impl};
