@@ -22,12 +22,15 @@
 //!   announced, SIGTERM → all removed.
 //! * `vipd bench reload` — a reload at scale (thousands of virtual servers, one real
 //!   server changed): SIGHUP to the kernel table changed, and the CPU it cost.
+//! * `vipd bench dataplane` — packets/s and connections/s through the nftables
+//!   director (NAT, DR) against plain kernel forwarding on the same veth/bridge LAN.
 //!
 //! Every namespace, daemon and load process lives in a guard (`vipd-netns`), so an
 //! error or Ctrl-C (checked between steps) tears everything down.
 
 mod bfd;
 mod checkers;
+mod dataplane;
 mod failover;
 mod jitter;
 mod pair;
@@ -75,6 +78,9 @@ pub enum BenchCommand {
     /// A reload at scale (default 2,000 virtual servers × 20 real servers, one real server
     /// changed): SIGHUP → kernel table changed, and its CPU, vipd next to keepalived.
     Reload(reload::ReloadArgs),
+    /// Packets/s and connections/s through vipd's nftables director (NAT, DR) against
+    /// plain kernel forwarding on the same topology.
+    Dataplane(dataplane::DataplaneArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -223,6 +229,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         BenchCommand::Scale(a) => scale::run(a),
         BenchCommand::Vips(a) => vips::run(a),
         BenchCommand::Reload(a) => reload::run(a),
+        BenchCommand::Dataplane(a) => dataplane::run(a),
     }
 }
 

@@ -296,19 +296,25 @@ pub(super) fn setup(servers: usize) -> Result<Setup> {
 }
 
 fn start_daemon(s: &Setup, imp: Impl, conf: &str, backend: &str) -> Result<Proc> {
-    let path = s.work.join(format!("{imp}.conf"));
+    start_impl(&s.dir, &s.work, imp, conf, backend)
+}
+
+/// Starts `imp` on `conf` in `dir`, its files (config, log, sockets, pid files) in `work`.
+pub(super) fn start_impl(
+    dir: &Netns,
+    work: &WorkDir,
+    imp: Impl,
+    conf: &str,
+    backend: &str,
+) -> Result<Proc> {
+    let path = work.join(format!("{imp}.conf"));
     std::fs::write(&path, conf)?;
     let daemon = match imp {
         Impl::Vipd => Daemon::Vipd(std::env::current_exe()?),
         Impl::Keepalived => Daemon::Keepalived("keepalived".into()),
     };
-    spawn_daemon(
-        s,
-        &daemon,
-        &path,
-        &s.work.join(format!("{imp}.log")),
-        backend,
-    )
+    let log = work.join(format!("{imp}.log"));
+    spawn_daemon(dir, work, &daemon, &path, &log, backend)
 }
 
 /// A daemon binary to start in the director namespace.
@@ -317,10 +323,11 @@ pub(super) enum Daemon {
     Keepalived(std::path::PathBuf),
 }
 
-/// Starts `daemon` on the config file `path` in the director namespace (keepalived with
-/// its checker process only), logging to `log`.
+/// Starts `daemon` on the config file `path` in `dir` (keepalived with its checker
+/// process only), logging to `log`, its pid files in `work`.
 pub(super) fn spawn_daemon(
-    s: &Setup,
+    dir: &Netns,
+    work: &WorkDir,
     daemon: &Daemon,
     path: &std::path::Path,
     log: &std::path::Path,
@@ -334,16 +341,16 @@ pub(super) fn spawn_daemon(
                 "-f".into(),
                 path.display().to_string(),
                 "--control-socket".into(),
-                s.work.join("vipd.sock").display().to_string(),
+                work.join("vipd.sock").display().to_string(),
                 "--pid-file".into(),
-                s.work.join("vipd.pid").display().to_string(),
+                work.join("vipd.pid").display().to_string(),
                 "--lb-backend".into(),
                 backend.into(),
             ];
-            s.dir.spawn(&args, log)?
+            dir.spawn(&args, log)?
         }
         Daemon::Keepalived(bin) => {
-            let w = s.work.path().canonicalize()?;
+            let w = work.path().canonicalize()?;
             let args: Vec<String> = vec![
                 bin.display().to_string(),
                 "--dont-fork".into(),
@@ -361,7 +368,7 @@ pub(super) fn spawn_daemon(
                 "-r".into(),
                 w.join("ka-vrrp.pid").display().to_string(),
             ];
-            s.dir.spawn(&args, log)?
+            dir.spawn(&args, log)?
         }
     };
     Ok(p)

@@ -235,7 +235,7 @@ fn measure(s: &Setup, v: Variant, a: &ReloadArgs) -> Result<Row> {
     }
     let total = a.vs * a.rs;
     let t_start = Instant::now();
-    let mut daemon = spawn_daemon(s, &daemon_of(v, a)?, &path, &log, &a.backend)?;
+    let mut daemon = spawn_daemon(&s.dir, &s.work, &daemon_of(v, a)?, &path, &log, &a.backend)?;
     let timeout = Duration::from_secs(a.timeout);
     let mut last = 0;
     if !wait_for(timeout, Duration::from_millis(500), || {
