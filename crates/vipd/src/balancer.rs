@@ -630,7 +630,11 @@ impl Owner {
                 self.refresh_macs();
                 next_refresh = Instant::now() + NEIGHBOUR_REFRESH;
             }
-            self.read_stats(Instant::now());
+            // New statistics are published even when the table is unchanged (then
+            // `sync` does not publish: idle seconds rebuild nothing).
+            if self.read_stats(Instant::now()) && !self.changed {
+                self.publish();
+            }
             let _ = self.sync();
         }
         self.stop();
@@ -974,16 +978,17 @@ impl Owner {
     /// Reads the kernel's counters when the virtual or the real servers' statistics are
     /// older than their interval, and sums them per virtual server (every destination
     /// of all its services) and per real server (its destination in each of them).
-    fn read_stats(&mut self, now: Instant) {
+    /// True when it read them.
+    fn read_stats(&mut self, now: Instant) -> bool {
         let (vs_due, rs_due) = (self.setup.vs_stats.due(now), self.setup.rs_stats.due(now));
         if !vs_due && !rs_due {
-            return;
+            return false;
         }
         let counters = match self.plane.counters() {
             Ok(c) => c,
             Err(e) => {
                 warn!("load balancer: reading the traffic counters: {e:#}");
-                return;
+                return false;
             }
         };
         let lb = &self.setup.lb;
@@ -1015,6 +1020,7 @@ impl Owner {
         if rs_due {
             self.setup.rs_stats.update(now, rs);
         }
+        true
     }
 
     /// The `snmp_name` of virtual server `vi` or of its real server `ri`.

@@ -48,11 +48,35 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
     let mut lab = Lab::new(args, abort.clone())?;
     let res = lab.script();
     lab.teardown();
+    exit_code(res, &abort)
+}
+
+/// A lab's outcome: an error after Ctrl-C is the interruption (exit 130), not a failure.
+pub(crate) fn exit_code(res: Result<()>, abort: &AtomicBool) -> Result<ExitCode> {
     match res {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(_) if abort.load(Ordering::SeqCst) => Ok(ExitCode::from(130)),
         Err(e) => Err(e),
     }
+}
+
+/// `vipd run` for lab router `i` with config `conf`, its socket and pid file in `dir`.
+pub(crate) fn vipd_run_args(
+    dir: &std::path::Path,
+    i: usize,
+    conf: &std::path::Path,
+) -> Result<Vec<String>> {
+    let exe = std::env::current_exe()?;
+    Ok(vec![
+        exe.display().to_string(),
+        "run".into(),
+        "-f".into(),
+        conf.display().to_string(),
+        "--control-socket".into(),
+        dir.join(format!("r{i}.sock")).display().to_string(),
+        "--pid-file".into(),
+        dir.join(format!("r{i}.pid")).display().to_string(),
+    ])
 }
 
 /// A flag that Ctrl-C (SIGINT) sets: the labs check it while they wait and tear down.
@@ -157,17 +181,7 @@ impl Lab {
     fn start_router(&mut self, i: usize, priority: u8) -> Result<()> {
         let conf = self.dir.join(format!("r{i}.conf"));
         std::fs::write(&conf, self.config(priority))?;
-        let exe = std::env::current_exe()?;
-        let args = [
-            exe.display().to_string(),
-            "run".into(),
-            "-f".into(),
-            conf.display().to_string(),
-            "--control-socket".into(),
-            self.dir.join(format!("r{i}.sock")).display().to_string(),
-            "--pid-file".into(),
-            self.dir.join(format!("r{i}.pid")).display().to_string(),
-        ];
+        let args = vipd_run_args(self.dir.path(), i, &conf)?;
         let p = self
             .lan()
             .router(i)

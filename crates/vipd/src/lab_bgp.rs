@@ -36,11 +36,7 @@ pub fn run(args: LabArgs, abort: Arc<AtomicBool>) -> Result<ExitCode> {
     let mut lab = BgpLab::new(args, abort.clone())?;
     let res = lab.script();
     lab.teardown();
-    match res {
-        Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(_) if abort.load(Ordering::SeqCst) => Ok(ExitCode::from(130)),
-        Err(e) => Err(e),
-    }
+    crate::lab::exit_code(res, &abort)
 }
 
 /// What the timeline narrates when it changes.
@@ -129,17 +125,7 @@ impl BgpLab {
     fn start_router(&mut self, i: usize, priority: u8) -> Result<()> {
         let conf = self.dir.join(format!("r{i}.conf"));
         std::fs::write(&conf, self.config(priority))?;
-        let exe = std::env::current_exe()?;
-        let args = [
-            exe.display().to_string(),
-            "run".into(),
-            "-f".into(),
-            conf.display().to_string(),
-            "--control-socket".into(),
-            self.dir.join(format!("r{i}.sock")).display().to_string(),
-            "--pid-file".into(),
-            self.dir.join(format!("r{i}.pid")).display().to_string(),
-        ];
+        let args = crate::lab::vipd_run_args(self.dir.path(), i, &conf)?;
         let p = self
             .lan()
             .router(i)

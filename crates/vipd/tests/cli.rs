@@ -69,22 +69,19 @@ fn json_output_has_diagnostics_and_summary() {
     assert_eq!(v["diagnostics"][0]["line"], 4);
 }
 
+/// The last keywords parsed but not acted on (SNMP, DBus) are active now: a config
+/// naming them checks clean, and `--ignore-inactive` (kept for scripts that pass it)
+/// changes nothing.
 #[test]
-fn inactive_keyword_is_a_named_warning_not_ignored() {
+fn formerly_inactive_keywords_check_clean_and_ignore_inactive_is_harmless() {
     let f = write(
-        "unsup.conf",
-        &format!("global_defs {{\n    enable_snmp_vrrp\n}}\n{GOOD}"),
+        "snmp.conf",
+        &format!("global_defs {{\n    enable_snmp_vrrp\n    enable_dbus\n}}\n{GOOD}"),
     );
-    // `vipd run` would refuse it: so does the check, unless told as run is told.
     let (code, _, err) = vipd(&["check-config", "-f", f.to_str().unwrap()]);
-    assert_eq!(code, 1, "{err}");
-    assert!(
-        err.contains(":2:5: warning:")
-            && err.contains("`enable_snmp_vrrp`")
-            && err.contains("is parsed but not active yet")
-            && err.contains("`vipd run` refuses to start with the 1 feature(s)"),
-        "{err}"
-    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("configuration is valid"), "{err}");
+    assert!(!err.contains("not active yet"), "{err}");
     let (code, _, err) = vipd(&[
         "check-config",
         "--ignore-inactive",
@@ -92,17 +89,12 @@ fn inactive_keyword_is_a_named_warning_not_ignored() {
         f.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{err}");
-    assert!(
-        err.contains("configuration is valid (1 warning(s))"),
-        "{err}"
-    );
     let (code, out, _) = vipd(&["check-config", "--json", "-f", f.to_str().unwrap()]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 0, "{out}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v["valid"], false);
-    assert_eq!(v["refused_inactive"], 1);
-    assert_eq!(v["diagnostics"][0]["code"], "inactive");
-    assert_eq!(v["summary"]["inactive"], 1);
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["refused_inactive"], 0);
+    assert_eq!(v["summary"]["inactive"], 0);
 }
 
 #[test]
@@ -119,28 +111,6 @@ fn run_refuses_an_invalid_config_without_touching_anything() {
     ]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("not starting"), "{err}");
-}
-
-#[test]
-fn run_refuses_inactive_features_unless_told() {
-    let f = write(
-        "inactive-run.conf",
-        &format!("global_defs {{\n    enable_snmp_vrrp\n}}\n{GOOD}"),
-    );
-    let (code, _, err) = vipd(&[
-        "run",
-        "-f",
-        f.to_str().unwrap(),
-        "--control-socket",
-        "/nonexistent/x.sock",
-        "--pid-file",
-        "/nonexistent/x.pid",
-    ]);
-    assert_eq!(code, 1, "{err}");
-    assert!(
-        err.contains("parsed but not active yet") && err.contains("--ignore-inactive"),
-        "{err}"
-    );
 }
 
 /// A node of a two-node cluster: `chk_down` lowers the priority by 2 when it fails.

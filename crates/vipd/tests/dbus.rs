@@ -15,28 +15,12 @@ const VRRP: &str = "/org/keepalived/Vrrp1/Vrrp";
 const VI_1: &str = "/org/keepalived/Vrrp1/Instance/eth0/51/IPv4";
 const VI_2: &str = "/org/keepalived/Vrrp1/Instance/eth0/52/IPv6";
 
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 /// The tools, or a skip outside CI (CI installs them: .ci/run).
 fn tools() -> bool {
-    let missing: Vec<&str> = ["dbus-daemon", "busctl", "gdbus", "setpriv"]
-        .into_iter()
-        .filter(|t| !have(t))
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI must install {missing:?}"
-    );
-    eprintln!("skipped: {missing:?} not installed");
-    false
+    common::tools_or_skip(
+        &["dbus-daemon", "busctl", "gdbus", "setpriv"],
+        "dbus, systemd, libglib2.0-bin, util-linux",
+    )
 }
 
 /// A private system-like bus: Debian's default system policy, plus vipd's policy file.

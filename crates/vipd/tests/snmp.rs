@@ -19,28 +19,12 @@ const VRRPV3_MIB: &str = ".1.3.6.1.2.1.207";
 const AGENT: &str = "127.0.0.1:16161";
 const TRAP_PORT: u16 = 16162;
 
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 /// The net-snmp tools, or a skip outside CI (CI installs them: .ci/run).
 fn tools() -> bool {
-    let missing: Vec<&str> = ["snmpd", "snmptrapd", "snmpwalk", "snmpget"]
-        .into_iter()
-        .filter(|t| !have(t))
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI must install {missing:?} (packages snmpd, snmptrapd, snmp)"
-    );
-    eprintln!("skipped: {missing:?} not installed");
-    false
+    common::tools_or_skip(
+        &["snmpd", "snmptrapd", "snmpwalk", "snmpget"],
+        "snmpd, snmptrapd, snmp",
+    )
 }
 
 /// net-snmp's tools without the MIB files Debian does not ship (no warnings).

@@ -14,6 +14,29 @@ use vipd_netns::{
 
 pub const VIPD: &str = env!("CARGO_BIN_EXE_vipd");
 
+/// Whether `tool` is on the PATH.
+pub fn have(tool: &str) -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Whether every tool a test needs is installed. A missing one fails the test under CI
+/// (`.ci/run` must install `packages`) and skips it, said on stderr, elsewhere.
+pub fn tools_or_skip(tools: &[&str], packages: &str) -> bool {
+    let missing: Vec<&str> = tools.iter().copied().filter(|t| !have(t)).collect();
+    if missing.is_empty() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must install {missing:?} (packages {packages})"
+    );
+    eprintln!("skipped: {missing:?} not installed");
+    false
+}
+
 /// A second interface on `ns`: `ext0`, whose frames are seen on its veth peer `ext1`.
 pub fn add_ext_veth(ns: &vipd_netns::Netns) {
     ns.ip([
