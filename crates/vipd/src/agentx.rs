@@ -520,6 +520,25 @@ pub trait View {
     fn next(&self, oid: &[u32], include: bool) -> Option<(Vec<u32>, Value)>;
 }
 
+/// Objects in OID order are a view as they are.
+impl View for std::collections::BTreeMap<Vec<u32>, Value> {
+    fn get(&self, oid: &[u32]) -> Option<Value> {
+        std::collections::BTreeMap::get(self, oid).cloned()
+    }
+
+    fn next(&self, oid: &[u32], include: bool) -> Option<(Vec<u32>, Value)> {
+        use std::ops::Bound;
+        let lo = if include {
+            Bound::Included(oid.to_vec())
+        } else {
+            Bound::Excluded(oid.to_vec())
+        };
+        self.range((lo, Bound::Unbounded))
+            .next()
+            .map(|(k, v)| (k.clone(), v.clone()))
+    }
+}
+
 /// The VarBind a GetNext gives for `range`.
 fn next_in(view: &dyn View, range: &Range) -> VarBind {
     match view.next(&range.start, range.include) {
@@ -734,29 +753,9 @@ mod tests {
         assert_eq!(back.context, Some(b"ctx".to_vec()));
     }
 
-    struct Map(BTreeMap<Vec<u32>, Value>);
-
-    impl View for Map {
-        fn get(&self, oid: &[u32]) -> Option<Value> {
-            self.0.get(oid).cloned()
-        }
-        fn next(&self, oid: &[u32], include: bool) -> Option<(Vec<u32>, Value)> {
-            use std::ops::Bound;
-            let lo = if include {
-                Bound::Included(oid.to_vec())
-            } else {
-                Bound::Excluded(oid.to_vec())
-            };
-            self.0
-                .range((lo, Bound::Unbounded))
-                .next()
-                .map(|(k, v)| (k.clone(), v.clone()))
-        }
-    }
-
     #[test]
     fn get_next_and_bulk_walk_in_order_and_stop_at_the_range_end() {
-        let m = Map([
+        let m: BTreeMap<Vec<u32>, Value> = [
             (vec![1, 1], 1),
             (vec![1, 2], 2),
             (vec![1, 2, 5], 3),
@@ -764,7 +763,7 @@ mod tests {
         ]
         .into_iter()
         .map(|(k, v)| (k, Value::Integer(v)))
-        .collect());
+        .collect();
         let r = |s: &[u32], inc: bool, e: &[u32]| Range {
             start: s.to_vec(),
             include: inc,

@@ -314,20 +314,11 @@ pub struct Mib(BTreeMap<Vec<u32>, Value>);
 
 impl agentx::View for Mib {
     fn get(&self, oid: &[u32]) -> Option<Value> {
-        self.0.get(oid).cloned()
+        agentx::View::get(&self.0, oid)
     }
 
     fn next(&self, oid: &[u32], include: bool) -> Option<(Vec<u32>, Value)> {
-        use std::ops::Bound;
-        let lo = if include {
-            Bound::Included(oid.to_vec())
-        } else {
-            Bound::Excluded(oid.to_vec())
-        };
-        self.0
-            .range((lo, Bound::Unbounded))
-            .next()
-            .map(|(k, v)| (k.clone(), v.clone()))
+        agentx::View::next(&self.0, oid, include)
     }
 }
 
