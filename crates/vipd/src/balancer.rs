@@ -185,7 +185,7 @@ pub struct Setup {
     /// `snmp_name` of each virtual server and of each of its real servers.
     snmp_names: Vec<(Option<String>, Vec<Option<String>>)>,
     /// Traffic statistics per virtual server, per (virtual server, real server); a
-    /// reload starts them over (the indices change).
+    /// reload carries those of the servers it kept to their new indices.
     vs_stats: StatsCache<usize>,
     rs_stats: StatsCache<(usize, usize)>,
 }
@@ -330,12 +330,15 @@ fn setup(config: &Config, default_sched: Sched, backend: &str) -> Result<Setup> 
         ) -> &Option<vipd_config::model::ScriptCommand>| {
             vs.real_servers
                 .iter()
-                .map(|r| {
-                    script_command(
+                .map(|r| match pick(r) {
+                    // No name built for the (usual) server without a script: 40,000 of
+                    // them at 2,000 × 20, on every reload.
+                    None => Ok(None),
+                    script => script_command(
                         config,
                         &format!("{name}: real_server {}: {kw}", r.addr),
-                        pick(r),
-                    )
+                        script,
+                    ),
                 })
                 .collect::<Result<Vec<_>>>()
         };
@@ -763,6 +766,7 @@ impl Owner {
             old.stop();
         }
         self.generation = generation;
+        self.carry_stats(&mut setup);
         let old_servers = self.setup.lb.len();
         let (checkers_now, kept) = self.checkers.as_ref().map_or((0, 0), |c| c.counts());
         self.setup = setup;
@@ -776,6 +780,50 @@ impl Owner {
         );
         info!("{summary}");
         Ok(summary)
+    }
+
+    /// The traffic statistics of the virtual and real servers a reload kept (the same
+    /// name; the same address and port in it), moved to their new indices.
+    fn carry_stats(&mut self, new: &mut Setup) {
+        let (old_lb, new_lb) = (&self.setup.lb, &new.lb);
+        let mut vs_index: HashMap<&str, usize> = HashMap::with_capacity(new_lb.len());
+        for vi in 0..new_lb.len() {
+            vs_index.entry(new_lb.name(vi)).or_insert(vi);
+        }
+        // Old (virtual server, real server) → new; the real servers of a virtual server
+        // usually stand where they stood (then no lookup per server).
+        let map: Vec<Option<(usize, Vec<Option<usize>>)>> = (0..old_lb.len())
+            .map(|vi| {
+                let nvi = *vs_index.get(old_lb.name(vi))?;
+                let servers = |lb: &Lb, v: usize| {
+                    (0..lb.real_server_count(v))
+                        .map(|ri| lb.real_server(v, ri))
+                        .collect::<Vec<_>>()
+                };
+                let (before, now) = (servers(old_lb, vi), servers(new_lb, nvi));
+                let rs = if before == now {
+                    (0..before.len()).map(Some).collect()
+                } else {
+                    let mut at: HashMap<(IpAddr, u16), usize> = HashMap::new();
+                    for (ri, s) in now.iter().enumerate() {
+                        at.entry(*s).or_insert(ri);
+                    }
+                    before.iter().map(|s| at.get(s).copied()).collect()
+                };
+                Some((nvi, rs))
+            })
+            .collect();
+        let vs_of = |vi: &usize| map.get(*vi)?.as_ref().map(|(nvi, _)| *nvi);
+        let rs_of = |&(vi, ri): &(usize, usize)| {
+            let (nvi, rs) = map.get(vi)?.as_ref()?;
+            Some((*nvi, (*rs.get(ri)?)?))
+        };
+        let vs_stats =
+            std::mem::replace(&mut self.setup.vs_stats, StatsCache::new(DEFAULT_INTERVAL));
+        let rs_stats =
+            std::mem::replace(&mut self.setup.rs_stats, StatsCache::new(DEFAULT_INTERVAL));
+        new.vs_stats = vs_stats.carry(new.vs_stats.interval(), vs_of);
+        new.rs_stats = rs_stats.carry(new.rs_stats.interval(), rs_of);
     }
 
     fn run_scripts(&self, events: &[LbEvent]) {
@@ -991,24 +1039,41 @@ impl Owner {
                 return false;
             }
         };
+        // One pass over the counters (40,000 destinations at 2,000 × 20: matching each
+        // real server against every counter took seconds), then one lookup per server.
+        let mut by_service: HashMap<vipd_lb::ServiceKey, vipd_lb::Counters> = HashMap::new();
+        let mut by_dest: HashMap<(vipd_lb::ServiceKey, IpAddr, u16), vipd_lb::Counters> =
+            HashMap::with_capacity(counters.len());
+        for c in &counters {
+            *by_service.entry(c.service).or_default() += c.counters;
+            *by_dest.entry((c.service, c.addr, c.port)).or_default() += c.counters;
+        }
         let lb = &self.setup.lb;
-        let mut vs = HashMap::new();
+        let mut vs = HashMap::with_capacity(lb.len());
         let mut rs = HashMap::new();
         for vi in 0..lb.len() {
-            let keys = lb.keys(vi);
+            // Each service once (as the old `keys.contains` filter counted it).
+            let all = lb.keys(vi);
+            let keys: Vec<&vipd_lb::ServiceKey> = all
+                .iter()
+                .enumerate()
+                .filter(|&(i, k)| !all[..i].contains(k))
+                .map(|(_, k)| k)
+                .collect();
             // The whole service's, as IPVS counts it (the sorry server's traffic too).
             let mut total = vipd_lb::Counters::default();
-            for c in counters.iter().filter(|c| keys.contains(&c.service)) {
-                total += c.counters;
+            for k in &keys {
+                if let Some(c) = by_service.get(*k) {
+                    total += *c;
+                }
             }
             for ri in 0..lb.real_server_count(vi) {
                 let (addr, port) = lb.real_server(vi, ri);
                 let mut sum = vipd_lb::Counters::default();
-                for c in counters
-                    .iter()
-                    .filter(|c| c.addr == addr && c.port == port && keys.contains(&c.service))
-                {
-                    sum += c.counters;
+                for k in &keys {
+                    if let Some(c) = by_dest.get(&(**k, addr, port)) {
+                        sum += *c;
+                    }
                 }
                 rs.insert((vi, ri), sum);
             }
