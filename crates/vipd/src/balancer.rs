@@ -200,6 +200,8 @@ struct Owner {
     setup: Setup,
     plane: Box<dyn DataPlane>,
     checkers: Option<vipd_check::Checkers>,
+    /// A reload's previous checkers, stopped after the new table is programmed.
+    retired: Option<vipd_check::Checkers>,
     /// Configuration generation of `checkers` (bumped by each reload).
     generation: u64,
     /// Where the checkers' health changes go (this thread's own inbox).
@@ -523,6 +525,7 @@ impl Balancer {
             setup,
             plane,
             checkers: Some(checkers),
+            retired: None,
             generation: 0,
             inbox: tx.clone(),
             masters: HashMap::new(),
@@ -644,7 +647,10 @@ impl Owner {
     }
 
     fn stop(&mut self) {
-        if let Some(c) = self.checkers.take() {
+        for c in [self.retired.take(), self.checkers.take()]
+            .into_iter()
+            .flatten()
+        {
             c.stop();
         }
         self.omega();
@@ -690,6 +696,9 @@ impl Owner {
                         "{summary}; programming the data plane failed ({e}), retried every second"
                     ),
                 });
+                if let Some(old) = self.retired.take() {
+                    old.stop();
+                }
                 let _ = reply.send(answer);
             }
             Input::Bfd { name, up } => {
@@ -762,9 +771,9 @@ impl Owner {
             }
         }
         // From here on the old checkers' late reports are ignored (their generation).
-        if let Some(old) = self.checkers.replace(checkers) {
-            old.stop();
-        }
+        // The old checkers stop once the kernel has the new table (joining their
+        // thread is not on the way to it).
+        self.retired = self.checkers.replace(checkers);
         self.generation = generation;
         self.carry_stats(&mut setup);
         let old_servers = self.setup.lb.len();
