@@ -1099,44 +1099,107 @@ impl Owner {
 
     /// The `snmp_name` of virtual server `vi` or of its real server `ri`.
     fn snmp_name(&self, vi: usize, ri: Option<usize>) -> Option<String> {
+        self.snmp_name_ref(vi, ri).map(str::to_string)
+    }
+
+    fn snmp_name_ref(&self, vi: usize, ri: Option<usize>) -> Option<&str> {
         let (vs, rs) = self.setup.snmp_names.get(vi)?;
         match ri {
-            None => vs.clone(),
-            Some(ri) => rs.get(ri)?.clone(),
+            None => vs.as_deref(),
+            Some(ri) => rs.get(ri)?.as_deref(),
         }
     }
 
+    /// The virtual servers' part of the status, updated in place: an entry still in
+    /// its place (the same name; real servers at the same address and port) keeps its
+    /// strings, so a change of one server does not allocate two strings for each of
+    /// 40,000 others (nor a reload that keeps them).
     fn publish(&self) {
-        let list: Vec<VirtualServerStatus> = (0..self.setup.lb.len())
-            .map(|vi| VirtualServerStatus {
-                name: self.setup.lb.name(vi).to_string(),
-                active: self.setup.lb.is_active(vi),
-                quorum_up: self.setup.lb.quorum_up(vi),
-                backend: self.plane.name().to_string(),
-                service: VsService {
-                    snmp_name: self.snmp_name(vi, None),
-                    ..vs_service(self.setup.lb.name(vi), self.setup.lb.keys(vi))
+        let Ok(mut status) = self.status.lock() else {
+            return;
+        };
+        let lb = &self.setup.lb;
+        let backend = self.plane.name();
+        let mut before = std::mem::take(&mut status.virtual_servers).into_iter();
+        let mut list = Vec::with_capacity(lb.len());
+        for vi in 0..lb.len() {
+            let name = lb.name(vi);
+            let service = VsService {
+                snmp_name: self.snmp_name(vi, None),
+                ..vs_service(name, lb.keys(vi))
+            };
+            let mut v = match before.next() {
+                Some(v) if v.name == name => v,
+                _ => VirtualServerStatus {
+                    name: name.to_string(),
+                    active: false,
+                    quorum_up: false,
+                    backend: String::new(),
+                    real_servers: Vec::new(),
+                    stats: Default::default(),
+                    service: service.clone(),
                 },
-                real_servers: (0..self.setup.lb.real_server_count(vi))
-                    .map(|ri| {
-                        let (addr, port) = self.setup.lb.real_server(vi, ri);
-                        RealServerStatus {
+            };
+            v.active = lb.is_active(vi);
+            v.quorum_up = lb.quorum_up(vi);
+            if v.backend != backend {
+                v.backend = backend.to_string();
+            }
+            if v.service != service {
+                v.service = service;
+            }
+            v.stats = self.setup.vs_stats.get(&vi);
+            let count = lb.real_server_count(vi);
+            v.real_servers.truncate(count);
+            for ri in 0..count {
+                let (addr, port) = lb.real_server(vi, ri);
+                let reason = self.reasons.get(&(vi, ri)).map_or("", String::as_str);
+                let snmp_name = self.snmp_name_ref(vi, Some(ri));
+                let (up, stats) = (lb.is_up(vi, ri), self.setup.rs_stats.get(&(vi, ri)));
+                match v.real_servers.get_mut(ri) {
+                    Some(r) if r.port == port && same_addr(&r.addr, addr) => {
+                        r.up = up;
+                        r.stats = stats;
+                        if r.reason != reason {
+                            r.reason.clear();
+                            r.reason.push_str(reason);
+                        }
+                        if r.snmp_name.as_deref() != snmp_name {
+                            r.snmp_name = snmp_name.map(str::to_string);
+                        }
+                    }
+                    slot => {
+                        let fresh = RealServerStatus {
                             addr: addr.to_string(),
                             port,
-                            up: self.setup.lb.is_up(vi, ri),
-                            reason: self.reasons.get(&(vi, ri)).cloned().unwrap_or_default(),
-                            snmp_name: self.snmp_name(vi, Some(ri)),
-                            stats: self.setup.rs_stats.get(&(vi, ri)),
+                            up,
+                            reason: reason.to_string(),
+                            snmp_name: snmp_name.map(str::to_string),
+                            stats,
+                        };
+                        match slot {
+                            Some(r) => *r = fresh,
+                            None => v.real_servers.push(fresh),
                         }
-                    })
-                    .collect(),
-                stats: self.setup.vs_stats.get(&vi),
-            })
-            .collect();
-        if let Ok(mut s) = self.status.lock() {
-            s.virtual_servers = list;
+                    }
+                }
+            }
+            list.push(v);
         }
+        status.virtual_servers = list;
     }
+}
+
+/// Whether `text` is `addr` as `Display` writes it (without allocating).
+fn same_addr(text: &str, addr: IpAddr) -> bool {
+    use std::io::Write;
+    let mut buf = [0u8; 64];
+    let mut w = std::io::Cursor::new(&mut buf[..]);
+    if write!(w, "{addr}").is_err() {
+        return false;
+    }
+    let n = w.position() as usize;
+    text.as_bytes() == &buf[..n]
 }
 
 /// The service of a virtual server as KEEPALIVED-MIB's virtualServerTable shows it.
@@ -1187,5 +1250,27 @@ fn poke(addr: IpAddr) {
     .unwrap();
     if let Ok(s) = UdpSocket::bind(bind) {
         let _ = s.send_to(&[], SocketAddr::new(addr, 9));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_addr_compares_the_written_form() {
+        for a in [
+            "192.0.2.1",
+            "2001:db8::1",
+            "::ffff:192.0.2.1",
+            "2001:db8:0:0:1:0:0:1",
+        ] {
+            let addr: IpAddr = a.parse().unwrap();
+            assert!(same_addr(&addr.to_string(), addr), "{a}");
+        }
+        let addr: IpAddr = "192.0.2.1".parse().unwrap();
+        assert!(!same_addr("192.0.2.10", addr));
+        assert!(!same_addr("192.0.2.", addr));
+        assert!(!same_addr("", addr));
     }
 }

@@ -90,9 +90,9 @@ impl<K: Eq + Hash + Clone> StatsCache<K> {
             m: HashMap<K, V>,
             key: &impl Fn(&K) -> Option<K2>,
         ) -> HashMap<K2, V> {
-            m.into_iter()
-                .filter_map(|(k, v)| Some((key(&k)?, v)))
-                .collect()
+            let mut out = HashMap::with_capacity(m.len());
+            out.extend(m.into_iter().filter_map(|(k, v)| Some((key(&k)?, v))));
+            out
         }
         StatsCache {
             interval,
