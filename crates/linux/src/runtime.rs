@@ -331,6 +331,17 @@ impl Runtime {
             crate::bfd::start(
                 plan.bfd.clone(),
                 move |e| {
+                    if let crate::bfd::BfdEvent::PeerAdminDown {
+                        name,
+                        to_vrrp: true,
+                    } = &e
+                    {
+                        commander.send(Command::BfdSession {
+                            name: name.clone(),
+                            up: false,
+                            transition: false,
+                        });
+                    }
                     if let crate::bfd::BfdEvent::Tracked {
                         name,
                         up,

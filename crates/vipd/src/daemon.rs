@@ -1386,7 +1386,7 @@ fn log_notices(
                     transition,
                     ..
                 } if transition || up => lb.bfd(&name, up),
-                BfdEvent::Tracked { .. } => {}
+                BfdEvent::Tracked { .. } | BfdEvent::PeerAdminDown { .. } => {}
                 BfdEvent::Error { name, error } => warn!("bfd_instance {name}: {error}"),
             },
             Notice::Track(t) => match t {
