@@ -53,6 +53,14 @@ impl Frame {
     }
 }
 
+/// Blocks nested deeper than this are an error and their contents are dropped.
+/// keepalived's deepest real nesting is 4 (`virtual_server` > `real_server` >
+/// `HTTP_GET` > `url`); the limit keeps every recursive walk of the tree (and its
+/// drop) shallow: parameter expansion can turn a 4 kB file into tens of thousands of
+/// unclosed `{`, which overflowed the stack when the tree was dropped (found by
+/// fuzzing).
+pub(crate) const MAX_NESTING: usize = 64;
+
 /// Builds the tree from logical lines. Brace errors are reported and recovered from so
 /// that later findings still show up.
 pub(crate) fn build(lines: Vec<Vec<Token>>, diags: &mut Diags) -> Vec<Node> {
@@ -89,6 +97,19 @@ pub(crate) fn build(lines: Vec<Vec<Token>>, diags: &mut Diags) -> Vec<Node> {
                         }
                     };
                     top.may_take_block = false;
+                    // stack[0] is the root: stack.len() - 1 blocks are open.
+                    let owner = if stack.len() <= MAX_NESTING {
+                        owner
+                    } else {
+                        if stack.len() == MAX_NESTING + 1 {
+                            diags.error_help(
+                                &tok,
+                                format!("blocks nested more than {MAX_NESTING} deep"),
+                                "this block and the ones inside it are ignored",
+                            );
+                        }
+                        None
+                    };
                     stack.push(Frame::new(owner, Some(tok)));
                 }
                 TokenKind::Close => {
@@ -242,6 +263,36 @@ mod tests {
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].message, "unexpected `{`");
         assert_eq!((d[0].span.line, d[0].span.col), (3, 1));
+    }
+
+    #[test]
+    fn blocks_nested_too_deep_are_reported_once_and_dropped() {
+        let depth = super::MAX_NESTING + 1000;
+        let text = "a {\n".repeat(depth) + &"}\n".repeat(depth) + "b\n";
+        let (n, d) = parse(&text);
+        let found: Vec<_> = d
+            .iter()
+            .map(|d| (d.message.as_str(), d.span.line))
+            .collect();
+        assert_eq!(found, vec![("blocks nested more than 64 deep", 65)]);
+        fn height(nodes: &[Node]) -> usize {
+            nodes
+                .iter()
+                .map(|n| 1 + n.children.as_deref().map_or(0, height))
+                .max()
+                .unwrap_or(0)
+        }
+        assert_eq!(height(&n), super::MAX_NESTING);
+        assert_eq!(n.last().map(Node::name), Some("b"));
+        // Unclosed: the same limit, and one "unclosed" per open block is still said.
+        let (n, d) = parse(&"a {\n".repeat(depth));
+        assert_eq!(height(&n), super::MAX_NESTING);
+        assert_eq!(
+            d.iter()
+                .filter(|d| d.message.starts_with("blocks nested"))
+                .count(),
+            1
+        );
     }
 
     #[test]
