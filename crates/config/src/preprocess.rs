@@ -785,7 +785,14 @@ impl<'a> Preprocessor<'a> {
         };
 
         let mut matches: Vec<PathBuf> = Vec::new();
-        let alternatives = brace_expand(&pattern);
+        let Some(alternatives) = brace_expand(&pattern) else {
+            return self.diags.error(
+                tok,
+                format!(
+                    "include pattern `{pattern}`: its `{{a,b}}` groups expand to too many patterns"
+                ),
+            );
+        };
         let braces = alternatives.len() > 1;
         for alt in alternatives {
             let full = dir.join(&alt);
@@ -1137,11 +1144,32 @@ fn valid_name(name: &str) -> bool {
         && cs.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// The most steps [`brace_expand`] takes (each one a brace group opened on one
+/// candidate pattern), and the most groups one pattern may nest or chain. keepalived's
+/// own patterns need a handful; without a bound a 3 kB line of a few dozen `{a,b}`
+/// groups expands to 2^dozens patterns (a fuzzing find that took 7 GB before it was
+/// stopped).
+pub(crate) const MAX_BRACE_STEPS: usize = 4096;
+const MAX_BRACE_GROUPS: usize = 64;
+
 /// csh-style `{a,b}` expansion (glob(3) with GLOB_BRACE), which the glob crate lacks.
-pub(crate) fn brace_expand(s: &str) -> Vec<String> {
+/// `None` when the expansion takes more than [`MAX_BRACE_STEPS`] steps or a pattern
+/// has more than `MAX_BRACE_GROUPS` groups in a row.
+pub(crate) fn brace_expand(s: &str) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    let mut budget = MAX_BRACE_STEPS;
+    expand_into(s, &mut out, &mut budget, 0).then_some(out)
+}
+
+fn expand_into(s: &str, out: &mut Vec<String>, budget: &mut usize, groups: usize) -> bool {
+    if *budget == 0 || groups > MAX_BRACE_GROUPS {
+        return false;
+    }
+    *budget -= 1;
     let chars: Vec<char> = s.chars().collect();
     let Some(open) = chars.iter().position(|&c| c == '{') else {
-        return vec![s.to_string()];
+        out.push(s.to_string());
+        return true;
     };
     let mut depth = 0;
     let mut commas = Vec::new();
@@ -1161,28 +1189,28 @@ pub(crate) fn brace_expand(s: &str) -> Vec<String> {
         }
     }
     let Some(close) = close else {
-        return vec![s.to_string()];
+        out.push(s.to_string());
+        return true;
     };
     let prefix: String = chars[..open].iter().collect();
     let suffix: String = chars[close + 1..].iter().collect();
     if commas.is_empty() {
         // `{x}` has no alternatives: keep it literally and expand what follows.
         let head: String = chars[..=close].iter().collect();
-        return brace_expand(&suffix)
-            .into_iter()
-            .map(|t| format!("{head}{t}"))
-            .collect();
+        let mut tails = Vec::new();
+        if !expand_into(&suffix, &mut tails, budget, groups + 1) {
+            return false;
+        }
+        out.extend(tails.into_iter().map(|t| format!("{head}{t}")));
+        return true;
     }
     let mut bounds = vec![open];
     bounds.extend(&commas);
     bounds.push(close);
-    bounds
-        .windows(2)
-        .flat_map(|w| {
-            let alt: String = chars[w[0] + 1..w[1]].iter().collect();
-            brace_expand(&format!("{prefix}{alt}{suffix}"))
-        })
-        .collect()
+    bounds.windows(2).all(|w| {
+        let alt: String = chars[w[0] + 1..w[1]].iter().collect();
+        expand_into(&format!("{prefix}{alt}{suffix}"), out, budget, groups + 1)
+    })
 }
 
 /// Index of the bracket closing the one at `open`, counting any of `opens` / `closes`.
@@ -1638,13 +1666,40 @@ mod tests {
 
     #[test]
     fn brace_expansion() {
-        assert_eq!(brace_expand("a/{b,c}/d"), vec!["a/b/d", "a/c/d"]);
+        let expand = |s| brace_expand(s).expect("within the limit");
+        assert_eq!(expand("a/{b,c}/d"), vec!["a/b/d", "a/c/d"]);
         assert_eq!(
-            brace_expand("{foo/{,cat,dog},bar}"),
+            expand("{foo/{,cat,dog},bar}"),
             vec!["foo/", "foo/cat", "foo/dog", "bar"]
         );
-        assert_eq!(brace_expand("x{y}z{1,2}"), vec!["x{y}z1", "x{y}z2"]);
-        assert_eq!(brace_expand("plain"), vec!["plain"]);
+        assert_eq!(expand("x{y}z{1,2}"), vec!["x{y}z1", "x{y}z2"]);
+        assert_eq!(expand("plain"), vec!["plain"]);
+        // 2^10 patterns: within the limit.
+        assert_eq!(expand(&"{a,b}".repeat(10)).len(), 1024);
+    }
+
+    /// A fuzzing find (config_load oom-a9c45ef…): dozens of `{a,b}` groups on one
+    /// `include` line expanded without bound (7 GB and a minute before it was stopped).
+    /// Now the expansion stops at its step limit and the line is one error.
+    #[test]
+    fn brace_expansion_is_bounded() {
+        assert_eq!(brace_expand(&"{a,b}".repeat(40)), None);
+        assert_eq!(brace_expand(&"{x}".repeat(MAX_BRACE_GROUPS + 1)), None);
+        assert_eq!(
+            brace_expand(&"{x}".repeat(MAX_BRACE_GROUPS)).map(|v| v.len()),
+            Some(1)
+        );
+        let mut diags = Diags::default();
+        let mut sources = SourceMap::default();
+        let text = format!("include conf.d/{}*.conf\n", "{a,b}".repeat(40));
+        let _ = Preprocessor::new("x".into(), &mut diags, &mut sources)
+            .run(Path::new("/nonexistent/keepalived.conf"), &text);
+        let msgs: Vec<_> = diags.list.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(msgs.len(), 1, "{msgs:?}");
+        assert!(
+            msgs[0].ends_with("groups expand to too many patterns"),
+            "{msgs:?}"
+        );
     }
 }
 
