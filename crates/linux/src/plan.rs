@@ -35,8 +35,11 @@ pub struct InstancePlan {
     pub name: String,
     pub iface: Interface,
     pub engine: InstanceConfig,
-    /// The VIPs as the kernel gets them.
+    /// The VIPs as the kernel gets them: the `virtual_ipaddress` ones first.
     pub addresses: Vec<AddressSpec>,
+    /// How many of `addresses` are `virtual_ipaddress` (advertised; the rest are
+    /// `virtual_ipaddress_excluded`).
+    pub advertised: usize,
     /// One announcement round: (ifindex, Ethernet frame), one per VIP.
     pub announce_frames: Vec<(u32, Vec<u8>)>,
     pub garp_interval: Duration,
@@ -1134,10 +1137,12 @@ fn build_instance(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan, Pla
     // (keepalived: else eth0).
     let default_dev = (plan.iface.name.is_empty())
         .then(|| cfg.global.default_interface.as_deref().unwrap_or("eth0"));
-    for v in inst
+    let vips = inst.virtual_ipaddress.len();
+    for (n, v) in inst
         .virtual_ipaddress
         .iter()
         .chain(&inst.virtual_ipaddress_excluded)
+        .enumerate()
         .filter(|_| present)
     {
         let on_other_dev = (v.dev.as_deref())
@@ -1188,6 +1193,9 @@ fn build_instance(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan, Pla
         .map_err(at(&v.span))?;
         plan.addresses.push(spec);
         plan.announce_frames.push(frame);
+        if n < vips {
+            plan.advertised += 1;
+        }
     }
     plan.routes = route_specs(cfg, &inst.virtual_routes)?;
     plan.standby_metric = inst.standby_metric;
@@ -1619,6 +1627,7 @@ fn instance_plan(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
         iface,
         engine,
         addresses: Vec::new(),
+        advertised: 0,
         announce_frames: Vec::new(),
         garp_interval: inst
             .garp
@@ -1943,6 +1952,8 @@ mod tests {
         );
         assert_eq!(ks, &[2, 3]);
         assert_eq!(v.kind, LinkKind::Macvlan);
+        // The two VIPs come first (advertised), then the eVIPs.
+        assert_eq!((a.addresses.len(), a.advertised), (4, 2));
         // Without use_vmac_addr, the eVIPs would live on vrrp.51 (keepalived's note).
         let plain =
             plan_of(&text.replace(" use_vmac_addr\n", "")).unwrap_or_else(|e| panic!("{e}"));

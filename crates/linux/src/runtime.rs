@@ -367,6 +367,9 @@ impl Runtime {
                 engine.tune_thread(rt_priority, nice, &cpus);
                 engine.run();
             })?;
+        if let Ok(mut snap) = status.lock() {
+            snap.static_addresses = plan.static_addresses.clone();
+        }
         let rt = Runtime {
             cmd_tx,
             wake,
@@ -528,6 +531,9 @@ impl Runtime {
 
     /// Add the `static_ipaddress`es that are new, remove those no longer configured.
     fn reload_static_addresses(&self, new: Vec<crate::netlink::AddressSpec>) {
+        if let Ok(mut snap) = self.status.lock() {
+            snap.static_addresses = new.clone();
+        }
         let Ok(mut cur) = self.static_addresses.lock() else {
             return;
         };
@@ -1936,6 +1942,7 @@ impl EngineLoop {
             );
             st.send_faults = s.send_health.faults;
             st.detail.ifindex = s.plan.iface.index;
+            st.detail.advertised = s.plan.advertised;
             st.detail.initial_master = s.plan.initial_master;
             st.detail.accept = !s.plan.no_accept;
             st.io_fault = match (s.send_health.fault(), self.sockets.get(s.socket)) {

@@ -25,6 +25,10 @@ pub struct Snapshot {
     /// The `vrrp_sync_group`s (for SNMP; not in `vipd status`).
     #[serde(skip)]
     pub sync_groups: Vec<SyncGroupStatus>,
+    /// The `static_ipaddress`es in force (for SNMP's vrrpAddressTable; not in `vipd
+    /// status`).
+    #[serde(skip)]
+    pub static_addresses: Vec<AddressSpec>,
 }
 
 /// A `vrrp_sync_group`: its members and the state its notify scripts last saw.
@@ -200,6 +204,9 @@ pub struct InstanceStatus {
 pub struct InstanceDetail {
     /// The VIPs as the kernel gets them (interface index, scope, label).
     pub addresses: Vec<AddressSpec>,
+    /// How many of `addresses`, from the first, are `virtual_ipaddress` (advertised);
+    /// the rest are `virtual_ipaddress_excluded`.
+    pub advertised: usize,
     /// `last_transition` in seconds since the Unix epoch.
     pub last_transition_unix: Option<f64>,
     pub nopreempt: bool,
@@ -279,6 +286,8 @@ impl InstanceStatus {
             peer_downs_ignored: st.peer_downs_ignored,
             detail: InstanceDetail {
                 addresses: addresses.to_vec(),
+                // The runtime's plan knows which are eVIPs.
+                advertised: 0,
                 last_transition_unix: inst.last_transition().map(|(t, _)| {
                     let ago = Instant::now().saturating_duration_since(t);
                     std::time::SystemTime::now()

@@ -18,6 +18,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
+use vipd_linux::netlink::AddressSpec;
 use vipd_linux::status::{InstanceStatus, Snapshot, TrackLine, TrafficStats};
 use vipd_vrrp::engine::{State, TransitionReason};
 
@@ -50,11 +51,18 @@ pub struct Settings {
     pub traps: bool,
     pub address: Address,
     pub router_id: String,
+    /// KEEPALIVED-MIB's global scalars and emailTable besides `version` and
+    /// `routerId` (OIDs relative to `global`, `.1`), from global_defs.
+    pub globals: Vec<(Vec<u32>, Value)>,
+    /// The checker part's scalars, `lvsSyncDaemon` and `lvsTimeouts` (relative to
+    /// `check`, `.3`).
+    pub lvs: Vec<(Vec<u32>, Value)>,
 }
 
 impl Settings {
     /// `None` without any `enable_snmp_*`; `Err` for a `snmp_socket` vipd cannot use.
-    pub fn from_config(g: &vipd_config::model::GlobalDefs) -> Option<Result<Settings, String>> {
+    pub fn from_config(cfg: &vipd_config::model::Config) -> Option<Result<Settings, String>> {
+        let g = &cfg.global;
         if !(g.enable_snmp_vrrp
             || g.enable_snmp_checker
             || g.enable_snmp_rfcv2
@@ -79,6 +87,8 @@ impl Settings {
             rfcv3: g.enable_snmp_rfcv3,
             traps: g.enable_traps,
             address,
+            globals: global_scalars(g),
+            lvs: lvs_scalars(cfg),
             router_id,
         }))
     }
@@ -110,6 +120,102 @@ fn oid(base: &[u32], rest: &[u32]) -> Vec<u32> {
     v.extend_from_slice(base);
     v.extend_from_slice(rest);
     v
+}
+
+/// KEEPALIVED-MIB's `global` objects vipd has a value for (relative to `.1`): the
+/// mail settings (`.3`: SMTP server address type, address, port and timeout, `From`,
+/// `no_email_faults`, the `smtp_alert*` defaults and emailTable), `trapEnable`,
+/// `linkBeat`, `lvsFlush`, `ipvs64BitStats`, `netNamespace`, `dbus`,
+/// `dynamicInterfaces`, `lvsFlushOnStop` and `v3ChecksumAsV2`.
+fn global_scalars(g: &vipd_config::model::GlobalDefs) -> Vec<(Vec<u32>, Value)> {
+    let text = |t: &str| Value::OctetString(t.as_bytes().to_vec());
+    // on(1), off(2), unset(3).
+    let alert = |a: Option<bool>| Value::Integer(a.map_or(3, |on| if on { 1 } else { 2 }));
+    let mut out = Vec::new();
+    if let Some((host, port)) = g
+        .smtp_server
+        .as_deref()
+        .and_then(|s| vipd_config::parse_smtp_server(s).ok())
+    {
+        // A host name is resolved when mailing, not here: no address then.
+        if let Ok(a) = host.parse::<IpAddr>() {
+            out.push((vec![3, 1, 0], Value::Integer(addr_type(a))));
+            out.push((vec![3, 2, 0], Value::OctetString(ip_octets(a))));
+        }
+        out.push((vec![3, 6, 0], Value::Gauge32(port as u32)));
+    }
+    // vipd's default connect timeout, as keepalived's: 30 s.
+    let timeout = g.smtp_connect_timeout.unwrap_or(30).max(1);
+    out.push((vec![3, 3, 0], Value::Gauge32(timeout)));
+    if let Some(from) = &g.notification_email_from {
+        out.push((vec![3, 4, 0], text(from)));
+    }
+    for (k, to) in g.notification_email.iter().enumerate() {
+        out.push((vec![3, 5, 1, 2, k as u32 + 1], text(to)));
+    }
+    out.push((vec![3, 7, 0], truth(!g.no_email_faults)));
+    out.push((vec![3, 8, 0], alert(g.smtp_alert)));
+    out.push((vec![3, 9, 0], alert(g.smtp_alert_vrrp)));
+    out.push((vec![3, 10, 0], alert(g.smtp_alert_checker)));
+    out.push((vec![4, 0], truth(g.enable_traps)));
+    // linkBeat: netlink(1), the only way vipd learns of link changes.
+    out.push((vec![5, 0], Value::Integer(1)));
+    out.push((vec![6, 0], truth(g.lvs_flush)));
+    // ipvs64BitStats: vipd's traffic counters are 64 bits on both data planes.
+    out.push((vec![7, 0], truth(true)));
+    out.push((
+        vec![8, 0],
+        text(g.dumps.net_namespace.as_deref().unwrap_or_default()),
+    ));
+    out.push((vec![9, 0], truth(g.enable_dbus)));
+    out.push((vec![10, 0], truth(g.dynamic_interfaces)));
+    let flush_on_stop = match g.lvs_flush_on_stop {
+        Some(vipd_config::model::LvsFlushOnStop::Full) => 1,
+        Some(vipd_config::model::LvsFlushOnStop::VirtualServers) => 3,
+        None => 2,
+    };
+    out.push((vec![11, 0], Value::Integer(flush_on_stop)));
+    out.push((vec![12, 0], truth(g.v3_checksum_as_v2)));
+    out
+}
+
+/// KEEPALIVED-MIB's `lvsSyncDaemon` (`.3.6`) and `lvsTimeouts` (`.3.7`) scalars, as
+/// keepalived serves them: the sync daemon's columns only with `lvs_sync_daemon` (0
+/// for the kernel's default maxlen, port and TTL; the group only when given), a
+/// timeout only when set.
+fn lvs_scalars(cfg: &vipd_config::model::Config) -> Vec<(Vec<u32>, Value)> {
+    let g = &cfg.global;
+    let mut out = vec![(vec![6, 1, 0], truth(g.lvs_sync_daemon.is_some()))];
+    if let Some(d) = &g.lvs_sync_daemon {
+        out.push((
+            vec![6, 2, 0],
+            Value::OctetString(d.interface.clone().into_bytes()),
+        ));
+        if let Some(i) = &d.instance {
+            out.push((vec![6, 3, 0], Value::OctetString(i.clone().into_bytes())));
+        }
+        // Without `id`: the instance's VRID (0 without an instance).
+        let vrid = (d.instance.as_ref())
+            .and_then(|n| cfg.instances.iter().find(|i| &i.name == n))
+            .map_or(0, |i| i.virtual_router_id);
+        let id = d.sync_id.unwrap_or(vrid);
+        out.push((vec![6, 4, 0], Value::Integer(id as i32)));
+        out.push((vec![6, 5, 0], Value::Integer(d.maxlen.unwrap_or(0) as i32)));
+        out.push((vec![6, 6, 0], Value::Integer(d.port.unwrap_or(0) as i32)));
+        out.push((vec![6, 7, 0], Value::Integer(d.ttl.unwrap_or(0) as i32)));
+        if let Some(a) = d.group {
+            out.push((vec![6, 8, 0], Value::Integer(addr_type(a))));
+            out.push((vec![6, 9, 0], Value::OctetString(ip_octets(a))));
+        }
+    }
+    if let Some(t) = &g.lvs_timeouts {
+        for (c, v) in [(1, t.tcp), (2, t.tcpfin), (3, t.udp)] {
+            if let Some(secs) = v.filter(|s| *s > 0) {
+                out.push((vec![7, c, 0], Value::Integer(secs as i32)));
+            }
+        }
+    }
+    out
 }
 
 /// A transition, for the notifications.
@@ -273,11 +379,11 @@ fn ip_octets(a: IpAddr) -> Vec<u8> {
     }
 }
 
-/// The VIPs of an instance, parsed from `vipd status`'s `ADDR/LEN`.
+/// The VIPs of an instance its adverts carry (not the eVIPs).
 fn vips(i: &InstanceStatus) -> Vec<IpAddr> {
-    i.vips
-        .iter()
-        .filter_map(|v| v.split('/').next()?.parse().ok())
+    (i.detail.addresses.iter())
+        .take(i.detail.advertised)
+        .map(|a| a.addr)
         .collect()
 }
 
@@ -339,9 +445,15 @@ impl Mib {
                 oid(&KEEPALIVED, &[1, 2, 0]),
                 Value::OctetString(settings.router_id.clone().into_bytes()),
             );
+            for (rel, v) in &settings.globals {
+                m.insert(oid(&oid(&KEEPALIVED, &[1]), rel), v.clone());
+            }
         }
         if settings.checker {
             checker_tables(&mut m, snap);
+            for (rel, v) in &settings.lvs {
+                m.insert(oid(&oid(&KEEPALIVED, &[3]), rel), v.clone());
+            }
         }
         if settings.keepalived {
             // vrrpSyncGroupTable (`.2.1`) and vrrpSyncGroupMemberTable (`.2.2`), indexed
@@ -363,8 +475,19 @@ impl Mib {
                     );
                 }
             }
+            // vrrpAddressTable: the static addresses (instance 0), always set.
+            address_table(&mut m, 0, &snap.static_addresses, 0, true, "");
             for (n, i) in snap.instances.iter().enumerate() {
                 let idx = n as u32 + 1;
+                // The VIPs and eVIPs, set while MASTER (when vipd has them installed).
+                address_table(
+                    &mut m,
+                    idx,
+                    &i.detail.addresses,
+                    i.detail.advertised,
+                    i.state == "MASTER",
+                    &i.interface,
+                );
                 let mut col = |c: u32, v: Value| {
                     m.insert(oid(&KEEPALIVED, &[2, 3, 1, c, idx]), v);
                 };
@@ -575,6 +698,60 @@ fn tracked_tables(m: &mut BTreeMap<Vec<u32>, Value>, idx: u32, lines: Option<&Ve
             col(first + 1, Value::Integer(weight));
             col(first + 2, truth(l.reverse));
         }
+    }
+}
+
+/// KEEPALIVED-MIB's vrrpAddressTable (`.2.6`) rows of instance `idx` (0: the static
+/// addresses): the first `advertised` of `addresses` are advertised, all are `set` or
+/// not; `ifname` names an interface whose index no longer resolves.
+fn address_table(
+    m: &mut BTreeMap<Vec<u32>, Value>,
+    idx: u32,
+    addresses: &[AddressSpec],
+    advertised: usize,
+    set: bool,
+    ifname: &str,
+) {
+    for (k, a) in addresses.iter().enumerate() {
+        let row = k as u32 + 1;
+        let mut col = |c: u32, v: Value| {
+            m.insert(oid(&KEEPALIVED, &[2, 6, 1, c, idx, row]), v);
+        };
+        col(2, Value::Integer(addr_type(a.addr)));
+        col(3, Value::OctetString(ip_octets(a.addr)));
+        if a.addr.is_ipv4() {
+            let brd = a.brd.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+            col(4, Value::OctetString(brd.octets().to_vec()));
+        }
+        col(5, Value::Gauge32(a.prefix_len as u32));
+        col(6, Value::Integer(inet_scope(a.scope)));
+        // A VMAC not created yet has no index (nor a name yet).
+        if a.ifindex != 0 {
+            col(7, Value::Integer(a.ifindex as i32));
+            let name = crate::dumps::ifname(a.ifindex, ifname);
+            col(8, Value::OctetString(name.into_bytes()));
+        }
+        if let Some(l) = &a.label {
+            col(9, Value::OctetString(l.clone().into_bytes()));
+        }
+        col(10, truth(set));
+        col(11, truth(k < advertised));
+        if let Some(p) = a.opts.peer {
+            col(12, Value::OctetString(ip_octets(p)));
+        }
+    }
+}
+
+/// INET-ADDRESS-MIB's InetScopeType for a kernel RT_SCOPE_*: global(14), host as
+/// interfaceLocal(1), link as linkLocal(2), site as siteLocal(5); nowhere (and any
+/// other) 0, as keepalived serves it.
+fn inet_scope(scope: u8) -> i32 {
+    match scope {
+        0 => 14,
+        254 => 1,
+        253 => 2,
+        200 => 5,
+        _ => 0,
     }
 }
 
@@ -1333,6 +1510,18 @@ mod tests {
             detail: Default::default(),
         };
         i.detail.ifindex = 7;
+        i.detail.addresses = ["192.0.2.10", "192.0.2.11"]
+            .map(|a| AddressSpec {
+                ifindex: 1_000_007,
+                addr: a.parse().unwrap(),
+                prefix_len: 24,
+                brd: None,
+                scope: 0,
+                label: None,
+                opts: Default::default(),
+            })
+            .to_vec();
+        i.detail.advertised = 2;
         i.detail.primary = Some("192.0.2.1".parse().unwrap());
         i.detail.accept = true;
         i
@@ -1347,6 +1536,8 @@ mod tests {
             traps: true,
             address: Address::Unix("/x".into()),
             router_id: "r1".into(),
+            globals: Vec::new(),
+            lvs: Vec::new(),
         }
     }
 
@@ -1508,6 +1699,152 @@ mod tests {
         assert_eq!(n[0][0].value, Value::Oid(oid(&KEEPALIVED, &[2, 10, 0, 1])));
         assert_eq!(n[0][1].value, Value::OctetString(b"G1".to_vec()));
         assert_eq!(n[0][2].value, Value::Integer(2));
+    }
+
+    #[test]
+    fn address_table_vips_evips_and_static_addresses() {
+        let mut snap = Snapshot::default();
+        let mut backup = instance("VI_1", 2, "BACKUP");
+        // An eVIP: IPv6, link scope, with a label and a peer, on ifindex 1 ("lo").
+        backup.detail.addresses.push(AddressSpec {
+            ifindex: 1,
+            addr: "2001:db8::5".parse().unwrap(),
+            prefix_len: 64,
+            brd: None,
+            scope: 253,
+            label: Some("lo:x".into()),
+            opts: vipd_linux::netlink::AddressOptions {
+                peer: Some("2001:db8::6".parse().unwrap()),
+                ..Default::default()
+            },
+        });
+        backup.detail.addresses[1].brd = Some("192.0.2.255".parse().unwrap());
+        snap.instances.push(backup);
+        snap.instances.push(instance("VI_2", 3, "MASTER"));
+        snap.static_addresses.push(AddressSpec {
+            ifindex: 1,
+            addr: "198.51.100.7".parse().unwrap(),
+            prefix_len: 32,
+            brd: None,
+            scope: 254,
+            label: None,
+            opts: Default::default(),
+        });
+        let mib = Mib::build(&settings(), &snap, None);
+        let a = |c: u32, inst: u32, row: u32| mib.get(&oid(&KEEPALIVED, &[2, 6, 1, c, inst, row]));
+        let octets = |t: &str| Some(Value::OctetString(ip_octets(t.parse().unwrap())));
+        // VI_1 (BACKUP): two VIPs, unset, advertised; broadcast 0.0.0.0 unless given.
+        assert_eq!(a(2, 1, 1), Some(Value::Integer(1)));
+        assert_eq!(a(3, 1, 1), octets("192.0.2.10"));
+        assert_eq!(a(4, 1, 1), octets("0.0.0.0"));
+        assert_eq!(a(4, 1, 2), octets("192.0.2.255"));
+        assert_eq!(a(5, 1, 1), Some(Value::Gauge32(24)));
+        assert_eq!(a(6, 1, 1), Some(Value::Integer(14)), "global");
+        assert_eq!(a(7, 1, 1), Some(Value::Integer(1_000_007)));
+        // An index that names no interface: the instance's interface.
+        assert_eq!(a(8, 1, 1), Some(Value::OctetString(b"eth0".to_vec())));
+        assert_eq!(a(9, 1, 1), None, "no label");
+        assert_eq!(a(10, 1, 1), Some(Value::Integer(2)), "unset while BACKUP");
+        assert_eq!(a(11, 1, 2), Some(Value::Integer(1)), "advertised");
+        assert_eq!(a(12, 1, 1), None, "no peer");
+        // The eVIP: not advertised, IPv6 without a broadcast, its label and peer.
+        assert_eq!(a(2, 1, 3), Some(Value::Integer(2)));
+        assert_eq!(a(3, 1, 3), octets("2001:db8::5"));
+        assert_eq!(a(4, 1, 3), None);
+        assert_eq!(a(6, 1, 3), Some(Value::Integer(2)), "linkLocal");
+        assert_eq!(a(8, 1, 3), Some(Value::OctetString(b"lo".to_vec())));
+        assert_eq!(a(9, 1, 3), Some(Value::OctetString(b"lo:x".to_vec())));
+        assert_eq!(a(11, 1, 3), Some(Value::Integer(2)), "not advertised");
+        assert_eq!(a(12, 1, 3), octets("2001:db8::6"));
+        assert_eq!(a(3, 1, 4), None);
+        // VI_2 (MASTER): set.
+        assert_eq!(a(10, 2, 1), Some(Value::Integer(1)));
+        assert_eq!(a(10, 2, 2), Some(Value::Integer(1)));
+        // The static address: instance 0, set, not advertised, host scope.
+        assert_eq!(a(3, 0, 1), octets("198.51.100.7"));
+        assert_eq!(a(6, 0, 1), Some(Value::Integer(1)));
+        assert_eq!(a(10, 0, 1), Some(Value::Integer(1)));
+        assert_eq!(a(11, 0, 1), Some(Value::Integer(2)));
+        // RFC 2787 lists the VIPs the adverts carry, not the eVIP.
+        let v2 = |r: &[u32]| mib.get(&oid(&VRRP_MIB, r));
+        assert_eq!(v2(&[1, 3, 1, 6, 7, 51]), Some(Value::Integer(2)));
+    }
+
+    #[test]
+    fn global_scalars_from_global_defs() {
+        let text = "global_defs {\n    enable_snmp_vrrp\n    enable_traps\n    \
+                    notification_email {\n        ops@example.com\n        noc@example.com\n    }\n    \
+                    notification_email_from vipd@example.com\n    smtp_server 192.0.2.25 2525\n    \
+                    smtp_connect_timeout 12\n    smtp_alert_vrrp false\n    no_email_faults\n    \
+                    lvs_flush_on_stop VS\n    dynamic_interfaces\n    \
+                    lvs_sync_daemon eth0 VI_1 maxlen 1400 group 239.0.0.9\n    \
+                    lvs_timeouts tcp 900 udp 60\n}\n\
+                    vrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 42\n    \
+                    virtual_ipaddress {\n        192.0.2.9\n    }\n}\n";
+        let opts = vipd_config::LoadOptions {
+            config_id: None,
+            check_interfaces: false,
+        };
+        let l = vipd_config::load_str(text, std::path::Path::new("/k.conf"), &opts).unwrap();
+        let s = Settings::from_config(&l.config).unwrap().unwrap();
+        let mib = Mib::build(&s, &Snapshot::default(), None);
+        let g = |r: &[u32]| mib.get(&oid(&KEEPALIVED, &oid(&[1], r)));
+        let text = |t: &str| Some(Value::OctetString(t.as_bytes().to_vec()));
+        assert_eq!(g(&[3, 1, 0]), Some(Value::Integer(1)));
+        assert_eq!(g(&[3, 2, 0]), Some(Value::OctetString(vec![192, 0, 2, 25])));
+        assert_eq!(g(&[3, 3, 0]), Some(Value::Gauge32(12)));
+        assert_eq!(g(&[3, 4, 0]), text("vipd@example.com"));
+        assert_eq!(g(&[3, 5, 1, 2, 1]), text("ops@example.com"));
+        assert_eq!(g(&[3, 5, 1, 2, 2]), text("noc@example.com"));
+        assert_eq!(g(&[3, 6, 0]), Some(Value::Gauge32(2525)));
+        assert_eq!(g(&[3, 7, 0]), Some(Value::Integer(2)), "no_email_faults");
+        assert_eq!(g(&[3, 8, 0]), Some(Value::Integer(3)), "smtp_alert unset");
+        assert_eq!(
+            g(&[3, 9, 0]),
+            Some(Value::Integer(2)),
+            "smtp_alert_vrrp off"
+        );
+        assert_eq!(g(&[4, 0]), Some(Value::Integer(1)));
+        assert_eq!(g(&[6, 0]), Some(Value::Integer(2)));
+        assert_eq!(g(&[8, 0]), text(""));
+        assert_eq!(g(&[9, 0]), Some(Value::Integer(2)));
+        assert_eq!(g(&[10, 0]), Some(Value::Integer(1)));
+        assert_eq!(g(&[11, 0]), Some(Value::Integer(3)), "flushVS");
+        assert_eq!(g(&[12, 0]), Some(Value::Integer(2)));
+        // lvsSyncDaemon and lvsTimeouts: with enable_snmp_checker only.
+        assert_eq!(mib.get(&oid(&KEEPALIVED, &[3, 6, 1, 0])), None);
+        let s = Settings { checker: true, ..s };
+        let mib = Mib::build(&s, &Snapshot::default(), None);
+        let c = |r: &[u32]| mib.get(&oid(&KEEPALIVED, &oid(&[3], r)));
+        assert_eq!(c(&[6, 1, 0]), Some(Value::Integer(1)));
+        assert_eq!(c(&[6, 2, 0]), text("eth0"));
+        assert_eq!(c(&[6, 3, 0]), text("VI_1"));
+        assert_eq!(
+            c(&[6, 4, 0]),
+            Some(Value::Integer(42)),
+            "the instance's VRID"
+        );
+        assert_eq!(c(&[6, 5, 0]), Some(Value::Integer(1400)));
+        assert_eq!(c(&[6, 6, 0]), Some(Value::Integer(0)), "default port");
+        assert_eq!(c(&[6, 8, 0]), Some(Value::Integer(1)));
+        assert_eq!(c(&[6, 9, 0]), Some(Value::OctetString(vec![239, 0, 0, 9])));
+        assert_eq!(c(&[7, 1, 0]), Some(Value::Integer(900)));
+        assert_eq!(c(&[7, 2, 0]), None, "tcpfin not set");
+        assert_eq!(c(&[7, 3, 0]), Some(Value::Integer(60)));
+        // Without smtp_server: no address, type or port; the default timeout.
+        let bare = "global_defs {\n    enable_snmp_checker\n}\n";
+        let l = vipd_config::load_str(bare, std::path::Path::new("/k.conf"), &opts).unwrap();
+        let s = Settings::from_config(&l.config).unwrap().unwrap();
+        let mib = Mib::build(&s, &Snapshot::default(), None);
+        let g = |r: &[u32]| mib.get(&oid(&KEEPALIVED, &oid(&[1], r)));
+        assert_eq!(g(&[3, 1, 0]), None);
+        assert_eq!(g(&[3, 6, 0]), None);
+        assert_eq!(g(&[3, 3, 0]), Some(Value::Gauge32(30)));
+        assert_eq!(g(&[4, 0]), Some(Value::Integer(2)));
+        let c = |r: &[u32]| mib.get(&oid(&KEEPALIVED, &oid(&[3], r)));
+        assert_eq!(c(&[6, 1, 0]), Some(Value::Integer(2)), "no lvs_sync_daemon");
+        assert_eq!(c(&[6, 2, 0]), None);
+        assert_eq!(c(&[7, 1, 0]), None);
     }
 
     #[test]

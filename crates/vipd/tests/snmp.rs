@@ -187,22 +187,53 @@ fn ifindex(ns: &str, dev: &str) -> String {
     out.split(':').next().unwrap().trim().to_string()
 }
 
+/// VI_2's excluded VIP (`virtual_ipaddress_excluded`, with a label): in
+/// vrrpAddressTable, not advertised, and in neither RFC table.
+const EVIP: &str = "203.0.113.52";
+/// A `static_ipaddress`: vrrpAddressTable's instance 0, always set.
+const STATIC_ADDR: &str = "203.0.113.99";
+
 fn snmp_config(spec: &Spec, priority: u8, dir: &Path) -> String {
     let mut conf = spec.config(priority).replacen(
         "global_defs {\n",
         &format!(
             "global_defs {{\n    enable_snmp_vrrp\n    enable_snmp_rfc\n    enable_traps\n    \
-             snmp_socket unix:{}\n",
+             snmp_socket unix:{}\n    notification_email {{\n        ops@example.com\n    }}\n    \
+             notification_email_from vipd@example.com\n    smtp_server 127.0.0.1 2525\n    \
+             smtp_connect_timeout 7\n    smtp_alert false\n",
             dir.join("agentx").display()
         ),
         1,
     );
-    conf.push_str(
-        "vrrp_instance VI_2 {\n    state MASTER\n    interface eth0\n    virtual_router_id 52\n    \
-         priority 120\n    advert_int 1\n    version 2\n    virtual_ipaddress {\n        \
-         198.51.100.52/24\n        198.51.100.53/24\n    }\n}\n",
-    );
+    conf.push_str(&format!(
+        "static_ipaddress {{\n    {STATIC_ADDR}/32 dev eth0\n}}\n"
+    ));
+    conf.push_str(&format!(
+        "vrrp_instance VI_2 {{\n    state MASTER\n    interface eth0\n    virtual_router_id 52\n    \
+         priority 120\n    advert_int 1\n    version 2\n    virtual_ipaddress {{\n        \
+         198.51.100.52/24\n        198.51.100.53/24 brd 198.51.100.255\n    }}\n    \
+         virtual_ipaddress_excluded {{\n        {EVIP}/24 label eth0:ex\n    }}\n}}\n"
+    ));
     conf
+}
+
+/// An IPv4 address as net-snmp shows an InetAddress (`Hex-STRING: C6 33 64 34 `).
+fn hex(addr: &str) -> String {
+    let a: std::net::IpAddr = addr.parse().unwrap();
+    let octets = match a {
+        std::net::IpAddr::V4(a) => a.octets().to_vec(),
+        std::net::IpAddr::V6(a) => a.octets().to_vec(),
+    };
+    octets.iter().map(|b| format!("{b:02X} ")).collect()
+}
+
+/// Is `addr` on `dev` in `ns` now?
+fn installed(ns: &str, dev: &str, addr: &str) -> bool {
+    let out = Command::new("ip")
+        .args(["-n", ns, "-o", "addr", "show", "dev", dev])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).contains(&format!(" {addr}/"))
 }
 
 /// Every instance of router 1's `vipd status --json` is in the walks with its name,
@@ -220,10 +251,87 @@ fn check_tables(c: &Cluster, ns: &str, ix: &str) -> Result<(), String> {
         }
     };
     want(ka.get("1.2.0"), "test", "routerId".into());
+    // The global scalars of snmp_config's global_defs.
+    for (oid, value) in [
+        ("1.3.1.0", "1"),
+        ("1.3.2.0", "7F 00 00 01 "),
+        ("1.3.3.0", "7"),
+        ("1.3.4.0", "vipd@example.com"),
+        ("1.3.5.1.2.1", "ops@example.com"),
+        ("1.3.6.0", "2525"),
+        ("1.3.8.0", "2"),
+        ("1.4.0", "1"),
+        ("1.9.0", "2"),
+    ] {
+        want(ka.get(oid), value, format!("global {oid}"));
+    }
+    want(
+        ka.get("2.6.1.3.0.1"),
+        &hex(STATIC_ADDR),
+        "static address".into(),
+    );
+    want(ka.get("2.6.1.10.0.1"), "1", "static address set".into());
+    want(
+        ka.get("2.6.1.11.0.1"),
+        "2",
+        "static address advertised".into(),
+    );
+    want(
+        Some(&installed(ns, "eth0", STATIC_ADDR).to_string()),
+        "true",
+        "static address on eth0".into(),
+    );
     for (n, i) in insts.iter().enumerate() {
         let idx = n + 1;
         let name = i["name"].as_str().unwrap();
         let state = i["state"].as_str().unwrap();
+        // vrrpAddressTable: the VIPs then the eVIPs as the status lists them, set
+        // (and on eth0) while MASTER, unset (and not on eth0) otherwise.
+        let vips = i["vips"].as_array().unwrap();
+        let master = state == "MASTER";
+        for (k, v) in vips.iter().enumerate() {
+            let (addr, len) = v.as_str().unwrap().split_once('/').unwrap();
+            let row = format!("{idx}.{}", k + 1);
+            let col = |c: u32| ka.get(&format!("2.6.1.{c}.{row}"));
+            want(col(2), "1", format!("{name} {addr} vrrpAddressType"));
+            want(
+                col(3),
+                &hex(addr),
+                format!("{name} {addr} vrrpAddressValue"),
+            );
+            want(col(5), len, format!("{name} {addr} vrrpAddressMask"));
+            want(col(7), ix, format!("{name} {addr} vrrpAddressIfIndex"));
+            want(col(8), "eth0", format!("{name} {addr} vrrpAddressIfName"));
+            want(
+                col(10),
+                if master { "1" } else { "2" },
+                format!("{name} {addr} vrrpAddressStatus ({state})"),
+            );
+            want(
+                col(11),
+                if addr == EVIP { "2" } else { "1" },
+                format!("{name} {addr} vrrpAddressAdvertising"),
+            );
+            want(
+                Some(&installed(ns, "eth0", addr).to_string()),
+                &master.to_string(),
+                format!("{name} {addr} on eth0 ({state})"),
+            );
+        }
+        want(
+            Some(
+                &ka.contains_key(&format!("2.6.1.3.{idx}.{}", vips.len() + 1))
+                    .to_string(),
+            ),
+            "false",
+            format!("{name}: an address beyond {vips:?}"),
+        );
+        if name == "VI_2" {
+            let col = |c: u32, k: usize| ka.get(&format!("2.6.1.{c}.{idx}.{k}"));
+            want(col(4, 1), "00 00 00 00 ", "VI_2 no broadcast".into());
+            want(col(4, 2), &hex("198.51.100.255"), "VI_2 brd".into());
+            want(col(9, 3), "eth0:ex", "VI_2 eVIP label".into());
+        }
         want(
             ka.get(&format!("2.3.1.2.{idx}")),
             name,
@@ -261,10 +369,21 @@ fn check_tables(c: &Cluster, ns: &str, ix: &str) -> Result<(), String> {
                 &i["priority"].to_string(),
                 format!("{name} vrrpOperPriority"),
             );
+            let advertised = vips
+                .iter()
+                .filter(|v| !v.as_str().unwrap().starts_with(EVIP));
             want(
                 v2.get(&format!("1.3.1.6.{ix}.{vrid}")),
-                &i["vips"].as_array().unwrap().len().to_string(),
+                &advertised.count().to_string(),
                 format!("{name} vrrpOperIpAddrCount"),
+            );
+            want(
+                Some(
+                    &v2.contains_key(&format!("1.4.1.2.{ix}.{vrid}.{EVIP}"))
+                        .to_string(),
+                ),
+                "false",
+                format!("{name}: the eVIP in vrrpAssoIpAddrTable"),
             );
             want(
                 v2.get(&format!("1.4.1.2.{ix}.{vrid}.198.51.100.53")),
@@ -587,7 +706,8 @@ fn checker_tables_and_real_server_traps() {
     let mut conf = spec.config(100).replacen(
         "global_defs {\n",
         &format!(
-            "global_defs {{\n    enable_snmp_checker\n    enable_traps\n    snmp_socket unix:{}\n",
+            "global_defs {{\n    enable_snmp_checker\n    enable_traps\n    snmp_socket unix:{}\n    \
+             lvs_timeouts tcp 900 udp 60\n",
             agentx_socket(&c.dir).display()
         ),
         1,
@@ -618,7 +738,14 @@ fn checker_tables_and_real_server_traps() {
             // snmp_name: virtualServerName, realServerName (none for 192.0.2.13).
             ("3.1.71.1".into(), "web".into()),
             ("4.1.55.1.2".into(), "web two".into()),
+            // lvsSyncDaemonEnabled (no lvs_sync_daemon), lvsTimeoutTcp / Udp.
+            ("6.1.0".into(), "2".into()),
+            ("7.1.0".into(), "900".into()),
+            ("7.3.0".into(), "60".into()),
         ];
+        if t.contains_key("7.2.0") {
+            return Err(format!("lvsTimeoutTcpFin without tcpfin: {t:?}"));
+        }
         if t.contains_key("4.1.55.1.1") {
             return Err(format!("a realServerName without snmp_name: {t:?}"));
         }
