@@ -511,6 +511,8 @@ mod tests {
             bfd_unmatched: 4,
             sync_groups: Vec::new(),
             static_addresses: Vec::new(),
+            static_routes: Vec::new(),
+            static_rules: Vec::new(),
             virtual_servers: vec![crate::status::VirtualServerStatus {
                 name: "virtual_server 192.0.2.100 80".into(),
                 active: true,

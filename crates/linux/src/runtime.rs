@@ -369,6 +369,8 @@ impl Runtime {
             })?;
         if let Ok(mut snap) = status.lock() {
             snap.static_addresses = plan.static_addresses.clone();
+            snap.static_routes = plan.static_routes.clone();
+            snap.static_rules = plan.static_rules.clone();
         }
         let rt = Runtime {
             cmd_tx,
@@ -558,6 +560,10 @@ impl Runtime {
         &self,
         new: (Vec<crate::routes::RouteSpec>, Vec<crate::routes::RuleSpec>),
     ) {
+        if let Ok(mut snap) = self.status.lock() {
+            snap.static_routes = new.0.clone();
+            snap.static_rules = new.1.clone();
+        }
         let Ok(mut cur) = self.static_routing.lock() else {
             return;
         };
@@ -1943,6 +1949,8 @@ impl EngineLoop {
             st.send_faults = s.send_health.faults;
             st.detail.ifindex = s.plan.iface.index;
             st.detail.advertised = s.plan.advertised;
+            st.detail.routes.clone_from(&s.plan.routes);
+            st.detail.rules.clone_from(&s.plan.rules);
             st.detail.initial_master = s.plan.initial_master;
             st.detail.accept = !s.plan.no_accept;
             st.io_fault = match (s.send_health.fault(), self.sockets.get(s.socket)) {

@@ -2,6 +2,7 @@
 //! and read by the control socket.
 
 use crate::netlink::AddressSpec;
+use crate::routes::{RouteSpec, RuleSpec};
 use serde::Serialize;
 use std::time::Instant;
 use vipd_vrrp::engine::Instance;
@@ -29,6 +30,11 @@ pub struct Snapshot {
     /// status`).
     #[serde(skip)]
     pub static_addresses: Vec<AddressSpec>,
+    /// The `static_routes` / `static_rules` in force (for SNMP; not in `vipd status`).
+    #[serde(skip)]
+    pub static_routes: Vec<RouteSpec>,
+    #[serde(skip)]
+    pub static_rules: Vec<RuleSpec>,
 }
 
 /// A `vrrp_sync_group`: its members and the state its notify scripts last saw.
@@ -207,6 +213,9 @@ pub struct InstanceDetail {
     /// How many of `addresses`, from the first, are `virtual_ipaddress` (advertised);
     /// the rest are `virtual_ipaddress_excluded`.
     pub advertised: usize,
+    /// `virtual_routes` / `virtual_rules` (installed while MASTER).
+    pub routes: Vec<RouteSpec>,
+    pub rules: Vec<RuleSpec>,
     /// `last_transition` in seconds since the Unix epoch.
     pub last_transition_unix: Option<f64>,
     pub nopreempt: bool,
@@ -288,6 +297,8 @@ impl InstanceStatus {
                 addresses: addresses.to_vec(),
                 // The runtime's plan knows which are eVIPs.
                 advertised: 0,
+                routes: Vec::new(),
+                rules: Vec::new(),
                 last_transition_unix: inst.last_transition().map(|(t, _)| {
                     let ago = Instant::now().saturating_duration_since(t);
                     std::time::SystemTime::now()

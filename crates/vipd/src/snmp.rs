@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 use vipd_linux::netlink::AddressSpec;
+use vipd_linux::routes::{RouteSpec, RuleSpec};
 use vipd_linux::status::{InstanceStatus, Snapshot, TrackLine, TrafficStats};
 use vipd_vrrp::engine::{State, TransitionReason};
 
@@ -475,8 +476,11 @@ impl Mib {
                     );
                 }
             }
-            // vrrpAddressTable: the static addresses (instance 0), always set.
+            // vrrpAddressTable, vrrpRouteTable, vrrpRuleTable: the static lines
+            // (instance 0), always set.
             address_table(&mut m, 0, &snap.static_addresses, 0, true, "");
+            route_table(&mut m, 0, &snap.static_routes, true);
+            rule_table(&mut m, 0, &snap.static_rules, true);
             for (n, i) in snap.instances.iter().enumerate() {
                 let idx = n as u32 + 1;
                 // The VIPs and eVIPs, set while MASTER (when vipd has them installed).
@@ -488,6 +492,9 @@ impl Mib {
                     i.state == "MASTER",
                     &i.interface,
                 );
+                // virtual_routes / virtual_rules, set while MASTER.
+                route_table(&mut m, idx, &i.detail.routes, i.state == "MASTER");
+                rule_table(&mut m, idx, &i.detail.rules, i.state == "MASTER");
                 let mut col = |c: u32, v: Value| {
                     m.insert(oid(&KEEPALIVED, &[2, 3, 1, c, idx]), v);
                 };
@@ -738,6 +745,113 @@ fn address_table(
         col(11, truth(k < advertised));
         if let Some(p) = a.opts.peer {
             col(12, Value::OctetString(ip_octets(p)));
+        }
+    }
+}
+
+/// KEEPALIVED-MIB's vrrpRouteTable (`.2.7`) rows of instance `idx` (0: the static
+/// routes).
+fn route_table(m: &mut BTreeMap<Vec<u32>, Value>, idx: u32, routes: &[RouteSpec], set: bool) {
+    use vipd_linux::routes::RouteKind as K;
+    for (k, r) in routes.iter().enumerate() {
+        let row = k as u32 + 1;
+        let mut col = |c: u32, v: Value| {
+            m.insert(oid(&KEEPALIVED, &[2, 7, 1, c, idx, row]), v);
+        };
+        col(2, Value::Integer(addr_type(r.dst)));
+        col(3, Value::OctetString(ip_octets(r.dst)));
+        col(4, Value::Gauge32(r.dst_len as u32));
+        if let Some(g) = r.gateway {
+            col(5, Value::OctetString(ip_octets(g)));
+        }
+        if let Some(a) = r.pref_src {
+            col(7, Value::OctetString(ip_octets(a)));
+        }
+        col(8, Value::Gauge32(r.metric.unwrap_or(0)));
+        col(9, Value::Integer(inet_scope(r.effective_scope())));
+        // RouteType: unicast(1) (`local` too, as keepalived), blackhole(3),
+        // unreachable(7), prohibit(8), throw(9).
+        let kind = match r.kind {
+            K::Unicast | K::Local => 1,
+            K::Blackhole => 3,
+            K::Unreachable => 7,
+            K::Prohibit => 8,
+            K::Throw => 9,
+        };
+        col(10, Value::Integer(kind));
+        // A VMAC not created yet has no index.
+        if let Some(ix) = r.dev.filter(|ix| *ix != 0) {
+            col(11, Value::Integer(ix as i32));
+            let name = crate::dumps::ifname(ix, r.dev_name.as_deref().unwrap_or_default());
+            col(12, Value::OctetString(name.into_bytes()));
+        }
+        col(13, Value::Gauge32(r.table));
+        col(14, truth(set));
+    }
+}
+
+/// KEEPALIVED-MIB's vrrpRuleTable (`.2.8`) rows of instance `idx` (0: the static
+/// rules).
+fn rule_table(m: &mut BTreeMap<Vec<u32>, Value>, idx: u32, rules: &[RuleSpec], set: bool) {
+    use vipd_linux::routes::RouteKind as K;
+    for (k, r) in rules.iter().enumerate() {
+        let row = k as u32 + 1;
+        let mut col = |c: u32, v: Value| {
+            m.insert(oid(&KEEPALIVED, &[2, 8, 1, c, idx, row]), v);
+        };
+        // The obsolete direction and address columns: `to` before `from`.
+        let direction: &[u8] = match (r.from.is_some(), r.to.is_some()) {
+            (true, true) => b"both",
+            (false, true) => b"to",
+            (true, false) => b"from",
+            (false, false) => b"",
+        };
+        col(2, Value::OctetString(direction.to_vec()));
+        if let Some((a, len)) = r.to.or(r.from) {
+            col(3, Value::Integer(addr_type(a)));
+            col(4, Value::OctetString(ip_octets(a)));
+            col(5, Value::Gauge32(len as u32));
+        }
+        // RuleAction: table(1), blackhole(6), unreachable(7), prohibit(8).
+        let action = match r.action {
+            None | Some(K::Unicast | K::Local | K::Throw) => 1,
+            Some(K::Blackhole) => 6,
+            Some(K::Unreachable) => 7,
+            Some(K::Prohibit) => 8,
+        };
+        if let (1, Some(t)) = (action, r.table) {
+            col(6, Value::Gauge32(t));
+            col(24, Value::Gauge32(t));
+        }
+        col(7, truth(set));
+        col(8, truth(r.invert));
+        if let Some((a, len)) = r.to {
+            col(9, Value::Integer(addr_type(a)));
+            col(10, Value::OctetString(ip_octets(a)));
+            col(11, Value::Gauge32(len as u32));
+        }
+        if let Some((a, len)) = r.from {
+            col(12, Value::Integer(addr_type(a)));
+            col(13, Value::OctetString(ip_octets(a)));
+            col(14, Value::Gauge32(len as u32));
+        }
+        // vipd's rules match no TOS.
+        col(15, Value::Gauge32(0));
+        if let Some((mark, mask)) = r.fwmark {
+            col(16, Value::Gauge32(mark));
+            if let Some(mask) = mask {
+                col(17, Value::Gauge32(mask));
+            }
+        }
+        if let Some(i) = &r.iif {
+            col(20, Value::OctetString(i.clone().into_bytes()));
+        }
+        if let Some(o) = &r.oif {
+            col(21, Value::OctetString(o.clone().into_bytes()));
+        }
+        col(23, Value::Integer(action));
+        if let Some(p) = r.priority.filter(|p| *p != 0) {
+            col(25, Value::Gauge32(p));
         }
     }
 }
@@ -1768,6 +1882,113 @@ mod tests {
         // RFC 2787 lists the VIPs the adverts carry, not the eVIP.
         let v2 = |r: &[u32]| mib.get(&oid(&VRRP_MIB, r));
         assert_eq!(v2(&[1, 3, 1, 6, 7, 51]), Some(Value::Integer(2)));
+    }
+
+    #[test]
+    fn route_and_rule_tables() {
+        use vipd_linux::routes::RouteKind;
+        let route = |dst: &str, gw: Option<&str>, kind| RouteSpec {
+            dst: dst.parse().unwrap(),
+            dst_len: 24,
+            kind,
+            gateway: gw.map(|g| g.parse().unwrap()),
+            dev: Some(1),
+            dev_name: Some("lo".into()),
+            pref_src: None,
+            table: 254,
+            metric: None,
+            scope: None,
+            onlink: false,
+        };
+        let mut snap = Snapshot::default();
+        let mut backup = instance("VI_1", 3, "BACKUP");
+        backup.detail.routes = vec![
+            route("198.51.100.0", Some("192.0.2.1"), RouteKind::Unicast),
+            RouteSpec {
+                dev: None,
+                metric: Some(7),
+                table: 100,
+                ..route("203.0.113.0", None, RouteKind::Blackhole)
+            },
+        ];
+        backup.detail.rules = vec![RuleSpec {
+            v6: false,
+            from: Some(("192.0.2.0".parse().unwrap(), 24)),
+            to: None,
+            iif: Some("eth0".into()),
+            oif: None,
+            fwmark: Some((3, Some(0xff))),
+            table: Some(100),
+            priority: Some(1000),
+            action: None,
+            invert: true,
+        }];
+        snap.instances.push(backup);
+        let mut master = instance("VI_2", 3, "MASTER");
+        master.detail.routes = vec![route("198.51.100.0", None, RouteKind::Unicast)];
+        snap.instances.push(master);
+        snap.static_rules.push(RuleSpec {
+            v6: true,
+            from: None,
+            to: Some(("2001:db8::".parse().unwrap(), 32)),
+            iif: None,
+            oif: None,
+            fwmark: None,
+            table: None,
+            priority: None,
+            action: Some(RouteKind::Unreachable),
+            invert: false,
+        });
+        let mib = Mib::build(&settings(), &snap, None);
+        let r = |c: u32, i: u32, k: u32| mib.get(&oid(&KEEPALIVED, &[2, 7, 1, c, i, k]));
+        let octets = |t: &str| Some(Value::OctetString(ip_octets(t.parse().unwrap())));
+        assert_eq!(r(2, 1, 1), Some(Value::Integer(1)));
+        assert_eq!(r(3, 1, 1), octets("198.51.100.0"));
+        assert_eq!(r(4, 1, 1), Some(Value::Gauge32(24)));
+        assert_eq!(r(5, 1, 1), octets("192.0.2.1"));
+        assert_eq!(r(8, 1, 1), Some(Value::Gauge32(0)));
+        assert_eq!(
+            r(9, 1, 1),
+            Some(Value::Integer(14)),
+            "via a gateway: global"
+        );
+        assert_eq!(r(10, 1, 1), Some(Value::Integer(1)));
+        assert_eq!(r(11, 1, 1), Some(Value::Integer(1)));
+        assert_eq!(r(12, 1, 1), Some(Value::OctetString(b"lo".to_vec())));
+        assert_eq!(r(13, 1, 1), Some(Value::Gauge32(254)));
+        assert_eq!(r(14, 1, 1), Some(Value::Integer(2)), "unset while BACKUP");
+        // The blackhole route: no gateway, no interface, its metric and table.
+        assert_eq!(r(5, 1, 2), None);
+        assert_eq!(r(8, 1, 2), Some(Value::Gauge32(7)));
+        assert_eq!(r(10, 1, 2), Some(Value::Integer(3)));
+        assert_eq!(r(11, 1, 2), None);
+        assert_eq!(r(13, 1, 2), Some(Value::Gauge32(100)));
+        // VI_2 (MASTER): set; a direct route is link scope.
+        assert_eq!(r(14, 2, 1), Some(Value::Integer(1)));
+        assert_eq!(r(9, 2, 1), Some(Value::Integer(2)));
+        // The rule of VI_1.
+        let u = |c: u32, i: u32, k: u32| mib.get(&oid(&KEEPALIVED, &[2, 8, 1, c, i, k]));
+        assert_eq!(u(2, 1, 1), Some(Value::OctetString(b"from".to_vec())));
+        assert_eq!(u(4, 1, 1), octets("192.0.2.0"));
+        assert_eq!(u(6, 1, 1), Some(Value::Gauge32(100)));
+        assert_eq!(u(7, 1, 1), Some(Value::Integer(2)));
+        assert_eq!(u(8, 1, 1), Some(Value::Integer(1)), "invert");
+        assert_eq!(u(10, 1, 1), None, "no destination");
+        assert_eq!(u(13, 1, 1), octets("192.0.2.0"));
+        assert_eq!(u(14, 1, 1), Some(Value::Gauge32(24)));
+        assert_eq!(u(16, 1, 1), Some(Value::Gauge32(3)));
+        assert_eq!(u(17, 1, 1), Some(Value::Gauge32(0xff)));
+        assert_eq!(u(20, 1, 1), Some(Value::OctetString(b"eth0".to_vec())));
+        assert_eq!(u(23, 1, 1), Some(Value::Integer(1)), "table");
+        assert_eq!(u(25, 1, 1), Some(Value::Gauge32(1000)));
+        // The static rule: instance 0, set, unreachable(7) without a table.
+        assert_eq!(u(2, 0, 1), Some(Value::OctetString(b"to".to_vec())));
+        assert_eq!(u(9, 0, 1), Some(Value::Integer(2)));
+        assert_eq!(u(10, 0, 1), octets("2001:db8::"));
+        assert_eq!(u(7, 0, 1), Some(Value::Integer(1)));
+        assert_eq!(u(23, 0, 1), Some(Value::Integer(7)));
+        assert_eq!(u(6, 0, 1), None);
+        assert_eq!(u(25, 0, 1), None);
     }
 
     #[test]

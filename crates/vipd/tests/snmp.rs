@@ -194,6 +194,10 @@ const EVIP: &str = "203.0.113.52";
 const STATIC_ADDR: &str = "203.0.113.99";
 
 fn snmp_config(spec: &Spec, priority: u8, dir: &Path) -> String {
+    // VI_1's virtual route (vrrpRouteTable), installed while MASTER.
+    let spec = spec
+        .clone()
+        .with("virtual_routes {\n        blackhole 203.0.113.128/25 table 100\n    }");
     let mut conf = spec.config(priority).replacen(
         "global_defs {\n",
         &format!(
@@ -212,7 +216,9 @@ fn snmp_config(spec: &Spec, priority: u8, dir: &Path) -> String {
         "vrrp_instance VI_2 {{\n    state MASTER\n    interface eth0\n    virtual_router_id 52\n    \
          priority 120\n    advert_int 1\n    version 2\n    virtual_ipaddress {{\n        \
          198.51.100.52/24\n        198.51.100.53/24 brd 198.51.100.255\n    }}\n    \
-         virtual_ipaddress_excluded {{\n        {EVIP}/24 label eth0:ex\n    }}\n}}\n"
+         virtual_ipaddress_excluded {{\n        {EVIP}/24 label eth0:ex\n    }}\n    \
+         virtual_routes {{\n        192.0.2.128/25 via 192.0.2.1 table 101\n    }}\n    \
+         virtual_rules {{\n        from 198.51.100.52 table 101\n    }}\n}}\n"
     ));
     conf
 }
@@ -225,6 +231,16 @@ fn hex(addr: &str) -> String {
         std::net::IpAddr::V6(a) => a.octets().to_vec(),
     };
     octets.iter().map(|b| format!("{b:02X} ")).collect()
+}
+
+/// Does `ip -n NS ARGS` list `line`?
+fn in_kernel(ns: &str, args: &[&str], line: &str) -> bool {
+    let out = Command::new("ip")
+        .args(["-n", ns])
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).contains(line)
 }
 
 /// Is `addr` on `dev` in `ns` now?
@@ -326,6 +342,44 @@ fn check_tables(c: &Cluster, ns: &str, ix: &str) -> Result<(), String> {
             "false",
             format!("{name}: an address beyond {vips:?}"),
         );
+        // vrrpRouteTable / vrrpRuleTable: snmp_config's virtual_routes and
+        // virtual_rules, set (and in the kernel) while MASTER.
+        let set = if master { "1" } else { "2" };
+        let route = |c: u32| ka.get(&format!("2.7.1.{c}.{idx}.1"));
+        let (dst, table, kind, kernel) = if name == "VI_1" {
+            ("203.0.113.128", "100", "3", "blackhole 203.0.113.128/25")
+        } else {
+            ("192.0.2.128", "101", "1", "192.0.2.128/25 via 192.0.2.1")
+        };
+        want(route(3), &hex(dst), format!("{name} vrrpRouteDestination"));
+        want(route(4), "25", format!("{name} vrrpRouteDestinationMask"));
+        want(route(10), kind, format!("{name} vrrpRouteType"));
+        want(route(13), table, format!("{name} vrrpRouteRoutingTable"));
+        want(route(14), set, format!("{name} vrrpRouteStatus ({state})"));
+        want(
+            Some(&in_kernel(ns, &["route", "show", "table", table], kernel).to_string()),
+            &master.to_string(),
+            format!("{name} route in table {table} ({state})"),
+        );
+        if name == "VI_2" {
+            want(route(5), &hex("192.0.2.1"), "VI_2 vrrpRouteGateway".into());
+            let rule = |c: u32| ka.get(&format!("2.8.1.{c}.{idx}.1"));
+            want(rule(2), "from", "VI_2 vrrpRuleDirection".into());
+            want(
+                rule(13),
+                &hex("198.51.100.52"),
+                "VI_2 vrrpRuleSourceAddress".into(),
+            );
+            want(rule(14), "32", "VI_2 vrrpRuleSourceAddressMask".into());
+            want(rule(24), "101", "VI_2 vrrpRuleTableNo".into());
+            want(rule(23), "1", "VI_2 vrrpRuleAction".into());
+            want(rule(7), set, format!("VI_2 vrrpRuleStatus ({state})"));
+            want(
+                Some(&in_kernel(ns, &["rule"], "from 198.51.100.52 lookup 101").to_string()),
+                &master.to_string(),
+                "VI_2 rule in the kernel".into(),
+            );
+        }
         if name == "VI_2" {
             let col = |c: u32, k: usize| ka.get(&format!("2.6.1.{c}.{idx}.{k}"));
             want(col(4, 1), "00 00 00 00 ", "VI_2 no broadcast".into());
