@@ -509,6 +509,8 @@ pub fn build(cfg: &Config) -> Result<Plan, PlanError> {
                 let value = w.next().and_then(|v| v.parse().ok()).unwrap_or(0);
                 (value, spec.split_whitespace().any(|x| x == "overwrite"))
             }),
+            weight: f.weight,
+            reverse: f.reverse,
         })
         .collect();
     let processes = cfg
@@ -533,6 +535,8 @@ pub fn build(cfg: &Config) -> Result<Plan, PlanError> {
                 },
                 fork_delay: p.fork_delay.unwrap_or_default(),
                 terminate_delay: p.terminate_delay.unwrap_or_default(),
+                weight: p.weight,
+                reverse: p.reverse,
             }
         })
         .collect();
@@ -849,6 +853,8 @@ fn script_plan(cfg: &Config, s: &model::VrrpScript) -> Result<ScriptPlan> {
             rise: s.rise.unwrap_or(1),
             fall: s.fall.unwrap_or(1),
             init_fail: s.init_fail,
+            weight: s.weight,
+            reverse: s.reverse,
             run_as: user
                 .map(run_as)
                 .transpose()

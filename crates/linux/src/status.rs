@@ -3,6 +3,7 @@
 
 use crate::netlink::AddressSpec;
 use crate::routes::{RouteSpec, RuleSpec};
+use crate::track::{FilePlan, ProcessPlan, ScriptPlan};
 use serde::Serialize;
 use std::time::Instant;
 use vipd_vrrp::engine::Instance;
@@ -35,6 +36,14 @@ pub struct Snapshot {
     pub static_routes: Vec<RouteSpec>,
     #[serde(skip)]
     pub static_rules: Vec<RuleSpec>,
+    /// The `vrrp_script`s, `track_file`s and `track_process`es some instance tracks,
+    /// each with its state as in `tracking` (for SNMP; not in `vipd status`).
+    #[serde(skip)]
+    pub track_scripts: Vec<(ScriptPlan, String)>,
+    #[serde(skip)]
+    pub track_files: Vec<(FilePlan, String)>,
+    #[serde(skip)]
+    pub track_processes: Vec<(ProcessPlan, String)>,
 }
 
 /// A `vrrp_sync_group`: its members and the state its notify scripts last saw.

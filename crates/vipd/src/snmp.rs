@@ -533,6 +533,7 @@ impl Mib {
                 col(30, Value::Integer(i.version as i32));
                 tracked_tables(&mut m, idx, snap.tracking.get(&i.name));
             }
+            definition_tables(&mut m, snap);
         }
         if settings.rfcv2 {
             // vrrpNodeVersion, vrrpNotificationCntl.
@@ -866,6 +867,96 @@ fn inet_scope(scope: u8) -> i32 {
         253 => 2,
         200 => 5,
         _ => 0,
+    }
+}
+
+/// KEEPALIVED-MIB's vrrpScriptTable (`.2.9`), vrrpFileTable (`.2.13`) and
+/// vrrpProcessTable (`.2.21`): the `vrrp_script`s, `track_file`s and `track_process`es
+/// some instance tracks (as keepalived, which runs no other), in configuration order,
+/// with their states as `vipd status` has them.
+fn definition_tables(m: &mut BTreeMap<Vec<u32>, Value>, snap: &Snapshot) {
+    use vipd_linux::track::ParamMatch;
+    let text = |t: &str| Value::OctetString(t.as_bytes().to_vec());
+    let weight = |w: i64| Value::Integer(w.clamp(-254, 254) as i32);
+    let usecs = |d: Duration| Value::Gauge32(d.as_micros().min(u32::MAX as u128) as u32);
+    for (k, (s, state)) in snap.track_scripts.iter().enumerate() {
+        let mut col = |c: u32, v: Value| {
+            m.insert(oid(&KEEPALIVED, &[2, 9, 1, c, k as u32 + 1]), v);
+        };
+        col(2, text(&s.name));
+        col(3, text(&s.argv.join(" ")));
+        col(
+            4,
+            Value::Integer(s.interval.as_secs().min(i32::MAX as u64) as i32),
+        );
+        col(5, weight(s.weight));
+        // init(1) before its first result (initfailed(5) with init_fail), bad(2),
+        // good(3).
+        let result = match state.as_str() {
+            "good" => 3,
+            "bad" => 2,
+            _ if s.init_fail => 5,
+            _ => 1,
+        };
+        col(6, Value::Integer(result));
+        col(7, Value::Gauge32(s.rise));
+        col(8, Value::Gauge32(s.fall));
+        col(9, truth(s.reverse));
+        let path = match &s.program {
+            Some(p) => p.display().to_string(),
+            None => s.argv.first().cloned().unwrap_or_default(),
+        };
+        col(10, text(&path));
+        col(11, usecs(s.interval));
+        col(12, usecs(s.timeout));
+    }
+    for (k, (f, state)) in snap.track_files.iter().enumerate() {
+        let mut col = |c: u32, v: Value| {
+            m.insert(oid(&KEEPALIVED, &[2, 13, 1, c, k as u32 + 1]), v);
+        };
+        col(2, text(&f.name));
+        col(3, text(&f.path.display().to_string()));
+        // The value last read (0 before the first read, as keepalived's).
+        let value = state.parse::<i64>().unwrap_or(0);
+        col(
+            4,
+            Value::Integer(value.clamp(i32::MIN as i64, i32::MAX as i64) as i32),
+        );
+        col(5, weight(f.weight));
+        col(6, truth(f.reverse));
+    }
+    for (k, (p, state)) in snap.track_processes.iter().enumerate() {
+        let mut col = |c: u32, v: Value| {
+            m.insert(oid(&KEEPALIVED, &[2, 21, 1, c, k as u32 + 1]), v);
+        };
+        col(2, text(&p.name));
+        col(3, text(p.process.first().map_or("", String::as_str)));
+        let params = p.process.get(1..).unwrap_or_default();
+        col(4, text(&params.join(" ")));
+        // The MIB's none(0), exact(1), partial(2), initial(3).
+        let matching = match (params.is_empty(), p.param_match) {
+            (true, _) => 0,
+            (false, ParamMatch::Exact) => 1,
+            (false, ParamMatch::Partial) => 2,
+            (false, ParamMatch::Initial) => 3,
+        };
+        col(5, Value::Integer(matching));
+        col(6, weight(p.weight));
+        col(7, truth(p.reverse));
+        col(8, Value::Gauge32(p.quorum));
+        if let Some(max) = p.quorum_max {
+            col(9, Value::Integer(max.min(i32::MAX as u32) as i32));
+        }
+        col(10, usecs(p.fork_delay));
+        col(11, usecs(p.terminate_delay));
+        col(12, truth(p.full_command));
+        // vrrpProcessResult: the quorum is met (true(1)) or not; nothing before the
+        // first look at the process table.
+        match state.as_str() {
+            "good" => col(14, truth(true)),
+            "bad" => col(14, truth(false)),
+            _ => {}
+        }
     }
 }
 
@@ -1989,6 +2080,113 @@ mod tests {
         assert_eq!(u(23, 0, 1), Some(Value::Integer(7)));
         assert_eq!(u(6, 0, 1), None);
         assert_eq!(u(25, 0, 1), None);
+    }
+
+    #[test]
+    fn script_file_and_process_definitions() {
+        use vipd_linux::track::{FilePlan, ParamMatch, ProcessPlan, ScriptPlan};
+        let mut snap = Snapshot::default();
+        let script = ScriptPlan {
+            name: "chk".into(),
+            argv: vec!["/usr/bin/check".into(), "-q".into()],
+            program: None,
+            interval: Duration::from_millis(2500),
+            timeout: Duration::from_secs(1),
+            rise: 2,
+            fall: 3,
+            init_fail: false,
+            run_as: None,
+            weight: -300,
+            reverse: true,
+        };
+        snap.track_scripts = vec![
+            (script.clone(), "good".into()),
+            (
+                ScriptPlan {
+                    init_fail: true,
+                    ..script.clone()
+                },
+                "unknown".into(),
+            ),
+            (script, "unknown".into()),
+        ];
+        snap.track_files = vec![(
+            FilePlan {
+                name: "f".into(),
+                path: "/run/f".into(),
+                init: None,
+                weight: 2,
+                reverse: false,
+            },
+            "-7".into(),
+        )];
+        let process = ProcessPlan {
+            name: "web".into(),
+            process: vec!["nginx".into()],
+            full_command: false,
+            quorum: 2,
+            quorum_max: None,
+            param_match: ParamMatch::Exact,
+            fork_delay: Duration::from_millis(1500),
+            terminate_delay: Duration::ZERO,
+            weight: 1,
+            reverse: false,
+        };
+        snap.track_processes = vec![
+            (process.clone(), "bad".into()),
+            (
+                ProcessPlan {
+                    process: vec!["python3".into(), "app.py".into(), "-v".into()],
+                    param_match: ParamMatch::Initial,
+                    quorum_max: Some(4),
+                    ..process
+                },
+                "unknown".into(),
+            ),
+        ];
+        let mib = Mib::build(&settings(), &snap, None);
+        let k = |r: &[u32]| mib.get(&oid(&KEEPALIVED, r));
+        let text = |t: &str| Some(Value::OctetString(t.as_bytes().to_vec()));
+        // vrrpScriptTable.
+        assert_eq!(k(&[2, 9, 1, 2, 1]), text("chk"));
+        assert_eq!(k(&[2, 9, 1, 3, 1]), text("/usr/bin/check -q"));
+        assert_eq!(k(&[2, 9, 1, 4, 1]), Some(Value::Integer(2)));
+        assert_eq!(k(&[2, 9, 1, 5, 1]), Some(Value::Integer(-254)), "clamped");
+        assert_eq!(k(&[2, 9, 1, 6, 1]), Some(Value::Integer(3)), "good");
+        assert_eq!(k(&[2, 9, 1, 6, 2]), Some(Value::Integer(5)), "initfailed");
+        assert_eq!(k(&[2, 9, 1, 6, 3]), Some(Value::Integer(1)), "init");
+        assert_eq!(k(&[2, 9, 1, 7, 1]), Some(Value::Gauge32(2)));
+        assert_eq!(k(&[2, 9, 1, 8, 1]), Some(Value::Gauge32(3)));
+        assert_eq!(k(&[2, 9, 1, 9, 1]), Some(Value::Integer(1)), "reverse");
+        assert_eq!(k(&[2, 9, 1, 10, 1]), text("/usr/bin/check"));
+        assert_eq!(k(&[2, 9, 1, 11, 1]), Some(Value::Gauge32(2_500_000)));
+        assert_eq!(k(&[2, 9, 1, 12, 1]), Some(Value::Gauge32(1_000_000)));
+        // vrrpFileTable.
+        assert_eq!(k(&[2, 13, 1, 2, 1]), text("f"));
+        assert_eq!(k(&[2, 13, 1, 3, 1]), text("/run/f"));
+        assert_eq!(k(&[2, 13, 1, 4, 1]), Some(Value::Integer(-7)));
+        assert_eq!(k(&[2, 13, 1, 5, 1]), Some(Value::Integer(2)));
+        assert_eq!(k(&[2, 13, 1, 6, 1]), Some(Value::Integer(2)));
+        // vrrpProcessTable.
+        assert_eq!(k(&[2, 21, 1, 3, 1]), text("nginx"));
+        assert_eq!(k(&[2, 21, 1, 4, 1]), text(""));
+        assert_eq!(
+            k(&[2, 21, 1, 5, 1]),
+            Some(Value::Integer(0)),
+            "no parameters"
+        );
+        assert_eq!(k(&[2, 21, 1, 8, 1]), Some(Value::Gauge32(2)));
+        assert_eq!(k(&[2, 21, 1, 9, 1]), None, "no quorum_max");
+        assert_eq!(k(&[2, 21, 1, 10, 1]), Some(Value::Gauge32(1_500_000)));
+        assert_eq!(
+            k(&[2, 21, 1, 14, 1]),
+            Some(Value::Integer(2)),
+            "quorum not met"
+        );
+        assert_eq!(k(&[2, 21, 1, 4, 2]), text("app.py -v"));
+        assert_eq!(k(&[2, 21, 1, 5, 2]), Some(Value::Integer(3)), "initial");
+        assert_eq!(k(&[2, 21, 1, 9, 2]), Some(Value::Integer(4)));
+        assert_eq!(k(&[2, 21, 1, 14, 2]), None, "not looked at yet");
     }
 
     #[test]

@@ -212,13 +212,22 @@ fn snmp_config(spec: &Spec, priority: u8, dir: &Path) -> String {
     conf.push_str(&format!(
         "static_ipaddress {{\n    {STATIC_ADDR}/32 dev eth0\n}}\n"
     ));
+    // VI_2's tracked script and file (vrrpScriptTable, vrrpFileTable).
+    let tf = dir.join("tf");
+    std::fs::write(&tf, "0\n").unwrap();
+    conf.push_str(&format!(
+        "vrrp_script chk_up {{\n    script \"/bin/true\"\n    interval 1\n    weight 5\n    \
+         rise 2\n    fall 3\n}}\nvrrp_track_file tf {{\n    file {}\n    weight 2\n}}\n",
+        tf.display()
+    ));
     conf.push_str(&format!(
         "vrrp_instance VI_2 {{\n    state MASTER\n    interface eth0\n    virtual_router_id 52\n    \
          priority 120\n    advert_int 1\n    version 2\n    virtual_ipaddress {{\n        \
          198.51.100.52/24\n        198.51.100.53/24 brd 198.51.100.255\n    }}\n    \
          virtual_ipaddress_excluded {{\n        {EVIP}/24 label eth0:ex\n    }}\n    \
          virtual_routes {{\n        192.0.2.128/25 via 192.0.2.1 table 101\n    }}\n    \
-         virtual_rules {{\n        from 198.51.100.52 table 101\n    }}\n}}\n"
+         virtual_rules {{\n        from 198.51.100.52 table 101\n    }}\n    \
+         track_script {{\n        chk_up\n    }}\n    track_file {{\n        tf\n    }}\n}}\n"
     ));
     conf
 }
@@ -362,6 +371,37 @@ fn check_tables(c: &Cluster, ns: &str, ix: &str) -> Result<(), String> {
             format!("{name} route in table {table} ({state})"),
         );
         if name == "VI_2" {
+            // The script and file definitions, with the states the status has.
+            let tracking = status["tracking"]["VI_2"].as_array().cloned();
+            let line = |kind: &str| {
+                tracking
+                    .iter()
+                    .flatten()
+                    .find(|l| l["kind"] == kind)
+                    .map(|l| l["state"].as_str().unwrap_or_default().to_string())
+                    .unwrap_or_default()
+            };
+            let script = match line("script").as_str() {
+                "good" => "3",
+                "bad" => "2",
+                _ => "1",
+            };
+            for (oid, value) in [
+                ("2.9.1.2.1", "chk_up"),
+                ("2.9.1.3.1", "/bin/true"),
+                ("2.9.1.4.1", "1"),
+                ("2.9.1.5.1", "5"),
+                ("2.9.1.6.1", script),
+                ("2.9.1.7.1", "2"),
+                ("2.9.1.8.1", "3"),
+                ("2.9.1.9.1", "2"),
+                ("2.9.1.11.1", "1000000"),
+                ("2.13.1.2.1", "tf"),
+                ("2.13.1.4.1", &line("file")),
+                ("2.13.1.5.1", "2"),
+            ] {
+                want(ka.get(oid), value, format!("definition {oid}"));
+            }
             want(route(5), &hex("192.0.2.1"), "VI_2 vrrpRouteGateway".into());
             let rule = |c: u32| ka.get(&format!("2.8.1.{c}.{idx}.1"));
             want(rule(2), "from", "VI_2 vrrpRuleDirection".into());
@@ -1038,10 +1078,11 @@ fn sync_group_and_tracked_interface_tables_and_trap() {
     assert_eq!(last.get("4.1.3.1.1").map(String::as_str), Some("2"));
     // VI_2 (instance 2) has the rows its status lists (a member shares the group's
     // fault: vipd lists VI_1's interface there too), none beyond.
-    let vi2 = st["tracking"]["VI_2"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let vi2: Vec<_> = (st["tracking"]["VI_2"].as_array().cloned())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|l| l["kind"] == "interface")
+        .collect();
     for (k, l) in vi2.iter().enumerate() {
         let name = last.get(&format!("4.1.1.2.{}", k + 1));
         assert_eq!(name.map(String::as_str), l["name"].as_str(), "{last:?}");
