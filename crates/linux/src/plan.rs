@@ -447,6 +447,8 @@ pub struct SyncGroupPlan {
     pub name: String,
     pub members: Vec<String>,
     pub notify: NotifyPlan,
+    /// The group's own `track_*` lines (each member tracks them too).
+    pub tracking: Vec<TrackRef>,
 }
 
 impl Plan {
@@ -598,6 +600,7 @@ pub fn build(cfg: &Config) -> Result<Plan, PlanError> {
                         g.smtp_alert,
                     )
                     .map_err(at(&g.span))?,
+                    tracking: resolve(cfg, &g.track).map_err(at(&g.span))?,
                 })
             })
             .collect::<Result<Vec<_>, PlanError>>()?,

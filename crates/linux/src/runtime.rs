@@ -652,6 +652,8 @@ struct GroupState {
     notify: crate::plan::NotifyPlan,
     /// Last state announced for the group.
     state: State,
+    /// The group's own `track_*` lines.
+    tracking: Vec<crate::track::TrackRef>,
 }
 
 struct RxSocket {
@@ -1791,6 +1793,7 @@ impl EngineLoop {
                     .collect(),
                 notify: g.notify.clone(),
                 state: State::Initialize,
+                tracking: g.tracking.clone(),
             })
             .collect();
     }
@@ -1984,6 +1987,7 @@ impl EngineLoop {
                     .map(|&m| self.slots[m].plan.name.clone())
                     .collect(),
                 state: g.state.as_str().to_string(),
+                tracking: g.tracking.clone(),
             })
             .collect();
         // The BFD thread's own counts (`bfd_*`) are its to publish.

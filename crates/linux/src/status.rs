@@ -54,6 +54,8 @@ pub struct SyncGroupStatus {
     pub members: Vec<String>,
     /// `INIT` until a member's first transition, then `BACKUP`, `MASTER` or `FAULT`.
     pub state: String,
+    /// The group's own `track_*` lines.
+    pub tracking: Vec<crate::track::TrackRef>,
 }
 
 /// One BFD session in [`Snapshot::bfd`]. Intervals in microseconds.

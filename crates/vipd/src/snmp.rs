@@ -21,6 +21,7 @@ use tracing::{debug, info, warn};
 use vipd_linux::netlink::AddressSpec;
 use vipd_linux::routes::{RouteSpec, RuleSpec};
 use vipd_linux::status::{InstanceStatus, Snapshot, TrackLine, TrafficStats};
+use vipd_linux::track::TrackRef;
 use vipd_vrrp::engine::{State, TransitionReason};
 
 /// KEEPALIVED-MIB: `enterprises.9586.100.5`.
@@ -475,6 +476,7 @@ impl Mib {
                         Value::OctetString(name.clone().into_bytes()),
                     );
                 }
+                sync_tracked_tables(&mut m, gi, &sg.tracking);
             }
             // vrrpAddressTable, vrrpRouteTable, vrrpRuleTable: the static lines
             // (instance 0), always set.
@@ -684,27 +686,50 @@ impl Mib {
 /// instance `idx`: indexed, as keepalived does, by the instance and the object's place
 /// among the instance's tracked objects of that kind (not by ifIndex for interfaces).
 fn tracked_tables(m: &mut BTreeMap<Vec<u32>, Value>, idx: u32, lines: Option<&Vec<TrackLine>>) {
-    // (kind, table, first column: the interface table has no index column)
-    const TABLES: [(&str, u32, u32); 5] = [
-        ("interface", 4, 1),
-        ("script", 5, 2),
-        ("file", 12, 2),
-        ("bfd", 17, 2),
-        ("process", 20, 2),
+    let rows = (lines.into_iter().flatten())
+        .map(|l| (l.kind.as_str(), l.name.as_str(), l.weight, l.reverse));
+    tracked_rows(m, [4, 5, 12, 17, 20], idx, rows);
+}
+
+/// KEEPALIVED-MIB's vrrpSyncTracked{Interface,Script,File,Bfd,Process}Table rows of
+/// sync group `idx`: its own `track_*` lines, indexed as the instances' are.
+fn sync_tracked_tables(m: &mut BTreeMap<Vec<u32>, Value>, idx: u32, refs: &[TrackRef]) {
+    let rows = refs.iter().map(|r| {
+        let kind = r.object.kind.as_str();
+        (kind, r.object.name.as_str(), r.weight, r.reverse)
+    });
+    tracked_rows(m, [14, 15, 16, 19, 22], idx, rows);
+}
+
+/// Tracked object rows (kind, name, weight, reverse) of one instance or sync group, in
+/// the interface, script, file, BFD and process `tables` (`.2.N`).
+fn tracked_rows<'a>(
+    m: &mut BTreeMap<Vec<u32>, Value>,
+    tables: [u32; 5],
+    idx: u32,
+    rows: impl Iterator<Item = (&'a str, &'a str, i64, bool)> + Clone,
+) {
+    // (kind, first column: the interface tables have no index column)
+    const KINDS: [(&str, u32); 5] = [
+        ("interface", 1),
+        ("script", 2),
+        ("file", 2),
+        ("bfd", 2),
+        ("process", 2),
     ];
-    for (kind, table, first) in TABLES {
-        let of_kind = lines.into_iter().flatten().filter(|l| l.kind == kind);
-        for (k, l) in of_kind.enumerate() {
+    for ((kind, first), table) in KINDS.into_iter().zip(tables) {
+        let of_kind = rows.clone().filter(|(k, ..)| *k == kind);
+        for (k, (_, name, weight, reverse)) in of_kind.enumerate() {
             let row = [2, table, 1, 0, idx, k as u32 + 1];
             let mut col = |c: u32, v: Value| {
                 let mut o = oid(&KEEPALIVED, &row);
                 o[KEEPALIVED.len() + 3] = c;
                 m.insert(o, v);
             };
-            col(first, Value::OctetString(l.name.clone().into_bytes()));
-            let weight = l.weight.clamp(i32::MIN as i64, i32::MAX as i64) as i32;
+            col(first, Value::OctetString(name.as_bytes().to_vec()));
+            let weight = weight.clamp(i32::MIN as i64, i32::MAX as i64) as i32;
             col(first + 1, Value::Integer(weight));
-            col(first + 2, truth(l.reverse));
+            col(first + 2, truth(reverse));
         }
     }
 }
@@ -2275,6 +2300,25 @@ mod tests {
             name: "G1".into(),
             members: vec!["VI_2".into(), "VI_1".into()],
             state: "MASTER".into(),
+            tracking: vec![
+                ("interface", "eth3", -4, false),
+                ("script", "chk", 0, true),
+                ("process", "web", 6, false),
+            ]
+            .into_iter()
+            .map(|(kind, name, weight, reverse)| TrackRef {
+                object: vipd_linux::track::ObjectId {
+                    kind: match kind {
+                        "interface" => vipd_linux::track::Kind::Interface,
+                        "script" => vipd_linux::track::Kind::Script,
+                        _ => vipd_linux::track::Kind::Process,
+                    },
+                    name: name.into(),
+                },
+                weight,
+                reverse,
+            })
+            .collect(),
         });
         let mib = Mib::build(&settings(), &snap, None);
         let k = |r: &[u32]| mib.get(&oid(&KEEPALIVED, r));
@@ -2296,6 +2340,17 @@ mod tests {
             k(&[2, 3, 1, 18, 1]),
             Some(Value::OctetString(b"G1".to_vec()))
         );
+        // The group's own tracked objects: vrrpSyncTrackedInterfaceTable (.14),
+        // ScriptTable (.15), ProcessTable (.22).
+        let s = |t: &str| Some(Value::OctetString(t.as_bytes().to_vec()));
+        assert_eq!(k(&[2, 14, 1, 1, 1, 1]), s("eth3"));
+        assert_eq!(k(&[2, 14, 1, 2, 1, 1]), Some(Value::Integer(-4)));
+        assert_eq!(k(&[2, 14, 1, 3, 1, 1]), Some(Value::Integer(2)));
+        assert_eq!(k(&[2, 15, 1, 2, 1, 1]), s("chk"));
+        assert_eq!(k(&[2, 15, 1, 4, 1, 1]), Some(Value::Integer(1)));
+        assert_eq!(k(&[2, 22, 1, 2, 1, 1]), s("web"));
+        assert_eq!(k(&[2, 22, 1, 3, 1, 1]), Some(Value::Integer(6)));
+        assert_eq!(k(&[2, 16, 1, 2, 1, 1]), None, "no file");
     }
 
     #[test]

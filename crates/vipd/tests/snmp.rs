@@ -1045,7 +1045,10 @@ fn sync_group_and_tracked_interface_tables_and_trap() {
         .clone()
         .with("track_interface {\n        eth0 weight -10\n    }");
     let mut conf = snmp_config(&tracked, 100, c.dir.path()).replace("version 2\n", "version 3\n");
-    conf.push_str("vrrp_sync_group G1 {\n    group {\n        VI_2\n        VI_1\n    }\n}\n");
+    conf.push_str(
+        "vrrp_sync_group G1 {\n    group {\n        VI_2\n        VI_1\n    }\n    \
+         track_interface {\n        eth0 weight -3\n    }\n}\n",
+    );
     c.start_vipd(1, &conf);
     c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
     let base = format!("{KEEPALIVED}.2");
@@ -1056,6 +1059,10 @@ fn sync_group_and_tracked_interface_tables_and_trap() {
         ("2.1.2.1.2", "VI_1"),
         ("3.1.18.1", "G1"),
         ("3.1.18.2", "G1"),
+        // The group's own track_interface: vrrpSyncTrackedInterfaceTable.
+        ("14.1.1.1.1", "eth0"),
+        ("14.1.2.1.1", "-3"),
+        ("14.1.3.1.1", "2"),
     ];
     let mut last = BTreeMap::new();
     let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(200), || {
