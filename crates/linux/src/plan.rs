@@ -13,7 +13,8 @@ use crate::netlink::AddressSpec;
 use crate::pacing::{GroupPacing, PacingPlan};
 use crate::routes::{route_spec, rule_spec, RouteSpec, RuleSpec};
 use crate::track::{
-    FilePlan, Kind, ObjectId, ParamMatch, ProcessPlan, ScriptPlan, TrackPlan, TrackRef,
+    BfdTrackPlan, FilePlan, Kind, ObjectId, ParamMatch, ProcessPlan, ScriptPlan, TrackPlan,
+    TrackRef,
 };
 use anyhow::{anyhow, bail, Context, Result};
 use std::net::{IpAddr, Ipv6Addr};
@@ -151,6 +152,8 @@ pub struct Plan {
     pub scripts: Vec<ScriptPlan>,
     pub files: Vec<FilePlan>,
     pub processes: Vec<ProcessPlan>,
+    /// The `bfd_instance`s some instance tracks.
+    pub bfd_tracks: Vec<BfdTrackPlan>,
     /// `notify_fifo`, `vrrp_notify_fifo`, `lvs_notify_fifo` with their scripts.
     pub fifos: FifoPlan,
     pub sync_groups: Vec<SyncGroupPlan>,
@@ -473,6 +476,7 @@ impl Plan {
             scripts: self.scripts.clone(),
             files: self.files.clone(),
             processes: self.processes.clone(),
+            bfds: self.bfd_tracks.clone(),
             awaited: self.missing_interfaces.clone(),
         }
     }
@@ -542,6 +546,16 @@ pub fn build(cfg: &Config) -> Result<Plan, PlanError> {
             }
         })
         .collect();
+    let bfd_tracks = cfg
+        .bfd_instances
+        .iter()
+        .filter(|b| tracked(Kind::Bfd, &b.name))
+        .map(|b| BfdTrackPlan {
+            name: b.name.clone(),
+            weight: b.weight,
+            reverse: b.reverse,
+        })
+        .collect();
     Ok(Plan {
         missing_interfaces: missing_interfaces(cfg),
         bfd: bfd_plan(cfg)?,
@@ -558,6 +572,7 @@ pub fn build(cfg: &Config) -> Result<Plan, PlanError> {
         scripts,
         files,
         processes,
+        bfd_tracks,
         fifos: fifo_plan(cfg).map_err(global)?,
         static_routes: route_specs(cfg, &cfg.static_routes)?,
         static_rules: cfg.static_rules.iter().map(rule_spec).collect(),

@@ -3,7 +3,7 @@
 
 use crate::netlink::AddressSpec;
 use crate::routes::{RouteSpec, RuleSpec};
-use crate::track::{FilePlan, ProcessPlan, ScriptPlan};
+use crate::track::{BfdTrackPlan, FilePlan, ProcessPlan, ScriptPlan};
 use serde::Serialize;
 use std::time::Instant;
 use vipd_vrrp::engine::Instance;
@@ -44,6 +44,8 @@ pub struct Snapshot {
     pub track_files: Vec<(FilePlan, String)>,
     #[serde(skip)]
     pub track_processes: Vec<(ProcessPlan, String)>,
+    #[serde(skip)]
+    pub track_bfds: Vec<(BfdTrackPlan, String)>,
 }
 
 /// A `vrrp_sync_group`: its members and the state its notify scripts last saw.

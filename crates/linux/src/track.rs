@@ -243,6 +243,14 @@ pub struct ProcessPlan {
     pub reverse: bool,
 }
 
+/// A `bfd_instance` some instance tracks (`track_bfd`), with its block's weight.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BfdTrackPlan {
+    pub name: String,
+    pub weight: i64,
+    pub reverse: bool,
+}
+
 /// `param_match`: how the extra words of `process` compare with the arguments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ParamMatch {
@@ -263,6 +271,7 @@ pub struct TrackPlan {
     pub scripts: Vec<ScriptPlan>,
     pub files: Vec<FilePlan>,
     pub processes: Vec<ProcessPlan>,
+    pub bfds: Vec<BfdTrackPlan>,
     /// `dynamic_interfaces`: interfaces the plan lacks; when one appears (up) the
     /// tracker says so ([`crate::tracker::TrackNotice::Appeared`]), for a reload.
     pub awaited: Vec<String>,

@@ -484,11 +484,15 @@ impl Tracker {
         let processes = (self.plan.processes.iter())
             .map(|p| (p.clone(), with_state(Kind::Process, &p.name)))
             .collect();
+        let bfds = (self.plan.bfds.iter())
+            .map(|p| (p.clone(), with_state(Kind::Bfd, &p.name)))
+            .collect();
         if let Ok(mut snap) = self.status.lock() {
             snap.tracking = map;
             snap.track_scripts = scripts;
             snap.track_files = files;
             snap.track_processes = processes;
+            snap.track_bfds = bfds;
         }
     }
 

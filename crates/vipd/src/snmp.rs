@@ -895,10 +895,11 @@ fn inet_scope(scope: u8) -> i32 {
     }
 }
 
-/// KEEPALIVED-MIB's vrrpScriptTable (`.2.9`), vrrpFileTable (`.2.13`) and
-/// vrrpProcessTable (`.2.21`): the `vrrp_script`s, `track_file`s and `track_process`es
-/// some instance tracks (as keepalived, which runs no other), in configuration order,
-/// with their states as `vipd status` has them.
+/// KEEPALIVED-MIB's vrrpScriptTable (`.2.9`), vrrpFileTable (`.2.13`), vrrpBfdTable
+/// (`.2.18`) and vrrpProcessTable (`.2.21`): the `vrrp_script`s, `track_file`s,
+/// `bfd_instance`s and `track_process`es some instance tracks (as keepalived, which
+/// runs no other), in configuration order, with their states as `vipd status` has
+/// them.
 fn definition_tables(m: &mut BTreeMap<Vec<u32>, Value>, snap: &Snapshot) {
     use vipd_linux::track::ParamMatch;
     let text = |t: &str| Value::OctetString(t.as_bytes().to_vec());
@@ -949,6 +950,16 @@ fn definition_tables(m: &mut BTreeMap<Vec<u32>, Value>, snap: &Snapshot) {
         );
         col(5, weight(f.weight));
         col(6, truth(f.reverse));
+    }
+    for (k, (b, state)) in snap.track_bfds.iter().enumerate() {
+        let mut col = |c: u32, v: Value| {
+            m.insert(oid(&KEEPALIVED, &[2, 18, 1, c, k as u32 + 1]), v);
+        };
+        col(2, text(&b.name));
+        // 1 while the session is Up, else 0.
+        col(3, Value::Integer((state == "good") as i32));
+        col(4, weight(b.weight));
+        col(5, truth(b.reverse));
     }
     for (k, (p, state)) in snap.track_processes.iter().enumerate() {
         let mut col = |c: u32, v: Value| {
@@ -2169,9 +2180,34 @@ mod tests {
                 "unknown".into(),
             ),
         ];
+        snap.track_bfds = vec![
+            (
+                vipd_linux::track::BfdTrackPlan {
+                    name: "b1".into(),
+                    weight: 20,
+                    reverse: false,
+                },
+                "good".into(),
+            ),
+            (
+                vipd_linux::track::BfdTrackPlan {
+                    name: "b2".into(),
+                    weight: 0,
+                    reverse: true,
+                },
+                "bad".into(),
+            ),
+        ];
         let mib = Mib::build(&settings(), &snap, None);
         let k = |r: &[u32]| mib.get(&oid(&KEEPALIVED, r));
         let text = |t: &str| Some(Value::OctetString(t.as_bytes().to_vec()));
+        // vrrpBfdTable.
+        assert_eq!(k(&[2, 18, 1, 2, 1]), text("b1"));
+        assert_eq!(k(&[2, 18, 1, 3, 1]), Some(Value::Integer(1)), "up");
+        assert_eq!(k(&[2, 18, 1, 4, 1]), Some(Value::Integer(20)));
+        assert_eq!(k(&[2, 18, 1, 5, 1]), Some(Value::Integer(2)));
+        assert_eq!(k(&[2, 18, 1, 3, 2]), Some(Value::Integer(0)), "down");
+        assert_eq!(k(&[2, 18, 1, 5, 2]), Some(Value::Integer(1)));
         // vrrpScriptTable.
         assert_eq!(k(&[2, 9, 1, 2, 1]), text("chk"));
         assert_eq!(k(&[2, 9, 1, 3, 1]), text("/usr/bin/check -q"));

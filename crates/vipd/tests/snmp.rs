@@ -370,6 +370,24 @@ fn check_tables(c: &Cluster, ns: &str, ix: &str) -> Result<(), String> {
             &master.to_string(),
             format!("{name} route in table {table} ({state})"),
         );
+        if name == "VI_1" {
+            // The BFD definition: the block's weight, up (1) as the status says.
+            let tracking = status["tracking"]["VI_1"].as_array().cloned();
+            let up = tracking
+                .iter()
+                .flatten()
+                .any(|l| l["kind"] == "bfd" && l["state"] == "good");
+            want(ka.get("2.18.1.2.1"), "b1", "vrrpBfdName".into());
+            want(
+                ka.get("2.18.1.3.1"),
+                if up { "1" } else { "0" },
+                "vrrpBfdResult".into(),
+            );
+            want(ka.get("2.18.1.4.1"), "-2", "vrrpBfdWeight".into());
+            // The instance's line: its own weight.
+            want(ka.get("2.17.1.2.1.1"), "b1", "vrrpTrackedBfdName".into());
+            want(ka.get("2.17.1.3.1.1"), "-1", "vrrpTrackedBfdWeight".into());
+        }
         if name == "VI_2" {
             // The script and file definitions, with the states the status has.
             let tracking = status["tracking"]["VI_2"].as_array().cloned();
@@ -649,11 +667,37 @@ fn agentx_subagent_tables_traps_and_master_restarts() {
     let snmpd = start_snmpd(ns, &c.dir, 1);
     // Router 2 (priority 200) is VI_1's master; router 1 backs it up and is VI_2's only
     // router (MASTER).
-    c.start_vipd(2, &spec.config(200));
+    // A BFD session between them, tracked by router 1's VI_1 (vrrpBfdTable).
+    let bfd = |me: u8, peer: u8| {
+        format!(
+            "bfd_instance b1 {{\n    neighbor_ip 192.0.2.{peer}\n    source_ip 192.0.2.{me}\n    \
+             weight -2\n}}\n"
+        )
+    };
+    c.start_vipd(2, &(spec.config(200) + &bfd(12, 11)));
     c.wait_holders(spec.vip(), &[2], spec.takeover_timeout());
-    c.start_vipd(1, &snmp_config(&spec, 100, c.dir.path()));
+    let tracked = spec
+        .clone()
+        .with("track_bfd {\n        b1 weight -1\n    }");
+    c.start_vipd(
+        1,
+        &(snmp_config(&tracked, 100, c.dir.path()) + &bfd(11, 12)),
+    );
     let ix = ifindex(ns, "eth0");
     wait_tables(&c, ns, &ix, "r1 BACKUP of VI_1, MASTER of VI_2");
+    let bfd_result = |c: &Cluster, want: &str| {
+        let oid = format!("{KEEPALIVED}.2.18.1.3.1");
+        let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(100), || {
+            get(ns, &oid).as_deref() == Some(want)
+        });
+        assert!(
+            ok,
+            "vrrpBfdResult {:?}, want {want}\n{}",
+            get(ns, &oid),
+            c.logs()
+        );
+    };
+    bfd_result(&c, "1");
     assert_eq!(c.instance(1)["state"], "BACKUP");
     let log = c.log(1);
     for subtree in [
@@ -688,6 +732,7 @@ fn agentx_subagent_tables_traps_and_master_restarts() {
     c.stop(2);
     c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
     wait_tables(&c, ns, &ix, "r1 MASTER of both");
+    bfd_result(&c, "0");
     let text = wait_text(&traps, &[".1.3.6.1.2.1.207.0.1", "\"VI_1\""], &c);
     assert!(
         text.contains(&format!(
