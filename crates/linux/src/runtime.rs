@@ -1952,6 +1952,10 @@ impl EngineLoop {
             st.send_faults = s.send_health.faults;
             st.detail.ifindex = s.plan.iface.index;
             st.detail.advertised = s.plan.advertised;
+            st.detail.promote_secondaries = s.plan.promote_secondaries;
+            st.detail.smtp_alert = s.plan.notify.mail;
+            st.detail.notify_exec = !s.plan.notify.is_empty();
+            st.detail.notify_deleted = s.plan.notify.notify_deleted;
             st.detail.routes.clone_from(&s.plan.routes);
             st.detail.rules.clone_from(&s.plan.rules);
             st.detail.initial_master = s.plan.initial_master;

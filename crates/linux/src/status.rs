@@ -255,6 +255,18 @@ pub struct InstanceDetail {
     pub master_reason: Option<vipd_vrrp::engine::TransitionReason>,
     /// The last TTL, version, checksum or VRID error among its drops.
     pub protocol_error: Option<vipd_vrrp::wire::DropReason>,
+    /// The adverts' multicast group (`None`: unicast).
+    pub mcast_group: Option<std::net::IpAddr>,
+    /// `v3_checksum_as_v2`.
+    pub v3_checksum_as_v2: bool,
+    /// `garp_master_delay`.
+    pub garp_master_delay: std::time::Duration,
+    /// `promote_secondaries` (set on its interface).
+    pub promote_secondaries: bool,
+    /// `smtp_alert` (resolved), some notify script, `notify_deleted`.
+    pub smtp_alert: bool,
+    pub notify_exec: bool,
+    pub notify_deleted: bool,
 }
 
 impl InstanceStatus {
@@ -337,6 +349,14 @@ impl InstanceStatus {
                 up_since: st.up_since,
                 master_reason: st.last_master_reason,
                 protocol_error: st.last_protocol_error,
+                mcast_group: (!cfg.is_unicast()).then(|| cfg.advert_group()),
+                v3_checksum_as_v2: cfg.checksum == vipd_vrrp::wire::ChecksumVariant::VrrpOnly,
+                garp_master_delay: cfg.garp.master_delay,
+                // The runtime's plan knows these.
+                promote_secondaries: false,
+                smtp_alert: false,
+                notify_exec: false,
+                notify_deleted: false,
             },
         }
     }

@@ -531,8 +531,23 @@ impl Mib {
                 {
                     col(18, Value::OctetString(g.name.clone().into_bytes()));
                 }
+                col(
+                    19,
+                    Value::Gauge32(i.detail.garp_master_delay.as_secs() as u32),
+                );
+                col(20, truth(i.detail.smtp_alert));
+                col(21, truth(i.detail.notify_exec));
                 col(27, truth(i.detail.accept));
+                col(28, truth(i.detail.promote_secondaries));
+                // vrrpInstanceUseLinkbeat: vipd never polls links.
+                col(29, truth(false));
                 col(30, Value::Integer(i.version as i32));
+                if let Some(g) = i.detail.mcast_group {
+                    col(34, Value::Integer(addr_type(g)));
+                    col(35, Value::OctetString(ip_octets(g)));
+                }
+                col(33, truth(i.detail.notify_deleted));
+                col(36, truth(i.detail.v3_checksum_as_v2));
                 tracked_tables(&mut m, idx, snap.tracking.get(&i.name));
             }
             definition_tables(&mut m, snap);
@@ -1788,9 +1803,14 @@ mod tests {
         snap.instances.push(instance("VI_2", 2, "BACKUP"));
         let mut v3 = instance("VI_3", 3, "MASTER");
         v3.vrid = 52;
+        v3.detail.mcast_group = Some("224.0.0.18".parse().unwrap());
+        v3.detail.garp_master_delay = Duration::from_secs(5);
+        v3.detail.promote_secondaries = true;
+        v3.detail.notify_exec = true;
         snap.instances.push(v3);
         let mib = Mib::build(&settings(), &snap, None);
         let k = |r: &[u32]| mib.get(&oid(&KEEPALIVED, r));
+        let octets = |t: &str| Some(Value::OctetString(ip_octets(t.parse().unwrap())));
         assert_eq!(k(&[1, 2, 0]), Some(Value::OctetString(b"r1".to_vec())));
         assert_eq!(
             k(&[2, 3, 1, 2, 2]),
@@ -1799,6 +1819,18 @@ mod tests {
         assert_eq!(k(&[2, 3, 1, 4, 1]), Some(Value::Integer(1)));
         assert_eq!(k(&[2, 3, 1, 4, 2]), Some(Value::Integer(2)));
         assert_eq!(k(&[2, 3, 1, 8, 1]), Some(Value::Integer(140)));
+        // Multicast (the helper's default: no group known) and the flags.
+        assert_eq!(k(&[2, 3, 1, 34, 1]), None);
+        assert_eq!(k(&[2, 3, 1, 35, 2]), octets("224.0.0.18"));
+        assert_eq!(k(&[2, 3, 1, 34, 2]), Some(Value::Integer(1)));
+        assert_eq!(k(&[2, 3, 1, 19, 2]), Some(Value::Gauge32(5)));
+        assert_eq!(k(&[2, 3, 1, 28, 2]), Some(Value::Integer(1)));
+        assert_eq!(k(&[2, 3, 1, 29, 2]), Some(Value::Integer(2)));
+        assert_eq!(k(&[2, 3, 1, 21, 2]), Some(Value::Integer(1)));
+        assert_eq!(k(&[2, 3, 1, 21, 1]), Some(Value::Integer(2)));
+        assert_eq!(k(&[2, 3, 1, 20, 1]), Some(Value::Integer(2)));
+        assert_eq!(k(&[2, 3, 1, 33, 1]), Some(Value::Integer(2)));
+        assert_eq!(k(&[2, 3, 1, 36, 2]), Some(Value::Integer(2)));
         // v2: seconds; v3: centiseconds.
         assert_eq!(k(&[2, 3, 1, 12, 1]), Some(Value::Gauge32(1)));
         assert_eq!(k(&[2, 3, 1, 12, 2]), Some(Value::Gauge32(100)));

@@ -469,6 +469,22 @@ fn check_tables(c: &Cluster, ns: &str, ix: &str) -> Result<(), String> {
             "eth0",
             format!("{name} interface"),
         );
+        // vrrp_garp_master_delay 0, smtp_alert false, no notify script, multicast to
+        // RFC 5798's group, no v3_checksum_as_v2.
+        for (col, value) in [
+            ("19", "0"),
+            ("20", "2"),
+            ("21", "2"),
+            ("34", "1"),
+            ("35", "E0 00 00 12 "),
+            ("36", "2"),
+        ] {
+            want(
+                ka.get(&format!("2.3.1.{col}.{idx}")),
+                value,
+                format!("{name} vrrpInstanceEntry.{col}"),
+            );
+        }
         let vrid = i["vrid"].as_u64().unwrap();
         if i["version"] == 2 {
             want(
