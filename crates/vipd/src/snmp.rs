@@ -59,6 +59,9 @@ pub struct Settings {
     /// The checker part's scalars, `lvsSyncDaemon` and `lvsTimeouts` (relative to
     /// `check`, `.3`).
     pub lvs: Vec<(Vec<u32>, Value)>,
+    /// `lvs_sync_daemon`'s instance and interface (vrrpInstanceLvsSyncDaemon /
+    /// LvsSyncInterface).
+    pub lvs_sync: Option<(String, String)>,
 }
 
 impl Settings {
@@ -91,6 +94,8 @@ impl Settings {
             address,
             globals: global_scalars(g),
             lvs: lvs_scalars(cfg),
+            lvs_sync: (g.lvs_sync_daemon.as_ref())
+                .and_then(|d| Some((d.instance.clone()?, d.interface.clone()))),
             router_id,
         }))
     }
@@ -514,6 +519,11 @@ impl Mib {
                 col(8, Value::Integer(i.effective_priority as i32));
                 col(9, truth(i.state == "MASTER"));
                 col(10, Value::OctetString(i.interface.clone().into_bytes()));
+                // vrrpInstanceTrackPrimaryIf: tracked(1) with a tracked interface, as
+                // keepalived (it has a tracked interface list).
+                let tracks_interface = (snap.tracking.get(&i.name).into_iter().flatten())
+                    .any(|l| l.kind == "interface");
+                col(11, truth(tracks_interface));
                 let adv = if i.version == 2 {
                     (i.advert_interval_ms / 1000.0).round()
                 } else {
@@ -523,6 +533,12 @@ impl Mib {
                 col(13, truth(!i.detail.nopreempt));
                 col(14, Value::Gauge32(i.detail.preempt_delay as u32));
                 col(15, Value::Integer(i.detail.auth_type as i32));
+                // The instance lvs_sync_daemon follows.
+                let syncd = (settings.lvs_sync.as_ref()).filter(|(inst, _)| *inst == i.name);
+                col(16, truth(syncd.is_some()));
+                if let Some((_, ifname)) = syncd {
+                    col(17, Value::OctetString(ifname.clone().into_bytes()));
+                }
                 // vrrpInstanceSyncGroup.
                 if let Some(g) = snap
                     .sync_groups
@@ -1794,6 +1810,7 @@ mod tests {
             router_id: "r1".into(),
             globals: Vec::new(),
             lvs: Vec::new(),
+            lvs_sync: Some(("VI_3".into(), "eth9".into())),
         }
     }
 
@@ -1830,6 +1847,15 @@ mod tests {
         assert_eq!(k(&[2, 3, 1, 21, 1]), Some(Value::Integer(2)));
         assert_eq!(k(&[2, 3, 1, 20, 1]), Some(Value::Integer(2)));
         assert_eq!(k(&[2, 3, 1, 33, 1]), Some(Value::Integer(2)));
+        // lvs_sync_daemon eth9 VI_3; no tracked interface in this snapshot.
+        assert_eq!(k(&[2, 3, 1, 16, 1]), Some(Value::Integer(2)));
+        assert_eq!(k(&[2, 3, 1, 17, 1]), None);
+        assert_eq!(k(&[2, 3, 1, 16, 2]), Some(Value::Integer(1)));
+        assert_eq!(
+            k(&[2, 3, 1, 17, 2]),
+            Some(Value::OctetString(b"eth9".to_vec()))
+        );
+        assert_eq!(k(&[2, 3, 1, 11, 2]), Some(Value::Integer(2)));
         assert_eq!(k(&[2, 3, 1, 36, 2]), Some(Value::Integer(2)));
         // v2: seconds; v3: centiseconds.
         assert_eq!(k(&[2, 3, 1, 12, 1]), Some(Value::Gauge32(1)));
@@ -2454,6 +2480,9 @@ mod tests {
         assert_eq!(k(&[2, 4, 1, 2, 2, 2]), Some(Value::Integer(-5)));
         assert_eq!(k(&[2, 4, 1, 3, 2, 2]), Some(Value::Integer(1)));
         assert_eq!(k(&[2, 4, 1, 3, 2, 1]), Some(Value::Integer(2)));
+        // vrrpInstanceTrackPrimaryIf: instance 2 tracks interfaces, 1 does not.
+        assert_eq!(k(&[2, 3, 1, 11, 2]), Some(Value::Integer(1)));
+        assert_eq!(k(&[2, 3, 1, 11, 1]), Some(Value::Integer(2)));
         // Scripts and files: columns 2 to 4.
         assert_eq!(k(&[2, 5, 1, 2, 2, 1]), s("chk_a"));
         assert_eq!(k(&[2, 5, 1, 3, 2, 1]), Some(Value::Integer(10)));

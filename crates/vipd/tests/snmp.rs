@@ -469,6 +469,13 @@ fn check_tables(c: &Cluster, ns: &str, ix: &str) -> Result<(), String> {
             "eth0",
             format!("{name} interface"),
         );
+        let tracks_interface = (status["tracking"][name].as_array().into_iter().flatten())
+            .any(|l| l["kind"] == "interface");
+        want(
+            ka.get(&format!("2.3.1.11.{idx}")),
+            if tracks_interface { "1" } else { "2" },
+            format!("{name} vrrpInstanceTrackPrimaryIf"),
+        );
         // vrrp_garp_master_delay 0, smtp_alert false, no notify script, multicast to
         // RFC 5798's group, no v3_checksum_as_v2.
         for (col, value) in [
