@@ -452,6 +452,8 @@ pub struct SyncGroupPlan {
     pub notify: NotifyPlan,
     /// The group's own `track_*` lines (each member tracks them too).
     pub tracking: Vec<TrackRef>,
+    /// `sync_group_tracking_weight`.
+    pub tracking_weight: bool,
 }
 
 impl Plan {
@@ -616,6 +618,7 @@ pub fn build(cfg: &Config) -> Result<Plan, PlanError> {
                     )
                     .map_err(at(&g.span))?,
                     tracking: resolve(cfg, &g.track).map_err(at(&g.span))?,
+                    tracking_weight: g.sync_group_tracking_weight,
                 })
             })
             .collect::<Result<Vec<_>, PlanError>>()?,

@@ -654,6 +654,7 @@ struct GroupState {
     state: State,
     /// The group's own `track_*` lines.
     tracking: Vec<crate::track::TrackRef>,
+    tracking_weight: bool,
 }
 
 struct RxSocket {
@@ -1794,6 +1795,7 @@ impl EngineLoop {
                 notify: g.notify.clone(),
                 state: State::Initialize,
                 tracking: g.tracking.clone(),
+                tracking_weight: g.tracking_weight,
             })
             .collect();
     }
@@ -1992,6 +1994,9 @@ impl EngineLoop {
                     .collect(),
                 state: g.state.as_str().to_string(),
                 tracking: g.tracking.clone(),
+                // Groups are few: their scripts are copied with the status.
+                notify: g.notify.clone(),
+                tracking_weight: g.tracking_weight,
             })
             .collect();
         // The BFD thread's own counts (`bfd_*`) are its to publish.

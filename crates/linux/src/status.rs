@@ -58,6 +58,10 @@ pub struct SyncGroupStatus {
     pub state: String,
     /// The group's own `track_*` lines.
     pub tracking: Vec<crate::track::TrackRef>,
+    /// Its notify scripts and `smtp_alert`.
+    pub notify: crate::plan::NotifyPlan,
+    /// `sync_group_tracking_weight`.
+    pub tracking_weight: bool,
 }
 
 /// One BFD session in [`Snapshot::bfd`]. Intervals in microseconds.

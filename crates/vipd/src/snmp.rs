@@ -475,6 +475,25 @@ impl Mib {
                     oid(&KEEPALIVED, &[2, 1, 1, 3, gi]),
                     Value::Integer(keepalived_state(&sg.state)),
                 );
+                let mut col = |c: u32, v: Value| {
+                    m.insert(oid(&KEEPALIVED, &[2, 1, 1, c, gi]), v);
+                };
+                col(4, truth(sg.notify.mail));
+                col(5, truth(!sg.notify.is_empty()));
+                let n = &sg.notify;
+                // ScriptMaster, ScriptBackup, ScriptFault, Script (notify), ScriptStop.
+                for (c, script) in [
+                    (6, &n.master),
+                    (7, &n.backup),
+                    (8, &n.fault),
+                    (9, &n.generic),
+                    (11, &n.stop),
+                ] {
+                    if let Some(s) = script {
+                        col(c, Value::OctetString(s.argv.join(" ").into_bytes()));
+                    }
+                }
+                col(10, truth(sg.tracking_weight));
                 for (k, name) in sg.members.iter().enumerate() {
                     m.insert(
                         oid(&KEEPALIVED, &[2, 2, 1, 2, gi, k as u32 + 1]),
@@ -2413,13 +2432,26 @@ mod tests {
                 reverse,
             })
             .collect(),
+            ..Default::default()
         });
+        snap.sync_groups[0].notify.master =
+            Some(vipd_exec::scripts::Script::new("/etc/vipd/master.sh G1"));
         let mib = Mib::build(&settings(), &snap, None);
         let k = |r: &[u32]| mib.get(&oid(&KEEPALIVED, r));
         assert_eq!(
             k(&[2, 1, 1, 2, 1]),
             Some(Value::OctetString(b"G1".to_vec()))
         );
+        // SmtpAlert off, NotifyExec on, ScriptMaster, no ScriptBackup,
+        // TrackingWeight off.
+        assert_eq!(k(&[2, 1, 1, 4, 1]), Some(Value::Integer(2)));
+        assert_eq!(k(&[2, 1, 1, 5, 1]), Some(Value::Integer(1)));
+        assert_eq!(
+            k(&[2, 1, 1, 6, 1]),
+            Some(Value::OctetString(b"/etc/vipd/master.sh G1".to_vec()))
+        );
+        assert_eq!(k(&[2, 1, 1, 7, 1]), None);
+        assert_eq!(k(&[2, 1, 1, 10, 1]), Some(Value::Integer(2)));
         assert_eq!(k(&[2, 1, 1, 3, 1]), Some(Value::Integer(2)));
         assert_eq!(k(&[2, 1, 1, 1, 1]), None, "the index is not-accessible");
         assert_eq!(

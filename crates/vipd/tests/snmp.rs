@@ -1115,7 +1115,7 @@ fn sync_group_and_tracked_interface_tables_and_trap() {
     let mut conf = snmp_config(&tracked, 100, c.dir.path()).replace("version 2\n", "version 3\n");
     conf.push_str(
         "vrrp_sync_group G1 {\n    group {\n        VI_2\n        VI_1\n    }\n    \
-         track_interface {\n        eth0 weight -3\n    }\n}\n",
+         track_interface {\n        eth0 weight -3\n    }\n    notify_master \"/bin/true G1\"\n}\n",
     );
     c.start_vipd(1, &conf);
     c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
@@ -1123,6 +1123,10 @@ fn sync_group_and_tracked_interface_tables_and_trap() {
     let want = [
         ("1.1.2.1", "G1"),
         ("1.1.3.1", "2"),
+        // NotifyExec, ScriptMaster, TrackingWeight.
+        ("1.1.5.1", "1"),
+        ("1.1.6.1", "/bin/true G1"),
+        ("1.1.10.1", "2"),
         ("2.1.2.1.1", "VI_2"),
         ("2.1.2.1.2", "VI_1"),
         ("3.1.18.1", "G1"),
