@@ -47,7 +47,8 @@ pub struct InstancePlan {
     pub gna_interval: Duration,
     /// What this instance tracks, weights resolved.
     pub tracking: Vec<TrackRef>,
-    pub notify: NotifyPlan,
+    /// Shared: the status snapshot refers to it every 100 ms (SNMP's script columns).
+    pub notify: std::sync::Arc<NotifyPlan>,
     /// `use_vmac` / `use_ipvlan`: the link the VIPs live on (and adverts leave from).
     pub vmac: Option<Vmac>,
     /// `vrf VRF_IF` (a unicast instance without `interface`): the VRF device its VRRP
@@ -1613,7 +1614,7 @@ fn instance_plan(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
         routes: Vec::new(),
         rules: inst.virtual_rules.iter().map(rule_spec).collect(),
         tracking: Vec::new(),
-        notify: NotifyPlan {
+        notify: std::sync::Arc::new(NotifyPlan {
             // keepalived: the instance's, else its sync group's, else the global.
             priority_changes: inst
                 .notify
@@ -1626,7 +1627,7 @@ fn instance_plan(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
                 })
                 .unwrap_or(cfg.global.vrrp_notify_priority_changes),
             ..notify_plan(cfg, &inst.name, &inst.notify, inst.smtp_alert)?
-        },
+        }),
         no_accept: !accept,
         initial_master: inst.state == vipd_config::model::InitialState::Master,
         promote_secondaries,

@@ -1469,7 +1469,7 @@ impl EngineLoop {
                         from,
                         their_priority: priority,
                         priority: slot.inst.priority(),
-                        notify: slot.plan.notify.clone(),
+                        notify: crate::plan::NotifyPlan::clone(&slot.plan.notify),
                     });
                 }
                 Action::Transition { from, to, reason } => {
@@ -1514,7 +1514,7 @@ impl EngineLoop {
                         reason,
                         at: SystemTime::now(),
                         priority: slot.inst.priority(),
-                        notify: slot.plan.notify.clone(),
+                        notify: crate::plan::NotifyPlan::clone(&slot.plan.notify),
                         deleted: slot.deleted && to == State::Initialize,
                         vips: slot
                             .plan
@@ -1955,9 +1955,7 @@ impl EngineLoop {
             st.detail.ifindex = s.plan.iface.index;
             st.detail.advertised = s.plan.advertised;
             st.detail.promote_secondaries = s.plan.promote_secondaries;
-            st.detail.smtp_alert = s.plan.notify.mail;
-            st.detail.notify_exec = !s.plan.notify.is_empty();
-            st.detail.notify_deleted = s.plan.notify.notify_deleted;
+            st.detail.notify = s.plan.notify.clone();
             st.detail.routes.clone_from(&s.plan.routes);
             st.detail.rules.clone_from(&s.plan.rules);
             st.detail.initial_master = s.plan.initial_master;

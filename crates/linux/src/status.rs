@@ -267,10 +267,8 @@ pub struct InstanceDetail {
     pub garp_master_delay: std::time::Duration,
     /// `promote_secondaries` (set on its interface).
     pub promote_secondaries: bool,
-    /// `smtp_alert` (resolved), some notify script, `notify_deleted`.
-    pub smtp_alert: bool,
-    pub notify_exec: bool,
-    pub notify_deleted: bool,
+    /// Its notify scripts, `smtp_alert` and `notify_deleted` (the plan's, shared).
+    pub notify: std::sync::Arc<crate::plan::NotifyPlan>,
 }
 
 impl InstanceStatus {
@@ -358,9 +356,7 @@ impl InstanceStatus {
                 garp_master_delay: cfg.garp.master_delay,
                 // The runtime's plan knows these.
                 promote_secondaries: false,
-                smtp_alert: false,
-                notify_exec: false,
-                notify_deleted: false,
+                notify: Default::default(),
             },
         }
     }

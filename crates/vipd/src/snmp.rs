@@ -570,8 +570,25 @@ impl Mib {
                     19,
                     Value::Gauge32(i.detail.garp_master_delay.as_secs() as u32),
                 );
-                col(20, truth(i.detail.smtp_alert));
-                col(21, truth(i.detail.notify_exec));
+                let n = &i.detail.notify;
+                col(20, truth(n.mail));
+                col(21, truth(!n.is_empty()));
+                // ScriptMaster, ScriptBackup, ScriptFault, ScriptStop, Script (notify),
+                // ScriptMstrRxLowerPri, ScriptDeleted.
+                let scripts = [
+                    (22, &n.master),
+                    (23, &n.backup),
+                    (24, &n.fault),
+                    (25, &n.stop),
+                    (26, &n.generic),
+                    (31, &n.master_rx_lower_pri),
+                    (32, &n.deleted),
+                ];
+                for (c, script) in scripts {
+                    if let Some(s) = script {
+                        col(c, Value::OctetString(s.argv.join(" ").into_bytes()));
+                    }
+                }
                 col(27, truth(i.detail.accept));
                 col(28, truth(i.detail.promote_secondaries));
                 // vrrpInstanceUseLinkbeat: vipd never polls links.
@@ -581,7 +598,7 @@ impl Mib {
                     col(34, Value::Integer(addr_type(g)));
                     col(35, Value::OctetString(ip_octets(g)));
                 }
-                col(33, truth(i.detail.notify_deleted));
+                col(33, truth(n.notify_deleted));
                 col(36, truth(i.detail.v3_checksum_as_v2));
                 tracked_tables(&mut m, idx, snap.tracking.get(&i.name));
             }
@@ -1842,7 +1859,12 @@ mod tests {
         v3.detail.mcast_group = Some("224.0.0.18".parse().unwrap());
         v3.detail.garp_master_delay = Duration::from_secs(5);
         v3.detail.promote_secondaries = true;
-        v3.detail.notify_exec = true;
+        v3.detail.notify = std::sync::Arc::new(vipd_linux::plan::NotifyPlan {
+            backup: Some(vipd_exec::scripts::Script::new(
+                "/usr/local/bin/to-backup VI_3",
+            )),
+            ..Default::default()
+        });
         snap.instances.push(v3);
         let mib = Mib::build(&settings(), &snap, None);
         let k = |r: &[u32]| mib.get(&oid(&KEEPALIVED, r));
@@ -1863,6 +1885,13 @@ mod tests {
         assert_eq!(k(&[2, 3, 1, 28, 2]), Some(Value::Integer(1)));
         assert_eq!(k(&[2, 3, 1, 29, 2]), Some(Value::Integer(2)));
         assert_eq!(k(&[2, 3, 1, 21, 2]), Some(Value::Integer(1)));
+        assert_eq!(
+            k(&[2, 3, 1, 23, 2]),
+            Some(Value::OctetString(
+                b"/usr/local/bin/to-backup VI_3".to_vec()
+            ))
+        );
+        assert_eq!(k(&[2, 3, 1, 22, 2]), None, "no notify_master");
         assert_eq!(k(&[2, 3, 1, 21, 1]), Some(Value::Integer(2)));
         assert_eq!(k(&[2, 3, 1, 20, 1]), Some(Value::Integer(2)));
         assert_eq!(k(&[2, 3, 1, 33, 1]), Some(Value::Integer(2)));

@@ -476,12 +476,20 @@ fn check_tables(c: &Cluster, ns: &str, ix: &str) -> Result<(), String> {
             if tracks_interface { "1" } else { "2" },
             format!("{name} vrrpInstanceTrackPrimaryIf"),
         );
-        // vrrp_garp_master_delay 0, smtp_alert false, no notify script, multicast to
-        // RFC 5798's group, no v3_checksum_as_v2.
+        // vrrp_garp_master_delay 0, smtp_alert false, VI_1's notify_master only,
+        // multicast to RFC 5798's group, no v3_checksum_as_v2.
+        let vi1 = name == "VI_1";
+        if vi1 {
+            want(
+                ka.get(&format!("2.3.1.22.{idx}")),
+                "/bin/true VI_1",
+                "VI_1 vrrpInstanceScriptMaster".into(),
+            );
+        }
         for (col, value) in [
             ("19", "0"),
             ("20", "2"),
-            ("21", "2"),
+            ("21", if vi1 { "1" } else { "2" }),
             ("34", "1"),
             ("35", "E0 00 00 12 "),
             ("36", "2"),
@@ -701,7 +709,8 @@ fn agentx_subagent_tables_traps_and_master_restarts() {
     c.wait_holders(spec.vip(), &[2], spec.takeover_timeout());
     let tracked = spec
         .clone()
-        .with("track_bfd {\n        b1 weight -1\n    }");
+        .with("track_bfd {\n        b1 weight -1\n    }")
+        .with("notify_master \"/bin/true VI_1\"");
     c.start_vipd(
         1,
         &(snmp_config(&tracked, 100, c.dir.path()) + &bfd(11, 12)),
