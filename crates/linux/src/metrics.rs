@@ -510,6 +510,13 @@ mod tests {
             }],
             bfd_unmatched: 4,
             sync_groups: Vec::new(),
+            static_addresses: Vec::new(),
+            static_routes: Vec::new(),
+            static_rules: Vec::new(),
+            track_scripts: Vec::new(),
+            track_files: Vec::new(),
+            track_processes: Vec::new(),
+            track_bfds: Vec::new(),
             virtual_servers: vec![crate::status::VirtualServerStatus {
                 name: "virtual_server 192.0.2.100 80".into(),
                 active: true,

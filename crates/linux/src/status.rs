@@ -2,6 +2,8 @@
 //! and read by the control socket.
 
 use crate::netlink::AddressSpec;
+use crate::routes::{RouteSpec, RuleSpec};
+use crate::track::{BfdTrackPlan, FilePlan, ProcessPlan, ScriptPlan};
 use serde::Serialize;
 use std::time::Instant;
 use vipd_vrrp::engine::Instance;
@@ -25,6 +27,25 @@ pub struct Snapshot {
     /// The `vrrp_sync_group`s (for SNMP; not in `vipd status`).
     #[serde(skip)]
     pub sync_groups: Vec<SyncGroupStatus>,
+    /// The `static_ipaddress`es in force (for SNMP's vrrpAddressTable; not in `vipd
+    /// status`).
+    #[serde(skip)]
+    pub static_addresses: Vec<AddressSpec>,
+    /// The `static_routes` / `static_rules` in force (for SNMP; not in `vipd status`).
+    #[serde(skip)]
+    pub static_routes: Vec<RouteSpec>,
+    #[serde(skip)]
+    pub static_rules: Vec<RuleSpec>,
+    /// The `vrrp_script`s, `track_file`s and `track_process`es some instance tracks,
+    /// each with its state as in `tracking` (for SNMP; not in `vipd status`).
+    #[serde(skip)]
+    pub track_scripts: Vec<(ScriptPlan, String)>,
+    #[serde(skip)]
+    pub track_files: Vec<(FilePlan, String)>,
+    #[serde(skip)]
+    pub track_processes: Vec<(ProcessPlan, String)>,
+    #[serde(skip)]
+    pub track_bfds: Vec<(BfdTrackPlan, String)>,
 }
 
 /// A `vrrp_sync_group`: its members and the state its notify scripts last saw.
@@ -35,6 +56,12 @@ pub struct SyncGroupStatus {
     pub members: Vec<String>,
     /// `INIT` until a member's first transition, then `BACKUP`, `MASTER` or `FAULT`.
     pub state: String,
+    /// The group's own `track_*` lines.
+    pub tracking: Vec<crate::track::TrackRef>,
+    /// Its notify scripts and `smtp_alert`.
+    pub notify: crate::plan::NotifyPlan,
+    /// `sync_group_tracking_weight`.
+    pub tracking_weight: bool,
 }
 
 /// One BFD session in [`Snapshot::bfd`]. Intervals in microseconds.
@@ -200,6 +227,12 @@ pub struct InstanceStatus {
 pub struct InstanceDetail {
     /// The VIPs as the kernel gets them (interface index, scope, label).
     pub addresses: Vec<AddressSpec>,
+    /// How many of `addresses`, from the first, are `virtual_ipaddress` (advertised);
+    /// the rest are `virtual_ipaddress_excluded`.
+    pub advertised: usize,
+    /// `virtual_routes` / `virtual_rules` (installed while MASTER).
+    pub routes: Vec<RouteSpec>,
+    pub rules: Vec<RuleSpec>,
     /// `last_transition` in seconds since the Unix epoch.
     pub last_transition_unix: Option<f64>,
     pub nopreempt: bool,
@@ -226,6 +259,16 @@ pub struct InstanceDetail {
     pub master_reason: Option<vipd_vrrp::engine::TransitionReason>,
     /// The last TTL, version, checksum or VRID error among its drops.
     pub protocol_error: Option<vipd_vrrp::wire::DropReason>,
+    /// The adverts' multicast group (`None`: unicast).
+    pub mcast_group: Option<std::net::IpAddr>,
+    /// `v3_checksum_as_v2`.
+    pub v3_checksum_as_v2: bool,
+    /// `garp_master_delay`.
+    pub garp_master_delay: std::time::Duration,
+    /// `promote_secondaries` (set on its interface).
+    pub promote_secondaries: bool,
+    /// Its notify scripts, `smtp_alert` and `notify_deleted` (the plan's, shared).
+    pub notify: std::sync::Arc<crate::plan::NotifyPlan>,
 }
 
 impl InstanceStatus {
@@ -279,6 +322,10 @@ impl InstanceStatus {
             peer_downs_ignored: st.peer_downs_ignored,
             detail: InstanceDetail {
                 addresses: addresses.to_vec(),
+                // The runtime's plan knows which are eVIPs.
+                advertised: 0,
+                routes: Vec::new(),
+                rules: Vec::new(),
                 last_transition_unix: inst.last_transition().map(|(t, _)| {
                     let ago = Instant::now().saturating_duration_since(t);
                     std::time::SystemTime::now()
@@ -304,6 +351,12 @@ impl InstanceStatus {
                 up_since: st.up_since,
                 master_reason: st.last_master_reason,
                 protocol_error: st.last_protocol_error,
+                mcast_group: (!cfg.is_unicast()).then(|| cfg.advert_group()),
+                v3_checksum_as_v2: cfg.checksum == vipd_vrrp::wire::ChecksumVariant::VrrpOnly,
+                garp_master_delay: cfg.garp.master_delay,
+                // The runtime's plan knows these.
+                promote_secondaries: false,
+                notify: Default::default(),
             },
         }
     }

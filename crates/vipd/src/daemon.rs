@@ -161,7 +161,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         }
     };
     // `enable_snmp_*`: transitions reach the SNMP thread from the start.
-    let snmp_settings = match crate::snmp::Settings::from_config(&loaded.config.global) {
+    let snmp_settings = match crate::snmp::Settings::from_config(&loaded.config) {
         Some(Ok(s)) => Some(s),
         Some(Err(e)) => {
             warn!("{e}; vipd runs without SNMP");
