@@ -10,7 +10,6 @@ pub struct Node {
     pub args: Vec<Token>,
     /// `Some` when the node is followed by a `{ ... }` block (possibly empty).
     pub children: Option<Vec<Node>>,
-    pub span: Span,
     /// The `{` that opened `children`, for diagnostics about the block itself (boxed:
     /// most nodes have none, and a node is a large config's commonest value).
     pub open_brace: Option<Box<Token>>,
@@ -19,7 +18,6 @@ pub struct Node {
 impl Node {
     fn new(keyword: Token) -> Self {
         Node {
-            span: keyword.span.clone(),
             keyword,
             args: Vec::new(),
             children: None,
@@ -29,6 +27,12 @@ impl Node {
 
     pub fn name(&self) -> &str {
         &self.keyword.text
+    }
+
+    /// Where the node starts: its keyword (not a field of its own, a large config has
+    /// a hundred thousand nodes).
+    pub fn span(&self) -> &Span {
+        &self.keyword.span
     }
 }
 
@@ -157,7 +161,7 @@ mod tests {
         nodes
             .iter()
             .map(|n| {
-                let mut s = n.keyword.text.clone();
+                let mut s = n.keyword.text.to_string();
                 for a in &n.args {
                     s.push(' ');
                     s.push_str(&a.text);
@@ -200,7 +204,7 @@ mod tests {
         let kids = nodes[0].children.as_ref().unwrap();
         let spans = [
             &nodes[0].keyword.span,
-            &nodes[0].span,
+            nodes[0].span(),
             &kids[0].keyword.span,
             &kids[0].args[0].span,
             &nodes[1].args[0].span,
@@ -218,7 +222,7 @@ mod tests {
         let (n, d) = parse("a X {\n  b 1\n}\nc Y\n{\n  d\n}\n");
         assert!(d.is_empty());
         assert_eq!(show(&n), "a X {b 1}; c Y {d}");
-        assert_eq!(n[1].span.line, 4);
+        assert_eq!(n[1].span().line, 4);
         assert_eq!(n[1].open_brace.as_ref().unwrap().span.line, 5);
     }
 
