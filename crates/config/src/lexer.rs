@@ -177,8 +177,9 @@ pub struct Token {
     pub span: Span,
     /// Length in chars as written in the source (quotes included).
     pub len: u32,
-    /// `include` directives that led to this token's file, innermost first.
-    pub include_chain: Arc<[Span]>,
+    /// `include` directives that led to this token's file, innermost first (behind a
+    /// thin pointer: one word per token, shared by every token of the file).
+    pub include_chain: Arc<Vec<Span>>,
 }
 
 impl Token {
@@ -384,7 +385,7 @@ fn unescape(chars: &[char], i: usize, out: &mut String) -> usize {
 }
 
 /// Turns a raw token of `file:line` into a positioned [`Token`].
-pub(crate) fn place(raw: RawToken, file: &Arc<Path>, line: u32, chain: &Arc<[Span]>) -> Token {
+pub(crate) fn place(raw: RawToken, file: &Arc<Path>, line: u32, chain: &Arc<Vec<Span>>) -> Token {
     Token {
         kind: raw.kind,
         text: raw.text.into(),

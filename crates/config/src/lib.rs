@@ -187,6 +187,8 @@ fn load(text: String, path: &Path, opts: &LoadOptions) -> Result<Loaded, Vec<Dia
     let (mut config, metas) = typed::map(&nodes, &mut diags);
     validate::validate(&config, &metas, opts, &mut diags);
     lints::lint(&config, &metas, &nodes, opts, &mut diags);
+    // Where each instance's fields were written is not needed past the checks.
+    drop(metas);
     // keepalived ignores a virtual server without real servers (the lint says so).
     config
         .virtual_servers

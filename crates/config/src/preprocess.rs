@@ -109,7 +109,7 @@ impl<'a> Preprocessor<'a> {
         self.out
     }
 
-    fn process_text(&mut self, path: &Path, text: String, chain: Arc<[Span]>) {
+    fn process_text(&mut self, path: &Path, text: String, chain: Arc<Vec<Span>>) {
         // The source map keeps the one copy of the text (a large config is megabytes).
         let text = self.sources.add(path.to_path_buf(), text);
         self.sources.set_chain(path, &chain);
@@ -156,7 +156,7 @@ impl<'a> Preprocessor<'a> {
         dir: &Path,
         line_no: u32,
         line: &str,
-        chain: &Arc<[Span]>,
+        chain: &Arc<Vec<Span>>,
         at: Option<&Token>,
     ) {
         // Continuation of a multi-line definition: taken verbatim.
@@ -415,7 +415,7 @@ impl<'a> Preprocessor<'a> {
         path: &Arc<Path>,
         dir: &Path,
         line_no: u32,
-        chain: &Arc<[Span]>,
+        chain: &Arc<Vec<Span>>,
         at: Option<&Token>,
     ) {
         let open = start + kind.chars().count();
@@ -755,7 +755,7 @@ impl<'a> Preprocessor<'a> {
         tok: &Token,
         rest: &str,
         dir: &Path,
-        chain: &Arc<[Span]>,
+        chain: &Arc<Vec<Span>>,
         extra: u8,
     ) {
         let checks = self.include_check | extra;
@@ -840,7 +840,7 @@ impl<'a> Preprocessor<'a> {
 
         let mut inner: Vec<Span> = vec![tok.span.clone()];
         inner.extend(chain.iter().cloned());
-        let inner: Arc<[Span]> = inner.into();
+        let inner: Arc<Vec<Span>> = inner.into();
         for file in matches {
             if file.is_dir() {
                 let msg = format!(
