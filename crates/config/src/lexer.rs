@@ -499,7 +499,11 @@ mod tests {
             let t = TokenText::from(s);
             assert_eq!(t.as_str(), s);
             assert_eq!(t, TokenText::from(s.to_string()));
-            assert!(t == s && s == t && t == s.to_string());
+            let owned = s.to_string();
+            assert!(t == s, "TokenText == &str");
+            assert!(s == t, "&str == TokenText");
+            assert!(t == owned, "TokenText == String");
+            assert!(owned == t, "String == TokenText");
             assert_eq!(t.to_string(), s);
             assert_eq!(format!("{t:?}"), format!("{s:?}"));
         }
