@@ -50,7 +50,7 @@ fn int_in(d: &mut Diags, a: &Token, what: &str, lo: i64, hi: i64) -> Option<i64>
 /// Checks the words after a keyword against its schema; true if they are fine.
 pub(crate) fn check_args(n: &Node, spec: A, d: &mut Diags) -> bool {
     let name = n.name();
-    let args = n.args.as_slice();
+    let args = &n.args[..];
     let need_one = |d: &mut Diags| -> Option<&Token> {
         match args {
             [] => {
@@ -1553,7 +1553,7 @@ fn addr_port(n: &Node, what: &str, d: &mut Diags) -> Option<(IpAddr, Option<u16>
 }
 
 fn virtual_server(n: &Node, kids: &[Node], d: &mut Diags) -> Option<VirtualServer> {
-    let key = match n.args.as_slice() {
+    let key = match &n.args[..] {
         [] => return None, // reported by the schema check
         [g, name, rest @ ..] if g.text == "group" => {
             if let Some(x) = rest.first() {

@@ -544,7 +544,7 @@ impl Mapper<'_> {
     /// The single argument of `n`.
     fn arg<'n>(&mut self, n: &'n Node) -> Option<&'n Token> {
         self.no_block(n);
-        match n.args.as_slice() {
+        match &n.args[..] {
             [a] => Some(a),
             [] => {
                 self.diags
@@ -613,7 +613,7 @@ impl Mapper<'_> {
     /// `[<BOOL>]`: no argument means true.
     fn boolean(&mut self, n: &Node) -> Option<bool> {
         self.no_block(n);
-        match n.args.as_slice() {
+        match &n.args[..] {
             [] => Some(true),
             [a] => parse_bool(&a.text).or_else(|| {
                 self.diags.error_help(
@@ -781,7 +781,7 @@ impl Mapper<'_> {
 
     /// `lvs_flush_on_stop [VS]` (keepalived takes only `VS`, in capitals).
     fn lvs_flush_on_stop(&mut self, n: &Node, g: &mut GlobalDefs) {
-        match n.args.as_slice() {
+        match &n.args[..] {
             [] => g.lvs_flush_on_stop = Some(LvsFlushOnStop::Full),
             [a] if a.text == "VS" => g.lvs_flush_on_stop = Some(LvsFlushOnStop::VirtualServers),
             [a] => self.diags.error_help(
@@ -957,7 +957,7 @@ impl Mapper<'_> {
     }
 
     fn instance<'n>(&mut self, n: &'n Node) -> Option<(VrrpInstance, InstanceMeta<'n>)> {
-        let name_tok = match n.args.as_slice() {
+        let name_tok = match &n.args[..] {
             [name] => name.clone(),
             [] => {
                 self.diags.error_help(
@@ -1546,7 +1546,7 @@ impl Mapper<'_> {
             match c.name() {
                 "key" => {
                     self.no_block(c);
-                    let [id, value] = c.args.as_slice() else {
+                    let [id, value] = &c.args[..] else {
                         self.diags
                             .error(&c.keyword, "`key` needs an id and a value");
                         continue;
