@@ -34,9 +34,12 @@ enum Repr {
 impl TokenText {
     pub fn as_str(&self) -> &str {
         match &self.0 {
-            // Only ever filled from a whole `&str` of `len` bytes.
-            Repr::Inline { len, buf } => std::str::from_utf8(&buf[..*len as usize])
-                .expect("inline token text is the bytes of a str"),
+            // SAFETY: `Inline` is only made by `From<&str>`, from all `len` bytes of a
+            // `str` (so valid UTF-8, and `len` <= INLINE), and never changed after.
+            // Unchecked: this is read for every keyword comparison of every node.
+            Repr::Inline { len, buf } => unsafe {
+                std::str::from_utf8_unchecked(buf.get_unchecked(..*len as usize))
+            },
             Repr::Heap(s) => s,
         }
     }
