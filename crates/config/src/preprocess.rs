@@ -97,14 +97,21 @@ impl<'a> Preprocessor<'a> {
     }
 
     /// Preprocesses the top-level file; `text` is its content.
-    pub fn run(mut self, path: &Path, text: &str) -> Vec<Vec<Token>> {
+    #[cfg(test)]
+    pub fn run(self, path: &Path, text: &str) -> Vec<Vec<Token>> {
+        self.run_owned(path, text.to_owned())
+    }
+
+    /// Like `run`, keeping `text` (not a copy) as the file's text in the source map.
+    pub fn run_owned(mut self, path: &Path, text: String) -> Vec<Vec<Token>> {
         self.stack.push(canonical(path));
         self.process_text(path, text, Arc::from(Vec::new()));
         self.out
     }
 
-    fn process_text(&mut self, path: &Path, text: &str, chain: Arc<[Span]>) {
-        self.sources.add(path.to_path_buf(), text);
+    fn process_text(&mut self, path: &Path, text: String, chain: Arc<Vec<Span>>) {
+        // The source map keeps the one copy of the text (a large config is megabytes).
+        let text = self.sources.add(path.to_path_buf(), text);
         self.sources.set_chain(path, &chain);
         let dir = parent_dir(path);
         // One shared allocation of the path for every token of the file.
@@ -149,7 +156,7 @@ impl<'a> Preprocessor<'a> {
         dir: &Path,
         line_no: u32,
         line: &str,
-        chain: &Arc<[Span]>,
+        chain: &Arc<Vec<Span>>,
         at: Option<&Token>,
     ) {
         // Continuation of a multi-line definition: taken verbatim.
@@ -192,7 +199,7 @@ impl<'a> Preprocessor<'a> {
             .map(|t| match at {
                 Some(a) => Token {
                     kind: t.kind,
-                    text: t.text,
+                    text: t.text.into(),
                     quoted: t.quoted,
                     ..a.clone()
                 },
@@ -408,7 +415,7 @@ impl<'a> Preprocessor<'a> {
         path: &Arc<Path>,
         dir: &Path,
         line_no: u32,
-        chain: &Arc<[Span]>,
+        chain: &Arc<Vec<Span>>,
         at: Option<&Token>,
     ) {
         let open = start + kind.chars().count();
@@ -534,13 +541,13 @@ impl<'a> Preprocessor<'a> {
                 out.push(tok);
             } else if tok.quoted {
                 // Quoted text stays one word whatever it expands to.
-                tok.text = expanded;
+                tok.text = expanded.into();
                 out.push(tok);
             } else {
                 match scan(&expanded, false) {
                     Ok(s) => out.extend(s.tokens.into_iter().map(|raw| Token {
                         kind: raw.kind,
-                        text: raw.text,
+                        text: raw.text.into(),
                         quoted: raw.quoted,
                         ..tok.clone()
                     })),
@@ -748,7 +755,7 @@ impl<'a> Preprocessor<'a> {
         tok: &Token,
         rest: &str,
         dir: &Path,
-        chain: &Arc<[Span]>,
+        chain: &Arc<Vec<Span>>,
         extra: u8,
     ) {
         let checks = self.include_check | extra;
@@ -758,7 +765,7 @@ impl<'a> Preprocessor<'a> {
         };
         let pattern = if rest.starts_with('"') || rest.starts_with('\'') {
             match scan(&rest, false) {
-                Ok(s) if s.tokens.len() == 1 => s.tokens[0].text.clone(),
+                Ok(s) if s.tokens.len() == 1 => s.tokens[0].text.to_string(),
                 _ => {
                     return self
                         .diags
@@ -840,7 +847,7 @@ impl<'a> Preprocessor<'a> {
 
         let mut inner: Vec<Span> = vec![tok.span.clone()];
         inner.extend(chain.iter().cloned());
-        let inner: Arc<[Span]> = inner.into();
+        let inner: Arc<Vec<Span>> = inner.into();
         for file in matches {
             if file.is_dir() {
                 let msg = format!(
@@ -874,7 +881,7 @@ impl<'a> Preprocessor<'a> {
                 Ok(text) => {
                     self.stack.push(canon);
                     let saved = self.include_check;
-                    self.process_text(&file, &text, inner.clone());
+                    self.process_text(&file, text, inner.clone());
                     self.include_check = saved;
                     self.stack.pop();
                 }
@@ -1367,7 +1374,7 @@ mod tests {
             .run(Path::new("/nonexistent/dir/k.conf"), text);
         let words = lines
             .into_iter()
-            .map(|l| l.into_iter().map(|t| t.text).collect())
+            .map(|l| l.into_iter().map(|t| t.text.to_string()).collect())
             .collect();
         (words, diags.list)
     }
