@@ -426,6 +426,11 @@ pub struct TrafficStats {
     /// Server → client (IPVS; 0 on nftables).
     pub out_packets: u64,
     pub out_bytes: u64,
+    /// Connections now, active / inactive / persistent (IPVS' counts as last read; 0 on
+    /// nftables).
+    pub active_conns: u64,
+    pub inactive_conns: u64,
+    pub persistent_conns: u64,
     pub cps: u64,
     pub in_pps: u64,
     pub in_bps: u64,

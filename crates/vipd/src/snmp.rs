@@ -1133,9 +1133,16 @@ fn checker_tables(m: &mut BTreeMap<Vec<u32>, Value>, snap: &Snapshot) {
             col(13, Value::Gauge32(rs.failed_checks));
             rs_settings_columns(&mut col, &rs.settings);
             // realServerStats* (14, 18-21, 27-29) and realServerRate* (22-26, 30-39,
-            // 58-62). realServerStatsActiveConns / InactiveConns / PersistentConns
-            // (15-17) are not served.
+            // 58-62).
             stats_columns(&mut col, &rs.stats, &RS_STATS_COLUMNS);
+            // realServerStatsActiveConns / InactiveConns / PersistentConns: IPVS counts
+            // them; nftables keeps no connections, so they are not served there.
+            if vs.backend == "ipvs" {
+                let gauge = |n: u64| Value::Gauge32(u32::try_from(n).unwrap_or(u32::MAX));
+                col(15, gauge(rs.stats.active_conns));
+                col(16, gauge(rs.stats.inactive_conns));
+                col(17, gauge(rs.stats.persistent_conns));
+            }
         }
     }
 }
@@ -2862,6 +2869,7 @@ mod tests {
                 in_bps: 100,
                 out_pps: 10,
                 out_bps: 90,
+                ..Default::default()
             },
             service: vipd_linux::status::VsService {
                 kind: 2,
@@ -2940,7 +2948,7 @@ mod tests {
             k(&[3, 4, 1, 61, 1, 2]),
             Some(Value::Counter64((1 << 33) + 9))
         );
-        assert_eq!(k(&[3, 4, 1, 15, 1, 2]), None, "active conns not served");
+        assert_eq!(k(&[3, 4, 1, 15, 1, 2]), None, "no active conns on nftables");
         // Configuration: virtualServerLoadBalancingAlgo sh, Kind dr, Persist,
         // PersistTimeout, PersistGranularity (a netmask), DelayLoop (and in µs),
         // HaSuspend, Alpha disabled, Quorum, QuorumStatus met, QuorumUp and its path,
@@ -3031,6 +3039,16 @@ mod tests {
             "virtualServerRealServersUp"
         );
         assert_eq!(n[1][9].value, Value::OctetString(vec![192, 0, 2, 100]));
+        // IPVS: realServerStatsActiveConns / InactiveConns / PersistentConns.
+        let mut ipvs = snap.clone();
+        ipvs.virtual_servers[0].backend = "ipvs".into();
+        let st = &mut ipvs.virtual_servers[0].real_servers[1].stats;
+        (st.active_conns, st.inactive_conns, st.persistent_conns) = (4, 1 << 40, 2);
+        let mib = Mib::build(&settings(), &ipvs, None);
+        let k = |r: &[u32]| mib.get(&oid(&KEEPALIVED, r));
+        assert_eq!(k(&[3, 4, 1, 15, 1, 2]), Some(Value::Gauge32(4)));
+        assert_eq!(k(&[3, 4, 1, 16, 1, 2]), Some(Value::Gauge32(u32::MAX)));
+        assert_eq!(k(&[3, 4, 1, 17, 1, 2]), Some(Value::Gauge32(2)));
         // virtual_server_group tables: a range, an address, a firewall mark.
         snap.vs_groups = Arc::new(vec![vipd_config::model::VirtualServerGroup {
             name: "front".into(),

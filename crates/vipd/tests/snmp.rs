@@ -999,6 +999,7 @@ fn checker_tables_and_real_server_traps() {
                 "virtualServerPersistGranularity6 of an IPv4 service",
             ),
             ("2.1.5.1.1", "virtualServerGroupMemberAddress of a range"),
+            ("4.1.15.1.1", "realServerStatsActiveConns on nftables"),
         ] {
             if t.contains_key(col) {
                 return Err(format!("{what}: {t:?}"));
