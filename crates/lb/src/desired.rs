@@ -240,6 +240,14 @@ impl Lb {
         }
     }
 
+    /// The `sorry_server` of `vs`: address, port, forwarding method, and whether it is
+    /// forwarded to now (the quorum is lost).
+    pub fn sorry_server(&self, vs: usize) -> Option<(IpAddr, u16, Forward, bool)> {
+        let v = &self.vss[vs];
+        v.sorry
+            .map(|(addr, port, forward, _)| (addr, port, forward, !v.quorum_up))
+    }
+
     /// Real server `rs` of `vs` as resolved from its configuration, with the weight it
     /// has now (a dynamic checker's, else the configured one).
     pub fn rs_settings(&self, vs: usize, rs: usize) -> RsSettings {

@@ -470,6 +470,19 @@ pub struct VsService {
     pub snmp_name: Option<String>,
     /// The rest of its configuration as KEEPALIVED-MIB's virtualServerTable shows it.
     pub settings: std::sync::Arc<VsSettings>,
+    /// Its `sorry_server` (a realServerTable row of type sorry).
+    pub sorry: Option<SorryServer>,
+}
+
+/// A virtual server's `sorry_server`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SorryServer {
+    pub addr: std::net::IpAddr,
+    pub port: u16,
+    /// 1 nat, 2 dr, 3 tun.
+    pub forward: u8,
+    /// Forwarded to now (the quorum is lost).
+    pub in_use: bool,
 }
 
 /// A virtual server's configuration as KEEPALIVED-MIB's virtualServerTable shows it.

@@ -1058,6 +1058,16 @@ impl Owner {
                 service: VsService {
                     snmp_name: self.snmp_name(vi, None),
                     settings: self.setup.mib[vi].0.clone(),
+                    sorry: self
+                        .setup
+                        .lb
+                        .sorry_server(vi)
+                        .map(|(addr, port, f, in_use)| vipd_linux::status::SorryServer {
+                            addr,
+                            port,
+                            forward: forward_number(f),
+                            in_use,
+                        }),
                     ..vs_service(self.setup.lb.name(vi), self.setup.lb.keys(vi))
                 },
                 real_servers: (0..self.setup.lb.real_server_count(vi))
@@ -1086,6 +1096,15 @@ impl Owner {
     }
 }
 
+/// KEEPALIVED-MIB's number of a forwarding method: 1 nat, 2 dr, 3 tun.
+fn forward_number(f: vipd_lb::Forward) -> u8 {
+    match f {
+        vipd_lb::Forward::Nat => 1,
+        vipd_lb::Forward::Dr => 2,
+        vipd_lb::Forward::Tun => 3,
+    }
+}
+
 /// KEEPALIVED-MIB's view of each virtual server's and real server's configuration:
 /// what `lb` resolved (scheduler, methods, thresholds, quorum), the scripts as checked,
 /// the rest as written (a real server's timing over its virtual server's).
@@ -1094,11 +1113,6 @@ fn mib_settings(
     lb: &Lb,
     scripts: &[ScriptSet],
 ) -> Vec<(Arc<VsSettings>, Vec<Arc<RsSettings>>)> {
-    let forward = |f: vipd_lb::Forward| match f {
-        vipd_lb::Forward::Nat => 1,
-        vipd_lb::Forward::Dr => 2,
-        vipd_lb::Forward::Tun => 3,
-    };
     let words = |s: &Option<Script>| s.as_ref().map(|s| s.argv.clone());
     let g = &config.global;
     let checker_mail = g.smtp_alert_checker.or(g.smtp_alert);
@@ -1114,7 +1128,7 @@ fn mib_settings(
                     .iter()
                     .position(|s| *s == l.sched)
                     .map_or(0, |k| k as u8 + 1),
-                forward: forward(l.forward),
+                forward: forward_number(l.forward),
                 fallback: l.flags.fallback,
                 port: l.flags.port,
                 sched3: l.flags.sched3,
@@ -1146,7 +1160,7 @@ fn mib_settings(
                     let l = lb.rs_settings(vi, ri);
                     let (own, up) = (&r.timing, &vs.timing);
                     Arc::new(RsSettings {
-                        forward: forward(l.forward),
+                        forward: forward_number(l.forward),
                         upper_threshold: l.upper_threshold,
                         lower_threshold: l.lower_threshold,
                         inhibit: l.inhibit,

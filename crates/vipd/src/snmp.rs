@@ -1110,6 +1110,21 @@ fn checker_tables(m: &mut BTreeMap<Vec<u32>, Value>, snap: &Snapshot) {
         // virtualServerStats* (27-31, 38-40) and virtualServerRate* (32-36, 41-50,
         // 74-78).
         stats_columns(&mut col, &vs.stats, &VS_STATS_COLUMNS);
+        // The sorry server: a row of type sorry(2) after the real servers, alive while
+        // it is forwarded to.
+        if let Some(sorry) = &s.sorry {
+            let ri = vs.real_servers.len() as u32 + 1;
+            let mut col = |c: u32, v: Value| {
+                m.insert(oid(&KEEPALIVED, &[3, 4, 1, c, vi, ri]), v);
+            };
+            col(1, Value::Integer(ri as i32));
+            col(2, Value::Integer(2));
+            col(3, Value::Integer(addr_type(sorry.addr)));
+            col(4, Value::OctetString(ip_octets(sorry.addr)));
+            col(5, Value::Gauge32(sorry.port as u32));
+            col(6, truth(sorry.in_use));
+            col(40, Value::Integer(sorry.forward as i32));
+        }
         for (k, rs) in vs.real_servers.iter().enumerate() {
             let ri = k as u32 + 1;
             let mut col = |c: u32, v: Value| {
@@ -2892,6 +2907,12 @@ mod tests {
                     quorum_up: Some(vec!["/bin/echo".into(), "met".into()]),
                     ..Default::default()
                 }),
+                sorry: Some(vipd_linux::status::SorryServer {
+                    addr: "192.0.2.15".parse().unwrap(),
+                    port: 8080,
+                    forward: 1,
+                    in_use: false,
+                }),
                 ..Default::default()
             },
         }
@@ -3001,6 +3022,17 @@ mod tests {
         assert_eq!(k(&[3, 4, 1, 46, 1, 2]), Some(Value::Gauge32(60)));
         assert_eq!(k(&[3, 4, 1, 45, 1, 2]), None);
         assert_eq!(k(&[3, 4, 1, 47, 1, 2]), Some(Value::Integer(1)));
+        // The sorry server: row 3, type sorry(2), dead(2) while the quorum holds, NAT;
+        // virtualServerRealServersTotal counts only the real servers.
+        assert_eq!(k(&[3, 4, 1, 2, 1, 3]), Some(Value::Integer(2)));
+        assert_eq!(
+            k(&[3, 4, 1, 4, 1, 3]),
+            Some(Value::OctetString(vec![192, 0, 2, 15]))
+        );
+        assert_eq!(k(&[3, 4, 1, 5, 1, 3]), Some(Value::Gauge32(8080)));
+        assert_eq!(k(&[3, 4, 1, 6, 1, 3]), Some(Value::Integer(2)));
+        assert_eq!(k(&[3, 4, 1, 40, 1, 3]), Some(Value::Integer(1)));
+        assert_eq!(k(&[3, 4, 1, 1, 1, 4]), None);
         assert_eq!(
             k(&[3, 4, 1, 55, 1, 2]),
             Some(Value::OctetString(b"web-2".to_vec()))

@@ -890,7 +890,7 @@ fn checker_tables_and_real_server_traps() {
          protocol TCP\n    snmp_name web\n    persistence_timeout 120\n    \
          persistence_granularity 255.255.255.0\n    quorum 2\n    quorum_up \"/bin/echo met\"\n    \
          quorum_down \"/bin/echo lost\"\n    virtualhost www.example.com\n    omega\n    \
-         inhibit_on_failure\n    smtp_alert\n    warmup 0\n    \
+         inhibit_on_failure\n    smtp_alert\n    warmup 0\n    sorry_server 192.0.2.15 8080\n    \
          real_server 192.0.2.13 80 {{\n        weight 5\n        notify_up \"/bin/echo up\"\n        \
          notify_down \"/bin/echo down\"\n        MISC_CHECK {{\n            \
          misc_path \"/usr/bin/test -f {}\"\n        }}\n    }}\n    real_server 192.0.2.14 80 {{\n        \
@@ -973,10 +973,20 @@ fn checker_tables_and_real_server_traps() {
             ("4.1.48.1.2".into(), "2000000".into()),
             ("4.1.46.1.1".into(), "1".into()),
             ("4.1.47.1.1".into(), "1".into()),
-            // virtualServerQuorumStatus: met(1) / notMet(2) as the status has it.
+            // virtualServerQuorumStatus: met(1) / notMet(2) as the status has it; the
+            // sorry server (row 3, type sorry, dr as its virtual server) alive while it
+            // is not met.
             (
                 "3.1.23.1".into(),
                 if vs["quorum_up"] == true { "1" } else { "2" }.into(),
+            ),
+            ("4.1.2.1.3".into(), "2".into()),
+            ("4.1.4.1.3".into(), "C0 00 02 0F ".into()),
+            ("4.1.5.1.3".into(), "8080".into()),
+            ("4.1.40.1.3".into(), "2".into()),
+            (
+                "4.1.6.1.3".into(),
+                if vs["quorum_up"] == true { "2" } else { "1" }.into(),
             ),
             // The group: virtualServerGroupName, its members (a range, an address), and
             // the virtual server of it (type group, NameOfGroup).
