@@ -517,6 +517,7 @@ mod tests {
             track_files: Vec::new(),
             track_processes: Vec::new(),
             track_bfds: Vec::new(),
+            vs_groups: Default::default(),
             virtual_servers: vec![crate::status::VirtualServerStatus {
                 name: "virtual_server 192.0.2.100 80".into(),
                 active: true,
@@ -534,6 +535,9 @@ mod tests {
                         in_bytes: 3400,
                         ..Default::default()
                     },
+                    weight: 1,
+                    failed_checks: 1,
+                    settings: Default::default(),
                 }],
                 stats: Default::default(),
             }],

@@ -46,6 +46,10 @@ pub struct Snapshot {
     pub track_processes: Vec<(ProcessPlan, String)>,
     #[serde(skip)]
     pub track_bfds: Vec<(BfdTrackPlan, String)>,
+    /// The `virtual_server_group`s (for SNMP's virtualServerGroupTable; not in `vipd
+    /// status`).
+    #[serde(skip)]
+    pub vs_groups: std::sync::Arc<Vec<vipd_config::model::VirtualServerGroup>>,
 }
 
 /// A `vrrp_sync_group`: its members and the state its notify scripts last saw.
@@ -374,6 +378,39 @@ pub struct RealServerStatus {
     pub snmp_name: Option<String>,
     /// Traffic to this real server (read every `snmp_rs_stats_update_interval`).
     pub stats: TrafficStats,
+    /// Its weight now: a dynamic checker's, else the configured one (for SNMP; not in
+    /// `vipd status`).
+    #[serde(skip)]
+    pub weight: u32,
+    /// How many of its checkers fail now (for SNMP; not in `vipd status`).
+    #[serde(skip)]
+    pub failed_checks: u32,
+    /// Its configuration as KEEPALIVED-MIB's realServerTable shows it.
+    #[serde(skip)]
+    pub settings: std::sync::Arc<RsSettings>,
+}
+
+/// A real server's configuration as KEEPALIVED-MIB's realServerTable shows it (its
+/// own settings, else its virtual server's).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RsSettings {
+    /// realServerForwardingMethod: 1 nat, 2 dr, 3 tun.
+    pub forward: u8,
+    /// `uthreshold` / `lthreshold` (0 = none).
+    pub upper_threshold: u32,
+    pub lower_threshold: u32,
+    /// `inhibit_on_failure`.
+    pub inhibit: bool,
+    /// `notify_up` / `notify_down`, as words.
+    pub notify_up: Option<Vec<String>>,
+    pub notify_down: Option<Vec<String>>,
+    pub virtualhost: Option<String>,
+    pub alpha: bool,
+    /// The timing keywords written in the real server, else in its virtual server.
+    pub timing: vipd_config::model::CheckTiming,
+    /// Whether its going down or up is mailed (`smtp_alert`, else
+    /// `smtp_alert_checker` / `smtp_alert`, else yes).
+    pub smtp_alert: bool,
 }
 
 /// A virtual or real server's traffic as the kernel counted it, read every
@@ -389,6 +426,11 @@ pub struct TrafficStats {
     /// Server → client (IPVS; 0 on nftables).
     pub out_packets: u64,
     pub out_bytes: u64,
+    /// Connections now, active / inactive / persistent (IPVS' counts as last read; 0 on
+    /// nftables).
+    pub active_conns: u64,
+    pub inactive_conns: u64,
+    pub persistent_conns: u64,
     pub cps: u64,
     pub in_pps: u64,
     pub in_bps: u64,
@@ -426,6 +468,57 @@ pub struct VsService {
     pub protocol: u8,
     /// `snmp_name` (KEEPALIVED-MIB's `virtualServerName`).
     pub snmp_name: Option<String>,
+    /// The rest of its configuration as KEEPALIVED-MIB's virtualServerTable shows it.
+    pub settings: std::sync::Arc<VsSettings>,
+    /// Its `sorry_server` (a realServerTable row of type sorry).
+    pub sorry: Option<SorryServer>,
+}
+
+/// A virtual server's `sorry_server`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SorryServer {
+    pub addr: std::net::IpAddr,
+    pub port: u16,
+    /// 1 nat, 2 dr, 3 tun.
+    pub forward: u8,
+    /// Forwarded to now (the quorum is lost).
+    pub in_use: bool,
+}
+
+/// A virtual server's configuration as KEEPALIVED-MIB's virtualServerTable shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VsSettings {
+    /// virtualServerLoadBalancingAlgo: 1 rr, 2 wrr, ... 14 twos (the MIB's order).
+    pub sched: u8,
+    /// virtualServerLoadBalancingKind: 1 nat, 2 dr, 3 tun.
+    pub forward: u8,
+    /// Scheduler flags: `sh-fallback` / `mh-fallback`, `sh-port` / `mh-port`,
+    /// `flag-3`, `ops`.
+    pub fallback: bool,
+    pub port: bool,
+    pub sched3: bool,
+    pub ops: bool,
+    pub virtualhost: Option<String>,
+    /// `persistence_timeout` in seconds and `persistence_granularity` as a prefix
+    /// length.
+    pub persistence: Option<(u32, u8)>,
+    /// An IPv6 service (its granularity is virtualServerPersistGranularity6).
+    pub ipv6: bool,
+    /// The timing keywords written in the virtual server.
+    pub timing: vipd_config::model::CheckTiming,
+    pub ha_suspend: bool,
+    pub alpha: bool,
+    pub omega: bool,
+    /// `inhibit_on_failure`.
+    pub inhibit: bool,
+    pub quorum: u32,
+    pub hysteresis: u32,
+    /// `quorum_up` / `quorum_down`, as words.
+    pub quorum_up: Option<Vec<String>>,
+    pub quorum_down: Option<Vec<String>>,
+    /// Whether losing or regaining the quorum is mailed (`smtp_alert`, else
+    /// `smtp_alert_checker` / `smtp_alert`, else no).
+    pub smtp_alert: bool,
 }
 
 #[cfg(test)]

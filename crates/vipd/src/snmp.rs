@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 use vipd_linux::netlink::AddressSpec;
 use vipd_linux::routes::{RouteSpec, RuleSpec};
-use vipd_linux::status::{InstanceStatus, Snapshot, TrackLine, TrafficStats};
+use vipd_linux::status::{
+    InstanceStatus, RsSettings, Snapshot, TrackLine, TrafficStats, VsSettings,
+};
 use vipd_linux::track::TrackRef;
 use vipd_vrrp::engine::{State, TransitionReason};
 
@@ -1075,6 +1077,7 @@ fn addr_type(a: IpAddr) -> i32 {
 /// KEEPALIVED-MIB's virtualServerTable (`.3.3`) and realServerTable (`.3.4`), indexed
 /// by the virtual server's place in `vipd status` and the real server's in it.
 fn checker_tables(m: &mut BTreeMap<Vec<u32>, Value>, snap: &Snapshot) {
+    group_tables(m, &snap.vs_groups);
     for (n, vs) in snap.virtual_servers.iter().enumerate() {
         let vi = n as u32 + 1;
         let mut col = |c: u32, v: Value| {
@@ -1102,10 +1105,26 @@ fn checker_tables(m: &mut BTreeMap<Vec<u32>, Value>, snap: &Snapshot) {
         let up = vs.real_servers.iter().filter(|r| r.up).count();
         col(20, Value::Gauge32(vs.real_servers.len() as u32));
         col(21, Value::Gauge32(up as u32));
-        col(23, truth(vs.quorum_up));
+        col(23, Value::Integer(if vs.quorum_up { 1 } else { 2 }));
+        vs_settings_columns(&mut col, &s.settings);
         // virtualServerStats* (27-31, 38-40) and virtualServerRate* (32-36, 41-50,
         // 74-78).
         stats_columns(&mut col, &vs.stats, &VS_STATS_COLUMNS);
+        // The sorry server: a row of type sorry(2) after the real servers, alive while
+        // it is forwarded to.
+        if let Some(sorry) = &s.sorry {
+            let ri = vs.real_servers.len() as u32 + 1;
+            let mut col = |c: u32, v: Value| {
+                m.insert(oid(&KEEPALIVED, &[3, 4, 1, c, vi, ri]), v);
+            };
+            col(1, Value::Integer(ri as i32));
+            col(2, Value::Integer(2));
+            col(3, Value::Integer(addr_type(sorry.addr)));
+            col(4, Value::OctetString(ip_octets(sorry.addr)));
+            col(5, Value::Gauge32(sorry.port as u32));
+            col(6, truth(sorry.in_use));
+            col(40, Value::Integer(sorry.forward as i32));
+        }
         for (k, rs) in vs.real_servers.iter().enumerate() {
             let ri = k as u32 + 1;
             let mut col = |c: u32, v: Value| {
@@ -1122,10 +1141,215 @@ fn checker_tables(m: &mut BTreeMap<Vec<u32>, Value>, snap: &Snapshot) {
             if let Some(n) = &rs.snmp_name {
                 col(55, Value::OctetString(n.clone().into_bytes()));
             }
+            col(
+                7,
+                Value::Integer(i32::try_from(rs.weight).unwrap_or(i32::MAX)),
+            );
+            col(13, Value::Gauge32(rs.failed_checks));
+            rs_settings_columns(&mut col, &rs.settings);
             // realServerStats* (14, 18-21, 27-29) and realServerRate* (22-26, 30-39,
-            // 58-62). realServerStatsActiveConns / InactiveConns / PersistentConns
-            // (15-17) are not served.
+            // 58-62).
             stats_columns(&mut col, &rs.stats, &RS_STATS_COLUMNS);
+            // realServerStatsActiveConns / InactiveConns / PersistentConns: IPVS counts
+            // them; nftables keeps no connections, so they are not served there.
+            if vs.backend == "ipvs" {
+                let gauge = |n: u64| Value::Gauge32(u32::try_from(n).unwrap_or(u32::MAX));
+                col(15, gauge(rs.stats.active_conns));
+                col(16, gauge(rs.stats.inactive_conns));
+                col(17, gauge(rs.stats.persistent_conns));
+            }
+        }
+    }
+}
+
+/// enabled(1) / disabled(2).
+fn enabled(b: bool) -> Value {
+    Value::Integer(if b { 1 } else { 2 })
+}
+
+/// Whole seconds (the MIB's Unsigned32 "seconds" columns) and microseconds (its
+/// "micro-seconds" ones), saturated.
+fn secs(d: Duration) -> Value {
+    Value::Gauge32(u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
+}
+fn usecs(d: Duration) -> Value {
+    Value::Gauge32(u32::try_from(d.as_micros()).unwrap_or(u32::MAX))
+}
+
+/// keepalived's default `delay_loop`.
+const DEFAULT_DELAY_LOOP: Duration = Duration::from_secs(60);
+
+/// A command's columns: the command line and its program.
+fn script_columns(
+    col: &mut impl FnMut(u32, Value),
+    line: u32,
+    path: u32,
+    argv: &Option<Vec<String>>,
+) {
+    if let Some(argv) = argv {
+        col(line, Value::OctetString(argv.join(" ").into_bytes()));
+        if let Some(p) = argv.first() {
+            col(path, Value::OctetString(p.clone().into_bytes()));
+        }
+    }
+}
+
+/// The timing columns of a virtual or real server: `delay_loop` (its default where
+/// silent) and `retry`, `delay_before_retry`, `warmup`, `connect_timeout` where written
+/// (their defaults depend on each checker's kind). `at`: DelayLoop, Retry,
+/// DelayBeforeRetry, Warmup, DelayLoopUsec, DelayBeforeRetryUsec, WarmupUsec,
+/// ConnTimeoutUsec.
+fn timing_columns(
+    col: &mut impl FnMut(u32, Value),
+    t: &vipd_config::model::CheckTiming,
+    at: [u32; 8],
+) {
+    let [dl, retry, dbr, warmup, dl_us, dbr_us, warmup_us, ct_us] = at;
+    let delay_loop = t.delay_loop.unwrap_or(DEFAULT_DELAY_LOOP);
+    col(dl, secs(delay_loop));
+    col(dl_us, usecs(delay_loop));
+    if let Some(r) = t.retry {
+        col(retry, Value::Gauge32(r));
+    }
+    if let Some(d) = t.delay_before_retry {
+        col(dbr, secs(d));
+        col(dbr_us, usecs(d));
+    }
+    if let Some(d) = t.warmup {
+        col(warmup, secs(d));
+        col(warmup_us, usecs(d));
+    }
+    if let Some(d) = t.connect_timeout {
+        col(ct_us, usecs(d));
+    }
+}
+
+/// virtualServerEntry's configuration columns.
+fn vs_settings_columns(col: &mut impl FnMut(u32, Value), v: &VsSettings) {
+    if v.sched != 0 {
+        col(9, Value::Integer(v.sched as i32));
+    }
+    if v.forward != 0 {
+        col(10, Value::Integer(v.forward as i32));
+    }
+    if let Some(h) = &v.virtualhost {
+        col(12, Value::OctetString(h.clone().into_bytes()));
+    }
+    col(13, enabled(v.persistence.is_some()));
+    if let Some((timeout, prefix)) = v.persistence {
+        col(14, Value::Gauge32(timeout));
+        if v.ipv6 {
+            col(51, Value::Gauge32(prefix as u32));
+        } else {
+            let mask = u32::MAX.checked_shl(32 - prefix as u32).unwrap_or(0);
+            col(15, Value::OctetString(mask.to_be_bytes().to_vec()));
+        }
+    }
+    timing_columns(col, &v.timing, [16, 57, 58, 59, 64, 65, 66, 67]);
+    col(17, truth(v.ha_suspend));
+    col(18, enabled(v.alpha));
+    col(19, enabled(v.omega));
+    col(22, Value::Gauge32(v.quorum));
+    script_columns(col, 24, 72, &v.quorum_up);
+    script_columns(col, 25, 73, &v.quorum_down);
+    col(26, Value::Gauge32(v.hysteresis));
+    col(37, truth(v.ops));
+    // virtualServerSHFallback / SHPort (sh, 8), MHFallback / MHPort (mh, 13), Sched3.
+    col(53, truth(v.fallback && v.sched == 8));
+    col(54, truth(v.port && v.sched == 8));
+    col(62, truth(v.fallback && v.sched == 13));
+    col(63, truth(v.port && v.sched == 13));
+    col(55, truth(v.sched3));
+    col(56, Value::Integer(if v.inhibit { 2 } else { 1 }));
+    col(61, enabled(v.smtp_alert));
+    // virtualServerTunnelType: vipd's tunnels are IP-in-IP.
+    if v.forward == 3 {
+        col(68, Value::Integer(1));
+    }
+}
+
+/// realServerEntry's configuration columns.
+fn rs_settings_columns(col: &mut impl FnMut(u32, Value), r: &RsSettings) {
+    col(8, Value::Gauge32(r.upper_threshold));
+    col(9, Value::Gauge32(r.lower_threshold));
+    col(10, Value::Integer(if r.inhibit { 2 } else { 1 }));
+    script_columns(col, 11, 56, &r.notify_up);
+    script_columns(col, 12, 57, &r.notify_down);
+    if r.forward != 0 {
+        col(40, Value::Integer(r.forward as i32));
+    }
+    if let Some(h) = &r.virtualhost {
+        col(41, Value::OctetString(h.clone().into_bytes()));
+    }
+    col(42, enabled(r.alpha));
+    timing_columns(col, &r.timing, [46, 43, 44, 45, 50, 48, 49, 51]);
+    col(47, enabled(r.smtp_alert));
+    if r.forward == 3 {
+        col(52, Value::Integer(1));
+    }
+}
+
+/// KEEPALIVED-MIB's virtualServerGroupTable (`.3.1`) and virtualServerGroupMemberTable
+/// (`.3.2`): each `virtual_server_group` and its entries as written.
+fn group_tables(
+    m: &mut BTreeMap<Vec<u32>, Value>,
+    groups: &[vipd_config::model::VirtualServerGroup],
+) {
+    use vipd_config::model::VsgEntry;
+    for (g, group) in groups.iter().enumerate() {
+        let gi = g as u32 + 1;
+        m.insert(
+            oid(&KEEPALIVED, &[3, 1, 1, 1, gi]),
+            Value::Integer(gi as i32),
+        );
+        m.insert(
+            oid(&KEEPALIVED, &[3, 1, 1, 2, gi]),
+            Value::OctetString(group.name.clone().into_bytes()),
+        );
+        for (k, e) in group.entries.iter().enumerate() {
+            let mi = k as u32 + 1;
+            let mut col = |c: u32, v: Value| {
+                m.insert(oid(&KEEPALIVED, &[3, 2, 1, c, gi, mi]), v);
+            };
+            col(1, Value::Integer(mi as i32));
+            match e {
+                VsgEntry::Fwmark { mark, .. } => {
+                    col(2, Value::Integer(1));
+                    col(3, Value::Gauge32(*mark));
+                }
+                VsgEntry::Range { first, last, port } => {
+                    col(4, Value::Integer(addr_type(*first)));
+                    match last.map(|l| range_end(*first, l)) {
+                        Some(end) if end != *first => {
+                            col(2, Value::Integer(3));
+                            col(6, Value::OctetString(ip_octets(*first)));
+                            col(7, Value::OctetString(ip_octets(end)));
+                        }
+                        _ => {
+                            col(2, Value::Integer(2));
+                            col(5, Value::OctetString(ip_octets(*first)));
+                        }
+                    }
+                    col(8, Value::Gauge32(port.unwrap_or(0) as u32));
+                }
+            }
+        }
+    }
+}
+
+/// The last address of a `virtual_server_group` range: `first` with its last octet
+/// (IPv4) or hextet (IPv6) replaced by `last`.
+fn range_end(first: IpAddr, last: u16) -> IpAddr {
+    match first {
+        IpAddr::V4(a) => {
+            let mut o = a.octets();
+            o[3] = last as u8;
+            IpAddr::from(o)
+        }
+        IpAddr::V6(a) => {
+            let mut s = a.segments();
+            s[7] = last;
+            IpAddr::from(s)
         }
     }
 }
@@ -1187,25 +1411,63 @@ fn stats_columns(col: &mut impl FnMut(u32, Value), s: &TrafficStats, at: &StatsC
     col(at.totals64 + 2, Value::Counter64(s.out_packets));
 }
 
-/// The real servers' health, to notice changes: (virtual server, address, port) → up.
-pub type RsStates = BTreeMap<(String, String, u16), bool>;
+/// The real servers' health and the virtual servers' quorum, to notice changes.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CheckerStates {
+    /// (virtual server, address, port) → up.
+    rs: BTreeMap<(String, String, u16), bool>,
+    /// virtual server → quorum met.
+    quorum: BTreeMap<String, bool>,
+}
 
-pub fn rs_states(snap: &Snapshot) -> RsStates {
-    snap.virtual_servers
-        .iter()
-        .flat_map(|vs| {
-            vs.real_servers
-                .iter()
-                .map(move |r| ((vs.name.clone(), r.addr.clone(), r.port), r.up))
-        })
-        .collect()
+pub fn checker_states(snap: &Snapshot) -> CheckerStates {
+    CheckerStates {
+        rs: snap
+            .virtual_servers
+            .iter()
+            .flat_map(|vs| {
+                vs.real_servers
+                    .iter()
+                    .map(move |r| ((vs.name.clone(), r.addr.clone(), r.port), r.up))
+            })
+            .collect(),
+        quorum: snap
+            .virtual_servers
+            .iter()
+            .map(|vs| (vs.name.clone(), vs.quorum_up))
+            .collect(),
+    }
+}
+
+/// The varbinds keepalived adds to its checker notifications by virtualServerType:
+/// virtualServerNameOfGroup, virtualServerFwMark, or virtualServerAddrType / Address /
+/// Port.
+fn vs_identity(s: &vipd_linux::status::VsService) -> Vec<VarBind> {
+    let vb = |r: &[u32], value: Value| VarBind {
+        name: oid(&KEEPALIVED, r),
+        value,
+    };
+    match (s.kind, &s.group, s.addr) {
+        (3, Some(g), _) => vec![vb(
+            &[3, 3, 1, 3],
+            Value::OctetString(g.clone().into_bytes()),
+        )],
+        (1, _, _) => vec![vb(&[3, 3, 1, 4], Value::Gauge32(s.fwmark))],
+        (2, _, Some(a)) => vec![
+            vb(&[3, 3, 1, 5], Value::Integer(addr_type(a))),
+            vb(&[3, 3, 1, 6], Value::OctetString(ip_octets(a))),
+            vb(&[3, 3, 1, 7], Value::Gauge32(s.port as u32)),
+        ],
+        _ => Vec::new(),
+    }
 }
 
 /// keepalived's `realServerStateChange` for each real server whose health differs from
-/// `before` (none for servers new or gone).
-pub fn rs_notifications(
+/// `before`, and `virtualServerQuorumStateChange` for each virtual server whose quorum
+/// does (none for servers new or gone).
+pub fn checker_notifications(
     settings: &Settings,
-    before: &RsStates,
+    before: &CheckerStates,
     snap: &Snapshot,
 ) -> Vec<Vec<VarBind>> {
     let mut out = Vec::new();
@@ -1214,58 +1476,71 @@ pub fn rs_notifications(
     }
     for vs in &snap.virtual_servers {
         let up = vs.real_servers.iter().filter(|r| r.up).count() as u32;
+        let kind = Value::Integer(vs.service.kind as i32);
+        let protocol = Value::Integer(vs.service.protocol as i32);
+        let (up, total) = (
+            Value::Gauge32(up),
+            Value::Gauge32(vs.real_servers.len() as u32),
+        );
+        // keepalived names the objects without their indexes; routerId ends the MIB's
+        // list, the virtual server's identity follows.
+        let notify = |trap: u32, objects: Vec<(&[u32], Value)>| {
+            let mut vbs = vec![VarBind {
+                name: SNMP_TRAP_OID.to_vec(),
+                value: Value::Oid(oid(&KEEPALIVED, &[3, 5, 0, trap])),
+            }];
+            vbs.extend(objects.into_iter().map(|(r, value)| VarBind {
+                name: oid(&KEEPALIVED, r),
+                value,
+            }));
+            vbs.push(VarBind {
+                name: oid(&KEEPALIVED, &[1, 2, 0]),
+                value: Value::OctetString(settings.router_id.clone().into_bytes()),
+            });
+            vbs.extend(vs_identity(&vs.service));
+            vbs
+        };
         for rs in &vs.real_servers {
             let key = (vs.name.clone(), rs.addr.clone(), rs.port);
-            if before.get(&key).is_none_or(|b| *b == rs.up) {
+            if before.rs.get(&key).is_none_or(|b| *b == rs.up) {
                 continue;
             }
             let Ok(a) = rs.addr.parse::<IpAddr>() else {
                 continue;
             };
-            // keepalived names the objects without their indexes.
-            let o = |r: &[u32]| oid(&KEEPALIVED, r);
-            out.push(vec![
-                VarBind {
-                    name: SNMP_TRAP_OID.to_vec(),
-                    value: Value::Oid(o(&[3, 5, 0, 1])),
-                },
-                VarBind {
-                    name: o(&[3, 4, 1, 3]),
-                    value: Value::Integer(addr_type(a)),
-                },
-                VarBind {
-                    name: o(&[3, 4, 1, 4]),
-                    value: Value::OctetString(ip_octets(a)),
-                },
-                VarBind {
-                    name: o(&[3, 4, 1, 5]),
-                    value: Value::Gauge32(rs.port as u32),
-                },
-                VarBind {
-                    name: o(&[3, 4, 1, 6]),
-                    value: truth(rs.up),
-                },
-                VarBind {
-                    name: o(&[3, 3, 1, 2]),
-                    value: Value::Integer(vs.service.kind as i32),
-                },
-                VarBind {
-                    name: o(&[3, 3, 1, 8]),
-                    value: Value::Integer(vs.service.protocol as i32),
-                },
-                VarBind {
-                    name: o(&[3, 3, 1, 21]),
-                    value: Value::Gauge32(up),
-                },
-                VarBind {
-                    name: o(&[3, 3, 1, 20]),
-                    value: Value::Gauge32(vs.real_servers.len() as u32),
-                },
-                VarBind {
-                    name: o(&[1, 2, 0]),
-                    value: Value::OctetString(settings.router_id.clone().into_bytes()),
-                },
-            ]);
+            out.push(notify(
+                1,
+                vec![
+                    (&[3, 4, 1, 3], Value::Integer(addr_type(a))),
+                    (&[3, 4, 1, 4], Value::OctetString(ip_octets(a))),
+                    (&[3, 4, 1, 5], Value::Gauge32(rs.port as u32)),
+                    (&[3, 4, 1, 6], truth(rs.up)),
+                    (&[3, 3, 1, 2], kind.clone()),
+                    (&[3, 3, 1, 8], protocol.clone()),
+                    (&[3, 3, 1, 21], up.clone()),
+                    (&[3, 3, 1, 20], total.clone()),
+                ],
+            ));
+        }
+        if before
+            .quorum
+            .get(&vs.name)
+            .is_some_and(|b| *b != vs.quorum_up)
+        {
+            out.push(notify(
+                2,
+                vec![
+                    (&[3, 3, 1, 2], kind.clone()),
+                    (&[3, 3, 1, 8], protocol.clone()),
+                    (
+                        &[3, 3, 1, 23],
+                        Value::Integer(if vs.quorum_up { 1 } else { 2 }),
+                    ),
+                    (&[3, 3, 1, 22], Value::Gauge32(vs.service.settings.quorum)),
+                    (&[3, 3, 1, 21], up.clone()),
+                    (&[3, 3, 1, 20], total.clone()),
+                ],
+            ));
         }
     }
     out
@@ -1622,17 +1897,17 @@ impl Session {
         // Real server health as last seen (changes found on each turn, every 100 ms).
         let watch_rs = settings.traps && settings.checker;
         let mut rs_before = if watch_rs {
-            rs_states(&lock(status))
+            checker_states(&lock(status))
         } else {
-            RsStates::new()
+            CheckerStates::default()
         };
         loop {
             if watch_rs {
                 let (traps, now) = {
                     let snap = lock(status);
                     (
-                        rs_notifications(settings, &rs_before, &snap),
-                        rs_states(&snap),
+                        checker_notifications(settings, &rs_before, &snap),
+                        checker_states(&snap),
                     )
                 };
                 rs_before = now;
@@ -2582,6 +2857,20 @@ mod tests {
                         in_bps: (1 << 33) + 9,
                         ..Default::default()
                     },
+                    weight: 3 + k as u32,
+                    failed_checks: u32::from(!*up),
+                    settings: Arc::new(vipd_linux::status::RsSettings {
+                        forward: 2,
+                        upper_threshold: 100,
+                        notify_down: Some(vec!["/bin/echo".into(), "down".into()]),
+                        timing: vipd_config::model::CheckTiming {
+                            retry: Some(2),
+                            delay_before_retry: Some(Duration::from_millis(1500)),
+                            ..Default::default()
+                        },
+                        smtp_alert: true,
+                        ..Default::default()
+                    }),
                 })
                 .collect(),
             stats: vipd_linux::status::TrafficStats {
@@ -2595,6 +2884,7 @@ mod tests {
                 in_bps: 100,
                 out_pps: 10,
                 out_bps: 90,
+                ..Default::default()
             },
             service: vipd_linux::status::VsService {
                 kind: 2,
@@ -2602,6 +2892,27 @@ mod tests {
                 port: 80,
                 protocol: 1,
                 snmp_name: Some("web".into()),
+                settings: Arc::new(vipd_linux::status::VsSettings {
+                    sched: 8,
+                    forward: 2,
+                    port: true,
+                    persistence: Some((300, 24)),
+                    timing: vipd_config::model::CheckTiming {
+                        delay_loop: Some(Duration::from_secs(3)),
+                        ..Default::default()
+                    },
+                    ha_suspend: true,
+                    quorum: 2,
+                    hysteresis: 1,
+                    quorum_up: Some(vec!["/bin/echo".into(), "met".into()]),
+                    ..Default::default()
+                }),
+                sorry: Some(vipd_linux::status::SorryServer {
+                    addr: "192.0.2.15".parse().unwrap(),
+                    port: 8080,
+                    forward: 1,
+                    in_use: false,
+                }),
                 ..Default::default()
             },
         }
@@ -2658,16 +2969,82 @@ mod tests {
             k(&[3, 4, 1, 61, 1, 2]),
             Some(Value::Counter64((1 << 33) + 9))
         );
-        assert_eq!(k(&[3, 4, 1, 15, 1, 2]), None, "active conns not served");
+        assert_eq!(k(&[3, 4, 1, 15, 1, 2]), None, "no active conns on nftables");
+        // Configuration: virtualServerLoadBalancingAlgo sh, Kind dr, Persist,
+        // PersistTimeout, PersistGranularity (a netmask), DelayLoop (and in µs),
+        // HaSuspend, Alpha disabled, Quorum, QuorumStatus met, QuorumUp and its path,
+        // no QuorumDown, Hysteresis, SHPort but not MHPort, Retry only where written.
+        assert_eq!(k(&[3, 3, 1, 9, 1]), Some(Value::Integer(8)));
+        assert_eq!(k(&[3, 3, 1, 10, 1]), Some(Value::Integer(2)));
+        assert_eq!(k(&[3, 3, 1, 13, 1]), Some(Value::Integer(1)));
+        assert_eq!(k(&[3, 3, 1, 14, 1]), Some(Value::Gauge32(300)));
+        assert_eq!(
+            k(&[3, 3, 1, 15, 1]),
+            Some(Value::OctetString(vec![255, 255, 255, 0]))
+        );
+        assert_eq!(k(&[3, 3, 1, 51, 1]), None);
+        assert_eq!(k(&[3, 3, 1, 16, 1]), Some(Value::Gauge32(3)));
+        assert_eq!(k(&[3, 3, 1, 64, 1]), Some(Value::Gauge32(3_000_000)));
+        assert_eq!(k(&[3, 3, 1, 17, 1]), Some(Value::Integer(1)));
+        assert_eq!(k(&[3, 3, 1, 18, 1]), Some(Value::Integer(2)));
+        assert_eq!(k(&[3, 3, 1, 22, 1]), Some(Value::Gauge32(2)));
+        assert_eq!(k(&[3, 3, 1, 23, 1]), Some(Value::Integer(1)));
+        assert_eq!(
+            k(&[3, 3, 1, 24, 1]),
+            Some(Value::OctetString(b"/bin/echo met".to_vec()))
+        );
+        assert_eq!(
+            k(&[3, 3, 1, 72, 1]),
+            Some(Value::OctetString(b"/bin/echo".to_vec()))
+        );
+        assert_eq!(k(&[3, 3, 1, 25, 1]), None);
+        assert_eq!(k(&[3, 3, 1, 26, 1]), Some(Value::Gauge32(1)));
+        assert_eq!(k(&[3, 3, 1, 54, 1]), Some(Value::Integer(1)));
+        assert_eq!(k(&[3, 3, 1, 63, 1]), Some(Value::Integer(2)));
+        assert_eq!(k(&[3, 3, 1, 57, 1]), None);
+        assert_eq!(k(&[3, 3, 1, 68, 1]), None, "no tunnel");
+        // realServerWeight, UpperConnectionLimit, ActionWhenDown remove, NotifyDown,
+        // FailedChecks, ForwardingMethod, Retry, DelayBeforeRetry (s, µs), DelayLoop
+        // (the default), SmtpAlert.
+        assert_eq!(k(&[3, 4, 1, 7, 1, 2]), Some(Value::Integer(4)));
+        assert_eq!(k(&[3, 4, 1, 8, 1, 2]), Some(Value::Gauge32(100)));
+        assert_eq!(k(&[3, 4, 1, 10, 1, 2]), Some(Value::Integer(1)));
+        assert_eq!(k(&[3, 4, 1, 11, 1, 2]), None);
+        assert_eq!(
+            k(&[3, 4, 1, 12, 1, 2]),
+            Some(Value::OctetString(b"/bin/echo down".to_vec()))
+        );
+        assert_eq!(k(&[3, 4, 1, 13, 1, 2]), Some(Value::Gauge32(0)));
+        assert_eq!(k(&[3, 4, 1, 40, 1, 2]), Some(Value::Integer(2)));
+        assert_eq!(k(&[3, 4, 1, 43, 1, 2]), Some(Value::Gauge32(2)));
+        assert_eq!(k(&[3, 4, 1, 44, 1, 2]), Some(Value::Gauge32(1)));
+        assert_eq!(k(&[3, 4, 1, 48, 1, 2]), Some(Value::Gauge32(1_500_000)));
+        assert_eq!(k(&[3, 4, 1, 46, 1, 2]), Some(Value::Gauge32(60)));
+        assert_eq!(k(&[3, 4, 1, 45, 1, 2]), None);
+        assert_eq!(k(&[3, 4, 1, 47, 1, 2]), Some(Value::Integer(1)));
+        // The sorry server: row 3, type sorry(2), dead(2) while the quorum holds, NAT;
+        // virtualServerRealServersTotal counts only the real servers.
+        assert_eq!(k(&[3, 4, 1, 2, 1, 3]), Some(Value::Integer(2)));
+        assert_eq!(
+            k(&[3, 4, 1, 4, 1, 3]),
+            Some(Value::OctetString(vec![192, 0, 2, 15]))
+        );
+        assert_eq!(k(&[3, 4, 1, 5, 1, 3]), Some(Value::Gauge32(8080)));
+        assert_eq!(k(&[3, 4, 1, 6, 1, 3]), Some(Value::Integer(2)));
+        assert_eq!(k(&[3, 4, 1, 40, 1, 3]), Some(Value::Integer(1)));
+        assert_eq!(k(&[3, 4, 1, 1, 1, 4]), None);
         assert_eq!(
             k(&[3, 4, 1, 55, 1, 2]),
             Some(Value::OctetString(b"web-2".to_vec()))
         );
-        let before = rs_states(&snap);
-        assert!(rs_notifications(&settings(), &before, &snap).is_empty());
+        let before = checker_states(&snap);
+        assert!(checker_notifications(&settings(), &before, &snap).is_empty());
         snap.virtual_servers[0] = virtual_server([true, false]);
-        let n = rs_notifications(&settings(), &before, &snap);
+        let n = checker_notifications(&settings(), &before, &snap);
         assert_eq!(n.len(), 1);
+        // After the varbinds the MIB names, the virtual server's address and port.
+        assert_eq!(n[0][10].name, oid(&KEEPALIVED, &[3, 3, 1, 5]));
+        assert_eq!(n[0][12].value, Value::Gauge32(80));
         assert_eq!(n[0][0].value, Value::Oid(oid(&KEEPALIVED, &[3, 5, 0, 1])));
         assert_eq!(n[0][2].value, Value::OctetString(vec![192, 0, 2, 14]));
         assert_eq!(n[0][4].value, Value::Integer(2));
@@ -2676,7 +3053,77 @@ mod tests {
             checker: false,
             ..settings()
         };
-        assert!(rs_notifications(&s, &before, &snap).is_empty());
+        assert!(checker_notifications(&s, &before, &snap).is_empty());
+        // The quorum lost: virtualServerQuorumStateChange after the real server's trap.
+        snap.virtual_servers[0].quorum_up = false;
+        let n = checker_notifications(&settings(), &before, &snap);
+        assert_eq!(n.len(), 2);
+        assert_eq!(n[1][0].value, Value::Oid(oid(&KEEPALIVED, &[3, 5, 0, 2])));
+        assert_eq!(
+            n[1][3].value,
+            Value::Integer(2),
+            "virtualServerQuorumStatus"
+        );
+        assert_eq!(n[1][4].value, Value::Gauge32(2), "virtualServerQuorum");
+        assert_eq!(
+            n[1][5].value,
+            Value::Gauge32(1),
+            "virtualServerRealServersUp"
+        );
+        assert_eq!(n[1][9].value, Value::OctetString(vec![192, 0, 2, 100]));
+        // IPVS: realServerStatsActiveConns / InactiveConns / PersistentConns.
+        let mut ipvs = snap.clone();
+        ipvs.virtual_servers[0].backend = "ipvs".into();
+        let st = &mut ipvs.virtual_servers[0].real_servers[1].stats;
+        (st.active_conns, st.inactive_conns, st.persistent_conns) = (4, 1 << 40, 2);
+        let mib = Mib::build(&settings(), &ipvs, None);
+        let k = |r: &[u32]| mib.get(&oid(&KEEPALIVED, r));
+        assert_eq!(k(&[3, 4, 1, 15, 1, 2]), Some(Value::Gauge32(4)));
+        assert_eq!(k(&[3, 4, 1, 16, 1, 2]), Some(Value::Gauge32(u32::MAX)));
+        assert_eq!(k(&[3, 4, 1, 17, 1, 2]), Some(Value::Gauge32(2)));
+        // virtual_server_group tables: a range, an address, a firewall mark.
+        snap.vs_groups = Arc::new(vec![vipd_config::model::VirtualServerGroup {
+            name: "front".into(),
+            span: vipd_config::model::Span {
+                file: std::path::Path::new("keepalived.conf").into(),
+                line: 1,
+                col: 1,
+            },
+            entries: vec![
+                vipd_config::model::VsgEntry::Range {
+                    first: "192.0.2.20".parse().unwrap(),
+                    last: Some(29),
+                    port: Some(443),
+                },
+                vipd_config::model::VsgEntry::Range {
+                    first: "2001:db8::1".parse().unwrap(),
+                    last: None,
+                    port: Some(80),
+                },
+                vipd_config::model::VsgEntry::Fwmark {
+                    mark: 7,
+                    family: None,
+                },
+            ],
+        }]);
+        let mib = Mib::build(&settings(), &snap, None);
+        let k = |r: &[u32]| mib.get(&oid(&KEEPALIVED, r));
+        assert_eq!(
+            k(&[3, 1, 1, 2, 1]),
+            Some(Value::OctetString(b"front".to_vec()))
+        );
+        assert_eq!(k(&[3, 2, 1, 2, 1, 1]), Some(Value::Integer(3)));
+        assert_eq!(
+            k(&[3, 2, 1, 7, 1, 1]),
+            Some(Value::OctetString(vec![192, 0, 2, 29]))
+        );
+        assert_eq!(k(&[3, 2, 1, 8, 1, 1]), Some(Value::Gauge32(443)));
+        assert_eq!(k(&[3, 2, 1, 5, 1, 1]), None);
+        assert_eq!(k(&[3, 2, 1, 2, 1, 2]), Some(Value::Integer(2)));
+        assert_eq!(k(&[3, 2, 1, 4, 1, 2]), Some(Value::Integer(2)));
+        assert_eq!(k(&[3, 2, 1, 2, 1, 3]), Some(Value::Integer(1)));
+        assert_eq!(k(&[3, 2, 1, 3, 1, 3]), Some(Value::Gauge32(7)));
+        assert_eq!(k(&[3, 2, 1, 8, 1, 3]), None);
         assert_eq!(
             Mib::build(&s, &snap, None).get(&oid(&KEEPALIVED, &[3, 3, 1, 2, 1])),
             None

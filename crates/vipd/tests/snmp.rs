@@ -856,9 +856,10 @@ fn agentx_over_tcp_only_the_mibs_enabled_and_a_restarted_master() {
     assert!(c.log(1).contains("AgentX session with"), "{}", c.log(1));
 }
 
-/// `enable_snmp_checker`: KEEPALIVED-MIB's virtual and real server tables as `vipd
-/// status --json` shows them (nftables data plane), and `realServerStateChange` when a
-/// MISC_CHECK starts failing and passes again.
+/// `enable_snmp_checker`: KEEPALIVED-MIB's virtual server group, virtual server and real
+/// server tables as the configuration and `vipd status --json` have them (nftables data
+/// plane), and `realServerStateChange` and `virtualServerQuorumStateChange` when a
+/// MISC_CHECK starts failing (losing the quorum) and passes again.
 #[test]
 fn checker_tables_and_real_server_traps() {
     if !tools() {
@@ -883,11 +884,21 @@ fn checker_tables_and_real_server_traps() {
         ),
         1,
     );
+    // 192.0.2.13 weighs 5 of the 6 the quorum of 2 counts: its failure loses the quorum.
     conf.push_str(&format!(
         "virtual_server 192.0.2.100 80 {{\n    delay_loop 1\n    lb_algo rr\n    lb_kind DR\n    \
-         protocol TCP\n    snmp_name web\n    real_server 192.0.2.13 80 {{\n        MISC_CHECK {{\n            \
+         protocol TCP\n    snmp_name web\n    persistence_timeout 120\n    \
+         persistence_granularity 255.255.255.0\n    quorum 2\n    quorum_up \"/bin/echo met\"\n    \
+         quorum_down \"/bin/echo lost\"\n    virtualhost www.example.com\n    omega\n    \
+         inhibit_on_failure\n    smtp_alert\n    warmup 0\n    sorry_server 192.0.2.15 8080\n    \
+         real_server 192.0.2.13 80 {{\n        weight 5\n        notify_up \"/bin/echo up\"\n        \
+         notify_down \"/bin/echo down\"\n        MISC_CHECK {{\n            \
          misc_path \"/usr/bin/test -f {}\"\n        }}\n    }}\n    real_server 192.0.2.14 80 {{\n        \
-         snmp_name \"web two\"\n        MISC_CHECK {{\n            misc_path /bin/true\n        }}\n    }}\n}}\n",
+         snmp_name \"web two\"\n        retry 3\n        delay_before_retry 2\n        \
+         virtualhost two.example.com\n        MISC_CHECK {{\n            misc_path /bin/true\n        }}\n    }}\n}}\n\
+         virtual_server_group extra {{\n    192.0.2.110-115 8080\n    192.0.2.120 8080\n}}\n\
+         virtual_server group extra {{\n    delay_loop 1\n    lb_algo rr\n    protocol TCP\n    \
+         real_server 192.0.2.14 8080 {{\n        MISC_CHECK {{\n            misc_path /bin/true\n        }}\n    }}\n}}\n",
         flag.display()
     ));
     c.start_vipd_with(1, &conf, &["--lb-backend", "nftables"]);
@@ -913,7 +924,97 @@ fn checker_tables_and_real_server_traps() {
             ("6.1.0".into(), "2".into()),
             ("7.1.0".into(), "900".into()),
             ("7.3.0".into(), "60".into()),
+            // The virtual server's configuration: LoadBalancingAlgo rr, Kind dr,
+            // VirtualHost, Persist, PersistTimeout, PersistGranularity, DelayLoop (s,
+            // µs), HaSuspend false, Alpha disabled, Omega enabled, Quorum, Hysteresis,
+            // QuorumUp / QuorumDown and their paths, OPS false, SHPort false,
+            // ActionWhenDown inhibit, Warmup (s, µs), SmtpAlert enabled.
+            ("3.1.9.1".into(), "1".into()),
+            ("3.1.10.1".into(), "2".into()),
+            ("3.1.12.1".into(), "www.example.com".into()),
+            ("3.1.13.1".into(), "1".into()),
+            ("3.1.14.1".into(), "120".into()),
+            ("3.1.15.1".into(), "FF FF FF 00 ".into()),
+            ("3.1.16.1".into(), "1".into()),
+            ("3.1.64.1".into(), "1000000".into()),
+            ("3.1.17.1".into(), "2".into()),
+            ("3.1.18.1".into(), "2".into()),
+            ("3.1.19.1".into(), "1".into()),
+            ("3.1.22.1".into(), "2".into()),
+            ("3.1.26.1".into(), "0".into()),
+            ("3.1.24.1".into(), "/bin/echo met".into()),
+            ("3.1.25.1".into(), "/bin/echo lost".into()),
+            ("3.1.72.1".into(), "/bin/echo".into()),
+            ("3.1.73.1".into(), "/bin/echo".into()),
+            ("3.1.37.1".into(), "2".into()),
+            ("3.1.54.1".into(), "2".into()),
+            ("3.1.56.1".into(), "2".into()),
+            ("3.1.59.1".into(), "0".into()),
+            ("3.1.66.1".into(), "0".into()),
+            ("3.1.61.1".into(), "1".into()),
+            // The real servers': Weight, Upper / LowerConnectionLimit (none),
+            // ActionWhenDown (inherited inhibit), NotifyUp / NotifyDown and their paths,
+            // ForwardingMethod dr, VirtualHost, Alpha disabled, Retry and
+            // DelayBeforeRetry (s, µs) where written, DelayLoop (inherited), SmtpAlert.
+            ("4.1.7.1.1".into(), "5".into()),
+            ("4.1.7.1.2".into(), "1".into()),
+            ("4.1.8.1.1".into(), "0".into()),
+            ("4.1.9.1.1".into(), "0".into()),
+            ("4.1.10.1.1".into(), "2".into()),
+            ("4.1.11.1.1".into(), "/bin/echo up".into()),
+            ("4.1.12.1.1".into(), "/bin/echo down".into()),
+            ("4.1.56.1.1".into(), "/bin/echo".into()),
+            ("4.1.57.1.1".into(), "/bin/echo".into()),
+            ("4.1.40.1.2".into(), "2".into()),
+            ("4.1.41.1.2".into(), "two.example.com".into()),
+            ("4.1.42.1.2".into(), "2".into()),
+            ("4.1.43.1.2".into(), "3".into()),
+            ("4.1.44.1.2".into(), "2".into()),
+            ("4.1.48.1.2".into(), "2000000".into()),
+            ("4.1.46.1.1".into(), "1".into()),
+            ("4.1.47.1.1".into(), "1".into()),
+            // virtualServerQuorumStatus: met(1) / notMet(2) as the status has it; the
+            // sorry server (row 3, type sorry, dr as its virtual server) alive while it
+            // is not met.
+            (
+                "3.1.23.1".into(),
+                if vs["quorum_up"] == true { "1" } else { "2" }.into(),
+            ),
+            ("4.1.2.1.3".into(), "2".into()),
+            ("4.1.4.1.3".into(), "C0 00 02 0F ".into()),
+            ("4.1.5.1.3".into(), "8080".into()),
+            ("4.1.40.1.3".into(), "2".into()),
+            (
+                "4.1.6.1.3".into(),
+                if vs["quorum_up"] == true { "2" } else { "1" }.into(),
+            ),
+            // The group: virtualServerGroupName, its members (a range, an address), and
+            // the virtual server of it (type group, NameOfGroup).
+            ("1.1.2.1".into(), "extra".into()),
+            ("2.1.2.1.1".into(), "3".into()),
+            ("2.1.6.1.1".into(), "C0 00 02 6E ".into()),
+            ("2.1.7.1.1".into(), "C0 00 02 73 ".into()),
+            ("2.1.8.1.1".into(), "8080".into()),
+            ("2.1.2.1.2".into(), "2".into()),
+            ("2.1.5.1.2".into(), "C0 00 02 78 ".into()),
+            ("2.1.8.1.2".into(), "8080".into()),
+            ("3.1.2.2".into(), "3".into()),
+            ("3.1.3.2".into(), "extra".into()),
         ];
+        for (col, what) in [
+            ("3.1.57.1", "virtualServerRetry (not written)"),
+            ("4.1.43.1.1", "realServerRetry (not written)"),
+            (
+                "3.1.51.1",
+                "virtualServerPersistGranularity6 of an IPv4 service",
+            ),
+            ("2.1.5.1.1", "virtualServerGroupMemberAddress of a range"),
+            ("4.1.15.1.1", "realServerStatsActiveConns on nftables"),
+        ] {
+            if t.contains_key(col) {
+                return Err(format!("{what}: {t:?}"));
+            }
+        }
         if t.contains_key("7.2.0") {
             return Err(format!("lvsTimeoutTcpFin without tcpfin: {t:?}"));
         }
@@ -923,6 +1024,9 @@ fn checker_tables_and_real_server_traps() {
         for (k, r) in rss.iter().enumerate() {
             let alive = if r["up"] == true { "1" } else { "2" };
             want.push((format!("4.1.6.1.{}", k + 1), alive.into()));
+            // realServerFailedChecks: its one MISC_CHECK, failing while it is down.
+            let failed = if r["up"] == true { "0" } else { "1" };
+            want.push((format!("4.1.13.1.{}", k + 1), failed.into()));
             want.push((format!("4.1.5.1.{}", k + 1), r["port"].to_string()));
         }
         let wrong: Vec<_> = want
@@ -979,9 +1083,31 @@ fn checker_tables_and_real_server_traps() {
         &want.iter().map(String::as_str).collect::<Vec<_>>(),
         &c,
     );
+    // 1 of the quorum of 2 left: virtualServerQuorumStateChange, notMet(2), with the
+    // virtual server's address.
+    let quorum = |status: u8| {
+        vec![
+            format!(".1.3.6.1.6.3.1.1.4.1.0 = OID: {KEEPALIVED}.3.5.0.2"),
+            format!("{vs}.23 = INTEGER: {status}"),
+            format!("{vs}.22 = Gauge32: 2"),
+            format!("{vs}.6 = Hex-STRING: C0 00 02 64"),
+        ]
+    };
+    let want = quorum(2);
+    wait_text(
+        &traps,
+        &want.iter().map(String::as_str).collect::<Vec<_>>(),
+        &c,
+    );
     std::fs::write(&flag, "").unwrap();
     wait(&c, true, "192.0.2.13 up again");
     let want = trap(1, 2);
+    wait_text(
+        &traps,
+        &want.iter().map(String::as_str).collect::<Vec<_>>(),
+        &c,
+    );
+    let want = quorum(1);
     wait_text(
         &traps,
         &want.iter().map(String::as_str).collect::<Vec<_>>(),
