@@ -40,7 +40,32 @@ fn dir() -> &'static PathBuf {
     })
 }
 
-fuzz_target!(|data: &[u8]| {
+/// A signal stack for the fuzzing thread, so that a stack overflow in the code under
+/// test is reported with its input like any crash. Without it libFuzzer's SIGSEGV
+/// handler runs on the overflowed stack, faults again and the process dies silently
+/// (status 139, no artifact) — which is how one long run ended. libFuzzer keeps
+/// `SA_ONSTACK` only if the handler it replaces had it, hence the default handler
+/// re-installed with that flag before libFuzzer installs its own (`init` runs first).
+fn crash_reports_survive_stack_overflow() {
+    const SIZE: usize = 1 << 20;
+    let stack: &'static mut [u8] = Vec::leak(vec![0u8; SIZE]);
+    let ss = libc::stack_t {
+        ss_sp: stack.as_mut_ptr().cast(),
+        ss_flags: 0,
+        ss_size: SIZE,
+    };
+    // SAFETY: the stack is leaked (lives for the process); the action is the default
+    // one with flags only; both calls are made before libFuzzer starts fuzzing.
+    unsafe {
+        assert_eq!(libc::sigaltstack(&ss, std::ptr::null_mut()), 0);
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = libc::SIG_DFL;
+        sa.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+        assert_eq!(libc::sigaction(libc::SIGSEGV, &sa, std::ptr::null_mut()), 0);
+    }
+}
+
+fuzz_target!(init: crash_reports_survive_stack_overflow(), |data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };

@@ -227,6 +227,7 @@ impl Checkers {
                     rs: s.rs,
                     up: true,
                     weight: None,
+                    failed: 0,
                     reason: "no checkers".into(),
                 },
                 Some(h) => HealthChange {
@@ -234,6 +235,7 @@ impl Checkers {
                     rs: s.rs,
                     up: h.up,
                     weight: h.weight,
+                    failed: h.failed,
                     reason: match down_reason.remove(&(s.vs, s.rs)) {
                         Some(r) if !h.up => r,
                         _ => "initially up".into(),
@@ -502,7 +504,13 @@ impl Runner {
                     if h.up {
                         tracing::info!(vs = h.vs, rs = h.rs, weight = ?h.weight, "real server up: {}", h.reason);
                     } else {
-                        tracing::warn!(vs = h.vs, rs = h.rs, "real server down: {}", h.reason);
+                        tracing::warn!(
+                            vs = h.vs,
+                            rs = h.rs,
+                            failed = h.failed,
+                            "real server down: {}",
+                            h.reason
+                        );
                     }
                     let _ = self.tx.send(h);
                 }

@@ -120,6 +120,9 @@ pub struct HealthChange {
     /// `None`: the configured weight. `Some(w)`: the weight set by dynamic checkers
     /// (every event of a server with a dynamic checker carries it).
     pub weight: Option<u32>,
+    /// How many of its checkers fail now (KEEPALIVED-MIB's realServerFailedChecks); a
+    /// change of it alone is reported too.
+    pub failed: u32,
     pub reason: String,
 }
 
@@ -162,6 +165,8 @@ pub struct ServerHealth {
     pub rs: usize,
     pub up: bool,
     pub weight: Option<u32>,
+    /// How many of its checkers fail now.
+    pub failed: u32,
 }
 
 #[derive(Debug)]
@@ -195,6 +200,8 @@ struct Server {
     dynamic: bool,
     up: bool,
     eff_weight: Option<u32>,
+    /// Checkers failing now.
+    failed: u32,
 }
 
 /// See the module documentation.
@@ -240,6 +247,7 @@ impl Scheduler {
                     dynamic: false,
                     up: true,
                     eff_weight: None,
+                    failed: 0,
                 });
                 servers.len() - 1
             });
@@ -286,9 +294,10 @@ impl Scheduler {
             seed,
         };
         for i in 0..s.servers.len() {
-            let (up, w) = s.aggregate(i);
+            let (up, w, failed) = s.aggregate(i);
             s.servers[i].up = up;
             s.servers[i].eff_weight = w;
+            s.servers[i].failed = failed;
         }
         for k in 0..s.checks.len() {
             let at = now + s.first_offset(k);
@@ -435,9 +444,10 @@ impl Scheduler {
         self.update_server(server, k);
     }
 
-    fn aggregate(&self, i: usize) -> (bool, Option<u32>) {
+    fn aggregate(&self, i: usize) -> (bool, Option<u32>, u32) {
         let s = &self.servers[i];
-        let up = s.checks.iter().all(|&k| self.checks[k].up);
+        let failed = s.checks.iter().filter(|&&k| !self.checks[k].up).count() as u32;
+        let up = failed == 0;
         let weight = s.dynamic.then(|| {
             clamp_weight(
                 s.checks
@@ -446,28 +456,41 @@ impl Scheduler {
                     .fold(s.weight, i64::saturating_add),
             )
         });
-        (up, weight)
+        (up, weight, failed)
     }
 
     /// Re-evaluates server `i` after a result of checker `k`; the reason of a change
-    /// is that checker's label and last result.
+    /// is that checker's label and last result (of a server still down after `k`
+    /// passed: the first checker still failing).
     fn update_server(&mut self, i: usize, k: usize) {
-        let (up, weight) = self.aggregate(i);
+        let (up, weight, failed) = self.aggregate(i);
+        let k = if !up && self.checks[k].up {
+            let s = &self.servers[i];
+            s.checks
+                .iter()
+                .copied()
+                .find(|&j| !self.checks[j].up)
+                .unwrap_or(k)
+        } else {
+            k
+        };
         let c = &self.checks[k];
         let reason = || match &c.last {
             Some(l) => format!("{}: {}", c.spec.label, l.reason),
             None => c.spec.label.clone(),
         };
         let s = &mut self.servers[i];
-        let changed = up != s.up || (up && weight != s.eff_weight);
+        let changed = up != s.up || (up && weight != s.eff_weight) || failed != s.failed;
         s.up = up;
         s.eff_weight = weight;
+        s.failed = failed;
         if changed {
             self.actions.push_back(Action::Health(HealthChange {
                 vs: s.vs,
                 rs: s.rs,
                 up,
                 weight,
+                failed,
                 reason: reason(),
             }));
         }
@@ -530,6 +553,7 @@ impl Scheduler {
             rs: s.rs,
             up: s.up,
             weight: s.eff_weight,
+            failed: s.failed,
         })
     }
 }

@@ -50,7 +50,7 @@ fn int_in(d: &mut Diags, a: &Token, what: &str, lo: i64, hi: i64) -> Option<i64>
 /// Checks the words after a keyword against its schema; true if they are fine.
 pub(crate) fn check_args(n: &Node, spec: A, d: &mut Diags) -> bool {
     let name = n.name();
-    let args = n.args.as_slice();
+    let args = &n.args[..];
     let need_one = |d: &mut Diags| -> Option<&Token> {
         match args {
             [] => {
@@ -551,11 +551,11 @@ pub(crate) fn address_entry(
                 }
                 if let (true, Some(v)) = (*takes, value) {
                     match opt {
-                        "dev" => last.dev = Some(v.text.clone()),
-                        "label" => last.label = Some(v.text.clone()),
+                        "dev" => last.dev = Some(v.text.to_string()),
+                        "label" => last.label = Some(v.text.to_string()),
                         "scope" => last.scope = crate::routes::scope(v, names, d),
                         "brd" if !brd_with_peer(v, last, d) => last.brd = v.text.parse().ok(),
-                        "track_group" => last.track_group = Some(v.text.clone()),
+                        "track_group" => last.track_group = Some(v.text.to_string()),
                         _ => {}
                     }
                 }
@@ -594,7 +594,7 @@ pub(crate) fn address_entry(
 fn tracked_entry(w: &[&Token], lo: i64, hi: i64, d: &mut Diags) -> Option<Tracked> {
     let name = w[0];
     let mut t = Tracked {
-        name: name.text.clone(),
+        name: name.text.to_string(),
         weight: None,
         reverse: false,
         noreverse: false,
@@ -651,7 +651,7 @@ fn vsg_entry(w: &[&Token], d: &mut Diags) -> Option<VsgEntry> {
         };
         let mark = int_in(d, m, "fwmark", 1, u32::MAX as i64)? as u32;
         let family = match w.get(2) {
-            Some(f) if f.text == "inet" || f.text == "inet6" => Some(f.text.clone()),
+            Some(f) if f.text == "inet" || f.text == "inet6" => Some(f.text.to_string()),
             Some(f) => {
                 d.error_help(
                     f,
@@ -945,7 +945,10 @@ fn nodes_ip(nodes: &[Node], keys: &[&str]) -> Option<IpAddr> {
 }
 
 fn block_name(n: &Node) -> String {
-    n.args.first().map(|a| a.text.clone()).unwrap_or_default()
+    n.args
+        .first()
+        .map(|a| a.text.to_string())
+        .unwrap_or_default()
 }
 
 fn name_span(n: &Node) -> Span {
@@ -971,6 +974,8 @@ pub(crate) fn fill_tracking(n: &Node, t: &mut Tracking) {
         _ => return,
     };
     list.extend(tracked_list(n, lo, hi));
+    // Exactly sized: 5,000 instances each tracking one script are a large config.
+    list.shrink_to_fit();
 }
 
 /// A script keyword's command and optional `username [groupname]`.
@@ -1009,7 +1014,7 @@ pub(crate) fn list_words(n: &Node) -> Vec<Vec<String>> {
     n.children
         .iter()
         .flatten()
-        .map(|c| words(c).iter().map(|t| t.text.clone()).collect())
+        .map(|c| words(c).iter().map(|t| t.text.to_string()).collect())
         .collect()
 }
 
@@ -1051,7 +1056,7 @@ pub(crate) fn list_addresses(
 fn bfd_takeover(n: &Node, d: &mut Diags) -> Option<BfdTakeover> {
     let name = n.args.first()?;
     let mut t = BfdTakeover {
-        bfd: name.text.clone(),
+        bfd: name.text.to_string(),
         min_up_ms: 1000,
         hold_down_ms: 10_000,
     };
@@ -1147,7 +1152,7 @@ pub(crate) fn fill_global(n: &Node, g: &mut GlobalDefs) {
     let one = std::slice::from_ref(n);
     match n.name() {
         "vrrp_strict" => g.vrrp_strict = true,
-        "nftables" => g.nftables_table = n.args.first().map(|a| a.text.clone()),
+        "nftables" => g.nftables_table = n.args.first().map(|a| a.text.to_string()),
         "nftables_priority" => {
             g.nftables_priority = int(one, &["nftables_priority"]).map(|v| v as i32)
         }
@@ -1162,12 +1167,12 @@ pub(crate) fn fill_global(n: &Node, g: &mut GlobalDefs) {
                 _ => &mut g.lvs_notify_fifo,
             };
             if slot.is_none() {
-                *slot = n.args.first().map(|a| a.text.clone());
+                *slot = n.args.first().map(|a| a.text.to_string());
             }
         }
         "notification_email" => {
             g.notification_email
-                .extend(n.args.iter().map(|a| a.text.clone()));
+                .extend(n.args.iter().map(|a| a.text.to_string()));
             g.notification_email
                 .extend(list_words(n).into_iter().flatten());
         }
@@ -1377,7 +1382,7 @@ pub(crate) fn fill_top(n: &Node, config: &mut Config, names: &IprouteNames, d: &
                 name: block_name(n),
                 span: name_span(n),
                 process: last(kids, "process")
-                    .map(|p| p.args.iter().map(|a| a.text.clone()).collect())
+                    .map(|p| p.args.iter().map(|a| a.text.to_string()).collect())
                     .unwrap_or_default(),
                 param_match: text(kids, "param_match"),
                 weight,
@@ -1457,7 +1462,7 @@ pub(crate) fn fill_top(n: &Node, config: &mut Config, names: &IprouteNames, d: &
             let file = |key: &str| {
                 let arg = last(kids, key)?.args.first()?;
                 Some(SslFile {
-                    path: arg.text.clone(),
+                    path: arg.text.to_string(),
                     span: arg.span.clone(),
                 })
             };
@@ -1501,7 +1506,7 @@ fn garp_group(n: &Node, kids: &[Node], config: &mut Config, d: &mut Diags) {
             .garp_groups
             .iter()
             .chain(std::iter::once(&g))
-            .any(|o| o.interfaces.contains(&tok.text));
+            .any(|o| o.interfaces.iter().any(|i| *i == tok.text));
         if taken {
             d.error(
                 tok,
@@ -1511,7 +1516,7 @@ fn garp_group(n: &Node, kids: &[Node], config: &mut Config, d: &mut Diags) {
                 ),
             );
         } else {
-            g.interfaces.push(tok.text.clone());
+            g.interfaces.push(tok.text.to_string());
         }
     }
     config.garp_groups.push(g);
@@ -1548,19 +1553,19 @@ fn addr_port(n: &Node, what: &str, d: &mut Diags) -> Option<(IpAddr, Option<u16>
 }
 
 fn virtual_server(n: &Node, kids: &[Node], d: &mut Diags) -> Option<VirtualServer> {
-    let key = match n.args.as_slice() {
+    let key = match &n.args[..] {
         [] => return None, // reported by the schema check
         [g, name, rest @ ..] if g.text == "group" => {
             if let Some(x) = rest.first() {
                 extra(d, x, "virtual_server group");
             }
-            VsKey::Group(name.text.clone())
+            VsKey::Group(name.text.to_string())
         }
         [f, mark, rest @ ..] if f.text == "fwmark" => {
             let mark = int_in(d, mark, "fwmark", 1, u32::MAX as i64)? as u32;
             let family = match rest {
                 [] => None,
-                [fam] if fam.text == "inet" || fam.text == "inet6" => Some(fam.text.clone()),
+                [fam] if fam.text == "inet" || fam.text == "inet6" => Some(fam.text.to_string()),
                 [x, ..] => {
                     d.error_help(
                         x,
@@ -1596,7 +1601,7 @@ fn virtual_server(n: &Node, kids: &[Node], d: &mut Diags) -> Option<VirtualServe
         }),
         persistence_granularity: text(kids, "persistence_granularity"),
         persistence_engine: last(kids, "persistence_engine").and_then(|k| {
-            let name = k.args.first()?.text.clone();
+            let name = k.args.first()?.text.to_string();
             Some((name, k.keyword.span.clone()))
         }),
         quorum: uint32(kids, &["quorum"]),
@@ -1664,6 +1669,7 @@ fn virtual_server(n: &Node, kids: &[Node], d: &mut Diags) -> Option<VirtualServe
             checkers,
         });
     }
+    vs.real_servers.shrink_to_fit();
     Some(vs)
 }
 

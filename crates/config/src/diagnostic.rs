@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
+use std::rc::Rc;
 
 use crate::lexer::Token;
 use crate::model::Span;
@@ -177,43 +178,54 @@ impl fmt::Display for Diagnostic {
 /// Source text of every file read, so diagnostics can quote their line.
 #[derive(Debug, Default)]
 pub(crate) struct SourceMap {
-    /// Per file: its index in `texts` and the byte range of each line there.
-    files: HashMap<PathBuf, (usize, Vec<std::ops::Range<usize>>)>,
+    /// Per file: its index in `texts` and the byte offset of each line's start there.
+    files: HashMap<PathBuf, (usize, Vec<u32>)>,
     /// Files in the order they were first read, to sort findings in reading order.
     order: Vec<PathBuf>,
     /// The include chain each file was (first) read through.
     chains: HashMap<PathBuf, Vec<Span>>,
-    /// Every file's text exactly as read, in reading order.
-    texts: Vec<(PathBuf, String)>,
+    /// Every file's text exactly as read, in reading order (shared with the
+    /// preprocessor while it reads the file: one copy of the text, not two).
+    texts: Vec<(PathBuf, Rc<String>)>,
 }
 
 impl SourceMap {
-    pub fn add(&mut self, path: PathBuf, text: &str) {
-        if !self.files.contains_key(&path) {
-            // Lines as ranges into the one copy of the text (not a String each).
-            let lines = text
-                .lines()
-                .map(|l| {
-                    let start = l.as_ptr() as usize - text.as_ptr() as usize;
-                    start..start + l.len()
-                })
-                .collect();
-            self.order.push(path.clone());
-            self.files.insert(path.clone(), (self.texts.len(), lines));
-            self.texts.push((path, text.to_owned()));
+    /// Records a file read and returns its text; a file read again keeps its first text.
+    pub fn add(&mut self, path: PathBuf, text: String) -> Rc<String> {
+        if let Some((i, _)) = self.files.get(&path) {
+            return self.texts[*i].1.clone();
         }
+        // Lines as offsets into the one copy of the text (not a String or a range
+        // each), as `str::lines` splits them; exactly sized.
+        let mut starts = Vec::with_capacity(text.bytes().filter(|b| *b == b'\n').count() + 1);
+        let mut at = 0;
+        while at < text.len() {
+            let Ok(start) = u32::try_from(at) else { break };
+            starts.push(start);
+            at = text[at..].find('\n').map_or(text.len(), |i| at + i + 1);
+        }
+        starts.shrink_to_fit();
+        let text = Rc::new(text);
+        self.order.push(path.clone());
+        self.files.insert(path.clone(), (self.texts.len(), starts));
+        self.texts.push((path, text.clone()));
+        text
     }
 
     /// Line `line` (1-based) of a file read, as in `str::lines`.
     fn line(&self, file: &std::path::Path, line: u32) -> Option<&str> {
-        let (i, lines) = self.files.get(file)?;
-        let range = lines.get((line as usize).checked_sub(1)?)?;
-        Some(&self.texts[*i].1[range.clone()])
+        let (i, starts) = self.files.get(file)?;
+        let start = *starts.get((line as usize).checked_sub(1)?)? as usize;
+        let text = &self.texts[*i].1[start..];
+        let l = text.find('\n').map_or(text, |end| &text[..end]);
+        Some(l.strip_suffix('\r').unwrap_or(l))
     }
 
     /// The files read, in reading order, each once, with their text as read.
     pub fn into_texts(self) -> Vec<(PathBuf, String)> {
-        self.texts
+        (self.texts.into_iter())
+            .map(|(p, t)| (p, Rc::try_unwrap(t).unwrap_or_else(|t| (*t).clone())))
+            .collect()
     }
 
     /// Sorts findings by file (in reading order), line and column; stable, so findings
@@ -336,9 +348,9 @@ mod tests {
     #[test]
     fn source_map_lines_and_texts() {
         let mut m = SourceMap::default();
-        m.add("a.conf".into(), "one\r\ntwo\n\nfour");
-        m.add("b.conf".into(), "only\n");
-        m.add("a.conf".into(), "read again: ignored");
+        m.add("a.conf".into(), "one\r\ntwo\n\nfour".into());
+        m.add("b.conf".into(), "only\n".into());
+        m.add("a.conf".into(), "read again: ignored".into());
         let a = Path::new("a.conf");
         let got: Vec<Option<&str>> = (0..6).map(|l| m.line(a, l)).collect();
         assert_eq!(

@@ -167,7 +167,7 @@ impl IprouteNames {
         );
         for g in nodes.iter().filter(|n| n.name() == "global_defs") {
             for c in g.children.iter().flatten() {
-                let dir = match c.args.as_slice() {
+                let dir = match &c.args[..] {
                     // keepalived reads a file from its directory (it changes into it),
                     // so a relative path is relative to the file that says it.
                     [a] => match a.span.file.parent() {

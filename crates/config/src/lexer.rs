@@ -17,19 +17,172 @@ pub enum TokenKind {
     Close,
 }
 
+/// A token's text: up to 22 bytes (nearly every keyword and value) inline, longer
+/// text on the heap. A large config has hundreds of thousands of tokens, and a heap
+/// string each cost 32 bytes or more of allocation on top of the token.
+#[derive(Clone)]
+pub struct TokenText(Repr);
+
+const INLINE: usize = 22;
+
+#[derive(Clone)]
+enum Repr {
+    Inline { len: u8, buf: [u8; INLINE] },
+    Heap(Box<str>),
+}
+
+impl TokenText {
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            // SAFETY: `Inline` is only made by `From<&str>`, from all `len` bytes of a
+            // `str` (so valid UTF-8, and `len` <= INLINE), and never changed after.
+            // Unchecked: this is read for every keyword comparison of every node.
+            Repr::Inline { len, buf } => unsafe {
+                std::str::from_utf8_unchecked(buf.get_unchecked(..*len as usize))
+            },
+            Repr::Heap(s) => s,
+        }
+    }
+}
+
+impl From<&str> for TokenText {
+    fn from(s: &str) -> Self {
+        if s.len() <= INLINE {
+            let mut buf = [0; INLINE];
+            buf[..s.len()].copy_from_slice(s.as_bytes());
+            TokenText(Repr::Inline {
+                len: s.len() as u8,
+                buf,
+            })
+        } else {
+            TokenText(Repr::Heap(s.into()))
+        }
+    }
+}
+
+impl From<String> for TokenText {
+    fn from(s: String) -> Self {
+        if s.len() <= INLINE {
+            TokenText::from(s.as_str())
+        } else {
+            TokenText(Repr::Heap(s.into_boxed_str()))
+        }
+    }
+}
+
+impl Default for TokenText {
+    fn default() -> Self {
+        TokenText::from("")
+    }
+}
+
+impl std::ops::Deref for TokenText {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for TokenText {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<std::path::Path> for TokenText {
+    fn as_ref(&self) -> &std::path::Path {
+        self.as_str().as_ref()
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for TokenText {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.as_str().as_ref()
+    }
+}
+
+impl std::borrow::Borrow<str> for TokenText {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Display for TokenText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl std::fmt::Debug for TokenText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl PartialEq for TokenText {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for TokenText {}
+
+impl std::hash::Hash for TokenText {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.as_str().hash(h)
+    }
+}
+
+impl PartialEq<str> for TokenText {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for TokenText {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl PartialEq<String> for TokenText {
+    fn eq(&self, other: &String) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<TokenText> for str {
+    fn eq(&self, other: &TokenText) -> bool {
+        self == other.as_str()
+    }
+}
+
+impl PartialEq<TokenText> for &str {
+    fn eq(&self, other: &TokenText) -> bool {
+        *self == other.as_str()
+    }
+}
+
+impl PartialEq<TokenText> for String {
+    fn eq(&self, other: &TokenText) -> bool {
+        self == other.as_str()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Token {
     pub kind: TokenKind,
     /// Text with quotes removed and escapes resolved.
-    pub text: String,
+    pub text: TokenText,
     /// Some part of the word was written in quotes.
     pub quoted: bool,
     /// 1-based line and column (in chars) of the token's first char.
     pub span: Span,
     /// Length in chars as written in the source (quotes included).
     pub len: u32,
-    /// `include` directives that led to this token's file, innermost first.
-    pub include_chain: Arc<[Span]>,
+    /// `include` directives that led to this token's file, innermost first (behind a
+    /// thin pointer: one word per token, shared by every token of the file).
+    pub include_chain: Arc<Vec<Span>>,
 }
 
 impl Token {
@@ -235,10 +388,10 @@ fn unescape(chars: &[char], i: usize, out: &mut String) -> usize {
 }
 
 /// Turns a raw token of `file:line` into a positioned [`Token`].
-pub(crate) fn place(raw: RawToken, file: &Arc<Path>, line: u32, chain: &Arc<[Span]>) -> Token {
+pub(crate) fn place(raw: RawToken, file: &Arc<Path>, line: u32, chain: &Arc<Vec<Span>>) -> Token {
     Token {
         kind: raw.kind,
-        text: raw.text,
+        text: raw.text.into(),
         quoted: raw.quoted,
         span: Span {
             file: file.clone(),
@@ -328,6 +481,37 @@ mod tests {
         let t = words("${BASE}.100/32 {");
         assert_eq!(t[0].1, "${BASE}.100/32");
         assert_eq!(t[1].0, TokenKind::Open);
+    }
+
+    /// Short texts live in the token, long ones on the heap; both read back exactly and
+    /// compare by content, whichever way they are stored.
+    #[test]
+    fn token_text_inline_and_heap() {
+        assert_eq!(
+            std::mem::size_of::<TokenText>(),
+            std::mem::size_of::<String>()
+        );
+        for s in [
+            "",
+            "state",
+            "1234567890123456789012",  // 22 bytes: inline
+            "12345678901234567890123", // 23: heap
+            "ééééééééééé",             // 22 bytes in 11 chars
+            "/etc/keepalived/scripts/check_something.sh",
+        ] {
+            let t = TokenText::from(s);
+            assert_eq!(t.as_str(), s);
+            assert_eq!(t, TokenText::from(s.to_string()));
+            let owned = s.to_string();
+            assert!(t == s, "TokenText == &str");
+            assert!(s == t, "&str == TokenText");
+            assert!(t == owned, "TokenText == String");
+            assert!(owned == t, "String == TokenText");
+            assert_eq!(t.to_string(), s);
+            assert_eq!(format!("{t:?}"), format!("{s:?}"));
+        }
+        assert_ne!(TokenText::from("a"), TokenText::from("ab"));
+        assert_eq!(format!("[{:>4}]", TokenText::from("ab")), "[  ab]");
     }
 
     #[test]

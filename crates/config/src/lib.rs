@@ -28,7 +28,7 @@ use std::path::Path;
 
 pub use diagnostic::{Diagnostic, Severity, INACTIVE};
 use diagnostic::{Diags, SourceMap};
-pub use lexer::{Token, TokenKind};
+pub use lexer::{Token, TokenKind, TokenText};
 pub use lints::{cross_node, host_addresses, CROSS_NODE};
 pub use model::*;
 pub use tree::Node;
@@ -143,7 +143,7 @@ pub fn default_config_id() -> String {
 /// line and column.
 pub fn load_file(path: &Path, opts: &LoadOptions) -> Result<Loaded, Vec<Diagnostic>> {
     match fs::read_to_string(path) {
-        Ok(text) => load(&text, path, opts),
+        Ok(text) => load(text, path, opts),
         Err(e) => Err(vec![Diagnostic::file_error(
             format!("cannot read configuration file: {e}"),
             path.to_path_buf(),
@@ -158,7 +158,7 @@ pub fn load_str(
     virtual_path: &Path,
     opts: &LoadOptions,
 ) -> Result<Loaded, Vec<Diagnostic>> {
-    load(text, virtual_path, opts)
+    load(text.to_owned(), virtual_path, opts)
 }
 
 /// Parses into the generic tree only (after preprocessing), for tools and later stages.
@@ -170,22 +170,25 @@ pub fn parse_tree(
     let mut diags = Diags::default();
     let mut sources = SourceMap::default();
     let id = opts.config_id.clone().unwrap_or_else(default_config_id);
-    let lines = preprocess::Preprocessor::new(id, &mut diags, &mut sources).run(virtual_path, text);
+    let lines = preprocess::Preprocessor::new(id, &mut diags, &mut sources)
+        .run_owned(virtual_path, text.to_owned());
     let nodes = tree::build(lines, &mut diags);
     sources.sort(&mut diags.list);
     sources.attach_snippets(&mut diags.list);
     (nodes, diags.list)
 }
 
-fn load(text: &str, path: &Path, opts: &LoadOptions) -> Result<Loaded, Vec<Diagnostic>> {
+fn load(text: String, path: &Path, opts: &LoadOptions) -> Result<Loaded, Vec<Diagnostic>> {
     let mut diags = Diags::default();
     let mut sources = SourceMap::default();
     let id = opts.config_id.clone().unwrap_or_else(default_config_id);
-    let lines = preprocess::Preprocessor::new(id, &mut diags, &mut sources).run(path, text);
+    let lines = preprocess::Preprocessor::new(id, &mut diags, &mut sources).run_owned(path, text);
     let nodes = tree::build(lines, &mut diags);
     let (mut config, metas) = typed::map(&nodes, &mut diags);
     validate::validate(&config, &metas, opts, &mut diags);
     lints::lint(&config, &metas, &nodes, opts, &mut diags);
+    // Where each instance's fields were written is not needed past the checks.
+    drop(metas);
     // keepalived ignores a virtual server without real servers (the lint says so).
     config
         .virtual_servers

@@ -97,14 +97,21 @@ impl<'a> Preprocessor<'a> {
     }
 
     /// Preprocesses the top-level file; `text` is its content.
-    pub fn run(mut self, path: &Path, text: &str) -> Vec<Vec<Token>> {
+    #[cfg(test)]
+    pub fn run(self, path: &Path, text: &str) -> Vec<Vec<Token>> {
+        self.run_owned(path, text.to_owned())
+    }
+
+    /// Like `run`, keeping `text` (not a copy) as the file's text in the source map.
+    pub fn run_owned(mut self, path: &Path, text: String) -> Vec<Vec<Token>> {
         self.stack.push(canonical(path));
         self.process_text(path, text, Arc::from(Vec::new()));
         self.out
     }
 
-    fn process_text(&mut self, path: &Path, text: &str, chain: Arc<[Span]>) {
-        self.sources.add(path.to_path_buf(), text);
+    fn process_text(&mut self, path: &Path, text: String, chain: Arc<Vec<Span>>) {
+        // The source map keeps the one copy of the text (a large config is megabytes).
+        let text = self.sources.add(path.to_path_buf(), text);
         self.sources.set_chain(path, &chain);
         let dir = parent_dir(path);
         // One shared allocation of the path for every token of the file.
@@ -149,7 +156,7 @@ impl<'a> Preprocessor<'a> {
         dir: &Path,
         line_no: u32,
         line: &str,
-        chain: &Arc<[Span]>,
+        chain: &Arc<Vec<Span>>,
         at: Option<&Token>,
     ) {
         // Continuation of a multi-line definition: taken verbatim.
@@ -192,7 +199,7 @@ impl<'a> Preprocessor<'a> {
             .map(|t| match at {
                 Some(a) => Token {
                     kind: t.kind,
-                    text: t.text,
+                    text: t.text.into(),
                     quoted: t.quoted,
                     ..a.clone()
                 },
@@ -408,7 +415,7 @@ impl<'a> Preprocessor<'a> {
         path: &Arc<Path>,
         dir: &Path,
         line_no: u32,
-        chain: &Arc<[Span]>,
+        chain: &Arc<Vec<Span>>,
         at: Option<&Token>,
     ) {
         let open = start + kind.chars().count();
@@ -534,13 +541,13 @@ impl<'a> Preprocessor<'a> {
                 out.push(tok);
             } else if tok.quoted {
                 // Quoted text stays one word whatever it expands to.
-                tok.text = expanded;
+                tok.text = expanded.into();
                 out.push(tok);
             } else {
                 match scan(&expanded, false) {
                     Ok(s) => out.extend(s.tokens.into_iter().map(|raw| Token {
                         kind: raw.kind,
-                        text: raw.text,
+                        text: raw.text.into(),
                         quoted: raw.quoted,
                         ..tok.clone()
                     })),
@@ -748,7 +755,7 @@ impl<'a> Preprocessor<'a> {
         tok: &Token,
         rest: &str,
         dir: &Path,
-        chain: &Arc<[Span]>,
+        chain: &Arc<Vec<Span>>,
         extra: u8,
     ) {
         let checks = self.include_check | extra;
@@ -758,7 +765,7 @@ impl<'a> Preprocessor<'a> {
         };
         let pattern = if rest.starts_with('"') || rest.starts_with('\'') {
             match scan(&rest, false) {
-                Ok(s) if s.tokens.len() == 1 => s.tokens[0].text.clone(),
+                Ok(s) if s.tokens.len() == 1 => s.tokens[0].text.to_string(),
                 _ => {
                     return self
                         .diags
@@ -785,7 +792,14 @@ impl<'a> Preprocessor<'a> {
         };
 
         let mut matches: Vec<PathBuf> = Vec::new();
-        let alternatives = brace_expand(&pattern);
+        let Some(alternatives) = brace_expand(&pattern) else {
+            return self.diags.error(
+                tok,
+                format!(
+                    "include pattern `{pattern}`: its `{{a,b}}` groups expand to too many patterns"
+                ),
+            );
+        };
         let braces = alternatives.len() > 1;
         for alt in alternatives {
             let full = dir.join(&alt);
@@ -833,7 +847,7 @@ impl<'a> Preprocessor<'a> {
 
         let mut inner: Vec<Span> = vec![tok.span.clone()];
         inner.extend(chain.iter().cloned());
-        let inner: Arc<[Span]> = inner.into();
+        let inner: Arc<Vec<Span>> = inner.into();
         for file in matches {
             if file.is_dir() {
                 let msg = format!(
@@ -867,7 +881,7 @@ impl<'a> Preprocessor<'a> {
                 Ok(text) => {
                     self.stack.push(canon);
                     let saved = self.include_check;
-                    self.process_text(&file, &text, inner.clone());
+                    self.process_text(&file, text, inner.clone());
                     self.include_check = saved;
                     self.stack.pop();
                 }
@@ -1137,11 +1151,32 @@ fn valid_name(name: &str) -> bool {
         && cs.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// The most steps [`brace_expand`] takes (each one a brace group opened on one
+/// candidate pattern), and the most groups one pattern may nest or chain. keepalived's
+/// own patterns need a handful; without a bound a 3 kB line of a few dozen `{a,b}`
+/// groups expands to 2^dozens patterns (a fuzzing find that took 7 GB before it was
+/// stopped).
+pub(crate) const MAX_BRACE_STEPS: usize = 4096;
+const MAX_BRACE_GROUPS: usize = 64;
+
 /// csh-style `{a,b}` expansion (glob(3) with GLOB_BRACE), which the glob crate lacks.
-pub(crate) fn brace_expand(s: &str) -> Vec<String> {
+/// `None` when the expansion takes more than [`MAX_BRACE_STEPS`] steps or a pattern
+/// has more than `MAX_BRACE_GROUPS` groups in a row.
+pub(crate) fn brace_expand(s: &str) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    let mut budget = MAX_BRACE_STEPS;
+    expand_into(s, &mut out, &mut budget, 0).then_some(out)
+}
+
+fn expand_into(s: &str, out: &mut Vec<String>, budget: &mut usize, groups: usize) -> bool {
+    if *budget == 0 || groups > MAX_BRACE_GROUPS {
+        return false;
+    }
+    *budget -= 1;
     let chars: Vec<char> = s.chars().collect();
     let Some(open) = chars.iter().position(|&c| c == '{') else {
-        return vec![s.to_string()];
+        out.push(s.to_string());
+        return true;
     };
     let mut depth = 0;
     let mut commas = Vec::new();
@@ -1161,28 +1196,28 @@ pub(crate) fn brace_expand(s: &str) -> Vec<String> {
         }
     }
     let Some(close) = close else {
-        return vec![s.to_string()];
+        out.push(s.to_string());
+        return true;
     };
     let prefix: String = chars[..open].iter().collect();
     let suffix: String = chars[close + 1..].iter().collect();
     if commas.is_empty() {
         // `{x}` has no alternatives: keep it literally and expand what follows.
         let head: String = chars[..=close].iter().collect();
-        return brace_expand(&suffix)
-            .into_iter()
-            .map(|t| format!("{head}{t}"))
-            .collect();
+        let mut tails = Vec::new();
+        if !expand_into(&suffix, &mut tails, budget, groups + 1) {
+            return false;
+        }
+        out.extend(tails.into_iter().map(|t| format!("{head}{t}")));
+        return true;
     }
     let mut bounds = vec![open];
     bounds.extend(&commas);
     bounds.push(close);
-    bounds
-        .windows(2)
-        .flat_map(|w| {
-            let alt: String = chars[w[0] + 1..w[1]].iter().collect();
-            brace_expand(&format!("{prefix}{alt}{suffix}"))
-        })
-        .collect()
+    bounds.windows(2).all(|w| {
+        let alt: String = chars[w[0] + 1..w[1]].iter().collect();
+        expand_into(&format!("{prefix}{alt}{suffix}"), out, budget, groups + 1)
+    })
 }
 
 /// Index of the bracket closing the one at `open`, counting any of `opens` / `closes`.
@@ -1339,7 +1374,7 @@ mod tests {
             .run(Path::new("/nonexistent/dir/k.conf"), text);
         let words = lines
             .into_iter()
-            .map(|l| l.into_iter().map(|t| t.text).collect())
+            .map(|l| l.into_iter().map(|t| t.text.to_string()).collect())
             .collect();
         (words, diags.list)
     }
@@ -1638,13 +1673,40 @@ mod tests {
 
     #[test]
     fn brace_expansion() {
-        assert_eq!(brace_expand("a/{b,c}/d"), vec!["a/b/d", "a/c/d"]);
+        let expand = |s| brace_expand(s).expect("within the limit");
+        assert_eq!(expand("a/{b,c}/d"), vec!["a/b/d", "a/c/d"]);
         assert_eq!(
-            brace_expand("{foo/{,cat,dog},bar}"),
+            expand("{foo/{,cat,dog},bar}"),
             vec!["foo/", "foo/cat", "foo/dog", "bar"]
         );
-        assert_eq!(brace_expand("x{y}z{1,2}"), vec!["x{y}z1", "x{y}z2"]);
-        assert_eq!(brace_expand("plain"), vec!["plain"]);
+        assert_eq!(expand("x{y}z{1,2}"), vec!["x{y}z1", "x{y}z2"]);
+        assert_eq!(expand("plain"), vec!["plain"]);
+        // 2^10 patterns: within the limit.
+        assert_eq!(expand(&"{a,b}".repeat(10)).len(), 1024);
+    }
+
+    /// A fuzzing find (config_load oom-a9c45ef…): dozens of `{a,b}` groups on one
+    /// `include` line expanded without bound (7 GB and a minute before it was stopped).
+    /// Now the expansion stops at its step limit and the line is one error.
+    #[test]
+    fn brace_expansion_is_bounded() {
+        assert_eq!(brace_expand(&"{a,b}".repeat(40)), None);
+        assert_eq!(brace_expand(&"{x}".repeat(MAX_BRACE_GROUPS + 1)), None);
+        assert_eq!(
+            brace_expand(&"{x}".repeat(MAX_BRACE_GROUPS)).map(|v| v.len()),
+            Some(1)
+        );
+        let mut diags = Diags::default();
+        let mut sources = SourceMap::default();
+        let text = format!("include conf.d/{}*.conf\n", "{a,b}".repeat(40));
+        let _ = Preprocessor::new("x".into(), &mut diags, &mut sources)
+            .run(Path::new("/nonexistent/keepalived.conf"), &text);
+        let msgs: Vec<_> = diags.list.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(msgs.len(), 1, "{msgs:?}");
+        assert!(
+            msgs[0].ends_with("groups expand to too many patterns"),
+            "{msgs:?}"
+        );
     }
 }
 

@@ -284,13 +284,13 @@ pub(crate) fn route(w: &[&Token], names: &IprouteNames, d: &mut Diags) -> Option
                         r.via = Some(address(v, word, d)?);
                         via_tok = Some(v);
                     }
-                    "dev" => r.dev = Some(v.text.clone()),
+                    "dev" => r.dev = Some(v.text.to_string()),
                     "table" => r.table = table(v, word, 0, names, d)?,
                     "metric" | "priority" | "preference" => {
                         r.metric = Some(number(v, word, false, d)?)
                     }
                     "scope" => r.scope = Some(scope(v, names, d)?),
-                    "track_group" => r.track_group = Some(v.text.clone()),
+                    "track_group" => r.track_group = Some(v.text.to_string()),
                     _ => unreachable!("every one-value route word is handled"),
                 }
                 i += 2;
@@ -415,7 +415,7 @@ pub(crate) fn rule(w: &[&Token], names: &IprouteNames, d: &mut Diags) -> Option<
             }
             Some(_) => true,
             None => {
-                family = Some((t.text.clone(), v6));
+                family = Some((t.text.to_string(), v6));
                 true
             }
         }
@@ -444,10 +444,10 @@ pub(crate) fn rule(w: &[&Token], names: &IprouteNames, d: &mut Diags) -> Option<
                             r.to = p;
                         }
                     }
-                    "iif" => r.iif = Some(v.text.clone()),
-                    "oif" => r.oif = Some(v.text.clone()),
+                    "iif" => r.iif = Some(v.text.to_string()),
+                    "oif" => r.oif = Some(v.text.to_string()),
                     "fwmark" => r.fwmark = Some(fwmark(v, d)?),
-                    "track_group" => r.track_group = Some(v.text.clone()),
+                    "track_group" => r.track_group = Some(v.text.to_string()),
                     "table" | "lookup" => r.table = Some(table(v, word, 1, names, d)?),
                     "priority" | "preference" | "pref" => {
                         if word == "pref" {

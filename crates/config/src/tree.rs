@@ -7,21 +7,20 @@ use crate::model::Span;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
     pub keyword: Token,
-    pub args: Vec<Token>,
+    /// Exactly sized lists (a large config has a hundred thousand nodes).
+    pub args: Box<[Token]>,
     /// `Some` when the node is followed by a `{ ... }` block (possibly empty).
-    pub children: Option<Vec<Node>>,
-    pub span: Span,
+    pub children: Option<Box<[Node]>>,
     /// The `{` that opened `children`, for diagnostics about the block itself (boxed:
     /// most nodes have none, and a node is a large config's commonest value).
     pub open_brace: Option<Box<Token>>,
 }
 
 impl Node {
-    fn new(keyword: Token) -> Self {
+    fn new(keyword: Token, args: Box<[Token]>) -> Self {
         Node {
-            span: keyword.span.clone(),
             keyword,
-            args: Vec::new(),
+            args,
             children: None,
             open_brace: None,
         }
@@ -29,6 +28,12 @@ impl Node {
 
     pub fn name(&self) -> &str {
         &self.keyword.text
+    }
+
+    /// Where the node starts: its keyword (not a field of its own, a large config has
+    /// a hundred thousand nodes).
+    pub fn span(&self) -> &Span {
+        &self.keyword.span
     }
 }
 
@@ -53,6 +58,14 @@ impl Frame {
     }
 }
 
+/// Blocks nested deeper than this are an error and their contents are dropped.
+/// keepalived's deepest real nesting is 4 (`virtual_server` > `real_server` >
+/// `HTTP_GET` > `url`); the limit keeps every recursive walk of the tree (and its
+/// drop) shallow: parameter expansion can turn a 4 kB file into tens of thousands of
+/// unclosed `{`, which overflowed the stack when the tree was dropped (found by
+/// fuzzing).
+pub(crate) const MAX_NESTING: usize = 64;
+
 /// Builds the tree from logical lines. Brace errors are reported and recovered from so
 /// that later findings still show up.
 pub(crate) fn build(lines: Vec<Vec<Token>>, diags: &mut Diags) -> Vec<Node> {
@@ -63,17 +76,15 @@ pub(crate) fn build(lines: Vec<Vec<Token>>, diags: &mut Diags) -> Vec<Node> {
         let mut rest = line.into_iter();
         while let Some(tok) = rest.next() {
             match tok.kind {
-                TokenKind::Word => match &mut current {
-                    Some(n) => n.args.push(tok),
-                    None => {
-                        let mut n = Node::new(tok);
-                        // Exactly the words that follow on this line: a large config
-                        // has a hundred thousand nodes, most with one argument.
-                        let words = rest.as_slice().iter().take_while(|t| t.is_word());
-                        n.args.reserve_exact(words.count());
-                        current = Some(n);
+                TokenKind::Word => {
+                    // The keyword's arguments: the words that follow on this line, up
+                    // to a brace (so a word never follows a node still being built).
+                    let n_args = rest.as_slice().iter().take_while(|t| t.is_word()).count();
+                    let args = rest.by_ref().take(n_args).collect();
+                    if let Some(prev) = current.replace(Node::new(tok, args)) {
+                        stack.last_mut().expect("root frame").nodes.push(prev);
                     }
-                },
+                }
                 TokenKind::Open => {
                     let top = stack.last_mut().expect("root frame");
                     let owner = match current.take() {
@@ -89,6 +100,19 @@ pub(crate) fn build(lines: Vec<Vec<Token>>, diags: &mut Diags) -> Vec<Node> {
                         }
                     };
                     top.may_take_block = false;
+                    // stack[0] is the root: stack.len() - 1 blocks are open.
+                    let owner = if stack.len() <= MAX_NESTING {
+                        owner
+                    } else {
+                        if stack.len() == MAX_NESTING + 1 {
+                            diags.error_help(
+                                &tok,
+                                format!("blocks nested more than {MAX_NESTING} deep"),
+                                "this block and the ones inside it are ignored",
+                            );
+                        }
+                        None
+                    };
                     stack.push(Frame::new(owner, Some(tok)));
                 }
                 TokenKind::Close => {
@@ -128,9 +152,7 @@ fn close_frame(stack: &mut Vec<Frame>) {
     parent.may_take_block = false;
     // Without an owner (a stray `{`, already reported) the block's contents are dropped.
     if let Some(mut owner) = frame.owner {
-        let mut nodes = frame.nodes;
-        nodes.shrink_to_fit();
-        owner.children = Some(nodes);
+        owner.children = Some(frame.nodes.into_boxed_slice());
         owner.open_brace = frame.open.map(Box::new);
         parent.nodes.push(owner);
     }
@@ -157,7 +179,7 @@ mod tests {
         nodes
             .iter()
             .map(|n| {
-                let mut s = n.keyword.text.clone();
+                let mut s = n.keyword.text.to_string();
                 for a in &n.args {
                     s.push(' ');
                     s.push_str(&a.text);
@@ -171,24 +193,18 @@ mod tests {
             .join("; ")
     }
 
-    /// Argument and child lists hold no spare capacity (a large config has a hundred
-    /// thousand nodes).
+    /// Argument and child lists are boxed slices (no spare capacity: a large config has
+    /// a hundred thousand nodes), the top-level list too; every word after a keyword up
+    /// to a brace or the line end is an argument, whatever follows.
     #[test]
     fn lists_are_exactly_sized() {
-        let (nodes, diags) = parse("a x y {\n b c\n d\n e f g h i\n}\nk { l } m n\n");
+        let (nodes, diags) = parse("a x y {\n b c\n d\n e f g h i\n}\nk { l } m n\no p{q r}s t\n");
         assert!(diags.is_empty(), "{diags:?}");
-        fn check(nodes: &[Node]) {
-            for n in nodes {
-                assert_eq!(n.args.capacity(), n.args.len(), "{}", n.name());
-                if let Some(c) = &n.children {
-                    assert_eq!(c.capacity(), c.len(), "{}", n.name());
-                    check(c);
-                }
-            }
-        }
         assert_eq!(nodes.capacity(), nodes.len());
-        check(&nodes);
-        assert_eq!(show(&nodes), "a x y {b c; d; e f g h i}; k {l}; m n");
+        assert_eq!(
+            show(&nodes),
+            "a x y {b c; d; e f g h i}; k {l}; m n; o p {q r}; s t"
+        );
     }
 
     /// Every token of a file shares one allocation of its path (a large config has
@@ -200,7 +216,7 @@ mod tests {
         let kids = nodes[0].children.as_ref().unwrap();
         let spans = [
             &nodes[0].keyword.span,
-            &nodes[0].span,
+            nodes[0].span(),
             &kids[0].keyword.span,
             &kids[0].args[0].span,
             &nodes[1].args[0].span,
@@ -218,7 +234,7 @@ mod tests {
         let (n, d) = parse("a X {\n  b 1\n}\nc Y\n{\n  d\n}\n");
         assert!(d.is_empty());
         assert_eq!(show(&n), "a X {b 1}; c Y {d}");
-        assert_eq!(n[1].span.line, 4);
+        assert_eq!(n[1].span().line, 4);
         assert_eq!(n[1].open_brace.as_ref().unwrap().span.line, 5);
     }
 
@@ -242,6 +258,36 @@ mod tests {
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].message, "unexpected `{`");
         assert_eq!((d[0].span.line, d[0].span.col), (3, 1));
+    }
+
+    #[test]
+    fn blocks_nested_too_deep_are_reported_once_and_dropped() {
+        let depth = super::MAX_NESTING + 1000;
+        let text = "a {\n".repeat(depth) + &"}\n".repeat(depth) + "b\n";
+        let (n, d) = parse(&text);
+        let found: Vec<_> = d
+            .iter()
+            .map(|d| (d.message.as_str(), d.span.line))
+            .collect();
+        assert_eq!(found, vec![("blocks nested more than 64 deep", 65)]);
+        fn height(nodes: &[Node]) -> usize {
+            nodes
+                .iter()
+                .map(|n| 1 + n.children.as_deref().map_or(0, height))
+                .max()
+                .unwrap_or(0)
+        }
+        assert_eq!(height(&n), super::MAX_NESTING);
+        assert_eq!(n.last().map(Node::name), Some("b"));
+        // Unclosed: the same limit, and one "unclosed" per open block is still said.
+        let (n, d) = parse(&"a {\n".repeat(depth));
+        assert_eq!(height(&n), super::MAX_NESTING);
+        assert_eq!(
+            d.iter()
+                .filter(|d| d.message.starts_with("blocks nested"))
+                .count(),
+            1
+        );
     }
 
     #[test]

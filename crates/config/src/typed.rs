@@ -537,14 +537,14 @@ impl Mapper<'_> {
                 ),
             );
         } else {
-            *name = Some(word.text.clone());
+            *name = Some(word.text.to_string());
         }
     }
 
     /// The single argument of `n`.
     fn arg<'n>(&mut self, n: &'n Node) -> Option<&'n Token> {
         self.no_block(n);
-        match n.args.as_slice() {
+        match &n.args[..] {
             [a] => Some(a),
             [] => {
                 self.diags
@@ -613,7 +613,7 @@ impl Mapper<'_> {
     /// `[<BOOL>]`: no argument means true.
     fn boolean(&mut self, n: &Node) -> Option<bool> {
         self.no_block(n);
-        match n.args.as_slice() {
+        match &n.args[..] {
             [] => Some(true),
             [a] => parse_bool(&a.text).or_else(|| {
                 self.diags.error_help(
@@ -688,7 +688,7 @@ impl Mapper<'_> {
             match name {
                 "router_id" => {
                     if let Some(a) = self.arg(n) {
-                        g.router_id = Some(a.text.clone());
+                        g.router_id = Some(a.text.to_string());
                     }
                 }
                 "vrrp_version" => set(&mut g.vrrp_version, self.int(n, 2, 3).map(|v| v as u8)),
@@ -732,7 +732,7 @@ impl Mapper<'_> {
             tcp: None,
             tcpfin: None,
             udp: None,
-            span: n.span.clone(),
+            span: n.span().clone(),
         };
         if n.args.is_empty() {
             self.diags.error_help(
@@ -781,7 +781,7 @@ impl Mapper<'_> {
 
     /// `lvs_flush_on_stop [VS]` (keepalived takes only `VS`, in capitals).
     fn lvs_flush_on_stop(&mut self, n: &Node, g: &mut GlobalDefs) {
-        match n.args.as_slice() {
+        match &n.args[..] {
             [] => g.lvs_flush_on_stop = Some(LvsFlushOnStop::Full),
             [a] if a.text == "VS" => g.lvs_flush_on_stop = Some(LvsFlushOnStop::VirtualServers),
             [a] => self.diags.error_help(
@@ -830,14 +830,14 @@ impl Mapper<'_> {
             return;
         }
         let mut d = LvsSyncDaemon {
-            interface: iface.text.clone(),
+            interface: iface.text.to_string(),
             instance: None,
             sync_id: None,
             maxlen: None,
             port: None,
             ttl: None,
             group: None,
-            span: n.span.clone(),
+            span: n.span().clone(),
         };
         let args = &n.args[1..];
         let mut i = 0;
@@ -860,7 +860,7 @@ impl Mapper<'_> {
                                 "`lvs_sync_daemon` names its VRRP instance twice; the first counts",
                             );
                         } else {
-                            d.instance = Some(v.text.clone());
+                            d.instance = Some(v.text.to_string());
                             self.syncd_instance = Some(v.clone());
                         }
                     }
@@ -892,7 +892,7 @@ impl Mapper<'_> {
             }
             // keepalived's older form: `lvs_sync_daemon IFACE INSTANCE [SYNC_ID]`.
             if i == 0 {
-                d.instance = Some(a.text.clone());
+                d.instance = Some(a.text.to_string());
                 self.syncd_instance = Some(a.clone());
             } else if i == 1 && d.sync_id.is_none() && parse_uint(&a.text).is_some() {
                 self.diags.warning(
@@ -945,19 +945,19 @@ impl Mapper<'_> {
             "`lvs_sync_daemon_interface` in a vrrp_instance is deprecated; it means `lvs_sync_daemon IFACE inst INSTANCE` in global_defs",
         );
         g.lvs_sync_daemon = Some(LvsSyncDaemon {
-            interface: iface.text.clone(),
+            interface: iface.text.to_string(),
             instance: Some(inst.name.clone()),
             sync_id: None,
             maxlen: None,
             port: None,
             ttl: None,
             group: None,
-            span: c.span.clone(),
+            span: c.span().clone(),
         });
     }
 
     fn instance<'n>(&mut self, n: &'n Node) -> Option<(VrrpInstance, InstanceMeta<'n>)> {
-        let name_tok = match n.args.as_slice() {
+        let name_tok = match &n.args[..] {
             [name] => name.clone(),
             [] => {
                 self.diags.error_help(
@@ -983,9 +983,9 @@ impl Mapper<'_> {
             name: if n.args.is_empty() {
                 String::new()
             } else {
-                name_tok.text.clone()
+                name_tok.text.to_string()
             },
-            span: n.span.clone(),
+            span: n.span().clone(),
             state: InitialState::Backup,
             interface: String::new(),
             virtual_router_id: 0,
@@ -1084,7 +1084,7 @@ impl Mapper<'_> {
                 }
                 "interface" => {
                     if let Some(a) = self.arg(c) {
-                        inst.interface = a.text.clone();
+                        inst.interface = a.text.to_string();
                     }
                 }
                 "virtual_router_id" => set_plain(
@@ -1216,6 +1216,16 @@ impl Mapper<'_> {
             }
         }
         self.drop_duplicates(&mut inst, &mut meta);
+        // Exactly sized lists: a large config has thousands of instances, most with a
+        // VIP or two (grown one by one, a list holds room for four).
+        inst.virtual_ipaddress.shrink_to_fit();
+        inst.virtual_ipaddress_excluded.shrink_to_fit();
+        inst.unicast_peers.shrink_to_fit();
+        inst.virtual_routes.shrink_to_fit();
+        inst.virtual_rules.shrink_to_fit();
+        meta.vip_tokens.shrink_to_fit();
+        meta.peer_tokens.shrink_to_fit();
+        meta.fields.shrink_to_fit();
         // No VIPs: checked in validate.rs, where the version and strict mode are known.
         Some((inst, meta))
     }
@@ -1418,8 +1428,8 @@ impl Mapper<'_> {
                     vip.brd = self.ip_tok(v, "brd");
                 }
             }
-            "dev" => vip.dev = Some(v.text.clone()),
-            "label" => vip.label = Some(v.text.clone()),
+            "dev" => vip.dev = Some(v.text.to_string()),
+            "label" => vip.label = Some(v.text.to_string()),
             "scope" => vip.scope = crate::routes::scope(v, &self.names, self.diags),
             _ => unreachable!("VIP_OPTIONS"),
         }
@@ -1496,7 +1506,7 @@ impl Mapper<'_> {
                                 "`auth_pass` is longer than 8 characters; only the first 8 are used",
                             );
                         }
-                        pass = Some(a.text.clone());
+                        pass = Some(a.text.to_string());
                     }
                 }
                 _ => {
@@ -1536,7 +1546,7 @@ impl Mapper<'_> {
             match c.name() {
                 "key" => {
                     self.no_block(c);
-                    let [id, value] = c.args.as_slice() else {
+                    let [id, value] = &c.args[..] else {
                         self.diags
                             .error(&c.keyword, "`key` needs an id and a value");
                         continue;

@@ -565,3 +565,22 @@ fn fingerprint_ignores_spans_not_values() {
     let json = serde_json::to_string(&a.virtual_servers).unwrap();
     assert!(json.contains("\"line\":3"), "{json}");
 }
+
+/// A fuzzing find (config_load, 2026-12-06): parameter expansion turned a 3 kB file into
+/// tens of thousands of nested blocks and dropping the tree overflowed the stack. Now
+/// nesting past the limit is one error at the block that crosses it, and the file loads
+/// to diagnostics like any other broken file — on the test thread's 2 MB stack.
+#[test]
+fn blocks_nested_by_the_tens_of_thousands_are_an_error_not_a_crash() {
+    let dir = TempDir::new();
+    let text = "$OPEN=vrrp_instance VI_${N} {\n$CLOSE=}\n\
+                ~SEQ(N, 1, 70000) $OPEN\n~SEQ(N, 1, 70000) $CLOSE\n";
+    let path = dir.write("keepalived.conf", text);
+    let errs = errors(load_file(&path, &opts("deep")));
+    let deep: Vec<_> = errs
+        .iter()
+        .filter(|d| d.message == "blocks nested more than 64 deep")
+        .collect();
+    assert_eq!(deep.len(), 1, "{errs:#?}");
+    assert_eq!(pos(deep[0]), (path.clone(), 3, 19));
+}

@@ -100,6 +100,32 @@ struct VsState {
     device: Option<String>,
 }
 
+/// A virtual server's resolved scheduling settings ([`Lb::vs_settings`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VsSettings {
+    pub sched: Sched,
+    pub flags: SchedFlags,
+    /// The default forwarding method (`lvs_method`).
+    pub forward: Forward,
+    pub persistence: Option<Persistence>,
+    /// `quorum` (default 1) and `hysteresis` (default 0).
+    pub quorum: u32,
+    pub hysteresis: u32,
+}
+
+/// A real server's resolved settings ([`Lb::rs_settings`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RsSettings {
+    /// The weight now: a dynamic checker's, else the configured one.
+    pub weight: u32,
+    pub forward: Forward,
+    /// `uthreshold` / `lthreshold` (0 = none).
+    pub upper_threshold: u32,
+    pub lower_threshold: u32,
+    /// `inhibit_on_failure` (the real server's, else its virtual server's).
+    pub inhibit: bool,
+}
+
 /// Live load-balancer state: configuration plus health, gating and link-layer facts.
 #[derive(Debug, Clone)]
 pub struct Lb {
@@ -198,6 +224,41 @@ impl Lb {
 
     pub fn quorum_up(&self, vs: usize) -> bool {
         self.vss[vs].quorum_up
+    }
+
+    /// How virtual server `vs` schedules and forwards, as resolved from its
+    /// configuration (for KEEPALIVED-MIB's virtualServerTable).
+    pub fn vs_settings(&self, vs: usize) -> VsSettings {
+        let v = &self.vss[vs];
+        VsSettings {
+            sched: v.sched,
+            flags: v.flags,
+            forward: v.forward,
+            persistence: v.persistence,
+            quorum: v.quorum,
+            hysteresis: v.hysteresis,
+        }
+    }
+
+    /// The `sorry_server` of `vs`: address, port, forwarding method, and whether it is
+    /// forwarded to now (the quorum is lost).
+    pub fn sorry_server(&self, vs: usize) -> Option<(IpAddr, u16, Forward, bool)> {
+        let v = &self.vss[vs];
+        v.sorry
+            .map(|(addr, port, forward, _)| (addr, port, forward, !v.quorum_up))
+    }
+
+    /// Real server `rs` of `vs` as resolved from its configuration, with the weight it
+    /// has now (a dynamic checker's, else the configured one).
+    pub fn rs_settings(&self, vs: usize, rs: usize) -> RsSettings {
+        let r = &self.vss[vs].real[rs];
+        RsSettings {
+            weight: r.effective_weight(),
+            forward: r.forward,
+            upper_threshold: r.upper,
+            lower_threshold: r.lower,
+            inhibit: r.inhibit,
+        }
     }
 
     /// The `notify_fifo` / `lvs_notify_fifo` line of an event, as keepalived writes it

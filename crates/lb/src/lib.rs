@@ -55,6 +55,10 @@ pub struct Counters {
     /// Server → client packets and bytes (IPVS; 0 on nftables).
     pub out_packets: u64,
     pub out_bytes: u64,
+    /// Connections now, active / inactive / persistent (IPVS; 0 on nftables).
+    pub active_conns: u64,
+    pub inactive_conns: u64,
+    pub persistent_conns: u64,
 }
 
 impl std::ops::AddAssign for Counters {
@@ -64,6 +68,9 @@ impl std::ops::AddAssign for Counters {
         self.in_bytes += o.in_bytes;
         self.out_packets += o.out_packets;
         self.out_bytes += o.out_bytes;
+        self.active_conns += o.active_conns;
+        self.inactive_conns += o.inactive_conns;
+        self.persistent_conns += o.persistent_conns;
     }
 }
 

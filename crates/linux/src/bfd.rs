@@ -55,8 +55,35 @@ pub enum BfdEvent {
         /// `false` for the report of the current state after a configuration.
         transition: bool,
     },
+    /// The session left Up because the peer signalled AdminDown: not a failure, so
+    /// trackers hear nothing (keepalived's rule), but it is no longer Up, so a
+    /// `bfd_takeover` forgets since when it was (else a session that comes back and
+    /// fails at once would pass the `min_up` guard on its earlier Up time).
+    PeerAdminDown { name: String, to_vrrp: bool },
     /// A socket could not be opened or bound (the session stays down).
     Error { name: String, error: String },
+}
+
+/// What leaving or entering Up means to the session's listeners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UpChange {
+    Up,
+    /// A failure: trackers and `bfd_takeover` hear Down.
+    Down,
+    /// Left Up on the peer's AdminDown: only `bfd_takeover` hears it, as not Up.
+    AdminDown,
+}
+
+fn up_change(from: State, to: State, remote: State) -> Option<UpChange> {
+    if to == State::Up {
+        Some(UpChange::Up)
+    } else if from != State::Up {
+        None
+    } else if remote == State::AdminDown {
+        Some(UpChange::AdminDown)
+    } else {
+        Some(UpChange::Down)
+    }
 }
 
 enum Msg {
@@ -512,10 +539,14 @@ impl Owner {
                         if s.leaving.is_some() {
                             continue;
                         }
-                        if to == State::Up {
-                            self.tracked(&s.plan, true, true);
-                        } else if from == State::Up && s.engine.remote_state() != State::AdminDown {
-                            self.tracked(&s.plan, false, true);
+                        match up_change(from, to, s.engine.remote_state()) {
+                            Some(UpChange::Up) => self.tracked(&s.plan, true, true),
+                            Some(UpChange::Down) => self.tracked(&s.plan, false, true),
+                            Some(UpChange::AdminDown) => (self.events)(BfdEvent::PeerAdminDown {
+                                name: s.plan.name.clone(),
+                                to_vrrp: s.plan.to_vrrp,
+                            }),
+                            None => {}
                         }
                     }
                 }
@@ -782,6 +813,20 @@ fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<Got>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn leaving_up_on_the_peers_admin_down_is_not_a_failure_but_not_up_either() {
+        use State::*;
+        assert_eq!(up_change(Init, Up, Up), Some(UpChange::Up));
+        assert_eq!(up_change(Down, Up, Init), Some(UpChange::Up));
+        assert_eq!(up_change(Up, Down, Down), Some(UpChange::Down));
+        assert_eq!(up_change(Up, Down, Up), Some(UpChange::Down));
+        assert_eq!(up_change(Up, Down, AdminDown), Some(UpChange::AdminDown));
+        // Our own AdminDown (a removed session) is handled by the caller (leaving).
+        assert_eq!(up_change(Up, AdminDown, Up), Some(UpChange::Down));
+        assert_eq!(up_change(Down, Init, Down), None);
+        assert_eq!(up_change(Init, Down, AdminDown), None);
+    }
 
     fn plan(name: &str) -> BfdSessionPlan {
         BfdSessionPlan {

@@ -640,15 +640,7 @@ fn route_message(r: &RouteSpec) -> RouteMessage {
         RouteKind::Throw => RouteType::Throw,
         RouteKind::Local => RouteType::Local,
     };
-    // Like `ip route`: a direct unicast route is link-scoped, everything else global.
-    let default_scope = if r.kind == RouteKind::Local {
-        254 // host, as `ip route add local`
-    } else if r.kind == RouteKind::Unicast && r.gateway.is_none() {
-        253
-    } else {
-        0
-    };
-    m.header.scope = RouteScope::from(r.scope.unwrap_or(default_scope));
+    m.header.scope = RouteScope::from(r.effective_scope());
     if r.onlink {
         m.header.flags = RouteFlags::Onlink;
     }

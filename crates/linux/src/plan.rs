@@ -13,7 +13,8 @@ use crate::netlink::AddressSpec;
 use crate::pacing::{GroupPacing, PacingPlan};
 use crate::routes::{route_spec, rule_spec, RouteSpec, RuleSpec};
 use crate::track::{
-    FilePlan, Kind, ObjectId, ParamMatch, ProcessPlan, ScriptPlan, TrackPlan, TrackRef,
+    BfdTrackPlan, FilePlan, Kind, ObjectId, ParamMatch, ProcessPlan, ScriptPlan, TrackPlan,
+    TrackRef,
 };
 use anyhow::{anyhow, bail, Context, Result};
 use std::net::{IpAddr, Ipv6Addr};
@@ -35,15 +36,19 @@ pub struct InstancePlan {
     pub name: String,
     pub iface: Interface,
     pub engine: InstanceConfig,
-    /// The VIPs as the kernel gets them.
+    /// The VIPs as the kernel gets them: the `virtual_ipaddress` ones first.
     pub addresses: Vec<AddressSpec>,
+    /// How many of `addresses` are `virtual_ipaddress` (advertised; the rest are
+    /// `virtual_ipaddress_excluded`).
+    pub advertised: usize,
     /// One announcement round: (ifindex, Ethernet frame), one per VIP.
     pub announce_frames: Vec<(u32, Vec<u8>)>,
     pub garp_interval: Duration,
     pub gna_interval: Duration,
     /// What this instance tracks, weights resolved.
     pub tracking: Vec<TrackRef>,
-    pub notify: NotifyPlan,
+    /// Shared: the status snapshot refers to it every 100 ms (SNMP's script columns).
+    pub notify: std::sync::Arc<NotifyPlan>,
     /// `use_vmac` / `use_ipvlan`: the link the VIPs live on (and adverts leave from).
     pub vmac: Option<Vmac>,
     /// `vrf VRF_IF` (a unicast instance without `interface`): the VRF device its VRRP
@@ -148,6 +153,8 @@ pub struct Plan {
     pub scripts: Vec<ScriptPlan>,
     pub files: Vec<FilePlan>,
     pub processes: Vec<ProcessPlan>,
+    /// The `bfd_instance`s some instance tracks.
+    pub bfd_tracks: Vec<BfdTrackPlan>,
     /// `notify_fifo`, `vrrp_notify_fifo`, `lvs_notify_fifo` with their scripts.
     pub fifos: FifoPlan,
     pub sync_groups: Vec<SyncGroupPlan>,
@@ -444,6 +451,10 @@ pub struct SyncGroupPlan {
     pub name: String,
     pub members: Vec<String>,
     pub notify: NotifyPlan,
+    /// The group's own `track_*` lines (each member tracks them too).
+    pub tracking: Vec<TrackRef>,
+    /// `sync_group_tracking_weight`.
+    pub tracking_weight: bool,
 }
 
 impl Plan {
@@ -468,6 +479,7 @@ impl Plan {
             scripts: self.scripts.clone(),
             files: self.files.clone(),
             processes: self.processes.clone(),
+            bfds: self.bfd_tracks.clone(),
             awaited: self.missing_interfaces.clone(),
         }
     }
@@ -506,6 +518,8 @@ pub fn build(cfg: &Config) -> Result<Plan, PlanError> {
                 let value = w.next().and_then(|v| v.parse().ok()).unwrap_or(0);
                 (value, spec.split_whitespace().any(|x| x == "overwrite"))
             }),
+            weight: f.weight,
+            reverse: f.reverse,
         })
         .collect();
     let processes = cfg
@@ -530,7 +544,19 @@ pub fn build(cfg: &Config) -> Result<Plan, PlanError> {
                 },
                 fork_delay: p.fork_delay.unwrap_or_default(),
                 terminate_delay: p.terminate_delay.unwrap_or_default(),
+                weight: p.weight,
+                reverse: p.reverse,
             }
+        })
+        .collect();
+    let bfd_tracks = cfg
+        .bfd_instances
+        .iter()
+        .filter(|b| tracked(Kind::Bfd, &b.name))
+        .map(|b| BfdTrackPlan {
+            name: b.name.clone(),
+            weight: b.weight,
+            reverse: b.reverse,
         })
         .collect();
     Ok(Plan {
@@ -549,6 +575,7 @@ pub fn build(cfg: &Config) -> Result<Plan, PlanError> {
         scripts,
         files,
         processes,
+        bfd_tracks,
         fifos: fifo_plan(cfg).map_err(global)?,
         static_routes: route_specs(cfg, &cfg.static_routes)?,
         static_rules: cfg.static_rules.iter().map(rule_spec).collect(),
@@ -591,6 +618,8 @@ pub fn build(cfg: &Config) -> Result<Plan, PlanError> {
                         g.smtp_alert,
                     )
                     .map_err(at(&g.span))?,
+                    tracking: resolve(cfg, &g.track).map_err(at(&g.span))?,
+                    tracking_weight: g.sync_group_tracking_weight,
                 })
             })
             .collect::<Result<Vec<_>, PlanError>>()?,
@@ -846,6 +875,8 @@ fn script_plan(cfg: &Config, s: &model::VrrpScript) -> Result<ScriptPlan> {
             rise: s.rise.unwrap_or(1),
             fall: s.fall.unwrap_or(1),
             init_fail: s.init_fail,
+            weight: s.weight,
+            reverse: s.reverse,
             run_as: user
                 .map(run_as)
                 .transpose()
@@ -1134,10 +1165,12 @@ fn build_instance(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan, Pla
     // (keepalived: else eth0).
     let default_dev = (plan.iface.name.is_empty())
         .then(|| cfg.global.default_interface.as_deref().unwrap_or("eth0"));
-    for v in inst
+    let vips = inst.virtual_ipaddress.len();
+    for (n, v) in inst
         .virtual_ipaddress
         .iter()
         .chain(&inst.virtual_ipaddress_excluded)
+        .enumerate()
         .filter(|_| present)
     {
         let on_other_dev = (v.dev.as_deref())
@@ -1188,6 +1221,9 @@ fn build_instance(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan, Pla
         .map_err(at(&v.span))?;
         plan.addresses.push(spec);
         plan.announce_frames.push(frame);
+        if n < vips {
+            plan.advertised += 1;
+        }
     }
     plan.routes = route_specs(cfg, &inst.virtual_routes)?;
     plan.standby_metric = inst.standby_metric;
@@ -1578,7 +1614,7 @@ fn instance_plan(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
         routes: Vec::new(),
         rules: inst.virtual_rules.iter().map(rule_spec).collect(),
         tracking: Vec::new(),
-        notify: NotifyPlan {
+        notify: std::sync::Arc::new(NotifyPlan {
             // keepalived: the instance's, else its sync group's, else the global.
             priority_changes: inst
                 .notify
@@ -1591,7 +1627,7 @@ fn instance_plan(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
                 })
                 .unwrap_or(cfg.global.vrrp_notify_priority_changes),
             ..notify_plan(cfg, &inst.name, &inst.notify, inst.smtp_alert)?
-        },
+        }),
         no_accept: !accept,
         initial_master: inst.state == vipd_config::model::InitialState::Master,
         promote_secondaries,
@@ -1619,6 +1655,7 @@ fn instance_plan(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
         iface,
         engine,
         addresses: Vec::new(),
+        advertised: 0,
         announce_frames: Vec::new(),
         garp_interval: inst
             .garp
@@ -1943,6 +1980,8 @@ mod tests {
         );
         assert_eq!(ks, &[2, 3]);
         assert_eq!(v.kind, LinkKind::Macvlan);
+        // The two VIPs come first (advertised), then the eVIPs.
+        assert_eq!((a.addresses.len(), a.advertised), (4, 2));
         // Without use_vmac_addr, the eVIPs would live on vrrp.51 (keepalived's note).
         let plain =
             plan_of(&text.replace(" use_vmac_addr\n", "")).unwrap_or_else(|e| panic!("{e}"));

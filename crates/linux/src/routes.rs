@@ -36,6 +36,21 @@ pub struct RouteSpec {
     pub onlink: bool,
 }
 
+impl RouteSpec {
+    /// The RT_SCOPE_* the kernel gets: the configured one, else as `ip route` picks it
+    /// (host for `local`, link for a direct unicast route, global otherwise).
+    pub fn effective_scope(&self) -> u8 {
+        let default = if self.kind == RouteKind::Local {
+            254
+        } else if self.kind == RouteKind::Unicast && self.gateway.is_none() {
+            253
+        } else {
+            0
+        };
+        self.scope.unwrap_or(default)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RuleSpec {
     pub v6: bool,

@@ -331,6 +331,17 @@ impl Runtime {
             crate::bfd::start(
                 plan.bfd.clone(),
                 move |e| {
+                    if let crate::bfd::BfdEvent::PeerAdminDown {
+                        name,
+                        to_vrrp: true,
+                    } = &e
+                    {
+                        commander.send(Command::BfdSession {
+                            name: name.clone(),
+                            up: false,
+                            transition: false,
+                        });
+                    }
                     if let crate::bfd::BfdEvent::Tracked {
                         name,
                         up,
@@ -367,6 +378,11 @@ impl Runtime {
                 engine.tune_thread(rt_priority, nice, &cpus);
                 engine.run();
             })?;
+        if let Ok(mut snap) = status.lock() {
+            snap.static_addresses = plan.static_addresses.clone();
+            snap.static_routes = plan.static_routes.clone();
+            snap.static_rules = plan.static_rules.clone();
+        }
         let rt = Runtime {
             cmd_tx,
             wake,
@@ -528,6 +544,9 @@ impl Runtime {
 
     /// Add the `static_ipaddress`es that are new, remove those no longer configured.
     fn reload_static_addresses(&self, new: Vec<crate::netlink::AddressSpec>) {
+        if let Ok(mut snap) = self.status.lock() {
+            snap.static_addresses = new.clone();
+        }
         let Ok(mut cur) = self.static_addresses.lock() else {
             return;
         };
@@ -552,6 +571,10 @@ impl Runtime {
         &self,
         new: (Vec<crate::routes::RouteSpec>, Vec<crate::routes::RuleSpec>),
     ) {
+        if let Ok(mut snap) = self.status.lock() {
+            snap.static_routes = new.0.clone();
+            snap.static_rules = new.1.clone();
+        }
         let Ok(mut cur) = self.static_routing.lock() else {
             return;
         };
@@ -640,6 +663,9 @@ struct GroupState {
     notify: crate::plan::NotifyPlan,
     /// Last state announced for the group.
     state: State,
+    /// The group's own `track_*` lines.
+    tracking: Vec<crate::track::TrackRef>,
+    tracking_weight: bool,
 }
 
 struct RxSocket {
@@ -1454,7 +1480,7 @@ impl EngineLoop {
                         from,
                         their_priority: priority,
                         priority: slot.inst.priority(),
-                        notify: slot.plan.notify.clone(),
+                        notify: crate::plan::NotifyPlan::clone(&slot.plan.notify),
                     });
                 }
                 Action::Transition { from, to, reason } => {
@@ -1499,7 +1525,7 @@ impl EngineLoop {
                         reason,
                         at: SystemTime::now(),
                         priority: slot.inst.priority(),
-                        notify: slot.plan.notify.clone(),
+                        notify: crate::plan::NotifyPlan::clone(&slot.plan.notify),
                         deleted: slot.deleted && to == State::Initialize,
                         vips: slot
                             .plan
@@ -1779,6 +1805,8 @@ impl EngineLoop {
                     .collect(),
                 notify: g.notify.clone(),
                 state: State::Initialize,
+                tracking: g.tracking.clone(),
+                tracking_weight: g.tracking_weight,
             })
             .collect();
     }
@@ -1936,6 +1964,11 @@ impl EngineLoop {
             );
             st.send_faults = s.send_health.faults;
             st.detail.ifindex = s.plan.iface.index;
+            st.detail.advertised = s.plan.advertised;
+            st.detail.promote_secondaries = s.plan.promote_secondaries;
+            st.detail.notify = s.plan.notify.clone();
+            st.detail.routes.clone_from(&s.plan.routes);
+            st.detail.rules.clone_from(&s.plan.rules);
             st.detail.initial_master = s.plan.initial_master;
             st.detail.accept = !s.plan.no_accept;
             st.io_fault = match (s.send_health.fault(), self.sockets.get(s.socket)) {
@@ -1969,6 +2002,10 @@ impl EngineLoop {
                     .map(|&m| self.slots[m].plan.name.clone())
                     .collect(),
                 state: g.state.as_str().to_string(),
+                tracking: g.tracking.clone(),
+                // Groups are few: their scripts are copied with the status.
+                notify: g.notify.clone(),
+                tracking_weight: g.tracking_weight,
             })
             .collect();
         // The BFD thread's own counts (`bfd_*`) are its to publish.

@@ -2,6 +2,8 @@
 //! and read by the control socket.
 
 use crate::netlink::AddressSpec;
+use crate::routes::{RouteSpec, RuleSpec};
+use crate::track::{BfdTrackPlan, FilePlan, ProcessPlan, ScriptPlan};
 use serde::Serialize;
 use std::time::Instant;
 use vipd_vrrp::engine::Instance;
@@ -25,6 +27,29 @@ pub struct Snapshot {
     /// The `vrrp_sync_group`s (for SNMP; not in `vipd status`).
     #[serde(skip)]
     pub sync_groups: Vec<SyncGroupStatus>,
+    /// The `static_ipaddress`es in force (for SNMP's vrrpAddressTable; not in `vipd
+    /// status`).
+    #[serde(skip)]
+    pub static_addresses: Vec<AddressSpec>,
+    /// The `static_routes` / `static_rules` in force (for SNMP; not in `vipd status`).
+    #[serde(skip)]
+    pub static_routes: Vec<RouteSpec>,
+    #[serde(skip)]
+    pub static_rules: Vec<RuleSpec>,
+    /// The `vrrp_script`s, `track_file`s and `track_process`es some instance tracks,
+    /// each with its state as in `tracking` (for SNMP; not in `vipd status`).
+    #[serde(skip)]
+    pub track_scripts: Vec<(ScriptPlan, String)>,
+    #[serde(skip)]
+    pub track_files: Vec<(FilePlan, String)>,
+    #[serde(skip)]
+    pub track_processes: Vec<(ProcessPlan, String)>,
+    #[serde(skip)]
+    pub track_bfds: Vec<(BfdTrackPlan, String)>,
+    /// The `virtual_server_group`s (for SNMP's virtualServerGroupTable; not in `vipd
+    /// status`).
+    #[serde(skip)]
+    pub vs_groups: std::sync::Arc<Vec<vipd_config::model::VirtualServerGroup>>,
 }
 
 /// A `vrrp_sync_group`: its members and the state its notify scripts last saw.
@@ -35,6 +60,12 @@ pub struct SyncGroupStatus {
     pub members: Vec<String>,
     /// `INIT` until a member's first transition, then `BACKUP`, `MASTER` or `FAULT`.
     pub state: String,
+    /// The group's own `track_*` lines.
+    pub tracking: Vec<crate::track::TrackRef>,
+    /// Its notify scripts and `smtp_alert`.
+    pub notify: crate::plan::NotifyPlan,
+    /// `sync_group_tracking_weight`.
+    pub tracking_weight: bool,
 }
 
 /// One BFD session in [`Snapshot::bfd`]. Intervals in microseconds.
@@ -200,6 +231,12 @@ pub struct InstanceStatus {
 pub struct InstanceDetail {
     /// The VIPs as the kernel gets them (interface index, scope, label).
     pub addresses: Vec<AddressSpec>,
+    /// How many of `addresses`, from the first, are `virtual_ipaddress` (advertised);
+    /// the rest are `virtual_ipaddress_excluded`.
+    pub advertised: usize,
+    /// `virtual_routes` / `virtual_rules` (installed while MASTER).
+    pub routes: Vec<RouteSpec>,
+    pub rules: Vec<RuleSpec>,
     /// `last_transition` in seconds since the Unix epoch.
     pub last_transition_unix: Option<f64>,
     pub nopreempt: bool,
@@ -226,6 +263,16 @@ pub struct InstanceDetail {
     pub master_reason: Option<vipd_vrrp::engine::TransitionReason>,
     /// The last TTL, version, checksum or VRID error among its drops.
     pub protocol_error: Option<vipd_vrrp::wire::DropReason>,
+    /// The adverts' multicast group (`None`: unicast).
+    pub mcast_group: Option<std::net::IpAddr>,
+    /// `v3_checksum_as_v2`.
+    pub v3_checksum_as_v2: bool,
+    /// `garp_master_delay`.
+    pub garp_master_delay: std::time::Duration,
+    /// `promote_secondaries` (set on its interface).
+    pub promote_secondaries: bool,
+    /// Its notify scripts, `smtp_alert` and `notify_deleted` (the plan's, shared).
+    pub notify: std::sync::Arc<crate::plan::NotifyPlan>,
 }
 
 impl InstanceStatus {
@@ -279,6 +326,10 @@ impl InstanceStatus {
             peer_downs_ignored: st.peer_downs_ignored,
             detail: InstanceDetail {
                 addresses: addresses.to_vec(),
+                // The runtime's plan knows which are eVIPs.
+                advertised: 0,
+                routes: Vec::new(),
+                rules: Vec::new(),
                 last_transition_unix: inst.last_transition().map(|(t, _)| {
                     let ago = Instant::now().saturating_duration_since(t);
                     std::time::SystemTime::now()
@@ -304,6 +355,12 @@ impl InstanceStatus {
                 up_since: st.up_since,
                 master_reason: st.last_master_reason,
                 protocol_error: st.last_protocol_error,
+                mcast_group: (!cfg.is_unicast()).then(|| cfg.advert_group()),
+                v3_checksum_as_v2: cfg.checksum == vipd_vrrp::wire::ChecksumVariant::VrrpOnly,
+                garp_master_delay: cfg.garp.master_delay,
+                // The runtime's plan knows these.
+                promote_secondaries: false,
+                notify: Default::default(),
             },
         }
     }
@@ -321,6 +378,39 @@ pub struct RealServerStatus {
     pub snmp_name: Option<String>,
     /// Traffic to this real server (read every `snmp_rs_stats_update_interval`).
     pub stats: TrafficStats,
+    /// Its weight now: a dynamic checker's, else the configured one (for SNMP; not in
+    /// `vipd status`).
+    #[serde(skip)]
+    pub weight: u32,
+    /// How many of its checkers fail now (for SNMP; not in `vipd status`).
+    #[serde(skip)]
+    pub failed_checks: u32,
+    /// Its configuration as KEEPALIVED-MIB's realServerTable shows it.
+    #[serde(skip)]
+    pub settings: std::sync::Arc<RsSettings>,
+}
+
+/// A real server's configuration as KEEPALIVED-MIB's realServerTable shows it (its
+/// own settings, else its virtual server's).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RsSettings {
+    /// realServerForwardingMethod: 1 nat, 2 dr, 3 tun.
+    pub forward: u8,
+    /// `uthreshold` / `lthreshold` (0 = none).
+    pub upper_threshold: u32,
+    pub lower_threshold: u32,
+    /// `inhibit_on_failure`.
+    pub inhibit: bool,
+    /// `notify_up` / `notify_down`, as words.
+    pub notify_up: Option<Vec<String>>,
+    pub notify_down: Option<Vec<String>>,
+    pub virtualhost: Option<String>,
+    pub alpha: bool,
+    /// The timing keywords written in the real server, else in its virtual server.
+    pub timing: vipd_config::model::CheckTiming,
+    /// Whether its going down or up is mailed (`smtp_alert`, else
+    /// `smtp_alert_checker` / `smtp_alert`, else yes).
+    pub smtp_alert: bool,
 }
 
 /// A virtual or real server's traffic as the kernel counted it, read every
@@ -336,6 +426,11 @@ pub struct TrafficStats {
     /// Server → client (IPVS; 0 on nftables).
     pub out_packets: u64,
     pub out_bytes: u64,
+    /// Connections now, active / inactive / persistent (IPVS' counts as last read; 0 on
+    /// nftables).
+    pub active_conns: u64,
+    pub inactive_conns: u64,
+    pub persistent_conns: u64,
     pub cps: u64,
     pub in_pps: u64,
     pub in_bps: u64,
@@ -373,6 +468,57 @@ pub struct VsService {
     pub protocol: u8,
     /// `snmp_name` (KEEPALIVED-MIB's `virtualServerName`).
     pub snmp_name: Option<String>,
+    /// The rest of its configuration as KEEPALIVED-MIB's virtualServerTable shows it.
+    pub settings: std::sync::Arc<VsSettings>,
+    /// Its `sorry_server` (a realServerTable row of type sorry).
+    pub sorry: Option<SorryServer>,
+}
+
+/// A virtual server's `sorry_server`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SorryServer {
+    pub addr: std::net::IpAddr,
+    pub port: u16,
+    /// 1 nat, 2 dr, 3 tun.
+    pub forward: u8,
+    /// Forwarded to now (the quorum is lost).
+    pub in_use: bool,
+}
+
+/// A virtual server's configuration as KEEPALIVED-MIB's virtualServerTable shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VsSettings {
+    /// virtualServerLoadBalancingAlgo: 1 rr, 2 wrr, ... 14 twos (the MIB's order).
+    pub sched: u8,
+    /// virtualServerLoadBalancingKind: 1 nat, 2 dr, 3 tun.
+    pub forward: u8,
+    /// Scheduler flags: `sh-fallback` / `mh-fallback`, `sh-port` / `mh-port`,
+    /// `flag-3`, `ops`.
+    pub fallback: bool,
+    pub port: bool,
+    pub sched3: bool,
+    pub ops: bool,
+    pub virtualhost: Option<String>,
+    /// `persistence_timeout` in seconds and `persistence_granularity` as a prefix
+    /// length.
+    pub persistence: Option<(u32, u8)>,
+    /// An IPv6 service (its granularity is virtualServerPersistGranularity6).
+    pub ipv6: bool,
+    /// The timing keywords written in the virtual server.
+    pub timing: vipd_config::model::CheckTiming,
+    pub ha_suspend: bool,
+    pub alpha: bool,
+    pub omega: bool,
+    /// `inhibit_on_failure`.
+    pub inhibit: bool,
+    pub quorum: u32,
+    pub hysteresis: u32,
+    /// `quorum_up` / `quorum_down`, as words.
+    pub quorum_up: Option<Vec<String>>,
+    pub quorum_down: Option<Vec<String>>,
+    /// Whether losing or regaining the quorum is mailed (`smtp_alert`, else
+    /// `smtp_alert_checker` / `smtp_alert`, else no).
+    pub smtp_alert: bool,
 }
 
 #[cfg(test)]

@@ -206,6 +206,9 @@ pub struct ScriptPlan {
     pub fall: u32,
     pub init_fail: bool,
     pub run_as: Option<RunAs>,
+    /// The block's `weight N [reverse]` (the default of the instances' lines).
+    pub weight: i64,
+    pub reverse: bool,
 }
 
 /// A `track_file`: an integer in a file.
@@ -215,6 +218,9 @@ pub struct FilePlan {
     pub path: std::path::PathBuf,
     /// `init_file [VALUE] [overwrite]`: (value, overwrite).
     pub init: Option<(i64, bool)>,
+    /// The block's `weight N [reverse]`.
+    pub weight: i64,
+    pub reverse: bool,
 }
 
 /// A `track_process`: how many processes match, against a quorum.
@@ -232,6 +238,17 @@ pub struct ProcessPlan {
     /// be met / lost before it counts, so a restart does not move the VIP.
     pub fork_delay: Duration,
     pub terminate_delay: Duration,
+    /// The block's `weight N [reverse]`.
+    pub weight: i64,
+    pub reverse: bool,
+}
+
+/// A `bfd_instance` some instance tracks (`track_bfd`), with its block's weight.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BfdTrackPlan {
+    pub name: String,
+    pub weight: i64,
+    pub reverse: bool,
 }
 
 /// `param_match`: how the extra words of `process` compare with the arguments.
@@ -254,6 +271,7 @@ pub struct TrackPlan {
     pub scripts: Vec<ScriptPlan>,
     pub files: Vec<FilePlan>,
     pub processes: Vec<ProcessPlan>,
+    pub bfds: Vec<BfdTrackPlan>,
     /// `dynamic_interfaces`: interfaces the plan lacks; when one appears (up) the
     /// tracker says so ([`crate::tracker::TrackNotice::Appeared`]), for a reload.
     pub awaited: Vec<String>,

@@ -435,24 +435,33 @@ impl Tracker {
         self.publish();
     }
 
-    /// Put every instance's tracked objects into the status snapshot.
+    /// An object's state as `vipd status` shows it: good, bad, unknown or a file's value.
+    fn state_text(&self, kind: Kind, name: &str) -> String {
+        let id = ObjectId {
+            kind,
+            name: name.to_string(),
+        };
+        match self.states.get(&id) {
+            None => "unknown".into(),
+            Some(ObjectState::Good) => "good".into(),
+            Some(ObjectState::Bad) => "bad".into(),
+            Some(ObjectState::Value(v)) => v.to_string(),
+        }
+    }
+
+    /// Put every instance's tracked objects into the status snapshot, and the scripts,
+    /// files and processes tracked with their states (for SNMP).
     fn publish(&self) {
         let mut map = std::collections::BTreeMap::new();
         for (name, refs) in &self.plan.instances {
             let lines = refs
                 .iter()
                 .map(|r| {
-                    let state = self.states.get(&r.object).copied();
                     let alone = evaluate(std::slice::from_ref(r), &self.states);
                     TrackLine {
                         kind: r.object.kind.as_str().to_string(),
                         name: r.object.name.clone(),
-                        state: match state {
-                            None => "unknown".into(),
-                            Some(ObjectState::Good) => "good".into(),
-                            Some(ObjectState::Bad) => "bad".into(),
-                            Some(ObjectState::Value(v)) => v.to_string(),
-                        },
+                        state: self.state_text(r.object.kind, &r.object.name),
                         weight: r.weight,
                         reverse: r.reverse,
                         effect: if alone.fault() {
@@ -465,8 +474,25 @@ impl Tracker {
                 .collect();
             map.insert(name.clone(), lines);
         }
+        let with_state = |kind, name: &str| self.state_text(kind, name);
+        let scripts = (self.plan.scripts.iter())
+            .map(|p| (p.clone(), with_state(Kind::Script, &p.name)))
+            .collect();
+        let files = (self.plan.files.iter())
+            .map(|p| (p.clone(), with_state(Kind::File, &p.name)))
+            .collect();
+        let processes = (self.plan.processes.iter())
+            .map(|p| (p.clone(), with_state(Kind::Process, &p.name)))
+            .collect();
+        let bfds = (self.plan.bfds.iter())
+            .map(|p| (p.clone(), with_state(Kind::Bfd, &p.name)))
+            .collect();
         if let Ok(mut snap) = self.status.lock() {
             snap.tracking = map;
+            snap.track_scripts = scripts;
+            snap.track_files = files;
+            snap.track_processes = processes;
+            snap.track_bfds = bfds;
         }
     }
 
@@ -710,6 +736,8 @@ mod tests {
             param_match: ParamMatch::Exact,
             fork_delay: Duration::ZERO,
             terminate_delay: Duration::ZERO,
+            weight: 1,
+            reverse: false,
         };
         assert!(matches(&p, "nginx", &["nginx: master process".into()]));
         assert!(matches(

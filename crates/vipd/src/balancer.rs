@@ -24,7 +24,9 @@ use vipd_lb::netns::Netns;
 use vipd_lb::{DataPlane, Sched, Table, Timeouts};
 use vipd_linux::netlink::Rtnetlink;
 use vipd_linux::plan::script_command;
-use vipd_linux::status::{RealServerStatus, Snapshot, VirtualServerStatus, VsService};
+use vipd_linux::status::{
+    RealServerStatus, RsSettings, Snapshot, VirtualServerStatus, VsService, VsSettings,
+};
 
 use crate::lbstats::{StatsCache, DEFAULT_INTERVAL};
 
@@ -161,8 +163,9 @@ fn backend_keywords(config: &Config, backend: &str) -> Result<()> {
     }
 }
 
-/// Why each real server (virtual server index, real server index) is up or down.
-type Reasons = HashMap<(usize, usize), String>;
+/// Why each real server (virtual server index, real server index) is up or down, and
+/// how many of its checkers fail.
+type Reasons = HashMap<(usize, usize), (String, u32)>;
 
 /// How often direct-routing destinations' MACs are re-read from the neighbour table.
 const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(1);
@@ -184,6 +187,10 @@ pub struct Setup {
     timeouts: Timeouts,
     /// `snmp_name` of each virtual server and of each of its real servers.
     snmp_names: Vec<(Option<String>, Vec<Option<String>>)>,
+    /// KEEPALIVED-MIB's view of each virtual server's and real server's configuration.
+    mib: Vec<(Arc<VsSettings>, Vec<Arc<RsSettings>>)>,
+    /// The `virtual_server_group`s (KEEPALIVED-MIB's virtualServerGroupTable).
+    vs_groups: Arc<Vec<vipd_config::model::VirtualServerGroup>>,
     /// Traffic statistics per virtual server, per (virtual server, real server); a
     /// reload carries those of the servers it kept to their new indices.
     vs_stats: StatsCache<usize>,
@@ -354,7 +361,10 @@ fn setup(config: &Config, default_sched: Sched, backend: &str) -> Result<Setup> 
             rs_smtp_alert: vs.real_servers.iter().map(|r| r.smtp_alert).collect(),
         });
     }
+    let mib = mib_settings(config, &lb, &scripts);
     Ok(Setup {
+        mib,
+        vs_groups: Arc::new(config.virtual_server_groups.clone()),
         lb,
         owned_by,
         ha_suspend: config
@@ -433,7 +443,7 @@ fn start_checkers(
     let mut reasons = HashMap::new();
     for h in checkers.initial_health() {
         setup.lb.set_health(h.vs, h.rs, h.up, h.weight);
-        reasons.insert((h.vs, h.rs), h.reason.clone());
+        reasons.insert((h.vs, h.rs), (h.reason.clone(), h.failed));
     }
     Ok((checkers, reasons))
 }
@@ -663,6 +673,7 @@ impl Owner {
         }
         if let Ok(mut s) = self.status.lock() {
             s.virtual_servers.clear();
+            s.vs_groups = Default::default();
         }
     }
 
@@ -684,7 +695,7 @@ impl Owner {
                         h.reason
                     );
                 }
-                self.reasons.insert((h.vs, h.rs), h.reason);
+                self.reasons.insert((h.vs, h.rs), (h.reason, h.failed));
                 self.run_scripts(&events);
             }
             Input::Reload(setup, reply) => {
@@ -848,7 +859,7 @@ impl Owner {
                         "time": now, "virtual_server": self.setup.lb.name(vs),
                         "real_server": format!("{addr}:{port}"),
                         "to": if matches!(e, LbEvent::RealServerUp { .. }) { "up" } else { "down" },
-                        "reason": self.reasons.get(&(vs, rs)).cloned().unwrap_or_default(),
+                        "reason": self.reason(vs, rs),
                     })
                 }
                 LbEvent::QuorumUp { vs } | LbEvent::QuorumDown { vs } => serde_json::json!({
@@ -872,7 +883,7 @@ impl Owner {
                         &format!("{}", SocketAddr::new(addr, port)),
                         self.setup.lb.name(vs),
                         matches!(e, LbEvent::RealServerUp { .. }),
-                        self.reasons.get(&(vs, rs)).map_or("", String::as_str),
+                        self.reason(vs, rs),
                     );
                 }
                 LbEvent::QuorumUp { vs } | LbEvent::QuorumDown { vs } => self.mailer.quorum(
@@ -1097,6 +1108,11 @@ impl Owner {
         true
     }
 
+    /// Why real server `ri` of `vi` is up or down.
+    fn reason(&self, vi: usize, ri: usize) -> &str {
+        self.reasons.get(&(vi, ri)).map_or("", |r| r.0.as_str())
+    }
+
     /// The `snmp_name` of virtual server `vi` or of its real server `ri`.
     fn snmp_name(&self, vi: usize, ri: Option<usize>) -> Option<String> {
         self.snmp_name_ref(vi, ri).map(str::to_string)
@@ -1126,6 +1142,15 @@ impl Owner {
             let name = lb.name(vi);
             let service = VsService {
                 snmp_name: self.snmp_name(vi, None),
+                settings: self.setup.mib[vi].0.clone(),
+                sorry: lb.sorry_server(vi).map(|(addr, port, f, in_use)| {
+                    vipd_linux::status::SorryServer {
+                        addr,
+                        port,
+                        forward: forward_number(f),
+                        in_use,
+                    }
+                }),
                 ..vs_service(name, lb.keys(vi))
             };
             let mut v = match before.next() {
@@ -1153,13 +1178,20 @@ impl Owner {
             v.real_servers.truncate(count);
             for ri in 0..count {
                 let (addr, port) = lb.real_server(vi, ri);
-                let reason = self.reasons.get(&(vi, ri)).map_or("", String::as_str);
+                let reason = self.reason(vi, ri);
                 let snmp_name = self.snmp_name_ref(vi, Some(ri));
                 let (up, stats) = (lb.is_up(vi, ri), self.setup.rs_stats.get(&(vi, ri)));
+                let weight = lb.rs_settings(vi, ri).weight;
+                let failed_checks = self.reasons.get(&(vi, ri)).map_or(0, |r| r.1);
+                // An Arc: a clone is a count, not a copy.
+                let settings = self.setup.mib[vi].1[ri].clone();
                 match v.real_servers.get_mut(ri) {
                     Some(r) if r.port == port && same_addr(&r.addr, addr) => {
                         r.up = up;
                         r.stats = stats;
+                        r.weight = weight;
+                        r.failed_checks = failed_checks;
+                        r.settings = settings;
                         if r.reason != reason {
                             r.reason.clear();
                             r.reason.push_str(reason);
@@ -1176,6 +1208,9 @@ impl Owner {
                             reason: reason.to_string(),
                             snmp_name: snmp_name.map(str::to_string),
                             stats,
+                            weight,
+                            failed_checks,
+                            settings,
                         };
                         match slot {
                             Some(r) => *r = fresh,
@@ -1187,6 +1222,7 @@ impl Owner {
             list.push(v);
         }
         status.virtual_servers = list;
+        status.vs_groups = self.setup.vs_groups.clone();
     }
 }
 
@@ -1200,6 +1236,94 @@ fn same_addr(text: &str, addr: IpAddr) -> bool {
     }
     let n = w.position() as usize;
     text.as_bytes() == &buf[..n]
+}
+
+/// KEEPALIVED-MIB's number of a forwarding method: 1 nat, 2 dr, 3 tun.
+fn forward_number(f: vipd_lb::Forward) -> u8 {
+    match f {
+        vipd_lb::Forward::Nat => 1,
+        vipd_lb::Forward::Dr => 2,
+        vipd_lb::Forward::Tun => 3,
+    }
+}
+
+/// KEEPALIVED-MIB's view of each virtual server's and real server's configuration:
+/// what `lb` resolved (scheduler, methods, thresholds, quorum), the scripts as checked,
+/// the rest as written (a real server's timing over its virtual server's).
+fn mib_settings(
+    config: &Config,
+    lb: &Lb,
+    scripts: &[ScriptSet],
+) -> Vec<(Arc<VsSettings>, Vec<Arc<RsSettings>>)> {
+    let words = |s: &Option<Script>| s.as_ref().map(|s| s.argv.clone());
+    let g = &config.global;
+    let checker_mail = g.smtp_alert_checker.or(g.smtp_alert);
+    config
+        .virtual_servers
+        .iter()
+        .enumerate()
+        .map(|(vi, vs)| {
+            let l = lb.vs_settings(vi);
+            let sc = &scripts[vi];
+            let v = VsSettings {
+                sched: Sched::ALL
+                    .iter()
+                    .position(|s| *s == l.sched)
+                    .map_or(0, |k| k as u8 + 1),
+                forward: forward_number(l.forward),
+                fallback: l.flags.fallback,
+                port: l.flags.port,
+                sched3: l.flags.sched3,
+                ops: l.flags.one_packet,
+                virtualhost: vs.virtualhost.clone(),
+                persistence: l
+                    .persistence
+                    .map(|p| (p.timeout.as_secs() as u32, p.prefix_len)),
+                ipv6: lb
+                    .keys(vi)
+                    .first()
+                    .is_some_and(|k| k.family() == vipd_lb::Family::V6),
+                timing: vs.timing.clone(),
+                ha_suspend: vs.ha_suspend,
+                alpha: vs.alpha,
+                omega: vs.omega,
+                inhibit: vs.inhibit_on_failure.unwrap_or(false),
+                quorum: l.quorum,
+                hysteresis: l.hysteresis,
+                quorum_up: words(&sc.quorum_up),
+                quorum_down: words(&sc.quorum_down),
+                smtp_alert: vs.smtp_alert.or(checker_mail).unwrap_or(false),
+            };
+            let rs = vs
+                .real_servers
+                .iter()
+                .enumerate()
+                .map(|(ri, r)| {
+                    let l = lb.rs_settings(vi, ri);
+                    let (own, up) = (&r.timing, &vs.timing);
+                    Arc::new(RsSettings {
+                        forward: forward_number(l.forward),
+                        upper_threshold: l.upper_threshold,
+                        lower_threshold: l.lower_threshold,
+                        inhibit: l.inhibit,
+                        notify_up: sc.notify_up.get(ri).and_then(words),
+                        notify_down: sc.notify_down.get(ri).and_then(words),
+                        virtualhost: r.virtualhost.clone(),
+                        alpha: r.alpha.unwrap_or(vs.alpha),
+                        timing: vipd_config::model::CheckTiming {
+                            connect_timeout: own.connect_timeout.or(up.connect_timeout),
+                            retry: own.retry.or(up.retry),
+                            delay_before_retry: own.delay_before_retry.or(up.delay_before_retry),
+                            warmup: own.warmup.or(up.warmup),
+                            delay_loop: own.delay_loop.or(up.delay_loop),
+                        },
+                        smtp_alert: r.smtp_alert.or(checker_mail).unwrap_or(true),
+                    })
+                })
+                .collect();
+            (Arc::new(v), rs)
+        })
+        .collect()
 }
 
 /// The service of a virtual server as KEEPALIVED-MIB's virtualServerTable shows it.

@@ -104,6 +104,10 @@ fn run_one(file: &Path, config_id: Option<String>, args: &CheckArgs) -> anyhow::
             if args.dump && !args.json {
                 print!("{}", loaded.dump());
             }
+            // The tree is only for the dump (done): freed before the plan is built, so
+            // the plan's memory does not come on top of it (a large file's tree is ten
+            // megabytes and more).
+            drop(std::mem::take(&mut loaded.tree));
             let mut diags = std::mem::take(&mut loaded.diagnostics);
             // What `vipd run` would refuse after loading: the same plan it builds.
             let plan = crate::plan::build(file, &loaded.config);

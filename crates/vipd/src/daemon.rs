@@ -2,6 +2,7 @@
 
 use crate::balancer::{Balancer, Input as LbInput};
 use crate::dumps::{self, Dumper};
+use crate::memory::{limit_malloc_arenas, return_free_heap};
 use crate::pidfile::PidFile;
 use crate::plan::DaemonPlan;
 use crate::syncd::ConnSync;
@@ -160,7 +161,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         }
     };
     // `enable_snmp_*`: transitions reach the SNMP thread from the start.
-    let snmp_settings = match crate::snmp::Settings::from_config(&loaded.config.global) {
+    let snmp_settings = match crate::snmp::Settings::from_config(&loaded.config) {
         Some(Ok(s)) => Some(s),
         Some(Err(e)) => {
             warn!("{e}; vipd runs without SNMP");
@@ -279,6 +280,16 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         }
         None => reload,
     };
+    // Every reload, whoever asked for it, pages out the code it ran once settled.
+    let reloaded = Arc::new(tokio::sync::Notify::new());
+    let reload: ReloadHook = {
+        let (inner, reloaded) = (reload, reloaded.clone());
+        Arc::new(move || {
+            let r = inner();
+            reloaded.notify_one();
+            r
+        })
+    };
     if let Some(f) = &loaded.config.global.reload_time_file {
         crate::reload_timer::start(
             PathBuf::from(f),
@@ -325,7 +336,12 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let signal = tokio.block_on(wait_for_signal(&*reload, &dumper, &mut rebind_rx))?;
+    let signal = tokio.block_on(wait_for_signal(
+        &*reload,
+        &dumper,
+        &mut rebind_rx,
+        &reloaded,
+    ))?;
     let _ = sd_notify::notify(false, &[NotifyState::Stopping]);
     info!("{signal}: leaving (masters send priority 0 and release their addresses)");
     runtime.shutdown();
@@ -360,32 +376,6 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     }
     info!("vipd stopped");
     Ok(ExitCode::SUCCESS)
-}
-
-/// One malloc arena for the whole process (issue 16, memory). glibc gives each thread
-/// that allocates an arena of its own, up to 8 per CPU; vipd has a dozen mostly idle
-/// threads, and each arena keeps its own free and fragmented pages resident (1–2 MB
-/// in all at 510 instances, most of it the protocol thread's status snapshots). vipd's
-/// threads allocate rarely (the protocol thread: one status snapshot per 100 ms), so
-/// sharing one arena costs no measurable contention.
-fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets a tunable; called while vipd is still one thread.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
-    }
-}
-
-/// Gives the heap's free pages back to the kernel (issue 16, memory): after the
-/// configuration is dropped its memory lies in holes between live allocations, which
-/// glibc's automatic trimming (top of the heap only) never returns. Called once,
-/// after start and after each reload.
-pub(crate) fn return_free_heap() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free memory inside the allocator.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 /// `net_namespace NAME` of the configuration, if it has one (a configuration with
@@ -1005,10 +995,14 @@ pub fn signum(name: &str) -> Option<i32> {
 /// SIGTERM/SIGINT end vipd; SIGHUP reloads; SIGUSR1, SIGUSR2 and keepalived's JSON
 /// signal (SIGRTMIN+2) write the state, statistics and JSON files (on the dump thread);
 /// keepalived's STATS_CLEAR (SIGRTMAX-1) writes the statistics too.
+/// How long after start or a reload the start-up code is paged out.
+const SETTLE_BEFORE_PAGE_OUT: Duration = Duration::from_secs(10);
+
 async fn wait_for_signal(
     reload: &(dyn Fn() -> Result<serde_json::Value, String> + Send + Sync),
     dumper: &Dumper,
     rebind: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    reloaded: &tokio::sync::Notify,
 ) -> Result<&'static str> {
     use tokio::signal::unix::{signal, SignalKind};
     // The numbers `vipd --signum NAME` prints are the ones listened to here.
@@ -1023,10 +1017,27 @@ async fn wait_for_signal(
     let mut usr2 = func("STATS")?;
     let mut json = func("JSON")?;
     let mut stats_clear = func("STATS_CLEAR")?;
+    // Start-up and reloads run code the running daemon no longer needs; once the
+    // threads have settled (instances started, kernel tables programmed, checkers
+    // running), that code leaves the resident set (issue 16, memory).
+    let settle = tokio::time::sleep(SETTLE_BEFORE_PAGE_OUT);
+    tokio::pin!(settle);
+    let mut settling = true;
     loop {
         tokio::select! {
             _ = term.recv() => return Ok("SIGTERM"),
             _ = int.recv() => return Ok("SIGINT"),
+            _ = &mut settle, if settling => {
+                settling = false;
+                match crate::memory::page_out_own_code() {
+                    Ok(bytes) => tracing::debug!("start-up code paged out ({} KiB)", bytes / 1024),
+                    Err(e) => tracing::debug!("paging out start-up code: {e}"),
+                }
+            }
+            _ = reloaded.notified() => {
+                settle.as_mut().reset(tokio::time::Instant::now() + SETTLE_BEFORE_PAGE_OUT);
+                settling = true;
+            }
             _ = hup.recv() => {
                 info!("SIGHUP: reloading the configuration");
                 let _ = reload();
@@ -1386,7 +1397,7 @@ fn log_notices(
                     transition,
                     ..
                 } if transition || up => lb.bfd(&name, up),
-                BfdEvent::Tracked { .. } => {}
+                BfdEvent::Tracked { .. } | BfdEvent::PeerAdminDown { .. } => {}
                 BfdEvent::Error { name, error } => warn!("bfd_instance {name}: {error}"),
             },
             Notice::Track(t) => match t {

@@ -472,7 +472,7 @@ fn now_unix() -> f64 {
 }
 
 /// An interface name for an index, as the kernel has it now.
-fn ifname(index: u32, fallback: &str) -> String {
+pub(crate) fn ifname(index: u32, fallback: &str) -> String {
     let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
     // SAFETY: buf has IF_NAMESIZE bytes, as if_indextoname requires.
     let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };

@@ -54,6 +54,9 @@ impl<K: Eq + Hash + Clone> StatsCache<K> {
                 in_bytes: c.in_bytes,
                 out_packets: c.out_packets,
                 out_bytes: c.out_bytes,
+                active_conns: c.active_conns,
+                inactive_conns: c.inactive_conns,
+                persistent_conns: c.persistent_conns,
                 ..Default::default()
             };
             if let Some((at, before)) = &previous {
@@ -118,6 +121,7 @@ mod tests {
             in_bytes,
             out_packets: 2 * in_packets,
             out_bytes: 3 * in_bytes,
+            ..Default::default()
         }
     }
 

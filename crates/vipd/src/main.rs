@@ -12,6 +12,7 @@ mod gen;
 mod lab;
 mod lab_bgp;
 mod lbstats;
+mod memory;
 mod pidfile;
 mod plan;
 mod realserver;

@@ -150,27 +150,38 @@ fn checker_errors(config: &Config) -> Vec<Diagnostic> {
 }
 
 /// Fills in the source line of findings made after loading, for the caret display.
+/// Each file is read once and walked once for the lines asked for: no table of every
+/// line (the loaded model, still alive, holds a large file's text already).
 pub fn attach_snippets(diags: &mut [Diagnostic]) {
-    // Each file read once, kept whole with its lines as ranges (not one String a line).
-    let mut cache: HashMap<Arc<Path>, (String, Vec<std::ops::Range<usize>>)> = HashMap::new();
-    for d in diags {
-        if d.span.line == 0 || d.snippet.is_some() {
-            continue;
+    let wanted = |d: &Diagnostic| d.span.line > 0 && d.snippet.is_none();
+    let mut files: Vec<Arc<Path>> = Vec::new();
+    for d in diags.iter().filter(|d| wanted(d)) {
+        if !files.contains(&d.span.file) {
+            files.push(d.span.file.clone());
         }
-        let (text, lines) = cache.entry(d.span.file.clone()).or_insert_with(|| {
-            let text = std::fs::read_to_string(&*d.span.file).unwrap_or_default();
-            let lines = text
-                .lines()
-                .map(|l| {
-                    let start = l.as_ptr() as usize - text.as_ptr() as usize;
-                    start..start + l.len()
-                })
-                .collect();
-            (text, lines)
-        });
-        d.snippet = lines
-            .get(d.span.line as usize - 1)
-            .map(|r| text[r.clone()].to_owned());
+    }
+    for file in files {
+        let text = std::fs::read_to_string(&*file).unwrap_or_default();
+        let mut lines: Vec<u32> = (diags.iter())
+            .filter(|d| wanted(d) && d.span.file == file)
+            .map(|d| d.span.line)
+            .collect();
+        lines.sort_unstable();
+        lines.dedup();
+        let mut found: HashMap<u32, &str> = HashMap::with_capacity(lines.len());
+        let mut next = lines.iter().peekable();
+        for (no, line) in (1..).zip(text.lines()) {
+            let Some(&&want) = next.peek() else { break };
+            if no == want {
+                found.insert(no, line);
+                next.next();
+            }
+        }
+        for d in diags.iter_mut().filter(|d| d.span.file == file) {
+            if wanted(d) {
+                d.snippet = found.get(&d.span.line).map(|l| l.to_string());
+            }
+        }
     }
 }
 

@@ -457,7 +457,8 @@ fn reload_changes_real_servers_in_place() {
 /// NAT with weights 3:1, a sorry server when everything is down, and quick timers.
 /// The traffic counters of `vipd status --json` (read every second here) follow GETs
 /// through a NAT virtual server with two real servers: client → server packets and bytes
-/// on both backends, connections and replies on IPVS only (nftables counts neither).
+/// on both backends, connections, replies and the connections open now on IPVS only
+/// (nftables counts none of them).
 #[test]
 fn traffic_statistics_in_the_status() {
     let _serial = serial();
@@ -528,6 +529,34 @@ fn traffic_statistics_in_the_status() {
         assert!(vs[3] > 0, "and replies: {got:?}");
     } else {
         assert_eq!((vs[0], vs[3]), (0, 0), "nftables counts neither: {got:?}");
+    }
+    // The real servers' connections now (active, inactive, persistent): IPVS keeps the
+    // closed GETs' in TIME_WAIT (inactive) for minutes; nftables keeps none.
+    let st = c.status(1).unwrap_or_default();
+    let now: Vec<[u64; 3]> = st["virtual_servers"][0]["real_servers"]
+        .as_array()
+        .map(|rs| {
+            rs.iter()
+                .map(|r| {
+                    let n = |k: &str| r["stats"][k].as_u64().unwrap_or(u64::MAX);
+                    [
+                        n("active_conns"),
+                        n("inactive_conns"),
+                        n("persistent_conns"),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(now.len(), 2, "{st}");
+    if ipvs {
+        assert!(
+            now.iter().map(|c| c[0] + c[1]).sum::<u64>() > 0,
+            "IPVS counts the connections: {now:?}"
+        );
+        assert!(now.iter().all(|c| c[2] == 0), "no persistence: {now:?}");
+    } else {
+        assert!(now.iter().flatten().all(|n| *n == 0), "{now:?}");
     }
 }
 

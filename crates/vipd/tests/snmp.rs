@@ -187,22 +187,78 @@ fn ifindex(ns: &str, dev: &str) -> String {
     out.split(':').next().unwrap().trim().to_string()
 }
 
+/// VI_2's excluded VIP (`virtual_ipaddress_excluded`, with a label): in
+/// vrrpAddressTable, not advertised, and in neither RFC table.
+const EVIP: &str = "203.0.113.52";
+/// A `static_ipaddress`: vrrpAddressTable's instance 0, always set.
+const STATIC_ADDR: &str = "203.0.113.99";
+
 fn snmp_config(spec: &Spec, priority: u8, dir: &Path) -> String {
+    // VI_1's virtual route (vrrpRouteTable), installed while MASTER.
+    let spec = spec
+        .clone()
+        .with("virtual_routes {\n        blackhole 203.0.113.128/25 table 100\n    }");
     let mut conf = spec.config(priority).replacen(
         "global_defs {\n",
         &format!(
             "global_defs {{\n    enable_snmp_vrrp\n    enable_snmp_rfc\n    enable_traps\n    \
-             snmp_socket unix:{}\n",
+             snmp_socket unix:{}\n    notification_email {{\n        ops@example.com\n    }}\n    \
+             notification_email_from vipd@example.com\n    smtp_server 127.0.0.1 2525\n    \
+             smtp_connect_timeout 7\n    smtp_alert false\n",
             dir.join("agentx").display()
         ),
         1,
     );
-    conf.push_str(
-        "vrrp_instance VI_2 {\n    state MASTER\n    interface eth0\n    virtual_router_id 52\n    \
-         priority 120\n    advert_int 1\n    version 2\n    virtual_ipaddress {\n        \
-         198.51.100.52/24\n        198.51.100.53/24\n    }\n}\n",
-    );
+    conf.push_str(&format!(
+        "static_ipaddress {{\n    {STATIC_ADDR}/32 dev eth0\n}}\n"
+    ));
+    // VI_2's tracked script and file (vrrpScriptTable, vrrpFileTable).
+    let tf = dir.join("tf");
+    std::fs::write(&tf, "0\n").unwrap();
+    conf.push_str(&format!(
+        "vrrp_script chk_up {{\n    script \"/bin/true\"\n    interval 1\n    weight 5\n    \
+         rise 2\n    fall 3\n}}\nvrrp_track_file tf {{\n    file {}\n    weight 2\n}}\n",
+        tf.display()
+    ));
+    conf.push_str(&format!(
+        "vrrp_instance VI_2 {{\n    state MASTER\n    interface eth0\n    virtual_router_id 52\n    \
+         priority 120\n    advert_int 1\n    version 2\n    virtual_ipaddress {{\n        \
+         198.51.100.52/24\n        198.51.100.53/24 brd 198.51.100.255\n    }}\n    \
+         virtual_ipaddress_excluded {{\n        {EVIP}/24 label eth0:ex\n    }}\n    \
+         virtual_routes {{\n        192.0.2.128/25 via 192.0.2.1 table 101\n    }}\n    \
+         virtual_rules {{\n        from 198.51.100.52 table 101\n    }}\n    \
+         track_script {{\n        chk_up\n    }}\n    track_file {{\n        tf\n    }}\n}}\n"
+    ));
     conf
+}
+
+/// An IPv4 address as net-snmp shows an InetAddress (`Hex-STRING: C6 33 64 34 `).
+fn hex(addr: &str) -> String {
+    let a: std::net::IpAddr = addr.parse().unwrap();
+    let octets = match a {
+        std::net::IpAddr::V4(a) => a.octets().to_vec(),
+        std::net::IpAddr::V6(a) => a.octets().to_vec(),
+    };
+    octets.iter().map(|b| format!("{b:02X} ")).collect()
+}
+
+/// Does `ip -n NS ARGS` list `line`?
+fn in_kernel(ns: &str, args: &[&str], line: &str) -> bool {
+    let out = Command::new("ip")
+        .args(["-n", ns])
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).contains(line)
+}
+
+/// Is `addr` on `dev` in `ns` now?
+fn installed(ns: &str, dev: &str, addr: &str) -> bool {
+    let out = Command::new("ip")
+        .args(["-n", ns, "-o", "addr", "show", "dev", dev])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).contains(&format!(" {addr}/"))
 }
 
 /// Every instance of router 1's `vipd status --json` is in the walks with its name,
@@ -220,10 +276,174 @@ fn check_tables(c: &Cluster, ns: &str, ix: &str) -> Result<(), String> {
         }
     };
     want(ka.get("1.2.0"), "test", "routerId".into());
+    // The global scalars of snmp_config's global_defs.
+    for (oid, value) in [
+        ("1.3.1.0", "1"),
+        ("1.3.2.0", "7F 00 00 01 "),
+        ("1.3.3.0", "7"),
+        ("1.3.4.0", "vipd@example.com"),
+        ("1.3.5.1.2.1", "ops@example.com"),
+        ("1.3.6.0", "2525"),
+        ("1.3.8.0", "2"),
+        ("1.4.0", "1"),
+        ("1.9.0", "2"),
+    ] {
+        want(ka.get(oid), value, format!("global {oid}"));
+    }
+    want(
+        ka.get("2.6.1.3.0.1"),
+        &hex(STATIC_ADDR),
+        "static address".into(),
+    );
+    want(ka.get("2.6.1.10.0.1"), "1", "static address set".into());
+    want(
+        ka.get("2.6.1.11.0.1"),
+        "2",
+        "static address advertised".into(),
+    );
+    want(
+        Some(&installed(ns, "eth0", STATIC_ADDR).to_string()),
+        "true",
+        "static address on eth0".into(),
+    );
     for (n, i) in insts.iter().enumerate() {
         let idx = n + 1;
         let name = i["name"].as_str().unwrap();
         let state = i["state"].as_str().unwrap();
+        // vrrpAddressTable: the VIPs then the eVIPs as the status lists them, set
+        // (and on eth0) while MASTER, unset (and not on eth0) otherwise.
+        let vips = i["vips"].as_array().unwrap();
+        let master = state == "MASTER";
+        for (k, v) in vips.iter().enumerate() {
+            let (addr, len) = v.as_str().unwrap().split_once('/').unwrap();
+            let row = format!("{idx}.{}", k + 1);
+            let col = |c: u32| ka.get(&format!("2.6.1.{c}.{row}"));
+            want(col(2), "1", format!("{name} {addr} vrrpAddressType"));
+            want(
+                col(3),
+                &hex(addr),
+                format!("{name} {addr} vrrpAddressValue"),
+            );
+            want(col(5), len, format!("{name} {addr} vrrpAddressMask"));
+            want(col(7), ix, format!("{name} {addr} vrrpAddressIfIndex"));
+            want(col(8), "eth0", format!("{name} {addr} vrrpAddressIfName"));
+            want(
+                col(10),
+                if master { "1" } else { "2" },
+                format!("{name} {addr} vrrpAddressStatus ({state})"),
+            );
+            want(
+                col(11),
+                if addr == EVIP { "2" } else { "1" },
+                format!("{name} {addr} vrrpAddressAdvertising"),
+            );
+            want(
+                Some(&installed(ns, "eth0", addr).to_string()),
+                &master.to_string(),
+                format!("{name} {addr} on eth0 ({state})"),
+            );
+        }
+        want(
+            Some(
+                &ka.contains_key(&format!("2.6.1.3.{idx}.{}", vips.len() + 1))
+                    .to_string(),
+            ),
+            "false",
+            format!("{name}: an address beyond {vips:?}"),
+        );
+        // vrrpRouteTable / vrrpRuleTable: snmp_config's virtual_routes and
+        // virtual_rules, set (and in the kernel) while MASTER.
+        let set = if master { "1" } else { "2" };
+        let route = |c: u32| ka.get(&format!("2.7.1.{c}.{idx}.1"));
+        let (dst, table, kind, kernel) = if name == "VI_1" {
+            ("203.0.113.128", "100", "3", "blackhole 203.0.113.128/25")
+        } else {
+            ("192.0.2.128", "101", "1", "192.0.2.128/25 via 192.0.2.1")
+        };
+        want(route(3), &hex(dst), format!("{name} vrrpRouteDestination"));
+        want(route(4), "25", format!("{name} vrrpRouteDestinationMask"));
+        want(route(10), kind, format!("{name} vrrpRouteType"));
+        want(route(13), table, format!("{name} vrrpRouteRoutingTable"));
+        want(route(14), set, format!("{name} vrrpRouteStatus ({state})"));
+        want(
+            Some(&in_kernel(ns, &["route", "show", "table", table], kernel).to_string()),
+            &master.to_string(),
+            format!("{name} route in table {table} ({state})"),
+        );
+        if name == "VI_1" {
+            // The BFD definition: the block's weight, up (1) as the status says.
+            let tracking = status["tracking"]["VI_1"].as_array().cloned();
+            let up = tracking
+                .iter()
+                .flatten()
+                .any(|l| l["kind"] == "bfd" && l["state"] == "good");
+            want(ka.get("2.18.1.2.1"), "b1", "vrrpBfdName".into());
+            want(
+                ka.get("2.18.1.3.1"),
+                if up { "1" } else { "0" },
+                "vrrpBfdResult".into(),
+            );
+            want(ka.get("2.18.1.4.1"), "-2", "vrrpBfdWeight".into());
+            // The instance's line: its own weight.
+            want(ka.get("2.17.1.2.1.1"), "b1", "vrrpTrackedBfdName".into());
+            want(ka.get("2.17.1.3.1.1"), "-1", "vrrpTrackedBfdWeight".into());
+        }
+        if name == "VI_2" {
+            // The script and file definitions, with the states the status has.
+            let tracking = status["tracking"]["VI_2"].as_array().cloned();
+            let line = |kind: &str| {
+                tracking
+                    .iter()
+                    .flatten()
+                    .find(|l| l["kind"] == kind)
+                    .map(|l| l["state"].as_str().unwrap_or_default().to_string())
+                    .unwrap_or_default()
+            };
+            let script = match line("script").as_str() {
+                "good" => "3",
+                "bad" => "2",
+                _ => "1",
+            };
+            for (oid, value) in [
+                ("2.9.1.2.1", "chk_up"),
+                ("2.9.1.3.1", "/bin/true"),
+                ("2.9.1.4.1", "1"),
+                ("2.9.1.5.1", "5"),
+                ("2.9.1.6.1", script),
+                ("2.9.1.7.1", "2"),
+                ("2.9.1.8.1", "3"),
+                ("2.9.1.9.1", "2"),
+                ("2.9.1.11.1", "1000000"),
+                ("2.13.1.2.1", "tf"),
+                ("2.13.1.4.1", &line("file")),
+                ("2.13.1.5.1", "2"),
+            ] {
+                want(ka.get(oid), value, format!("definition {oid}"));
+            }
+            want(route(5), &hex("192.0.2.1"), "VI_2 vrrpRouteGateway".into());
+            let rule = |c: u32| ka.get(&format!("2.8.1.{c}.{idx}.1"));
+            want(rule(2), "from", "VI_2 vrrpRuleDirection".into());
+            want(
+                rule(13),
+                &hex("198.51.100.52"),
+                "VI_2 vrrpRuleSourceAddress".into(),
+            );
+            want(rule(14), "32", "VI_2 vrrpRuleSourceAddressMask".into());
+            want(rule(24), "101", "VI_2 vrrpRuleTableNo".into());
+            want(rule(23), "1", "VI_2 vrrpRuleAction".into());
+            want(rule(7), set, format!("VI_2 vrrpRuleStatus ({state})"));
+            want(
+                Some(&in_kernel(ns, &["rule"], "from 198.51.100.52 lookup 101").to_string()),
+                &master.to_string(),
+                "VI_2 rule in the kernel".into(),
+            );
+        }
+        if name == "VI_2" {
+            let col = |c: u32, k: usize| ka.get(&format!("2.6.1.{c}.{idx}.{k}"));
+            want(col(4, 1), "00 00 00 00 ", "VI_2 no broadcast".into());
+            want(col(4, 2), &hex("198.51.100.255"), "VI_2 brd".into());
+            want(col(9, 3), "eth0:ex", "VI_2 eVIP label".into());
+        }
         want(
             ka.get(&format!("2.3.1.2.{idx}")),
             name,
@@ -249,6 +469,37 @@ fn check_tables(c: &Cluster, ns: &str, ix: &str) -> Result<(), String> {
             "eth0",
             format!("{name} interface"),
         );
+        let tracks_interface = (status["tracking"][name].as_array().into_iter().flatten())
+            .any(|l| l["kind"] == "interface");
+        want(
+            ka.get(&format!("2.3.1.11.{idx}")),
+            if tracks_interface { "1" } else { "2" },
+            format!("{name} vrrpInstanceTrackPrimaryIf"),
+        );
+        // vrrp_garp_master_delay 0, smtp_alert false, VI_1's notify_master only,
+        // multicast to RFC 5798's group, no v3_checksum_as_v2.
+        let vi1 = name == "VI_1";
+        if vi1 {
+            want(
+                ka.get(&format!("2.3.1.22.{idx}")),
+                "/bin/true VI_1",
+                "VI_1 vrrpInstanceScriptMaster".into(),
+            );
+        }
+        for (col, value) in [
+            ("19", "0"),
+            ("20", "2"),
+            ("21", if vi1 { "1" } else { "2" }),
+            ("34", "1"),
+            ("35", "E0 00 00 12 "),
+            ("36", "2"),
+        ] {
+            want(
+                ka.get(&format!("2.3.1.{col}.{idx}")),
+                value,
+                format!("{name} vrrpInstanceEntry.{col}"),
+            );
+        }
         let vrid = i["vrid"].as_u64().unwrap();
         if i["version"] == 2 {
             want(
@@ -261,10 +512,21 @@ fn check_tables(c: &Cluster, ns: &str, ix: &str) -> Result<(), String> {
                 &i["priority"].to_string(),
                 format!("{name} vrrpOperPriority"),
             );
+            let advertised = vips
+                .iter()
+                .filter(|v| !v.as_str().unwrap().starts_with(EVIP));
             want(
                 v2.get(&format!("1.3.1.6.{ix}.{vrid}")),
-                &i["vips"].as_array().unwrap().len().to_string(),
+                &advertised.count().to_string(),
                 format!("{name} vrrpOperIpAddrCount"),
+            );
+            want(
+                Some(
+                    &v2.contains_key(&format!("1.4.1.2.{ix}.{vrid}.{EVIP}"))
+                        .to_string(),
+                ),
+                "false",
+                format!("{name}: the eVIP in vrrpAssoIpAddrTable"),
             );
             want(
                 v2.get(&format!("1.4.1.2.{ix}.{vrid}.198.51.100.53")),
@@ -436,11 +698,38 @@ fn agentx_subagent_tables_traps_and_master_restarts() {
     let snmpd = start_snmpd(ns, &c.dir, 1);
     // Router 2 (priority 200) is VI_1's master; router 1 backs it up and is VI_2's only
     // router (MASTER).
-    c.start_vipd(2, &spec.config(200));
+    // A BFD session between them, tracked by router 1's VI_1 (vrrpBfdTable).
+    let bfd = |me: u8, peer: u8| {
+        format!(
+            "bfd_instance b1 {{\n    neighbor_ip 192.0.2.{peer}\n    source_ip 192.0.2.{me}\n    \
+             weight -2\n}}\n"
+        )
+    };
+    c.start_vipd(2, &(spec.config(200) + &bfd(12, 11)));
     c.wait_holders(spec.vip(), &[2], spec.takeover_timeout());
-    c.start_vipd(1, &snmp_config(&spec, 100, c.dir.path()));
+    let tracked = spec
+        .clone()
+        .with("track_bfd {\n        b1 weight -1\n    }")
+        .with("notify_master \"/bin/true VI_1\"");
+    c.start_vipd(
+        1,
+        &(snmp_config(&tracked, 100, c.dir.path()) + &bfd(11, 12)),
+    );
     let ix = ifindex(ns, "eth0");
     wait_tables(&c, ns, &ix, "r1 BACKUP of VI_1, MASTER of VI_2");
+    let bfd_result = |c: &Cluster, want: &str| {
+        let oid = format!("{KEEPALIVED}.2.18.1.3.1");
+        let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(100), || {
+            get(ns, &oid).as_deref() == Some(want)
+        });
+        assert!(
+            ok,
+            "vrrpBfdResult {:?}, want {want}\n{}",
+            get(ns, &oid),
+            c.logs()
+        );
+    };
+    bfd_result(&c, "1");
     assert_eq!(c.instance(1)["state"], "BACKUP");
     let log = c.log(1);
     for subtree in [
@@ -475,6 +764,7 @@ fn agentx_subagent_tables_traps_and_master_restarts() {
     c.stop(2);
     c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
     wait_tables(&c, ns, &ix, "r1 MASTER of both");
+    bfd_result(&c, "0");
     let text = wait_text(&traps, &[".1.3.6.1.2.1.207.0.1", "\"VI_1\""], &c);
     assert!(
         text.contains(&format!(
@@ -566,9 +856,10 @@ fn agentx_over_tcp_only_the_mibs_enabled_and_a_restarted_master() {
     assert!(c.log(1).contains("AgentX session with"), "{}", c.log(1));
 }
 
-/// `enable_snmp_checker`: KEEPALIVED-MIB's virtual and real server tables as `vipd
-/// status --json` shows them (nftables data plane), and `realServerStateChange` when a
-/// MISC_CHECK starts failing and passes again.
+/// `enable_snmp_checker`: KEEPALIVED-MIB's virtual server group, virtual server and real
+/// server tables as the configuration and `vipd status --json` have them (nftables data
+/// plane), and `realServerStateChange` and `virtualServerQuorumStateChange` when a
+/// MISC_CHECK starts failing (losing the quorum) and passes again.
 #[test]
 fn checker_tables_and_real_server_traps() {
     if !tools() {
@@ -587,16 +878,27 @@ fn checker_tables_and_real_server_traps() {
     let mut conf = spec.config(100).replacen(
         "global_defs {\n",
         &format!(
-            "global_defs {{\n    enable_snmp_checker\n    enable_traps\n    snmp_socket unix:{}\n",
+            "global_defs {{\n    enable_snmp_checker\n    enable_traps\n    snmp_socket unix:{}\n    \
+             lvs_timeouts tcp 900 udp 60\n",
             agentx_socket(&c.dir).display()
         ),
         1,
     );
+    // 192.0.2.13 weighs 5 of the 6 the quorum of 2 counts: its failure loses the quorum.
     conf.push_str(&format!(
         "virtual_server 192.0.2.100 80 {{\n    delay_loop 1\n    lb_algo rr\n    lb_kind DR\n    \
-         protocol TCP\n    snmp_name web\n    real_server 192.0.2.13 80 {{\n        MISC_CHECK {{\n            \
+         protocol TCP\n    snmp_name web\n    persistence_timeout 120\n    \
+         persistence_granularity 255.255.255.0\n    quorum 2\n    quorum_up \"/bin/echo met\"\n    \
+         quorum_down \"/bin/echo lost\"\n    virtualhost www.example.com\n    omega\n    \
+         inhibit_on_failure\n    smtp_alert\n    warmup 0\n    sorry_server 192.0.2.15 8080\n    \
+         real_server 192.0.2.13 80 {{\n        weight 5\n        notify_up \"/bin/echo up\"\n        \
+         notify_down \"/bin/echo down\"\n        MISC_CHECK {{\n            \
          misc_path \"/usr/bin/test -f {}\"\n        }}\n    }}\n    real_server 192.0.2.14 80 {{\n        \
-         snmp_name \"web two\"\n        MISC_CHECK {{\n            misc_path /bin/true\n        }}\n    }}\n}}\n",
+         snmp_name \"web two\"\n        retry 3\n        delay_before_retry 2\n        \
+         virtualhost two.example.com\n        MISC_CHECK {{\n            misc_path /bin/true\n        }}\n    }}\n}}\n\
+         virtual_server_group extra {{\n    192.0.2.110-115 8080\n    192.0.2.120 8080\n}}\n\
+         virtual_server group extra {{\n    delay_loop 1\n    lb_algo rr\n    protocol TCP\n    \
+         real_server 192.0.2.14 8080 {{\n        MISC_CHECK {{\n            misc_path /bin/true\n        }}\n    }}\n}}\n",
         flag.display()
     ));
     c.start_vipd_with(1, &conf, &["--lb-backend", "nftables"]);
@@ -618,13 +920,113 @@ fn checker_tables_and_real_server_traps() {
             // snmp_name: virtualServerName, realServerName (none for 192.0.2.13).
             ("3.1.71.1".into(), "web".into()),
             ("4.1.55.1.2".into(), "web two".into()),
+            // lvsSyncDaemonEnabled (no lvs_sync_daemon), lvsTimeoutTcp / Udp.
+            ("6.1.0".into(), "2".into()),
+            ("7.1.0".into(), "900".into()),
+            ("7.3.0".into(), "60".into()),
+            // The virtual server's configuration: LoadBalancingAlgo rr, Kind dr,
+            // VirtualHost, Persist, PersistTimeout, PersistGranularity, DelayLoop (s,
+            // µs), HaSuspend false, Alpha disabled, Omega enabled, Quorum, Hysteresis,
+            // QuorumUp / QuorumDown and their paths, OPS false, SHPort false,
+            // ActionWhenDown inhibit, Warmup (s, µs), SmtpAlert enabled.
+            ("3.1.9.1".into(), "1".into()),
+            ("3.1.10.1".into(), "2".into()),
+            ("3.1.12.1".into(), "www.example.com".into()),
+            ("3.1.13.1".into(), "1".into()),
+            ("3.1.14.1".into(), "120".into()),
+            ("3.1.15.1".into(), "FF FF FF 00 ".into()),
+            ("3.1.16.1".into(), "1".into()),
+            ("3.1.64.1".into(), "1000000".into()),
+            ("3.1.17.1".into(), "2".into()),
+            ("3.1.18.1".into(), "2".into()),
+            ("3.1.19.1".into(), "1".into()),
+            ("3.1.22.1".into(), "2".into()),
+            ("3.1.26.1".into(), "0".into()),
+            ("3.1.24.1".into(), "/bin/echo met".into()),
+            ("3.1.25.1".into(), "/bin/echo lost".into()),
+            ("3.1.72.1".into(), "/bin/echo".into()),
+            ("3.1.73.1".into(), "/bin/echo".into()),
+            ("3.1.37.1".into(), "2".into()),
+            ("3.1.54.1".into(), "2".into()),
+            ("3.1.56.1".into(), "2".into()),
+            ("3.1.59.1".into(), "0".into()),
+            ("3.1.66.1".into(), "0".into()),
+            ("3.1.61.1".into(), "1".into()),
+            // The real servers': Weight, Upper / LowerConnectionLimit (none),
+            // ActionWhenDown (inherited inhibit), NotifyUp / NotifyDown and their paths,
+            // ForwardingMethod dr, VirtualHost, Alpha disabled, Retry and
+            // DelayBeforeRetry (s, µs) where written, DelayLoop (inherited), SmtpAlert.
+            ("4.1.7.1.1".into(), "5".into()),
+            ("4.1.7.1.2".into(), "1".into()),
+            ("4.1.8.1.1".into(), "0".into()),
+            ("4.1.9.1.1".into(), "0".into()),
+            ("4.1.10.1.1".into(), "2".into()),
+            ("4.1.11.1.1".into(), "/bin/echo up".into()),
+            ("4.1.12.1.1".into(), "/bin/echo down".into()),
+            ("4.1.56.1.1".into(), "/bin/echo".into()),
+            ("4.1.57.1.1".into(), "/bin/echo".into()),
+            ("4.1.40.1.2".into(), "2".into()),
+            ("4.1.41.1.2".into(), "two.example.com".into()),
+            ("4.1.42.1.2".into(), "2".into()),
+            ("4.1.43.1.2".into(), "3".into()),
+            ("4.1.44.1.2".into(), "2".into()),
+            ("4.1.48.1.2".into(), "2000000".into()),
+            ("4.1.46.1.1".into(), "1".into()),
+            ("4.1.47.1.1".into(), "1".into()),
+            // virtualServerQuorumStatus: met(1) / notMet(2) as the status has it; the
+            // sorry server (row 3, type sorry, dr as its virtual server) alive while it
+            // is not met.
+            (
+                "3.1.23.1".into(),
+                if vs["quorum_up"] == true { "1" } else { "2" }.into(),
+            ),
+            ("4.1.2.1.3".into(), "2".into()),
+            ("4.1.4.1.3".into(), "C0 00 02 0F ".into()),
+            ("4.1.5.1.3".into(), "8080".into()),
+            ("4.1.40.1.3".into(), "2".into()),
+            (
+                "4.1.6.1.3".into(),
+                if vs["quorum_up"] == true { "2" } else { "1" }.into(),
+            ),
+            // The group: virtualServerGroupName, its members (a range, an address), and
+            // the virtual server of it (type group, NameOfGroup).
+            ("1.1.2.1".into(), "extra".into()),
+            ("2.1.2.1.1".into(), "3".into()),
+            ("2.1.6.1.1".into(), "C0 00 02 6E ".into()),
+            ("2.1.7.1.1".into(), "C0 00 02 73 ".into()),
+            ("2.1.8.1.1".into(), "8080".into()),
+            ("2.1.2.1.2".into(), "2".into()),
+            ("2.1.5.1.2".into(), "C0 00 02 78 ".into()),
+            ("2.1.8.1.2".into(), "8080".into()),
+            ("3.1.2.2".into(), "3".into()),
+            ("3.1.3.2".into(), "extra".into()),
         ];
+        for (col, what) in [
+            ("3.1.57.1", "virtualServerRetry (not written)"),
+            ("4.1.43.1.1", "realServerRetry (not written)"),
+            (
+                "3.1.51.1",
+                "virtualServerPersistGranularity6 of an IPv4 service",
+            ),
+            ("2.1.5.1.1", "virtualServerGroupMemberAddress of a range"),
+            ("4.1.15.1.1", "realServerStatsActiveConns on nftables"),
+        ] {
+            if t.contains_key(col) {
+                return Err(format!("{what}: {t:?}"));
+            }
+        }
+        if t.contains_key("7.2.0") {
+            return Err(format!("lvsTimeoutTcpFin without tcpfin: {t:?}"));
+        }
         if t.contains_key("4.1.55.1.1") {
             return Err(format!("a realServerName without snmp_name: {t:?}"));
         }
         for (k, r) in rss.iter().enumerate() {
             let alive = if r["up"] == true { "1" } else { "2" };
             want.push((format!("4.1.6.1.{}", k + 1), alive.into()));
+            // realServerFailedChecks: its one MISC_CHECK, failing while it is down.
+            let failed = if r["up"] == true { "0" } else { "1" };
+            want.push((format!("4.1.13.1.{}", k + 1), failed.into()));
             want.push((format!("4.1.5.1.{}", k + 1), r["port"].to_string()));
         }
         let wrong: Vec<_> = want
@@ -681,9 +1083,31 @@ fn checker_tables_and_real_server_traps() {
         &want.iter().map(String::as_str).collect::<Vec<_>>(),
         &c,
     );
+    // 1 of the quorum of 2 left: virtualServerQuorumStateChange, notMet(2), with the
+    // virtual server's address.
+    let quorum = |status: u8| {
+        vec![
+            format!(".1.3.6.1.6.3.1.1.4.1.0 = OID: {KEEPALIVED}.3.5.0.2"),
+            format!("{vs}.23 = INTEGER: {status}"),
+            format!("{vs}.22 = Gauge32: 2"),
+            format!("{vs}.6 = Hex-STRING: C0 00 02 64"),
+        ]
+    };
+    let want = quorum(2);
+    wait_text(
+        &traps,
+        &want.iter().map(String::as_str).collect::<Vec<_>>(),
+        &c,
+    );
     std::fs::write(&flag, "").unwrap();
     wait(&c, true, "192.0.2.13 up again");
     let want = trap(1, 2);
+    wait_text(
+        &traps,
+        &want.iter().map(String::as_str).collect::<Vec<_>>(),
+        &c,
+    );
+    let want = quorum(1);
     wait_text(
         &traps,
         &want.iter().map(String::as_str).collect::<Vec<_>>(),
@@ -824,17 +1248,28 @@ fn sync_group_and_tracked_interface_tables_and_trap() {
         .clone()
         .with("track_interface {\n        eth0 weight -10\n    }");
     let mut conf = snmp_config(&tracked, 100, c.dir.path()).replace("version 2\n", "version 3\n");
-    conf.push_str("vrrp_sync_group G1 {\n    group {\n        VI_2\n        VI_1\n    }\n}\n");
+    conf.push_str(
+        "vrrp_sync_group G1 {\n    group {\n        VI_2\n        VI_1\n    }\n    \
+         track_interface {\n        eth0 weight -3\n    }\n    notify_master \"/bin/true G1\"\n}\n",
+    );
     c.start_vipd(1, &conf);
     c.wait_holders(spec.vip(), &[1], spec.takeover_timeout());
     let base = format!("{KEEPALIVED}.2");
     let want = [
         ("1.1.2.1", "G1"),
         ("1.1.3.1", "2"),
+        // NotifyExec, ScriptMaster, TrackingWeight.
+        ("1.1.5.1", "1"),
+        ("1.1.6.1", "/bin/true G1"),
+        ("1.1.10.1", "2"),
         ("2.1.2.1.1", "VI_2"),
         ("2.1.2.1.2", "VI_1"),
         ("3.1.18.1", "G1"),
         ("3.1.18.2", "G1"),
+        // The group's own track_interface: vrrpSyncTrackedInterfaceTable.
+        ("14.1.1.1.1", "eth0"),
+        ("14.1.2.1.1", "-3"),
+        ("14.1.3.1.1", "2"),
     ];
     let mut last = BTreeMap::new();
     let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(200), || {
@@ -857,10 +1292,11 @@ fn sync_group_and_tracked_interface_tables_and_trap() {
     assert_eq!(last.get("4.1.3.1.1").map(String::as_str), Some("2"));
     // VI_2 (instance 2) has the rows its status lists (a member shares the group's
     // fault: vipd lists VI_1's interface there too), none beyond.
-    let vi2 = st["tracking"]["VI_2"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let vi2: Vec<_> = (st["tracking"]["VI_2"].as_array().cloned())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|l| l["kind"] == "interface")
+        .collect();
     for (k, l) in vi2.iter().enumerate() {
         let name = last.get(&format!("4.1.1.2.{}", k + 1));
         assert_eq!(name.map(String::as_str), l["name"].as_str(), "{last:?}");

@@ -386,11 +386,25 @@ fn a_server_is_up_iff_all_its_checkers_are_up() {
         ))
     };
     sim.run(55 * S, &mut world);
-    let events: Vec<(Duration, usize, bool)> =
-        sim.health.iter().map(|(t, h)| (*t, h.rs, h.up)).collect();
-    // Down when the first one fails, up only when the second recovers.
-    assert_eq!(events, [(10 * S, 0, false), (40 * S, 0, true)]);
+    let events: Vec<(Duration, usize, bool, u32)> = sim
+        .health
+        .iter()
+        .map(|(t, h)| (*t, h.rs, h.up, h.failed))
+        .collect();
+    // Down when the first one fails, up only when the second recovers; each change of
+    // the number failing is reported.
+    assert_eq!(
+        events,
+        [
+            (10 * S, 0, false, 1),
+            (20 * S, 0, false, 2),
+            (30 * S, 0, false, 1),
+            (40 * S, 0, true, 0)
+        ]
+    );
     assert!(sim.health[0].1.reason.contains("checker 0 failed"));
+    // Checker 0 passes again at 30 s: still down, for checker 1.
+    assert!(sim.health[2].1.reason.contains("checker 1 failed"));
     let st: Vec<bool> = (0..3).map(|k| sim.s.status(CheckId(k)).up).collect();
     assert_eq!(st, [true, true, true]);
 }
@@ -407,7 +421,8 @@ fn misc_dynamic_sets_the_weight() {
             vs: 0,
             rs: 0,
             up: true,
-            weight: Some(5)
+            weight: Some(5),
+            failed: 0,
         }
     );
     // Exit codes over time: 12 (weight 10), 12 (no change), 1 (down), 0 (configured),
@@ -599,4 +614,47 @@ fn suspending_an_unknown_or_already_suspended_vs_is_harmless() {
     let mut world = |_: CheckId, _: Duration| Some((Duration::ZERO, Outcome::ok()));
     sim.run(30 * S, &mut world);
     assert!(sim.probes.is_empty());
+}
+
+#[test]
+fn failed_checks_are_counted_and_each_change_reported() {
+    // Two checkers of one server: the first fails from 10 s, the second from 20 s; both
+    // pass again from 30 s.
+    let mut sim = Sim::new(
+        vec![
+            spec(0, 0, timing(10 * S, 0, S)),
+            spec(0, 0, timing(10 * S, 0, S)),
+        ],
+        1,
+    );
+    let mut world = move |c: CheckId, at: Duration| {
+        let fails = match c.0 {
+            0 => (10..30).contains(&at.as_secs()),
+            _ => (20..30).contains(&at.as_secs()),
+        };
+        Some((
+            Duration::ZERO,
+            if fails {
+                Outcome::fail("refused")
+            } else {
+                Outcome::ok()
+            },
+        ))
+    };
+    sim.run(35 * S, &mut world);
+    let events: Vec<(Duration, bool, u32)> = sim
+        .health
+        .iter()
+        .map(|(t, h)| (*t, h.up, h.failed))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            (10 * S, false, 1),
+            (20 * S, false, 2),
+            (30 * S, false, 1),
+            (30 * S, true, 0)
+        ]
+    );
+    assert_eq!(sim.s.servers().next().unwrap().failed, 0);
 }

@@ -445,6 +445,22 @@ pub fn decode_dest(msg: &Msg, svc_family: Family) -> anyhow::Result<DestAttrs> {
     })
 }
 
+/// A destination's connections now (`IPVS_DEST_ATTR_ACTIVE_CONNS` / `INACT_CONNS` /
+/// `PERSIST_CONNS`): `[active, inactive, persistent]`, 0 for one the kernel did not send.
+pub fn decode_dest_conns(msg: &Msg) -> anyhow::Result<[u32; 3]> {
+    let nest = nested(msg, IPVS_CMD_ATTR_DEST)?;
+    let mut out = [0; 3];
+    for (ty, v) in attrs(nest) {
+        match ty {
+            IPVS_DEST_ATTR_ACTIVE_CONNS => out[0] = get_u32(v, "ACTIVE_CONNS")?,
+            IPVS_DEST_ATTR_INACT_CONNS => out[1] = get_u32(v, "INACT_CONNS")?,
+            IPVS_DEST_ATTR_PERSIST_CONNS => out[2] = get_u32(v, "PERSIST_CONNS")?,
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
 /// A service's or destination's traffic statistics (`IPVS_STATS_ATTR_*` of
 /// `IPVS_SVC_ATTR_STATS[64]` / `IPVS_DEST_ATTR_STATS[64]`): totals and the kernel's own
 /// rate estimates.

@@ -147,12 +147,12 @@ fn dump_dests(
     dump_dests_with(sock, family, key, |m| encode::decode_dest(m, key.family()))
 }
 
-/// The destinations of service `key` with their statistics.
+/// The destinations of service `key` with their statistics and connections now.
 fn dump_dest_stats(
     sock: &mut NlSocket,
     family: u16,
     key: &ServiceKey,
-) -> anyhow::Result<Vec<(DestAttrs, encode::Stats)>> {
+) -> anyhow::Result<Vec<(DestAttrs, encode::Stats, [u32; 3])>> {
     dump_dests_with(sock, family, key, |m| {
         let stats = encode::decode_msg_stats(
             m,
@@ -160,7 +160,8 @@ fn dump_dest_stats(
             consts::IPVS_DEST_ATTR_STATS,
             consts::IPVS_DEST_ATTR_STATS64,
         )?;
-        Ok((encode::decode_dest(m, key.family())?, stats))
+        let conns = encode::decode_dest_conns(m)?;
+        Ok((encode::decode_dest(m, key.family())?, stats, conns))
     })
 }
 
@@ -510,7 +511,9 @@ impl DataPlane for Ipvs {
         let keys: Vec<ServiceKey> = self.programmed.iter().map(|s| s.svc.key).collect();
         let mut out = Vec::new();
         for key in keys {
-            for (d, st) in dump_dest_stats(&mut self.sock, self.family, &key)? {
+            for (d, st, [active, inactive, persistent]) in
+                dump_dest_stats(&mut self.sock, self.family, &key)?
+            {
                 out.push(crate::DestCounters {
                     service: key,
                     addr: d.addr,
@@ -521,6 +524,9 @@ impl DataPlane for Ipvs {
                         in_bytes: st.inbytes,
                         out_packets: st.outpkts,
                         out_bytes: st.outbytes,
+                        active_conns: active as u64,
+                        inactive_conns: inactive as u64,
+                        persistent_conns: persistent as u64,
                     },
                 });
             }

@@ -424,6 +424,7 @@ fn decodes_kernel_style_dest_replies() {
         a.attr(IPVS_DEST_ATTR_STATS64, &stats());
     });
     let m = reply(IPVS_CMD_NEW_DEST, IPVS_CMD_ATTR_DEST, &inner);
+    assert_eq!(decode_dest_conns(&m).unwrap(), [5, 6, 7]);
     assert_eq!(
         decode_dest(&m, Family::V4).unwrap(),
         DestAttrs {
@@ -450,6 +451,7 @@ fn decodes_kernel_style_dest_replies() {
         a.attr_u32(IPVS_DEST_ATTR_L_THRESH, 0);
     });
     let m = reply(IPVS_CMD_NEW_DEST, IPVS_CMD_ATTR_DEST, &inner);
+    assert_eq!(decode_dest_conns(&m).unwrap(), [0, 0, 0], "none sent");
     assert_eq!(
         decode_dest(&m, Family::V4).unwrap(),
         DestAttrs {
