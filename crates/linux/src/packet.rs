@@ -126,6 +126,14 @@ mod tests {
                     let ok = std::process::Command::new("ip").args(args).status();
                     assert!(ok.unwrap().success(), "ip {args:?}");
                 };
+                // No IPv6 here: d0 coming up would send MLD reports / router
+                // solicitations of its own, which d1 counts (131 for 130, once).
+                for conf in ["all", "default"] {
+                    let f = format!("/proc/sys/net/ipv6/conf/{conf}/disable_ipv6");
+                    if std::path::Path::new(&f).exists() {
+                        std::fs::write(&f, "1").expect("disable IPv6 in the test's netns");
+                    }
+                }
                 ip(&["link", "add", "d0", "type", "veth", "peer", "d1"]);
                 ip(&["link", "set", "d0", "up"]);
                 ip(&["link", "set", "d1", "up"]);
