@@ -604,3 +604,33 @@ async fn run_script(p: &Probe, mut stop: watch::Receiver<bool>) -> Option<Outcom
         .await
         .unwrap_or_else(|_| Some(Outcome::fail(format!("no result within {}", secs(budget)))))
 }
+
+#[cfg(test)]
+mod task_size_tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::probe::{Probe, ProbeKind};
+
+    /// A probe task lives as long as its probe is in flight, and its future is as large
+    /// as the largest state of any kind it may run: the rare kinds' states (TLS, DNS,
+    /// SMTP, ...) are boxed so that an HTTP_GET/TCP_CHECK task stays small (it was
+    /// 2.8 KB with them inline, in a release build).
+    #[test]
+    fn a_probe_task_stays_small() {
+        let p = Arc::new(Probe {
+            kind: ProbeKind::Tcp,
+            target: "192.0.2.1:80".parse().unwrap(),
+            bind_addr: None,
+            bind_port: None,
+            bind_if: None,
+            fwmark: None,
+            timeout: Duration::from_secs(1),
+        });
+        let task = async move {
+            let _ = super::run_probe(&p).await;
+        };
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 1536, "probe task future: {size} bytes");
+    }
+}

@@ -390,6 +390,19 @@ impl Http {
             close_after_peer(&tcp).await;
             return r;
         };
+        // Boxed: a TLS session's state is several KB, and would otherwise size the
+        // task of every plain HTTP_GET probe too (see `Probe::run`).
+        Box::pin(self.exchange_tls(p, u, req, stage, config)).await
+    }
+
+    async fn exchange_tls(
+        &self,
+        p: &Probe,
+        u: &UrlCheck,
+        req: &[u8],
+        stage: &mut Stage,
+        config: &Arc<rustls::ClientConfig>,
+    ) -> Result<(), String> {
         // The ClientHello carries the handshake's last ACK.
         let (tcp, _) = tcp_connect_first(p, &[]).await?;
         *stage = Stage::Tls;

@@ -347,7 +347,13 @@ pub(super) fn spawn_daemon(
                 "--lb-backend".into(),
                 backend.into(),
             ];
-            dir.spawn(&args, log)?
+            // VIPD_BENCH_DAEMON_WRAPPER="heaptrack -o /tmp/x" runs the daemon under a
+            // profiler (words split on white space, put before the daemon's command).
+            let mut cmd: Vec<String> = std::env::var("VIPD_BENCH_DAEMON_WRAPPER")
+                .map(|w| w.split_whitespace().map(String::from).collect())
+                .unwrap_or_default();
+            cmd.extend(args);
+            dir.spawn(&cmd, log)?
         }
         Daemon::Keepalived(bin) => {
             let w = work.path().canonicalize()?;
