@@ -718,10 +718,14 @@ impl<'a> Preprocessor<'a> {
             return;
         }
         for (i, a) in args.iter().enumerate() {
-            let (op, name) = match a.text.split_at(a.text.len().min(1)) {
-                ("+", rest) => ('+', rest),
-                ("-", rest) => ('-', rest),
-                _ => ('=', a.text.as_str()),
+            // (Not split_at(1): a word may start with a multi-byte character, which a
+            // fuzzed config did, and slicing inside it panics.)
+            let (op, name) = if let Some(rest) = a.text.strip_prefix('+') {
+                ('+', rest)
+            } else if let Some(rest) = a.text.strip_prefix('-') {
+                ('-', rest)
+            } else {
+                ('=', a.text.as_str())
             };
             let flag = match name {
                 "read" => INCLUDE_R,
@@ -1688,6 +1692,25 @@ mod tests {
     /// A fuzzing find (config_load oom-a9c45ef…): dozens of `{a,b}` groups on one
     /// `include` line expanded without bound (7 GB and a minute before it was stopped).
     /// Now the expansion stops at its step limit and the line is one error.
+    /// A fuzzing find (config_load crash-d6a6223…): an `include_check` option starting
+    /// with a multi-byte character panicked (a byte slice inside the character).
+    #[test]
+    fn include_check_options_may_start_with_any_character() {
+        let mut diags = Diags::default();
+        let mut sources = SourceMap::default();
+        let text = "global_defs {\n  include_check \u{742}read +\u{e9} -match\n}\n";
+        let _ = Preprocessor::new("x".into(), &mut diags, &mut sources)
+            .run(Path::new("/nonexistent/keepalived.conf"), text);
+        let msgs: Vec<_> = diags.list.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(
+            msgs,
+            vec![
+                "unknown `include_check` option `\u{742}read`",
+                "unknown `include_check` option `\u{e9}`"
+            ]
+        );
+    }
+
     #[test]
     fn brace_expansion_is_bounded() {
         assert_eq!(brace_expand(&"{a,b}".repeat(40)), None);
