@@ -1136,7 +1136,7 @@ pub(crate) fn fill_instance(
         "no_virtual_ipaddress" => inst.no_virtual_ipaddress = true,
         "native_ipv6" => inst.native_ipv6 = true,
         "owner_ignore_adverts" => inst.owner_ignore_adverts = boolean(one, "owner_ignore_adverts"),
-        "bfd_takeover" => inst.bfd_takeover = bfd_takeover(n, d),
+        "bfd_takeover" => inst.bfd_takeover = bfd_takeover(n, d).into(),
         "release_drain" => inst.release_drain_ms = uint32(one, &["release_drain"]),
         "standby_metric" => inst.standby_metric = uint32(one, &["standby_metric"]),
         "timer_expired_backup" | "thread_timer_expired" => {

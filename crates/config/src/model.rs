@@ -170,6 +170,83 @@ pub struct GarpExtraIf {
     pub all: bool,
 }
 
+/// A part of a model struct that most configurations leave at its default, kept out of
+/// line: unset it costs one pointer instead of its whole size (issue 16: a
+/// 5,000-instance configuration's `VrrpInstance`s were 1,152 bytes each, 600 of them
+/// notify scripts, GARP knobs and VMAC/ipvlan/HMAC options hardly anyone writes).
+/// Reads see `T::default()` while unset; the first mutable access stores one. Compares,
+/// prints and serializes as the `T` it stands for, so dumps and fingerprints are
+/// unchanged.
+#[derive(Clone, Default)]
+pub struct Rare<T>(Option<Box<T>>);
+
+/// Types that can live in a [`Rare`]: a shared default to show while unset.
+pub trait RareDefault: Default + Send + Sync + 'static {
+    fn default_ref() -> &'static Self;
+}
+
+macro_rules! rare_default {
+    ($($t:ty),*) => {$(
+        impl RareDefault for $t {
+            fn default_ref() -> &'static Self {
+                static DEFAULT: std::sync::OnceLock<$t> = std::sync::OnceLock::new();
+                DEFAULT.get_or_init(Default::default)
+            }
+        }
+    )*};
+}
+rare_default!(
+    Notify,
+    GarpSettings,
+    Option<AuthHmac>,
+    Option<UseVmac>,
+    Option<UseIpvlan>,
+    Option<BfdTakeover>
+);
+
+impl<T: RareDefault + PartialEq> From<T> for Rare<T> {
+    /// A default value is stored as unset (no allocation).
+    fn from(v: T) -> Self {
+        Rare((v != *T::default_ref()).then(|| Box::new(v)))
+    }
+}
+
+impl<T: RareDefault> std::ops::Deref for Rare<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        match &self.0 {
+            Some(v) => v,
+            None => T::default_ref(),
+        }
+    }
+}
+
+impl<T: RareDefault> std::ops::DerefMut for Rare<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.0.get_or_insert_with(Default::default)
+    }
+}
+
+impl<T: RareDefault + PartialEq> PartialEq for Rare<T> {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl<T: RareDefault + Eq> Eq for Rare<T> {}
+
+impl<T: RareDefault + std::fmt::Debug> std::fmt::Debug for Rare<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (**self).fmt(f)
+    }
+}
+
+impl<T: RareDefault + serde::Serialize> serde::Serialize for Rare<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (**self).serialize(s)
+    }
+}
+
 /// Notification scripts (`notify_*`), as written (script and optional user/group).
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct Notify {
@@ -1042,7 +1119,7 @@ pub struct VrrpInstance {
     pub accept: Option<bool>,
     pub auth: Option<Auth>,
     /// keepalived 2.4's `auth_hmac { }` authentication extension.
-    pub auth_hmac: Option<AuthHmac>,
+    pub auth_hmac: Rare<Option<AuthHmac>>,
     pub mcast_src_ip: Option<IpAddr>,
     pub unicast_src_ip: Option<IpAddr>,
     pub unicast_peers: Vec<UnicastPeer>,
@@ -1050,7 +1127,7 @@ pub struct VrrpInstance {
     pub check_unicast_src: bool,
     /// keepalived's RFC-9568 style v3 IPv4 checksum without pseudo-header.
     pub v3_checksum_as_v2: bool,
-    pub garp: GarpSettings,
+    pub garp: Rare<GarpSettings>,
     pub lower_prio_no_advert: Option<bool>,
     pub higher_prio_send_advert: Option<bool>,
     /// `skip_check_adv_addr` (default: global `vrrp_skip_check_adv_addr`).
@@ -1059,11 +1136,11 @@ pub struct VrrpInstance {
     pub down_timer_adverts: Option<u8>,
     /// `track_interface`, `track_script`, `track_file`, `track_process`, `track_bfd`.
     pub track: Tracking,
-    pub notify: Notify,
+    pub notify: Rare<Notify>,
     /// `use_vmac [[name] NAME] [MAC] [netlink_notify_msg] [group GROUP]`.
-    pub use_vmac: Option<UseVmac>,
+    pub use_vmac: Rare<Option<UseVmac>>,
     /// `use_ipvlan [[name] NAME] [ADDRESS[/LEN]] [bridge|private|vepa] [group GROUP]`.
-    pub use_ipvlan: Option<UseIpvlan>,
+    pub use_ipvlan: Rare<Option<UseIpvlan>>,
     /// `vmac_xmit_base`: send adverts from the base interface, not the VMAC.
     pub vmac_xmit_base: bool,
     /// `vrf VRF_IF` (unicast instances without `interface`): the VRRP socket is bound to
@@ -1106,7 +1183,7 @@ pub struct VrrpInstance {
     /// vipd extension `bfd_takeover NAME [min_up MS] [hold_down MS]` (written
     /// `@vipd bfd_takeover ...` so keepalived skips it): as BACKUP, take over at once
     /// when the `bfd_instance` NAME to the master goes down.
-    pub bfd_takeover: Option<BfdTakeover>,
+    pub bfd_takeover: Rare<Option<BfdTakeover>>,
     /// vipd extension `release_drain MS` (written `@vipd release_drain MS`): after a
     /// graceful release (priority 0 on stop or reload) the VIPs and `virtual_routes`
     /// stay MS ms (instead of one advert interval), then the VIPs are withdrawn as
@@ -1168,5 +1245,50 @@ impl VrrpInstance {
         } else {
             self.version.or(global.vrrp_version).unwrap_or(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod rare_tests {
+    use super::*;
+
+    #[test]
+    fn unset_reads_the_default_and_the_first_write_stores_one() {
+        let mut n: Rare<Notify> = Rare::default();
+        assert!(n.0.is_none());
+        assert_eq!(*n, Notify::default());
+        assert_eq!(n.master, None);
+        n.master = Some(ScriptCommand::new("/bin/x"));
+        assert!(n.0.is_some());
+        assert_eq!(n.master, Some(ScriptCommand::new("/bin/x")));
+    }
+
+    #[test]
+    fn a_default_value_is_stored_as_unset_and_compares_equal() {
+        let unset: Rare<GarpSettings> = Rare::default();
+        let from_default: Rare<GarpSettings> = GarpSettings::default().into();
+        assert!(from_default.0.is_none());
+        assert_eq!(unset, from_default);
+        let written: Rare<Option<UseVmac>> = Some(UseVmac::default()).into();
+        assert!(written.0.is_some());
+        assert_ne!(written, Rare::default());
+        // Same text as the value it stands for: dumps and reload fingerprints are
+        // unchanged by the indirection.
+        assert_eq!(
+            serde_json::to_string(&written).unwrap(),
+            serde_json::to_string(&Some(UseVmac::default())).unwrap()
+        );
+        assert_eq!(
+            serde_json::to_string(&unset).unwrap(),
+            serde_json::to_string(&GarpSettings::default()).unwrap()
+        );
+    }
+
+    /// A large configuration holds thousands of instances at once (5,000 in the
+    /// check-config benchmark); the rarely written parts stay out of line.
+    #[test]
+    fn an_instance_stays_small() {
+        let size = std::mem::size_of::<VrrpInstance>();
+        assert!(size <= 600, "VrrpInstance is {size} bytes");
     }
 }

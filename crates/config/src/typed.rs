@@ -997,22 +997,22 @@ impl Mapper<'_> {
             preempt_delay: Duration::ZERO,
             accept: None,
             auth: None,
-            auth_hmac: None,
+            auth_hmac: Default::default(),
             mcast_src_ip: None,
             unicast_src_ip: None,
             unicast_peers: Vec::new(),
             unicast_ttl: None,
             check_unicast_src: false,
             v3_checksum_as_v2: false,
-            garp: GarpSettings::default(),
+            garp: Default::default(),
             lower_prio_no_advert: None,
             higher_prio_send_advert: None,
             skip_check_adv_addr: None,
             down_timer_adverts: None,
             track: Default::default(),
             notify: Default::default(),
-            use_vmac: None,
-            use_ipvlan: None,
+            use_vmac: Default::default(),
+            use_ipvlan: Default::default(),
             vmac_xmit_base: false,
             use_vmac_addr: false,
             vrf: None,
@@ -1032,7 +1032,7 @@ impl Mapper<'_> {
             native_ipv6: false,
             owner_ignore_adverts: None,
             timer_expired_backup: None,
-            bfd_takeover: None,
+            bfd_takeover: Default::default(),
             release_drain_ms: None,
             standby_metric: None,
         };
@@ -1056,8 +1056,8 @@ impl Mapper<'_> {
                     ) {
                         blocks::fill_instance(c, &mut inst, &self.names, self.diags);
                         match c.name() {
-                            "use_vmac" => inst.use_vmac = Some(self.use_vmac(c)),
-                            "use_ipvlan" => inst.use_ipvlan = Some(self.use_ipvlan(c)),
+                            "use_vmac" => inst.use_vmac = Some(self.use_vmac(c)).into(),
+                            "use_ipvlan" => inst.use_ipvlan = Some(self.use_ipvlan(c)).into(),
                             _ => {}
                         }
                         if let Some(k) = schema::find(INSTANCE_INACTIVE, c.name()) {
@@ -1138,7 +1138,7 @@ impl Mapper<'_> {
                 "auth_hmac" => {
                     self.no_args(c);
                     if let Some(children) = self.block(c) {
-                        inst.auth_hmac = self.auth_hmac(c, children);
+                        inst.auth_hmac = self.auth_hmac(c, children).into();
                     }
                 }
                 "mcast_src_ip" => set(&mut inst.mcast_src_ip, self.ip(c)),
@@ -2031,7 +2031,8 @@ mod tests {
                 .config
                 .instances[0]
                 .use_vmac
-                .clone()
+                .as_ref()
+                .cloned()
                 .unwrap()
         };
         assert_eq!(
@@ -2085,7 +2086,8 @@ mod tests {
                 .config
                 .instances[0]
                 .use_ipvlan
-                .clone()
+                .as_ref()
+                .cloned()
                 .unwrap()
         };
         assert_eq!(
@@ -2253,7 +2255,7 @@ vrrp_instance VI_1 {
         assert_eq!(i.preempt_delay, Duration::ZERO);
         assert_eq!(i.accept, None);
         assert_eq!(i.auth, None);
-        assert_eq!(i.garp, GarpSettings::default());
+        assert_eq!(*i.garp, GarpSettings::default());
         assert_eq!(i.down_timer_adverts, None);
         assert_eq!(c.global, GlobalDefs::default());
     }
@@ -2682,7 +2684,7 @@ global_defs {
         let i = &l.config.instances[0];
         assert_eq!(i.track.scripts[0].name, "chk");
         assert_eq!(i.notify.master, Some(ScriptCommand::new("/bin/x")));
-        assert_eq!(i.use_vmac, Some(UseVmac::default()));
+        assert_eq!(*i.use_vmac, Some(UseVmac::default()));
         assert_eq!(i.strict_mode, Some(true));
         assert!(l.config.global.vrrp_strict);
         assert_eq!(l.config.global.notification_email, ["a@b.c"]);
@@ -3098,7 +3100,7 @@ global_defs {
         let l = load(&instance_with(&body)).unwrap_or_else(|d| panic!("{d:#?}"));
         assert_eq!(l.inactive().count(), 0);
         assert!(l.diagnostics.is_empty(), "{:#?}", l.diagnostics);
-        let h = l.config.instances[0].auth_hmac.clone().unwrap();
+        let h = l.config.instances[0].auth_hmac.as_ref().cloned().unwrap();
         assert_eq!(h.keys[0].1 .0, (0u8..32).collect::<Vec<_>>());
         assert_eq!(h.keys[1].1 .0, b"an-ascii-key-of-thirty-two-bytes".to_vec());
         assert_eq!(h.keys[2].1 .0, vec![0xab; 32]);

@@ -13,7 +13,7 @@ use crate::LoadOptions;
 /// `use_ipvlan`: keepalived 2.4.3 puts an IPv4 instance without an ipvlan address, or
 /// with one of the other family, in FAULT for good; vipd refuses the file instead.
 fn check_ipvlan(inst: &VrrpInstance, meta: &InstanceMeta, is_v6: bool, diags: &mut Diags) {
-    let (Some(v), Some(tok)) = (&inst.use_ipvlan, meta.keyword_tok("use_ipvlan")) else {
+    let (Some(v), Some(tok)) = (&*inst.use_ipvlan, meta.keyword_tok("use_ipvlan")) else {
         return;
     };
     if let Some(vmac) = meta.keyword_tok("use_vmac") {
@@ -100,7 +100,7 @@ pub(crate) fn validate(
                 );
             }
         }
-        if let (Some(t), Some(tok)) = (&inst.bfd_takeover, meta.keyword_tok("bfd_takeover")) {
+        if let (Some(t), Some(tok)) = (&*inst.bfd_takeover, meta.keyword_tok("bfd_takeover")) {
             match config.bfd_instances.iter().find(|b| b.name == t.bfd) {
                 None => diags.error(
                     tok,

@@ -273,7 +273,7 @@ fn bfd_takeover_on_an_at_vipd_line() {
     let takeover = |line: &str| match load(&vi(line)) {
         Ok(l) => {
             assert!(l.diagnostics.is_empty(), "{:#?}", l.diagnostics);
-            l.config.instances[0].bfd_takeover.clone()
+            l.config.instances[0].bfd_takeover.as_ref().cloned()
         }
         Err(d) => panic!("{d:#?}"),
     };

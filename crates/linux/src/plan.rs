@@ -374,7 +374,7 @@ pub enum LinkKind {
 
 fn vmac(inst: &VrrpInstance, base: &Interface, name: String, family: Family) -> Result<Vmac> {
     let vrid = inst.virtual_router_id;
-    let (kind, mac, group) = match (&inst.use_vmac, &inst.use_ipvlan) {
+    let (kind, mac, group) = match (&*inst.use_vmac, &*inst.use_ipvlan) {
         (_, Some(ipvlan)) => (
             LinkKind::Ipvlan {
                 mode: ipvlan.mode,
@@ -952,7 +952,7 @@ fn missing_interfaces(cfg: &Config) -> Vec<String> {
 /// The name of the link a `use_vmac` / `use_ipvlan` instance runs on (keepalived's
 /// default: `PREFIX.VRID`, PREFIX `vmac_prefix` or `vrrp`).
 fn vmac_name(cfg: &Config, inst: &VrrpInstance) -> Option<String> {
-    let name = match (&inst.use_vmac, &inst.use_ipvlan) {
+    let name = match (&*inst.use_vmac, &*inst.use_ipvlan) {
         (_, Some(ipvlan)) => &ipvlan.name,
         (Some(vmac), None) => &vmac.name,
         (None, None) => return None,
@@ -1542,7 +1542,7 @@ fn instance_plan(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
         .unwrap_or(cfg.global.owner_ignore_adverts);
     // keepalived: "timer_expired_backup requires nopreempt - resetting".
     engine.timer_expired_backup = inst.timer_expired_backup.filter(|_| inst.nopreempt);
-    let bfd_takeover = match &inst.bfd_takeover {
+    let bfd_takeover = match &*inst.bfd_takeover {
         None => None,
         Some(t) => {
             let b = cfg
