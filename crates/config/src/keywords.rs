@@ -100,29 +100,85 @@ impl Histogram {
 /// The closest candidate if it is plausibly a typo of `word` (the first of equally
 /// close ones).
 pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    let word: Vec<char> = word.chars().collect();
-    let limit = (word.len() / 3).max(1);
-    let mut rows = Rows::default();
-    let mut cand: Vec<char> = Vec::new();
-    let mut best: Option<(usize, &'a str)> = None;
-    let mut hist = Histogram::of(&word);
-    for c in candidates {
-        // Each edit changes the length by at most one: a candidate whose length is
-        // further than `limit` from the word's cannot be within `limit`.
-        if c.chars().count().abs_diff(word.len()) > limit {
-            continue;
+    SuggestBudget::unlimited().suggest(word, candidates)
+}
+
+/// A bound on the work of suggestions among a configuration's *own* names (instances,
+/// scripts, virtual server groups). Keyword suggestions choose among a fixed table, but
+/// these grow with the file on both sides: a file can name thousands of missing
+/// instances among thousands of defined ones, each comparison costing up to
+/// `word × candidate` cells (a fuzzed 2.5 kB config spent minutes here). The budget is
+/// charged per candidate examined; once spent, no further suggestion is made (the
+/// findings are still reported, without "did you mean"), and a search cut short
+/// suggests nothing rather than a worse match. Deterministic: it depends on the input
+/// only.
+pub(crate) struct SuggestBudget(u64);
+
+impl SuggestBudget {
+    /// Enough for a hundred typos among 5,000 ten-character names (~25 M cells, tens of
+    /// milliseconds); a real file has a handful.
+    pub(crate) const PER_LOAD: u64 = 50_000_000;
+
+    pub(crate) fn new(cells: u64) -> Self {
+        SuggestBudget(cells)
+    }
+
+    fn unlimited() -> Self {
+        SuggestBudget(u64::MAX)
+    }
+
+    pub(crate) fn suggest<'a>(
+        &mut self,
+        word: &str,
+        candidates: impl IntoIterator<Item = &'a str>,
+    ) -> Option<&'a str> {
+        let word: Vec<char> = word.chars().collect();
+        let limit = (word.len() / 3).max(1);
+        let mut rows = Rows::default();
+        let mut cand: Vec<char> = Vec::new();
+        let mut best: Option<(usize, &'a str)> = None;
+        let mut hist = Histogram::of(&word);
+        for c in candidates {
+            // Reading the candidate (length, histogram); its distance below is charged
+            // at its worst case.
+            let len = c.chars().count();
+            if !self.charge(len as u64 + 1) {
+                return None;
+            }
+            // Each edit changes the length by at most one: a candidate whose length is
+            // further than `limit` from the word's cannot be within `limit`.
+            if len.abs_diff(word.len()) > limit {
+                continue;
+            }
+            if hist.lower_bound(c) > limit {
+                continue;
+            }
+            if !self.charge((word.len() as u64 + 1) * (len as u64 + 1)) {
+                return None;
+            }
+            cand.clear();
+            cand.extend(c.chars());
+            let d = rows.distance(&word, &cand, limit);
+            if d <= limit && best.is_none_or(|(b, _)| d < b) {
+                best = Some((d, c));
+            }
         }
-        if hist.lower_bound(c) > limit {
-            continue;
-        }
-        cand.clear();
-        cand.extend(c.chars());
-        let d = rows.distance(&word, &cand, limit);
-        if d <= limit && best.is_none_or(|(b, _)| d < b) {
-            best = Some((d, c));
+        best.map(|(_, c)| c)
+    }
+
+    /// Takes `cells` from the budget; false (and the budget spent) if it had less.
+    fn charge(&mut self, cells: u64) -> bool {
+        match self.0.checked_sub(cells) {
+            Some(left) => {
+                self.0 = left;
+                true
+            }
+            None => {
+                self.0 = 0;
+                false
+            }
         }
     }
-    best.map(|(_, c)| c)
 }
 
 #[cfg(test)]
@@ -144,6 +200,42 @@ mod tests {
         assert_eq!(suggest("intreface", kws), Some("interface"));
         assert_eq!(suggest("foo", kws), None);
         assert_eq!(suggest("stat", kws), Some("state"));
+    }
+
+    #[test]
+    fn a_spent_budget_suggests_nothing_and_stays_spent() {
+        let names = ["VI_web", "VI_db", "VI_cache"];
+        // Three candidates read (7 + 6 + 9 cells) and two distances (7 × 7, 7 × 6).
+        let mut ample = SuggestBudget::new(1_000);
+        assert_eq!(ample.suggest("VI_wbe", names), Some("VI_web"));
+        let mut tight = SuggestBudget::new(20);
+        assert_eq!(tight.suggest("VI_wbe", names), None);
+        assert_eq!(tight.0, 0);
+        assert_eq!(tight.suggest("VI_db", ["VI_db"]), None);
+    }
+
+    /// Thousands of missing names among thousands of long ones (the shape of a fuzzed
+    /// config that took minutes): the work is bounded by the budget, not by the product.
+    #[test]
+    fn many_long_names_cost_at_most_the_budget() {
+        let long = "VI_".to_string() + &"B".repeat(100);
+        let names: Vec<String> = (0..3000).map(|n| format!("{long}{n}")).collect();
+        let mut budget = SuggestBudget::new(SuggestBudget::PER_LOAD);
+        let started = std::time::Instant::now();
+        let mut made = 0;
+        for n in 0..3000 {
+            let word = format!("{long}x{n}");
+            made += usize::from(
+                budget
+                    .suggest(&word, names.iter().map(String::as_str))
+                    .is_some(),
+            );
+        }
+        assert_eq!(budget.0, 0);
+        assert!(made > 0 && made < 3000, "{made} suggestions");
+        // Not a timing assertion: 50 M cells run in well under a second even in a
+        // debug build on a loaded machine; a regression to the product is ~10^11.
+        eprintln!("{made} suggestions in {:?}", started.elapsed());
     }
 
     /// The plain full-matrix distance (the implementation before the rolling rows,

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use crate::diagnostic::{Diagnostic, Diags, Severity};
-use crate::keywords::suggest;
+use crate::keywords::{suggest, SuggestBudget};
 use crate::model::*;
 use crate::tree::Node;
 use crate::typed::InstanceMeta;
@@ -173,6 +173,8 @@ pub(crate) fn lint(
     d: &mut Diags,
 ) {
     let host = opts.check_interfaces.then(host_addresses);
+    // "Did you mean" among the file's own names: bounded work per load.
+    let mut budget = SuggestBudget::new(SuggestBudget::PER_LOAD);
     if opts.check_interfaces {
         net_namespace_ipvs(config, tree, d);
     }
@@ -226,7 +228,8 @@ pub(crate) fn lint(
     for g in &config.sync_groups {
         for m in &g.group {
             if !instance_names.contains(m.as_str()) {
-                let help = suggest(m, instance_names.iter().copied())
+                let help = budget
+                    .suggest(m, instance_names.iter().copied())
                     .map(|s| format!("did you mean `{s}`?"));
                 error(
                     d,
@@ -262,6 +265,7 @@ pub(crate) fn lint(
         }
         check_tracking(
             d,
+            &mut budget,
             &g.track,
             &scripts,
             &files,
@@ -276,6 +280,7 @@ pub(crate) fn lint(
     for (inst, meta) in config.instances.iter().zip(metas) {
         check_tracking(
             d,
+            &mut budget,
             &inst.track,
             &scripts,
             &files,
@@ -513,7 +518,7 @@ pub(crate) fn lint(
         }
     }
 
-    virtual_servers(config, d);
+    virtual_servers(config, d, &mut budget);
     keepalived_warnings(config, tree, d);
 }
 
@@ -974,6 +979,7 @@ fn effective_weight(kind: &str, t: &Tracked, config: &Config) -> i64 {
 
 fn check_tracking<'c>(
     d: &mut Diags,
+    budget: &mut SuggestBudget,
     track: &'c Tracking,
     scripts: &HashMap<&str, &VrrpScript>,
     files: &HashSet<&str>,
@@ -991,7 +997,7 @@ fn check_tracking<'c>(
                 used.insert(&t.name);
                 continue;
             }
-            let help = match suggest(&t.name, names.iter().copied()) {
+            let help = match budget.suggest(&t.name, names.iter().copied()) {
                 Some(s) => format!("did you mean `{s}`?"),
                 None => format!("define it with `{block} {} {{ ... }}`", t.name),
             };
@@ -1096,7 +1102,7 @@ fn vs_label(k: &VsKey) -> String {
     }
 }
 
-fn virtual_servers(config: &Config, d: &mut Diags) {
+fn virtual_servers(config: &Config, d: &mut Diags, budget: &mut SuggestBudget) {
     let groups: HashSet<&str> = config
         .virtual_server_groups
         .iter()
@@ -1123,8 +1129,9 @@ fn virtual_servers(config: &Config, d: &mut Diags) {
         }
         if let VsKey::Group(g) = &vs.key {
             if !groups.contains(g.as_str()) {
-                let help =
-                    suggest(g, groups.iter().copied()).map(|s| format!("did you mean `{s}`?"));
+                let help = budget
+                    .suggest(g, groups.iter().copied())
+                    .map(|s| format!("did you mean `{s}`?"));
                 error(
                     d,
                     &vs.span,

@@ -584,3 +584,31 @@ fn blocks_nested_by_the_tens_of_thousands_are_an_error_not_a_crash() {
     assert_eq!(deep.len(), 1, "{errs:#?}");
     assert_eq!(pos(deep[0]), (path.clone(), 3, 19));
 }
+
+/// A fuzzing find (config_load, 2026-12-07): a sync group naming thousands of missing
+/// instances among thousands of defined ones with long names made "did you mean"
+/// compare every missing name with every defined one — minutes for a 2.5 kB file.
+/// Suggestions among the file's own names are now bounded per load: every error is
+/// still reported, the later ones without a suggestion.
+#[test]
+fn thousands_of_missing_names_among_thousands_get_errors_and_bounded_suggestions() {
+    let dir = TempDir::new();
+    let long = "B".repeat(100);
+    let text = format!(
+        "$VI=vrrp_instance VI_{long}${{N}} {{ \\\n    interface lo \\\n    virtual_router_id 1 \\\n}}\n\
+         ~SEQ(N, 1, 3000) $VI\n\
+         vrrp_sync_group SG {{\n    group {{\n~SEQ(N, 1, 3000) VI_{long}x${{N}}\n    }}\n}}\n"
+    );
+    let path = dir.write("keepalived.conf", &text);
+    let errs = errors(load_file(&path, &opts("suggest")));
+    let missing: Vec<_> = errs
+        .iter()
+        .filter(|d| d.message.ends_with("which is not defined"))
+        .collect();
+    assert_eq!(missing.len(), 3000, "{:#?}", &errs[..3]);
+    let suggested = missing.iter().filter(|d| d.help.is_some()).count();
+    assert!(
+        (1..3000).contains(&suggested),
+        "{suggested} of 3000 errors suggest a name"
+    );
+}
