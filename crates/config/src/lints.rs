@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use crate::diagnostic::{Diagnostic, Diags, Severity};
-use crate::keywords::{suggest, SuggestBudget};
+use crate::keywords::SuggestBudget;
 use crate::model::*;
 use crate::tree::Node;
 use crate::typed::InstanceMeta;
@@ -178,24 +178,12 @@ pub(crate) fn lint(
     if opts.check_interfaces {
         net_namespace_ipvs(config, tree, d);
     }
-    let scripts: HashMap<&str, &VrrpScript> = config
-        .scripts
-        .iter()
-        .map(|s| (s.name.as_str(), s))
-        .collect();
     let mut used_scripts: HashSet<&str> = HashSet::new();
-    let files: HashSet<&str> = config.track_files.iter().map(|f| f.name.as_str()).collect();
-    let procs: HashSet<&str> = config
-        .track_processes
-        .iter()
-        .map(|p| p.name.as_str())
-        .collect();
-    let bfds: HashSet<&str> = config
-        .bfd_instances
-        .iter()
-        .map(|b| b.name.as_str())
-        .collect();
-    let instance_names: HashSet<&str> = config.instances.iter().map(|i| i.name.as_str()).collect();
+    let script_names = Defined::new(config.scripts.iter().map(|s| s.name.as_str()));
+    let files = Defined::new(config.track_files.iter().map(|f| f.name.as_str()));
+    let procs = Defined::new(config.track_processes.iter().map(|p| p.name.as_str()));
+    let bfds = Defined::new(config.bfd_instances.iter().map(|b| b.name.as_str()));
+    let instance_names = Defined::new(config.instances.iter().map(|i| i.name.as_str()));
     // A `checker`-only bfd_instance sends VRRP no events: keepalived ignores the line.
     let checker_only: HashSet<&str> = config
         .bfd_instances
@@ -229,7 +217,7 @@ pub(crate) fn lint(
         for m in &g.group {
             if !instance_names.contains(m.as_str()) {
                 let help = budget
-                    .suggest(m, instance_names.iter().copied())
+                    .suggest(m, instance_names.in_order())
                     .map(|s| format!("did you mean `{s}`?"));
                 error(
                     d,
@@ -267,7 +255,7 @@ pub(crate) fn lint(
             d,
             &mut budget,
             &g.track,
-            &scripts,
+            &script_names,
             &files,
             &procs,
             &bfds,
@@ -282,7 +270,7 @@ pub(crate) fn lint(
             d,
             &mut budget,
             &inst.track,
-            &scripts,
+            &script_names,
             &files,
             &procs,
             &bfds,
@@ -977,27 +965,52 @@ fn effective_weight(kind: &str, t: &Tracked, config: &Config) -> i64 {
     }
 }
 
+/// Names the configuration defines: looked up by name, and offered as "did you mean"
+/// candidates in the order they are written. A hash set's iteration order changes from
+/// run to run, and with it which of equally close names was suggested and, once the
+/// suggestion budget ran out part-way, whether any was: the same file must get the
+/// same report every time.
+struct Defined<'c> {
+    set: HashSet<&'c str>,
+    in_order: Vec<&'c str>,
+}
+
+impl<'c> Defined<'c> {
+    fn new(names: impl Iterator<Item = &'c str>) -> Self {
+        let mut set = HashSet::new();
+        let in_order = names.filter(|n| set.insert(*n)).collect();
+        Defined { set, in_order }
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.set.contains(name)
+    }
+
+    fn in_order(&self) -> impl Iterator<Item = &'c str> + '_ {
+        self.in_order.iter().copied()
+    }
+}
+
 fn check_tracking<'c>(
     d: &mut Diags,
     budget: &mut SuggestBudget,
     track: &'c Tracking,
-    scripts: &HashMap<&str, &VrrpScript>,
-    files: &HashSet<&str>,
-    procs: &HashSet<&str>,
-    bfds: &HashSet<&str>,
+    scripts: &Defined,
+    files: &Defined,
+    procs: &Defined,
+    bfds: &Defined,
     used: &mut HashSet<&'c str>,
 ) {
     let mut check = |list: &'c [Tracked],
                      kind: &str,
                      block: &str,
-                     known: &dyn Fn(&str) -> bool,
-                     names: Vec<&str>| {
+                     defined: &Defined| {
         for t in list {
-            if known(&t.name) {
+            if defined.contains(&t.name) {
                 used.insert(&t.name);
                 continue;
             }
-            let help = match budget.suggest(&t.name, names.iter().copied()) {
+            let help = match budget.suggest(&t.name, defined.in_order()) {
                 Some(s) => format!("did you mean `{s}`?"),
                 None => format!("define it with `{block} {} {{ ... }}`", t.name),
             };
@@ -1014,29 +1027,25 @@ fn check_tracking<'c>(
         &track.scripts,
         "track_script",
         "vrrp_script",
-        &|n| scripts.contains_key(n),
-        scripts.keys().copied().collect(),
+        scripts,
     );
     check(
         &track.files,
         "track_file",
         "track_file",
-        &|n| files.contains(n),
-        files.iter().copied().collect(),
+        files,
     );
     check(
         &track.processes,
         "track_process",
         "track_process",
-        &|n| procs.contains(n),
-        procs.iter().copied().collect(),
+        procs,
     );
     check(
         &track.bfds,
         "track_bfd",
         "bfd_instance",
-        &|n| bfds.contains(n),
-        bfds.iter().copied().collect(),
+        bfds,
     );
 }
 
@@ -1103,11 +1112,7 @@ fn vs_label(k: &VsKey) -> String {
 }
 
 fn virtual_servers(config: &Config, d: &mut Diags, budget: &mut SuggestBudget) {
-    let groups: HashSet<&str> = config
-        .virtual_server_groups
-        .iter()
-        .map(|g| g.name.as_str())
-        .collect();
+    let groups = Defined::new(config.virtual_server_groups.iter().map(|g| g.name.as_str()));
     let mut seen: HashMap<(VsKey, String), &VirtualServer> = HashMap::new();
     for vs in &config.virtual_servers {
         let label = vs_label(&vs.key);
@@ -1130,7 +1135,7 @@ fn virtual_servers(config: &Config, d: &mut Diags, budget: &mut SuggestBudget) {
         if let VsKey::Group(g) = &vs.key {
             if !groups.contains(g.as_str()) {
                 let help = budget
-                    .suggest(g, groups.iter().copied())
+                    .suggest(g, groups.in_order())
                     .map(|s| format!("did you mean `{s}`?"));
                 error(
                     d,

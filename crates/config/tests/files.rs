@@ -612,3 +612,49 @@ fn thousands_of_missing_names_among_thousands_get_errors_and_bounded_suggestions
         "{suggested} of 3000 errors suggest a name"
     );
 }
+
+/// Among equally close names, "did you mean" offers the first one written, every run.
+/// The candidates came from hash sets, whose order changes from process to process: with
+/// twenty names one edit away, the same file got a different suggestion almost every
+/// run (and, with the bounded suggestions above, some runs none at all).
+#[test]
+fn equally_close_names_suggest_the_first_written_every_time() {
+    let dir = TempDir::new();
+    let letters: Vec<char> = ('a'..='t').collect();
+    let mut text = String::new();
+    for (i, c) in letters.iter().enumerate() {
+        text += &format!(
+            "vrrp_script chk_{c} {{\n    script \"/bin/true\"\n}}\n\
+             vrrp_instance VI_{c} {{\n    interface lo\n    virtual_router_id {}\n    \
+             track_script {{\n        chk_{c}\n    }}\n}}\n\
+             virtual_server_group G_{c} {{\n    192.0.2.{} 80\n}}\n",
+            i + 1,
+            i + 1
+        );
+    }
+    text += "vrrp_instance VI_last {\n    interface lo\n    virtual_router_id 99\n    \
+             track_script {\n        chk_z\n    }\n}\n\
+             vrrp_sync_group SG {\n    group {\n        VI_z\n        VI_last\n    }\n}\n\
+             virtual_server group G_z {\n    real_server 192.0.2.100 80 {\n    }\n}\n";
+    let path = dir.write("keepalived.conf", &text);
+    let errs = errors(load_file(&path, &opts("suggest")));
+    let help_of = |message: &str| {
+        errs.iter()
+            .find(|d| d.message == message)
+            .unwrap_or_else(|| panic!("no error `{message}` in {errs:#?}"))
+            .help
+            .clone()
+    };
+    assert_eq!(
+        help_of("vrrp_sync_group `SG` names vrrp_instance `VI_z`, which is not defined").as_deref(),
+        Some("did you mean `VI_a`?")
+    );
+    assert_eq!(
+        help_of("track_script `chk_z` is not defined").as_deref(),
+        Some("did you mean `chk_a`?")
+    );
+    assert_eq!(
+        help_of("virtual_server_group `G_z` is not defined").as_deref(),
+        Some("did you mean `G_a`?")
+    );
+}
