@@ -233,6 +233,10 @@ pub(crate) fn scan(line: &str, comments: bool) -> Result<Scanned, LexError> {
     let mut tokens = Vec::new();
     let mut i = 0;
     let is_comment = |c: char| comments && (c == '#' || c == '!');
+    // Where each `{` of the line closes, worked out once, when the first `${` asks:
+    // searching from every `${` was quadratic in a line of many unclosed ones
+    // (parameter expansion makes such lines; a fuzzed 0.5 kB config ran for minutes).
+    let mut closes: Option<Vec<u32>> = None;
     while i < n {
         let c = chars[i];
         if c.is_whitespace() {
@@ -293,7 +297,9 @@ pub(crate) fn scan(line: &str, comments: bool) -> Result<Scanned, LexError> {
             }
             // `${NAME}` belongs to the word: its braces are not block delimiters.
             if c == '$' && chars.get(i + 1) == Some(&'{') {
-                if let Some(close) = matching_brace(&chars, i + 1) {
+                let close = closes.get_or_insert_with(|| brace_closes(&chars))[i + 1];
+                if close != UNCLOSED {
+                    let close = close as usize;
                     text.extend(&chars[i..=close]);
                     i = close + 1;
                     continue;
@@ -317,21 +323,26 @@ pub(crate) fn scan(line: &str, comments: bool) -> Result<Scanned, LexError> {
     })
 }
 
-fn matching_brace(chars: &[char], open: usize) -> Option<usize> {
-    let mut depth = 0usize;
-    for (j, &c) in chars.iter().enumerate().skip(open) {
+const UNCLOSED: u32 = u32::MAX;
+
+/// For each `{` of `chars`, the index of the `}` that closes it (nesting counted), else
+/// [`UNCLOSED`]; other positions hold `UNCLOSED` too. One pass with a stack. A line is
+/// far shorter than 4 G chars (the preprocessor bounds what it generates).
+fn brace_closes(chars: &[char]) -> Vec<u32> {
+    let mut closes = vec![UNCLOSED; chars.len()];
+    let mut open = Vec::new();
+    for (j, &c) in chars.iter().enumerate() {
         match c {
-            '{' => depth += 1,
+            '{' => open.push(j),
             '}' => {
-                depth -= 1;
-                if depth == 0 {
-                    return Some(j);
+                if let Some(o) = open.pop() {
+                    closes[o] = j as u32;
                 }
             }
             _ => {}
         }
     }
-    None
+    closes
 }
 
 /// Resolves the escape whose first char (after the backslash) is at `i`; returns the
@@ -414,6 +425,47 @@ mod tests {
             .into_iter()
             .map(|t| (t.kind, t.text, t.start, t.quoted))
             .collect()
+    }
+
+    #[test]
+    fn brace_closes_agrees_with_searching_from_each_brace() {
+        // Every line of up to 8 chars over `{`, `}`, `$`, `a`.
+        let alphabet = ['{', '}', '$', 'a'];
+        for len in 0..=8u32 {
+            for mut code in 0..4usize.pow(len) {
+                let chars: Vec<char> = (0..len)
+                    .map(|_| {
+                        let c = alphabet[code % 4];
+                        code /= 4;
+                        c
+                    })
+                    .collect();
+                let table = brace_closes(&chars);
+                for (open, &c) in chars.iter().enumerate() {
+                    // The search it replaced (the one `~SEQ(` and macro uses still do).
+                    let expected = if c == '{' {
+                        crate::preprocess::matching_close(&chars, open, "{", "}")
+                    } else {
+                        None
+                    };
+                    let got = (table[open] != UNCLOSED).then_some(table[open] as usize);
+                    assert_eq!(got, expected, "{chars:?} at {open}");
+                }
+            }
+        }
+    }
+
+    /// A fuzzed config expanded to lines of tens of thousands of unclosed `${`; each
+    /// searched the rest of the line for its `}`.
+    #[test]
+    fn a_line_of_many_unclosed_parameter_braces_scans_in_one_pass() {
+        let line = "x".to_string() + &"${a".repeat(100_000) + " ${b} ${c";
+        let s = scan(&line, true).unwrap();
+        let texts: Vec<&str> = s.tokens.iter().map(|t| t.text.as_str()).collect();
+        // `${a` has no `}`: its `{` is a block brace, and the `$` ends the word before.
+        assert_eq!(texts.len(), 2 * 100_000 + 5, "{:?}", &texts[..4]);
+        assert_eq!(&texts[..4], ["x$", "{", "a$", "{"]);
+        assert_eq!(&texts[texts.len() - 5..], ["a", "${b}", "$", "{", "c"]);
     }
 
     #[test]
