@@ -1001,10 +1001,7 @@ fn check_tracking<'c>(
     bfds: &Defined,
     used: &mut HashSet<&'c str>,
 ) {
-    let mut check = |list: &'c [Tracked],
-                     kind: &str,
-                     block: &str,
-                     defined: &Defined| {
+    let mut check = |list: &'c [Tracked], kind: &str, block: &str, defined: &Defined| {
         for t in list {
             if defined.contains(&t.name) {
                 used.insert(&t.name);
@@ -1023,30 +1020,10 @@ fn check_tracking<'c>(
             );
         }
     };
-    check(
-        &track.scripts,
-        "track_script",
-        "vrrp_script",
-        scripts,
-    );
-    check(
-        &track.files,
-        "track_file",
-        "track_file",
-        files,
-    );
-    check(
-        &track.processes,
-        "track_process",
-        "track_process",
-        procs,
-    );
-    check(
-        &track.bfds,
-        "track_bfd",
-        "bfd_instance",
-        bfds,
-    );
+    check(&track.scripts, "track_script", "vrrp_script", scripts);
+    check(&track.files, "track_file", "track_file", files);
+    check(&track.processes, "track_process", "track_process", procs);
+    check(&track.bfds, "track_bfd", "bfd_instance", bfds);
 }
 
 fn check_host(
