@@ -316,6 +316,11 @@ pub struct RoutedOptions {
     pub bfd: bool,
     /// IPv6 links, sessions and client, and the IPv6 FRR configs.
     pub ipv6: bool,
+    /// The upstream installs its best path only (`maximum-paths 1`). By default (FRR's
+    /// and the shipped config's) it spreads flows over every equal path: while a dead
+    /// master's path waits for the hold time beside the new master's, the flows the
+    /// kernel hashes to the new one already get through and the rest do not.
+    pub single_path: bool,
 }
 
 impl Default for RoutedOptions {
@@ -323,6 +328,7 @@ impl Default for RoutedOptions {
         RoutedOptions {
             bfd: true,
             ipv6: false,
+            single_path: false,
         }
     }
 }
@@ -413,7 +419,14 @@ impl RoutedLab {
              route add {default} via {gw}\n"
         ))?;
         let conf = |c: String| if opts.bfd { c } else { without_bfd(&c) };
-        let up_frr = Frr::start(&upstream, dir.join("frr-up"), &conf(up_conf))?;
+        let mut up_conf = conf(up_conf);
+        if opts.single_path {
+            for family in ["ipv4", "ipv6"] {
+                let af = format!(" address-family {family} unicast\n");
+                up_conf = up_conf.replace(&af, &format!("{af}  maximum-paths 1\n"));
+            }
+        }
+        let up_frr = Frr::start(&upstream, dir.join("frr-up"), &up_conf)?;
         let mut lab = RoutedLab {
             up_frr,
             frr: Vec::new(),

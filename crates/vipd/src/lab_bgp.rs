@@ -248,8 +248,8 @@ impl BgpLab {
         println!("{:>8}  event", "t (s)");
         self.say("lab network is up; starting FRR (zebra, bfdd, bgpd) on upstream, r1, r2");
         let opts = RoutedOptions {
-            bfd: true,
             ipv6: self.args.ipv6,
+            ..Default::default()
         };
         let net = RoutedLab::build(self.lan(), self.dir.path(), opts)?;
         self.net = Some(net);

@@ -298,12 +298,11 @@ fn router_crash_moves_the_route() {
     lab.assert_client_reaches(2);
 }
 
-/// A router that dies silently (power loss: no FIN or RST for its BGP session, its
-/// links still up): every packet on r1's uplink dropped (nftables), then vipd and FRR
-/// killed. Returns the client's report and when the upstream's route moved.
-fn silent_router_death(lab: &mut Lab, kind: &str) -> (ProbeReport, Duration) {
-    let p = lab.start_pair_probing(&vrrp_conf(200, &[], ""), &vrrp_conf(100, &[], ""));
-    let rules = lab.c.dir.join("silence.nft");
+/// Router `i` goes silent on its uplink (nftables drops every packet it receives or
+/// sends there), as a router that lost power does: no FIN or RST for its BGP session,
+/// the link still up.
+fn silence_router(lab: &Lab, i: usize) {
+    let rules = lab.c.dir.join(format!("silence-r{i}.nft"));
     std::fs::write(
         &rules,
         "table inet vipd_test_silence {\n\
@@ -312,12 +311,19 @@ fn silent_router_death(lab: &mut Lab, kind: &str) -> (ProbeReport, Duration) {
          }\n",
     )
     .unwrap();
-    let t = Instant::now();
     lab.c
         .lan
-        .router(1)
+        .router(i)
         .exec(&["nft", "-f", &rules.display().to_string()])
         .expect("nft");
+}
+
+/// A router that dies silently: r1 silenced ([`silence_router`]), then vipd and FRR
+/// killed. Returns the client's report and when the upstream's route moved.
+fn silent_router_death(lab: &mut Lab, kind: &str) -> (ProbeReport, Duration) {
+    let p = lab.start_pair_probing(&vrrp_conf(200, &[], ""), &vrrp_conf(100, &[], ""));
+    let t = Instant::now();
+    silence_router(lab, 1);
     lab.crash_router(1);
     let ok = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
         lab.upstream_next_hop() == Some(uplink(2).0) && lab.up_frr.paths(VIP) == [uplink(2).0]
@@ -366,6 +372,15 @@ fn silent_router_death_is_noticed_by_bfd() {
 /// The same without BFD: the upstream keeps r1's path — into the void — until the BGP
 /// hold time expires: 2–3 s after the event (`timers bgp 1 3`: hold 3 s counted from the
 /// last keepalive, sent every second). What BFD saves.
+///
+/// The upstream here installs its best path only (`maximum-paths 1`), so every flow
+/// waits for the hold time. With FRR's default ECMP (the shipped config) the stale path
+/// and r2's sit side by side from r2's announcement on and the kernel spreads flows
+/// over both: the client's one flow then recovers at the take-over or at the hold
+/// time depending on its hash (a hash that changes from machine to machine; this test
+/// once asserted the hold-time outage with ECMP on and failed wherever the client's
+/// flow hashed to r2). `silent_router_death_with_ecmp_keeps_the_stale_path` covers that
+/// case.
 #[test]
 fn silent_router_death_without_bfd_waits_the_hold_time() {
     let Some(mut lab) = Lab::with(
@@ -373,6 +388,7 @@ fn silent_router_death_without_bfd_waits_the_hold_time() {
         2,
         RoutedOptions {
             bfd: false,
+            single_path: true,
             ..Default::default()
         },
     ) else {
@@ -388,6 +404,58 @@ fn silent_router_death_without_bfd_waits_the_hold_time() {
         "{:?}",
         r.largest_gap()
     );
+}
+
+/// Without BFD and with the upstream's ECMP (FRR's default, as shipped): once r2 is
+/// master and announces, the upstream's route holds both paths — r1's dead one until
+/// the hold time — and only then r2's alone.
+#[test]
+fn silent_router_death_with_ecmp_keeps_the_stale_path() {
+    let Some(mut lab) = Lab::with(
+        "bgp-silent-ecmp",
+        2,
+        RoutedOptions {
+            bfd: false,
+            ..Default::default()
+        },
+    ) else {
+        return;
+    };
+    let _p = lab.start_pair_probing(&vrrp_conf(200, &[], ""), &vrrp_conf(100, &[], ""));
+    silence_router(&lab, 1);
+    let t = Instant::now();
+    lab.crash_router(1);
+    let both = |lab: &Lab| {
+        let route = lab
+            .upstream
+            .ip(["route", "show", &format!("{VIP}/32")])
+            .unwrap_or_default();
+        route.contains(&format!("nexthop via {} ", uplink(1).0))
+            && route.contains(&format!("nexthop via {} ", uplink(2).0))
+    };
+    let spread = vipd_netns::wait_for(Duration::from_secs(2), Duration::from_millis(20), || {
+        both(&lab)
+    });
+    let spread_at = t.elapsed();
+    assert!(
+        spread,
+        "no route over both routers: {:?}",
+        lab.upstream.ip(["route", "show", &format!("{VIP}/32")])
+    );
+    let moved = vipd_netns::wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
+        lab.upstream_next_hop() == Some(uplink(2).0) && lab.up_frr.paths(VIP) == [uplink(2).0]
+    });
+    let took = t.elapsed();
+    println!(
+        "silent router death, no BFD, ECMP upstream: route over both routers {spread_at:?} \
+         after the event, over r2 alone after {took:?}"
+    );
+    assert!(moved, "route not moved to r2: {:?}", lab.up_frr.paths(VIP));
+    assert!(
+        took >= Duration::from_millis(1900),
+        "the stale path went after {took:?}, before the hold time"
+    );
+    lab.assert_client_reaches(2);
 }
 
 /// Anycast / active-active (packaging/examples/bgp-anycast-vipd.conf, FRR configs as
