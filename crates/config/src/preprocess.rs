@@ -300,14 +300,10 @@ impl<'a> Preprocessor<'a> {
                     self.generated += expanded.matches('\n').count() + 1;
                     self.generated_bytes += expanded.len();
                     if let Some(what) = self.generation_limit() {
-                        if !self.over_limit {
-                            self.over_limit = true;
-                            self.diags.error(
-                                &head,
-                                format!("parameter expansion generates more than {what}"),
-                            );
-                        }
-                        return;
+                        return self.limit_reached(
+                            &head,
+                            format!("parameter expansion generates more than {what}"),
+                        );
                     }
                     self.depth += 1;
                     for l in expanded.split('\n') {
@@ -340,17 +336,13 @@ impl<'a> Preprocessor<'a> {
         let before = self.generated_bytes;
         let mut tokens = self.expand_tokens(tokens.split_off(first), dir);
         if self.generated_bytes > before && self.generated_bytes > MAX_GENERATED_BYTES {
-            if !self.over_limit {
-                self.over_limit = true;
-                self.diags.error(
-                    &head,
-                    format!(
-                        "parameter expansion generates more than {} MiB of text",
-                        MAX_GENERATED_BYTES >> 20
-                    ),
-                );
-            }
-            return;
+            return self.limit_reached(
+                &head,
+                format!(
+                    "parameter expansion generates more than {} MiB of text",
+                    MAX_GENERATED_BYTES >> 20
+                ),
+            );
         }
         // A substituted value may itself start with a condition (`$IF_MAIN=@main`).
         if let Some(t) = tokens.first() {
@@ -365,16 +357,21 @@ impl<'a> Preprocessor<'a> {
         if !tokens.is_empty() {
             self.tokens_out += tokens.len();
             if self.tokens_out > MAX_TOKENS {
-                if !self.over_limit {
-                    self.over_limit = true;
-                    self.diags.error(
-                        &tokens[0],
-                        format!("the configuration expands to more than {MAX_TOKENS} words; is a definition runaway?"),
-                    );
-                }
-                return;
+                return self.limit_reached(
+                    &tokens[0],
+                    format!("the configuration expands to more than {MAX_TOKENS} words; is a definition runaway?"),
+                );
             }
             self.out.push(tokens);
+        }
+    }
+
+    /// A limit on what the configuration generates was passed: said once (the first
+    /// time, at `at`); what would follow is skipped quietly.
+    fn limit_reached(&mut self, at: &Token, message: String) {
+        if !self.over_limit {
+            self.over_limit = true;
+            self.diags.error(at, message);
         }
     }
 
@@ -510,12 +507,7 @@ impl<'a> Preprocessor<'a> {
             limit => limit,
         };
         if let Some(what) = limit {
-            if !self.over_limit {
-                self.over_limit = true;
-                self.diags
-                    .error(head, format!("`{kind}` blocks generate more than {what}"));
-            }
-            return;
+            return self.limit_reached(head, format!("`{kind}` blocks generate more than {what}"));
         }
         let names: Vec<String> = assignments
             .first()
