@@ -54,6 +54,7 @@ fn run(kind: &str, n: usize) {
         let opts = LoadOptions {
             config_id: Some("n1".into()),
             check_interfaces: false,
+            ..Default::default()
         };
         let cfg = load_str(&text, Path::new("/tmp/load.conf"), &opts)
             .unwrap()

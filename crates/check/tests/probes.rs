@@ -640,6 +640,7 @@ fn ssl_get_client_certificate() {
         let opts = vipd_config::LoadOptions {
             config_id: None,
             check_interfaces: false,
+            ..Default::default()
         };
         let cfg = vipd_config::load_str(
             &text,

@@ -15,6 +15,7 @@ fn config(text: &str) -> Config {
     let opts = LoadOptions {
         config_id: Some("n1".into()),
         check_interfaces: false,
+        ..Default::default()
     };
     match load_str(text, Path::new("/etc/keepalived/keepalived.conf"), &opts) {
         Ok(l) => l.config,

@@ -49,6 +49,7 @@ fn main() {
     let opts = vipd_config::LoadOptions {
         config_id: Some("bench".into()),
         check_interfaces: true,
+        ..Default::default()
     };
     let mut best = f64::MAX;
     for _ in 0..5 {

@@ -147,6 +147,30 @@ pub(crate) struct IprouteNames {
     groups: OnceCell<Names>,
 }
 
+/// The last `iproute_etc_dir` / `iproute_usr_dir` of the `global_defs` among `nodes`,
+/// else `etc` and `usr`.
+fn dirs(nodes: &[Node], mut etc: PathBuf, mut usr: PathBuf) -> (PathBuf, PathBuf) {
+    for g in nodes.iter().filter(|n| n.name() == "global_defs") {
+        for c in g.children.iter().flatten() {
+            let dir = match &c.args[..] {
+                // keepalived reads a file from its directory (it changes into it),
+                // so a relative path is relative to the file that says it.
+                [a] => match a.span.file.parent() {
+                    Some(base) => base.join(&a.text),
+                    None => PathBuf::from(&a.text),
+                },
+                _ => continue,
+            };
+            match c.name() {
+                "iproute_etc_dir" => etc = dir,
+                "iproute_usr_dir" => usr = dir,
+                _ => {}
+            }
+        }
+    }
+    (etc, usr)
+}
+
 impl IprouteNames {
     pub(crate) fn new(etc: PathBuf, usr: PathBuf) -> Self {
         IprouteNames {
@@ -161,29 +185,28 @@ impl IprouteNames {
     /// The directories `global_defs` names (its last `iproute_etc_dir` / `iproute_usr_dir`,
     /// in any `global_defs` block, before or after the routes), else the defaults.
     pub(crate) fn from_tree(nodes: &[Node]) -> Self {
-        let (mut etc, mut usr) = (
+        let (etc, usr) = dirs(
+            nodes,
             PathBuf::from(DEFAULT_ETC_DIR),
             PathBuf::from(DEFAULT_USR_DIR),
         );
-        for g in nodes.iter().filter(|n| n.name() == "global_defs") {
-            for c in g.children.iter().flatten() {
-                let dir = match &c.args[..] {
-                    // keepalived reads a file from its directory (it changes into it),
-                    // so a relative path is relative to the file that says it.
-                    [a] => match a.span.file.parent() {
-                        Some(base) => base.join(&a.text),
-                        None => PathBuf::from(&a.text),
-                    },
-                    _ => continue,
-                };
-                match c.name() {
-                    "iproute_etc_dir" => etc = dir,
-                    "iproute_usr_dir" => usr = dir,
-                    _ => {}
-                }
-            }
-        }
         IprouteNames::new(etc, usr)
+    }
+
+    /// Takes the directories a `global_defs` block names, for the blocks after it.
+    /// False if that changes them after names were looked up: the blocks before read
+    /// other files, so the caller must map the whole file again with [`from_tree`]
+    /// (which applies the last directories to every block).
+    pub(crate) fn global_defs(&mut self, g: &Node) -> bool {
+        let (etc, usr) = dirs(std::slice::from_ref(g), self.etc.clone(), self.usr.clone());
+        if etc == self.etc && usr == self.usr {
+            return true;
+        }
+        let used = [&self.tables, &self.scopes, &self.groups]
+            .iter()
+            .any(|c| c.get().is_some());
+        *self = IprouteNames::new(etc, usr);
+        !used
     }
 
     fn names(&self, kind: Kind) -> &Names {

@@ -40,6 +40,9 @@ pub struct LoadOptions {
     pub config_id: Option<String>,
     /// Warn about interfaces missing from /sys/class/net (off for tests on other hosts).
     pub check_interfaces: bool,
+    /// Keep the preprocessed tree in [`Loaded::tree`] (for [`Loaded::dump`]); off, it
+    /// is dropped while it is mapped (a large file's tree is ten megabytes and more).
+    pub keep_tree: bool,
 }
 
 impl Default for LoadOptions {
@@ -47,6 +50,7 @@ impl Default for LoadOptions {
         LoadOptions {
             config_id: None,
             check_interfaces: true,
+            keep_tree: false,
         }
     }
 }
@@ -57,8 +61,9 @@ pub struct Loaded {
     pub config: Config,
     /// Warnings only; errors make loading fail.
     pub diagnostics: Vec<Diagnostic>,
-    /// The preprocessed tree (includes, conditionals and parameters resolved).
-    pub tree: Vec<Node>,
+    /// The preprocessed tree (includes, conditionals and parameters resolved), if
+    /// [`LoadOptions::keep_tree`] asked for it.
+    pub tree: Option<Vec<Node>>,
     /// Every file read (the main file first, then each included file once, in reading
     /// order), with its text exactly as read: what `config_save_dir` keeps.
     pub files: Vec<SourceFile>,
@@ -77,9 +82,10 @@ impl Loaded {
         self.diagnostics.iter().filter(|d| d.is_inactive())
     }
 
-    /// The fully expanded, normalised configuration text (see [`dump`]).
-    pub fn dump(&self) -> String {
-        dump::dump(&self.tree)
+    /// The fully expanded, normalised configuration text (see [`dump`]); `None` unless
+    /// loaded with [`LoadOptions::keep_tree`].
+    pub fn dump(&self) -> Option<String> {
+        self.tree.as_deref().map(dump::dump)
     }
 }
 
@@ -170,23 +176,120 @@ pub fn parse_tree(
     let mut diags = Diags::default();
     let mut sources = SourceMap::default();
     let id = opts.config_id.clone().unwrap_or_else(default_config_id);
-    let lines = preprocess::Preprocessor::new(id, &mut diags, &mut sources)
-        .run_owned(virtual_path, text.to_owned());
-    let nodes = tree::build(lines, &mut diags);
+    let nodes =
+        preprocess::Preprocessor::with_sink(id, &mut diags, &mut sources, tree::Builder::default())
+            .run_owned(virtual_path, text.to_owned())
+            .finish(&mut diags);
     sources.sort(&mut diags.list);
     sources.attach_snippets(&mut diags.list);
     (nodes, diags.list)
+}
+
+/// The stages after the preprocessor, fed one top-level block at a time: its lints that
+/// read the tree, its mapping into the model, and then it is dropped (kept only for
+/// [`LoadOptions::keep_tree`]). A large file's whole tree is never held: it would be
+/// ten megabytes and more beside the model.
+struct Blocks {
+    lints: lints::TreeLints,
+    mapping: typed::Mapping,
+    kept: Option<Vec<Node>>,
+    /// The iproute2 directories come from the whole file ([`iproute::IprouteNames::from_tree`]),
+    /// not from the `global_defs` seen so far.
+    whole_file_names: bool,
+    /// A `global_defs` changed the iproute2 directories after a block before it looked
+    /// names up in the old ones: the file must be mapped again, whole.
+    remap: bool,
+}
+
+impl Blocks {
+    fn new(names: Option<iproute::IprouteNames>, keep_tree: bool) -> Self {
+        Blocks {
+            lints: lints::TreeLints::default(),
+            whole_file_names: names.is_some(),
+            mapping: typed::Mapping::new(
+                names.unwrap_or_else(|| iproute::IprouteNames::from_tree(&[])),
+            ),
+            kept: keep_tree.then(Vec::new),
+            remap: false,
+        }
+    }
+
+    fn node(&mut self, n: Node, diags: &mut Diags) {
+        if n.name() == "global_defs" && !self.whole_file_names {
+            self.remap |= !self.mapping.names.global_defs(&n);
+        }
+        self.lints.node(&n, diags);
+        self.mapping.node(&n, diags);
+        if let Some(kept) = &mut self.kept {
+            kept.push(n.clone());
+        }
+        self.lints.keep(n);
+    }
+}
+
+/// The tree builder feeding [`Blocks`] each top-level block as it is closed.
+struct Streaming {
+    builder: tree::Builder,
+    blocks: Blocks,
+}
+
+impl preprocess::LineSink for Streaming {
+    fn line(&mut self, tokens: Vec<Token>, diags: &mut Diags) {
+        self.builder.line(tokens, diags);
+        for n in self.builder.take_complete() {
+            self.blocks.node(n, diags);
+        }
+    }
 }
 
 fn load(text: String, path: &Path, opts: &LoadOptions) -> Result<Loaded, Vec<Diagnostic>> {
     let mut diags = Diags::default();
     let mut sources = SourceMap::default();
     let id = opts.config_id.clone().unwrap_or_else(default_config_id);
-    let lines = preprocess::Preprocessor::new(id, &mut diags, &mut sources).run_owned(path, text);
-    let nodes = tree::build(lines, &mut diags);
-    let (mut config, metas) = typed::map(&nodes, &mut diags);
+    let sink = Streaming {
+        builder: tree::Builder::default(),
+        blocks: Blocks::new(None, opts.keep_tree),
+    };
+    let Streaming {
+        builder,
+        mut blocks,
+    } = preprocess::Preprocessor::with_sink(id.clone(), &mut diags, &mut sources, sink)
+        .run_owned(path, text);
+    for n in builder.finish(&mut diags) {
+        blocks.node(n, &mut diags);
+    }
+    if blocks.remap {
+        // Rare: `iproute_etc_dir` / `iproute_usr_dir` after a route that named a table
+        // (or scope, or group). Read again, with the whole tree, the files as they were.
+        let text = (sources.into_texts().into_iter().next()).map_or_else(String::new, |(_, t)| t);
+        diags = Diags::default();
+        sources = SourceMap::default();
+        let nodes = preprocess::Preprocessor::with_sink(
+            id,
+            &mut diags,
+            &mut sources,
+            tree::Builder::default(),
+        )
+        .run_owned(path, text)
+        .finish(&mut diags);
+        blocks = Blocks::new(
+            Some(iproute::IprouteNames::from_tree(&nodes)),
+            opts.keep_tree,
+        );
+        for n in nodes {
+            blocks.node(n, &mut diags);
+        }
+    }
+    let Blocks {
+        lints,
+        mapping,
+        kept,
+        ..
+    } = blocks;
+    let facts = lints.finish(&mut diags);
+    let (mut config, metas) = mapping.finish(&mut diags);
     validate::validate(&config, &metas, opts, &mut diags);
-    lints::lint(&config, &metas, &nodes, opts, &mut diags);
+    lints::lint(&config, &metas, &facts, opts, &mut diags);
     // Where each instance's fields were written is not needed past the checks.
     drop(metas);
     // keepalived ignores a virtual server without real servers (the lint says so).
@@ -202,7 +305,7 @@ fn load(text: String, path: &Path, opts: &LoadOptions) -> Result<Loaded, Vec<Dia
         Ok(Loaded {
             config,
             diagnostics: diags.list,
-            tree: nodes,
+            tree: kept,
             files: sources
                 .into_texts()
                 .into_iter()

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use crate::diagnostic::{Diagnostic, Diags, Severity};
 use crate::keywords::SuggestBudget;
+use crate::lexer::Token;
 use crate::model::*;
 use crate::tree::Node;
 use crate::typed::InstanceMeta;
@@ -125,21 +126,11 @@ fn check_script(d: &mut Diags, script: &str, span: &Span, len: usize, what: &str
 /// `net_namespace_ipvs NAME`: the namespace must exist when the load balancer (or the
 /// IPVS sync daemon) starts, since `vipd run` opens `/run/netns/NAME` then; the first
 /// one written counts (as keepalived). Without a name it is the init process's.
-fn net_namespace_ipvs(config: &Config, tree: &[Node], d: &mut Diags) {
+fn net_namespace_ipvs(config: &Config, first: Option<&Token>, d: &mut Diags) {
     if config.virtual_servers.is_empty() && config.global.lvs_sync_daemon.is_none() {
         return;
     }
-    let first = tree
-        .iter()
-        .flat_map(|n| {
-            if n.name() == "global_defs" {
-                n.children.iter().flatten().collect::<Vec<_>>()
-            } else {
-                vec![n]
-            }
-        })
-        .find(|n| n.name() == "net_namespace_ipvs");
-    let Some(a) = first.and_then(|n| n.args.first()) else {
+    let Some(a) = first else {
         return;
     };
     let name = a.text.as_str();
@@ -168,7 +159,7 @@ fn net_namespace_ipvs(config: &Config, tree: &[Node], d: &mut Diags) {
 pub(crate) fn lint(
     config: &Config,
     metas: &[InstanceMeta],
-    tree: &[Node],
+    facts: &TreeFacts,
     opts: &LoadOptions,
     d: &mut Diags,
 ) {
@@ -176,7 +167,7 @@ pub(crate) fn lint(
     // "Did you mean" among the file's own names: bounded work per load.
     let mut budget = SuggestBudget::new(SuggestBudget::PER_LOAD);
     if opts.check_interfaces {
-        net_namespace_ipvs(config, tree, d);
+        net_namespace_ipvs(config, facts.netns_ipvs.as_ref(), d);
     }
     let mut used_scripts: HashSet<&str> = HashSet::new();
     let script_names = Defined::new(config.scripts.iter().map(|s| s.name.as_str()));
@@ -263,7 +254,7 @@ pub(crate) fn lint(
         );
     }
 
-    let strict_tok = find_global(tree, "vrrp_strict");
+    let strict_tok = facts.global("vrrp_strict");
     let mut strict_no_accept: Vec<&str> = Vec::new();
     for (inst, meta) in config.instances.iter().zip(metas) {
         check_tracking(
@@ -341,7 +332,7 @@ pub(crate) fn lint(
                     .vrrp_down_timer_adverts
                     .is_some_and(|n| n != 3) =>
                 {
-                    find_global(tree, "vrrp_down_timer_adverts")
+                    facts.global("vrrp_down_timer_adverts")
                 }
                 _ => None,
             };
@@ -391,7 +382,7 @@ pub(crate) fn lint(
                         tok,
                     )),
                     None => {
-                        if let Some(tok) = find_global(tree, "vrrp_garp_master_repeat") {
+                        if let Some(tok) = facts.global("vrrp_garp_master_repeat") {
                             d.push(Diagnostic::warning_at(
                                 format!(
                                     "`vrrp_strict` does not allow gratuitous ARP repeats (vrrp_instance `{}`)",
@@ -507,22 +498,74 @@ pub(crate) fn lint(
     }
 
     virtual_servers(config, d, &mut budget);
-    keepalived_warnings(config, tree, d);
+    keepalived_warnings(config, facts, d);
 }
 
-/// Conditions keepalived 2.4.3's `-t` reports that the checks above do not cover, in
-/// vipd's words (and, where vipd acts differently, saying so).
-fn keepalived_warnings(config: &Config, tree: &[Node], d: &mut Diags) {
-    let tok_warn = |d: &mut Diags, tok: &crate::lexer::Token, msg: String, help: Option<&str>| {
-        let mut x = Diagnostic::warning_at(msg, tok);
-        x.help = help.map(str::to_string);
-        d.push(x);
-    };
-    placement_and_design(tree, d);
-    global_values(tree, d);
-    // keepalived 2.4.3: "promote_secondaries is automatically set for vmacs - ignoring".
-    for inst in tree.iter().filter(|n| n.name() == "vrrp_instance") {
-        let kids = inst.children.iter().flatten();
+/// What the checks after the mapping need of the tree, which is gone by then (the
+/// mapping consumes it, so that a large file's tree and model are not both held).
+#[derive(Debug, Default)]
+pub(crate) struct TreeFacts {
+    /// The last line in `global_defs` of each of [`GLOBALS_LATER`] written.
+    globals: Vec<(&'static str, Token)>,
+    /// The first `net_namespace_ipvs` (top level or `global_defs`): keepalived's.
+    netns_ipvs: Option<Token>,
+}
+
+/// The `global_defs` keywords [`lint`] points at.
+const GLOBALS_LATER: &[&str] = &[
+    "vrrp_strict",
+    "vrrp_down_timer_adverts",
+    "vrrp_garp_master_repeat",
+    "vrrp_iptables",
+    "vrrp_ipsets",
+    "notify_fifo_script",
+    "vrrp_notify_fifo_script",
+    "lvs_notify_fifo_script",
+];
+
+impl TreeFacts {
+    /// The keyword of the last `key` line in `global_defs`.
+    fn global(&self, key: &str) -> Option<Token> {
+        debug_assert!(GLOBALS_LATER.contains(&key), "add `{key}` to GLOBALS_LATER");
+        let found = self.globals.iter().find(|(k, _)| *k == key);
+        found.map(|(_, t)| t.clone())
+    }
+}
+
+/// The lints that read only the tree, fed each top-level block before it is mapped and
+/// dropped; [`TreeLints::finish`] gives what [`lint`] needs of the tree later.
+#[derive(Default)]
+pub(crate) struct TreeLints {
+    /// The `global_defs` blocks (a few lines each), for the checks of their last values.
+    globals: Vec<Node>,
+    /// The first `net_namespace_ipvs` line's argument, once one is seen.
+    netns_ipvs: Option<Option<Token>>,
+}
+
+fn tok_warn(d: &mut Diags, tok: &Token, msg: String, help: Option<&str>) {
+    let mut x = Diagnostic::warning_at(msg, tok);
+    x.help = help.map(str::to_string);
+    d.push(x);
+}
+
+impl TreeLints {
+    /// One top-level block, in file order.
+    pub(crate) fn node(&mut self, n: &Node, d: &mut Diags) {
+        placement_and_design(n, d);
+        if self.netns_ipvs.is_none() {
+            let mut lines = match n.name() {
+                "global_defs" => n.children.as_deref().unwrap_or_default(),
+                _ => std::slice::from_ref(n),
+            }
+            .iter();
+            if let Some(first) = lines.find(|c| c.name() == "net_namespace_ipvs") {
+                self.netns_ipvs = Some(first.args.first().cloned());
+            }
+        }
+        if n.name() != "vrrp_instance" {
+            return;
+        }
+        let kids = n.children.iter().flatten();
         for c in kids.clone().filter(|c| c.name() == "old_unicast_checksum") {
             if let Some(a) = c.args.first().filter(|a| a.text != "never") {
                 tok_warn(
@@ -533,6 +576,7 @@ fn keepalived_warnings(config: &Config, tree: &[Node], d: &mut Diags) {
                 );
             }
         }
+        // keepalived 2.4.3: "promote_secondaries is automatically set for vmacs - ignoring".
         let link = kids
             .clone()
             .any(|c| c.name() == "use_vmac" || c.name() == "use_ipvlan");
@@ -547,8 +591,56 @@ fn keepalived_warnings(config: &Config, tree: &[Node], d: &mut Diags) {
             }
         }
     }
+
+    /// Takes a block [`TreeLints::node`] has seen, once it is mapped: the `global_defs`
+    /// ones are kept for [`TreeLints::finish`].
+    pub(crate) fn keep(&mut self, n: Node) {
+        if n.name() == "global_defs" {
+            self.globals.push(n);
+        }
+    }
+
+    /// The checks of `global_defs` as a whole (the last line of a keyword counts).
+    pub(crate) fn finish(self, d: &mut Diags) -> TreeFacts {
+        let tree = &self.globals[..];
+        global_values(tree, d);
+        zero_announcement_intervals(tree, d);
+        let globals = || tree.iter().flat_map(|n| n.children.iter().flatten());
+        let empty_email = globals().find(|c| {
+            c.name() == "notification_email"
+                && c.args.is_empty()
+                && c.children.as_ref().is_some_and(|k| k.is_empty())
+        });
+        if let Some(n) = empty_email {
+            tok_warn(
+                d,
+                &n.keyword,
+                "empty `notification_email` block: no one gets e-mail".into(),
+                None,
+            );
+        }
+        let mut facts = TreeFacts::default();
+        for c in globals() {
+            if let Some(key) = GLOBALS_LATER.iter().find(|k| **k == c.name()) {
+                facts.globals.retain(|(k, _)| k != key);
+                facts.globals.push((key, c.keyword.clone()));
+            }
+        }
+        facts.netns_ipvs = self.netns_ipvs.flatten();
+        facts
+    }
+}
+
+/// Conditions keepalived 2.4.3's `-t` reports that the checks above do not cover, in
+/// vipd's words (and, where vipd acts differently, saying so).
+fn keepalived_warnings(config: &Config, facts: &TreeFacts, d: &mut Diags) {
+    let tok_warn = |d: &mut Diags, tok: &crate::lexer::Token, msg: String, help: Option<&str>| {
+        let mut x = Diagnostic::warning_at(msg, tok);
+        x.help = help.map(str::to_string);
+        d.push(x);
+    };
     for key in ["vrrp_iptables", "vrrp_ipsets"] {
-        if let Some(tok) = find_global(tree, key) {
+        if let Some(tok) = facts.global(key) {
             tok_warn(
                 d,
                 &tok,
@@ -556,23 +648,6 @@ fn keepalived_warnings(config: &Config, tree: &[Node], d: &mut Diags) {
                 Some("remove it; vipd keeps its rules in the `ip`/`ip6` `vipd_vrrp` tables"),
             );
         }
-    }
-    let empty_email = tree
-        .iter()
-        .filter(|n| n.name() == "global_defs")
-        .flat_map(|n| n.children.iter().flatten())
-        .find(|c| {
-            c.name() == "notification_email"
-                && c.args.is_empty()
-                && c.children.as_ref().is_some_and(|k| k.is_empty())
-        });
-    if let Some(n) = empty_email {
-        tok_warn(
-            d,
-            &n.keyword,
-            "empty `notification_email` block: no one gets e-mail".into(),
-            None,
-        );
     }
     let g = &config.global;
     for (key, fifo, fifo_key) in [
@@ -588,7 +663,7 @@ fn keepalived_warnings(config: &Config, tree: &[Node], d: &mut Diags) {
             "lvs_notify_fifo",
         ),
     ] {
-        if let (Some(tok), None) = (find_global(tree, key), fifo) {
+        if let (Some(tok), None) = (facts.global(key), fifo) {
             tok_warn(
                 d,
                 &tok,
@@ -773,7 +848,7 @@ fn keepalived_warnings(config: &Config, tree: &[Node], d: &mut Diags) {
 
 /// Keywords vipd accepts where keepalived 2.4.3 reads them differently, and the keywords
 /// whose purpose vipd's design serves already ([`schema::COVERED_BY_DESIGN`]).
-fn placement_and_design(tree: &[Node], d: &mut Diags) {
+fn placement_and_design(n: &Node, d: &mut Diags) {
     let design = |d: &mut Diags, n: &Node, extra: Option<&str>| {
         let Some((_, why)) = crate::schema::COVERED_BY_DESIGN
             .iter()
@@ -791,60 +866,61 @@ fn placement_and_design(tree: &[Node], d: &mut Diags) {
         });
         d.push(x);
     };
-    for n in tree {
-        match n.name() {
-            "global_defs" => {
-                for c in n.children.iter().flatten() {
-                    // keepalived 2.4.3 reads its daemon options only at top level: in
-                    // global_defs it reports "Unknown keyword" and ignores them.
-                    if crate::schema::DAEMON_OPT_NAMES.contains(&c.name()) {
+    match n.name() {
+        "global_defs" => {
+            for c in n.children.iter().flatten() {
+                // keepalived 2.4.3 reads its daemon options only at top level: in
+                // global_defs it reports "Unknown keyword" and ignores them.
+                if crate::schema::DAEMON_OPT_NAMES.contains(&c.name()) {
+                    let mut x = Diagnostic::warning_at(
+                        format!(
+                            "keepalived reads `{}` only at top level, outside global_defs: here it ignores it as an unknown keyword (vipd accepts it in both places)",
+                            c.name()
+                        ),
+                        &c.keyword,
+                    );
+                    x.help =
+                        Some("move it above `global_defs` so vipd and keepalived agree".into());
+                    d.push(x);
+                }
+                design(d, c, None);
+            }
+        }
+        "vrrp_instance" => {
+            for c in n.children.iter().flatten() {
+                match c.name() {
+                    // keepalived 2.4.3 knows these only in a garp_group block and
+                    // ignores them here ("Unknown keyword").
+                    "garp_interval" | "gna_interval" => {
                         let mut x = Diagnostic::warning_at(
                             format!(
-                                "keepalived reads `{}` only at top level, outside global_defs: here it ignores it as an unknown keyword (vipd accepts it in both places)",
+                                "keepalived does not know `{}` in a vrrp_instance (it ignores the line as an unknown keyword); vipd paces this instance's announcements with it",
                                 c.name()
                             ),
                             &c.keyword,
                         );
-                        x.help =
-                            Some("move it above `global_defs` so vipd and keepalived agree".into());
+                        x.help = Some(format!(
+                            "for the same pacing under both, use `vrrp_{}` in global_defs (or a garp_group block)",
+                            c.name()
+                        ));
                         d.push(x);
                     }
-                    design(d, c, None);
+                    "linkbeat_use_polling" => design(
+                        d,
+                        c,
+                        Some("keepalived calls it deprecated in a vrrp_instance (use a `linkbeat_interfaces` block)"),
+                    ),
+                    _ => design(d, c, None),
                 }
             }
-            "vrrp_instance" => {
-                for c in n.children.iter().flatten() {
-                    match c.name() {
-                        // keepalived 2.4.3 knows these only in a garp_group block and
-                        // ignores them here ("Unknown keyword").
-                        "garp_interval" | "gna_interval" => {
-                            let mut x = Diagnostic::warning_at(
-                                format!(
-                                    "keepalived does not know `{}` in a vrrp_instance (it ignores the line as an unknown keyword); vipd paces this instance's announcements with it",
-                                    c.name()
-                                ),
-                                &c.keyword,
-                            );
-                            x.help = Some(format!(
-                                "for the same pacing under both, use `vrrp_{}` in global_defs (or a garp_group block)",
-                                c.name()
-                            ));
-                            d.push(x);
-                        }
-                        "linkbeat_use_polling" => design(
-                            d,
-                            c,
-                            Some("keepalived calls it deprecated in a vrrp_instance (use a `linkbeat_interfaces` block)"),
-                        ),
-                        _ => design(d, c, None),
-                    }
-                }
-            }
-            _ => design(d, n, None),
         }
+        _ => design(d, n, None),
     }
-    // keepalived: "number '0' outside range [0.000001, 4294.967295]" and
-    // "vrrp_garp_interval '0' is invalid" -- it ignores the line.
+}
+
+/// keepalived: "number '0' outside range [0.000001, 4294.967295]" and
+/// "vrrp_garp_interval '0' is invalid" -- it ignores the line.
+fn zero_announcement_intervals(tree: &[Node], d: &mut Diags) {
     for key in ["vrrp_garp_interval", "vrrp_gna_interval"] {
         let zero = tree
             .iter()
@@ -925,14 +1001,6 @@ fn global_values(tree: &[Node], d: &mut Diags) {
             ));
         }
     }
-}
-
-fn find_global(tree: &[Node], key: &str) -> Option<crate::lexer::Token> {
-    tree.iter()
-        .filter(|n| n.name() == "global_defs")
-        .flat_map(|n| n.children.iter().flatten())
-        .rfind(|c| c.name() == key)
-        .map(|c| c.keyword.clone())
 }
 
 /// The weight a tracked object applies: the one on the track line, else the object's.
@@ -1618,6 +1686,7 @@ mod tests {
         let opts = LoadOptions {
             config_id: Some(id.into()),
             check_interfaces: false,
+            ..Default::default()
         };
         match load_str(text, Path::new(file), &opts) {
             Ok(l) => l.config,

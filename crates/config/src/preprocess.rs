@@ -46,7 +46,7 @@ struct Pending {
     lines: Vec<String>,
 }
 
-pub(crate) struct Preprocessor<'a> {
+pub(crate) struct Preprocessor<'a, S: LineSink> {
     config_id: String,
     defs: HashMap<String, String>,
     macros: HashMap<String, Macro>,
@@ -62,7 +62,8 @@ pub(crate) struct Preprocessor<'a> {
     sources: &'a mut SourceMap,
     /// Canonical paths of the files being read, outermost first, for cycle detection.
     stack: Vec<PathBuf>,
-    out: Vec<Vec<Token>>,
+    /// Where each finished logical line goes (the tree builder, as it is made).
+    out: S,
     /// `include_check`: which include problems are errors ([`INCLUDE_R`] ...); saved
     /// when an included file is opened and restored when it ends, as keepalived does.
     include_check: u8,
@@ -78,8 +79,39 @@ const INCLUDE_W: u8 = 4;
 const INCLUDE_B: u8 = 8;
 const INCLUDE_ALL: u8 = INCLUDE_R | INCLUDE_M | INCLUDE_W | INCLUDE_B;
 
-impl<'a> Preprocessor<'a> {
+/// Takes the preprocessor's logical lines, one at a time, in order.
+pub(crate) trait LineSink {
+    fn line(&mut self, tokens: Vec<Token>, diags: &mut Diags);
+}
+
+impl LineSink for crate::tree::Builder {
+    fn line(&mut self, tokens: Vec<Token>, diags: &mut Diags) {
+        crate::tree::Builder::line(self, tokens, diags);
+    }
+}
+
+/// The lines as a list, for tests of the preprocessor on its own.
+#[cfg(test)]
+impl LineSink for Vec<Vec<Token>> {
+    fn line(&mut self, tokens: Vec<Token>, _: &mut Diags) {
+        self.push(tokens);
+    }
+}
+
+#[cfg(test)]
+impl<'a> Preprocessor<'a, Vec<Vec<Token>>> {
     pub fn new(config_id: String, diags: &'a mut Diags, sources: &'a mut SourceMap) -> Self {
+        Self::with_sink(config_id, diags, sources, Vec::new())
+    }
+}
+
+impl<'a, S: LineSink> Preprocessor<'a, S> {
+    pub fn with_sink(
+        config_id: String,
+        diags: &'a mut Diags,
+        sources: &'a mut SourceMap,
+        out: S,
+    ) -> Self {
         Preprocessor {
             config_id,
             defs: HashMap::new(),
@@ -99,19 +131,19 @@ impl<'a> Preprocessor<'a> {
             diags,
             sources,
             stack: Vec::new(),
-            out: Vec::new(),
+            out,
             include_check: 0,
         }
     }
 
     /// Preprocesses the top-level file; `text` is its content.
     #[cfg(test)]
-    pub fn run(self, path: &Path, text: &str) -> Vec<Vec<Token>> {
+    pub fn run(self, path: &Path, text: &str) -> S {
         self.run_owned(path, text.to_owned())
     }
 
     /// Like `run`, keeping `text` (not a copy) as the file's text in the source map.
-    pub fn run_owned(mut self, path: &Path, text: String) -> Vec<Vec<Token>> {
+    pub fn run_owned(mut self, path: &Path, text: String) -> S {
         self.stack.push(canonical(path));
         self.process_text(path, text, Arc::from(Vec::new()));
         self.out
@@ -362,7 +394,7 @@ impl<'a> Preprocessor<'a> {
                     format!("the configuration expands to more than {MAX_TOKENS} words; is a definition runaway?"),
                 );
             }
-            self.out.push(tokens);
+            self.out.line(tokens, self.diags);
         }
     }
 
@@ -954,7 +986,7 @@ fn parent_dir(path: &Path) -> PathBuf {
     }
 }
 
-impl Preprocessor<'_> {
+impl<S: LineSink> Preprocessor<'_, S> {
     /// A use of a parameterised definition at `chars[i]` (a `$`): its expansion and the
     /// index after the use. Unknown names and other `$` forms give `Ok(None)`.
     fn macro_use(
@@ -1317,7 +1349,11 @@ mod tests {
 
     /// `expand_str` as it was (splicing each value into the whole line), the reference
     /// for the in-place version.
-    fn reference_expand_str(p: &Preprocessor, s: &str, dir: &Path) -> Result<String, String> {
+    fn reference_expand_str(
+        p: &Preprocessor<Vec<Vec<Token>>>,
+        s: &str,
+        dir: &Path,
+    ) -> Result<String, String> {
         let mut chars: Vec<char> = s.chars().collect();
         let mut count = 0;
         let mut i = 0;

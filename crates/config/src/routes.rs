@@ -517,6 +517,7 @@ mod tests {
         let opts = LoadOptions {
             config_id: Some("t".into()),
             check_interfaces: false,
+            ..Default::default()
         };
         load_str(text, Path::new("t.conf"), &opts)
             .map(|l| l.config)
@@ -733,6 +734,7 @@ mod tests {
         let opts = LoadOptions {
             config_id: Some("t".into()),
             check_interfaces: false,
+            ..Default::default()
         };
         let l = load_str(
             "static_rules {\n    fwmark 1 table 10 pref 9\n}\n",
@@ -906,6 +908,7 @@ mod tests {
         let opts = LoadOptions {
             config_id: Some("t".into()),
             check_interfaces: false,
+            ..Default::default()
         };
         let e = load_str(&text, Path::new("t.conf"), &opts).unwrap_err();
         let e: Vec<_> = e.iter().filter(|d| d.is_error()).collect();

@@ -66,11 +66,24 @@ impl Frame {
 /// fuzzing).
 pub(crate) const MAX_NESTING: usize = 64;
 
-/// Builds the tree from logical lines. Brace errors are reported and recovered from so
-/// that later findings still show up.
-pub(crate) fn build(lines: Vec<Vec<Token>>, diags: &mut Diags) -> Vec<Node> {
-    let mut stack = vec![Frame::new(None, None)];
-    for line in lines {
+/// Builds the tree from logical lines, one line at a time as the preprocessor makes
+/// them (so a large file's lines are never all held as tokens beside the tree). Brace
+/// errors are reported and recovered from so that later findings still show up.
+pub(crate) struct Builder {
+    stack: Vec<Frame>,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            stack: vec![Frame::new(None, None)],
+        }
+    }
+}
+
+impl Builder {
+    pub(crate) fn line(&mut self, line: Vec<Token>, diags: &mut Diags) {
+        let stack = &mut self.stack;
         let mut current: Option<Node> = None;
         let mut at_line_start = true;
         let mut rest = line.into_iter();
@@ -122,7 +135,7 @@ pub(crate) fn build(lines: Vec<Vec<Token>>, diags: &mut Diags) -> Vec<Node> {
                     if stack.len() == 1 {
                         diags.error(&tok, "unmatched `}`");
                     } else {
-                        close_frame(&mut stack);
+                        close_frame(stack);
                     }
                 }
             }
@@ -134,16 +147,33 @@ pub(crate) fn build(lines: Vec<Vec<Token>>, diags: &mut Diags) -> Vec<Node> {
             top.nodes.push(n);
         }
     }
-    while stack.len() > 1 {
-        let frame = stack.last().expect("non-root frame");
-        if let Some(open) = &frame.open {
-            diags.error_help(open, "unclosed `{`", "add the matching `}`");
+
+    /// The top-level blocks finished so far (taken): all but one that ended its line
+    /// without a block, which a `{` starting the next line still belongs to.
+    pub(crate) fn take_complete(&mut self) -> std::vec::Drain<'_, Node> {
+        // With a block open, the root's last node is complete (a `{` cleared the flag).
+        let root = &mut self.stack[0];
+        let mut done = root.nodes.len();
+        if root.may_take_block {
+            done = done.saturating_sub(1);
         }
-        close_frame(&mut stack);
+        root.nodes.drain(..done)
     }
-    let mut nodes = stack.pop().map(|f| f.nodes).unwrap_or_default();
-    nodes.shrink_to_fit();
-    nodes
+
+    /// The top-level nodes, once every line is in; blocks still open are reported.
+    pub(crate) fn finish(mut self, diags: &mut Diags) -> Vec<Node> {
+        let stack = &mut self.stack;
+        while stack.len() > 1 {
+            let frame = stack.last().expect("non-root frame");
+            if let Some(open) = &frame.open {
+                diags.error_help(open, "unclosed `{`", "add the matching `}`");
+            }
+            close_frame(stack);
+        }
+        let mut nodes = stack.pop().map(|f| f.nodes).unwrap_or_default();
+        nodes.shrink_to_fit();
+        nodes
+    }
 }
 
 fn close_frame(stack: &mut Vec<Frame>) {
@@ -168,9 +198,10 @@ mod tests {
     fn parse(text: &str) -> (Vec<Node>, Vec<crate::Diagnostic>) {
         let mut diags = Diags::default();
         let mut sources = SourceMap::default();
-        let lines =
-            Preprocessor::new("x".into(), &mut diags, &mut sources).run(Path::new("t.conf"), text);
-        let nodes = build(lines, &mut diags);
+        let nodes =
+            Preprocessor::with_sink("x".into(), &mut diags, &mut sources, Builder::default())
+                .run(Path::new("t.conf"), text)
+                .finish(&mut diags);
         (nodes, diags.list)
     }
 
@@ -300,5 +331,54 @@ mod tests {
         assert_eq!(found, vec![("unmatched `}`", 2, 1), ("unclosed `{`", 3, 3)]);
         // Recovery keeps the block content.
         assert_eq!(show(&n), "a 1; b {c}");
+    }
+
+    /// The builder hands over each top-level block as soon as it is closed (so the
+    /// whole tree is never held), except a keyword that ended its line without a
+    /// block: a `{` on the next line still belongs to it.
+    #[test]
+    fn top_level_blocks_are_handed_over_once_closed() {
+        use crate::lexer::scan;
+        let mut diags = Diags::default();
+        let mut b = Builder::default();
+        let mut feed = |b: &mut Builder, text: &str| {
+            let raw = scan(text, false).unwrap().tokens;
+            let file: std::sync::Arc<Path> = Path::new("t.conf").into();
+            let line = (raw.into_iter())
+                .map(|r| Token {
+                    kind: r.kind,
+                    text: r.text.into(),
+                    quoted: r.quoted,
+                    span: Span {
+                        file: file.clone(),
+                        line: 1,
+                        col: 1,
+                    },
+                    len: 1,
+                    include_chain: Default::default(),
+                })
+                .collect();
+            b.line(line, &mut diags);
+            let done: Vec<Node> = b.take_complete().collect();
+            show(&done)
+        };
+        assert_eq!(feed(&mut b, "global_defs {"), "");
+        assert_eq!(feed(&mut b, "router_id r1"), "");
+        assert_eq!(feed(&mut b, "}"), "global_defs {router_id r1}");
+        // Might still take a block from the next line.
+        assert_eq!(feed(&mut b, "vrrp_instance VI_1"), "");
+        assert_eq!(feed(&mut b, "{"), "");
+        assert_eq!(
+            feed(&mut b, "interface eth0 }"),
+            "vrrp_instance VI_1 {interface eth0}"
+        );
+        assert_eq!(feed(&mut b, "net_namespace_ipvs x"), "");
+        assert_eq!(
+            feed(&mut b, "vrrp_script s { }"),
+            "net_namespace_ipvs x; vrrp_script s {}"
+        );
+        assert_eq!(feed(&mut b, "a 1"), "");
+        assert_eq!(show(&b.finish(&mut diags)), "a 1");
+        assert!(diags.list.is_empty(), "{:?}", diags.list);
     }
 }

@@ -92,13 +92,14 @@ const AUTH_HMAC_SUPPORTED: &[&str] = &["key", "active_key", "anti_replay", "time
 const VIP_OPTIONS: &[&str] = &["brd", "dev", "scope", "label"];
 const PEER_OPTIONS: &[&str] = &["min_ttl", "max_ttl"];
 
-/// Where each part of an instance was written, for the cross-field checks in `validate`.
+/// Where each part of an instance was written, for the cross-field checks in `validate`
+/// and `lints`. Owned: the tree is dropped while it is mapped.
 #[derive(Debug, Clone)]
-pub(crate) struct InstanceMeta<'n> {
+pub(crate) struct InstanceMeta {
     pub name: Token,
-    /// Last node seen for each keyword (canonical spelling, e.g. `nopreempt`): a
-    /// reference into the tree, which outlives the checks.
-    pub fields: HashMap<&'static str, &'n Node>,
+    /// For each of [`LATER`] written, the last line's keyword or value token (exactly
+    /// sized: a large config has thousands of instances).
+    later: Box<[(&'static str, Part, Token)]>,
     /// Address token of each `virtual_ipaddress` entry, parallel to the model's list.
     pub vip_tokens: Vec<Token>,
     /// Address token of each unicast peer, parallel to the model's list.
@@ -107,31 +108,109 @@ pub(crate) struct InstanceMeta<'n> {
     pub vip_entries: usize,
 }
 
-impl InstanceMeta<'_> {
+/// Which token of a line the later checks point at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Keyword,
+    /// The first argument, else the keyword.
+    Value,
+}
+
+/// The instance keywords the checks after the mapping point at (canonical spelling):
+/// only these lines' tokens are kept past the tree.
+const LATER: &[(&str, Part)] = {
+    use Part::*;
+    &[
+        ("accept", Keyword),
+        ("auth_hmac", Keyword),
+        ("authentication", Keyword),
+        ("bfd_takeover", Keyword),
+        ("down_timer_adverts", Keyword),
+        ("garp_master_repeat", Keyword),
+        ("nopreempt", Keyword),
+        ("owner_ignore_adverts", Keyword),
+        ("preempt_delay", Keyword),
+        ("release_drain", Keyword),
+        ("standby_metric", Keyword),
+        ("state", Keyword),
+        ("thread_timer_expired", Keyword),
+        ("timer_expired_backup", Keyword),
+        ("unicast_peer", Keyword),
+        ("use_ipvlan", Keyword),
+        ("use_vmac", Keyword),
+        ("advert_int", Value),
+        ("interface", Value),
+        ("mcast_dst_ip", Value),
+        ("mcast_src_ip", Value),
+        ("notify", Value),
+        ("notify_backup", Value),
+        ("notify_fault", Value),
+        ("notify_master", Value),
+        ("notify_master_rx_lower_pri", Value),
+        ("notify_stop", Value),
+        ("priority", Value),
+        ("unicast_src_ip", Value),
+        ("unicast_ttl", Value),
+        ("version", Value),
+        ("virtual_router_id", Value),
+        ("vrf", Value),
+    ]
+};
+
+impl InstanceMeta {
+    fn later(&self, key: &str, part: Part) -> Option<&Token> {
+        debug_assert!(
+            LATER.contains(&(key, part)),
+            "add ({key:?}, {part:?}) to LATER"
+        );
+        let found = self.later.iter().find(|(k, p, _)| *k == key && *p == part);
+        found.map(|(_, _, t)| t)
+    }
+
     /// The value of `key` if written, else its keyword token.
     pub fn value_tok(&self, key: &str) -> Option<&Token> {
-        self.fields
-            .get(key)
-            .map(|n| n.args.first().unwrap_or(&n.keyword))
+        self.later(key, Part::Value)
     }
 
     pub fn keyword_tok(&self, key: &str) -> Option<&Token> {
-        self.fields.get(key).map(|n| &n.keyword)
+        self.later(key, Part::Keyword)
     }
 }
 
-pub(crate) fn map<'n>(nodes: &'n [Node], diags: &mut Diags) -> (Config, Vec<InstanceMeta<'n>>) {
-    let mut m = Mapper {
-        diags,
-        names: IprouteNames::from_tree(nodes),
-        syncd_instance: None,
-        suggestions: HashMap::new(),
-    };
-    let mut config = Config::default();
-    let instances = nodes.iter().filter(|n| n.name() == "vrrp_instance").count();
-    config.instances.reserve_exact(instances);
-    let mut metas = Vec::with_capacity(instances);
-    for n in nodes {
+/// The mapping of a whole file, fed one top-level block at a time (as the tree builder
+/// closes them, so that the file's whole tree is never held: see `lib.rs`).
+pub(crate) struct Mapping {
+    /// iproute2's names for the routes and rules, from the dirs `global_defs` sets.
+    pub names: IprouteNames,
+    /// The instance name `lvs_sync_daemon` gave, checked once every instance is read.
+    syncd_instance: Option<Token>,
+    /// Suggestions for unknown keywords already worked out in this load, by word and
+    /// keyword lists (a `~SEQ` can repeat one unknown line thousands of times).
+    suggestions: HashMap<SuggestKey, Suggestion>,
+    config: Config,
+    metas: Vec<InstanceMeta>,
+}
+
+impl Mapping {
+    pub(crate) fn new(names: IprouteNames) -> Self {
+        Mapping {
+            names,
+            syncd_instance: None,
+            suggestions: HashMap::new(),
+            config: Config::default(),
+            metas: Vec::new(),
+        }
+    }
+
+    /// Maps one top-level block.
+    pub(crate) fn node(&mut self, n: &Node, diags: &mut Diags) {
+        let config = &mut self.config;
+        let mut m = Mapper {
+            diags,
+            names: &self.names,
+            syncd_instance: &mut self.syncd_instance,
+            suggestions: &mut self.suggestions,
+        };
         match n.name() {
             "global_defs" => {
                 m.no_args(n);
@@ -140,12 +219,12 @@ pub(crate) fn map<'n>(nodes: &'n [Node], diags: &mut Diags) -> (Config, Vec<Inst
                 }
             }
             "vrrp_instance" => {
-                if let Some((inst, meta)) = m.instance(n) {
-                    if let Some(c) = meta.fields.get("lvs_sync_daemon_interface") {
+                if let Some((inst, meta, sync_if)) = m.instance(n) {
+                    if let Some(c) = sync_if {
                         m.sync_daemon_interface(c, &inst, &mut config.global);
                     }
                     config.instances.push(inst);
-                    metas.push(meta);
+                    self.metas.push(meta);
                 }
             }
             name => match schema::find(TOP, name) {
@@ -156,7 +235,7 @@ pub(crate) fn map<'n>(nodes: &'n [Node], diags: &mut Diags) -> (Config, Vec<Inst
                     } else if name == "virtual_server" {
                         inactive_inside(n, m.diags);
                     }
-                    blocks::fill_top(n, &mut config, &m.names, m.diags);
+                    blocks::fill_top(n, config, m.names, m.diags);
                 }
                 None => {
                     m.unknown(n, "at top level", TOP_SUPPORTED, TOP);
@@ -164,21 +243,29 @@ pub(crate) fn map<'n>(nodes: &'n [Node], diags: &mut Diags) -> (Config, Vec<Inst
             },
         }
     }
-    check_track_groups(&config, m.diags);
-    if let Some(tok) = m.syncd_instance.take() {
-        if !config.instances.iter().any(|i| i.name == tok.text) {
-            // keepalived clears its sync daemon setting then, and runs without it.
-            m.diags.warning(
-                &tok,
-                format!(
-                    "`lvs_sync_daemon`: there is no vrrp_instance `{}`; the sync daemon is not run (as keepalived)",
-                    tok.text
-                ),
-            );
-            config.global.lvs_sync_daemon = None;
+
+    /// The model and where each instance's parts were written, once every block is in.
+    pub(crate) fn finish(mut self, diags: &mut Diags) -> (Config, Vec<InstanceMeta>) {
+        let mut config = self.config;
+        // Exactly sized: a large config has thousands of instances.
+        config.instances.shrink_to_fit();
+        self.metas.shrink_to_fit();
+        check_track_groups(&config, diags);
+        if let Some(tok) = self.syncd_instance.take() {
+            if !config.instances.iter().any(|i| i.name == tok.text) {
+                // keepalived clears its sync daemon setting then, and runs without it.
+                diags.warning(
+                    &tok,
+                    format!(
+                        "`lvs_sync_daemon`: there is no vrrp_instance `{}`; the sync daemon is not run (as keepalived)",
+                        tok.text
+                    ),
+                );
+                config.global.lvs_sync_daemon = None;
+            }
         }
+        (config, self.metas)
     }
-    (config, metas)
 }
 
 /// `track_group` references, as keepalived 2.4.3 checks them: an unknown group, a
@@ -270,15 +357,12 @@ fn inactive_inside(n: &Node, diags: &mut Diags) {
     }
 }
 
+/// The mapping of one top-level block, with the state of the whole file's ([`Mapping`]).
 struct Mapper<'d> {
     diags: &'d mut Diags,
-    /// The instance name `lvs_sync_daemon` gave, checked once every instance is read.
-    syncd_instance: Option<Token>,
-    /// iproute2's names for the routes and rules, from the dirs `global_defs` sets.
-    names: IprouteNames,
-    /// Suggestions for unknown keywords already worked out in this load, by word and
-    /// keyword lists (a `~SEQ` can repeat one unknown line thousands of times).
-    suggestions: HashMap<SuggestKey, Suggestion>,
+    names: &'d IprouteNames,
+    syncd_instance: &'d mut Option<Token>,
+    suggestions: &'d mut HashMap<SuggestKey, Suggestion>,
 }
 
 /// An unknown word and the (static) keyword lists it was compared with.
@@ -861,7 +945,7 @@ impl Mapper<'_> {
                             );
                         } else {
                             d.instance = Some(v.text.to_string());
-                            self.syncd_instance = Some(v.clone());
+                            *self.syncd_instance = Some(v.clone());
                         }
                     }
                     "id" => d.sync_id = self.int_tok(v, &what, 0, 255).map(|x| x as u8),
@@ -893,7 +977,7 @@ impl Mapper<'_> {
             // keepalived's older form: `lvs_sync_daemon IFACE INSTANCE [SYNC_ID]`.
             if i == 0 {
                 d.instance = Some(a.text.to_string());
-                self.syncd_instance = Some(a.clone());
+                *self.syncd_instance = Some(a.clone());
             } else if i == 1 && d.sync_id.is_none() && parse_uint(&a.text).is_some() {
                 self.diags.warning(
                     a,
@@ -956,7 +1040,11 @@ impl Mapper<'_> {
         });
     }
 
-    fn instance<'n>(&mut self, n: &'n Node) -> Option<(VrrpInstance, InstanceMeta<'n>)> {
+    /// The instance, where its parts were written and its `lvs_sync_daemon_interface`.
+    fn instance<'n>(
+        &mut self,
+        n: &'n Node,
+    ) -> Option<(VrrpInstance, InstanceMeta, Option<&'n Node>)> {
         let name_tok = match &n.args[..] {
             [name] => name.clone(),
             [] => {
@@ -1036,9 +1124,11 @@ impl Mapper<'_> {
             release_drain_ms: None,
             standby_metric: None,
         };
+        // Last node seen for each keyword (canonical spelling, e.g. `nopreempt`).
+        let mut fields: HashMap<&'static str, &'n Node> = HashMap::new();
         let mut meta = InstanceMeta {
             name: name_tok,
-            fields: HashMap::new(),
+            later: Box::default(),
             vip_tokens: Vec::new(),
             peer_tokens: Vec::new(),
             vip_entries: 0,
@@ -1054,20 +1144,20 @@ impl Mapper<'_> {
                         INSTANCE_SUPPORTED,
                         INSTANCE_INACTIVE,
                     ) {
-                        blocks::fill_instance(c, &mut inst, &self.names, self.diags);
+                        blocks::fill_instance(c, &mut inst, self.names, self.diags);
                         match c.name() {
                             "use_vmac" => inst.use_vmac = Some(self.use_vmac(c)).into(),
                             "use_ipvlan" => inst.use_ipvlan = Some(self.use_ipvlan(c)).into(),
                             _ => {}
                         }
                         if let Some(k) = schema::find(INSTANCE_INACTIVE, c.name()) {
-                            meta.fields.insert(k.name, c);
+                            fields.insert(k.name, c);
                         }
                     }
                     continue;
                 }
             };
-            meta.fields.insert(key, c);
+            fields.insert(key, c);
             match key {
                 "state" => {
                     if let Some(a) = self.arg(c) {
@@ -1171,7 +1261,7 @@ impl Mapper<'_> {
         // keepalived: `state MASTER` without a priority means the address owner (255),
         // and clears `nopreempt` (it cannot work from MASTER).
         if inst.state == InitialState::Master {
-            if !meta.fields.contains_key("priority") {
+            if !fields.contains_key("priority") {
                 inst.priority = 255;
             }
             inst.nopreempt = false;
@@ -1186,11 +1276,11 @@ impl Mapper<'_> {
         // keepalived: a unicast instance may omit `interface` (its VIPs then name their
         // `dev`, else they go on `default_interface`), given a `unicast_src_ip`.
         let unicast = !inst.unicast_peers.is_empty();
-        if !meta.fields.contains_key("interface") && unicast {
-            self.interfaceless(&inst, &meta, &label);
+        if !fields.contains_key("interface") && unicast {
+            self.interfaceless(&inst, &meta, &fields, &label);
         }
-        if let Some(vrf) = meta.fields.get("vrf") {
-            let why = if meta.fields.contains_key("interface") {
+        if let Some(vrf) = fields.get("vrf") {
+            let why = if fields.contains_key("interface") {
                 Some("`vrf` is for instances without `interface`")
             } else if !unicast {
                 Some("`vrf` needs unicast peers (it is for unicast instances without `interface`)")
@@ -1207,7 +1297,7 @@ impl Mapper<'_> {
             ("virtual_router_id", "virtual_router_id 51"),
         ] {
             let optional = key == "interface" && unicast;
-            if !optional && !meta.fields.contains_key(key) {
+            if !optional && !fields.contains_key(key) {
                 self.diags.error_help(
                     &at,
                     format!("{label} has no `{key}`"),
@@ -1225,15 +1315,31 @@ impl Mapper<'_> {
         inst.virtual_rules.shrink_to_fit();
         meta.vip_tokens.shrink_to_fit();
         meta.peer_tokens.shrink_to_fit();
-        meta.fields.shrink_to_fit();
+        meta.later = (LATER.iter())
+            .filter_map(|&(key, part)| {
+                let n = fields.get(key)?;
+                let tok = match part {
+                    Part::Keyword => &n.keyword,
+                    Part::Value => n.args.first().unwrap_or(&n.keyword),
+                };
+                Some((key, part, tok.clone()))
+            })
+            .collect();
         // No VIPs: checked in validate.rs, where the version and strict mode are known.
-        Some((inst, meta))
+        let sync_if = fields.get("lvs_sync_daemon_interface").copied();
+        Some((inst, meta, sync_if))
     }
 
     /// What keepalived 2.4.3 requires of a unicast instance without `interface`.
-    fn interfaceless(&mut self, inst: &VrrpInstance, meta: &InstanceMeta, label: &str) {
+    fn interfaceless(
+        &mut self,
+        inst: &VrrpInstance,
+        meta: &InstanceMeta,
+        fields: &HashMap<&'static str, &Node>,
+        label: &str,
+    ) {
         for kw in ["use_vmac", "use_ipvlan"] {
-            if let Some(n) = meta.fields.get(kw) {
+            if let Some(n) = fields.get(kw) {
                 self.diags.error(
                     &n.keyword,
                     format!("`{kw}` needs the instance's `interface`"),
@@ -1247,7 +1353,8 @@ impl Mapper<'_> {
                 "a unicast instance without `interface` sends from its `unicast_src_ip`",
             ),
             Some(std::net::IpAddr::V6(a)) if a.is_unicast_link_local() => {
-                if let Some(tok) = meta.value_tok("unicast_src_ip") {
+                let src = fields.get("unicast_src_ip");
+                if let Some(tok) = src.map(|n| n.args.first().unwrap_or(&n.keyword)) {
                     self.diags.error(
                         tok,
                         "without `interface`, `unicast_src_ip` cannot be a link-local address",
@@ -1430,7 +1537,7 @@ impl Mapper<'_> {
             }
             "dev" => vip.dev = Some(v.text.to_string()),
             "label" => vip.label = Some(v.text.to_string()),
-            "scope" => vip.scope = crate::routes::scope(v, &self.names, self.diags),
+            "scope" => vip.scope = crate::routes::scope(v, self.names, self.diags),
             _ => unreachable!("VIP_OPTIONS"),
         }
     }
@@ -1771,6 +1878,7 @@ mod tests {
         LoadOptions {
             config_id: Some("node1".into()),
             check_interfaces: false,
+            ..Default::default()
         }
     }
 
@@ -3097,7 +3205,16 @@ global_defs {
             "    auth_hmac {{\n        key 1 hex:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n        key 2 an-ascii-key-of-thirty-two-bytes\n        key 3 file:{}\n        active_key 2\n        anti_replay monotonic\n        time_window 9\n        mode receive-only\n    }}",
             file.display()
         );
-        let l = load(&instance_with(&body)).unwrap_or_else(|d| panic!("{d:#?}"));
+        let keep = LoadOptions {
+            keep_tree: true,
+            ..opts()
+        };
+        let l = load_str(
+            &instance_with(&body),
+            Path::new("/etc/keepalived/keepalived.conf"),
+            &keep,
+        )
+        .unwrap_or_else(|d| panic!("{d:#?}"));
         assert_eq!(l.inactive().count(), 0);
         assert!(l.diagnostics.is_empty(), "{:#?}", l.diagnostics);
         let h = l.config.instances[0].auth_hmac.as_ref().cloned().unwrap();
@@ -3119,7 +3236,7 @@ global_defs {
             );
         }
         // `--dump` keeps the file reference but never an inline key.
-        let dump = l.dump();
+        let dump = l.dump().expect("kept");
         assert!(dump.contains("key 2 <redacted>"), "{dump}");
         assert!(
             dump.contains(&format!("key 3 file:{}", file.display())),
@@ -3218,6 +3335,7 @@ mod lvs_sync_daemon_tests {
         let opts = LoadOptions {
             config_id: None,
             check_interfaces: false,
+            ..Default::default()
         };
         let diags = |ds: &[crate::Diagnostic]| {
             ds.iter()
@@ -3402,6 +3520,7 @@ mod lvs_global_tests {
         let opts = LoadOptions {
             config_id: None,
             check_interfaces: false,
+            ..Default::default()
         };
         match load_str(text, Path::new("/k.conf"), &opts) {
             Ok(l) => {
@@ -3500,6 +3619,7 @@ mod lvs_global_tests {
         let opts = LoadOptions {
             config_id: None,
             check_interfaces: true,
+            ..Default::default()
         };
         let vs = "virtual_server 192.0.2.1 80 {\n    real_server 192.0.2.2 80 {\n    }\n}\n";
         let errors = |text: &str| -> Vec<(String, u32, u32)> {

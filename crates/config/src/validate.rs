@@ -551,6 +551,7 @@ mod tests {
         let opts = LoadOptions {
             config_id: Some("node1".into()),
             check_interfaces,
+            ..Default::default()
         };
         load_str(text, std::path::Path::new("v.conf"), &opts)
     }

@@ -10,6 +10,7 @@ fn load(text: &str) -> Result<vipd_config::Loaded, Vec<Diagnostic>> {
     let opts = LoadOptions {
         config_id: Some("node1".into()),
         check_interfaces: false,
+        ..Default::default()
     };
     load_str(text, Path::new("b.conf"), &opts)
 }

@@ -41,6 +41,7 @@ fn opts() -> LoadOptions {
     LoadOptions {
         config_id: Some("every-keyword".into()),
         check_interfaces: false,
+        ..Default::default()
     }
 }
 

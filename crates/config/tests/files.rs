@@ -45,6 +45,7 @@ fn opts(id: &str) -> LoadOptions {
     LoadOptions {
         config_id: Some(id.into()),
         check_interfaces: false,
+        ..Default::default()
     }
 }
 

@@ -386,6 +386,7 @@ mod tests {
         let opts = vipd_config::LoadOptions {
             config_id: None,
             check_interfaces: false,
+            ..Default::default()
         };
         vipd_config::load_str(
             &format!("global_defs {{\n{text}\n}}\n"),

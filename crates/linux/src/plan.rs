@@ -1761,6 +1761,7 @@ mod tests {
     const OPTS: vipd_config::LoadOptions = vipd_config::LoadOptions {
         config_id: None,
         check_interfaces: false,
+        keep_tree: false,
     };
 
     #[test]
@@ -2033,6 +2034,7 @@ mod tests {
         let opts = vipd_config::LoadOptions {
             config_id: None,
             check_interfaces: false,
+            ..Default::default()
         };
         let text = "bfd_instance master {\n neighbor_ip 192.0.2.1\n}\n\
             vrrp_instance A {\n interface lo\n virtual_router_id 1\n priority 100\n\
@@ -2068,6 +2070,7 @@ mod tests {
         let opts = vipd_config::LoadOptions {
             config_id: None,
             check_interfaces: false,
+            ..Default::default()
         };
         let text = "vrrp_instance A {\n interface lo\n virtual_router_id 1\n priority 100\n\
              no_virtual_ipaddress\n\
@@ -2105,6 +2108,7 @@ mod tests {
         let opts = vipd_config::LoadOptions {
             config_id: None,
             check_interfaces: false,
+            ..Default::default()
         };
         let text = "global_defs {\n bfd_priority -3\n bfd_rt_priority 40\n}\n\
             bfd_instance core {\n neighbor_ip 192.0.2.1\n source_ip 192.0.2.2\n min_rx 20\n\
@@ -2363,6 +2367,7 @@ mod tests {
             let opts = vipd_config::LoadOptions {
                 config_id: None,
                 check_interfaces: false,
+                ..Default::default()
             };
             vipd_config::load_str(
                 &format!("global_defs {{\n{text}\n}}\n"),

@@ -118,6 +118,7 @@ pub(crate) mod tests {
         let opts = LoadOptions {
             config_id: Some("t".into()),
             check_interfaces: false,
+            ..Default::default()
         };
         let c = load_str(&text, Path::new("t.conf"), &opts)
             .unwrap_or_else(|e| panic!("{e:#?}"))

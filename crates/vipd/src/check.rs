@@ -87,6 +87,8 @@ fn run_one(file: &Path, config_id: Option<String>, args: &CheckArgs) -> anyhow::
     let opts = LoadOptions {
         config_id: config_id.clone(),
         check_interfaces: true,
+        // The JSON dump comes from a second load (below, once the file is valid).
+        keep_tree: args.dump && !args.json,
     };
     let mut refused_inactive = 0;
     let (diags, summary, ok) = match vipd_config::load_file(file, &opts) {
@@ -101,13 +103,13 @@ fn run_one(file: &Path, config_id: Option<String>, args: &CheckArgs) -> anyhow::
             } else {
                 serde_json::Value::Null
             };
-            if args.dump && !args.json {
-                print!("{}", loaded.dump());
+            if let Some(dump) = loaded.dump() {
+                print!("{dump}");
             }
             // The tree is only for the dump (done): freed before the plan is built, so
             // the plan's memory does not come on top of it (a large file's tree is ten
             // megabytes and more).
-            drop(std::mem::take(&mut loaded.tree));
+            drop(loaded.tree.take());
             let mut diags = std::mem::take(&mut loaded.diagnostics);
             // What `vipd run` would refuse after loading: the same plan it builds.
             let plan = crate::plan::build(file, &loaded.config);
@@ -131,9 +133,13 @@ fn run_one(file: &Path, config_id: Option<String>, args: &CheckArgs) -> anyhow::
             let opts = LoadOptions {
                 config_id,
                 check_interfaces: false,
+                keep_tree: true,
             };
-            if let Ok(l) = vipd_config::load_file(file, &opts) {
-                out["dump"] = serde_json::Value::String(l.dump());
+            if let Some(dump) = vipd_config::load_file(file, &opts)
+                .ok()
+                .and_then(|l| l.dump())
+            {
+                out["dump"] = serde_json::Value::String(dump);
             }
         }
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -224,6 +230,7 @@ fn run_cluster(files: &[PathBuf], args: &CheckArgs) -> anyhow::Result<ExitCode> 
             let opts = LoadOptions {
                 config_id: id.clone(),
                 check_interfaces: false,
+                keep_tree: args.dump,
             };
             nodes.push(NodeResult {
                 label: names.next().unwrap_or_default(),
@@ -274,8 +281,8 @@ fn run_cluster(files: &[PathBuf], args: &CheckArgs) -> anyhow::Result<ExitCode> 
                     "valid": n.result.is_ok(),
                     "summary": n.result.as_ref().map(summary).unwrap_or(serde_json::Value::Null),
                 });
-                if let (true, Ok(l)) = (args.dump, &n.result) {
-                    v["dump"] = serde_json::Value::String(l.dump());
+                if let Some(dump) = n.result.as_ref().ok().and_then(|l| l.dump()) {
+                    v["dump"] = serde_json::Value::String(dump);
                 }
                 v
             }).collect::<Vec<_>>(),
@@ -285,9 +292,9 @@ fn run_cluster(files: &[PathBuf], args: &CheckArgs) -> anyhow::Result<ExitCode> 
     } else {
         if args.dump {
             for n in &nodes {
-                if let Ok(l) = &n.result {
+                if let Some(dump) = n.result.as_ref().ok().and_then(|l| l.dump()) {
                     println!("# node {}", n.label);
-                    print!("{}", l.dump());
+                    print!("{dump}");
                 }
             }
         }

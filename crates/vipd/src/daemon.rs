@@ -384,6 +384,7 @@ fn configured_netns(args: &RunArgs) -> Option<String> {
     let opts = LoadOptions {
         config_id: args.config_id.clone(),
         check_interfaces: false,
+        ..Default::default()
     };
     vipd_config::load_file(&args.file, &opts)
         .ok()?
@@ -481,6 +482,7 @@ fn load(
     let opts = LoadOptions {
         config_id: config_id.map(str::to_string),
         check_interfaces: true,
+        ..Default::default()
     };
     let refused = |diags: &[vipd_config::Diagnostic]| {
         for d in diags {

@@ -363,6 +363,7 @@ mod tests {
         let opts = LoadOptions {
             config_id: None,
             check_interfaces: true,
+            ..Default::default()
         };
         let loaded = load_str(text, &file, &opts).ok()?;
         if loaded.diagnostics.iter().any(|d| d.is_inactive()) {
@@ -503,6 +504,7 @@ mod tests {
         let opts = LoadOptions {
             config_id: Some("corpus".into()),
             check_interfaces: true,
+            ..Default::default()
         };
         for f in shapes {
             let text = std::fs::read_to_string(&f).unwrap().replace("eth0", &iface);

@@ -2645,6 +2645,7 @@ mod tests {
         let opts = vipd_config::LoadOptions {
             config_id: None,
             check_interfaces: false,
+            ..Default::default()
         };
         let l = vipd_config::load_str(text, std::path::Path::new("/k.conf"), &opts).unwrap();
         let s = Settings::from_config(&l.config).unwrap().unwrap();

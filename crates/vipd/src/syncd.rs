@@ -305,6 +305,7 @@ mod tests {
         let opts = vipd_config::LoadOptions {
             config_id: None,
             check_interfaces: false,
+            ..Default::default()
         };
         let l = vipd_config::load_str(text, Path::new("/k.conf"), &opts).unwrap();
         SyncPlan::from_config(&l.config)

@@ -5,6 +5,7 @@ fn load(text: &str) -> vipd_config::Config {
     let opts = vipd_config::LoadOptions {
         config_id: None,
         check_interfaces: false,
+        ..Default::default()
     };
     match vipd_config::load_str(text, Path::new("t.conf"), &opts) {
         Ok(l) => l.config,
