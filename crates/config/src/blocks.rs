@@ -1638,7 +1638,9 @@ fn virtual_server(n: &Node, kids: &[Node], d: &mut Diags) -> Option<VirtualServe
         smtp_alert: boolean(kids, "smtp_alert"),
         snmp_name: text(kids, "snmp_name"),
         timing: timing(kids),
-        real_servers: Vec::new(),
+        // Sized up front: grown one by one, the list's earlier copies are left as
+        // holes in the heap (a large config has thousands of real servers).
+        real_servers: Vec::with_capacity(kids.iter().filter(|c| c.name() == "real_server").count()),
     };
     for rs in kids.iter().filter(|c| c.name() == "real_server") {
         let Some((addr, port)) = addr_port(rs, "real_server", d) else {

@@ -8,6 +8,54 @@ use std::rc::Rc;
 use crate::lexer::Token;
 use crate::model::Span;
 
+/// What a finding needs of where something was written: its position, its length
+/// (for the caret underline) and the includes that led to its file.
+pub trait Place {
+    fn place(&self) -> (&Span, u32, &[Span]);
+}
+
+impl<T: Place + ?Sized> Place for &T {
+    fn place(&self) -> (&Span, u32, &[Span]) {
+        (**self).place()
+    }
+}
+
+impl<T: Place + ?Sized> Place for Box<T> {
+    fn place(&self) -> (&Span, u32, &[Span]) {
+        (**self).place()
+    }
+}
+
+impl Place for Token {
+    fn place(&self) -> (&Span, u32, &[Span]) {
+        (&self.span, self.len, &self.include_chain)
+    }
+}
+
+/// A token's place without its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loc {
+    pub span: Span,
+    pub len: u32,
+    pub include_chain: std::sync::Arc<Vec<Span>>,
+}
+
+impl Place for Loc {
+    fn place(&self) -> (&Span, u32, &[Span]) {
+        (&self.span, self.len, &self.include_chain)
+    }
+}
+
+impl From<&Token> for Loc {
+    fn from(t: &Token) -> Self {
+        Loc {
+            span: t.span.clone(),
+            len: t.len,
+            include_chain: t.include_chain.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
@@ -73,17 +121,18 @@ impl Diagnostic {
     }
 
     /// Diagnostic pointing at `tok`, carrying its include chain.
-    pub fn at(severity: Severity, message: impl Into<String>, tok: &Token) -> Self {
-        let mut d = Diagnostic::new(severity, message, tok.span.clone(), tok.len);
-        d.include_chain = tok.include_chain.to_vec();
+    pub fn at(severity: Severity, message: impl Into<String>, at: &impl Place) -> Self {
+        let (span, len, chain) = at.place();
+        let mut d = Diagnostic::new(severity, message, span.clone(), len);
+        d.include_chain = chain.to_vec();
         d
     }
 
-    pub fn error_at(message: impl Into<String>, tok: &Token) -> Self {
+    pub fn error_at(message: impl Into<String>, tok: &impl Place) -> Self {
         Self::at(Severity::Error, message, tok)
     }
 
-    pub fn warning_at(message: impl Into<String>, tok: &Token) -> Self {
+    pub fn warning_at(message: impl Into<String>, tok: &impl Place) -> Self {
         Self::at(Severity::Warning, message, tok)
     }
 
@@ -311,16 +360,21 @@ impl Diags {
         self.list.push(d);
     }
 
-    pub fn error(&mut self, tok: &Token, msg: impl Into<String>) {
+    pub fn error(&mut self, tok: &impl Place, msg: impl Into<String>) {
         self.list.push(Diagnostic::error_at(msg, tok));
     }
 
-    pub fn error_help(&mut self, tok: &Token, msg: impl Into<String>, help: impl Into<String>) {
+    pub fn error_help(
+        &mut self,
+        tok: &impl Place,
+        msg: impl Into<String>,
+        help: impl Into<String>,
+    ) {
         self.list
             .push(Diagnostic::error_at(msg, tok).with_help(help));
     }
 
-    pub fn warning(&mut self, tok: &Token, msg: impl Into<String>) {
+    pub fn warning(&mut self, tok: &impl Place, msg: impl Into<String>) {
         self.list.push(Diagnostic::warning_at(msg, tok));
     }
 

@@ -2,7 +2,8 @@
 //!
 //! Pipeline: [`lexer`] (tokens with exact positions) → `preprocess` (`include`, `@id`
 //! conditionals, `$NAME` parameters) → [`tree`] (generic keyword/argument/block nodes) →
-//! `typed` (the [`model`]) → `validate` (cross-field rules).
+//! `typed` (the [`model`]) → `validate` (cross-field rules). Lines stream through: each
+//! top-level block is mapped and dropped once closed, so the whole tree is never held.
 //!
 //! Deviation from keepalived: keywords it knows but vipd does not implement, and unknown
 //! keywords, are errors rather than warnings, so a config never half-applies silently.
@@ -260,7 +261,8 @@ fn load(text: String, path: &Path, opts: &LoadOptions) -> Result<Loaded, Vec<Dia
     }
     if blocks.remap {
         // Rare: `iproute_etc_dir` / `iproute_usr_dir` after a route that named a table
-        // (or scope, or group). Read again, with the whole tree, the files as they were.
+        // (or scope, or group). Mapped again with the whole tree: the main file's text
+        // as it was read, its includes read again.
         let text = (sources.into_texts().into_iter().next()).map_or_else(String::new, |(_, t)| t);
         diags = Diags::default();
         sources = SourceMap::default();

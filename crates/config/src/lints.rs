@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::Path;
 
-use crate::diagnostic::{Diagnostic, Diags, Severity};
+use crate::diagnostic::{Diagnostic, Diags, Loc, Severity};
 use crate::keywords::SuggestBudget;
 use crate::lexer::Token;
 use crate::model::*;
@@ -320,19 +320,22 @@ pub(crate) fn lint(
             // plan refuses the instance, so this is an error here already.
             if let Some(tok) = meta.keyword_tok("unicast_peer") {
                 d.push(
-                    Diagnostic::error_at("`vrrp_strict` does not allow unicast peers", tok)
+                    Diagnostic::error_at("`vrrp_strict` does not allow unicast peers", &tok)
                         .with_help("remove `unicast_peer`, or `vrrp_strict` / `strict_mode`"),
                 );
             }
             // keepalived: "down_timer_adverts is incompatible with strict mode - resetting".
             let dta_tok = match inst.down_timer_adverts {
-                Some(n) if n != 3 => meta.keyword_tok("down_timer_adverts").cloned(),
+                Some(n) if n != 3 => meta.keyword_tok("down_timer_adverts"),
                 None if config
                     .global
                     .vrrp_down_timer_adverts
                     .is_some_and(|n| n != 3) =>
                 {
-                    facts.global("vrrp_down_timer_adverts")
+                    facts
+                        .global("vrrp_down_timer_adverts")
+                        .as_ref()
+                        .map(Loc::from)
                 }
                 _ => None,
             };
@@ -351,7 +354,7 @@ pub(crate) fn lint(
             let mut s = |key: &str, msg: String| {
                 if let Some(tok) = meta.keyword_tok(key) {
                     d.push(
-                        Diagnostic::warning_at(msg, tok)
+                        Diagnostic::warning_at(msg, &tok)
                             .with_help("vrrp_strict (or strict_mode) enforces RFC conformance; remove one of the two"),
                     );
                 }
@@ -379,7 +382,7 @@ pub(crate) fn lint(
                 match meta.keyword_tok("garp_master_repeat") {
                     Some(tok) => d.push(Diagnostic::warning_at(
                         "`vrrp_strict` does not allow gratuitous ARP repeats",
-                        tok,
+                        &tok,
                     )),
                     None => {
                         if let Some(tok) = facts.global("vrrp_garp_master_repeat") {
@@ -404,7 +407,7 @@ pub(crate) fn lint(
                     d.push(
                         Diagnostic::warning_at(
                             format!("`accept` is ignored: VRRPv2 has no accept mode, so `vrrp_strict` drops packets to the VIPs of `{}` anyway (as keepalived does)", inst.name),
-                            tok,
+                            &tok,
                         )
                         .with_help("use `version 3` for accept mode under vrrp_strict, or drop `vrrp_strict`"),
                     );
@@ -1113,10 +1116,10 @@ fn check_host(
         .collect();
     if inst.priority == 255 {
         if owned.is_empty() {
-            let span = meta.value_tok("priority").map_or(&inst.span, |t| &t.span);
+            let span = meta.value_tok("priority").map(|t| t.span);
             warn(
                 d,
-                span,
+                span.as_ref().unwrap_or(&inst.span),
                 3,
                 format!(
                     "priority 255 makes vrrp_instance `{}` the address owner, but none of its virtual addresses is an address of `{}` on this host",
@@ -1128,7 +1131,7 @@ fn check_host(
         return;
     }
     let _ = name_len;
-    for (v, tok) in inst.virtual_ipaddress.iter().zip(&meta.vip_tokens) {
+    for (v, tok) in inst.virtual_ipaddress.iter().zip(meta.vip_locs()) {
         if owned.iter().any(|o| o.addr == v.addr) {
             d.push(
                 Diagnostic::warning_at(
@@ -1136,7 +1139,7 @@ fn check_host(
                         "virtual address {} is already an address of `{}` on this host",
                         v.addr, inst.interface
                     ),
-                    tok,
+                    &tok,
                 )
                 .with_help("a VIP must not be an interface's own address (unless the instance is the owner, with priority 255); it would stay here when another router becomes master"),
             );

@@ -3,13 +3,15 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::blocks;
-use crate::diagnostic::Diags;
+use crate::diagnostic::{Diags, Loc};
 use crate::iproute::IprouteNames;
 use crate::keywords::suggest;
 use crate::lexer::Token;
+use crate::model::Span;
 use crate::model::LVS_MAX_TIMEOUT;
 use crate::model::{
     Auth, AuthHmac, Config, GarpSettings, GlobalDefs, HmacMode, InitialState, IpvlanMode,
@@ -97,15 +99,28 @@ const PEER_OPTIONS: &[&str] = &["min_ttl", "max_ttl"];
 #[derive(Debug, Clone)]
 pub(crate) struct InstanceMeta {
     pub name: Token,
-    /// For each of [`LATER`] written, the last line's keyword or value token (exactly
-    /// sized: a large config has thousands of instances).
-    later: Box<[(&'static str, Part, Token)]>,
-    /// Address token of each `virtual_ipaddress` entry, parallel to the model's list.
-    pub vip_tokens: Vec<Token>,
-    /// Address token of each unicast peer, parallel to the model's list.
-    pub peer_tokens: Vec<Token>,
+    /// For each of [`LATER`] written (bit `i` of `written` for `LATER[i]`), in that
+    /// order, where the last line's keyword or value is (exactly sized: a large config
+    /// has thousands of instances).
+    later: Box<[Kept]>,
+    written: u64,
+    /// Address token of each `virtual_ipaddress` entry, parallel to the model's list,
+    /// while the instance is mapped; then kept as places in `vips`.
+    vip_tokens: Vec<Token>,
+    vips: Box<[Kept]>,
+    /// The same for the unicast peers.
+    peer_tokens: Vec<Token>,
+    peers: Box<[Kept]>,
     /// `virtual_ipaddress` entries written (also the ones that failed to parse).
     pub vip_entries: usize,
+}
+
+/// A place kept past the mapping: beside the instance's name (in its file, through the
+/// same includes) as 16 bytes, else whole.
+#[derive(Debug, Clone)]
+enum Kept {
+    Near { line: u32, col: u32, len: u32 },
+    Far(Box<Loc>),
 }
 
 /// Which token of a line the later checks point at.
@@ -157,22 +172,70 @@ const LATER: &[(&str, Part)] = {
     ]
 };
 
+// One bit each in `InstanceMeta::written`.
+const _: () = assert!(LATER.len() <= 64);
+
 impl InstanceMeta {
-    fn later(&self, key: &str, part: Part) -> Option<&Token> {
+    fn keep(&self, t: &Token) -> Kept {
+        let near = Arc::ptr_eq(&t.span.file, &self.name.span.file)
+            && Arc::ptr_eq(&t.include_chain, &self.name.include_chain);
+        match near {
+            true => Kept::Near {
+                line: t.span.line,
+                col: t.span.col,
+                len: t.len,
+            },
+            false => Kept::Far(Box::new(t.into())),
+        }
+    }
+
+    fn loc(&self, k: &Kept) -> Loc {
+        match k {
+            Kept::Near { line, col, len } => Loc {
+                span: Span {
+                    file: self.name.span.file.clone(),
+                    line: *line,
+                    col: *col,
+                },
+                len: *len,
+                include_chain: self.name.include_chain.clone(),
+            },
+            Kept::Far(l) => (**l).clone(),
+        }
+    }
+
+    /// Where each of the instance's virtual addresses was written, in the model's order.
+    pub fn vip_locs(&self) -> impl Iterator<Item = Loc> + '_ {
+        self.vips.iter().map(|k| self.loc(k))
+    }
+
+    /// Where each of the instance's unicast peers was written, in the model's order.
+    pub fn peer_locs(&self) -> impl Iterator<Item = Loc> + '_ {
+        self.peers.iter().map(|k| self.loc(k))
+    }
+
+    fn later(&self, key: &str, part: Part) -> Option<Loc> {
         debug_assert!(
             LATER.contains(&(key, part)),
             "add ({key:?}, {part:?}) to LATER"
         );
-        let found = self.later.iter().find(|(k, p, _)| *k == key && *p == part);
-        found.map(|(_, _, t)| t)
+        let i = LATER.iter().position(|e| *e == (key, part))?;
+        if self.written & (1 << i) == 0 {
+            return None;
+        }
+        // Its place among the ones kept: the number written before it.
+        let k = self
+            .later
+            .get((self.written & ((1 << i) - 1)).count_ones() as usize)?;
+        Some(self.loc(k))
     }
 
-    /// The value of `key` if written, else its keyword token.
-    pub fn value_tok(&self, key: &str) -> Option<&Token> {
+    /// Where the value of `key` was written if it was, else its keyword.
+    pub fn value_tok(&self, key: &str) -> Option<Loc> {
         self.later(key, Part::Value)
     }
 
-    pub fn keyword_tok(&self, key: &str) -> Option<&Token> {
+    pub fn keyword_tok(&self, key: &str) -> Option<Loc> {
         self.later(key, Part::Keyword)
     }
 }
@@ -1129,8 +1192,11 @@ impl Mapper<'_> {
         let mut meta = InstanceMeta {
             name: name_tok,
             later: Box::default(),
+            written: 0,
             vip_tokens: Vec::new(),
+            vips: Box::default(),
             peer_tokens: Vec::new(),
+            peers: Box::default(),
             vip_entries: 0,
         };
         for c in children {
@@ -1313,18 +1379,20 @@ impl Mapper<'_> {
         inst.unicast_peers.shrink_to_fit();
         inst.virtual_routes.shrink_to_fit();
         inst.virtual_rules.shrink_to_fit();
-        meta.vip_tokens.shrink_to_fit();
-        meta.peer_tokens.shrink_to_fit();
-        meta.later = (LATER.iter())
-            .filter_map(|&(key, part)| {
-                let n = fields.get(key)?;
-                let tok = match part {
-                    Part::Keyword => &n.keyword,
-                    Part::Value => n.args.first().unwrap_or(&n.keyword),
-                };
-                Some((key, part, tok.clone()))
-            })
-            .collect();
+        let mut later = Vec::new();
+        for (i, &(key, part)) in LATER.iter().enumerate() {
+            let Some(n) = fields.get(key) else { continue };
+            later.push(meta.keep(match part {
+                Part::Keyword => &n.keyword,
+                Part::Value => n.args.first().unwrap_or(&n.keyword),
+            }));
+            meta.written |= 1 << i;
+        }
+        meta.later = later.into_boxed_slice();
+        let vip_tokens = std::mem::take(&mut meta.vip_tokens);
+        meta.vips = vip_tokens.iter().map(|t| meta.keep(t)).collect();
+        let peer_tokens = std::mem::take(&mut meta.peer_tokens);
+        meta.peers = peer_tokens.iter().map(|t| meta.keep(t)).collect();
         // No VIPs: checked in validate.rs, where the version and strict mode are known.
         let sync_if = fields.get("lvs_sync_daemon_interface").copied();
         Some((inst, meta, sync_if))
@@ -1873,6 +1941,35 @@ mod tests {
 
     use crate::model::*;
     use crate::{load_str, Diagnostic, LoadOptions, Severity};
+
+    /// Every instance keyword the checks after the mapping ask for by name is one whose
+    /// token the mapping keeps (`LATER`); a name passed through a variable is caught by
+    /// the debug assertion in `InstanceMeta::later` when a test reaches it.
+    #[test]
+    fn the_later_checks_ask_only_for_kept_tokens() {
+        let sources = [
+            include_str!("validate.rs"),
+            include_str!("lints.rs"),
+            include_str!("typed.rs"),
+        ];
+        let mut asked = 0;
+        for (call, part) in [
+            ("keyword_tok(\"", super::Part::Keyword),
+            ("value_tok(\"", super::Part::Value),
+        ] {
+            for src in sources {
+                for piece in src.split(call).skip(1) {
+                    let key = &piece[..piece.find('"').unwrap()];
+                    assert!(
+                        super::LATER.contains(&(key, part)),
+                        "`{call}{key}\")` reads a token the mapping does not keep: add it to LATER"
+                    );
+                    asked += 1;
+                }
+            }
+        }
+        assert!(asked >= 20, "{asked}");
+    }
 
     fn opts() -> LoadOptions {
         LoadOptions {

@@ -18,7 +18,7 @@ fn check_ipvlan(inst: &VrrpInstance, meta: &InstanceMeta, is_v6: bool, diags: &m
     };
     if let Some(vmac) = meta.keyword_tok("use_vmac") {
         diags.error_help(
-            tok,
+            &tok,
             "`use_ipvlan` and `use_vmac` in one instance",
             format!(
                 "the VIPs live on one of them: keep one (`use_vmac` at line {})",
@@ -28,12 +28,12 @@ fn check_ipvlan(inst: &VrrpInstance, meta: &InstanceMeta, is_v6: bool, diags: &m
     }
     match v.addr {
         None if !is_v6 => diags.error_help(
-            tok,
+            &tok,
             "`use_ipvlan` of an IPv4 instance needs the ipvlan's address",
             "add it, e.g. `use_ipvlan 192.0.2.11/24`: adverts leave from it (keepalived puts the instance in FAULT without one)",
         ),
         Some((a, _)) if a.is_ipv6() != is_v6 => diags.error(
-            tok,
+            &tok,
             format!(
                 "`use_ipvlan` address {a} is {}, the instance is {}",
                 family(&a),
@@ -94,7 +94,7 @@ pub(crate) fn validate(
                 // keepalived: "auth_hmac cannot be combined with authentication,
                 // dropping legacy auth" (a configuration error).
                 diags.error_help(
-                    tok,
+                    &tok,
                     "`auth_hmac` cannot be combined with `authentication`",
                     "delete the `authentication` block: the extension replaces it",
                 );
@@ -103,11 +103,11 @@ pub(crate) fn validate(
         if let (Some(t), Some(tok)) = (&*inst.bfd_takeover, meta.keyword_tok("bfd_takeover")) {
             match config.bfd_instances.iter().find(|b| b.name == t.bfd) {
                 None => diags.error(
-                    tok,
+                    &tok,
                     format!("bfd_takeover: no bfd_instance named `{}`", t.bfd),
                 ),
                 Some(b) if !b.to_vrrp => diags.error(
-                    tok,
+                    &tok,
                     format!(
                         "bfd_takeover: bfd_instance `{}` sends its events to the checkers only (`checker`)",
                         t.bfd
@@ -125,7 +125,7 @@ pub(crate) fn validate(
                 .find(|a| a.dev.as_deref().is_none_or(|d| d == inst.interface))
             {
                 diags.error_help(
-                    tok,
+                    &tok,
                     format!(
                         "release_drain: VIP {} is on the VRRP interface {}, where the old \
                          master would keep answering ARP / NDP for it after the new one took it",
@@ -138,29 +138,26 @@ pub(crate) fn validate(
         if let (Some(_), Some(tok)) = (inst.standby_metric, meta.keyword_tok("standby_metric")) {
             if inst.virtual_routes.is_empty() {
                 diags.error_help(
-                    tok,
+                    &tok,
                     "standby_metric: the instance has no `virtual_routes` to install while BACKUP",
                     "list the routes to announce (e.g. `192.0.2.100/32 dev lo table 100 metric 100`) in `virtual_routes`",
                 );
             }
         }
         // keepalived resets both with a warning; so does vipd.
-        if let Some(tok) = meta
-            .keyword_tok("timer_expired_backup")
-            .or(meta.keyword_tok("thread_timer_expired"))
-        {
+        let timer_expired = ["timer_expired_backup", "thread_timer_expired"]
+            .into_iter()
+            .find_map(|k| meta.keyword_tok(k).map(|t| (k, t)));
+        if let Some((key, tok)) = timer_expired {
             if !inst.nopreempt {
-                diags.warning(
-                    tok,
-                    format!("`{}` is ignored without `nopreempt`", tok.text),
-                );
+                diags.warning(&tok, format!("`{key}` is ignored without `nopreempt`"));
             }
         }
         check_ipvlan(inst, meta, is_v6, diags);
         if let Some(tok) = meta.keyword_tok("owner_ignore_adverts") {
             if inst.priority != 255 && inst.owner_ignore_adverts == Some(true) {
                 diags.warning(
-                    tok,
+                    &tok,
                     "`owner_ignore_adverts` is ignored: only an address owner (priority 255) ignores adverts",
                 );
             }
@@ -170,10 +167,10 @@ pub(crate) fn validate(
             for key in ["nopreempt", "preempt_delay"] {
                 if let Some(tok) = meta.keyword_tok(key) {
                     diags.warning(
-                        tok,
+                        &tok,
                         format!(
-                            "`{}` has no effect with state MASTER (keepalived clears it); use state BACKUP",
-                            tok.text
+                            // (`no_preempt` is the same keyword: named as `nopreempt`.)
+                            "`{key}` has no effect with state MASTER (keepalived clears it); use state BACKUP",
                         ),
                     );
                 }
@@ -188,7 +185,7 @@ pub(crate) fn validate(
                     Some(first) => {
                         if let Some(tok) = meta.value_tok("virtual_router_id") {
                             diags.error_help(
-                                tok,
+                                &tok,
                                 format!(
                                     "virtual_router_id {} is already used for {} on `{}` by vrrp_instance `{}`",
                                     inst.virtual_router_id,
@@ -232,7 +229,7 @@ fn check_families(inst: &VrrpInstance, meta: &InstanceMeta, diags: &mut Diags) -
     for (i, (vip, tok)) in inst
         .virtual_ipaddress
         .iter()
-        .zip(&meta.vip_tokens)
+        .zip(meta.vip_locs())
         .enumerate()
     {
         if vip.addr.is_ipv6() != is_v6 {
@@ -240,7 +237,7 @@ fn check_families(inst: &VrrpInstance, meta: &InstanceMeta, diags: &mut Diags) -
             if i == 0 {
                 // Only `native_ipv6` can disagree with the first address.
                 diags.error_help(
-                    tok,
+                    &tok,
                     format!(
                         "`{}` is IPv4 but `native_ipv6` makes the instance IPv6",
                         vip.addr
@@ -249,7 +246,7 @@ fn check_families(inst: &VrrpInstance, meta: &InstanceMeta, diags: &mut Diags) -
                 );
             } else {
                 diags.error_help(
-                    tok,
+                    &tok,
                     format!(
                         "virtual_ipaddress mixes address families: `{}` is {} but the first address is {fam}",
                         vip.addr,
@@ -260,10 +257,10 @@ fn check_families(inst: &VrrpInstance, meta: &InstanceMeta, diags: &mut Diags) -
             }
         }
     }
-    for (peer, tok) in inst.unicast_peers.iter().zip(&meta.peer_tokens) {
+    for (peer, tok) in inst.unicast_peers.iter().zip(meta.peer_locs()) {
         if peer.addr.is_ipv6() != is_v6 {
             diags.error(
-                tok,
+                &tok,
                 format!(
                     "unicast_peer `{}` is {} but {what} {fam}",
                     peer.addr,
@@ -279,7 +276,7 @@ fn check_families(inst: &VrrpInstance, meta: &InstanceMeta, diags: &mut Diags) -
         if let (Some(addr), Some(tok)) = (addr, meta.value_tok(key)) {
             if addr.is_ipv6() != is_v6 {
                 diags.error(
-                    tok,
+                    &tok,
                     format!("`{key}` {addr} is {} but {what} {fam}", family(&addr)),
                 );
             }
@@ -297,7 +294,7 @@ fn check_planned_values(inst: &VrrpInstance, meta: &InstanceMeta, is_v6: bool, d
     if inst.unicast_ttl == Some(0) {
         if let Some(tok) = meta.value_tok("unicast_ttl") {
             diags.error_help(
-                tok,
+                &tok,
                 "`unicast_ttl 0`: a packet with TTL 0 cannot be sent",
                 "use 1..=255 (255, the default, is what a receiver checking the TTL expects)",
             );
@@ -307,16 +304,16 @@ fn check_planned_values(inst: &VrrpInstance, meta: &InstanceMeta, is_v6: bool, d
     if let (Some(g), Some(tok)) = (inst.mcast_dst_ip, meta.value_tok("mcast_dst_ip")) {
         if !g.is_multicast() || g.is_ipv6() != is_v6 {
             diags.error(
-                tok,
+                &tok,
                 format!("`mcast_dst_ip` {g} is not an {fam} multicast address, as the instance is {fam}"),
             );
         }
     }
     // keepalived: "VRRP is trying to assign invalid broadcast ... skipping VIP".
-    for (vip, tok) in inst.virtual_ipaddress.iter().zip(&meta.vip_tokens) {
+    for (vip, tok) in inst.virtual_ipaddress.iter().zip(meta.vip_locs()) {
         if let Some(brd) = vip.brd {
             if brd.is_ipv6() || vip.addr.is_ipv6() {
-                diags.error(tok, format!("{}: `brd {brd}`: {BRD_FAMILY}", vip.addr));
+                diags.error(&tok, format!("{}: `brd {brd}`: {BRD_FAMILY}", vip.addr));
             }
         }
     }
@@ -370,7 +367,7 @@ fn check_version(
     if is_v6 && inst.version == Some(2) {
         if let Some(tok) = meta.value_tok("version") {
             diags.error_help(
-                tok,
+                &tok,
                 "VRRP version 2 does not support IPv6",
                 "use `version 3` (the default for IPv6 instances)",
             );
@@ -384,7 +381,7 @@ fn check_version(
         None => config.global.vrrp_version.unwrap_or(2),
     };
     let adv = inst.advert_int;
-    let at = meta.value_tok("advert_int").unwrap_or(&meta.name);
+    let at = (meta.value_tok("advert_int")).unwrap_or_else(|| (&meta.name).into());
     let source = match (inst.version, config.global.vrrp_version) {
         (Some(_), _) => "version 2",
         (None, Some(_)) => "global `vrrp_version 2`",
@@ -394,7 +391,7 @@ fn check_version(
         let whole = adv.subsec_nanos() == 0;
         if !whole || adv < Duration::from_secs(1) || adv > Duration::from_secs(255) {
             diags.error_help(
-                at,
+                &at,
                 format!(
                     "with {source}, `advert_int` must be a whole number of seconds in 1..=255, found {}",
                     fmt_secs(adv)
@@ -407,7 +404,7 @@ fn check_version(
         let centis = adv.as_micros() / 10_000 * 10_000 == adv.as_micros();
         if !centis || adv < Duration::from_millis(10) || adv > Duration::from_millis(40_950) {
             diags.error_help(
-                at,
+                &at,
                 format!(
                     "with VRRP version 3, `advert_int` must be 0.01..=40.95 seconds in steps of 0.01, found {}",
                     fmt_secs(adv)
@@ -421,7 +418,7 @@ fn check_version(
                 diags.push(
                     crate::Diagnostic::warning_at(
                         "`authentication` is ignored with VRRP version 3 (RFC 5798 removed it)",
-                        tok,
+                        &tok,
                     )
                     .with_help("delete the block, or use `version 2` if the peers authenticate"),
                 );
@@ -484,7 +481,7 @@ fn check_interfaces<'c>(
                 ""
             };
             diags.warning(
-                tok,
+                &tok,
                 format!(
                     "interface `{}` does not exist on this host{until}",
                     inst.interface
@@ -500,16 +497,16 @@ fn check_interfaces<'c>(
                 ""
             };
             diags.warning(
-                tok,
+                &tok,
                 format!("VRF device `{vrf}` does not exist on this host{until}"),
             );
         }
     }
-    for (vip, tok) in inst.virtual_ipaddress.iter().zip(&meta.vip_tokens) {
+    for (vip, tok) in inst.virtual_ipaddress.iter().zip(meta.vip_locs()) {
         if let Some(dev) = &vip.dev {
             if !exists(dev) {
                 diags.warning(
-                    tok,
+                    &tok,
                     format!(
                         "interface `{dev}` (dev of {}) does not exist on this host{wait}",
                         vip.addr

@@ -659,3 +659,41 @@ fn equally_close_names_suggest_the_first_written_every_time() {
         Some("did you mean `G_a`?")
     );
 }
+
+/// The checks after the mapping point into an instance's lines after its tree is gone:
+/// at the right file and include chain also when the line came from a file included
+/// inside the instance's block.
+#[test]
+fn later_checks_point_into_files_included_inside_an_instance() {
+    let dir = TempDir::new();
+    let main = dir.write(
+        "keepalived.conf",
+        "vrrp_instance VI_1 {\n    state MASTER\n    include inner.conf\n    interface eth0\n    virtual_router_id 5\n    virtual_ipaddress {\n        192.0.2.1\n    }\n}\n",
+    );
+    let inner = dir.write("inner.conf", "  nopreempt\n");
+    let loaded = load_file(&main, &opts("x")).unwrap_or_else(|e| panic!("{e:#?}"));
+    let found: Vec<_> = (loaded.diagnostics.iter())
+        .filter(|d| d.message.contains("no effect with state MASTER"))
+        .collect();
+    assert_eq!(found.len(), 1, "{:#?}", loaded.diagnostics);
+    let d = found[0];
+    assert_eq!(pos(d), (inner.clone(), 1, 3));
+    assert_eq!(d.len, "nopreempt".len() as u32);
+    let chain: Vec<_> = (d.include_chain.iter())
+        .map(|s| (s.file.to_path_buf(), s.line, s.col))
+        .collect();
+    assert_eq!(chain, [(main.clone(), 3, 5)]);
+    // The same line in the instance's own file: the same finding there.
+    fs::write(
+        &main,
+        fs::read_to_string(&main)
+            .unwrap()
+            .replace("include inner.conf", "nopreempt"),
+    )
+    .unwrap();
+    let loaded = load_file(&main, &opts("x")).unwrap_or_else(|e| panic!("{e:#?}"));
+    let d = (loaded.diagnostics.iter())
+        .find(|d| d.message.contains("no effect with state MASTER"))
+        .expect("the finding");
+    assert_eq!((pos(d), d.include_chain.len()), ((main.clone(), 3, 5), 0));
+}
