@@ -498,6 +498,7 @@ pub fn build(cfg: &Config) -> Result<Plan, PlanError> {
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let instances = share_notify_plans(instances);
     let scripts = script_plans(cfg, &instances)?;
     let tracked = |kind: Kind, name: &str| {
         instances.iter().any(|i| {
@@ -1396,6 +1397,21 @@ fn vip(
 }
 
 /// The instance without its addresses, routes and tracking (see [`build_instance`]).
+/// Instances with equal notify plans (commonly: none at all, or the same scripts) share
+/// one: a `NotifyPlan` is ~470 bytes, kept per instance for the daemon's life. Compared
+/// with the last few distinct ones only: instances whose scripts all differ (their own
+/// name as an argument) cost a bounded amount each, not a search of all before them.
+fn share_notify_plans(mut instances: Vec<InstancePlan>) -> Vec<InstancePlan> {
+    let mut distinct: Vec<std::sync::Arc<NotifyPlan>> = Vec::new();
+    for p in &mut instances {
+        match distinct.iter().rev().take(8).find(|d| **d == p.notify) {
+            Some(d) => p.notify = d.clone(),
+            None => distinct.push(p.notify.clone()),
+        }
+    }
+    instances
+}
+
 fn instance_plan(cfg: &Config, inst: &VrrpInstance) -> Result<InstancePlan> {
     // Without VIPs (`no_virtual_ipaddress`) the family comes from the peers, source
     // addresses or `native_ipv6`, as in keepalived.
@@ -1763,6 +1779,29 @@ mod tests {
         check_interfaces: false,
         keep_tree: false,
     };
+
+    /// Equal notify plans are one shared plan; a different one stays its own.
+    #[test]
+    fn instances_share_equal_notify_plans() {
+        let text = [
+            instance("A", 1, ""),
+            instance("B", 2, ""),
+            instance("C", 3, " notify_master /bin/true"),
+            instance("D", 4, ""),
+            instance("E", 5, " notify_master /bin/true"),
+        ]
+        .concat();
+        let cfg = vipd_config::load_str(&text, std::path::Path::new("/k.conf"), &OPTS)
+            .unwrap_or_else(|d| panic!("{d:#?}"))
+            .config;
+        let plan = build(&cfg).unwrap_or_else(|e| panic!("{}", e.error));
+        let n = |i: usize| &plan.instances[i].notify;
+        use std::sync::Arc;
+        assert!(Arc::ptr_eq(n(0), n(1)) && Arc::ptr_eq(n(0), n(3)));
+        assert!(Arc::ptr_eq(n(2), n(4)));
+        assert!(!Arc::ptr_eq(n(0), n(2)));
+        assert!(n(0).master.is_none() && n(2).master.is_some());
+    }
 
     #[test]
     fn garp_groups_resolve_their_interfaces_and_refuse_a_missing_one() {
