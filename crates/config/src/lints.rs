@@ -332,10 +332,7 @@ pub(crate) fn lint(
                     .vrrp_down_timer_adverts
                     .is_some_and(|n| n != 3) =>
                 {
-                    facts
-                        .global("vrrp_down_timer_adverts")
-                        .as_ref()
-                        .map(Loc::from)
+                    facts.global("vrrp_down_timer_adverts").map(Loc::from)
                 }
                 _ => None,
             };
@@ -447,7 +444,7 @@ pub(crate) fn lint(
             }
         }
     }
-    if let (Some(tok), false) = (&strict_tok, strict_no_accept.is_empty()) {
+    if let (Some(tok), false) = (strict_tok, strict_no_accept.is_empty()) {
         d.push(
             Diagnostic::warning_at(
                 format!(
@@ -528,10 +525,10 @@ const GLOBALS_LATER: &[&str] = &[
 
 impl TreeFacts {
     /// The keyword of the last `key` line in `global_defs`.
-    fn global(&self, key: &str) -> Option<Token> {
+    fn global(&self, key: &str) -> Option<&Token> {
         debug_assert!(GLOBALS_LATER.contains(&key), "add `{key}` to GLOBALS_LATER");
         let found = self.globals.iter().find(|(k, _)| *k == key);
-        found.map(|(_, t)| t.clone())
+        found.map(|(_, t)| t)
     }
 }
 
@@ -637,16 +634,11 @@ impl TreeLints {
 /// Conditions keepalived 2.4.3's `-t` reports that the checks above do not cover, in
 /// vipd's words (and, where vipd acts differently, saying so).
 fn keepalived_warnings(config: &Config, facts: &TreeFacts, d: &mut Diags) {
-    let tok_warn = |d: &mut Diags, tok: &crate::lexer::Token, msg: String, help: Option<&str>| {
-        let mut x = Diagnostic::warning_at(msg, tok);
-        x.help = help.map(str::to_string);
-        d.push(x);
-    };
     for key in ["vrrp_iptables", "vrrp_ipsets"] {
         if let Some(tok) = facts.global(key) {
             tok_warn(
                 d,
-                &tok,
+                tok,
                 format!("`{key}` is ignored: vipd's drop rules use nftables (keepalived 2.4 does the same)"),
                 Some("remove it; vipd keeps its rules in the `ip`/`ip6` `vipd_vrrp` tables"),
             );
@@ -669,7 +661,7 @@ fn keepalived_warnings(config: &Config, facts: &TreeFacts, d: &mut Diags) {
         if let (Some(tok), None) = (facts.global(key), fifo) {
             tok_warn(
                 d,
-                &tok,
+                tok,
                 format!("`{key}` is ignored without `{fifo_key}`"),
                 Some("the script reads the FIFO, whose name it gets as its last argument"),
             );

@@ -215,11 +215,9 @@ impl InstanceMeta {
     }
 
     fn later(&self, key: &str, part: Part) -> Option<Loc> {
-        debug_assert!(
-            LATER.contains(&(key, part)),
-            "add ({key:?}, {part:?}) to LATER"
-        );
-        let i = LATER.iter().position(|e| *e == (key, part))?;
+        let i = LATER.iter().position(|e| *e == (key, part));
+        debug_assert!(i.is_some(), "add ({key:?}, {part:?}) to LATER");
+        let i = i?;
         if self.written & (1 << i) == 0 {
             return None;
         }
@@ -1343,7 +1341,7 @@ impl Mapper<'_> {
         // `dev`, else they go on `default_interface`), given a `unicast_src_ip`.
         let unicast = !inst.unicast_peers.is_empty();
         if !fields.contains_key("interface") && unicast {
-            self.interfaceless(&inst, &meta, &fields, &label);
+            self.interfaceless(&inst, &meta.name, &fields, &label);
         }
         if let Some(vrf) = fields.get("vrf") {
             let why = if fields.contains_key("interface") {
@@ -1402,7 +1400,7 @@ impl Mapper<'_> {
     fn interfaceless(
         &mut self,
         inst: &VrrpInstance,
-        meta: &InstanceMeta,
+        name: &Token,
         fields: &HashMap<&'static str, &Node>,
         label: &str,
     ) {
@@ -1416,7 +1414,7 @@ impl Mapper<'_> {
         }
         match inst.unicast_src_ip {
             None => self.diags.error_help(
-                &meta.name,
+                name,
                 format!("{label} has neither `interface` nor `unicast_src_ip`"),
                 "a unicast instance without `interface` sends from its `unicast_src_ip`",
             ),
