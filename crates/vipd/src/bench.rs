@@ -280,6 +280,39 @@ pub(crate) fn wait_for(timeout: Duration, poll: Duration, mut cond: impl FnMut()
     vipd_netns::wait_for(timeout, poll, || interrupted() || cond()) && !interrupted()
 }
 
+/// A copy of this binary for a daemon whose memory a bench measures. An installed
+/// `vipd run` is the only process mapping its executable; a bench that started the
+/// daemon from its own file would share pages with it, and the kernel leaves pages that
+/// two processes map resident when the daemon pages its start-up code out
+/// (`memory::page_out_own_code`): the bench's own code would count as the daemon's.
+/// Written and synced, so its page-cache pages are clean, as an installed binary's are.
+/// The copy goes to `work`, or to `$VIPD_BENCH_EXE_DIR`; on tmpfs (the bench/vm guest's
+/// /tmp) file pages cannot be paged out at all, so there this falls back to the bench's
+/// own binary and says so.
+pub(crate) fn private_exe(work: &vipd_netns::WorkDir) -> anyhow::Result<std::path::PathBuf> {
+    use anyhow::Context as _;
+    let exe = std::env::current_exe()?;
+    let dir = std::env::var_os("VIPD_BENCH_EXE_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| work.path().to_path_buf());
+    let tmpfs = nix::sys::statfs::statfs(&dir)
+        .is_ok_and(|f| f.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC);
+    if tmpfs {
+        eprintln!(
+            "note: {} is tmpfs; the daemon runs the bench's own binary, and its RSS includes \
+             pages the bench maps (set VIPD_BENCH_EXE_DIR to a directory on disk)",
+            dir.display()
+        );
+        return Ok(exe);
+    }
+    // One name: a directory given for it is not cleaned up, so runs overwrite the copy.
+    let to = dir.join("vipd");
+    std::fs::copy(&exe, &to)
+        .with_context(|| format!("copying {} to {}", exe.display(), to.display()))?;
+    std::fs::File::open(&to)?.sync_all()?;
+    Ok(to)
+}
+
 /// The machine, for the report.
 pub(crate) fn machine() -> serde_json::Value {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")

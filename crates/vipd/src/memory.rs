@@ -134,4 +134,29 @@ mod tests {
         }
         assert!(image_ranges("", Path::new("/x")).is_empty());
     }
+
+    /// build.rs writes each line of hot-text.txt into a linker script as
+    /// `*(.text.LINE .text.unlikely.LINE)`: a line with white space, a parenthesis or a
+    /// quote would break the release link (or match something else), and an empty list
+    /// would leave the daemon's code scattered again.
+    #[test]
+    fn the_hot_text_list_is_linker_script_safe() {
+        let list = include_str!("../hot-text.txt");
+        let globs: Vec<&str> = list
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect();
+        assert!(globs.len() >= 20, "only {} entries", globs.len());
+        for g in &globs {
+            assert!(
+                g.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_$.*".contains(c)),
+                "{g:?}"
+            );
+        }
+        // The engine's timer and advert paths are the core of the running daemon.
+        assert!(globs.iter().any(|g| g.contains("handle_timeout")));
+        assert!(globs.iter().any(|g| g.contains("send_advert")));
+    }
 }

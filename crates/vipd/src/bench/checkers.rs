@@ -310,7 +310,7 @@ pub(super) fn start_impl(
     let path = work.join(format!("{imp}.conf"));
     std::fs::write(&path, conf)?;
     let daemon = match imp {
-        Impl::Vipd => Daemon::Vipd(std::env::current_exe()?),
+        Impl::Vipd => Daemon::Vipd(super::private_exe(work)?),
         Impl::Keepalived => Daemon::Keepalived("keepalived".into()),
     };
     let log = work.join(format!("{imp}.log"));

@@ -16,11 +16,12 @@
 //! and at the end the resident memory summed over every process: VmRSS (what the
 //! issue's target counts; keepalived's forked processes share pages, which this
 //! counts in each), PSS (shared pages split between the processes that map them,
-//! /proc/PID/smaps_rollup) and VmHWM (peak).
+//! /proc/PID/smaps_rollup) and VmHWM (peak). vipd runs from a private copy of this
+//! binary, as an installed daemon is its executable's only user (`bench::private_exe`).
 
 use super::checkers::{cpu_seconds, memory_kib, tree};
 use super::stats::median_ms;
-use super::{check_interrupt, machine, sleep, wait_for};
+use super::{check_interrupt, machine, private_exe, sleep, wait_for};
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use serde_json::json;
@@ -188,8 +189,9 @@ impl Lab {
             None => {
                 let path = self.work.join("vipd.conf");
                 std::fs::write(&path, conf)?;
+                let exe = private_exe(&self.work)?;
                 let args: Vec<std::ffi::OsString> = vec![
-                    std::env::current_exe()?.into(),
+                    exe.into(),
                     "run".into(),
                     "-f".into(),
                     path.into(),
