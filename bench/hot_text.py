@@ -8,9 +8,11 @@ whole binary; the kernel maps file pages in 64 KB fault-around windows, so every
 scattered function costs a window of resident memory. Grouped, they cost a few windows.
 
 How: `vipd bench scale --variants vipd` runs the daemon (its own copy of the binary)
-at 510 VRRPv3 instances; once start-up is over, this script ptraces it and puts a
-one-shot breakpoint (int3) on the entry of every function: a thread that hits one
-stops, the byte goes back, the function is marked called, the thread goes on. Exact
+at 510 VRRPv3 instances, then `vipd bench checkers --impl vipd` with 500 HTTP_GET real
+servers (the load balancer's running path); once start-up is over, this script
+ptraces each daemon in turn and puts a one-shot breakpoint (int3) on the entry of
+every function: a thread that hits one stops, the byte goes back, the function is
+marked called, the thread goes on. Exact
 (sampling misses what runs once a minute) and cheap (each function traps once; kernel
 uprobes would do the same but register at ~10 a second). The functions called are
 written in the order of their first call, as link-section globs with the parts that
@@ -197,59 +199,81 @@ def load_base(pid, exe):
 
 
 def find_daemon(deadline):
+    """The pid of a bench's daemon: its private copy `/tmp/vpd-PID-N-TAG/vipd run ...`."""
+    copy = re.compile(rb"/vpd-[0-9]+-[0-9]+-bench-[a-z]+/vipd$")
     while time.time() < deadline:
         for pid in filter(str.isdigit, os.listdir("/proc")):
             try:
                 argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
             except OSError:
                 continue
-            if len(argv) > 1 and b"bench-scale/vipd" in argv[0] and argv[1] == b"run":
+            if len(argv) > 1 and copy.search(argv[0]) and argv[1] == b"run":
                 return int(pid)
         time.sleep(0.2)
     sys.exit("hot_text: the bench's daemon did not start")
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--vipd", default="target/release/vipd")
-    ap.add_argument("--out", default="crates/vipd/hot-text.txt")
-    ap.add_argument("--instances", type=int, default=510)
-    ap.add_argument("--advert", type=int, default=100, help="ms")
-    ap.add_argument("--warmup", type=int, default=20, help="s after the daemon starts")
-    ap.add_argument("--seconds", type=int, default=60, help="how long calls are counted")
-    a = ap.parse_args()
+def workload(a, name):
+    """The bench command whose daemon is profiled; it keeps running past the count."""
+    keep = str(a.warmup + a.seconds + 60)
+    if name == "scale":
+        return [a.vipd, "bench", "scale", "--variants", "vipd", "--instances", str(a.instances),
+                "--advert", str(a.advert), "--settle", keep, "--window", "1"]
+    return [a.vipd, "bench", "checkers", "--impl", "vipd", "--servers", str(a.servers),
+            "--seconds", keep, "--removals", "0"]
 
-    bench = subprocess.Popen(
-        [a.vipd, "bench", "scale", "--variants", "vipd", "--instances", str(a.instances),
-         "--advert", str(a.advert), "--settle", str(a.warmup + a.seconds + 60), "--window", "1"],
-        stdout=subprocess.DEVNULL)
+
+def profile(a, name):
+    """The functions the workload's daemon called, in the order of their first call, and
+    (address, symbol) of every function of the binary."""
+    bench = subprocess.Popen(workload(a, name), stdout=subprocess.DEVNULL)
     try:
-        pid = find_daemon(time.time() + 60)
+        pid = find_daemon(time.time() + 120)
         exe = os.readlink(f"/proc/{pid}/exe")
         funcs = functions(exe)
         time.sleep(a.warmup)
         if bench.poll() is not None:
-            sys.exit("hot_text: the bench ended early")
+            sys.exit(f"hot_text: the {name} bench ended early")
         base = load_base(pid, exe)
         t0 = time.time()
         bps = Breakpoints(pid, [base + v for v, _ in funcs])
-        print(f"hot_text: {len(funcs)} breakpoints in pid {pid} ({time.time() - t0:.1f} s);"
-              f" {a.seconds} s", file=sys.stderr)
+        print(f"hot_text: {name}: {len(funcs)} breakpoints in pid {pid}"
+              f" ({time.time() - t0:.1f} s); {a.seconds} s", file=sys.stderr)
         try:
             bps.run(a.seconds)
         finally:
             bps.close()
         if not os.path.exists(f"/proc/{pid}"):
             sys.exit("hot_text: the daemon died while traced")
-        first = {v: bps.called[base + v] for v, _ in funcs if base + v in bps.called}
         if bench.poll() is not None:
-            sys.exit("hot_text: the bench ended while counting")
+            sys.exit(f"hot_text: the {name} bench ended while counting")
     finally:
         if bench.poll() is None:
             bench.send_signal(signal.SIGINT)
             bench.wait(timeout=60)
+    first = {v: bps.called[base + v] for v, _ in funcs if base + v in bps.called}
+    called = [sym for _, sym in sorted((first[v], sym) for v, sym in funcs if v in first)]
+    print(f"hot_text: {name}: {len(called)} of {len(funcs)} functions called", file=sys.stderr)
+    return called, funcs
 
-    called = sorted((first[v], sym) for v, sym in funcs if v in first)
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--vipd", default="target/release/vipd")
+    ap.add_argument("--out", default="crates/vipd/hot-text.txt")
+    ap.add_argument("--workloads", default="scale,checkers", type=lambda v: v.split(","),
+                    help="benches whose daemon is profiled, in turn: scale (VRRP), checkers")
+    ap.add_argument("--instances", type=int, default=510, help="scale: VRRP instances")
+    ap.add_argument("--servers", type=int, default=500, help="checkers: HTTP_GET real servers")
+    ap.add_argument("--advert", type=int, default=100, help="ms")
+    ap.add_argument("--warmup", type=int, default=20, help="s after the daemon starts")
+    ap.add_argument("--seconds", type=int, default=60, help="how long calls are counted")
+    a = ap.parse_args()
+
+    called, funcs = [], []
+    for name in a.workloads:
+        more, funcs = profile(a, name)
+        called += [sym for sym in more if sym not in called]
     # A glob that also matches functions that were not called (other instances of a
     # generic function share the name but for the hash) keeps the exact name instead:
     # it goes stale with the next toolchain or dependency update and then matches
@@ -258,16 +282,16 @@ def main():
     for _, sym in funcs:
         g = pattern(sym)
         globs[g] = globs.get(g, 0) + 1
-    patterns = list(dict.fromkeys(
-        pattern(sym) if globs[pattern(sym)] == 1 else sym for _, sym in called))
+    patterns = list(dict.fromkeys(pattern(s) if globs[pattern(s)] == 1 else s for s in called))
     with open(a.out, "w") as f:
         f.write(
             "# Functions the running daemon calls, in the order of their first call: vipd's build script\n"
             "# puts their code together at the front of the executable (BENCHMARKS.md, issue 16\n"
             "# item 1). Globs over link-section names; written by bench/hot_text.py:\n"
-            f"#   python3 bench/hot_text.py --instances {a.instances} --advert {a.advert}"
+            f"#   python3 bench/hot_text.py --workloads {','.join(a.workloads)}"
+            f" --instances {a.instances} --advert {a.advert} --servers {a.servers}"
             f" --warmup {a.warmup} --seconds {a.seconds}\n"
-            f"# {len(called)} of {len(funcs)} functions called in {a.seconds} s.\n")
+            f"# {len(called)} of {len(funcs)} functions called in {a.seconds} s (each workload).\n")
         for p in patterns:
             f.write(p + "\n")
     print(f"hot_text: {len(called)} of {len(funcs)} functions called; {len(patterns)} patterns"
