@@ -26,6 +26,8 @@ Usage (from the workspace root):
     cargo build --release -p vipd
     python3 bench/hot_text.py --vipd target/release/vipd --out crates/vipd/hot-text.txt
 
+    python3 bench/hot_text.py --check target/release/vipd   # entries gone stale?
+
 HOT_TEXT_DEBUG=1 prints every ptrace stop.
 """
 
@@ -257,6 +259,19 @@ def profile(a, name):
     return called, funcs
 
 
+def check(listing, exe):
+    """Entries of `listing` that match no function of `exe`: 1 if any, else 0."""
+    import fnmatch
+    names = [sym for _, sym in functions(exe)]
+    entries = [l.strip() for l in open(listing) if l.strip() and not l.startswith("#")]
+    stale = [e for e in entries if not fnmatch.filter(names, e)]
+    for e in stale:
+        print(f"stale: {e}")
+    print(f"hot_text: {len(entries) - len(stale)} of {len(entries)} entries of {listing}"
+          f" match functions of {exe}", file=sys.stderr)
+    return 1 if stale else 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--vipd", default="target/release/vipd")
@@ -268,7 +283,12 @@ def main():
     ap.add_argument("--advert", type=int, default=100, help="ms")
     ap.add_argument("--warmup", type=int, default=20, help="s after the daemon starts")
     ap.add_argument("--seconds", type=int, default=60, help="how long calls are counted")
+    ap.add_argument("--check", metavar="BINARY",
+                    help="only report which entries of --out match no function of BINARY"
+                         " (stale after renames or a toolchain update); exit 1 if any")
     a = ap.parse_args()
+    if a.check:
+        sys.exit(check(a.out, a.check))
 
     called, funcs = [], []
     for name in a.workloads:
