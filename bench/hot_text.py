@@ -33,11 +33,10 @@ HOT_TEXT_DEBUG=1 prints every ptrace stop.
 
 import argparse
 import ctypes
+import fnmatch
 import os
 import re
-import resource
 import signal
-import struct
 import subprocess
 import sys
 import time
@@ -261,7 +260,6 @@ def profile(a, name):
 
 def check(listing, exe):
     """Entries of `listing` that match no function of `exe`: 1 if any, else 0."""
-    import fnmatch
     names = [sym for _, sym in functions(exe)]
     entries = [l.strip() for l in open(listing) if l.strip() and not l.startswith("#")]
     stale = [e for e in entries if not fnmatch.filter(names, e)]
