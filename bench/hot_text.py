@@ -42,7 +42,6 @@ import sys
 import time
 
 
-
 def sh(*cmd):
     return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
 
@@ -53,14 +52,14 @@ def functions(exe):
     for line in sh("readelf", "-lW", exe).splitlines():
         f = line.split()
         if f and f[0] == "LOAD" and "E" in f[6:-1]:
-            segs.append((int(f[2], 16), int(f[1], 16), int(f[4], 16)))  # vaddr, offset, filesz
+            segs.append((int(f[2], 16), int(f[4], 16)))  # vaddr, filesz
     seen, out = set(), []
     for line in sh("nm", "--defined-only", "-S", exe).splitlines():
         f = line.split()
         if len(f) != 4 or f[2] not in ("t", "T") or int(f[1], 16) == 0:
             continue
         addr = int(f[0], 16)
-        for vaddr, off, size in segs:
+        for vaddr, size in segs:
             if vaddr <= addr < vaddr + size and addr not in seen:
                 seen.add(addr)
                 out.append((addr, f[3]))
@@ -110,7 +109,7 @@ class Breakpoints:
     function traps once. The process's threads are ptraced for the duration."""
 
     def __init__(self, pid, addrs):
-        self.pid, self.threads, self.called = pid, set(), {}
+        self.threads, self.called = set(), {}
         self.mem = os.open(f"/proc/{pid}/mem", os.O_RDWR)
         for tid in map(int, os.listdir(f"/proc/{pid}/task")):
             ptrace(PTRACE_SEIZE, tid, 0, PTRACE_O_TRACECLONE)
