@@ -11,6 +11,7 @@
 mod blocks;
 mod diagnostic;
 pub mod dump;
+mod fingerprint;
 mod iproute;
 mod keywords;
 pub mod lexer;
@@ -108,21 +109,12 @@ pub fn without_spans<T: serde::Serialize>(v: &T) -> serde_json::Value {
     v
 }
 
-/// A hash of [`without_spans`]'s JSON, streamed: no JSON tree or text is built (a
-/// configuration with 40,000 real servers is hundreds of MB of it). Equal values give
-/// equal hashes wherever they were written; a `span` shows as `null` instead of being
-/// left out, which changes nothing for comparisons.
-pub fn fingerprint_without_spans<T: serde::Serialize>(v: &T) -> u64 {
-    struct Hashing(std::collections::hash_map::DefaultHasher);
-    impl std::io::Write for Hashing {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            std::hash::Hasher::write(&mut self.0, buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+/// A 128-bit fingerprint of `v` as [`without_spans`] sees it, taken straight from the
+/// serializer ([`fingerprint`]): no JSON tree or text is built (a configuration with
+/// 40,000 real servers is hundreds of MB of it). Equal values give equal fingerprints
+/// wherever they were written; a `span` counts as a unit value instead of being left
+/// out, which changes nothing for comparisons.
+pub fn fingerprint_without_spans<T: serde::Serialize>(v: &T) -> u128 {
     struct Restore(bool);
     impl Drop for Restore {
         fn drop(&mut self) {
@@ -130,9 +122,7 @@ pub fn fingerprint_without_spans<T: serde::Serialize>(v: &T) -> u64 {
         }
     }
     let _restore = Restore(model::SPANS_HIDDEN.with(|h| h.replace(true)));
-    let mut w = Hashing(Default::default());
-    let _ = serde_json::to_writer(std::io::BufWriter::with_capacity(64 << 10, &mut w), v);
-    std::hash::Hasher::finish(&w.0)
+    fingerprint::of(v)
 }
 
 /// keepalived's default config id: the host name up to its first `.`.

@@ -165,7 +165,7 @@ fn backend_keywords(config: &Config, backend: &str) -> Result<()> {
 
 /// Why each real server (virtual server index, real server index) is up or down, and
 /// how many of its checkers fail.
-type Reasons = HashMap<(usize, usize), (String, u32)>;
+type Reasons = rustc_hash::FxHashMap<(usize, usize), (String, u32)>;
 
 /// How often direct-routing destinations' MACs are re-read from the neighbour table.
 const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(1);
@@ -440,7 +440,7 @@ fn start_checkers(
                 }
             })?;
     }
-    let mut reasons = HashMap::new();
+    let mut reasons = Reasons::default();
     for h in checkers.initial_health() {
         setup.lb.set_health(h.vs, h.rs, h.up, h.weight);
         reasons.insert((h.vs, h.rs), (h.reason.clone(), h.failed));
@@ -1069,8 +1069,8 @@ impl Owner {
             *by_dest.entry((c.service, c.addr, c.port)).or_default() += c.counters;
         }
         let lb = &self.setup.lb;
-        let mut vs = HashMap::with_capacity(lb.len());
-        let mut rs = HashMap::new();
+        let mut vs = rustc_hash::FxHashMap::default();
+        let mut rs = rustc_hash::FxHashMap::default();
         for vi in 0..lb.len() {
             // Each service once (as the old `keys.contains` filter counted it).
             let all = lb.keys(vi);

@@ -1072,7 +1072,7 @@ async fn wait_for_signal(
 /// It includes which vrrp_instance holds each virtual server's address (and on which
 /// interface), since the balancer follows that instance, and the global keywords the
 /// balancer reads (`lvs_timeouts`, `lvs_flush_on_stop`, `net_namespace_ipvs`).
-fn lb_fingerprint(config: &vipd_config::Config) -> u64 {
+fn lb_fingerprint(config: &vipd_config::Config) -> u128 {
     let owners: Vec<(String, String)> = config
         .virtual_servers
         .iter()

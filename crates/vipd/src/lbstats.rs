@@ -2,7 +2,8 @@
 //! `snmp_vs_stats_update_interval` / `snmp_rs_stats_update_interval`, with rates worked
 //! out from the difference between two reads.
 
-use std::collections::HashMap;
+// FxHash: the keys are indices (40,000 real servers hashed several times a sync).
+use rustc_hash::FxHashMap as HashMap;
 use std::hash::Hash;
 use std::time::{Duration, Instant};
 use vipd_lb::Counters;
@@ -25,7 +26,7 @@ impl<K: Eq + Hash + Clone> StatsCache<K> {
         StatsCache {
             interval,
             last: None,
-            current: HashMap::new(),
+            current: HashMap::default(),
         }
     }
 
@@ -46,7 +47,7 @@ impl<K: Eq + Hash + Clone> StatsCache<K> {
     /// installed again).
     pub fn update(&mut self, now: Instant, totals: HashMap<K, Counters>) {
         let previous = self.last.take();
-        let mut current = HashMap::with_capacity(totals.len());
+        let mut current = HashMap::with_capacity_and_hasher(totals.len(), Default::default());
         for (k, c) in &totals {
             let mut s = TrafficStats {
                 conns: c.conns,
@@ -93,7 +94,7 @@ impl<K: Eq + Hash + Clone> StatsCache<K> {
             m: HashMap<K, V>,
             key: &impl Fn(&K) -> Option<K2>,
         ) -> HashMap<K2, V> {
-            let mut out = HashMap::with_capacity(m.len());
+            let mut out = HashMap::with_capacity_and_hasher(m.len(), Default::default());
             out.extend(m.into_iter().filter_map(|(k, v)| Some((key(&k)?, v))));
             out
         }
@@ -129,7 +130,7 @@ mod tests {
     fn rates_from_the_growth_between_two_reads() {
         let t0 = Instant::now();
         let mut cache = StatsCache::new(Duration::from_secs(5));
-        cache.update(t0, HashMap::from([(1, c(10, 100, 5000))]));
+        cache.update(t0, HashMap::from_iter([(1, c(10, 100, 5000))]));
         let s = cache.get(&1);
         assert_eq!((s.conns, s.in_packets, s.in_bytes), (10, 100, 5000));
         assert_eq!((s.out_packets, s.out_bytes), (200, 15000));
@@ -140,7 +141,7 @@ mod tests {
         );
         cache.update(
             t0 + Duration::from_secs(5),
-            HashMap::from([(1, c(20, 150, 10000)), (2, c(1, 1, 1))]),
+            HashMap::from_iter([(1, c(20, 150, 10000)), (2, c(1, 1, 1))]),
         );
         let s = cache.get(&1);
         assert_eq!((s.cps, s.in_pps, s.in_bps), (2, 10, 1000));
@@ -151,14 +152,14 @@ mod tests {
         // totals.
         cache.update(
             t0 + Duration::from_secs(10),
-            HashMap::from([(1, c(1, 5, 50))]),
+            HashMap::from_iter([(1, c(1, 5, 50))]),
         );
         let s = cache.get(&1);
         assert_eq!((s.conns, s.in_packets, s.cps, s.in_pps), (1, 5, 0, 0));
         // 2.5 s: rounded rates.
         cache.update(
             t0 + Duration::from_millis(12_500),
-            HashMap::from([(1, c(1, 10, 51))]),
+            HashMap::from_iter([(1, c(1, 10, 51))]),
         );
         assert_eq!(cache.get(&1).in_pps, 2);
         assert_eq!(cache.get(&1).in_bps, 0);
@@ -168,7 +169,10 @@ mod tests {
     fn a_reload_carries_the_servers_still_there() {
         let t0 = Instant::now();
         let mut cache = StatsCache::new(Duration::from_secs(30));
-        cache.update(t0, HashMap::from([(1, c(10, 100, 5000)), (2, c(1, 1, 1))]));
+        cache.update(
+            t0,
+            HashMap::from_iter([(1, c(10, 100, 5000)), (2, c(1, 1, 1))]),
+        );
         // 1 became 7; 2 is gone.
         let mut cache = cache.carry(Duration::from_secs(10), |k| (*k == 1).then_some(7u8));
         assert_eq!(cache.get(&7).in_packets, 100);
@@ -182,7 +186,7 @@ mod tests {
         // The rate runs on from the read before the reload.
         cache.update(
             t0 + Duration::from_secs(10),
-            HashMap::from([(7, c(20, 200, 5000))]),
+            HashMap::from_iter([(7, c(20, 200, 5000))]),
         );
         assert_eq!(cache.get(&7).in_pps, 10);
         // Nothing read yet: due at once after the reload too.
@@ -195,11 +199,11 @@ mod tests {
         let t0 = Instant::now();
         let mut cache: StatsCache<u8> = StatsCache::new(Duration::from_secs(30));
         assert!(cache.due(t0), "nothing read yet");
-        cache.update(t0, HashMap::new());
+        cache.update(t0, HashMap::default());
         assert!(!cache.due(t0));
         assert!(!cache.due(t0 + Duration::from_secs(29)));
         assert!(cache.due(t0 + Duration::from_secs(30)));
-        cache.update(t0 + Duration::from_secs(31), HashMap::new());
+        cache.update(t0 + Duration::from_secs(31), HashMap::default());
         assert!(!cache.due(t0 + Duration::from_secs(60)));
         assert!(cache.due(t0 + Duration::from_secs(61)));
     }
