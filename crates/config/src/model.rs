@@ -20,7 +20,7 @@ pub struct Span {
 }
 
 thread_local! {
-    /// Set while [`crate::fingerprint_without_spans`] serializes: spans become `null`.
+    /// Set while [`crate::fingerprint_without_spans`] serializes: spans become a unit value.
     pub(crate) static SPANS_HIDDEN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
