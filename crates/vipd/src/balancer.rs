@@ -373,7 +373,8 @@ fn setup(config: &Config, default_sched: Sched, backend: &str) -> Result<Setup> 
             .map(|v| v.ha_suspend)
             .collect(),
         scripts,
-        vss: config.virtual_servers.clone(),
+        // Filled by the caller: a copy at start, the reloaded file's own on reload.
+        vss: Vec::new(),
         globals: vipd_check::Globals::from_config(config),
         rs_init_notifies: config.global.rs_init_notifies,
         timeouts: timeouts(config),
@@ -498,6 +499,7 @@ impl Balancer {
         // is touched (`lvs_flush` flushes at open).
         let sched = default_sched(use_ipvs);
         let mut setup = setup(config, sched, backend_name)?;
+        setup.vss = config.virtual_servers.clone();
         let unfiltered = setup.lb.table_unfiltered();
         if use_ipvs {
             ipvs::check_table(&unfiltered)
@@ -574,9 +576,13 @@ impl Balancer {
     /// table changes by the difference only, and every checker that is still there
     /// (same virtual server, real server, kind and position) keeps its verdict.
     /// On error nothing changed.
-    pub fn reload(&self, config: &Config) -> Result<String, String> {
-        let setup =
+    ///
+    /// Takes `config`'s virtual servers (for the checkers) instead of copying them:
+    /// 40,000 real servers at 2,000 × 20.
+    pub fn reload(&self, config: &mut Config) -> Result<String, String> {
+        let mut setup =
             setup(config, self.default_sched, self.backend).map_err(|e| format!("{e:#}"))?;
+        setup.vss = std::mem::take(&mut config.virtual_servers);
         let now = Fixed::of(config);
         if now.net_namespace_ipvs != self.fixed.net_namespace_ipvs {
             warn!(

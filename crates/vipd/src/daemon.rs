@@ -720,7 +720,7 @@ fn reload_hook(
             if let Some(path) = &marker {
                 let _ = std::fs::remove_file(path);
             }
-            let (loaded, plan) =
+            let (mut loaded, plan) =
                 loaded.map_err(|e| format!("invalid configuration: {e}; nothing changed"))?;
             if loaded.config.global.dumps.net_namespace != netns {
                 warn!(
@@ -766,7 +766,7 @@ fn reload_hook(
             let lb_summary = if fingerprint == *running {
                 None
             } else {
-                match reload_balancer(&lb, &loaded.config, backend, &runtime, tune_ipvs) {
+                match reload_balancer(&lb, &mut loaded.config, backend, &runtime, tune_ipvs) {
                     Ok(summary) => {
                         *running = fingerprint;
                         Some(summary)
@@ -882,9 +882,10 @@ fn reload_state_lines(
 /// Brings the load balancer to `config`'s virtual servers: reloads the running one in
 /// place, starts one for a configuration that now has virtual servers, stops it
 /// (removing its table) when they are all gone.
+/// `config` loses its virtual servers when the running balancer takes them.
 fn reload_balancer(
     lb: &LbHandle,
-    config: &vipd_config::Config,
+    config: &mut vipd_config::Config,
     backend: crate::balancer::Backend,
     runtime: &Runtime,
     tune_ipvs: bool,
