@@ -231,11 +231,16 @@ impl<'a, S: LineSink> Preprocessor<'a, S> {
                 return;
             }
         };
-        let raw_ends: Vec<usize> = scanned.tokens.iter().map(|t| t.start + t.len).collect();
-        let mut tokens: Vec<Token> = scanned
+        let mut scanned = scanned;
+        // Where each raw token starts and ends; the raw tokens themselves become the
+        // line's tokens (moved, not copied: three or so strings a line).
+        let raw_bounds: Vec<(usize, usize)> = scanned
             .tokens
             .iter()
-            .cloned()
+            .map(|t| (t.start, t.start + t.len))
+            .collect();
+        let mut tokens: Vec<Token> = std::mem::take(&mut scanned.tokens)
+            .into_iter()
             .map(|t| match at {
                 Some(a) => Token {
                     kind: t.kind,
@@ -261,7 +266,7 @@ impl<'a, S: LineSink> Preprocessor<'a, S> {
             return;
         };
 
-        let head_start = scanned.tokens[first].start;
+        let head_start = raw_bounds[first].0;
 
         if is_unquoted_prefix(&head, '$') {
             if let Some((name, params, value_start)) = definition(&scanned.chars, head_start) {
@@ -306,9 +311,14 @@ impl<'a, S: LineSink> Preprocessor<'a, S> {
             }
         }
 
-        // A multi-line parameter expands to several lines, each processed in turn.
-        let code = scanned.text(head_start, scanned.code_end);
-        if code.contains('$') && self.needs_line_expansion(&code, dir) {
+        // A multi-line parameter expands to several lines, each processed in turn. (The
+        // code's text is only built for a line with a `$`: most have none.)
+        let code_chars = &scanned.chars[head_start.min(scanned.code_end)..scanned.code_end];
+        let code = match code_chars.contains(&'$') {
+            true => scanned.text(head_start, scanned.code_end),
+            false => String::new(),
+        };
+        if !code.is_empty() && self.needs_line_expansion(&code, dir) {
             match self.expand_once(&code, dir) {
                 Ok(expanded) => {
                     if self.depth >= MAX_DEPTH {
@@ -360,7 +370,7 @@ impl<'a, S: LineSink> Preprocessor<'a, S> {
             _ => None,
         };
         if let (Some(extra), true, false) = (variant, head.is_word(), head.quoted) {
-            let rest = scanned.text(raw_ends[first], scanned.code_end);
+            let rest = scanned.text(raw_bounds[first].1, scanned.code_end);
             self.include_line(&head, rest.trim(), dir, chain, extra);
             return;
         }
