@@ -228,6 +228,67 @@ impl Scanned {
 /// Scans a line. With `comments`, an unquoted `#` or `!` ends the line; that is off when
 /// re-scanning substituted text, so `${_HASH}` can yield a literal `#`.
 pub(crate) fn scan(line: &str, comments: bool) -> Result<Scanned, LexError> {
+    match scan_plain(line, comments) {
+        Some(s) => Ok(s),
+        None => scan_general(line, comments),
+    }
+}
+
+/// [`scan`] of the usual line: ASCII, with no quote and no `$`. Its words are then plain
+/// runs between whitespace, braces and the comment, taken as slices (char offsets are
+/// byte offsets); the general scanner grows each word char by char. `None` for any
+/// other line.
+fn scan_plain(line: &str, comments: bool) -> Option<Scanned> {
+    let b = line.as_bytes();
+    if !line.is_ascii() || b.iter().any(|c| matches!(c, b'"' | b'\'' | b'$')) {
+        return None;
+    }
+    // `char::is_whitespace` on ASCII: tab, LF, VT, FF, CR, space.
+    let space = |c: u8| matches!(c, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ');
+    let comment = |c: u8| comments && (c == b'#' || c == b'!');
+    let mut tokens = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if space(c) {
+            i += 1;
+            continue;
+        }
+        if comment(c) {
+            break;
+        }
+        let start = i;
+        let kind = match c {
+            b'{' => TokenKind::Open,
+            b'}' => TokenKind::Close,
+            _ => {
+                while i < b.len() && !space(b[i]) && b[i] != b'{' && b[i] != b'}' && !comment(b[i])
+                {
+                    i += 1;
+                }
+                TokenKind::Word
+            }
+        };
+        if kind != TokenKind::Word {
+            i += 1;
+        }
+        tokens.push(RawToken {
+            kind,
+            text: line[start..i].to_string(),
+            quoted: false,
+            start,
+            len: i - start,
+        });
+    }
+    Some(Scanned {
+        tokens,
+        chars: line.chars().collect(),
+        code_end: i,
+    })
+}
+
+/// [`scan`] of any line.
+fn scan_general(line: &str, comments: bool) -> Result<Scanned, LexError> {
     let chars: Vec<char> = line.chars().collect();
     let n = chars.len();
     let mut tokens = Vec::new();
@@ -570,5 +631,28 @@ mod tests {
     fn columns_count_chars_not_bytes() {
         let t = words("é priority");
         assert_eq!(t[1].2, 2);
+    }
+
+    proptest::proptest! {
+        /// The plain-line scanner gives what the general one gives, wherever it applies.
+        #[test]
+        fn plain_lines_scan_as_the_general_scanner_does(
+            line in "[a-z0-9_./:{}#! \\t\\x0b\\x0c\\r-]{0,40}",
+            comments in proptest::bool::ANY,
+        ) {
+            let plain = scan_plain(&line, comments).expect("a plain line");
+            let general = scan_general(&line, comments).unwrap();
+            proptest::prop_assert_eq!(&plain.tokens, &general.tokens);
+            proptest::prop_assert_eq!(&plain.chars, &general.chars);
+            proptest::prop_assert_eq!(plain.code_end, general.code_end);
+        }
+    }
+
+    #[test]
+    fn only_plain_lines_take_the_plain_scanner() {
+        for line in ["a \"b\"", "a 'b'", "a ${B}", "a $B", "é b"] {
+            assert!(scan_plain(line, true).is_none(), "{line}");
+        }
+        assert!(scan_plain("vrrp_instance V { # x", true).is_some());
     }
 }

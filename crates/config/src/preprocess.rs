@@ -606,6 +606,10 @@ impl<'a, S: LineSink> Preprocessor<'a, S> {
     }
 
     fn expand_tokens(&mut self, tokens: Vec<Token>, dir: &Path) -> Vec<Token> {
+        // Most lines name no parameter: kept as they are, not rebuilt token by token.
+        if !tokens.iter().any(|t| t.is_word() && t.text.contains('$')) {
+            return tokens;
+        }
         let mut out = Vec::with_capacity(tokens.len());
         for mut tok in tokens {
             if !tok.is_word() || !tok.text.contains('$') {
