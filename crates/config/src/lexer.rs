@@ -195,7 +195,8 @@ impl Token {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RawToken {
     pub kind: TokenKind,
-    pub text: String,
+    /// Inline when short: no heap string per word on the way to its [`Token`].
+    pub text: TokenText,
     pub quoted: bool,
     pub start: usize,
     pub len: usize,
@@ -274,7 +275,7 @@ fn scan_plain(line: &str, comments: bool) -> Option<Scanned> {
         }
         tokens.push(RawToken {
             kind,
-            text: line[start..i].to_string(),
+            text: line[start..i].into(),
             quoted: false,
             start,
             len: i - start,
@@ -314,7 +315,7 @@ fn scan_general(line: &str, comments: bool) -> Result<Scanned, LexError> {
                 } else {
                     TokenKind::Close
                 },
-                text: c.to_string(),
+                text: if c == '{' { "{" } else { "}" }.into(),
                 quoted: false,
                 start: i,
                 len: 1,
@@ -371,7 +372,7 @@ fn scan_general(line: &str, comments: bool) -> Result<Scanned, LexError> {
         }
         tokens.push(RawToken {
             kind: TokenKind::Word,
-            text,
+            text: text.into(),
             quoted,
             start,
             len: i - start,
@@ -463,7 +464,7 @@ fn unescape(chars: &[char], i: usize, out: &mut String) -> usize {
 pub(crate) fn place(raw: RawToken, file: &Arc<Path>, line: u32, chain: &Arc<Vec<Span>>) -> Token {
     Token {
         kind: raw.kind,
-        text: raw.text.into(),
+        text: raw.text,
         quoted: raw.quoted,
         span: Span {
             file: file.clone(),
@@ -484,7 +485,7 @@ mod tests {
             .unwrap()
             .tokens
             .into_iter()
-            .map(|t| (t.kind, t.text, t.start, t.quoted))
+            .map(|t| (t.kind, t.text.to_string(), t.start, t.quoted))
             .collect()
     }
 

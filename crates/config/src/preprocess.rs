@@ -232,19 +232,20 @@ impl<'a, S: LineSink> Preprocessor<'a, S> {
             }
         };
         let mut scanned = scanned;
-        // Where each raw token starts and ends; the raw tokens themselves become the
-        // line's tokens (moved, not copied: three or so strings a line).
-        let raw_bounds: Vec<(usize, usize)> = scanned
-            .tokens
-            .iter()
-            .map(|t| (t.start, t.start + t.len))
-            .collect();
+        // Where the first two raw tokens start and end (the head is one of them); the
+        // raw tokens themselves become the line's tokens (moved, not copied).
+        let raw_bounds: [(usize, usize); 2] = std::array::from_fn(|k| {
+            scanned
+                .tokens
+                .get(k)
+                .map_or((0, 0), |t| (t.start, t.start + t.len))
+        });
         let mut tokens: Vec<Token> = std::mem::take(&mut scanned.tokens)
             .into_iter()
             .map(|t| match at {
                 Some(a) => Token {
                     kind: t.kind,
-                    text: t.text.into(),
+                    text: t.text,
                     quoted: t.quoted,
                     ..a.clone()
                 },
@@ -637,7 +638,7 @@ impl<'a, S: LineSink> Preprocessor<'a, S> {
                 match scan(&expanded, false) {
                     Ok(s) => out.extend(s.tokens.into_iter().map(|raw| Token {
                         kind: raw.kind,
-                        text: raw.text.into(),
+                        text: raw.text,
                         quoted: raw.quoted,
                         ..tok.clone()
                     })),
