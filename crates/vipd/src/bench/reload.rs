@@ -15,7 +15,8 @@
 //! new one there; IPVS: `ipvsadm -Ln -t VS`, nftables: `nft list map` of that virtual
 //! server's destination map), polled every 2 ms; the CPU figure is utime + stime of
 //! the daemon's process tree (/proc) from t0 until it is quiet again (two 1 s samples
-//! in a row near the baseline rate measured just before), minus the baseline. Afterwards the table
+//! in a row near the baseline rate measured just before: the least of four 1 s samples),
+//! minus the baseline. Afterwards the table
 //! must still hold V × R destinations (nothing else went missing).
 
 use super::checkers::{cpu_seconds, setup, spawn_daemon, tree, Daemon, Setup};
@@ -271,13 +272,21 @@ fn measure(s: &Setup, v: Variant, a: &ReloadArgs) -> Result<Row> {
     for r in 0..a.reloads {
         check_interrupt()?;
         let moved = r % 2 == 0;
-        // Settled first; then the baseline rate (the daemon's idle cost, checkers included).
+        // Settled first; then the baseline rate (the daemon's idle cost, checkers
+        // included): the least of four 1 s samples. A mean over 2 s took in whatever
+        // periodic work fell there (vipd's traffic-counter read every 30 s: a CPU-second
+        // at 40,000 destinations in the guest), and subtracting that from the reload's
+        // span zeroed some reloads' CPU.
         let pids = tree(daemon.pid());
         sleep(Duration::from_secs(2))?;
-        let b0 = cpu_seconds(&pids);
-        sleep(Duration::from_secs(2))?;
-        let c0 = cpu_seconds(&pids);
-        let base = (c0 - b0) / 2.0;
+        let mut c0 = cpu_seconds(&pids);
+        let mut base = f64::INFINITY;
+        for _ in 0..4 {
+            sleep(Duration::from_secs(1))?;
+            let now = cpu_seconds(&pids);
+            base = base.min(now - c0);
+            c0 = now;
+        }
         let want = (!moved, moved);
         std::fs::write(&path, config(a, moved))?;
         let log_before = daemon.log().len();
