@@ -248,7 +248,7 @@ impl SourceMap {
         // each), as `str::lines` splits them; exactly sized.
         // One pass over the bytes (a line of a few dozen bytes made a search call
         // each, twice: ~5 % of loading a 132,000-line file).
-        let starts: Vec<u32> = (!text.is_empty())
+        let mut starts: Vec<u32> = (!text.is_empty())
             .then_some(0)
             .into_iter()
             .chain(
@@ -259,7 +259,6 @@ impl SourceMap {
             )
             .map_while(|at| u32::try_from(at).ok())
             .collect();
-        let mut starts = starts;
         starts.shrink_to_fit();
         let text = Rc::new(text);
         self.order.push(path.clone());

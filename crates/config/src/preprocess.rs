@@ -315,9 +315,10 @@ impl<'a, S: LineSink> Preprocessor<'a, S> {
         // A multi-line parameter expands to several lines, each processed in turn. (The
         // code's text is only built for a line with a `$`: most have none.)
         let code_chars = &scanned.chars[head_start.min(scanned.code_end)..scanned.code_end];
-        let code = match code_chars.contains(&'$') {
-            true => scanned.text(head_start, scanned.code_end),
-            false => String::new(),
+        let code = if code_chars.contains(&'$') {
+            scanned.text(head_start, scanned.code_end)
+        } else {
+            String::new()
         };
         if !code.is_empty() && self.needs_line_expansion(&code, dir) {
             match self.expand_once(&code, dir) {

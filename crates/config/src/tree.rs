@@ -347,7 +347,7 @@ mod tests {
             let line = (raw.into_iter())
                 .map(|r| Token {
                     kind: r.kind,
-                    text: r.text.into(),
+                    text: r.text,
                     quoted: r.quoted,
                     span: Span {
                         file: file.clone(),
