@@ -1,6 +1,7 @@
 //! Checks across blocks (names that must exist, duplicates) and lints for the classic
 //! field mistakes keepalived accepts silently.
 
+use rustc_hash::FxHashMap;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::Path;
@@ -1153,12 +1154,15 @@ fn vs_label(k: &VsKey) -> String {
 
 fn virtual_servers(config: &Config, d: &mut Diags, budget: &mut SuggestBudget) {
     let groups = Defined::new(config.virtual_server_groups.iter().map(|g| g.name.as_str()));
-    let mut seen: HashMap<(VsKey, String), &VirtualServer> = HashMap::new();
+    // Fx hashing and no copies of the keys: 2,000 virtual servers and 40,000 real
+    // servers are a reload's file, parsed whole on every reload.
+    let mut seen: FxHashMap<(&VsKey, &str), &VirtualServer> =
+        FxHashMap::with_capacity_and_hasher(config.virtual_servers.len(), Default::default());
     for vs in &config.virtual_servers {
         let label = vs_label(&vs.key);
         let len = "virtual_server".len();
-        let proto = vs.protocol.clone().unwrap_or_else(|| "TCP".into());
-        if let Some(first) = seen.insert((vs.key.clone(), proto.clone()), vs) {
+        let proto = vs.protocol.as_deref().unwrap_or("TCP");
+        if let Some(first) = seen.insert((&vs.key, proto), vs) {
             error(
                 d,
                 &vs.span,
@@ -1190,7 +1194,8 @@ fn virtual_servers(config: &Config, d: &mut Diags, budget: &mut SuggestBudget) {
             VsKey::Addr { addr, .. } => Some(addr.is_ipv6()),
             _ => vs.ip_family.as_deref().map(|f| f == "inet6"),
         };
-        let mut rs_seen: HashMap<(IpAddr, Option<u16>), &RealServer> = HashMap::new();
+        let mut rs_seen: FxHashMap<(IpAddr, Option<u16>), &RealServer> =
+            FxHashMap::with_capacity_and_hasher(vs.real_servers.len(), Default::default());
         let mut total: i64 = 0;
         for rs in &vs.real_servers {
             let rlen = "real_server".len();

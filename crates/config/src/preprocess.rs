@@ -270,7 +270,7 @@ impl<'a, S: LineSink> Preprocessor<'a, S> {
         let head_start = raw_bounds[first].0;
 
         if is_unquoted_prefix(&head, '$') {
-            if let Some((name, params, value_start)) = definition(&scanned.chars, head_start) {
+            if let Some((name, params, value_start)) = definition(&scanned.chars(), head_start) {
                 let value = scanned
                     .text(value_start, scanned.code_end)
                     .trim()
@@ -299,7 +299,7 @@ impl<'a, S: LineSink> Preprocessor<'a, S> {
                     self.sequence(
                         kind,
                         &head,
-                        &scanned.chars,
+                        &scanned.chars(),
                         head_start,
                         path,
                         dir,
@@ -314,8 +314,7 @@ impl<'a, S: LineSink> Preprocessor<'a, S> {
 
         // A multi-line parameter expands to several lines, each processed in turn. (The
         // code's text is only built for a line with a `$`: most have none.)
-        let code_chars = &scanned.chars[head_start.min(scanned.code_end)..scanned.code_end];
-        let code = if code_chars.contains(&'$') {
+        let code = if !scanned.is_plain() && scanned.code_has(head_start, '$') {
             scanned.text(head_start, scanned.code_end)
         } else {
             String::new()
@@ -378,7 +377,13 @@ impl<'a, S: LineSink> Preprocessor<'a, S> {
         }
 
         let before = self.generated_bytes;
-        let mut tokens = self.expand_tokens(tokens.split_off(first), dir);
+        // (Drained in place: `split_off(0)` would copy the whole line.)
+        tokens.drain(..first);
+        let mut tokens = if scanned.is_plain() {
+            tokens
+        } else {
+            self.expand_tokens(tokens, dir)
+        };
         if self.generated_bytes > before && self.generated_bytes > MAX_GENERATED_BYTES {
             return self.limit_reached(
                 &head,

@@ -290,7 +290,7 @@ impl Mapping {
             }
             name => match schema::find(TOP, name) {
                 Some(kw) => {
-                    blocks::check_kw(n, kw, "at top level", m.diags);
+                    blocks::check_kw(n, kw, m.diags);
                     if !schema::is_active(name) {
                         m.diags.inactive(&n.keyword, &format!("`{name}`"));
                     } else if name == "virtual_server" {
@@ -445,7 +445,7 @@ impl Mapper<'_> {
         let kw = &n.keyword;
         let name = n.name();
         if let Some(k) = schema::find(inactive, name) {
-            blocks::check_kw(n, k, place, self.diags);
+            blocks::check_kw(n, k, self.diags);
             if !schema::is_active(name) {
                 self.diags.inactive(kw, &format!("keyword `{name}`"));
             }
