@@ -525,7 +525,7 @@ mod tests {
                 backend: "nftables".into(),
                 service: Default::default(),
                 real_servers: vec![crate::status::RealServerStatus {
-                    addr: "192.0.2.11".into(),
+                    addr: std::net::IpAddr::from([192, 0, 2, 11]),
                     port: 80,
                     up: false,
                     reason: "connect: connection refused".into(),

@@ -369,7 +369,9 @@ impl InstanceStatus {
 /// One real server in `vipd status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RealServerStatus {
-    pub addr: String,
+    /// (Written as text in JSON; kept as an address: 40,000 strings fewer at 2,000 × 20,
+    /// and each publish compares them without formatting.)
+    pub addr: std::net::IpAddr,
     pub port: u16,
     pub up: bool,
     pub reason: String,
@@ -525,6 +527,28 @@ pub struct VsSettings {
 mod tests {
     use super::*;
     use std::io;
+
+    #[test]
+    fn a_real_servers_address_is_text_in_json() {
+        for (addr, text) in [
+            (std::net::IpAddr::from([192, 0, 2, 11]), "192.0.2.11"),
+            ("2001:db8::b".parse().unwrap(), "2001:db8::b"),
+        ] {
+            let rs = RealServerStatus {
+                addr,
+                port: 80,
+                up: true,
+                reason: String::new(),
+                snmp_name: None,
+                stats: TrafficStats::default(),
+                weight: 1,
+                failed_checks: 0,
+                settings: Default::default(),
+            };
+            let json = serde_json::to_value(&rs).unwrap();
+            assert_eq!(json["addr"], text);
+        }
+    }
 
     #[test]
     fn io_errors_count_by_op_and_errno_but_never_eagain() {

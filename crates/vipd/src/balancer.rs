@@ -185,7 +185,8 @@ pub struct Setup {
     rs_init_notifies: bool,
     /// `lvs_timeouts`.
     timeouts: Timeouts,
-    /// `snmp_name` of each virtual server and of each of its real servers.
+    /// `snmp_name` of each virtual server and of each of its real servers (an empty
+    /// list when none of them has one).
     snmp_names: Vec<(Option<String>, Vec<Option<String>>)>,
     /// KEEPALIVED-MIB's view of each virtual server's and real server's configuration.
     mib: Vec<(Arc<VsSettings>, Vec<Arc<RsSettings>>)>,
@@ -242,12 +243,15 @@ struct Owner {
 struct ScriptSet {
     quorum_up: Option<Script>,
     quorum_down: Option<Script>,
+    /// Per real server; empty when none of them has one (the usual case: a reload at
+    /// 2,000 × 20 made 80,000 `None`s).
     notify_up: Vec<Option<Script>>,
     notify_down: Vec<Option<Script>>,
     /// `omega`: run the down scripts when vipd stops.
     omega: bool,
     /// The virtual server's `smtp_alert` (quorum mails) and each real server's.
     smtp_alert: Option<bool>,
+    /// Per real server; empty when none of them sets it.
     rs_smtp_alert: Vec<Option<bool>>,
 }
 
@@ -350,6 +354,7 @@ fn setup(config: &Config, default_sched: Sched, backend: &str) -> Result<Setup> 
                     ),
                 })
                 .collect::<Result<Vec<_>>>()
+                .map(none_as_empty)
         };
         scripts.push(ScriptSet {
             quorum_up: script_command(config, &format!("{name}: quorum_up"), &vs.quorum_up)?,
@@ -358,7 +363,7 @@ fn setup(config: &Config, default_sched: Sched, backend: &str) -> Result<Setup> 
             notify_down: rs_scripts("notify_down", |r| &r.notify_down)?,
             omega: vs.omega,
             smtp_alert: vs.smtp_alert,
-            rs_smtp_alert: vs.real_servers.iter().map(|r| r.smtp_alert).collect(),
+            rs_smtp_alert: none_as_empty(vs.real_servers.iter().map(|r| r.smtp_alert).collect()),
         });
     }
     let mib = mib_settings(config, &lb, &scripts);
@@ -383,7 +388,7 @@ fn setup(config: &Config, default_sched: Sched, backend: &str) -> Result<Setup> 
             .iter()
             .map(|v| {
                 let rs = v.real_servers.iter().map(|r| r.snmp_name.clone());
-                (v.snmp_name.clone(), rs.collect())
+                (v.snmp_name.clone(), none_as_empty(rs.collect()))
             })
             .collect(),
         vs_stats: StatsCache::new(
@@ -447,6 +452,16 @@ fn start_checkers(
         reasons.insert((h.vs, h.rs), (h.reason.clone(), h.failed));
     }
     Ok((checkers, reasons))
+}
+
+/// A list of per-real-server options, or an empty one when every option is `None`
+/// (read with `.get(ri)`, which is `None` either way).
+fn none_as_empty<T>(list: Vec<Option<T>>) -> Vec<Option<T>> {
+    if list.iter().all(Option::is_none) {
+        Vec::new()
+    } else {
+        list
+    }
 }
 
 /// The backend's scheduler where `lb_algo` is silent: IPVS' own default is wlc;
@@ -1192,7 +1207,7 @@ impl Owner {
                 // An Arc: a clone is a count, not a copy.
                 let settings = self.setup.mib[vi].1[ri].clone();
                 match v.real_servers.get_mut(ri) {
-                    Some(r) if r.port == port && same_addr(&r.addr, addr) => {
+                    Some(r) if r.port == port && r.addr == addr => {
                         r.up = up;
                         r.stats = stats;
                         r.weight = weight;
@@ -1208,7 +1223,7 @@ impl Owner {
                     }
                     slot => {
                         let fresh = RealServerStatus {
-                            addr: addr.to_string(),
+                            addr,
                             port,
                             up,
                             reason: reason.to_string(),
@@ -1232,18 +1247,6 @@ impl Owner {
     }
 }
 
-/// Whether `text` is `addr` as `Display` writes it (without allocating).
-fn same_addr(text: &str, addr: IpAddr) -> bool {
-    use std::io::Write;
-    let mut buf = [0u8; 64];
-    let mut w = std::io::Cursor::new(&mut buf[..]);
-    if write!(w, "{addr}").is_err() {
-        return false;
-    }
-    let n = w.position() as usize;
-    text.as_bytes() == &buf[..n]
-}
-
 /// KEEPALIVED-MIB's number of a forwarding method: 1 nat, 2 dr, 3 tun.
 fn forward_number(f: vipd_lb::Forward) -> u8 {
     match f {
@@ -1264,6 +1267,13 @@ fn mib_settings(
     let words = |s: &Option<Script>| s.as_ref().map(|s| s.argv.clone());
     let g = &config.global;
     let checker_mail = g.smtp_alert_checker.or(g.smtp_alert);
+    // Real servers whose settings equal the previous one's share its `Arc`: most do
+    // (40,000 allocations fewer at 2,000 × 20, on every reload, and their memory).
+    let mut last: Option<Arc<RsSettings>> = None;
+    let mut shared = |s: RsSettings| match &last {
+        Some(a) if **a == s => a.clone(),
+        _ => last.insert(Arc::new(s)).clone(),
+    };
     config
         .virtual_servers
         .iter()
@@ -1307,7 +1317,7 @@ fn mib_settings(
                 .map(|(ri, r)| {
                     let l = lb.rs_settings(vi, ri);
                     let (own, up) = (&r.timing, &vs.timing);
-                    Arc::new(RsSettings {
+                    shared(RsSettings {
                         forward: forward_number(l.forward),
                         upper_threshold: l.upper_threshold,
                         lower_threshold: l.lower_threshold,
@@ -1388,19 +1398,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn same_addr_compares_the_written_form() {
-        for a in [
-            "192.0.2.1",
-            "2001:db8::1",
-            "::ffff:192.0.2.1",
-            "2001:db8:0:0:1:0:0:1",
-        ] {
-            let addr: IpAddr = a.parse().unwrap();
-            assert!(same_addr(&addr.to_string(), addr), "{a}");
-        }
-        let addr: IpAddr = "192.0.2.1".parse().unwrap();
-        assert!(!same_addr("192.0.2.10", addr));
-        assert!(!same_addr("192.0.2.", addr));
-        assert!(!same_addr("", addr));
+    fn per_real_server_options_are_kept_unless_all_are_none() {
+        assert!(none_as_empty(vec![None::<bool>, None]).is_empty());
+        assert_eq!(none_as_empty(vec![None, Some(true)]), [None, Some(true)]);
+        assert!(none_as_empty(Vec::<Option<bool>>::new()).is_empty());
     }
 }

@@ -1132,10 +1132,8 @@ fn checker_tables(m: &mut BTreeMap<Vec<u32>, Value>, snap: &Snapshot) {
             };
             col(1, Value::Integer(ri as i32));
             col(2, Value::Integer(1));
-            if let Ok(a) = rs.addr.parse::<IpAddr>() {
-                col(3, Value::Integer(addr_type(a)));
-                col(4, Value::OctetString(ip_octets(a)));
-            }
+            col(3, Value::Integer(addr_type(rs.addr)));
+            col(4, Value::OctetString(ip_octets(rs.addr)));
             col(5, Value::Gauge32(rs.port as u32));
             col(6, truth(rs.up));
             if let Some(n) = &rs.snmp_name {
@@ -1415,7 +1413,7 @@ fn stats_columns(col: &mut impl FnMut(u32, Value), s: &TrafficStats, at: &StatsC
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct CheckerStates {
     /// (virtual server, address, port) → up.
-    rs: BTreeMap<(String, String, u16), bool>,
+    rs: BTreeMap<(String, IpAddr, u16), bool>,
     /// virtual server → quorum met.
     quorum: BTreeMap<String, bool>,
 }
@@ -1428,7 +1426,7 @@ pub fn checker_states(snap: &Snapshot) -> CheckerStates {
             .flat_map(|vs| {
                 vs.real_servers
                     .iter()
-                    .map(move |r| ((vs.name.clone(), r.addr.clone(), r.port), r.up))
+                    .map(move |r| ((vs.name.clone(), r.addr, r.port), r.up))
             })
             .collect(),
         quorum: snap
@@ -1501,13 +1499,11 @@ pub fn checker_notifications(
             vbs
         };
         for rs in &vs.real_servers {
-            let key = (vs.name.clone(), rs.addr.clone(), rs.port);
+            let key = (vs.name.clone(), rs.addr, rs.port);
             if before.rs.get(&key).is_none_or(|b| *b == rs.up) {
                 continue;
             }
-            let Ok(a) = rs.addr.parse::<IpAddr>() else {
-                continue;
-            };
+            let a = rs.addr;
             out.push(notify(
                 1,
                 vec![
@@ -2845,7 +2841,7 @@ mod tests {
                 .iter()
                 .enumerate()
                 .map(|(k, up)| vipd_linux::status::RealServerStatus {
-                    addr: format!("192.0.2.{}", 13 + k),
+                    addr: IpAddr::from([192, 0, 2, 13 + k as u8]),
                     port: 80,
                     up: *up,
                     reason: String::new(),
