@@ -13,13 +13,13 @@
 //! # fn main() -> anyhow::Result<()> {
 //! # let cfg = vipd_config::Config::default();
 //! let (tx, rx) = std::sync::mpsc::channel();
-//! let checkers = vipd_check::Checkers::start(
+//! let mut checkers = vipd_check::Checkers::start(
 //!     &cfg.virtual_servers,
 //!     &vipd_check::Globals::from_config(&cfg),
 //!     vipd_check::StartOptions::default(),
 //!     tx,
 //! )?;
-//! for h in checkers.initial_health() { /* program the data plane */ }
+//! for h in checkers.take_initial_health() { /* program the data plane */ }
 //! while let Ok(change) = rx.recv() { /* vs, rs, up, weight, reason */ }
 //! checkers.stop();
 //! # Ok(()) }

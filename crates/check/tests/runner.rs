@@ -98,19 +98,18 @@ fn servers_going_away_and_coming_back() {
         let tcp = TcpListener::bind("127.0.0.1:8081").await.unwrap();
         let alpha = TcpListener::bind("127.0.0.1:9000").await.unwrap();
         let cfg = config(E2E);
-        let (checkers, rx) = start(&cfg);
+        let (mut checkers, rx) = start(&cfg);
 
-        let initial: Vec<(usize, usize, bool)> = checkers
-            .initial_health()
-            .iter()
-            .map(|h| (h.vs, h.rs, h.up))
-            .collect();
+        let health = checkers.take_initial_health();
+        let initial: Vec<(usize, usize, bool)> =
+            health.iter().map(|h| (h.vs, h.rs, h.up)).collect();
         assert_eq!(
             initial,
             [(0, 0, true), (0, 1, true), (0, 2, true), (1, 0, false)]
         );
-        assert!(checkers.initial_health()[3].reason.contains("alpha"));
-        assert_eq!(checkers.initial_health()[2].reason, "no checkers");
+        assert!(health[3].reason.contains("alpha"));
+        assert_eq!(health[2].reason, "no checkers");
+        assert!(checkers.take_initial_health().is_empty(), "taken once");
 
         // The alpha server comes up after its first probe.
         let h = next(&rx, ms(1000)).await.expect("alpha server up");
@@ -217,9 +216,10 @@ virtual_server 192.0.2.100 80 {{
         pidfile.display()
     );
     let cfg = config(&text);
-    let (checkers, rx) = start(&cfg);
-    assert_eq!(checkers.initial_health()[0].weight, Some(4));
-    assert_eq!(checkers.initial_health()[1].weight, None);
+    let (mut checkers, rx) = start(&cfg);
+    let health = checkers.take_initial_health();
+    assert_eq!(health[0].weight, Some(4));
+    assert_eq!(health[1].weight, None);
     let h = rx
         .recv_timeout(Duration::from_secs(2))
         .expect("weight change");
@@ -286,16 +286,13 @@ virtual_server 192.0.2.100 80 {{
         level = level.display()
     );
     let cfg = config(&text);
-    let (checkers, rx) = start(&cfg);
+    let (mut checkers, rx) = start(&cfg);
     // init_file created the flag file with 1: down from the start.
     assert_eq!(std::fs::read_to_string(&flag).unwrap(), "1\n");
-    let init: Vec<(bool, Option<u32>)> = checkers
-        .initial_health()
-        .iter()
-        .map(|h| (h.up, h.weight))
-        .collect();
+    let health = checkers.take_initial_health();
+    let init: Vec<(bool, Option<u32>)> = health.iter().map(|h| (h.up, h.weight)).collect();
     assert_eq!(init, [(false, None), (true, Some(20))]);
-    assert!(checkers.initial_health()[0].reason.contains("value 1"));
+    assert!(health[0].reason.contains("value 1"));
     replace(&flag, "0\n");
     let h = rx
         .recv_timeout(Duration::from_secs(3))
@@ -323,7 +320,7 @@ fn bfd_check_follows_the_session_events() {
          real_server 192.0.2.2 80 {\n  BFD_CHECK { name b\n alpha }\n }\n}\n",
     );
     let (tx, rx) = mpsc::channel();
-    let checkers = Checkers::start(
+    let mut checkers = Checkers::start(
         &cfg.virtual_servers,
         &Globals::from_config(&cfg),
         StartOptions::default(),
@@ -332,7 +329,7 @@ fn bfd_check_follows_the_session_events() {
     .unwrap();
     // Before any event: up, except with alpha (as keepalived).
     let initial: Vec<(usize, bool)> = checkers
-        .initial_health()
+        .take_initial_health()
         .iter()
         .map(|h| (h.rs, h.up))
         .collect();
@@ -360,7 +357,7 @@ fn bfd_check_follows_the_session_events() {
     checkers.stop();
     // A reload's checkers start from the last event.
     let (tx, _rx) = mpsc::channel();
-    let again = Checkers::start(
+    let mut again = Checkers::start(
         &cfg.virtual_servers,
         &Globals::from_config(&cfg),
         StartOptions {
@@ -370,7 +367,7 @@ fn bfd_check_follows_the_session_events() {
         tx,
     )
     .unwrap();
-    assert!(again.initial_health().iter().all(|h| !h.up));
+    assert!(again.take_initial_health().iter().all(|h| !h.up));
     again.stop();
 }
 
@@ -460,7 +457,7 @@ fn a_reload_carries_each_checkers_verdict_by_identity() {
          real_server 192.0.2.1 80 {\n  MISC_CHECK { misc_path /bin/false\n retry 0 }\n }\n}\n",
     );
     let (tx, _rx) = mpsc::channel();
-    let new = Checkers::start(
+    let mut new = Checkers::start(
         &after.virtual_servers,
         &Globals::from_config(&after),
         StartOptions {
@@ -471,9 +468,9 @@ fn a_reload_carries_each_checkers_verdict_by_identity() {
     )
     .unwrap();
     let initial: Vec<(usize, bool, String)> = new
-        .initial_health()
-        .iter()
-        .map(|h| (h.rs, h.up, h.reason.clone()))
+        .take_initial_health()
+        .into_iter()
+        .map(|h| (h.rs, h.up, h.reason))
         .collect();
     assert_eq!(
         initial,
@@ -518,7 +515,7 @@ fn reload_keeps_a_dynamic_weight() {
     for weight in [4, 7] {
         let after = file(weight, "60");
         let (tx, _rx) = mpsc::channel();
-        let new = Checkers::start(
+        let mut new = Checkers::start(
             &after.virtual_servers,
             &Globals::from_config(&after),
             StartOptions {
@@ -528,7 +525,7 @@ fn reload_keeps_a_dynamic_weight() {
             tx,
         )
         .unwrap();
-        let h = &new.initial_health()[0];
+        let h = &new.take_initial_health()[0];
         assert_eq!((h.up, h.weight), (true, Some(10)), "configured {weight}");
         new.stop();
     }

@@ -196,6 +196,9 @@ pub struct Setup {
     /// reload carries those of the servers it kept to their new indices.
     vs_stats: StatsCache<usize>,
     rs_stats: StatsCache<(usize, usize)>,
+    /// The direct-routing destinations' addresses (fixed by the configuration; read
+    /// every second for their MACs: not worked out anew from 40,000 real servers).
+    dr_addrs: Vec<IpAddr>,
 }
 
 impl std::fmt::Debug for Setup {
@@ -368,6 +371,7 @@ fn setup(config: &Config, default_sched: Sched, backend: &str) -> Result<Setup> 
     }
     let mib = mib_settings(config, &lb, &scripts);
     Ok(Setup {
+        dr_addrs: lb.dr_addresses(),
         mib,
         vs_groups: Arc::new(config.virtual_server_groups.clone()),
         lb,
@@ -422,7 +426,7 @@ fn start_checkers(
         .collect();
     // The checkers keep what they need of it; the balancer does not hold a copy.
     let vss = std::mem::take(&mut setup.vss);
-    let checkers = vipd_check::Checkers::start(
+    let mut checkers = vipd_check::Checkers::start(
         &vss,
         &setup.globals,
         vipd_check::StartOptions {
@@ -446,10 +450,11 @@ fn start_checkers(
                 }
             })?;
     }
-    let mut reasons = Reasons::default();
-    for h in checkers.initial_health() {
+    let initial = checkers.take_initial_health();
+    let mut reasons = Reasons::with_capacity_and_hasher(initial.len(), Default::default());
+    for h in initial {
         setup.lb.set_health(h.vs, h.rs, h.up, h.weight);
-        reasons.insert((h.vs, h.rs), (h.reason.clone(), h.failed));
+        reasons.insert((h.vs, h.rs), (h.reason, h.failed));
     }
     Ok((checkers, reasons))
 }
@@ -986,8 +991,7 @@ impl Owner {
     /// Reads direct-routing destinations' MACs from the neighbour table; a destination
     /// with none gets a datagram to the discard port so the kernel resolves it.
     fn refresh_macs(&mut self) {
-        let wanted = self.setup.lb.dr_addresses();
-        if wanted.is_empty() {
+        if self.setup.dr_addrs.is_empty() {
             return;
         }
         let Some(rtnl) = self.rtnl.as_mut() else {
@@ -1002,7 +1006,7 @@ impl Owner {
             }
         };
         let macs: HashMap<IpAddr, [u8; 6]> = table.iter().map(|n| (n.addr, n.mac)).collect();
-        for addr in wanted {
+        for &addr in &self.setup.dr_addrs {
             // A neighbour that disappears from the table keeps its last MAC: forwarding to
             // a stale MAC beats dropping, and health checks decide whether it is alive.
             // One without an entry is poked (this runs once per NEIGHBOUR_REFRESH).

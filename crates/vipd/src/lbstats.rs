@@ -85,18 +85,27 @@ impl<K: Eq + Hash + Clone> StatsCache<K> {
     /// due when it would have been (a reload does not read the kernel's counters again:
     /// at 40,000 destinations that is thousands of set dumps). A server the reload added
     /// reads zero until then, as a destination just installed counts from zero.
-    pub fn carry<K2: Eq + Hash + Clone>(
-        self,
-        interval: Duration,
-        key: impl Fn(&K) -> Option<K2>,
-    ) -> StatsCache<K2> {
-        fn remap<K, K2: Eq + Hash, V>(
-            m: HashMap<K, V>,
-            key: &impl Fn(&K) -> Option<K2>,
-        ) -> HashMap<K2, V> {
-            let mut out = HashMap::with_capacity_and_hasher(m.len(), Default::default());
-            out.extend(m.into_iter().filter_map(|(k, v)| Some((key(&k)?, v))));
-            out
+    ///
+    /// `key` must not map two old keys to one new key (the balancer's maps old
+    /// indices to new ones one to one).
+    pub fn carry(self, interval: Duration, key: impl Fn(&K) -> Option<K>) -> StatsCache<K> {
+        // In place: most servers keep their key (a reload at 2,000 × 20 moved 40,000
+        // entries of two maps into new ones, ~4 % of its CPU); only the others move.
+        fn remap<K: Eq + Hash, V: Default>(
+            mut m: HashMap<K, V>,
+            key: &impl Fn(&K) -> Option<K>,
+        ) -> HashMap<K, V> {
+            let mut moved = Vec::new();
+            m.retain(|k, v| match key(k) {
+                Some(k2) if k2 == *k => true,
+                Some(k2) => {
+                    moved.push((k2, std::mem::take(v)));
+                    false
+                }
+                None => false,
+            });
+            m.extend(moved);
+            m
         }
         StatsCache {
             interval,
@@ -174,7 +183,7 @@ mod tests {
             HashMap::from_iter([(1, c(10, 100, 5000)), (2, c(1, 1, 1))]),
         );
         // 1 became 7; 2 is gone.
-        let mut cache = cache.carry(Duration::from_secs(10), |k| (*k == 1).then_some(7u8));
+        let mut cache = cache.carry(Duration::from_secs(10), |k| (*k == 1).then_some(7));
         assert_eq!(cache.get(&7).in_packets, 100);
         assert_eq!(cache.get(&1), TrafficStats::default());
         assert_eq!(cache.get(&2), TrafficStats::default());
@@ -192,6 +201,35 @@ mod tests {
         // Nothing read yet: due at once after the reload too.
         let fresh: StatsCache<u8> = StatsCache::new(Duration::from_secs(30));
         assert!(fresh.carry(Duration::from_secs(30), |k| Some(*k)).due(t0));
+    }
+
+    #[test]
+    fn a_reload_that_swaps_servers_swaps_their_statistics() {
+        let t0 = Instant::now();
+        let mut cache = StatsCache::new(Duration::from_secs(30));
+        cache.update(
+            t0,
+            HashMap::from_iter([(1, c(1, 1, 1)), (2, c(2, 2, 2)), (3, c(3, 3, 3))]),
+        );
+        // 1 and 2 trade places, 3 stays.
+        let mut cache = cache.carry(Duration::from_secs(30), |k| {
+            Some(match *k {
+                1 => 2,
+                2 => 1,
+                k => k,
+            })
+        });
+        assert_eq!(cache.get(&1).in_packets, 2);
+        assert_eq!(cache.get(&2).in_packets, 1);
+        assert_eq!(cache.get(&3).in_packets, 3);
+        // The totals before the reload moved with them: rates run on.
+        cache.update(
+            t0 + Duration::from_secs(30),
+            HashMap::from_iter([(1, c(2, 62, 2)), (2, c(1, 31, 1)), (3, c(3, 3, 3))]),
+        );
+        assert_eq!(cache.get(&1).in_pps, 2);
+        assert_eq!(cache.get(&2).in_pps, 1);
+        assert_eq!(cache.get(&3).in_pps, 0);
     }
 
     #[test]
