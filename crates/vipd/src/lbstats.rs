@@ -86,8 +86,9 @@ impl<K: Eq + Hash + Clone> StatsCache<K> {
     /// at 40,000 destinations that is thousands of set dumps). A server the reload added
     /// reads zero until then, as a destination just installed counts from zero.
     ///
-    /// `key` must not map two old keys to one new key (the balancer's maps old
-    /// indices to new ones one to one).
+    /// Where `key` maps two old keys to one new key, one of their entries is kept (the
+    /// balancer maps by name and by address and port: only two real servers of one
+    /// virtual server at the same address and port could do that).
     pub fn carry(self, interval: Duration, key: impl Fn(&K) -> Option<K>) -> StatsCache<K> {
         // In place: most servers keep their key (a reload at 2,000 × 20 moved 40,000
         // entries of two maps into new ones, ~4 % of its CPU); only the others move.
