@@ -131,6 +131,9 @@ pub struct RsSettings {
 pub struct Lb {
     vss: Vec<VsState>,
     macs: HashMap<IpAddr, [u8; 6]>,
+    /// [`Lb::dr_addresses`]: fixed by the configuration (no setter changes a
+    /// destination's address or forwarding method), read every second.
+    dr_addrs: Vec<IpAddr>,
 }
 
 fn err(span: &Span, message: impl Into<String>) -> LbConfigError {
@@ -138,6 +141,23 @@ fn err(span: &Span, message: impl Into<String>) -> LbConfigError {
         span: span.clone(),
         message: message.into(),
     }
+}
+
+/// The direct-routing destinations' addresses of `vss`, sorted, once each.
+fn dr_addresses(vss: &[VsState]) -> Vec<IpAddr> {
+    let mut out: Vec<IpAddr> = Vec::new();
+    for v in vss {
+        out.extend(
+            v.real
+                .iter()
+                .filter(|r| r.forward == Forward::Dr)
+                .map(|r| r.addr),
+        );
+        out.extend(v.sorry.iter().filter(|s| s.2 == Forward::Dr).map(|s| s.0));
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 fn parse_forward(s: Option<&str>, default: Forward) -> Option<Forward> {
@@ -183,6 +203,7 @@ impl Lb {
         }
         if errors.is_empty() {
             Ok(Lb {
+                dr_addrs: dr_addresses(&out),
                 vss: out,
                 macs: HashMap::new(),
             })
@@ -302,21 +323,9 @@ impl Lb {
             || v.sorry.is_some_and(|s| s.2 == Forward::Dr)
     }
 
-    /// Every destination address that may need its MAC resolved.
-    pub fn dr_addresses(&self) -> Vec<IpAddr> {
-        let mut out: Vec<IpAddr> = Vec::new();
-        for v in &self.vss {
-            out.extend(
-                v.real
-                    .iter()
-                    .filter(|r| r.forward == Forward::Dr)
-                    .map(|r| r.addr),
-            );
-            out.extend(v.sorry.iter().filter(|s| s.2 == Forward::Dr).map(|s| s.0));
-        }
-        out.sort();
-        out.dedup();
-        out
+    /// Every destination address that may need its MAC resolved (sorted, once each).
+    pub fn dr_addresses(&self) -> &[IpAddr] {
+        &self.dr_addrs
     }
 
     /// Health of one real server; `weight` is a dynamic weight (MISC_CHECK

@@ -196,9 +196,6 @@ pub struct Setup {
     /// reload carries those of the servers it kept to their new indices.
     vs_stats: StatsCache<usize>,
     rs_stats: StatsCache<(usize, usize)>,
-    /// The direct-routing destinations' addresses (fixed by the configuration; read
-    /// every second for their MACs: not worked out anew from 40,000 real servers).
-    dr_addrs: Vec<IpAddr>,
 }
 
 impl std::fmt::Debug for Setup {
@@ -371,7 +368,6 @@ fn setup(config: &Config, default_sched: Sched, backend: &str) -> Result<Setup> 
     }
     let mib = mib_settings(config, &lb, &scripts);
     Ok(Setup {
-        dr_addrs: lb.dr_addresses(),
         mib,
         vs_groups: Arc::new(config.virtual_server_groups.clone()),
         lb,
@@ -991,7 +987,7 @@ impl Owner {
     /// Reads direct-routing destinations' MACs from the neighbour table; a destination
     /// with none gets a datagram to the discard port so the kernel resolves it.
     fn refresh_macs(&mut self) {
-        if self.setup.dr_addrs.is_empty() {
+        if self.setup.lb.dr_addresses().is_empty() {
             return;
         }
         let Some(rtnl) = self.rtnl.as_mut() else {
@@ -1006,7 +1002,9 @@ impl Owner {
             }
         };
         let macs: HashMap<IpAddr, [u8; 6]> = table.iter().map(|n| (n.addr, n.mac)).collect();
-        for &addr in &self.setup.dr_addrs {
+        // (A copy: the loop sets MACs in the same `Lb`.)
+        let wanted = self.setup.lb.dr_addresses().to_vec();
+        for addr in wanted {
             // A neighbour that disappears from the table keeps its last MAC: forwarding to
             // a stale MAC beats dropping, and health checks decide whether it is alive.
             // One without an entry is poked (this runs once per NEIGHBOUR_REFRESH).
