@@ -323,6 +323,7 @@ pub const TYPE_MARK: u32 = 19;
 pub const TYPE_IPADDR: u32 = 7;
 pub const TYPE_IP6ADDR: u32 = 8;
 pub const TYPE_ETHERADDR: u32 = 9;
+pub const TYPE_INET_PROTO: u32 = 12;
 pub const TYPE_INET_SERVICE: u32 = 13;
 pub const TYPE_BITS: u32 = 6;
 

@@ -2,11 +2,13 @@
 //!
 //! Per table, in this order (every step inside the same transaction):
 //! 1. flush the base chains if their rules change or anything they reference goes away,
-//! 2. delete base chains no longer wanted,
+//! 2. delete base chains no longer wanted, then verdict maps no longer wanted and the
+//!    elements of kept maps that go or change (they name service chains deleted next),
 //! 3. update kept services: flush their chain when its rules change (or one of its sets
 //!    is replaced), replace sets whose definition changed, otherwise add/delete only the
 //!    elements that differ — so counters and persistence entries survive,
-//! 4. delete removed services (chain, then sets), 5. create new services,
+//! 4. delete removed services (chains, then sets), 5. create new services, then the
+//!    new verdict maps and the elements kept maps gain (naming the new chains),
 //! 6. create new base chains, 7. (re)fill base chains, 8. delete `ct timeout` objects
 //!    no longer wanted (those wanted are created first of all, before rules name them).
 //!
@@ -15,7 +17,7 @@
 
 use super::elems::Elems;
 use super::encode::Batch;
-use super::plan::{Fam, Plan, SetPlan, SvcPlan, TablePlan, TABLE};
+use super::plan::{post_chain, Fam, Plan, SetPlan, SvcPlan, TablePlan, TABLE};
 
 /// Appends to `b` what turns `old` (None: unknown) into `new`.
 pub fn diff(old: Option<&Plan>, new: &Plan, b: &mut Batch) {
@@ -104,6 +106,18 @@ fn update_table(f: u8, o: &TablePlan, n: &TablePlan, b: &mut Batch) {
             b.del_chain(f, TABLE, name);
         }
     }
+    // 2b.
+    for (name, om) in &o.maps {
+        match n.maps.get(name) {
+            Some(nm) if nm.def == om.def => {
+                let (del, _) = element_changes(&om.elems, &nm.elems);
+                if !del.is_empty() {
+                    b.del_elems(f, TABLE, name, del);
+                }
+            }
+            _ => b.del_set(f, TABLE, name),
+        }
+    }
     // 3.
     for (name, ns) in &n.services {
         if let Some(os) = o.services.get(name) {
@@ -116,6 +130,9 @@ fn update_table(f: u8, o: &TablePlan, n: &TablePlan, b: &mut Batch) {
     for (name, os) in &o.services {
         if !n.services.contains_key(name) {
             b.del_chain(f, TABLE, name);
+            if !os.post_rules.is_empty() {
+                b.del_chain(f, TABLE, &post_chain(name));
+            }
             for set in os.sets.keys() {
                 b.del_set(f, TABLE, set);
             }
@@ -130,6 +147,35 @@ fn update_table(f: u8, o: &TablePlan, n: &TablePlan, b: &mut Batch) {
             b.new_chain(f, TABLE, name, None);
             for r in &ns.rules {
                 b.new_rule(f, TABLE, name, r);
+            }
+            if !ns.post_rules.is_empty() {
+                let post = post_chain(name);
+                b.new_chain(f, TABLE, &post, None);
+                for r in &ns.post_rules {
+                    b.new_rule(f, TABLE, &post, r);
+                }
+            }
+        }
+    }
+    // 5b.
+    for (name, nm) in &n.maps {
+        match o.maps.get(name) {
+            Some(om) if om.def == nm.def => {
+                let (_, add) = element_changes(&om.elems, &nm.elems);
+                if !add.is_empty() {
+                    b.new_goto_elems(f, TABLE, name, add);
+                }
+            }
+            _ => {
+                b.new_set(f, TABLE, &nm.def);
+                if !nm.elems.is_empty() {
+                    b.new_goto_elems(
+                        f,
+                        TABLE,
+                        name,
+                        nm.elems.iter().map(|(k, v)| (k.as_slice(), v.as_slice())),
+                    );
+                }
             }
         }
     }
@@ -179,6 +225,12 @@ fn update_service(f: u8, chain: &str, o: &SvcPlan, n: &SvcPlan, b: &mut Batch) {
     if flush && !o.rules.is_empty() {
         b.flush_chain(f, TABLE, chain);
     }
+    // (Within one table a service's post chain exists for as long as the service.)
+    let post = post_chain(chain);
+    let flush_post = o.post_rules != n.post_rules || !replaced.is_empty();
+    if flush_post && !o.post_rules.is_empty() {
+        b.flush_chain(f, TABLE, &post);
+    }
     for name in &replaced {
         b.del_set(f, TABLE, name);
     }
@@ -199,6 +251,14 @@ fn update_service(f: u8, chain: &str, o: &SvcPlan, n: &SvcPlan, b: &mut Batch) {
     if flush {
         for r in &n.rules {
             b.new_rule(f, TABLE, chain, r);
+        }
+    }
+    if flush_post {
+        if o.post_rules.is_empty() && !n.post_rules.is_empty() {
+            b.new_chain(f, TABLE, &post, None);
+        }
+        for r in &n.post_rules {
+            b.new_rule(f, TABLE, &post, r);
         }
     }
 }

@@ -7,7 +7,7 @@
 //! description for error messages.
 
 use super::consts::*;
-use super::expr::{encode_list, value, Expr};
+use super::expr::{encode_list, value, verdict, Expr};
 use crate::netlink::{MsgBuf, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REQUEST};
 
 /// Largest payload put in one element-list nest (attribute lengths are 16 bits).
@@ -342,7 +342,18 @@ impl Batch {
         set: &str,
         elems: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
     ) {
-        self.elems(NFT_MSG_NEWSETELEM, family, table, set, elems);
+        self.elems(NFT_MSG_NEWSETELEM, family, table, set, elems, false);
+    }
+
+    /// `add element` to a verdict map: `(key, chain)`, each element `goto chain`.
+    pub fn new_goto_elems<'a>(
+        &mut self,
+        family: u8,
+        table: &str,
+        set: &str,
+        elems: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    ) {
+        self.elems(NFT_MSG_NEWSETELEM, family, table, set, elems, true);
     }
 
     /// `delete element` by key.
@@ -359,6 +370,7 @@ impl Batch {
             table,
             set,
             keys.into_iter().map(|k| (k, &[][..])),
+            false,
         );
     }
 
@@ -377,6 +389,7 @@ impl Batch {
             table,
             set,
             keys.into_iter().map(|k| (k, &[][..])),
+            false,
         );
     }
 
@@ -387,6 +400,7 @@ impl Batch {
         table: &str,
         set: &str,
         elems: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+        goto_data: bool,
     ) {
         let mut it = elems.into_iter().peekable();
         let verb = match msg {
@@ -415,7 +429,12 @@ impl Batch {
                         let Some((key, data)) = it.next() else { break };
                         let el = b.nest_begin(NFTA_LIST_ELEM);
                         value(b, NFTA_SET_ELEM_KEY, key);
-                        if !data.is_empty() {
+                        if goto_data && !data.is_empty() {
+                            // A verdict map's data: `goto CHAIN` (the chain's name).
+                            let d = b.nest_begin(NFTA_SET_ELEM_DATA);
+                            verdict(b, NFT_GOTO, Some(&String::from_utf8_lossy(data)));
+                            b.nest_end(d);
+                        } else if !data.is_empty() {
                             value(b, NFTA_SET_ELEM_DATA, data);
                         }
                         b.nest_end(el);

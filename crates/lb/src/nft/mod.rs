@@ -12,8 +12,13 @@
 //! - `ip vipd` / `ip6 vipd` (NAT services): base chains `pre` (nat, prerouting, priority
 //!   dstnat -100) and `out` (nat, output, -100) send a connection's first packet
 //!   (`goto`) to its service's chain `svcN`, which picks a real server and DNATs; `post`
-//!   (filter, postrouting, srcnat +100) counts every client→server packet per real
-//!   server and records persistence.
+//!   (filter, postrouting, srcnat +100) sends every client→server packet to the
+//!   service's chain `svcN_post`, which counts it per real server and records
+//!   persistence. Services with an address and a port are found by one lookup in the
+//!   verdict maps `dispatch` (`ip daddr . meta l4proto . th dport`, for `pre` and `out`)
+//!   and `count` (the conntrack original tuple, for `post`), so a packet costs the same
+//!   with 2 services or 2,000; fwmark services (before the map) and port-0 services
+//!   (after it) keep a rule each.
 //! - `netdev vipd` (DR services): one ingress chain `in_DEV` (filter, priority 0) per
 //!   device; its rules make the director the frame's source MAC and send the frame to
 //!   the service chain, which sets the real server's MAC as destination and forwards

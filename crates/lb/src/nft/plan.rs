@@ -249,6 +249,24 @@ pub struct TablePlan {
     pub services: BTreeMap<String, Arc<SvcPlan>>,
     /// `ct timeout` objects by name (`lvs_timeouts`, NAT tables only).
     pub ct_timeouts: BTreeMap<String, CtTimeout>,
+    /// Verdict maps of the table by name (NAT tables): [`DISPATCH_MAP`] and
+    /// [`COUNT_MAP`], `address . protocol . port` of a service → `goto` its chain
+    /// (element data: the chain's name). One lookup finds a packet's service however
+    /// many there are, where a rule per service made every packet walk them all.
+    pub maps: BTreeMap<String, SetPlan>,
+}
+
+/// NAT tables: the services with an address and a port by the packet's destination,
+/// for `pre` and `out` (→ `svcN`).
+pub const DISPATCH_MAP: &str = "dispatch";
+/// NAT tables: the same services by the connection's original destination, for `post`
+/// (→ `svcN_post`).
+pub const COUNT_MAP: &str = "count";
+
+/// A NAT service's postrouting chain: counts its packets per real server and records
+/// persistence.
+pub fn post_chain(chain: &str) -> String {
+    format!("{chain}_post")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -261,6 +279,8 @@ pub struct BaseChain {
 pub struct SvcPlan {
     pub key: ServiceKey,
     pub rules: Vec<Vec<Expr>>,
+    /// NAT: the rules of its chain [`post_chain`] (empty for DR: no such chain).
+    pub post_rules: Vec<Vec<Expr>>,
     /// Sets and maps by name.
     pub sets: BTreeMap<String, SetPlan>,
     /// Destinations in the kernel and the keys their counters are found under.
@@ -586,6 +606,9 @@ struct SvcOut {
     /// (base chain, rules sending the service's packets to its chain)
     dispatch: Vec<(String, Vec<Vec<Expr>>)>,
     post: Vec<Vec<Expr>>,
+    /// NAT services with an address and a port: their key in the table's verdict maps
+    /// (instead of `dispatch` and `post` rules).
+    map_key: Option<Elem>,
     unreachable: Vec<UnreachableDest>,
     /// Size of the consistent-hash table, if the service hashes.
     hash_size: Option<usize>,
@@ -598,6 +621,8 @@ pub fn build(table: &Table, ids: &mut Ids) -> (Plan, Vec<UnreachableDest>) {
     let mut unreachable = Vec::new();
     let mut dispatch: BTreeMap<(Fam, String), Vec<(DispatchOrder, Rules)>> = BTreeMap::new();
     let mut post: BTreeMap<Fam, Vec<Vec<Expr>>> = BTreeMap::new();
+    // Per NAT table: (map key, service chain) of the services found by the maps.
+    let mut mapped: BTreeMap<Fam, Vec<(Elem, String)>> = BTreeMap::new();
 
     let mut cache = std::mem::take(&mut ids.cache);
     for svc in &table.services {
@@ -624,6 +649,12 @@ pub fn build(table: &Table, ids: &mut Ids) -> (Plan, Vec<UnreachableDest>) {
         post.entry(out.fam)
             .or_default()
             .extend(out.post.iter().cloned());
+        if let Some(k) = &out.map_key {
+            mapped
+                .entry(out.fam)
+                .or_default()
+                .push((k.clone(), out.chain.clone()));
+        }
         unreachable.extend(out.unreachable.iter().cloned());
         plan.tables
             .entry(out.fam)
@@ -670,19 +701,135 @@ pub fn build(table: &Table, ids: &mut Ids) -> (Plan, Vec<UnreachableDest>) {
                 h(NF_INET_POST_ROUTING, NF_IP_PRI_NAT_SRC, "filter"),
             ));
         }
+        let by_map = mapped.remove(fam).unwrap_or_default();
+        let l = l3(if *fam == Fam::Ip6 {
+            Family::V6
+        } else {
+            Family::V4
+        });
         for (name, hook) in chains {
             let rules = match name.as_str() {
-                "post" => post.get(fam).cloned().unwrap_or_default(),
+                "post" => {
+                    let mut r = post.get(fam).cloned().unwrap_or_default();
+                    if !by_map.is_empty() {
+                        r.push(count_map_rule(&l));
+                    }
+                    r
+                }
                 _ => {
                     let mut d = dispatch.remove(&(*fam, name.clone())).unwrap_or_default();
                     d.sort_by_key(|a| a.0);
-                    d.into_iter().flat_map(|(_, r)| r).collect()
+                    // The map takes the place of the services with a port: after
+                    // the fwmark services, before those with port 0.
+                    let mut r: Rules = Vec::new();
+                    let mut map_rule =
+                        (*fam != Fam::Netdev && !by_map.is_empty()).then(|| dispatch_map_rule(&l));
+                    for (order, rules) in d {
+                        if order.0 > 1 {
+                            r.extend(map_rule.take());
+                        }
+                        r.extend(rules);
+                    }
+                    r.extend(map_rule);
+                    r
                 }
             };
             t.base.insert(name, BaseChain { hook, rules });
         }
+        if !by_map.is_empty() {
+            for name in [DISPATCH_MAP, COUNT_MAP] {
+                let d = def(
+                    name,
+                    NFT_SET_MAP,
+                    (map_key_type(&l), map_key_len(&l)),
+                    Some((NFT_DATA_VERDICT, 0)),
+                );
+                let elems = by_map
+                    .iter()
+                    .map(|(k, c)| {
+                        let to = if name == COUNT_MAP {
+                            post_chain(c)
+                        } else {
+                            c.clone()
+                        };
+                        (k.clone(), Elem::from_slice(to.as_bytes()))
+                    })
+                    .collect();
+                t.maps.insert(name.to_string(), SetPlan { def: d, elems });
+            }
+        }
     }
     (plan, unreachable)
+}
+
+/// A set's definition: `key` and `data` are (type, length); no timeout, size, counter.
+fn def(name: &str, flags: u32, key: (u32, u32), data: Option<(u32, u32)>) -> SetDef {
+    SetDef {
+        name: name.to_string(),
+        flags,
+        key_type: key.0,
+        key_len: key.1,
+        data,
+        timeout_ms: None,
+        size: None,
+        counter: false,
+        key_host_order: false,
+        tag: 0,
+    }
+}
+
+/// nf_tables type of a verdict map key: `addr . inet_proto . inet_service`.
+fn map_key_type(l: &L3) -> u32 {
+    (((l.addr_type << TYPE_BITS) | TYPE_INET_PROTO) << TYPE_BITS) | TYPE_INET_SERVICE
+}
+
+/// Length of a verdict map key (each part padded to 4 bytes).
+fn map_key_len(l: &L3) -> u32 {
+    l.alen + 4 + 4
+}
+
+/// A service's key in the verdict maps: address . protocol . port, as the rules load
+/// them (each part padded to a register).
+fn map_key(addr: &IpAddr, proto: Proto, port: u16) -> Elem {
+    let mut k = octets(addr);
+    k.extend_from_slice(&[proto.number(), 0, 0, 0]);
+    k.extend_from_slice(&port.to_be_bytes());
+    k.extend_from_slice(&[0, 0]);
+    k
+}
+
+/// `ip daddr . meta l4proto . th dport vmap @dispatch` (`pre` and `out`).
+fn dispatch_map_rule(l: &L3) -> Vec<Expr> {
+    let p = after(K, l.alen);
+    vec![
+        load(NFT_PAYLOAD_NETWORK_HEADER, l.daddr, l.alen, K),
+        meta(NFT_META_L4PROTO, p),
+        load(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, p + 1),
+        lookup(DISPATCH_MAP, K, Some(NFT_REG_VERDICT)),
+    ]
+}
+
+/// `ct direction original ct original daddr . meta l4proto . ct original proto-dst
+/// vmap @count` (`post`).
+fn count_map_rule(l: &L3) -> Vec<Expr> {
+    let p = after(K, l.alen);
+    let ct_dst = if l.alen == 4 {
+        NFT_CT_DST_IP
+    } else {
+        NFT_CT_DST_IP6
+    };
+    vec![
+        meta_ct(NFT_CT_DIRECTION, None),
+        eq(K, [IP_CT_DIR_ORIGINAL]),
+        meta_ct(ct_dst, Some(IP_CT_DIR_ORIGINAL)),
+        meta(NFT_META_L4PROTO, p),
+        Expr::Ct {
+            key: NFT_CT_PROTO_DST,
+            dir: Some(IP_CT_DIR_ORIGINAL),
+            dreg: p + 1,
+        },
+        lookup(COUNT_MAP, K, Some(NFT_REG_VERDICT)),
+    ]
 }
 
 fn plan_service(
@@ -720,7 +867,7 @@ fn plan_service(
         Fam::Ip6
     };
     let mut unreachable = Vec::new();
-    let (svc_plan, hash_size) = service(&cx, prev_hash_size, prev_slots, &mut unreachable);
+    let (mut svc_plan, hash_size) = service(&cx, prev_hash_size, prev_slots, &mut unreachable);
     let order = (
         match svc.key {
             ServiceKey::Fwmark { .. } => 0,
@@ -731,6 +878,7 @@ fn plan_service(
     );
     let mut dispatch = Vec::new();
     let mut post = Vec::new();
+    let mut map_key_of = None;
     if dr {
         let dev = svc.device.clone().unwrap_or_default();
         let pre = vec![
@@ -778,16 +926,39 @@ fn plan_service(
                 name,
             })
             .collect();
-        let rules: Vec<Vec<Expr>> = match_alts(&svc.key, port_mode)
-            .into_iter()
-            .map(|mut m| {
-                m.extend(objrefs.iter().cloned());
-                m.push(goto(&cx.chain));
-                m
-            })
-            .collect();
-        dispatch.push(("pre".to_string(), rules.clone()));
-        dispatch.push(("out".to_string(), rules));
+        let post_chain = post_chain(&cx.chain);
+        match svc.key {
+            ServiceKey::Addr { addr, port, proto } if port != 0 => {
+                // Found by the verdict maps; the timeouts open the service's chain.
+                map_key_of = Some(map_key(&addr, proto, port));
+                if !objrefs.is_empty() {
+                    svc_plan.rules.insert(0, objrefs);
+                }
+            }
+            _ => {
+                let rules: Vec<Vec<Expr>> = match_alts(&svc.key, port_mode)
+                    .into_iter()
+                    .map(|mut m| {
+                        m.extend(objrefs.iter().cloned());
+                        m.push(goto(&cx.chain));
+                        m
+                    })
+                    .collect();
+                dispatch.push(("pre".to_string(), rules.clone()));
+                dispatch.push(("out".to_string(), rules));
+                // `jump`: a packet may match another fwmark or port-0 service's rule
+                // too, and is counted wherever its server is listed (as before).
+                for mut m in ct_match_alts(&svc.key, port_mode) {
+                    m.push(Expr::Verdict {
+                        code: NFT_JUMP,
+                        chain: Some(post_chain.clone()),
+                    });
+                    post.push(m);
+                }
+            }
+        }
+        // The service's postrouting chain, for packets of its connections (client →
+        // server, after DNAT).
         let ctr = cx.set("ctr");
         let daddr_port = |r: u32| {
             let mut v = vec![load(NFT_PAYLOAD_NETWORK_HEADER, cx.l.daddr, cx.l.alen, r)];
@@ -801,50 +972,46 @@ fn plan_service(
             }
             v
         };
-        for m in ct_match_alts(&svc.key, port_mode) {
-            // Count client→server packets after DNAT, by the real server's address[.port].
-            let mut r = m.clone();
-            r.extend(daddr_port(K));
-            r.push(lookup(&ctr, K, None));
-            post.push(r);
-            // Persistence: remember (or refresh) which server the client's connection
-            // went to, unless that server no longer takes new clients. Done here, on
-            // every packet, because the nat chains only see a connection's first packet.
-            if let Some(p) = &cx.pers {
-                let src = if cx.l.alen == 4 {
-                    NFT_CT_SRC_IP
-                } else {
-                    NFT_CT_SRC_IP6
-                };
-                let mut r = m;
+        // Count client→server packets after DNAT, by the real server's address[.port].
+        let mut r = daddr_port(K);
+        r.push(lookup(&ctr, K, None));
+        svc_plan.post_rules.push(r);
+        // Persistence: remember (or refresh) which server the client's connection went
+        // to, unless that server no longer takes new clients. Done here, on every
+        // packet, because the nat chains only see a connection's first packet.
+        if let Some(p) = &cx.pers {
+            let src = if cx.l.alen == 4 {
+                NFT_CT_SRC_IP
+            } else {
+                NFT_CT_SRC_IP6
+            };
+            let mut r = vec![Expr::Ct {
+                key: src,
+                dir: Some(IP_CT_DIR_REPLY),
+                dreg: DATA,
+            }];
+            if port_mode {
                 r.push(Expr::Ct {
-                    key: src,
+                    key: NFT_CT_PROTO_SRC,
                     dir: Some(IP_CT_DIR_REPLY),
-                    dreg: DATA,
+                    dreg: after(DATA, cx.l.alen),
                 });
-                if port_mode {
-                    r.push(Expr::Ct {
-                        key: NFT_CT_PROTO_SRC,
-                        dir: Some(IP_CT_DIR_REPLY),
-                        dreg: after(DATA, cx.l.alen),
-                    });
-                }
-                r.push(lookup(&cx.set("live"), DATA, None));
-                r.push(Expr::Ct {
-                    key: src,
-                    dir: Some(IP_CT_DIR_ORIGINAL),
-                    dreg: K,
-                });
-                r.extend(mask_key(&cx.l, p));
-                r.push(Expr::Dynset {
-                    set: cx.set("pers"),
-                    op: NFT_DYNSET_OP_UPDATE,
-                    sreg_key: K,
-                    sreg_data: Some(DATA),
-                    timeout_ms: Some(p.timeout.as_millis() as u64),
-                });
-                post.push(r);
             }
+            r.push(lookup(&cx.set("live"), DATA, None));
+            r.push(Expr::Ct {
+                key: src,
+                dir: Some(IP_CT_DIR_ORIGINAL),
+                dreg: K,
+            });
+            r.extend(mask_key(&cx.l, p));
+            r.push(Expr::Dynset {
+                set: cx.set("pers"),
+                op: NFT_DYNSET_OP_UPDATE,
+                sreg_key: K,
+                sreg_data: Some(DATA),
+                timeout_ms: Some(p.timeout.as_millis() as u64),
+            });
+            svc_plan.post_rules.push(r);
         }
     }
     SvcOut {
@@ -854,6 +1021,7 @@ fn plan_service(
         order,
         dispatch,
         post,
+        map_key: map_key_of,
         unreachable,
         hash_size,
     }
@@ -1069,18 +1237,6 @@ fn service(
     } else {
         (l.addr_type, l.alen)
     };
-    let def = |name: &str, flags: u32, key: (u32, u32), data: Option<(u32, u32)>| SetDef {
-        name: name.to_string(),
-        flags,
-        key_type: key.0,
-        key_len: key.1,
-        data,
-        timeout_ms: None,
-        size: None,
-        counter: false,
-        key_host_order: false,
-        tag: 0,
-    };
     let mut sets = BTreeMap::new();
     sets.insert(
         slots_set.clone(),
@@ -1216,6 +1372,7 @@ fn service(
     let plan = SvcPlan {
         key: svc.key,
         rules,
+        post_rules: Vec::new(),
         sets,
         dests,
         packets_set: ctr,

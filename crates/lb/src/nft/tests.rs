@@ -9,7 +9,7 @@ use super::decode::{self, attrs, rule_exprs};
 use super::diff::diff;
 use super::encode::{nft_type, Batch, SetDef, ELEMS_CHUNK};
 use super::expr::{encode_list, reg, Expr};
-use super::plan::{build, hash_table_size, Fam, Ids, Plan};
+use super::plan::{build, hash_table_size, Elem, Fam, Ids, Plan, COUNT_MAP, DISPATCH_MAP};
 use crate::model::{Dest, Family, Forward, Persistence, Proto, Sched, SchedFlags, Service};
 use crate::model::{ServiceKey, Table};
 use crate::netlink::NLM_F_REQUEST;
@@ -98,6 +98,13 @@ fn attrs_of(m: &Msg) -> &[u8] {
 }
 
 // --- byte layouts ----------------------------------------------------------------------
+
+/// Where the first batch message described by `prefix` is.
+fn first(d: &[String], prefix: &str) -> usize {
+    d.iter()
+        .position(|x| x.starts_with(prefix))
+        .unwrap_or_else(|| panic!("{prefix}: {d:?}"))
+}
 
 #[test]
 fn batch_framing_and_newtable_bytes() {
@@ -277,22 +284,59 @@ fn nat_round_robin_rule_and_maps() {
         s.elems[&2u32.to_ne_bytes()[..]][..],
         [192, 0, 2, 13, 0x1f, 0x90, 0, 0]
     );
-    // dispatch: ip daddr 192.0.2.100 meta l4proto tcp th dport 80 goto svc1
+    // dispatch: ip daddr . meta l4proto . th dport vmap @dispatch, whose element
+    // 192.0.2.100 . tcp . 80 is `goto svc1`
     let pre = &t.base["pre"].rules;
     assert_eq!(pre.len(), 1);
     assert_eq!(
         pre[0].last(),
-        Some(&Expr::Verdict {
-            code: NFT_GOTO,
-            chain: Some("svc1".into())
+        Some(&Expr::Lookup {
+            set: DISPATCH_MAP.into(),
+            sreg: reg(0),
+            dreg: Some(NFT_REG_VERDICT),
+            invert: false
         })
     );
-    assert!(pre[0].contains(&Expr::Cmp {
-        sreg: reg(0),
-        op: NFT_CMP_EQ,
-        data: vec![0, 80]
+    assert!(pre[0].contains(&Expr::Payload {
+        base: NFT_PAYLOAD_TRANSPORT_HEADER,
+        offset: 2,
+        len: 2,
+        dreg: reg(2)
     }));
     assert_eq!(t.base["out"].rules, *pre);
+    let key = [192, 0, 2, 100, 6, 0, 0, 0, 0, 80, 0, 0];
+    let d = &t.maps[DISPATCH_MAP];
+    assert_eq!(d.def.flags, NFT_SET_MAP);
+    assert_eq!(d.def.key_len, 12);
+    assert_eq!(d.def.data, Some((NFT_DATA_VERDICT, 0)));
+    assert_eq!(d.elems.len(), 1);
+    assert_eq!(&d.elems[&key[..]][..], b"svc1");
+    // post: the same key from the conntrack original tuple → svc1_post, which counts.
+    assert_eq!(&t.maps[COUNT_MAP].elems[&key[..]][..], b"svc1_post");
+    assert_eq!(t.base["post"].rules.len(), 1);
+    assert_eq!(
+        t.services["svc1"].post_rules,
+        vec![vec![
+            Expr::Payload {
+                base: NFT_PAYLOAD_NETWORK_HEADER,
+                offset: 16,
+                len: 4,
+                dreg: reg(0)
+            },
+            Expr::Payload {
+                base: NFT_PAYLOAD_TRANSPORT_HEADER,
+                offset: 2,
+                len: 2,
+                dreg: reg(1)
+            },
+            Expr::Lookup {
+                set: "svc1_ctr".into(),
+                sreg: reg(0),
+                dreg: None,
+                invert: false
+            }
+        ]]
+    );
 }
 
 #[test]
@@ -515,16 +559,39 @@ fn port_zero_and_fwmark_services() {
             .unwrap()[..],
         [192, 0, 2, 13, 0, 80, 0, 0]
     );
-    // Dispatch order: fwmark (one rule per protocol with ports), port 80, port 0.
+    // Dispatch order: fwmark (one rule per protocol with ports), the map (port 80),
+    // port 0.
     let gotos: Vec<String> = t.base["pre"]
         .rules
         .iter()
         .map(|r| match r.last() {
             Some(Expr::Verdict { chain: Some(c), .. }) => c.clone(),
+            Some(Expr::Lookup { set, .. }) => format!("@{set}"),
             _ => panic!(),
         })
         .collect();
-    assert_eq!(gotos, vec!["svc2", "svc2", "svc2", "svc3", "svc1"]);
+    assert_eq!(gotos, vec!["svc2", "svc2", "svc2", "@dispatch", "svc1"]);
+    assert_eq!(
+        t.maps[DISPATCH_MAP].elems.values().collect::<Vec<_>>(),
+        vec![&Elem::from_slice(b"svc3")]
+    );
+    // post: the fwmark and port-0 services jump to their chains, the map comes last.
+    let jumps: Vec<String> = t.base["post"]
+        .rules
+        .iter()
+        .map(|r| match r.last() {
+            Some(Expr::Verdict {
+                code: NFT_JUMP,
+                chain: Some(c),
+            }) => c.clone(),
+            Some(Expr::Lookup { set, .. }) => format!("@{set}"),
+            _ => panic!(),
+        })
+        .collect();
+    assert_eq!(
+        jumps,
+        vec!["svc1_post", "svc2_post", "svc2_post", "svc2_post", "@count"]
+    );
     assert_eq!(
         t.base["pre"].rules[0][..2],
         [
@@ -574,8 +641,8 @@ fn persistence_maps_and_rules() {
         invert: false
     }));
     // Recording happens in postrouting with the conntrack reply tuple, for live servers.
-    let rec = t.base["post"]
-        .rules
+    let rec = sp
+        .post_rules
         .iter()
         .find(|r| r.iter().any(|e| matches!(e, Expr::Dynset { .. })))
         .unwrap();
@@ -1275,12 +1342,57 @@ fn removing_a_service_unhooks_it_before_deleting() {
     assert!(pos("flush chain ip vipd post") < pos("delete set ip vipd svc1_ctr"));
     assert!(pos("delete chain ip vipd svc1") < pos("delete set ip vipd svc1_slots"));
     assert!(pos("delete chain ip vipd svc1") < pos("add rule ip vipd pre"));
+    // Its verdict map elements name its chains: they go first.
+    assert!(pos("delete 1 elements ip vipd dispatch") < pos("delete chain ip vipd svc1"));
+    assert!(pos("delete 1 elements ip vipd count") < pos("delete chain ip vipd svc1_post"));
+    assert!(pos("delete chain ip vipd svc1_post") < pos("delete set ip vipd svc1_ctr"));
     // the remaining service is re-dispatched, untouched otherwise
     assert!(!d.iter().any(|x| x.contains("svc2_")), "{d:?}");
     // Removing the last service of a family drops its table.
     let (c, _) = build(&table(vec![]), &mut ids);
     let (_, d) = content(batch(Some(&b), &c));
     assert_eq!(d, vec!["delete table ip vipd"]);
+}
+
+#[test]
+fn adding_a_service_with_a_port_only_adds_map_elements_after_its_chains() {
+    let mut ids = Ids::default();
+    let other = svc(
+        "192.0.2.101",
+        80,
+        Sched::Rr,
+        vec![dest("192.0.2.11", 80, 1)],
+    );
+    let (a, _) = build(&table(vec![rr3()]), &mut ids);
+    let (b, _) = build(&table(vec![rr3(), other]), &mut ids);
+    assert_eq!(a.tables[&Fam::Ip].base, b.tables[&Fam::Ip].base);
+    let (_, d) = content(batch(Some(&a), &b));
+    let pos = |p: &str| first(&d, p);
+    assert!(pos("add chain ip vipd svc2") < pos("add 1 elements ip vipd dispatch"));
+    assert!(pos("add chain ip vipd svc2_post") < pos("add 1 elements ip vipd count"));
+    // The base chains and the other service are untouched: however many services
+    // there are, adding one sends only its own objects and two map elements.
+    assert!(
+        !d.iter()
+            .any(|x| x.contains(" pre") || x.contains(" post") || x.contains("svc1")),
+        "{d:?}"
+    );
+    // Removing the last one with a port takes the maps and their rules away.
+    let (c, _) = build(
+        &table(vec![svc(
+            "192.0.2.102",
+            0,
+            Sched::Rr,
+            vec![dest("192.0.2.11", 0, 1)],
+        )]),
+        &mut ids,
+    );
+    assert!(c.tables[&Fam::Ip].maps.is_empty());
+    let (_, d) = content(batch(Some(&b), &c));
+    let pos = |p: &str| first(&d, p);
+    assert!(pos("flush chain ip vipd pre") < pos("delete set ip vipd dispatch"));
+    assert!(pos("flush chain ip vipd post") < pos("delete set ip vipd count"));
+    assert!(pos("delete set ip vipd dispatch") < pos("delete chain ip vipd svc1"));
 }
 
 #[test]
@@ -1684,7 +1796,9 @@ fn lvs_timeouts_become_ct_timeout_policies_and_dr_flow_timeouts() {
         ]
     );
     assert!(plan.tables[&Fam::Netdev].ct_timeouts.is_empty());
-    // Each NAT service's dispatch rules name the objects of its protocol (port 0: both).
+    // Each NAT service names the objects of its protocol (port 0: both): the services
+    // found by the verdict maps in the first rule of their chain, the others in their
+    // dispatch rules, before the jump to the service's chain (its DNAT).
     let refs = |r: &[Expr]| -> Vec<String> {
         r.iter()
             .filter_map(|e| match e {
@@ -1693,35 +1807,34 @@ fn lvs_timeouts_become_ct_timeout_policies_and_dr_flow_timeouts() {
             })
             .collect()
     };
+    let tcp = "timeout_tcp_100_20".to_string();
+    let udp = "timeout_udp_40".to_string();
+    assert_eq!(
+        refs(&ip4.services["svc1"].rules[0]),
+        std::slice::from_ref(&tcp)
+    );
+    assert_eq!(
+        refs(&ip4.services["svc2"].rules[0]),
+        std::slice::from_ref(&udp)
+    );
     let pre = &ip4.base["pre"].rules;
     let out = &ip4.base["out"].rules;
-    let mut seen: Vec<Vec<String>> = pre.iter().map(|r| refs(r)).collect();
-    seen.sort();
-    seen.dedup();
-    assert_eq!(
-        seen,
-        [
-            vec!["timeout_tcp_100_20".to_string()],
-            vec![
-                "timeout_tcp_100_20".to_string(),
-                "timeout_udp_40".to_string()
-            ],
-            vec!["timeout_udp_40".to_string()],
-        ]
-    );
-    assert!(out.iter().all(|r| !refs(r).is_empty()));
-    for r in pre {
-        // The objects act before the jump to the service's chain (its DNAT).
-        let at = r
-            .iter()
-            .position(|e| matches!(e, Expr::Objref { .. }))
-            .unwrap();
-        let goto = r
-            .iter()
-            .position(|e| matches!(e, Expr::Verdict { .. }))
-            .unwrap();
-        assert!(at < goto, "{r:?}");
-    }
+    assert_eq!(pre, out);
+    let port0: Vec<&Vec<Expr>> = pre
+        .iter()
+        .filter(|r| r.iter().any(|e| matches!(e, Expr::Verdict { .. })))
+        .collect();
+    assert_eq!(port0.len(), 1);
+    assert_eq!(refs(port0[0]), [tcp, udp]);
+    let at = port0[0]
+        .iter()
+        .position(|e| matches!(e, Expr::Objref { .. }))
+        .unwrap();
+    let goto = port0[0]
+        .iter()
+        .position(|e| matches!(e, Expr::Verdict { .. }))
+        .unwrap();
+    assert!(at < goto, "{:?}", port0[0]);
     // DR: the pinned flows of TCP follow tcp / tcpfin (RST keeps its 10 s).
     let sp = plan.tables[&Fam::Netdev].services.values().next().unwrap();
     let pinned: Vec<u64> = sp.rules[..3]
