@@ -34,6 +34,7 @@ mod dataplane;
 mod failover;
 mod jitter;
 mod pair;
+mod probe_floor;
 mod reload;
 mod report;
 mod scale;
@@ -81,6 +82,9 @@ pub enum BenchCommand {
     /// Packets/s and connections/s through vipd's nftables director (NAT, DR) against
     /// plain kernel forwarding on the same topology.
     Dataplane(dataplane::DataplaneArgs),
+    /// The least client for `checkers --floor` (started by it, in its namespace).
+    #[command(hide = true)]
+    ProbeFloor(probe_floor::ProbeFloorArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -224,6 +228,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         BenchCommand::Jitter(a) => jitter::run(a),
         BenchCommand::Tracking(a) => tracking::run(a),
         BenchCommand::Checkers(a) => checkers::run(a),
+        BenchCommand::ProbeFloor(a) => probe_floor::run(a),
         BenchCommand::Soak(a) => soak::run(a),
         BenchCommand::Bfd(a) => bfd::run(a),
         BenchCommand::Scale(a) => scale::run(a),

@@ -18,6 +18,7 @@
 //!   against the bound the timers allow: delay_loop + retry × delay_before_retry.
 //!   For vipd the data-plane programming time of that change is read from its log.
 
+use super::probe_floor::FloorKind;
 use super::{check_interrupt, machine, sleep, wait_for, Impl};
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -46,6 +47,11 @@ pub struct CheckersArgs {
     /// Implementations to measure (one after the other).
     #[arg(long = "impl", value_delimiter = ',', default_values_t = vec![Impl::Vipd, Impl::Keepalived])]
     pub impls: Vec<Impl>,
+    /// Also measure the least clients (`plain`, `lean`) on the same schedule: the
+    /// kernel's share of a check, which no checker opening a connection per check
+    /// can go below (see `probe_floor`).
+    #[arg(long, value_delimiter = ',')]
+    pub floor: Vec<FloorKind>,
     /// vipd's data-plane backend (`auto`, `nftables`, `ipvs`).
     #[arg(long, default_value = "auto")]
     pub backend: String,
@@ -401,7 +407,7 @@ fn present(s: &Setup, port: u16, ipvs: bool) -> Result<bool> {
 }
 
 struct Result1 {
-    imp: Impl,
+    imp: Who,
     cpu_s: f64,
     window_s: f64,
     checks_per_s: f64,
@@ -411,13 +417,55 @@ struct Result1 {
     program_ms: Vec<f64>,
 }
 
-fn measure(s: &Setup, imp: Impl, a: &CheckersArgs) -> Result<Result1> {
+/// What is measured: a daemon, or one of the least clients.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Who {
+    Daemon(Impl),
+    Floor(FloorKind),
+}
+
+impl std::fmt::Display for Who {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Who::Daemon(i) => write!(f, "{i}"),
+            Who::Floor(k) => f.write_str(k.name()),
+        }
+    }
+}
+
+/// Starts a least client on the daemons' schedule, in the director's namespace.
+fn start_floor(s: &Setup, kind: FloorKind, a: &CheckersArgs) -> Result<Proc> {
+    let exe = super::private_exe(&s.work)?;
+    let cmd: Vec<String> = vec![
+        exe.display().to_string(),
+        "bench".into(),
+        "probe-floor".into(),
+        "--target".into(),
+        SERVERS.into(),
+        "--first-port".into(),
+        FIRST_PORT.to_string(),
+        "--servers".into(),
+        a.servers.to_string(),
+        "--delay-loop".into(),
+        a.delay_loop.to_string(),
+        "--kind".into(),
+        kind.to_string(),
+    ];
+    s.dir
+        .spawn(&cmd, s.work.join(format!("{}.log", kind.name())))
+}
+
+fn measure(s: &Setup, who: Who, a: &CheckersArgs) -> Result<Result1> {
     let conf = config(a.servers, a.delay_loop);
-    let mut daemon = start_daemon(s, imp, &conf, &a.backend)?;
-    let ipvs = match imp {
-        Impl::Keepalived => true,
-        Impl::Vipd => std::path::Path::new("/proc/net/ip_vs").exists() && a.backend != "nftables",
+    let (mut daemon, imp) = match who {
+        Who::Daemon(imp) => (start_daemon(s, imp, &conf, &a.backend)?, Some(imp)),
+        Who::Floor(kind) => (start_floor(s, kind, a)?, None),
     };
+    let ipvs = match imp {
+        Some(Impl::Keepalived) => true,
+        _ => std::path::Path::new("/proc/net/ip_vs").exists() && a.backend != "nftables",
+    };
+    let imp = who;
     // Warm-up: the first checks are spread over one delay loop; wait for two and for
     // the table to hold every server.
     let warm = Duration::from_secs_f64(a.delay_loop * 2.0 + 2.0);
@@ -443,7 +491,12 @@ fn measure(s: &Setup, imp: Impl, a: &CheckersArgs) -> Result<Result1> {
     );
 
     let mut removals = Vec::new();
-    for k in 0..a.removals {
+    let removals_wanted = if matches!(who, Who::Daemon(_)) {
+        a.removals
+    } else {
+        0
+    };
+    for k in 0..removals_wanted {
         check_interrupt()?;
         let port = FIRST_PORT + 7 + k as u16 * 13;
         if !wait_for(Duration::from_secs(20), Duration::from_millis(50), || {
@@ -480,7 +533,7 @@ fn measure(s: &Setup, imp: Impl, a: &CheckersArgs) -> Result<Result1> {
     }
     daemon.signal(nix::sys::signal::Signal::SIGTERM).ok();
     daemon.wait_timeout(Duration::from_secs(20));
-    let program_ms = if imp == Impl::Vipd {
+    let program_ms = if imp == Who::Daemon(Impl::Vipd) {
         programming_times(&daemon.log())
     } else {
         Vec::new()
@@ -524,7 +577,10 @@ pub fn run(a: CheckersArgs) -> Result<ExitCode> {
             eprintln!("keepalived: skipped — its checker needs IPVS and this kernel has none (run inside bench/vm/run.sh)");
             continue;
         }
-        results.push(measure(&s, imp, &a)?);
+        results.push(measure(&s, Who::Daemon(imp), &a)?);
+    }
+    for &kind in &a.floor {
+        results.push(measure(&s, Who::Floor(kind), &a)?);
     }
     let bound_ms = (a.delay_loop + RETRY as f64 * DELAY_BEFORE_RETRY) * 1000.0;
     if a.json {
@@ -532,7 +588,7 @@ pub fn run(a: CheckersArgs) -> Result<ExitCode> {
             .iter()
             .map(|r| {
                 json!({
-                    "impl": r.imp.name(), "cpu_seconds": r.cpu_s, "window_seconds": r.window_s,
+                    "impl": r.imp.to_string(), "cpu_seconds": r.cpu_s, "window_seconds": r.window_s,
                     "cpu_percent": 100.0 * r.cpu_s / r.window_s, "checks_per_second": r.checks_per_s,
                     "rss_kib": r.rss_kib, "hwm_kib": r.hwm_kib, "removal_ms": r.removals_ms,
                     "programming_ms": r.program_ms,
@@ -571,11 +627,21 @@ pub fn run(a: CheckersArgs) -> Result<ExitCode> {
             }
         );
     }
-    if let [v, k] = &results[..] {
-        println!(
-            "\nvipd / keepalived CPU: {:.2}×",
-            (v.cpu_s / v.window_s) / (k.cpu_s / k.window_s)
-        );
+    // Every row against keepalived's, per check achieved (the rates differ a little).
+    let per_check = |r: &Result1| r.cpu_s / (r.checks_per_s * r.window_s);
+    if let Some(k) = results
+        .iter()
+        .find(|r| r.imp == Who::Daemon(Impl::Keepalived))
+    {
+        println!();
+        for r in results.iter().filter(|r| r.imp != k.imp) {
+            println!(
+                "{} / keepalived CPU: {:.2}× (per check achieved: {:.2}×)",
+                r.imp,
+                (r.cpu_s / r.window_s) / (k.cpu_s / k.window_s),
+                per_check(r) / per_check(k)
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

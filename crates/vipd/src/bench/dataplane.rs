@@ -88,6 +88,11 @@ pub struct DataplaneArgs {
     /// Variants to measure.
     #[arg(long = "variant", value_delimiter = ',', default_values_t = vec![Variant::Forward, Variant::Nat, Variant::Dr])]
     pub variants: Vec<Variant>,
+    /// Further virtual servers on the VIP (TCP ports 10000.., one real server each)
+    /// that no load uses: what the director's per-packet and per-connection work
+    /// costs when it has many services to tell apart.
+    #[arg(long, default_value_t = 0)]
+    pub services: usize,
     /// vipd's data-plane backend for nat/dr (`nftables`, `ipvs`, `auto`).
     #[arg(long, default_value = "nftables")]
     pub backend: String,
@@ -111,7 +116,10 @@ const ROUTED: &str = "198.51.100.2";
 const UDP_PORT: u16 = 9000;
 const TCP_PORT: u16 = 80;
 
-fn config(kind: &str) -> String {
+/// The first port of the `--services` padding services.
+const PAD_PORT: usize = 10_000;
+
+fn config(kind: &str, services: usize) -> String {
     // DR needs the VIP to be an instance's address (its interface carries the traffic);
     // NAT gets the same instance so the two differ only in `lb_kind`.
     let mut c = format!(
@@ -119,7 +127,11 @@ fn config(kind: &str) -> String {
          vrrp_instance VI {{\n    interface eth0\n    state MASTER\n    virtual_router_id 51\n    \
          priority 150\n    advert_int 1\n    virtual_ipaddress {{\n        {VIP}/32\n    }}\n}}\n"
     );
-    for (port, proto) in [(UDP_PORT, "UDP"), (TCP_PORT, "TCP")] {
+    let pad = (0..services).map(|i| ((PAD_PORT + i) as u16, "TCP"));
+    for (port, proto) in [(UDP_PORT, "UDP"), (TCP_PORT, "TCP")]
+        .into_iter()
+        .chain(pad)
+    {
         c.push_str(&format!(
             "virtual_server {VIP} {port} {{\n    lb_algo rr\n    lb_kind {kind}\n    protocol {proto}\n    \
              real_server {REAL} {port} {{\n        weight 1\n    }}\n}}\n"
@@ -413,7 +425,7 @@ fn cps(lab: &Lab, target: &str, seconds: f64, conns: usize) -> Result<(Rate, u64
     ))
 }
 
-fn start_director(lab: &Lab, v: Variant, backend: &str) -> Result<Option<Proc>> {
+fn start_director(lab: &Lab, v: Variant, backend: &str, services: usize) -> Result<Option<Proc>> {
     match v {
         Variant::Forward => return Ok(None),
         Variant::ForwardCt => {
@@ -431,7 +443,7 @@ fn start_director(lab: &Lab, v: Variant, backend: &str) -> Result<Option<Proc>> 
         lab.director(),
         &lab.work,
         Impl::Vipd,
-        &config(kind),
+        &config(kind, services),
         backend,
     )?;
     // Ready when a connection to the VIP completes.
@@ -488,7 +500,7 @@ pub fn run(a: DataplaneArgs) -> Result<ExitCode> {
     for r in 0..a.runs {
         for &v in &a.variants {
             check_interrupt()?;
-            let d = start_director(&lab, v, &a.backend)?;
+            let d = start_director(&lab, v, &a.backend, a.services)?;
             let target = match v {
                 Variant::Forward | Variant::ForwardCt => ROUTED,
                 Variant::Nat | Variant::Dr => VIP,
@@ -562,14 +574,14 @@ pub fn run(a: DataplaneArgs) -> Result<ExitCode> {
             })
             .collect();
         let out = json!({"machine": machine(), "seconds": a.seconds, "conns": a.conns,
-            "backend": a.backend, "loadavg_before": load_before, "loadavg_after": load_after,
+            "backend": a.backend, "services": 2 + a.services, "loadavg_before": load_before, "loadavg_after": load_after,
             "runs": rows, "medians": med});
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "medians of {} runs × {} s per load, variants interleaved; {} connecting threads; load average {} → {}\n",
-        a.runs, a.seconds, a.conns, load_before, load_after
+        "medians of {} runs × {} s per load, variants interleaved; {} connecting threads; {} virtual servers; load average {} → {}\n",
+        a.runs, a.seconds, a.conns, 2 + a.services, load_before, load_after
     );
     println!("| variant | UDP pps | × forward | UDP pkts per CPU-s | × forward | TCP conn/s | × forward | conns per CPU-s | × forward |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
