@@ -15,6 +15,7 @@
 //! With no installed plan (unknown kernel state) every vipd table is first created if
 //! missing and deleted, then built from scratch.
 
+use super::consts::NFT_DATA_VERDICT;
 use super::elems::Elems;
 use super::encode::Batch;
 use super::plan::{post_chain, Fam, Plan, SetPlan, SvcPlan, TablePlan, TABLE};
@@ -163,20 +164,10 @@ fn update_table(f: u8, o: &TablePlan, n: &TablePlan, b: &mut Batch) {
             Some(om) if om.def == nm.def => {
                 let (_, add) = element_changes(&om.elems, &nm.elems);
                 if !add.is_empty() {
-                    b.new_goto_elems(f, TABLE, name, add);
+                    add_elems(f, nm, add, b);
                 }
             }
-            _ => {
-                b.new_set(f, TABLE, &nm.def);
-                if !nm.elems.is_empty() {
-                    b.new_goto_elems(
-                        f,
-                        TABLE,
-                        name,
-                        nm.elems.iter().map(|(k, v)| (k.as_slice(), v.as_slice())),
-                    );
-                }
-            }
+            _ => create_set(f, nm, b),
         }
     }
     // 6.
@@ -205,12 +196,27 @@ fn update_table(f: u8, o: &TablePlan, n: &TablePlan, b: &mut Batch) {
 fn create_set(f: u8, s: &SetPlan, b: &mut Batch) {
     b.new_set(f, TABLE, &s.def);
     if !s.elems.is_empty() {
-        b.new_elems(
+        add_elems(
             f,
-            TABLE,
-            &s.def.name,
+            s,
             s.elems.iter().map(|(k, v)| (k.as_slice(), v.as_slice())),
+            b,
         );
+    }
+}
+
+/// Adds elements to `s`; a verdict map's data are the names of the chains its
+/// elements `goto`.
+fn add_elems<'a>(
+    f: u8,
+    s: &SetPlan,
+    elems: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    b: &mut Batch,
+) {
+    if matches!(s.def.data, Some((NFT_DATA_VERDICT, _))) {
+        b.new_goto_elems(f, TABLE, &s.def.name, elems);
+    } else {
+        b.new_elems(f, TABLE, &s.def.name, elems);
     }
 }
 
@@ -242,7 +248,7 @@ fn update_service(f: u8, chain: &str, o: &SvcPlan, n: &SvcPlan, b: &mut Batch) {
                     b.del_elems(f, TABLE, name, del);
                 }
                 if !add.is_empty() {
-                    b.new_elems(f, TABLE, name, add);
+                    add_elems(f, s, add, b);
                 }
             }
             _ => create_set(f, s, b),

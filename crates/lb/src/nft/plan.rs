@@ -722,8 +722,7 @@ pub fn build(table: &Table, ids: &mut Ids) -> (Plan, Vec<UnreachableDest>) {
                     // The map takes the place of the services with a port: after
                     // the fwmark services, before those with port 0.
                     let mut r: Rules = Vec::new();
-                    let mut map_rule =
-                        (*fam != Fam::Netdev && !by_map.is_empty()).then(|| dispatch_map_rule(&l));
+                    let mut map_rule = (!by_map.is_empty()).then(|| dispatch_map_rule(&l));
                     for (order, rules) in d {
                         if order.0 > 1 {
                             r.extend(map_rule.take());

@@ -457,21 +457,18 @@ fn start_floor(s: &Setup, kind: FloorKind, a: &CheckersArgs) -> Result<Proc> {
 
 fn measure(s: &Setup, who: Who, a: &CheckersArgs) -> Result<Result1> {
     let conf = config(a.servers, a.delay_loop);
-    let (mut daemon, imp) = match who {
-        Who::Daemon(imp) => (start_daemon(s, imp, &conf, &a.backend)?, Some(imp)),
-        Who::Floor(kind) => (start_floor(s, kind, a)?, None),
+    let mut daemon = match who {
+        Who::Daemon(imp) => start_daemon(s, imp, &conf, &a.backend)?,
+        Who::Floor(kind) => start_floor(s, kind, a)?,
     };
-    let ipvs = match imp {
-        Some(Impl::Keepalived) => true,
-        _ => std::path::Path::new("/proc/net/ip_vs").exists() && a.backend != "nftables",
-    };
-    let imp = who;
+    let ipvs = who == Who::Daemon(Impl::Keepalived)
+        || (std::path::Path::new("/proc/net/ip_vs").exists() && a.backend != "nftables");
     // Warm-up: the first checks are spread over one delay loop; wait for two and for
     // the table to hold every server.
     let warm = Duration::from_secs_f64(a.delay_loop * 2.0 + 2.0);
     sleep(warm)?;
     if !daemon.is_running() {
-        bail!("{imp} exited during warm-up:\n{}", daemon.log_tail(30));
+        bail!("{who} exited during warm-up:\n{}", daemon.log_tail(30));
     }
     let pids = tree(daemon.pid());
     let r0 = s.farm.requests.load(Ordering::Relaxed);
@@ -484,7 +481,7 @@ fn measure(s: &Setup, who: Who, a: &CheckersArgs) -> Result<Result1> {
     let window = t0.elapsed().as_secs_f64();
     let (rss, hwm) = memory_kib(&pids);
     eprintln!(
-        "{imp}: {:.3} CPU-s over {window:.1} s, {:.0} checks/s, RSS {} KiB (pids {pids:?})",
+        "{who}: {:.3} CPU-s over {window:.1} s, {:.0} checks/s, RSS {} KiB (pids {pids:?})",
         c1 - c0,
         (r1 - r0) as f64 / window,
         rss
@@ -503,7 +500,7 @@ fn measure(s: &Setup, who: Who, a: &CheckersArgs) -> Result<Result1> {
             present(s, port, ipvs).unwrap_or(false)
         }) {
             bail!(
-                "{imp}: {SERVERS}:{port} never appeared in the kernel table:\n{}",
+                "{who}: {SERVERS}:{port} never appeared in the kernel table:\n{}",
                 daemon.log_tail(20)
             );
         }
@@ -520,12 +517,12 @@ fn measure(s: &Setup, who: Who, a: &CheckersArgs) -> Result<Result1> {
         let took = t0.elapsed();
         if !gone {
             bail!(
-                "{imp}: {SERVERS}:{port} still in the table after {took:?}:\n{}",
+                "{who}: {SERVERS}:{port} still in the table after {took:?}:\n{}",
                 daemon.log_tail(20)
             );
         }
         eprintln!(
-            "{imp}: removal of :{port} after {:.1} ms",
+            "{who}: removal of :{port} after {:.1} ms",
             took.as_secs_f64() * 1000.0
         );
         removals.push(took.as_secs_f64() * 1000.0);
@@ -533,13 +530,13 @@ fn measure(s: &Setup, who: Who, a: &CheckersArgs) -> Result<Result1> {
     }
     daemon.signal(nix::sys::signal::Signal::SIGTERM).ok();
     daemon.wait_timeout(Duration::from_secs(20));
-    let program_ms = if imp == Who::Daemon(Impl::Vipd) {
+    let program_ms = if who == Who::Daemon(Impl::Vipd) {
         programming_times(&daemon.log())
     } else {
         Vec::new()
     };
     Ok(Result1 {
-        imp,
+        imp: who,
         cpu_s: c1 - c0,
         window_s: window,
         checks_per_s: (r1 - r0) as f64 / window,
